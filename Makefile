@@ -1,0 +1,106 @@
+# Tern build.
+#   make            release build: build/tern
+#   make run        build, then run a development server on 127.0.0.1:2525 (./run/)
+#   make test       install test dependencies, build with ASan+UBSan, run all tests
+#   make bench      tern vs Postfix, side by side (see docs/PERFORMANCE.md)
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make man        regenerate man/tern.conf.5 from the parameter table
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PKGS    := libevent libevent_pthreads
+WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wformat=2 -Wno-format-nonliteral \
+           -Wmissing-prototypes -Wstrict-prototypes
+CSTD    := -std=c17 -D_GNU_SOURCE
+INCS    := -Isrc
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -levent_pthreads -levent) -lcrypt -lpthread
+
+SRC_ALL := $(shell find src -name '*.c' | sort)
+SRC_LIB := $(filter-out src/main.c,$(SRC_ALL))
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+HDRS    := $(shell find src -name '*.h')
+
+# Release build
+BUILD   := build
+CFLAGS_REL := $(CSTD) $(WARN) $(INCS) -O2 -g
+# Test build (sanitizers)
+TBUILD  := build/asan
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
+
+OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
+OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
+
+.PHONY: all run test unit integration bench install man deps deps-test clean check-clang
+
+all: $(BUILD)/tern
+
+deps:
+	@scripts/deps.sh build
+
+deps-test:
+	@scripts/deps.sh test
+
+$(BUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_REL) -c -o $@ $<
+
+$(BUILD)/libtern.a: $(OBJ_REL)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/tern: src/main.c $(BUILD)/libtern.a
+	$(CC) $(CFLAGS_REL) -o $@ $< $(BUILD)/libtern.a $(LIBS)
+
+$(TBUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_TST) -c -o $@ $<
+
+$(TBUILD)/libtern.a: $(OBJ_TST)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(TBUILD)/tern: src/main.c $(TBUILD)/libtern.a
+	$(CC) $(CFLAGS_TST) -o $@ $< $(TBUILD)/libtern.a $(LIBS)
+
+$(TBUILD)/tests/%: tests/unit/%.c $(TBUILD)/libtern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_TST) -Itests/unit -o $@ $< $(TBUILD)/libtern.a $(LIBS) -lcmocka
+
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(TBUILD)/tests/%)
+
+run: deps $(BUILD)/tern
+	$(BUILD)/tern -c run dev
+
+test: deps-test
+	$(MAKE) --no-print-directory unit integration
+
+unit: $(UNIT_BINS) $(TBUILD)/tern
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+integration: $(TBUILD)/tern $(BUILD)/tern
+	TERN_BIN=$(CURDIR)/$(TBUILD)/tern /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+bench: deps-test $(BUILD)/tern
+	bench/run.sh
+
+# Both compilers must build warning-free.
+check-clang:
+	$(MAKE) --no-print-directory CC=clang BUILD=build/clang build/clang/tern
+
+man: $(BUILD)/tern
+	$(BUILD)/tern config man > man/tern.conf.5
+
+install: $(BUILD)/tern
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(BUILD)/tern $(DESTDIR)$(PREFIX)/sbin/tern
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/sendmail
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/mailq
+	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/newaliases
+	install -m 644 man/tern.8 $(DESTDIR)$(PREFIX)/share/man/man8/tern.8
+	install -m 644 man/tern.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/tern.conf.5
+	@echo "Installed. Create the unprivileged user once: useradd --system --home /var/spool/tern --shell /usr/sbin/nologin tern"
+
+clean:
+	rm -rf build

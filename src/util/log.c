@@ -1,0 +1,169 @@
+/* log: Postfix-style log lines (see log.h). */
+#include "util/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/mem.h"
+
+static char log_role[32] = "tern";
+static char log_host[256] = "localhost";
+static int log_to_stderr = 1;
+static int log_to_syslog;
+static int log_fd = -1;
+static char *log_path;
+static int log_debug_on;
+
+void log_init(const char *role)
+{
+    log_set_role(role);
+    if (gethostname(log_host, sizeof log_host) != 0)
+        str_copy(log_host, "localhost", sizeof log_host);
+    log_host[sizeof log_host - 1] = '\0';
+    char *dot = strchr(log_host, '.');
+    if (dot)
+        *dot = '\0';
+}
+
+void log_set_role(const char *role)
+{
+    str_copy(log_role, role, sizeof log_role);
+}
+
+void log_set_stderr(int on)
+{
+    log_to_stderr = on;
+}
+
+void log_set_syslog(int on)
+{
+    if (on && !log_to_syslog)
+        openlog("tern", LOG_PID | LOG_NDELAY, LOG_MAIL);
+    log_to_syslog = on;
+}
+
+void log_set_debug(int on)
+{
+    log_debug_on = on;
+}
+
+void log_set_file(const char *path)
+{
+    if (log_fd >= 0)
+        close(log_fd);
+    log_fd = -1;
+    free(log_path);
+    log_path = NULL;
+    if (!path || !*path)
+        return;
+    log_path = xstrdup(path);
+    log_reopen();
+}
+
+void log_reopen(void)
+{
+    if (!log_path)
+        return;
+    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        log_error("cannot open log file %s: %s", log_path, strerror(e));
+        return;
+    }
+    if (log_fd >= 0)
+        close(log_fd);
+    log_fd = fd;
+}
+
+static void log_emit(int prio, const char *prefix, const char *fmt, va_list ap)
+{
+    int saved_errno = errno;
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* One line per event: never let a newline from data split a log line. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+
+    if (log_to_syslog)
+        syslog(prio, "%s%s", prefix, msg);
+    if (log_to_stderr || log_fd >= 0) {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
+        char line[2400];
+        int n = snprintf(line, sizeof line, "%s %s tern/%s[%ld]: %s%s\n", stamp, log_host,
+                         log_role, (long)getpid(), prefix, msg);
+        if (n < 0)
+            n = 0;
+        if ((size_t)n >= sizeof line) {
+            n = (int)sizeof line - 1;
+            line[n - 1] = '\n';
+        }
+        if (log_to_stderr)
+            (void)!write(STDERR_FILENO, line, (size_t)n);
+        if (log_fd >= 0)
+            (void)!write(log_fd, line, (size_t)n);
+    }
+    errno = saved_errno;
+}
+
+void log_info(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_INFO, "", fmt, ap);
+    va_end(ap);
+}
+
+void log_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_WARNING, "warning: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_ERR, "error: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_debug(const char *fmt, ...)
+{
+    if (!log_debug_on)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_DEBUG, "debug: ", fmt, ap);
+    va_end(ap);
+}
+
+void log_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_CRIT, "fatal: ", fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+
+void log_panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_emit(LOG_CRIT, "panic: ", fmt, ap);
+    va_end(ap);
+    abort();
+}

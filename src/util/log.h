@@ -1,0 +1,29 @@
+/* log: Postfix-style log lines ("Nov 25 16:03:00 host tern/smtpd[42]: ...").
+ *
+ * Each process calls log_init() with its role name. Lines go to stderr when
+ * running in the foreground, to maillog_file when one is set (opened O_APPEND,
+ * one write per line, so processes can share it), else to syslog facility
+ * mail. log_reopen() reopens the file after rotation (SIGUSR1). */
+#ifndef TERN_UTIL_LOG_H
+#define TERN_UTIL_LOG_H
+
+#include <stdarg.h>
+
+void log_init(const char *role);          /* "master", "smtpd", "queue", "local", "sendmail" */
+void log_set_role(const char *role);
+void log_set_stderr(int on);               /* foreground: also to stderr */
+void log_set_file(const char *path);       /* NULL or "" = none */
+void log_set_syslog(int on);
+void log_reopen(void);
+void log_set_debug(int on);
+
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Logs "fatal: ..." and exits with status 1. */
+void log_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+/* A broken internal invariant: logs "panic: ..." and aborts (core for debugging). */
+void log_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

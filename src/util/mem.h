@@ -1,0 +1,31 @@
+/* mem: checked allocation and string helpers.
+ *
+ * Every allocation in tern goes through these wrappers. Running out of memory
+ * is a broken environment we cannot reply through, so it is fatal (the master
+ * restarts the process; the durable queue makes that harmless). */
+#ifndef TERN_UTIL_MEM_H
+#define TERN_UTIL_MEM_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+/* Grows an array of *cap elements of elem_size to hold at least want. */
+void *xgrow(void *p, size_t *cap, size_t want, size_t elem_size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap);
+
+/* Copies src into dst of size dstsize, always NUL-terminating; returns
+ * strlen(src) so truncation is detectable (like strlcpy). */
+size_t str_copy(char *dst, const char *src, size_t dstsize);
+/* ASCII-only case helpers: SMTP keywords and domains are ASCII. */
+void str_lower(char *s);
+int str_case_prefix(const char *s, const char *prefix);
+/* Trims ASCII whitespace at both ends, in place; returns s. */
+char *str_trim(char *s);
+
+#endif
