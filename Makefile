@@ -42,24 +42,27 @@ deps:
 deps-test:
 	@scripts/deps.sh test
 
+Q := @
 $(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_REL) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_REL) -c -o $@ $<
 
 $(BUILD)/libtern.a: $(OBJ_REL)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/tern: src/main.c $(BUILD)/libtern.a
 	$(CC) $(CFLAGS_REL) -o $@ $< $(BUILD)/libtern.a $(LIBS)
 
 $(TBUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_TST) -c -o $@ $<
+	@echo "  CC+SAN  $<"
+	$(Q)$(CC) $(CFLAGS_TST) -c -o $@ $<
 
 $(TBUILD)/libtern.a: $(OBJ_TST)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(TBUILD)/tern: src/main.c $(TBUILD)/libtern.a
 	$(CC) $(CFLAGS_TST) -o $@ $< $(TBUILD)/libtern.a $(LIBS)

@@ -1,8 +1,204 @@
-/* tern: command dispatch (stub, replaced as commands land). */
+/* tern: command dispatch.
+ *
+ * Called as sendmail, mailq or newaliases (a link to tern), it acts as
+ * those commands; otherwise `tern [-c DIR] COMMAND ...`. */
+#include <errno.h>
+#include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-int main(void)
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "daemon/instance.h"
+#include "daemon/master.h"
+#include "daemon/runtime.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+static void usage(FILE *f)
 {
-    fprintf(stderr, "tern: not yet\n");
-    return 1;
+    fprintf(f,
+            "usage: tern [-c CONFIG_DIR] COMMAND [ARGS]\n"
+            "\n"
+            "  serve                      run the mail server in the foreground\n"
+            "  dev [--port N]             a development server on 127.0.0.1:2525 (default),\n"
+            "                             mail for any address @localhost into CONFIG_DIR/mail\n"
+            "                             (CONFIG_DIR defaults to ./run for this command)\n"
+            "  sendmail [options] RCPT..  submit a message (as Postfix's sendmail)\n"
+            "  mailq                      list the queue\n"
+            "  queue [list|flush|delete ID|hold ID|release ID]\n"
+            "  config [-n|-a|-d NAME|NAME...|check|man]\n"
+            "  newaliases                 check the alias file (tern reads it directly)\n"
+            "  log reopen                 reopen the log file (after rotation)\n"
+            "  version\n"
+            "\n"
+            "CONFIG_DIR defaults to $TERN_CONFIG, $MAIL_CONFIG or /etc/tern.\n");
+}
+
+struct dev_info {
+    const char *dir;
+};
+
+static void announce_dev(const struct runtime *rt, void *arg)
+{
+    const struct dev_info *d = arg;
+    const char *where = rt->nlisteners ? rt->listeners[0].address : "(no listener)";
+    fprintf(stderr,
+            "\n"
+            "  tern development server\n"
+            "  listening on    %s\n"
+            "  mail for        any-name@localhost\n"
+            "  lands in        %s/mail/<name>/Maildir/new/\n"
+            "  queue           %s    (tern -c %s queue)\n"
+            "  log             this terminal and %s\n"
+            "  try             swaks --server %s --to you@localhost\n"
+            "  stop            Ctrl-C\n\n",
+            where, d->dir, rt->queue_dir, d->dir, conf_str(rt->conf, "maillog_file"), where);
+}
+
+static int cmd_dev(const char *config_dir, int argc, char **argv)
+{
+    int port = 2525;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            port = atoi(argv[++i]);
+        } else {
+            usage(stderr);
+            return 64;
+        }
+    }
+    if (port <= 0 || port > 65535) {
+        fprintf(stderr, "tern: bad port\n");
+        return 64;
+    }
+    struct strbuf diag = STRBUF_INIT;
+    if (instance_write_dev(config_dir, port, &diag) != 0) {
+        fprintf(stderr, "tern: %s", sb_str(&diag));
+        sb_free(&diag);
+        return 1;
+    }
+    sb_free(&diag);
+    char *abs = config_dir[0] == '/' ? xstrdup(config_dir) : NULL;
+    if (!abs) {
+        char *cwd = getcwd(NULL, 0);
+        abs = xasprintf("%s/%s", cwd ? cwd : ".", config_dir);
+        free(cwd);
+    }
+    struct dev_info info = {abs};
+    struct master_opts o = {.config_dir = abs, .dev = 1, .announce = announce_dev, .announce_arg = &info};
+    int rc = master_run(&o);
+    free(abs);
+    return rc;
+}
+
+static int cmd_log(const char *config_dir, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "reopen") != 0) {
+        usage(stderr);
+        return 64;
+    }
+    struct instance in;
+    struct strbuf diag = STRBUF_INIT;
+    int rc = 1;
+    if (instance_load(&in, config_dir, &diag) == 0) {
+        char *path = xasprintf("%s/%s/master.pid", instance_queue_dir(&in), QDIR_PID);
+        FILE *f = fopen(path, "r");
+        long pid = 0;
+        if (f && fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, SIGUSR1) == 0)
+            rc = 0;
+        else
+            fprintf(stderr, "tern: cannot signal the master process (%s): %s\n", path, strerror(errno));
+        if (f)
+            fclose(f);
+        free(path);
+    } else {
+        fputs(sb_str(&diag), stderr);
+    }
+    sb_free(&diag);
+    instance_free(&in);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    char *argv0 = xstrdup(argv[0]);
+    const char *name = basename(argv0);
+    const char *config_dir = NULL;
+    log_init("cli");
+    int rc;
+    if (strcmp(name, "sendmail") == 0) {
+        rc = cli_sendmail(instance_default_dir(), argc, argv);
+        goto out;
+    }
+    if (strcmp(name, "mailq") == 0) {
+        char *qargv[] = {"mailq", NULL};
+        rc = cli_queue(instance_default_dir(), 1, qargv);
+        goto out;
+    }
+    if (strcmp(name, "newaliases") == 0) {
+        rc = cli_newaliases(instance_default_dir(), argc, argv);
+        goto out;
+    }
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            config_dir = argv[i + 1];
+            i += 2;
+        } else if (strcmp(argv[i], "-v") == 0) {
+            log_set_debug(1);
+            i++;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            rc = 0;
+            goto out;
+        } else {
+            usage(stderr);
+            rc = 64;
+            goto out;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        rc = 64;
+        goto out;
+    }
+    const char *cmd = argv[i];
+    int cargc = argc - i;
+    char **cargv = argv + i;
+    if (strcmp(cmd, "dev") == 0) {
+        rc = cmd_dev(config_dir ? config_dir : "run", cargc, cargv);
+        goto out;
+    }
+    if (!config_dir)
+        config_dir = instance_default_dir();
+    if (strcmp(cmd, "serve") == 0) {
+        struct master_opts o = {.config_dir = config_dir};
+        rc = master_run(&o);
+    } else if (strcmp(cmd, "sendmail") == 0) {
+        rc = cli_sendmail(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "mailq") == 0) {
+        char *qargv[] = {"mailq", NULL};
+        rc = cli_queue(config_dir, 1, qargv);
+    } else if (strcmp(cmd, "queue") == 0) {
+        rc = cli_queue(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "config") == 0) {
+        rc = cli_config(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "newaliases") == 0) {
+        rc = cli_newaliases(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "log") == 0) {
+        rc = cmd_log(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "version") == 0) {
+        printf("tern %s\n", TERN_VERSION);
+        rc = 0;
+    } else {
+        fprintf(stderr, "tern: unknown command %s\n", cmd);
+        usage(stderr);
+        rc = 64;
+    }
+out:
+    free(argv0);
+    return rc;
 }

@@ -1,0 +1,332 @@
+/* cli_queue: `tern queue` and `mailq` (like Postfix's postqueue).
+ *
+ *   tern queue [list]          the queue, like `postqueue -p` / mailq
+ *   tern queue flush           retry every deferred message now
+ *   tern queue delete ID|ALL   remove messages (like postsuper -d)
+ *   tern queue hold ID|ALL     keep messages from delivery (postsuper -h)
+ *   tern queue release ID|ALL  undo hold (postsuper -H)
+ *
+ * With the daemon running, the requests go to the queue process over
+ * public/qmgr (listing is open to every user, changes to root and the
+ * mail owner). With it stopped, root and the mail owner read and change
+ * the queue files directly. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "daemon/instance.h"
+#include "daemon/ipc.h"
+#include "daemon/runtime.h"
+#include "queue/queue_file.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+struct listing {
+    unsigned long long bytes;
+    unsigned count;
+    int printed_header;
+};
+
+static void print_entry(struct listing *l, const char *id, const char *flag, unsigned long long size,
+                        time_t arrival, const char *sender, const char **rcpts, const char **reasons, size_t n)
+{
+    if (!l->printed_header) {
+        printf("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+        l->printed_header = 1;
+    }
+    char when[32];
+    struct tm tm;
+    localtime_r(&arrival, &tm);
+    strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+    char idf[32];
+    snprintf(idf, sizeof idf, "%s%s", id, flag);
+    printf("%-14s %8llu %s  %s\n", idf, size, when, *sender ? sender : "MAILER-DAEMON");
+    const char *last_reason = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (reasons[i] && *reasons[i] && (!last_reason || strcmp(last_reason, reasons[i]) != 0)) {
+            printf("%45s(%s)\n", "", reasons[i]);
+            last_reason = reasons[i];
+        }
+        printf("%45s%s\n", "", rcpts[i]);
+    }
+    printf("\n");
+    l->bytes += size;
+    l->count++;
+}
+
+static void print_footer(struct listing *l)
+{
+    if (!l->count) {
+        printf("Mail queue is empty\n");
+        return;
+    }
+    printf("-- %llu Kbytes in %u Request%s.\n", (l->bytes + 1023) / 1024, l->count, l->count == 1 ? "" : "s");
+}
+
+static int connect_qmgr(const char *qdir)
+{
+    char *path = xasprintf("%s/%s", qdir, QSOCK_QMGR);
+    int fd = ipc_connect(path);
+    free(path);
+    return fd;
+}
+
+static int list_online(int fd)
+{
+    struct ipc_msg req;
+    ipc_msg_init(&req, IPC_QUEUE_LIST, 1);
+    int rc = ipc_send_blocking(fd, &req);
+    ipc_msg_free(&req);
+    if (rc != 0)
+        return -1;
+    struct listing l = {0};
+    for (;;) {
+        struct ipc_msg m;
+        if (ipc_recv_blocking(fd, &m, 30000) != 0) {
+            fprintf(stderr, "tern: error reading the queue listing: %s\n", strerror(errno));
+            return -1;
+        }
+        if (m.type == IPC_DONE) {
+            ipc_msg_free(&m);
+            break;
+        }
+        size_t n = (size_t)ipc_msg_get_u64(&m, "nrcpt", 0);
+        const char **rcpts = xcalloc(n + 1, sizeof *rcpts), **reasons = xcalloc(n + 1, sizeof *reasons);
+        for (size_t i = 0; i < n; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "rcpt%zu", i);
+            rcpts[i] = ipc_msg_get(&m, key);
+            snprintf(key, sizeof key, "reason%zu", i);
+            reasons[i] = ipc_msg_get(&m, key);
+            if (!rcpts[i])
+                rcpts[i] = "";
+        }
+        const char *id = ipc_msg_get(&m, "id"), *flag = ipc_msg_get(&m, "flag"), *sender = ipc_msg_get(&m, "sender");
+        print_entry(&l, id ? id : "?", flag ? flag : "", ipc_msg_get_u64(&m, "size", 0),
+                    (time_t)ipc_msg_get_u64(&m, "arrival", 0), sender ? sender : "", rcpts, reasons, n);
+        free(rcpts);
+        free(reasons);
+        ipc_msg_free(&m);
+    }
+    print_footer(&l);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char **dir_ids(const char *dir, size_t *n)
+{
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    char **v = NULL;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!queue_id_valid(e->d_name))
+            continue;
+        v = xgrow(v, &cap, *n + 1, sizeof *v);
+        v[(*n)++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (*n)
+        qsort(v, *n, sizeof *v, cmp_str);
+    return v;
+}
+
+static void list_dir(struct listing *l, const char *qdir, const char *sub, const char *flag)
+{
+    char *dir = xasprintf("%s/%s", qdir, sub);
+    size_t n;
+    char **ids = dir_ids(dir, &n);
+    for (size_t i = 0; i < n; i++) {
+        char *path = xasprintf("%s/%s", dir, ids[i]);
+        struct qf_message m;
+        char err[256];
+        if (qf_read_path(path, &m, err, sizeof err) == 0) {
+            const char **rcpts = xcalloc(m.nrcpt + 1, sizeof *rcpts), **reasons = xcalloc(m.nrcpt + 1, sizeof *reasons);
+            size_t k = 0;
+            for (size_t j = 0; j < m.nrcpt; j++) {
+                if (m.rcpts[j].state != QF_PENDING && m.rcpts[j].state != QF_DEFERRED)
+                    continue;
+                rcpts[k] = m.rcpts[j].addr;
+                reasons[k++] = m.rcpts[j].state == QF_DEFERRED ? m.rcpts[j].reason : "";
+            }
+            print_entry(l, m.id, flag, m.content_length, (time_t)(m.arrival_us / 1000000), m.sender, rcpts,
+                        reasons, k);
+            free(rcpts);
+            free(reasons);
+            qf_message_free(&m);
+        }
+        free(path);
+        free(ids[i]);
+    }
+    free(ids);
+    free(dir);
+}
+
+static int list_offline(const char *qdir)
+{
+    char *q = xasprintf("%s/%s", qdir, QDIR_QUEUE);
+    if (access(q, R_OK | X_OK) != 0) {
+        fprintf(stderr, "tern: the mail system is down and %s is not readable (%s)\n", q, strerror(errno));
+        free(q);
+        return 1;
+    }
+    free(q);
+    struct listing l = {0};
+    list_dir(&l, qdir, QDIR_QUEUE, "");
+    list_dir(&l, qdir, QDIR_HOLD, "!");
+    print_footer(&l);
+    return 0;
+}
+
+static int request_online(int fd, int type, const char *id, const char *verb)
+{
+    struct ipc_msg req, m;
+    ipc_msg_init(&req, (uint16_t)type, 1);
+    if (id)
+        ipc_msg_add(&req, "id", id);
+    int rc = ipc_send_blocking(fd, &req);
+    ipc_msg_free(&req);
+    if (rc != 0 || ipc_recv_blocking(fd, &m, 30000) != 0) {
+        fprintf(stderr, "tern: no answer from the queue service\n");
+        return 1;
+    }
+    const char *status = ipc_msg_get(&m, "status"), *text = ipc_msg_get(&m, "text");
+    int ok = status && strcmp(status, "ok") == 0;
+    if (!ok) {
+        if (status && strcmp(status, "notfound") == 0)
+            fprintf(stderr, "tern: %s: no such message in the queue\n", text ? text : id);
+        else
+            fprintf(stderr, "tern: %s failed: %s\n", verb, text ? text : "unknown error");
+    } else if (type != IPC_QUEUE_FLUSH) {
+        fprintf(stderr, "tern: %s: %s message%s\n", verb, text, text && strcmp(text, "1") == 0 ? "" : "s");
+    }
+    ipc_msg_free(&m);
+    return ok ? 0 : 1;
+}
+
+/* With the daemon stopped: change the files directly, under the master's lock. */
+static int request_offline(const char *qdir, int type, const char *id, const char *verb)
+{
+    char *lockpath = xasprintf("%s/%s/master.pid", qdir, QDIR_PID);
+    int lock = open(lockpath, O_RDWR | O_CLOEXEC);
+    free(lockpath);
+    if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
+        fprintf(stderr, "tern: the queue is busy; try again\n");
+        close(lock);
+        return 1;
+    }
+    if (type == IPC_QUEUE_FLUSH) {
+        fprintf(stderr, "tern: the mail system is down; queued mail is tried when it starts\n");
+        if (lock >= 0)
+            close(lock);
+        return 0;
+    }
+    const char *from = type == IPC_QUEUE_RELEASE ? QDIR_HOLD : QDIR_QUEUE;
+    int count = 0, failures = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *sub = pass == 0 ? from : (type == IPC_QUEUE_DELETE ? QDIR_HOLD : NULL);
+        if (!sub)
+            break;
+        char *dir = xasprintf("%s/%s", qdir, sub);
+        size_t n;
+        char **ids = dir_ids(dir, &n);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(id, "ALL") == 0 || strcmp(id, ids[i]) == 0) {
+                char *path = xasprintf("%s/%s", dir, ids[i]);
+                int rc;
+                if (type == IPC_QUEUE_DELETE) {
+                    rc = unlink(path);
+                } else {
+                    char *to = xasprintf("%s/%s/%s", qdir, type == IPC_QUEUE_HOLD ? QDIR_HOLD : QDIR_QUEUE, ids[i]);
+                    rc = rename(path, to);
+                    free(to);
+                }
+                rc == 0 ? count++ : failures++;
+                free(path);
+            }
+            free(ids[i]);
+        }
+        free(ids);
+        free(dir);
+    }
+    if (lock >= 0)
+        close(lock);
+    if (count == 0 && strcmp(id, "ALL") != 0) {
+        fprintf(stderr, "tern: %s: no such message in the queue\n", id);
+        return 1;
+    }
+    fprintf(stderr, "tern: %s: %d message%s\n", verb, count, count == 1 ? "" : "s");
+    return failures ? 1 : 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: tern [-c DIR] queue [list | flush | delete ID|ALL | hold ID|ALL | release ID|ALL]\n");
+    return 64;
+}
+
+int cli_queue(const char *config_dir, int argc, char **argv)
+{
+    struct instance in;
+    struct strbuf diag = STRBUF_INIT;
+    if (instance_load(&in, config_dir, &diag) != 0) {
+        fprintf(stderr, "%s", sb_str(&diag));
+        sb_free(&diag);
+        instance_free(&in);
+        return 78;
+    }
+    sb_free(&diag);
+    char *qdir = xstrdup(instance_queue_dir(&in));
+    instance_free(&in);
+    const char *verb = argc > 1 ? argv[1] : "list";
+    if (strcmp(argv[0], "mailq") == 0)
+        verb = "list";
+    int type = -1;
+    if (strcmp(verb, "list") == 0 || strcmp(verb, "-p") == 0)
+        type = IPC_QUEUE_LIST;
+    else if (strcmp(verb, "flush") == 0 || strcmp(verb, "-f") == 0)
+        type = IPC_QUEUE_FLUSH;
+    else if (strcmp(verb, "delete") == 0)
+        type = IPC_QUEUE_DELETE;
+    else if (strcmp(verb, "hold") == 0)
+        type = IPC_QUEUE_HOLD;
+    else if (strcmp(verb, "release") == 0)
+        type = IPC_QUEUE_RELEASE;
+    int rc;
+    const char *id = argc > 2 ? argv[2] : NULL;
+    if (type < 0) {
+        rc = usage();
+    } else if ((type == IPC_QUEUE_DELETE || type == IPC_QUEUE_HOLD || type == IPC_QUEUE_RELEASE) &&
+               (!id || (strcmp(id, "ALL") != 0 && !queue_id_valid(id)))) {
+        if (id)
+            fprintf(stderr, "tern: %s: not a queue ID\n", id);
+        rc = usage();
+    } else {
+        int fd = connect_qmgr(qdir);
+        if (fd >= 0) {
+            rc = type == IPC_QUEUE_LIST ? (list_online(fd) ? 1 : 0) : request_online(fd, type, id, verb);
+            close(fd);
+        } else if (type == IPC_QUEUE_LIST) {
+            rc = list_offline(qdir);
+        } else {
+            rc = request_offline(qdir, type, id, verb);
+        }
+    }
+    free(qdir);
+    return rc;
+}

@@ -1,0 +1,453 @@
+/* cli_sendmail: the Sendmail-compatible submission command.
+ *
+ * `sendmail [options] [recipient ...]` (tern called by that name, or `tern
+ * sendmail`) reads a message on standard input and leaves it in the
+ * instance's maildrop/ directory, durably, before it exits with 0; the queue
+ * process picks it up (at once when running, at its next start otherwise),
+ * so mail submitted while the daemon is stopped is not lost.
+ *
+ * Options as in Postfix's sendmail: -t (recipients from To/Cc/Bcc), -f/-r
+ * sender, -F full name, -i / -oi (a lone "." does not end the input),
+ * -bs (SMTP on standard input/output), -bp (mailq), -bi (newaliases),
+ * -bm (default), -C DIR, -q (flush); -o..., -v, -N, -R, -V, -B, -L, -U are
+ * accepted and ignored. Exit codes follow sysexits.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "conf/conf.h"
+#include "daemon/instance.h"
+#include "daemon/ipc.h"
+#include "daemon/runtime.h"
+#include "msg/rfc5322_addr.h"
+#include "queue/maildrop.h"
+#include "smtp/smtp_addr.h"
+#include "smtp/smtp_cmd.h"
+#include "smtp/smtp_data.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+#define EX_USAGE 64
+#define EX_DATAERR 65
+#define EX_NOUSER 67
+#define EX_SOFTWARE 70
+#define EX_OSERR 71
+#define EX_CANTCREAT 73
+#define EX_IOERR 74
+#define EX_TEMPFAIL 75
+#define EX_CONFIG 78
+
+struct submit {
+    char *qdir;
+    char *myorigin;
+    uint64_t size_limit;
+    char *login;
+};
+
+/* A drop file being written: the content is normalised as it goes. */
+struct drop {
+    FILE *f;
+    char *tmp_path;
+    struct line_norm norm;
+    uint64_t size;
+    int too_big;
+};
+
+static int drop_open(struct submit *s, struct drop *d, const struct maildrop_env *env)
+{
+    memset(d, 0, sizeof *d);
+    d->tmp_path = xasprintf("%s/%s/.tmpXXXXXX", s->qdir, QDIR_MAILDROP);
+    mode_t old = umask(022);
+    int fd = mkstemp(d->tmp_path);
+    umask(old);
+    if (fd < 0) {
+        fprintf(stderr, "sendmail: fatal: cannot create a file in %s/%s: %s\n", s->qdir, QDIR_MAILDROP,
+                strerror(errno));
+        free(d->tmp_path);
+        return -1;
+    }
+    /* The queue process runs as another user and must read the file; the
+     * directory is not listable, and the final name is random. */
+    fchmod(fd, 0644);
+    d->f = fdopen(fd, "w");
+    if (maildrop_write_env(d->f, env) != 0) {
+        fprintf(stderr, "sendmail: fatal: bad envelope address\n");
+        fclose(d->f);
+        unlink(d->tmp_path);
+        free(d->tmp_path);
+        return -1;
+    }
+    return 0;
+}
+
+static void drop_write(struct submit *s, struct drop *d, const char *data, size_t len)
+{
+    char out[2 * 4096 + 2];
+    while (len > 0) {
+        size_t n = len > 4096 ? 4096 : len;
+        size_t o = line_norm_feed(&d->norm, data, n, out);
+        d->size += o;
+        if (s->size_limit && d->size > s->size_limit)
+            d->too_big = 1;
+        if (!d->too_big)
+            fwrite(out, 1, o, d->f);
+        data += n;
+        len -= n;
+    }
+}
+
+static void drop_abort(struct drop *d)
+{
+    fclose(d->f);
+    unlink(d->tmp_path);
+    free(d->tmp_path);
+}
+
+static void notify_pickup(const char *qdir)
+{
+    char *path = xasprintf("%s/%s", qdir, QSOCK_QMGR);
+    int fd = ipc_connect(path);
+    free(path);
+    if (fd < 0)
+        return; /* not running: pickup happens when it starts */
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_PICKUP, 1);
+    if (ipc_send_blocking(fd, &m) == 0) {
+        struct ipc_msg r;
+        if (ipc_recv_blocking(fd, &r, 5000) == 0)
+            ipc_msg_free(&r);
+    }
+    ipc_msg_free(&m);
+    close(fd);
+}
+
+/* Makes the file durable under its final name; 0 or a sysexits code. */
+static int drop_commit(struct submit *s, struct drop *d)
+{
+    char out[2];
+    size_t n = line_norm_end(&d->norm, out);
+    if (n && !d->too_big)
+        fwrite(out, 1, n, d->f);
+    if (d->too_big) {
+        fprintf(stderr, "sendmail: fatal: message size exceeds message_size_limit (%llu bytes)\n",
+                (unsigned long long)s->size_limit);
+        drop_abort(d);
+        return EX_DATAERR;
+    }
+    unsigned char rnd[16];
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        drop_abort(d);
+        return EX_OSERR;
+    }
+    char name[40];
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(name + 2 * i, 3, "%02x", rnd[i]);
+    char *final = xasprintf("%s/%s/%s", s->qdir, QDIR_MAILDROP, name);
+    int fd = fileno(d->f);
+    int rc = 0;
+    if (fflush(d->f) != 0 || fsync(fd) != 0 || rename(d->tmp_path, final) != 0 || syncfs(fd) != 0) {
+        fprintf(stderr, "sendmail: fatal: cannot write the message: %s\n", strerror(errno));
+        unlink(d->tmp_path);
+        unlink(final);
+        rc = EX_TEMPFAIL;
+    }
+    fclose(d->f);
+    free(d->tmp_path);
+    free(final);
+    if (rc == 0)
+        notify_pickup(s->qdir);
+    return rc;
+}
+
+/* ---------- -bs: SMTP on standard input ---------- */
+
+static void bs_reply(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void bs_reply(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\r\n");
+    fflush(stdout);
+}
+
+static int sendmail_bs(struct submit *s)
+{
+    char *myhostname = NULL;
+    struct maildrop_env env;
+    memset(&env, 0, sizeof env);
+    int in_mail = 0;
+    struct smtp_ext ext = {.esmtp = 1, .size = 1, .eightbit = 1, .smtputf8 = 1};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    (void)myhostname;
+    bs_reply("220 localhost ESMTP Tern (sendmail -bs)");
+    while ((len = getline(&line, &cap, stdin)) > 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        struct smtp_cmd cmd;
+        if (len > 1000 || smtp_cmd_parse(line, (size_t)len, &cmd) != 0) {
+            bs_reply("500 5.5.2 Error: bad syntax");
+            continue;
+        }
+        switch (cmd.verb) {
+        case SMTP_HELO:
+        case SMTP_EHLO:
+            bs_reply(cmd.verb == SMTP_EHLO ? "250-localhost\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES"
+                                           : "250 localhost");
+            break;
+        case SMTP_MAIL: {
+            struct smtp_mail_args a;
+            struct smtp_reply_err err;
+            if (in_mail) {
+                bs_reply("503 5.5.1 Error: nested MAIL command");
+            } else if (smtp_parse_mail(cmd.arg, &ext, &a, &err) != 0) {
+                bs_reply("%d %s %s", err.code, err.enh, err.text);
+            } else {
+                maildrop_env_free(&env);
+                env.sender = xstrdup(a.path.mailbox);
+                in_mail = 1;
+                smtp_mail_args_free(&a);
+                bs_reply("250 2.1.0 Ok");
+            }
+            break;
+        }
+        case SMTP_RCPT: {
+            struct smtp_rcpt_args a;
+            struct smtp_reply_err err;
+            if (!in_mail) {
+                bs_reply("503 5.5.1 Error: need MAIL command");
+            } else if (smtp_parse_rcpt(cmd.arg, &ext, &a, &err) != 0) {
+                bs_reply("%d %s %s", err.code, err.enh, err.text);
+            } else {
+                env.rcpts = xrealloc(env.rcpts, (env.nrcpts + 1) * sizeof *env.rcpts);
+                env.rcpts[env.nrcpts++] = xstrdup(a.path.mailbox);
+                smtp_rcpt_args_free(&a);
+                bs_reply("250 2.1.5 Ok");
+            }
+            break;
+        }
+        case SMTP_DATA: {
+            if (!env.nrcpts) {
+                bs_reply("503 5.5.1 Error: need RCPT command");
+                break;
+            }
+            struct drop d;
+            if (drop_open(s, &d, &env) != 0) {
+                bs_reply("451 4.3.0 Error: cannot create the message file");
+                break;
+            }
+            bs_reply("354 End data with <CR><LF>.<CR><LF>");
+            struct smtp_data dec;
+            smtp_data_init(&dec, SMTP_DATA_DOT, 0);
+            char buf[4096], out[2 * 4096 + 2];
+            while (!dec.done && fgets(buf, sizeof buf, stdin)) {
+                size_t outlen;
+                smtp_data_decode(&dec, buf, strlen(buf), out, &outlen);
+                drop_write(s, &d, out, outlen);
+            }
+            if (!dec.done) {
+                drop_abort(&d);
+                maildrop_env_free(&env);
+                free(line);
+                return EX_DATAERR;
+            }
+            int rc = smtp_data_error(&dec) ? (drop_abort(&d), EX_DATAERR) : drop_commit(s, &d);
+            if (rc == 0)
+                bs_reply("250 2.0.0 Ok: queued");
+            else
+                bs_reply("554 5.3.4 Error: message not accepted");
+            maildrop_env_free(&env);
+            in_mail = 0;
+            break;
+        }
+        case SMTP_RSET:
+            maildrop_env_free(&env);
+            in_mail = 0;
+            bs_reply("250 2.0.0 Ok");
+            break;
+        case SMTP_NOOP:
+            bs_reply("250 2.0.0 Ok");
+            break;
+        case SMTP_QUIT:
+            bs_reply("221 2.0.0 Bye");
+            maildrop_env_free(&env);
+            free(line);
+            return 0;
+        default:
+            bs_reply("502 5.5.1 Error: command not implemented");
+        }
+    }
+    maildrop_env_free(&env);
+    free(line);
+    return 0;
+}
+
+/* ---------- the common form ---------- */
+
+static int read_message(struct submit *s, struct drop *d, int dot_ends)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, stdin)) > 0) {
+        if (dot_ends && (strcmp(line, ".\n") == 0 || strcmp(line, ".\r\n") == 0 || strcmp(line, ".") == 0))
+            break;
+        drop_write(s, d, line, (size_t)len);
+    }
+    free(line);
+    return ferror(stdin) ? -1 : 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: sendmail [-t] [-i] [-f sender] [-F full_name] [-bs|-bp|-bm] [recipient ...]\n");
+}
+
+int cli_sendmail(const char *config_dir, int argc, char **argv)
+{
+    const char *sender = NULL, *full_name = NULL, *dir = config_dir;
+    int extract = 0, dot_ends = 1, mode_bs = 0, mode_bp = 0, mode_bi = 0, mode_q = 0;
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0)
+            break;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        char opt = a[1];
+        const char *val = NULL;
+        if (strchr("frFCNRVBLXO", opt) && opt) {
+            val = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!val) {
+                fprintf(stderr, "sendmail: option -%c requires a value\n", opt);
+                usage();
+                return EX_USAGE;
+            }
+        }
+        switch (opt) {
+        case 't': extract = 1; break;
+        case 'i': dot_ends = 0; break;
+        case 'f': case 'r': sender = val; break;
+        case 'F': full_name = val; break;
+        case 'C': dir = val; break;
+        case 'o':
+            if (strcmp(a, "-oi") == 0)
+                dot_ends = 0;
+            break;
+        case 'b':
+            if (strcmp(a, "-bs") == 0) mode_bs = 1;
+            else if (strcmp(a, "-bp") == 0) mode_bp = 1;
+            else if (strcmp(a, "-bi") == 0) mode_bi = 1;
+            else if (strcmp(a, "-bm") != 0) {
+                fprintf(stderr, "sendmail: unsupported mode %s\n", a);
+                return EX_USAGE;
+            }
+            break;
+        case 'q': mode_q = 1; break;
+        case 'v': case 'N': case 'R': case 'V': case 'B': case 'L': case 'U': case 'X': case 'O': case 'G': break;
+        default:
+            fprintf(stderr, "sendmail: unknown option %s\n", a);
+            usage();
+            return EX_USAGE;
+        }
+    }
+    if (mode_bp || mode_q) {
+        char *qargv[] = {mode_bp ? "mailq" : "queue", mode_bp ? "list" : "flush", NULL};
+        return cli_queue(dir, 2, qargv);
+    }
+    if (mode_bi)
+        return cli_newaliases(dir, 0, NULL);
+
+    struct instance in;
+    struct strbuf diag = STRBUF_INIT;
+    if (instance_load(&in, dir, &diag) != 0) {
+        fprintf(stderr, "%s", sb_str(&diag));
+        sb_free(&diag);
+        instance_free(&in);
+        return EX_CONFIG;
+    }
+    sb_free(&diag);
+    struct submit s = {0};
+    s.qdir = xstrdup(instance_queue_dir(&in));
+    s.myorigin = xstrdup(conf_str(in.conf, "myorigin"));
+    long long lim = conf_int(in.conf, "message_size_limit");
+    s.size_limit = lim > 0 ? (uint64_t)lim : 0;
+    instance_free(&in);
+    struct passwd *pw = getpwuid(getuid());
+    s.login = xstrdup(pw ? pw->pw_name : "nobody");
+
+    int rc;
+    if (mode_bs) {
+        rc = sendmail_bs(&s);
+        goto out;
+    }
+    struct maildrop_env env;
+    memset(&env, 0, sizeof env);
+    if (sender && (strcmp(sender, "<>") == 0 || *sender == '\0'))
+        env.sender = xstrdup("");
+    else if (sender)
+        env.sender = strchr(sender, '@') ? xstrdup(sender) : xasprintf("%s@%s", sender, s.myorigin);
+    else
+        env.sender = xasprintf("%s@%s", s.login, s.myorigin);
+    /* "<a@b>" from the command line: keep the address only */
+    size_t sl = strlen(env.sender);
+    if (sl >= 2 && env.sender[0] == '<' && env.sender[sl - 1] == '>') {
+        memmove(env.sender, env.sender + 1, sl - 2);
+        env.sender[sl - 2] = '\0';
+    }
+    env.full_name = full_name ? xstrdup(full_name) : NULL;
+    env.extract = extract;
+    for (; i < argc; i++) {
+        char **addrs = NULL;
+        size_t n = 0;
+        rfc5322_addr_list(argv[i], &addrs, &n);
+        if (n == 0) {
+            fprintf(stderr, "sendmail: fatal: bad recipient address: %s\n", argv[i]);
+            maildrop_env_free(&env);
+            rc = EX_USAGE;
+            goto out;
+        }
+        for (size_t k = 0; k < n; k++) {
+            env.rcpts = xrealloc(env.rcpts, (env.nrcpts + 1) * sizeof *env.rcpts);
+            env.rcpts[env.nrcpts++] = addrs[k];
+        }
+        free(addrs);
+    }
+    if (!extract && env.nrcpts == 0) {
+        fprintf(stderr, "sendmail: fatal: no recipient addresses specified (use -t to take them from the header)\n");
+        maildrop_env_free(&env);
+        rc = EX_USAGE;
+        goto out;
+    }
+    struct drop d;
+    if (drop_open(&s, &d, &env) != 0) {
+        maildrop_env_free(&env);
+        rc = EX_CANTCREAT;
+        goto out;
+    }
+    maildrop_env_free(&env);
+    if (read_message(&s, &d, dot_ends) != 0) {
+        fprintf(stderr, "sendmail: fatal: error reading the message: %s\n", strerror(errno));
+        drop_abort(&d);
+        rc = EX_IOERR;
+        goto out;
+    }
+    rc = drop_commit(&s, &d);
+out:
+    free(s.qdir);
+    free(s.myorigin);
+    free(s.login);
+    return rc;
+}

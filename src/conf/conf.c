@@ -1,0 +1,1281 @@
+/* conf: main.cf reading, expansion and typed lookup (see conf.h). */
+#include "conf/conf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/mem.h"
+
+/* Expansion is bounded three ways so that no value, however hostile, can
+ * exhaust the stack (depth), the CPU (references expanded: a = $b$b$b...,
+ * b = $c$c$c... grows exponentially even when the result is empty) or
+ * memory (output length). */
+#define EXPAND_DEPTH_MAX 100
+#define EXPAND_STEPS_MAX 100000
+#define EXPAND_OUTPUT_MAX (1u << 20)
+/* A main.cf larger than this is a mistake, not a configuration. */
+#define CONF_FILE_MAX (64u << 20)
+/* How much of an offending value a diagnostic quotes. */
+#define QUOTE_MAX 80
+
+struct setting {
+    char *value;  /* raw, as written; NULL = not set */
+    char *origin; /* file the setting came from; NULL if unknown */
+    int line;
+    char *cache; /* expanded, validated effective value */
+    unsigned long long cache_gen;
+    int warned; /* a bad value was already logged */
+};
+
+/* A name that is not in the table but was set (Postfix lets users define
+ * their own parameters to use in $expansions). */
+struct extra {
+    char *name;
+    struct setting s;
+};
+
+struct conf {
+    struct setting *known; /* parallel to conf_params[] */
+    struct extra *extra;   /* sorted by name: a fuzzed main.cf may set thousands */
+    size_t nextra, extra_cap;
+    char *hostname;       /* default of myhostname */
+    char *domain_default; /* default of mydomain, follows myhostname */
+    unsigned long long gen; /* bumped by every change; caches of older gens are stale */
+};
+
+/* ---- small helpers ---- */
+
+static int is_blank(unsigned char ch)
+{
+    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
+}
+
+static int is_space(unsigned char ch)
+{
+    return is_blank(ch) || ch == '\n';
+}
+
+static int is_name_char(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_';
+}
+
+int conf_name_valid(const char *name)
+{
+    if (!name || !*name)
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!is_name_char((unsigned char)*p))
+            return 0;
+    return 1;
+}
+
+void conf_put_quoted(struct strbuf *sb, const char *s, size_t len, size_t max)
+{
+    size_t n = len < max ? len : max;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            sb_putc(sb, (char)ch);
+        else
+            sb_printf(sb, "\\x%02x", ch);
+    }
+    if (len > max)
+        sb_puts(sb, "...");
+}
+
+static void put_where(struct strbuf *sb, const char *origin, int line)
+{
+    if (origin && line > 0)
+        sb_printf(sb, "%s:%d: ", origin, line);
+    else if (origin)
+        sb_printf(sb, "%s: ", origin);
+}
+
+static void diag_error(struct strbuf *diag, const char *origin, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void diag_error(struct strbuf *diag, const char *origin, int line, const char *fmt, ...)
+{
+    if (!diag)
+        return;
+    put_where(diag, origin, line);
+    sb_puts(diag, "error: ");
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(diag, fmt, ap);
+    va_end(ap);
+    sb_putc(diag, '\n');
+}
+
+static void setting_clear(struct setting *s)
+{
+    free(s->value);
+    free(s->origin);
+    free(s->cache);
+    memset(s, 0, sizeof *s);
+}
+
+static void setting_copy(struct setting *dst, const struct setting *src)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->value = src->value ? xstrdup(src->value) : NULL;
+    dst->origin = src->origin ? xstrdup(src->origin) : NULL;
+    dst->line = src->line;
+}
+
+static size_t param_index(const struct conf_param *p)
+{
+    return (size_t)(p - conf_params);
+}
+
+/* Compares name[0..len) with the NUL-terminated s, as strcmp would. */
+static int name_cmp(const char *name, size_t len, const char *s)
+{
+    int cmp = strncmp(name, s, len);
+    if (cmp == 0 && s[len] != '\0')
+        cmp = -1;
+    return cmp;
+}
+
+/* Binary search: the index of name if present (*found = 1), else where it
+ * would go. */
+static size_t extra_position(const struct conf *c, const char *name, size_t len, int *found)
+{
+    size_t lo = 0, hi = c->nextra;
+    *found = 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = name_cmp(name, len, c->extra[mid].name);
+        if (cmp == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (cmp < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+static struct extra *extra_find_len(const struct conf *c, const char *name, size_t len)
+{
+    int found;
+    size_t i = extra_position(c, name, len, &found);
+    return found ? &c->extra[i] : NULL;
+}
+
+static const struct setting *setting_find(const struct conf *c, const char *name)
+{
+    const struct conf_param *p = conf_param_find(name);
+    if (p)
+        return &c->known[param_index(p)];
+    const struct extra *e = extra_find_len(c, name, strlen(name));
+    return e ? &e->s : NULL;
+}
+
+/* ---- logical lines ---- */
+
+void conf_lines_init(struct conf_lines *r, const char *data, size_t len)
+{
+    r->data = data;
+    r->len = len;
+    r->pos = 0;
+    r->lineno = 0;
+}
+
+static void lines_advance(struct conf_lines *r, size_t next)
+{
+    r->pos = next;
+    if (r->lineno < INT_MAX)
+        r->lineno++;
+}
+
+enum conf_line_kind conf_lines_next(struct conf_lines *r, struct strbuf *line, int *lineno)
+{
+    sb_reset(line);
+    int started = 0, has_nul = 0;
+    while (r->pos < r->len) {
+        const char *p = r->data + r->pos;
+        size_t rest = r->len - r->pos;
+        const char *nl = memchr(p, '\n', rest);
+        size_t plen = nl ? (size_t)(nl - p) : rest;
+        size_t next = r->pos + plen + (nl ? 1 : 0);
+        size_t b = 0, e = plen;
+        while (b < plen && is_blank((unsigned char)p[b]))
+            b++;
+        while (e > b && is_blank((unsigned char)p[e - 1]))
+            e--;
+        if (b == e || p[b] == '#') { /* blank or comment: ends nothing */
+            lines_advance(r, next);
+            continue;
+        }
+        if (b == 0) {
+            if (started)
+                break; /* the next logical line starts here */
+            started = 1;
+            *lineno = r->lineno + 1;
+        } else if (!started) {
+            lines_advance(r, next);
+            *lineno = r->lineno;
+            sb_append(line, p + b, e - b);
+            return CONF_LINE_ORPHAN;
+        } else {
+            sb_putc(line, ' ');
+        }
+        if (memchr(p + b, '\0', e - b))
+            has_nul = 1;
+        sb_append(line, p + b, e - b);
+        lines_advance(r, next);
+    }
+    if (!started)
+        return CONF_LINE_END;
+    return has_nul ? CONF_LINE_NUL : CONF_LINE_OK;
+}
+
+/* ---- expansion ---- */
+
+struct expand {
+    struct conf *c;
+    int failed;
+    struct strbuf err;        /* why, for the first failure */
+    struct strbuf *undefined; /* if set: direct references to undefined names, "\n"-framed */
+    size_t nundefined;
+    int param_level; /* nesting of parameter values being expanded */
+    size_t steps;    /* references expanded */
+    size_t produced; /* bytes appended to any buffer, ${x?...} tests included */
+};
+
+/* conf_check reports this many undefined names per setting at most. */
+#define UNDEFINED_REPORT_MAX 20
+
+static void expand_init(struct expand *x, struct conf *c, struct strbuf *undefined)
+{
+    memset(x, 0, sizeof *x);
+    x->c = c;
+    x->undefined = undefined;
+}
+
+static int expand_fail(struct expand *x, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int expand_fail(struct expand *x, const char *fmt, ...)
+{
+    if (!x->failed) {
+        va_list ap;
+        va_start(ap, fmt);
+        sb_vprintf(&x->err, fmt, ap);
+        va_end(ap);
+        x->failed = 1;
+    }
+    return -1;
+}
+
+static int emit(struct expand *x, struct strbuf *out, const char *data, size_t len)
+{
+    if (len > EXPAND_OUTPUT_MAX - x->produced)
+        return expand_fail(x, "expansion produces more than %u bytes", EXPAND_OUTPUT_MAX);
+    x->produced += len;
+    sb_append(out, data, len);
+    return 0;
+}
+
+static void note_undefined(struct expand *x, const char *name, size_t len)
+{
+    if (!x->undefined || x->param_level > 0 || x->nundefined >= UNDEFINED_REPORT_MAX)
+        return;
+    struct strbuf probe = STRBUF_INIT;
+    sb_putc(&probe, '\n');
+    sb_append(&probe, name, len);
+    sb_putc(&probe, '\n');
+    if (x->undefined->len == 0)
+        sb_putc(x->undefined, '\n');
+    if (!strstr(sb_str(x->undefined), sb_str(&probe))) {
+        sb_append(x->undefined, name, len);
+        sb_putc(x->undefined, '\n');
+        x->nundefined++;
+    }
+    sb_free(&probe);
+}
+
+static int expand_text(struct expand *x, const char *s, size_t n, int depth, struct strbuf *out);
+
+static int expand_default(struct expand *x, const struct conf_param *p, int depth,
+                          struct strbuf *out)
+{
+    if (p->flags & CONF_F_HOSTNAME)
+        return emit(x, out, x->c->hostname, strlen(x->c->hostname));
+    if (p->flags & CONF_F_DOMAIN)
+        return emit(x, out, x->c->domain_default, strlen(x->c->domain_default));
+    return expand_text(x, p->def, strlen(p->def), depth, out);
+}
+
+/* Appends the expanded value of the named parameter; "" if it has none. */
+static int expand_ref(struct expand *x, const char *name, size_t len, int depth,
+                      struct strbuf *out)
+{
+    if (depth >= EXPAND_DEPTH_MAX)
+        return expand_fail(x, "expansion nested more than %d levels at $%.*s (circular "
+                              "reference?)",
+                           EXPAND_DEPTH_MAX, (int)len, name);
+    if (++x->steps > EXPAND_STEPS_MAX)
+        return expand_fail(x, "expansion needs more than %d references", EXPAND_STEPS_MAX);
+    const struct conf_param *p = conf_param_find_len(name, len);
+    const struct setting *s;
+    if (p) {
+        s = &x->c->known[param_index(p)];
+    } else {
+        const struct extra *e = extra_find_len(x->c, name, len);
+        if (!e) {
+            note_undefined(x, name, len);
+            return 0;
+        }
+        s = &e->s;
+    }
+    x->param_level++;
+    int rc = s->value ? expand_text(x, s->value, strlen(s->value), depth + 1, out)
+                      : expand_default(x, p, depth + 1, out);
+    x->param_level--;
+    return rc;
+}
+
+/* Index of the bracket closing the one opened just before s[i], or n. */
+static size_t find_close(const char *s, size_t i, size_t n, char open, char close)
+{
+    int level = 1;
+    for (; i < n; i++) {
+        if (s[i] == open)
+            level++;
+        else if (s[i] == close && --level == 0)
+            return i;
+    }
+    return n;
+}
+
+/* ${name}, ${name?text}, ${name:text} and the same with (): s[*ip] is the
+ * opening bracket; *ip ends past the closing one. */
+static int expand_braced(struct expand *x, const char *s, size_t n, size_t *ip, int depth,
+                         struct strbuf *out)
+{
+    size_t i = *ip;
+    char open = s[i], close = open == '{' ? '}' : ')';
+    size_t nb = ++i;
+    while (i < n && is_name_char((unsigned char)s[i]))
+        i++;
+    size_t nlen = i - nb;
+    if (nlen == 0)
+        return expand_fail(x, "missing parameter name after $%c", open);
+    if (i >= n)
+        return expand_fail(x, "missing '%c' after $%c%.*s", close, open, (int)nlen, s + nb);
+    if (s[i] == close) {
+        *ip = i + 1;
+        return expand_ref(x, s + nb, nlen, depth, out);
+    }
+    if (s[i] != '?' && s[i] != ':')
+        return expand_fail(x, "invalid character '%c' after $%c%.*s (names are letters, "
+                              "digits and _)",
+                           s[i] > 0x20 && s[i] < 0x7f ? s[i] : '?', open, (int)nlen, s + nb);
+    char op = s[i];
+    size_t tb = i + 1;
+    size_t te = find_close(s, tb, n, open, close);
+    if (te >= n)
+        return expand_fail(x, "missing '%c' after $%c%.*s%c", close, open, (int)nlen, s + nb, op);
+    *ip = te + 1;
+    struct strbuf val = STRBUF_INIT;
+    int rc = expand_ref(x, s + nb, nlen, depth, &val);
+    int nonempty = val.len > 0;
+    sb_free(&val); /* before recursing: nested tests must not pile values up */
+    if (rc)
+        return rc;
+    if ((op == '?') != nonempty)
+        return 0;
+    if (depth >= EXPAND_DEPTH_MAX)
+        return expand_fail(x, "expansion nested more than %d levels", EXPAND_DEPTH_MAX);
+    return expand_text(x, s + tb, te - tb, depth + 1, out);
+}
+
+static int expand_text(struct expand *x, const char *s, size_t n, int depth, struct strbuf *out)
+{
+    size_t i = 0;
+    while (i < n) {
+        const char *dollar = memchr(s + i, '$', n - i);
+        size_t run = dollar ? (size_t)(dollar - (s + i)) : n - i;
+        if (emit(x, out, s + i, run))
+            return -1;
+        i += run;
+        if (i >= n)
+            break;
+        if (++i >= n)
+            return expand_fail(x, "'$' at end of value (write $$ for a literal $)");
+        unsigned char ch = (unsigned char)s[i];
+        int rc;
+        if (ch == '$') {
+            rc = emit(x, out, "$", 1);
+            i++;
+        } else if (ch == '{' || ch == '(') {
+            rc = expand_braced(x, s, n, &i, depth, out);
+        } else if (is_name_char(ch)) {
+            size_t nb = i;
+            while (i < n && is_name_char((unsigned char)s[i]))
+                i++;
+            rc = expand_ref(x, s + nb, i - nb, depth, out);
+        } else {
+            rc = expand_fail(x, "'$' not followed by a parameter name (write $$ for a literal $)");
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- typed parsing ---- */
+
+static const char *skip_blanks(const char *s)
+{
+    while (is_space((unsigned char)*s))
+        s++;
+    return s;
+}
+
+static int only_blanks(const char *s)
+{
+    return *skip_blanks(s) == '\0';
+}
+
+static int parse_int(const char *v, long long *out)
+{
+    const char *p = skip_blanks(v);
+    int neg = 0;
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (*p < '0' || *p > '9')
+        return -1;
+    long long n = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        int d = *p - '0';
+        if (n > (LLONG_MAX - d) / 10)
+            return -1;
+        n = n * 10 + d;
+    }
+    if (!only_blanks(p))
+        return -1;
+    *out = neg ? -n : n;
+    return 0;
+}
+
+static long long time_unit_seconds(char unit)
+{
+    switch (unit) {
+    case 's':
+        return 1;
+    case 'm':
+        return 60;
+    case 'h':
+        return 3600;
+    case 'd':
+        return 86400;
+    case 'w':
+        return 604800;
+    }
+    return 0;
+}
+
+static int parse_time(const char *v, char default_unit, long long *out)
+{
+    const char *p = skip_blanks(v);
+    if (*p < '0' || *p > '9')
+        return -1;
+    long long n = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        int d = *p - '0';
+        if (n > (LLONG_MAX - d) / 10)
+            return -1;
+        n = n * 10 + d;
+    }
+    char unit = default_unit ? default_unit : 's';
+    if (*p && !is_space((unsigned char)*p))
+        unit = *p++;
+    long long mult = time_unit_seconds(unit);
+    if (!mult || !only_blanks(p) || n > LLONG_MAX / mult)
+        return -1;
+    *out = n * mult;
+    return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const truths[] = {"yes", "true", "1"};
+    static const char *const falsities[] = {"no", "false", "0"};
+    const char *p = skip_blanks(v);
+    size_t len = strlen(p);
+    while (len && is_space((unsigned char)p[len - 1]))
+        len--;
+    for (size_t i = 0; i < 3; i++) {
+        if (strlen(truths[i]) == len && strncasecmp(p, truths[i], len) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strlen(falsities[i]) == len && strncasecmp(p, falsities[i], len) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int choice_ok(const char *choices, const char *v, size_t len)
+{
+    const char *p = choices;
+    for (;;) {
+        const char *bar = strchr(p, '|');
+        size_t clen = bar ? (size_t)(bar - p) : strlen(p);
+        if (clen == len && strncmp(p, v, len) == 0)
+            return 1;
+        if (!bar)
+            return 0;
+        p = bar + 1;
+    }
+}
+
+static void why_value(struct strbuf *why, const char *what, const char *v)
+{
+    sb_printf(why, "invalid %s \"", what);
+    conf_put_quoted(why, v, strlen(v), QUOTE_MAX);
+    sb_putc(why, '"');
+}
+
+/* Checks an expanded value against p's type, range and choices. */
+static int validate(const struct conf_param *p, const char *v, struct strbuf *why)
+{
+    long long n = 0;
+    int b;
+    switch (p->type) {
+    case CONF_STR: {
+        if (!p->choices)
+            return 0;
+        const char *s = skip_blanks(v);
+        size_t len = strlen(s);
+        while (len && is_space((unsigned char)s[len - 1]))
+            len--;
+        if (choice_ok(p->choices, s, len))
+            return 0;
+        why_value(why, "value", v);
+        sb_printf(why, " (expected %s)", p->choices);
+        return -1;
+    }
+    case CONF_LIST: {
+        if (!p->choices)
+            return 0;
+        struct conf_list l = conf_list_split(v);
+        int rc = 0;
+        for (size_t i = 0; i < l.n && rc == 0; i++) {
+            if (!choice_ok(p->choices, l.items[i], strlen(l.items[i]))) {
+                why_value(why, "item", l.items[i]);
+                sb_printf(why, " (expected %s)", p->choices);
+                rc = -1;
+            }
+        }
+        conf_list_free(&l);
+        return rc;
+    }
+    case CONF_BOOL:
+        if (parse_bool(v, &b) == 0)
+            return 0;
+        why_value(why, "boolean", v);
+        sb_puts(why, " (expected yes or no)");
+        return -1;
+    case CONF_INT:
+        if (parse_int(v, &n) != 0) {
+            why_value(why, "integer", v);
+            return -1;
+        }
+        break;
+    case CONF_TIME:
+        if (parse_time(v, p->unit, &n) != 0) {
+            why_value(why, "time", v);
+            sb_puts(why, " (expected a number with an optional unit s, m, h, d or w)");
+            return -1;
+        }
+        break;
+    }
+    if (n < p->min || n > p->max) {
+        sb_printf(why, "value \"");
+        conf_put_quoted(why, v, strlen(v), QUOTE_MAX);
+        sb_printf(why, "\" out of range (%lld..%lld%s)", p->min, p->max,
+                  p->type == CONF_TIME ? " seconds" : "");
+        return -1;
+    }
+    return 0;
+}
+
+/* Expands raw (or p's default when raw is NULL) and validates it. On failure
+ * why says what is wrong; out holds what could be expanded. */
+static int evaluate(struct conf *c, const struct conf_param *p, const char *raw,
+                    struct strbuf *out, struct strbuf *why, struct strbuf *undefined)
+{
+    struct expand x;
+    expand_init(&x, c, undefined);
+    int rc = raw ? expand_text(&x, raw, strlen(raw), 0, out) : expand_default(&x, p, 0, out);
+    if (rc)
+        sb_puts(why, sb_str(&x.err));
+    sb_free(&x.err);
+    if (rc)
+        return -1;
+    return validate(p, sb_str(out), why);
+}
+
+/* mydomain's default follows myhostname as the getters see it: the setting,
+ * or the system host name when there is none or it does not expand. */
+static void refresh_domain_default(struct conf *c)
+{
+    struct strbuf host = STRBUF_INIT, why = STRBUF_INIT;
+    const struct conf_param *p = conf_param_find("myhostname");
+    const char *name = c->hostname;
+    if (evaluate(c, p, c->known[param_index(p)].value, &host, &why, NULL) == 0)
+        name = sb_str(&host);
+    const char *dot = strchr(name, '.');
+    char *fresh = xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
+    free(c->domain_default);
+    c->domain_default = fresh;
+    sb_free(&host);
+    sb_free(&why);
+}
+
+static void changed(struct conf *c)
+{
+    c->gen++;
+}
+
+/* ---- construction ---- */
+
+static void set_hostname(struct conf *c, const char *hostname)
+{
+    free(c->hostname);
+    c->hostname = xstrdup(hostname && *hostname ? hostname : "localhost");
+    refresh_domain_default(c);
+    changed(c);
+}
+
+struct conf *conf_new(void)
+{
+    struct conf *c = xcalloc(1, sizeof *c);
+    c->known = xcalloc(conf_params_count, sizeof *c->known);
+    c->gen = 1;
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        host[0] = '\0';
+    host[sizeof host - 1] = '\0';
+    set_hostname(c, host);
+    return c;
+}
+
+#ifdef TERN_TEST_BUILD
+void conf_test_set_hostname(struct conf *c, const char *hostname)
+{
+    set_hostname(c, hostname);
+}
+#endif
+
+struct conf *conf_clone(const struct conf *c)
+{
+    struct conf *d = xcalloc(1, sizeof *d);
+    d->known = xcalloc(conf_params_count, sizeof *d->known);
+    for (size_t i = 0; i < conf_params_count; i++)
+        setting_copy(&d->known[i], &c->known[i]);
+    if (c->nextra) {
+        d->extra = xcalloc(c->nextra, sizeof *d->extra);
+        d->nextra = d->extra_cap = c->nextra;
+        for (size_t i = 0; i < c->nextra; i++) {
+            d->extra[i].name = xstrdup(c->extra[i].name);
+            setting_copy(&d->extra[i].s, &c->extra[i].s);
+        }
+    }
+    d->hostname = xstrdup(c->hostname);
+    d->domain_default = xstrdup(c->domain_default);
+    d->gen = 1;
+    return d;
+}
+
+void conf_free(struct conf *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < conf_params_count; i++)
+        setting_clear(&c->known[i]);
+    for (size_t i = 0; i < c->nextra; i++) {
+        free(c->extra[i].name);
+        setting_clear(&c->extra[i].s);
+    }
+    free(c->known);
+    free(c->extra);
+    free(c->hostname);
+    free(c->domain_default);
+    free(c);
+}
+
+/* ---- setting ---- */
+
+/* name: name characters only, len bytes. */
+static void set_value(struct conf *c, const char *name, size_t len, const char *value,
+                      const char *origin, int line)
+{
+    struct setting *s;
+    const struct conf_param *p = conf_param_find_len(name, len);
+    if (p) {
+        s = &c->known[param_index(p)];
+    } else {
+        int found;
+        size_t idx = extra_position(c, name, len, &found);
+        if (!found && !value)
+            return;
+        if (!found) {
+            c->extra = xgrow(c->extra, &c->extra_cap, c->nextra + 1, sizeof *c->extra);
+            memmove(&c->extra[idx + 1], &c->extra[idx], (c->nextra - idx) * sizeof *c->extra);
+            c->nextra++;
+            memset(&c->extra[idx], 0, sizeof c->extra[idx]);
+            c->extra[idx].name = xstrndup(name, len);
+        }
+        struct extra *e = &c->extra[idx];
+        if (!value) { /* an unknown name at its "default" is no name at all */
+            free(e->name);
+            setting_clear(&e->s);
+            memmove(e, e + 1, (c->nextra - idx - 1) * sizeof *e);
+            c->nextra--;
+            changed(c);
+            return;
+        }
+        s = &e->s;
+    }
+    char *fresh_value = value ? xstrdup(value) : NULL;
+    char *fresh_origin = value && origin ? xstrdup(origin) : NULL;
+    free(s->value);
+    free(s->origin);
+    s->value = fresh_value;
+    s->origin = fresh_origin;
+    s->line = value ? line : 0;
+    s->warned = 0;
+    changed(c);
+}
+
+void conf_set(struct conf *c, const char *name, const char *value, const char *origin, int line)
+{
+    if (!conf_name_valid(name))
+        log_panic("conf_set: invalid parameter name \"%s\"", name ? name : "(null)");
+    set_value(c, name, strlen(name), value, origin, line);
+    refresh_domain_default(c);
+}
+
+static int load_line(struct conf *c, const char *text, const char *origin, int lineno,
+                     struct strbuf *diag)
+{
+    struct strbuf q = STRBUF_INIT;
+    const char *eq = strchr(text, '=');
+    int rc = -1;
+    if (!eq) {
+        conf_put_quoted(&q, text, strlen(text), QUOTE_MAX);
+        diag_error(diag, origin, lineno, "missing '=' after parameter name in \"%s\"", sb_str(&q));
+        goto out;
+    }
+    size_t nlen = (size_t)(eq - text);
+    while (nlen && is_blank((unsigned char)text[nlen - 1]))
+        nlen--;
+    if (nlen == 0) {
+        diag_error(diag, origin, lineno, "missing parameter name before '='");
+        goto out;
+    }
+    for (size_t i = 0; i < nlen; i++) {
+        if (!is_name_char((unsigned char)text[i])) {
+            conf_put_quoted(&q, text, nlen, QUOTE_MAX);
+            diag_error(diag, origin, lineno,
+                       "invalid parameter name \"%s\" (letters, digits and _ only)", sb_str(&q));
+            goto out;
+        }
+    }
+    const char *value = eq + 1;
+    while (is_blank((unsigned char)*value))
+        value++;
+    set_value(c, text, nlen, value, origin, lineno);
+    rc = 0;
+out:
+    sb_free(&q);
+    return rc;
+}
+
+int conf_load_mem(struct conf *c, const char *data, size_t len, const char *origin,
+                  struct strbuf *diag)
+{
+    struct conf_lines r;
+    struct strbuf line = STRBUF_INIT;
+    int errors = 0, lineno = 0;
+    conf_lines_init(&r, data, len);
+    for (;;) {
+        enum conf_line_kind kind = conf_lines_next(&r, &line, &lineno);
+        int bad = 0;
+        if (kind == CONF_LINE_END)
+            break;
+        if (kind == CONF_LINE_ORPHAN) {
+            diag_error(diag, origin, lineno,
+                       "line starts with whitespace but continues no setting");
+            bad = 1;
+        } else if (kind == CONF_LINE_NUL) {
+            diag_error(diag, origin, lineno, "NUL byte in line");
+            bad = 1;
+        } else {
+            bad = load_line(c, sb_str(&line), origin, lineno, diag) != 0;
+        }
+        if (bad && errors < INT_MAX)
+            errors++;
+    }
+    sb_free(&line);
+    refresh_domain_default(c);
+    changed(c);
+    return errors;
+}
+
+int conf_load_string(struct conf *c, const char *text, const char *origin, struct strbuf *diag)
+{
+    return conf_load_mem(c, text, strlen(text), origin, diag);
+}
+
+int conf_read_file(const char *path, struct strbuf *data)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t start = data->len;
+    char chunk[8192];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || data->len - start + (size_t)(n > 0 ? n : 0) > CONF_FILE_MAX) {
+            int e = n < 0 ? errno : EFBIG;
+            close(fd);
+            data->len = start;
+            if (data->buf)
+                data->buf[start] = '\0';
+            errno = e;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        sb_append(data, chunk, (size_t)n);
+    }
+    close(fd);
+    return 0;
+}
+
+int conf_load_file(struct conf *c, const char *path, struct strbuf *diag)
+{
+    struct strbuf data = STRBUF_INIT;
+    if (conf_read_file(path, &data) != 0) {
+        int e = errno;
+        sb_free(&data);
+        errno = e;
+        return -1;
+    }
+    int rc = conf_load_mem(c, sb_str(&data), data.len, path, diag);
+    sb_free(&data);
+    return rc;
+}
+
+/* ---- lookup ---- */
+
+const char *conf_raw(const struct conf *c, const char *name)
+{
+    const struct conf_param *p = conf_param_find(name);
+    if (p) {
+        const struct setting *s = &c->known[param_index(p)];
+        if (s->value)
+            return s->value;
+        if (p->flags & CONF_F_HOSTNAME)
+            return c->hostname;
+        if (p->flags & CONF_F_DOMAIN)
+            return c->domain_default;
+        return p->def;
+    }
+    const struct extra *e = extra_find_len(c, name, strlen(name));
+    return e ? e->s.value : NULL;
+}
+
+int conf_is_set(const struct conf *c, const char *name)
+{
+    const struct setting *s = setting_find(c, name);
+    return s && s->value;
+}
+
+const char *conf_origin(const struct conf *c, const char *name, int *line)
+{
+    const struct setting *s = setting_find(c, name);
+    if (line)
+        *line = s ? s->line : 0;
+    return s && s->value ? s->origin : NULL;
+}
+
+static const struct conf_param *param_for_getter(const char *getter, const char *name, int type)
+{
+    const struct conf_param *p = conf_param_find(name);
+    if (!p)
+        log_panic("%s: unknown parameter \"%s\"", getter, name);
+    if (type >= 0 && p->type != (enum conf_type)type)
+        log_panic("%s: parameter %s is a %s", getter, name, conf_type_name(p->type));
+    return p;
+}
+
+/* The expanded, validated value of p: the setting if it is good, else the
+ * default. A bad setting is logged once per setting. */
+static const char *effective(struct conf *c, const struct conf_param *p)
+{
+    struct setting *s = &c->known[param_index(p)];
+    if (s->cache && s->cache_gen == c->gen)
+        return s->cache;
+    free(s->cache);
+    s->cache = NULL;
+    struct strbuf out = STRBUF_INIT, why = STRBUF_INIT;
+    if (s->value) {
+        if (evaluate(c, p, s->value, &out, &why, NULL) == 0)
+            goto done;
+        if (!s->warned) {
+            struct strbuf where = STRBUF_INIT;
+            put_where(&where, s->origin, s->line);
+            log_warn("%s%s: %s; using the default", sb_str(&where), p->name, sb_str(&why));
+            sb_free(&where);
+            s->warned = 1;
+        }
+        sb_reset(&out);
+        sb_reset(&why);
+    }
+    if (evaluate(c, p, NULL, &out, &why, NULL) != 0) {
+        /* Only a default built from other, broken settings gets here; the
+         * numeric defaults are literals (the unit test checks). */
+        if (!s->warned)
+            log_warn("%s: default value: %s", p->name, sb_str(&why));
+        s->warned = 1;
+    }
+done:
+    s->cache = sb_detach(&out);
+    s->cache_gen = c->gen;
+    sb_free(&why);
+    return s->cache;
+}
+
+const char *conf_str(struct conf *c, const char *name)
+{
+    return effective(c, param_for_getter("conf_str", name, -1));
+}
+
+long long conf_int(struct conf *c, const char *name)
+{
+    const struct conf_param *p = param_for_getter("conf_int", name, CONF_INT);
+    long long n;
+    if (parse_int(effective(c, p), &n) != 0)
+        log_panic("conf_int: %s: default \"%s\" is no integer", name, p->def);
+    return n;
+}
+
+long long conf_time(struct conf *c, const char *name)
+{
+    const struct conf_param *p = param_for_getter("conf_time", name, CONF_TIME);
+    long long n;
+    if (parse_time(effective(c, p), p->unit, &n) != 0)
+        log_panic("conf_time: %s: default \"%s\" is no time", name, p->def);
+    return n;
+}
+
+int conf_bool(struct conf *c, const char *name)
+{
+    const struct conf_param *p = param_for_getter("conf_bool", name, CONF_BOOL);
+    int b;
+    if (parse_bool(effective(c, p), &b) != 0)
+        log_panic("conf_bool: %s: default \"%s\" is no boolean", name, p->def);
+    return b;
+}
+
+struct conf_list conf_list_split(const char *text)
+{
+    struct conf_list l = {NULL, 0};
+    size_t cap = 0;
+    const char *p = text;
+    for (;;) {
+        while (*p && (*p == ',' || is_space((unsigned char)*p)))
+            p++;
+        if (!*p)
+            break;
+        const char *start = p;
+        int braces = 0;
+        for (; *p; p++) {
+            if (*p == '{')
+                braces++;
+            else if (*p == '}' && braces > 0)
+                braces--;
+            else if (braces == 0 && (*p == ',' || is_space((unsigned char)*p)))
+                break;
+        }
+        l.items = xgrow(l.items, &cap, l.n + 1, sizeof *l.items);
+        l.items[l.n++] = xstrndup(start, (size_t)(p - start));
+    }
+    return l;
+}
+
+struct conf_list conf_list(struct conf *c, const char *name)
+{
+    return conf_list_split(effective(c, param_for_getter("conf_list", name, CONF_LIST)));
+}
+
+void conf_list_free(struct conf_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+/* ---- reporting ---- */
+
+struct named {
+    const char *name;
+    const struct setting *s;
+    const struct conf_param *p; /* NULL: not in the table */
+};
+
+static size_t collect_set(const struct conf *c, struct named **out)
+{
+    struct named *v = xcalloc(conf_params_count + c->nextra, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; i < conf_params_count; i++)
+        if (c->known[i].value)
+            v[n++] = (struct named){conf_params[i].name, &c->known[i], &conf_params[i]};
+    for (size_t i = 0; i < c->nextra; i++)
+        v[n++] = (struct named){c->extra[i].name, &c->extra[i].s, NULL};
+    *out = v;
+    return n;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
+}
+
+static int by_origin(const void *a, const void *b)
+{
+    const struct named *x = a, *y = b;
+    const char *ox = x->s->origin ? x->s->origin : "", *oy = y->s->origin ? y->s->origin : "";
+    int cmp = strcmp(ox, oy);
+    if (cmp)
+        return cmp;
+    if (x->s->line != y->s->line)
+        return x->s->line < y->s->line ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int conf_check(struct conf *c, struct strbuf *out)
+{
+    struct named *v;
+    size_t n = collect_set(c, &v);
+    qsort(v, n, sizeof *v, by_origin);
+    int errors = 0;
+    struct strbuf val = STRBUF_INIT, why = STRBUF_INIT, undef = STRBUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        const struct named *e = &v[i];
+        if (!e->p) {
+            put_where(out, e->s->origin, e->s->line);
+            sb_printf(out, "warning: unknown parameter %s\n", e->name);
+            continue;
+        }
+        sb_reset(&val);
+        sb_reset(&why);
+        sb_reset(&undef);
+        int rc = evaluate(c, e->p, e->s->value, &val, &why, &undef);
+        /* undef is "\nname\nname\n..." */
+        for (const char *u = sb_str(&undef); *u;) {
+            const char *nl = strchr(u, '\n');
+            size_t ulen = nl ? (size_t)(nl - u) : strlen(u);
+            if (ulen) {
+                put_where(out, e->s->origin, e->s->line);
+                sb_printf(out, "warning: %s: reference to undefined parameter $%.*s\n", e->name,
+                          (int)ulen, u);
+            }
+            u += ulen + (nl ? 1 : 0);
+        }
+        if (rc) {
+            put_where(out, e->s->origin, e->s->line);
+            sb_printf(out, "error: %s: %s\n", e->name, sb_str(&why));
+            if (errors < INT_MAX)
+                errors++;
+        }
+    }
+    free(v);
+    /* Defaults built from other parameters can break through a bad setting;
+     * report them so that every value a getter would fall back on is known. */
+    for (size_t i = 0; i < conf_params_count; i++) {
+        if (c->known[i].value)
+            continue;
+        sb_reset(&val);
+        sb_reset(&why);
+        if (evaluate(c, &conf_params[i], NULL, &val, &why, NULL) != 0) {
+            sb_printf(out, "error: %s: default value \"", conf_params[i].name);
+            conf_put_quoted(out, conf_params[i].def, strlen(conf_params[i].def), QUOTE_MAX);
+            sb_printf(out, "\": %s\n", sb_str(&why));
+            if (errors < INT_MAX)
+                errors++;
+        }
+    }
+    sb_free(&val);
+    sb_free(&why);
+    sb_free(&undef);
+    return errors;
+}
+
+static void print_setting(FILE *out, const char *name, const char *value)
+{
+    fprintf(out, "%s =%s%s\n", name, *value ? " " : "", value);
+}
+
+void conf_print_nondefault(const struct conf *c, FILE *out)
+{
+    struct named *v;
+    size_t n = collect_set(c, &v);
+    qsort(v, n, sizeof *v, by_name);
+    for (size_t i = 0; i < n; i++)
+        print_setting(out, v[i].name, v[i].s->value);
+    free(v);
+}
+
+void conf_print_all(const struct conf *c, FILE *out)
+{
+    for (size_t i = 0; i < conf_params_count; i++)
+        print_setting(out, conf_params[i].name, conf_raw(c, conf_params[i].name));
+}
+
+/* Writes text for roff: escapes backslashes and hyphens, and keeps a '.' or
+ * '\'' at the start of a line from being read as a request. */
+static void roff_puts(FILE *out, const char *s)
+{
+    int line_start = 1;
+    for (; *s; s++) {
+        if (line_start && (*s == '.' || *s == '\''))
+            fputs("\\&", out);
+        if (*s == '\\')
+            fputs("\\e", out);
+        else if (*s == '-')
+            fputs("\\-", out);
+        else
+            fputc(*s, out);
+        line_start = *s == '\n';
+    }
+}
+
+static const char *unit_name(char unit)
+{
+    switch (unit) {
+    case 'm':
+        return "minutes";
+    case 'h':
+        return "hours";
+    case 'd':
+        return "days";
+    case 'w':
+        return "weeks";
+    }
+    return "seconds";
+}
+
+static void man_param(FILE *out, const struct conf_param *p)
+{
+    fputs(".TP\n.B ", out);
+    roff_puts(out, p->name);
+    fputs("\n(", out);
+    switch (p->type) {
+    case CONF_BOOL:
+        fputs("yes or no", out);
+        break;
+    case CONF_INT:
+        fprintf(out, "integer, %lld to %lld", p->min, p->max);
+        break;
+    case CONF_TIME:
+        fprintf(out, "time: a number with unit s, m, h, d or w; a bare number is in %s; "
+                     "%lld to %lld seconds",
+                unit_name(p->unit), p->min, p->max);
+        break;
+    case CONF_STR:
+        fputs(p->choices ? "one of " : "string", out);
+        break;
+    case CONF_LIST:
+        fputs(p->choices ? "list of " : "list", out);
+        break;
+    }
+    if (p->choices) {
+        for (const char *ch = p->choices; *ch; ch++)
+            if (*ch == '|')
+                fputs(", ", out);
+            else
+                fputc(*ch, out);
+    }
+    fputs("; default: ", out);
+    if (p->flags & (CONF_F_HOSTNAME | CONF_F_DOMAIN)) {
+        fputs("computed", out);
+    } else if (*p->def) {
+        fputs("\\fB", out);
+        roff_puts(out, p->def);
+        fputs("\\fR", out);
+    } else {
+        fputs("empty", out);
+    }
+    fputs(")\n.br\n", out);
+    roff_puts(out, p->doc);
+    fputc('\n', out);
+}
+
+void conf_print_man(FILE *out)
+{
+    fputs(".\\\" Generated by `tern config man` from the parameter table; do not edit.\n"
+          ".TH TERN.CONF 5 \"\" \"Tern\" \"File Formats Manual\"\n"
+          ".SH NAME\n"
+          "tern.conf \\- Tern configuration parameters (main.cf)\n"
+          ".SH SYNOPSIS\n"
+          ".I config_directory\\fB/main.cf\\fR\n"
+          ".SH DESCRIPTION\n"
+          "Tern reads its parameters from main.cf in Postfix syntax, using Postfix\n"
+          "parameter names wherever the concept is the same.\n"
+          ".PP\n"
+          "Each setting is \\fIname\\fR \\fB=\\fR \\fIvalue\\fR.\n"
+          "A line that starts with whitespace continues the previous line.\n"
+          "Lines whose first non\\-blank character is \\fB#\\fR are comments;\n"
+          "a \\fB#\\fR later in a line is part of the value.\n"
+          "When a name is set twice, the later setting wins.\n"
+          ".PP\n"
+          "Values may refer to other parameters: \\fB$\\fR\\fIname\\fR,\n"
+          "\\fB${\\fR\\fIname\\fR\\fB}\\fR and \\fB$(\\fR\\fIname\\fR\\fB)\\fR\n"
+          "expand to its value;\n"
+          "\\fB${\\fR\\fIname\\fR\\fB?\\fR\\fItext\\fR\\fB}\\fR expands to \\fItext\\fR\n"
+          "when the value is not empty,\n"
+          "\\fB${\\fR\\fIname\\fR\\fB:\\fR\\fItext\\fR\\fB}\\fR when it is empty;\n"
+          "\\fB$$\\fR is a literal dollar sign.\n"
+          ".PP\n"
+          "Times are a number with a unit: \\fBs\\fR (seconds), \\fBm\\fR (minutes),\n"
+          "\\fBh\\fR (hours), \\fBd\\fR (days) or \\fBw\\fR (weeks).\n"
+          "Lists are separated by commas or whitespace.\n"
+          "Sizes are in bytes.\n"
+          ".PP\n"
+          "\\fBtern config check\\fR reports unknown parameters and invalid values\n"
+          "with their file and line.\n"
+          ".SH PARAMETERS\n",
+          out);
+    for (size_t i = 0; i < conf_params_count; i++)
+        man_param(out, &conf_params[i]);
+    fputs(".SH SEE ALSO\n"
+          "tern(8), postconf(5)\n",
+          out);
+}

@@ -1,0 +1,184 @@
+/* conf_params: the parameter table (see conf_params.h). */
+#include "conf/conf_params.h"
+
+#include <limits.h>
+#include <string.h>
+
+/* Upper bounds chosen so that callers may store values in an int (counts,
+ * seconds) or add a little to a byte size without overflowing. */
+#define COUNT_MAX INT_MAX
+#define SECONDS_MAX INT_MAX
+#define BYTES_MAX (1LL << 40)
+
+/* One macro per kind of row, each filling every field (so that
+ * -Wmissing-field-initializers stays quiet on every compiler). */
+#define STR(n, d, doc) {n, CONF_STR, d, 0, 0, 0, doc, NULL, 0}
+#define ENUM(n, d, choices, doc) {n, CONF_STR, d, 0, 0, 0, doc, choices, 0}
+#define LIST(n, d, doc) {n, CONF_LIST, d, 0, 0, 0, doc, NULL, 0}
+#define LIST_OF(n, d, choices, doc) {n, CONF_LIST, d, 0, 0, 0, doc, choices, 0}
+#define BOOL(n, d, doc) {n, CONF_BOOL, d, 0, 1, 0, doc, NULL, 0}
+#define INT(n, d, lo, hi, doc) {n, CONF_INT, d, lo, hi, 0, doc, NULL, 0}
+#define TIME(n, d, unit, lo, doc) {n, CONF_TIME, d, lo, SECONDS_MAX, unit, doc, NULL, 0}
+#define COMPUTED(n, flag, doc) {n, CONF_STR, "", 0, 0, 0, doc, NULL, flag}
+
+/* Keep sorted by name (strcmp order); a unit test checks it. */
+const struct conf_param conf_params[] = {
+    LIST("alias_database", "hash:/etc/aliases",
+        "Alias tables that `tern newaliases` rebuilds from their text source."),
+    LIST("alias_maps", "hash:/etc/aliases",
+        "Alias tables the local delivery agent consults, in order."),
+    TIME("bounce_queue_lifetime", "5d", 'd', 0,
+        "How long a bounce message may stay in the queue before it is given up."),
+    STR("config_directory", "/etc/tern",
+        "Directory holding main.cf and master.cf."),
+    INT("default_destination_concurrency_limit", "20", 1, COUNT_MAX,
+        "Default number of parallel deliveries to one destination."),
+    STR("default_privs", "nobody",
+        "User whose rights deliveries to commands and files get when no other user applies."),
+    INT("default_process_limit", "100", 1, COUNT_MAX,
+        "Default number of processes a master.cf service may run at once."),
+    TIME("delay_warning_time", "0h", 'h', 0,
+        "After how long the sender is told a message is delayed; 0 sends no warning."),
+    BOOL("disable_expn_command", "yes",
+        "Refuse the SMTP EXPN command (tern extension)."),
+    BOOL("disable_vrfy_command", "yes",
+        "Answer VRFY with 252 instead of telling whether an address exists (tern default: yes)."),
+    INT("header_size_limit", "102400", 1, BYTES_MAX,
+        "Maximal size in bytes of a message header block; the rest is kept as body."),
+    STR("home_mailbox", "",
+        "Mailbox path relative to the user's home, Maildir if it ends in /, else mbox; "
+        "empty: mail_spool_directory."),
+    INT("hopcount_limit", "50", 1, COUNT_MAX,
+        "Maximal number of Received: headers before a message is bounced as looping."),
+    LIST("inet_interfaces", "all",
+        "Addresses the SMTP server listens on: all, loopback-only, or a list of addresses."),
+    LIST_OF("inet_protocols", "all", "all|ipv4|ipv6",
+        "IP versions to use: all, ipv4, ipv6."),
+    INT("line_length_limit", "2048", 1000, BYTES_MAX,
+        "Maximal length of an SMTP line or message line; longer message lines are split."),
+    INT("local_destination_concurrency_limit", "2", 1, COUNT_MAX,
+        "Number of parallel deliveries to one local recipient."),
+    STR("local_mailbox_base", "",
+        "When set, any local part at mydestination is a valid user whose mail goes to "
+        "$local_mailbox_base/<localpart>/ plus home_mailbox, owned by the user tern runs as "
+        "(used by `tern dev`; tern extension)."),
+    LIST("local_recipient_maps", "unix:passwd.byname $alias_maps",
+        "Tables of valid local recipients; mail to others at mydestination is rejected in SMTP."),
+    STR("mail_name", "Tern",
+        "The mail system's name, used in the greeting and in bounces."),
+    STR("mail_owner", "tern",
+        "Unprivileged user that owns the queue and runs the daemons."),
+    STR("mail_spool_directory", "/var/mail",
+        "Directory of mbox mailboxes named after users, used when home_mailbox is empty."),
+    STR("maillog_file", "",
+        "File to log to instead of syslog; empty logs to syslog."),
+    TIME("maximal_backoff_time", "4000s", 's', 1,
+        "Longest time between delivery attempts of a deferred message."),
+    TIME("maximal_queue_lifetime", "5d", 'd', 0,
+        "How long a message may stay deferred before it is bounced."),
+    INT("message_size_limit", "10240000", 0, BYTES_MAX,
+        "Maximal message size in bytes, including envelope; 0 means no limit (as in Postfix)."),
+    TIME("minimal_backoff_time", "300s", 's', 1,
+        "Shortest time between delivery attempts of a deferred message."),
+    LIST("mydestination", "$myhostname, localhost.$mydomain, localhost",
+        "Domains delivered locally."),
+    COMPUTED("mydomain", CONF_F_DOMAIN,
+             "Internet domain of this system; default: $myhostname minus its first label, "
+             "or localdomain."),
+    COMPUTED("myhostname", CONF_F_HOSTNAME,
+             "Internet host name of this system; default: the name gethostname() returns."),
+    LIST("mynetworks", "127.0.0.0/8 [::1]/128",
+        "Client networks allowed to relay (permit_mynetworks)."),
+    ENUM("mynetworks_style", "host", "host|subnet|class",
+        "How mynetworks is derived when not set (tern uses the explicit default)."),
+    STR("myorigin", "$myhostname",
+        "Domain that locally posted mail appears to come from."),
+    STR("queue_directory", "/var/spool/tern",
+        "Root of the mail queue."),
+    TIME("queue_run_delay", "300s", 's', 1,
+        "How often the deferred queue is scanned."),
+    ENUM("queue_sync_method", "syncfs", "syncfs|fsync",
+        "How queue files are made durable before mail is acknowledged: syncfs or fsync "
+        "(tern extension)."),
+    STR("recipient_delimiter", "",
+        "Characters that separate a user name from an address extension (user+ext)."),
+    STR("relayhost", "",
+        "Host all non-local mail is sent to ([host]:port skips MX lookup); empty sends directly."),
+    STR("smtpd_banner", "$myhostname ESMTP $mail_name",
+        "Text after the 220 code in the SMTP greeting."),
+    INT("smtpd_client_connection_count_limit", "50", 0, COUNT_MAX,
+        "Simultaneous connections one client may hold; 0 disables the limit."),
+    LIST("smtpd_client_restrictions", "",
+        "Restrictions applied when a client connects."),
+    TIME("smtpd_error_sleep_time", "1s", 's', 0,
+        "Delay before replying with an error once the soft error limit is reached."),
+    ENUM("smtpd_forbid_bare_newline", "normalize", "normalize|reject",
+        "What the SMTP server does with a bare LF in a message: normalize it to CRLF, or reject."),
+    INT("smtpd_hard_error_limit", "20", 1, COUNT_MAX,
+        "Number of errors after which the SMTP server disconnects."),
+    LIST("smtpd_helo_restrictions", "",
+        "Restrictions applied to HELO/EHLO."),
+    INT("smtpd_process_count", "1", 1, 1024,
+        "Number of SMTP server processes sharing each listener (tern extension)."),
+    INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,
+        "Maximal number of recipients accepted for one message."),
+    LIST("smtpd_recipient_restrictions", "",
+        "Restrictions applied to RCPT TO."),
+    LIST("smtpd_relay_restrictions",
+        "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+        "Restrictions that decide relaying, applied to RCPT TO before "
+        "smtpd_recipient_restrictions."),
+    BOOL("smtpd_require_from_header", "yes",
+        "Reject mail without a From: header from clients outside mynetworks (tern extension)."),
+    LIST("smtpd_sender_restrictions", "",
+        "Restrictions applied to MAIL FROM."),
+    INT("smtpd_soft_error_limit", "10", 1, COUNT_MAX,
+        "Number of errors after which each error reply is delayed by smtpd_error_sleep_time."),
+    TIME("smtpd_timeout", "300s", 's', 1,
+        "How long the SMTP server waits for a client command or data."),
+    BOOL("smtputf8_enable", "yes",
+        "Offer and accept SMTPUTF8 (RFC 6531)."),
+};
+
+const size_t conf_params_count = sizeof conf_params / sizeof conf_params[0];
+
+const struct conf_param *conf_param_find_len(const char *name, size_t len)
+{
+    size_t lo = 0, hi = conf_params_count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const char *cand = conf_params[mid].name;
+        int cmp = strncmp(name, cand, len);
+        if (cmp == 0 && cand[len] != '\0')
+            cmp = -1; /* name is a proper prefix of cand: sorts before it */
+        if (cmp == 0)
+            return &conf_params[mid];
+        if (cmp < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const struct conf_param *conf_param_find(const char *name)
+{
+    return conf_param_find_len(name, strlen(name));
+}
+
+const char *conf_type_name(enum conf_type type)
+{
+    switch (type) {
+    case CONF_STR:
+        return "string";
+    case CONF_INT:
+        return "integer";
+    case CONF_BOOL:
+        return "boolean";
+    case CONF_TIME:
+        return "time";
+    case CONF_LIST:
+        return "list";
+    }
+    return "unknown";
+}

@@ -1,0 +1,52 @@
+/* conf_params: the one typed table of every main.cf parameter tern knows.
+ *
+ * Each row gives a parameter's name, type, default, range and one-line doc.
+ * The configuration reader (conf), the checker, `tern config` and the
+ * tern.conf(5) man page are all driven by this table, so adding a parameter
+ * means adding one row here and nothing else. Rows are kept sorted by name
+ * (conf_param_find does a binary search; a unit test checks the order).
+ *
+ * Anyone may read the table. Nothing here allocates or fails: an unknown
+ * name is simply NULL from conf_param_find. */
+#ifndef TERN_CONF_CONF_PARAMS_H
+#define TERN_CONF_CONF_PARAMS_H
+
+#include <stddef.h>
+
+enum conf_type {
+    CONF_STR,   /* free text */
+    CONF_INT,   /* decimal integer; sizes are CONF_INT bytes */
+    CONF_BOOL,  /* yes/no/true/false/1/0 */
+    CONF_TIME,  /* seconds; "300s", "5m", "2h", "5d", "1w", a bare number uses `unit` */
+    CONF_LIST,  /* separated by commas and/or whitespace; {...} groups stay whole */
+};
+
+enum conf_param_flag {
+    /* Default computed at run time instead of `def`. */
+    CONF_F_HOSTNAME = 1u << 0, /* gethostname(), as-is even without a dot */
+    CONF_F_DOMAIN = 1u << 1,   /* $myhostname minus its first label, else "localdomain" */
+};
+
+struct conf_param {
+    const char *name;
+    enum conf_type type;
+    const char *def;     /* raw default, may hold $name references; "" when computed */
+    long long min, max;  /* CONF_INT and CONF_TIME (in seconds) */
+    char unit;           /* CONF_TIME: unit of a bare number: s m h d w */
+    const char *doc;     /* one line, for the man page and `tern config` */
+    const char *choices; /* "a|b|c": the only values allowed (per item for
+                          * CONF_LIST); NULL = any */
+    unsigned flags;      /* enum conf_param_flag */
+};
+
+extern const struct conf_param conf_params[];
+extern const size_t conf_params_count;
+
+/* NULL when tern has no such parameter. */
+const struct conf_param *conf_param_find(const char *name);
+/* Same, for a name that is not NUL-terminated (as found inside a value). */
+const struct conf_param *conf_param_find_len(const char *name, size_t len);
+/* "string", "integer", "boolean", "time", "list". */
+const char *conf_type_name(enum conf_type type);
+
+#endif

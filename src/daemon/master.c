@@ -1,0 +1,653 @@
+/* master: `tern serve`: binds the ports, prepares the queue directory, and
+ * starts and supervises the three roles (smtpd, queue, local).
+ *
+ * Children are forked, not exec'd: they inherit the configuration parsed
+ * here once, and only the file descriptors of their role. When started as
+ * root, smtpd and queue drop to mail_owner before they run; local keeps root
+ * to deliver as each recipient; the master keeps root to bind, restart and
+ * reload. A child that dies is logged and restarted (with a growing pause
+ * if it keeps dying). SIGTERM/SIGINT stop everything; SIGHUP reloads the
+ * configuration (smtpd drains its sessions, queue and local restart);
+ * SIGUSR1 reopens the log file everywhere. */
+#include "daemon/master.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "daemon/instance.h"
+#include "daemon/ipc.h"
+#include "daemon/runtime.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+enum role { ROLE_QUEUE, ROLE_LOCAL, ROLE_SMTPD, ROLE_COUNT };
+
+struct child {
+    const char *name;
+    enum role role;
+    pid_t pid;
+    time_t started;
+    unsigned quick_deaths;
+    int restart_now;
+    struct event *restart_timer;
+};
+
+static struct {
+    struct event_base *base;
+    struct instance inst;
+    struct runtime rt;
+    struct child children[ROLE_COUNT];
+    int stopping;
+    int lock_fd;
+    struct event *kill_timer;
+    struct event *sigev[5];
+    struct master_opts opts;
+} ms;
+
+/* ---------- listeners ---------- */
+
+static const char *service_port(const char *port)
+{
+    /* /etc/services calls 465 "submissions"; master.cf says "smtps". */
+    if (strcmp(port, "smtps") == 0)
+        return "465";
+    return port;
+}
+
+static int bind_one(const char *host, const char *port, int family, struct strbuf *diag, char **bound)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
+    int gai = getaddrinfo(host, service_port(port), &hints, &res);
+    if (gai != 0) {
+        sb_printf(diag, "cannot use listen address %s port %s: %s\n", host ? host : "*", port, gai_strerror(gai));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (res->ai_family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        sb_printf(diag, "bind %s%s%s:%s: %s\n", res->ai_family == AF_INET6 ? "[" : "", host ? host : "*",
+                  res->ai_family == AF_INET6 ? "]" : "", port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    char name[INET6_ADDRSTRLEN] = "*";
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    unsigned p = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, name, sizeof name);
+            p = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, name, sizeof name);
+            p = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    *bound = ss.ss_family == AF_INET6 ? xasprintf("[%s]:%u", name, p) : xasprintf("%s:%u", name, p);
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void add_listener(const char *service, int fd, char *bound, struct conf *c)
+{
+    ms.rt.listeners = xrealloc(ms.rt.listeners, (ms.rt.nlisteners + 1) * sizeof *ms.rt.listeners);
+    struct runtime_listener *l = &ms.rt.listeners[ms.rt.nlisteners++];
+    l->fd = fd;
+    l->service = xstrdup(service);
+    l->address = bound;
+    l->conf = c;
+}
+
+/* Binds every inet smtpd service of master.cf. */
+static int bind_listeners(struct strbuf *diag)
+{
+    const char *protocols = conf_str(ms.inst.conf, "inet_protocols");
+    int want4 = strstr(protocols, "all") || strstr(protocols, "ipv4");
+    int want6 = strstr(protocols, "all") || strstr(protocols, "ipv6");
+    int failures = 0;
+    for (size_t i = 0; i < ms.inst.services.n; i++) {
+        struct mastercf_service *s = &ms.inst.services.svc[i];
+        if (strcmp(s->type, "inet") != 0)
+            continue;
+        if (strcmp(s->command, "smtpd") != 0) {
+            log_warn("%s:%d: service %s: command %s is not supported by tern; ignored", s->file, s->line,
+                     s->name, s->command);
+            continue;
+        }
+        char *host = NULL, *port = NULL;
+        if (mastercf_split_listen(s->name, conf_str(ms.inst.conf, "inet_interfaces"), &host, &port) != 0) {
+            sb_printf(diag, "%s:%d: cannot parse service name %s\n", s->file, s->line, s->name);
+            failures++;
+            continue;
+        }
+        struct conf *c = conf_clone(ms.inst.conf);
+        for (size_t k = 0; k < s->noverrides; k++)
+            conf_set(c, s->overrides[k].name, s->overrides[k].value, s->file, s->line);
+        /* The interfaces: the host part of the service name, or inet_interfaces. */
+        struct conf_list hosts = {0};
+        const char *loopback[] = {"127.0.0.1", "::1"}, *any[] = {"0.0.0.0", "::"};
+        const char **list = NULL;
+        size_t nlist = 0;
+        if (!host || strcmp(host, "all") == 0) {
+            list = any;
+            nlist = 2;
+        } else if (strcmp(host, "loopback-only") == 0) {
+            list = loopback;
+            nlist = 2;
+        } else {
+            hosts = conf_list_split(host);
+            list = (const char **)hosts.items;
+            nlist = hosts.n;
+        }
+        int bound_any = 0;
+        for (size_t h = 0; h < nlist; h++) {
+            char *addr = xstrdup(list[h]);
+            size_t al = strlen(addr);
+            if (al > 2 && addr[0] == '[' && addr[al - 1] == ']') {
+                memmove(addr, addr + 1, al - 2);
+                addr[al - 2] = '\0';
+            }
+            int is6 = strchr(addr, ':') != NULL;
+            if ((is6 && !want6) || (!is6 && !want4)) {
+                free(addr);
+                continue;
+            }
+            char *bound = NULL;
+            struct strbuf why = STRBUF_INIT;
+            int fd = bind_one(addr, port, is6 ? AF_INET6 : AF_INET, &why, &bound);
+            if (fd >= 0) {
+                add_listener(s->name, fd, bound, bound_any ? conf_clone(c) : c);
+                bound_any = 1;
+            } else if (is6 && (list == any || list == loopback) && errno == EADDRNOTAVAIL) {
+                log_warn("%s", sb_str(&why)); /* no IPv6 on this host: IPv4 is enough */
+            } else {
+                sb_puts(diag, sb_str(&why));
+                failures++;
+            }
+            sb_free(&why);
+            free(addr);
+        }
+        if (!bound_any)
+            conf_free(c);
+        conf_list_free(&hosts);
+        free(host);
+        free(port);
+    }
+    return failures ? -1 : 0;
+}
+
+/* ---------- children ---------- */
+
+static void drop_privileges(void)
+{
+    if (!ms.rt.is_root)
+        return;
+    if (setgroups(0, NULL) != 0 || setgid(ms.rt.owner_gid) != 0 || setuid(ms.rt.owner_uid) != 0)
+        log_fatal("cannot drop privileges to uid %u: %s", (unsigned)ms.rt.owner_uid, strerror(errno));
+    if (setuid(0) == 0)
+        log_fatal("privileges were not dropped");
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void child_start(enum role role);
+
+/* The child gets its own event loop: the master's must stop existing here
+ * without touching the kernel state the master still uses (its epoll set
+ * and signal pipe), hence event_reinit before anything is freed. */
+static void forget_master_loop(void)
+{
+    event_reinit(ms.base);
+    for (int i = 0; i < 5; i++)
+        if (ms.sigev[i]) {
+            event_free(ms.sigev[i]);
+            ms.sigev[i] = NULL;
+        }
+    for (int i = 0; i < ROLE_COUNT; i++)
+        if (ms.children[i].restart_timer) {
+            event_free(ms.children[i].restart_timer);
+            ms.children[i].restart_timer = NULL;
+        }
+    if (ms.kill_timer) {
+        event_free(ms.kill_timer);
+        ms.kill_timer = NULL;
+    }
+    event_base_free(ms.base);
+    ms.base = NULL;
+}
+
+static void run_child(enum role role)
+{
+    forget_master_loop();
+    /* The parent's libevent signal handlers must not run here. */
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    close_fd(&ms.lock_fd);
+    int rc = 0;
+    switch (role) {
+    case ROLE_SMTPD:
+        log_set_role("smtpd");
+        close_fd(&ms.rt.local_listen_fd);
+        close_fd(&ms.rt.queue_listen_fd);
+        close_fd(&ms.rt.qmgr_listen_fd);
+        drop_privileges();
+        rc = smtpd_main(&ms.rt);
+        break;
+    case ROLE_QUEUE:
+        log_set_role("queue");
+        close_fd(&ms.rt.local_listen_fd);
+        for (size_t i = 0; i < ms.rt.nlisteners; i++)
+            close_fd(&ms.rt.listeners[i].fd);
+        drop_privileges();
+        rc = qmgr_main(&ms.rt);
+        break;
+    case ROLE_LOCAL:
+        log_set_role("local");
+        close_fd(&ms.rt.queue_listen_fd);
+        close_fd(&ms.rt.qmgr_listen_fd);
+        for (size_t i = 0; i < ms.rt.nlisteners; i++)
+            close_fd(&ms.rt.listeners[i].fd);
+        rc = local_main(&ms.rt);
+        break;
+    default:
+        break;
+    }
+    master_cleanup_for_exit();
+    exit(rc);
+}
+
+static void child_start(enum role role)
+{
+    struct child *c = &ms.children[role];
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork %s: %s", c->name, strerror(errno));
+        return;
+    }
+    if (pid == 0)
+        run_child(role);
+    c->pid = pid;
+    c->started = time(NULL);
+    c->restart_now = 0;
+}
+
+static void on_restart_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct child *c = arg;
+    if (!ms.stopping && c->pid == 0)
+        child_start(c->role);
+}
+
+static int all_stopped(void)
+{
+    for (int i = 0; i < ROLE_COUNT; i++)
+        if (ms.children[i].pid > 0)
+            return 0;
+    return 1;
+}
+
+static void reap(void)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct child *c = NULL;
+        for (int i = 0; i < ROLE_COUNT; i++)
+            if (ms.children[i].pid == pid)
+                c = &ms.children[i];
+        if (!c)
+            continue; /* an smtpd draining after a reload */
+        c->pid = 0;
+        if (ms.stopping)
+            continue;
+        if (c->restart_now) {
+            child_start(c->role);
+            continue;
+        }
+        if (WIFSIGNALED(status))
+            log_warn("process %s pid %d killed by signal %d", c->name, (int)pid, WTERMSIG(status));
+        else
+            log_warn("process %s pid %d exit status %d", c->name, (int)pid, WEXITSTATUS(status));
+        /* A process that keeps dying right after start waits longer each time. */
+        if (time(NULL) - c->started < 10)
+            c->quick_deaths++;
+        else
+            c->quick_deaths = 0;
+        int delay = c->quick_deaths ? 1 << (c->quick_deaths > 6 ? 6 : c->quick_deaths) : 1;
+        log_info("restarting %s in %d seconds", c->name, delay);
+        struct timeval tv = {delay, 0};
+        evtimer_add(c->restart_timer, &tv);
+    }
+    if (ms.stopping && all_stopped())
+        event_base_loopexit(ms.base, NULL);
+}
+
+static void signal_children(int sig)
+{
+    for (int i = 0; i < ROLE_COUNT; i++)
+        if (ms.children[i].pid > 0)
+            kill(ms.children[i].pid, sig);
+}
+
+static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    log_warn("children did not stop in time; killing them");
+    signal_children(SIGKILL);
+}
+
+static void reload(void)
+{
+    struct instance fresh;
+    struct strbuf diag = STRBUF_INIT;
+    if (instance_load(&fresh, ms.inst.config_dir, &diag) != 0) {
+        log_error("reload refused, configuration has errors: %s", sb_str(&diag));
+        instance_free(&fresh);
+        sb_free(&diag);
+        return;
+    }
+    sb_free(&diag);
+    /* The listening sockets stay; their settings follow the new files. */
+    for (size_t i = 0; i < ms.rt.nlisteners; i++) {
+        struct runtime_listener *l = &ms.rt.listeners[i];
+        struct conf *c = conf_clone(fresh.conf);
+        for (size_t k = 0; k < fresh.services.n; k++) {
+            struct mastercf_service *s = &fresh.services.svc[k];
+            if (strcmp(s->name, l->service) != 0)
+                continue;
+            for (size_t j = 0; j < s->noverrides; j++)
+                conf_set(c, s->overrides[j].name, s->overrides[j].value, s->file, s->line);
+        }
+        conf_free(l->conf);
+        l->conf = c;
+    }
+    conf_free(ms.inst.conf);
+    ms.inst.conf = fresh.conf;
+    fresh.conf = NULL;
+    mastercf_free(&ms.inst.services);
+    ms.inst.services = fresh.services;
+    memset(&fresh.services, 0, sizeof fresh.services);
+    instance_free(&fresh);
+    ms.rt.conf = ms.inst.conf;
+    log_set_file(conf_str(ms.inst.conf, "maillog_file"));
+    log_info("reload -- version %s, configuration %s", TERN_VERSION, ms.inst.config_dir);
+    /* smtpd finishes its sessions while a new one takes new connections. */
+    struct child *s = &ms.children[ROLE_SMTPD];
+    if (s->pid > 0) {
+        kill(s->pid, SIGUSR2);
+        s->pid = 0;
+    }
+    child_start(ROLE_SMTPD);
+    for (int r = ROLE_QUEUE; r <= ROLE_LOCAL; r++) {
+        struct child *c = &ms.children[r];
+        if (c->pid > 0) {
+            c->restart_now = 1;
+            kill(c->pid, SIGTERM);
+        }
+    }
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    switch (sig) {
+    case SIGCHLD:
+        reap();
+        break;
+    case SIGHUP:
+        if (!ms.stopping)
+            reload();
+        break;
+    case SIGUSR1:
+        log_reopen();
+        signal_children(SIGUSR1);
+        break;
+    default:
+        if (ms.stopping)
+            break;
+        log_info("terminating on signal %d", (int)sig);
+        ms.stopping = 1;
+        signal_children(SIGTERM);
+        /* Draining smtpd processes from earlier reloads get the process group's signal. */
+        struct timeval tv = {15, 0};
+        ms.kill_timer = evtimer_new(ms.base, on_kill_timer, NULL);
+        evtimer_add(ms.kill_timer, &tv);
+        if (all_stopped())
+            event_base_loopexit(ms.base, NULL);
+    }
+}
+
+/* ---------- setup ---------- */
+
+static int resolve_owner(struct strbuf *diag)
+{
+    ms.rt.is_root = geteuid() == 0;
+    if (!ms.rt.is_root) {
+        ms.rt.owner_uid = getuid();
+        ms.rt.owner_gid = getgid();
+        return 0;
+    }
+    const char *owner = conf_str(ms.inst.conf, "mail_owner");
+    struct passwd *pw = getpwnam(owner);
+    if (!pw && ms.opts.dev) {
+        owner = "nobody";
+        pw = getpwnam(owner);
+    }
+    if (!pw) {
+        sb_printf(diag,
+                  "mail_owner %s does not exist; create it with:\n"
+                  "  useradd --system --home-dir /var/spool/tern --shell /usr/sbin/nologin %s\n",
+                  owner, owner);
+        return -1;
+    }
+    if (pw->pw_uid == 0) {
+        sb_printf(diag, "mail_owner must not be root\n");
+        return -1;
+    }
+    ms.rt.owner_uid = pw->pw_uid;
+    ms.rt.owner_gid = pw->pw_gid;
+    return 0;
+}
+
+static int make_unix_listener(const char *name, int mode, struct strbuf *diag)
+{
+    char *path = xasprintf("%s/%s", ms.rt.queue_dir, name);
+    int fd = ipc_listen(path, mode);
+    if (fd < 0) {
+        sb_printf(diag, "cannot listen on %s: %s\n", path, strerror(errno));
+    } else if (ms.rt.is_root && chown(path, ms.rt.owner_uid, ms.rt.owner_gid) != 0) {
+        sb_printf(diag, "chown %s: %s\n", path, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    free(path);
+    return fd;
+}
+
+static int take_lock(struct strbuf *diag)
+{
+    char *path = xasprintf("%s/%s/master.pid", ms.rt.queue_dir, QDIR_PID);
+    ms.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (ms.lock_fd < 0 || flock(ms.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        if (ms.lock_fd >= 0)
+            (void)!pread(ms.lock_fd, pid, sizeof pid - 1, 0);
+        pid[strcspn(pid, "\n")] = '\0';
+        sb_printf(diag, "the tern instance using %s is already running%s%s%s\n", ms.rt.queue_dir,
+                  *pid ? " (pid " : "", pid, *pid ? ")" : "");
+        free(path);
+        return -1;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(ms.lock_fd, 0) != 0 || pwrite(ms.lock_fd, buf, (size_t)n, 0) != n)
+        log_warn("cannot write %s", path);
+    free(path);
+    return 0;
+}
+
+void master_cleanup_for_exit(void)
+{
+    for (size_t i = 0; i < ms.rt.nlisteners; i++) {
+        close_fd(&ms.rt.listeners[i].fd);
+        conf_free(ms.rt.listeners[i].conf);
+        free(ms.rt.listeners[i].service);
+        free(ms.rt.listeners[i].address);
+    }
+    free(ms.rt.listeners);
+    ms.rt.listeners = NULL;
+    ms.rt.nlisteners = 0;
+    close_fd(&ms.rt.queue_listen_fd);
+    close_fd(&ms.rt.qmgr_listen_fd);
+    close_fd(&ms.rt.local_listen_fd);
+    for (int i = 0; i < ROLE_COUNT; i++)
+        if (ms.children[i].restart_timer) {
+            event_free(ms.children[i].restart_timer);
+            ms.children[i].restart_timer = NULL;
+        }
+    if (ms.kill_timer) {
+        event_free(ms.kill_timer);
+        ms.kill_timer = NULL;
+    }
+    free(ms.rt.queue_dir);
+    ms.rt.queue_dir = NULL;
+    instance_free(&ms.inst);
+    /* ms.base belongs to the master; a child only forgets it. */
+}
+
+int master_run(const struct master_opts *opts)
+{
+    memset(&ms, 0, sizeof ms);
+    ms.opts = *opts;
+    ms.lock_fd = -1;
+    ms.rt.queue_listen_fd = ms.rt.qmgr_listen_fd = ms.rt.local_listen_fd = -1;
+    log_init("master");
+    log_set_stderr(1);
+    struct strbuf diag = STRBUF_INIT;
+    if (instance_load(&ms.inst, opts->config_dir, &diag) != 0) {
+        fprintf(stderr, "%s", sb_str(&diag));
+        fprintf(stderr, "tern: fatal: configuration errors in %s\n", opts->config_dir);
+        sb_free(&diag);
+        instance_free(&ms.inst);
+        return 1;
+    }
+    ms.rt.conf = ms.inst.conf;
+    ms.rt.config_dir = ms.inst.config_dir;
+    ms.rt.queue_dir = xstrdup(instance_queue_dir(&ms.inst));
+    ms.rt.foreground = 1;
+    int rc = 1;
+    if (resolve_owner(&diag) != 0 ||
+        instance_prepare_queue(&ms.inst, ms.rt.is_root ? ms.rt.owner_uid : (uid_t)-1,
+                               ms.rt.is_root ? ms.rt.owner_gid : (gid_t)-1, &diag) != 0 ||
+        take_lock(&diag) != 0)
+        goto fail;
+    const char *logfile = conf_str(ms.inst.conf, "maillog_file");
+    if (*logfile) {
+        log_set_file(logfile);
+        if (ms.rt.is_root && chown(logfile, ms.rt.owner_uid, ms.rt.owner_gid) != 0)
+            log_warn("chown %s: %s", logfile, strerror(errno));
+    }
+    if ((ms.rt.queue_listen_fd = make_unix_listener(QSOCK_QUEUE, 0600, &diag)) < 0 ||
+        (ms.rt.qmgr_listen_fd = make_unix_listener(QSOCK_QMGR, 0666, &diag)) < 0 ||
+        (ms.rt.local_listen_fd = make_unix_listener(QSOCK_LOCAL, 0600, &diag)) < 0)
+        goto fail;
+    if (bind_listeners(&diag) != 0)
+        goto fail;
+    if (ms.rt.nlisteners == 0)
+        log_warn("no smtpd service in master.cf: mail arrives only through sendmail");
+
+    ms.base = event_base_new();
+    if (!ms.base) {
+        sb_puts(&diag, "cannot create event loop\n");
+        goto fail;
+    }
+    static const char *names[ROLE_COUNT] = {"queue", "local", "smtpd"};
+    for (int i = 0; i < ROLE_COUNT; i++) {
+        ms.children[i].name = names[i];
+        ms.children[i].role = (enum role)i;
+        ms.children[i].restart_timer = evtimer_new(ms.base, on_restart_timer, &ms.children[i]);
+    }
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+    for (int i = 0; i < 5; i++) {
+        ms.sigev[i] = evsignal_new(ms.base, sigs[i], on_signal, NULL);
+        event_add(ms.sigev[i], NULL);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
+
+    log_info("daemon started -- version %s, configuration %s", TERN_VERSION, ms.inst.config_dir);
+    for (size_t i = 0; i < ms.rt.nlisteners; i++)
+        log_info("listening on %s (service %s)", ms.rt.listeners[i].address, ms.rt.listeners[i].service);
+    if (opts->announce)
+        opts->announce(&ms.rt, opts->announce_arg);
+    for (int i = 0; i < ROLE_COUNT; i++)
+        child_start((enum role)i);
+
+    event_base_dispatch(ms.base);
+    log_info("stopped");
+    for (int i = 0; i < 5; i++) {
+        event_free(ms.sigev[i]);
+        ms.sigev[i] = NULL;
+    }
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "%s", sb_str(&diag));
+    fprintf(stderr, "tern: fatal: cannot start\n");
+out:
+    sb_free(&diag);
+    if (ms.lock_fd >= 0) {
+        char *path = xasprintf("%s/%s/master.pid", ms.rt.queue_dir, QDIR_PID);
+        unlink(path);
+        free(path);
+        close_fd(&ms.lock_fd);
+    }
+    master_cleanup_for_exit();
+    if (ms.base)
+        event_base_free(ms.base);
+    return rc;
+}

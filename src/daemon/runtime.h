@@ -1,0 +1,52 @@
+/* runtime: what the master hands each child process after fork().
+ *
+ * The master parses the configuration once; children inherit it in memory
+ * together with exactly the file descriptors their role needs (the rest are
+ * closed). Paths are absolute. */
+#ifndef TERN_DAEMON_RUNTIME_H
+#define TERN_DAEMON_RUNTIME_H
+
+#include <sys/types.h>
+
+struct conf;
+
+struct runtime_listener {
+    int fd;
+    char *service;          /* master.cf service name, e.g. "127.0.0.1:2525" or "smtp" */
+    char *address;          /* what was bound, for logs: "127.0.0.1:2525" */
+    struct conf *conf;      /* main.cf plus this service's -o overrides */
+};
+
+struct runtime {
+    struct conf *conf;
+    char *config_dir;
+    char *queue_dir;
+    int foreground;
+    int is_root;            /* started as root: children drop to mail_owner */
+    uid_t owner_uid;        /* mail_owner (or the invoking user) */
+    gid_t owner_gid;
+    struct runtime_listener *listeners;
+    size_t nlisteners;
+    int queue_listen_fd;    /* private/queue: smtpd -> queue (owned by queue) */
+    int qmgr_listen_fd;     /* public/qmgr: command-line tools -> queue */
+    int local_listen_fd;    /* private/local: queue -> local */
+};
+
+/* Paths inside the queue directory. */
+#define QDIR_INCOMING "incoming"
+#define QDIR_QUEUE "queue"
+#define QDIR_HOLD "hold"
+#define QDIR_CORRUPT "corrupt"
+#define QDIR_MAILDROP "maildrop"
+#define QDIR_PRIVATE "private"
+#define QDIR_PUBLIC "public"
+#define QDIR_PID "pid"
+#define QSOCK_QUEUE "private/queue"
+#define QSOCK_LOCAL "private/local"
+#define QSOCK_QMGR "public/qmgr"
+
+int smtpd_main(struct runtime *rt);
+int qmgr_main(struct runtime *rt);
+int local_main(struct runtime *rt);
+
+#endif

@@ -1,0 +1,857 @@
+/* maps: lookup tables named with Postfix's "type:name" syntax (see maps.h). */
+#include "maps/maps.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/fsops.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+/* ---------- an open-addressing hash table of strings ---------- */
+
+#define SLOT_EMPTY SIZE_MAX
+
+/* Keys and values live in one arena so a 100k-line table costs a few large
+ * allocations instead of 200k small ones; slots refer to them by offset
+ * because the arena moves when it grows. */
+struct slot {
+    size_t hash;
+    size_t key_off;
+    size_t val_off;
+};
+
+struct table {
+    struct slot *slots;
+    size_t cap; /* power of two, or 0 */
+    size_t count;
+    struct strbuf arena;
+};
+
+static size_t hash_key(const char *key)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+static size_t arena_add(struct strbuf *arena, const char *s, size_t len)
+{
+    size_t off = arena->len;
+    sb_append(arena, s, len);
+    sb_putc(arena, '\0');
+    return off;
+}
+
+static void table_free(struct table *t)
+{
+    free(t->slots);
+    sb_free(&t->arena);
+    memset(t, 0, sizeof *t);
+}
+
+static struct slot *table_probe(struct table *t, size_t hash, const char *key)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        struct slot *s = &t->slots[i];
+        if (s->key_off == SLOT_EMPTY)
+            return s;
+        if (s->hash == hash && strcmp(t->arena.buf + s->key_off, key) == 0)
+            return s;
+    }
+}
+
+static void table_grow(struct table *t)
+{
+    size_t ncap = t->cap ? t->cap * 2 : 16;
+    struct slot *old = t->slots;
+    size_t oldcap = t->cap;
+    t->slots = xmalloc(ncap * sizeof *t->slots);
+    for (size_t i = 0; i < ncap; i++)
+        t->slots[i].key_off = SLOT_EMPTY;
+    t->cap = ncap;
+    for (size_t i = 0; i < oldcap; i++) {
+        if (old[i].key_off == SLOT_EMPTY)
+            continue;
+        size_t mask = ncap - 1;
+        size_t j = old[i].hash & mask;
+        while (t->slots[j].key_off != SLOT_EMPTY)
+            j = (j + 1) & mask;
+        t->slots[j] = old[i];
+    }
+    free(old);
+}
+
+/* key must already be folded to lowercase. Returns 1 when it replaced an
+ * existing entry (the caller decides whether that deserves a warning). */
+static int table_put(struct table *t, const char *key, size_t klen, const char *val, size_t vlen)
+{
+    char *k = xstrndup(key, klen);
+    if ((t->count + 1) * 2 > t->cap)
+        table_grow(t);
+    size_t h = hash_key(k);
+    struct slot *s = table_probe(t, h, k);
+    int replaced = s->key_off != SLOT_EMPTY;
+    if (!replaced) {
+        s->hash = h;
+        s->key_off = arena_add(&t->arena, k, klen);
+        t->count++;
+    }
+    /* A replaced value stays in the arena unused: duplicates are rare. */
+    s->val_off = arena_add(&t->arena, val, vlen);
+    free(k);
+    return replaced;
+}
+
+static const char *table_get(const struct table *t, const char *key)
+{
+    if (!t->cap)
+        return NULL;
+    struct slot *s = table_probe((struct table *)t, hash_key(key), key);
+    return s->key_off == SLOT_EMPTY ? NULL : t->arena.buf + s->val_off;
+}
+
+/* ---------- maps ---------- */
+
+enum map_kind { MAP_KIND_FILE, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP };
+
+/* What identifies one version of a source file: an in-place edit changes
+ * size/mtime/ctime, an atomic replace changes the inode. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtim;
+    struct timespec ctim;
+};
+
+struct map {
+    char *spec;
+    enum map_kind kind;
+    unsigned flags;
+    char *path;         /* file tables */
+    char *static_value; /* static: */
+    struct table table; /* file and inline tables */
+    int loaded;         /* table holds the contents of the file version in id */
+    int failing;        /* the file could not be read; already logged */
+    struct file_id id;
+    int checked;
+    long long last_check; /* monotonic nanoseconds */
+};
+
+static unsigned check_interval = 1;
+
+void map_set_check_interval(unsigned seconds)
+{
+    check_interval = seconds;
+}
+
+static long long monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void file_id_from_stat(struct file_id *id, const struct stat *st)
+{
+    id->dev = st->st_dev;
+    id->ino = st->st_ino;
+    id->size = st->st_size;
+    id->mtim = st->st_mtim;
+    id->ctim = st->st_ctim;
+}
+
+static int file_id_equal(const struct file_id *a, const struct file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
+           a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
+}
+
+static int is_blank(int c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* ---------- source-file parsing ---------- */
+
+struct loader {
+    const char *path;
+    unsigned flags;
+    struct table *table;
+    struct strbuf logical;
+    size_t lineno; /* where the current logical line started */
+    int active;
+    const char *bad; /* why the current logical line will be skipped */
+};
+
+static void load_entry_postmap(struct loader *ld, char *line)
+{
+    char *p = line;
+    while (*p && !is_blank((unsigned char)*p))
+        p++;
+    size_t klen = (size_t)(p - line);
+    while (is_blank((unsigned char)*p))
+        p++;
+    if (!*p) {
+        log_warn("%s, line %zu: expected format: key whitespace value; entry skipped", ld->path,
+                 ld->lineno);
+        return;
+    }
+    line[klen] = '\0';
+    str_lower(line);
+    if (table_put(ld->table, line, klen, p, strlen(p)))
+        log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", ld->path,
+                 ld->lineno, line);
+}
+
+/* Unquotes an aliases(5) name "like \"this\"" at *pp into out; returns 0 on
+ * success with *pp after the closing quote. */
+static int unquote_name(const char **pp, struct strbuf *out)
+{
+    const char *p = *pp + 1;
+    for (; *p && *p != '"'; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        sb_putc(out, *p);
+    }
+    if (*p != '"')
+        return -1;
+    *pp = p + 1;
+    return 0;
+}
+
+static void load_entry_alias(struct loader *ld, char *line)
+{
+    struct strbuf name = STRBUF_INIT;
+    const char *p = line;
+    if (*p == '"') {
+        if (unquote_name(&p, &name) != 0) {
+            log_warn("%s, line %zu: unterminated quoted name; entry skipped", ld->path, ld->lineno);
+            goto out;
+        }
+        while (is_blank((unsigned char)*p))
+            p++;
+        if (*p != ':') {
+            log_warn("%s, line %zu: need name:value pair; entry skipped", ld->path, ld->lineno);
+            goto out;
+        }
+    } else {
+        const char *colon = strchr(p, ':');
+        if (!colon) {
+            log_warn("%s, line %zu: need name:value pair; entry skipped", ld->path, ld->lineno);
+            goto out;
+        }
+        size_t n = (size_t)(colon - p);
+        while (n && is_blank((unsigned char)p[n - 1]))
+            n--;
+        for (size_t i = 0; i < n; i++) {
+            if (is_blank((unsigned char)p[i])) {
+                log_warn("%s, line %zu: name contains whitespace (quote it); entry skipped",
+                         ld->path, ld->lineno);
+                goto out;
+            }
+        }
+        sb_append(&name, p, n);
+        p = colon;
+    }
+    p++; /* the colon */
+    while (is_blank((unsigned char)*p))
+        p++;
+    if (name.len == 0) {
+        log_warn("%s, line %zu: empty alias name; entry skipped", ld->path, ld->lineno);
+        goto out;
+    }
+    if (!*p) {
+        log_warn("%s, line %zu: alias \"%s\" has no value; entry skipped", ld->path, ld->lineno,
+                 sb_str(&name));
+        goto out;
+    }
+    str_lower(name.buf);
+    if (table_put(ld->table, name.buf, name.len, p, strlen(p)))
+        log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", ld->path,
+                 ld->lineno, name.buf);
+out:
+    sb_free(&name);
+}
+
+static void loader_finish_line(struct loader *ld)
+{
+    if (!ld->active)
+        return;
+    ld->active = 0;
+    if (ld->bad) {
+        log_warn("%s, line %zu: %s; entry skipped", ld->path, ld->lineno, ld->bad);
+    } else {
+        size_t len = ld->logical.len;
+        char *line = ld->logical.buf;
+        while (len && is_blank((unsigned char)line[len - 1]))
+            len--;
+        line[len] = '\0';
+        if (ld->flags & MAP_ALIAS_FORMAT)
+            load_entry_alias(ld, line);
+        else
+            load_entry_postmap(ld, line);
+    }
+    sb_reset(&ld->logical);
+    ld->bad = NULL;
+}
+
+static void loader_append(struct loader *ld, const char *s, size_t len)
+{
+    if (ld->bad)
+        return;
+    if (memchr(s, '\0', len)) {
+        ld->bad = "line contains a NUL byte";
+        return;
+    }
+    if (ld->logical.len + len > MAP_MAX_LINE) {
+        ld->bad = "line is longer than 65536 bytes";
+        return;
+    }
+    sb_append(&ld->logical, s, len);
+}
+
+static void loader_physical_line(struct loader *ld, const char *s, size_t len, size_t lineno)
+{
+    if (len && s[len - 1] == '\r')
+        len--;
+    size_t i = 0;
+    while (i < len && is_blank((unsigned char)s[i]))
+        i++;
+    if (i == len || s[i] == '#')
+        return; /* blank or comment: neither starts nor ends a logical line */
+    if (i > 0) {
+        if (!ld->active) {
+            log_warn("%s, line %zu: continuation line without an entry before it; skipped",
+                     ld->path, lineno);
+            return;
+        }
+        loader_append(ld, s, len);
+        return;
+    }
+    loader_finish_line(ld);
+    ld->active = 1;
+    ld->lineno = lineno;
+    loader_append(ld, s, len);
+}
+
+static void parse_source(const char *path, unsigned flags, const char *data, size_t len,
+                         struct table *table)
+{
+    struct loader ld = {.path = path, .flags = flags, .table = table};
+    size_t lineno = 0;
+    const char *p = data, *end = data + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *eol = nl ? nl : end;
+        loader_physical_line(&ld, p, (size_t)(eol - p), ++lineno);
+        p = nl ? nl + 1 : end;
+    }
+    loader_finish_line(&ld);
+    sb_free(&ld.logical);
+}
+
+/* Reads the whole file; on failure returns -1 with errno set. */
+static int read_file(const char *path, struct strbuf *out, struct file_id *id)
+{
+    int fd = fs_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        goto fail;
+    if (!S_ISREG(st.st_mode)) {
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        goto fail;
+    }
+    file_id_from_stat(id, &st);
+    char chunk[65536];
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof chunk);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        sb_append(out, chunk, (size_t)n);
+    }
+    close(fd);
+    return 0;
+fail: {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+}
+}
+
+static void map_set_failing(struct map *m, const char *what, int err_no)
+{
+    table_free(&m->table);
+    m->loaded = 0;
+    if (!m->failing)
+        log_error("table %s: cannot %s %s: %s; lookups fail with a temporary error until it "
+                  "is readable",
+                  m->spec, what, m->path, strerror(err_no));
+    m->failing = 1;
+}
+
+/* Rereads the source file. A file that changes while we read it is read
+ * again (a few times) so a lookup does not see a half-written edit. */
+static int file_load(struct map *m)
+{
+    struct table fresh = {0};
+    struct file_id id = {0};
+    for (int attempt = 0; attempt < 3; attempt++) {
+        struct strbuf data = STRBUF_INIT;
+        if (read_file(m->path, &data, &id) != 0) {
+            int e = errno;
+            sb_free(&data);
+            map_set_failing(m, "read", e);
+            return -1;
+        }
+        table_free(&fresh);
+        parse_source(m->path, m->flags, sb_str(&data), data.len, &fresh);
+        sb_free(&data);
+        struct stat st;
+        struct file_id after;
+        if (stat(m->path, &st) == 0) {
+            file_id_from_stat(&after, &st);
+            if (file_id_equal(&after, &id))
+                break;
+        }
+    }
+    table_free(&m->table);
+    m->table = fresh;
+    m->id = id;
+    m->loaded = 1;
+    if (m->failing)
+        log_info("table %s: %s is readable again (%zu entries)", m->spec, m->path,
+                 m->table.count);
+    m->failing = 0;
+    return 0;
+}
+
+static int file_refresh(struct map *m)
+{
+    long long now = monotonic_ns();
+    if (m->checked && now - m->last_check < (long long)check_interval * 1000000000LL)
+        return m->loaded ? 0 : -1;
+    m->checked = 1;
+    m->last_check = now;
+    struct stat st;
+    if (stat(m->path, &st) != 0) {
+        map_set_failing(m, "open", errno);
+        return -1;
+    }
+    struct file_id now_id;
+    file_id_from_stat(&now_id, &st);
+    if (m->loaded && file_id_equal(&now_id, &m->id))
+        return 0;
+    return file_load(m);
+}
+
+/* ---------- spec parsing ---------- */
+
+/* Returns the '}' that closes the '{' at open, or NULL. */
+static const char *matching_brace(const char *open)
+{
+    int depth = 0;
+    for (const char *p = open; *p; p++) {
+        if (*p == '{')
+            depth++;
+        else if (*p == '}' && --depth == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static void set_err(char **err, char *msg)
+{
+    if (err)
+        *err = msg;
+    else
+        free(msg);
+}
+
+static char *trimmed_copy(const char *s, size_t len)
+{
+    while (len && isspace((unsigned char)*s)) {
+        s++;
+        len--;
+    }
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
+    return xstrndup(s, len);
+}
+
+/* One "key=value" inline entry; returns an error message or NULL. */
+static char *inline_entry(struct map *m, const char *s, size_t len, int braced)
+{
+    const char *eq = memchr(s, '=', len);
+    if (!eq)
+        return xasprintf("table %s: entry \"%.*s\" has no '='", m->spec, (int)len, s);
+    char *key = braced ? trimmed_copy(s, (size_t)(eq - s)) : xstrndup(s, (size_t)(eq - s));
+    char *val = braced ? trimmed_copy(eq + 1, len - (size_t)(eq - s) - 1)
+                       : xstrndup(eq + 1, len - (size_t)(eq - s) - 1);
+    char *msg = NULL;
+    if (!*key) {
+        msg = xasprintf("table %s: entry \"%.*s\" has an empty key", m->spec, (int)len, s);
+    } else {
+        str_lower(key);
+        if (table_put(&m->table, key, strlen(key), val, strlen(val)))
+            log_warn("table %s: duplicate entry for \"%s\"; the later one is used", m->spec, key);
+    }
+    free(key);
+    free(val);
+    return msg;
+}
+
+static char *parse_inline(struct map *m, const char *body)
+{
+    while (isspace((unsigned char)*body))
+        body++;
+    const char *close = *body == '{' ? matching_brace(body) : NULL;
+    if (!close)
+        return xasprintf("table %s: expected inline:{ key=value, ... }", m->spec);
+    for (const char *q = close + 1; *q; q++)
+        if (!isspace((unsigned char)*q))
+            return xasprintf("table %s: text after the closing '}'", m->spec);
+    const char *p = body + 1;
+    while (p < close) {
+        if (isspace((unsigned char)*p) || *p == ',') {
+            p++;
+            continue;
+        }
+        char *msg;
+        if (*p == '{') {
+            const char *end = matching_brace(p);
+            /* end < close always holds: the outer brace balances. */
+            msg = inline_entry(m, p + 1, (size_t)(end - p - 1), 1);
+            p = end + 1;
+        } else {
+            const char *start = p;
+            int depth = 0;
+            while (p < close && (depth > 0 || !(isspace((unsigned char)*p) || *p == ','))) {
+                if (*p == '{')
+                    depth++;
+                else if (*p == '}')
+                    depth--;
+                p++;
+            }
+            msg = inline_entry(m, start, (size_t)(p - start), 0);
+        }
+        if (msg)
+            return msg;
+    }
+    return NULL;
+}
+
+static char *parse_static(struct map *m, const char *body)
+{
+    char *text = trimmed_copy(body, strlen(body));
+    if (text[0] == '{') {
+        const char *close = matching_brace(text);
+        if (!close || close[1] != '\0') {
+            free(text);
+            return xasprintf("table %s: expected static:{text}", m->spec);
+        }
+        m->static_value = trimmed_copy(text + 1, (size_t)(close - text - 1));
+        free(text);
+    } else {
+        m->static_value = text;
+    }
+    return NULL;
+}
+
+static int type_is(const char *type, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(type, *list) == 0)
+            return 1;
+    return 0;
+}
+
+static const char *const file_types[] = {"hash", "btree", "lmdb", "texthash", NULL};
+/* Postfix table types we know of but do not implement. */
+static const char *const unsupported_types[] = {
+    "regexp", "pcre",   "cidr",     "tcp",    "socketmap", "ldap",  "mysql",
+    "pgsql",  "sqlite", "memcache", "proxy",  "nis",       "nisplus", "netinfo",
+    "cdb",    "dbm",    "sdbm",     "environ", "fail",     "pipemap", "randmap",
+    "union",  "internal", "ldaps",  NULL};
+
+static char *map_setup(struct map *m, const char *type, const char *name)
+{
+    if (type_is(type, file_types)) {
+        if (name[0] != '/')
+            return xasprintf("table %s: the file name must be an absolute path", m->spec);
+        m->kind = MAP_KIND_FILE;
+        m->path = xstrdup(name);
+        file_refresh(m); /* a failure is logged once and retried on lookup */
+        return NULL;
+    }
+    if (strcmp(type, "inline") == 0) {
+        m->kind = MAP_KIND_INLINE;
+        return parse_inline(m, name);
+    }
+    if (strcmp(type, "static") == 0) {
+        m->kind = MAP_KIND_STATIC;
+        return parse_static(m, name);
+    }
+    if (strcmp(type, "unix") == 0) {
+        if (strcmp(name, "passwd.byname") == 0)
+            m->kind = MAP_KIND_PASSWD;
+        else if (strcmp(name, "group.byname") == 0)
+            m->kind = MAP_KIND_GROUP;
+        else
+            return xasprintf("table %s: unknown unix table \"%s\" (passwd.byname or "
+                             "group.byname)",
+                             m->spec, name);
+        return NULL;
+    }
+    if (type_is(type, unsupported_types))
+        return xasprintf("table type %s is not supported yet", type);
+    return xasprintf("unknown table type \"%s\" in \"%s\"", type, m->spec);
+}
+
+struct map *map_open(const char *spec, unsigned flags, char **err)
+{
+    if (err)
+        *err = NULL;
+    char *s = trimmed_copy(spec, strlen(spec));
+    const char *colon = strchr(s, ':');
+    size_t tlen = colon ? (size_t)(colon - s) : 0;
+    int type_ok = tlen > 0;
+    for (size_t i = 0; i < tlen; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+            type_ok = 0;
+    if (!type_ok) {
+        set_err(err, xasprintf("table \"%s\" is not of the form type:name", s));
+        free(s);
+        return NULL;
+    }
+    struct map *m = xcalloc(1, sizeof *m);
+    m->spec = s;
+    m->flags = flags;
+    char *type = xstrndup(s, tlen);
+    str_lower(type);
+    char *msg = map_setup(m, type, colon + 1);
+    free(type);
+    if (msg) {
+        set_err(err, msg);
+        map_close(m);
+        return NULL;
+    }
+    return m;
+}
+
+void map_close(struct map *m)
+{
+    if (!m)
+        return;
+    table_free(&m->table);
+    free(m->spec);
+    free(m->path);
+    free(m->static_value);
+    free(m);
+}
+
+const char *map_spec(const struct map *m)
+{
+    return m->spec;
+}
+
+/* getpw*_r and getgr*_r want a caller buffer of unknown size: grow on ERANGE. */
+#define NSS_BUF_MAX (1024 * 1024)
+
+static int nss_not_found(int rc)
+{
+    /* POSIX lets these mean "no such entry" as well as the usual 0/NULL. */
+    return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
+}
+
+static int lookup_passwd(const char *key, char **value)
+{
+    size_t size = 4096;
+    for (;;) {
+        char *buf = xmalloc(size);
+        struct passwd pw, *res = NULL;
+        int rc = getpwnam_r(key, &pw, buf, size, &res);
+        if (rc == ERANGE && size < NSS_BUF_MAX) {
+            free(buf);
+            size *= 4;
+            continue;
+        }
+        int found = 0;
+        if (res) {
+            *value = xasprintf("%s:x:%lu:%lu:%s:%s:%s", pw.pw_name, (unsigned long)pw.pw_uid,
+                               (unsigned long)pw.pw_gid, pw.pw_gecos ? pw.pw_gecos : "",
+                               pw.pw_dir ? pw.pw_dir : "", pw.pw_shell ? pw.pw_shell : "");
+            found = 1;
+        } else if (!nss_not_found(rc)) {
+            log_error("table unix:passwd.byname: lookup of %s failed: %s", key, strerror(rc));
+            found = -1;
+        }
+        free(buf);
+        return found;
+    }
+}
+
+static int lookup_group(const char *key, char **value)
+{
+    size_t size = 4096;
+    for (;;) {
+        char *buf = xmalloc(size);
+        struct group gr, *res = NULL;
+        int rc = getgrnam_r(key, &gr, buf, size, &res);
+        if (rc == ERANGE && size < NSS_BUF_MAX) {
+            free(buf);
+            size *= 4;
+            continue;
+        }
+        int found = 0;
+        if (res) {
+            struct strbuf sb = STRBUF_INIT;
+            sb_printf(&sb, "%s:x:%lu:", gr.gr_name, (unsigned long)gr.gr_gid);
+            for (char **mem = gr.gr_mem; mem && *mem; mem++) {
+                if (mem != gr.gr_mem)
+                    sb_putc(&sb, ',');
+                sb_puts(&sb, *mem);
+            }
+            *value = sb_detach(&sb);
+            found = 1;
+        } else if (!nss_not_found(rc)) {
+            log_error("table unix:group.byname: lookup of %s failed: %s", key, strerror(rc));
+            found = -1;
+        }
+        free(buf);
+        return found;
+    }
+}
+
+int map_lookup(struct map *m, const char *key, char **value)
+{
+    *value = NULL;
+    if (m->kind == MAP_KIND_STATIC) {
+        *value = xstrdup(m->static_value);
+        return 1;
+    }
+    if (!key || !*key)
+        return 0;
+    if (m->kind == MAP_KIND_FILE && file_refresh(m) != 0)
+        return -1;
+    char *folded = xstrdup(key);
+    str_lower(folded);
+    int rc = 0;
+    switch (m->kind) {
+    case MAP_KIND_FILE:
+    case MAP_KIND_INLINE: {
+        const char *v = table_get(&m->table, folded);
+        if (v) {
+            *value = xstrdup(v);
+            rc = 1;
+        }
+        break;
+    }
+    case MAP_KIND_PASSWD:
+        rc = lookup_passwd(folded, value);
+        break;
+    case MAP_KIND_GROUP:
+        rc = lookup_group(folded, value);
+        break;
+    case MAP_KIND_STATIC:
+        break;
+    }
+    free(folded);
+    return rc;
+}
+
+/* ---------- lists ---------- */
+
+struct map_list {
+    struct map **maps;
+    size_t n, cap;
+};
+
+struct map_list *map_list_open(const char *specs, unsigned flags, char **err)
+{
+    if (err)
+        *err = NULL;
+    struct map_list *l = xcalloc(1, sizeof *l);
+    const char *p = specs;
+    for (;;) {
+        while (*p && (isspace((unsigned char)*p) || *p == ','))
+            p++;
+        if (!*p)
+            break;
+        /* Separators inside braces belong to the spec: inline:{a=b, c=d}. */
+        const char *start = p;
+        int depth = 0;
+        while (*p && (depth > 0 || !(isspace((unsigned char)*p) || *p == ','))) {
+            if (*p == '{')
+                depth++;
+            else if (*p == '}' && depth > 0)
+                depth--;
+            p++;
+        }
+        char *one = xstrndup(start, (size_t)(p - start));
+        struct map *m = map_open(one, flags, err);
+        free(one);
+        if (!m) {
+            map_list_close(l);
+            return NULL;
+        }
+        l->maps = xgrow(l->maps, &l->cap, l->n + 1, sizeof *l->maps);
+        l->maps[l->n++] = m;
+    }
+    return l;
+}
+
+int map_list_lookup(struct map_list *l, const char *key, char **value)
+{
+    *value = NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        int rc = map_lookup(l->maps[i], key, value);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void map_list_close(struct map_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        map_close(l->maps[i]);
+    free(l->maps);
+    free(l);
+}
+
+size_t map_list_count(const struct map_list *l)
+{
+    return l->n;
+}
+
+struct map *map_list_get(struct map_list *l, size_t i)
+{
+    return i < l->n ? l->maps[i] : NULL;
+}

@@ -1,0 +1,84 @@
+/* maps: lookup tables named with Postfix's "type:name" syntax.
+ *
+ * Owns every table that configuration names (alias_maps, access tables,
+ * virtual maps ...): parsing the spec, reading the source file into an
+ * in-memory hash table, reloading it when it changes, and answering lookups.
+ * Any process may call it; a map is not thread-safe (one owner per map).
+ *
+ * Table types:
+ *   hash:/path texthash:/path btree:/path lmdb:/path
+ *       All four read the TEXT source file named (tern never builds or reads
+ *       .db files): "hash:/etc/aliases" reads /etc/aliases itself. Format as
+ *       for postmap(1): "key whitespace value"; with MAP_ALIAS_FORMAT, the
+ *       aliases(5) format "name: value" (name may be "quoted"). Blank lines and
+ *       lines whose first non-blank is '#' are ignored; a line starting with
+ *       whitespace continues the previous one (the newline is dropped, the
+ *       whitespace kept). Keys are folded to lowercase and lookups fold the
+ *       key too; a later duplicate replaces an earlier one, with a warning.
+ *       Logical lines over MAP_MAX_LINE bytes are skipped with a warning.
+ *       The path must be absolute.
+ *       Unlike Postfix there is no postmap/newaliases step: the file is
+ *       re-stat'ed at most once per check interval (default 1 s) and reread
+ *       when its inode, size, mtime or ctime changed, so edits take effect
+ *       without a restart. Write the file atomically (rename a new copy over
+ *       it) so a lookup never sees a half-written table.
+ *       A missing or unreadable file does not fail map_open: lookups return
+ *       -1 (temporary error, so mail is deferred, not bounced), the problem
+ *       is logged once, and the map recovers by itself when the file is back.
+ *   inline:{ key1=value1, { key2 = value with spaces } }
+ *       Entries separated by commas or whitespace; an entry in braces may
+ *       hold whitespace and commas, and blanks around its '=' are dropped.
+ *   static:text  static:{text with spaces}
+ *       Every key finds the text (braces stripped and the inside trimmed).
+ *   unix:passwd.byname
+ *       getpwnam(): the value is the passwd line as Postfix returns it,
+ *       "name:x:uid:gid:gecos:home:shell" (the password field is always "x"
+ *       so no hash ever leaves this module).
+ *   unix:group.byname
+ *       getgrnam(): "name:x:gid:member1,member2".
+ *   regexp, pcre, cidr, tcp, socketmap, ldap, mysql, pgsql, sqlite, ...
+ *       map_open fails with "table type pcre is not supported yet".
+ *
+ * Errors: map_open/map_list_open return NULL and a malloc'd message in *err
+ * (when err is not NULL) for a malformed or unsupported spec. Lookups return
+ * 1 found (*value malloc'd, caller frees), 0 not found, -1 temporary error.
+ * Problems inside a source file (bad lines, duplicates) are logged as
+ * warnings with file name and line number and never fail the map. */
+#ifndef TERN_MAPS_MAPS_H
+#define TERN_MAPS_MAPS_H
+
+#include <stddef.h>
+
+/* Longest logical line (key, value and continuations) a source file may hold. */
+#define MAP_MAX_LINE 65536
+
+struct map;
+
+enum map_flags {
+    MAP_ALIAS_FORMAT = 1 /* source file is in aliases(5) format "name: v1, v2" */
+};
+
+struct map *map_open(const char *spec, unsigned flags, char **err);
+/* 1 found (*value malloc'd), 0 not found, -1 temporary error (e.g. file unreadable). */
+int map_lookup(struct map *m, const char *key, char **value);
+void map_close(struct map *m);
+/* The spec as given to map_open (surrounding blanks removed). */
+const char *map_spec(const struct map *m);
+
+/* How often (seconds) a file table re-stats its source; 0 = on every lookup.
+ * Process-wide; the default is 1. Tests use 0 to see edits at once. */
+void map_set_check_interval(unsigned seconds);
+
+/* "hash:/etc/aliases, texthash:/x" -- specs separated by commas or whitespace
+ * (outside braces), searched in order. An empty string is an empty list. */
+struct map_list;
+struct map_list *map_list_open(const char *specs, unsigned flags, char **err);
+/* First map that finds the key wins. A map that fails before any hit makes
+ * the result -1: a later map's answer might not be the one meant. */
+int map_list_lookup(struct map_list *l, const char *key, char **value);
+void map_list_close(struct map_list *l);
+size_t map_list_count(const struct map_list *l);
+/* The i-th map of the list (i < map_list_count). */
+struct map *map_list_get(struct map_list *l, size_t i);
+
+#endif

@@ -1,0 +1,923 @@
+/* qmgr: the queue process: commits, scheduling, retries, queue commands.
+ *
+ * The only process that changes the spool (through queue_store). It
+ *  - takes commits from smtpd over private/queue and answers once durable;
+ *  - picks up `sendmail` submissions from maildrop/ (pickup.c);
+ *  - schedules every open recipient at once on arrival, expands aliases,
+ *    hands local recipients to the local delivery agent over
+ *    private/local, records each result in the queue file, retries
+ *    temporary failures with exponential backoff between
+ *    minimal_backoff_time and maximal_backoff_time, and gives up after
+ *    maximal_queue_lifetime;
+ *  - answers `tern queue` / `mailq` over public/qmgr.
+ * Runs unprivileged (mail_owner). */
+#include "queue/qmgr.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "daemon/ipc.h"
+#include "daemon/runtime.h"
+#include "deliver/resolve.h"
+#include "maps/aliases.h"
+#include "queue/pickup.h"
+#include "queue/queue_id.h"
+#include "queue/queue_store.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#define QMSG_HASH_SIZE 4096
+
+struct qmsg {
+    struct qmsg *hnext;
+    struct qf_message m;
+    enum store_place place;
+    unsigned inflight;
+    int deleted;
+    int64_t active_us;          /* when the queue manager took it */
+    unsigned char *rcpt_busy;   /* per recipient: a delivery is in flight */
+    size_t rcpt_busy_cap;
+    struct event *timer;
+};
+
+struct delivery {
+    struct delivery *next;
+    uint32_t reqid;
+    struct qmsg *q;
+    size_t idx;
+    int64_t start_us;
+};
+
+static struct {
+    struct event_base *base;
+    struct runtime *rt;
+    struct resolver *resolver;
+    struct qmsg *hash[QMSG_HASH_SIZE];
+    size_t nmsgs;
+    struct ipc_chan *local;
+    struct delivery *deliveries;
+    unsigned inflight;
+    unsigned max_inflight;
+    /* recipients waiting for a free delivery slot */
+    struct waiting { struct waiting *next; char id[QUEUE_ID_LEN + 1]; size_t idx; } *wait_head, *wait_tail;
+    uint32_t next_reqid;
+    long long min_backoff, max_backoff, max_lifetime;
+    char *myhostname;
+    struct event *listen_ev, *cli_ev, *pickup_timer;
+    int stopping;
+} qm;
+
+static void qmsg_schedule(struct qmsg *q);
+
+static int64_t now_us(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+}
+
+/* ---------- the message table ---------- */
+
+static unsigned id_hash(const char *id)
+{
+    unsigned h = 2166136261u;
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h % QMSG_HASH_SIZE;
+}
+
+static struct qmsg *qmsg_find(const char *id)
+{
+    for (struct qmsg *q = qm.hash[id_hash(id)]; q; q = q->hnext)
+        if (strcmp(q->m.id, id) == 0)
+            return q;
+    return NULL;
+}
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    qmsg_schedule(arg);
+}
+
+static struct qmsg *qmsg_add(struct qf_message *m, enum store_place place)
+{
+    struct qmsg *q = xcalloc(1, sizeof *q);
+    q->m = *m;
+    memset(m, 0, sizeof *m);
+    q->place = place;
+    q->active_us = now_us();
+    q->timer = evtimer_new(qm.base, on_retry_timer, q);
+    unsigned h = id_hash(q->m.id);
+    q->hnext = qm.hash[h];
+    qm.hash[h] = q;
+    qm.nmsgs++;
+    return q;
+}
+
+static void qmsg_free(struct qmsg *q)
+{
+    struct qmsg **pp = &qm.hash[id_hash(q->m.id)];
+    while (*pp && *pp != q)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = q->hnext;
+    qm.nmsgs--;
+    event_free(q->timer);
+    qf_message_free(&q->m);
+    free(q->rcpt_busy);
+    free(q);
+}
+
+static int rcpt_busy(struct qmsg *q, size_t idx)
+{
+    return idx < q->rcpt_busy_cap && q->rcpt_busy[idx];
+}
+
+static void set_rcpt_busy(struct qmsg *q, size_t idx, int busy)
+{
+    if (idx >= q->rcpt_busy_cap) {
+        size_t old = q->rcpt_busy_cap;
+        q->rcpt_busy = xgrow(q->rcpt_busy, &q->rcpt_busy_cap, idx + 1, 1);
+        memset(q->rcpt_busy + old, 0, q->rcpt_busy_cap - old);
+    }
+    q->rcpt_busy[idx] = (unsigned char)busy;
+}
+
+/* ---------- results ---------- */
+
+static void fmt_secs(char *buf, size_t len, double s)
+{
+    /* As Postfix writes them: two decimals below 10 s, trailing zeros dropped. */
+    if (s < 0.005) {
+        snprintf(buf, len, "0");
+        return;
+    }
+    if (s >= 10) {
+        snprintf(buf, len, "%.0f", s);
+        return;
+    }
+    snprintf(buf, len, "%.2f", s);
+    char *end = buf + strlen(buf) - 1;
+    while (*end == '0')
+        *end-- = '\0';
+    if (*end == '.')
+        *end = '\0';
+}
+
+static const char *orig_to(const struct qmsg *q, const struct qf_rcpt *r)
+{
+    if (r->parent >= 0 && (size_t)r->parent < q->m.nrcpt)
+        return q->m.rcpts[r->parent].orcpt[0] ? q->m.rcpts[r->parent].orcpt : q->m.rcpts[r->parent].addr;
+    return r->orcpt[0] && strcmp(r->orcpt, r->addr) != 0 ? r->orcpt : NULL;
+}
+
+/* Postfix's delivery log line. delays=a/b/c/d: before the queue manager,
+ * in the queue manager, connection setup, transmission. */
+static void log_delivery(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *status)
+{
+    struct qf_rcpt *r = &q->m.rcpts[idx];
+    int64_t now = now_us();
+    double a = (double)(q->active_us - q->m.arrival_us) / 1e6;
+    double b = start_us ? (double)(start_us - q->active_us) / 1e6 : (double)(now - q->active_us) / 1e6;
+    double d = start_us ? (double)(now - start_us) / 1e6 : 0;
+    if (b < 0)
+        b = 0;
+    char sa[32], sb[32], sd[32], total[32];
+    fmt_secs(sa, sizeof sa, a);
+    fmt_secs(sb, sizeof sb, b);
+    fmt_secs(sd, sizeof sd, d);
+    fmt_secs(total, sizeof total, (double)(now - q->m.arrival_us) / 1e6);
+    const char *orig = orig_to(q, r);
+    char origbuf[600] = "";
+    if (orig)
+        snprintf(origbuf, sizeof origbuf, ", orig_to=<%s>", orig);
+    log_info("%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/0/%s, dsn=%s, status=%s (%s)", q->m.id, r->addr,
+             origbuf, relay, total, sa, sb, sd, r->dsn, status, r->reason);
+}
+
+static void record(struct qmsg *q, size_t idx)
+{
+    if (store_append_status(&q->m, q->place, idx) != 0)
+        log_warn("%s: cannot record delivery status: %s", q->m.id, strerror(errno));
+}
+
+static void set_result(struct qf_rcpt *r, enum qf_rcpt_state state, const char *dsn, const char *reason)
+{
+    r->state = state;
+    r->last_try = time(NULL);
+    free(r->dsn);
+    free(r->reason);
+    r->dsn = xstrdup(dsn);
+    r->reason = xstrdup(reason);
+}
+
+static void rcpt_sent(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
+                      const char *reason)
+{
+    set_result(&q->m.rcpts[idx], QF_DELIVERED, dsn, reason);
+    record(q, idx);
+    log_delivery(q, idx, relay, start_us, "sent");
+}
+
+static void rcpt_bounced(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
+                         const char *reason)
+{
+    set_result(&q->m.rcpts[idx], QF_FAILED, dsn, reason);
+    record(q, idx);
+    log_delivery(q, idx, relay, start_us, "bounced");
+}
+
+static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
+                          const char *reason)
+{
+    struct qf_rcpt *r = &q->m.rcpts[idx];
+    time_t now = time(NULL);
+    set_result(r, QF_DEFERRED, dsn, reason);
+    r->attempts++;
+    if (qm.max_lifetime > 0 && now - q->m.arrival_us / 1000000 >= qm.max_lifetime) {
+        /* Given up: the bounce itself comes with the relay work; the
+         * recipient is failed and logged as Postfix does. */
+        r->state = QF_FAILED;
+        char *why = xasprintf("message expired after %lld days in the queue: %s",
+                              (long long)(now - q->m.arrival_us / 1000000) / 86400, reason);
+        free(r->reason);
+        r->reason = why;
+        record(q, idx);
+        log_delivery(q, idx, relay, start_us, "expired");
+        return;
+    }
+    /* The wait doubles with each attempt, from minimal to maximal_backoff_time. */
+    long long backoff = qm.min_backoff;
+    for (uint32_t k = 1; k < r->attempts && backoff < qm.max_backoff; k++)
+        backoff *= 2;
+    if (backoff > qm.max_backoff)
+        backoff = qm.max_backoff;
+    r->next_try = now + backoff;
+    record(q, idx);
+    log_delivery(q, idx, relay, start_us, "deferred");
+}
+
+/* ---------- delivery dispatch ---------- */
+
+static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg);
+
+static int local_connect(void)
+{
+    if (qm.local)
+        return 0;
+    char *path = xasprintf("%s/%s", qm.rt->queue_dir, QSOCK_LOCAL);
+    int fd = ipc_connect(path);
+    if (fd < 0) {
+        log_warn("connect to local delivery agent %s: %s", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    free(path);
+    qm.local = ipc_chan_new(qm.base, fd, local_reply, NULL);
+    return 0;
+}
+
+static void finish_if_done(struct qmsg *q);
+
+static void delivery_done(struct delivery *d, const char *status, const char *dsn, const char *text)
+{
+    struct qmsg *q = d->q;
+    q->inflight--;
+    qm.inflight--;
+    set_rcpt_busy(q, d->idx, 0);
+    if (!q->deleted) {
+        if (strcmp(status, "sent") == 0)
+            rcpt_sent(q, d->idx, "local", d->start_us, dsn, text);
+        else if (strcmp(status, "bounced") == 0)
+            rcpt_bounced(q, d->idx, "local", d->start_us, dsn, text);
+        else
+            rcpt_deferred(q, d->idx, "local", d->start_us, dsn, text);
+    }
+    free(d);
+    finish_if_done(q);
+}
+
+static void dispatch_waiting(void);
+
+static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
+{
+    (void)arg;
+    if (!m) {
+        log_warn("connection to the local delivery agent lost");
+        ipc_chan_free(ch);
+        qm.local = NULL;
+        struct delivery *list = qm.deliveries;
+        qm.deliveries = NULL;
+        while (list) {
+            struct delivery *d = list;
+            list = d->next;
+            delivery_done(d, "deferred", "4.3.0", "local delivery agent failed");
+        }
+        return;
+    }
+    struct delivery **pp = &qm.deliveries;
+    while (*pp && (*pp)->reqid != m->reqid)
+        pp = &(*pp)->next;
+    struct delivery *d = *pp;
+    if (!d) {
+        log_error("local delivery reply for unknown request %u", m->reqid);
+        return;
+    }
+    *pp = d->next;
+    const char *status = ipc_msg_get(m, "status");
+    const char *dsn = ipc_msg_get(m, "dsn");
+    const char *text = ipc_msg_get(m, "text");
+    delivery_done(d, status ? status : "deferred", dsn ? dsn : "4.3.0", text ? text : "no reason given");
+    dispatch_waiting();
+}
+
+static void deliver_local(struct qmsg *q, size_t idx)
+{
+    struct qf_rcpt *r = &q->m.rcpts[idx];
+    if (local_connect() != 0) {
+        rcpt_deferred(q, idx, "local", 0, "4.3.0", "local delivery agent unavailable");
+        return;
+    }
+    struct delivery *d = xcalloc(1, sizeof *d);
+    d->reqid = ++qm.next_reqid;
+    d->q = q;
+    d->idx = idx;
+    d->start_us = now_us();
+    d->next = qm.deliveries;
+    qm.deliveries = d;
+    q->inflight++;
+    qm.inflight++;
+    set_rcpt_busy(q, idx, 1);
+
+    char *user = resolver_local_user(qm.resolver, r->addr);
+    char *path = store_path(q->m.id, q->place);
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_DELIVER, d->reqid);
+    ipc_msg_add(&m, "id", q->m.id);
+    ipc_msg_add(&m, "path", path);
+    ipc_msg_add_u64(&m, "offset", q->m.content_offset);
+    ipc_msg_add_u64(&m, "length", q->m.content_length);
+    ipc_msg_add(&m, "sender", q->m.sender);
+    ipc_msg_add(&m, "rcpt", r->addr);
+    ipc_msg_add(&m, "user", user);
+    ipc_msg_add_u64(&m, "arrival", (uint64_t)(q->m.arrival_us / 1000000));
+    ipc_chan_send(qm.local, &m);
+    ipc_msg_free(&m);
+    free(user);
+    free(path);
+}
+
+static void wait_for_slot(struct qmsg *q, size_t idx)
+{
+    struct waiting *w = xcalloc(1, sizeof *w);
+    str_copy(w->id, q->m.id, sizeof w->id);
+    w->idx = idx;
+    if (qm.wait_tail)
+        qm.wait_tail->next = w;
+    else
+        qm.wait_head = w;
+    qm.wait_tail = w;
+    set_rcpt_busy(q, idx, 1);
+}
+
+static void dispatch_waiting(void)
+{
+    while (qm.wait_head && qm.inflight < qm.max_inflight) {
+        struct waiting *w = qm.wait_head;
+        qm.wait_head = w->next;
+        if (!qm.wait_head)
+            qm.wait_tail = NULL;
+        struct qmsg *q = qmsg_find(w->id);
+        if (q) {
+            set_rcpt_busy(q, w->idx, 0);
+            if (!q->deleted && q->place == STORE_QUEUE) {
+                deliver_local(q, w->idx);
+            }
+            finish_if_done(q);
+        }
+        free(w);
+    }
+}
+
+/* Alias expansion of a local recipient: the targets become recipients of
+ * their own, recorded in the queue file, so each has its own progress. */
+static int expand_aliases(struct qmsg *q, size_t idx)
+{
+    struct map_list *aliases = resolver_aliases(qm.resolver);
+    if (!aliases)
+        return 1;
+    char *user = resolver_local_user(qm.resolver, q->m.rcpts[idx].addr);
+    struct alias_result res;
+    memset(&res, 0, sizeof res);
+    int rc = alias_expand(aliases, user, &res);
+    free(user);
+    if (rc == 1) {
+        alias_result_free(&res);
+        return 1;
+    }
+    if (rc < 0) {
+        if (res.temporary)
+            rcpt_deferred(q, idx, "local", 0, "4.3.0", res.error ? res.error : "alias lookup failed");
+        else
+            rcpt_bounced(q, idx, "local", 0, "5.4.6", res.error ? res.error : "alias expansion failed");
+        alias_result_free(&res);
+        return 0;
+    }
+    char *local, *domain;
+    resolve_split(q->m.rcpts[idx].addr, &local, &domain);
+    for (size_t i = 0; i < res.n; i++) {
+        const struct alias_target *t = &res.t[i];
+        char *addr;
+        if (t->type == ALIAS_LOCAL_USER)
+            addr = xasprintf("%s@%s", t->value, domain ? domain : qm.myhostname);
+        else if (t->type == ALIAS_ADDRESS)
+            addr = xstrdup(t->value);
+        else
+            addr = xasprintf("%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
+                             t->value);
+        struct qf_rcpt *nr = qf_message_add_rcpt(&q->m, addr, "", q->m.rcpts[idx].notify, (int)idx);
+        (void)nr;
+        size_t nidx = q->m.nrcpt - 1;
+        if (store_append_rcpt(&q->m, q->place, nidx) != 0)
+            log_warn("%s: cannot record alias expansion: %s", q->m.id, strerror(errno));
+        if (t->type != ALIAS_LOCAL_USER && t->type != ALIAS_ADDRESS)
+            rcpt_bounced(q, nidx, "local", 0, "5.3.0",
+                         "delivery to commands, files and :include: lists in aliases is not supported yet");
+        free(addr);
+    }
+    free(local);
+    free(domain);
+    alias_result_free(&res);
+    set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias");
+    record(q, idx);
+    return 0;
+}
+
+static void route(struct qmsg *q, size_t idx)
+{
+    struct qf_rcpt *r = &q->m.rcpts[idx];
+    if (resolver_class(qm.resolver, r->addr) != RESOLVE_LOCAL) {
+        rcpt_deferred(q, idx, "none", 0, "4.4.0",
+                      "delivery to other domains is not available yet in this version of tern");
+        return;
+    }
+    /* Recipients that came out of an expansion go straight to their
+     * mailbox: alias_expand already followed every chain. */
+    if (r->parent < 0 && expand_aliases(q, idx) == 0)
+        return;
+    if (qm.inflight >= qm.max_inflight)
+        wait_for_slot(q, idx);
+    else
+        deliver_local(q, idx);
+}
+
+static void finish_if_done(struct qmsg *q)
+{
+    if (q->inflight)
+        return;
+    if (q->deleted) {
+        qmsg_free(q);
+        return;
+    }
+    for (size_t i = 0; i < q->m.nrcpt; i++)
+        if (rcpt_busy(q, i))
+            return;
+    if (qf_message_open_rcpts(&q->m) > 0)
+        return;
+    if (store_remove(q->m.id, q->place) != 0)
+        log_warn("%s: cannot remove queue file: %s", q->m.id, strerror(errno));
+    log_info("%s: removed", q->m.id);
+    qmsg_free(q);
+}
+
+static void qmsg_schedule(struct qmsg *q)
+{
+    if (q->deleted || q->place != STORE_QUEUE)
+        return;
+    time_t now = time(NULL);
+    int64_t next = 0;
+    /* m.nrcpt may grow while we go (alias expansion appends). */
+    for (size_t i = 0; i < q->m.nrcpt; i++) {
+        struct qf_rcpt *r = &q->m.rcpts[i];
+        if (rcpt_busy(q, i))
+            continue;
+        if (r->state == QF_PENDING || (r->state == QF_DEFERRED && r->next_try <= now))
+            route(q, i);
+        r = &q->m.rcpts[i];
+        if (r->state == QF_DEFERRED && !rcpt_busy(q, i) && (next == 0 || r->next_try < next))
+            next = r->next_try;
+    }
+    if (next) {
+        struct timeval tv = {next > now ? next - now : 0, 0};
+        evtimer_add(q->timer, &tv);
+    }
+    finish_if_done(q);
+}
+
+/* ---------- commits from smtpd and pickup ---------- */
+
+struct commit_ctx {
+    struct ipc_chan *ch;   /* smtpd connection, or NULL for pickup */
+    uint32_t reqid;
+    qmgr_commit_cb cb;
+    void *arg;
+};
+
+static struct qmsg *accept_message(struct qf_message *m)
+{
+    log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m->id, m->sender,
+             (unsigned long long)m->content_length, m->nrcpt);
+    struct qmsg *q = qmsg_add(m, STORE_QUEUE);
+    return q;
+}
+
+/* Connections from smtpd stay registered so a reply to a closed one is dropped. */
+struct conn {
+    struct conn *next;
+    struct ipc_chan *ch;
+    int is_cli;
+    uid_t uid;
+};
+static struct conn *conns;
+
+static int conn_alive(struct ipc_chan *ch)
+{
+    for (struct conn *c = conns; c; c = c->next)
+        if (c->ch == ch)
+            return 1;
+    return 0;
+}
+
+static void commit_done(void *arg, int ok, struct qf_message *m, const char *reply)
+{
+    struct commit_ctx *cc = arg;
+    struct qmsg *q = NULL;
+    if (ok)
+        q = accept_message(m);
+    if (cc->ch && conn_alive(cc->ch)) {
+        struct ipc_msg r;
+        ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
+        ipc_msg_add(&r, "status", ok ? "ok" : "fail");
+        if (!ok)
+            ipc_msg_add(&r, "reply", reply);
+        ipc_chan_send(cc->ch, &r);
+        ipc_msg_free(&r);
+    }
+    if (cc->cb)
+        cc->cb(cc->arg, ok);
+    free(cc);
+    if (q)
+        qmsg_schedule(q);
+}
+
+void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
+{
+    struct commit_ctx *cc = xcalloc(1, sizeof *cc);
+    cc->cb = cb;
+    cc->arg = arg;
+    store_commit(id, commit_done, cc);
+}
+
+/* ---------- queue commands (tern queue, mailq, sendmail) ---------- */
+
+static void send_done(struct ipc_chan *ch, uint32_t reqid, const char *status, const char *text)
+{
+    struct ipc_msg r;
+    ipc_msg_init(&r, IPC_DONE, reqid);
+    ipc_msg_add(&r, "status", status);
+    ipc_msg_add(&r, "text", text);
+    ipc_chan_send(ch, &r);
+    ipc_msg_free(&r);
+}
+
+static int cmp_qmsg(const void *a, const void *b)
+{
+    const struct qmsg *x = *(const struct qmsg *const *)a, *y = *(const struct qmsg *const *)b;
+    return strcmp(x->m.id, y->m.id);
+}
+
+static struct qmsg **sorted_messages(size_t *n)
+{
+    struct qmsg **v = xcalloc(qm.nmsgs + 1, sizeof *v);
+    size_t k = 0;
+    for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
+        for (struct qmsg *q = qm.hash[h]; q; q = q->hnext)
+            if (!q->deleted)
+                v[k++] = q;
+    qsort(v, k, sizeof *v, cmp_qmsg);
+    *n = k;
+    return v;
+}
+
+static void cli_list(struct ipc_chan *ch, uint32_t reqid)
+{
+    size_t n;
+    struct qmsg **v = sorted_messages(&n);
+    for (size_t i = 0; i < n; i++) {
+        struct qmsg *q = v[i];
+        struct ipc_msg r;
+        ipc_msg_init(&r, IPC_QUEUE_LIST_ITEM, reqid);
+        ipc_msg_add(&r, "id", q->m.id);
+        ipc_msg_add(&r, "flag", q->place == STORE_HOLD ? "!" : q->inflight ? "*" : "");
+        ipc_msg_add_u64(&r, "size", q->m.content_length);
+        ipc_msg_add_u64(&r, "arrival", (uint64_t)(q->m.arrival_us / 1000000));
+        ipc_msg_add(&r, "sender", q->m.sender);
+        size_t k = 0;
+        for (size_t j = 0; j < q->m.nrcpt && r.body.len < IPC_MAX_MSG - 2048; j++) {
+            struct qf_rcpt *rc = &q->m.rcpts[j];
+            if (rc->state != QF_PENDING && rc->state != QF_DEFERRED)
+                continue;
+            char key[32];
+            snprintf(key, sizeof key, "rcpt%zu", k);
+            ipc_msg_add(&r, key, rc->addr);
+            snprintf(key, sizeof key, "reason%zu", k);
+            ipc_msg_add(&r, key, rc->state == QF_DEFERRED ? rc->reason : "");
+            k++;
+        }
+        ipc_msg_add_u64(&r, "nrcpt", k);
+        ipc_chan_send(ch, &r);
+        ipc_msg_free(&r);
+    }
+    free(v);
+    send_done(ch, reqid, "ok", "");
+}
+
+static int cli_privileged(const struct conn *c)
+{
+    return c->uid == 0 || c->uid == getuid();
+}
+
+static void flush_one(struct qmsg *q)
+{
+    for (size_t i = 0; i < q->m.nrcpt; i++)
+        if (q->m.rcpts[i].state == QF_DEFERRED)
+            q->m.rcpts[i].next_try = 0;
+    qmsg_schedule(q);
+}
+
+static int cli_apply(int type, struct qmsg *q)
+{
+    switch (type) {
+    case IPC_QUEUE_DELETE:
+        if (store_remove(q->m.id, q->place) != 0 && errno != ENOENT)
+            return -1;
+        log_info("%s: removed (deleted by the administrator)", q->m.id);
+        q->deleted = 1;
+        evtimer_del(q->timer);
+        finish_if_done(q);
+        return 0;
+    case IPC_QUEUE_HOLD:
+        if (q->place == STORE_HOLD)
+            return 0;
+        if (store_move(q->m.id, STORE_QUEUE, STORE_HOLD) != 0)
+            return -1;
+        q->place = STORE_HOLD;
+        evtimer_del(q->timer);
+        log_info("%s: placed on hold", q->m.id);
+        return 0;
+    case IPC_QUEUE_RELEASE:
+        if (q->place != STORE_HOLD)
+            return 0;
+        if (store_move(q->m.id, STORE_HOLD, STORE_QUEUE) != 0)
+            return -1;
+        q->place = STORE_QUEUE;
+        log_info("%s: released from hold", q->m.id);
+        flush_one(q);
+        return 0;
+    }
+    return -1;
+}
+
+static void cli_request(struct conn *c, struct ipc_msg *m)
+{
+    switch (m->type) {
+    case IPC_QUEUE_LIST:
+        cli_list(c->ch, m->reqid);
+        return;
+    case IPC_PICKUP:
+        pickup_scan();
+        send_done(c->ch, m->reqid, "ok", "");
+        return;
+    case IPC_QUEUE_FLUSH: {
+        size_t n;
+        struct qmsg **v = sorted_messages(&n);
+        for (size_t i = 0; i < n; i++)
+            flush_one(v[i]);
+        free(v);
+        pickup_scan();
+        send_done(c->ch, m->reqid, "ok", "queue flushed");
+        return;
+    }
+    case IPC_QUEUE_DELETE:
+    case IPC_QUEUE_HOLD:
+    case IPC_QUEUE_RELEASE: {
+        if (!cli_privileged(c)) {
+            send_done(c->ch, m->reqid, "denied", "permission denied");
+            return;
+        }
+        const char *id = ipc_msg_get(m, "id");
+        if (!id) {
+            send_done(c->ch, m->reqid, "error", "no queue id given");
+            return;
+        }
+        int count = 0, failed = 0;
+        if (strcmp(id, "ALL") == 0) {
+            size_t n;
+            struct qmsg **v = sorted_messages(&n);
+            for (size_t i = 0; i < n; i++)
+                cli_apply(m->type, v[i]) == 0 ? count++ : failed++;
+            free(v);
+        } else {
+            struct qmsg *q = qmsg_find(id);
+            if (!q || q->deleted) {
+                send_done(c->ch, m->reqid, "notfound", id);
+                return;
+            }
+            cli_apply(m->type, q) == 0 ? count++ : failed++;
+        }
+        char text[64];
+        snprintf(text, sizeof text, "%d", count);
+        send_done(c->ch, m->reqid, failed ? "error" : "ok", text);
+        return;
+    }
+    default:
+        send_done(c->ch, m->reqid, "error", "unknown request");
+    }
+}
+
+static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
+{
+    struct conn *c = arg;
+    if (!m) {
+        struct conn **pp = &conns;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = c->next;
+        ipc_chan_free(ch);
+        free(c);
+        return;
+    }
+    if (!c->is_cli && m->type == IPC_COMMIT) {
+        const char *id = ipc_msg_get(m, "id");
+        struct commit_ctx *cc = xcalloc(1, sizeof *cc);
+        cc->ch = ch;
+        cc->reqid = m->reqid;
+        store_commit(id ? id : "", commit_done, cc);
+        return;
+    }
+    if (c->is_cli) {
+        cli_request(c, m);
+        return;
+    }
+    log_error("unexpected message type %u on the queue socket", m->type);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    int is_cli = arg != NULL;
+    for (int i = 0; i < 16; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            return;
+        struct conn *c = xcalloc(1, sizeof *c);
+        c->is_cli = is_cli;
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        c->uid = (uid_t)-1;
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+            c->uid = cred.uid;
+        c->ch = ipc_chan_new(qm.base, cfd, conn_message, c);
+        c->next = conns;
+        conns = c;
+    }
+}
+
+/* ---------- process ---------- */
+
+static void found_at_start(void *arg, struct qf_message *m, enum store_place place)
+{
+    (void)arg;
+    struct qmsg *q = qmsg_add(m, place);
+    /* Deliveries in flight at the crash are simply tried again. */
+    (void)q;
+}
+
+static void on_pickup_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    pickup_scan();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    if (sig == SIGUSR1) {
+        log_reopen();
+        return;
+    }
+    qm.stopping = 1;
+    event_base_loopexit(qm.base, NULL);
+}
+
+int qmgr_main(struct runtime *rt)
+{
+    memset(&qm, 0, sizeof qm);
+    qm.rt = rt;
+    queue_id_init(0);
+    qm.base = event_base_new();
+    if (!qm.base)
+        log_fatal("cannot create event loop");
+    char *err = NULL;
+    qm.resolver = resolver_new(rt->conf, &err);
+    if (!qm.resolver)
+        log_fatal("%s", err ? err : "cannot set up recipient lookups");
+    qm.min_backoff = conf_time(rt->conf, "minimal_backoff_time");
+    qm.max_backoff = conf_time(rt->conf, "maximal_backoff_time");
+    if (qm.max_backoff < qm.min_backoff)
+        qm.max_backoff = qm.min_backoff;
+    qm.max_lifetime = conf_time(rt->conf, "maximal_queue_lifetime");
+    qm.max_inflight = (unsigned)conf_int(rt->conf, "default_process_limit");
+    if (qm.max_inflight < 1)
+        qm.max_inflight = 1;
+    qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
+    int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
+    if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
+        log_fatal("cannot open the queue in %s", rt->queue_dir);
+    store_recover(found_at_start, NULL);
+    if (qm.nmsgs)
+        log_info("queue: %zu messages recovered", qm.nmsgs);
+    pickup_init(qm.base, rt);
+
+    qm.listen_ev = event_new(qm.base, rt->queue_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    event_add(qm.listen_ev, NULL);
+    qm.cli_ev = event_new(qm.base, rt->qmgr_listen_fd, EV_READ | EV_PERSIST, on_accept, (void *)1);
+    event_add(qm.cli_ev, NULL);
+    int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+    struct event *sigev[3];
+    for (int i = 0; i < 3; i++) {
+        sigev[i] = evsignal_new(qm.base, sigs[i], on_signal, NULL);
+        event_add(sigev[i], NULL);
+    }
+    /* A safety net for maildrop files whose wake-up was lost. */
+    qm.pickup_timer = event_new(qm.base, -1, EV_PERSIST, on_pickup_timer, NULL);
+    struct timeval tv = {30, 0};
+    event_add(qm.pickup_timer, &tv);
+
+    size_t n;
+    struct qmsg **v = sorted_messages(&n);
+    for (size_t i = 0; i < n; i++)
+        qmsg_schedule(v[i]);
+    free(v);
+    pickup_scan();
+
+    event_base_dispatch(qm.base);
+
+    for (int i = 0; i < 3; i++)
+        event_free(sigev[i]);
+    event_free(qm.pickup_timer);
+    event_free(qm.listen_ev);
+    event_free(qm.cli_ev);
+    pickup_shutdown();
+    store_close();
+    while (conns) {
+        struct conn *c = conns;
+        conns = c->next;
+        ipc_chan_free(c->ch);
+        free(c);
+    }
+    if (qm.local)
+        ipc_chan_free(qm.local);
+    while (qm.deliveries) {
+        struct delivery *d = qm.deliveries;
+        qm.deliveries = d->next;
+        free(d);
+    }
+    while (qm.wait_head) {
+        struct waiting *w = qm.wait_head;
+        qm.wait_head = w->next;
+        free(w);
+    }
+    for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
+        while (qm.hash[h])
+            qmsg_free(qm.hash[h]);
+    resolver_free(qm.resolver);
+    free(qm.myhostname);
+    event_base_free(qm.base);
+    return 0;
+}

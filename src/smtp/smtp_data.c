@@ -1,0 +1,126 @@
+/* smtp_data: message content decoding and end-of-data detection (see smtp_data.h). */
+#include "smtp/smtp_data.h"
+
+#include <string.h>
+
+enum {
+    S_BOL,      /* at the start of a line */
+    S_DOT,      /* a line that started with '.', the dot dropped */
+    S_DOT_CR,   /* ".\r" at the start of a line */
+    S_TEXT,     /* inside a line */
+    S_CR,       /* a CR inside a line */
+};
+
+void smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode, int reject_bare_lf)
+{
+    memset(d, 0, sizeof *d);
+    d->mode = mode;
+    d->reject_bare_lf = reject_bare_lf;
+    d->state = S_BOL;
+    d->prev_crlf = 1;
+}
+
+size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char *out, size_t *outlen)
+{
+    size_t o = 0, i = 0;
+    int dot_mode = d->mode == SMTP_DATA_DOT;
+    while (i < inlen && !d->done) {
+        char c = in[i++];
+        switch (d->state) {
+        case S_BOL:
+            if (c == '.' && dot_mode) {
+                d->state = S_DOT;
+                break;
+            }
+            /* fall through */
+        case S_TEXT:
+        text:
+            if (c == '\r') {
+                d->state = S_CR;
+            } else if (c == '\n') {
+                d->bare_lf = 1;
+                out[o++] = '\r';
+                out[o++] = '\n';
+                d->lines++;
+                d->prev_crlf = 0;
+                d->state = S_BOL;
+            } else {
+                out[o++] = c;
+                d->state = S_TEXT;
+            }
+            break;
+        case S_DOT:
+            if (c == '\r') {
+                d->state = S_DOT_CR;
+            } else if (c == '\n') {
+                /* ".\n": a lone dot ended by a bare LF never ends the data. */
+                d->bare_lf = 1;
+                out[o++] = '\r';
+                out[o++] = '\n';
+                d->lines++;
+                d->prev_crlf = 0;
+                d->state = S_BOL;
+            } else {
+                out[o++] = c;
+                d->state = S_TEXT;
+            }
+            break;
+        case S_DOT_CR:
+            if (c == '\n') {
+                if (d->prev_crlf) {
+                    d->done = 1;
+                    d->state = S_BOL;
+                    break;
+                }
+                /* "\n.\r\n": not the end; an empty line. */
+                out[o++] = '\r';
+                out[o++] = '\n';
+                d->lines++;
+                d->prev_crlf = 1;
+                d->state = S_BOL;
+            } else {
+                d->bare_cr = 1;
+                out[o++] = '\r';
+                d->state = S_TEXT;
+                goto text;
+            }
+            break;
+        case S_CR:
+            if (c == '\n') {
+                out[o++] = '\r';
+                out[o++] = '\n';
+                d->lines++;
+                d->prev_crlf = 1;
+                d->state = S_BOL;
+            } else {
+                d->bare_cr = 1;
+                out[o++] = '\r';
+                d->state = S_TEXT;
+                goto text;
+            }
+            break;
+        }
+    }
+    *outlen = o;
+    return i;
+}
+
+size_t smtp_data_finish(struct smtp_data *d, char *out)
+{
+    size_t o = 0;
+    if (d->state == S_CR || d->state == S_DOT_CR) {
+        d->bare_cr = 1;
+        out[o++] = '\r';
+    }
+    d->state = S_BOL;
+    return o;
+}
+
+const char *smtp_data_error(const struct smtp_data *d)
+{
+    if (d->bare_cr)
+        return "bare CR (a CR not followed by LF) in message content";
+    if (d->bare_lf && d->reject_bare_lf)
+        return "bare LF (an LF not preceded by CR) in message content";
+    return NULL;
+}

@@ -1,0 +1,69 @@
+/* smtp_server: one SMTP server session, from greeting to QUIT.
+ *
+ * A session is a small state machine driven by a libevent bufferevent. The
+ * commands are a table {verb, states in which it is allowed, handler}; the
+ * state enum replaces scattered flags. PIPELINING falls out of the
+ * buffering: every complete command in the input is handled in one go and
+ * the replies leave in one write. Message content is decoded by smtp_data,
+ * completed by cleanup and written to a queue file in incoming/; the 250
+ * reply waits for the queue process to say the file is durable.
+ *
+ * Owned by the smtpd process (smtpd.c), which supplies the listener
+ * settings and the commit path to the queue. */
+#ifndef TERN_SMTP_SERVER_H
+#define TERN_SMTP_SERVER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "util/cidr.h"
+
+struct conf;
+struct event_base;
+struct resolver;
+struct smtp_session;
+
+/* What a listener's sessions need, read once from its configuration. */
+struct smtpd_settings {
+    char *service;              /* master.cf service name, for logs */
+    char *myhostname;
+    char *myorigin;
+    char *banner;               /* smtpd_banner, expanded */
+    char *mail_name;
+    uint64_t message_size_limit;
+    long recipient_limit;
+    long timeout;               /* seconds */
+    long hard_error_limit;
+    long soft_error_limit;
+    long error_sleep_time;
+    long header_size_limit;
+    long hopcount_limit;
+    int vrfy_enabled, expn_enabled;
+    int smtputf8;
+    int require_from;
+    int reject_bare_lf;
+    struct cidr_list mynetworks;
+};
+
+void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service);
+void smtpd_settings_free(struct smtpd_settings *s);
+
+/* The services smtpd gives to sessions (implemented in smtpd.c). */
+typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
+/* Asks the queue to take incoming/ID; cb gets ok and, on failure, the
+ * complete reply to send ("451 4.3.0 ..."). */
+void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg);
+/* Forgets a pending commit's callback (the session is going away). */
+void smtpd_commit_cancel(void *arg);
+int smtpd_incoming_dirfd(void);
+struct resolver *smtpd_resolver(void);
+void smtpd_session_closed(void);
+
+/* Starts a session on an accepted socket. */
+void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
+                        const struct sockaddr *sa, socklen_t salen);
+/* Closes every session politely (421) for shutdown. */
+void smtp_sessions_shutdown(void);
+unsigned smtp_sessions_count(void);
+
+#endif
