@@ -9,11 +9,20 @@ case "${1:-build}" in
   test)  want=$test_pkgs ;;
   *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
+# The test suite runs tern as root the way an installation does, so the
+# unprivileged mail_owner must exist.
+ensure_user() {
+  [ "${1:-}" = test ] || return 0
+  [ "$(id -u)" = 0 ] || return 0
+  getent passwd tern >/dev/null 2>&1 && return 0
+  echo "tern: creating the system user tern (mail_owner)" >&2
+  useradd --system --home-dir /var/spool/tern --no-create-home --shell /usr/sbin/nologin tern
+}
 missing=""
 for p in $want; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then ensure_user "${1:-build}"; exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "tern: missing Debian packages:$missing" >&2
   echo "tern: run as root, or: sudo apt-get install$missing" >&2
@@ -30,3 +39,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null || true
 apt-get install -y -q --no-install-recommends $missing >/dev/null
 if [ $had_policy = 0 ]; then rm -f /usr/sbin/policy-rc.d; fi
+ensure_user "${1:-build}"

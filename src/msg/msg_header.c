@@ -616,12 +616,32 @@ static void put_quoted_name(struct fold_out *o, const char *name)
     sb_free(&q);
 }
 
-/* local@domain with the local part quoted unless it is a dot-atom (RFC 5321 4.1.2). */
+/* A whole RFC 5321 Quoted-string, as the SMTP side keeps a quoted local part. */
+static int is_quoted_string(const char *s, size_t len)
+{
+    if (len < 2 || s[0] != '"' || s[len - 1] != '"')
+        return 0;
+    for (size_t i = 1; i + 1 < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || is_ctl(c))
+            return 0;
+        if (c == '\\') {
+            if (i + 2 >= len || is_ctl((unsigned char)s[i + 1]))
+                return 0; /* the escape would eat the closing quote */
+            i++;
+        }
+    }
+    return 1;
+}
+
+/* The address as Tern keeps it (RFC 5321 form: local part a dot-atom or a quoted
+ * string) is written unchanged; a local part that is neither is taken as the
+ * unquoted form and quoted (RFC 5321 4.1.2). */
 static void put_external_addr(struct strbuf *sb, const char *addr)
 {
     const char *at = strrchr(addr, '@');
     size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
-    if (is_dot_atom_text(addr, local_len, 1)) {
+    if (is_dot_atom_text(addr, local_len, 1) || is_quoted_string(addr, local_len)) {
         sb_append(sb, addr, local_len);
     } else {
         sb_putc(sb, '"');

@@ -77,8 +77,10 @@ char *msg_header_date(time_t t);
 char *msg_header_message_id(const char *queue_id, const char *myhostname);
 
 /* "From: Full Name <local@domain>\r\n", or "From: local@domain\r\n" when full_name
- * is NULL or blank. sender_addr is the envelope sender in internal (unquoted) form;
- * its local part (before the last '@') is quoted when it is not a dot-atom. The name
+ * is NULL or blank. sender_addr is the envelope sender in the form Tern keeps
+ * addresses (smtp_addr's canonical mailbox, rfc5322_addr_list's output): its local
+ * part (before the last '@') is written unchanged when it is a dot-atom or a
+ * quoted string, and quoted when it is neither (an unquoted "john doe@x"). The name
  * has control characters turned into spaces and white-space runs collapsed; it is
  * written as atoms when it can be, else as a quoted string, and as RFC 2047
  * Q-encoded words (charset UTF-8, or unknown-8bit when it is not valid UTF-8) when

@@ -1,0 +1,265 @@
+"""Fixtures for tern's integration tests.
+
+`tern_instance` starts a real tern (the sanitizer build from TERN_BIN) in a
+temporary directory on a free loopback port and stops it afterwards; the
+test fails if any tern process printed a sanitizer report. The instance
+delivers into Maildirs under its directory (local_mailbox_base) unless a
+test writes its own main.cf first (see TernInstance.write_config).
+"""
+import os
+import re
+import shutil
+import tempfile
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TERN_BIN = os.environ.get("TERN_BIN", str(REPO / "build" / "tern"))
+SANITIZER_RE = re.compile(r"(ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer)")
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class TernInstance:
+    """One tern instance: config dir, queue, mailboxes, log, process."""
+
+    def __init__(self, base: Path, port: int = None, host: str = "127.0.0.1"):
+        self.dir = base
+        self.host = host
+        self.port = port or free_port(host)
+        self.queue_dir = base / "spool"
+        self.mail_dir = base / "mail"
+        self.log_path = base / "maillog"
+        self.stderr_path = base / "stderr.log"
+        self.proc = None
+        self.extra_main = {}
+        self.master_cf = None
+
+    # -- configuration -------------------------------------------------
+    def main_cf_text(self):
+        params = {
+            "myhostname": "mail.example.test",
+            "mydomain": "example.test",
+            "myorigin": "$mydomain",
+            "mydestination": "$myhostname, localhost.$mydomain, localhost, example.test",
+            "inet_interfaces": "loopback-only",
+            "queue_directory": str(self.queue_dir),
+            "maillog_file": str(self.log_path),
+            "local_mailbox_base": str(self.mail_dir),
+            "home_mailbox": "Maildir/",
+            "alias_maps": "",
+            "minimal_backoff_time": "1s",
+            "maximal_backoff_time": "2s",
+        }
+        params.update(self.extra_main)
+        return "".join(f"{k} = {v}\n" for k, v in params.items() if v is not None)
+
+    def write_config(self, **params):
+        """Sets main.cf parameters (None removes one) before start()."""
+        self.extra_main.update(params)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "main.cf").write_text(self.main_cf_text())
+        if self.master_cf is None:
+            self.master_cf = f"{self.host}:{self.port} inet n - n - - smtpd\n"
+        (self.dir / "master.cf").write_text(self.master_cf)
+
+    # -- process -------------------------------------------------------
+    def start(self, wait=True):
+        self.write_config()
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        self.stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([TERN_BIN, "-c", str(self.dir), "serve"],
+                                     stdout=self.stderr, stderr=self.stderr, env=env,
+                                     start_new_session=True)
+        if wait:
+            assert wait_port(self.host, self.port), "tern did not start listening:\n" + self.stderr_text()
+            self.wait_log("(queue active)|daemon started", timeout=5, regex=True, required=False)
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # children of a killed master are in its session: never leave them behind
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+        self.stderr.close()
+
+    def kill9(self):
+        """kill -9 the whole instance (master and children) at once."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+        self.stderr.close()
+
+    # -- observation ---------------------------------------------------
+    def stderr_text(self):
+        try:
+            return self.stderr_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10.0, regex=False, required=True, count=1):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.log_text()
+            n = len(re.findall(pattern, text)) if regex else text.count(pattern)
+            if n >= count:
+                return text
+            time.sleep(0.05)
+        if required:
+            raise AssertionError(f"log never showed {pattern!r} x{count}:\n{self.log_text()[-4000:]}")
+        return None
+
+    def maildir(self, user):
+        return self.mail_dir / user / "Maildir"
+
+    def messages(self, user):
+        new = self.maildir(user) / "new"
+        if not new.is_dir():
+            return []
+        return sorted(new.iterdir())
+
+    def wait_messages(self, user, count=1, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            msgs = self.messages(user)
+            if len(msgs) >= count:
+                return msgs
+            time.sleep(0.05)
+        raise AssertionError(f"{user}: expected {count} messages, have {len(self.messages(user))}\n"
+                             + self.log_text()[-4000:])
+
+    def smtp(self, **kw):
+        return smtplib.SMTP(self.host, self.port, timeout=kw.pop("timeout", 10), **kw)
+
+    def raw(self):
+        return RawSession(self.host, self.port)
+
+    def cli(self, *args, input=None, check=False, env_extra=None, timeout=60):
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        if env_extra:
+            env.update(env_extra)
+        r = subprocess.run([TERN_BIN, "-c", str(self.dir), *args], input=input, capture_output=True,
+                           env=env, timeout=timeout)
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        assert not SANITIZER_RE.search(out), out
+        if check:
+            assert r.returncode == 0, out
+        return r
+
+    def sanitizer_reports(self):
+        return SANITIZER_RE.findall(self.stderr_text())
+
+
+class RawSession:
+    """A byte-level SMTP client for protocol edge cases and pipelining."""
+
+    def __init__(self, host, port, timeout=10):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data: bytes):
+        self.sock.sendall(data)
+
+    def read_reply(self, timeout=10):
+        """Reads one complete (possibly multi-line) reply; returns (code, text)."""
+        self.sock.settimeout(timeout)
+        lines = []
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError("connection closed; partial: %r" % self.buf)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            line = line.rstrip(b"\r").decode(errors="replace")
+            lines.append(line)
+            if len(line) < 4 or line[3] != "-":
+                return int(line[:3]), "\n".join(lines)
+
+    def cmd(self, line: str):
+        self.send(line.encode() + b"\r\n")
+        return self.read_reply()
+
+    def read_all(self, timeout=5):
+        """Reads until the server closes the connection."""
+        self.sock.settimeout(timeout)
+        data = self.buf
+        self.buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            pass
+        return data.decode(errors="replace")
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def work_dir():
+    """A fresh directory that tern's unprivileged processes can traverse
+    (pytest's own tmp_path lives under a 0700 directory)."""
+    base = Path(tempfile.mkdtemp(prefix="tern-test-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def tern_instance(work_dir):
+    """A tern with Maildirs under its directory; stopped afterwards."""
+    inst = TernInstance(work_dir / "tern")
+    yield inst
+    inst.stop()
+    reports = inst.sanitizer_reports()
+    assert not reports, "sanitizer reports:\n" + inst.stderr_text()[-8000:]
+
+
+@pytest.fixture
+def tern(tern_instance):
+    return tern_instance.start()
