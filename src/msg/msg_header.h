@@ -68,7 +68,7 @@ void msg_header_info_free(struct msg_header_info *h);
 
 /* "Date: Wed, 25 Nov 2026 16:03:00 +0000 (UTC)\r\n" in the local time zone (TZ);
  * the "(zone)" comment only when the zone abbreviation is a short alphanumeric
- * (or +/-) name. NULL if t cannot be converted to local time. */
+ * (or +/-) name. NULL if t is before 1900 or cannot be converted to local time. */
 char *msg_header_date(time_t t);
 
 /* "Message-ID: <YYYYMMDDhhmmss.QUEUEID@myhostname>\r\n" with the current time in
