@@ -32,7 +32,7 @@ CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
 
-.PHONY: all run test unit integration bench install man deps deps-test clean check-clang
+.PHONY: all run test unit integration bench install man deps deps-test clean check-clang check-man fuzz
 
 all: $(BUILD)/tern
 
@@ -77,7 +77,7 @@ run: deps $(BUILD)/tern
 	$(BUILD)/tern -c run dev
 
 test: deps-test
-	$(MAKE) --no-print-directory unit integration
+	$(MAKE) --no-print-directory check-clang check-man unit integration fuzz
 
 unit: $(UNIT_BINS) $(TBUILD)/tern
 	@scripts/run-unit.sh $(UNIT_BINS)
@@ -90,7 +90,37 @@ bench: deps-test $(BUILD)/tern
 
 # Both compilers must build warning-free.
 check-clang:
-	$(MAKE) --no-print-directory CC=clang BUILD=build/clang build/clang/tern
+	@$(MAKE) --no-print-directory CC=clang BUILD=build/clang build/clang/tern
+
+# tern.conf(5) is generated from the parameter table and must match it.
+check-man: $(BUILD)/tern
+	@$(BUILD)/tern config man | diff -u man/tern.conf.5 - || \
+	  { echo "man/tern.conf.5 is stale: run make man" >&2; exit 1; }
+
+# Fuzz targets (libFuzzer, clang), each run for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 10
+FBUILD := build/fuzz
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
+CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o)
+$(FBUILD)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	@echo "  CC+FUZZ $<"
+	$(Q)clang $(CFLAGS_FUZZ) -c -o $@ $<
+$(FBUILD)/libtern.a: $(OBJ_FUZZ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+$(FBUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FBUILD)/libtern.a
+	$(Q)clang $(CSTD) $(INCS) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -o $@ $< $(FBUILD)/libtern.a $(LIBS)
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	  mkdir -p $(FBUILD)/corpus/$$(basename $$f); \
+	  echo "  FUZZ    $$f ($(FUZZ_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(FBUILD)/corpus/$$(basename $$f) \
+	    > $(FBUILD)/$$(basename $$f).log 2>&1 || { tail -50 $(FBUILD)/$$(basename $$f).log; exit 1; }; \
+	done
 
 man: $(BUILD)/tern
 	$(BUILD)/tern config man > man/tern.conf.5

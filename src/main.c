@@ -3,11 +3,13 @@
  * Called as sendmail, mailq or newaliases (a link to tern), it acts as
  * those commands; otherwise `tern [-c DIR] COMMAND ...`. */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -24,6 +26,7 @@ static void usage(FILE *f)
             "usage: tern [-c CONFIG_DIR] COMMAND [ARGS]\n"
             "\n"
             "  serve                      run the mail server in the foreground\n"
+            "  start | stop | reload | status   run it in the background / control it\n"
             "  dev [--port N]             a development server on 127.0.0.1:2525 (default),\n"
             "                             mail for any address @localhost into CONFIG_DIR/mail\n"
             "                             (CONFIG_DIR defaults to ./run for this command)\n"
@@ -94,31 +97,77 @@ static int cmd_dev(const char *config_dir, int argc, char **argv)
     return rc;
 }
 
-static int cmd_log(const char *config_dir, int argc, char **argv)
+/* The running master's pid, or 0 when none holds the instance's lock. */
+static pid_t running_master(const char *config_dir, char **pid_path)
 {
-    if (argc < 2 || strcmp(argv[1], "reopen") != 0) {
-        usage(stderr);
-        return 64;
-    }
     struct instance in;
     struct strbuf diag = STRBUF_INIT;
-    int rc = 1;
-    if (instance_load(&in, config_dir, &diag) == 0) {
-        char *path = xasprintf("%s/%s/master.pid", instance_queue_dir(&in), QDIR_PID);
-        FILE *f = fopen(path, "r");
-        long pid = 0;
-        if (f && fscanf(f, "%ld", &pid) == 1 && pid > 1 && kill((pid_t)pid, SIGUSR1) == 0)
-            rc = 0;
-        else
-            fprintf(stderr, "tern: cannot signal the master process (%s): %s\n", path, strerror(errno));
-        if (f)
-            fclose(f);
-        free(path);
-    } else {
+    pid_t pid = 0;
+    *pid_path = NULL;
+    if (instance_load(&in, config_dir, &diag) != 0) {
         fputs(sb_str(&diag), stderr);
+    } else {
+        *pid_path = xasprintf("%s/%s/master.pid", instance_queue_dir(&in), QDIR_PID);
+        int fd = open(*pid_path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            /* The master holds an flock on this file while it runs. */
+            if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+                char buf[32] = "";
+                if (pread(fd, buf, sizeof buf - 1, 0) > 0)
+                    pid = (pid_t)atol(buf);
+            }
+            close(fd);
+        }
     }
     sb_free(&diag);
     instance_free(&in);
+    return pid;
+}
+
+static int cmd_control(const char *config_dir, const char *cmd, int argc, char **argv)
+{
+    char *path;
+    pid_t pid = running_master(config_dir, &path);
+    int rc = 0;
+    if (strcmp(cmd, "status") == 0) {
+        if (pid > 0)
+            printf("tern: the mail system is running: PID: %ld\n", (long)pid);
+        else
+            printf("tern: the mail system is not running\n");
+        rc = pid > 0 ? 0 : 1;
+    } else if (pid <= 0) {
+        fprintf(stderr, "tern: the mail system is not running\n");
+        rc = 1;
+    } else if (strcmp(cmd, "log") == 0) {
+        if (argc < 2 || strcmp(argv[1], "reopen") != 0) {
+            usage(stderr);
+            rc = 64;
+        } else if (kill(pid, SIGUSR1) != 0) {
+            fprintf(stderr, "tern: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+            rc = 1;
+        }
+    } else if (strcmp(cmd, "reload") == 0) {
+        if (kill(pid, SIGHUP) != 0) {
+            fprintf(stderr, "tern: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+            rc = 1;
+        } else {
+            printf("tern: refreshing the mail system\n");
+        }
+    } else { /* stop */
+        if (kill(pid, SIGTERM) != 0) {
+            fprintf(stderr, "tern: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+            rc = 1;
+        } else {
+            printf("tern: stopping the mail system\n");
+            for (int i = 0; i < 300 && kill(pid, 0) == 0; i++)
+                usleep(100000);
+            if (kill(pid, 0) == 0) {
+                fprintf(stderr, "tern: pid %ld is still running\n", (long)pid);
+                rc = 1;
+            }
+        }
+    }
+    free(path);
     return rc;
 }
 
@@ -188,8 +237,12 @@ int main(int argc, char **argv)
         rc = cli_config(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "newaliases") == 0) {
         rc = cli_newaliases(config_dir, cargc, cargv);
-    } else if (strcmp(cmd, "log") == 0) {
-        rc = cmd_log(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "start") == 0) {
+        struct master_opts o = {.config_dir = config_dir, .daemonize = 1};
+        rc = master_run(&o);
+    } else if (strcmp(cmd, "stop") == 0 || strcmp(cmd, "reload") == 0 || strcmp(cmd, "status") == 0 ||
+               strcmp(cmd, "log") == 0) {
+        rc = cmd_control(config_dir, cmd, cargc, cargv);
     } else if (strcmp(cmd, "version") == 0) {
         printf("tern %s\n", TERN_VERSION);
         rc = 0;

@@ -530,6 +530,37 @@ static int take_lock(struct strbuf *diag)
     return 0;
 }
 
+/* `tern start`: the parent returns to the shell once the ports are known to
+ * be free (they are bound after this, but the lock is already held). */
+static int daemonize(struct strbuf *diag, int use_syslog)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        sb_printf(diag, "fork: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO)
+            close(null);
+    }
+    log_set_stderr(0);
+    if (use_syslog)
+        log_set_syslog(1);
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(ms.lock_fd, 0) != 0 || pwrite(ms.lock_fd, buf, (size_t)n, 0) != n)
+        log_warn("cannot write the pid file");
+    return 0;
+}
+
 void master_cleanup_for_exit(void)
 {
     for (size_t i = 0; i < ms.rt.nlisteners; i++) {
@@ -586,6 +617,8 @@ int master_run(const struct master_opts *opts)
         take_lock(&diag) != 0)
         goto fail;
     const char *logfile = conf_str(ms.inst.conf, "maillog_file");
+    if (opts->daemonize && daemonize(&diag, !*logfile) != 0)
+        goto fail;
     if (*logfile) {
         log_set_file(logfile);
         if (ms.rt.is_root && chown(logfile, ms.rt.owner_uid, ms.rt.owner_gid) != 0)

@@ -9,6 +9,7 @@ struct runtime;
 struct master_opts {
     const char *config_dir;
     int dev;                    /* `tern dev`: fall back to nobody as mail_owner */
+    int daemonize;              /* `tern start`: detach, log to maillog_file or syslog */
     /* Called once the ports are bound, before the children start. */
     void (*announce)(const struct runtime *rt, void *arg);
     void *announce_arg;

@@ -203,15 +203,18 @@ static void pickup_file(const char *name)
         return;
     }
     log_info("%s: uid=%u from=<%s>", id, (unsigned)sb.st_uid, sender);
+    /* "for <rcpt>" names the recipient as it will be delivered: qualified. */
+    char *for_rcpt = !env.extract && env.nrcpts == 1 ? checked_address(env.rcpts[0], 0) : NULL;
     struct msg_received rcv = {
         .by_host = pk.myhostname,
         .protocol = "local",
         .queue_id = id,
-        .for_rcpt = !env.extract && env.nrcpts == 1 ? env.rcpts[0] : NULL,
+        .for_rcpt = for_rcpt,
         .uid = sb.st_uid,
         .when = time(NULL),
     };
     char *received = msg_header_received(&rcv);
+    free(for_rcpt);
     struct cleanup_opts o = {
         .queue_id = id,
         .myhostname = pk.myhostname,

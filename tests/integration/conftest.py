@@ -263,3 +263,27 @@ def tern_instance(work_dir):
 @pytest.fixture
 def tern(tern_instance):
     return tern_instance.start()
+
+
+# -- helpers for the SMTP server tests (test_smtp_*.py) ---------------------
+
+def raw_session(inst, source=None, timeout=10):
+    """A RawSession to inst, optionally from a given local source address
+    (any 127.x.y.z works on Linux loopback), greeting not yet read."""
+    s = RawSession.__new__(RawSession)
+    s.sock = socket.create_connection((inst.host, inst.port), timeout=timeout,
+                                      source_address=(source, 0) if source else None)
+    s.buf = b""
+    return s
+
+
+def read_replies(sess, n, timeout=10):
+    """Reads n complete replies from a RawSession; returns [(code, text)]."""
+    return [sess.read_reply(timeout=timeout) for _ in range(n)]
+
+
+def process_pid(inst, name):
+    """The pid of a tern child process ("smtpd", "queue", ...) from the log."""
+    m = re.findall(r"tern/%s\[(\d+)\]" % re.escape(name), inst.log_text())
+    assert m, f"no log line from {name} yet:\n{inst.log_text()[-2000:]}"
+    return int(m[-1])

@@ -1,0 +1,19 @@
+#!/bin/sh
+# `make bench`: tern vs Postfix side by side (bench/bench.py says what and how;
+# docs/PERFORMANCE.md has the figures and the analysis).
+# Needs root (a private Postfix instance is started with `postfix -c DIR start`),
+# build/tern, and Debian's postfix package for smtp-source (make deps-test).
+set -eu
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+    echo "bench: must run as root (it starts a private Postfix instance)" >&2
+    exit 1
+fi
+# 1,000 idle connections: tern's smtpd holds them all in one process, the
+# client holds them too; Postfix needs a descriptor or two per smtpd process.
+ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
+if [ "$(ulimit -n)" -lt 4096 ]; then
+    echo "bench: ulimit -n is $(ulimit -n); 1,000 connections need more" >&2
+    exit 1
+fi
+exec /usr/bin/python3 bench/bench.py "$@"

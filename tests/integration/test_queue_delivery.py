@@ -1,0 +1,806 @@
+"""The queue, local delivery and the command-line tools, as a user sees them.
+
+sendmail (and its options), mailq / `tern queue` and the queue commands
+online and offline, retries and expiry, delivery to system users (Maildir,
+mbox in the spool, ~/Mailbox) and aliases. Every test drives the real
+binary (TERN_BIN, the sanitizer build in CI) through its command line,
+SMTP and the files it leaves behind.
+"""
+import grp
+import os
+import pwd
+import re
+import secrets
+import smtplib
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import SANITIZER_RE, TERN_BIN
+
+QID = r"[0-9A-Z]{13}"
+LIST_HEADER = "-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------"
+REMOTE_REASON = "delivery to other domains is not available yet in this version of tern"
+
+
+# ---------------------------------------------------------------- helpers
+
+def wait_until(pred, timeout=10.0, what="condition", interval=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def sendmail(inst, *args, input=b"Subject: test\n\nbody\n", rc=0, env_extra=None):
+    r = inst.cli("sendmail", *args, input=input, env_extra=env_extra)
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    if rc is not None:
+        assert r.returncode == rc, f"sendmail {args} exited {r.returncode}:\n{out}"
+    return r
+
+
+def listing(inst):
+    r = inst.cli("queue")
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode()
+
+
+def listed_ids(inst):
+    """[(id, flag)] in listing order."""
+    return re.findall(rf"^({QID})([!*]?)\s", listing(inst), re.M)
+
+
+def last_queue_id(inst, timeout=10, count=1):
+    """The queue ID from the count-th 'uid=N from=<...>' pickup line."""
+    text = inst.wait_log(r": uid=\d+ from=<", regex=True, timeout=timeout, count=count)
+    return re.findall(rf"({QID}): uid=\d+ from=<", text)[count - 1]
+
+
+def deferred_remote(inst, rcpt="someone@remote.example", subject="remote"):
+    """Submits a message that stays deferred; returns its queue ID."""
+    n = inst.log_text().count(": uid=")
+    sendmail(inst, rcpt, input=f"Subject: {subject}\n\nbody\n".encode())
+    qid = last_queue_id(inst, count=n + 1)
+    inst.wait_log(f"{qid}: to=<{rcpt}>, relay=none")
+    return qid
+
+
+def qfile(inst, qid, where="queue"):
+    return inst.queue_dir / where / qid
+
+
+# ---------------------------------------------------------------- sendmail
+
+def test_sendmail_delivers_with_local_received_header(tern):
+    r = sendmail(tern, "alice@localhost", input=b"Subject: hello\n\nFirst line.\nSecond line.\n")
+    assert r.stdout == b"" and r.stderr == b""
+    msgs = tern.wait_messages("alice")
+    body = msgs[0].read_bytes()
+    qid = last_queue_id(tern)
+    assert body.startswith(b"Return-Path: <root@example.test>\nDelivered-To: alice@localhost\n"
+                           b"Received: by mail.example.test (Tern, from userid 0)\n\tid " + qid.encode())
+    assert b"\tfor <alice@localhost>; " in body
+    # sendmail is a local client: the header is completed
+    assert b"\nFrom: root@example.test\n" in body
+    assert re.search(rb"\nDate: \w{3}, [ \d]?\d \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4}", body)
+    assert f"\nMessage-ID: <".encode() in body and f"{qid}@mail.example.test>".encode() in body
+    assert body.endswith(b"\nSubject: hello\n" + body.split(b"\nSubject: hello\n", 1)[1])
+    assert body.endswith(b"\n\nFirst line.\nSecond line.\n")
+    assert b"\r" not in body
+    log = tern.wait_log(f"{qid}: removed")
+    assert f"{qid}: uid=0 from=<root@example.test>" in log
+    assert re.search(rf"{qid}: from=<root@example.test>, size=\d+, nrcpt=1 \(queue active\)", log)
+    assert re.search(rf"{qid}: to=<alice@localhost>, relay=local, delay=[\d.]+, delays=[\d./]+, dsn=2.0.0, "
+                     r"status=sent \(delivered to maildir\)", log)
+    # the maildrop file is gone once the queue file is durable
+    assert [p for p in (tern.queue_dir / "maildrop").iterdir()] == []
+
+
+def test_sendmail_qualifies_unqualified_addresses_with_myorigin(tern):
+    sendmail(tern, "-f", "bob", "carol", input=b"Subject: q\n\nbody\n")
+    body = tern.wait_messages("carol")[0].read_bytes()
+    qid = last_queue_id(tern)
+    assert body.startswith(b"Return-Path: <bob@example.test>\nDelivered-To: carol@example.test\n")
+    # the Received: line names the recipient as it was delivered, qualified
+    assert b"\tfor <carol@example.test>; " in body, body
+    log = tern.wait_log(f"{qid}: removed")
+    assert f"{qid}: to=<carol@example.test>, relay=local" in log
+
+
+def test_sendmail_t_takes_to_cc_bcc_and_drops_bcc(tern):
+    msg = (b"To: Alice <alice@localhost>, bob\n"
+           b"Cc: \"Carol, C.\" <carol@localhost>\n"
+           b"Bcc: dave@localhost\n"
+           b"Subject: extracted\n\nhello all\n")
+    sendmail(tern, "-t", "eve@localhost", input=msg)
+    for user in ("alice", "bob", "carol", "dave", "eve"):
+        body = tern.wait_messages(user)[0].read_bytes()
+        assert b"\nSubject: extracted\n" in body
+        assert b"Bcc" not in body.split(b"\n\n", 1)[0], body
+        assert b"\nTo: Alice <alice@localhost>, bob\n" in body
+        assert b"\nCc: \"Carol, C.\" <carol@localhost>\n" in body
+        assert body.endswith(b"\n\nhello all\n")
+    qid = last_queue_id(tern)
+    log = tern.wait_log(f"{qid}: removed")
+    assert f"{qid}: to=<bob@example.test>" in log      # unqualified To: gets myorigin
+    assert re.search(rf"{qid}: from=<root@example.test>, size=\d+, nrcpt=5 ", log)
+    # nobody got it twice
+    for user in ("alice", "bob", "carol", "dave", "eve"):
+        assert len(tern.messages(user)) == 1
+
+
+def test_sendmail_t_without_recipients_is_kept_aside_and_logged(tern):
+    sendmail(tern, "-t", input=b"Subject: nobody\n\nbody\n")
+    tern.wait_log("no recipient addresses found; moved to corrupt/maildrop-")
+    kept = list((tern.queue_dir / "corrupt").iterdir())
+    assert len(kept) == 1 and b"Subject: nobody" in kept[0].read_bytes()
+    assert list((tern.queue_dir / "maildrop").iterdir()) == []
+
+
+def test_sendmail_without_recipient_is_a_usage_error(tern):
+    r = sendmail(tern, input=b"Subject: x\n\nbody\n", rc=64)
+    assert b"no recipient addresses specified" in r.stderr
+    assert list((tern.queue_dir / "maildrop").iterdir()) == []
+
+
+def test_sendmail_f_and_F_set_sender_and_from_name(tern):
+    sendmail(tern, "-f", "bob@example.test", "-F", "Bob Smith", "alice@localhost")
+    sendmail(tern, "-r", "<carol@example.test>", "-F", "Smith, Carol", "dave@localhost")
+    sendmail(tern, "-f", "<>", "erin@localhost")
+    a = tern.wait_messages("alice")[0].read_bytes()
+    assert a.startswith(b"Return-Path: <bob@example.test>\n")
+    assert b"\nFrom: Bob Smith <bob@example.test>\n" in a
+    d = tern.wait_messages("dave")[0].read_bytes()
+    assert d.startswith(b"Return-Path: <carol@example.test>\n")
+    assert b"\nFrom: \"Smith, Carol\" <carol@example.test>\n" in d
+    e = tern.wait_messages("erin")[0].read_bytes()
+    assert e.startswith(b"Return-Path: <>\n")
+    assert "from=<>, size=" in tern.log_text()
+
+
+def test_sendmail_keeps_an_existing_from_header(tern):
+    sendmail(tern, "-F", "Ignored Name", "alice@localhost",
+             input=b"From: Real Author <author@example.org>\nSubject: own from\n\nbody\n")
+    body = tern.wait_messages("alice")[0].read_bytes()
+    header = body.split(b"\n\n", 1)[0]
+    assert header.count(b"\nFrom: ") == 1
+    assert b"\nFrom: Real Author <author@example.org>\n" in header
+
+
+@pytest.mark.parametrize("opts, expect_full", [((), False), (("-i",), True), (("-oi",), True)])
+def test_lone_dot_line_ends_input_unless_i(tern, opts, expect_full):
+    text = b"Subject: dots\n\nline1\n..two dots stay\n.\nline after the dot\n"
+    sendmail(tern, *opts, "alice@localhost", input=text)
+    body = tern.wait_messages("alice")[0].read_bytes()
+    content = body.split(b"\n\n", 1)[1]
+    if expect_full:
+        assert content == b"line1\n..two dots stay\n.\nline after the dot\n"
+    else:
+        assert content == b"line1\n..two dots stay\n"
+
+
+def test_sendmail_normalises_line_ends(tern):
+    sendmail(tern, "-i", "alice@localhost", input=b"Subject: crlf\r\n\r\nwindows\r\nunix\nold mac\rlast")
+    body = tern.wait_messages("alice")[0].read_bytes()
+    assert body.split(b"\n\n", 1)[1] == b"windows\nunix\nold mac\nlast\n"
+
+
+def test_sendmail_bs_speaks_smtp_on_stdin(tern):
+    dialogue = (b"EHLO client\r\n"
+                b"MAIL FROM:<sender@example.test>\r\n"
+                b"RCPT TO:<alice@localhost>\r\n"
+                b"RCPT TO:<bob@localhost>\r\n"
+                b"DATA\r\n"
+                b"Subject: via bs\r\n\r\n..stuffed line\r\nplain\r\n.\r\n"
+                b"RCPT TO:<x@localhost>\r\n"
+                b"NOOP\r\n"
+                b"QUIT\r\n")
+    r = sendmail(tern, "-bs", input=dialogue)
+    lines = r.stdout.decode().split("\r\n")
+    assert lines[0].startswith("220 ")
+    codes = [l[:4] for l in lines if l]
+    assert codes == ["220 ", "250-", "250-", "250-", "250 ", "250 ", "250 ", "250 ", "354 ", "250 ", "503 ",
+                     "250 ", "221 "], lines
+    assert "250 2.0.0 Ok: queued" in lines
+    for user in ("alice", "bob"):
+        body = tern.wait_messages(user)[0].read_bytes()
+        assert body.startswith(b"Return-Path: <sender@example.test>\n")
+        assert b"Received: by mail.example.test (Tern, from userid 0)" in body
+        assert body.endswith(b"\n\n.stuffed line\nplain\n")
+
+
+def test_sendmail_bs_without_data_end_submits_nothing(tern):
+    r = sendmail(tern, "-bs", rc=None,
+                 input=b"HELO x\r\nMAIL FROM:<a@localhost>\r\nRCPT TO:<alice@localhost>\r\nDATA\r\nSubject: cut\r\n")
+    assert r.returncode != 0
+    time.sleep(0.5)
+    assert tern.messages("alice") == []
+    assert [p for p in (tern.queue_dir / "maildrop").iterdir()] == []
+
+
+def test_mailq_empty_and_bp(tern):
+    for args in (("queue",), ("queue", "list"), ("mailq",), ("sendmail", "-bp")):
+        r = tern.cli(*args)
+        assert r.returncode == 0
+        assert r.stdout == b"Mail queue is empty\n", args
+
+
+def test_invoked_as_sendmail_and_mailq_through_symlinks(tern, work_dir):
+    bindir = work_dir / "bin"
+    bindir.mkdir()
+    for name in ("sendmail", "mailq"):
+        (bindir / name).symlink_to(TERN_BIN)
+    env = dict(os.environ, TERN_CONFIG=str(tern.dir))
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    r = subprocess.run([str(bindir / "sendmail"), "-t", "-i"], input=b"To: alice@localhost, far@remote.example\n"
+                       b"Subject: via symlink\n\nbody\n", env=env, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    body = tern.wait_messages("alice")[0].read_bytes()
+    assert b"\nSubject: via symlink\n" in body
+    qid = last_queue_id(tern)
+    tern.wait_log(f"{qid}: to=<far@remote.example>, relay=none")
+    r = subprocess.run([str(bindir / "mailq")], env=env, capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert not SANITIZER_RE.search(out + r.stderr.decode())
+    assert out == listing(tern)
+    assert re.search(rf"^{qid} +\d+ ", out, re.M) and "far@remote.example" in out
+
+
+def test_submission_while_stopped_waits_in_maildrop(tern):
+    tern.stop()
+    sendmail(tern, "alice@localhost", input=b"Subject: while down\n\nqueued offline\n")
+    drops = [p for p in (tern.queue_dir / "maildrop").iterdir()]
+    assert len(drops) == 1 and not drops[0].name.startswith(".")
+    assert b"queued offline" in drops[0].read_bytes()
+    time.sleep(0.3)
+    assert tern.messages("alice") == []
+    tern.start()
+    body = tern.wait_messages("alice")[0].read_bytes()
+    assert body.endswith(b"\n\nqueued offline\n")
+    wait_until(lambda: list((tern.queue_dir / "maildrop").iterdir()) == [], what="maildrop emptied")
+
+
+def test_garbage_in_maildrop_is_moved_aside(tern):
+    bad = tern.queue_dir / "maildrop" / "0123456789abcdef"
+    bad.write_bytes(b"not a maildrop file\n")
+    sendmail(tern, "alice@localhost")      # wakes pickup
+    tern.wait_messages("alice")
+    tern.wait_log("maildrop/0123456789abcdef: not a maildrop file; moved to corrupt/maildrop-0123456789abcdef")
+    assert not bad.exists()
+    assert (tern.queue_dir / "corrupt" / "maildrop-0123456789abcdef").read_bytes() == b"not a maildrop file\n"
+
+
+# ---------------------------------------------------------------- the queue listing and commands
+
+def test_listing_shows_deferred_message_like_postqueue(tern):
+    qid = deferred_remote(tern, "someone@remote.example")
+    out = listing(tern)
+    size = re.search(rf"{qid}: from=<root@example.test>, size=(\d+)", tern.log_text()).group(1)
+    lines = out.split("\n")
+    assert lines[0] == LIST_HEADER
+    m = re.match(rf"^({QID})([*!]?) +(\d+) (\w{{3}} \w{{3}} [ \d]\d \d\d:\d\d:\d\d)  (\S+)$", lines[1])
+    assert m, lines[1]
+    assert m.group(1) == qid and m.group(3) == size and m.group(5) == "root@example.test"
+    assert time.strftime("%a %b", time.localtime()) in m.group(4)
+    assert lines[2] == " " * 45 + f"({REMOTE_REASON})"
+    assert lines[3] == " " * 45 + "someone@remote.example"
+    assert lines[4] == ""
+    assert lines[5] == "-- 1 Kbytes in 1 Request."
+    assert out.endswith("Request.\n")
+    # two messages: plural, and both listed in ID order
+    qid2 = deferred_remote(tern, "other@remote.example")
+    out = listing(tern)
+    assert out.endswith("-- 1 Kbytes in 2 Requests.\n")
+    assert [i for i, _ in listed_ids(tern)] == sorted([qid, qid2])
+    # mailq and sendmail -bp print the same
+    assert tern.cli("mailq").stdout.decode() == out
+    assert tern.cli("sendmail", "-bp").stdout.decode() == out
+
+
+def test_listing_shows_only_open_recipients(tern):
+    sendmail(tern, "alice@localhost", "far@remote.example", input=b"Subject: mixed\n\nbody\n")
+    qid = last_queue_id(tern)
+    tern.wait_messages("alice")
+    tern.wait_log(f"{qid}: to=<far@remote.example>, relay=none")
+    out = listing(tern)
+    assert "far@remote.example" in out and "alice@localhost" not in out
+    assert re.search(rf"^{qid} ", out, re.M)
+
+
+def test_flush_retries_deferred_now(tern_instance):
+    tern = tern_instance
+    tern.write_config(minimal_backoff_time="300s", maximal_backoff_time="300s")
+    tern.start()
+    qid = deferred_remote(tern)
+    time.sleep(1.5)
+    assert tern.log_text().count(f"{qid}: to=<someone@remote.example>") == 1
+    r = tern.cli("queue", "flush")
+    assert r.returncode == 0
+    tern.wait_log(f"{qid}: to=<someone@remote.example>", count=2, timeout=5)
+    r = tern.cli("sendmail", "-q")
+    assert r.returncode == 0
+    tern.wait_log(f"{qid}: to=<someone@remote.example>", count=3, timeout=5)
+
+
+def test_delete_one_and_all(tern):
+    q1 = deferred_remote(tern, "a@remote.example")
+    q2 = deferred_remote(tern, "b@remote.example")
+    q3 = deferred_remote(tern, "c@remote.example")
+    r = tern.cli("queue", "delete", q1)
+    assert r.returncode == 0 and b"delete: 1 message\n" in r.stderr
+    tern.wait_log(f"{q1}: removed (deleted by the administrator)")
+    assert not qfile(tern, q1).exists()
+    assert [i for i, _ in listed_ids(tern)] == [q2, q3]
+    r = tern.cli("queue", "delete", q1)
+    assert r.returncode == 1 and f"{q1}: no such message".encode() in r.stderr
+    r = tern.cli("queue", "delete", "not-an-id")
+    assert r.returncode == 64
+    r = tern.cli("queue", "delete", "ALL")
+    assert r.returncode == 0 and b"delete: 2 messages" in r.stderr
+    assert listing(tern) == "Mail queue is empty\n"
+    assert list((tern.queue_dir / "queue").iterdir()) == []
+    # nothing comes back after a restart
+    tern.stop()
+    tern.start()
+    assert listing(tern) == "Mail queue is empty\n"
+
+
+def break_maildir(tern, user):
+    """Makes a development-mode mailbox undeliverable: Maildir is a file."""
+    home = tern.mail_dir / user
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "Maildir").write_text("not a directory\n")
+
+
+def test_hold_keeps_message_from_delivery_until_release(tern):
+    break_maildir(tern, "alice")
+    sendmail(tern, "alice@localhost", input=b"Subject: held\n\nbody\n")
+    qid = last_queue_id(tern)
+    tern.wait_log(f"{qid}: to=<alice@localhost>, relay=local")
+    assert "status=deferred" in tern.log_text()
+    r = tern.cli("queue", "hold", qid)
+    assert r.returncode == 0 and b"hold: 1 message" in r.stderr
+    tern.wait_log(f"{qid}: placed on hold")
+    assert listed_ids(tern) == [(qid, "!")]
+    assert qfile(tern, qid, "hold").exists() and not qfile(tern, qid).exists()
+    # the mailbox is fixed, but a held message is not tried, not even by flush
+    (tern.mail_dir / "alice" / "Maildir").unlink()
+    tries = tern.log_text().count(f"{qid}: to=<alice@localhost>")
+    assert tern.cli("queue", "flush").returncode == 0
+    time.sleep(3)           # well beyond the 2 s maximal backoff
+    assert tern.messages("alice") == []
+    assert tern.log_text().count(f"{qid}: to=<alice@localhost>") == tries
+    # held across a restart too
+    tern.stop()
+    tern.start()
+    time.sleep(1)
+    assert listed_ids(tern) == [(qid, "!")]
+    assert tern.messages("alice") == []
+    r = tern.cli("queue", "release", qid)
+    assert r.returncode == 0 and b"release: 1 message" in r.stderr
+    tern.wait_messages("alice")
+    tern.wait_log(f"{qid}: removed")
+    assert listing(tern) == "Mail queue is empty\n"
+    assert not qfile(tern, qid, "hold").exists()
+
+
+def test_queue_commands_while_daemon_is_stopped(tern):
+    q1 = deferred_remote(tern, "a@remote.example")
+    q2 = deferred_remote(tern, "b@remote.example")
+    q3 = deferred_remote(tern, "c@remote.example")
+    online = listing(tern)
+    tern.stop()
+    # the offline listing reads the files and prints the same
+    assert listing(tern) == online
+    r = tern.cli("queue", "hold", q1)
+    assert r.returncode == 0 and b"hold: 1 message" in r.stderr
+    assert qfile(tern, q1, "hold").exists()
+    assert listed_ids(tern) == [(q2, ""), (q3, ""), (q1, "!")]
+    r = tern.cli("queue", "flush")
+    assert r.returncode == 0 and b"mail system is down" in r.stderr
+    r = tern.cli("queue", "delete", q2)
+    assert r.returncode == 0 and b"delete: 1 message" in r.stderr
+    assert not qfile(tern, q2).exists()
+    r = tern.cli("queue", "release", q2)
+    assert r.returncode == 1 and b"no such message" in r.stderr
+    # a held message survives the restart held; the others are tried again
+    tern.start()
+    tern.wait_log(f"{q3}: to=<c@remote.example>", count=2)
+    assert listed_ids(tern) == [(q3, ""), (q1, "!")] or listed_ids(tern) == [(q3, "*"), (q1, "!")]
+    assert tern.log_text().count(f"{q1}: to=<a@remote.example>") == 1
+    tern.stop()
+    r = tern.cli("queue", "release", "ALL")
+    assert r.returncode == 0 and b"release: 1 message" in r.stderr
+    r = tern.cli("queue", "delete", "ALL")
+    assert r.returncode == 0 and b"delete: 2 messages" in r.stderr
+    assert listing(tern) == "Mail queue is empty\n"
+    tern.start()
+    assert listing(tern) == "Mail queue is empty\n"
+
+
+def test_queue_commands_refuse_unknown_verbs(tern):
+    r = tern.cli("queue", "frobnicate")
+    assert r.returncode == 64 and b"usage:" in r.stderr
+    r = tern.cli("queue", "hold")
+    assert r.returncode == 64
+
+
+# ---------------------------------------------------------------- retries and expiry
+
+def delays(log, qid, rcpt):
+    return [float(d) for d in re.findall(rf"{qid}: to=<{re.escape(rcpt)}>, relay=none, delay=([\d.]+),", log)]
+
+
+def test_deferred_recipient_backs_off_between_minimal_and_maximal(tern_instance):
+    tern = tern_instance
+    tern.write_config(minimal_backoff_time="1s", maximal_backoff_time="2s")
+    tern.start()
+    qid = deferred_remote(tern)
+    log = tern.wait_log(f"{qid}: to=<someone@remote.example>", count=5, timeout=12)
+    d = delays(log, qid, "someone@remote.example")
+    gaps = [b - a for a, b in zip(d, d[1:])]
+    # 1 s after the first try, then doubled and capped at 2 s
+    expected = [1, 2, 2, 2]
+    assert len(gaps) >= 4
+    for got, want in zip(gaps, expected):
+        assert want - 0.3 <= got <= want + 0.7, (d, gaps)
+    assert "dsn=4.4.0, status=deferred" in log
+    assert re.search(rf"{qid}: to=<someone@remote.example>, relay=none, delay=[\d.]+, delays=[\d./]+, "
+                     rf"dsn=4.4.0, status=deferred \({REMOTE_REASON}\)", log)
+
+
+def test_backoff_survives_restart(tern_instance):
+    """The next-try time is in the queue file: a restart does not make a
+    deferred recipient's retries more frequent."""
+    tern = tern_instance
+    tern.write_config(minimal_backoff_time="4s", maximal_backoff_time="4s")
+    tern.start()
+    qid = deferred_remote(tern)
+    tern.stop()
+    t0 = time.time()
+    tern.start()
+    tern.wait_log(f"{qid}: to=<someone@remote.example>", count=2, timeout=8)
+    # not retried at once at start, but when its 4 s were up
+    d = delays(tern.log_text(), qid, "someone@remote.example")
+    assert d[1] - d[0] >= 3.3, d
+
+
+def test_maximal_queue_lifetime_expires_message(tern_instance):
+    tern = tern_instance
+    tern.write_config(minimal_backoff_time="1s", maximal_backoff_time="1s", maximal_queue_lifetime="3s")
+    tern.start()
+    sendmail(tern, "alice@localhost", "far@remote.example", input=b"Subject: expiring\n\nbody\n")
+    qid = last_queue_id(tern)
+    tern.wait_messages("alice")
+    log = tern.wait_log(f"{qid}: removed", timeout=10)
+    m = re.search(rf"{qid}: to=<far@remote.example>, relay=none, delay=([\d.]+), delays=[\d./]+, "
+                  r"dsn=4.4.0, status=expired \((.*)\)", log)
+    assert m, log
+    assert float(m.group(1)) >= 2.0
+    assert "expired" in m.group(2) and REMOTE_REASON in m.group(2)
+    assert log.index("status=expired") < log.index(f"{qid}: removed")
+    assert listing(tern) == "Mail queue is empty\n"
+    assert not qfile(tern, qid).exists()
+    # delivered exactly once to the local recipient
+    assert len(tern.messages("alice")) == 1
+
+
+# ---------------------------------------------------------------- system users (as root)
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="system-user delivery needs root")
+
+
+class SystemUsers:
+    """Throwaway system users with homes under the test's directory."""
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.homes = base / "home"
+        self.homes.mkdir(exist_ok=True)
+        self.homes.chmod(0o755)
+        self.created = []
+
+    def add(self, prefix="tt"):
+        name = f"{prefix}{secrets.token_hex(4)}"
+        home = self.homes / name
+        subprocess.run(["useradd", "--no-user-group", "--gid", "users", "-M", "-d", str(home),
+                        "-s", "/usr/sbin/nologin", name], check=True, capture_output=True)
+        self.created.append(name)
+        pw = pwd.getpwnam(name)
+        home.mkdir()
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+        home.chmod(0o755)
+        return pw
+
+    def remove_all(self):
+        for name in self.created:
+            subprocess.run(["userdel", name], capture_output=True)
+        self.created = []
+
+
+@pytest.fixture
+def system_users(work_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create users")
+    try:
+        pwd.getpwnam("tern")
+    except KeyError:
+        pytest.skip("mail_owner 'tern' does not exist (scripts/deps.sh test creates it)")
+    users = SystemUsers(work_dir)
+    yield users
+    users.remove_all()
+
+
+def tutorial_config(inst, work_dir, **extra):
+    """The tutorial's main.cf (as root): real users, aliases from a file."""
+    spool = work_dir / "var-mail"
+    if not spool.exists():
+        spool.mkdir()
+        spool.chmod(0o1777)
+    aliases = work_dir / "aliases"
+    if not aliases.exists():
+        aliases.write_text("")
+    params = dict(myhostname="localhost", mydomain="localhost", myorigin="$mydomain",
+                  mydestination="$myhostname, localhost.$mydomain, localhost",
+                  relayhost="", local_mailbox_base=None, alias_maps=f"hash:{aliases}",
+                  home_mailbox="Maildir/", mail_spool_directory=str(spool))
+    params.update(extra)
+    inst.write_config(**params)
+    return spool
+
+
+def wait_files(directory: Path, count=1, timeout=10):
+    def ready():
+        if not directory.is_dir():
+            return None
+        files = sorted(p for p in directory.iterdir())
+        return files if len(files) >= count else None
+    return wait_until(ready, timeout, f"{count} file(s) in {directory}")
+
+
+def wait_mbox(path: Path, count=1, timeout=10):
+    def ready():
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        n = len(re.findall(rb"(?:^|\n\n)From \S+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", data))
+        return data if n >= count else None
+    return wait_until(ready, timeout, f"{count} message(s) in {path}")
+
+
+@needs_root
+def test_tutorial_session_delivers_to_system_users_maildir(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir)
+    tern.start()
+    s = tern.raw()
+    assert s.read_reply()[0] == 220
+    assert s.cmd("HELO localhost")[0] == 250
+    assert s.cmd("MAIL FROM:<you@localhost>")[0] == 250
+    assert s.cmd(f"RCPT TO:<{user.pw_name}@localhost>") == (250, "250 2.1.5 Ok")
+    assert s.cmd("DATA")[0] == 354
+    s.send(b"Subject: test\r\n\r\nHello from the tutorial.\r\n.\r\n")
+    code, text = s.read_reply()
+    assert code == 250
+    s.cmd("QUIT")
+    maildir = Path(user.pw_dir) / "Maildir"
+    files = wait_files(maildir / "new")
+    assert len(files) == 1
+    st = files[0].stat()
+    assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    for sub in ("", "new", "cur", "tmp"):
+        dst = (maildir / sub).stat()
+        assert dst.st_uid == user.pw_uid and stat.S_IMODE(dst.st_mode) == 0o700, sub
+    body = files[0].read_bytes()
+    assert body.startswith(f"Return-Path: <you@localhost>\nDelivered-To: {user.pw_name}@localhost\n".encode())
+    assert body.endswith(b"\n\nHello from the tutorial.\n")
+    assert list((maildir / "tmp").iterdir()) == []
+    assert re.search(rf",S={len(body)}$", files[0].name)
+
+
+@needs_root
+@pytest.mark.parametrize("spool_mode", ["1777", "root:mail 2775"])
+def test_mbox_in_mail_spool_directory(tern_instance, work_dir, system_users, spool_mode):
+    tern = tern_instance
+    user = system_users.add()
+    spool = work_dir / "var-mail"
+    spool.mkdir()
+    if spool_mode == "1777":
+        spool.chmod(0o1777)
+    else:
+        os.chown(spool, 0, grp.getgrnam("mail").gr_gid)
+        spool.chmod(0o2775)
+    tutorial_config(tern, work_dir, home_mailbox=None)
+    tern.start()
+    name = user.pw_name
+    sendmail(tern, "-f", "sender@example.org", name,
+             input=b"Subject: one\n\nFrom the start of a line\n>From already quoted\nnot From here\n")
+    with tern.smtp() as c:
+        c.sendmail("you@localhost", [f"{name}@localhost"], b"Subject: two\r\n\r\nsecond message\r\n")
+    mbox = spool / name
+    data = wait_mbox(mbox, 2)
+    st = mbox.stat()
+    assert st.st_uid == user.pw_uid
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert re.match(rb"From sender@example.org \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n"
+                    rb"Return-Path: <sender@example.org>\nDelivered-To: " + name.encode() + rb"@localhost\n", data)
+    assert b"\n\n>From the start of a line\n>>From already quoted\nnot From here\n\n" in data
+    second = data.index(b"\nFrom you@localhost ")
+    assert data[second - 1:second + 1] == b"\n\n"
+    assert data.endswith(b"\n\nsecond message\n\n")
+    assert not (spool / (name + ".lock")).exists()
+    assert "status=sent (delivered to mailbox)" in tern.log_text()
+
+
+@needs_root
+def test_home_mailbox_file_is_an_mbox_in_home(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir, home_mailbox="Mailbox")
+    tern.start()
+    sendmail(tern, f"{user.pw_name}@localhost", input=b"Subject: home mbox\n\nFrom me\n")
+    mbox = Path(user.pw_dir) / "Mailbox"
+    data = wait_mbox(mbox, 1)
+    st = mbox.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.pw_uid, 0o600)
+    assert data.startswith(b"From root@localhost ")
+    assert data.endswith(b"\n\n>From me\n\n")
+
+
+@needs_root
+def test_broken_maildir_defers_only_that_recipient(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    good, bad = system_users.add(), system_users.add()
+    (Path(bad.pw_dir) / "Maildir").write_text("a file where the Maildir should be\n")
+    tutorial_config(tern, work_dir)
+    tern.start()
+    with tern.smtp() as c:
+        c.sendmail("you@localhost", [f"{good.pw_name}@localhost", f"{bad.pw_name}@localhost"],
+                   b"Subject: two users\r\n\r\nbody\r\n")
+    wait_files(Path(good.pw_dir) / "Maildir" / "new")
+    qid = re.search(rf"({QID}): to=<{good.pw_name}@localhost>", tern.log_text()).group(1)
+    log = tern.wait_log(f"{qid}: to=<{bad.pw_name}@localhost>")
+    assert re.search(rf"{qid}: to=<{bad.pw_name}@localhost>, relay=local, .*dsn=4\.2\.\d, status=deferred \(.+\)",
+                     log), log
+    out = listing(tern)
+    assert f"{bad.pw_name}@localhost" in out and f"{good.pw_name}@localhost" not in out
+    # the admin fixes it; the next retry delivers, once, to the right owner
+    (Path(bad.pw_dir) / "Maildir").unlink()
+    files = wait_files(Path(bad.pw_dir) / "Maildir" / "new", timeout=8)
+    assert files[0].stat().st_uid == bad.pw_uid
+    tern.wait_log(f"{qid}: removed")
+    assert len(list((Path(good.pw_dir) / "Maildir" / "new").iterdir())) == 1
+
+
+@needs_root
+def test_mbox_owned_by_someone_else_is_deferred(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    victim, other = system_users.add(), system_users.add()
+    spool = tutorial_config(tern, work_dir, home_mailbox=None)
+    mbox = spool / victim.pw_name
+    mbox.write_bytes(b"")
+    os.chown(mbox, other.pw_uid, other.pw_gid)
+    tern.start()
+    sendmail(tern, victim.pw_name, other.pw_name, input=b"Subject: x\n\nbody\n")
+    wait_mbox(spool / other.pw_name, 1)
+    log = tern.wait_log(f"to=<{victim.pw_name}@localhost>, relay=local")
+    assert re.search(rf"to=<{victim.pw_name}@localhost>, relay=local, .*dsn=4\.2\.0, status=deferred "
+                     rf"\(mailbox {re.escape(str(mbox))} is not owned by {victim.pw_name}\)", log), log
+    assert mbox.read_bytes() == b""
+
+
+@needs_root
+def test_unwritable_home_defers(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    Path(user.pw_dir).chmod(0o555)      # the user cannot create ~/Maildir
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, user.pw_name)
+    log = tern.wait_log(f"to=<{user.pw_name}@localhost>, relay=local")
+    assert re.search(rf"to=<{user.pw_name}@localhost>, relay=local, .*dsn=4\.2\.0, status=deferred \(.*"
+                     r"Permission denied\)", log), log
+    assert not (Path(user.pw_dir) / "Maildir").exists()
+    Path(user.pw_dir).chmod(0o755)
+    files = wait_files(Path(user.pw_dir) / "Maildir" / "new", timeout=8)
+    assert files[0].stat().st_uid == user.pw_uid
+
+
+# ---------------------------------------------------------------- aliases
+
+@needs_root
+def test_aliases_chain_list_and_remote(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    u1, u2 = system_users.add(), system_users.add()
+    (work_dir / "aliases").write_text(
+        "# test aliases\n"
+        f"postmaster: root\n"
+        f"root: {u1.pw_name}\n"
+        f"team: {u1.pw_name}, {u2.pw_name}\n"
+        f"far: someone@remote.example\n")
+    tutorial_config(tern, work_dir)
+    tern.start()
+    with tern.smtp() as c:
+        c.sendmail("you@localhost", ["postmaster@localhost"], b"Subject: to postmaster\r\n\r\nbody\r\n")
+        c.sendmail("you@localhost", ["team@localhost"], b"Subject: to team\r\n\r\nbody\r\n")
+        c.sendmail("you@localhost", ["far@localhost"], b"Subject: to far\r\n\r\nbody\r\n")
+    new1 = Path(u1.pw_dir) / "Maildir" / "new"
+    new2 = Path(u2.pw_dir) / "Maildir" / "new"
+    files1 = wait_files(new1, 2)
+    files2 = wait_files(new2, 1)
+    subjects1 = sorted(re.search(rb"\nSubject: (.*)\n", f.read_bytes()).group(1) for f in files1)
+    assert subjects1 == [b"to postmaster", b"to team"]
+    assert b"\nSubject: to team\n" in files2[0].read_bytes()
+    assert files2[0].stat().st_uid == u2.pw_uid
+    pm = [f.read_bytes() for f in files1 if b"to postmaster" in f.read_bytes()][0]
+    assert pm.startswith(f"Return-Path: <you@localhost>\nDelivered-To: {u1.pw_name}@localhost\n".encode())
+    log = tern.wait_log("orig_to=<far@localhost>, relay=none")
+    assert re.search(rf"to=<{u1.pw_name}@localhost>, orig_to=<postmaster@localhost>, relay=local, .*status=sent", log)
+    assert re.search(rf"to=<{u2.pw_name}@localhost>, orig_to=<team@localhost>, relay=local, .*status=sent", log)
+    assert re.search(r"to=<someone@remote.example>, orig_to=<far@localhost>, relay=none, .*status=deferred", log)
+    out = listing(tern)
+    assert "someone@remote.example" in out and "postmaster" not in out and "team@" not in out
+    time.sleep(0.5)
+    assert len(list(new1.iterdir())) == 2 and len(list(new2.iterdir())) == 1
+
+
+@needs_root
+def test_unknown_local_user_rejected_at_rcpt_and_bounced_via_sendmail(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir)
+    tern.start()
+    ghost = "nosuchuser" + secrets.token_hex(3)
+    s = tern.raw()
+    s.read_reply()
+    s.cmd("EHLO localhost")
+    assert s.cmd("MAIL FROM:<you@localhost>")[0] == 250
+    code, text = s.cmd(f"RCPT TO:<{ghost}@localhost>")
+    assert code == 550 and text.startswith("550 5.1.1 ")
+    assert s.cmd(f"RCPT TO:<{user.pw_name}@localhost>")[0] == 250
+    s.cmd("QUIT")
+    sendmail(tern, ghost, user.pw_name, input=b"Subject: partly unknown\n\nbody\n")
+    wait_files(Path(user.pw_dir) / "Maildir" / "new")
+    qid = last_queue_id(tern)
+    log = tern.wait_log(f"{qid}: removed")
+    assert re.search(rf"{qid}: to=<{ghost}@localhost>, relay=local, .*dsn=5\.1\.1, status=bounced "
+                     rf"\(unknown user: \"{ghost}\"\)", log), log
+    assert listing(tern) == "Mail queue is empty\n"
+
+
+@needs_root
+def test_alias_file_changes_apply_without_restart(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir)
+    tern.start()
+    with tern.smtp() as c:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            c.sendmail("you@localhost", ["sales@localhost"], b"Subject: x\r\n\r\nb\r\n")
+    new = work_dir / "aliases.new"
+    new.write_text(f"sales: {user.pw_name}\n")
+    os.rename(new, work_dir / "aliases")
+    time.sleep(1.2)     # the table is re-stat'ed at most once a second
+
+    def accepted():
+        try:
+            with tern.smtp() as c:
+                c.sendmail("you@localhost", ["sales@localhost"], b"Subject: sales\r\n\r\nb\r\n")
+            return True
+        except smtplib.SMTPRecipientsRefused:
+            time.sleep(0.3)
+            return False
+    wait_until(accepted, 5, "the new alias to be accepted")
+    files = wait_files(Path(user.pw_dir) / "Maildir" / "new")
+    assert b"\nSubject: sales\n" in files[0].read_bytes()
