@@ -509,6 +509,8 @@ int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen)
         }
         case REC_ARRIVAL:
             m->arrival_us = (int64_t)cur_u64(&pl);
+            if (pl.bad)
+                FAIL("bad arrival record");
             break;
         case REC_SENDER:
             free(m->sender);
@@ -589,6 +591,15 @@ int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errle
     }
     int rc = qf_read_fd(fd, m, err, errlen);
     close(fd);
+    /* Queue files are named by their id; the queue treats a file whose id
+     * record names another message as corrupt, so readers by path agree. */
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (rc == 0 && strcmp(name, m->id) != 0) {
+        snprintf(err, errlen, "queue id %s in file does not match its name", m->id);
+        qf_message_free(m);
+        rc = -1;
+    }
     return rc;
 }
 

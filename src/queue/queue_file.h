@@ -95,7 +95,9 @@ int qf_writer_finish(struct qf_writer *w, struct qf_message *m);
 void qf_writer_abort(struct qf_writer *w);
 
 /* Reading. Returns 0 and fills m; -1 with a reason in err when the file is
- * invalid or unreadable. m is left empty (freeable) on failure. */
+ * invalid or unreadable. m is left empty (freeable) on failure.
+ * qf_read_path also refuses a file whose name is not the id it records
+ * (qf_read_fd has no name: its callers compare m->id themselves). */
 int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen);
 int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errlen);
 
