@@ -1094,6 +1094,10 @@ int conf_check(struct conf *c, struct strbuf *out)
             sb_printf(out, "warning: unknown parameter %s\n", e->name);
             continue;
         }
+        if (conf_param_planned(e->name)) {
+            put_where(out, e->s->origin, e->s->line);
+            sb_printf(out, "warning: %s is accepted but has no effect in this version of tern\n", e->name);
+        }
         sb_reset(&val);
         sb_reset(&why);
         sb_reset(&undef);
@@ -1235,6 +1239,8 @@ static void man_param(FILE *out, const struct conf_param *p)
     }
     fputs(")\n.br\n", out);
     roff_puts(out, p->doc);
+    if (conf_param_planned(p->name))
+        fputs(" \\fINot used yet:\\fR accepted so Postfix configurations load; it has no effect in this version.", out);
     fputc('\n', out);
 }
 

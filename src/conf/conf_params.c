@@ -21,10 +21,31 @@
 #define TIME(n, d, unit, lo, doc) {n, CONF_TIME, d, lo, SECONDS_MAX, unit, doc, NULL, 0}
 #define COMPUTED(n, flag, doc) {n, CONF_STR, "", 0, 0, 0, doc, NULL, flag}
 
+/* Parameters the table knows (so Postfix configurations load cleanly) whose
+ * feature is not built yet: `tern config check` says so when one is set,
+ * and tern.conf(5) marks them. Remove a name when its feature lands. */
+static const char *const planned[] = {
+    "bounce_queue_lifetime", "default_destination_concurrency_limit", "default_privs",
+    "delay_warning_time", "line_length_limit", "local_destination_concurrency_limit",
+    "mynetworks_style", "relayhost", "smtpd_client_connection_count_limit",
+    "smtpd_client_restrictions", "smtpd_error_sleep_time", "smtpd_helo_restrictions",
+    "smtpd_process_count", "smtpd_recipient_restrictions", "smtpd_relay_restrictions",
+    "smtpd_sender_restrictions", "smtpd_soft_error_limit", NULL,
+};
+
+int conf_param_planned(const char *name)
+{
+    for (const char *const *p = planned; *p; p++)
+        if (strcmp(*p, name) == 0)
+            return 1;
+    return 0;
+}
+
 /* Keep sorted by name (strcmp order); a unit test checks it. */
 const struct conf_param conf_params[] = {
     LIST("alias_database", "hash:/etc/aliases",
-        "Alias tables that `tern newaliases` rebuilds from their text source."),
+        "Alias tables `newaliases` checks; tern reads alias files as text and notices changes "
+        "itself, so there is nothing to rebuild."),
     LIST("alias_maps", "hash:/etc/aliases",
         "Alias tables the local delivery agent consults, in order."),
     TIME("bounce_queue_lifetime", "5d", 'd', 0,
@@ -44,7 +65,7 @@ const struct conf_param conf_params[] = {
     BOOL("disable_vrfy_command", "yes",
         "Answer VRFY with 252 instead of telling whether an address exists (tern default: yes)."),
     INT("header_size_limit", "102400", 1, BYTES_MAX,
-        "Maximal size in bytes of a message header block; the rest is kept as body."),
+        "Maximal size in bytes of a message header block; a larger header is refused with 552 5.3.4."),
     STR("home_mailbox", "",
         "Mailbox path relative to the user's home, Maildir if it ends in /, else mbox; "
         "empty: mail_spool_directory."),
@@ -63,7 +84,9 @@ const struct conf_param conf_params[] = {
         "$local_mailbox_base/<localpart>/ plus home_mailbox, owned by the user tern runs as "
         "(used by `tern dev`; tern extension)."),
     LIST("local_recipient_maps", "unix:passwd.byname $alias_maps",
-        "Tables of valid local recipients; mail to others at mydestination is rejected in SMTP."),
+        "Whether the SMTP server checks local recipients: when not empty, an address at "
+        "mydestination must be a system user (or, with local_mailbox_base, any name) or an "
+        "alias, else 550 5.1.1; empty accepts every local address."),
     STR("mail_name", "Tern",
         "The mail system's name, used in the greeting and in bounces."),
     STR("mail_owner", "tern",
@@ -71,13 +94,15 @@ const struct conf_param conf_params[] = {
     STR("mail_spool_directory", "/var/mail",
         "Directory of mbox mailboxes named after users, used when home_mailbox is empty."),
     STR("maillog_file", "",
-        "File to log to instead of syslog; empty logs to syslog."),
+        "File to log to (also after `tern start`); empty: standard error with `tern serve`, "
+        "syslog (facility mail) with `tern start`."),
     TIME("maximal_backoff_time", "4000s", 's', 1,
         "Longest time between delivery attempts of a deferred message."),
     TIME("maximal_queue_lifetime", "5d", 'd', 0,
         "How long a message may stay deferred before it is bounced."),
-    INT("message_size_limit", "10240000", 0, BYTES_MAX,
-        "Maximal message size in bytes, including envelope; 0 means no limit (as in Postfix)."),
+    INT("message_size_limit", "10240000", 1, BYTES_MAX,
+        "Maximal message size in bytes. Unlike Postfix, 0 (no limit) is not accepted: every "
+        "input is bounded."),
     TIME("minimal_backoff_time", "300s", 's', 1,
         "Shortest time between delivery attempts of a deferred message."),
     LIST("mydestination", "$myhostname, localhost.$mydomain, localhost",
@@ -96,7 +121,8 @@ const struct conf_param conf_params[] = {
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
     TIME("queue_run_delay", "300s", 's', 1,
-        "How often the deferred queue is scanned."),
+        "How often Postfix scans its deferred queue; tern schedules each retry at its own "
+        "backoff time instead, so this is accepted for compatibility only."),
     ENUM("queue_sync_method", "syncfs", "syncfs|fsync",
         "How queue files are made durable before mail is acknowledged: syncfs or fsync "
         "(tern extension)."),

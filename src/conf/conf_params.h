@@ -49,4 +49,7 @@ const struct conf_param *conf_param_find_len(const char *name, size_t len);
 /* "string", "integer", "boolean", "time", "list". */
 const char *conf_type_name(enum conf_type type);
 
+/* True for a parameter whose feature tern does not have yet (accepted, no effect). */
+int conf_param_planned(const char *name);
+
 #endif
