@@ -84,7 +84,8 @@ const char *ipc_msg_get(const struct ipc_msg *m, const char *name)
 uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt)
 {
     const char *v = ipc_msg_get(m, name);
-    if (!v || !*v)
+    /* Digits only: strtoull alone takes "-1" (as UINT64_MAX), "+5", " 5". */
+    if (!v || *v < '0' || *v > '9')
         return dflt;
     char *end;
     errno = 0;
@@ -134,6 +135,12 @@ int ipc_send_blocking(int fd, const struct ipc_msg *m)
 {
     struct strbuf w = STRBUF_INIT;
     encode_wire(m, &w);
+    if (w.len > IPC_MAX_MSG) {
+        /* The receiver could not take it whole. */
+        sb_free(&w);
+        errno = EMSGSIZE;
+        return -1;
+    }
     ssize_t n;
     do
         n = send(fd, w.buf, w.len, MSG_NOSIGNAL);
@@ -157,11 +164,15 @@ int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms)
     }
     unsigned char *buf = xmalloc(IPC_MAX_MSG);
     ssize_t n;
+    /* MSG_TRUNC: the real size of a longer packet, which would otherwise
+     * be cut silently (and could still decode). */
     do
-        n = recv(fd, buf, IPC_MAX_MSG, 0);
+        n = recv(fd, buf, IPC_MAX_MSG, MSG_TRUNC);
     while (n < 0 && errno == EINTR);
     int rc = -1;
-    if (n > 0)
+    if (n > IPC_MAX_MSG)
+        errno = EMSGSIZE;
+    else if (n > 0)
         rc = ipc_msg_decode(m, buf, (size_t)n);
     else if (n == 0)
         errno = ECONNRESET;
@@ -251,7 +262,7 @@ static void chan_read(evutil_socket_t fd, short what, void *arg)
     struct ipc_chan *ch = arg;
     /* Bounded batch per wakeup so one busy peer cannot starve the loop. */
     for (int i = 0; i < 64 && !ch->dead; i++) {
-        ssize_t n = recv(fd, ch->rbuf, IPC_MAX_MSG, MSG_DONTWAIT);
+        ssize_t n = recv(fd, ch->rbuf, IPC_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
@@ -263,7 +274,7 @@ static void chan_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         struct ipc_msg m;
-        if (ipc_msg_decode(&m, ch->rbuf, (size_t)n) != 0) {
+        if (n > IPC_MAX_MSG || ipc_msg_decode(&m, ch->rbuf, (size_t)n) != 0) {
             log_error("malformed internal message on fd %d", (int)fd);
             chan_fail(ch);
             return;

@@ -54,13 +54,15 @@ void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value);
 void ipc_msg_addf(struct ipc_msg *m, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value);
-/* Attribute lookup; NULL / dflt when absent. The returned string lives in m. */
+/* Attribute lookup; NULL / dflt when absent (get_u64: also when the value is
+ * not a plain decimal number in range). The returned string lives in m. */
 const char *ipc_msg_get(const struct ipc_msg *m, const char *name);
 uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt);
 /* Parses a received packet into m; -1 if malformed. */
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len);
 
-/* Blocking helpers for command-line tools. */
+/* Blocking helpers for command-line tools. A message (or packet) larger than
+ * IPC_MAX_MSG is refused with EMSGSIZE on either side, never cut. */
 int ipc_send_blocking(int fd, const struct ipc_msg *m);
 int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms);  /* 0 ok, -1 error/EOF/timeout */
 /* Connects to a SOCK_SEQPACKET unix socket by path; -1 with errno. */

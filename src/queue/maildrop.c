@@ -17,29 +17,48 @@ static int valid_addr_text(const char *s)
     return 1;
 }
 
+/* getline() with a bound: the file is untrusted, and one line without a
+ * newline must not be held in memory whole. Reads at most max + 1 bytes;
+ * returns the length (the line is NUL-terminated), 0 at end of file, or
+ * max + 1 when the line goes on past max. */
+static size_t read_line_bounded(FILE *f, char **line, size_t *cap, size_t max)
+{
+    size_t n = 0;
+    int ch;
+    while (n <= max && (ch = getc(f)) != EOF) {
+        *line = xgrow(*line, cap, n + 2, 1);
+        (*line)[n++] = (char)ch;
+        if (ch == '\n')
+            break;
+    }
+    if (*line)
+        (*line)[n] = '\0';
+    return n;
+}
+
 int maildrop_read_env(FILE *f, struct maildrop_env *env, char *err, size_t errlen)
 {
     memset(env, 0, sizeof *env);
     char *line = NULL;
     size_t cap = 0, total = 0;
-    ssize_t n = getline(&line, &cap, f);
+    size_t n = read_line_bounded(f, &line, &cap, strlen(MAILDROP_MAGIC));
     int rc = -1;
-    if (n < 0 || strcmp(line, MAILDROP_MAGIC) != 0) {
+    if (n == 0 || strcmp(line, MAILDROP_MAGIC) != 0) {
         snprintf(err, errlen, "not a maildrop file");
         goto out;
     }
     for (;;) {
-        n = getline(&line, &cap, f);
-        if (n <= 0) {
+        n = read_line_bounded(f, &line, &cap, MAILDROP_MAX_ENVELOPE - total);
+        if (n == 0) {
             snprintf(err, errlen, "envelope not terminated");
             goto out;
         }
-        total += (size_t)n;
+        total += n;
         if (total > MAILDROP_MAX_ENVELOPE) {
             snprintf(err, errlen, "envelope too large");
             goto out;
         }
-        if (line[n - 1] != '\n' || memchr(line, 0, (size_t)n)) {
+        if (line[n - 1] != '\n' || memchr(line, 0, n)) {
             snprintf(err, errlen, "malformed envelope line");
             goto out;
         }

@@ -16,9 +16,12 @@ int cidr_list_add(struct cidr_list *l, const char *entry)
     char *slash = strrchr(buf, '/');
     if (slash) {
         *slash = '\0';
+        /* Digits only: strtol alone would take "+8", " 8" and "-0". */
+        if (slash[1] < '0' || slash[1] > '9')
+            return -1;
         char *end;
         long p = strtol(slash + 1, &end, 10);
-        if (!slash[1] || *end || p < 0 || p > 128)
+        if (*end || p < 0 || p > 128)
             return -1;
         prefix = (int)p;
     }
