@@ -368,7 +368,7 @@ static void test_expansion_errors(void **state)
     struct conf *c = conf_from("myorigin = end$\n"
                                "smtpd_banner = ${unclosed\n"
                                "mail_name = ${}\n"
-                               "relayhost = a $- b\n"
+                               "queue_directory = a $- b\n"
                                "home_mailbox = ${word!x}\n"
                                "recipient_delimiter = ${word?never closed\n",
                                0);
@@ -377,7 +377,7 @@ static void test_expansion_errors(void **state)
         out, "main.cf:1: error: myorigin: '$' at end of value (write $$ for a literal $)\n"
              "main.cf:2: error: smtpd_banner: missing '}' after ${unclosed\n"
              "main.cf:3: error: mail_name: missing parameter name after ${\n"
-             "main.cf:4: error: relayhost: '$' not followed by a parameter name (write $$ for a "
+             "main.cf:4: error: queue_directory: '$' not followed by a parameter name (write $$ for a "
              "literal $)\n"
              "main.cf:5: error: home_mailbox: invalid character '!' after ${word (names are "
              "letters, digits and _)\n"
@@ -387,11 +387,11 @@ static void test_expansion_errors(void **state)
     capture_start();
     const char *origin = conf_str(c, "myorigin");
     const char *again = conf_str(c, "myorigin");
-    const char *relay = conf_str(c, "relayhost");
+    const char *relay = conf_str(c, "queue_directory");
     char *log = capture_end();
     assert_string_equal(origin, "mail.example.com");
     assert_string_equal(again, "mail.example.com");
-    assert_string_equal(relay, "");
+    assert_string_equal(relay, "/var/spool/tern");
     assert_int_equal(count_substr(log, "warning: "), 2);
     assert_non_null(strstr(log, "warning: main.cf:1: myorigin: '$' at end of value"));
     assert_non_null(strstr(log, "; using the default"));
@@ -621,7 +621,11 @@ static void test_typed_getters(void **state)
     assert_string_equal(l.items[1], "ipv6");
     conf_list_free(&l);
     char *out = check_output(c, 0);
-    assert_string_equal(out, "main.cf:3: warning: unknown parameter limit\n");
+    assert_string_equal(out, "main.cf:3: warning: unknown parameter limit\n"
+                             "main.cf:12: warning: bounce_queue_lifetime is accepted but has no effect in "
+                             "this version of tern\n"
+                             "main.cf:13: warning: delay_warning_time is accepted but has no effect in "
+                             "this version of tern\n");
     free(out);
     conf_free(c);
 }
@@ -664,7 +668,9 @@ static void test_bad_values(void **state)
         "normalize|reject)\n"
         "main.cf:11: error: inet_protocols: invalid item \"ipx\" (expected all|ipv4|ipv6)\n"
         "main.cf:12: error: queue_sync_method: invalid value \"\" (expected syncfs|fsync)\n"
+        "main.cf:13: warning: smtpd_process_count is accepted but has no effect in this version of tern\n"
         "main.cf:13: error: smtpd_process_count: value \"1025\" out of range (1..1024)\n"
+        "main.cf:14: warning: line_length_limit is accepted but has no effect in this version of tern\n"
         "main.cf:14: error: line_length_limit: value \"999\" out of range "
         "(1000..1099511627776)\n");
     free(out);
@@ -954,7 +960,7 @@ static void test_print_man(void **state)
             fail_msg("man page lacks %s", conf_params[i].name);
         free(want);
     }
-    assert_non_null(strstr(buf, ".B message_size_limit\n(integer, 0 to 1099511627776; "
+    assert_non_null(strstr(buf, ".B message_size_limit\n(integer, 1 to 1099511627776; "
                                 "default: \\fB10240000\\fR)\n.br\n"));
     assert_non_null(strstr(buf, ".B smtpd_forbid_bare_newline\n(one of normalize, reject; "
                                 "default: \\fBnormalize\\fR)\n"));
