@@ -42,6 +42,31 @@ static void check_services(struct instance *in, struct strbuf *out)
     }
 }
 
+/* Like postconf -n: what main.cf sets. config_directory is set from -c
+ * (so that $config_directory expands), not by the file: it is left out
+ * unless main.cf names it too. */
+static void print_nondefault(struct instance *in)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) {
+        conf_print_nondefault(in->conf, stdout);
+        return;
+    }
+    conf_print_nondefault(in->conf, mem);
+    fclose(mem);
+    int from_file = conf_origin(in->conf, "config_directory", NULL) != NULL;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (from_file || strncmp(line, "config_directory =", 18) != 0)
+            puts(line);
+    }
+    free(text);
+}
+
 int cli_config(const char *config_dir, int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "man") == 0) {
@@ -89,7 +114,7 @@ int cli_config(const char *config_dir, int argc, char **argv)
             printf("%s = %s\n", argv[i], conf_str(in.conf, argv[i]));
         }
     } else {
-        conf_print_nondefault(in.conf, stdout);
+        print_nondefault(&in);
     }
     sb_free(&diag);
     instance_free(&in);

@@ -146,35 +146,54 @@ static char **dir_ids(const char *dir, size_t *n)
     return v;
 }
 
-static void list_dir(struct listing *l, const char *qdir, const char *sub, const char *flag)
+/* One queue file found offline: the listing is sorted by ID across queue/
+ * and hold/, as the queue process sorts it. */
+struct offline_entry {
+    char *id;
+    const char *sub;
+    const char *flag;
+};
+
+static int cmp_entry(const void *a, const void *b)
+{
+    return strcmp(((const struct offline_entry *)a)->id, ((const struct offline_entry *)b)->id);
+}
+
+static void collect_dir(struct offline_entry **v, size_t *n, size_t *cap, const char *qdir, const char *sub,
+                        const char *flag)
 {
     char *dir = xasprintf("%s/%s", qdir, sub);
-    size_t n;
-    char **ids = dir_ids(dir, &n);
-    for (size_t i = 0; i < n; i++) {
-        char *path = xasprintf("%s/%s", dir, ids[i]);
-        struct qf_message m;
-        char err[256];
-        if (qf_read_path(path, &m, err, sizeof err) == 0) {
-            const char **rcpts = xcalloc(m.nrcpt + 1, sizeof *rcpts), **reasons = xcalloc(m.nrcpt + 1, sizeof *reasons);
-            size_t k = 0;
-            for (size_t j = 0; j < m.nrcpt; j++) {
-                if (m.rcpts[j].state != QF_PENDING && m.rcpts[j].state != QF_DEFERRED)
-                    continue;
-                rcpts[k] = m.rcpts[j].addr;
-                reasons[k++] = m.rcpts[j].state == QF_DEFERRED ? m.rcpts[j].reason : "";
-            }
-            print_entry(l, m.id, flag, m.content_length, (time_t)(m.arrival_us / 1000000), m.sender, rcpts,
-                        reasons, k);
-            free(rcpts);
-            free(reasons);
-            qf_message_free(&m);
-        }
-        free(path);
-        free(ids[i]);
+    size_t k;
+    char **ids = dir_ids(dir, &k);
+    for (size_t i = 0; i < k; i++) {
+        *v = xgrow(*v, cap, *n + 1, sizeof **v);
+        (*v)[(*n)++] = (struct offline_entry){ids[i], sub, flag};
     }
     free(ids);
     free(dir);
+}
+
+static void list_entry(struct listing *l, const char *qdir, const struct offline_entry *e)
+{
+    char *path = xasprintf("%s/%s/%s", qdir, e->sub, e->id);
+    struct qf_message m;
+    char err[256];
+    if (qf_read_path(path, &m, err, sizeof err) == 0) {
+        const char **rcpts = xcalloc(m.nrcpt + 1, sizeof *rcpts), **reasons = xcalloc(m.nrcpt + 1, sizeof *reasons);
+        size_t k = 0;
+        for (size_t j = 0; j < m.nrcpt; j++) {
+            if (m.rcpts[j].state != QF_PENDING && m.rcpts[j].state != QF_DEFERRED)
+                continue;
+            rcpts[k] = m.rcpts[j].addr;
+            reasons[k++] = m.rcpts[j].state == QF_DEFERRED ? m.rcpts[j].reason : "";
+        }
+        print_entry(l, m.id, e->flag, m.content_length, (time_t)(m.arrival_us / 1000000), m.sender, rcpts,
+                    reasons, k);
+        free(rcpts);
+        free(reasons);
+        qf_message_free(&m);
+    }
+    free(path);
 }
 
 static int list_offline(const char *qdir)
@@ -186,9 +205,18 @@ static int list_offline(const char *qdir)
         return 1;
     }
     free(q);
+    struct offline_entry *v = NULL;
+    size_t n = 0, cap = 0;
+    collect_dir(&v, &n, &cap, qdir, QDIR_QUEUE, "");
+    collect_dir(&v, &n, &cap, qdir, QDIR_HOLD, "!");
+    if (n)
+        qsort(v, n, sizeof *v, cmp_entry);
     struct listing l = {0};
-    list_dir(&l, qdir, QDIR_QUEUE, "");
-    list_dir(&l, qdir, QDIR_HOLD, "!");
+    for (size_t i = 0; i < n; i++) {
+        list_entry(&l, qdir, &v[i]);
+        free(v[i].id);
+    }
+    free(v);
     print_footer(&l);
     return 0;
 }

@@ -264,8 +264,10 @@ static int sendmail_bs(struct submit *s)
             int rc = smtp_data_error(&dec) ? (drop_abort(&d), EX_DATAERR) : drop_commit(s, &d);
             if (rc == 0)
                 bs_reply("250 2.0.0 Ok: queued");
-            else
+            else if (rc == EX_DATAERR)
                 bs_reply("554 5.3.4 Error: message not accepted");
+            else /* a full disk or an I/O error: the client may try again */
+                bs_reply("451 4.3.0 Error: cannot write the message");
             maildrop_env_free(&env);
             in_mail = 0;
             break;
@@ -326,41 +328,49 @@ int cli_sendmail(const char *config_dir, int argc, char **argv)
             i++;
             break;
         }
-        char opt = a[1];
-        const char *val = NULL;
-        if (strchr("frFCNRVBLXO", opt) && opt) {
-            val = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!val) {
-                fprintf(stderr, "sendmail: option -%c requires a value\n", opt);
+        /* As with getopt, flags may be grouped (-ti is -t -i, -it too); an
+         * option with a value, -b or -o takes the rest of the group. */
+        for (const char *p = a + 1; *p; p++) {
+            char opt = *p;
+            const char *val = NULL;
+            if (strchr("frFCNRVBLXO", opt)) {
+                val = p[1] ? p + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                if (!val) {
+                    fprintf(stderr, "sendmail: option -%c requires a value\n", opt);
+                    usage();
+                    return EX_USAGE;
+                }
+            } else if (opt == 'b' || opt == 'o' || opt == 'q') {
+                val = p + 1;
+            }
+            switch (opt) {
+            case 't': extract = 1; break;
+            case 'i': dot_ends = 0; break;
+            case 'f': case 'r': sender = val; break;
+            case 'F': full_name = val; break;
+            case 'C': dir = val; break;
+            case 'o':
+                if (strcmp(val, "i") == 0)
+                    dot_ends = 0;
+                break;
+            case 'b':
+                if (strcmp(val, "s") == 0) mode_bs = 1;
+                else if (strcmp(val, "p") == 0) mode_bp = 1;
+                else if (strcmp(val, "i") == 0) mode_bi = 1;
+                else if (strcmp(val, "m") != 0) {
+                    fprintf(stderr, "sendmail: unsupported mode -b%s\n", val);
+                    return EX_USAGE;
+                }
+                break;
+            case 'q': mode_q = 1; break;
+            case 'v': case 'N': case 'R': case 'V': case 'B': case 'L': case 'U': case 'X': case 'O': case 'G': break;
+            default:
+                fprintf(stderr, "sendmail: unknown option -%c in %s\n", opt, a);
                 usage();
                 return EX_USAGE;
             }
-        }
-        switch (opt) {
-        case 't': extract = 1; break;
-        case 'i': dot_ends = 0; break;
-        case 'f': case 'r': sender = val; break;
-        case 'F': full_name = val; break;
-        case 'C': dir = val; break;
-        case 'o':
-            if (strcmp(a, "-oi") == 0)
-                dot_ends = 0;
-            break;
-        case 'b':
-            if (strcmp(a, "-bs") == 0) mode_bs = 1;
-            else if (strcmp(a, "-bp") == 0) mode_bp = 1;
-            else if (strcmp(a, "-bi") == 0) mode_bi = 1;
-            else if (strcmp(a, "-bm") != 0) {
-                fprintf(stderr, "sendmail: unsupported mode %s\n", a);
-                return EX_USAGE;
-            }
-            break;
-        case 'q': mode_q = 1; break;
-        case 'v': case 'N': case 'R': case 'V': case 'B': case 'L': case 'U': case 'X': case 'O': case 'G': break;
-        default:
-            fprintf(stderr, "sendmail: unknown option %s\n", a);
-            usage();
-            return EX_USAGE;
+            if (val)
+                break;
         }
     }
     if (mode_bp || mode_q) {

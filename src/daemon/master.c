@@ -58,6 +58,8 @@ static struct {
     int stopping;
     int lock_fd;
     struct event *kill_timer;
+    pid_t *draining;            /* smtpd processes finishing their sessions after a reload */
+    size_t ndraining, draining_cap;
     struct event *sigev[5];
     struct master_opts opts;
 } ms;
@@ -324,7 +326,17 @@ static int all_stopped(void)
     for (int i = 0; i < ROLE_COUNT; i++)
         if (ms.children[i].pid > 0)
             return 0;
-    return 1;
+    return ms.ndraining == 0;
+}
+
+static void forget_draining(pid_t pid)
+{
+    for (size_t i = 0; i < ms.ndraining; i++) {
+        if (ms.draining[i] == pid) {
+            ms.draining[i] = ms.draining[--ms.ndraining];
+            return;
+        }
+    }
 }
 
 static void reap(void)
@@ -336,8 +348,10 @@ static void reap(void)
         for (int i = 0; i < ROLE_COUNT; i++)
             if (ms.children[i].pid == pid)
                 c = &ms.children[i];
-        if (!c)
-            continue; /* an smtpd draining after a reload */
+        if (!c) {
+            forget_draining(pid); /* an smtpd draining after a reload */
+            continue;
+        }
         c->pid = 0;
         if (ms.stopping)
             continue;
@@ -363,11 +377,15 @@ static void reap(void)
         event_base_loopexit(ms.base, NULL);
 }
 
+/* Draining smtpd processes too: they still log, and a stop must not leave
+ * them behind holding client sessions. */
 static void signal_children(int sig)
 {
     for (int i = 0; i < ROLE_COUNT; i++)
         if (ms.children[i].pid > 0)
             kill(ms.children[i].pid, sig);
+    for (size_t i = 0; i < ms.ndraining; i++)
+        kill(ms.draining[i], sig);
 }
 
 static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
@@ -377,6 +395,16 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     log_warn("children did not stop in time; killing them");
     signal_children(SIGKILL);
+}
+
+/* The log file is written by every process, most of them mail_owner: a
+ * file the master (re)creates as root must be handed over, or their
+ * reopen fails and they keep writing to the rotated file. */
+static void own_log_file(void)
+{
+    const char *logfile = conf_str(ms.inst.conf, "maillog_file");
+    if (ms.rt.is_root && *logfile && chown(logfile, ms.rt.owner_uid, ms.rt.owner_gid) != 0)
+        log_warn("chown %s: %s", logfile, strerror(errno));
 }
 
 static void reload(void)
@@ -413,11 +441,14 @@ static void reload(void)
     instance_free(&fresh);
     ms.rt.conf = ms.inst.conf;
     log_set_file(conf_str(ms.inst.conf, "maillog_file"));
+    own_log_file();
     log_info("reload -- version %s, configuration %s", TERN_VERSION, ms.inst.config_dir);
     /* smtpd finishes its sessions while a new one takes new connections. */
     struct child *s = &ms.children[ROLE_SMTPD];
     if (s->pid > 0) {
         kill(s->pid, SIGUSR2);
+        ms.draining = xgrow(ms.draining, &ms.draining_cap, ms.ndraining + 1, sizeof *ms.draining);
+        ms.draining[ms.ndraining++] = s->pid;
         s->pid = 0;
     }
     child_start(ROLE_SMTPD);
@@ -444,6 +475,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         break;
     case SIGUSR1:
         log_reopen();
+        own_log_file();
         signal_children(SIGUSR1);
         break;
     default:
@@ -452,7 +484,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         log_info("terminating on signal %d", (int)sig);
         ms.stopping = 1;
         signal_children(SIGTERM);
-        /* Draining smtpd processes from earlier reloads get the process group's signal. */
         struct timeval tv = {15, 0};
         ms.kill_timer = evtimer_new(ms.base, on_kill_timer, NULL);
         evtimer_add(ms.kill_timer, &tv);
@@ -520,6 +551,8 @@ static int take_lock(struct strbuf *diag)
         sb_printf(diag, "the tern instance using %s is already running%s%s%s\n", ms.rt.queue_dir,
                   *pid ? " (pid " : "", pid, *pid ? ")" : "");
         free(path);
+        /* Not ours: the exit path must not unlink the running master's pid file. */
+        close_fd(&ms.lock_fd);
         return -1;
     }
     char buf[32];
@@ -584,6 +617,9 @@ void master_cleanup_for_exit(void)
         event_free(ms.kill_timer);
         ms.kill_timer = NULL;
     }
+    free(ms.draining);
+    ms.draining = NULL;
+    ms.ndraining = ms.draining_cap = 0;
     free(ms.rt.queue_dir);
     ms.rt.queue_dir = NULL;
     instance_free(&ms.inst);
@@ -621,8 +657,7 @@ int master_run(const struct master_opts *opts)
         goto fail;
     if (*logfile) {
         log_set_file(logfile);
-        if (ms.rt.is_root && chown(logfile, ms.rt.owner_uid, ms.rt.owner_gid) != 0)
-            log_warn("chown %s: %s", logfile, strerror(errno));
+        own_log_file();
     }
     if ((ms.rt.queue_listen_fd = make_unix_listener(QSOCK_QUEUE, 0600, &diag)) < 0 ||
         (ms.rt.qmgr_listen_fd = make_unix_listener(QSOCK_QMGR, 0666, &diag)) < 0 ||

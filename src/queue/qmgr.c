@@ -245,7 +245,8 @@ static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t
     time_t now = time(NULL);
     set_result(r, QF_DEFERRED, dsn, reason);
     r->attempts++;
-    if (qm.max_lifetime > 0 && now - q->m.arrival_us / 1000000 >= qm.max_lifetime) {
+    /* As in Postfix, a lifetime of 0 means one attempt only. */
+    if (now - q->m.arrival_us / 1000000 >= qm.max_lifetime) {
         /* Given up: the bounce itself comes with the relay work; the
          * recipient is failed and logged as Postfix does. */
         r->state = QF_FAILED;
@@ -290,6 +291,26 @@ static int local_connect(void)
 
 static void finish_if_done(struct qmsg *q);
 
+/* Arms the message's retry timer for its earliest deferred recipient. A
+ * deferral can come back from the local delivery agent long after
+ * qmsg_schedule() ran, so every place that defers calls this. */
+static void arm_retry(struct qmsg *q)
+{
+    if (q->deleted || q->place != STORE_QUEUE)
+        return;
+    int64_t next = 0;
+    for (size_t i = 0; i < q->m.nrcpt; i++) {
+        const struct qf_rcpt *r = &q->m.rcpts[i];
+        if (r->state == QF_DEFERRED && !rcpt_busy(q, i) && (next == 0 || r->next_try < next))
+            next = r->next_try;
+    }
+    if (next) {
+        time_t now = time(NULL);
+        struct timeval tv = {next > now ? next - now : 0, 0};
+        evtimer_add(q->timer, &tv);
+    }
+}
+
 static void delivery_done(struct delivery *d, const char *status, const char *dsn, const char *text)
 {
     struct qmsg *q = d->q;
@@ -303,6 +324,7 @@ static void delivery_done(struct delivery *d, const char *status, const char *ds
             rcpt_bounced(q, d->idx, "local", d->start_us, dsn, text);
         else
             rcpt_deferred(q, d->idx, "local", d->start_us, dsn, text);
+        arm_retry(q);
     }
     free(d);
     finish_if_done(q);
@@ -403,11 +425,106 @@ static void dispatch_waiting(void)
             set_rcpt_busy(q, w->idx, 0);
             if (!q->deleted && q->place == STORE_QUEUE) {
                 deliver_local(q, w->idx);
+                arm_retry(q); /* deliver_local may defer at once */
             }
             finish_if_done(q);
         }
         free(w);
     }
+}
+
+/* The flattened result of one recipient's alias expansion. An address
+ * target in one of our domains is looked up again, as Postfix's local agent
+ * does with the recipient it becomes (bare names alias_expand has already
+ * followed). Each local name is followed once: a loop ends in that name's
+ * own mailbox, as "bob: bob" does. */
+struct expansion {
+    struct alias_target *t;     /* value: the recipient address, or |cmd etc. */
+    size_t n, cap;
+    char **seen;
+    size_t nseen, seen_cap;
+    int temporary;
+    char *error;
+};
+
+static int expansion_seen(struct expansion *e, const char *user)
+{
+    for (size_t i = 0; i < e->nseen; i++)
+        if (strcmp(e->seen[i], user) == 0)
+            return 1;
+    e->seen = xgrow(e->seen, &e->seen_cap, e->nseen + 1, sizeof *e->seen);
+    e->seen[e->nseen++] = xstrdup(user);
+    return 0;
+}
+
+static void expansion_free(struct expansion *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->t[i].value);
+    free(e->t);
+    for (size_t i = 0; i < e->nseen; i++)
+        free(e->seen[i]);
+    free(e->seen);
+    free(e->error);
+}
+
+static int flatten(struct map_list *aliases, const struct alias_result *res, const char *domain,
+                   struct expansion *e, int depth)
+{
+    for (size_t i = 0; i < res->n; i++) {
+        const struct alias_target *t = &res->t[i];
+        if (t->type == ALIAS_ADDRESS && resolver_class(qm.resolver, t->value) == RESOLVE_LOCAL) {
+            char *user = resolver_local_user(qm.resolver, t->value);
+            if (!expansion_seen(e, user)) {
+                struct alias_result sub;
+                memset(&sub, 0, sizeof sub);
+                int rc = depth < ALIAS_MAX_DEPTH ? alias_expand(aliases, user, &sub) : 1;
+                if (rc == 0) {
+                    char *local, *dom;
+                    resolve_split(t->value, &local, &dom);
+                    rc = flatten(aliases, &sub, dom ? dom : domain, e, depth + 1);
+                    free(local);
+                    free(dom);
+                } else if (rc < 0) {
+                    e->temporary = sub.temporary;
+                    e->error = xstrdup(sub.error ? sub.error : "alias expansion failed");
+                }
+                alias_result_free(&sub);
+                free(user);
+                if (rc < 0)
+                    return -1;
+                if (rc == 0)
+                    continue;
+            } else {
+                free(user);
+            }
+        }
+        char *value;
+        if (t->type == ALIAS_LOCAL_USER)
+            value = xasprintf("%s@%s", t->value, domain);
+        else if (t->type == ALIAS_ADDRESS)
+            value = xstrdup(t->value);
+        else
+            value = xasprintf("%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
+                              t->value);
+        int dup = 0;
+        for (size_t k = 0; k < e->n && !dup; k++)
+            dup = e->t[k].type == t->type && strcmp(e->t[k].value, value) == 0;
+        if (dup) {
+            free(value);
+            continue;
+        }
+        if (e->n >= ALIAS_MAX_TARGETS) {
+            free(value);
+            e->error = xstrdup("alias expansion has too many targets");
+            return -1;
+        }
+        e->t = xgrow(e->t, &e->cap, e->n + 1, sizeof *e->t);
+        e->t[e->n].type = t->type;
+        e->t[e->n].value = value;
+        e->n++;
+    }
+    return 0;
 }
 
 /* Alias expansion of a local recipient: the targets become recipients of
@@ -421,44 +538,45 @@ static int expand_aliases(struct qmsg *q, size_t idx)
     struct alias_result res;
     memset(&res, 0, sizeof res);
     int rc = alias_expand(aliases, user, &res);
-    free(user);
     if (rc == 1) {
         alias_result_free(&res);
+        free(user);
         return 1;
     }
+    struct expansion e;
+    memset(&e, 0, sizeof e);
     if (rc < 0) {
-        if (res.temporary)
-            rcpt_deferred(q, idx, "local", 0, "4.3.0", res.error ? res.error : "alias lookup failed");
+        e.temporary = res.temporary;
+        e.error = xstrdup(res.error ? res.error : "alias expansion failed");
+    } else {
+        char *local, *domain;
+        resolve_split(q->m.rcpts[idx].addr, &local, &domain);
+        expansion_seen(&e, user);
+        rc = flatten(aliases, &res, domain ? domain : qm.myhostname, &e, 1);
+        free(local);
+        free(domain);
+    }
+    free(user);
+    alias_result_free(&res);
+    if (rc < 0) {
+        if (e.temporary)
+            rcpt_deferred(q, idx, "local", 0, "4.3.0", e.error);
         else
-            rcpt_bounced(q, idx, "local", 0, "5.4.6", res.error ? res.error : "alias expansion failed");
-        alias_result_free(&res);
+            rcpt_bounced(q, idx, "local", 0, "5.4.6", e.error);
+        expansion_free(&e);
         return 0;
     }
-    char *local, *domain;
-    resolve_split(q->m.rcpts[idx].addr, &local, &domain);
-    for (size_t i = 0; i < res.n; i++) {
-        const struct alias_target *t = &res.t[i];
-        char *addr;
-        if (t->type == ALIAS_LOCAL_USER)
-            addr = xasprintf("%s@%s", t->value, domain ? domain : qm.myhostname);
-        else if (t->type == ALIAS_ADDRESS)
-            addr = xstrdup(t->value);
-        else
-            addr = xasprintf("%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
-                             t->value);
-        struct qf_rcpt *nr = qf_message_add_rcpt(&q->m, addr, "", q->m.rcpts[idx].notify, (int)idx);
-        (void)nr;
+    for (size_t i = 0; i < e.n; i++) {
+        const struct alias_target *t = &e.t[i];
+        qf_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
         size_t nidx = q->m.nrcpt - 1;
         if (store_append_rcpt(&q->m, q->place, nidx) != 0)
             log_warn("%s: cannot record alias expansion: %s", q->m.id, strerror(errno));
         if (t->type != ALIAS_LOCAL_USER && t->type != ALIAS_ADDRESS)
             rcpt_bounced(q, nidx, "local", 0, "5.3.0",
                          "delivery to commands, files and :include: lists in aliases is not supported yet");
-        free(addr);
     }
-    free(local);
-    free(domain);
-    alias_result_free(&res);
+    expansion_free(&e);
     set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias");
     record(q, idx);
     return 0;
@@ -506,7 +624,6 @@ static void qmsg_schedule(struct qmsg *q)
     if (q->deleted || q->place != STORE_QUEUE)
         return;
     time_t now = time(NULL);
-    int64_t next = 0;
     /* m.nrcpt may grow while we go (alias expansion appends). */
     for (size_t i = 0; i < q->m.nrcpt; i++) {
         struct qf_rcpt *r = &q->m.rcpts[i];
@@ -514,14 +631,8 @@ static void qmsg_schedule(struct qmsg *q)
             continue;
         if (r->state == QF_PENDING || (r->state == QF_DEFERRED && r->next_try <= now))
             route(q, i);
-        r = &q->m.rcpts[i];
-        if (r->state == QF_DEFERRED && !rcpt_busy(q, i) && (next == 0 || r->next_try < next))
-            next = r->next_try;
     }
-    if (next) {
-        struct timeval tv = {next > now ? next - now : 0, 0};
-        evtimer_add(q->timer, &tv);
-    }
+    arm_retry(q);
     finish_if_done(q);
 }
 
