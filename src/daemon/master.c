@@ -411,7 +411,7 @@ static void reload(void)
 {
     struct instance fresh;
     struct strbuf diag = STRBUF_INIT;
-    if (instance_load(&fresh, ms.inst.config_dir, &diag) != 0) {
+    if (instance_load(&fresh, ms.inst.config_dir, &diag) != 0 || conf_check(fresh.conf, &diag) > 0) {
         log_error("reload refused, configuration has errors: %s", sb_str(&diag));
         instance_free(&fresh);
         sb_free(&diag);
@@ -635,7 +635,18 @@ int master_run(const struct master_opts *opts)
     log_init("master");
     log_set_stderr(1);
     struct strbuf diag = STRBUF_INIT;
-    if (instance_load(&ms.inst, opts->config_dir, &diag) != 0) {
+    /* A value that does not parse is an error, as Postfix refuses to start on
+     * one: `tern config check` shows the same messages. */
+    struct strbuf checks = STRBUF_INIT;
+    int bad = instance_load(&ms.inst, opts->config_dir, &diag) != 0;
+    if (!bad && conf_check(ms.inst.conf, &checks) > 0) {
+        bad = 1;
+        sb_puts(&diag, sb_str(&checks));
+    } else if (!bad && checks.len) {
+        fputs(sb_str(&checks), stderr); /* warnings: unknown or not yet used parameters */
+    }
+    sb_free(&checks);
+    if (bad) {
         fprintf(stderr, "%s", sb_str(&diag));
         fprintf(stderr, "tern: fatal: configuration errors in %s\n", opts->config_dir);
         sb_free(&diag);

@@ -315,8 +315,11 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         } else {
             if (!spool)
                 become_user(mb.uid, mb.gid);
-            rc = mbox_deliver(mb.path, spool && lc.is_root ? mb.uid : (uid_t)-1,
-                              spool && lc.is_root ? mb.gid : (gid_t)-1, &in, &err);
+            /* A mailbox locked by a mail reader must not hold up every other
+             * local delivery: wait briefly, then defer and retry later. */
+            static const struct mbox_lock_policy brief = {2000, 100, 300};
+            rc = mbox_deliver_with_policy(mb.path, spool && lc.is_root ? mb.uid : (uid_t)-1,
+                                          spool && lc.is_root ? mb.gid : (gid_t)-1, &in, &brief, &err);
             become_root();
         }
         if (rc == 0)

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -568,6 +569,13 @@ static int expand_aliases(struct qmsg *q, size_t idx)
     }
     for (size_t i = 0; i < e.n; i++) {
         const struct alias_target *t = &e.t[i];
+        /* A mailbox that another original recipient's expansion already
+         * reaches gets the message once (as Postfix's duplicate filter). */
+        int dup = 0;
+        for (size_t k = 0; k < q->m.nrcpt && !dup; k++)
+            dup = q->m.rcpts[k].parent >= 0 && strcasecmp(q->m.rcpts[k].addr, t->value) == 0;
+        if (dup)
+            continue;
         qf_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
         size_t nidx = q->m.nrcpt - 1;
         if (store_append_rcpt(&q->m, q->place, nidx) != 0)

@@ -895,11 +895,10 @@ def test_alias_address_targets_in_our_domains_are_expanded_again(tern_instance, 
         ("alice@localhost", "team@example.test"),
         ("bob@example.test", "team@example.test"),
         ("carol@localhost", "abuse@example.test"),
-        ("alice@localhost", "abuse@example.test"),
         ("loop1@localhost", "loop1@example.test"),
-    ]), log
+    ]), log  # alice, reached through team and abuse, gets one copy
     assert sorted(p.name for p in tern.mail_dir.iterdir()) == ["alice", "bob", "carol", "loop1"]
-    assert len(tern.messages("alice")) == 2
+    assert len(tern.messages("alice")) == 1
 
 
 @needs_root
