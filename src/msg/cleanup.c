@@ -46,16 +46,38 @@ static void emit(struct cleanup *c, const void *data, size_t len)
     c->res.size += len;
 }
 
-static int is_field_line(const char *line, size_t len)
+/* Where the field name at line[0..len) ends: the length of its run of
+ * printable characters, then past the white space that obsolete syntax
+ * allows before the colon (RFC 5322 4.5). */
+static size_t field_name_scan(const char *line, size_t len, size_t *name_len)
 {
     size_t i = 0;
-    while (i < len && line[i] != ':') {
-        unsigned char ch = (unsigned char)line[i];
-        if (ch < 33 || ch > 126)
-            return 0;
+    while (i < len && line[i] != ':' && (unsigned char)line[i] >= 33 && (unsigned char)line[i] <= 126)
         i++;
-    }
-    return i > 0 && i < len;
+    *name_len = i;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    return i;
+}
+
+static int is_field_line(const char *line, size_t len)
+{
+    size_t name_len, i = field_name_scan(line, len, &name_len);
+    return name_len > 0 && i < len && line[i] == ':';
+}
+
+/* An unfinished line (no LF yet) that can no longer become a header field
+ * or a continuation: the header ended before it. */
+static int partial_is_body(const char *line, size_t len, int first_line)
+{
+    if (len == 0 || (len == 1 && line[0] == '\r'))
+        return 0; /* may still be the empty line */
+    if (!first_line && (line[0] == ' ' || line[0] == '\t'))
+        return 0;
+    size_t name_len, i = field_name_scan(line, len, &name_len);
+    if (i == len)
+        return name_len == 0; /* still a possible field name */
+    return !(name_len > 0 && line[i] == ':');
 }
 
 /* Calls fn for each header field of hdr[0..len) with its unfolded value. */
@@ -145,15 +167,25 @@ static void flush_header(struct cleanup *c, size_t header_len, int has_separator
         if (info.has_resent)
             header_len = msg_header_remove_field(h, header_len, "Resent-Bcc");
     }
+    /* the content ended inside a header line (BDAT, sendmail): end it
+     * before anything is added after it */
+    int unterminated = header_len > 0 && h[header_len - 1] != '\n';
 
     if (c->o.received)
         emit(c, c->o.received, strlen(c->o.received));
     emit(c, h, header_len);
     if (c->o.add_missing_headers) {
+        if (unterminated && (!info.has_from || !info.has_date || !info.message_id))
+            emit(c, "\r\n", 2);
         if (!info.has_from) {
-            char *from = msg_header_from(c->o.sender[0] ? c->o.sender : "MAILER-DAEMON", c->o.full_name);
-            emit(c, from, strlen(from));
+            /* The null sender's From: still needs a domain (RFC 5322 addr-spec);
+             * Postfix writes MAILER-DAEMON@$myhostname. */
+            char *daemon = c->o.sender[0] ? NULL : xasprintf("MAILER-DAEMON@%s", c->o.myhostname);
+            char *from = msg_header_from(daemon ? daemon : c->o.sender, c->o.full_name);
+            if (from)
+                emit(c, from, strlen(from));
             free(from);
+            free(daemon);
         }
         if (!info.has_date) {
             char *date = msg_header_date(c->o.now);
@@ -189,20 +221,33 @@ static void check_header_end(struct cleanup *c)
     while (c->scanned < len) {
         const char *nl = memchr(h + c->scanned, '\n', len - c->scanned);
         if (!nl)
-            return;
+            break;
         size_t line = c->scanned, eol = (size_t)(nl - h) + 1;
         size_t llen = eol - line;
+        int cont = (h[line] == ' ' || h[line] == '\t') && line > 0;
+        int ends = (llen <= 2 && (llen == 1 || h[line] == '\r')) || (!cont && !is_field_line(h + line, llen));
+        /* The limit applies however the header arrived: it may end in the
+         * same write that carried all of it. */
+        if (ends && line > c->o.header_size_limit) {
+            c->res.status = CLEANUP_HEADER_TOO_BIG;
+            return;
+        }
         if (llen <= 2 && (llen == 1 || h[line] == '\r')) {
             /* the empty line: header ends, separator kept with the body */
             flush_header(c, line, 1);
             return;
         }
-        int cont = (h[line] == ' ' || h[line] == '\t') && line > 0;
         if (!cont && !is_field_line(h + line, llen)) {
             flush_header(c, line, 0);
             return;
         }
         c->scanned = eol;
+    }
+    if (h && partial_is_body(h + c->scanned, len - c->scanned, c->scanned == 0)) {
+        if (c->scanned > c->o.header_size_limit)
+            c->res.status = CLEANUP_HEADER_TOO_BIG;
+        else
+            flush_header(c, c->scanned, 0);
     }
 }
 
@@ -220,14 +265,30 @@ void cleanup_write(struct cleanup *c, const char *data, size_t len)
     }
     sb_append(&c->hdr, data, len);
     check_header_end(c);
-    if (!c->in_body && c->hdr.len > c->o.header_size_limit && c->res.status == CLEANUP_OK)
+    if (c->in_body || c->res.status != CLEANUP_OK)
+        return;
+    /* Still in the header: complete lines, and an unfinished one unless it
+     * may yet be the empty line that ends the header. */
+    size_t partial = c->hdr.len - c->scanned;
+    size_t known = c->scanned + (partial == 1 && c->hdr.buf[c->scanned] == '\r' ? 0 : partial);
+    if (known > c->o.header_size_limit)
         c->res.status = CLEANUP_HEADER_TOO_BIG;
 }
 
 void cleanup_finish(struct cleanup *c, struct cleanup_result *res)
 {
-    if (!c->in_body && c->res.status == CLEANUP_OK)
-        flush_header(c, c->hdr.len, 1);
+    if (!c->in_body && c->res.status == CLEANUP_OK) {
+        /* The content ended inside a line: it is part of the header only if
+         * it is a header line. */
+        const char *p = c->hdr.buf ? c->hdr.buf + c->scanned : "";
+        size_t n = c->hdr.len - c->scanned;
+        int header_line = n > 0 && (is_field_line(p, n) || (c->scanned > 0 && (p[0] == ' ' || p[0] == '\t')));
+        size_t header_len = header_line || n == 0 ? c->hdr.len : c->scanned;
+        if (header_len > c->o.header_size_limit)
+            c->res.status = CLEANUP_HEADER_TOO_BIG;
+        else
+            flush_header(c, header_len, header_len == c->hdr.len);
+    }
     *res = c->res;
     memset(&c->res, 0, sizeof c->res);
 }

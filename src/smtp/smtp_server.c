@@ -34,6 +34,9 @@
  * limit. Anything longer is discarded up to its end: never buffered. */
 #define SMTP_MAX_COMMAND_LINE 1000
 #define SMTP_INPUT_HIGH_WATER (256 * 1024)
+/* A client that pipelines commands but never reads the replies must not make
+ * us buffer them without end: above this, commands wait until it has read. */
+#define SMTP_OUTPUT_HIGH_WATER (64 * 1024)
 #define SMTP_DATA_CHUNK 16384
 
 enum session_state {
@@ -76,9 +79,11 @@ struct smtp_session {
     unsigned errors;
     unsigned cnt_ok[CNT_MAX], cnt_total[CNT_MAX];
     int cur_counter;            /* command awaiting its final reply, or -1 */
+    const char *where;          /* last command, for "... after X" log lines (Postfix's names) */
     int discarding_line;        /* an overlong command is being skipped */
     int pipelining_logged;
     int closing_after_write;
+    int output_blocked;         /* reading paused until the client reads its replies */
 
     /* the transaction */
     char id[QUEUE_ID_LEN + 1];
@@ -187,8 +192,10 @@ static void close_after_reply(struct smtp_session *s)
 /* A 4xx/5xx reply counts towards the hard error limit. */
 static int check_error_limit(struct smtp_session *s)
 {
+    if (s->state == SS_CLOSING)
+        return 1; /* the final reply is already queued: never a second 421 */
     if (s->set->hard_error_limit > 0 && s->errors >= (unsigned)s->set->hard_error_limit) {
-        log_info("too many errors after %s from %s[%s]", "command", s->client_name, s->client_addr);
+        log_info("too many errors after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         reply(s, "421 4.7.0 %s Error: too many errors", s->set->myhostname);
         close_after_reply(s);
         return 1;
@@ -293,13 +300,18 @@ static void commit_done(void *arg, int ok, const char *failure)
     s->body = SMTP_BODY_NONE;
     s->bdat_started = 0;
     bufferevent_enable(s->bev, EV_READ);
+    /* Not session_process() from here: this runs inside the queue channel's
+     * callback (or inside smtpd_commit itself when the queue is down), and
+     * the next message's commit must not re-enter it; pipelined input
+     * waits for the event loop. */
     if (!check_error_limit(s))
-        session_process(s);
+        bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* The content is complete: check it, finish the file, hand it to the queue. */
 static void content_end(struct smtp_session *s)
 {
+    s->where = "END-OF-MESSAGE";
     char out[2];
     size_t n = smtp_data_finish(&s->dec, out);
     if (n)
@@ -375,6 +387,7 @@ static void content_end(struct smtp_session *s)
 
 static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 {
+    arg += strspn(arg, " \t");
     if (!*arg) {
         reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         return;
@@ -690,6 +703,7 @@ static const char *verb_name(const struct smtp_cmd *c)
 static void handle_command(struct smtp_session *s, const char *line, size_t len)
 {
     struct smtp_cmd cmd;
+    s->where = "UNKNOWN";
     if (smtp_cmd_parse(line, len, &cmd) != 0) {
         s->cur_counter = CNT_UNKNOWN;
         reply(s, "500 5.5.2 Error: bad syntax");
@@ -705,11 +719,15 @@ static void handle_command(struct smtp_session *s, const char *line, size_t len)
         return;
     }
     s->cur_counter = (int)c->counter;
+    s->where = smtp_verb_name(c->verb);
     if (s->state == SS_BDAT_WAIT && c->verb != SMTP_BDAT && c->verb != SMTP_RSET &&
         c->verb != SMTP_QUIT && c->verb != SMTP_NOOP) {
         /* RFC 3030: a BDAT transfer is ended by BDAT LAST or RSET. */
         transaction_reset(s);
         reply(s, "503 5.5.1 Error: %s during a BDAT transfer; transaction aborted", verb_name(&cmd));
+        /* as after any refused DATA, what follows it is text, not commands */
+        if (c->verb == SMTP_DATA)
+            discard_pipelined_input(s, "DATA");
         return;
     }
     if (!(c->states & ST(s->state))) {
@@ -809,6 +827,7 @@ static int read_command_line(struct smtp_session *s)
         evbuffer_drain(in, len + eol_len);
         s->discarding_line = 0;
         s->cur_counter = CNT_UNKNOWN;
+        s->where = "UNKNOWN";
         reply(s, "500 5.5.2 Error: command line too long");
         return 1;
     }
@@ -839,6 +858,11 @@ static void session_process(struct smtp_session *s)
             bdat_chunk_done(s, s->bdat_chunk_size);
             continue;
         }
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_HIGH_WATER) {
+            s->output_blocked = 1;
+            bufferevent_disable(s->bev, EV_READ);
+            return;
+        }
         if (!read_command_line(s))
             return;
         if (check_error_limit(s))
@@ -857,8 +881,15 @@ static void on_read(struct bufferevent *bev, void *arg)
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct smtp_session *s = arg;
-    if (s->closing_after_write && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (s->closing_after_write && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
         session_free(s);
+        return;
+    }
+    if (s->output_blocked && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        s->output_blocked = 0;
+        bufferevent_enable(s->bev, EV_READ);
+        session_process(s);
+    }
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -866,9 +897,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     (void)bev;
     struct smtp_session *s = arg;
     if (what & BEV_EVENT_TIMEOUT) {
-        log_info("timeout after %s from %s[%s]",
-                 s->state == SS_DATA || s->state == SS_BDAT ? "DATA" : "command", s->client_name,
-                 s->client_addr);
+        log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         if (!s->closing_after_write) {
             reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
             transaction_reset(s);
@@ -879,9 +908,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         }
     } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         if (s->state != SS_CLOSING && s->state != SS_INIT && s->state != SS_READY)
-            log_info("lost connection after %s from %s[%s]",
-                     s->state == SS_DATA || s->state == SS_BDAT ? "DATA" : "command", s->client_name,
-                     s->client_addr);
+            log_info("lost connection after %s from %s[%s]", s->where, s->client_name, s->client_addr);
     }
     session_free(s);
 }
@@ -893,6 +920,7 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
     s->base = base;
     s->set = set;
     s->cur_counter = -1;
+    s->where = "CONNECT";
     s->state = SS_INIT;
     char port[16] = "";
     if (sa->sa_family == AF_INET) {
@@ -938,18 +966,29 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
 
 static void session_free(struct smtp_session *s)
 {
+    /* A command cut short by the disconnect (DATA, BDAT) failed, as in Postfix. */
+    if (s->cur_counter >= 0) {
+        s->cnt_total[s->cur_counter]++;
+        s->cur_counter = -1;
+    }
     struct strbuf line = STRBUF_INIT;
-    unsigned total = 0;
+    unsigned ok = 0, total = 0;
     for (int i = 0; i < CNT_MAX; i++) {
         if (!s->cnt_total[i])
             continue;
+        ok += s->cnt_ok[i];
         total += s->cnt_total[i];
         if (s->cnt_ok[i] == s->cnt_total[i])
             sb_printf(&line, " %s=%u", counter_names[i], s->cnt_total[i]);
         else
             sb_printf(&line, " %s=%u/%u", counter_names[i], s->cnt_ok[i], s->cnt_total[i]);
     }
-    log_info("disconnect from %s[%s]%s commands=%u", s->client_name, s->client_addr, sb_str(&line), total);
+    /* Postfix's form: "commands=N" when all succeeded, else "commands=ok/total". */
+    if (ok == total)
+        sb_printf(&line, " commands=%u", total);
+    else
+        sb_printf(&line, " commands=%u/%u", ok, total);
+    log_info("disconnect from %s[%s]%s", s->client_name, s->client_addr, sb_str(&line));
     sb_free(&line);
     if (s->state == SS_COMMIT)
         smtpd_commit_cancel(s);

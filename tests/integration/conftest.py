@@ -277,13 +277,50 @@ def raw_session(inst, source=None, timeout=10):
     return s
 
 
-def read_replies(sess, n, timeout=10):
-    """Reads n complete replies from a RawSession; returns [(code, text)]."""
-    return [sess.read_reply(timeout=timeout) for _ in range(n)]
-
-
 def process_pid(inst, name):
     """The pid of a tern child process ("smtpd", "queue", ...) from the log."""
-    m = re.findall(r"tern/%s\[(\d+)\]" % re.escape(name), inst.log_text())
-    assert m, f"no log line from {name} yet:\n{inst.log_text()[-2000:]}"
-    return int(m[-1])
+    pattern = r"tern/%s\[(\d+)\]" % re.escape(name)
+    inst.wait_log(pattern, timeout=10, regex=True)
+    return int(re.findall(pattern, inst.log_text())[-1])
+
+
+def settle_queue(inst, timeout=5.0):
+    """Waits (best effort, never fails) until every message the queue took
+    is removed or deferred, so that stopping tern does not race a delivery."""
+    if inst.proc is None:
+        return
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        log = inst.log_text()
+        ids = set(re.findall(r"\]: ([0-9A-Z]+): from=<", log))
+        done = set(re.findall(r"\]: ([0-9A-Z]+): removed", log))
+        done |= set(re.findall(r"\]: ([0-9A-Z]+): to=<[^\n]*status=deferred", log))
+        if ids <= done:
+            return
+        time.sleep(0.05)
+
+
+def smtp_greeted(inst, ehlo="client.example", source=None):
+    """A RawSession past the 220 greeting and, unless ehlo is None, EHLO."""
+    s = raw_session(inst, source=source)
+    code, text = s.read_reply()
+    assert code == 220, text
+    if ehlo:
+        code, text = s.cmd(f"EHLO {ehlo}")
+        assert code == 250, text
+    return s
+
+
+def smtp_send_data(sess, content: bytes):
+    """DATA with content (already dot-stuffed, ending in CRLF); the final reply."""
+    code, text = sess.cmd("DATA")
+    assert (code, text) == (354, "354 End data with <CR><LF>.<CR><LF>"), text
+    sess.send(content + b".\r\n")
+    return sess.read_reply()
+
+
+def smtp_queue_id(text):
+    """The queue ID from a "250 2.0.0 Ok: queued as ID" reply (asserts the form)."""
+    m = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", text)
+    assert m, text
+    return m.group(1)

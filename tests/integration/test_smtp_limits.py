@@ -1,0 +1,451 @@
+"""The SMTP server's limits (all parameters with Postfix's names), its behaviour
+under many concurrent sessions, and when the queue process goes away."""
+import os
+import re
+import signal
+import smtplib
+import threading
+import time
+
+import pytest
+
+from conftest import process_pid, settle_queue
+from conftest import smtp_greeted as greeted, smtp_queue_id as queue_id, smtp_send_data as send_data
+
+
+@pytest.fixture(autouse=True)
+def _settle(tern_instance):
+    yield
+    settle_queue(tern_instance)
+
+
+def start_transaction(s, rcpts=("you@localhost",)):
+    assert s.cmd("MAIL FROM:<a@example.org>") == (250, "250 2.1.0 Ok")
+    for r in rcpts:
+        assert s.cmd(f"RCPT TO:<{r}>") == (250, "250 2.1.5 Ok")
+
+
+def sentinel(inst, s, user="you"):
+    """One more good message in session s, waited for until delivered."""
+    start_transaction(s, rcpts=(f"{user}@localhost",))
+    qid = queue_id(send_data(s, b"From: a@example.org\r\nSubject: sentinel\r\n\r\nsentinel\r\n")[1])
+    inst.wait_log(f"{qid}: removed")
+    return qid
+
+
+def only_sentinel(inst, user="you"):
+    msgs = inst.messages(user)
+    assert len(msgs) == 1, msgs
+    assert msgs[0].read_bytes().endswith(b"\n\nsentinel\n")
+    assert list((inst.queue_dir / "incoming").iterdir()) == []
+
+
+def body_of_size(n, header=b"From: a@example.org\r\nSubject: size\r\n\r\n"):
+    """Content of exactly n octets (as the server counts them: CRLF lines)."""
+    left = n - len(header)
+    lines = [b"y" * 78 + b"\r\n"] * (left // 80)
+    rem = left % 80
+    if rem == 1:
+        lines[-1] = b"y" * 79 + b"\r\n"
+    elif rem:
+        lines.append(b"y" * (rem - 2) + b"\r\n")
+    content = header + b"".join(lines)
+    assert len(content) == n
+    return content
+
+
+# ---------------------------------------------------------------------------
+# message size
+
+def test_message_size_limit_data(tern_instance):
+    tern_instance.write_config(message_size_limit="2000")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    start_transaction(s)
+    assert s.cmd("RSET")[0] == 250
+    assert s.cmd("MAIL FROM:<a@example.org> SIZE=2001") == (552, "552 5.3.4 Message size exceeds fixed limit")
+    start_transaction(s)
+    assert send_data(s, body_of_size(2001)) == (
+        552, "552 5.3.4 Message size exceeds fixed limit")
+    # at the limit exactly: accepted (and the lie in SIZE= is not believed)
+    assert s.cmd("MAIL FROM:<a@example.org> SIZE=10") == (250, "250 2.1.0 Ok")
+    assert s.cmd("RCPT TO:<you@localhost>")[0] == 250
+    qid = queue_id(send_data(s, body_of_size(2000))[1])
+    tern_instance.wait_log(f"{qid}: removed")
+    msgs = tern_instance.messages("you")
+    assert len(msgs) == 1 and msgs[0].read_bytes().endswith(b"y\n")
+    assert list((tern_instance.queue_dir / "incoming").iterdir()) == []
+
+
+def test_message_size_limit_big_data_and_bdat(tern_instance):
+    tern_instance.write_config(message_size_limit="10000")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    start_transaction(s)
+    assert send_data(s, body_of_size(300_000)) == (552, "552 5.3.4 Message size exceeds fixed limit")
+    start_transaction(s)
+    content = body_of_size(6000)
+    s.send(b"BDAT %d\r\n" % len(content) + content)
+    assert s.read_reply() == (250, "250 2.0.0 Ok: 6000 bytes")
+    s.send(b"BDAT %d LAST\r\n" % len(content) + content)
+    assert s.read_reply() == (552, "552 5.3.4 Message size exceeds fixed limit")
+    # the session is still in sync and the transaction is over
+    assert s.cmd("RCPT TO:<you@localhost>") == (503, "503 5.5.1 Error: need MAIL command")
+    sentinel(tern_instance, s)
+    only_sentinel(tern_instance)
+
+
+# ---------------------------------------------------------------------------
+# recipients
+
+def test_recipient_limit(tern_instance):
+    tern_instance.write_config(smtpd_recipient_limit="3")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    start_transaction(s, rcpts=("r1@localhost", "r2@localhost", "r3@localhost"))
+    assert s.cmd("RCPT TO:<r4@localhost>") == (452, "452 4.5.3 Error: too many recipients")
+    assert s.cmd("RCPT TO:<r5@localhost>") == (452, "452 4.5.3 Error: too many recipients")
+    qid = queue_id(send_data(s, b"From: a@example.org\r\n\r\nthree\r\n")[1])
+    log = tern_instance.wait_log(f"{qid}: removed")
+    assert re.search(rf"{qid}: from=<a@example\.org>, size=\d+, nrcpt=3 ", log)
+    for u in ("r1", "r2", "r3"):
+        assert len(tern_instance.wait_messages(u)) == 1
+    assert tern_instance.messages("r4") == [] and tern_instance.messages("r5") == []
+    # the limit is per transaction
+    start_transaction(s, rcpts=("r4@localhost", "r5@localhost", "r6@localhost"))
+
+
+# ---------------------------------------------------------------------------
+# command lines
+
+def test_command_line_length(tern):
+    s = greeted(tern)
+    line = "NOOP " + "x" * (1000 - 2 - 5)
+    assert len(line) + 2 == 1000
+    assert s.cmd(line) == (250, "250 2.0.0 Ok")
+    assert s.cmd(line + "x") == (500, "500 5.5.2 Error: command line too long")
+    assert s.cmd("NOOP") == (250, "250 2.0.0 Ok")
+    # inside a transaction: the transaction survives
+    start_transaction(s)
+    assert s.cmd("RCPT TO:<" + "a" * 1200 + "@localhost>") == (500, "500 5.5.2 Error: command line too long")
+    assert s.cmd("RCPT TO:<other@localhost>") == (250, "250 2.1.5 Ok")
+    queue_id(send_data(s, b"From: a@example.org\r\n\r\nx\r\n")[1])
+    assert len(tern.wait_messages("you")) == 1 and len(tern.wait_messages("other")) == 1
+
+
+def test_endless_line_is_not_buffered(tern):
+    s = greeted(tern)
+    chunk = b"A" * 65536
+    for _ in range(64):  # 4 MiB without a line end
+        s.send(chunk)
+    s.send(b"\r\nNOOP\r\n")
+    assert s.read_reply() == (500, "500 5.5.2 Error: command line too long")
+    assert s.read_reply() == (250, "250 2.0.0 Ok")
+    assert s.cmd("QUIT")[0] == 221
+    s.read_all()
+    tern.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 noop=1 quit=1 unknown=0/1 commands=3/4")
+
+
+# ---------------------------------------------------------------------------
+# errors and time
+
+def test_hard_error_limit(tern_instance):
+    tern_instance.write_config(smtpd_hard_error_limit="3")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    assert s.cmd("FOO")[0] == 500
+    assert s.cmd("RCPT TO:<you@localhost>")[0] == 503
+    assert s.cmd("NOOP")[0] == 250  # successes do not count
+    assert s.cmd("MAIL FROM:<bad") == (501, "501 5.1.7 Bad sender address syntax")
+    assert s.read_reply() == (421, "421 4.7.0 mail.example.test Error: too many errors")
+    assert s.read_all() == ""
+    tern_instance.wait_log("too many errors after MAIL from localhost[127.0.0.1]")
+    tern_instance.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=0/1 rcpt=0/1 noop=1 unknown=0/1 "
+                           "commands=2/5")
+
+
+def test_hard_error_limit_pipelined_stops_executing(tern_instance):
+    tern_instance.write_config(smtpd_hard_error_limit="2")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    s.send(b"FOO\r\nBAR\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<you@localhost>\r\n")
+    assert s.read_reply()[0] == 500
+    assert s.read_reply()[0] == 500
+    assert s.read_reply() == (421, "421 4.7.0 mail.example.test Error: too many errors")
+    assert s.read_all() == ""
+
+
+def test_malformed_bdat_closes_with_one_421(tern_instance):
+    tern_instance.write_config(smtpd_hard_error_limit="2")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    s.send(b"BDAT x\r\n")
+    assert s.read_reply()[0] == 501
+    assert s.read_reply() == (421, "421 4.7.0 mail.example.test Error: cannot recover from a malformed BDAT")
+    assert s.read_all() == ""
+
+
+def test_idle_timeout(tern_instance):
+    tern_instance.write_config(smtpd_timeout="1s")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    t0 = time.time()
+    assert s.read_reply(timeout=5) == (421, "421 4.4.2 mail.example.test Error: timeout exceeded")
+    assert 0.8 < time.time() - t0 < 4
+    assert s.read_all() == ""
+    tern_instance.wait_log("timeout after EHLO from localhost[127.0.0.1]")
+    tern_instance.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 commands=1")
+
+
+def test_timeout_during_data(tern_instance):
+    tern_instance.write_config(smtpd_timeout="1s")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    s.send(b"From: a@example.org\r\n\r\npartial")
+    assert s.read_reply(timeout=5) == (421, "421 4.4.2 mail.example.test Error: timeout exceeded")
+    assert s.read_all() == ""
+    tern_instance.wait_log("timeout after DATA from localhost[127.0.0.1]")
+    tern_instance.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=0/1 commands=3/4")
+    deadline = time.time() + 5
+    while list((tern_instance.queue_dir / "incoming").iterdir()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert list((tern_instance.queue_dir / "incoming").iterdir()) == []
+    assert tern_instance.messages("you") == []
+
+
+def test_activity_resets_the_timeout(tern_instance):
+    tern_instance.write_config(smtpd_timeout="1s")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    for _ in range(4):
+        time.sleep(0.5)
+        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok")
+
+
+# ---------------------------------------------------------------------------
+# header checks
+
+def test_header_size_limit(tern_instance):
+    tern_instance.write_config(header_size_limit="1000")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    big = b"From: a@example.org\r\n" + b"".join(b"X-Pad-%02d: %s\r\n" % (i, b"p" * 60) for i in range(20))
+    assert len(big) > 1000
+    start_transaction(s)
+    # all in one write, with the body
+    assert send_data(s, big + b"\r\nbody\r\n") == (552, "552 5.3.4 Message header size exceeds limit")
+    # and in small pieces
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    for i in range(0, len(big), 50):
+        s.send(big[i:i + 50])
+        time.sleep(0.005)
+    s.send(b"\r\nbody\r\n.\r\n")
+    assert s.read_reply() == (552, "552 5.3.4 Message header size exceeds limit")
+    sentinel(tern_instance, s)
+    only_sentinel(tern_instance)
+
+
+def test_header_just_under_limit_accepted(tern_instance):
+    tern_instance.write_config(header_size_limit="1000")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    head = b"From: a@example.org\r\nX-Pad: " + b"p" * (1000 - 21 - 7 - 2) + b"\r\n"
+    assert len(head) == 1000
+    start_transaction(s)
+    qid = queue_id(send_data(s, head + b"\r\nbody\r\n")[1])
+    raw = tern_instance.wait_messages("you")[0].read_bytes()
+    assert raw.endswith(b"\n\nbody\n") and b"p" * 968 in raw
+    tern_instance.wait_log(f"{qid}: removed")
+
+
+def test_header_at_limit_split_before_the_empty_line(tern_instance):
+    """A header of exactly header_size_limit bytes is accepted wherever
+    the input is split, also just after the CR of the empty line."""
+    tern_instance.write_config(header_size_limit="1000")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    head = b"From: a@example.org\r\nX-Pad: " + b"p" * (1000 - 21 - 7 - 2) + b"\r\n"
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    s.send(head + b"\r")
+    time.sleep(0.2)
+    s.send(b"\nbody\r\n.\r\n")
+    qid = queue_id(s.read_reply()[1])
+    assert tern_instance.wait_messages("you")[0].read_bytes().endswith(b"\n\nbody\n")
+    tern_instance.wait_log(f"{qid}: removed")
+    # no empty line: the first body line ends the header, even when it
+    # arrives in pieces and the piece takes the total past the limit
+    start_transaction(s, rcpts=("other@localhost",))
+    assert s.cmd("DATA")[0] == 354
+    s.send(head + b"body t")
+    time.sleep(0.2)
+    s.send(b"ext\r\n.\r\n")
+    qid = queue_id(s.read_reply()[1])
+    raw = tern_instance.wait_messages("other")[0].read_bytes()
+    assert re.search(rb"p{970}\nDate: [^\n]+\nMessage-ID: <[^\n]+>\n\nbody text\n$", raw), raw
+    tern_instance.wait_log(f"{qid}: removed")
+
+
+def test_hopcount_limit(tern_instance):
+    tern_instance.write_config(hopcount_limit="3")
+    tern_instance.start()
+    s = greeted(tern_instance)
+
+    def hops(n):
+        return b"".join(b"Received: from h%d.example by h%d.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+                        % (i, i + 1) for i in range(n))
+
+    start_transaction(s)
+    assert send_data(s, hops(4) + b"From: a@example.org\r\n\r\nloop\r\n") == (
+        554, "554 5.4.6 Too many hops: 4 Received: header fields, mail loop?")
+    tern_instance.wait_log("reject: too many hops (4) from localhost[127.0.0.1]")
+    start_transaction(s)
+    qid = queue_id(send_data(s, hops(3) + b"From: a@example.org\r\n\r\nthree hops\r\n")[1])
+    raw = tern_instance.wait_messages("you")[0].read_bytes()
+    assert raw.count(b"\nReceived: ") == 4 and raw.endswith(b"\n\nthree hops\n")
+    tern_instance.wait_log(f"{qid}: removed")
+    assert len(tern_instance.messages("you")) == 1
+
+
+# ---------------------------------------------------------------------------
+# many sessions
+
+def test_many_concurrent_sessions(tern):
+    threads, per_thread = 50, 5
+    barrier = threading.Barrier(threads)
+    errors = []
+    queued = []
+    lock = threading.Lock()
+
+    def client(t):
+        try:
+            with smtplib.SMTP(tern.host, tern.port, timeout=60) as c:
+                barrier.wait(timeout=30)  # every session open at the same time
+                for i in range(per_thread):
+                    msg = (f"From: t{t}@example.org\r\nSubject: t{t}-m{i}\r\n\r\nbody {t} {i}\r\n").encode()
+                    c.sendmail(f"t{t}@example.org", [f"u{t % 10}@localhost"], msg)
+                    with lock:
+                        queued.append((t, i))
+        except Exception as e:  # reported below
+            with lock:
+                errors.append(f"{t}: {e!r}")
+
+    ts = [threading.Thread(target=client, args=(t,)) for t in range(threads)]
+    for th in ts:
+        th.start()
+    for th in ts:
+        th.join(120)
+    assert errors == []
+    assert len(queued) == threads * per_thread
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if sum(len(tern.messages(f"u{k}")) for k in range(10)) >= threads * per_thread:
+            break
+        time.sleep(0.1)
+    subjects = []
+    for k in range(10):
+        for m in tern.messages(f"u{k}"):
+            raw = m.read_bytes()
+            subjects.append(re.search(rb"\nSubject: (t\d+-m\d+)\n", raw).group(1).decode())
+    # every message exactly once, each in its user's mailbox
+    assert sorted(subjects) == sorted(f"t{t}-m{i}" for t in range(threads) for i in range(per_thread))
+    log = tern.log_text()
+    assert len(re.findall(r"tern/smtpd\[\d+\]: [0-9A-Z]+: client=", log)) == threads * per_thread
+    ids = re.findall(r"tern/smtpd\[\d+\]: ([0-9A-Z]+): client=", log)
+    assert len(set(ids)) == len(ids)
+    n_disc = len(re.findall(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=5 rcpt=5 data=5 quit=1 "
+                            r"commands=17", log))
+    assert n_disc == threads
+
+
+def test_client_that_does_not_read_replies_is_throttled(tern):
+    """Pipelined commands from a client that never reads its replies must
+    not make the server buffer replies without end: it stops reading, the
+    client's sends stall, and all goes on once the client reads."""
+    smtpd = process_pid(tern, "smtpd")
+
+    def rss_kib():
+        with open(f"/proc/{smtpd}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    s = greeted(tern)
+    rss_before = rss_kib()
+    s.sock.setblocking(False)
+    blob = b"NOOP\r\n" * 50000
+    sent, stalled_since = 0, None
+    deadline = time.time() + 20
+    while sent < 40_000_000 and time.time() < deadline:
+        try:
+            n = s.sock.send(blob[sent % len(blob):])
+            sent += n
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.time()
+            if time.time() - stalled_since > 1.0:
+                break
+            time.sleep(0.01)
+    assert sent < 40_000_000, "the server kept reading commands whose replies nobody read"
+    assert rss_kib() - rss_before < 64 * 1024
+    s.sock.setblocking(True)
+    partial = sent % 6
+    if partial:
+        s.send(b"NOOP\r\n"[partial:])
+    ncmds = (sent + 5) // 6
+    # every command is answered once the client reads
+    expected = b"250 2.0.0 Ok\r\n" * ncmds
+    got = s.buf
+    s.sock.settimeout(20)
+    while len(got) < len(expected):
+        chunk = s.sock.recv(1 << 20)
+        assert chunk, "connection closed"
+        got += chunk
+    assert got == expected
+    s.buf = b""
+    assert s.cmd("QUIT") == (221, "221 2.0.0 Bye")
+
+
+# ---------------------------------------------------------------------------
+# the queue going away under the server
+
+def test_queue_lost_while_committing(tern):
+    """The queue process dies while smtpd has a commit to send it: the
+    client gets 451 (never 250), smtpd survives (no use of the freed
+    channel), and once the queue is back mail flows again; the refused
+    message is not delivered."""
+    s = greeted(tern)
+    start_transaction(s)
+    queue_id(send_data(s, b"From: a@example.org\r\n\r\nfirst\r\n")[1])
+    master, queue, smtpd = tern.proc.pid, process_pid(tern, "queue"), process_pid(tern, "smtpd")
+    os.kill(master, signal.SIGSTOP)  # no restart yet
+    os.kill(smtpd, signal.SIGSTOP)
+    try:
+        # smtpd sees this input before the queue's end of connection
+        s.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<you@localhost>\r\nBDAT 0 LAST\r\n")
+        time.sleep(0.2)
+        os.kill(queue, signal.SIGKILL)
+        time.sleep(0.2)
+    finally:
+        os.kill(smtpd, signal.SIGCONT)
+        os.kill(master, signal.SIGCONT)
+    assert s.read_reply() == (250, "250 2.1.0 Ok")
+    assert s.read_reply() == (250, "250 2.1.5 Ok")
+    assert s.read_reply() == (451, "451 4.3.0 Error: queue service unavailable, try again later")
+    assert s.cmd("NOOP") == (250, "250 2.0.0 Ok")
+    tern.wait_log("connection to the queue service lost")
+    tern.wait_log("restarting queue")
+    deadline = time.time() + 15
+    while True:  # until the restarted queue takes mail again
+        start_transaction(s)
+        code, text = send_data(s, b"From: a@example.org\r\n\r\nsentinel\r\n")
+        if code == 250 or time.time() > deadline:
+            break
+        assert code == 451, text
+        time.sleep(0.3)
+    qid = queue_id(text)
+    tern.wait_log(f"{qid}: removed")
+    bodies = sorted(m.read_bytes().rpartition(b"\n\n")[2] for m in tern.messages("you"))
+    assert bodies == [b"first\n", b"sentinel\n"]
