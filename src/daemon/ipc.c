@@ -240,12 +240,23 @@ struct ipc_chan {
     int fd;
     int dead;
     struct event *rev, *wev;
+    struct event *fail_ev;      /* reports a dead channel from the event loop */
     ipc_handler handler;
     void *arg;
     struct out_packet *out_head, *out_tail;
     unsigned char *rbuf;
 };
 
+static void chan_report_failure(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ipc_chan *ch = arg;
+    ch->handler(ch, NULL, ch->arg);
+}
+
+/* The handler may free the channel, so it is never called from inside
+ * ipc_chan_send or the read loop, only from its own event. */
 static void chan_fail(struct ipc_chan *ch)
 {
     if (ch->dead)
@@ -253,7 +264,7 @@ static void chan_fail(struct ipc_chan *ch)
     ch->dead = 1;
     event_del(ch->rev);
     event_del(ch->wev);
-    ch->handler(ch, NULL, ch->arg);
+    event_active(ch->fail_ev, 0, 0);
 }
 
 static void chan_read(evutil_socket_t fd, short what, void *arg)
@@ -321,6 +332,7 @@ struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handl
     evutil_make_socket_nonblocking(fd);
     ch->rev = event_new(base, fd, EV_READ | EV_PERSIST, chan_read, ch);
     ch->wev = event_new(base, fd, EV_WRITE, chan_write, ch);
+    ch->fail_ev = event_new(base, -1, 0, chan_report_failure, ch);
     event_add(ch->rev, NULL);
     return ch;
 }
@@ -353,6 +365,7 @@ void ipc_chan_free(struct ipc_chan *ch)
         return;
     event_free(ch->rev);
     event_free(ch->wev);
+    event_free(ch->fail_ev);
     while (ch->out_head) {
         struct out_packet *p = ch->out_head;
         ch->out_head = p->next;

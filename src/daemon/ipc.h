@@ -71,7 +71,8 @@ int ipc_connect(const char *path);
 int ipc_listen(const char *path, int mode);
 
 /* Event-driven channel. The handler receives each message (freed after it
- * returns) or NULL when the peer closed or sent garbage. */
+ * returns) or, from the event loop (never from inside ipc_chan_send), NULL
+ * when the peer closed or sent garbage; it may free the channel then. */
 struct ipc_chan;
 typedef void (*ipc_handler)(struct ipc_chan *ch, struct ipc_msg *m, void *arg);
 struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handler, void *arg);

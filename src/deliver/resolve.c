@@ -111,13 +111,31 @@ enum resolve_class resolver_class(const struct resolver *r, const char *addr)
     return is_local ? RESOLVE_LOCAL : RESOLVE_REMOTE;
 }
 
+/* "john..doe" -> john..doe: RFC 5321 says the quoted and unquoted forms
+ * of a local part are the same address. In place. */
+static void unquote_local(char *s)
+{
+    size_t len = strlen(s);
+    if (len < 2 || s[0] != '"' || s[len - 1] != '"')
+        return;
+    char *out = s;
+    for (size_t i = 1; i < len - 1; i++) {
+        if (s[i] == '\\' && i + 1 < len - 1)
+            i++;
+        *out++ = s[i];
+    }
+    *out = '\0';
+}
+
 char *resolver_local_user(const struct resolver *r, const char *addr)
 {
     char *local, *domain;
+    /* The last '@' separates the domain; one inside quotes belongs to the
+     * local part, and resolve_split keeps it there. */
     resolve_split(addr, &local, &domain);
     free(domain);
-    /* Quoted local parts arrive unquoted from the parser; fold case as
-     * Postfix's local delivery does. */
+    unquote_local(local);
+    /* Fold case as Postfix's local delivery does. */
     str_lower(local);
     if (*r->recipient_delimiter) {
         size_t cut = strcspn(local, r->recipient_delimiter);

@@ -476,7 +476,12 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         reply(s, "%d %s %s", err.code, err.enh, err.text);
         return;
     }
-    const char *addr = a.path.mailbox;
+    /* <postmaster> (RFC 5321 4.1.1.3) is our postmaster: qualified with
+     * myhostname, which is always one of our names. */
+    char *qualified = NULL;
+    if (!a.path.domain && !a.path.is_null)
+        qualified = xasprintf("postmaster@%s", s->set->myhostname);
+    const char *addr = qualified ? qualified : a.path.mailbox;
     struct resolver *res = smtpd_resolver();
     if (s->set->recipient_limit > 0 && s->env.nrcpt >= (size_t)s->set->recipient_limit) {
         reply(s, "452 4.5.3 Error: too many recipients");
@@ -502,21 +507,20 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
                  s->id, s->client_name, s->client_addr, addr, s->env.sender, addr);
         reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
     }
-    smtp_rcpt_args_free(&a);
-    return;
-accept:
+    goto out;
+accept:;
     /* A repeated recipient is acknowledged but delivered once. */
-    for (size_t i = 0; i < s->env.nrcpt; i++) {
-        if (strcmp(s->env.rcpts[i].addr, addr) == 0) {
-            smtp_rcpt_args_free(&a);
-            reply(s, "250 2.1.5 Ok");
-            return;
-        }
+    int repeated = 0;
+    for (size_t i = 0; i < s->env.nrcpt && !repeated; i++)
+        repeated = strcmp(s->env.rcpts[i].addr, addr) == 0;
+    if (!repeated) {
+        qf_message_add_rcpt(&s->env, addr, a.orcpt ? a.orcpt : "", a.notify, -1);
+        s->state = SS_RCPT;
     }
-    qf_message_add_rcpt(&s->env, addr, a.orcpt ? a.orcpt : "", a.notify, -1);
-    s->state = SS_RCPT;
-    smtp_rcpt_args_free(&a);
     reply(s, "250 2.1.5 Ok");
+out:
+    smtp_rcpt_args_free(&a);
+    free(qualified);
 }
 
 static void discard_pipelined_input(struct smtp_session *s, const char *after)

@@ -48,7 +48,6 @@ static size_t nlisteners;
 static int incoming_dirfd = -1;
 static struct resolver *resolver;
 static struct ipc_chan *queue_chan;
-static struct ipc_chan *dead_chan;  /* failed, freed from the event loop */
 static struct pending_commit *pending;
 static uint32_t next_reqid = 1;
 static int draining;
@@ -75,26 +74,13 @@ static void fail_all_pending(void)
     }
 }
 
-static void free_dead_chan(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    ipc_chan_free(dead_chan);
-    dead_chan = NULL;
-}
-
 static void queue_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
     (void)arg;
     if (!m) {
         log_warn("connection to the queue service lost");
-        /* We may be called from inside ipc_chan_send or the channel's read
-         * loop, which use the channel after we return: free it from the
-         * event loop. An older dead channel is no longer in use. */
-        ipc_chan_free(dead_chan);
-        dead_chan = ch;
-        event_base_once(smtpd_base, -1, EV_TIMEOUT, free_dead_chan, NULL, NULL);
+        /* ipc reports a dead channel from its own event: free it here. */
+        ipc_chan_free(ch);
         queue_chan = NULL;
         fail_all_pending();
         return;
@@ -278,7 +264,6 @@ int smtpd_main(struct runtime *rt)
     free(listeners);
     if (queue_chan)
         ipc_chan_free(queue_chan);
-    ipc_chan_free(dead_chan);
     fail_all_pending();
     if (drain_timer)
         event_free(drain_timer);

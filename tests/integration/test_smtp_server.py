@@ -298,7 +298,8 @@ def test_null_sender(tern):
 def test_postmaster_without_domain(tern):
     deliver_one(tern, "<a@example.org>", ["<postmaster>", "<Postmaster>"])
     raw = one_message(tern, "postmaster")
-    assert raw.startswith(b"Return-Path: <a@example.org>\nDelivered-To: postmaster")
+    # qualified with myhostname, as Postfix's trivial-rewrite does; one copy for both forms
+    assert raw.startswith(b"Return-Path: <a@example.org>\nDelivered-To: postmaster@mail.example.test\n")
 
 
 def test_postmaster_without_domain_reaches_the_postmaster_alias(tern_instance, work_dir):
@@ -325,8 +326,6 @@ def test_quoted_sender_local_part_kept(tern):
     assert b'\nFrom: "john smith"@example.org\n' in raw
 
 
-@pytest.mark.xfail(strict=True, reason="resolve.c resolver_local_user keeps the quotes of a quoted "
-                   "local part: <\"john..doe\"@localhost> goes to a mailbox named '\"john..doe\"'")
 def test_quoted_local_part_delivers_to_the_unquoted_user(tern):
     deliver_one(tern, "<a@example.org>", ['<"john..doe"@localhost>'])
     assert b"Subject: addr\n" in one_message(tern, "john..doe")
