@@ -28,9 +28,8 @@ static const char *const planned[] = {
     "bounce_queue_lifetime", "default_destination_concurrency_limit", "default_privs",
     "delay_warning_time", "line_length_limit", "local_destination_concurrency_limit",
     "mynetworks_style", "relayhost", "smtpd_client_connection_count_limit",
-    "smtpd_client_restrictions", "smtpd_error_sleep_time", "smtpd_helo_restrictions",
-    "smtpd_process_count", "smtpd_recipient_restrictions", "smtpd_relay_restrictions",
-    "smtpd_sender_restrictions", "smtpd_soft_error_limit", NULL,
+    "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_process_count",
+    "smtpd_recipient_restrictions", "smtpd_relay_restrictions", "smtpd_sender_restrictions", NULL,
 };
 
 int conf_param_planned(const char *name)
@@ -137,7 +136,7 @@ const struct conf_param conf_params[] = {
     LIST("smtpd_client_restrictions", "",
         "Restrictions applied when a client connects."),
     TIME("smtpd_error_sleep_time", "1s", 's', 0,
-        "Delay before replying with an error once the soft error limit is reached."),
+        "Pause before the next command is read, after each error past smtpd_soft_error_limit."),
     ENUM("smtpd_forbid_bare_newline", "normalize", "normalize|reject",
         "What the SMTP server does with a bare LF in a message: normalize it to CRLF, or reject."),
     INT("smtpd_hard_error_limit", "20", 1, COUNT_MAX,
@@ -159,7 +158,7 @@ const struct conf_param conf_params[] = {
     LIST("smtpd_sender_restrictions", "",
         "Restrictions applied to MAIL FROM."),
     INT("smtpd_soft_error_limit", "10", 1, COUNT_MAX,
-        "Number of errors after which each error reply is delayed by smtpd_error_sleep_time."),
+        "Number of errors after which each further error costs the client smtpd_error_sleep_time."),
     TIME("smtpd_timeout", "300s", 's', 1,
         "How long the SMTP server waits for a client command or data."),
     BOOL("smtputf8_enable", "yes",

@@ -82,6 +82,7 @@ struct smtp_session {
     const char *where;          /* last command, for "... after X" log lines (Postfix's names) */
     int discarding_line;        /* an overlong command is being skipped */
     int pipelining_logged;
+    struct event *error_sleep;  /* past smtpd_soft_error_limit: a pause after each error */
     int closing_after_write;
     int output_blocked;         /* reading paused until the client reads its replies */
 
@@ -845,6 +846,31 @@ static int read_command_line(struct smtp_session *s)
     return 1;
 }
 
+static void error_sleep_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtp_session *s = arg;
+    bufferevent_enable(s->bev, EV_READ);
+    session_process(s);
+}
+
+/* Past smtpd_soft_error_limit every error costs the client
+ * smtpd_error_sleep_time before its next command is read (Postfix's tarpit,
+ * without blocking the other sessions). Returns 1 if paused. */
+static int pause_after_error(struct smtp_session *s)
+{
+    if (s->set->soft_error_limit <= 0 || s->set->error_sleep_time <= 0 ||
+        s->errors < (unsigned)s->set->soft_error_limit || s->state == SS_CLOSING)
+        return 0;
+    if (!s->error_sleep)
+        s->error_sleep = evtimer_new(s->base, error_sleep_done, s);
+    struct timeval tv = {s->set->error_sleep_time, 0};
+    bufferevent_disable(s->bev, EV_READ);
+    evtimer_add(s->error_sleep, &tv);
+    return 1;
+}
+
 static void session_process(struct smtp_session *s)
 {
     for (;;) {
@@ -867,9 +893,12 @@ static void session_process(struct smtp_session *s)
             bufferevent_disable(s->bev, EV_READ);
             return;
         }
+        unsigned errors_before = s->errors;
         if (!read_command_line(s))
             return;
         if (check_error_limit(s))
+            return;
+        if (s->errors > errors_before && pause_after_error(s))
             return;
     }
 }
@@ -998,6 +1027,8 @@ static void session_free(struct smtp_session *s)
         smtpd_commit_cancel(s);
     transaction_reset(s);
     free(s->helo);
+    if (s->error_sleep)
+        event_free(s->error_sleep);
     bufferevent_free(s->bev);
     if (s->prev)
         s->prev->next = s->next;

@@ -449,3 +449,27 @@ def test_queue_lost_while_committing(tern):
     tern.wait_log(f"{qid}: removed")
     bodies = sorted(m.read_bytes().rpartition(b"\n\n")[2] for m in tern.messages("you"))
     assert bodies == [b"first\n", b"sentinel\n"]
+
+
+def test_soft_error_limit_slows_down_an_erring_client(tern_instance):
+    """Past smtpd_soft_error_limit each error costs smtpd_error_sleep_time
+    before the next command is read (the pause is the feature: only its
+    lower bound is asserted)."""
+    tern_instance.write_config(smtpd_soft_error_limit="2", smtpd_error_sleep_time="1s",
+                               smtpd_hard_error_limit="10")
+    tern_instance.start()
+    s = tern_instance.raw()
+    s.read_reply()
+    s.send(b"BOGUS1\r\nBOGUS2\r\nBOGUS3\r\nNOOP\r\n")
+    t0 = time.monotonic()
+    assert s.read_reply()[0] == 500
+    assert s.read_reply()[0] == 500
+    t1 = time.monotonic()
+    assert s.read_reply()[0] == 500
+    t2 = time.monotonic()
+    assert s.read_reply() == (250, "250 2.0.0 Ok")
+    t3 = time.monotonic()
+    assert t1 - t0 < 0.9          # below the soft limit: no pause
+    assert t2 - t1 >= 0.9         # the 2nd error reached the limit: pause before the 3rd
+    assert t3 - t2 >= 0.9         # and again after the 3rd
+    s.close()
