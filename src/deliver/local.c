@@ -49,6 +49,7 @@ struct pending {
     gid_t gid;
     dev_t dev;
     int failed;
+    int spool_synced;   /* same file system as the queue: its next sync covers new/ */
     struct deliver_error err;
 };
 
@@ -67,6 +68,8 @@ static struct {
     size_t nbatch;
     struct event *flush_ev;
     struct client *clients;
+    dev_t spool_dev;
+    int have_spool_dev;
 } lc;
 
 /* ---------- identity ---------- */
@@ -119,11 +122,11 @@ static void reply_error(struct ipc_chan *ch, uint32_t reqid, const struct delive
 static int sync_device(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
 {
     for (struct pending *p = list; p; p = p->next) {
-        if (p->failed || p->dev != dev)
+        if (p->failed || p->spool_synced || p->dev != dev)
             continue;
         int fd = fd_of(p);
         if (fd < 0)
-            continue;
+            return -1;
         int rc = fs_syncfs(fd);
         if (fd_of != NULL && fd != maildir_fd(p->md))
             close(fd);
@@ -146,18 +149,18 @@ static int new_dir_fd(struct pending *p)
 static void sync_all(struct pending *list, int (*fd_of)(struct pending *p), const char *what)
 {
     for (struct pending *p = list; p; p = p->next) {
-        if (p->failed)
+        if (p->failed || p->spool_synced)
             continue;
         int seen = 0;
         for (struct pending *q = list; q != p; q = q->next)
-            if (!q->failed && q->dev == p->dev)
+            if (!q->failed && !q->spool_synced && q->dev == p->dev)
                 seen = 1;
         if (seen)
             continue;
         if (sync_device(list, p->dev, fd_of) != 0) {
             int e = errno;
             for (struct pending *q = list; q; q = q->next) {
-                if (!q->failed && q->dev == p->dev) {
+                if (!q->failed && !q->spool_synced && q->dev == p->dev) {
                     q->failed = 1;
                     deliver_error_errno(&q->err, e, "cannot sync %s", what);
                 }
@@ -186,7 +189,11 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
             p->failed = 1;
         become_root();
     }
-    /* 3: the new/ entries are durable */
+    /* 3: the new/ entries are durable. On the queue's own file system the
+     * queue's next group commit does that before it records the delivery
+     * (it waits for one when the reply says so), so no sync is needed here. */
+    for (struct pending *p = list; p; p = p->next)
+        p->spool_synced = !p->failed && lc.have_spool_dev && p->dev == lc.spool_dev;
     sync_all(list, new_dir_fd, "maildir directory");
     for (struct pending *p = list; p; p = p->next) {
         if (p->failed) {
@@ -201,7 +208,8 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
         if (p->failed)
             reply_error(p->ch, p->reqid, &p->err);
         else if (chan_alive(p->ch))
-            send_reply(p->ch, p->reqid, "sent", "2.0.0", "delivered to maildir");
+            send_reply(p->ch, p->reqid, p->spool_synced ? "sent-unsynced" : "sent", "2.0.0",
+                       "delivered to maildir");
         become_user(p->uid, p->gid);
         maildir_free(p->md);
         become_root();
@@ -250,7 +258,8 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         reply_error(ch, m->reqid, &err);
         return;
     }
-    if (mb.make_parents) {
+    struct stat pst;
+    if (mb.make_parents && stat(mb.path, &pst) != 0) {
         char *parent = xstrdup(mb.path);
         size_t len = strlen(parent);
         while (len > 1 && parent[len - 1] == '/')
@@ -406,6 +415,11 @@ int local_main(struct runtime *rt)
     size_t sl = strlen(lc.spool_dir);
     while (sl > 1 && lc.spool_dir[sl - 1] == '/')
         lc.spool_dir[--sl] = '\0';
+    struct stat qst;
+    if (stat(rt->queue_dir, &qst) == 0) {
+        lc.spool_dev = qst.st_dev;
+        lc.have_spool_dev = 1;
+    }
     lc.flush_ev = event_new(lc.base, -1, 0, flush_batch, NULL);
     struct event *acc = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_add(acc, NULL);

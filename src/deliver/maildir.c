@@ -52,11 +52,16 @@ char *maildir_escape_hostname(const char *hostname)
 
 static char *host_part(void)
 {
-    char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        str_copy(host, "localhost", sizeof host);
-    host[sizeof host - 1] = '\0';
-    return maildir_escape_hostname(host);
+    /* The host name is looked up once per process, not per message. */
+    static char *escaped;
+    if (!escaped) {
+        char host[256];
+        if (gethostname(host, sizeof host) != 0)
+            str_copy(host, "localhost", sizeof host);
+        host[sizeof host - 1] = '\0';
+        escaped = maildir_escape_hostname(host);
+    }
+    return xstrdup(escaped);
 }
 
 static char *unique_base_name(const char *host)
@@ -166,19 +171,27 @@ int maildir_begin(const char *dir, uid_t uid, gid_t gid, const struct deliver_in
     d->fd = -1;
     d->dir = without_trailing_slashes(dir);
     d->new_dir = xasprintf("%s/new", d->dir);
-    if (ensure_dirs(d->dir, uid, gid, err) != 0)
-        goto fail;
 
+    /* The directories are made only when the file cannot be created: an
+     * existing Maildir costs no mkdir calls (new/ is checked again at commit). */
     char *host = host_part();
-    for (int attempt = 0; attempt < NAME_ATTEMPTS && d->fd < 0; attempt++) {
-        free(d->base_name);
-        free(d->tmp_path);
-        d->base_name = unique_base_name(host);
-        d->tmp_path = xasprintf("%s/tmp/%s", d->dir, d->base_name);
-        d->fd = fs_open(d->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
-                        0600);
-        if (d->fd < 0 && errno != EEXIST)
+    for (int ensured = 0;; ensured = 1) {
+        for (int attempt = 0; attempt < NAME_ATTEMPTS && d->fd < 0; attempt++) {
+            free(d->base_name);
+            free(d->tmp_path);
+            d->base_name = unique_base_name(host);
+            d->tmp_path = xasprintf("%s/tmp/%s", d->dir, d->base_name);
+            d->fd = fs_open(d->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+                            0600);
+            if (d->fd < 0 && errno != EEXIST)
+                break;
+        }
+        if (d->fd >= 0 || errno != ENOENT || ensured)
             break;
+        if (ensure_dirs(d->dir, uid, gid, err) != 0) {
+            free(host);
+            goto fail;
+        }
     }
     free(host);
     if (d->fd < 0) {

@@ -56,6 +56,7 @@ struct delivery {
     struct qmsg *q;
     size_t idx;
     int64_t start_us;
+    char *dsn, *text;       /* a result waiting for the next sync */
 };
 
 static struct {
@@ -209,6 +210,15 @@ static void log_delivery(struct qmsg *q, size_t idx, const char *relay, int64_t 
 
 static void record(struct qmsg *q, size_t idx)
 {
+    /* The last result of a message is not written: its file is removed
+     * next (a crash in between repeats that delivery, never loses it). */
+    if (q->inflight == 0 && !q->deleted && qf_message_open_rcpts(&q->m) == 0) {
+        int busy = 0;
+        for (size_t i = 0; i < q->m.nrcpt && !busy; i++)
+            busy = rcpt_busy(q, i);
+        if (!busy)
+            return;
+    }
     if (store_append_status(&q->m, q->place, idx) != 0)
         log_warn("%s: cannot record delivery status: %s", q->m.id, strerror(errno));
 }
@@ -327,11 +337,23 @@ static void delivery_done(struct delivery *d, const char *status, const char *ds
             rcpt_deferred(q, d->idx, "local", d->start_us, dsn, text);
         arm_retry(q);
     }
+    free(d->dsn);
+    free(d->text);
     free(d);
     finish_if_done(q);
 }
 
 static void dispatch_waiting(void);
+
+static void delivery_synced(void *arg, int ok)
+{
+    struct delivery *d = arg;
+    if (ok)
+        delivery_done(d, "sent", d->dsn, d->text);
+    else
+        delivery_done(d, "deferred", "4.3.0", "cannot sync the mailbox file system");
+    dispatch_waiting();
+}
 
 static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
@@ -361,7 +383,16 @@ static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     const char *status = ipc_msg_get(m, "status");
     const char *dsn = ipc_msg_get(m, "dsn");
     const char *text = ipc_msg_get(m, "text");
-    delivery_done(d, status ? status : "deferred", dsn ? dsn : "4.3.0", text ? text : "no reason given");
+    if (status && strcmp(status, "sent-unsynced") == 0) {
+        /* The mailbox is on the spool's file system and its new/ entry is
+         * not synced yet: the next group commit makes it durable, and only
+         * then is the delivery recorded (and the queue file removed). */
+        d->dsn = xstrdup(dsn ? dsn : "2.0.0");
+        d->text = xstrdup(text ? text : "delivered");
+        store_barrier(delivery_synced, d);
+    } else {
+        delivery_done(d, status ? status : "deferred", dsn ? dsn : "4.3.0", text ? text : "no reason given");
+    }
     dispatch_waiting();
 }
 

@@ -17,7 +17,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 
-enum req_kind { REQ_COMMIT, REQ_BARRIER };
+enum req_kind { REQ_COMMIT, REQ_BARRIER, REQ_UNLINK };
 
 struct sync_req {
     struct sync_req *next;
@@ -85,17 +85,32 @@ static void *sync_thread(void *unused)
         st.pending = st.pending_tail = NULL;
         pthread_mutex_unlock(&st.mu);
 
+        /* Removals of finished messages happen here, off the event loop
+         * (an unlink can wait on the disk), and need no sync. */
+        int need_sync = 0;
+        for (struct sync_req *r = batch; r; r = r->next) {
+            if (r->kind != REQ_UNLINK) {
+                need_sync = 1;
+                continue;
+            }
+            if (fs_unlinkat(r->fd, r->id, 0) != 0 && errno != ENOENT)
+                log_warn("%s: cannot remove queue file: %s", r->id, strerror(errno));
+            r->fd = -1; /* the directory fd belongs to the store */
+        }
+
         /* One sync covers every file renamed into queue/ before it started:
          * the data, the inodes and the directory entries. */
         int rc = 0, err = 0;
-        if (st.use_syncfs) {
+        if (!need_sync) {
+            /* nothing to make durable */
+        } else if (st.use_syncfs) {
             if (fs_syncfs(st.queue_fd) != 0) {
                 rc = -1;
                 err = errno;
             }
         } else {
             for (struct sync_req *r = batch; r; r = r->next) {
-                if (r->fd >= 0 && fs_fdatasync(r->fd) != 0) {
+                if (r->kind == REQ_COMMIT && r->fd >= 0 && fs_fdatasync(r->fd) != 0) {
                     r->ok = 0;
                     r->err = errno;
                 }
@@ -129,7 +144,9 @@ static void finish_request(struct sync_req *r)
 {
     if (r->fd >= 0)
         close(r->fd);
-    if (r->kind == REQ_BARRIER) {
+    if (r->kind == REQ_UNLINK) {
+        /* done in the sync thread */
+    } else if (r->kind == REQ_BARRIER) {
         r->barrier_cb(r->arg, r->ok);
     } else if (r->ok) {
         r->commit_cb(r->arg, 1, &r->m, NULL);
@@ -385,7 +402,12 @@ int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx)
 
 int store_remove(const char *id, enum store_place place)
 {
-    return fs_unlinkat(place_fd(place), id, 0);
+    struct sync_req *r = xcalloc(1, sizeof *r);
+    r->kind = REQ_UNLINK;
+    r->fd = place_fd(place);
+    str_copy(r->id, id, sizeof r->id);
+    enqueue(r);
+    return 0;
 }
 
 int store_move(const char *id, enum store_place from, enum store_place to)

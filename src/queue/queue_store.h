@@ -67,7 +67,8 @@ int store_incoming_dirfd(void);
  * by expansion, their record). -1 with errno on failure. */
 int store_append_status(struct qf_message *m, enum store_place place, size_t idx);
 int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx);
-/* Removes a finished or deleted message. */
+/* Removes a finished or deleted message (done by the sync thread, off the
+ * event loop; errors are logged there). */
 int store_remove(const char *id, enum store_place place);
 /* Moves between queue/ and hold/. */
 int store_move(const char *id, enum store_place from, enum store_place to);
