@@ -135,9 +135,10 @@ static void put_wire(struct copier *c, const char *p, size_t n)
     size_t i = 0;
     while (i < n && !c->failed) {
         if (!c->pending_cr && !c->at_line_start) {
-            size_t run = i;
-            while (run < n && p[run] != '\r' && p[run] != '\n')
-                run++;
+            /* memchr scans many bytes at a time: the run up to the next CR or LF */
+            const char *lf = memchr(p + i, '\n', n - i);
+            const char *cr = memchr(p + i, '\r', lf ? (size_t)(lf - (p + i)) : n - i);
+            size_t run = cr ? (size_t)(cr - p) : lf ? (size_t)(lf - p) : n;
             emit_bytes(c, p + i, run - i);
             i = run;
             if (i == n)

@@ -45,7 +45,17 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
                 d->prev_crlf = 0;
                 d->state = S_BOL;
             } else {
-                out[o++] = c;
+                /* Most bytes are ordinary text: copy the run up to the next
+                 * CR or LF in one go. */
+                const char *start = in + i - 1;
+                size_t left = inlen - (i - 1);
+                const char *lf = memchr(start, '\n', left);
+                const char *cr = memchr(start, '\r', lf ? (size_t)(lf - start) : left);
+                const char *end = cr ? cr : lf ? lf : in + inlen;
+                size_t run = (size_t)(end - start);
+                memcpy(out + o, start, run);
+                o += run;
+                i += run - 1;
                 d->state = S_TEXT;
             }
             break;
