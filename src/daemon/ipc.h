@@ -46,6 +46,10 @@ enum ipc_type {
     IPC_QUEUE_RELEASE,
     IPC_PICKUP,            /* a new file in maildrop/ */
     IPC_DONE,              /* status, text */
+    /* local -> queue: "tell me when your next sync is done" (shares the
+     * queue's group commit when mailboxes are on the spool's file system) */
+    IPC_BARRIER,
+    IPC_BARRIER_REPLY,     /* status ("ok" | "fail") */
 };
 
 void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid);

@@ -53,6 +53,14 @@ struct pending {
     struct deliver_error err;
 };
 
+/* A batch waiting for the queue's sync (IPC_BARRIER). */
+struct waiting_batch {
+    struct waiting_batch *next;
+    uint32_t reqid;
+    struct ipc_chan *ch;
+    struct pending *list;
+};
+
 struct client {
     struct client *next;
     struct ipc_chan *ch;
@@ -70,6 +78,8 @@ static struct {
     struct client *clients;
     dev_t spool_dev;
     int have_spool_dev;
+    struct waiting_batch *waiting;
+    uint32_t barrier_seq;
 } lc;
 
 /* ---------- identity ---------- */
@@ -169,18 +179,19 @@ static void sync_all(struct pending *list, int (*fd_of)(struct pending *p), cons
     }
 }
 
-static void flush_batch(evutil_socket_t fd, short what, void *arg)
+static void free_pending(struct pending *p)
 {
-    (void)fd;
-    (void)what;
-    (void)arg;
-    struct pending *list = lc.batch;
-    lc.batch = lc.batch_tail = NULL;
-    lc.nbatch = 0;
+    become_user(p->uid, p->gid);
+    maildir_free(p->md); /* removes the tmp/ file of an unfinished delivery */
+    become_root();
+    free(p);
+}
 
-    /* 1: the message files in tmp/ are durable */
-    sync_all(list, tmp_fd, "maildir file");
-    /* 2: link them into new/ */
+/* Links a batch whose tmp/ files are durable into new/, makes the entries
+ * durable (or leaves that to the queue's next sync, for mailboxes on its
+ * file system), and replies. */
+static void finish_batch(struct pending *list)
+{
     for (struct pending *p = list; p; p = p->next) {
         if (p->failed)
             continue;
@@ -189,9 +200,9 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
             p->failed = 1;
         become_root();
     }
-    /* 3: the new/ entries are durable. On the queue's own file system the
-     * queue's next group commit does that before it records the delivery
-     * (it waits for one when the reply says so), so no sync is needed here. */
+    /* On the queue's own file system the queue's next group commit makes
+     * the new/ entries durable before it records the delivery (it waits for
+     * one when the reply says so), so no sync is needed here. */
     for (struct pending *p = list; p; p = p->next)
         p->spool_synced = !p->failed && lc.have_spool_dev && p->dev == lc.spool_dev;
     sync_all(list, new_dir_fd, "maildir directory");
@@ -210,10 +221,74 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
         else if (chan_alive(p->ch))
             send_reply(p->ch, p->reqid, p->spool_synced ? "sent-unsynced" : "sent", "2.0.0",
                        "delivered to maildir");
-        become_user(p->uid, p->gid);
-        maildir_free(p->md);
-        become_root();
-        free(p);
+        free_pending(p);
+    }
+}
+
+static void on_barrier_reply(const struct ipc_msg *m)
+{
+    struct waiting_batch **pp = &lc.waiting;
+    while (*pp && (*pp)->reqid != m->reqid)
+        pp = &(*pp)->next;
+    struct waiting_batch *w = *pp;
+    if (!w)
+        return;
+    *pp = w->next;
+    const char *status = ipc_msg_get(m, "status");
+    if (!status || strcmp(status, "ok") != 0) {
+        for (struct pending *p = w->list; p; p = p->next) {
+            p->failed = 1;
+            deliver_error_set(&p->err, 1, "4.3.0", "cannot sync the mail file system");
+        }
+    }
+    finish_batch(w->list);
+    free(w);
+}
+
+static void flush_batch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct pending *list = lc.batch;
+    lc.batch = lc.batch_tail = NULL;
+    lc.nbatch = 0;
+
+    /* Mailboxes on the spool's file system: the queue's next group commit
+     * makes their tmp/ files durable too, so ask it instead of adding a
+     * second stream of syncs that would flush each other's data. */
+    struct pending *shared = NULL, **shared_tail = &shared, *own = NULL, **own_tail = &own;
+    struct ipc_chan *queue = NULL;
+    while (list) {
+        struct pending *p = list;
+        list = p->next;
+        p->next = NULL;
+        int on_spool = lc.have_spool_dev && p->dev == lc.spool_dev && chan_alive(p->ch) &&
+                       (!queue || p->ch == queue);
+        if (on_spool) {
+            queue = p->ch;
+            *shared_tail = p;
+            shared_tail = &p->next;
+        } else {
+            *own_tail = p;
+            own_tail = &p->next;
+        }
+    }
+    if (shared) {
+        struct waiting_batch *w = xcalloc(1, sizeof *w);
+        w->reqid = ++lc.barrier_seq;
+        w->ch = queue;
+        w->list = shared;
+        w->next = lc.waiting;
+        lc.waiting = w;
+        struct ipc_msg m;
+        ipc_msg_init(&m, IPC_BARRIER, w->reqid);
+        ipc_chan_send(queue, &m);
+        ipc_msg_free(&m);
+    }
+    if (own) {
+        sync_all(own, tmp_fd, "maildir file");
+        finish_batch(own);
     }
 }
 
@@ -353,8 +428,27 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
                 break;
             }
         }
+        /* Batches waiting for this queue's sync: nobody will take the results. */
+        for (struct waiting_batch **wp = &lc.waiting; *wp;) {
+            struct waiting_batch *w = *wp;
+            if (w->ch != ch) {
+                wp = &w->next;
+                continue;
+            }
+            *wp = w->next;
+            while (w->list) {
+                struct pending *p = w->list;
+                w->list = p->next;
+                free_pending(p);
+            }
+            free(w);
+        }
         ipc_chan_free(ch);
         free(c);
+        return;
+    }
+    if (m->type == IPC_BARRIER_REPLY) {
+        on_barrier_reply(m);
         return;
     }
     if (m->type != IPC_DELIVER) {
@@ -430,8 +524,20 @@ int local_main(struct runtime *rt)
         event_add(sigev[i], NULL);
     }
     event_base_dispatch(lc.base);
+    /* Finish what arrived with syncs of our own: the queue is going away. */
+    lc.have_spool_dev = 0;
     if (lc.batch)
         flush_batch(-1, 0, NULL);
+    while (lc.waiting) {
+        struct waiting_batch *w = lc.waiting;
+        lc.waiting = w->next;
+        while (w->list) {
+            struct pending *p = w->list;
+            w->list = p->next;
+            free_pending(p);
+        }
+        free(w);
+    }
     for (int i = 0; i < 3; i++)
         event_free(sigev[i]);
     event_free(acc);

@@ -66,6 +66,7 @@ static struct {
     struct qmsg *hash[QMSG_HASH_SIZE];
     size_t nmsgs;
     struct ipc_chan *local;
+    unsigned local_gen;         /* counts connections to local, to drop stale replies */
     struct delivery *deliveries;
     unsigned inflight;
     unsigned max_inflight;
@@ -297,6 +298,7 @@ static int local_connect(void)
     }
     free(path);
     qm.local = ipc_chan_new(qm.base, fd, local_reply, NULL);
+    qm.local_gen++;
     return 0;
 }
 
@@ -355,6 +357,25 @@ static void delivery_synced(void *arg, int ok)
     dispatch_waiting();
 }
 
+/* The local agent asked to share our next sync (IPC_BARRIER). */
+struct barrier_ctx {
+    uint32_t reqid;
+    unsigned local_gen;
+};
+
+static void local_barrier_done(void *arg, int ok)
+{
+    struct barrier_ctx *b = arg;
+    if (qm.local && qm.local_gen == b->local_gen) {
+        struct ipc_msg r;
+        ipc_msg_init(&r, IPC_BARRIER_REPLY, b->reqid);
+        ipc_msg_add(&r, "status", ok ? "ok" : "fail");
+        ipc_chan_send(qm.local, &r);
+        ipc_msg_free(&r);
+    }
+    free(b);
+}
+
 static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
     (void)arg;
@@ -369,6 +390,13 @@ static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
             list = d->next;
             delivery_done(d, "deferred", "4.3.0", "local delivery agent failed");
         }
+        return;
+    }
+    if (m->type == IPC_BARRIER) {
+        struct barrier_ctx *b = xcalloc(1, sizeof *b);
+        b->reqid = m->reqid;
+        b->local_gen = qm.local_gen;
+        store_barrier(local_barrier_done, b);
         return;
     }
     struct delivery **pp = &qm.deliveries;
