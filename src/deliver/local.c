@@ -510,7 +510,8 @@ int local_main(struct runtime *rt)
     while (sl > 1 && lc.spool_dir[sl - 1] == '/')
         lc.spool_dir[--sl] = '\0';
     struct stat qst;
-    if (stat(rt->queue_dir, &qst) == 0) {
+    /* Sharing the queue's syncs needs them to be whole-file-system syncs. */
+    if (strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") == 0 && stat(rt->queue_dir, &qst) == 0) {
         lc.spool_dev = qst.st_dev;
         lc.have_spool_dev = 1;
     }

@@ -27,3 +27,18 @@ def test_tutorial_session_lands_in_maildir(tern):
     log = tern.wait_log(f"{qid}: removed")
     assert f"{qid}: to=<you@localhost>, relay=local" in log
     assert "status=sent (delivered to maildir)" in log
+
+
+def test_fsync_method_commits_and_delivers(tern_instance):
+    """queue_sync_method = fsync: per-file fdatasync plus a directory fsync for
+    commits, and the local agent syncs Maildirs itself (it cannot share a
+    whole-file-system sync then)."""
+    tern_instance.write_config(queue_sync_method="fsync")
+    tern = tern_instance.start()
+    with tern.smtp() as c:
+        for i in range(5):
+            c.sendmail("a@example.org", ["you@localhost"], f"Subject: n{i}\r\n\r\nbody\r\n".encode())
+    msgs = tern.wait_messages("you", 5)
+    subjects = sorted(m.read_bytes().split(b"\nSubject: ")[1].split(b"\n")[0] for m in msgs)
+    assert subjects == [b"n0", b"n1", b"n2", b"n3", b"n4"]
+    tern.wait_log(": removed", count=5)
