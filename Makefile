@@ -133,7 +133,7 @@ install: $(BUILD)/tern
 	ln -sf tern $(DESTDIR)$(PREFIX)/sbin/newaliases
 	install -m 644 man/tern.8 $(DESTDIR)$(PREFIX)/share/man/man8/tern.8
 	install -m 644 man/tern.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/tern.conf.5
-	@echo "Installed. Create the unprivileged user once: useradd --system --home /var/spool/tern --shell /usr/sbin/nologin tern"
+	@echo "Installed. Create the unprivileged user once: useradd --system --home-dir /var/spool/tern --no-create-home --shell /usr/sbin/nologin tern"
 
 clean:
 	rm -rf build

@@ -20,6 +20,20 @@ void smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode, int reject_ba
     d->prev_crlf = 1;
 }
 
+/* Ends the current line: stored as CRLF whatever ended it; real_crlf says
+ * whether the client sent CRLF (only then may ".\r\n" end the data next). */
+static size_t end_line(struct smtp_data *d, char *out, int real_crlf)
+{
+    out[0] = '\r';
+    out[1] = '\n';
+    d->lines++;
+    d->prev_crlf = real_crlf;
+    if (!real_crlf)
+        d->bare_lf = 1;
+    d->state = S_BOL;
+    return 2;
+}
+
 size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char *out, size_t *outlen)
 {
     size_t o = 0, i = 0;
@@ -38,12 +52,7 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
             if (c == '\r') {
                 d->state = S_CR;
             } else if (c == '\n') {
-                d->bare_lf = 1;
-                out[o++] = '\r';
-                out[o++] = '\n';
-                d->lines++;
-                d->prev_crlf = 0;
-                d->state = S_BOL;
+                o += end_line(d, out + o, 0);
             } else {
                 /* Most bytes are ordinary text: copy the run up to the next
                  * CR or LF in one go. */
@@ -64,12 +73,7 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
                 d->state = S_DOT_CR;
             } else if (c == '\n') {
                 /* ".\n": a lone dot ended by a bare LF never ends the data. */
-                d->bare_lf = 1;
-                out[o++] = '\r';
-                out[o++] = '\n';
-                d->lines++;
-                d->prev_crlf = 0;
-                d->state = S_BOL;
+                o += end_line(d, out + o, 0);
             } else {
                 out[o++] = c;
                 d->state = S_TEXT;
@@ -83,11 +87,7 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
                     break;
                 }
                 /* "\n.\r\n": not the end; an empty line. */
-                out[o++] = '\r';
-                out[o++] = '\n';
-                d->lines++;
-                d->prev_crlf = 1;
-                d->state = S_BOL;
+                o += end_line(d, out + o, 1);
             } else {
                 d->bare_cr = 1;
                 out[o++] = '\r';
@@ -97,11 +97,7 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
             break;
         case S_CR:
             if (c == '\n') {
-                out[o++] = '\r';
-                out[o++] = '\n';
-                d->lines++;
-                d->prev_crlf = 1;
-                d->state = S_BOL;
+                o += end_line(d, out + o, 1);
             } else {
                 d->bare_cr = 1;
                 out[o++] = '\r';
