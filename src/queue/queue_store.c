@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "daemon/runtime.h"
@@ -140,6 +141,14 @@ static void *sync_thread(void *unused)
     }
 }
 
+/* The reply for a commit that failed with errno err: out of space (or
+ * quota) is 452 4.3.1 wherever it happened, anything else 451 4.3.0. */
+static const char *failure_reply(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? "452 4.3.1 Insufficient system storage"
+                                          : "451 4.3.0 Error: queue file write error";
+}
+
 static void finish_request(struct sync_req *r)
 {
     if (r->fd >= 0)
@@ -154,9 +163,7 @@ static void finish_request(struct sync_req *r)
         log_warn("%s: cannot make queue file durable: %s", r->id, strerror(r->err));
         fs_unlinkat(st.queue_fd, r->id, 0);
         qf_message_free(&r->m);
-        r->commit_cb(r->arg, 0, NULL,
-                     r->err == ENOSPC || r->err == EDQUOT ? "452 4.3.1 Insufficient system storage"
-                                                          : "451 4.3.0 Error: queue file write error");
+        r->commit_cb(r->arg, 0, NULL, failure_reply(r->err));
     }
     free(r);
 }
@@ -196,7 +203,7 @@ static void enqueue(struct sync_req *r)
 static int open_dir(const char *name)
 {
     char *path = xasprintf("%s/%s", st.dir, name);
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = fs_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         log_error("open %s: %s", path, strerror(errno));
     free(path);
@@ -250,6 +257,13 @@ void store_close(void)
     st.dir = NULL;
 }
 
+static void move_to_corrupt(int dirfd, enum store_place place, const char *name)
+{
+    if (fs_renameat(dirfd, name, st.corrupt_fd, name) != 0)
+        log_error("%s/%s: cannot move to %s/: %s; left in place", place_dir(place), name, QDIR_CORRUPT,
+                  strerror(errno));
+}
+
 static void recover_dir(int dirfd, enum store_place place, store_found_cb found, void *arg)
 {
     int dup_fd = dup(dirfd);
@@ -266,21 +280,25 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
         if (!queue_id_valid(e->d_name)) {
             log_warn("%s/%s: not a queue file name; moved to %s/", place_dir(place), e->d_name,
                      QDIR_CORRUPT);
-            renameat(dirfd, e->d_name, st.corrupt_fd, e->d_name);
+            move_to_corrupt(dirfd, place, e->d_name);
             continue;
         }
         char err[256];
         struct qf_message m;
-        int fd = openat(dirfd, e->d_name, O_RDWR | O_CLOEXEC);
-        if (fd < 0 || qf_read_fd(fd, &m, err, sizeof err) != 0 || strcmp(m.id, e->d_name) != 0) {
-            if (fd < 0)
-                snprintf(err, sizeof err, "open: %s", strerror(errno));
-            else if (m.sender)
+        int fd = fs_openat(dirfd, e->d_name, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0) {
+            /* Not shown to be invalid: leave it for the next start rather
+             * than quarantine a message that may have been acknowledged. */
+            log_error("%s/%s: cannot open queue file: %s; left in place", place_dir(place), e->d_name,
+                      strerror(errno));
+            continue;
+        }
+        if (qf_read_fd(fd, &m, err, sizeof err) != 0 || strcmp(m.id, e->d_name) != 0) {
+            if (m.sender)
                 snprintf(err, sizeof err, "queue id in file does not match its name"), qf_message_free(&m);
             log_warn("%s: invalid queue file (%s); moved to %s/", e->d_name, err, QDIR_CORRUPT);
-            if (fd >= 0)
-                close(fd);
-            renameat(dirfd, e->d_name, st.corrupt_fd, e->d_name);
+            close(fd);
+            move_to_corrupt(dirfd, place, e->d_name);
             continue;
         }
         if (m.valid_end < m.file_size) {
@@ -316,6 +334,18 @@ void store_recover(store_found_cb found, void *arg)
 
 /* ---------- commit ---------- */
 
+/* True when queue/ID or hold/ID exists (or cannot be checked). */
+static int id_in_use(const char *id)
+{
+    int dirs[] = {st.queue_fd, st.hold_fd};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        struct stat sb;
+        if (fstatat(dirs[i], id, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+            return 1;
+    }
+    return 0;
+}
+
 void store_commit(const char *id, store_commit_cb cb, void *arg)
 {
     struct sync_req *r = xcalloc(1, sizeof *r);
@@ -332,7 +362,7 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         cb(arg, 0, NULL, "451 4.3.0 Error: internal error");
         return;
     }
-    int fd = openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC);
+    int fd = fs_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0 || qf_read_fd(fd, &r->m, err, sizeof err) != 0 || strcmp(r->m.id, id) != 0) {
         if (fd < 0)
             snprintf(err, sizeof err, "open: %s", strerror(errno));
@@ -346,6 +376,19 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
         return;
     }
+    /* rename() would silently replace a committed (maybe acknowledged)
+     * message that has the same id, e.g. one repeated after the clock
+     * stepped back across a restart. Only this loop adds names to queue/ and
+     * hold/, so the check cannot race. */
+    if (id_in_use(id)) {
+        log_error("%s: a committed message already has this queue id; refusing the new one", id);
+        close(fd);
+        fs_unlinkat(st.incoming_fd, id, 0);
+        qf_message_free(&r->m);
+        free(r);
+        cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
+        return;
+    }
     if (fs_renameat(st.incoming_fd, id, st.queue_fd, id) != 0) {
         int e = errno;
         log_warn("%s: rename into queue/: %s", id, strerror(e));
@@ -353,8 +396,7 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         fs_unlinkat(st.incoming_fd, id, 0);
         qf_message_free(&r->m);
         free(r);
-        cb(arg, 0, NULL, e == ENOSPC ? "452 4.3.1 Insufficient system storage"
-                                     : "451 4.3.0 Error: queue file write error");
+        cb(arg, 0, NULL, failure_reply(e));
         return;
     }
     if (st.use_syncfs)
