@@ -47,7 +47,8 @@ static struct {
     int stop;
     int event_fd;
     struct event *done_ev;
-} st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1};
+} st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1,
+        .incoming_fd = -1, .queue_fd = -1, .hold_fd = -1, .corrupt_fd = -1};
 
 static int place_fd(enum store_place p)
 {
@@ -86,17 +87,21 @@ static void *sync_thread(void *unused)
         st.pending = st.pending_tail = NULL;
         pthread_mutex_unlock(&st.mu);
 
-        /* Removals of finished messages happen here, off the event loop
-         * (an unlink can wait on the disk), and need no sync. */
+        /* Removals of finished messages are done here, off the event loop
+         * (an unlink can wait on the disk), after this batch's sync has been
+         * answered so no commit waits behind them; they need no sync. */
+        struct sync_req *unlinks = NULL, **keep = &batch;
         int need_sync = 0;
-        for (struct sync_req *r = batch; r; r = r->next) {
-            if (r->kind != REQ_UNLINK) {
+        while (*keep) {
+            struct sync_req *r = *keep;
+            if (r->kind == REQ_UNLINK) {
+                *keep = r->next;
+                r->next = unlinks;
+                unlinks = r;
+            } else {
                 need_sync = 1;
-                continue;
+                keep = &r->next;
             }
-            if (fs_unlinkat(r->fd, r->id, 0) != 0 && errno != ENOENT)
-                log_warn("%s: cannot remove queue file: %s", r->id, strerror(errno));
-            r->fd = -1; /* the directory fd belongs to the store */
         }
 
         /* One sync covers every file renamed into queue/ before it started:
@@ -129,15 +134,24 @@ static void *sync_thread(void *unused)
             }
             last = r;
         }
-        pthread_mutex_lock(&st.mu);
-        if (st.done_tail)
-            st.done_tail->next = batch;
-        else
-            st.done = batch;
-        st.done_tail = last;
-        pthread_mutex_unlock(&st.mu);
-        uint64_t one = 1;
-        (void)!write(st.event_fd, &one, sizeof one);
+        if (batch) {
+            pthread_mutex_lock(&st.mu);
+            if (st.done_tail)
+                st.done_tail->next = batch;
+            else
+                st.done = batch;
+            st.done_tail = last;
+            pthread_mutex_unlock(&st.mu);
+            uint64_t one = 1;
+            (void)!write(st.event_fd, &one, sizeof one);
+        }
+        while (unlinks) {
+            struct sync_req *r = unlinks;
+            unlinks = r->next;
+            if (fs_unlinkat(r->fd, r->id, 0) != 0 && errno != ENOENT)
+                log_warn("%s: cannot remove queue file: %s", r->id, strerror(errno));
+            free(r);
+        }
     }
 }
 
@@ -153,9 +167,7 @@ static void finish_request(struct sync_req *r)
 {
     if (r->fd >= 0)
         close(r->fd);
-    if (r->kind == REQ_UNLINK) {
-        /* done in the sync thread */
-    } else if (r->kind == REQ_BARRIER) {
+    if (r->kind == REQ_BARRIER) {
         r->barrier_cb(r->arg, r->ok);
     } else if (r->ok) {
         r->commit_cb(r->arg, 1, &r->m, NULL);

@@ -57,8 +57,10 @@ void store_recover(store_found_cb found, void *arg);
 
 /* Takes incoming/ID into the queue (steps 3-5). */
 void store_commit(const char *id, store_commit_cb cb, void *arg);
-/* Waits for everything written so far to be durable, then calls cb (used
- * by pickup before it removes a maildrop file). */
+/* Calls cb once the next sync has finished. With syncfs that makes
+ * everything written to the file system so far durable (the local agent
+ * relies on this for Maildirs on the spool's file system); with
+ * queue_sync_method = fsync only queue/ and the files committed with it. */
 void store_barrier(void (*cb)(void *arg, int ok), void *arg);
 /* Directory fd of incoming/ for writers in this process (pickup). */
 int store_incoming_dirfd(void);
