@@ -79,8 +79,10 @@ run: deps $(BUILD)/tern
 test: deps-test
 	$(MAKE) --no-print-directory check-clang check-man unit integration fuzz
 
+# Conformance data (is_email vectors) lives in ../shared/testdata beside the checkout.
+TESTDATA ?= $(abspath $(CURDIR)/../shared/testdata)
 unit: $(UNIT_BINS) $(TBUILD)/tern
-	@scripts/run-unit.sh $(UNIT_BINS)
+	@TERN_TESTDATA=$(TESTDATA) scripts/run-unit.sh $(UNIT_BINS)
 
 integration: $(TBUILD)/tern $(BUILD)/tern
 	TERN_BIN=$(CURDIR)/$(TBUILD)/tern /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
