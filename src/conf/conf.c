@@ -1,15 +1,16 @@
-/* conf: main.cf reading, expansion and typed lookup (see conf.h). */
+/* conf: the struct conf: settings, main.cf loading, $name expansion and
+ * typed lookup (see conf.h; the other parts of the module are listed in
+ * conf_internal.h). */
 #include "conf/conf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
+#include "conf/conf_internal.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -20,10 +21,6 @@
 #define EXPAND_DEPTH_MAX 100
 #define EXPAND_STEPS_MAX 100000
 #define EXPAND_OUTPUT_MAX (1u << 20)
-/* A main.cf larger than this is a mistake, not a configuration. */
-#define CONF_FILE_MAX (64u << 20)
-/* How much of an offending value a diagnostic quotes. */
-#define QUOTE_MAX 80
 
 struct setting {
     char *value;  /* raw, as written; NULL = not set */
@@ -57,11 +54,6 @@ static int is_blank(unsigned char ch)
     return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
 }
 
-static int is_space(unsigned char ch)
-{
-    return is_blank(ch) || ch == '\n';
-}
-
 static int is_name_char(unsigned char ch)
 {
     return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
@@ -78,21 +70,7 @@ int conf_name_valid(const char *name)
     return 1;
 }
 
-void conf_put_quoted(struct strbuf *sb, const char *s, size_t len, size_t max)
-{
-    size_t n = len < max ? len : max;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-            sb_putc(sb, (char)ch);
-        else
-            sb_printf(sb, "\\x%02x", ch);
-    }
-    if (len > max)
-        sb_puts(sb, "...");
-}
-
-static void put_where(struct strbuf *sb, const char *origin, int line)
+void conf_put_where(struct strbuf *sb, const char *origin, int line)
 {
     if (origin && line > 0)
         sb_printf(sb, "%s:%d: ", origin, line);
@@ -107,7 +85,7 @@ static void diag_error(struct strbuf *diag, const char *origin, int line, const 
 {
     if (!diag)
         return;
-    put_where(diag, origin, line);
+    conf_put_where(diag, origin, line);
     sb_puts(diag, "error: ");
     va_list ap;
     va_start(ap, fmt);
@@ -181,65 +159,6 @@ static const struct setting *setting_find(const struct conf *c, const char *name
         return &c->known[param_index(p)];
     const struct extra *e = extra_find_len(c, name, strlen(name));
     return e ? &e->s : NULL;
-}
-
-/* ---- logical lines ---- */
-
-void conf_lines_init(struct conf_lines *r, const char *data, size_t len)
-{
-    r->data = data;
-    r->len = len;
-    r->pos = 0;
-    r->lineno = 0;
-}
-
-static void lines_advance(struct conf_lines *r, size_t next)
-{
-    r->pos = next;
-    if (r->lineno < INT_MAX)
-        r->lineno++;
-}
-
-enum conf_line_kind conf_lines_next(struct conf_lines *r, struct strbuf *line, int *lineno)
-{
-    sb_reset(line);
-    int started = 0, has_nul = 0;
-    while (r->pos < r->len) {
-        const char *p = r->data + r->pos;
-        size_t rest = r->len - r->pos;
-        const char *nl = memchr(p, '\n', rest);
-        size_t plen = nl ? (size_t)(nl - p) : rest;
-        size_t next = r->pos + plen + (nl ? 1 : 0);
-        size_t b = 0, e = plen;
-        while (b < plen && is_blank((unsigned char)p[b]))
-            b++;
-        while (e > b && is_blank((unsigned char)p[e - 1]))
-            e--;
-        if (b == e || p[b] == '#') { /* blank or comment: ends nothing */
-            lines_advance(r, next);
-            continue;
-        }
-        if (b == 0) {
-            if (started)
-                break; /* the next logical line starts here */
-            started = 1;
-            *lineno = r->lineno + 1;
-        } else if (!started) {
-            lines_advance(r, next);
-            *lineno = r->lineno;
-            sb_append(line, p + b, e - b);
-            return CONF_LINE_ORPHAN;
-        } else {
-            sb_putc(line, ' ');
-        }
-        if (memchr(p + b, '\0', e - b))
-            has_nul = 1;
-        sb_append(line, p + b, e - b);
-        lines_advance(r, next);
-    }
-    if (!started)
-        return CONF_LINE_END;
-    return has_nul ? CONF_LINE_NUL : CONF_LINE_OK;
 }
 
 /* ---- expansion ---- */
@@ -437,192 +356,8 @@ static int expand_text(struct expand *x, const char *s, size_t n, int depth, str
     return 0;
 }
 
-/* ---- typed parsing ---- */
-
-static const char *skip_blanks(const char *s)
-{
-    while (is_space((unsigned char)*s))
-        s++;
-    return s;
-}
-
-static int only_blanks(const char *s)
-{
-    return *skip_blanks(s) == '\0';
-}
-
-static int parse_int(const char *v, long long *out)
-{
-    const char *p = skip_blanks(v);
-    int neg = 0;
-    if (*p == '-') {
-        neg = 1;
-        p++;
-    }
-    if (*p < '0' || *p > '9')
-        return -1;
-    long long n = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        int d = *p - '0';
-        if (n > (LLONG_MAX - d) / 10)
-            return -1;
-        n = n * 10 + d;
-    }
-    if (!only_blanks(p))
-        return -1;
-    *out = neg ? -n : n;
-    return 0;
-}
-
-static long long time_unit_seconds(char unit)
-{
-    switch (unit) {
-    case 's':
-        return 1;
-    case 'm':
-        return 60;
-    case 'h':
-        return 3600;
-    case 'd':
-        return 86400;
-    case 'w':
-        return 604800;
-    }
-    return 0;
-}
-
-static int parse_time(const char *v, char default_unit, long long *out)
-{
-    const char *p = skip_blanks(v);
-    if (*p < '0' || *p > '9')
-        return -1;
-    long long n = 0;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        int d = *p - '0';
-        if (n > (LLONG_MAX - d) / 10)
-            return -1;
-        n = n * 10 + d;
-    }
-    char unit = default_unit ? default_unit : 's';
-    if (*p && !is_space((unsigned char)*p))
-        unit = *p++;
-    long long mult = time_unit_seconds(unit);
-    if (!mult || !only_blanks(p) || n > LLONG_MAX / mult)
-        return -1;
-    *out = n * mult;
-    return 0;
-}
-
-static int parse_bool(const char *v, int *out)
-{
-    static const char *const truths[] = {"yes", "true", "1"};
-    static const char *const falsities[] = {"no", "false", "0"};
-    const char *p = skip_blanks(v);
-    size_t len = strlen(p);
-    while (len && is_space((unsigned char)p[len - 1]))
-        len--;
-    for (size_t i = 0; i < 3; i++) {
-        if (strlen(truths[i]) == len && strncasecmp(p, truths[i], len) == 0) {
-            *out = 1;
-            return 0;
-        }
-        if (strlen(falsities[i]) == len && strncasecmp(p, falsities[i], len) == 0) {
-            *out = 0;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static int choice_ok(const char *choices, const char *v, size_t len)
-{
-    const char *p = choices;
-    for (;;) {
-        const char *bar = strchr(p, '|');
-        size_t clen = bar ? (size_t)(bar - p) : strlen(p);
-        if (clen == len && strncmp(p, v, len) == 0)
-            return 1;
-        if (!bar)
-            return 0;
-        p = bar + 1;
-    }
-}
-
-static void why_value(struct strbuf *why, const char *what, const char *v)
-{
-    sb_printf(why, "invalid %s \"", what);
-    conf_put_quoted(why, v, strlen(v), QUOTE_MAX);
-    sb_putc(why, '"');
-}
-
-/* Checks an expanded value against p's type, range and choices. */
-static int validate(const struct conf_param *p, const char *v, struct strbuf *why)
-{
-    long long n = 0;
-    int b;
-    switch (p->type) {
-    case CONF_STR: {
-        if (!p->choices)
-            return 0;
-        const char *s = skip_blanks(v);
-        size_t len = strlen(s);
-        while (len && is_space((unsigned char)s[len - 1]))
-            len--;
-        if (choice_ok(p->choices, s, len))
-            return 0;
-        why_value(why, "value", v);
-        sb_printf(why, " (expected %s)", p->choices);
-        return -1;
-    }
-    case CONF_LIST: {
-        if (!p->choices)
-            return 0;
-        struct conf_list l = conf_list_split(v);
-        int rc = 0;
-        for (size_t i = 0; i < l.n && rc == 0; i++) {
-            if (!choice_ok(p->choices, l.items[i], strlen(l.items[i]))) {
-                why_value(why, "item", l.items[i]);
-                sb_printf(why, " (expected %s)", p->choices);
-                rc = -1;
-            }
-        }
-        conf_list_free(&l);
-        return rc;
-    }
-    case CONF_BOOL:
-        if (parse_bool(v, &b) == 0)
-            return 0;
-        why_value(why, "boolean", v);
-        sb_puts(why, " (expected yes or no)");
-        return -1;
-    case CONF_INT:
-        if (parse_int(v, &n) != 0) {
-            why_value(why, "integer", v);
-            return -1;
-        }
-        break;
-    case CONF_TIME:
-        if (parse_time(v, p->unit, &n) != 0) {
-            why_value(why, "time", v);
-            sb_puts(why, " (expected a number with an optional unit s, m, h, d or w)");
-            return -1;
-        }
-        break;
-    }
-    if (n < p->min || n > p->max) {
-        sb_printf(why, "value \"");
-        conf_put_quoted(why, v, strlen(v), QUOTE_MAX);
-        sb_printf(why, "\" out of range (%lld..%lld%s)", p->min, p->max,
-                  p->type == CONF_TIME ? " seconds" : "");
-        return -1;
-    }
-    return 0;
-}
-
-/* Expands raw (or p's default when raw is NULL) and validates it. On failure
- * why says what is wrong; out holds what could be expanded. */
-static int evaluate(struct conf *c, const struct conf_param *p, const char *raw,
-                    struct strbuf *out, struct strbuf *why, struct strbuf *undefined)
+int conf_evaluate(struct conf *c, const struct conf_param *p, const char *raw, struct strbuf *out,
+                  struct strbuf *why, struct strbuf *undefined)
 {
     struct expand x;
     expand_init(&x, c, undefined);
@@ -632,7 +367,7 @@ static int evaluate(struct conf *c, const struct conf_param *p, const char *raw,
     sb_free(&x.err);
     if (rc)
         return -1;
-    return validate(p, sb_str(out), why);
+    return conf_validate(p, sb_str(out), why);
 }
 
 /* mydomain's default follows myhostname as the getters see it: the setting,
@@ -642,7 +377,7 @@ static void refresh_domain_default(struct conf *c)
     struct strbuf host = STRBUF_INIT, why = STRBUF_INIT;
     const struct conf_param *p = conf_param_find("myhostname");
     const char *name = c->hostname;
-    if (evaluate(c, p, c->known[param_index(p)].value, &host, &why, NULL) == 0)
+    if (conf_evaluate(c, p, c->known[param_index(p)].value, &host, &why, NULL) == 0)
         name = sb_str(&host);
     const char *dot = strchr(name, '.');
     char *fresh = xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
@@ -783,7 +518,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
     const char *eq = strchr(text, '=');
     int rc = -1;
     if (!eq) {
-        conf_put_quoted(&q, text, strlen(text), QUOTE_MAX);
+        conf_put_quoted(&q, text, strlen(text), CONF_QUOTE_MAX);
         diag_error(diag, origin, lineno, "missing '=' after parameter name in \"%s\"", sb_str(&q));
         goto out;
     }
@@ -796,7 +531,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
     }
     for (size_t i = 0; i < nlen; i++) {
         if (!is_name_char((unsigned char)text[i])) {
-            conf_put_quoted(&q, text, nlen, QUOTE_MAX);
+            conf_put_quoted(&q, text, nlen, CONF_QUOTE_MAX);
             diag_error(diag, origin, lineno,
                        "invalid parameter name \"%s\" (letters, digits and _ only)", sb_str(&q));
             goto out;
@@ -846,34 +581,6 @@ int conf_load_mem(struct conf *c, const char *data, size_t len, const char *orig
 int conf_load_string(struct conf *c, const char *text, const char *origin, struct strbuf *diag)
 {
     return conf_load_mem(c, text, strlen(text), origin, diag);
-}
-
-int conf_read_file(const char *path, struct strbuf *data)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t start = data->len;
-    char chunk[8192];
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 || data->len - start + (size_t)(n > 0 ? n : 0) > CONF_FILE_MAX) {
-            int e = n < 0 ? errno : EFBIG;
-            close(fd);
-            data->len = start;
-            if (data->buf)
-                data->buf[start] = '\0';
-            errno = e;
-            return -1;
-        }
-        if (n == 0)
-            break;
-        sb_append(data, chunk, (size_t)n);
-    }
-    close(fd);
-    return 0;
 }
 
 int conf_load_file(struct conf *c, const char *path, struct strbuf *diag)
@@ -944,11 +651,11 @@ static const char *effective(struct conf *c, const struct conf_param *p)
     s->cache = NULL;
     struct strbuf out = STRBUF_INIT, why = STRBUF_INIT;
     if (s->value) {
-        if (evaluate(c, p, s->value, &out, &why, NULL) == 0)
+        if (conf_evaluate(c, p, s->value, &out, &why, NULL) == 0)
             goto done;
         if (!s->warned) {
             struct strbuf where = STRBUF_INIT;
-            put_where(&where, s->origin, s->line);
+            conf_put_where(&where, s->origin, s->line);
             log_warn("%s%s: %s; using the default", sb_str(&where), p->name, sb_str(&why));
             sb_free(&where);
             s->warned = 1;
@@ -956,7 +663,7 @@ static const char *effective(struct conf *c, const struct conf_param *p)
         sb_reset(&out);
         sb_reset(&why);
     }
-    if (evaluate(c, p, NULL, &out, &why, NULL) != 0) {
+    if (conf_evaluate(c, p, NULL, &out, &why, NULL) != 0) {
         /* Only a default built from other, broken settings gets here; the
          * numeric defaults are literals (the unit test checks). */
         if (!s->warned)
@@ -979,7 +686,7 @@ long long conf_int(struct conf *c, const char *name)
 {
     const struct conf_param *p = param_for_getter("conf_int", name, CONF_INT);
     long long n;
-    if (parse_int(effective(c, p), &n) != 0)
+    if (conf_parse_int(effective(c, p), &n) != 0)
         log_panic("conf_int: %s: default \"%s\" is no integer", name, p->def);
     return n;
 }
@@ -988,7 +695,7 @@ long long conf_time(struct conf *c, const char *name)
 {
     const struct conf_param *p = param_for_getter("conf_time", name, CONF_TIME);
     long long n;
-    if (parse_time(effective(c, p), p->unit, &n) != 0)
+    if (conf_parse_time(effective(c, p), p->unit, &n) != 0)
         log_panic("conf_time: %s: default \"%s\" is no time", name, p->def);
     return n;
 }
@@ -997,35 +704,9 @@ int conf_bool(struct conf *c, const char *name)
 {
     const struct conf_param *p = param_for_getter("conf_bool", name, CONF_BOOL);
     int b;
-    if (parse_bool(effective(c, p), &b) != 0)
+    if (conf_parse_bool(effective(c, p), &b) != 0)
         log_panic("conf_bool: %s: default \"%s\" is no boolean", name, p->def);
     return b;
-}
-
-struct conf_list conf_list_split(const char *text)
-{
-    struct conf_list l = {NULL, 0};
-    size_t cap = 0;
-    const char *p = text;
-    for (;;) {
-        while (*p && (*p == ',' || is_space((unsigned char)*p)))
-            p++;
-        if (!*p)
-            break;
-        const char *start = p;
-        int braces = 0;
-        for (; *p; p++) {
-            if (*p == '{')
-                braces++;
-            else if (*p == '}' && braces > 0)
-                braces--;
-            else if (braces == 0 && (*p == ',' || is_space((unsigned char)*p)))
-                break;
-        }
-        l.items = xgrow(l.items, &cap, l.n + 1, sizeof *l.items);
-        l.items[l.n++] = xstrndup(start, (size_t)(p - start));
-    }
-    return l;
 }
 
 struct conf_list conf_list(struct conf *c, const char *name)
@@ -1033,255 +714,22 @@ struct conf_list conf_list(struct conf *c, const char *name)
     return conf_list_split(effective(c, param_for_getter("conf_list", name, CONF_LIST)));
 }
 
-void conf_list_free(struct conf_list *l)
+/* ---- for conf_report.c ---- */
+
+size_t conf_settings(const struct conf *c, struct conf_setting **out)
 {
-    for (size_t i = 0; i < l->n; i++)
-        free(l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
-}
-
-/* ---- reporting ---- */
-
-struct named {
-    const char *name;
-    const struct setting *s;
-    const struct conf_param *p; /* NULL: not in the table */
-};
-
-static size_t collect_set(const struct conf *c, struct named **out)
-{
-    struct named *v = xcalloc(conf_params_count + c->nextra, sizeof *v);
+    struct conf_setting *v = xcalloc(conf_params_count + c->nextra, sizeof *v);
     size_t n = 0;
-    for (size_t i = 0; i < conf_params_count; i++)
-        if (c->known[i].value)
-            v[n++] = (struct named){conf_params[i].name, &c->known[i], &conf_params[i]};
-    for (size_t i = 0; i < c->nextra; i++)
-        v[n++] = (struct named){c->extra[i].name, &c->extra[i].s, NULL};
+    for (size_t i = 0; i < conf_params_count; i++) {
+        const struct setting *s = &c->known[i];
+        if (s->value)
+            v[n++] = (struct conf_setting){conf_params[i].name, s->value, s->origin, s->line,
+                                           &conf_params[i]};
+    }
+    for (size_t i = 0; i < c->nextra; i++) {
+        const struct setting *s = &c->extra[i].s;
+        v[n++] = (struct conf_setting){c->extra[i].name, s->value, s->origin, s->line, NULL};
+    }
     *out = v;
     return n;
-}
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
-}
-
-static int by_origin(const void *a, const void *b)
-{
-    const struct named *x = a, *y = b;
-    const char *ox = x->s->origin ? x->s->origin : "", *oy = y->s->origin ? y->s->origin : "";
-    int cmp = strcmp(ox, oy);
-    if (cmp)
-        return cmp;
-    if (x->s->line != y->s->line)
-        return x->s->line < y->s->line ? -1 : 1;
-    return strcmp(x->name, y->name);
-}
-
-int conf_check(struct conf *c, struct strbuf *out)
-{
-    struct named *v;
-    size_t n = collect_set(c, &v);
-    qsort(v, n, sizeof *v, by_origin);
-    int errors = 0;
-    struct strbuf val = STRBUF_INIT, why = STRBUF_INIT, undef = STRBUF_INIT;
-    for (size_t i = 0; i < n; i++) {
-        const struct named *e = &v[i];
-        if (!e->p) {
-            put_where(out, e->s->origin, e->s->line);
-            sb_printf(out, "warning: unknown parameter %s\n", e->name);
-            continue;
-        }
-        if (conf_param_planned(e->name)) {
-            put_where(out, e->s->origin, e->s->line);
-            sb_printf(out, "warning: %s is accepted but has no effect in this version of tern\n", e->name);
-        }
-        sb_reset(&val);
-        sb_reset(&why);
-        sb_reset(&undef);
-        int rc = evaluate(c, e->p, e->s->value, &val, &why, &undef);
-        /* undef is "\nname\nname\n..." */
-        for (const char *u = sb_str(&undef); *u;) {
-            const char *nl = strchr(u, '\n');
-            size_t ulen = nl ? (size_t)(nl - u) : strlen(u);
-            if (ulen) {
-                put_where(out, e->s->origin, e->s->line);
-                sb_printf(out, "warning: %s: reference to undefined parameter $%.*s\n", e->name,
-                          (int)ulen, u);
-            }
-            u += ulen + (nl ? 1 : 0);
-        }
-        if (rc) {
-            put_where(out, e->s->origin, e->s->line);
-            sb_printf(out, "error: %s: %s\n", e->name, sb_str(&why));
-            if (errors < INT_MAX)
-                errors++;
-        }
-    }
-    free(v);
-    /* Defaults built from other parameters can break through a bad setting;
-     * report them so that every value a getter would fall back on is known. */
-    for (size_t i = 0; i < conf_params_count; i++) {
-        if (c->known[i].value)
-            continue;
-        sb_reset(&val);
-        sb_reset(&why);
-        if (evaluate(c, &conf_params[i], NULL, &val, &why, NULL) != 0) {
-            sb_printf(out, "error: %s: default value \"", conf_params[i].name);
-            conf_put_quoted(out, conf_params[i].def, strlen(conf_params[i].def), QUOTE_MAX);
-            sb_printf(out, "\": %s\n", sb_str(&why));
-            if (errors < INT_MAX)
-                errors++;
-        }
-    }
-    sb_free(&val);
-    sb_free(&why);
-    sb_free(&undef);
-    return errors;
-}
-
-static void print_setting(FILE *out, const char *name, const char *value)
-{
-    fprintf(out, "%s =%s%s\n", name, *value ? " " : "", value);
-}
-
-void conf_print_nondefault(const struct conf *c, FILE *out)
-{
-    struct named *v;
-    size_t n = collect_set(c, &v);
-    qsort(v, n, sizeof *v, by_name);
-    for (size_t i = 0; i < n; i++)
-        print_setting(out, v[i].name, v[i].s->value);
-    free(v);
-}
-
-void conf_print_all(const struct conf *c, FILE *out)
-{
-    for (size_t i = 0; i < conf_params_count; i++)
-        print_setting(out, conf_params[i].name, conf_raw(c, conf_params[i].name));
-}
-
-/* Writes text for roff: escapes backslashes and hyphens, and keeps a '.' or
- * '\'' at the start of a line from being read as a request. */
-static void roff_puts(FILE *out, const char *s)
-{
-    int line_start = 1;
-    for (; *s; s++) {
-        if (line_start && (*s == '.' || *s == '\''))
-            fputs("\\&", out);
-        if (*s == '\\')
-            fputs("\\e", out);
-        else if (*s == '-')
-            fputs("\\-", out);
-        else
-            fputc(*s, out);
-        line_start = *s == '\n';
-    }
-}
-
-static const char *unit_name(char unit)
-{
-    switch (unit) {
-    case 'm':
-        return "minutes";
-    case 'h':
-        return "hours";
-    case 'd':
-        return "days";
-    case 'w':
-        return "weeks";
-    }
-    return "seconds";
-}
-
-static void man_param(FILE *out, const struct conf_param *p)
-{
-    fputs(".TP\n.B ", out);
-    roff_puts(out, p->name);
-    fputs("\n(", out);
-    switch (p->type) {
-    case CONF_BOOL:
-        fputs("yes or no", out);
-        break;
-    case CONF_INT:
-        fprintf(out, "integer, %lld to %lld", p->min, p->max);
-        break;
-    case CONF_TIME:
-        fprintf(out, "time: a number with unit s, m, h, d or w; a bare number is in %s; "
-                     "%lld to %lld seconds",
-                unit_name(p->unit), p->min, p->max);
-        break;
-    case CONF_STR:
-        fputs(p->choices ? "one of " : "string", out);
-        break;
-    case CONF_LIST:
-        fputs(p->choices ? "list of " : "list", out);
-        break;
-    }
-    if (p->choices) {
-        for (const char *ch = p->choices; *ch; ch++)
-            if (*ch == '|')
-                fputs(", ", out);
-            else
-                fputc(*ch, out);
-    }
-    fputs("; default: ", out);
-    if (p->flags & (CONF_F_HOSTNAME | CONF_F_DOMAIN)) {
-        fputs("computed", out);
-    } else if (*p->def) {
-        fputs("\\fB", out);
-        roff_puts(out, p->def);
-        fputs("\\fR", out);
-    } else {
-        fputs("empty", out);
-    }
-    fputs(")\n.br\n", out);
-    roff_puts(out, p->doc);
-    if (conf_param_planned(p->name))
-        fputs(" \\fINot used yet:\\fR accepted so Postfix configurations load; it has no effect in this version.", out);
-    fputc('\n', out);
-}
-
-void conf_print_man(FILE *out)
-{
-    fputs(".\\\" Generated by `tern config man` from the parameter table; do not edit.\n"
-          ".TH TERN.CONF 5 \"\" \"Tern\" \"File Formats Manual\"\n"
-          ".SH NAME\n"
-          "tern.conf \\- Tern configuration parameters (main.cf)\n"
-          ".SH SYNOPSIS\n"
-          ".I config_directory\\fB/main.cf\\fR\n"
-          ".SH DESCRIPTION\n"
-          "Tern reads its parameters from main.cf in Postfix syntax, using Postfix\n"
-          "parameter names wherever the concept is the same.\n"
-          ".PP\n"
-          "Each setting is \\fIname\\fR \\fB=\\fR \\fIvalue\\fR.\n"
-          "A line that starts with whitespace continues the previous line.\n"
-          "Lines whose first non\\-blank character is \\fB#\\fR are comments;\n"
-          "a \\fB#\\fR later in a line is part of the value.\n"
-          "When a name is set twice, the later setting wins.\n"
-          ".PP\n"
-          "Values may refer to other parameters: \\fB$\\fR\\fIname\\fR,\n"
-          "\\fB${\\fR\\fIname\\fR\\fB}\\fR and \\fB$(\\fR\\fIname\\fR\\fB)\\fR\n"
-          "expand to its value;\n"
-          "\\fB${\\fR\\fIname\\fR\\fB?\\fR\\fItext\\fR\\fB}\\fR expands to \\fItext\\fR\n"
-          "when the value is not empty,\n"
-          "\\fB${\\fR\\fIname\\fR\\fB:\\fR\\fItext\\fR\\fB}\\fR when it is empty;\n"
-          "\\fB$$\\fR is a literal dollar sign.\n"
-          ".PP\n"
-          "Times are a number with a unit: \\fBs\\fR (seconds), \\fBm\\fR (minutes),\n"
-          "\\fBh\\fR (hours), \\fBd\\fR (days) or \\fBw\\fR (weeks).\n"
-          "Lists are separated by commas or whitespace.\n"
-          "Sizes are in bytes.\n"
-          ".PP\n"
-          "\\fBtern config check\\fR reports unknown parameters and invalid values\n"
-          "with their file and line.\n"
-          ".SH PARAMETERS\n",
-          out);
-    for (size_t i = 0; i < conf_params_count; i++)
-        man_param(out, &conf_params[i]);
-    fputs(".SH SEE ALSO\n"
-          "tern(8), postconf(5)\n",
-          out);
 }

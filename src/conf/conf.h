@@ -17,7 +17,12 @@
  * names (warnings) and values that do not parse for their type (errors).
  * The typed getters never fail: a bad value falls back to the default with a
  * single log_warn. Asking a getter for a name not in the table, or of the
- * wrong type, is a programming error (log_panic). */
+ * wrong type, is a programming error (log_panic).
+ *
+ * The module's files: conf.c (the struct conf, loading, expansion, getters),
+ * conf_lines.c (file and logical-line reading, shared with mastercf),
+ * conf_value.c (typed values, lists), conf_report.c (conf_check and the
+ * printers); conf_internal.h is what they share. */
 #ifndef TERN_CONF_CONF_H
 #define TERN_CONF_CONF_H
 

@@ -244,6 +244,7 @@ struct ipc_chan {
     ipc_handler handler;
     void *arg;
     struct out_packet *out_head, *out_tail;
+    size_t out_bytes;           /* queued, not yet sent */
     unsigned char *rbuf;
 };
 
@@ -311,6 +312,7 @@ static void chan_flush(struct ipc_chan *ch)
         ch->out_head = p->next;
         if (!ch->out_head)
             ch->out_tail = NULL;
+        ch->out_bytes -= p->len;
         free(p);
     }
 }
@@ -345,11 +347,19 @@ int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
     encode_wire(m, &w);
     if (w.len > IPC_MAX_MSG)
         log_panic("internal message too large (%zu bytes, type %u)", w.len, m->type);
+    /* A peer that never reads must not make us queue without bound. */
+    if (ch->out_bytes + w.len > IPC_MAX_QUEUED) {
+        sb_free(&w);
+        log_warn("internal peer on fd %d does not read its replies; closing", ch->fd);
+        chan_fail(ch);
+        return -1;
+    }
     struct out_packet *p = xmalloc(sizeof *p + w.len);
     p->next = NULL;
     p->len = w.len;
     memcpy(p->data, w.buf, w.len);
     sb_free(&w);
+    ch->out_bytes += p->len;
     if (ch->out_tail)
         ch->out_tail->next = p;
     else

@@ -23,6 +23,8 @@
 struct event_base;
 
 #define IPC_MAX_MSG 65536
+/* Output queued for a peer that does not read closes the channel beyond this. */
+#define IPC_MAX_QUEUED (32u * 1024 * 1024)
 
 struct ipc_msg {
     uint16_t type;

@@ -300,13 +300,20 @@ static void run_child(enum role role)
 static void child_start(enum role role)
 {
     struct child *c = &ms.children[role];
+    /* Signals stay blocked across fork() until the child has replaced the
+     * master's handlers (run_child unblocks them): one sent to the new pid
+     * meanwhile is then acted on, not swallowed by the master's handler. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     pid_t pid = fork();
+    if (pid == 0)
+        run_child(role);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         log_error("fork %s: %s", c->name, strerror(errno));
         return;
     }
-    if (pid == 0)
-        run_child(role);
     c->pid = pid;
     c->started = time(NULL);
     c->restart_now = 0;

@@ -34,6 +34,7 @@
 #include "deliver/maildir.h"
 #include "deliver/mbox.h"
 #include "deliver/resolve.h"
+#include "queue/queue_id.h"
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -152,7 +153,10 @@ static int tmp_fd(struct pending *p)
 
 static int new_dir_fd(struct pending *p)
 {
-    return open(maildir_new_dir(p->md), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    become_user(p->uid, p->gid);
+    int fd = open(maildir_new_dir(p->md), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    become_root();
+    return fd;
 }
 
 /* Runs fn once per distinct device among the live entries. */
@@ -281,8 +285,20 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
         w->list = shared;
         w->next = lc.waiting;
         lc.waiting = w;
+        /* The queue must know how old the data is: a sync that failed after
+         * the oldest file was written may have lost it. */
+        struct timespec oldest = {0, 0};
+        for (struct pending *p = shared; p; p = p->next) {
+            struct stat sb;
+            if (fstat(maildir_fd(p->md), &sb) == 0 &&
+                (!oldest.tv_sec || sb.st_mtim.tv_sec < oldest.tv_sec ||
+                 (sb.st_mtim.tv_sec == oldest.tv_sec && sb.st_mtim.tv_nsec < oldest.tv_nsec)))
+                oldest = sb.st_mtim;
+        }
         struct ipc_msg m;
         ipc_msg_init(&m, IPC_BARRIER, w->reqid);
+        ipc_msg_add_u64(&m, "written_s", (uint64_t)oldest.tv_sec);
+        ipc_msg_add_u64(&m, "written_ns", (uint64_t)oldest.tv_nsec);
         ipc_chan_send(queue, &m);
         ipc_msg_free(&m);
     }
@@ -297,6 +313,36 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
 static char *make_prepend(const char *sender, const char *rcpt)
 {
     return xasprintf("Return-Path: <%s>\nDelivered-To: %s\n", sender, rcpt);
+}
+
+/* The queue file named by a request, opened with the mail owner's rights:
+ * the request comes from an unprivileged process, so it may name only a
+ * regular file in queue/ or hold/, and root's rights are not lent to it. */
+static int open_queue_file(const char *path, const char *id)
+{
+    int ok = queue_id_valid(id);
+    if (ok) {
+        char *q = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_QUEUE, id);
+        char *h = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_HOLD, id);
+        ok = strcmp(path, q) == 0 || strcmp(path, h) == 0;
+        free(q);
+        free(h);
+    }
+    if (!ok) {
+        log_warn("refusing a delivery request for %s", path);
+        errno = EPERM;
+        return -1;
+    }
+    become_user(lc.rt->owner_uid, lc.rt->owner_gid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    become_root();
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    return fd;
 }
 
 static int in_spool(const char *path)
@@ -346,7 +392,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         }
         free(parent);
     }
-    int qfd = open(path, O_RDONLY | O_CLOEXEC);
+    int qfd = open_queue_file(path, id);
     if (qfd < 0) {
         deliver_error_errno(&err, errno, "cannot open queue file %s", id);
         reply_error(ch, m->reqid, &err);
@@ -400,8 +446,9 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
             if (!spool)
                 become_user(mb.uid, mb.gid);
             /* A mailbox locked by a mail reader must not hold up every other
-             * local delivery: wait briefly, then defer and retry later. */
-            static const struct mbox_lock_policy brief = {2000, 100, 300};
+             * local delivery (this loop serves them all): wait a moment, then
+             * defer and retry later. */
+            static const struct mbox_lock_policy brief = {250, 50, 300};
             rc = mbox_deliver_with_policy(mb.path, spool && lc.is_root ? mb.uid : (uid_t)-1,
                                           spool && lc.is_root ? mb.gid : (gid_t)-1, &in, &brief, &err);
             become_root();

@@ -212,6 +212,13 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
             close(fd);
             return -1;
         }
+        /* Written with root's rights for a given owner: the file opened must
+         * be that owner's, not one another user planted in a shared spool. */
+        if (uid != (uid_t)-1 && st.st_uid != uid) {
+            deliver_error_set(err, 1, "4.2.0", "mailbox %s is not owned by uid %u", path, (unsigned)uid);
+            close(fd);
+            return -1;
+        }
         return fd;
     }
     deliver_error_set(err, 1, "4.2.0", "mailbox %s keeps changing while being opened", path);

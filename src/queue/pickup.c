@@ -163,13 +163,25 @@ static void add_rcpt_unique(struct qf_message *m, const char *addr)
 
 static void pickup_file(const char *name)
 {
-    int fd = openat(pk.maildrop_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
+    /* Any local user can put anything here: a FIFO must not block the
+     * queue (O_NONBLOCK), and a file larger than a message can be is
+     * refused before it is read. */
+    int fd = openat(pk.maildrop_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            move_aside(name, "a symbolic link");
         return;
+    }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
         move_aside(name, "not a regular file");
+        return;
+    }
+    uint64_t most = MAILDROP_MAX_ENVELOPE + (pk.message_size_limit ? 2 * pk.message_size_limit : 0);
+    if (pk.message_size_limit && (uint64_t)sb.st_size > most) {
+        close(fd);
+        move_aside(name, "larger than message_size_limit allows");
         return;
     }
     FILE *f = fdopen(fd, "r");
@@ -234,7 +246,10 @@ static void pickup_file(const char *name)
     smtp_data_init(&dec, SMTP_DATA_BDAT, 0);
     static char in[65536], out[2 * 65536 + 2];
     size_t n;
-    while ((n = fread(in, 1, sizeof in, f)) > 0) {
+    uint64_t total = 0;
+    /* The size was checked above; a file still growing is read no further. */
+    while (total <= most && (n = fread(in, 1, sizeof in, f)) > 0) {
+        total += n;
         size_t outlen;
         smtp_data_decode(&dec, in, n, out, &outlen);
         cleanup_write(cl, out, outlen);

@@ -3,13 +3,14 @@
  * The only process that changes the spool (through queue_store). It
  *  - takes commits from smtpd over private/queue and answers once durable;
  *  - picks up `sendmail` submissions from maildrop/ (pickup.c);
- *  - schedules every open recipient at once on arrival, expands aliases,
- *    hands local recipients to the local delivery agent over
+ *  - schedules every open recipient at once on arrival, expands aliases
+ *    (qmgr_expand.c), hands local recipients to the local delivery agent over
  *    private/local, records each result in the queue file, retries
  *    temporary failures with exponential backoff between
  *    minimal_backoff_time and maximal_backoff_time, and gives up after
  *    maximal_queue_lifetime;
- *  - answers `tern queue` / `mailq` over public/qmgr.
+ *  - answers `tern queue` / `mailq` over public/qmgr (qmgr_control.c,
+ *    through the message table of qmgr_internal.h).
  * Runs unprivileged (mail_owner). */
 #include "queue/qmgr.h"
 
@@ -31,24 +32,15 @@
 #include "deliver/resolve.h"
 #include "maps/aliases.h"
 #include "queue/pickup.h"
+#include "queue/qmgr_control.h"
+#include "queue/qmgr_expand.h"
+#include "queue/qmgr_internal.h"
 #include "queue/queue_id.h"
 #include "queue/queue_store.h"
 #include "util/log.h"
 #include "util/mem.h"
 
 #define QMSG_HASH_SIZE 4096
-
-struct qmsg {
-    struct qmsg *hnext;
-    struct qf_message m;
-    enum store_place place;
-    unsigned inflight;
-    int deleted;
-    int64_t active_us;          /* when the queue manager took it */
-    unsigned char *rcpt_busy;   /* per recipient: a delivery is in flight */
-    size_t rcpt_busy_cap;
-    struct event *timer;
-};
 
 struct delivery {
     struct delivery *next;
@@ -75,11 +67,9 @@ static struct {
     uint32_t next_reqid;
     long long min_backoff, max_backoff, max_lifetime;
     char *myhostname;
-    struct event *listen_ev, *cli_ev, *pickup_timer;
+    struct event *listen_ev, *pickup_timer;
     int stopping;
 } qm;
-
-static void qmsg_schedule(struct qmsg *q);
 
 static int64_t now_us(void)
 {
@@ -98,12 +88,31 @@ static unsigned id_hash(const char *id)
     return h % QMSG_HASH_SIZE;
 }
 
-static struct qmsg *qmsg_find(const char *id)
+struct qmsg *qmsg_find(const char *id)
 {
     for (struct qmsg *q = qm.hash[id_hash(id)]; q; q = q->hnext)
         if (strcmp(q->m.id, id) == 0)
             return q;
     return NULL;
+}
+
+static int cmp_qmsg(const void *a, const void *b)
+{
+    const struct qmsg *x = *(const struct qmsg *const *)a, *y = *(const struct qmsg *const *)b;
+    return strcmp(x->m.id, y->m.id);
+}
+
+struct qmsg **qmsg_sorted(size_t *n)
+{
+    struct qmsg **v = xcalloc(qm.nmsgs + 1, sizeof *v);
+    size_t k = 0;
+    for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
+        for (struct qmsg *q = qm.hash[h]; q; q = q->hnext)
+            if (!q->deleted)
+                v[k++] = q;
+    qsort(v, k, sizeof *v, cmp_qmsg);
+    *n = k;
+    return v;
 }
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
@@ -302,8 +311,6 @@ static int local_connect(void)
     return 0;
 }
 
-static void finish_if_done(struct qmsg *q);
-
 /* Arms the message's retry timer for its earliest deferred recipient. A
  * deferral can come back from the local delivery agent long after
  * qmsg_schedule() ran, so every place that defers calls this. */
@@ -342,7 +349,7 @@ static void delivery_done(struct delivery *d, const char *status, const char *ds
     free(d->dsn);
     free(d->text);
     free(d);
-    finish_if_done(q);
+    qmsg_finish_if_done(q);
 }
 
 static void dispatch_waiting(void);
@@ -396,7 +403,10 @@ static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         struct barrier_ctx *b = xcalloc(1, sizeof *b);
         b->reqid = m->reqid;
         b->local_gen = qm.local_gen;
-        store_barrier(local_barrier_done, b);
+        /* without a time, assume the data is as old as it can be */
+        struct timespec written = {(time_t)ipc_msg_get_u64(m, "written_s", 1),
+                                   (long)ipc_msg_get_u64(m, "written_ns", 0) % 1000000000L};
+        store_barrier_since(written, local_barrier_done, b);
         return;
     }
     struct delivery **pp = &qm.deliveries;
@@ -487,143 +497,28 @@ static void dispatch_waiting(void)
                 deliver_local(q, w->idx);
                 arm_retry(q); /* deliver_local may defer at once */
             }
-            finish_if_done(q);
+            qmsg_finish_if_done(q);
         }
         free(w);
     }
-}
-
-/* The flattened result of one recipient's alias expansion. An address
- * target in one of our domains is looked up again, as Postfix's local agent
- * does with the recipient it becomes (bare names alias_expand has already
- * followed). Each local name is followed once: a loop ends in that name's
- * own mailbox, as "bob: bob" does. */
-struct expansion {
-    struct alias_target *t;     /* value: the recipient address, or |cmd etc. */
-    size_t n, cap;
-    char **seen;
-    size_t nseen, seen_cap;
-    int temporary;
-    char *error;
-};
-
-static int expansion_seen(struct expansion *e, const char *user)
-{
-    for (size_t i = 0; i < e->nseen; i++)
-        if (strcmp(e->seen[i], user) == 0)
-            return 1;
-    e->seen = xgrow(e->seen, &e->seen_cap, e->nseen + 1, sizeof *e->seen);
-    e->seen[e->nseen++] = xstrdup(user);
-    return 0;
-}
-
-static void expansion_free(struct expansion *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        free(e->t[i].value);
-    free(e->t);
-    for (size_t i = 0; i < e->nseen; i++)
-        free(e->seen[i]);
-    free(e->seen);
-    free(e->error);
-}
-
-static int flatten(struct map_list *aliases, const struct alias_result *res, const char *domain,
-                   struct expansion *e, int depth)
-{
-    for (size_t i = 0; i < res->n; i++) {
-        const struct alias_target *t = &res->t[i];
-        if (t->type == ALIAS_ADDRESS && resolver_class(qm.resolver, t->value) == RESOLVE_LOCAL) {
-            char *user = resolver_local_user(qm.resolver, t->value);
-            if (!expansion_seen(e, user)) {
-                struct alias_result sub;
-                memset(&sub, 0, sizeof sub);
-                int rc = depth < ALIAS_MAX_DEPTH ? alias_expand(aliases, user, &sub) : 1;
-                if (rc == 0) {
-                    char *local, *dom;
-                    resolve_split(t->value, &local, &dom);
-                    rc = flatten(aliases, &sub, dom ? dom : domain, e, depth + 1);
-                    free(local);
-                    free(dom);
-                } else if (rc < 0) {
-                    e->temporary = sub.temporary;
-                    e->error = xstrdup(sub.error ? sub.error : "alias expansion failed");
-                }
-                alias_result_free(&sub);
-                free(user);
-                if (rc < 0)
-                    return -1;
-                if (rc == 0)
-                    continue;
-            } else {
-                free(user);
-            }
-        }
-        char *value;
-        if (t->type == ALIAS_LOCAL_USER)
-            value = xasprintf("%s@%s", t->value, domain);
-        else if (t->type == ALIAS_ADDRESS)
-            value = xstrdup(t->value);
-        else
-            value = xasprintf("%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
-                              t->value);
-        int dup = 0;
-        for (size_t k = 0; k < e->n && !dup; k++)
-            dup = e->t[k].type == t->type && strcmp(e->t[k].value, value) == 0;
-        if (dup) {
-            free(value);
-            continue;
-        }
-        if (e->n >= ALIAS_MAX_TARGETS) {
-            free(value);
-            e->error = xstrdup("alias expansion has too many targets");
-            return -1;
-        }
-        e->t = xgrow(e->t, &e->cap, e->n + 1, sizeof *e->t);
-        e->t[e->n].type = t->type;
-        e->t[e->n].value = value;
-        e->n++;
-    }
-    return 0;
 }
 
 /* Alias expansion of a local recipient: the targets become recipients of
  * their own, recorded in the queue file, so each has its own progress. */
 static int expand_aliases(struct qmsg *q, size_t idx)
 {
-    struct map_list *aliases = resolver_aliases(qm.resolver);
-    if (!aliases)
-        return 1;
-    char *user = resolver_local_user(qm.resolver, q->m.rcpts[idx].addr);
-    struct alias_result res;
-    memset(&res, 0, sizeof res);
-    int rc = alias_expand(aliases, user, &res);
+    struct qmgr_expansion e;
+    int rc = qmgr_expand(qm.resolver, q->m.rcpts[idx].addr, qm.myhostname, &e);
     if (rc == 1) {
-        alias_result_free(&res);
-        free(user);
+        qmgr_expansion_free(&e);
         return 1;
     }
-    struct expansion e;
-    memset(&e, 0, sizeof e);
-    if (rc < 0) {
-        e.temporary = res.temporary;
-        e.error = xstrdup(res.error ? res.error : "alias expansion failed");
-    } else {
-        char *local, *domain;
-        resolve_split(q->m.rcpts[idx].addr, &local, &domain);
-        expansion_seen(&e, user);
-        rc = flatten(aliases, &res, domain ? domain : qm.myhostname, &e, 1);
-        free(local);
-        free(domain);
-    }
-    free(user);
-    alias_result_free(&res);
     if (rc < 0) {
         if (e.temporary)
             rcpt_deferred(q, idx, "local", 0, "4.3.0", e.error);
         else
             rcpt_bounced(q, idx, "local", 0, "5.4.6", e.error);
-        expansion_free(&e);
+        qmgr_expansion_free(&e);
         return 0;
     }
     for (size_t i = 0; i < e.n; i++) {
@@ -643,7 +538,7 @@ static int expand_aliases(struct qmsg *q, size_t idx)
             rcpt_bounced(q, nidx, "local", 0, "5.3.0",
                          "delivery to commands, files and :include: lists in aliases is not supported yet");
     }
-    expansion_free(&e);
+    qmgr_expansion_free(&e);
     set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias");
     record(q, idx);
     return 0;
@@ -667,7 +562,7 @@ static void route(struct qmsg *q, size_t idx)
         deliver_local(q, idx);
 }
 
-static void finish_if_done(struct qmsg *q)
+void qmsg_finish_if_done(struct qmsg *q)
 {
     if (q->inflight)
         return;
@@ -686,7 +581,7 @@ static void finish_if_done(struct qmsg *q)
     qmsg_free(q);
 }
 
-static void qmsg_schedule(struct qmsg *q)
+void qmsg_schedule(struct qmsg *q)
 {
     if (q->deleted || q->place != STORE_QUEUE)
         return;
@@ -700,7 +595,7 @@ static void qmsg_schedule(struct qmsg *q)
             route(q, i);
     }
     arm_retry(q);
-    finish_if_done(q);
+    qmsg_finish_if_done(q);
 }
 
 /* ---------- commits from smtpd and pickup ---------- */
@@ -724,8 +619,6 @@ static struct qmsg *accept_message(struct qf_message *m)
 struct conn {
     struct conn *next;
     struct ipc_chan *ch;
-    int is_cli;
-    uid_t uid;
 };
 static struct conn *conns;
 
@@ -767,173 +660,6 @@ void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
     store_commit(id, commit_done, cc);
 }
 
-/* ---------- queue commands (tern queue, mailq, sendmail) ---------- */
-
-static void send_done(struct ipc_chan *ch, uint32_t reqid, const char *status, const char *text)
-{
-    struct ipc_msg r;
-    ipc_msg_init(&r, IPC_DONE, reqid);
-    ipc_msg_add(&r, "status", status);
-    ipc_msg_add(&r, "text", text);
-    ipc_chan_send(ch, &r);
-    ipc_msg_free(&r);
-}
-
-static int cmp_qmsg(const void *a, const void *b)
-{
-    const struct qmsg *x = *(const struct qmsg *const *)a, *y = *(const struct qmsg *const *)b;
-    return strcmp(x->m.id, y->m.id);
-}
-
-static struct qmsg **sorted_messages(size_t *n)
-{
-    struct qmsg **v = xcalloc(qm.nmsgs + 1, sizeof *v);
-    size_t k = 0;
-    for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
-        for (struct qmsg *q = qm.hash[h]; q; q = q->hnext)
-            if (!q->deleted)
-                v[k++] = q;
-    qsort(v, k, sizeof *v, cmp_qmsg);
-    *n = k;
-    return v;
-}
-
-static void cli_list(struct ipc_chan *ch, uint32_t reqid)
-{
-    size_t n;
-    struct qmsg **v = sorted_messages(&n);
-    for (size_t i = 0; i < n; i++) {
-        struct qmsg *q = v[i];
-        struct ipc_msg r;
-        ipc_msg_init(&r, IPC_QUEUE_LIST_ITEM, reqid);
-        ipc_msg_add(&r, "id", q->m.id);
-        ipc_msg_add(&r, "flag", q->place == STORE_HOLD ? "!" : q->inflight ? "*" : "");
-        ipc_msg_add_u64(&r, "size", q->m.content_length);
-        ipc_msg_add_u64(&r, "arrival", (uint64_t)(q->m.arrival_us / 1000000));
-        ipc_msg_add(&r, "sender", q->m.sender);
-        size_t k = 0;
-        for (size_t j = 0; j < q->m.nrcpt && r.body.len < IPC_MAX_MSG - 2048; j++) {
-            struct qf_rcpt *rc = &q->m.rcpts[j];
-            if (rc->state != QF_PENDING && rc->state != QF_DEFERRED)
-                continue;
-            char key[32];
-            snprintf(key, sizeof key, "rcpt%zu", k);
-            ipc_msg_add(&r, key, rc->addr);
-            snprintf(key, sizeof key, "reason%zu", k);
-            ipc_msg_add(&r, key, rc->state == QF_DEFERRED ? rc->reason : "");
-            k++;
-        }
-        ipc_msg_add_u64(&r, "nrcpt", k);
-        ipc_chan_send(ch, &r);
-        ipc_msg_free(&r);
-    }
-    free(v);
-    send_done(ch, reqid, "ok", "");
-}
-
-static int cli_privileged(const struct conn *c)
-{
-    return c->uid == 0 || c->uid == getuid();
-}
-
-static void flush_one(struct qmsg *q)
-{
-    for (size_t i = 0; i < q->m.nrcpt; i++)
-        if (q->m.rcpts[i].state == QF_DEFERRED)
-            q->m.rcpts[i].next_try = 0;
-    qmsg_schedule(q);
-}
-
-static int cli_apply(int type, struct qmsg *q)
-{
-    switch (type) {
-    case IPC_QUEUE_DELETE:
-        if (store_remove(q->m.id, q->place) != 0 && errno != ENOENT)
-            return -1;
-        log_info("%s: removed (deleted by the administrator)", q->m.id);
-        q->deleted = 1;
-        evtimer_del(q->timer);
-        finish_if_done(q);
-        return 0;
-    case IPC_QUEUE_HOLD:
-        if (q->place == STORE_HOLD)
-            return 0;
-        if (store_move(q->m.id, STORE_QUEUE, STORE_HOLD) != 0)
-            return -1;
-        q->place = STORE_HOLD;
-        evtimer_del(q->timer);
-        log_info("%s: placed on hold", q->m.id);
-        return 0;
-    case IPC_QUEUE_RELEASE:
-        if (q->place != STORE_HOLD)
-            return 0;
-        if (store_move(q->m.id, STORE_HOLD, STORE_QUEUE) != 0)
-            return -1;
-        q->place = STORE_QUEUE;
-        log_info("%s: released from hold", q->m.id);
-        flush_one(q);
-        return 0;
-    }
-    return -1;
-}
-
-static void cli_request(struct conn *c, struct ipc_msg *m)
-{
-    switch (m->type) {
-    case IPC_QUEUE_LIST:
-        cli_list(c->ch, m->reqid);
-        return;
-    case IPC_PICKUP:
-        pickup_scan();
-        send_done(c->ch, m->reqid, "ok", "");
-        return;
-    case IPC_QUEUE_FLUSH: {
-        size_t n;
-        struct qmsg **v = sorted_messages(&n);
-        for (size_t i = 0; i < n; i++)
-            flush_one(v[i]);
-        free(v);
-        pickup_scan();
-        send_done(c->ch, m->reqid, "ok", "queue flushed");
-        return;
-    }
-    case IPC_QUEUE_DELETE:
-    case IPC_QUEUE_HOLD:
-    case IPC_QUEUE_RELEASE: {
-        if (!cli_privileged(c)) {
-            send_done(c->ch, m->reqid, "denied", "permission denied");
-            return;
-        }
-        const char *id = ipc_msg_get(m, "id");
-        if (!id) {
-            send_done(c->ch, m->reqid, "error", "no queue id given");
-            return;
-        }
-        int count = 0, failed = 0;
-        if (strcmp(id, "ALL") == 0) {
-            size_t n;
-            struct qmsg **v = sorted_messages(&n);
-            for (size_t i = 0; i < n; i++)
-                cli_apply(m->type, v[i]) == 0 ? count++ : failed++;
-            free(v);
-        } else {
-            struct qmsg *q = qmsg_find(id);
-            if (!q || q->deleted) {
-                send_done(c->ch, m->reqid, "notfound", id);
-                return;
-            }
-            cli_apply(m->type, q) == 0 ? count++ : failed++;
-        }
-        char text[64];
-        snprintf(text, sizeof text, "%d", count);
-        send_done(c->ch, m->reqid, failed ? "error" : "ok", text);
-        return;
-    }
-    default:
-        send_done(c->ch, m->reqid, "error", "unknown request");
-    }
-}
-
 static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
     struct conn *c = arg;
@@ -947,16 +673,12 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         free(c);
         return;
     }
-    if (!c->is_cli && m->type == IPC_COMMIT) {
+    if (m->type == IPC_COMMIT) {
         const char *id = ipc_msg_get(m, "id");
         struct commit_ctx *cc = xcalloc(1, sizeof *cc);
         cc->ch = ch;
         cc->reqid = m->reqid;
         store_commit(id ? id : "", commit_done, cc);
-        return;
-    }
-    if (c->is_cli) {
-        cli_request(c, m);
         return;
     }
     log_error("unexpected message type %u on the queue socket", m->type);
@@ -965,18 +687,12 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
-    int is_cli = arg != NULL;
+    (void)arg;
     for (int i = 0; i < 16; i++) {
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0)
             return;
         struct conn *c = xcalloc(1, sizeof *c);
-        c->is_cli = is_cli;
-        struct ucred cred;
-        socklen_t len = sizeof cred;
-        c->uid = (uid_t)-1;
-        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-            c->uid = cred.uid;
         c->ch = ipc_chan_new(qm.base, cfd, conn_message, c);
         c->next = conns;
         conns = c;
@@ -1044,8 +760,7 @@ int qmgr_main(struct runtime *rt)
 
     qm.listen_ev = event_new(qm.base, rt->queue_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_add(qm.listen_ev, NULL);
-    qm.cli_ev = event_new(qm.base, rt->qmgr_listen_fd, EV_READ | EV_PERSIST, on_accept, (void *)1);
-    event_add(qm.cli_ev, NULL);
+    qmgr_control_start(qm.base, rt->qmgr_listen_fd);
     int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     struct event *sigev[3];
     for (int i = 0; i < 3; i++) {
@@ -1058,7 +773,7 @@ int qmgr_main(struct runtime *rt)
     event_add(qm.pickup_timer, &tv);
 
     size_t n;
-    struct qmsg **v = sorted_messages(&n);
+    struct qmsg **v = qmsg_sorted(&n);
     for (size_t i = 0; i < n; i++)
         qmsg_schedule(v[i]);
     free(v);
@@ -1070,7 +785,7 @@ int qmgr_main(struct runtime *rt)
         event_free(sigev[i]);
     event_free(qm.pickup_timer);
     event_free(qm.listen_ev);
-    event_free(qm.cli_ev);
+    qmgr_control_stop();
     pickup_shutdown();
     store_close();
     while (conns) {

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/runtime.h"
@@ -25,6 +27,7 @@ struct sync_req {
     enum req_kind kind;
     char id[QUEUE_ID_LEN + 1];
     int fd;                     /* fsync mode: the committed file */
+    struct timespec written;    /* last change of the data this request covers */
     int ok;
     int err;
     struct qf_message m;
@@ -45,6 +48,7 @@ static struct {
     struct sync_req *pending, *pending_tail;
     struct sync_req *done, *done_tail;
     int stop;
+    struct timespec last_failure;  /* when a sync last reported an error (under mu) */
     int event_fd;
     struct event *done_ev;
 } st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1,
@@ -71,6 +75,11 @@ int store_incoming_dirfd(void)
 }
 
 /* ---------- the sync thread ---------- */
+
+static int timespec_after(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
 
 static void *sync_thread(void *unused)
 {
@@ -126,11 +135,23 @@ static void *sync_thread(void *unused)
                 err = errno;
             }
         }
+        /* A write-back error is reported once, to whichever sync comes
+         * next, which may be an earlier batch's: so a file changed before a
+         * failed sync ended is never called durable by a later one. */
+        struct timespec failed_at;
+        pthread_mutex_lock(&st.mu);
+        if (rc != 0)
+            clock_gettime(CLOCK_REALTIME, &st.last_failure);
+        failed_at = st.last_failure;
+        pthread_mutex_unlock(&st.mu);
         struct sync_req *last = batch;
         for (struct sync_req *r = batch; r; r = r->next) {
             if (rc != 0) {
                 r->ok = 0;
                 r->err = err;
+            } else if (r->ok && failed_at.tv_sec && !timespec_after(&r->written, &failed_at)) {
+                r->ok = 0;
+                r->err = EIO;
             }
             last = r;
         }
@@ -239,6 +260,7 @@ int store_open(struct event_base *base, const char *queue_dir, int use_syncfs)
     st.done_ev = event_new(base, st.event_fd, EV_READ | EV_PERSIST, on_sync_done, NULL);
     event_add(st.done_ev, NULL);
     st.stop = 0;
+    st.last_failure = (struct timespec){0, 0};
     if (pthread_create(&st.thread, NULL, sync_thread, NULL) != 0)
         return -1;
     st.thread_started = 1;
@@ -401,6 +423,12 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
         return;
     }
+    /* The file's last change: a sync failure after it voids the commit. */
+    struct stat fst;
+    if (fstat(fd, &fst) == 0)
+        r->written = fst.st_mtim;
+    else
+        clock_gettime(CLOCK_REALTIME, &r->written);
     if (fs_renameat(st.incoming_fd, id, st.queue_fd, id) != 0) {
         int e = errno;
         log_warn("%s: rename into queue/: %s", id, strerror(e));
@@ -420,9 +448,17 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
 
 void store_barrier(void (*cb)(void *arg, int ok), void *arg)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    store_barrier_since(now, cb, arg);
+}
+
+void store_barrier_since(struct timespec written, void (*cb)(void *arg, int ok), void *arg)
+{
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_BARRIER;
     r->fd = -1;
+    r->written = written;
     r->ok = 1;
     r->barrier_cb = cb;
     r->arg = arg;

@@ -30,6 +30,10 @@
  * between steps 3 and 4 (or media damage): it is moved to corrupt/ and
  * logged, never silently deleted.
  *
+ * A write-back error is reported by the kernel once, to whichever sync runs
+ * next; so every commit (and barrier) remembers when its data last changed,
+ * and is failed if any sync failed after that.
+ *
  * Syncs are shared: commits that arrive while a sync runs wait for the next
  * one, so N concurrent messages cost one sync, not N (group commit). The
  * sync runs in a thread; results come back to the event loop.
@@ -38,6 +42,7 @@
 #define TERN_QUEUE_STORE_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "queue/queue_file.h"
 
@@ -62,6 +67,9 @@ void store_commit(const char *id, store_commit_cb cb, void *arg);
  * relies on this for Maildirs on the spool's file system); with
  * queue_sync_method = fsync only queue/ and the files committed with it. */
 void store_barrier(void (*cb)(void *arg, int ok), void *arg);
+/* The same for data last changed at `written`: ok is 0 if any sync failed
+ * after that (the failure may have concerned that data). */
+void store_barrier_since(struct timespec written, void (*cb)(void *arg, int ok), void *arg);
 /* Directory fd of incoming/ for writers in this process (pickup). */
 int store_incoming_dirfd(void);
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,6 +53,9 @@ static struct pending_commit *pending;
 static uint32_t next_reqid = 1;
 static int draining;
 static struct event *drain_timer;
+static int accept_paused;
+static struct event *resume_timer;
+static unsigned max_sessions;
 
 int smtpd_incoming_dirfd(void)
 {
@@ -158,8 +162,46 @@ static void maybe_exit(void)
         event_base_loopexit(smtpd_base, NULL);
 }
 
+/* Accepting pauses when the process is out of descriptors or at its session
+ * limit (a session needs its socket and, during DATA, a queue file), instead
+ * of spinning on a listener that stays readable. */
+static void pause_accepting(int seconds)
+{
+    if (accept_paused)
+        return;
+    accept_paused = 1;
+    for (size_t i = 0; i < nlisteners; i++)
+        if (listeners[i].ev)
+            event_del(listeners[i].ev);
+    if (seconds > 0) {
+        struct timeval tv = {seconds, 0};
+        evtimer_add(resume_timer, &tv);
+    }
+}
+
+static void resume_accepting(void)
+{
+    if (!accept_paused || draining)
+        return;
+    accept_paused = 0;
+    evtimer_del(resume_timer);
+    for (size_t i = 0; i < nlisteners; i++)
+        if (listeners[i].ev)
+            event_add(listeners[i].ev, NULL);
+}
+
+static void on_resume_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    resume_accepting();
+}
+
 void smtpd_session_closed(void)
 {
+    if (smtp_sessions_count() < max_sessions)
+        resume_accepting();
     maybe_exit();
 }
 
@@ -168,12 +210,22 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct smtpd_listener *l = arg;
     for (int i = 0; i < 64; i++) {
+        if (smtp_sessions_count() >= max_sessions) {
+            log_warn("%u sessions: the limit for this process; not accepting more for now",
+                     smtp_sessions_count());
+            pause_accepting(0);
+            return;
+        }
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof ss;
         int cfd = accept4(fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("accept on %s: %s; pausing for a second", l->set.service, strerror(errno));
+                pause_accepting(1);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
                 log_warn("accept on %s: %s", l->set.service, strerror(errno));
+            }
             return;
         }
         smtp_session_start(smtpd_base, &l->set, cfd, (struct sockaddr *)&ss, sslen);
@@ -237,6 +289,15 @@ int smtpd_main(struct runtime *rt)
     if (!resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
 
+    /* Descriptors: a session holds its socket and, while receiving, its
+     * queue file; keep some for logs, IPC and lookups. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max && rl.rlim_cur < 65536) {
+        rl.rlim_cur = rl.rlim_max < 65536 ? rl.rlim_max : 65536;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    max_sessions = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 200 ? (unsigned)((rl.rlim_cur - 64) / 2) : 64;
+    resume_timer = evtimer_new(smtpd_base, on_resume_timer, NULL);
     nlisteners = rt->nlisteners;
     listeners = xcalloc(nlisteners ? nlisteners : 1, sizeof *listeners);
     for (size_t i = 0; i < nlisteners; i++) {
@@ -267,6 +328,7 @@ int smtpd_main(struct runtime *rt)
     fail_all_pending();
     if (drain_timer)
         event_free(drain_timer);
+    event_free(resume_timer);
     resolver_free(resolver);
     close(incoming_dirfd);
     event_base_free(smtpd_base);

@@ -213,22 +213,21 @@ def test_local_agent_killed_during_a_delivery(tern_instance):
     tern = tern_instance
     tern.write_config(home_mailbox="Mailbox")
     tern.start()
-    home = tern.mail_dir / "alice"
-    home.mkdir(parents=True)
-    lock = home / "Mailbox.lock"
-    lock.write_bytes(b"")           # a mail reader holds the mailbox: delivery waits for it
-    assert tern.cli("sendmail", "alice@localhost", input=b"Subject: locked\n\nbody\n").returncode == 0
+    # a first delivery connects the queue to this local agent
+    assert tern.cli("sendmail", "alice@localhost", input=b"Subject: first\n\nbody\n").returncode == 0
+    tern.wait_log("status=sent (delivered to mailbox)")
+    local = [p for p in children(tern.proc.pid) if uid_of(p) == 0][0]
+    os.kill(local, signal.SIGSTOP)  # the next request reaches it, but is never answered
+    assert tern.cli("sendmail", "alice@localhost", input=b"Subject: in flight\n\nbody\n").returncode == 0
     tern.wait_log("(queue active)")
     time.sleep(0.5)
-    local = [p for p in children(tern.proc.pid) if uid_of(p) == 0][0]
     os.kill(local, signal.SIGKILL)
     log = tern.wait_log("status=deferred (local delivery agent failed)")
     assert "to=<alice@localhost>, relay=local" in log
-    lock.unlink()
-    tern.wait_log("status=sent (delivered to mailbox)", timeout=8)
-    data = (home / "Mailbox").read_bytes()
-    assert data.startswith(b"From root@example.test ") and b"\nSubject: locked\n" in data
-    tern.wait_log(": removed")
+    tern.wait_log("status=sent (delivered to mailbox)", timeout=8, count=2)
+    data = (tern.mail_dir / "alice" / "Mailbox").read_bytes()
+    assert data.startswith(b"From root@example.test ") and b"\nSubject: in flight\n" in data
+    tern.wait_log(": removed", count=2)
 
 
 def test_killed_queue_process_is_restarted_and_recovers(tern):

@@ -675,10 +675,17 @@ static void test_create_owner(void **state)
     assert_int_equal(st.st_uid, 4321);
     assert_int_equal(st.st_gid, 4322);
     assert_int_equal(st.st_mode & 07777, 0600);
-    /* an existing mailbox keeps its owner */
-    assert_int_equal(mbox_deliver(fx->mbox, 1234, 1234, &in, &err), 0);
+    /* the owner's next message goes in */
+    assert_int_equal(mbox_deliver(fx->mbox, 4321, 4322, &in, &err), 0);
+    /* a mailbox owned by someone else is refused (temporarily), untouched */
+    assert_int_equal(stat(fx->mbox, &st), 0);
+    off_t size = st.st_size;
+    assert_int_equal(mbox_deliver(fx->mbox, 1234, 1234, &in, &err), -1);
+    assert_true(err.temporary);
+    assert_non_null(strstr(err.text, "is not owned by uid 1234"));
     assert_int_equal(stat(fx->mbox, &st), 0);
     assert_int_equal(st.st_uid, 4321);
+    assert_int_equal(st.st_size, size);
 }
 
 int main(void)

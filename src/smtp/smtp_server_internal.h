@@ -1,0 +1,126 @@
+/* smtp_server_internal: the SMTP session shared by the files of the
+ * smtp_server module. Private to them (smtp_server.c, smtp_server_cmd.c,
+ * smtp_server_content.c); smtpd.c and everything else use smtp_server.h.
+ *
+ *   smtp_server.c         the session: settings, replies, reading input,
+ *                         events, start and end;
+ *   smtp_server_cmd.c     the command table and the command handlers;
+ *   smtp_server_content.c message content: DATA and BDAT bytes through
+ *                         smtp_data and cleanup into a queue file, then the
+ *                         commit to the queue.
+ *
+ * All of it runs on the smtpd event loop thread. */
+#ifndef TERN_SMTP_SERVER_INTERNAL_H
+#define TERN_SMTP_SERVER_INTERNAL_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+
+#include "queue/queue_file.h"
+#include "queue/queue_id.h"
+#include "smtp/smtp_cmd.h"
+#include "smtp/smtp_data.h"
+#include "smtp/smtp_server.h"
+
+struct bufferevent;
+struct cleanup;
+struct event;
+struct event_base;
+struct qf_writer;
+
+enum session_state {
+    SS_INIT,        /* greeted, no HELO/EHLO yet */
+    SS_READY,       /* HELO/EHLO done, no transaction */
+    SS_MAIL,        /* MAIL accepted */
+    SS_RCPT,        /* at least one RCPT accepted */
+    SS_DATA,        /* reading DATA content */
+    SS_BDAT,        /* reading the bytes of a BDAT chunk */
+    SS_BDAT_WAIT,   /* between BDAT chunks */
+    SS_COMMIT,      /* waiting for the queue to make the message durable */
+    SS_CLOSING,     /* final reply queued; close once written */
+};
+
+/* Counters for the Postfix-style disconnect line, in its order. */
+enum counter {
+    CNT_EHLO, CNT_HELO, CNT_STARTTLS, CNT_AUTH, CNT_MAIL, CNT_RCPT, CNT_BDAT, CNT_DATA, CNT_RSET,
+    CNT_NOOP, CNT_VRFY, CNT_EXPN, CNT_HELP, CNT_QUIT, CNT_UNKNOWN, CNT_MAX
+};
+
+struct smtp_session {
+    struct smtp_session *next, *prev;
+    struct event_base *base;
+    const struct smtpd_settings *set;
+    struct bufferevent *bev;
+    enum session_state state;
+    char client_addr[INET6_ADDRSTRLEN];
+    char client_name[256];
+    char client_port[8];
+    int is_local;               /* mynetworks: header completion, relay */
+    char *helo;
+    int esmtp;
+    struct smtp_ext ext;        /* what EHLO advertised */
+    unsigned errors;
+    unsigned cnt_ok[CNT_MAX], cnt_total[CNT_MAX];
+    int cur_counter;            /* command awaiting its final reply, or -1 */
+    const char *where;          /* last command, for "... after X" log lines (Postfix's names) */
+    int discarding_line;        /* an overlong command is being skipped */
+    int pipelining_logged;
+    struct event *error_sleep;  /* past smtpd_soft_error_limit: a pause after each error */
+    int closing_after_write;
+    int output_blocked;         /* reading paused until the client reads its replies */
+
+    /* the transaction */
+    char id[QUEUE_ID_LEN + 1];
+    int have_id;
+    struct qf_message env;
+    int env_init;
+    int smtputf8;
+    enum smtp_body body;
+    struct qf_writer *writer;
+    struct cleanup *cleanup;
+    struct smtp_data dec;
+    /* BDAT */
+    unsigned long long bdat_remaining;
+    unsigned long long bdat_chunk_size;
+    int bdat_last;
+    const char *bdat_error;     /* reply to give once the chunk is read, if any */
+    int bdat_started;
+};
+
+/* ---- smtp_server.c ---- */
+
+/* Queues one reply; multi-line replies pass lines separated by '\n'. A
+ * 4xx/5xx reply counts towards the error limits. */
+void session_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The reply just queued is the last: stop reading, close once it is sent. */
+void session_close_after_reply(struct smtp_session *s);
+/* Past smtpd_hard_error_limit: replies 421 and closes. Returns 1 if the
+ * session is closing (then nothing more may be replied). */
+int session_check_error_limit(struct smtp_session *s);
+/* Drops the transaction (queue file, cleanup, envelope); back to SS_READY
+ * unless not yet greeted or closing. */
+void session_reset_transaction(struct smtp_session *s);
+
+/* ---- smtp_server_cmd.c ---- */
+
+/* Handles one command line (without its CRLF, len bytes, NUL-terminated). */
+void cmd_handle_line(struct smtp_session *s, const char *line, size_t len);
+
+/* ---- smtp_server_content.c ---- */
+
+/* Opens the queue file and the cleanup stage for the content. Returns 0, or
+ * the reply code for the failure (452 out of space, else 451). */
+int content_begin(struct smtp_session *s, enum smtp_data_mode mode);
+/* Replies to a content_begin failure code. */
+void content_storage_error(struct smtp_session *s, int code);
+/* Reads DATA content from the input buffer. Returns 1 if the content ended. */
+int content_read_dot(struct smtp_session *s);
+/* Reads the bytes of the current BDAT chunk. Returns 1 when the chunk is complete. */
+int content_read_bdat(struct smtp_session *s);
+/* Replies to a complete BDAT chunk; after BDAT LAST, ends the content. */
+void content_bdat_done(struct smtp_session *s, unsigned long long chunk_size);
+/* The content is complete: check it, finish the file, hand it to the queue
+ * (the session waits in SS_COMMIT for the answer). */
+void content_end(struct smtp_session *s);
+
+#endif
