@@ -143,6 +143,9 @@ const struct conf_param conf_params[] = {
         "Number of errors after which the SMTP server disconnects."),
     LIST("smtpd_helo_restrictions", "",
         "Restrictions applied to HELO/EHLO."),
+    INT("smtpd_junk_command_limit", "100", 1, COUNT_MAX,
+        "Number of NOOP, RSET, VRFY, EXPN and HELP commands a session may give before each "
+        "further one counts as an error towards smtpd_hard_error_limit."),
     INT("smtpd_process_count", "1", 1, 1024,
         "Number of SMTP server processes sharing each listener (tern extension)."),
     INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,

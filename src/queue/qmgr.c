@@ -521,6 +521,7 @@ static int expand_aliases(struct qmsg *q, size_t idx)
         qmgr_expansion_free(&e);
         return 0;
     }
+    int unrecorded = 0;
     for (size_t i = 0; i < e.n; i++) {
         const struct alias_target *t = &e.t[i];
         /* A mailbox that another original recipient's expansion already
@@ -532,15 +533,20 @@ static int expand_aliases(struct qmsg *q, size_t idx)
             continue;
         qf_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
         size_t nidx = q->m.nrcpt - 1;
-        if (store_append_rcpt(&q->m, q->place, nidx) != 0)
+        if (store_append_rcpt(&q->m, q->place, nidx) != 0) {
             log_warn("%s: cannot record alias expansion: %s", q->m.id, strerror(errno));
+            unrecorded = 1;
+        }
         if (t->type != ALIAS_LOCAL_USER && t->type != ALIAS_ADDRESS)
             rcpt_bounced(q, nidx, "local", 0, "5.3.0",
                          "delivery to commands, files and :include: lists in aliases is not supported yet");
     }
     qmgr_expansion_free(&e);
     set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias");
-    record(q, idx);
+    /* Marked expanded on disk only when every target is recorded there:
+     * otherwise a restart expands it again (duplicates, never a loss). */
+    if (!unrecorded)
+        record(q, idx);
     return 0;
 }
 
@@ -786,8 +792,8 @@ int qmgr_main(struct runtime *rt)
     event_free(qm.pickup_timer);
     event_free(qm.listen_ev);
     qmgr_control_stop();
+    store_close();      /* its last callbacks may still need pickup's state */
     pickup_shutdown();
-    store_close();
     while (conns) {
         struct conn *c = conns;
         conns = c->next;

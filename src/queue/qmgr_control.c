@@ -23,10 +23,14 @@ struct conn {
     uid_t uid;
 };
 
+#define QMGR_CONTROL_MAX_CONNS 64
+
 static struct {
     struct event_base *base;
     struct event *listen_ev;
     struct conn *conns;
+    int nconns;
+    int warned;
 } ctl;
 
 static void send_done(struct ipc_chan *ch, uint32_t reqid, const char *status, const char *text)
@@ -184,6 +188,7 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
             pp = &(*pp)->next;
         if (*pp)
             *pp = c->next;
+        ctl.nconns--;
         ipc_chan_free(ch);
         free(c);
         return;
@@ -199,6 +204,15 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0)
             return;
+        /* The socket is open to every local user: bound what they can hold. */
+        if (ctl.nconns >= QMGR_CONTROL_MAX_CONNS) {
+            if (!ctl.warned++)
+                log_warn("%d queue command connections open; refusing more", QMGR_CONTROL_MAX_CONNS);
+            close(cfd);
+            continue;
+        }
+        ctl.warned = 0;
+        ctl.nconns++;
         struct conn *c = xcalloc(1, sizeof *c);
         struct ucred cred;
         socklen_t len = sizeof cred;

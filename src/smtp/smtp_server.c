@@ -64,6 +64,7 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->recipient_limit = (long)conf_int(c, "smtpd_recipient_limit");
     s->timeout = (long)conf_time(c, "smtpd_timeout");
     s->hard_error_limit = (long)conf_int(c, "smtpd_hard_error_limit");
+    s->junk_command_limit = (long)conf_int(c, "smtpd_junk_command_limit");
     s->soft_error_limit = (long)conf_int(c, "smtpd_soft_error_limit");
     s->error_sleep_time = (long)conf_time(c, "smtpd_error_sleep_time");
     s->header_size_limit = (long)conf_int(c, "header_size_limit");
@@ -286,7 +287,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         if (!s->closing_after_write) {
             session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
-            session_reset_transaction(s);
+            /* during a commit the file is the queue's: leave it alone */
+            if (s->state != SS_COMMIT)
+                session_reset_transaction(s);
             session_close_after_reply(s);
             /* give the reply a moment to leave; a dead peer ends it by write timeout */
             bufferevent_enable(s->bev, EV_WRITE);
@@ -376,8 +379,7 @@ static void session_free(struct smtp_session *s)
         sb_printf(&line, " commands=%u/%u", ok, total);
     log_info("disconnect from %s[%s]%s", s->client_name, s->client_addr, sb_str(&line));
     sb_free(&line);
-    if (s->state == SS_COMMIT)
-        smtpd_commit_cancel(s);
+    smtpd_commit_cancel(s); /* nothing pending is fine; a pending one must not call back */
     session_reset_transaction(s);
     free(s->helo);
     if (s->error_sleep)

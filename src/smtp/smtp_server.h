@@ -34,6 +34,7 @@ struct smtpd_settings {
     long recipient_limit;
     long timeout;               /* seconds */
     long hard_error_limit;
+    long junk_command_limit;
     long soft_error_limit;
     long error_sleep_time;
     long header_size_limit;

@@ -376,6 +376,12 @@ void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
         return;
     }
     c->handler(s, cmd.arg);
+    /* Commands that move no mail cost an error each beyond the junk limit,
+     * so a session cannot idle on them forever (Postfix's junk counter). */
+    if ((c->verb == SMTP_NOOP || c->verb == SMTP_RSET || c->verb == SMTP_VRFY || c->verb == SMTP_EXPN ||
+         c->verb == SMTP_HELP) &&
+        s->set->junk_command_limit > 0 && ++s->junk_commands > (unsigned)s->set->junk_command_limit)
+        s->errors++;
     if (c->ends_group && s->state != SS_DATA && s->state != SS_CLOSING && !s->pipelining_logged &&
         evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
         log_info("improper command pipelining after %s from %s[%s]", verb_name(&cmd), s->client_name,

@@ -60,6 +60,7 @@ struct smtp_session {
     int esmtp;
     struct smtp_ext ext;        /* what EHLO advertised */
     unsigned errors;
+    unsigned junk_commands;     /* NOOP, RSET, VRFY, EXPN, HELP so far */
     unsigned cnt_ok[CNT_MAX], cnt_total[CNT_MAX];
     int cur_counter;            /* command awaiting its final reply, or -1 */
     const char *where;          /* last command, for "... after X" log lines (Postfix's names) */

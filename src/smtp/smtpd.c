@@ -33,8 +33,16 @@ struct pending_commit {
     uint32_t reqid;
     char id[QUEUE_ID_LEN + 1];
     smtpd_commit_cb cb;
-    void *arg;              /* NULL once the session went away */
+    void *arg;              /* NULL once the session went away or gave up */
+    struct event *timer;    /* a queue that never answers must not hold the session */
 };
+
+static void pending_free(struct pending_commit *p)
+{
+    if (p->timer)
+        event_free(p->timer);
+    free(p);
+}
 
 struct smtpd_listener {
     struct smtpd_settings set;
@@ -56,6 +64,7 @@ static struct event *drain_timer;
 static int accept_paused;
 static struct event *resume_timer;
 static unsigned max_sessions;
+static long commit_timeout;
 
 int smtpd_incoming_dirfd(void)
 {
@@ -74,7 +83,7 @@ static void fail_all_pending(void)
         pending = p->next;
         if (p->cb && p->arg)
             p->cb(p->arg, 0, "451 4.3.0 Error: queue service unavailable, try again later");
-        free(p);
+        pending_free(p);
     }
 }
 
@@ -107,7 +116,7 @@ static void queue_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     const char *failure = ipc_msg_get(m, "reply");
     if (p->cb && p->arg)
         p->cb(p->arg, ok, failure ? failure : "451 4.3.0 Error: queue file write error");
-    free(p);
+    pending_free(p);
 }
 
 static int queue_connect(void)
@@ -126,6 +135,20 @@ static int queue_connect(void)
     return 0;
 }
 
+/* The session gets its 451 now; the entry stays until the queue answers
+ * (or goes away), so a late reply finds it and is dropped. */
+static void on_commit_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pending_commit *p = arg;
+    log_warn("%s: no answer from the queue service in %ld seconds", p->id, commit_timeout);
+    void *session = p->arg;
+    p->arg = NULL;
+    if (p->cb && session)
+        p->cb(session, 0, "451 4.3.0 Error: queue service timeout, try again later");
+}
+
 void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg)
 {
     if (queue_connect() != 0) {
@@ -140,6 +163,9 @@ void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg)
     p->arg = arg;
     p->next = pending;
     pending = p;
+    p->timer = evtimer_new(smtpd_base, on_commit_timeout, p);
+    struct timeval tv = {commit_timeout, 0};
+    evtimer_add(p->timer, &tv);
     struct ipc_msg m;
     ipc_msg_init(&m, IPC_COMMIT, p->reqid);
     ipc_msg_add(&m, "id", id);
@@ -298,6 +324,7 @@ int smtpd_main(struct runtime *rt)
     }
     max_sessions = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 200 ? (unsigned)((rl.rlim_cur - 64) / 2) : 64;
     resume_timer = evtimer_new(smtpd_base, on_resume_timer, NULL);
+    commit_timeout = (long)conf_time(rt->conf, "smtpd_timeout");
     nlisteners = rt->nlisteners;
     listeners = xcalloc(nlisteners ? nlisteners : 1, sizeof *listeners);
     for (size_t i = 0; i < nlisteners; i++) {

@@ -362,10 +362,12 @@ def test_many_concurrent_sessions(tern):
     assert n_disc == threads
 
 
-def test_client_that_does_not_read_replies_is_throttled(tern):
+def test_client_that_does_not_read_replies_is_throttled(tern_instance):
     """Pipelined commands from a client that never reads its replies must
     not make the server buffer replies without end: it stops reading, the
     client's sends stall, and all goes on once the client reads."""
+    tern_instance.write_config(smtpd_junk_command_limit="2000000000")  # NOOPs are the load here
+    tern = tern_instance.start()
     smtpd = process_pid(tern, "smtpd")
 
     def rss_kib():
@@ -473,3 +475,17 @@ def test_soft_error_limit_slows_down_an_erring_client(tern_instance):
     assert t2 - t1 >= 0.9         # the 2nd error reached the limit: pause before the 3rd
     assert t3 - t2 >= 0.9         # and again after the 3rd
     s.close()
+
+
+def test_junk_commands_count_as_errors_past_the_limit(tern_instance):
+    """NOOP, RSET, VRFY, EXPN and HELP beyond smtpd_junk_command_limit count
+    towards smtpd_hard_error_limit, so a session cannot idle on them forever."""
+    tern_instance.write_config(smtpd_junk_command_limit="5", smtpd_hard_error_limit="3")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    for _ in range(7):
+        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok")
+    # the 6th and 7th were errors; the 8th reaches the hard limit
+    assert s.cmd("RSET") == (250, "250 2.0.0 Ok")
+    assert s.read_reply() == (421, "421 4.7.0 mail.example.test Error: too many errors")
+    assert s.read_all() == ""
