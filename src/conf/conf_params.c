@@ -42,6 +42,8 @@ int conf_param_planned(const char *name)
 
 /* Keep sorted by name (strcmp order); a unit test checks it. */
 const struct conf_param conf_params[] = {
+    STR("2bounce_notice_recipient", "postmaster",
+        "Who gets a bounce that could not be delivered (a double bounce)."),
     LIST("alias_database", "hash:/etc/aliases",
         "Alias tables `newaliases` checks; tern reads alias files as text and notices changes "
         "itself, so there is nothing to rebuild."),
@@ -49,6 +51,9 @@ const struct conf_param conf_params[] = {
         "Alias tables the local delivery agent consults, in order."),
     TIME("bounce_queue_lifetime", "5d", 'd', 0,
         "How long a bounce message may stay in the queue before it is given up."),
+    INT("bounce_size_limit", "50000", 0, BYTES_MAX,
+        "Largest original message returned whole in a bounce; larger ones are returned as "
+        "headers only."),
     STR("config_directory", "/etc/tern",
         "Directory holding main.cf and master.cf."),
     INT("default_destination_concurrency_limit", "20", 1, COUNT_MAX,

@@ -32,6 +32,7 @@
 #include "deliver/resolve.h"
 #include "maps/aliases.h"
 #include "queue/pickup.h"
+#include "queue/qmgr_notify.h"
 #include "queue/qmgr_control.h"
 #include "queue/qmgr_expand.h"
 #include "queue/qmgr_internal.h"
@@ -568,6 +569,31 @@ static void route(struct qmsg *q, size_t idx)
         deliver_local(q, idx);
 }
 
+static void remove_message(struct qmsg *q)
+{
+    if (store_remove(q->m.id, q->place) != 0)
+        log_warn("%s: cannot remove queue file: %s", q->m.id, strerror(errno));
+    log_info("%s: removed", q->m.id);
+    qmsg_free(q);
+}
+
+static void notices_done(struct qmsg *q, int ok)
+{
+    q->notifying = 0;
+    if (q->deleted) {
+        qmsg_finish_if_done(q);
+        return;
+    }
+    if (ok) {
+        remove_message(q);
+        return;
+    }
+    /* A notice could not be queued (disk full?): keep the message and try
+     * again in a minute. */
+    struct timeval tv = {60, 0};
+    evtimer_add(q->timer, &tv);
+}
+
 void qmsg_finish_if_done(struct qmsg *q)
 {
     if (q->inflight)
@@ -579,12 +605,14 @@ void qmsg_finish_if_done(struct qmsg *q)
     for (size_t i = 0; i < q->m.nrcpt; i++)
         if (rcpt_busy(q, i))
             return;
-    if (qf_message_open_rcpts(&q->m) > 0)
+    if (qf_message_open_rcpts(&q->m) > 0 || q->notifying)
         return;
-    if (store_remove(q->m.id, q->place) != 0)
-        log_warn("%s: cannot remove queue file: %s", q->m.id, strerror(errno));
-    log_info("%s: removed", q->m.id);
-    qmsg_free(q);
+    /* The notices the message owes must be durable before it goes. */
+    q->notifying = 1;
+    if (qmgr_notify_finished(q, notices_done) == 1)
+        return; /* q may already be gone */
+    q->notifying = 0;
+    remove_message(q);
 }
 
 void qmsg_schedule(struct qmsg *q)
@@ -756,6 +784,7 @@ int qmgr_main(struct runtime *rt)
     if (qm.max_inflight < 1)
         qm.max_inflight = 1;
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
+    qmgr_notify_init(rt->conf);
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
@@ -794,6 +823,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_control_stop();
     store_close();      /* its last callbacks may still need pickup's state */
     pickup_shutdown();
+    qmgr_notify_shutdown();
     while (conns) {
         struct conn *c = conns;
         conns = c->next;

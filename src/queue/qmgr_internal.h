@@ -25,6 +25,7 @@ struct qmsg {
     enum store_place place;
     unsigned inflight;
     int deleted;
+    int notifying;              /* its notices are being committed; removal waits */
     int64_t active_us;          /* when the queue manager took it */
     unsigned char *rcpt_busy;   /* per recipient: a delivery is in flight */
     size_t rcpt_busy_cap;

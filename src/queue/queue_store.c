@@ -492,6 +492,8 @@ int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx)
 
 int store_remove(const char *id, enum store_place place)
 {
+    if (!st.thread_started) /* closing: the last callbacks remove directly */
+        return fs_unlinkat(place_fd(place), id, 0);
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_UNLINK;
     r->fd = place_fd(place);

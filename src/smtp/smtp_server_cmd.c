@@ -41,6 +41,7 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
     s->ext.size = 1;
     s->ext.eightbit = 1;
     s->ext.chunking = 1;
+    s->ext.dsn = 1;
     s->ext.smtputf8 = s->set->smtputf8;
     struct strbuf r = STRBUF_INIT;
     sb_printf(&r, "250-%s\r\n250-PIPELINING\r\n", s->set->myhostname);
@@ -50,7 +51,7 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
         sb_puts(&r, "250-SIZE\r\n");
     if (s->set->vrfy_enabled)
         sb_puts(&r, "250-VRFY\r\n");
-    sb_puts(&r, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n");
+    sb_puts(&r, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n");
     if (s->set->smtputf8)
         sb_puts(&r, "250-SMTPUTF8\r\n");
     sb_puts(&r, "250 CHUNKING");
@@ -88,6 +89,11 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     gettimeofday(&tv, NULL);
     qf_message_init(&s->env, s->id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, a.path.mailbox);
     s->env_init = 1;
+    /* RFC 3461: what to return in a notice, and the sender's envelope id */
+    if (a.ret)
+        qf_message_set_attr(&s->env, "ret", a.ret);
+    if (a.envid)
+        qf_message_set_attr(&s->env, "envid", a.envid);
     s->smtputf8 = a.smtputf8;
     s->body = a.body;
     s->state = SS_MAIL;

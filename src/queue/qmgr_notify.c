@@ -1,0 +1,221 @@
+/* qmgr_notify: notices owed by finished messages (see qmgr_notify.h). */
+#include "queue/qmgr_notify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "queue/bounce.h"
+#include "queue/qmgr.h"
+#include "queue/qmgr_internal.h"
+#include "queue/queue_id.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+/* What a notice is, in its envelope's "notice" attribute: a failed
+ * "failure" notice is retried to the postmaster as a "double" one; a failed
+ * "double" one is dropped. */
+#define NOTICE_FAILURE "failure"
+#define NOTICE_SUCCESS "success"
+#define NOTICE_DOUBLE "double"
+
+static struct {
+    char *myhostname;
+    char *mail_name;
+    char *double_bounce_rcpt;
+    uint64_t bounce_size_limit;
+} nt;
+
+struct pending {
+    struct qmsg *q;
+    void (*done)(struct qmsg *q, int ok);
+    int outstanding;
+    int failed;
+};
+
+void qmgr_notify_init(struct conf *c)
+{
+    nt.myhostname = xstrdup(conf_str(c, "myhostname"));
+    nt.mail_name = xstrdup(conf_str(c, "mail_name"));
+    const char *pm = conf_str(c, "2bounce_notice_recipient");
+    nt.double_bounce_rcpt = strchr(pm, '@') ? xstrdup(pm) : xasprintf("%s@%s", pm, nt.myhostname);
+    long long lim = conf_int(c, "bounce_size_limit");
+    nt.bounce_size_limit = lim > 0 ? (uint64_t)lim : 0;
+}
+
+void qmgr_notify_shutdown(void)
+{
+    free(nt.myhostname);
+    free(nt.mail_name);
+    free(nt.double_bounce_rcpt);
+    memset(&nt, 0, sizeof nt);
+}
+
+static int wants(const struct qf_rcpt *r, unsigned bit, int by_default)
+{
+    if (r->notify & QF_NOTIFY_NEVER)
+        return 0;
+    return r->notify ? (r->notify & bit) != 0 : by_default;
+}
+
+static void committed(void *arg, int ok)
+{
+    struct pending *p = arg;
+    if (!ok)
+        p->failed = 1;
+    if (--p->outstanding > 0)
+        return;
+    p->done(p->q, !p->failed);
+    free(p);
+}
+
+/* Writes one notice as a new queue file and commits it. 0 queued (the
+ * commit reports later), -1 not queued. */
+static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, const char *to,
+                    const struct dsn_rcpt *rcpts, size_t n)
+{
+    struct qmsg *q = p->q;
+    char id[QUEUE_ID_LEN + 1];
+    queue_id_new(id);
+    struct qf_writer *w;
+    if (qf_writer_open(store_incoming_dirfd(), id, &w) != 0) {
+        log_warn("%s: cannot create a notice: %s", q->m.id, strerror(errno));
+        return -1;
+    }
+    char *path = store_path(q->m.id, q->place);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    const char *ret = qf_message_attr(&q->m, "ret");
+    struct dsn_info info = {
+        .kind = kind,
+        .myhostname = nt.myhostname,
+        .mail_name = nt.mail_name,
+        .notice_id = id,
+        .orig_queue_id = q->m.id,
+        .orig_sender = q->m.sender,
+        .to = to,
+        .arrival = (time_t)(q->m.arrival_us / 1000000),
+        .now = time(NULL),
+        .envid = qf_message_attr(&q->m, "envid"),
+        .return_headers_only = kind == DSN_SUCCESS || (ret && strcmp(ret, "HDRS") == 0),
+        .smtputf8 = qf_message_attr(&q->m, "smtputf8") != NULL,
+        .max_returned = nt.bounce_size_limit,
+    };
+    int rc = fd >= 0 ? bounce_write(w, &info, rcpts, n, fd, q->m.content_offset, q->m.content_length) : -1;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        log_warn("%s: cannot write a notice: %s", q->m.id, strerror(e));
+        qf_writer_abort(w);
+        return -1;
+    }
+    struct qf_message m;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    qf_message_init(&m, id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, "");
+    qf_message_add_rcpt(&m, to, "", 0, -1);
+    qf_message_set_attr(&m, "origin", "notice");
+    qf_message_set_attr(&m, "notice", notice);
+    if (info.smtputf8)
+        qf_message_set_attr(&m, "smtputf8", "1");
+    rc = qf_writer_finish(w, &m);
+    qf_message_free(&m);
+    if (rc != 0) {
+        log_warn("%s: cannot write a notice: %s", q->m.id, strerror(errno));
+        return -1;
+    }
+    log_info("%s: sender %s notification: %s", q->m.id,
+             kind == DSN_FAILURE ? "non-delivery" : kind == DSN_DELAY ? "delay" : "delivery status", id);
+    p->outstanding++;
+    qmgr_commit(id, committed, p);
+    return 0;
+}
+
+static void fill_rcpt(struct dsn_rcpt *d, const struct qmsg *q, const struct qf_rcpt *r, const char *action,
+                      char **diag, char **orcpt)
+{
+    memset(d, 0, sizeof *d);
+    d->final_rcpt = r->addr;
+    /* the address the sender used: ORCPT, else the one an alias came from */
+    const struct qf_rcpt *top = r;
+    while (top->parent >= 0 && (size_t)top->parent < q->m.nrcpt)
+        top = &q->m.rcpts[top->parent];
+    *orcpt = NULL;
+    if (top->orcpt[0])
+        *orcpt = xstrdup(top->orcpt);
+    else if (top != r)
+        *orcpt = xasprintf("rfc822;%s", top->addr);
+    d->orcpt = *orcpt;
+    d->action = action;
+    d->status = r->dsn[0] ? r->dsn : (strcmp(action, "failed") == 0 ? "5.0.0" : "2.0.0");
+    *diag = r->reason[0] ? xasprintf("x-tern; %s", r->reason) : NULL;
+    d->diagnostic = *diag;
+    d->last_attempt = (time_t)r->last_try;
+}
+
+static int send_kind(struct pending *p, enum dsn_kind kind, const char *to, const char *notice)
+{
+    struct qmsg *q = p->q;
+    struct dsn_rcpt *d = xcalloc(q->m.nrcpt, sizeof *d);
+    char **diags = xcalloc(q->m.nrcpt, sizeof *diags), **orcpts = xcalloc(q->m.nrcpt, sizeof *orcpts);
+    size_t n = 0;
+    for (size_t i = 0; i < q->m.nrcpt; i++) {
+        const struct qf_rcpt *r = &q->m.rcpts[i];
+        if (kind == DSN_FAILURE && r->state == QF_FAILED && wants(r, QF_NOTIFY_FAILURE, 1))
+            fill_rcpt(&d[n], q, r, "failed", &diags[n], &orcpts[n]), n++;
+        else if (kind == DSN_SUCCESS && r->state == QF_DELIVERED && wants(r, QF_NOTIFY_SUCCESS, 0))
+            fill_rcpt(&d[n], q, r, "delivered", &diags[n], &orcpts[n]), n++;
+    }
+    int rc = n ? send_one(p, kind, notice, to, d, n) : 0;
+    for (size_t i = 0; i < n; i++) {
+        free(diags[i]);
+        free(orcpts[i]);
+    }
+    free(diags);
+    free(orcpts);
+    free(d);
+    return rc;
+}
+
+int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok))
+{
+    const char *notice = qf_message_attr(&q->m, "notice");
+    const char *to = q->m.sender;
+    const char *failure_kind = NOTICE_FAILURE;
+    if (!*to) {
+        /* Nobody to tell, except that a bounce that failed goes to the
+         * postmaster once. */
+        int any_failed = 0;
+        for (size_t i = 0; i < q->m.nrcpt; i++)
+            any_failed |= q->m.rcpts[i].state == QF_FAILED;
+        if (!any_failed || !notice || strcmp(notice, NOTICE_FAILURE) != 0) {
+            if (any_failed && notice)
+                log_info("%s: undeliverable %s notification discarded", q->m.id,
+                         strcmp(notice, NOTICE_DOUBLE) == 0 ? "postmaster" : "delivery status");
+            return 0;
+        }
+        to = nt.double_bounce_rcpt;
+        failure_kind = NOTICE_DOUBLE;
+    }
+    struct pending *p = xcalloc(1, sizeof *p);
+    p->q = q;
+    p->done = done;
+    p->outstanding = 1; /* held until both kinds are queued */
+    if (send_kind(p, DSN_FAILURE, to, failure_kind) != 0)
+        p->failed = 1;
+    if (*q->m.sender && send_kind(p, DSN_SUCCESS, to, NOTICE_SUCCESS) != 0)
+        p->failed = 1;
+    if (p->outstanding == 1 && !p->failed) {
+        free(p);
+        return 0; /* nothing was owed */
+    }
+    committed(p, !p->failed);
+    return 1;
+}
