@@ -107,7 +107,11 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
         .smtputf8 = qf_message_attr(&q->m, "smtputf8") != NULL,
         .max_returned = nt.bounce_size_limit,
     };
-    int rc = fd >= 0 ? bounce_write(w, &info, rcpts, n, fd, q->m.content_offset, q->m.content_length) : -1;
+    struct bounce_report report;
+    memset(&report, 0, sizeof report);
+    int rc = fd >= 0 ? bounce_write_report(w, &info, rcpts, n, fd, q->m.content_offset, q->m.content_length,
+                                           &report)
+                     : -1;
     int e = errno;
     if (fd >= 0)
         close(fd);
@@ -123,8 +127,11 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
     qf_message_add_rcpt(&m, to, "", 0, -1);
     qf_message_set_attr(&m, "origin", "notice");
     qf_message_set_attr(&m, "notice", notice);
-    if (info.smtputf8)
+    /* what relaying the notice will need from the next hop */
+    if (report.header_8bit)
         qf_message_set_attr(&m, "smtputf8", "1");
+    if (report.body_8bit)
+        qf_message_set_attr(&m, "body", "8BITMIME");
     rc = qf_writer_finish(w, &m);
     qf_message_free(&m);
     if (rc != 0) {
