@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -465,6 +467,25 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
 
 /* ---------- process ---------- */
 
+/* setfsuid() leaves root's capabilities in place; without this one, the
+ * kernel enforces each user's disk quota on deliveries made as that user. */
+static void drop_quota_override(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &hdr, data) != 0) {
+        log_warn("capget: %s", strerror(errno));
+        return;
+    }
+    unsigned bit = 1u << CAP_SYS_RESOURCE;
+    data[0].effective &= ~bit;
+    data[0].permitted &= ~bit;
+    data[0].inheritable &= ~bit;
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        log_warn("cannot drop CAP_SYS_RESOURCE: %s", strerror(errno));
+}
+
 static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
     struct client *c = arg;
@@ -543,8 +564,10 @@ int local_main(struct runtime *rt)
     memset(&lc, 0, sizeof lc);
     lc.rt = rt;
     lc.is_root = geteuid() == 0;
-    if (lc.is_root)
+    if (lc.is_root) {
         setgroups(0, NULL);
+        drop_quota_override();
+    }
     lc.base = event_base_new();
     if (!lc.base)
         log_fatal("cannot create event loop");
