@@ -1289,6 +1289,19 @@ static int is_gone(void *arg)
     return !present(g->fx, g->d, g->name);
 }
 
+static int unlinks_reached(void *target)
+{
+    return fk_done(FK_UNLINKAT) >= *(int *)target;
+}
+
+/* Unlinks run on the sync thread after it has posted the batch's results, so
+ * a barrier's reply does not mean they are done: wait for the calls. */
+static void wait_unlinks(struct fx *fx, int n)
+{
+    if (!run_until(fx, unlinks_reached, &n, WAIT_MS))
+        fail_msg("only %d of %d unlinks within %d ms", fk_done(FK_UNLINKAT), n, WAIT_MS);
+}
+
 static void test_remove_is_asynchronous(void **state)
 {
     struct fx *fx = *state;
@@ -1303,6 +1316,7 @@ static void test_remove_is_asynchronous(void **state)
     struct bres b = {0};
     barrier_and_wait(fx, &b);
     assert_true(b.ok);
+    wait_unlinks(fx, 1);
     assert_false(present(fx, D_QUEUE, a));
     pthread_mutex_lock(&fk.mu);
     int on_loop = fk.s.unlink_on_loop, off_loop = fk.s.unlink_off_loop;
@@ -1326,6 +1340,7 @@ static void test_remove_is_asynchronous(void **state)
     struct bres b2 = {0};
     barrier_and_wait(fx, &b2);
     assert_true(b2.ok);
+    wait_unlinks(fx, 3); /* a, h, missing: the fault below must hit d's */
 
     /* A failed unlink leaves the file (logged); asking again removes it. */
     queue_id_new(d);
@@ -1334,10 +1349,12 @@ static void test_remove_is_asynchronous(void **state)
     assert_int_equal(store_remove(d, STORE_QUEUE), 0);
     struct bres b3 = {0};
     barrier_and_wait(fx, &b3);
+    wait_unlinks(fx, 4);
     assert_true(present(fx, D_QUEUE, d));
     assert_int_equal(store_remove(d, STORE_QUEUE), 0);
     struct bres b4 = {0};
     barrier_and_wait(fx, &b4);
+    wait_unlinks(fx, 5);
     assert_false(present(fx, D_QUEUE, d));
     res_free(&r, 1);
 }
