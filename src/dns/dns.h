@@ -147,6 +147,12 @@ void dns_set_timeout(struct dns_ctx *d, unsigned timeout_ms);
  * returns NULL. */
 struct dns_query *dns_resolve_mail_domain(struct dns_ctx *d, const char *domain, dns_route_cb cb, void *arg);
 
+/* The route to one host without MX lookup (Postfix's "[host]" next hop):
+ * its A/AAAA records as a single hop; an IP address ("192.0.2.1",
+ * "2001:db8::1") or an address literal is used as it is. Same callback
+ * rules; a name without addresses is DNS_NXDOMAIN or DNS_NODATA. */
+struct dns_query *dns_resolve_host(struct dns_ctx *d, const char *host, dns_route_cb cb, void *arg);
+
 /* Looks up the rrtype records of name (a host name; underscores allowed, as
  * in TLSA and SRV owner names). Same callback rules as above. */
 struct dns_query *dns_lookup(struct dns_ctx *d, const char *name, int rrtype, dns_rrset_cb cb, void *arg);

@@ -367,6 +367,34 @@ struct dns_query *dns_resolve_mail_domain(struct dns_ctx *d, const char *domain,
     return q;
 }
 
+struct dns_query *dns_resolve_host(struct dns_ctx *d, const char *host, dns_route_cb cb, void *arg)
+{
+    /* An IP address given bare is its own literal. */
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) {
+        char *lit = inet_pton(AF_INET, host, buf) == 1 ? xasprintf("[%s]", host) : xasprintf("[IPv6:%s]", host);
+        struct dns_query *q = dns_resolve_mail_domain(d, lit, cb, arg);
+        free(lit);
+        return q;
+    }
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
+        return dns_resolve_mail_domain(d, host, cb, arg);
+    struct dns_query *q = dns_query_new(d, QUERY_ROUTE, arg);
+    q->route_cb = cb;
+    char *why = NULL;
+    q->name = dns_normalize_name(host, &why);
+    if (q->name == NULL) {
+        q->name = xstrdup(host);
+        fail_route(q, DNS_INVALID, why);
+        return q;
+    }
+    q->hosts = xcalloc(1, sizeof *q->hosts);
+    add_host(q, q->name, 0);
+    start_address_lookups(q);
+    return q;
+}
+
 void dns_route_free(struct dns_route *r)
 {
     if (r == NULL)

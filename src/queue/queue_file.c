@@ -155,6 +155,8 @@ struct qf_rcpt *qf_message_add_rcpt(struct qf_message *m, const char *addr, cons
     r->state = QF_PENDING;
     r->dsn = xstrdup("");
     r->reason = xstrdup("");
+    r->remote_mta = xstrdup("");
+    r->diag = xstrdup("");
     return r;
 }
 
@@ -171,6 +173,8 @@ void qf_message_free(struct qf_message *m)
         free(m->rcpts[i].orcpt);
         free(m->rcpts[i].dsn);
         free(m->rcpts[i].reason);
+        free(m->rcpts[i].remote_mta);
+        free(m->rcpts[i].diag);
     }
     free(m->rcpts);
     memset(m, 0, sizeof *m);
@@ -434,9 +438,19 @@ static int read_status(struct cursor *pl, struct qf_message *m)
     uint64_t last_try = cur_u64(pl);
     char *dsn = cur_str(pl);
     char *reason = cur_str(pl);
+    /* Later fields are optional: records written before they existed end here. */
+    char *remote_mta = NULL, *diag = NULL;
+    uint8_t flags = 0;
+    if (!pl->bad && pl->pos < pl->len) {
+        remote_mta = cur_str(pl);
+        diag = cur_str(pl);
+        flags = cur_u8(pl);
+    }
     if (pl->bad || idx >= m->nrcpt || state > QF_EXPANDED) {
         free(dsn);
         free(reason);
+        free(remote_mta);
+        free(diag);
         return -1;
     }
     struct qf_rcpt *r = &m->rcpts[idx];
@@ -448,6 +462,11 @@ static int read_status(struct cursor *pl, struct qf_message *m)
     free(r->reason);
     r->dsn = dsn;
     r->reason = reason;
+    free(r->remote_mta);
+    free(r->diag);
+    r->remote_mta = remote_mta ? remote_mta : xstrdup("");
+    r->diag = diag ? diag : xstrdup("");
+    r->flags = flags;
     return 0;
 }
 
@@ -631,6 +650,10 @@ int qf_append_status(int fd, struct qf_message *m, size_t idx)
     put_u64(&p, (uint64_t)r->last_try);
     put_str(&p, r->dsn);
     put_str(&p, r->reason);
+    put_str(&p, r->remote_mta);
+    put_str(&p, r->diag);
+    unsigned char fl = (unsigned char)r->flags;
+    sb_append(&p, &fl, 1);
     int rc = append_record(fd, m, REC_STATUS, &p);
     sb_free(&p);
     return rc;

@@ -53,7 +53,16 @@ struct qf_rcpt {
     int64_t last_try;
     char *dsn;         /* enhanced status of the last attempt, "" if none */
     char *reason;      /* text of the last attempt, "" if none */
+    /* When the last attempt talked to another server (relay): */
+    char *remote_mta;  /* its host name, "" if none (local delivery, DNS failure ...) */
+    char *diag;        /* its reply, "550 5.1.1 <a@b>: User unknown"; "" if none */
+    unsigned flags;    /* QF_RCPT_* */
 };
+
+/* The next hop accepted the recipient with our NOTIFY parameter (it spoke
+ * DSN), so notices for it are that server's job from here on (RFC 3461
+ * §5.2.2); without it a success is "relayed" (§6.3.1). */
+enum { QF_RCPT_REMOTE_DSN = 1 };
 
 struct qf_attr {
     char *name;

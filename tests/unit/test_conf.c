@@ -442,7 +442,7 @@ static void test_expansion_depth_bound(void **state)
                   "myhostname = $myorigin\n"
                   "myorigin = $myhostname\n",
                   0);
-    out = check_output(c, 4 + 1 /* default of mydestination, built from myhostname */);
+    out = check_output(c, 4 + 2 /* defaults of mydestination and smtp_helo_name, built from myhostname */);
     assert_non_null(strstr(out, "main.cf:1: error: smtpd_banner: expansion nested more than "
                                 "100 levels at $smtpd_banner"));
     assert_non_null(strstr(out, "main.cf:4: error: mail_name: expansion nested more than"));
@@ -450,6 +450,7 @@ static void test_expansion_depth_bound(void **state)
     assert_non_null(strstr(out, "main.cf:6: error: myorigin: expansion nested"));
     assert_non_null(strstr(out, "error: mydestination: default value \"$myhostname, "
                                 "localhost.$mydomain, localhost\": expansion nested"));
+    assert_non_null(strstr(out, "error: smtp_helo_name: default value \"$myhostname\": expansion nested"));
     free(out);
     capture_start();
     assert_string_equal(conf_str(c, "mail_name"), "Tern");

@@ -431,6 +431,50 @@ static void test_implicit_mx(void **state)
     dns_route_free(r);
 }
 
+static struct dns_route *resolve_host(const char *host)
+{
+    struct waiter w = {0};
+    dns_resolve_host(ctx, host, on_route, &w);
+    assert_int_equal(w.calls, 0);
+    run_until(&w.calls);
+    assert_int_equal(w.calls, 1);
+    assert_non_null(w.route);
+    return w.route;
+}
+
+/* "[host]" next hops: the host's own addresses, its MX records ignored. */
+static void test_resolve_host_skips_mx(void **state)
+{
+    (void)state;
+    NEED_UNBOUND();
+    struct dns_route *r = resolve_host("mx2a.multi.test");
+    assert_int_equal(r->status, DNS_OK);
+    assert_int_equal(r->nhosts, 1);
+    assert_string_equal(r->hosts[0].name, "mx2a.multi.test");
+    assert_int_equal(r->hosts[0].naddrs, 1);
+    assert_addr(&r->hosts[0], 0, "127.0.0.21");
+    dns_route_free(r);
+    /* multi.test has MX records but no address of its own */
+    r = resolve_host("multi.test");
+    assert_int_equal(r->status, DNS_NODATA);
+    dns_route_free(r);
+    r = resolve_host("nonexistent.test");
+    assert_int_equal(r->status, DNS_NXDOMAIN);
+    dns_route_free(r);
+    r = resolve_host("127.0.0.5");
+    assert_int_equal(r->status, DNS_OK);
+    assert_true(r->literal);
+    assert_addr(&r->hosts[0], 0, "127.0.0.5");
+    dns_route_free(r);
+    r = resolve_host("::1");
+    assert_int_equal(r->status, DNS_OK);
+    assert_addr(&r->hosts[0], 0, "::1");
+    dns_route_free(r);
+    r = resolve_host("bad..name");
+    assert_int_equal(r->status, DNS_INVALID);
+    dns_route_free(r);
+}
+
 static void test_null_mx_is_permanent(void **state)
 {
     (void)state;
@@ -984,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_equal_preferences_shuffled),
         cmocka_unit_test(test_case_and_root_dot_normalized),
         cmocka_unit_test(test_implicit_mx),
+        cmocka_unit_test(test_resolve_host_skips_mx),
         cmocka_unit_test(test_null_mx_is_permanent),
         cmocka_unit_test(test_nxdomain_is_permanent),
         cmocka_unit_test(test_mx_without_address_skipped),

@@ -937,6 +937,11 @@ static void write_progress(const struct fx *fx, uint64_t starts[6])
     assert_int_equal(qf_append_status(fd, &m, 0), 0);
     starts[2] = m.valid_end;
     set_status(&m, 1, QF_FAILED, 1, "5.1.1", "user unknown");
+    free(m.rcpts[1].remote_mta);
+    free(m.rcpts[1].diag);
+    m.rcpts[1].remote_mta = xstrdup("mx.example.net");
+    m.rcpts[1].diag = xstrdup("550 5.1.1 <b@example.com>: User unknown");
+    m.rcpts[1].flags = QF_RCPT_REMOTE_DSN;
     assert_int_equal(qf_append_status(fd, &m, 1), 0);
     starts[3] = m.valid_end;
     qf_message_add_rcpt(&m, "d@example.com", "rfc822;d@example.com", QF_NOTIFY_DELAY, 1);
@@ -970,6 +975,12 @@ static void test_progress_applied_in_order(void **state)
     assert_string_equal(m.rcpts[0].reason, "delivered to maildir");
     assert_int_equal(m.rcpts[1].state, QF_FAILED);
     assert_string_equal(m.rcpts[1].reason, "user unknown");
+    assert_string_equal(m.rcpts[1].remote_mta, "mx.example.net");
+    assert_string_equal(m.rcpts[1].diag, "550 5.1.1 <b@example.com>: User unknown");
+    assert_int_equal(m.rcpts[1].flags, QF_RCPT_REMOTE_DSN);
+    assert_string_equal(m.rcpts[0].remote_mta, "");
+    assert_string_equal(m.rcpts[0].diag, "");
+    assert_int_equal(m.rcpts[0].flags, 0);
     assert_int_equal(m.rcpts[2].state, QF_PENDING);
     assert_string_equal(m.rcpts[3].addr, "d@example.com");
     assert_string_equal(m.rcpts[3].orcpt, "rfc822;d@example.com");
@@ -1243,6 +1254,8 @@ static void test_fault_append(void **state)
         free(m.rcpts[m.nrcpt].orcpt);
         free(m.rcpts[m.nrcpt].dsn);
         free(m.rcpts[m.nrcpt].reason);
+        free(m.rcpts[m.nrcpt].remote_mta);
+        free(m.rcpts[m.nrcpt].diag);
     }
     fsops_install(NULL);
     struct qf_message r;
