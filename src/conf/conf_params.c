@@ -26,7 +26,7 @@
  * and tern.conf(5) marks them. Remove a name when its feature lands. */
 static const char *const planned[] = {
     "bounce_queue_lifetime", "default_privs",
-    "delay_warning_time", "line_length_limit", "local_destination_concurrency_limit",
+    "line_length_limit", "local_destination_concurrency_limit",
     "mynetworks_style", "smtpd_client_connection_count_limit",
     "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_process_count",
     "smtpd_recipient_restrictions", "smtpd_relay_restrictions", "smtpd_sender_restrictions", NULL,

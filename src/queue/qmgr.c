@@ -36,6 +36,7 @@
 #include "queue/qmgr_control.h"
 #include "queue/qmgr_expand.h"
 #include "queue/qmgr_internal.h"
+#include "queue/qmgr_relay.h"
 #include "queue/queue_id.h"
 #include "queue/queue_store.h"
 #include "util/log.h"
@@ -66,7 +67,7 @@ static struct {
     /* recipients waiting for a free delivery slot */
     struct waiting { struct waiting *next; char id[QUEUE_ID_LEN + 1]; size_t idx; } *wait_head, *wait_tail;
     uint32_t next_reqid;
-    long long min_backoff, max_backoff, max_lifetime;
+    long long min_backoff, max_backoff, max_lifetime, delay_warning;
     char *myhostname;
     struct event *listen_ev, *pickup_timer;
     int stopping;
@@ -234,43 +235,47 @@ static void record(struct qmsg *q, size_t idx)
         log_warn("%s: cannot record delivery status: %s", q->m.id, strerror(errno));
 }
 
-static void set_result(struct qf_rcpt *r, enum qf_rcpt_state state, const char *dsn, const char *reason)
+static void set_result(struct qf_rcpt *r, enum qf_rcpt_state state, const char *dsn, const char *reason,
+                       const struct qmsg_remote *remote)
 {
     r->state = state;
     r->last_try = time(NULL);
     free(r->dsn);
     free(r->reason);
+    free(r->remote_mta);
+    free(r->diag);
     r->dsn = xstrdup(dsn);
     r->reason = xstrdup(reason);
+    r->remote_mta = xstrdup(remote && remote->mta ? remote->mta : "");
+    r->diag = xstrdup(remote && remote->diag ? remote->diag : "");
+    r->flags = (r->flags & QF_RCPT_DELAY_WARNED) | (remote && remote->dsn_passed ? QF_RCPT_REMOTE_DSN : 0);
 }
 
-static void rcpt_sent(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
-                      const char *reason)
-{
-    set_result(&q->m.rcpts[idx], QF_DELIVERED, dsn, reason);
-    record(q, idx);
-    log_delivery(q, idx, relay, start_us, "sent");
-}
-
-static void rcpt_bounced(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
-                         const char *reason)
-{
-    set_result(&q->m.rcpts[idx], QF_FAILED, dsn, reason);
-    record(q, idx);
-    log_delivery(q, idx, relay, start_us, "bounced");
-}
-
-static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
-                          const char *reason)
+/* Records and logs one attempt's result. A deferral past
+ * maximal_queue_lifetime fails the recipient ("expired"); otherwise it sets
+ * the next try, the wait doubling with each attempt from
+ * minimal_backoff_time up to maximal_backoff_time. */
+static void rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+                        const char *dsn, const char *reason, const struct qmsg_remote *remote)
 {
     struct qf_rcpt *r = &q->m.rcpts[idx];
+    if (o == QMSG_SENT) {
+        set_result(r, QF_DELIVERED, dsn, reason, remote);
+        record(q, idx);
+        log_delivery(q, idx, relay, start_us, "sent");
+        return;
+    }
+    if (o == QMSG_BOUNCED) {
+        set_result(r, QF_FAILED, dsn, reason, remote);
+        record(q, idx);
+        log_delivery(q, idx, relay, start_us, "bounced");
+        return;
+    }
     time_t now = time(NULL);
-    set_result(r, QF_DEFERRED, dsn, reason);
+    set_result(r, QF_DEFERRED, dsn, reason, remote);
     r->attempts++;
     /* As in Postfix, a lifetime of 0 means one attempt only. */
     if (now - q->m.arrival_us / 1000000 >= qm.max_lifetime) {
-        /* Given up: the bounce itself comes with the relay work; the
-         * recipient is failed and logged as Postfix does. */
         r->state = QF_FAILED;
         char *why = xasprintf("message expired after %lld days in the queue: %s",
                               (long long)(now - q->m.arrival_us / 1000000) / 86400, reason);
@@ -280,7 +285,6 @@ static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t
         log_delivery(q, idx, relay, start_us, "expired");
         return;
     }
-    /* The wait doubles with each attempt, from minimal to maximal_backoff_time. */
     long long backoff = qm.min_backoff;
     for (uint32_t k = 1; k < r->attempts && backoff < qm.max_backoff; k++)
         backoff *= 2;
@@ -289,6 +293,55 @@ static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t
     r->next_try = now + backoff;
     record(q, idx);
     log_delivery(q, idx, relay, start_us, "deferred");
+}
+
+static void rcpt_sent(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
+                      const char *reason)
+{
+    rcpt_result(q, idx, QMSG_SENT, relay, start_us, dsn, reason, NULL);
+}
+
+static void rcpt_bounced(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
+                         const char *reason)
+{
+    rcpt_result(q, idx, QMSG_BOUNCED, relay, start_us, dsn, reason, NULL);
+}
+
+static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
+                          const char *reason)
+{
+    rcpt_result(q, idx, QMSG_DEFERRED, relay, start_us, dsn, reason, NULL);
+}
+
+static void arm_retry(struct qmsg *q);
+
+void qmsg_rcpt_take(struct qmsg *q, size_t idx)
+{
+    set_rcpt_busy(q, idx, 1);
+    q->inflight++;
+}
+
+void qmsg_rcpt_release(struct qmsg *q, size_t idx)
+{
+    set_rcpt_busy(q, idx, 0);
+    q->inflight--;
+    arm_retry(q);
+}
+
+void qmsg_rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+                      const char *dsn, const char *reason)
+{
+    rcpt_result(q, idx, o, relay, start_us, dsn, reason, NULL);
+}
+
+void qmsg_rcpt_finish(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+                      const char *dsn, const char *reason, const struct qmsg_remote *remote)
+{
+    set_rcpt_busy(q, idx, 0);
+    q->inflight--;
+    if (!q->deleted)
+        rcpt_result(q, idx, o, relay, start_us, dsn, reason, remote);
+    arm_retry(q);
 }
 
 /* ---------- delivery dispatch ---------- */
@@ -319,6 +372,11 @@ static void arm_retry(struct qmsg *q)
 {
     if (q->deleted || q->place != STORE_QUEUE)
         return;
+    /* Once no delivery is in flight, so that one notice covers every
+     * recipient deferred in this round. */
+    if (q->inflight == 0 && qm.delay_warning > 0 &&
+        time(NULL) - q->m.arrival_us / 1000000 >= qm.delay_warning)
+        qmgr_notify_delayed(q, qm.max_lifetime);
     int64_t next = 0;
     for (size_t i = 0; i < q->m.nrcpt; i++) {
         const struct qf_rcpt *r = &q->m.rcpts[i];
@@ -543,7 +601,7 @@ static int expand_aliases(struct qmsg *q, size_t idx)
                          "delivery to commands, files and :include: lists in aliases is not supported yet");
     }
     qmgr_expansion_free(&e);
-    set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias");
+    set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias", NULL);
     /* Marked expanded on disk only when every target is recorded there:
      * otherwise a restart expands it again (duplicates, never a loss). */
     if (!unrecorded)
@@ -554,9 +612,12 @@ static int expand_aliases(struct qmsg *q, size_t idx)
 static void route(struct qmsg *q, size_t idx)
 {
     struct qf_rcpt *r = &q->m.rcpts[idx];
-    if (resolver_class(qm.resolver, r->addr) != RESOLVE_LOCAL) {
-        rcpt_deferred(q, idx, "none", 0, "4.4.0",
-                      "delivery to other domains is not available yet in this version of tern");
+    enum relay_route how = relay_transport(q, idx);
+    if (how == RELAY_ROUTE_SETTLED)
+        return;
+    if (how == RELAY_ROUTE_SMTP ||
+        (how == RELAY_ROUTE_DEFAULT && resolver_class(qm.resolver, r->addr) != RESOLVE_LOCAL)) {
+        relay_enqueue(q, idx);
         return;
     }
     /* Recipients that came out of an expansion go straight to their
@@ -780,11 +841,16 @@ int qmgr_main(struct runtime *rt)
     if (qm.max_backoff < qm.min_backoff)
         qm.max_backoff = qm.min_backoff;
     qm.max_lifetime = conf_time(rt->conf, "maximal_queue_lifetime");
+    qm.delay_warning = conf_time(rt->conf, "delay_warning_time");
     qm.max_inflight = (unsigned)conf_int(rt->conf, "default_process_limit");
     if (qm.max_inflight < 1)
         qm.max_inflight = 1;
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     qmgr_notify_init(rt->conf);
+    /* The SMTP client writes to peers that may have gone away. */
+    signal(SIGPIPE, SIG_IGN);
+    if (relay_init(qm.base, rt, &err) != 0)
+        log_fatal("outbound delivery: %s", err ? err : "cannot set up");
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
@@ -821,6 +887,7 @@ int qmgr_main(struct runtime *rt)
     event_free(qm.pickup_timer);
     event_free(qm.listen_ev);
     qmgr_control_stop();
+    relay_shutdown();
     store_close();      /* its last callbacks may still need pickup's state */
     pickup_shutdown();
     qmgr_notify_shutdown();

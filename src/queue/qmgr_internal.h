@@ -42,4 +42,28 @@ void qmsg_schedule(struct qmsg *q);
  * it, or frees a deleted one once no delivery is in flight. q may be freed. */
 void qmsg_finish_if_done(struct qmsg *q);
 
+/* One delivery attempt's outcome for a recipient. */
+enum qmsg_outcome { QMSG_SENT, QMSG_DEFERRED, QMSG_BOUNCED };
+
+/* What another server said, kept with the result for notices. */
+struct qmsg_remote {
+    const char *mta;      /* its host name */
+    const char *diag;     /* its reply, "550 5.1.1 ..."; "" when it said nothing */
+    int dsn_passed;       /* it accepted our NOTIFY (spoke DSN) */
+};
+
+/* A delivery agent takes a due recipient: busy, and the message stays in
+ * memory until qmsg_rcpt_release or qmsg_rcpt_finish. */
+void qmsg_rcpt_take(struct qmsg *q, size_t idx);
+/* Gives a taken recipient back without a result (hold, delete, shutdown). */
+void qmsg_rcpt_release(struct qmsg *q, size_t idx);
+/* The result of a taken recipient (ignored if the message was deleted):
+ * recorded, logged, retry timer armed. remote may be NULL. Never frees q:
+ * call qmsg_finish_if_done afterwards. */
+void qmsg_rcpt_finish(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+                      const char *dsn, const char *reason, const struct qmsg_remote *remote);
+/* The result of a recipient that was never taken (settled while routing). */
+void qmsg_rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+                      const char *dsn, const char *reason);
+
 #endif

@@ -24,6 +24,7 @@
 #define NOTICE_FAILURE "failure"
 #define NOTICE_SUCCESS "success"
 #define NOTICE_DOUBLE "double"
+#define NOTICE_DELAY "delay"
 
 static struct {
     char *myhostname;
@@ -146,7 +147,7 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
 }
 
 static void fill_rcpt(struct dsn_rcpt *d, const struct qmsg *q, const struct qf_rcpt *r, const char *action,
-                      char **diag, char **orcpt)
+                      char **diag, char **orcpt, char **mta)
 {
     memset(d, 0, sizeof *d);
     d->final_rcpt = r->addr;
@@ -162,8 +163,14 @@ static void fill_rcpt(struct dsn_rcpt *d, const struct qmsg *q, const struct qf_
     d->orcpt = *orcpt;
     d->action = action;
     d->status = r->dsn[0] ? r->dsn : (strcmp(action, "failed") == 0 ? "5.0.0" : "2.0.0");
-    *diag = r->reason[0] ? xasprintf("x-tern; %s", r->reason) : NULL;
+    /* What the other server said goes out as it said it (RFC 3464 §2.3.6). */
+    if (r->diag[0])
+        *diag = xasprintf("smtp; %s", r->diag);
+    else
+        *diag = r->reason[0] ? xasprintf("x-tern; %s", r->reason) : NULL;
     d->diagnostic = *diag;
+    *mta = r->remote_mta[0] ? xasprintf("dns; %s", r->remote_mta) : NULL;
+    d->remote_mta = *mta;
     d->last_attempt = (time_t)r->last_try;
 }
 
@@ -172,23 +179,86 @@ static int send_kind(struct pending *p, enum dsn_kind kind, const char *to, cons
     struct qmsg *q = p->q;
     struct dsn_rcpt *d = xcalloc(q->m.nrcpt, sizeof *d);
     char **diags = xcalloc(q->m.nrcpt, sizeof *diags), **orcpts = xcalloc(q->m.nrcpt, sizeof *orcpts);
+    char **mtas = xcalloc(q->m.nrcpt, sizeof *mtas);
     size_t n = 0;
     for (size_t i = 0; i < q->m.nrcpt; i++) {
         const struct qf_rcpt *r = &q->m.rcpts[i];
-        if (kind == DSN_FAILURE && r->state == QF_FAILED && wants(r, QF_NOTIFY_FAILURE, 1))
-            fill_rcpt(&d[n], q, r, "failed", &diags[n], &orcpts[n]), n++;
-        else if (kind == DSN_SUCCESS && r->state == QF_DELIVERED && wants(r, QF_NOTIFY_SUCCESS, 0))
-            fill_rcpt(&d[n], q, r, "delivered", &diags[n], &orcpts[n]), n++;
+        if (kind == DSN_FAILURE && r->state == QF_FAILED && wants(r, QF_NOTIFY_FAILURE, 1)) {
+            fill_rcpt(&d[n], q, r, "failed", &diags[n], &orcpts[n], &mtas[n]);
+            n++;
+        } else if (kind == DSN_SUCCESS && r->state == QF_DELIVERED && wants(r, QF_NOTIFY_SUCCESS, 0) &&
+                   !(r->flags & QF_RCPT_REMOTE_DSN)) {
+            /* A next hop that took our NOTIFY reports success itself; one
+             * that could not is "relayed" (RFC 3461 §5.2.2, §6.3.1). */
+            fill_rcpt(&d[n], q, r, r->remote_mta[0] ? "relayed" : "delivered", &diags[n], &orcpts[n], &mtas[n]);
+            n++;
+        }
     }
     int rc = n ? send_one(p, kind, notice, to, d, n) : 0;
     for (size_t i = 0; i < n; i++) {
         free(diags[i]);
         free(orcpts[i]);
+        free(mtas[i]);
     }
     free(diags);
     free(orcpts);
+    free(mtas);
     free(d);
     return rc;
+}
+
+static void delay_notice_done(struct qmsg *q, int ok)
+{
+    (void)q; /* may be gone by now: only p was kept */
+    if (!ok)
+        log_warn("a delay notice could not be queued");
+}
+
+void qmgr_notify_delayed(struct qmsg *q, long long lifetime)
+{
+    if (!*q->m.sender || qf_message_attr(&q->m, "notice"))
+        return;
+    struct dsn_rcpt *d = xcalloc(q->m.nrcpt, sizeof *d);
+    char **diags = xcalloc(q->m.nrcpt, sizeof *diags), **orcpts = xcalloc(q->m.nrcpt, sizeof *orcpts);
+    char **mtas = xcalloc(q->m.nrcpt, sizeof *mtas);
+    size_t *which = xcalloc(q->m.nrcpt, sizeof *which);
+    size_t n = 0;
+    time_t until = (time_t)(q->m.arrival_us / 1000000 + lifetime);
+    for (size_t i = 0; i < q->m.nrcpt; i++) {
+        struct qf_rcpt *r = &q->m.rcpts[i];
+        if (r->state != QF_DEFERRED || (r->flags & QF_RCPT_DELAY_WARNED) || !wants(r, QF_NOTIFY_DELAY, 1))
+            continue;
+        fill_rcpt(&d[n], q, r, "delayed", &diags[n], &orcpts[n], &mtas[n]);
+        d[n].will_retry_until = until;
+        which[n++] = i;
+    }
+    if (n > 0) {
+        /* The notice's commit is reported to a pending of its own, which
+         * must not touch q: the message may be gone by then. */
+        struct pending *p = xcalloc(1, sizeof *p);
+        p->q = q;
+        p->done = delay_notice_done;
+        p->outstanding = 1;
+        if (send_one(p, DSN_DELAY, NOTICE_DELAY, q->m.sender, d, n) != 0)
+            p->failed = 1;
+        p->q = NULL;
+        committed(p, !p->failed);
+        for (size_t k = 0; k < n; k++) {
+            q->m.rcpts[which[k]].flags |= QF_RCPT_DELAY_WARNED;
+            if (store_append_status(&q->m, q->place, which[k]) != 0)
+                log_warn("%s: cannot record the delay notice: %s", q->m.id, strerror(errno));
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(diags[i]);
+        free(orcpts[i]);
+        free(mtas[i]);
+    }
+    free(diags);
+    free(orcpts);
+    free(mtas);
+    free(which);
+    free(d);
 }
 
 int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok))

@@ -26,4 +26,12 @@ void qmgr_notify_shutdown(void);
  * a notice could not be queued (keep q and try again later). */
 int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok));
 
+/* Tells the sender once about recipients still deferred (RFC 3464 delay
+ * notice, "Delayed Mail (still being retried)"): those not yet warned
+ * about that did not exclude NOTIFY=DELAY; never for the null sender.
+ * Marks them warned in the queue file; the notice is committed like any
+ * message, and one that cannot be queued is logged and not retried.
+ * lifetime (maximal_queue_lifetime) gives Will-Retry-Until. */
+void qmgr_notify_delayed(struct qmsg *q, long long lifetime);
+
 #endif

@@ -62,7 +62,10 @@ struct qf_rcpt {
 /* The next hop accepted the recipient with our NOTIFY parameter (it spoke
  * DSN), so notices for it are that server's job from here on (RFC 3461
  * §5.2.2); without it a success is "relayed" (§6.3.1). */
-enum { QF_RCPT_REMOTE_DSN = 1 };
+enum {
+    QF_RCPT_REMOTE_DSN = 1,
+    QF_RCPT_DELAY_WARNED = 2,   /* a delay notice told the sender about it */
+};
 
 struct qf_attr {
     char *name;

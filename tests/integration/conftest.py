@@ -71,6 +71,11 @@ class TernInstance:
             "alias_maps": "",
             "minimal_backoff_time": "1s",
             "maximal_backoff_time": "2s",
+            # Tests never reach the Internet: a resolver nobody runs, and
+            # mail for other domains goes to a port where nothing listens,
+            # so it stays deferred (the relay tests set both to real peers).
+            "dns_resolvers": "127.0.0.1:9",
+            "relayhost": "[127.0.0.3]:1",
         }
         params.update(self.extra_main)
         return "".join(f"{k} = {v}\n" for k, v in params.items() if v is not None)

@@ -624,8 +624,6 @@ static void test_typed_getters(void **state)
     char *out = check_output(c, 0);
     assert_string_equal(out, "main.cf:3: warning: unknown parameter limit\n"
                              "main.cf:12: warning: bounce_queue_lifetime is accepted but has no effect in "
-                             "this version of tern\n"
-                             "main.cf:13: warning: delay_warning_time is accepted but has no effect in "
                              "this version of tern\n");
     free(out);
     conf_free(c);

@@ -1,0 +1,670 @@
+/* qmgr_relay: delivery to other mail servers (see qmgr_relay.h). */
+#include "queue/qmgr_relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "daemon/runtime.h"
+#include "dns/dns.h"
+#include "maps/maps.h"
+#include "queue/qmgr_internal.h"
+#include "queue/queue_store.h"
+#include "smtp/smtp_client.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+/* Where a recipient waits for a session. Waiting recipients hold their
+ * message (qmsg_rcpt_take), so the pointer stays valid until released. */
+struct relay_item {
+    struct relay_item *next;
+    struct qmsg *q;
+    size_t idx;
+};
+
+/* One next hop: "example.com" (MX lookup), "[host]:port" (addresses of
+ * host only), "host:port" (MX lookup, another port). */
+struct relay_dest {
+    struct relay_dest *next;
+    char *key;
+    char *host;          /* what DNS is asked */
+    int use_mx;
+    unsigned port;
+    unsigned active;     /* sessions running */
+    struct relay_item *head, *tail;
+};
+
+struct relay_job {
+    struct relay_job *next, *prev;
+    struct relay_dest *dest;
+    struct qmsg *q;
+    size_t *idx;
+    size_t n;
+    int fd;
+    int64_t start_us;
+    struct dns_query *dq;
+    struct smtp_client *sc;
+    struct smtp_client_msg msg;
+    struct smtp_client_rcpt *rcpts;
+};
+
+static struct {
+    struct event_base *base;
+    struct runtime *rt;
+    struct dns_ctx *dns;
+    struct map_list *transport;
+    char *relayhost;
+    char *myhostname;
+    struct smtp_client_opts opts;
+    unsigned port;
+    unsigned dest_limit, total_limit, rcpt_limit;
+    unsigned active;
+    struct relay_dest *dests;
+    struct relay_job *jobs;
+    struct event *kick;
+    /* this server's own addresses, for loop detection */
+    struct sockaddr_storage *own;
+    size_t nown;
+} rl;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------- our own addresses ---------- */
+
+static void add_own(const struct sockaddr *sa)
+{
+    if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+        return;
+    rl.own = xrealloc(rl.own, (rl.nown + 1) * sizeof *rl.own);
+    memset(&rl.own[rl.nown], 0, sizeof *rl.own);
+    memcpy(&rl.own[rl.nown], sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+    rl.nown++;
+}
+
+static int is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return 0;
+}
+
+/* The addresses the SMTP listeners are bound to; a wildcard listener
+ * stands for every interface address (as Postfix's inet_interfaces). */
+static void collect_own_addresses(void)
+{
+    int wildcard = 0;
+    for (size_t i = 0; i < rl.rt->nlisteners; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(rl.rt->listeners[i].fd, (struct sockaddr *)&ss, &len) != 0)
+            continue;
+        if (is_wildcard(&ss))
+            wildcard = 1;
+        else
+            add_own((struct sockaddr *)&ss);
+    }
+    if (!wildcard)
+        return;
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
+        add_own(p->ifa_addr);
+    freeifaddrs(ifa);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
+}
+
+static int host_is_us(const struct dns_host *h)
+{
+    if (strcasecmp(h->name, rl.myhostname) == 0)
+        return 1;
+    for (size_t i = 0; i < h->naddrs; i++)
+        for (size_t k = 0; k < rl.nown; k++)
+            if (same_addr(&h->addrs[i], &rl.own[k]))
+                return 1;
+    return 0;
+}
+
+/* ---------- next hops ---------- */
+
+static const char *domain_of(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at ? at + 1 : "";
+}
+
+/* Parses "[host]:port", "[host]", "host:port", "host" into dest fields.
+ * IPv6 inside brackets keeps its colons. Returns 0, or -1 for a bad port. */
+static int parse_nexthop(const char *spec, char **host, int *use_mx, unsigned *port)
+{
+    const char *end = spec + strlen(spec);
+    const char *colon = NULL;
+    *use_mx = 1;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close)
+            return -1;
+        *use_mx = 0;
+        *host = xstrndup(spec + 1, (size_t)(close - spec - 1));
+        colon = close[1] == ':' ? close + 1 : NULL;
+        if (!colon && close[1])
+            goto bad;
+    } else {
+        colon = strrchr(spec, ':');
+        *host = xstrndup(spec, colon ? (size_t)(colon - spec) : (size_t)(end - spec));
+    }
+    *port = rl.port;
+    if (colon) {
+        char *stop = NULL;
+        long p = strtol(colon + 1, &stop, 10);
+        if (stop == colon + 1 || *stop || p < 1 || p > 65535)
+            goto bad;
+        *port = (unsigned)p;
+    }
+    if (!**host)
+        goto bad;
+    return 0;
+bad:
+    free(*host);
+    *host = NULL;
+    return -1;
+}
+
+static struct relay_dest *dest_get(const char *key)
+{
+    for (struct relay_dest *d = rl.dests; d; d = d->next)
+        if (strcasecmp(d->key, key) == 0)
+            return d;
+    struct relay_dest *d = xcalloc(1, sizeof *d);
+    if (parse_nexthop(key, &d->host, &d->use_mx, &d->port) != 0) {
+        free(d);
+        return NULL;
+    }
+    d->key = xstrdup(key);
+    d->next = rl.dests;
+    rl.dests = d;
+    return d;
+}
+
+static void dest_free_if_idle(struct relay_dest *d)
+{
+    if (d->active || d->head)
+        return;
+    struct relay_dest **pp = &rl.dests;
+    while (*pp && *pp != d)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = d->next;
+    free(d->key);
+    free(d->host);
+    free(d);
+}
+
+/* transport_maps: the full domain, then each parent as ".parent". */
+static int transport_lookup(const char *domain, char **value)
+{
+    char *key = xstrdup(domain);
+    str_lower(key);
+    int rc = map_list_lookup(rl.transport, key, value);
+    for (const char *p = strchr(key, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
+        rc = map_list_lookup(rl.transport, p, value);
+    free(key);
+    return rc;
+}
+
+/* A recipient's next hop from a transport entry's nexthop part: empty means
+ * the usual one (relayhost or the domain). */
+static char *default_nexthop(const char *addr)
+{
+    if (rl.relayhost && *rl.relayhost)
+        return xstrdup(rl.relayhost);
+    return xstrdup(domain_of(addr));
+}
+
+enum relay_route relay_transport(struct qmsg *q, size_t idx)
+{
+    if (!rl.transport)
+        return RELAY_ROUTE_DEFAULT;
+    const char *addr = q->m.rcpts[idx].addr;
+    char *value = NULL;
+    int rc = transport_lookup(domain_of(addr), &value);
+    if (rc < 0) {
+        qmsg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
+        return RELAY_ROUTE_SETTLED;
+    }
+    if (rc == 0)
+        return RELAY_ROUTE_DEFAULT;
+    char *v = str_trim(value);
+    enum relay_route route = RELAY_ROUTE_SMTP;
+    if (strncasecmp(v, "local:", 6) == 0 || strcasecmp(v, "local") == 0) {
+        route = RELAY_ROUTE_LOCAL;
+    } else if (strncasecmp(v, "error:", 6) == 0) {
+        const char *text = v[6] ? v + 6 : "mail for this destination is not accepted";
+        qmsg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.0.0", text);
+        route = RELAY_ROUTE_SETTLED;
+    } else if (strncasecmp(v, "smtp:", 5) != 0 && strncasecmp(v, "relay:", 6) != 0 &&
+               strcasecmp(v, "smtp") != 0 && strcasecmp(v, "relay") != 0) {
+        char *why = xasprintf("transport_maps: unsupported transport in \"%s\"", v);
+        log_warn("%s: %s", q->m.id, why);
+        qmsg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
+        free(why);
+        route = RELAY_ROUTE_SETTLED;
+    }
+    free(value);
+    return route;
+}
+
+/* The nexthop a remote recipient goes to; NULL when the configuration is
+ * broken (the recipient is then deferred). */
+static char *nexthop_for(const char *addr)
+{
+    if (rl.transport) {
+        char *value = NULL;
+        if (transport_lookup(domain_of(addr), &value) == 1) {
+            char *v = str_trim(value);
+            const char *colon = strchr(v, ':');
+            char *hop = colon && colon[1] ? xstrdup(str_trim((char *)colon + 1)) : default_nexthop(addr);
+            free(value);
+            return hop;
+        }
+        free(value);
+    }
+    return default_nexthop(addr);
+}
+
+/* ---------- sessions ---------- */
+
+static void kick_soon(void)
+{
+    if (!evtimer_pending(rl.kick, NULL)) {
+        struct timeval tv = {0, 0};
+        evtimer_add(rl.kick, &tv);
+    }
+}
+
+void relay_enqueue(struct qmsg *q, size_t idx)
+{
+    qmsg_rcpt_take(q, idx);
+    char *hop = nexthop_for(q->m.rcpts[idx].addr);
+    struct relay_dest *d = dest_get(hop);
+    if (!d) {
+        /* Settled from the loop, as promised: park it on a dead end. */
+        char *why = xasprintf("bad next hop \"%s\" (relayhost or transport_maps)", hop);
+        log_warn("%s: %s", q->m.id, why);
+        free(hop);
+        hop = xstrdup("[invalid]");
+        d = dest_get(hop);
+        free(why);
+    }
+    free(hop);
+    struct relay_item *it = xcalloc(1, sizeof *it);
+    it->q = q;
+    it->idx = idx;
+    if (d->tail)
+        d->tail->next = it;
+    else
+        d->head = it;
+    d->tail = it;
+    kick_soon();
+}
+
+static void job_free(struct relay_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        rl.jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    if (j->fd >= 0)
+        close(j->fd);
+    smtp_client_msg_clear(&j->msg);
+    free(j->rcpts);
+    free(j->idx);
+    struct relay_dest *d = j->dest;
+    d->active--;
+    rl.active--;
+    free(j);
+    dest_free_if_idle(d);
+    kick_soon();
+}
+
+/* Every recipient of the job gets the same result (DNS, loops, setup). */
+static void job_settle_all(struct relay_job *j, enum qmsg_outcome o, const char *relay, const char *dsn,
+                           const char *reason)
+{
+    for (size_t i = 0; i < j->n; i++)
+        qmsg_rcpt_finish(j->q, j->idx[i], o, relay, j->start_us, dsn, reason, NULL);
+    struct qmsg *q = j->q;
+    job_free(j);
+    qmsg_finish_if_done(q);
+}
+
+/* "mx.example.net[192.0.2.5]:25" -> "mx.example.net" */
+static char *relay_host_name(const char *relay)
+{
+    const char *b = strchr(relay, '[');
+    return xstrndup(relay, b ? (size_t)(b - relay) : strlen(relay));
+}
+
+static void on_client_done(void *arg, struct smtp_client_result *res)
+{
+    struct relay_job *j = arg;
+    j->sc = NULL;
+    const char *relay = res->relay ? res->relay : "none";
+    char *mta = res->relay ? relay_host_name(res->relay) : xstrdup("");
+    for (size_t i = 0; i < j->n; i++) {
+        const struct smtp_client_rcpt *r = &j->rcpts[i];
+        int code = r->code;
+        const char *text = r->text ? r->text : (res->text ? res->text : "no reason given");
+        const char *enh = r->enh[0] ? r->enh : (code / 100 == 2 ? "2.0.0" : code / 100 == 5 ? "5.0.0" : "4.0.0");
+        enum qmsg_outcome o = code / 100 == 2 ? QMSG_SENT : code / 100 == 5 ? QMSG_BOUNCED : QMSG_DEFERRED;
+        char *reason;
+        if (r->remote && o != QMSG_SENT) {
+            /* "host mx.example.net[192.0.2.5] said: ...": the relay without its port */
+            const char *port = strrchr(relay, ':');
+            int hostlen = port && port > relay && port[-1] == ']' ? (int)(port - relay) : (int)strlen(relay);
+            reason = xasprintf("host %.*s said: %s (in reply to %s command)", hostlen, relay, text,
+                               r->stage ? r->stage : "end of DATA");
+        }
+        else
+            reason = xstrdup(text);
+        struct qmsg_remote remote = {mta, r->remote ? text : "", r->remote && r->dsn_passed};
+        /* Postfix names no relay when not even a connection was made. */
+        const char *logged = r->stage && strcmp(r->stage, "connect") == 0 ? "none" : relay;
+        qmsg_rcpt_finish(j->q, j->idx[i], o, logged, j->start_us, enh, reason, &remote);
+        free(reason);
+    }
+    free(mta);
+    struct qmsg *q = j->q;
+    job_free(j);
+    qmsg_finish_if_done(q);
+}
+
+/* Exchangers from the best down to (not including) ourselves; -1 when we
+ * are the best one. */
+static long usable_hosts(const struct dns_route *r)
+{
+    for (size_t i = 0; i < r->nhosts; i++)
+        if (host_is_us(&r->hosts[i]))
+            return i == 0 || r->hosts[i].pref == r->hosts[0].pref ? -1 : (long)i;
+    return (long)r->nhosts;
+}
+
+static void start_session(struct relay_job *j, const struct dns_route *route, size_t nhosts)
+{
+    size_t ntargets = 0;
+    for (size_t h = 0; h < nhosts; h++)
+        ntargets += route->hosts[h].naddrs;
+    struct smtp_client_target *t = xcalloc(ntargets, sizeof *t);
+    size_t k = 0;
+    for (size_t h = 0; h < nhosts; h++) {
+        const struct dns_host *host = &route->hosts[h];
+        for (size_t a = 0; a < host->naddrs; a++, k++) {
+            t[k].hostname = host->name;
+            t[k].addr = host->addrs[a];
+            if (t[k].addr.ss_family == AF_INET) {
+                ((struct sockaddr_in *)&t[k].addr)->sin_port = htons((uint16_t)j->dest->port);
+                t[k].addrlen = sizeof(struct sockaddr_in);
+            } else {
+                ((struct sockaddr_in6 *)&t[k].addr)->sin6_port = htons((uint16_t)j->dest->port);
+                t[k].addrlen = sizeof(struct sockaddr_in6);
+            }
+        }
+    }
+    j->sc = smtp_client_start(rl.base, &rl.opts, t, ntargets, &j->msg, on_client_done, j);
+    free(t);
+}
+
+static void on_route(void *arg, struct dns_route *route)
+{
+    struct relay_job *j = arg;
+    j->dq = NULL;
+    if (route->status != DNS_OK) {
+        enum qmsg_outcome o = dns_status_permanent(route->status) ? QMSG_BOUNCED : QMSG_DEFERRED;
+        const char *why = route->why ? route->why : dns_status_name(route->status);
+        job_settle_all(j, o, "none", dns_status_dsn(route->status), why);
+        dns_route_free(route);
+        return;
+    }
+    long n = usable_hosts(route);
+    if (n < 0) {
+        char *why = xasprintf("mail for %s loops back to myself", j->dest->host);
+        job_settle_all(j, QMSG_BOUNCED, "none", "5.4.6", why);
+        free(why);
+        dns_route_free(route);
+        return;
+    }
+    start_session(j, route, (size_t)n);
+    dns_route_free(route);
+}
+
+/* Takes the first waiting recipient of d and every other one of the same
+ * message waiting there (up to the recipient limit) into a new job. */
+static void start_job(struct relay_dest *d)
+{
+    struct relay_job *j = xcalloc(1, sizeof *j);
+    j->dest = d;
+    j->fd = -1;
+    j->q = d->head->q;
+    j->idx = xcalloc(rl.rcpt_limit, sizeof *j->idx);
+    struct relay_item **pp = &d->head, *last = NULL;
+    while (*pp && j->n < rl.rcpt_limit) {
+        struct relay_item *it = *pp;
+        if (it->q != j->q) {
+            last = it;
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        j->idx[j->n++] = it->idx;
+        free(it);
+    }
+    d->tail = NULL;
+    for (struct relay_item *it = d->head; it; it = it->next)
+        d->tail = it;
+    (void)last;
+    d->active++;
+    rl.active++;
+    j->next = rl.jobs;
+    if (rl.jobs)
+        rl.jobs->prev = j;
+    rl.jobs = j;
+    j->start_us = now_us();
+
+    struct qmsg *q = j->q;
+    char *path = store_path(q->m.id, q->place);
+    j->fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    free(path);
+    if (j->fd < 0) {
+        char *why = xasprintf("cannot open the queue file: %s", strerror(err));
+        job_settle_all(j, QMSG_DEFERRED, "none", "4.3.0", why);
+        free(why);
+        return;
+    }
+    j->rcpts = xcalloc(j->n, sizeof *j->rcpts);
+    for (size_t i = 0; i < j->n; i++) {
+        const struct qf_rcpt *r = &q->m.rcpts[j->idx[i]];
+        j->rcpts[i].addr = r->addr;
+        j->rcpts[i].notify = r->notify;
+        j->rcpts[i].orcpt = r->orcpt;
+    }
+    const char *body = qf_message_attr(&q->m, "body");
+    j->msg.sender = q->m.sender;
+    j->msg.smtputf8 = qf_message_attr(&q->m, "smtputf8") != NULL;
+    j->msg.body_8bit = body && strcasecmp(body, "8BITMIME") == 0;
+    j->msg.ret = qf_message_attr(&q->m, "ret");
+    j->msg.envid = qf_message_attr(&q->m, "envid");
+    j->msg.content_fd = j->fd;
+    j->msg.offset = q->m.content_offset;
+    j->msg.length = q->m.content_length;
+    j->msg.rcpts = j->rcpts;
+    j->msg.nrcpts = j->n;
+    if (strcmp(d->key, "[invalid]") == 0) {
+        job_settle_all(j, QMSG_DEFERRED, "none", "4.3.5", "bad next hop in relayhost or transport_maps");
+        return;
+    }
+    if (d->use_mx)
+        j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
+    else
+        j->dq = dns_resolve_host(rl.dns, d->host, on_route, j);
+}
+
+/* Waiting recipients whose message went on hold, was deleted, or whose
+ * recipient got settled another way leave the queue without a session. */
+static void drop_stale(struct relay_dest *d)
+{
+    struct relay_item **pp = &d->head;
+    while (*pp) {
+        struct relay_item *it = *pp;
+        if (!it->q->deleted && it->q->place == STORE_QUEUE) {
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        struct qmsg *q = it->q;
+        qmsg_rcpt_release(q, it->idx);
+        free(it);
+        qmsg_finish_if_done(q);
+    }
+    d->tail = NULL;
+    for (struct relay_item *it = d->head; it; it = it->next)
+        d->tail = it;
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct relay_dest *d = rl.dests;
+    while (d) {
+        struct relay_dest *next = d->next;
+        drop_stale(d);
+        while (d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
+            start_job(d);
+        dest_free_if_idle(d);
+        d = next;
+    }
+}
+
+/* ---------- setup ---------- */
+
+static long opt_time(struct conf *c, const char *name)
+{
+    return (long)conf_time(c, name);
+}
+
+int relay_init(struct event_base *base, struct runtime *rt, char **err)
+{
+    memset(&rl, 0, sizeof rl);
+    rl.base = base;
+    rl.rt = rt;
+    struct conf *c = rt->conf;
+    const char *protocols = conf_str(c, "inet_protocols");
+    int v4 = strstr(protocols, "all") || strstr(protocols, "ipv4");
+    int v6 = strstr(protocols, "all") || strstr(protocols, "ipv6");
+    rl.dns = dns_new(base, conf_str(c, "dns_resolvers"), v4, v6, err);
+    if (!rl.dns)
+        return -1;
+    const char *tm = conf_str(c, "transport_maps");
+    if (*tm) {
+        rl.transport = map_list_open(tm, 0, err);
+        if (!rl.transport) {
+            dns_free(rl.dns);
+            return -1;
+        }
+    }
+    rl.relayhost = xstrdup(conf_str(c, "relayhost"));
+    rl.myhostname = xstrdup(conf_str(c, "myhostname"));
+    rl.port = (unsigned)conf_int(c, "smtp_tcp_port");
+    rl.dest_limit = (unsigned)conf_int(c, conf_is_set(c, "smtp_destination_concurrency_limit")
+                                              ? "smtp_destination_concurrency_limit"
+                                              : "default_destination_concurrency_limit");
+    rl.rcpt_limit = (unsigned)conf_int(c, conf_is_set(c, "smtp_destination_recipient_limit")
+                                              ? "smtp_destination_recipient_limit"
+                                              : "default_destination_recipient_limit");
+    rl.total_limit = (unsigned)conf_int(c, "default_process_limit");
+    rl.opts.helo_name = conf_str(c, "smtp_helo_name");
+    rl.opts.connect_timeout = opt_time(c, "smtp_connect_timeout");
+    rl.opts.helo_timeout = opt_time(c, "smtp_helo_timeout");
+    rl.opts.mail_timeout = opt_time(c, "smtp_mail_timeout");
+    rl.opts.rcpt_timeout = opt_time(c, "smtp_rcpt_timeout");
+    rl.opts.data_timeout = opt_time(c, "smtp_data_init_timeout");
+    rl.opts.data_xfer_timeout = opt_time(c, "smtp_data_xfer_timeout");
+    rl.opts.data_done_timeout = opt_time(c, "smtp_data_done_timeout");
+    rl.opts.quit_timeout = opt_time(c, "smtp_quit_timeout");
+    /* Postfix sends 8-bit mail to servers that do not announce 8BITMIME
+     * rather than bounce it; conversion to quoted-printable is not built yet. */
+    rl.opts.allow_8bit_anyway = 1;
+    rl.kick = evtimer_new(base, on_kick, NULL);
+    collect_own_addresses();
+    return 0;
+}
+
+void relay_shutdown(void)
+{
+    while (rl.jobs) {
+        struct relay_job *j = rl.jobs;
+        if (j->dq)
+            dns_cancel(j->dq);
+        if (j->sc)
+            smtp_client_cancel(j->sc);
+        for (size_t i = 0; i < j->n; i++)
+            qmsg_rcpt_release(j->q, j->idx[i]);
+        job_free(j);
+    }
+    while (rl.dests) {
+        struct relay_dest *d = rl.dests;
+        while (d->head) {
+            struct relay_item *it = d->head;
+            d->head = it->next;
+            qmsg_rcpt_release(it->q, it->idx);
+            free(it);
+        }
+        rl.dests = d->next;
+        free(d->key);
+        free(d->host);
+        free(d);
+    }
+    smtp_client_drop_lingering();
+    if (rl.kick)
+        event_free(rl.kick);
+    if (rl.dns)
+        dns_free(rl.dns);
+    if (rl.transport)
+        map_list_close(rl.transport);
+    free(rl.relayhost);
+    free(rl.myhostname);
+    free(rl.own);
+    memset(&rl, 0, sizeof rl);
+}

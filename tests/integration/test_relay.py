@@ -1,0 +1,324 @@
+"""Relaying: mail for other domains leaves tern and arrives at the right
+server (found through a real unbound serving relay.zone), or comes back to
+the sender as an RFC 3464 bounce. Peers listen on port 25 of 127.0.0.2 and
+up; the tern under test listens on 127.0.0.1."""
+import email
+import email.policy
+import re
+import time
+
+import pytest
+
+from conftest import TernInstance, settle_queue
+from relay_peers import RecordingPeer, SmtpSink, peer, test_dns  # noqa: F401 (fixtures)
+
+
+def relay_tern(tern_instance, test_dns, **params):
+    params.setdefault("relayhost", None)
+    tern_instance.write_config(dns_resolvers=test_dns.resolver, smtp_helo_name="client.example.test",
+                               **params)
+    return tern_instance.start()
+
+
+def send(tern, sender, rcpts, content: bytes, mail_opts=(), rcpt_opts=()):
+    with tern.smtp() as c:
+        c.ehlo()
+        c.sendmail(sender, rcpts, content, mail_options=list(mail_opts), rcpt_options=list(rcpt_opts))
+
+
+def parse(path):
+    return email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+
+
+def notice_fields(msg):
+    """(text part, per-message fields, [per-recipient fields]) of a DSN."""
+    assert msg.get_content_type() == "multipart/report"
+    parts = list(msg.iter_parts())
+    groups = [{k.lower(): str(v) for k, v in block.items()} for block in parts[1].get_payload()]
+    return parts[0].get_content(), groups[0], groups[1:]
+
+
+BODY = (b"From: alice@example.test\r\n"
+        b"To: bob@sink.test\r\n"
+        b"Subject: relay test\r\n"
+        b"\r\n"
+        b"first line\r\n"
+        b".a line that starts with a dot\r\n"
+        b"..two dots\r\n"
+        b"last line\r\n")
+
+
+def test_mail_goes_to_the_domains_mx(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["bob@sink.test"], BODY)
+    got = peer.wait()[0]
+    assert got.mail_from == "alice@example.test"
+    assert got.rcpts == ["bob@sink.test"]
+    assert got.helo == "client.example.test"
+    # what arrived is what tern queued: its Received: line, then the message
+    # byte for byte, dot-stuffing undone by the peer
+    assert got.content.startswith(b"Received: from ")
+    head, body = got.content.split(b"\r\n\r\n", 1)
+    assert b"\r\nFrom: alice@example.test\r\nTo: bob@sink.test\r\nSubject: relay test\r\n" in head + b"\r\n"
+    assert body == BODY.split(b"\r\n\r\n", 1)[1]
+    assert b"\r\n.a line that starts with a dot\r\n..two dots\r\n" in got.content
+    log = tern.wait_log("status=sent")
+    line = re.search(r"to=<bob@sink\.test>, relay=mx\.sink\.test\[127\.0\.0\.2\]:25, delay=[\d.]+, "
+                     r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 Ok: queued as PEER1\)",
+                     log)
+    assert line, log
+    tern.wait_log(": removed")
+
+
+def test_recipients_of_one_message_share_one_transaction(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["a@sink.test", "b@sink.test", "c@sink.test"], BODY)
+    got = peer.wait()[0]
+    assert sorted(got.rcpts) == ["a@sink.test", "b@sink.test", "c@sink.test"]
+    tern.wait_log("status=sent", count=3)
+    time.sleep(0.3)
+    assert len(peer.received) == 1
+
+
+def test_failover_to_the_next_mx(tern_instance, test_dns):
+    """mx1.multi.test (127.0.0.3) refuses connections; mx2 (127.0.0.4) takes it."""
+    second = RecordingPeer("127.0.0.4")
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["carol@multi.test"], BODY)
+        got = second.wait()[0]
+        assert got.rcpts == ["carol@multi.test"]
+        log = tern.wait_log("status=sent")
+        assert "relay=mx2.multi.test[127.0.0.4]:25" in log
+    finally:
+        second.stop()
+
+
+def test_domain_without_mx_uses_its_address(tern_instance, test_dns):
+    implicit = RecordingPeer("127.0.0.5")
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["dave@aonly.test"], BODY)
+        assert implicit.wait()[0].rcpts == ["dave@aonly.test"]
+        assert "relay=aonly.test[127.0.0.5]:25" in tern.wait_log("status=sent")
+    finally:
+        implicit.stop()
+
+
+def test_address_literal(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["erin@[127.0.0.2]"], BODY)
+    assert peer.wait()[0].rcpts == ["erin@[127.0.0.2]"]
+    assert "relay=127.0.0.2[127.0.0.2]:25" in tern.wait_log("status=sent")
+
+
+@pytest.mark.parametrize("domain,dsn,words", [
+    ("nullmx.test", "5.1.10", "does not accept mail"),
+    ("nowhere.test", "5.4.4", "not found"),
+])
+def test_permanent_dns_failures_bounce(tern_instance, test_dns, domain, dsn, words):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", [f"frank@{domain}"], BODY)
+    log = tern.wait_log("status=bounced")
+    assert re.search(rf"to=<frank@{re.escape(domain)}>, relay=none, .*dsn={re.escape(dsn)}, status=bounced", log), log
+    notice = parse(tern.wait_messages("alice")[0])
+    text, per_msg, rcpts = notice_fields(notice)
+    assert rcpts[0]["action"] == "failed"
+    assert rcpts[0]["status"] == dsn
+    assert words in rcpts[0]["diagnostic-code"].lower() or words in text.lower()
+
+
+def test_recipient_rejected_by_the_server_bounces_with_its_reply(tern_instance, test_dns):
+    rejecting = RecordingPeer("127.0.0.2", replies={"rcpt": {"nobody@sink.test": "550 5.1.1 <nobody@sink.test>: "
+                                                                                 "Recipient address rejected"}})
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["nobody@sink.test", "bob@sink.test"], BODY)
+        assert rejecting.wait()[0].rcpts == ["bob@sink.test"]
+        log = tern.wait_log("status=bounced")
+        assert ("to=<nobody@sink.test>, relay=mx.sink.test[127.0.0.2]:25" in log), log
+        assert ("status=bounced (host mx.sink.test[127.0.0.2] said: 550 5.1.1 <nobody@sink.test>: "
+                "Recipient address rejected (in reply to RCPT TO command))") in log
+        notice = parse(tern.wait_messages("alice")[0])
+        text, per_msg, rcpts = notice_fields(notice)
+        assert len(rcpts) == 1
+        r = rcpts[0]
+        assert r["final-recipient"].replace(" ", "") == "rfc822;nobody@sink.test"
+        assert r["status"] == "5.1.1"
+        assert r["remote-mta"].replace(" ", "") == "dns;mx.sink.test"
+        assert r["diagnostic-code"].replace("\n", "").startswith("smtp; 550 5.1.1 <nobody@sink.test>")
+        assert "mx.sink.test said" in text
+    finally:
+        rejecting.stop()
+
+
+def test_temporary_failure_is_retried(tern_instance, test_dns):
+    flaky = RecordingPeer("127.0.0.2", replies={"data": ["451 4.3.0 try again later"]})
+    try:
+        tern = relay_tern(tern_instance, test_dns, minimal_backoff_time="1s", maximal_backoff_time="1s")
+        send(tern, "alice@example.test", ["bob@sink.test"], BODY)
+        log = tern.wait_log("status=deferred")
+        assert ("status=deferred (host mx.sink.test[127.0.0.2] said: 451 4.3.0 try again later "
+                "(in reply to end of DATA command))") in log, log
+        flaky.wait(timeout=20)
+        tern.wait_log("status=sent", timeout=20)
+        tern.wait_log(": removed")
+        assert tern.messages("alice") == []
+    finally:
+        flaky.stop()
+
+
+def test_unreachable_destination_is_deferred_with_the_reason(tern_instance, test_dns):
+    tern = relay_tern(tern_instance, test_dns)
+    # nothing listens on 127.0.0.3 or .4 (multi.test's exchangers) here
+    send(tern, "alice@example.test", ["carol@multi.test"], BODY)
+    log = tern.wait_log("status=deferred", timeout=20)
+    assert re.search(r"to=<carol@multi\.test>, relay=none, .*dsn=4\.4\.1, status=deferred "
+                     r"\(connect to mx2\.multi\.test\[127\.0\.0\.4\]:25: Connection refused\)", log), log
+    out = tern.cli("queue").stdout.decode()
+    assert "Connection refused" in out
+    settle_queue(tern)
+
+
+def test_mail_looping_back_to_us_bounces(tern_instance, test_dns):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["gina@loop.test"], BODY)
+    log = tern.wait_log("status=bounced")
+    assert "dsn=5.4.6, status=bounced (mail for loop.test loops back to myself)" in log, log
+    notice = parse(tern.wait_messages("alice")[0])
+    assert notice_fields(notice)[2][0]["status"] == "5.4.6"
+
+
+def test_relayhost_takes_everything(tern_instance, test_dns):
+    smarthost = RecordingPeer("127.0.0.6", port=2526)
+    try:
+        tern = relay_tern(tern_instance, test_dns, relayhost="[127.0.0.6]:2526")
+        send(tern, "alice@example.test", ["bob@sink.test", "x@nowhere.test"], BODY)
+        got = smarthost.wait()[0]
+        assert sorted(got.rcpts) == ["bob@sink.test", "x@nowhere.test"]
+        assert "relay=127.0.0.6[127.0.0.6]:2526" in tern.wait_log("status=sent", count=2)
+    finally:
+        smarthost.stop()
+
+
+def test_transport_maps_route_and_error(tern_instance, test_dns, work_dir):
+    special = RecordingPeer("127.0.0.6", port=2527)
+    table = work_dir / "transport"
+    table.write_text("special.test smtp:[127.0.0.6]:2527\n"
+                     ".sub.special.test smtp:[127.0.0.6]:2527\n"
+                     "closed.test error:5.7.1 this domain takes no mail\n")
+    try:
+        tern = relay_tern(tern_instance, test_dns, transport_maps=f"texthash:{table}")
+        send(tern, "alice@example.test", ["p@special.test", "q@deep.sub.special.test"], BODY)
+        got = special.wait()[0]
+        assert sorted(got.rcpts) == ["p@special.test", "q@deep.sub.special.test"]
+        send(tern, "alice@example.test", ["r@closed.test"], BODY)
+        log = tern.wait_log("status=bounced")
+        assert "to=<r@closed.test>, relay=none" in log
+        assert "this domain takes no mail" in log
+    finally:
+        special.stop()
+
+
+def test_size_limit_of_the_peer_bounces_up_front(tern_instance, test_dns):
+    small = RecordingPeer("127.0.0.2", data_size_limit=1000)
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        big = BODY + b"x" * 2000 + b"\r\n"
+        send(tern, "alice@example.test", ["bob@sink.test"], big)
+        log = tern.wait_log("status=bounced")
+        assert "dsn=5.3.4" in log, log
+        assert small.received == []
+    finally:
+        small.stop()
+
+
+def test_success_notice_for_a_server_without_dsn_says_relayed(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["bob@sink.test"], BODY, rcpt_opts=["NOTIFY=SUCCESS"])
+    peer.wait()
+    notice = parse(tern.wait_messages("alice")[0])
+    _, _, rcpts = notice_fields(notice)
+    assert rcpts[0]["action"] == "relayed"
+    assert rcpts[0]["remote-mta"].replace(" ", "") == "dns;mx.sink.test"
+
+
+def test_smtp_sink_rejections(tern_instance, test_dns):
+    """Postfix's smtp-sink, told to refuse RCPT with 5xx: a bounce, no DATA."""
+    sink = SmtpSink("127.0.0.9", "-f", "RCPT")
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["h@sinkfail.test"], BODY)
+        log = tern.wait_log("status=bounced")
+        assert "host mx.sinkfail.test[127.0.0.9] said: 5" in log, log
+        assert "(in reply to RCPT TO command)" in log
+    finally:
+        sink.stop()
+
+
+def test_two_terns_lab(tern_instance, test_dns, work_dir):
+    """Seed 002's lab: a user of arch.test writes to nemesis.test; the first
+    tern relays through DNS to the second, which delivers to a Maildir."""
+    nemesis = TernInstance(work_dir / "nemesis", port=25, host="127.0.0.7")
+    nemesis.write_config(myhostname="mx.nemesis.test", mydomain="nemesis.test", relayhost=None,
+                         mydestination="$myhostname, nemesis.test", dns_resolvers=test_dns.resolver)
+    nemesis.start()
+    try:
+        tern = relay_tern(tern_instance, test_dns, myhostname="mail.arch.test", mydomain="arch.test",
+                          mydestination="$myhostname, arch.test")
+        content = (b"From: user@arch.test\r\nTo: friend@nemesis.test\r\nSubject: hello nemesis\r\n\r\n"
+                   b"bounced around\r\n")
+        send(tern, "user@arch.test", ["friend@nemesis.test"], content)
+        msg = nemesis.wait_messages("friend", timeout=20)[0].read_bytes()
+        assert b"Subject: hello nemesis" in msg
+        assert b"bounced around" in msg
+        # both hops left their Received: line
+        assert msg.count(b"Received: from ") == 2
+        assert "relay=mx.nemesis.test[127.0.0.7]:25" in tern.wait_log("status=sent")
+    finally:
+        nemesis.stop()
+        assert not nemesis.sanitizer_reports(), nemesis.stderr_text()[-4000:]
+
+
+def test_delay_notice_is_sent_once(tern_instance, test_dns):
+    tern = relay_tern(tern_instance, test_dns, delay_warning_time="1s", minimal_backoff_time="1s",
+                      maximal_backoff_time="1s")
+    send(tern, "alice@example.test", ["carol@multi.test", "dan@multi.test"], BODY)
+    tern.wait_log("sender delay notification", timeout=20)
+    tern.wait_log("status=deferred", count=6, timeout=20)   # three more rounds
+    notices = tern.wait_messages("alice")
+    assert len(notices) == 1
+    notice = parse(notices[0])
+    assert notice["Subject"] == "Delayed Mail (still being retried)"
+    text, per_msg, rcpts = notice_fields(notice)
+    assert sorted(r["final-recipient"].replace(" ", "") for r in rcpts) == ["rfc822;carol@multi.test",
+                                                                          "rfc822;dan@multi.test"]
+    for r in rcpts:
+        assert r["action"] == "delayed"
+        assert r["status"].startswith("4.")
+        assert "will-retry-until" in r
+    settle_queue(tern)
+
+
+def test_relay_to_a_real_postfix_passes_dsn_on(tern_instance, test_dns):
+    """Postfix offers DSN: tern hands NOTIFY/ORCPT on and sends no success
+    notice of its own (Postfix reports from there, RFC 3461 §5.2.2)."""
+    import os
+    if os.geteuid() != 0:
+        pytest.skip("a private Postfix instance needs root")
+    from relay_peers import PostfixPeer
+    pf = PostfixPeer("127.0.0.8")
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["pat@postfix.test"], BODY.replace(b"bob@sink.test", b"pat@postfix.test"),
+             mail_opts=["RET=HDRS", "ENVID=env-42"], rcpt_opts=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;pat@postfix.test"])
+        got = pf.wait_messages("pat")[0].read_bytes()
+        assert b"Subject: relay test" in got
+        assert b"\n.a line that starts with a dot\n..two dots\n" in got   # Maildir: LF line ends
+        log = tern.wait_log("status=sent")
+        assert "relay=mx.postfix.test[127.0.0.8]:25" in log
+        tern.wait_log(": removed")
+        assert tern.messages("alice") == []
+        assert "notification" not in tern.log_text()
+    finally:
+        pf.stop()
