@@ -381,6 +381,8 @@ static void on_client_done(void *arg, struct smtp_client_result *res)
     j->sc = NULL;
     const char *relay = res->relay ? res->relay : "none";
     char *mta = res->relay ? relay_host_name(res->relay) : xstrdup("");
+    /* Postfix's log names a reused connection: "relay=..., conn_use=2" */
+    char *relay_logged = res->conn_use > 1 ? xasprintf("%s, conn_use=%u", relay, res->conn_use) : xstrdup(relay);
     for (size_t i = 0; i < j->n; i++) {
         const struct smtp_client_rcpt *r = &j->rcpts[i];
         int code = r->code;
@@ -399,11 +401,12 @@ static void on_client_done(void *arg, struct smtp_client_result *res)
             reason = xstrdup(text);
         struct qmsg_remote remote = {mta, r->remote ? text : "", r->remote && r->dsn_passed};
         /* Postfix names no relay when not even a connection was made. */
-        const char *logged = r->stage && strcmp(r->stage, "connect") == 0 ? "none" : relay;
+        const char *logged = r->stage && strcmp(r->stage, "connect") == 0 ? "none" : relay_logged;
         qmsg_rcpt_finish(j->q, j->idx[i], o, logged, j->start_us, enh, reason, &remote);
         free(reason);
     }
     free(mta);
+    free(relay_logged);
     struct qmsg *q = j->q;
     job_free(j);
     qmsg_finish_if_done(q);
@@ -440,7 +443,11 @@ static void start_session(struct relay_job *j, const struct dns_route *route, si
             }
         }
     }
-    j->sc = smtp_client_start(rl.base, &rl.opts, t, ntargets, &j->msg, on_client_done, j);
+    struct smtp_client_opts o = rl.opts;
+    char *key = xasprintf("%s:%u", j->dest->key, j->dest->port);
+    o.cache_key = key;
+    j->sc = smtp_client_start(rl.base, &o, t, ntargets, &j->msg, on_client_done, j);
+    free(key);
     free(t);
 }
 
@@ -623,6 +630,8 @@ int relay_init(struct event_base *base, struct runtime *rt, char **err)
     rl.opts.data_xfer_timeout = opt_time(c, "smtp_data_xfer_timeout");
     rl.opts.data_done_timeout = opt_time(c, "smtp_data_done_timeout");
     rl.opts.quit_timeout = opt_time(c, "smtp_quit_timeout");
+    rl.opts.cache_idle = opt_time(c, "smtp_connection_cache_time_limit");
+    rl.opts.cache_uses = (unsigned)conf_int(c, "smtp_connection_reuse_count_limit");
     /* Postfix sends 8-bit mail to servers that do not announce 8BITMIME
      * rather than bounce it; conversion to quoted-printable is not built yet. */
     rl.opts.allow_8bit_anyway = 1;

@@ -29,6 +29,7 @@
 enum conn_end {
     END_QUIT,    /* read the owed replies, then QUIT */
     END_CLOSE,   /* close at once: the dialogue's state is unknown */
+    END_REUSE,   /* a clean end: keep it for the next message (else QUIT) */
 };
 
 static const char *stage_name(enum smtpc_stage st)
@@ -44,6 +45,7 @@ static const char *stage_name(enum smtpc_stage st)
     case SMTPC_ST_XFER: return "end of DATA";
     case SMTPC_ST_DOT: return "end of DATA";
     case SMTPC_ST_QUIT: return "QUIT";
+    case SMTPC_ST_IDLE: return "MAIL FROM";
     }
     return "connect";
 }
@@ -65,6 +67,7 @@ static const char *stage_doing(const struct smtpc_conn *k)
             return "sending message body";
         return "sending end of data -- message may be sent more than once";
     case SMTPC_ST_QUIT: return "sending QUIT";
+    case SMTPC_ST_IDLE: return "waiting for the next message";
     }
     return "talking";
 }
@@ -116,6 +119,8 @@ static void client_free(struct smtp_client *c)
     free(c->relays);
     free(c->targets);
     free(c->helo_name);
+    free(c->cache_key);
+    free(c->reused_relay);
     free(c->last_text);
     free(c->rstate);
     free(c->sent);
@@ -171,7 +176,10 @@ static void detach_conn(struct smtp_client *c, enum conn_end end, unsigned owed)
     c->conn = NULL;
     k->client = NULL;
     smtpc_data_free(c);
-    if (end == END_QUIT)
+    k->uses++;
+    if (end == END_REUSE && c->cache_key != NULL && k->uses < c->opts.cache_uses)
+        smtpc_conn_cache(k, c->cache_key, c->opts.cache_idle, c->opts.quit_timeout);
+    else if (end == END_QUIT || end == END_REUSE)
         smtpc_conn_linger(k, owed, c->opts.quit_timeout);
     else
         smtpc_conn_close(k);
@@ -195,11 +203,13 @@ static void finish(struct smtp_client *c, enum smtp_client_outcome outcome, int 
         else /* cannot happen: every path gives each recipient its result */
             rcpt_set(&m->rcpts[i], 451, "4.3.0", "internal error: no result for recipient", stage, 0);
     }
+    unsigned conn_use = c->conn != NULL ? c->conn->uses + 1 : 0;
     detach_conn(c, end, owed);
 
     struct smtp_client_result res;
     memset(&res, 0, sizeof res);
     res.outcome = outcome;
+    res.conn_use = conn_use;
     res.relay = c->relay;
     res.stage = stage;
     if (outcome == SMTPC_DONE) {
@@ -441,7 +451,8 @@ static void dot_reply(struct smtp_client *c)
 {
     int early = c->conn->stage == SMTPC_ST_XFER;
     accepted_set_reply(c, early ? 0 : 2, "end of DATA");
-    finish(c, SMTPC_DONE, 0, "", "", "end of DATA", 1, early ? END_CLOSE : END_QUIT, 0);
+    /* after the final reply the server waits for a new MAIL: reusable */
+    finish(c, SMTPC_DONE, 0, "", "", "end of DATA", 1, early ? END_CLOSE : END_REUSE, 0);
 }
 
 void smtpc_reply_in(struct smtp_client *c)
@@ -477,7 +488,8 @@ void smtpc_reply_in(struct smtp_client *c)
     case SMTPC_ST_XFER:
     case SMTPC_ST_DOT: dot_reply(c); break;
     case SMTPC_ST_CONNECT:
-    case SMTPC_ST_QUIT: break;
+    case SMTPC_ST_QUIT:
+    case SMTPC_ST_IDLE: break;
     }
 }
 
@@ -515,6 +527,15 @@ void smtpc_conn_failed(struct smtp_client *c, enum smtpc_fail f, int err, const 
         text = xasprintf("connect to %s: %s", c->relay, strerror(f == SMTPC_F_CONNECT ? err : ETIMEDOUT));
         target_failed(c, 451, "4.4.1", text, "connect", 0, END_CLOSE);
         free(text);
+        return;
+    }
+    if (f == SMTPC_F_LOST && c->reused && k->stage == SMTPC_ST_MAIL) {
+        /* A cached connection the server had given up on: nothing was
+         * answered yet, so connect afresh. */
+        detach_conn(c, END_CLOSE, 0);
+        c->reused = 0;
+        c->relay = NULL;
+        try_next_target(c);
         return;
     }
     if (f == SMTPC_F_LOST) {
@@ -593,6 +614,13 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
         finish(c, SMTPC_DONE, 0, "", "", "RCPT TO", 0, END_CLOSE, 0);
         return;
     }
+    if (c->cache_key != NULL && (c->conn = smtpc_conn_take(c, c->cache_key)) != NULL) {
+        c->reused = 1;
+        c->reused_relay = xstrdup(c->conn->relay);
+        c->relay = c->reused_relay;
+        after_hello(c);
+        return;
+    }
     try_next_target(c);
 }
 
@@ -626,6 +654,10 @@ struct smtp_client *smtp_client_start(struct event_base *base, const struct smtp
     c->opts.data_xfer_timeout = or_default(o->data_xfer_timeout, 180);
     c->opts.data_done_timeout = or_default(o->data_done_timeout, 600);
     c->opts.quit_timeout = or_default(o->quit_timeout, 300);
+    c->opts.cache_idle = or_default(o->cache_idle, 2);
+    c->opts.cache_uses = o->cache_uses > 0 ? o->cache_uses : 100;
+    c->opts.cache_key = NULL;
+    c->cache_key = o->cache_key != NULL ? xstrdup(o->cache_key) : NULL;
     if (o->helo_name != NULL && !helo_name_ok(o->helo_name))
         log_warn("smtp client: unusable helo name, using \"localhost\"");
     c->helo_name = xstrdup(helo_name_ok(o->helo_name) ? o->helo_name : "localhost");

@@ -121,6 +121,15 @@ struct smtp_client_opts {
     long quit_timeout;          /* 300: the QUIT exchange after the result */
     int allow_8bit_anyway;      /* send an 8-bit body to a server without
                                    8BITMIME instead of bouncing it (5.6.3) */
+    /* Connection reuse: with a cache_key (the destination, e.g.
+     * "example.com:25"), a connection whose transaction ended cleanly is
+     * kept idle for cache_idle seconds (0: 2) and up to cache_uses
+     * transactions (0: 100), and a later session with the same key takes
+     * it instead of connecting (the targets are then used only if the
+     * server dropped it before answering MAIL). NULL: no reuse. */
+    const char *cache_key;
+    long cache_idle;
+    unsigned cache_uses;
 };
 
 enum smtp_client_outcome {
@@ -153,6 +162,8 @@ struct smtp_client_result {
                             "RCPT TO" "DATA" "end of DATA" "QUIT": with
                             remote, for "(in reply to %s command)" */
     int remote;          /* 1: code/enh/text are what relay replied */
+    unsigned conn_use;   /* the how-manieth transaction this was on its
+                            connection (2 and up: reused); 0: none */
 };
 
 typedef void (*smtp_client_cb)(void *arg, struct smtp_client_result *res);
@@ -175,9 +186,11 @@ void smtp_client_cancel(struct smtp_client *c);
  * handed to another session or released. */
 void smtp_client_msg_clear(struct smtp_client_msg *msg);
 
-/* Sessions whose result is out but whose QUIT exchange is still running. */
+/* Sessions whose result is out but whose QUIT exchange is still running,
+ * and idle connections kept for reuse. */
 size_t smtp_client_lingering(void);
-/* Closes those connections at once (process shutdown). */
+size_t smtp_client_idle(void);
+/* Closes all those connections at once (process shutdown). */
 void smtp_client_drop_lingering(void);
 
 #endif

@@ -25,6 +25,10 @@
 
 static struct smtpc_conn *lingering_head;
 static size_t lingering_count;
+/* Idle connections kept for reuse, on the same links (a connection is on
+ * one list at most). */
+static struct smtpc_conn *idle_head;
+static size_t idle_count;
 
 static void conn_free(struct smtpc_conn *k)
 {
@@ -35,7 +39,23 @@ static void conn_free(struct smtpc_conn *k)
     smtpc_reply_free(&k->reply);
     free(k->line);
     free(k->relay);
+    free(k->cache_key);
     free(k);
+}
+
+static void idle_unlink(struct smtpc_conn *k)
+{
+    if (!k->idle)
+        return;
+    if (k->lprev != NULL)
+        k->lprev->lnext = k->lnext;
+    else
+        idle_head = k->lnext;
+    if (k->lnext != NULL)
+        k->lnext->lprev = k->lprev;
+    k->lprev = k->lnext = NULL;
+    k->idle = 0;
+    idle_count--;
 }
 
 static void lingering_unlink(struct smtpc_conn *k)
@@ -57,6 +77,7 @@ static void lingering_unlink(struct smtpc_conn *k)
 static void conn_end(struct smtpc_conn *k)
 {
     lingering_unlink(k);
+    idle_unlink(k);
     k->client = NULL;
     if (k->in_cb > 0) {
         k->dead = 1;
@@ -116,6 +137,37 @@ void smtpc_conn_linger(struct smtpc_conn *k, unsigned owed, long quit_timeout)
 void smtpc_conn_close(struct smtpc_conn *k)
 {
     conn_end(k);
+}
+
+void smtpc_conn_cache(struct smtpc_conn *k, const char *key, long idle_seconds, long quit_timeout)
+{
+    k->client = NULL;
+    k->idle = 1;
+    k->stage = SMTPC_ST_IDLE;
+    free(k->cache_key);
+    k->cache_key = xstrdup(key);
+    k->quit_timeout = quit_timeout;
+    k->lnext = idle_head;
+    k->lprev = NULL;
+    if (idle_head != NULL)
+        idle_head->lprev = k;
+    idle_head = k;
+    idle_count++;
+    bufferevent_enable(k->bev, EV_READ);
+    smtpc_conn_arm(k, idle_seconds);
+}
+
+struct smtpc_conn *smtpc_conn_take(struct smtp_client *c, const char *key)
+{
+    for (struct smtpc_conn *k = idle_head; k != NULL; k = k->lnext) {
+        if (k->dead || strcmp(k->cache_key, key) != 0 || k->base != c->base)
+            continue;
+        idle_unlink(k);
+        event_del(k->timer);
+        k->client = c;
+        return k;
+    }
+    return NULL;
 }
 
 /* A lingering connection's line: replies are counted, not judged. A 354
@@ -188,6 +240,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         k->line[len] = '\0';
         if (k->client != NULL)
             session_line(k, k->line, len);
+        else if (k->idle)
+            conn_end(k);   /* a 421 or anything else unasked for: not reusable */
         else
             linger_line(k, k->line, len);
     }
@@ -243,10 +297,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     struct smtpc_conn *k = arg;
     (void)fd, (void)what;
     enter(k);
-    if (k->client == NULL)
+    if (k->idle) {
+        /* unused for its idle time: say goodbye properly */
+        idle_unlink(k);
+        smtpc_conn_linger(k, 0, k->quit_timeout);
+    } else if (k->client == NULL) {
         conn_end(k);
-    else
+    } else {
         smtpc_conn_failed(k->client, SMTPC_F_TIMEOUT, 0, NULL);
+    }
     leave(k);
 }
 
@@ -297,8 +356,15 @@ size_t smtp_client_lingering(void)
     return lingering_count;
 }
 
+size_t smtp_client_idle(void)
+{
+    return idle_count;
+}
+
 void smtp_client_drop_lingering(void)
 {
     while (lingering_head != NULL)
         conn_end(lingering_head);
+    while (idle_head != NULL)
+        conn_end(idle_head);
 }

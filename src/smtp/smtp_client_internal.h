@@ -36,6 +36,7 @@ enum smtpc_stage {
     SMTPC_ST_XFER,   /* after 354: sending the content */
     SMTPC_ST_DOT,    /* the final dot is out: waiting for the reply */
     SMTPC_ST_QUIT,   /* result given; draining owed replies, then QUIT */
+    SMTPC_ST_IDLE,   /* transaction done, kept for the next message (cache) */
 };
 
 /* What the server's EHLO reply offered. */
@@ -70,6 +71,10 @@ struct smtpc_conn {
     struct smtpc_ext ext;
     unsigned owed;                /* lingering: replies still to come */
     int lingering, quit_sent;
+    char *cache_key;              /* idle: the destination it may serve */
+    unsigned uses;                /* transactions it has carried */
+    long quit_timeout;            /* idle: for the QUIT when it expires */
+    int idle;
     int in_cb, dead;              /* freed when the outermost callback returns */
     struct smtpc_conn *lprev, *lnext;   /* the lingering list */
 };
@@ -97,6 +102,9 @@ struct smtp_client {
     char **relays;                    /* "host[ip]:port" per target */
     size_t ntargets, next_target;
     const char *relay;                /* relays[] of the target tried last; NULL before */
+    char *cache_key;                  /* opts.cache_key, ours */
+    char *reused_relay;               /* relay of a connection taken from the cache */
+    int reused;                       /* the connection came from the cache */
     struct smtp_client_msg *msg;
     smtp_client_cb cb;
     void *cb_arg;
@@ -152,6 +160,12 @@ void smtpc_data_fill(struct smtp_client *c);
 void smtpc_data_free(struct smtp_client *c);
 
 /* smtp_client_conn.c: the connection, its timer and the lingering list */
+/* Keeps a connection whose transaction is done for the next message to the
+ * same destination: idle until taken, closed with QUIT after idle_seconds
+ * or at once when the server says or closes anything. */
+void smtpc_conn_cache(struct smtpc_conn *k, const char *key, long idle_seconds, long quit_timeout);
+/* An idle connection for key, attached to c; NULL when there is none. */
+struct smtpc_conn *smtpc_conn_take(struct smtp_client *c, const char *key);
 /* Starts a non-blocking connect to sa; NULL with *err (an errno) when it
  * failed at once. Calls back smtpc_connected or smtpc_conn_failed. */
 struct smtpc_conn *smtpc_conn_open(struct smtp_client *c, const struct sockaddr *sa, socklen_t salen,

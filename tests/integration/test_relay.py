@@ -322,3 +322,20 @@ def test_relay_to_a_real_postfix_passes_dsn_on(tern_instance, test_dns):
         assert "notification" not in tern.log_text()
     finally:
         pf.stop()
+
+
+def test_one_connection_carries_several_messages(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns, smtp_destination_concurrency_limit="1")
+    with tern.smtp() as c:
+        c.ehlo()
+        for i in range(3):
+            c.sendmail("alice@example.test", [f"r{i}@sink.test"], BODY)
+    got = peer.wait(3)
+    assert sorted(g.rcpts[0] for g in got) == ["r0@sink.test", "r1@sink.test", "r2@sink.test"]
+    log = tern.wait_log("status=sent", count=3)
+    # one session at a time to sink.test, each next message within the 2 s
+    # an idle connection is kept: all three on one connection, logged as
+    # Postfix does (conn_use=N)
+    assert "to=<r0@sink.test>, relay=mx.sink.test[127.0.0.2]:25, delay" in log, log
+    assert "to=<r1@sink.test>, relay=mx.sink.test[127.0.0.2]:25, conn_use=2, delay" in log, log
+    assert "to=<r2@sink.test>, relay=mx.sink.test[127.0.0.2]:25, conn_use=3, delay" in log, log

@@ -1126,6 +1126,105 @@ static void test_utf8_orcpt_as_xtext(void **state)
     env_free(e);
 }
 
+static int result_and_idle(struct waiter *w)
+{
+    (void)w;
+    return got.calls > 0 && smtp_client_idle() == 1;
+}
+
+static int got_result(struct waiter *w)
+{
+    (void)w;
+    return got.calls > 0;
+}
+
+static int idle_gone(struct waiter *w)
+{
+    (void)w;
+    return smtp_client_idle() == 0;
+}
+
+/* With a cache key, a clean transaction leaves the connection idle; the
+ * next session for the same key uses it (no new connect, no EHLO); an
+ * idle connection says QUIT when its time is up, and one the server
+ * closed is never used. */
+static void test_connection_reuse(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 1);
+    struct fake_conf fc = {.ehlo = "250-fake.test\r\n250 DSN\r\n"};
+    struct fake *f = fake_new(e->base, &fc);
+    struct smtp_client_target t = target("mx.x.test", f->port);
+    e->opts.cache_key = "x.test:25";
+    e->opts.cache_idle = 1;
+    e->rcpts[0].notify = 1;
+
+    smtp_client_start(e->base, &e->opts, &t, 1, &e->msg, on_result, &got);
+    run_until(e->base, f, NULL, result_and_idle);
+    assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 Ok: queued as 1", "end of DATA", 1);
+    assert_int_equal(e->rcpts[0].dsn_passed, 1);   /* the server offered DSN */
+    assert_int_equal(f->conns_total, 1);
+    assert_int_equal(f->saw_quit, 0);
+
+    smtp_client_msg_clear(&e->msg);
+    assert_int_equal(e->rcpts[0].dsn_passed, 0);
+    outcome_reset();
+    smtp_client_start(e->base, &e->opts, &t, 1, &e->msg, on_result, &got);
+    run_until(e->base, f, NULL, result_and_idle);
+    assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 Ok: queued as 1", "end of DATA", 1);
+    assert_int_equal(f->conns_total, 1);
+    assert_int_equal(f->dot_seen, 2);
+    assert_string_equal(f->rx.buf, "EHLO client.test\r\n"
+                                   "MAIL FROM:<s@y.test>\r\n"
+                                   "RCPT TO:<a@x.test> NOTIFY=SUCCESS\r\n"
+                                   "DATA\r\n"
+                                   "MAIL FROM:<s@y.test>\r\n"
+                                   "RCPT TO:<a@x.test> NOTIFY=SUCCESS\r\n"
+                                   "DATA\r\n");
+    char *relay = relay_of("mx.x.test", f->port);
+    assert_string_equal(got.relay, relay);
+    free(relay);
+
+    /* unused for its idle second: QUIT, and gone */
+    outcome_reset();
+    got.calls = 1;
+    run_until(e->base, f, NULL, settled);
+    assert_int_equal(f->saw_quit, 1);
+    assert_int_equal(smtp_client_idle(), 0);
+
+    /* the server drops an idle connection: the next session connects anew */
+    smtp_client_msg_clear(&e->msg);
+    outcome_reset();
+    smtp_client_start(e->base, &e->opts, &t, 1, &e->msg, on_result, &got);
+    run_until(e->base, f, NULL, result_and_idle);
+    assert_int_equal(f->conns_total, 2);
+    fake_close(f);
+    run_until(e->base, f, NULL, idle_gone);
+    smtp_client_msg_clear(&e->msg);
+    outcome_reset();
+    smtp_client_start(e->base, &e->opts, &t, 1, &e->msg, on_result, &got);
+    run_until(e->base, f, NULL, result_and_idle);
+    assert_int_equal(f->conns_total, 3);
+    assert_int_equal(e->rcpts[0].code, 250);
+
+    /* another key never takes it */
+    assert_int_equal(smtp_client_idle(), 1);
+    smtp_client_msg_clear(&e->msg);
+    outcome_reset();
+    struct fake_conf fc2 = {0};
+    struct fake *f2 = fake_new(e->base, &fc2);
+    struct smtp_client_target t2 = target("mx.other.test", f2->port);
+    e->opts.cache_key = "other.test:25";
+    smtp_client_start(e->base, &e->opts, &t2, 1, &e->msg, on_result, &got);
+    run_until(e->base, f2, NULL, got_result);
+    assert_int_equal(f2->conns_total, 1);
+    assert_int_equal(f->conns_total, 3);
+    assert_int_equal(f->dot_seen, 4);          /* f got nothing more */
+    fake_free(f2);
+    fake_free(f);
+    env_free(e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1157,6 +1256,7 @@ int main(void)
         cmocka_unit_test(test_no_targets),
         cmocka_unit_test(test_short_queue_file_defers),
         cmocka_unit_test(test_utf8_orcpt_as_xtext),
+        cmocka_unit_test(test_connection_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
