@@ -25,7 +25,7 @@
  * feature is not built yet: `tern config check` says so when one is set,
  * and tern.conf(5) marks them. Remove a name when its feature lands. */
 static const char *const planned[] = {
-    "bounce_queue_lifetime", "default_privs",
+    "default_privs",
     "line_length_limit", "local_destination_concurrency_limit",
     "mynetworks_style", "smtpd_client_connection_count_limit",
     "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_process_count",

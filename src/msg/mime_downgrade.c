@@ -22,7 +22,7 @@ enum kind { KIND_LEAF, KIND_MULTIPART, KIND_RFC822, KIND_OTHER_MESSAGE };
 
 struct dg {
     int in_fd, out_fd;
-    uint64_t end;                 /* reads stop here: the message or the current part */
+    uint64_t end;                 /* end of the message in in_fd */
     unsigned char *win;           /* pread window over in_fd */
     uint64_t win_pos;
     size_t win_len;
@@ -35,9 +35,7 @@ struct dg {
     const char *why;
     /* quoted-printable encoder */
     int qp_pending;               /* byte waiting to learn whether it ends a line, or -1 */
-    bool qp_force;                /* the pending byte must be encoded */
     bool qp_cr;                   /* a CR waiting to see whether LF follows */
-    bool qp_line_start;           /* at the start of a hard line */
     size_t qp_col;
 };
 
@@ -52,7 +50,13 @@ struct header {
     uint64_t fields_end;          /* where the fields stop */
     uint64_t body;                /* where the body starts (after the empty line) */
     bool has_sep, has_ct, has_mv, has_cte;
-    struct strbuf ct, cte;        /* first Content-Type / CTE values, unfolded */
+    struct strbuf ct, cte_value;  /* first Content-Type / CTE values, unfolded */
+    /* what the values say */
+    enum kind kind;
+    enum cte cte;
+    char boundary[BOUNDARY_MAX + 1];
+    size_t blen;                  /* 0: no usable boundary */
+    bool digest;
 };
 
 static int impossible(struct dg *d, const char *why)
@@ -121,9 +125,9 @@ static int delimiter_level(const struct dg *d, const unsigned char *s, size_t n)
     return -1;
 }
 
-/* Reads lines from pos (a line start) to the first delimiter line of any
- * boundary on the stack or the end of the data. */
-static int scan_region(struct dg *d, uint64_t pos, struct region *rg)
+/* Reads lines from pos (a line start) to the first delimiter line of a
+ * boundary on the stack below stop_below, or the end of the data. */
+static int scan_region(struct dg *d, uint64_t pos, int stop_below, struct region *rg)
 {
     uint64_t start = pos;
     bool line_start = true, last_cr = false;
@@ -137,8 +141,11 @@ static int scan_region(struct dg *d, uint64_t pos, struct region *rg)
             return -1;
         if (n == 0)
             break;
-        if (line_start && d->nbounds > 0 && (rg->level = delimiter_level(d, s, n)) >= 0)
-            break;
+        if (line_start && d->nbounds > 0 && (rg->level = delimiter_level(d, s, n)) >= 0) {
+            if (rg->level < stop_below)
+                break;
+            rg->level = -1;
+        }
         if (!rg->has8bit)
             rg->has8bit = has_8bit(s, n);
         line_start = s[n - 1] == '\n';
@@ -163,27 +170,23 @@ static int out_flush(struct dg *d)
     return 0;
 }
 
+/* n is at most SEG_MAX: a segment or a field we add. */
 static int out_put(struct dg *d, const void *p, size_t n)
 {
-    if (d->out_used + n > OUT_MAX) {
-        if (out_flush(d) < 0)
-            return -1;
-        if (n > OUT_MAX) {
-            if (fs_write_all(d->out_fd, p, n) < 0)
-                return -1;
-            d->out_total += n;
-            return 0;
-        }
-    }
+    if (d->out_used + n > OUT_MAX && out_flush(d) < 0)
+        return -1;
     memcpy(d->out + d->out_used, p, n);
     d->out_used += n;
     d->out_total += n;
     return 0;
 }
 
-static int out_str(struct dg *d, const char *s)
+static int out_field(struct dg *d, const char *name, const char *value)
 {
-    return out_put(d, s, strlen(s));
+    if (out_put(d, name, strlen(name)) < 0 || out_put(d, ": ", 2) < 0 ||
+        out_put(d, value, strlen(value)) < 0)
+        return -1;
+    return out_put(d, "\r\n", 2);
 }
 
 static int copy_raw(struct dg *d, uint64_t pos, uint64_t end)
@@ -208,11 +211,13 @@ static int copy_raw(struct dg *d, uint64_t pos, uint64_t end)
  * and the last token of a line may use column 76, where a soft break's '='
  * would otherwise have to go. */
 
-static size_t qp_token(int b, bool line_start, bool final, bool force, char tok[3])
+/* At a line start '-' could begin a boundary, '.' an SMTP end of data and
+ * 'F' an mbox "From " line; encoding them there costs little. */
+static size_t qp_token(int b, bool line_start, bool final, char tok[3])
 {
     static const char hex[] = "0123456789ABCDEF";
-    bool literal = !force && ((b >= 33 && b <= 126 && b != '=') || ((b == ' ' || b == '\t') && !final));
-    if (literal && line_start && (b == '.' || b == '-'))
+    bool literal = (b >= 33 && b <= 126 && b != '=') || ((b == ' ' || b == '\t') && !final);
+    if (literal && line_start && (b == '.' || b == '-' || b == 'F'))
         literal = false;
     if (literal) {
         tok[0] = (char)b;
@@ -229,25 +234,23 @@ static int qp_flush(struct dg *d, bool final)
     if (d->qp_pending < 0)
         return 0;
     char tok[3];
-    size_t len = qp_token(d->qp_pending, d->qp_col == 0, final, d->qp_force, tok);
+    size_t len = qp_token(d->qp_pending, d->qp_col == 0, final, tok);
     if (d->qp_col + len > (final ? 76u : 75u)) {
         if (out_put(d, "=\r\n", 3) < 0)
             return -1;
         d->qp_col = 0;
-        len = qp_token(d->qp_pending, true, final, d->qp_force, tok);
+        len = qp_token(d->qp_pending, true, final, tok);
     }
     d->qp_pending = -1;
-    d->qp_force = false;
     d->qp_col += len;
     return out_put(d, tok, len);
 }
 
-static int qp_byte(struct dg *d, int b, bool force)
+static int qp_byte(struct dg *d, int b)
 {
     if (qp_flush(d, false) < 0)
         return -1;
     d->qp_pending = b;
-    d->qp_force = force;
     return 0;
 }
 
@@ -256,39 +259,18 @@ static int qp_hard_break(struct dg *d)
     if (qp_flush(d, true) < 0 || out_put(d, "\r\n", 2) < 0)
         return -1;
     d->qp_col = 0;
-    d->qp_line_start = true;
     return 0;
 }
 
-/* Segments start at line starts or continue a line, so "From " at a line
- * start is always within the segment. */
 static int qp_feed(struct dg *d, const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int b = s[i];
-        if (d->qp_cr) {
-            d->qp_cr = false;
-            if (b == '\n') {
-                if (qp_hard_break(d) < 0)
-                    return -1;
-                continue;
-            }
-            if (qp_byte(d, '\r', false) < 0)
-                return -1;
-        }
-        if (b == '\r') {
-            d->qp_cr = true;
-            d->qp_line_start = false;
-            continue;
-        }
-        if (b == '\n') {
-            if (qp_hard_break(d) < 0)
-                return -1;
-            continue;
-        }
-        bool force = d->qp_line_start && n - i >= 5 && memcmp(s + i, "From ", 5) == 0;
-        d->qp_line_start = false;
-        if (qp_byte(d, b, force) < 0)
+        /* A CR not followed by LF is data; a bare LF is a line break. */
+        if (d->qp_cr && b != '\n' && qp_byte(d, '\r') < 0)
+            return -1;
+        d->qp_cr = b == '\r';
+        if (!d->qp_cr && (b == '\n' ? qp_hard_break(d) : qp_byte(d, b)) < 0)
             return -1;
     }
     return 0;
@@ -299,8 +281,7 @@ static int qp_feed(struct dg *d, const unsigned char *s, size_t n)
 static int qp_region(struct dg *d, uint64_t pos, uint64_t content_end, uint64_t end)
 {
     d->qp_pending = -1;
-    d->qp_force = d->qp_cr = false;
-    d->qp_line_start = true;
+    d->qp_cr = false;
     d->qp_col = 0;
     while (pos < content_end) {
         const unsigned char *s;
@@ -313,7 +294,7 @@ static int qp_region(struct dg *d, uint64_t pos, uint64_t content_end, uint64_t 
             return -1;
         pos += n;
     }
-    if (d->qp_cr && qp_byte(d, '\r', false) < 0)
+    if (d->qp_cr && qp_byte(d, '\r') < 0)
         return -1;
     if (qp_flush(d, true) < 0)
         return -1;
@@ -399,7 +380,7 @@ static int parse_header(struct dg *d, uint64_t start, struct header *h)
                     collect = &h->ct;
                 } else if (name_is(s, name, "content-transfer-encoding") && !h->has_cte) {
                     h->has_cte = true;
-                    collect = &h->cte;
+                    collect = &h->cte_value;
                 } else if (name_is(s, name, "mime-version")) {
                     h->has_mv = true;
                 }
@@ -437,14 +418,9 @@ static int emit_header(struct dg *d, uint64_t start, const struct header *h, con
         if (line_start && s[0] != ' ' && s[0] != '\t') {
             size_t name = field_name_len(s, n, &value);
             skipping = name > 0 && name_is(s, name, "content-transfer-encoding");
-            if (skipping && !cte_done) {
-                char *line = xasprintf("Content-Transfer-Encoding: %s\r\n", new_cte);
-                int rc = out_str(d, line);
-                free(line);
-                if (rc < 0)
-                    return -1;
-                cte_done = true;
-            }
+            if (skipping && !cte_done && out_field(d, "Content-Transfer-Encoding", new_cte) < 0)
+                return -1;
+            cte_done = cte_done || skipping;
         }
         if (!skipping && out_put(d, s, n) < 0)
             return -1;
@@ -453,18 +429,13 @@ static int emit_header(struct dg *d, uint64_t start, const struct header *h, con
     }
     if (!new_cte && copy_raw(d, start, h->fields_end) < 0)
         return -1;
-    if (add_mv && out_str(d, "MIME-Version: 1.0\r\n") < 0)
+    if (add_mv && out_field(d, "MIME-Version", "1.0") < 0)
         return -1;
-    if (add_ct && out_str(d, "Content-Type: text/plain; charset=unknown-8bit\r\n") < 0)
+    if (add_ct && out_field(d, "Content-Type", "text/plain; charset=unknown-8bit") < 0)
         return -1;
-    bool added = add_mv || add_ct || (new_cte && !cte_done);
-    if (new_cte && !cte_done) {
-        char *line = xasprintf("Content-Transfer-Encoding: %s\r\n", new_cte);
-        int rc = out_str(d, line);
-        free(line);
-        if (rc < 0)
-            return -1;
-    }
+    bool add_cte = new_cte && !cte_done, added = add_mv || add_ct || add_cte;
+    if (add_cte && out_field(d, "Content-Transfer-Encoding", new_cte) < 0)
+        return -1;
     /* Without an empty line the body's first line would join the fields. */
     if (added && !h->has_sep && out_put(d, "\r\n", 2) < 0)
         return -1;
@@ -617,15 +588,21 @@ static int copy_delimiter(struct dg *d, uint64_t pos, int level, uint64_t *after
     return 0;
 }
 
-/* The body of a multipart, from pos to d->end: preamble, parts, epilogue. */
-static int convert_multipart(struct dg *d, uint64_t pos, const char *boundary, size_t blen, bool digest,
-                             int depth)
+static void push_boundary(struct dg *d, const struct header *h)
 {
-    int level = d->nbounds++, rc;
-    memcpy(d->bound[level], boundary, blen + 1);
-    d->bound_len[level] = blen;
+    memcpy(d->bound[d->nbounds], h->boundary, h->blen + 1);
+    d->bound_len[d->nbounds++] = h->blen;
+}
+
+/* The body of a multipart from pos: preamble, parts, epilogue. *end gets
+ * where it stops: an enclosing delimiter, or the end of the data when the
+ * close delimiter is missing. */
+static int convert_multipart(struct dg *d, uint64_t pos, const struct header *h, int depth, uint64_t *end)
+{
+    int level = d->nbounds, rc;
+    push_boundary(d, h);
     struct region rg;
-    if ((rc = scan_region(d, pos, &rg)) != 0 || (rc = emit_region(d, pos, &rg)) != 0)
+    if ((rc = scan_region(d, pos, d->nbounds, &rg)) != 0 || (rc = emit_region(d, pos, &rg)) != 0)
         goto out;
     pos = rg.end;
     while (rg.level == level) {
@@ -634,12 +611,13 @@ static int convert_multipart(struct dg *d, uint64_t pos, const char *boundary, s
             goto out;
         if (close) {
             /* The epilogue runs to the enclosing delimiter, even one of ours. */
-            d->nbounds--;
-            if ((rc = scan_region(d, pos, &rg)) == 0)
+            d->nbounds = level;
+            if ((rc = scan_region(d, pos, d->nbounds, &rg)) == 0)
                 rc = emit_region(d, pos, &rg);
-            return rc;
+            pos = rg.end;
+            break;
         }
-        if ((rc = convert_entity(d, pos, false, digest, depth, &pos)) != 0)
+        if ((rc = convert_entity(d, pos, false, h->digest, depth, &pos)) != 0)
             goto out;
         const unsigned char *s;
         size_t n;
@@ -647,7 +625,7 @@ static int convert_multipart(struct dg *d, uint64_t pos, const char *boundary, s
             goto out;
         rg.level = n > 0 ? delimiter_level(d, s, n) : -1;
     }
-    /* Only the end of d->end gets here: the close delimiter is missing. */
+    *end = pos;
 out:
     d->nbounds = level;
     return rc;
@@ -658,72 +636,72 @@ static bool composite_cte_ok(enum cte cte)
     return cte == CTE_NONE || cte == CTE_7BIT || cte == CTE_8BIT || cte == CTE_BINARY;
 }
 
-static int convert_body(struct dg *d, uint64_t start, const struct header *h, bool is_message,
-                        bool in_digest, int depth, const struct region *body)
+static int convert_body(struct dg *d, uint64_t start, const struct header *h, bool is_message, int depth,
+                        const struct region *body, uint64_t *end)
 {
-    enum cte cte = h->has_cte ? parse_cte(sb_str(&h->cte)) : CTE_NONE;
-    char boundary[BOUNDARY_MAX + 1];
-    size_t blen = 0;
-    bool digest = false;
-    enum kind kind = in_digest ? KIND_RFC822 : KIND_LEAF;
-    if (h->has_ct)
-        kind = parse_content_type(sb_str(&h->ct), boundary, &blen, &digest);
-    const char *relabel = cte == CTE_8BIT || cte == CTE_BINARY ? "7bit" : NULL;
+    const char *relabel = h->cte == CTE_8BIT || h->cte == CTE_BINARY ? "7bit" : NULL;
     bool add_mv = is_message && !h->has_mv;
     int rc;
 
+    *end = body->end;
     if (!body->has8bit) {
         if ((rc = emit_header(d, start, h, relabel, false, false)) != 0)
             return rc;
         return copy_raw(d, h->body, body->end);
     }
-    switch (kind) {
+    switch (h->kind) {
     case KIND_MULTIPART:
     case KIND_RFC822:
         if (depth >= MIME_DG_MAX_DEPTH)
             return impossible(d, "MIME parts nested too deeply");
-        if (!composite_cte_ok(cte))
+        if (!composite_cte_ok(h->cte))
             return impossible(d, "a multipart or message part with an invalid transfer encoding");
-        if (kind == KIND_MULTIPART && blen == 0)
+        if (h->kind == KIND_MULTIPART && h->blen == 0)
             return impossible(d, "8-bit octets in a multipart without a usable boundary");
         if ((rc = emit_header(d, start, h, relabel, add_mv, false)) != 0)
             return rc;
-        if (kind == KIND_MULTIPART)
-            return convert_multipart(d, h->body, boundary, blen, digest, depth + 1);
-        uint64_t sub_end;
-        return convert_entity(d, h->body, true, false, depth + 1, &sub_end);
+        if (h->kind == KIND_MULTIPART)
+            return convert_multipart(d, h->body, h, depth + 1, end);
+        return convert_entity(d, h->body, true, false, depth + 1, end);
     case KIND_OTHER_MESSAGE:
         return impossible(d, "8-bit octets in a message part that cannot be re-encoded");
     case KIND_LEAF:
         break;
     }
-    if (!composite_cte_ok(cte))
+    if (!composite_cte_ok(h->cte))
         return impossible(d, "8-bit octets in a part already encoded base64, quoted-printable or unknown");
     if ((rc = emit_header(d, start, h, "quoted-printable", add_mv, !h->has_ct)) != 0)
         return rc;
     return qp_region(d, h->body, body->content_end, body->end);
 }
 
-/* Converts one entity (header and body) starting at start; it ends at the
- * first delimiter of a boundary on the stack, or at d->end, which *end gets.
- * Everything inside is read with d->end clamped there, so no inner part can
- * reach past what this scan decided. */
+/* Converts one entity (header and body) from start to the first enclosing
+ * delimiter or the end of the data; *end gets where it stopped. */
 static int convert_entity(struct dg *d, uint64_t start, bool is_message, bool in_digest, int depth,
                           uint64_t *end)
 {
-    struct header h = {.ct = STRBUF_INIT, .cte = STRBUF_INIT};
+    struct header h = {.ct = STRBUF_INIT, .cte_value = STRBUF_INIT};
     struct region body;
-    uint64_t saved_end = d->end;
     int rc = parse_header(d, start, &h);
-    if (rc == 0)
-        rc = scan_region(d, h.body, &body);
     if (rc == 0) {
-        *end = d->end = body.end;
-        rc = convert_body(d, start, &h, is_message, in_digest, depth, &body);
+        h.cte = h.has_cte ? parse_cte(sb_str(&h.cte_value)) : CTE_NONE;
+        h.kind = in_digest ? KIND_RFC822 : KIND_LEAF;
+        if (h.has_ct)
+            h.kind = parse_content_type(sb_str(&h.ct), h.boundary, &h.blen, &h.digest);
+        /* With its own boundary open, a line that matches it and an enclosing
+         * one as a prefix belongs to the multipart, as it will when its parts
+         * are converted (the innermost boundary wins). */
+        int stop_below = d->nbounds;
+        bool own = h.kind == KIND_MULTIPART && h.blen > 0 && depth < MIME_DG_MAX_DEPTH;
+        if (own)
+            push_boundary(d, &h);
+        rc = scan_region(d, h.body, stop_below, &body);
+        d->nbounds = stop_below;
+        if (rc == 0)
+            rc = convert_body(d, start, &h, is_message, depth, &body, end);
     }
-    d->end = saved_end;
     sb_free(&h.ct);
-    sb_free(&h.cte);
+    sb_free(&h.cte_value);
     return rc;
 }
 
@@ -749,7 +727,7 @@ int mime_has_8bit(int fd, uint64_t offset, uint64_t length)
     if (dg_init(&d, fd, offset, length) < 0)
         return -1;
     struct region rg;
-    int rc = scan_region(&d, offset, &rg);
+    int rc = scan_region(&d, offset, 0, &rg);
     int saved = errno;
     free(d.win);
     errno = saved;
@@ -768,7 +746,7 @@ int mime_downgrade(int in_fd, uint64_t offset, uint64_t length, int out_fd, uint
     d->out = xmalloc(OUT_MAX);
     struct region all;
     uint64_t end;
-    int rc = scan_region(d, offset, &all);
+    int rc = scan_region(d, offset, 0, &all);
     if (rc == 0)
         rc = all.has8bit ? convert_entity(d, offset, true, false, 0, &end) : copy_raw(d, offset, d->end);
     if (rc == 0)

@@ -6,8 +6,8 @@
  * and the server did not announce 8BITMIME. The module reads the queued
  * content with pread() only, streams the converted copy into a file the
  * caller owns (an unlinked temp file), keeps no state between calls, never
- * logs, and holds at most a few fixed-size buffers plus one bounded header
- * field in memory whatever the message size.
+ * logs, and holds at most a few fixed-size buffers plus bounded header
+ * values (see the end of this comment) whatever the message size.
  *
  * What it changes (everything else is copied byte for byte):
  *  - A content with no 8-bit octet at all is copied unchanged.
@@ -30,10 +30,10 @@
  *    keeps every octet recoverable rather than bouncing the whole message.
  *  - The encoder keeps the original line breaks as hard breaks (a bare LF
  *    also counts as one and is written CRLF; a bare CR becomes =0D), keeps
- *    encoded lines within 76 characters with soft breaks, and encodes a '-'
- *    or '.' that would start a line and the 'F' of a line starting "From ",
- *    so that no encoded line can look like a MIME boundary, an SMTP end of
- *    data, or an mbox separator.
+ *    encoded lines within 76 characters with soft breaks, and encodes a '-',
+ *    '.' or 'F' that would start a line (also after a soft break), so that
+ *    no encoded line can look like a MIME boundary, an SMTP end of data, or
+ *    an mbox "From " separator.
  *  - Structure is not repaired: a missing close delimiter stays missing.
  *
  * When it gives up (MIME_DG_IMPOSSIBLE, *reason says why, for the DSN):
@@ -47,11 +47,13 @@
  * a header ended by a non-field line that has 8-bit octets (the sender forgot
  * the empty line, and encoding it would turn header into body).
  *
- * Line ends are CRLF (bare LF is accepted when reading, as msg_header does).
- * Boundaries are matched as a prefix of the line (RFC 2046 5.1.1), the
- * innermost first. Each nesting level re-reads its part once to find where
- * it ends and whether it has 8-bit octets, so the work is bounded by
- * (MIME_DG_MAX_DEPTH + 3) reads of the content. */
+ * Line ends are CRLF; a bare LF is read as a line end too (as msg_header
+ * does), but what this module adds or encodes always uses CRLF. Boundaries
+ * are matched as a prefix of the line (RFC 2046 5.1.1), the innermost open
+ * one first. Each nesting level re-reads its part once to find where it
+ * ends and whether it has 8-bit octets, so the work is bounded by
+ * (MIME_DG_MAX_DEPTH + 3) reads of the content; memory by a 64 KiB read
+ * window, a 64 KiB output buffer and one header field per level. */
 #ifndef TERN_MSG_MIME_DOWNGRADE_H
 #define TERN_MSG_MIME_DOWNGRADE_H
 
@@ -68,7 +70,8 @@
  * static string, when reason is not NULL) when it cannot be made 7-bit, in
  * which case out_fd holds garbage; -1 with errno on a read or write error
  * (EIO when the file is shorter than offset + length, EOVERFLOW when the
- * range does not fit an off_t). */
+ * range does not fit an off_t). *out_len is set only on success; out_len and
+ * reason may be NULL. */
 int mime_downgrade(int in_fd, uint64_t offset, uint64_t length, int out_fd,
                    uint64_t *out_len, const char **reason);
 

@@ -67,7 +67,7 @@ static struct {
     /* recipients waiting for a free delivery slot */
     struct waiting { struct waiting *next; char id[QUEUE_ID_LEN + 1]; size_t idx; } *wait_head, *wait_tail;
     uint32_t next_reqid;
-    long long min_backoff, max_backoff, max_lifetime, delay_warning;
+    long long min_backoff, max_backoff, max_lifetime, bounce_lifetime, delay_warning;
     char *myhostname;
     struct event *listen_ev, *pickup_timer;
     int stopping;
@@ -274,8 +274,10 @@ static void rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const c
     time_t now = time(NULL);
     set_result(r, QF_DEFERRED, dsn, reason, remote);
     r->attempts++;
-    /* As in Postfix, a lifetime of 0 means one attempt only. */
-    if (now - q->m.arrival_us / 1000000 >= qm.max_lifetime) {
+    /* As in Postfix, a lifetime of 0 means one attempt only; notices (from
+     * <>) live bounce_queue_lifetime. */
+    long long lifetime = *q->m.sender ? qm.max_lifetime : qm.bounce_lifetime;
+    if (now - q->m.arrival_us / 1000000 >= lifetime) {
         r->state = QF_FAILED;
         char *why = xasprintf("message expired after %lld days in the queue: %s",
                               (long long)(now - q->m.arrival_us / 1000000) / 86400, reason);
@@ -842,6 +844,7 @@ int qmgr_main(struct runtime *rt)
         qm.max_backoff = qm.min_backoff;
     qm.max_lifetime = conf_time(rt->conf, "maximal_queue_lifetime");
     qm.delay_warning = conf_time(rt->conf, "delay_warning_time");
+    qm.bounce_lifetime = conf_time(rt->conf, "bounce_queue_lifetime");
     qm.max_inflight = (unsigned)conf_int(rt->conf, "default_process_limit");
     if (qm.max_inflight < 1)
         qm.max_inflight = 1;

@@ -19,6 +19,7 @@
 #include "daemon/runtime.h"
 #include "dns/dns.h"
 #include "maps/maps.h"
+#include "msg/mime_downgrade.h"
 #include "queue/qmgr_internal.h"
 #include "queue/queue_store.h"
 #include "smtp/smtp_client.h"
@@ -58,6 +59,10 @@ struct relay_job {
     struct smtp_client *sc;
     struct smtp_client_msg msg;
     struct smtp_client_rcpt *rcpts;
+    struct smtp_client_target *targets;
+    char **target_names;     /* the targets' host names, ours */
+    size_t ntargets;
+    int converted_fd;    /* the 7-bit copy for a server without 8BITMIME, or -1 */
 };
 
 static struct {
@@ -346,6 +351,12 @@ static void job_free(struct relay_job *j)
         j->next->prev = j->prev;
     if (j->fd >= 0)
         close(j->fd);
+    if (j->converted_fd >= 0)
+        close(j->converted_fd);
+    for (size_t i = 0; i < j->ntargets; i++)
+        free(j->target_names[i]);
+    free(j->target_names);
+    free(j->targets);
     smtp_client_msg_clear(&j->msg);
     free(j->rcpts);
     free(j->idx);
@@ -375,10 +386,63 @@ static char *relay_host_name(const char *relay)
     return xstrndup(relay, b ? (size_t)(b - relay) : strlen(relay));
 }
 
+static void on_client_done(void *arg, struct smtp_client_result *res);
+
+static void launch(struct relay_job *j)
+{
+    struct smtp_client_opts o = rl.opts;
+    char *key = xasprintf("%s:%u", j->dest->key, j->dest->port);
+    o.cache_key = key;
+    j->sc = smtp_client_start(rl.base, &o, j->targets, j->ntargets, &j->msg, on_client_done, j);
+    free(key);
+}
+
+/* The server does not take 8-bit mail: a 7-bit copy (RFC 6152 §3) in an
+ * unlinked file beside the queue, sent instead. 0, or -1 with *why when
+ * the message cannot be made 7-bit (or the copy not written). */
+static int downgrade(struct relay_job *j, char **why)
+{
+    int fd = open(rl.rt->queue_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *why = xasprintf("cannot create a file for the 7-bit copy: %s", strerror(errno));
+        return -1;
+    }
+    uint64_t len = 0;
+    const char *reason = NULL;
+    int rc = mime_downgrade(j->fd, j->msg.offset, j->msg.length, fd, &len, &reason);
+    if (rc != 0) {
+        *why = rc == MIME_DG_IMPOSSIBLE ? xasprintf("cannot convert the message to 7-bit MIME: %s", reason)
+                                        : xasprintf("cannot write the 7-bit copy: %s", strerror(errno));
+        close(fd);
+        return rc == MIME_DG_IMPOSSIBLE ? -1 : -2;
+    }
+    j->converted_fd = fd;
+    smtp_client_msg_clear(&j->msg);
+    j->msg.content_fd = fd;
+    j->msg.offset = 0;
+    j->msg.length = len;
+    j->msg.body_8bit = 0;
+    return 0;
+}
+
 static void on_client_done(void *arg, struct smtp_client_result *res)
 {
     struct relay_job *j = arg;
     j->sc = NULL;
+    if (res->outcome == SMTPC_BOUNCE_ALL && strcmp(res->enh, "5.6.3") == 0 && j->converted_fd < 0) {
+        char *why = NULL;
+        int rc = downgrade(j, &why);
+        if (rc == 0) {
+            log_info("%s: converted to 7-bit MIME for %s", j->q->m.id, res->relay ? res->relay : "the next hop");
+            launch(j);
+            return;
+        }
+        log_warn("%s: %s", j->q->m.id, why);
+        job_settle_all(j, rc == -1 ? QMSG_BOUNCED : QMSG_DEFERRED, res->relay ? res->relay : "none",
+                       rc == -1 ? "5.6.3" : "4.3.0", why);
+        free(why);
+        return;
+    }
     const char *relay = res->relay ? res->relay : "none";
     char *mta = res->relay ? relay_host_name(res->relay) : xstrdup("");
     /* Postfix's log names a reused connection: "relay=..., conn_use=2" */
@@ -427,12 +491,14 @@ static void start_session(struct relay_job *j, const struct dns_route *route, si
     size_t ntargets = 0;
     for (size_t h = 0; h < nhosts; h++)
         ntargets += route->hosts[h].naddrs;
-    struct smtp_client_target *t = xcalloc(ntargets, sizeof *t);
+    struct smtp_client_target *t = j->targets = xcalloc(ntargets ? ntargets : 1, sizeof *t);
+    j->target_names = xcalloc(ntargets ? ntargets : 1, sizeof *j->target_names);
+    j->ntargets = ntargets;
     size_t k = 0;
     for (size_t h = 0; h < nhosts; h++) {
         const struct dns_host *host = &route->hosts[h];
         for (size_t a = 0; a < host->naddrs; a++, k++) {
-            t[k].hostname = host->name;
+            t[k].hostname = j->target_names[k] = xstrdup(host->name);
             t[k].addr = host->addrs[a];
             if (t[k].addr.ss_family == AF_INET) {
                 ((struct sockaddr_in *)&t[k].addr)->sin_port = htons((uint16_t)j->dest->port);
@@ -443,12 +509,7 @@ static void start_session(struct relay_job *j, const struct dns_route *route, si
             }
         }
     }
-    struct smtp_client_opts o = rl.opts;
-    char *key = xasprintf("%s:%u", j->dest->key, j->dest->port);
-    o.cache_key = key;
-    j->sc = smtp_client_start(rl.base, &o, t, ntargets, &j->msg, on_client_done, j);
-    free(key);
-    free(t);
+    launch(j);
 }
 
 static void on_route(void *arg, struct dns_route *route)
@@ -481,6 +542,7 @@ static void start_job(struct relay_dest *d)
     struct relay_job *j = xcalloc(1, sizeof *j);
     j->dest = d;
     j->fd = -1;
+    j->converted_fd = -1;
     j->q = d->head->q;
     j->idx = xcalloc(rl.rcpt_limit, sizeof *j->idx);
     struct relay_item **pp = &d->head, *last = NULL;
@@ -632,9 +694,9 @@ int relay_init(struct event_base *base, struct runtime *rt, char **err)
     rl.opts.quit_timeout = opt_time(c, "smtp_quit_timeout");
     rl.opts.cache_idle = opt_time(c, "smtp_connection_cache_time_limit");
     rl.opts.cache_uses = (unsigned)conf_int(c, "smtp_connection_reuse_count_limit");
-    /* Postfix sends 8-bit mail to servers that do not announce 8BITMIME
-     * rather than bounce it; conversion to quoted-printable is not built yet. */
-    rl.opts.allow_8bit_anyway = 1;
+    /* 8-bit mail for a server without 8BITMIME: the client refuses
+     * (5.6.3) and on_client_done sends a 7-bit copy instead. */
+    rl.opts.allow_8bit_anyway = 0;
     rl.kick = evtimer_new(base, on_kick, NULL);
     collect_own_addresses();
     return 0;

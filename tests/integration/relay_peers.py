@@ -181,12 +181,18 @@ class RecordingPeer:
 class SmtpSink:
     """Postfix's smtp-sink on host:25, with its reject options."""
 
-    def __init__(self, host, *options):
+    def __init__(self, host, *options, dump=False):
         self.dir = Path(tempfile.mkdtemp(prefix="tern-sink-"))
         self.dir.chmod(0o777)
+        self.dumps = self.dir / "dumps"
+        self.dumps.mkdir(mode=0o777)
+        self.dumps.chmod(0o777)
         args = [SMTP_SINK, "-h", "mx.sinkfail.test"]
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
+        if dump:
+            # one file per transaction: its envelope as X- headers, then the message
+            args += ["-d", f"{self.dumps}/%H%M%S."]
         args += list(options) + [f"{host}:25", "64"]
         self.log = open(self.dir / "sink.log", "wb")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, start_new_session=True)
@@ -198,6 +204,16 @@ class SmtpSink:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("smtp-sink did not start")
+
+    def wait_dumps(self, count=1, timeout=15):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            files = sorted(self.dumps.iterdir())
+            if len(files) >= count:
+                time.sleep(0.1)   # written in one go at the end of DATA; be sure
+                return [f.read_bytes() for f in files]
+            time.sleep(0.05)
+        raise AssertionError(f"smtp-sink received {len(list(self.dumps.iterdir()))} of {count}")
 
     def stop(self):
         if self.proc.poll() is None:

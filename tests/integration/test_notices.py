@@ -144,3 +144,18 @@ def test_failed_double_bounce_is_discarded(tern_instance, work_dir):
     tern.wait_log(": removed", count=3)
     out = tern.cli("queue").stdout.decode()
     assert "Mail queue is empty" in out
+
+
+def test_bounce_queue_lifetime_applies_to_mail_from_the_null_sender(tern_instance):
+    """Notices (from <>) give up after bounce_queue_lifetime, other mail
+    keeps trying until maximal_queue_lifetime."""
+    tern_instance.write_config(bounce_queue_lifetime="2s", maximal_queue_lifetime="1h",
+                               minimal_backoff_time="1s", maximal_backoff_time="1s")
+    tern = tern_instance.start()
+    send(tern, "<>", ["far@remote.example"], "a notice that cannot go out")
+    send(tern, "you@localhost", ["other@remote.example"], "ordinary mail")
+    log = tern.wait_log(r"to=<far@remote\.example>, relay=none, .*status=expired", regex=True, timeout=15)
+    assert not re.search(r"to=<other@remote\.example>.*status=expired", log)
+    tern.wait_log(r"to=<other@remote\.example>.*status=deferred", regex=True, count=3, timeout=15)
+    assert not re.search(r"to=<other@remote\.example>.*status=expired", tern.log_text())
+    assert tern.messages("you") == []

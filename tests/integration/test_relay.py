@@ -339,3 +339,81 @@ def test_one_connection_carries_several_messages(tern_instance, test_dns, peer):
     assert "to=<r0@sink.test>, relay=mx.sink.test[127.0.0.2]:25, delay" in log, log
     assert "to=<r1@sink.test>, relay=mx.sink.test[127.0.0.2]:25, conn_use=2, delay" in log, log
     assert "to=<r2@sink.test>, relay=mx.sink.test[127.0.0.2]:25, conn_use=3, delay" in log, log
+
+
+def test_silent_exchanger_times_out_and_the_next_one_is_tried(tern_instance, test_dns):
+    """mx1.slow.test accepts the connection but never sends a greeting."""
+    import socket
+    hole = socket.socket()
+    hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hole.bind(("127.0.0.12", 25))
+    hole.listen(16)          # the kernel completes handshakes; nobody answers
+    second = RecordingPeer("127.0.0.4")
+    try:
+        tern = relay_tern(tern_instance, test_dns, smtp_helo_timeout="1s")
+        send(tern, "alice@example.test", ["sam@slow.test"], BODY)
+        assert second.wait(timeout=20)[0].rcpts == ["sam@slow.test"]
+        log = tern.wait_log("status=sent")
+        assert "relay=mx2.slow.test[127.0.0.4]:25" in log
+        # the attempt on the silent one is logged with its reason
+        assert "conversation with mx1.slow.test[127.0.0.12]:25 timed out while receiving the initial " \
+               "server greeting" in log, log
+    finally:
+        second.stop()
+        hole.close()
+
+
+def test_delivery_over_ipv6(tern_instance, test_dns):
+    v6 = RecordingPeer("::1")
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["ivy@v6.test"], BODY)
+        assert v6.wait()[0].rcpts == ["ivy@v6.test"]
+        assert "relay=mx.v6.test[::1]:25" in tern.wait_log("status=sent")
+    finally:
+        v6.stop()
+
+
+def qp_decode(data: bytes) -> bytes:
+    import quopri
+    return quopri.decodestring(data)
+
+
+def test_8bit_mail_is_converted_for_a_server_without_8bitmime(tern_instance, test_dns):
+    """RFC 6152 §3: smtp-sink -8 does not offer 8BITMIME; tern sends a
+    quoted-printable copy instead of 8-bit octets."""
+    sink = SmtpSink("127.0.0.9", "-8", dump=True)
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        body = "Grüße aus Zürich\r\n.dot line\r\nплюс кириллица\r\n".encode()
+        content = (b"From: alice@example.test\r\nTo: kim@sinkfail.test\r\nSubject: umlauts\r\n"
+                   b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body)
+        send(tern, "alice@example.test", ["kim@sinkfail.test"], content, mail_opts=["BODY=8BITMIME"])
+        dump = sink.wait_dumps()[0]
+        assert all(b < 0x80 for b in dump), dump
+        head, sent_body = dump.split(b"\r\n\r\n", 1) if b"\r\n\r\n" in dump else dump.split(b"\n\n", 1)
+        assert b"Content-Transfer-Encoding: quoted-printable" in head
+        assert b"MIME-Version: 1.0" in head
+        assert b"Content-Type: text/plain; charset=utf-8" in head
+        decoded = qp_decode(sent_body.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
+        # (smtp-sink ends its dump with one more empty line)
+        assert decoded.rstrip(b"\r\n") == body.rstrip(b"\r\n"), sent_body
+        log = tern.wait_log("status=sent")
+        assert "converted to 7-bit MIME for mx.sinkfail.test[127.0.0.9]:25" in log
+    finally:
+        sink.stop()
+
+
+def test_8bit_header_for_a_server_without_8bitmime_bounces(tern_instance, test_dns):
+    sink = SmtpSink("127.0.0.9", "-8", dump=True)
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        content = "From: alice@example.test\r\nSubject: Grüße\r\n\r\nbody\r\n".encode()
+        send(tern, "alice@example.test", ["kim@sinkfail.test"], content, mail_opts=["BODY=8BITMIME"])
+        log = tern.wait_log("status=bounced")
+        assert "dsn=5.6.3" in log and "cannot convert the message to 7-bit MIME" in log, log
+        notice = parse(tern.wait_messages("alice")[0])
+        assert notice_fields(notice)[2][0]["status"] == "5.6.3"
+        assert list(sink.dumps.iterdir()) == []
+    finally:
+        sink.stop()

@@ -597,7 +597,8 @@ static void test_typed_getters(void **state)
                                "delay_warning_time = 4\n"
                                "queue_run_delay = 90s\n"
                                "smtpd_forbid_bare_newline = reject\n"
-                               "inet_protocols = ipv4, ipv6\n",
+                               "inet_protocols = ipv4, ipv6\n"
+                               "default_privs = nobody\n",
                                0);
     assert_int_equal(conf_int(c, "message_size_limit"), 52428800);
     assert_int_equal(conf_int(c, "smtpd_recipient_limit"), 250);
@@ -623,7 +624,7 @@ static void test_typed_getters(void **state)
     conf_list_free(&l);
     char *out = check_output(c, 0);
     assert_string_equal(out, "main.cf:3: warning: unknown parameter limit\n"
-                             "main.cf:12: warning: bounce_queue_lifetime is accepted but has no effect in "
+                             "main.cf:17: warning: default_privs is accepted but has no effect in "
                              "this version of tern\n");
     free(out);
     conf_free(c);
