@@ -34,6 +34,7 @@
 #include "daemon/instance.h"
 #include "daemon/ipc.h"
 #include "daemon/runtime.h"
+#include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -129,6 +130,27 @@ static void add_listener(const char *service, int fd, char *bound, struct conf *
     l->conf = c;
 }
 
+/* A listener's TLS context, built here while the master can read private
+ * keys. Returns 0, or -1 with the reason in diag. */
+static int listener_tls(const char *service, struct conf *c, struct ssl_ctx_st **out, struct strbuf *diag)
+{
+    char *err = NULL;
+    *out = tls_server_ctx(c, &err);
+    if (err) {
+        sb_printf(diag, "service %s: %s\n", service, err);
+        free(err);
+        return -1;
+    }
+    if (!*out && tls_server_level(c) == TLS_LEVEL_ENCRYPT &&
+        (conf_bool(c, "smtpd_tls_wrappermode") || strcmp(conf_str(c, "smtpd_tls_security_level"), "encrypt") == 0)) {
+        sb_printf(diag, "service %s: %s needs a certificate (smtpd_tls_cert_file or smtpd_tls_chain_files)\n",
+                  service, conf_bool(c, "smtpd_tls_wrappermode") ? "smtpd_tls_wrappermode = yes"
+                                                                 : "smtpd_tls_security_level = encrypt");
+        return -1;
+    }
+    return 0;
+}
+
 /* Binds every inet smtpd service of master.cf. */
 static int bind_listeners(struct strbuf *diag)
 {
@@ -189,6 +211,9 @@ static int bind_listeners(struct strbuf *diag)
             if (fd >= 0) {
                 add_listener(s->name, fd, bound, bound_any ? conf_clone(c) : c);
                 bound_any = 1;
+                struct runtime_listener *l = &ms.rt.listeners[ms.rt.nlisteners - 1];
+                if (listener_tls(s->name, l->conf, &l->tls_ctx, diag) != 0)
+                    failures++;
             } else if (is6 && (list == any || list == loopback) && errno == EADDRNOTAVAIL) {
                 log_warn("%s", sb_str(&why)); /* no IPv6 on this host: IPv4 is enough */
             } else {
@@ -425,10 +450,15 @@ static void reload(void)
         return;
     }
     sb_free(&diag);
-    /* The listening sockets stay; their settings follow the new files. */
-    for (size_t i = 0; i < ms.rt.nlisteners; i++) {
+    /* The listening sockets stay; their settings (and TLS keys) follow the
+     * new files, all or nothing. */
+    size_t n = ms.rt.nlisteners;
+    struct conf **confs = xcalloc(n ? n : 1, sizeof *confs);
+    struct ssl_ctx_st **ctxs = xcalloc(n ? n : 1, sizeof *ctxs);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
         struct runtime_listener *l = &ms.rt.listeners[i];
-        struct conf *c = conf_clone(fresh.conf);
+        struct conf *c = confs[i] = conf_clone(fresh.conf);
         for (size_t k = 0; k < fresh.services.n; k++) {
             struct mastercf_service *s = &fresh.services.svc[k];
             if (strcmp(s->name, l->service) != 0)
@@ -436,9 +466,32 @@ static void reload(void)
             for (size_t j = 0; j < s->noverrides; j++)
                 conf_set(c, s->overrides[j].name, s->overrides[j].value, s->file, s->line);
         }
-        conf_free(l->conf);
-        l->conf = c;
+        if (listener_tls(l->service, c, &ctxs[i], &diag) != 0)
+            bad = 1;
     }
+    if (bad) {
+        log_error("reload refused: %s", sb_str(&diag));
+        for (size_t i = 0; i < n; i++) {
+            conf_free(confs[i]);
+            tls_ctx_free(ctxs[i]);
+        }
+        free(confs);
+        free(ctxs);
+        sb_free(&diag);
+        instance_free(&fresh);
+        return;
+    }
+    sb_free(&diag);
+    for (size_t i = 0; i < n; i++) {
+        struct runtime_listener *l = &ms.rt.listeners[i];
+        conf_free(l->conf);
+        l->conf = confs[i];
+        /* the draining smtpd has its own copy (fork): this one can go */
+        tls_ctx_free(l->tls_ctx);
+        l->tls_ctx = ctxs[i];
+    }
+    free(confs);
+    free(ctxs);
     conf_free(ms.inst.conf);
     ms.inst.conf = fresh.conf;
     fresh.conf = NULL;
@@ -606,6 +659,7 @@ void master_cleanup_for_exit(void)
     for (size_t i = 0; i < ms.rt.nlisteners; i++) {
         close_fd(&ms.rt.listeners[i].fd);
         conf_free(ms.rt.listeners[i].conf);
+        tls_ctx_free(ms.rt.listeners[i].tls_ctx);
         free(ms.rt.listeners[i].service);
         free(ms.rt.listeners[i].address);
     }

@@ -9,12 +9,14 @@
 #include <sys/types.h>
 
 struct conf;
+struct ssl_ctx_st;
 
 struct runtime_listener {
     int fd;
     char *service;          /* master.cf service name, e.g. "127.0.0.1:2525" or "smtp" */
     char *address;          /* what was bound, for logs: "127.0.0.1:2525" */
     struct conf *conf;      /* main.cf plus this service's -o overrides */
+    struct ssl_ctx_st *tls_ctx; /* its TLS server context (keys read as root), or NULL */
 };
 
 struct runtime {

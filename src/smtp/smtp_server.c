@@ -8,7 +8,10 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@
 #include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_server_internal.h"
+#include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -51,9 +55,15 @@ static void session_free(struct smtp_session *s);
 
 /* ---------- settings ---------- */
 
-void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service)
+void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
+                         struct ssl_ctx_st *tls_ctx)
 {
     memset(s, 0, sizeof *s);
+    s->tls_ctx = tls_ctx;
+    s->tls_level = tls_ctx ? (int)tls_server_level(c) : TLS_LEVEL_NONE;
+    s->tls_wrapper = tls_ctx && conf_bool(c, "smtpd_tls_wrappermode");
+    s->tls_auth_only = conf_bool(c, "smtpd_tls_auth_only");
+    s->tls_received = conf_bool(c, "smtpd_tls_received_header");
     s->service = xstrdup(service);
     s->myhostname = xstrdup(conf_str(c, "myhostname"));
     s->myorigin = xstrdup(conf_str(c, "myorigin"));
@@ -115,8 +125,11 @@ void session_reply(struct smtp_session *s, const char *fmt, ...)
     char *text = xvasprintf(fmt, ap);
     va_end(ap);
     struct evbuffer *out = bufferevent_get_output(s->bev);
-    evbuffer_add(out, text, strlen(text));
-    evbuffer_add(out, "\r\n", 2);
+    /* one add per reply: over TLS each write can become a record of its own */
+    size_t len = strlen(text);
+    text = xrealloc(text, len + 3);
+    memcpy(text + len, "\r\n", 3);
+    evbuffer_add(out, text, len + 2);
     count_reply(s, atoi(text));
     free(text);
 }
@@ -265,10 +278,43 @@ static void on_read(struct bufferevent *bev, void *arg)
     session_process(arg);
 }
 
+/* Over STARTTLS the session writes into a TLS filter whose records wait in
+ * the socket's own buffer: the last reply is gone only when both are empty. */
+static size_t underlying_pending(struct smtp_session *s)
+{
+    struct bufferevent *u = bufferevent_get_underlying(s->bev);
+    return u ? evbuffer_get_length(bufferevent_get_output(u)) : 0;
+}
+
+static void flush_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtp_session *s = arg;
+    /* every 20 ms, for at most smtpd_timeout */
+    long limit = 50 * (s->set->timeout > 0 ? s->set->timeout : 300);
+    if (underlying_pending(s) == 0 || ++s->flush_tries > limit) {
+        session_free(s);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(s->flush_timer, &tv);
+}
+
 static void on_write(struct bufferevent *bev, void *arg)
 {
     struct smtp_session *s = arg;
     if (s->closing_after_write && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (underlying_pending(s) > 0) {
+            /* bounded: the socket's write timeout ends a client that never reads */
+            if (!s->flush_timer)
+                s->flush_timer = evtimer_new(s->base, flush_check, s);
+            if (!evtimer_pending(s->flush_timer, NULL)) {
+                struct timeval tv = {0, 20000};
+                evtimer_add(s->flush_timer, &tv);
+            }
+            return;
+        }
         session_free(s);
         return;
     }
@@ -281,8 +327,24 @@ static void on_write(struct bufferevent *bev, void *arg)
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
-    (void)bev;
     struct smtp_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        /* the TLS handshake is done */
+        s->tls = 1;
+        s->tls_pending = 0;
+        tls_describe(bufferevent_openssl_get_ssl(bev), s->tls_info, sizeof s->tls_info);
+        log_info("Anonymous TLS connection established from %s[%s]: %s", s->client_name, s->client_addr,
+                 s->tls_info);
+        return;
+    }
+    if (s->tls_pending && (what & BEV_EVENT_ERROR)) {
+        char buf[256];
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        log_info("SSL_accept error from %s[%s]: %s", s->client_name, s->client_addr,
+                 e ? tls_error_text(e, buf, sizeof buf) : "lost connection");
+        session_free(s);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         if (!s->closing_after_write) {
@@ -300,6 +362,46 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             log_info("lost connection after %s from %s[%s]", s->where, s->client_name, s->client_addr);
     }
     session_free(s);
+}
+
+static void session_setup_bev(struct smtp_session *s)
+{
+    if (s->tls_pending)
+        bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGH_WATER);
+    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+void session_start_tls(struct smtp_session *s)
+{
+    /* The client has to wait for our 220 before its handshake: anything
+     * already here was sent blind, and must never be read as commands. */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk = evbuffer_get_length(in);
+    if (junk > 0) {
+        log_info("improper command pipelining after STARTTLS from %s[%s]: %zu octets discarded",
+                 s->client_name, s->client_addr, junk);
+        evbuffer_drain(in, junk);
+    }
+    session_reset_transaction(s);
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    memset(&s->ext, 0, sizeof s->ext);
+    s->state = SS_INIT;
+    s->tls_pending = 1;
+    struct bufferevent *tls = bufferevent_openssl_filter_new(s->base, s->bev, SSL_new(s->set->tls_ctx),
+                                                             BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!tls) {
+        log_warn("cannot start TLS for %s[%s]", s->client_name, s->client_addr);
+        session_close_after_reply(s);
+        return;
+    }
+    s->bev = tls;
+    session_setup_bev(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
@@ -331,11 +433,16 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
     int loop = strcmp(s->client_addr, "::1") == 0 || strncmp(s->client_addr, "127.", 4) == 0;
     str_copy(s->client_name, loop ? "localhost" : "unknown", sizeof s->client_name);
 
-    s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGH_WATER);
-    struct timeval tv = {set->timeout > 0 ? set->timeout : 300, 0};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    if (set->tls_wrapper) {
+        /* port 465: TLS from the first byte; the greeting waits in the
+         * output until the handshake is done */
+        s->bev = bufferevent_openssl_socket_new(base, fd, SSL_new(set->tls_ctx), BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        s->tls_pending = 1;
+    } else {
+        s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    session_setup_bev(s);
 
     s->next = sessions;
     if (sessions)
@@ -345,7 +452,7 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
     log_info("connect from %s[%s]", s->client_name, s->client_addr);
 
     char peek;
-    if (recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+    if (!set->tls_wrapper && recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
         log_info("improper command pipelining after CONNECT from %s[%s]", s->client_name, s->client_addr);
         s->pipelining_logged = 1;
     }
@@ -384,6 +491,8 @@ static void session_free(struct smtp_session *s)
     free(s->helo);
     if (s->error_sleep)
         event_free(s->error_sleep);
+    if (s->flush_timer)
+        event_free(s->flush_timer);
     bufferevent_free(s->bev);
     if (s->prev)
         s->prev->next = s->next;

@@ -20,6 +20,7 @@
 
 struct conf;
 struct event_base;
+struct ssl_ctx_st;
 struct resolver;
 struct smtp_session;
 
@@ -44,9 +45,16 @@ struct smtpd_settings {
     int require_from;
     int reject_bare_lf;
     struct cidr_list mynetworks;
+    /* TLS (the context is the master's, built with the keys as root) */
+    struct ssl_ctx_st *tls_ctx;  /* NULL: no STARTTLS, no wrapper mode */
+    int tls_level;               /* enum tls_level; NONE without a context */
+    int tls_wrapper;             /* smtpd_tls_wrappermode: TLS from the first byte */
+    int tls_auth_only;
+    int tls_received;            /* TLS details in Received: */
 };
 
-void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service);
+void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
+                         struct ssl_ctx_st *tls_ctx);
 void smtpd_settings_free(struct smtpd_settings *s);
 
 /* The services smtpd gives to sessions (implemented in smtpd.c). */

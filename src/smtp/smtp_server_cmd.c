@@ -12,6 +12,7 @@
 
 #include "deliver/resolve.h"
 #include "smtp/smtp_addr.h"
+#include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -54,6 +55,8 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
     sb_puts(&r, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n");
     if (s->set->smtputf8)
         sb_puts(&r, "250-SMTPUTF8\r\n");
+    if (s->set->tls_level != TLS_LEVEL_NONE && !s->tls)
+        sb_puts(&r, "250-STARTTLS\r\n");
     sb_puts(&r, "250 CHUNKING");
     session_reply(s, "%s", r.buf);
     sb_free(&r);
@@ -311,6 +314,29 @@ static void cmd_help(struct smtp_session *s, const char *arg)
     session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP");
 }
 
+static void cmd_starttls(struct smtp_session *s, const char *arg)
+{
+    if (s->set->tls_level == TLS_LEVEL_NONE) {
+        session_reply(s, "502 5.5.1 Error: command not implemented");
+        return;
+    }
+    if (s->tls) {
+        session_reply(s, "554 5.5.1 Error: TLS already active");
+        return;
+    }
+    if (*arg) {
+        session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        return;
+    }
+    if (s->state != SS_READY) {
+        /* RFC 3207: after EHLO, and never in the middle of a transaction */
+        session_reply(s, "503 5.5.1 Error: %s", s->state == SS_INIT ? "send EHLO first" : "MAIL transaction in progress");
+        return;
+    }
+    session_reply(s, "220 2.0.0 Ready to start TLS");
+    session_start_tls(s);
+}
+
 static void cmd_not_implemented(struct smtp_session *s, const char *arg)
 {
     (void)arg;
@@ -338,7 +364,7 @@ static const struct command commands[] = {
     {SMTP_VRFY, ST_ANY, CNT_VRFY, 1, cmd_vrfy},
     {SMTP_EXPN, ST_ANY, CNT_EXPN, 1, cmd_expn},
     {SMTP_HELP, ST_ANY, CNT_HELP, 0, cmd_help},
-    {SMTP_STARTTLS, ST_ANY, CNT_STARTTLS, 1, cmd_not_implemented},
+    {SMTP_STARTTLS, ST_ANY, CNT_STARTTLS, 1, cmd_starttls},
     {SMTP_AUTH, ST_ANY, CNT_AUTH, 0, cmd_not_implemented},
 };
 
@@ -381,6 +407,14 @@ void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
         session_reply(s, "503 5.5.1 Error: bad sequence of commands");
         return;
     }
+    /* smtpd_tls_security_level = encrypt: nothing but the way to TLS
+     * before it (RFC 3207 §4) */
+    if (s->set->tls_level == TLS_LEVEL_ENCRYPT && !s->tls && c->verb != SMTP_EHLO && c->verb != SMTP_HELO &&
+        c->verb != SMTP_STARTTLS && c->verb != SMTP_NOOP && c->verb != SMTP_RSET && c->verb != SMTP_QUIT &&
+        c->verb != SMTP_HELP) {
+        session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        return;
+    }
     c->handler(s, cmd.arg);
     /* Commands that move no mail cost an error each beyond the junk limit,
      * so a session cannot idle on them forever (Postfix's junk counter). */
@@ -388,7 +422,8 @@ void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
          c->verb == SMTP_HELP) &&
         s->set->junk_command_limit > 0 && ++s->junk_commands > (unsigned)s->set->junk_command_limit)
         s->errors++;
-    if (c->ends_group && s->state != SS_DATA && s->state != SS_CLOSING && !s->pipelining_logged &&
+    if (c->ends_group && c->verb != SMTP_STARTTLS && s->state != SS_DATA && s->state != SS_CLOSING &&
+        !s->pipelining_logged &&
         evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
         log_info("improper command pipelining after %s from %s[%s]", verb_name(&cmd), s->client_name,
                  s->client_addr);

@@ -6,6 +6,7 @@
 #include "smtp/smtp_server_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -20,11 +21,14 @@
 
 #define SMTP_DATA_CHUNK 16384
 
+/* Received:'s "with" (RFC 3848): ESMTPS over TLS, UTF8SMTPS ... */
 static const char *client_protocol(const struct smtp_session *s)
 {
     if (s->smtputf8)
-        return "UTF8SMTP";
-    return s->esmtp ? "ESMTP" : "SMTP";
+        return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+    if (!s->esmtp)
+        return "SMTP";
+    return s->tls ? "ESMTPS" : "ESMTP";
 }
 
 int content_begin(struct smtp_session *s, enum smtp_data_mode mode)
@@ -46,6 +50,11 @@ int content_begin(struct smtp_session *s, enum smtp_data_mode mode)
         .mail_name = s->set->mail_name,
         .when = time(NULL),
     };
+    char tls_info[sizeof s->tls_info + 16];
+    if (s->tls && s->set->tls_received) {
+        snprintf(tls_info, sizeof tls_info, "(using %s)", s->tls_info);
+        rcv.tls_info = tls_info;
+    }
     char *received = msg_header_received(&rcv);
     struct cleanup_opts o = {
         .queue_id = s->id,

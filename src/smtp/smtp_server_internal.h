@@ -69,6 +69,11 @@ struct smtp_session {
     struct event *error_sleep;  /* past smtpd_soft_error_limit: a pause after each error */
     int closing_after_write;
     int output_blocked;         /* reading paused until the client reads its replies */
+    struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
+    long flush_tries;
+    int tls;                    /* the TLS handshake is done */
+    int tls_pending;            /* STARTTLS accepted or wrapper mode: handshake under way */
+    char tls_info[160];         /* "TLSv1.3 with cipher ... (256/256 bits)" */
 
     /* the transaction */
     char id[QUEUE_ID_LEN + 1];
@@ -101,6 +106,10 @@ int session_check_error_limit(struct smtp_session *s);
 /* Drops the transaction (queue file, cleanup, envelope); back to SS_READY
  * unless not yet greeted or closing. */
 void session_reset_transaction(struct smtp_session *s);
+/* After "220 2.0.0 Ready to start TLS" is queued: plaintext the client sent
+ * after STARTTLS is thrown away unread (RFC 3207 §4.2, CVE-2011-0411), the
+ * session forgets its EHLO, and TLS is layered over the connection. */
+void session_start_tls(struct smtp_session *s);
 
 /* ---- smtp_server_cmd.c ---- */
 

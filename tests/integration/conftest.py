@@ -329,3 +329,26 @@ def smtp_queue_id(text):
     m = re.fullmatch(r"250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", text)
     assert m, text
     return m.group(1)
+
+
+# -- TLS --------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tls_files():
+    """A throwaway self-signed certificate for mail.example.test, made with
+    openssl for this test run (RSA and ECDSA); never a key from the repo."""
+    d = Path(tempfile.mkdtemp(prefix="tern-tls-"))
+    d.chmod(0o755)
+    files = {}
+    for kind, args in (("ec", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
+                       ("rsa", ["-newkey", "rsa:2048"])):
+        key, cert = d / f"{kind}-key.pem", d / f"{kind}-cert.pem"
+        subprocess.run(["openssl", "req", "-x509", *args, "-nodes", "-keyout", str(key), "-out", str(cert),
+                        "-days", "2", "-subj", "/CN=mail.example.test",
+                        "-addext", "subjectAltName=DNS:mail.example.test,DNS:localhost"],
+                       check=True, capture_output=True)
+        key.chmod(0o600)   # as a real key: only root (the master) reads it
+        files[kind] = (cert, key)
+    yield files
+    shutil.rmtree(d, ignore_errors=True)
+

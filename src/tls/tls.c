@@ -1,0 +1,233 @@
+/* tls: OpenSSL contexts for the SMTP server (see tls.h). */
+#include "tls/tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf/conf.h"
+#include "util/mem.h"
+
+static const struct {
+    const char *name;
+    int version;
+} versions[] = {
+    {"SSLv2", 0x0200}, {"SSLv3", SSL3_VERSION}, {"TLSv1", TLS1_VERSION},
+    {"TLSv1.1", TLS1_1_VERSION}, {"TLSv1.2", TLS1_2_VERSION}, {"TLSv1.3", TLS1_3_VERSION},
+};
+#define NVERSIONS (sizeof versions / sizeof versions[0])
+
+static int version_index(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NVERSIONS; i++)
+        if (strlen(versions[i].name) == len && strncasecmp(versions[i].name, name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Postfix's forms: "!SSLv2, !SSLv3" (exclusions), "TLSv1.2 TLSv1.3"
+ * (inclusions), ">=TLSv1.2" and "<=TLSv1.3" (bounds). */
+static int allowed_versions(const char *list, int allowed[NVERSIONS], const char **bad)
+{
+    int any_include = 0, include[NVERSIONS] = {0};
+    for (size_t i = 0; i < NVERSIONS; i++)
+        allowed[i] = 1;
+    static char badbuf[64];
+    const char *p = list;
+    while (*p) {
+        while (*p == ',' || *p == ' ' || *p == '\t' || *p == ':')
+            p++;
+        if (!*p)
+            break;
+        const char *w = p;
+        while (*p && *p != ',' && *p != ' ' && *p != '\t' && *p != ':')
+            p++;
+        size_t len = (size_t)(p - w);
+        int neg = 0, ge = 0, le = 0;
+        if (w[0] == '!')
+            neg = 1, w++, len--;
+        else if (len > 2 && w[0] == '>' && w[1] == '=')
+            ge = 1, w += 2, len -= 2;
+        else if (len > 2 && w[0] == '<' && w[1] == '=')
+            le = 1, w += 2, len -= 2;
+        int idx = version_index(w, len);
+        if (idx < 0) {
+            snprintf(badbuf, sizeof badbuf, "%.*s", (int)(len < 40 ? len : 40), w);
+            *bad = badbuf;
+            return -1;
+        }
+        if (neg) {
+            allowed[idx] = 0;
+        } else if (ge) {
+            for (int i = 0; i < idx; i++)
+                allowed[i] = 0;
+        } else if (le) {
+            for (size_t i = (size_t)idx + 1; i < NVERSIONS; i++)
+                allowed[i] = 0;
+        } else {
+            any_include = 1;
+            include[idx] = 1;
+        }
+    }
+    if (any_include)
+        for (size_t i = 0; i < NVERSIONS; i++)
+            allowed[i] = allowed[i] && include[i];
+    return 0;
+}
+
+int tls_min_version(const char *list, const char **bad)
+{
+    int allowed[NVERSIONS];
+    if (allowed_versions(list, allowed, bad) != 0)
+        return -1;
+    /* SSLv2 and SSLv3 are never spoken, whatever the list says. */
+    for (size_t i = 2; i < NVERSIONS; i++)
+        if (allowed[i])
+            return versions[i].version;
+    *bad = "(no protocol left)";
+    return -1;
+}
+
+static int max_version(const char *list)
+{
+    int allowed[NVERSIONS];
+    const char *bad;
+    if (allowed_versions(list, allowed, &bad) != 0)
+        return 0;
+    for (size_t i = NVERSIONS; i-- > 2;)
+        if (allowed[i])
+            return versions[i].version;
+    return 0;
+}
+
+const char *tls_error_text(unsigned long e, char *buf, size_t len)
+{
+    if (e == 0) {
+        snprintf(buf, len, "unknown error");
+        return buf;
+    }
+    ERR_error_string_n(e, buf, len);
+    return buf;
+}
+
+static char *ssl_err(const char *what, const char *file)
+{
+    char buf[256];
+    unsigned long e = ERR_peek_last_error();
+    tls_error_text(e, buf, sizeof buf);
+    ERR_clear_error();
+    return file ? xasprintf("%s %s: %s", what, file, buf) : xasprintf("%s: %s", what, buf);
+}
+
+enum tls_level tls_server_level(struct conf *c)
+{
+    if (conf_bool(c, "smtpd_tls_wrappermode"))
+        return TLS_LEVEL_ENCRYPT;
+    const char *v = conf_str(c, "smtpd_tls_security_level");
+    if (strcasecmp(v, "encrypt") == 0)
+        return TLS_LEVEL_ENCRYPT;
+    if (strcasecmp(v, "may") == 0)
+        return TLS_LEVEL_MAY;
+    return TLS_LEVEL_NONE;
+}
+
+static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char **err)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        *err = ssl_err("cannot load the certificate chain from", cert);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        *err = ssl_err("cannot load the private key from", key);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        *err = ssl_err("the private key does not match the certificate in", cert);
+        return -1;
+    }
+    return 0;
+}
+
+/* smtpd_tls_chain_files: each file holds a key and its certificate chain
+ * (Postfix 3.4's form); several files give several key types. */
+static int load_chain_files(SSL_CTX *ctx, struct conf *c, char **err)
+{
+    struct conf_list l = conf_list(c, "smtpd_tls_chain_files");
+    int rc = 0;
+    for (size_t i = 0; i < l.n && rc == 0; i++)
+        rc = load_pair(ctx, l.items[i], l.items[i], err);
+    conf_list_free(&l);
+    return rc;
+}
+
+SSL_CTX *tls_server_ctx(struct conf *c, char **err)
+{
+    *err = NULL;
+    const char *cert = conf_str(c, "smtpd_tls_cert_file");
+    const char *key = conf_str(c, "smtpd_tls_key_file");
+    const char *eccert = conf_str(c, "smtpd_tls_eccert_file");
+    const char *eckey = conf_str(c, "smtpd_tls_eckey_file");
+    int have_chain = *conf_str(c, "smtpd_tls_chain_files") != '\0';
+    if (!have_chain && !*cert && !*eccert)
+        return NULL;
+    const char *protocols = conf_str(c, tls_server_level(c) == TLS_LEVEL_ENCRYPT ? "smtpd_tls_mandatory_protocols"
+                                                                                    : "smtpd_tls_protocols");
+    const char *bad = NULL;
+    int minv = tls_min_version(protocols, &bad);
+    if (minv < 0) {
+        *err = xasprintf("smtpd_tls_protocols: unknown or empty protocol list at \"%s\"", bad);
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        *err = ssl_err("cannot create a TLS context", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, minv);
+    int maxv = max_version(protocols);
+    if (maxv)
+        SSL_CTX_set_max_proto_version(ctx, maxv);
+    /* Renegotiation and compression only ever helped attackers; the
+     * server picks the cipher so the list's order counts. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                 SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    const char *grade = conf_str(c, "smtpd_tls_ciphers");
+    const char *list = strcasecmp(grade, "high") == 0 ? "HIGH:!aNULL:!MD5:!RC4:!3DES"
+                                                      : "HIGH:MEDIUM:!aNULL:!MD5:!RC4:!3DES:!SEED:!IDEA";
+    if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
+        *err = ssl_err("cannot set the cipher list", NULL);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    int rc = 0;
+    if (have_chain)
+        rc = load_chain_files(ctx, c, err);
+    if (rc == 0 && *cert)
+        rc = load_pair(ctx, cert, *key ? key : cert, err);
+    if (rc == 0 && *eccert)
+        rc = load_pair(ctx, eccert, *eckey ? eckey : eccert, err);
+    if (rc != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+void tls_ctx_free(SSL_CTX *ctx)
+{
+    SSL_CTX_free(ctx);
+}
+
+void tls_describe(SSL *ssl, char *buf, size_t len)
+{
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+    int alg_bits = 0;
+    int bits = cipher ? SSL_CIPHER_get_bits(cipher, &alg_bits) : 0;
+    snprintf(buf, len, "%s with cipher %s (%d/%d bits)", SSL_get_version(ssl),
+             cipher ? SSL_CIPHER_get_name(cipher) : "unknown", bits, alg_bits);
+}

@@ -1,0 +1,50 @@
+/* tls: OpenSSL contexts for the SMTP server (STARTTLS, port 465) and the
+ * description of an established TLS session for logs and Received:.
+ *
+ * Who calls it: the master builds one server context per listener from
+ * that listener's configuration, before any privilege is dropped (private
+ * keys are readable by root only); the forked smtpd inherits it. A reload
+ * builds new contexts and frees the old ones once no child uses them.
+ *
+ * What it owns: the SSL_CTX it returns (free it with tls_ctx_free).
+ *
+ * Errors: tls_server_ctx reports a bad configuration (unreadable or
+ * mismatched key and certificate, an unknown protocol name) through *err,
+ * with the file name and OpenSSL's reason. */
+#ifndef TERN_TLS_TLS_H
+#define TERN_TLS_TLS_H
+
+#include <stddef.h>
+
+struct conf;
+struct ssl_ctx_st;
+struct ssl_st;
+
+enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
+
+/* smtpd_tls_security_level (with smtpd_tls_wrappermode = yes meaning
+ * encrypt, as on port 465). */
+enum tls_level tls_server_level(struct conf *c);
+
+/* The server context for a listener's configuration: certificates from
+ * smtpd_tls_chain_files, or smtpd_tls_cert_file/smtpd_tls_key_file plus
+ * smtpd_tls_eccert_file/smtpd_tls_eckey_file (RSA and ECDSA side by side),
+ * protocols from smtpd_tls_protocols (Postfix syntax: "!SSLv3, !TLSv1" or
+ * ">=TLSv1.2"), ciphers from smtpd_tls_ciphers. Returns NULL with *err
+ * NULL when no certificate is configured, NULL with *err (free it) on an
+ * error. */
+struct ssl_ctx_st *tls_server_ctx(struct conf *c, char **err);
+void tls_ctx_free(struct ssl_ctx_st *ctx);
+
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" */
+void tls_describe(struct ssl_st *ssl, char *buf, size_t len);
+
+/* The lowest protocol version a Postfix protocol list allows (an OpenSSL
+ * TLS1_x_VERSION), or -1 with *bad naming an unknown word. Exposed for
+ * tests. */
+int tls_min_version(const char *list, const char **bad);
+
+/* The last OpenSSL error as text (for logs), "unknown error" if none. */
+const char *tls_error_text(unsigned long e, char *buf, size_t len);
+
+#endif

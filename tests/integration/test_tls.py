@@ -1,0 +1,176 @@
+"""TLS on the server side: STARTTLS (RFC 3207) and port 465 wrapper mode
+(RFC 8314), checked with Python's ssl module, openssl s_client and swaks."""
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from conftest import raw_session
+
+
+def client_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def tls_tern(tern_instance, tls_files, kind="ec", master_cf=None, **params):
+    cert, key = tls_files[kind]
+    if master_cf:
+        tern_instance.master_cf = master_cf
+    tern_instance.write_config(smtpd_tls_cert_file=str(cert), smtpd_tls_key_file=str(key), **params)
+    return tern_instance.start()
+
+
+def test_starttls_is_offered_and_works(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files)
+    with tern.smtp() as c:
+        code, text = c.ehlo("client.example")
+        assert b"STARTTLS" in text
+        code, text = c.starttls(context=client_ctx())
+        assert (code, text) == (220, b"2.0.0 Ready to start TLS")
+        code, text = c.ehlo("client.example")
+        assert code == 250 and b"STARTTLS" not in text   # not offered twice
+        assert c.sock.version() in ("TLSv1.2", "TLSv1.3")
+        c.sendmail("you@localhost", ["bob@localhost"], b"Subject: over tls\r\n\r\nsecret\r\n")
+    msg = tern.wait_messages("bob")[0].read_bytes()
+    # Received: says ESMTPS and how (RFC 3848)
+    received = msg.split(b"\nReceived: ", 1)[1].split(b"\n\S", 1)[0] if b"\nReceived: " in msg else msg
+    assert re.search(rb"\(using TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\)\)", msg), msg[:600]
+    assert b"with ESMTPS id" in msg
+    log = tern.wait_log("Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.")
+    assert "starttls=1" in tern.wait_log("disconnect from localhost")
+
+
+def test_no_starttls_without_a_certificate(tern):
+    s = raw_session(tern)
+    assert s.read_reply()[0] == 220
+    code, text = s.cmd("EHLO client.example")
+    assert "STARTTLS" not in text
+    assert s.cmd("STARTTLS") == (502, "502 5.5.1 Error: command not implemented")
+
+
+def test_starttls_rules(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files)
+    s = raw_session(tern)
+    assert s.read_reply()[0] == 220
+    assert s.cmd("STARTTLS")[0] == 503            # before EHLO
+    s.cmd("EHLO client.example")
+    assert s.cmd("STARTTLS now")[0] == 501
+    s.cmd("MAIL FROM:<a@localhost>")
+    assert s.cmd("STARTTLS")[0] == 503            # inside a transaction
+    s.close()
+
+
+def test_plaintext_pipelined_after_starttls_is_never_executed(tern_instance, tls_files):
+    """CVE-2011-0411: "STARTTLS\\r\\nRSET\\r\\n" in one packet; the RSET must be
+    thrown away, not answered inside the TLS session."""
+    tern = tls_tern(tern_instance, tls_files)
+    sock = socket.create_connection((tern.host, tern.port), timeout=10)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220")
+    sock.sendall(b"EHLO client.example\r\n")
+    while True:
+        line = f.readline()
+        if line.startswith(b"250 "):
+            break
+    sock.sendall(b"STARTTLS\r\nRSET\r\nMAIL FROM:<evil@example.test>\r\n")
+    assert f.readline() == b"220 2.0.0 Ready to start TLS\r\n"
+    tls = client_ctx().wrap_socket(sock, server_hostname="mail.example.test")
+    tls.sendall(b"NOOP\r\n")
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        reply += tls.recv(4096)
+    # the first reply in TLS answers our NOOP, not the injected RSET or MAIL
+    assert reply == b"250 2.0.0 Ok\r\n", reply
+    tls.sendall(b"MAIL FROM:<a@localhost>\r\n")
+    assert tls.recv(4096).startswith(b"503")      # EHLO is needed again after TLS
+    tls.close()
+    assert "improper command pipelining after STARTTLS" in tern.wait_log("octets discarded")
+
+
+def test_encrypt_level_requires_starttls(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files, smtpd_tls_security_level="encrypt")
+    s = raw_session(tern)
+    s.read_reply()
+    s.cmd("EHLO client.example")
+    assert s.cmd("MAIL FROM:<a@localhost>") == (530, "530 5.7.0 Must issue a STARTTLS command first")
+    assert s.cmd("NOOP")[0] == 250
+    s.close()
+    with tern.smtp() as c:
+        c.ehlo()
+        c.starttls(context=client_ctx())
+        c.ehlo()
+        c.sendmail("you@localhost", ["carol@localhost"], b"Subject: enc\r\n\r\nx\r\n")
+    tern.wait_messages("carol")
+
+
+def test_wrapper_mode_port_465(tern_instance, tls_files, work_dir):
+    from conftest import free_port
+    port = free_port()
+    tern = tls_tern(tern_instance, tls_files, kind="rsa",
+                    master_cf=f"{tern_instance.host}:{tern_instance.port} inet n - n - - smtpd\n"
+                              f"{tern_instance.host}:{port} inet n - n - - smtpd\n"
+                              f"  -o smtpd_tls_wrappermode=yes\n")
+    with smtplib.SMTP_SSL(tern.host, port, context=client_ctx(), timeout=10) as c:
+        code, text = c.ehlo("client.example")
+        assert code == 250 and b"STARTTLS" not in text
+        c.sendmail("you@localhost", ["dave@localhost"], b"Subject: 465\r\n\r\nimplicit\r\n")
+    msg = tern.wait_messages("dave")[0].read_bytes()
+    assert b"with ESMTPS id" in msg
+    # the plain port still works alongside
+    with tern.smtp() as c:
+        c.ehlo()
+        c.sendmail("you@localhost", ["dave@localhost"], b"Subject: 25\r\n\r\nplain\r\n")
+    tern.wait_messages("dave", 2)
+
+
+def test_openssl_s_client_starttls(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files)
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"{tern.host}:{tern.port}",
+                        "-servername", "mail.example.test", "-brief"],
+                       input=b"EHLO client.example\r\nQUIT\r\n", capture_output=True, timeout=30)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    assert "Protocol version: TLSv1.3" in out, out
+    assert "CN = mail.example.test" in out or "CN=mail.example.test" in out, out
+
+
+def test_old_protocols_refused(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files)
+    ctx = client_ctx()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    with tern.smtp() as c:
+        c.ehlo()
+        with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionResetError, OSError)):
+            c.starttls(context=ctx)
+    tern.wait_log("SSL_accept error from localhost[127.0.0.1]")
+
+
+def test_bad_key_is_a_configuration_error(tern_instance, tls_files, work_dir):
+    cert, _ = tls_files["ec"]
+    _, other_key = tls_files["rsa"]
+    tern_instance.write_config(smtpd_tls_cert_file=str(cert), smtpd_tls_key_file=str(other_key))
+    tern_instance.start(wait=False)
+    tern_instance.proc.wait(timeout=20)
+    assert tern_instance.proc.returncode != 0
+    assert "does not match" in tern_instance.stderr_text() + tern_instance.log_text()
+
+
+def test_swaks_starttls(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files)
+    r = subprocess.run(["swaks", "--server", f"{tern.host}:{tern.port}", "--tls", "--from", "you@localhost",
+                        "--to", "erin@localhost", "--body", "via swaks"],
+                       capture_output=True, timeout=60)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out
+    assert "TLS started" in out
+    tern.wait_messages("erin")

@@ -1,0 +1,121 @@
+/* Tests for tls: Postfix protocol lists to OpenSSL version bounds, and
+ * building server contexts from real (throwaway) key files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "tls/tls.h"
+#include "util/mem.h"
+
+static void test_protocol_lists(void **state)
+{
+    (void)state;
+    const char *bad = NULL;
+    assert_int_equal(tls_min_version("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1", &bad), TLS1_2_VERSION);
+    assert_int_equal(tls_min_version(">=TLSv1.2", &bad), TLS1_2_VERSION);
+    assert_int_equal(tls_min_version(">=TLSv1.3", &bad), TLS1_3_VERSION);
+    assert_int_equal(tls_min_version("TLSv1.3", &bad), TLS1_3_VERSION);
+    assert_int_equal(tls_min_version("!SSLv2 !SSLv3", &bad), TLS1_VERSION);
+    assert_int_equal(tls_min_version("", &bad), TLS1_VERSION);      /* SSL never */
+    assert_int_equal(tls_min_version("tlsv1.2:tlsv1.3", &bad), TLS1_2_VERSION);
+    assert_int_equal(tls_min_version("!TLSv1.5", &bad), -1);
+    assert_string_equal(bad, "TLSv1.5");
+    assert_int_equal(tls_min_version("SSLv3", &bad), -1);           /* nothing speakable left */
+    assert_int_equal(tls_min_version("<=TLSv1.1, >=TLSv1.2", &bad), -1);
+}
+
+static char *make_pair(const char *dir, const char *kind)
+{
+    char *cmd = xasprintf("openssl req -x509 -newkey %s -nodes -keyout %s/%s-key.pem -out %s/%s-cert.pem "
+                          "-days 1 -subj /CN=t.test >/dev/null 2>&1",
+                          strcmp(kind, "ec") == 0 ? "ec -pkeyopt ec_paramgen_curve:P-256" : "rsa:2048", dir, kind,
+                          dir, kind);
+    int rc = system(cmd);
+    free(cmd);
+    return rc == 0 ? xasprintf("%s/%s", dir, kind) : NULL;
+}
+
+static struct conf *conf_with(const char *text)
+{
+    struct conf *c = conf_new();
+    assert_int_equal(conf_load_string(c, text, "main.cf", NULL), 0);
+    return c;
+}
+
+static void test_server_contexts(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_tls.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *ec = make_pair(dir, "ec"), *rsa = make_pair(dir, "rsa");
+    if (!ec || !rsa) {
+        free(ec);
+        free(rsa);
+        skip();
+    }
+    char *err = NULL;
+    /* no certificate: no context, no error */
+    struct conf *c = conf_with("");
+    assert_null(tls_server_ctx(c, &err));
+    assert_null(err);
+    assert_int_equal(tls_server_level(c), TLS_LEVEL_MAY);
+    conf_free(c);
+
+    /* RSA and ECDSA side by side */
+    char *text = xasprintf("smtpd_tls_cert_file = %s-cert.pem\nsmtpd_tls_key_file = %s-key.pem\n"
+                           "smtpd_tls_eccert_file = %s-cert.pem\nsmtpd_tls_eckey_file = %s-key.pem\n",
+                           rsa, rsa, ec, ec);
+    c = conf_with(text);
+    free(text);
+    SSL_CTX *ctx = tls_server_ctx(c, &err);
+    assert_non_null(ctx);
+    assert_int_equal(SSL_CTX_get_min_proto_version(ctx), TLS1_2_VERSION);
+    tls_ctx_free(ctx);
+    conf_free(c);
+
+    /* a key that does not belong to the certificate */
+    text = xasprintf("smtpd_tls_cert_file = %s-cert.pem\nsmtpd_tls_key_file = %s-key.pem\n", rsa, ec);
+    c = conf_with(text);
+    free(text);
+    assert_null(tls_server_ctx(c, &err));
+    assert_non_null(err);
+    assert_non_null(strstr(err, "does not match"));
+    free(err);
+    conf_free(c);
+
+    /* a missing file names itself */
+    c = conf_with("smtpd_tls_cert_file = /nonexistent/cert.pem\n");
+    assert_null(tls_server_ctx(c, &err));
+    assert_non_null(strstr(err, "/nonexistent/cert.pem"));
+    free(err);
+    conf_free(c);
+
+    /* wrapper mode means encrypt */
+    c = conf_with("smtpd_tls_wrappermode = yes\nsmtpd_tls_security_level = none\n");
+    assert_int_equal(tls_server_level(c), TLS_LEVEL_ENCRYPT);
+    conf_free(c);
+
+    char *rm = xasprintf("rm -rf %s", dir);
+    assert_int_equal(system(rm), 0);
+    free(rm);
+    free(ec);
+    free(rsa);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_protocol_lists),
+        cmocka_unit_test(test_server_contexts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
