@@ -73,8 +73,15 @@ $(TBUILD)/tests/%: tests/unit/%.c $(TBUILD)/libtern.a
 
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(TBUILD)/tests/%)
 
-run: deps $(BUILD)/tern
+run: deps $(BUILD)/tern run/tls/cert.pem
 	$(BUILD)/tern -c run dev
+
+# A throwaway self-signed certificate for `make run`, so STARTTLS can be tried.
+run/tls/cert.pem:
+	@mkdir -p run/tls
+	@openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
+	  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+	  -keyout run/tls/key.pem -out run/tls/cert.pem 2>/dev/null && chmod 600 run/tls/key.pem
 
 test: deps-test
 	$(MAKE) --no-print-directory check-clang check-man unit integration fuzz

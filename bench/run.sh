@@ -2,7 +2,9 @@
 # `make bench`: tern vs Postfix side by side (bench/bench.py says what and how;
 # docs/PERFORMANCE.md has the figures and the analysis).
 # Needs root (a private Postfix instance is started with `postfix -c DIR start`),
-# build/tern, and Debian's postfix package for smtp-source (make deps-test).
+# build/tern, and Debian's postfix package for smtp-source and, for the relay
+# runs, smtp-sink (make deps-test). BENCH_ONLY=relay (or local, memory, or a
+# comma-separated list) runs only those parts.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then

@@ -2,8 +2,8 @@
 # Installs what building (deps.sh build) or testing (deps.sh test) tern needs,
 # from Debian's archive, when it is missing. Prints nothing when all is there.
 set -eu
-build_pkgs="gcc make pkg-config libevent-dev libcrypt-dev libunbound-dev libssl-dev"
-test_pkgs="$build_pkgs clang libclang-rt-14-dev libcmocka-dev python3 python3-pytest swaks postfix python3-aiosmtpd procps unbound openssl dovecot-core msmtp"
+build_pkgs="gcc make pkg-config libevent-dev libcrypt-dev libunbound-dev libssl-dev openssl"
+test_pkgs="$build_pkgs clang libclang-rt-14-dev libcmocka-dev python3 python3-pytest swaks postfix python3-aiosmtpd procps unbound dovecot-core msmtp"
 case "${1:-build}" in
   build) want=$build_pkgs ;;
   test)  want=$test_pkgs ;;

@@ -5,20 +5,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_passwd.h"
 #include "conf/conf.h"
 #include "daemon/instance.h"
 #include "daemon/master.h"
 #include "daemon/runtime.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/strbuf.h"
 
 static void usage(FILE *f)
 {
@@ -35,10 +39,43 @@ static void usage(FILE *f)
             "  queue [list|flush|delete ID|hold ID|release ID]\n"
             "  config [-n|-a|-d NAME|NAME...|check|man]\n"
             "  newaliases                 check the alias file (tern reads it directly)\n"
+            "  passwd add USER [ADDR..] | del USER | list | check USER\n"
+            "                             the users of AUTH (smtpd_sasl_type = tern)\n"
             "  log reopen                 reopen the log file (after rotation)\n"
             "  version\n"
             "\n"
             "CONFIG_DIR defaults to $TERN_CONFIG, $MAIL_CONFIG or /etc/tern.\n");
+}
+
+/* tern passwd: the password file AUTH checks (smtpd_sasl_path of the
+ * configuration, default CONFIG_DIR/passwd), readable by mail_owner. */
+static int cmd_passwd(const char *config_dir, int argc, char **argv)
+{
+    struct instance in;
+    struct strbuf diag = STRBUF_INIT;
+    if (instance_load(&in, config_dir, &diag) != 0) {
+        fprintf(stderr, "tern passwd: %s", sb_str(&diag));
+        sb_free(&diag);
+        return 2;
+    }
+    sb_free(&diag);
+    const char *p = conf_str(in.conf, "smtpd_sasl_path");
+    if (strcmp(conf_str(in.conf, "smtpd_sasl_type"), "tern") != 0)
+        fprintf(stderr, "tern passwd: note: smtpd_sasl_type is not tern; AUTH does not use this file\n");
+    char *path = !*p ? xasprintf("%s/passwd", config_dir) : p[0] == '/' ? xstrdup(p) : xasprintf("%s/%s", config_dir, p);
+    struct stat before;
+    int existed = stat(path, &before) == 0;
+    int rc = cli_passwd_main(path, argc - 1, argv + 1);
+    /* a new file: root's, readable by the group smtpd runs in */
+    struct passwd *pw = getpwnam(conf_str(in.conf, "mail_owner"));
+    if (rc == 0 && !existed && geteuid() == 0 && pw && access(path, F_OK) == 0) {
+        if (chown(path, 0, pw->pw_gid) != 0 || chmod(path, 0640) != 0)
+            fprintf(stderr, "tern passwd: cannot give %s to group %s: %s\n", path, conf_str(in.conf, "mail_owner"),
+                    strerror(errno));
+    }
+    free(path);
+    instance_free(&in);
+    return rc;
 }
 
 struct dev_info {
@@ -237,6 +274,8 @@ int main(int argc, char **argv)
         rc = cli_config(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "newaliases") == 0) {
         rc = cli_newaliases(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "passwd") == 0) {
+        rc = cargc < 2 ? (usage(stderr), 64) : cmd_passwd(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "start") == 0) {
         struct master_opts o = {.config_dir = config_dir, .daemonize = 1};
         rc = master_run(&o);

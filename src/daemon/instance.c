@@ -176,6 +176,17 @@ int instance_write_dev(const char *dir, int port, struct strbuf *diag)
             "minimal_backoff_time = 10s\n"
             "maximal_backoff_time = 60s\n",
             abs, abs, abs, abs);
+    /* `make run` makes a throwaway self-signed certificate (openssl) so that
+     * STARTTLS can be tried at once; never a key from the repository. */
+    char *cert = xasprintf("%s/tls/cert.pem", abs), *key = xasprintf("%s/tls/key.pem", abs);
+    if (stat(cert, &sb) == 0 && stat(key, &sb) == 0)
+        fprintf(f,
+                "# A throwaway self-signed certificate made by `make run`: STARTTLS works\n"
+                "smtpd_tls_cert_file = %s\n"
+                "smtpd_tls_key_file = %s\n",
+                cert, key);
+    free(cert);
+    free(key);
     if (fclose(f) != 0)
         rc = -1;
     f = fopen(master_cf, "w");

@@ -23,6 +23,7 @@
 #include "queue/qmgr_internal.h"
 #include "queue/queue_store.h"
 #include "smtp/smtp_client.h"
+#include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -63,6 +64,8 @@ struct relay_job {
     char **target_names;     /* the targets' host names, ours */
     size_t ntargets;
     int converted_fd;    /* the 7-bit copy for a server without 8BITMIME, or -1 */
+    int tls_level;       /* enum smtp_client_tls, from the policy */
+    char *tls_match;     /* names the certificate must carry (verify, secure) */
 };
 
 static struct {
@@ -73,6 +76,12 @@ static struct {
     char *relayhost;
     char *myhostname;
     struct smtp_client_opts opts;
+    struct ssl_ctx_st *tls_may, *tls_mandatory;   /* client contexts */
+    struct map_list *tls_policy;
+    int tls_default;          /* smtp_tls_security_level */
+    int tls_default_secure;   /* it says "secure": match the next hop's domain */
+    char *cafile, *capath;
+    int cas_loaded;
     unsigned port;
     unsigned dest_limit, total_limit, rcpt_limit;
     unsigned active;
@@ -357,6 +366,7 @@ static void job_free(struct relay_job *j)
         free(j->target_names[i]);
     free(j->target_names);
     free(j->targets);
+    free(j->tls_match);
     smtp_client_msg_clear(&j->msg);
     free(j->rcpts);
     free(j->idx);
@@ -388,9 +398,65 @@ static char *relay_host_name(const char *relay)
 
 static void on_client_done(void *arg, struct smtp_client_result *res);
 
+/* "none" "may" "encrypt" "verify" "secure" (Postfix's levels; dane is
+ * not built yet and counts as may); *secure tells the last. -1: unknown. */
+static int tls_level_of(const char *word, size_t len, int *secure)
+{
+    static const struct {
+        const char *name;
+        int level, secure;
+    } levels[] = {{"none", SMTPC_TLS_NONE, 0},     {"may", SMTPC_TLS_MAY, 0},
+                  {"encrypt", SMTPC_TLS_ENCRYPT, 0}, {"verify", SMTPC_TLS_VERIFY, 0},
+                  {"secure", SMTPC_TLS_VERIFY, 1}, {"dane", SMTPC_TLS_MAY, 0}};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (strlen(levels[i].name) == len && strncasecmp(levels[i].name, word, len) == 0) {
+            *secure = levels[i].secure;
+            return levels[i].level;
+        }
+    return -1;
+}
+
+/* The TLS policy of the job's next hop: smtp_tls_policy_maps (the next
+ * hop as written, then its host), else smtp_tls_security_level. */
+static void tls_policy(struct relay_job *j)
+{
+    int secure = rl.tls_default_secure;
+    j->tls_level = rl.tls_default;
+    char *value = NULL;
+    if (rl.tls_policy && (map_list_lookup(rl.tls_policy, j->dest->key, &value) == 1 ||
+                          map_list_lookup(rl.tls_policy, j->dest->host, &value) == 1)) {
+        char *v = str_trim(value);
+        size_t len = strcspn(v, " \t");
+        int level = tls_level_of(v, len, &secure);
+        if (level < 0)
+            log_warn("smtp_tls_policy_maps: unknown level in \"%s\" for %s; using encrypt", v, j->dest->key);
+        j->tls_level = level < 0 ? SMTPC_TLS_ENCRYPT : level;
+        const char *m = strstr(v + len, "match=");
+        if (m) {
+            m += 6;
+            j->tls_match = xstrndup(m, strcspn(m, " \t"));
+        }
+    }
+    free(value);
+    if (j->tls_level >= SMTPC_TLS_VERIFY && !j->tls_match && secure)
+        j->tls_match = xasprintf("%s:.%s", j->dest->host, j->dest->host);
+    if (j->tls_level >= SMTPC_TLS_VERIFY && !rl.cas_loaded) {
+        char *err = NULL;
+        if (tls_client_load_cas(rl.tls_mandatory, rl.cafile, rl.capath, &err) != 0) {
+            /* verification then fails, and the mail waits: never sent unverified */
+            log_warn("%s", err);
+            free(err);
+        }
+        rl.cas_loaded = 1;
+    }
+}
+
 static void launch(struct relay_job *j)
 {
     struct smtp_client_opts o = rl.opts;
+    o.tls_level = j->tls_level;
+    o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
+    o.tls_match = j->tls_match;
     char *key = xasprintf("%s:%u", j->dest->key, j->dest->port);
     o.cache_key = key;
     j->sc = smtp_client_start(rl.base, &o, j->targets, j->ntargets, &j->msg, on_client_done, j);
@@ -602,6 +668,7 @@ static void start_job(struct relay_dest *d)
         job_settle_all(j, QMSG_DEFERRED, "none", "4.3.5", "bad next hop in relayhost or transport_maps");
         return;
     }
+    tls_policy(j);
     if (d->use_mx)
         j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
     else
@@ -697,6 +764,21 @@ int relay_init(struct event_base *base, struct runtime *rt, char **err)
     /* 8-bit mail for a server without 8BITMIME: the client refuses
      * (5.6.3) and on_client_done sends a 7-bit copy instead. */
     rl.opts.allow_8bit_anyway = 0;
+    const char *level = conf_str(c, "smtp_tls_security_level");
+    rl.tls_default = tls_level_of(level, strlen(level), &rl.tls_default_secure);
+    if (rl.tls_default < 0)
+        rl.tls_default = SMTPC_TLS_MAY;
+    rl.cafile = xstrdup(conf_str(c, "smtp_tls_CAfile"));
+    rl.capath = xstrdup(conf_str(c, "smtp_tls_CApath"));
+    rl.tls_may = tls_client_ctx(c, "smtp_tls_protocols", err);
+    if (!rl.tls_may)
+        return -1;
+    rl.tls_mandatory = tls_client_ctx(c, "smtp_tls_mandatory_protocols", err);
+    if (!rl.tls_mandatory)
+        return -1;
+    const char *pm = conf_str(c, "smtp_tls_policy_maps");
+    if (*pm && !(rl.tls_policy = map_list_open(pm, 0, err)))
+        return -1;
     rl.kick = evtimer_new(base, on_kick, NULL);
     collect_own_addresses();
     return 0;
@@ -734,6 +816,12 @@ void relay_shutdown(void)
         dns_free(rl.dns);
     if (rl.transport)
         map_list_close(rl.transport);
+    if (rl.tls_policy)
+        map_list_close(rl.tls_policy);
+    free(rl.cafile);
+    free(rl.capath);
+    tls_ctx_free(rl.tls_may);
+    tls_ctx_free(rl.tls_mandatory);
     free(rl.relayhost);
     free(rl.myhostname);
     free(rl.own);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -217,6 +218,9 @@ int qf_writer_open(int dirfd, const char *name, struct qf_writer **out)
     int fd = fs_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
+    /* Held while the file is written: the queue's recovery leaves a locked
+     * incoming file alone (its writer is alive). A new file: cannot fail. */
+    (void)flock(fd, LOCK_EX | LOCK_NB);
     unsigned char hdr[QF_HEADER_SIZE] = {0};
     memcpy(hdr, QF_MAGIC, 8);
     if (fs_write_all(fd, hdr, sizeof hdr) != 0) {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/stat.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,6 +41,7 @@ static struct {
     char *dir;
     int incoming_fd, queue_fd, hold_fd, corrupt_fd;
     int use_syncfs;
+    time_t start_time;          /* incoming files newer than this are a live smtpd's */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -246,6 +247,7 @@ static int open_dir(const char *name)
 int store_open(struct event_base *base, const char *queue_dir, int use_syncfs)
 {
     st.base = base;
+    st.start_time = time(NULL) - 1;  /* file times are coarse */
     st.dir = xstrdup(queue_dir);
     st.use_syncfs = use_syncfs;
     st.incoming_fd = open_dir(QDIR_INCOMING);
@@ -354,8 +356,19 @@ void store_recover(store_found_cb found, void *arg)
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     if (d) {
         struct dirent *e;
+        /* smtpd may already be writing while the queue starts (or
+         * restarts): a file it still holds locked, or one made since this
+         * process started, is its, not a leftover. */
         while ((e = readdir(d))) {
             if (e->d_name[0] == '.')
+                continue;
+            int fd = openat(st.incoming_fd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            struct stat sb;
+            int live = fd >= 0 && (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
+                                   (fstat(fd, &sb) == 0 && sb.st_mtim.tv_sec >= st.start_time));
+            if (fd >= 0)
+                close(fd);
+            if (live)
                 continue;
             log_info("%s: removing unfinished incoming file (never acknowledged)", e->d_name);
             fs_unlinkat(st.incoming_fd, e->d_name, 0);

@@ -39,6 +39,8 @@ static const char *stage_name(enum smtpc_stage st)
     case SMTPC_ST_GREETING: return "greeting";
     case SMTPC_ST_EHLO: return "EHLO";
     case SMTPC_ST_HELO: return "HELO";
+    case SMTPC_ST_STARTTLS: return "STARTTLS";
+    case SMTPC_ST_TLS: return "STARTTLS";
     case SMTPC_ST_MAIL: return "MAIL FROM";
     case SMTPC_ST_RCPT: return "RCPT TO";
     case SMTPC_ST_DATA: return "DATA";
@@ -58,6 +60,8 @@ static const char *stage_doing(const struct smtpc_conn *k)
     case SMTPC_ST_GREETING: return "receiving the initial server greeting";
     case SMTPC_ST_EHLO: return "performing the EHLO handshake";
     case SMTPC_ST_HELO: return "performing the HELO handshake";
+    case SMTPC_ST_STARTTLS: return "sending STARTTLS";
+    case SMTPC_ST_TLS: return "performing the TLS handshake";
     case SMTPC_ST_MAIL: return "sending MAIL FROM";
     case SMTPC_ST_RCPT: return "sending RCPT TO";
     case SMTPC_ST_DATA: return "sending DATA command";
@@ -114,9 +118,12 @@ static void client_free(struct smtp_client *c)
     smtpc_data_free(c);
     if (c->kick != NULL)
         event_free(c->kick);
-    for (size_t i = 0; i < c->ntargets; i++)
+    for (size_t i = 0; i < c->ntargets; i++) {
         free(c->relays[i]);
+        free(c->target_names[i]);
+    }
     free(c->relays);
+    free(c->target_names);
     free(c->targets);
     free(c->helo_name);
     free(c->cache_key);
@@ -204,12 +211,16 @@ static void finish(struct smtp_client *c, enum smtp_client_outcome outcome, int 
             rcpt_set(&m->rcpts[i], 451, "4.3.0", "internal error: no result for recipient", stage, 0);
     }
     unsigned conn_use = c->conn != NULL ? c->conn->uses + 1 : 0;
+    char tls_info[sizeof c->conn->tls_info] = "";
+    if (c->conn != NULL && c->conn->tls)
+        str_copy(tls_info, c->conn->tls_info, sizeof tls_info);
     detach_conn(c, end, owed);
 
     struct smtp_client_result res;
     memset(&res, 0, sizeof res);
     res.outcome = outcome;
     res.conn_use = conn_use;
+    res.tls = tls_info[0] ? tls_info : NULL;
     res.relay = c->relay;
     res.stage = stage;
     if (outcome == SMTPC_DONE) {
@@ -277,6 +288,8 @@ static void try_next_target(struct smtp_client *c)
         size_t i = c->next_target++;
         const struct smtp_client_target *t = &c->targets[i];
         c->relay = c->relays[i];
+        c->tls_name = c->target_names[i];
+        c->tls_skip = c->tls_skip_target == i + 1;
         int err = 0;
         c->conn = smtpc_conn_open(c, (const struct sockaddr *)&t->addr, t->addrlen, c->relay,
                                   c->opts.connect_timeout, &err);
@@ -347,6 +360,66 @@ static void start_transaction(struct smtp_client *c)
     sb_free(&sb);
     k->stage = SMTPC_ST_MAIL;
     smtpc_conn_arm(k, c->opts.mail_timeout);
+}
+
+static void after_hello(struct smtp_client *c);
+
+static int tls_level(const struct smtp_client *c)
+{
+    return c->opts.tls_ctx != NULL ? c->opts.tls_level : SMTPC_TLS_NONE;
+}
+
+/* EHLO (or HELO) is answered: STARTTLS first when the policy and the
+ * server allow, then the transaction. */
+static void after_ehlo(struct smtp_client *c)
+{
+    struct smtpc_conn *k = c->conn;
+    int level = tls_level(c);
+    if (k->tls || level == SMTPC_TLS_NONE || (level == SMTPC_TLS_MAY && c->tls_skip)) {
+        after_hello(c);
+        return;
+    }
+    if (!k->ext.starttls) {
+        if (level == SMTPC_TLS_MAY) {
+            after_hello(c);
+            return;
+        }
+        char *t = xasprintf("TLS is required, but was not offered by host %s", c->relay);
+        target_failed(c, 450, "4.7.4", t, k->ext.esmtp ? "EHLO" : "HELO", 0, END_QUIT);
+        free(t);
+        return;
+    }
+    send_str(c, "STARTTLS\r\n");
+    k->stage = SMTPC_ST_STARTTLS;
+    smtpc_conn_arm(k, c->opts.helo_timeout);
+}
+
+static void starttls_reply(struct smtp_client *c)
+{
+    struct smtpc_conn *k = c->conn;
+    int level = tls_level(c);
+    if (k->reply.code != 220) {
+        if (level == SMTPC_TLS_MAY)
+            after_hello(c);   /* opportunistic: on in plaintext */
+        else
+            target_refused(c);
+        return;
+    }
+    const char *verify = level >= SMTPC_TLS_VERIFY ? (c->opts.tls_match ? c->opts.tls_match : c->tls_name) : NULL;
+    if (smtpc_conn_start_tls(k, c->opts.tls_ctx, c->tls_name, verify) != 0) {
+        target_failed(c, 451, "4.7.5", "cannot start TLS: out of resources", "STARTTLS", 0, END_CLOSE);
+        return;
+    }
+    smtpc_conn_arm(k, c->opts.helo_timeout);
+}
+
+void smtpc_tls_done(struct smtp_client *c)
+{
+    struct smtpc_conn *k = c->conn;
+    log_info("%s TLS connection established to %s: %s",
+             tls_level(c) >= SMTPC_TLS_VERIFY ? "Verified" : "Untrusted", c->relay, k->tls_info);
+    /* RFC 3207 §4.2: forget what the server said before, ask again */
+    send_ehlo(c, "EHLO", SMTPC_ST_EHLO);
 }
 
 /* EHLO or HELO worked: what the server offered may already rule the
@@ -469,7 +542,7 @@ void smtpc_reply_in(struct smtp_client *c)
     case SMTPC_ST_EHLO:
         if (cls == 2) {
             k->ext.esmtp = 1;
-            after_hello(c);
+            after_ehlo(c);
         } else if (cls == 5) {
             send_ehlo(c, "HELO", SMTPC_ST_HELO);
         } else {
@@ -478,10 +551,12 @@ void smtpc_reply_in(struct smtp_client *c)
         break;
     case SMTPC_ST_HELO:
         if (cls == 2)
-            after_hello(c);
+            after_ehlo(c);
         else
             target_refused(c);
         break;
+    case SMTPC_ST_STARTTLS: starttls_reply(c); break;
+    case SMTPC_ST_TLS: break;
     case SMTPC_ST_MAIL: mail_reply(c); break;
     case SMTPC_ST_RCPT: rcpt_reply(c); break;
     case SMTPC_ST_DATA: data_reply(c); break;
@@ -502,7 +577,7 @@ static void conn_trouble(struct smtp_client *c, const char *enh, const char *tex
 {
     struct smtpc_conn *k = c->conn;
     const char *st = stage_name(k->stage);
-    if (k->stage <= SMTPC_ST_HELO) {
+    if (k->stage <= SMTPC_ST_TLS) {
         target_failed(c, 451, enh, text, st, 0, END_CLOSE);
         return;
     }
@@ -536,6 +611,19 @@ void smtpc_conn_failed(struct smtp_client *c, enum smtpc_fail f, int err, const 
         c->reused = 0;
         c->relay = NULL;
         try_next_target(c);
+        return;
+    }
+    if (f == SMTPC_F_TLS) {
+        text = xasprintf("TLS handshake failed with %s: %s", c->relay, why);
+        if (tls_level(c) == SMTPC_TLS_MAY) {
+            /* opportunistic TLS must not make mail undeliverable: the same
+             * server once more, in plaintext */
+            c->tls_skip = 1;
+            c->tls_skip_target = c->next_target;
+            c->next_target--;
+        }
+        target_failed(c, 451, "4.7.5", text, "STARTTLS", 0, END_CLOSE);
+        free(text);
         return;
     }
     if (f == SMTPC_F_LOST) {
@@ -664,11 +752,13 @@ struct smtp_client *smtp_client_start(struct event_base *base, const struct smtp
     c->ntargets = ntargets;
     c->targets = xcalloc(ntargets ? ntargets : 1, sizeof *c->targets);
     c->relays = xcalloc(ntargets ? ntargets : 1, sizeof *c->relays);
+    c->target_names = xcalloc(ntargets ? ntargets : 1, sizeof *c->target_names);
     for (size_t i = 0; i < ntargets; i++) {
         c->targets[i] = targets[i];
         set_default_port(&c->targets[i]);
         c->relays[i] = relay_name(&c->targets[i]);
-        c->targets[i].hostname = NULL;   /* not kept: the relay name carries it */
+        c->target_names[i] = targets[i].hostname != NULL ? xstrdup(targets[i].hostname) : NULL;
+        c->targets[i].hostname = NULL;   /* ours are in target_names */
     }
     c->msg = msg;
     c->cb = cb;

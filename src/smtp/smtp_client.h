@@ -55,6 +55,7 @@
 
 struct event_base;
 struct smtp_client;
+struct ssl_ctx_st;
 
 #define SMTPC_REPLY_LINE_MAX 4096   /* octets of one reply line, CRLF included */
 #define SMTPC_REPLY_LINES_MAX 100   /* lines of one (multi-line) reply */
@@ -130,7 +131,18 @@ struct smtp_client_opts {
     const char *cache_key;
     long cache_idle;
     unsigned cache_uses;
+    /* STARTTLS (RFC 3207) with the client context tls_ctx (NULL: never).
+     * SMTPC_TLS_MAY: used when offered, plaintext when not offered or when
+     * the handshake fails (that target is tried once more without TLS);
+     * ENCRYPT: a target without working TLS is a failure (4.7.5);
+     * VERIFY: also the certificate must chain to a trusted CA and name
+     * the target's host name (or tls_match when set). */
+    struct ssl_ctx_st *tls_ctx;
+    int tls_level;              /* enum smtp_client_tls */
+    const char *tls_match;      /* the name the certificate must carry */
 };
+
+enum smtp_client_tls { SMTPC_TLS_NONE, SMTPC_TLS_MAY, SMTPC_TLS_ENCRYPT, SMTPC_TLS_VERIFY };
 
 enum smtp_client_outcome {
     SMTPC_DONE,        /* the transaction ran: each rcpt has its own result */
@@ -164,6 +176,8 @@ struct smtp_client_result {
     int remote;          /* 1: code/enh/text are what relay replied */
     unsigned conn_use;   /* the how-manieth transaction this was on its
                             connection (2 and up: reused); 0: none */
+    const char *tls;     /* "TLSv1.3 with cipher ..." when the session was
+                            encrypted, else NULL */
 };
 
 typedef void (*smtp_client_cb)(void *arg, struct smtp_client_result *res);

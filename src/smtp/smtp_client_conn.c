@@ -20,6 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "smtp/smtp_client_internal.h"
 #include "util/mem.h"
 
@@ -280,10 +285,27 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (k->client == NULL || k->dead) {
         if (!k->dead)
             conn_end(k);
+    } else if ((what & BEV_EVENT_CONNECTED) && k->stage == SMTPC_ST_TLS) {
+        SSL *ssl = bufferevent_openssl_get_ssl(bev);
+        const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+        int alg = 0, bits = cipher ? SSL_CIPHER_get_bits(cipher, &alg) : 0;
+        snprintf(k->tls_info, sizeof k->tls_info, "%s with cipher %s (%d/%d bits)", SSL_get_version(ssl),
+                 cipher ? SSL_CIPHER_get_name(cipher) : "unknown", bits, alg);
+        k->tls = 1;
+        smtpc_tls_done(k->client);
     } else if (what & BEV_EVENT_CONNECTED) {
         k->stage = SMTPC_ST_GREETING;
         bufferevent_enable(bev, EV_READ);
         smtpc_connected(k->client);
+    } else if (k->stage == SMTPC_ST_TLS) {
+        char buf[256] = "lost connection";
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        if (e)
+            ERR_error_string_n(e, buf, sizeof buf);
+        else if (SSL_get_verify_result(bufferevent_openssl_get_ssl(bev)) != X509_V_OK)
+            snprintf(buf, sizeof buf, "certificate verification failed: %s",
+                     X509_verify_cert_error_string(SSL_get_verify_result(bufferevent_openssl_get_ssl(bev))));
+        smtpc_conn_failed(k->client, SMTPC_F_TLS, 0, buf);
     } else if (k->stage == SMTPC_ST_CONNECT) {
         smtpc_conn_failed(k->client, SMTPC_F_CONNECT, err != 0 ? err : ECONNREFUSED, NULL);
     } else {
@@ -349,6 +371,42 @@ struct smtpc_conn *smtpc_conn_open(struct smtp_client *c, const struct sockaddr 
     }
     smtpc_conn_arm(k, connect_timeout);
     return k;
+}
+
+int smtpc_conn_start_tls(struct smtpc_conn *k, SSL_CTX *ctx, const char *sni, const char *verify_name)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL)
+        return -1;
+    /* SNI only for names (RFC 6066 §3: never an address literal) */
+    if (sni != NULL && strchr(sni, ':') == NULL && strspn(sni, "0123456789.") != strlen(sni))
+        SSL_set_tlsext_host_name(ssl, sni);
+    if (verify_name != NULL) {
+        /* the certificate must chain to a trusted CA and carry one of the
+         * names ("a:b"; ".example.com" stands for its subdomains) */
+        SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+        SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        char *names = xstrdup(verify_name), *save = NULL;
+        int ok = 1, first = 1;
+        for (char *n = strtok_r(names, ":", &save); n && ok; n = strtok_r(NULL, ":", &save), first = 0)
+            ok = (first ? SSL_set1_host(ssl, n) : SSL_add1_host(ssl, n)) == 1;
+        free(names);
+        if (!ok) {
+            SSL_free(ssl);
+            return -1;
+        }
+    }
+    struct bufferevent *tls = bufferevent_openssl_filter_new(k->base, k->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (tls == NULL)
+        return -1;   /* (the filter frees ssl on failure) */
+    bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+    k->bev = tls;
+    k->stage = SMTPC_ST_TLS;
+    bufferevent_setcb(tls, read_cb, write_cb, event_cb, k);
+    evbuffer_add_cb(bufferevent_get_output(tls), out_cb, k);
+    bufferevent_enable(tls, EV_READ | EV_WRITE);
+    return 0;
 }
 
 size_t smtp_client_lingering(void)

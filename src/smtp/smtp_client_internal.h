@@ -30,6 +30,8 @@ enum smtpc_stage {
     SMTPC_ST_GREETING,
     SMTPC_ST_EHLO,
     SMTPC_ST_HELO,
+    SMTPC_ST_STARTTLS,  /* STARTTLS sent: waiting for 220 */
+    SMTPC_ST_TLS,       /* the TLS handshake runs */
     SMTPC_ST_MAIL,
     SMTPC_ST_RCPT,
     SMTPC_ST_DATA,
@@ -71,6 +73,8 @@ struct smtpc_conn {
     struct smtpc_ext ext;
     unsigned owed;                /* lingering: replies still to come */
     int lingering, quit_sent;
+    int tls;                      /* TLS is up on this connection */
+    char tls_info[160];
     char *cache_key;              /* idle: the destination it may serve */
     unsigned uses;                /* transactions it has carried */
     long quit_timeout;            /* idle: for the QUIT when it expires */
@@ -92,6 +96,7 @@ enum smtpc_fail {
     SMTPC_F_LOST,       /* EOF or a socket error */
     SMTPC_F_TIMEOUT,    /* the stage's timer ran out */
     SMTPC_F_PROTO,      /* a reply broke the syntax or a bound: why says how */
+    SMTPC_F_TLS,        /* the TLS handshake failed: why says how */
 };
 
 struct smtp_client {
@@ -105,6 +110,10 @@ struct smtp_client {
     char *cache_key;                  /* opts.cache_key, ours */
     char *reused_relay;               /* relay of a connection taken from the cache */
     int reused;                       /* the connection came from the cache */
+    int tls_skip;                     /* this attempt goes without STARTTLS */
+    size_t tls_skip_target;           /* index + 1 of the target to retry in plaintext */
+    char *tls_name;                   /* the host name of the current target */
+    char **target_names;              /* host names per target, for TLS */
     struct smtp_client_msg *msg;
     smtp_client_cb cb;
     void *cb_arg;
@@ -160,6 +169,11 @@ void smtpc_data_fill(struct smtp_client *c);
 void smtpc_data_free(struct smtp_client *c);
 
 /* smtp_client_conn.c: the connection, its timer and the lingering list */
+/* Layers TLS over k (after "220" to STARTTLS); the handshake's end comes
+ * back as smtpc_tls_done or smtpc_conn_failed. -1 if it cannot start. */
+int smtpc_conn_start_tls(struct smtpc_conn *k, struct ssl_ctx_st *ctx, const char *sni, const char *verify_name);
+/* smtp_client.c: the handshake is done */
+void smtpc_tls_done(struct smtp_client *c);
 /* Keeps a connection whose transaction is done for the next message to the
  * same destination: idle until taken, closed with QUIT after idle_seconds
  * or at once when the server says or closes anything. */

@@ -52,6 +52,7 @@ static unsigned nsessions;
 
 static void session_process(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
+static void tls_established(struct smtp_session *s);
 
 /* ---------- settings ---------- */
 
@@ -64,6 +65,20 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->tls_wrapper = tls_ctx && conf_bool(c, "smtpd_tls_wrappermode");
     s->tls_auth_only = conf_bool(c, "smtpd_tls_auth_only");
     s->tls_received = conf_bool(c, "smtpd_tls_received_header");
+    s->sasl_enabled = conf_bool(c, "smtpd_sasl_auth_enable");
+    s->sasl_dovecot = strcmp(conf_str(c, "smtpd_sasl_type"), "dovecot") == 0;
+    const char *path = conf_str(c, "smtpd_sasl_path");
+    if (!*path)
+        path = s->sasl_dovecot ? "private/auth" : "passwd";
+    /* as in Postfix, Dovecot's socket is relative to the queue directory;
+     * tern's password file to the configuration directory */
+    s->sasl_path = path[0] == '/' ? xstrdup(path)
+                                  : xasprintf("%s/%s", conf_str(c, s->sasl_dovecot ? "queue_directory"
+                                                                                    : "config_directory"),
+                                              path);
+    s->sasl_failure_limit = (long)conf_int(c, "smtpd_sasl_failure_limit");
+    s->sasl_lockout_time = (long)conf_time(c, "smtpd_sasl_lockout_time");
+    s->sasl_failure_delay = (long)conf_time(c, "smtpd_sasl_failure_delay");
     s->service = xstrdup(service);
     s->myhostname = xstrdup(conf_str(c, "myhostname"));
     s->myorigin = xstrdup(conf_str(c, "myorigin"));
@@ -98,6 +113,7 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->myorigin);
     free(s->banner);
     free(s->mail_name);
+    free(s->sasl_path);
     cidr_list_free(&s->mynetworks);
     memset(s, 0, sizeof *s);
 }
@@ -209,7 +225,11 @@ static int read_command_line(struct smtp_session *s)
     if (len > 0 && line[len - 1] == '\r')
         len--;
     line[len] = '\0';
-    cmd_handle_line(s, line, len);
+    if (s->auth_step)
+        auth_line(s, line, len);   /* never logged: it holds credentials */
+    else
+        cmd_handle_line(s, line, len);
+    explicit_bzero(line, len);
     return 1;
 }
 
@@ -238,10 +258,15 @@ static int pause_after_error(struct smtp_session *s)
     return 1;
 }
 
+void session_resume(struct smtp_session *s)
+{
+    session_process(s);
+}
+
 static void session_process(struct smtp_session *s)
 {
     for (;;) {
-        if (s->state == SS_CLOSING || s->state == SS_COMMIT)
+        if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_AUTH)
             return;
         if (s->state == SS_DATA) {
             if (!content_read_dot(s))
@@ -274,8 +299,12 @@ static void session_process(struct smtp_session *s)
 
 static void on_read(struct bufferevent *bev, void *arg)
 {
-    (void)bev;
-    session_process(arg);
+    struct smtp_session *s = arg;
+    /* The client's first command can come in the same read that ends the
+     * handshake, before libevent reports the handshake: TLS is up anyway. */
+    if (s->tls_pending && SSL_is_init_finished(bufferevent_openssl_get_ssl(bev)))
+        tls_established(s);
+    session_process(s);
 }
 
 /* Over STARTTLS the session writes into a TLS filter whose records wait in
@@ -325,16 +354,21 @@ static void on_write(struct bufferevent *bev, void *arg)
     }
 }
 
+static void tls_established(struct smtp_session *s)
+{
+    s->tls = 1;
+    s->tls_pending = 0;
+    tls_describe(bufferevent_openssl_get_ssl(s->bev), s->tls_info, sizeof s->tls_info);
+    log_info("Anonymous TLS connection established from %s[%s]: %s", s->client_name, s->client_addr,
+             s->tls_info);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct smtp_session *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        /* the TLS handshake is done */
-        s->tls = 1;
-        s->tls_pending = 0;
-        tls_describe(bufferevent_openssl_get_ssl(bev), s->tls_info, sizeof s->tls_info);
-        log_info("Anonymous TLS connection established from %s[%s]: %s", s->client_name, s->client_addr,
-                 s->tls_info);
+        if (s->tls_pending)
+            tls_established(s);
         return;
     }
     if (s->tls_pending && (what & BEV_EVENT_ERROR)) {
@@ -386,6 +420,7 @@ void session_start_tls(struct smtp_session *s)
         evbuffer_drain(in, junk);
     }
     session_reset_transaction(s);
+    auth_session_end(s);   /* RFC 3207 §4.2: nothing from before TLS is kept */
     free(s->helo);
     s->helo = NULL;
     s->esmtp = 0;
@@ -487,6 +522,7 @@ static void session_free(struct smtp_session *s)
     log_info("disconnect from %s[%s]%s", s->client_name, s->client_addr, sb_str(&line));
     sb_free(&line);
     smtpd_commit_cancel(s); /* nothing pending is fine; a pending one must not call back */
+    auth_session_end(s);
     session_reset_transaction(s);
     free(s->helo);
     if (s->error_sleep)

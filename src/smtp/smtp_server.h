@@ -51,6 +51,11 @@ struct smtpd_settings {
     int tls_wrapper;             /* smtpd_tls_wrappermode: TLS from the first byte */
     int tls_auth_only;
     int tls_received;            /* TLS details in Received: */
+    /* AUTH */
+    int sasl_enabled;
+    int sasl_dovecot;            /* smtpd_sasl_type = dovecot (else tern's password file) */
+    char *sasl_path;             /* the socket or the file, absolute */
+    long sasl_failure_limit, sasl_lockout_time, sasl_failure_delay;
 };
 
 void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
@@ -71,6 +76,8 @@ void smtpd_session_closed(void);
 /* Starts a session on an accepted socket. */
 void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
                         const struct sockaddr *sa, socklen_t salen);
+/* Closes the AUTH password backends (process end). */
+void auth_shutdown(void);
 /* Closes every session politely (421) for shutdown. */
 void smtp_sessions_shutdown(void);
 unsigned smtp_sessions_count(void);

@@ -57,6 +57,8 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
         sb_puts(&r, "250-SMTPUTF8\r\n");
     if (s->set->tls_level != TLS_LEVEL_NONE && !s->tls)
         sb_puts(&r, "250-STARTTLS\r\n");
+    if (auth_offered(s))
+        sb_puts(&r, "250-AUTH PLAIN LOGIN\r\n");
     sb_puts(&r, "250 CHUNKING");
     session_reply(s, "%s", r.buf);
     sb_free(&r);
@@ -100,7 +102,11 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     s->smtputf8 = a.smtputf8;
     s->body = a.body;
     s->state = SS_MAIL;
-    log_info("%s: client=%s[%s]", s->id, s->client_name, s->client_addr);
+    if (s->sasl_user)
+        log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", s->id, s->client_name, s->client_addr,
+                 s->sasl_method, s->sasl_user);
+    else
+        log_info("%s: client=%s[%s]", s->id, s->client_name, s->client_addr);
     smtp_mail_args_free(&a);
     session_reply(s, "250 2.1.0 Ok");
 }
@@ -144,7 +150,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
             session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
             break;
         }
-    } else if (s->is_local) {
+    } else if (s->is_local || s->sasl_user) {
         goto accept;
     } else {
         log_info("%s: reject: RCPT from %s[%s]: 554 5.7.1 <%s>: Relay access denied; from=<%s> to=<%s>",
@@ -337,12 +343,6 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
     session_start_tls(s);
 }
 
-static void cmd_not_implemented(struct smtp_session *s, const char *arg)
-{
-    (void)arg;
-    session_reply(s, "502 5.5.1 Error: command not implemented");
-}
-
 struct command {
     enum smtp_verb verb;
     unsigned states;     /* where the command may appear */
@@ -365,7 +365,7 @@ static const struct command commands[] = {
     {SMTP_EXPN, ST_ANY, CNT_EXPN, 1, cmd_expn},
     {SMTP_HELP, ST_ANY, CNT_HELP, 0, cmd_help},
     {SMTP_STARTTLS, ST_ANY, CNT_STARTTLS, 1, cmd_starttls},
-    {SMTP_AUTH, ST_ANY, CNT_AUTH, 0, cmd_not_implemented},
+    {SMTP_AUTH, ST_ANY, CNT_AUTH, 1, cmd_auth},
 };
 
 static const char *verb_name(const struct smtp_cmd *c)

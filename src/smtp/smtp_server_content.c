@@ -28,6 +28,8 @@ static const char *client_protocol(const struct smtp_session *s)
         return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
     if (!s->esmtp)
         return "SMTP";
+    if (s->sasl_user)
+        return s->tls ? "ESMTPSA" : "ESMTPA";
     return s->tls ? "ESMTPS" : "ESMTP";
 }
 

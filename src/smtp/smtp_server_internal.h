@@ -37,6 +37,7 @@ enum session_state {
     SS_BDAT,        /* reading the bytes of a BDAT chunk */
     SS_BDAT_WAIT,   /* between BDAT chunks */
     SS_COMMIT,      /* waiting for the queue to make the message durable */
+    SS_AUTH,        /* waiting for the password check (or its failure delay) */
     SS_CLOSING,     /* final reply queued; close once written */
 };
 
@@ -74,6 +75,14 @@ struct smtp_session {
     int tls;                    /* the TLS handshake is done */
     int tls_pending;            /* STARTTLS accepted or wrapper mode: handshake under way */
     char tls_info[160];         /* "TLSv1.3 with cipher ... (256/256 bits)" */
+    /* AUTH (smtp_server_auth.c) */
+    int auth_step;              /* where a PLAIN/LOGIN exchange is */
+    void *auth_req;             /* the backend's pending check */
+    struct event *auth_delay;   /* a failed login's reply waits */
+    int auth_locked;            /* that failure locked the address out */
+    char *auth_login_user;      /* the name being checked */
+    char *sasl_user;            /* authenticated as */
+    const char *sasl_method;
 
     /* the transaction */
     char id[QUEUE_ID_LEN + 1];
@@ -110,6 +119,19 @@ void session_reset_transaction(struct smtp_session *s);
  * after STARTTLS is thrown away unread (RFC 3207 §4.2, CVE-2011-0411), the
  * session forgets its EHLO, and TLS is layered over the connection. */
 void session_start_tls(struct smtp_session *s);
+
+/* Processes pending input again (after a pause: AUTH's check). */
+void session_resume(struct smtp_session *s);
+
+/* ---- smtp_server_auth.c ---- */
+
+/* AUTH may be advertised and used now (enabled, and TLS when required). */
+int auth_offered(const struct smtp_session *s);
+void cmd_auth(struct smtp_session *s, const char *arg);
+/* A response line of an AUTH exchange in progress (s->auth_step set). */
+void auth_line(struct smtp_session *s, const char *line, size_t len);
+/* Forgets the login and cancels a pending check (session end, STARTTLS). */
+void auth_session_end(struct smtp_session *s);
 
 /* ---- smtp_server_cmd.c ---- */
 

@@ -356,6 +356,7 @@ int smtpd_main(struct runtime *rt)
     if (drain_timer)
         event_free(drain_timer);
     event_free(resume_timer);
+    auth_shutdown();
     resolver_free(resolver);
     close(incoming_dirfd);
     event_base_free(smtpd_base);

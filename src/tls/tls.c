@@ -218,6 +218,41 @@ SSL_CTX *tls_server_ctx(struct conf *c, char **err)
     return ctx;
 }
 
+SSL_CTX *tls_client_ctx(struct conf *c, const char *protocols_param, char **err)
+{
+    *err = NULL;
+    const char *bad = NULL;
+    const char *protocols = conf_str(c, protocols_param);
+    int minv = tls_min_version(protocols, &bad);
+    if (minv < 0) {
+        *err = xasprintf("%s: unknown or empty protocol list at \"%s\"", protocols_param, bad);
+        return NULL;
+    }
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        *err = ssl_err("cannot create a TLS context", NULL);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, minv);
+    int maxv = max_version(protocols);
+    if (maxv)
+        SSL_CTX_set_max_proto_version(ctx, maxv);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    return ctx;
+}
+
+int tls_client_load_cas(SSL_CTX *ctx, const char *cafile, const char *capath, char **err)
+{
+    if (!*cafile && !*capath)
+        return 0;
+    if (SSL_CTX_load_verify_locations(ctx, *cafile ? cafile : NULL, *capath ? capath : NULL) != 1) {
+        *err = ssl_err("cannot load trusted CA certificates from", *cafile ? cafile : capath);
+        return -1;
+    }
+    return 0;
+}
+
 void tls_ctx_free(SSL_CTX *ctx)
 {
     SSL_CTX_free(ctx);

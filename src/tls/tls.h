@@ -36,6 +36,16 @@ enum tls_level tls_server_level(struct conf *c);
 struct ssl_ctx_st *tls_server_ctx(struct conf *c, char **err);
 void tls_ctx_free(struct ssl_ctx_st *ctx);
 
+/* A client context for the SMTP client: protocols from the list named by
+ * protocols_param (smtp_tls_protocols for opportunistic TLS,
+ * smtp_tls_mandatory_protocols when TLS is required). NULL with *err on
+ * an error. */
+struct ssl_ctx_st *tls_client_ctx(struct conf *c, const char *protocols_param, char **err);
+/* Trusted CAs for a client context (smtp_tls_CAfile, smtp_tls_CApath),
+ * loaded only once a verifying level needs them: reading Debian's bundle
+ * costs a noticeable moment. 0, or -1 with *err. */
+int tls_client_load_cas(struct ssl_ctx_st *ctx, const char *cafile, const char *capath, char **err);
+
 /* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" */
 void tls_describe(struct ssl_st *ssl, char *buf, size_t len);
 

@@ -345,7 +345,7 @@ def tls_files():
         key, cert = d / f"{kind}-key.pem", d / f"{kind}-cert.pem"
         subprocess.run(["openssl", "req", "-x509", *args, "-nodes", "-keyout", str(key), "-out", str(cert),
                         "-days", "2", "-subj", "/CN=mail.example.test",
-                        "-addext", "subjectAltName=DNS:mail.example.test,DNS:localhost"],
+                        "-addext", "subjectAltName=DNS:mail.example.test,DNS:localhost,DNS:mx.nemesis.test"],
                        check=True, capture_output=True)
         key.chmod(0o600)   # as a real key: only root (the master) reads it
         files[kind] = (cert, key)

@@ -417,3 +417,62 @@ def test_8bit_header_for_a_server_without_8bitmime_bounces(tern_instance, test_d
         assert list(sink.dumps.iterdir()) == []
     finally:
         sink.stop()
+
+
+def nemesis_tern(work_dir, test_dns, tls_files=None, **params):
+    nemesis = TernInstance(work_dir / "nemesis", port=25, host="127.0.0.7")
+    extra = {}
+    if tls_files:
+        cert, key = tls_files["ec"]
+        extra = dict(smtpd_tls_cert_file=str(cert), smtpd_tls_key_file=str(key))
+    nemesis.write_config(myhostname="mx.nemesis.test", mydomain="nemesis.test", relayhost=None,
+                         mydestination="$myhostname, nemesis.test", dns_resolvers=test_dns.resolver,
+                         **extra, **params)
+    return nemesis.start()
+
+
+def test_relay_uses_starttls_when_offered(tern_instance, test_dns, work_dir, tls_files):
+    nemesis = nemesis_tern(work_dir, test_dns, tls_files)
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["friend@nemesis.test"], BODY)
+        msg = nemesis.wait_messages("friend", timeout=20)[0].read_bytes()
+        assert b"with ESMTPS id" in msg          # the hop was encrypted
+        log = tern.wait_log("status=sent")
+        assert re.search(r"Untrusted TLS connection established to mx\.nemesis\.test\[127\.0\.0\.7\]:25: "
+                         r"TLSv1\.3 with cipher", log), log
+    finally:
+        nemesis.stop()
+
+
+def test_encrypt_level_refuses_a_server_without_starttls(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns, smtp_tls_security_level="encrypt")
+    send(tern, "alice@example.test", ["bob@sink.test"], BODY)
+    log = tern.wait_log("status=deferred")
+    assert ("status=deferred (TLS is required, but was not offered by host mx.sink.test[127.0.0.2]:25)"
+            in log), log
+    assert peer.received == []
+
+
+def test_verify_level_checks_the_certificate(tern_instance, test_dns, work_dir, tls_files):
+    nemesis = nemesis_tern(work_dir, test_dns, tls_files)
+    try:
+        good_ca, _ = tls_files["ec"]
+        wrong_ca, _ = tls_files["rsa"]
+        table = work_dir / "tls_policy"
+        table.write_text("nemesis.test verify\n")
+        tern = relay_tern(tern_instance, test_dns, smtp_tls_CAfile=str(wrong_ca),
+                          smtp_tls_policy_maps=f"texthash:{table}")
+        send(tern, "alice@example.test", ["friend@nemesis.test"], BODY)
+        log = tern.wait_log("status=deferred", timeout=20)
+        assert "TLS handshake failed with mx.nemesis.test[127.0.0.7]:25" in log, log
+        assert "certificate verify failed" in log, log
+        assert nemesis.messages("friend") == []
+        tern.stop()
+        tern.write_config(smtp_tls_CAfile=str(good_ca))
+        tern.start()
+        tern.cli("queue", "flush")
+        nemesis.wait_messages("friend", timeout=20)
+        assert "Verified TLS connection established to mx.nemesis.test[127.0.0.7]:25" in tern.wait_log("status=sent")
+    finally:
+        nemesis.stop()

@@ -177,9 +177,10 @@ def test_unknown_command(tern):
 
 
 def test_starttls_and_auth_not_offered(tern):
+    """Without a certificate and with AUTH off (the defaults)."""
     s = greeted(tern)
     assert s.cmd("STARTTLS") == (502, "502 5.5.1 Error: command not implemented")
-    assert s.cmd("AUTH PLAIN AGZvbwBiYXI=") == (502, "502 5.5.1 Error: command not implemented")
+    assert s.cmd("AUTH PLAIN AGZvbwBiYXI=") == (503, "503 5.5.1 Error: authentication not enabled")
     assert s.cmd("NOOP")[0] == 250
 
 

@@ -763,23 +763,23 @@ static void test_check_messages(void **state)
     struct conf *c = conf_new();
     conf_test_set_hostname(c, "h.example");
     assert_int_equal(conf_load_string(c,
-                                      "smtpd_tls_cert_file = /etc/ssl/x.pem\n" /* 1 */
+                                      "smtpd_milters = inet:localhost:8891\n" /* 1 */
                                       "myorigin = $mydomian\n"               /* 2 */
                                       "message_size_limit = big\n",          /* 3 */
                                       "/etc/tern/main.cf", NULL),
                      0);
     conf_load_string(c, "mail_name = ${not_there:x}$also_missing\n", "extra.cf", NULL);
     conf_set(c, "smtpd_recipient_limit", "none", "/etc/tern/master.cf", 12);
-    conf_set(c, "smtpd_sasl_auth_enable", "yes", "/etc/tern/master.cf", 13);
+    conf_set(c, "milter_default_action", "accept", "/etc/tern/master.cf", 13);
     conf_set(c, "hopcount_limit", "x", NULL, 0);
     char *out = check_output(c, 3);
     assert_string_equal(
         out, "error: hopcount_limit: invalid integer \"x\"\n"
-             "/etc/tern/main.cf:1: warning: unknown parameter smtpd_tls_cert_file\n"
+             "/etc/tern/main.cf:1: warning: unknown parameter smtpd_milters\n"
              "/etc/tern/main.cf:2: warning: myorigin: reference to undefined parameter $mydomian\n"
              "/etc/tern/main.cf:3: error: message_size_limit: invalid integer \"big\"\n"
              "/etc/tern/master.cf:12: error: smtpd_recipient_limit: invalid integer \"none\"\n"
-             "/etc/tern/master.cf:13: warning: unknown parameter smtpd_sasl_auth_enable\n"
+             "/etc/tern/master.cf:13: warning: unknown parameter milter_default_action\n"
              "extra.cf:1: warning: mail_name: reference to undefined parameter $not_there\n"
              "extra.cf:1: warning: mail_name: reference to undefined parameter "
              "$also_missing\n");

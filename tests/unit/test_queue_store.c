@@ -1452,9 +1452,21 @@ static void test_recover_sorts_out_the_spool(void **state)
         queue_id_new(ids[i]);
     const char *wrong_name = "notaqueueid";
 
-    /* incoming/: never acknowledged, whatever state they are in. */
+    /* incoming/: never acknowledged, whatever state they are in, when left
+     * over from before the queue started... */
     write_qf(fx->dfd[D_INCOMING], in_done, in_done, "s@example.com", 1);
     write_unfinished(fx, D_INCOMING, in_partial);
+    struct timespec old_times[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+    assert_int_equal(utimensat(fx->dfd[D_INCOMING], in_done, old_times, 0), 0);
+    assert_int_equal(utimensat(fx->dfd[D_INCOMING], in_partial, old_times, 0), 0);
+    /* ...but not one a live smtpd holds (locked), nor one made since */
+    char in_live[QUEUE_ID_LEN + 1], in_new[QUEUE_ID_LEN + 1];
+    queue_id_new(in_live);
+    queue_id_new(in_new);
+    struct qf_writer *live;
+    assert_int_equal(qf_writer_open(fx->dfd[D_INCOMING], in_live, &live), 0);
+    assert_int_equal(utimensat(fx->dfd[D_INCOMING], in_live, old_times, 0), 0);
+    write_unfinished(fx, D_INCOMING, in_new);
     /* queue/ and hold/ */
     write_qf(fx->dfd[D_QUEUE], q_ok, q_ok, "ok@example.com", 3);
     uint64_t torn_good_end = write_torn(fx, q_torn);
@@ -1481,7 +1493,11 @@ static void test_recover_sorts_out_the_spool(void **state)
     struct found f = {0};
     store_recover(on_found, &f);
 
-    assert_int_equal(entries(fx, D_INCOMING), 0);
+    assert_int_equal(entries(fx, D_INCOMING), 2);
+    assert_true(present(fx, D_INCOMING, in_live));
+    assert_true(present(fx, D_INCOMING, in_new));
+    qf_writer_abort(live);
+    fs_unlinkat(fx->dfd[D_INCOMING], in_new, 0);
     assert_int_equal(f.n, 3);
     enum store_place place;
     const struct qf_message *m = found_id(&f, q_ok, &place);

@@ -1,0 +1,277 @@
+"""Submission with AUTH (RFC 4954): the seeds' master.cf (ports moved), users
+from tern's own password file (tern passwd) or a real Dovecot's auth socket,
+mail clients smtplib, swaks and msmtp; failed logins delayed and locked out."""
+import base64
+import os
+import pwd
+import shutil
+import signal
+import smtplib
+import ssl
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, raw_session, REPO
+
+PASSWORD = "correct horse battery"
+
+
+def client_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Submission:
+    """A tern with the tutorial's three services: 25, 587 (encrypt + AUTH),
+    465 (wrapper + AUTH), all on loopback ports."""
+
+    def __init__(self, inst, tls_files, **params):
+        self.inst = inst
+        self.sub_port, self.smtps_port = free_port(), free_port()
+        h = inst.host
+        inst.master_cf = (f"{h}:{inst.port} inet n - n - - smtpd\n"
+                          f"{h}:{self.sub_port} inet n - n - - smtpd\n"
+                          f"  -o smtpd_tls_security_level=encrypt\n"
+                          f"  -o smtpd_sasl_auth_enable=yes\n"
+                          f"{h}:{self.smtps_port} inet n - n - - smtpd\n"
+                          f"  -o smtpd_tls_wrappermode=yes\n"
+                          f"  -o smtpd_sasl_auth_enable=yes\n")
+        cert, key = tls_files["ec"]
+        inst.write_config(smtpd_tls_cert_file=str(cert), smtpd_tls_key_file=str(key),
+                          smtpd_sasl_failure_delay="0", **params)
+
+    def add_user(self, name, password=PASSWORD):
+        r = self.inst.cli("passwd", "add", name, input=(password + "\n").encode())
+        assert r.returncode == 0, r.stderr
+
+    def submit(self):
+        c = smtplib.SMTP(self.inst.host, self.sub_port, timeout=10)
+        c.ehlo("laptop.example")
+        c.starttls(context=client_ctx())
+        c.ehlo("laptop.example")
+        return c
+
+
+@pytest.fixture
+def submission(tern_instance, tls_files):
+    sub = Submission(tern_instance, tls_files)
+    sub.add_user("alice@example.test")
+    tern_instance.start()
+    return sub
+
+
+def test_tern_passwd_file(tern_instance, tls_files):
+    sub = Submission(tern_instance, tls_files)
+    sub.add_user("alice@example.test")
+    sub.add_user("bob@example.test")
+    path = tern_instance.dir / "passwd"
+    text = path.read_text()
+    assert "alice@example.test:$y$" in text          # yescrypt, never the password
+    assert PASSWORD not in text
+    st = path.stat()
+    assert oct(st.st_mode & 0o777) == "0o640"
+    if os.geteuid() == 0:
+        assert st.st_gid == pwd.getpwnam("tern").pw_gid  # smtpd (mail_owner) reads it
+    out = tern_instance.cli("passwd", "list").stdout.decode()
+    assert out.split() == ["alice@example.test", "bob@example.test"]
+    assert tern_instance.cli("passwd", "del", "bob@example.test").returncode == 0
+    assert tern_instance.cli("passwd", "list").stdout.decode().split() == ["alice@example.test"]
+    assert tern_instance.cli("passwd", "del", "nobody@example.test").returncode == 1
+
+
+def test_submission_with_starttls_and_auth_relays(submission):
+    tern = submission.inst
+    with submission.submit() as c:
+        assert "PLAIN" in c.esmtp_features.get("auth", "")
+        code, text = c.login("alice@example.test", PASSWORD)
+        assert (code, text) == (235, b"2.7.0 Authentication successful")
+        c.sendmail("alice@example.test", ["friend@remote.example"], b"Subject: from my laptop\r\n\r\nhello\r\n")
+    log = tern.wait_log("sasl_username=alice@example.test")
+    assert "sasl_method=PLAIN, sasl_username=alice@example.test" in log
+    # queued for the remote domain (the test relayhost keeps it deferred)
+    tern.wait_log("to=<friend@remote.example>")
+
+
+def test_authenticated_mail_is_marked_esmtpsa(submission):
+    tern = submission.inst
+    with submission.submit() as c:
+        c.login("alice@example.test", PASSWORD)
+        c.sendmail("alice@example.test", ["carol@localhost"], b"Subject: a\r\n\r\nx\r\n")
+    msg = tern.wait_messages("carol")[0].read_bytes()
+    assert b"with ESMTPSA id" in msg
+
+
+def test_auth_login_mechanism_and_cancel(submission):
+    tern = submission.inst
+    with submission.submit() as c:
+        code, text = c.docmd("AUTH", "LOGIN")
+        assert (code, base64.b64decode(text)) == (334, b"Username:")
+        assert c.docmd("*") == (501, b"5.7.0 Authentication aborted")
+        code, text = c.docmd("AUTH", "LOGIN " + base64.b64encode(b"alice@example.test").decode())
+        assert (code, base64.b64decode(text)) == (334, b"Password:")
+        assert c.docmd(base64.b64encode(PASSWORD.encode()).decode())[0] == 235
+        assert c.docmd("AUTH", "PLAIN")[0] == 503          # already authenticated
+    assert "SASL LOGIN authentication succeeded" in tern.log_text()
+
+
+def test_no_auth_before_tls(submission):
+    tern = submission.inst
+    s = raw_session(tern)
+    s.sock.close()
+    # 587: TLS is required before anything else
+    import socket
+    sock = socket.create_connection((tern.host, submission.sub_port), timeout=10)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"220")
+    sock.sendall(b"EHLO laptop\r\n")
+    lines = []
+    while True:
+        line = f.readline()
+        lines.append(line)
+        if line[3:4] == b" ":
+            break
+    assert not any(b"AUTH" in l for l in lines)         # never offered in the clear
+    sock.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0" + PASSWORD.encode()) + b"\r\n")
+    assert f.readline() == b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+    sock.close()
+
+
+def test_auth_on_port_25_needs_tls_too(tern_instance, tls_files):
+    sub = Submission(tern_instance, tls_files, smtpd_sasl_auth_enable="yes")
+    sub.add_user("alice@example.test")
+    tern = tern_instance.start()
+    s = raw_session(tern)
+    s.read_reply()
+    code, text = s.cmd("EHLO laptop")
+    assert "AUTH" not in text and "STARTTLS" in text
+    assert s.cmd("AUTH PLAIN AGFAYgBj") == (538, "538 5.7.11 Encryption required for requested "
+                                                  "authentication mechanism")
+
+
+def test_wrong_password_and_lockout(submission):
+    tern = submission.inst
+    def plain(user, password):
+        return "PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+
+    for i in range(4):
+        with submission.submit() as c:
+            code, text = c.docmd("AUTH", plain("alice@example.test", f"wrong {i}"))
+            assert (code, text) == (535, b"5.7.8 Error: authentication failed: authentication failure")
+    # the fifth failure locks the address out: 421, and so do new connections
+    c = submission.submit()
+    code, text = c.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.test\0nope").decode())
+    assert code == 421, text
+    c.close()
+    c = submission.submit()
+    code, text = c.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0alice@example.test\0" + PASSWORD.encode()).decode())
+    assert code == 421, text
+    c.close()
+    log = tern.log_text()
+    assert "SASL PLAIN authentication failed: password mismatch" in log
+    assert PASSWORD not in log and "wrong 1" not in log   # never a password in the log
+
+
+def test_failed_login_reply_is_delayed(tern_instance, tls_files):
+    sub = Submission(tern_instance, tls_files)
+    sub.inst.write_config(smtpd_sasl_failure_delay="1s")
+    sub.add_user("alice@example.test")
+    tern_instance.start()
+    with sub.submit() as c:
+        t0 = time.time()
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("alice@example.test", "guess")
+        assert time.time() - t0 >= 0.9
+
+
+def test_smtps_port_465(submission):
+    tern = submission.inst
+    with smtplib.SMTP_SSL(tern.host, submission.smtps_port, context=client_ctx(), timeout=10) as c:
+        c.ehlo("laptop")
+        c.login("alice@example.test", PASSWORD)
+        c.sendmail("alice@example.test", ["dave@localhost"], b"Subject: 465\r\n\r\nx\r\n")
+    tern.wait_messages("dave")
+
+
+def test_unauthenticated_outsider_cannot_relay_but_authenticated_can(tern_instance, tls_files):
+    sub = Submission(tern_instance, tls_files, mynetworks="127.0.0.1/32", smtpd_sasl_auth_enable="yes")
+    sub.add_user("alice@example.test")
+    tern = tern_instance.start()
+    for authenticate in (False, True):
+        c = smtplib.SMTP(tern.host, tern.port, timeout=10, source_address=("127.0.0.9", 0))
+        c.ehlo("outside.example")
+        c.starttls(context=client_ctx())
+        c.ehlo("outside.example")
+        if authenticate:
+            c.login("alice@example.test", PASSWORD)
+        c.mail("alice@example.test")
+        code, text = c.rcpt("victim@remote.example")
+        if authenticate:
+            assert code == 250, text
+        else:
+            assert (code, text) == (554, b"5.7.1 <victim@remote.example>: Relay access denied")
+        c.quit()
+
+
+def test_swaks_and_msmtp(submission):
+    tern = submission.inst
+    r = subprocess.run(["swaks", "--server", f"{tern.host}:{submission.sub_port}", "--tls", "--auth", "PLAIN",
+                        "--auth-user", "alice@example.test", "--auth-password", PASSWORD,
+                        "--from", "alice@example.test", "--to", "erin@localhost", "--body", "via swaks"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stdout.decode(errors="replace")
+    tern.wait_messages("erin")
+    msg = b"From: alice@example.test\nTo: frank@localhost\nSubject: via msmtp\n\nhello from msmtp\n"
+    r = subprocess.run(["msmtp", "--host", tern.host, "--port", str(submission.sub_port), "--tls=on",
+                        "--tls-starttls=on", "--tls-certcheck=off", "--auth=on",
+                        "--user", "alice@example.test", "--passwordeval", f"echo '{PASSWORD}'",
+                        "--from", "alice@example.test", "frank@localhost"],
+                       input=msg, capture_output=True, timeout=60)
+    assert r.returncode == 0, (r.stdout + r.stderr).decode(errors="replace")
+    got = tern.wait_messages("frank")[0].read_bytes()
+    assert b"hello from msmtp" in got and b"with ESMTPSA id" in got
+
+
+# -- Dovecot --------------------------------------------------------------------
+
+@pytest.fixture
+def dovecot(work_dir):
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/dovecot"):
+        pytest.skip("a private Dovecot needs root and dovecot-core")
+    d = Path(tempfile.mkdtemp(prefix="tern-dovecot-"))
+    d.chmod(0o755)
+    conf = (REPO / "tests" / "unit" / "dovecot-auth.conf.in").read_text().replace("@DIR@", str(d))
+    (d / "dovecot.conf").write_text(conf)
+    (d / "users").write_text(f"imapuser@example.test:{{PLAIN}}{PASSWORD}\n")
+    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", str(d / "dovecot.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 20
+    while not (d / "auth").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert (d / "auth").exists(), (d / "dovecot.log").read_text() if (d / "dovecot.log").exists() else ""
+    yield d / "auth"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_auth_against_dovecot(tern_instance, tls_files, dovecot):
+    sub = Submission(tern_instance, tls_files, smtpd_sasl_type="dovecot", smtpd_sasl_path=str(dovecot))
+    tern = tern_instance.start()
+    with sub.submit() as c:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            c.login("imapuser@example.test", "not it")
+    with sub.submit() as c:
+        assert c.login("imapuser@example.test", PASSWORD)[0] == 235
+        c.sendmail("imapuser@example.test", ["gina@localhost"], b"Subject: dovecot\r\n\r\nx\r\n")
+    tern.wait_messages("gina")
+    assert "sasl_username=imapuser@example.test" in tern.log_text()
