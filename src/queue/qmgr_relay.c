@@ -64,6 +64,7 @@ struct relay_job {
     char **target_names;     /* the targets' host names, ours */
     size_t ntargets;
     int converted_fd;    /* the 7-bit copy for a server without 8BITMIME, or -1 */
+    char *auth_user, *auth_pass;   /* smtp_sasl_password_maps, for this next hop */
     int tls_level;       /* enum smtp_client_tls, from the policy */
     char *tls_match;     /* names the certificate must carry (verify, secure) */
 };
@@ -78,6 +79,7 @@ static struct {
     struct smtp_client_opts opts;
     struct ssl_ctx_st *tls_may, *tls_mandatory;   /* client contexts */
     struct map_list *tls_policy;
+    struct map_list *sasl_passwords;   /* smtp_sasl_password_maps, when smtp_sasl_auth_enable */
     int tls_default;          /* smtp_tls_security_level */
     int tls_default_secure;   /* it says "secure": match the next hop's domain */
     char *cafile, *capath;
@@ -367,6 +369,11 @@ static void job_free(struct relay_job *j)
     free(j->target_names);
     free(j->targets);
     free(j->tls_match);
+    free(j->auth_user);
+    if (j->auth_pass) {
+        explicit_bzero(j->auth_pass, strlen(j->auth_pass));
+        free(j->auth_pass);
+    }
     smtp_client_msg_clear(&j->msg);
     free(j->rcpts);
     free(j->idx);
@@ -451,9 +458,34 @@ static void tls_policy(struct relay_job *j)
     }
 }
 
+/* The login for the job's next hop: smtp_sasl_password_maps, the next hop
+ * as written ("[smtp.example.com]:587"), then its host; "user:password". */
+static void sasl_login(struct relay_job *j)
+{
+    if (!rl.sasl_passwords)
+        return;
+    char *value = NULL;
+    if (map_list_lookup(rl.sasl_passwords, j->dest->key, &value) != 1 &&
+        map_list_lookup(rl.sasl_passwords, j->dest->host, &value) != 1) {
+        free(value);
+        return;
+    }
+    char *colon = strchr(value, ':');
+    if (colon) {
+        j->auth_user = xstrndup(value, (size_t)(colon - value));
+        j->auth_pass = xstrdup(colon + 1);
+    } else {
+        log_warn("smtp_sasl_password_maps: the entry for %s is not user:password", j->dest->key);
+    }
+    explicit_bzero(value, strlen(value));
+    free(value);
+}
+
 static void launch(struct relay_job *j)
 {
     struct smtp_client_opts o = rl.opts;
+    o.auth_user = j->auth_user;
+    o.auth_pass = j->auth_pass;
     o.tls_level = j->tls_level;
     o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
     o.tls_match = j->tls_match;
@@ -669,6 +701,7 @@ static void start_job(struct relay_dest *d)
         return;
     }
     tls_policy(j);
+    sasl_login(j);
     if (d->use_mx)
         j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
     else
@@ -776,6 +809,9 @@ int relay_init(struct event_base *base, struct runtime *rt, char **err)
     rl.tls_mandatory = tls_client_ctx(c, "smtp_tls_mandatory_protocols", err);
     if (!rl.tls_mandatory)
         return -1;
+    const char *sp = conf_str(c, "smtp_sasl_password_maps");
+    if (conf_bool(c, "smtp_sasl_auth_enable") && *sp && !(rl.sasl_passwords = map_list_open(sp, 0, err)))
+        return -1;
     const char *pm = conf_str(c, "smtp_tls_policy_maps");
     if (*pm && !(rl.tls_policy = map_list_open(pm, 0, err)))
         return -1;
@@ -818,6 +854,8 @@ void relay_shutdown(void)
         map_list_close(rl.transport);
     if (rl.tls_policy)
         map_list_close(rl.tls_policy);
+    if (rl.sasl_passwords)
+        map_list_close(rl.sasl_passwords);
     free(rl.cafile);
     free(rl.capath);
     tls_ctx_free(rl.tls_may);

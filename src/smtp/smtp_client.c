@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,7 @@ static const char *stage_name(enum smtpc_stage st)
     case SMTPC_ST_HELO: return "HELO";
     case SMTPC_ST_STARTTLS: return "STARTTLS";
     case SMTPC_ST_TLS: return "STARTTLS";
+    case SMTPC_ST_AUTH: return "AUTH";
     case SMTPC_ST_MAIL: return "MAIL FROM";
     case SMTPC_ST_RCPT: return "RCPT TO";
     case SMTPC_ST_DATA: return "DATA";
@@ -62,6 +64,7 @@ static const char *stage_doing(const struct smtpc_conn *k)
     case SMTPC_ST_HELO: return "performing the HELO handshake";
     case SMTPC_ST_STARTTLS: return "sending STARTTLS";
     case SMTPC_ST_TLS: return "performing the TLS handshake";
+    case SMTPC_ST_AUTH: return "performing the SASL login";
     case SMTPC_ST_MAIL: return "sending MAIL FROM";
     case SMTPC_ST_RCPT: return "sending RCPT TO";
     case SMTPC_ST_DATA: return "sending DATA command";
@@ -422,10 +425,65 @@ void smtpc_tls_done(struct smtp_client *c)
     send_ehlo(c, "EHLO", SMTPC_ST_EHLO);
 }
 
+/* RFC 4616 PLAIN with an initial response; the copy is wiped. */
+static void send_auth(struct smtp_client *c)
+{
+    struct smtpc_conn *k = c->conn;
+    size_t ul = strlen(c->opts.auth_user), pl = c->opts.auth_pass ? strlen(c->opts.auth_pass) : 0;
+    size_t rawlen = 2 + ul + pl;
+    unsigned char *raw = xmalloc(rawlen);
+    raw[0] = '\0';
+    memcpy(raw + 1, c->opts.auth_user, ul);
+    raw[1 + ul] = '\0';
+    if (pl)
+        memcpy(raw + 2 + ul, c->opts.auth_pass, pl);
+    size_t enclen = 4 * ((rawlen + 2) / 3);
+    char *line = xmalloc(enclen + 16);
+    memcpy(line, "AUTH PLAIN ", 11);
+    EVP_EncodeBlock((unsigned char *)line + 11, raw, (int)rawlen);
+    memcpy(line + 11 + enclen, "\r\n", 3);
+    smtpc_conn_send(k, line, 11 + enclen + 2);
+    explicit_bzero(raw, rawlen);
+    explicit_bzero(line, enclen + 16);
+    free(raw);
+    free(line);
+    k->stage = SMTPC_ST_AUTH;
+    smtpc_conn_arm(k, c->opts.helo_timeout);
+}
+
+static void auth_reply(struct smtp_client *c)
+{
+    struct smtpc_conn *k = c->conn;
+    if (k->reply.code == 235) {
+        k->authenticated = 1;
+        after_hello(c);
+        return;
+    }
+    /* A refused login is the configuration's fault: try elsewhere, defer. */
+    char *t = xasprintf("SASL authentication failed; server %s said: %s", c->relay, sb_str(&k->reply.text));
+    target_failed(c, 454, "4.7.0", t, "AUTH", 0, END_QUIT);
+    free(t);
+}
+
 /* EHLO or HELO worked: what the server offered may already rule the
  * message out; else the transaction starts. */
 static void after_hello(struct smtp_client *c)
 {
+    if (c->opts.auth_user != NULL && !c->conn->authenticated) {
+        const char *why = NULL;
+        if (!c->conn->tls)
+            why = "would send credentials without TLS";
+        else if (!c->conn->ext.auth_plain)
+            why = "the server offers no AUTH PLAIN";
+        if (why) {
+            char *t = xasprintf("SASL authentication to %s not possible: %s", c->relay, why);
+            target_failed(c, 454, "4.7.0", t, "AUTH", 0, END_QUIT);
+            free(t);
+            return;
+        }
+        send_auth(c);
+        return;
+    }
     const struct smtpc_ext *x = &c->conn->ext;
     const struct smtp_client_msg *m = c->msg;
     const char *st = stage_name(c->conn->stage);
@@ -557,6 +615,7 @@ void smtpc_reply_in(struct smtp_client *c)
         break;
     case SMTPC_ST_STARTTLS: starttls_reply(c); break;
     case SMTPC_ST_TLS: break;
+    case SMTPC_ST_AUTH: auth_reply(c); break;
     case SMTPC_ST_MAIL: mail_reply(c); break;
     case SMTPC_ST_RCPT: rcpt_reply(c); break;
     case SMTPC_ST_DATA: data_reply(c); break;
@@ -577,7 +636,7 @@ static void conn_trouble(struct smtp_client *c, const char *enh, const char *tex
 {
     struct smtpc_conn *k = c->conn;
     const char *st = stage_name(k->stage);
-    if (k->stage <= SMTPC_ST_TLS) {
+    if (k->stage <= SMTPC_ST_AUTH) {
         target_failed(c, 451, enh, text, st, 0, END_CLOSE);
         return;
     }

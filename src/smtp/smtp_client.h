@@ -140,6 +140,12 @@ struct smtp_client_opts {
     struct ssl_ctx_st *tls_ctx;
     int tls_level;              /* enum smtp_client_tls */
     const char *tls_match;      /* the name the certificate must carry */
+    /* SASL (RFC 4954, PLAIN): log in with these before MAIL, and only over
+     * TLS: credentials are never sent in the clear. A server that offers
+     * no AUTH, or refuses the login, is a failed target (4.7.0, or the
+     * server's 5xx as 4.7.x: a wrong password is the sender's admin's
+     * problem, not a reason to bounce mail). NULL user: no login. */
+    const char *auth_user, *auth_pass;
 };
 
 enum smtp_client_tls { SMTPC_TLS_NONE, SMTPC_TLS_MAY, SMTPC_TLS_ENCRYPT, SMTPC_TLS_VERIFY };

@@ -32,6 +32,7 @@ enum smtpc_stage {
     SMTPC_ST_HELO,
     SMTPC_ST_STARTTLS,  /* STARTTLS sent: waiting for 220 */
     SMTPC_ST_TLS,       /* the TLS handshake runs */
+    SMTPC_ST_AUTH,      /* AUTH PLAIN sent: waiting for 235 */
     SMTPC_ST_MAIL,
     SMTPC_ST_RCPT,
     SMTPC_ST_DATA,
@@ -45,6 +46,7 @@ enum smtpc_stage {
 struct smtpc_ext {
     int esmtp;               /* EHLO worked (0 after the HELO fallback) */
     int pipelining, size, eightbit, smtputf8, dsn, chunking, enhanced, starttls;
+    int auth_plain, auth_login;   /* AUTH mechanisms offered */
     uint64_t size_limit;     /* SIZE n; 0: no fixed limit given */
 };
 
@@ -74,6 +76,7 @@ struct smtpc_conn {
     unsigned owed;                /* lingering: replies still to come */
     int lingering, quit_sent;
     int tls;                      /* TLS is up on this connection */
+    int authenticated;            /* AUTH succeeded on it */
     char tls_info[160];
     char *cache_key;              /* idle: the destination it may serve */
     unsigned uses;                /* transactions it has carried */

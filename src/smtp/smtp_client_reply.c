@@ -159,6 +159,19 @@ static void ehlo_keyword(struct smtpc_ext *ext, const char *s, size_t len)
         ext->enhanced = 1;
     } else if (keyword_is(s, kwlen, "STARTTLS")) {
         ext->starttls = 1;
+    } else if (keyword_is(s, kwlen, "AUTH")) {
+        /* RFC 4954: "AUTH mech mech ..." */
+        for (size_t i = kwlen; i < len;) {
+            while (i < len && s[i] == ' ')
+                i++;
+            size_t w = i;
+            while (i < len && s[i] != ' ')
+                i++;
+            if (i - w == 5 && strncasecmp(s + w, "PLAIN", 5) == 0)
+                ext->auth_plain = 1;
+            else if (i - w == 5 && strncasecmp(s + w, "LOGIN", 5) == 0)
+                ext->auth_login = 1;
+        }
     }
 }
 

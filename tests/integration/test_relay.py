@@ -476,3 +476,38 @@ def test_verify_level_checks_the_certificate(tern_instance, test_dns, work_dir, 
         assert "Verified TLS connection established to mx.nemesis.test[127.0.0.7]:25" in tern.wait_log("status=sent")
     finally:
         nemesis.stop()
+
+
+def test_relayhost_with_sasl_login(tern_instance, test_dns, work_dir, tls_files):
+    """relayhost = [smarthost]:587 with smtp_sasl_password_maps, as with a
+    provider's smarthost: STARTTLS, then AUTH, then the mail."""
+    nemesis = TernInstance(work_dir / "nemesis", port=25, host="127.0.0.7")
+    cert, key = tls_files["ec"]
+    nemesis.master_cf = ("127.0.0.7:25 inet n - n - - smtpd\n"
+                         "127.0.0.7:587 inet n - n - - smtpd\n"
+                         "  -o smtpd_tls_security_level=encrypt\n"
+                         "  -o smtpd_sasl_auth_enable=yes\n")
+    nemesis.write_config(myhostname="mx.nemesis.test", mydomain="nemesis.test", relayhost=None,
+                         mydestination="$myhostname, nemesis.test", dns_resolvers=test_dns.resolver,
+                         smtpd_tls_cert_file=str(cert), smtpd_tls_key_file=str(key),
+                         mynetworks="127.0.0.7/32", smtpd_sasl_failure_delay="0")
+    assert nemesis.cli("passwd", "add", "relayuser", input=b"s3cret pass\n").returncode == 0
+    nemesis.start()
+    try:
+        table = work_dir / "sasl_passwd"
+        table.write_text("[127.0.0.7]:587 relayuser:wrong\n")
+        tern = relay_tern(tern_instance, test_dns, relayhost="[127.0.0.7]:587", smtp_sasl_auth_enable="yes",
+                          smtp_sasl_password_maps=f"texthash:{table}")
+        send(tern, "alice@example.test", ["friend@nemesis.test"], BODY)
+        log = tern.wait_log("status=deferred", timeout=20)
+        assert "SASL authentication failed; server 127.0.0.7[127.0.0.7]:587 said: 535 5.7.8" in log, log
+        assert "wrong" not in log                      # never a password in the log
+        table.write_text("[127.0.0.7]:587 relayuser:s3cret pass\n")
+        time.sleep(1.1)                                # the table is re-read when it changes
+        tern.cli("queue", "flush")
+        got = nemesis.wait_messages("friend", timeout=20)[0].read_bytes()
+        assert b"with ESMTPSA id" in got
+        assert "sasl_username=relayuser" in nemesis.log_text()
+        assert "relay=127.0.0.7[127.0.0.7]:587" in tern.wait_log("status=sent")
+    finally:
+        nemesis.stop()
