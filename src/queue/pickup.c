@@ -39,6 +39,7 @@ static struct {
     char *myhostname, *myorigin;
     size_t header_size_limit;
     uint64_t message_size_limit;
+    long hopcount_limit;
     struct inflight *busy;
 } pk = {.maildrop_fd = -1, .corrupt_fd = -1};
 
@@ -57,6 +58,7 @@ void pickup_init(struct event_base *base, struct runtime *rt)
     pk.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     pk.myorigin = xstrdup(conf_str(rt->conf, "myorigin"));
     pk.header_size_limit = (size_t)conf_int(rt->conf, "header_size_limit");
+    pk.hopcount_limit = (long)conf_int(rt->conf, "hopcount_limit");
     long long lim = conf_int(rt->conf, "message_size_limit");
     pk.message_size_limit = lim > 0 ? (uint64_t)lim : 0;
 }
@@ -307,6 +309,12 @@ static void pickup_file(const char *name)
         qf_message_set_attr(&m, "uid", uid);
         if (res.message_id)
             qf_message_set_attr(&m, "message_id", res.message_id);
+        /* Nobody to say 554 to: the queue bounces it (a forwarding loop) */
+        if (pk.hopcount_limit > 0 && res.hops > pk.hopcount_limit) {
+            char hops[24];
+            snprintf(hops, sizeof hops, "%d", res.hops);
+            qf_message_set_attr(&m, "loop_hops", hops);
+        }
         if (qf_writer_finish(w, &m) != 0) {
             log_warn("%s: queue file write error: %s (will retry)", id, strerror(errno));
         } else {

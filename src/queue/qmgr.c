@@ -614,6 +614,13 @@ static int expand_aliases(struct qmsg *q, size_t idx)
 static void route(struct qmsg *q, size_t idx)
 {
     struct qf_rcpt *r = &q->m.rcpts[idx];
+    const char *hops = qf_message_attr(&q->m, "loop_hops");
+    if (hops) {
+        char *why = xasprintf("mail forwarding loop: too many hops (%s Received: header fields)", hops);
+        rcpt_bounced(q, idx, "none", 0, "5.4.6", why);
+        free(why);
+        return;
+    }
     enum relay_route how = relay_transport(q, idx);
     if (how == RELAY_ROUTE_SETTLED)
         return;

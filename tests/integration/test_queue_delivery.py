@@ -992,3 +992,20 @@ def test_ordinary_user_submits_and_lists_but_cannot_change_the_queue(tern, syste
     assert r.returncode == 0
     bob = tern.wait_messages("bob")[0].read_bytes()
     assert f"(Tern, from userid {user.pw_uid})".encode() in bob
+
+
+def test_sendmail_loop_bounces(tern_instance):
+    """A locally submitted message with more than hopcount_limit Received:
+    lines is a forwarding loop: nobody to reply 554 to, so it bounces."""
+    tern_instance.write_config(hopcount_limit="3")
+    tern = tern_instance.start()
+    hops = "".join(f"Received: from h{i}.example by h{i + 1}.example; Mon, 1 Jan 2024 00:00:00 +0000\n"
+                   for i in range(4))
+    sendmail(tern, "-f", "alice@localhost", "bob@localhost",
+             input=(hops + "Subject: looping\n\nround and round\n").encode())
+    log = tern.wait_log("status=bounced")
+    assert re.search(r"to=<bob@localhost>, relay=none, .*dsn=5\.4\.6, status=bounced \(mail forwarding loop: "
+                     r"too many hops", log), log
+    assert tern.messages("bob") == []
+    notice = tern.wait_messages("alice")[0].read_bytes()
+    assert b"mail forwarding loop" in notice
