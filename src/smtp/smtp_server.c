@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -28,6 +29,7 @@
 #include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_server_internal.h"
+#include "smtp/smtpd_anvil.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -79,6 +81,15 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->sasl_failure_limit = (long)conf_int(c, "smtpd_sasl_failure_limit");
     s->sasl_lockout_time = (long)conf_time(c, "smtpd_sasl_lockout_time");
     s->sasl_failure_delay = (long)conf_time(c, "smtpd_sasl_failure_delay");
+    s->conn_count_limit = (long)conf_int(c, "smtpd_client_connection_count_limit");
+    s->conn_rate_limit = (long)conf_int(c, "smtpd_client_connection_rate_limit");
+    s->msg_rate_limit = (long)conf_int(c, "smtpd_client_message_rate_limit");
+    s->rate_unit = (long)conf_time(c, "anvil_rate_time_unit");
+    char *bad_ex = NULL;
+    if (cidr_list_parse(&s->limit_exceptions, conf_str(c, "smtpd_client_event_limit_exceptions"), &bad_ex) > 0) {
+        log_warn("smtpd_client_event_limit_exceptions: ignoring malformed entry \"%s\"", bad_ex);
+        free(bad_ex);
+    }
     s->service = xstrdup(service);
     s->myhostname = xstrdup(conf_str(c, "myhostname"));
     s->myorigin = xstrdup(conf_str(c, "myorigin"));
@@ -115,6 +126,7 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->mail_name);
     free(s->sasl_path);
     cidr_list_free(&s->mynetworks);
+    cidr_list_free(&s->limit_exceptions);
     memset(s, 0, sizeof *s);
 }
 
@@ -491,6 +503,21 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
         log_info("improper command pipelining after CONNECT from %s[%s]", s->client_name, s->client_addr);
         s->pipelining_logged = 1;
     }
+    s->limits_exempt = cidr_list_match(&set->limit_exceptions, s->client_addr);
+    if (!s->limits_exempt) {
+        struct anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
+                                   set->rate_unit};
+        int over = anvil_connect(s->client_addr, &lim, time(NULL));
+        if (over) {
+            log_warn("Connection %s limit exceeded from %s[%s] for service %s", over == 1 ? "concurrency" : "rate",
+                     s->client_name, s->client_addr, set->service);
+            session_reply(s, "421 4.7.0 %s Error: too many connections from %s", set->myhostname, s->client_addr);
+            session_close_after_reply(s);
+            bufferevent_enable(s->bev, EV_WRITE);
+            return;
+        }
+        s->anvil_counted = 1;
+    }
     session_reply(s, "220 %s", set->banner);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
@@ -523,6 +550,8 @@ static void session_free(struct smtp_session *s)
     sb_free(&line);
     smtpd_commit_cancel(s); /* nothing pending is fine; a pending one must not call back */
     auth_session_end(s);
+    if (s->anvil_counted)
+        anvil_disconnect(s->client_addr);
     session_reset_transaction(s);
     free(s->helo);
     if (s->error_sleep)

@@ -56,6 +56,9 @@ struct smtpd_settings {
     int sasl_dovecot;            /* smtpd_sasl_type = dovecot (else tern's password file) */
     char *sasl_path;             /* the socket or the file, absolute */
     long sasl_failure_limit, sasl_lockout_time, sasl_failure_delay;
+    /* per-client limits (smtpd_anvil) and who is exempt from them */
+    long conn_count_limit, conn_rate_limit, msg_rate_limit, rate_unit;
+    struct cidr_list limit_exceptions;
 };
 
 void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,

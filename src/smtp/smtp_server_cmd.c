@@ -9,9 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "deliver/resolve.h"
 #include "smtp/smtp_addr.h"
+#include "smtp/smtpd_anvil.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -87,6 +89,16 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
         smtp_mail_args_free(&a);
         return;
+    }
+    if (!s->limits_exempt && s->set->msg_rate_limit > 0) {
+        struct anvil_limits lim = {0, 0, s->set->msg_rate_limit, s->set->rate_unit};
+        if (anvil_message(s->client_addr, &lim, time(NULL))) {
+            log_warn("Message delivery request rate limit exceeded from %s[%s] for service %s", s->client_name,
+                     s->client_addr, s->set->service);
+            session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
+            smtp_mail_args_free(&a);
+            return;
+        }
     }
     queue_id_new(s->id);
     s->have_id = 1;

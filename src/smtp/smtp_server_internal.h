@@ -72,6 +72,8 @@ struct smtp_session {
     int output_blocked;         /* reading paused until the client reads its replies */
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
     long flush_tries;
+    int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
+    int limits_exempt;          /* smtpd_client_event_limit_exceptions */
     int tls;                    /* the TLS handshake is done */
     int tls_pending;            /* STARTTLS accepted or wrapper mode: handshake under way */
     char tls_info[160];         /* "TLSv1.3 with cipher ... (256/256 bits)" */

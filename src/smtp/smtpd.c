@@ -25,6 +25,7 @@
 #include "deliver/resolve.h"
 #include "queue/queue_id.h"
 #include "smtp/smtp_server.h"
+#include "smtp/smtpd_anvil.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -357,6 +358,7 @@ int smtpd_main(struct runtime *rt)
         event_free(drain_timer);
     event_free(resume_timer);
     auth_shutdown();
+    anvil_reset();
     resolver_free(resolver);
     close(incoming_dirfd);
     event_base_free(smtpd_base);

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import process_pid, settle_queue
+from conftest import process_pid, raw_session, settle_queue
 from conftest import smtp_greeted as greeted, smtp_queue_id as queue_id, smtp_send_data as send_data
 
 
@@ -489,3 +489,50 @@ def test_junk_commands_count_as_errors_past_the_limit(tern_instance):
     assert s.cmd("RSET") == (250, "250 2.0.0 Ok")
     assert s.read_reply() == (421, "421 4.7.0 mail.example.test Error: too many errors")
     assert s.read_all() == ""
+
+
+def test_client_connection_count_and_rate_limits(tern_instance):
+    """Per client address, outside smtpd_client_event_limit_exceptions
+    ($mynetworks): 421 4.7.0 past the limits; the limits recover."""
+    tern_instance.write_config(mynetworks="127.0.0.1/32", smtpd_client_connection_count_limit="2",
+                               smtpd_client_message_rate_limit="2", anvil_rate_time_unit="3s")
+    tern = tern_instance.start()
+    outsider = "127.0.0.20"
+    a = raw_session(tern, source=outsider)
+    b = raw_session(tern, source=outsider)
+    assert a.read_reply()[0] == 220 and b.read_reply()[0] == 220
+    c = raw_session(tern, source=outsider)
+    assert c.read_reply() == (421, f"421 4.7.0 mail.example.test Error: too many connections from {outsider}")
+    # mynetworks is exempt
+    local = [raw_session(tern) for _ in range(3)]
+    assert all(s.read_reply()[0] == 220 for s in local)
+    for s in local:
+        s.close()
+    a.cmd("QUIT")
+    a.close()
+    d = raw_session(tern, source=outsider)
+    assert d.read_reply()[0] == 220                      # a slot came free
+    # messages per time unit
+    b.cmd("EHLO outside.example")
+    for i in range(2):
+        assert b.cmd("MAIL FROM:<x@example.org>")[0] == 250
+        assert b.cmd("RSET")[0] == 250
+    assert b.cmd("MAIL FROM:<x@example.org>") == (450, f"450 4.7.1 Error: too much mail from {outsider}")
+    time.sleep(3.2)
+    assert b.cmd("MAIL FROM:<x@example.org>")[0] == 250   # the next time unit
+    assert "Connection concurrency limit exceeded from localhost[127.0.0.20]" in tern.log_text()
+    assert "Message delivery request rate limit exceeded" in tern.log_text()
+    b.close()
+    d.close()
+
+
+def test_client_connection_rate_limit(tern_instance):
+    tern_instance.write_config(mynetworks="127.0.0.1/32", smtpd_client_connection_rate_limit="3")
+    tern = tern_instance.start()
+    replies = []
+    for i in range(4):
+        s = raw_session(tern, source="127.0.0.21")
+        replies.append(s.read_reply()[0])
+        s.close()
+    assert replies == [220, 220, 220, 421]
+    assert "Connection rate limit exceeded from localhost[127.0.0.21]" in tern.wait_log("rate limit exceeded")
