@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, raw_session, REPO
+from conftest import free_port, raw_session, REPO, settle_queue
 
 PASSWORD = "correct horse battery"
 
@@ -275,3 +275,36 @@ def test_auth_against_dovecot(tern_instance, tls_files, dovecot):
         c.sendmail("imapuser@example.test", ["gina@localhost"], b"Subject: dovecot\r\n\r\nx\r\n")
     tern.wait_messages("gina")
     assert "sasl_username=imapuser@example.test" in tern.log_text()
+
+
+def test_open_relay_battery(tern_instance):
+    """The classic tricks from a client outside mynetworks: whatever is
+    accepted is delivered here, never relayed to other.test."""
+    tern_instance.write_config(mynetworks="127.0.0.1/32")
+    tern = tern_instance.start()
+    tricks = ["victim@other.test", "victim@OTHER.TEST", "victim@other.test.",
+              "user%other.test@example.test", '"user@other.test"@example.test',
+              "@example.test:user@other.test", "other.test!user@example.test",
+              "user@other.test@example.test", "user@[127.0.0.1]", "user@[192.0.2.1]",
+              "user@[IPv6:::1]", "postmaster@other.test", "<user@other.test>@example.test"]
+    accepted = []
+    for rcpt in tricks:
+        c = smtplib.SMTP(tern.host, tern.port, timeout=10, source_address=("127.0.0.30", 0))
+        c.ehlo("outside.example")
+        c.mail("spammer@outside.example")
+        code, text = c.rcpt(rcpt)
+        if code == 250:
+            accepted.append(rcpt)
+            c.data(b"Subject: relay test\r\n\r\nx\r\n")
+        c.quit()
+    settle_queue(tern)
+    time.sleep(0.5)
+    log = tern.log_text()
+    # nothing went anywhere but into a local mailbox
+    for line in log.splitlines():
+        if "to=<" in line and "status=" in line:
+            assert "relay=local" in line, line
+    assert "other.test" not in "".join(l for l in log.splitlines() if "relay=" in l and "relay=local" not in l)
+    assert tern.cli("queue").stdout.decode().strip() == "Mail queue is empty"
+    # and the plain remote forms were refused with the relay reply
+    assert "victim@other.test" not in accepted and "victim@OTHER.TEST" not in accepted
