@@ -28,8 +28,7 @@ static const char *const planned[] = {
     "default_privs",
     "line_length_limit", "local_destination_concurrency_limit",
     "mynetworks_style",
-    "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_process_count",
-    "smtpd_recipient_restrictions", "smtpd_relay_restrictions", "smtpd_sender_restrictions", NULL,
+    "smtpd_process_count", NULL,
 };
 
 int conf_param_planned(const char *name)
@@ -195,7 +194,7 @@ const struct conf_param conf_params[] = {
     INT("smtpd_client_message_rate_limit", "0", 0, COUNT_MAX,
         "Messages (MAIL FROM) one client may send per anvil_rate_time_unit; 0: no limit."),
     LIST("smtpd_client_restrictions", "",
-        "Restrictions applied when a client connects."),
+        "Restrictions on the client (evaluated at RCPT TO, as with smtpd_delay_reject = yes)."),
     TIME("smtpd_error_sleep_time", "1s", 's', 0,
         "Pause before the next command is read, after each error past smtpd_soft_error_limit."),
     ENUM("smtpd_forbid_bare_newline", "normalize", "normalize|reject",
@@ -203,7 +202,7 @@ const struct conf_param conf_params[] = {
     INT("smtpd_hard_error_limit", "20", 1, COUNT_MAX,
         "Number of errors after which the SMTP server disconnects."),
     LIST("smtpd_helo_restrictions", "",
-        "Restrictions applied to HELO/EHLO."),
+        "Restrictions on the HELO/EHLO name (evaluated at RCPT TO)."),
     INT("smtpd_junk_command_limit", "100", 1, COUNT_MAX,
         "Number of NOOP, RSET, VRFY, EXPN and HELP commands a session may give before each "
         "further one counts as an error towards smtpd_hard_error_limit."),
@@ -212,11 +211,11 @@ const struct conf_param conf_params[] = {
     INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,
         "Maximal number of recipients accepted for one message."),
     LIST("smtpd_recipient_restrictions", "",
-        "Restrictions applied to RCPT TO."),
+        "Restrictions applied to RCPT TO, after smtpd_relay_restrictions."),
     LIST("smtpd_relay_restrictions",
-        "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
-        "Restrictions that decide relaying, applied to RCPT TO before "
-        "smtpd_recipient_restrictions."),
+        "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
+        "Restrictions that decide relaying, applied to RCPT TO before smtpd_recipient_restrictions "
+        "(Postfix's default ends in defer_unauth_destination; tern's refuses relaying for good: 554 5.7.1)."),
     BOOL("smtpd_require_from_header", "yes",
         "Reject mail without a From: header from clients outside mynetworks (tern extension)."),
     BOOL("smtpd_sasl_auth_enable", "no",
@@ -231,6 +230,8 @@ const struct conf_param conf_params[] = {
         "dovecot: its auth socket (relative: to queue_directory; default private/auth); tern: the password file (relative: to config_directory; default passwd)."),
     ENUM("smtpd_sasl_type", "tern", "tern|dovecot",
         "Where AUTH checks passwords: tern's own file (tern passwd) or Dovecot's auth socket."),
+    LIST("smtpd_sender_login_maps", "",
+        "Tables from envelope sender (address or @domain) to the logins that own it, for reject_sender_login_mismatch."),
     LIST("smtpd_sender_restrictions", "",
         "Restrictions applied to MAIL FROM."),
     INT("smtpd_soft_error_limit", "10", 1, COUNT_MAX,

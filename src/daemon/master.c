@@ -34,6 +34,8 @@
 #include "daemon/instance.h"
 #include "daemon/ipc.h"
 #include "daemon/runtime.h"
+#include "smtp/smtp_server.h"
+#include "smtp/smtpd_policy.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -135,6 +137,16 @@ static void add_listener(const char *service, int fd, char *bound, struct conf *
 static int listener_tls(const char *service, struct conf *c, struct ssl_ctx_st **out, struct strbuf *diag)
 {
     char *err = NULL;
+    /* the restriction lists too: a typo there must not start a server */
+    struct policy_lists *p = smtpd_policy_from_conf(c, &err);
+    if (!p) {
+        sb_printf(diag, "service %s: %s\n", service, err ? err : "bad restrictions");
+        free(err);
+        *out = NULL;
+        return -1;
+    }
+    policy_free(p);
+    err = NULL;
     *out = tls_server_ctx(c, &err);
     if (err) {
         sb_printf(diag, "service %s: %s\n", service, err);

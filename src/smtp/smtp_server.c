@@ -30,6 +30,8 @@
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_server_internal.h"
 #include "smtp/smtpd_anvil.h"
+#include "smtp/smtpd_policy.h"
+#include "maps/maps.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -85,6 +87,23 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->conn_rate_limit = (long)conf_int(c, "smtpd_client_connection_rate_limit");
     s->msg_rate_limit = (long)conf_int(c, "smtpd_client_message_rate_limit");
     s->rate_unit = (long)conf_time(c, "anvil_rate_time_unit");
+    char *perr = NULL;
+    s->policy = smtpd_policy_from_conf(c, &perr);
+    if (!s->policy) {
+        log_error("service %s: %s; mail is refused with 451 until it is fixed", service, perr ? perr : "bad restrictions");
+        free(perr);
+        s->policy_broken = 1;
+    }
+    const char *slm = conf_str(c, "smtpd_sender_login_maps");
+    if (*slm) {
+        char *merr = NULL;
+        s->sender_login_maps = map_list_open(slm, 0, &merr);
+        if (!s->sender_login_maps) {
+            log_error("smtpd_sender_login_maps: %s", merr ? merr : "cannot open");
+            free(merr);
+            s->policy_broken = 1;
+        }
+    }
     char *bad_ex = NULL;
     if (cidr_list_parse(&s->limit_exceptions, conf_str(c, "smtpd_client_event_limit_exceptions"), &bad_ex) > 0) {
         log_warn("smtpd_client_event_limit_exceptions: ignoring malformed entry \"%s\"", bad_ex);
@@ -117,6 +136,13 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     }
 }
 
+struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err)
+{
+    return policy_parse(conf_str(c, "smtpd_client_restrictions"), conf_str(c, "smtpd_helo_restrictions"),
+                        conf_str(c, "smtpd_sender_restrictions"), conf_str(c, "smtpd_relay_restrictions"),
+                        conf_str(c, "smtpd_recipient_restrictions"), err);
+}
+
 void smtpd_settings_free(struct smtpd_settings *s)
 {
     free(s->service);
@@ -125,6 +151,9 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->banner);
     free(s->mail_name);
     free(s->sasl_path);
+    policy_free(s->policy);
+    if (s->sender_login_maps)
+        map_list_close(s->sender_login_maps);
     cidr_list_free(&s->mynetworks);
     cidr_list_free(&s->limit_exceptions);
     memset(s, 0, sizeof *s);

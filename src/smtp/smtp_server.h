@@ -21,6 +21,8 @@
 struct conf;
 struct event_base;
 struct ssl_ctx_st;
+struct policy_lists;
+struct map_list;
 struct resolver;
 struct smtp_session;
 
@@ -59,7 +61,14 @@ struct smtpd_settings {
     /* per-client limits (smtpd_anvil) and who is exempt from them */
     long conn_count_limit, conn_rate_limit, msg_rate_limit, rate_unit;
     struct cidr_list limit_exceptions;
+    struct policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
+    struct map_list *sender_login_maps; /* smtpd_sender_login_maps: address -> owners */
+    int policy_broken;             /* then every RCPT gets 451 4.3.5 */
 };
+
+/* Parses a configuration's restriction lists (also used by the master to
+ * refuse a bad configuration before starting). NULL with *err. */
+struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err);
 
 void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
                          struct ssl_ctx_st *tls_ctx);

@@ -129,6 +129,18 @@ static int count_failure(const struct smtp_session *s)
 
 /* ---- the exchange ---- */
 
+int auth_user_lists_address(struct smtp_session *s, const char *addr)
+{
+    if (!s->sasl_user || s->set->sasl_dovecot)
+        return 0;
+    struct backend *b = backend_for(s);
+    const char *const *list = b->passwd ? auth_passwd_addresses(b->passwd, s->sasl_user) : NULL;
+    for (; list && *list; list++)
+        if (strcasecmp(*list, addr) == 0)
+            return 1;
+    return 0;
+}
+
 int auth_offered(const struct smtp_session *s)
 {
     return s->set->sasl_enabled && (s->tls || !s->set->tls_auth_only);

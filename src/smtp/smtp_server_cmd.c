@@ -14,6 +14,8 @@
 #include "deliver/resolve.h"
 #include "smtp/smtp_addr.h"
 #include "smtp/smtpd_anvil.h"
+#include "smtp/smtpd_policy.h"
+#include "maps/maps.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -123,6 +125,78 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     session_reply(s, "250 2.1.0 Ok");
 }
 
+static int policy_local_domain(void *arg, const char *domain)
+{
+    (void)arg;
+    return resolver_is_local_domain(smtpd_resolver(), domain);
+}
+
+static int policy_rcpt_exists(void *arg, const char *addr)
+{
+    (void)arg;
+    switch (resolver_check_local(smtpd_resolver(), addr)) {
+    case RESOLVE_OK: return 1;
+    case RESOLVE_UNKNOWN: return 0;
+    default: return -1;
+    }
+}
+
+/* smtpd_sender_login_maps: the address, then "@domain"; owners separated
+ * by commas or blanks. With login: 1 if it owns sender (or tern's password
+ * file lists sender for it); without: 1 if nobody owns sender. */
+static int policy_sender_owned(void *arg, const char *sender, const char *login)
+{
+    struct smtp_session *s = arg;
+    if (login && auth_user_lists_address(s, sender))
+        return 1;
+    char *value = NULL;
+    int rc = 0;
+    if (s->set->sender_login_maps) {
+        char *key = xstrdup(sender);
+        str_lower(key);
+        rc = map_list_lookup(s->set->sender_login_maps, key, &value);
+        const char *at = strrchr(key, '@');
+        if (rc == 0 && at)
+            rc = map_list_lookup(s->set->sender_login_maps, at, &value);
+        free(key);
+    }
+    if (rc < 0)
+        return -1;
+    if (rc == 0) {
+        free(value);
+        return login ? 0 : 1;
+    }
+    int owned = 0;
+    if (login) {
+        char *save = NULL;
+        for (char *w = strtok_r(value, ", \t", &save); w && !owned; w = strtok_r(NULL, ", \t", &save))
+            owned = strcmp(w, login) == 0;
+    }
+    free(value);
+    return login ? owned : 0;
+}
+
+/* The restriction lists (smtpd_policy), all evaluated at RCPT time as
+ * Postfix does with smtpd_delay_reject = yes. 0: go on. */
+static int check_policy(struct smtp_session *s, const char *rcpt, struct policy_result *r)
+{
+    struct policy_ctx c = {
+        .client_addr = s->client_addr,
+        .client_name = s->client_name,
+        .helo = s->helo,
+        .sender = s->env.sender,
+        .recipient = rcpt,
+        .mynetworks = s->is_local,
+        .authenticated = s->sasl_user != NULL,
+        .is_local_domain = policy_local_domain,
+        .recipient_exists = policy_rcpt_exists,
+        .sender_owned = policy_sender_owned,
+        .login = s->sasl_user,
+        .arg = s,
+    };
+    return policy_check_rcpt(s->set->policy, &c, r);
+}
+
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     if (s->state != SS_MAIL && s->state != SS_RCPT) {
@@ -144,8 +218,18 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         qualified = xasprintf("postmaster@%s", s->set->myhostname);
     const char *addr = qualified ? qualified : a.path.mailbox;
     struct resolver *res = smtpd_resolver();
+    struct policy_result pr;
     if (s->set->recipient_limit > 0 && s->env.nrcpt >= (size_t)s->set->recipient_limit) {
         session_reply(s, "452 4.5.3 Error: too many recipients");
+    } else if (s->set->policy_broken) {
+        session_reply(s, "451 4.3.5 Server configuration error");
+    } else if (check_policy(s, addr, &pr) != 0) {
+        log_info("%s: reject: RCPT from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>", s->id,
+                 s->client_name, s->client_addr, pr.code, pr.enh, pr.text, s->env.sender, addr,
+                 s->esmtp ? "ESMTP" : "SMTP", s->helo ? s->helo : "");
+        session_reply(s, "%d %s %s", pr.code, pr.enh, pr.text);
+        if (pr.code == 421 || pr.code == 521)
+            session_close_after_reply(s);
     } else if (resolver_class(res, addr) == RESOLVE_LOCAL) {
         switch (resolver_check_local(res, addr)) {
         case RESOLVE_OK:
@@ -162,12 +246,9 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
             session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
             break;
         }
-    } else if (s->is_local || s->sasl_user) {
-        goto accept;
     } else {
-        log_info("%s: reject: RCPT from %s[%s]: 554 5.7.1 <%s>: Relay access denied; from=<%s> to=<%s>",
-                 s->id, s->client_name, s->client_addr, addr, s->env.sender, addr);
-        session_reply(s, "554 5.7.1 <%s>: Relay access denied", addr);
+        /* the restrictions let it through: relaying is allowed */
+        goto accept;
     }
     goto out;
 accept:;

@@ -132,6 +132,9 @@ int auth_offered(const struct smtp_session *s);
 void cmd_auth(struct smtp_session *s, const char *arg);
 /* A response line of an AUTH exchange in progress (s->auth_step set). */
 void auth_line(struct smtp_session *s, const char *line, size_t len);
+/* 1 when the logged-in user's entry in tern's password file lists addr
+ * (its third field) as one of theirs. */
+int auth_user_lists_address(struct smtp_session *s, const char *addr);
 /* Forgets the login and cancels a pending check (session end, STARTTLS). */
 void auth_session_end(struct smtp_session *s);
 

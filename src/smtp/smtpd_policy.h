@@ -101,6 +101,12 @@ struct policy_ctx {
      * or relay domains: 1 exists, 0 unknown, -1 temporary failure.
      * NULL = every recipient exists. */
     int (*recipient_exists)(void *arg, const char *addr);
+    /* For reject_*sender_login_mismatch: with login set, 1 when that login
+     * owns sender (smtpd_sender_login_maps), 0 when not; with login NULL
+     * (not logged in), 1 when nobody owns sender, 0 when somebody does;
+     * -1 temporary failure. NULL: the restrictions do nothing. */
+    int (*sender_owned)(void *arg, const char *sender, const char *login);
+    const char *login;         /* the SASL user name when authenticated */
     void *arg;
 };
 

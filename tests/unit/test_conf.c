@@ -177,7 +177,7 @@ static void test_defaults_from_brief(void **state)
     assert_int_equal(l.n, 3);
     assert_string_equal(l.items[0], "permit_mynetworks");
     assert_string_equal(l.items[1], "permit_sasl_authenticated");
-    assert_string_equal(l.items[2], "defer_unauth_destination");
+    assert_string_equal(l.items[2], "reject_unauth_destination");
     conf_list_free(&l);
     assert_int_equal(l.n, 0);
     assert_null(l.items);
