@@ -94,6 +94,7 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
         free(perr);
         s->policy_broken = 1;
     }
+    s->dns_resolvers = xstrdup(conf_str(c, "dns_resolvers"));
     const char *slm = conf_str(c, "smtpd_sender_login_maps");
     if (*slm) {
         char *merr = NULL;
@@ -152,6 +153,7 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->mail_name);
     free(s->sasl_path);
     policy_free(s->policy);
+    free(s->dns_resolvers);
     if (s->sender_login_maps)
         map_list_close(s->sender_login_maps);
     cidr_list_free(&s->mynetworks);
@@ -309,6 +311,8 @@ static void session_process(struct smtp_session *s)
     for (;;) {
         if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_AUTH)
             return;
+        if (sdns_pending(s) && s->state != SS_DATA && s->state != SS_BDAT)
+            return; /* the restrictions' DNS answers first (bounded; resumes) */
         if (s->state == SS_DATA) {
             if (!content_read_dot(s))
                 return;
@@ -549,6 +553,7 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
     }
     session_reply(s, "220 %s", set->banner);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    sdns_connect(s);
 }
 
 static void session_free(struct smtp_session *s)
@@ -579,6 +584,7 @@ static void session_free(struct smtp_session *s)
     sb_free(&line);
     smtpd_commit_cancel(s); /* nothing pending is fine; a pending one must not call back */
     auth_session_end(s);
+    sdns_session_end(s);
     if (s->anvil_counted)
         anvil_disconnect(s->client_addr);
     session_reset_transaction(s);

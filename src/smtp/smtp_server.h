@@ -63,6 +63,7 @@ struct smtpd_settings {
     struct cidr_list limit_exceptions;
     struct policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
     struct map_list *sender_login_maps; /* smtpd_sender_login_maps: address -> owners */
+    char *dns_resolvers;           /* for DNSBL and sender domain lookups */
     int policy_broken;             /* then every RCPT gets 451 4.3.5 */
 };
 
@@ -90,6 +91,8 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
                         const struct sockaddr *sa, socklen_t salen);
 /* Closes the AUTH password backends (process end). */
 void auth_shutdown(void);
+/* Frees the DNS context of the restrictions (process end). */
+void sdns_shutdown(void);
 /* Closes every session politely (421) for shutdown. */
 void smtp_sessions_shutdown(void);
 unsigned smtp_sessions_count(void);

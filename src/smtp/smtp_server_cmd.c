@@ -116,6 +116,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     s->smtputf8 = a.smtputf8;
     s->body = a.body;
     s->state = SS_MAIL;
+    sdns_mail(s, a.path.mailbox);
     if (s->sasl_user)
         log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", s->id, s->client_name, s->client_addr,
                  s->sasl_method, s->sasl_user);
@@ -191,6 +192,8 @@ static int check_policy(struct smtp_session *s, const char *rcpt, struct policy_
         .is_local_domain = policy_local_domain,
         .recipient_exists = policy_rcpt_exists,
         .sender_owned = policy_sender_owned,
+        .rbl_listed = sdns_rbl_listed,
+        .sender_domain = sdns_sender_domain,
         .login = s->sasl_user,
         .arg = s,
     };

@@ -27,6 +27,7 @@ struct cleanup;
 struct event;
 struct event_base;
 struct qf_writer;
+struct sdns_state;
 
 enum session_state {
     SS_INIT,        /* greeted, no HELO/EHLO yet */
@@ -72,6 +73,7 @@ struct smtp_session {
     int output_blocked;         /* reading paused until the client reads its replies */
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
     long flush_tries;
+    struct sdns_state *dns;     /* DNS answers for the restrictions (smtp_server_dns.c) */
     int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
     int limits_exempt;          /* smtpd_client_event_limit_exceptions */
     int tls;                    /* the TLS handshake is done */
@@ -124,6 +126,19 @@ void session_start_tls(struct smtp_session *s);
 
 /* Processes pending input again (after a pause: AUTH's check). */
 void session_resume(struct smtp_session *s);
+
+/* ---- smtp_server_dns.c ---- */
+
+/* Starts the DNSBL lookups of the client (reject_rbl_client), at connect. */
+void sdns_connect(struct smtp_session *s);
+/* Starts the sender domain's lookup (reject_unknown_sender_domain), at MAIL. */
+void sdns_mail(struct smtp_session *s, const char *sender);
+/* 1 while an answer is outstanding: commands wait (session_resume after). */
+int sdns_pending(const struct smtp_session *s);
+/* The answers, for policy_ctx (arg is the session). */
+int sdns_rbl_listed(void *arg, const char *zone, const char **text);
+int sdns_sender_domain(void *arg);
+void sdns_session_end(struct smtp_session *s);
 
 /* ---- smtp_server_auth.c ---- */
 

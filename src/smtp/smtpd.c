@@ -358,6 +358,7 @@ int smtpd_main(struct runtime *rt)
         event_free(drain_timer);
     event_free(resume_timer);
     auth_shutdown();
+    sdns_shutdown();
     anvil_reset();
     resolver_free(resolver);
     close(incoming_dirfd);

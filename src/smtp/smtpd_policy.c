@@ -31,6 +31,8 @@ enum rkind {
     RK_CHECK_HELO,
     RK_CHECK_SENDER,
     RK_CHECK_RCPT,
+    RK_RBL_CLIENT,                   /* reject_rbl_client zone */
+    RK_UNKNOWN_SENDER_DOMAIN,        /* reject_unknown_sender_domain */
     RK_SENDER_LOGIN_MISMATCH,        /* both halves */
     RK_AUTH_SENDER_LOGIN_MISMATCH,   /* logged in, sender not owned by the login */
     RK_UNAUTH_SENDER_LOGIN_MISMATCH, /* not logged in, sender owned by somebody */
@@ -70,7 +72,7 @@ static const struct rdef rdefs[] = {
     {"reject_authenticated_sender_login_mismatch", RK_AUTH_SENDER_LOGIN_MISMATCH, ARG_NONE},
     {"reject_known_sender_login_mismatch", RK_AUTH_SENDER_LOGIN_MISMATCH, ARG_NONE},
     {"reject_unauthenticated_sender_login_mismatch", RK_UNAUTH_SENDER_LOGIN_MISMATCH, ARG_NONE},
-    {"reject_rbl_client", RK_IGNORED, ARG_WORD},
+    {"reject_rbl_client", RK_RBL_CLIENT, ARG_WORD},
     {"reject_rhsbl_client", RK_IGNORED, ARG_WORD},
     {"reject_rhsbl_reverse_client", RK_IGNORED, ARG_WORD},
     {"reject_rhsbl_helo", RK_IGNORED, ARG_WORD},
@@ -79,7 +81,7 @@ static const struct rdef rdefs[] = {
     {"permit_dnswl_client", RK_IGNORED, ARG_WORD},
     {"permit_rhswl_client", RK_IGNORED, ARG_WORD},
     {"check_policy_service", RK_IGNORED, ARG_WORD},
-    {"reject_unknown_sender_domain", RK_IGNORED, ARG_NONE},
+    {"reject_unknown_sender_domain", RK_UNKNOWN_SENDER_DOMAIN, ARG_NONE},
     {"reject_unknown_recipient_domain", RK_IGNORED, ARG_NONE},
     {"reject_unknown_client_hostname", RK_IGNORED, ARG_NONE},
     {"reject_unknown_client", RK_IGNORED, ARG_NONE},
@@ -92,6 +94,7 @@ static const struct rdef rdefs[] = {
 struct restriction {
     const struct rdef *def;
     struct map *map; /* ARG_TABLE only */
+    char *word;      /* ARG_WORD: the argument (an RBL zone) */
 };
 
 struct rlist {
@@ -165,9 +168,11 @@ static const struct rdef *find_rdef(const char *name)
 
 static void rlist_free(struct rlist *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         if (l->r[i].map)
             map_close(l->r[i].map);
+        free(l->r[i].word);
+    }
     free(l->r);
     l->r = NULL;
     l->n = l->cap = 0;
@@ -193,14 +198,17 @@ static int parse_list(struct rlist *l, const char *param, const char *text, int 
     int rc;
     while ((rc = next_word(&pos, &word, &why)) > 0) {
         const struct rdef *d = find_rdef(word);
-        if (d == NULL || (nested && (d->arg == ARG_TABLE || d->kind == RK_IGNORED))) {
+        /* (nor DNS-based ones: their answers are fetched ahead for the
+         * configured lists only) */
+        if (d == NULL || (nested && (d->arg == ARG_TABLE || d->kind == RK_IGNORED || d->kind == RK_RBL_CLIENT ||
+                                     d->kind == RK_UNKNOWN_SENDER_DOMAIN))) {
             *err = xasprintf("%s: unknown restriction %s", param, word);
             free(word);
             return -1;
         }
         free(word);
         word = NULL;
-        struct restriction x = {d, NULL};
+        struct restriction x = {d, NULL, NULL};
         if (d->arg != ARG_NONE) {
             rc = next_word(&pos, &word, &why);
             if (rc < 0)
@@ -221,7 +229,10 @@ static int parse_list(struct rlist *l, const char *param, const char *text, int 
                     return -1;
                 }
             }
-            free(word);
+            if (d->arg == ARG_WORD)
+                x.word = word;
+            else
+                free(word);
             word = NULL;
         }
         if (d->kind == RK_IGNORED)
@@ -803,6 +814,30 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
         return c->sender ? check_address(e, c->sender, "Sender address") : V_DUNNO;
     case RK_CHECK_RCPT:
         return check_address(e, c->recipient, "Recipient address");
+    case RK_RBL_CLIENT: {
+        /* Postfix's default reply ($rbl_code 554); a lookup that failed
+         * counts as not listed, as in Postfix */
+        const char *text = NULL;
+        if (c->rbl_listed == NULL || c->rbl_listed(c->arg, x->word, &text) != 1)
+            return V_DUNNO;
+        return decide(e, 554, "5.7.1", "Service unavailable; Client host [%s] blocked using %s%s%s",
+                      c->client_addr ? c->client_addr : "unknown", x->word, text && *text ? "; " : "",
+                      text ? text : "");
+    }
+    case RK_UNKNOWN_SENDER_DOMAIN: {
+        if (c->sender == NULL || c->sender[0] == '\0' || c->sender_domain == NULL)
+            return V_DUNNO;
+        rc = c->sender_domain(c->arg);
+        if (rc == 1)   /* Postfix's unknown_address_reject_code is 450 */
+            return decide(e, 450, "4.1.8", "<%s>: Sender address rejected: Domain not found", c->sender);
+        if (rc == 2)
+            return decide(e, 550, "5.7.27", "<%s>: Sender address rejected: Domain %s does not accept mail "
+                          "(nullMX)", c->sender, strrchr(c->sender, '@') ? strrchr(c->sender, '@') + 1 : "");
+        if (rc < 0)
+            return decide(e, 451, "4.4.3", "<%s>: Sender address rejected: Temporary failure in name resolution",
+                          c->sender);
+        return V_DUNNO;
+    }
     case RK_SENDER_LOGIN_MISMATCH:
     case RK_AUTH_SENDER_LOGIN_MISMATCH:
     case RK_UNAUTH_SENDER_LOGIN_MISMATCH: {
@@ -828,6 +863,32 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
         return V_DUNNO;
     }
     return V_DUNNO;
+}
+
+size_t policy_rbl_zones(const struct policy_lists *p, const char **zones, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < L_COUNT; i++)
+        for (size_t j = 0; j < p->l[i].n; j++) {
+            const struct restriction *x = &p->l[i].r[j];
+            if (x->def->kind != RK_RBL_CLIENT)
+                continue;
+            int dup = 0;
+            for (size_t k = 0; k < n && !dup; k++)
+                dup = strcasecmp(zones[k], x->word) == 0;
+            if (!dup && n < max)
+                zones[n++] = x->word;
+        }
+    return n;
+}
+
+int policy_checks_sender_domain(const struct policy_lists *p)
+{
+    for (int i = 0; i < L_COUNT; i++)
+        for (size_t j = 0; j < p->l[i].n; j++)
+            if (p->l[i].r[j].def->kind == RK_UNKNOWN_SENDER_DOMAIN)
+                return 1;
+    return 0;
 }
 
 int policy_check_rcpt(const struct policy_lists *p, const struct policy_ctx *c,

@@ -72,6 +72,8 @@
 #ifndef TERN_SMTP_SMTPD_POLICY_H
 #define TERN_SMTP_SMTPD_POLICY_H
 
+#include <stddef.h>
+
 /* Longest reply text; "554 5.123.123 " + text + CRLF stays within the
  * 512-octet reply line of RFC 5321 4.5.3.1.5. A longer text (only possible
  * from a long access-table text or HELO name) is cut here with a warning. */
@@ -107,6 +109,13 @@ struct policy_ctx {
      * -1 temporary failure. NULL: the restrictions do nothing. */
     int (*sender_owned)(void *arg, const char *sender, const char *login);
     const char *login;         /* the SASL user name when authenticated */
+    /* reject_rbl_client: 1 when the client is listed in zone (*text: the
+     * list's TXT reason or NULL), else 0; the caller looked it up before.
+     * reject_unknown_sender_domain: 0 the sender's domain has MX or
+     * address records, 1 it has none (or does not exist), 2 null MX,
+     * -1 temporary failure. NULL: those restrictions do nothing. */
+    int (*rbl_listed)(void *arg, const char *zone, const char **text);
+    int (*sender_domain)(void *arg);
     void *arg;
 };
 
@@ -125,5 +134,11 @@ struct policy_result {
  * "code enh text". */
 int policy_check_rcpt(const struct policy_lists *p, const struct policy_ctx *c,
                       struct policy_result *r);
+
+/* What DNS the lists need, so the caller can look it up ahead of RCPT:
+ * the reject_rbl_client zones (up to max, without duplicates; pointers
+ * into p) and whether reject_unknown_sender_domain is used. */
+size_t policy_rbl_zones(const struct policy_lists *p, const char **zones, size_t max);
+int policy_checks_sender_domain(const struct policy_lists *p);
 
 #endif

@@ -5,6 +5,7 @@ import smtplib
 import pytest
 
 from conftest import raw_session
+from relay_peers import test_dns  # noqa: F401 (fixture)
 
 
 def rcpt_reply(tern, rcpt, sender="someone@example.org", helo="client.example", source=None):
@@ -111,3 +112,18 @@ def test_sender_login_mismatch(tern_instance, tls_files, work_dir):
     assert s.cmd("RCPT TO:<dest@localhost>") == (553, "553 5.7.1 <bob@example.test>: Sender address rejected: "
                                                       "not logged in")
     s.close()
+
+
+def test_dnsbl_and_unknown_sender_domain(tern_instance, test_dns):
+    """reject_rbl_client and reject_unknown_sender_domain against the test DNS."""
+    tern_instance.write_config(mynetworks="127.0.0.1/32", dns_resolvers=test_dns.resolver,
+                               smtpd_client_restrictions="reject_rbl_client rbl.test",
+                               smtpd_sender_restrictions="reject_unknown_sender_domain")
+    tern = tern_instance.start()
+    assert rcpt_reply(tern, "you@localhost", source="127.0.0.2", sender="a@sink.test") == (
+        554, "554 5.7.1 Service unavailable; Client host [127.0.0.2] blocked using rbl.test; listed for testing")
+    assert rcpt_reply(tern, "you@localhost", source="127.0.0.3", sender="a@sink.test")[0] == 250
+    assert rcpt_reply(tern, "you@localhost", source="127.0.0.3", sender="a@nowhere.test") == (
+        450, "450 4.1.8 <a@nowhere.test>: Sender address rejected: Domain not found")
+    assert rcpt_reply(tern, "you@localhost", source="127.0.0.3", sender="a@nullmx.test")[0] == 550
+    assert rcpt_reply(tern, "you@localhost", source="127.0.0.3", sender="a@aonly.test")[0] == 250  # A, no MX

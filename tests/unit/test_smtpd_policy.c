@@ -934,14 +934,72 @@ static void test_ignored_restrictions(void **state)
         "reject_rbl_client zen.example.org, reject_unknown_client_hostname", NULL,
         "reject_unknown_sender_domain, check_policy_service inet:127.0.0.1:10023", NULL,
         "reject_rhsbl_sender dbl.example, reject_unauth_pipelining, reject_unauth_destination");
-    assert_int_equal(log_count("smtpd_client_restrictions: reject_rbl_client is not supported yet and is ignored"), 1);
-    assert_int_equal(log_count("smtpd_sender_restrictions: reject_unknown_sender_domain is not supported yet"), 1);
+    /* reject_rbl_client and reject_unknown_sender_domain are real now (their
+     * DNS answers come from the caller): no warning, and without answers
+     * (no callbacks) they do nothing */
+    assert_int_equal(log_count("reject_rbl_client is not supported yet"), 0);
+    assert_int_equal(log_count("reject_unknown_sender_domain is not supported yet"), 0);
     assert_int_equal(log_count("check_policy_service is not supported yet"), 1);
-    assert_int_equal(log_count("is not supported yet"), 6);
+    assert_int_equal(log_count("is not supported yet"), 4);
     struct policy_ctx c = base_ctx();
     expect_accept(p, &c);
     c.recipient = "x@other.test";
     expect_decider(p, &c, "smtpd_relay_restrictions", "defer_unauth_destination");
+    policy_free(p);
+}
+
+/* ---------- DNS-based restrictions, with the caller's answers ---------- */
+
+static int g_listed, g_sender_domain;
+
+static int fake_rbl(void *arg, const char *zone, const char **text)
+{
+    (void)arg;
+    *text = strcmp(zone, "zen.example") == 0 ? "spam source" : NULL;
+    return g_listed && strcmp(zone, "zen.example") == 0;
+}
+
+static int fake_sender_domain(void *arg)
+{
+    (void)arg;
+    return g_sender_domain;
+}
+
+static void test_dns_restrictions(void **state)
+{
+    (void)state;
+    struct policy_lists *p = parse_ok("reject_rbl_client zen.example, reject_rbl_client other.example", NULL,
+                                      "reject_unknown_sender_domain", NULL, NULL);
+    const char *zones[4];
+    assert_int_equal(policy_rbl_zones(p, zones, 4), 2);
+    assert_string_equal(zones[0], "zen.example");
+    assert_int_equal(policy_checks_sender_domain(p), 1);
+    struct policy_ctx c = base_ctx();
+    c.rbl_listed = fake_rbl;
+    c.sender_domain = fake_sender_domain;
+    struct policy_result r;
+    g_listed = 1;
+    assert_int_equal(policy_check_rcpt(p, &c, &r), 554);
+    assert_string_equal(r.enh, "5.7.1");
+    assert_string_equal(r.text, "Service unavailable; Client host [192.0.2.10] blocked using zen.example; spam source");
+    g_listed = 0;
+    g_sender_domain = 1;
+    assert_int_equal(policy_check_rcpt(p, &c, &r), 450);
+    assert_string_equal(r.text, "<alice@remote.test>: Sender address rejected: Domain not found");
+    g_sender_domain = 2;
+    assert_int_equal(policy_check_rcpt(p, &c, &r), 550);
+    assert_string_equal(r.enh, "5.7.27");
+    g_sender_domain = -1;
+    assert_int_equal(policy_check_rcpt(p, &c, &r), 451);
+    g_sender_domain = 0;
+    assert_int_equal(policy_check_rcpt(p, &c, &r), 0);
+    c.sender = "";                    /* the null sender has no domain */
+    g_sender_domain = 1;
+    assert_int_equal(policy_check_rcpt(p, &c, &r), 0);
+    policy_free(p);
+    p = parse_ok(NULL, NULL, NULL, NULL, NULL);
+    assert_int_equal(policy_rbl_zones(p, zones, 4), 0);
+    assert_int_equal(policy_checks_sender_domain(p), 0);
     policy_free(p);
 }
 
@@ -971,6 +1029,7 @@ int main(void)
         cmocka_unit_test_setup(test_unlisted_with_tricks, setup_one),
         cmocka_unit_test_setup(test_parse_errors, setup_one),
         cmocka_unit_test_setup(test_ignored_restrictions, setup_one),
+        cmocka_unit_test_setup(test_dns_restrictions, setup_one),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }
