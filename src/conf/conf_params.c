@@ -27,7 +27,6 @@
 static const char *const planned[] = {
     "default_privs",
     "line_length_limit", "local_destination_concurrency_limit",
-    "mynetworks_style",
     "smtpd_process_count", NULL,
 };
 
@@ -124,7 +123,7 @@ const struct conf_param conf_params[] = {
     LIST("mynetworks", "127.0.0.0/8 [::1]/128",
         "Client networks allowed to relay (permit_mynetworks)."),
     ENUM("mynetworks_style", "host", "host|subnet|class",
-        "How mynetworks is derived when not set (tern uses the explicit default)."),
+        "When set and mynetworks is not: host (the interfaces' addresses), subnet (their networks), class; unset: loopback only."),
     STR("myorigin", "$myhostname",
         "Domain that locally posted mail appears to come from."),
     STR("queue_directory", "/var/spool/tern",
@@ -266,6 +265,8 @@ const struct conf_param conf_params[] = {
         "TLS from the first byte (port 465, RFC 8314) instead of STARTTLS."),
     BOOL("smtputf8_enable", "yes",
         "Offer and accept SMTPUTF8 (RFC 6531)."),
+    LIST("tls_server_sni_maps", "",
+        "Server certificates by name (SNI): host name (.domain: its subdomains) to PEM files each holding a key and its chain."),
     LIST("transport_maps", "",
         "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host or local:."),
 };

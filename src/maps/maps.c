@@ -747,6 +747,23 @@ static int lookup_group(const char *key, char **value)
     }
 }
 
+int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char *value), void *arg)
+{
+    if (m->kind == MAP_KIND_FILE && file_refresh(m) != 0)
+        return -1;
+    if (m->kind != MAP_KIND_FILE && m->kind != MAP_KIND_INLINE)
+        return 0;
+    for (size_t i = 0; i < m->table.cap; i++) {
+        const struct slot *sl = &m->table.slots[i];
+        if (sl->key_off == SLOT_EMPTY)
+            continue;
+        int rc = fn(arg, m->table.arena.buf + sl->key_off, m->table.arena.buf + sl->val_off);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int map_lookup(struct map *m, const char *key, char **value)
 {
     *value = NULL;

@@ -62,6 +62,11 @@ struct map *map_open(const char *spec, unsigned flags, char **err);
 /* 1 found (*value malloc'd), 0 not found, -1 temporary error (e.g. file unreadable). */
 int map_lookup(struct map *m, const char *key, char **value);
 void map_close(struct map *m);
+/* Calls fn for every entry of a file or inline: table (keys folded to
+ * lower case), in no particular order, until fn returns non-zero (which is
+ * returned). 0 for other table types, -1 when the file cannot be read. */
+int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char *value), void *arg);
+
 /* The spec as given to map_open (surrounding blanks removed). */
 const char *map_spec(const struct map *m);
 

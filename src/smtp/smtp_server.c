@@ -5,6 +5,7 @@
 #include "smtp/smtp_server.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -59,6 +60,53 @@ static void session_free(struct smtp_session *s);
 static void tls_established(struct smtp_session *s);
 
 /* ---------- settings ---------- */
+
+/* Postfix's mynetworks_style when mynetworks itself is not set: "host"
+ * the interfaces' own addresses, "subnet" their networks, "class" (IPv4)
+ * the whole class A/B/C network of each. NULL if none could be read. */
+static char *mynetworks_from_style(const char *style)
+{
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return NULL;
+    struct strbuf sb = STRBUF_INIT;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next) {
+        if (!p->ifa_addr || !p->ifa_netmask)
+            continue;
+        char buf[INET6_ADDRSTRLEN];
+        if (p->ifa_addr->sa_family == AF_INET) {
+            uint32_t a = ntohl(((struct sockaddr_in *)p->ifa_addr)->sin_addr.s_addr);
+            uint32_t m = ntohl(((struct sockaddr_in *)p->ifa_netmask)->sin_addr.s_addr);
+            int bits = 32;
+            if (strcmp(style, "subnet") == 0) {
+                bits = __builtin_popcount(m);
+            } else if (strcmp(style, "class") == 0) {
+                bits = a >> 31 == 0 ? 8 : a >> 30 == 2 ? 16 : 24;
+                m = bits ? 0xffffffffu << (32 - bits) : 0;
+            }
+            if (strcmp(style, "host") != 0)
+                a &= m;
+            struct in_addr ia = {htonl(a)};
+            inet_ntop(AF_INET, &ia, buf, sizeof buf);
+            sb_printf(&sb, "%s%s/%d", sb.len ? " " : "", buf, bits);
+        } else if (p->ifa_addr->sa_family == AF_INET6) {
+            struct in6_addr a6 = ((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr;
+            const struct in6_addr *m6 = &((struct sockaddr_in6 *)p->ifa_netmask)->sin6_addr;
+            int bits = 128;
+            if (strcmp(style, "host") != 0) {
+                bits = 0;
+                for (int i = 0; i < 16; i++) {
+                    bits += __builtin_popcount(m6->s6_addr[i]);
+                    a6.s6_addr[i] &= m6->s6_addr[i];
+                }
+            }
+            inet_ntop(AF_INET6, &a6, buf, sizeof buf);
+            sb_printf(&sb, "%s[%s]/%d", sb.len ? " " : "", buf, bits);
+        }
+    }
+    freeifaddrs(ifa);
+    return sb.len ? sb_detach(&sb) : (sb_free(&sb), NULL);
+}
 
 void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
                          struct ssl_ctx_st *tls_ctx)
@@ -131,10 +179,16 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->require_from = conf_bool(c, "smtpd_require_from_header");
     s->reject_bare_lf = strcmp(conf_str(c, "smtpd_forbid_bare_newline"), "reject") == 0;
     char *bad = NULL;
-    if (cidr_list_parse(&s->mynetworks, conf_str(c, "mynetworks"), &bad) > 0) {
+    char *derived = NULL;
+    if (!conf_is_set(c, "mynetworks") && conf_is_set(c, "mynetworks_style"))
+        derived = mynetworks_from_style(conf_str(c, "mynetworks_style"));
+    if (derived)
+        log_info("mynetworks (from mynetworks_style = %s): %s", conf_str(c, "mynetworks_style"), derived);
+    if (cidr_list_parse(&s->mynetworks, derived ? derived : conf_str(c, "mynetworks"), &bad) > 0) {
         log_warn("mynetworks: ignoring malformed entry \"%s\"", bad);
         free(bad);
     }
+    free(derived);
 }
 
 struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err)

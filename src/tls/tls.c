@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "conf/conf.h"
+#include "maps/maps.h"
 #include "util/mem.h"
 
 static const struct {
@@ -163,6 +164,131 @@ static int load_chain_files(SSL_CTX *ctx, struct conf *c, char **err)
     return rc;
 }
 
+/* ---- SNI (tls_server_sni_maps): one context per name, all loaded here ---- */
+
+struct sni_entry {
+    char *name;      /* lower case; ".example.com" stands for its subdomains */
+    SSL_CTX *ctx;
+};
+
+struct sni_table {
+    struct sni_entry *e;
+    size_t n;
+};
+
+static int sni_index = -1;
+
+static void sni_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    struct sni_table *t = ptr;
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->e[i].name);
+        SSL_CTX_free(t->e[i].ctx);
+    }
+    free(t->e);
+    free(t);
+}
+
+static SSL_CTX *sni_find(const struct sni_table *t, const char *name)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcasecmp(t->e[i].name, name) == 0)
+            return t->e[i].ctx;
+    /* the parents: ".example.com" for "mail.example.com" */
+    for (const char *p = strchr(name, '.'); p; p = strchr(p + 1, '.'))
+        for (size_t i = 0; i < t->n; i++)
+            if (strcasecmp(t->e[i].name, p) == 0)
+                return t->e[i].ctx;
+    return NULL;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    (void)alert;
+    const struct sni_table *t = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    SSL_CTX *ctx = name ? sni_find(t, name) : NULL;
+    if (ctx)
+        SSL_set_SSL_CTX(ssl, ctx);
+    return SSL_TLSEXT_ERR_OK;   /* unknown names get the default certificate */
+}
+
+static SSL_CTX *server_ctx_base(struct conf *c, char **err);
+
+struct sni_build {
+    struct conf *c;
+    struct sni_table *t;
+    char *err;
+};
+
+static int sni_add(void *arg, const char *key, const char *value)
+{
+    struct sni_build *b = arg;
+    SSL_CTX *ctx = server_ctx_base(b->c, &b->err);
+    if (!ctx)
+        return -1;
+    /* each file holds a private key and its certificate chain */
+    char *files = xstrdup(value), *save = NULL;
+    int rc = 0;
+    for (char *f = strtok_r(files, " \t,", &save); f && rc == 0; f = strtok_r(NULL, " \t,", &save))
+        rc = load_pair(ctx, f, f, &b->err);
+    free(files);
+    if (rc != 0) {
+        char *e = b->err;
+        b->err = xasprintf("tls_server_sni_maps: %s: %s", key, e);
+        free(e);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    struct sni_table *t = b->t;
+    t->e = xrealloc(t->e, (t->n + 1) * sizeof *t->e);
+    t->e[t->n].name = xstrdup(key);
+    t->e[t->n].ctx = ctx;
+    t->n++;
+    return 0;
+}
+
+static int setup_sni(SSL_CTX *ctx, struct conf *c, char **err)
+{
+    struct conf_list l = conf_list(c, "tls_server_sni_maps");
+    if (l.n == 0) {
+        conf_list_free(&l);
+        return 0;
+    }
+    if (sni_index < 0)
+        sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
+    struct sni_build b = {c, xcalloc(1, sizeof *b.t), NULL};
+    int rc = 0;
+    for (size_t i = 0; i < l.n && rc == 0; i++) {
+        char *merr = NULL;
+        struct map *m = map_open(l.items[i], 0, &merr);
+        if (!m) {
+            b.err = xasprintf("tls_server_sni_maps: %s", merr ? merr : l.items[i]);
+            free(merr);
+            rc = -1;
+            break;
+        }
+        if (map_foreach(m, sni_add, &b) != 0) {
+            if (!b.err)
+                b.err = xasprintf("tls_server_sni_maps: cannot read %s", l.items[i]);
+            rc = -1;
+        }
+        map_close(m);
+    }
+    conf_list_free(&l);
+    SSL_CTX_set_ex_data(ctx, sni_index, b.t);   /* freed with ctx, also on error */
+    if (rc != 0) {
+        *err = b.err;
+        return -1;
+    }
+    SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(ctx, b.t);
+    return 0;
+}
+
 SSL_CTX *tls_server_ctx(struct conf *c, char **err)
 {
     *err = NULL;
@@ -173,6 +299,28 @@ SSL_CTX *tls_server_ctx(struct conf *c, char **err)
     int have_chain = *conf_str(c, "smtpd_tls_chain_files") != '\0';
     if (!have_chain && !*cert && !*eccert)
         return NULL;
+    SSL_CTX *ctx = server_ctx_base(c, err);
+    if (!ctx)
+        return NULL;
+    int rc = 0;
+    if (have_chain)
+        rc = load_chain_files(ctx, c, err);
+    if (rc == 0 && *cert)
+        rc = load_pair(ctx, cert, *key ? key : cert, err);
+    if (rc == 0 && *eccert)
+        rc = load_pair(ctx, eccert, *eckey ? eckey : eccert, err);
+    if (rc == 0)
+        rc = setup_sni(ctx, c, err);
+    if (rc != 0) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* A context with the listener's protocols, options and ciphers, no keys. */
+static SSL_CTX *server_ctx_base(struct conf *c, char **err)
+{
     const char *protocols = conf_str(c, tls_server_level(c) == TLS_LEVEL_ENCRYPT ? "smtpd_tls_mandatory_protocols"
                                                                                     : "smtpd_tls_protocols");
     const char *bad = NULL;
@@ -204,17 +352,6 @@ SSL_CTX *tls_server_ctx(struct conf *c, char **err)
         return NULL;
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    int rc = 0;
-    if (have_chain)
-        rc = load_chain_files(ctx, c, err);
-    if (rc == 0 && *cert)
-        rc = load_pair(ctx, cert, *key ? key : cert, err);
-    if (rc == 0 && *eccert)
-        rc = load_pair(ctx, eccert, *eckey ? eckey : eccert, err);
-    if (rc != 0) {
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
     return ctx;
 }
 

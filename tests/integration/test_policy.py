@@ -127,3 +127,15 @@ def test_dnsbl_and_unknown_sender_domain(tern_instance, test_dns):
         450, "450 4.1.8 <a@nowhere.test>: Sender address rejected: Domain not found")
     assert rcpt_reply(tern, "you@localhost", source="127.0.0.3", sender="a@nullmx.test")[0] == 550
     assert rcpt_reply(tern, "you@localhost", source="127.0.0.3", sender="a@aonly.test")[0] == 250  # A, no MX
+
+
+@pytest.mark.parametrize("style,relays", [("host", False), ("subnet", True)])
+def test_mynetworks_style(tern_instance, style, relays):
+    """Without mynetworks, mynetworks_style derives it from the interfaces
+    (lo is 127.0.0.1/8): host trusts 127.0.0.1 only, subnet all of 127/8."""
+    tern_instance.write_config(mynetworks=None, mynetworks_style=style)
+    tern = tern_instance.start()
+    code, text = rcpt_reply(tern, "far@remote.example", source="127.0.0.77")
+    assert (code == 250) == relays, text
+    assert rcpt_reply(tern, "far@remote.example")[0] == 250   # 127.0.0.1 itself, either way
+    tern.wait_log(f"mynetworks (from mynetworks_style = {style}):")

@@ -174,3 +174,39 @@ def test_swaks_starttls(tern_instance, tls_files):
     assert r.returncode == 0, out
     assert "TLS started" in out
     tern.wait_messages("erin")
+
+
+def test_sni_chooses_the_certificate(tern_instance, tls_files, work_dir):
+    """tls_server_sni_maps: a client asking for alt.example.test gets that
+    name's certificate; others get the default one."""
+    alt = work_dir / "alt.pem"
+    key, cert = work_dir / "alt-key.pem", work_dir / "alt-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=alt.example.test"],
+                   check=True, capture_output=True)
+    alt.write_bytes(key.read_bytes() + cert.read_bytes())
+    alt.chmod(0o600)
+    sni = work_dir / "sni"
+    sni.write_text(f"alt.example.test {alt}\n.alt.example.test {alt}\n")
+    tern = tls_tern(tern_instance, tls_files, tls_server_sni_maps=f"texthash:{sni}")
+
+    def subject(servername):
+        sock = socket.create_connection((tern.host, tern.port), timeout=10)
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO client.example\r\n")
+        while not f.readline().startswith(b"250 "):
+            pass
+        sock.sendall(b"STARTTLS\r\n")
+        assert f.readline().startswith(b"220")
+        tls = client_ctx().wrap_socket(sock, server_hostname=servername)
+        der = tls.getpeercert(binary_form=True)
+        tls.close()
+        out = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject"], input=der,
+                             capture_output=True).stdout.decode()
+        return out.strip()
+
+    assert "CN = alt.example.test" in subject("alt.example.test")
+    assert "CN = alt.example.test" in subject("mx.alt.example.test")     # .domain entry
+    assert "CN = mail.example.test" in subject("mail.example.test")
+    assert "CN = mail.example.test" in subject("unknown.example")
