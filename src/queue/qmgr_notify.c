@@ -174,36 +174,63 @@ static void fill_rcpt(struct dsn_rcpt *d, const struct qmsg *q, const struct qf_
     d->last_attempt = (time_t)r->last_try;
 }
 
+/* The recipients one notice reports, with the strings fill_rcpt made. */
+struct rcpt_set {
+    struct dsn_rcpt *d;
+    char **diags, **orcpts, **mtas;
+    size_t *which;   /* their indices in the message */
+    size_t n;
+};
+
+static void set_init(struct rcpt_set *s, size_t cap)
+{
+    s->d = xcalloc(cap, sizeof *s->d);
+    s->diags = xcalloc(cap, sizeof *s->diags);
+    s->orcpts = xcalloc(cap, sizeof *s->orcpts);
+    s->mtas = xcalloc(cap, sizeof *s->mtas);
+    s->which = xcalloc(cap, sizeof *s->which);
+    s->n = 0;
+}
+
+static struct dsn_rcpt *set_add(struct rcpt_set *s, const struct qmsg *q, size_t idx, const char *action)
+{
+    size_t n = s->n++;
+    fill_rcpt(&s->d[n], q, &q->m.rcpts[idx], action, &s->diags[n], &s->orcpts[n], &s->mtas[n]);
+    s->which[n] = idx;
+    return &s->d[n];
+}
+
+static void set_free(struct rcpt_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->diags[i]);
+        free(s->orcpts[i]);
+        free(s->mtas[i]);
+    }
+    free(s->diags);
+    free(s->orcpts);
+    free(s->mtas);
+    free(s->which);
+    free(s->d);
+}
+
 static int send_kind(struct pending *p, enum dsn_kind kind, const char *to, const char *notice)
 {
     struct qmsg *q = p->q;
-    struct dsn_rcpt *d = xcalloc(q->m.nrcpt, sizeof *d);
-    char **diags = xcalloc(q->m.nrcpt, sizeof *diags), **orcpts = xcalloc(q->m.nrcpt, sizeof *orcpts);
-    char **mtas = xcalloc(q->m.nrcpt, sizeof *mtas);
-    size_t n = 0;
+    struct rcpt_set set;
+    set_init(&set, q->m.nrcpt);
     for (size_t i = 0; i < q->m.nrcpt; i++) {
         const struct qf_rcpt *r = &q->m.rcpts[i];
-        if (kind == DSN_FAILURE && r->state == QF_FAILED && wants(r, QF_NOTIFY_FAILURE, 1)) {
-            fill_rcpt(&d[n], q, r, "failed", &diags[n], &orcpts[n], &mtas[n]);
-            n++;
-        } else if (kind == DSN_SUCCESS && r->state == QF_DELIVERED && wants(r, QF_NOTIFY_SUCCESS, 0) &&
-                   !(r->flags & QF_RCPT_REMOTE_DSN)) {
+        if (kind == DSN_FAILURE && r->state == QF_FAILED && wants(r, QF_NOTIFY_FAILURE, 1))
+            set_add(&set, q, i, "failed");
+        else if (kind == DSN_SUCCESS && r->state == QF_DELIVERED && wants(r, QF_NOTIFY_SUCCESS, 0) &&
+                 !(r->flags & QF_RCPT_REMOTE_DSN))
             /* A next hop that took our NOTIFY reports success itself; one
              * that could not is "relayed" (RFC 3461 §5.2.2, §6.3.1). */
-            fill_rcpt(&d[n], q, r, r->remote_mta[0] ? "relayed" : "delivered", &diags[n], &orcpts[n], &mtas[n]);
-            n++;
-        }
+            set_add(&set, q, i, r->remote_mta[0] ? "relayed" : "delivered");
     }
-    int rc = n ? send_one(p, kind, notice, to, d, n) : 0;
-    for (size_t i = 0; i < n; i++) {
-        free(diags[i]);
-        free(orcpts[i]);
-        free(mtas[i]);
-    }
-    free(diags);
-    free(orcpts);
-    free(mtas);
-    free(d);
+    int rc = set.n ? send_one(p, kind, notice, to, set.d, set.n) : 0;
+    set_free(&set);
     return rc;
 }
 
@@ -218,47 +245,33 @@ void qmgr_notify_delayed(struct qmsg *q, long long lifetime)
 {
     if (!*q->m.sender || qf_message_attr(&q->m, "notice"))
         return;
-    struct dsn_rcpt *d = xcalloc(q->m.nrcpt, sizeof *d);
-    char **diags = xcalloc(q->m.nrcpt, sizeof *diags), **orcpts = xcalloc(q->m.nrcpt, sizeof *orcpts);
-    char **mtas = xcalloc(q->m.nrcpt, sizeof *mtas);
-    size_t *which = xcalloc(q->m.nrcpt, sizeof *which);
-    size_t n = 0;
+    struct rcpt_set set;
+    set_init(&set, q->m.nrcpt);
     time_t until = (time_t)(q->m.arrival_us / 1000000 + lifetime);
     for (size_t i = 0; i < q->m.nrcpt; i++) {
         struct qf_rcpt *r = &q->m.rcpts[i];
         if (r->state != QF_DEFERRED || (r->flags & QF_RCPT_DELAY_WARNED) || !wants(r, QF_NOTIFY_DELAY, 1))
             continue;
-        fill_rcpt(&d[n], q, r, "delayed", &diags[n], &orcpts[n], &mtas[n]);
-        d[n].will_retry_until = until;
-        which[n++] = i;
+        set_add(&set, q, i, "delayed")->will_retry_until = until;
     }
-    if (n > 0) {
+    if (set.n > 0) {
         /* The notice's commit is reported to a pending of its own, which
          * must not touch q: the message may be gone by then. */
         struct pending *p = xcalloc(1, sizeof *p);
         p->q = q;
         p->done = delay_notice_done;
         p->outstanding = 1;
-        if (send_one(p, DSN_DELAY, NOTICE_DELAY, q->m.sender, d, n) != 0)
+        if (send_one(p, DSN_DELAY, NOTICE_DELAY, q->m.sender, set.d, set.n) != 0)
             p->failed = 1;
         p->q = NULL;
         committed(p, !p->failed);
-        for (size_t k = 0; k < n; k++) {
-            q->m.rcpts[which[k]].flags |= QF_RCPT_DELAY_WARNED;
-            if (store_append_status(&q->m, q->place, which[k]) != 0)
+        for (size_t k = 0; k < set.n; k++) {
+            q->m.rcpts[set.which[k]].flags |= QF_RCPT_DELAY_WARNED;
+            if (store_append_status(&q->m, q->place, set.which[k]) != 0)
                 log_warn("%s: cannot record the delay notice: %s", q->m.id, strerror(errno));
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        free(diags[i]);
-        free(orcpts[i]);
-        free(mtas[i]);
-    }
-    free(diags);
-    free(orcpts);
-    free(mtas);
-    free(which);
-    free(d);
+    set_free(&set);
 }
 
 int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok))

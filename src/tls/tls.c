@@ -318,18 +318,16 @@ SSL_CTX *tls_server_ctx(struct conf *c, char **err)
     return ctx;
 }
 
-/* A context with the listener's protocols, options and ciphers, no keys. */
-static SSL_CTX *server_ctx_base(struct conf *c, char **err)
+/* A context of method limited to the protocol list of param. */
+static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *param, const char *protocols, char **err)
 {
-    const char *protocols = conf_str(c, tls_server_level(c) == TLS_LEVEL_ENCRYPT ? "smtpd_tls_mandatory_protocols"
-                                                                                    : "smtpd_tls_protocols");
     const char *bad = NULL;
     int minv = tls_min_version(protocols, &bad);
     if (minv < 0) {
-        *err = xasprintf("smtpd_tls_protocols: unknown or empty protocol list at \"%s\"", bad);
+        *err = xasprintf("%s: unknown or empty protocol list at \"%s\"", param, bad);
         return NULL;
     }
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *ctx = SSL_CTX_new(method);
     if (!ctx) {
         *err = ssl_err("cannot create a TLS context", NULL);
         return NULL;
@@ -338,6 +336,17 @@ static SSL_CTX *server_ctx_base(struct conf *c, char **err)
     int maxv = max_version(protocols);
     if (maxv)
         SSL_CTX_set_max_proto_version(ctx, maxv);
+    return ctx;
+}
+
+/* A context with the listener's protocols, options and ciphers, no keys. */
+static SSL_CTX *server_ctx_base(struct conf *c, char **err)
+{
+    const char *param = tls_server_level(c) == TLS_LEVEL_ENCRYPT ? "smtpd_tls_mandatory_protocols"
+                                                                  : "smtpd_tls_protocols";
+    SSL_CTX *ctx = new_ctx(TLS_server_method(), param, conf_str(c, param), err);
+    if (!ctx)
+        return NULL;
     /* Renegotiation and compression only ever helped attackers; the
      * server picks the cipher so the list's order counts. */
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
@@ -358,22 +367,9 @@ static SSL_CTX *server_ctx_base(struct conf *c, char **err)
 SSL_CTX *tls_client_ctx(struct conf *c, const char *protocols_param, char **err)
 {
     *err = NULL;
-    const char *bad = NULL;
-    const char *protocols = conf_str(c, protocols_param);
-    int minv = tls_min_version(protocols, &bad);
-    if (minv < 0) {
-        *err = xasprintf("%s: unknown or empty protocol list at \"%s\"", protocols_param, bad);
+    SSL_CTX *ctx = new_ctx(TLS_client_method(), protocols_param, conf_str(c, protocols_param), err);
+    if (!ctx)
         return NULL;
-    }
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        *err = ssl_err("cannot create a TLS context", NULL);
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, minv);
-    int maxv = max_version(protocols);
-    if (maxv)
-        SSL_CTX_set_max_proto_version(ctx, maxv);
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     return ctx;
