@@ -308,3 +308,45 @@ def test_open_relay_battery(tern_instance):
     assert tern.cli("queue").stdout.decode().strip() == "Mail queue is empty"
     # and the plain remote forms were refused with the relay reply
     assert "victim@other.test" not in accepted and "victim@OTHER.TEST" not in accepted
+
+
+def test_the_seed_configuration(tern_instance, tls_files, dovecot):
+    """The tutorials' main.cf and master.cf, only ports and file paths
+    changed (and chroot left as written: tern has none to do)."""
+    cert, key = tls_files["rsa"]
+    sub_port, smtps_port = free_port(), free_port()
+    h = tern_instance.host
+    tern_instance.write_config(
+        smtpd_sasl_auth_enable="yes", smtpd_sasl_type="dovecot", smtpd_sasl_path="private/auth",
+        smtpd_tls_security_level="may", smtpd_tls_cert_file=str(cert), smtpd_tls_key_file=str(key),
+        smtpd_tls_protocols="!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
+        smtpd_recipient_restrictions="permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
+        mynetworks="127.0.0.1/32")
+    tern_instance.master_cf = (f"{h}:{tern_instance.port}       inet n - y - - smtpd\n"
+                               f"{h}:{sub_port} inet n - y - - smtpd\n"
+                               f"  -o smtpd_tls_security_level=encrypt\n"
+                               f"  -o smtpd_sasl_auth_enable=yes\n"
+                               f"  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject\n"
+                               f"{h}:{smtps_port}      inet n - y - - smtpd\n"
+                               f"  -o smtpd_tls_wrappermode=yes\n"
+                               f"  -o smtpd_sasl_auth_enable=yes\n")
+    tern = tern_instance.start()
+    # Dovecot's "unix_listener /var/spool/postfix/private/auth", in tern's queue
+    os.symlink(dovecot, tern.queue_dir / "private" / "auth")
+    with smtplib.SMTP(h, sub_port, timeout=10) as c:
+        c.ehlo("laptop")
+        c.starttls(context=client_ctx())
+        c.ehlo("laptop")
+        c.login("imapuser@example.test", PASSWORD)
+        c.sendmail("imapuser@example.test", ["far@remote.example"], b"Subject: seed\r\n\r\nx\r\n")
+    with smtplib.SMTP_SSL(h, smtps_port, context=client_ctx(), timeout=10) as c:
+        c.login("imapuser@example.test", PASSWORD)
+        c.sendmail("imapuser@example.test", ["hal@localhost"], b"Subject: seed 465\r\n\r\nx\r\n")
+    tern.wait_messages("hal")
+    tern.wait_log("to=<far@remote.example>")
+    # port 25 from outside: no relaying without a login
+    c = smtplib.SMTP(h, tern_instance.port, timeout=10, source_address=("127.0.0.60", 0))
+    c.ehlo("outside.example")
+    c.mail("x@outside.example")
+    assert c.rcpt("far@remote.example")[0] == 554
+    c.quit()
