@@ -350,3 +350,12 @@ def test_the_seed_configuration(tern_instance, tls_files, dovecot):
     c.mail("x@outside.example")
     assert c.rcpt("far@remote.example")[0] == 554
     c.quit()
+
+
+def test_unreachable_backend_is_a_temporary_failure(tern_instance, tls_files, work_dir):
+    sub = Submission(tern_instance, tls_files, smtpd_sasl_type="dovecot",
+                     smtpd_sasl_path=str(work_dir / "no-such-socket"))
+    tern_instance.start()
+    with sub.submit() as c:
+        code, text = c.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0u@example.test\0pw").decode())
+        assert (code, text) == (454, b"4.7.0 Temporary authentication failure")

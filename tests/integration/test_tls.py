@@ -210,3 +210,30 @@ def test_sni_chooses_the_certificate(tern_instance, tls_files, work_dir):
     assert "CN = alt.example.test" in subject("mx.alt.example.test")     # .domain entry
     assert "CN = mail.example.test" in subject("mail.example.test")
     assert "CN = mail.example.test" in subject("unknown.example")
+
+
+def test_openssl_s_client_port_465_and_chain_files(tern_instance, tls_files, work_dir):
+    """smtpd_tls_chain_files (key and chain in one file, RSA and ECDSA side
+    by side) on a wrapper-mode port, checked with openssl s_client -connect."""
+    from conftest import free_port
+    chain = []
+    for kind in ("rsa", "ec"):
+        cert, key = tls_files[kind]
+        f = work_dir / f"{kind}-chain.pem"
+        f.write_bytes(key.read_bytes() + cert.read_bytes())
+        f.chmod(0o600)
+        chain.append(str(f))
+    port = free_port()
+    tern_instance.master_cf = (f"{tern_instance.host}:{tern_instance.port} inet n - n - - smtpd\n"
+                               f"{tern_instance.host}:{port} inet n - n - - smtpd\n"
+                               f"  -o smtpd_tls_wrappermode=yes\n")
+    tern_instance.write_config(smtpd_tls_chain_files=", ".join(chain))
+    tern = tern_instance.start()
+    for sigalg, want in (("ECDSA+SHA256", "ECDSA"), ("RSA-PSS+SHA256", "RSA")):
+        r = subprocess.run(["openssl", "s_client", "-connect", f"{tern.host}:{port}", "-brief", "-tls1_3", "-ign_eof",
+                            "-sigalgs", sigalg], input=b"EHLO client.example\r\nQUIT\r\n", capture_output=True,
+                           timeout=30)
+        out = (r.stdout + r.stderr).decode(errors="replace")
+        assert "Protocol version: TLSv1.3" in out, out
+        assert f"Signature type: {want}" in out or (want == "RSA" and "Signature type: RSA-PSS" in out), out
+        assert "220 mail.example.test ESMTP" in out, out
