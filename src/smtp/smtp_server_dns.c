@@ -120,20 +120,37 @@ void sdns_connect(struct smtp_session *s)
         return;
     const char *zones[SDNS_MAX_ZONES];
     size_t n = policy_rbl_zones(s->set->policy, zones, SDNS_MAX_ZONES);
+    /* the address reversed: octets for IPv4, nibbles for IPv6 (RFC 5782 §2.4) */
+    char rev[80];
     struct in_addr a4;
-    if (n == 0 || inet_pton(AF_INET, s->client_addr, &a4) != 1)
-        return; /* IPv6 lists are not asked yet */
+    struct in6_addr a6;
+    if (n == 0)
+        return;
+    if (inet_pton(AF_INET, s->client_addr, &a4) == 1) {
+        const unsigned char *o = (const unsigned char *)&a4;
+        snprintf(rev, sizeof rev, "%u.%u.%u.%u", o[3], o[2], o[1], o[0]);
+    } else if (inet_pton(AF_INET6, s->client_addr, &a6) == 1) {
+        static const char hex[] = "0123456789abcdef";
+        char *w = rev;
+        for (int i = 15; i >= 0; i--) {
+            *w++ = hex[a6.s6_addr[i] & 15];
+            *w++ = '.';
+            *w++ = hex[a6.s6_addr[i] >> 4];
+            *w++ = i ? '.' : '\0';
+        }
+    } else {
+        return;
+    }
     struct dns_ctx *d = dns_for(s);
     if (!d)
         return;
     struct sdns_state *st = state(s);
-    const unsigned char *o = (const unsigned char *)&a4;
     for (size_t i = 0; i < n; i++) {
         struct sdns_rbl *r = &st->rbl[st->nrbl++];
         r->st = st;
         r->zone = zones[i];
         r->listed = -1;
-        char *name = xasprintf("%u.%u.%u.%u.%s", o[3], o[2], o[1], o[0], zones[i]);
+        char *name = xasprintf("%s.%s", rev, zones[i]);
         st->pending += 2;
         r->a = dns_lookup(d, name, DNS_TYPE_A, on_a, r);
         r->txt = dns_lookup(d, name, DNS_TYPE_TXT, on_txt, r);

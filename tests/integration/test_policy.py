@@ -139,3 +139,21 @@ def test_mynetworks_style(tern_instance, style, relays):
     assert (code == 250) == relays, text
     assert rcpt_reply(tern, "far@remote.example")[0] == 250   # 127.0.0.1 itself, either way
     tern.wait_log(f"mynetworks (from mynetworks_style = {style}):")
+
+
+def test_dnsbl_for_an_ipv6_client(tern_instance, test_dns):
+    import socket
+    with socket.socket(socket.AF_INET6) as s6:
+        s6.bind(("::1", 0))
+        port6 = s6.getsockname()[1]
+    tern_instance.master_cf = (f"{tern_instance.host}:{tern_instance.port} inet n - n - - smtpd\n"
+                               f"[::1]:{port6} inet n - n - - smtpd\n")
+    tern_instance.write_config(mynetworks="127.0.0.1/32", dns_resolvers=test_dns.resolver,
+                               smtpd_client_restrictions="reject_rbl_client rbl.test")
+    tern = tern_instance.start()
+    c = smtplib.SMTP("::1", port6, timeout=10)
+    c.ehlo("v6.example")
+    c.mail("a@sink.test")
+    code, text = c.rcpt("you@localhost")
+    c.close()
+    assert (code, text) == (554, b"5.7.1 Service unavailable; Client host [::1] blocked using rbl.test")
