@@ -853,8 +853,8 @@ int qmgr_main(struct runtime *rt)
     event_free(qm.pickup_timer);
     event_free(qm.listen_ev);
     qmgr_control_stop();
-    relay_shutdown();
     store_close();      /* its last callbacks may still need pickup's state */
+    relay_shutdown();   /* after them: a last commit may still route a recipient */
     pickup_shutdown();
     qmgr_notify_shutdown();
     while (conns) {

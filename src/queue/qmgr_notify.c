@@ -261,11 +261,13 @@ void qmgr_notify_delayed(struct qmsg *q, long long lifetime)
         p->q = q;
         p->done = delay_notice_done;
         p->outstanding = 1;
-        if (send_one(p, DSN_DELAY, NOTICE_DELAY, q->m.sender, set.d, set.n) != 0)
+        int queued = send_one(p, DSN_DELAY, NOTICE_DELAY, q->m.sender, set.d, set.n) == 0;
+        if (!queued)
             p->failed = 1;
         p->q = NULL;
         committed(p, !p->failed);
-        for (size_t k = 0; k < set.n; k++) {
+        /* marked only when the notice exists: else the next round tries again */
+        for (size_t k = 0; queued && k < set.n; k++) {
             q->m.rcpts[set.which[k]].flags |= QF_RCPT_DELAY_WARNED;
             if (store_append_status(&q->m, q->place, set.which[k]) != 0)
                 log_warn("%s: cannot record the delay notice: %s", q->m.id, strerror(errno));

@@ -328,6 +328,8 @@ static void kick_soon(void)
 
 void relay_enqueue(struct qmsg *q, size_t idx)
 {
+    if (!rl.kick)
+        return;   /* shutting down: the recipient stays due for the next start */
     qmsg_rcpt_take(q, idx);
     char *hop = nexthop_for(q->m.rcpts[idx].addr);
     struct relay_dest *d = dest_get(hop);
@@ -381,7 +383,8 @@ static void job_free(struct relay_job *j)
     d->active--;
     rl.active--;
     free(j);
-    dest_free_if_idle(d);
+    /* an idle destination is freed by on_kick, never here: this may run
+     * inside on_kick's walk over the destinations */
     kick_soon();
 }
 
@@ -489,7 +492,10 @@ static void launch(struct relay_job *j)
     o.tls_level = j->tls_level;
     o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
     o.tls_match = j->tls_match;
-    char *key = xasprintf("%s:%u", j->dest->key, j->dest->port);
+    /* a cached connection serves only the same policy: TLS level, names
+     * and login are part of the key */
+    char *key = xasprintf("%s:%u:%d:%s:%s", j->dest->key, j->dest->port, j->tls_level,
+                          j->tls_match ? j->tls_match : "", j->auth_user ? j->auth_user : "");
     o.cache_key = key;
     j->sc = smtp_client_start(rl.base, &o, j->targets, j->ntargets, &j->msg, on_client_done, j);
     free(key);
@@ -574,13 +580,19 @@ static void on_client_done(void *arg, struct smtp_client_result *res)
     qmsg_finish_if_done(q);
 }
 
-/* Exchangers from the best down to (not including) ourselves; -1 when we
- * are the best one. */
+/* How many of the exchangers (best first) to try: those preferred over
+ * ourselves when we are listed (as Postfix: every record with our
+ * preference or worse is dropped); -1 when that leaves none (a loop). */
 static long usable_hosts(const struct dns_route *r)
 {
-    for (size_t i = 0; i < r->nhosts; i++)
-        if (host_is_us(&r->hosts[i]))
-            return i == 0 || r->hosts[i].pref == r->hosts[0].pref ? -1 : (long)i;
+    for (size_t i = 0; i < r->nhosts; i++) {
+        if (!host_is_us(&r->hosts[i]))
+            continue;
+        size_t n = 0;
+        while (n < r->nhosts && r->hosts[n].pref < r->hosts[i].pref)
+            n++;
+        return n == 0 ? -1 : (long)n;
+    }
     return (long)r->nhosts;
 }
 

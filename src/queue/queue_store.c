@@ -364,8 +364,11 @@ void store_recover(store_found_cb found, void *arg)
                 continue;
             int fd = openat(st.incoming_fd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
             struct stat sb;
-            int live = fd >= 0 && (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
-                                   (fstat(fd, &sb) == 0 && sb.st_mtim.tv_sec >= st.start_time));
+            /* a file that cannot even be opened (EMFILE ...) is left for
+             * the next start; a symlink (ELOOP) never belongs here */
+            int live = fd >= 0 ? (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
+                                  (fstat(fd, &sb) == 0 && sb.st_mtim.tv_sec >= st.start_time))
+                               : errno != ELOOP && errno != ENOENT;
             if (fd >= 0)
                 close(fd);
             if (live)

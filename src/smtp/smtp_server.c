@@ -131,6 +131,9 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->sasl_failure_limit = (long)conf_int(c, "smtpd_sasl_failure_limit");
     s->sasl_lockout_time = (long)conf_time(c, "smtpd_sasl_lockout_time");
     s->sasl_failure_delay = (long)conf_time(c, "smtpd_sasl_failure_delay");
+    /* never long enough to outlast the session's own timeout */
+    if (s->timeout > 1 && s->sasl_failure_delay >= s->timeout)
+        s->sasl_failure_delay = s->timeout / 2;
     s->conn_count_limit = (long)conf_int(c, "smtpd_client_connection_count_limit");
     s->conn_rate_limit = (long)conf_int(c, "smtpd_client_connection_rate_limit");
     s->msg_rate_limit = (long)conf_int(c, "smtpd_client_message_rate_limit");
@@ -485,6 +488,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
             /* during a commit the file is the queue's: leave it alone */
             if (s->state != SS_COMMIT)
                 session_reset_transaction(s);
+            if (s->state == SS_AUTH)
+                auth_session_end(s);   /* no late 235/535 after the 421 */
             session_close_after_reply(s);
             /* give the reply a moment to leave; a dead peer ends it by write timeout */
             bufferevent_enable(s->bev, EV_WRITE);
@@ -526,6 +531,11 @@ void session_start_tls(struct smtp_session *s)
     memset(&s->ext, 0, sizeof s->ext);
     s->state = SS_INIT;
     s->tls_pending = 1;
+    /* The filter moves its output into the socket's buffer until that
+     * reaches the socket bufferevent's write high-water mark; without one it
+     * takes everything, the output session_process watches stays empty,
+     * and a client that never reads could grow us without end. */
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, SMTP_OUTPUT_HIGH_WATER);
     struct bufferevent *tls = bufferevent_openssl_filter_new(s->base, s->bev, SSL_new(s->set->tls_ctx),
                                                              BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!tls) {
@@ -667,6 +677,8 @@ void smtp_sessions_shutdown(void)
             continue; /* finishes on its own */
         session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
                       s->set->myhostname);
+        if (s->state == SS_AUTH)
+            auth_session_end(s);
         session_reset_transaction(s);
         session_close_after_reply(s);
     }

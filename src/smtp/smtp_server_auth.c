@@ -87,16 +87,22 @@ static struct lockout {
 
 static struct lockout *lockout_find(const char *addr, int create)
 {
-    struct lockout *oldest = &lockouts[0];
+    /* A full table reuses the oldest slot that is not locking anybody out:
+     * many failing addresses must not flush the lockouts. */
+    struct lockout *oldest = NULL;
     time_t now = time(NULL);
     for (size_t i = 0; i < LOCKOUT_SLOTS; i++) {
         struct lockout *l = &lockouts[i];
         if (l->addr[0] && strcmp(l->addr, addr) == 0)
             return l;
-        if (!l->addr[0] || (l->until < now && l->first < oldest->first))
+        if (!l->addr[0]) {
+            if (!oldest || oldest->addr[0])
+                oldest = l;
+        } else if (l->until < now && (!oldest || (oldest->addr[0] && l->first < oldest->first))) {
             oldest = l;
+        }
     }
-    if (!create)
+    if (!create || !oldest)
         return NULL;
     memset(oldest, 0, sizeof *oldest);
     str_copy(oldest->addr, addr, sizeof oldest->addr);
@@ -115,6 +121,8 @@ static int count_failure(const struct smtp_session *s)
 {
     long window = s->set->sasl_lockout_time > 0 ? s->set->sasl_lockout_time : 600;
     struct lockout *l = lockout_find(s->client_addr, 1);
+    if (!l)
+        return 0;   /* every slot holds a lockout: this one goes uncounted */
     time_t now = time(NULL);
     if (now - l->first > window) {
         l->failures = 0;
@@ -212,6 +220,8 @@ static void reply_b64(struct smtp_session *s, const char *text)
 
 static void resume(struct smtp_session *s)
 {
+    if (s->state == SS_CLOSING)
+        return;   /* the 421 is out: nothing more */
     s->state = SS_READY;
     bufferevent_enable(s->bev, EV_READ);
     session_resume(s);
@@ -222,6 +232,8 @@ static void delayed_reply(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct smtp_session *s = arg;
+    if (s->state == SS_CLOSING)
+        return;
     if (s->auth_locked) {
         session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
         session_close_after_reply(s);
@@ -236,6 +248,8 @@ static void check_done(void *arg, enum auth_result r, const char *why)
     struct smtp_session *s = arg;
     s->auth_req = NULL;
     s->auth_step = AUTH_NONE;
+    if (s->state == SS_CLOSING)
+        return;
     const char *method = s->sasl_method;
     if (r == AUTH_OK) {
         /* Dovecot says who the user really is ("Alice" may be "alice") */

@@ -8,6 +8,7 @@
 #include "smtp/smtp_server_internal.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +76,10 @@ static struct sdns_state *state(struct smtp_session *s)
 
 static void one_done(struct sdns_state *st)
 {
-    if (--st->pending == 0)
-        session_resume(st->s);
+    /* not while the error tarpit holds the session: its timer resumes it */
+    struct smtp_session *s = st->s;
+    if (--st->pending == 0 && !(s->error_sleep && evtimer_pending(s->error_sleep, NULL)))
+        session_resume(s);
 }
 
 /* The first character-string of the first TXT record (RFC 1035 §3.3.14). */

@@ -511,3 +511,25 @@ def test_relayhost_with_sasl_login(tern_instance, test_dns, work_dir, tls_files)
         assert "relay=127.0.0.7[127.0.0.7]:587" in tern.wait_log("status=sent")
     finally:
         nemesis.stop()
+
+
+def test_equal_preference_with_ourselves_is_a_loop(tern_instance, test_dns, peer):
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["ed@equal.test"], BODY)
+    log = tern.wait_log("status=bounced")
+    assert "mail for equal.test loops back to myself" in log
+    assert peer.received == []
+
+
+def test_bad_relayhost_defers_and_the_queue_lives_on(tern_instance, test_dns, peer):
+    """A broken relayhost setting defers mail with a reason; it never takes
+    the queue process down (which would stop all deliveries)."""
+    tern = relay_tern(tern_instance, test_dns, relayhost="[broken")
+    for i in range(2):
+        send(tern, "alice@example.test", [f"r{i}@sink.test"], BODY)
+    log = tern.wait_log("status=deferred", count=2)
+    assert "bad next hop" in log
+    assert "tern/master" not in "".join(l for l in log.splitlines() if "exited" in l or "signal" in l), log
+    with tern.smtp() as c:       # local delivery still flows
+        c.sendmail("alice@example.test", ["carl@localhost"], BODY)
+    tern.wait_messages("carl")

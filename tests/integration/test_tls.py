@@ -5,6 +5,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 
@@ -237,3 +238,43 @@ def test_openssl_s_client_port_465_and_chain_files(tern_instance, tls_files, wor
         assert "Protocol version: TLSv1.3" in out, out
         assert f"Signature type: {want}" in out or (want == "RSA" and "Signature type: RSA-PSS" in out), out
         assert "220 mail.example.test ESMTP" in out, out
+
+
+def test_client_that_never_reads_cannot_grow_smtpd_memory_over_tls(tern_instance, tls_files, monkeypatch):
+    """After STARTTLS, a client streaming commands without reading the
+    replies is held by the output bound as in plaintext."""
+    from conftest import process_pid
+    # ASan keeps freed memory in quarantine, which would count as growth
+    monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:quarantine_size_mb=0")
+    tern = tls_tern(tern_instance, tls_files)
+    pid = process_pid(tern, "smtpd")
+
+    def rss_kib():
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    sock = socket.create_connection((tern.host, tern.port), timeout=10)
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"EHLO client.example\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    sock.sendall(b"STARTTLS\r\n")
+    assert f.readline().startswith(b"220")
+    tls = client_ctx().wrap_socket(sock, server_hostname="mail.example.test")
+    tls.setblocking(False)
+    before = rss_kib()
+    sent = 0
+    chunk = b"EHLO x\r\n" * 4096
+    deadline = time.time() + 5
+    while time.time() < deadline and sent < 8 * 1024 * 1024:
+        try:
+            sent += tls.send(chunk)
+        except (ssl.SSLWantWriteError, BlockingIOError):
+            time.sleep(0.01)
+    grown = rss_kib() - before
+    tls.close()
+    # unbounded, 8 MiB of EHLO would queue ~200 MiB of replies
+    assert grown < 32 * 1024, (sent, grown)
