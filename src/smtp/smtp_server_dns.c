@@ -20,7 +20,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 
-#define SDNS_MAX_ZONES 8
+#define SDNS_MAX_ZONES POLICY_MAX_RBL_ZONES
 #define SDNS_TIMEOUT_MS 10000
 
 struct sdns_rbl {

@@ -235,6 +235,11 @@ struct policy_lists *policy_parse(const char *client, const char *helo, const ch
         if (policy_parse_list(&p->l[i], policy_list_param[i], text[i], 0, &why) < 0)
             goto fail;
     }
+    const char *zones[POLICY_MAX_RBL_ZONES + 1];
+    if (policy_rbl_zones(p, zones, POLICY_MAX_RBL_ZONES + 1) > POLICY_MAX_RBL_ZONES) {
+        why = xasprintf("more than %d reject_rbl_client zones", POLICY_MAX_RBL_ZONES);
+        goto fail;
+    }
     if (!has_required(&p->l[L_RELAY]) && !has_required(&p->l[L_RCPT])) {
         why = xasprintf("in parameter %s or %s, specify at least one working instance of: "
                         "reject_unauth_destination, defer_unauth_destination, reject, defer",

@@ -135,6 +135,10 @@ struct policy_result {
 int policy_check_rcpt(const struct policy_lists *p, const struct policy_ctx *c,
                       struct policy_result *r);
 
+/* The most distinct reject_rbl_client zones a configuration may name
+ * (each is a lookup per connection); more is a parse error. */
+#define POLICY_MAX_RBL_ZONES 8
+
 /* What DNS the lists need, so the caller can look it up ahead of RCPT:
  * the reject_rbl_client zones (up to max, without duplicates; pointers
  * into p) and whether reject_unknown_sender_domain is used. */

@@ -997,6 +997,10 @@ static void test_dns_restrictions(void **state)
     g_sender_domain = 1;
     assert_int_equal(policy_check_rcpt(p, &c, &r), 0);
     policy_free(p);
+    parse_fails("reject_rbl_client a.example reject_rbl_client b.example reject_rbl_client c.example "
+                "reject_rbl_client d.example reject_rbl_client e.example reject_rbl_client f.example "
+                "reject_rbl_client g.example reject_rbl_client h.example reject_rbl_client i.example",
+                NULL, NULL, NULL, NULL, "more than 8 reject_rbl_client zones");
     p = parse_ok(NULL, NULL, NULL, NULL, NULL);
     assert_int_equal(policy_rbl_zones(p, zones, 4), 0);
     assert_int_equal(policy_checks_sender_domain(p), 0);
