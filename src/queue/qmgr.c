@@ -72,6 +72,8 @@ static struct {
     char *myhostname;
     struct event *listen_ev, *pickup_timer;
     int stopping;
+    int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
+    struct event *stop_timer;
 } qm;
 
 static int64_t now_us(void)
@@ -643,7 +645,8 @@ void qmsg_finish_if_done(struct qmsg *q)
 
 void qmsg_schedule(struct qmsg *q)
 {
-    if (q->deleted || q->place != STORE_QUEUE)
+    /* stopping: nothing new starts; what is due waits for the restart */
+    if (q->deleted || q->place != STORE_QUEUE || qm.stopping)
         return;
     time_t now = time(NULL);
     /* m.nrcpt may grow while we go (alias expansion appends). */
@@ -777,6 +780,17 @@ static void on_pickup_timer(evutil_socket_t fd, short what, void *arg)
     pickup_scan();
 }
 
+#define STOP_DRAIN_US (10 * 1000000LL)
+
+static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (relay_active() == 0 || now_us() - qm.stop_started >= STOP_DRAIN_US)
+        event_base_loopexit(qm.base, NULL);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -785,8 +799,18 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         log_reopen();
         return;
     }
+    if (qm.stopping)
+        return;
     qm.stopping = 1;
-    event_base_loopexit(qm.base, NULL);
+    /* Outbound sessions get a few seconds to finish (the master kills
+     * after 15): cut off after the final dot, a message is delivered
+     * again after the restart. */
+    relay_quiesce();
+    qm.stop_started = now_us();
+    qm.stop_timer = event_new(qm.base, -1, EV_PERSIST, on_stop_tick, NULL);
+    struct timeval tv = {0, 50000};
+    event_add(qm.stop_timer, &tv);
+    on_stop_tick(-1, 0, NULL);
 }
 
 int qmgr_main(struct runtime *rt)
@@ -851,6 +875,8 @@ int qmgr_main(struct runtime *rt)
     for (int i = 0; i < 3; i++)
         event_free(sigev[i]);
     event_free(qm.pickup_timer);
+    if (qm.stop_timer)
+        event_free(qm.stop_timer);
     event_free(qm.listen_ev);
     qmgr_control_stop();
     store_close();      /* its last callbacks may still need pickup's state */

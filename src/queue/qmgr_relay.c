@@ -87,6 +87,7 @@ static struct {
     unsigned port;
     unsigned dest_limit, total_limit, rcpt_limit;
     unsigned active;
+    int quiescing;       /* stopping: sessions running finish, none start */
     struct relay_dest *dests;
     struct relay_job *jobs;
     struct event *kick;
@@ -751,7 +752,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     while (d) {
         struct relay_dest *next = d->next;
         drop_stale(d);
-        while (d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
+        while (!rl.quiescing && d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
             start_job(d);
         dest_free_if_idle(d);
         d = next;
@@ -830,6 +831,16 @@ int relay_init(struct event_base *base, struct runtime *rt, char **err)
     rl.kick = evtimer_new(base, on_kick, NULL);
     collect_own_addresses();
     return 0;
+}
+
+void relay_quiesce(void)
+{
+    rl.quiescing = 1;
+}
+
+unsigned relay_active(void)
+{
+    return rl.active;
 }
 
 void relay_shutdown(void)

@@ -33,6 +33,11 @@ struct qmsg;
 int relay_init(struct event_base *base, struct runtime *rt, char **err);
 /* Drops every session and waiting recipient (process shutdown). */
 void relay_shutdown(void);
+/* Stopping: sessions running may finish (a message in the middle of DATA
+ * would otherwise be sent again after the restart), no new ones start.
+ * relay_active() counts those still running. */
+void relay_quiesce(void);
+unsigned relay_active(void);
 
 /* How a recipient is to be delivered, from transport_maps (then the
  * caller's own idea of local and remote). */

@@ -119,13 +119,14 @@ class RecordingPeer:
     replies: {"rcpt": {address: "550 5.1.1 ..."}, "data": "451 ..."}; a
     list value is used one entry per attempt (then "250" behaviour)."""
 
-    def __init__(self, host, port=25, data_size_limit=None, smtputf8=True, replies=None):
+    def __init__(self, host, port=25, data_size_limit=None, smtputf8=True, replies=None, data_delay=0):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import SMTP as AioSMTP
 
         self.host, self.port = host, port
         self.received = []
         self.replies = replies or {}
+        self.data_started = threading.Event()
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         peer = self
@@ -140,6 +141,10 @@ class RecordingPeer:
                 return "250 2.1.5 Ok"
 
             async def handle_DATA(self, server, session, envelope):
+                peer.data_started.set()
+                if data_delay:
+                    import asyncio
+                    await asyncio.sleep(data_delay)   # a slow reply to the final dot
                 reply = peer._reply("data", None)
                 if reply:
                     return reply

@@ -533,3 +533,22 @@ def test_bad_relayhost_defers_and_the_queue_lives_on(tern_instance, test_dns, pe
     with tern.smtp() as c:       # local delivery still flows
         c.sendmail("alice@example.test", ["carl@localhost"], BODY)
     tern.wait_messages("carl")
+
+
+def test_stop_lets_a_transfer_finish(tern_instance, test_dns):
+    """SIGTERM while a server takes its time over the final dot: the queue
+    waits for the reply, so the message is delivered once, not again after
+    the restart."""
+    slow = RecordingPeer("127.0.0.2", data_delay=2)
+    try:
+        tern = relay_tern(tern_instance, test_dns)
+        send(tern, "alice@example.test", ["bob@sink.test"], BODY)
+        assert slow.data_started.wait(15)
+        tern.stop()
+        assert len(slow.received) == 1
+        assert "status=sent" in tern.log_text()
+        tern.start()
+        time.sleep(2)
+        assert len(slow.received) == 1, "delivered twice"
+    finally:
+        slow.stop()
