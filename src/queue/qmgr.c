@@ -255,24 +255,6 @@ static void rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const c
     log_delivery(q, idx, relay, start_us, "deferred");
 }
 
-static void rcpt_sent(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
-                      const char *reason)
-{
-    rcpt_result(q, idx, QMSG_SENT, relay, start_us, dsn, reason, NULL);
-}
-
-static void rcpt_bounced(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
-                         const char *reason)
-{
-    rcpt_result(q, idx, QMSG_BOUNCED, relay, start_us, dsn, reason, NULL);
-}
-
-static void rcpt_deferred(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *dsn,
-                          const char *reason)
-{
-    rcpt_result(q, idx, QMSG_DEFERRED, relay, start_us, dsn, reason, NULL);
-}
-
 static void arm_retry(struct qmsg *q);
 
 void qmsg_rcpt_take(struct qmsg *q, size_t idx)
@@ -358,11 +340,11 @@ static void delivery_done(struct delivery *d, const char *status, const char *ds
     set_rcpt_busy(q, d->idx, 0);
     if (!q->deleted) {
         if (strcmp(status, "sent") == 0)
-            rcpt_sent(q, d->idx, "local", d->start_us, dsn, text);
+            rcpt_result(q, d->idx, QMSG_SENT, "local", d->start_us, dsn, text, NULL);
         else if (strcmp(status, "bounced") == 0)
-            rcpt_bounced(q, d->idx, "local", d->start_us, dsn, text);
+            rcpt_result(q, d->idx, QMSG_BOUNCED, "local", d->start_us, dsn, text, NULL);
         else
-            rcpt_deferred(q, d->idx, "local", d->start_us, dsn, text);
+            rcpt_result(q, d->idx, QMSG_DEFERRED, "local", d->start_us, dsn, text, NULL);
         arm_retry(q);
     }
     free(d->dsn);
@@ -457,7 +439,7 @@ static void deliver_local(struct qmsg *q, size_t idx)
 {
     struct qf_rcpt *r = &q->m.rcpts[idx];
     if (local_connect() != 0) {
-        rcpt_deferred(q, idx, "local", 0, "4.3.0", "local delivery agent unavailable");
+        rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "local delivery agent unavailable", NULL);
         return;
     }
     struct delivery *d = xcalloc(1, sizeof *d);
@@ -534,9 +516,9 @@ static int expand_aliases(struct qmsg *q, size_t idx)
     }
     if (rc < 0) {
         if (e.temporary)
-            rcpt_deferred(q, idx, "local", 0, "4.3.0", e.error);
+            rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", e.error, NULL);
         else
-            rcpt_bounced(q, idx, "local", 0, "5.4.6", e.error);
+            rcpt_result(q, idx, QMSG_BOUNCED, "local", 0, "5.4.6", e.error, NULL);
         qmgr_expansion_free(&e);
         return 0;
     }
@@ -557,8 +539,8 @@ static int expand_aliases(struct qmsg *q, size_t idx)
             unrecorded = 1;
         }
         if (t->type != ALIAS_LOCAL_USER && t->type != ALIAS_ADDRESS)
-            rcpt_bounced(q, nidx, "local", 0, "5.3.0",
-                         "delivery to commands, files and :include: lists in aliases is not supported yet");
+            rcpt_result(q, nidx, QMSG_BOUNCED, "local", 0, "5.3.0",
+                        "delivery to commands, files and :include: lists in aliases is not supported yet", NULL);
     }
     qmgr_expansion_free(&e);
     set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias", NULL);
@@ -575,7 +557,7 @@ static void route(struct qmsg *q, size_t idx)
     const char *hops = qf_message_attr(&q->m, "loop_hops");
     if (hops) {
         char *why = xasprintf("mail forwarding loop: too many hops (%s Received: header fields)", hops);
-        rcpt_bounced(q, idx, "none", 0, "5.4.6", why);
+        rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.4.6", why, NULL);
         free(why);
         return;
     }
