@@ -364,6 +364,15 @@ static char *make_hash(const char *password)
     return hash;
 }
 
+/* One file line: "user:hash", with ":addr1,addr2" when addrs is not NULL. */
+static void put_entry(struct strbuf *out, const char *user, const char *hash, const char *addrs, size_t addrs_len)
+{
+    sb_printf(out, "%s:%s", user, hash);
+    if (addrs)
+        sb_printf(out, ":%.*s", (int)addrs_len, addrs);
+    sb_putc(out, '\n');
+}
+
 static int cmd_add(const char *path, int argc, char **argv)
 {
     if (argc < 2)
@@ -441,20 +450,15 @@ static int cmd_add(const char *path, int argc, char **argv)
         }
         if (replaced)
             continue; /* a later duplicate was ignored by smtpd anyway */
-        sb_printf(&out, "%s:%s", user, hash);
+        /* new addresses replace the list; none given keeps the old one */
         if (argc > 2)
-            sb_printf(&out, ":%s", sb_str(&addrs));
-        else if (f.addrs)
-            sb_printf(&out, ":%.*s", (int)f.addrs_len, f.addrs);
-        sb_putc(&out, '\n');
+            put_entry(&out, user, hash, addrs.buf, addrs.len);
+        else
+            put_entry(&out, user, hash, f.addrs, f.addrs_len);
         replaced = 1;
     }
-    if (!replaced) {
-        sb_printf(&out, "%s:%s", user, hash);
-        if (argc > 2)
-            sb_printf(&out, ":%s", sb_str(&addrs));
-        sb_putc(&out, '\n');
-    }
+    if (!replaced)
+        put_entry(&out, user, hash, argc > 2 ? addrs.buf : NULL, argc > 2 ? addrs.len : 0);
     if (write_atomic(target, out.buf, out.len) != 0)
         goto done;
     complain("%s user %s", replaced ? "changed the password of" : "added", user);
