@@ -2,6 +2,8 @@
 #   make            release build: build/tern
 #   make run        build, then run a development server on 127.0.0.1:2525 (./run/)
 #   make test       install test dependencies, build with ASan+UBSan, run all tests
+#   make check      the quick loop: layout check, unit and integration tests on the
+#                   ASan+UBSan build (no package installs, no clang build, no fuzzing)
 #   make bench      tern vs Postfix, side by side (see docs/PERFORMANCE.md)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make man        regenerate man/tern.conf.5 from the parameter table
@@ -19,7 +21,9 @@ LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lunbound -leve
 SRC_ALL := $(shell find src -name '*.c' | sort)
 SRC_LIB := $(filter-out src/main.c,$(SRC_ALL))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
-HDRS    := $(shell find src -name '*.h')
+# Each object depends on the headers it includes (-MMD -MP .d files), so touching
+# one .c rebuilds one object.
+DEPFLAGS := -MMD -MP
 
 # Release build
 BUILD   := build
@@ -32,7 +36,7 @@ CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
 
-.PHONY: all run test unit integration bench install man deps deps-test clean check-clang check-man fuzz
+.PHONY: all run test check unit integration bench install man deps deps-test clean check-clang check-man check-layout fuzz
 
 all: $(BUILD)/tern
 
@@ -43,33 +47,33 @@ deps-test:
 	@scripts/deps.sh test
 
 Q := @
-$(BUILD)/obj/%.o: %.c $(HDRS)
+$(BUILD)/obj/%.o: %.c 
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CFLAGS_REL) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_REL) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/libtern.a: $(OBJ_REL)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
 $(BUILD)/tern: src/main.c $(BUILD)/libtern.a
-	$(CC) $(CFLAGS_REL) -o $@ $< $(BUILD)/libtern.a $(LIBS)
+	$(CC) $(CFLAGS_REL) $(DEPFLAGS) -o $@ $< $(BUILD)/libtern.a $(LIBS)
 
-$(TBUILD)/obj/%.o: %.c $(HDRS)
+$(TBUILD)/obj/%.o: %.c 
 	@mkdir -p $(dir $@)
 	@echo "  CC+SAN  $<"
-	$(Q)$(CC) $(CFLAGS_TST) -c -o $@ $<
+	$(Q)$(CC) $(CFLAGS_TST) $(DEPFLAGS) -c -o $@ $<
 
 $(TBUILD)/libtern.a: $(OBJ_TST)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
 $(TBUILD)/tern: src/main.c $(TBUILD)/libtern.a
-	$(CC) $(CFLAGS_TST) -o $@ $< $(TBUILD)/libtern.a $(LIBS)
+	$(CC) $(CFLAGS_TST) $(DEPFLAGS) -o $@ $< $(TBUILD)/libtern.a $(LIBS)
 
 $(TBUILD)/tests/%: tests/unit/%.c $(TBUILD)/libtern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_TST) -Itests/unit -o $@ $< $(TBUILD)/libtern.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS_TST) $(DEPFLAGS) -Itests/unit -o $@ $< $(TBUILD)/libtern.a $(LIBS) -lcmocka
 
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(TBUILD)/tests/%)
 
@@ -84,7 +88,17 @@ run/tls/cert.pem:
 	  -keyout run/tls/key.pem -out run/tls/cert.pem 2>/dev/null && chmod 600 run/tls/key.pem
 
 test: deps-test
-	$(MAKE) --no-print-directory check-clang check-man unit integration fuzz
+	@# One step after the other, so `make -j test` parallelises builds, never test runs.
+	@for step in check-layout check-clang check-man unit integration fuzz; do \
+	  $(MAKE) --no-print-directory $$step || exit 1; done
+
+# The developer's quick loop: what `make test` runs, less installing, clang and fuzzing.
+check:
+	@for step in check-layout unit integration; do $(MAKE) --no-print-directory $$step || exit 1; done
+
+# src/ keeps the layout docs/ARCHITECTURE.md describes (folders, headers, file lengths).
+check-layout:
+	@/usr/bin/python3 scripts/check-layout.py
 
 # Conformance data (is_email vectors) lives in ../shared/testdata beside the checkout.
 TESTDATA ?= $(abspath $(CURDIR)/../shared/testdata)
@@ -113,15 +127,15 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
 CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o)
-$(FBUILD)/obj/%.o: %.c $(HDRS)
+$(FBUILD)/obj/%.o: %.c 
 	@mkdir -p $(dir $@)
 	@echo "  CC+FUZZ $<"
-	$(Q)clang $(CFLAGS_FUZZ) -c -o $@ $<
+	$(Q)clang $(CFLAGS_FUZZ) $(DEPFLAGS) -c -o $@ $<
 $(FBUILD)/libtern.a: $(OBJ_FUZZ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 $(FBUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FBUILD)/libtern.a
-	$(Q)clang $(CSTD) $(INCS) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	$(Q)clang $(CSTD) $(INCS) $(WARN) $(DEPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  -o $@ $< $(FBUILD)/libtern.a $(LIBS)
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
@@ -146,3 +160,5 @@ install: $(BUILD)/tern
 
 clean:
 	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -20,6 +20,7 @@
 #include "daemon/instance.h"
 #include "daemon/master.h"
 #include "daemon/runtime.h"
+#include "spool/spool.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"

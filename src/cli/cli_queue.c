@@ -23,9 +23,9 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "daemon/instance.h"
-#include "daemon/ipc.h"
-#include "daemon/runtime.h"
-#include "queue/queue_file.h"
+#include "spool/spool.h"
+#include "util/ipc.h"
+#include "spool/queue_file.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "daemon/runtime.h"
+#include "spool/spool.h"
 #include "util/fsops.h"
 #include "util/mem.h"
 

@@ -34,19 +34,6 @@ struct runtime {
     int local_listen_fd;    /* private/local: queue -> local */
 };
 
-/* Paths inside the queue directory. */
-#define QDIR_INCOMING "incoming"
-#define QDIR_QUEUE "queue"
-#define QDIR_HOLD "hold"
-#define QDIR_CORRUPT "corrupt"
-#define QDIR_MAILDROP "maildrop"
-#define QDIR_PRIVATE "private"
-#define QDIR_PUBLIC "public"
-#define QDIR_PID "pid"
-#define QSOCK_QUEUE "private/queue"
-#define QSOCK_LOCAL "private/local"
-#define QSOCK_QMGR "public/qmgr"
-
 int smtpd_main(struct runtime *rt);
 int qmgr_main(struct runtime *rt);
 int local_main(struct runtime *rt);

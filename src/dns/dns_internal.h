@@ -1,8 +1,8 @@
 /* dns_internal: what dns.c (context, query life cycle, raw lookups) and
  * dns_route.c (next hops per RFC 5321 §5.1) share. Nothing outside src/dns/
  * includes this. */
-#ifndef TERN_DNS_INTERNAL_H
-#define TERN_DNS_INTERNAL_H
+#ifndef TERN_DNS_DNS_INTERNAL_H
+#define TERN_DNS_DNS_INTERNAL_H
 
 #include <stddef.h>
 

@@ -9,7 +9,7 @@
 
 #include "msg/msg_header.h"
 #include "msg/rfc5322_addr.h"
-#include "queue/queue_file.h"
+#include "spool/queue_file.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 

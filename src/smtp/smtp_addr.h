@@ -13,8 +13,8 @@
  * Errors: parse functions return -1 and a short static English reason fit
  * for a log line (never for echoing back with client bytes in it). Nothing
  * here decides policy (which domains are ours, who may relay): only syntax. */
-#ifndef TERN_SMTP_ADDR_H
-#define TERN_SMTP_ADDR_H
+#ifndef TERN_SMTP_SMTP_ADDR_H
+#define TERN_SMTP_SMTP_ADDR_H
 
 #include <stddef.h>
 

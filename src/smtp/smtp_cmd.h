@@ -14,8 +14,8 @@
  * enhanced status code, text) ready to send. The text never echoes client
  * bytes except a parameter keyword already checked to be letters, digits and
  * hyphens. The other parsers return -1. */
-#ifndef TERN_SMTP_CMD_H
-#define TERN_SMTP_CMD_H
+#ifndef TERN_SMTP_SMTP_CMD_H
+#define TERN_SMTP_SMTP_CMD_H
 
 #include <stddef.h>
 

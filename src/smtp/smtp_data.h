@@ -14,8 +14,8 @@
  * line that starts with a dot is stuffed again.
  *
  * The decoder owns no buffers: the caller gives input and an output area. */
-#ifndef TERN_SMTP_DATA_H
-#define TERN_SMTP_DATA_H
+#ifndef TERN_SMTP_SMTP_DATA_H
+#define TERN_SMTP_SMTP_DATA_H
 
 #include <stddef.h>
 

@@ -5,7 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "queue/queue_file.h"
+#include "spool/queue_file.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

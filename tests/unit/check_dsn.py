@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Checks that a delivery status notification written by src/queue/bounce.c
+"""Checks that a delivery status notification written by src/msg/bounce.c
 parses with Python's email package as RFC 3464/6522 wants it.
 
     /usr/bin/python3 tests/unit/check_dsn.py FILE [--rcpts N] [--third TYPE]

@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "queue/bounce.h"
-#include "queue/queue_file.h"
+#include "msg/bounce.h"
+#include "spool/queue_file.h"
 #include "util/fsops.h"
 #include "util/mem.h"
 #include "util/strbuf.h"

@@ -23,7 +23,7 @@
 
 #include "msg/cleanup.h"
 #include "msg/msg_header.h"
-#include "queue/queue_file.h"
+#include "spool/queue_file.h"
 #include "util/fsops.h"
 #include "util/mem.h"
 #include "util/strbuf.h"

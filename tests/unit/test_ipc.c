@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/ipc.h"
+#include "util/ipc.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 

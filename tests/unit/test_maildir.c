@@ -17,8 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "deliver/deliver_content.h"
-#include "deliver/maildir.h"
+#include "local/deliver_content.h"
+#include "local/maildir.h"
 #include "util/fsops.h"
 #include "util/mem.h"
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "queue/maildrop.h"
+#include "spool/maildrop.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 

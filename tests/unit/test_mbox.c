@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deliver/deliver_content.h"
-#include "deliver/mbox.h"
+#include "local/deliver_content.h"
+#include "local/mbox.h"
 #include "util/fsops.h"
 #include "util/mem.h"
 #include "util/strbuf.h"

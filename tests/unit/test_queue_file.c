@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "queue/queue_file.h"
-#include "queue/queue_id.h"
+#include "spool/queue_file.h"
+#include "spool/queue_id.h"
 #include "util/fsops.h"
 #include "util/mem.h"
 #include "util/strbuf.h"

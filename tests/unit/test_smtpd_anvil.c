@@ -7,7 +7,7 @@
 
 #include <stdio.h>
 
-#include "smtp/smtpd_anvil.h"
+#include "smtpd/smtpd_anvil.h"
 
 static void test_concurrency(void **state)
 {

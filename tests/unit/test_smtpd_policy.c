@@ -1,4 +1,4 @@
-/* Unit tests for src/smtp/smtpd_policy.c: restriction lists, their order and
+/* Unit tests for src/smtpd/smtpd_policy.c: restriction lists, their order and
  * first-match rule, access tables, the relay check and its open-relay tricks. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "maps/maps.h"
-#include "smtp/smtpd_policy.h"
+#include "smtpd/smtpd_policy.h"
 #include "util/log.h"
 #include "util/mem.h"
 

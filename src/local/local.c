@@ -1,0 +1,627 @@
+/* local: the local delivery agent process.
+ *
+ * The only part of tern that keeps root (when started as root), and only to
+ * write into mailboxes as their owners: before touching a user's files it
+ * switches its file-system identity (setfsuid/setfsgid) to that user, so
+ * the kernel checks permissions and owns new files as for the user; nothing
+ * here parses network input. Started by an ordinary user, it delivers as
+ * that user.
+ *
+ * Requests come from the queue process over private/local, one per
+ * recipient. Maildir deliveries are batched: every request that arrives
+ * together is written to tmp/, then one syncfs() per file system makes all
+ * of them durable, they are linked into new/, and one more sync makes the
+ * directory entries durable before the replies go out (the Maildir rule of
+ * "fsync before new/", paid once per batch instead of once per message).
+ * mbox deliveries happen one at a time under their locks. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "spool/spool.h"
+#include "util/ipc.h"
+#include "daemon/runtime.h"
+#include "local/deliver_content.h"
+#include "local/maildir.h"
+#include "local/mbox.h"
+#include "maps/resolve.h"
+#include "spool/queue_id.h"
+#include "util/fsops.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#define LOCAL_MAX_BATCH 256
+
+struct pending {
+    struct pending *next;
+    struct ipc_chan *ch;
+    uint32_t reqid;
+    struct maildir_delivery *md;
+    uid_t uid;
+    gid_t gid;
+    dev_t dev;
+    int failed;
+    int spool_synced;   /* same file system as the queue: its next sync covers new/ */
+    struct deliver_error err;
+};
+
+/* A batch waiting for the queue's sync (IPC_BARRIER). */
+struct waiting_batch {
+    struct waiting_batch *next;
+    uint32_t reqid;
+    struct ipc_chan *ch;
+    struct pending *list;
+};
+
+struct client {
+    struct client *next;
+    struct ipc_chan *ch;
+};
+
+static struct {
+    struct event_base *base;
+    struct runtime *rt;
+    struct resolver *resolver;
+    int is_root;
+    char *spool_dir;
+    struct pending *batch, *batch_tail;
+    size_t nbatch;
+    struct event *flush_ev;
+    struct client *clients;
+    dev_t spool_dev;
+    int have_spool_dev;
+    struct waiting_batch *waiting;
+    uint32_t barrier_seq;
+} lc;
+
+/* ---------- identity ---------- */
+
+static void become_user(uid_t uid, gid_t gid)
+{
+    if (!lc.is_root || uid == (uid_t)-1)
+        return;
+    setfsgid(gid);
+    setfsuid(uid);
+}
+
+static void become_root(void)
+{
+    if (!lc.is_root)
+        return;
+    setfsuid(0);
+    setfsgid(0);
+}
+
+/* ---------- replies ---------- */
+
+static void send_reply(struct ipc_chan *ch, uint32_t reqid, const char *status, const char *dsn, const char *text)
+{
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_DELIVER_REPLY, reqid);
+    ipc_msg_add(&m, "status", status);
+    ipc_msg_add(&m, "dsn", dsn);
+    ipc_msg_add(&m, "text", text);
+    ipc_chan_send(ch, &m);
+    ipc_msg_free(&m);
+}
+
+static int chan_alive(struct ipc_chan *ch)
+{
+    for (struct client *c = lc.clients; c; c = c->next)
+        if (c->ch == ch)
+            return 1;
+    return 0;
+}
+
+static void reply_error(struct ipc_chan *ch, uint32_t reqid, const struct deliver_error *err)
+{
+    if (chan_alive(ch))
+        send_reply(ch, reqid, err->temporary ? "deferred" : "bounced", err->enh, err->text);
+}
+
+/* ---------- the Maildir batch ---------- */
+
+static int sync_device(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
+{
+    for (struct pending *p = list; p; p = p->next) {
+        if (p->failed || p->spool_synced || p->dev != dev)
+            continue;
+        int fd = fd_of(p);
+        if (fd < 0)
+            return -1;
+        int rc = fs_syncfs(fd);
+        if (fd_of != NULL && fd != maildir_fd(p->md))
+            close(fd);
+        return rc;
+    }
+    return 0;
+}
+
+static int tmp_fd(struct pending *p)
+{
+    return maildir_fd(p->md);
+}
+
+static int new_dir_fd(struct pending *p)
+{
+    become_user(p->uid, p->gid);
+    int fd = open(maildir_new_dir(p->md), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    become_root();
+    return fd;
+}
+
+/* Runs fn once per distinct device among the live entries. */
+static void sync_all(struct pending *list, int (*fd_of)(struct pending *p), const char *what)
+{
+    for (struct pending *p = list; p; p = p->next) {
+        if (p->failed || p->spool_synced)
+            continue;
+        int seen = 0;
+        for (struct pending *q = list; q != p; q = q->next)
+            if (!q->failed && !q->spool_synced && q->dev == p->dev)
+                seen = 1;
+        if (seen)
+            continue;
+        if (sync_device(list, p->dev, fd_of) != 0) {
+            int e = errno;
+            for (struct pending *q = list; q; q = q->next) {
+                if (!q->failed && !q->spool_synced && q->dev == p->dev) {
+                    q->failed = 1;
+                    deliver_error_errno(&q->err, e, "cannot sync %s", what);
+                }
+            }
+        }
+    }
+}
+
+static void free_pending(struct pending *p)
+{
+    become_user(p->uid, p->gid);
+    maildir_free(p->md); /* removes the tmp/ file of an unfinished delivery */
+    become_root();
+    free(p);
+}
+
+/* Links a batch whose tmp/ files are durable into new/, makes the entries
+ * durable (or leaves that to the queue's next sync, for mailboxes on its
+ * file system), and replies. */
+static void finish_batch(struct pending *list)
+{
+    for (struct pending *p = list; p; p = p->next) {
+        if (p->failed)
+            continue;
+        become_user(p->uid, p->gid);
+        if (maildir_commit(p->md, &p->err) != 0)
+            p->failed = 1;
+        become_root();
+    }
+    /* On the queue's own file system the queue's next group commit makes
+     * the new/ entries durable before it records the delivery (it waits for
+     * one when the reply says so), so no sync is needed here. */
+    for (struct pending *p = list; p; p = p->next)
+        p->spool_synced = !p->failed && lc.have_spool_dev && p->dev == lc.spool_dev;
+    sync_all(list, new_dir_fd, "maildir directory");
+    for (struct pending *p = list; p; p = p->next) {
+        if (p->failed) {
+            become_user(p->uid, p->gid);
+            maildir_withdraw(p->md);
+            become_root();
+        }
+    }
+    while (list) {
+        struct pending *p = list;
+        list = p->next;
+        if (p->failed)
+            reply_error(p->ch, p->reqid, &p->err);
+        else if (chan_alive(p->ch))
+            send_reply(p->ch, p->reqid, p->spool_synced ? "sent-unsynced" : "sent", "2.0.0",
+                       "delivered to maildir");
+        free_pending(p);
+    }
+}
+
+static void on_barrier_reply(const struct ipc_msg *m)
+{
+    struct waiting_batch **pp = &lc.waiting;
+    while (*pp && (*pp)->reqid != m->reqid)
+        pp = &(*pp)->next;
+    struct waiting_batch *w = *pp;
+    if (!w)
+        return;
+    *pp = w->next;
+    const char *status = ipc_msg_get(m, "status");
+    if (!status || strcmp(status, "ok") != 0) {
+        for (struct pending *p = w->list; p; p = p->next) {
+            p->failed = 1;
+            deliver_error_set(&p->err, 1, "4.3.0", "cannot sync the mail file system");
+        }
+    }
+    finish_batch(w->list);
+    free(w);
+}
+
+static void flush_batch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct pending *list = lc.batch;
+    lc.batch = lc.batch_tail = NULL;
+    lc.nbatch = 0;
+
+    /* Mailboxes on the spool's file system: the queue's next group commit
+     * makes their tmp/ files durable too, so ask it instead of adding a
+     * second stream of syncs that would flush each other's data. */
+    struct pending *shared = NULL, **shared_tail = &shared, *own = NULL, **own_tail = &own;
+    struct ipc_chan *queue = NULL;
+    while (list) {
+        struct pending *p = list;
+        list = p->next;
+        p->next = NULL;
+        int on_spool = lc.have_spool_dev && p->dev == lc.spool_dev && chan_alive(p->ch) &&
+                       (!queue || p->ch == queue);
+        if (on_spool) {
+            queue = p->ch;
+            *shared_tail = p;
+            shared_tail = &p->next;
+        } else {
+            *own_tail = p;
+            own_tail = &p->next;
+        }
+    }
+    if (shared) {
+        struct waiting_batch *w = xcalloc(1, sizeof *w);
+        w->reqid = ++lc.barrier_seq;
+        w->ch = queue;
+        w->list = shared;
+        w->next = lc.waiting;
+        lc.waiting = w;
+        /* The queue must know how old the data is: a sync that failed after
+         * the oldest file was written may have lost it. */
+        struct timespec oldest = {0, 0};
+        for (struct pending *p = shared; p; p = p->next) {
+            struct stat sb;
+            if (fstat(maildir_fd(p->md), &sb) == 0 &&
+                (!oldest.tv_sec || sb.st_mtim.tv_sec < oldest.tv_sec ||
+                 (sb.st_mtim.tv_sec == oldest.tv_sec && sb.st_mtim.tv_nsec < oldest.tv_nsec)))
+                oldest = sb.st_mtim;
+        }
+        struct ipc_msg m;
+        ipc_msg_init(&m, IPC_BARRIER, w->reqid);
+        ipc_msg_add_u64(&m, "written_s", (uint64_t)oldest.tv_sec);
+        ipc_msg_add_u64(&m, "written_ns", (uint64_t)oldest.tv_nsec);
+        ipc_chan_send(queue, &m);
+        ipc_msg_free(&m);
+    }
+    if (own) {
+        sync_all(own, tmp_fd, "maildir file");
+        finish_batch(own);
+    }
+}
+
+/* ---------- one request ---------- */
+
+static char *make_prepend(const char *sender, const char *rcpt)
+{
+    return xasprintf("Return-Path: <%s>\nDelivered-To: %s\n", sender, rcpt);
+}
+
+/* The queue file named by a request, opened with the mail owner's rights:
+ * the request comes from an unprivileged process, so it may name only a
+ * regular file in queue/ or hold/, and root's rights are not lent to it. */
+static int open_queue_file(const char *path, const char *id)
+{
+    int ok = queue_id_valid(id);
+    if (ok) {
+        char *q = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_QUEUE, id);
+        char *h = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_HOLD, id);
+        ok = strcmp(path, q) == 0 || strcmp(path, h) == 0;
+        free(q);
+        free(h);
+    }
+    if (!ok) {
+        log_warn("refusing a delivery request for %s", path);
+        errno = EPERM;
+        return -1;
+    }
+    become_user(lc.rt->owner_uid, lc.rt->owner_gid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    become_root();
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        errno = EPERM;
+        return -1;
+    }
+    return fd;
+}
+
+static int in_spool(const char *path)
+{
+    size_t n = strlen(lc.spool_dir);
+    return n && strncmp(path, lc.spool_dir, n) == 0 && path[n] == '/';
+}
+
+static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
+{
+    const char *id = ipc_msg_get(m, "id");
+    const char *path = ipc_msg_get(m, "path");
+    const char *sender = ipc_msg_get(m, "sender");
+    const char *rcpt = ipc_msg_get(m, "rcpt");
+    const char *user = ipc_msg_get(m, "user");
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    if (!id || !path || !sender || !rcpt || !user) {
+        log_error("malformed delivery request");
+        deliver_error_set(&err, 1, "4.3.0", "malformed delivery request");
+        reply_error(ch, m->reqid, &err);
+        return;
+    }
+    struct local_mailbox mb;
+    char why[256] = "";
+    int rc = resolver_mailbox(lc.resolver, user, &mb, why, sizeof why);
+    if (rc == 1) {
+        deliver_error_set(&err, 0, "5.1.1", "unknown user: \"%s\"", user);
+        reply_error(ch, m->reqid, &err);
+        return;
+    }
+    if (rc < 0) {
+        deliver_error_set(&err, 1, "4.3.0", "%s", why);
+        reply_error(ch, m->reqid, &err);
+        return;
+    }
+    struct stat pst;
+    if (mb.make_parents && stat(mb.path, &pst) != 0) {
+        char *parent = xstrdup(mb.path);
+        size_t len = strlen(parent);
+        while (len > 1 && parent[len - 1] == '/')
+            parent[--len] = '\0';
+        char *slash = strrchr(parent, '/');
+        if (slash && slash != parent) {
+            *slash = '\0';
+            fs_mkdir_p(parent, 0700);
+        }
+        free(parent);
+    }
+    int qfd = open_queue_file(path, id);
+    if (qfd < 0) {
+        deliver_error_errno(&err, errno, "cannot open queue file %s", id);
+        reply_error(ch, m->reqid, &err);
+        local_mailbox_free(&mb);
+        return;
+    }
+    char *prepend = make_prepend(sender, rcpt);
+    struct deliver_input in = {
+        .fd = qfd,
+        .offset = (off_t)ipc_msg_get_u64(m, "offset", 0),
+        .length = (off_t)ipc_msg_get_u64(m, "length", 0),
+        .prepend = prepend,
+        .sender = sender,
+        .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
+    };
+    if (mb.is_maildir) {
+        struct pending *p = xcalloc(1, sizeof *p);
+        p->ch = ch;
+        p->reqid = m->reqid;
+        p->uid = mb.uid;
+        p->gid = mb.gid;
+        become_user(mb.uid, mb.gid);
+        if (maildir_begin(mb.path, (uid_t)-1, (gid_t)-1, &in, &p->md, &p->err) != 0) {
+            become_root();
+            reply_error(ch, m->reqid, &p->err);
+            free(p);
+        } else {
+            become_root();
+            struct stat sb;
+            p->dev = fstat(maildir_fd(p->md), &sb) == 0 ? sb.st_dev : 0;
+            if (lc.batch_tail)
+                lc.batch_tail->next = p;
+            else
+                lc.batch = p;
+            lc.batch_tail = p;
+            if (++lc.nbatch == 1)
+                event_active(lc.flush_ev, 0, 0);
+            if (lc.nbatch >= LOCAL_MAX_BATCH)
+                flush_batch(-1, 0, NULL);
+        }
+    } else {
+        /* The mail spool belongs to root and group mail: the lock file and a
+         * new mailbox are made with root's rights (the mailbox then given to
+         * the user); a mailbox in the home directory is written as the user. */
+        int spool = in_spool(mb.path);
+        struct stat sb;
+        if (spool && lc.is_root && lstat(mb.path, &sb) == 0 && sb.st_uid != mb.uid) {
+            deliver_error_set(&err, 1, "4.2.0", "mailbox %s is not owned by %s", mb.path, user);
+            rc = -1;
+        } else {
+            if (!spool)
+                become_user(mb.uid, mb.gid);
+            /* A mailbox locked by a mail reader must not hold up every other
+             * local delivery (this loop serves them all): wait a moment, then
+             * defer and retry later. */
+            static const struct mbox_lock_policy brief = {250, 50, 300};
+            rc = mbox_deliver_with_policy(mb.path, spool && lc.is_root ? mb.uid : (uid_t)-1,
+                                          spool && lc.is_root ? mb.gid : (gid_t)-1, &in, &brief, &err);
+            become_root();
+        }
+        if (rc == 0)
+            send_reply(ch, m->reqid, "sent", "2.0.0", "delivered to mailbox");
+        else
+            reply_error(ch, m->reqid, &err);
+    }
+    close(qfd);
+    free(prepend);
+    local_mailbox_free(&mb);
+}
+
+/* ---------- process ---------- */
+
+/* setfsuid() leaves root's capabilities in place; without this one, the
+ * kernel enforces each user's disk quota on deliveries made as that user. */
+static void drop_quota_override(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &hdr, data) != 0) {
+        log_warn("capget: %s", strerror(errno));
+        return;
+    }
+    unsigned bit = 1u << CAP_SYS_RESOURCE;
+    data[0].effective &= ~bit;
+    data[0].permitted &= ~bit;
+    data[0].inheritable &= ~bit;
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        log_warn("cannot drop CAP_SYS_RESOURCE: %s", strerror(errno));
+}
+
+static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
+{
+    struct client *c = arg;
+    if (!m) {
+        for (struct client **pp = &lc.clients; *pp; pp = &(*pp)->next) {
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        }
+        /* Batches waiting for this queue's sync: nobody will take the results. */
+        for (struct waiting_batch **wp = &lc.waiting; *wp;) {
+            struct waiting_batch *w = *wp;
+            if (w->ch != ch) {
+                wp = &w->next;
+                continue;
+            }
+            *wp = w->next;
+            while (w->list) {
+                struct pending *p = w->list;
+                w->list = p->next;
+                free_pending(p);
+            }
+            free(w);
+        }
+        ipc_chan_free(ch);
+        free(c);
+        return;
+    }
+    if (m->type == IPC_BARRIER_REPLY) {
+        on_barrier_reply(m);
+        return;
+    }
+    if (m->type != IPC_DELIVER) {
+        log_error("unexpected message type %u", m->type);
+        return;
+    }
+    deliver(ch, m);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0)
+        return;
+    /* Only the queue process (running as mail_owner, or root) may ask. */
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != 0 && cred.uid != lc.rt->owner_uid)) {
+        log_warn("refusing a delivery connection from uid %u", (unsigned)cred.uid);
+        close(cfd);
+        return;
+    }
+    struct client *c = xcalloc(1, sizeof *c);
+    c->ch = ipc_chan_new(lc.base, cfd, client_message, c);
+    c->next = lc.clients;
+    lc.clients = c;
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    if (sig == SIGUSR1) {
+        log_reopen();
+        return;
+    }
+    event_base_loopexit(lc.base, NULL);
+}
+
+int local_main(struct runtime *rt)
+{
+    memset(&lc, 0, sizeof lc);
+    lc.rt = rt;
+    lc.is_root = geteuid() == 0;
+    if (lc.is_root) {
+        setgroups(0, NULL);
+        drop_quota_override();
+    }
+    lc.base = event_base_new();
+    if (!lc.base)
+        log_fatal("cannot create event loop");
+    char *err = NULL;
+    lc.resolver = resolver_new(rt->conf, &err);
+    if (!lc.resolver)
+        log_fatal("%s", err ? err : "cannot set up recipient lookups");
+    lc.spool_dir = xstrdup(conf_str(rt->conf, "mail_spool_directory"));
+    size_t sl = strlen(lc.spool_dir);
+    while (sl > 1 && lc.spool_dir[sl - 1] == '/')
+        lc.spool_dir[--sl] = '\0';
+    struct stat qst;
+    /* Sharing the queue's syncs needs them to be whole-file-system syncs. */
+    if (strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") == 0 && stat(rt->queue_dir, &qst) == 0) {
+        lc.spool_dev = qst.st_dev;
+        lc.have_spool_dev = 1;
+    }
+    lc.flush_ev = event_new(lc.base, -1, 0, flush_batch, NULL);
+    struct event *acc = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    event_add(acc, NULL);
+    int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
+    struct event *sigev[3];
+    for (int i = 0; i < 3; i++) {
+        sigev[i] = evsignal_new(lc.base, sigs[i], on_signal, NULL);
+        event_add(sigev[i], NULL);
+    }
+    event_base_dispatch(lc.base);
+    /* Finish what arrived with syncs of our own: the queue is going away. */
+    lc.have_spool_dev = 0;
+    if (lc.batch)
+        flush_batch(-1, 0, NULL);
+    while (lc.waiting) {
+        struct waiting_batch *w = lc.waiting;
+        lc.waiting = w->next;
+        while (w->list) {
+            struct pending *p = w->list;
+            w->list = p->next;
+            free_pending(p);
+        }
+        free(w);
+    }
+    for (int i = 0; i < 3; i++)
+        event_free(sigev[i]);
+    event_free(acc);
+    event_free(lc.flush_ev);
+    while (lc.clients) {
+        struct client *c = lc.clients;
+        lc.clients = c->next;
+        ipc_chan_free(c->ch);
+        free(c);
+    }
+    resolver_free(lc.resolver);
+    free(lc.spool_dir);
+    event_base_free(lc.base);
+    return 0;
+}

@@ -1,0 +1,57 @@
+/* resolve: where an envelope recipient goes, and whether a local one exists.
+ *
+ * Used by smtpd (to accept or refuse RCPT TO) and by the queue (to route and
+ * expand aliases before delivery), so both always agree. Owns the parsed
+ * mydestination list and the alias tables. Lookups may read files and the
+ * passwd database; they do not block on the network. */
+#ifndef TERN_MAPS_RESOLVE_H
+#define TERN_MAPS_RESOLVE_H
+
+#include <sys/types.h>
+
+struct conf;
+struct map_list;
+
+struct resolver;
+
+enum resolve_class {
+    RESOLVE_LOCAL,      /* a domain in mydestination (or no domain) */
+    RESOLVE_REMOTE,     /* anywhere else: relayed */
+};
+
+enum resolve_verdict {
+    RESOLVE_OK,         /* a local user or an alias */
+    RESOLVE_UNKNOWN,    /* local domain, no such user or alias */
+    RESOLVE_TEMPFAIL,   /* a table could not be read */
+};
+
+struct resolver *resolver_new(struct conf *c, char **err);
+void resolver_free(struct resolver *r);
+struct map_list *resolver_aliases(struct resolver *r);
+
+/* Splits "local@domain" at the last '@'; domain NULL when there is none.
+ * Both malloc'd; the domain lowercased with any trailing dot removed. */
+void resolve_split(const char *addr, char **local, char **domain);
+enum resolve_class resolver_class(const struct resolver *r, const char *addr);
+int resolver_is_local_domain(const struct resolver *r, const char *domain);
+/* For a local address: does the local part name a user or an alias? */
+enum resolve_verdict resolver_check_local(struct resolver *r, const char *addr);
+/* The user part a local address delivers to: lowercased local part without
+ * a recipient_delimiter extension. malloc'd. */
+char *resolver_local_user(const struct resolver *r, const char *addr);
+
+struct local_mailbox {
+    char *user;
+    char *path;         /* Maildir directory (with trailing '/') or mbox file */
+    int is_maildir;
+    int make_parents;   /* development mailboxes: create the directories above */
+    uid_t uid;          /* owner for the delivery; (uid_t)-1 = as tern runs */
+    gid_t gid;
+};
+/* Finds the mailbox of a local user: 0 found, 1 no such user, -1 temporary
+ * problem (err filled). */
+int resolver_mailbox(struct resolver *r, const char *user, struct local_mailbox *out,
+                     char *err, size_t errlen);
+void local_mailbox_free(struct local_mailbox *mb);
+
+#endif

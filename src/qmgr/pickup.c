@@ -1,0 +1,363 @@
+/* pickup: maildrop/ to queue (see pickup.h). */
+#include "qmgr/pickup.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "daemon/runtime.h"
+#include "msg/cleanup.h"
+#include "msg/msg_header.h"
+#include "spool/maildrop.h"
+#include "qmgr/qmgr.h"
+#include "spool/queue_file.h"
+#include "spool/queue_id.h"
+#include "spool/spool.h"
+#include "spool/store.h"
+#include "smtp/smtp_addr.h"
+#include "smtp/smtp_data.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+/* Names being committed right now, so a second scan does not take them twice. */
+struct inflight {
+    struct inflight *next;
+    char *name;
+};
+
+static struct {
+    struct runtime *rt;
+    int maildrop_fd;
+    int corrupt_fd;
+    char *myhostname, *myorigin;
+    size_t header_size_limit;
+    uint64_t message_size_limit;
+    long hopcount_limit;
+    struct inflight *busy;
+} pk = {.maildrop_fd = -1, .corrupt_fd = -1};
+
+void pickup_init(struct event_base *base, struct runtime *rt)
+{
+    (void)base;
+    pk.rt = rt;
+    char *p = xasprintf("%s/%s", rt->queue_dir, QDIR_MAILDROP);
+    pk.maildrop_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pk.maildrop_fd < 0)
+        log_error("open %s: %s", p, strerror(errno));
+    free(p);
+    p = xasprintf("%s/%s", rt->queue_dir, QDIR_CORRUPT);
+    pk.corrupt_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(p);
+    pk.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
+    pk.myorigin = xstrdup(conf_str(rt->conf, "myorigin"));
+    pk.header_size_limit = (size_t)conf_int(rt->conf, "header_size_limit");
+    pk.hopcount_limit = (long)conf_int(rt->conf, "hopcount_limit");
+    long long lim = conf_int(rt->conf, "message_size_limit");
+    pk.message_size_limit = lim > 0 ? (uint64_t)lim : 0;
+}
+
+void pickup_shutdown(void)
+{
+    while (pk.busy) {
+        struct inflight *b = pk.busy;
+        pk.busy = b->next;
+        free(b->name);
+        free(b);
+    }
+    if (pk.maildrop_fd >= 0)
+        close(pk.maildrop_fd);
+    if (pk.corrupt_fd >= 0)
+        close(pk.corrupt_fd);
+    pk.maildrop_fd = pk.corrupt_fd = -1;
+    free(pk.myhostname);
+    free(pk.myorigin);
+    pk.myhostname = pk.myorigin = NULL;
+}
+
+static int is_busy(const char *name)
+{
+    for (struct inflight *b = pk.busy; b; b = b->next)
+        if (strcmp(b->name, name) == 0)
+            return 1;
+    return 0;
+}
+
+static void set_busy(const char *name, int busy)
+{
+    if (busy) {
+        struct inflight *b = xcalloc(1, sizeof *b);
+        b->name = xstrdup(name);
+        b->next = pk.busy;
+        pk.busy = b;
+        return;
+    }
+    for (struct inflight **pp = &pk.busy; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) == 0) {
+            struct inflight *b = *pp;
+            *pp = b->next;
+            free(b->name);
+            free(b);
+            return;
+        }
+    }
+}
+
+static void move_aside(const char *name, const char *why)
+{
+    char *dst = xasprintf("maildrop-%s", name);
+    log_warn("maildrop/%s: %s; moved to %s/%s", name, why, QDIR_CORRUPT, dst);
+    if (renameat(pk.maildrop_fd, name, pk.corrupt_fd, dst) != 0)
+        unlinkat(pk.maildrop_fd, name, 0);
+    free(dst);
+}
+
+/* An envelope address from sendmail's command line or the header:
+ * qualified with myorigin when it has no domain, and valid SMTP syntax. */
+static char *checked_address(const char *a, int allow_null)
+{
+    if (allow_null && *a == '\0')
+        return xstrdup("");
+    char *q = strchr(a, '@') ? xstrdup(a) : xasprintf("%s@%s", a, pk.myorigin);
+    char *wrapped = xasprintf("<%s>", q);
+    struct smtp_path p;
+    const char *end, *why;
+    int ok = smtp_path_parse(wrapped, SMTP_PATH_ALLOW_UTF8, &p, &end, &why) == 0 && *end == '\0';
+    if (ok) {
+        free(q);
+        q = xstrdup(p.mailbox);
+        smtp_path_free(&p);
+    } else {
+        free(q);
+        q = NULL;
+    }
+    free(wrapped);
+    return q;
+}
+
+struct pickup_commit {
+    char *name;
+};
+
+static void committed(void *arg, int ok)
+{
+    struct pickup_commit *pc = arg;
+    if (ok)
+        unlinkat(pk.maildrop_fd, pc->name, 0);
+    set_busy(pc->name, 0);
+    free(pc->name);
+    free(pc);
+}
+
+static void add_rcpt_unique(struct qf_message *m, const char *addr)
+{
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if (strcmp(m->rcpts[i].addr, addr) == 0)
+            return;
+    qf_message_add_rcpt(m, addr, "", 0, -1);
+}
+
+static void pickup_file(const char *name)
+{
+    /* Any local user can put anything here: a FIFO must not block the
+     * queue (O_NONBLOCK), and a file larger than a message can be is
+     * refused before it is read. */
+    int fd = openat(pk.maildrop_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ELOOP)
+            move_aside(name, "a symbolic link");
+        return;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        move_aside(name, "not a regular file");
+        return;
+    }
+    uint64_t most = MAILDROP_MAX_ENVELOPE + (pk.message_size_limit ? 2 * pk.message_size_limit : 0);
+    if (pk.message_size_limit && (uint64_t)sb.st_size > most) {
+        close(fd);
+        move_aside(name, "larger than message_size_limit allows");
+        return;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return;
+    }
+    struct maildrop_env env;
+    char err[256];
+    if (maildrop_read_env(f, &env, err, sizeof err) != 0) {
+        fclose(f);
+        move_aside(name, err);
+        return;
+    }
+    char *sender = checked_address(env.sender, 1);
+    if (!sender) {
+        fclose(f);
+        maildrop_env_free(&env);
+        move_aside(name, "bad sender address");
+        return;
+    }
+
+    char id[QUEUE_ID_LEN + 1];
+    queue_id_new(id);
+    struct qf_writer *w;
+    if (qf_writer_open(store_incoming_dirfd(), id, &w) != 0) {
+        log_warn("%s: cannot create queue file: %s (will retry)", id, strerror(errno));
+        fclose(f);
+        maildrop_env_free(&env);
+        free(sender);
+        return;
+    }
+    log_info("%s: uid=%u from=<%s>", id, (unsigned)sb.st_uid, sender);
+    /* "for <rcpt>" names the recipient as it will be delivered: qualified. */
+    char *for_rcpt = !env.extract && env.nrcpts == 1 ? checked_address(env.rcpts[0], 0) : NULL;
+    struct msg_received rcv = {
+        .by_host = pk.myhostname,
+        .protocol = "local",
+        .queue_id = id,
+        .for_rcpt = for_rcpt,
+        .uid = sb.st_uid,
+        .when = time(NULL),
+    };
+    char *received = msg_header_received(&rcv);
+    free(for_rcpt);
+    struct cleanup_opts o = {
+        .queue_id = id,
+        .myhostname = pk.myhostname,
+        .myorigin = pk.myorigin,
+        .sender = sender,
+        .full_name = env.full_name,
+        .add_missing_headers = 1,
+        .extract_recipients = env.extract,
+        .received = received,
+        .header_size_limit = pk.header_size_limit,
+        .message_size_limit = pk.message_size_limit,
+        .now = time(NULL),
+    };
+    struct cleanup *cl = cleanup_new(w, &o);
+    free(received);
+    struct smtp_data dec;
+    smtp_data_init(&dec, SMTP_DATA_BDAT, 0);
+    static char in[65536], out[2 * 65536 + 2];
+    size_t n;
+    uint64_t total = 0;
+    /* The size was checked above; a file still growing is read no further. */
+    while (total <= most && (n = fread(in, 1, sizeof in, f)) > 0) {
+        total += n;
+        size_t outlen;
+        smtp_data_decode(&dec, in, n, out, &outlen);
+        cleanup_write(cl, out, outlen);
+    }
+    int read_error = ferror(f);
+    fclose(f);
+    n = smtp_data_finish(&dec, out);
+    cleanup_write(cl, out, n);
+    struct cleanup_result res;
+    cleanup_finish(cl, &res);
+    cleanup_free(cl);
+
+    const char *problem = NULL;
+    struct qf_message m;
+    qf_message_init(&m, id, 0, sender);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    m.arrival_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+    for (size_t i = 0; i < env.nrcpts; i++) {
+        char *a = checked_address(env.rcpts[i], 0);
+        if (a)
+            add_rcpt_unique(&m, a);
+        else
+            log_warn("%s: ignoring malformed recipient address \"%s\"", id, env.rcpts[i]);
+        free(a);
+    }
+    for (size_t i = 0; i < res.nrcpts; i++) {
+        char *a = checked_address(res.rcpts[i], 0);
+        if (a)
+            add_rcpt_unique(&m, a);
+        free(a);
+    }
+    if (read_error)
+        problem = "read error";
+    else if (smtp_data_error(&dec))
+        problem = smtp_data_error(&dec);
+    else if (res.status == CLEANUP_TOO_BIG)
+        problem = "message size exceeds message_size_limit";
+    else if (res.status == CLEANUP_HEADER_TOO_BIG)
+        problem = "message header exceeds header_size_limit";
+    else if (m.nrcpt == 0)
+        problem = "no recipient addresses found";
+
+    if (res.status == CLEANUP_WRITE_ERROR) {
+        log_warn("%s: queue file write error: %s (will retry)", id, strerror(res.error_errno));
+        qf_writer_abort(w);
+    } else if (problem) {
+        qf_writer_abort(w);
+        move_aside(name, problem);
+    } else {
+        qf_message_set_attr(&m, "origin", "local");
+        qf_message_set_attr(&m, "protocol", "local");
+        char uid[24];
+        snprintf(uid, sizeof uid, "%u", (unsigned)sb.st_uid);
+        qf_message_set_attr(&m, "uid", uid);
+        if (res.message_id)
+            qf_message_set_attr(&m, "message_id", res.message_id);
+        /* Nobody to say 554 to: the queue bounces it (a forwarding loop) */
+        if (pk.hopcount_limit > 0 && res.hops > pk.hopcount_limit) {
+            char hops[24];
+            snprintf(hops, sizeof hops, "%d", res.hops);
+            qf_message_set_attr(&m, "loop_hops", hops);
+        }
+        if (qf_writer_finish(w, &m) != 0) {
+            log_warn("%s: queue file write error: %s (will retry)", id, strerror(errno));
+        } else {
+            if (res.message_id)
+                log_info("%s: message-id=<%s>", id, res.message_id);
+            struct pickup_commit *pc = xcalloc(1, sizeof *pc);
+            pc->name = xstrdup(name);
+            set_busy(name, 1);
+            qmgr_commit(id, committed, pc);
+        }
+    }
+    qf_message_free(&m);
+    cleanup_result_free(&res);
+    maildrop_env_free(&env);
+    free(sender);
+}
+
+void pickup_scan(void)
+{
+    if (pk.maildrop_fd < 0)
+        return;
+    int dfd = dup(pk.maildrop_fd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    rewinddir(d);
+    struct dirent *e;
+    time_t now = time(NULL);
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') {
+            /* A sendmail that died while writing leaves a dot file. */
+            struct stat sb;
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+                fstatat(pk.maildrop_fd, e->d_name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && now - sb.st_mtime > 86400)
+                unlinkat(pk.maildrop_fd, e->d_name, 0);
+            continue;
+        }
+        if (!is_busy(e->d_name))
+            pickup_file(e->d_name);
+    }
+    closedir(d);
+}

@@ -1,0 +1,890 @@
+/* qmgr_relay: delivery to other mail servers (see qmgr_relay.h). */
+#include "qmgr/qmgr_relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "daemon/runtime.h"
+#include "dns/dns.h"
+#include "maps/maps.h"
+#include "msg/mime_downgrade.h"
+#include "qmgr/qmgr_internal.h"
+#include "spool/store.h"
+#include "smtpc/smtpc.h"
+#include "tls/tls.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+/* Where a recipient waits for a session. Waiting recipients hold their
+ * message (qmsg_rcpt_take), so the pointer stays valid until released. */
+struct relay_item {
+    struct relay_item *next;
+    struct qmsg *q;
+    size_t idx;
+};
+
+/* One next hop: "example.com" (MX lookup), "[host]:port" (addresses of
+ * host only), "host:port" (MX lookup, another port). */
+struct relay_dest {
+    struct relay_dest *next;
+    char *key;
+    char *host;          /* what DNS is asked */
+    int use_mx;
+    unsigned port;
+    unsigned active;     /* sessions running */
+    struct relay_item *head, *tail;
+};
+
+struct relay_job {
+    struct relay_job *next, *prev;
+    struct relay_dest *dest;
+    struct qmsg *q;
+    size_t *idx;
+    size_t n;
+    int fd;
+    int64_t start_us;
+    struct dns_query *dq;
+    struct smtpc *sc;
+    struct smtpc_msg msg;
+    struct smtpc_rcpt *rcpts;
+    struct smtpc_target *targets;
+    char **target_names;     /* the targets' host names, ours */
+    size_t ntargets;
+    int converted_fd;    /* the 7-bit copy for a server without 8BITMIME, or -1 */
+    char *auth_user, *auth_pass;   /* smtp_sasl_password_maps, for this next hop */
+    int tls_level;       /* enum smtpc_tls, from the policy */
+    char *tls_match;     /* names the certificate must carry (verify, secure) */
+};
+
+static struct {
+    struct event_base *base;
+    struct runtime *rt;
+    struct dns_ctx *dns;
+    struct map_list *transport;
+    char *relayhost;
+    char *myhostname;
+    struct smtpc_opts opts;
+    struct ssl_ctx_st *tls_may, *tls_mandatory;   /* client contexts */
+    struct map_list *tls_policy;
+    struct map_list *sasl_passwords;   /* smtp_sasl_password_maps, when smtp_sasl_auth_enable */
+    int tls_default;          /* smtp_tls_security_level */
+    int tls_default_secure;   /* it says "secure": match the next hop's domain */
+    char *cafile, *capath;
+    int cas_loaded;
+    unsigned port;
+    unsigned dest_limit, total_limit, rcpt_limit;
+    unsigned active;
+    int quiescing;       /* stopping: sessions running finish, none start */
+    struct relay_dest *dests;
+    struct relay_job *jobs;
+    struct event *kick;
+    /* this server's own addresses, for loop detection */
+    struct sockaddr_storage *own;
+    size_t nown;
+} rl;
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---------- our own addresses ---------- */
+
+static void add_own(const struct sockaddr *sa)
+{
+    if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
+        return;
+    rl.own = xrealloc(rl.own, (rl.nown + 1) * sizeof *rl.own);
+    memset(&rl.own[rl.nown], 0, sizeof *rl.own);
+    memcpy(&rl.own[rl.nown], sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+    rl.nown++;
+}
+
+static int is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return 0;
+}
+
+/* The addresses the SMTP listeners are bound to; a wildcard listener
+ * stands for every interface address (as Postfix's inet_interfaces). */
+static void collect_own_addresses(void)
+{
+    int wildcard = 0;
+    for (size_t i = 0; i < rl.rt->nlisteners; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        if (getsockname(rl.rt->listeners[i].fd, (struct sockaddr *)&ss, &len) != 0)
+            continue;
+        if (is_wildcard(&ss))
+            wildcard = 1;
+        else
+            add_own((struct sockaddr *)&ss);
+    }
+    if (!wildcard)
+        return;
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
+        add_own(p->ifa_addr);
+    freeifaddrs(ifa);
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                  sizeof(struct in6_addr)) == 0;
+}
+
+static int host_is_us(const struct dns_host *h)
+{
+    if (strcasecmp(h->name, rl.myhostname) == 0)
+        return 1;
+    for (size_t i = 0; i < h->naddrs; i++)
+        for (size_t k = 0; k < rl.nown; k++)
+            if (same_addr(&h->addrs[i], &rl.own[k]))
+                return 1;
+    return 0;
+}
+
+/* ---------- next hops ---------- */
+
+static const char *domain_of(const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    return at ? at + 1 : "";
+}
+
+/* Parses "[host]:port", "[host]", "host:port", "host" into dest fields.
+ * IPv6 inside brackets keeps its colons. Returns 0, or -1 for a bad port. */
+static int parse_nexthop(const char *spec, char **host, int *use_mx, unsigned *port)
+{
+    const char *end = spec + strlen(spec);
+    const char *colon = NULL;
+    *use_mx = 1;
+    if (spec[0] == '[') {
+        const char *close = strchr(spec, ']');
+        if (!close)
+            return -1;
+        *use_mx = 0;
+        *host = xstrndup(spec + 1, (size_t)(close - spec - 1));
+        colon = close[1] == ':' ? close + 1 : NULL;
+        if (!colon && close[1])
+            goto bad;
+    } else {
+        colon = strrchr(spec, ':');
+        *host = xstrndup(spec, colon ? (size_t)(colon - spec) : (size_t)(end - spec));
+    }
+    *port = rl.port;
+    if (colon) {
+        char *stop = NULL;
+        long p = strtol(colon + 1, &stop, 10);
+        if (stop == colon + 1 || *stop || p < 1 || p > 65535)
+            goto bad;
+        *port = (unsigned)p;
+    }
+    if (!**host)
+        goto bad;
+    return 0;
+bad:
+    free(*host);
+    *host = NULL;
+    return -1;
+}
+
+static struct relay_dest *dest_get(const char *key)
+{
+    for (struct relay_dest *d = rl.dests; d; d = d->next)
+        if (strcasecmp(d->key, key) == 0)
+            return d;
+    struct relay_dest *d = xcalloc(1, sizeof *d);
+    if (parse_nexthop(key, &d->host, &d->use_mx, &d->port) != 0) {
+        free(d);
+        return NULL;
+    }
+    d->key = xstrdup(key);
+    d->next = rl.dests;
+    rl.dests = d;
+    return d;
+}
+
+static void dest_free_if_idle(struct relay_dest *d)
+{
+    if (d->active || d->head)
+        return;
+    struct relay_dest **pp = &rl.dests;
+    while (*pp && *pp != d)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = d->next;
+    free(d->key);
+    free(d->host);
+    free(d);
+}
+
+/* transport_maps: the full domain, then each parent as ".parent". */
+static int transport_lookup(const char *domain, char **value)
+{
+    char *key = xstrdup(domain);
+    str_lower(key);
+    int rc = map_list_lookup(rl.transport, key, value);
+    for (const char *p = strchr(key, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
+        rc = map_list_lookup(rl.transport, p, value);
+    free(key);
+    return rc;
+}
+
+/* A recipient's next hop from a transport entry's nexthop part: empty means
+ * the usual one (relayhost or the domain). */
+static char *default_nexthop(const char *addr)
+{
+    if (rl.relayhost && *rl.relayhost)
+        return xstrdup(rl.relayhost);
+    return xstrdup(domain_of(addr));
+}
+
+enum relay_route relay_transport(struct qmsg *q, size_t idx)
+{
+    if (!rl.transport)
+        return RELAY_ROUTE_DEFAULT;
+    const char *addr = q->m.rcpts[idx].addr;
+    char *value = NULL;
+    int rc = transport_lookup(domain_of(addr), &value);
+    if (rc < 0) {
+        qmsg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
+        return RELAY_ROUTE_SETTLED;
+    }
+    if (rc == 0)
+        return RELAY_ROUTE_DEFAULT;
+    char *v = str_trim(value);
+    enum relay_route route = RELAY_ROUTE_SMTP;
+    if (strncasecmp(v, "local:", 6) == 0 || strcasecmp(v, "local") == 0) {
+        route = RELAY_ROUTE_LOCAL;
+    } else if (strncasecmp(v, "error:", 6) == 0) {
+        const char *text = v[6] ? v + 6 : "mail for this destination is not accepted";
+        qmsg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.0.0", text);
+        route = RELAY_ROUTE_SETTLED;
+    } else if (strncasecmp(v, "smtp:", 5) != 0 && strncasecmp(v, "relay:", 6) != 0 &&
+               strcasecmp(v, "smtp") != 0 && strcasecmp(v, "relay") != 0) {
+        char *why = xasprintf("transport_maps: unsupported transport in \"%s\"", v);
+        log_warn("%s: %s", q->m.id, why);
+        qmsg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
+        free(why);
+        route = RELAY_ROUTE_SETTLED;
+    }
+    free(value);
+    return route;
+}
+
+/* The nexthop a remote recipient goes to; NULL when the configuration is
+ * broken (the recipient is then deferred). */
+static char *nexthop_for(const char *addr)
+{
+    if (rl.transport) {
+        char *value = NULL;
+        if (transport_lookup(domain_of(addr), &value) == 1) {
+            char *v = str_trim(value);
+            const char *colon = strchr(v, ':');
+            char *hop = colon && colon[1] ? xstrdup(str_trim((char *)colon + 1)) : default_nexthop(addr);
+            free(value);
+            return hop;
+        }
+        free(value);
+    }
+    return default_nexthop(addr);
+}
+
+/* ---------- sessions ---------- */
+
+static void kick_soon(void)
+{
+    if (!evtimer_pending(rl.kick, NULL)) {
+        struct timeval tv = {0, 0};
+        evtimer_add(rl.kick, &tv);
+    }
+}
+
+void relay_enqueue(struct qmsg *q, size_t idx)
+{
+    if (!rl.kick)
+        return;   /* shutting down: the recipient stays due for the next start */
+    qmsg_rcpt_take(q, idx);
+    char *hop = nexthop_for(q->m.rcpts[idx].addr);
+    struct relay_dest *d = dest_get(hop);
+    if (!d) {
+        /* Settled from the loop, as promised: park it on a dead end. */
+        char *why = xasprintf("bad next hop \"%s\" (relayhost or transport_maps)", hop);
+        log_warn("%s: %s", q->m.id, why);
+        free(hop);
+        hop = xstrdup("[invalid]");
+        d = dest_get(hop);
+        free(why);
+    }
+    free(hop);
+    struct relay_item *it = xcalloc(1, sizeof *it);
+    it->q = q;
+    it->idx = idx;
+    if (d->tail)
+        d->tail->next = it;
+    else
+        d->head = it;
+    d->tail = it;
+    kick_soon();
+}
+
+static void job_free(struct relay_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        rl.jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    if (j->fd >= 0)
+        close(j->fd);
+    if (j->converted_fd >= 0)
+        close(j->converted_fd);
+    for (size_t i = 0; i < j->ntargets; i++)
+        free(j->target_names[i]);
+    free(j->target_names);
+    free(j->targets);
+    free(j->tls_match);
+    free(j->auth_user);
+    if (j->auth_pass) {
+        explicit_bzero(j->auth_pass, strlen(j->auth_pass));
+        free(j->auth_pass);
+    }
+    smtpc_msg_clear(&j->msg);
+    free(j->rcpts);
+    free(j->idx);
+    struct relay_dest *d = j->dest;
+    d->active--;
+    rl.active--;
+    free(j);
+    /* an idle destination is freed by on_kick, never here: this may run
+     * inside on_kick's walk over the destinations */
+    kick_soon();
+}
+
+/* Every recipient of the job gets the same result (DNS, loops, setup). */
+static void job_settle_all(struct relay_job *j, enum qmsg_outcome o, const char *relay, const char *dsn,
+                           const char *reason)
+{
+    for (size_t i = 0; i < j->n; i++)
+        qmsg_rcpt_finish(j->q, j->idx[i], o, relay, j->start_us, dsn, reason, NULL);
+    struct qmsg *q = j->q;
+    job_free(j);
+    qmsg_finish_if_done(q);
+}
+
+/* "mx.example.net[192.0.2.5]:25" -> "mx.example.net" */
+static char *relay_host_name(const char *relay)
+{
+    const char *b = strchr(relay, '[');
+    return xstrndup(relay, b ? (size_t)(b - relay) : strlen(relay));
+}
+
+static void on_client_done(void *arg, struct smtpc_result *res);
+
+/* "none" "may" "encrypt" "verify" "secure" (Postfix's levels; dane is
+ * not built yet and counts as may); *secure tells the last. -1: unknown. */
+static int tls_level_of(const char *word, size_t len, int *secure)
+{
+    static const struct {
+        const char *name;
+        int level, secure;
+    } levels[] = {{"none", SMTPC_TLS_NONE, 0},     {"may", SMTPC_TLS_MAY, 0},
+                  {"encrypt", SMTPC_TLS_ENCRYPT, 0}, {"verify", SMTPC_TLS_VERIFY, 0},
+                  {"secure", SMTPC_TLS_VERIFY, 1}, {"dane", SMTPC_TLS_MAY, 0}};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (strlen(levels[i].name) == len && strncasecmp(levels[i].name, word, len) == 0) {
+            *secure = levels[i].secure;
+            return levels[i].level;
+        }
+    return -1;
+}
+
+/* The TLS policy of the job's next hop: smtp_tls_policy_maps (the next
+ * hop as written, then its host), else smtp_tls_security_level. */
+static void tls_policy(struct relay_job *j)
+{
+    int secure = rl.tls_default_secure;
+    j->tls_level = rl.tls_default;
+    char *value = NULL;
+    if (rl.tls_policy && (map_list_lookup(rl.tls_policy, j->dest->key, &value) == 1 ||
+                          map_list_lookup(rl.tls_policy, j->dest->host, &value) == 1)) {
+        char *v = str_trim(value);
+        size_t len = strcspn(v, " \t");
+        int level = tls_level_of(v, len, &secure);
+        if (level < 0)
+            log_warn("smtp_tls_policy_maps: unknown level in \"%s\" for %s; using encrypt", v, j->dest->key);
+        j->tls_level = level < 0 ? SMTPC_TLS_ENCRYPT : level;
+        const char *m = strstr(v + len, "match=");
+        if (m) {
+            m += 6;
+            j->tls_match = xstrndup(m, strcspn(m, " \t"));
+        }
+    }
+    free(value);
+    if (j->tls_level >= SMTPC_TLS_VERIFY && !j->tls_match && secure)
+        j->tls_match = xasprintf("%s:.%s", j->dest->host, j->dest->host);
+    if (j->tls_level >= SMTPC_TLS_VERIFY && !rl.cas_loaded) {
+        char *err = NULL;
+        if (tls_client_load_cas(rl.tls_mandatory, rl.cafile, rl.capath, &err) != 0) {
+            /* verification then fails, and the mail waits: never sent unverified */
+            log_warn("%s", err);
+            free(err);
+        }
+        rl.cas_loaded = 1;
+    }
+}
+
+/* The login for the job's next hop: smtp_sasl_password_maps, the next hop
+ * as written ("[smtp.example.com]:587"), then its host; "user:password". */
+static void sasl_login(struct relay_job *j)
+{
+    if (!rl.sasl_passwords)
+        return;
+    char *value = NULL;
+    if (map_list_lookup(rl.sasl_passwords, j->dest->key, &value) != 1 &&
+        map_list_lookup(rl.sasl_passwords, j->dest->host, &value) != 1) {
+        free(value);
+        return;
+    }
+    char *colon = strchr(value, ':');
+    if (colon) {
+        j->auth_user = xstrndup(value, (size_t)(colon - value));
+        j->auth_pass = xstrdup(colon + 1);
+    } else {
+        log_warn("smtp_sasl_password_maps: the entry for %s is not user:password", j->dest->key);
+    }
+    explicit_bzero(value, strlen(value));
+    free(value);
+}
+
+static void launch(struct relay_job *j)
+{
+    struct smtpc_opts o = rl.opts;
+    o.auth_user = j->auth_user;
+    o.auth_pass = j->auth_pass;
+    o.tls_level = j->tls_level;
+    o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
+    o.tls_match = j->tls_match;
+    /* a cached connection serves only the same policy: TLS level, names
+     * and login are part of the key */
+    char *key = xasprintf("%s:%u:%d:%s:%s", j->dest->key, j->dest->port, j->tls_level,
+                          j->tls_match ? j->tls_match : "", j->auth_user ? j->auth_user : "");
+    o.cache_key = key;
+    j->sc = smtpc_start(rl.base, &o, j->targets, j->ntargets, &j->msg, on_client_done, j);
+    free(key);
+}
+
+/* The server does not take 8-bit mail: a 7-bit copy (RFC 6152 §3) in an
+ * unlinked file beside the queue, sent instead. 0, or -1 with *why when
+ * the message cannot be made 7-bit (or the copy not written). */
+static int downgrade(struct relay_job *j, char **why)
+{
+    int fd = open(rl.rt->queue_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *why = xasprintf("cannot create a file for the 7-bit copy: %s", strerror(errno));
+        return -1;
+    }
+    uint64_t len = 0;
+    const char *reason = NULL;
+    int rc = mime_downgrade(j->fd, j->msg.offset, j->msg.length, fd, &len, &reason);
+    if (rc != 0) {
+        *why = rc == MIME_DG_IMPOSSIBLE ? xasprintf("cannot convert the message to 7-bit MIME: %s", reason)
+                                        : xasprintf("cannot write the 7-bit copy: %s", strerror(errno));
+        close(fd);
+        return rc == MIME_DG_IMPOSSIBLE ? -1 : -2;
+    }
+    j->converted_fd = fd;
+    smtpc_msg_clear(&j->msg);
+    j->msg.content_fd = fd;
+    j->msg.offset = 0;
+    j->msg.length = len;
+    j->msg.body_8bit = 0;
+    return 0;
+}
+
+static void on_client_done(void *arg, struct smtpc_result *res)
+{
+    struct relay_job *j = arg;
+    j->sc = NULL;
+    if (res->outcome == SMTPC_BOUNCE_ALL && strcmp(res->enh, "5.6.3") == 0 && j->converted_fd < 0) {
+        char *why = NULL;
+        int rc = downgrade(j, &why);
+        if (rc == 0) {
+            log_info("%s: converted to 7-bit MIME for %s", j->q->m.id, res->relay ? res->relay : "the next hop");
+            launch(j);
+            return;
+        }
+        log_warn("%s: %s", j->q->m.id, why);
+        job_settle_all(j, rc == -1 ? QMSG_BOUNCED : QMSG_DEFERRED, res->relay ? res->relay : "none",
+                       rc == -1 ? "5.6.3" : "4.3.0", why);
+        free(why);
+        return;
+    }
+    const char *relay = res->relay ? res->relay : "none";
+    char *mta = res->relay ? relay_host_name(res->relay) : xstrdup("");
+    /* Postfix's log names a reused connection: "relay=..., conn_use=2" */
+    char *relay_logged = res->conn_use > 1 ? xasprintf("%s, conn_use=%u", relay, res->conn_use) : xstrdup(relay);
+    for (size_t i = 0; i < j->n; i++) {
+        const struct smtpc_rcpt *r = &j->rcpts[i];
+        int code = r->code;
+        const char *text = r->text ? r->text : (res->text ? res->text : "no reason given");
+        const char *enh = r->enh[0] ? r->enh : (code / 100 == 2 ? "2.0.0" : code / 100 == 5 ? "5.0.0" : "4.0.0");
+        enum qmsg_outcome o = code / 100 == 2 ? QMSG_SENT : code / 100 == 5 ? QMSG_BOUNCED : QMSG_DEFERRED;
+        char *reason;
+        if (r->remote && o != QMSG_SENT) {
+            /* "host mx.example.net[192.0.2.5] said: ...": the relay without its port */
+            const char *port = strrchr(relay, ':');
+            int hostlen = port && port > relay && port[-1] == ']' ? (int)(port - relay) : (int)strlen(relay);
+            reason = xasprintf("host %.*s said: %s (in reply to %s command)", hostlen, relay, text,
+                               r->stage ? r->stage : "end of DATA");
+        }
+        else
+            reason = xstrdup(text);
+        struct qmsg_remote remote = {mta, r->remote ? text : "", r->remote && r->dsn_passed};
+        /* Postfix names no relay when not even a connection was made. */
+        const char *logged = r->stage && strcmp(r->stage, "connect") == 0 ? "none" : relay_logged;
+        qmsg_rcpt_finish(j->q, j->idx[i], o, logged, j->start_us, enh, reason, &remote);
+        free(reason);
+    }
+    free(mta);
+    free(relay_logged);
+    struct qmsg *q = j->q;
+    job_free(j);
+    qmsg_finish_if_done(q);
+}
+
+/* How many of the exchangers (best first) to try: those preferred over
+ * ourselves when we are listed (as Postfix: every record with our
+ * preference or worse is dropped); -1 when that leaves none (a loop). */
+static long usable_hosts(const struct dns_route *r)
+{
+    for (size_t i = 0; i < r->nhosts; i++) {
+        if (!host_is_us(&r->hosts[i]))
+            continue;
+        size_t n = 0;
+        while (n < r->nhosts && r->hosts[n].pref < r->hosts[i].pref)
+            n++;
+        return n == 0 ? -1 : (long)n;
+    }
+    return (long)r->nhosts;
+}
+
+static void start_session(struct relay_job *j, const struct dns_route *route, size_t nhosts)
+{
+    size_t ntargets = 0;
+    for (size_t h = 0; h < nhosts; h++)
+        ntargets += route->hosts[h].naddrs;
+    struct smtpc_target *t = j->targets = xcalloc(ntargets ? ntargets : 1, sizeof *t);
+    j->target_names = xcalloc(ntargets ? ntargets : 1, sizeof *j->target_names);
+    j->ntargets = ntargets;
+    size_t k = 0;
+    for (size_t h = 0; h < nhosts; h++) {
+        const struct dns_host *host = &route->hosts[h];
+        for (size_t a = 0; a < host->naddrs; a++, k++) {
+            t[k].hostname = j->target_names[k] = xstrdup(host->name);
+            t[k].addr = host->addrs[a];
+            if (t[k].addr.ss_family == AF_INET) {
+                ((struct sockaddr_in *)&t[k].addr)->sin_port = htons((uint16_t)j->dest->port);
+                t[k].addrlen = sizeof(struct sockaddr_in);
+            } else {
+                ((struct sockaddr_in6 *)&t[k].addr)->sin6_port = htons((uint16_t)j->dest->port);
+                t[k].addrlen = sizeof(struct sockaddr_in6);
+            }
+        }
+    }
+    launch(j);
+}
+
+static void on_route(void *arg, struct dns_route *route)
+{
+    struct relay_job *j = arg;
+    j->dq = NULL;
+    if (route->status != DNS_OK) {
+        enum qmsg_outcome o = dns_status_permanent(route->status) ? QMSG_BOUNCED : QMSG_DEFERRED;
+        const char *why = route->why ? route->why : dns_status_name(route->status);
+        job_settle_all(j, o, "none", dns_status_dsn(route->status), why);
+        dns_route_free(route);
+        return;
+    }
+    long n = usable_hosts(route);
+    if (n < 0) {
+        char *why = xasprintf("mail for %s loops back to myself", j->dest->host);
+        job_settle_all(j, QMSG_BOUNCED, "none", "5.4.6", why);
+        free(why);
+        dns_route_free(route);
+        return;
+    }
+    start_session(j, route, (size_t)n);
+    dns_route_free(route);
+}
+
+/* Takes the first waiting recipient of d and every other one of the same
+ * message waiting there (up to the recipient limit) into a new job. */
+static void start_job(struct relay_dest *d)
+{
+    struct relay_job *j = xcalloc(1, sizeof *j);
+    j->dest = d;
+    j->fd = -1;
+    j->converted_fd = -1;
+    j->q = d->head->q;
+    j->idx = xcalloc(rl.rcpt_limit, sizeof *j->idx);
+    struct relay_item **pp = &d->head, *last = NULL;
+    while (*pp && j->n < rl.rcpt_limit) {
+        struct relay_item *it = *pp;
+        if (it->q != j->q) {
+            last = it;
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        j->idx[j->n++] = it->idx;
+        free(it);
+    }
+    d->tail = NULL;
+    for (struct relay_item *it = d->head; it; it = it->next)
+        d->tail = it;
+    (void)last;
+    d->active++;
+    rl.active++;
+    j->next = rl.jobs;
+    if (rl.jobs)
+        rl.jobs->prev = j;
+    rl.jobs = j;
+    j->start_us = now_us();
+
+    struct qmsg *q = j->q;
+    char *path = store_path(q->m.id, q->place);
+    j->fd = open(path, O_RDONLY | O_CLOEXEC);
+    int err = errno;
+    free(path);
+    if (j->fd < 0) {
+        char *why = xasprintf("cannot open the queue file: %s", strerror(err));
+        job_settle_all(j, QMSG_DEFERRED, "none", "4.3.0", why);
+        free(why);
+        return;
+    }
+    j->rcpts = xcalloc(j->n, sizeof *j->rcpts);
+    for (size_t i = 0; i < j->n; i++) {
+        const struct qf_rcpt *r = &q->m.rcpts[j->idx[i]];
+        j->rcpts[i].addr = r->addr;
+        j->rcpts[i].notify = r->notify;
+        j->rcpts[i].orcpt = r->orcpt;
+    }
+    const char *body = qf_message_attr(&q->m, "body");
+    j->msg.sender = q->m.sender;
+    j->msg.smtputf8 = qf_message_attr(&q->m, "smtputf8") != NULL;
+    j->msg.body_8bit = body && strcasecmp(body, "8BITMIME") == 0;
+    j->msg.ret = qf_message_attr(&q->m, "ret");
+    j->msg.envid = qf_message_attr(&q->m, "envid");
+    j->msg.content_fd = j->fd;
+    j->msg.offset = q->m.content_offset;
+    j->msg.length = q->m.content_length;
+    j->msg.rcpts = j->rcpts;
+    j->msg.nrcpts = j->n;
+    if (strcmp(d->key, "[invalid]") == 0) {
+        job_settle_all(j, QMSG_DEFERRED, "none", "4.3.5", "bad next hop in relayhost or transport_maps");
+        return;
+    }
+    tls_policy(j);
+    sasl_login(j);
+    if (d->use_mx)
+        j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
+    else
+        j->dq = dns_resolve_host(rl.dns, d->host, on_route, j);
+}
+
+/* Waiting recipients whose message went on hold, was deleted, or whose
+ * recipient got settled another way leave the queue without a session. */
+static void drop_stale(struct relay_dest *d)
+{
+    struct relay_item **pp = &d->head;
+    while (*pp) {
+        struct relay_item *it = *pp;
+        if (!it->q->deleted && it->q->place == STORE_QUEUE) {
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        struct qmsg *q = it->q;
+        qmsg_rcpt_release(q, it->idx);
+        free(it);
+        qmsg_finish_if_done(q);
+    }
+    d->tail = NULL;
+    for (struct relay_item *it = d->head; it; it = it->next)
+        d->tail = it;
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct relay_dest *d = rl.dests;
+    while (d) {
+        struct relay_dest *next = d->next;
+        drop_stale(d);
+        while (!rl.quiescing && d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
+            start_job(d);
+        dest_free_if_idle(d);
+        d = next;
+    }
+}
+
+/* ---------- setup ---------- */
+
+static long opt_time(struct conf *c, const char *name)
+{
+    return (long)conf_time(c, name);
+}
+
+int relay_init(struct event_base *base, struct runtime *rt, char **err)
+{
+    memset(&rl, 0, sizeof rl);
+    rl.base = base;
+    rl.rt = rt;
+    struct conf *c = rt->conf;
+    const char *protocols = conf_str(c, "inet_protocols");
+    int v4 = strstr(protocols, "all") || strstr(protocols, "ipv4");
+    int v6 = strstr(protocols, "all") || strstr(protocols, "ipv6");
+    rl.dns = dns_new(base, conf_str(c, "dns_resolvers"), v4, v6, err);
+    if (!rl.dns)
+        return -1;
+    const char *tm = conf_str(c, "transport_maps");
+    if (*tm) {
+        rl.transport = map_list_open(tm, 0, err);
+        if (!rl.transport) {
+            dns_free(rl.dns);
+            return -1;
+        }
+    }
+    rl.relayhost = xstrdup(conf_str(c, "relayhost"));
+    rl.myhostname = xstrdup(conf_str(c, "myhostname"));
+    rl.port = (unsigned)conf_int(c, "smtp_tcp_port");
+    rl.dest_limit = (unsigned)conf_int(c, conf_is_set(c, "smtp_destination_concurrency_limit")
+                                              ? "smtp_destination_concurrency_limit"
+                                              : "default_destination_concurrency_limit");
+    rl.rcpt_limit = (unsigned)conf_int(c, conf_is_set(c, "smtp_destination_recipient_limit")
+                                              ? "smtp_destination_recipient_limit"
+                                              : "default_destination_recipient_limit");
+    rl.total_limit = (unsigned)conf_int(c, "default_process_limit");
+    rl.opts.helo_name = conf_str(c, "smtp_helo_name");
+    rl.opts.connect_timeout = opt_time(c, "smtp_connect_timeout");
+    rl.opts.helo_timeout = opt_time(c, "smtp_helo_timeout");
+    rl.opts.mail_timeout = opt_time(c, "smtp_mail_timeout");
+    rl.opts.rcpt_timeout = opt_time(c, "smtp_rcpt_timeout");
+    rl.opts.data_timeout = opt_time(c, "smtp_data_init_timeout");
+    rl.opts.data_xfer_timeout = opt_time(c, "smtp_data_xfer_timeout");
+    rl.opts.data_done_timeout = opt_time(c, "smtp_data_done_timeout");
+    rl.opts.quit_timeout = opt_time(c, "smtp_quit_timeout");
+    rl.opts.cache_idle = opt_time(c, "smtp_connection_cache_time_limit");
+    rl.opts.cache_uses = (unsigned)conf_int(c, "smtp_connection_reuse_count_limit");
+    /* 8-bit mail for a server without 8BITMIME: the client refuses
+     * (5.6.3) and on_client_done sends a 7-bit copy instead. */
+    rl.opts.allow_8bit_anyway = 0;
+    const char *level = conf_str(c, "smtp_tls_security_level");
+    rl.tls_default = tls_level_of(level, strlen(level), &rl.tls_default_secure);
+    if (rl.tls_default < 0)
+        rl.tls_default = SMTPC_TLS_MAY;
+    rl.cafile = xstrdup(conf_str(c, "smtp_tls_CAfile"));
+    rl.capath = xstrdup(conf_str(c, "smtp_tls_CApath"));
+    rl.tls_may = tls_client_ctx(c, "smtp_tls_protocols", err);
+    if (!rl.tls_may)
+        return -1;
+    rl.tls_mandatory = tls_client_ctx(c, "smtp_tls_mandatory_protocols", err);
+    if (!rl.tls_mandatory)
+        return -1;
+    const char *sp = conf_str(c, "smtp_sasl_password_maps");
+    if (conf_bool(c, "smtp_sasl_auth_enable") && *sp && !(rl.sasl_passwords = map_list_open(sp, 0, err)))
+        return -1;
+    const char *pm = conf_str(c, "smtp_tls_policy_maps");
+    if (*pm && !(rl.tls_policy = map_list_open(pm, 0, err)))
+        return -1;
+    rl.kick = evtimer_new(base, on_kick, NULL);
+    collect_own_addresses();
+    return 0;
+}
+
+void relay_quiesce(void)
+{
+    rl.quiescing = 1;
+}
+
+unsigned relay_active(void)
+{
+    return rl.active;
+}
+
+void relay_shutdown(void)
+{
+    while (rl.jobs) {
+        struct relay_job *j = rl.jobs;
+        if (j->dq)
+            dns_cancel(j->dq);
+        if (j->sc)
+            smtpc_cancel(j->sc);
+        for (size_t i = 0; i < j->n; i++)
+            qmsg_rcpt_release(j->q, j->idx[i]);
+        job_free(j);
+    }
+    while (rl.dests) {
+        struct relay_dest *d = rl.dests;
+        while (d->head) {
+            struct relay_item *it = d->head;
+            d->head = it->next;
+            qmsg_rcpt_release(it->q, it->idx);
+            free(it);
+        }
+        rl.dests = d->next;
+        free(d->key);
+        free(d->host);
+        free(d);
+    }
+    smtpc_drop_lingering();
+    if (rl.kick)
+        event_free(rl.kick);
+    if (rl.dns)
+        dns_free(rl.dns);
+    if (rl.transport)
+        map_list_close(rl.transport);
+    if (rl.tls_policy)
+        map_list_close(rl.tls_policy);
+    if (rl.sasl_passwords)
+        map_list_close(rl.sasl_passwords);
+    free(rl.cafile);
+    free(rl.capath);
+    tls_ctx_free(rl.tls_may);
+    tls_ctx_free(rl.tls_mandatory);
+    free(rl.relayhost);
+    free(rl.myhostname);
+    free(rl.own);
+    memset(&rl, 0, sizeof rl);
+}

@@ -1,0 +1,60 @@
+/* qmgr_relay: delivery to other mail servers, inside the queue process.
+ *
+ * What it does: decides each remote recipient's next hop (transport_maps,
+ * then relayhost, then the recipient's domain), queues the recipient on
+ * that destination, and runs SMTP client sessions (smtpc) to it:
+ * the destination's route comes from DNS (MX records, or the host's own
+ * addresses for a "[host]" next hop), every address of every exchanger is
+ * tried in order, and the recipients of one message that share a
+ * destination travel in one transaction (up to
+ * smtp_destination_recipient_limit). Sessions are bounded per destination
+ * (smtp_destination_concurrency_limit) and in total
+ * (default_process_limit). Mail whose best exchanger is this server
+ * bounces ("mail for X loops back to myself", 5.4.6); exchangers less
+ * preferred than ourselves are never tried.
+ *
+ * What it owns: the destination table, the waiting recipients, the DNS
+ * context and the client sessions. Results go back to the queue manager
+ * through qmsg_rcpt_result() and qmsg_finish_if_done() (qmgr_internal.h).
+ *
+ * Errors: relay_init fails (NULL message in *err) on a bad dns_resolvers or
+ * transport_maps setting. Everything after that is a recipient's result:
+ * temporary DNS or table failures and unreachable servers defer, permanent
+ * ones bounce, each with a Postfix-style reason. */
+#ifndef TERN_QMGR_QMGR_RELAY_H
+#define TERN_QMGR_QMGR_RELAY_H
+
+#include <stddef.h>
+
+struct event_base;
+struct runtime;
+struct qmsg;
+
+int relay_init(struct event_base *base, struct runtime *rt, char **err);
+/* Drops every session and waiting recipient (process shutdown). */
+void relay_shutdown(void);
+/* Stopping: sessions running may finish (a message in the middle of DATA
+ * would otherwise be sent again after the restart), no new ones start.
+ * relay_active() counts those still running. */
+void relay_quiesce(void);
+unsigned relay_active(void);
+
+/* How a recipient is to be delivered, from transport_maps (then the
+ * caller's own idea of local and remote). */
+enum relay_route {
+    RELAY_ROUTE_DEFAULT,   /* no transport_maps entry */
+    RELAY_ROUTE_LOCAL,     /* "local:" */
+    RELAY_ROUTE_SMTP,      /* "smtp:..." or "relay:...": this module delivers */
+    RELAY_ROUTE_SETTLED,   /* an "error:" entry or a table failure: the
+                              recipient already has its result */
+};
+/* Looks addr's domain up in transport_maps; settles the recipient itself
+ * for "error:" entries (bounce) and unreadable tables (defer). */
+enum relay_route relay_transport(struct qmsg *q, size_t idx);
+
+/* Takes recipient idx of q (due, not busy, for another server): marks it
+ * busy; its result comes back later through qmsg_rcpt_result(), never
+ * from inside this call. */
+void relay_enqueue(struct qmsg *q, size_t idx);
+
+#endif

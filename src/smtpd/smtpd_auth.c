@@ -1,0 +1,429 @@
+/* smtpd_auth: the AUTH command of a session (RFC 4954) with the
+ * PLAIN (RFC 4616) and LOGIN mechanisms, checked against tern's password
+ * file (auth_passwd) or Dovecot's auth socket (auth_dovecot), without
+ * blocking the loop; failed logins are delayed, counted per client
+ * address, and past smtpd_sasl_failure_limit the address is refused for
+ * smtpd_sasl_lockout_time (see smtpd_session_internal.h). */
+#include "smtpd/smtpd_session_internal.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/auth_dovecot.h"
+#include "auth/auth_passwd.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+/* RFC 4954 §4: a response line may be up to 12288 octets; ours are read as
+ * command lines (1000), plenty for PLAIN and LOGIN. */
+#define AUTH_MAX_DECODED 1024
+#define LOCKOUT_SLOTS 1024
+
+enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS, AUTH_CHECKING };
+
+/* ---- backends: one per (type, path) in this process ---- */
+
+struct backend {
+    struct backend *next;
+    int dovecot;
+    char *path;
+    struct auth_passwd *passwd;
+    struct auth_dovecot *dove;
+};
+static struct backend *backends;
+
+static struct backend *backend_for(struct smtp_session *s)
+{
+    const struct smtpd_settings *set = s->set;
+    for (struct backend *b = backends; b; b = b->next)
+        if (b->dovecot == set->sasl_dovecot && strcmp(b->path, set->sasl_path) == 0)
+            return b;
+    struct backend *b = xcalloc(1, sizeof *b);
+    b->dovecot = set->sasl_dovecot;
+    b->path = xstrdup(set->sasl_path);
+    if (b->dovecot) {
+        b->dove = auth_dovecot_new(s->base, b->path);
+    } else {
+        char *err = NULL;
+        b->passwd = auth_passwd_open(s->base, b->path, &err);
+        if (!b->passwd) {
+            log_warn("SASL password file %s: %s", b->path, err ? err : "cannot open");
+            free(err);
+        }
+    }
+    b->next = backends;
+    backends = b;
+    return b;
+}
+
+void auth_shutdown(void)
+{
+    while (backends) {
+        struct backend *b = backends;
+        backends = b->next;
+        if (b->passwd)
+            auth_passwd_close(b->passwd);
+        if (b->dove)
+            auth_dovecot_free(b->dove);
+        free(b->path);
+        free(b);
+    }
+}
+
+/* ---- failed logins per client address ---- */
+
+static struct lockout {
+    char addr[INET6_ADDRSTRLEN];
+    unsigned failures;
+    time_t first, until;
+} lockouts[LOCKOUT_SLOTS];
+
+static struct lockout *lockout_find(const char *addr, int create)
+{
+    /* A full table reuses the oldest slot that is not locking anybody out:
+     * many failing addresses must not flush the lockouts. */
+    struct lockout *oldest = NULL;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < LOCKOUT_SLOTS; i++) {
+        struct lockout *l = &lockouts[i];
+        if (l->addr[0] && strcmp(l->addr, addr) == 0)
+            return l;
+        if (!l->addr[0]) {
+            if (!oldest || oldest->addr[0])
+                oldest = l;
+        } else if (l->until < now && (!oldest || (oldest->addr[0] && l->first < oldest->first))) {
+            oldest = l;
+        }
+    }
+    if (!create || !oldest)
+        return NULL;
+    memset(oldest, 0, sizeof *oldest);
+    str_copy(oldest->addr, addr, sizeof oldest->addr);
+    oldest->first = now;
+    return oldest;
+}
+
+static int locked_out(const struct smtp_session *s)
+{
+    struct lockout *l = lockout_find(s->client_addr, 0);
+    return l && l->until > time(NULL);
+}
+
+/* Counts a failure; 1 when it locks the address out. */
+static int count_failure(const struct smtp_session *s)
+{
+    long window = s->set->sasl_lockout_time > 0 ? s->set->sasl_lockout_time : 600;
+    struct lockout *l = lockout_find(s->client_addr, 1);
+    if (!l)
+        return 0;   /* every slot holds a lockout: this one goes uncounted */
+    time_t now = time(NULL);
+    if (now - l->first > window) {
+        l->failures = 0;
+        l->first = now;
+    }
+    if (s->set->sasl_failure_limit > 0 && ++l->failures >= (unsigned)s->set->sasl_failure_limit) {
+        l->until = now + window;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- the exchange ---- */
+
+int auth_user_lists_address(struct smtp_session *s, const char *addr)
+{
+    if (!s->sasl_user || s->set->sasl_dovecot)
+        return 0;
+    struct backend *b = backend_for(s);
+    const char *const *list = b->passwd ? auth_passwd_addresses(b->passwd, s->sasl_user) : NULL;
+    for (; list && *list; list++)
+        if (strcasecmp(*list, addr) == 0)
+            return 1;
+    return 0;
+}
+
+int auth_offered(const struct smtp_session *s)
+{
+    return s->set->sasl_enabled && (s->tls || !s->set->tls_auth_only);
+}
+
+static void wipe(char **p)
+{
+    if (*p) {
+        explicit_bzero(*p, strlen(*p));
+        free(*p);
+        *p = NULL;
+    }
+}
+
+void auth_session_end(struct smtp_session *s)
+{
+    if (s->auth_req) {
+        if (s->set->sasl_dovecot)
+            auth_dovecot_cancel(s->auth_req);
+        else
+            auth_passwd_cancel(s->auth_req);
+        s->auth_req = NULL;
+    }
+    if (s->auth_delay) {
+        event_free(s->auth_delay);
+        s->auth_delay = NULL;
+    }
+    wipe(&s->auth_login_user);
+    free(s->sasl_user);
+    s->sasl_user = NULL;
+}
+
+/* Strict base64 (RFC 4648 §4); NULL for anything else. "=" alone is the
+ * empty response (RFC 4954 §4). */
+static char *b64_decode(const char *in, size_t len, size_t *outlen)
+{
+    if (len == 1 && in[0] == '=') {
+        *outlen = 0;
+        return xstrdup("");
+    }
+    if (len == 0 || len % 4 != 0 || len / 4 * 3 > AUTH_MAX_DECODED)
+        return NULL;
+    size_t pad = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+                 c == '/' || (c == '=' && i >= len - 2);
+        if (!ok || (pad && c != '='))
+            return NULL;
+        pad += c == '=';
+    }
+    unsigned char *out = xmalloc(len / 4 * 3 + 1);
+    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
+    if (n < 0 || (size_t)n < pad) {
+        free(out);
+        return NULL;
+    }
+    *outlen = (size_t)n - pad;
+    out[*outlen] = '\0';
+    return (char *)out;
+}
+
+static void reply_b64(struct smtp_session *s, const char *text)
+{
+    char buf[64];
+    EVP_EncodeBlock((unsigned char *)buf, (const unsigned char *)text, (int)strlen(text));
+    session_reply(s, "334 %s", buf);
+}
+
+static void resume(struct smtp_session *s)
+{
+    if (s->state == SS_CLOSING)
+        return;   /* the 421 is out: nothing more */
+    s->state = SS_READY;
+    bufferevent_enable(s->bev, EV_READ);
+    session_resume(s);
+}
+
+static void delayed_reply(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtp_session *s = arg;
+    if (s->state == SS_CLOSING)
+        return;
+    if (s->auth_locked) {
+        session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
+        session_close_after_reply(s);
+        return;
+    }
+    session_reply(s, "535 5.7.8 Error: authentication failed: authentication failure");
+    resume(s);
+}
+
+static void check_done(void *arg, enum auth_result r, const char *why)
+{
+    struct smtp_session *s = arg;
+    s->auth_req = NULL;
+    s->auth_step = AUTH_NONE;
+    if (s->state == SS_CLOSING)
+        return;
+    const char *method = s->sasl_method;
+    if (r == AUTH_OK) {
+        /* Dovecot says who the user really is ("Alice" may be "alice") */
+        if (s->set->sasl_dovecot && why && *why) {
+            s->sasl_user = xstrdup(why);
+            wipe(&s->auth_login_user);
+        } else {
+            s->sasl_user = s->auth_login_user;
+            s->auth_login_user = NULL;
+        }
+        log_info("%s[%s]: SASL %s authentication succeeded: sasl_username=%s", s->client_name, s->client_addr,
+                 method, s->sasl_user);
+        session_reply(s, "235 2.7.0 Authentication successful");
+        resume(s);
+        return;
+    }
+    if (r == AUTH_TEMPFAIL) {
+        log_warn("%s[%s]: SASL %s authentication failed temporarily: %s", s->client_name, s->client_addr,
+                 method, why ? why : "unknown reason");
+        wipe(&s->auth_login_user);
+        session_reply(s, "454 4.7.0 Temporary authentication failure");
+        resume(s);
+        return;
+    }
+    log_warn("%s[%s]: SASL %s authentication failed: %s, sasl_username=%s", s->client_name, s->client_addr,
+             method, why ? why : "authentication failure", s->auth_login_user ? s->auth_login_user : "");
+    wipe(&s->auth_login_user);
+    s->auth_locked = count_failure(s);
+    if (s->auth_locked)
+        log_warn("%s[%s]: too many failed SASL logins; refused for a while", s->client_name, s->client_addr);
+    /* a failed guess costs time: no quick dictionary runs */
+    if (!s->auth_delay)
+        s->auth_delay = evtimer_new(s->base, delayed_reply, s);
+    struct timeval tv = {s->set->sasl_failure_delay, 0};
+    evtimer_add(s->auth_delay, &tv);
+}
+
+/* user and password are known: ask the backend, the session waits */
+static void start_check(struct smtp_session *s, const char *user, char *password)
+{
+    s->auth_step = AUTH_CHECKING;
+    s->state = SS_AUTH;
+    free(s->auth_login_user);
+    s->auth_login_user = xstrdup(user);
+    struct backend *b = backend_for(s);
+    if (b->dove) {
+        struct auth_dovecot_info info = {.remote_ip = s->client_addr, .secured = s->tls};
+        s->auth_req = auth_dovecot_check(b->dove, user, password, &info, check_done, s);
+    } else if (b->passwd) {
+        s->auth_req = auth_passwd_check(b->passwd, user, password, check_done, s);
+    } else {
+        explicit_bzero(password, strlen(password));
+        s->auth_step = AUTH_NONE;
+        wipe(&s->auth_login_user);
+        session_reply(s, "454 4.7.0 Temporary authentication failure");
+        s->state = SS_READY;
+        return;
+    }
+    explicit_bzero(password, strlen(password));
+}
+
+/* "[authzid] NUL authcid NUL passwd" (RFC 4616 §2) */
+static void plain_response(struct smtp_session *s, char *msg, size_t len)
+{
+    const char *authzid = msg;
+    const char *nul1 = memchr(msg, '\0', len);
+    const char *user = nul1 ? nul1 + 1 : NULL;
+    const char *nul2 = user ? memchr(user, '\0', len - (size_t)(user - msg)) : NULL;
+    if (!nul2 || !*user || memchr(nul2 + 1, '\0', len - (size_t)(nul2 + 1 - msg))) {
+        s->auth_step = AUTH_NONE;
+        session_reply(s, "501 5.5.2 Invalid authentication data");
+        return;
+    }
+    if (*authzid && strcmp(authzid, user) != 0) {
+        /* acting as somebody else is not offered */
+        s->auth_step = AUTH_NONE;
+        session_reply(s, "535 5.7.8 Error: authentication failed: authorization identity differs");
+        return;
+    }
+    char *password = xstrdup(nul2 + 1);
+    start_check(s, user, password);
+    free(password);
+}
+
+void auth_line(struct smtp_session *s, const char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') {
+        s->auth_step = AUTH_NONE;
+        wipe(&s->auth_login_user);
+        session_reply(s, "501 5.7.0 Authentication aborted");
+        return;
+    }
+    size_t n = 0;
+    char *msg = b64_decode(line, len, &n);
+    if (!msg) {
+        s->auth_step = AUTH_NONE;
+        wipe(&s->auth_login_user);
+        session_reply(s, "501 5.5.2 Cannot decode response");
+        return;
+    }
+    switch (s->auth_step) {
+    case AUTH_PLAIN_WAIT:
+        plain_response(s, msg, n);
+        break;
+    case AUTH_LOGIN_USER:
+        if (n == 0 || memchr(msg, '\0', n)) {
+            s->auth_step = AUTH_NONE;
+            session_reply(s, "501 5.5.2 Invalid authentication data");
+            break;
+        }
+        free(s->auth_login_user);
+        s->auth_login_user = xstrdup(msg);
+        s->auth_step = AUTH_LOGIN_PASS;
+        reply_b64(s, "Password:");
+        break;
+    case AUTH_LOGIN_PASS: {
+        char *user = xstrdup(s->auth_login_user);
+        start_check(s, user, msg);
+        free(user);
+        break;
+    }
+    default:
+        break;
+    }
+    explicit_bzero(msg, n);
+    free(msg);
+}
+
+void cmd_auth(struct smtp_session *s, const char *arg)
+{
+    if (!s->set->sasl_enabled) {
+        session_reply(s, "503 5.5.1 Error: authentication not enabled");
+        return;
+    }
+    if (!auth_offered(s)) {
+        session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+        return;
+    }
+    if (s->state == SS_INIT) {
+        session_reply(s, "503 5.5.1 Error: send EHLO first");
+        return;
+    }
+    if (s->sasl_user) {
+        session_reply(s, "503 5.5.1 Error: already authenticated");
+        return;
+    }
+    if (s->state != SS_READY) {
+        session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return;
+    }
+    if (locked_out(s)) {
+        session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
+        session_close_after_reply(s);
+        return;
+    }
+    size_t mlen = strcspn(arg, " ");
+    const char *initial = arg[mlen] == ' ' ? arg + mlen + 1 : NULL;
+    if (mlen == 5 && strncasecmp(arg, "PLAIN", 5) == 0) {
+        s->sasl_method = "PLAIN";
+        s->auth_step = AUTH_PLAIN_WAIT;
+        if (initial)
+            auth_line(s, initial, strlen(initial));
+        else
+            session_reply(s, "334 ");
+    } else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
+        s->sasl_method = "LOGIN";
+        s->auth_step = AUTH_LOGIN_USER;
+        if (initial)
+            auth_line(s, initial, strlen(initial));
+        else
+            reply_b64(s, "Username:");
+    } else if (mlen == 0) {
+        session_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+    } else {
+        session_reply(s, "504 5.5.4 Unrecognized authentication type");
+    }
+}

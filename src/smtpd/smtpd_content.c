@@ -1,0 +1,245 @@
+/* smtpd_content: the message content of an SMTP session: DATA and
+ * BDAT bytes decoded by smtp_data, completed by cleanup and written to a
+ * queue file in incoming/, checked at the end, then committed to the queue;
+ * the final reply waits for the queue to say the file is durable (see
+ * smtpd_session_internal.h). */
+#include "smtpd/smtpd_session_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "msg/cleanup.h"
+#include "msg/msg_header.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+#define SMTP_DATA_CHUNK 16384
+
+/* Received:'s "with" (RFC 3848): ESMTPS over TLS, UTF8SMTPS ... */
+static const char *client_protocol(const struct smtp_session *s)
+{
+    if (s->smtputf8)
+        return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+    if (!s->esmtp)
+        return "SMTP";
+    if (s->sasl_user)
+        return s->tls ? "ESMTPSA" : "ESMTPA";
+    return s->tls ? "ESMTPS" : "ESMTP";
+}
+
+int content_begin(struct smtp_session *s, enum smtp_data_mode mode)
+{
+    if (qf_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer) != 0) {
+        int e = errno;
+        log_warn("%s: cannot create queue file: %s", s->id, strerror(e));
+        s->writer = NULL;
+        return e == ENOSPC || e == EDQUOT ? 452 : 451;
+    }
+    struct msg_received rcv = {
+        .helo = s->helo,
+        .client_name = s->client_name,
+        .client_addr = s->client_addr,
+        .by_host = s->set->myhostname,
+        .protocol = client_protocol(s),
+        .queue_id = s->id,
+        .for_rcpt = s->env.nrcpt == 1 ? s->env.rcpts[0].addr : NULL,
+        .mail_name = s->set->mail_name,
+        .when = time(NULL),
+    };
+    char tls_info[sizeof s->tls_info + 16];
+    if (s->tls && s->set->tls_received) {
+        snprintf(tls_info, sizeof tls_info, "(using %s)", s->tls_info);
+        rcv.tls_info = tls_info;
+    }
+    char *received = msg_header_received(&rcv);
+    struct cleanup_opts o = {
+        .queue_id = s->id,
+        .myhostname = s->set->myhostname,
+        .myorigin = s->set->myorigin,
+        .sender = s->env.sender,
+        .add_missing_headers = s->is_local,
+        .received = received,
+        .header_size_limit = (size_t)s->set->header_size_limit,
+        .message_size_limit = s->set->message_size_limit,
+        .now = time(NULL),
+    };
+    s->cleanup = cleanup_new(s->writer, &o);
+    free(received);
+    smtp_data_init(&s->dec, mode, s->set->reject_bare_lf);
+    return 0;
+}
+
+void content_storage_error(struct smtp_session *s, int code)
+{
+    if (code == 452)
+        session_reply(s, "452 4.3.1 Insufficient system storage");
+    else
+        session_reply(s, "451 4.3.0 Error: queue file write error");
+}
+
+static void commit_done(void *arg, int ok, const char *failure)
+{
+    struct smtp_session *s = arg;
+    if (ok) {
+        session_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
+        /* the file belongs to the queue now */
+    } else {
+        session_reply(s, "%s", failure);
+    }
+    s->state = SS_READY;
+    if (s->env_init) {
+        qf_message_free(&s->env);
+        s->env_init = 0;
+    }
+    s->have_id = 0;
+    s->smtputf8 = 0;
+    s->body = SMTP_BODY_NONE;
+    s->bdat_started = 0;
+    bufferevent_enable(s->bev, EV_READ);
+    /* Not session_process() from here: this runs inside the queue channel's
+     * callback (or inside smtpd_commit itself when the queue is down), and
+     * the next message's commit must not re-enter it; pipelined input
+     * waits for the event loop. */
+    if (!session_check_error_limit(s))
+        bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+void content_end(struct smtp_session *s)
+{
+    s->where = "END-OF-MESSAGE";
+    char out[2];
+    size_t n = smtp_data_finish(&s->dec, out);
+    if (n)
+        cleanup_write(s->cleanup, out, n);
+    struct cleanup_result res;
+    cleanup_finish(s->cleanup, &res);
+    cleanup_free(s->cleanup);
+    s->cleanup = NULL;
+
+    const char *bad_content = smtp_data_error(&s->dec);
+    int refused = 1;
+    if (bad_content) {
+        log_info("%s: reject: %s from %s[%s]", s->id, bad_content, s->client_name, s->client_addr);
+        session_reply(s, "550 5.6.0 Message rejected: %s (RFC 5321 section 2.3.8)", bad_content);
+    } else if (res.status == CLEANUP_TOO_BIG) {
+        session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+    } else if (res.status == CLEANUP_HEADER_TOO_BIG) {
+        session_reply(s, "552 5.3.4 Message header size exceeds limit");
+    } else if (res.status == CLEANUP_WRITE_ERROR) {
+        log_warn("%s: queue file write error: %s", s->id, strerror(res.error_errno));
+        content_storage_error(s, res.error_errno == ENOSPC || res.error_errno == EDQUOT ? 452 : 451);
+    } else if (s->set->hopcount_limit > 0 && res.hops > s->set->hopcount_limit) {
+        log_info("%s: reject: too many hops (%d) from %s[%s]", s->id, res.hops, s->client_name,
+                 s->client_addr);
+        session_reply(s, "554 5.4.6 Too many hops: %d Received: header fields, mail loop?", res.hops);
+    } else if (!res.had_from && s->set->require_from && !s->is_local) {
+        log_info("%s: reject: message without From: header from %s[%s]", s->id, s->client_name,
+                 s->client_addr);
+        session_reply(s, "550 5.7.1 Message rejected: it has no From: header field (RFC 5322 section 3.6)");
+    } else {
+        refused = 0;
+    }
+    if (refused) {
+        cleanup_result_free(&res);
+        session_reset_transaction(s);
+        session_check_error_limit(s);
+        return;
+    }
+
+    qf_message_set_attr(&s->env, "client_name", s->client_name);
+    qf_message_set_attr(&s->env, "client_address", s->client_addr);
+    if (s->helo)
+        qf_message_set_attr(&s->env, "helo_name", s->helo);
+    qf_message_set_attr(&s->env, "protocol", client_protocol(s));
+    qf_message_set_attr(&s->env, "origin", "smtp");
+    qf_message_set_attr(&s->env, "service", s->set->service);
+    if (s->body == SMTP_BODY_8BITMIME || res.has_8bit)
+        qf_message_set_attr(&s->env, "body", s->body == SMTP_BODY_8BITMIME ? "8BITMIME" : "8BIT");
+    if (s->smtputf8)
+        qf_message_set_attr(&s->env, "smtputf8", "1");
+    if (res.message_id)
+        qf_message_set_attr(&s->env, "message_id", res.message_id);
+    if (qf_writer_finish(s->writer, &s->env) != 0) {
+        int e = errno;
+        s->writer = NULL;
+        log_warn("%s: queue file write error: %s", s->id, strerror(e));
+        content_storage_error(s, e == ENOSPC || e == EDQUOT ? 452 : 451);
+        cleanup_result_free(&res);
+        session_reset_transaction(s);
+        session_check_error_limit(s);
+        return;
+    }
+    s->writer = NULL;
+    if (res.message_id)
+        log_info("%s: message-id=<%s>", s->id, res.message_id);
+    cleanup_result_free(&res);
+    s->state = SS_COMMIT;
+    bufferevent_disable(s->bev, EV_READ);
+    smtpd_commit(s->id, commit_done, s);
+}
+
+int content_read_dot(struct smtp_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    static char out[2 * SMTP_DATA_CHUNK + 2];
+    while (evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, SMTP_DATA_CHUNK, NULL, &v, 1) < 1)
+            break;
+        size_t take = v.iov_len < SMTP_DATA_CHUNK ? v.iov_len : SMTP_DATA_CHUNK;
+        size_t outlen = 0;
+        size_t used = smtp_data_decode(&s->dec, v.iov_base, take, out, &outlen);
+        cleanup_write(s->cleanup, out, outlen);
+        evbuffer_drain(in, used);
+        if (s->dec.done)
+            return 1;
+    }
+    return 0;
+}
+
+int content_read_bdat(struct smtp_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    static char out[2 * SMTP_DATA_CHUNK + 2];
+    while (s->bdat_remaining > 0 && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, SMTP_DATA_CHUNK, NULL, &v, 1) < 1)
+            break;
+        size_t take = v.iov_len < SMTP_DATA_CHUNK ? v.iov_len : SMTP_DATA_CHUNK;
+        if (take > s->bdat_remaining)
+            take = (size_t)s->bdat_remaining;
+        if (!s->bdat_error && s->cleanup) {
+            size_t outlen = 0;
+            smtp_data_decode(&s->dec, v.iov_base, take, out, &outlen);
+            cleanup_write(s->cleanup, out, outlen);
+        }
+        evbuffer_drain(in, take);
+        s->bdat_remaining -= take;
+    }
+    return s->bdat_remaining == 0;
+}
+
+void content_bdat_done(struct smtp_session *s, unsigned long long chunk_size)
+{
+    if (s->bdat_error) {
+        const char *r = s->bdat_error;
+        s->bdat_error = NULL;
+        enum session_state back = s->have_id ? (s->env.nrcpt ? SS_RCPT : SS_MAIL)
+                                             : (s->helo ? SS_READY : SS_INIT);
+        s->state = back;
+        session_reply(s, "%s", r);
+        return;
+    }
+    if (!s->bdat_last) {
+        s->state = SS_BDAT_WAIT;
+        session_reply(s, "250 2.0.0 Ok: %llu bytes", chunk_size);
+        return;
+    }
+    content_end(s);
+}

@@ -1,0 +1,690 @@
+/* smtpd_session: one SMTP server session (see smtpd_session.h): its settings,
+ * replies, input loop, events, start and end. The commands are in
+ * smtpd_cmd.c, the message content in smtpd_content.c (see
+ * smtpd_session_internal.h). */
+#include "smtpd/smtpd_session.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "msg/cleanup.h"
+#include "spool/queue_file.h"
+#include "spool/queue_id.h"
+#include "smtp/smtp_cmd.h"
+#include "smtp/smtp_data.h"
+#include "smtpd/smtpd_session_internal.h"
+#include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_policy.h"
+#include "maps/maps.h"
+#include "tls/tls.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+/* RFC 5321 4.5.3.1.4/6: a command line is at most 512 octets and a text
+ * line 1000; extensions make commands longer, so commands may use the text
+ * limit. Anything longer is discarded up to its end: never buffered. */
+#define SMTP_MAX_COMMAND_LINE 1000
+#define SMTP_INPUT_HIGH_WATER (256 * 1024)
+/* A client that pipelines commands but never reads the replies must not make
+ * us buffer them without end: above this, commands wait until it has read. */
+#define SMTP_OUTPUT_HIGH_WATER (64 * 1024)
+
+/* The names of enum counter in the disconnect line. */
+static const char *counter_names[CNT_MAX] = {"ehlo", "helo", "starttls", "auth", "mail", "rcpt", "bdat",
+                                             "data", "rset", "noop", "vrfy", "expn", "help", "quit",
+                                             "unknown"};
+
+static struct smtp_session *sessions;
+static unsigned nsessions;
+
+static void session_process(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
+static void tls_established(struct smtp_session *s);
+
+/* ---------- settings ---------- */
+
+/* Postfix's mynetworks_style when mynetworks itself is not set: "host"
+ * the interfaces' own addresses, "subnet" their networks, "class" (IPv4)
+ * the whole class A/B/C network of each. NULL if none could be read. */
+static char *mynetworks_from_style(const char *style)
+{
+    struct ifaddrs *ifa = NULL;
+    if (getifaddrs(&ifa) != 0)
+        return NULL;
+    struct strbuf sb = STRBUF_INIT;
+    for (struct ifaddrs *p = ifa; p; p = p->ifa_next) {
+        if (!p->ifa_addr || !p->ifa_netmask)
+            continue;
+        char buf[INET6_ADDRSTRLEN];
+        if (p->ifa_addr->sa_family == AF_INET) {
+            uint32_t a = ntohl(((struct sockaddr_in *)p->ifa_addr)->sin_addr.s_addr);
+            uint32_t m = ntohl(((struct sockaddr_in *)p->ifa_netmask)->sin_addr.s_addr);
+            int bits = 32;
+            if (strcmp(style, "subnet") == 0) {
+                bits = __builtin_popcount(m);
+            } else if (strcmp(style, "class") == 0) {
+                bits = a >> 31 == 0 ? 8 : a >> 30 == 2 ? 16 : 24;
+                m = bits ? 0xffffffffu << (32 - bits) : 0;
+            }
+            if (strcmp(style, "host") != 0)
+                a &= m;
+            struct in_addr ia = {htonl(a)};
+            inet_ntop(AF_INET, &ia, buf, sizeof buf);
+            sb_printf(&sb, "%s%s/%d", sb.len ? " " : "", buf, bits);
+        } else if (p->ifa_addr->sa_family == AF_INET6) {
+            struct in6_addr a6 = ((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr;
+            const struct in6_addr *m6 = &((struct sockaddr_in6 *)p->ifa_netmask)->sin6_addr;
+            int bits = 128;
+            if (strcmp(style, "host") != 0) {
+                bits = 0;
+                for (int i = 0; i < 16; i++) {
+                    bits += __builtin_popcount(m6->s6_addr[i]);
+                    a6.s6_addr[i] &= m6->s6_addr[i];
+                }
+            }
+            inet_ntop(AF_INET6, &a6, buf, sizeof buf);
+            sb_printf(&sb, "%s[%s]/%d", sb.len ? " " : "", buf, bits);
+        }
+    }
+    freeifaddrs(ifa);
+    return sb.len ? sb_detach(&sb) : (sb_free(&sb), NULL);
+}
+
+void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
+                         struct ssl_ctx_st *tls_ctx)
+{
+    memset(s, 0, sizeof *s);
+    s->tls_ctx = tls_ctx;
+    s->tls_level = tls_ctx ? (int)tls_server_level(c) : TLS_LEVEL_NONE;
+    s->tls_wrapper = tls_ctx && conf_bool(c, "smtpd_tls_wrappermode");
+    s->tls_auth_only = conf_bool(c, "smtpd_tls_auth_only");
+    s->tls_received = conf_bool(c, "smtpd_tls_received_header");
+    s->sasl_enabled = conf_bool(c, "smtpd_sasl_auth_enable");
+    s->sasl_dovecot = strcmp(conf_str(c, "smtpd_sasl_type"), "dovecot") == 0;
+    const char *path = conf_str(c, "smtpd_sasl_path");
+    if (!*path)
+        path = s->sasl_dovecot ? "private/auth" : "passwd";
+    /* as in Postfix, Dovecot's socket is relative to the queue directory;
+     * tern's password file to the configuration directory */
+    s->sasl_path = path[0] == '/' ? xstrdup(path)
+                                  : xasprintf("%s/%s", conf_str(c, s->sasl_dovecot ? "queue_directory"
+                                                                                    : "config_directory"),
+                                              path);
+    s->sasl_failure_limit = (long)conf_int(c, "smtpd_sasl_failure_limit");
+    s->sasl_lockout_time = (long)conf_time(c, "smtpd_sasl_lockout_time");
+    s->sasl_failure_delay = (long)conf_time(c, "smtpd_sasl_failure_delay");
+    /* never long enough to outlast the session's own timeout */
+    if (s->timeout > 1 && s->sasl_failure_delay >= s->timeout)
+        s->sasl_failure_delay = s->timeout / 2;
+    s->conn_count_limit = (long)conf_int(c, "smtpd_client_connection_count_limit");
+    s->conn_rate_limit = (long)conf_int(c, "smtpd_client_connection_rate_limit");
+    s->msg_rate_limit = (long)conf_int(c, "smtpd_client_message_rate_limit");
+    s->rate_unit = (long)conf_time(c, "anvil_rate_time_unit");
+    char *perr = NULL;
+    s->policy = smtpd_policy_from_conf(c, &perr);
+    if (!s->policy) {
+        log_error("service %s: %s; mail is refused with 451 until it is fixed", service, perr ? perr : "bad restrictions");
+        free(perr);
+        s->policy_broken = 1;
+    }
+    s->dns_resolvers = xstrdup(conf_str(c, "dns_resolvers"));
+    const char *slm = conf_str(c, "smtpd_sender_login_maps");
+    if (*slm) {
+        char *merr = NULL;
+        s->sender_login_maps = map_list_open(slm, 0, &merr);
+        if (!s->sender_login_maps) {
+            log_error("smtpd_sender_login_maps: %s", merr ? merr : "cannot open");
+            free(merr);
+            s->policy_broken = 1;
+        }
+    }
+    char *bad_ex = NULL;
+    if (cidr_list_parse(&s->limit_exceptions, conf_str(c, "smtpd_client_event_limit_exceptions"), &bad_ex) > 0) {
+        log_warn("smtpd_client_event_limit_exceptions: ignoring malformed entry \"%s\"", bad_ex);
+        free(bad_ex);
+    }
+    s->service = xstrdup(service);
+    s->myhostname = xstrdup(conf_str(c, "myhostname"));
+    s->myorigin = xstrdup(conf_str(c, "myorigin"));
+    s->banner = xstrdup(conf_str(c, "smtpd_banner"));
+    s->mail_name = xstrdup(conf_str(c, "mail_name"));
+    long long lim = conf_int(c, "message_size_limit");
+    s->message_size_limit = lim > 0 ? (uint64_t)lim : 0;
+    s->recipient_limit = (long)conf_int(c, "smtpd_recipient_limit");
+    s->timeout = (long)conf_time(c, "smtpd_timeout");
+    s->hard_error_limit = (long)conf_int(c, "smtpd_hard_error_limit");
+    s->junk_command_limit = (long)conf_int(c, "smtpd_junk_command_limit");
+    s->soft_error_limit = (long)conf_int(c, "smtpd_soft_error_limit");
+    s->error_sleep_time = (long)conf_time(c, "smtpd_error_sleep_time");
+    s->header_size_limit = (long)conf_int(c, "header_size_limit");
+    s->hopcount_limit = (long)conf_int(c, "hopcount_limit");
+    s->vrfy_enabled = !conf_bool(c, "disable_vrfy_command");
+    s->expn_enabled = !conf_bool(c, "disable_expn_command");
+    s->smtputf8 = conf_bool(c, "smtputf8_enable");
+    s->require_from = conf_bool(c, "smtpd_require_from_header");
+    s->reject_bare_lf = strcmp(conf_str(c, "smtpd_forbid_bare_newline"), "reject") == 0;
+    char *bad = NULL;
+    char *derived = NULL;
+    if (!conf_is_set(c, "mynetworks") && conf_is_set(c, "mynetworks_style"))
+        derived = mynetworks_from_style(conf_str(c, "mynetworks_style"));
+    if (derived)
+        log_info("mynetworks (from mynetworks_style = %s): %s", conf_str(c, "mynetworks_style"), derived);
+    if (cidr_list_parse(&s->mynetworks, derived ? derived : conf_str(c, "mynetworks"), &bad) > 0) {
+        log_warn("mynetworks: ignoring malformed entry \"%s\"", bad);
+        free(bad);
+    }
+    free(derived);
+}
+
+struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err)
+{
+    return policy_parse(conf_str(c, "smtpd_client_restrictions"), conf_str(c, "smtpd_helo_restrictions"),
+                        conf_str(c, "smtpd_sender_restrictions"), conf_str(c, "smtpd_relay_restrictions"),
+                        conf_str(c, "smtpd_recipient_restrictions"), err);
+}
+
+void smtpd_settings_free(struct smtpd_settings *s)
+{
+    free(s->service);
+    free(s->myhostname);
+    free(s->myorigin);
+    free(s->banner);
+    free(s->mail_name);
+    free(s->sasl_path);
+    policy_free(s->policy);
+    free(s->dns_resolvers);
+    if (s->sender_login_maps)
+        map_list_close(s->sender_login_maps);
+    cidr_list_free(&s->mynetworks);
+    cidr_list_free(&s->limit_exceptions);
+    memset(s, 0, sizeof *s);
+}
+
+/* ---------- replies ---------- */
+
+static void count_reply(struct smtp_session *s, int code)
+{
+    if (code >= 300 && code < 400)
+        return; /* intermediate (354, 334): the command is not done yet */
+    if (code >= 400)
+        s->errors++;
+    if (s->cur_counter >= 0) {
+        s->cnt_total[s->cur_counter]++;
+        if (code < 400)
+            s->cnt_ok[s->cur_counter]++;
+        s->cur_counter = -1;
+    }
+}
+
+void session_reply(struct smtp_session *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text = xvasprintf(fmt, ap);
+    va_end(ap);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    /* one add per reply: over TLS each write can become a record of its own */
+    size_t len = strlen(text);
+    text = xrealloc(text, len + 3);
+    memcpy(text + len, "\r\n", 3);
+    evbuffer_add(out, text, len + 2);
+    count_reply(s, atoi(text));
+    free(text);
+}
+
+void session_close_after_reply(struct smtp_session *s)
+{
+    s->state = SS_CLOSING;
+    s->closing_after_write = 1;
+    bufferevent_disable(s->bev, EV_READ);
+}
+
+int session_check_error_limit(struct smtp_session *s)
+{
+    if (s->state == SS_CLOSING)
+        return 1; /* the final reply is already queued: never a second 421 */
+    if (s->set->hard_error_limit > 0 && s->errors >= (unsigned)s->set->hard_error_limit) {
+        log_info("too many errors after %s from %s[%s]", s->where, s->client_name, s->client_addr);
+        session_reply(s, "421 4.7.0 %s Error: too many errors", s->set->myhostname);
+        session_close_after_reply(s);
+        return 1;
+    }
+    return 0;
+}
+
+void session_reset_transaction(struct smtp_session *s)
+{
+    if (s->cleanup) {
+        cleanup_free(s->cleanup);
+        s->cleanup = NULL;
+    }
+    if (s->writer) {
+        qf_writer_abort(s->writer);
+        s->writer = NULL;
+    }
+    if (s->env_init) {
+        qf_message_free(&s->env);
+        s->env_init = 0;
+    }
+    s->have_id = 0;
+    s->smtputf8 = 0;
+    s->body = SMTP_BODY_NONE;
+    s->bdat_started = 0;
+    s->bdat_error = NULL;
+    if (s->state != SS_INIT && s->state != SS_CLOSING)
+        s->state = SS_READY;
+}
+
+/* ---------- input ---------- */
+
+static int read_command_line(struct smtp_session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t eol_len = 0;
+    struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+    if (p.pos < 0) {
+        size_t have = evbuffer_get_length(in);
+        if (have > SMTP_MAX_COMMAND_LINE) {
+            /* Never buffer an endless line: drop what we have, and the rest
+             * of the line when its end arrives. */
+            s->discarding_line = 1;
+            evbuffer_drain(in, have);
+        }
+        return 0;
+    }
+    size_t len = (size_t)p.pos;
+    if (s->discarding_line || len + eol_len > SMTP_MAX_COMMAND_LINE) {
+        evbuffer_drain(in, len + eol_len);
+        s->discarding_line = 0;
+        s->cur_counter = CNT_UNKNOWN;
+        s->where = "UNKNOWN";
+        session_reply(s, "500 5.5.2 Error: command line too long");
+        return 1;
+    }
+    char line[SMTP_MAX_COMMAND_LINE + 1];
+    evbuffer_remove(in, line, len);
+    evbuffer_drain(in, eol_len);
+    if (len > 0 && line[len - 1] == '\r')
+        len--;
+    line[len] = '\0';
+    if (s->auth_step)
+        auth_line(s, line, len);   /* never logged: it holds credentials */
+    else
+        cmd_handle_line(s, line, len);
+    explicit_bzero(line, len);
+    return 1;
+}
+
+static void error_sleep_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtp_session *s = arg;
+    bufferevent_enable(s->bev, EV_READ);
+    session_process(s);
+}
+
+/* Past smtpd_soft_error_limit every error costs the client
+ * smtpd_error_sleep_time before its next command is read (Postfix's tarpit,
+ * without blocking the other sessions). Returns 1 if paused. */
+static int pause_after_error(struct smtp_session *s)
+{
+    if (s->set->soft_error_limit <= 0 || s->set->error_sleep_time <= 0 ||
+        s->errors < (unsigned)s->set->soft_error_limit || s->state == SS_CLOSING)
+        return 0;
+    if (!s->error_sleep)
+        s->error_sleep = evtimer_new(s->base, error_sleep_done, s);
+    struct timeval tv = {s->set->error_sleep_time, 0};
+    bufferevent_disable(s->bev, EV_READ);
+    evtimer_add(s->error_sleep, &tv);
+    return 1;
+}
+
+void session_resume(struct smtp_session *s)
+{
+    session_process(s);
+}
+
+static void session_process(struct smtp_session *s)
+{
+    for (;;) {
+        if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_AUTH)
+            return;
+        if (sdns_pending(s) && s->state != SS_DATA && s->state != SS_BDAT)
+            return; /* the restrictions' DNS answers first (bounded; resumes) */
+        if (s->state == SS_DATA) {
+            if (!content_read_dot(s))
+                return;
+            content_end(s);
+            continue;
+        }
+        if (s->state == SS_BDAT) {
+            if (!content_read_bdat(s))
+                return;
+            content_bdat_done(s, s->bdat_chunk_size);
+            continue;
+        }
+        if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_HIGH_WATER) {
+            s->output_blocked = 1;
+            bufferevent_disable(s->bev, EV_READ);
+            return;
+        }
+        unsigned errors_before = s->errors;
+        if (!read_command_line(s))
+            return;
+        if (session_check_error_limit(s))
+            return;
+        if (s->errors > errors_before && pause_after_error(s))
+            return;
+    }
+}
+
+/* ---------- events ---------- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    /* The client's first command can come in the same read that ends the
+     * handshake, before libevent reports the handshake: TLS is up anyway. */
+    if (s->tls_pending && SSL_is_init_finished(bufferevent_openssl_get_ssl(bev)))
+        tls_established(s);
+    session_process(s);
+}
+
+/* Over STARTTLS the session writes into a TLS filter whose records wait in
+ * the socket's own buffer: the last reply is gone only when both are empty. */
+static size_t underlying_pending(struct smtp_session *s)
+{
+    struct bufferevent *u = bufferevent_get_underlying(s->bev);
+    return u ? evbuffer_get_length(bufferevent_get_output(u)) : 0;
+}
+
+static void flush_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtp_session *s = arg;
+    /* every 20 ms, for at most smtpd_timeout */
+    long limit = 50 * (s->set->timeout > 0 ? s->set->timeout : 300);
+    if (underlying_pending(s) == 0 || ++s->flush_tries > limit) {
+        session_free(s);
+        return;
+    }
+    struct timeval tv = {0, 20000};
+    evtimer_add(s->flush_timer, &tv);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (s->closing_after_write && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        if (underlying_pending(s) > 0) {
+            /* bounded: the socket's write timeout ends a client that never reads */
+            if (!s->flush_timer)
+                s->flush_timer = evtimer_new(s->base, flush_check, s);
+            if (!evtimer_pending(s->flush_timer, NULL)) {
+                struct timeval tv = {0, 20000};
+                evtimer_add(s->flush_timer, &tv);
+            }
+            return;
+        }
+        session_free(s);
+        return;
+    }
+    if (s->output_blocked && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        s->output_blocked = 0;
+        bufferevent_enable(s->bev, EV_READ);
+        session_process(s);
+    }
+}
+
+static void tls_established(struct smtp_session *s)
+{
+    s->tls = 1;
+    s->tls_pending = 0;
+    tls_describe(bufferevent_openssl_get_ssl(s->bev), s->tls_info, sizeof s->tls_info);
+    log_info("Anonymous TLS connection established from %s[%s]: %s", s->client_name, s->client_addr,
+             s->tls_info);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct smtp_session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (s->tls_pending)
+            tls_established(s);
+        return;
+    }
+    if (s->tls_pending && (what & BEV_EVENT_ERROR)) {
+        char buf[256];
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        log_info("SSL_accept error from %s[%s]: %s", s->client_name, s->client_addr,
+                 e ? tls_error_text(e, buf, sizeof buf) : "lost connection");
+        session_free(s);
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT) {
+        log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
+        if (!s->closing_after_write) {
+            session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
+            /* during a commit the file is the queue's: leave it alone */
+            if (s->state != SS_COMMIT)
+                session_reset_transaction(s);
+            if (s->state == SS_AUTH)
+                auth_session_end(s);   /* no late 235/535 after the 421 */
+            session_close_after_reply(s);
+            /* give the reply a moment to leave; a dead peer ends it by write timeout */
+            bufferevent_enable(s->bev, EV_WRITE);
+            return;
+        }
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (s->state != SS_CLOSING && s->state != SS_INIT && s->state != SS_READY)
+            log_info("lost connection after %s from %s[%s]", s->where, s->client_name, s->client_addr);
+    }
+    session_free(s);
+}
+
+static void session_setup_bev(struct smtp_session *s)
+{
+    if (s->tls_pending)
+        bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+    bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGH_WATER);
+    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
+    bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+void session_start_tls(struct smtp_session *s)
+{
+    /* The client has to wait for our 220 before its handshake: anything
+     * already here was sent blind, and must never be read as commands. */
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    size_t junk = evbuffer_get_length(in);
+    if (junk > 0) {
+        log_info("improper command pipelining after STARTTLS from %s[%s]: %zu octets discarded",
+                 s->client_name, s->client_addr, junk);
+        evbuffer_drain(in, junk);
+    }
+    session_reset_transaction(s);
+    auth_session_end(s);   /* RFC 3207 §4.2: nothing from before TLS is kept */
+    free(s->helo);
+    s->helo = NULL;
+    s->esmtp = 0;
+    memset(&s->ext, 0, sizeof s->ext);
+    s->state = SS_INIT;
+    s->tls_pending = 1;
+    /* The filter moves its output into the socket's buffer until that
+     * reaches the socket bufferevent's write high-water mark; without one it
+     * takes everything, the output session_process watches stays empty,
+     * and a client that never reads could grow us without end. */
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, SMTP_OUTPUT_HIGH_WATER);
+    struct bufferevent *tls = bufferevent_openssl_filter_new(s->base, s->bev, SSL_new(s->set->tls_ctx),
+                                                             BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!tls) {
+        log_warn("cannot start TLS for %s[%s]", s->client_name, s->client_addr);
+        session_close_after_reply(s);
+        return;
+    }
+    s->bev = tls;
+    session_setup_bev(s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
+                        const struct sockaddr *sa, socklen_t salen)
+{
+    struct smtp_session *s = xcalloc(1, sizeof *s);
+    s->base = base;
+    s->set = set;
+    s->cur_counter = -1;
+    s->where = "CONNECT";
+    s->state = SS_INIT;
+    char port[16] = "";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, s->client_addr, sizeof s->client_addr);
+        snprintf(port, sizeof port, "%u", ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, s->client_addr, sizeof s->client_addr);
+        snprintf(port, sizeof port, "%u", ntohs(in6->sin6_port));
+    } else {
+        str_copy(s->client_addr, "127.0.0.1", sizeof s->client_addr);
+    }
+    (void)salen;
+    str_copy(s->client_port, port, sizeof s->client_port);
+    s->is_local = cidr_list_match(&set->mynetworks, s->client_addr);
+    /* No reverse DNS yet (it comes with the resolver): loopback is
+     * "localhost", everything else "unknown", as Postfix writes it. */
+    int loop = strcmp(s->client_addr, "::1") == 0 || strncmp(s->client_addr, "127.", 4) == 0;
+    str_copy(s->client_name, loop ? "localhost" : "unknown", sizeof s->client_name);
+
+    if (set->tls_wrapper) {
+        /* port 465: TLS from the first byte; the greeting waits in the
+         * output until the handshake is done */
+        s->bev = bufferevent_openssl_socket_new(base, fd, SSL_new(set->tls_ctx), BUFFEREVENT_SSL_ACCEPTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        s->tls_pending = 1;
+    } else {
+        s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    session_setup_bev(s);
+
+    s->next = sessions;
+    if (sessions)
+        sessions->prev = s;
+    sessions = s;
+    nsessions++;
+    log_info("connect from %s[%s]", s->client_name, s->client_addr);
+
+    char peek;
+    if (!set->tls_wrapper && recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+        log_info("improper command pipelining after CONNECT from %s[%s]", s->client_name, s->client_addr);
+        s->pipelining_logged = 1;
+    }
+    s->limits_exempt = cidr_list_match(&set->limit_exceptions, s->client_addr);
+    if (!s->limits_exempt) {
+        struct anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
+                                   set->rate_unit};
+        int over = anvil_connect(s->client_addr, &lim, time(NULL));
+        if (over) {
+            log_warn("Connection %s limit exceeded from %s[%s] for service %s", over == 1 ? "concurrency" : "rate",
+                     s->client_name, s->client_addr, set->service);
+            session_reply(s, "421 4.7.0 %s Error: too many connections from %s", set->myhostname, s->client_addr);
+            session_close_after_reply(s);
+            bufferevent_enable(s->bev, EV_WRITE);
+            return;
+        }
+        s->anvil_counted = 1;
+    }
+    session_reply(s, "220 %s", set->banner);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    sdns_connect(s);
+}
+
+static void session_free(struct smtp_session *s)
+{
+    /* A command cut short by the disconnect (DATA, BDAT) failed, as in Postfix. */
+    if (s->cur_counter >= 0) {
+        s->cnt_total[s->cur_counter]++;
+        s->cur_counter = -1;
+    }
+    struct strbuf line = STRBUF_INIT;
+    unsigned ok = 0, total = 0;
+    for (int i = 0; i < CNT_MAX; i++) {
+        if (!s->cnt_total[i])
+            continue;
+        ok += s->cnt_ok[i];
+        total += s->cnt_total[i];
+        if (s->cnt_ok[i] == s->cnt_total[i])
+            sb_printf(&line, " %s=%u", counter_names[i], s->cnt_total[i]);
+        else
+            sb_printf(&line, " %s=%u/%u", counter_names[i], s->cnt_ok[i], s->cnt_total[i]);
+    }
+    /* Postfix's form: "commands=N" when all succeeded, else "commands=ok/total". */
+    if (ok == total)
+        sb_printf(&line, " commands=%u", total);
+    else
+        sb_printf(&line, " commands=%u/%u", ok, total);
+    log_info("disconnect from %s[%s]%s", s->client_name, s->client_addr, sb_str(&line));
+    sb_free(&line);
+    smtpd_commit_cancel(s); /* nothing pending is fine; a pending one must not call back */
+    auth_session_end(s);
+    sdns_session_end(s);
+    if (s->anvil_counted)
+        anvil_disconnect(s->client_addr);
+    session_reset_transaction(s);
+    free(s->helo);
+    if (s->error_sleep)
+        event_free(s->error_sleep);
+    if (s->flush_timer)
+        event_free(s->flush_timer);
+    bufferevent_free(s->bev);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    nsessions--;
+    free(s);
+    smtpd_session_closed();
+}
+
+void smtp_sessions_shutdown(void)
+{
+    for (struct smtp_session *s = sessions, *next; s; s = next) {
+        next = s->next;
+        if (s->state == SS_COMMIT || s->closing_after_write)
+            continue; /* finishes on its own */
+        session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
+                      s->set->myhostname);
+        if (s->state == SS_AUTH)
+            auth_session_end(s);
+        session_reset_transaction(s);
+        session_close_after_reply(s);
+    }
+}
+
+unsigned smtp_sessions_count(void)
+{
+    return nsessions;
+}

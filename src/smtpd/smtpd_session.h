@@ -1,0 +1,100 @@
+/* smtpd_session: one SMTP server session, from greeting to QUIT.
+ *
+ * A session is a small state machine driven by a libevent bufferevent. The
+ * commands are a table {verb, states in which it is allowed, handler}; the
+ * state enum replaces scattered flags. PIPELINING falls out of the
+ * buffering: every complete command in the input is handled in one go and
+ * the replies leave in one write. Message content is decoded by smtp_data,
+ * completed by cleanup and written to a queue file in incoming/; the 250
+ * reply waits for the queue process to say the file is durable.
+ *
+ * Owned by the smtpd process (smtpd.c), which supplies the listener
+ * settings and the commit path to the queue. */
+#ifndef TERN_SMTPD_SMTPD_SESSION_H
+#define TERN_SMTPD_SMTPD_SESSION_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "util/cidr.h"
+
+struct conf;
+struct event_base;
+struct ssl_ctx_st;
+struct policy_lists;
+struct map_list;
+struct resolver;
+struct smtp_session;
+
+/* What a listener's sessions need, read once from its configuration. */
+struct smtpd_settings {
+    char *service;              /* master.cf service name, for logs */
+    char *myhostname;
+    char *myorigin;
+    char *banner;               /* smtpd_banner, expanded */
+    char *mail_name;
+    uint64_t message_size_limit;
+    long recipient_limit;
+    long timeout;               /* seconds */
+    long hard_error_limit;
+    long junk_command_limit;
+    long soft_error_limit;
+    long error_sleep_time;
+    long header_size_limit;
+    long hopcount_limit;
+    int vrfy_enabled, expn_enabled;
+    int smtputf8;
+    int require_from;
+    int reject_bare_lf;
+    struct cidr_list mynetworks;
+    /* TLS (the context is the master's, built with the keys as root) */
+    struct ssl_ctx_st *tls_ctx;  /* NULL: no STARTTLS, no wrapper mode */
+    int tls_level;               /* enum tls_level; NONE without a context */
+    int tls_wrapper;             /* smtpd_tls_wrappermode: TLS from the first byte */
+    int tls_auth_only;
+    int tls_received;            /* TLS details in Received: */
+    /* AUTH */
+    int sasl_enabled;
+    int sasl_dovecot;            /* smtpd_sasl_type = dovecot (else tern's password file) */
+    char *sasl_path;             /* the socket or the file, absolute */
+    long sasl_failure_limit, sasl_lockout_time, sasl_failure_delay;
+    /* per-client limits (smtpd_anvil) and who is exempt from them */
+    long conn_count_limit, conn_rate_limit, msg_rate_limit, rate_unit;
+    struct cidr_list limit_exceptions;
+    struct policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
+    struct map_list *sender_login_maps; /* smtpd_sender_login_maps: address -> owners */
+    char *dns_resolvers;           /* for DNSBL and sender domain lookups */
+    int policy_broken;             /* then every RCPT gets 451 4.3.5 */
+};
+
+/* Parses a configuration's restriction lists (also used by the master to
+ * refuse a bad configuration before starting). NULL with *err. */
+struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err);
+
+void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
+                         struct ssl_ctx_st *tls_ctx);
+void smtpd_settings_free(struct smtpd_settings *s);
+
+/* The services smtpd gives to sessions (implemented in smtpd.c). */
+typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
+/* Asks the queue to take incoming/ID; cb gets ok and, on failure, the
+ * complete reply to send ("451 4.3.0 ..."). */
+void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg);
+/* Forgets a pending commit's callback (the session is going away). */
+void smtpd_commit_cancel(void *arg);
+int smtpd_incoming_dirfd(void);
+struct resolver *smtpd_resolver(void);
+void smtpd_session_closed(void);
+
+/* Starts a session on an accepted socket. */
+void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
+                        const struct sockaddr *sa, socklen_t salen);
+/* Closes the AUTH password backends (process end). */
+void auth_shutdown(void);
+/* Frees the DNS context of the restrictions (process end). */
+void sdns_shutdown(void);
+/* Closes every session politely (421) for shutdown. */
+void smtp_sessions_shutdown(void);
+unsigned smtp_sessions_count(void);
+
+#endif

@@ -1,0 +1,673 @@
+/* queue_file: the self-validating queue file format (see queue_file.h). */
+#include "spool/queue_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "util/fsops.h"
+#include "util/mem.h"
+#include "util/strbuf.h"
+
+enum {
+    REC_ID = 'I',
+    REC_ARRIVAL = 'T',
+    REC_SENDER = 'S',
+    REC_ATTR = 'A',
+    REC_RCPT = 'R',
+    REC_CONTENT = 'C',
+    REC_END = 'E',
+    REC_STATUS = 'D',
+    REC_ADDED_RCPT = 'X',
+};
+
+/* The envelope plus progress of one message stays far below this; anything
+ * bigger is corruption, not data. */
+#define QF_MAX_TRAILER (64u * 1024 * 1024)
+#define QF_MAX_FIELD (1u << 20)
+#define QF_WRITE_BUF 65536
+
+/* ---------- CRC-32 (IEEE 802.3) ---------- */
+
+static uint32_t crc_table[256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+    crc_ready = 1;
+}
+
+uint32_t qf_crc32(uint32_t crc, const void *data, size_t len)
+{
+    if (!crc_ready)
+        crc_init();
+    const unsigned char *p = data;
+    crc = ~crc;
+    while (len--)
+        crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---------- encoding ---------- */
+
+static void put_u32(struct strbuf *sb, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 24)};
+    sb_append(sb, b, 4);
+}
+
+static void put_u64(struct strbuf *sb, uint64_t v)
+{
+    put_u32(sb, (uint32_t)v);
+    put_u32(sb, (uint32_t)(v >> 32));
+}
+
+static void put_str(struct strbuf *sb, const char *s)
+{
+    size_t len = s ? strlen(s) : 0;
+    put_u32(sb, (uint32_t)len);
+    sb_append(sb, s ? s : "", len);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_u64(const unsigned char *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+/* Appends a framed record (type, length, payload, CRC) to out. */
+static void put_record(struct strbuf *out, int type, const struct strbuf *payload)
+{
+    size_t start = out->len;
+    sb_putc(out, (char)type);
+    put_u32(out, (uint32_t)payload->len);
+    sb_append(out, payload->buf ? payload->buf : "", payload->len);
+    uint32_t crc = qf_crc32(0, out->buf + start, out->len - start);
+    put_u32(out, crc);
+}
+
+static void put_rcpt_payload(struct strbuf *p, const struct qf_rcpt *r)
+{
+    put_str(p, r->addr);
+    put_str(p, r->orcpt);
+    put_u32(p, r->notify);
+    put_u32(p, (uint32_t)r->parent);
+}
+
+/* ---------- in-memory envelope ---------- */
+
+void qf_message_init(struct qf_message *m, const char *id, int64_t arrival_us, const char *sender)
+{
+    memset(m, 0, sizeof *m);
+    str_copy(m->id, id ? id : "", sizeof m->id);
+    m->arrival_us = arrival_us;
+    m->sender = xstrdup(sender ? sender : "");
+}
+
+void qf_message_set_attr(struct qf_message *m, const char *name, const char *value)
+{
+    for (size_t i = 0; i < m->nattrs; i++) {
+        if (strcmp(m->attrs[i].name, name) == 0) {
+            free(m->attrs[i].value);
+            m->attrs[i].value = xstrdup(value);
+            return;
+        }
+    }
+    m->attrs = xgrow(m->attrs, &m->attrs_cap, m->nattrs + 1, sizeof *m->attrs);
+    m->attrs[m->nattrs].name = xstrdup(name);
+    m->attrs[m->nattrs].value = xstrdup(value);
+    m->nattrs++;
+}
+
+const char *qf_message_attr(const struct qf_message *m, const char *name)
+{
+    for (size_t i = 0; i < m->nattrs; i++)
+        if (strcmp(m->attrs[i].name, name) == 0)
+            return m->attrs[i].value;
+    return NULL;
+}
+
+struct qf_rcpt *qf_message_add_rcpt(struct qf_message *m, const char *addr, const char *orcpt,
+                                    unsigned notify, int parent)
+{
+    m->rcpts = xgrow(m->rcpts, &m->rcpts_cap, m->nrcpt + 1, sizeof *m->rcpts);
+    struct qf_rcpt *r = &m->rcpts[m->nrcpt++];
+    memset(r, 0, sizeof *r);
+    r->addr = xstrdup(addr);
+    r->orcpt = xstrdup(orcpt ? orcpt : "");
+    r->notify = notify;
+    r->parent = parent;
+    r->state = QF_PENDING;
+    r->dsn = xstrdup("");
+    r->reason = xstrdup("");
+    r->remote_mta = xstrdup("");
+    r->diag = xstrdup("");
+    return r;
+}
+
+void qf_message_free(struct qf_message *m)
+{
+    free(m->sender);
+    for (size_t i = 0; i < m->nattrs; i++) {
+        free(m->attrs[i].name);
+        free(m->attrs[i].value);
+    }
+    free(m->attrs);
+    for (size_t i = 0; i < m->nrcpt; i++) {
+        free(m->rcpts[i].addr);
+        free(m->rcpts[i].orcpt);
+        free(m->rcpts[i].dsn);
+        free(m->rcpts[i].reason);
+        free(m->rcpts[i].remote_mta);
+        free(m->rcpts[i].diag);
+    }
+    free(m->rcpts);
+    memset(m, 0, sizeof *m);
+}
+
+size_t qf_message_open_rcpts(const struct qf_message *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if (m->rcpts[i].state == QF_PENDING || m->rcpts[i].state == QF_DEFERRED)
+            n++;
+    return n;
+}
+
+const char *qf_state_name(enum qf_rcpt_state s)
+{
+    switch (s) {
+    case QF_PENDING: return "pending";
+    case QF_DELIVERED: return "delivered";
+    case QF_DEFERRED: return "deferred";
+    case QF_FAILED: return "failed";
+    case QF_EXPANDED: return "expanded";
+    }
+    return "unknown";
+}
+
+/* ---------- writer ---------- */
+
+struct qf_writer {
+    int dirfd;
+    int fd;
+    char *name;
+    char buf[QF_WRITE_BUF];
+    size_t buflen;
+    uint64_t content_len;
+};
+
+int qf_writer_open(int dirfd, const char *name, struct qf_writer **out)
+{
+    int fd = fs_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    /* Held while the file is written: the queue's recovery leaves a locked
+     * incoming file alone (its writer is alive). A new file: cannot fail. */
+    (void)flock(fd, LOCK_EX | LOCK_NB);
+    unsigned char hdr[QF_HEADER_SIZE] = {0};
+    memcpy(hdr, QF_MAGIC, 8);
+    if (fs_write_all(fd, hdr, sizeof hdr) != 0) {
+        int e = errno;
+        close(fd);
+        fs_unlinkat(dirfd, name, 0);
+        errno = e;
+        return -1;
+    }
+    struct qf_writer *w = xcalloc(1, sizeof *w);
+    w->dirfd = dirfd;
+    w->fd = fd;
+    w->name = xstrdup(name);
+    *out = w;
+    return 0;
+}
+
+static int writer_flush(struct qf_writer *w)
+{
+    if (w->buflen == 0)
+        return 0;
+    if (fs_write_all(w->fd, w->buf, w->buflen) != 0)
+        return -1;
+    w->buflen = 0;
+    return 0;
+}
+
+int qf_writer_write(struct qf_writer *w, const void *data, size_t len)
+{
+    const char *p = data;
+    w->content_len += len;
+    if (w->buflen + len > sizeof w->buf) {
+        if (writer_flush(w) != 0)
+            return -1;
+        if (len >= sizeof w->buf)
+            return fs_write_all(w->fd, p, len);
+    }
+    memcpy(w->buf + w->buflen, p, len);
+    w->buflen += len;
+    return 0;
+}
+
+uint64_t qf_writer_length(const struct qf_writer *w)
+{
+    return w->content_len;
+}
+
+static void encode_envelope(struct strbuf *out, const struct qf_message *m, uint64_t content_len)
+{
+    struct strbuf p = STRBUF_INIT;
+    put_str(&p, m->id);
+    put_record(out, REC_ID, &p);
+    sb_reset(&p);
+    put_u64(&p, (uint64_t)m->arrival_us);
+    put_record(out, REC_ARRIVAL, &p);
+    sb_reset(&p);
+    put_str(&p, m->sender);
+    put_record(out, REC_SENDER, &p);
+    for (size_t i = 0; i < m->nattrs; i++) {
+        sb_reset(&p);
+        put_str(&p, m->attrs[i].name);
+        put_str(&p, m->attrs[i].value);
+        put_record(out, REC_ATTR, &p);
+    }
+    for (size_t i = 0; i < m->nrcpt; i++) {
+        sb_reset(&p);
+        put_rcpt_payload(&p, &m->rcpts[i]);
+        put_record(out, REC_RCPT, &p);
+    }
+    sb_reset(&p);
+    put_u64(&p, QF_HEADER_SIZE);
+    put_u64(&p, content_len);
+    put_record(out, REC_CONTENT, &p);
+    sb_reset(&p);
+    put_u32(&p, (uint32_t)m->nrcpt);
+    put_record(out, REC_END, &p);
+    sb_free(&p);
+}
+
+int qf_writer_finish(struct qf_writer *w, struct qf_message *m)
+{
+    int rc = -1;
+    struct strbuf env = STRBUF_INIT;
+    if (writer_flush(w) != 0)
+        goto out;
+    uint64_t env_off = QF_HEADER_SIZE + w->content_len;
+    encode_envelope(&env, m, w->content_len);
+    if (fs_write_all(w->fd, env.buf, env.len) != 0)
+        goto out;
+    unsigned char off[8];
+    for (int i = 0; i < 8; i++)
+        off[i] = (unsigned char)(env_off >> (8 * i));
+    if (fs_pwrite_all(w->fd, off, sizeof off, 8) != 0)
+        goto out;
+    m->content_offset = QF_HEADER_SIZE;
+    m->content_length = w->content_len;
+    m->valid_end = env_off + env.len;
+    m->file_size = m->valid_end;
+    rc = 0;
+out:;
+    int e = errno;
+    sb_free(&env);
+    if (close(w->fd) != 0 && rc == 0) {
+        e = errno;
+        rc = -1;
+    }
+    if (rc != 0)
+        fs_unlinkat(w->dirfd, w->name, 0);
+    free(w->name);
+    free(w);
+    errno = e;
+    return rc;
+}
+
+void qf_writer_abort(struct qf_writer *w)
+{
+    if (!w)
+        return;
+    close(w->fd);
+    fs_unlinkat(w->dirfd, w->name, 0);
+    free(w->name);
+    free(w);
+}
+
+/* ---------- reader ---------- */
+
+struct cursor {
+    const unsigned char *p;
+    size_t len;
+    size_t pos;
+    int bad;
+};
+
+static uint32_t cur_u32(struct cursor *c)
+{
+    if (c->bad || c->len - c->pos < 4) {
+        c->bad = 1;
+        return 0;
+    }
+    uint32_t v = get_u32(c->p + c->pos);
+    c->pos += 4;
+    return v;
+}
+
+static uint64_t cur_u64(struct cursor *c)
+{
+    if (c->bad || c->len - c->pos < 8) {
+        c->bad = 1;
+        return 0;
+    }
+    uint64_t v = get_u64(c->p + c->pos);
+    c->pos += 8;
+    return v;
+}
+
+static uint8_t cur_u8(struct cursor *c)
+{
+    if (c->bad || c->len - c->pos < 1) {
+        c->bad = 1;
+        return 0;
+    }
+    return c->p[c->pos++];
+}
+
+/* Strings in the file never contain NUL: a NUL means corruption. */
+static char *cur_str(struct cursor *c)
+{
+    uint32_t n = cur_u32(c);
+    if (c->bad || n > QF_MAX_FIELD || c->len - c->pos < n || memchr(c->p + c->pos, 0, n)) {
+        c->bad = 1;
+        return NULL;
+    }
+    char *s = xstrndup((const char *)c->p + c->pos, n);
+    c->pos += n;
+    return s;
+}
+
+/* Reads the next framed record; returns its type, or -1 at a torn/corrupt
+ * record or the end of data. */
+static int next_record(struct cursor *c, struct cursor *payload)
+{
+    if (c->len - c->pos < 9)
+        return -1;
+    const unsigned char *start = c->p + c->pos;
+    uint32_t plen = get_u32(start + 1);
+    if (plen > c->len - c->pos - 9)
+        return -1;
+    uint32_t crc = get_u32(start + 5 + plen);
+    if (qf_crc32(0, start, 5 + (size_t)plen) != crc)
+        return -1;
+    payload->p = start + 5;
+    payload->len = plen;
+    payload->pos = 0;
+    payload->bad = 0;
+    c->pos += 9 + (size_t)plen;
+    return start[0];
+}
+
+static int read_rcpt(struct cursor *pl, struct qf_message *m)
+{
+    char *addr = cur_str(pl);
+    char *orcpt = cur_str(pl);
+    uint32_t notify = cur_u32(pl);
+    uint32_t parent = cur_u32(pl);
+    int ok = !pl->bad && (parent == UINT32_MAX || parent < m->nrcpt);
+    if (ok)
+        qf_message_add_rcpt(m, addr, orcpt, notify, parent == UINT32_MAX ? -1 : (int)parent);
+    free(addr);
+    free(orcpt);
+    return ok ? 0 : -1;
+}
+
+static int read_status(struct cursor *pl, struct qf_message *m)
+{
+    uint32_t idx = cur_u32(pl);
+    uint8_t state = cur_u8(pl);
+    uint32_t attempts = cur_u32(pl);
+    uint64_t next_try = cur_u64(pl);
+    uint64_t last_try = cur_u64(pl);
+    char *dsn = cur_str(pl);
+    char *reason = cur_str(pl);
+    /* Later fields are optional: records written before they existed end here. */
+    char *remote_mta = NULL, *diag = NULL;
+    uint8_t flags = 0;
+    if (!pl->bad && pl->pos < pl->len) {
+        remote_mta = cur_str(pl);
+        diag = cur_str(pl);
+        flags = cur_u8(pl);
+    }
+    if (pl->bad || idx >= m->nrcpt || state > QF_EXPANDED) {
+        free(dsn);
+        free(reason);
+        free(remote_mta);
+        free(diag);
+        return -1;
+    }
+    struct qf_rcpt *r = &m->rcpts[idx];
+    r->state = (enum qf_rcpt_state)state;
+    r->attempts = attempts;
+    r->next_try = (int64_t)next_try;
+    r->last_try = (int64_t)last_try;
+    free(r->dsn);
+    free(r->reason);
+    r->dsn = dsn;
+    r->reason = reason;
+    free(r->remote_mta);
+    free(r->diag);
+    r->remote_mta = remote_mta ? remote_mta : xstrdup("");
+    r->diag = diag ? diag : xstrdup("");
+    r->flags = flags;
+    return 0;
+}
+
+#define FAIL(...)                                   \
+    do {                                            \
+        snprintf(err, errlen, __VA_ARGS__);         \
+        goto fail;                                  \
+    } while (0)
+
+int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    m->sender = xstrdup("");
+    unsigned char *buf = NULL;
+    struct stat st;
+    unsigned char hdr[QF_HEADER_SIZE];
+    if (fstat(fd, &st) != 0)
+        FAIL("fstat: %s", strerror(errno));
+    if (pread(fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr)
+        FAIL("short header");
+    if (memcmp(hdr, QF_MAGIC, 8) != 0)
+        FAIL("bad magic");
+    uint64_t env_off = get_u64(hdr + 8);
+    uint64_t size = (uint64_t)st.st_size;
+    if (env_off < QF_HEADER_SIZE || env_off > size)
+        FAIL("no envelope (unfinished file)");
+    if (size - env_off > QF_MAX_TRAILER)
+        FAIL("envelope too large");
+    size_t tlen = (size_t)(size - env_off);
+    buf = xmalloc(tlen ? tlen : 1);
+    size_t got = 0;
+    while (got < tlen) {
+        ssize_t n = pread(fd, buf + got, tlen - got, (off_t)(env_off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            FAIL("read: %s", n < 0 ? strerror(errno) : "short file");
+        got += (size_t)n;
+    }
+
+    struct cursor c = {buf, tlen, 0, 0}, pl;
+    int have_id = 0, have_content = 0, ended = 0;
+    while (!ended) {
+        int type = next_record(&c, &pl);
+        switch (type) {
+        case -1:
+            FAIL("envelope incomplete or corrupt at offset %llu",
+                 (unsigned long long)(env_off + c.pos));
+        case REC_ID: {
+            char *id = cur_str(&pl);
+            if (!id || !queue_id_valid(id)) {
+                free(id);
+                FAIL("bad queue id record");
+            }
+            str_copy(m->id, id, sizeof m->id);
+            free(id);
+            have_id = 1;
+            break;
+        }
+        case REC_ARRIVAL:
+            m->arrival_us = (int64_t)cur_u64(&pl);
+            if (pl.bad)
+                FAIL("bad arrival record");
+            break;
+        case REC_SENDER:
+            free(m->sender);
+            m->sender = cur_str(&pl);
+            if (!m->sender) {
+                m->sender = xstrdup("");
+                FAIL("bad sender record");
+            }
+            break;
+        case REC_ATTR: {
+            char *name = cur_str(&pl), *value = cur_str(&pl);
+            if (!pl.bad)
+                qf_message_set_attr(m, name, value);
+            free(name);
+            free(value);
+            if (pl.bad)
+                FAIL("bad attribute record");
+            break;
+        }
+        case REC_RCPT:
+            if (read_rcpt(&pl, m) != 0)
+                FAIL("bad recipient record");
+            break;
+        case REC_CONTENT:
+            m->content_offset = cur_u64(&pl);
+            m->content_length = cur_u64(&pl);
+            if (pl.bad || m->content_offset != QF_HEADER_SIZE ||
+                m->content_offset + m->content_length != env_off)
+                FAIL("content record does not match the file");
+            have_content = 1;
+            break;
+        case REC_END: {
+            uint32_t n = cur_u32(&pl);
+            if (pl.bad || n != m->nrcpt)
+                FAIL("end record: recipient count mismatch");
+            ended = 1;
+            break;
+        }
+        default:
+            FAIL("unexpected record type %d in envelope", type);
+        }
+    }
+    if (!have_id || !have_content || m->nrcpt == 0)
+        FAIL("envelope lacks id, content or recipients");
+
+    /* Progress records: stop quietly at the first torn one. */
+    for (;;) {
+        size_t before = c.pos;
+        int type = next_record(&c, &pl);
+        int ok = 0;
+        if (type == REC_STATUS)
+            ok = read_status(&pl, m) == 0;
+        else if (type == REC_ADDED_RCPT)
+            ok = read_rcpt(&pl, m) == 0;
+        if (!ok) {
+            c.pos = before;
+            break;
+        }
+    }
+    m->valid_end = env_off + c.pos;
+    m->file_size = size;
+    free(buf);
+    return 0;
+fail:
+    free(buf);
+    qf_message_free(m);
+    m->sender = NULL;
+    return -1;
+}
+
+int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        memset(m, 0, sizeof *m);
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = qf_read_fd(fd, m, err, errlen);
+    close(fd);
+    /* Queue files are named by their id; the queue treats a file whose id
+     * record names another message as corrupt, so readers by path agree. */
+    const char *slash = strrchr(path, '/');
+    const char *name = slash ? slash + 1 : path;
+    if (rc == 0 && strcmp(name, m->id) != 0) {
+        snprintf(err, errlen, "queue id %s in file does not match its name", m->id);
+        qf_message_free(m);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* ---------- progress ---------- */
+
+static int append_record(int fd, struct qf_message *m, int type, const struct strbuf *payload)
+{
+    struct strbuf rec = STRBUF_INIT;
+    put_record(&rec, type, payload);
+    int rc = fs_pwrite_all(fd, rec.buf, rec.len, (off_t)m->valid_end);
+    if (rc == 0) {
+        m->valid_end += rec.len;
+        if (m->file_size < m->valid_end)
+            m->file_size = m->valid_end;
+    }
+    sb_free(&rec);
+    return rc;
+}
+
+int qf_append_status(int fd, struct qf_message *m, size_t idx)
+{
+    const struct qf_rcpt *r = &m->rcpts[idx];
+    struct strbuf p = STRBUF_INIT;
+    put_u32(&p, (uint32_t)idx);
+    unsigned char st = (unsigned char)r->state;
+    sb_append(&p, &st, 1);
+    put_u32(&p, r->attempts);
+    put_u64(&p, (uint64_t)r->next_try);
+    put_u64(&p, (uint64_t)r->last_try);
+    put_str(&p, r->dsn);
+    put_str(&p, r->reason);
+    put_str(&p, r->remote_mta);
+    put_str(&p, r->diag);
+    unsigned char fl = (unsigned char)r->flags;
+    sb_append(&p, &fl, 1);
+    int rc = append_record(fd, m, REC_STATUS, &p);
+    sb_free(&p);
+    return rc;
+}
+
+int qf_append_rcpt(int fd, struct qf_message *m, size_t idx)
+{
+    struct strbuf p = STRBUF_INIT;
+    put_rcpt_payload(&p, &m->rcpts[idx]);
+    int rc = append_record(fd, m, REC_ADDED_RCPT, &p);
+    sb_free(&p);
+    return rc;
+}

@@ -1,0 +1,526 @@
+/* store: the durable spool and its commit protocol (see store.h). */
+#include "spool/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "spool/spool.h"
+#include "util/fsops.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+enum req_kind { REQ_COMMIT, REQ_BARRIER, REQ_UNLINK };
+
+struct sync_req {
+    struct sync_req *next;
+    enum req_kind kind;
+    char id[QUEUE_ID_LEN + 1];
+    int fd;                     /* fsync mode: the committed file */
+    struct timespec written;    /* last change of the data this request covers */
+    int ok;
+    int err;
+    struct qf_message m;
+    store_commit_cb commit_cb;
+    void (*barrier_cb)(void *arg, int ok);
+    void *arg;
+};
+
+static struct {
+    struct event_base *base;
+    char *dir;
+    int incoming_fd, queue_fd, hold_fd, corrupt_fd;
+    int use_syncfs;
+    time_t start_time;          /* incoming files newer than this are a live smtpd's */
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sync_req *pending, *pending_tail;
+    struct sync_req *done, *done_tail;
+    int stop;
+    struct timespec last_failure;  /* when a sync last reported an error (under mu) */
+    int event_fd;
+    struct event *done_ev;
+} st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1,
+        .incoming_fd = -1, .queue_fd = -1, .hold_fd = -1, .corrupt_fd = -1};
+
+static int place_fd(enum store_place p)
+{
+    return p == STORE_HOLD ? st.hold_fd : st.queue_fd;
+}
+
+static const char *place_dir(enum store_place p)
+{
+    return p == STORE_HOLD ? QDIR_HOLD : QDIR_QUEUE;
+}
+
+char *store_path(const char *id, enum store_place place)
+{
+    return xasprintf("%s/%s/%s", st.dir, place_dir(place), id);
+}
+
+int store_incoming_dirfd(void)
+{
+    return st.incoming_fd;
+}
+
+/* ---------- the sync thread ---------- */
+
+static int timespec_after(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+static void *sync_thread(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        pthread_mutex_lock(&st.mu);
+        while (!st.pending && !st.stop)
+            pthread_cond_wait(&st.cv, &st.mu);
+        if (!st.pending && st.stop) {
+            pthread_mutex_unlock(&st.mu);
+            return NULL;
+        }
+        struct sync_req *batch = st.pending;
+        st.pending = st.pending_tail = NULL;
+        pthread_mutex_unlock(&st.mu);
+
+        /* Removals of finished messages are done here, off the event loop
+         * (an unlink can wait on the disk), after this batch's sync has been
+         * answered so no commit waits behind them; they need no sync. */
+        struct sync_req *unlinks = NULL, **keep = &batch;
+        int need_sync = 0;
+        while (*keep) {
+            struct sync_req *r = *keep;
+            if (r->kind == REQ_UNLINK) {
+                *keep = r->next;
+                r->next = unlinks;
+                unlinks = r;
+            } else {
+                need_sync = 1;
+                keep = &r->next;
+            }
+        }
+
+        /* One sync covers every file renamed into queue/ before it started:
+         * the data, the inodes and the directory entries. */
+        int rc = 0, err = 0;
+        if (!need_sync) {
+            /* nothing to make durable */
+        } else if (st.use_syncfs) {
+            if (fs_syncfs(st.queue_fd) != 0) {
+                rc = -1;
+                err = errno;
+            }
+        } else {
+            for (struct sync_req *r = batch; r; r = r->next) {
+                if (r->kind == REQ_COMMIT && r->fd >= 0 && fs_fdatasync(r->fd) != 0) {
+                    r->ok = 0;
+                    r->err = errno;
+                }
+            }
+            if (fs_fsync(st.queue_fd) != 0) {
+                rc = -1;
+                err = errno;
+            }
+        }
+        /* A write-back error is reported once, to whichever sync comes
+         * next, which may be an earlier batch's: so a file changed before a
+         * failed sync ended is never called durable by a later one. */
+        struct timespec failed_at;
+        pthread_mutex_lock(&st.mu);
+        if (rc != 0)
+            clock_gettime(CLOCK_REALTIME, &st.last_failure);
+        failed_at = st.last_failure;
+        pthread_mutex_unlock(&st.mu);
+        struct sync_req *last = batch;
+        for (struct sync_req *r = batch; r; r = r->next) {
+            if (rc != 0) {
+                r->ok = 0;
+                r->err = err;
+            } else if (r->ok && failed_at.tv_sec && !timespec_after(&r->written, &failed_at)) {
+                r->ok = 0;
+                r->err = EIO;
+            }
+            last = r;
+        }
+        if (batch) {
+            pthread_mutex_lock(&st.mu);
+            if (st.done_tail)
+                st.done_tail->next = batch;
+            else
+                st.done = batch;
+            st.done_tail = last;
+            pthread_mutex_unlock(&st.mu);
+            uint64_t one = 1;
+            (void)!write(st.event_fd, &one, sizeof one);
+        }
+        while (unlinks) {
+            struct sync_req *r = unlinks;
+            unlinks = r->next;
+            if (fs_unlinkat(r->fd, r->id, 0) != 0 && errno != ENOENT)
+                log_warn("%s: cannot remove queue file: %s", r->id, strerror(errno));
+            free(r);
+        }
+    }
+}
+
+/* The reply for a commit that failed with errno err: out of space (or
+ * quota) is 452 4.3.1 wherever it happened, anything else 451 4.3.0. */
+static const char *failure_reply(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? "452 4.3.1 Insufficient system storage"
+                                          : "451 4.3.0 Error: queue file write error";
+}
+
+static void finish_request(struct sync_req *r)
+{
+    if (r->fd >= 0)
+        close(r->fd);
+    if (r->kind == REQ_BARRIER) {
+        r->barrier_cb(r->arg, r->ok);
+    } else if (r->ok) {
+        r->commit_cb(r->arg, 1, &r->m, NULL);
+    } else {
+        log_warn("%s: cannot make queue file durable: %s", r->id, strerror(r->err));
+        fs_unlinkat(st.queue_fd, r->id, 0);
+        qf_message_free(&r->m);
+        r->commit_cb(r->arg, 0, NULL, failure_reply(r->err));
+    }
+    free(r);
+}
+
+static void on_sync_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    uint64_t n;
+    (void)!read(fd, &n, sizeof n);
+    pthread_mutex_lock(&st.mu);
+    struct sync_req *list = st.done;
+    st.done = st.done_tail = NULL;
+    pthread_mutex_unlock(&st.mu);
+    while (list) {
+        struct sync_req *r = list;
+        list = r->next;
+        finish_request(r);
+    }
+}
+
+static void enqueue(struct sync_req *r)
+{
+    r->next = NULL;
+    pthread_mutex_lock(&st.mu);
+    if (st.pending_tail)
+        st.pending_tail->next = r;
+    else
+        st.pending = r;
+    st.pending_tail = r;
+    pthread_cond_signal(&st.cv);
+    pthread_mutex_unlock(&st.mu);
+}
+
+/* ---------- open, recover ---------- */
+
+static int open_dir(const char *name)
+{
+    char *path = xasprintf("%s/%s", st.dir, name);
+    int fd = fs_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    if (fd < 0)
+        log_error("open %s: %s", path, strerror(errno));
+    free(path);
+    return fd;
+}
+
+int store_open(struct event_base *base, const char *queue_dir, int use_syncfs)
+{
+    st.base = base;
+    st.start_time = time(NULL) - 1;  /* file times are coarse */
+    st.dir = xstrdup(queue_dir);
+    st.use_syncfs = use_syncfs;
+    st.incoming_fd = open_dir(QDIR_INCOMING);
+    st.queue_fd = open_dir(QDIR_QUEUE);
+    st.hold_fd = open_dir(QDIR_HOLD);
+    st.corrupt_fd = open_dir(QDIR_CORRUPT);
+    if (st.incoming_fd < 0 || st.queue_fd < 0 || st.hold_fd < 0 || st.corrupt_fd < 0)
+        return -1;
+    st.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (st.event_fd < 0)
+        return -1;
+    st.done_ev = event_new(base, st.event_fd, EV_READ | EV_PERSIST, on_sync_done, NULL);
+    event_add(st.done_ev, NULL);
+    st.stop = 0;
+    st.last_failure = (struct timespec){0, 0};
+    if (pthread_create(&st.thread, NULL, sync_thread, NULL) != 0)
+        return -1;
+    st.thread_started = 1;
+    return 0;
+}
+
+void store_close(void)
+{
+    if (st.thread_started) {
+        pthread_mutex_lock(&st.mu);
+        st.stop = 1;
+        pthread_cond_signal(&st.cv);
+        pthread_mutex_unlock(&st.mu);
+        pthread_join(st.thread, NULL);
+        st.thread_started = 0;
+        on_sync_done(st.event_fd, 0, NULL);
+    }
+    if (st.done_ev)
+        event_free(st.done_ev);
+    st.done_ev = NULL;
+    int *fds[] = {&st.incoming_fd, &st.queue_fd, &st.hold_fd, &st.corrupt_fd, &st.event_fd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
+        if (*fds[i] >= 0)
+            close(*fds[i]);
+        *fds[i] = -1;
+    }
+    free(st.dir);
+    st.dir = NULL;
+}
+
+static void move_to_corrupt(int dirfd, enum store_place place, const char *name)
+{
+    if (fs_renameat(dirfd, name, st.corrupt_fd, name) != 0)
+        log_error("%s/%s: cannot move to %s/: %s; left in place", place_dir(place), name, QDIR_CORRUPT,
+                  strerror(errno));
+}
+
+static void recover_dir(int dirfd, enum store_place place, store_found_cb found, void *arg)
+{
+    int dup_fd = dup(dirfd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (!d) {
+        log_error("cannot read the %s directory: %s", place_dir(place), strerror(errno));
+        return;
+    }
+    rewinddir(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (!queue_id_valid(e->d_name)) {
+            log_warn("%s/%s: not a queue file name; moved to %s/", place_dir(place), e->d_name,
+                     QDIR_CORRUPT);
+            move_to_corrupt(dirfd, place, e->d_name);
+            continue;
+        }
+        char err[256];
+        struct qf_message m;
+        int fd = fs_openat(dirfd, e->d_name, O_RDWR | O_CLOEXEC, 0);
+        if (fd < 0) {
+            /* Not shown to be invalid: leave it for the next start rather
+             * than quarantine a message that may have been acknowledged. */
+            log_error("%s/%s: cannot open queue file: %s; left in place", place_dir(place), e->d_name,
+                      strerror(errno));
+            continue;
+        }
+        if (qf_read_fd(fd, &m, err, sizeof err) != 0 || strcmp(m.id, e->d_name) != 0) {
+            if (m.sender)
+                snprintf(err, sizeof err, "queue id in file does not match its name"), qf_message_free(&m);
+            log_warn("%s: invalid queue file (%s); moved to %s/", e->d_name, err, QDIR_CORRUPT);
+            close(fd);
+            move_to_corrupt(dirfd, place, e->d_name);
+            continue;
+        }
+        if (m.valid_end < m.file_size) {
+            /* A progress record torn by a crash: cut it off so later
+             * records follow valid ones. */
+            log_info("%s: removing a torn progress record", m.id);
+            if (fs_ftruncate(fd, (off_t)m.valid_end) == 0)
+                m.file_size = m.valid_end;
+        }
+        close(fd);
+        found(arg, &m, place);
+    }
+    closedir(d);
+}
+
+void store_recover(store_found_cb found, void *arg)
+{
+    int dup_fd = dup(st.incoming_fd);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (d) {
+        struct dirent *e;
+        /* smtpd may already be writing while the queue starts (or
+         * restarts): a file it still holds locked, or one made since this
+         * process started, is its, not a leftover. */
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            int fd = openat(st.incoming_fd, e->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+            struct stat sb;
+            /* a file that cannot even be opened (EMFILE ...) is left for
+             * the next start; a symlink (ELOOP) never belongs here */
+            int live = fd >= 0 ? (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
+                                  (fstat(fd, &sb) == 0 && sb.st_mtim.tv_sec >= st.start_time))
+                               : errno != ELOOP && errno != ENOENT;
+            if (fd >= 0)
+                close(fd);
+            if (live)
+                continue;
+            log_info("%s: removing unfinished incoming file (never acknowledged)", e->d_name);
+            fs_unlinkat(st.incoming_fd, e->d_name, 0);
+        }
+        closedir(d);
+    }
+    recover_dir(st.queue_fd, STORE_QUEUE, found, arg);
+    recover_dir(st.hold_fd, STORE_HOLD, found, arg);
+}
+
+/* ---------- commit ---------- */
+
+/* True when queue/ID or hold/ID exists (or cannot be checked). */
+static int id_in_use(const char *id)
+{
+    int dirs[] = {st.queue_fd, st.hold_fd};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        struct stat sb;
+        if (fstatat(dirs[i], id, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
+            return 1;
+    }
+    return 0;
+}
+
+void store_commit(const char *id, store_commit_cb cb, void *arg)
+{
+    struct sync_req *r = xcalloc(1, sizeof *r);
+    r->kind = REQ_COMMIT;
+    r->fd = -1;
+    r->ok = 1;
+    r->commit_cb = cb;
+    r->arg = arg;
+    str_copy(r->id, id, sizeof r->id);
+    char err[256];
+    if (!queue_id_valid(id)) {
+        log_error("commit request for a malformed queue id");
+        free(r);
+        cb(arg, 0, NULL, "451 4.3.0 Error: internal error");
+        return;
+    }
+    int fd = fs_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0 || qf_read_fd(fd, &r->m, err, sizeof err) != 0 || strcmp(r->m.id, id) != 0) {
+        if (fd < 0)
+            snprintf(err, sizeof err, "open: %s", strerror(errno));
+        else if (r->m.sender)
+            snprintf(err, sizeof err, "queue id mismatch"), qf_message_free(&r->m);
+        log_error("%s: refusing invalid incoming file: %s", id, err);
+        if (fd >= 0)
+            close(fd);
+        fs_unlinkat(st.incoming_fd, id, 0);
+        free(r);
+        cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
+        return;
+    }
+    /* rename() would silently replace a committed (maybe acknowledged)
+     * message that has the same id, e.g. one repeated after the clock
+     * stepped back across a restart. Only this loop adds names to queue/ and
+     * hold/, so the check cannot race. */
+    if (id_in_use(id)) {
+        log_error("%s: a committed message already has this queue id; refusing the new one", id);
+        close(fd);
+        fs_unlinkat(st.incoming_fd, id, 0);
+        qf_message_free(&r->m);
+        free(r);
+        cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
+        return;
+    }
+    /* The file's last change: a sync failure after it voids the commit. */
+    struct stat fst;
+    if (fstat(fd, &fst) == 0)
+        r->written = fst.st_mtim;
+    else
+        clock_gettime(CLOCK_REALTIME, &r->written);
+    if (fs_renameat(st.incoming_fd, id, st.queue_fd, id) != 0) {
+        int e = errno;
+        log_warn("%s: rename into queue/: %s", id, strerror(e));
+        close(fd);
+        fs_unlinkat(st.incoming_fd, id, 0);
+        qf_message_free(&r->m);
+        free(r);
+        cb(arg, 0, NULL, failure_reply(e));
+        return;
+    }
+    if (st.use_syncfs)
+        close(fd);
+    else
+        r->fd = fd;
+    enqueue(r);
+}
+
+void store_barrier(void (*cb)(void *arg, int ok), void *arg)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    store_barrier_since(now, cb, arg);
+}
+
+void store_barrier_since(struct timespec written, void (*cb)(void *arg, int ok), void *arg)
+{
+    struct sync_req *r = xcalloc(1, sizeof *r);
+    r->kind = REQ_BARRIER;
+    r->fd = -1;
+    r->written = written;
+    r->ok = 1;
+    r->barrier_cb = cb;
+    r->arg = arg;
+    enqueue(r);
+}
+
+/* ---------- progress ---------- */
+
+static int with_file(const char *id, enum store_place place, int (*fn)(int fd, struct qf_message *m, size_t idx),
+                     struct qf_message *m, size_t idx)
+{
+    int fd = fs_openat(place_fd(place), id, O_WRONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int rc = fn(fd, m, idx);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int store_append_status(struct qf_message *m, enum store_place place, size_t idx)
+{
+    return with_file(m->id, place, qf_append_status, m, idx);
+}
+
+int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx)
+{
+    return with_file(m->id, place, qf_append_rcpt, m, idx);
+}
+
+int store_remove(const char *id, enum store_place place)
+{
+    if (!st.thread_started) /* closing: the last callbacks remove directly */
+        return fs_unlinkat(place_fd(place), id, 0);
+    struct sync_req *r = xcalloc(1, sizeof *r);
+    r->kind = REQ_UNLINK;
+    r->fd = place_fd(place);
+    str_copy(r->id, id, sizeof r->id);
+    enqueue(r);
+    return 0;
+}
+
+int store_move(const char *id, enum store_place from, enum store_place to)
+{
+    if (from == to)
+        return 0;
+    return fs_renameat(place_fd(from), id, place_fd(to), id);
+}

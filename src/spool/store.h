@@ -1,0 +1,88 @@
+/* store: the durable spool; the one module that changes it.
+ *
+ * Directories under queue_directory and what a file in each means:
+ *
+ *   incoming/ID   being written by smtpd or pickup; never acknowledged
+ *   queue/ID      committed: acknowledged, or about to be (see below)
+ *   hold/ID       committed and put on hold by the administrator
+ *   corrupt/ID    failed validation at start-up; kept for inspection
+ *   maildrop/X    written by `sendmail`; durable before sendmail exits
+ *
+ * Commit protocol (the 250 promise), for a message ID:
+ *
+ *   step                               files                 crash here means
+ *   1 writer fills incoming/ID          incoming/ID (partial)  not acknowledged
+ *   2 writer finishes envelope + end    incoming/ID (valid)    not acknowledged
+ *   3 store validates, renames          queue/ID (not synced)  not acknowledged
+ *   4 sync thread: syncfs (or fsync     queue/ID (durable)     not acknowledged,
+ *     of file + directory), one per       but delivered: the client retries
+ *     batch of commits                    (the duplicate window)
+ *   5 reply "ok"; smtpd sends 250       queue/ID (durable)     acknowledged, kept
+ *   6 per-recipient progress appended   queue/ID + records     progress after the
+ *     (status records after the end)                           last sync may redo
+ *                                                             a delivery (dup)
+ *   7 last recipient done: unlink       (none)                 may redo (dup)
+ *
+ * Recovery at start (store_recover): every incoming/ file is removed (never
+ * acknowledged); every queue/ and hold/ file is read and validated; a valid
+ * one resumes with its recorded progress (a torn last progress record is
+ * cut off); an invalid one can only be an unacknowledged file from a crash
+ * between steps 3 and 4 (or media damage): it is moved to corrupt/ and
+ * logged, never silently deleted.
+ *
+ * A write-back error is reported by the kernel once, to whichever sync runs
+ * next; so every commit (and barrier) remembers when its data last changed,
+ * and is failed if any sync failed after that.
+ *
+ * Syncs are shared: commits that arrive while a sync runs wait for the next
+ * one, so N concurrent messages cost one sync, not N (group commit). The
+ * sync runs in a thread; results come back to the event loop.
+ * Errors: a commit fails with a 4xx reply text; the file is removed. */
+#ifndef TERN_SPOOL_STORE_H
+#define TERN_SPOOL_STORE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "spool/queue_file.h"
+
+struct event_base;
+
+enum store_place { STORE_QUEUE, STORE_HOLD };
+
+/* Callback for a finished commit; m is the validated envelope (the callee
+ * takes it over when ok), reply a 4xx reply text when not ok. */
+typedef void (*store_commit_cb)(void *arg, int ok, struct qf_message *m, const char *reply);
+/* Called for each message found at recovery (callee takes m over). */
+typedef void (*store_found_cb)(void *arg, struct qf_message *m, enum store_place place);
+
+int store_open(struct event_base *base, const char *queue_dir, int use_syncfs);
+void store_close(void);
+void store_recover(store_found_cb found, void *arg);
+
+/* Takes incoming/ID into the queue (steps 3-5). */
+void store_commit(const char *id, store_commit_cb cb, void *arg);
+/* Calls cb once the next sync has finished. With syncfs that makes
+ * everything written to the file system so far durable (the local agent
+ * relies on this for Maildirs on the spool's file system); with
+ * queue_sync_method = fsync only queue/ and the files committed with it. */
+void store_barrier(void (*cb)(void *arg, int ok), void *arg);
+/* The same for data last changed at `written`: ok is 0 if any sync failed
+ * after that (the failure may have concerned that data). */
+void store_barrier_since(struct timespec written, void (*cb)(void *arg, int ok), void *arg);
+/* Directory fd of incoming/ for writers in this process (pickup). */
+int store_incoming_dirfd(void);
+
+/* Progress: appends the status of recipient idx (and, for recipients added
+ * by expansion, their record). -1 with errno on failure. */
+int store_append_status(struct qf_message *m, enum store_place place, size_t idx);
+int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx);
+/* Removes a finished or deleted message (done by the sync thread, off the
+ * event loop; errors are logged there). */
+int store_remove(const char *id, enum store_place place);
+/* Moves between queue/ and hold/. */
+int store_move(const char *id, enum store_place from, enum store_place to);
+/* Path of a message file (for the local delivery agent to read). */
+char *store_path(const char *id, enum store_place place);
+
+#endif

@@ -1,0 +1,397 @@
+/* ipc: length-delimited messages over SOCK_SEQPACKET sockets (see ipc.h). */
+#include "util/ipc.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/log.h"
+#include "util/mem.h"
+
+void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid)
+{
+    m->type = type;
+    m->reqid = reqid;
+    m->body = (struct strbuf)STRBUF_INIT;
+}
+
+void ipc_msg_free(struct ipc_msg *m)
+{
+    sb_free(&m->body);
+}
+
+void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
+{
+    size_t nlen = strlen(name);
+    size_t vlen = value ? strlen(value) : 0;
+    if (nlen > 255)
+        log_panic("ipc attribute name too long: %s", name);
+    unsigned char n8 = (unsigned char)nlen;
+    sb_append(&m->body, &n8, 1);
+    sb_append(&m->body, name, nlen);
+    unsigned char l[4] = {(unsigned char)vlen, (unsigned char)(vlen >> 8), (unsigned char)(vlen >> 16),
+                          (unsigned char)(vlen >> 24)};
+    sb_append(&m->body, l, 4);
+    sb_append(&m->body, value ? value : "", vlen);
+    sb_putc(&m->body, '\0');
+}
+
+void ipc_msg_addf(struct ipc_msg *m, const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *v = xvasprintf(fmt, ap);
+    va_end(ap);
+    ipc_msg_add(m, name, v);
+    free(v);
+}
+
+void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)value);
+    ipc_msg_add(m, name, buf);
+}
+
+/* Attributes are stored encoded, each value followed by a NUL (on the wire
+ * too, checked by the decoder), so values can be returned as C strings.
+ * Lookups walk the list; messages are small. */
+const char *ipc_msg_get(const struct ipc_msg *m, const char *name)
+{
+    const unsigned char *p = (const unsigned char *)m->body.buf;
+    size_t len = m->body.len, pos = 0, nlen = strlen(name);
+    while (p && pos < len) {
+        size_t n = p[pos];
+        const char *nm = (const char *)p + pos + 1;
+        const unsigned char *l = p + pos + 1 + n;
+        size_t v = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
+        const char *val = (const char *)l + 4;
+        if (n == nlen && memcmp(nm, name, n) == 0)
+            return val;
+        pos += 1 + n + 4 + v + 1;
+    }
+    return NULL;
+}
+
+uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt)
+{
+    const char *v = ipc_msg_get(m, name);
+    /* Digits only: strtoull alone takes "-1" (as UINT64_MAX), "+5", " 5". */
+    if (!v || *v < '0' || *v > '9')
+        return dflt;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno || *end)
+        return dflt;
+    return x;
+}
+
+static void encode_wire(const struct ipc_msg *m, struct strbuf *out)
+{
+    unsigned char h[6] = {(unsigned char)m->type, (unsigned char)(m->type >> 8), (unsigned char)m->reqid,
+                          (unsigned char)(m->reqid >> 8), (unsigned char)(m->reqid >> 16),
+                          (unsigned char)(m->reqid >> 24)};
+    sb_append(out, h, 6);
+    sb_append(out, m->body.buf ? m->body.buf : "", m->body.len);
+}
+
+int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len)
+{
+    const unsigned char *p = packet;
+    if (len < 6)
+        return -1;
+    ipc_msg_init(m, (uint16_t)(p[0] | p[1] << 8), (uint32_t)p[2] | (uint32_t)p[3] << 8 |
+                                                     (uint32_t)p[4] << 16 | (uint32_t)p[5] << 24);
+    size_t pos = 6;
+    while (pos < len) {
+        size_t n = p[pos];
+        if (len - pos < 1 + n + 4)
+            goto bad;
+        const unsigned char *l = p + pos + 1 + n;
+        size_t v = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
+        if (len - pos - 1 - n - 4 < 1 || v > len - pos - 1 - n - 4 - 1)
+            goto bad;
+        if (memchr(l + 4, 0, v) || l[4 + v] != 0)
+            goto bad;
+        sb_append(&m->body, p + pos, 1 + n + 4 + v + 1);
+        pos += 1 + n + 4 + v + 1;
+    }
+    return 0;
+bad:
+    ipc_msg_free(m);
+    return -1;
+}
+
+int ipc_send_blocking(int fd, const struct ipc_msg *m)
+{
+    struct strbuf w = STRBUF_INIT;
+    encode_wire(m, &w);
+    if (w.len > IPC_MAX_MSG) {
+        /* The receiver could not take it whole. */
+        sb_free(&w);
+        errno = EMSGSIZE;
+        return -1;
+    }
+    ssize_t n;
+    do
+        n = send(fd, w.buf, w.len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    int ok = n == (ssize_t)w.len;
+    sb_free(&w);
+    return ok ? 0 : -1;
+}
+
+int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int pr;
+    do
+        pr = poll(&pfd, 1, timeout_ms);
+    while (pr < 0 && errno == EINTR);
+    if (pr <= 0) {
+        if (pr == 0)
+            errno = ETIMEDOUT;
+        return -1;
+    }
+    unsigned char *buf = xmalloc(IPC_MAX_MSG);
+    ssize_t n;
+    /* MSG_TRUNC: the real size of a longer packet, which would otherwise
+     * be cut silently (and could still decode). */
+    do
+        n = recv(fd, buf, IPC_MAX_MSG, MSG_TRUNC);
+    while (n < 0 && errno == EINTR);
+    int rc = -1;
+    if (n > IPC_MAX_MSG)
+        errno = EMSGSIZE;
+    else if (n > 0)
+        rc = ipc_msg_decode(m, buf, (size_t)n);
+    else if (n == 0)
+        errno = ECONNRESET;
+    free(buf);
+    return rc;
+}
+
+static int fill_sockaddr(struct sockaddr_un *sun, const char *path)
+{
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun->sun_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(sun->sun_path, path);
+    return 0;
+}
+
+int ipc_connect(const char *path)
+{
+    struct sockaddr_un sun;
+    if (fill_sockaddr(&sun, path) != 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+int ipc_listen(const char *path, int mode)
+{
+    struct sockaddr_un sun;
+    if (fill_sockaddr(&sun, path) != 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    unlink(path);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0 || chmod(path, (mode_t)mode) != 0 ||
+        listen(fd, 128) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+/* ---------- event-driven channel ---------- */
+
+struct out_packet {
+    struct out_packet *next;
+    size_t len;
+    unsigned char data[];
+};
+
+struct ipc_chan {
+    int fd;
+    int dead;
+    struct event *rev, *wev;
+    struct event *fail_ev;      /* reports a dead channel from the event loop */
+    ipc_handler handler;
+    void *arg;
+    struct out_packet *out_head, *out_tail;
+    size_t out_bytes;           /* queued, not yet sent */
+    unsigned char *rbuf;
+};
+
+static void chan_report_failure(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ipc_chan *ch = arg;
+    ch->handler(ch, NULL, ch->arg);
+}
+
+/* The handler may free the channel, so it is never called from inside
+ * ipc_chan_send or the read loop, only from its own event. */
+static void chan_fail(struct ipc_chan *ch)
+{
+    if (ch->dead)
+        return;
+    ch->dead = 1;
+    event_del(ch->rev);
+    event_del(ch->wev);
+    event_active(ch->fail_ev, 0, 0);
+}
+
+static void chan_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct ipc_chan *ch = arg;
+    /* Bounded batch per wakeup so one busy peer cannot starve the loop. */
+    for (int i = 0; i < 64 && !ch->dead; i++) {
+        ssize_t n = recv(fd, ch->rbuf, IPC_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            chan_fail(ch);
+            return;
+        }
+        if (n == 0) {
+            chan_fail(ch);
+            return;
+        }
+        struct ipc_msg m;
+        if (n > IPC_MAX_MSG || ipc_msg_decode(&m, ch->rbuf, (size_t)n) != 0) {
+            log_error("malformed internal message on fd %d", (int)fd);
+            chan_fail(ch);
+            return;
+        }
+        ch->handler(ch, &m, ch->arg);
+        ipc_msg_free(&m);
+    }
+}
+
+static void chan_flush(struct ipc_chan *ch)
+{
+    while (ch->out_head) {
+        struct out_packet *p = ch->out_head;
+        ssize_t n = send(ch->fd, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                event_add(ch->wev, NULL);
+                return;
+            }
+            chan_fail(ch);
+            return;
+        }
+        ch->out_head = p->next;
+        if (!ch->out_head)
+            ch->out_tail = NULL;
+        ch->out_bytes -= p->len;
+        free(p);
+    }
+}
+
+static void chan_write(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    chan_flush(arg);
+}
+
+struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handler, void *arg)
+{
+    struct ipc_chan *ch = xcalloc(1, sizeof *ch);
+    ch->fd = fd;
+    ch->handler = handler;
+    ch->arg = arg;
+    ch->rbuf = xmalloc(IPC_MAX_MSG);
+    evutil_make_socket_nonblocking(fd);
+    ch->rev = event_new(base, fd, EV_READ | EV_PERSIST, chan_read, ch);
+    ch->wev = event_new(base, fd, EV_WRITE, chan_write, ch);
+    ch->fail_ev = event_new(base, -1, 0, chan_report_failure, ch);
+    event_add(ch->rev, NULL);
+    return ch;
+}
+
+int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
+{
+    if (ch->dead)
+        return -1;
+    struct strbuf w = STRBUF_INIT;
+    encode_wire(m, &w);
+    if (w.len > IPC_MAX_MSG)
+        log_panic("internal message too large (%zu bytes, type %u)", w.len, m->type);
+    /* A peer that never reads must not make us queue without bound. */
+    if (ch->out_bytes + w.len > IPC_MAX_QUEUED) {
+        sb_free(&w);
+        log_warn("internal peer on fd %d does not read its replies; closing", ch->fd);
+        chan_fail(ch);
+        return -1;
+    }
+    struct out_packet *p = xmalloc(sizeof *p + w.len);
+    p->next = NULL;
+    p->len = w.len;
+    memcpy(p->data, w.buf, w.len);
+    sb_free(&w);
+    ch->out_bytes += p->len;
+    if (ch->out_tail)
+        ch->out_tail->next = p;
+    else
+        ch->out_head = p;
+    ch->out_tail = p;
+    chan_flush(ch);
+    return ch->dead ? -1 : 0;
+}
+
+void ipc_chan_free(struct ipc_chan *ch)
+{
+    if (!ch)
+        return;
+    event_free(ch->rev);
+    event_free(ch->wev);
+    event_free(ch->fail_ev);
+    while (ch->out_head) {
+        struct out_packet *p = ch->out_head;
+        ch->out_head = p->next;
+        free(p);
+    }
+    close(ch->fd);
+    free(ch->rbuf);
+    free(ch);
+}
+
+int ipc_chan_fd(const struct ipc_chan *ch)
+{
+    return ch->fd;
+}
+
+void ipc_chan_set_arg(struct ipc_chan *ch, void *arg)
+{
+    ch->arg = arg;
+}

@@ -1,0 +1,91 @@
+/* ipc: small length-delimited messages between tern's processes.
+ *
+ * Channels are SOCK_SEQPACKET unix sockets (socketpairs or named sockets):
+ * each packet is one message, so there is no framing to get wrong. A message
+ * is a type, a request id and a list of named attributes:
+ *
+ *   u16 type | u32 reqid | { u8 namelen | name | u32 vallen | value }*
+ *
+ * A request carries an id; the caller parks its context in a map under that
+ * id and the reply handler takes it back out (the async idiom of DESIGN.md).
+ * A malformed message from a peer is fatal for the channel: the handler gets
+ * NULL and must close it (the peer is restarted by the master).
+ *
+ * Used by every process; ipc_chan_* needs a libevent base. */
+#ifndef TERN_UTIL_IPC_H
+#define TERN_UTIL_IPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/strbuf.h"
+
+struct event_base;
+
+#define IPC_MAX_MSG 65536
+/* Output queued for a peer that does not read closes the channel beyond this. */
+#define IPC_MAX_QUEUED (32u * 1024 * 1024)
+
+struct ipc_msg {
+    uint16_t type;
+    uint32_t reqid;
+    struct strbuf body;   /* encoded attributes */
+};
+
+enum ipc_type {
+    /* smtpd -> queue */
+    IPC_COMMIT = 1,        /* id */
+    IPC_COMMIT_REPLY,      /* id, status ("ok" | "fail"), reason */
+    /* queue -> local */
+    IPC_DELIVER,           /* id, path, offset, length, sender, rcpt, orcpt, user, ... */
+    IPC_DELIVER_REPLY,     /* status ("sent"|"deferred"|"bounced"), dsn, reason, relay */
+    /* clients (tern queue, sendmail) -> queue */
+    IPC_QUEUE_LIST,        /* reply: IPC_QUEUE_LIST_ITEM*, then IPC_DONE */
+    IPC_QUEUE_LIST_ITEM,
+    IPC_QUEUE_FLUSH,
+    IPC_QUEUE_DELETE,      /* id or ALL */
+    IPC_QUEUE_HOLD,
+    IPC_QUEUE_RELEASE,
+    IPC_PICKUP,            /* a new file in maildrop/ */
+    IPC_DONE,              /* status, text */
+    /* local -> queue: "tell me when your next sync is done" (shares the
+     * queue's group commit when mailboxes are on the spool's file system) */
+    IPC_BARRIER,
+    IPC_BARRIER_REPLY,     /* status ("ok" | "fail") */
+};
+
+void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid);
+void ipc_msg_free(struct ipc_msg *m);
+void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value);
+void ipc_msg_addf(struct ipc_msg *m, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value);
+/* Attribute lookup; NULL / dflt when absent (get_u64: also when the value is
+ * not a plain decimal number in range). The returned string lives in m. */
+const char *ipc_msg_get(const struct ipc_msg *m, const char *name);
+uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt);
+/* Parses a received packet into m; -1 if malformed. */
+int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len);
+
+/* Blocking helpers for command-line tools. A message (or packet) larger than
+ * IPC_MAX_MSG is refused with EMSGSIZE on either side, never cut. */
+int ipc_send_blocking(int fd, const struct ipc_msg *m);
+int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms);  /* 0 ok, -1 error/EOF/timeout */
+/* Connects to a SOCK_SEQPACKET unix socket by path; -1 with errno. */
+int ipc_connect(const char *path);
+/* Creates a listening SOCK_SEQPACKET socket at path (unlinking a stale one). */
+int ipc_listen(const char *path, int mode);
+
+/* Event-driven channel. The handler receives each message (freed after it
+ * returns) or, from the event loop (never from inside ipc_chan_send), NULL
+ * when the peer closed or sent garbage; it may free the channel then. */
+struct ipc_chan;
+typedef void (*ipc_handler)(struct ipc_chan *ch, struct ipc_msg *m, void *arg);
+struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handler, void *arg);
+/* Queues m for sending (copies it); never blocks. Returns -1 if the channel is dead. */
+int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m);
+void ipc_chan_free(struct ipc_chan *ch);      /* closes the fd */
+int ipc_chan_fd(const struct ipc_chan *ch);
+void ipc_chan_set_arg(struct ipc_chan *ch, void *arg);
+
+#endif
