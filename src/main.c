@@ -55,11 +55,11 @@ static int cmd_passwd(const char *config_dir, int argc, char **argv)
     struct instance in;
     struct strbuf diag = STRBUF_INIT;
     if (instance_load(&in, config_dir, &diag) != 0) {
-        fprintf(stderr, "tern passwd: %s", sb_str(&diag));
-        sb_free(&diag);
+        fprintf(stderr, "tern passwd: %s", strbuf_str(&diag));
+        strbuf_free(&diag);
         return 2;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     const char *p = conf_str(in.conf, "smtpd_sasl_path");
     if (strcmp(conf_str(in.conf, "smtpd_sasl_type"), "tern") != 0)
         fprintf(stderr, "tern passwd: note: smtpd_sasl_type is not tern; AUTH does not use this file\n");
@@ -117,11 +117,11 @@ static int cmd_dev(const char *config_dir, int argc, char **argv)
     }
     struct strbuf diag = STRBUF_INIT;
     if (instance_write_dev(config_dir, port, &diag) != 0) {
-        fprintf(stderr, "tern: %s", sb_str(&diag));
-        sb_free(&diag);
+        fprintf(stderr, "tern: %s", strbuf_str(&diag));
+        strbuf_free(&diag);
         return 1;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     char *abs = config_dir[0] == '/' ? xstrdup(config_dir) : NULL;
     if (!abs) {
         char *cwd = getcwd(NULL, 0);
@@ -143,7 +143,7 @@ static pid_t running_master(const char *config_dir, char **pid_path)
     pid_t pid = 0;
     *pid_path = NULL;
     if (instance_load(&in, config_dir, &diag) != 0) {
-        fputs(sb_str(&diag), stderr);
+        fputs(strbuf_str(&diag), stderr);
     } else {
         *pid_path = xasprintf("%s/%s/master.pid", instance_queue_dir(&in), QDIR_PID);
         int fd = open(*pid_path, O_RDONLY | O_CLOEXEC);
@@ -157,7 +157,7 @@ static pid_t running_master(const char *config_dir, char **pid_path)
             close(fd);
         }
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     instance_free(&in);
     return pid;
 }

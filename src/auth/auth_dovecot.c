@@ -26,6 +26,7 @@
 
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 #define PROTOCOL_MAJOR 1
@@ -117,11 +118,11 @@ static void put_tabescaped(struct strbuf *sb, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '\001': sb_puts(sb, "\0011"); break;
-        case '\t': sb_puts(sb, "\001t"); break;
-        case '\r': sb_puts(sb, "\001r"); break;
-        case '\n': sb_puts(sb, "\001n"); break;
-        default: sb_putc(sb, *s); break;
+        case '\001': strbuf_puts(sb, "\0011"); break;
+        case '\t': strbuf_puts(sb, "\001t"); break;
+        case '\r': strbuf_puts(sb, "\001r"); break;
+        case '\n': strbuf_puts(sb, "\001n"); break;
+        default: strbuf_putc(sb, *s); break;
         }
     }
 }
@@ -735,26 +736,26 @@ static void req_build_line(struct auth_dovecot_req *r, const char *user, const c
                            const struct auth_dovecot_info *info)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_printf(&sb, "AUTH\t%u\tPLAIN\tservice=", r->id);
+    strbuf_printf(&sb, "AUTH\t%u\tPLAIN\tservice=", r->id);
     put_tabescaped(&sb, SERVICE_NAME);
-    sb_puts(&sb, "\tnologin");
+    strbuf_puts(&sb, "\tnologin");
     if (info) {
         if (info->secured)
-            sb_puts(&sb, "\tsecured");
+            strbuf_puts(&sb, "\tsecured");
         if (is_ip_address(info->local_ip)) {
-            sb_puts(&sb, "\tlip=");
+            strbuf_puts(&sb, "\tlip=");
             put_tabescaped(&sb, info->local_ip);
         }
         if (is_ip_address(info->remote_ip)) {
-            sb_puts(&sb, "\trip=");
+            strbuf_puts(&sb, "\trip=");
             put_tabescaped(&sb, info->remote_ip);
         }
         if (info->local_port && info->local_port <= 65535)
-            sb_printf(&sb, "\tlport=%u", info->local_port);
+            strbuf_printf(&sb, "\tlport=%u", info->local_port);
         if (info->remote_port && info->remote_port <= 65535)
-            sb_printf(&sb, "\trport=%u", info->remote_port);
+            strbuf_printf(&sb, "\trport=%u", info->remote_port);
     }
-    sb_puts(&sb, "\tresp=");
+    strbuf_puts(&sb, "\tresp=");
 
     size_t ulen = strlen(user), plen = strlen(password);
     size_t rawlen = 1 + ulen + 1 + plen;
@@ -771,7 +772,7 @@ static void req_build_line(struct auth_dovecot_req *r, const char *user, const c
     r->line[r->line_len - 1] = '\n';
     r->line[r->line_len] = '\0';
     wipe_free(raw, rawlen);
-    sb_free(&sb);
+    strbuf_free(&sb);
 }
 
 struct auth_dovecot_req *auth_dovecot_check(struct auth_dovecot *d, const char *user, const char *password,

@@ -13,8 +13,8 @@
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "daemon/instance.h"
-#include "maps/aliases.h"
-#include "maps/maps.h"
+#include "maps/alias.h"
+#include "maps/map.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -34,10 +34,10 @@ static void check_services(struct instance *in, struct strbuf *out)
             if (strcmp(s->name, *k) == 0)
                 builtin = 1;
         if (builtin)
-            sb_printf(out, "%s:%d: note: service %s is built into tern; this line is ignored\n", s->file, s->line,
+            strbuf_printf(out, "%s:%d: note: service %s is built into tern; this line is ignored\n", s->file, s->line,
                       s->name);
         else
-            sb_printf(out, "%s:%d: warning: service %s (%s %s) is not supported by tern; ignored\n", s->file,
+            strbuf_printf(out, "%s:%d: warning: service %s (%s %s) is not supported by tern; ignored\n", s->file,
                       s->line, s->name, s->type, s->command);
     }
 }
@@ -80,13 +80,13 @@ int cli_config(const char *config_dir, int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "check") == 0) {
         conf_check(in.conf, &diag);
         check_services(&in, &diag);
-        fputs(sb_str(&diag), stdout);
-        int errors = load_rc != 0 || strstr(sb_str(&diag), ": error:") != NULL;
+        fputs(strbuf_str(&diag), stdout);
+        int errors = load_rc != 0 || strstr(strbuf_str(&diag), ": error:") != NULL;
         if (!errors)
             printf("%s: configuration OK\n", in.config_dir);
         rc = errors ? 1 : 0;
     } else if (load_rc != 0) {
-        fputs(sb_str(&diag), stderr);
+        fputs(strbuf_str(&diag), stderr);
         rc = 1;
     } else if (argc > 1 && strcmp(argv[1], "-d") == 0) {
         struct conf *defaults = conf_new();
@@ -116,7 +116,7 @@ int cli_config(const char *config_dir, int argc, char **argv)
     } else {
         print_nondefault(&in);
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     instance_free(&in);
     return rc;
 }
@@ -130,12 +130,12 @@ int cli_newaliases(const char *config_dir, int argc, char **argv)
     struct instance in;
     struct strbuf diag = STRBUF_INIT;
     if (instance_load(&in, config_dir, &diag) != 0) {
-        fputs(sb_str(&diag), stderr);
-        sb_free(&diag);
+        fputs(strbuf_str(&diag), stderr);
+        strbuf_free(&diag);
         instance_free(&in);
         return 78;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     const char *db = conf_str(in.conf, "alias_database");
     int rc = 0;
     if (*db) {

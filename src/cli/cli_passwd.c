@@ -33,13 +33,13 @@ static void complain(const char *fmt, ...)
     struct strbuf sb = STRBUF_INIT;
     va_list ap;
     va_start(ap, fmt);
-    sb_puts(&sb, "tern passwd: ");
-    sb_vprintf(&sb, fmt, ap);
+    strbuf_puts(&sb, "tern passwd: ");
+    strbuf_vprintf(&sb, fmt, ap);
     va_end(ap);
-    sb_putc(&sb, '\n');
+    strbuf_putc(&sb, '\n');
     fflush(stdout);
     (void)!write(STDERR_FILENO, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
 }
 
 static int usage(void)
@@ -178,7 +178,7 @@ static int read_file(const char *path, char **data, size_t *len)
             continue;
         if (r < 0) {
             complain("cannot read %s: %s", path, strerror(errno));
-            sb_free(&sb);
+            strbuf_free(&sb);
             close(fd);
             return -1;
         }
@@ -186,15 +186,15 @@ static int read_file(const char *path, char **data, size_t *len)
             break;
         if (sb.len + (size_t)r > AUTH_PASSWD_MAX_FILE) {
             complain("%s is larger than %d bytes", path, AUTH_PASSWD_MAX_FILE);
-            sb_free(&sb);
+            strbuf_free(&sb);
             close(fd);
             return -1;
         }
-        sb_append(&sb, chunk, (size_t)r);
+        strbuf_append(&sb, chunk, (size_t)r);
     }
     close(fd);
     *len = sb.len;
-    *data = sb_detach(&sb);
+    *data = strbuf_detach(&sb);
     return 1;
 }
 
@@ -233,7 +233,7 @@ static int line_is_user(const char *line, size_t n, const char *user, struct aut
 static int lock_file(const char *path)
 {
     char *lpath = xasprintf("%s.lock", path);
-    int fd = fs_open(lpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    int fd = fsops_open(lpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd < 0) {
         complain("cannot open lock file %s: %s", lpath, strerror(errno));
         free(lpath);
@@ -284,8 +284,8 @@ static int write_atomic(const char *path, const char *data, size_t len)
     char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
     char *dir = dir_of(path);
     int ok = 0;
-    (void)fs_unlink(tmp); /* left by a crashed run with our pid; we hold the lock */
-    int fd = fs_open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    (void)fsops_unlink(tmp); /* left by a crashed run with our pid; we hold the lock */
+    int fd = fsops_open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         complain("cannot create %s: %s", tmp, strerror(errno));
         goto out;
@@ -298,11 +298,11 @@ static int write_atomic(const char *path, const char *data, size_t len)
         complain("cannot set the mode of %s: %s", tmp, strerror(errno));
         goto fail;
     }
-    if (fs_write_all(fd, data, len) != 0) {
+    if (fsops_write_all(fd, data, len) != 0) {
         complain("cannot write %s: %s", tmp, strerror(errno));
         goto fail;
     }
-    if (fs_fsync(fd) != 0) {
+    if (fsops_fsync(fd) != 0) {
         complain("cannot fsync %s: %s", tmp, strerror(errno));
         goto fail;
     }
@@ -312,18 +312,18 @@ static int write_atomic(const char *path, const char *data, size_t len)
         goto fail;
     }
     fd = -1;
-    if (fs_rename(tmp, path) != 0) {
+    if (fsops_rename(tmp, path) != 0) {
         complain("cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto fail;
     }
-    if (fs_fsync_dir(dir) != 0)
+    if (fsops_fsync_dir(dir) != 0)
         complain("warning: cannot fsync directory %s: %s", dir, strerror(errno)); /* renamed already */
     ok = 1;
     goto out;
 fail:
     if (fd >= 0)
         close(fd);
-    (void)fs_unlink(tmp);
+    (void)fsops_unlink(tmp);
 out:
     free(tmp);
     free(dir);
@@ -367,10 +367,10 @@ static char *make_hash(const char *password)
 /* One file line: "user:hash", with ":addr1,addr2" when addrs is not NULL. */
 static void put_entry(struct strbuf *out, const char *user, const char *hash, const char *addrs, size_t addrs_len)
 {
-    sb_printf(out, "%s:%s", user, hash);
+    strbuf_printf(out, "%s:%s", user, hash);
     if (addrs)
-        sb_printf(out, ":%.*s", (int)addrs_len, addrs);
-    sb_putc(out, '\n');
+        strbuf_printf(out, ":%.*s", (int)addrs_len, addrs);
+    strbuf_putc(out, '\n');
 }
 
 static int cmd_add(const char *path, int argc, char **argv)
@@ -386,43 +386,43 @@ static int cmd_add(const char *path, int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (!auth_passwd_valid_address(argv[i])) {
             complain("invalid sender address: %s", argv[i]);
-            sb_free(&addrs);
+            strbuf_free(&addrs);
             return EXIT_TROUBLE;
         }
         if (i > 2)
-            sb_putc(&addrs, ',');
-        sb_puts(&addrs, argv[i]);
+            strbuf_putc(&addrs, ',');
+        strbuf_puts(&addrs, argv[i]);
     }
 
     char pw[AUTH_PASSWD_MAX_PASSWORD + 1], again[AUTH_PASSWD_MAX_PASSWORD + 1];
     if (read_password("New password: ", pw, sizeof pw) != 0) {
-        sb_free(&addrs);
+        strbuf_free(&addrs);
         return EXIT_TROUBLE;
     }
     if (isatty(STDIN_FILENO)) {
         if (read_password("Retype new password: ", again, sizeof again) != 0) {
             explicit_bzero(pw, sizeof pw);
-            sb_free(&addrs);
+            strbuf_free(&addrs);
             return EXIT_TROUBLE;
         }
         int same = strcmp(pw, again) == 0;
         explicit_bzero(again, sizeof again);
         if (!same) {
             explicit_bzero(pw, sizeof pw);
-            sb_free(&addrs);
+            strbuf_free(&addrs);
             complain("passwords do not match; nothing changed");
             return EXIT_TROUBLE;
         }
     }
     if (pw[0] == '\0') {
-        sb_free(&addrs);
+        strbuf_free(&addrs);
         complain("empty password refused");
         return EXIT_TROUBLE;
     }
     char *hash = make_hash(pw);
     explicit_bzero(pw, sizeof pw);
     if (!hash) {
-        sb_free(&addrs);
+        strbuf_free(&addrs);
         return EXIT_TROUBLE;
     }
 
@@ -444,8 +444,8 @@ static int cmd_add(const char *path, int argc, char **argv)
     while (next_line(&w, &line, &n)) {
         struct auth_passwd_line f;
         if (!line_is_user(line, n, user, &f)) {
-            sb_append(&out, line, n);
-            sb_putc(&out, '\n');
+            strbuf_append(&out, line, n);
+            strbuf_putc(&out, '\n');
             continue;
         }
         if (replaced)
@@ -469,8 +469,8 @@ done:
     free(data);
     free(target);
     free(hash);
-    sb_free(&out);
-    sb_free(&addrs);
+    strbuf_free(&out);
+    strbuf_free(&addrs);
     return rc;
 }
 
@@ -499,8 +499,8 @@ static int cmd_del(const char *path, int argc, char **argv)
             removed++;
             continue;
         }
-        sb_append(&out, line, n);
-        sb_putc(&out, '\n');
+        strbuf_append(&out, line, n);
+        strbuf_putc(&out, '\n');
     }
     if (!removed) {
         complain("no such user: %s", user);
@@ -516,7 +516,7 @@ done:
         close(lockfd);
     free(data);
     free(target);
-    sb_free(&out);
+    strbuf_free(&out);
     return rc;
 }
 
@@ -603,10 +603,10 @@ static int cmd_list(const char *path, int argc)
             struct strbuf a = STRBUF_INIT;
             for (size_t k = 0; k < f.addrs_len; k++)
                 if (f.addrs[k] != ' ' && f.addrs[k] != '\t')
-                    sb_putc(&a, f.addrs[k]);
+                    strbuf_putc(&a, f.addrs[k]);
             if (a.len)
                 printf(" %s", a.buf);
-            sb_free(&a);
+            strbuf_free(&a);
         }
         printf("\n");
     }

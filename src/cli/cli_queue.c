@@ -176,9 +176,9 @@ static void collect_dir(struct offline_entry **v, size_t *n, size_t *cap, const 
 static void list_entry(struct listing *l, const char *qdir, const struct offline_entry *e)
 {
     char *path = xasprintf("%s/%s/%s", qdir, e->sub, e->id);
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
-    if (qf_read_path(path, &m, err, sizeof err) == 0) {
+    if (queue_file_read_path(path, &m, err, sizeof err) == 0) {
         const char **rcpts = xcalloc(m.nrcpt + 1, sizeof *rcpts), **reasons = xcalloc(m.nrcpt + 1, sizeof *reasons);
         size_t k = 0;
         for (size_t j = 0; j < m.nrcpt; j++) {
@@ -191,7 +191,7 @@ static void list_entry(struct listing *l, const char *qdir, const struct offline
                     reasons, k);
         free(rcpts);
         free(reasons);
-        qf_message_free(&m);
+        queue_file_message_free(&m);
     }
     free(path);
 }
@@ -313,12 +313,12 @@ int cli_queue(const char *config_dir, int argc, char **argv)
     struct instance in;
     struct strbuf diag = STRBUF_INIT;
     if (instance_load(&in, config_dir, &diag) != 0) {
-        fprintf(stderr, "%s", sb_str(&diag));
-        sb_free(&diag);
+        fprintf(stderr, "%s", strbuf_str(&diag));
+        strbuf_free(&diag);
         instance_free(&in);
         return 78;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     char *qdir = xstrdup(instance_queue_dir(&in));
     instance_free(&in);
     const char *verb = argc > 1 ? argv[1] : "list";

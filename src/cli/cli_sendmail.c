@@ -92,7 +92,7 @@ static void drop_write(struct submit *s, struct drop *d, const char *data, size_
     char out[2 * 4096 + 2];
     while (len > 0) {
         size_t n = len > 4096 ? 4096 : len;
-        size_t o = line_norm_feed(&d->norm, data, n, out);
+        size_t o = maildrop_line_norm_feed(&d->norm, data, n, out);
         d->size += o;
         if (s->size_limit && d->size > s->size_limit)
             d->too_big = 1;
@@ -132,7 +132,7 @@ static void notify_pickup(const char *qdir)
 static int drop_commit(struct submit *s, struct drop *d)
 {
     char out[2];
-    size_t n = line_norm_end(&d->norm, out);
+    size_t n = maildrop_line_norm_end(&d->norm, out);
     if (n && !d->too_big)
         fwrite(out, 1, n, d->f);
     if (d->too_big) {
@@ -383,12 +383,12 @@ int cli_sendmail(const char *config_dir, int argc, char **argv)
     struct instance in;
     struct strbuf diag = STRBUF_INIT;
     if (instance_load(&in, dir, &diag) != 0) {
-        fprintf(stderr, "%s", sb_str(&diag));
-        sb_free(&diag);
+        fprintf(stderr, "%s", strbuf_str(&diag));
+        strbuf_free(&diag);
         instance_free(&in);
         return EX_CONFIG;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     struct submit s = {0};
     s.qdir = xstrdup(instance_queue_dir(&in));
     s.myorigin = xstrdup(conf_str(in.conf, "myorigin"));

@@ -73,9 +73,9 @@ int conf_name_valid(const char *name)
 void conf_put_where(struct strbuf *sb, const char *origin, int line)
 {
     if (origin && line > 0)
-        sb_printf(sb, "%s:%d: ", origin, line);
+        strbuf_printf(sb, "%s:%d: ", origin, line);
     else if (origin)
-        sb_printf(sb, "%s: ", origin);
+        strbuf_printf(sb, "%s: ", origin);
 }
 
 static void diag_error(struct strbuf *diag, const char *origin, int line, const char *fmt, ...)
@@ -86,12 +86,12 @@ static void diag_error(struct strbuf *diag, const char *origin, int line, const 
     if (!diag)
         return;
     conf_put_where(diag, origin, line);
-    sb_puts(diag, "error: ");
+    strbuf_puts(diag, "error: ");
     va_list ap;
     va_start(ap, fmt);
-    sb_vprintf(diag, fmt, ap);
+    strbuf_vprintf(diag, fmt, ap);
     va_end(ap);
-    sb_putc(diag, '\n');
+    strbuf_putc(diag, '\n');
 }
 
 static void setting_clear(struct setting *s)
@@ -192,7 +192,7 @@ static int expand_fail(struct expand *x, const char *fmt, ...)
     if (!x->failed) {
         va_list ap;
         va_start(ap, fmt);
-        sb_vprintf(&x->err, fmt, ap);
+        strbuf_vprintf(&x->err, fmt, ap);
         va_end(ap);
         x->failed = 1;
     }
@@ -204,7 +204,7 @@ static int emit(struct expand *x, struct strbuf *out, const char *data, size_t l
     if (len > EXPAND_OUTPUT_MAX - x->produced)
         return expand_fail(x, "expansion produces more than %u bytes", EXPAND_OUTPUT_MAX);
     x->produced += len;
-    sb_append(out, data, len);
+    strbuf_append(out, data, len);
     return 0;
 }
 
@@ -213,17 +213,17 @@ static void note_undefined(struct expand *x, const char *name, size_t len)
     if (!x->undefined || x->param_level > 0 || x->nundefined >= UNDEFINED_REPORT_MAX)
         return;
     struct strbuf probe = STRBUF_INIT;
-    sb_putc(&probe, '\n');
-    sb_append(&probe, name, len);
-    sb_putc(&probe, '\n');
+    strbuf_putc(&probe, '\n');
+    strbuf_append(&probe, name, len);
+    strbuf_putc(&probe, '\n');
     if (x->undefined->len == 0)
-        sb_putc(x->undefined, '\n');
-    if (!strstr(sb_str(x->undefined), sb_str(&probe))) {
-        sb_append(x->undefined, name, len);
-        sb_putc(x->undefined, '\n');
+        strbuf_putc(x->undefined, '\n');
+    if (!strstr(strbuf_str(x->undefined), strbuf_str(&probe))) {
+        strbuf_append(x->undefined, name, len);
+        strbuf_putc(x->undefined, '\n');
         x->nundefined++;
     }
-    sb_free(&probe);
+    strbuf_free(&probe);
 }
 
 static int expand_text(struct expand *x, const char *s, size_t n, int depth, struct strbuf *out);
@@ -312,7 +312,7 @@ static int expand_braced(struct expand *x, const char *s, size_t n, size_t *ip, 
     struct strbuf val = STRBUF_INIT;
     int rc = expand_ref(x, s + nb, nlen, depth, &val);
     int nonempty = val.len > 0;
-    sb_free(&val); /* before recursing: nested tests must not pile values up */
+    strbuf_free(&val); /* before recursing: nested tests must not pile values up */
     if (rc)
         return rc;
     if ((op == '?') != nonempty)
@@ -363,11 +363,11 @@ int conf_evaluate(struct conf *c, const struct conf_param *p, const char *raw, s
     expand_init(&x, c, undefined);
     int rc = raw ? expand_text(&x, raw, strlen(raw), 0, out) : expand_default(&x, p, 0, out);
     if (rc)
-        sb_puts(why, sb_str(&x.err));
-    sb_free(&x.err);
+        strbuf_puts(why, strbuf_str(&x.err));
+    strbuf_free(&x.err);
     if (rc)
         return -1;
-    return conf_validate(p, sb_str(out), why);
+    return conf_validate(p, strbuf_str(out), why);
 }
 
 /* mydomain's default follows myhostname as the getters see it: the setting,
@@ -378,13 +378,13 @@ static void refresh_domain_default(struct conf *c)
     const struct conf_param *p = conf_param_find("myhostname");
     const char *name = c->hostname;
     if (conf_evaluate(c, p, c->known[param_index(p)].value, &host, &why, NULL) == 0)
-        name = sb_str(&host);
+        name = strbuf_str(&host);
     const char *dot = strchr(name, '.');
     char *fresh = xstrdup(dot && dot[1] ? dot + 1 : "localdomain");
     free(c->domain_default);
     c->domain_default = fresh;
-    sb_free(&host);
-    sb_free(&why);
+    strbuf_free(&host);
+    strbuf_free(&why);
 }
 
 static void changed(struct conf *c)
@@ -519,7 +519,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
     int rc = -1;
     if (!eq) {
         conf_put_quoted(&q, text, strlen(text), CONF_QUOTE_MAX);
-        diag_error(diag, origin, lineno, "missing '=' after parameter name in \"%s\"", sb_str(&q));
+        diag_error(diag, origin, lineno, "missing '=' after parameter name in \"%s\"", strbuf_str(&q));
         goto out;
     }
     size_t nlen = (size_t)(eq - text);
@@ -533,7 +533,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
         if (!is_name_char((unsigned char)text[i])) {
             conf_put_quoted(&q, text, nlen, CONF_QUOTE_MAX);
             diag_error(diag, origin, lineno,
-                       "invalid parameter name \"%s\" (letters, digits and _ only)", sb_str(&q));
+                       "invalid parameter name \"%s\" (letters, digits and _ only)", strbuf_str(&q));
             goto out;
         }
     }
@@ -543,7 +543,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
     set_value(c, text, nlen, value, origin, lineno);
     rc = 0;
 out:
-    sb_free(&q);
+    strbuf_free(&q);
     return rc;
 }
 
@@ -567,12 +567,12 @@ int conf_load_mem(struct conf *c, const char *data, size_t len, const char *orig
             diag_error(diag, origin, lineno, "NUL byte in line");
             bad = 1;
         } else {
-            bad = load_line(c, sb_str(&line), origin, lineno, diag) != 0;
+            bad = load_line(c, strbuf_str(&line), origin, lineno, diag) != 0;
         }
         if (bad && errors < INT_MAX)
             errors++;
     }
-    sb_free(&line);
+    strbuf_free(&line);
     refresh_domain_default(c);
     changed(c);
     return errors;
@@ -588,12 +588,12 @@ int conf_load_file(struct conf *c, const char *path, struct strbuf *diag)
     struct strbuf data = STRBUF_INIT;
     if (conf_read_file(path, &data) != 0) {
         int e = errno;
-        sb_free(&data);
+        strbuf_free(&data);
         errno = e;
         return -1;
     }
-    int rc = conf_load_mem(c, sb_str(&data), data.len, path, diag);
-    sb_free(&data);
+    int rc = conf_load_mem(c, strbuf_str(&data), data.len, path, diag);
+    strbuf_free(&data);
     return rc;
 }
 
@@ -656,24 +656,24 @@ static const char *effective(struct conf *c, const struct conf_param *p)
         if (!s->warned) {
             struct strbuf where = STRBUF_INIT;
             conf_put_where(&where, s->origin, s->line);
-            log_warn("%s%s: %s; using the default", sb_str(&where), p->name, sb_str(&why));
-            sb_free(&where);
+            log_warn("%s%s: %s; using the default", strbuf_str(&where), p->name, strbuf_str(&why));
+            strbuf_free(&where);
             s->warned = 1;
         }
-        sb_reset(&out);
-        sb_reset(&why);
+        strbuf_reset(&out);
+        strbuf_reset(&why);
     }
     if (conf_evaluate(c, p, NULL, &out, &why, NULL) != 0) {
         /* Only a default built from other, broken settings gets here; the
          * numeric defaults are literals (the unit test checks). */
         if (!s->warned)
-            log_warn("%s: default value: %s", p->name, sb_str(&why));
+            log_warn("%s: default value: %s", p->name, strbuf_str(&why));
         s->warned = 1;
     }
 done:
-    s->cache = sb_detach(&out);
+    s->cache = strbuf_detach(&out);
     s->cache_gen = c->gen;
-    sb_free(&why);
+    strbuf_free(&why);
     return s->cache;
 }
 

@@ -23,12 +23,12 @@ void conf_put_quoted(struct strbuf *sb, const char *s, size_t len, size_t max)
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-            sb_putc(sb, (char)ch);
+            strbuf_putc(sb, (char)ch);
         else
-            sb_printf(sb, "\\x%02x", ch);
+            strbuf_printf(sb, "\\x%02x", ch);
     }
     if (len > max)
-        sb_puts(sb, "...");
+        strbuf_puts(sb, "...");
 }
 
 void conf_lines_init(struct conf_lines *r, const char *data, size_t len)
@@ -48,7 +48,7 @@ static void lines_advance(struct conf_lines *r, size_t next)
 
 enum conf_line_kind conf_lines_next(struct conf_lines *r, struct strbuf *line, int *lineno)
 {
-    sb_reset(line);
+    strbuf_reset(line);
     int started = 0, has_nul = 0;
     while (r->pos < r->len) {
         const char *p = r->data + r->pos;
@@ -73,14 +73,14 @@ enum conf_line_kind conf_lines_next(struct conf_lines *r, struct strbuf *line, i
         } else if (!started) {
             lines_advance(r, next);
             *lineno = r->lineno;
-            sb_append(line, p + b, e - b);
+            strbuf_append(line, p + b, e - b);
             return CONF_LINE_ORPHAN;
         } else {
-            sb_putc(line, ' ');
+            strbuf_putc(line, ' ');
         }
         if (memchr(p + b, '\0', e - b))
             has_nul = 1;
-        sb_append(line, p + b, e - b);
+        strbuf_append(line, p + b, e - b);
         lines_advance(r, next);
     }
     if (!started)
@@ -110,7 +110,7 @@ int conf_read_file(const char *path, struct strbuf *data)
         }
         if (n == 0)
             break;
-        sb_append(data, chunk, (size_t)n);
+        strbuf_append(data, chunk, (size_t)n);
     }
     close(fd);
     return 0;

@@ -36,31 +36,31 @@ int conf_check(struct conf *c, struct strbuf *out)
         const struct conf_setting *e = &v[i];
         if (!e->p) {
             conf_put_where(out, e->origin, e->line);
-            sb_printf(out, "warning: unknown parameter %s\n", e->name);
+            strbuf_printf(out, "warning: unknown parameter %s\n", e->name);
             continue;
         }
         if (conf_param_planned(e->name)) {
             conf_put_where(out, e->origin, e->line);
-            sb_printf(out, "warning: %s is accepted but has no effect in this version of tern\n", e->name);
+            strbuf_printf(out, "warning: %s is accepted but has no effect in this version of tern\n", e->name);
         }
-        sb_reset(&val);
-        sb_reset(&why);
-        sb_reset(&undef);
+        strbuf_reset(&val);
+        strbuf_reset(&why);
+        strbuf_reset(&undef);
         int rc = conf_evaluate(c, e->p, e->value, &val, &why, &undef);
         /* undef is "\nname\nname\n..." */
-        for (const char *u = sb_str(&undef); *u;) {
+        for (const char *u = strbuf_str(&undef); *u;) {
             const char *nl = strchr(u, '\n');
             size_t ulen = nl ? (size_t)(nl - u) : strlen(u);
             if (ulen) {
                 conf_put_where(out, e->origin, e->line);
-                sb_printf(out, "warning: %s: reference to undefined parameter $%.*s\n", e->name,
+                strbuf_printf(out, "warning: %s: reference to undefined parameter $%.*s\n", e->name,
                           (int)ulen, u);
             }
             u += ulen + (nl ? 1 : 0);
         }
         if (rc) {
             conf_put_where(out, e->origin, e->line);
-            sb_printf(out, "error: %s: %s\n", e->name, sb_str(&why));
+            strbuf_printf(out, "error: %s: %s\n", e->name, strbuf_str(&why));
             if (errors < INT_MAX)
                 errors++;
         }
@@ -71,19 +71,19 @@ int conf_check(struct conf *c, struct strbuf *out)
     for (size_t i = 0; i < conf_params_count; i++) {
         if (conf_is_set(c, conf_params[i].name))
             continue;
-        sb_reset(&val);
-        sb_reset(&why);
+        strbuf_reset(&val);
+        strbuf_reset(&why);
         if (conf_evaluate(c, &conf_params[i], NULL, &val, &why, NULL) != 0) {
-            sb_printf(out, "error: %s: default value \"", conf_params[i].name);
+            strbuf_printf(out, "error: %s: default value \"", conf_params[i].name);
             conf_put_quoted(out, conf_params[i].def, strlen(conf_params[i].def), CONF_QUOTE_MAX);
-            sb_printf(out, "\": %s\n", sb_str(&why));
+            strbuf_printf(out, "\": %s\n", strbuf_str(&why));
             if (errors < INT_MAX)
                 errors++;
         }
     }
-    sb_free(&val);
-    sb_free(&why);
-    sb_free(&undef);
+    strbuf_free(&val);
+    strbuf_free(&why);
+    strbuf_free(&undef);
     return errors;
 }
 

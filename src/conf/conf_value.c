@@ -127,9 +127,9 @@ static int choice_ok(const char *choices, const char *v, size_t len)
 
 static void why_value(struct strbuf *why, const char *what, const char *v)
 {
-    sb_printf(why, "invalid %s \"", what);
+    strbuf_printf(why, "invalid %s \"", what);
     conf_put_quoted(why, v, strlen(v), CONF_QUOTE_MAX);
-    sb_putc(why, '"');
+    strbuf_putc(why, '"');
 }
 
 int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
@@ -147,7 +147,7 @@ int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
         if (choice_ok(p->choices, s, len))
             return 0;
         why_value(why, "value", v);
-        sb_printf(why, " (expected %s)", p->choices);
+        strbuf_printf(why, " (expected %s)", p->choices);
         return -1;
     }
     case CONF_LIST: {
@@ -158,7 +158,7 @@ int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
         for (size_t i = 0; i < l.n && rc == 0; i++) {
             if (!choice_ok(p->choices, l.items[i], strlen(l.items[i]))) {
                 why_value(why, "item", l.items[i]);
-                sb_printf(why, " (expected %s)", p->choices);
+                strbuf_printf(why, " (expected %s)", p->choices);
                 rc = -1;
             }
         }
@@ -169,7 +169,7 @@ int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
         if (conf_parse_bool(v, &b) == 0)
             return 0;
         why_value(why, "boolean", v);
-        sb_puts(why, " (expected yes or no)");
+        strbuf_puts(why, " (expected yes or no)");
         return -1;
     case CONF_INT:
         if (conf_parse_int(v, &n) != 0) {
@@ -180,15 +180,15 @@ int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
     case CONF_TIME:
         if (conf_parse_time(v, p->unit, &n) != 0) {
             why_value(why, "time", v);
-            sb_puts(why, " (expected a number with an optional unit s, m, h, d or w)");
+            strbuf_puts(why, " (expected a number with an optional unit s, m, h, d or w)");
             return -1;
         }
         break;
     }
     if (n < p->min || n > p->max) {
-        sb_printf(why, "value \"");
+        strbuf_printf(why, "value \"");
         conf_put_quoted(why, v, strlen(v), CONF_QUOTE_MAX);
-        sb_printf(why, "\" out of range (%lld..%lld%s)", p->min, p->max,
+        strbuf_printf(why, "\" out of range (%lld..%lld%s)", p->min, p->max,
                   p->type == CONF_TIME ? " seconds" : "");
         return -1;
     }

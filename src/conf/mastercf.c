@@ -37,21 +37,21 @@ static void diag_error(struct strbuf *diag, const char *origin, int line, const 
     if (!diag)
         return;
     if (origin)
-        sb_printf(diag, "%s:%d: ", origin, line);
-    sb_puts(diag, "error: ");
+        strbuf_printf(diag, "%s:%d: ", origin, line);
+    strbuf_puts(diag, "error: ");
     va_list ap;
     va_start(ap, fmt);
-    sb_vprintf(diag, fmt, ap);
+    strbuf_vprintf(diag, fmt, ap);
     va_end(ap);
-    sb_putc(diag, '\n');
+    strbuf_putc(diag, '\n');
 }
 
 /* A field quoted for a diagnostic (binary input stays readable and short). */
 static const char *quoted(struct strbuf *sb, const char *s)
 {
-    sb_reset(sb);
+    strbuf_reset(sb);
     conf_put_quoted(sb, s, strlen(s), QUOTE_MAX);
-    return sb_str(sb);
+    return strbuf_str(sb);
 }
 
 /* ---- listen addresses ---- */
@@ -306,7 +306,7 @@ static int add_override(struct mastercf_service *s, size_t *cap, const char *spe
     s->noverrides++;
     rc = 0;
 out:
-    sb_free(&q);
+    strbuf_free(&q);
     return rc;
 }
 
@@ -365,7 +365,7 @@ static int check_fields(const struct mastercf *m, char **f, const char *origin, 
     }
     rc = 0;
 out:
-    sb_free(&q);
+    strbuf_free(&q);
     return rc;
 }
 
@@ -453,12 +453,12 @@ int mastercf_load_mem(struct mastercf *m, const char *data, size_t len, const ch
             diag_error(diag, origin, lineno, "NUL byte in line");
             bad = 1;
         } else {
-            bad = parse_service(m, sb_str(&line), origin, lineno, diag) != 0;
+            bad = parse_service(m, strbuf_str(&line), origin, lineno, diag) != 0;
         }
         if (bad && errors < 0x7fffffff)
             errors++;
     }
-    sb_free(&line);
+    strbuf_free(&line);
     return errors;
 }
 
@@ -473,11 +473,11 @@ int mastercf_load_file(struct mastercf *m, const char *path, struct strbuf *diag
     struct strbuf data = STRBUF_INIT;
     if (conf_read_file(path, &data) != 0) {
         int e = errno;
-        sb_free(&data);
+        strbuf_free(&data);
         errno = e;
         return -1;
     }
-    int rc = mastercf_load_mem(m, sb_str(&data), data.len, path, diag);
-    sb_free(&data);
+    int rc = mastercf_load_mem(m, strbuf_str(&data), data.len, path, diag);
+    strbuf_free(&data);
     return rc;
 }

@@ -48,7 +48,7 @@ int instance_load(struct instance *in, const char *config_dir, struct strbuf *di
     int errors = 0;
     int rc = conf_load_file(in->conf, in->main_cf, diag);
     if (rc < 0 && errno != ENOENT) {
-        sb_printf(diag, "%s: %s\n", in->main_cf, strerror(errno));
+        strbuf_printf(diag, "%s: %s\n", in->main_cf, strerror(errno));
         return -1;
     }
     if (rc > 0)
@@ -56,7 +56,7 @@ int instance_load(struct instance *in, const char *config_dir, struct strbuf *di
     rc = mastercf_load_file(&in->services, in->master_cf, diag);
     if (rc < 0) {
         if (errno != ENOENT) {
-            sb_printf(diag, "%s: %s\n", in->master_cf, strerror(errno));
+            strbuf_printf(diag, "%s: %s\n", in->master_cf, strerror(errno));
             return -1;
         }
         mastercf_load_string(&in->services, default_master_cf, "(built-in master.cf)", diag);
@@ -85,22 +85,22 @@ const char *instance_queue_dir(struct instance *in)
 
 static int make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, struct strbuf *diag)
 {
-    if (fs_mkdir(path, mode) != 0 && errno != EEXIST) {
-        sb_printf(diag, "mkdir %s: %s\n", path, strerror(errno));
+    if (fsops_mkdir(path, mode) != 0 && errno != EEXIST) {
+        strbuf_printf(diag, "mkdir %s: %s\n", path, strerror(errno));
         return -1;
     }
     struct stat sb;
     if (lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        sb_printf(diag, "%s: not a directory\n", path);
+        strbuf_printf(diag, "%s: not a directory\n", path);
         return -1;
     }
     if (uid != (uid_t)-1 && (sb.st_uid != uid || sb.st_gid != gid) && chown(path, uid, gid) != 0) {
-        sb_printf(diag, "chown %s: %s\n", path, strerror(errno));
+        strbuf_printf(diag, "chown %s: %s\n", path, strerror(errno));
         return -1;
     }
     /* mkdir honours the umask; the modes here are part of the security model */
     if ((sb.st_mode & 07777) != mode && chmod(path, mode) != 0) {
-        sb_printf(diag, "chmod %s: %s\n", path, strerror(errno));
+        strbuf_printf(diag, "chmod %s: %s\n", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -110,14 +110,14 @@ int instance_prepare_queue(struct instance *in, uid_t uid, gid_t gid, struct str
 {
     const char *q = instance_queue_dir(in);
     if (q[0] != '/') {
-        sb_printf(diag, "queue_directory must be an absolute path: %s\n", q);
+        strbuf_printf(diag, "queue_directory must be an absolute path: %s\n", q);
         return -1;
     }
     char *parent = xstrdup(q);
     char *slash = strrchr(parent, '/');
     if (slash && slash != parent) {
         *slash = '\0';
-        fs_mkdir_p(parent, 0755);
+        fsops_mkdir_p(parent, 0755);
     }
     free(parent);
     if (make_dir(q, 0755, uid, gid, diag) != 0)
@@ -148,14 +148,14 @@ int instance_write_dev(const char *dir, int port, struct strbuf *diag)
     struct stat sb;
     if (stat(main_cf, &sb) == 0)
         goto out;
-    if (fs_mkdir_p(abs, 0755) != 0) {
-        sb_printf(diag, "mkdir %s: %s\n", abs, strerror(errno));
+    if (fsops_mkdir_p(abs, 0755) != 0) {
+        strbuf_printf(diag, "mkdir %s: %s\n", abs, strerror(errno));
         rc = -1;
         goto out;
     }
     FILE *f = fopen(main_cf, "w");
     if (!f) {
-        sb_printf(diag, "%s: %s\n", main_cf, strerror(errno));
+        strbuf_printf(diag, "%s: %s\n", main_cf, strerror(errno));
         rc = -1;
         goto out;
     }
@@ -191,7 +191,7 @@ int instance_write_dev(const char *dir, int port, struct strbuf *diag)
         rc = -1;
     f = fopen(master_cf, "w");
     if (!f) {
-        sb_printf(diag, "%s: %s\n", master_cf, strerror(errno));
+        strbuf_printf(diag, "%s: %s\n", master_cf, strerror(errno));
         rc = -1;
         goto out;
     }

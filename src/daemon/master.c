@@ -87,7 +87,7 @@ static int bind_one(const char *host, const char *port, int family, struct strbu
     hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST;
     int gai = getaddrinfo(host, service_port(port), &hints, &res);
     if (gai != 0) {
-        sb_printf(diag, "cannot use listen address %s port %s: %s\n", host ? host : "*", port, gai_strerror(gai));
+        strbuf_printf(diag, "cannot use listen address %s port %s: %s\n", host ? host : "*", port, gai_strerror(gai));
         return -1;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -98,7 +98,7 @@ static int bind_one(const char *host, const char *port, int family, struct strbu
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     }
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        sb_printf(diag, "bind %s%s%s:%s: %s\n", res->ai_family == AF_INET6 ? "[" : "", host ? host : "*",
+        strbuf_printf(diag, "bind %s%s%s:%s: %s\n", res->ai_family == AF_INET6 ? "[" : "", host ? host : "*",
                   res->ai_family == AF_INET6 ? "]" : "", port, strerror(errno));
         if (fd >= 0)
             close(fd);
@@ -139,24 +139,24 @@ static int listener_tls(const char *service, struct conf *c, struct ssl_ctx_st *
 {
     char *err = NULL;
     /* the restriction lists too: a typo there must not start a server */
-    struct policy_lists *p = smtpd_policy_from_conf(c, &err);
+    struct smtpd_policy_lists *p = smtpd_policy_from_conf(c, &err);
     if (!p) {
-        sb_printf(diag, "service %s: %s\n", service, err ? err : "bad restrictions");
+        strbuf_printf(diag, "service %s: %s\n", service, err ? err : "bad restrictions");
         free(err);
         *out = NULL;
         return -1;
     }
-    policy_free(p);
+    smtpd_policy_free(p);
     err = NULL;
     *out = tls_server_ctx(c, &err);
     if (err) {
-        sb_printf(diag, "service %s: %s\n", service, err);
+        strbuf_printf(diag, "service %s: %s\n", service, err);
         free(err);
         return -1;
     }
     if (!*out && tls_server_level(c) == TLS_LEVEL_ENCRYPT &&
         (conf_bool(c, "smtpd_tls_wrappermode") || strcmp(conf_str(c, "smtpd_tls_security_level"), "encrypt") == 0)) {
-        sb_printf(diag, "service %s: %s needs a certificate (smtpd_tls_cert_file or smtpd_tls_chain_files)\n",
+        strbuf_printf(diag, "service %s: %s needs a certificate (smtpd_tls_cert_file or smtpd_tls_chain_files)\n",
                   service, conf_bool(c, "smtpd_tls_wrappermode") ? "smtpd_tls_wrappermode = yes"
                                                                  : "smtpd_tls_security_level = encrypt");
         return -1;
@@ -182,7 +182,7 @@ static int bind_listeners(struct strbuf *diag)
         }
         char *host = NULL, *port = NULL;
         if (mastercf_split_listen(s->name, conf_str(ms.inst.conf, "inet_interfaces"), &host, &port) != 0) {
-            sb_printf(diag, "%s:%d: cannot parse service name %s\n", s->file, s->line, s->name);
+            strbuf_printf(diag, "%s:%d: cannot parse service name %s\n", s->file, s->line, s->name);
             failures++;
             continue;
         }
@@ -228,12 +228,12 @@ static int bind_listeners(struct strbuf *diag)
                 if (listener_tls(s->name, l->conf, &l->tls_ctx, diag) != 0)
                     failures++;
             } else if (is6 && (list == any || list == loopback) && errno == EADDRNOTAVAIL) {
-                log_warn("%s", sb_str(&why)); /* no IPv6 on this host: IPv4 is enough */
+                log_warn("%s", strbuf_str(&why)); /* no IPv6 on this host: IPv4 is enough */
             } else {
-                sb_puts(diag, sb_str(&why));
+                strbuf_puts(diag, strbuf_str(&why));
                 failures++;
             }
-            sb_free(&why);
+            strbuf_free(&why);
             free(addr);
         }
         if (!bound_any)
@@ -457,12 +457,12 @@ static void reload(void)
     struct instance fresh;
     struct strbuf diag = STRBUF_INIT;
     if (instance_load(&fresh, ms.inst.config_dir, &diag) != 0 || conf_check(fresh.conf, &diag) > 0) {
-        log_error("reload refused, configuration has errors: %s", sb_str(&diag));
+        log_error("reload refused, configuration has errors: %s", strbuf_str(&diag));
         instance_free(&fresh);
-        sb_free(&diag);
+        strbuf_free(&diag);
         return;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     /* The listening sockets stay; their settings (and TLS keys) follow the
      * new files, all or nothing. */
     size_t n = ms.rt.nlisteners;
@@ -483,18 +483,18 @@ static void reload(void)
             bad = 1;
     }
     if (bad) {
-        log_error("reload refused: %s", sb_str(&diag));
+        log_error("reload refused: %s", strbuf_str(&diag));
         for (size_t i = 0; i < n; i++) {
             conf_free(confs[i]);
             tls_ctx_free(ctxs[i]);
         }
         free(confs);
         free(ctxs);
-        sb_free(&diag);
+        strbuf_free(&diag);
         instance_free(&fresh);
         return;
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
     for (size_t i = 0; i < n; i++) {
         struct runtime_listener *l = &ms.rt.listeners[i];
         conf_free(l->conf);
@@ -582,14 +582,14 @@ static int resolve_owner(struct strbuf *diag)
         pw = getpwnam(owner);
     }
     if (!pw) {
-        sb_printf(diag,
+        strbuf_printf(diag,
                   "mail_owner %s does not exist; create it with:\n"
                   "  useradd --system --home-dir /var/spool/tern --shell /usr/sbin/nologin %s\n",
                   owner, owner);
         return -1;
     }
     if (pw->pw_uid == 0) {
-        sb_printf(diag, "mail_owner must not be root\n");
+        strbuf_printf(diag, "mail_owner must not be root\n");
         return -1;
     }
     ms.rt.owner_uid = pw->pw_uid;
@@ -602,9 +602,9 @@ static int make_unix_listener(const char *name, int mode, struct strbuf *diag)
     char *path = xasprintf("%s/%s", ms.rt.queue_dir, name);
     int fd = ipc_listen(path, mode);
     if (fd < 0) {
-        sb_printf(diag, "cannot listen on %s: %s\n", path, strerror(errno));
+        strbuf_printf(diag, "cannot listen on %s: %s\n", path, strerror(errno));
     } else if (ms.rt.is_root && chown(path, ms.rt.owner_uid, ms.rt.owner_gid) != 0) {
-        sb_printf(diag, "chown %s: %s\n", path, strerror(errno));
+        strbuf_printf(diag, "chown %s: %s\n", path, strerror(errno));
         close(fd);
         fd = -1;
     }
@@ -621,7 +621,7 @@ static int take_lock(struct strbuf *diag)
         if (ms.lock_fd >= 0)
             (void)!pread(ms.lock_fd, pid, sizeof pid - 1, 0);
         pid[strcspn(pid, "\n")] = '\0';
-        sb_printf(diag, "the tern instance using %s is already running%s%s%s\n", ms.rt.queue_dir,
+        strbuf_printf(diag, "the tern instance using %s is already running%s%s%s\n", ms.rt.queue_dir,
                   *pid ? " (pid " : "", pid, *pid ? ")" : "");
         free(path);
         /* Not ours: the exit path must not unlink the running master's pid file. */
@@ -643,7 +643,7 @@ static int daemonize(struct strbuf *diag, int use_syslog)
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
-        sb_printf(diag, "fork: %s\n", strerror(errno));
+        strbuf_printf(diag, "fork: %s\n", strerror(errno));
         return -1;
     }
     if (pid > 0)
@@ -715,15 +715,15 @@ int master_run(const struct master_opts *opts)
     int bad = instance_load(&ms.inst, opts->config_dir, &diag) != 0;
     if (!bad && conf_check(ms.inst.conf, &checks) > 0) {
         bad = 1;
-        sb_puts(&diag, sb_str(&checks));
+        strbuf_puts(&diag, strbuf_str(&checks));
     } else if (!bad && checks.len) {
-        fputs(sb_str(&checks), stderr); /* warnings: unknown or not yet used parameters */
+        fputs(strbuf_str(&checks), stderr); /* warnings: unknown or not yet used parameters */
     }
-    sb_free(&checks);
+    strbuf_free(&checks);
     if (bad) {
-        fprintf(stderr, "%s", sb_str(&diag));
+        fprintf(stderr, "%s", strbuf_str(&diag));
         fprintf(stderr, "tern: fatal: configuration errors in %s\n", opts->config_dir);
-        sb_free(&diag);
+        strbuf_free(&diag);
         instance_free(&ms.inst);
         return 1;
     }
@@ -755,7 +755,7 @@ int master_run(const struct master_opts *opts)
 
     ms.base = event_base_new();
     if (!ms.base) {
-        sb_puts(&diag, "cannot create event loop\n");
+        strbuf_puts(&diag, "cannot create event loop\n");
         goto fail;
     }
     static const char *names[ROLE_COUNT] = {"queue", "local", "smtpd"};
@@ -789,10 +789,10 @@ int master_run(const struct master_opts *opts)
     rc = 0;
     goto out;
 fail:
-    fprintf(stderr, "%s", sb_str(&diag));
+    fprintf(stderr, "%s", strbuf_str(&diag));
     fprintf(stderr, "tern: fatal: cannot start\n");
 out:
-    sb_free(&diag);
+    strbuf_free(&diag);
     if (ms.lock_fd >= 0) {
         char *path = xasprintf("%s/%s/master.pid", ms.rt.queue_dir, QDIR_PID);
         unlink(path);

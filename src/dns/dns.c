@@ -20,6 +20,7 @@
 
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 #define RRCLASS_IN 1

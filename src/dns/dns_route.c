@@ -12,6 +12,7 @@
 
 #include "dns/dns_internal.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* An uncompressed wire-format name filling exactly len octets ("" for the
@@ -29,23 +30,23 @@ static char *wire_name(const unsigned char *p, size_t len)
         if (l > 63 || l > len - i || sb.len + 1 + l > DNS_MAX_NAME + 1)
             goto bad;
         if (sb.len > 0)
-            sb_putc(&sb, '.');
+            strbuf_putc(&sb, '.');
         for (size_t k = 0; k < l; k++) {
             if (!dns_name_char_ok(p[i + k]))
                 goto bad;
         }
-        sb_append(&sb, p + i, l);
+        strbuf_append(&sb, p + i, l);
         i += l;
     }
     if (i != len || sb.len > DNS_MAX_NAME)
         goto bad;
-    char *s = sb_detach(&sb);
+    char *s = strbuf_detach(&sb);
     if (s == NULL)
         s = xstrdup("");
     str_lower(s);
     return s;
 bad:
-    sb_free(&sb);
+    strbuf_free(&sb);
     return NULL;
 }
 
@@ -264,7 +265,7 @@ static struct dns_route *build_route(struct dns_query *q)
     for (size_t i = 0; i < q->nhosts; i++) {
         struct dns_host_state *h = &q->hosts[i];
         if (h->n4 + h->n6 == 0) {
-            sb_printf(&skipped, "%s%s (%s)", skipped.len ? "; " : "", h->name,
+            strbuf_printf(&skipped, "%s%s (%s)", skipped.len ? "; " : "", h->name,
                       h->why_temp ? h->why_temp : h->why_perm ? h->why_perm : "no address");
             continue;
         }
@@ -275,8 +276,8 @@ static struct dns_route *build_route(struct dns_query *q)
         fill_addrs(h, out);
     }
     if (skipped.len > 0)
-        r->why = xasprintf("skipped MX hosts without an address: %s", sb_str(&skipped));
-    sb_free(&skipped);
+        r->why = xasprintf("skipped MX hosts without an address: %s", strbuf_str(&skipped));
+    strbuf_free(&skipped);
     return r;
 }
 

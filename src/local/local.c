@@ -33,10 +33,10 @@
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
-#include "local/deliver_content.h"
+#include "local/deliver.h"
 #include "local/maildir.h"
 #include "local/mbox.h"
-#include "maps/resolve.h"
+#include "maps/resolver.h"
 #include "spool/queue_id.h"
 #include "util/fsops.h"
 #include "util/log.h"
@@ -141,7 +141,7 @@ static int sync_device(struct pending *list, dev_t dev, int (*fd_of)(struct pend
         int fd = fd_of(p);
         if (fd < 0)
             return -1;
-        int rc = fs_syncfs(fd);
+        int rc = fsops_syncfs(fd);
         if (fd_of != NULL && fd != maildir_fd(p->md))
             close(fd);
         return rc;
@@ -391,7 +391,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         char *slash = strrchr(parent, '/');
         if (slash && slash != parent) {
             *slash = '\0';
-            fs_mkdir_p(parent, 0700);
+            fsops_mkdir_p(parent, 0700);
         }
         free(parent);
     }
@@ -399,7 +399,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     if (qfd < 0) {
         deliver_error_errno(&err, errno, "cannot open queue file %s", id);
         reply_error(ch, m->reqid, &err);
-        local_mailbox_free(&mb);
+        resolver_mailbox_free(&mb);
         return;
     }
     char *prepend = make_prepend(sender, rcpt);
@@ -463,7 +463,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     }
     close(qfd);
     free(prepend);
-    local_mailbox_free(&mb);
+    resolver_mailbox_free(&mb);
 }
 
 /* ---------- process ---------- */

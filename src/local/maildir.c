@@ -13,6 +13,7 @@
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* A name collision needs the same second, microsecond, pid and counter: it
@@ -39,15 +40,15 @@ char *maildir_escape_hostname(const char *hostname)
     struct strbuf sb = STRBUF_INIT;
     for (const char *p = hostname; *p; p++) {
         if (*p == '/')
-            sb_puts(&sb, "\\057");
+            strbuf_puts(&sb, "\\057");
         else if (*p == ':')
-            sb_puts(&sb, "\\072");
+            strbuf_puts(&sb, "\\072");
         else
-            sb_putc(&sb, *p);
+            strbuf_putc(&sb, *p);
     }
     if (sb.len == 0)
-        sb_puts(&sb, "localhost");
-    return sb_detach(&sb);
+        strbuf_puts(&sb, "localhost");
+    return strbuf_detach(&sb);
 }
 
 static char *host_part(void)
@@ -94,7 +95,7 @@ static char *parent_of(const char *dir)
 /* 1 if created, 0 if it existed, -1 on error (err filled). */
 static int make_dir(const char *path, uid_t uid, gid_t gid, struct deliver_error *err)
 {
-    if (fs_mkdir(path, 0700) != 0) {
+    if (fsops_mkdir(path, 0700) != 0) {
         if (errno == EEXIST)
             return 0;
         deliver_error_errno(err, errno, "cannot create maildir directory %s", path);
@@ -119,7 +120,7 @@ static int ensure_dirs(const char *dir, uid_t uid, gid_t gid, struct deliver_err
         return -1;
     if (rc > 0) {
         char *parent = parent_of(dir);
-        int sync_rc = fs_fsync_dir(parent);
+        int sync_rc = fsops_fsync_dir(parent);
         if (sync_rc != 0)
             deliver_error_errno(err, errno, "cannot sync directory %s", parent);
         free(parent);
@@ -137,7 +138,7 @@ static int ensure_dirs(const char *dir, uid_t uid, gid_t gid, struct deliver_err
             return -1;
         created_any |= rc;
     }
-    if (created_any && fs_fsync_dir(dir) != 0) {
+    if (created_any && fsops_fsync_dir(dir) != 0) {
         deliver_error_errno(err, errno, "cannot sync maildir directory %s", dir);
         return -1;
     }
@@ -154,7 +155,7 @@ static void close_file(struct maildir_delivery *d)
 static void remove_tmp(struct maildir_delivery *d)
 {
     close_file(d);
-    if (d->tmp_exists && fs_unlink(d->tmp_path) != 0 && errno != ENOENT)
+    if (d->tmp_exists && fsops_unlink(d->tmp_path) != 0 && errno != ENOENT)
         log_warn("cannot remove maildir file %s: %s", d->tmp_path, strerror(errno));
     d->tmp_exists = 0;
 }
@@ -181,7 +182,7 @@ int maildir_begin(const char *dir, uid_t uid, gid_t gid, const struct deliver_in
             free(d->tmp_path);
             d->base_name = unique_base_name(host);
             d->tmp_path = xasprintf("%s/tmp/%s", d->dir, d->base_name);
-            d->fd = fs_open(d->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+            d->fd = fsops_open(d->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                             0600);
             if (d->fd < 0 && errno != EEXIST)
                 break;
@@ -223,7 +224,7 @@ int maildir_sync_file(struct maildir_delivery *d, struct deliver_error *err)
         deliver_error_set(err, 1, "4.3.0", "maildir delivery to %s has no open file", d->dir);
         return -1;
     }
-    if (fs_fsync(d->fd) != 0) {
+    if (fsops_fsync(d->fd) != 0) {
         deliver_error_errno(err, errno, "cannot sync maildir file %s", d->tmp_path);
         return -1;
     }
@@ -270,12 +271,12 @@ int maildir_commit(struct maildir_delivery *d, struct deliver_error *err)
         free(final);
         final = xasprintf("%s/%s,S=%lld", d->new_dir, d->base_name, (long long)d->size);
         /* link, not rename: it never replaces an existing message. */
-        if (fs_link(d->tmp_path, final) == 0) {
+        if (fsops_link(d->tmp_path, final) == 0) {
             linked = 1;
         } else if (errno == EEXIST) {
             e = errno;
         } else if (link_unsupported(errno)) {
-            if (fs_rename(d->tmp_path, final) == 0)
+            if (fsops_rename(d->tmp_path, final) == 0)
                 renamed = 1;
             else {
                 e = errno;
@@ -293,7 +294,7 @@ int maildir_commit(struct maildir_delivery *d, struct deliver_error *err)
         remove_tmp(d);
         return -1;
     }
-    if (linked && fs_unlink(d->tmp_path) != 0)
+    if (linked && fsops_unlink(d->tmp_path) != 0)
         /* Delivered all the same; readers clean up tmp/ files older than 36 hours. */
         log_warn("cannot remove maildir file %s: %s", d->tmp_path, strerror(errno));
     d->tmp_exists = 0;
@@ -330,7 +331,7 @@ int maildir_withdraw(struct maildir_delivery *d)
         errno = EINVAL;
         return -1;
     }
-    if (fs_unlink(d->final_path) != 0 && errno != ENOENT)
+    if (fsops_unlink(d->final_path) != 0 && errno != ENOENT)
         return -1;
     d->committed = 0;
     free(d->final_path);
@@ -364,7 +365,7 @@ int maildir_deliver(const char *dir, uid_t uid, gid_t gid, const struct deliver_
         maildir_free(d);
         return -1;
     }
-    if (fs_fsync_dir(d->new_dir) != 0) {
+    if (fsops_fsync_dir(d->new_dir) != 0) {
         deliver_error_errno(err, errno, "cannot sync maildir directory %s", d->new_dir);
         if (maildir_withdraw(d) != 0)
             log_warn("cannot withdraw unsynced maildir file %s: %s", d->final_path,

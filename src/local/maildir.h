@@ -31,7 +31,7 @@
 
 #include <sys/types.h>
 
-#include "local/deliver_content.h"
+#include "local/deliver.h"
 
 struct maildir_delivery;
 

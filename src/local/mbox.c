@@ -64,17 +64,17 @@ char *mbox_from_line(const char *sender, time_t arrival)
     }
 
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "From ");
+    strbuf_puts(&sb, "From ");
     if (!sender || !*sender) {
-        sb_puts(&sb, "MAILER-DAEMON");
+        strbuf_puts(&sb, "MAILER-DAEMON");
     } else {
         for (const unsigned char *p = (const unsigned char *)sender; *p; p++)
-            sb_putc(&sb, *p <= ' ' || *p == 0x7f ? '_' : (char)*p);
+            strbuf_putc(&sb, *p <= ' ' || *p == 0x7f ? '_' : (char)*p);
     }
     /* asctime() format, written out so that no locale can change it. */
-    sb_printf(&sb, " %s %s %2d %02d:%02d:%02d %d\n", days[tm.tm_wday], months[tm.tm_mon],
+    strbuf_printf(&sb, " %s %s %2d %02d:%02d:%02d %d\n", days[tm.tm_wday], months[tm.tm_mon],
               tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 /* 0 with *held telling whether PATH.lock is ours, or -1 with err filled. */
@@ -85,7 +85,7 @@ static int dotlock_acquire(const char *lock_path, const char *path,
     *held = 0;
     long long deadline = monotonic_us() + (long long)policy->wait_ms * 1000;
     for (;;) {
-        int fd = fs_open(lock_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+        int fd = fsops_open(lock_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                          0600);
         if (fd >= 0) {
             close(fd);
@@ -119,7 +119,7 @@ static int dotlock_acquire(const char *lock_path, const char *path,
         } else if (time(NULL) - st.st_mtime > (time_t)policy->stale_seconds) {
             log_warn("removing stale lock file %s (%lld seconds old)", lock_path,
                      (long long)(time(NULL) - st.st_mtime));
-            if (fs_unlink(lock_path) != 0 && errno != ENOENT) {
+            if (fsops_unlink(lock_path) != 0 && errno != ENOENT) {
                 deliver_error_errno(err, errno, "cannot remove stale lock file %s", lock_path);
                 return -1;
             }
@@ -139,7 +139,7 @@ static int dotlock_acquire(const char *lock_path, const char *path,
 
 static void dotlock_release(const char *lock_path)
 {
-    if (fs_unlink(lock_path) != 0 && errno != ENOENT)
+    if (fsops_unlink(lock_path) != 0 && errno != ENOENT)
         log_warn("cannot remove lock file %s: %s", lock_path, strerror(errno));
 }
 
@@ -171,7 +171,7 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
         if (lstat(path, &st) == 0) {
             if (refuse_file_type(path, &st, err) != 0)
                 return -1;
-            fd = fs_open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0);
+            fd = fsops_open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0);
             if (fd < 0) {
                 if (errno == ENOENT)
                     continue;
@@ -184,7 +184,7 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
                 return -1;
             }
         } else if (errno == ENOENT) {
-            fd = fs_open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
+            fd = fsops_open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                          0600);
             if (fd < 0) {
                 if (errno == EEXIST)
@@ -195,7 +195,7 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
             if (uid != (uid_t)-1 && fchown(fd, uid, gid) != 0) {
                 deliver_error_errno(err, errno, "cannot change owner of mailbox %s", path);
                 close(fd);
-                fs_unlink(path);
+                fsops_unlink(path);
                 return -1;
             }
         } else {
@@ -293,31 +293,31 @@ static int append_message(int fd, const char *path, const struct deliver_input *
             return -1;
         }
         if (last != '\n')
-            sb_putc(&head, '\n');
+            strbuf_putc(&head, '\n');
     }
     char *from = mbox_from_line(in->sender, in->arrival);
-    sb_puts(&head, from);
+    strbuf_puts(&head, from);
     free(from);
 
     char *what = xasprintf("mailbox %s", path);
     int rc = 0;
-    if (fs_write_all(fd, head.buf, head.len) != 0) {
+    if (fsops_write_all(fd, head.buf, head.len) != 0) {
         deliver_error_errno(err, errno, "cannot write %s", what);
         rc = -1;
     } else if (deliver_copy_reporting(in, fd, 1, NULL, what, err) != 0) {
         rc = -1;
-    } else if (fs_write_all(fd, "\n", 1) != 0) {
+    } else if (fsops_write_all(fd, "\n", 1) != 0) {
         deliver_error_errno(err, errno, "cannot write %s", what);
         rc = -1;
-    } else if (fs_fsync(fd) != 0) {
+    } else if (fsops_fsync(fd) != 0) {
         deliver_error_errno(err, errno, "cannot sync %s", what);
         rc = -1;
     }
-    if (rc != 0 && fs_ftruncate(fd, original_size) != 0)
+    if (rc != 0 && fsops_ftruncate(fd, original_size) != 0)
         log_error("cannot truncate %s back to %lld bytes after a failed delivery: %s", what,
                   (long long)original_size, strerror(errno));
     free(what);
-    sb_free(&head);
+    strbuf_free(&head);
     return rc;
 }
 

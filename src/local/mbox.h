@@ -28,7 +28,7 @@
 
 #include <sys/types.h>
 
-#include "local/deliver_content.h"
+#include "local/deliver.h"
 
 struct mbox_lock_policy {
     unsigned wait_ms;       /* longest wait for each of the two locks */

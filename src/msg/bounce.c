@@ -159,26 +159,26 @@ static void text_reason(struct strbuf *out, const struct notice *nt, const struc
         /* Only an SMTP reply is the remote host's own words. */
         if (r->remote_mta && *bounce_untyped(r->remote_mta) && bounce_type_prefix_len(r->diagnostic) == 4 &&
             strncasecmp(r->diagnostic, "smtp", 4) == 0) {
-            sb_puts(out, "host ");
+            strbuf_puts(out, "host ");
             bounce_put_clean(out, bounce_untyped(r->remote_mta), REMOTE_MTA_MAX, 0);
-            sb_puts(out, " said: ");
+            strbuf_puts(out, " said: ");
         }
         bounce_put_diagnostic(out, r->diagnostic, 1);
         return;
     }
     if (strcmp(action, "relayed") == 0) {
-        sb_puts(out, "relayed to a mail system that does not report delivery");
+        strbuf_puts(out, "relayed to a mail system that does not report delivery");
         if (r->remote_mta && *bounce_untyped(r->remote_mta)) {
-            sb_puts(out, " (");
+            strbuf_puts(out, " (");
             bounce_put_clean(out, bounce_untyped(r->remote_mta), REMOTE_MTA_MAX, 0);
-            sb_puts(out, ")");
+            strbuf_puts(out, ")");
         }
     } else if (strcmp(action, "expanded") == 0) {
-        sb_puts(out, "delivered to an alias or list and forwarded to its members");
+        strbuf_puts(out, "delivered to an alias or list and forwarded to its members");
     } else if (strcmp(action, "delivered") == 0) {
-        sb_puts(out, "delivered");
+        strbuf_puts(out, "delivered");
     } else {
-        sb_printf(out, "%s: %s (status %s)", strcmp(action, "delayed") == 0 ? "not delivered yet" : "delivery failed",
+        strbuf_printf(out, "%s: %s (status %s)", strcmp(action, "delayed") == 0 ? "not delivered yet" : "delivery failed",
                   status_subject(status), status);
     }
 }
@@ -189,10 +189,10 @@ static void build_text(struct notice *nt, const char *host, const char *mail_nam
     struct strbuf *sb = &nt->text;
     struct strbuf para = STRBUF_INIT;
 
-    sb_printf(&para, "This is the %s mail system at host %s.", mail_name, host);
-    bounce_put_wrapped(sb, "", sb_str(&para));
-    sb_puts(sb, "\r\n");
-    sb_reset(&para);
+    strbuf_printf(&para, "This is the %s mail system at host %s.", mail_name, host);
+    bounce_put_wrapped(sb, "", strbuf_str(&para));
+    strbuf_puts(sb, "\r\n");
+    strbuf_reset(&para);
 
     if (info->kind == DSN_FAILURE) {
         bounce_put_wrapped(sb, "",
@@ -200,65 +200,65 @@ static void build_text(struct notice *nt, const char *host, const char *mail_nam
                     "system has given up on the recipients listed below: each of them refused the "
                     "message for good, or could not be reached for as long as a message may wait "
                     "in the queue.");
-        sb_puts(sb, "\r\n");
+        strbuf_puts(sb, "\r\n");
         if (nt->ret == RETURN_FULL)
-            sb_puts(&para, "Your message is attached to this notice.");
+            strbuf_puts(&para, "Your message is attached to this notice.");
         else if (nt->ret == RETURN_HEADERS && nt->too_big && !info->return_headers_only)
-            sb_puts(&para, "The header of your message is attached; the message was too large to return "
+            strbuf_puts(&para, "The header of your message is attached; the message was too large to return "
                            "in full.");
         else if (nt->ret == RETURN_HEADERS)
-            sb_puts(&para, "The header of your message is attached.");
+            strbuf_puts(&para, "The header of your message is attached.");
         else
-            sb_puts(&para, nt->empty ? "Your message was empty, so nothing of it is attached."
+            strbuf_puts(&para, nt->empty ? "Your message was empty, so nothing of it is attached."
                                      : "Your message had no header to attach.");
-        sb_puts(&para, " Please check each address below for typing mistakes and read the reason "
+        strbuf_puts(&para, " Please check each address below for typing mistakes and read the reason "
                        "given for it. If a reason is unclear or the problem persists, write to the "
                        "postmaster of this mail system (postmaster@");
-        sb_puts(&para, host);
-        sb_puts(&para, ") and include this notice.");
-        bounce_put_wrapped(sb, "", sb_str(&para));
+        strbuf_puts(&para, host);
+        strbuf_puts(&para, ") and include this notice.");
+        bounce_put_wrapped(sb, "", strbuf_str(&para));
     } else if (info->kind == DSN_DELAY) {
         time_t until = 0;
         for (size_t i = 0; i < nt->n; i++)
             if (nt->rcpts[i].will_retry_until > until && strcmp(action_of(nt, &nt->rcpts[i]), "delayed") == 0)
                 until = nt->rcpts[i].will_retry_until;
         char *date = until ? bounce_date_value(until) : NULL;
-        sb_puts(&para, "Your message has not been delivered yet to the recipients listed below. ");
+        strbuf_puts(&para, "Your message has not been delivered yet to the recipients listed below. ");
         if (date)
-            sb_printf(&para, "The mail system will keep trying until %s.", date);
+            strbuf_printf(&para, "The mail system will keep trying until %s.", date);
         else
-            sb_puts(&para, "The mail system will keep trying for a while.");
-        sb_puts(&para, " You do not need to send the message again. If it still cannot be delivered "
+            strbuf_puts(&para, "The mail system will keep trying for a while.");
+        strbuf_puts(&para, " You do not need to send the message again. If it still cannot be delivered "
                        "when the mail system gives up, you will get another notice.");
         free(date);
-        bounce_put_wrapped(sb, "", sb_str(&para));
+        bounce_put_wrapped(sb, "", strbuf_str(&para));
     } else {
         int relayed = 0;
         for (size_t i = 0; i < nt->n; i++)
             relayed |= strcmp(action_of(nt, &nt->rcpts[i]), "relayed") == 0;
-        sb_puts(&para, "Your message was delivered to the recipients listed below, as you asked to be "
+        strbuf_puts(&para, "Your message was delivered to the recipients listed below, as you asked to be "
                        "told.");
         if (relayed)
-            sb_puts(&para, " A recipient marked as relayed was handed to a mail system that does not "
+            strbuf_puts(&para, " A recipient marked as relayed was handed to a mail system that does not "
                            "report delivery, so no further notice will come for it.");
-        bounce_put_wrapped(sb, "", sb_str(&para));
+        bounce_put_wrapped(sb, "", strbuf_str(&para));
     }
-    sb_puts(sb, "\r\n");
+    strbuf_puts(sb, "\r\n");
 
     for (size_t i = 0; i < nt->n; i++) {
         const struct dsn_rcpt *r = &nt->rcpts[i];
-        sb_reset(&para);
-        sb_putc(&para, '<');
+        strbuf_reset(&para);
+        strbuf_putc(&para, '<');
         bounce_put_clean(&para, r->final_rcpt, SIZE_MAX, 1);
-        sb_puts(&para, ">:");
-        bounce_put_wrapped(sb, "", sb_str(&para));
-        sb_reset(&para);
+        strbuf_puts(&para, ">:");
+        bounce_put_wrapped(sb, "", strbuf_str(&para));
+        strbuf_reset(&para);
         text_reason(&para, nt, r);
-        bounce_put_wrapped(sb, "    ", sb_str(&para));
+        bounce_put_wrapped(sb, "    ", strbuf_str(&para));
         if (i + 1 < nt->n)
-            sb_puts(sb, "\r\n");
+            strbuf_puts(sb, "\r\n");
     }
-    sb_free(&para);
+    strbuf_free(&para);
 }
 
 /* ---------------------------------------------------------------------------
@@ -272,63 +272,63 @@ static void build_status(struct notice *nt, const char *host)
 
     if (info->envid && *info->envid) {
         bounce_put_clean(&v, info->envid, SIZE_MAX, 0);
-        bounce_put_field(sb, "Original-Envelope-Id", sb_str(&v));
-        sb_reset(&v);
+        bounce_put_field(sb, "Original-Envelope-Id", strbuf_str(&v));
+        strbuf_reset(&v);
     }
-    sb_printf(&v, "dns; %s", host);
-    bounce_put_field(sb, "Reporting-MTA", sb_str(&v));
-    sb_reset(&v);
+    strbuf_printf(&v, "dns; %s", host);
+    bounce_put_field(sb, "Reporting-MTA", strbuf_str(&v));
+    strbuf_reset(&v);
     if (info->arrival)
         bounce_put_date_field(sb, "Arrival-Date", info->arrival);
     if (info->orig_queue_id && *info->orig_queue_id) {
         bounce_put_clean(&v, info->orig_queue_id, SIZE_MAX, 0);
-        bounce_put_field(sb, "X-Tern-Queue-ID", sb_str(&v));
-        sb_reset(&v);
+        bounce_put_field(sb, "X-Tern-Queue-ID", strbuf_str(&v));
+        strbuf_reset(&v);
     }
     if (info->orig_sender && *info->orig_sender) {
         bounce_put_address(&v, "rfc822", 6, "; ", info->orig_sender, nt->global);
-        bounce_put_field(sb, "X-Tern-Sender", sb_str(&v));
-        sb_reset(&v);
+        bounce_put_field(sb, "X-Tern-Sender", strbuf_str(&v));
+        strbuf_reset(&v);
     }
 
     for (size_t i = 0; i < nt->n; i++) {
         const struct dsn_rcpt *r = &nt->rcpts[i];
         const char *action = action_of(nt, r);
-        sb_puts(sb, "\r\n");
+        strbuf_puts(sb, "\r\n");
         if (r->orcpt && *r->orcpt) {
             bounce_put_orcpt(&v, r->orcpt, nt->global);
-            bounce_put_field(sb, "Original-Recipient", sb_str(&v));
-            sb_reset(&v);
+            bounce_put_field(sb, "Original-Recipient", strbuf_str(&v));
+            strbuf_reset(&v);
         }
         bounce_put_address(&v, "rfc822", 6, "; ", r->final_rcpt, nt->global);
-        bounce_put_field(sb, "Final-Recipient", sb_str(&v));
-        sb_reset(&v);
+        bounce_put_field(sb, "Final-Recipient", strbuf_str(&v));
+        strbuf_reset(&v);
         bounce_put_field(sb, "Action", action);
         bounce_put_field(sb, "Status", status_of(nt, r));
         if (r->remote_mta && *bounce_untyped(r->remote_mta)) {
             if (bounce_type_prefix_len(r->remote_mta) == 0)
-                sb_puts(&v, "dns; ");
+                strbuf_puts(&v, "dns; ");
             bounce_put_clean(&v, r->remote_mta, REMOTE_MTA_MAX, 0);
-            bounce_put_field(sb, "Remote-MTA", sb_str(&v));
-            sb_reset(&v);
+            bounce_put_field(sb, "Remote-MTA", strbuf_str(&v));
+            strbuf_reset(&v);
         }
         if (r->diagnostic && *bounce_untyped(r->diagnostic)) {
             size_t tl = bounce_type_prefix_len(r->diagnostic);
             if (tl)
-                sb_append(&v, r->diagnostic, tl);
+                strbuf_append(&v, r->diagnostic, tl);
             else
-                sb_puts(&v, "x-tern");
-            sb_puts(&v, "; ");
+                strbuf_puts(&v, "x-tern");
+            strbuf_puts(&v, "; ");
             bounce_put_diagnostic(&v, r->diagnostic, nt->global);
-            bounce_put_field(sb, "Diagnostic-Code", sb_str(&v));
-            sb_reset(&v);
+            bounce_put_field(sb, "Diagnostic-Code", strbuf_str(&v));
+            strbuf_reset(&v);
         }
         if (r->last_attempt)
             bounce_put_date_field(sb, "Last-Attempt-Date", r->last_attempt);
         if (r->will_retry_until && info->kind == DSN_DELAY && strcmp(action, "delayed") == 0)
             bounce_put_date_field(sb, "Will-Retry-Until", r->will_retry_until);
     }
-    sb_free(&v);
+    strbuf_free(&v);
 }
 
 /* ---------------------------------------------------------------------------
@@ -482,7 +482,7 @@ static int choose_boundary(struct notice *nt, int fd, uint64_t offset, uint64_t 
 }
 
 /* Copies the original to w, with the empty line it lacks when planned. */
-static int copy_original(struct qf_writer *w, struct notice *nt, int fd, uint64_t offset, uint64_t length)
+static int copy_original(struct queue_file_writer *w, struct notice *nt, int fd, uint64_t offset, uint64_t length)
 {
     char *buf = xmalloc(IO_CHUNK);
     int rc = 0;
@@ -490,11 +490,11 @@ static int copy_original(struct qf_writer *w, struct notice *nt, int fd, uint64_
         size_t want = length - pos < IO_CHUNK ? (size_t)(length - pos) : IO_CHUNK;
         if (nt->insert_separator && pos < nt->header_len && nt->header_len - pos < want)
             want = (size_t)(nt->header_len - pos);
-        if (nt->insert_separator && pos == nt->header_len && qf_writer_write(w, "\r\n", 2) != 0) {
+        if (nt->insert_separator && pos == nt->header_len && queue_file_writer_write(w, "\r\n", 2) != 0) {
             rc = -1;
             break;
         }
-        if (read_at(fd, buf, want, offset + pos) != 0 || qf_writer_write(w, buf, want) != 0)
+        if (read_at(fd, buf, want, offset + pos) != 0 || queue_file_writer_write(w, buf, want) != 0)
             rc = -1;
         pos += want;
     }
@@ -520,20 +520,20 @@ static void put_top_header(struct strbuf *sb, struct notice *nt, const char *hos
                            const char *date, int body_8bit)
 {
     const struct dsn_info *info = nt->info;
-    sb_puts(sb, date);
-    sb_printf(sb, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
-    sb_puts(sb, "To: <");
+    strbuf_puts(sb, date);
+    strbuf_printf(sb, "From: \"Mail Delivery System\" <MAILER-DAEMON@%s>\r\n", host);
+    strbuf_puts(sb, "To: <");
     bounce_put_mailbox(sb, info->to);
-    sb_puts(sb, ">\r\n");
-    sb_printf(sb, "Subject: %s\r\n", subject_of(info->kind));
-    sb_puts(sb, message_id);
-    sb_puts(sb, "Auto-Submitted: auto-replied\r\n");
-    sb_puts(sb, "MIME-Version: 1.0\r\n");
-    sb_printf(sb, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n",
+    strbuf_puts(sb, ">\r\n");
+    strbuf_printf(sb, "Subject: %s\r\n", subject_of(info->kind));
+    strbuf_puts(sb, message_id);
+    strbuf_puts(sb, "Auto-Submitted: auto-replied\r\n");
+    strbuf_puts(sb, "MIME-Version: 1.0\r\n");
+    strbuf_printf(sb, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n",
               nt->boundary);
-    sb_printf(sb, "Content-Transfer-Encoding: %s\r\n", body_8bit ? "8bit" : "7bit");
-    sb_puts(sb, "\r\n");
-    sb_puts(sb, "This is a MIME-encapsulated message: a delivery status notification.\r\n");
+    strbuf_printf(sb, "Content-Transfer-Encoding: %s\r\n", body_8bit ? "8bit" : "7bit");
+    strbuf_puts(sb, "\r\n");
+    strbuf_puts(sb, "This is a MIME-encapsulated message: a delivery status notification.\r\n");
 }
 
 static void put_part3_header(struct strbuf *sb, const struct notice *nt)
@@ -546,24 +546,24 @@ static void put_part3_header(struct strbuf *sb, const struct notice *nt)
         type = nt->global ? "message/global" : "message/rfc822";
     else
         type = nt->global ? "message/global-headers" : "text/rfc822-headers";
-    sb_printf(sb, "\r\n--%s\r\n", nt->boundary);
-    sb_printf(sb, "Content-Description: %s%s\r\n", what, nt->ret == RETURN_FULL ? "" : " Headers");
-    sb_printf(sb, "Content-Type: %s\r\n", type);
+    strbuf_printf(sb, "\r\n--%s\r\n", nt->boundary);
+    strbuf_printf(sb, "Content-Description: %s%s\r\n", what, nt->ret == RETURN_FULL ? "" : " Headers");
+    strbuf_printf(sb, "Content-Type: %s\r\n", type);
     if (nt->ret_8bit)
-        sb_puts(sb, "Content-Transfer-Encoding: 8bit\r\n");
-    sb_puts(sb, "\r\n");
+        strbuf_puts(sb, "Content-Transfer-Encoding: 8bit\r\n");
+    strbuf_puts(sb, "\r\n");
 }
 
 static void notice_free(struct notice *nt)
 {
     int e = errno;
-    sb_free(&nt->text);
-    sb_free(&nt->status);
+    strbuf_free(&nt->text);
+    strbuf_free(&nt->status);
     free(nt->prefix);
     errno = e;
 }
 
-int bounce_write_report(struct qf_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts,
+int bounce_write_report(struct queue_file_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts,
                         size_t n, int orig_fd, uint64_t offset, uint64_t length, struct bounce_report *out)
 {
     if (out)
@@ -601,8 +601,8 @@ int bounce_write_report(struct qf_writer *w, const struct dsn_info *info, const 
         /* The name in the greeting is ours to show, not trusted text. */
         struct strbuf name = STRBUF_INIT;
         bounce_put_clean(&name, mail_name, 64, 1);
-        build_text(&nt, host, sb_str(&name));
-        sb_free(&name);
+        build_text(&nt, host, strbuf_str(&name));
+        strbuf_free(&name);
     }
     build_status(&nt, host);
     if (choose_boundary(&nt, orig_fd, offset, length) != 0)
@@ -612,36 +612,36 @@ int bounce_write_report(struct qf_writer *w, const struct dsn_info *info, const 
     int status_8bit = bounce_has_8bit(nt.status.buf, nt.status.len);
     put_top_header(&sb, &nt, host, message_id, date, text_8bit || status_8bit || nt.ret_8bit);
 
-    sb_printf(&sb, "\r\n--%s\r\n", nt.boundary);
-    sb_puts(&sb, "Content-Description: Notification\r\n");
-    sb_printf(&sb, "Content-Type: text/plain; charset=%s\r\n", text_8bit ? "utf-8" : "us-ascii");
+    strbuf_printf(&sb, "\r\n--%s\r\n", nt.boundary);
+    strbuf_puts(&sb, "Content-Description: Notification\r\n");
+    strbuf_printf(&sb, "Content-Type: text/plain; charset=%s\r\n", text_8bit ? "utf-8" : "us-ascii");
     if (text_8bit)
-        sb_puts(&sb, "Content-Transfer-Encoding: 8bit\r\n");
-    sb_puts(&sb, "\r\n");
-    sb_append(&sb, nt.text.buf, nt.text.len);
+        strbuf_puts(&sb, "Content-Transfer-Encoding: 8bit\r\n");
+    strbuf_puts(&sb, "\r\n");
+    strbuf_append(&sb, nt.text.buf, nt.text.len);
 
-    sb_printf(&sb, "\r\n--%s\r\n", nt.boundary);
-    sb_puts(&sb, "Content-Description: Delivery report\r\n");
-    sb_printf(&sb, "Content-Type: %s\r\n", nt.global ? "message/global-delivery-status" : "message/delivery-status");
+    strbuf_printf(&sb, "\r\n--%s\r\n", nt.boundary);
+    strbuf_puts(&sb, "Content-Description: Delivery report\r\n");
+    strbuf_printf(&sb, "Content-Type: %s\r\n", nt.global ? "message/global-delivery-status" : "message/delivery-status");
     if (status_8bit)
-        sb_puts(&sb, "Content-Transfer-Encoding: 8bit\r\n");
-    sb_puts(&sb, "\r\n");
-    sb_append(&sb, nt.status.buf, nt.status.len);
+        strbuf_puts(&sb, "Content-Transfer-Encoding: 8bit\r\n");
+    strbuf_puts(&sb, "\r\n");
+    strbuf_append(&sb, nt.status.buf, nt.status.len);
 
     if (nt.ret != RETURN_NONE) {
         put_part3_header(&sb, &nt);
         if (nt.ret == RETURN_HEADERS)
-            sb_append(&sb, nt.prefix, nt.header_len);
+            strbuf_append(&sb, nt.prefix, nt.header_len);
     }
-    if (qf_writer_write(w, sb.buf, sb.len) != 0)
+    if (queue_file_writer_write(w, sb.buf, sb.len) != 0)
         goto out;
     if (nt.ret == RETURN_FULL && copy_original(w, &nt, orig_fd, offset, length) != 0)
         goto out;
-    sb_reset(&sb);
+    strbuf_reset(&sb);
     if (nt.ret != RETURN_NONE && nt.ret_needs_crlf)
-        sb_puts(&sb, "\r\n");
-    sb_printf(&sb, "\r\n--%s--\r\n", nt.boundary);
-    if (qf_writer_write(w, sb.buf, sb.len) != 0)
+        strbuf_puts(&sb, "\r\n");
+    strbuf_printf(&sb, "\r\n--%s--\r\n", nt.boundary);
+    if (queue_file_writer_write(w, sb.buf, sb.len) != 0)
         goto out;
 
     if (out) {
@@ -655,7 +655,7 @@ out:
     notice_free(&nt);
     {
         int e = errno;
-        sb_free(&sb);
+        strbuf_free(&sb);
         free(message_id);
         free(date);
         errno = e;
@@ -663,7 +663,7 @@ out:
     return rc;
 }
 
-int bounce_write(struct qf_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts, size_t n,
+int bounce_write(struct queue_file_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts, size_t n,
                  int orig_fd, uint64_t offset, uint64_t length)
 {
     return bounce_write_report(w, info, rcpts, n, orig_fd, offset, length, NULL);

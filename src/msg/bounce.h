@@ -5,7 +5,7 @@
  *
  * The module is pure: it decides nothing about who gets a notice or when (the
  * queue does that), keeps no state, never logs, and owns only its temporaries.
- * The queue process calls bounce_write with a qf_writer opened for the notice's
+ * The queue process calls bounce_write with a queue_file_writer opened for the notice's
  * own queue file; the notice is written as content (CRLF wire form, no dot
  * stuffing), and the caller then finishes the file with a null sender.
  *
@@ -107,10 +107,10 @@ struct bounce_report {
 /* Writes the complete notice (header + MIME body, CRLF) to w. Reads the
  * original from orig_fd at [offset, offset+length). Returns 0 or -1 with
  * errno (see above). */
-int bounce_write(struct qf_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts, size_t n,
+int bounce_write(struct queue_file_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts, size_t n,
                  int orig_fd, uint64_t offset, uint64_t length);
 /* The same, also filling *out (when not NULL). */
-int bounce_write_report(struct qf_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts,
+int bounce_write_report(struct queue_file_writer *w, const struct dsn_info *info, const struct dsn_rcpt *rcpts,
                         size_t n, int orig_fd, uint64_t offset, uint64_t length, struct bounce_report *out);
 
 #ifdef TERN_TEST_BUILD

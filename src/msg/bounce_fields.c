@@ -66,19 +66,19 @@ static uint32_t utf8_decode(const unsigned char *s, size_t n)
 static void put_utf8(struct strbuf *sb, uint32_t cp)
 {
     if (cp < 0x80) {
-        sb_putc(sb, (char)cp);
+        strbuf_putc(sb, (char)cp);
     } else if (cp < 0x800) {
-        sb_putc(sb, (char)(0xC0 | (cp >> 6)));
-        sb_putc(sb, (char)(0x80 | (cp & 0x3F)));
+        strbuf_putc(sb, (char)(0xC0 | (cp >> 6)));
+        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
     } else if (cp < 0x10000) {
-        sb_putc(sb, (char)(0xE0 | (cp >> 12)));
-        sb_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        sb_putc(sb, (char)(0x80 | (cp & 0x3F)));
+        strbuf_putc(sb, (char)(0xE0 | (cp >> 12)));
+        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
+        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
     } else {
-        sb_putc(sb, (char)(0xF0 | (cp >> 18)));
-        sb_putc(sb, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        sb_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        sb_putc(sb, (char)(0x80 | (cp & 0x3F)));
+        strbuf_putc(sb, (char)(0xF0 | (cp >> 18)));
+        strbuf_putc(sb, (char)(0x80 | ((cp >> 12) & 0x3F)));
+        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
+        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
     }
 }
 
@@ -119,11 +119,11 @@ int bounce_put_clean(struct strbuf *sb, const char *s, size_t max, int allow_utf
         if (used + out > max)
             return 1;
         if (c == '\t' || c == '\r' || c == '\n')
-            sb_putc(sb, ' ');
+            strbuf_putc(sb, ' ');
         else if (c < 0x20 || c == 0x7F || (c >= 0x80 && k <= 1))
-            sb_putc(sb, '?');
+            strbuf_putc(sb, '?');
         else
-            sb_append(sb, p + i, k);
+            strbuf_append(sb, p + i, k);
         i += k ? k : 1;
         used += out;
     }
@@ -163,8 +163,8 @@ static size_t utf8_cut(const char *s, size_t max)
 void bounce_put_field(struct strbuf *sb, const char *name, const char *value)
 {
     size_t name_col = strlen(name) + 1, col = name_col;
-    sb_puts(sb, name);
-    sb_putc(sb, ':');
+    strbuf_puts(sb, name);
+    strbuf_putc(sb, ':');
     const char *p = value;
     for (;;) {
         while (*p == ' ')
@@ -176,23 +176,23 @@ void bounce_put_field(struct strbuf *sb, const char *name, const char *value)
         if (wlen == 0)
             break;
         if (col > name_col && col + 1 + wlen > LINE_SOFT) {
-            sb_puts(sb, "\r\n");
+            strbuf_puts(sb, "\r\n");
             col = 0;
         }
-        sb_putc(sb, ' ');
+        strbuf_putc(sb, ' ');
         col++;
         while (col + wlen > BOUNCE_LINE_HARD) {
             size_t cut = utf8_cut(w, BOUNCE_LINE_HARD - col);
-            sb_append(sb, w, cut);
-            sb_puts(sb, "\r\n ");
+            strbuf_append(sb, w, cut);
+            strbuf_puts(sb, "\r\n ");
             col = 1;
             w += cut;
             wlen -= cut;
         }
-        sb_append(sb, w, wlen);
+        strbuf_append(sb, w, wlen);
         col += wlen;
     }
-    sb_puts(sb, "\r\n");
+    strbuf_puts(sb, "\r\n");
 }
 
 /* A paragraph of the text part, word-wrapped, each line starting with indent. */
@@ -200,7 +200,7 @@ void bounce_put_wrapped(struct strbuf *sb, const char *indent, const char *text)
 {
     size_t ind = strlen(indent), col = ind;
     int words = 0;
-    sb_puts(sb, indent);
+    strbuf_puts(sb, indent);
     const char *p = text;
     for (;;) {
         while (*p == ' ')
@@ -212,29 +212,29 @@ void bounce_put_wrapped(struct strbuf *sb, const char *indent, const char *text)
         if (wlen == 0)
             break;
         if (words && col + 1 + wlen > TEXT_WIDTH) {
-            sb_puts(sb, "\r\n");
-            sb_puts(sb, indent);
+            strbuf_puts(sb, "\r\n");
+            strbuf_puts(sb, indent);
             col = ind;
             words = 0;
         }
         if (words) {
-            sb_putc(sb, ' ');
+            strbuf_putc(sb, ' ');
             col++;
         }
         while (col + wlen > BOUNCE_LINE_HARD) {
             size_t cut = utf8_cut(w, BOUNCE_LINE_HARD - col);
-            sb_append(sb, w, cut);
-            sb_puts(sb, "\r\n");
-            sb_puts(sb, indent);
+            strbuf_append(sb, w, cut);
+            strbuf_puts(sb, "\r\n");
+            strbuf_puts(sb, indent);
             col = ind;
             w += cut;
             wlen -= cut;
         }
-        sb_append(sb, w, wlen);
+        strbuf_append(sb, w, wlen);
         col += wlen;
         words++;
     }
-    sb_puts(sb, "\r\n");
+    strbuf_puts(sb, "\r\n");
 }
 
 /* ---------------------------------------------------------------------------
@@ -254,21 +254,21 @@ static void put_utf8_addr_xtext(struct strbuf *sb, const char *s)
         unsigned char c = p[i];
         if (c < 0x80) {
             if (is_qchar(c))
-                sb_putc(sb, (char)c);
+                strbuf_putc(sb, (char)c);
             else if (c == ' ' || c == '+' || c == '=' || c == '\\')
-                sb_printf(sb, "\\x{%02X}", c);
+                strbuf_printf(sb, "\\x{%02X}", c);
             else
-                sb_putc(sb, '?');
+                strbuf_putc(sb, '?');
             i++;
             continue;
         }
         size_t k = utf8_len(p + i, len - i);
         if (k == 0) {
-            sb_putc(sb, '?');
+            strbuf_putc(sb, '?');
             i++;
             continue;
         }
-        sb_printf(sb, "\\x{%X}", (unsigned)utf8_decode(p + i, k));
+        strbuf_printf(sb, "\\x{%X}", (unsigned)utf8_decode(p + i, k));
         i += k;
     }
 }
@@ -292,7 +292,7 @@ static char *utf8_addr_unescape(const char *s)
     const char *p = s;
     while (*p) {
         if (*p != '\\') {
-            sb_putc(&out, *p++);
+            strbuf_putc(&out, *p++);
             continue;
         }
         if (p[1] != 'x' || p[2] != '{')
@@ -311,11 +311,11 @@ static char *utf8_addr_unescape(const char *s)
         put_utf8(&out, cp);
         p = q + 1;
     }
-    if (out.len == 0 || !utf8_valid(sb_str(&out)))
+    if (out.len == 0 || !utf8_valid(strbuf_str(&out)))
         goto bad;
-    return sb_detach(&out);
+    return strbuf_detach(&out);
 bad:
-    sb_free(&out);
+    strbuf_free(&out);
     return NULL;
 }
 
@@ -326,15 +326,15 @@ void bounce_put_address(struct strbuf *sb, const char *type, size_t type_len, co
     int utf8_type = type_len == 5 && strncasecmp(type, "utf-8", 5) == 0;
     if (utf8_type && global) {
         char *plain = utf8_addr_unescape(addr);
-        sb_printf(sb, "utf-8%s", sep);
+        strbuf_printf(sb, "utf-8%s", sep);
         bounce_put_clean(sb, plain ? plain : addr, SIZE_MAX, 1);
         free(plain);
     } else if (!bounce_has_8bit(addr, strlen(addr)) || !utf8_valid(addr)) {
-        sb_append(sb, type, type_len);
-        sb_puts(sb, sep);
+        strbuf_append(sb, type, type_len);
+        strbuf_puts(sb, sep);
         bounce_put_clean(sb, addr, SIZE_MAX, 0);
     } else {
-        sb_printf(sb, "utf-8%s", sep);
+        strbuf_printf(sb, "utf-8%s", sep);
         if (global)
             bounce_put_clean(sb, addr, SIZE_MAX, 1);
         else
@@ -375,18 +375,18 @@ void bounce_put_mailbox(struct strbuf *sb, const char *addr)
     } else {
         struct strbuf q = STRBUF_INIT;
         bounce_put_clean(&q, local, SIZE_MAX, 1);
-        sb_putc(sb, '"');
+        strbuf_putc(sb, '"');
         for (size_t i = 0; i < q.len; i++) {
             if (q.buf[i] == '"' || q.buf[i] == '\\')
-                sb_putc(sb, '\\');
-            sb_putc(sb, q.buf[i]);
+                strbuf_putc(sb, '\\');
+            strbuf_putc(sb, q.buf[i]);
         }
-        sb_putc(sb, '"');
-        sb_free(&q);
+        strbuf_putc(sb, '"');
+        strbuf_free(&q);
     }
     free(local);
     if (at) {
-        sb_putc(sb, '@');
+        strbuf_putc(sb, '@');
         bounce_put_clean(sb, at + 1, SIZE_MAX, 1);
     }
 }
@@ -428,5 +428,5 @@ void bounce_put_date_field(struct strbuf *sb, const char *name, time_t t)
 void bounce_put_diagnostic(struct strbuf *sb, const char *diagnostic, int allow_utf8)
 {
     if (bounce_put_clean(sb, bounce_untyped(diagnostic), BOUNCE_DIAG_MAX, allow_utf8))
-        sb_puts(sb, "...");
+        strbuf_puts(sb, "...");
 }

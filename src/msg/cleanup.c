@@ -11,10 +11,11 @@
 #include "msg/rfc5322_addr.h"
 #include "spool/queue_file.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 struct cleanup {
-    struct qf_writer *w;
+    struct queue_file_writer *w;
     struct cleanup_opts o;
     struct strbuf hdr;          /* header section collected so far */
     size_t scanned;             /* hdr bytes already classified as header lines */
@@ -23,7 +24,7 @@ struct cleanup {
     struct cleanup_result res;
 };
 
-struct cleanup *cleanup_new(struct qf_writer *w, const struct cleanup_opts *o)
+struct cleanup *cleanup_new(struct queue_file_writer *w, const struct cleanup_opts *o)
 {
     struct cleanup *c = xcalloc(1, sizeof *c);
     c->w = w;
@@ -38,7 +39,7 @@ static void emit(struct cleanup *c, const void *data, size_t len)
 {
     if (c->res.status != CLEANUP_OK || len == 0)
         return;
-    if (qf_writer_write(c->w, data, len) != 0) {
+    if (queue_file_writer_write(c->w, data, len) != 0) {
         c->res.status = CLEANUP_WRITE_ERROR;
         c->res.error_errno = errno;
         return;
@@ -101,9 +102,9 @@ static void each_field(const char *hdr, size_t len,
         struct strbuf v = STRBUF_INIT;
         for (const char *p = colon + 1; p < hdr + end; p++)
             if (*p != '\r' && *p != '\n')
-                sb_putc(&v, *p);
+                strbuf_putc(&v, *p);
         fn(hdr + start, (size_t)(colon - (hdr + start)), str_trim(v.buf ? v.buf : (char[]){""}), arg);
-        sb_free(&v);
+        strbuf_free(&v);
     }
 }
 
@@ -209,7 +210,7 @@ static void flush_header(struct cleanup *c, size_t header_len, int has_separator
     }
     emit(c, body, rest);
     msg_header_info_free(&info);
-    sb_free(&c->hdr);
+    strbuf_free(&c->hdr);
     c->in_body = 1;
 }
 
@@ -263,7 +264,7 @@ void cleanup_write(struct cleanup *c, const char *data, size_t len)
         emit(c, data, len);
         return;
     }
-    sb_append(&c->hdr, data, len);
+    strbuf_append(&c->hdr, data, len);
     check_header_end(c);
     if (c->in_body || c->res.status != CLEANUP_OK)
         return;
@@ -297,7 +298,7 @@ void cleanup_free(struct cleanup *c)
 {
     if (!c)
         return;
-    sb_free(&c->hdr);
+    strbuf_free(&c->hdr);
     free(c->o.received);
     cleanup_result_free(&c->res);
     free(c);

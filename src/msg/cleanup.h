@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <time.h>
 
-struct qf_writer;
+struct queue_file_writer;
 
 struct cleanup_opts {
     const char *queue_id;
@@ -52,7 +52,7 @@ struct cleanup_result {
 };
 
 struct cleanup;
-struct cleanup *cleanup_new(struct qf_writer *w, const struct cleanup_opts *o);
+struct cleanup *cleanup_new(struct queue_file_writer *w, const struct cleanup_opts *o);
 /* Feeds content. After an error the rest is counted and dropped. */
 void cleanup_write(struct cleanup *c, const char *data, size_t len);
 /* Ends the content and fills res (caller frees it with cleanup_result_free). */

@@ -40,7 +40,7 @@ struct dg {
 };
 
 struct region {
-    uint64_t content_end;         /* before the line break that belongs to the delimiter */
+    uint64_t smtpd_content_end;         /* before the line break that belongs to the delimiter */
     uint64_t end;                 /* where the delimiter line (or the data) ends it */
     bool has8bit;
     int level;                    /* the boundary whose delimiter ended it, or -1 */
@@ -155,7 +155,7 @@ static int scan_region(struct dg *d, uint64_t pos, int stop_below, struct region
         pos += n;
     }
     rg->end = pos;
-    rg->content_end = rg->level >= 0 && pos > start ? pos - prev_eol : pos;
+    rg->smtpd_content_end = rg->level >= 0 && pos > start ? pos - prev_eol : pos;
     return 0;
 }
 
@@ -164,7 +164,7 @@ static int scan_region(struct dg *d, uint64_t pos, int stop_below, struct region
 
 static int out_flush(struct dg *d)
 {
-    if (d->out_used > 0 && fs_write_all(d->out_fd, d->out, d->out_used) < 0)
+    if (d->out_used > 0 && fsops_write_all(d->out_fd, d->out, d->out_used) < 0)
         return -1;
     d->out_used = 0;
     return 0;
@@ -276,20 +276,20 @@ static int qp_feed(struct dg *d, const unsigned char *s, size_t n)
     return 0;
 }
 
-/* Encodes [pos, content_end), then copies the line break and anything up to
+/* Encodes [pos, smtpd_content_end), then copies the line break and anything up to
  * end as they are. */
-static int qp_region(struct dg *d, uint64_t pos, uint64_t content_end, uint64_t end)
+static int qp_region(struct dg *d, uint64_t pos, uint64_t smtpd_content_end, uint64_t end)
 {
     d->qp_pending = -1;
     d->qp_cr = false;
     d->qp_col = 0;
-    while (pos < content_end) {
+    while (pos < smtpd_content_end) {
         const unsigned char *s;
         size_t n;
         if (segment_at(d, pos, &s, &n) < 0)
             return -1;
-        if (n > content_end - pos)
-            n = (size_t)(content_end - pos);
+        if (n > smtpd_content_end - pos)
+            n = (size_t)(smtpd_content_end - pos);
         if (qp_feed(d, s, n) < 0)
             return -1;
         pos += n;
@@ -298,13 +298,13 @@ static int qp_region(struct dg *d, uint64_t pos, uint64_t content_end, uint64_t 
         return -1;
     if (qp_flush(d, true) < 0)
         return -1;
-    return copy_raw(d, content_end, end);
+    return copy_raw(d, smtpd_content_end, end);
 }
 
 static int emit_region(struct dg *d, uint64_t pos, const struct region *rg)
 {
     if (rg->has8bit)
-        return qp_region(d, pos, rg->content_end, rg->end);
+        return qp_region(d, pos, rg->smtpd_content_end, rg->end);
     return copy_raw(d, pos, rg->end);
 }
 
@@ -338,7 +338,7 @@ static void append_unfolded(struct strbuf *sb, const unsigned char *s, size_t n)
         n--;
     if (n > 0 && s[n - 1] == '\r')
         n--;
-    sb_append(sb, s, n);
+    strbuf_append(sb, s, n);
 }
 
 static int parse_header(struct dg *d, uint64_t start, struct header *h)
@@ -535,21 +535,21 @@ static enum kind parse_content_type(const char *v, char *boundary, size_t *blen,
             for (p++; *p && *p != '"'; p++) {
                 if (*p == '\\' && p[1])
                     p++;
-                sb_putc(&val, *p);
+                strbuf_putc(&val, *p);
             }
             if (*p == '"')
                 p++;
         } else {
             size_t vlen = token_len(p);
-            sb_append(&val, p, vlen);
+            strbuf_append(&val, p, vlen);
             p += vlen;
         }
         bool take = token_is(name, nlen, "boundary");
-        if (take && val.len >= 1 && val.len <= BOUNDARY_MAX && !strpbrk(sb_str(&val), "\r\n")) {
+        if (take && val.len >= 1 && val.len <= BOUNDARY_MAX && !strpbrk(strbuf_str(&val), "\r\n")) {
             memcpy(boundary, val.buf, val.len + 1);
             *blen = val.len;
         }
-        sb_free(&val);
+        strbuf_free(&val);
         if (take)
             break;
         p = skip_cfws(p);
@@ -672,7 +672,7 @@ static int convert_body(struct dg *d, uint64_t start, const struct header *h, bo
         return impossible(d, "8-bit octets in a part already encoded base64, quoted-printable or unknown");
     if ((rc = emit_header(d, start, h, "quoted-printable", add_mv, !h->has_ct)) != 0)
         return rc;
-    return qp_region(d, h->body, body->content_end, body->end);
+    return qp_region(d, h->body, body->smtpd_content_end, body->end);
 }
 
 /* Converts one entity (header and body) from start to the first enclosing
@@ -684,10 +684,10 @@ static int convert_entity(struct dg *d, uint64_t start, bool is_message, bool in
     struct region body;
     int rc = parse_header(d, start, &h);
     if (rc == 0) {
-        h.cte = h.has_cte ? parse_cte(sb_str(&h.cte_value)) : CTE_NONE;
+        h.cte = h.has_cte ? parse_cte(strbuf_str(&h.cte_value)) : CTE_NONE;
         h.kind = in_digest ? KIND_RFC822 : KIND_LEAF;
         if (h.has_ct)
-            h.kind = parse_content_type(sb_str(&h.ct), h.boundary, &h.blen, &h.digest);
+            h.kind = parse_content_type(strbuf_str(&h.ct), h.boundary, &h.blen, &h.digest);
         /* With its own boundary open, a line that matches it and an enclosing
          * one as a prefix belongs to the multipart, as it will when its parts
          * are converted (the innermost boundary wins). */
@@ -700,8 +700,8 @@ static int convert_entity(struct dg *d, uint64_t start, bool is_message, bool in
         if (rc == 0)
             rc = convert_body(d, start, &h, is_message, depth, &body, end);
     }
-    sb_free(&h.ct);
-    sb_free(&h.cte_value);
+    strbuf_free(&h.ct);
+    strbuf_free(&h.cte_value);
     return rc;
 }
 
@@ -721,7 +721,7 @@ static int dg_init(struct dg *d, int in_fd, uint64_t offset, uint64_t length)
     return 0;
 }
 
-int mime_has_8bit(int fd, uint64_t offset, uint64_t length)
+int mime_downgrade_has_8bit(int fd, uint64_t offset, uint64_t length)
 {
     struct dg d;
     if (dg_init(&d, fd, offset, length) < 0)

@@ -65,7 +65,7 @@
 
 /* Converts the content in in_fd at [offset, offset + length) (an RFC 5322
  * message, CRLF lines, already dot-unstuffed) into 7-bit form, written to
- * out_fd from its current position with fs_write_all(). Returns 0 with
+ * out_fd from its current position with fsops_write_all(). Returns 0 with
  * *out_len set to the bytes written; MIME_DG_IMPOSSIBLE with *reason (a
  * static string, when reason is not NULL) when it cannot be made 7-bit, in
  * which case out_fd holds garbage; -1 with errno on a read or write error
@@ -77,6 +77,6 @@ int mime_downgrade(int in_fd, uint64_t offset, uint64_t length, int out_fd,
 
 /* 1 when [offset, offset + length) of fd has an octet >= 0x80, 0 when not,
  * -1 with errno on a read error (EIO for a short file). */
-int mime_has_8bit(int fd, uint64_t offset, uint64_t length);
+int mime_downgrade_has_8bit(int fd, uint64_t offset, uint64_t length);
 
 #endif

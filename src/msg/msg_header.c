@@ -80,7 +80,7 @@ static int name_is(const char *name, size_t len, const char *want)
 /* Trims SP/HTAB at both ends and hands the string over. */
 static char *detach_trimmed(struct strbuf *sb)
 {
-    const char *s = sb_str(sb);
+    const char *s = strbuf_str(sb);
     size_t start = 0, end = sb->len;
     while (start < end && (s[start] == ' ' || s[start] == '\t'))
         start++;
@@ -89,7 +89,7 @@ static char *detach_trimmed(struct strbuf *sb)
     char *value = xmalloc(end - start + 1);
     memcpy(value, s + start, end - start);
     value[end - start] = '\0';
-    sb_free(sb);
+    strbuf_free(sb);
     return value;
 }
 
@@ -140,11 +140,11 @@ int msg_header_scan(const char *buf, size_t len, struct msg_header_info *out)
                 *value_dst = detach_trimmed(&value);
             value_dst = count_field(out, buf + ln.start, fn.len);
             if (value_dst)
-                sb_append(&value, buf + fn.value_start, ln.end - fn.value_start);
+                strbuf_append(&value, buf + fn.value_start, ln.end - fn.value_start);
             in_field = 1;
         } else if (kind == LINE_CONT && in_field) {
             if (value_dst)
-                sb_append(&value, buf + ln.start, ln.end - ln.start);
+                strbuf_append(&value, buf + ln.start, ln.end - ln.start);
         } else {
             header_end = ln.start;
             if (kind == LINE_EMPTY) {
@@ -163,7 +163,7 @@ int msg_header_scan(const char *buf, size_t len, struct msg_header_info *out)
         header_end = body = len;
     if (value_dst)
         *value_dst = detach_trimmed(&value);
-    sb_free(&value);
+    strbuf_free(&value);
 
     out->header_len = header_end;
     out->body_offset = body;
@@ -232,7 +232,7 @@ struct fold_out {
 static void fold_start(struct fold_out *o, const char *field_name, const char *prefix)
 {
     memset(o, 0, sizeof *o);
-    sb_puts(&o->sb, field_name);
+    strbuf_puts(&o->sb, field_name);
     o->line_len = strlen(field_name);
     o->need_space = 1;
     o->prefix = prefix;
@@ -244,15 +244,15 @@ static void fold_start(struct fold_out *o, const char *field_name, const char *p
 static void fold_word_n(struct fold_out *o, const char *word, size_t len)
 {
     if (o->words_on_line > 0 && o->line_len + 1 + len > FOLD_WIDTH) {
-        sb_puts(&o->sb, "\r\n");
-        sb_puts(&o->sb, o->prefix);
+        strbuf_puts(&o->sb, "\r\n");
+        strbuf_puts(&o->sb, o->prefix);
         o->line_len = strlen(o->prefix);
         o->words_on_line = 0;
     } else if (o->need_space) {
-        sb_putc(&o->sb, ' ');
+        strbuf_putc(&o->sb, ' ');
         o->line_len++;
     }
-    sb_append(&o->sb, word, len);
+    strbuf_append(&o->sb, word, len);
     o->line_len += len;
     o->words_on_line++;
     o->need_space = 1;
@@ -282,8 +282,8 @@ static void fold_words(struct fold_out *o, const char *text)
 /* Ends the line here; the next word starts the continuation line. */
 static void fold_break(struct fold_out *o)
 {
-    sb_puts(&o->sb, "\r\n");
-    sb_puts(&o->sb, o->prefix);
+    strbuf_puts(&o->sb, "\r\n");
+    strbuf_puts(&o->sb, o->prefix);
     o->line_len = strlen(o->prefix);
     o->words_on_line = 0;
     o->need_space = 0;
@@ -291,8 +291,8 @@ static void fold_break(struct fold_out *o)
 
 static char *fold_finish(struct fold_out *o)
 {
-    sb_puts(&o->sb, "\r\n");
-    return sb_detach(&o->sb);
+    strbuf_puts(&o->sb, "\r\n");
+    return strbuf_detach(&o->sb);
 }
 
 static int is_ctl(unsigned char c)
@@ -363,24 +363,24 @@ static int format_date(time_t t, struct strbuf *sb)
         sign = '-';
         offset = -offset;
     }
-    sb_printf(sb, "%s, %d %s %lld %02d:%02d:%02d %c%02ld%02ld", day_names[tm.tm_wday],
+    strbuf_printf(sb, "%s, %d %s %lld %02d:%02d:%02d %c%02ld%02ld", day_names[tm.tm_wday],
               tm.tm_mday, month_names[tm.tm_mon], year, tm.tm_hour, tm.tm_min, tm.tm_sec,
               sign, offset / 60, offset % 60);
     if (zone_name_ok(tm.tm_zone))
-        sb_printf(sb, " (%s)", tm.tm_zone);
+        strbuf_printf(sb, " (%s)", tm.tm_zone);
     return 1;
 }
 
 char *msg_header_date(time_t t)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "Date: ");
+    strbuf_puts(&sb, "Date: ");
     if (!format_date(t, &sb)) {
-        sb_free(&sb);
+        strbuf_free(&sb);
         return NULL;
     }
-    sb_puts(&sb, "\r\n");
-    return sb_detach(&sb);
+    strbuf_puts(&sb, "\r\n");
+    return strbuf_detach(&sb);
 }
 
 /* ---------------------------------------------------------------------------
@@ -552,13 +552,13 @@ static void q_put(struct strbuf *sb, const unsigned char *s, size_t n)
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         if (q_plain(s[i])) {
-            sb_putc(sb, (char)s[i]);
+            strbuf_putc(sb, (char)s[i]);
         } else if (s[i] == ' ') {
-            sb_putc(sb, '_');
+            strbuf_putc(sb, '_');
         } else {
-            sb_putc(sb, '=');
-            sb_putc(sb, hex[s[i] >> 4]);
-            sb_putc(sb, hex[s[i] & 15]);
+            strbuf_putc(sb, '=');
+            strbuf_putc(sb, hex[s[i] >> 4]);
+            strbuf_putc(sb, hex[s[i] & 15]);
         }
     }
 }
@@ -583,8 +583,8 @@ static void put_encoded_name(struct fold_out *o, const char *name)
             room = ENCODED_WORD_MAX;
         size_t budget = room > overhead + 12 ? room - overhead : 12;
 
-        sb_reset(&word);
-        sb_printf(&word, "=?%s?Q?", charset);
+        strbuf_reset(&word);
+        strbuf_printf(&word, "=?%s?Q?", charset);
         size_t used = 0;
         while (i < len) {
             size_t n = utf8 ? utf8_seq_len(s + i, len - i) : 1;
@@ -595,25 +595,25 @@ static void put_encoded_name(struct fold_out *o, const char *name)
             used += enc;
             i += n;
         }
-        sb_puts(&word, "?=");
+        strbuf_puts(&word, "?=");
         fold_word_n(o, word.buf, word.len);
     }
-    sb_free(&word);
+    strbuf_free(&word);
 }
 
 /* A quoted string, folded at its spaces (FWS inside quoted-string, RFC 5322 3.2.4). */
 static void put_quoted_name(struct fold_out *o, const char *name)
 {
     struct strbuf q = STRBUF_INIT;
-    sb_putc(&q, '"');
+    strbuf_putc(&q, '"');
     for (const char *p = name; *p; p++) {
         if (*p == '"' || *p == '\\')
-            sb_putc(&q, '\\');
-        sb_putc(&q, *p);
+            strbuf_putc(&q, '\\');
+        strbuf_putc(&q, *p);
     }
-    sb_putc(&q, '"');
+    strbuf_putc(&q, '"');
     fold_words(o, q.buf); /* clean_name left single spaces only */
-    sb_free(&q);
+    strbuf_free(&q);
 }
 
 /* A whole RFC 5321 Quoted-string, as the SMTP side keeps a quoted local part. */
@@ -642,18 +642,18 @@ static void put_external_addr(struct strbuf *sb, const char *addr)
     const char *at = strrchr(addr, '@');
     size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
     if (is_dot_atom_text(addr, local_len, 1) || is_quoted_string(addr, local_len)) {
-        sb_append(sb, addr, local_len);
+        strbuf_append(sb, addr, local_len);
     } else {
-        sb_putc(sb, '"');
+        strbuf_putc(sb, '"');
         for (size_t i = 0; i < local_len; i++) {
             if (addr[i] == '"' || addr[i] == '\\')
-                sb_putc(sb, '\\');
-            sb_putc(sb, addr[i]);
+                strbuf_putc(sb, '\\');
+            strbuf_putc(sb, addr[i]);
         }
-        sb_putc(sb, '"');
+        strbuf_putc(sb, '"');
     }
     if (at)
-        sb_puts(sb, at);
+        strbuf_puts(sb, at);
 }
 
 char *msg_header_from(const char *sender_addr, const char *full_name)
@@ -675,14 +675,14 @@ char *msg_header_from(const char *sender_addr, const char *full_name)
             fold_words(&o, name);
         else
             put_quoted_name(&o, name);
-        sb_putc(&addr, '<');
+        strbuf_putc(&addr, '<');
         put_external_addr(&addr, sender_addr);
-        sb_putc(&addr, '>');
+        strbuf_putc(&addr, '>');
     } else {
         put_external_addr(&addr, sender_addr);
     }
     fold_word_n(&o, addr.buf, addr.len);
-    sb_free(&addr);
+    strbuf_free(&addr);
     free(name);
     return fold_finish(&o);
 }
@@ -702,7 +702,7 @@ char *msg_header_received(const struct msg_received *r)
 {
     struct strbuf date = STRBUF_INIT;
     if (!format_date(r->when, &date)) {
-        sb_free(&date);
+        strbuf_free(&date);
         return NULL;
     }
     struct fold_out o;
@@ -766,7 +766,7 @@ char *msg_header_received(const struct msg_received *r)
         free(tmp);
     }
     fold_word_n(&o, date.buf, date.len);
-    sb_free(&date);
+    strbuf_free(&date);
     free(by);
     free(id);
     free(mail_name);

@@ -49,7 +49,7 @@ static int is_ctl(unsigned char c)
 
 /* Steps over a CR or LF at lx->p. CRLF then SP/HTAB is folding, invisible. LF then
  * SP/HTAB is taken as folding too (a caller that stripped the CRs), but like a
- * stray CR or LF it makes the value invalid for rfc5322_from_valid. Returns 1 when
+ * stray CR or LF it makes the value invalid for rfc5322_addr_from_valid. Returns 1 when
  * the line end was (taken as) folding. */
 static int skip_eol(struct lexer *lx)
 {
@@ -114,7 +114,7 @@ static enum tok_type lex_quoted(struct lexer *lx)
         }
         if (is_ctl(c))
             lx->has_ctl = 1;
-        sb_putc(&lx->text, (char)c);
+        strbuf_putc(&lx->text, (char)c);
     }
 }
 
@@ -150,7 +150,7 @@ static enum tok_type lex_literal(struct lexer *lx)
         } else if (is_ctl(c)) {
             lx->obs_literal = 1;
         } else {
-            sb_putc(&lx->text, (char)c); /* dtext, UTF-8 included (RFC 6532) */
+            strbuf_putc(&lx->text, (char)c); /* dtext, UTF-8 included (RFC 6532) */
         }
     }
 }
@@ -172,7 +172,7 @@ static void advance(struct lexer *lx)
             break;
         }
     }
-    sb_reset(&lx->text);
+    strbuf_reset(&lx->text);
     lx->has_ctl = 0;
     lx->obs_literal = 0;
     unsigned char c = *lx->p;
@@ -182,7 +182,7 @@ static void advance(struct lexer *lx)
         const unsigned char *start = lx->p;
         while (is_atext(*lx->p))
             lx->p++;
-        sb_append(&lx->text, start, (size_t)(lx->p - start));
+        strbuf_append(&lx->text, start, (size_t)(lx->p - start));
         lx->type = TOK_ATOM;
     } else if (c == '"') {
         lx->type = lex_quoted(lx);
@@ -203,12 +203,12 @@ struct parser {
     struct strbuf local; /* the current run of words and dots */
     struct strbuf out;   /* the address being built */
     struct strbuf scratch;
-    int collect;         /* store addresses (rfc5322_from_valid only counts) */
+    int collect;         /* store addresses (rfc5322_addr_from_valid only counts) */
     char **addrs;
     size_t n, cap;
     int items;   /* addresses and groups accepted */
     int errors;  /* items skipped */
-    int lenient; /* accepted, but not valid in a From: (see rfc5322_from_valid) */
+    int lenient; /* accepted, but not valid in a From: (see rfc5322_addr_from_valid) */
     int unusable; /* the current item is valid but cannot be an SMTP address */
     int bad_eol; /* a stray CR or LF (see struct lexer) */
 };
@@ -233,14 +233,14 @@ static struct run read_run(struct parser *ps)
 {
     struct run r = {0, 0, 0, 0, 0, 0};
     int last = 0; /* 0 nothing yet, 1 word, 2 dot */
-    sb_reset(&ps->local);
+    strbuf_reset(&ps->local);
     for (;;) {
         if (ps->lx.type == TOK_ATOM || ps->lx.type == TOK_QSTR) {
             if (last == 1)
                 r.adjacent = 1;
             if (ps->lx.has_ctl)
                 r.ctl = 1;
-            sb_append(&ps->local, ps->lx.text.buf, ps->lx.text.len);
+            strbuf_append(&ps->local, ps->lx.text.buf, ps->lx.text.len);
             r.words++;
             last = 1;
         } else if (is_special(ps, '.')) {
@@ -248,7 +248,7 @@ static struct run read_run(struct parser *ps)
                 r.bad_dots = 1;
             if (last == 0)
                 r.first_dot = 1;
-            sb_putc(&ps->local, '.');
+            strbuf_putc(&ps->local, '.');
             r.dots++;
             last = 2;
         } else {
@@ -279,18 +279,18 @@ static int is_dot_atom_text(const char *s, size_t len)
 /* The local part as RFC 5321 wants it: a dot-atom, or else a quoted string. */
 static void put_local(struct strbuf *out, const struct strbuf *local)
 {
-    const char *s = sb_str(local);
+    const char *s = strbuf_str(local);
     if (is_dot_atom_text(s, local->len)) {
-        sb_append(out, s, local->len);
+        strbuf_append(out, s, local->len);
         return;
     }
-    sb_putc(out, '"');
+    strbuf_putc(out, '"');
     for (size_t i = 0; i < local->len; i++) {
         if (s[i] == '"' || s[i] == '\\')
-            sb_putc(out, '\\');
-        sb_putc(out, s[i]);
+            strbuf_putc(out, '\\');
+        strbuf_putc(out, s[i]);
     }
-    sb_putc(out, '"');
+    strbuf_putc(out, '"');
 }
 
 /* Appends the domain (dot-atom with optional CFWS around the dots, or a literal). */
@@ -299,9 +299,9 @@ static int parse_domain(struct parser *ps, struct strbuf *dst)
     if (ps->lx.type == TOK_LITERAL) {
         if (ps->lx.obs_literal)
             ps->unusable = 1;
-        sb_putc(dst, '[');
-        sb_append(dst, ps->lx.text.buf, ps->lx.text.len);
-        sb_putc(dst, ']');
+        strbuf_putc(dst, '[');
+        strbuf_append(dst, ps->lx.text.buf, ps->lx.text.len);
+        strbuf_putc(dst, ']');
         advance(&ps->lx);
         return 1;
     }
@@ -312,11 +312,11 @@ static int parse_domain(struct parser *ps, struct strbuf *dst)
          * with a hyphen (RFC 5321 4.1.2, RFC 1035). */
         if (ps->lx.text.buf[0] == '-' || ps->lx.text.buf[ps->lx.text.len - 1] == '-')
             ps->lenient++;
-        sb_append(dst, ps->lx.text.buf, ps->lx.text.len);
+        strbuf_append(dst, ps->lx.text.buf, ps->lx.text.len);
         advance(&ps->lx);
         if (!is_special(ps, '.'))
             return 1;
-        sb_putc(dst, '.');
+        strbuf_putc(dst, '.');
         advance(&ps->lx);
     }
 }
@@ -330,14 +330,14 @@ static int finish_addr_spec(struct parser *ps, const struct run *r)
         ps->unusable = 1; /* obs-qtext, obs-qp or a tab: valid, but not in SMTP */
     if (r->bad_dots)
         ps->lenient++;
-    sb_reset(&ps->out);
+    strbuf_reset(&ps->out);
     put_local(&ps->out, &ps->local);
     if (!is_special(ps, '@')) {
         ps->lenient++; /* no domain: the caller appends myorigin */
         return 1;
     }
     advance(&ps->lx);
-    sb_putc(&ps->out, '@');
+    strbuf_putc(&ps->out, '@');
     return parse_domain(ps, &ps->out);
 }
 
@@ -350,7 +350,7 @@ static int skip_route(struct parser *ps)
             advance(&ps->lx);
         } else if (is_special(ps, '@')) {
             advance(&ps->lx);
-            sb_reset(&ps->scratch);
+            strbuf_reset(&ps->scratch);
             if (!parse_domain(ps, &ps->scratch))
                 return 0;
             domains++;
@@ -369,7 +369,7 @@ static void emit(struct parser *ps)
     if (ps->unusable || !ps->collect || ps->n >= (size_t)INT_MAX)
         return;
     ps->addrs = xgrow(ps->addrs, &ps->cap, ps->n + 1, sizeof *ps->addrs);
-    ps->addrs[ps->n++] = xstrndup(sb_str(&ps->out), ps->out.len);
+    ps->addrs[ps->n++] = xstrndup(strbuf_str(&ps->out), ps->out.len);
 }
 
 static int at_item_end(const struct parser *ps, int in_group)
@@ -487,10 +487,10 @@ static void parse_list(struct parser *ps, const char *value, int collect)
         parse_item(ps, 0);
     }
     ps->bad_eol = ps->lx.bad_eol;
-    sb_free(&ps->lx.text);
-    sb_free(&ps->local);
-    sb_free(&ps->out);
-    sb_free(&ps->scratch);
+    strbuf_free(&ps->lx.text);
+    strbuf_free(&ps->local);
+    strbuf_free(&ps->out);
+    strbuf_free(&ps->scratch);
 }
 
 int rfc5322_addr_list(const char *value, char ***addrs, size_t *n)
@@ -515,7 +515,7 @@ void rfc5322_addr_list_free(char **addrs, size_t n)
     free(addrs);
 }
 
-int rfc5322_from_valid(const char *value)
+int rfc5322_addr_from_valid(const char *value)
 {
     if (value == NULL)
         return 0;

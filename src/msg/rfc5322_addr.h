@@ -8,7 +8,7 @@
  *
  * Errors are not reported as such: an address-list item with a syntax error is
  * skipped (up to the next top-level comma, treating a group as one item) and the
- * rest of the list is still extracted. rfc5322_from_valid() is the strict check.
+ * rest of the list is still extracted. rfc5322_addr_from_valid() is the strict check.
  *
  * What is accepted (the "interpretation" grammar of RFC 5322 section 4, leniently):
  *  - addr-spec, name-addr ("Name <a@b>"), display names of atoms, quoted strings and
@@ -25,11 +25,11 @@
  *    literals (RFC 6532 3.2);
  *  - folded or unfolded values: CRLF then SP/HTAB is folding. LF then SP/HTAB is
  *    taken as folding too, and a stray CR or LF as white space, but either makes
- *    the value invalid for rfc5322_from_valid (pass values unfolded, as
+ *    the value invalid for rfc5322_addr_from_valid (pass values unfolded, as
  *    msg_header_scan returns them).
  * Valid but not returned: a local part holding control characters or a tab
  *  (obs-qtext, obs-qp) and a domain literal with obs-dtext (quoted-pairs,
- *  controls). RFC 5322 4 says to honour them when reading, so rfc5322_from_valid
+ *  controls). RFC 5322 4 says to honour them when reading, so rfc5322_addr_from_valid
  *  accepts them, but SMTP cannot carry them and a control character in a
  *  recipient is a hazard further down.
  * Refused (the item is skipped): an empty angle addr "<>", a domain that is not
@@ -66,6 +66,6 @@ void rfc5322_addr_list_free(char **addrs, size_t n);
  * counts as an address even when it is empty ("From: Nightly Monitor Robot:;" is
  * the RFC 6854 example); a caller that needs a replyable mailbox extracts the
  * list and checks its count. */
-int rfc5322_from_valid(const char *value);
+int rfc5322_addr_from_valid(const char *value);
 
 #endif

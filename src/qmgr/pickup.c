@@ -156,12 +156,12 @@ static void committed(void *arg, int ok)
     free(pc);
 }
 
-static void add_rcpt_unique(struct qf_message *m, const char *addr)
+static void add_rcpt_unique(struct queue_file_message *m, const char *addr)
 {
     for (size_t i = 0; i < m->nrcpt; i++)
         if (strcmp(m->rcpts[i].addr, addr) == 0)
             return;
-    qf_message_add_rcpt(m, addr, "", 0, -1);
+    queue_file_message_add_rcpt(m, addr, "", 0, -1);
 }
 
 static void pickup_file(const char *name)
@@ -209,8 +209,8 @@ static void pickup_file(const char *name)
 
     char id[QUEUE_ID_LEN + 1];
     queue_id_new(id);
-    struct qf_writer *w;
-    if (qf_writer_open(store_incoming_dirfd(), id, &w) != 0) {
+    struct queue_file_writer *w;
+    if (queue_file_writer_open(store_incoming_dirfd(), id, &w) != 0) {
         log_warn("%s: cannot create queue file: %s (will retry)", id, strerror(errno));
         fclose(f);
         maildrop_env_free(&env);
@@ -266,8 +266,8 @@ static void pickup_file(const char *name)
     cleanup_free(cl);
 
     const char *problem = NULL;
-    struct qf_message m;
-    qf_message_init(&m, id, 0, sender);
+    struct queue_file_message m;
+    queue_file_message_init(&m, id, 0, sender);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     m.arrival_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
@@ -298,25 +298,25 @@ static void pickup_file(const char *name)
 
     if (res.status == CLEANUP_WRITE_ERROR) {
         log_warn("%s: queue file write error: %s (will retry)", id, strerror(res.error_errno));
-        qf_writer_abort(w);
+        queue_file_writer_abort(w);
     } else if (problem) {
-        qf_writer_abort(w);
+        queue_file_writer_abort(w);
         move_aside(name, problem);
     } else {
-        qf_message_set_attr(&m, "origin", "local");
-        qf_message_set_attr(&m, "protocol", "local");
+        queue_file_message_set_attr(&m, "origin", "local");
+        queue_file_message_set_attr(&m, "protocol", "local");
         char uid[24];
         snprintf(uid, sizeof uid, "%u", (unsigned)sb.st_uid);
-        qf_message_set_attr(&m, "uid", uid);
+        queue_file_message_set_attr(&m, "uid", uid);
         if (res.message_id)
-            qf_message_set_attr(&m, "message_id", res.message_id);
+            queue_file_message_set_attr(&m, "message_id", res.message_id);
         /* Nobody to say 554 to: the queue bounces it (a forwarding loop) */
         if (pk.hopcount_limit > 0 && res.hops > pk.hopcount_limit) {
             char hops[24];
             snprintf(hops, sizeof hops, "%d", res.hops);
-            qf_message_set_attr(&m, "loop_hops", hops);
+            queue_file_message_set_attr(&m, "loop_hops", hops);
         }
-        if (qf_writer_finish(w, &m) != 0) {
+        if (queue_file_writer_finish(w, &m) != 0) {
             log_warn("%s: queue file write error: %s (will retry)", id, strerror(errno));
         } else {
             if (res.message_id)
@@ -327,7 +327,7 @@ static void pickup_file(const char *name)
             qmgr_commit(id, committed, pc);
         }
     }
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     cleanup_result_free(&res);
     maildrop_env_free(&env);
     free(sender);

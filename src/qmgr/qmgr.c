@@ -30,8 +30,8 @@
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
-#include "maps/resolve.h"
-#include "maps/aliases.h"
+#include "maps/resolver.h"
+#include "maps/alias.h"
 #include "qmgr/pickup.h"
 #include "qmgr/qmgr_notify.h"
 #include "qmgr/qmgr_control.h"
@@ -43,13 +43,14 @@
 #include "spool/store.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 #define QMSG_HASH_SIZE 4096
 
 struct delivery {
     struct delivery *next;
     uint32_t reqid;
-    struct qmsg *q;
+    struct qmgr_msg *q;
     size_t idx;
     int64_t start_us;
     char *dsn, *text;       /* a result waiting for the next sync */
@@ -59,7 +60,7 @@ static struct {
     struct event_base *base;
     struct runtime *rt;
     struct resolver *resolver;
-    struct qmsg *hash[QMSG_HASH_SIZE];
+    struct qmgr_msg *hash[QMSG_HASH_SIZE];
     size_t nmsgs;
     struct ipc_chan *local;
     unsigned local_gen;         /* counts connections to local, to drop stale replies */
@@ -94,9 +95,9 @@ static unsigned id_hash(const char *id)
     return h % QMSG_HASH_SIZE;
 }
 
-struct qmsg *qmsg_find(const char *id)
+struct qmgr_msg *qmgr_msg_find(const char *id)
 {
-    for (struct qmsg *q = qm.hash[id_hash(id)]; q; q = q->hnext)
+    for (struct qmgr_msg *q = qm.hash[id_hash(id)]; q; q = q->hnext)
         if (strcmp(q->m.id, id) == 0)
             return q;
     return NULL;
@@ -104,16 +105,16 @@ struct qmsg *qmsg_find(const char *id)
 
 static int cmp_qmsg(const void *a, const void *b)
 {
-    const struct qmsg *x = *(const struct qmsg *const *)a, *y = *(const struct qmsg *const *)b;
+    const struct qmgr_msg *x = *(const struct qmgr_msg *const *)a, *y = *(const struct qmgr_msg *const *)b;
     return strcmp(x->m.id, y->m.id);
 }
 
-struct qmsg **qmsg_sorted(size_t *n)
+struct qmgr_msg **qmgr_msg_sorted(size_t *n)
 {
-    struct qmsg **v = xcalloc(qm.nmsgs + 1, sizeof *v);
+    struct qmgr_msg **v = xcalloc(qm.nmsgs + 1, sizeof *v);
     size_t k = 0;
     for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
-        for (struct qmsg *q = qm.hash[h]; q; q = q->hnext)
+        for (struct qmgr_msg *q = qm.hash[h]; q; q = q->hnext)
             if (!q->deleted)
                 v[k++] = q;
     qsort(v, k, sizeof *v, cmp_qmsg);
@@ -125,12 +126,12 @@ static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    qmsg_schedule(arg);
+    qmgr_msg_schedule(arg);
 }
 
-static struct qmsg *qmsg_add(struct qf_message *m, enum store_place place)
+static struct qmgr_msg *qmgr_msg_add(struct queue_file_message *m, enum store_place place)
 {
-    struct qmsg *q = xcalloc(1, sizeof *q);
+    struct qmgr_msg *q = xcalloc(1, sizeof *q);
     q->m = *m;
     memset(m, 0, sizeof *m);
     q->place = place;
@@ -143,26 +144,26 @@ static struct qmsg *qmsg_add(struct qf_message *m, enum store_place place)
     return q;
 }
 
-static void qmsg_free(struct qmsg *q)
+static void qmgr_msg_free(struct qmgr_msg *q)
 {
-    struct qmsg **pp = &qm.hash[id_hash(q->m.id)];
+    struct qmgr_msg **pp = &qm.hash[id_hash(q->m.id)];
     while (*pp && *pp != q)
         pp = &(*pp)->hnext;
     if (*pp)
         *pp = q->hnext;
     qm.nmsgs--;
     event_free(q->timer);
-    qf_message_free(&q->m);
+    queue_file_message_free(&q->m);
     free(q->rcpt_busy);
     free(q);
 }
 
-static int rcpt_busy(struct qmsg *q, size_t idx)
+static int rcpt_busy(struct qmgr_msg *q, size_t idx)
 {
     return idx < q->rcpt_busy_cap && q->rcpt_busy[idx];
 }
 
-static void set_rcpt_busy(struct qmsg *q, size_t idx, int busy)
+static void set_rcpt_busy(struct qmgr_msg *q, size_t idx, int busy)
 {
     if (idx >= q->rcpt_busy_cap) {
         size_t old = q->rcpt_busy_cap;
@@ -174,16 +175,16 @@ static void set_rcpt_busy(struct qmsg *q, size_t idx, int busy)
 
 /* ---------- results ---------- */
 
-static void log_delivery(struct qmsg *q, size_t idx, const char *relay, int64_t start_us, const char *status)
+static void log_delivery(struct qmgr_msg *q, size_t idx, const char *relay, int64_t start_us, const char *status)
 {
     qmgr_log_delivery(q, idx, relay, start_us, now_us(), status);
 }
 
-static void record(struct qmsg *q, size_t idx)
+static void record(struct qmgr_msg *q, size_t idx)
 {
     /* The last result of a message is not written: its file is removed
      * next (a crash in between repeats that delivery, never loses it). */
-    if (q->inflight == 0 && !q->deleted && qf_message_open_rcpts(&q->m) == 0) {
+    if (q->inflight == 0 && !q->deleted && queue_file_message_open_rcpts(&q->m) == 0) {
         int busy = 0;
         for (size_t i = 0; i < q->m.nrcpt && !busy; i++)
             busy = rcpt_busy(q, i);
@@ -194,8 +195,8 @@ static void record(struct qmsg *q, size_t idx)
         log_warn("%s: cannot record delivery status: %s", q->m.id, strerror(errno));
 }
 
-static void set_result(struct qf_rcpt *r, enum qf_rcpt_state state, const char *dsn, const char *reason,
-                       const struct qmsg_remote *remote)
+static void set_result(struct queue_file_rcpt *r, enum queue_file_rcpt_state state, const char *dsn, const char *reason,
+                       const struct qmgr_msg_remote *remote)
 {
     r->state = state;
     r->last_try = time(NULL);
@@ -214,10 +215,10 @@ static void set_result(struct qf_rcpt *r, enum qf_rcpt_state state, const char *
  * maximal_queue_lifetime fails the recipient ("expired"); otherwise it sets
  * the next try, the wait doubling with each attempt from
  * minimal_backoff_time up to maximal_backoff_time. */
-static void rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
-                        const char *dsn, const char *reason, const struct qmsg_remote *remote)
+static void rcpt_result(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
+                        const char *dsn, const char *reason, const struct qmgr_msg_remote *remote)
 {
-    struct qf_rcpt *r = &q->m.rcpts[idx];
+    struct queue_file_rcpt *r = &q->m.rcpts[idx];
     if (o == QMSG_SENT) {
         set_result(r, QF_DELIVERED, dsn, reason, remote);
         record(q, idx);
@@ -256,29 +257,29 @@ static void rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const c
     log_delivery(q, idx, relay, start_us, "deferred");
 }
 
-static void arm_retry(struct qmsg *q);
+static void arm_retry(struct qmgr_msg *q);
 
-void qmsg_rcpt_take(struct qmsg *q, size_t idx)
+void qmgr_msg_rcpt_take(struct qmgr_msg *q, size_t idx)
 {
     set_rcpt_busy(q, idx, 1);
     q->inflight++;
 }
 
-void qmsg_rcpt_release(struct qmsg *q, size_t idx)
+void qmgr_msg_rcpt_release(struct qmgr_msg *q, size_t idx)
 {
     set_rcpt_busy(q, idx, 0);
     q->inflight--;
     arm_retry(q);
 }
 
-void qmsg_rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+void qmgr_msg_rcpt_result(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
                       const char *dsn, const char *reason)
 {
     rcpt_result(q, idx, o, relay, start_us, dsn, reason, NULL);
 }
 
-void qmsg_rcpt_finish(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
-                      const char *dsn, const char *reason, const struct qmsg_remote *remote)
+void qmgr_msg_rcpt_finish(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
+                      const char *dsn, const char *reason, const struct qmgr_msg_remote *remote)
 {
     set_rcpt_busy(q, idx, 0);
     q->inflight--;
@@ -310,8 +311,8 @@ static int local_connect(void)
 
 /* Arms the message's retry timer for its earliest deferred recipient. A
  * deferral can come back from the local delivery agent long after
- * qmsg_schedule() ran, so every place that defers calls this. */
-static void arm_retry(struct qmsg *q)
+ * qmgr_msg_schedule() ran, so every place that defers calls this. */
+static void arm_retry(struct qmgr_msg *q)
 {
     if (q->deleted || q->place != STORE_QUEUE)
         return;
@@ -322,7 +323,7 @@ static void arm_retry(struct qmsg *q)
         qmgr_notify_delayed(q, qm.max_lifetime);
     int64_t next = 0;
     for (size_t i = 0; i < q->m.nrcpt; i++) {
-        const struct qf_rcpt *r = &q->m.rcpts[i];
+        const struct queue_file_rcpt *r = &q->m.rcpts[i];
         if (r->state == QF_DEFERRED && !rcpt_busy(q, i) && (next == 0 || r->next_try < next))
             next = r->next_try;
     }
@@ -335,7 +336,7 @@ static void arm_retry(struct qmsg *q)
 
 static void delivery_done(struct delivery *d, const char *status, const char *dsn, const char *text)
 {
-    struct qmsg *q = d->q;
+    struct qmgr_msg *q = d->q;
     q->inflight--;
     qm.inflight--;
     set_rcpt_busy(q, d->idx, 0);
@@ -351,7 +352,7 @@ static void delivery_done(struct delivery *d, const char *status, const char *ds
     free(d->dsn);
     free(d->text);
     free(d);
-    qmsg_finish_if_done(q);
+    qmgr_msg_finish_if_done(q);
 }
 
 static void dispatch_waiting(void);
@@ -436,9 +437,9 @@ static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     dispatch_waiting();
 }
 
-static void deliver_local(struct qmsg *q, size_t idx)
+static void deliver_local(struct qmgr_msg *q, size_t idx)
 {
-    struct qf_rcpt *r = &q->m.rcpts[idx];
+    struct queue_file_rcpt *r = &q->m.rcpts[idx];
     if (local_connect() != 0) {
         rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "local delivery agent unavailable", NULL);
         return;
@@ -472,7 +473,7 @@ static void deliver_local(struct qmsg *q, size_t idx)
     free(path);
 }
 
-static void wait_for_slot(struct qmsg *q, size_t idx)
+static void wait_for_slot(struct qmgr_msg *q, size_t idx)
 {
     struct waiting *w = xcalloc(1, sizeof *w);
     str_copy(w->id, q->m.id, sizeof w->id);
@@ -492,14 +493,14 @@ static void dispatch_waiting(void)
         qm.wait_head = w->next;
         if (!qm.wait_head)
             qm.wait_tail = NULL;
-        struct qmsg *q = qmsg_find(w->id);
+        struct qmgr_msg *q = qmgr_msg_find(w->id);
         if (q) {
             set_rcpt_busy(q, w->idx, 0);
             if (!q->deleted && q->place == STORE_QUEUE) {
                 deliver_local(q, w->idx);
                 arm_retry(q); /* deliver_local may defer at once */
             }
-            qmsg_finish_if_done(q);
+            qmgr_msg_finish_if_done(q);
         }
         free(w);
     }
@@ -507,7 +508,7 @@ static void dispatch_waiting(void)
 
 /* Alias expansion of a local recipient: the targets become recipients of
  * their own, recorded in the queue file, so each has its own progress. */
-static int expand_aliases(struct qmsg *q, size_t idx)
+static int expand_aliases(struct qmgr_msg *q, size_t idx)
 {
     struct qmgr_expansion e;
     int rc = qmgr_expand(qm.resolver, q->m.rcpts[idx].addr, qm.myhostname, &e);
@@ -533,7 +534,7 @@ static int expand_aliases(struct qmsg *q, size_t idx)
             dup = q->m.rcpts[k].parent >= 0 && strcasecmp(q->m.rcpts[k].addr, t->value) == 0;
         if (dup)
             continue;
-        qf_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
+        queue_file_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
         size_t nidx = q->m.nrcpt - 1;
         if (store_append_rcpt(&q->m, q->place, nidx) != 0) {
             log_warn("%s: cannot record alias expansion: %s", q->m.id, strerror(errno));
@@ -552,22 +553,22 @@ static int expand_aliases(struct qmsg *q, size_t idx)
     return 0;
 }
 
-static void route(struct qmsg *q, size_t idx)
+static void route(struct qmgr_msg *q, size_t idx)
 {
-    struct qf_rcpt *r = &q->m.rcpts[idx];
-    const char *hops = qf_message_attr(&q->m, "loop_hops");
+    struct queue_file_rcpt *r = &q->m.rcpts[idx];
+    const char *hops = queue_file_message_attr(&q->m, "loop_hops");
     if (hops) {
         char *why = xasprintf("mail forwarding loop: too many hops (%s Received: header fields)", hops);
         rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.4.6", why, NULL);
         free(why);
         return;
     }
-    enum relay_route how = relay_transport(q, idx);
+    enum qmgr_relay_route how = qmgr_relay_transport(q, idx);
     if (how == RELAY_ROUTE_SETTLED)
         return;
     if (how == RELAY_ROUTE_SMTP ||
         (how == RELAY_ROUTE_DEFAULT && resolver_class(qm.resolver, r->addr) != RESOLVE_LOCAL)) {
-        relay_enqueue(q, idx);
+        qmgr_relay_enqueue(q, idx);
         return;
     }
     /* Recipients that came out of an expansion go straight to their
@@ -580,19 +581,19 @@ static void route(struct qmsg *q, size_t idx)
         deliver_local(q, idx);
 }
 
-static void remove_message(struct qmsg *q)
+static void remove_message(struct qmgr_msg *q)
 {
     if (store_remove(q->m.id, q->place) != 0)
         log_warn("%s: cannot remove queue file: %s", q->m.id, strerror(errno));
     log_info("%s: removed", q->m.id);
-    qmsg_free(q);
+    qmgr_msg_free(q);
 }
 
-static void notices_done(struct qmsg *q, int ok)
+static void notices_done(struct qmgr_msg *q, int ok)
 {
     q->notifying = 0;
     if (q->deleted) {
-        qmsg_finish_if_done(q);
+        qmgr_msg_finish_if_done(q);
         return;
     }
     if (ok) {
@@ -605,18 +606,18 @@ static void notices_done(struct qmsg *q, int ok)
     evtimer_add(q->timer, &tv);
 }
 
-void qmsg_finish_if_done(struct qmsg *q)
+void qmgr_msg_finish_if_done(struct qmgr_msg *q)
 {
     if (q->inflight)
         return;
     if (q->deleted) {
-        qmsg_free(q);
+        qmgr_msg_free(q);
         return;
     }
     for (size_t i = 0; i < q->m.nrcpt; i++)
         if (rcpt_busy(q, i))
             return;
-    if (qf_message_open_rcpts(&q->m) > 0 || q->notifying)
+    if (queue_file_message_open_rcpts(&q->m) > 0 || q->notifying)
         return;
     /* The notices the message owes must be durable before it goes. */
     q->notifying = 1;
@@ -626,7 +627,7 @@ void qmsg_finish_if_done(struct qmsg *q)
     remove_message(q);
 }
 
-void qmsg_schedule(struct qmsg *q)
+void qmgr_msg_schedule(struct qmgr_msg *q)
 {
     /* stopping: nothing new starts; what is due waits for the restart */
     if (q->deleted || q->place != STORE_QUEUE || qm.stopping)
@@ -634,14 +635,14 @@ void qmsg_schedule(struct qmsg *q)
     time_t now = time(NULL);
     /* m.nrcpt may grow while we go (alias expansion appends). */
     for (size_t i = 0; i < q->m.nrcpt; i++) {
-        struct qf_rcpt *r = &q->m.rcpts[i];
+        struct queue_file_rcpt *r = &q->m.rcpts[i];
         if (rcpt_busy(q, i))
             continue;
         if (r->state == QF_PENDING || (r->state == QF_DEFERRED && r->next_try <= now))
             route(q, i);
     }
     arm_retry(q);
-    qmsg_finish_if_done(q);
+    qmgr_msg_finish_if_done(q);
 }
 
 /* ---------- commits from smtpd and pickup ---------- */
@@ -653,11 +654,11 @@ struct commit_ctx {
     void *arg;
 };
 
-static struct qmsg *accept_message(struct qf_message *m)
+static struct qmgr_msg *accept_message(struct queue_file_message *m)
 {
     log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m->id, m->sender,
              (unsigned long long)m->content_length, m->nrcpt);
-    struct qmsg *q = qmsg_add(m, STORE_QUEUE);
+    struct qmgr_msg *q = qmgr_msg_add(m, STORE_QUEUE);
     return q;
 }
 
@@ -676,10 +677,10 @@ static int conn_alive(struct ipc_chan *ch)
     return 0;
 }
 
-static void commit_done(void *arg, int ok, struct qf_message *m, const char *reply)
+static void commit_done(void *arg, int ok, struct queue_file_message *m, const char *reply)
 {
     struct commit_ctx *cc = arg;
-    struct qmsg *q = NULL;
+    struct qmgr_msg *q = NULL;
     if (ok)
         q = accept_message(m);
     if (cc->ch && conn_alive(cc->ch)) {
@@ -695,7 +696,7 @@ static void commit_done(void *arg, int ok, struct qf_message *m, const char *rep
         cc->cb(cc->arg, ok);
     free(cc);
     if (q)
-        qmsg_schedule(q);
+        qmgr_msg_schedule(q);
 }
 
 void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
@@ -747,10 +748,10 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- process ---------- */
 
-static void found_at_start(void *arg, struct qf_message *m, enum store_place place)
+static void found_at_start(void *arg, struct queue_file_message *m, enum store_place place)
 {
     (void)arg;
-    struct qmsg *q = qmsg_add(m, place);
+    struct qmgr_msg *q = qmgr_msg_add(m, place);
     /* Deliveries in flight at the crash are simply tried again. */
     (void)q;
 }
@@ -770,7 +771,7 @@ static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    if (relay_active() == 0 || now_us() - qm.stop_started >= STOP_DRAIN_US)
+    if (qmgr_relay_active() == 0 || now_us() - qm.stop_started >= STOP_DRAIN_US)
         event_base_loopexit(qm.base, NULL);
 }
 
@@ -788,7 +789,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     /* Outbound sessions get a few seconds to finish (the master kills
      * after 15): cut off after the final dot, a message is delivered
      * again after the restart. */
-    relay_quiesce();
+    qmgr_relay_quiesce();
     qm.stop_started = now_us();
     qm.stop_timer = event_new(qm.base, -1, EV_PERSIST, on_stop_tick, NULL);
     struct timeval tv = {0, 50000};
@@ -822,7 +823,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
-    if (relay_init(qm.base, rt, &err) != 0)
+    if (qmgr_relay_init(qm.base, rt, &err) != 0)
         log_fatal("outbound delivery: %s", err ? err : "cannot set up");
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
@@ -847,9 +848,9 @@ int qmgr_main(struct runtime *rt)
     event_add(qm.pickup_timer, &tv);
 
     size_t n;
-    struct qmsg **v = qmsg_sorted(&n);
+    struct qmgr_msg **v = qmgr_msg_sorted(&n);
     for (size_t i = 0; i < n; i++)
-        qmsg_schedule(v[i]);
+        qmgr_msg_schedule(v[i]);
     free(v);
     pickup_scan();
 
@@ -863,7 +864,7 @@ int qmgr_main(struct runtime *rt)
     event_free(qm.listen_ev);
     qmgr_control_stop();
     store_close();      /* its last callbacks may still need pickup's state */
-    relay_shutdown();   /* after them: a last commit may still route a recipient */
+    qmgr_relay_shutdown();   /* after them: a last commit may still route a recipient */
     pickup_shutdown();
     qmgr_notify_shutdown();
     while (conns) {
@@ -886,7 +887,7 @@ int qmgr_main(struct runtime *rt)
     }
     for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
         while (qm.hash[h])
-            qmsg_free(qm.hash[h]);
+            qmgr_msg_free(qm.hash[h]);
     resolver_free(qm.resolver);
     free(qm.myhostname);
     event_base_free(qm.base);

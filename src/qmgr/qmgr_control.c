@@ -46,9 +46,9 @@ static void send_done(struct ipc_chan *ch, uint32_t reqid, const char *status, c
 static void cli_list(struct ipc_chan *ch, uint32_t reqid)
 {
     size_t n;
-    struct qmsg **v = qmsg_sorted(&n);
+    struct qmgr_msg **v = qmgr_msg_sorted(&n);
     for (size_t i = 0; i < n; i++) {
-        struct qmsg *q = v[i];
+        struct qmgr_msg *q = v[i];
         struct ipc_msg r;
         ipc_msg_init(&r, IPC_QUEUE_LIST_ITEM, reqid);
         ipc_msg_add(&r, "id", q->m.id);
@@ -58,7 +58,7 @@ static void cli_list(struct ipc_chan *ch, uint32_t reqid)
         ipc_msg_add(&r, "sender", q->m.sender);
         size_t k = 0;
         for (size_t j = 0; j < q->m.nrcpt && r.body.len < IPC_MAX_MSG - 2048; j++) {
-            struct qf_rcpt *rc = &q->m.rcpts[j];
+            struct queue_file_rcpt *rc = &q->m.rcpts[j];
             if (rc->state != QF_PENDING && rc->state != QF_DEFERRED)
                 continue;
             char key[32];
@@ -81,15 +81,15 @@ static int cli_privileged(const struct conn *c)
     return c->uid == 0 || c->uid == getuid();
 }
 
-static void flush_one(struct qmsg *q)
+static void flush_one(struct qmgr_msg *q)
 {
     for (size_t i = 0; i < q->m.nrcpt; i++)
         if (q->m.rcpts[i].state == QF_DEFERRED)
             q->m.rcpts[i].next_try = 0;
-    qmsg_schedule(q);
+    qmgr_msg_schedule(q);
 }
 
-static int cli_apply(int type, struct qmsg *q)
+static int cli_apply(int type, struct qmgr_msg *q)
 {
     switch (type) {
     case IPC_QUEUE_DELETE:
@@ -98,7 +98,7 @@ static int cli_apply(int type, struct qmsg *q)
         log_info("%s: removed (deleted by the administrator)", q->m.id);
         q->deleted = 1;
         evtimer_del(q->timer);
-        qmsg_finish_if_done(q);
+        qmgr_msg_finish_if_done(q);
         return 0;
     case IPC_QUEUE_HOLD:
         if (q->place == STORE_HOLD)
@@ -134,7 +134,7 @@ static void cli_request(struct conn *c, struct ipc_msg *m)
         return;
     case IPC_QUEUE_FLUSH: {
         size_t n;
-        struct qmsg **v = qmsg_sorted(&n);
+        struct qmgr_msg **v = qmgr_msg_sorted(&n);
         for (size_t i = 0; i < n; i++)
             flush_one(v[i]);
         free(v);
@@ -157,12 +157,12 @@ static void cli_request(struct conn *c, struct ipc_msg *m)
         int count = 0, failed = 0;
         if (strcmp(id, "ALL") == 0) {
             size_t n;
-            struct qmsg **v = qmsg_sorted(&n);
+            struct qmgr_msg **v = qmgr_msg_sorted(&n);
             for (size_t i = 0; i < n; i++)
                 cli_apply(m->type, v[i]) == 0 ? count++ : failed++;
             free(v);
         } else {
-            struct qmsg *q = qmsg_find(id);
+            struct qmgr_msg *q = qmgr_msg_find(id);
             if (!q || q->deleted) {
                 send_done(c->ch, m->reqid, "notfound", id);
                 return;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "maps/resolve.h"
+#include "maps/resolver.h"
 #include "util/mem.h"
 
 static int expansion_seen(struct qmgr_expansion *e, const char *user)

@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-#include "maps/aliases.h"
+#include "maps/alias.h"
 
 struct resolver;
 

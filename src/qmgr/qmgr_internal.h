@@ -5,7 +5,7 @@
  * qmgr.c owns the message table and every state change of a message;
  * qmgr_control.c looks messages up, lists them, and moves, deletes or
  * flushes them on an administrator's request, then hands them back through
- * qmsg_schedule / qmsg_finish_if_done. All of it runs on the queue
+ * qmgr_msg_schedule / qmgr_msg_finish_if_done. All of it runs on the queue
  * process's one event loop thread. */
 #ifndef TERN_QMGR_QMGR_INTERNAL_H
 #define TERN_QMGR_QMGR_INTERNAL_H
@@ -19,9 +19,9 @@
 struct event;
 
 /* One message in the queue (or on hold), with its delivery progress. */
-struct qmsg {
-    struct qmsg *hnext;
-    struct qf_message m;
+struct qmgr_msg {
+    struct qmgr_msg *hnext;
+    struct queue_file_message m;
     enum store_place place;
     unsigned inflight;
     int deleted;
@@ -33,37 +33,37 @@ struct qmsg {
 };
 
 /* The message with that queue id, deleted ones included; NULL if none. */
-struct qmsg *qmsg_find(const char *id);
+struct qmgr_msg *qmgr_msg_find(const char *id);
 /* Every message not deleted, sorted by queue id; *n of them. free() the array. */
-struct qmsg **qmsg_sorted(size_t *n);
+struct qmgr_msg **qmgr_msg_sorted(size_t *n);
 /* Starts delivery of every recipient that is due (no-op on hold or deleted). */
-void qmsg_schedule(struct qmsg *q);
+void qmgr_msg_schedule(struct qmgr_msg *q);
 /* Removes the message (file and table entry) if nothing is left to do for
  * it, or frees a deleted one once no delivery is in flight. q may be freed. */
-void qmsg_finish_if_done(struct qmsg *q);
+void qmgr_msg_finish_if_done(struct qmgr_msg *q);
 
 /* One delivery attempt's outcome for a recipient. */
-enum qmsg_outcome { QMSG_SENT, QMSG_DEFERRED, QMSG_BOUNCED };
+enum qmgr_msg_outcome { QMSG_SENT, QMSG_DEFERRED, QMSG_BOUNCED };
 
 /* What another server said, kept with the result for notices. */
-struct qmsg_remote {
+struct qmgr_msg_remote {
     const char *mta;      /* its host name */
     const char *diag;     /* its reply, "550 5.1.1 ..."; "" when it said nothing */
     int dsn_passed;       /* it accepted our NOTIFY (spoke DSN) */
 };
 
 /* A delivery agent takes a due recipient: busy, and the message stays in
- * memory until qmsg_rcpt_release or qmsg_rcpt_finish. */
-void qmsg_rcpt_take(struct qmsg *q, size_t idx);
+ * memory until qmgr_msg_rcpt_release or qmgr_msg_rcpt_finish. */
+void qmgr_msg_rcpt_take(struct qmgr_msg *q, size_t idx);
 /* Gives a taken recipient back without a result (hold, delete, shutdown). */
-void qmsg_rcpt_release(struct qmsg *q, size_t idx);
+void qmgr_msg_rcpt_release(struct qmgr_msg *q, size_t idx);
 /* The result of a taken recipient (ignored if the message was deleted):
  * recorded, logged, retry timer armed. remote may be NULL. Never frees q:
- * call qmsg_finish_if_done afterwards. */
-void qmsg_rcpt_finish(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
-                      const char *dsn, const char *reason, const struct qmsg_remote *remote);
+ * call qmgr_msg_finish_if_done afterwards. */
+void qmgr_msg_rcpt_finish(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
+                      const char *dsn, const char *reason, const struct qmgr_msg_remote *remote);
 /* The result of a recipient that was never taken (settled while routing). */
-void qmsg_rcpt_result(struct qmsg *q, size_t idx, enum qmsg_outcome o, const char *relay, int64_t start_us,
+void qmgr_msg_rcpt_result(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
                       const char *dsn, const char *reason);
 
 #endif

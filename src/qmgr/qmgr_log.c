@@ -27,7 +27,7 @@ static void fmt_secs(char *buf, size_t len, double s)
         *end = '\0';
 }
 
-static const char *orig_to(const struct qmsg *q, const struct qf_rcpt *r)
+static const char *orig_to(const struct qmgr_msg *q, const struct queue_file_rcpt *r)
 {
     if (r->parent >= 0 && (size_t)r->parent < q->m.nrcpt)
         return q->m.rcpts[r->parent].orcpt[0] ? q->m.rcpts[r->parent].orcpt : q->m.rcpts[r->parent].addr;
@@ -36,10 +36,10 @@ static const char *orig_to(const struct qmsg *q, const struct qf_rcpt *r)
 
 /* Postfix's delivery log line. delays=a/b/c/d: before the queue manager,
  * in the queue manager, connection setup, transmission. */
-void qmgr_log_delivery(const struct qmsg *q, size_t idx, const char *relay, int64_t start_us, int64_t now,
+void qmgr_log_delivery(const struct qmgr_msg *q, size_t idx, const char *relay, int64_t start_us, int64_t now,
                        const char *status)
 {
-    const struct qf_rcpt *r = &q->m.rcpts[idx];
+    const struct queue_file_rcpt *r = &q->m.rcpts[idx];
     double a = (double)(q->active_us - q->m.arrival_us) / 1e6;
     double b = start_us ? (double)(start_us - q->active_us) / 1e6 : (double)(now - q->active_us) / 1e6;
     double d = start_us ? (double)(now - start_us) / 1e6 : 0;

@@ -10,11 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct qmsg;
+struct qmgr_msg;
 
 /* start_us: when the delivery began (0: it never started); now in
  * microseconds since the epoch. */
-void qmgr_log_delivery(const struct qmsg *q, size_t idx, const char *relay, int64_t start_us, int64_t now,
+void qmgr_log_delivery(const struct qmgr_msg *q, size_t idx, const char *relay, int64_t start_us, int64_t now,
                        const char *status);
 
 #endif

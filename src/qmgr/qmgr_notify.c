@@ -34,8 +34,8 @@ static struct {
 } nt;
 
 struct pending {
-    struct qmsg *q;
-    void (*done)(struct qmsg *q, int ok);
+    struct qmgr_msg *q;
+    void (*done)(struct qmgr_msg *q, int ok);
     int outstanding;
     int failed;
 };
@@ -58,7 +58,7 @@ void qmgr_notify_shutdown(void)
     memset(&nt, 0, sizeof nt);
 }
 
-static int wants(const struct qf_rcpt *r, unsigned bit, int by_default)
+static int wants(const struct queue_file_rcpt *r, unsigned bit, int by_default)
 {
     if (r->notify & QF_NOTIFY_NEVER)
         return 0;
@@ -81,18 +81,18 @@ static void committed(void *arg, int ok)
 static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, const char *to,
                     const struct dsn_rcpt *rcpts, size_t n)
 {
-    struct qmsg *q = p->q;
+    struct qmgr_msg *q = p->q;
     char id[QUEUE_ID_LEN + 1];
     queue_id_new(id);
-    struct qf_writer *w;
-    if (qf_writer_open(store_incoming_dirfd(), id, &w) != 0) {
+    struct queue_file_writer *w;
+    if (queue_file_writer_open(store_incoming_dirfd(), id, &w) != 0) {
         log_warn("%s: cannot create a notice: %s", q->m.id, strerror(errno));
         return -1;
     }
     char *path = store_path(q->m.id, q->place);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
-    const char *ret = qf_message_attr(&q->m, "ret");
+    const char *ret = queue_file_message_attr(&q->m, "ret");
     struct dsn_info info = {
         .kind = kind,
         .myhostname = nt.myhostname,
@@ -103,9 +103,9 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
         .to = to,
         .arrival = (time_t)(q->m.arrival_us / 1000000),
         .now = time(NULL),
-        .envid = qf_message_attr(&q->m, "envid"),
+        .envid = queue_file_message_attr(&q->m, "envid"),
         .return_headers_only = kind == DSN_SUCCESS || (ret && strcmp(ret, "HDRS") == 0),
-        .smtputf8 = qf_message_attr(&q->m, "smtputf8") != NULL,
+        .smtputf8 = queue_file_message_attr(&q->m, "smtputf8") != NULL,
         .max_returned = nt.bounce_size_limit,
     };
     struct bounce_report report;
@@ -118,23 +118,23 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
         close(fd);
     if (rc != 0) {
         log_warn("%s: cannot write a notice: %s", q->m.id, strerror(e));
-        qf_writer_abort(w);
+        queue_file_writer_abort(w);
         return -1;
     }
-    struct qf_message m;
+    struct queue_file_message m;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    qf_message_init(&m, id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, "");
-    qf_message_add_rcpt(&m, to, "", 0, -1);
-    qf_message_set_attr(&m, "origin", "notice");
-    qf_message_set_attr(&m, "notice", notice);
+    queue_file_message_init(&m, id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, "");
+    queue_file_message_add_rcpt(&m, to, "", 0, -1);
+    queue_file_message_set_attr(&m, "origin", "notice");
+    queue_file_message_set_attr(&m, "notice", notice);
     /* what relaying the notice will need from the next hop */
     if (report.header_8bit)
-        qf_message_set_attr(&m, "smtputf8", "1");
+        queue_file_message_set_attr(&m, "smtputf8", "1");
     if (report.body_8bit)
-        qf_message_set_attr(&m, "body", "8BITMIME");
-    rc = qf_writer_finish(w, &m);
-    qf_message_free(&m);
+        queue_file_message_set_attr(&m, "body", "8BITMIME");
+    rc = queue_file_writer_finish(w, &m);
+    queue_file_message_free(&m);
     if (rc != 0) {
         log_warn("%s: cannot write a notice: %s", q->m.id, strerror(errno));
         return -1;
@@ -146,13 +146,13 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
     return 0;
 }
 
-static void fill_rcpt(struct dsn_rcpt *d, const struct qmsg *q, const struct qf_rcpt *r, const char *action,
+static void fill_rcpt(struct dsn_rcpt *d, const struct qmgr_msg *q, const struct queue_file_rcpt *r, const char *action,
                       char **diag, char **orcpt, char **mta)
 {
     memset(d, 0, sizeof *d);
     d->final_rcpt = r->addr;
     /* the address the sender used: ORCPT, else the one an alias came from */
-    const struct qf_rcpt *top = r;
+    const struct queue_file_rcpt *top = r;
     while (top->parent >= 0 && (size_t)top->parent < q->m.nrcpt)
         top = &q->m.rcpts[top->parent];
     *orcpt = NULL;
@@ -192,7 +192,7 @@ static void set_init(struct rcpt_set *s, size_t cap)
     s->n = 0;
 }
 
-static struct dsn_rcpt *set_add(struct rcpt_set *s, const struct qmsg *q, size_t idx, const char *action)
+static struct dsn_rcpt *set_add(struct rcpt_set *s, const struct qmgr_msg *q, size_t idx, const char *action)
 {
     size_t n = s->n++;
     fill_rcpt(&s->d[n], q, &q->m.rcpts[idx], action, &s->diags[n], &s->orcpts[n], &s->mtas[n]);
@@ -216,11 +216,11 @@ static void set_free(struct rcpt_set *s)
 
 static int send_kind(struct pending *p, enum dsn_kind kind, const char *to, const char *notice)
 {
-    struct qmsg *q = p->q;
+    struct qmgr_msg *q = p->q;
     struct rcpt_set set;
     set_init(&set, q->m.nrcpt);
     for (size_t i = 0; i < q->m.nrcpt; i++) {
-        const struct qf_rcpt *r = &q->m.rcpts[i];
+        const struct queue_file_rcpt *r = &q->m.rcpts[i];
         if (kind == DSN_FAILURE && r->state == QF_FAILED && wants(r, QF_NOTIFY_FAILURE, 1))
             set_add(&set, q, i, "failed");
         else if (kind == DSN_SUCCESS && r->state == QF_DELIVERED && wants(r, QF_NOTIFY_SUCCESS, 0) &&
@@ -234,22 +234,22 @@ static int send_kind(struct pending *p, enum dsn_kind kind, const char *to, cons
     return rc;
 }
 
-static void delay_notice_done(struct qmsg *q, int ok)
+static void delay_notice_done(struct qmgr_msg *q, int ok)
 {
     (void)q; /* may be gone by now: only p was kept */
     if (!ok)
         log_warn("a delay notice could not be queued");
 }
 
-void qmgr_notify_delayed(struct qmsg *q, long long lifetime)
+void qmgr_notify_delayed(struct qmgr_msg *q, long long lifetime)
 {
-    if (!*q->m.sender || qf_message_attr(&q->m, "notice"))
+    if (!*q->m.sender || queue_file_message_attr(&q->m, "notice"))
         return;
     struct rcpt_set set;
     set_init(&set, q->m.nrcpt);
     time_t until = (time_t)(q->m.arrival_us / 1000000 + lifetime);
     for (size_t i = 0; i < q->m.nrcpt; i++) {
-        struct qf_rcpt *r = &q->m.rcpts[i];
+        struct queue_file_rcpt *r = &q->m.rcpts[i];
         if (r->state != QF_DEFERRED || (r->flags & QF_RCPT_DELAY_WARNED) || !wants(r, QF_NOTIFY_DELAY, 1))
             continue;
         set_add(&set, q, i, "delayed")->will_retry_until = until;
@@ -276,9 +276,9 @@ void qmgr_notify_delayed(struct qmsg *q, long long lifetime)
     set_free(&set);
 }
 
-int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok))
+int qmgr_notify_finished(struct qmgr_msg *q, void (*done)(struct qmgr_msg *q, int ok))
 {
-    const char *notice = qf_message_attr(&q->m, "notice");
+    const char *notice = queue_file_message_attr(&q->m, "notice");
     const char *to = q->m.sender;
     const char *failure_kind = NOTICE_FAILURE;
     if (!*to) {

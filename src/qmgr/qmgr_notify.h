@@ -16,7 +16,7 @@
 #define TERN_QMGR_QMGR_NOTIFY_H
 
 struct conf;
-struct qmsg;
+struct qmgr_msg;
 
 void qmgr_notify_init(struct conf *c);
 void qmgr_notify_shutdown(void);
@@ -24,7 +24,7 @@ void qmgr_notify_shutdown(void);
 /* Sends what q owes. Returns 0 when nothing is owed (remove q now), or 1
  * when notices are being committed: done(q, ok) is called later, ok = 0 if
  * a notice could not be queued (keep q and try again later). */
-int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok));
+int qmgr_notify_finished(struct qmgr_msg *q, void (*done)(struct qmgr_msg *q, int ok));
 
 /* Tells the sender once about recipients still deferred (RFC 3464 delay
  * notice, "Delayed Mail (still being retried)"): those not yet warned
@@ -32,6 +32,6 @@ int qmgr_notify_finished(struct qmsg *q, void (*done)(struct qmsg *q, int ok));
  * Marks them warned in the queue file; the notice is committed like any
  * message, and one that cannot be queued is logged and not retried.
  * lifetime (maximal_queue_lifetime) gives Will-Retry-Until. */
-void qmgr_notify_delayed(struct qmsg *q, long long lifetime);
+void qmgr_notify_delayed(struct qmgr_msg *q, long long lifetime);
 
 #endif

@@ -18,7 +18,7 @@
 #include "conf/conf.h"
 #include "daemon/runtime.h"
 #include "dns/dns.h"
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "msg/mime_downgrade.h"
 #include "qmgr/qmgr_internal.h"
 #include "spool/store.h"
@@ -26,32 +26,33 @@
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* Where a recipient waits for a session. Waiting recipients hold their
- * message (qmsg_rcpt_take), so the pointer stays valid until released. */
-struct relay_item {
-    struct relay_item *next;
-    struct qmsg *q;
+ * message (qmgr_msg_rcpt_take), so the pointer stays valid until released. */
+struct qmgr_relay_item {
+    struct qmgr_relay_item *next;
+    struct qmgr_msg *q;
     size_t idx;
 };
 
 /* One next hop: "example.com" (MX lookup), "[host]:port" (addresses of
  * host only), "host:port" (MX lookup, another port). */
-struct relay_dest {
-    struct relay_dest *next;
+struct qmgr_relay_dest {
+    struct qmgr_relay_dest *next;
     char *key;
     char *host;          /* what DNS is asked */
     int use_mx;
     unsigned port;
     unsigned active;     /* sessions running */
-    struct relay_item *head, *tail;
+    struct qmgr_relay_item *head, *tail;
 };
 
-struct relay_job {
-    struct relay_job *next, *prev;
-    struct relay_dest *dest;
-    struct qmsg *q;
+struct qmgr_relay_job {
+    struct qmgr_relay_job *next, *prev;
+    struct qmgr_relay_dest *dest;
+    struct qmgr_msg *q;
     size_t *idx;
     size_t n;
     int fd;
@@ -88,8 +89,8 @@ static struct {
     unsigned dest_limit, total_limit, rcpt_limit;
     unsigned active;
     int quiescing;       /* stopping: sessions running finish, none start */
-    struct relay_dest *dests;
-    struct relay_job *jobs;
+    struct qmgr_relay_dest *dests;
+    struct qmgr_relay_job *jobs;
     struct event *kick;
     /* this server's own addresses, for loop detection */
     struct sockaddr_storage *own;
@@ -215,12 +216,12 @@ bad:
     return -1;
 }
 
-static struct relay_dest *dest_get(const char *key)
+static struct qmgr_relay_dest *dest_get(const char *key)
 {
-    for (struct relay_dest *d = rl.dests; d; d = d->next)
+    for (struct qmgr_relay_dest *d = rl.dests; d; d = d->next)
         if (strcasecmp(d->key, key) == 0)
             return d;
-    struct relay_dest *d = xcalloc(1, sizeof *d);
+    struct qmgr_relay_dest *d = xcalloc(1, sizeof *d);
     if (parse_nexthop(key, &d->host, &d->use_mx, &d->port) != 0) {
         free(d);
         return NULL;
@@ -231,11 +232,11 @@ static struct relay_dest *dest_get(const char *key)
     return d;
 }
 
-static void dest_free_if_idle(struct relay_dest *d)
+static void dest_free_if_idle(struct qmgr_relay_dest *d)
 {
     if (d->active || d->head)
         return;
-    struct relay_dest **pp = &rl.dests;
+    struct qmgr_relay_dest **pp = &rl.dests;
     while (*pp && *pp != d)
         pp = &(*pp)->next;
     if (*pp)
@@ -266,7 +267,7 @@ static char *default_nexthop(const char *addr)
     return xstrdup(domain_of(addr));
 }
 
-enum relay_route relay_transport(struct qmsg *q, size_t idx)
+enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
 {
     if (!rl.transport)
         return RELAY_ROUTE_DEFAULT;
@@ -274,24 +275,24 @@ enum relay_route relay_transport(struct qmsg *q, size_t idx)
     char *value = NULL;
     int rc = transport_lookup(domain_of(addr), &value);
     if (rc < 0) {
-        qmsg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
         return RELAY_ROUTE_SETTLED;
     }
     if (rc == 0)
         return RELAY_ROUTE_DEFAULT;
     char *v = str_trim(value);
-    enum relay_route route = RELAY_ROUTE_SMTP;
+    enum qmgr_relay_route route = RELAY_ROUTE_SMTP;
     if (strncasecmp(v, "local:", 6) == 0 || strcasecmp(v, "local") == 0) {
         route = RELAY_ROUTE_LOCAL;
     } else if (strncasecmp(v, "error:", 6) == 0) {
         const char *text = v[6] ? v + 6 : "mail for this destination is not accepted";
-        qmsg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.0.0", text);
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.0.0", text);
         route = RELAY_ROUTE_SETTLED;
     } else if (strncasecmp(v, "smtp:", 5) != 0 && strncasecmp(v, "relay:", 6) != 0 &&
                strcasecmp(v, "smtp") != 0 && strcasecmp(v, "relay") != 0) {
         char *why = xasprintf("transport_maps: unsupported transport in \"%s\"", v);
         log_warn("%s: %s", q->m.id, why);
-        qmsg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
         free(why);
         route = RELAY_ROUTE_SETTLED;
     }
@@ -327,13 +328,13 @@ static void kick_soon(void)
     }
 }
 
-void relay_enqueue(struct qmsg *q, size_t idx)
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
 {
     if (!rl.kick)
         return;   /* shutting down: the recipient stays due for the next start */
-    qmsg_rcpt_take(q, idx);
+    qmgr_msg_rcpt_take(q, idx);
     char *hop = nexthop_for(q->m.rcpts[idx].addr);
-    struct relay_dest *d = dest_get(hop);
+    struct qmgr_relay_dest *d = dest_get(hop);
     if (!d) {
         /* Settled from the loop, as promised: park it on a dead end. */
         char *why = xasprintf("bad next hop \"%s\" (relayhost or transport_maps)", hop);
@@ -344,7 +345,7 @@ void relay_enqueue(struct qmsg *q, size_t idx)
         free(why);
     }
     free(hop);
-    struct relay_item *it = xcalloc(1, sizeof *it);
+    struct qmgr_relay_item *it = xcalloc(1, sizeof *it);
     it->q = q;
     it->idx = idx;
     if (d->tail)
@@ -355,7 +356,7 @@ void relay_enqueue(struct qmsg *q, size_t idx)
     kick_soon();
 }
 
-static void job_free(struct relay_job *j)
+static void job_free(struct qmgr_relay_job *j)
 {
     if (j->prev)
         j->prev->next = j->next;
@@ -380,7 +381,7 @@ static void job_free(struct relay_job *j)
     smtpc_msg_clear(&j->msg);
     free(j->rcpts);
     free(j->idx);
-    struct relay_dest *d = j->dest;
+    struct qmgr_relay_dest *d = j->dest;
     d->active--;
     rl.active--;
     free(j);
@@ -390,14 +391,14 @@ static void job_free(struct relay_job *j)
 }
 
 /* Every recipient of the job gets the same result (DNS, loops, setup). */
-static void job_settle_all(struct relay_job *j, enum qmsg_outcome o, const char *relay, const char *dsn,
+static void job_settle_all(struct qmgr_relay_job *j, enum qmgr_msg_outcome o, const char *relay, const char *dsn,
                            const char *reason)
 {
     for (size_t i = 0; i < j->n; i++)
-        qmsg_rcpt_finish(j->q, j->idx[i], o, relay, j->start_us, dsn, reason, NULL);
-    struct qmsg *q = j->q;
+        qmgr_msg_rcpt_finish(j->q, j->idx[i], o, relay, j->start_us, dsn, reason, NULL);
+    struct qmgr_msg *q = j->q;
     job_free(j);
-    qmsg_finish_if_done(q);
+    qmgr_msg_finish_if_done(q);
 }
 
 /* "mx.example.net[192.0.2.5]:25" -> "mx.example.net" */
@@ -429,7 +430,7 @@ static int tls_level_of(const char *word, size_t len, int *secure)
 
 /* The TLS policy of the job's next hop: smtp_tls_policy_maps (the next
  * hop as written, then its host), else smtp_tls_security_level. */
-static void tls_policy(struct relay_job *j)
+static void tls_policy(struct qmgr_relay_job *j)
 {
     int secure = rl.tls_default_secure;
     j->tls_level = rl.tls_default;
@@ -464,7 +465,7 @@ static void tls_policy(struct relay_job *j)
 
 /* The login for the job's next hop: smtp_sasl_password_maps, the next hop
  * as written ("[smtp.example.com]:587"), then its host; "user:password". */
-static void sasl_login(struct relay_job *j)
+static void sasl_login(struct qmgr_relay_job *j)
 {
     if (!rl.sasl_passwords)
         return;
@@ -485,7 +486,7 @@ static void sasl_login(struct relay_job *j)
     free(value);
 }
 
-static void launch(struct relay_job *j)
+static void launch(struct qmgr_relay_job *j)
 {
     struct smtpc_opts o = rl.opts;
     o.auth_user = j->auth_user;
@@ -505,7 +506,7 @@ static void launch(struct relay_job *j)
 /* The server does not take 8-bit mail: a 7-bit copy (RFC 6152 §3) in an
  * unlinked file beside the queue, sent instead. 0, or -1 with *why when
  * the message cannot be made 7-bit (or the copy not written). */
-static int downgrade(struct relay_job *j, char **why)
+static int downgrade(struct qmgr_relay_job *j, char **why)
 {
     int fd = open(rl.rt->queue_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -532,7 +533,7 @@ static int downgrade(struct relay_job *j, char **why)
 
 static void on_client_done(void *arg, struct smtpc_result *res)
 {
-    struct relay_job *j = arg;
+    struct qmgr_relay_job *j = arg;
     j->sc = NULL;
     if (res->outcome == SMTPC_BOUNCE_ALL && strcmp(res->enh, "5.6.3") == 0 && j->converted_fd < 0) {
         char *why = NULL;
@@ -557,7 +558,7 @@ static void on_client_done(void *arg, struct smtpc_result *res)
         int code = r->code;
         const char *text = r->text ? r->text : (res->text ? res->text : "no reason given");
         const char *enh = r->enh[0] ? r->enh : (code / 100 == 2 ? "2.0.0" : code / 100 == 5 ? "5.0.0" : "4.0.0");
-        enum qmsg_outcome o = code / 100 == 2 ? QMSG_SENT : code / 100 == 5 ? QMSG_BOUNCED : QMSG_DEFERRED;
+        enum qmgr_msg_outcome o = code / 100 == 2 ? QMSG_SENT : code / 100 == 5 ? QMSG_BOUNCED : QMSG_DEFERRED;
         char *reason;
         if (r->remote && o != QMSG_SENT) {
             /* "host mx.example.net[192.0.2.5] said: ...": the relay without its port */
@@ -568,17 +569,17 @@ static void on_client_done(void *arg, struct smtpc_result *res)
         }
         else
             reason = xstrdup(text);
-        struct qmsg_remote remote = {mta, r->remote ? text : "", r->remote && r->dsn_passed};
+        struct qmgr_msg_remote remote = {mta, r->remote ? text : "", r->remote && r->dsn_passed};
         /* Postfix names no relay when not even a connection was made. */
         const char *logged = r->stage && strcmp(r->stage, "connect") == 0 ? "none" : relay_logged;
-        qmsg_rcpt_finish(j->q, j->idx[i], o, logged, j->start_us, enh, reason, &remote);
+        qmgr_msg_rcpt_finish(j->q, j->idx[i], o, logged, j->start_us, enh, reason, &remote);
         free(reason);
     }
     free(mta);
     free(relay_logged);
-    struct qmsg *q = j->q;
+    struct qmgr_msg *q = j->q;
     job_free(j);
-    qmsg_finish_if_done(q);
+    qmgr_msg_finish_if_done(q);
 }
 
 /* How many of the exchangers (best first) to try: those preferred over
@@ -597,7 +598,7 @@ static long usable_hosts(const struct dns_route *r)
     return (long)r->nhosts;
 }
 
-static void start_session(struct relay_job *j, const struct dns_route *route, size_t nhosts)
+static void start_session(struct qmgr_relay_job *j, const struct dns_route *route, size_t nhosts)
 {
     size_t ntargets = 0;
     for (size_t h = 0; h < nhosts; h++)
@@ -625,10 +626,10 @@ static void start_session(struct relay_job *j, const struct dns_route *route, si
 
 static void on_route(void *arg, struct dns_route *route)
 {
-    struct relay_job *j = arg;
+    struct qmgr_relay_job *j = arg;
     j->dq = NULL;
     if (route->status != DNS_OK) {
-        enum qmsg_outcome o = dns_status_permanent(route->status) ? QMSG_BOUNCED : QMSG_DEFERRED;
+        enum qmgr_msg_outcome o = dns_status_permanent(route->status) ? QMSG_BOUNCED : QMSG_DEFERRED;
         const char *why = route->why ? route->why : dns_status_name(route->status);
         job_settle_all(j, o, "none", dns_status_dsn(route->status), why);
         dns_route_free(route);
@@ -648,17 +649,17 @@ static void on_route(void *arg, struct dns_route *route)
 
 /* Takes the first waiting recipient of d and every other one of the same
  * message waiting there (up to the recipient limit) into a new job. */
-static void start_job(struct relay_dest *d)
+static void start_job(struct qmgr_relay_dest *d)
 {
-    struct relay_job *j = xcalloc(1, sizeof *j);
+    struct qmgr_relay_job *j = xcalloc(1, sizeof *j);
     j->dest = d;
     j->fd = -1;
     j->converted_fd = -1;
     j->q = d->head->q;
     j->idx = xcalloc(rl.rcpt_limit, sizeof *j->idx);
-    struct relay_item **pp = &d->head, *last = NULL;
+    struct qmgr_relay_item **pp = &d->head, *last = NULL;
     while (*pp && j->n < rl.rcpt_limit) {
-        struct relay_item *it = *pp;
+        struct qmgr_relay_item *it = *pp;
         if (it->q != j->q) {
             last = it;
             pp = &it->next;
@@ -669,7 +670,7 @@ static void start_job(struct relay_dest *d)
         free(it);
     }
     d->tail = NULL;
-    for (struct relay_item *it = d->head; it; it = it->next)
+    for (struct qmgr_relay_item *it = d->head; it; it = it->next)
         d->tail = it;
     (void)last;
     d->active++;
@@ -680,7 +681,7 @@ static void start_job(struct relay_dest *d)
     rl.jobs = j;
     j->start_us = now_us();
 
-    struct qmsg *q = j->q;
+    struct qmgr_msg *q = j->q;
     char *path = store_path(q->m.id, q->place);
     j->fd = open(path, O_RDONLY | O_CLOEXEC);
     int err = errno;
@@ -693,17 +694,17 @@ static void start_job(struct relay_dest *d)
     }
     j->rcpts = xcalloc(j->n, sizeof *j->rcpts);
     for (size_t i = 0; i < j->n; i++) {
-        const struct qf_rcpt *r = &q->m.rcpts[j->idx[i]];
+        const struct queue_file_rcpt *r = &q->m.rcpts[j->idx[i]];
         j->rcpts[i].addr = r->addr;
         j->rcpts[i].notify = r->notify;
         j->rcpts[i].orcpt = r->orcpt;
     }
-    const char *body = qf_message_attr(&q->m, "body");
+    const char *body = queue_file_message_attr(&q->m, "body");
     j->msg.sender = q->m.sender;
-    j->msg.smtputf8 = qf_message_attr(&q->m, "smtputf8") != NULL;
+    j->msg.smtputf8 = queue_file_message_attr(&q->m, "smtputf8") != NULL;
     j->msg.body_8bit = body && strcasecmp(body, "8BITMIME") == 0;
-    j->msg.ret = qf_message_attr(&q->m, "ret");
-    j->msg.envid = qf_message_attr(&q->m, "envid");
+    j->msg.ret = queue_file_message_attr(&q->m, "ret");
+    j->msg.envid = queue_file_message_attr(&q->m, "envid");
     j->msg.content_fd = j->fd;
     j->msg.offset = q->m.content_offset;
     j->msg.length = q->m.content_length;
@@ -723,23 +724,23 @@ static void start_job(struct relay_dest *d)
 
 /* Waiting recipients whose message went on hold, was deleted, or whose
  * recipient got settled another way leave the queue without a session. */
-static void drop_stale(struct relay_dest *d)
+static void drop_stale(struct qmgr_relay_dest *d)
 {
-    struct relay_item **pp = &d->head;
+    struct qmgr_relay_item **pp = &d->head;
     while (*pp) {
-        struct relay_item *it = *pp;
+        struct qmgr_relay_item *it = *pp;
         if (!it->q->deleted && it->q->place == STORE_QUEUE) {
             pp = &it->next;
             continue;
         }
         *pp = it->next;
-        struct qmsg *q = it->q;
-        qmsg_rcpt_release(q, it->idx);
+        struct qmgr_msg *q = it->q;
+        qmgr_msg_rcpt_release(q, it->idx);
         free(it);
-        qmsg_finish_if_done(q);
+        qmgr_msg_finish_if_done(q);
     }
     d->tail = NULL;
-    for (struct relay_item *it = d->head; it; it = it->next)
+    for (struct qmgr_relay_item *it = d->head; it; it = it->next)
         d->tail = it;
 }
 
@@ -748,9 +749,9 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    struct relay_dest *d = rl.dests;
+    struct qmgr_relay_dest *d = rl.dests;
     while (d) {
-        struct relay_dest *next = d->next;
+        struct qmgr_relay_dest *next = d->next;
         drop_stale(d);
         while (!rl.quiescing && d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
             start_job(d);
@@ -766,7 +767,7 @@ static long opt_time(struct conf *c, const char *name)
     return (long)conf_time(c, name);
 }
 
-int relay_init(struct event_base *base, struct runtime *rt, char **err)
+int qmgr_relay_init(struct event_base *base, struct runtime *rt, char **err)
 {
     memset(&rl, 0, sizeof rl);
     rl.base = base;
@@ -833,34 +834,34 @@ int relay_init(struct event_base *base, struct runtime *rt, char **err)
     return 0;
 }
 
-void relay_quiesce(void)
+void qmgr_relay_quiesce(void)
 {
     rl.quiescing = 1;
 }
 
-unsigned relay_active(void)
+unsigned qmgr_relay_active(void)
 {
     return rl.active;
 }
 
-void relay_shutdown(void)
+void qmgr_relay_shutdown(void)
 {
     while (rl.jobs) {
-        struct relay_job *j = rl.jobs;
+        struct qmgr_relay_job *j = rl.jobs;
         if (j->dq)
             dns_cancel(j->dq);
         if (j->sc)
             smtpc_cancel(j->sc);
         for (size_t i = 0; i < j->n; i++)
-            qmsg_rcpt_release(j->q, j->idx[i]);
+            qmgr_msg_rcpt_release(j->q, j->idx[i]);
         job_free(j);
     }
     while (rl.dests) {
-        struct relay_dest *d = rl.dests;
+        struct qmgr_relay_dest *d = rl.dests;
         while (d->head) {
-            struct relay_item *it = d->head;
+            struct qmgr_relay_item *it = d->head;
             d->head = it->next;
-            qmsg_rcpt_release(it->q, it->idx);
+            qmgr_msg_rcpt_release(it->q, it->idx);
             free(it);
         }
         rl.dests = d->next;

@@ -15,7 +15,7 @@
  *
  * What it owns: the destination table, the waiting recipients, the DNS
  * context and the client sessions. Results go back to the queue manager
- * through qmsg_rcpt_result() and qmsg_finish_if_done() (qmgr_internal.h).
+ * through qmgr_msg_rcpt_result() and qmgr_msg_finish_if_done() (qmgr_internal.h).
  *
  * Errors: relay_init fails (NULL message in *err) on a bad dns_resolvers or
  * transport_maps setting. Everything after that is a recipient's result:
@@ -28,20 +28,20 @@
 
 struct event_base;
 struct runtime;
-struct qmsg;
+struct qmgr_msg;
 
-int relay_init(struct event_base *base, struct runtime *rt, char **err);
+int qmgr_relay_init(struct event_base *base, struct runtime *rt, char **err);
 /* Drops every session and waiting recipient (process shutdown). */
-void relay_shutdown(void);
+void qmgr_relay_shutdown(void);
 /* Stopping: sessions running may finish (a message in the middle of DATA
  * would otherwise be sent again after the restart), no new ones start.
- * relay_active() counts those still running. */
-void relay_quiesce(void);
-unsigned relay_active(void);
+ * qmgr_relay_active() counts those still running. */
+void qmgr_relay_quiesce(void);
+unsigned qmgr_relay_active(void);
 
 /* How a recipient is to be delivered, from transport_maps (then the
  * caller's own idea of local and remote). */
-enum relay_route {
+enum qmgr_relay_route {
     RELAY_ROUTE_DEFAULT,   /* no transport_maps entry */
     RELAY_ROUTE_LOCAL,     /* "local:" */
     RELAY_ROUTE_SMTP,      /* "smtp:..." or "relay:...": this module delivers */
@@ -50,11 +50,11 @@ enum relay_route {
 };
 /* Looks addr's domain up in transport_maps; settles the recipient itself
  * for "error:" entries (bounce) and unreadable tables (defer). */
-enum relay_route relay_transport(struct qmsg *q, size_t idx);
+enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx);
 
 /* Takes recipient idx of q (due, not busy, for another server): marks it
- * busy; its result comes back later through qmsg_rcpt_result(), never
+ * busy; its result comes back later through qmgr_msg_rcpt_result(), never
  * from inside this call. */
-void relay_enqueue(struct qmsg *q, size_t idx);
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx);
 
 #endif

@@ -384,14 +384,14 @@ static char *canonical_local(const char *unquoted, int quoted)
     if (!quoted || (scan_dot_string(&sc) && *sc.p == '\0'))
         return xstrdup(unquoted);
     struct strbuf sb = STRBUF_INIT;
-    sb_putc(&sb, '"');
+    strbuf_putc(&sb, '"');
     for (const char *c = unquoted; *c; c++) {
         if (*c == '"' || *c == '\\')
-            sb_putc(&sb, '\\');
-        sb_putc(&sb, *c);
+            strbuf_putc(&sb, '\\');
+        strbuf_putc(&sb, *c);
     }
-    sb_putc(&sb, '"');
-    return sb_detach(&sb);
+    strbuf_putc(&sb, '"');
+    return strbuf_detach(&sb);
 }
 
 static int path_fail(struct smtp_path *out, const char **why, const char *reason)

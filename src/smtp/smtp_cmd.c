@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 static const struct {

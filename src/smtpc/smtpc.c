@@ -25,6 +25,7 @@
 #include "smtpc/smtpc_internal.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* How the session leaves its connection when the result is out. */
 enum conn_end {
@@ -165,7 +166,7 @@ static void rcpt_set_reply(struct smtpc *c, size_t i, int want, const char *stag
     int code = result_code(rp->code, want);
     char enh[16];
     smtpc_status_for(code, rp->enh, enh);
-    rcpt_set(&c->msg->rcpts[i], code, enh, sb_str(&rp->text), stage, 1);
+    rcpt_set(&c->msg->rcpts[i], code, enh, strbuf_str(&rp->text), stage, 1);
 }
 
 /* Every accepted recipient without a result gets the current reply. */
@@ -282,7 +283,7 @@ static void target_refused(struct smtpc *c)
     const struct smtpc_reply *rp = &c->conn->reply;
     char enh[16];
     smtpc_status_for(rp->code, rp->enh, enh);
-    target_failed(c, rp->code, enh, sb_str(&rp->text), stage_name(c->conn->stage), 1, END_QUIT);
+    target_failed(c, rp->code, enh, strbuf_str(&rp->text), stage_name(c->conn->stage), 1, END_QUIT);
 }
 
 static void try_next_target(struct smtpc *c)
@@ -336,7 +337,7 @@ static void send_rcpt(struct smtpc *c, size_t j)
     struct strbuf sb = STRBUF_INIT;
     smtpc_put_rcpt(&sb, &c->msg->rcpts[c->sent[j]], &c->conn->ext, c->needs_smtputf8);
     smtpc_conn_send(c->conn, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
     c->conn->stage = SMTPC_ST_RCPT;
     smtpc_conn_arm(c->conn, c->opts.rcpt_timeout);
 }
@@ -357,10 +358,10 @@ static void start_transaction(struct smtpc *c)
     if (c->pipelined) {
         for (size_t j = 0; j < c->nsent; j++)
             smtpc_put_rcpt(&sb, &m->rcpts[c->sent[j]], &k->ext, c->needs_smtputf8);
-        sb_puts(&sb, "DATA\r\n");
+        strbuf_puts(&sb, "DATA\r\n");
     }
     smtpc_conn_send(k, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
     k->stage = SMTPC_ST_MAIL;
     smtpc_conn_arm(k, c->opts.mail_timeout);
 }
@@ -460,7 +461,7 @@ static void auth_reply(struct smtpc *c)
         return;
     }
     /* A refused login is the configuration's fault: try elsewhere, defer. */
-    char *t = xasprintf("SASL authentication failed; server %s said: %s", c->relay, sb_str(&k->reply.text));
+    char *t = xasprintf("SASL authentication failed; server %s said: %s", c->relay, strbuf_str(&k->reply.text));
     target_failed(c, 454, "4.7.0", t, "AUTH", 0, END_QUIT);
     free(t);
 }
@@ -527,9 +528,9 @@ static void mail_reply(struct smtpc *c)
     char enh[16];
     smtpc_status_for(rp->code, rp->enh, enh);
     if (rp->code / 100 == 5)
-        finish(c, SMTPC_BOUNCE_ALL, rp->code, enh, sb_str(&rp->text), "MAIL FROM", 1, END_QUIT, owed);
+        finish(c, SMTPC_BOUNCE_ALL, rp->code, enh, strbuf_str(&rp->text), "MAIL FROM", 1, END_QUIT, owed);
     else
-        defer_all(c, rp->code, enh, sb_str(&rp->text), "MAIL FROM", 1, END_QUIT, owed);
+        defer_all(c, rp->code, enh, strbuf_str(&rp->text), "MAIL FROM", 1, END_QUIT, owed);
 }
 
 static void rcpt_reply(struct smtpc *c)

@@ -37,9 +37,9 @@ static void put_xtext(struct strbuf *sb, const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 33 && c <= 126 && c != '+' && c != '=')
-            sb_putc(sb, (char)c);
+            strbuf_putc(sb, (char)c);
         else
-            sb_printf(sb, "+%02X", c);
+            strbuf_printf(sb, "+%02X", c);
     }
 }
 
@@ -110,7 +110,7 @@ static void put_utf8(struct strbuf *sb, unsigned long cp)
         b[0] = (char)(0xf0 | (cp >> 18)), b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
         b[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), b[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
     }
-    sb_append(sb, b, n);
+    strbuf_append(sb, b, n);
 }
 
 /* RFC 6533 §3: a "utf-8" address as utf-8-addr-unitext (raw UTF-8, when
@@ -126,11 +126,11 @@ static int put_utf8_addr(struct strbuf *sb, const char *s, size_t len, int raw_u
             return -1;
         i += n;
         if (cp >= 0x21 && cp <= 0x7e && cp != '+' && cp != '=' && cp != '\\')
-            sb_putc(sb, (char)cp);
+            strbuf_putc(sb, (char)cp);
         else if (cp >= 0x80 && raw_utf8)
             put_utf8(sb, cp);
         else
-            sb_printf(sb, "\\x{%02lX}", cp);
+            strbuf_printf(sb, "\\x{%02lX}", cp);
     }
     return 0;
 }
@@ -160,58 +160,58 @@ static void put_orcpt(struct strbuf *sb, const char *orcpt, int smtputf8)
     int ok = 1;
     if (is_utf8_type || (is_rfc822 && smtpc_has_8bit(addr))) {
         /* an rfc822 address cannot hold UTF-8: it travels as type utf-8 */
-        sb_puts(&v, "utf-8;");
+        strbuf_puts(&v, "utf-8;");
         ok = put_utf8_addr(&v, addr, addr_len, smtputf8) == 0;
     } else {
-        sb_append(&v, type, type_len);
-        sb_putc(&v, ';');
+        strbuf_append(&v, type, type_len);
+        strbuf_putc(&v, ';');
         put_xtext(&v, addr, addr_len);
     }
-    if (ok && v.len - (size_t)(strchr(sb_str(&v), ';') - sb_str(&v)) - 1 <= ORCPT_MAX) {
-        sb_puts(sb, " ORCPT=");
-        sb_puts(sb, sb_str(&v));
+    if (ok && v.len - (size_t)(strchr(strbuf_str(&v), ';') - strbuf_str(&v)) - 1 <= ORCPT_MAX) {
+        strbuf_puts(sb, " ORCPT=");
+        strbuf_puts(sb, strbuf_str(&v));
     }
-    sb_free(&v);
+    strbuf_free(&v);
 }
 
 void smtpc_put_mail(struct strbuf *sb, const struct smtpc_msg *m, const struct smtpc_ext *ext,
                     int smtputf8)
 {
-    sb_printf(sb, "MAIL FROM:<%s>", m->sender ? m->sender : "");
+    strbuf_printf(sb, "MAIL FROM:<%s>", m->sender ? m->sender : "");
     if (ext->size)
-        sb_printf(sb, " SIZE=%llu", (unsigned long long)m->length);
+        strbuf_printf(sb, " SIZE=%llu", (unsigned long long)m->length);
     if (m->body_8bit && ext->eightbit)
-        sb_puts(sb, " BODY=8BITMIME");
+        strbuf_puts(sb, " BODY=8BITMIME");
     if (smtputf8)
-        sb_puts(sb, " SMTPUTF8");
+        strbuf_puts(sb, " SMTPUTF8");
     if (ext->dsn) {
         if (m->ret != NULL && (strcasecmp(m->ret, "FULL") == 0 || strcasecmp(m->ret, "HDRS") == 0))
-            sb_printf(sb, " RET=%s", strcasecmp(m->ret, "FULL") == 0 ? "FULL" : "HDRS");
+            strbuf_printf(sb, " RET=%s", strcasecmp(m->ret, "FULL") == 0 ? "FULL" : "HDRS");
         if (m->envid != NULL && m->envid[0] != '\0') {
             struct strbuf v = STRBUF_INIT;
             put_xtext(&v, m->envid, strlen(m->envid));
             if (v.len <= ENVID_MAX)
-                sb_printf(sb, " ENVID=%s", sb_str(&v));
-            sb_free(&v);
+                strbuf_printf(sb, " ENVID=%s", strbuf_str(&v));
+            strbuf_free(&v);
         }
     }
-    sb_puts(sb, "\r\n");
+    strbuf_puts(sb, "\r\n");
 }
 
 void smtpc_put_rcpt(struct strbuf *sb, const struct smtpc_rcpt *r, const struct smtpc_ext *ext,
                     int smtputf8)
 {
-    sb_printf(sb, "RCPT TO:<%s>", r->addr);
+    strbuf_printf(sb, "RCPT TO:<%s>", r->addr);
     if (ext->dsn) {
         /* NOTIFY bits as in queue_file.h / smtp_cmd.h */
         if (r->notify & 8) {
-            sb_puts(sb, " NOTIFY=NEVER");
+            strbuf_puts(sb, " NOTIFY=NEVER");
         } else if (r->notify & 7) {
             const char *sep = " NOTIFY=";
             static const char *const words[] = {"SUCCESS", "FAILURE", "DELAY"};
             for (unsigned i = 0; i < 3; i++) {
                 if (r->notify & (1u << i)) {
-                    sb_printf(sb, "%s%s", sep, words[i]);
+                    strbuf_printf(sb, "%s%s", sep, words[i]);
                     sep = ",";
                 }
             }
@@ -219,5 +219,5 @@ void smtpc_put_rcpt(struct strbuf *sb, const struct smtpc_rcpt *r, const struct 
         if (r->orcpt != NULL && r->orcpt[0] != '\0')
             put_orcpt(sb, r->orcpt, smtputf8);
     }
-    sb_puts(sb, "\r\n");
+    strbuf_puts(sb, "\r\n");
 }

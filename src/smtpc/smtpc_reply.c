@@ -18,12 +18,12 @@ void smtpc_reply_reset(struct smtpc_reply *r)
     r->nlines = 0;
     r->complete = 0;
     r->cut = 0;
-    sb_reset(&r->text);
+    strbuf_reset(&r->text);
 }
 
 void smtpc_reply_free(struct smtpc_reply *r)
 {
-    sb_free(&r->text);
+    strbuf_free(&r->text);
 }
 
 static int is_digit(char c)
@@ -105,11 +105,11 @@ static void text_append(struct smtpc_reply *r, const char *s, size_t len)
             piece = "?";
         }
         if (r->text.len + n > SMTPC_TEXT_MAX - 3) {
-            sb_puts(&r->text, "...");
+            strbuf_puts(&r->text, "...");
             r->cut = 1;
             return;
         }
-        sb_append(&r->text, piece, piece == s + i ? n : 1);
+        strbuf_append(&r->text, piece, piece == s + i ? n : 1);
         i += n;
     }
 }
@@ -197,7 +197,7 @@ int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len, st
         r->code = code;
         char head[8];
         snprintf(head, sizeof head, "%d", code);
-        sb_puts(&r->text, head);
+        strbuf_puts(&r->text, head);
         if (el > 0) {
             memcpy(r->enh, rest, el);
             r->enh[el] = '\0';

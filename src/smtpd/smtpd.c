@@ -23,12 +23,13 @@
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
-#include "maps/resolve.h"
+#include "maps/resolver.h"
 #include "spool/queue_id.h"
 #include "smtpd/smtpd_session.h"
 #include "smtpd/smtpd_anvil.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 struct pending_commit {
     struct pending_commit *next;
@@ -186,7 +187,7 @@ void smtpd_commit_cancel(void *arg)
 
 static void maybe_exit(void)
 {
-    if (draining && smtp_sessions_count() == 0 && !pending)
+    if (draining && smtpd_session_count() == 0 && !pending)
         event_base_loopexit(smtpd_base, NULL);
 }
 
@@ -228,7 +229,7 @@ static void on_resume_timer(evutil_socket_t fd, short what, void *arg)
 
 void smtpd_session_closed(void)
 {
-    if (smtp_sessions_count() < max_sessions)
+    if (smtpd_session_count() < max_sessions)
         resume_accepting();
     maybe_exit();
 }
@@ -238,9 +239,9 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct smtpd_listener *l = arg;
     for (int i = 0; i < 64; i++) {
-        if (smtp_sessions_count() >= max_sessions) {
+        if (smtpd_session_count() >= max_sessions) {
             log_warn("%u sessions: the limit for this process; not accepting more for now",
-                     smtp_sessions_count());
+                     smtpd_session_count());
             pause_accepting(0);
             return;
         }
@@ -256,7 +257,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             }
             return;
         }
-        smtp_session_start(smtpd_base, &l->set, cfd, (struct sockaddr *)&ss, sslen);
+        smtpd_session_start(smtpd_base, &l->set, cfd, (struct sockaddr *)&ss, sslen);
     }
 }
 
@@ -275,7 +276,7 @@ static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    log_info("shutdown: %u sessions still open, exiting", smtp_sessions_count());
+    log_info("shutdown: %u sessions still open, exiting", smtpd_session_count());
     event_base_loopexit(smtpd_base, NULL);
 }
 
@@ -290,7 +291,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     draining = 1;
     stop_accepting();
     if (sig == SIGTERM || sig == SIGINT)
-        smtp_sessions_shutdown();
+        smtpd_session_shutdown_all();
     /* A reload lets sessions finish, but not forever. */
     struct timeval tv = {sig == SIGUSR2 ? 600 : 10, 0};
     if (!drain_timer) {
@@ -358,9 +359,9 @@ int smtpd_main(struct runtime *rt)
     if (drain_timer)
         event_free(drain_timer);
     event_free(resume_timer);
-    auth_shutdown();
-    sdns_shutdown();
-    anvil_reset();
+    smtpd_auth_shutdown();
+    smtpd_dns_shutdown();
+    smtpd_anvil_reset();
     resolver_free(resolver);
     close(incoming_dirfd);
     event_base_free(smtpd_base);

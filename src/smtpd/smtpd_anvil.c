@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 
 #define BUCKETS 4096
 
@@ -87,7 +88,7 @@ static int over_rate(time_t *window, long *count, long limit, long unit, time_t 
     return 0;
 }
 
-int anvil_connect(const char *addr, const struct anvil_limits *l, time_t now)
+int smtpd_anvil_connect(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
 {
     struct client *c = lookup(addr, 1, now);
     if (!c)
@@ -101,14 +102,14 @@ int anvil_connect(const char *addr, const struct anvil_limits *l, time_t now)
     return 0;
 }
 
-void anvil_disconnect(const char *addr)
+void smtpd_anvil_disconnect(const char *addr)
 {
     struct client *c = lookup(addr, 0, 0);
     if (c && c->conns > 0)
         c->conns--;
 }
 
-int anvil_message(const char *addr, const struct anvil_limits *l, time_t now)
+int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
 {
     struct client *c = lookup(addr, 1, now);
     if (!c)
@@ -117,7 +118,7 @@ int anvil_message(const char *addr, const struct anvil_limits *l, time_t now)
     return over_rate(&c->msg_window, &c->msg_in_window, l->msg_rate, l->unit, now);
 }
 
-void anvil_reset(void)
+void smtpd_anvil_reset(void)
 {
     for (size_t b = 0; b < BUCKETS; b++) {
         while (table[b]) {

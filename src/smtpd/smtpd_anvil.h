@@ -16,20 +16,20 @@
 
 #define ANVIL_MAX_CLIENTS 65536
 
-struct anvil_limits {
+struct smtpd_anvil_limits {
     long conn_count;   /* 0: no limit */
     long conn_rate;    /* per unit; 0: no limit */
     long msg_rate;     /* per unit; 0: no limit */
     long unit;         /* seconds */
 };
 
-/* A new connection from addr. Returns 0 (counted; anvil_disconnect later),
+/* A new connection from addr. Returns 0 (counted; smtpd_anvil_disconnect later),
  * 1 over the concurrency limit, 2 over the rate limit (not counted). */
-int anvil_connect(const char *addr, const struct anvil_limits *l, time_t now);
-void anvil_disconnect(const char *addr);
+int smtpd_anvil_connect(const char *addr, const struct smtpd_anvil_limits *l, time_t now);
+void smtpd_anvil_disconnect(const char *addr);
 /* A MAIL FROM from addr: 0, or 1 over smtpd_client_message_rate_limit. */
-int anvil_message(const char *addr, const struct anvil_limits *l, time_t now);
+int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now);
 /* Frees the table (process end). */
-void anvil_reset(void);
+void smtpd_anvil_reset(void);
 
 #endif

@@ -20,6 +20,7 @@
 #include "auth/auth_passwd.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* RFC 4954 §4: a response line may be up to 12288 octets; ours are read as
  * command lines (1000), plenty for PLAIN and LOGIN. */
@@ -63,7 +64,7 @@ static struct backend *backend_for(struct smtp_session *s)
     return b;
 }
 
-void auth_shutdown(void)
+void smtpd_auth_shutdown(void)
 {
     while (backends) {
         struct backend *b = backends;
@@ -137,7 +138,7 @@ static int count_failure(const struct smtp_session *s)
 
 /* ---- the exchange ---- */
 
-int auth_user_lists_address(struct smtp_session *s, const char *addr)
+int smtpd_auth_user_lists_address(struct smtp_session *s, const char *addr)
 {
     if (!s->sasl_user || s->set->sasl_dovecot)
         return 0;
@@ -149,7 +150,7 @@ int auth_user_lists_address(struct smtp_session *s, const char *addr)
     return 0;
 }
 
-int auth_offered(const struct smtp_session *s)
+int smtpd_auth_offered(const struct smtp_session *s)
 {
     return s->set->sasl_enabled && (s->tls || !s->set->tls_auth_only);
 }
@@ -163,7 +164,7 @@ static void wipe(char **p)
     }
 }
 
-void auth_session_end(struct smtp_session *s)
+void smtpd_auth_session_end(struct smtp_session *s)
 {
     if (s->auth_req) {
         if (s->set->sasl_dovecot)
@@ -215,7 +216,7 @@ static void reply_b64(struct smtp_session *s, const char *text)
 {
     char buf[64];
     EVP_EncodeBlock((unsigned char *)buf, (const unsigned char *)text, (int)strlen(text));
-    session_reply(s, "334 %s", buf);
+    smtpd_session_reply(s, "334 %s", buf);
 }
 
 static void resume(struct smtp_session *s)
@@ -224,7 +225,7 @@ static void resume(struct smtp_session *s)
         return;   /* the 421 is out: nothing more */
     s->state = SS_READY;
     bufferevent_enable(s->bev, EV_READ);
-    session_resume(s);
+    smtpd_session_resume(s);
 }
 
 static void delayed_reply(evutil_socket_t fd, short what, void *arg)
@@ -235,11 +236,11 @@ static void delayed_reply(evutil_socket_t fd, short what, void *arg)
     if (s->state == SS_CLOSING)
         return;
     if (s->auth_locked) {
-        session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
-        session_close_after_reply(s);
+        smtpd_session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
+        smtpd_session_close_after_reply(s);
         return;
     }
-    session_reply(s, "535 5.7.8 Error: authentication failed: authentication failure");
+    smtpd_session_reply(s, "535 5.7.8 Error: authentication failed: authentication failure");
     resume(s);
 }
 
@@ -262,7 +263,7 @@ static void check_done(void *arg, enum auth_result r, const char *why)
         }
         log_info("%s[%s]: SASL %s authentication succeeded: sasl_username=%s", s->client_name, s->client_addr,
                  method, s->sasl_user);
-        session_reply(s, "235 2.7.0 Authentication successful");
+        smtpd_session_reply(s, "235 2.7.0 Authentication successful");
         resume(s);
         return;
     }
@@ -270,7 +271,7 @@ static void check_done(void *arg, enum auth_result r, const char *why)
         log_warn("%s[%s]: SASL %s authentication failed temporarily: %s", s->client_name, s->client_addr,
                  method, why ? why : "unknown reason");
         wipe(&s->auth_login_user);
-        session_reply(s, "454 4.7.0 Temporary authentication failure");
+        smtpd_session_reply(s, "454 4.7.0 Temporary authentication failure");
         resume(s);
         return;
     }
@@ -304,7 +305,7 @@ static void start_check(struct smtp_session *s, const char *user, char *password
         explicit_bzero(password, strlen(password));
         s->auth_step = AUTH_NONE;
         wipe(&s->auth_login_user);
-        session_reply(s, "454 4.7.0 Temporary authentication failure");
+        smtpd_session_reply(s, "454 4.7.0 Temporary authentication failure");
         s->state = SS_READY;
         return;
     }
@@ -320,13 +321,13 @@ static void plain_response(struct smtp_session *s, char *msg, size_t len)
     const char *nul2 = user ? memchr(user, '\0', len - (size_t)(user - msg)) : NULL;
     if (!nul2 || !*user || memchr(nul2 + 1, '\0', len - (size_t)(nul2 + 1 - msg))) {
         s->auth_step = AUTH_NONE;
-        session_reply(s, "501 5.5.2 Invalid authentication data");
+        smtpd_session_reply(s, "501 5.5.2 Invalid authentication data");
         return;
     }
     if (*authzid && strcmp(authzid, user) != 0) {
         /* acting as somebody else is not offered */
         s->auth_step = AUTH_NONE;
-        session_reply(s, "535 5.7.8 Error: authentication failed: authorization identity differs");
+        smtpd_session_reply(s, "535 5.7.8 Error: authentication failed: authorization identity differs");
         return;
     }
     char *password = xstrdup(nul2 + 1);
@@ -334,12 +335,12 @@ static void plain_response(struct smtp_session *s, char *msg, size_t len)
     free(password);
 }
 
-void auth_line(struct smtp_session *s, const char *line, size_t len)
+void smtpd_auth_line(struct smtp_session *s, const char *line, size_t len)
 {
     if (len == 1 && line[0] == '*') {
         s->auth_step = AUTH_NONE;
         wipe(&s->auth_login_user);
-        session_reply(s, "501 5.7.0 Authentication aborted");
+        smtpd_session_reply(s, "501 5.7.0 Authentication aborted");
         return;
     }
     size_t n = 0;
@@ -347,7 +348,7 @@ void auth_line(struct smtp_session *s, const char *line, size_t len)
     if (!msg) {
         s->auth_step = AUTH_NONE;
         wipe(&s->auth_login_user);
-        session_reply(s, "501 5.5.2 Cannot decode response");
+        smtpd_session_reply(s, "501 5.5.2 Cannot decode response");
         return;
     }
     switch (s->auth_step) {
@@ -357,7 +358,7 @@ void auth_line(struct smtp_session *s, const char *line, size_t len)
     case AUTH_LOGIN_USER:
         if (n == 0 || memchr(msg, '\0', n)) {
             s->auth_step = AUTH_NONE;
-            session_reply(s, "501 5.5.2 Invalid authentication data");
+            smtpd_session_reply(s, "501 5.5.2 Invalid authentication data");
             break;
         }
         free(s->auth_login_user);
@@ -378,31 +379,31 @@ void auth_line(struct smtp_session *s, const char *line, size_t len)
     free(msg);
 }
 
-void cmd_auth(struct smtp_session *s, const char *arg)
+void smtpd_auth_cmd(struct smtp_session *s, const char *arg)
 {
     if (!s->set->sasl_enabled) {
-        session_reply(s, "503 5.5.1 Error: authentication not enabled");
+        smtpd_session_reply(s, "503 5.5.1 Error: authentication not enabled");
         return;
     }
-    if (!auth_offered(s)) {
-        session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+    if (!smtpd_auth_offered(s)) {
+        smtpd_session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
         return;
     }
     if (s->state == SS_INIT) {
-        session_reply(s, "503 5.5.1 Error: send EHLO first");
+        smtpd_session_reply(s, "503 5.5.1 Error: send EHLO first");
         return;
     }
     if (s->sasl_user) {
-        session_reply(s, "503 5.5.1 Error: already authenticated");
+        smtpd_session_reply(s, "503 5.5.1 Error: already authenticated");
         return;
     }
     if (s->state != SS_READY) {
-        session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
+        smtpd_session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
         return;
     }
     if (locked_out(s)) {
-        session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
-        session_close_after_reply(s);
+        smtpd_session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
+        smtpd_session_close_after_reply(s);
         return;
     }
     size_t mlen = strcspn(arg, " ");
@@ -411,19 +412,19 @@ void cmd_auth(struct smtp_session *s, const char *arg)
         s->sasl_method = "PLAIN";
         s->auth_step = AUTH_PLAIN_WAIT;
         if (initial)
-            auth_line(s, initial, strlen(initial));
+            smtpd_auth_line(s, initial, strlen(initial));
         else
-            session_reply(s, "334 ");
+            smtpd_session_reply(s, "334 ");
     } else if (mlen == 5 && strncasecmp(arg, "LOGIN", 5) == 0) {
         s->sasl_method = "LOGIN";
         s->auth_step = AUTH_LOGIN_USER;
         if (initial)
-            auth_line(s, initial, strlen(initial));
+            smtpd_auth_line(s, initial, strlen(initial));
         else
             reply_b64(s, "Username:");
     } else if (mlen == 0) {
-        session_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
+        smtpd_session_reply(s, "501 5.5.4 Syntax: AUTH mechanism");
     } else {
-        session_reply(s, "504 5.5.4 Unrecognized authentication type");
+        smtpd_session_reply(s, "504 5.5.4 Unrecognized authentication type");
     }
 }

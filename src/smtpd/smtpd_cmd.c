@@ -11,14 +11,15 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "maps/resolve.h"
+#include "maps/resolver.h"
 #include "smtp/smtp_addr.h"
 #include "smtpd/smtpd_anvil.h"
 #include "smtpd/smtpd_policy.h"
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 #define ST(x) (1u << (x))
@@ -28,10 +29,10 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 {
     arg += strspn(arg, " \t");
     if (!*arg) {
-        session_reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        smtpd_session_reply(s, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         return;
     }
-    session_reset_transaction(s);
+    smtpd_session_reset_transaction(s);
     free(s->helo);
     size_t len = strcspn(arg, " \t");
     s->helo = xstrndup(arg, len > 255 ? 255 : len);
@@ -39,7 +40,7 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
     s->state = SS_READY;
     memset(&s->ext, 0, sizeof s->ext);
     if (!esmtp) {
-        session_reply(s, "250 %s", s->set->myhostname);
+        smtpd_session_reply(s, "250 %s", s->set->myhostname);
         return;
     }
     s->ext.esmtp = 1;
@@ -49,23 +50,23 @@ static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
     s->ext.dsn = 1;
     s->ext.smtputf8 = s->set->smtputf8;
     struct strbuf r = STRBUF_INIT;
-    sb_printf(&r, "250-%s\r\n250-PIPELINING\r\n", s->set->myhostname);
+    strbuf_printf(&r, "250-%s\r\n250-PIPELINING\r\n", s->set->myhostname);
     if (s->set->message_size_limit)
-        sb_printf(&r, "250-SIZE %llu\r\n", (unsigned long long)s->set->message_size_limit);
+        strbuf_printf(&r, "250-SIZE %llu\r\n", (unsigned long long)s->set->message_size_limit);
     else
-        sb_puts(&r, "250-SIZE\r\n");
+        strbuf_puts(&r, "250-SIZE\r\n");
     if (s->set->vrfy_enabled)
-        sb_puts(&r, "250-VRFY\r\n");
-    sb_puts(&r, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n");
+        strbuf_puts(&r, "250-VRFY\r\n");
+    strbuf_puts(&r, "250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n");
     if (s->set->smtputf8)
-        sb_puts(&r, "250-SMTPUTF8\r\n");
+        strbuf_puts(&r, "250-SMTPUTF8\r\n");
     if (s->set->tls_level != TLS_LEVEL_NONE && !s->tls)
-        sb_puts(&r, "250-STARTTLS\r\n");
-    if (auth_offered(s))
-        sb_puts(&r, "250-AUTH PLAIN LOGIN\r\n");
-    sb_puts(&r, "250 CHUNKING");
-    session_reply(s, "%s", r.buf);
-    sb_free(&r);
+        strbuf_puts(&r, "250-STARTTLS\r\n");
+    if (smtpd_auth_offered(s))
+        strbuf_puts(&r, "250-AUTH PLAIN LOGIN\r\n");
+    strbuf_puts(&r, "250 CHUNKING");
+    smtpd_session_reply(s, "%s", r.buf);
+    strbuf_free(&r);
 }
 
 static void cmd_ehlo(struct smtp_session *s, const char *arg) { cmd_helo_common(s, arg, 1); }
@@ -74,30 +75,30 @@ static void cmd_helo(struct smtp_session *s, const char *arg) { cmd_helo_common(
 static void cmd_mail(struct smtp_session *s, const char *arg)
 {
     if (s->state == SS_INIT) {
-        session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+        smtpd_session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
         return;
     }
     if (s->state != SS_READY) {
-        session_reply(s, "503 5.5.1 Error: nested MAIL command");
+        smtpd_session_reply(s, "503 5.5.1 Error: nested MAIL command");
         return;
     }
     struct smtp_mail_args a;
     struct smtp_reply_err err;
     if (smtp_parse_mail(arg, &s->ext, &a, &err) != 0) {
-        session_reply(s, "%d %s %s", err.code, err.enh, err.text);
+        smtpd_session_reply(s, "%d %s %s", err.code, err.enh, err.text);
         return;
     }
     if (a.size >= 0 && s->set->message_size_limit && (uint64_t)a.size > s->set->message_size_limit) {
-        session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        smtpd_session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
         smtp_mail_args_free(&a);
         return;
     }
     if (!s->limits_exempt && s->set->msg_rate_limit > 0) {
-        struct anvil_limits lim = {0, 0, s->set->msg_rate_limit, s->set->rate_unit};
-        if (anvil_message(s->client_addr, &lim, time(NULL))) {
+        struct smtpd_anvil_limits lim = {0, 0, s->set->msg_rate_limit, s->set->rate_unit};
+        if (smtpd_anvil_message(s->client_addr, &lim, time(NULL))) {
             log_warn("Message delivery request rate limit exceeded from %s[%s] for service %s", s->client_name,
                      s->client_addr, s->set->service);
-            session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
+            smtpd_session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
             smtp_mail_args_free(&a);
             return;
         }
@@ -106,24 +107,24 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     s->have_id = 1;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    qf_message_init(&s->env, s->id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, a.path.mailbox);
+    queue_file_message_init(&s->env, s->id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, a.path.mailbox);
     s->env_init = 1;
     /* RFC 3461: what to return in a notice, and the sender's envelope id */
     if (a.ret)
-        qf_message_set_attr(&s->env, "ret", a.ret);
+        queue_file_message_set_attr(&s->env, "ret", a.ret);
     if (a.envid)
-        qf_message_set_attr(&s->env, "envid", a.envid);
+        queue_file_message_set_attr(&s->env, "envid", a.envid);
     s->smtputf8 = a.smtputf8;
     s->body = a.body;
     s->state = SS_MAIL;
-    sdns_mail(s, a.path.mailbox);
+    smtpd_dns_mail(s, a.path.mailbox);
     if (s->sasl_user)
         log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", s->id, s->client_name, s->client_addr,
                  s->sasl_method, s->sasl_user);
     else
         log_info("%s: client=%s[%s]", s->id, s->client_name, s->client_addr);
     smtp_mail_args_free(&a);
-    session_reply(s, "250 2.1.0 Ok");
+    smtpd_session_reply(s, "250 2.1.0 Ok");
 }
 
 static int policy_local_domain(void *arg, const char *domain)
@@ -148,7 +149,7 @@ static int policy_rcpt_exists(void *arg, const char *addr)
 static int policy_sender_owned(void *arg, const char *sender, const char *login)
 {
     struct smtp_session *s = arg;
-    if (login && auth_user_lists_address(s, sender))
+    if (login && smtpd_auth_user_lists_address(s, sender))
         return 1;
     char *value = NULL;
     int rc = 0;
@@ -179,9 +180,9 @@ static int policy_sender_owned(void *arg, const char *sender, const char *login)
 
 /* The restriction lists (smtpd_policy), all evaluated at RCPT time as
  * Postfix does with smtpd_delay_reject = yes. 0: go on. */
-static int check_policy(struct smtp_session *s, const char *rcpt, struct policy_result *r)
+static int check_policy(struct smtp_session *s, const char *rcpt, struct smtpd_policy_result *r)
 {
-    struct policy_ctx c = {
+    struct smtpd_policy_ctx c = {
         .client_addr = s->client_addr,
         .client_name = s->client_name,
         .helo = s->helo,
@@ -192,18 +193,18 @@ static int check_policy(struct smtp_session *s, const char *rcpt, struct policy_
         .is_local_domain = policy_local_domain,
         .recipient_exists = policy_rcpt_exists,
         .sender_owned = policy_sender_owned,
-        .rbl_listed = sdns_rbl_listed,
-        .sender_domain = sdns_sender_domain,
+        .rbl_listed = smtpd_dns_rbl_listed,
+        .sender_domain = smtpd_dns_sender_domain,
         .login = s->sasl_user,
         .arg = s,
     };
-    return policy_check_rcpt(s->set->policy, &c, r);
+    return smtpd_policy_check_rcpt(s->set->policy, &c, r);
 }
 
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     if (s->state != SS_MAIL && s->state != SS_RCPT) {
-        session_reply(s, "503 5.5.1 Error: need MAIL command");
+        smtpd_session_reply(s, "503 5.5.1 Error: need MAIL command");
         return;
     }
     struct smtp_ext ext = s->ext;
@@ -211,7 +212,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
     struct smtp_rcpt_args a;
     struct smtp_reply_err err;
     if (smtp_parse_rcpt(arg, &ext, &a, &err) != 0) {
-        session_reply(s, "%d %s %s", err.code, err.enh, err.text);
+        smtpd_session_reply(s, "%d %s %s", err.code, err.enh, err.text);
         return;
     }
     /* <postmaster> (RFC 5321 4.1.1.3) is our postmaster: qualified with
@@ -221,18 +222,18 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         qualified = xasprintf("postmaster@%s", s->set->myhostname);
     const char *addr = qualified ? qualified : a.path.mailbox;
     struct resolver *res = smtpd_resolver();
-    struct policy_result pr;
+    struct smtpd_policy_result pr;
     if (s->set->recipient_limit > 0 && s->env.nrcpt >= (size_t)s->set->recipient_limit) {
-        session_reply(s, "452 4.5.3 Error: too many recipients");
+        smtpd_session_reply(s, "452 4.5.3 Error: too many recipients");
     } else if (s->set->policy_broken) {
-        session_reply(s, "451 4.3.5 Server configuration error");
+        smtpd_session_reply(s, "451 4.3.5 Server configuration error");
     } else if (check_policy(s, addr, &pr) != 0) {
         log_info("%s: reject: RCPT from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>", s->id,
                  s->client_name, s->client_addr, pr.code, pr.enh, pr.text, s->env.sender, addr,
                  s->esmtp ? "ESMTP" : "SMTP", s->helo ? s->helo : "");
-        session_reply(s, "%d %s %s", pr.code, pr.enh, pr.text);
+        smtpd_session_reply(s, "%d %s %s", pr.code, pr.enh, pr.text);
         if (pr.code == 421 || pr.code == 521)
-            session_close_after_reply(s);
+            smtpd_session_close_after_reply(s);
     } else if (resolver_class(res, addr) == RESOLVE_LOCAL) {
         switch (resolver_check_local(res, addr)) {
         case RESOLVE_OK:
@@ -241,12 +242,12 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
             log_info("%s: reject: RCPT from %s[%s]: 550 5.1.1 <%s>: Recipient address rejected: "
                      "User unknown in local recipient table; from=<%s> to=<%s>",
                      s->id, s->client_name, s->client_addr, addr, s->env.sender, addr);
-            session_reply(s,
+            smtpd_session_reply(s,
                           "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
                           addr);
             break;
         case RESOLVE_TEMPFAIL:
-            session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
+            smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
             break;
         }
     } else {
@@ -260,10 +261,10 @@ accept:;
     for (size_t i = 0; i < s->env.nrcpt && !repeated; i++)
         repeated = strcmp(s->env.rcpts[i].addr, addr) == 0;
     if (!repeated) {
-        qf_message_add_rcpt(&s->env, addr, a.orcpt ? a.orcpt : "", a.notify, -1);
+        queue_file_message_add_rcpt(&s->env, addr, a.orcpt ? a.orcpt : "", a.notify, -1);
         s->state = SS_RCPT;
     }
-    session_reply(s, "250 2.1.5 Ok");
+    smtpd_session_reply(s, "250 2.1.5 Ok");
 out:
     smtp_rcpt_args_free(&a);
     free(qualified);
@@ -284,21 +285,21 @@ static void discard_pipelined_input(struct smtp_session *s, const char *after)
 static void cmd_data(struct smtp_session *s, const char *arg)
 {
     if (s->state == SS_BDAT_WAIT) {
-        session_reply(s, "503 5.5.1 Error: DATA during a BDAT transfer");
+        smtpd_session_reply(s, "503 5.5.1 Error: DATA during a BDAT transfer");
     } else if (s->state != SS_RCPT) {
-        session_reply(s, s->state == SS_MAIL ? "503 5.5.1 Error: need RCPT command"
+        smtpd_session_reply(s, s->state == SS_MAIL ? "503 5.5.1 Error: need RCPT command"
                                      : "503 5.5.1 Error: need MAIL command");
     } else if (*arg) {
-        session_reply(s, "501 5.5.4 Syntax: DATA");
+        smtpd_session_reply(s, "501 5.5.4 Syntax: DATA");
     } else {
-        int rc = content_begin(s, SMTP_DATA_DOT);
+        int rc = smtpd_content_begin(s, SMTP_DATA_DOT);
         if (rc) {
-            content_storage_error(s, rc);
+            smtpd_content_storage_error(s, rc);
             discard_pipelined_input(s, "DATA");
             return;
         }
         s->state = SS_DATA;
-        session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+        smtpd_session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
         return;
     }
     /* Whatever the client sent after a refused DATA is message text, not
@@ -313,9 +314,9 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
     if (smtp_parse_bdat(arg, &size, &last) != 0) {
         /* Without a valid size the chunk cannot be skipped: the session
          * cannot be resynchronised. */
-        session_reply(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
-        session_reply(s, "421 4.7.0 %s Error: cannot recover from a malformed BDAT", s->set->myhostname);
-        session_close_after_reply(s);
+        smtpd_session_reply(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
+        smtpd_session_reply(s, "421 4.7.0 %s Error: cannot recover from a malformed BDAT", s->set->myhostname);
+        smtpd_session_close_after_reply(s);
         return;
     }
     s->bdat_remaining = size;
@@ -329,7 +330,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
     } else if (s->state != SS_RCPT && s->state != SS_BDAT_WAIT) {
         s->bdat_error = "503 5.5.1 Error: need MAIL command";
     } else if (!s->bdat_started) {
-        int rc = content_begin(s, SMTP_DATA_BDAT);
+        int rc = smtpd_content_begin(s, SMTP_DATA_BDAT);
         if (rc)
             s->bdat_error = rc == 452 ? "452 4.3.1 Insufficient system storage"
                                       : "451 4.3.0 Error: queue file write error";
@@ -342,22 +343,22 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
 static void cmd_rset(struct smtp_session *s, const char *arg)
 {
     (void)arg;
-    session_reset_transaction(s);
-    session_reply(s, "250 2.0.0 Ok");
+    smtpd_session_reset_transaction(s);
+    smtpd_session_reply(s, "250 2.0.0 Ok");
 }
 
 static void cmd_noop(struct smtp_session *s, const char *arg)
 {
     (void)arg;
-    session_reply(s, "250 2.0.0 Ok");
+    smtpd_session_reply(s, "250 2.0.0 Ok");
 }
 
 static void cmd_quit(struct smtp_session *s, const char *arg)
 {
     (void)arg;
-    session_reply(s, "221 2.0.0 Bye");
-    session_reset_transaction(s);
-    session_close_after_reply(s);
+    smtpd_session_reply(s, "221 2.0.0 Bye");
+    smtpd_session_reset_transaction(s);
+    smtpd_session_close_after_reply(s);
 }
 
 /* VRFY and EXPN: an address, with or without angle brackets. */
@@ -376,31 +377,31 @@ static char *verify_target(const char *arg)
 static void cmd_vrfy_expn(struct smtp_session *s, const char *arg, int enabled)
 {
     if (!*arg) {
-        session_reply(s, "501 5.5.4 Syntax: VRFY address");
+        smtpd_session_reply(s, "501 5.5.4 Syntax: VRFY address");
         return;
     }
     if (!enabled) {
-        session_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+        smtpd_session_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
         return;
     }
     char *t = verify_target(arg);
     struct resolver *res = smtpd_resolver();
     if (!*t || strchr(t, '\r') || strchr(t, '\n')) {
-        session_reply(s, "501 5.1.3 Bad recipient address syntax");
+        smtpd_session_reply(s, "501 5.1.3 Bad recipient address syntax");
     } else if (resolver_class(res, t) != RESOLVE_LOCAL) {
-        session_reply(s, "252 2.0.0 <%s>: not a local address, will attempt delivery", t);
+        smtpd_session_reply(s, "252 2.0.0 <%s>: not a local address, will attempt delivery", t);
     } else {
         switch (resolver_check_local(res, t)) {
         case RESOLVE_OK:
-            session_reply(s, "250 2.0.0 <%s>", t);
+            smtpd_session_reply(s, "250 2.0.0 <%s>", t);
             break;
         case RESOLVE_UNKNOWN:
-            session_reply(s,
+            smtpd_session_reply(s,
                           "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
                           t);
             break;
         case RESOLVE_TEMPFAIL:
-            session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t);
+            smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t);
             break;
         }
     }
@@ -413,30 +414,30 @@ static void cmd_expn(struct smtp_session *s, const char *arg) { cmd_vrfy_expn(s,
 static void cmd_help(struct smtp_session *s, const char *arg)
 {
     (void)arg;
-    session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP");
+    smtpd_session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP");
 }
 
 static void cmd_starttls(struct smtp_session *s, const char *arg)
 {
     if (s->set->tls_level == TLS_LEVEL_NONE) {
-        session_reply(s, "502 5.5.1 Error: command not implemented");
+        smtpd_session_reply(s, "502 5.5.1 Error: command not implemented");
         return;
     }
     if (s->tls) {
-        session_reply(s, "554 5.5.1 Error: TLS already active");
+        smtpd_session_reply(s, "554 5.5.1 Error: TLS already active");
         return;
     }
     if (*arg) {
-        session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        smtpd_session_reply(s, "501 5.5.4 Syntax: STARTTLS");
         return;
     }
     if (s->state != SS_READY) {
         /* RFC 3207: after EHLO, and never in the middle of a transaction */
-        session_reply(s, "503 5.5.1 Error: %s", s->state == SS_INIT ? "send EHLO first" : "MAIL transaction in progress");
+        smtpd_session_reply(s, "503 5.5.1 Error: %s", s->state == SS_INIT ? "send EHLO first" : "MAIL transaction in progress");
         return;
     }
-    session_reply(s, "220 2.0.0 Ready to start TLS");
-    session_start_tls(s);
+    smtpd_session_reply(s, "220 2.0.0 Ready to start TLS");
+    smtpd_session_start_tls(s);
 }
 
 struct command {
@@ -461,7 +462,7 @@ static const struct command commands[] = {
     {SMTP_EXPN, ST_ANY, CNT_EXPN, 1, cmd_expn},
     {SMTP_HELP, ST_ANY, CNT_HELP, 0, cmd_help},
     {SMTP_STARTTLS, ST_ANY, CNT_STARTTLS, 1, cmd_starttls},
-    {SMTP_AUTH, ST_ANY, CNT_AUTH, 1, cmd_auth},
+    {SMTP_AUTH, ST_ANY, CNT_AUTH, 1, smtpd_auth_cmd},
 };
 
 static const char *verb_name(const struct smtp_cmd *c)
@@ -469,13 +470,13 @@ static const char *verb_name(const struct smtp_cmd *c)
     return c->verb_text[0] ? c->verb_text : "command";
 }
 
-void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
+void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
 {
     struct smtp_cmd cmd;
     s->where = "UNKNOWN";
     if (smtp_cmd_parse(line, len, &cmd) != 0) {
         s->cur_counter = CNT_UNKNOWN;
-        session_reply(s, "500 5.5.2 Error: bad syntax");
+        smtpd_session_reply(s, "500 5.5.2 Error: bad syntax");
         return;
     }
     const struct command *c = NULL;
@@ -484,7 +485,7 @@ void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
             c = &commands[i];
     if (!c) {
         s->cur_counter = CNT_UNKNOWN;
-        session_reply(s, "500 5.5.2 Error: command not recognized");
+        smtpd_session_reply(s, "500 5.5.2 Error: command not recognized");
         return;
     }
     s->cur_counter = (int)c->counter;
@@ -492,15 +493,15 @@ void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
     if (s->state == SS_BDAT_WAIT && c->verb != SMTP_BDAT && c->verb != SMTP_RSET &&
         c->verb != SMTP_QUIT && c->verb != SMTP_NOOP) {
         /* RFC 3030: a BDAT transfer is ended by BDAT LAST or RSET. */
-        session_reset_transaction(s);
-        session_reply(s, "503 5.5.1 Error: %s during a BDAT transfer; transaction aborted", verb_name(&cmd));
+        smtpd_session_reset_transaction(s);
+        smtpd_session_reply(s, "503 5.5.1 Error: %s during a BDAT transfer; transaction aborted", verb_name(&cmd));
         /* as after any refused DATA, what follows it is text, not commands */
         if (c->verb == SMTP_DATA)
             discard_pipelined_input(s, "DATA");
         return;
     }
     if (!(c->states & ST(s->state))) {
-        session_reply(s, "503 5.5.1 Error: bad sequence of commands");
+        smtpd_session_reply(s, "503 5.5.1 Error: bad sequence of commands");
         return;
     }
     /* smtpd_tls_security_level = encrypt: nothing but the way to TLS
@@ -508,7 +509,7 @@ void cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
     if (s->set->tls_level == TLS_LEVEL_ENCRYPT && !s->tls && c->verb != SMTP_EHLO && c->verb != SMTP_HELO &&
         c->verb != SMTP_STARTTLS && c->verb != SMTP_NOOP && c->verb != SMTP_RSET && c->verb != SMTP_QUIT &&
         c->verb != SMTP_HELP) {
-        session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        smtpd_session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
         return;
     }
     c->handler(s, cmd.arg);

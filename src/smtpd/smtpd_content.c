@@ -33,9 +33,9 @@ static const char *client_protocol(const struct smtp_session *s)
     return s->tls ? "ESMTPS" : "ESMTP";
 }
 
-int content_begin(struct smtp_session *s, enum smtp_data_mode mode)
+int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
 {
-    if (qf_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer) != 0) {
+    if (queue_file_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer) != 0) {
         int e = errno;
         log_warn("%s: cannot create queue file: %s", s->id, strerror(e));
         s->writer = NULL;
@@ -75,26 +75,26 @@ int content_begin(struct smtp_session *s, enum smtp_data_mode mode)
     return 0;
 }
 
-void content_storage_error(struct smtp_session *s, int code)
+void smtpd_content_storage_error(struct smtp_session *s, int code)
 {
     if (code == 452)
-        session_reply(s, "452 4.3.1 Insufficient system storage");
+        smtpd_session_reply(s, "452 4.3.1 Insufficient system storage");
     else
-        session_reply(s, "451 4.3.0 Error: queue file write error");
+        smtpd_session_reply(s, "451 4.3.0 Error: queue file write error");
 }
 
 static void commit_done(void *arg, int ok, const char *failure)
 {
     struct smtp_session *s = arg;
     if (ok) {
-        session_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
+        smtpd_session_reply(s, "250 2.0.0 Ok: queued as %s", s->id);
         /* the file belongs to the queue now */
     } else {
-        session_reply(s, "%s", failure);
+        smtpd_session_reply(s, "%s", failure);
     }
     s->state = SS_READY;
     if (s->env_init) {
-        qf_message_free(&s->env);
+        queue_file_message_free(&s->env);
         s->env_init = 0;
     }
     s->have_id = 0;
@@ -106,11 +106,11 @@ static void commit_done(void *arg, int ok, const char *failure)
      * callback (or inside smtpd_commit itself when the queue is down), and
      * the next message's commit must not re-enter it; pipelined input
      * waits for the event loop. */
-    if (!session_check_error_limit(s))
+    if (!smtpd_session_check_error_limit(s))
         bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
-void content_end(struct smtp_session *s)
+void smtpd_content_end(struct smtp_session *s)
 {
     s->where = "END-OF-MESSAGE";
     char out[2];
@@ -126,53 +126,53 @@ void content_end(struct smtp_session *s)
     int refused = 1;
     if (bad_content) {
         log_info("%s: reject: %s from %s[%s]", s->id, bad_content, s->client_name, s->client_addr);
-        session_reply(s, "550 5.6.0 Message rejected: %s (RFC 5321 section 2.3.8)", bad_content);
+        smtpd_session_reply(s, "550 5.6.0 Message rejected: %s (RFC 5321 section 2.3.8)", bad_content);
     } else if (res.status == CLEANUP_TOO_BIG) {
-        session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
+        smtpd_session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
     } else if (res.status == CLEANUP_HEADER_TOO_BIG) {
-        session_reply(s, "552 5.3.4 Message header size exceeds limit");
+        smtpd_session_reply(s, "552 5.3.4 Message header size exceeds limit");
     } else if (res.status == CLEANUP_WRITE_ERROR) {
         log_warn("%s: queue file write error: %s", s->id, strerror(res.error_errno));
-        content_storage_error(s, res.error_errno == ENOSPC || res.error_errno == EDQUOT ? 452 : 451);
+        smtpd_content_storage_error(s, res.error_errno == ENOSPC || res.error_errno == EDQUOT ? 452 : 451);
     } else if (s->set->hopcount_limit > 0 && res.hops > s->set->hopcount_limit) {
         log_info("%s: reject: too many hops (%d) from %s[%s]", s->id, res.hops, s->client_name,
                  s->client_addr);
-        session_reply(s, "554 5.4.6 Too many hops: %d Received: header fields, mail loop?", res.hops);
+        smtpd_session_reply(s, "554 5.4.6 Too many hops: %d Received: header fields, mail loop?", res.hops);
     } else if (!res.had_from && s->set->require_from && !s->is_local) {
         log_info("%s: reject: message without From: header from %s[%s]", s->id, s->client_name,
                  s->client_addr);
-        session_reply(s, "550 5.7.1 Message rejected: it has no From: header field (RFC 5322 section 3.6)");
+        smtpd_session_reply(s, "550 5.7.1 Message rejected: it has no From: header field (RFC 5322 section 3.6)");
     } else {
         refused = 0;
     }
     if (refused) {
         cleanup_result_free(&res);
-        session_reset_transaction(s);
-        session_check_error_limit(s);
+        smtpd_session_reset_transaction(s);
+        smtpd_session_check_error_limit(s);
         return;
     }
 
-    qf_message_set_attr(&s->env, "client_name", s->client_name);
-    qf_message_set_attr(&s->env, "client_address", s->client_addr);
+    queue_file_message_set_attr(&s->env, "client_name", s->client_name);
+    queue_file_message_set_attr(&s->env, "client_address", s->client_addr);
     if (s->helo)
-        qf_message_set_attr(&s->env, "helo_name", s->helo);
-    qf_message_set_attr(&s->env, "protocol", client_protocol(s));
-    qf_message_set_attr(&s->env, "origin", "smtp");
-    qf_message_set_attr(&s->env, "service", s->set->service);
+        queue_file_message_set_attr(&s->env, "helo_name", s->helo);
+    queue_file_message_set_attr(&s->env, "protocol", client_protocol(s));
+    queue_file_message_set_attr(&s->env, "origin", "smtp");
+    queue_file_message_set_attr(&s->env, "service", s->set->service);
     if (s->body == SMTP_BODY_8BITMIME || res.has_8bit)
-        qf_message_set_attr(&s->env, "body", s->body == SMTP_BODY_8BITMIME ? "8BITMIME" : "8BIT");
+        queue_file_message_set_attr(&s->env, "body", s->body == SMTP_BODY_8BITMIME ? "8BITMIME" : "8BIT");
     if (s->smtputf8)
-        qf_message_set_attr(&s->env, "smtputf8", "1");
+        queue_file_message_set_attr(&s->env, "smtputf8", "1");
     if (res.message_id)
-        qf_message_set_attr(&s->env, "message_id", res.message_id);
-    if (qf_writer_finish(s->writer, &s->env) != 0) {
+        queue_file_message_set_attr(&s->env, "message_id", res.message_id);
+    if (queue_file_writer_finish(s->writer, &s->env) != 0) {
         int e = errno;
         s->writer = NULL;
         log_warn("%s: queue file write error: %s", s->id, strerror(e));
-        content_storage_error(s, e == ENOSPC || e == EDQUOT ? 452 : 451);
+        smtpd_content_storage_error(s, e == ENOSPC || e == EDQUOT ? 452 : 451);
         cleanup_result_free(&res);
-        session_reset_transaction(s);
-        session_check_error_limit(s);
+        smtpd_session_reset_transaction(s);
+        smtpd_session_check_error_limit(s);
         return;
     }
     s->writer = NULL;
@@ -184,7 +184,7 @@ void content_end(struct smtp_session *s)
     smtpd_commit(s->id, commit_done, s);
 }
 
-int content_read_dot(struct smtp_session *s)
+int smtpd_content_read_dot(struct smtp_session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     static char out[2 * SMTP_DATA_CHUNK + 2];
@@ -203,7 +203,7 @@ int content_read_dot(struct smtp_session *s)
     return 0;
 }
 
-int content_read_bdat(struct smtp_session *s)
+int smtpd_content_read_bdat(struct smtp_session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     static char out[2 * SMTP_DATA_CHUNK + 2];
@@ -225,7 +225,7 @@ int content_read_bdat(struct smtp_session *s)
     return s->bdat_remaining == 0;
 }
 
-void content_bdat_done(struct smtp_session *s, unsigned long long chunk_size)
+void smtpd_content_bdat_done(struct smtp_session *s, unsigned long long chunk_size)
 {
     if (s->bdat_error) {
         const char *r = s->bdat_error;
@@ -233,13 +233,13 @@ void content_bdat_done(struct smtp_session *s, unsigned long long chunk_size)
         enum session_state back = s->have_id ? (s->env.nrcpt ? SS_RCPT : SS_MAIL)
                                              : (s->helo ? SS_READY : SS_INIT);
         s->state = back;
-        session_reply(s, "%s", r);
+        smtpd_session_reply(s, "%s", r);
         return;
     }
     if (!s->bdat_last) {
         s->state = SS_BDAT_WAIT;
-        session_reply(s, "250 2.0.0 Ok: %llu bytes", chunk_size);
+        smtpd_session_reply(s, "250 2.0.0 Ok: %llu bytes", chunk_size);
         return;
     }
-    content_end(s);
+    smtpd_content_end(s);
 }

@@ -23,20 +23,20 @@
 #define SDNS_MAX_ZONES POLICY_MAX_RBL_ZONES
 #define SDNS_TIMEOUT_MS 10000
 
-struct sdns_rbl {
-    struct sdns_state *st;
+struct smtpd_dns_rbl {
+    struct smtpd_dns_state *st;
     const char *zone;          /* the policy's string */
     struct dns_query *a, *txt;
     int listed;                /* -1 pending, 0 no, 1 yes */
     char *text;
 };
 
-struct sdns_state {
+struct smtpd_dns_state {
     struct smtp_session *s;
-    struct sdns_rbl rbl[SDNS_MAX_ZONES];
+    struct smtpd_dns_rbl rbl[SDNS_MAX_ZONES];
     size_t nrbl;
     struct dns_query *sender_q;
-    int sender_status;         /* -2 not asked, -3 pending, else as policy_ctx.sender_domain */
+    int sender_status;         /* -2 not asked, -3 pending, else as smtpd_policy_ctx.sender_domain */
     unsigned pending;
 };
 
@@ -57,14 +57,14 @@ static struct dns_ctx *dns_for(struct smtp_session *s)
     return ctx;
 }
 
-void sdns_shutdown(void)
+void smtpd_dns_shutdown(void)
 {
     if (ctx)
         dns_free(ctx);
     ctx = NULL;
 }
 
-static struct sdns_state *state(struct smtp_session *s)
+static struct smtpd_dns_state *state(struct smtp_session *s)
 {
     if (!s->dns) {
         s->dns = xcalloc(1, sizeof *s->dns);
@@ -74,12 +74,12 @@ static struct sdns_state *state(struct smtp_session *s)
     return s->dns;
 }
 
-static void one_done(struct sdns_state *st)
+static void one_done(struct smtpd_dns_state *st)
 {
     /* not while the error tarpit holds the session: its timer resumes it */
     struct smtp_session *s = st->s;
     if (--st->pending == 0 && !(s->error_sleep && evtimer_pending(s->error_sleep, NULL)))
-        session_resume(s);
+        smtpd_session_resume(s);
 }
 
 /* The first character-string of the first TXT record (RFC 1035 §3.3.14). */
@@ -99,7 +99,7 @@ static char *first_txt(const struct dns_rrset *rs)
 
 static void on_txt(void *arg, struct dns_rrset *rs)
 {
-    struct sdns_rbl *r = arg;
+    struct smtpd_dns_rbl *r = arg;
     r->txt = NULL;
     r->text = first_txt(rs);
     dns_rrset_free(rs);
@@ -108,7 +108,7 @@ static void on_txt(void *arg, struct dns_rrset *rs)
 
 static void on_a(void *arg, struct dns_rrset *rs)
 {
-    struct sdns_rbl *r = arg;
+    struct smtpd_dns_rbl *r = arg;
     r->a = NULL;
     r->listed = rs->status == DNS_OK && rs->nrrs > 0;
     if (rs->status == DNS_TEMPFAIL)
@@ -117,12 +117,12 @@ static void on_a(void *arg, struct dns_rrset *rs)
     one_done(r->st);
 }
 
-void sdns_connect(struct smtp_session *s)
+void smtpd_dns_connect(struct smtp_session *s)
 {
     if (!s->set->policy)
         return;
     const char *zones[SDNS_MAX_ZONES];
-    size_t n = policy_rbl_zones(s->set->policy, zones, SDNS_MAX_ZONES);
+    size_t n = smtpd_policy_rbl_zones(s->set->policy, zones, SDNS_MAX_ZONES);
     /* the address reversed: octets for IPv4, nibbles for IPv6 (RFC 5782 §2.4) */
     char rev[80];
     struct in_addr a4;
@@ -147,9 +147,9 @@ void sdns_connect(struct smtp_session *s)
     struct dns_ctx *d = dns_for(s);
     if (!d)
         return;
-    struct sdns_state *st = state(s);
+    struct smtpd_dns_state *st = state(s);
     for (size_t i = 0; i < n; i++) {
-        struct sdns_rbl *r = &st->rbl[st->nrbl++];
+        struct smtpd_dns_rbl *r = &st->rbl[st->nrbl++];
         r->st = st;
         r->zone = zones[i];
         r->listed = -1;
@@ -163,7 +163,7 @@ void sdns_connect(struct smtp_session *s)
 
 static void on_sender(void *arg, struct dns_route *route)
 {
-    struct sdns_state *st = arg;
+    struct smtpd_dns_state *st = arg;
     st->sender_q = NULL;
     switch (route->status) {
     case DNS_OK: st->sender_status = 0; break;
@@ -175,7 +175,7 @@ static void on_sender(void *arg, struct dns_route *route)
     one_done(st);
 }
 
-void sdns_mail(struct smtp_session *s, const char *sender)
+void smtpd_dns_mail(struct smtp_session *s, const char *sender)
 {
     if (s->dns) {
         if (s->dns->sender_q)
@@ -184,23 +184,23 @@ void sdns_mail(struct smtp_session *s, const char *sender)
         s->dns->sender_status = -2;
     }
     const char *at = strrchr(sender, '@');
-    if (!s->set->policy || !policy_checks_sender_domain(s->set->policy) || !at || !at[1] || at[1] == '[')
+    if (!s->set->policy || !smtpd_policy_checks_sender_domain(s->set->policy) || !at || !at[1] || at[1] == '[')
         return;
     struct dns_ctx *d = dns_for(s);
     if (!d)
         return;
-    struct sdns_state *st = state(s);
+    struct smtpd_dns_state *st = state(s);
     st->sender_status = -3;
     st->pending++;
     st->sender_q = dns_resolve_mail_domain(d, at + 1, on_sender, st);
 }
 
-int sdns_pending(const struct smtp_session *s)
+int smtpd_dns_pending(const struct smtp_session *s)
 {
     return s->dns && s->dns->pending > 0;
 }
 
-int sdns_rbl_listed(void *arg, const char *zone, const char **text)
+int smtpd_dns_rbl_listed(void *arg, const char *zone, const char **text)
 {
     struct smtp_session *s = arg;
     if (!s->dns)
@@ -213,7 +213,7 @@ int sdns_rbl_listed(void *arg, const char *zone, const char **text)
     return 0;
 }
 
-int sdns_sender_domain(void *arg)
+int smtpd_dns_sender_domain(void *arg)
 {
     struct smtp_session *s = arg;
     if (!s->dns || s->dns->sender_status < -1)
@@ -221,9 +221,9 @@ int sdns_sender_domain(void *arg)
     return s->dns->sender_status;
 }
 
-void sdns_session_end(struct smtp_session *s)
+void smtpd_dns_session_end(struct smtp_session *s)
 {
-    struct sdns_state *st = s->dns;
+    struct smtpd_dns_state *st = s->dns;
     if (!st)
         return;
     for (size_t i = 0; i < st->nrbl; i++) {

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -117,7 +117,7 @@ static const struct rdef *find_rdef(const char *name)
     return NULL;
 }
 
-void policy_rlist_free(struct rlist *l)
+void smtpd_policy_rlist_free(struct rlist *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         if (l->r[i].map)
@@ -138,7 +138,7 @@ static int ends_list(enum rkind k)
  * value: it may not open tables (that would happen per lookup) nor name
  * restrictions we ignore (the admin would never learn they do nothing).
  * Returns 0, or -1 with *err malloc'd. */
-int policy_parse_list(struct rlist *l, const char *param, const char *text, int nested,
+int smtpd_policy_parse_list(struct rlist *l, const char *param, const char *text, int nested,
                       char **err)
 {
     const char *pos = text ? text : "";
@@ -224,19 +224,19 @@ static int has_required(const struct rlist *l)
     return 0;
 }
 
-struct policy_lists *policy_parse(const char *client, const char *helo, const char *sender,
+struct smtpd_policy_lists *smtpd_policy_parse(const char *client, const char *helo, const char *sender,
                                   const char *relay, const char *recipient, char **err)
 {
     const char *text[L_COUNT] = {client, helo, sender, relay ? relay : POSTFIX_DEFAULT_RELAY,
                                  recipient};
-    struct policy_lists *p = xcalloc(1, sizeof *p);
+    struct smtpd_policy_lists *p = xcalloc(1, sizeof *p);
     char *why = NULL;
     for (int i = 0; i < L_COUNT; i++) {
-        if (policy_parse_list(&p->l[i], policy_list_param[i], text[i], 0, &why) < 0)
+        if (smtpd_policy_parse_list(&p->l[i], policy_list_param[i], text[i], 0, &why) < 0)
             goto fail;
     }
     const char *zones[POLICY_MAX_RBL_ZONES + 1];
-    if (policy_rbl_zones(p, zones, POLICY_MAX_RBL_ZONES + 1) > POLICY_MAX_RBL_ZONES) {
+    if (smtpd_policy_rbl_zones(p, zones, POLICY_MAX_RBL_ZONES + 1) > POLICY_MAX_RBL_ZONES) {
         why = xasprintf("more than %d reject_rbl_client zones", POLICY_MAX_RBL_ZONES);
         goto fail;
     }
@@ -252,20 +252,20 @@ fail:
         *err = why;
     else
         free(why);
-    policy_free(p);
+    smtpd_policy_free(p);
     return NULL;
 }
 
-void policy_free(struct policy_lists *p)
+void smtpd_policy_free(struct smtpd_policy_lists *p)
 {
     if (p == NULL)
         return;
     for (int i = 0; i < L_COUNT; i++)
-        policy_rlist_free(&p->l[i]);
+        smtpd_policy_rlist_free(&p->l[i]);
     free(p);
 }
 
-size_t policy_rbl_zones(const struct policy_lists *p, const char **zones, size_t max)
+size_t smtpd_policy_rbl_zones(const struct smtpd_policy_lists *p, const char **zones, size_t max)
 {
     size_t n = 0;
     for (int i = 0; i < L_COUNT; i++)
@@ -282,7 +282,7 @@ size_t policy_rbl_zones(const struct policy_lists *p, const char **zones, size_t
     return n;
 }
 
-int policy_checks_sender_domain(const struct policy_lists *p)
+int smtpd_policy_checks_sender_domain(const struct smtpd_policy_lists *p)
 {
     for (int i = 0; i < L_COUNT; i++)
         for (size_t j = 0; j < p->l[i].n; j++)

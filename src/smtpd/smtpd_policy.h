@@ -60,15 +60,15 @@
  * reject_unauth_destination, defer_unauth_destination, reject or defer
  * before any "permit".
  *
- * Callers: smtpd, once per configuration (policy_parse) and once per
- * RCPT (policy_check_rcpt). The parsed lists own their tables; a table is
- * not thread-safe, so one struct policy_lists per thread. Logging the
+ * Callers: smtpd, once per configuration (smtpd_policy_parse) and once per
+ * RCPT (smtpd_policy_check_rcpt). The parsed lists own their tables; a table is
+ * not thread-safe, so one struct smtpd_policy_lists per thread. Logging the
  * rejection ("reject: RCPT from ...") is the caller's job.
  *
- * Errors: policy_parse returns NULL and a malloc'd message in *err
+ * Errors: smtpd_policy_parse returns NULL and a malloc'd message in *err
  * ("smtpd_recipient_restrictions: unknown restriction foo") for an unknown
  * restriction, a missing or bad table, unbalanced braces, or the open-relay
- * check above. policy_check_rcpt never fails: problems become 4xx replies. */
+ * check above. smtpd_policy_check_rcpt never fails: problems become 4xx replies. */
 #ifndef TERN_SMTPD_SMTPD_POLICY_H
 #define TERN_SMTPD_SMTPD_POLICY_H
 
@@ -79,15 +79,15 @@
  * from a long access-table text or HELO name) is cut here with a warning. */
 #define POLICY_TEXT_MAX 480
 
-struct policy_lists;
+struct smtpd_policy_lists;
 
 /* Each argument is the parameter's value; NULL or "" is an empty list,
  * except relay == NULL, which means Postfix's default relay list. */
-struct policy_lists *policy_parse(const char *client, const char *helo, const char *sender,
+struct smtpd_policy_lists *smtpd_policy_parse(const char *client, const char *helo, const char *sender,
                                   const char *relay, const char *recipient, char **err);
-void policy_free(struct policy_lists *p);
+void smtpd_policy_free(struct smtpd_policy_lists *p);
 
-struct policy_ctx {
+struct smtpd_policy_ctx {
     const char *client_addr;   /* "192.0.2.1", "2001:db8::1"; "::ffff:a.b.c.d" is used as IPv4 */
     const char *client_name;   /* verified reverse name; NULL = "unknown" */
     const char *helo;          /* NULL when the client sent no HELO/EHLO */
@@ -119,7 +119,7 @@ struct policy_ctx {
     void *arg;
 };
 
-struct policy_result {
+struct smtpd_policy_result {
     int code;                        /* 0 accept, else 4xx or 5xx */
     char enh[16];                    /* "5.7.1"; "" on accept */
     char text[POLICY_TEXT_MAX + 1];  /* "<x@y>: Relay access denied" */
@@ -132,8 +132,8 @@ struct policy_result {
 
 /* Fills *r and returns r->code: 0 accept, else the reply code to send as
  * "code enh text". */
-int policy_check_rcpt(const struct policy_lists *p, const struct policy_ctx *c,
-                      struct policy_result *r);
+int smtpd_policy_check_rcpt(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c,
+                      struct smtpd_policy_result *r);
 
 /* The most distinct reject_rbl_client zones a configuration may name
  * (each is a lookup per connection); more is a parse error. */
@@ -142,7 +142,7 @@ int policy_check_rcpt(const struct policy_lists *p, const struct policy_ctx *c,
 /* What DNS the lists need, so the caller can look it up ahead of RCPT:
  * the reject_rbl_client zones (up to max, without duplicates; pointers
  * into p) and whether reject_unknown_sender_domain is used. */
-size_t policy_rbl_zones(const struct policy_lists *p, const char **zones, size_t max);
-int policy_checks_sender_domain(const struct policy_lists *p);
+size_t smtpd_policy_rbl_zones(const struct smtpd_policy_lists *p, const char **zones, size_t max);
+int smtpd_policy_checks_sender_domain(const struct smtpd_policy_lists *p);
 
 #endif

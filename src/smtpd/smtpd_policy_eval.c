@@ -11,9 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* ---------- names and addresses ---------- */
@@ -107,26 +108,26 @@ enum verdict { V_DUNNO, V_PERMIT, V_DECIDED };
 enum dest { DEST_UNKNOWN, DEST_LOCAL, DEST_RELAY, DEST_REMOTE };
 
 struct eval {
-    const struct policy_ctx *c;
-    struct policy_result *r;
+    const struct smtpd_policy_ctx *c;
+    struct smtpd_policy_result *r;
     const char *list;
     const struct restriction *cur; /* top-level restriction being applied */
     enum dest dest;                /* recipient's class, asked once per RCPT */
     char *client_reply;            /* "name[addr]" */
 };
 
-static void fill_text(struct policy_result *r, const char *fmt, va_list ap)
+static void fill_text(struct smtpd_policy_result *r, const char *fmt, va_list ap)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_vprintf(&sb, fmt, ap);
+    strbuf_vprintf(&sb, fmt, ap);
     size_t len = sb.len;
     if (len > POLICY_TEXT_MAX) {
-        log_warn("reply text cut to %d characters: %.*s...", POLICY_TEXT_MAX, 80, sb_str(&sb));
+        log_warn("reply text cut to %d characters: %.*s...", POLICY_TEXT_MAX, 80, strbuf_str(&sb));
         len = POLICY_TEXT_MAX;
     }
-    memcpy(r->text, sb_str(&sb), len);
+    memcpy(r->text, strbuf_str(&sb), len);
     r->text[len] = 0;
-    sb_free(&sb);
+    strbuf_free(&sb);
     /* Client-chosen bytes (HELO, addresses) must not smuggle line breaks
      * or controls into the reply or the log. */
     for (char *s = r->text; *s; s++)
@@ -139,7 +140,7 @@ static enum verdict decide(struct eval *e, int code, const char *enh, const char
 
 static enum verdict decide(struct eval *e, int code, const char *enh, const char *fmt, ...)
 {
-    struct policy_result *r = e->r;
+    struct smtpd_policy_result *r = e->r;
     va_list ap;
     r->code = code;
     str_copy(r->enh, enh, sizeof r->enh);
@@ -161,7 +162,7 @@ static enum dest rcpt_dest(struct eval *e)
 {
     if (e->dest != DEST_UNKNOWN)
         return e->dest;
-    const struct policy_ctx *c = e->c;
+    const struct smtpd_policy_ctx *c = e->c;
     int malformed;
     const char *at = domain_at(c->recipient, &malformed);
     if (malformed) {
@@ -289,16 +290,16 @@ static enum verdict access_action(struct eval *e, const char *value, const char 
     /* Otherwise a list of restrictions, as access(5) allows. */
     struct rlist nested = {0};
     char *err = NULL;
-    if (policy_parse_list(&nested, table, value, 1, &err) < 0) {
+    if (smtpd_policy_parse_list(&nested, table, value, 1, &err) < 0) {
         log_warn("%s: bad result \"%s\": %s", table, value, err);
         free(err);
-        policy_rlist_free(&nested);
+        smtpd_policy_rlist_free(&nested);
         return config_error(e);
     }
     enum verdict v = V_DUNNO;
     for (size_t i = 0; i < nested.n && v == V_DUNNO; i++)
         v = eval_one(e, &nested.r[i], reply_name, reply_class);
-    policy_rlist_free(&nested);
+    smtpd_policy_rlist_free(&nested);
     return v;
 }
 
@@ -339,7 +340,7 @@ static int lookup_domain(struct eval *e, const char *domain, const char *reply_n
 
 static enum verdict check_client(struct eval *e)
 {
-    const struct policy_ctx *c = e->c;
+    const struct smtpd_policy_ctx *c = e->c;
     enum verdict v = V_DUNNO;
     char *name = xstrdup(c->client_name ? c->client_name : "unknown");
     str_lower(name);
@@ -432,7 +433,7 @@ static enum verdict helo_literal(struct eval *e, const char *helo)
 static enum verdict eval_one(struct eval *e, const struct restriction *x, const char *reply_name,
                              const char *reply_class)
 {
-    const struct policy_ctx *c = e->c;
+    const struct smtpd_policy_ctx *c = e->c;
     enum dest d;
     int rc;
     switch (x->def->kind) {
@@ -572,12 +573,12 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
     return V_DUNNO;
 }
 
-int policy_check_rcpt(const struct policy_lists *p, const struct policy_ctx *c,
-                      struct policy_result *r)
+int smtpd_policy_check_rcpt(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c,
+                      struct smtpd_policy_result *r)
 {
     memset(r, 0, sizeof *r);
     if (c->recipient == NULL)
-        log_panic("policy_check_rcpt: no recipient");
+        log_panic("smtpd_policy_check_rcpt: no recipient");
     struct eval e = {c, r, NULL, NULL, DEST_UNKNOWN, NULL};
     e.client_reply = xasprintf("%s[%s]", c->client_name ? c->client_name : "unknown",
                                c->client_addr ? c->client_addr : "unknown");

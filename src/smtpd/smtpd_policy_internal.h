@@ -60,12 +60,12 @@ enum { L_CLIENT, L_HELO, L_SENDER, L_RELAY, L_RCPT, L_COUNT };
 /* The parameter name of each list, for messages. */
 extern const char *const policy_list_param[L_COUNT];
 
-struct policy_lists {
+struct smtpd_policy_lists {
     struct rlist l[L_COUNT];
 };
 
 /* Parses one list (see smtpd_policy.c); nested: an access-table value. */
-int policy_parse_list(struct rlist *l, const char *param, const char *text, int nested, char **err);
-void policy_rlist_free(struct rlist *l);
+int smtpd_policy_parse_list(struct rlist *l, const char *param, const char *text, int nested, char **err);
+void smtpd_policy_rlist_free(struct rlist *l);
 
 #endif

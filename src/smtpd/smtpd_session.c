@@ -32,10 +32,11 @@
 #include "smtpd/smtpd_session_internal.h"
 #include "smtpd/smtpd_anvil.h"
 #include "smtpd/smtpd_policy.h"
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* RFC 5321 4.5.3.1.4/6: a command line is at most 512 octets and a text
@@ -88,7 +89,7 @@ static char *mynetworks_from_style(const char *style)
                 a &= m;
             struct in_addr ia = {htonl(a)};
             inet_ntop(AF_INET, &ia, buf, sizeof buf);
-            sb_printf(&sb, "%s%s/%d", sb.len ? " " : "", buf, bits);
+            strbuf_printf(&sb, "%s%s/%d", sb.len ? " " : "", buf, bits);
         } else if (p->ifa_addr->sa_family == AF_INET6) {
             struct in6_addr a6 = ((struct sockaddr_in6 *)p->ifa_addr)->sin6_addr;
             const struct in6_addr *m6 = &((struct sockaddr_in6 *)p->ifa_netmask)->sin6_addr;
@@ -101,11 +102,11 @@ static char *mynetworks_from_style(const char *style)
                 }
             }
             inet_ntop(AF_INET6, &a6, buf, sizeof buf);
-            sb_printf(&sb, "%s[%s]/%d", sb.len ? " " : "", buf, bits);
+            strbuf_printf(&sb, "%s[%s]/%d", sb.len ? " " : "", buf, bits);
         }
     }
     freeifaddrs(ifa);
-    return sb.len ? sb_detach(&sb) : (sb_free(&sb), NULL);
+    return sb.len ? strbuf_detach(&sb) : (strbuf_free(&sb), NULL);
 }
 
 void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
@@ -194,9 +195,9 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     free(derived);
 }
 
-struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err)
+struct smtpd_policy_lists *smtpd_policy_from_conf(struct conf *c, char **err)
 {
-    return policy_parse(conf_str(c, "smtpd_client_restrictions"), conf_str(c, "smtpd_helo_restrictions"),
+    return smtpd_policy_parse(conf_str(c, "smtpd_client_restrictions"), conf_str(c, "smtpd_helo_restrictions"),
                         conf_str(c, "smtpd_sender_restrictions"), conf_str(c, "smtpd_relay_restrictions"),
                         conf_str(c, "smtpd_recipient_restrictions"), err);
 }
@@ -209,7 +210,7 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->banner);
     free(s->mail_name);
     free(s->sasl_path);
-    policy_free(s->policy);
+    smtpd_policy_free(s->policy);
     free(s->dns_resolvers);
     if (s->sender_login_maps)
         map_list_close(s->sender_login_maps);
@@ -234,7 +235,7 @@ static void count_reply(struct smtp_session *s, int code)
     }
 }
 
-void session_reply(struct smtp_session *s, const char *fmt, ...)
+void smtpd_session_reply(struct smtp_session *s, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -250,38 +251,38 @@ void session_reply(struct smtp_session *s, const char *fmt, ...)
     free(text);
 }
 
-void session_close_after_reply(struct smtp_session *s)
+void smtpd_session_close_after_reply(struct smtp_session *s)
 {
     s->state = SS_CLOSING;
     s->closing_after_write = 1;
     bufferevent_disable(s->bev, EV_READ);
 }
 
-int session_check_error_limit(struct smtp_session *s)
+int smtpd_session_check_error_limit(struct smtp_session *s)
 {
     if (s->state == SS_CLOSING)
         return 1; /* the final reply is already queued: never a second 421 */
     if (s->set->hard_error_limit > 0 && s->errors >= (unsigned)s->set->hard_error_limit) {
         log_info("too many errors after %s from %s[%s]", s->where, s->client_name, s->client_addr);
-        session_reply(s, "421 4.7.0 %s Error: too many errors", s->set->myhostname);
-        session_close_after_reply(s);
+        smtpd_session_reply(s, "421 4.7.0 %s Error: too many errors", s->set->myhostname);
+        smtpd_session_close_after_reply(s);
         return 1;
     }
     return 0;
 }
 
-void session_reset_transaction(struct smtp_session *s)
+void smtpd_session_reset_transaction(struct smtp_session *s)
 {
     if (s->cleanup) {
         cleanup_free(s->cleanup);
         s->cleanup = NULL;
     }
     if (s->writer) {
-        qf_writer_abort(s->writer);
+        queue_file_writer_abort(s->writer);
         s->writer = NULL;
     }
     if (s->env_init) {
-        qf_message_free(&s->env);
+        queue_file_message_free(&s->env);
         s->env_init = 0;
     }
     s->have_id = 0;
@@ -316,7 +317,7 @@ static int read_command_line(struct smtp_session *s)
         s->discarding_line = 0;
         s->cur_counter = CNT_UNKNOWN;
         s->where = "UNKNOWN";
-        session_reply(s, "500 5.5.2 Error: command line too long");
+        smtpd_session_reply(s, "500 5.5.2 Error: command line too long");
         return 1;
     }
     char line[SMTP_MAX_COMMAND_LINE + 1];
@@ -326,9 +327,9 @@ static int read_command_line(struct smtp_session *s)
         len--;
     line[len] = '\0';
     if (s->auth_step)
-        auth_line(s, line, len);   /* never logged: it holds credentials */
+        smtpd_auth_line(s, line, len);   /* never logged: it holds credentials */
     else
-        cmd_handle_line(s, line, len);
+        smtpd_cmd_handle_line(s, line, len);
     explicit_bzero(line, len);
     return 1;
 }
@@ -358,7 +359,7 @@ static int pause_after_error(struct smtp_session *s)
     return 1;
 }
 
-void session_resume(struct smtp_session *s)
+void smtpd_session_resume(struct smtp_session *s)
 {
     session_process(s);
 }
@@ -368,18 +369,18 @@ static void session_process(struct smtp_session *s)
     for (;;) {
         if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_AUTH)
             return;
-        if (sdns_pending(s) && s->state != SS_DATA && s->state != SS_BDAT)
+        if (smtpd_dns_pending(s) && s->state != SS_DATA && s->state != SS_BDAT)
             return; /* the restrictions' DNS answers first (bounded; resumes) */
         if (s->state == SS_DATA) {
-            if (!content_read_dot(s))
+            if (!smtpd_content_read_dot(s))
                 return;
-            content_end(s);
+            smtpd_content_end(s);
             continue;
         }
         if (s->state == SS_BDAT) {
-            if (!content_read_bdat(s))
+            if (!smtpd_content_read_bdat(s))
                 return;
-            content_bdat_done(s, s->bdat_chunk_size);
+            smtpd_content_bdat_done(s, s->bdat_chunk_size);
             continue;
         }
         if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_HIGH_WATER) {
@@ -390,7 +391,7 @@ static void session_process(struct smtp_session *s)
         unsigned errors_before = s->errors;
         if (!read_command_line(s))
             return;
-        if (session_check_error_limit(s))
+        if (smtpd_session_check_error_limit(s))
             return;
         if (s->errors > errors_before && pause_after_error(s))
             return;
@@ -484,13 +485,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         if (!s->closing_after_write) {
-            session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
+            smtpd_session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
             /* during a commit the file is the queue's: leave it alone */
             if (s->state != SS_COMMIT)
-                session_reset_transaction(s);
+                smtpd_session_reset_transaction(s);
             if (s->state == SS_AUTH)
-                auth_session_end(s);   /* no late 235/535 after the 421 */
-            session_close_after_reply(s);
+                smtpd_auth_session_end(s);   /* no late 235/535 after the 421 */
+            smtpd_session_close_after_reply(s);
             /* give the reply a moment to leave; a dead peer ends it by write timeout */
             bufferevent_enable(s->bev, EV_WRITE);
             return;
@@ -512,7 +513,7 @@ static void session_setup_bev(struct smtp_session *s)
     bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-void session_start_tls(struct smtp_session *s)
+void smtpd_session_start_tls(struct smtp_session *s)
 {
     /* The client has to wait for our 220 before its handshake: anything
      * already here was sent blind, and must never be read as commands. */
@@ -523,8 +524,8 @@ void session_start_tls(struct smtp_session *s)
                  s->client_name, s->client_addr, junk);
         evbuffer_drain(in, junk);
     }
-    session_reset_transaction(s);
-    auth_session_end(s);   /* RFC 3207 §4.2: nothing from before TLS is kept */
+    smtpd_session_reset_transaction(s);
+    smtpd_auth_session_end(s);   /* RFC 3207 §4.2: nothing from before TLS is kept */
     free(s->helo);
     s->helo = NULL;
     s->esmtp = 0;
@@ -540,7 +541,7 @@ void session_start_tls(struct smtp_session *s)
                                                              BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!tls) {
         log_warn("cannot start TLS for %s[%s]", s->client_name, s->client_addr);
-        session_close_after_reply(s);
+        smtpd_session_close_after_reply(s);
         return;
     }
     s->bev = tls;
@@ -548,7 +549,7 @@ void session_start_tls(struct smtp_session *s)
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
+void smtpd_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
                         const struct sockaddr *sa, socklen_t salen)
 {
     struct smtp_session *s = xcalloc(1, sizeof *s);
@@ -602,22 +603,22 @@ void smtp_session_start(struct event_base *base, const struct smtpd_settings *se
     }
     s->limits_exempt = cidr_list_match(&set->limit_exceptions, s->client_addr);
     if (!s->limits_exempt) {
-        struct anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
+        struct smtpd_anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
                                    set->rate_unit};
-        int over = anvil_connect(s->client_addr, &lim, time(NULL));
+        int over = smtpd_anvil_connect(s->client_addr, &lim, time(NULL));
         if (over) {
             log_warn("Connection %s limit exceeded from %s[%s] for service %s", over == 1 ? "concurrency" : "rate",
                      s->client_name, s->client_addr, set->service);
-            session_reply(s, "421 4.7.0 %s Error: too many connections from %s", set->myhostname, s->client_addr);
-            session_close_after_reply(s);
+            smtpd_session_reply(s, "421 4.7.0 %s Error: too many connections from %s", set->myhostname, s->client_addr);
+            smtpd_session_close_after_reply(s);
             bufferevent_enable(s->bev, EV_WRITE);
             return;
         }
         s->anvil_counted = 1;
     }
-    session_reply(s, "220 %s", set->banner);
+    smtpd_session_reply(s, "220 %s", set->banner);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-    sdns_connect(s);
+    smtpd_dns_connect(s);
 }
 
 static void session_free(struct smtp_session *s)
@@ -635,23 +636,23 @@ static void session_free(struct smtp_session *s)
         ok += s->cnt_ok[i];
         total += s->cnt_total[i];
         if (s->cnt_ok[i] == s->cnt_total[i])
-            sb_printf(&line, " %s=%u", counter_names[i], s->cnt_total[i]);
+            strbuf_printf(&line, " %s=%u", counter_names[i], s->cnt_total[i]);
         else
-            sb_printf(&line, " %s=%u/%u", counter_names[i], s->cnt_ok[i], s->cnt_total[i]);
+            strbuf_printf(&line, " %s=%u/%u", counter_names[i], s->cnt_ok[i], s->cnt_total[i]);
     }
     /* Postfix's form: "commands=N" when all succeeded, else "commands=ok/total". */
     if (ok == total)
-        sb_printf(&line, " commands=%u", total);
+        strbuf_printf(&line, " commands=%u", total);
     else
-        sb_printf(&line, " commands=%u/%u", ok, total);
-    log_info("disconnect from %s[%s]%s", s->client_name, s->client_addr, sb_str(&line));
-    sb_free(&line);
+        strbuf_printf(&line, " commands=%u/%u", ok, total);
+    log_info("disconnect from %s[%s]%s", s->client_name, s->client_addr, strbuf_str(&line));
+    strbuf_free(&line);
     smtpd_commit_cancel(s); /* nothing pending is fine; a pending one must not call back */
-    auth_session_end(s);
-    sdns_session_end(s);
+    smtpd_auth_session_end(s);
+    smtpd_dns_session_end(s);
     if (s->anvil_counted)
-        anvil_disconnect(s->client_addr);
-    session_reset_transaction(s);
+        smtpd_anvil_disconnect(s->client_addr);
+    smtpd_session_reset_transaction(s);
     free(s->helo);
     if (s->error_sleep)
         event_free(s->error_sleep);
@@ -669,22 +670,22 @@ static void session_free(struct smtp_session *s)
     smtpd_session_closed();
 }
 
-void smtp_sessions_shutdown(void)
+void smtpd_session_shutdown_all(void)
 {
     for (struct smtp_session *s = sessions, *next; s; s = next) {
         next = s->next;
         if (s->state == SS_COMMIT || s->closing_after_write)
             continue; /* finishes on its own */
-        session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
+        smtpd_session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",
                       s->set->myhostname);
         if (s->state == SS_AUTH)
-            auth_session_end(s);
-        session_reset_transaction(s);
-        session_close_after_reply(s);
+            smtpd_auth_session_end(s);
+        smtpd_session_reset_transaction(s);
+        smtpd_session_close_after_reply(s);
     }
 }
 
-unsigned smtp_sessions_count(void)
+unsigned smtpd_session_count(void)
 {
     return nsessions;
 }

@@ -21,7 +21,7 @@
 struct conf;
 struct event_base;
 struct ssl_ctx_st;
-struct policy_lists;
+struct smtpd_policy_lists;
 struct map_list;
 struct resolver;
 struct smtp_session;
@@ -61,7 +61,7 @@ struct smtpd_settings {
     /* per-client limits (smtpd_anvil) and who is exempt from them */
     long conn_count_limit, conn_rate_limit, msg_rate_limit, rate_unit;
     struct cidr_list limit_exceptions;
-    struct policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
+    struct smtpd_policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
     struct map_list *sender_login_maps; /* smtpd_sender_login_maps: address -> owners */
     char *dns_resolvers;           /* for DNSBL and sender domain lookups */
     int policy_broken;             /* then every RCPT gets 451 4.3.5 */
@@ -69,7 +69,7 @@ struct smtpd_settings {
 
 /* Parses a configuration's restriction lists (also used by the master to
  * refuse a bad configuration before starting). NULL with *err. */
-struct policy_lists *smtpd_policy_from_conf(struct conf *c, char **err);
+struct smtpd_policy_lists *smtpd_policy_from_conf(struct conf *c, char **err);
 
 void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *service,
                          struct ssl_ctx_st *tls_ctx);
@@ -87,14 +87,14 @@ struct resolver *smtpd_resolver(void);
 void smtpd_session_closed(void);
 
 /* Starts a session on an accepted socket. */
-void smtp_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
+void smtpd_session_start(struct event_base *base, const struct smtpd_settings *set, int fd,
                         const struct sockaddr *sa, socklen_t salen);
 /* Closes the AUTH password backends (process end). */
-void auth_shutdown(void);
+void smtpd_auth_shutdown(void);
 /* Frees the DNS context of the restrictions (process end). */
-void sdns_shutdown(void);
+void smtpd_dns_shutdown(void);
 /* Closes every session politely (421) for shutdown. */
-void smtp_sessions_shutdown(void);
-unsigned smtp_sessions_count(void);
+void smtpd_session_shutdown_all(void);
+unsigned smtpd_session_count(void);
 
 #endif

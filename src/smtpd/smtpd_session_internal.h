@@ -28,8 +28,8 @@ struct bufferevent;
 struct cleanup;
 struct event;
 struct event_base;
-struct qf_writer;
-struct sdns_state;
+struct queue_file_writer;
+struct smtpd_dns_state;
 
 enum session_state {
     SS_INIT,        /* greeted, no HELO/EHLO yet */
@@ -75,7 +75,7 @@ struct smtp_session {
     int output_blocked;         /* reading paused until the client reads its replies */
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
     long flush_tries;
-    struct sdns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
+    struct smtpd_dns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
     int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
     int limits_exempt;          /* smtpd_client_event_limit_exceptions */
     int tls;                    /* the TLS handshake is done */
@@ -93,11 +93,11 @@ struct smtp_session {
     /* the transaction */
     char id[QUEUE_ID_LEN + 1];
     int have_id;
-    struct qf_message env;
+    struct queue_file_message env;
     int env_init;
     int smtputf8;
     enum smtp_body body;
-    struct qf_writer *writer;
+    struct queue_file_writer *writer;
     struct cleanup *cleanup;
     struct smtp_data dec;
     /* BDAT */
@@ -112,69 +112,69 @@ struct smtp_session {
 
 /* Queues one reply; multi-line replies pass lines separated by '\n'. A
  * 4xx/5xx reply counts towards the error limits. */
-void session_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void smtpd_session_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The reply just queued is the last: stop reading, close once it is sent. */
-void session_close_after_reply(struct smtp_session *s);
+void smtpd_session_close_after_reply(struct smtp_session *s);
 /* Past smtpd_hard_error_limit: replies 421 and closes. Returns 1 if the
  * session is closing (then nothing more may be replied). */
-int session_check_error_limit(struct smtp_session *s);
+int smtpd_session_check_error_limit(struct smtp_session *s);
 /* Drops the transaction (queue file, cleanup, envelope); back to SS_READY
  * unless not yet greeted or closing. */
-void session_reset_transaction(struct smtp_session *s);
+void smtpd_session_reset_transaction(struct smtp_session *s);
 /* After "220 2.0.0 Ready to start TLS" is queued: plaintext the client sent
  * after STARTTLS is thrown away unread (RFC 3207 §4.2, CVE-2011-0411), the
  * session forgets its EHLO, and TLS is layered over the connection. */
-void session_start_tls(struct smtp_session *s);
+void smtpd_session_start_tls(struct smtp_session *s);
 
 /* Processes pending input again (after a pause: AUTH's check). */
-void session_resume(struct smtp_session *s);
+void smtpd_session_resume(struct smtp_session *s);
 
 /* ---- smtpd_dns.c ---- */
 
 /* Starts the DNSBL lookups of the client (reject_rbl_client), at connect. */
-void sdns_connect(struct smtp_session *s);
+void smtpd_dns_connect(struct smtp_session *s);
 /* Starts the sender domain's lookup (reject_unknown_sender_domain), at MAIL. */
-void sdns_mail(struct smtp_session *s, const char *sender);
-/* 1 while an answer is outstanding: commands wait (session_resume after). */
-int sdns_pending(const struct smtp_session *s);
-/* The answers, for policy_ctx (arg is the session). */
-int sdns_rbl_listed(void *arg, const char *zone, const char **text);
-int sdns_sender_domain(void *arg);
-void sdns_session_end(struct smtp_session *s);
+void smtpd_dns_mail(struct smtp_session *s, const char *sender);
+/* 1 while an answer is outstanding: commands wait (smtpd_session_resume after). */
+int smtpd_dns_pending(const struct smtp_session *s);
+/* The answers, for smtpd_policy_ctx (arg is the session). */
+int smtpd_dns_rbl_listed(void *arg, const char *zone, const char **text);
+int smtpd_dns_sender_domain(void *arg);
+void smtpd_dns_session_end(struct smtp_session *s);
 
 /* ---- smtpd_auth.c ---- */
 
 /* AUTH may be advertised and used now (enabled, and TLS when required). */
-int auth_offered(const struct smtp_session *s);
-void cmd_auth(struct smtp_session *s, const char *arg);
+int smtpd_auth_offered(const struct smtp_session *s);
+void smtpd_auth_cmd(struct smtp_session *s, const char *arg);
 /* A response line of an AUTH exchange in progress (s->auth_step set). */
-void auth_line(struct smtp_session *s, const char *line, size_t len);
+void smtpd_auth_line(struct smtp_session *s, const char *line, size_t len);
 /* 1 when the logged-in user's entry in tern's password file lists addr
  * (its third field) as one of theirs. */
-int auth_user_lists_address(struct smtp_session *s, const char *addr);
+int smtpd_auth_user_lists_address(struct smtp_session *s, const char *addr);
 /* Forgets the login and cancels a pending check (session end, STARTTLS). */
-void auth_session_end(struct smtp_session *s);
+void smtpd_auth_session_end(struct smtp_session *s);
 
 /* ---- smtpd_cmd.c ---- */
 
 /* Handles one command line (without its CRLF, len bytes, NUL-terminated). */
-void cmd_handle_line(struct smtp_session *s, const char *line, size_t len);
+void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len);
 
 /* ---- smtpd_content.c ---- */
 
 /* Opens the queue file and the cleanup stage for the content. Returns 0, or
  * the reply code for the failure (452 out of space, else 451). */
-int content_begin(struct smtp_session *s, enum smtp_data_mode mode);
-/* Replies to a content_begin failure code. */
-void content_storage_error(struct smtp_session *s, int code);
+int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode);
+/* Replies to a smtpd_content_begin failure code. */
+void smtpd_content_storage_error(struct smtp_session *s, int code);
 /* Reads DATA content from the input buffer. Returns 1 if the content ended. */
-int content_read_dot(struct smtp_session *s);
+int smtpd_content_read_dot(struct smtp_session *s);
 /* Reads the bytes of the current BDAT chunk. Returns 1 when the chunk is complete. */
-int content_read_bdat(struct smtp_session *s);
+int smtpd_content_read_bdat(struct smtp_session *s);
 /* Replies to a complete BDAT chunk; after BDAT LAST, ends the content. */
-void content_bdat_done(struct smtp_session *s, unsigned long long chunk_size);
+void smtpd_content_bdat_done(struct smtp_session *s, unsigned long long chunk_size);
 /* The content is complete: check it, finish the file, hand it to the queue
  * (the session waits in SS_COMMIT for the answer). */
-void content_end(struct smtp_session *s);
+void smtpd_content_end(struct smtp_session *s);
 
 #endif

@@ -137,7 +137,7 @@ int maildrop_write_env(FILE *f, const struct maildrop_env *env)
     return ferror(f) ? -1 : 0;
 }
 
-size_t line_norm_feed(struct line_norm *n, const char *in, size_t len, char *out)
+size_t maildrop_line_norm_feed(struct line_norm *n, const char *in, size_t len, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -160,7 +160,7 @@ size_t line_norm_feed(struct line_norm *n, const char *in, size_t len, char *out
     return o;
 }
 
-size_t line_norm_end(struct line_norm *n, char *out)
+size_t maildrop_line_norm_end(struct line_norm *n, char *out)
 {
     if (!n->pending_cr)
         return 0;

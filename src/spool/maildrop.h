@@ -41,7 +41,7 @@ int maildrop_write_env(FILE *f, const struct maildrop_env *env);
  * the end of one buffer may pair with an LF at the start of the next).
  * out must hold 2 * len + 2 bytes. */
 struct line_norm { int pending_cr; };
-size_t line_norm_feed(struct line_norm *n, const char *in, size_t len, char *out);
-size_t line_norm_end(struct line_norm *n, char *out);
+size_t maildrop_line_norm_feed(struct line_norm *n, const char *in, size_t len, char *out);
+size_t maildrop_line_norm_end(struct line_norm *n, char *out);
 
 #endif

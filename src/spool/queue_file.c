@@ -12,6 +12,7 @@
 
 #include "util/fsops.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 enum {
@@ -48,7 +49,7 @@ static void crc_init(void)
     crc_ready = 1;
 }
 
-uint32_t qf_crc32(uint32_t crc, const void *data, size_t len)
+uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len)
 {
     if (!crc_ready)
         crc_init();
@@ -65,7 +66,7 @@ static void put_u32(struct strbuf *sb, uint32_t v)
 {
     unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
                           (unsigned char)(v >> 24)};
-    sb_append(sb, b, 4);
+    strbuf_append(sb, b, 4);
 }
 
 static void put_u64(struct strbuf *sb, uint64_t v)
@@ -78,7 +79,7 @@ static void put_str(struct strbuf *sb, const char *s)
 {
     size_t len = s ? strlen(s) : 0;
     put_u32(sb, (uint32_t)len);
-    sb_append(sb, s ? s : "", len);
+    strbuf_append(sb, s ? s : "", len);
 }
 
 static uint32_t get_u32(const unsigned char *p)
@@ -95,14 +96,14 @@ static uint64_t get_u64(const unsigned char *p)
 static void put_record(struct strbuf *out, int type, const struct strbuf *payload)
 {
     size_t start = out->len;
-    sb_putc(out, (char)type);
+    strbuf_putc(out, (char)type);
     put_u32(out, (uint32_t)payload->len);
-    sb_append(out, payload->buf ? payload->buf : "", payload->len);
-    uint32_t crc = qf_crc32(0, out->buf + start, out->len - start);
+    strbuf_append(out, payload->buf ? payload->buf : "", payload->len);
+    uint32_t crc = queue_file_crc32(0, out->buf + start, out->len - start);
     put_u32(out, crc);
 }
 
-static void put_rcpt_payload(struct strbuf *p, const struct qf_rcpt *r)
+static void put_rcpt_payload(struct strbuf *p, const struct queue_file_rcpt *r)
 {
     put_str(p, r->addr);
     put_str(p, r->orcpt);
@@ -112,7 +113,7 @@ static void put_rcpt_payload(struct strbuf *p, const struct qf_rcpt *r)
 
 /* ---------- in-memory envelope ---------- */
 
-void qf_message_init(struct qf_message *m, const char *id, int64_t arrival_us, const char *sender)
+void queue_file_message_init(struct queue_file_message *m, const char *id, int64_t arrival_us, const char *sender)
 {
     memset(m, 0, sizeof *m);
     str_copy(m->id, id ? id : "", sizeof m->id);
@@ -120,7 +121,7 @@ void qf_message_init(struct qf_message *m, const char *id, int64_t arrival_us, c
     m->sender = xstrdup(sender ? sender : "");
 }
 
-void qf_message_set_attr(struct qf_message *m, const char *name, const char *value)
+void queue_file_message_set_attr(struct queue_file_message *m, const char *name, const char *value)
 {
     for (size_t i = 0; i < m->nattrs; i++) {
         if (strcmp(m->attrs[i].name, name) == 0) {
@@ -135,7 +136,7 @@ void qf_message_set_attr(struct qf_message *m, const char *name, const char *val
     m->nattrs++;
 }
 
-const char *qf_message_attr(const struct qf_message *m, const char *name)
+const char *queue_file_message_attr(const struct queue_file_message *m, const char *name)
 {
     for (size_t i = 0; i < m->nattrs; i++)
         if (strcmp(m->attrs[i].name, name) == 0)
@@ -143,11 +144,11 @@ const char *qf_message_attr(const struct qf_message *m, const char *name)
     return NULL;
 }
 
-struct qf_rcpt *qf_message_add_rcpt(struct qf_message *m, const char *addr, const char *orcpt,
+struct queue_file_rcpt *queue_file_message_add_rcpt(struct queue_file_message *m, const char *addr, const char *orcpt,
                                     unsigned notify, int parent)
 {
     m->rcpts = xgrow(m->rcpts, &m->rcpts_cap, m->nrcpt + 1, sizeof *m->rcpts);
-    struct qf_rcpt *r = &m->rcpts[m->nrcpt++];
+    struct queue_file_rcpt *r = &m->rcpts[m->nrcpt++];
     memset(r, 0, sizeof *r);
     r->addr = xstrdup(addr);
     r->orcpt = xstrdup(orcpt ? orcpt : "");
@@ -161,7 +162,7 @@ struct qf_rcpt *qf_message_add_rcpt(struct qf_message *m, const char *addr, cons
     return r;
 }
 
-void qf_message_free(struct qf_message *m)
+void queue_file_message_free(struct queue_file_message *m)
 {
     free(m->sender);
     for (size_t i = 0; i < m->nattrs; i++) {
@@ -181,7 +182,7 @@ void qf_message_free(struct qf_message *m)
     memset(m, 0, sizeof *m);
 }
 
-size_t qf_message_open_rcpts(const struct qf_message *m)
+size_t queue_file_message_open_rcpts(const struct queue_file_message *m)
 {
     size_t n = 0;
     for (size_t i = 0; i < m->nrcpt; i++)
@@ -190,7 +191,7 @@ size_t qf_message_open_rcpts(const struct qf_message *m)
     return n;
 }
 
-const char *qf_state_name(enum qf_rcpt_state s)
+const char *queue_file_state_name(enum queue_file_rcpt_state s)
 {
     switch (s) {
     case QF_PENDING: return "pending";
@@ -204,7 +205,7 @@ const char *qf_state_name(enum qf_rcpt_state s)
 
 /* ---------- writer ---------- */
 
-struct qf_writer {
+struct queue_file_writer {
     int dirfd;
     int fd;
     char *name;
@@ -213,9 +214,9 @@ struct qf_writer {
     uint64_t content_len;
 };
 
-int qf_writer_open(int dirfd, const char *name, struct qf_writer **out)
+int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out)
 {
-    int fd = fs_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
     /* Held while the file is written: the queue's recovery leaves a locked
@@ -223,14 +224,14 @@ int qf_writer_open(int dirfd, const char *name, struct qf_writer **out)
     (void)flock(fd, LOCK_EX | LOCK_NB);
     unsigned char hdr[QF_HEADER_SIZE] = {0};
     memcpy(hdr, QF_MAGIC, 8);
-    if (fs_write_all(fd, hdr, sizeof hdr) != 0) {
+    if (fsops_write_all(fd, hdr, sizeof hdr) != 0) {
         int e = errno;
         close(fd);
-        fs_unlinkat(dirfd, name, 0);
+        fsops_unlinkat(dirfd, name, 0);
         errno = e;
         return -1;
     }
-    struct qf_writer *w = xcalloc(1, sizeof *w);
+    struct queue_file_writer *w = xcalloc(1, sizeof *w);
     w->dirfd = dirfd;
     w->fd = fd;
     w->name = xstrdup(name);
@@ -238,17 +239,17 @@ int qf_writer_open(int dirfd, const char *name, struct qf_writer **out)
     return 0;
 }
 
-static int writer_flush(struct qf_writer *w)
+static int writer_flush(struct queue_file_writer *w)
 {
     if (w->buflen == 0)
         return 0;
-    if (fs_write_all(w->fd, w->buf, w->buflen) != 0)
+    if (fsops_write_all(w->fd, w->buf, w->buflen) != 0)
         return -1;
     w->buflen = 0;
     return 0;
 }
 
-int qf_writer_write(struct qf_writer *w, const void *data, size_t len)
+int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len)
 {
     const char *p = data;
     w->content_len += len;
@@ -256,51 +257,51 @@ int qf_writer_write(struct qf_writer *w, const void *data, size_t len)
         if (writer_flush(w) != 0)
             return -1;
         if (len >= sizeof w->buf)
-            return fs_write_all(w->fd, p, len);
+            return fsops_write_all(w->fd, p, len);
     }
     memcpy(w->buf + w->buflen, p, len);
     w->buflen += len;
     return 0;
 }
 
-uint64_t qf_writer_length(const struct qf_writer *w)
+uint64_t queue_file_writer_length(const struct queue_file_writer *w)
 {
     return w->content_len;
 }
 
-static void encode_envelope(struct strbuf *out, const struct qf_message *m, uint64_t content_len)
+static void encode_envelope(struct strbuf *out, const struct queue_file_message *m, uint64_t content_len)
 {
     struct strbuf p = STRBUF_INIT;
     put_str(&p, m->id);
     put_record(out, REC_ID, &p);
-    sb_reset(&p);
+    strbuf_reset(&p);
     put_u64(&p, (uint64_t)m->arrival_us);
     put_record(out, REC_ARRIVAL, &p);
-    sb_reset(&p);
+    strbuf_reset(&p);
     put_str(&p, m->sender);
     put_record(out, REC_SENDER, &p);
     for (size_t i = 0; i < m->nattrs; i++) {
-        sb_reset(&p);
+        strbuf_reset(&p);
         put_str(&p, m->attrs[i].name);
         put_str(&p, m->attrs[i].value);
         put_record(out, REC_ATTR, &p);
     }
     for (size_t i = 0; i < m->nrcpt; i++) {
-        sb_reset(&p);
+        strbuf_reset(&p);
         put_rcpt_payload(&p, &m->rcpts[i]);
         put_record(out, REC_RCPT, &p);
     }
-    sb_reset(&p);
+    strbuf_reset(&p);
     put_u64(&p, QF_HEADER_SIZE);
     put_u64(&p, content_len);
     put_record(out, REC_CONTENT, &p);
-    sb_reset(&p);
+    strbuf_reset(&p);
     put_u32(&p, (uint32_t)m->nrcpt);
     put_record(out, REC_END, &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
-int qf_writer_finish(struct qf_writer *w, struct qf_message *m)
+int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m)
 {
     int rc = -1;
     struct strbuf env = STRBUF_INIT;
@@ -308,12 +309,12 @@ int qf_writer_finish(struct qf_writer *w, struct qf_message *m)
         goto out;
     uint64_t env_off = QF_HEADER_SIZE + w->content_len;
     encode_envelope(&env, m, w->content_len);
-    if (fs_write_all(w->fd, env.buf, env.len) != 0)
+    if (fsops_write_all(w->fd, env.buf, env.len) != 0)
         goto out;
     unsigned char off[8];
     for (int i = 0; i < 8; i++)
         off[i] = (unsigned char)(env_off >> (8 * i));
-    if (fs_pwrite_all(w->fd, off, sizeof off, 8) != 0)
+    if (fsops_pwrite_all(w->fd, off, sizeof off, 8) != 0)
         goto out;
     m->content_offset = QF_HEADER_SIZE;
     m->content_length = w->content_len;
@@ -322,25 +323,25 @@ int qf_writer_finish(struct qf_writer *w, struct qf_message *m)
     rc = 0;
 out:;
     int e = errno;
-    sb_free(&env);
+    strbuf_free(&env);
     if (close(w->fd) != 0 && rc == 0) {
         e = errno;
         rc = -1;
     }
     if (rc != 0)
-        fs_unlinkat(w->dirfd, w->name, 0);
+        fsops_unlinkat(w->dirfd, w->name, 0);
     free(w->name);
     free(w);
     errno = e;
     return rc;
 }
 
-void qf_writer_abort(struct qf_writer *w)
+void queue_file_writer_abort(struct queue_file_writer *w)
 {
     if (!w)
         return;
     close(w->fd);
-    fs_unlinkat(w->dirfd, w->name, 0);
+    fsops_unlinkat(w->dirfd, w->name, 0);
     free(w->name);
     free(w);
 }
@@ -409,7 +410,7 @@ static int next_record(struct cursor *c, struct cursor *payload)
     if (plen > c->len - c->pos - 9)
         return -1;
     uint32_t crc = get_u32(start + 5 + plen);
-    if (qf_crc32(0, start, 5 + (size_t)plen) != crc)
+    if (queue_file_crc32(0, start, 5 + (size_t)plen) != crc)
         return -1;
     payload->p = start + 5;
     payload->len = plen;
@@ -419,7 +420,7 @@ static int next_record(struct cursor *c, struct cursor *payload)
     return start[0];
 }
 
-static int read_rcpt(struct cursor *pl, struct qf_message *m)
+static int read_rcpt(struct cursor *pl, struct queue_file_message *m)
 {
     char *addr = cur_str(pl);
     char *orcpt = cur_str(pl);
@@ -427,13 +428,13 @@ static int read_rcpt(struct cursor *pl, struct qf_message *m)
     uint32_t parent = cur_u32(pl);
     int ok = !pl->bad && (parent == UINT32_MAX || parent < m->nrcpt);
     if (ok)
-        qf_message_add_rcpt(m, addr, orcpt, notify, parent == UINT32_MAX ? -1 : (int)parent);
+        queue_file_message_add_rcpt(m, addr, orcpt, notify, parent == UINT32_MAX ? -1 : (int)parent);
     free(addr);
     free(orcpt);
     return ok ? 0 : -1;
 }
 
-static int read_status(struct cursor *pl, struct qf_message *m)
+static int read_status(struct cursor *pl, struct queue_file_message *m)
 {
     uint32_t idx = cur_u32(pl);
     uint8_t state = cur_u8(pl);
@@ -457,8 +458,8 @@ static int read_status(struct cursor *pl, struct qf_message *m)
         free(diag);
         return -1;
     }
-    struct qf_rcpt *r = &m->rcpts[idx];
-    r->state = (enum qf_rcpt_state)state;
+    struct queue_file_rcpt *r = &m->rcpts[idx];
+    r->state = (enum queue_file_rcpt_state)state;
     r->attempts = attempts;
     r->next_try = (int64_t)next_try;
     r->last_try = (int64_t)last_try;
@@ -480,7 +481,7 @@ static int read_status(struct cursor *pl, struct qf_message *m)
         goto fail;                                  \
     } while (0)
 
-int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen)
+int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
     m->sender = xstrdup("");
@@ -546,7 +547,7 @@ int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen)
         case REC_ATTR: {
             char *name = cur_str(&pl), *value = cur_str(&pl);
             if (!pl.bad)
-                qf_message_set_attr(m, name, value);
+                queue_file_message_set_attr(m, name, value);
             free(name);
             free(value);
             if (pl.bad)
@@ -599,12 +600,12 @@ int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen)
     return 0;
 fail:
     free(buf);
-    qf_message_free(m);
+    queue_file_message_free(m);
     m->sender = NULL;
     return -1;
 }
 
-int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errlen)
+int queue_file_read_path(const char *path, struct queue_file_message *m, char *err, size_t errlen)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -612,7 +613,7 @@ int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errle
         snprintf(err, errlen, "open %s: %s", path, strerror(errno));
         return -1;
     }
-    int rc = qf_read_fd(fd, m, err, errlen);
+    int rc = queue_file_read_fd(fd, m, err, errlen);
     close(fd);
     /* Queue files are named by their id; the queue treats a file whose id
      * record names another message as corrupt, so readers by path agree. */
@@ -620,7 +621,7 @@ int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errle
     const char *name = slash ? slash + 1 : path;
     if (rc == 0 && strcmp(name, m->id) != 0) {
         snprintf(err, errlen, "queue id %s in file does not match its name", m->id);
-        qf_message_free(m);
+        queue_file_message_free(m);
         rc = -1;
     }
     return rc;
@@ -628,27 +629,27 @@ int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errle
 
 /* ---------- progress ---------- */
 
-static int append_record(int fd, struct qf_message *m, int type, const struct strbuf *payload)
+static int append_record(int fd, struct queue_file_message *m, int type, const struct strbuf *payload)
 {
     struct strbuf rec = STRBUF_INIT;
     put_record(&rec, type, payload);
-    int rc = fs_pwrite_all(fd, rec.buf, rec.len, (off_t)m->valid_end);
+    int rc = fsops_pwrite_all(fd, rec.buf, rec.len, (off_t)m->valid_end);
     if (rc == 0) {
         m->valid_end += rec.len;
         if (m->file_size < m->valid_end)
             m->file_size = m->valid_end;
     }
-    sb_free(&rec);
+    strbuf_free(&rec);
     return rc;
 }
 
-int qf_append_status(int fd, struct qf_message *m, size_t idx)
+int queue_file_append_status(int fd, struct queue_file_message *m, size_t idx)
 {
-    const struct qf_rcpt *r = &m->rcpts[idx];
+    const struct queue_file_rcpt *r = &m->rcpts[idx];
     struct strbuf p = STRBUF_INIT;
     put_u32(&p, (uint32_t)idx);
     unsigned char st = (unsigned char)r->state;
-    sb_append(&p, &st, 1);
+    strbuf_append(&p, &st, 1);
     put_u32(&p, r->attempts);
     put_u64(&p, (uint64_t)r->next_try);
     put_u64(&p, (uint64_t)r->last_try);
@@ -657,17 +658,17 @@ int qf_append_status(int fd, struct qf_message *m, size_t idx)
     put_str(&p, r->remote_mta);
     put_str(&p, r->diag);
     unsigned char fl = (unsigned char)r->flags;
-    sb_append(&p, &fl, 1);
+    strbuf_append(&p, &fl, 1);
     int rc = append_record(fd, m, REC_STATUS, &p);
-    sb_free(&p);
+    strbuf_free(&p);
     return rc;
 }
 
-int qf_append_rcpt(int fd, struct qf_message *m, size_t idx)
+int queue_file_append_rcpt(int fd, struct queue_file_message *m, size_t idx)
 {
     struct strbuf p = STRBUF_INIT;
     put_rcpt_payload(&p, &m->rcpts[idx]);
     int rc = append_record(fd, m, REC_ADDED_RCPT, &p);
-    sb_free(&p);
+    strbuf_free(&p);
     return rc;
 }

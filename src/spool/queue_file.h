@@ -12,10 +12,10 @@
  * type, length and payload. A file is valid when its header is intact and its
  * envelope reaches an 'E' record whose recipient count matches. Progress
  * records after 'E' are read until the first torn or corrupt one (a crash
- * while appending); qf_read reports where the valid data ends so the owner
+ * while appending); queue_file_read reports where the valid data ends so the owner
  * can cut the torn tail off before appending again.
  *
- * Writers: smtpd and pickup create files with qf_writer_*; only the queue
+ * Writers: smtpd and pickup create files with queue_file_writer_*; only the queue
  * process appends progress (queue_store owns that). Readers: the queue
  * process, the local delivery agent (content only), `tern queue`.
  * Errors: -1 with errno for I/O; invalid content is reported as text. */
@@ -31,7 +31,7 @@
 #define QF_MAGIC "TERNQF01"
 #define QF_HEADER_SIZE 16
 
-enum qf_rcpt_state {
+enum queue_file_rcpt_state {
     QF_PENDING = 0,   /* not yet tried */
     QF_DELIVERED = 1, /* done: delivered or relayed */
     QF_DEFERRED = 2,  /* temporary failure: retry at next_try */
@@ -42,12 +42,12 @@ enum qf_rcpt_state {
 /* DSN NOTIFY bits (RFC 3461); 0 = not given. */
 enum { QF_NOTIFY_SUCCESS = 1, QF_NOTIFY_FAILURE = 2, QF_NOTIFY_DELAY = 4, QF_NOTIFY_NEVER = 8 };
 
-struct qf_rcpt {
+struct queue_file_rcpt {
     char *addr;        /* envelope recipient */
     char *orcpt;       /* original recipient, "" if none */
     unsigned notify;
     int parent;        /* index of the recipient this one was expanded from, or -1 */
-    enum qf_rcpt_state state;
+    enum queue_file_rcpt_state state;
     uint32_t attempts;
     int64_t next_try;  /* unix seconds; 0 = now */
     int64_t last_try;
@@ -67,18 +67,18 @@ enum {
     QF_RCPT_DELAY_WARNED = 2,   /* a delay notice told the sender about it */
 };
 
-struct qf_attr {
+struct queue_file_attr {
     char *name;
     char *value;
 };
 
-struct qf_message {
+struct queue_file_message {
     char id[QUEUE_ID_LEN + 1];
     int64_t arrival_us;
     char *sender;                 /* "" for the null sender */
-    struct qf_attr *attrs;        /* client, helo, protocol, body, smtputf8, ... */
+    struct queue_file_attr *attrs;        /* client, helo, protocol, body, smtputf8, ... */
     size_t nattrs, attrs_cap;
-    struct qf_rcpt *rcpts;
+    struct queue_file_rcpt *rcpts;
     size_t nrcpt, rcpts_cap;
     uint64_t content_offset, content_length;
     uint64_t valid_end;           /* file offset just past the last valid record */
@@ -86,39 +86,39 @@ struct qf_message {
 };
 
 /* Building an envelope in memory. */
-void qf_message_init(struct qf_message *m, const char *id, int64_t arrival_us, const char *sender);
-void qf_message_set_attr(struct qf_message *m, const char *name, const char *value);
-const char *qf_message_attr(const struct qf_message *m, const char *name);   /* NULL if absent */
-struct qf_rcpt *qf_message_add_rcpt(struct qf_message *m, const char *addr, const char *orcpt,
+void queue_file_message_init(struct queue_file_message *m, const char *id, int64_t arrival_us, const char *sender);
+void queue_file_message_set_attr(struct queue_file_message *m, const char *name, const char *value);
+const char *queue_file_message_attr(const struct queue_file_message *m, const char *name);   /* NULL if absent */
+struct queue_file_rcpt *queue_file_message_add_rcpt(struct queue_file_message *m, const char *addr, const char *orcpt,
                                     unsigned notify, int parent);
-void qf_message_free(struct qf_message *m);
+void queue_file_message_free(struct queue_file_message *m);
 /* Count of recipients still to be delivered (pending or deferred). */
-size_t qf_message_open_rcpts(const struct qf_message *m);
+size_t queue_file_message_open_rcpts(const struct queue_file_message *m);
 
 /* Writing a new queue file (smtpd, pickup). Content is buffered. */
-struct qf_writer;
-int qf_writer_open(int dirfd, const char *name, struct qf_writer **out);
-int qf_writer_write(struct qf_writer *w, const void *data, size_t len);
-uint64_t qf_writer_length(const struct qf_writer *w);
+struct queue_file_writer;
+int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out);
+int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len);
+uint64_t queue_file_writer_length(const struct queue_file_writer *w);
 /* Flushes content, writes the envelope of m and the end record, then the
  * envelope offset. Closes the file; does not sync (the queue does that). */
-int qf_writer_finish(struct qf_writer *w, struct qf_message *m);
+int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m);
 /* Closes and removes the file. */
-void qf_writer_abort(struct qf_writer *w);
+void queue_file_writer_abort(struct queue_file_writer *w);
 
 /* Reading. Returns 0 and fills m; -1 with a reason in err when the file is
  * invalid or unreadable. m is left empty (freeable) on failure.
- * qf_read_path also refuses a file whose name is not the id it records
- * (qf_read_fd has no name: its callers compare m->id themselves). */
-int qf_read_fd(int fd, struct qf_message *m, char *err, size_t errlen);
-int qf_read_path(const char *path, struct qf_message *m, char *err, size_t errlen);
+ * queue_file_read_path also refuses a file whose name is not the id it records
+ * (queue_file_read_fd has no name: its callers compare m->id themselves). */
+int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t errlen);
+int queue_file_read_path(const char *path, struct queue_file_message *m, char *err, size_t errlen);
 
 /* Progress records, appended at m->valid_end (the caller keeps valid_end
  * current in m). */
-int qf_append_status(int fd, struct qf_message *m, size_t rcpt_index);
-int qf_append_rcpt(int fd, struct qf_message *m, size_t rcpt_index);
+int queue_file_append_status(int fd, struct queue_file_message *m, size_t rcpt_index);
+int queue_file_append_rcpt(int fd, struct queue_file_message *m, size_t rcpt_index);
 
-uint32_t qf_crc32(uint32_t crc, const void *data, size_t len);
-const char *qf_state_name(enum qf_rcpt_state s);
+uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len);
+const char *queue_file_state_name(enum queue_file_rcpt_state s);
 
 #endif

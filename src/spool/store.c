@@ -19,6 +19,7 @@
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 enum req_kind { REQ_COMMIT, REQ_BARRIER, REQ_UNLINK };
 
@@ -30,7 +31,7 @@ struct sync_req {
     struct timespec written;    /* last change of the data this request covers */
     int ok;
     int err;
-    struct qf_message m;
+    struct queue_file_message m;
     store_commit_cb commit_cb;
     void (*barrier_cb)(void *arg, int ok);
     void *arg;
@@ -120,18 +121,18 @@ static void *sync_thread(void *unused)
         if (!need_sync) {
             /* nothing to make durable */
         } else if (st.use_syncfs) {
-            if (fs_syncfs(st.queue_fd) != 0) {
+            if (fsops_syncfs(st.queue_fd) != 0) {
                 rc = -1;
                 err = errno;
             }
         } else {
             for (struct sync_req *r = batch; r; r = r->next) {
-                if (r->kind == REQ_COMMIT && r->fd >= 0 && fs_fdatasync(r->fd) != 0) {
+                if (r->kind == REQ_COMMIT && r->fd >= 0 && fsops_fdatasync(r->fd) != 0) {
                     r->ok = 0;
                     r->err = errno;
                 }
             }
-            if (fs_fsync(st.queue_fd) != 0) {
+            if (fsops_fsync(st.queue_fd) != 0) {
                 rc = -1;
                 err = errno;
             }
@@ -170,7 +171,7 @@ static void *sync_thread(void *unused)
         while (unlinks) {
             struct sync_req *r = unlinks;
             unlinks = r->next;
-            if (fs_unlinkat(r->fd, r->id, 0) != 0 && errno != ENOENT)
+            if (fsops_unlinkat(r->fd, r->id, 0) != 0 && errno != ENOENT)
                 log_warn("%s: cannot remove queue file: %s", r->id, strerror(errno));
             free(r);
         }
@@ -195,8 +196,8 @@ static void finish_request(struct sync_req *r)
         r->commit_cb(r->arg, 1, &r->m, NULL);
     } else {
         log_warn("%s: cannot make queue file durable: %s", r->id, strerror(r->err));
-        fs_unlinkat(st.queue_fd, r->id, 0);
-        qf_message_free(&r->m);
+        fsops_unlinkat(st.queue_fd, r->id, 0);
+        queue_file_message_free(&r->m);
         r->commit_cb(r->arg, 0, NULL, failure_reply(r->err));
     }
     free(r);
@@ -237,7 +238,7 @@ static void enqueue(struct sync_req *r)
 static int open_dir(const char *name)
 {
     char *path = xasprintf("%s/%s", st.dir, name);
-    int fd = fs_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    int fd = fsops_open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0)
         log_error("open %s: %s", path, strerror(errno));
     free(path);
@@ -295,7 +296,7 @@ void store_close(void)
 
 static void move_to_corrupt(int dirfd, enum store_place place, const char *name)
 {
-    if (fs_renameat(dirfd, name, st.corrupt_fd, name) != 0)
+    if (fsops_renameat(dirfd, name, st.corrupt_fd, name) != 0)
         log_error("%s/%s: cannot move to %s/: %s; left in place", place_dir(place), name, QDIR_CORRUPT,
                   strerror(errno));
 }
@@ -320,8 +321,8 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
             continue;
         }
         char err[256];
-        struct qf_message m;
-        int fd = fs_openat(dirfd, e->d_name, O_RDWR | O_CLOEXEC, 0);
+        struct queue_file_message m;
+        int fd = fsops_openat(dirfd, e->d_name, O_RDWR | O_CLOEXEC, 0);
         if (fd < 0) {
             /* Not shown to be invalid: leave it for the next start rather
              * than quarantine a message that may have been acknowledged. */
@@ -329,9 +330,9 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
                       strerror(errno));
             continue;
         }
-        if (qf_read_fd(fd, &m, err, sizeof err) != 0 || strcmp(m.id, e->d_name) != 0) {
+        if (queue_file_read_fd(fd, &m, err, sizeof err) != 0 || strcmp(m.id, e->d_name) != 0) {
             if (m.sender)
-                snprintf(err, sizeof err, "queue id in file does not match its name"), qf_message_free(&m);
+                snprintf(err, sizeof err, "queue id in file does not match its name"), queue_file_message_free(&m);
             log_warn("%s: invalid queue file (%s); moved to %s/", e->d_name, err, QDIR_CORRUPT);
             close(fd);
             move_to_corrupt(dirfd, place, e->d_name);
@@ -341,7 +342,7 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
             /* A progress record torn by a crash: cut it off so later
              * records follow valid ones. */
             log_info("%s: removing a torn progress record", m.id);
-            if (fs_ftruncate(fd, (off_t)m.valid_end) == 0)
+            if (fsops_ftruncate(fd, (off_t)m.valid_end) == 0)
                 m.file_size = m.valid_end;
         }
         close(fd);
@@ -374,7 +375,7 @@ void store_recover(store_found_cb found, void *arg)
             if (live)
                 continue;
             log_info("%s: removing unfinished incoming file (never acknowledged)", e->d_name);
-            fs_unlinkat(st.incoming_fd, e->d_name, 0);
+            fsops_unlinkat(st.incoming_fd, e->d_name, 0);
         }
         closedir(d);
     }
@@ -412,16 +413,16 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         cb(arg, 0, NULL, "451 4.3.0 Error: internal error");
         return;
     }
-    int fd = fs_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC, 0);
-    if (fd < 0 || qf_read_fd(fd, &r->m, err, sizeof err) != 0 || strcmp(r->m.id, id) != 0) {
+    int fd = fsops_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0 || queue_file_read_fd(fd, &r->m, err, sizeof err) != 0 || strcmp(r->m.id, id) != 0) {
         if (fd < 0)
             snprintf(err, sizeof err, "open: %s", strerror(errno));
         else if (r->m.sender)
-            snprintf(err, sizeof err, "queue id mismatch"), qf_message_free(&r->m);
+            snprintf(err, sizeof err, "queue id mismatch"), queue_file_message_free(&r->m);
         log_error("%s: refusing invalid incoming file: %s", id, err);
         if (fd >= 0)
             close(fd);
-        fs_unlinkat(st.incoming_fd, id, 0);
+        fsops_unlinkat(st.incoming_fd, id, 0);
         free(r);
         cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
         return;
@@ -433,8 +434,8 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
     if (id_in_use(id)) {
         log_error("%s: a committed message already has this queue id; refusing the new one", id);
         close(fd);
-        fs_unlinkat(st.incoming_fd, id, 0);
-        qf_message_free(&r->m);
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        queue_file_message_free(&r->m);
         free(r);
         cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
         return;
@@ -445,12 +446,12 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         r->written = fst.st_mtim;
     else
         clock_gettime(CLOCK_REALTIME, &r->written);
-    if (fs_renameat(st.incoming_fd, id, st.queue_fd, id) != 0) {
+    if (fsops_renameat(st.incoming_fd, id, st.queue_fd, id) != 0) {
         int e = errno;
         log_warn("%s: rename into queue/: %s", id, strerror(e));
         close(fd);
-        fs_unlinkat(st.incoming_fd, id, 0);
-        qf_message_free(&r->m);
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        queue_file_message_free(&r->m);
         free(r);
         cb(arg, 0, NULL, failure_reply(e));
         return;
@@ -483,10 +484,10 @@ void store_barrier_since(struct timespec written, void (*cb)(void *arg, int ok),
 
 /* ---------- progress ---------- */
 
-static int with_file(const char *id, enum store_place place, int (*fn)(int fd, struct qf_message *m, size_t idx),
-                     struct qf_message *m, size_t idx)
+static int with_file(const char *id, enum store_place place, int (*fn)(int fd, struct queue_file_message *m, size_t idx),
+                     struct queue_file_message *m, size_t idx)
 {
-    int fd = fs_openat(place_fd(place), id, O_WRONLY | O_CLOEXEC, 0);
+    int fd = fsops_openat(place_fd(place), id, O_WRONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return -1;
     int rc = fn(fd, m, idx);
@@ -496,20 +497,20 @@ static int with_file(const char *id, enum store_place place, int (*fn)(int fd, s
     return rc;
 }
 
-int store_append_status(struct qf_message *m, enum store_place place, size_t idx)
+int store_append_status(struct queue_file_message *m, enum store_place place, size_t idx)
 {
-    return with_file(m->id, place, qf_append_status, m, idx);
+    return with_file(m->id, place, queue_file_append_status, m, idx);
 }
 
-int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx)
+int store_append_rcpt(struct queue_file_message *m, enum store_place place, size_t idx)
 {
-    return with_file(m->id, place, qf_append_rcpt, m, idx);
+    return with_file(m->id, place, queue_file_append_rcpt, m, idx);
 }
 
 int store_remove(const char *id, enum store_place place)
 {
     if (!st.thread_started) /* closing: the last callbacks remove directly */
-        return fs_unlinkat(place_fd(place), id, 0);
+        return fsops_unlinkat(place_fd(place), id, 0);
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_UNLINK;
     r->fd = place_fd(place);
@@ -522,5 +523,5 @@ int store_move(const char *id, enum store_place from, enum store_place to)
 {
     if (from == to)
         return 0;
-    return fs_renameat(place_fd(from), id, place_fd(to), id);
+    return fsops_renameat(place_fd(from), id, place_fd(to), id);
 }

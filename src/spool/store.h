@@ -52,9 +52,9 @@ enum store_place { STORE_QUEUE, STORE_HOLD };
 
 /* Callback for a finished commit; m is the validated envelope (the callee
  * takes it over when ok), reply a 4xx reply text when not ok. */
-typedef void (*store_commit_cb)(void *arg, int ok, struct qf_message *m, const char *reply);
+typedef void (*store_commit_cb)(void *arg, int ok, struct queue_file_message *m, const char *reply);
 /* Called for each message found at recovery (callee takes m over). */
-typedef void (*store_found_cb)(void *arg, struct qf_message *m, enum store_place place);
+typedef void (*store_found_cb)(void *arg, struct queue_file_message *m, enum store_place place);
 
 int store_open(struct event_base *base, const char *queue_dir, int use_syncfs);
 void store_close(void);
@@ -75,8 +75,8 @@ int store_incoming_dirfd(void);
 
 /* Progress: appends the status of recipient idx (and, for recipients added
  * by expansion, their record). -1 with errno on failure. */
-int store_append_status(struct qf_message *m, enum store_place place, size_t idx);
-int store_append_rcpt(struct qf_message *m, enum store_place place, size_t idx);
+int store_append_status(struct queue_file_message *m, enum store_place place, size_t idx);
+int store_append_rcpt(struct queue_file_message *m, enum store_place place, size_t idx);
 /* Removes a finished or deleted message (done by the sync thread, off the
  * event loop; errors are logged there). */
 int store_remove(const char *id, enum store_place place);

@@ -9,7 +9,7 @@
 #include <strings.h>
 
 #include "conf/conf.h"
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "util/mem.h"
 
 static const struct {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 
 int cidr_list_add(struct cidr_list *l, const char *entry)
 {

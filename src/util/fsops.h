@@ -1,10 +1,10 @@
 /* fsops: the one table through which the queue and the delivery agents make
  * their file-system calls.
  *
- * Production code calls fs_open(), fs_write() ... which go through the
+ * Production code calls fsops_open(), fsops_write() ... which go through the
  * current table (the real system calls by default). Tests install a table
  * that fails chosen calls with ENOSPC or EIO to prove that no failure loses
- * an acknowledged message. fs_write_all() loops over short writes. */
+ * an acknowledged message. fsops_write_all() loops over short writes. */
 #ifndef TERN_UTIL_FSOPS_H
 #define TERN_UTIL_FSOPS_H
 
@@ -34,27 +34,27 @@ extern const struct fsops fsops_real;
 const struct fsops *fsops_install(const struct fsops *ops);
 const struct fsops *fsops_current(void);
 
-int fs_open(const char *path, int flags, mode_t mode);
-int fs_openat(int dirfd, const char *path, int flags, mode_t mode);
-ssize_t fs_write(int fd, const void *buf, size_t len);
-ssize_t fs_pwrite(int fd, const void *buf, size_t len, off_t off);
-int fs_fsync(int fd);
-int fs_fdatasync(int fd);
-int fs_syncfs(int fd);
-int fs_rename(const char *from, const char *to);
-int fs_renameat(int fromdir, const char *from, int todir, const char *to);
-int fs_link(const char *from, const char *to);
-int fs_unlink(const char *path);
-int fs_unlinkat(int dirfd, const char *path, int flags);
-int fs_mkdir(const char *path, mode_t mode);
-int fs_ftruncate(int fd, off_t len);
+int fsops_open(const char *path, int flags, mode_t mode);
+int fsops_openat(int dirfd, const char *path, int flags, mode_t mode);
+ssize_t fsops_write(int fd, const void *buf, size_t len);
+ssize_t fsops_pwrite(int fd, const void *buf, size_t len, off_t off);
+int fsops_fsync(int fd);
+int fsops_fdatasync(int fd);
+int fsops_syncfs(int fd);
+int fsops_rename(const char *from, const char *to);
+int fsops_renameat(int fromdir, const char *from, int todir, const char *to);
+int fsops_link(const char *from, const char *to);
+int fsops_unlink(const char *path);
+int fsops_unlinkat(int dirfd, const char *path, int flags);
+int fsops_mkdir(const char *path, mode_t mode);
+int fsops_ftruncate(int fd, off_t len);
 
 /* Writes all of buf (retrying short writes and EINTR); 0 or -1 with errno. */
-int fs_write_all(int fd, const void *buf, size_t len);
-int fs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+int fsops_write_all(int fd, const void *buf, size_t len);
+int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* fsyncs the directory at path; 0 or -1 with errno. */
-int fs_fsync_dir(const char *path);
+int fsops_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component; 0 or -1 with errno. */
-int fs_mkdir_p(const char *path, mode_t mode);
+int fsops_mkdir_p(const char *path, mode_t mode);
 
 #endif

@@ -25,7 +25,7 @@ void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid)
 
 void ipc_msg_free(struct ipc_msg *m)
 {
-    sb_free(&m->body);
+    strbuf_free(&m->body);
 }
 
 void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
@@ -35,13 +35,13 @@ void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
     if (nlen > 255)
         log_panic("ipc attribute name too long: %s", name);
     unsigned char n8 = (unsigned char)nlen;
-    sb_append(&m->body, &n8, 1);
-    sb_append(&m->body, name, nlen);
+    strbuf_append(&m->body, &n8, 1);
+    strbuf_append(&m->body, name, nlen);
     unsigned char l[4] = {(unsigned char)vlen, (unsigned char)(vlen >> 8), (unsigned char)(vlen >> 16),
                           (unsigned char)(vlen >> 24)};
-    sb_append(&m->body, l, 4);
-    sb_append(&m->body, value ? value : "", vlen);
-    sb_putc(&m->body, '\0');
+    strbuf_append(&m->body, l, 4);
+    strbuf_append(&m->body, value ? value : "", vlen);
+    strbuf_putc(&m->body, '\0');
 }
 
 void ipc_msg_addf(struct ipc_msg *m, const char *name, const char *fmt, ...)
@@ -100,8 +100,8 @@ static void encode_wire(const struct ipc_msg *m, struct strbuf *out)
     unsigned char h[6] = {(unsigned char)m->type, (unsigned char)(m->type >> 8), (unsigned char)m->reqid,
                           (unsigned char)(m->reqid >> 8), (unsigned char)(m->reqid >> 16),
                           (unsigned char)(m->reqid >> 24)};
-    sb_append(out, h, 6);
-    sb_append(out, m->body.buf ? m->body.buf : "", m->body.len);
+    strbuf_append(out, h, 6);
+    strbuf_append(out, m->body.buf ? m->body.buf : "", m->body.len);
 }
 
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len)
@@ -122,7 +122,7 @@ int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len)
             goto bad;
         if (memchr(l + 4, 0, v) || l[4 + v] != 0)
             goto bad;
-        sb_append(&m->body, p + pos, 1 + n + 4 + v + 1);
+        strbuf_append(&m->body, p + pos, 1 + n + 4 + v + 1);
         pos += 1 + n + 4 + v + 1;
     }
     return 0;
@@ -137,7 +137,7 @@ int ipc_send_blocking(int fd, const struct ipc_msg *m)
     encode_wire(m, &w);
     if (w.len > IPC_MAX_MSG) {
         /* The receiver could not take it whole. */
-        sb_free(&w);
+        strbuf_free(&w);
         errno = EMSGSIZE;
         return -1;
     }
@@ -146,7 +146,7 @@ int ipc_send_blocking(int fd, const struct ipc_msg *m)
         n = send(fd, w.buf, w.len, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     int ok = n == (ssize_t)w.len;
-    sb_free(&w);
+    strbuf_free(&w);
     return ok ? 0 : -1;
 }
 
@@ -349,7 +349,7 @@ int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
         log_panic("internal message too large (%zu bytes, type %u)", w.len, m->type);
     /* A peer that never reads must not make us queue without bound. */
     if (ch->out_bytes + w.len > IPC_MAX_QUEUED) {
-        sb_free(&w);
+        strbuf_free(&w);
         log_warn("internal peer on fd %d does not read its replies; closing", ch->fd);
         chan_fail(ch);
         return -1;
@@ -358,7 +358,7 @@ int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
     p->next = NULL;
     p->len = w.len;
     memcpy(p->data, w.buf, w.len);
-    sb_free(&w);
+    strbuf_free(&w);
     ch->out_bytes += p->len;
     if (ch->out_tail)
         ch->out_tail->next = p;

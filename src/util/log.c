@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 
 static char log_role[32] = "tern";
 static char log_host[256] = "localhost";

@@ -1,4 +1,4 @@
-/* mem: checked allocation and string helpers.
+/* mem: checked allocation.
  *
  * Every allocation in tern goes through these wrappers. Running out of memory
  * is a broken environment we cannot reply through, so it is fatal (the master
@@ -18,14 +18,4 @@ char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *xvasprintf(const char *fmt, va_list ap);
-
-/* Copies src into dst of size dstsize, always NUL-terminating; returns
- * strlen(src) so truncation is detectable (like strlcpy). */
-size_t str_copy(char *dst, const char *src, size_t dstsize);
-/* ASCII-only case helpers: SMTP keywords and domains are ASCII. */
-void str_lower(char *s);
-int str_case_prefix(const char *s, const char *prefix);
-/* Trims ASCII whitespace at both ends, in place; returns s. */
-char *str_trim(char *s);
-
 #endif

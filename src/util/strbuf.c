@@ -7,31 +7,31 @@
 
 #include "util/mem.h"
 
-static void sb_reserve(struct strbuf *sb, size_t extra)
+static void strbuf_reserve(struct strbuf *sb, size_t extra)
 {
     sb->buf = xgrow(sb->buf, &sb->cap, sb->len + extra + 1, 1);
 }
 
-void sb_append(struct strbuf *sb, const void *data, size_t len)
+void strbuf_append(struct strbuf *sb, const void *data, size_t len)
 {
-    sb_reserve(sb, len);
+    strbuf_reserve(sb, len);
     if (len)
         memcpy(sb->buf + sb->len, data, len);
     sb->len += len;
     sb->buf[sb->len] = '\0';
 }
 
-void sb_puts(struct strbuf *sb, const char *s)
+void strbuf_puts(struct strbuf *sb, const char *s)
 {
-    sb_append(sb, s, strlen(s));
+    strbuf_append(sb, s, strlen(s));
 }
 
-void sb_putc(struct strbuf *sb, char c)
+void strbuf_putc(struct strbuf *sb, char c)
 {
-    sb_append(sb, &c, 1);
+    strbuf_append(sb, &c, 1);
 }
 
-void sb_vprintf(struct strbuf *sb, const char *fmt, va_list ap)
+void strbuf_vprintf(struct strbuf *sb, const char *fmt, va_list ap)
 {
     va_list ap2;
     va_copy(ap2, ap);
@@ -39,39 +39,39 @@ void sb_vprintf(struct strbuf *sb, const char *fmt, va_list ap)
     va_end(ap2);
     if (n <= 0)
         return;
-    sb_reserve(sb, (size_t)n);
+    strbuf_reserve(sb, (size_t)n);
     vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
     sb->len += (size_t)n;
 }
 
-void sb_printf(struct strbuf *sb, const char *fmt, ...)
+void strbuf_printf(struct strbuf *sb, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    sb_vprintf(sb, fmt, ap);
+    strbuf_vprintf(sb, fmt, ap);
     va_end(ap);
 }
 
-void sb_reset(struct strbuf *sb)
+void strbuf_reset(struct strbuf *sb)
 {
     sb->len = 0;
     if (sb->buf)
         sb->buf[0] = '\0';
 }
 
-void sb_free(struct strbuf *sb)
+void strbuf_free(struct strbuf *sb)
 {
     free(sb->buf);
     sb->buf = NULL;
     sb->len = sb->cap = 0;
 }
 
-const char *sb_str(const struct strbuf *sb)
+const char *strbuf_str(const struct strbuf *sb)
 {
     return sb->buf ? sb->buf : "";
 }
 
-char *sb_detach(struct strbuf *sb)
+char *strbuf_detach(struct strbuf *sb)
 {
     char *s = sb->buf ? sb->buf : xstrdup("");
     sb->buf = NULL;

@@ -17,16 +17,16 @@ struct strbuf {
 
 #define STRBUF_INIT {NULL, 0, 0}
 
-void sb_append(struct strbuf *sb, const void *data, size_t len);
-void sb_puts(struct strbuf *sb, const char *s);
-void sb_putc(struct strbuf *sb, char c);
-void sb_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void sb_vprintf(struct strbuf *sb, const char *fmt, va_list ap);
-void sb_reset(struct strbuf *sb);
-void sb_free(struct strbuf *sb);
+void strbuf_append(struct strbuf *sb, const void *data, size_t len);
+void strbuf_puts(struct strbuf *sb, const char *s);
+void strbuf_putc(struct strbuf *sb, char c);
+void strbuf_printf(struct strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void strbuf_vprintf(struct strbuf *sb, const char *fmt, va_list ap);
+void strbuf_reset(struct strbuf *sb);
+void strbuf_free(struct strbuf *sb);
 /* Returns the contents ("" when empty); valid until the next change. */
-const char *sb_str(const struct strbuf *sb);
+const char *strbuf_str(const struct strbuf *sb);
 /* Hands the heap string to the caller and empties sb. */
-char *sb_detach(struct strbuf *sb);
+char *strbuf_detach(struct strbuf *sb);
 
 #endif

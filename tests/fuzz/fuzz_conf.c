@@ -37,6 +37,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     mastercf_free(&m);
-    sb_free(&diag);
+    strbuf_free(&diag);
     return 0;
 }

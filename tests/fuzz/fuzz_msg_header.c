@@ -77,7 +77,7 @@ static void check_addr_list(const char *value)
         rfc5322_addr_list_free(again, m);
     }
     rfc5322_addr_list_free(addrs, n);
-    (void)rfc5322_from_valid(value);
+    (void)rfc5322_addr_from_valid(value);
 }
 
 /* Whatever the full name, the From: field scans as one field whose value is a
@@ -94,7 +94,7 @@ static void check_from_round_trip(const char *name)
     require(rfc5322_addr_list(h.from, &addrs, &n) == 1);
     require(strcmp(addrs[0], "user@example.com") == 0);
     rfc5322_addr_list_free(addrs, n);
-    require(rfc5322_from_valid(h.from));
+    require(rfc5322_addr_from_valid(h.from));
     msg_header_info_free(&h);
     free(field);
 }

@@ -15,13 +15,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fd < 0)
         return 0;
     if (write(fd, data, size) == (ssize_t)size) {
-        struct qf_message m;
+        struct queue_file_message m;
         char err[256];
-        if (qf_read_fd(fd, &m, err, sizeof err) == 0) {
+        if (queue_file_read_fd(fd, &m, err, sizeof err) == 0) {
             /* what the queue does next: append progress to a valid file */
             if (m.nrcpt)
-                qf_append_status(fd, &m, 0);
-            qf_message_free(&m);
+                queue_file_append_status(fd, &m, 0);
+            queue_file_message_free(&m);
         }
     }
     close(fd);

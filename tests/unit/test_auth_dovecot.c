@@ -35,6 +35,7 @@
 
 #include "auth/auth_dovecot.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 #define HANDSHAKE                                                                                          \
@@ -176,7 +177,7 @@ static int b64decode(const char *s, struct strbuf *out)
         unsigned long w = (unsigned long)v[0] << 18 | (unsigned long)v[1] << 12 | (unsigned long)v[2] << 6 |
                           (unsigned long)v[3];
         char b[3] = {(char)(w >> 16), (char)(w >> 8), (char)w};
-        sb_append(out, b, (size_t)(3 - pad));
+        strbuf_append(out, b, (size_t)(3 - pad));
     }
     return 0;
 }
@@ -209,14 +210,14 @@ struct fake {
 };
 
 /* The fields of an AUTH line we got, with the PLAIN response decoded. */
-struct auth_line {
+struct smtpd_auth_line {
     unsigned id;
     char user[2048], pw[8192];
     char prefix[1024]; /* everything before "resp=" */
     int ok;
 };
 
-static void parse_auth(const char *line, struct auth_line *a)
+static void parse_auth(const char *line, struct smtpd_auth_line *a)
 {
     memset(a, 0, sizeof *a);
     if (strncmp(line, "AUTH\t", 5) != 0)
@@ -241,7 +242,7 @@ static void parse_auth(const char *line, struct auth_line *a)
             a->ok = memchr(a->pw, '\0', raw.len - ulen - 2) == NULL;
         }
     }
-    sb_free(&raw);
+    strbuf_free(&raw);
 }
 
 static void fake_send(struct fake *f, const char *s, size_t n)
@@ -262,10 +263,10 @@ static void fake_sendf(struct fake *f, const char *fmt, ...)
     struct strbuf sb = STRBUF_INIT;
     va_list ap;
     va_start(ap, fmt);
-    sb_vprintf(&sb, fmt, ap);
+    strbuf_vprintf(&sb, fmt, ap);
     va_end(ap);
     fake_send(f, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
 }
 
 static void fake_close_client(struct fake *f)
@@ -276,7 +277,7 @@ static void fake_close_client(struct fake *f)
     if (f->cfd >= 0)
         close(f->cfd);
     f->cfd = -1;
-    sb_reset(&f->in);
+    strbuf_reset(&f->in);
     if (f->dripev)
         event_del(f->dripev);
 }
@@ -294,7 +295,7 @@ static void fake_read(evutil_socket_t fd, short what, void *arg)
     }
     if (memchr(buf, '\0', (size_t)n))
         fail_msg("NUL byte sent to the auth server");
-    sb_append(&f->in, buf, (size_t)n);
+    strbuf_append(&f->in, buf, (size_t)n);
     char *nl;
     size_t start = 0;
     while ((nl = memchr(f->in.buf + start, '\n', f->in.len - start)) != NULL) {
@@ -348,8 +349,8 @@ static void fake_accept(evutil_socket_t fd, short what, void *arg)
     if (!f->handshake)
         return;
     if (f->drip) {
-        sb_reset(&f->dripbuf);
-        sb_puts(&f->dripbuf, f->handshake);
+        strbuf_reset(&f->dripbuf);
+        strbuf_puts(&f->dripbuf, f->handshake);
         f->dripoff = 0;
         struct timeval ms = {0, 1000};
         event_add(f->dripev, &ms);
@@ -376,7 +377,7 @@ static void fake_listen(struct fake *f)
 /* Default behaviour: alice/secret is right, everything else wrong. */
 static void reply_default(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (!a.id)
         return;
@@ -415,8 +416,8 @@ static void fake_free(struct fake *f)
     for (size_t i = 0; i < f->nlines; i++)
         free(f->lines[i]);
     free(f->lines);
-    sb_free(&f->in);
-    sb_free(&f->dripbuf);
+    strbuf_free(&f->in);
+    strbuf_free(&f->dripbuf);
     free(f);
 }
 
@@ -437,7 +438,7 @@ static size_t fake_count_prefix(struct fake *f, const char *prefix)
 }
 
 /* The AUTH line received for user, parsed; fails the test if none. */
-static void fake_auth_for(struct fake *f, const char *user, struct auth_line *a)
+static void fake_auth_for(struct fake *f, const char *user, struct smtpd_auth_line *a)
 {
     for (size_t i = 0; i < f->nlines; i++) {
         parse_auth(f->lines[i], a);
@@ -554,7 +555,7 @@ static void test_mech_without_plain(void **state)
 
 static void reply_fail_variants(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (!a.id)
         return;
@@ -603,7 +604,7 @@ static void test_fail_variants(void **state)
 
 static void reply_cont(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (a.id && strcmp(a.user, "challenged") == 0)
         fake_sendf(f, "CONT\t%u\t\n", a.id);
@@ -633,28 +634,28 @@ static void test_cont_is_tempfail_and_cancelled(void **state)
 
 static void reply_long(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (!a.id)
         return;
     if (strcmp(a.user, "long") == 0) {
         /* a whole line of 65536 bytes, LF included: the most we accept */
         struct strbuf sb = STRBUF_INIT;
-        sb_printf(&sb, "OK\t%u\tuser=long\tx=", a.id);
+        strbuf_printf(&sb, "OK\t%u\tuser=long\tx=", a.id);
         while (sb.len < AUTH_DOVECOT_MAX_LINE - 1)
-            sb_putc(&sb, 'a');
-        sb_putc(&sb, '\n');
+            strbuf_putc(&sb, 'a');
+        strbuf_putc(&sb, '\n');
         assert_int_equal(sb.len, AUTH_DOVECOT_MAX_LINE);
         fake_send(f, sb.buf, sb.len);
-        sb_free(&sb);
+        strbuf_free(&sb);
     } else if (strcmp(a.user, "toolong") == 0) {
         struct strbuf sb = STRBUF_INIT;
-        sb_printf(&sb, "OK\t%u\tuser=toolong\tx=", a.id);
+        strbuf_printf(&sb, "OK\t%u\tuser=toolong\tx=", a.id);
         while (sb.len < AUTH_DOVECOT_MAX_LINE)
-            sb_putc(&sb, 'b');
-        sb_putc(&sb, '\n'); /* one byte too many */
+            strbuf_putc(&sb, 'b');
+        strbuf_putc(&sb, '\n'); /* one byte too many */
         fake_send(f, sb.buf, sb.len);
-        sb_free(&sb);
+        strbuf_free(&sb);
     } else {
         reply_default(f, line);
     }
@@ -694,7 +695,7 @@ static void test_line_length_limit(void **state)
 
 static void reply_close(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (a.id && strcmp(a.user, "closer") == 0)
         fake_close_client(f);
@@ -727,7 +728,7 @@ static void test_server_closes_mid_request(void **state)
 
 static void reply_slow(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (a.id && strcmp(a.user, "slow") == 0)
         return;
@@ -796,7 +797,7 @@ static void test_cancel(void **state)
     struct auth_dovecot_req *c = check(x->d, "slow", "pw", NULL, &rc);
     run_for(x->base, 20);
     assert_int_equal(fake_count_prefix(x->f, "AUTH"), 2);
-    struct auth_line al;
+    struct smtpd_auth_line al;
     fake_auth_for(x->f, "slow", &al);
     auth_dovecot_cancel(c);
     run_for(x->base, 20);
@@ -829,7 +830,7 @@ struct many {
 static void collect_many(struct fake *f, const char *line)
 {
     struct many *m = f->ctx;
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (!a.id)
         return;
@@ -865,12 +866,12 @@ static void test_many_concurrent(void **state)
     struct strbuf sb = STRBUF_INIT;
     for (int k = MANY - 1; k >= 0; k--) {
         if (m->good[k])
-            sb_printf(&sb, "OK\t%u\tuser=canon%u\n", m->ids[k], m->ids[k]);
+            strbuf_printf(&sb, "OK\t%u\tuser=canon%u\n", m->ids[k], m->ids[k]);
         else
-            sb_printf(&sb, "FAIL\t%u\n", m->ids[k]);
+            strbuf_printf(&sb, "FAIL\t%u\n", m->ids[k]);
     }
     fake_send(x->f, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
     assert_true(wait_done(x->base, MANY, 5000));
     for (int i = 0; i < MANY; i++) {
         assert_int_equal(r[i].calls, 1);
@@ -888,7 +889,7 @@ static void test_many_concurrent(void **state)
 
 static void reply_escaped(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (!a.id)
         return;
@@ -915,7 +916,7 @@ static void test_escaping(void **state)
     assert_int_equal(r2.r, AUTH_FAIL);
     assert_string_equal(r2.why, "Bad?thing???[1m");
 
-    struct auth_line a;
+    struct smtpd_auth_line a;
     fake_auth_for(x->f, "j\xc3\xb6rg@example.org", &a);
     assert_string_equal(a.pw, pw);
     assert_string_equal(a.prefix, "AUTH\t1\tPLAIN\tservice=smtp\tnologin\t");
@@ -970,7 +971,7 @@ static void test_refused_credentials(void **state)
     check(x->d, longuser, longpw, NULL, &r[4]);
     assert_true(wait_done(x->base, 5, 3000));
     assert_int_equal(r[4].r, AUTH_FAIL);
-    struct auth_line a;
+    struct smtpd_auth_line a;
     fake_auth_for(x->f, longuser, &a);
     assert_string_equal(a.pw, longpw);
     free(longuser);
@@ -988,7 +989,7 @@ static const struct violation_case *g_vcase;
 
 static void reply_violation(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (a.id && g_vcase->reply)
         fake_sendf(f, g_vcase->reply, a.id);
@@ -1031,7 +1032,7 @@ static void test_protocol_violations(void **state)
 
 static void reply_with_unknown(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (a.id)
         fake_sendf(f, "NOTIFY\tsomething\tnew\nOK\t%u\tuser=alice\n", a.id);
@@ -1119,7 +1120,7 @@ static void check_in_cb(void *arg, enum auth_result r, const char *why)
 
 static void reply_all_at_once(struct fake *f, const char *line)
 {
-    struct auth_line a;
+    struct smtpd_auth_line a;
     parse_auth(line, &a);
     if (a.id == 3)
         fake_sendf(f, "OK\t1\tuser=alice\nOK\t2\tuser=alice\nOK\t3\tuser=alice\n");
@@ -1197,9 +1198,9 @@ static char *slurp(const char *path)
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        sb_append(&sb, buf, n);
+        strbuf_append(&sb, buf, n);
     fclose(fp);
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static int write_file(const char *path, const char *text)
@@ -1289,10 +1290,10 @@ static int real_setup(void **state)
     struct strbuf conf = STRBUF_INIT;
     for (const char *p = tmpl; *p;) {
         if (strncmp(p, "@DIR@", 5) == 0) {
-            sb_puts(&conf, g_real.dir);
+            strbuf_puts(&conf, g_real.dir);
             p += 5;
         } else {
-            sb_putc(&conf, *p++);
+            strbuf_putc(&conf, *p++);
         }
     }
     free(tmpl);
@@ -1300,9 +1301,9 @@ static int real_setup(void **state)
     char *users_path = xasprintf("%s/users", g_real.dir);
     const char *hash = crypt("s3cret-Crypt", "$6$ternunittest$");
     char *users = xasprintf("alice:{PLAIN}s3cret\nbob:{SHA512-CRYPT}%s\n", hash ? hash : "*");
-    int bad = !hash || strncmp(hash, "$6$", 3) != 0 || write_file(conf_path, sb_str(&conf)) != 0 ||
+    int bad = !hash || strncmp(hash, "$6$", 3) != 0 || write_file(conf_path, strbuf_str(&conf)) != 0 ||
               write_file(users_path, users) != 0;
-    sb_free(&conf);
+    strbuf_free(&conf);
     free(users);
     free(users_path);
     if (bad) {

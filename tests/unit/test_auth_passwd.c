@@ -23,6 +23,7 @@
 #include "cli/cli_passwd.h"
 #include "util/fsops.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* ---------- helpers ---------- */
@@ -87,10 +88,10 @@ static char *get_file(const char *path)
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        sb_append(&sb, buf, n);
+        strbuf_append(&sb, buf, n);
     fclose(fp);
-    sb_puts(&sb, "");
-    return sb_detach(&sb);
+    strbuf_puts(&sb, "");
+    return strbuf_detach(&sb);
 }
 
 /* SHA-512 crypt with the minimum rounds: real crypt(3), but fast. */
@@ -343,21 +344,21 @@ static void test_parse_file(void **state)
     struct fixture *f = *state;
     char *h = cheap_hash("pw");
     struct strbuf sb = STRBUF_INIT;
-    sb_printf(&sb, "# users\n");                                       /* 1 */
-    sb_printf(&sb, "\n");                                              /* 2 */
-    sb_printf(&sb, "alice:%s\n", h);                                   /* 3 */
-    sb_printf(&sb, "broken line without colon\n");                     /* 4 */
-    sb_printf(&sb, "long:");                                           /* 5: too long */
+    strbuf_printf(&sb, "# users\n");                                       /* 1 */
+    strbuf_printf(&sb, "\n");                                              /* 2 */
+    strbuf_printf(&sb, "alice:%s\n", h);                                   /* 3 */
+    strbuf_printf(&sb, "broken line without colon\n");                     /* 4 */
+    strbuf_printf(&sb, "long:");                                           /* 5: too long */
     for (int i = 0; i < AUTH_PASSWD_MAX_LINE; i++)
-        sb_putc(&sb, 'a');
-    sb_putc(&sb, '\n');
-    sb_printf(&sb, "bob:%s:bob@example.org, b@example.org\r\n", h);   /* 6 */
-    sb_printf(&sb, "alice:$6$other$HASHTEXT\n");                          /* 7: duplicate */
-    sb_printf(&sb, "eve:$1$zz$notsupportedmethod\n");                  /* 8: legacy MD5 - accepted */
-    sb_printf(&sb, "mallory:$qq$unknownmethod\n");                     /* 9: unknown method */
-    sb_printf(&sb, "carol:%s:", h);                                    /* 10: no final newline */
-    put_file(f->path, sb_str(&sb));
-    sb_free(&sb);
+        strbuf_putc(&sb, 'a');
+    strbuf_putc(&sb, '\n');
+    strbuf_printf(&sb, "bob:%s:bob@example.org, b@example.org\r\n", h);   /* 6 */
+    strbuf_printf(&sb, "alice:$6$other$HASHTEXT\n");                          /* 7: duplicate */
+    strbuf_printf(&sb, "eve:$1$zz$notsupportedmethod\n");                  /* 8: legacy MD5 - accepted */
+    strbuf_printf(&sb, "mallory:$qq$unknownmethod\n");                     /* 9: unknown method */
+    strbuf_printf(&sb, "carol:%s:", h);                                    /* 10: no final newline */
+    put_file(f->path, strbuf_str(&sb));
+    strbuf_free(&sb);
 
     struct capture c;
     capture_start(&c, f, 2);

@@ -1,5 +1,5 @@
 /* Tests for bounce: each notice is written into a real queue file with
- * qf_writer, read back from the file's content range and taken apart at its
+ * queue_file_writer, read back from the file's content range and taken apart at its
  * MIME boundaries, so the checks see the bytes the queue would send: the top
  * header, each part's header, the exact delivery-status fields, the returned
  * original, line lengths, the boundary's uniqueness, 8-bit and SMTPUTF8
@@ -103,17 +103,17 @@ static void make_original(struct fx *fx, const char *content, size_t len)
 {
     char name[32];
     snprintf(name, sizeof name, "orig%d", ++fx->files);
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(fx->dirfd, name, &w), 0);
-    assert_int_equal(qf_writer_write(w, content, len), 0);
-    struct qf_message m;
-    qf_message_init(&m, ORIG_ID, (int64_t)T0 * 1000000, "alice@example.org");
-    qf_message_add_rcpt(&m, "bob@example.net", "", 0, -1);
-    assert_int_equal(qf_writer_finish(w, &m), 0);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(fx->dirfd, name, &w), 0);
+    assert_int_equal(queue_file_writer_write(w, content, len), 0);
+    struct queue_file_message m;
+    queue_file_message_init(&m, ORIG_ID, (int64_t)T0 * 1000000, "alice@example.org");
+    queue_file_message_add_rcpt(&m, "bob@example.net", "", 0, -1);
+    assert_int_equal(queue_file_writer_finish(w, &m), 0);
     fx->off = m.content_offset;
     fx->len = m.content_length;
     assert_int_equal(fx->len, len);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     if (fx->orig_fd >= 0)
         close(fx->orig_fd);
     fx->orig_fd = openat(fx->dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -158,15 +158,15 @@ static char *write_notice(struct fx *fx, const struct dsn_info *info, const stru
 {
     char name[32];
     snprintf(name, sizeof name, "notice%d", ++fx->files);
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(fx->dirfd, name, &w), 0);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(fx->dirfd, name, &w), 0);
     struct bounce_report dummy;
     int rc = bounce_write_report(w, info, rcpts, n, fx->orig_fd, fx->off, fx->len, rep ? rep : &dummy);
     assert_int_equal(rc, 0);
-    struct qf_message m;
-    qf_message_init(&m, NOTICE_ID, (int64_t)info->now * 1000000, "");
-    qf_message_add_rcpt(&m, info->to, "", QF_NOTIFY_NEVER, -1);
-    assert_int_equal(qf_writer_finish(w, &m), 0);
+    struct queue_file_message m;
+    queue_file_message_init(&m, NOTICE_ID, (int64_t)info->now * 1000000, "");
+    queue_file_message_add_rcpt(&m, info->to, "", QF_NOTIFY_NEVER, -1);
+    assert_int_equal(queue_file_writer_finish(w, &m), 0);
     int fd = openat(fx->dirfd, name, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
     char *buf = xmalloc((size_t)m.content_length + 1);
@@ -175,7 +175,7 @@ static char *write_notice(struct fx *fx, const struct dsn_info *info, const stru
     buf[m.content_length] = '\0';
     close(fd);
     *len = (size_t)m.content_length;
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     return buf;
 }
 
@@ -331,13 +331,13 @@ static char *unfold(const char *buf, const char *join)
     struct strbuf sb = STRBUF_INIT;
     for (const char *p = buf; *p;) {
         if (p[0] == '\r' && p[1] == '\n') {
-            sb_puts(&sb, join);
+            strbuf_puts(&sb, join);
             p += 2;
         } else {
-            sb_putc(&sb, *p++);
+            strbuf_putc(&sb, *p++);
         }
     }
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 /* Text with line ends and white-space runs turned into single spaces, so
@@ -556,8 +556,8 @@ static void test_huge_header(void **state)
     struct fx *fx = *state;
     struct strbuf orig = STRBUF_INIT;
     for (int i = 0; orig.len < 1500000; i++)
-        sb_printf(&orig, "X-Filler-%06d: a long header line to make the header section huge\r\n", i);
-    sb_puts(&orig, "\r\nbody\r\n");
+        strbuf_printf(&orig, "X-Filler-%06d: a long header line to make the header section huge\r\n", i);
+    strbuf_puts(&orig, "\r\nbody\r\n");
     make_original(fx, orig.buf, orig.len);
     struct dsn_info info = base_info(DSN_FAILURE);
     info.return_headers_only = 1;
@@ -575,7 +575,7 @@ static void test_huge_header(void **state)
     python_check(fx, buf, len, "--third text/rfc822-headers");
     notice_free(&nt);
     free(buf);
-    sb_free(&orig);
+    strbuf_free(&orig);
 }
 
 /* ---- delay and success notices ------------------------------------------ */
@@ -900,10 +900,10 @@ static char *boundary_for(unsigned char byte)
     char hex[3];
     snprintf(hex, sizeof hex, "%02x", byte);
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, NOTICE_ID ".");
+    strbuf_puts(&sb, NOTICE_ID ".");
     for (int i = 0; i < 12; i++)
-        sb_puts(&sb, hex);
-    return sb_detach(&sb);
+        strbuf_puts(&sb, hex);
+    return strbuf_detach(&sb);
 }
 
 static void test_boundary_in_original(void **state)
@@ -913,10 +913,10 @@ static void test_boundary_in_original(void **state)
     /* The first boundary tried is in the body, far into it (across the
      * reader's chunks), the second is not. */
     struct strbuf orig = STRBUF_INIT;
-    sb_puts(&orig, "Subject: tricky\r\n\r\n");
+    strbuf_puts(&orig, "Subject: tricky\r\n\r\n");
     for (int i = 0; i < 3000; i++)
-        sb_puts(&orig, "filler line to push the boundary past the first read chunk\r\n");
-    sb_printf(&orig, "--%s\r\nnot a real part\r\n--%s--\r\n", b11, b11);
+        strbuf_puts(&orig, "filler line to push the boundary past the first read chunk\r\n");
+    strbuf_printf(&orig, "--%s\r\nnot a real part\r\n--%s--\r\n", b11, b11);
     make_original(fx, orig.buf, orig.len);
 
     next_random_byte = 0x11;
@@ -938,12 +938,12 @@ static void test_boundary_in_original(void **state)
     free(buf);
 
     /* The same boundary straddling a chunk border: at offset 65536 - 10. */
-    sb_reset(&orig);
-    sb_puts(&orig, "Subject: straddle\r\n\r\n");
+    strbuf_reset(&orig);
+    strbuf_puts(&orig, "Subject: straddle\r\n\r\n");
     while (orig.len < 65536 - 10)
-        sb_putc(&orig, 'x');
-    sb_puts(&orig, b11);
-    sb_puts(&orig, "\r\n");
+        strbuf_putc(&orig, 'x');
+    strbuf_puts(&orig, b11);
+    strbuf_puts(&orig, "\r\n");
     make_original(fx, orig.buf, orig.len);
     next_random_byte = 0x11;
     random_calls = 0;
@@ -955,8 +955,8 @@ static void test_boundary_in_original(void **state)
     free(buf);
 
     /* In the returned header only. */
-    sb_reset(&orig);
-    sb_printf(&orig, "Subject: %s\r\n\r\nbody\r\n", b11);
+    strbuf_reset(&orig);
+    strbuf_printf(&orig, "Subject: %s\r\n\r\nbody\r\n", b11);
     make_original(fx, orig.buf, orig.len);
     info.return_headers_only = 1;
     next_random_byte = 0x11;
@@ -967,7 +967,7 @@ static void test_boundary_in_original(void **state)
     assert_string_equal(nt.boundary, b22);
     notice_free(&nt);
     free(buf);
-    sb_free(&orig);
+    strbuf_free(&orig);
     free(b11);
     free(b22);
 }
@@ -1010,12 +1010,12 @@ static void test_boundary_never_free(void **state)
     bounce_test_set_random(stuck_random);
     struct dsn_info info = base_info(DSN_FAILURE);
     struct dsn_rcpt r = failed_rcpt();
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(fx->dirfd, "stuck", &w), 0);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "stuck", &w), 0);
     errno = 0;
     assert_int_equal(bounce_write(w, &info, &r, 1, fx->orig_fd, fx->off, fx->len), -1);
     assert_int_equal(errno, EAGAIN);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
     free(orig);
     free(b55);
 }
@@ -1030,9 +1030,9 @@ static void test_huge_diagnostic(void **state)
 
     /* Many words: folded at spaces within 78 columns, cut at the bound. */
     struct strbuf d = STRBUF_INIT;
-    sb_puts(&d, "smtp; 550");
+    strbuf_puts(&d, "smtp; 550");
     for (int i = 0; i < 1000; i++)
-        sb_printf(&d, " word%03d", i);
+        strbuf_printf(&d, " word%03d", i);
     struct dsn_rcpt r = failed_rcpt();
     r.diagnostic = d.buf;
     size_t len;
@@ -1056,10 +1056,10 @@ static void test_huge_diagnostic(void **state)
     free(buf);
 
     /* One word longer than a line: broken at 998 octets. */
-    sb_reset(&d);
-    sb_puts(&d, "smtp; ");
+    strbuf_reset(&d);
+    strbuf_puts(&d, "smtp; ");
     for (int i = 0; i < 5000; i++)
-        sb_putc(&d, (char)('a' + i % 26));
+        strbuf_putc(&d, (char)('a' + i % 26));
     r.diagnostic = d.buf;
     buf = write_notice(fx, &info, &r, 1, &len, NULL);
     assert_lines_ok(buf, len);
@@ -1084,10 +1084,10 @@ static void test_huge_diagnostic(void **state)
     free(buf);
 
     /* UTF-8 in the global type is cut between characters, never inside. */
-    sb_reset(&d);
-    sb_puts(&d, "smtp; 5");
+    strbuf_reset(&d);
+    strbuf_puts(&d, "smtp; 5");
     for (int i = 0; i < 700; i++)
-        sb_puts(&d, "\xc3\xa9");
+        strbuf_puts(&d, "\xc3\xa9");
     r.diagnostic = d.buf;
     info.smtputf8 = 1;
     buf = write_notice(fx, &info, &r, 1, &len, NULL);
@@ -1102,7 +1102,7 @@ static void test_huge_diagnostic(void **state)
     python_check(fx, buf, len, "--rcpts 1");
     notice_free(&nt);
     free(buf);
-    sb_free(&d);
+    strbuf_free(&d);
 }
 
 static void test_many_recipients(void **state)
@@ -1241,13 +1241,13 @@ static void test_fallbacks(void **state)
 
 static void expect_einval(struct fx *fx, const struct dsn_info *info, const struct dsn_rcpt *r, size_t n)
 {
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(fx->dirfd, "bad", &w), 0);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "bad", &w), 0);
     errno = 0;
     assert_int_equal(bounce_write(w, info, r, n, fx->orig_fd, fx->off, fx->len), -1);
     assert_int_equal(errno, EINVAL);
-    assert_int_equal(qf_writer_length(w), 0); /* nothing written */
-    qf_writer_abort(w);
+    assert_int_equal(queue_file_writer_length(w), 0); /* nothing written */
+    queue_file_writer_abort(w);
 }
 
 static void test_invalid_arguments(void **state)
@@ -1284,39 +1284,39 @@ static void test_read_errors(void **state)
     make_original(fx, ORIGINAL, strlen(ORIGINAL));
     struct dsn_info info = base_info(DSN_FAILURE);
     struct dsn_rcpt r = failed_rcpt();
-    struct qf_writer *w;
+    struct queue_file_writer *w;
 
     /* The queue file ends before the content range does. */
-    assert_int_equal(qf_writer_open(fx->dirfd, "short", &w), 0);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "short", &w), 0);
     errno = 0;
     assert_int_equal(bounce_write(w, &info, &r, 1, fx->orig_fd, fx->off, fx->len + 100000), -1);
     assert_int_equal(errno, EIO);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
 
     /* Longer than the header read: the boundary scan finds the file short. */
     struct strbuf big = STRBUF_INIT;
-    sb_puts(&big, "Subject: big\r\n\r\n");
+    strbuf_puts(&big, "Subject: big\r\n\r\n");
     while (big.len < 1200000)
-        sb_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+        strbuf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
     make_original(fx, big.buf, big.len);
-    assert_int_equal(qf_writer_open(fx->dirfd, "short2", &w), 0);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "short2", &w), 0);
     errno = 0;
     assert_int_equal(bounce_write(w, &info, &r, 1, fx->orig_fd, fx->off, fx->len + 1000000), -1);
     assert_int_equal(errno, EIO);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
 
-    assert_int_equal(qf_writer_open(fx->dirfd, "badfd", &w), 0);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "badfd", &w), 0);
     errno = 0;
     assert_int_equal(bounce_write(w, &info, &r, 1, -1, fx->off, fx->len), -1);
     assert_int_equal(errno, EBADF);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
 
     /* An empty range needs no reading at all. */
-    assert_int_equal(qf_writer_open(fx->dirfd, "none", &w), 0);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "none", &w), 0);
     assert_int_equal(bounce_write(w, &info, &r, 1, -1, 0, 0), 0);
-    assert_true(qf_writer_length(w) > 0);
-    qf_writer_abort(w);
-    sb_free(&big);
+    assert_true(queue_file_writer_length(w) > 0);
+    queue_file_writer_abort(w);
+    strbuf_free(&big);
 }
 
 static int failing_writes;
@@ -1334,16 +1334,16 @@ static void test_write_error(void **state)
 {
     struct fx *fx = *state;
     struct strbuf big = STRBUF_INIT;
-    sb_puts(&big, "Subject: big\r\n\r\n");
+    strbuf_puts(&big, "Subject: big\r\n\r\n");
     while (big.len < 300000)
-        sb_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
+        strbuf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
     make_original(fx, big.buf, big.len);
     struct fsops ops = fsops_real;
     ops.write = full_disk_write;
     struct dsn_info info = base_info(DSN_FAILURE);
     struct dsn_rcpt r = failed_rcpt();
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(fx->dirfd, "full", &w), 0);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(fx->dirfd, "full", &w), 0);
     failing_writes = 1;
     fsops_install(&ops);
     errno = 0;
@@ -1351,8 +1351,8 @@ static void test_write_error(void **state)
     assert_int_equal(errno, ENOSPC);
     fsops_install(NULL);
     failing_writes = 0;
-    qf_writer_abort(w);
-    sb_free(&big);
+    queue_file_writer_abort(w);
+    strbuf_free(&big);
 }
 
 int main(void)

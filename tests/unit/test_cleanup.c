@@ -106,8 +106,8 @@ static void run_split(const struct cleanup_opts *o, const char *in, size_t len, 
 {
     memset(out, 0, sizeof *out);
     unlinkat(dirfd_, QID, 0);
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(dirfd_, QID, &w), 0);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);
     struct cleanup *c = cleanup_new(w, o);
     if (cut > 0 && cut < len) {
         cleanup_write(c, in, cut);
@@ -126,17 +126,17 @@ static void run_split(const struct cleanup_opts *o, const char *in, size_t len, 
     cleanup_finish(c, &out->res);
     cleanup_free(c);
     if (out->res.status != CLEANUP_OK) {
-        qf_writer_abort(w);
+        queue_file_writer_abort(w);
         return;
     }
-    struct qf_message m;
-    qf_message_init(&m, QID, 1, o->sender);
-    qf_message_add_rcpt(&m, "r@example.com", NULL, 0, -1);
-    assert_int_equal(qf_writer_finish(w, &m), 0);
-    qf_message_free(&m);
+    struct queue_file_message m;
+    queue_file_message_init(&m, QID, 1, o->sender);
+    queue_file_message_add_rcpt(&m, "r@example.com", NULL, 0, -1);
+    assert_int_equal(queue_file_writer_finish(w, &m), 0);
+    queue_file_message_free(&m);
     char err[256];
     char *path = xasprintf("%s/%s", dir, QID);
-    assert_int_equal(qf_read_path(path, &m, err, sizeof err), 0);
+    assert_int_equal(queue_file_read_path(path, &m, err, sizeof err), 0);
     free(path);
     out->len = (size_t)m.content_length;
     out->content = xmalloc(out->len + 1);
@@ -145,7 +145,7 @@ static void run_split(const struct cleanup_opts *o, const char *in, size_t len, 
     assert_int_equal(pread(fd, out->content, out->len, (off_t)m.content_offset), (ssize_t)out->len);
     close(fd);
     out->content[out->len] = '\0';
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     /* the reported size is what the file holds */
     assert_int_equal(out->res.size, out->len);
 }
@@ -210,10 +210,10 @@ static char *expected_added(const struct cleanup_opts *o, const struct outcome *
     struct strbuf sb = STRBUF_INIT;
     char *from = msg_header_from(o->sender[0] ? o->sender : "MAILER-DAEMON", o->full_name);
     assert_non_null(from);
-    sb_puts(&sb, from);
+    strbuf_puts(&sb, from);
     free(from);
     char *date = expected_date();
-    sb_puts(&sb, date);
+    strbuf_puts(&sb, date);
     free(date);
     const char *mid = strstr(out->content, "\r\nMessage-ID: <");
     assert_non_null(mid);
@@ -230,9 +230,9 @@ static char *expected_added(const struct cleanup_opts *o, const struct outcome *
     assert_string_equal(inner, field);
     free(inner);
     free(suffix);
-    sb_puts(&sb, field);
+    strbuf_puts(&sb, field);
     free(field);
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 /* ---- header kept, Received first ---------------------------------------- */
@@ -296,9 +296,9 @@ static void test_received_copied(void **state)
     (void)state;
     struct cleanup_opts o = base_opts();
     o.received = xstrdup("Received: by test\r\n");
-    struct qf_writer *w;
+    struct queue_file_writer *w;
     unlinkat(dirfd_, QID, 0);
-    assert_int_equal(qf_writer_open(dirfd_, QID, &w), 0);
+    assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);
     struct cleanup *c = cleanup_new(w, &o);
     memset(o.received, 'X', strlen(o.received));
     free(o.received);
@@ -309,7 +309,7 @@ static void test_received_copied(void **state)
     assert_int_equal(res.status, CLEANUP_OK);
     assert_int_equal(res.size, strlen("Received: by test\r\n") + 17);
     cleanup_result_free(&res);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
 }
 
 /* ---- missing fields ------------------------------------------------------ */
@@ -521,9 +521,9 @@ static char *big_header(size_t fields)
 {
     struct strbuf sb = STRBUF_INIT;
     for (size_t i = 0; i < fields; i++)
-        sb_printf(&sb, "X-Filler-%03zu: 0123456789012345678901234567890123456789\r\n", i);
-    sb_puts(&sb, "\r\nbody\r\n");
-    return sb_detach(&sb);
+        strbuf_printf(&sb, "X-Filler-%03zu: 0123456789012345678901234567890123456789\r\n", i);
+    strbuf_puts(&sb, "\r\nbody\r\n");
+    return strbuf_detach(&sb);
 }
 
 static void test_header_size_limit(void **state)
@@ -592,9 +592,9 @@ static void test_header_never_ends(void **state)
     (void)state;
     struct cleanup_opts o = base_opts();
     o.header_size_limit = 4096;
-    struct qf_writer *w;
+    struct queue_file_writer *w;
     unlinkat(dirfd_, QID, 0);
-    assert_int_equal(qf_writer_open(dirfd_, QID, &w), 0);
+    assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);
     struct cleanup *c = cleanup_new(w, &o);
     static const char line[] = "X-Endless: 0123456789\r\n";
     for (int i = 0; i < 100000; i++)
@@ -604,7 +604,7 @@ static void test_header_never_ends(void **state)
     assert_int_equal(res.status, CLEANUP_HEADER_TOO_BIG);
     cleanup_free(c);
     cleanup_result_free(&res);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
 }
 
 static void test_message_size_limit(void **state)
@@ -800,9 +800,9 @@ static void test_write_error(void **state)
     struct fsops ops = fsops_real;
     ops.write = failing_write;
     struct cleanup_opts o = base_opts();
-    struct qf_writer *w;
+    struct queue_file_writer *w;
     unlinkat(dirfd_, QID, 0);
-    assert_int_equal(qf_writer_open(dirfd_, QID, &w), 0);   /* header written */
+    assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);   /* header written */
     write_calls = 0;
     fail_write_at = 1;   /* the first content flush */
     fsops_install(&ops);
@@ -821,7 +821,7 @@ static void test_write_error(void **state)
     assert_int_equal(res.error_errno, ENOSPC);
     assert_int_equal(write_calls, 1);   /* nothing more was tried after the error */
     cleanup_result_free(&res);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
 }
 
 int main(void)

@@ -30,9 +30,9 @@ static struct conf *conf_from(const char *text, int expect_errors)
     struct strbuf diag = STRBUF_INIT;
     int rc = conf_load_string(c, text, "main.cf", &diag);
     if (rc != expect_errors)
-        fprintf(stderr, "unexpected diag: %s\n", sb_str(&diag));
+        fprintf(stderr, "unexpected diag: %s\n", strbuf_str(&diag));
     assert_int_equal(rc, expect_errors);
-    sb_free(&diag);
+    strbuf_free(&diag);
     return c;
 }
 
@@ -41,9 +41,9 @@ static char *check_output(struct conf *c, int expect_errors)
     struct strbuf out = STRBUF_INIT;
     int errors = conf_check(c, &out);
     if (errors != expect_errors)
-        fprintf(stderr, "conf_check said:\n%s", sb_str(&out));
+        fprintf(stderr, "conf_check said:\n%s", strbuf_str(&out));
     assert_int_equal(errors, expect_errors);
-    return sb_detach(&out);
+    return strbuf_detach(&out);
 }
 
 /* stderr capture, to see what log_warn wrote */
@@ -71,10 +71,10 @@ static char *capture_end(void)
     char buf[4096];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, capture_file)) > 0)
-        sb_append(&sb, buf, n);
+        strbuf_append(&sb, buf, n);
     fclose(capture_file);
     capture_file = NULL;
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static size_t count_substr(const char *hay, const char *needle)
@@ -251,7 +251,7 @@ static void test_parse_errors(void **state)
     int rc = conf_load_mem(c, text, sizeof text - 1, "main.cf", &diag);
     assert_int_equal(rc, 7);
     assert_string_equal(
-        sb_str(&diag),
+        strbuf_str(&diag),
         "main.cf:1: error: line starts with whitespace but continues no setting\n"
         "main.cf:3: error: missing '=' after parameter name in \"this line has no equals\"\n"
         "main.cf:4: error: missing parameter name before '='\n"
@@ -265,7 +265,7 @@ static void test_parse_errors(void **state)
     assert_null(conf_raw(c, "nul"));
     /* a NULL diag is fine too */
     assert_int_equal(conf_load_string(c, "junk\n", "x", NULL), 1);
-    sb_free(&diag);
+    strbuf_free(&diag);
     conf_free(c);
 }
 
@@ -283,7 +283,7 @@ static void test_load_file(void **state)
     struct strbuf diag = STRBUF_INIT;
     assert_int_equal(conf_load_file(c, path, &diag), 1);
     char *expect = xasprintf("%s:2: error: missing '=' after parameter name in \"broken\"\n", path);
-    assert_string_equal(sb_str(&diag), expect);
+    assert_string_equal(strbuf_str(&diag), expect);
     free(expect);
     int line;
     assert_string_equal(conf_origin(c, "myorigin", &line), path);
@@ -297,7 +297,7 @@ static void test_load_file(void **state)
     assert_int_equal(conf_load_file(c, "/", &diag), -1);
     assert_int_equal(errno, EISDIR);
     assert_string_equal(conf_raw(c, "myorigin"), "file.example");
-    sb_free(&diag);
+    strbuf_free(&diag);
     conf_free(c);
 }
 
@@ -404,9 +404,9 @@ static char *chain(int n)
 {
     struct strbuf sb = STRBUF_INIT;
     for (int i = 1; i < n; i++)
-        sb_printf(&sb, "p%d = $p%d\n", i, i + 1);
-    sb_printf(&sb, "p%d = end\n", n);
-    return sb_detach(&sb);
+        strbuf_printf(&sb, "p%d = $p%d\n", i, i + 1);
+    strbuf_printf(&sb, "p%d = end\n", n);
+    return strbuf_detach(&sb);
 }
 
 static void test_expansion_depth_bound(void **state)
@@ -461,19 +461,19 @@ static void test_expansion_depth_bound(void **state)
 
     /* deeply nested ${x?${x?...}} text is bounded by the same depth */
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "x = 1\nsmtpd_banner = ");
+    strbuf_puts(&sb, "x = 1\nsmtpd_banner = ");
     for (int i = 0; i < 20000; i++)
-        sb_puts(&sb, "${x?");
-    sb_puts(&sb, "deep");
+        strbuf_puts(&sb, "${x?");
+    strbuf_puts(&sb, "deep");
     for (int i = 0; i < 20000; i++)
-        sb_putc(&sb, '}');
-    sb_putc(&sb, '\n');
-    c = conf_from(sb_str(&sb), 0);
+        strbuf_putc(&sb, '}');
+    strbuf_putc(&sb, '\n');
+    c = conf_from(strbuf_str(&sb), 0);
     out = check_output(c, 1);
     assert_non_null(strstr(out, "expansion nested more than 100 levels"));
     free(out);
     conf_free(c);
-    sb_free(&sb);
+    strbuf_free(&sb);
 }
 
 static void test_expansion_work_bounds(void **state)
@@ -482,52 +482,52 @@ static void test_expansion_work_bounds(void **state)
     /* 10 references per level, 12 levels: 10^12 references if unbounded */
     struct strbuf sb = STRBUF_INIT;
     for (int i = 1; i < 12; i++) {
-        sb_printf(&sb, "q%d =", i);
+        strbuf_printf(&sb, "q%d =", i);
         for (int j = 0; j < 10; j++)
-            sb_printf(&sb, " $q%d", i + 1);
-        sb_putc(&sb, '\n');
+            strbuf_printf(&sb, " $q%d", i + 1);
+        strbuf_putc(&sb, '\n');
     }
-    sb_puts(&sb, "q12 =\nsmtpd_banner = $q1\n");
-    struct conf *c = conf_from(sb_str(&sb), 0);
+    strbuf_puts(&sb, "q12 =\nsmtpd_banner = $q1\n");
+    struct conf *c = conf_from(strbuf_str(&sb), 0);
     char *out = check_output(c, 1);
     assert_non_null(strstr(out, "error: smtpd_banner: expansion needs more than 100000 "
                                 "references\n"));
     free(out);
     conf_free(c);
-    sb_free(&sb);
+    strbuf_free(&sb);
 
     /* output growth: 4 KiB doubled 9 times is 2 MiB */
-    sb_puts(&sb, "r0 = ");
+    strbuf_puts(&sb, "r0 = ");
     for (int i = 0; i < 4096; i++)
-        sb_putc(&sb, 'x');
-    sb_putc(&sb, '\n');
+        strbuf_putc(&sb, 'x');
+    strbuf_putc(&sb, '\n');
     for (int i = 1; i <= 9; i++)
-        sb_printf(&sb, "r%d = $r%d$r%d\n", i, i - 1, i - 1);
-    sb_puts(&sb, "smtpd_banner = $r9\nmail_name = $r7\n");
-    c = conf_from(sb_str(&sb), 0);
+        strbuf_printf(&sb, "r%d = $r%d$r%d\n", i, i - 1, i - 1);
+    strbuf_puts(&sb, "smtpd_banner = $r9\nmail_name = $r7\n");
+    c = conf_from(strbuf_str(&sb), 0);
     out = check_output(c, 1);
     assert_non_null(strstr(out, "error: smtpd_banner: expansion produces more than 1048576 "
                                 "bytes\n"));
     free(out);
     assert_int_equal(strlen(conf_str(c, "mail_name")), 4096u << 7);
     conf_free(c);
-    sb_free(&sb);
+    strbuf_free(&sb);
 
     /* values expanded only to test ${x?...} count too: 300 x 4 KiB */
-    sb_puts(&sb, "big = ");
+    strbuf_puts(&sb, "big = ");
     for (int i = 0; i < 4096; i++)
-        sb_putc(&sb, 'x');
-    sb_puts(&sb, "\nsmtpd_banner = ");
+        strbuf_putc(&sb, 'x');
+    strbuf_puts(&sb, "\nsmtpd_banner = ");
     for (int i = 0; i < 300; i++)
-        sb_puts(&sb, "${big?}");
-    sb_puts(&sb, "\nmail_name = ${big?}${big?}${big?small}\n");
-    c = conf_from(sb_str(&sb), 0);
+        strbuf_puts(&sb, "${big?}");
+    strbuf_puts(&sb, "\nmail_name = ${big?}${big?}${big?small}\n");
+    c = conf_from(strbuf_str(&sb), 0);
     out = check_output(c, 1);
     assert_non_null(strstr(out, "error: smtpd_banner: expansion produces more than"));
     free(out);
     assert_string_equal(conf_str(c, "mail_name"), "small");
     conf_free(c);
-    sb_free(&sb);
+    strbuf_free(&sb);
 }
 
 /* Unknown names are kept in a sorted index; many of them stay cheap and
@@ -539,10 +539,10 @@ static void test_many_unknown_names(void **state)
     unsigned seed = 7;
     for (int i = 0; i < 5000; i++) {
         seed = seed * 1103515245u + 12345u;
-        sb_printf(&sb, "u%u = %d\n", (seed >> 8) % 3000, i);
+        strbuf_printf(&sb, "u%u = %d\n", (seed >> 8) % 3000, i);
     }
-    sb_puts(&sb, "smtpd_banner = $u1$u2999\n");
-    struct conf *c = conf_from(sb_str(&sb), 0);
+    strbuf_puts(&sb, "smtpd_banner = $u1$u2999\n");
+    struct conf *c = conf_from(strbuf_str(&sb), 0);
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
@@ -574,7 +574,7 @@ static void test_many_unknown_names(void **state)
         assert_string_equal(conf_raw(c, "u2999"), keep);
     free(keep);
     conf_free(c);
-    sb_free(&sb);
+    strbuf_free(&sb);
 }
 
 /* ---- typed values ---- */
@@ -1068,11 +1068,11 @@ static void test_arbitrary_bytes(void **state)
         }
         free(capture_end());
         conf_free(c);
-        sb_reset(&diag);
-        sb_reset(&out);
+        strbuf_reset(&diag);
+        strbuf_reset(&out);
     }
-    sb_free(&diag);
-    sb_free(&out);
+    strbuf_free(&diag);
+    strbuf_free(&out);
 }
 
 int main(void)

@@ -109,16 +109,16 @@ static void write_config(const struct server *sv)
     while (fgets(line, sizeof line, in) != NULL) {
         for (const char *p = line; *p != '\0';) {
             if (strncmp(p, "@DIR@", 5) == 0) {
-                sb_puts(&conf, sv->dir);
+                strbuf_puts(&conf, sv->dir);
                 p += 5;
             } else if (strncmp(p, "@PORT@", 6) == 0) {
-                sb_puts(&conf, port);
+                strbuf_puts(&conf, port);
                 p += 6;
             } else if (strncmp(p, "@ZONEFILE@", 10) == 0) {
-                sb_puts(&conf, zone);
+                strbuf_puts(&conf, zone);
                 p += 10;
             } else {
-                sb_putc(&conf, *p++);
+                strbuf_putc(&conf, *p++);
             }
         }
     }
@@ -126,10 +126,10 @@ static void write_config(const struct server *sv)
     char *path = xasprintf("%s/unbound.conf", sv->dir);
     FILE *out = fopen(path, "w");
     assert_non_null(out);
-    fputs(sb_str(&conf), out);
+    fputs(strbuf_str(&conf), out);
     fclose(out);
     free(path);
-    sb_free(&conf);
+    strbuf_free(&conf);
     free(tmpl_path);
     free(zone);
 }

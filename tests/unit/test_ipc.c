@@ -28,21 +28,21 @@ static void wire_of(const struct ipc_msg *m, struct strbuf *out)
     unsigned char h[6] = {(unsigned char)m->type, (unsigned char)(m->type >> 8), (unsigned char)m->reqid,
                           (unsigned char)(m->reqid >> 8), (unsigned char)(m->reqid >> 16),
                           (unsigned char)(m->reqid >> 24)};
-    sb_append(out, h, 6);
-    sb_append(out, m->body.buf ? m->body.buf : "", m->body.len);
+    strbuf_append(out, h, 6);
+    strbuf_append(out, m->body.buf ? m->body.buf : "", m->body.len);
 }
 
 /* One attribute, by hand: u8 namelen | name | u32 vallen | value | NUL. */
 static void wire_attr(struct strbuf *out, const char *name, const char *value, size_t vlen)
 {
     unsigned char n = (unsigned char)strlen(name);
-    sb_append(out, &n, 1);
-    sb_append(out, name, n);
+    strbuf_append(out, &n, 1);
+    strbuf_append(out, name, n);
     unsigned char l[4] = {(unsigned char)vlen, (unsigned char)(vlen >> 8), (unsigned char)(vlen >> 16),
                           (unsigned char)(vlen >> 24)};
-    sb_append(out, l, 4);
-    sb_append(out, value, vlen);
-    sb_putc(out, '\0');
+    strbuf_append(out, l, 4);
+    strbuf_append(out, value, vlen);
+    strbuf_putc(out, '\0');
 }
 
 static void sample(struct ipc_msg *m)
@@ -89,13 +89,13 @@ static void test_encode_layout(void **state)
     assert_memory_equal(w.buf, want, sizeof want);
     /* the hand-built form is the same */
     struct strbuf h = STRBUF_INIT;
-    sb_append(&h, want, 6);
+    strbuf_append(&h, want, 6);
     wire_attr(&h, "id", "AB", 2);
     wire_attr(&h, "", "x", 1);
     assert_int_equal(h.len, w.len);
     assert_memory_equal(h.buf, w.buf, w.len);
-    sb_free(&h);
-    sb_free(&w);
+    strbuf_free(&h);
+    strbuf_free(&w);
     ipc_msg_free(&m);
 }
 
@@ -114,7 +114,7 @@ static void test_round_trip(void **state)
     /* no attributes at all */
     struct ipc_msg e;
     ipc_msg_init(&e, IPC_PICKUP, 0);
-    sb_reset(&w);
+    strbuf_reset(&w);
     wire_of(&e, &w);
     assert_int_equal(w.len, 6);
     assert_int_equal(ipc_msg_decode(&d, w.buf, w.len), 0);
@@ -123,7 +123,7 @@ static void test_round_trip(void **state)
     assert_null(ipc_msg_get(&d, "id"));
     ipc_msg_free(&d);
     ipc_msg_free(&e);
-    sb_free(&w);
+    strbuf_free(&w);
     ipc_msg_free(&m);
 }
 
@@ -203,7 +203,7 @@ static void test_decode_truncated(void **state)
 {
     (void)state;
     struct strbuf w = STRBUF_INIT;
-    sb_append(&w, "\x03\x00\x01\x00\x00\x00", 6);
+    strbuf_append(&w, "\x03\x00\x01\x00\x00\x00", 6);
     size_t bounds[4];
     bounds[0] = w.len;
     wire_attr(&w, "id", "0123456789ABC", 13);
@@ -227,7 +227,7 @@ static void test_decode_truncated(void **state)
             fail_msg("decoded a packet cut at %zu", cut);
         }
     }
-    sb_free(&w);
+    strbuf_free(&w);
 }
 
 static void test_decode_overlong_and_nul(void **state)
@@ -239,46 +239,46 @@ static void test_decode_overlong_and_nul(void **state)
     /* value length beyond the packet, by one and by a lot */
     static const uint32_t lens[] = {4, 5, 100, 0x7FFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFAu};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
-        sb_reset(&w);
-        sb_append(&w, head, 6);
-        sb_append(&w, "\x01k", 2);
+        strbuf_reset(&w);
+        strbuf_append(&w, head, 6);
+        strbuf_append(&w, "\x01k", 2);
         unsigned char l[4] = {(unsigned char)lens[i], (unsigned char)(lens[i] >> 8),
                               (unsigned char)(lens[i] >> 16), (unsigned char)(lens[i] >> 24)};
-        sb_append(&w, l, 4);
-        sb_append(&w, "abc\0", 4);   /* 3 bytes of value and a NUL */
+        strbuf_append(&w, l, 4);
+        strbuf_append(&w, "abc\0", 4);   /* 3 bytes of value and a NUL */
         char what[64];
         snprintf(what, sizeof what, "value length %u", (unsigned)lens[i]);
         assert_decode_fails(w.buf, w.len, what);
     }
     /* name length beyond the packet */
-    sb_reset(&w);
-    sb_append(&w, head, 6);
-    sb_append(&w, "\xff" "abc", 4);
+    strbuf_reset(&w);
+    strbuf_append(&w, head, 6);
+    strbuf_append(&w, "\xff" "abc", 4);
     assert_decode_fails(w.buf, w.len, "name length 255");
     /* value without its NUL */
-    sb_reset(&w);
-    sb_append(&w, head, 6);
-    sb_append(&w, "\x01k\x03\x00\x00\x00" "abcX", 10);
+    strbuf_reset(&w);
+    strbuf_append(&w, head, 6);
+    strbuf_append(&w, "\x01k\x03\x00\x00\x00" "abcX", 10);
     assert_decode_fails(w.buf, w.len, "no NUL after the value");
-    sb_reset(&w);
-    sb_append(&w, head, 6);
-    sb_append(&w, "\x01k\x03\x00\x00\x00" "abc", 9);
+    strbuf_reset(&w);
+    strbuf_append(&w, head, 6);
+    strbuf_append(&w, "\x01k\x03\x00\x00\x00" "abc", 9);
     assert_decode_fails(w.buf, w.len, "NUL missing at the end");
     /* a NUL inside the value */
-    sb_reset(&w);
-    sb_append(&w, head, 6);
-    sb_append(&w, "\x01k\x03\x00\x00\x00" "a\0c\0", 10);
+    strbuf_reset(&w);
+    strbuf_append(&w, head, 6);
+    strbuf_append(&w, "\x01k\x03\x00\x00\x00" "a\0c\0", 10);
     assert_decode_fails(w.buf, w.len, "NUL inside the value");
     /* a good attribute then one byte of garbage */
-    sb_reset(&w);
-    sb_append(&w, head, 6);
+    strbuf_reset(&w);
+    strbuf_append(&w, head, 6);
     wire_attr(&w, "k", "v", 1);
-    sb_putc(&w, 'x');
+    strbuf_putc(&w, 'x');
     assert_decode_fails(w.buf, w.len, "trailing byte");
     /* too short for the header */
     assert_decode_fails("\x01\x00\x00\x00\x00", 5, "5-byte packet");
     assert_decode_fails("", 0, "empty packet");
-    sb_free(&w);
+    strbuf_free(&w);
 }
 
 /* ---- blocking helpers over a socketpair --------------------------------- */
@@ -432,7 +432,7 @@ static void test_blocking_size_limit(void **state)
         ipc_msg_free(&r);
         fail_msg("accepted an oversize packet cut to IPC_MAX_MSG bytes");
     }
-    sb_free(&w);
+    strbuf_free(&w);
     ipc_msg_free(&m);
     free(v);
 }
@@ -583,7 +583,7 @@ static void test_channel_oversize(void **state)
     run_until(base, &log.closed, 1);
     assert_int_equal(log.messages, 0);
     assert_int_equal(log.closed, 1);
-    sb_free(&w);
+    strbuf_free(&w);
     ipc_msg_free(&m);
     free(v);
     ipc_chan_free(ch);

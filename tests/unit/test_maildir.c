@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "local/deliver_content.h"
+#include "local/deliver.h"
 #include "local/maildir.h"
 #include "util/fsops.h"
 #include "util/mem.h"
@@ -719,7 +719,7 @@ static void test_phased_api_shared_sync(void **state)
     }
     char *new_dir = xasprintf("%s/new", fx->maildir);
     assert_string_equal(maildir_new_dir(d[0]), new_dir);
-    assert_int_equal(fs_fsync_dir(maildir_new_dir(d[0])), 0);
+    assert_int_equal(fsops_fsync_dir(maildir_new_dir(d[0])), 0);
     assert_int_equal(count_entries(fx->maildir, "new", NULL), N);
     assert_int_equal(count_entries(fx->maildir, "tmp", NULL), 1);
 

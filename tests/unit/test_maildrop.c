@@ -225,23 +225,23 @@ static void test_rejects_long_address(void **state)
 {
     (void)state;
     struct strbuf in = STRBUF_INIT;
-    sb_puts(&in, "TERNMD01\nR ");
+    strbuf_puts(&in, "TERNMD01\nR ");
     for (size_t i = 0; i < MAILDROP_MAX_ADDR + 1; i++)
-        sb_putc(&in, 'a');
-    sb_puts(&in, "\n\n");
+        strbuf_putc(&in, 'a');
+    strbuf_puts(&in, "\n\n");
     assert_refused_n(in.buf, in.len, "bad characters");
-    sb_free(&in);
+    strbuf_free(&in);
     /* exactly the limit is fine */
-    sb_puts(&in, "TERNMD01\nR ");
+    strbuf_puts(&in, "TERNMD01\nR ");
     for (size_t i = 0; i < MAILDROP_MAX_ADDR; i++)
-        sb_putc(&in, 'a');
-    sb_puts(&in, "\n\n");
+        strbuf_putc(&in, 'a');
+    strbuf_puts(&in, "\n\n");
     struct maildrop_env r;
     char err[256];
     assert_int_equal(read_env(in.buf, in.len, &r, err, sizeof err), 0);
     assert_int_equal(strlen(r.rcpts[0]), MAILDROP_MAX_ADDR);
     maildrop_env_free(&r);
-    sb_free(&in);
+    strbuf_free(&in);
 }
 
 static void test_rejects_oversize_envelope(void **state)
@@ -249,12 +249,12 @@ static void test_rejects_oversize_envelope(void **state)
     (void)state;
     /* many valid recipient lines past the limit */
     struct strbuf in = STRBUF_INIT;
-    sb_puts(&in, "TERNMD01\nS a@example.org\n");
+    strbuf_puts(&in, "TERNMD01\nS a@example.org\n");
     while (in.len <= MAILDROP_MAX_ENVELOPE + 100)
-        sb_puts(&in, "R someone.with.a.long.name@example.com\n");
-    sb_puts(&in, "\n");
+        strbuf_puts(&in, "R someone.with.a.long.name@example.com\n");
+    strbuf_puts(&in, "\n");
     assert_refused_n(in.buf, in.len, "too large");
-    sb_free(&in);
+    strbuf_free(&in);
 }
 
 /* A stream that serves one endless line: the reader must give up after
@@ -326,10 +326,10 @@ static size_t norm_all(const char *in, size_t len, size_t chunk, char *out)
     size_t o = 0, pos = 0;
     while (pos < len) {
         size_t k = chunk && len - pos > chunk ? chunk : len - pos;
-        o += line_norm_feed(&n, in + pos, k, out + o);
+        o += maildrop_line_norm_feed(&n, in + pos, k, out + o);
         pos += k;
     }
-    o += line_norm_end(&n, out + o);
+    o += maildrop_line_norm_end(&n, out + o);
     return o;
 }
 
@@ -374,32 +374,32 @@ static void test_line_norm_cr_at_boundary(void **state)
     (void)state;
     struct line_norm n = {0};
     char out[32];
-    size_t o = line_norm_feed(&n, "abc\r", 4, out);
+    size_t o = maildrop_line_norm_feed(&n, "abc\r", 4, out);
     assert_int_equal(o, 3);   /* the CR waits for the next byte */
     assert_int_equal(n.pending_cr, 1);
-    o += line_norm_feed(&n, "\ndef", 4, out + o);
-    o += line_norm_end(&n, out + o);
+    o += maildrop_line_norm_feed(&n, "\ndef", 4, out + o);
+    o += maildrop_line_norm_end(&n, out + o);
     assert_int_equal(o, 8);
     assert_memory_equal(out, "abc\r\ndef", 8);
-    /* a CR at the very end becomes CRLF at line_norm_end */
+    /* a CR at the very end becomes CRLF at maildrop_line_norm_end */
     struct line_norm n2 = {0};
-    o = line_norm_feed(&n2, "x\r", 2, out);
-    assert_int_equal(line_norm_end(&n2, out + o), 2);
+    o = maildrop_line_norm_feed(&n2, "x\r", 2, out);
+    assert_int_equal(maildrop_line_norm_end(&n2, out + o), 2);
     assert_memory_equal(out, "x\r\n", 3);
-    assert_int_equal(line_norm_end(&n2, out), 0);
+    assert_int_equal(maildrop_line_norm_end(&n2, out), 0);
     /* the CR then a non-LF first byte: the line ends before it */
     struct line_norm n3 = {0};
-    o = line_norm_feed(&n3, "a\r", 2, out);
-    o += line_norm_feed(&n3, "b", 1, out + o);
+    o = maildrop_line_norm_feed(&n3, "a\r", 2, out);
+    o += maildrop_line_norm_feed(&n3, "b", 1, out + o);
     assert_int_equal(o, 4);
     assert_memory_equal(out, "a\r\nb", 4);
     /* an empty feed keeps the pending CR */
     struct line_norm n4 = {0};
-    o = line_norm_feed(&n4, "\r", 1, out);
-    o += line_norm_feed(&n4, "", 0, out + o);
-    o += line_norm_feed(&n4, "\n", 1, out + o);
+    o = maildrop_line_norm_feed(&n4, "\r", 1, out);
+    o += maildrop_line_norm_feed(&n4, "", 0, out + o);
+    o += maildrop_line_norm_feed(&n4, "\n", 1, out + o);
     assert_int_equal(o, 2);
-    assert_int_equal(line_norm_end(&n4, out + o), 0);
+    assert_int_equal(maildrop_line_norm_end(&n4, out + o), 0);
 }
 
 /* Every split of a mixed input gives the same bytes, and each call stays
@@ -414,10 +414,10 @@ static void test_line_norm_every_split(void **state)
     for (size_t cut = 0; cut <= len; cut++) {
         struct line_norm n = {0};
         char *a = xmalloc(2 * cut + 2), *b = xmalloc(2 * (len - cut) + 2);
-        size_t an = line_norm_feed(&n, in, cut, a);
-        size_t bn = line_norm_feed(&n, in + cut, len - cut, b);
+        size_t an = maildrop_line_norm_feed(&n, in, cut, a);
+        size_t bn = maildrop_line_norm_feed(&n, in + cut, len - cut, b);
         char tail[2];
-        size_t tn = line_norm_end(&n, tail);
+        size_t tn = maildrop_line_norm_end(&n, tail);
         assert_int_equal(an + bn + tn, wn);
         assert_memory_equal(whole, a, an);
         assert_memory_equal(whole + an, b, bn);

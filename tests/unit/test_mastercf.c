@@ -53,7 +53,7 @@ static void test_postfix_examples(void **state)
     struct mastercf m = {0};
     struct strbuf diag = STRBUF_INIT;
     assert_int_equal(mastercf_load_string(&m, text, "master.cf", &diag), 0);
-    assert_string_equal(sb_str(&diag), "");
+    assert_string_equal(strbuf_str(&diag), "");
     assert_int_equal(m.n, 7);
 
     assert_service(&m.svc[0], "smtp", "inet", "n", "-", "y", "-", "-", "smtpd");
@@ -94,7 +94,7 @@ static void test_postfix_examples(void **state)
     mastercf_free(&m);
     assert_int_equal(m.n, 0);
     assert_null(m.svc);
-    sb_free(&diag);
+    strbuf_free(&diag);
 }
 
 static void test_braced_arguments(void **state)
@@ -112,7 +112,7 @@ static void test_braced_arguments(void **state)
     struct mastercf m = {0};
     struct strbuf diag = STRBUF_INIT;
     assert_int_equal(mastercf_load_string(&m, text, "master.cf", &diag), 0);
-    assert_string_equal(sb_str(&diag), "");
+    assert_string_equal(strbuf_str(&diag), "");
     assert_int_equal(m.n, 1);
     const struct mastercf_service *s = &m.svc[0];
     assert_int_equal(s->noverrides, 6);
@@ -134,7 +134,7 @@ static void test_braced_arguments(void **state)
     assert_string_equal(s->args[2], "-x");
     assert_string_equal(s->args[3], "nested {braces} kept");
     mastercf_free(&m);
-    sb_free(&diag);
+    strbuf_free(&diag);
 }
 
 static void test_errors_with_lines(void **state)
@@ -164,7 +164,7 @@ static void test_errors_with_lines(void **state)
     struct strbuf diag = STRBUF_INIT;
     int rc = mastercf_load_mem(&m, text, sizeof text - 1, "master.cf", &diag);
     assert_string_equal(
-        sb_str(&diag),
+        strbuf_str(&diag),
         "master.cf:1: error: line starts with whitespace but continues no service\n"
         "master.cf:3: error: -o smtpd_tls_security_level: expected name=value (write -o { name "
         "= value } for spaces)\n"
@@ -192,7 +192,7 @@ static void test_errors_with_lines(void **state)
     assert_string_equal(m.svc[1].name, "2525");
     assert_int_equal(m.svc[1].line, 19);
     mastercf_free(&m);
-    sb_free(&diag);
+    strbuf_free(&diag);
 }
 
 static void test_split_listen(void **state)
@@ -261,20 +261,20 @@ static void test_load_file(void **state)
     char *expect = xasprintf("%s:2: error: expected at least 8 fields (service type private "
                              "unpriv chroot wakeup maxproc command), found 2\n",
                              path);
-    assert_string_equal(sb_str(&diag), expect);
+    assert_string_equal(strbuf_str(&diag), expect);
     free(expect);
     assert_int_equal(m.n, 1);
     assert_string_equal(m.svc[0].file, path);
     unlink(path);
 
     /* a second load adds to the first, and sees its services */
-    sb_reset(&diag);
+    strbuf_reset(&diag);
     assert_int_equal(mastercf_load_string(&m, "smtp inet n - y - - smtpd\n"
                                               "smtp unix n - y - - other\n",
                                           "extra.cf", &diag),
                      1);
     expect = xasprintf("extra.cf:1: error: duplicate service smtp/inet (first at %s:1)\n", path);
-    assert_string_equal(sb_str(&diag), expect);
+    assert_string_equal(strbuf_str(&diag), expect);
     free(expect);
     assert_int_equal(m.n, 2);
     assert_string_equal(m.svc[1].type, "unix");
@@ -284,7 +284,7 @@ static void test_load_file(void **state)
     assert_int_equal(errno, ENOENT);
     assert_int_equal(m.n, 2);
     mastercf_free(&m);
-    sb_free(&diag);
+    strbuf_free(&diag);
 }
 
 static void test_empty_and_comments(void **state)
@@ -334,9 +334,9 @@ static void test_arbitrary_bytes(void **state)
             }
         }
         mastercf_free(&m);
-        sb_reset(&diag);
+        strbuf_reset(&diag);
     }
-    sb_free(&diag);
+    strbuf_free(&diag);
 }
 
 int main(void)

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "local/deliver_content.h"
+#include "local/deliver.h"
 #include "local/mbox.h"
 #include "util/fsops.h"
 #include "util/mem.h"
@@ -226,10 +226,10 @@ static char *reference_mbox_body(const char *in, size_t len, size_t *out_len)
     for (size_t i = 0; i < len; i++) {
         if (in[i] == '\r' && i + 1 < len && in[i + 1] == '\n')
             continue;
-        sb_putc(&lf, in[i]);
+        strbuf_putc(&lf, in[i]);
     }
     struct strbuf out = STRBUF_INIT;
-    const char *p = sb_str(&lf), *end = p + lf.len;
+    const char *p = strbuf_str(&lf), *end = p + lf.len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t line_len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
@@ -237,15 +237,15 @@ static char *reference_mbox_body(const char *in, size_t len, size_t *out_len)
         while (gt < line_len && p[gt] == '>')
             gt++;
         if (line_len - gt >= 5 && memcmp(p + gt, "From ", 5) == 0)
-            sb_putc(&out, '>');
-        sb_append(&out, p, line_len);
+            strbuf_putc(&out, '>');
+        strbuf_append(&out, p, line_len);
         p += line_len;
     }
     if (out.len > 0 && out.buf[out.len - 1] != '\n')
-        sb_putc(&out, '\n');
-    sb_free(&lf);
+        strbuf_putc(&out, '\n');
+    strbuf_free(&lf);
     *out_len = out.len;
-    return sb_detach(&out);
+    return strbuf_detach(&out);
 }
 
 #define FROM_LINE "From a@b.example Tue Nov 14 22:13:20 2023\n"
@@ -349,16 +349,16 @@ static void test_quoting_across_chunks(void **state)
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     struct strbuf want = STRBUF_INIT;
-    sb_puts(&want, FROM_LINE);
-    sb_append(&want, expect_body, expect_len);
-    sb_putc(&want, '\n');
+    strbuf_puts(&want, FROM_LINE);
+    strbuf_append(&want, expect_body, expect_len);
+    strbuf_putc(&want, '\n');
     assert_file_is(fx->mbox, want.buf, want.len);
     /* the three planted lines really were quoted */
     assert_non_null(strstr(want.buf, "\n>From x"));
     assert_non_null(strstr(want.buf, "\n>>>From y"));
     assert_non_null(strstr(want.buf, "\n>From z"));
     assert_non_null(strstr(want.buf, "\nFrom\n"));
-    sb_free(&want);
+    strbuf_free(&want);
     free(expect_body);
     free(content);
 }

@@ -146,11 +146,11 @@ static void test_7bit_unchanged(void **state)
                      "--x--\r\n";
     expect_conversion(in, in);
     int fd = write_input(in, strlen(in), PREFIX_LEN);
-    assert_int_equal(mime_has_8bit(fd, PREFIX_LEN, strlen(in)), 0);
+    assert_int_equal(mime_downgrade_has_8bit(fd, PREFIX_LEN, strlen(in)), 0);
     /* The filler on both sides is 8-bit. */
-    assert_int_equal(mime_has_8bit(fd, 0, strlen(in)), 1);
-    assert_int_equal(mime_has_8bit(fd, PREFIX_LEN, strlen(in) + 1), 1);
-    assert_int_equal(mime_has_8bit(fd, PREFIX_LEN, 0), 0);
+    assert_int_equal(mime_downgrade_has_8bit(fd, 0, strlen(in)), 1);
+    assert_int_equal(mime_downgrade_has_8bit(fd, PREFIX_LEN, strlen(in) + 1), 1);
+    assert_int_equal(mime_downgrade_has_8bit(fd, PREFIX_LEN, 0), 0);
     close(fd);
 }
 
@@ -388,25 +388,25 @@ static void test_impossible_cases(void **state)
                       "boundary line");
     /* A Content-Type field beyond the bound. */
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "Content-Type: text/plain;");
+    strbuf_puts(&sb, "Content-Type: text/plain;");
     while (sb.len <= MIME_DG_MAX_FIELD + 2000)
-        sb_puts(&sb, "\r\n x-param=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;");
-    sb_puts(&sb, "\r\n\r\n\xe9\r\n");
-    expect_impossible(sb_str(&sb), "too long");
-    sb_free(&sb);
+        strbuf_puts(&sb, "\r\n x-param=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa;");
+    strbuf_puts(&sb, "\r\n\r\n\xe9\r\n");
+    expect_impossible(strbuf_str(&sb), "too long");
+    strbuf_free(&sb);
 }
 
 /* n nested multiparts around one 8-bit leaf. */
 static char *nested(int n, const char *leaf)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "MIME-Version: 1.0\r\n");
+    strbuf_puts(&sb, "MIME-Version: 1.0\r\n");
     for (int i = 0; i < n; i++)
-        sb_printf(&sb, "Content-Type: multipart/mixed; boundary=b%02d_\r\n\r\n--b%02d_\r\n", i, i);
-    sb_printf(&sb, "\r\n%s\r\n", leaf);
+        strbuf_printf(&sb, "Content-Type: multipart/mixed; boundary=b%02d_\r\n\r\n--b%02d_\r\n", i, i);
+    strbuf_printf(&sb, "\r\n%s\r\n", leaf);
     for (int i = n - 1; i >= 0; i--)
-        sb_printf(&sb, "--b%02d_--\r\n", i);
-    return sb_detach(&sb);
+        strbuf_printf(&sb, "--b%02d_--\r\n", i);
+    return strbuf_detach(&sb);
 }
 
 static void test_depth_bound(void **state)
@@ -443,8 +443,8 @@ static void test_depth_bound(void **state)
 static void expect_qp(const char *body, size_t blen, const char *want)
 {
     struct strbuf in = STRBUF_INIT;
-    sb_puts(&in, "MIME-Version: 1.0\r\n\r\n");
-    sb_append(&in, body, blen);
+    strbuf_puts(&in, "MIME-Version: 1.0\r\n\r\n");
+    strbuf_append(&in, body, blen);
     char *out;
     size_t olen;
     assert_int_equal(convert(in.buf, in.len, &out, &olen, NULL), 0);
@@ -454,7 +454,7 @@ static void expect_qp(const char *body, size_t blen, const char *want)
     expect_bytes(out, strlen(ct), ct, strlen(ct));
     expect_bytes(out + strlen(ct), olen - strlen(ct), want, strlen(want));
     free(out);
-    sb_free(&in);
+    strbuf_free(&in);
 }
 
 static char *repeat(char c, size_t n)
@@ -515,14 +515,14 @@ static void test_qp_rules(void **state)
     struct strbuf w = STRBUF_INIT;
     for (int line = 0; line < 8; line++) {
         for (int t = 0; t < 25; t++)
-            sb_puts(&w, "=E9");
-        sb_puts(&w, line < 7 ? "=\r\n" : "\r\n");
+            strbuf_puts(&w, "=E9");
+        strbuf_puts(&w, line < 7 ? "=\r\n" : "\r\n");
     }
     body = xasprintf("%s\r\n", e200);
-    expect_qp(body, strlen(body), sb_str(&w));
+    expect_qp(body, strlen(body), strbuf_str(&w));
     free(body);
     free(e200);
-    sb_free(&w);
+    strbuf_free(&w);
     char *x200 = repeat('x', 200);
     char *x75 = repeat('x', 75), *x50 = repeat('x', 50);
     body = xasprintf("%s\xe9\r\n", x200);
@@ -537,7 +537,7 @@ static int qp_decode(const char *s, size_t n, struct strbuf *out)
     size_t i = 0;
     while (i < n) {
         if (s[i] != '=') {
-            sb_putc(out, s[i++]);
+            strbuf_putc(out, s[i++]);
             continue;
         }
         if (i + 2 < n && s[i + 1] == '\r' && s[i + 2] == '\n') {
@@ -551,7 +551,7 @@ static int qp_decode(const char *s, size_t n, struct strbuf *out)
         long v = strtol(hex, &end, 16);
         if (*end || !strchr("0123456789ABCDEF", hex[0]) || !strchr("0123456789ABCDEF", hex[1]))
             return -1;
-        sb_putc(out, (char)v);
+        strbuf_putc(out, (char)v);
         i += 3;
     }
     return 0;
@@ -604,18 +604,18 @@ static void test_qp_roundtrip(void **state)
             if (r % 7 == 0) {
                 size_t run = rng() % (seed % 4 == 0 ? 9000 : 120);
                 for (size_t k = 0; k < run; k++)
-                    sb_putc(&body, (char)(33 + rng() % 94));
+                    strbuf_putc(&body, (char)(33 + rng() % 94));
             } else {
                 size_t k = rng() % (sizeof pieces / sizeof pieces[0]);
-                sb_append(&body, pieces[k], k == 11 ? 1 : strlen(pieces[k]));
+                strbuf_append(&body, pieces[k], k == 11 ? 1 : strlen(pieces[k]));
             }
         }
-        sb_append(&body, "\xe9\r\n", 3);
+        strbuf_append(&body, "\xe9\r\n", 3);
         struct strbuf in = STRBUF_INIT;
-        sb_puts(&in, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_B0und4ry\"\r\n\r\n"
+        strbuf_puts(&in, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"=_B0und4ry\"\r\n\r\n"
                      "--=_B0und4ry\r\nContent-Type: text/plain; charset=x\r\n\r\n");
-        sb_append(&in, body.buf, body.len);
-        sb_puts(&in, "\r\n--=_B0und4ry--\r\n");
+        strbuf_append(&in, body.buf, body.len);
+        strbuf_puts(&in, "\r\n--=_B0und4ry--\r\n");
         char *out;
         size_t olen;
         assert_int_equal(convert(in.buf, in.len, &out, &olen, NULL), 0);
@@ -634,10 +634,10 @@ static void test_qp_roundtrip(void **state)
             fprintf(stderr, "seed %u: decoded %zu bytes, body %zu\n", seed, dec.len, body.len);
             fail();
         }
-        sb_free(&dec);
+        strbuf_free(&dec);
         free(out);
-        sb_free(&in);
-        sb_free(&body);
+        strbuf_free(&in);
+        strbuf_free(&body);
     }
 }
 
@@ -659,7 +659,7 @@ static void test_random_structures(void **state)
         struct strbuf in = STRBUF_INIT;
         int count = (int)(rng() % 60);
         for (int i = 0; i < count; i++)
-            sb_puts(&in, lines[rng() % (sizeof lines / sizeof lines[0])]);
+            strbuf_puts(&in, lines[rng() % (sizeof lines / sizeof lines[0])]);
         char *out;
         size_t olen;
         int rc = convert(in.buf ? in.buf : "", in.len, &out, &olen, NULL);
@@ -667,7 +667,7 @@ static void test_random_structures(void **state)
         for (size_t i = 0; rc == 0 && i < olen; i++)
             assert_true((unsigned char)out[i] < 0x80);
         free(out);
-        sb_free(&in);
+        strbuf_free(&in);
     }
 }
 
@@ -714,17 +714,17 @@ static void test_read_errors(void **state)
     assert_int_equal(mime_downgrade(in_fd, PREFIX_LEN, total, out_fd, &olen, NULL), -1);
     assert_int_equal(errno, EIO);
     errno = 0;
-    assert_int_equal(mime_has_8bit(in_fd, 10, total), -1);
+    assert_int_equal(mime_downgrade_has_8bit(in_fd, 10, total), -1);
     assert_int_equal(errno, EIO);
     errno = 0;
     assert_int_equal(mime_downgrade(in_fd, UINT64_MAX - 2, 10, out_fd, &olen, NULL), -1);
     assert_int_equal(errno, EOVERFLOW);
     errno = 0;
-    assert_int_equal(mime_has_8bit(in_fd, 0, UINT64_MAX), -1);
+    assert_int_equal(mime_downgrade_has_8bit(in_fd, 0, UINT64_MAX), -1);
     assert_int_equal(errno, EOVERFLOW);
     close(in_fd);
     errno = 0;
-    assert_int_equal(mime_has_8bit(in_fd, 0, 10), -1);
+    assert_int_equal(mime_downgrade_has_8bit(in_fd, 0, 10), -1);
     assert_int_equal(errno, EBADF);
     errno = 0;
     assert_int_equal(mime_downgrade(in_fd, 0, 10, out_fd, &olen, NULL), -1);
@@ -740,22 +740,22 @@ static void test_large_multipart(void **state)
     (void)state;
     struct strbuf in = STRBUF_INIT, want = STRBUF_INIT;
     const char *head = "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=LB\r\n\r\n";
-    sb_puts(&in, head);
-    sb_puts(&want, head);
+    strbuf_puts(&in, head);
+    strbuf_puts(&want, head);
     char *line = repeat('k', 70);
     for (int p = 0; p < 40; p++) {
-        sb_puts(&in, "--LB\r\nContent-Type: text/plain\r\n\r\n");
-        sb_puts(&want, "--LB\r\nContent-Type: text/plain\r\n");
+        strbuf_puts(&in, "--LB\r\nContent-Type: text/plain\r\n\r\n");
+        strbuf_puts(&want, "--LB\r\nContent-Type: text/plain\r\n");
         if (p % 2)
-            sb_puts(&want, "Content-Transfer-Encoding: quoted-printable\r\n");
-        sb_puts(&want, "\r\n");
+            strbuf_puts(&want, "Content-Transfer-Encoding: quoted-printable\r\n");
+        strbuf_puts(&want, "\r\n");
         for (int l = 0; l < 100; l++) {
-            sb_printf(&in, "%s%s\r\n", line, p % 2 ? "\xe9" : "");
-            sb_printf(&want, "%s%s\r\n", line, p % 2 ? "=E9" : "");
+            strbuf_printf(&in, "%s%s\r\n", line, p % 2 ? "\xe9" : "");
+            strbuf_printf(&want, "%s%s\r\n", line, p % 2 ? "=E9" : "");
         }
     }
-    sb_puts(&in, "--LB--\r\n");
-    sb_puts(&want, "--LB--\r\n");
+    strbuf_puts(&in, "--LB--\r\n");
+    strbuf_puts(&want, "--LB--\r\n");
     char *out;
     size_t olen;
     assert_true(in.len > 4 * 65536);
@@ -763,8 +763,8 @@ static void test_large_multipart(void **state)
     expect_bytes(out, olen, want.buf, want.len);
     free(out);
     free(line);
-    sb_free(&in);
-    sb_free(&want);
+    strbuf_free(&in);
+    strbuf_free(&want);
 }
 
 static int group_setup(void **state)

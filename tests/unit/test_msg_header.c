@@ -94,11 +94,11 @@ static const struct scan_case scan_cases[] = {
 static void check_scan(const struct scan_case *c)
 {
     struct strbuf in = STRBUF_INIT;
-    sb_puts(&in, c->header);
-    sb_puts(&in, c->sep);
-    sb_puts(&in, c->body);
+    strbuf_puts(&in, c->header);
+    strbuf_puts(&in, c->sep);
+    strbuf_puts(&in, c->body);
     struct msg_header_info h;
-    assert_int_equal(msg_header_scan(sb_str(&in), in.len, &h), 0);
+    assert_int_equal(msg_header_scan(strbuf_str(&in), in.len, &h), 0);
 
 #define CHECK_INT(got, want)                                                                  \
     do {                                                                                      \
@@ -133,7 +133,7 @@ static void check_scan(const struct scan_case *c)
     msg_header_info_free(&h);
     assert_null(h.from);
     assert_null(h.message_id);
-    sb_free(&in);
+    strbuf_free(&in);
 }
 
 static void test_scan_table(void **state)
@@ -330,20 +330,20 @@ static char *decode_q_words(const char *field)
         assert_non_null(end);
         for (; p < end; p++) {
             if (*p == '_') {
-                sb_putc(&sb, ' ');
+                strbuf_putc(&sb, ' ');
             } else if (*p == '=') {
                 unsigned v;
                 assert_int_equal(sscanf(p + 1, "%2X", &v), 1);
-                sb_putc(&sb, (char)v);
+                strbuf_putc(&sb, (char)v);
                 p += 2;
             } else {
-                sb_putc(&sb, *p);
+                strbuf_putc(&sb, *p);
             }
         }
         /* each encoded-word is whole, at most 75 characters */
         p = end + 2;
     }
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static void test_from_long_encoded(void **state)
@@ -352,8 +352,8 @@ static void test_from_long_encoded(void **state)
     /* 40 x "é " = 80 bytes, needs several encoded-words */
     struct strbuf name = STRBUF_INIT;
     for (int i = 0; i < 40; i++)
-        sb_puts(&name, i ? " \xc3\xa9" : "\xc3\xa9");
-    char *got = msg_header_from("a@b", sb_str(&name));
+        strbuf_puts(&name, i ? " \xc3\xa9" : "\xc3\xa9");
+    char *got = msg_header_from("a@b", strbuf_str(&name));
     assert_non_null(got);
     assert_lines_within(got, 78);
     assert_true(strncmp(got, "From: =?UTF-8?Q?", 16) == 0);
@@ -365,12 +365,12 @@ static void test_from_long_encoded(void **state)
         w = end + 2;
     }
     char *decoded = decode_q_words(got);
-    assert_string_equal(decoded, sb_str(&name));
+    assert_string_equal(decoded, strbuf_str(&name));
     /* no UTF-8 character is split between two words: each word decodes alone */
     free(decoded);
     assert_non_null(strstr(got, " <a@b>\r\n"));
     free(got);
-    sb_free(&name);
+    strbuf_free(&name);
 
     /* a space-free run too long to fold goes into encoded-words */
     char run[200];

@@ -212,37 +212,37 @@ static uint32_t le32(const unsigned char *p)
 
 /* The envelope every writer test uses: three recipients, one expanded from
  * the first, attributes including an empty value. */
-static void sample_message(struct qf_message *m, const char *id)
+static void sample_message(struct queue_file_message *m, const char *id)
 {
-    qf_message_init(m, id, 1700000000123456LL, "sender@example.org");
-    qf_message_set_attr(m, "client", "mail.example.net[192.0.2.7]");
-    qf_message_set_attr(m, "helo", "mail.example.net");
-    qf_message_set_attr(m, "protocol", "ESMTP");
-    qf_message_set_attr(m, "empty", "");
-    qf_message_add_rcpt(m, "a@example.com", "rfc822;A@Example.com", QF_NOTIFY_SUCCESS | QF_NOTIFY_FAILURE, -1);
-    qf_message_add_rcpt(m, "b@example.com", NULL, 0, -1);
-    qf_message_add_rcpt(m, "c@example.com", "", QF_NOTIFY_NEVER, 0);
+    queue_file_message_init(m, id, 1700000000123456LL, "sender@example.org");
+    queue_file_message_set_attr(m, "client", "mail.example.net[192.0.2.7]");
+    queue_file_message_set_attr(m, "helo", "mail.example.net");
+    queue_file_message_set_attr(m, "protocol", "ESMTP");
+    queue_file_message_set_attr(m, "empty", "");
+    queue_file_message_add_rcpt(m, "a@example.com", "rfc822;A@Example.com", QF_NOTIFY_SUCCESS | QF_NOTIFY_FAILURE, -1);
+    queue_file_message_add_rcpt(m, "b@example.com", NULL, 0, -1);
+    queue_file_message_add_rcpt(m, "c@example.com", "", QF_NOTIFY_NEVER, 0);
 }
 
 /* Writes content in pieces of `piece` bytes (0: all at once). */
 static int write_queue_file(const struct fx *fx, const char *name, const void *content, size_t len,
-                            size_t piece, struct qf_message *m)
+                            size_t piece, struct queue_file_message *m)
 {
-    struct qf_writer *w;
-    if (qf_writer_open(fx->dirfd, name, &w) != 0)
+    struct queue_file_writer *w;
+    if (queue_file_writer_open(fx->dirfd, name, &w) != 0)
         return -1;
     const char *p = content;
     size_t off = 0;
     while (off < len) {
         size_t n = piece && len - off > piece ? piece : len - off;
-        if (qf_writer_write(w, p + off, n) != 0) {
-            qf_writer_abort(w);
+        if (queue_file_writer_write(w, p + off, n) != 0) {
+            queue_file_writer_abort(w);
             return -1;
         }
         off += n;
     }
-    assert_int_equal(qf_writer_length(w), len);
-    return qf_writer_finish(w, m);
+    assert_int_equal(queue_file_writer_length(w), len);
+    return queue_file_writer_finish(w, m);
 }
 
 static const char sample_content[] =
@@ -251,10 +251,10 @@ static const char sample_content[] =
 /* Writes the sample file ID_A and returns its bytes. */
 static unsigned char *sample_file(const struct fx *fx, size_t *len, uint64_t *env_off)
 {
-    struct qf_message m;
+    struct queue_file_message m;
     sample_message(&m, ID_A);
     assert_int_equal(write_queue_file(fx, ID_A, sample_content, strlen(sample_content), 7, &m), 0);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     char *path = path_in(fx, ID_A);
     unsigned char *buf = slurp(path, len);
     free(path);
@@ -262,10 +262,10 @@ static unsigned char *sample_file(const struct fx *fx, size_t *len, uint64_t *en
     return buf;
 }
 
-static int read_path(const struct fx *fx, const char *name, struct qf_message *m, char *err, size_t errlen)
+static int read_path(const struct fx *fx, const char *name, struct queue_file_message *m, char *err, size_t errlen)
 {
     char *path = path_in(fx, name);
-    int rc = qf_read_path(path, m, err, errlen);
+    int rc = queue_file_read_path(path, m, err, errlen);
     free(path);
     return rc;
 }
@@ -273,19 +273,19 @@ static int read_path(const struct fx *fx, const char *name, struct qf_message *m
 /* Asserts the file is refused, with a reason, and m left freeable. */
 static void assert_refused(const struct fx *fx, const char *name, const char *what)
 {
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256] = "";
     if (read_path(fx, name, &m, err, sizeof err) == 0) {
-        qf_message_free(&m);
+        queue_file_message_free(&m);
         fail_msg("accepted a damaged queue file: %s", what);
     }
     assert_true(err[0] != '\0');
     assert_null(m.sender);
     assert_int_equal(m.nrcpt, 0);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
 }
 
-static void assert_sample_envelope(const struct qf_message *m)
+static void assert_sample_envelope(const struct queue_file_message *m)
 {
     assert_string_equal(m->id, ID_A);
     assert_int_equal(m->arrival_us, 1700000000123456LL);
@@ -295,9 +295,9 @@ static void assert_sample_envelope(const struct qf_message *m)
     assert_string_equal(m->attrs[0].value, "mail.example.net[192.0.2.7]");
     assert_string_equal(m->attrs[1].name, "helo");
     assert_string_equal(m->attrs[2].name, "protocol");
-    assert_string_equal(qf_message_attr(m, "protocol"), "ESMTP");
-    assert_string_equal(qf_message_attr(m, "empty"), "");
-    assert_null(qf_message_attr(m, "missing"));
+    assert_string_equal(queue_file_message_attr(m, "protocol"), "ESMTP");
+    assert_string_equal(queue_file_message_attr(m, "empty"), "");
+    assert_null(queue_file_message_attr(m, "missing"));
     assert_int_equal(m->nrcpt, 3);
     assert_string_equal(m->rcpts[0].addr, "a@example.com");
     assert_string_equal(m->rcpts[0].orcpt, "rfc822;A@Example.com");
@@ -325,7 +325,7 @@ static void p_u32(struct strbuf *b, uint32_t v)
 {
     unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
                           (unsigned char)(v >> 24)};
-    sb_append(b, x, 4);
+    strbuf_append(b, x, 4);
 }
 
 static void p_u64(struct strbuf *b, uint64_t v)
@@ -337,7 +337,7 @@ static void p_u64(struct strbuf *b, uint64_t v)
 static void p_strn(struct strbuf *b, const char *s, size_t n)
 {
     p_u32(b, (uint32_t)n);
-    sb_append(b, s, n);
+    strbuf_append(b, s, n);
 }
 
 static void p_str(struct strbuf *b, const char *s)
@@ -349,10 +349,10 @@ static void p_str(struct strbuf *b, const char *s)
 static void p_record(struct strbuf *out, int type, const struct strbuf *payload)
 {
     size_t start = out->len;
-    sb_putc(out, (char)type);
+    strbuf_putc(out, (char)type);
     p_u32(out, (uint32_t)payload->len);
-    sb_append(out, payload->buf ? payload->buf : "", payload->len);
-    p_u32(out, qf_crc32(0, out->buf + start, out->len - start));
+    strbuf_append(out, payload->buf ? payload->buf : "", payload->len);
+    p_u32(out, queue_file_crc32(0, out->buf + start, out->len - start));
 }
 
 static void rec_str(struct strbuf *out, int type, const char *s)
@@ -360,7 +360,7 @@ static void rec_str(struct strbuf *out, int type, const char *s)
     struct strbuf p = STRBUF_INIT;
     p_str(&p, s);
     p_record(out, type, &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
 static void rec_u64(struct strbuf *out, int type, uint64_t v)
@@ -368,7 +368,7 @@ static void rec_u64(struct strbuf *out, int type, uint64_t v)
     struct strbuf p = STRBUF_INIT;
     p_u64(&p, v);
     p_record(out, type, &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
 static void rec_rcpt(struct strbuf *out, int type, const char *addr, uint32_t parent)
@@ -379,7 +379,7 @@ static void rec_rcpt(struct strbuf *out, int type, const char *addr, uint32_t pa
     p_u32(&p, 0);
     p_u32(&p, parent);
     p_record(out, type, &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
 static void rec_content(struct strbuf *out, uint64_t off, uint64_t len)
@@ -388,7 +388,7 @@ static void rec_content(struct strbuf *out, uint64_t off, uint64_t len)
     p_u64(&p, off);
     p_u64(&p, len);
     p_record(out, 'C', &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
 static void rec_end(struct strbuf *out, uint32_t n)
@@ -396,7 +396,7 @@ static void rec_end(struct strbuf *out, uint32_t n)
     struct strbuf p = STRBUF_INIT;
     p_u32(&p, n);
     p_record(out, 'E', &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
 static void rec_status(struct strbuf *out, uint32_t idx, unsigned state, uint32_t attempts, const char *dsn,
@@ -405,14 +405,14 @@ static void rec_status(struct strbuf *out, uint32_t idx, unsigned state, uint32_
     struct strbuf p = STRBUF_INIT;
     p_u32(&p, idx);
     unsigned char s = (unsigned char)state;
-    sb_append(&p, &s, 1);
+    strbuf_append(&p, &s, 1);
     p_u32(&p, attempts);
     p_u64(&p, 1700000600);
     p_u64(&p, 1700000000);
     p_str(&p, dsn);
     p_str(&p, reason);
     p_record(out, 'D', &p);
-    sb_free(&p);
+    strbuf_free(&p);
 }
 
 #define CRAFT_CONTENT "Subject: x\r\n\r\nbody\r\n"
@@ -420,9 +420,9 @@ static void rec_status(struct strbuf *out, uint32_t idx, unsigned state, uint32_
 /* Header and content; the caller appends the envelope records. */
 static void craft_start(struct strbuf *f)
 {
-    sb_append(f, QF_MAGIC, 8);
+    strbuf_append(f, QF_MAGIC, 8);
     p_u64(f, QF_HEADER_SIZE + strlen(CRAFT_CONTENT));
-    sb_puts(f, CRAFT_CONTENT);
+    strbuf_puts(f, CRAFT_CONTENT);
 }
 
 /* The usual records before the recipients. */
@@ -446,7 +446,7 @@ static void craft_save(const struct fx *fx, const char *name, const struct strbu
 static void test_round_trip(void **state)
 {
     struct fx *fx = *state;
-    struct qf_message w;
+    struct queue_file_message w;
     sample_message(&w, ID_A);
     size_t clen = strlen(sample_content);
     assert_int_equal(write_queue_file(fx, ID_A, sample_content, clen, 5, &w), 0);
@@ -455,9 +455,9 @@ static void test_round_trip(void **state)
     assert_int_equal(w.content_length, clen);
     uint64_t writer_end = w.valid_end;
     assert_int_equal(w.file_size, writer_end);
-    qf_message_free(&w);
+    queue_file_message_free(&w);
 
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256] = "";
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     assert_sample_envelope(&m);
@@ -465,7 +465,7 @@ static void test_round_trip(void **state)
     assert_int_equal(m.content_length, clen);
     assert_int_equal(m.valid_end, writer_end);
     assert_int_equal(m.file_size, writer_end);
-    assert_int_equal(qf_message_open_rcpts(&m), 3);
+    assert_int_equal(queue_file_message_open_rcpts(&m), 3);
 
     size_t flen;
     char *path = path_in(fx, ID_A);
@@ -480,31 +480,31 @@ static void test_round_trip(void **state)
     assert_int_equal(end_rec[0], 'E');
     assert_int_equal(le32(end_rec + 1), 4);
     assert_int_equal(le32(end_rec + 5), 3);
-    assert_int_equal(le32(end_rec + 9), qf_crc32(0, end_rec, 9));
+    assert_int_equal(le32(end_rec + 9), queue_file_crc32(0, end_rec, 9));
     free(buf);
 
-    /* qf_read_fd gives the same as qf_read_path */
-    struct qf_message m2;
+    /* queue_file_read_fd gives the same as queue_file_read_path */
+    struct queue_file_message m2;
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
-    assert_int_equal(qf_read_fd(fd, &m2, err, sizeof err), 0);
+    assert_int_equal(queue_file_read_fd(fd, &m2, err, sizeof err), 0);
     close(fd);
     assert_sample_envelope(&m2);
-    qf_message_free(&m2);
+    queue_file_message_free(&m2);
     free(path);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
 }
 
 static void test_round_trip_null_sender_empty_content(void **state)
 {
     struct fx *fx = *state;
-    struct qf_message w;
-    qf_message_init(&w, ID_B, 0, "");
-    qf_message_add_rcpt(&w, "only@example.com", NULL, 0, -1);
+    struct queue_file_message w;
+    queue_file_message_init(&w, ID_B, 0, "");
+    queue_file_message_add_rcpt(&w, "only@example.com", NULL, 0, -1);
     assert_int_equal(write_queue_file(fx, ID_B, "", 0, 0, &w), 0);
-    qf_message_free(&w);
+    queue_file_message_free(&w);
 
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_B, &m, err, sizeof err), 0);
     assert_string_equal(m.sender, "");
@@ -514,7 +514,7 @@ static void test_round_trip_null_sender_empty_content(void **state)
     assert_int_equal(m.content_offset, QF_HEADER_SIZE);
     assert_int_equal(m.nrcpt, 1);
     assert_string_equal(m.rcpts[0].addr, "only@example.com");
-    qf_message_free(&m);
+    queue_file_message_free(&m);
 }
 
 /* Content sizes around the writer's 64 KiB buffer, written in pieces that
@@ -532,11 +532,11 @@ static void test_round_trip_large_content(void **state)
         for (size_t p = 0; p < sizeof pieces / sizeof pieces[0]; p++) {
             char id[QUEUE_ID_LEN + 1];
             queue_id_new(id);
-            struct qf_message w;
+            struct queue_file_message w;
             sample_message(&w, id);
             assert_int_equal(write_queue_file(fx, id, content, sizes[s], pieces[p], &w), 0);
-            qf_message_free(&w);
-            struct qf_message m;
+            queue_file_message_free(&w);
+            struct queue_file_message m;
             char err[256];
             assert_int_equal(read_path(fx, id, &m, err, sizeof err), 0);
             assert_int_equal(m.content_length, sizes[s]);
@@ -546,7 +546,7 @@ static void test_round_trip_large_content(void **state)
             assert_memory_equal(buf + QF_HEADER_SIZE, content, sizes[s]);
             free(buf);
             free(path);
-            qf_message_free(&m);
+            queue_file_message_free(&m);
         }
     }
     free(content);
@@ -555,27 +555,27 @@ static void test_round_trip_large_content(void **state)
 static void test_message_helpers(void **state)
 {
     (void)state;
-    struct qf_message m;
-    qf_message_init(&m, ID_A, 1, NULL);
+    struct queue_file_message m;
+    queue_file_message_init(&m, ID_A, 1, NULL);
     assert_string_equal(m.sender, "");
-    qf_message_set_attr(&m, "body", "7BIT");
-    qf_message_set_attr(&m, "body", "8BITMIME");
+    queue_file_message_set_attr(&m, "body", "7BIT");
+    queue_file_message_set_attr(&m, "body", "8BITMIME");
     assert_int_equal(m.nattrs, 1);
-    assert_string_equal(qf_message_attr(&m, "body"), "8BITMIME");
+    assert_string_equal(queue_file_message_attr(&m, "body"), "8BITMIME");
     for (int i = 0; i < 5; i++)
-        qf_message_add_rcpt(&m, "x@example.com", NULL, 0, -1);
+        queue_file_message_add_rcpt(&m, "x@example.com", NULL, 0, -1);
     m.rcpts[0].state = QF_DELIVERED;
     m.rcpts[1].state = QF_DEFERRED;
     m.rcpts[2].state = QF_FAILED;
     m.rcpts[3].state = QF_EXPANDED;
-    assert_int_equal(qf_message_open_rcpts(&m), 2);
-    assert_string_equal(qf_state_name(QF_PENDING), "pending");
-    assert_string_equal(qf_state_name(QF_DELIVERED), "delivered");
-    assert_string_equal(qf_state_name(QF_DEFERRED), "deferred");
-    assert_string_equal(qf_state_name(QF_FAILED), "failed");
-    assert_string_equal(qf_state_name(QF_EXPANDED), "expanded");
-    assert_string_equal(qf_state_name((enum qf_rcpt_state)99), "unknown");
-    qf_message_free(&m);
+    assert_int_equal(queue_file_message_open_rcpts(&m), 2);
+    assert_string_equal(queue_file_state_name(QF_PENDING), "pending");
+    assert_string_equal(queue_file_state_name(QF_DELIVERED), "delivered");
+    assert_string_equal(queue_file_state_name(QF_DEFERRED), "deferred");
+    assert_string_equal(queue_file_state_name(QF_FAILED), "failed");
+    assert_string_equal(queue_file_state_name(QF_EXPANDED), "expanded");
+    assert_string_equal(queue_file_state_name((enum queue_file_rcpt_state)99), "unknown");
+    queue_file_message_free(&m);
     assert_null(m.sender);
     assert_int_equal(m.nrcpt, 0);
 }
@@ -584,10 +584,10 @@ static void test_crc32_known_value(void **state)
 {
     (void)state;
     /* the standard check value of CRC-32/IEEE */
-    assert_int_equal(qf_crc32(0, "123456789", 9), 0xCBF43926u);
-    assert_int_equal(qf_crc32(0, "", 0), 0);
+    assert_int_equal(queue_file_crc32(0, "123456789", 9), 0xCBF43926u);
+    assert_int_equal(queue_file_crc32(0, "", 0), 0);
     /* incremental use gives the same as one call */
-    assert_int_equal(qf_crc32(qf_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+    assert_int_equal(queue_file_crc32(queue_file_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
 }
 
 /* ---- refusals ----------------------------------------------------------- */
@@ -663,10 +663,10 @@ static void test_rejects_truncation_anywhere(void **state)
         assert_refused(fx, ID_A, what);
     }
     spit(path, buf, len);
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     free(path);
     free(buf);
 }
@@ -712,7 +712,7 @@ static void test_crafted_file_accepted(void **state)
     rec_content(&f, QF_HEADER_SIZE, strlen(CRAFT_CONTENT));
     rec_end(&f, 2);
     craft_save(fx, ID_A, &f);
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     assert_string_equal(m.id, ID_A);
@@ -722,8 +722,8 @@ static void test_crafted_file_accepted(void **state)
     assert_int_equal(m.rcpts[0].parent, -1);
     assert_int_equal(m.rcpts[1].parent, 0);
     assert_int_equal(m.valid_end, f.len);
-    qf_message_free(&m);
-    sb_free(&f);
+    queue_file_message_free(&m);
+    strbuf_free(&f);
 }
 
 static void test_rejects_rcpt_count_mismatch(void **state)
@@ -739,7 +739,7 @@ static void test_rejects_rcpt_count_mismatch(void **state)
         rec_end(&f, counts[i]);
         craft_save(fx, ID_A, &f);
         assert_refused(fx, ID_A, "end record count differs from the recipients");
-        sb_free(&f);
+        strbuf_free(&f);
     }
 }
 
@@ -747,10 +747,10 @@ static void test_rejects_id_mismatch(void **state)
 {
     struct fx *fx = *state;
     /* a well-formed file whose id record names another message */
-    struct qf_message w;
+    struct queue_file_message w;
     sample_message(&w, ID_B);
     assert_int_equal(write_queue_file(fx, ID_A, "x\r\n", 3, 0, &w), 0);
-    qf_message_free(&w);
+    queue_file_message_free(&w);
     assert_refused(fx, ID_A, "file name and id record differ");
     /* the descriptor reader has no name to compare: it reports the recorded
      * id, which its callers compare with the name they opened */
@@ -758,12 +758,12 @@ static void test_rejects_id_mismatch(void **state)
     int fd = open(path, O_RDONLY);
     free(path);
     assert_true(fd >= 0);
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
-    assert_int_equal(qf_read_fd(fd, &m, err, sizeof err), 0);
+    assert_int_equal(queue_file_read_fd(fd, &m, err, sizeof err), 0);
     close(fd);
     assert_string_equal(m.id, ID_B);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
 
     /* malformed ids in the id record */
     static const char *const bad_ids[] = {"", "0123456789AB", "0123456789ABCD", "0123456789abc",
@@ -776,7 +776,7 @@ static void test_rejects_id_mismatch(void **state)
         rec_end(&f, 1);
         craft_save(fx, ID_A, &f);
         assert_refused(fx, ID_A, bad_ids[i]);
-        sb_free(&f);
+        strbuf_free(&f);
     }
 }
 
@@ -848,7 +848,7 @@ static void test_rejects_inconsistent_records(void **state)
             p_u32(&p, 0);
             p_u32(&p, UINT32_MAX);
             p_record(&f, 'R', &p);
-            sb_free(&p);
+            strbuf_free(&p);
             rec_content(&f, QF_HEADER_SIZE, clen);
             rec_end(&f, 1);
             break;
@@ -865,9 +865,9 @@ static void test_rejects_inconsistent_records(void **state)
             craft_head(&f, ID_A);
             struct strbuf p = STRBUF_INIT;
             p_u32(&p, 1000);
-            sb_puts(&p, "short");
+            strbuf_puts(&p, "short");
             p_record(&f, 'S', &p);
-            sb_free(&p);
+            strbuf_free(&p);
             rec_rcpt(&f, 'R', "r@example.com", UINT32_MAX);
             rec_content(&f, QF_HEADER_SIZE, clen);
             rec_end(&f, 1);
@@ -880,7 +880,7 @@ static void test_rejects_inconsistent_records(void **state)
             struct strbuf p = STRBUF_INIT;
             p_u32(&p, 42);
             p_record(&f, 'T', &p);
-            sb_free(&p);
+            strbuf_free(&p);
             rec_rcpt(&f, 'R', "r@example.com", UINT32_MAX);
             rec_content(&f, QF_HEADER_SIZE, clen);
             rec_end(&f, 1);
@@ -889,7 +889,7 @@ static void test_rejects_inconsistent_records(void **state)
         }
         craft_save(fx, ID_A, &f);
         assert_refused(fx, ID_A, what);
-        sb_free(&f);
+        strbuf_free(&f);
     }
 }
 
@@ -902,10 +902,10 @@ static int open_rw(const struct fx *fx, const char *name)
     return fd;
 }
 
-static void set_status(struct qf_message *m, size_t i, enum qf_rcpt_state s, uint32_t attempts,
+static void set_status(struct queue_file_message *m, size_t i, enum queue_file_rcpt_state s, uint32_t attempts,
                        const char *dsn, const char *reason)
 {
-    struct qf_rcpt *r = &m->rcpts[i];
+    struct queue_file_rcpt *r = &m->rcpts[i];
     r->state = s;
     r->attempts = attempts;
     r->next_try = 1700000000 + attempts * 600;
@@ -925,16 +925,16 @@ static void write_progress(const struct fx *fx, uint64_t starts[6])
     size_t len;
     uint64_t env_off;
     free(sample_file(fx, &len, &env_off));
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     int fd = open_rw(fx, ID_A);
     starts[0] = m.valid_end;
     set_status(&m, 0, QF_DEFERRED, 1, "4.2.0", "mailbox busy");
-    assert_int_equal(qf_append_status(fd, &m, 0), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 0), 0);
     starts[1] = m.valid_end;
     set_status(&m, 0, QF_DELIVERED, 2, "2.0.0", "delivered to maildir");
-    assert_int_equal(qf_append_status(fd, &m, 0), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 0), 0);
     starts[2] = m.valid_end;
     set_status(&m, 1, QF_FAILED, 1, "5.1.1", "user unknown");
     free(m.rcpts[1].remote_mta);
@@ -942,17 +942,17 @@ static void write_progress(const struct fx *fx, uint64_t starts[6])
     m.rcpts[1].remote_mta = xstrdup("mx.example.net");
     m.rcpts[1].diag = xstrdup("550 5.1.1 <b@example.com>: User unknown");
     m.rcpts[1].flags = QF_RCPT_REMOTE_DSN;
-    assert_int_equal(qf_append_status(fd, &m, 1), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 1), 0);
     starts[3] = m.valid_end;
-    qf_message_add_rcpt(&m, "d@example.com", "rfc822;d@example.com", QF_NOTIFY_DELAY, 1);
-    assert_int_equal(qf_append_rcpt(fd, &m, 3), 0);
+    queue_file_message_add_rcpt(&m, "d@example.com", "rfc822;d@example.com", QF_NOTIFY_DELAY, 1);
+    assert_int_equal(queue_file_append_rcpt(fd, &m, 3), 0);
     starts[4] = m.valid_end;
     set_status(&m, 3, QF_DEFERRED, 1, "4.4.1", "connection refused");
-    assert_int_equal(qf_append_status(fd, &m, 3), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 3), 0);
     starts[5] = m.valid_end;
     assert_int_equal(m.file_size, m.valid_end);
     close(fd);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
 }
 
 static void test_progress_applied_in_order(void **state)
@@ -960,7 +960,7 @@ static void test_progress_applied_in_order(void **state)
     struct fx *fx = *state;
     uint64_t starts[6];
     write_progress(fx, starts);
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     assert_int_equal(m.valid_end, starts[5]);
@@ -988,8 +988,8 @@ static void test_progress_applied_in_order(void **state)
     assert_int_equal(m.rcpts[3].parent, 1);
     assert_int_equal(m.rcpts[3].state, QF_DEFERRED);
     assert_string_equal(m.rcpts[3].dsn, "4.4.1");
-    assert_int_equal(qf_message_open_rcpts(&m), 2);   /* rcpts 2 and 3 */
-    qf_message_free(&m);
+    assert_int_equal(queue_file_message_open_rcpts(&m), 2);   /* rcpts 2 and 3 */
+    queue_file_message_free(&m);
 }
 
 /* A crash while appending leaves part of the last record: at every cut the
@@ -1006,7 +1006,7 @@ static void test_torn_tail_ignored(void **state)
     assert_int_equal(len, starts[5]);
     for (size_t cut = starts[4]; cut < starts[5]; cut++) {
         spit(path, buf, cut);
-        struct qf_message m;
+        struct queue_file_message m;
         char err[256];
         assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
         assert_int_equal(m.valid_end, starts[4]);
@@ -1014,17 +1014,17 @@ static void test_torn_tail_ignored(void **state)
         assert_int_equal(m.nrcpt, 4);
         assert_int_equal(m.rcpts[3].state, QF_PENDING);   /* its status was torn */
         assert_int_equal(m.rcpts[0].state, QF_DELIVERED);
-        qf_message_free(&m);
+        queue_file_message_free(&m);
     }
     /* a cut inside the added-recipient record loses that recipient too */
     for (size_t cut = starts[3]; cut < starts[4]; cut++) {
         spit(path, buf, cut);
-        struct qf_message m;
+        struct queue_file_message m;
         char err[256];
         assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
         assert_int_equal(m.valid_end, starts[3]);
         assert_int_equal(m.nrcpt, 3);
-        qf_message_free(&m);
+        queue_file_message_free(&m);
     }
     free(buf);
     free(path);
@@ -1043,7 +1043,7 @@ static void test_corrupt_progress_record_ends_valid_data(void **state)
     for (size_t i = starts[1]; i < starts[2]; i++) {
         buf[i] ^= 0x10;
         spit(path, buf, len);
-        struct qf_message m;
+        struct queue_file_message m;
         char err[256];
         assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
         assert_int_equal(m.valid_end, starts[1]);
@@ -1051,7 +1051,7 @@ static void test_corrupt_progress_record_ends_valid_data(void **state)
         assert_int_equal(m.rcpts[0].state, QF_DEFERRED);   /* only the first applied */
         assert_int_equal(m.rcpts[1].state, QF_PENDING);
         assert_int_equal(m.nrcpt, 3);
-        qf_message_free(&m);
+        queue_file_message_free(&m);
         buf[i] ^= 0x10;
     }
     /* a well-framed status for a recipient that does not exist ends it too */
@@ -1062,14 +1062,14 @@ static void test_corrupt_progress_record_ends_valid_data(void **state)
     memcpy(bigger, buf, len);
     memcpy(bigger + len, tail.buf, tail.len);
     spit(path, bigger, len + tail.len);
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     assert_int_equal(m.valid_end, len);
     assert_int_equal(m.rcpts[0].state, QF_DELIVERED);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     free(bigger);
-    sb_free(&tail);
+    strbuf_free(&tail);
     free(buf);
     free(path);
 }
@@ -1091,18 +1091,18 @@ static void test_append_over_torn_tail(void **state)
         spit(path, buf, cut);
         free(buf);
 
-        struct qf_message m;
+        struct queue_file_message m;
         char err[256];
         assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
         assert_int_equal(m.valid_end, starts[4]);
         int fd = open_rw(fx, ID_A);
         set_status(&m, 2, QF_DELIVERED, 1, "2.0.0", reasons[k]);
-        assert_int_equal(qf_append_status(fd, &m, 2), 0);
+        assert_int_equal(queue_file_append_status(fd, &m, 2), 0);
         set_status(&m, 3, QF_FAILED, 2, "5.4.4", "no route");
-        assert_int_equal(qf_append_status(fd, &m, 3), 0);
+        assert_int_equal(queue_file_append_status(fd, &m, 3), 0);
         uint64_t end = m.valid_end;
         close(fd);
-        qf_message_free(&m);
+        queue_file_message_free(&m);
 
         assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
         assert_int_equal(m.valid_end, end);
@@ -1114,7 +1114,7 @@ static void test_append_over_torn_tail(void **state)
         assert_int_equal(m.rcpts[1].state, QF_FAILED);
         /* whatever the torn bytes left beyond the new records is ignored */
         assert_true(m.file_size >= m.valid_end);
-        qf_message_free(&m);
+        queue_file_message_free(&m);
         unlinkat(fx->dirfd, ID_A, 0);
         free(path);
     }
@@ -1125,25 +1125,25 @@ static void test_append_over_torn_tail(void **state)
 static void test_fault_open(void **state)
 {
     struct fx *fx = *state;
-    struct qf_writer *w = NULL;
+    struct queue_file_writer *w = NULL;
     inject(FAULT_OPENAT, 1, EACCES);
-    assert_int_equal(qf_writer_open(fx->dirfd, ID_A, &w), -1);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), -1);
     assert_int_equal(errno, EACCES);
     assert_false(exists(fx, ID_A));
     /* the header write fails: the empty file is removed */
     inject(FAULT_WRITE, 1, ENOSPC);
-    assert_int_equal(qf_writer_open(fx->dirfd, ID_A, &w), -1);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), -1);
     assert_int_equal(errno, ENOSPC);
     assert_false(exists(fx, ID_A));
     /* an existing file is never overwritten */
     fsops_install(NULL);
-    assert_int_equal(qf_writer_open(fx->dirfd, ID_A, &w), 0);
-    struct qf_writer *w2 = NULL;
-    assert_int_equal(qf_writer_open(fx->dirfd, ID_A, &w2), -1);
+    assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), 0);
+    struct queue_file_writer *w2 = NULL;
+    assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w2), -1);
     assert_int_equal(errno, EEXIST);
-    qf_writer_abort(w);
+    queue_file_writer_abort(w);
     assert_false(exists(fx, ID_A));
-    qf_writer_abort(NULL);
+    queue_file_writer_abort(NULL);
 }
 
 /* Each write of the writer (header, content flush, envelope) and the pwrite
@@ -1159,24 +1159,24 @@ static void test_fault_write_in_finish(void **state)
     } points[] = {{FAULT_WRITE, 2}, {FAULT_WRITE, 3}, {FAULT_PWRITE, 1}};
     for (size_t e = 0; e < 2; e++) {
         for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
-            struct qf_message m;
+            struct queue_file_message m;
             sample_message(&m, ID_A);
             inject(points[p].op, points[p].nth, errs[e]);
-            struct qf_writer *w;
-            assert_int_equal(qf_writer_open(fx->dirfd, ID_A, &w), 0);
-            assert_int_equal(qf_writer_write(w, sample_content, strlen(sample_content)), 0);
+            struct queue_file_writer *w;
+            assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), 0);
+            assert_int_equal(queue_file_writer_write(w, sample_content, strlen(sample_content)), 0);
             errno = 0;
-            assert_int_equal(qf_writer_finish(w, &m), -1);
+            assert_int_equal(queue_file_writer_finish(w, &m), -1);
             assert_int_equal(errno, errs[e]);
             assert_int_equal(fault.calls, points[p].nth);
             assert_false(exists(fx, ID_A));
             fsops_install(NULL);
-            qf_message_free(&m);
+            queue_file_message_free(&m);
         }
     }
 }
 
-/* Content bigger than the buffer is written during qf_writer_write; its
+/* Content bigger than the buffer is written during queue_file_writer_write; its
  * failure is reported there and abort removes the file. */
 static void test_fault_write_during_content(void **state)
 {
@@ -1186,14 +1186,14 @@ static void test_fault_write_during_content(void **state)
     memset(content, 'x', big);
     for (int nth = 2; nth <= 3; nth++) {
         inject(FAULT_WRITE, nth, ENOSPC);
-        struct qf_writer *w;
-        assert_int_equal(qf_writer_open(fx->dirfd, ID_A, &w), 0);
+        struct queue_file_writer *w;
+        assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), 0);
         int rc = 0;
         for (size_t off = 0; off < big && rc == 0; off += 50000)
-            rc = qf_writer_write(w, content + off, 50000);
+            rc = queue_file_writer_write(w, content + off, 50000);
         assert_int_equal(rc, -1);
         assert_int_equal(errno, ENOSPC);
-        qf_writer_abort(w);
+        queue_file_writer_abort(w);
         assert_false(exists(fx, ID_A));
         fsops_install(NULL);
     }
@@ -1206,23 +1206,23 @@ static void test_short_writes_complete(void **state)
     struct fx *fx = *state;
     inject(FAULT_NONE, 0, 0);
     fault.short_max = 3;
-    struct qf_message w;
+    struct queue_file_message w;
     sample_message(&w, ID_A);
     assert_int_equal(write_queue_file(fx, ID_A, sample_content, strlen(sample_content), 0, &w), 0);
     int fd = open_rw(fx, ID_A);
     set_status(&w, 1, QF_DEFERRED, 1, "4.0.0", "later");
-    assert_int_equal(qf_append_status(fd, &w, 1), 0);
+    assert_int_equal(queue_file_append_status(fd, &w, 1), 0);
     close(fd);
     fsops_install(NULL);
-    qf_message_free(&w);
-    struct qf_message m;
+    queue_file_message_free(&w);
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     assert_string_equal(m.id, ID_A);
     assert_int_equal(m.nrcpt, 3);
     assert_int_equal(m.rcpts[1].state, QF_DEFERRED);
     assert_int_equal(m.valid_end, m.file_size);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
 }
 
 /* A failed append leaves valid_end where it was; the next append goes to
@@ -1233,7 +1233,7 @@ static void test_fault_append(void **state)
     size_t len;
     uint64_t env_off;
     free(sample_file(fx, &len, &env_off));
-    struct qf_message m;
+    struct queue_file_message m;
     char err[256];
     assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
     int fd = open_rw(fx, ID_A);
@@ -1242,12 +1242,12 @@ static void test_fault_append(void **state)
     for (size_t e = 0; e < 2; e++) {
         inject(FAULT_PWRITE, 1, errs[e]);
         set_status(&m, 0, QF_DELIVERED, 1, "2.0.0", "ok");
-        assert_int_equal(qf_append_status(fd, &m, 0), -1);
+        assert_int_equal(queue_file_append_status(fd, &m, 0), -1);
         assert_int_equal(errno, errs[e]);
         assert_int_equal(m.valid_end, before);
         inject(FAULT_PWRITE, 1, errs[e]);
-        qf_message_add_rcpt(&m, "new@example.com", NULL, 0, 0);
-        assert_int_equal(qf_append_rcpt(fd, &m, m.nrcpt - 1), -1);
+        queue_file_message_add_rcpt(&m, "new@example.com", NULL, 0, 0);
+        assert_int_equal(queue_file_append_rcpt(fd, &m, m.nrcpt - 1), -1);
         assert_int_equal(m.valid_end, before);
         m.nrcpt--;   /* the caller forgets the recipient it failed to record */
         free(m.rcpts[m.nrcpt].addr);
@@ -1258,19 +1258,19 @@ static void test_fault_append(void **state)
         free(m.rcpts[m.nrcpt].diag);
     }
     fsops_install(NULL);
-    struct qf_message r;
+    struct queue_file_message r;
     assert_int_equal(read_path(fx, ID_A, &r, err, sizeof err), 0);
     assert_int_equal(r.rcpts[0].state, QF_PENDING);
     assert_int_equal(r.nrcpt, 3);
-    qf_message_free(&r);
+    queue_file_message_free(&r);
     /* the retry succeeds at the same offset */
-    assert_int_equal(qf_append_status(fd, &m, 0), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 0), 0);
     close(fd);
     assert_int_equal(read_path(fx, ID_A, &r, err, sizeof err), 0);
     assert_int_equal(r.rcpts[0].state, QF_DELIVERED);
     assert_int_equal(r.valid_end, m.valid_end);
-    qf_message_free(&r);
-    qf_message_free(&m);
+    queue_file_message_free(&r);
+    queue_file_message_free(&m);
 }
 
 /* ---- queue_id ----------------------------------------------------------- */

@@ -131,7 +131,7 @@ static void check_list(const struct list_case *c)
                      addrs[i], c->expect[i]);
     }
     rfc5322_addr_list_free(addrs, n);
-    if (rfc5322_from_valid(c->value) != c->from_valid)
+    if (rfc5322_addr_from_valid(c->value) != c->from_valid)
         fail_msg("value \"%s\": from_valid %d, expected %d", c->value, !c->from_valid,
                  c->from_valid);
 }
@@ -151,7 +151,7 @@ static void test_null_value(void **state)
     assert_int_equal(rfc5322_addr_list(NULL, &addrs, &n), 0);
     assert_null(addrs);
     assert_int_equal(n, 0);
-    assert_int_equal(rfc5322_from_valid(NULL), 0);
+    assert_int_equal(rfc5322_addr_from_valid(NULL), 0);
     rfc5322_addr_list_free(NULL, 0);
 }
 
@@ -160,12 +160,12 @@ static char *nested_comment(int depth, const char *tail)
 {
     struct strbuf sb = STRBUF_INIT;
     for (int i = 0; i < depth; i++)
-        sb_putc(&sb, '(');
-    sb_puts(&sb, "x");
+        strbuf_putc(&sb, '(');
+    strbuf_puts(&sb, "x");
     for (int i = 0; i < depth; i++)
-        sb_putc(&sb, ')');
-    sb_puts(&sb, tail);
-    return sb_detach(&sb);
+        strbuf_putc(&sb, ')');
+    strbuf_puts(&sb, tail);
+    return strbuf_detach(&sb);
 }
 
 static void test_comment_depth_bound(void **state)
@@ -178,7 +178,7 @@ static void test_comment_depth_bound(void **state)
     assert_int_equal(rfc5322_addr_list(ok, &addrs, &n), 2);
     assert_string_equal(addrs[0], "a@b");
     rfc5322_addr_list_free(addrs, n);
-    assert_true(rfc5322_from_valid(ok));
+    assert_true(rfc5322_addr_from_valid(ok));
     free(ok);
 
     /* one level too deep: that item goes, the next one stays */
@@ -186,7 +186,7 @@ static void test_comment_depth_bound(void **state)
     assert_int_equal(rfc5322_addr_list(deep, &addrs, &n), 1);
     assert_string_equal(addrs[0], "c@d");
     rfc5322_addr_list_free(addrs, n);
-    assert_false(rfc5322_from_valid(deep));
+    assert_false(rfc5322_addr_from_valid(deep));
     free(deep);
 
     /* very deep nesting is just counted: no recursion, no stack use */
@@ -202,16 +202,16 @@ static void test_many_addresses(void **state)
     (void)state;
     struct strbuf sb = STRBUF_INIT;
     for (int i = 0; i < 2000; i++)
-        sb_printf(&sb, "%sUser %d <u%d@example.com>", i ? ", " : "", i, i);
+        strbuf_printf(&sb, "%sUser %d <u%d@example.com>", i ? ", " : "", i, i);
     char **addrs;
     size_t n;
-    assert_int_equal(rfc5322_addr_list(sb_str(&sb), &addrs, &n), 2000);
+    assert_int_equal(rfc5322_addr_list(strbuf_str(&sb), &addrs, &n), 2000);
     assert_int_equal(n, 2000);
     assert_string_equal(addrs[0], "u0@example.com");
     assert_string_equal(addrs[1999], "u1999@example.com");
     rfc5322_addr_list_free(addrs, n);
-    assert_true(rfc5322_from_valid(sb_str(&sb)));
-    sb_free(&sb);
+    assert_true(rfc5322_addr_from_valid(strbuf_str(&sb)));
+    strbuf_free(&sb);
 }
 
 
@@ -236,27 +236,27 @@ static char *read_whole_file(const char *path)
     char chunk[4096];
     size_t got;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        sb_append(&sb, chunk, got);
+        strbuf_append(&sb, chunk, got);
     fclose(f);
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static void put_utf8(struct strbuf *sb, unsigned long cp)
 {
     if (cp < 0x80) {
-        sb_putc(sb, (char)cp);
+        strbuf_putc(sb, (char)cp);
     } else if (cp < 0x800) {
-        sb_putc(sb, (char)(0xC0 | (cp >> 6)));
-        sb_putc(sb, (char)(0x80 | (cp & 0x3F)));
+        strbuf_putc(sb, (char)(0xC0 | (cp >> 6)));
+        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
     } else if (cp < 0x10000) {
-        sb_putc(sb, (char)(0xE0 | (cp >> 12)));
-        sb_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        sb_putc(sb, (char)(0x80 | (cp & 0x3F)));
+        strbuf_putc(sb, (char)(0xE0 | (cp >> 12)));
+        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
+        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
     } else {
-        sb_putc(sb, (char)(0xF0 | (cp >> 18)));
-        sb_putc(sb, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        sb_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        sb_putc(sb, (char)(0x80 | (cp & 0x3F)));
+        strbuf_putc(sb, (char)(0xF0 | (cp >> 18)));
+        strbuf_putc(sb, (char)(0x80 | ((cp >> 12) & 0x3F)));
+        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
+        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
     }
 }
 
@@ -264,25 +264,25 @@ static void put_utf8(struct strbuf *sb, unsigned long cp)
  * Returns 0 when the text holds a NUL, which a C string cannot carry. */
 static int xml_decode(const char *s, size_t len, struct strbuf *out)
 {
-    sb_reset(out);
+    strbuf_reset(out);
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '&') {
-            sb_putc(out, s[i]);
+            strbuf_putc(out, s[i]);
             continue;
         }
         const char *semi = memchr(s + i, ';', len - i);
         assert_non_null(semi);
         size_t n = (size_t)(semi - (s + i)) + 1;
         if (strncmp(s + i, "&amp;", n) == 0)
-            sb_putc(out, '&');
+            strbuf_putc(out, '&');
         else if (strncmp(s + i, "&lt;", n) == 0)
-            sb_putc(out, '<');
+            strbuf_putc(out, '<');
         else if (strncmp(s + i, "&gt;", n) == 0)
-            sb_putc(out, '>');
+            strbuf_putc(out, '>');
         else if (strncmp(s + i, "&quot;", n) == 0)
-            sb_putc(out, '"');
+            strbuf_putc(out, '"');
         else if (strncmp(s + i, "&apos;", n) == 0)
-            sb_putc(out, '\'');
+            strbuf_putc(out, '\'');
         else if (s[i + 1] == '#') {
             unsigned long cp = s[i + 2] == 'x' ? strtoul(s + i + 3, NULL, 16) : strtoul(s + i + 2, NULL, 10);
             if (cp >= 0x2400 && cp <= 0x241F)
@@ -351,7 +351,7 @@ static void test_isemail_vectors(void **state)
         if (xml_decode(text, len, &addr)) {
             int want_valid = !cat_is(cat, cat_len, "ISEMAIL_ERR");
             /* \ before a non-ASCII character is a quoted-pair since RFC 6532 */
-            if (strcmp(sb_str(&addr), "\"test\\\xc2\xa9\"@iana.org") == 0)
+            if (strcmp(strbuf_str(&addr), "\"test\\\xc2\xa9\"@iana.org") == 0)
                 want_valid = 1;
             /* deprecated forms and obs-dtext literals may be valid yet unusable */
             size_t min_n = cat_is(cat, cat_len, "ISEMAIL_DEPREC") ||
@@ -359,13 +359,13 @@ static void test_isemail_vectors(void **state)
                                ? 0
                                : 1;
             size_t max_n = want_valid ? 1 : (size_t)-1;
-            int valid = rfc5322_from_valid(sb_str(&addr));
+            int valid = rfc5322_addr_from_valid(strbuf_str(&addr));
             char **addrs;
             size_t n;
-            rfc5322_addr_list(sb_str(&addr), &addrs, &n);
+            rfc5322_addr_list(strbuf_str(&addr), &addrs, &n);
             if (valid != want_valid || n < min_n || n > max_n) {
                 print_error("test %.*s \"%s\" (%.*s): from_valid %d, %zu addresses\n",
-                            (int)strcspn(id, "\""), id, sb_str(&addr), (int)cat_len, cat, valid, n);
+                            (int)strcspn(id, "\""), id, strbuf_str(&addr), (int)cat_len, cat, valid, n);
                 mismatches++;
             }
             rfc5322_addr_list_free(addrs, n);
@@ -374,7 +374,7 @@ static void test_isemail_vectors(void **state)
         t = strstr(end, "<test id=");
     }
     free(xml);
-    sb_free(&addr);
+    strbuf_free(&addr);
     assert_int_equal(mismatches, 0);
     assert_true(checked >= 160);
 }

@@ -34,32 +34,32 @@ static char *slurp(const char *path, size_t *len)
     char chunk[4096];
     size_t n;
     while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        sb_append(&sb, chunk, n);
+        strbuf_append(&sb, chunk, n);
     fclose(f);
     *len = sb.len;
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static void put_utf8(struct strbuf *sb, unsigned long cp)
 {
     char b[4];
     if (cp < 0x80) {
-        sb_putc(sb, (char)cp);
+        strbuf_putc(sb, (char)cp);
     } else if (cp < 0x800) {
         b[0] = (char)(0xC0 | (cp >> 6));
         b[1] = (char)(0x80 | (cp & 0x3F));
-        sb_append(sb, b, 2);
+        strbuf_append(sb, b, 2);
     } else if (cp < 0x10000) {
         b[0] = (char)(0xE0 | (cp >> 12));
         b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
         b[2] = (char)(0x80 | (cp & 0x3F));
-        sb_append(sb, b, 3);
+        strbuf_append(sb, b, 3);
     } else {
         b[0] = (char)(0xF0 | (cp >> 18));
         b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
         b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
         b[3] = (char)(0x80 | (cp & 0x3F));
-        sb_append(sb, b, 4);
+        strbuf_append(sb, b, 4);
     }
 }
 
@@ -69,10 +69,10 @@ static void put_utf8(struct strbuf *sb, unsigned long cp)
 static char *xml_decode(const char *s, size_t n, size_t *out_len)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "");
+    strbuf_puts(&sb, "");
     for (size_t i = 0; i < n; i++) {
         if (s[i] != '&') {
-            sb_putc(&sb, s[i]);
+            strbuf_putc(&sb, s[i]);
             continue;
         }
         const char *semi = memchr(s + i, ';', n - i);
@@ -96,13 +96,13 @@ static char *xml_decode(const char *s, size_t n, size_t *out_len)
             fail_msg("unknown XML entity %.*s", (int)elen, s + i);
         }
         if (cp >= 0x2400 && cp <= 0x241F)
-            sb_putc(&sb, (char)(cp - 0x2400));
+            strbuf_putc(&sb, (char)(cp - 0x2400));
         else
             put_utf8(&sb, cp);
         i += elen - 1;
     }
     *out_len = sb.len;
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 /* Text of <tag>...</tag> inside [from, to); "" for <tag/>; NULL if absent. */
@@ -599,12 +599,12 @@ static char *domain_of(size_t n)
         size_t label = chars / k + (l < chars % k ? 1 : 0);
         assert_true(label >= 1 && label <= 63);
         if (l)
-            sb_putc(&sb, '.');
+            strbuf_putc(&sb, '.');
         for (size_t i = 0; i < label; i++)
-            sb_putc(&sb, (char)('a' + i % 26));
+            strbuf_putc(&sb, (char)('a' + i % 26));
     }
     assert_int_equal(sb.len, n);
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static int parses(const char *s, unsigned flags)
@@ -644,14 +644,14 @@ static void test_local_part_length(void **state)
     /* UTF-8 counts octets: 32 two-octet characters fit, 33 do not. */
     struct strbuf sb = STRBUF_INIT;
     for (int i = 0; i < 32; i++)
-        sb_puts(&sb, "\xc3\xbc");
-    a = xasprintf("<%s@d>", sb_str(&sb));
-    b = xasprintf("<%s\xc3\xbc@d>", sb_str(&sb));
+        strbuf_puts(&sb, "\xc3\xbc");
+    a = xasprintf("<%s@d>", strbuf_str(&sb));
+    b = xasprintf("<%s\xc3\xbc@d>", strbuf_str(&sb));
     assert_true(parses(a, SMTP_PATH_ALLOW_UTF8));
     assert_false(parses(b, SMTP_PATH_ALLOW_UTF8));
     free(a);
     free(b);
-    sb_free(&sb);
+    strbuf_free(&sb);
     assert_true(smtp_local_part_valid(l64, 0));
     assert_false(smtp_local_part_valid(l65, 0));
     free(l64);

@@ -14,6 +14,7 @@
 
 #include "smtp/smtp_cmd.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* ------------------------------------------------------------------ */
 /* Command lines                                                        */

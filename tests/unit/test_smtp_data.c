@@ -42,7 +42,7 @@ static void feed(struct smtp_data *d, const char *in, size_t len, size_t chunk, 
         assert_true(outlen <= 2 * n + 2);
         if (used < n)
             assert_true(d->done);   /* only the end of data stops early */
-        sb_append(&r->out, out, outlen);
+        strbuf_append(&r->out, out, outlen);
         r->consumed += used;
         pos += used;
         free(out);
@@ -63,7 +63,7 @@ static void run(enum smtp_data_mode mode, int reject, const char *in, size_t len
         char out[2];
         size_t n = smtp_data_finish(&d, out);
         assert_true(n <= 1);
-        sb_append(&r->out, out, n);
+        strbuf_append(&r->out, out, n);
     }
     r->done = d.done;
     r->error = smtp_data_error(&d);
@@ -72,12 +72,12 @@ static void run(enum smtp_data_mode mode, int reject, const char *in, size_t len
 
 static void result_free(struct result *r)
 {
-    sb_free(&r->out);
+    strbuf_free(&r->out);
 }
 
 static void assert_same(const struct result *a, const struct result *b, const char *what, size_t split)
 {
-    if (a->out.len != b->out.len || memcmp(sb_str(&a->out), sb_str(&b->out), a->out.len) != 0 ||
+    if (a->out.len != b->out.len || memcmp(strbuf_str(&a->out), strbuf_str(&b->out), a->out.len) != 0 ||
         a->consumed != b->consumed || a->done != b->done || (a->error == NULL) != (b->error == NULL) ||
         a->lines != b->lines)
         fail_msg("%s: result differs when split at %zu", what, split);
@@ -103,7 +103,7 @@ static void assert_split_invariant(enum smtp_data_mode mode, int reject, const c
         if (bdat_last) {
             char out[2];
             size_t n = smtp_data_finish(&d, out);
-            sb_append(&part.out, out, n);
+            strbuf_append(&part.out, out, n);
         }
         part.done = d.done;
         part.error = smtp_data_error(&d);
@@ -123,7 +123,7 @@ static void assert_split_invariant(enum smtp_data_mode mode, int reject, const c
 /* The output may hold NUL bytes, so no strstr. */
 static int contains(const struct strbuf *sb, const char *needle)
 {
-    return memmem(sb_str(sb), sb->len, needle, strlen(needle)) != NULL;
+    return memmem(strbuf_str(sb), sb->len, needle, strlen(needle)) != NULL;
 }
 
 /* ---- DATA: end of data, unstuffing, line ends --------------------------- */
@@ -169,8 +169,8 @@ static void check_dot_case(const struct dot_case *c, int reject)
     size_t outlen = c->outlen ? c->outlen : strlen(c->out);
     struct result r;
     run(SMTP_DATA_DOT, reject, c->in, inlen, 0, 0, &r);
-    if (r.out.len != outlen || memcmp(sb_str(&r.out), c->out, outlen) != 0)
-        fail_msg("%s: decoded to \"%s\"", c->name, sb_str(&r.out));
+    if (r.out.len != outlen || memcmp(strbuf_str(&r.out), c->out, outlen) != 0)
+        fail_msg("%s: decoded to \"%s\"", c->name, strbuf_str(&r.out));
     if (c->consumed < 0) {
         assert_int_equal(r.consumed, inlen);
         if (r.done)
@@ -245,12 +245,12 @@ static void test_smuggling_never_ends_data(void **state)
     size_t checked = 0;
     for (size_t i = 0; i < sizeof smuggle / sizeof smuggle[0]; i++) {
         struct strbuf in = STRBUF_INIT;
-        sb_puts(&in, "From: a@example.org\r\n\r\nhello");
-        sb_append(&in, smuggle[i].seq, smuggle[i].len);
-        sb_puts(&in, SMUGGLED);
+        strbuf_puts(&in, "From: a@example.org\r\n\r\nhello");
+        strbuf_append(&in, smuggle[i].seq, smuggle[i].len);
+        strbuf_puts(&in, SMUGGLED);
         size_t real_end = in.len + 5;
-        sb_puts(&in, TERM);
-        sb_puts(&in, "QUIT\r\n");
+        strbuf_puts(&in, TERM);
+        strbuf_puts(&in, "QUIT\r\n");
         char what[64];
         snprintf(what, sizeof what, "smuggling sequence %zu", i);
         for (int reject = 0; reject <= 1; reject++) {
@@ -274,7 +274,7 @@ static void test_smuggling_never_ends_data(void **state)
             assert_split_invariant(SMTP_DATA_DOT, reject, in.buf, in.len, 0, what);
             checked++;
         }
-        sb_free(&in);
+        strbuf_free(&in);
     }
     assert_int_equal(checked, 2 * sizeof smuggle / sizeof smuggle[0]);
 }
@@ -288,17 +288,17 @@ static void test_smuggling_at_content_start(void **state)
     static const size_t lens[] = {2, 2, 5, 4, 4, 4};
     for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
         struct strbuf in = STRBUF_INIT;
-        sb_append(&in, starts[i], lens[i]);
-        sb_puts(&in, SMUGGLED);
+        strbuf_append(&in, starts[i], lens[i]);
+        strbuf_puts(&in, SMUGGLED);
         size_t real_end = in.len + 5;
-        sb_puts(&in, TERM);
+        strbuf_puts(&in, TERM);
         struct result r;
         run(SMTP_DATA_DOT, 0, in.buf, in.len, 0, 0, &r);
         if (!r.done || r.consumed != real_end)
             fail_msg("start %zu ended the data at %zu", i, r.consumed);
         result_free(&r);
         assert_split_invariant(SMTP_DATA_DOT, 0, in.buf, in.len, 0, "content start");
-        sb_free(&in);
+        strbuf_free(&in);
     }
 }
 
@@ -312,7 +312,7 @@ static void test_real_end_after_bare_lf(void **state)
     run(SMTP_DATA_DOT, 0, in, strlen(in), 0, 0, &r);
     assert_true(r.done);
     assert_int_equal(r.consumed, strlen("a\nb\r\n.\r\n"));
-    assert_string_equal(sb_str(&r.out), "a\r\nb\r\n");
+    assert_string_equal(strbuf_str(&r.out), "a\r\nb\r\n");
     assert_null(r.error);
     result_free(&r);
     run(SMTP_DATA_DOT, 1, in, strlen(in), 0, 0, &r);
@@ -376,23 +376,23 @@ static void test_bdat_never_ends_never_unstuffs(void **state)
     run(SMTP_DATA_BDAT, 0, in, strlen(in), 0, 1, &r);
     assert_false(r.done);
     assert_int_equal(r.consumed, strlen(in));
-    assert_string_equal(sb_str(&r.out), in);
+    assert_string_equal(strbuf_str(&r.out), in);
     assert_null(r.error);
     result_free(&r);
     assert_split_invariant(SMTP_DATA_BDAT, 0, in, strlen(in), 1, "bdat");
     /* the smuggling sequences are content too */
     for (size_t i = 0; i < sizeof smuggle / sizeof smuggle[0]; i++) {
         struct strbuf b = STRBUF_INIT;
-        sb_puts(&b, "x");
-        sb_append(&b, smuggle[i].seq, smuggle[i].len);
-        sb_puts(&b, SMUGGLED);
+        strbuf_puts(&b, "x");
+        strbuf_append(&b, smuggle[i].seq, smuggle[i].len);
+        strbuf_puts(&b, SMUGGLED);
         run(SMTP_DATA_BDAT, 0, b.buf, b.len, 0, 1, &r);
         assert_false(r.done);
         assert_int_equal(r.consumed, b.len);
         assert_true(contains(&r.out, "wire money"));
         result_free(&r);
         assert_split_invariant(SMTP_DATA_BDAT, 0, b.buf, b.len, 1, "bdat smuggling");
-        sb_free(&b);
+        strbuf_free(&b);
     }
 }
 
@@ -402,7 +402,7 @@ static void test_bdat_line_ends(void **state)
     struct result r;
     /* bare LF normalised, or refused */
     run(SMTP_DATA_BDAT, 0, "a\nb\r\n", 5, 0, 1, &r);
-    assert_string_equal(sb_str(&r.out), "a\r\nb\r\n");
+    assert_string_equal(strbuf_str(&r.out), "a\r\nb\r\n");
     assert_null(r.error);
     result_free(&r);
     run(SMTP_DATA_BDAT, 1, "a\nb\r\n", 5, 0, 1, &r);

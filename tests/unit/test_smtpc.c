@@ -69,7 +69,7 @@ static void fake_close(struct fake *f)
     close(f->fd);
     f->fd = -1;
     f->conns_open--;
-    sb_free(&f->in);
+    strbuf_free(&f->in);
 }
 
 static void fake_say(struct fake *f, const char *s)
@@ -93,7 +93,7 @@ static void fake_say(struct fake *f, const char *s)
 
 static void fake_command(struct fake *f, const char *line, size_t len)
 {
-    sb_append(&f->rx, line, len);
+    strbuf_append(&f->rx, line, len);
     if (len >= 4 && strncasecmp(line, "EHLO", 4) == 0) {
         fake_say(f, f->conf.ehlo ? f->conf.ehlo : "250 fake.test\r\n");
     } else if (len >= 4 && strncasecmp(line, "HELO", 4) == 0) {
@@ -128,7 +128,7 @@ static void fake_data_line(struct fake *f, const char *line, size_t len)
         fake_say(f, f->conf.dot ? f->conf.dot : "250 2.0.0 Ok: queued as 1\r\n");
         return;
     }
-    sb_append(&f->content, line, len);
+    strbuf_append(&f->content, line, len);
     if (f->conf.drop_after > 0 && f->content.len >= f->conf.drop_after)
         fake_close(f);
 }
@@ -147,7 +147,7 @@ static void fake_read(evutil_socket_t fd, short what, void *arg)
     }
     if (!f->in_data && memmem(buf, (size_t)n, "MAIL FROM", 9) != NULL && f->mail_chunk == NULL)
         f->mail_chunk = xstrndup(buf, (size_t)n);
-    sb_append(&f->in, buf, (size_t)n);
+    strbuf_append(&f->in, buf, (size_t)n);
     size_t pos = 0;
     while (f->fd >= 0) {
         const char *start = f->in.buf + pos;
@@ -216,9 +216,9 @@ static void fake_free(struct fake *f)
     fake_close(f);
     event_free(f->lev);
     close(f->lfd);
-    sb_free(&f->rx);
-    sb_free(&f->content);
-    sb_free(&f->in);
+    strbuf_free(&f->rx);
+    strbuf_free(&f->content);
+    strbuf_free(&f->in);
     free(f->mail_chunk);
     free(f);
 }
@@ -899,7 +899,7 @@ static void unstuff(const struct strbuf *in, struct strbuf *out)
         size_t s = i;
         if (in->buf[i] == '.')
             s++;
-        sb_append(out, in->buf + s, end - s);
+        strbuf_append(out, in->buf + s, end - s);
         i = end;
     }
 }
@@ -921,7 +921,7 @@ static void test_large_message_intact(void **state)
     assert_int_equal(plain.len, size);
     assert_memory_equal(plain.buf, b, size);
     assert_true(f->content.len > size);   /* dots were added */
-    sb_free(&plain);
+    strbuf_free(&plain);
     free(b);
     fake_free(f);
     env_free(e);
@@ -993,8 +993,8 @@ static void test_overlong_reply_line(void **state)
     e = env_new(BODY, sizeof BODY - 1, 1);
     struct strbuf many = STRBUF_INIT;
     for (int i = 0; i < 150; i++)
-        sb_puts(&many, "250-ok\r\n");
-    sb_puts(&many, "250 ok\r\n");
+        strbuf_puts(&many, "250-ok\r\n");
+    strbuf_puts(&many, "250 ok\r\n");
     struct fake_conf fc2 = {.mail = many.buf};
     f = fake_new(e->base, &fc2);
     t = target("mx", f->port);
@@ -1002,7 +1002,7 @@ static void test_overlong_reply_line(void **state)
     assert_int_equal(got.outcome, SMTPC_DEFER_ALL);
     assert_string_equal(got.enh, "4.5.0");
     assert_int_equal(e->rcpts[0].code / 100, 4);
-    sb_free(&many);
+    strbuf_free(&many);
     fake_free(f);
     env_free(e);
 }

@@ -11,10 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "smtpd/smtpd_policy.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 static char tmpdir[64];
 static char logpath[128];
@@ -110,10 +111,10 @@ static int fake_exists(void *arg, const char *addr)
 
 static struct fake fk;
 
-static struct policy_ctx base_ctx(void)
+static struct smtpd_policy_ctx base_ctx(void)
 {
     memset(&fk, 0, sizeof fk);
-    struct policy_ctx c = {
+    struct smtpd_policy_ctx c = {
         .client_addr = "192.0.2.10",
         .client_name = "mail.remote.test",
         .helo = "mail.remote.test",
@@ -129,13 +130,13 @@ static struct policy_ctx base_ctx(void)
     return c;
 }
 
-static struct policy_lists *parse_ok(const char *client, const char *helo, const char *sender,
+static struct smtpd_policy_lists *parse_ok(const char *client, const char *helo, const char *sender,
                                      const char *relay, const char *rcpt)
 {
     char *err = NULL;
-    struct policy_lists *p = policy_parse(client, helo, sender, relay, rcpt, &err);
+    struct smtpd_policy_lists *p = smtpd_policy_parse(client, helo, sender, relay, rcpt, &err);
     if (p == NULL)
-        fail_msg("policy_parse: %s", err ? err : "(no message)");
+        fail_msg("smtpd_policy_parse: %s", err ? err : "(no message)");
     assert_null(err);
     return p;
 }
@@ -144,21 +145,21 @@ static void parse_fails(const char *client, const char *helo, const char *sender
                         const char *relay, const char *rcpt, const char *msg)
 {
     char *err = NULL;
-    assert_null(policy_parse(client, helo, sender, relay, rcpt, &err));
+    assert_null(smtpd_policy_parse(client, helo, sender, relay, rcpt, &err));
     assert_non_null(err);
     if (strcmp(err, msg) != 0 && strstr(err, msg) == NULL)
         fail_msg("error \"%s\" lacks \"%s\"", err, msg);
     free(err);
     /* err may be NULL, and nothing leaks then. */
-    assert_null(policy_parse(client, helo, sender, relay, rcpt, NULL));
+    assert_null(smtpd_policy_parse(client, helo, sender, relay, rcpt, NULL));
 }
 
 /* Checks a full reply "code enh text". */
-static void expect_reply(const struct policy_lists *p, const struct policy_ctx *c, int code,
+static void expect_reply(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c, int code,
                          const char *enh, const char *text)
 {
-    struct policy_result r;
-    int rc = policy_check_rcpt(p, c, &r);
+    struct smtpd_policy_result r;
+    int rc = smtpd_policy_check_rcpt(p, c, &r);
     if (rc != code)
         fail_msg("expected %d, got %d %s %s (%s/%s)", code, rc, r.enh, r.text,
                  r.list ? r.list : "-", r.restriction ? r.restriction : "-");
@@ -167,10 +168,10 @@ static void expect_reply(const struct policy_lists *p, const struct policy_ctx *
     assert_string_equal(r.text, text);
 }
 
-static void expect_accept(const struct policy_lists *p, const struct policy_ctx *c)
+static void expect_accept(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c)
 {
-    struct policy_result r;
-    int rc = policy_check_rcpt(p, c, &r);
+    struct smtpd_policy_result r;
+    int rc = smtpd_policy_check_rcpt(p, c, &r);
     if (rc != 0)
         fail_msg("expected accept, got %d %s %s (%s/%s)", rc, r.enh, r.text, r.list,
                  r.restriction);
@@ -181,11 +182,11 @@ static void expect_accept(const struct policy_lists *p, const struct policy_ctx 
     assert_null(r.restriction);
 }
 
-static void expect_decider(const struct policy_lists *p, const struct policy_ctx *c,
+static void expect_decider(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c,
                            const char *list, const char *restriction)
 {
-    struct policy_result r;
-    assert_int_not_equal(policy_check_rcpt(p, c, &r), 0);
+    struct smtpd_policy_result r;
+    assert_int_not_equal(smtpd_policy_check_rcpt(p, c, &r), 0);
     assert_string_equal(r.list, list);
     assert_string_equal(r.restriction, restriction);
 }
@@ -195,8 +196,8 @@ static void expect_decider(const struct policy_lists *p, const struct policy_ctx
 static void test_default_relay_list(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
 
     c.recipient = "x@other.test";
@@ -212,8 +213,8 @@ static void test_default_relay_list(void **state)
 
     c.recipient = "carol@relayed.test";
     expect_accept(p, &c);
-    policy_free(p);
-    policy_free(NULL);
+    smtpd_policy_free(p);
+    smtpd_policy_free(NULL);
 }
 
 static void test_open_relay_guard(void **state)
@@ -229,15 +230,15 @@ static void test_open_relay_guard(void **state)
     /* A rejecting client list does not count: it is not where relaying is decided. */
     parse_fails("reject", NULL, NULL, "", "permit_mynetworks", msg);
 
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, "", "permit_mynetworks, reject_unauth_destination");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, "", "permit_mynetworks, reject_unauth_destination");
+    struct smtpd_policy_ctx c = base_ctx();
     c.recipient = "x@other.test";
     expect_reply(p, &c, 554, "5.7.1", "<x@other.test>: Relay access denied");
     expect_decider(p, &c, "smtpd_recipient_restrictions", "reject_unauth_destination");
-    policy_free(p);
+    smtpd_policy_free(p);
 
     p = parse_ok(NULL, NULL, NULL, "", "check_recipient_access inline:{a=OK}, defer");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* ---------- list semantics ---------- */
@@ -245,20 +246,20 @@ static void test_open_relay_guard(void **state)
 static void test_permit_ends_only_its_list(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok("permit, reject", NULL, NULL, NULL, "reject");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok("permit, reject", NULL, NULL, NULL, "reject");
+    struct smtpd_policy_ctx c = base_ctx();
     expect_reply(p, &c, 554, "5.7.1", "<bob@ourdomain.test>: Recipient address rejected: Access denied");
     expect_decider(p, &c, "smtpd_recipient_restrictions", "reject");
     assert_int_equal(log_count("smtpd_client_restrictions: restriction `reject' after `permit' is ignored"), 1);
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_dunno_goes_on(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok("permit_mynetworks, permit_sasl_authenticated, reject",
+    struct smtpd_policy_lists *p = parse_ok("permit_mynetworks, permit_sasl_authenticated, reject",
                                       NULL, NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     expect_reply(p, &c, 554, "5.7.1",
                  "<mail.remote.test[192.0.2.10]>: Client host rejected: Access denied");
     expect_decider(p, &c, "smtpd_client_restrictions", "reject");
@@ -270,57 +271,57 @@ static void test_dunno_goes_on(void **state)
     c.client_name = NULL;
     c.mynetworks = 0;
     expect_reply(p, &c, 554, "5.7.1", "<unknown[192.0.2.10]>: Client host rejected: Access denied");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_list_order(void **state)
 {
     (void)state;
-    struct policy_ctx c = base_ctx();
-    struct policy_lists *p = parse_ok("defer", "reject", "reject", "reject", "reject");
+    struct smtpd_policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok("defer", "reject", "reject", "reject", "reject");
     expect_reply(p, &c, 450, "4.7.1",
                  "<mail.remote.test[192.0.2.10]>: Client host rejected: Try again later");
     expect_decider(p, &c, "smtpd_client_restrictions", "defer");
-    policy_free(p);
+    smtpd_policy_free(p);
 
     p = parse_ok("", "reject", "defer", "reject", "reject");
     expect_reply(p, &c, 554, "5.7.1", "<mail.remote.test>: Helo command rejected: Access denied");
     expect_decider(p, &c, "smtpd_helo_restrictions", "reject");
-    policy_free(p);
+    smtpd_policy_free(p);
 
     p = parse_ok("", "", "defer", "reject", "reject");
     expect_reply(p, &c, 450, "4.7.1", "<alice@remote.test>: Sender address rejected: Try again later");
     c.sender = "";
     expect_reply(p, &c, 450, "4.7.1", "<>: Sender address rejected: Try again later");
     c.sender = "alice@remote.test";
-    policy_free(p);
+    smtpd_policy_free(p);
 
     /* Relay before recipient, whatever order main.cf lists them in. */
     p = parse_ok(NULL, NULL, NULL, "reject_unauth_destination", "defer");
     expect_decider(p, &c, "smtpd_recipient_restrictions", "defer");
     c.recipient = "x@other.test";
     expect_decider(p, &c, "smtpd_relay_restrictions", "reject_unauth_destination");
-    policy_free(p);
+    smtpd_policy_free(p);
 
     /* No HELO: the helo list's reply names an empty HELO. */
     p = parse_ok(NULL, "reject", NULL, NULL, NULL);
     c.helo = NULL;
     c.recipient = "bob@ourdomain.test";
     expect_reply(p, &c, 554, "5.7.1", "<>: Helo command rejected: Access denied");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_separators_and_case(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, "",
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, "",
                                       "\n\tPERMIT_MYNETWORKS,,Reject_Unauth_Destination ,\n");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     c.recipient = "x@other.test";
     expect_decider(p, &c, "smtpd_recipient_restrictions", "reject_unauth_destination");
     c.mynetworks = 1;
     expect_accept(p, &c);
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* ---------- single restrictions ---------- */
@@ -328,8 +329,8 @@ static void test_separators_and_case(void **state)
 static void test_reject_unlisted_recipient(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, "reject_unlisted_recipient");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, "reject_unlisted_recipient");
+    struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
     assert_string_equal(fk.last_rcpt, "bob@ourdomain.test");
 
@@ -364,34 +365,34 @@ static void test_reject_unlisted_recipient(void **state)
     c.recipient = "nobody@ourdomain.test";
     c.recipient_exists = NULL;
     expect_accept(p, &c);
-    policy_free(p);
+    smtpd_policy_free(p);
 
     p = parse_ok(NULL, NULL, NULL, NULL, "check_recipient_maps");
     c = base_ctx();
     c.recipient = "nobody@ourdomain.test";
     expect_reply(p, &c, 550, "5.1.1",
                  "<nobody@ourdomain.test>: Recipient address rejected: User unknown in local recipient table");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_permit_auth_destination(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, "", "permit_auth_destination, reject");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, "", "permit_auth_destination, reject");
+    struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
     c.recipient = "carol@relayed.test";
     expect_accept(p, &c);
     c.recipient = "x@other.test";
     expect_decider(p, &c, "smtpd_recipient_restrictions", "reject");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_helo_non_fqdn(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, "reject_non_fqdn_helo_hostname", NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, "reject_non_fqdn_helo_hostname", NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
     const char *good[] = {"mail.remote.test", "mail.remote.test.", "MX-1.Example.COM",
                           "[192.0.2.1]", "[IPv6:2001:db8::1]", "a_b.example"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -412,21 +413,21 @@ static void test_helo_non_fqdn(void **state)
     c.helo = "[300.1.2.3]";
     expect_reply(p, &c, 501, "5.5.2", "<[300.1.2.3]>: Helo command rejected: invalid ip address");
     expect_decider(p, &c, "smtpd_helo_restrictions", "reject_non_fqdn_helo_hostname");
-    policy_free(p);
+    smtpd_policy_free(p);
 
     /* The old name works and is reported as written. */
     p = parse_ok(NULL, "reject_non_fqdn_hostname", NULL, NULL, NULL);
     c.helo = "localhost";
     expect_reply(p, &c, 504, "5.5.2", "<localhost>: Helo command rejected: need fully-qualified hostname");
     expect_decider(p, &c, "smtpd_helo_restrictions", "reject_non_fqdn_hostname");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_helo_invalid(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, "reject_invalid_helo_hostname", NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, "reject_invalid_helo_hostname", NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
     char label63[80], label64[80];
     memset(label63, 'a', 63);
     strcpy(label63 + 63, ".test");
@@ -456,15 +457,15 @@ static void test_helo_invalid(void **state)
     /* Bytes that could break the reply line are replaced. */
     c.helo = "bad\r\nname";
     expect_reply(p, &c, 501, "5.5.2", "<bad??name>: Helo command rejected: Invalid name");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_non_fqdn_addresses(void **state)
 {
     (void)state;
-    struct policy_lists *p =
+    struct smtpd_policy_lists *p =
         parse_ok(NULL, NULL, "reject_non_fqdn_sender", NULL, "reject_non_fqdn_recipient");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     c.mynetworks = 1; /* get past the relay list */
     const char *good[] = {"alice@remote.test", "", "alice@remote.test.", "alice@[192.0.2.1]",
                           "\"a@b\"@remote.test"};
@@ -490,7 +491,7 @@ static void test_non_fqdn_addresses(void **state)
                  "<postmaster>: Recipient address rejected: need fully-qualified address");
     c.recipient = "x@other.test";
     expect_accept(p, &c);
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* ---------- access tables ---------- */
@@ -498,7 +499,7 @@ static void test_non_fqdn_addresses(void **state)
 static void test_client_access_keys(void **state)
 {
     (void)state;
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     struct {
         const char *table;
         int code; /* 0: permitted by the table; 554: rejected by it; 1: reached "reject" */
@@ -522,9 +523,9 @@ static void test_client_access_keys(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *list = xasprintf("check_client_access %s, reject", cases[i].table);
-        struct policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
-        struct policy_result r;
-        int rc = policy_check_rcpt(p, &c, &r);
+        struct smtpd_policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
+        struct smtpd_policy_result r;
+        int rc = smtpd_policy_check_rcpt(p, &c, &r);
         if (cases[i].code == 0) {
             if (rc != 0)
                 fail_msg("%s: %d %s", cases[i].table, rc, r.text);
@@ -537,14 +538,14 @@ static void test_client_access_keys(void **state)
             else
                 assert_null(r.table);
         }
-        policy_free(p);
+        smtpd_policy_free(p);
         free(list);
     }
 
-    struct policy_lists *p =
+    struct smtpd_policy_lists *p =
         parse_ok("check_client_access inline:{ {remote.test = REJECT no thanks} }", NULL, NULL, NULL, NULL);
     expect_reply(p, &c, 554, "5.7.1", "<mail.remote.test[192.0.2.10]>: Client host rejected: no thanks");
-    policy_free(p);
+    smtpd_policy_free(p);
 
     /* IPv6 truncates at ':'; IPv4-mapped addresses are IPv4. */
     p = parse_ok("check_client_access inline:{ 2001:db8=REJECT, 192.0.2=DEFER, {unknown=554 5.7.0 who} }",
@@ -561,15 +562,15 @@ static void test_client_access_keys(void **state)
     c.client_name = NULL;
     c.client_addr = "198.51.100.1";
     expect_reply(p, &c, 554, "5.7.0", "<unknown[198.51.100.1]>: Client host rejected: who");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_helo_access(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, "check_helo_access inline:{ example.test=REJECT }",
+    struct smtpd_policy_lists *p = parse_ok(NULL, "check_helo_access inline:{ example.test=REJECT }",
                                       NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
     c.helo = "HOST.Example.Test";
     expect_reply(p, &c, 554, "5.7.1", "<HOST.Example.Test>: Helo command rejected: Access denied");
@@ -580,18 +581,18 @@ static void test_helo_access(void **state)
     expect_accept(p, &c);
     c.helo = NULL;
     expect_accept(p, &c);
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* Which key of an email address wins, by giving each key its own text. */
 static void expect_sender_key(const char *table, const char *sender, const char *winner)
 {
     char *list = xasprintf("check_sender_access %s", table);
-    struct policy_lists *p = parse_ok(NULL, NULL, list, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, list, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
     c.sender = sender;
-    struct policy_result r;
-    int rc = policy_check_rcpt(p, &c, &r);
+    struct smtpd_policy_result r;
+    int rc = smtpd_policy_check_rcpt(p, &c, &r);
     if (winner == NULL) {
         if (rc != 0)
             fail_msg("%s with %s: %s", sender, table, r.text);
@@ -602,7 +603,7 @@ static void expect_sender_key(const char *table, const char *sender, const char 
         assert_string_equal(r.enh, "5.7.1");
         free(want);
     }
-    policy_free(p);
+    smtpd_policy_free(p);
     free(list);
 }
 
@@ -644,13 +645,13 @@ static void test_recipient_access_texthash(void **state)
                            "abuse@                OK\n"
                            "spam@ourdomain.test   DEFER 4.2.1 mailbox busy\n");
     char *list = xasprintf("check_recipient_access texthash:%s, reject_unauth_destination", path);
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, "", list);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, "", list);
+    struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
     c.recipient = "eve@ourdomain.test";
     expect_reply(p, &c, 554, "5.7.2", "<eve@ourdomain.test>: Recipient address rejected: closed");
-    struct policy_result r;
-    policy_check_rcpt(p, &c, &r);
+    struct smtpd_policy_result r;
+    smtpd_policy_check_rcpt(p, &c, &r);
     assert_string_equal(r.list, "smtpd_recipient_restrictions");
     assert_string_equal(r.restriction, "check_recipient_access");
     char *spec = xasprintf("texthash:%s", path);
@@ -663,7 +664,7 @@ static void test_recipient_access_texthash(void **state)
     expect_accept(p, &c);
     c.recipient = "x@other.test";
     expect_decider(p, &c, "smtpd_recipient_restrictions", "reject_unauth_destination");
-    policy_free(p);
+    smtpd_policy_free(p);
     free(list);
     free(path);
 }
@@ -709,13 +710,13 @@ static void test_access_results(void **state)
         {"reject_unauth_destination", 1, NULL, NULL},
         {"permit_auth_destination", 0, NULL, NULL},
     };
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *list = xasprintf("check_client_access inline:{ {192.0.2.10 = %s} }, reject",
                                cases[i].value);
-        struct policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
-        struct policy_result r;
-        int rc = policy_check_rcpt(p, &c, &r);
+        struct smtpd_policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
+        struct smtpd_policy_result r;
+        int rc = smtpd_policy_check_rcpt(p, &c, &r);
         if (cases[i].code == 0) {
             if (rc != 0)
                 fail_msg("%s: got %d %s", cases[i].value, rc, r.text);
@@ -733,7 +734,7 @@ static void test_access_results(void **state)
             assert_string_equal(r.restriction, "check_client_access");
             free(want);
         }
-        policy_free(p);
+        smtpd_policy_free(p);
         free(list);
     }
     assert_int_equal(log_count("WARN: <mail.remote.test[192.0.2.10]>: watch this"), 1);
@@ -745,20 +746,20 @@ static void test_lookup_failure(void **state)
 {
     (void)state;
     char *list = xasprintf("check_client_access texthash:%s/missing", tmpdir);
-    struct policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
     expect_reply(p, &c, 451, "4.3.0", "<mail.remote.test[192.0.2.10]>: Temporary lookup failure");
-    struct policy_result r;
-    policy_check_rcpt(p, &c, &r);
+    struct smtpd_policy_result r;
+    smtpd_policy_check_rcpt(p, &c, &r);
     assert_string_equal(r.list, "smtpd_client_restrictions");
     assert_string_equal(r.restriction, "check_client_access");
-    policy_free(p);
+    smtpd_policy_free(p);
     free(list);
 
     list = xasprintf("check_sender_access texthash:%s/missing", tmpdir);
     p = parse_ok(NULL, NULL, list, NULL, NULL);
     expect_reply(p, &c, 451, "4.3.0", "<alice@remote.test>: Temporary lookup failure");
-    policy_free(p);
+    smtpd_policy_free(p);
     free(list);
 
     /* The file coming back heals the table without reparsing. */
@@ -768,7 +769,7 @@ static void test_lookup_failure(void **state)
     expect_reply(p, &c, 451, "4.3.0", "<bob@ourdomain.test>: Temporary lookup failure");
     free(write_tmp("healing", "bob@ourdomain.test REJECT gone\n"));
     expect_reply(p, &c, 554, "5.7.1", "<bob@ourdomain.test>: Recipient address rejected: gone");
-    policy_free(p);
+    smtpd_policy_free(p);
     free(list);
     free(path);
 }
@@ -783,14 +784,14 @@ static void test_long_text_is_cut_with_warning(void **state)
     char *data = xasprintf("192.0.2.10 REJECT %s\n", longtext);
     free(write_tmp("long", data));
     char *list = xasprintf("check_client_access texthash:%s", path);
-    struct policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
-    struct policy_result r;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 554);
+    struct smtpd_policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
+    struct smtpd_policy_result r;
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 554);
     assert_int_equal(strlen(r.text), POLICY_TEXT_MAX);
     assert_true(strncmp(r.text, "<mail.remote.test[192.0.2.10]>: Client host rejected: xxx", 57) == 0);
     assert_int_equal(log_count("reply text cut to 480 characters"), 1);
-    policy_free(p);
+    smtpd_policy_free(p);
     free(list);
     free(data);
     free(path);
@@ -798,7 +799,7 @@ static void test_long_text_is_cut_with_warning(void **state)
 
 /* ---------- the open-relay battery ---------- */
 
-struct relay_case {
+struct qmgr_relay_case {
     const char *rcpt;
     int local;              /* 1: must be treated as ours (not relayed) */
     const char *domain;     /* what is_local_domain must be asked; NULL: not asked */
@@ -806,7 +807,7 @@ struct relay_case {
 
 static void run_relay_battery(const char *relay, const char *rcpt_list, int reject_code)
 {
-    static const struct relay_case cases[] = {
+    static const struct qmgr_relay_case cases[] = {
         {"bob@ourdomain.test", 1, "ourdomain.test"},
         {"user%other.test@ourdomain.test", 1, "ourdomain.test"},
         {"\"user@other.test\"@ourdomain.test", 1, "ourdomain.test"},
@@ -831,12 +832,12 @@ static void run_relay_battery(const char *relay, const char *rcpt_list, int reje
         {"user@", 0, NULL},
         {"user@.", 0, NULL},
     };
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, relay, rcpt_list);
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, relay, rcpt_list);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct policy_ctx c = base_ctx();
+        struct smtpd_policy_ctx c = base_ctx();
         c.recipient = cases[i].rcpt;
-        struct policy_result r;
-        int rc = policy_check_rcpt(p, &c, &r);
+        struct smtpd_policy_result r;
+        int rc = smtpd_policy_check_rcpt(p, &c, &r);
         if (cases[i].local && rc != 0)
             fail_msg("%s: not accepted as local: %d %s", cases[i].rcpt, rc, r.text);
         if (!cases[i].local) {
@@ -857,7 +858,7 @@ static void run_relay_battery(const char *relay, const char *rcpt_list, int reje
                          cases[i].domain);
         }
     }
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 static void test_open_relay_battery(void **state)
@@ -872,14 +873,14 @@ static void test_open_relay_battery(void **state)
 static void test_relay_without_callbacks(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, NULL);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
     c.is_local_domain = NULL;
     c.is_relay_domain = NULL;
     expect_reply(p, &c, 454, "4.7.1", "<bob@ourdomain.test>: Relay access denied");
     c.recipient = "postmaster";
     expect_accept(p, &c);
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* Tricks behind reject_unlisted_recipient: the whole address goes to the
@@ -887,8 +888,8 @@ static void test_relay_without_callbacks(void **state)
 static void test_unlisted_with_tricks(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, "reject_unlisted_recipient");
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, "reject_unlisted_recipient");
+    struct smtpd_policy_ctx c = base_ctx();
     c.recipient = "other.test!user@ourdomain.test";
     expect_reply(p, &c, 550, "5.1.1",
                  "<other.test!user@ourdomain.test>: Recipient address rejected: User unknown in local recipient table");
@@ -896,7 +897,7 @@ static void test_unlisted_with_tricks(void **state)
     c.recipient = "user%other.test@ourdomain.test";
     expect_reply(p, &c, 550, "5.1.1",
                  "<user%other.test@ourdomain.test>: Recipient address rejected: User unknown in local recipient table");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* ---------- parse errors and ignored restrictions ---------- */
@@ -930,7 +931,7 @@ static void test_parse_errors(void **state)
 static void test_ignored_restrictions(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok(
+    struct smtpd_policy_lists *p = parse_ok(
         "reject_rbl_client zen.example.org, reject_unknown_client_hostname", NULL,
         "reject_unknown_sender_domain, check_policy_service inet:127.0.0.1:10023", NULL,
         "reject_rhsbl_sender dbl.example, reject_unauth_pipelining, reject_unauth_destination");
@@ -941,11 +942,11 @@ static void test_ignored_restrictions(void **state)
     assert_int_equal(log_count("reject_unknown_sender_domain is not supported yet"), 0);
     assert_int_equal(log_count("check_policy_service is not supported yet"), 1);
     assert_int_equal(log_count("is not supported yet"), 4);
-    struct policy_ctx c = base_ctx();
+    struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
     c.recipient = "x@other.test";
     expect_decider(p, &c, "smtpd_relay_restrictions", "defer_unauth_destination");
-    policy_free(p);
+    smtpd_policy_free(p);
 }
 
 /* ---------- DNS-based restrictions, with the caller's answers ---------- */
@@ -968,43 +969,43 @@ static int fake_sender_domain(void *arg)
 static void test_dns_restrictions(void **state)
 {
     (void)state;
-    struct policy_lists *p = parse_ok("reject_rbl_client zen.example, reject_rbl_client other.example", NULL,
+    struct smtpd_policy_lists *p = parse_ok("reject_rbl_client zen.example, reject_rbl_client other.example", NULL,
                                       "reject_unknown_sender_domain", NULL, NULL);
     const char *zones[4];
-    assert_int_equal(policy_rbl_zones(p, zones, 4), 2);
+    assert_int_equal(smtpd_policy_rbl_zones(p, zones, 4), 2);
     assert_string_equal(zones[0], "zen.example");
-    assert_int_equal(policy_checks_sender_domain(p), 1);
-    struct policy_ctx c = base_ctx();
+    assert_int_equal(smtpd_policy_checks_sender_domain(p), 1);
+    struct smtpd_policy_ctx c = base_ctx();
     c.rbl_listed = fake_rbl;
     c.sender_domain = fake_sender_domain;
-    struct policy_result r;
+    struct smtpd_policy_result r;
     g_listed = 1;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 554);
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 554);
     assert_string_equal(r.enh, "5.7.1");
     assert_string_equal(r.text, "Service unavailable; Client host [192.0.2.10] blocked using zen.example; spam source");
     g_listed = 0;
     g_sender_domain = 1;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 450);
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 450);
     assert_string_equal(r.text, "<alice@remote.test>: Sender address rejected: Domain not found");
     g_sender_domain = 2;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 550);
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 550);
     assert_string_equal(r.enh, "5.7.27");
     g_sender_domain = -1;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 451);
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 451);
     g_sender_domain = 0;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 0);
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 0);
     c.sender = "";                    /* the null sender has no domain */
     g_sender_domain = 1;
-    assert_int_equal(policy_check_rcpt(p, &c, &r), 0);
-    policy_free(p);
+    assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 0);
+    smtpd_policy_free(p);
     parse_fails("reject_rbl_client a.example reject_rbl_client b.example reject_rbl_client c.example "
                 "reject_rbl_client d.example reject_rbl_client e.example reject_rbl_client f.example "
                 "reject_rbl_client g.example reject_rbl_client h.example reject_rbl_client i.example",
                 NULL, NULL, NULL, NULL, "more than 8 reject_rbl_client zones");
     p = parse_ok(NULL, NULL, NULL, NULL, NULL);
-    assert_int_equal(policy_rbl_zones(p, zones, 4), 0);
-    assert_int_equal(policy_checks_sender_domain(p), 0);
-    policy_free(p);
+    assert_int_equal(smtpd_policy_rbl_zones(p, zones, 4), 0);
+    assert_int_equal(smtpd_policy_checks_sender_domain(p), 0);
+    smtpd_policy_free(p);
 }
 
 int main(void)

@@ -42,6 +42,7 @@
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 #define WAIT_MS 10000
 
@@ -521,10 +522,10 @@ struct res {
     int m_given, reply_given;
     int syncs_done;      /* syncs finished when the callback ran */
     char reply[128];
-    struct qf_message m;
+    struct queue_file_message m;
 };
 
-static void on_commit(void *arg, int ok, struct qf_message *m, const char *reply)
+static void on_commit(void *arg, int ok, struct queue_file_message *m, const char *reply)
 {
     struct res *r = arg;
     r->fired++;
@@ -544,7 +545,7 @@ static void res_free(struct res *r, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (r[i].fired && r[i].m_given)
-            qf_message_free(&r[i].m);
+            queue_file_message_free(&r[i].m);
 }
 
 static int res_fired(void *arg)
@@ -663,14 +664,14 @@ static void cut_to(const struct fx *fx, int d, const char *name, off_t len)
     close(fd);
 }
 
-static void fill_message(struct qf_message *m, const char *id, const char *sender, size_t nrcpt)
+static void fill_message(struct queue_file_message *m, const char *id, const char *sender, size_t nrcpt)
 {
-    qf_message_init(m, id, 1700000000123456LL, sender);
-    qf_message_set_attr(m, "client", "client.example[192.0.2.1]");
-    qf_message_set_attr(m, "protocol", "ESMTP");
+    queue_file_message_init(m, id, 1700000000123456LL, sender);
+    queue_file_message_set_attr(m, "client", "client.example[192.0.2.1]");
+    queue_file_message_set_attr(m, "protocol", "ESMTP");
     for (size_t i = 0; i < nrcpt; i++) {
         char *a = xasprintf("rcpt%zu@example.org", i);
-        qf_message_add_rcpt(m, a, i == 0 ? "rfc822;orig@example.org" : "", QF_NOTIFY_FAILURE, -1);
+        queue_file_message_add_rcpt(m, a, i == 0 ? "rfc822;orig@example.org" : "", QF_NOTIFY_FAILURE, -1);
         free(a);
     }
 }
@@ -678,13 +679,13 @@ static void fill_message(struct qf_message *m, const char *id, const char *sende
 /* A finished queue file named name whose envelope says id. */
 static void write_qf(int dirfd, const char *name, const char *id, const char *sender, size_t nrcpt)
 {
-    struct qf_message m;
+    struct queue_file_message m;
     fill_message(&m, id, sender, nrcpt);
-    struct qf_writer *w;
-    assert_int_equal(qf_writer_open(dirfd, name, &w), 0);
-    assert_int_equal(qf_writer_write(w, CONTENT, sizeof CONTENT - 1), 0);
-    assert_int_equal(qf_writer_finish(w, &m), 0);
-    qf_message_free(&m);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open(dirfd, name, &w), 0);
+    assert_int_equal(queue_file_writer_write(w, CONTENT, sizeof CONTENT - 1), 0);
+    assert_int_equal(queue_file_writer_finish(w, &m), 0);
+    queue_file_message_free(&m);
 }
 
 /* A new message in incoming/, written the way pickup does. */
@@ -703,11 +704,11 @@ static void write_unfinished(const struct fx *fx, int d, const char *name)
     spit(fx, d, name, buf, sizeof buf);
 }
 
-static void read_back(const struct fx *fx, int d, const char *id, struct qf_message *m)
+static void read_back(const struct fx *fx, int d, const char *id, struct queue_file_message *m)
 {
     char *path = xasprintf("%s/%s/%s", fx->dir, dir_names[d], id);
     char err[256] = "";
-    int rc = qf_read_path(path, m, err, sizeof err);
+    int rc = queue_file_read_path(path, m, err, sizeof err);
     free(path);
     if (rc != 0)
         fail_msg("%s/%s does not read back: %s", dir_names[d], id, err);
@@ -733,7 +734,7 @@ static void test_commit_moves_file_and_hands_over_envelope(void **state)
     assert_int_equal(r.m.rcpts[0].notify, QF_NOTIFY_FAILURE);
     assert_string_equal(r.m.rcpts[1].addr, "rcpt1@example.org");
     assert_int_equal(r.m.rcpts[1].state, QF_PENDING);
-    assert_string_equal(qf_message_attr(&r.m, "client"), "client.example[192.0.2.1]");
+    assert_string_equal(queue_file_message_attr(&r.m, "client"), "client.example[192.0.2.1]");
     assert_int_equal(r.m.arrival_us, 1700000000123456LL);
     assert_int_equal(r.m.content_offset, QF_HEADER_SIZE);
     assert_int_equal(r.m.content_length, sizeof CONTENT - 1);
@@ -759,11 +760,11 @@ static void test_commit_moves_file_and_hands_over_envelope(void **state)
     assert_true(dev_known);
     assert_true(same_dev);
 
-    struct qf_message back;
+    struct queue_file_message back;
     read_back(fx, D_QUEUE, id, &back);
     assert_string_equal(back.sender, "sender@example.com");
     assert_int_equal(back.nrcpt, 2);
-    qf_message_free(&back);
+    queue_file_message_free(&back);
     res_free(&r, 1);
 }
 
@@ -1070,11 +1071,11 @@ static void test_commit_never_replaces_committed_file(void **state)
     wait_fired(fx, 2);
     expect_fail(&r[1], "451 4.3.0 ");
     assert_false(present(fx, D_INCOMING, a));
-    struct qf_message back;
+    struct queue_file_message back;
     read_back(fx, D_QUEUE, a, &back);
     assert_string_equal(back.sender, "sender@example.com");
     assert_int_equal(back.nrcpt, 2);
-    qf_message_free(&back);
+    queue_file_message_free(&back);
 
     queue_id_new(h);
     write_qf(fx->dfd[D_HOLD], h, h, "held@example.com", 1);
@@ -1086,7 +1087,7 @@ static void test_commit_never_replaces_committed_file(void **state)
     assert_false(present(fx, D_INCOMING, h));
     read_back(fx, D_HOLD, h, &back);
     assert_string_equal(back.sender, "held@example.com");
-    qf_message_free(&back);
+    queue_file_message_free(&back);
     res_free(r, 3);
 }
 
@@ -1365,11 +1366,11 @@ static void test_remove_is_asynchronous(void **state)
 
 struct found {
     size_t n;
-    struct qf_message m[MAX_FOUND];
+    struct queue_file_message m[MAX_FOUND];
     enum store_place place[MAX_FOUND];
 };
 
-static void on_found(void *arg, struct qf_message *m, enum store_place place)
+static void on_found(void *arg, struct queue_file_message *m, enum store_place place)
 {
     struct found *f = arg;
     assert_true(f->n < MAX_FOUND);
@@ -1378,7 +1379,7 @@ static void on_found(void *arg, struct qf_message *m, enum store_place place)
     f->n++;
 }
 
-static const struct qf_message *found_id(const struct found *f, const char *id, enum store_place *place)
+static const struct queue_file_message *found_id(const struct found *f, const char *id, enum store_place *place)
 {
     for (size_t i = 0; i < f->n; i++) {
         if (strcmp(f->m[i].id, id) == 0) {
@@ -1393,7 +1394,7 @@ static const struct qf_message *found_id(const struct found *f, const char *id, 
 static void found_free(struct found *f)
 {
     for (size_t i = 0; i < f->n; i++)
-        qf_message_free(&f->m[i]);
+        queue_file_message_free(&f->m[i]);
     f->n = 0;
 }
 
@@ -1403,7 +1404,7 @@ static void found_free(struct found *f)
 static uint64_t write_torn(const struct fx *fx, const char *id)
 {
     write_qf(fx->dfd[D_QUEUE], id, id, "torn@example.com", 2);
-    struct qf_message m;
+    struct queue_file_message m;
     read_back(fx, D_QUEUE, id, &m);
     int fd = openat(fx->dfd[D_QUEUE], id, O_WRONLY | O_CLOEXEC);
     assert_true(fd >= 0);
@@ -1413,21 +1414,21 @@ static uint64_t write_torn(const struct fx *fx, const char *id)
     m.rcpts[0].dsn = xstrdup("2.0.0");
     free(m.rcpts[0].reason);
     m.rcpts[0].reason = xstrdup("250 2.0.0 ok");
-    assert_int_equal(qf_append_status(fd, &m, 0), 0);
-    qf_message_add_rcpt(&m, "expanded@example.org", "", 0, 1);
-    assert_int_equal(qf_append_rcpt(fd, &m, 2), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 0), 0);
+    queue_file_message_add_rcpt(&m, "expanded@example.org", "", 0, 1);
+    assert_int_equal(queue_file_append_rcpt(fd, &m, 2), 0);
     m.rcpts[1].state = QF_EXPANDED;
-    assert_int_equal(qf_append_status(fd, &m, 1), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 1), 0);
     uint64_t good_end = m.valid_end;
     m.rcpts[2].state = QF_FAILED;
-    assert_int_equal(qf_append_status(fd, &m, 2), 0);
+    assert_int_equal(queue_file_append_status(fd, &m, 2), 0);
     assert_int_equal(ftruncate(fd, (off_t)m.valid_end - 4), 0); /* its CRC never made it */
     close(fd);
-    qf_message_free(&m);
+    queue_file_message_free(&m);
     return good_end;
 }
 
-static void check_torn_progress(const struct qf_message *m)
+static void check_torn_progress(const struct queue_file_message *m)
 {
     assert_int_equal(m->nrcpt, 3);
     assert_int_equal(m->rcpts[0].state, QF_DELIVERED);
@@ -1463,8 +1464,8 @@ static void test_recover_sorts_out_the_spool(void **state)
     char in_live[QUEUE_ID_LEN + 1], in_new[QUEUE_ID_LEN + 1];
     queue_id_new(in_live);
     queue_id_new(in_new);
-    struct qf_writer *live;
-    assert_int_equal(qf_writer_open(fx->dfd[D_INCOMING], in_live, &live), 0);
+    struct queue_file_writer *live;
+    assert_int_equal(queue_file_writer_open(fx->dfd[D_INCOMING], in_live, &live), 0);
     assert_int_equal(utimensat(fx->dfd[D_INCOMING], in_live, old_times, 0), 0);
     write_unfinished(fx, D_INCOMING, in_new);
     /* queue/ and hold/ */
@@ -1496,11 +1497,11 @@ static void test_recover_sorts_out_the_spool(void **state)
     assert_int_equal(entries(fx, D_INCOMING), 2);
     assert_true(present(fx, D_INCOMING, in_live));
     assert_true(present(fx, D_INCOMING, in_new));
-    qf_writer_abort(live);
-    fs_unlinkat(fx->dfd[D_INCOMING], in_new, 0);
+    queue_file_writer_abort(live);
+    fsops_unlinkat(fx->dfd[D_INCOMING], in_new, 0);
     assert_int_equal(f.n, 3);
     enum store_place place;
-    const struct qf_message *m = found_id(&f, q_ok, &place);
+    const struct queue_file_message *m = found_id(&f, q_ok, &place);
     assert_non_null(m);
     assert_int_equal(place, STORE_QUEUE);
     assert_string_equal(m->sender, "ok@example.com");
@@ -1538,17 +1539,17 @@ static void test_recover_sorts_out_the_spool(void **state)
     }
 
     /* The torn tail is gone for good: a new record follows valid ones. */
-    struct qf_message *tm = (struct qf_message *)found_id(&f, q_torn, NULL);
+    struct queue_file_message *tm = (struct queue_file_message *)found_id(&f, q_torn, NULL);
     tm->rcpts[2].state = QF_DEFERRED;
     tm->rcpts[2].next_try = 1700000999;
     assert_int_equal(store_append_status(tm, STORE_QUEUE, 2), 0);
-    struct qf_message back;
+    struct queue_file_message back;
     read_back(fx, D_QUEUE, q_torn, &back);
     assert_int_equal(back.rcpts[2].state, QF_DEFERRED);
     assert_int_equal(back.rcpts[2].next_try, 1700000999);
     assert_int_equal(back.valid_end, tm->valid_end);
     assert_int_equal(back.file_size, tm->valid_end);
-    qf_message_free(&back);
+    queue_file_message_free(&back);
     found_free(&f);
 
     /* Recovery again finds the same messages and moves nothing more. */
@@ -1583,11 +1584,11 @@ static void test_recover_truncate_failure(void **state)
 
     f.m[0].rcpts[2].state = QF_DELIVERED;
     assert_int_equal(store_append_status(&f.m[0], STORE_QUEUE, 2), 0);
-    struct qf_message back;
+    struct queue_file_message back;
     read_back(fx, D_QUEUE, id, &back);
     assert_int_equal(back.rcpts[2].state, QF_DELIVERED);
     assert_int_equal(back.valid_end, f.m[0].valid_end);
-    qf_message_free(&back);
+    queue_file_message_free(&back);
     found_free(&f);
 }
 
@@ -1640,7 +1641,7 @@ static void test_append_round_trip(void **state)
     store_commit(id, on_commit, &r);
     wait_fired(fx, 1);
     expect_ok(&r, id);
-    struct qf_message *m = &r.m;
+    struct queue_file_message *m = &r.m;
 
     m->rcpts[0].state = QF_DELIVERED;
     m->rcpts[0].attempts = 1;
@@ -1653,7 +1654,7 @@ static void test_append_round_trip(void **state)
     assert_int_equal(store_append_status(m, STORE_QUEUE, 0), 0);
     assert_true(m->valid_end > end0);
 
-    qf_message_add_rcpt(m, "alias-target@example.net", "rfc822;rcpt1@example.org", QF_NOTIFY_SUCCESS, 1);
+    queue_file_message_add_rcpt(m, "alias-target@example.net", "rfc822;rcpt1@example.org", QF_NOTIFY_SUCCESS, 1);
     assert_int_equal(store_append_rcpt(m, STORE_QUEUE, 2), 0);
     m->rcpts[1].state = QF_EXPANDED;
     assert_int_equal(store_append_status(m, STORE_QUEUE, 1), 0);
@@ -1689,7 +1690,7 @@ static void test_append_round_trip(void **state)
     assert_int_equal(errno, EIO);
     assert_int_equal(m->valid_end, end);
 
-    struct qf_message back;
+    struct queue_file_message back;
     read_back(fx, D_HOLD, id, &back);
     assert_int_equal(back.valid_end, end);
     assert_int_equal(back.file_size, end);
@@ -1708,7 +1709,7 @@ static void test_append_round_trip(void **state)
     }
     assert_int_equal(back.rcpts[2].parent, 1);
     assert_int_equal(back.rcpts[0].last_try, 1700000100);
-    qf_message_free(&back);
+    queue_file_message_free(&back);
 
     /* And back to queue/, where appends go again. */
     assert_int_equal(store_move(id, STORE_HOLD, STORE_QUEUE), 0);
@@ -1716,8 +1717,8 @@ static void test_append_round_trip(void **state)
     assert_int_equal(store_append_status(m, STORE_QUEUE, 2), 0);
     read_back(fx, D_QUEUE, id, &back);
     assert_int_equal(back.rcpts[2].state, QF_DELIVERED);
-    assert_int_equal(qf_message_open_rcpts(&back), 0);
-    qf_message_free(&back);
+    assert_int_equal(queue_file_message_open_rcpts(&back), 0);
+    queue_file_message_free(&back);
     res_free(&r, 1);
 }
 

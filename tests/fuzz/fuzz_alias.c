@@ -2,7 +2,7 @@
  * inline table built from the same input.
  *
  *   clang -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
- *       tests/fuzz/fuzz_aliases.c src/maps/aliases.c src/maps/maps.c \
+ *       tests/fuzz/fuzz_aliases.c src/maps/alias.c src/maps/map.c \
  *       src/util/mem.c src/util/strbuf.c src/util/log.c src/util/fsops.c -o build/fuzz_aliases
  *   build/fuzz_aliases -max_total_time=60
  *
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "maps/aliases.h"
-#include "maps/maps.h"
+#include "maps/alias.h"
+#include "maps/map.h"
 #include "util/log.h"
 #include "util/mem.h"
 

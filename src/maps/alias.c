@@ -1,5 +1,5 @@
-/* aliases: expansion of a local recipient through alias_maps (see aliases.h). */
-#include "maps/aliases.h"
+/* alias: expansion of a local recipient through alias_maps (see alias.h). */
+#include "maps/alias.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* A parsed item: a target plus whether "\name" forbade expanding it. */
@@ -110,15 +111,15 @@ static char *whole_quoted(const char *s, size_t len)
     for (; i < len && s[i] != '"'; i++) {
         if (s[i] == '\\' && i + 1 < len)
             i++;
-        sb_putc(&sb, s[i]);
+        strbuf_putc(&sb, s[i]);
     }
     if (i != len - 1) { /* closing quote missing or not last */
-        sb_free(&sb);
+        strbuf_free(&sb);
         return NULL;
     }
     if (!sb.buf)
         return xstrdup("");
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static int has_control(const char *s)
@@ -376,16 +377,16 @@ static int on_stack(const struct expansion *x, const char *name)
 static char *loop_message(const struct expansion *x, const char *again)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "alias loop: ");
+    strbuf_puts(&sb, "alias loop: ");
     size_t i = 0;
     while (i < x->depth && strcmp(x->stack[i].name, again) != 0)
         i++;
     for (; i < x->depth; i++) {
-        sb_puts(&sb, x->stack[i].name);
-        sb_puts(&sb, " -> ");
+        strbuf_puts(&sb, x->stack[i].name);
+        strbuf_puts(&sb, " -> ");
     }
-    sb_puts(&sb, again);
-    return sb_detach(&sb);
+    strbuf_puts(&sb, again);
+    return strbuf_detach(&sb);
 }
 
 /* Looks up name and, when it is an alias, pushes its parsed value.

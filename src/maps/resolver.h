@@ -1,11 +1,11 @@
-/* resolve: where an envelope recipient goes, and whether a local one exists.
+/* resolver: where an envelope recipient goes, and whether a local one exists.
  *
  * Used by smtpd (to accept or refuse RCPT TO) and by the queue (to route and
  * expand aliases before delivery), so both always agree. Owns the parsed
  * mydestination list and the alias tables. Lookups may read files and the
  * passwd database; they do not block on the network. */
-#ifndef TERN_MAPS_RESOLVE_H
-#define TERN_MAPS_RESOLVE_H
+#ifndef TERN_MAPS_RESOLVER_H
+#define TERN_MAPS_RESOLVER_H
 
 #include <sys/types.h>
 
@@ -52,6 +52,6 @@ struct local_mailbox {
  * problem (err filled). */
 int resolver_mailbox(struct resolver *r, const char *user, struct local_mailbox *out,
                      char *err, size_t errlen);
-void local_mailbox_free(struct local_mailbox *mb);
+void resolver_mailbox_free(struct local_mailbox *mb);
 
 #endif

@@ -1,5 +1,5 @@
-/* maps: lookup tables named with Postfix's "type:name" syntax (see maps.h). */
-#include "maps/maps.h"
+/* map: lookup tables named with Postfix's "type:name" syntax (see map.h). */
+#include "maps/map.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +16,7 @@
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* ---------- an open-addressing hash table of strings ---------- */
@@ -51,15 +52,15 @@ static size_t hash_key(const char *key)
 static size_t arena_add(struct strbuf *arena, const char *s, size_t len)
 {
     size_t off = arena->len;
-    sb_append(arena, s, len);
-    sb_putc(arena, '\0');
+    strbuf_append(arena, s, len);
+    strbuf_putc(arena, '\0');
     return off;
 }
 
 static void table_free(struct table *t)
 {
     free(t->slots);
-    sb_free(&t->arena);
+    strbuf_free(&t->arena);
     memset(t, 0, sizeof *t);
 }
 
@@ -228,7 +229,7 @@ static int unquote_name(const char **pp, struct strbuf *out)
     for (; *p && *p != '"'; p++) {
         if (*p == '\\' && p[1])
             p++;
-        sb_putc(out, *p);
+        strbuf_putc(out, *p);
     }
     if (*p != '"')
         return -1;
@@ -267,7 +268,7 @@ static void load_entry_alias(struct loader *ld, char *line)
                 goto out;
             }
         }
-        sb_append(&name, p, n);
+        strbuf_append(&name, p, n);
         p = colon;
     }
     p++; /* the colon */
@@ -279,7 +280,7 @@ static void load_entry_alias(struct loader *ld, char *line)
     }
     if (!*p) {
         log_warn("%s, line %zu: alias \"%s\" has no value; entry skipped", ld->path, ld->lineno,
-                 sb_str(&name));
+                 strbuf_str(&name));
         goto out;
     }
     str_lower(name.buf);
@@ -287,7 +288,7 @@ static void load_entry_alias(struct loader *ld, char *line)
         log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", ld->path,
                  ld->lineno, name.buf);
 out:
-    sb_free(&name);
+    strbuf_free(&name);
 }
 
 static void loader_finish_line(struct loader *ld)
@@ -308,7 +309,7 @@ static void loader_finish_line(struct loader *ld)
         else
             load_entry_postmap(ld, line);
     }
-    sb_reset(&ld->logical);
+    strbuf_reset(&ld->logical);
     ld->bad = NULL;
 }
 
@@ -324,7 +325,7 @@ static void loader_append(struct loader *ld, const char *s, size_t len)
         ld->bad = "line is longer than 65536 bytes";
         return;
     }
-    sb_append(&ld->logical, s, len);
+    strbuf_append(&ld->logical, s, len);
 }
 
 static void loader_physical_line(struct loader *ld, const char *s, size_t len, size_t lineno)
@@ -364,13 +365,13 @@ static void parse_source(const char *path, unsigned flags, const char *data, siz
         p = nl ? nl + 1 : end;
     }
     loader_finish_line(&ld);
-    sb_free(&ld.logical);
+    strbuf_free(&ld.logical);
 }
 
 /* Reads the whole file; on failure returns -1 with errno set. */
 static int read_file(const char *path, struct strbuf *out, struct file_id *id)
 {
-    int fd = fs_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
+    int fd = fsops_open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY, 0);
     if (fd < 0)
         return -1;
     struct stat st;
@@ -391,7 +392,7 @@ static int read_file(const char *path, struct strbuf *out, struct file_id *id)
         }
         if (n == 0)
             break;
-        sb_append(out, chunk, (size_t)n);
+        strbuf_append(out, chunk, (size_t)n);
     }
     close(fd);
     return 0;
@@ -424,13 +425,13 @@ static int file_load(struct map *m)
         struct strbuf data = STRBUF_INIT;
         if (read_file(m->path, &data, &id) != 0) {
             int e = errno;
-            sb_free(&data);
+            strbuf_free(&data);
             map_set_failing(m, "read", e);
             return -1;
         }
         table_free(&fresh);
-        parse_source(m->path, m->flags, sb_str(&data), data.len, &fresh);
-        sb_free(&data);
+        parse_source(m->path, m->flags, strbuf_str(&data), data.len, &fresh);
+        strbuf_free(&data);
         struct stat st;
         struct file_id after;
         if (stat(m->path, &st) == 0) {
@@ -730,13 +731,13 @@ static int lookup_group(const char *key, char **value)
         int found = 0;
         if (res) {
             struct strbuf sb = STRBUF_INIT;
-            sb_printf(&sb, "%s:x:%lu:", gr.gr_name, (unsigned long)gr.gr_gid);
+            strbuf_printf(&sb, "%s:x:%lu:", gr.gr_name, (unsigned long)gr.gr_gid);
             for (char **mem = gr.gr_mem; mem && *mem; mem++) {
                 if (mem != gr.gr_mem)
-                    sb_putc(&sb, ',');
-                sb_puts(&sb, *mem);
+                    strbuf_putc(&sb, ',');
+                strbuf_puts(&sb, *mem);
             }
-            *value = sb_detach(&sb);
+            *value = strbuf_detach(&sb);
             found = 1;
         } else if (!nss_not_found(rc)) {
             log_error("table unix:group.byname: lookup of %s failed: %s", key, strerror(rc));

@@ -1,6 +1,6 @@
-/* deliver_content: streaming copy of queued content into mailboxes, and the
- * shared delivery error record (see deliver_content.h). */
-#include "local/deliver_content.h"
+/* deliver: streaming copy of queued content into mailboxes, and the
+ * shared delivery error record (see deliver.h). */
+#include "local/deliver.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 
 #include "util/fsops.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 #define COPY_CHUNK (64 * 1024)
 
@@ -41,7 +42,7 @@ static void flush_out(struct copier *c)
 {
     if (c->failed || c->out_len == 0)
         return;
-    if (fs_write_all(c->out_fd, c->out, c->out_len) != 0) {
+    if (fsops_write_all(c->out_fd, c->out, c->out_len) != 0) {
         c->failed = 1;
         c->fail_errno = errno;
         return;

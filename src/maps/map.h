@@ -1,4 +1,4 @@
-/* maps: lookup tables named with Postfix's "type:name" syntax.
+/* map: lookup tables named with Postfix's "type:name" syntax.
  *
  * Owns every table that configuration names (alias_maps, access tables,
  * virtual maps ...): parsing the spec, reading the source file into an
@@ -44,8 +44,8 @@
  * 1 found (*value malloc'd, caller frees), 0 not found, -1 temporary error.
  * Problems inside a source file (bad lines, duplicates) are logged as
  * warnings with file name and line number and never fail the map. */
-#ifndef TERN_MAPS_MAPS_H
-#define TERN_MAPS_MAPS_H
+#ifndef TERN_MAPS_MAP_H
+#define TERN_MAPS_MAP_H
 
 #include <stddef.h>
 

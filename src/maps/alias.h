@@ -1,4 +1,4 @@
-/* aliases: expansion of a local recipient through alias_maps (aliases(5)).
+/* alias: expansion of a local recipient through alias_maps (aliases(5)).
  *
  * Owns the meaning of an alias value: the comma-separated list of targets,
  * their kinds (local user, address, |command, /file, :include:/file), quoting,
@@ -34,12 +34,12 @@
  * result at most ALIAS_MAX_TARGETS targets (more is an error, never a silent
  * cut). A table failure is a temporary error (4xx); anything wrong with the
  * aliases themselves is permanent (5xx). */
-#ifndef TERN_MAPS_ALIASES_H
-#define TERN_MAPS_ALIASES_H
+#ifndef TERN_MAPS_ALIAS_H
+#define TERN_MAPS_ALIAS_H
 
 #include <stddef.h>
 
-#include "maps/maps.h"
+#include "maps/map.h"
 
 #define ALIAS_MAX_DEPTH 100
 #define ALIAS_MAX_TARGETS 1000

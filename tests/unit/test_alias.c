@@ -1,4 +1,4 @@
-/* Unit tests for src/maps/aliases.c: value parsing and recursive expansion
+/* Unit tests for src/maps/alias.c: value parsing and recursive expansion
  * over aliases(5)-format tables. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,10 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "maps/aliases.h"
-#include "maps/maps.h"
+#include "maps/alias.h"
+#include "maps/map.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 static char tmpdir[64];
@@ -69,10 +70,10 @@ static char *render(const struct alias_result *r)
     static const char code[] = {'U', 'A', 'C', 'F', 'I'};
     struct strbuf sb = STRBUF_INIT;
     for (size_t i = 0; i < r->n; i++)
-        sb_printf(&sb, "%c:%s\n", code[r->t[i].type], r->t[i].value);
+        strbuf_printf(&sb, "%c:%s\n", code[r->t[i].type], r->t[i].value);
     if (!sb.buf)
         return xstrdup("");
-    return sb_detach(&sb);
+    return strbuf_detach(&sb);
 }
 
 static void expect_expansion(struct map_list *l, const char *name, const char *expected)
@@ -349,9 +350,9 @@ static struct map_list *chain_of(size_t links)
 {
     struct strbuf sb = STRBUF_INIT;
     for (size_t i = 0; i < links; i++)
-        sb_printf(&sb, "c%zu: c%zu\n", i, i + 1);
-    struct map_list *l = open_aliases("chain", sb_str(&sb));
-    sb_free(&sb);
+        strbuf_printf(&sb, "c%zu: c%zu\n", i, i + 1);
+    struct map_list *l = open_aliases("chain", strbuf_str(&sb));
+    strbuf_free(&sb);
     return l;
 }
 
@@ -372,13 +373,13 @@ static void test_expand_depth_limit(void **state)
 static struct map_list *fanout_of(size_t users, const char *extra)
 {
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "big:");
+    strbuf_puts(&sb, "big:");
     for (size_t i = 0; i < users; i++)
-        sb_printf(&sb, "%s u%zu", i ? "," : "", i);
-    sb_puts(&sb, "\n");
-    sb_puts(&sb, extra);
-    struct map_list *l = open_aliases("big", sb_str(&sb));
-    sb_free(&sb);
+        strbuf_printf(&sb, "%s u%zu", i ? "," : "", i);
+    strbuf_puts(&sb, "\n");
+    strbuf_puts(&sb, extra);
+    struct map_list *l = open_aliases("big", strbuf_str(&sb));
+    strbuf_free(&sb);
     return l;
 }
 
@@ -409,12 +410,12 @@ static void test_expand_item_cap(void **state)
     (void)state;
     /* 25000 copies of one name: one target, but bounded work. */
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "many: x");
+    strbuf_puts(&sb, "many: x");
     for (int i = 0; i < 25000; i++)
-        sb_puts(&sb, ",x");
-    sb_puts(&sb, "\nfew: x,x,x\n");
-    struct map_list *l = open_aliases("many", sb_str(&sb));
-    sb_free(&sb);
+        strbuf_puts(&sb, ",x");
+    strbuf_puts(&sb, "\nfew: x,x,x\n");
+    struct map_list *l = open_aliases("many", strbuf_str(&sb));
+    strbuf_free(&sb);
     expect_expand_error(l, "many", 0, "more than 20000 items");
     expect_expansion(l, "few", "U:x\n");
     map_list_close(l);
@@ -426,10 +427,10 @@ static void test_expand_exponential_dag_is_fast(void **state)
     /* Each level names both nodes of the next: 2^60 paths, 120 names. */
     struct strbuf sb = STRBUF_INIT;
     for (int i = 0; i < 60; i++)
-        sb_printf(&sb, "a%d: a%d, b%d\nb%d: a%d, b%d\n", i, i + 1, i + 1, i, i + 1, i + 1);
-    sb_puts(&sb, "a60: leaf1\nb60: leaf2\n");
-    struct map_list *l = open_aliases("dag", sb_str(&sb));
-    sb_free(&sb);
+        strbuf_printf(&sb, "a%d: a%d, b%d\nb%d: a%d, b%d\n", i, i + 1, i + 1, i, i + 1, i + 1);
+    strbuf_puts(&sb, "a60: leaf1\nb60: leaf2\n");
+    struct map_list *l = open_aliases("dag", strbuf_str(&sb));
+    strbuf_free(&sb);
     /* a0..a59 nest 61 deep then: within the depth limit. */
     expect_expansion(l, "a0", "U:leaf1\nU:leaf2\n");
     map_list_close(l);
@@ -440,14 +441,14 @@ static void test_expand_expansion_cap(void **state)
     (void)state;
     /* 1001 distinct aliases reached from one name. */
     struct strbuf sb = STRBUF_INIT;
-    sb_puts(&sb, "root:");
+    strbuf_puts(&sb, "root:");
     for (int i = 0; i < ALIAS_MAX_EXPANSIONS; i++)
-        sb_printf(&sb, "%s g%d", i ? "," : "", i);
-    sb_puts(&sb, "\n");
+        strbuf_printf(&sb, "%s g%d", i ? "," : "", i);
+    strbuf_puts(&sb, "\n");
     for (int i = 0; i < ALIAS_MAX_EXPANSIONS; i++)
-        sb_printf(&sb, "g%d: shared\n", i);
-    struct map_list *l = open_aliases("groups", sb_str(&sb));
-    sb_free(&sb);
+        strbuf_printf(&sb, "g%d: shared\n", i);
+    struct map_list *l = open_aliases("groups", strbuf_str(&sb));
+    strbuf_free(&sb);
     expect_expand_error(l, "root", 0, "expands more than 1000 aliases");
     expect_expansion(l, "g7", "U:shared\n");
     map_list_close(l);

@@ -1,4 +1,4 @@
-/* Unit tests for src/maps/maps.c: table types, the text source format,
+/* Unit tests for src/maps/map.c: table types, the text source format,
  * reloading, error states and map lists. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,10 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 static char tmpdir[64];
@@ -269,27 +270,27 @@ static void test_long_lines(void **state)
     char *p = path_of("long");
     struct strbuf sb = STRBUF_INIT;
     /* Exactly MAP_MAX_LINE bytes: kept. */
-    sb_puts(&sb, "edge ");
+    strbuf_puts(&sb, "edge ");
     for (size_t i = 5; i < MAP_MAX_LINE; i++)
-        sb_putc(&sb, 'e');
-    sb_putc(&sb, '\n');
+        strbuf_putc(&sb, 'e');
+    strbuf_putc(&sb, '\n');
     /* One byte more: skipped. */
-    sb_puts(&sb, "big ");
+    strbuf_puts(&sb, "big ");
     for (size_t i = 4; i < MAP_MAX_LINE + 1; i++)
-        sb_putc(&sb, 'b');
-    sb_putc(&sb, '\n');
-    sb_puts(&sb, "after 1\n");
+        strbuf_putc(&sb, 'b');
+    strbuf_putc(&sb, '\n');
+    strbuf_puts(&sb, "after 1\n");
     /* Too long only once its continuation lines are added. */
-    sb_puts(&sb, "grown start\n");
+    strbuf_puts(&sb, "grown start\n");
     for (int i = 0; i < 3; i++) {
-        sb_putc(&sb, ' ');
+        strbuf_putc(&sb, ' ');
         for (int j = 0; j < 30000; j++)
-            sb_putc(&sb, 'g');
-        sb_putc(&sb, '\n');
+            strbuf_putc(&sb, 'g');
+        strbuf_putc(&sb, '\n');
     }
-    sb_puts(&sb, "final 2\n");
+    strbuf_puts(&sb, "final 2\n");
     write_file(p, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
 
     struct map *m = open_file_map("hash", p, 0);
     char *v = NULL;
@@ -328,9 +329,9 @@ static void test_large_file(void **state)
     char *p = path_of("large");
     struct strbuf sb = STRBUF_INIT;
     for (int i = 0; i < 100000; i++)
-        sb_printf(&sb, "user%d@Example.test relay%d\n", i, i % 97);
+        strbuf_printf(&sb, "user%d@Example.test relay%d\n", i, i % 97);
     write_file(p, sb.buf, sb.len);
-    sb_free(&sb);
+    strbuf_free(&sb);
     struct map *m = open_file_map("hash", p, 0);
     expect(m, "user0@example.test", "relay0");
     expect(m, "USER54321@EXAMPLE.TEST", "relay1"); /* 54321 % 97 == 1 */

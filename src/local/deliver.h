@@ -1,4 +1,4 @@
-/* deliver_content: what the local mailbox writers share — streaming one queued
+/* deliver: what the local mailbox writers share — streaming one queued
  * message into a mailbox file, and the error record a delivery reports.
  *
  * The queue stores message content in SMTP wire form (CRLF line endings,
@@ -7,7 +7,7 @@
  * files: the caller opens the queue file and the output, and closes both.
  *
  * Callers: maildir_, mbox_, and the local delivery process (for example to
- * feed a pipe-to-command delivery). Every output write goes through fs_write
+ * feed a pipe-to-command delivery). Every output write goes through fsops_write
  * (util/fsops.h) so tests can inject ENOSPC/EIO.
  *
  * Errors: deliver_copy() returns -1 with errno. deliver_error_* fill the
@@ -15,8 +15,8 @@
  * (4.2.2 when the mailbox or disk is full, 4.2.0 for permission and other
  * mailbox problems, 4.3.0 when the queue file cannot be read), because an
  * administrator can fix each of them and Postfix defers them too. */
-#ifndef TERN_LOCAL_DELIVER_CONTENT_H
-#define TERN_LOCAL_DELIVER_CONTENT_H
+#ifndef TERN_LOCAL_DELIVER_H
+#define TERN_LOCAL_DELIVER_H
 
 #include <sys/types.h>
 #include <time.h>
@@ -37,7 +37,7 @@ struct deliver_error {
                        for it ends in "..." */
 };
 
-/* Streams prepend + content (CRLF -> LF) to out_fd through fs_write.
+/* Streams prepend + content (CRLF -> LF) to out_fd through fsops_write.
  * mbox_quote: mboxrd ">From " quoting — every output line matching ^>*From
  * (with the space) gets one more '>'. A CR not followed by LF is copied as is.
  * A prepend not ending in LF gets one, so the content starts a new line. The

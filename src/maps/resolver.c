@@ -1,5 +1,5 @@
-/* resolve: recipient routing and local-recipient checks (see resolve.h). */
-#include "maps/resolve.h"
+/* resolver: recipient routing and local-recipient checks (see resolver.h). */
+#include "maps/resolver.h"
 
 #include <errno.h>
 #include <pwd.h>
@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "maps/maps.h"
+#include "maps/map.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 struct resolver {
     char **mydest;
@@ -230,7 +231,7 @@ int resolver_mailbox(struct resolver *r, const char *user, struct local_mailbox 
     return 0;
 }
 
-void local_mailbox_free(struct local_mailbox *mb)
+void resolver_mailbox_free(struct local_mailbox *mb)
 {
     free(mb->user);
     free(mb->path);
