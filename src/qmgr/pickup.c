@@ -24,6 +24,7 @@
 #include "spool/store.h"
 #include "smtp/smtp_addr.h"
 #include "smtp/smtp_data.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -268,9 +269,7 @@ static void pickup_file(const char *name)
     const char *problem = NULL;
     struct queue_file_message m;
     queue_file_message_init(&m, id, 0, sender);
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    m.arrival_us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+    m.arrival_us = clock_now_us();
     for (size_t i = 0; i < env.nrcpts; i++) {
         char *a = checked_address(env.rcpts[i], 0);
         if (a)

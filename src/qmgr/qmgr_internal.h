@@ -1,12 +1,15 @@
-/* qmgr_internal: what qmgr.c (the queue manager proper) shares with
- * qmgr_control.c (the queue commands). Private to the queue process: no
- * other module includes it.
+/* qmgr_internal: the message table that the files of the queue process
+ * share. Private to src/qmgr/: no other folder includes it.
  *
- * qmgr.c owns the message table and every state change of a message;
- * qmgr_control.c looks messages up, lists them, and moves, deletes or
- * flushes them on an administrator's request, then hands them back through
- * qmgr_msg_schedule / qmgr_msg_finish_if_done. All of it runs on the queue
- * process's one event loop thread. */
+ * qmgr_msg.c owns the table and every recipient's result (recorded in the
+ * queue file, logged, retried or expired); qmgr.c schedules messages and
+ * removes finished ones; the delivery agents' sides (qmgr_local.c,
+ * qmgr_relay.c) take due recipients and give back their results;
+ * qmgr_commit.c adds committed messages; qmgr_control.c looks messages up,
+ * lists them, and moves, deletes or flushes them on an administrator's
+ * request, then hands them back through qmgr_msg_schedule /
+ * qmgr_msg_finish_if_done. All of it runs on the queue process's one event
+ * loop thread. */
 #ifndef TERN_QMGR_QMGR_INTERNAL_H
 #define TERN_QMGR_QMGR_INTERNAL_H
 
@@ -32,6 +35,20 @@ struct qmgr_msg {
     struct event *timer;
 };
 
+struct conf;
+struct event_base;
+
+/* Reads the retry and lifetime parameters (minimal_backoff_time,
+ * maximal_backoff_time, maximal_queue_lifetime, bounce_queue_lifetime,
+ * delay_warning_time); retry timers run on base. */
+void qmgr_msg_init(struct event_base *base, struct conf *c);
+/* Frees every message (at exit). */
+void qmgr_msg_shutdown(void);
+size_t qmgr_msg_count(void);
+/* Takes over m (left empty) as a message in place; returns it. */
+struct qmgr_msg *qmgr_msg_add(struct queue_file_message *m, enum store_place place);
+/* Removes q from the table and frees it (its file is the caller's business). */
+void qmgr_msg_free(struct qmgr_msg *q);
 /* The message with that queue id, deleted ones included; NULL if none. */
 struct qmgr_msg *qmgr_msg_find(const char *id);
 /* Every message not deleted, sorted by queue id; *n of them. free() the array. */
@@ -51,6 +68,22 @@ struct qmgr_msg_remote {
     const char *diag;     /* its reply, "550 5.1.1 ..."; "" when it said nothing */
     int dsn_passed;       /* it accepted our NOTIFY (spoke DSN) */
 };
+
+/* True while a delivery of recipient idx is in flight or waiting for a slot. */
+int qmgr_msg_rcpt_busy(const struct qmgr_msg *q, size_t idx);
+/* Marks a recipient that waits for a delivery slot (reserved = 1) so the
+ * scheduler leaves it alone, or unmarks it; unlike take, the message may
+ * be freed meanwhile. */
+void qmgr_msg_rcpt_reserve(struct qmgr_msg *q, size_t idx, int reserved);
+/* Sets a recipient's result in memory only (state, dsn, reason, remote). */
+void qmgr_msg_set_result(struct queue_file_rcpt *r, enum queue_file_rcpt_state state, const char *dsn,
+                         const char *reason, const struct qmgr_msg_remote *remote);
+/* Appends recipient idx's status to the queue file (skipped for the last
+ * result of a message, whose file is removed next). */
+void qmgr_msg_record(struct qmgr_msg *q, size_t idx);
+/* Arms the retry timer for the earliest deferred recipient, and sends the
+ * delay notice once delay_warning_time has passed. */
+void qmgr_msg_arm_retry(struct qmgr_msg *q);
 
 /* A delivery agent takes a due recipient: busy, and the message stays in
  * memory until qmgr_msg_rcpt_release or qmgr_msg_rcpt_finish. */

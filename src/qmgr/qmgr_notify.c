@@ -15,6 +15,7 @@
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_internal.h"
 #include "spool/queue_id.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -102,7 +103,7 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
         .orig_sender = q->m.sender,
         .to = to,
         .arrival = (time_t)(q->m.arrival_us / 1000000),
-        .now = time(NULL),
+        .now = clock_now(),
         .envid = queue_file_message_attr(&q->m, "envid"),
         .return_headers_only = kind == DSN_SUCCESS || (ret && strcmp(ret, "HDRS") == 0),
         .smtputf8 = queue_file_message_attr(&q->m, "smtputf8") != NULL,
@@ -122,9 +123,7 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
         return -1;
     }
     struct queue_file_message m;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    queue_file_message_init(&m, id, (int64_t)tv.tv_sec * 1000000 + tv.tv_usec, "");
+    queue_file_message_init(&m, id, clock_now_us(), "");
     queue_file_message_add_rcpt(&m, to, "", 0, -1);
     queue_file_message_set_attr(&m, "origin", "notice");
     queue_file_message_set_attr(&m, "notice", notice);

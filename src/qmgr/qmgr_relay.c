@@ -24,6 +24,7 @@
 #include "spool/store.h"
 #include "smtpc/smtpc.h"
 #include "tls/tls.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -96,13 +97,6 @@ static struct {
     struct sockaddr_storage *own;
     size_t nown;
 } rl;
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---------- our own addresses ---------- */
 
@@ -679,7 +673,7 @@ static void start_job(struct qmgr_relay_dest *d)
     if (rl.jobs)
         rl.jobs->prev = j;
     rl.jobs = j;
-    j->start_us = now_us();
+    j->start_us = clock_now_us();
 
     struct qmgr_msg *q = j->q;
     char *path = store_path(q->m.id, q->place);

@@ -1,0 +1,137 @@
+/* qmgr_commit: commits from smtpd, pickup and notices (see qmgr_commit.h). */
+#include "qmgr/qmgr_commit.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+
+#include "qmgr/qmgr.h"
+#include "qmgr/qmgr_internal.h"
+#include "spool/store.h"
+#include "util/ipc.h"
+#include "util/log.h"
+#include "util/mem.h"
+
+struct commit_ctx {
+    struct ipc_chan *ch;   /* smtpd connection, or NULL for pickup and notices */
+    uint32_t reqid;
+    qmgr_commit_cb cb;
+    void *arg;
+};
+
+/* Connections from smtpd stay registered so a reply to a closed one is dropped. */
+struct conn {
+    struct conn *next;
+    struct ipc_chan *ch;
+};
+
+static struct {
+    struct event_base *base;
+    struct event *listen_ev;
+    struct conn *conns;
+} cm;
+
+static int conn_alive(struct ipc_chan *ch)
+{
+    for (struct conn *c = cm.conns; c; c = c->next)
+        if (c->ch == ch)
+            return 1;
+    return 0;
+}
+
+static void commit_done(void *arg, int ok, struct queue_file_message *m, const char *reply)
+{
+    struct commit_ctx *cc = arg;
+    struct qmgr_msg *q = NULL;
+    if (ok) {
+        log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m->id, m->sender,
+                 (unsigned long long)m->content_length, m->nrcpt);
+        q = qmgr_msg_add(m, STORE_QUEUE);
+    }
+    if (cc->ch && conn_alive(cc->ch)) {
+        struct ipc_msg r;
+        ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
+        ipc_msg_add(&r, "status", ok ? "ok" : "fail");
+        if (!ok)
+            ipc_msg_add(&r, "reply", reply);
+        ipc_chan_send(cc->ch, &r);
+        ipc_msg_free(&r);
+    }
+    if (cc->cb)
+        cc->cb(cc->arg, ok);
+    free(cc);
+    if (q)
+        qmgr_msg_schedule(q);
+}
+
+void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
+{
+    struct commit_ctx *cc = xcalloc(1, sizeof *cc);
+    cc->cb = cb;
+    cc->arg = arg;
+    store_commit(id, commit_done, cc);
+}
+
+static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
+{
+    struct conn *c = arg;
+    if (!m) {
+        struct conn **pp = &cm.conns;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = c->next;
+        ipc_chan_free(ch);
+        free(c);
+        return;
+    }
+    if (m->type == IPC_COMMIT) {
+        const char *id = ipc_msg_get(m, "id");
+        struct commit_ctx *cc = xcalloc(1, sizeof *cc);
+        cc->ch = ch;
+        cc->reqid = m->reqid;
+        store_commit(id ? id : "", commit_done, cc);
+        return;
+    }
+    log_error("unexpected message type %u on the queue socket", m->type);
+}
+
+static void on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    for (int i = 0; i < 16; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            return;
+        struct conn *c = xcalloc(1, sizeof *c);
+        c->ch = ipc_chan_new(cm.base, cfd, conn_message, c);
+        c->next = cm.conns;
+        cm.conns = c;
+    }
+}
+
+void qmgr_commit_start(struct event_base *base, int listen_fd)
+{
+    cm.base = base;
+    cm.listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    event_add(cm.listen_ev, NULL);
+}
+
+void qmgr_commit_stop(void)
+{
+    if (cm.listen_ev)
+        event_free(cm.listen_ev);
+    cm.listen_ev = NULL;
+}
+
+void qmgr_commit_shutdown(void)
+{
+    qmgr_commit_stop();
+    while (cm.conns) {
+        struct conn *c = cm.conns;
+        cm.conns = c->next;
+        ipc_chan_free(c->ch);
+        free(c);
+    }
+}

@@ -1,0 +1,24 @@
+/* qmgr_local: the queue process's side of local delivery: the connection
+ * to the local delivery agent over private/local, the deliveries in flight
+ * (at most default_process_limit; the rest wait in a FIFO), and the
+ * BARRIER requests by which local shares the queue's group commit.
+ *
+ * A recipient goes through the message table's take/finish API
+ * (qmgr_internal.h), as with the relay. Queue process only. */
+#ifndef TERN_QMGR_QMGR_LOCAL_H
+#define TERN_QMGR_QMGR_LOCAL_H
+
+#include <stddef.h>
+
+struct event_base;
+struct qmgr_msg;
+struct resolver;
+struct runtime;
+
+void qmgr_local_init(struct event_base *base, struct runtime *rt, struct resolver *resolver);
+/* Delivers recipient idx of q to its local mailbox now, or as soon as a
+ * delivery slot is free. The result comes back through qmgr_msg_rcpt_finish. */
+void qmgr_local_deliver(struct qmgr_msg *q, size_t idx);
+void qmgr_local_shutdown(void);
+
+#endif
