@@ -7,6 +7,7 @@
 
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_internal.h"
+#include "spool/storage_reply.h"
 #include "spool/store.h"
 #include "util/ipc.h"
 #include "util/log.h"
@@ -39,7 +40,7 @@ static int conn_alive(struct ipc_chan *ch)
     return 0;
 }
 
-static void commit_done(void *arg, int ok, struct queue_file_message *m, const char *reply)
+static void commit_done(void *arg, int ok, struct queue_file_message *m, int err)
 {
     struct commit_ctx *cc = arg;
     struct qmgr_msg *q = NULL;
@@ -53,7 +54,7 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, const c
         ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
         ipc_msg_add(&r, "status", ok ? "ok" : "fail");
         if (!ok)
-            ipc_msg_add(&r, "reply", reply);
+            ipc_msg_add(&r, "reply", storage_reply(err));
         ipc_chan_send(cc->ch, &r);
         ipc_msg_free(&r);
     }

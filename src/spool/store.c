@@ -178,14 +178,6 @@ static void *sync_thread(void *unused)
     }
 }
 
-/* The reply for a commit that failed with errno err: out of space (or
- * quota) is 452 4.3.1 wherever it happened, anything else 451 4.3.0. */
-static const char *failure_reply(int err)
-{
-    return err == ENOSPC || err == EDQUOT ? "452 4.3.1 Insufficient system storage"
-                                          : "451 4.3.0 Error: queue file write error";
-}
-
 static void finish_request(struct sync_req *r)
 {
     if (r->fd >= 0)
@@ -193,12 +185,12 @@ static void finish_request(struct sync_req *r)
     if (r->kind == REQ_BARRIER) {
         r->barrier_cb(r->arg, r->ok);
     } else if (r->ok) {
-        r->commit_cb(r->arg, 1, &r->m, NULL);
+        r->commit_cb(r->arg, 1, &r->m, 0);
     } else {
         log_warn("%s: cannot make queue file durable: %s", r->id, strerror(r->err));
         fsops_unlinkat(st.queue_fd, r->id, 0);
         queue_file_message_free(&r->m);
-        r->commit_cb(r->arg, 0, NULL, failure_reply(r->err));
+        r->commit_cb(r->arg, 0, NULL, r->err ? r->err : EIO);
     }
     free(r);
 }
@@ -410,7 +402,7 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
     if (!queue_id_valid(id)) {
         log_error("commit request for a malformed queue id");
         free(r);
-        cb(arg, 0, NULL, "451 4.3.0 Error: internal error");
+        cb(arg, 0, NULL, EINVAL);
         return;
     }
     int fd = fsops_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC, 0);
@@ -424,7 +416,7 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
             close(fd);
         fsops_unlinkat(st.incoming_fd, id, 0);
         free(r);
-        cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
+        cb(arg, 0, NULL, EBADMSG);
         return;
     }
     /* rename() would silently replace a committed (maybe acknowledged)
@@ -437,7 +429,7 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         fsops_unlinkat(st.incoming_fd, id, 0);
         queue_file_message_free(&r->m);
         free(r);
-        cb(arg, 0, NULL, "451 4.3.0 Error: queue file write error");
+        cb(arg, 0, NULL, EEXIST);
         return;
     }
     /* The file's last change: a sync failure after it voids the commit. */
@@ -453,7 +445,7 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         fsops_unlinkat(st.incoming_fd, id, 0);
         queue_file_message_free(&r->m);
         free(r);
-        cb(arg, 0, NULL, failure_reply(e));
+        cb(arg, 0, NULL, e ? e : EIO);
         return;
     }
     if (st.use_syncfs)

@@ -37,7 +37,8 @@
  * Syncs are shared: commits that arrive while a sync runs wait for the next
  * one, so N concurrent messages cost one sync, not N (group commit). The
  * sync runs in a thread; results come back to the event loop.
- * Errors: a commit fails with a 4xx reply text; the file is removed. */
+ * Errors: a commit fails with an errno (storage_reply.h turns it into the
+ * client's 4xx reply); the file is removed. */
 #ifndef TERN_SPOOL_STORE_H
 #define TERN_SPOOL_STORE_H
 
@@ -51,8 +52,9 @@ struct event_base;
 enum store_place { STORE_QUEUE, STORE_HOLD };
 
 /* Callback for a finished commit; m is the validated envelope (the callee
- * takes it over when ok), reply a 4xx reply text when not ok. */
-typedef void (*store_commit_cb)(void *arg, int ok, struct queue_file_message *m, const char *reply);
+ * takes it over when ok); err the errno when not ok (EINVAL: a malformed
+ * request, EBADMSG: an invalid incoming file, EEXIST: the id is taken). */
+typedef void (*store_commit_cb)(void *arg, int ok, struct queue_file_message *m, int err);
 /* Called for each message found at recovery (callee takes m over). */
 typedef void (*store_found_cb)(void *arg, struct queue_file_message *m, enum store_place place);
 

@@ -38,6 +38,7 @@
 
 #include "spool/queue_file.h"
 #include "spool/queue_id.h"
+#include "spool/storage_reply.h"
 #include "spool/store.h"
 #include "util/fsops.h"
 #include "util/log.h"
@@ -525,9 +526,11 @@ struct res {
     struct queue_file_message m;
 };
 
-static void on_commit(void *arg, int ok, struct queue_file_message *m, const char *reply)
+/* The store reports an errno; the reply is what a client would be told. */
+static void on_commit(void *arg, int ok, struct queue_file_message *m, int err)
 {
     struct res *r = arg;
+    const char *reply = ok ? NULL : storage_reply(err);
     r->fired++;
     r->ok = ok;
     r->seq = ++g_seq;
