@@ -30,7 +30,7 @@
 #include "qmgr/qmgr_commit.h"
 #include "qmgr/qmgr_control.h"
 #include "qmgr/qmgr_expand.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "qmgr/qmgr_local.h"
 #include "qmgr/qmgr_notify.h"
 #include "qmgr/qmgr_relay.h"

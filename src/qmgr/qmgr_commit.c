@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 
 #include "qmgr/qmgr.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "spool/storage_reply.h"
 #include "spool/store.h"
 #include "util/ipc.h"

@@ -11,7 +11,7 @@
 
 #include "util/ipc.h"
 #include "qmgr/pickup.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "spool/store.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -149,11 +149,7 @@ static void cli_request(struct conn *c, struct ipc_msg *m)
             send_done(c->ch, m->reqid, "denied", "permission denied");
             return;
         }
-        const char *id = ipc_msg_get(m, "id");
-        if (!id) {
-            send_done(c->ch, m->reqid, "error", "no queue id given");
-            return;
-        }
+        const char *id = ipc_msg_get(m, "id");   /* required by ipc_schema */
         int count = 0, failed = 0;
         if (strcmp(id, "ALL") == 0) {
             size_t n;

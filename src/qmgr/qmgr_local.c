@@ -10,7 +10,7 @@
 #include "conf/conf.h"
 #include "daemon/runtime.h"
 #include "maps/resolver.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "spool/spool.h"
 #include "spool/store.h"
 #include "util/clock.h"

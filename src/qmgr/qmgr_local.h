@@ -4,7 +4,7 @@
  * BARRIER requests by which local shares the queue's group commit.
  *
  * A recipient goes through the message table's take/finish API
- * (qmgr_internal.h), as with the relay. Queue process only. */
+ * (qmgr_msg.h), as with the relay. Queue process only. */
 #ifndef TERN_QMGR_QMGR_LOCAL_H
 #define TERN_QMGR_QMGR_LOCAL_H
 

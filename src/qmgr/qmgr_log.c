@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "util/log.h"
 
 static void fmt_secs(char *buf, size_t len, double s)

@@ -1,5 +1,5 @@
 /* qmgr_msg: the queue process's message table and each recipient's
- * results (see qmgr_internal.h).
+ * results (see qmgr_msg.h).
  *
  * Owns every state change of a recipient: a result is set in memory,
  * appended to the queue file and logged here; a deferral gets its next try
@@ -7,7 +7,7 @@
  * or, past maximal_queue_lifetime (bounce_queue_lifetime for notices),
  * fails as expired. Time comes from util/clock, so all of it is unit-tested
  * without sleeping. Runs on the queue process's event loop thread. */
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 
 #include <errno.h>
 #include <event2/event.h>

@@ -13,7 +13,7 @@
 #include "conf/conf.h"
 #include "msg/bounce.h"
 #include "qmgr/qmgr.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "spool/queue_id.h"
 #include "util/clock.h"
 #include "util/log.h"

@@ -20,7 +20,7 @@
 #include "dns/dns.h"
 #include "maps/map.h"
 #include "msg/mime_downgrade.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "spool/store.h"
 #include "smtpc/smtpc.h"
 #include "tls/tls.h"

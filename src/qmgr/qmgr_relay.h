@@ -15,7 +15,7 @@
  *
  * What it owns: the destination table, the waiting recipients, the DNS
  * context and the client sessions. Results go back to the queue manager
- * through qmgr_msg_rcpt_result() and qmgr_msg_finish_if_done() (qmgr_internal.h).
+ * through qmgr_msg_rcpt_result() and qmgr_msg_finish_if_done() (qmgr_msg.h).
  *
  * Errors: relay_init fails (NULL message in *err) on a bad dns_resolvers or
  * transport_maps setting. Everything after that is a recipient's result:

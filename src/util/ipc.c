@@ -64,20 +64,28 @@ void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value)
 /* Attributes are stored encoded, each value followed by a NUL (on the wire
  * too, checked by the decoder), so values can be returned as C strings.
  * Lookups walk the list; messages are small. */
-const char *ipc_msg_get(const struct ipc_msg *m, const char *name)
+int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value)
 {
     const unsigned char *p = (const unsigned char *)m->body.buf;
-    size_t len = m->body.len, pos = 0, nlen = strlen(name);
-    while (p && pos < len) {
-        size_t n = p[pos];
-        const char *nm = (const char *)p + pos + 1;
-        const unsigned char *l = p + pos + 1 + n;
-        size_t v = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
-        const char *val = (const char *)l + 4;
+    if (!p || *pos >= m->body.len)
+        return 0;
+    size_t n = p[*pos];
+    const unsigned char *l = p + *pos + 1 + n;
+    size_t v = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
+    *name = (const char *)p + *pos + 1;
+    *namelen = n;
+    *value = (const char *)l + 4;
+    *pos += 1 + n + 4 + v + 1;
+    return 1;
+}
+
+const char *ipc_msg_get(const struct ipc_msg *m, const char *name)
+{
+    size_t pos = 0, nlen = strlen(name), n;
+    const char *nm, *val;
+    while (ipc_msg_next(m, &pos, &nm, &n, &val))
         if (n == nlen && memcmp(nm, name, n) == 0)
             return val;
-        pos += 1 + n + 4 + v + 1;
-    }
     return NULL;
 }
 
@@ -95,8 +103,31 @@ uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dfl
     return x;
 }
 
+/* Decodes a received packet and checks it against ipc_schema; -1 (with a
+ * log line) for either kind of malformed message. */
+static int decode_checked(struct ipc_msg *m, const void *packet, size_t len, int fd)
+{
+    if (ipc_msg_decode(m, packet, len) != 0) {
+        log_error("malformed internal message on fd %d", fd);
+        return -1;
+    }
+    char why[160];
+    if (ipc_schema_check(m, why, sizeof why) != 0) {
+        log_error("malformed internal message on fd %d: %s", fd, why);
+        ipc_msg_free(m);
+        return -1;
+    }
+    return 0;
+}
+
 static void encode_wire(const struct ipc_msg *m, struct strbuf *out)
 {
+#ifdef TERN_TEST_BUILD
+    /* A sender that drifts from the schema is a bug the tests must see at once. */
+    char why[160];
+    if (ipc_schema_check(m, why, sizeof why) != 0)
+        log_panic("sending a message that does not match ipc_schema: %s", why);
+#endif
     unsigned char h[6] = {(unsigned char)m->type, (unsigned char)(m->type >> 8), (unsigned char)m->reqid,
                           (unsigned char)(m->reqid >> 8), (unsigned char)(m->reqid >> 16),
                           (unsigned char)(m->reqid >> 24)};
@@ -172,8 +203,8 @@ int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms)
     int rc = -1;
     if (n > IPC_MAX_MSG)
         errno = EMSGSIZE;
-    else if (n > 0)
-        rc = ipc_msg_decode(m, buf, (size_t)n);
+    else if (n > 0 && (rc = decode_checked(m, buf, (size_t)n, fd)) != 0)
+        errno = EPROTO;
     else if (n == 0)
         errno = ECONNRESET;
     free(buf);
@@ -286,8 +317,12 @@ static void chan_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         struct ipc_msg m;
-        if (n > IPC_MAX_MSG || ipc_msg_decode(&m, ch->rbuf, (size_t)n) != 0) {
-            log_error("malformed internal message on fd %d", (int)fd);
+        if (n > IPC_MAX_MSG) {
+            log_error("oversized internal message on fd %d", (int)fd);
+            chan_fail(ch);
+            return;
+        }
+        if (decode_checked(&m, ch->rbuf, (size_t)n, (int)fd) != 0) {
             chan_fail(ch);
             return;
         }

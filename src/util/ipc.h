@@ -11,6 +11,9 @@
  * A malformed message from a peer is fatal for the channel: the handler gets
  * NULL and must close it (the peer is restarted by the master).
  *
+ * What each message type carries is declared in ipc_schema.h; channels and
+ * ipc_recv_blocking refuse a message that does not match it.
+ *
  * Used by every process; ipc_chan_* needs a libevent base. */
 #ifndef TERN_UTIL_IPC_H
 #define TERN_UTIL_IPC_H
@@ -18,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/ipc_schema.h"
 #include "util/strbuf.h"
 
 struct event_base;
@@ -32,27 +36,6 @@ struct ipc_msg {
     struct strbuf body;   /* encoded attributes */
 };
 
-enum ipc_type {
-    /* smtpd -> queue */
-    IPC_COMMIT = 1,        /* id */
-    IPC_COMMIT_REPLY,      /* id, status ("ok" | "fail"), reason */
-    /* queue -> local */
-    IPC_DELIVER,           /* id, path, offset, length, sender, rcpt, orcpt, user, ... */
-    IPC_DELIVER_REPLY,     /* status ("sent"|"deferred"|"bounced"), dsn, reason, relay */
-    /* clients (tern queue, sendmail) -> queue */
-    IPC_QUEUE_LIST,        /* reply: IPC_QUEUE_LIST_ITEM*, then IPC_DONE */
-    IPC_QUEUE_LIST_ITEM,
-    IPC_QUEUE_FLUSH,
-    IPC_QUEUE_DELETE,      /* id or ALL */
-    IPC_QUEUE_HOLD,
-    IPC_QUEUE_RELEASE,
-    IPC_PICKUP,            /* a new file in maildrop/ */
-    IPC_DONE,              /* status, text */
-    /* local -> queue: "tell me when your next sync is done" (shares the
-     * queue's group commit when mailboxes are on the spool's file system) */
-    IPC_BARRIER,
-    IPC_BARRIER_REPLY,     /* status ("ok" | "fail") */
-};
 
 void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid);
 void ipc_msg_free(struct ipc_msg *m);
@@ -64,6 +47,9 @@ void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value);
  * not a plain decimal number in range). The returned string lives in m. */
 const char *ipc_msg_get(const struct ipc_msg *m, const char *name);
 uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt);
+/* Walks the attributes in order: start with *pos = 0; 1 while there is one
+ * (name is not NUL-terminated, value is), 0 at the end. */
+int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value);
 /* Parses a received packet into m; -1 if malformed. */
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len);
 

@@ -47,14 +47,15 @@ static void wire_attr(struct strbuf *out, const char *name, const char *value, s
 
 static void sample(struct ipc_msg *m)
 {
+    /* every attribute is one ipc_schema declares for DELIVER */
     ipc_msg_init(m, IPC_DELIVER, 0xDEADBEEFu);
     ipc_msg_add(m, "id", "0123456789ABC");
-    ipc_msg_add(m, "path", "/var/spool/tern/queue/0123456789ABC");
-    ipc_msg_add(m, "empty", "");
-    ipc_msg_add(m, "null", NULL);
+    ipc_msg_addf(m, "path", "/var/spool/tern/queue/%s", "0123456789ABC");
+    ipc_msg_add(m, "sender", "");
+    ipc_msg_add(m, "user", NULL);
     ipc_msg_add_u64(m, "offset", UINT64_MAX);
-    ipc_msg_addf(m, "rcpt", "<%s@%s>", "user", "example.com");
-    ipc_msg_add(m, "8bit", "J\xc3\xb6rg\r\n\t");
+    ipc_msg_add_u64(m, "length", 42);
+    ipc_msg_add(m, "rcpt", "J\xc3\xb6rg\r\n\t");
 }
 
 static void assert_sample(const struct ipc_msg *m)
@@ -63,12 +64,12 @@ static void assert_sample(const struct ipc_msg *m)
     assert_int_equal(m->reqid, 0xDEADBEEFu);
     assert_string_equal(ipc_msg_get(m, "id"), "0123456789ABC");
     assert_string_equal(ipc_msg_get(m, "path"), "/var/spool/tern/queue/0123456789ABC");
-    assert_string_equal(ipc_msg_get(m, "empty"), "");
-    assert_string_equal(ipc_msg_get(m, "null"), "");
+    assert_string_equal(ipc_msg_get(m, "sender"), "");
+    assert_string_equal(ipc_msg_get(m, "user"), "");
     assert_string_equal(ipc_msg_get(m, "offset"), "18446744073709551615");
     assert_true(ipc_msg_get_u64(m, "offset", 7) == UINT64_MAX);
-    assert_string_equal(ipc_msg_get(m, "rcpt"), "<user@example.com>");
-    assert_string_equal(ipc_msg_get(m, "8bit"), "J\xc3\xb6rg\r\n\t");
+    assert_true(ipc_msg_get_u64(m, "length", 7) == 42);
+    assert_string_equal(ipc_msg_get(m, "rcpt"), "J\xc3\xb6rg\r\n\t");
     assert_null(ipc_msg_get(m, "missing"));
 }
 
@@ -317,6 +318,7 @@ static void test_blocking_round_trip(void **state)
     struct ipc_msg second;
     ipc_msg_init(&second, IPC_DONE, 2);
     ipc_msg_add(&second, "status", "ok");
+    ipc_msg_add(&second, "text", "1");
     assert_int_equal(ipc_send_blocking(pair[0], &second), 0);
     /* each packet is one message, in order */
     assert_int_equal(ipc_recv_blocking(pair[1], &r, 1000), 0);
@@ -355,6 +357,7 @@ static void test_blocking_timeout(void **state)
     /* a message already there arrives even with a zero timeout */
     struct ipc_msg m;
     ipc_msg_init(&m, IPC_COMMIT, 9);
+    ipc_msg_add(&m, "id", "0123456789ABC");
     assert_int_equal(ipc_send_blocking(pair[0], &m), 0);
     assert_int_equal(ipc_recv_blocking(pair[1], &r, 0), 0);
     assert_int_equal(r.reqid, 9);
@@ -379,7 +382,7 @@ static void test_blocking_eof_and_garbage(void **state)
     assert_int_equal(errno, ECONNRESET);
     /* sending to a closed peer fails (and does not raise SIGPIPE) */
     struct ipc_msg m;
-    ipc_msg_init(&m, IPC_DONE, 0);
+    ipc_msg_init(&m, IPC_PICKUP, 0);
     assert_int_equal(ipc_send_blocking(pair[1], &m), -1);
     ipc_msg_free(&m);
 }
@@ -393,26 +396,26 @@ static void test_blocking_size_limit(void **state)
     int size = 4 * IPC_MAX_MSG;
     setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     setsockopt(pair[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    /* header 6 + attr (1 + 1 + 4 + v + 1) = IPC_MAX_MSG */
-    size_t vlen = IPC_MAX_MSG - 6 - 7;
+    /* header 6 + attr (1 + 2 + 4 + v + 1) = IPC_MAX_MSG */
+    size_t vlen = IPC_MAX_MSG - 6 - 8;
     char *v = xmalloc(vlen + 2);
     memset(v, 'v', vlen + 1);
     v[vlen] = '\0';
     struct ipc_msg m, r;
-    ipc_msg_init(&m, IPC_DONE, 1);
-    ipc_msg_add(&m, "k", v);
+    ipc_msg_init(&m, IPC_COMMIT, 1);
+    ipc_msg_add(&m, "id", v);
     assert_int_equal(6 + m.body.len, IPC_MAX_MSG);
     assert_int_equal(ipc_send_blocking(pair[0], &m), 0);
     assert_int_equal(ipc_recv_blocking(pair[1], &r, 1000), 0);
-    assert_int_equal(strlen(ipc_msg_get(&r, "k")), vlen);
+    assert_int_equal(strlen(ipc_msg_get(&r, "id")), vlen);
     ipc_msg_free(&r);
     ipc_msg_free(&m);
 
     /* one byte more */
     v[vlen] = 'v';
     v[vlen + 1] = '\0';
-    ipc_msg_init(&m, IPC_DONE, 2);
-    ipc_msg_add(&m, "k", v);
+    ipc_msg_init(&m, IPC_COMMIT, 2);
+    ipc_msg_add(&m, "id", v);
     errno = 0;
     assert_int_equal(ipc_send_blocking(pair[0], &m), -1);
     assert_int_equal(errno, EMSGSIZE);
@@ -420,8 +423,8 @@ static void test_blocking_size_limit(void **state)
 
     /* a raw packet whose first IPC_MAX_MSG bytes are a whole message */
     v[vlen] = '\0';
-    ipc_msg_init(&m, IPC_DONE, 3);
-    ipc_msg_add(&m, "k", v);
+    ipc_msg_init(&m, IPC_COMMIT, 3);
+    ipc_msg_add(&m, "id", v);
     ipc_msg_add(&m, "more", "lost if the packet is cut");
     struct strbuf w = STRBUF_INIT;
     wire_of(&m, &w);
@@ -456,12 +459,12 @@ static void test_listen_connect(void **state)
     int afd = accept(lfd, NULL, NULL);
     assert_true(afd >= 0);
     struct ipc_msg m, r;
-    ipc_msg_init(&m, IPC_QUEUE_LIST, 77);
-    ipc_msg_add(&m, "who", "cli");
+    ipc_msg_init(&m, IPC_QUEUE_HOLD, 77);
+    ipc_msg_add(&m, "id", "ALL");
     assert_int_equal(ipc_send_blocking(cfd, &m), 0);
     assert_int_equal(ipc_recv_blocking(afd, &r, 1000), 0);
-    assert_int_equal(r.type, IPC_QUEUE_LIST);
-    assert_string_equal(ipc_msg_get(&r, "who"), "cli");
+    assert_int_equal(r.type, IPC_QUEUE_HOLD);
+    assert_string_equal(ipc_msg_get(&r, "id"), "ALL");
     ipc_msg_free(&r);
     ipc_msg_free(&m);
     close(afd);
@@ -553,6 +556,7 @@ static void test_channel(void **state)
     run_until(base, &log.closed, 1);
     assert_int_equal(log.closed, 1);
     ipc_msg_init(&m, IPC_COMMIT, 42);
+    ipc_msg_add(&m, "id", "0123456789ABC");
     assert_int_equal(ipc_chan_send(ch, &m), -1);   /* dead channel */
     ipc_msg_free(&m);
     ipc_chan_free(ch);

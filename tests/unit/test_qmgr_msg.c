@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "qmgr/qmgr_internal.h"
+#include "qmgr/qmgr_msg.h"
 #include "qmgr/qmgr_notify.h"
 #include "spool/queue_file.h"
 #include "spool/queue_id.h"

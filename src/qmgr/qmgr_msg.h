@@ -1,4 +1,4 @@
-/* qmgr_internal: the message table that the files of the queue process
+/* qmgr_msg: the message table that the files of the queue process
  * share. Private to src/qmgr/: no other folder includes it.
  *
  * qmgr_msg.c owns the table and every recipient's result (recorded in the
@@ -10,8 +10,8 @@
  * request, then hands them back through qmgr_msg_schedule /
  * qmgr_msg_finish_if_done. All of it runs on the queue process's one event
  * loop thread. */
-#ifndef TERN_QMGR_QMGR_INTERNAL_H
-#define TERN_QMGR_QMGR_INTERNAL_H
+#ifndef TERN_QMGR_QMGR_MSG_H
+#define TERN_QMGR_QMGR_MSG_H
 
 #include <stddef.h>
 #include <stdint.h>

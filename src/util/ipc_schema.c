@@ -1,0 +1,216 @@
+/* ipc_schema: the messages between tern's processes (see ipc_schema.h). */
+#include "util/ipc_schema.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util/ipc.h"
+#include "util/strbuf.h"
+
+#define END {NULL, IPC_TEXT, 0, NULL}
+
+static const struct ipc_attr_spec commit_attrs[] = {
+    {"id", IPC_TEXT, 1, "the queue ID of the finished incoming/ file"},
+    END,
+};
+static const struct ipc_attr_spec commit_reply_attrs[] = {
+    {"status", IPC_TEXT, 1, NULL},
+    {"reply", IPC_TEXT, 0, "on fail: the SMTP reply for the client (storage_reply.h)"},
+    END,
+};
+static const char *const ok_fail[] = {"ok", "fail", NULL};
+
+static const struct ipc_attr_spec deliver_attrs[] = {
+    {"id", IPC_TEXT, 1, NULL},
+    {"path", IPC_TEXT, 1, "the queue file, opened by local"},
+    {"offset", IPC_NUMBER, 1, "where the content starts in it"},
+    {"length", IPC_NUMBER, 1, "the content's length"},
+    {"sender", IPC_TEXT, 1, NULL},
+    {"rcpt", IPC_TEXT, 1, NULL},
+    {"user", IPC_TEXT, 0, "the local user, when the recipient is one"},
+    {"arrival", IPC_NUMBER, 0, "seconds since the epoch"},
+    END,
+};
+static const struct ipc_attr_spec deliver_reply_attrs[] = {
+    {"status", IPC_TEXT, 1, NULL},
+    {"dsn", IPC_TEXT, 0, "enhanced status code"},
+    {"text", IPC_TEXT, 0, "the reason, for the log and notices"},
+    END,
+};
+/* sent-unsynced: written and linked into new/, which the queue's next group
+ * commit makes durable; the queue records the delivery only after it. */
+static const char *const deliver_statuses[] = {"sent", "sent-unsynced", "deferred", "bounced", NULL};
+
+static const struct ipc_attr_spec barrier_attrs[] = {
+    /* when the oldest unsynced file was written: a sync that began later covers it */
+    {"written_s", IPC_NUMBER, 0, "seconds since the epoch"},
+    {"written_ns", IPC_NUMBER, 0, "and nanoseconds"},
+    END,
+};
+static const struct ipc_attr_spec barrier_reply_attrs[] = {
+    {"status", IPC_TEXT, 1, NULL},
+    END,
+};
+
+static const struct ipc_attr_spec no_attrs[] = {END};
+static const struct ipc_attr_spec id_attrs[] = {
+    {"id", IPC_TEXT, 1, "a queue ID, or ALL"},
+    END,
+};
+static const struct ipc_attr_spec list_item_attrs[] = {
+    {"id", IPC_TEXT, 1, NULL},
+    {"flag", IPC_TEXT, 1, "\"!\" on hold, \"*\" being delivered, else empty"},
+    {"size", IPC_NUMBER, 1, NULL},
+    {"arrival", IPC_NUMBER, 1, NULL},
+    {"sender", IPC_TEXT, 1, NULL},
+    {"nrcpt", IPC_NUMBER, 1, "how many rcptN/reasonN pairs follow"},
+    {"rcpt#", IPC_TEXT, 0, "an open recipient"},
+    {"reason#", IPC_TEXT, 0, "why it was deferred, or empty"},
+    END,
+};
+static const struct ipc_attr_spec done_attrs[] = {
+    {"status", IPC_TEXT, 1, NULL},
+    {"text", IPC_TEXT, 1, "a count of messages, or the error"},
+    END,
+};
+static const char *const done_statuses[] = {"ok", "error", "denied", "notfound", NULL};
+
+static const struct ipc_msg_spec specs[] = {
+    {IPC_COMMIT, "COMMIT", "private/queue", "smtpd", "queue",
+     "commit incoming/ID: answered once it is durable", commit_attrs, NULL},
+    {IPC_COMMIT_REPLY, "COMMIT_REPLY", "private/queue", "queue", "smtpd",
+     "ok: smtpd may send 250", commit_reply_attrs, ok_fail},
+    {IPC_DELIVER, "DELIVER", "private/local", "queue", "local",
+     "deliver one recipient of a queue file", deliver_attrs, NULL},
+    {IPC_DELIVER_REPLY, "DELIVER_REPLY", "private/local", "local", "queue",
+     "the result", deliver_reply_attrs, deliver_statuses},
+    {IPC_QUEUE_LIST, "QUEUE_LIST", "public/qmgr", "tern queue, mailq", "queue",
+     "answered by one QUEUE_LIST_ITEM a message, then DONE", no_attrs, NULL},
+    {IPC_QUEUE_LIST_ITEM, "QUEUE_LIST_ITEM", "public/qmgr", "queue", "tern queue, mailq",
+     "one queued message", list_item_attrs, NULL},
+    {IPC_QUEUE_FLUSH, "QUEUE_FLUSH", "public/qmgr", "tern queue", "queue",
+     "retry every deferred recipient now", no_attrs, NULL},
+    {IPC_QUEUE_DELETE, "QUEUE_DELETE", "public/qmgr", "tern queue", "queue",
+     "delete (root or mail_owner only)", id_attrs, NULL},
+    {IPC_QUEUE_HOLD, "QUEUE_HOLD", "public/qmgr", "tern queue", "queue",
+     "move to hold/ (root or mail_owner only)", id_attrs, NULL},
+    {IPC_QUEUE_RELEASE, "QUEUE_RELEASE", "public/qmgr", "tern queue", "queue",
+     "move back from hold/ (root or mail_owner only)", id_attrs, NULL},
+    {IPC_PICKUP, "PICKUP", "public/qmgr", "sendmail", "queue",
+     "a new file waits in maildrop/", no_attrs, NULL},
+    {IPC_DONE, "DONE", "public/qmgr", "queue", "tern queue, mailq, sendmail",
+     "the answer to every public/qmgr request", done_attrs, done_statuses},
+    {IPC_BARRIER, "BARRIER", "private/local", "local", "queue",
+     "answer after your next sync (shares the group commit)", barrier_attrs, NULL},
+    {IPC_BARRIER_REPLY, "BARRIER_REPLY", "private/local", "queue", "local",
+     "that sync is done", barrier_reply_attrs, ok_fail},
+};
+
+const struct ipc_msg_spec *ipc_schema_find(uint16_t type)
+{
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++)
+        if (specs[i].type == type)
+            return &specs[i];
+    return NULL;
+}
+
+const struct ipc_msg_spec *ipc_schema_all(size_t *n)
+{
+    *n = sizeof specs / sizeof specs[0];
+    return specs;
+}
+
+/* The spec of attribute name (namelen bytes) in spec; NULL if undeclared. */
+static const struct ipc_attr_spec *find_attr(const struct ipc_msg_spec *spec, const char *name, size_t namelen)
+{
+    for (const struct ipc_attr_spec *a = spec->attrs; a->name; a++) {
+        size_t alen = strlen(a->name);
+        if (alen > 0 && a->name[alen - 1] == '#') {
+            /* numbered: the stem followed by at least one digit and only digits */
+            size_t stem = alen - 1;
+            if (namelen <= stem || memcmp(name, a->name, stem) != 0)
+                continue;
+            size_t k = stem;
+            while (k < namelen && name[k] >= '0' && name[k] <= '9')
+                k++;
+            if (k == namelen)
+                return a;
+        } else if (alen == namelen && memcmp(name, a->name, namelen) == 0) {
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static int is_number(const char *v)
+{
+    if (!*v)
+        return 0;
+    for (; *v; v++)
+        if (*v < '0' || *v > '9')
+            return 0;
+    return 1;
+}
+
+int ipc_schema_check(const struct ipc_msg *m, char *why, size_t whylen)
+{
+    const struct ipc_msg_spec *spec = ipc_schema_find(m->type);
+    if (!spec) {
+        snprintf(why, whylen, "unknown message type %u", m->type);
+        return -1;
+    }
+    size_t pos = 0, namelen;
+    const char *name, *value;
+    while (ipc_msg_next(m, &pos, &name, &namelen, &value)) {
+        const struct ipc_attr_spec *a = find_attr(spec, name, namelen);
+        if (!a) {
+            snprintf(why, whylen, "%s: undeclared attribute \"%.*s\"", spec->name, (int)namelen, name);
+            return -1;
+        }
+        if (a->value == IPC_NUMBER && !is_number(value)) {
+            snprintf(why, whylen, "%s: attribute %s is not a number", spec->name, a->name);
+            return -1;
+        }
+    }
+    for (const struct ipc_attr_spec *a = spec->attrs; a->name; a++)
+        if (a->required && !ipc_msg_get(m, a->name)) {
+            snprintf(why, whylen, "%s: attribute %s is missing", spec->name, a->name);
+            return -1;
+        }
+    if (spec->statuses) {
+        const char *st = ipc_msg_get(m, "status");
+        int known = 0;
+        for (const char *const *s = spec->statuses; st && *s && !known; s++)
+            known = strcmp(*s, st) == 0;
+        if (!known) {
+            snprintf(why, whylen, "%s: status \"%s\" is not one of its values", spec->name, st ? st : "");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void ipc_schema_markdown(struct strbuf *out)
+{
+    strbuf_puts(out, "| socket | message | from → to | attributes (`?`: optional; *n*: a number; N: 0, 1, 2 …) "
+                     "| status | what it says |\n");
+    strbuf_puts(out, "|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        const struct ipc_msg_spec *s = &specs[i];
+        strbuf_printf(out, "| `%s` | `%s` | %s → %s | ", s->socket, s->name, s->from, s->to);
+        int first = 1;
+        for (const struct ipc_attr_spec *a = s->attrs; a->name; a++) {
+            if (strcmp(a->name, "status") == 0)
+                continue;
+            size_t len = strlen(a->name);
+            int numbered = a->name[len - 1] == '#';
+            strbuf_printf(out, "%s`%.*s%s%s`%s", first ? "" : ", ", (int)(len - (size_t)numbered), a->name,
+                          numbered ? "N" : "", a->required ? "" : "?", a->value == IPC_NUMBER ? " *n*" : "");
+            first = 0;
+        }
+        strbuf_puts(out, " | ");
+        for (const char *const *st = s->statuses; st && *st; st++)
+            strbuf_printf(out, "%s`%s`", st == s->statuses ? "" : ", ", *st);
+        strbuf_printf(out, " | %s |\n", s->doc);
+    }
+}
