@@ -31,8 +31,8 @@ const struct conf_ignored conf_ignored[] = {
                       "delivery runs with these rights."},
     {"line_length_limit", "tern does not split long message lines; SMTP command lines are "
                           "bounded at 1000 octets."},
-    {"local_destination_concurrency_limit", "local deliveries share default_process_limit with "
-                                            "every other delivery."},
+    {"local_destination_concurrency_limit", "local deliveries are limited only by "
+                                            "default_process_limit, for all recipients together."},
     {"local_recipient_maps", "the SMTP server always checks local recipients (system users, "
                              "aliases, local_mailbox_base), as with Postfix's default; the check "
                              "cannot be turned off."},
@@ -71,11 +71,14 @@ const struct conf_param conf_params[] = {
     STR("config_directory", "/etc/tern",
         "Directory holding main.cf and master.cf."),
     INT("default_destination_concurrency_limit", "20", 1, COUNT_MAX,
-        "Default number of parallel deliveries to one destination."),
+        "Default number of parallel deliveries to one destination (smtp_destination_concurrency_limit "
+        "follows it)."),
     INT("default_destination_recipient_limit", "50", 1, COUNT_MAX,
-        "Default largest number of recipients per message delivery."),
+        "Default largest number of recipients per message delivery (smtp_destination_recipient_limit "
+        "follows it)."),
     INT("default_process_limit", "100", 1, COUNT_MAX,
-        "Default number of processes a master.cf service may run at once."),
+        "Most local deliveries in progress at once, and, separately, most SMTP client sessions "
+        "(in Postfix: the processes a master.cf service may run)."),
     TIME("delay_warning_time", "0h", 'h', 0,
         "After how long the sender is told a message is delayed; 0 sends no warning."),
     BOOL("disable_expn_command", "yes",
@@ -125,9 +128,12 @@ const struct conf_param conf_params[] = {
     COMPUTED("myhostname", CONF_F_HOSTNAME,
              "Internet host name of this system; default: the name gethostname() returns."),
     LIST("mynetworks", "127.0.0.0/8 [::1]/128",
-        "Client networks allowed to relay (permit_mynetworks)."),
-    ENUM("mynetworks_style", "host", "host|subnet|class",
-        "When set and mynetworks is not: host (the interfaces' addresses), subnet (their networks), class; unset: loopback only."),
+        "Client networks allowed to relay (permit_mynetworks); when it is not set and "
+        "mynetworks_style is, the networks that style derives from the interfaces instead."),
+    ENUM("mynetworks_style", "", "host|subnet|class",
+        "How mynetworks is derived from the interfaces when it is not set: host (their addresses), "
+        "subnet (their networks), class; empty: it is not (Postfix's default is host; tern's "
+        "mynetworks is loopback only)."),
     STR("myorigin", "$myhostname",
         "Domain that locally posted mail appears to come from."),
     STR("queue_directory", "/var/spool/tern",

@@ -194,6 +194,7 @@ static void test_defaults_from_brief(void **state)
     assert_string_equal(conf_str(c, "local_mailbox_base"), "");
     assert_string_equal(conf_str(c, "smtpd_banner"), "mail.example.com ESMTP Tern");
     assert_string_equal(conf_raw(c, "mynetworks"), "127.0.0.0/8 [::1]/128");
+    assert_string_equal(conf_str(c, "mynetworks_style"), "");
     assert_int_equal(conf_int(c, "smtp_destination_concurrency_limit"), 20);
     assert_int_equal(conf_int(c, "smtp_destination_recipient_limit"), 50);
     assert_string_equal(conf_raw(c, "smtp_destination_concurrency_limit"),
@@ -735,6 +736,20 @@ static void test_bad_values(void **state)
     /* a fix clears the fallback */
     conf_set(c, "message_size_limit", "20480000", "fix", 1);
     assert_int_equal(conf_int(c, "message_size_limit"), 20480000);
+    conf_free(c);
+
+    /* a choice row whose default is empty ("not used") may be set empty too,
+     * one with a default may not (queue_sync_method above) */
+    c = conf_from("mynetworks_style =\n", 0);
+    out = check_output(c, 0);
+    assert_string_equal(out, "");
+    free(out);
+    assert_string_equal(conf_str(c, "mynetworks_style"), "");
+    conf_set(c, "mynetworks_style", "hosts", "main.cf", 2);
+    out = check_output(c, 1);
+    assert_string_equal(out, "main.cf:2: error: mynetworks_style: invalid value \"hosts\" (expected "
+                             "host|subnet|class)\n");
+    free(out);
     conf_free(c);
 }
 
