@@ -230,7 +230,8 @@ void conf_print_man(FILE *out)
     fputs(".SH POSTFIX PARAMETERS WITHOUT EFFECT\n"
           "Tern does not implement these Postfix parameters.\n"
           "A main.cf that sets them still loads, and \\fBtern config check\\fR\n"
-          "warns that they have no effect; \\fBtern config\\fR does not list them.\n",
+          "warns that they have no effect and why; \\fBtern config \\-a\\fR does not\n"
+          "list them, and no code reads them.\n",
           out);
     for (size_t i = 0; i < conf_ignored_count; i++) {
         fputs(".TP\n.B ", out);
