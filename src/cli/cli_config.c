@@ -111,7 +111,9 @@ int cli_config(const char *config_dir, int argc, char **argv)
                 rc = 1;
                 continue;
             }
-            printf("%s = %s\n", argv[i], conf_str(in.conf, argv[i]));
+            /* A name outside the table (user-defined, or a Postfix parameter
+             * tern ignores) has no type for conf_str to check: its raw value. */
+            printf("%s = %s\n", argv[i], conf_param_find(argv[i]) ? conf_str(in.conf, argv[i]) : raw);
         }
     } else {
         print_nondefault(&in);

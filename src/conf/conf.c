@@ -663,9 +663,18 @@ static const char *effective(struct conf *c, const struct conf_param *p)
         strbuf_reset(&out);
         strbuf_reset(&why);
     }
-    if (conf_evaluate(c, p, NULL, &out, &why, NULL) != 0) {
+    const struct conf_param *ref = conf_param_default_ref(p);
+    if (ref) {
+        /* The other row's value as its getter sees it, so a bad setting there
+         * falls back to its default here too. The unit test checks that both
+         * rows have the same type, unit and a range that fits. */
+        strbuf_puts(&out, effective(c, ref));
+        if (conf_validate(p, strbuf_str(&out), &why) != 0)
+            log_panic("%s: default $%s: %s", p->name, ref->name, strbuf_str(&why));
+    } else if (conf_evaluate(c, p, NULL, &out, &why, NULL) != 0) {
         /* Only a default built from other, broken settings gets here; the
-         * numeric defaults are literals (the unit test checks). */
+         * numeric defaults are literals or one $reference (the unit test
+         * checks). */
         if (!s->warned)
             log_warn("%s: default value: %s", p->name, strbuf_str(&why));
         s->warned = 1;

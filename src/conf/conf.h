@@ -17,7 +17,8 @@
  * names (warnings) and values that do not parse for their type (errors).
  * The typed getters never fail: a bad value falls back to the default with a
  * single log_warn. Asking a getter for a name not in the table, or of the
- * wrong type, is a programming error (log_panic).
+ * wrong type, is a programming error (log_panic);
+ * tests/unit/test_conf_callsites.c finds both in src/ before they run.
  *
  * The module's files: conf.c (the struct conf, loading, expansion, getters),
  * conf_lines.c (file and logical-line reading, shared with mastercf),

@@ -21,21 +21,35 @@
 #define TIME(n, d, unit, lo, doc) {n, CONF_TIME, d, lo, SECONDS_MAX, unit, doc, NULL, 0}
 #define COMPUTED(n, flag, doc) {n, CONF_STR, "", 0, 0, 0, doc, NULL, flag}
 
-/* Parameters the table knows (so Postfix configurations load cleanly) whose
- * feature is not built yet: `tern config check` says so when one is set,
- * and tern.conf(5) marks them. Remove a name when its feature lands. */
-static const char *const planned[] = {
-    "default_privs",
-    "line_length_limit", "local_destination_concurrency_limit",
-    "smtpd_process_count", NULL,
+/* Postfix parameters tern does not implement, each with what tern does
+ * instead. Tutorials' main.cf files set them, so they load without error and
+ * `tern config check` says they have no effect; tern.conf(5) lists them in a
+ * section of their own. They are not rows: no getter may ask for them. A
+ * name moves to the table when its feature lands. Keep sorted by name. */
+const struct conf_ignored conf_ignored[] = {
+    {"default_privs", "tern delivers only to mailboxes, never to commands or files, so no "
+                      "delivery runs with these rights."},
+    {"line_length_limit", "tern does not split long message lines; SMTP command lines are "
+                          "bounded at 1000 octets."},
+    {"local_destination_concurrency_limit", "local deliveries are limited only by "
+                                            "default_process_limit, for all recipients together."},
+    {"local_recipient_maps", "the SMTP server always checks local recipients (system users, "
+                             "aliases, local_mailbox_base), as with Postfix's default; the check "
+                             "cannot be turned off."},
+    {"queue_run_delay", "tern schedules each deferred message at its own backoff time instead "
+                        "of scanning the queue."},
+    {"smtpd_tls_loglevel", "the SMTP server logs one line per TLS session (Postfix's level 1) "
+                           "and has no other levels."},
 };
 
-int conf_param_planned(const char *name)
+const size_t conf_ignored_count = sizeof conf_ignored / sizeof conf_ignored[0];
+
+const struct conf_ignored *conf_ignored_find(const char *name)
 {
-    for (const char *const *p = planned; *p; p++)
-        if (strcmp(*p, name) == 0)
-            return 1;
-    return 0;
+    for (size_t i = 0; i < conf_ignored_count; i++)
+        if (strcmp(conf_ignored[i].name, name) == 0)
+            return &conf_ignored[i];
+    return NULL;
 }
 
 /* Keep sorted by name (strcmp order); a unit test checks it. */
@@ -57,13 +71,14 @@ const struct conf_param conf_params[] = {
     STR("config_directory", "/etc/tern",
         "Directory holding main.cf and master.cf."),
     INT("default_destination_concurrency_limit", "20", 1, COUNT_MAX,
-        "Default number of parallel deliveries to one destination."),
+        "Default number of parallel deliveries to one destination (smtp_destination_concurrency_limit "
+        "follows it)."),
     INT("default_destination_recipient_limit", "50", 1, COUNT_MAX,
-        "Default largest number of recipients per message delivery."),
-    STR("default_privs", "nobody",
-        "User whose rights deliveries to commands and files get when no other user applies."),
+        "Default largest number of recipients per message delivery (smtp_destination_recipient_limit "
+        "follows it)."),
     INT("default_process_limit", "100", 1, COUNT_MAX,
-        "Default number of processes a master.cf service may run at once."),
+        "Most local deliveries in progress at once, and, separately, most SMTP client sessions "
+        "(in Postfix: the processes a master.cf service may run)."),
     TIME("delay_warning_time", "0h", 'h', 0,
         "After how long the sender is told a message is delayed; 0 sends no warning."),
     BOOL("disable_expn_command", "yes",
@@ -83,18 +98,10 @@ const struct conf_param conf_params[] = {
         "Addresses the SMTP server listens on: all, loopback-only, or a list of addresses."),
     LIST_OF("inet_protocols", "all", "all|ipv4|ipv6",
         "IP versions to use: all, ipv4, ipv6."),
-    INT("line_length_limit", "2048", 1000, BYTES_MAX,
-        "Maximal length of an SMTP line or message line; longer message lines are split."),
-    INT("local_destination_concurrency_limit", "2", 1, COUNT_MAX,
-        "Number of parallel deliveries to one local recipient."),
     STR("local_mailbox_base", "",
         "When set, any local part at mydestination is a valid user whose mail goes to "
         "$local_mailbox_base/<localpart>/ plus home_mailbox, owned by the user tern runs as "
         "(used by `tern dev`; tern extension)."),
-    LIST("local_recipient_maps", "unix:passwd.byname $alias_maps",
-        "Whether the SMTP server checks local recipients: when not empty, an address at "
-        "mydestination must be a system user (or, with local_mailbox_base, any name) or an "
-        "alias, else 550 5.1.1; empty accepts every local address."),
     STR("mail_name", "Tern",
         "The mail system's name, used in the greeting and in bounces."),
     STR("mail_owner", "tern",
@@ -121,16 +128,16 @@ const struct conf_param conf_params[] = {
     COMPUTED("myhostname", CONF_F_HOSTNAME,
              "Internet host name of this system; default: the name gethostname() returns."),
     LIST("mynetworks", "127.0.0.0/8 [::1]/128",
-        "Client networks allowed to relay (permit_mynetworks)."),
-    ENUM("mynetworks_style", "host", "host|subnet|class",
-        "When set and mynetworks is not: host (the interfaces' addresses), subnet (their networks), class; unset: loopback only."),
+        "Client networks allowed to relay (permit_mynetworks); when it is not set and "
+        "mynetworks_style is, the networks that style derives from the interfaces instead."),
+    ENUM("mynetworks_style", "", "host|subnet|class",
+        "How mynetworks is derived from the interfaces when it is not set: host (their addresses), "
+        "subnet (their networks), class; empty: it is not (Postfix's default is host; tern's "
+        "mynetworks is loopback only)."),
     STR("myorigin", "$myhostname",
         "Domain that locally posted mail appears to come from."),
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
-    TIME("queue_run_delay", "300s", 's', 1,
-        "How often Postfix scans its deferred queue; tern schedules each retry at its own "
-        "backoff time instead, so this is accepted for compatibility only."),
     ENUM("queue_sync_method", "syncfs", "syncfs|fsync",
         "How queue files are made durable before mail is acknowledged: syncfs or fsync "
         "(tern extension)."),
@@ -150,10 +157,10 @@ const struct conf_param conf_params[] = {
         "SMTP client: time limit for the reply to DATA."),
     TIME("smtp_data_xfer_timeout", "180s", 's', 1,
         "SMTP client: time limit for sending the message content making no progress."),
-    INT("smtp_destination_concurrency_limit", "20", 1, COUNT_MAX,
-        "SMTP client: parallel deliveries to one destination; unset: default_destination_concurrency_limit."),
-    INT("smtp_destination_recipient_limit", "50", 1, COUNT_MAX,
-        "SMTP client: most recipients in one transaction; unset: default_destination_recipient_limit."),
+    INT("smtp_destination_concurrency_limit", "$default_destination_concurrency_limit", 1, COUNT_MAX,
+        "SMTP client: parallel deliveries to one destination."),
+    INT("smtp_destination_recipient_limit", "$default_destination_recipient_limit", 1, COUNT_MAX,
+        "SMTP client: most recipients in one transaction."),
     STR("smtp_helo_name", "$myhostname",
         "SMTP client: the name sent in EHLO and HELO."),
     TIME("smtp_helo_timeout", "300s", 's', 1,
@@ -205,8 +212,6 @@ const struct conf_param conf_params[] = {
     INT("smtpd_junk_command_limit", "100", 1, COUNT_MAX,
         "Number of NOOP, RSET, VRFY, EXPN and HELP commands a session may give before each "
         "further one counts as an error towards smtpd_hard_error_limit."),
-    INT("smtpd_process_count", "1", 1, 1024,
-        "Number of SMTP server processes sharing each listener (tern extension)."),
     INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,
         "Maximal number of recipients accepted for one message."),
     LIST("smtpd_recipient_restrictions", "",
@@ -248,11 +253,10 @@ const struct conf_param conf_params[] = {
     STR("smtpd_tls_eccert_file", "",
         "PEM ECDSA certificate, used beside smtpd_tls_cert_file."),
     STR("smtpd_tls_eckey_file", "$smtpd_tls_eccert_file",
-        "PEM private key for smtpd_tls_eccert_file."),
+        "PEM private key for smtpd_tls_eccert_file; empty: the key is in smtpd_tls_eccert_file."),
     STR("smtpd_tls_key_file", "$smtpd_tls_cert_file",
-        "PEM private key for smtpd_tls_cert_file (read by the master as root)."),
-    INT("smtpd_tls_loglevel", "0", 0, 4,
-        "How much the SMTP server logs about TLS; 0 and 1 log one line per established session."),
+        "PEM private key for smtpd_tls_cert_file (read by the master as root); empty: the key is "
+        "in smtpd_tls_cert_file."),
     STR("smtpd_tls_mandatory_protocols", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
         "TLS versions when TLS is required (encrypt, wrapper mode)."),
     STR("smtpd_tls_protocols", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
@@ -295,6 +299,13 @@ const struct conf_param *conf_param_find_len(const char *name, size_t len)
 const struct conf_param *conf_param_find(const char *name)
 {
     return conf_param_find_len(name, strlen(name));
+}
+
+const struct conf_param *conf_param_default_ref(const struct conf_param *p)
+{
+    if (p->def[0] != '$')
+        return NULL;
+    return conf_param_find(p->def + 1); /* NULL unless all the rest is one name */
 }
 
 const char *conf_type_name(enum conf_type type)

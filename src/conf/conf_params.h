@@ -5,6 +5,20 @@
  * tern.conf(5) man page are all driven by this table, so adding a parameter
  * means adding one row here and nothing else. Rows are kept sorted by name
  * (conf_param_find does a binary search; a unit test checks the order).
+ * Every row is read by some code (tests/unit/test_conf_callsites.c walks
+ * the conf_<type>("name") calls of src/ and checks it), so the table only
+ * documents what tern does.
+ *
+ * A default may name another parameter: "$other" alone makes the row follow
+ * that one, as Postfix's smtp_destination_concurrency_limit =
+ * $default_destination_concurrency_limit does; the getter then returns the
+ * other row's value (its default when its setting is invalid). Numeric rows
+ * allow no other use of '$' in a default.
+ *
+ * Postfix parameters tern does not implement are not rows: they are in a
+ * separate list (conf_ignored_find) so that main.cf files written for
+ * Postfix load with a warning saying they have no effect, and no code can
+ * read them.
  *
  * Anyone may read the table. Nothing here allocates or fails: an unknown
  * name is simply NULL from conf_param_find. */
@@ -49,7 +63,17 @@ const struct conf_param *conf_param_find_len(const char *name, size_t len);
 /* "string", "integer", "boolean", "time", "list". */
 const char *conf_type_name(enum conf_type type);
 
-/* True for a parameter whose feature tern does not have yet (accepted, no effect). */
-int conf_param_planned(const char *name);
+/* The row p's default follows ("$name" alone), or NULL. */
+const struct conf_param *conf_param_default_ref(const struct conf_param *p);
+
+/* A Postfix parameter tern accepts in main.cf but does not implement. */
+struct conf_ignored {
+    const char *name;
+    const char *why; /* what tern does instead, one line */
+};
+extern const struct conf_ignored conf_ignored[];
+extern const size_t conf_ignored_count;
+/* NULL when name is not on the list (it may still be a row). */
+const struct conf_ignored *conf_ignored_find(const char *name);
 
 #endif

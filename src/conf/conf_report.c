@@ -35,13 +35,13 @@ int conf_check(struct conf *c, struct strbuf *out)
     for (size_t i = 0; i < n; i++) {
         const struct conf_setting *e = &v[i];
         if (!e->p) {
+            const struct conf_ignored *ig = conf_ignored_find(e->name);
             conf_put_where(out, e->origin, e->line);
-            strbuf_printf(out, "warning: unknown parameter %s\n", e->name);
+            if (ig)
+                strbuf_printf(out, "warning: %s has no effect in tern: %s\n", e->name, ig->why);
+            else
+                strbuf_printf(out, "warning: unknown parameter %s\n", e->name);
             continue;
-        }
-        if (conf_param_planned(e->name)) {
-            conf_put_where(out, e->origin, e->line);
-            strbuf_printf(out, "warning: %s is accepted but has no effect in this version of tern\n", e->name);
         }
         strbuf_reset(&val);
         strbuf_reset(&why);
@@ -67,9 +67,11 @@ int conf_check(struct conf *c, struct strbuf *out)
     }
     free(v);
     /* Defaults built from other parameters can break through a bad setting;
-     * report them so that every value a getter would fall back on is known. */
+     * report them so that every value a getter would fall back on is known.
+     * A default that is one $reference cannot: it takes the other row's
+     * value as its getter returns it, which is valid. */
     for (size_t i = 0; i < conf_params_count; i++) {
-        if (conf_is_set(c, conf_params[i].name))
+        if (conf_is_set(c, conf_params[i].name) || conf_param_default_ref(&conf_params[i]))
             continue;
         strbuf_reset(&val);
         strbuf_reset(&why);
@@ -184,8 +186,6 @@ static void man_param(FILE *out, const struct conf_param *p)
     }
     fputs(")\n.br\n", out);
     roff_puts(out, p->doc);
-    if (conf_param_planned(p->name))
-        fputs(" \\fINot used yet:\\fR accepted so Postfix configurations load; it has no effect in this version.", out);
     fputc('\n', out);
 }
 
@@ -214,6 +214,7 @@ void conf_print_man(FILE *out)
           "when the value is not empty,\n"
           "\\fB${\\fR\\fIname\\fR\\fB:\\fR\\fItext\\fR\\fB}\\fR when it is empty;\n"
           "\\fB$$\\fR is a literal dollar sign.\n"
+          "A default written as \\fB$\\fR\\fIname\\fR is the value of that parameter.\n"
           ".PP\n"
           "Times are a number with a unit: \\fBs\\fR (seconds), \\fBm\\fR (minutes),\n"
           "\\fBh\\fR (hours), \\fBd\\fR (days) or \\fBw\\fR (weeks).\n"
@@ -226,6 +227,19 @@ void conf_print_man(FILE *out)
           out);
     for (size_t i = 0; i < conf_params_count; i++)
         man_param(out, &conf_params[i]);
+    fputs(".SH POSTFIX PARAMETERS WITHOUT EFFECT\n"
+          "Tern does not implement these Postfix parameters.\n"
+          "A main.cf that sets them still loads, and \\fBtern config check\\fR\n"
+          "warns that they have no effect and why; \\fBtern config \\-a\\fR does not\n"
+          "list them, and no code reads them.\n",
+          out);
+    for (size_t i = 0; i < conf_ignored_count; i++) {
+        fputs(".TP\n.B ", out);
+        roff_puts(out, conf_ignored[i].name);
+        fputc('\n', out);
+        roff_puts(out, conf_ignored[i].why);
+        fputc('\n', out);
+    }
     fputs(".SH SEE ALSO\n"
           "tern(8), postconf(5)\n",
           out);

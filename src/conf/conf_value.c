@@ -144,7 +144,8 @@ int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
         size_t len = strlen(s);
         while (len && is_space((unsigned char)s[len - 1]))
             len--;
-        if (choice_ok(p->choices, s, len))
+        /* a row whose default is empty may be set empty: "not used" */
+        if (choice_ok(p->choices, s, len) || (len == 0 && !*p->def))
             return 0;
         why_value(why, "value", v);
         strbuf_printf(why, " (expected %s)", p->choices);

@@ -784,12 +784,8 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, char **err)
     rl.relayhost = xstrdup(conf_str(c, "relayhost"));
     rl.myhostname = xstrdup(conf_str(c, "myhostname"));
     rl.port = (unsigned)conf_int(c, "smtp_tcp_port");
-    rl.dest_limit = (unsigned)conf_int(c, conf_is_set(c, "smtp_destination_concurrency_limit")
-                                              ? "smtp_destination_concurrency_limit"
-                                              : "default_destination_concurrency_limit");
-    rl.rcpt_limit = (unsigned)conf_int(c, conf_is_set(c, "smtp_destination_recipient_limit")
-                                              ? "smtp_destination_recipient_limit"
-                                              : "default_destination_recipient_limit");
+    rl.dest_limit = (unsigned)conf_int(c, "smtp_destination_concurrency_limit");
+    rl.rcpt_limit = (unsigned)conf_int(c, "smtp_destination_recipient_limit");
     rl.total_limit = (unsigned)conf_int(c, "default_process_limit");
     rl.opts.helo_name = conf_str(c, "smtp_helo_name");
     rl.opts.connect_timeout = opt_time(c, "smtp_connect_timeout");

@@ -184,7 +184,7 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->reject_bare_lf = strcmp(conf_str(c, "smtpd_forbid_bare_newline"), "reject") == 0;
     char *bad = NULL;
     char *derived = NULL;
-    if (!conf_is_set(c, "mynetworks") && conf_is_set(c, "mynetworks_style"))
+    if (!conf_is_set(c, "mynetworks") && *conf_str(c, "mynetworks_style"))
         derived = mynetworks_from_style(conf_str(c, "mynetworks_style"));
     if (derived)
         log_info("mynetworks (from mynetworks_style = %s): %s", conf_str(c, "mynetworks_style"), derived);

@@ -91,6 +91,19 @@ static void test_table_sorted_and_findable(void **state)
 {
     (void)state;
     assert_true(conf_params_count >= 54);
+    /* the list of Postfix parameters without effect: sorted, none a row */
+    assert_true(conf_ignored_count >= 1);
+    for (size_t i = 0; i < conf_ignored_count; i++) {
+        if (i > 0 && strcmp(conf_ignored[i - 1].name, conf_ignored[i].name) >= 0)
+            fail_msg("ignored list not sorted at %s", conf_ignored[i].name);
+        if (conf_param_find(conf_ignored[i].name))
+            fail_msg("%s is both a row and on the ignored list", conf_ignored[i].name);
+        assert_ptr_equal(conf_ignored_find(conf_ignored[i].name), &conf_ignored[i]);
+        assert_true(conf_name_valid(conf_ignored[i].name));
+        assert_true(strlen(conf_ignored[i].why) > 10);
+        assert_null(strchr(conf_ignored[i].why, '\n'));
+    }
+    assert_null(conf_ignored_find("mail_name"));
     for (size_t i = 0; i < conf_params_count; i++) {
         if (i > 0 && strcmp(conf_params[i - 1].name, conf_params[i].name) >= 0)
             fail_msg("table not sorted at %s / %s", conf_params[i - 1].name, conf_params[i].name);
@@ -107,8 +120,9 @@ static void test_table_sorted_and_findable(void **state)
     assert_null(conf_param_find_len("mail_name", 4));
 }
 
-/* Defaults must be usable as they are: numeric ones literal and valid, every
- * $reference naming a parameter of the table, every doc one line. */
+/* Defaults must be usable as they are: numeric ones literal and valid or one
+ * $reference to a row of the same kind, every $reference naming a parameter
+ * of the table, every doc one line. */
 static void test_table_defaults_sound(void **state)
 {
     (void)state;
@@ -118,8 +132,20 @@ static void test_table_defaults_sound(void **state)
         assert_non_null(p->doc);
         assert_true(strlen(p->doc) > 10);
         assert_null(strchr(p->doc, '\n'));
-        if (p->type != CONF_STR && p->type != CONF_LIST && strchr(p->def, '$'))
-            fail_msg("%s: numeric default with $", p->name);
+        const struct conf_param *ref = conf_param_default_ref(p);
+        if (p->type != CONF_STR && p->type != CONF_LIST && strchr(p->def, '$') && !ref)
+            fail_msg("%s: numeric default with $ that is not one $reference", p->name);
+        if (ref) {
+            /* the getter hands on ref's value unchanged: it must suit p */
+            if (ref->type != p->type || ref->unit != p->unit || ref->min < p->min ||
+                ref->max > p->max || (p->choices && (!ref->choices || strcmp(ref->choices, p->choices))))
+                fail_msg("%s: default $%s is of another kind or range", p->name, ref->name);
+            /* and the chain of references ends */
+            const struct conf_param *q = ref;
+            for (size_t hops = 0; q; q = conf_param_default_ref(q))
+                if (++hops > conf_params_count)
+                    fail_msg("%s: circular default", p->name);
+        }
         if (p->type == CONF_TIME)
             assert_non_null(strchr("smhdw", p->unit));
         for (const char *d = strchr(p->def, '$'); d; d = strchr(d + 1, '$')) {
@@ -148,9 +174,7 @@ static void test_defaults_from_brief(void **state)
     assert_int_equal(conf_int(c, "message_size_limit"), 10240000);
     assert_int_equal(conf_int(c, "smtpd_recipient_limit"), 1000);
     assert_int_equal(conf_int(c, "header_size_limit"), 102400);
-    assert_int_equal(conf_int(c, "line_length_limit"), 2048);
     assert_int_equal(conf_int(c, "hopcount_limit"), 50);
-    assert_int_equal(conf_int(c, "smtpd_process_count"), 1);
     assert_int_equal(conf_int(c, "default_process_limit"), 100);
     assert_int_equal(conf_time(c, "smtpd_timeout"), 300);
     assert_int_equal(conf_time(c, "smtpd_error_sleep_time"), 1);
@@ -170,9 +194,12 @@ static void test_defaults_from_brief(void **state)
     assert_string_equal(conf_str(c, "local_mailbox_base"), "");
     assert_string_equal(conf_str(c, "smtpd_banner"), "mail.example.com ESMTP Tern");
     assert_string_equal(conf_raw(c, "mynetworks"), "127.0.0.0/8 [::1]/128");
-    assert_string_equal(conf_raw(c, "local_recipient_maps"), "unix:passwd.byname $alias_maps");
-    assert_string_equal(conf_str(c, "local_recipient_maps"),
-                        "unix:passwd.byname hash:/etc/aliases");
+    assert_string_equal(conf_str(c, "mynetworks_style"), "");
+    assert_int_equal(conf_int(c, "smtp_destination_concurrency_limit"), 20);
+    assert_int_equal(conf_int(c, "smtp_destination_recipient_limit"), 50);
+    assert_string_equal(conf_raw(c, "smtp_destination_concurrency_limit"),
+                        "$default_destination_concurrency_limit");
+    assert_string_equal(conf_str(c, "smtp_destination_concurrency_limit"), "20");
     struct conf_list l = conf_list(c, "smtpd_relay_restrictions");
     assert_int_equal(l.n, 3);
     assert_string_equal(l.items[0], "permit_mynetworks");
@@ -442,7 +469,7 @@ static void test_expansion_depth_bound(void **state)
                   "myhostname = $myorigin\n"
                   "myorigin = $myhostname\n",
                   0);
-    out = check_output(c, 4 + 2 /* defaults of mydestination and smtp_helo_name, built from myhostname */);
+    out = check_output(c, 4 + 1 /* mydestination's default, built from myhostname */);
     assert_non_null(strstr(out, "main.cf:1: error: smtpd_banner: expansion nested more than "
                                 "100 levels at $smtpd_banner"));
     assert_non_null(strstr(out, "main.cf:4: error: mail_name: expansion nested more than"));
@@ -450,9 +477,12 @@ static void test_expansion_depth_bound(void **state)
     assert_non_null(strstr(out, "main.cf:6: error: myorigin: expansion nested"));
     assert_non_null(strstr(out, "error: mydestination: default value \"$myhostname, "
                                 "localhost.$mydomain, localhost\": expansion nested"));
-    assert_non_null(strstr(out, "error: smtp_helo_name: default value \"$myhostname\": expansion nested"));
+    /* a default that is one $reference takes the other's value as its
+     * getter sees it (the system host name here), so it cannot break */
+    assert_null(strstr(out, "smtp_helo_name"));
     free(out);
     capture_start();
+    assert_string_equal(conf_str(c, "smtp_helo_name"), "mail.example.com");
     assert_string_equal(conf_str(c, "mail_name"), "Tern");
     assert_string_equal(conf_str(c, "myhostname"), "mail.example.com");
     assert_string_equal(conf_str(c, "mydomain"), "example.com");
@@ -595,7 +625,7 @@ static void test_typed_getters(void **state)
                                "maximal_queue_lifetime = 3\n"
                                "bounce_queue_lifetime = 1w\n"
                                "delay_warning_time = 4\n"
-                               "queue_run_delay = 90s\n"
+                               "smtp_connect_timeout = 90s\n"
                                "smtpd_forbid_bare_newline = reject\n"
                                "inet_protocols = ipv4, ipv6\n"
                                "default_privs = nobody\n",
@@ -612,7 +642,7 @@ static void test_typed_getters(void **state)
     assert_int_equal(conf_time(c, "maximal_queue_lifetime"), 3 * 86400); /* unit d */
     assert_int_equal(conf_time(c, "bounce_queue_lifetime"), 7 * 86400);
     assert_int_equal(conf_time(c, "delay_warning_time"), 4 * 3600);   /* unit h */
-    assert_int_equal(conf_time(c, "queue_run_delay"), 90);
+    assert_int_equal(conf_time(c, "smtp_connect_timeout"), 90);
     assert_string_equal(conf_str(c, "smtpd_forbid_bare_newline"), "reject");
     /* conf_str gives the text of any type */
     assert_string_equal(conf_str(c, "smtpd_timeout"), "5m");
@@ -624,8 +654,9 @@ static void test_typed_getters(void **state)
     conf_list_free(&l);
     char *out = check_output(c, 0);
     assert_string_equal(out, "main.cf:3: warning: unknown parameter limit\n"
-                             "main.cf:17: warning: default_privs is accepted but has no effect in "
-                             "this version of tern\n");
+                             "main.cf:17: warning: default_privs has no effect in tern: tern "
+                             "delivers only to mailboxes, never to commands or files, so no "
+                             "delivery runs with these rights.\n");
     free(out);
     conf_free(c);
 }
@@ -638,17 +669,17 @@ static void test_bad_values(void **state)
                                "hopcount_limit = 99999999999999999999\n"   /* 3 */
                                "smtpd_hard_error_limit = -5\n"             /* 4 */
                                "smtpd_timeout = 5x\n"                      /* 5 */
-                               "queue_run_delay = 5 m\n"                   /* 6 */
+                               "smtp_helo_timeout = 5 m\n"                 /* 6 */
                                "minimal_backoff_time = 0s\n"               /* 7 */
                                "maximal_backoff_time = 9999999w\n"         /* 8 */
                                "smtputf8_enable = maybe\n"                 /* 9 */
                                "smtpd_forbid_bare_newline = yes\n"         /* 10 */
                                "inet_protocols = ipv4, ipx\n"              /* 11 */
                                "queue_sync_method = \n"                    /* 12 */
-                               "smtpd_process_count = 1025\n"              /* 13 */
+                               "smtp_tcp_port = 65536\n"                   /* 13 */
                                "line_length_limit = 999\n",                /* 14 */
                                0);
-    char *out = check_output(c, 14);
+    char *out = check_output(c, 13);
     assert_string_equal(
         out,
         "main.cf:1: error: message_size_limit: invalid integer \"10M\"\n"
@@ -657,7 +688,7 @@ static void test_bad_values(void **state)
         "main.cf:4: error: smtpd_hard_error_limit: value \"-5\" out of range (1..2147483647)\n"
         "main.cf:5: error: smtpd_timeout: invalid time \"5x\" (expected a number with an "
         "optional unit s, m, h, d or w)\n"
-        "main.cf:6: error: queue_run_delay: invalid time \"5 m\" (expected a number with an "
+        "main.cf:6: error: smtp_helo_timeout: invalid time \"5 m\" (expected a number with an "
         "optional unit s, m, h, d or w)\n"
         "main.cf:7: error: minimal_backoff_time: value \"0s\" out of range (1..2147483647 "
         "seconds)\n"
@@ -668,11 +699,9 @@ static void test_bad_values(void **state)
         "normalize|reject)\n"
         "main.cf:11: error: inet_protocols: invalid item \"ipx\" (expected all|ipv4|ipv6)\n"
         "main.cf:12: error: queue_sync_method: invalid value \"\" (expected syncfs|fsync)\n"
-        "main.cf:13: warning: smtpd_process_count is accepted but has no effect in this version of tern\n"
-        "main.cf:13: error: smtpd_process_count: value \"1025\" out of range (1..1024)\n"
-        "main.cf:14: warning: line_length_limit is accepted but has no effect in this version of tern\n"
-        "main.cf:14: error: line_length_limit: value \"999\" out of range "
-        "(1000..1099511627776)\n");
+        "main.cf:13: error: smtp_tcp_port: value \"65536\" out of range (1..65535)\n"
+        "main.cf:14: warning: line_length_limit has no effect in tern: tern does not split long "
+        "message lines; SMTP command lines are bounded at 1000 octets.\n");
     free(out);
 
     capture_start();
@@ -707,6 +736,20 @@ static void test_bad_values(void **state)
     /* a fix clears the fallback */
     conf_set(c, "message_size_limit", "20480000", "fix", 1);
     assert_int_equal(conf_int(c, "message_size_limit"), 20480000);
+    conf_free(c);
+
+    /* a choice row whose default is empty ("not used") may be set empty too,
+     * one with a default may not (queue_sync_method above) */
+    c = conf_from("mynetworks_style =\n", 0);
+    out = check_output(c, 0);
+    assert_string_equal(out, "");
+    free(out);
+    assert_string_equal(conf_str(c, "mynetworks_style"), "");
+    conf_set(c, "mynetworks_style", "hosts", "main.cf", 2);
+    out = check_output(c, 1);
+    assert_string_equal(out, "main.cf:2: error: mynetworks_style: invalid value \"hosts\" (expected "
+                             "host|subnet|class)\n");
+    free(out);
     conf_free(c);
 }
 
@@ -972,10 +1015,96 @@ static void test_print_man(void **state)
     assert_non_null(strstr(buf, ".B relayhost\n(string; default: empty)\n"));
     assert_non_null(strstr(buf, "Host all non\\-local mail"));
     assert_non_null(strstr(buf, "(tern extension)"));
+    /* a default that follows another parameter says so */
+    assert_non_null(strstr(buf, ".B smtp_destination_concurrency_limit\n(integer, 1 to 2147483647; "
+                                "default: \\fB$default_destination_concurrency_limit\\fR)\n"));
+    /* the Postfix parameters without effect are a section of their own, after
+     * the parameters */
+    const char *ignored = strstr(buf, "\n.SH POSTFIX PARAMETERS WITHOUT EFFECT\n");
+    assert_non_null(ignored);
+    assert_true(ignored > strstr(buf, "\n.SH PARAMETERS\n"));
+    for (size_t i = 0; i < conf_ignored_count; i++) {
+        char *want = xasprintf("\n.TP\n.B %s\n", conf_ignored[i].name);
+        if (!strstr(ignored, want))
+            fail_msg("man page lacks ignored %s", conf_ignored[i].name);
+        free(want);
+    }
+    assert_non_null(strstr(ignored, "\n.B local_recipient_maps\nthe SMTP server always checks"));
     /* nothing but requests (.TP, .br ...) start with a dot */
     for (const char *p = buf; (p = strstr(p, "\n.")) != NULL; p++)
         assert_true((p[2] >= 'A' && p[2] <= 'Z') || (p[2] >= 'a' && p[2] <= 'z'));
     free(buf);
+}
+
+/* ---- defaults that follow another parameter ---- */
+
+static void test_default_follows_other(void **state)
+{
+    (void)state;
+    /* unset, the row takes the other row's value */
+    struct conf *c = conf_from("default_destination_concurrency_limit = 7\n", 0);
+    assert_int_equal(conf_int(c, "smtp_destination_concurrency_limit"), 7);
+    assert_string_equal(conf_str(c, "smtp_destination_concurrency_limit"), "7");
+    assert_int_equal(conf_int(c, "smtp_destination_recipient_limit"), 50);
+    /* and follows it when it changes */
+    conf_set(c, "default_destination_concurrency_limit", "3", "master.cf", 4);
+    assert_int_equal(conf_int(c, "smtp_destination_concurrency_limit"), 3);
+    /* its own setting wins */
+    conf_set(c, "smtp_destination_concurrency_limit", "2", "main.cf", 9);
+    assert_int_equal(conf_int(c, "smtp_destination_concurrency_limit"), 2);
+    assert_int_equal(conf_int(c, "default_destination_concurrency_limit"), 3);
+    /* reverting it to its default follows the other again */
+    conf_set(c, "smtp_destination_concurrency_limit", NULL, NULL, 0);
+    assert_int_equal(conf_int(c, "smtp_destination_concurrency_limit"), 3);
+    conf_free(c);
+
+    /* an invalid setting of the other row: both getters fall back to the
+     * other's default, and conf_check reports the one bad setting once */
+    c = conf_from("default_destination_recipient_limit = many\n", 0);
+    capture_start();
+    long long follower = conf_int(c, "smtp_destination_recipient_limit");
+    long long other = conf_int(c, "default_destination_recipient_limit");
+    char *log = capture_end();
+    assert_int_equal(follower, 50);
+    assert_int_equal(other, 50);
+    assert_int_equal(count_substr(log, "warning: "), 1);
+    free(log);
+    char *out = check_output(c, 1);
+    assert_string_equal(out, "main.cf:1: error: default_destination_recipient_limit: invalid "
+                             "integer \"many\"\n");
+    free(out);
+    conf_free(c);
+}
+
+/* A Postfix parameter tern does not implement loads and is kept like any
+ * name outside the table, but is no row: getters refuse it. */
+static void test_ignored_parameters(void **state)
+{
+    (void)state;
+    struct conf *c = conf_from("smtpd_tls_loglevel = 1\n"
+                               "local_recipient_maps =\n",
+                               0);
+    assert_null(conf_param_find("smtpd_tls_loglevel"));
+    assert_non_null(conf_ignored_find("smtpd_tls_loglevel"));
+    assert_string_equal(conf_raw(c, "smtpd_tls_loglevel"), "1");
+    assert_true(conf_is_set(c, "local_recipient_maps"));
+    char *out = check_output(c, 0);
+    assert_string_equal(out, "main.cf:1: warning: smtpd_tls_loglevel has no effect in tern: the SMTP "
+                             "server logs one line per TLS session (Postfix's level 1) and has no "
+                             "other levels.\n"
+                             "main.cf:2: warning: local_recipient_maps has no effect in tern: the "
+                             "SMTP server always checks local recipients (system users, aliases, "
+                             "local_mailbox_base), as with Postfix's default; the check cannot be "
+                             "turned off.\n");
+    free(out);
+    /* `postconf -n` shows what main.cf says; `postconf` only the table */
+    out = print_to_string(conf_print_nondefault, c);
+    assert_non_null(strstr(out, "smtpd_tls_loglevel = 1\n"));
+    free(out);
+    out = print_to_string(conf_print_all, c);
+    assert_null(strstr(out, "smtpd_tls_loglevel"));
+    free(out);
+    conf_free(c);
 }
 
 /* ---- programming errors abort ---- */
@@ -1023,9 +1152,16 @@ static void bad_name_set(void)
     conf_set(c, "bad name", "x", NULL, 0);
 }
 
+static void ignored_getter(void)
+{
+    struct conf *c = conf_new();
+    (void)conf_int(c, "smtpd_tls_loglevel");
+}
+
 static void test_programming_errors_abort(void **state)
 {
     (void)state;
+    expect_abort(ignored_getter);
     expect_abort(unknown_getter);
     expect_abort(wrong_type_getter);
     expect_abort(wrong_list_getter);
@@ -1099,6 +1235,8 @@ int main(void)
         cmocka_unit_test(test_print_nondefault),
         cmocka_unit_test(test_print_all),
         cmocka_unit_test(test_print_man),
+        cmocka_unit_test(test_default_follows_other),
+        cmocka_unit_test(test_ignored_parameters),
         cmocka_unit_test(test_programming_errors_abort),
         cmocka_unit_test(test_arbitrary_bytes),
     };
