@@ -291,8 +291,8 @@ static void cmd_data(struct smtp_session *s, const char *arg)
     discard_pipelined_input(s, "DATA");
 }
 
-/* Comes before the state: a refused BDAT's chunk is skipped, which takes
- * its size. */
+/* BDAT's size is read before the state is looked at: a refused BDAT's
+ * chunk has to be skipped, which takes its size. */
 static int bdat_check_size(struct smtp_session *s, const char *arg)
 {
     unsigned long long size;
@@ -403,8 +403,8 @@ static void cmd_help(struct smtp_session *s, const char *arg)
     smtpd_session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP");
 }
 
-/* Come before the state: a listener without TLS answers 502 whatever the
- * session's state. */
+/* STARTTLS's refusals that outrank the state: a listener without TLS
+ * answers 502 whatever the session's state. */
 static int starttls_refused(struct smtp_session *s, const char *arg)
 {
     if (s->set->tls_level == TLS_LEVEL_NONE)
@@ -425,8 +425,9 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
     smtpd_session_start_tls(s);
 }
 
-/* Come before the state. Only a new login needs SS_READY: "already
- * authenticated" outranks "MAIL transaction in progress". */
+/* AUTH's refusals that outrank the state: "not enabled" and "encryption
+ * required" hold in any state, and "already authenticated" outranks "MAIL
+ * transaction in progress". */
 static int auth_refused(struct smtp_session *s, const char *arg)
 {
     (void)arg;
@@ -441,7 +442,7 @@ static int auth_refused(struct smtp_session *s, const char *arg)
     return 1;
 }
 
-/* The replies to a command in the wrong state. */
+/* The replies to a command in the wrong state (the table's refusal column). */
 #define GREET_FIRST "503 5.5.1 Error: send HELO/EHLO first"
 #define EHLO_FIRST "503 5.5.1 Error: send EHLO first"
 #define NESTED_MAIL "503 5.5.1 Error: nested MAIL command"
@@ -546,12 +547,15 @@ void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
     s->cur_counter = (int)c->counter;
     s->where = smtp_verb_name(c->verb);
     if (s->state == SS_BDAT_WAIT && !(c->states & ST(SS_BDAT_WAIT))) {
+        /* RFC 3030: a BDAT transfer is ended by BDAT LAST or RSET. */
         smtpd_session_reset_transaction(s);
         smtpd_session_reply(s, SMTPD_REFUSE_IN_BDAT, verb_name(&cmd));
         if (c->flags & CMD_REFUSAL_DISCARDS)
             discard_pipelined_input(s, smtp_verb_name(c->verb));
         return;
     }
+    /* smtpd_tls_security_level = encrypt: nothing but the way to TLS
+     * before it (RFC 3207 §4) */
     if (s->set->tls_level == TLS_LEVEL_ENCRYPT && !s->tls && !(c->flags & CMD_BEFORE_TLS)) {
         smtpd_session_reply(s, SMTPD_REFUSE_BEFORE_TLS);
         return;

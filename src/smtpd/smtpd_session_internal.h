@@ -137,6 +137,13 @@ void smtpd_session_start_tls(struct smtp_session *s);
 /* Processes pending input again (after a pause: AUTH's check). */
 void smtpd_session_resume(struct smtp_session *s);
 
+#ifdef TERN_TEST_BUILD
+/* A session on fd (one end of a socketpair), greeted with 220 as a client
+ * connecting from 127.0.0.1 would be; ended by smtpd_session_test_end. */
+struct smtp_session *smtpd_session_test_start(struct event_base *base, const struct smtpd_settings *set, int fd);
+void smtpd_session_test_end(struct smtp_session *s);
+#endif
+
 /* ---- smtpd_dns.c ---- */
 
 /* Starts the DNSBL lookups of the client (reject_rbl_client), at connect. */
@@ -172,7 +179,7 @@ void smtpd_auth_session_end(struct smtp_session *s);
  * applies answering:
  *   1. between BDAT chunks (SS_BDAT_WAIT) a verb whose states lack
  *      SS_BDAT_WAIT aborts the transaction: SMTPD_REFUSE_IN_BDAT (RFC 3030:
- *      only BDAT or RSET may follow an unfinished BDAT transfer);
+ *      a transfer ends with BDAT LAST or RSET; NOOP and QUIT do no harm);
  *   2. on a listener with smtpd_tls_security_level = encrypt, before TLS,
  *      a verb without CMD_BEFORE_TLS gets SMTPD_REFUSE_BEFORE_TLS;
  *   3. precheck, when the row has one: the command's own refusals that
@@ -186,8 +193,8 @@ enum {
     CMD_NEEDS_EHLO = 1 << 1,      /* after HELO refused as before any greeting */
     CMD_ENDS_GROUP = 1 << 2,      /* RFC 2920: input pipelined after it is logged */
     CMD_JUNK = 1 << 3,            /* moves no mail: counts towards smtpd_junk_command_limit */
-    CMD_REFUSAL_DISCARDS = 1 << 4, /* refused (steps 1, 4), what was pipelined after it is
-                                      thrown away unread: it is message text */
+    CMD_REFUSAL_DISCARDS = 1 << 4, /* refused (steps 1, 4): what was pipelined after it is
+                                      message text, thrown away unread */
     CMD_CHUNK = 1 << 5,           /* a chunk of bytes follows the command: a refusal (step 4)
                                      is given once they are read and skipped */
 };
@@ -213,10 +220,6 @@ void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
 #ifdef TERN_TEST_BUILD
 /* The table, *n rows. */
 const struct smtpd_command *smtpd_cmd_test_table(size_t *n);
-/* A session on fd (one end of a socketpair), greeted with 220 as a client
- * connecting from 127.0.0.1 would be; ended by smtpd_session_test_end. */
-struct smtp_session *smtpd_session_test_start(struct event_base *base, const struct smtpd_settings *set, int fd);
-void smtpd_session_test_end(struct smtp_session *s);
 #endif
 
 /* ---- smtpd_content.c ---- */

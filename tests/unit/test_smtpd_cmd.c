@@ -22,6 +22,7 @@
 
 #include "smtpd/smtpd_session_internal.h"
 #include "tls/tls.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 /* For each verb a line the handler answers without a queue, a resolver or
@@ -77,6 +78,7 @@ static void settings_default(void)
 static int setup(void **state)
 {
     (void)state;
+    log_set_stderr(0);   /* a connect and a disconnect line per case */
     base = event_base_new();
     tls_ctx = SSL_CTX_new(TLS_server_method());
     settings_default();
@@ -86,6 +88,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
+    log_set_stderr(1);
     SSL_CTX_free(tls_ctx);
     event_base_free(base);
     return 0;
