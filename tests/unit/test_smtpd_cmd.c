@@ -306,6 +306,31 @@ static void test_prechecks_before_state(void **state)
     session_end(&c);
 }
 
+/* The table's contents as clients have seen them (the sweep only checks
+ * that the dispatcher follows the table, whatever it says). */
+static void test_replies_unchanged(void **state)
+{
+    (void)state;
+    settings_default();
+    expect_reply(SS_INIT, "MAIL FROM:<a@example.org>", "503 5.5.1 Error: send HELO/EHLO first\r\n");
+    expect_reply(SS_RCPT, "MAIL FROM:<a@example.org>", "503 5.5.1 Error: nested MAIL command\r\n");
+    expect_reply(SS_INIT, "RCPT TO:<a@example.org>", "503 5.5.1 Error: need MAIL command\r\n");
+    expect_reply(SS_INIT, "DATA", "503 5.5.1 Error: need MAIL command\r\n");
+    expect_reply(SS_MAIL, "DATA", "503 5.5.1 Error: need RCPT command\r\n");
+    expect_reply(SS_READY, "BDAT 0", "503 5.5.1 Error: need MAIL command\r\n");
+    expect_reply(SS_INIT, "STARTTLS", "503 5.5.1 Error: send EHLO first\r\n");
+    expect_reply(SS_RCPT, "STARTTLS", "503 5.5.1 Error: MAIL transaction in progress\r\n");
+    expect_reply(SS_INIT, "AUTH PLAIN", "503 5.5.1 Error: send EHLO first\r\n");
+    expect_reply(SS_MAIL, "AUTH PLAIN", "503 5.5.1 Error: MAIL transaction in progress\r\n");
+    expect_reply(SS_BDAT_WAIT, "NOOP", "250 2.0.0 Ok\r\n");
+    expect_reply(SS_BDAT_WAIT, "Mail FROM:<a@example.org>",
+                 "503 5.5.1 Error: Mail during a BDAT transfer; transaction aborted\r\n");
+    expect_reply(SS_BDAT_WAIT, "HELP", "503 5.5.1 Error: HELP during a BDAT transfer; transaction aborted\r\n");
+    set.tls_level = TLS_LEVEL_ENCRYPT;
+    expect_reply(SS_READY, "VRFY a", "530 5.7.0 Must issue a STARTTLS command first\r\n");
+    expect_reply(SS_READY, "HELP", "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP\r\n");
+}
+
 /* A refused BDAT's chunk is skipped before the refusal; the session stays
  * where it was. */
 static void test_refused_chunk_skipped(void **state)
@@ -369,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_table_complete),
         cmocka_unit_test(test_every_verb_in_every_state),
         cmocka_unit_test(test_every_verb_before_required_tls),
+        cmocka_unit_test(test_replies_unchanged),
         cmocka_unit_test(test_prechecks_before_state),
         cmocka_unit_test(test_refused_chunk_skipped),
         cmocka_unit_test(test_junk_flag),
