@@ -381,26 +381,6 @@ void smtpd_auth_line(struct smtp_session *s, const char *line, size_t len)
 
 void smtpd_auth_cmd(struct smtp_session *s, const char *arg)
 {
-    if (!s->set->sasl_enabled) {
-        smtpd_session_reply(s, "503 5.5.1 Error: authentication not enabled");
-        return;
-    }
-    if (!smtpd_auth_offered(s)) {
-        smtpd_session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
-        return;
-    }
-    if (s->state == SS_INIT) {
-        smtpd_session_reply(s, "503 5.5.1 Error: send EHLO first");
-        return;
-    }
-    if (s->sasl_user) {
-        smtpd_session_reply(s, "503 5.5.1 Error: already authenticated");
-        return;
-    }
-    if (s->state != SS_READY) {
-        smtpd_session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-        return;
-    }
     if (locked_out(s)) {
         smtpd_session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
         smtpd_session_close_after_reply(s);

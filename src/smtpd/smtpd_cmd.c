@@ -1,7 +1,11 @@
-/* smtpd_cmd: the SMTP commands of a session: the table {verb, states
- * in which it is allowed, counter, handler} and the handlers, HELO to QUIT
- * (see smtpd_session_internal.h). DATA and BDAT start the content, which
- * smtpd_content.c reads and finishes. */
+/* smtpd_cmd: the SMTP commands of a session. The table at the end is the
+ * rulebook: for each verb the states in which it is allowed, the reply it
+ * gets in each of the others, whether it may come before TLS where TLS is
+ * required or between BDAT chunks, whether it ends a pipelined group or
+ * counts as junk, and its handler (struct smtpd_command and the order of
+ * the checks: smtpd_session_internal.h). smtpd_cmd_handle_line enforces
+ * it, so the handlers below start where the command is allowed. DATA and
+ * BDAT start the content, which smtpd_content.c reads and finishes. */
 #include "smtpd/smtpd_session_internal.h"
 
 #include <event2/buffer.h>
@@ -21,9 +25,6 @@
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
-
-#define ST(x) (1u << (x))
-#define ST_ANY (ST(SS_INIT) | ST(SS_READY) | ST(SS_MAIL) | ST(SS_RCPT) | ST(SS_BDAT_WAIT))
 
 static void cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 {
@@ -74,14 +75,6 @@ static void cmd_helo(struct smtp_session *s, const char *arg) { cmd_helo_common(
 
 static void cmd_mail(struct smtp_session *s, const char *arg)
 {
-    if (s->state == SS_INIT) {
-        smtpd_session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
-        return;
-    }
-    if (s->state != SS_READY) {
-        smtpd_session_reply(s, "503 5.5.1 Error: nested MAIL command");
-        return;
-    }
     struct smtp_mail_args a;
     struct smtp_reply_err err;
     if (smtp_parse_mail(arg, &s->ext, &a, &err) != 0) {
@@ -203,10 +196,6 @@ static int check_policy(struct smtp_session *s, const char *rcpt, struct smtpd_p
 
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
-    if (s->state != SS_MAIL && s->state != SS_RCPT) {
-        smtpd_session_reply(s, "503 5.5.1 Error: need MAIL command");
-        return;
-    }
     struct smtp_ext ext = s->ext;
     ext.smtputf8 = s->ext.smtputf8 && s->smtputf8;
     struct smtp_rcpt_args a;
@@ -284,12 +273,7 @@ static void discard_pipelined_input(struct smtp_session *s, const char *after)
 
 static void cmd_data(struct smtp_session *s, const char *arg)
 {
-    if (s->state == SS_BDAT_WAIT) {
-        smtpd_session_reply(s, "503 5.5.1 Error: DATA during a BDAT transfer");
-    } else if (s->state != SS_RCPT) {
-        smtpd_session_reply(s, s->state == SS_MAIL ? "503 5.5.1 Error: need RCPT command"
-                                     : "503 5.5.1 Error: need MAIL command");
-    } else if (*arg) {
+    if (*arg) {
         smtpd_session_reply(s, "501 5.5.4 Syntax: DATA");
     } else {
         int rc = smtpd_content_begin(s, SMTP_DATA_DOT);
@@ -307,7 +291,9 @@ static void cmd_data(struct smtp_session *s, const char *arg)
     discard_pipelined_input(s, "DATA");
 }
 
-static void cmd_bdat(struct smtp_session *s, const char *arg)
+/* BDAT's size is read before the state is looked at: a refused BDAT's
+ * chunk has to be skipped, which takes its size. */
+static int bdat_check_size(struct smtp_session *s, const char *arg)
 {
     unsigned long long size;
     int last;
@@ -317,19 +303,19 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
         smtpd_session_reply(s, "501 5.5.4 Syntax: BDAT chunk-size [LAST]");
         smtpd_session_reply(s, "421 4.7.0 %s Error: cannot recover from a malformed BDAT", s->set->myhostname);
         smtpd_session_close_after_reply(s);
-        return;
+        return 1;
     }
     s->bdat_remaining = size;
     s->bdat_chunk_size = size;
     s->bdat_last = last;
     s->bdat_error = NULL;
-    if (!s->esmtp) {
-        s->bdat_error = "503 5.5.1 Error: send EHLO first";
-    } else if (s->state == SS_MAIL) {
-        s->bdat_error = "503 5.5.1 Error: need RCPT command";
-    } else if (s->state != SS_RCPT && s->state != SS_BDAT_WAIT) {
-        s->bdat_error = "503 5.5.1 Error: need MAIL command";
-    } else if (!s->bdat_started) {
+    return 0;
+}
+
+static void cmd_bdat(struct smtp_session *s, const char *arg)
+{
+    (void)arg;
+    if (!s->bdat_started) {
         int rc = smtpd_content_begin(s, SMTP_DATA_BDAT);
         if (rc)
             s->bdat_error = rc == 452 ? "452 4.3.1 Insufficient system storage"
@@ -417,57 +403,127 @@ static void cmd_help(struct smtp_session *s, const char *arg)
     smtpd_session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP");
 }
 
+/* STARTTLS's refusals that outrank the state: a listener without TLS
+ * answers 502 whatever the session's state. */
+static int starttls_refused(struct smtp_session *s, const char *arg)
+{
+    if (s->set->tls_level == TLS_LEVEL_NONE)
+        smtpd_session_reply(s, "502 5.5.1 Error: command not implemented");
+    else if (s->tls)
+        smtpd_session_reply(s, "554 5.5.1 Error: TLS already active");
+    else if (*arg)
+        smtpd_session_reply(s, "501 5.5.4 Syntax: STARTTLS");
+    else
+        return 0;
+    return 1;
+}
+
 static void cmd_starttls(struct smtp_session *s, const char *arg)
 {
-    if (s->set->tls_level == TLS_LEVEL_NONE) {
-        smtpd_session_reply(s, "502 5.5.1 Error: command not implemented");
-        return;
-    }
-    if (s->tls) {
-        smtpd_session_reply(s, "554 5.5.1 Error: TLS already active");
-        return;
-    }
-    if (*arg) {
-        smtpd_session_reply(s, "501 5.5.4 Syntax: STARTTLS");
-        return;
-    }
-    if (s->state != SS_READY) {
-        /* RFC 3207: after EHLO, and never in the middle of a transaction */
-        smtpd_session_reply(s, "503 5.5.1 Error: %s", s->state == SS_INIT ? "send EHLO first" : "MAIL transaction in progress");
-        return;
-    }
+    (void)arg;
     smtpd_session_reply(s, "220 2.0.0 Ready to start TLS");
     smtpd_session_start_tls(s);
 }
 
-struct command {
-    enum smtp_verb verb;
-    unsigned states;     /* where the command may appear */
-    enum counter counter;
-    int ends_group;      /* RFC 2920: must be the last command of a pipelined group */
-    void (*handler)(struct smtp_session *s, const char *arg);
+/* AUTH's refusals that outrank the state: "not enabled" and "encryption
+ * required" hold in any state, and "already authenticated" outranks "MAIL
+ * transaction in progress". */
+static int auth_refused(struct smtp_session *s, const char *arg)
+{
+    (void)arg;
+    if (!s->set->sasl_enabled)
+        smtpd_session_reply(s, "503 5.5.1 Error: authentication not enabled");
+    else if (!smtpd_auth_offered(s))
+        smtpd_session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
+    else if (s->sasl_user)
+        smtpd_session_reply(s, "503 5.5.1 Error: already authenticated");
+    else
+        return 0;
+    return 1;
+}
+
+/* The replies to a command in the wrong state (the table's refusal column). */
+#define GREET_FIRST "503 5.5.1 Error: send HELO/EHLO first"
+#define EHLO_FIRST "503 5.5.1 Error: send EHLO first"
+#define NESTED_MAIL "503 5.5.1 Error: nested MAIL command"
+#define NEED_MAIL "503 5.5.1 Error: need MAIL command"
+#define NEED_RCPT "503 5.5.1 Error: need RCPT command"
+#define IN_TRANSACTION "503 5.5.1 Error: MAIL transaction in progress"
+
+#define ST_GREETED (ST(SS_READY) | ST(SS_MAIL) | ST(SS_RCPT))
+#define ST_OUTSIDE_BDAT (ST(SS_INIT) | ST_GREETED)
+
+/* STARTTLS ends a pipelined group too (RFC 3207 §4.2), but
+ * smtpd_session_start_tls throws away and logs what follows an accepted
+ * one itself, and nothing is logged after a refused one: no CMD_ENDS_GROUP. */
+static const struct smtpd_command commands[] = {
+    {.verb = SMTP_EHLO, .counter = CNT_EHLO, .handler = cmd_ehlo,
+     .states = ST_OUTSIDE_BDAT, .flags = CMD_BEFORE_TLS | CMD_ENDS_GROUP},
+    {.verb = SMTP_HELO, .counter = CNT_HELO, .handler = cmd_helo,
+     .states = ST_OUTSIDE_BDAT, .flags = CMD_BEFORE_TLS | CMD_ENDS_GROUP},
+    {.verb = SMTP_MAIL, .counter = CNT_MAIL, .handler = cmd_mail,
+     .states = ST(SS_READY),
+     .refusal = {[SS_INIT] = GREET_FIRST, [SS_MAIL] = NESTED_MAIL, [SS_RCPT] = NESTED_MAIL}},
+    {.verb = SMTP_RCPT, .counter = CNT_RCPT, .handler = cmd_rcpt,
+     .states = ST(SS_MAIL) | ST(SS_RCPT),
+     .refusal = {[SS_INIT] = NEED_MAIL, [SS_READY] = NEED_MAIL}},
+    {.verb = SMTP_DATA, .counter = CNT_DATA, .handler = cmd_data,
+     .states = ST(SS_RCPT), .flags = CMD_ENDS_GROUP | CMD_REFUSAL_DISCARDS,
+     .refusal = {[SS_INIT] = NEED_MAIL, [SS_READY] = NEED_MAIL, [SS_MAIL] = NEED_RCPT}},
+    {.verb = SMTP_BDAT, .counter = CNT_BDAT, .handler = cmd_bdat, .precheck = bdat_check_size,
+     .states = ST(SS_RCPT) | ST(SS_BDAT_WAIT), .flags = CMD_NEEDS_EHLO | CMD_CHUNK,
+     .refusal = {[SS_INIT] = EHLO_FIRST, [SS_READY] = NEED_MAIL, [SS_MAIL] = NEED_RCPT}},
+    {.verb = SMTP_RSET, .counter = CNT_RSET, .handler = cmd_rset,
+     .states = ST_COMMAND, .flags = CMD_BEFORE_TLS | CMD_JUNK},
+    {.verb = SMTP_NOOP, .counter = CNT_NOOP, .handler = cmd_noop,
+     .states = ST_COMMAND, .flags = CMD_BEFORE_TLS | CMD_ENDS_GROUP | CMD_JUNK},
+    {.verb = SMTP_QUIT, .counter = CNT_QUIT, .handler = cmd_quit,
+     .states = ST_COMMAND, .flags = CMD_BEFORE_TLS | CMD_ENDS_GROUP},
+    {.verb = SMTP_VRFY, .counter = CNT_VRFY, .handler = cmd_vrfy,
+     .states = ST_OUTSIDE_BDAT, .flags = CMD_ENDS_GROUP | CMD_JUNK},
+    {.verb = SMTP_EXPN, .counter = CNT_EXPN, .handler = cmd_expn,
+     .states = ST_OUTSIDE_BDAT, .flags = CMD_ENDS_GROUP | CMD_JUNK},
+    {.verb = SMTP_HELP, .counter = CNT_HELP, .handler = cmd_help,
+     .states = ST_OUTSIDE_BDAT, .flags = CMD_BEFORE_TLS | CMD_JUNK},
+    /* RFC 3207: after EHLO (HELO will do), never inside a transaction */
+    {.verb = SMTP_STARTTLS, .counter = CNT_STARTTLS, .handler = cmd_starttls, .precheck = starttls_refused,
+     .states = ST(SS_READY), .flags = CMD_BEFORE_TLS,
+     .refusal = {[SS_INIT] = EHLO_FIRST, [SS_MAIL] = IN_TRANSACTION, [SS_RCPT] = IN_TRANSACTION}},
+    /* RFC 4954 §4: not during a transaction (HELO will do here too) */
+    {.verb = SMTP_AUTH, .counter = CNT_AUTH, .handler = smtpd_auth_cmd, .precheck = auth_refused,
+     .states = ST(SS_READY), .flags = CMD_ENDS_GROUP,
+     .refusal = {[SS_INIT] = EHLO_FIRST, [SS_MAIL] = IN_TRANSACTION, [SS_RCPT] = IN_TRANSACTION}},
 };
 
-static const struct command commands[] = {
-    {SMTP_EHLO, ST_ANY, CNT_EHLO, 1, cmd_ehlo},
-    {SMTP_HELO, ST_ANY, CNT_HELO, 1, cmd_helo},
-    {SMTP_MAIL, ST_ANY, CNT_MAIL, 0, cmd_mail},
-    {SMTP_RCPT, ST_ANY, CNT_RCPT, 0, cmd_rcpt},
-    {SMTP_DATA, ST_ANY, CNT_DATA, 1, cmd_data},
-    {SMTP_BDAT, ST_ANY, CNT_BDAT, 0, cmd_bdat},
-    {SMTP_RSET, ST_ANY, CNT_RSET, 0, cmd_rset},
-    {SMTP_NOOP, ST_ANY, CNT_NOOP, 1, cmd_noop},
-    {SMTP_QUIT, ST_ANY, CNT_QUIT, 1, cmd_quit},
-    {SMTP_VRFY, ST_ANY, CNT_VRFY, 1, cmd_vrfy},
-    {SMTP_EXPN, ST_ANY, CNT_EXPN, 1, cmd_expn},
-    {SMTP_HELP, ST_ANY, CNT_HELP, 0, cmd_help},
-    {SMTP_STARTTLS, ST_ANY, CNT_STARTTLS, 1, cmd_starttls},
-    {SMTP_AUTH, ST_ANY, CNT_AUTH, 1, smtpd_auth_cmd},
-};
+#ifdef TERN_TEST_BUILD
+const struct smtpd_command *smtpd_cmd_test_table(size_t *n)
+{
+    *n = sizeof commands / sizeof commands[0];
+    return commands;
+}
+#endif
 
 static const char *verb_name(const struct smtp_cmd *c)
 {
     return c->verb_text[0] ? c->verb_text : "command";
+}
+
+/* Step 4 of the rulebook: the state, 0 if the command may run. */
+static int refuse_by_state(struct smtp_session *s, const struct smtpd_command *c)
+{
+    enum session_state as = (c->flags & CMD_NEEDS_EHLO) && !s->esmtp ? SS_INIT : s->state;
+    if (c->states & ST(as))
+        return 0;
+    if (c->flags & CMD_CHUNK) {
+        /* the reply waits until the chunk is skipped (smtpd_content_bdat_done) */
+        s->bdat_error = c->refusal[as];
+        s->state = SS_BDAT;
+        return 1;
+    }
+    smtpd_session_reply(s, "%s", c->refusal[as]);
+    if (c->flags & CMD_REFUSAL_DISCARDS)
+        discard_pipelined_input(s, smtp_verb_name(c->verb));
+    return 1;
 }
 
 void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
@@ -479,7 +535,7 @@ void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
         smtpd_session_reply(s, "500 5.5.2 Error: bad syntax");
         return;
     }
-    const struct command *c = NULL;
+    const struct smtpd_command *c = NULL;
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (commands[i].verb == cmd.verb)
             c = &commands[i];
@@ -490,37 +546,28 @@ void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len)
     }
     s->cur_counter = (int)c->counter;
     s->where = smtp_verb_name(c->verb);
-    if (s->state == SS_BDAT_WAIT && c->verb != SMTP_BDAT && c->verb != SMTP_RSET &&
-        c->verb != SMTP_QUIT && c->verb != SMTP_NOOP) {
+    if (s->state == SS_BDAT_WAIT && !(c->states & ST(SS_BDAT_WAIT))) {
         /* RFC 3030: a BDAT transfer is ended by BDAT LAST or RSET. */
         smtpd_session_reset_transaction(s);
-        smtpd_session_reply(s, "503 5.5.1 Error: %s during a BDAT transfer; transaction aborted", verb_name(&cmd));
-        /* as after any refused DATA, what follows it is text, not commands */
-        if (c->verb == SMTP_DATA)
-            discard_pipelined_input(s, "DATA");
-        return;
-    }
-    if (!(c->states & ST(s->state))) {
-        smtpd_session_reply(s, "503 5.5.1 Error: bad sequence of commands");
+        smtpd_session_reply(s, SMTPD_REFUSE_IN_BDAT, verb_name(&cmd));
+        if (c->flags & CMD_REFUSAL_DISCARDS)
+            discard_pipelined_input(s, smtp_verb_name(c->verb));
         return;
     }
     /* smtpd_tls_security_level = encrypt: nothing but the way to TLS
      * before it (RFC 3207 §4) */
-    if (s->set->tls_level == TLS_LEVEL_ENCRYPT && !s->tls && c->verb != SMTP_EHLO && c->verb != SMTP_HELO &&
-        c->verb != SMTP_STARTTLS && c->verb != SMTP_NOOP && c->verb != SMTP_RSET && c->verb != SMTP_QUIT &&
-        c->verb != SMTP_HELP) {
-        smtpd_session_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+    if (s->set->tls_level == TLS_LEVEL_ENCRYPT && !s->tls && !(c->flags & CMD_BEFORE_TLS)) {
+        smtpd_session_reply(s, SMTPD_REFUSE_BEFORE_TLS);
         return;
     }
-    c->handler(s, cmd.arg);
+    if (!(c->precheck && c->precheck(s, cmd.arg)) && !refuse_by_state(s, c))
+        c->handler(s, cmd.arg);
     /* Commands that move no mail cost an error each beyond the junk limit,
      * so a session cannot idle on them forever (Postfix's junk counter). */
-    if ((c->verb == SMTP_NOOP || c->verb == SMTP_RSET || c->verb == SMTP_VRFY || c->verb == SMTP_EXPN ||
-         c->verb == SMTP_HELP) &&
-        s->set->junk_command_limit > 0 && ++s->junk_commands > (unsigned)s->set->junk_command_limit)
+    if ((c->flags & CMD_JUNK) && s->set->junk_command_limit > 0 &&
+        ++s->junk_commands > (unsigned)s->set->junk_command_limit)
         s->errors++;
-    if (c->ends_group && c->verb != SMTP_STARTTLS && s->state != SS_DATA && s->state != SS_CLOSING &&
-        !s->pipelining_logged &&
+    if ((c->flags & CMD_ENDS_GROUP) && s->state != SS_DATA && s->state != SS_CLOSING && !s->pipelining_logged &&
         evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
         log_info("improper command pipelining after %s from %s[%s]", verb_name(&cmd), s->client_name,
                  s->client_addr);

@@ -621,6 +621,20 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
     smtpd_dns_connect(s);
 }
 
+#ifdef TERN_TEST_BUILD
+struct smtp_session *smtpd_session_test_start(struct event_base *base, const struct smtpd_settings *set, int fd)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    smtpd_session_start(base, set, fd, (const struct sockaddr *)&sa, sizeof sa);
+    return sessions;   /* the newest is first */
+}
+
+void smtpd_session_test_end(struct smtp_session *s)
+{
+    session_free(s);
+}
+#endif
+
 static void session_free(struct smtp_session *s)
 {
     /* A command cut short by the disconnect (DATA, BDAT) failed, as in Postfix. */

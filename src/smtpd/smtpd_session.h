@@ -1,8 +1,9 @@
 /* smtpd_session: one SMTP server session, from greeting to QUIT.
  *
  * A session is a small state machine driven by a libevent bufferevent. The
- * commands are a table {verb, states in which it is allowed, handler}; the
- * state enum replaces scattered flags. PIPELINING falls out of the
+ * commands are a table that holds their rules: for each verb the states in
+ * which it is allowed, the reply it gets in the others, and its handler
+ * (smtpd_session_internal.h); the state enum replaces scattered flags. PIPELINING falls out of the
  * buffering: every complete command in the input is handled in one go and
  * the replies leave in one write. Message content is decoded by smtp_data,
  * completed by cleanup and written to a queue file in incoming/; the 250

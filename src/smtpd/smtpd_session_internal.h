@@ -4,7 +4,10 @@
  *
  *   smtpd_session.c   the session: settings, replies, reading input,
  *                     events, start and end;
- *   smtpd_cmd.c       the command table and the command handlers;
+ *   smtpd_cmd.c       the command table (struct smtpd_command below: in
+ *                     which states each verb is allowed, what it is
+ *                     refused with elsewhere), its dispatcher, and the
+ *                     command handlers;
  *   smtpd_content.c   message content: DATA and BDAT bytes through
  *                     smtp_data and cleanup into a queue file, then the
  *                     commit to the queue;
@@ -43,6 +46,11 @@ enum session_state {
     SS_AUTH,        /* waiting for the password check (or its failure delay) */
     SS_CLOSING,     /* final reply queued; close once written */
 };
+#define SS_NSTATES (SS_CLOSING + 1)
+#define ST(state) (1u << (state))
+/* The states in which a command line is read; in the others the input is
+ * content (SS_DATA, SS_BDAT) or waits (SS_COMMIT, SS_AUTH, SS_CLOSING). */
+#define ST_COMMAND (ST(SS_INIT) | ST(SS_READY) | ST(SS_MAIL) | ST(SS_RCPT) | ST(SS_BDAT_WAIT))
 
 /* Counters for the Postfix-style disconnect line, in its order. */
 enum counter {
@@ -129,6 +137,13 @@ void smtpd_session_start_tls(struct smtp_session *s);
 /* Processes pending input again (after a pause: AUTH's check). */
 void smtpd_session_resume(struct smtp_session *s);
 
+#ifdef TERN_TEST_BUILD
+/* A session on fd (one end of a socketpair), greeted with 220 as a client
+ * connecting from 127.0.0.1 would be; ended by smtpd_session_test_end. */
+struct smtp_session *smtpd_session_test_start(struct event_base *base, const struct smtpd_settings *set, int fd);
+void smtpd_session_test_end(struct smtp_session *s);
+#endif
+
 /* ---- smtpd_dns.c ---- */
 
 /* Starts the DNSBL lookups of the client (reject_rbl_client), at connect. */
@@ -146,6 +161,8 @@ void smtpd_dns_session_end(struct smtp_session *s);
 
 /* AUTH may be advertised and used now (enabled, and TLS when required). */
 int smtpd_auth_offered(const struct smtp_session *s);
+/* The AUTH command where the table allows it (smtpd_cmd.c checks that AUTH
+ * is enabled, offered, not done yet, and the state). */
 void smtpd_auth_cmd(struct smtp_session *s, const char *arg);
 /* A response line of an AUTH exchange in progress (s->auth_step set). */
 void smtpd_auth_line(struct smtp_session *s, const char *line, size_t len);
@@ -157,8 +174,53 @@ void smtpd_auth_session_end(struct smtp_session *s);
 
 /* ---- smtpd_cmd.c ---- */
 
+/* The rulebook of the commands: one row per verb, and the dispatcher
+ * (smtpd_cmd_handle_line) applies it in this order, the first that
+ * applies answering:
+ *   1. between BDAT chunks (SS_BDAT_WAIT) a verb whose states lack
+ *      SS_BDAT_WAIT aborts the transaction: SMTPD_REFUSE_IN_BDAT (RFC 3030:
+ *      a transfer ends with BDAT LAST or RSET; NOOP and QUIT do no harm);
+ *   2. on a listener with smtpd_tls_security_level = encrypt, before TLS,
+ *      a verb without CMD_BEFORE_TLS gets SMTPD_REFUSE_BEFORE_TLS;
+ *   3. precheck, when the row has one: the command's own refusals that
+ *      outrank the state (not offered on this listener, bad syntax);
+ *   4. the state: outside states the reply is refusal[state] (CMD_NEEDS_EHLO:
+ *      after HELO the state counts as SS_INIT);
+ *   5. the handler.
+ * After 3-5 the flags CMD_JUNK and CMD_ENDS_GROUP apply. */
+enum {
+    CMD_BEFORE_TLS = 1 << 0,      /* allowed before TLS where TLS is required (RFC 3207 §4) */
+    CMD_NEEDS_EHLO = 1 << 1,      /* after HELO refused as before any greeting */
+    CMD_ENDS_GROUP = 1 << 2,      /* RFC 2920: input pipelined after it is logged */
+    CMD_JUNK = 1 << 3,            /* moves no mail: counts towards smtpd_junk_command_limit */
+    CMD_REFUSAL_DISCARDS = 1 << 4, /* refused (steps 1, 4): what was pipelined after it is
+                                      message text, thrown away unread */
+    CMD_CHUNK = 1 << 5,           /* a chunk of bytes follows the command: a refusal (step 4)
+                                     is given once they are read and skipped */
+};
+
+#define SMTPD_REFUSE_IN_BDAT "503 5.5.1 Error: %s during a BDAT transfer; transaction aborted"
+#define SMTPD_REFUSE_BEFORE_TLS "530 5.7.0 Must issue a STARTTLS command first"
+
+struct smtpd_command {
+    enum smtp_verb verb;
+    unsigned states;                    /* ST() of each state in which it is allowed */
+    unsigned flags;                     /* CMD_* */
+    const char *refusal[SS_NSTATES];    /* the reply in each of ST_COMMAND outside states,
+                                           but SS_BDAT_WAIT (step 1) */
+    enum counter counter;
+    /* 1 if it refused the command (and replied); NULL when there is none */
+    int (*precheck)(struct smtp_session *s, const char *arg);
+    void (*handler)(struct smtp_session *s, const char *arg);
+};
+
 /* Handles one command line (without its CRLF, len bytes, NUL-terminated). */
 void smtpd_cmd_handle_line(struct smtp_session *s, const char *line, size_t len);
+
+#ifdef TERN_TEST_BUILD
+/* The table, *n rows. */
+const struct smtpd_command *smtpd_cmd_test_table(size_t *n);
+#endif
 
 /* ---- smtpd_content.c ---- */
 
