@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "spool/storage_reply.h"
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
@@ -118,7 +119,7 @@ static void queue_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     int ok = status && strcmp(status, "ok") == 0;
     const char *failure = ipc_msg_get(m, "reply");
     if (p->cb && p->arg)
-        p->cb(p->arg, ok, failure ? failure : "451 4.3.0 Error: queue file write error");
+        p->cb(p->arg, ok, failure ? failure : storage_reply(EIO));
     pending_free(p);
 }
 

@@ -20,6 +20,7 @@
 #include "smtpd/smtpd_anvil.h"
 #include "smtpd/smtpd_policy.h"
 #include "maps/map.h"
+#include "spool/storage_reply.h"
 #include "tls/tls.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -318,8 +319,7 @@ static void cmd_bdat(struct smtp_session *s, const char *arg)
     if (!s->bdat_started) {
         int rc = smtpd_content_begin(s, SMTP_DATA_BDAT);
         if (rc)
-            s->bdat_error = rc == 452 ? "452 4.3.1 Insufficient system storage"
-                                      : "451 4.3.0 Error: queue file write error";
+            s->bdat_error = storage_reply(rc);
         else
             s->bdat_started = 1;
     }

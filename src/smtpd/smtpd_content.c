@@ -16,6 +16,7 @@
 
 #include "msg/cleanup.h"
 #include "msg/msg_header.h"
+#include "spool/storage_reply.h"
 #include "util/log.h"
 #include "util/mem.h"
 
@@ -39,7 +40,7 @@ int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
         int e = errno;
         log_warn("%s: cannot create queue file: %s", s->id, strerror(e));
         s->writer = NULL;
-        return e == ENOSPC || e == EDQUOT ? 452 : 451;
+        return e ? e : EIO;
     }
     struct msg_received rcv = {
         .helo = s->helo,
@@ -75,12 +76,9 @@ int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
     return 0;
 }
 
-void smtpd_content_storage_error(struct smtp_session *s, int code)
+void smtpd_content_storage_error(struct smtp_session *s, int err)
 {
-    if (code == 452)
-        smtpd_session_reply(s, "452 4.3.1 Insufficient system storage");
-    else
-        smtpd_session_reply(s, "451 4.3.0 Error: queue file write error");
+    smtpd_session_reply(s, "%s", storage_reply(err));
 }
 
 static void commit_done(void *arg, int ok, const char *failure)
@@ -133,7 +131,7 @@ void smtpd_content_end(struct smtp_session *s)
         smtpd_session_reply(s, "552 5.3.4 Message header size exceeds limit");
     } else if (res.status == CLEANUP_WRITE_ERROR) {
         log_warn("%s: queue file write error: %s", s->id, strerror(res.error_errno));
-        smtpd_content_storage_error(s, res.error_errno == ENOSPC || res.error_errno == EDQUOT ? 452 : 451);
+        smtpd_content_storage_error(s, res.error_errno);
     } else if (s->set->hopcount_limit > 0 && res.hops > s->set->hopcount_limit) {
         log_info("%s: reject: too many hops (%d) from %s[%s]", s->id, res.hops, s->client_name,
                  s->client_addr);
@@ -169,7 +167,7 @@ void smtpd_content_end(struct smtp_session *s)
         int e = errno;
         s->writer = NULL;
         log_warn("%s: queue file write error: %s", s->id, strerror(e));
-        smtpd_content_storage_error(s, e == ENOSPC || e == EDQUOT ? 452 : 451);
+        smtpd_content_storage_error(s, e);
         cleanup_result_free(&res);
         smtpd_session_reset_transaction(s);
         smtpd_session_check_error_limit(s);

@@ -225,10 +225,10 @@ const struct smtpd_command *smtpd_cmd_test_table(size_t *n);
 /* ---- smtpd_content.c ---- */
 
 /* Opens the queue file and the cleanup stage for the content. Returns 0, or
- * the reply code for the failure (452 out of space, else 451). */
+ * the errno of the failure (storage_reply.h gives the client's reply). */
 int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode);
-/* Replies to a smtpd_content_begin failure code. */
-void smtpd_content_storage_error(struct smtp_session *s, int code);
+/* Replies to a storage failure (errno err, e.g. smtpd_content_begin's). */
+void smtpd_content_storage_error(struct smtp_session *s, int err);
 /* Reads DATA content from the input buffer. Returns 1 if the content ended. */
 int smtpd_content_read_dot(struct smtp_session *s);
 /* Reads the bytes of the current BDAT chunk. Returns 1 when the chunk is complete. */
