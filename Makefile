@@ -36,7 +36,7 @@ CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
 
-.PHONY: all run test check unit integration bench install man deps deps-test clean check-clang check-man check-layout fuzz
+.PHONY: all run test check check-tools unit integration bench install man deps deps-test clean check-clang check-man check-layout fuzz
 
 all: $(BUILD)/tern
 
@@ -89,12 +89,16 @@ run/tls/cert.pem:
 
 test: deps-test
 	@# One step after the other, so `make -j test` parallelises builds, never test runs.
-	@for step in check-layout check-clang check-man unit integration fuzz; do \
+	@for step in check-tools check-layout check-clang check-man unit integration fuzz; do \
 	  $(MAKE) --no-print-directory $$step || exit 1; done
 
 # The developer's quick loop: what `make test` runs, less installing, clang and fuzzing.
 check:
-	@for step in check-layout unit integration; do $(MAKE) --no-print-directory $$step || exit 1; done
+	@for step in check-tools check-layout unit integration; do $(MAKE) --no-print-directory $$step || exit 1; done
+
+# Every tool the tests use is here and can do what they ask (names the missing package).
+check-tools:
+	@scripts/check-tools.sh
 
 # src/ keeps the layout docs/ARCHITECTURE.md describes (folders, headers, file lengths).
 check-layout:
