@@ -23,6 +23,7 @@
 
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* Checked for unknown users so they cost what known ones do. It is the
  * yescrypt hash, at libxcrypt's default cost, of a string nobody types;
@@ -102,11 +103,6 @@ struct auth_passwd {
 
 /* ---------- line syntax ---------- */
 
-static int is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
-
 /* Name and address bytes: visible ASCII or 8-bit (UTF-8), minus the
  * separators of this file. */
 static int token_byte_ok(unsigned char c)
@@ -149,9 +145,9 @@ static int each_address(const char *field, size_t len, void (*fn)(void *ctx, con
         while (i < len && field[i] != ',')
             i++;
         size_t a = start, b = i;
-        while (a < b && is_blank(field[a]))
+        while (a < b && str_is_blank(field[a]))
             a++;
-        while (b > a && is_blank(field[b - 1]))
+        while (b > a && str_is_blank(field[b - 1]))
             b--;
         if (!token_ok(field + a, b - a, AUTH_PASSWD_MAX_ADDRESS))
             return 0;
@@ -171,11 +167,11 @@ enum auth_passwd_line_kind auth_passwd_split_line(const char *line, size_t len, 
 {
     memset(out, 0, sizeof *out);
     *why = NULL;
-    while (len > 0 && is_blank(line[0])) {
+    while (len > 0 && str_is_blank(line[0])) {
         line++;
         len--;
     }
-    while (len > 0 && is_blank(line[len - 1]))
+    while (len > 0 && str_is_blank(line[len - 1]))
         len--;
     if (len == 0 || line[0] == '#')
         return AUTH_PASSWD_LINE_SKIP;

@@ -184,11 +184,6 @@ static int file_id_equal(const struct file_id *a, const struct file_id *b)
            a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
 }
 
-static int is_blank(int c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /* ---------- source-file parsing ---------- */
 
 struct loader {
@@ -204,10 +199,10 @@ struct loader {
 static void load_entry_postmap(struct loader *ld, char *line)
 {
     char *p = line;
-    while (*p && !is_blank((unsigned char)*p))
+    while (*p && !str_is_blank((unsigned char)*p))
         p++;
     size_t klen = (size_t)(p - line);
-    while (is_blank((unsigned char)*p))
+    while (str_is_blank((unsigned char)*p))
         p++;
     if (!*p) {
         log_warn("%s, line %zu: expected format: key whitespace value; entry skipped", ld->path,
@@ -246,7 +241,7 @@ static void load_entry_alias(struct loader *ld, char *line)
             log_warn("%s, line %zu: unterminated quoted name; entry skipped", ld->path, ld->lineno);
             goto out;
         }
-        while (is_blank((unsigned char)*p))
+        while (str_is_blank((unsigned char)*p))
             p++;
         if (*p != ':') {
             log_warn("%s, line %zu: need name:value pair; entry skipped", ld->path, ld->lineno);
@@ -259,10 +254,10 @@ static void load_entry_alias(struct loader *ld, char *line)
             goto out;
         }
         size_t n = (size_t)(colon - p);
-        while (n && is_blank((unsigned char)p[n - 1]))
+        while (n && str_is_blank((unsigned char)p[n - 1]))
             n--;
         for (size_t i = 0; i < n; i++) {
-            if (is_blank((unsigned char)p[i])) {
+            if (str_is_blank((unsigned char)p[i])) {
                 log_warn("%s, line %zu: name contains whitespace (quote it); entry skipped",
                          ld->path, ld->lineno);
                 goto out;
@@ -272,7 +267,7 @@ static void load_entry_alias(struct loader *ld, char *line)
         p = colon;
     }
     p++; /* the colon */
-    while (is_blank((unsigned char)*p))
+    while (str_is_blank((unsigned char)*p))
         p++;
     if (name.len == 0) {
         log_warn("%s, line %zu: empty alias name; entry skipped", ld->path, ld->lineno);
@@ -301,7 +296,7 @@ static void loader_finish_line(struct loader *ld)
     } else {
         size_t len = ld->logical.len;
         char *line = ld->logical.buf;
-        while (len && is_blank((unsigned char)line[len - 1]))
+        while (len && str_is_blank((unsigned char)line[len - 1]))
             len--;
         line[len] = '\0';
         if (ld->flags & MAP_ALIAS_FORMAT)
@@ -333,7 +328,7 @@ static void loader_physical_line(struct loader *ld, const char *s, size_t len, s
     if (len && s[len - 1] == '\r')
         len--;
     size_t i = 0;
-    while (i < len && is_blank((unsigned char)s[i]))
+    while (i < len && str_is_blank((unsigned char)s[i]))
         i++;
     if (i == len || s[i] == '#')
         return; /* blank or comment: neither starts nor ends a logical line */

@@ -12,6 +12,7 @@
 #include "msg/msg_header.h"
 #include "msg/bounce.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters (BOUNCE_LINE_HARD
  * is the MUST). */
@@ -82,14 +83,6 @@ static void put_utf8(struct strbuf *sb, uint32_t cp)
     }
 }
 
-int bounce_has_8bit(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] >= 0x80)
-            return 1;
-    return 0;
-}
-
 static int utf8_valid(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -130,18 +123,11 @@ int bounce_put_clean(struct strbuf *sb, const char *s, size_t max, int allow_utf
     return 0;
 }
 
-static int is_atext(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
 /* Length of the "type" before ';' at the start of s (an atom), 0 if none. */
 size_t bounce_type_prefix_len(const char *s)
 {
     size_t i = 0;
-    while (is_atext((unsigned char)s[i]))
+    while (str_is_atext((unsigned char)s[i]))
         i++;
     return s[i] == ';' ? i : 0;
 }
@@ -329,7 +315,7 @@ void bounce_put_address(struct strbuf *sb, const char *type, size_t type_len, co
         strbuf_printf(sb, "utf-8%s", sep);
         bounce_put_clean(sb, plain ? plain : addr, SIZE_MAX, 1);
         free(plain);
-    } else if (!bounce_has_8bit(addr, strlen(addr)) || !utf8_valid(addr)) {
+    } else if (!str_has_8bit(addr, strlen(addr)) || !utf8_valid(addr)) {
         strbuf_append(sb, type, type_len);
         strbuf_puts(sb, sep);
         bounce_put_clean(sb, addr, SIZE_MAX, 0);
@@ -366,7 +352,7 @@ void bounce_put_mailbox(struct strbuf *sb, const char *addr)
     int quoted = local_len >= 2 && addr[0] == '"' && addr[local_len - 1] == '"';
     for (size_t i = 0; i < local_len && dot_atom; i++) {
         unsigned char c = (unsigned char)addr[i];
-        if (c == '.' ? addr[i + 1] == '.' : !(is_atext(c) || c >= 0x80))
+        if (c == '.' ? addr[i + 1] == '.' : !(str_is_atext(c) || c >= 0x80))
             dot_atom = 0;
     }
     char *local = xstrndup(addr, local_len);

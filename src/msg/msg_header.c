@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters. */
@@ -295,11 +296,6 @@ static char *fold_finish(struct fold_out *o)
     return strbuf_detach(&o->sb);
 }
 
-static int is_ctl(unsigned char c)
-{
-    return c < 0x20 || c == 0x7f;
-}
-
 /* Network text placed as an atom or inside a comment in Received: anything that
  * could end the token, the comment or the field becomes '?'. */
 static char *clean_token(const char *s)
@@ -322,7 +318,7 @@ static char *clean_ctl(const char *s)
 {
     char *out = xstrdup(s);
     for (char *p = out; *p; p++)
-        if (is_ctl((unsigned char)*p))
+        if (str_is_ctl((unsigned char)*p))
             *p = '?';
     return out;
 }
@@ -388,11 +384,7 @@ char *msg_header_date(time_t t)
 
 static int is_atext(unsigned char c, int allow_8bit)
 {
-    if (c >= 0x80)
-        return allow_8bit;
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
+    return c >= 0x80 ? allow_8bit : str_is_atext(c);
 }
 
 static int is_dot_atom_text(const char *s, size_t len, int allow_8bit)
@@ -496,7 +488,7 @@ static char *clean_name(const char *name)
     size_t n = 0;
     int space = 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        if (is_ctl(*p) || *p == ' ') {
+        if (str_is_ctl(*p) || *p == ' ') {
             space = 1;
             continue;
         }
@@ -623,10 +615,10 @@ static int is_quoted_string(const char *s, size_t len)
         return 0;
     for (size_t i = 1; i + 1 < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || is_ctl(c))
+        if (c == '"' || str_is_ctl(c))
             return 0;
         if (c == '\\') {
-            if (i + 2 >= len || is_ctl((unsigned char)s[i + 1]))
+            if (i + 2 >= len || str_is_ctl((unsigned char)s[i + 1]))
                 return 0; /* the escape would eat the closing quote */
             i++;
         }
@@ -661,7 +653,7 @@ char *msg_header_from(const char *sender_addr, const char *full_name)
     if (sender_addr == NULL || *sender_addr == '\0')
         return NULL;
     for (const unsigned char *p = (const unsigned char *)sender_addr; *p; p++)
-        if (is_ctl(*p))
+        if (str_is_ctl(*p))
             return NULL;
 
     struct fold_out o;

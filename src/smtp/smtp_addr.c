@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 const char SMTP_WHY_NON_ASCII[] = "non-ASCII character without SMTPUTF8";
@@ -25,30 +26,9 @@ static int fail(struct scan *sc, const char *why)
     return 0;
 }
 
-static int is_alpha(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static int is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static int is_let_dig(unsigned char c)
-{
-    return is_alpha(c) || is_digit(c);
-}
-
 static int is_hex(unsigned char c)
 {
-    return is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
-}
-
-/* RFC 5322 3.2.3 atext, ASCII part. */
-static int is_atext(unsigned char c)
-{
-    return is_let_dig(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+    return str_is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
 }
 
 /* RFC 5321 qtextSMTP, ASCII part: graphic or space, minus '"' and '\'. */
@@ -122,7 +102,7 @@ static int scan_dot_string(struct scan *sc)
         const char *atom = sc->p;
         for (;;) {
             unsigned char c = (unsigned char)*sc->p;
-            if (is_atext(c))
+            if (str_is_atext(c))
                 sc->p++;
             else if (c >= 0x80) {
                 if (!take_utf8(sc))
@@ -185,7 +165,7 @@ static int scan_domain(struct scan *sc)
         const char *label = sc->p;
         for (;;) {
             unsigned char c = (unsigned char)*sc->p;
-            if (is_let_dig(c) || (c == '-' && sc->p != label))
+            if (str_is_alnum(c) || (c == '-' && sc->p != label))
                 sc->p++;
             else if (c >= 0x80) {
                 if (!take_utf8(sc))
@@ -222,7 +202,7 @@ static int ipv4_literal_ok(const char *a, size_t n)
     if (n == 0 || n >= sizeof buf)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_digit((unsigned char)a[i]) && a[i] != '.')
+        if (!str_is_digit((unsigned char)a[i]) && a[i] != '.')
             return 0;
     memcpy(buf, a, n);
     buf[n] = '\0';
@@ -291,10 +271,10 @@ static int ipv6_literal_ok(const char *a, size_t n)
 /* Standardized-tag = Ldh-str */
 static int ldh_str_ok(const char *t, size_t n)
 {
-    if (n == 0 || !is_let_dig((unsigned char)t[n - 1]))
+    if (n == 0 || !str_is_alnum((unsigned char)t[n - 1]))
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_let_dig((unsigned char)t[i]) && t[i] != '-')
+        if (!str_is_alnum((unsigned char)t[i]) && t[i] != '-')
             return 0;
     return 1;
 }

@@ -745,7 +745,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
         finish(c, SMTPC_BOUNCE_ALL, 553, "5.1.7", "unusable sender address", "MAIL FROM", 0, END_CLOSE, 0);
         return;
     }
-    c->needs_smtputf8 = m->smtputf8 || (m->sender != NULL && smtpc_has_8bit(m->sender));
+    c->needs_smtputf8 = m->smtputf8 || (m->sender != NULL && str_has_8bit(m->sender, strlen(m->sender)));
     size_t usable = 0;
     for (size_t i = 0; i < m->nrcpts; i++) {
         struct smtpc_rcpt *r = &m->rcpts[i];
@@ -755,7 +755,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         usable++;
-        if (smtpc_has_8bit(r->addr))
+        if (str_has_8bit(r->addr, strlen(r->addr)))
             c->needs_smtputf8 = 1;
     }
     if (usable == 0) {

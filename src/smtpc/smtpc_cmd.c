@@ -8,6 +8,7 @@
 
 #include "smtpc/smtpc_internal.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* RFC 3461 §4.2 and §4.4: the encoded ORCPT address and ENVID limits. A
  * value over them would get the whole command refused, so it is left out
@@ -18,17 +19,9 @@
 int smtpc_text_ok(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
+        if (str_is_ctl(*p))
             return 0;
     return 1;
-}
-
-int smtpc_has_8bit(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p >= 0x80)
-            return 1;
-    return 0;
 }
 
 /* RFC 3461 §4: xtext, "+HH" for anything but printable ASCII, '+' and '='. */
@@ -158,7 +151,7 @@ static void put_orcpt(struct strbuf *sb, const char *orcpt, int smtputf8)
     int is_rfc822 = type_len == 6 && strncasecmp(type, "rfc822", 6) == 0;
     struct strbuf v = STRBUF_INIT;
     int ok = 1;
-    if (is_utf8_type || (is_rfc822 && smtpc_has_8bit(addr))) {
+    if (is_utf8_type || (is_rfc822 && str_has_8bit(addr, strlen(addr)))) {
         /* an rfc822 address cannot hold UTF-8: it travels as type utf-8 */
         strbuf_puts(&v, "utf-8;");
         ok = put_utf8_addr(&v, addr, addr_len, smtputf8) == 0;

@@ -10,6 +10,7 @@
 
 #include "smtpc/smtpc_internal.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 void smtpc_reply_reset(struct smtpc_reply *r)
 {
@@ -26,11 +27,6 @@ void smtpc_reply_free(struct smtpc_reply *r)
     strbuf_free(&r->text);
 }
 
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* Length of an enhanced status code (class "." subject "." detail, RFC 3463
  * §2: 1-3 digits each after the class) at the start of s, followed by a space
  * or the end; 0 if there is none. */
@@ -41,7 +37,7 @@ static size_t enh_len(const char *s, size_t len)
     size_t i = 2;
     for (int part = 0; part < 2; part++) {
         size_t start = i;
-        while (i < len && is_digit(s[i]) && i - start < 4)
+        while (i < len && str_is_digit(s[i]) && i - start < 4)
             i++;
         if (i == start || i - start > 3)
             return 0;
@@ -139,7 +135,7 @@ static void ehlo_keyword(struct smtpc_ext *ext, const char *s, size_t len)
         uint64_t v = 0;
         int ok = i < len;
         for (; i < len && s[i] != ' '; i++) {
-            if (!is_digit(s[i]) || v > (UINT64_MAX - 9) / 10) {
+            if (!str_is_digit(s[i]) || v > (UINT64_MAX - 9) / 10) {
                 ok = 0;
                 break;
             }
@@ -178,7 +174,7 @@ static void ehlo_keyword(struct smtpc_ext *ext, const char *s, size_t len)
 int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len, struct smtpc_ext *ext,
                          const char **why)
 {
-    if (len < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]) || line[0] < '2' ||
+    if (len < 3 || !str_is_digit(line[0]) || !str_is_digit(line[1]) || !str_is_digit(line[2]) || line[0] < '2' ||
         line[0] > '5' || (len > 3 && line[3] != ' ' && line[3] != '-')) {
         *why = "malformed reply line";
         return -1;

@@ -40,3 +40,47 @@ char *str_trim(char *s)
     s[len] = '\0';
     return s;
 }
+
+int str_is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
+}
+
+int str_is_space(unsigned char c)
+{
+    return str_is_blank(c) || c == '\n';
+}
+
+int str_is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+int str_is_alpha(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+int str_is_alnum(unsigned char c)
+{
+    return str_is_alpha(c) || str_is_digit(c);
+}
+
+int str_is_ctl(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+int str_is_atext(unsigned char c)
+{
+    return str_is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+int str_has_8bit(const void *s, size_t n)
+{
+    const unsigned char *p = s;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] & 0x80)
+            return 1;
+    return 0;
+}
