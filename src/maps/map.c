@@ -5,8 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <pwd.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,116 +15,110 @@
 #include <unistd.h>
 
 #include "util/fsops.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
 
-/* ---------- an open-addressing hash table of strings ---------- */
+/* ---------- a table of strings: util/hashmap over copied entries ---------- */
 
-#define SLOT_EMPTY SIZE_MAX
+/* Entries (key and value text) are carved out of large blocks so a 100k-line
+ * table costs a few large allocations instead of 200k small ones; blocks
+ * never move, so the map can point into them. */
+#define BLOCK_SIZE 65536
 
-/* Keys and values live in one arena so a 100k-line table costs a few large
- * allocations instead of 200k small ones; slots refer to them by offset
- * because the arena moves when it grows. */
-struct slot {
-    size_t hash;
-    size_t key_off;
-    size_t val_off;
+struct block {
+    struct block *next;
+    size_t used, size;
+    max_align_t data[]; /* aligned for struct entry */
+};
+
+struct entry {
+    const char *value; /* a replaced value stays in its block unused: duplicates are rare */
+    size_t key_len;
+    char key[];        /* folded to lowercase, NUL-terminated */
 };
 
 struct table {
-    struct slot *slots;
-    size_t cap; /* power of two, or 0 */
-    size_t count;
-    struct strbuf arena;
+    struct hashmap map; /* of struct entry; key_of is NULL until the first put */
+    struct block *blocks;
 };
 
-static size_t hash_key(const char *key)
+static const void *entry_key(const void *item, size_t *len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
+    const struct entry *e = item;
+    *len = e->key_len;
+    return e->key;
 }
 
-static size_t arena_add(struct strbuf *arena, const char *s, size_t len)
+static void *table_alloc(struct table *t, size_t n)
 {
-    size_t off = arena->len;
-    strbuf_append(arena, s, len);
-    strbuf_putc(arena, '\0');
-    return off;
+    n = (n + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t);
+    struct block *b = t->blocks;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > BLOCK_SIZE / 4 ? n : BLOCK_SIZE;
+        b = xmalloc(sizeof *b + size);
+        b->used = 0;
+        b->size = size;
+        /* A large entry gets a block of its own behind the current one, whose
+         * free space stays in use. */
+        if (size == n && t->blocks) {
+            b->next = t->blocks->next;
+            t->blocks->next = b;
+        } else {
+            b->next = t->blocks;
+            t->blocks = b;
+        }
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static const char *table_strndup(struct table *t, const char *s, size_t len)
+{
+    char *p = table_alloc(t, len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
 }
 
 static void table_free(struct table *t)
 {
-    free(t->slots);
-    strbuf_free(&t->arena);
+    hashmap_free(&t->map);
+    while (t->blocks) {
+        struct block *b = t->blocks;
+        t->blocks = b->next;
+        free(b);
+    }
     memset(t, 0, sizeof *t);
-}
-
-static struct slot *table_probe(struct table *t, size_t hash, const char *key)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = hash & mask;; i = (i + 1) & mask) {
-        struct slot *s = &t->slots[i];
-        if (s->key_off == SLOT_EMPTY)
-            return s;
-        if (s->hash == hash && strcmp(t->arena.buf + s->key_off, key) == 0)
-            return s;
-    }
-}
-
-static void table_grow(struct table *t)
-{
-    size_t ncap = t->cap ? t->cap * 2 : 16;
-    struct slot *old = t->slots;
-    size_t oldcap = t->cap;
-    t->slots = xmalloc(ncap * sizeof *t->slots);
-    for (size_t i = 0; i < ncap; i++)
-        t->slots[i].key_off = SLOT_EMPTY;
-    t->cap = ncap;
-    for (size_t i = 0; i < oldcap; i++) {
-        if (old[i].key_off == SLOT_EMPTY)
-            continue;
-        size_t mask = ncap - 1;
-        size_t j = old[i].hash & mask;
-        while (t->slots[j].key_off != SLOT_EMPTY)
-            j = (j + 1) & mask;
-        t->slots[j] = old[i];
-    }
-    free(old);
 }
 
 /* key must already be folded to lowercase. Returns 1 when it replaced an
  * existing entry (the caller decides whether that deserves a warning). */
 static int table_put(struct table *t, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    char *k = xstrndup(key, klen);
-    if ((t->count + 1) * 2 > t->cap)
-        table_grow(t);
-    size_t h = hash_key(k);
-    struct slot *s = table_probe(t, h, k);
-    int replaced = s->key_off != SLOT_EMPTY;
+    if (!t->map.key_of)
+        hashmap_init(&t->map, entry_key, 0);
+    klen = strnlen(key, klen); /* the key is text: it ends at a NUL */
+    struct entry *e = hashmap_get(&t->map, key, klen);
+    int replaced = e != NULL;
     if (!replaced) {
-        s->hash = h;
-        s->key_off = arena_add(&t->arena, k, klen);
-        t->count++;
+        e = table_alloc(t, sizeof *e + klen + 1);
+        e->key_len = klen;
+        memcpy(e->key, key, klen);
+        e->key[klen] = '\0';
+        hashmap_add(&t->map, e);
     }
-    /* A replaced value stays in the arena unused: duplicates are rare. */
-    s->val_off = arena_add(&t->arena, val, vlen);
-    free(k);
+    e->value = table_strndup(t, val, vlen);
     return replaced;
 }
 
 static const char *table_get(const struct table *t, const char *key)
 {
-    if (!t->cap)
-        return NULL;
-    struct slot *s = table_probe((struct table *)t, hash_key(key), key);
-    return s->key_off == SLOT_EMPTY ? NULL : t->arena.buf + s->val_off;
+    const struct entry *e = hashmap_get_str(&t->map, key);
+    return e ? e->value : NULL;
 }
 
 /* ---------- maps ---------- */
@@ -441,7 +436,7 @@ static int file_load(struct map *m)
     m->loaded = 1;
     if (m->failing)
         log_info("table %s: %s is readable again (%zu entries)", m->spec, m->path,
-                 m->table.count);
+                 hashmap_count(&m->table.map));
     m->failing = 0;
     return 0;
 }
@@ -749,11 +744,10 @@ int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char 
         return -1;
     if (m->kind != MAP_KIND_FILE && m->kind != MAP_KIND_INLINE)
         return 0;
-    for (size_t i = 0; i < m->table.cap; i++) {
-        const struct slot *sl = &m->table.slots[i];
-        if (sl->key_off == SLOT_EMPTY)
-            continue;
-        int rc = fn(arg, m->table.arena.buf + sl->key_off, m->table.arena.buf + sl->val_off);
+    size_t i = 0;
+    const struct entry *e;
+    while ((e = hashmap_next(&m->table.map, &i))) {
+        int rc = fn(arg, e->key, e->value);
         if (rc != 0)
             return rc;
     }

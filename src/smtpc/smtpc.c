@@ -16,13 +16,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "smtp/smtp_addr.h"
 #include "smtpc/smtpc_internal.h"
+#include "util/base64.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -438,10 +438,10 @@ static void send_auth(struct smtpc *c)
     raw[1 + ul] = '\0';
     if (pl)
         memcpy(raw + 2 + ul, c->opts.auth_pass, pl);
-    size_t enclen = 4 * ((rawlen + 2) / 3);
+    size_t enclen = base64_encoded_len(rawlen);
     char *line = xmalloc(enclen + 16);
     memcpy(line, "AUTH PLAIN ", 11);
-    EVP_EncodeBlock((unsigned char *)line + 11, raw, (int)rawlen);
+    base64_encode(raw, rawlen, line + 11);
     memcpy(line + 11 + enclen, "\r\n", 3);
     smtpc_conn_send(k, line, 11 + enclen + 2);
     explicit_bzero(raw, rawlen);
