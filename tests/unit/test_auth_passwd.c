@@ -21,7 +21,7 @@
 
 #include "auth/auth_passwd.h"
 #include "cli/cli_passwd.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
@@ -37,8 +37,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof *f);
-    str_copy(f->dir, "/tmp/tern-authpw-XXXXXX", sizeof f->dir);
-    if (!mkdtemp(f->dir))
+    if (tf_tmpdir_make(f->dir, sizeof f->dir, "authpw") != 0)
         return -1;
     snprintf(f->path, sizeof f->path, "%s/passwd", f->dir);
     f->base = event_base_new();
@@ -49,19 +48,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    DIR *d = opendir(f->dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char *p = xasprintf("%s/%s", f->dir, de->d_name);
-            unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(f->dir);
+    tf_tmpdir_remove(f->dir);
     event_base_free(f->base);
     free(f);
     return 0;
@@ -944,23 +931,6 @@ static void test_cli_errors(void **state)
     assert_int_equal(rmdir(f->path), 0);
 }
 
-static ssize_t enospc_write(int fd, const void *buf, size_t len)
-{
-    (void)fd;
-    (void)buf;
-    (void)len;
-    errno = ENOSPC;
-    return -1;
-}
-
-static int eio_rename(const char *from, const char *to)
-{
-    (void)from;
-    (void)to;
-    errno = EIO;
-    return -1;
-}
-
 static void test_cli_write_failures(void **state)
 {
     struct fixture *f = *state;
@@ -968,22 +938,20 @@ static void test_cli_write_failures(void **state)
     char *orig = xasprintf("alice:%s\n", ha);
     put_file(f->path, orig);
 
-    struct fsops ops = fsops_real;
-    ops.write = enospc_write;
-    const struct fsops *prev = fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_arm(TF_WRITE, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = ENOSPC});
     int rc = run_cli(f, "pw\n", NULL, 2, "add", "bob");
-    fsops_install(prev);
+    tf_fs_uninstall();
     assert_int_equal(rc, 2);
     char *text = get_file(f->path);
     assert_string_equal(text, orig);
     free(text);
     assert_int_equal(dir_entries(f->dir), 1);
 
-    ops = fsops_real;
-    ops.rename = eio_rename;
-    prev = fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_arm(TF_RENAME, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EIO});
     rc = run_cli(f, "", NULL, 2, "del", "alice");
-    fsops_install(prev);
+    tf_fs_uninstall();
     assert_int_equal(rc, 2);
     text = get_file(f->path);
     assert_string_equal(text, orig);

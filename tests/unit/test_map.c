@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "maps/map.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -28,8 +28,7 @@ static char logpath[128];
 static int setup_all(void **state)
 {
     (void)state;
-    str_copy(tmpdir, "/tmp/tern-test-maps-XXXXXX", sizeof tmpdir);
-    if (!mkdtemp(tmpdir))
+    if (tf_tmpdir_make(tmpdir, sizeof tmpdir, "test-maps") != 0)
         return -1;
     snprintf(logpath, sizeof logpath, "%s/log", tmpdir);
     log_set_stderr(0);
@@ -42,10 +41,7 @@ static int teardown_all(void **state)
     (void)state;
     log_set_file(NULL);
     log_set_stderr(1);
-    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    return tf_tmpdir_remove(tmpdir);
 }
 
 /* Each test starts with an empty log and the default-free check interval 0. */
@@ -466,15 +462,6 @@ static void test_missing_file_then_recovery(void **state)
     free(p);
 }
 
-static int eio_open(const char *path, int flags, mode_t mode)
-{
-    (void)path;
-    (void)flags;
-    (void)mode;
-    errno = EIO;
-    return -1;
-}
-
 static void test_unreadable_file(void **state)
 {
     (void)state;
@@ -482,13 +469,12 @@ static void test_unreadable_file(void **state)
     write_str(p, "k v\n");
     struct map *m = open_file_map("hash", p, 0);
     expect(m, "k", "v");
-    struct fsops broken = fsops_real;
-    broken.open = eio_open;
     write_str(p, "k changed\n");
-    fsops_install(&broken);
+    tf_fs_install();
+    tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EIO});
     expect_error(m, "k");
     expect_error(m, "k");
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_int_equal(log_count("cannot read"), 1);
     assert_int_equal(log_count("Input/output error"), 1);
     expect(m, "k", "changed");
