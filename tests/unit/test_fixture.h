@@ -107,6 +107,25 @@ static TF_UNUSED int tf_tmpdir_remove(const char *dir)
 #define TF_NOBODY_UID 65534
 #define TF_NOBODY_GID 65534
 
+static uid_t tf_give_uid_;
+static gid_t tf_give_gid_;
+
+static int tf_give_entry_(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return lchown(path, tf_give_uid_, tf_give_gid_);
+}
+
+/* Gives path and everything below it to uid:gid (root only); 0 or -1. */
+static TF_UNUSED int tf_give_tree(const char *path, uid_t uid, gid_t gid)
+{
+    tf_give_uid_ = uid;
+    tf_give_gid_ = gid;
+    return nftw(path, tf_give_entry_, 16, FTW_PHYS);
+}
+
 /* Switches this thread's file-system uid and gid (root only); 0 or -1.
  * tf_fs_identity(0, 0) switches back. */
 static TF_UNUSED int tf_fs_identity(uid_t uid, gid_t gid)
@@ -161,7 +180,8 @@ static struct {
     void (*on_call)(enum tf_op op, int fd);
 } tf_fs = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .permits = -1};
 
-static TF_UNUSED int tf_ends_with_(const char *s, const char *suffix)
+/* 1 when s ends with suffix. */
+static TF_UNUSED int tf_ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
@@ -185,7 +205,7 @@ static int tf_fs_begin_(enum tf_op op, int fd, const char *path, int *partial)
     }
     int err = 0;
     const struct tf_fault *f = &tf_fs.fault[op];
-    if (f->nth > 0 && !(f->path_suffix && path && !tf_ends_with_(path, f->path_suffix))) {
+    if (f->nth > 0 && !(f->path_suffix && path && !tf_ends_with(path, f->path_suffix))) {
         int n = ++tf_fs.seen[op];
         int count = f->count > 0 ? f->count : 1;
         if (n >= f->nth && (count == TF_ALWAYS || n - f->nth < count))

@@ -19,90 +19,19 @@
 
 #include "local/deliver.h"
 #include "local/maildir.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 
 /* ---- fault injection ---------------------------------------------------- */
 
-enum fault_op { FAULT_NONE, FAULT_OPEN, FAULT_WRITE, FAULT_FSYNC, FAULT_LINK, FAULT_RENAME,
-                FAULT_MKDIR };
-
-struct fault {
-    enum fault_op op;
-    int nth;        /* 1-based call that fails */
-    int persistent; /* and every later one */
-    int err;
-    int calls;
-};
-
-static struct fault faults[2];
-
-static int fault_hit(enum fault_op op)
+/* Installs the fixture's fsops with the nth call of op from now failing with
+ * err (and, when every_later, all calls after it). A failing write first
+ * puts half its bytes on disk, as a filling disk does, so the test sees
+ * whether the partial file is cleaned up. */
+static void inject(enum tf_op op, int nth, int err, int every_later)
 {
-    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
-        struct fault *f = &faults[i];
-        if (f->op != op)
-            continue;
-        f->calls++;
-        if (f->calls == f->nth || (f->persistent && f->calls > f->nth)) {
-            errno = f->err;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int fault_open(const char *path, int flags, mode_t mode)
-{
-    return fault_hit(FAULT_OPEN) ? -1 : fsops_real.open(path, flags, mode);
-}
-
-/* A failing write first puts half its bytes on disk, as a filling disk does,
- * so the test sees whether the partial file is cleaned up. */
-static ssize_t fault_write(int fd, const void *buf, size_t len)
-{
-    if (fault_hit(FAULT_WRITE)) {
-        int e = errno;
-        if (len > 1)
-            (void)!fsops_real.write(fd, buf, len / 2);
-        errno = e;
-        return -1;
-    }
-    return fsops_real.write(fd, buf, len);
-}
-
-static int fault_fsync(int fd)
-{
-    return fault_hit(FAULT_FSYNC) ? -1 : fsops_real.fsync(fd);
-}
-
-static int fault_link(const char *from, const char *to)
-{
-    return fault_hit(FAULT_LINK) ? -1 : fsops_real.link(from, to);
-}
-
-static int fault_rename(const char *from, const char *to)
-{
-    return fault_hit(FAULT_RENAME) ? -1 : fsops_real.rename(from, to);
-}
-
-static int fault_mkdir(const char *path, mode_t mode)
-{
-    return fault_hit(FAULT_MKDIR) ? -1 : fsops_real.mkdir(path, mode);
-}
-
-static struct fsops faulty_ops;
-
-static void inject(enum fault_op op, int nth, int err)
-{
-    memset(faults, 0, sizeof faults);
-    faults[0] = (struct fault){.op = op, .nth = nth, .err = err};
-    fsops_install(&faulty_ops);
-}
-
-static void inject_second(enum fault_op op, int nth, int err)
-{
-    faults[1] = (struct fault){.op = op, .nth = nth, .err = err};
+    tf_fs_install();
+    tf_fs_arm(op, (struct tf_fault){.nth = nth, .count = every_later ? TF_ALWAYS : 1, .err = err, .partial = 1});
 }
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -117,42 +46,23 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    strcpy(fx->base, "/tmp/tern-maildir-XXXXXX");
-    if (!mkdtemp(fx->base))
+    if (tf_tmpdir_make(fx->base, sizeof fx->base, "maildir") != 0)
         return -1;
     fx->maildir = xasprintf("%s/Maildir", fx->base);
     fx->queue_path = xasprintf("%s/queuefile", fx->base);
     fx->qfd = -1;
     umask(022);
-    faulty_ops = fsops_real;
-    faulty_ops.open = fault_open;
-    faulty_ops.write = fault_write;
-    faulty_ops.fsync = fault_fsync;
-    faulty_ops.link = fault_link;
-    faulty_ops.rename = fault_rename;
-    faulty_ops.mkdir = fault_mkdir;
-    memset(faults, 0, sizeof faults);
     *state = fx;
     return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        chmod(path, 0700);
-    return remove(path);
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    fsops_install(NULL);
+    tf_fs_uninstall();
     if (fx->qfd >= 0)
         close(fx->qfd);
-    chmod(fx->base, 0700);
-    nftw(fx->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(fx->base);
     free(fx->maildir);
     free(fx->queue_path);
     free(fx);
@@ -573,14 +483,22 @@ static void test_empty_path(void **state)
 static void test_permission_denied_real(void **state)
 {
     struct fx *fx = *state;
-    if (geteuid() == 0)
-        skip(); /* DAC does not bind root; the injected variant covers it */
     make_maildir(fx->maildir);
     char *tmp = xasprintf("%s/tmp", fx->maildir);
     assert_int_equal(chmod(tmp, 0500), 0);
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
+    /* DAC does not bind root: as root, the maildir belongs to nobody and the
+     * delivery runs under nobody's file-system identity, as local's would. */
+    int as_root = geteuid() == 0;
+    if (as_root) {
+        assert_int_equal(chmod(fx->base, 0711), 0);
+        assert_int_equal(tf_give_tree(fx->maildir, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+        assert_int_equal(tf_fs_identity(TF_NOBODY_UID, TF_NOBODY_GID), 0);
+    }
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
+    if (as_root)
+        assert_int_equal(tf_fs_identity(0, 0), 0);
     chmod(tmp, 0700);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "Permission denied");
     free(tmp);
@@ -592,15 +510,15 @@ static void test_permission_denied_injected(void **state)
     make_maildir(fx->maildir);
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
-    inject(FAULT_OPEN, 1, EACCES);
+    inject(TF_OPEN, 1, EACCES, 0);
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "Permission denied");
     assert_non_null(strstr(err.text, "cannot create maildir file"));
 
     /* a maildir we may not create */
-    fsops_install(NULL);
+    tf_fs_uninstall();
     char *other = xasprintf("%s/Other", fx->base);
-    inject(FAULT_MKDIR, 1, EACCES);
+    inject(TF_MKDIR, 1, EACCES, 0);
     memset(&err, 0, sizeof err);
     assert_int_equal(maildir_deliver(other, (uid_t)-1, (gid_t)-1, &in, NULL, &err), -1);
     assert_string_equal(err.enh, "4.2.0");
@@ -623,25 +541,25 @@ static void test_injected_faults(void **state)
 {
     struct fx *fx = *state;
     struct {
-        enum fault_op op;
+        enum tf_op op;
         int nth;
         int err;
-        enum fault_op op2;
+        enum tf_op op2; /* TF_NOPS: none */
         int err2;
         const char *enh;
         const char *text;
     } cases[] = {
-        {FAULT_WRITE, 1, ENOSPC, FAULT_NONE, 0, "4.2.2", "No space left on device"},
-        {FAULT_WRITE, 3, ENOSPC, FAULT_NONE, 0, "4.2.2", "cannot write maildir file"},
-        {FAULT_WRITE, 2, EDQUOT, FAULT_NONE, 0, "4.2.2", "quota"},
-        {FAULT_WRITE, 2, EIO, FAULT_NONE, 0, "4.2.0", "Input/output error"},
-        {FAULT_FSYNC, 1, EIO, FAULT_NONE, 0, "4.2.0", "cannot sync maildir file"},
-        {FAULT_FSYNC, 1, ENOSPC, FAULT_NONE, 0, "4.2.2", "No space left on device"},
-        {FAULT_FSYNC, 2, EIO, FAULT_NONE, 0, "4.2.0", "cannot sync maildir directory"},
-        {FAULT_LINK, 1, EIO, FAULT_NONE, 0, "4.2.0", "cannot move maildir file"},
-        {FAULT_LINK, 1, ENOSPC, FAULT_NONE, 0, "4.2.2", "No space left on device"},
-        {FAULT_LINK, 1, EPERM, FAULT_RENAME, EIO, "4.2.0", "Input/output error"},
-        {FAULT_OPEN, 1, EIO, FAULT_NONE, 0, "4.2.0", "cannot create maildir file"},
+        {TF_WRITE, 1, ENOSPC, TF_NOPS, 0, "4.2.2", "No space left on device"},
+        {TF_WRITE, 3, ENOSPC, TF_NOPS, 0, "4.2.2", "cannot write maildir file"},
+        {TF_WRITE, 2, EDQUOT, TF_NOPS, 0, "4.2.2", "quota"},
+        {TF_WRITE, 2, EIO, TF_NOPS, 0, "4.2.0", "Input/output error"},
+        {TF_FSYNC, 1, EIO, TF_NOPS, 0, "4.2.0", "cannot sync maildir file"},
+        {TF_FSYNC, 1, ENOSPC, TF_NOPS, 0, "4.2.2", "No space left on device"},
+        {TF_FSYNC, 2, EIO, TF_NOPS, 0, "4.2.0", "cannot sync maildir directory"},
+        {TF_LINK, 1, EIO, TF_NOPS, 0, "4.2.0", "cannot move maildir file"},
+        {TF_LINK, 1, ENOSPC, TF_NOPS, 0, "4.2.2", "No space left on device"},
+        {TF_LINK, 1, EPERM, TF_RENAME, EIO, "4.2.0", "Input/output error"},
+        {TF_OPEN, 1, EIO, TF_NOPS, 0, "4.2.0", "cannot create maildir file"},
     };
     size_t len;
     char *content = big_message(&len);
@@ -650,14 +568,13 @@ static void test_injected_faults(void **state)
         struct deliver_input in = make_input(fx, "Delivered-To: u@d\n", content, len);
         struct deliver_error err = {0};
         char *final = NULL;
-        inject(cases[i].op, cases[i].nth, cases[i].err);
-        faults[0].persistent = cases[i].op == FAULT_WRITE;
-        if (cases[i].op2 != FAULT_NONE)
-            inject_second(cases[i].op2, 1, cases[i].err2);
+        inject(cases[i].op, cases[i].nth, cases[i].err, cases[i].op == TF_WRITE);
+        if (cases[i].op2 != TF_NOPS)
+            tf_fs_fail(cases[i].op2, 1, cases[i].err2);
         int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err);
-        fsops_install(NULL);
-        if (faults[0].calls < cases[i].nth)
-            fail_msg("case %zu: fault never reached (%d calls)", i, faults[0].calls);
+        tf_fs_uninstall();
+        if (tf_fs_fault_calls(cases[i].op) < cases[i].nth)
+            fail_msg("case %zu: fault never reached (%d calls)", i, tf_fs_fault_calls(cases[i].op));
         assert_null(final);
         assert_failed_cleanly(fx, rc, &err, cases[i].enh, cases[i].text);
     }
@@ -671,10 +588,10 @@ static void test_link_unsupported_falls_back_to_rename(void **state)
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
-    inject(FAULT_LINK, 1, EPERM);
+    inject(TF_LINK, 1, EPERM, 0);
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
-    fsops_install(NULL);
-    assert_int_equal(faults[0].calls, 1);
+    tf_fs_uninstall();
+    assert_int_equal(tf_fs_calls(TF_LINK), 1);
     assert_int_equal(count_entries(fx->maildir, "new", NULL), 1);
     assert_int_equal(count_entries(fx->maildir, "tmp", NULL), 0);
     size_t n;
@@ -775,7 +692,7 @@ static void test_chown_when_asked(void **state)
 {
     struct fx *fx = *state;
     if (geteuid() != 0)
-        skip(); /* giving files away needs CAP_CHOWN */
+        test_skip("giving files away needs CAP_CHOWN: run as root");
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;

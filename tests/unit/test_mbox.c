@@ -22,75 +22,19 @@
 
 #include "local/deliver.h"
 #include "local/mbox.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
 /* ---- fault injection ---------------------------------------------------- */
 
-enum fault_op { FAULT_NONE, FAULT_OPEN, FAULT_WRITE, FAULT_FSYNC };
-
-static struct {
-    enum fault_op op;
-    int nth;          /* 1-based call that fails; 0 = only count */
-    int persistent;   /* and every later one */
-    int err;
-    const char *path_suffix; /* open: only paths ending so */
-    int calls;
-} fault;
-
-static int fault_hit(enum fault_op op)
+/* Installs the fixture's fsops with the nth call of op from now failing with
+ * err (and, when every_later, all calls after it). A failing write first
+ * puts half its bytes on disk, as a filling disk does. */
+static void inject(enum tf_op op, int nth, int err, int every_later)
 {
-    if (fault.op != op)
-        return 0;
-    fault.calls++;
-    if (fault.nth > 0 && (fault.calls == fault.nth || (fault.persistent && fault.calls > fault.nth))) {
-        errno = fault.err;
-        return 1;
-    }
-    return 0;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-static int fault_open(const char *path, int flags, mode_t mode)
-{
-    if (fault.path_suffix && !ends_with(path, fault.path_suffix))
-        return fsops_real.open(path, flags, mode);
-    return fault_hit(FAULT_OPEN) ? -1 : fsops_real.open(path, flags, mode);
-}
-
-/* A failing write first puts half its bytes on disk, as a filling disk does. */
-static ssize_t fault_write(int fd, const void *buf, size_t len)
-{
-    if (fault_hit(FAULT_WRITE)) {
-        int e = errno;
-        if (len > 1)
-            (void)!fsops_real.write(fd, buf, len / 2);
-        errno = e;
-        return -1;
-    }
-    return fsops_real.write(fd, buf, len);
-}
-
-static int fault_fsync(int fd)
-{
-    return fault_hit(FAULT_FSYNC) ? -1 : fsops_real.fsync(fd);
-}
-
-static struct fsops faulty_ops;
-
-static void inject(enum fault_op op, int nth, int err)
-{
-    memset(&fault, 0, sizeof fault);
-    fault.op = op;
-    fault.nth = nth;
-    fault.err = err;
-    fsops_install(&faulty_ops);
+    tf_fs_install();
+    tf_fs_arm(op, (struct tf_fault){.nth = nth, .count = every_later ? TF_ALWAYS : 1, .err = err, .partial = 1});
 }
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -108,40 +52,24 @@ static const struct mbox_lock_policy quick = {.wait_ms = 300, .retry_ms = 20, .s
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    strcpy(fx->base, "/tmp/tern-mbox-XXXXXX");
-    if (!mkdtemp(fx->base))
+    if (tf_tmpdir_make(fx->base, sizeof fx->base, "mbox") != 0)
         return -1;
     fx->mbox = xasprintf("%s/mbox", fx->base);
     fx->lock = xasprintf("%s/mbox.lock", fx->base);
     fx->queue_path = xasprintf("%s/queuefile", fx->base);
     fx->qfd = -1;
     umask(022);
-    faulty_ops = fsops_real;
-    faulty_ops.open = fault_open;
-    faulty_ops.write = fault_write;
-    faulty_ops.fsync = fault_fsync;
-    memset(&fault, 0, sizeof fault);
     *state = fx;
     return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        chmod(path, 0700);
-    return remove(path);
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    fsops_install(NULL);
+    tf_fs_uninstall();
     if (fx->qfd >= 0)
         close(fx->qfd);
-    chmod(fx->base, 0700);
-    nftw(fx->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(fx->base);
     free(fx->mbox);
     free(fx->lock);
     free(fx->queue_path);
@@ -274,7 +202,7 @@ static void test_from_line_format(void **state)
     s = mbox_from_line("x@y", 0);
     char year[16];
     snprintf(year, sizeof year, " %d\n", tm.tm_year + 1900);
-    assert_true(ends_with(s, year));
+    assert_true(tf_ends_with(s, year));
     free(s);
 }
 
@@ -418,27 +346,26 @@ static void test_truncate_back_on_failure(void **state)
 
     /* count the writes of a good append, into a scratch copy */
     char *scratch = xasprintf("%s/scratch", fx->base);
-    inject(FAULT_WRITE, 0, 0);
+    tf_fs_install();
     assert_int_equal(mbox_deliver(scratch, (uid_t)-1, (gid_t)-1, &in, &err), 0);
-    fsops_install(NULL);
-    int writes = fault.calls;
+    tf_fs_uninstall();
+    int writes = tf_fs_calls(TF_WRITE);
     assert_true(writes >= 5); /* From line, several chunks, the blank line */
 
     for (int nth = 1; nth <= writes; nth++) {
-        inject(FAULT_WRITE, nth, ENOSPC);
-        fault.persistent = 1;
+        inject(TF_WRITE, nth, ENOSPC, 1);
         memset(&err, 0, sizeof err);
         int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
-        fsops_install(NULL);
+        tf_fs_uninstall();
         assert_temp_error(rc, &err, "4.2.2", "No space left on device");
         assert_file_is(fx->mbox, before, before_len);
         assert_false(exists(fx->lock));
     }
 
-    inject(FAULT_FSYNC, 1, EIO);
+    inject(TF_FSYNC, 1, EIO, 0);
     memset(&err, 0, sizeof err);
     int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_temp_error(rc, &err, "4.2.0", "cannot sync mailbox");
     assert_file_is(fx->mbox, before, before_len);
 
@@ -629,34 +556,42 @@ static void test_dotlock_denied_falls_back_to_fcntl(void **state)
     struct fx *fx = *state;
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
-    inject(FAULT_OPEN, 1, EACCES);
-    fault.persistent = 1;
-    fault.path_suffix = ".lock";
+    tf_fs_install();
+    tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EACCES, .path_suffix = ".lock"});
     assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), 0);
     assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), 0);
-    fsops_install(NULL);
-    assert_int_equal(fault.calls, 2);
+    tf_fs_uninstall();
+    assert_int_equal(tf_fs_fault_calls(TF_OPEN), 2);
     assert_false(exists(fx->lock));
     assert_file_is(fx->mbox, FROM_LINE "x\n\n" FROM_LINE "x\n\n", 2 * (strlen(FROM_LINE) + 3));
 
     /* any other lock-file error is not ignored */
-    inject(FAULT_OPEN, 1, EIO);
-    fault.path_suffix = ".lock";
+    tf_fs_install();
+    tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .err = EIO, .path_suffix = ".lock"});
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err);
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_temp_error(rc, &err, "4.2.0", "cannot create lock file");
 }
 
 static void test_dotlock_denied_real(void **state)
 {
     struct fx *fx = *state;
-    if (geteuid() == 0)
-        skip(); /* DAC does not bind root; the injected variant covers it */
     write_file(fx->mbox, "");
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    /* DAC does not bind root: as root, the mailbox and its directory belong
+     * to nobody and the delivery runs under nobody's file-system identity. */
+    int as_root = geteuid() == 0;
+    if (as_root) {
+        assert_int_equal(chown(fx->mbox, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+        assert_int_equal(chown(fx->base, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+    }
     assert_int_equal(chmod(fx->base, 0500), 0);
     struct deliver_error err = {0};
+    if (as_root)
+        assert_int_equal(tf_fs_identity(TF_NOBODY_UID, TF_NOBODY_GID), 0);
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err);
+    if (as_root)
+        assert_int_equal(tf_fs_identity(0, 0), 0);
     chmod(fx->base, 0700);
     assert_int_equal(rc, 0);
     assert_file_is(fx->mbox, FROM_LINE "x\n\n", strlen(FROM_LINE) + 3);
@@ -666,7 +601,7 @@ static void test_create_owner(void **state)
 {
     struct fx *fx = *state;
     if (geteuid() != 0)
-        skip(); /* giving files away needs CAP_CHOWN */
+        test_skip("giving files away needs CAP_CHOWN: run as root");
     struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, 4321, 4322, &in, &err), 0);
