@@ -174,6 +174,7 @@ static struct {
     int done[TF_NOPS];  /* returned */
     struct tf_fault fault[TF_NOPS];
     int seen[TF_NOPS];  /* calls the armed fault has counted */
+    int gen[TF_NOPS];   /* arming generation: a call counted under an older one never fails */
     int gated[TF_NOPS];
     int permits;        /* gated calls allowed through; -1: any number */
     size_t short_max;   /* 0, or the most bytes one write/pwrite moves */
@@ -197,6 +198,12 @@ static int tf_fs_begin_(enum tf_op op, int fd, const char *path, int *partial)
     pthread_mutex_lock(&tf_fs.mu);
     tf_fs.calls[op]++;
     pthread_cond_broadcast(&tf_fs.cv);
+    /* The call's number is taken when it starts, so a call already waiting
+     * at the gate when a fault is armed is not one of "the Nth from now". */
+    const struct tf_fault *f = &tf_fs.fault[op];
+    int gen = tf_fs.gen[op], n = 0;
+    if (f->nth > 0 && !(f->path_suffix && path && !tf_ends_with(path, f->path_suffix)))
+        n = ++tf_fs.seen[op];
     if (tf_fs.gated[op]) {
         while (tf_fs.permits == 0)
             pthread_cond_wait(&tf_fs.cv, &tf_fs.mu);
@@ -204,9 +211,8 @@ static int tf_fs_begin_(enum tf_op op, int fd, const char *path, int *partial)
             tf_fs.permits--;
     }
     int err = 0;
-    const struct tf_fault *f = &tf_fs.fault[op];
-    if (f->nth > 0 && !(f->path_suffix && path && !tf_ends_with(path, f->path_suffix))) {
-        int n = ++tf_fs.seen[op];
+    f = &tf_fs.fault[op];
+    if (n > 0 && gen == tf_fs.gen[op]) {
         int count = f->count > 0 ? f->count : 1;
         if (n >= f->nth && (count == TF_ALWAYS || n - f->nth < count))
             err = f->err;
@@ -361,6 +367,7 @@ static TF_UNUSED void tf_fs_arm(enum tf_op op, struct tf_fault f)
     pthread_mutex_lock(&tf_fs.mu);
     tf_fs.fault[op] = f;
     tf_fs.seen[op] = 0;
+    tf_fs.gen[op]++;
     pthread_mutex_unlock(&tf_fs.mu);
 }
 
