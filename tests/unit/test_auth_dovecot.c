@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "auth/auth_dovecot.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
@@ -1356,10 +1357,8 @@ static int real_teardown(void **state)
 
 static void need_real(void)
 {
-    if (!g_real.available) {
-        print_message("[  SKIPPED ] real Dovecot test: %s\n", g_real.skip_why);
-        skip();
-    }
+    if (!g_real.available)
+        test_skip("real Dovecot test: %s", g_real.skip_why);
 }
 
 static void test_real_dovecot_accepts(void **state)

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "dns/dns.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -319,10 +320,10 @@ static void assert_contains(const char *hay, const char *needle)
         fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
 }
 
-#define NEED_UNBOUND()           \
-    do {                         \
-        if (!have_unbound)       \
-            skip();              \
+#define NEED_UNBOUND()                                                                   \
+    do {                                                                                 \
+        if (!have_unbound)                                                               \
+            test_skip("%s is not installed: no DNS server to test against", UNBOUND_BIN); \
     } while (0)
 
 /* A UDP socket that reads queries and never answers. */

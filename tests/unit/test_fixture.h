@@ -20,6 +20,7 @@
 #define TERN_TEST_FIXTURE_H
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -44,17 +45,26 @@ static TF_UNUSED int tf_under_ci(void)
     return ci && *ci && strcmp(ci, "0") != 0 && strcmp(ci, "false") != 0;
 }
 
-#define test_skip(reason) tf_skip_((reason), __FILE__, __LINE__)
+/* test_skip("fmt", ...): the reason, printf-style. */
+#define test_skip(...) tf_skip_(__FILE__, __LINE__, __VA_ARGS__)
 
 /* Reports at the caller's file and line (cmocka's _skip and _fail). */
-static TF_UNUSED void tf_skip_(const char *reason, const char *file, int line)
+static TF_UNUSED __attribute__((format(printf, 3, 4), noreturn)) void tf_skip_(const char *file, int line,
+                                                                               const char *fmt, ...)
 {
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
     if (tf_under_ci()) {
         print_error("%s:%d: would skip, but CI=%s allows no skip: %s\n", file, line, getenv("CI"), reason);
         _fail(file, line);
+        abort(); /* not reached: _fail leaves the test */
     }
     print_message("[  SKIPPED ] %s\n", reason);
     _skip(file, line);
+    abort(); /* not reached: _skip leaves the test */
 }
 
 /* ---- temporary directories ---------------------------------------------- */

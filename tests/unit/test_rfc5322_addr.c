@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "msg/rfc5322_addr.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -334,10 +335,8 @@ static void test_isemail_vectors(void **state)
     char path[512];
     snprintf(path, sizeof path, "%s/address/isemail/tests.xml", testdata_dir());
     char *xml = read_whole_file(path);
-    if (xml == NULL) {
-        print_message("%s not found (set TERN_TESTDATA): skipped\n", path);
-        skip();
-    }
+    if (xml == NULL)
+        test_skip("%s not found (set TERN_TESTDATA to the testdata directory)", path);
     struct strbuf addr = STRBUF_INIT;
     int checked = 0, mismatches = 0;
     for (const char *t = strstr(xml, "<test id="); t != NULL;) {

@@ -14,6 +14,7 @@
 
 #include "conf/conf.h"
 #include "tls/tls.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 
 static void test_protocol_lists(void **state)
@@ -60,7 +61,7 @@ static void test_server_contexts(void **state)
     if (!ec || !rsa) {
         free(ec);
         free(rsa);
-        skip();
+        test_skip("cannot make test certificates (is the openssl command installed?)");
     }
     char *err = NULL;
     /* no certificate: no context, no error */
