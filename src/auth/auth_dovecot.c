@@ -314,7 +314,7 @@ static void conn_teardown(struct auth_dovecot *d)
 static void conn_fail(struct auth_dovecot *d, const char *why, int backoff)
 {
     size_t waiting = hashmap_count(&d->sent_ids);
-    for (struct auth_dovecot_req *r = first_req(&d->queued); r; r = LIST_NEXT(r, struct auth_dovecot_req, link))
+    for (const struct list_node *n = d->queued.head; n; n = n->next)
         waiting++;
     if (backoff || waiting)
         log_warn("dovecot auth %s: %s (%zu request%s failed)", d->path, why, waiting, waiting == 1 ? "" : "s");
@@ -665,21 +665,16 @@ static void req_build_line(struct auth_dovecot_req *r, const char *user, const c
     }
     strbuf_puts(&sb, "\tresp=");
 
-    size_t ulen = strlen(user), plen = strlen(password);
-    size_t rawlen = 1 + ulen + 1 + plen;
-    unsigned char *raw = xmalloc(rawlen);
-    raw[0] = '\0';
-    memcpy(raw + 1, user, ulen);
-    raw[1 + ulen] = '\0';
-    memcpy(raw + 2 + ulen, password, plen);
-
-    r->line_len = sb.len + base64_encoded_len(rawlen) + 1;
+    /* Built in a buffer of its final size: no realloc leaves copies behind. */
+    size_t rlen;
+    char *resp = base64_sasl_plain(user, password, &rlen);
+    r->line_len = sb.len + rlen + 1;
     r->line = xmalloc(r->line_len + 1);
     memcpy(r->line, sb.buf, sb.len);
-    base64_encode(raw, rawlen, r->line + sb.len);
+    memcpy(r->line + sb.len, resp, rlen);
     r->line[r->line_len - 1] = '\n';
     r->line[r->line_len] = '\0';
-    wipe_free(raw, rawlen);
+    wipe_free(resp, rlen);
     strbuf_free(&sb);
 }
 

@@ -430,23 +430,16 @@ void smtpc_tls_done(struct smtpc *c)
 static void send_auth(struct smtpc *c)
 {
     struct smtpc_conn *k = c->conn;
-    size_t ul = strlen(c->opts.auth_user), pl = c->opts.auth_pass ? strlen(c->opts.auth_pass) : 0;
-    size_t rawlen = 2 + ul + pl;
-    unsigned char *raw = xmalloc(rawlen);
-    raw[0] = '\0';
-    memcpy(raw + 1, c->opts.auth_user, ul);
-    raw[1 + ul] = '\0';
-    if (pl)
-        memcpy(raw + 2 + ul, c->opts.auth_pass, pl);
-    size_t enclen = base64_encoded_len(rawlen);
+    size_t enclen;
+    char *resp = base64_sasl_plain(c->opts.auth_user, c->opts.auth_pass ? c->opts.auth_pass : "", &enclen);
     char *line = xmalloc(enclen + 16);
     memcpy(line, "AUTH PLAIN ", 11);
-    base64_encode(raw, rawlen, line + 11);
+    memcpy(line + 11, resp, enclen);
     memcpy(line + 11 + enclen, "\r\n", 3);
     smtpc_conn_send(k, line, 11 + enclen + 2);
-    explicit_bzero(raw, rawlen);
+    explicit_bzero(resp, enclen);
     explicit_bzero(line, enclen + 16);
-    free(raw);
+    free(resp);
     free(line);
     k->stage = SMTPC_ST_AUTH;
     smtpc_conn_arm(k, c->opts.helo_timeout);

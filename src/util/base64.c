@@ -2,6 +2,10 @@
 #include "util/base64.h"
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/mem.h"
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -84,4 +88,20 @@ int base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen
     }
     *outlen = n;
     return 0;
+}
+
+char *base64_sasl_plain(const char *user, const char *password, size_t *len)
+{
+    size_t ulen = strlen(user), plen = strlen(password);
+    size_t rawlen = 1 + ulen + 1 + plen;
+    unsigned char *raw = xmalloc(rawlen);
+    raw[0] = '\0';
+    memcpy(raw + 1, user, ulen);
+    raw[1 + ulen] = '\0';
+    memcpy(raw + 2 + ulen, password, plen);
+    char *out = xmalloc(base64_encoded_len(rawlen) + 1);
+    *len = base64_encode(raw, rawlen, out);
+    explicit_bzero(raw, rawlen);
+    free(raw);
+    return out;
 }

@@ -8,7 +8,8 @@
  * ignore them). An empty input decodes to nothing; callers for which an
  * empty string means something else check that first.
  *
- * Any module may use it; no allocation, no state. */
+ * Any module may use it; no state, and no allocation except in
+ * base64_sasl_plain. */
 #ifndef TERN_UTIL_BASE64_H
 #define TERN_UTIL_BASE64_H
 
@@ -24,5 +25,11 @@ size_t base64_decoded_max(size_t len);
 /* Decodes in[0..len) into out (room for base64_decoded_max(len) bytes);
  * 0 with *outlen set, or -1 when in is not strict base64. */
 int base64_decode(const char *in, size_t len, unsigned char *out, size_t *outlen);
+
+/* The SASL PLAIN response (RFC 4616) with no authorization identity:
+ * base64 of "\0user\0password", as a NUL-terminated heap string of *len
+ * characters. The plain bytes are wiped; the caller wipes and frees the
+ * result, which is as good as the password. */
+char *base64_sasl_plain(const char *user, const char *password, size_t *len);
 
 #endif

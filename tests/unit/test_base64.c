@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/base64.h"
@@ -56,9 +57,14 @@ static void test_round_trip_all_lengths(void **state)
 static void test_sasl_plain(void **state)
 {
     (void)state;
-    char enc[64];
-    base64_encode("\0user\0pass", 10, enc);
-    assert_string_equal(enc, "AHVzZXIAcGFzcw==");
+    size_t len;
+    char *resp = base64_sasl_plain("user", "pass", &len);
+    assert_string_equal(resp, "AHVzZXIAcGFzcw=="); /* "\0user\0pass" */
+    assert_int_equal(len, 16);
+    free(resp);
+    resp = base64_sasl_plain("", "", &len);
+    assert_string_equal(resp, "AAA="); /* two NULs */
+    free(resp);
 }
 
 static void test_strict_rejections(void **state)
