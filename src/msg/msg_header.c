@@ -435,51 +435,6 @@ char *msg_header_message_id(const char *queue_id, const char *myhostname)
 /* ---------------------------------------------------------------------------
  * From */
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629), 0 if there is none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned min2 = 0x80, max2 = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            min2 = 0xA0; /* no overlong forms */
-        else if (c == 0xED)
-            max2 = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            min2 = 0x90;
-        else if (c == 0xF4)
-            max2 = 0x8F; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < min2 || s[1] > max2)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-static int is_utf8(const char *s)
-{
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
 /* Controls become spaces (a CR or LF here would forge a header line); runs of
  * white space collapse to one space; both ends are trimmed. */
 static char *clean_name(const char *name)
@@ -560,7 +515,7 @@ static void q_put(struct strbuf *sb, const unsigned char *s, size_t n)
  * encoded-words is not displayed, so the name's own spaces are encoded as '_'. */
 static void put_encoded_name(struct fold_out *o, const char *name)
 {
-    int utf8 = is_utf8(name);
+    int utf8 = str_is_utf8(name, strlen(name));
     const char *charset = utf8 ? "UTF-8" : "unknown-8bit";
     size_t overhead = strlen("=?") + strlen(charset) + strlen("?Q?") + strlen("?=");
     const unsigned char *s = (const unsigned char *)name;
@@ -579,7 +534,7 @@ static void put_encoded_name(struct fold_out *o, const char *name)
         strbuf_printf(&word, "=?%s?Q?", charset);
         size_t used = 0;
         while (i < len) {
-            size_t n = utf8 ? utf8_seq_len(s + i, len - i) : 1;
+            size_t n = utf8 ? str_utf8_len(s + i, len - i) : 1;
             size_t enc = q_len(s + i, n);
             if (used > 0 && used + enc > budget)
                 break;

@@ -51,34 +51,9 @@ static int is_dcontent(unsigned char c)
  * checking byte by byte never reads past the end. */
 static size_t utf8_seq_len(const unsigned char *p)
 {
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        if (c == 0xC2)
-            lo = 0xA0;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
+    size_t n = str_utf8_len(p, strnlen((const char *)p, 4));
+    if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0)
+        return 0; /* a C1 control */
     return n;
 }
 

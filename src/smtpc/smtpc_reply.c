@@ -52,34 +52,6 @@ static size_t enh_len(const char *s, size_t len)
     return i;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most len octets), 0 if s
- * does not start one (RFC 3629: no overlong forms, no surrogates). */
-static size_t utf8_len(const unsigned char *s, size_t len)
-{
-    size_t n;
-    unsigned min;
-    unsigned cp;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        n = 2, min = 0x80, cp = s[0] & 0x1fu;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        n = 3, min = 0x800, cp = s[0] & 0x0fu;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        n = 4, min = 0x10000, cp = s[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* Appends text to the kept reply text: controls and octets that are not
  * UTF-8 become '?', so the text is safe in a log line or a bounce, and
  * nothing is added past SMTPC_TEXT_MAX but one "...". */
@@ -92,7 +64,7 @@ static void text_append(struct smtpc_reply *r, const char *s, size_t len)
         size_t n = 1;
         const char *piece = s + i;
         if (u[i] >= 0x80) {
-            n = utf8_len(u + i, len - i);
+            n = str_utf8_len(u + i, len - i);
             if (n == 0) {
                 n = 1;
                 piece = "?";

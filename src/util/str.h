@@ -6,6 +6,7 @@
 #define TERN_UTIL_STR_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Copies src into dst of size dstsize, always NUL-terminating; returns
  * strlen(src) so truncation is detectable (like strlcpy). */
@@ -30,5 +31,16 @@ int str_is_ctl(unsigned char c);
 int str_is_atext(unsigned char c);
 /* 1 when any of the n bytes at s has the high bit set. */
 int str_has_8bit(const void *s, size_t n);
+
+/* UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates, nothing
+ * past U+10FFFF (the classic ways to slip a second meaning past a byte-level
+ * check). str_utf8_len: the length of the well-formed character at s (1 for
+ * an ASCII byte), 0 when the avail (>= 1) bytes there do not start one. Bytes
+ * are read in order and reading stops at the first bad one. */
+size_t str_utf8_len(const void *s, size_t avail);
+/* 1 when the len bytes at s are all well-formed UTF-8. */
+int str_is_utf8(const void *s, size_t len);
+/* The code point of the n-byte character at s (n from str_utf8_len). */
+uint32_t str_utf8_decode(const void *s, size_t n);
 
 #endif

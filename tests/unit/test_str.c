@@ -1,5 +1,6 @@
 /* Tests for util/str: the ASCII character classes against <ctype.h> in the
- * C locale for every byte, the atext set of RFC 5322, has_8bit, and the
+ * C locale for every byte, the atext set of RFC 5322, has_8bit, UTF-8
+ * (RFC 3629 well-formedness, and strbuf_put_utf8 round trips), and the
  * string helpers. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "util/str.h"
+#include "util/strbuf.h"
 
 static void test_classes_match_c_locale(void **state)
 {
@@ -52,6 +54,56 @@ static void test_has_8bit(void **state)
     assert_true(str_has_8bit("\x80", 1));
 }
 
+static void test_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        size_t len;
+    } cases[] = {
+        {"a", 1},
+        {"\xc3\xa9", 2},         /* U+00E9 */
+        {"\xc2\x80", 2},         /* U+0080: a C1 control is still UTF-8 */
+        {"\xe2\x82\xac", 3},     /* U+20AC */
+        {"\xf0\x9f\x98\x80", 4}, /* U+1F600 */
+        {"\xf4\x8f\xbf\xbf", 4}, /* U+10FFFF */
+        {"\xc0\xaf", 0},         /* overlong '/' */
+        {"\xc1\xbf", 0},
+        {"\xe0\x9f\xbf", 0},     /* overlong */
+        {"\xed\xa0\x80", 0},     /* surrogate U+D800 */
+        {"\xf0\x8f\xbf\xbf", 0}, /* overlong */
+        {"\xf4\x90\x80\x80", 0}, /* past U+10FFFF */
+        {"\xf5\x80\x80\x80", 0},
+        {"\x80", 0},             /* a lone continuation byte */
+        {"\xc3", 0},             /* cut short */
+        {"\xe2\x82", 0},
+        {"\xc3(", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t avail = strlen(cases[i].s);
+        if (str_utf8_len(cases[i].s, avail) != cases[i].len)
+            fail_msg("case %zu: got %zu, want %zu", i, str_utf8_len(cases[i].s, avail), cases[i].len);
+    }
+    /* avail is honoured even when more bytes follow */
+    assert_int_equal(str_utf8_len("\xe2\x82\xac", 2), 0);
+    assert_true(str_is_utf8("caf\xc3\xa9 \xe2\x82\xac", 9));
+    assert_false(str_is_utf8("caf\xc3", 4));
+    assert_true(str_is_utf8("", 0));
+
+    /* Every scalar value encodes, measures and decodes back. */
+    struct strbuf sb = STRBUF_INIT;
+    for (uint32_t cp = 0; cp <= 0x10FFFF; cp += (cp < 0x1000 ? 1 : 97)) {
+        if (cp >= 0xD800 && cp <= 0xDFFF)
+            continue;
+        strbuf_reset(&sb);
+        strbuf_put_utf8(&sb, cp);
+        size_t n = str_utf8_len(sb.buf, sb.len);
+        if (n != sb.len || str_utf8_decode(sb.buf, n) != cp)
+            fail_msg("U+%04X: %zu bytes, length %zu", (unsigned)cp, sb.len, n);
+    }
+    strbuf_free(&sb);
+}
+
 static void test_copy_trim_lower(void **state)
 {
     (void)state;
@@ -73,6 +125,7 @@ int main(void)
         cmocka_unit_test(test_classes_match_c_locale),
         cmocka_unit_test(test_atext),
         cmocka_unit_test(test_has_8bit),
+        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_copy_trim_lower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
