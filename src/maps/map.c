@@ -679,63 +679,70 @@ static int nss_not_found(int rc)
     return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
 }
 
-static int lookup_passwd(const char *key, char **value)
+/* fetch looks key up into entry (a struct passwd or group) using buf and
+ * sets *found; format makes the table value from the entry. */
+typedef int nss_fetch_fn(const char *key, void *entry, char *buf, size_t size, int *found);
+typedef char *nss_format_fn(const void *entry);
+
+static int nss_lookup(const char *table, const char *key, char **value, void *entry, nss_fetch_fn *fetch,
+                      nss_format_fn *format)
 {
-    size_t size = 4096;
-    for (;;) {
+    for (size_t size = 4096;; size *= 4) {
         char *buf = xmalloc(size);
-        struct passwd pw, *res = NULL;
-        int rc = getpwnam_r(key, &pw, buf, size, &res);
+        int found = 0;
+        int rc = fetch(key, entry, buf, size, &found);
         if (rc == ERANGE && size < NSS_BUF_MAX) {
             free(buf);
-            size *= 4;
             continue;
         }
-        int found = 0;
-        if (res) {
-            *value = xasprintf("%s:x:%lu:%lu:%s:%s:%s", pw.pw_name, (unsigned long)pw.pw_uid,
-                               (unsigned long)pw.pw_gid, pw.pw_gecos ? pw.pw_gecos : "",
-                               pw.pw_dir ? pw.pw_dir : "", pw.pw_shell ? pw.pw_shell : "");
-            found = 1;
+        int result = 0;
+        if (found) {
+            *value = format(entry);
+            result = 1;
         } else if (!nss_not_found(rc)) {
-            log_error("table unix:passwd.byname: lookup of %s failed: %s", key, strerror(rc));
-            found = -1;
+            log_error("table %s: lookup of %s failed: %s", table, key, strerror(rc));
+            result = -1;
         }
         free(buf);
-        return found;
+        return result;
     }
 }
 
-static int lookup_group(const char *key, char **value)
+static int fetch_passwd(const char *key, void *entry, char *buf, size_t size, int *found)
 {
-    size_t size = 4096;
-    for (;;) {
-        char *buf = xmalloc(size);
-        struct group gr, *res = NULL;
-        int rc = getgrnam_r(key, &gr, buf, size, &res);
-        if (rc == ERANGE && size < NSS_BUF_MAX) {
-            free(buf);
-            size *= 4;
-            continue;
-        }
-        int found = 0;
-        if (res) {
-            struct strbuf sb = STRBUF_INIT;
-            strbuf_printf(&sb, "%s:x:%lu:", gr.gr_name, (unsigned long)gr.gr_gid);
-            for (char **mem = gr.gr_mem; mem && *mem; mem++) {
-                if (mem != gr.gr_mem)
-                    strbuf_putc(&sb, ',');
-                strbuf_puts(&sb, *mem);
-            }
-            *value = strbuf_detach(&sb);
-            found = 1;
-        } else if (!nss_not_found(rc)) {
-            log_error("table unix:group.byname: lookup of %s failed: %s", key, strerror(rc));
-            found = -1;
-        }
-        free(buf);
-        return found;
+    struct passwd *res = NULL;
+    int rc = getpwnam_r(key, entry, buf, size, &res);
+    *found = res != NULL;
+    return rc;
+}
+
+static char *format_passwd(const void *entry)
+{
+    const struct passwd *pw = entry;
+    return xasprintf("%s:x:%lu:%lu:%s:%s:%s", pw->pw_name, (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid,
+                     pw->pw_gecos ? pw->pw_gecos : "", pw->pw_dir ? pw->pw_dir : "",
+                     pw->pw_shell ? pw->pw_shell : "");
+}
+
+static int fetch_group(const char *key, void *entry, char *buf, size_t size, int *found)
+{
+    struct group *res = NULL;
+    int rc = getgrnam_r(key, entry, buf, size, &res);
+    *found = res != NULL;
+    return rc;
+}
+
+static char *format_group(const void *entry)
+{
+    const struct group *gr = entry;
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_printf(&sb, "%s:x:%lu:", gr->gr_name, (unsigned long)gr->gr_gid);
+    for (char **mem = gr->gr_mem; mem && *mem; mem++) {
+        if (mem != gr->gr_mem)
+            strbuf_putc(&sb, ',');
+        strbuf_puts(&sb, *mem);
     }
+    return strbuf_detach(&sb);
 }
 
 int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char *value), void *arg)
@@ -779,10 +786,10 @@ int map_lookup(struct map *m, const char *key, char **value)
         break;
     }
     case MAP_KIND_PASSWD:
-        rc = lookup_passwd(folded, value);
+        rc = nss_lookup("unix:passwd.byname", folded, value, &(struct passwd){0}, fetch_passwd, format_passwd);
         break;
     case MAP_KIND_GROUP:
-        rc = lookup_group(folded, value);
+        rc = nss_lookup("unix:group.byname", folded, value, &(struct group){0}, fetch_group, format_group);
         break;
     case MAP_KIND_STATIC:
         break;
