@@ -393,8 +393,7 @@ static struct fake *fake_new(struct event_base *base, int listen_now)
     struct fake *f = xcalloc(1, sizeof *f);
     f->base = base;
     f->lfd = f->cfd = -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/tern-authdv-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tf_tmpdir_make(f->dir, sizeof f->dir, "authdv"), 0);
     snprintf(f->path, sizeof f->path, "%s/auth", f->dir);
     f->handshake = HANDSHAKE;
     f->on_line = reply_default;
@@ -1181,15 +1180,6 @@ static struct {
     pid_t pid;
 } g_real;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static char *slurp(const char *path)
 {
     FILE *fp = fopen(path, "r");
@@ -1253,7 +1243,7 @@ static void real_stop(void)
         }
     }
     if (g_real.dir[0]) {
-        nftw(g_real.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tf_tmpdir_remove(g_real.dir);
         g_real.dir[0] = '\0';
     }
 }
@@ -1282,8 +1272,7 @@ static int real_setup(void **state)
         return -1;
     }
     free(tpath);
-    snprintf(g_real.dir, sizeof g_real.dir, "/tmp/tern-dovecot-XXXXXX");
-    if (!mkdtemp(g_real.dir))
+    if (tf_tmpdir_make(g_real.dir, sizeof g_real.dir, "dovecot") != 0)
         return -1;
     chmod(g_real.dir, 0755); /* the auth process runs as user dovecot */
     snprintf(g_real.sock, sizeof g_real.sock, "%s/auth", g_real.dir);

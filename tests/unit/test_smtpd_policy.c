@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_fixture.h"
 #include "maps/map.h"
 #include "smtpd/smtpd_policy.h"
 #include "util/log.h"
@@ -23,8 +24,7 @@ static char logpath[128];
 static int setup_all(void **state)
 {
     (void)state;
-    str_copy(tmpdir, "/tmp/tern-test-policy-XXXXXX", sizeof tmpdir);
-    if (!mkdtemp(tmpdir))
+    if (tf_tmpdir_make(tmpdir, sizeof tmpdir, "test-policy") != 0)
         return -1;
     snprintf(logpath, sizeof logpath, "%s/log", tmpdir);
     log_set_stderr(0);
@@ -38,10 +38,7 @@ static int teardown_all(void **state)
     (void)state;
     log_set_file(NULL);
     log_set_stderr(1);
-    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    return tf_tmpdir_remove(tmpdir);
 }
 
 static int setup_one(void **state)
