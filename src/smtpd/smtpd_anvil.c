@@ -32,7 +32,7 @@ struct sweep {
     time_t now, age;
 };
 
-static int idle_since(void *item, void *arg)
+static int drop_if_idle(void *item, void *arg)
 {
     struct client *c = item;
     const struct sweep *sw = arg;
@@ -49,7 +49,7 @@ static void make_room(time_t now)
 {
     for (time_t age = 3600; hashmap_full(&clients) && age >= 0; age /= 2) {
         struct sweep sw = {now, age};
-        hashmap_remove_if(&clients, idle_since, &sw);
+        hashmap_remove_if(&clients, drop_if_idle, &sw);
         if (age == 0)
             break;
     }
@@ -59,7 +59,9 @@ static struct client *lookup(const char *addr, int create, time_t now)
 {
     if (!clients.key_of)
         hashmap_init(&clients, client_key, ANVIL_MAX_CLIENTS);
-    struct client *c = hashmap_get_str(&clients, addr);
+    char key[INET6_ADDRSTRLEN]; /* as stored: an overlong address is cut the same way */
+    str_copy(key, addr, sizeof key);
+    struct client *c = hashmap_get_str(&clients, key);
     if (c || !create)
         return c;
     if (hashmap_full(&clients))
@@ -67,7 +69,7 @@ static struct client *lookup(const char *addr, int create, time_t now)
     if (hashmap_full(&clients))
         return NULL;
     c = xcalloc(1, sizeof *c);
-    str_copy(c->addr, addr, sizeof c->addr);
+    memcpy(c->addr, key, sizeof key);
     hashmap_add(&clients, c);
     return c;
 }

@@ -113,7 +113,9 @@ static struct lockout *lockout_find(const char *addr, int create)
 {
     if (!lockouts.key_of)
         hashmap_init(&lockouts, lockout_key, LOCKOUT_SLOTS);
-    struct lockout *l = hashmap_get_str(&lockouts, addr);
+    char key[INET6_ADDRSTRLEN]; /* as stored: an overlong address is cut the same way */
+    str_copy(key, addr, sizeof key);
+    struct lockout *l = hashmap_get_str(&lockouts, key);
     if (l || !create)
         return l;
     time_t now = time(NULL);
@@ -131,7 +133,7 @@ static struct lockout *lockout_find(const char *addr, int create)
         free(oldest);
     }
     l = xcalloc(1, sizeof *l);
-    str_copy(l->addr, addr, sizeof l->addr);
+    memcpy(l->addr, key, sizeof key);
     l->first = now;
     hashmap_add(&lockouts, l);
     return l;
