@@ -19,92 +19,34 @@
 
 #include "local/deliver.h"
 #include "local/maildir.h"
+#include "deliver_fixture.h"
 #include "test_fixture.h"
 #include "util/mem.h"
-
-/* ---- fault injection ---------------------------------------------------- */
-
-/* Installs the fixture's fsops with the nth call of op from now failing with
- * err (and, when every_later, all calls after it). A failing write first
- * puts half its bytes on disk, as a filling disk does, so the test sees
- * whether the partial file is cleaned up. */
-static void inject(enum tf_op op, int nth, int err, int every_later)
-{
-    tf_fs_install();
-    tf_fs_arm(op, (struct tf_fault){.nth = nth, .count = every_later ? TF_ALWAYS : 1, .err = err, .partial = 1});
-}
 
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fx {
-    char base[64];
+    struct deliver_fx d;
     char *maildir;
-    char *queue_path;
-    int qfd;
 };
 
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    if (tf_tmpdir_make(fx->base, sizeof fx->base, "maildir") != 0)
-        return -1;
-    fx->maildir = xasprintf("%s/Maildir", fx->base);
-    fx->queue_path = xasprintf("%s/queuefile", fx->base);
-    fx->qfd = -1;
-    umask(022);
     *state = fx;
+    if (deliver_fx_setup(&fx->d, "maildir") != 0)
+        return -1;
+    fx->maildir = xasprintf("%s/Maildir", fx->d.base);
     return 0;
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    tf_fs_uninstall();
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    tf_tmpdir_remove(fx->base);
+    deliver_fx_teardown(&fx->d);
     free(fx->maildir);
-    free(fx->queue_path);
     free(fx);
     return 0;
-}
-
-/* The queue file has bytes before and after the content so the test sees
- * that only [offset, offset + length) is copied. */
-#define QUEUE_JUNK "QHDR version 1; envelope records here.\n"
-
-static struct deliver_input make_input(struct fx *fx, const char *prepend, const char *content,
-                                       size_t len)
-{
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    int fd = open(fx->queue_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, QUEUE_JUNK, strlen(QUEUE_JUNK)), (ssize_t)strlen(QUEUE_JUNK));
-    assert_int_equal(write(fd, content, len), (ssize_t)len);
-    assert_int_equal(write(fd, "TRAILER", 7), 7);
-    fx->qfd = fd;
-    return (struct deliver_input){.fd = fd,
-                                  .offset = (off_t)strlen(QUEUE_JUNK),
-                                  .length = (off_t)len,
-                                  .prepend = prepend,
-                                  .sender = "a@b.example",
-                                  .arrival = 1700000000};
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = xmalloc((size_t)st.st_size + 1);
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    assert_int_equal(n, st.st_size);
-    buf[n] = '\0';
-    close(fd);
-    *len = (size_t)n;
-    return buf;
 }
 
 /* Number of entries in dir/sub; *only (if not NULL) gets the last name. */
@@ -186,12 +128,12 @@ static void assert_dovecot_name(const char *name, off_t size)
 static char *copy_to_file(struct fx *fx, const struct deliver_input *in, int quote, int *rc,
                           off_t *written, size_t *len)
 {
-    char *out_path = xasprintf("%s/copy-out", fx->base);
+    char *out_path = xasprintf("%s/copy-out", fx->d.base);
     int fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     *rc = deliver_copy(in, fd, quote, written);
     close(fd);
-    char *data = slurp(out_path, len);
+    char *data = deliver_fx_slurp(out_path, len);
     unlink(out_path);
     free(out_path);
     return data;
@@ -220,7 +162,7 @@ static void test_copy_edge_cases(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct deliver_input in =
-            make_input(fx, cases[i].prepend, cases[i].content, strlen(cases[i].content));
+            deliver_fx_input(&fx->d, cases[i].prepend, cases[i].content, strlen(cases[i].content));
         int rc;
         off_t written = -1;
         size_t len;
@@ -236,7 +178,7 @@ static void test_copy_edge_cases(void **state)
 static void test_copy_short_queue_file(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "abc\r\n", 5);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "abc\r\n", 5);
     in.length = 1000000; /* the file ends long before */
     int rc;
     off_t written;
@@ -291,7 +233,7 @@ static void test_exact_bytes(void **state)
     const char *content = "Subject: hi\r\nFrom: a@b\r\n\r\nbody line\r\nlone\rCR\r\n.leading dot\r\n";
     const char *expect = "Return-Path: <a@b>\nDelivered-To: u@d\nSubject: hi\nFrom: a@b\n\n"
                          "body line\nlone\rCR\n.leading dot\n";
-    struct deliver_input in = make_input(fx, prepend, content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, prepend, content, strlen(content));
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
@@ -304,7 +246,7 @@ static void test_exact_bytes(void **state)
     assert_string_equal(final, expect_path);
 
     size_t len;
-    char *got = slurp(final, &len);
+    char *got = deliver_fx_slurp(final, &len);
     assert_int_equal(len, strlen(expect));
     assert_memory_equal(got, expect, len);
     assert_dovecot_name(name, (off_t)len);
@@ -314,7 +256,8 @@ static void test_exact_bytes(void **state)
     assert_int_equal(st.st_mode & 07777, 0600);
     assert_int_equal(st.st_nlink, 1);
     /* the queue file's own offset is untouched (pread only) */
-    assert_int_equal(lseek(fx->qfd, 0, SEEK_CUR), (off_t)(strlen(QUEUE_JUNK) + strlen(content) + 7));
+    off_t queue_file_end = (off_t)(strlen(DELIVER_FX_JUNK) + strlen(content) + strlen(DELIVER_FX_TRAILER));
+    assert_int_equal(lseek(fx->d.qfd, 0, SEEK_CUR), queue_file_end);
     free(got);
     free(expect_path);
     free(name);
@@ -349,12 +292,12 @@ static void test_crlf_split_across_chunks(void **state)
     char *expect = crlf_to_lf(content, len, &expect_len);
     assert_true(expect_len < len);
 
-    struct deliver_input in = make_input(fx, "Delivered-To: u@d\n", content, len);
+    struct deliver_input in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", content, len);
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
     size_t got_len;
-    char *got = slurp(final, &got_len);
+    char *got = deliver_fx_slurp(final, &got_len);
     const size_t plen = strlen("Delivered-To: u@d\n");
     assert_int_equal(got_len, plen + expect_len);
     assert_memory_equal(got, "Delivered-To: u@d\n", plen);
@@ -381,7 +324,7 @@ static void test_names_unique(void **state)
 {
     struct fx *fx = *state;
     const char *content = "Subject: x\r\n\r\ny\r\n";
-    struct deliver_input in = make_input(fx, "", content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, "", content, strlen(content));
     enum { N = 1000 };
     char **paths = xcalloc(N, sizeof *paths);
     for (int i = 0; i < N; i++) {
@@ -412,7 +355,7 @@ static void test_dirs_created_0700_trailing_slash(void **state)
 {
     struct fx *fx = *state;
     char *with_slash = xasprintf("%s//", fx->maildir);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(with_slash, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
@@ -434,7 +377,7 @@ static void test_existing_maildir_modes_untouched(void **state)
     make_maildir(fx->maildir);
     char *new_dir = xasprintf("%s/new", fx->maildir);
     assert_int_equal(chmod(new_dir, 0750), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err), 0);
     assert_mode(fx->maildir, "new", 0750);
@@ -456,15 +399,15 @@ static void assert_failed_cleanly(struct fx *fx, int rc, const struct deliver_er
 static void test_missing_parent(void **state)
 {
     struct fx *fx = *state;
-    char *dir = xasprintf("%s/nohome/Maildir", fx->base);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    char *dir = xasprintf("%s/nohome/Maildir", fx->d.base);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = (char *)"untouched";
     int rc = maildir_deliver(dir, (uid_t)-1, (gid_t)-1, &in, &final, &err);
     assert_null(final);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "No such file or directory");
     assert_non_null(strstr(err.text, "nohome/Maildir"));
-    char *parent = xasprintf("%s/nohome", fx->base);
+    char *parent = xasprintf("%s/nohome", fx->d.base);
     struct stat st;
     assert_int_equal(lstat(parent, &st), -1);
     free(parent);
@@ -474,7 +417,7 @@ static void test_missing_parent(void **state)
 static void test_empty_path(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(maildir_deliver("", (uid_t)-1, (gid_t)-1, &in, NULL, &err), -1);
     assert_int_equal(err.temporary, 1);
@@ -486,13 +429,13 @@ static void test_permission_denied_real(void **state)
     make_maildir(fx->maildir);
     char *tmp = xasprintf("%s/tmp", fx->maildir);
     assert_int_equal(chmod(tmp, 0500), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     /* DAC does not bind root: as root, the maildir belongs to nobody and the
      * delivery runs under nobody's file-system identity, as local's would. */
     int as_root = geteuid() == 0;
     if (as_root) {
-        assert_int_equal(chmod(fx->base, 0711), 0);
+        assert_int_equal(chmod(fx->d.base, 0711), 0);
         assert_int_equal(tf_give_tree(fx->maildir, TF_NOBODY_UID, TF_NOBODY_GID), 0);
         assert_int_equal(tf_fs_identity(TF_NOBODY_UID, TF_NOBODY_GID), 0);
     }
@@ -508,17 +451,17 @@ static void test_permission_denied_injected(void **state)
 {
     struct fx *fx = *state;
     make_maildir(fx->maildir);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
-    inject(TF_OPEN, 1, EACCES, 0);
+    deliver_fx_inject(TF_OPEN, 1, EACCES, 0);
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "Permission denied");
     assert_non_null(strstr(err.text, "cannot create maildir file"));
 
     /* a maildir we may not create */
     tf_fs_uninstall();
-    char *other = xasprintf("%s/Other", fx->base);
-    inject(TF_MKDIR, 1, EACCES, 0);
+    char *other = xasprintf("%s/Other", fx->d.base);
+    deliver_fx_inject(TF_MKDIR, 1, EACCES, 0);
     memset(&err, 0, sizeof err);
     assert_int_equal(maildir_deliver(other, (uid_t)-1, (gid_t)-1, &in, NULL, &err), -1);
     assert_string_equal(err.enh, "4.2.0");
@@ -565,10 +508,10 @@ static void test_injected_faults(void **state)
     char *content = big_message(&len);
     make_maildir(fx->maildir);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct deliver_input in = make_input(fx, "Delivered-To: u@d\n", content, len);
+        struct deliver_input in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", content, len);
         struct deliver_error err = {0};
         char *final = NULL;
-        inject(cases[i].op, cases[i].nth, cases[i].err, cases[i].op == TF_WRITE);
+        deliver_fx_inject(cases[i].op, cases[i].nth, cases[i].err, cases[i].op == TF_WRITE);
         if (cases[i].op2 != TF_NOPS)
             tf_fs_fail(cases[i].op2, 1, cases[i].err2);
         int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err);
@@ -585,17 +528,17 @@ static void test_link_unsupported_falls_back_to_rename(void **state)
 {
     struct fx *fx = *state;
     make_maildir(fx->maildir);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
-    inject(TF_LINK, 1, EPERM, 0);
+    deliver_fx_inject(TF_LINK, 1, EPERM, 0);
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
     tf_fs_uninstall();
     assert_int_equal(tf_fs_calls(TF_LINK), 1);
     assert_int_equal(count_entries(fx->maildir, "new", NULL), 1);
     assert_int_equal(count_entries(fx->maildir, "tmp", NULL), 0);
     size_t n;
-    char *got = slurp(final, &n);
+    char *got = deliver_fx_slurp(final, &n);
     assert_int_equal(n, 2);
     assert_memory_equal(got, "x\n", 2);
     free(got);
@@ -605,7 +548,7 @@ static void test_link_unsupported_falls_back_to_rename(void **state)
 static void test_unreadable_queue_file(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     in.length = 5000;
     struct deliver_error err = {0};
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
@@ -619,7 +562,7 @@ static void test_phased_api_shared_sync(void **state)
     struct maildir_delivery *d[N + 1];
     struct deliver_error err = {0};
     const char *content = "S: 1\r\n\r\nbody\r\n";
-    struct deliver_input in = make_input(fx, NULL, content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, content, strlen(content));
     for (int i = 0; i <= N; i++) {
         assert_int_equal(maildir_begin(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &d[i], &err), 0);
         assert_true(maildir_fd(d[i]) >= 0);
@@ -664,7 +607,7 @@ static void test_abort_and_commit_after_abort(void **state)
     struct fx *fx = *state;
     struct maildir_delivery *d;
     struct deliver_error err = {0};
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     assert_int_equal(maildir_begin(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &d, &err), 0);
     assert_int_equal(maildir_sync_file(d, &err), 0);
     maildir_abort(d);
@@ -678,10 +621,10 @@ static void test_abort_and_commit_after_abort(void **state)
 static void test_symlinked_maildir_followed(void **state)
 {
     struct fx *fx = *state;
-    char *real = xasprintf("%s/real", fx->base);
+    char *real = xasprintf("%s/real", fx->d.base);
     assert_int_equal(mkdir(real, 0700), 0);
     assert_int_equal(symlink(real, fx->maildir), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err), 0);
     assert_int_equal(count_entries(real, "new", NULL), 1);
@@ -693,7 +636,7 @@ static void test_chown_when_asked(void **state)
     struct fx *fx = *state;
     if (geteuid() != 0)
         test_skip("giving files away needs CAP_CHOWN: run as root");
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(fx->maildir, 4321, 4322, &in, &final, &err), 0);
@@ -713,7 +656,7 @@ static void test_chown_when_asked(void **state)
     free(final);
 
     /* -1/-1: files stay ours */
-    char *other = xasprintf("%s/Other", fx->base);
+    char *other = xasprintf("%s/Other", fx->d.base);
     assert_int_equal(maildir_deliver(other, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
     assert_int_equal(stat(final, &st), 0);
     assert_int_equal(st.st_uid, geteuid());

@@ -22,29 +22,17 @@
 
 #include "local/deliver.h"
 #include "local/mbox.h"
+#include "deliver_fixture.h"
 #include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
-/* ---- fault injection ---------------------------------------------------- */
-
-/* Installs the fixture's fsops with the nth call of op from now failing with
- * err (and, when every_later, all calls after it). A failing write first
- * puts half its bytes on disk, as a filling disk does. */
-static void inject(enum tf_op op, int nth, int err, int every_later)
-{
-    tf_fs_install();
-    tf_fs_arm(op, (struct tf_fault){.nth = nth, .count = every_later ? TF_ALWAYS : 1, .err = err, .partial = 1});
-}
-
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fx {
-    char base[64];
+    struct deliver_fx d;
     char *mbox;
     char *lock;
-    char *queue_path;
-    int qfd;
 };
 
 static const struct mbox_lock_policy quick = {.wait_ms = 300, .retry_ms = 20, .stale_seconds = 300};
@@ -52,64 +40,22 @@ static const struct mbox_lock_policy quick = {.wait_ms = 300, .retry_ms = 20, .s
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    if (tf_tmpdir_make(fx->base, sizeof fx->base, "mbox") != 0)
-        return -1;
-    fx->mbox = xasprintf("%s/mbox", fx->base);
-    fx->lock = xasprintf("%s/mbox.lock", fx->base);
-    fx->queue_path = xasprintf("%s/queuefile", fx->base);
-    fx->qfd = -1;
-    umask(022);
     *state = fx;
+    if (deliver_fx_setup(&fx->d, "mbox") != 0)
+        return -1;
+    fx->mbox = xasprintf("%s/mbox", fx->d.base);
+    fx->lock = xasprintf("%s/mbox.lock", fx->d.base);
     return 0;
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    tf_fs_uninstall();
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    tf_tmpdir_remove(fx->base);
+    deliver_fx_teardown(&fx->d);
     free(fx->mbox);
     free(fx->lock);
-    free(fx->queue_path);
     free(fx);
     return 0;
-}
-
-#define QUEUE_JUNK "QHDR\n"
-
-static struct deliver_input make_input(struct fx *fx, const char *prepend, const char *content,
-                                       size_t len)
-{
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    int fd = open(fx->queue_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, QUEUE_JUNK, strlen(QUEUE_JUNK)), (ssize_t)strlen(QUEUE_JUNK));
-    assert_int_equal(write(fd, content, len), (ssize_t)len);
-    fx->qfd = fd;
-    return (struct deliver_input){.fd = fd,
-                                  .offset = (off_t)strlen(QUEUE_JUNK),
-                                  .length = (off_t)len,
-                                  .prepend = prepend,
-                                  .sender = "a@b.example",
-                                  .arrival = 1700000000};
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = xmalloc((size_t)st.st_size + 1);
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    assert_int_equal(n, st.st_size);
-    buf[n] = '\0';
-    close(fd);
-    *len = (size_t)n;
-    return buf;
 }
 
 static void write_file(const char *path, const char *data)
@@ -123,7 +69,7 @@ static void write_file(const char *path, const char *data)
 static void assert_file_is(const char *path, const char *expect, size_t expect_len)
 {
     size_t len;
-    char *got = slurp(path, &len);
+    char *got = deliver_fx_slurp(path, &len);
     int same = len == expect_len && memcmp(got, expect, len) == 0;
     free(got);
     if (!same)
@@ -210,7 +156,7 @@ static void test_deliver_exact_bytes(void **state)
 {
     struct fx *fx = *state;
     const char *content = "Subject: hi\r\n\r\nbody\r\nlone\rCR\r\n";
-    struct deliver_input in = make_input(fx, "Return-Path: <a@b.example>\nDelivered-To: u@d\n",
+    struct deliver_input in = deliver_fx_input(&fx->d, "Return-Path: <a@b.example>\nDelivered-To: u@d\n",
                                          content, strlen(content));
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
@@ -232,7 +178,7 @@ static void test_from_quoting(void **state)
     const char *body = "Subject: q\n\n>From x\n>>From y\n>>>From z\nFromage\nFrom\n"
                        " From a\nFrom\tx\n>>>\n>Fro\nfrom lower\n>F>From \n"
                        ">From \n>From \n";
-    struct deliver_input in = make_input(fx, NULL, content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, content, strlen(content));
     in.sender = "";
     in.arrival = 1699142400;
     struct deliver_error err = {0};
@@ -273,7 +219,7 @@ static void test_quoting_across_chunks(void **state)
 
     size_t expect_len;
     char *expect_body = reference_mbox_body(content, len, &expect_len);
-    struct deliver_input in = make_input(fx, NULL, content, len);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, content, len);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     struct strbuf want = STRBUF_INIT;
@@ -294,10 +240,10 @@ static void test_quoting_across_chunks(void **state)
 static void test_two_messages_separated(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "S: 1\r\n\r\none\r\n", 13);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: 1\r\n\r\none\r\n", 13);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
-    in = make_input(fx, "Delivered-To: u@d\n", "S: 2\r\n\r\ntwo", 11);
+    in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", "S: 2\r\n\r\ntwo", 11);
     in.sender = "c@d";
     in.arrival = 1699142400;
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
@@ -311,7 +257,7 @@ static void test_unterminated_existing_mailbox(void **state)
 {
     struct fx *fx = *state;
     write_file(fx->mbox, "From x@y Sun Nov  5 00:00:00 2023\nS: 0\n\nno newline");
-    struct deliver_input in = make_input(fx, NULL, "S: 1\r\n", 6);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: 1\r\n", 6);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     const char *expect = "From x@y Sun Nov  5 00:00:00 2023\nS: 0\n\nno newline\n" FROM_LINE
@@ -334,18 +280,18 @@ static char *big_message(size_t *len)
 static void test_truncate_back_on_failure(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "S: first\r\n\r\nkeep me\r\n", 21);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: first\r\n\r\nkeep me\r\n", 21);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     size_t before_len;
-    char *before = slurp(fx->mbox, &before_len);
+    char *before = deliver_fx_slurp(fx->mbox, &before_len);
 
     size_t len;
     char *content = big_message(&len);
-    in = make_input(fx, "Delivered-To: u@d\n", content, len);
+    in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", content, len);
 
     /* count the writes of a good append, into a scratch copy */
-    char *scratch = xasprintf("%s/scratch", fx->base);
+    char *scratch = xasprintf("%s/scratch", fx->d.base);
     tf_fs_install();
     assert_int_equal(mbox_deliver(scratch, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     tf_fs_uninstall();
@@ -353,7 +299,7 @@ static void test_truncate_back_on_failure(void **state)
     assert_true(writes >= 5); /* From line, several chunks, the blank line */
 
     for (int nth = 1; nth <= writes; nth++) {
-        inject(TF_WRITE, nth, ENOSPC, 1);
+        deliver_fx_inject(TF_WRITE, nth, ENOSPC, 1);
         memset(&err, 0, sizeof err);
         int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
         tf_fs_uninstall();
@@ -362,7 +308,7 @@ static void test_truncate_back_on_failure(void **state)
         assert_false(exists(fx->lock));
     }
 
-    inject(TF_FSYNC, 1, EIO, 0);
+    deliver_fx_inject(TF_FSYNC, 1, EIO, 0);
     memset(&err, 0, sizeof err);
     int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
     tf_fs_uninstall();
@@ -384,10 +330,10 @@ static void test_truncate_back_on_failure(void **state)
 static void test_refuses_symlinks_and_special_files(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
 
-    char *target = xasprintf("%s/target", fx->base);
+    char *target = xasprintf("%s/target", fx->d.base);
     write_file(target, "original\n");
     assert_int_equal(symlink(target, fx->mbox), 0);
     int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
@@ -397,7 +343,7 @@ static void test_refuses_symlinks_and_special_files(void **state)
     assert_int_equal(unlink(fx->mbox), 0);
 
     /* dangling: must not create the target */
-    char *nowhere = xasprintf("%s/nowhere", fx->base);
+    char *nowhere = xasprintf("%s/nowhere", fx->d.base);
     assert_int_equal(symlink(nowhere, fx->mbox), 0);
     rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
     assert_temp_error(rc, &err, "4.2.0", "symbolic link");
@@ -429,8 +375,8 @@ static void test_refuses_symlinks_and_special_files(void **state)
 static void test_missing_directory(void **state)
 {
     struct fx *fx = *state;
-    char *path = xasprintf("%s/nodir/mbox", fx->base);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    char *path = xasprintf("%s/nodir/mbox", fx->d.base);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     int rc = mbox_deliver(path, (uid_t)-1, (gid_t)-1, &in, &err);
     assert_temp_error(rc, &err, "4.2.0", "No such file or directory");
@@ -451,7 +397,7 @@ static void test_held_dotlock_times_out(void **state)
 {
     struct fx *fx = *state;
     write_file(fx->lock, "");
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -473,7 +419,7 @@ static void test_stale_dotlock_removed(void **state)
     old[0].tv_sec -= 1000;
     old[1] = old[0];
     assert_int_equal(utimes(fx->lock, old), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), 0);
     assert_false(exists(fx->lock));
@@ -494,7 +440,7 @@ static void test_dotlock_released_while_waiting(void **state)
     }
     struct mbox_lock_policy patient = quick;
     patient.wait_ms = 5000;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &patient, &err);
     int status;
@@ -531,7 +477,7 @@ static void test_fcntl_lock_held(void **state)
     char c;
     assert_int_equal(read(ready[0], &c, 1), 1);
 
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -554,7 +500,7 @@ static void test_fcntl_lock_held(void **state)
 static void test_dotlock_denied_falls_back_to_fcntl(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     tf_fs_install();
     tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EACCES, .path_suffix = ".lock"});
@@ -577,22 +523,22 @@ static void test_dotlock_denied_real(void **state)
 {
     struct fx *fx = *state;
     write_file(fx->mbox, "");
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     /* DAC does not bind root: as root, the mailbox and its directory belong
      * to nobody and the delivery runs under nobody's file-system identity. */
     int as_root = geteuid() == 0;
     if (as_root) {
         assert_int_equal(chown(fx->mbox, TF_NOBODY_UID, TF_NOBODY_GID), 0);
-        assert_int_equal(chown(fx->base, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+        assert_int_equal(chown(fx->d.base, TF_NOBODY_UID, TF_NOBODY_GID), 0);
     }
-    assert_int_equal(chmod(fx->base, 0500), 0);
+    assert_int_equal(chmod(fx->d.base, 0500), 0);
     struct deliver_error err = {0};
     if (as_root)
         assert_int_equal(tf_fs_identity(TF_NOBODY_UID, TF_NOBODY_GID), 0);
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err);
     if (as_root)
         assert_int_equal(tf_fs_identity(0, 0), 0);
-    chmod(fx->base, 0700);
+    chmod(fx->d.base, 0700);
     assert_int_equal(rc, 0);
     assert_file_is(fx->mbox, FROM_LINE "x\n\n", strlen(FROM_LINE) + 3);
 }
@@ -602,7 +548,7 @@ static void test_create_owner(void **state)
     struct fx *fx = *state;
     if (geteuid() != 0)
         test_skip("giving files away needs CAP_CHOWN: run as root");
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, 4321, 4322, &in, &err), 0);
     struct stat st;
