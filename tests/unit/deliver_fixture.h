@@ -70,20 +70,12 @@ static TF_UNUSED struct deliver_input deliver_fx_input(struct deliver_fx *d, con
                                   .arrival = 1700000000};
 }
 
-/* The whole file at path, NUL-terminated; *len its size. */
+/* The whole file at path, which must exist; *len its size. */
 static TF_UNUSED char *deliver_fx_slurp(const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = xmalloc((size_t)st.st_size + 1);
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    assert_int_equal(n, st.st_size);
-    buf[n] = '\0';
-    close(fd);
-    *len = (size_t)n;
-    return buf;
+    char *text = tf_read_file(path, len);
+    assert_non_null(text);
+    return text;
 }
 
 /* Installs the fixture's fsops with the nth call of op from now failing with

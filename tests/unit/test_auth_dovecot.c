@@ -1180,20 +1180,6 @@ static struct {
     pid_t pid;
 } g_real;
 
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    struct strbuf sb = STRBUF_INIT;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    return strbuf_detach(&sb);
-}
-
 static int write_file(const char *path, const char *text)
 {
     FILE *fp = fopen(path, "w");
@@ -1265,7 +1251,7 @@ static int real_setup(void **state)
         return 0;
     }
     char *tpath = template_path();
-    char *tmpl = slurp(tpath);
+    char *tmpl = tf_read_file(tpath, NULL);
     if (!tmpl) {
         fprintf(stderr, "cannot read %s\n", tpath);
         free(tpath);
@@ -1327,7 +1313,7 @@ static int real_setup(void **state)
     }
     if (!g_real.available) {
         char *lp = xasprintf("%s/stderr.log", g_real.dir);
-        char *log = slurp(lp);
+        char *log = tf_read_file(lp, NULL);
         fprintf(stderr, "dovecot did not start:\n%s\n", log ? log : "");
         free(log);
         free(lp);
@@ -1412,7 +1398,7 @@ static void test_real_dovecot_log_clean(void **state)
     need_real();
     usleep(100000); /* its log process writes asynchronously */
     char *lp = xasprintf("%s/dovecot.log", g_real.dir);
-    char *log = slurp(lp);
+    char *log = tf_read_file(lp, NULL);
     free(lp);
     assert_non_null(log);
     assert_non_null(strstr(log, "starting up"));

@@ -66,21 +66,6 @@ static void put_file(const char *path, const char *text)
     free(tmp);
 }
 
-static char *get_file(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    struct strbuf sb = STRBUF_INIT;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    strbuf_puts(&sb, "");
-    return strbuf_detach(&sb);
-}
-
 /* SHA-512 crypt with the minimum rounds: real crypt(3), but fast. */
 static char *cheap_hash(const char *pw)
 {
@@ -171,7 +156,7 @@ static char *capture_end(struct capture *c, int fd)
     fflush(fd == 1 ? stdout : stderr);
     dup2(c->saved, fd);
     close(c->saved);
-    char *text = get_file(c->path);
+    char *text = tf_read_file(c->path, NULL);
     unlink(c->path);
     return text;
 }
@@ -799,7 +784,7 @@ static void test_cli_add_list_check(void **state)
     struct stat st;
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0640);
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     assert_true(strncmp(text, "alice:$y$", 9) == 0);
     assert_null(strstr(text, "s3cret"));
     assert_int_equal(count_occurrences(text, "\n"), 1);
@@ -851,7 +836,7 @@ static void test_cli_replace_keeps_others(void **state)
     assert_int_not_equal(before.st_ino, after.st_ino); /* renamed into place */
     assert_int_equal(after.st_mode & 07777, 0600);     /* mode kept */
     assert_int_equal(dir_entries(f->dir), 1);          /* no temp file left */
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     char *carol = xasprintf("# managed by hand\ncarol:%s\n\nbob:$y$", hc);
     assert_true(strncmp(text, carol, strlen(carol)) == 0);
     assert_non_null(strstr(text, ":bob@x.org,b@x.org\nnot a valid line\n"));
@@ -881,7 +866,7 @@ static void test_cli_del(void **state)
     char *orig = xasprintf("alice:%s\n#c\nbob:%s\nalice:%s:dup@x\n", ha, hb, hb);
     put_file(f->path, orig);
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "alice"), 0);
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     char *want = xasprintf("#c\nbob:%s\n", hb);
     assert_string_equal(text, want); /* every alice line went */
     free(text);
@@ -889,7 +874,7 @@ static void test_cli_del(void **state)
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "alice"), 1);
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "Bob"), 1);
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "bob"), 0);
-    text = get_file(f->path);
+    text = tf_read_file(f->path, NULL);
     assert_string_equal(text, "#c\n");
     free(text);
     unlink(f->path);
@@ -943,7 +928,7 @@ static void test_cli_write_failures(void **state)
     int rc = run_cli(f, "pw\n", NULL, 2, "add", "bob");
     tf_fs_uninstall();
     assert_int_equal(rc, 2);
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     assert_string_equal(text, orig);
     free(text);
     assert_int_equal(dir_entries(f->dir), 1);
@@ -953,7 +938,7 @@ static void test_cli_write_failures(void **state)
     rc = run_cli(f, "", NULL, 2, "del", "alice");
     tf_fs_uninstall();
     assert_int_equal(rc, 2);
-    text = get_file(f->path);
+    text = tf_read_file(f->path, NULL);
     assert_string_equal(text, orig);
     free(text);
     assert_int_equal(dir_entries(f->dir), 1);

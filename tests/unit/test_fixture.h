@@ -13,6 +13,8 @@
  *   and report each call to a test's hook. Thread-safe.
  * - tf_fs_identity: as root, DAC does not bind; permission tests switch the
  *   file-system identity to an unprivileged one instead of skipping.
+ * - tf_read_file: a whole file as a string; tf_log_*: the log sent to a file
+ *   whose lines a test counts.
  *
  * Header-only: each test binary is one .c file (see the Makefile), so the
  * state below is per test binary. Include it after <cmocka.h>. */
@@ -34,6 +36,8 @@
 #include <unistd.h>
 
 #include "util/fsops.h"
+#include "util/log.h"
+#include "util/strbuf.h"
 
 #define TF_UNUSED __attribute__((unused))
 
@@ -110,6 +114,64 @@ static TF_UNUSED int tf_tmpdir_remove(const char *dir)
     nftw(dir, tf_open_up_, 16, FTW_PHYS);
     nftw(dir, tf_remove_entry_, 16, FTW_DEPTH | FTW_PHYS);
     return access(dir, F_OK) == 0 ? -1 : 0;
+}
+
+/* ---- files and the log -------------------------------------------------- */
+
+/* The whole file at path as a NUL-terminated heap string (*len, when not
+ * NULL, gets its size), or NULL when it cannot be opened. */
+static TF_UNUSED char *tf_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    struct strbuf sb = STRBUF_INIT;
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        strbuf_append(&sb, chunk, n);
+    fclose(f);
+    if (len)
+        *len = sb.len;
+    return strbuf_detach(&sb);
+}
+
+static char tf_log_path_[128];
+
+/* Sends the log to dir/log instead of stderr; 0 or -1. */
+static TF_UNUSED int tf_log_capture(const char *dir)
+{
+    snprintf(tf_log_path_, sizeof tf_log_path_, "%s/log", dir);
+    log_set_stderr(0);
+    log_set_file(tf_log_path_);
+    return 0;
+}
+
+/* Forgets the lines logged so far (a setup for each test). */
+static TF_UNUSED int tf_log_clear(void)
+{
+    return truncate(tf_log_path_, 0);
+}
+
+/* How many captured lines contain needle. */
+static TF_UNUSED int tf_log_count(const char *needle)
+{
+    FILE *f = fopen(tf_log_path_, "r");
+    assert_non_null(f);
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+/* The log goes to stderr again. */
+static TF_UNUSED void tf_log_release(void)
+{
+    log_set_file(NULL);
+    log_set_stderr(1);
 }
 
 /* ---- file-system identity ----------------------------------------------- */

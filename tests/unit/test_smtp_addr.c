@@ -26,44 +26,6 @@ struct isemail_case {
     char category[40];
 };
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    struct strbuf sb = STRBUF_INIT;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        strbuf_append(&sb, chunk, n);
-    fclose(f);
-    *len = sb.len;
-    return strbuf_detach(&sb);
-}
-
-static void put_utf8(struct strbuf *sb, unsigned long cp)
-{
-    char b[4];
-    if (cp < 0x80) {
-        strbuf_putc(sb, (char)cp);
-    } else if (cp < 0x800) {
-        b[0] = (char)(0xC0 | (cp >> 6));
-        b[1] = (char)(0x80 | (cp & 0x3F));
-        strbuf_append(sb, b, 2);
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xE0 | (cp >> 12));
-        b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[2] = (char)(0x80 | (cp & 0x3F));
-        strbuf_append(sb, b, 3);
-    } else {
-        b[0] = (char)(0xF0 | (cp >> 18));
-        b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        b[3] = (char)(0x80 | (cp & 0x3F));
-        strbuf_append(sb, b, 4);
-    }
-}
-
 /* XML character data to bytes: the five named entities, numeric character
  * references, and the corpus's convention that U+2400..U+241F stand for the
  * control characters 0x00..0x1F. */
@@ -99,7 +61,7 @@ static char *xml_decode(const char *s, size_t n, size_t *out_len)
         if (cp >= 0x2400 && cp <= 0x241F)
             strbuf_putc(&sb, (char)(cp - 0x2400));
         else
-            put_utf8(&sb, cp);
+            strbuf_put_utf8(&sb, (uint32_t)cp);
         i += elen - 1;
     }
     *out_len = sb.len;
@@ -136,7 +98,7 @@ static size_t load_isemail(struct isemail_case **out)
         base = "../shared/testdata";
     char *path = xasprintf("%s/address/isemail/tests.xml", base);
     size_t len;
-    char *xml = slurp(path, &len);
+    char *xml = tf_read_file(path, &len);
     if (!xml) {
         /* The corpus lives beside the checkout (../shared), which a bare
          * clone may not have: a skip there, a failure under CI. */
