@@ -387,21 +387,6 @@ static int is_atext(unsigned char c, int allow_8bit)
     return c >= 0x80 ? allow_8bit : str_is_atext(c);
 }
 
-static int is_dot_atom_text(const char *s, size_t len, int allow_8bit)
-{
-    if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '.') {
-            if (s[i + 1] == '.')
-                return 0;
-        } else if (!is_atext((unsigned char)s[i], allow_8bit)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* no-fold-literal of RFC 5322 3.6.4: "[" *dtext "]". */
 static int is_no_fold_literal(const char *s)
 {
@@ -419,9 +404,9 @@ static int is_no_fold_literal(const char *s)
 char *msg_header_message_id(const char *queue_id, const char *myhostname)
 {
     if (queue_id == NULL || myhostname == NULL ||
-        !is_dot_atom_text(queue_id, strlen(queue_id), 0))
+        !str_is_dot_atom(queue_id, strlen(queue_id), 0))
         return NULL;
-    if (!is_dot_atom_text(myhostname, strlen(myhostname), 0) && !is_no_fold_literal(myhostname))
+    if (!str_is_dot_atom(myhostname, strlen(myhostname), 0) && !is_no_fold_literal(myhostname))
         return NULL;
     time_t now = time(NULL);
     struct tm tm;
@@ -588,7 +573,7 @@ static void put_external_addr(struct strbuf *sb, const char *addr)
 {
     const char *at = strrchr(addr, '@');
     size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
-    if (is_dot_atom_text(addr, local_len, 1) || is_quoted_string(addr, local_len)) {
+    if (str_is_dot_atom(addr, local_len, 1) || is_quoted_string(addr, local_len)) {
         strbuf_append(sb, addr, local_len);
     } else {
         strbuf_putc(sb, '"');

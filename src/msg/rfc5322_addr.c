@@ -253,26 +253,11 @@ static struct run read_run(struct parser *ps)
     return r;
 }
 
-static int is_dot_atom_text(const char *s, size_t len)
-{
-    if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '.') {
-            if (s[i + 1] == '.')
-                return 0;
-        } else if (!is_atext((unsigned char)s[i])) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* The local part as RFC 5321 wants it: a dot-atom, or else a quoted string. */
 static void put_local(struct strbuf *out, const struct strbuf *local)
 {
     const char *s = strbuf_str(local);
-    if (is_dot_atom_text(s, local->len)) {
+    if (str_is_dot_atom(s, local->len, 1)) {
         strbuf_append(out, s, local->len);
         return;
     }

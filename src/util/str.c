@@ -76,6 +76,22 @@ int str_is_atext(unsigned char c)
     return str_is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
 }
 
+int str_is_dot_atom(const char *s, size_t len, int allow_8bit)
+{
+    if (len == 0 || s[0] == '.' || s[len - 1] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (s[i + 1] == '.')
+                return 0;
+        } else if (!(c >= 0x80 ? allow_8bit : str_is_atext(c))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int str_has_8bit(const void *s, size_t n)
 {
     const unsigned char *p = s;

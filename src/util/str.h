@@ -29,6 +29,9 @@ int str_is_alnum(unsigned char c);
 int str_is_ctl(unsigned char c);
 /* RFC 5322 atext, ASCII only (callers that allow UTF-8 add c >= 0x80). */
 int str_is_atext(unsigned char c);
+/* RFC 5322 dot-atom-text: atext runs joined by single dots, none at either
+ * end; with allow_8bit, octets >= 0x80 count as atext (RFC 6532). */
+int str_is_dot_atom(const char *s, size_t len, int allow_8bit);
 /* 1 when any of the n bytes at s has the high bit set. */
 int str_has_8bit(const void *s, size_t n);
 

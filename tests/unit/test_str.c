@@ -44,6 +44,27 @@ static void test_atext(void **state)
     assert_false(str_is_atext('\0'));
 }
 
+static void test_dot_atom(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int ascii, utf8;
+    } cases[] = {
+        {"a", 1, 1},          {"a.b", 1, 1},        {"first.last+tag", 1, 1},
+        {"", 0, 0},           {".a", 0, 0},         {"a.", 0, 0},
+        {"a..b", 0, 0},       {"a b", 0, 0},        {"a@b", 0, 0},
+        {"\"q\"", 0, 0},      {"j\xc3\xb6rg", 0, 1}, {"x.\xe2\x82\xac.y", 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *s = cases[i].s;
+        if (str_is_dot_atom(s, strlen(s), 0) != cases[i].ascii || str_is_dot_atom(s, strlen(s), 1) != cases[i].utf8)
+            fail_msg("\"%s\"", s);
+    }
+    /* only len bytes count */
+    assert_true(str_is_dot_atom("ab..", 2, 0));
+}
+
 static void test_has_8bit(void **state)
 {
     (void)state;
@@ -124,6 +145,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classes_match_c_locale),
         cmocka_unit_test(test_atext),
+        cmocka_unit_test(test_dot_atom),
         cmocka_unit_test(test_has_8bit),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_copy_trim_lower),
