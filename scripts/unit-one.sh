@@ -9,5 +9,6 @@ cc -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wforma
    -Wno-format-nonliteral -Wmissing-prototypes -Wstrict-prototypes -Isrc -Itests/unit \
    -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
    -DTERN_TEST_BUILD -o "build/one/$name" "tests/unit/$name.c" "$@" \
-   src/util/mem.c src/util/str.c src/util/strbuf.c src/util/log.c src/util/fsops.c -lcmocka -lcrypt -lpthread
+   src/util/mem.c src/util/str.c src/util/strbuf.c src/util/log.c src/util/fsops.c \
+   src/util/hashmap.c src/util/base64.c -lcmocka -lcrypt -lpthread
 exec "build/one/$name"

@@ -24,6 +24,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "util/base64.h"
+#include "util/hashmap.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -46,14 +49,9 @@ enum conn_state {
 
 enum req_state { REQ_QUEUED, REQ_SENT, REQ_DONE };
 
-struct req_list {
-    struct auth_dovecot_req *head, *tail;
-};
-
 struct auth_dovecot_req {
     struct auth_dovecot *d;
-    struct auth_dovecot_req *prev, *next; /* in d->queued, d->sent or d->done */
-    struct auth_dovecot_req *hash_next;   /* in d->buckets while REQ_SENT */
+    struct list_node link; /* in d->queued, d->sent or d->done */
     enum req_state state;
     unsigned id;
     char *line; /* the AUTH line (holds the encoded password) until sent */
@@ -81,9 +79,8 @@ struct auth_dovecot {
     unsigned next_id;
     unsigned request_ms, retry_min_ms, retry_max_ms, retry_ms;
     char *down_why;
-    struct req_list queued, sent, done;
-    struct auth_dovecot_req **buckets;
-    size_t nbuckets, nsent;
+    struct list queued, sent, done; /* of struct auth_dovecot_req */
+    struct hashmap sent_ids;        /* the requests in sent, by id */
 };
 
 static void conn_flush(struct auth_dovecot *d);
@@ -151,33 +148,6 @@ static void tab_unescape(char *s)
     *w = '\0';
 }
 
-static size_t base64_len(size_t n)
-{
-    return (n + 2) / 3 * 4;
-}
-
-static void base64_encode(const unsigned char *src, size_t n, char *dst)
-{
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
-        *dst++ = alphabet[v >> 18 & 63];
-        *dst++ = alphabet[v >> 12 & 63];
-        *dst++ = alphabet[v >> 6 & 63];
-        *dst++ = alphabet[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)src[i + 1] << 8;
-        *dst++ = alphabet[v >> 18 & 63];
-        *dst++ = alphabet[v >> 12 & 63];
-        *dst++ = i + 1 < n ? alphabet[v >> 6 & 63] : '=';
-        *dst++ = '=';
-    }
-}
-
 static struct timeval ms_to_tv(unsigned ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -209,83 +179,21 @@ static int parse_id(const char *s, unsigned *id)
 
 /* ---- request bookkeeping ------------------------------------------------- */
 
-static struct req_list *list_of(struct auth_dovecot *d, enum req_state st)
+static struct list *list_of(struct auth_dovecot *d, enum req_state st)
 {
     return st == REQ_QUEUED ? &d->queued : st == REQ_SENT ? &d->sent : &d->done;
 }
 
-static void list_append(struct req_list *l, struct auth_dovecot_req *r)
+static struct auth_dovecot_req *first_req(struct list *l)
 {
-    r->next = NULL;
-    r->prev = l->tail;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
+    return LIST_FIRST(l, struct auth_dovecot_req, link);
 }
 
-static void list_remove(struct req_list *l, struct auth_dovecot_req *r)
+static const void *req_id_key(const void *item, size_t *len)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        l->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        l->tail = r->prev;
-    r->prev = r->next = NULL;
-}
-
-static size_t bucket_of(const struct auth_dovecot *d, unsigned id)
-{
-    return (id * 2654435761u) & (d->nbuckets - 1);
-}
-
-static void hash_insert(struct auth_dovecot *d, struct auth_dovecot_req *r)
-{
-    if (d->nsent + 1 > d->nbuckets) {
-        size_t n = d->nbuckets * 2;
-        struct auth_dovecot_req **nb = xcalloc(n, sizeof *nb);
-        struct auth_dovecot_req **old = d->buckets;
-        size_t oldn = d->nbuckets;
-        d->buckets = nb;
-        d->nbuckets = n;
-        for (size_t i = 0; i < oldn; i++) {
-            for (struct auth_dovecot_req *p = old[i], *nx; p; p = nx) {
-                nx = p->hash_next;
-                size_t b = bucket_of(d, p->id);
-                p->hash_next = nb[b];
-                nb[b] = p;
-            }
-        }
-        free(old);
-    }
-    size_t b = bucket_of(d, r->id);
-    r->hash_next = d->buckets[b];
-    d->buckets[b] = r;
-    d->nsent++;
-}
-
-static struct auth_dovecot_req *hash_find(struct auth_dovecot *d, unsigned id)
-{
-    for (struct auth_dovecot_req *p = d->buckets[bucket_of(d, id)]; p; p = p->hash_next)
-        if (p->id == id)
-            return p;
-    return NULL;
-}
-
-static void hash_remove(struct auth_dovecot *d, struct auth_dovecot_req *r)
-{
-    for (struct auth_dovecot_req **pp = &d->buckets[bucket_of(d, r->id)]; *pp; pp = &(*pp)->hash_next) {
-        if (*pp == r) {
-            *pp = r->hash_next;
-            r->hash_next = NULL;
-            d->nsent--;
-            return;
-        }
-    }
+    const struct auth_dovecot_req *r = item;
+    *len = sizeof r->id;
+    return &r->id;
 }
 
 /* Takes r out of whatever list (and the id table) it is in. */
@@ -293,8 +201,8 @@ static void req_unlink(struct auth_dovecot_req *r)
 {
     struct auth_dovecot *d = r->d;
     if (r->state == REQ_SENT)
-        hash_remove(d, r);
-    list_remove(list_of(d, r->state), r);
+        hashmap_remove(&d->sent_ids, r);
+    list_remove(list_of(d, r->state), &r->link);
 }
 
 static void req_wipe_line(struct auth_dovecot_req *r)
@@ -320,7 +228,7 @@ static void req_finish(struct auth_dovecot_req *r, enum auth_result result, cons
     req_unlink(r);
     req_wipe_line(r);
     r->state = REQ_DONE;
-    list_append(&r->d->done, r);
+    list_append(&r->d->done, &r->link);
     r->result = result;
     r->why = sanitized_dup(why);
     static const struct timeval now = {0, 0};
@@ -328,10 +236,10 @@ static void req_finish(struct auth_dovecot_req *r, enum auth_result result, cons
     evtimer_add(r->timer, &now);
 }
 
-static void fail_list(struct req_list *l, enum auth_result result, const char *why)
+static void fail_list(struct list *l, enum auth_result result, const char *why)
 {
-    while (l->head)
-        req_finish(l->head, result, why);
+    while (!list_empty(l))
+        req_finish(first_req(l), result, why);
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -369,10 +277,10 @@ static void req_send(struct auth_dovecot_req *r)
     struct auth_dovecot *d = r->d;
     out_append(d, r->line, r->line_len);
     req_wipe_line(r);
-    list_remove(&d->queued, r);
+    list_remove(&d->queued, &r->link);
     r->state = REQ_SENT;
-    list_append(&d->sent, r);
-    hash_insert(d, r);
+    list_append(&d->sent, &r->link);
+    hashmap_add(&d->sent_ids, r);
 }
 
 /* ---- connection ---------------------------------------------------------- */
@@ -405,8 +313,8 @@ static void conn_teardown(struct auth_dovecot *d)
  * and the next check may reconnect at once. */
 static void conn_fail(struct auth_dovecot *d, const char *why, int backoff)
 {
-    size_t waiting = d->nsent;
-    for (struct auth_dovecot_req *r = d->queued.head; r; r = r->next)
+    size_t waiting = hashmap_count(&d->sent_ids);
+    for (const struct list_node *n = d->queued.head; n; n = n->next)
         waiting++;
     if (backoff || waiting)
         log_warn("dovecot auth %s: %s (%zu request%s failed)", d->path, why, waiting, waiting == 1 ? "" : "s");
@@ -506,8 +414,8 @@ static void handshake_done(struct auth_dovecot *d)
     d->retry_ms = d->retry_min_ms;
     free(d->down_why);
     d->down_why = NULL;
-    while (d->queued.head)
-        req_send(d->queued.head);
+    while (!list_empty(&d->queued))
+        req_send(first_req(&d->queued));
     conn_flush(d);
 }
 
@@ -522,7 +430,7 @@ static void handle_reply(struct auth_dovecot *d, const char *cmd, char **args)
         violation(d, "reply without a valid request id");
         return;
     }
-    struct auth_dovecot_req *r = hash_find(d, id);
+    struct auth_dovecot_req *r = hashmap_get(&d->sent_ids, &id, sizeof id);
     if (!r) {
         /* A request we cancelled or gave up on may still be answered. */
         if (id < d->next_id)
@@ -717,7 +625,7 @@ static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct auth_dovecot_req *r = arg;
     if (r->state == REQ_DONE) {
-        list_remove(&r->d->done, r);
+        list_remove(&r->d->done, &r->link);
         r->cb(r->arg, r->result, r->why);
         req_free(r);
         return;
@@ -757,21 +665,16 @@ static void req_build_line(struct auth_dovecot_req *r, const char *user, const c
     }
     strbuf_puts(&sb, "\tresp=");
 
-    size_t ulen = strlen(user), plen = strlen(password);
-    size_t rawlen = 1 + ulen + 1 + plen;
-    unsigned char *raw = xmalloc(rawlen);
-    raw[0] = '\0';
-    memcpy(raw + 1, user, ulen);
-    raw[1 + ulen] = '\0';
-    memcpy(raw + 2 + ulen, password, plen);
-
-    r->line_len = sb.len + base64_len(rawlen) + 1;
+    /* Built in a buffer of its final size: no realloc leaves copies behind. */
+    size_t rlen;
+    char *resp = base64_sasl_plain(user, password, &rlen);
+    r->line_len = sb.len + rlen + 1;
     r->line = xmalloc(r->line_len + 1);
     memcpy(r->line, sb.buf, sb.len);
-    base64_encode(raw, rawlen, r->line + sb.len);
+    memcpy(r->line + sb.len, resp, rlen);
     r->line[r->line_len - 1] = '\n';
     r->line[r->line_len] = '\0';
-    wipe_free(raw, rawlen);
+    wipe_free(resp, rlen);
     strbuf_free(&sb);
 }
 
@@ -787,7 +690,7 @@ struct auth_dovecot_req *auth_dovecot_check(struct auth_dovecot *d, const char *
     if (d->next_id == 0)
         d->next_id = 1;
     r->state = REQ_QUEUED;
-    list_append(&d->queued, r);
+    list_append(&d->queued, &r->link);
     struct timeval tv = ms_to_tv(d->request_ms);
     evtimer_add(r->timer, &tv);
 
@@ -854,8 +757,7 @@ struct auth_dovecot *auth_dovecot_new(struct event_base *base, const char *socke
     d->request_ms = AUTH_DOVECOT_REQUEST_TIMEOUT_MS;
     d->retry_min_ms = d->retry_ms = AUTH_DOVECOT_RETRY_MIN_MS;
     d->retry_max_ms = AUTH_DOVECOT_RETRY_MAX_MS;
-    d->nbuckets = 64;
-    d->buckets = xcalloc(d->nbuckets, sizeof *d->buckets);
+    hashmap_init(&d->sent_ids, req_id_key, 0);
     return d;
 }
 
@@ -872,10 +774,10 @@ void auth_dovecot_set_timeouts(struct auth_dovecot *d, unsigned request_ms, unsi
         d->retry_max_ms = d->retry_min_ms;
 }
 
-static void free_list(struct req_list *l)
+static void free_list(struct list *l)
 {
-    while (l->head) {
-        struct auth_dovecot_req *r = l->head;
+    while (!list_empty(l)) {
+        struct auth_dovecot_req *r = first_req(l);
         req_unlink(r);
         req_free(r);
     }
@@ -890,7 +792,7 @@ void auth_dovecot_free(struct auth_dovecot *d)
     free_list(&d->done);
     conn_teardown(d);
     event_free(d->ev_timer);
-    free(d->buckets);
+    hashmap_free(&d->sent_ids);
     free(d->down_why);
     free(d->path);
     free(d);

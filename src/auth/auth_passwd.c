@@ -21,8 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/hashmap.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* Checked for unknown users so they cost what known ones do. It is the
  * yescrypt hash, at libxcrypt's default cost, of a string nobody types;
@@ -32,23 +35,21 @@ static const char dummy_hash[] = "$y$j9T$uafPIUsEcQXcFZ6cieugf0$MVJS0qfqmtfvSPj5
 #define MAX_HASH 512
 
 struct pw_entry {
-    struct pw_entry *next;
     char *name;
+    size_t name_len;
     char *hash;
     char **addrs; /* NULL-terminated, never NULL itself */
 };
 
 struct pw_table {
-    struct pw_entry **buckets;
-    size_t nbuckets; /* power of two */
-    size_t count;
+    struct hashmap users; /* of struct pw_entry, by name */
 };
 
 enum req_state { REQ_QUEUED, REQ_RUNNING, REQ_DONE };
 
 struct auth_passwd_req {
     struct auth_passwd *db;
-    struct auth_passwd_req *prev, *next;
+    struct list_node link; /* in db->queue or db->done */
     enum req_state state;
     int cancelled;  /* set while RUNNING: the worker frees it */
     int user_known;
@@ -59,10 +60,6 @@ struct auth_passwd_req {
     uint64_t seq;    /* order on the done list */
     auth_cb cb;
     void *arg;
-};
-
-struct req_list {
-    struct auth_passwd_req *head, *tail;
 };
 
 struct auth_passwd {
@@ -85,8 +82,8 @@ struct auth_passwd {
     /* shared with workers, under mu */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct req_list queue;
-    struct req_list done;
+    struct list queue; /* of struct auth_passwd_req */
+    struct list done;
     uint64_t done_seq;
     size_t inflight; /* queued + being hashed */
     size_t max_pending;
@@ -101,11 +98,6 @@ struct auth_passwd {
 };
 
 /* ---------- line syntax ---------- */
-
-static int is_blank(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
-}
 
 /* Name and address bytes: visible ASCII or 8-bit (UTF-8), minus the
  * separators of this file. */
@@ -149,9 +141,9 @@ static int each_address(const char *field, size_t len, void (*fn)(void *ctx, con
         while (i < len && field[i] != ',')
             i++;
         size_t a = start, b = i;
-        while (a < b && is_blank(field[a]))
+        while (a < b && str_is_blank(field[a]))
             a++;
-        while (b > a && is_blank(field[b - 1]))
+        while (b > a && str_is_blank(field[b - 1]))
             b--;
         if (!token_ok(field + a, b - a, AUTH_PASSWD_MAX_ADDRESS))
             return 0;
@@ -171,11 +163,11 @@ enum auth_passwd_line_kind auth_passwd_split_line(const char *line, size_t len, 
 {
     memset(out, 0, sizeof *out);
     *why = NULL;
-    while (len > 0 && is_blank(line[0])) {
+    while (len > 0 && str_is_blank(line[0])) {
         line++;
         len--;
     }
-    while (len > 0 && is_blank(line[len - 1]))
+    while (len > 0 && str_is_blank(line[len - 1]))
         len--;
     if (len == 0 || line[0] == '#')
         return AUTH_PASSWD_LINE_SKIP;
@@ -230,44 +222,33 @@ int auth_passwd_valid_address(const char *s)
 
 /* ---------- table ---------- */
 
-static size_t name_hash(const char *s, size_t len)
+static const void *entry_name(const void *item, size_t *len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
+    const struct pw_entry *e = item;
+    *len = e->name_len;
+    return e->name;
 }
 
 static struct pw_entry *table_find(const struct pw_table *t, const char *name, size_t len)
 {
-    if (!t)
-        return NULL;
-    for (struct pw_entry *e = t->buckets[name_hash(name, len) & (t->nbuckets - 1)]; e; e = e->next)
-        if (strlen(e->name) == len && memcmp(e->name, name, len) == 0)
-            return e;
-    return NULL;
+    return t ? hashmap_get(&t->users, name, len) : NULL;
 }
 
 static void table_free(struct pw_table *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        struct pw_entry *e = t->buckets[i];
-        while (e) {
-            struct pw_entry *next = e->next;
-            free(e->name);
-            free(e->hash);
-            for (char **a = e->addrs; *a; a++)
-                free(*a);
-            free(e->addrs);
-            free(e);
-            e = next;
-        }
+    size_t i = 0;
+    struct pw_entry *e;
+    while ((e = hashmap_next(&t->users, &i))) {
+        free(e->name);
+        free(e->hash);
+        for (char **a = e->addrs; *a; a++)
+            free(*a);
+        free(e->addrs);
+        free(e);
     }
-    free(t->buckets);
+    hashmap_free(&t->users);
     free(t);
 }
 
@@ -282,25 +263,6 @@ static void collect_address(void *ctx, const char *a, size_t n)
     c->v = xgrow(c->v, &c->cap, c->n + 2, sizeof *c->v);
     c->v[c->n++] = xstrndup(a, n);
     c->v[c->n] = NULL;
-}
-
-static void table_grow(struct pw_table *t)
-{
-    size_t n = t->nbuckets * 2;
-    struct pw_entry **b = xcalloc(n, sizeof *b);
-    for (size_t i = 0; i < t->nbuckets; i++) {
-        struct pw_entry *e = t->buckets[i];
-        while (e) {
-            struct pw_entry *next = e->next;
-            size_t k = name_hash(e->name, strlen(e->name)) & (n - 1);
-            e->next = b[k];
-            b[k] = e;
-            e = next;
-        }
-    }
-    free(t->buckets);
-    t->buckets = b;
-    t->nbuckets = n;
 }
 
 static void table_add_line(struct pw_table *t, const char *path, int lineno, const char *line, size_t len)
@@ -336,21 +298,16 @@ static void table_add_line(struct pw_table *t, const char *path, int lineno, con
         c.v = xcalloc(1, sizeof *c.v);
     struct pw_entry *e = xcalloc(1, sizeof *e);
     e->name = xstrndup(f.name, f.name_len);
+    e->name_len = f.name_len;
     e->hash = hash;
     e->addrs = c.v;
-    if (t->count + 1 > t->nbuckets)
-        table_grow(t);
-    size_t b = name_hash(f.name, f.name_len) & (t->nbuckets - 1);
-    e->next = t->buckets[b];
-    t->buckets[b] = e;
-    t->count++;
+    hashmap_add(&t->users, e);
 }
 
 static struct pw_table *table_parse(const char *path, const char *data, size_t len)
 {
     struct pw_table *t = xcalloc(1, sizeof *t);
-    t->nbuckets = 16;
-    t->buckets = xcalloc(t->nbuckets, sizeof *t->buckets);
+    hashmap_init(&t->users, entry_name, 0);
     size_t pos = 0;
     int lineno = 0;
     while (pos < len) {
@@ -470,7 +427,8 @@ static void load(struct auth_passwd *db)
     if (db->outage_logged)
         log_info("password file %s readable again", db->path);
     db->outage_logged = 0;
-    log_info("password file %s: %zu user%s", db->path, t->count, t->count == 1 ? "" : "s");
+    size_t users = hashmap_count(&t->users);
+    log_info("password file %s: %zu user%s", db->path, users, users == 1 ? "" : "s");
 }
 
 static void maybe_reload(struct auth_passwd *db)
@@ -496,28 +454,9 @@ static void maybe_reload(struct auth_passwd *db)
 
 /* ---------- request lists (under mu) ---------- */
 
-static void list_push(struct req_list *l, struct auth_passwd_req *r)
+static struct auth_passwd_req *first_req(struct list *l)
 {
-    r->next = NULL;
-    r->prev = l->tail;
-    if (l->tail)
-        l->tail->next = r;
-    else
-        l->head = r;
-    l->tail = r;
-}
-
-static void list_remove(struct req_list *l, struct auth_passwd_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        l->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        l->tail = r->prev;
-    r->prev = r->next = NULL;
+    return LIST_FIRST(l, struct auth_passwd_req, link);
 }
 
 static void req_free(struct auth_passwd_req *r)
@@ -542,7 +481,7 @@ static void push_done(struct auth_passwd *db, struct auth_passwd_req *r)
 {
     r->state = REQ_DONE;
     r->seq = ++db->done_seq;
-    list_push(&db->done, r);
+    list_append(&db->done, &r->link);
 }
 
 static void finish_now(struct auth_passwd *db, struct auth_passwd_req *r, enum auth_result res, const char *why)
@@ -573,14 +512,14 @@ static void *worker_main(void *arg)
     struct crypt_data *cd = xcalloc(1, sizeof *cd);
     for (;;) {
         pthread_mutex_lock(&db->mu);
-        while (!db->stopping && !db->queue.head)
+        while (!db->stopping && list_empty(&db->queue))
             pthread_cond_wait(&db->cv, &db->mu);
         if (db->stopping) {
             pthread_mutex_unlock(&db->mu);
             break;
         }
-        struct auth_passwd_req *r = db->queue.head;
-        list_remove(&db->queue, r);
+        struct auth_passwd_req *r = first_req(&db->queue);
+        list_remove(&db->queue, &r->link);
         r->state = REQ_RUNNING;
         void (*hook)(void *) = db->hook;
         void *hook_arg = db->hook_arg;
@@ -656,12 +595,12 @@ static void on_results(evutil_socket_t fd, short what, void *arg)
     db->dispatching++;
     while (!db->close_pending) {
         pthread_mutex_lock(&db->mu);
-        struct auth_passwd_req *r = db->done.head;
+        struct auth_passwd_req *r = first_req(&db->done);
         if (!r || r->seq > last) {
             pthread_mutex_unlock(&db->mu);
             break;
         }
-        list_remove(&db->done, r);
+        list_remove(&db->done, &r->link);
         pthread_mutex_unlock(&db->mu);
         auth_cb cb = r->cb;
         void *cb_arg = r->arg;
@@ -758,7 +697,7 @@ struct auth_passwd_req *auth_passwd_check(struct auth_passwd *db, const char *us
 
     pthread_mutex_lock(&db->mu);
     r->state = REQ_QUEUED;
-    list_push(&db->queue, r);
+    list_append(&db->queue, &r->link);
     db->inflight++;
     pthread_cond_signal(&db->cv);
     pthread_mutex_unlock(&db->mu);
@@ -773,7 +712,7 @@ void auth_passwd_cancel(struct auth_passwd_req *r)
     pthread_mutex_lock(&db->mu);
     switch (r->state) {
     case REQ_QUEUED:
-        list_remove(&db->queue, r);
+        list_remove(&db->queue, &r->link);
         db->inflight--;
         req_free(r);
         break;
@@ -781,7 +720,7 @@ void auth_passwd_cancel(struct auth_passwd_req *r)
         r->cancelled = 1; /* the worker frees it when done */
         break;
     case REQ_DONE:
-        list_remove(&db->done, r);
+        list_remove(&db->done, &r->link);
         req_free(r);
         break;
     }
@@ -795,8 +734,8 @@ void auth_passwd_close(struct auth_passwd *db)
     pthread_mutex_lock(&db->mu);
     db->stopping = 1;
     struct auth_passwd_req *r;
-    while ((r = db->queue.head)) {
-        list_remove(&db->queue, r);
+    while ((r = first_req(&db->queue))) {
+        list_remove(&db->queue, &r->link);
         db->inflight--;
         req_free(r);
     }
@@ -807,8 +746,8 @@ void auth_passwd_close(struct auth_passwd *db)
     for (size_t i = 0; i < db->nthreads; i++)
         pthread_join(db->threads[i], NULL);
     db->nthreads = 0;
-    while ((r = db->done.head)) {
-        list_remove(&db->done, r);
+    while ((r = first_req(&db->done))) {
+        list_remove(&db->done, &r->link);
         req_free(r);
     }
     if (db->dispatching) {
@@ -834,7 +773,7 @@ void auth_passwd_recheck(struct auth_passwd *db)
 
 size_t auth_passwd_count(const struct auth_passwd *db)
 {
-    return db->table ? db->table->count : 0;
+    return db->table ? hashmap_count(&db->table->users) : 0;
 }
 
 #ifdef TERN_TEST_BUILD

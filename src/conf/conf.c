@@ -13,6 +13,7 @@
 #include "conf/conf_internal.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* Expansion is bounded three ways so that no value, however hostile, can
  * exhaust the stack (depth), the CPU (references expanded: a = $b$b$b...,
@@ -48,11 +49,6 @@ struct conf {
 };
 
 /* ---- small helpers ---- */
-
-static int is_blank(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
-}
 
 static int is_name_char(unsigned char ch)
 {
@@ -523,7 +519,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
         goto out;
     }
     size_t nlen = (size_t)(eq - text);
-    while (nlen && is_blank((unsigned char)text[nlen - 1]))
+    while (nlen && str_is_blank((unsigned char)text[nlen - 1]))
         nlen--;
     if (nlen == 0) {
         diag_error(diag, origin, lineno, "missing parameter name before '='");
@@ -538,7 +534,7 @@ static int load_line(struct conf *c, const char *text, const char *origin, int l
         }
     }
     const char *value = eq + 1;
-    while (is_blank((unsigned char)*value))
+    while (str_is_blank((unsigned char)*value))
         value++;
     set_value(c, text, nlen, value, origin, lineno);
     rc = 0;

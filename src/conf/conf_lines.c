@@ -9,13 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util/str.h"
+
 /* A main.cf larger than this is a mistake, not a configuration. */
 #define CONF_FILE_MAX (64u << 20)
-
-static int is_blank(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v';
-}
 
 void conf_put_quoted(struct strbuf *sb, const char *s, size_t len, size_t max)
 {
@@ -57,9 +54,9 @@ enum conf_line_kind conf_lines_next(struct conf_lines *r, struct strbuf *line, i
         size_t plen = nl ? (size_t)(nl - p) : rest;
         size_t next = r->pos + plen + (nl ? 1 : 0);
         size_t b = 0, e = plen;
-        while (b < plen && is_blank((unsigned char)p[b]))
+        while (b < plen && str_is_blank((unsigned char)p[b]))
             b++;
-        while (e > b && is_blank((unsigned char)p[e - 1]))
+        while (e > b && str_is_blank((unsigned char)p[e - 1]))
             e--;
         if (b == e || p[b] == '#') { /* blank or comment: ends nothing */
             lines_advance(r, next);

@@ -10,15 +10,11 @@
 #include <strings.h>
 
 #include "util/mem.h"
-
-static int is_space(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v' || ch == '\n';
-}
+#include "util/str.h"
 
 static const char *skip_blanks(const char *s)
 {
-    while (is_space((unsigned char)*s))
+    while (str_is_space((unsigned char)*s))
         s++;
     return s;
 }
@@ -81,7 +77,7 @@ int conf_parse_time(const char *v, char default_unit, long long *out)
         n = n * 10 + d;
     }
     char unit = default_unit ? default_unit : 's';
-    if (*p && !is_space((unsigned char)*p))
+    if (*p && !str_is_space((unsigned char)*p))
         unit = *p++;
     long long mult = time_unit_seconds(unit);
     if (!mult || !only_blanks(p) || n > LLONG_MAX / mult)
@@ -96,7 +92,7 @@ int conf_parse_bool(const char *v, int *out)
     static const char *const falsities[] = {"no", "false", "0"};
     const char *p = skip_blanks(v);
     size_t len = strlen(p);
-    while (len && is_space((unsigned char)p[len - 1]))
+    while (len && str_is_space((unsigned char)p[len - 1]))
         len--;
     for (size_t i = 0; i < 3; i++) {
         if (strlen(truths[i]) == len && strncasecmp(p, truths[i], len) == 0) {
@@ -142,7 +138,7 @@ int conf_validate(const struct conf_param *p, const char *v, struct strbuf *why)
             return 0;
         const char *s = skip_blanks(v);
         size_t len = strlen(s);
-        while (len && is_space((unsigned char)s[len - 1]))
+        while (len && str_is_space((unsigned char)s[len - 1]))
             len--;
         /* a row whose default is empty may be set empty: "not used" */
         if (choice_ok(p->choices, s, len) || (len == 0 && !*p->def))
@@ -202,7 +198,7 @@ struct conf_list conf_list_split(const char *text)
     size_t cap = 0;
     const char *p = text;
     for (;;) {
-        while (*p && (*p == ',' || is_space((unsigned char)*p)))
+        while (*p && (*p == ',' || str_is_space((unsigned char)*p)))
             p++;
         if (!*p)
             break;
@@ -213,7 +209,7 @@ struct conf_list conf_list_split(const char *text)
                 braces++;
             else if (*p == '}' && braces > 0)
                 braces--;
-            else if (braces == 0 && (*p == ',' || is_space((unsigned char)*p)))
+            else if (braces == 0 && (*p == ',' || str_is_space((unsigned char)*p)))
                 break;
         }
         l.items = xgrow(l.items, &cap, l.n + 1, sizeof *l.items);

@@ -10,24 +10,10 @@
 
 #include "conf/conf.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 #define FIELDS 8 /* service type private unpriv chroot wakeup maxproc command */
 #define QUOTE_MAX 80
-
-static int is_blank(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\f' || ch == '\v' || ch == '\n';
-}
-
-static int is_digit(unsigned char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
-static int is_alnum(unsigned char ch)
-{
-    return is_digit(ch) || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-}
 
 static void diag_error(struct strbuf *diag, const char *origin, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -60,10 +46,10 @@ static int port_valid(const char *port)
 {
     if (!*port)
         return 0;
-    if (is_digit((unsigned char)*port)) {
+    if (str_is_digit((unsigned char)*port)) {
         long n = 0;
         for (const char *p = port; *p; p++) {
-            if (!is_digit((unsigned char)*p))
+            if (!str_is_digit((unsigned char)*p))
                 goto name; /* "1ctp"-style names do exist in /etc/services */
             n = n * 10 + (*p - '0');
             if (n > 65535)
@@ -72,10 +58,10 @@ static int port_valid(const char *port)
         return n > 0;
     }
 name:
-    if (!is_alnum((unsigned char)*port))
+    if (!str_is_alnum((unsigned char)*port))
         return 0;
     for (const char *p = port; *p; p++)
-        if (!is_alnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' && *p != '+')
+        if (!str_is_alnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.' && *p != '+')
             return 0;
     return 1;
 }
@@ -85,7 +71,7 @@ static int hostname_valid(const char *h, size_t len)
     if (len == 0)
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (!is_alnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '.' && h[i] != '_')
+        if (!str_is_alnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '.' && h[i] != '_')
             return 0;
     return 1;
 }
@@ -209,7 +195,7 @@ static int tokenize(const char *line, struct tokens *t, const char **why)
 {
     const char *p = line;
     for (;;) {
-        while (is_blank((unsigned char)*p))
+        while (str_is_space((unsigned char)*p))
             p++;
         if (!*p)
             return 0;
@@ -226,21 +212,21 @@ static int tokenize(const char *line, struct tokens *t, const char **why)
                 *why = "missing '}' in a { ... } argument";
                 return -1;
             }
-            if (*q && !is_blank((unsigned char)*q)) {
+            if (*q && !str_is_space((unsigned char)*q)) {
                 *why = "text right after '}' in a { ... } argument";
                 return -1;
             }
             const char *b = p + 1, *e = q - 1; /* inside the braces */
-            while (b < e && is_blank((unsigned char)*b))
+            while (b < e && str_is_space((unsigned char)*b))
                 b++;
-            while (e > b && is_blank((unsigned char)e[-1]))
+            while (e > b && str_is_space((unsigned char)e[-1]))
                 e--;
             tokens_add(t, b, (size_t)(e - b), 1);
             p = q;
             continue;
         }
         const char *start = p;
-        while (*p && !is_blank((unsigned char)*p))
+        while (*p && !str_is_space((unsigned char)*p))
             p++;
         tokens_add(t, start, (size_t)(p - start), 0);
     }
@@ -256,7 +242,7 @@ static int count_or_dash(const char *s, int question_ok)
     if (strcmp(s, "-") == 0)
         return 1;
     size_t n = 0;
-    while (is_digit((unsigned char)s[n]))
+    while (str_is_digit((unsigned char)s[n]))
         n++;
     if (n == 0 || n > 9) /* fits an int */
         return 0;
@@ -289,9 +275,9 @@ static int add_override(struct mastercf_service *s, size_t *cap, const char *spe
     size_t nlen = (size_t)(eq - spec);
     const char *value = eq + 1;
     if (braced) {
-        while (nlen && is_blank((unsigned char)spec[nlen - 1]))
+        while (nlen && str_is_space((unsigned char)spec[nlen - 1]))
             nlen--;
-        while (is_blank((unsigned char)*value))
+        while (str_is_space((unsigned char)*value))
             value++;
     }
     char *name = xstrndup(spec, nlen);

@@ -55,21 +55,16 @@ const char *alias_target_type_name(enum alias_target_type type)
     return "unknown";
 }
 
-static int is_space(int c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v';
-}
-
 /* Length of s[0..len) after leading and trailing blanks; *start moves past
  * the leading ones. */
 static size_t trim_span(const char **start, size_t len)
 {
     const char *s = *start;
-    while (len && is_space((unsigned char)*s)) {
+    while (len && str_is_space((unsigned char)*s)) {
         s++;
         len--;
     }
-    while (len && is_space((unsigned char)s[len - 1]))
+    while (len && str_is_space((unsigned char)s[len - 1]))
         len--;
     *start = s;
     return len;
@@ -149,7 +144,7 @@ static char *classify(struct items *out, char *text, int was_quoted)
     int literal = 0;
     if (*s == '|') {
         s++;
-        while (is_space((unsigned char)*s))
+        while (str_is_space((unsigned char)*s))
             s++;
         if (!*s) {
             msg = xstrdup("empty command after '|'");
@@ -195,7 +190,7 @@ out:
 
 static int is_space_stop(int c)
 {
-    return is_space(c);
+    return str_is_space(c);
 }
 
 static char *parse_word(struct items *out, const char *s, size_t len)

@@ -5,8 +5,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <stdalign.h>
+#include <stddef.h>
 #include <pwd.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -14,116 +15,110 @@
 #include <unistd.h>
 
 #include "util/fsops.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
 
-/* ---------- an open-addressing hash table of strings ---------- */
+/* ---------- a table of strings: util/hashmap over copied entries ---------- */
 
-#define SLOT_EMPTY SIZE_MAX
+/* Entries (key and value text) are carved out of large blocks so a 100k-line
+ * table costs a few large allocations instead of 200k small ones; blocks
+ * never move, so the map can point into them. */
+#define BLOCK_SIZE 65536
 
-/* Keys and values live in one arena so a 100k-line table costs a few large
- * allocations instead of 200k small ones; slots refer to them by offset
- * because the arena moves when it grows. */
-struct slot {
-    size_t hash;
-    size_t key_off;
-    size_t val_off;
+struct block {
+    struct block *next;
+    size_t used, size;
+    max_align_t data[]; /* aligned for struct entry */
+};
+
+struct entry {
+    const char *value; /* a replaced value stays in its block unused: duplicates are rare */
+    size_t key_len;
+    char key[];        /* folded to lowercase, NUL-terminated */
 };
 
 struct table {
-    struct slot *slots;
-    size_t cap; /* power of two, or 0 */
-    size_t count;
-    struct strbuf arena;
+    struct hashmap map; /* of struct entry; key_of is NULL until the first put */
+    struct block *blocks;
 };
 
-static size_t hash_key(const char *key)
+static const void *entry_key(const void *item, size_t *len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    return (size_t)h;
+    const struct entry *e = item;
+    *len = e->key_len;
+    return e->key;
 }
 
-static size_t arena_add(struct strbuf *arena, const char *s, size_t len)
+static void *table_alloc(struct table *t, size_t n)
 {
-    size_t off = arena->len;
-    strbuf_append(arena, s, len);
-    strbuf_putc(arena, '\0');
-    return off;
+    n = (n + alignof(max_align_t) - 1) / alignof(max_align_t) * alignof(max_align_t);
+    struct block *b = t->blocks;
+    if (!b || b->size - b->used < n) {
+        size_t size = n > BLOCK_SIZE / 4 ? n : BLOCK_SIZE;
+        b = xmalloc(sizeof *b + size);
+        b->used = 0;
+        b->size = size;
+        /* A large entry gets a block of its own behind the current one, whose
+         * free space stays in use. */
+        if (size == n && t->blocks) {
+            b->next = t->blocks->next;
+            t->blocks->next = b;
+        } else {
+            b->next = t->blocks;
+            t->blocks = b;
+        }
+    }
+    void *p = (char *)b->data + b->used;
+    b->used += n;
+    return p;
+}
+
+static const char *table_strndup(struct table *t, const char *s, size_t len)
+{
+    char *p = table_alloc(t, len + 1);
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
 }
 
 static void table_free(struct table *t)
 {
-    free(t->slots);
-    strbuf_free(&t->arena);
+    hashmap_free(&t->map);
+    while (t->blocks) {
+        struct block *b = t->blocks;
+        t->blocks = b->next;
+        free(b);
+    }
     memset(t, 0, sizeof *t);
-}
-
-static struct slot *table_probe(struct table *t, size_t hash, const char *key)
-{
-    size_t mask = t->cap - 1;
-    for (size_t i = hash & mask;; i = (i + 1) & mask) {
-        struct slot *s = &t->slots[i];
-        if (s->key_off == SLOT_EMPTY)
-            return s;
-        if (s->hash == hash && strcmp(t->arena.buf + s->key_off, key) == 0)
-            return s;
-    }
-}
-
-static void table_grow(struct table *t)
-{
-    size_t ncap = t->cap ? t->cap * 2 : 16;
-    struct slot *old = t->slots;
-    size_t oldcap = t->cap;
-    t->slots = xmalloc(ncap * sizeof *t->slots);
-    for (size_t i = 0; i < ncap; i++)
-        t->slots[i].key_off = SLOT_EMPTY;
-    t->cap = ncap;
-    for (size_t i = 0; i < oldcap; i++) {
-        if (old[i].key_off == SLOT_EMPTY)
-            continue;
-        size_t mask = ncap - 1;
-        size_t j = old[i].hash & mask;
-        while (t->slots[j].key_off != SLOT_EMPTY)
-            j = (j + 1) & mask;
-        t->slots[j] = old[i];
-    }
-    free(old);
 }
 
 /* key must already be folded to lowercase. Returns 1 when it replaced an
  * existing entry (the caller decides whether that deserves a warning). */
 static int table_put(struct table *t, const char *key, size_t klen, const char *val, size_t vlen)
 {
-    char *k = xstrndup(key, klen);
-    if ((t->count + 1) * 2 > t->cap)
-        table_grow(t);
-    size_t h = hash_key(k);
-    struct slot *s = table_probe(t, h, k);
-    int replaced = s->key_off != SLOT_EMPTY;
+    if (!t->map.key_of)
+        hashmap_init(&t->map, entry_key, 0);
+    klen = strnlen(key, klen); /* the key is text: it ends at a NUL */
+    struct entry *e = hashmap_get(&t->map, key, klen);
+    int replaced = e != NULL;
     if (!replaced) {
-        s->hash = h;
-        s->key_off = arena_add(&t->arena, k, klen);
-        t->count++;
+        e = table_alloc(t, sizeof *e + klen + 1);
+        e->key_len = klen;
+        memcpy(e->key, key, klen);
+        e->key[klen] = '\0';
+        hashmap_add(&t->map, e);
     }
-    /* A replaced value stays in the arena unused: duplicates are rare. */
-    s->val_off = arena_add(&t->arena, val, vlen);
-    free(k);
+    e->value = table_strndup(t, val, vlen);
     return replaced;
 }
 
 static const char *table_get(const struct table *t, const char *key)
 {
-    if (!t->cap)
-        return NULL;
-    struct slot *s = table_probe((struct table *)t, hash_key(key), key);
-    return s->key_off == SLOT_EMPTY ? NULL : t->arena.buf + s->val_off;
+    const struct entry *e = hashmap_get_str(&t->map, key);
+    return e ? e->value : NULL;
 }
 
 /* ---------- maps ---------- */
@@ -184,11 +179,6 @@ static int file_id_equal(const struct file_id *a, const struct file_id *b)
            a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
 }
 
-static int is_blank(int c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /* ---------- source-file parsing ---------- */
 
 struct loader {
@@ -204,10 +194,10 @@ struct loader {
 static void load_entry_postmap(struct loader *ld, char *line)
 {
     char *p = line;
-    while (*p && !is_blank((unsigned char)*p))
+    while (*p && !str_is_blank((unsigned char)*p))
         p++;
     size_t klen = (size_t)(p - line);
-    while (is_blank((unsigned char)*p))
+    while (str_is_blank((unsigned char)*p))
         p++;
     if (!*p) {
         log_warn("%s, line %zu: expected format: key whitespace value; entry skipped", ld->path,
@@ -246,7 +236,7 @@ static void load_entry_alias(struct loader *ld, char *line)
             log_warn("%s, line %zu: unterminated quoted name; entry skipped", ld->path, ld->lineno);
             goto out;
         }
-        while (is_blank((unsigned char)*p))
+        while (str_is_blank((unsigned char)*p))
             p++;
         if (*p != ':') {
             log_warn("%s, line %zu: need name:value pair; entry skipped", ld->path, ld->lineno);
@@ -259,10 +249,10 @@ static void load_entry_alias(struct loader *ld, char *line)
             goto out;
         }
         size_t n = (size_t)(colon - p);
-        while (n && is_blank((unsigned char)p[n - 1]))
+        while (n && str_is_blank((unsigned char)p[n - 1]))
             n--;
         for (size_t i = 0; i < n; i++) {
-            if (is_blank((unsigned char)p[i])) {
+            if (str_is_blank((unsigned char)p[i])) {
                 log_warn("%s, line %zu: name contains whitespace (quote it); entry skipped",
                          ld->path, ld->lineno);
                 goto out;
@@ -272,7 +262,7 @@ static void load_entry_alias(struct loader *ld, char *line)
         p = colon;
     }
     p++; /* the colon */
-    while (is_blank((unsigned char)*p))
+    while (str_is_blank((unsigned char)*p))
         p++;
     if (name.len == 0) {
         log_warn("%s, line %zu: empty alias name; entry skipped", ld->path, ld->lineno);
@@ -301,7 +291,7 @@ static void loader_finish_line(struct loader *ld)
     } else {
         size_t len = ld->logical.len;
         char *line = ld->logical.buf;
-        while (len && is_blank((unsigned char)line[len - 1]))
+        while (len && str_is_blank((unsigned char)line[len - 1]))
             len--;
         line[len] = '\0';
         if (ld->flags & MAP_ALIAS_FORMAT)
@@ -333,7 +323,7 @@ static void loader_physical_line(struct loader *ld, const char *s, size_t len, s
     if (len && s[len - 1] == '\r')
         len--;
     size_t i = 0;
-    while (i < len && is_blank((unsigned char)s[i]))
+    while (i < len && str_is_blank((unsigned char)s[i]))
         i++;
     if (i == len || s[i] == '#')
         return; /* blank or comment: neither starts nor ends a logical line */
@@ -446,7 +436,7 @@ static int file_load(struct map *m)
     m->loaded = 1;
     if (m->failing)
         log_info("table %s: %s is readable again (%zu entries)", m->spec, m->path,
-                 m->table.count);
+                 hashmap_count(&m->table.map));
     m->failing = 0;
     return 0;
 }
@@ -689,63 +679,70 @@ static int nss_not_found(int rc)
     return rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM;
 }
 
-static int lookup_passwd(const char *key, char **value)
+/* fetch looks key up into entry (a struct passwd or group) using buf and
+ * sets *found; format makes the table value from the entry. */
+typedef int nss_fetch_fn(const char *key, void *entry, char *buf, size_t size, int *found);
+typedef char *nss_format_fn(const void *entry);
+
+static int nss_lookup(const char *table, const char *key, char **value, void *entry, nss_fetch_fn *fetch,
+                      nss_format_fn *format)
 {
-    size_t size = 4096;
-    for (;;) {
+    for (size_t size = 4096;; size *= 4) {
         char *buf = xmalloc(size);
-        struct passwd pw, *res = NULL;
-        int rc = getpwnam_r(key, &pw, buf, size, &res);
+        int found = 0;
+        int rc = fetch(key, entry, buf, size, &found);
         if (rc == ERANGE && size < NSS_BUF_MAX) {
             free(buf);
-            size *= 4;
             continue;
         }
-        int found = 0;
-        if (res) {
-            *value = xasprintf("%s:x:%lu:%lu:%s:%s:%s", pw.pw_name, (unsigned long)pw.pw_uid,
-                               (unsigned long)pw.pw_gid, pw.pw_gecos ? pw.pw_gecos : "",
-                               pw.pw_dir ? pw.pw_dir : "", pw.pw_shell ? pw.pw_shell : "");
-            found = 1;
+        int result = 0;
+        if (found) {
+            *value = format(entry);
+            result = 1;
         } else if (!nss_not_found(rc)) {
-            log_error("table unix:passwd.byname: lookup of %s failed: %s", key, strerror(rc));
-            found = -1;
+            log_error("table %s: lookup of %s failed: %s", table, key, strerror(rc));
+            result = -1;
         }
         free(buf);
-        return found;
+        return result;
     }
 }
 
-static int lookup_group(const char *key, char **value)
+static int fetch_passwd(const char *key, void *entry, char *buf, size_t size, int *found)
 {
-    size_t size = 4096;
-    for (;;) {
-        char *buf = xmalloc(size);
-        struct group gr, *res = NULL;
-        int rc = getgrnam_r(key, &gr, buf, size, &res);
-        if (rc == ERANGE && size < NSS_BUF_MAX) {
-            free(buf);
-            size *= 4;
-            continue;
-        }
-        int found = 0;
-        if (res) {
-            struct strbuf sb = STRBUF_INIT;
-            strbuf_printf(&sb, "%s:x:%lu:", gr.gr_name, (unsigned long)gr.gr_gid);
-            for (char **mem = gr.gr_mem; mem && *mem; mem++) {
-                if (mem != gr.gr_mem)
-                    strbuf_putc(&sb, ',');
-                strbuf_puts(&sb, *mem);
-            }
-            *value = strbuf_detach(&sb);
-            found = 1;
-        } else if (!nss_not_found(rc)) {
-            log_error("table unix:group.byname: lookup of %s failed: %s", key, strerror(rc));
-            found = -1;
-        }
-        free(buf);
-        return found;
+    struct passwd *res = NULL;
+    int rc = getpwnam_r(key, entry, buf, size, &res);
+    *found = res != NULL;
+    return rc;
+}
+
+static char *format_passwd(const void *entry)
+{
+    const struct passwd *pw = entry;
+    return xasprintf("%s:x:%lu:%lu:%s:%s:%s", pw->pw_name, (unsigned long)pw->pw_uid, (unsigned long)pw->pw_gid,
+                     pw->pw_gecos ? pw->pw_gecos : "", pw->pw_dir ? pw->pw_dir : "",
+                     pw->pw_shell ? pw->pw_shell : "");
+}
+
+static int fetch_group(const char *key, void *entry, char *buf, size_t size, int *found)
+{
+    struct group *res = NULL;
+    int rc = getgrnam_r(key, entry, buf, size, &res);
+    *found = res != NULL;
+    return rc;
+}
+
+static char *format_group(const void *entry)
+{
+    const struct group *gr = entry;
+    struct strbuf sb = STRBUF_INIT;
+    strbuf_printf(&sb, "%s:x:%lu:", gr->gr_name, (unsigned long)gr->gr_gid);
+    for (char **mem = gr->gr_mem; mem && *mem; mem++) {
+        if (mem != gr->gr_mem)
+            strbuf_putc(&sb, ',');
+        strbuf_puts(&sb, *mem);
     }
+    return strbuf_detach(&sb);
 }
 
 int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char *value), void *arg)
@@ -754,11 +751,10 @@ int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char 
         return -1;
     if (m->kind != MAP_KIND_FILE && m->kind != MAP_KIND_INLINE)
         return 0;
-    for (size_t i = 0; i < m->table.cap; i++) {
-        const struct slot *sl = &m->table.slots[i];
-        if (sl->key_off == SLOT_EMPTY)
-            continue;
-        int rc = fn(arg, m->table.arena.buf + sl->key_off, m->table.arena.buf + sl->val_off);
+    size_t i = 0;
+    const struct entry *e;
+    while ((e = hashmap_next(&m->table.map, &i))) {
+        int rc = fn(arg, e->key, e->value);
         if (rc != 0)
             return rc;
     }
@@ -790,10 +786,10 @@ int map_lookup(struct map *m, const char *key, char **value)
         break;
     }
     case MAP_KIND_PASSWD:
-        rc = lookup_passwd(folded, value);
+        rc = nss_lookup("unix:passwd.byname", folded, value, &(struct passwd){0}, fetch_passwd, format_passwd);
         break;
     case MAP_KIND_GROUP:
-        rc = lookup_group(folded, value);
+        rc = nss_lookup("unix:group.byname", folded, value, &(struct group){0}, fetch_group, format_group);
         break;
     case MAP_KIND_STATIC:
         break;

@@ -15,6 +15,7 @@
 #include "msg/msg_header.h"
 #include "msg/bounce_internal.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* A remote MTA's name leaves room on its line for the rest of the field. */
@@ -390,7 +391,7 @@ static int plan_return(struct notice *nt, int fd, uint64_t offset, uint64_t leng
     nt->header_len = header_len;
     nt->ret = header_len ? RETURN_HEADERS : RETURN_NONE;
     if (nt->ret == RETURN_HEADERS) {
-        nt->ret_8bit = bounce_has_8bit(nt->prefix, header_len);
+        nt->ret_8bit = str_has_8bit(nt->prefix, header_len);
         nt->ret_needs_crlf = nt->prefix[header_len - 1] != '\n';
     }
     return 0;
@@ -414,7 +415,7 @@ static int scan_original(struct notice *nt, int fd, uint64_t offset, uint64_t le
             errno = e;
             return -1;
         }
-        eight = eight || bounce_has_8bit(buf + keep, want);
+        eight = eight || str_has_8bit(buf + keep, want);
         last = (unsigned char)buf[keep + want - 1];
         size_t total = keep + want;
         if (memmem(buf, total, nt->boundary, blen)) {
@@ -608,8 +609,8 @@ int bounce_write_report(struct queue_file_writer *w, const struct dsn_info *info
     if (choose_boundary(&nt, orig_fd, offset, length) != 0)
         goto out;
 
-    int text_8bit = bounce_has_8bit(nt.text.buf, nt.text.len);
-    int status_8bit = bounce_has_8bit(nt.status.buf, nt.status.len);
+    int text_8bit = str_has_8bit(nt.text.buf, nt.text.len);
+    int status_8bit = str_has_8bit(nt.status.buf, nt.status.len);
     put_top_header(&sb, &nt, host, message_id, date, text_8bit || status_8bit || nt.ret_8bit);
 
     strbuf_printf(&sb, "\r\n--%s\r\n", nt.boundary);
@@ -646,7 +647,7 @@ int bounce_write_report(struct queue_file_writer *w, const struct dsn_info *info
 
     if (out) {
         out->body_8bit = text_8bit || status_8bit || nt.ret_8bit;
-        out->header_8bit = bounce_has_8bit(info->to, strlen(info->to));
+        out->header_8bit = str_has_8bit(info->to, strlen(info->to));
         out->returned_full = nt.ret == RETURN_FULL;
         out->returned_headers = nt.ret == RETURN_HEADERS;
     }

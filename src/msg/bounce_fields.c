@@ -12,6 +12,7 @@
 #include "msg/msg_header.h"
 #include "msg/bounce.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters (BOUNCE_LINE_HARD
  * is the MUST). */
@@ -20,88 +21,6 @@
 
 /* ---------------------------------------------------------------------------
  * text */
-
-/* Length of the valid UTF-8 sequence at s (RFC 3629), 0 if there is none. */
-static size_t utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-static uint32_t utf8_decode(const unsigned char *s, size_t n)
-{
-    static const unsigned char lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
-    uint32_t cp = s[0] & lead_mask[n];
-    for (size_t i = 1; i < n; i++)
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    return cp;
-}
-
-static void put_utf8(struct strbuf *sb, uint32_t cp)
-{
-    if (cp < 0x80) {
-        strbuf_putc(sb, (char)cp);
-    } else if (cp < 0x800) {
-        strbuf_putc(sb, (char)(0xC0 | (cp >> 6)));
-        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        strbuf_putc(sb, (char)(0xE0 | (cp >> 12)));
-        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
-    } else {
-        strbuf_putc(sb, (char)(0xF0 | (cp >> 18)));
-        strbuf_putc(sb, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
-    }
-}
-
-int bounce_has_8bit(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] >= 0x80)
-            return 1;
-    return 0;
-}
-
-static int utf8_valid(const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        size_t k = utf8_len(p + i, len - i);
-        if (k == 0)
-            return 0;
-        i += k;
-    }
-    return 1;
-}
 
 /* Appends s with line breaks and tabs as spaces, other control characters as
  * '?', and bytes >= 0x80 kept only as valid UTF-8 when allow_utf8 (else '?'),
@@ -114,7 +33,7 @@ int bounce_put_clean(struct strbuf *sb, const char *s, size_t max, int allow_utf
         unsigned char c = p[i];
         size_t k = 1;
         if (c >= 0x80 && allow_utf8)
-            k = utf8_len(p + i, len - i);
+            k = str_utf8_len(p + i, len - i);
         size_t out = k ? k : 1;
         if (used + out > max)
             return 1;
@@ -130,18 +49,11 @@ int bounce_put_clean(struct strbuf *sb, const char *s, size_t max, int allow_utf
     return 0;
 }
 
-static int is_atext(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
 /* Length of the "type" before ';' at the start of s (an atom), 0 if none. */
 size_t bounce_type_prefix_len(const char *s)
 {
     size_t i = 0;
-    while (is_atext((unsigned char)s[i]))
+    while (str_is_atext((unsigned char)s[i]))
         i++;
     return s[i] == ';' ? i : 0;
 }
@@ -262,13 +174,13 @@ static void put_utf8_addr_xtext(struct strbuf *sb, const char *s)
             i++;
             continue;
         }
-        size_t k = utf8_len(p + i, len - i);
+        size_t k = str_utf8_len(p + i, len - i);
         if (k == 0) {
             strbuf_putc(sb, '?');
             i++;
             continue;
         }
-        strbuf_printf(sb, "\\x{%X}", (unsigned)utf8_decode(p + i, k));
+        strbuf_printf(sb, "\\x{%X}", (unsigned)str_utf8_decode(p + i, k));
         i += k;
     }
 }
@@ -308,10 +220,10 @@ static char *utf8_addr_unescape(const char *s)
         if (*q != '}' || digits < 2 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp < 0x20 ||
             cp == 0x7F)
             goto bad;
-        put_utf8(&out, cp);
+        strbuf_put_utf8(&out, cp);
         p = q + 1;
     }
-    if (out.len == 0 || !utf8_valid(strbuf_str(&out)))
+    if (out.len == 0 || !str_is_utf8(out.buf, out.len))
         goto bad;
     return strbuf_detach(&out);
 bad:
@@ -329,7 +241,7 @@ void bounce_put_address(struct strbuf *sb, const char *type, size_t type_len, co
         strbuf_printf(sb, "utf-8%s", sep);
         bounce_put_clean(sb, plain ? plain : addr, SIZE_MAX, 1);
         free(plain);
-    } else if (!bounce_has_8bit(addr, strlen(addr)) || !utf8_valid(addr)) {
+    } else if (!str_has_8bit(addr, strlen(addr)) || !str_is_utf8(addr, strlen(addr))) {
         strbuf_append(sb, type, type_len);
         strbuf_puts(sb, sep);
         bounce_put_clean(sb, addr, SIZE_MAX, 0);
@@ -366,7 +278,7 @@ void bounce_put_mailbox(struct strbuf *sb, const char *addr)
     int quoted = local_len >= 2 && addr[0] == '"' && addr[local_len - 1] == '"';
     for (size_t i = 0; i < local_len && dot_atom; i++) {
         unsigned char c = (unsigned char)addr[i];
-        if (c == '.' ? addr[i + 1] == '.' : !(is_atext(c) || c >= 0x80))
+        if (c == '.' ? addr[i + 1] == '.' : !(str_is_atext(c) || c >= 0x80))
             dot_atom = 0;
     }
     char *local = xstrndup(addr, local_len);

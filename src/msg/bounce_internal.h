@@ -22,9 +22,6 @@
 /* RFC 5322 2.1.1: a line MUST stay within 998 characters. */
 #define BOUNCE_LINE_HARD 998
 
-/* 1 if s[0..len) holds a byte >= 0x80. */
-int bounce_has_8bit(const char *s, size_t len);
-
 /* Appends s with line breaks and tabs as spaces, other control characters as
  * '?', and bytes >= 0x80 kept only as valid UTF-8 when allow_utf8 (else '?'),
  * stopping before max output bytes. Returns 1 if s was cut. */

@@ -11,6 +11,7 @@
 
 #include "util/fsops.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* A segment is one line, or a piece of a longer one. SEG_MAX must exceed the
@@ -101,14 +102,6 @@ static int segment_at(struct dg *d, uint64_t pos, const unsigned char **seg, siz
     return 0;
 }
 
-static bool has_8bit(const unsigned char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] & 0x80)
-            return true;
-    return false;
-}
-
 static bool is_empty_line(const unsigned char *s, size_t n)
 {
     return (n == 1 && s[0] == '\n') || (n == 2 && s[0] == '\r' && s[1] == '\n');
@@ -147,7 +140,7 @@ static int scan_region(struct dg *d, uint64_t pos, int stop_below, struct region
             rg->level = -1;
         }
         if (!rg->has8bit)
-            rg->has8bit = has_8bit(s, n);
+            rg->has8bit = str_has_8bit(s, n);
         line_start = s[n - 1] == '\n';
         if (line_start)
             prev_eol = (n >= 2 ? s[n - 2] == '\r' : last_cr) ? 2 : 1;
@@ -368,7 +361,7 @@ static int parse_header(struct dg *d, uint64_t start, struct header *h)
                 name = field_name_len(s, n, &value);
             if (continuation ? !in_field : name == 0) {
                 /* The header ends without an empty line; this line is body. */
-                if (has_8bit(s, n))
+                if (str_has_8bit(s, n))
                     return impossible(d, "8-bit octets in a header that does not end with an empty line");
                 break;
             }
@@ -386,7 +379,7 @@ static int parse_header(struct dg *d, uint64_t start, struct header *h)
                 }
             }
         }
-        if (has_8bit(s, n))
+        if (str_has_8bit(s, n))
             return impossible(d, "8-bit octets in a message or MIME part header");
         if (collect) {
             append_unfolded(collect, s + value, n - value);
@@ -578,7 +571,7 @@ static int copy_delimiter(struct dg *d, uint64_t pos, int level, uint64_t *after
         if (first)
             *close = n >= b + 4 && s[b + 2] == '-' && s[b + 3] == '-';
         first = false;
-        if (has_8bit(s, n))
+        if (str_has_8bit(s, n))
             return impossible(d, "8-bit octets in a MIME boundary line");
         if (out_put(d, s, n) < 0)
             return -1;

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* RFC 5322 2.1.1: lines SHOULD stay within 78 characters. */
@@ -295,11 +296,6 @@ static char *fold_finish(struct fold_out *o)
     return strbuf_detach(&o->sb);
 }
 
-static int is_ctl(unsigned char c)
-{
-    return c < 0x20 || c == 0x7f;
-}
-
 /* Network text placed as an atom or inside a comment in Received: anything that
  * could end the token, the comment or the field becomes '?'. */
 static char *clean_token(const char *s)
@@ -322,7 +318,7 @@ static char *clean_ctl(const char *s)
 {
     char *out = xstrdup(s);
     for (char *p = out; *p; p++)
-        if (is_ctl((unsigned char)*p))
+        if (str_is_ctl((unsigned char)*p))
             *p = '?';
     return out;
 }
@@ -388,26 +384,7 @@ char *msg_header_date(time_t t)
 
 static int is_atext(unsigned char c, int allow_8bit)
 {
-    if (c >= 0x80)
-        return allow_8bit;
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
-static int is_dot_atom_text(const char *s, size_t len, int allow_8bit)
-{
-    if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '.') {
-            if (s[i + 1] == '.')
-                return 0;
-        } else if (!is_atext((unsigned char)s[i], allow_8bit)) {
-            return 0;
-        }
-    }
-    return 1;
+    return c >= 0x80 ? allow_8bit : str_is_atext(c);
 }
 
 /* no-fold-literal of RFC 5322 3.6.4: "[" *dtext "]". */
@@ -427,9 +404,9 @@ static int is_no_fold_literal(const char *s)
 char *msg_header_message_id(const char *queue_id, const char *myhostname)
 {
     if (queue_id == NULL || myhostname == NULL ||
-        !is_dot_atom_text(queue_id, strlen(queue_id), 0))
+        !str_is_dot_atom(queue_id, strlen(queue_id), 0))
         return NULL;
-    if (!is_dot_atom_text(myhostname, strlen(myhostname), 0) && !is_no_fold_literal(myhostname))
+    if (!str_is_dot_atom(myhostname, strlen(myhostname), 0) && !is_no_fold_literal(myhostname))
         return NULL;
     time_t now = time(NULL);
     struct tm tm;
@@ -443,51 +420,6 @@ char *msg_header_message_id(const char *queue_id, const char *myhostname)
 /* ---------------------------------------------------------------------------
  * From */
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629), 0 if there is none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned min2 = 0x80, max2 = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            min2 = 0xA0; /* no overlong forms */
-        else if (c == 0xED)
-            max2 = 0x9F; /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            min2 = 0x90;
-        else if (c == 0xF4)
-            max2 = 0x8F; /* nothing above U+10FFFF */
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < min2 || s[1] > max2)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-static int is_utf8(const char *s)
-{
-    size_t len = strlen(s);
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq_len((const unsigned char *)s + i, len - i);
-        if (n == 0)
-            return 0;
-        i += n;
-    }
-    return 1;
-}
-
 /* Controls become spaces (a CR or LF here would forge a header line); runs of
  * white space collapse to one space; both ends are trimmed. */
 static char *clean_name(const char *name)
@@ -496,7 +428,7 @@ static char *clean_name(const char *name)
     size_t n = 0;
     int space = 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        if (is_ctl(*p) || *p == ' ') {
+        if (str_is_ctl(*p) || *p == ' ') {
             space = 1;
             continue;
         }
@@ -568,7 +500,7 @@ static void q_put(struct strbuf *sb, const unsigned char *s, size_t n)
  * encoded-words is not displayed, so the name's own spaces are encoded as '_'. */
 static void put_encoded_name(struct fold_out *o, const char *name)
 {
-    int utf8 = is_utf8(name);
+    int utf8 = str_is_utf8(name, strlen(name));
     const char *charset = utf8 ? "UTF-8" : "unknown-8bit";
     size_t overhead = strlen("=?") + strlen(charset) + strlen("?Q?") + strlen("?=");
     const unsigned char *s = (const unsigned char *)name;
@@ -587,7 +519,7 @@ static void put_encoded_name(struct fold_out *o, const char *name)
         strbuf_printf(&word, "=?%s?Q?", charset);
         size_t used = 0;
         while (i < len) {
-            size_t n = utf8 ? utf8_seq_len(s + i, len - i) : 1;
+            size_t n = utf8 ? str_utf8_len(s + i, len - i) : 1;
             size_t enc = q_len(s + i, n);
             if (used > 0 && used + enc > budget)
                 break;
@@ -623,10 +555,10 @@ static int is_quoted_string(const char *s, size_t len)
         return 0;
     for (size_t i = 1; i + 1 < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || is_ctl(c))
+        if (c == '"' || str_is_ctl(c))
             return 0;
         if (c == '\\') {
-            if (i + 2 >= len || is_ctl((unsigned char)s[i + 1]))
+            if (i + 2 >= len || str_is_ctl((unsigned char)s[i + 1]))
                 return 0; /* the escape would eat the closing quote */
             i++;
         }
@@ -641,7 +573,7 @@ static void put_external_addr(struct strbuf *sb, const char *addr)
 {
     const char *at = strrchr(addr, '@');
     size_t local_len = at ? (size_t)(at - addr) : strlen(addr);
-    if (is_dot_atom_text(addr, local_len, 1) || is_quoted_string(addr, local_len)) {
+    if (str_is_dot_atom(addr, local_len, 1) || is_quoted_string(addr, local_len)) {
         strbuf_append(sb, addr, local_len);
     } else {
         strbuf_putc(sb, '"');
@@ -661,7 +593,7 @@ char *msg_header_from(const char *sender_addr, const char *full_name)
     if (sender_addr == NULL || *sender_addr == '\0')
         return NULL;
     for (const unsigned char *p = (const unsigned char *)sender_addr; *p; p++)
-        if (is_ctl(*p))
+        if (str_is_ctl(*p))
             return NULL;
 
     struct fold_out o;

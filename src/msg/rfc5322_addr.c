@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 enum tok_type {
@@ -35,16 +36,7 @@ struct lexer {
 /* atext of RFC 5322 3.2.3, plus UTF-8 bytes (RFC 6532 3.2). */
 static int is_atext(unsigned char c)
 {
-    if (c >= 0x80)
-        return 1;
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
-static int is_ctl(unsigned char c)
-{
-    return c < 0x20 || c == 0x7f;
+    return c >= 0x80 || str_is_atext(c);
 }
 
 /* Steps over a CR or LF at lx->p. CRLF then SP/HTAB is folding, invisible. LF then
@@ -112,7 +104,7 @@ static enum tok_type lex_quoted(struct lexer *lx)
                 return TOK_ERROR;
             lx->p++;
         }
-        if (is_ctl(c))
+        if (str_is_ctl(c))
             lx->has_ctl = 1;
         strbuf_putc(&lx->text, (char)c);
     }
@@ -147,7 +139,7 @@ static enum tok_type lex_literal(struct lexer *lx)
             lx->p++;
         } else if (c == '[') {
             bad = 1;
-        } else if (is_ctl(c)) {
+        } else if (str_is_ctl(c)) {
             lx->obs_literal = 1;
         } else {
             strbuf_putc(&lx->text, (char)c); /* dtext, UTF-8 included (RFC 6532) */
@@ -261,26 +253,11 @@ static struct run read_run(struct parser *ps)
     return r;
 }
 
-static int is_dot_atom_text(const char *s, size_t len)
-{
-    if (len == 0 || s[0] == '.' || s[len - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] == '.') {
-            if (s[i + 1] == '.')
-                return 0;
-        } else if (!is_atext((unsigned char)s[i])) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
 /* The local part as RFC 5321 wants it: a dot-atom, or else a quoted string. */
 static void put_local(struct strbuf *out, const struct strbuf *local)
 {
     const char *s = strbuf_str(local);
-    if (is_dot_atom_text(s, local->len)) {
+    if (str_is_dot_atom(s, local->len, 1)) {
         strbuf_append(out, s, local->len);
         return;
     }

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 const char SMTP_WHY_NON_ASCII[] = "non-ASCII character without SMTPUTF8";
@@ -25,30 +26,9 @@ static int fail(struct scan *sc, const char *why)
     return 0;
 }
 
-static int is_alpha(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static int is_digit(unsigned char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static int is_let_dig(unsigned char c)
-{
-    return is_alpha(c) || is_digit(c);
-}
-
 static int is_hex(unsigned char c)
 {
-    return is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
-}
-
-/* RFC 5322 3.2.3 atext, ASCII part. */
-static int is_atext(unsigned char c)
-{
-    return is_let_dig(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+    return str_is_digit(c) || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
 }
 
 /* RFC 5321 qtextSMTP, ASCII part: graphic or space, minus '"' and '\'. */
@@ -71,34 +51,9 @@ static int is_dcontent(unsigned char c)
  * checking byte by byte never reads past the end. */
 static size_t utf8_seq_len(const unsigned char *p)
 {
-    unsigned char c = p[0];
-    unsigned char lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (c >= 0xC2 && c <= 0xDF) {
-        n = 2;
-        if (c == 0xC2)
-            lo = 0xA0;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
+    size_t n = str_utf8_len(p, strnlen((const char *)p, 4));
+    if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0)
+        return 0; /* a C1 control */
     return n;
 }
 
@@ -122,7 +77,7 @@ static int scan_dot_string(struct scan *sc)
         const char *atom = sc->p;
         for (;;) {
             unsigned char c = (unsigned char)*sc->p;
-            if (is_atext(c))
+            if (str_is_atext(c))
                 sc->p++;
             else if (c >= 0x80) {
                 if (!take_utf8(sc))
@@ -185,7 +140,7 @@ static int scan_domain(struct scan *sc)
         const char *label = sc->p;
         for (;;) {
             unsigned char c = (unsigned char)*sc->p;
-            if (is_let_dig(c) || (c == '-' && sc->p != label))
+            if (str_is_alnum(c) || (c == '-' && sc->p != label))
                 sc->p++;
             else if (c >= 0x80) {
                 if (!take_utf8(sc))
@@ -222,7 +177,7 @@ static int ipv4_literal_ok(const char *a, size_t n)
     if (n == 0 || n >= sizeof buf)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_digit((unsigned char)a[i]) && a[i] != '.')
+        if (!str_is_digit((unsigned char)a[i]) && a[i] != '.')
             return 0;
     memcpy(buf, a, n);
     buf[n] = '\0';
@@ -291,10 +246,10 @@ static int ipv6_literal_ok(const char *a, size_t n)
 /* Standardized-tag = Ldh-str */
 static int ldh_str_ok(const char *t, size_t n)
 {
-    if (n == 0 || !is_let_dig((unsigned char)t[n - 1]))
+    if (n == 0 || !str_is_alnum((unsigned char)t[n - 1]))
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!is_let_dig((unsigned char)t[i]) && t[i] != '-')
+        if (!str_is_alnum((unsigned char)t[i]) && t[i] != '-')
             return 0;
     return 1;
 }

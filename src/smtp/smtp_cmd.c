@@ -113,18 +113,13 @@ struct param {
     size_t val_len;
 };
 
-static int is_alnum(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
 /* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
 static int keyword_ok(const char *k, size_t n)
 {
-    if (n == 0 || !is_alnum((unsigned char)k[0]))
+    if (n == 0 || !str_is_alnum((unsigned char)k[0]))
         return 0;
     for (size_t i = 1; i < n; i++)
-        if (!is_alnum((unsigned char)k[i]) && k[i] != '-')
+        if (!str_is_alnum((unsigned char)k[i]) && k[i] != '-')
             return 0;
     return 1;
 }
@@ -340,11 +335,6 @@ static int parse_notify(const struct param *pr, unsigned *notify, struct smtp_re
     return 0;
 }
 
-static int is_atext(unsigned char c)
-{
-    return is_alnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
 /* original-recipient-address = addr-type ";" xtext, addr-type = atom */
 static int parse_orcpt(const struct param *pr, char **orcpt, struct smtp_reply_err *err)
 {
@@ -355,7 +345,7 @@ static int parse_orcpt(const struct param *pr, char **orcpt, struct smtp_reply_e
         return bad_param(err, "ORCPT");
     size_t type_len = (size_t)(semi - pr->val);
     for (size_t i = 0; i < type_len; i++)
-        if (!is_atext((unsigned char)pr->val[i]) || pr->val[i] == '=')
+        if (!str_is_atext((unsigned char)pr->val[i]) || pr->val[i] == '=')
             return bad_param(err, "ORCPT");
     size_t addr_len = pr->val_len - type_len - 1;
     if (addr_len == 0)

@@ -16,13 +16,13 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "smtp/smtp_addr.h"
 #include "smtpc/smtpc_internal.h"
+#include "util/base64.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -430,23 +430,16 @@ void smtpc_tls_done(struct smtpc *c)
 static void send_auth(struct smtpc *c)
 {
     struct smtpc_conn *k = c->conn;
-    size_t ul = strlen(c->opts.auth_user), pl = c->opts.auth_pass ? strlen(c->opts.auth_pass) : 0;
-    size_t rawlen = 2 + ul + pl;
-    unsigned char *raw = xmalloc(rawlen);
-    raw[0] = '\0';
-    memcpy(raw + 1, c->opts.auth_user, ul);
-    raw[1 + ul] = '\0';
-    if (pl)
-        memcpy(raw + 2 + ul, c->opts.auth_pass, pl);
-    size_t enclen = 4 * ((rawlen + 2) / 3);
+    size_t enclen;
+    char *resp = base64_sasl_plain(c->opts.auth_user, c->opts.auth_pass ? c->opts.auth_pass : "", &enclen);
     char *line = xmalloc(enclen + 16);
     memcpy(line, "AUTH PLAIN ", 11);
-    EVP_EncodeBlock((unsigned char *)line + 11, raw, (int)rawlen);
+    memcpy(line + 11, resp, enclen);
     memcpy(line + 11 + enclen, "\r\n", 3);
     smtpc_conn_send(k, line, 11 + enclen + 2);
-    explicit_bzero(raw, rawlen);
+    explicit_bzero(resp, enclen);
     explicit_bzero(line, enclen + 16);
-    free(raw);
+    free(resp);
     free(line);
     k->stage = SMTPC_ST_AUTH;
     smtpc_conn_arm(k, c->opts.helo_timeout);
@@ -745,7 +738,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
         finish(c, SMTPC_BOUNCE_ALL, 553, "5.1.7", "unusable sender address", "MAIL FROM", 0, END_CLOSE, 0);
         return;
     }
-    c->needs_smtputf8 = m->smtputf8 || (m->sender != NULL && smtpc_has_8bit(m->sender));
+    c->needs_smtputf8 = m->smtputf8 || (m->sender != NULL && str_has_8bit(m->sender, strlen(m->sender)));
     size_t usable = 0;
     for (size_t i = 0; i < m->nrcpts; i++) {
         struct smtpc_rcpt *r = &m->rcpts[i];
@@ -755,7 +748,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         usable++;
-        if (smtpc_has_8bit(r->addr))
+        if (str_has_8bit(r->addr, strlen(r->addr)))
             c->needs_smtputf8 = 1;
     }
     if (usable == 0) {

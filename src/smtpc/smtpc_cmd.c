@@ -8,6 +8,7 @@
 
 #include "smtpc/smtpc_internal.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 /* RFC 3461 §4.2 and §4.4: the encoded ORCPT address and ENVID limits. A
  * value over them would get the whole command refused, so it is left out
@@ -18,17 +19,9 @@
 int smtpc_text_ok(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p < 0x20 || *p == 0x7f)
+        if (str_is_ctl(*p))
             return 0;
     return 1;
-}
-
-int smtpc_has_8bit(const char *s)
-{
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p >= 0x80)
-            return 1;
-    return 0;
 }
 
 /* RFC 3461 §4: xtext, "+HH" for anything but printable ASCII, '+' and '='. */
@@ -74,43 +67,11 @@ static size_t next_code_point(const char *s, size_t len, unsigned long *cp)
         *cp = u[0];
         return 1;
     }
-    size_t n;
-    unsigned long min, v;
-    if (u[0] >= 0xc2 && u[0] <= 0xdf)
-        n = 2, min = 0x80, v = u[0] & 0x1fu;
-    else if (u[0] >= 0xe0 && u[0] <= 0xef)
-        n = 3, min = 0x800, v = u[0] & 0x0fu;
-    else if (u[0] >= 0xf0 && u[0] <= 0xf4)
-        n = 4, min = 0x10000, v = u[0] & 0x07u;
-    else
+    size_t n = str_utf8_len(u, len);
+    if (n == 0)
         return 0;
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((u[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (u[i] & 0x3fu);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
+    *cp = str_utf8_decode(u, n);
     return n;
-}
-
-static void put_utf8(struct strbuf *sb, unsigned long cp)
-{
-    char b[4];
-    size_t n;
-    if (cp < 0x800) {
-        b[0] = (char)(0xc0 | (cp >> 6)), b[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-    } else if (cp < 0x10000) {
-        b[0] = (char)(0xe0 | (cp >> 12)), b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        b[2] = (char)(0x80 | (cp & 0x3f)), n = 3;
-    } else {
-        b[0] = (char)(0xf0 | (cp >> 18)), b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        b[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), b[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
-    }
-    strbuf_append(sb, b, n);
 }
 
 /* RFC 6533 §3: a "utf-8" address as utf-8-addr-unitext (raw UTF-8, when
@@ -128,7 +89,7 @@ static int put_utf8_addr(struct strbuf *sb, const char *s, size_t len, int raw_u
         if (cp >= 0x21 && cp <= 0x7e && cp != '+' && cp != '=' && cp != '\\')
             strbuf_putc(sb, (char)cp);
         else if (cp >= 0x80 && raw_utf8)
-            put_utf8(sb, cp);
+            strbuf_put_utf8(sb, (uint32_t)cp);
         else
             strbuf_printf(sb, "\\x{%02lX}", cp);
     }
@@ -158,7 +119,7 @@ static void put_orcpt(struct strbuf *sb, const char *orcpt, int smtputf8)
     int is_rfc822 = type_len == 6 && strncasecmp(type, "rfc822", 6) == 0;
     struct strbuf v = STRBUF_INIT;
     int ok = 1;
-    if (is_utf8_type || (is_rfc822 && smtpc_has_8bit(addr))) {
+    if (is_utf8_type || (is_rfc822 && str_has_8bit(addr, strlen(addr)))) {
         /* an rfc822 address cannot hold UTF-8: it travels as type utf-8 */
         strbuf_puts(&v, "utf-8;");
         ok = put_utf8_addr(&v, addr, addr_len, smtputf8) == 0;

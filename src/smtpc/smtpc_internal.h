@@ -158,7 +158,6 @@ void smtpc_status_for(int code, const char *reply_enh, char enh[16]);
 /* smtpc_cmd.c */
 /* 1 if s has no octet a command line cannot carry (CR, LF, other controls). */
 int smtpc_text_ok(const char *s);
-int smtpc_has_8bit(const char *s);
 void smtpc_put_mail(struct strbuf *sb, const struct smtpc_msg *m, const struct smtpc_ext *ext,
                     int smtputf8);
 void smtpc_put_rcpt(struct strbuf *sb, const struct smtpc_rcpt *r, const struct smtpc_ext *ext,

@@ -10,6 +10,7 @@
 
 #include "smtpc/smtpc_internal.h"
 #include "util/mem.h"
+#include "util/str.h"
 
 void smtpc_reply_reset(struct smtpc_reply *r)
 {
@@ -26,11 +27,6 @@ void smtpc_reply_free(struct smtpc_reply *r)
     strbuf_free(&r->text);
 }
 
-static int is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* Length of an enhanced status code (class "." subject "." detail, RFC 3463
  * §2: 1-3 digits each after the class) at the start of s, followed by a space
  * or the end; 0 if there is none. */
@@ -41,7 +37,7 @@ static size_t enh_len(const char *s, size_t len)
     size_t i = 2;
     for (int part = 0; part < 2; part++) {
         size_t start = i;
-        while (i < len && is_digit(s[i]) && i - start < 4)
+        while (i < len && str_is_digit(s[i]) && i - start < 4)
             i++;
         if (i == start || i - start > 3)
             return 0;
@@ -56,34 +52,6 @@ static size_t enh_len(const char *s, size_t len)
     return i;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most len octets), 0 if s
- * does not start one (RFC 3629: no overlong forms, no surrogates). */
-static size_t utf8_len(const unsigned char *s, size_t len)
-{
-    size_t n;
-    unsigned min;
-    unsigned cp;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-        n = 2, min = 0x80, cp = s[0] & 0x1fu;
-    } else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-        n = 3, min = 0x800, cp = s[0] & 0x0fu;
-    } else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-        n = 4, min = 0x10000, cp = s[0] & 0x07u;
-    } else {
-        return 0;
-    }
-    if (len < n)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* Appends text to the kept reply text: controls and octets that are not
  * UTF-8 become '?', so the text is safe in a log line or a bounce, and
  * nothing is added past SMTPC_TEXT_MAX but one "...". */
@@ -96,7 +64,7 @@ static void text_append(struct smtpc_reply *r, const char *s, size_t len)
         size_t n = 1;
         const char *piece = s + i;
         if (u[i] >= 0x80) {
-            n = utf8_len(u + i, len - i);
+            n = str_utf8_len(u + i, len - i);
             if (n == 0) {
                 n = 1;
                 piece = "?";
@@ -139,7 +107,7 @@ static void ehlo_keyword(struct smtpc_ext *ext, const char *s, size_t len)
         uint64_t v = 0;
         int ok = i < len;
         for (; i < len && s[i] != ' '; i++) {
-            if (!is_digit(s[i]) || v > (UINT64_MAX - 9) / 10) {
+            if (!str_is_digit(s[i]) || v > (UINT64_MAX - 9) / 10) {
                 ok = 0;
                 break;
             }
@@ -178,7 +146,7 @@ static void ehlo_keyword(struct smtpc_ext *ext, const char *s, size_t len)
 int smtpc_reply_add_line(struct smtpc_reply *r, const char *line, size_t len, struct smtpc_ext *ext,
                          const char **why)
 {
-    if (len < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]) || line[0] < '2' ||
+    if (len < 3 || !str_is_digit(line[0]) || !str_is_digit(line[1]) || !str_is_digit(line[2]) || line[0] < '2' ||
         line[0] > '5' || (len > 3 && line[3] != ' ' && line[3] != '-')) {
         *why = "malformed reply line";
         return -1;

@@ -5,13 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/hashmap.h"
 #include "util/mem.h"
 #include "util/str.h"
 
-#define BUCKETS 4096
-
 struct client {
-    struct client *next;
     char addr[INET6_ADDRSTRLEN];
     long conns;               /* open now */
     time_t conn_window, msg_window;
@@ -19,35 +17,39 @@ struct client {
     time_t last;
 };
 
-static struct client *table[BUCKETS];
-static size_t nclients;
-
-static unsigned hash(const char *s)
+static const void *client_key(const void *item, size_t *len)
 {
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % BUCKETS;
+    const struct client *c = item;
+    *len = strlen(c->addr);
+    return c->addr;
+}
+
+/* Starts zeroed; the first lookup gives it its key and its bound, so the
+ * module needs no setup call. */
+static struct hashmap clients;
+
+struct sweep {
+    time_t now, age;
+};
+
+static int drop_if_idle(void *item, void *arg)
+{
+    struct client *c = item;
+    const struct sweep *sw = arg;
+    if (c->conns == 0 && sw->now - c->last >= sw->age) {
+        free(c);
+        return 1;
+    }
+    return 0;
 }
 
 /* Drops entries with no open connection, oldest activity first, until
  * there is room (a rough sweep: it only ever forgets). */
 static void make_room(time_t now)
 {
-    for (time_t age = 3600; nclients >= ANVIL_MAX_CLIENTS && age >= 0; age /= 2) {
-        for (size_t b = 0; b < BUCKETS; b++) {
-            struct client **pp = &table[b];
-            while (*pp) {
-                struct client *c = *pp;
-                if (c->conns == 0 && now - c->last >= age) {
-                    *pp = c->next;
-                    free(c);
-                    nclients--;
-                } else {
-                    pp = &c->next;
-                }
-            }
-        }
+    for (time_t age = 3600; hashmap_full(&clients) && age >= 0; age /= 2) {
+        struct sweep sw = {now, age};
+        hashmap_remove_if(&clients, drop_if_idle, &sw);
         if (age == 0)
             break;
     }
@@ -55,21 +57,20 @@ static void make_room(time_t now)
 
 static struct client *lookup(const char *addr, int create, time_t now)
 {
-    unsigned h = hash(addr);
-    for (struct client *c = table[h]; c; c = c->next)
-        if (strcmp(c->addr, addr) == 0)
-            return c;
-    if (!create)
-        return NULL;
-    if (nclients >= ANVIL_MAX_CLIENTS)
+    if (!clients.key_of)
+        hashmap_init(&clients, client_key, ANVIL_MAX_CLIENTS);
+    char key[INET6_ADDRSTRLEN]; /* as stored: an overlong address is cut the same way */
+    str_copy(key, addr, sizeof key);
+    struct client *c = hashmap_get_str(&clients, key);
+    if (c || !create)
+        return c;
+    if (hashmap_full(&clients))
         make_room(now);
-    if (nclients >= ANVIL_MAX_CLIENTS)
+    if (hashmap_full(&clients))
         return NULL;
-    struct client *c = xcalloc(1, sizeof *c);
-    str_copy(c->addr, addr, sizeof c->addr);
-    c->next = table[h];
-    table[h] = c;
-    nclients++;
+    c = xcalloc(1, sizeof *c);
+    memcpy(c->addr, key, sizeof key);
+    hashmap_add(&clients, c);
     return c;
 }
 
@@ -120,12 +121,9 @@ int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, ti
 
 void smtpd_anvil_reset(void)
 {
-    for (size_t b = 0; b < BUCKETS; b++) {
-        while (table[b]) {
-            struct client *c = table[b];
-            table[b] = c->next;
-            free(c);
-        }
-    }
-    nclients = 0;
+    size_t i = 0;
+    struct client *c;
+    while ((c = hashmap_next(&clients, &i)))
+        free(c);
+    hashmap_free(&clients);
 }

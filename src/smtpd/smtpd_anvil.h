@@ -4,9 +4,9 @@
  * smtpd_client_message_rate_limit, per anvil_rate_time_unit).
  *
  * Tern has one smtpd process, so the counters live in it: a hash table of
- * client addresses, bounded (ANVIL_MAX_CLIENTS; past it the stalest idle
- * entries are dropped, which can only make a limit more lenient). Rates
- * count in fixed windows of one time unit, as anvil does.
+ * client addresses (util/hashmap), bounded (ANVIL_MAX_CLIENTS; past it the
+ * stalest idle entries are dropped, which can only make a limit more
+ * lenient). Rates count in fixed windows of one time unit, as anvil does.
  *
  * Owned by smtpd; single-threaded; no errors (a full table forgets). */
 #ifndef TERN_SMTPD_SMTPD_ANVIL_H

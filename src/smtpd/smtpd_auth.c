@@ -9,7 +9,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +17,8 @@
 
 #include "auth/auth_dovecot.h"
 #include "auth/auth_passwd.h"
+#include "util/base64.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -64,6 +65,8 @@ static struct backend *backend_for(struct smtp_session *s)
     return b;
 }
 
+static void lockouts_free(void);
+
 void smtpd_auth_shutdown(void)
 {
     while (backends) {
@@ -76,39 +79,64 @@ void smtpd_auth_shutdown(void)
         free(b->path);
         free(b);
     }
+    lockouts_free();
 }
 
 /* ---- failed logins per client address ---- */
 
-static struct lockout {
+struct lockout {
     char addr[INET6_ADDRSTRLEN];
     unsigned failures;
     time_t first, until;
-} lockouts[LOCKOUT_SLOTS];
+};
+
+static const void *lockout_key(const void *item, size_t *len)
+{
+    const struct lockout *l = item;
+    *len = strlen(l->addr);
+    return l->addr;
+}
+
+/* At most LOCKOUT_SLOTS addresses; the first lookup sets the map up. */
+static struct hashmap lockouts;
+
+static void lockouts_free(void)
+{
+    size_t i = 0;
+    struct lockout *l;
+    while ((l = hashmap_next(&lockouts, &i)))
+        free(l);
+    hashmap_free(&lockouts);
+}
 
 static struct lockout *lockout_find(const char *addr, int create)
 {
-    /* A full table reuses the oldest slot that is not locking anybody out:
-     * many failing addresses must not flush the lockouts. */
-    struct lockout *oldest = NULL;
+    if (!lockouts.key_of)
+        hashmap_init(&lockouts, lockout_key, LOCKOUT_SLOTS);
+    char key[INET6_ADDRSTRLEN]; /* as stored: an overlong address is cut the same way */
+    str_copy(key, addr, sizeof key);
+    struct lockout *l = hashmap_get_str(&lockouts, key);
+    if (l || !create)
+        return l;
     time_t now = time(NULL);
-    for (size_t i = 0; i < LOCKOUT_SLOTS; i++) {
-        struct lockout *l = &lockouts[i];
-        if (l->addr[0] && strcmp(l->addr, addr) == 0)
-            return l;
-        if (!l->addr[0]) {
-            if (!oldest || oldest->addr[0])
-                oldest = l;
-        } else if (l->until < now && (!oldest || (oldest->addr[0] && l->first < oldest->first))) {
-            oldest = l;
-        }
+    if (hashmap_full(&lockouts)) {
+        /* A full table forgets the oldest address that is not locked out:
+         * many failing addresses must not flush the lockouts. */
+        struct lockout *oldest = NULL, *c;
+        size_t i = 0;
+        while ((c = hashmap_next(&lockouts, &i)))
+            if (c->until < now && (!oldest || c->first < oldest->first))
+                oldest = c;
+        if (!oldest)
+            return NULL;
+        hashmap_remove(&lockouts, oldest);
+        free(oldest);
     }
-    if (!create || !oldest)
-        return NULL;
-    memset(oldest, 0, sizeof *oldest);
-    str_copy(oldest->addr, addr, sizeof oldest->addr);
-    oldest->first = now;
-    return oldest;
+    l = xcalloc(1, sizeof *l);
+    memcpy(l->addr, key, sizeof key);
+    l->first = now;
+    hashmap_add(&lockouts, l);
+    return l;
 }
 
 static int locked_out(const struct smtp_session *s)
@@ -182,32 +210,21 @@ void smtpd_auth_session_end(struct smtp_session *s)
     s->sasl_user = NULL;
 }
 
-/* Strict base64 (RFC 4648 §4); NULL for anything else. "=" alone is the
- * empty response (RFC 4954 §4). */
+/* Strict base64 (RFC 4648 §4); NULL for anything else, including an empty
+ * line. "=" alone is the empty response (RFC 4954 §4). */
 static char *b64_decode(const char *in, size_t len, size_t *outlen)
 {
     if (len == 1 && in[0] == '=') {
         *outlen = 0;
         return xstrdup("");
     }
-    if (len == 0 || len % 4 != 0 || len / 4 * 3 > AUTH_MAX_DECODED)
+    if (len == 0 || base64_decoded_max(len) > AUTH_MAX_DECODED)
         return NULL;
-    size_t pad = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = in[i];
-        int ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-                 c == '/' || (c == '=' && i >= len - 2);
-        if (!ok || (pad && c != '='))
-            return NULL;
-        pad += c == '=';
-    }
-    unsigned char *out = xmalloc(len / 4 * 3 + 1);
-    int n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
-    if (n < 0 || (size_t)n < pad) {
+    unsigned char *out = xmalloc(base64_decoded_max(len) + 1);
+    if (base64_decode(in, len, out, outlen) != 0) {
         free(out);
         return NULL;
     }
-    *outlen = (size_t)n - pad;
     out[*outlen] = '\0';
     return (char *)out;
 }
@@ -215,7 +232,7 @@ static char *b64_decode(const char *in, size_t len, size_t *outlen)
 static void reply_b64(struct smtp_session *s, const char *text)
 {
     char buf[64];
-    EVP_EncodeBlock((unsigned char *)buf, (const unsigned char *)text, (int)strlen(text));
+    base64_encode(text, strlen(text), buf);
     smtpd_session_reply(s, "334 %s", buf);
 }
 

@@ -184,11 +184,6 @@ static enum dest rcpt_dest(struct eval *e)
     return e->dest;
 }
 
-static int is_ascii_digit(char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 /* An RFC 3463 code "c.sss.ddd" at the start of text, ended by a blank or
  * the end. Returns its length (0 if none). */
 static size_t dsn_prefix(const char *t)
@@ -201,7 +196,7 @@ static size_t dsn_prefix(const char *t)
     i = 2;
     for (int part = 0; part < 2; part++) {
         size_t n = 0;
-        while (n < 4 && is_ascii_digit(t[i + n]))
+        while (n < 4 && str_is_digit(t[i + n]))
             n++;
         if (n == 0 || n > 3)
             return 0;
@@ -266,8 +261,8 @@ static enum verdict access_action(struct eval *e, const char *value, const char 
         return V_PERMIT;
     if (cmd_len > 0 && value[strspn(value, "0123456789")] == 0)
         return V_PERMIT; /* all-numerical: pop-before-smtp time stamps */
-    if (cmd_len == 3 && (value[0] == '4' || value[0] == '5') && is_ascii_digit(value[1]) &&
-        is_ascii_digit(value[2]) && *text)
+    if (cmd_len == 3 && (value[0] == '4' || value[0] == '5') && str_is_digit(value[1]) &&
+        str_is_digit(value[2]) && *text)
         return table_reject(e, atoi(cmd), text, reply_name, reply_class);
     if (strcasecmp(cmd, "REJECT") == 0)
         return table_reject(e, 554, text, reply_name, reply_class);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_fixture.h"
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "util/log.h"
@@ -23,8 +24,7 @@ static char tmpdir[64];
 static int setup_all(void **state)
 {
     (void)state;
-    str_copy(tmpdir, "/tmp/tern-test-aliases-XXXXXX", sizeof tmpdir);
-    if (!mkdtemp(tmpdir))
+    if (tf_tmpdir_make(tmpdir, sizeof tmpdir, "test-aliases") != 0)
         return -1;
     log_set_stderr(0);
     map_set_check_interval(0);
@@ -35,10 +35,7 @@ static int teardown_all(void **state)
 {
     (void)state;
     log_set_stderr(1);
-    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    return tf_tmpdir_remove(tmpdir);
 }
 
 static char *write_aliases(const char *name, const char *data)

@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "auth/auth_dovecot.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
@@ -392,8 +393,7 @@ static struct fake *fake_new(struct event_base *base, int listen_now)
     struct fake *f = xcalloc(1, sizeof *f);
     f->base = base;
     f->lfd = f->cfd = -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/tern-authdv-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tf_tmpdir_make(f->dir, sizeof f->dir, "authdv"), 0);
     snprintf(f->path, sizeof f->path, "%s/auth", f->dir);
     f->handshake = HANDSHAKE;
     f->on_line = reply_default;
@@ -1180,29 +1180,6 @@ static struct {
     pid_t pid;
 } g_real;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    struct strbuf sb = STRBUF_INIT;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    return strbuf_detach(&sb);
-}
-
 static int write_file(const char *path, const char *text)
 {
     FILE *fp = fopen(path, "w");
@@ -1252,7 +1229,7 @@ static void real_stop(void)
         }
     }
     if (g_real.dir[0]) {
-        nftw(g_real.dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        tf_tmpdir_remove(g_real.dir);
         g_real.dir[0] = '\0';
     }
 }
@@ -1274,15 +1251,14 @@ static int real_setup(void **state)
         return 0;
     }
     char *tpath = template_path();
-    char *tmpl = slurp(tpath);
+    char *tmpl = tf_read_file(tpath, NULL);
     if (!tmpl) {
         fprintf(stderr, "cannot read %s\n", tpath);
         free(tpath);
         return -1;
     }
     free(tpath);
-    snprintf(g_real.dir, sizeof g_real.dir, "/tmp/tern-dovecot-XXXXXX");
-    if (!mkdtemp(g_real.dir))
+    if (tf_tmpdir_make(g_real.dir, sizeof g_real.dir, "dovecot") != 0)
         return -1;
     chmod(g_real.dir, 0755); /* the auth process runs as user dovecot */
     snprintf(g_real.sock, sizeof g_real.sock, "%s/auth", g_real.dir);
@@ -1337,7 +1313,7 @@ static int real_setup(void **state)
     }
     if (!g_real.available) {
         char *lp = xasprintf("%s/stderr.log", g_real.dir);
-        char *log = slurp(lp);
+        char *log = tf_read_file(lp, NULL);
         fprintf(stderr, "dovecot did not start:\n%s\n", log ? log : "");
         free(log);
         free(lp);
@@ -1356,10 +1332,8 @@ static int real_teardown(void **state)
 
 static void need_real(void)
 {
-    if (!g_real.available) {
-        print_message("[  SKIPPED ] real Dovecot test: %s\n", g_real.skip_why);
-        skip();
-    }
+    if (!g_real.available)
+        test_skip("real Dovecot test: %s", g_real.skip_why);
 }
 
 static void test_real_dovecot_accepts(void **state)
@@ -1424,7 +1398,7 @@ static void test_real_dovecot_log_clean(void **state)
     need_real();
     usleep(100000); /* its log process writes asynchronously */
     char *lp = xasprintf("%s/dovecot.log", g_real.dir);
-    char *log = slurp(lp);
+    char *log = tf_read_file(lp, NULL);
     free(lp);
     assert_non_null(log);
     assert_non_null(strstr(log, "starting up"));

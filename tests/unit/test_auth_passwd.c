@@ -21,7 +21,7 @@
 
 #include "auth/auth_passwd.h"
 #include "cli/cli_passwd.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
@@ -37,8 +37,7 @@ struct fixture {
 static int setup(void **state)
 {
     struct fixture *f = xcalloc(1, sizeof *f);
-    str_copy(f->dir, "/tmp/tern-authpw-XXXXXX", sizeof f->dir);
-    if (!mkdtemp(f->dir))
+    if (tf_tmpdir_make(f->dir, sizeof f->dir, "authpw") != 0)
         return -1;
     snprintf(f->path, sizeof f->path, "%s/passwd", f->dir);
     f->base = event_base_new();
@@ -49,19 +48,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    DIR *d = opendir(f->dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char *p = xasprintf("%s/%s", f->dir, de->d_name);
-            unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(f->dir);
+    tf_tmpdir_remove(f->dir);
     event_base_free(f->base);
     free(f);
     return 0;
@@ -77,21 +64,6 @@ static void put_file(const char *path, const char *text)
     assert_int_equal(fclose(fp), 0);
     assert_int_equal(rename(tmp, path), 0);
     free(tmp);
-}
-
-static char *get_file(const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (!fp)
-        return NULL;
-    struct strbuf sb = STRBUF_INIT;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-        strbuf_append(&sb, buf, n);
-    fclose(fp);
-    strbuf_puts(&sb, "");
-    return strbuf_detach(&sb);
 }
 
 /* SHA-512 crypt with the minimum rounds: real crypt(3), but fast. */
@@ -184,7 +156,7 @@ static char *capture_end(struct capture *c, int fd)
     fflush(fd == 1 ? stdout : stderr);
     dup2(c->saved, fd);
     close(c->saved);
-    char *text = get_file(c->path);
+    char *text = tf_read_file(c->path, NULL);
     unlink(c->path);
     return text;
 }
@@ -812,7 +784,7 @@ static void test_cli_add_list_check(void **state)
     struct stat st;
     assert_int_equal(stat(f->path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0640);
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     assert_true(strncmp(text, "alice:$y$", 9) == 0);
     assert_null(strstr(text, "s3cret"));
     assert_int_equal(count_occurrences(text, "\n"), 1);
@@ -864,7 +836,7 @@ static void test_cli_replace_keeps_others(void **state)
     assert_int_not_equal(before.st_ino, after.st_ino); /* renamed into place */
     assert_int_equal(after.st_mode & 07777, 0600);     /* mode kept */
     assert_int_equal(dir_entries(f->dir), 1);          /* no temp file left */
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     char *carol = xasprintf("# managed by hand\ncarol:%s\n\nbob:$y$", hc);
     assert_true(strncmp(text, carol, strlen(carol)) == 0);
     assert_non_null(strstr(text, ":bob@x.org,b@x.org\nnot a valid line\n"));
@@ -894,7 +866,7 @@ static void test_cli_del(void **state)
     char *orig = xasprintf("alice:%s\n#c\nbob:%s\nalice:%s:dup@x\n", ha, hb, hb);
     put_file(f->path, orig);
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "alice"), 0);
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     char *want = xasprintf("#c\nbob:%s\n", hb);
     assert_string_equal(text, want); /* every alice line went */
     free(text);
@@ -902,7 +874,7 @@ static void test_cli_del(void **state)
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "alice"), 1);
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "Bob"), 1);
     assert_int_equal(run_cli(f, "", NULL, 2, "del", "bob"), 0);
-    text = get_file(f->path);
+    text = tf_read_file(f->path, NULL);
     assert_string_equal(text, "#c\n");
     free(text);
     unlink(f->path);
@@ -944,23 +916,6 @@ static void test_cli_errors(void **state)
     assert_int_equal(rmdir(f->path), 0);
 }
 
-static ssize_t enospc_write(int fd, const void *buf, size_t len)
-{
-    (void)fd;
-    (void)buf;
-    (void)len;
-    errno = ENOSPC;
-    return -1;
-}
-
-static int eio_rename(const char *from, const char *to)
-{
-    (void)from;
-    (void)to;
-    errno = EIO;
-    return -1;
-}
-
 static void test_cli_write_failures(void **state)
 {
     struct fixture *f = *state;
@@ -968,24 +923,22 @@ static void test_cli_write_failures(void **state)
     char *orig = xasprintf("alice:%s\n", ha);
     put_file(f->path, orig);
 
-    struct fsops ops = fsops_real;
-    ops.write = enospc_write;
-    const struct fsops *prev = fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_arm(TF_WRITE, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = ENOSPC});
     int rc = run_cli(f, "pw\n", NULL, 2, "add", "bob");
-    fsops_install(prev);
+    tf_fs_uninstall();
     assert_int_equal(rc, 2);
-    char *text = get_file(f->path);
+    char *text = tf_read_file(f->path, NULL);
     assert_string_equal(text, orig);
     free(text);
     assert_int_equal(dir_entries(f->dir), 1);
 
-    ops = fsops_real;
-    ops.rename = eio_rename;
-    prev = fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_arm(TF_RENAME, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EIO});
     rc = run_cli(f, "", NULL, 2, "del", "alice");
-    fsops_install(prev);
+    tf_fs_uninstall();
     assert_int_equal(rc, 2);
-    text = get_file(f->path);
+    text = tf_read_file(f->path, NULL);
     assert_string_equal(text, orig);
     free(text);
     assert_int_equal(dir_entries(f->dir), 1);

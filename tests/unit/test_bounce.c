@@ -24,7 +24,7 @@
 
 #include "msg/bounce.h"
 #include "spool/queue_file.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -66,8 +66,7 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    strcpy(fx->dir, "/tmp/tern-bounce-XXXXXX");
-    if (!mkdtemp(fx->dir))
+    if (tf_tmpdir_make(fx->dir, sizeof fx->dir, "bounce") != 0)
         return -1;
     fx->dirfd = open(fx->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fx->dirfd < 0)
@@ -77,23 +76,15 @@ static int setup(void **state)
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    fsops_install(NULL);
+    tf_fs_uninstall();
     bounce_test_set_random(NULL);
     if (fx->orig_fd >= 0)
         close(fx->orig_fd);
     close(fx->dirfd);
-    nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(fx->dir);
     free(fx);
     return 0;
 }
@@ -1319,17 +1310,6 @@ static void test_read_errors(void **state)
     strbuf_free(&big);
 }
 
-static int failing_writes;
-
-static ssize_t full_disk_write(int fd, const void *buf, size_t len)
-{
-    if (failing_writes) {
-        errno = ENOSPC;
-        return -1;
-    }
-    return fsops_real.write(fd, buf, len);
-}
-
 static void test_write_error(void **state)
 {
     struct fx *fx = *state;
@@ -1338,19 +1318,16 @@ static void test_write_error(void **state)
     while (big.len < 300000)
         strbuf_puts(&big, "0123456789012345678901234567890123456789012345678901234567890123456789\r\n");
     make_original(fx, big.buf, big.len);
-    struct fsops ops = fsops_real;
-    ops.write = full_disk_write;
     struct dsn_info info = base_info(DSN_FAILURE);
     struct dsn_rcpt r = failed_rcpt();
     struct queue_file_writer *w;
     assert_int_equal(queue_file_writer_open(fx->dirfd, "full", &w), 0);
-    failing_writes = 1;
-    fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_arm(TF_WRITE, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = ENOSPC});
     errno = 0;
     assert_int_equal(bounce_write(w, &info, &r, 1, fx->orig_fd, fx->off, fx->len), -1);
     assert_int_equal(errno, ENOSPC);
-    fsops_install(NULL);
-    failing_writes = 0;
+    tf_fs_uninstall();
     queue_file_writer_abort(w);
     strbuf_free(&big);
 }

@@ -24,7 +24,7 @@
 #include "msg/cleanup.h"
 #include "msg/msg_header.h"
 #include "spool/queue_file.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -44,27 +44,18 @@ static int group_setup(void **state)
     (void)state;
     setenv("TZ", "UTC", 1);
     tzset();
-    strcpy(dir, "/tmp/tern-cleanup-XXXXXX");
-    if (!mkdtemp(dir))
+    if (tf_tmpdir_make(dir, sizeof dir, "cleanup") != 0)
         return -1;
     dirfd_ = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     return dirfd_ < 0 ? -1 : 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_teardown(void **state)
 {
     (void)state;
-    fsops_install(NULL);
+    tf_fs_uninstall();
     close(dirfd_);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(dir);
     return 0;
 }
 
@@ -783,29 +774,15 @@ static void test_8bit_header(void **state)
 
 /* ---- write errors ----------------------------------------------------------- */
 
-static int write_calls, fail_write_at;
-
-static ssize_t failing_write(int fd, const void *buf, size_t len)
-{
-    if (++write_calls == fail_write_at) {
-        errno = ENOSPC;
-        return -1;
-    }
-    return fsops_real.write(fd, buf, len);
-}
-
 static void test_write_error(void **state)
 {
     (void)state;
-    struct fsops ops = fsops_real;
-    ops.write = failing_write;
     struct cleanup_opts o = base_opts();
     struct queue_file_writer *w;
     unlinkat(dirfd_, QID, 0);
     assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);   /* header written */
-    write_calls = 0;
-    fail_write_at = 1;   /* the first content flush */
-    fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_fail(TF_WRITE, 1, ENOSPC);   /* the first content flush */
     struct cleanup *c = cleanup_new(w, &o);
     cleanup_write(c, "Subject: x\r\n\r\n", 14);
     char *chunk = xmalloc(70000);
@@ -816,10 +793,10 @@ static void test_write_error(void **state)
     struct cleanup_result res;
     cleanup_finish(c, &res);
     cleanup_free(c);
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_int_equal(res.status, CLEANUP_WRITE_ERROR);
     assert_int_equal(res.error_errno, ENOSPC);
-    assert_int_equal(write_calls, 1);   /* nothing more was tried after the error */
+    assert_int_equal(tf_fs_calls(TF_WRITE), 1);   /* nothing more was tried after the error */
     cleanup_result_free(&res);
     queue_file_writer_abort(w);
 }

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "dns/dns.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -150,8 +151,7 @@ static void show_log(const struct server *sv)
 static int server_start(struct server *sv)
 {
     memset(sv, 0, sizeof *sv);
-    snprintf(sv->dir, sizeof sv->dir, "/tmp/tern-dns-XXXXXX");
-    if (mkdtemp(sv->dir) == NULL)
+    if (tf_tmpdir_make(sv->dir, sizeof sv->dir, "dns") != 0)
         return -1;
     sv->port = free_port();
     write_config(sv);
@@ -194,16 +194,8 @@ static void server_stop(struct server *sv)
         waitpid(sv->pid, NULL, 0);
         sv->pid = 0;
     }
-    if (sv->dir[0] != '\0') {
-        const char *files[] = {"unbound.conf", "unbound.log", "unbound.pid"};
-        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
-            char *p = xasprintf("%s/%s", sv->dir, files[i]);
-            unlink(p);
-            free(p);
-        }
-        rmdir(sv->dir);
-        sv->dir[0] = '\0';
-    }
+    tf_tmpdir_remove(sv->dir);
+    sv->dir[0] = '\0';
 }
 
 static struct dns_ctx *ctx_for(int port, int v4, int v6)
@@ -319,10 +311,10 @@ static void assert_contains(const char *hay, const char *needle)
         fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
 }
 
-#define NEED_UNBOUND()           \
-    do {                         \
-        if (!have_unbound)       \
-            skip();              \
+#define NEED_UNBOUND()                                                                   \
+    do {                                                                                 \
+        if (!have_unbound)                                                               \
+            test_skip("%s is not installed: no DNS server to test against", UNBOUND_BIN); \
     } while (0)
 
 /* A UDP socket that reads queries and never answers. */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_fixture.h"
 #include "util/ipc.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -445,8 +446,8 @@ static void test_blocking_size_limit(void **state)
 static void test_listen_connect(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/tern-ipc-XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(tf_tmpdir_make(dir, sizeof dir, "ipc"), 0);
     char *path = xasprintf("%s/sock", dir);
     int lfd = ipc_listen(path, 0600);
     assert_true(lfd >= 0);
@@ -484,7 +485,7 @@ static void test_listen_connect(void **state)
     assert_int_equal(ipc_listen(longpath, 0600), -1);
     assert_int_equal(errno, ENAMETOOLONG);
     free(longpath);
-    rmdir(dir);
+    tf_tmpdir_remove(dir);
     free(path);
 }
 

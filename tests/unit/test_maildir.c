@@ -19,182 +19,34 @@
 
 #include "local/deliver.h"
 #include "local/maildir.h"
-#include "util/fsops.h"
+#include "deliver_fixture.h"
+#include "test_fixture.h"
 #include "util/mem.h"
-
-/* ---- fault injection ---------------------------------------------------- */
-
-enum fault_op { FAULT_NONE, FAULT_OPEN, FAULT_WRITE, FAULT_FSYNC, FAULT_LINK, FAULT_RENAME,
-                FAULT_MKDIR };
-
-struct fault {
-    enum fault_op op;
-    int nth;        /* 1-based call that fails */
-    int persistent; /* and every later one */
-    int err;
-    int calls;
-};
-
-static struct fault faults[2];
-
-static int fault_hit(enum fault_op op)
-{
-    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
-        struct fault *f = &faults[i];
-        if (f->op != op)
-            continue;
-        f->calls++;
-        if (f->calls == f->nth || (f->persistent && f->calls > f->nth)) {
-            errno = f->err;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static int fault_open(const char *path, int flags, mode_t mode)
-{
-    return fault_hit(FAULT_OPEN) ? -1 : fsops_real.open(path, flags, mode);
-}
-
-/* A failing write first puts half its bytes on disk, as a filling disk does,
- * so the test sees whether the partial file is cleaned up. */
-static ssize_t fault_write(int fd, const void *buf, size_t len)
-{
-    if (fault_hit(FAULT_WRITE)) {
-        int e = errno;
-        if (len > 1)
-            (void)!fsops_real.write(fd, buf, len / 2);
-        errno = e;
-        return -1;
-    }
-    return fsops_real.write(fd, buf, len);
-}
-
-static int fault_fsync(int fd)
-{
-    return fault_hit(FAULT_FSYNC) ? -1 : fsops_real.fsync(fd);
-}
-
-static int fault_link(const char *from, const char *to)
-{
-    return fault_hit(FAULT_LINK) ? -1 : fsops_real.link(from, to);
-}
-
-static int fault_rename(const char *from, const char *to)
-{
-    return fault_hit(FAULT_RENAME) ? -1 : fsops_real.rename(from, to);
-}
-
-static int fault_mkdir(const char *path, mode_t mode)
-{
-    return fault_hit(FAULT_MKDIR) ? -1 : fsops_real.mkdir(path, mode);
-}
-
-static struct fsops faulty_ops;
-
-static void inject(enum fault_op op, int nth, int err)
-{
-    memset(faults, 0, sizeof faults);
-    faults[0] = (struct fault){.op = op, .nth = nth, .err = err};
-    fsops_install(&faulty_ops);
-}
-
-static void inject_second(enum fault_op op, int nth, int err)
-{
-    faults[1] = (struct fault){.op = op, .nth = nth, .err = err};
-}
 
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fx {
-    char base[64];
+    struct deliver_fx d;
     char *maildir;
-    char *queue_path;
-    int qfd;
 };
 
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    strcpy(fx->base, "/tmp/tern-maildir-XXXXXX");
-    if (!mkdtemp(fx->base))
-        return -1;
-    fx->maildir = xasprintf("%s/Maildir", fx->base);
-    fx->queue_path = xasprintf("%s/queuefile", fx->base);
-    fx->qfd = -1;
-    umask(022);
-    faulty_ops = fsops_real;
-    faulty_ops.open = fault_open;
-    faulty_ops.write = fault_write;
-    faulty_ops.fsync = fault_fsync;
-    faulty_ops.link = fault_link;
-    faulty_ops.rename = fault_rename;
-    faulty_ops.mkdir = fault_mkdir;
-    memset(faults, 0, sizeof faults);
     *state = fx;
+    if (deliver_fx_setup(&fx->d, "maildir") != 0)
+        return -1;
+    fx->maildir = xasprintf("%s/Maildir", fx->d.base);
     return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        chmod(path, 0700);
-    return remove(path);
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    fsops_install(NULL);
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    chmod(fx->base, 0700);
-    nftw(fx->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    deliver_fx_teardown(&fx->d);
     free(fx->maildir);
-    free(fx->queue_path);
     free(fx);
     return 0;
-}
-
-/* The queue file has bytes before and after the content so the test sees
- * that only [offset, offset + length) is copied. */
-#define QUEUE_JUNK "QHDR version 1; envelope records here.\n"
-
-static struct deliver_input make_input(struct fx *fx, const char *prepend, const char *content,
-                                       size_t len)
-{
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    int fd = open(fx->queue_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, QUEUE_JUNK, strlen(QUEUE_JUNK)), (ssize_t)strlen(QUEUE_JUNK));
-    assert_int_equal(write(fd, content, len), (ssize_t)len);
-    assert_int_equal(write(fd, "TRAILER", 7), 7);
-    fx->qfd = fd;
-    return (struct deliver_input){.fd = fd,
-                                  .offset = (off_t)strlen(QUEUE_JUNK),
-                                  .length = (off_t)len,
-                                  .prepend = prepend,
-                                  .sender = "a@b.example",
-                                  .arrival = 1700000000};
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = xmalloc((size_t)st.st_size + 1);
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    assert_int_equal(n, st.st_size);
-    buf[n] = '\0';
-    close(fd);
-    *len = (size_t)n;
-    return buf;
 }
 
 /* Number of entries in dir/sub; *only (if not NULL) gets the last name. */
@@ -276,12 +128,12 @@ static void assert_dovecot_name(const char *name, off_t size)
 static char *copy_to_file(struct fx *fx, const struct deliver_input *in, int quote, int *rc,
                           off_t *written, size_t *len)
 {
-    char *out_path = xasprintf("%s/copy-out", fx->base);
+    char *out_path = xasprintf("%s/copy-out", fx->d.base);
     int fd = open(out_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     *rc = deliver_copy(in, fd, quote, written);
     close(fd);
-    char *data = slurp(out_path, len);
+    char *data = deliver_fx_slurp(out_path, len);
     unlink(out_path);
     free(out_path);
     return data;
@@ -310,7 +162,7 @@ static void test_copy_edge_cases(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct deliver_input in =
-            make_input(fx, cases[i].prepend, cases[i].content, strlen(cases[i].content));
+            deliver_fx_input(&fx->d, cases[i].prepend, cases[i].content, strlen(cases[i].content));
         int rc;
         off_t written = -1;
         size_t len;
@@ -326,7 +178,7 @@ static void test_copy_edge_cases(void **state)
 static void test_copy_short_queue_file(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "abc\r\n", 5);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "abc\r\n", 5);
     in.length = 1000000; /* the file ends long before */
     int rc;
     off_t written;
@@ -381,7 +233,7 @@ static void test_exact_bytes(void **state)
     const char *content = "Subject: hi\r\nFrom: a@b\r\n\r\nbody line\r\nlone\rCR\r\n.leading dot\r\n";
     const char *expect = "Return-Path: <a@b>\nDelivered-To: u@d\nSubject: hi\nFrom: a@b\n\n"
                          "body line\nlone\rCR\n.leading dot\n";
-    struct deliver_input in = make_input(fx, prepend, content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, prepend, content, strlen(content));
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
@@ -394,7 +246,7 @@ static void test_exact_bytes(void **state)
     assert_string_equal(final, expect_path);
 
     size_t len;
-    char *got = slurp(final, &len);
+    char *got = deliver_fx_slurp(final, &len);
     assert_int_equal(len, strlen(expect));
     assert_memory_equal(got, expect, len);
     assert_dovecot_name(name, (off_t)len);
@@ -404,7 +256,8 @@ static void test_exact_bytes(void **state)
     assert_int_equal(st.st_mode & 07777, 0600);
     assert_int_equal(st.st_nlink, 1);
     /* the queue file's own offset is untouched (pread only) */
-    assert_int_equal(lseek(fx->qfd, 0, SEEK_CUR), (off_t)(strlen(QUEUE_JUNK) + strlen(content) + 7));
+    off_t queue_file_end = (off_t)(strlen(DELIVER_FX_JUNK) + strlen(content) + strlen(DELIVER_FX_TRAILER));
+    assert_int_equal(lseek(fx->d.qfd, 0, SEEK_CUR), queue_file_end);
     free(got);
     free(expect_path);
     free(name);
@@ -439,12 +292,12 @@ static void test_crlf_split_across_chunks(void **state)
     char *expect = crlf_to_lf(content, len, &expect_len);
     assert_true(expect_len < len);
 
-    struct deliver_input in = make_input(fx, "Delivered-To: u@d\n", content, len);
+    struct deliver_input in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", content, len);
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
     size_t got_len;
-    char *got = slurp(final, &got_len);
+    char *got = deliver_fx_slurp(final, &got_len);
     const size_t plen = strlen("Delivered-To: u@d\n");
     assert_int_equal(got_len, plen + expect_len);
     assert_memory_equal(got, "Delivered-To: u@d\n", plen);
@@ -471,7 +324,7 @@ static void test_names_unique(void **state)
 {
     struct fx *fx = *state;
     const char *content = "Subject: x\r\n\r\ny\r\n";
-    struct deliver_input in = make_input(fx, "", content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, "", content, strlen(content));
     enum { N = 1000 };
     char **paths = xcalloc(N, sizeof *paths);
     for (int i = 0; i < N; i++) {
@@ -502,7 +355,7 @@ static void test_dirs_created_0700_trailing_slash(void **state)
 {
     struct fx *fx = *state;
     char *with_slash = xasprintf("%s//", fx->maildir);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(with_slash, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
@@ -524,7 +377,7 @@ static void test_existing_maildir_modes_untouched(void **state)
     make_maildir(fx->maildir);
     char *new_dir = xasprintf("%s/new", fx->maildir);
     assert_int_equal(chmod(new_dir, 0750), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err), 0);
     assert_mode(fx->maildir, "new", 0750);
@@ -546,15 +399,15 @@ static void assert_failed_cleanly(struct fx *fx, int rc, const struct deliver_er
 static void test_missing_parent(void **state)
 {
     struct fx *fx = *state;
-    char *dir = xasprintf("%s/nohome/Maildir", fx->base);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    char *dir = xasprintf("%s/nohome/Maildir", fx->d.base);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = (char *)"untouched";
     int rc = maildir_deliver(dir, (uid_t)-1, (gid_t)-1, &in, &final, &err);
     assert_null(final);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "No such file or directory");
     assert_non_null(strstr(err.text, "nohome/Maildir"));
-    char *parent = xasprintf("%s/nohome", fx->base);
+    char *parent = xasprintf("%s/nohome", fx->d.base);
     struct stat st;
     assert_int_equal(lstat(parent, &st), -1);
     free(parent);
@@ -564,7 +417,7 @@ static void test_missing_parent(void **state)
 static void test_empty_path(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(maildir_deliver("", (uid_t)-1, (gid_t)-1, &in, NULL, &err), -1);
     assert_int_equal(err.temporary, 1);
@@ -573,14 +426,22 @@ static void test_empty_path(void **state)
 static void test_permission_denied_real(void **state)
 {
     struct fx *fx = *state;
-    if (geteuid() == 0)
-        skip(); /* DAC does not bind root; the injected variant covers it */
     make_maildir(fx->maildir);
     char *tmp = xasprintf("%s/tmp", fx->maildir);
     assert_int_equal(chmod(tmp, 0500), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
+    /* DAC does not bind root: as root, the maildir belongs to nobody and the
+     * delivery runs under nobody's file-system identity, as local's would. */
+    int as_root = geteuid() == 0;
+    if (as_root) {
+        assert_int_equal(chmod(fx->d.base, 0711), 0);
+        assert_int_equal(tf_give_tree(fx->maildir, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+        assert_int_equal(tf_fs_identity(TF_NOBODY_UID, TF_NOBODY_GID), 0);
+    }
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
+    if (as_root)
+        assert_int_equal(tf_fs_identity(0, 0), 0);
     chmod(tmp, 0700);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "Permission denied");
     free(tmp);
@@ -590,17 +451,17 @@ static void test_permission_denied_injected(void **state)
 {
     struct fx *fx = *state;
     make_maildir(fx->maildir);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
-    inject(FAULT_OPEN, 1, EACCES);
+    deliver_fx_inject(TF_OPEN, 1, EACCES, 0);
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
     assert_failed_cleanly(fx, rc, &err, "4.2.0", "Permission denied");
     assert_non_null(strstr(err.text, "cannot create maildir file"));
 
     /* a maildir we may not create */
-    fsops_install(NULL);
-    char *other = xasprintf("%s/Other", fx->base);
-    inject(FAULT_MKDIR, 1, EACCES);
+    tf_fs_uninstall();
+    char *other = xasprintf("%s/Other", fx->d.base);
+    deliver_fx_inject(TF_MKDIR, 1, EACCES, 0);
     memset(&err, 0, sizeof err);
     assert_int_equal(maildir_deliver(other, (uid_t)-1, (gid_t)-1, &in, NULL, &err), -1);
     assert_string_equal(err.enh, "4.2.0");
@@ -623,41 +484,40 @@ static void test_injected_faults(void **state)
 {
     struct fx *fx = *state;
     struct {
-        enum fault_op op;
+        enum tf_op op;
         int nth;
         int err;
-        enum fault_op op2;
+        enum tf_op op2; /* TF_NOPS: none */
         int err2;
         const char *enh;
         const char *text;
     } cases[] = {
-        {FAULT_WRITE, 1, ENOSPC, FAULT_NONE, 0, "4.2.2", "No space left on device"},
-        {FAULT_WRITE, 3, ENOSPC, FAULT_NONE, 0, "4.2.2", "cannot write maildir file"},
-        {FAULT_WRITE, 2, EDQUOT, FAULT_NONE, 0, "4.2.2", "quota"},
-        {FAULT_WRITE, 2, EIO, FAULT_NONE, 0, "4.2.0", "Input/output error"},
-        {FAULT_FSYNC, 1, EIO, FAULT_NONE, 0, "4.2.0", "cannot sync maildir file"},
-        {FAULT_FSYNC, 1, ENOSPC, FAULT_NONE, 0, "4.2.2", "No space left on device"},
-        {FAULT_FSYNC, 2, EIO, FAULT_NONE, 0, "4.2.0", "cannot sync maildir directory"},
-        {FAULT_LINK, 1, EIO, FAULT_NONE, 0, "4.2.0", "cannot move maildir file"},
-        {FAULT_LINK, 1, ENOSPC, FAULT_NONE, 0, "4.2.2", "No space left on device"},
-        {FAULT_LINK, 1, EPERM, FAULT_RENAME, EIO, "4.2.0", "Input/output error"},
-        {FAULT_OPEN, 1, EIO, FAULT_NONE, 0, "4.2.0", "cannot create maildir file"},
+        {TF_WRITE, 1, ENOSPC, TF_NOPS, 0, "4.2.2", "No space left on device"},
+        {TF_WRITE, 3, ENOSPC, TF_NOPS, 0, "4.2.2", "cannot write maildir file"},
+        {TF_WRITE, 2, EDQUOT, TF_NOPS, 0, "4.2.2", "quota"},
+        {TF_WRITE, 2, EIO, TF_NOPS, 0, "4.2.0", "Input/output error"},
+        {TF_FSYNC, 1, EIO, TF_NOPS, 0, "4.2.0", "cannot sync maildir file"},
+        {TF_FSYNC, 1, ENOSPC, TF_NOPS, 0, "4.2.2", "No space left on device"},
+        {TF_FSYNC, 2, EIO, TF_NOPS, 0, "4.2.0", "cannot sync maildir directory"},
+        {TF_LINK, 1, EIO, TF_NOPS, 0, "4.2.0", "cannot move maildir file"},
+        {TF_LINK, 1, ENOSPC, TF_NOPS, 0, "4.2.2", "No space left on device"},
+        {TF_LINK, 1, EPERM, TF_RENAME, EIO, "4.2.0", "Input/output error"},
+        {TF_OPEN, 1, EIO, TF_NOPS, 0, "4.2.0", "cannot create maildir file"},
     };
     size_t len;
     char *content = big_message(&len);
     make_maildir(fx->maildir);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct deliver_input in = make_input(fx, "Delivered-To: u@d\n", content, len);
+        struct deliver_input in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", content, len);
         struct deliver_error err = {0};
         char *final = NULL;
-        inject(cases[i].op, cases[i].nth, cases[i].err);
-        faults[0].persistent = cases[i].op == FAULT_WRITE;
-        if (cases[i].op2 != FAULT_NONE)
-            inject_second(cases[i].op2, 1, cases[i].err2);
+        deliver_fx_inject(cases[i].op, cases[i].nth, cases[i].err, cases[i].op == TF_WRITE);
+        if (cases[i].op2 != TF_NOPS)
+            tf_fs_fail(cases[i].op2, 1, cases[i].err2);
         int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err);
-        fsops_install(NULL);
-        if (faults[0].calls < cases[i].nth)
-            fail_msg("case %zu: fault never reached (%d calls)", i, faults[0].calls);
+        tf_fs_uninstall();
+        if (tf_fs_fault_calls(cases[i].op) < cases[i].nth)
+            fail_msg("case %zu: fault never reached (%d calls)", i, tf_fs_fault_calls(cases[i].op));
         assert_null(final);
         assert_failed_cleanly(fx, rc, &err, cases[i].enh, cases[i].text);
     }
@@ -668,17 +528,17 @@ static void test_link_unsupported_falls_back_to_rename(void **state)
 {
     struct fx *fx = *state;
     make_maildir(fx->maildir);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
-    inject(FAULT_LINK, 1, EPERM);
+    deliver_fx_inject(TF_LINK, 1, EPERM, 0);
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
-    fsops_install(NULL);
-    assert_int_equal(faults[0].calls, 1);
+    tf_fs_uninstall();
+    assert_int_equal(tf_fs_calls(TF_LINK), 1);
     assert_int_equal(count_entries(fx->maildir, "new", NULL), 1);
     assert_int_equal(count_entries(fx->maildir, "tmp", NULL), 0);
     size_t n;
-    char *got = slurp(final, &n);
+    char *got = deliver_fx_slurp(final, &n);
     assert_int_equal(n, 2);
     assert_memory_equal(got, "x\n", 2);
     free(got);
@@ -688,7 +548,7 @@ static void test_link_unsupported_falls_back_to_rename(void **state)
 static void test_unreadable_queue_file(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     in.length = 5000;
     struct deliver_error err = {0};
     int rc = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
@@ -702,7 +562,7 @@ static void test_phased_api_shared_sync(void **state)
     struct maildir_delivery *d[N + 1];
     struct deliver_error err = {0};
     const char *content = "S: 1\r\n\r\nbody\r\n";
-    struct deliver_input in = make_input(fx, NULL, content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, content, strlen(content));
     for (int i = 0; i <= N; i++) {
         assert_int_equal(maildir_begin(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &d[i], &err), 0);
         assert_true(maildir_fd(d[i]) >= 0);
@@ -747,7 +607,7 @@ static void test_abort_and_commit_after_abort(void **state)
     struct fx *fx = *state;
     struct maildir_delivery *d;
     struct deliver_error err = {0};
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     assert_int_equal(maildir_begin(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &d, &err), 0);
     assert_int_equal(maildir_sync_file(d, &err), 0);
     maildir_abort(d);
@@ -761,10 +621,10 @@ static void test_abort_and_commit_after_abort(void **state)
 static void test_symlinked_maildir_followed(void **state)
 {
     struct fx *fx = *state;
-    char *real = xasprintf("%s/real", fx->base);
+    char *real = xasprintf("%s/real", fx->d.base);
     assert_int_equal(mkdir(real, 0700), 0);
     assert_int_equal(symlink(real, fx->maildir), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, NULL, &err), 0);
     assert_int_equal(count_entries(real, "new", NULL), 1);
@@ -775,8 +635,8 @@ static void test_chown_when_asked(void **state)
 {
     struct fx *fx = *state;
     if (geteuid() != 0)
-        skip(); /* giving files away needs CAP_CHOWN */
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+        test_skip("giving files away needs CAP_CHOWN: run as root");
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     char *final = NULL;
     assert_int_equal(maildir_deliver(fx->maildir, 4321, 4322, &in, &final, &err), 0);
@@ -796,7 +656,7 @@ static void test_chown_when_asked(void **state)
     free(final);
 
     /* -1/-1: files stay ours */
-    char *other = xasprintf("%s/Other", fx->base);
+    char *other = xasprintf("%s/Other", fx->d.base);
     assert_int_equal(maildir_deliver(other, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
     assert_int_equal(stat(final, &st), 0);
     assert_int_equal(st.st_uid, geteuid());

@@ -16,36 +16,28 @@
 #include <unistd.h>
 
 #include "maps/map.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
 
 static char tmpdir[64];
-static char logpath[128];
 
 static int setup_all(void **state)
 {
     (void)state;
-    str_copy(tmpdir, "/tmp/tern-test-maps-XXXXXX", sizeof tmpdir);
-    if (!mkdtemp(tmpdir))
+    if (tf_tmpdir_make(tmpdir, sizeof tmpdir, "test-maps") != 0)
         return -1;
-    snprintf(logpath, sizeof logpath, "%s/log", tmpdir);
-    log_set_stderr(0);
-    log_set_file(logpath);
+    tf_log_capture(tmpdir);
     return 0;
 }
 
 static int teardown_all(void **state)
 {
     (void)state;
-    log_set_file(NULL);
-    log_set_stderr(1);
-    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    tf_log_release();
+    return tf_tmpdir_remove(tmpdir);
 }
 
 /* Each test starts with an empty log and the default-free check interval 0. */
@@ -53,7 +45,7 @@ static int setup_one(void **state)
 {
     (void)state;
     map_set_check_interval(0);
-    return truncate(logpath, 0);
+    return tf_log_clear();
 }
 
 static char *path_of(const char *name)
@@ -80,19 +72,6 @@ static void set_mtime(const char *path, time_t sec)
 {
     struct timespec ts[2] = {{sec, 0}, {sec, 0}};
     assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
-}
-
-static int log_count(const char *needle)
-{
-    FILE *f = fopen(logpath, "r");
-    assert_non_null(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, needle))
-            n++;
-    fclose(f);
-    return n;
 }
 
 /* Looks key up and checks the outcome; expected NULL means "not found". */
@@ -164,7 +143,7 @@ static void test_hash_basic(void **state)
     expect(m, "key1 ", NULL);
     expect(m, "", NULL);
     map_close(m);
-    assert_int_equal(log_count("warning"), 0);
+    assert_int_equal(tf_log_count("warning"), 0);
     free(p);
 }
 
@@ -206,7 +185,7 @@ static void test_comments_blank_and_continuation(void **state)
     expect(m, "#hidden", NULL);
     expect(m, "a", NULL);
     map_close(m);
-    assert_int_equal(log_count("warning"), 0);
+    assert_int_equal(tf_log_count("warning"), 0);
     free(p);
 }
 
@@ -219,7 +198,7 @@ static void test_continuation_without_entry(void **state)
     expect(m, "orphan", NULL);
     expect(m, "k", "v");
     map_close(m);
-    assert_int_equal(log_count("line 1: continuation line without an entry"), 1);
+    assert_int_equal(tf_log_count("line 1: continuation line without an entry"), 1);
     free(p);
 }
 
@@ -232,7 +211,7 @@ static void test_duplicates_last_wins(void **state)
     expect(m, "k", "two");
     expect(m, "other", "x");
     map_close(m);
-    assert_int_equal(log_count("line 3: duplicate entry for \"k\""), 1);
+    assert_int_equal(tf_log_count("line 3: duplicate entry for \"k\""), 1);
     free(p);
 }
 
@@ -246,7 +225,7 @@ static void test_missing_value_and_crlf(void **state)
     expect(m, "k", "v");
     expect(m, "k2", "a  b");
     map_close(m);
-    assert_int_equal(log_count("line 1: expected format: key whitespace value"), 1);
+    assert_int_equal(tf_log_count("line 1: expected format: key whitespace value"), 1);
     free(p);
 }
 
@@ -260,7 +239,7 @@ static void test_nul_byte_line_skipped(void **state)
     expect(m, "bad", NULL);
     expect(m, "good", "1");
     map_close(m);
-    assert_int_equal(log_count("line 1: line contains a NUL byte"), 1);
+    assert_int_equal(tf_log_count("line 1: line contains a NUL byte"), 1);
     free(p);
 }
 
@@ -302,8 +281,8 @@ static void test_long_lines(void **state)
     expect(m, "grown", NULL);
     expect(m, "final", "2");
     map_close(m);
-    assert_int_equal(log_count("line 2: line is longer than 65536 bytes; entry skipped"), 1);
-    assert_int_equal(log_count("line 4: line is longer than 65536 bytes; entry skipped"), 1);
+    assert_int_equal(tf_log_count("line 2: line is longer than 65536 bytes; entry skipped"), 1);
+    assert_int_equal(tf_log_count("line 4: line is longer than 65536 bytes; entry skipped"), 1);
     free(p);
 }
 
@@ -372,12 +351,12 @@ static void test_alias_format(void **state)
     expect(m, "empty", NULL);
     expect(m, "q", NULL);
     map_close(m);
-    assert_int_equal(log_count("line 7: need name:value pair"), 1);
-    assert_int_equal(log_count("line 8: name contains whitespace"), 1);
-    assert_int_equal(log_count("line 9: unterminated quoted name"), 1);
-    assert_int_equal(log_count("line 10: need name:value pair"), 1);
-    assert_int_equal(log_count("line 11: alias \"empty\" has no value"), 1);
-    assert_int_equal(log_count("line 12: empty alias name"), 1);
+    assert_int_equal(tf_log_count("line 7: need name:value pair"), 1);
+    assert_int_equal(tf_log_count("line 8: name contains whitespace"), 1);
+    assert_int_equal(tf_log_count("line 9: unterminated quoted name"), 1);
+    assert_int_equal(tf_log_count("line 10: need name:value pair"), 1);
+    assert_int_equal(tf_log_count("line 11: alias \"empty\" has no value"), 1);
+    assert_int_equal(tf_log_count("line 12: empty alias name"), 1);
 
     /* The same file read as postmap format: first word is the key. */
     m = open_file_map("hash", p, 0);
@@ -450,29 +429,20 @@ static void test_missing_file_then_recovery(void **state)
     expect_error(m, "k");
     expect_error(m, "k");
     expect_error(m, "other");
-    assert_int_equal(log_count("cannot open"), 1); /* logged once, not per lookup */
-    assert_int_equal(log_count("No such file or directory"), 1);
+    assert_int_equal(tf_log_count("cannot open"), 1); /* logged once, not per lookup */
+    assert_int_equal(tf_log_count("No such file or directory"), 1);
 
     write_str(p, "k v\n");
     expect(m, "k", "v");
-    assert_int_equal(log_count("is readable again"), 1);
+    assert_int_equal(tf_log_count("is readable again"), 1);
 
     unlink(p);
     expect_error(m, "k"); /* never stale answers from a vanished file */
-    assert_int_equal(log_count("cannot open"), 2);
+    assert_int_equal(tf_log_count("cannot open"), 2);
     write_str(p, "k v2\n");
     expect(m, "k", "v2");
     map_close(m);
     free(p);
-}
-
-static int eio_open(const char *path, int flags, mode_t mode)
-{
-    (void)path;
-    (void)flags;
-    (void)mode;
-    errno = EIO;
-    return -1;
 }
 
 static void test_unreadable_file(void **state)
@@ -482,15 +452,14 @@ static void test_unreadable_file(void **state)
     write_str(p, "k v\n");
     struct map *m = open_file_map("hash", p, 0);
     expect(m, "k", "v");
-    struct fsops broken = fsops_real;
-    broken.open = eio_open;
     write_str(p, "k changed\n");
-    fsops_install(&broken);
+    tf_fs_install();
+    tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EIO});
     expect_error(m, "k");
     expect_error(m, "k");
-    fsops_install(NULL);
-    assert_int_equal(log_count("cannot read"), 1);
-    assert_int_equal(log_count("Input/output error"), 1);
+    tf_fs_uninstall();
+    assert_int_equal(tf_log_count("cannot read"), 1);
+    assert_int_equal(tf_log_count("Input/output error"), 1);
     expect(m, "k", "changed");
     map_close(m);
 
@@ -508,9 +477,9 @@ static void test_open_failure_logged_at_open(void **state)
     char *p = path_of("never");
     unlink(p);
     struct map *m = open_file_map("texthash", p, 0);
-    assert_int_equal(log_count("cannot open"), 1);
+    assert_int_equal(tf_log_count("cannot open"), 1);
     expect_error(m, "k"); /* within the interval: still failing, not re-logged */
-    assert_int_equal(log_count("cannot open"), 1);
+    assert_int_equal(tf_log_count("cannot open"), 1);
     map_close(m);
     free(p);
 }
@@ -539,7 +508,7 @@ static void test_inline(void **state)
     expect(m, "j", "x=y");
     expect(m, "a", "2");
     map_close(m);
-    assert_int_equal(log_count("duplicate entry for \"a\""), 1);
+    assert_int_equal(tf_log_count("duplicate entry for \"a\""), 1);
 
     m = open_ok("  inline:{}  ", 0);
     expect(m, "a", NULL);

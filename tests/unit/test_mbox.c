@@ -22,85 +22,17 @@
 
 #include "local/deliver.h"
 #include "local/mbox.h"
-#include "util/fsops.h"
+#include "deliver_fixture.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
-
-/* ---- fault injection ---------------------------------------------------- */
-
-enum fault_op { FAULT_NONE, FAULT_OPEN, FAULT_WRITE, FAULT_FSYNC };
-
-static struct {
-    enum fault_op op;
-    int nth;          /* 1-based call that fails; 0 = only count */
-    int persistent;   /* and every later one */
-    int err;
-    const char *path_suffix; /* open: only paths ending so */
-    int calls;
-} fault;
-
-static int fault_hit(enum fault_op op)
-{
-    if (fault.op != op)
-        return 0;
-    fault.calls++;
-    if (fault.nth > 0 && (fault.calls == fault.nth || (fault.persistent && fault.calls > fault.nth))) {
-        errno = fault.err;
-        return 1;
-    }
-    return 0;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-static int fault_open(const char *path, int flags, mode_t mode)
-{
-    if (fault.path_suffix && !ends_with(path, fault.path_suffix))
-        return fsops_real.open(path, flags, mode);
-    return fault_hit(FAULT_OPEN) ? -1 : fsops_real.open(path, flags, mode);
-}
-
-/* A failing write first puts half its bytes on disk, as a filling disk does. */
-static ssize_t fault_write(int fd, const void *buf, size_t len)
-{
-    if (fault_hit(FAULT_WRITE)) {
-        int e = errno;
-        if (len > 1)
-            (void)!fsops_real.write(fd, buf, len / 2);
-        errno = e;
-        return -1;
-    }
-    return fsops_real.write(fd, buf, len);
-}
-
-static int fault_fsync(int fd)
-{
-    return fault_hit(FAULT_FSYNC) ? -1 : fsops_real.fsync(fd);
-}
-
-static struct fsops faulty_ops;
-
-static void inject(enum fault_op op, int nth, int err)
-{
-    memset(&fault, 0, sizeof fault);
-    fault.op = op;
-    fault.nth = nth;
-    fault.err = err;
-    fsops_install(&faulty_ops);
-}
 
 /* ---- fixture ------------------------------------------------------------ */
 
 struct fx {
-    char base[64];
+    struct deliver_fx d;
     char *mbox;
     char *lock;
-    char *queue_path;
-    int qfd;
 };
 
 static const struct mbox_lock_policy quick = {.wait_ms = 300, .retry_ms = 20, .stale_seconds = 300};
@@ -108,80 +40,22 @@ static const struct mbox_lock_policy quick = {.wait_ms = 300, .retry_ms = 20, .s
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    strcpy(fx->base, "/tmp/tern-mbox-XXXXXX");
-    if (!mkdtemp(fx->base))
-        return -1;
-    fx->mbox = xasprintf("%s/mbox", fx->base);
-    fx->lock = xasprintf("%s/mbox.lock", fx->base);
-    fx->queue_path = xasprintf("%s/queuefile", fx->base);
-    fx->qfd = -1;
-    umask(022);
-    faulty_ops = fsops_real;
-    faulty_ops.open = fault_open;
-    faulty_ops.write = fault_write;
-    faulty_ops.fsync = fault_fsync;
-    memset(&fault, 0, sizeof fault);
     *state = fx;
+    if (deliver_fx_setup(&fx->d, "mbox") != 0)
+        return -1;
+    fx->mbox = xasprintf("%s/mbox", fx->d.base);
+    fx->lock = xasprintf("%s/mbox.lock", fx->d.base);
     return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    if (flag == FTW_DP)
-        chmod(path, 0700);
-    return remove(path);
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    fsops_install(NULL);
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    chmod(fx->base, 0700);
-    nftw(fx->base, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    deliver_fx_teardown(&fx->d);
     free(fx->mbox);
     free(fx->lock);
-    free(fx->queue_path);
     free(fx);
     return 0;
-}
-
-#define QUEUE_JUNK "QHDR\n"
-
-static struct deliver_input make_input(struct fx *fx, const char *prepend, const char *content,
-                                       size_t len)
-{
-    if (fx->qfd >= 0)
-        close(fx->qfd);
-    int fd = open(fx->queue_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, QUEUE_JUNK, strlen(QUEUE_JUNK)), (ssize_t)strlen(QUEUE_JUNK));
-    assert_int_equal(write(fd, content, len), (ssize_t)len);
-    fx->qfd = fd;
-    return (struct deliver_input){.fd = fd,
-                                  .offset = (off_t)strlen(QUEUE_JUNK),
-                                  .length = (off_t)len,
-                                  .prepend = prepend,
-                                  .sender = "a@b.example",
-                                  .arrival = 1700000000};
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    int fd = open(path, O_RDONLY);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    char *buf = xmalloc((size_t)st.st_size + 1);
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    assert_int_equal(n, st.st_size);
-    buf[n] = '\0';
-    close(fd);
-    *len = (size_t)n;
-    return buf;
 }
 
 static void write_file(const char *path, const char *data)
@@ -195,7 +69,7 @@ static void write_file(const char *path, const char *data)
 static void assert_file_is(const char *path, const char *expect, size_t expect_len)
 {
     size_t len;
-    char *got = slurp(path, &len);
+    char *got = deliver_fx_slurp(path, &len);
     int same = len == expect_len && memcmp(got, expect, len) == 0;
     free(got);
     if (!same)
@@ -274,7 +148,7 @@ static void test_from_line_format(void **state)
     s = mbox_from_line("x@y", 0);
     char year[16];
     snprintf(year, sizeof year, " %d\n", tm.tm_year + 1900);
-    assert_true(ends_with(s, year));
+    assert_true(tf_ends_with(s, year));
     free(s);
 }
 
@@ -282,7 +156,7 @@ static void test_deliver_exact_bytes(void **state)
 {
     struct fx *fx = *state;
     const char *content = "Subject: hi\r\n\r\nbody\r\nlone\rCR\r\n";
-    struct deliver_input in = make_input(fx, "Return-Path: <a@b.example>\nDelivered-To: u@d\n",
+    struct deliver_input in = deliver_fx_input(&fx->d, "Return-Path: <a@b.example>\nDelivered-To: u@d\n",
                                          content, strlen(content));
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
@@ -304,7 +178,7 @@ static void test_from_quoting(void **state)
     const char *body = "Subject: q\n\n>From x\n>>From y\n>>>From z\nFromage\nFrom\n"
                        " From a\nFrom\tx\n>>>\n>Fro\nfrom lower\n>F>From \n"
                        ">From \n>From \n";
-    struct deliver_input in = make_input(fx, NULL, content, strlen(content));
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, content, strlen(content));
     in.sender = "";
     in.arrival = 1699142400;
     struct deliver_error err = {0};
@@ -345,7 +219,7 @@ static void test_quoting_across_chunks(void **state)
 
     size_t expect_len;
     char *expect_body = reference_mbox_body(content, len, &expect_len);
-    struct deliver_input in = make_input(fx, NULL, content, len);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, content, len);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     struct strbuf want = STRBUF_INIT;
@@ -366,10 +240,10 @@ static void test_quoting_across_chunks(void **state)
 static void test_two_messages_separated(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "S: 1\r\n\r\none\r\n", 13);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: 1\r\n\r\none\r\n", 13);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
-    in = make_input(fx, "Delivered-To: u@d\n", "S: 2\r\n\r\ntwo", 11);
+    in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", "S: 2\r\n\r\ntwo", 11);
     in.sender = "c@d";
     in.arrival = 1699142400;
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
@@ -383,7 +257,7 @@ static void test_unterminated_existing_mailbox(void **state)
 {
     struct fx *fx = *state;
     write_file(fx->mbox, "From x@y Sun Nov  5 00:00:00 2023\nS: 0\n\nno newline");
-    struct deliver_input in = make_input(fx, NULL, "S: 1\r\n", 6);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: 1\r\n", 6);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     const char *expect = "From x@y Sun Nov  5 00:00:00 2023\nS: 0\n\nno newline\n" FROM_LINE
@@ -406,39 +280,38 @@ static char *big_message(size_t *len)
 static void test_truncate_back_on_failure(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "S: first\r\n\r\nkeep me\r\n", 21);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: first\r\n\r\nkeep me\r\n", 21);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
     size_t before_len;
-    char *before = slurp(fx->mbox, &before_len);
+    char *before = deliver_fx_slurp(fx->mbox, &before_len);
 
     size_t len;
     char *content = big_message(&len);
-    in = make_input(fx, "Delivered-To: u@d\n", content, len);
+    in = deliver_fx_input(&fx->d, "Delivered-To: u@d\n", content, len);
 
     /* count the writes of a good append, into a scratch copy */
-    char *scratch = xasprintf("%s/scratch", fx->base);
-    inject(FAULT_WRITE, 0, 0);
+    char *scratch = xasprintf("%s/scratch", fx->d.base);
+    tf_fs_install();
     assert_int_equal(mbox_deliver(scratch, (uid_t)-1, (gid_t)-1, &in, &err), 0);
-    fsops_install(NULL);
-    int writes = fault.calls;
+    tf_fs_uninstall();
+    int writes = tf_fs_calls(TF_WRITE);
     assert_true(writes >= 5); /* From line, several chunks, the blank line */
 
     for (int nth = 1; nth <= writes; nth++) {
-        inject(FAULT_WRITE, nth, ENOSPC);
-        fault.persistent = 1;
+        deliver_fx_inject(TF_WRITE, nth, ENOSPC, 1);
         memset(&err, 0, sizeof err);
         int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
-        fsops_install(NULL);
+        tf_fs_uninstall();
         assert_temp_error(rc, &err, "4.2.2", "No space left on device");
         assert_file_is(fx->mbox, before, before_len);
         assert_false(exists(fx->lock));
     }
 
-    inject(FAULT_FSYNC, 1, EIO);
+    deliver_fx_inject(TF_FSYNC, 1, EIO, 0);
     memset(&err, 0, sizeof err);
     int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_temp_error(rc, &err, "4.2.0", "cannot sync mailbox");
     assert_file_is(fx->mbox, before, before_len);
 
@@ -457,10 +330,10 @@ static void test_truncate_back_on_failure(void **state)
 static void test_refuses_symlinks_and_special_files(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
 
-    char *target = xasprintf("%s/target", fx->base);
+    char *target = xasprintf("%s/target", fx->d.base);
     write_file(target, "original\n");
     assert_int_equal(symlink(target, fx->mbox), 0);
     int rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
@@ -470,7 +343,7 @@ static void test_refuses_symlinks_and_special_files(void **state)
     assert_int_equal(unlink(fx->mbox), 0);
 
     /* dangling: must not create the target */
-    char *nowhere = xasprintf("%s/nowhere", fx->base);
+    char *nowhere = xasprintf("%s/nowhere", fx->d.base);
     assert_int_equal(symlink(nowhere, fx->mbox), 0);
     rc = mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err);
     assert_temp_error(rc, &err, "4.2.0", "symbolic link");
@@ -502,8 +375,8 @@ static void test_refuses_symlinks_and_special_files(void **state)
 static void test_missing_directory(void **state)
 {
     struct fx *fx = *state;
-    char *path = xasprintf("%s/nodir/mbox", fx->base);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    char *path = xasprintf("%s/nodir/mbox", fx->d.base);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     int rc = mbox_deliver(path, (uid_t)-1, (gid_t)-1, &in, &err);
     assert_temp_error(rc, &err, "4.2.0", "No such file or directory");
@@ -524,7 +397,7 @@ static void test_held_dotlock_times_out(void **state)
 {
     struct fx *fx = *state;
     write_file(fx->lock, "");
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -546,7 +419,7 @@ static void test_stale_dotlock_removed(void **state)
     old[0].tv_sec -= 1000;
     old[1] = old[0];
     assert_int_equal(utimes(fx->lock, old), 0);
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), 0);
     assert_false(exists(fx->lock));
@@ -567,7 +440,7 @@ static void test_dotlock_released_while_waiting(void **state)
     }
     struct mbox_lock_policy patient = quick;
     patient.wait_ms = 5000;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &patient, &err);
     int status;
@@ -604,7 +477,7 @@ static void test_fcntl_lock_held(void **state)
     char c;
     assert_int_equal(read(ready[0], &c, 1), 1);
 
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     struct timespec start;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -627,37 +500,45 @@ static void test_fcntl_lock_held(void **state)
 static void test_dotlock_denied_falls_back_to_fcntl(void **state)
 {
     struct fx *fx = *state;
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
-    inject(FAULT_OPEN, 1, EACCES);
-    fault.persistent = 1;
-    fault.path_suffix = ".lock";
+    tf_fs_install();
+    tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = EACCES, .path_suffix = ".lock"});
     assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), 0);
     assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), 0);
-    fsops_install(NULL);
-    assert_int_equal(fault.calls, 2);
+    tf_fs_uninstall();
+    assert_int_equal(tf_fs_fault_calls(TF_OPEN), 2);
     assert_false(exists(fx->lock));
     assert_file_is(fx->mbox, FROM_LINE "x\n\n" FROM_LINE "x\n\n", 2 * (strlen(FROM_LINE) + 3));
 
     /* any other lock-file error is not ignored */
-    inject(FAULT_OPEN, 1, EIO);
-    fault.path_suffix = ".lock";
+    tf_fs_install();
+    tf_fs_arm(TF_OPEN, (struct tf_fault){.nth = 1, .err = EIO, .path_suffix = ".lock"});
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err);
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_temp_error(rc, &err, "4.2.0", "cannot create lock file");
 }
 
 static void test_dotlock_denied_real(void **state)
 {
     struct fx *fx = *state;
-    if (geteuid() == 0)
-        skip(); /* DAC does not bind root; the injected variant covers it */
     write_file(fx->mbox, "");
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
-    assert_int_equal(chmod(fx->base, 0500), 0);
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
+    /* DAC does not bind root: as root, the mailbox and its directory belong
+     * to nobody and the delivery runs under nobody's file-system identity. */
+    int as_root = geteuid() == 0;
+    if (as_root) {
+        assert_int_equal(chown(fx->mbox, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+        assert_int_equal(chown(fx->d.base, TF_NOBODY_UID, TF_NOBODY_GID), 0);
+    }
+    assert_int_equal(chmod(fx->d.base, 0500), 0);
     struct deliver_error err = {0};
+    if (as_root)
+        assert_int_equal(tf_fs_identity(TF_NOBODY_UID, TF_NOBODY_GID), 0);
     int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err);
-    chmod(fx->base, 0700);
+    if (as_root)
+        assert_int_equal(tf_fs_identity(0, 0), 0);
+    chmod(fx->d.base, 0700);
     assert_int_equal(rc, 0);
     assert_file_is(fx->mbox, FROM_LINE "x\n\n", strlen(FROM_LINE) + 3);
 }
@@ -666,8 +547,8 @@ static void test_create_owner(void **state)
 {
     struct fx *fx = *state;
     if (geteuid() != 0)
-        skip(); /* giving files away needs CAP_CHOWN */
-    struct deliver_input in = make_input(fx, NULL, "x\r\n", 3);
+        test_skip("giving files away needs CAP_CHOWN: run as root");
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
     struct deliver_error err = {0};
     assert_int_equal(mbox_deliver(fx->mbox, 4321, 4322, &in, &err), 0);
     struct stat st;

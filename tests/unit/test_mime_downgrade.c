@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 #include "msg/mime_downgrade.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
-static char tmpdir[] = "/tmp/test_mime_dg.XXXXXX";
+static char tmpdir[64];
 
 /* The content sits between 8-bit filler so that a read outside
  * [offset, offset + length) would change the result. */
@@ -674,27 +674,19 @@ static void test_random_structures(void **state)
 /* ---------------------------------------------------------------------------
  * Errors */
 
-static ssize_t full_disk_write(int fd, const void *buf, size_t len)
-{
-    (void)fd, (void)buf, (void)len;
-    errno = ENOSPC;
-    return -1;
-}
-
 static void test_write_error(void **state)
 {
     (void)state;
     const char *in = "Subject: x\r\n\r\n\xe9\r\n";
     int in_fd = write_input(in, strlen(in), PREFIX_LEN);
     int out_fd = open_output();
-    struct fsops ops = fsops_real;
-    ops.write = full_disk_write;
-    fsops_install(&ops);
+    tf_fs_install();
+    tf_fs_arm(TF_WRITE, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = ENOSPC});
     uint64_t olen = 7;
     errno = 0;
     int rc = mime_downgrade(in_fd, PREFIX_LEN, strlen(in), out_fd, &olen, NULL);
     int saved = errno;
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_int_equal(rc, -1);
     assert_int_equal(saved, ENOSPC);
     assert_int_equal(olen, 7);
@@ -770,13 +762,13 @@ static void test_large_multipart(void **state)
 static int group_setup(void **state)
 {
     (void)state;
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tf_tmpdir_make(tmpdir, sizeof tmpdir, "mime-dg");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    return rmdir(tmpdir);
+    return tf_tmpdir_remove(tmpdir);
 }
 
 int main(void)

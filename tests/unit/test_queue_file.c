@@ -23,7 +23,7 @@
 
 #include "spool/queue_file.h"
 #include "spool/queue_id.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -61,65 +61,13 @@ static uint64_t now_us(void)
 
 /* ---- fault injection ---------------------------------------------------- */
 
-enum fault_op { FAULT_NONE, FAULT_OPENAT, FAULT_WRITE, FAULT_PWRITE };
-
-static struct {
-    enum fault_op op;
-    int nth;           /* 1-based call of op that fails */
-    int err;
-    int calls;
-    size_t short_max;  /* when > 0: every write/pwrite moves at most this many bytes */
-} fault;
-
-static int fault_hit(enum fault_op op)
+/* Installs the fixture's fsops with the nth call of op from now failing with
+ * err. A failing write first puts half its bytes on disk, as a filling disk
+ * does; a failing pwrite writes nothing. */
+static void inject(enum tf_op op, int nth, int err)
 {
-    if (fault.op != op)
-        return 0;
-    if (++fault.calls == fault.nth) {
-        errno = fault.err;
-        return 1;
-    }
-    return 0;
-}
-
-static int fault_openat(int dirfd, const char *path, int flags, mode_t mode)
-{
-    return fault_hit(FAULT_OPENAT) ? -1 : fsops_real.openat(dirfd, path, flags, mode);
-}
-
-static ssize_t fault_write(int fd, const void *buf, size_t len)
-{
-    if (fault_hit(FAULT_WRITE)) {
-        /* A filling disk takes part of the data before it fails. */
-        int e = errno;
-        if (len > 1)
-            (void)!fsops_real.write(fd, buf, len / 2);
-        errno = e;
-        return -1;
-    }
-    if (fault.short_max && len > fault.short_max)
-        len = fault.short_max;
-    return fsops_real.write(fd, buf, len);
-}
-
-static ssize_t fault_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    if (fault_hit(FAULT_PWRITE))
-        return -1;
-    if (fault.short_max && len > fault.short_max)
-        len = fault.short_max;
-    return fsops_real.pwrite(fd, buf, len, off);
-}
-
-static struct fsops faulty_ops;
-
-static void inject(enum fault_op op, int nth, int err)
-{
-    memset(&fault, 0, sizeof fault);
-    fault.op = op;
-    fault.nth = nth;
-    fault.err = err;
-    fsops_install(&faulty_ops);
+    tf_fs_install();
+    tf_fs_arm(op, (struct tf_fault){.nth = nth, .count = 1, .err = err, .partial = op == TF_WRITE});
 }
 
 /* ---- fixture ------------------------------------------------------------ */
@@ -132,35 +80,21 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
-    strcpy(fx->dir, "/tmp/tern-qf-XXXXXX");
-    if (!mkdtemp(fx->dir))
+    if (tf_tmpdir_make(fx->dir, sizeof fx->dir, "qf") != 0)
         return -1;
     fx->dirfd = open(fx->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fx->dirfd < 0)
         return -1;
-    faulty_ops = fsops_real;
-    faulty_ops.openat = fault_openat;
-    faulty_ops.write = fault_write;
-    faulty_ops.pwrite = fault_pwrite;
-    memset(&fault, 0, sizeof fault);
     *state = fx;
     return 0;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 static int teardown(void **state)
 {
     struct fx *fx = *state;
-    fsops_install(NULL);
+    tf_fs_uninstall();
     close(fx->dirfd);
-    nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(fx->dir);
     free(fx);
     return 0;
 }
@@ -1126,17 +1060,17 @@ static void test_fault_open(void **state)
 {
     struct fx *fx = *state;
     struct queue_file_writer *w = NULL;
-    inject(FAULT_OPENAT, 1, EACCES);
+    inject(TF_OPENAT, 1, EACCES);
     assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), -1);
     assert_int_equal(errno, EACCES);
     assert_false(exists(fx, ID_A));
     /* the header write fails: the empty file is removed */
-    inject(FAULT_WRITE, 1, ENOSPC);
+    inject(TF_WRITE, 1, ENOSPC);
     assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), -1);
     assert_int_equal(errno, ENOSPC);
     assert_false(exists(fx, ID_A));
     /* an existing file is never overwritten */
-    fsops_install(NULL);
+    tf_fs_uninstall();
     assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), 0);
     struct queue_file_writer *w2 = NULL;
     assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w2), -1);
@@ -1154,9 +1088,9 @@ static void test_fault_write_in_finish(void **state)
     struct fx *fx = *state;
     static const int errs[] = {ENOSPC, EIO};
     static const struct {
-        enum fault_op op;
+        enum tf_op op;
         int nth;
-    } points[] = {{FAULT_WRITE, 2}, {FAULT_WRITE, 3}, {FAULT_PWRITE, 1}};
+    } points[] = {{TF_WRITE, 2}, {TF_WRITE, 3}, {TF_PWRITE, 1}};
     for (size_t e = 0; e < 2; e++) {
         for (size_t p = 0; p < sizeof points / sizeof points[0]; p++) {
             struct queue_file_message m;
@@ -1168,9 +1102,9 @@ static void test_fault_write_in_finish(void **state)
             errno = 0;
             assert_int_equal(queue_file_writer_finish(w, &m), -1);
             assert_int_equal(errno, errs[e]);
-            assert_int_equal(fault.calls, points[p].nth);
+            assert_int_equal(tf_fs_calls(points[p].op), points[p].nth);
             assert_false(exists(fx, ID_A));
-            fsops_install(NULL);
+            tf_fs_uninstall();
             queue_file_message_free(&m);
         }
     }
@@ -1185,7 +1119,7 @@ static void test_fault_write_during_content(void **state)
     char *content = xmalloc(big);
     memset(content, 'x', big);
     for (int nth = 2; nth <= 3; nth++) {
-        inject(FAULT_WRITE, nth, ENOSPC);
+        inject(TF_WRITE, nth, ENOSPC);
         struct queue_file_writer *w;
         assert_int_equal(queue_file_writer_open(fx->dirfd, ID_A, &w), 0);
         int rc = 0;
@@ -1195,7 +1129,7 @@ static void test_fault_write_during_content(void **state)
         assert_int_equal(errno, ENOSPC);
         queue_file_writer_abort(w);
         assert_false(exists(fx, ID_A));
-        fsops_install(NULL);
+        tf_fs_uninstall();
     }
     free(content);
 }
@@ -1204,8 +1138,8 @@ static void test_fault_write_during_content(void **state)
 static void test_short_writes_complete(void **state)
 {
     struct fx *fx = *state;
-    inject(FAULT_NONE, 0, 0);
-    fault.short_max = 3;
+    tf_fs_install();
+    tf_fs_short_writes(3);
     struct queue_file_message w;
     sample_message(&w, ID_A);
     assert_int_equal(write_queue_file(fx, ID_A, sample_content, strlen(sample_content), 0, &w), 0);
@@ -1213,7 +1147,7 @@ static void test_short_writes_complete(void **state)
     set_status(&w, 1, QF_DEFERRED, 1, "4.0.0", "later");
     assert_int_equal(queue_file_append_status(fd, &w, 1), 0);
     close(fd);
-    fsops_install(NULL);
+    tf_fs_uninstall();
     queue_file_message_free(&w);
     struct queue_file_message m;
     char err[256];
@@ -1240,12 +1174,12 @@ static void test_fault_append(void **state)
     uint64_t before = m.valid_end;
     static const int errs[] = {ENOSPC, EIO};
     for (size_t e = 0; e < 2; e++) {
-        inject(FAULT_PWRITE, 1, errs[e]);
+        inject(TF_PWRITE, 1, errs[e]);
         set_status(&m, 0, QF_DELIVERED, 1, "2.0.0", "ok");
         assert_int_equal(queue_file_append_status(fd, &m, 0), -1);
         assert_int_equal(errno, errs[e]);
         assert_int_equal(m.valid_end, before);
-        inject(FAULT_PWRITE, 1, errs[e]);
+        inject(TF_PWRITE, 1, errs[e]);
         queue_file_message_add_rcpt(&m, "new@example.com", NULL, 0, 0);
         assert_int_equal(queue_file_append_rcpt(fd, &m, m.nrcpt - 1), -1);
         assert_int_equal(m.valid_end, before);
@@ -1257,7 +1191,7 @@ static void test_fault_append(void **state)
         free(m.rcpts[m.nrcpt].remote_mta);
         free(m.rcpts[m.nrcpt].diag);
     }
-    fsops_install(NULL);
+    tf_fs_uninstall();
     struct queue_file_message r;
     assert_int_equal(read_path(fx, ID_A, &r, err, sizeof err), 0);
     assert_int_equal(r.rcpts[0].state, QF_PENDING);

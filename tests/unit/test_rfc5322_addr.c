@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "msg/rfc5322_addr.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -227,39 +228,6 @@ static const char *testdata_dir(void)
     return dir && *dir ? dir : "../shared/testdata";
 }
 
-static char *read_whole_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    struct strbuf sb = STRBUF_INIT;
-    char chunk[4096];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        strbuf_append(&sb, chunk, got);
-    fclose(f);
-    return strbuf_detach(&sb);
-}
-
-static void put_utf8(struct strbuf *sb, unsigned long cp)
-{
-    if (cp < 0x80) {
-        strbuf_putc(sb, (char)cp);
-    } else if (cp < 0x800) {
-        strbuf_putc(sb, (char)(0xC0 | (cp >> 6)));
-        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        strbuf_putc(sb, (char)(0xE0 | (cp >> 12)));
-        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
-    } else {
-        strbuf_putc(sb, (char)(0xF0 | (cp >> 18)));
-        strbuf_putc(sb, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        strbuf_putc(sb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        strbuf_putc(sb, (char)(0x80 | (cp & 0x3F)));
-    }
-}
-
 /* XML text to bytes; the control pictures U+2400..U+241F stand for 0x00..0x1F.
  * Returns 0 when the text holds a NUL, which a C string cannot carry. */
 static int xml_decode(const char *s, size_t len, struct strbuf *out)
@@ -289,7 +257,7 @@ static int xml_decode(const char *s, size_t len, struct strbuf *out)
                 cp -= 0x2400;
             if (cp == 0)
                 return 0;
-            put_utf8(out, cp);
+            strbuf_put_utf8(out, (uint32_t)cp);
         } else {
             fail_msg("unknown XML entity %.*s", (int)n, s + i);
         }
@@ -333,11 +301,9 @@ static void test_isemail_vectors(void **state)
     (void)state;
     char path[512];
     snprintf(path, sizeof path, "%s/address/isemail/tests.xml", testdata_dir());
-    char *xml = read_whole_file(path);
-    if (xml == NULL) {
-        print_message("%s not found (set TERN_TESTDATA): skipped\n", path);
-        skip();
-    }
+    char *xml = tf_read_file(path, NULL);
+    if (xml == NULL)
+        test_skip("%s not found (set TERN_TESTDATA to the testdata directory)", path);
     struct strbuf addr = STRBUF_INIT;
     int checked = 0, mismatches = 0;
     for (const char *t = strstr(xml, "<test id="); t != NULL;) {

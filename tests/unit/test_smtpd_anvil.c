@@ -60,12 +60,34 @@ static void test_table_bound(void **state)
     smtpd_anvil_reset();
 }
 
+static void test_full_of_held_connections(void **state)
+{
+    (void)state;
+    struct smtpd_anvil_limits l = {1, 0, 0, 60};
+    char addr[64];
+    /* every entry holds a connection: nothing can be forgotten, so a new
+     * client goes untracked (allowed) rather than evicting a held one */
+    for (int i = 0; i < ANVIL_MAX_CLIENTS; i++) {
+        snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        assert_int_equal(smtpd_anvil_connect(addr, &l, 5000), 0);
+    }
+    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 0);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 0); /* not counted */
+    assert_int_equal(smtpd_anvil_connect("10.0.0.0", &l, 9000), 1);    /* still counted */
+    /* one client leaves: its idle entry makes room for the next */
+    smtpd_anvil_disconnect("10.0.0.1");
+    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 0);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 1);
+    smtpd_anvil_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrency),
         cmocka_unit_test(test_rates),
         cmocka_unit_test(test_table_bound),
+        cmocka_unit_test(test_full_of_held_connections),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

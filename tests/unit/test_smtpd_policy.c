@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_fixture.h"
 #include "maps/map.h"
 #include "smtpd/smtpd_policy.h"
 #include "util/log.h"
@@ -18,17 +19,13 @@
 #include "util/str.h"
 
 static char tmpdir[64];
-static char logpath[128];
 
 static int setup_all(void **state)
 {
     (void)state;
-    str_copy(tmpdir, "/tmp/tern-test-policy-XXXXXX", sizeof tmpdir);
-    if (!mkdtemp(tmpdir))
+    if (tf_tmpdir_make(tmpdir, sizeof tmpdir, "test-policy") != 0)
         return -1;
-    snprintf(logpath, sizeof logpath, "%s/log", tmpdir);
-    log_set_stderr(0);
-    log_set_file(logpath);
+    tf_log_capture(tmpdir);
     map_set_check_interval(0);
     return 0;
 }
@@ -36,31 +33,14 @@ static int setup_all(void **state)
 static int teardown_all(void **state)
 {
     (void)state;
-    log_set_file(NULL);
-    log_set_stderr(1);
-    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
-    int rc = system(cmd);
-    free(cmd);
-    return rc == 0 ? 0 : -1;
+    tf_log_release();
+    return tf_tmpdir_remove(tmpdir);
 }
 
 static int setup_one(void **state)
 {
     (void)state;
-    return truncate(logpath, 0);
-}
-
-static int log_count(const char *needle)
-{
-    FILE *f = fopen(logpath, "r");
-    assert_non_null(f);
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, needle))
-            n++;
-    fclose(f);
-    return n;
+    return tf_log_clear();
 }
 
 static char *write_tmp(const char *name, const char *data)
@@ -250,7 +230,7 @@ static void test_permit_ends_only_its_list(void **state)
     struct smtpd_policy_ctx c = base_ctx();
     expect_reply(p, &c, 554, "5.7.1", "<bob@ourdomain.test>: Recipient address rejected: Access denied");
     expect_decider(p, &c, "smtpd_recipient_restrictions", "reject");
-    assert_int_equal(log_count("smtpd_client_restrictions: restriction `reject' after `permit' is ignored"), 1);
+    assert_int_equal(tf_log_count("smtpd_client_restrictions: restriction `reject' after `permit' is ignored"), 1);
     smtpd_policy_free(p);
 }
 
@@ -737,9 +717,9 @@ static void test_access_results(void **state)
         smtpd_policy_free(p);
         free(list);
     }
-    assert_int_equal(log_count("WARN: <mail.remote.test[192.0.2.10]>: watch this"), 1);
-    assert_int_equal(log_count("action HOLD is not supported yet"), 1);
-    assert_int_equal(log_count("unknown restriction bogus"), 1);
+    assert_int_equal(tf_log_count("WARN: <mail.remote.test[192.0.2.10]>: watch this"), 1);
+    assert_int_equal(tf_log_count("action HOLD is not supported yet"), 1);
+    assert_int_equal(tf_log_count("unknown restriction bogus"), 1);
 }
 
 static void test_lookup_failure(void **state)
@@ -790,7 +770,7 @@ static void test_long_text_is_cut_with_warning(void **state)
     assert_int_equal(smtpd_policy_check_rcpt(p, &c, &r), 554);
     assert_int_equal(strlen(r.text), POLICY_TEXT_MAX);
     assert_true(strncmp(r.text, "<mail.remote.test[192.0.2.10]>: Client host rejected: xxx", 57) == 0);
-    assert_int_equal(log_count("reply text cut to 480 characters"), 1);
+    assert_int_equal(tf_log_count("reply text cut to 480 characters"), 1);
     smtpd_policy_free(p);
     free(list);
     free(data);
@@ -938,10 +918,10 @@ static void test_ignored_restrictions(void **state)
     /* reject_rbl_client and reject_unknown_sender_domain are real now (their
      * DNS answers come from the caller): no warning, and without answers
      * (no callbacks) they do nothing */
-    assert_int_equal(log_count("reject_rbl_client is not supported yet"), 0);
-    assert_int_equal(log_count("reject_unknown_sender_domain is not supported yet"), 0);
-    assert_int_equal(log_count("check_policy_service is not supported yet"), 1);
-    assert_int_equal(log_count("is not supported yet"), 4);
+    assert_int_equal(tf_log_count("reject_rbl_client is not supported yet"), 0);
+    assert_int_equal(tf_log_count("reject_unknown_sender_domain is not supported yet"), 0);
+    assert_int_equal(tf_log_count("check_policy_service is not supported yet"), 1);
+    assert_int_equal(tf_log_count("is not supported yet"), 4);
     struct smtpd_policy_ctx c = base_ctx();
     expect_accept(p, &c);
     c.recipient = "x@other.test";

@@ -40,7 +40,7 @@
 #include "spool/queue_id.h"
 #include "spool/storage_reply.h"
 #include "spool/store.h"
-#include "util/fsops.h"
+#include "test_fixture.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -49,34 +49,16 @@
 
 static const char CONTENT[] = "Subject: hello\r\n\r\nbody line\r\n";
 
-/* ---- fake file-system table ---------------------------------------------- */
-
-enum fk_op {
-    FK_OPEN,
-    FK_OPENAT,
-    FK_PWRITE,
-    FK_FSYNC,
-    FK_FDATASYNC,
-    FK_SYNCFS,
-    FK_RENAMEAT,
-    FK_UNLINKAT,
-    FK_FTRUNCATE,
-    FK_NOPS
-};
+/* ---- file-system calls: the shared fixture, plus what this test notes --- */
 
 #define FK_MAX_INO 256
 
+/* Which inodes were fsync'ed (directories) and fdatasync'ed (files), the
+ * device syncfs was asked for, and on which thread unlinks ran. */
 static struct {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
     pthread_t main_thread;
     struct {
-        int calls[FK_NOPS];       /* started */
-        int done[FK_NOPS];        /* returned */
-        int fail_from[FK_NOPS];   /* 1-based call numbers that fail; 0 = none */
-        int fail_to[FK_NOPS];
-        int fail_err[FK_NOPS];
-        int permits;              /* syncs allowed to proceed; -1 = any number */
         int syncfs_dev_known;
         dev_t syncfs_dev;
         ino_t fsync_ino[FK_MAX_INO];
@@ -85,253 +67,59 @@ static struct {
         size_t nfdatasync;
         int unlink_on_loop, unlink_off_loop;
     } s;
-} fk = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} fk = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+static void fk_note_call(enum tf_op op, int fd)
+{
+    struct stat sb;
+    int have_stat = (op == TF_FSYNC || op == TF_FDATASYNC || op == TF_SYNCFS) && fstat(fd, &sb) == 0;
+    pthread_mutex_lock(&fk.mu);
+    if (have_stat && op == TF_FSYNC && fk.s.nfsync < FK_MAX_INO)
+        fk.s.fsync_ino[fk.s.nfsync++] = sb.st_ino;
+    else if (have_stat && op == TF_FDATASYNC && fk.s.nfdatasync < FK_MAX_INO)
+        fk.s.fdatasync_ino[fk.s.nfdatasync++] = sb.st_ino;
+    else if (have_stat && op == TF_SYNCFS) {
+        fk.s.syncfs_dev = sb.st_dev;
+        fk.s.syncfs_dev_known = 1;
+    } else if (op == TF_UNLINKAT) {
+        if (pthread_equal(pthread_self(), fk.main_thread))
+            fk.s.unlink_on_loop++;
+        else
+            fk.s.unlink_off_loop++;
+    }
+    pthread_mutex_unlock(&fk.mu);
+}
+
+/* Installs the fixture's table: syncs wait at its gate (open by default). */
 static void fk_reset(void)
 {
     pthread_mutex_lock(&fk.mu);
     memset(&fk.s, 0, sizeof fk.s);
-    fk.s.permits = -1;
     fk.main_thread = pthread_self();
-    pthread_cond_broadcast(&fk.cv);
     pthread_mutex_unlock(&fk.mu);
-}
-
-/* Counts the call, waits at the gate when asked, and says whether to fail. */
-static int fk_begin(enum fk_op op, int gated)
-{
-    pthread_mutex_lock(&fk.mu);
-    int n = ++fk.s.calls[op];
-    pthread_cond_broadcast(&fk.cv);
-    if (gated) {
-        while (fk.s.permits == 0)
-            pthread_cond_wait(&fk.cv, &fk.mu);
-        if (fk.s.permits > 0)
-            fk.s.permits--;
-    }
-    int err = 0;
-    if (fk.s.fail_from[op] && n >= fk.s.fail_from[op] && n <= fk.s.fail_to[op])
-        err = fk.s.fail_err[op];
-    pthread_mutex_unlock(&fk.mu);
-    return err;
-}
-
-static void fk_end(enum fk_op op)
-{
-    int e = errno;
-    pthread_mutex_lock(&fk.mu);
-    fk.s.done[op]++;
-    pthread_cond_broadcast(&fk.cv);
-    pthread_mutex_unlock(&fk.mu);
-    errno = e;
-}
-
-/* Remembers which inode an fsync (dir) or fdatasync (file) was made on. */
-static void fk_note_ino(int fd, enum fk_op op)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) != 0)
-        return;
-    pthread_mutex_lock(&fk.mu);
-    if (op == FK_FSYNC && fk.s.nfsync < FK_MAX_INO)
-        fk.s.fsync_ino[fk.s.nfsync++] = sb.st_ino;
-    else if (op == FK_FDATASYNC && fk.s.nfdatasync < FK_MAX_INO)
-        fk.s.fdatasync_ino[fk.s.nfdatasync++] = sb.st_ino;
-    pthread_mutex_unlock(&fk.mu);
+    tf_fs_install();
+    tf_fs_gate(TF_FSYNC);
+    tf_fs_gate(TF_SYNCFS);
+    tf_fs_on_call(fk_note_call);
 }
 
 /* Calls nth .. nth+count-1 of op from now on fail with err (count -1: all). */
-static void fk_fail(enum fk_op op, int nth, int count, int err)
+static void fk_fail(enum tf_op op, int nth, int count, int err)
 {
-    pthread_mutex_lock(&fk.mu);
-    fk.s.fail_from[op] = fk.s.calls[op] + nth;
-    fk.s.fail_to[op] = count < 0 ? INT_MAX : fk.s.fail_from[op] + count - 1;
-    fk.s.fail_err[op] = err;
-    pthread_mutex_unlock(&fk.mu);
+    tf_fs_arm(op, (struct tf_fault){.nth = nth, .count = count < 0 ? TF_ALWAYS : count, .err = err});
 }
 
-static void fk_clear(enum fk_op op)
-{
-    pthread_mutex_lock(&fk.mu);
-    fk.s.fail_from[op] = 0;
-    pthread_mutex_unlock(&fk.mu);
-}
-
-static int fk_calls(enum fk_op op)
-{
-    pthread_mutex_lock(&fk.mu);
-    int n = fk.s.calls[op];
-    pthread_mutex_unlock(&fk.mu);
-    return n;
-}
-
-static int fk_done(enum fk_op op)
-{
-    pthread_mutex_lock(&fk.mu);
-    int n = fk.s.done[op];
-    pthread_mutex_unlock(&fk.mu);
-    return n;
-}
-
-static void set_permits(int n)
-{
-    pthread_mutex_lock(&fk.mu);
-    fk.s.permits = n;
-    pthread_cond_broadcast(&fk.cv);
-    pthread_mutex_unlock(&fk.mu);
-}
-
-static void add_permits(int n)
-{
-    pthread_mutex_lock(&fk.mu);
-    if (fk.s.permits >= 0)
-        fk.s.permits += n;
-    pthread_cond_broadcast(&fk.cv);
-    pthread_mutex_unlock(&fk.mu);
-}
-
-/* Waits (bounded) until op has been called n times, e.g. until the sync
- * thread sits at the gate. */
-static int fk_wait_calls(enum fk_op op, int n)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += WAIT_MS / 1000;
-    pthread_mutex_lock(&fk.mu);
-    int rc = 0;
-    while (fk.s.calls[op] < n && rc == 0)
-        rc = pthread_cond_timedwait(&fk.cv, &fk.mu, &until);
-    int reached = fk.s.calls[op] >= n;
-    pthread_mutex_unlock(&fk.mu);
-    return reached;
-}
-
-static int ino_synced(enum fk_op op, ino_t ino)
+static int ino_synced(enum tf_op op, ino_t ino)
 {
     int found = 0;
     pthread_mutex_lock(&fk.mu);
-    const ino_t *list = op == FK_FSYNC ? fk.s.fsync_ino : fk.s.fdatasync_ino;
-    size_t n = op == FK_FSYNC ? fk.s.nfsync : fk.s.nfdatasync;
+    const ino_t *list = op == TF_FSYNC ? fk.s.fsync_ino : fk.s.fdatasync_ino;
+    size_t n = op == TF_FSYNC ? fk.s.nfsync : fk.s.nfdatasync;
     for (size_t i = 0; i < n; i++)
         found |= list[i] == ino;
     pthread_mutex_unlock(&fk.mu);
     return found;
 }
-
-#define FK_RETURN_FAILED(op, err) \
-    do {                          \
-        fk_end(op);               \
-        errno = (err);            \
-        return -1;                \
-    } while (0)
-
-static int fk_open(const char *path, int flags, mode_t mode)
-{
-    int err = fk_begin(FK_OPEN, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_OPEN, err);
-    int rc = fsops_real.open(path, flags, mode);
-    fk_end(FK_OPEN);
-    return rc;
-}
-
-static int fk_openat(int dirfd, const char *path, int flags, mode_t mode)
-{
-    int err = fk_begin(FK_OPENAT, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_OPENAT, err);
-    int rc = fsops_real.openat(dirfd, path, flags, mode);
-    fk_end(FK_OPENAT);
-    return rc;
-}
-
-static ssize_t fk_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    int err = fk_begin(FK_PWRITE, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_PWRITE, err);
-    ssize_t rc = fsops_real.pwrite(fd, buf, len, off);
-    fk_end(FK_PWRITE);
-    return rc;
-}
-
-static int fk_fsync(int fd)
-{
-    fk_note_ino(fd, FK_FSYNC);
-    int err = fk_begin(FK_FSYNC, 1);
-    if (err)
-        FK_RETURN_FAILED(FK_FSYNC, err);
-    int rc = fsops_real.fsync(fd);
-    fk_end(FK_FSYNC);
-    return rc;
-}
-
-static int fk_fdatasync(int fd)
-{
-    fk_note_ino(fd, FK_FDATASYNC);
-    int err = fk_begin(FK_FDATASYNC, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_FDATASYNC, err);
-    int rc = fsops_real.fdatasync(fd);
-    fk_end(FK_FDATASYNC);
-    return rc;
-}
-
-static int fk_syncfs(int fd)
-{
-    struct stat sb;
-    if (fstat(fd, &sb) == 0) {
-        pthread_mutex_lock(&fk.mu);
-        fk.s.syncfs_dev = sb.st_dev;
-        fk.s.syncfs_dev_known = 1;
-        pthread_mutex_unlock(&fk.mu);
-    }
-    int err = fk_begin(FK_SYNCFS, 1);
-    if (err)
-        FK_RETURN_FAILED(FK_SYNCFS, err);
-    int rc = fsops_real.syncfs(fd);
-    fk_end(FK_SYNCFS);
-    return rc;
-}
-
-static int fk_renameat(int fromdir, const char *from, int todir, const char *to)
-{
-    int err = fk_begin(FK_RENAMEAT, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_RENAMEAT, err);
-    int rc = fsops_real.renameat(fromdir, from, todir, to);
-    fk_end(FK_RENAMEAT);
-    return rc;
-}
-
-static int fk_unlinkat(int dirfd, const char *path, int flags)
-{
-    int on_loop = pthread_equal(pthread_self(), fk.main_thread);
-    pthread_mutex_lock(&fk.mu);
-    if (on_loop)
-        fk.s.unlink_on_loop++;
-    else
-        fk.s.unlink_off_loop++;
-    pthread_mutex_unlock(&fk.mu);
-    int err = fk_begin(FK_UNLINKAT, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_UNLINKAT, err);
-    int rc = fsops_real.unlinkat(dirfd, path, flags);
-    fk_end(FK_UNLINKAT);
-    return rc;
-}
-
-static int fk_ftruncate(int fd, off_t len)
-{
-    int err = fk_begin(FK_FTRUNCATE, 0);
-    if (err)
-        FK_RETURN_FAILED(FK_FTRUNCATE, err);
-    int rc = fsops_real.ftruncate(fd, len);
-    fk_end(FK_FTRUNCATE);
-    return rc;
-}
-
-static struct fsops fake_ops;
 
 /* ---- fixture -------------------------------------------------------------- */
 
@@ -365,8 +153,7 @@ static int count_fds(void)
 
 static int make_spool(struct fx *fx, int with_corrupt)
 {
-    strcpy(fx->dir, "/tmp/tern-qs-XXXXXX");
-    if (!mkdtemp(fx->dir))
+    if (tf_tmpdir_make(fx->dir, sizeof fx->dir, "qs") != 0)
         return -1;
     for (int i = 0; i < D_N; i++) {
         fx->dfd[i] = -1;
@@ -387,21 +174,10 @@ static int setup_common(void **state, int use_syncfs, int open_store)
 {
     struct fx *fx = xcalloc(1, sizeof *fx);
     *state = fx;
-    fk_reset();
     g_seq = g_fired = 0;
-    fake_ops = fsops_real;
-    fake_ops.open = fk_open;
-    fake_ops.openat = fk_openat;
-    fake_ops.pwrite = fk_pwrite;
-    fake_ops.fsync = fk_fsync;
-    fake_ops.fdatasync = fk_fdatasync;
-    fake_ops.syncfs = fk_syncfs;
-    fake_ops.renameat = fk_renameat;
-    fake_ops.unlinkat = fk_unlinkat;
-    fake_ops.ftruncate = fk_ftruncate;
     /* Installed while no sync thread runs: the table pointer itself is not
      * meant to change under a running store. */
-    fsops_install(&fake_ops);
+    fk_reset();
     if (make_spool(fx, 1) != 0)
         return -1;
     fx->base = event_base_new();
@@ -431,24 +207,16 @@ static int setup_closed(void **state)
     return setup_common(state, 1, 0);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int teardown(void **state)
 {
     struct fx *fx = *state;
     int rc = 0;
     if (!fx)
         return 0;
-    set_permits(-1);
+    tf_fs_set_permits(-1);
     if (fx->is_open)
         store_close();
-    fsops_install(NULL);
+    tf_fs_uninstall();
     if (fx->base) {
         int now = count_fds();
         if (now != fx->fds_before) {
@@ -460,8 +228,7 @@ static int teardown(void **state)
     for (int i = 0; i < D_N; i++)
         if (fx->dfd[i] >= 0)
             close(fx->dfd[i]);
-    if (fx->dir[0])
-        nftw(fx->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }
@@ -536,7 +303,7 @@ static void on_commit(void *arg, int ok, struct queue_file_message *m, int err)
     r->seq = ++g_seq;
     r->m_given = m != NULL;
     r->reply_given = reply != NULL;
-    r->syncs_done = fk_done(FK_SYNCFS) + fk_done(FK_FSYNC);
+    r->syncs_done = tf_fs_done(TF_SYNCFS) + tf_fs_done(TF_FSYNC);
     if (reply)
         str_copy(r->reply, reply, sizeof r->reply);
     if (m && r->fired == 1)
@@ -752,9 +519,9 @@ static void test_commit_moves_file_and_hands_over_envelope(void **state)
     assert_int_equal((uint64_t)file_size(fx, D_QUEUE, id), r.m.file_size);
 
     /* One syncfs, on the spool's file system; no per-file syncs. */
-    assert_int_equal(fk_calls(FK_SYNCFS), 1);
-    assert_int_equal(fk_calls(FK_FSYNC), 0);
-    assert_int_equal(fk_calls(FK_FDATASYNC), 0);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 1);
+    assert_int_equal(tf_fs_calls(TF_FSYNC), 0);
+    assert_int_equal(tf_fs_calls(TF_FDATASYNC), 0);
     struct stat sb;
     assert_int_equal(fstat(fx->dfd[D_QUEUE], &sb), 0);
     pthread_mutex_lock(&fk.mu);
@@ -781,28 +548,28 @@ static void test_ack_waits_for_sync_started_after_rename(void **state)
     new_incoming(b);
     struct res r[2] = {{0}};
 
-    set_permits(0);
+    tf_fs_set_permits(0);
     store_commit(a, on_commit, &r[0]);
-    assert_true(fk_wait_calls(FK_SYNCFS, 1));
+    assert_true(tf_fs_wait_calls(TF_SYNCFS, 1, WAIT_MS));
     assert_true(present(fx, D_QUEUE, a)); /* step 3 done ... */
     assert_false(present(fx, D_INCOMING, a));
     run_for(fx, 100);
     assert_int_equal(r[0].fired, 0);      /* ... but not acknowledged */
 
     store_commit(b, on_commit, &r[1]);    /* the first sync is still running */
-    add_permits(1);
+    tf_fs_add_permits(1);
     assert_true(run_until(fx, res_fired, &r[0], WAIT_MS));
     expect_ok(&r[0], a);
-    assert_true(fk_wait_calls(FK_SYNCFS, 2));
+    assert_true(tf_fs_wait_calls(TF_SYNCFS, 2, WAIT_MS));
     run_for(fx, 100);
     assert_int_equal(r[1].fired, 0);      /* the first sync did not cover b */
 
-    set_permits(-1);
+    tf_fs_set_permits(-1);
     assert_true(run_until(fx, res_fired, &r[1], WAIT_MS));
     expect_ok(&r[1], b);
     assert_true(r[0].syncs_done >= 1);
     assert_true(r[1].syncs_done >= 2);
-    assert_int_equal(fk_calls(FK_SYNCFS), 2);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 2);
     res_free(r, 2);
 }
 
@@ -819,10 +586,10 @@ static void test_group_commit_shares_syncs(void **state)
 
     /* All commits are issued while the first sync is held, as when many
      * sessions finish DATA during one sync. */
-    set_permits(0);
+    tf_fs_set_permits(0);
     for (int i = 0; i < NGROUP; i++)
         store_commit(ids[i], on_commit, &r[i]);
-    set_permits(-1);
+    tf_fs_set_permits(-1);
     wait_fired(fx, NGROUP);
 
     for (int i = 0; i < NGROUP; i++) {
@@ -831,7 +598,7 @@ static void test_group_commit_shares_syncs(void **state)
             assert_true(r[i].seq > r[i - 1].seq); /* acknowledged in order */
         assert_true(present(fx, D_QUEUE, ids[i]));
     }
-    int syncs = fk_calls(FK_SYNCFS);
+    int syncs = tf_fs_calls(TF_SYNCFS);
     assert_true(syncs < NGROUP);
     assert_true(syncs <= 2); /* the one held, and one for everything behind it */
     assert_int_equal(entries(fx, D_QUEUE), NGROUP);
@@ -850,13 +617,13 @@ static void test_syncfs_eio_fails_whole_batch(void **state)
     for (int i = 0; i < 5; i++)
         new_incoming(ids[i]);
 
-    set_permits(0);
+    tf_fs_set_permits(0);
     store_commit(ids[0], on_commit, &r[0]);          /* batch 1: A */
-    assert_true(fk_wait_calls(FK_SYNCFS, 1));
+    assert_true(tf_fs_wait_calls(TF_SYNCFS, 1, WAIT_MS));
     for (int i = 1; i < 4; i++)
         store_commit(ids[i], on_commit, &r[i]);      /* batch 2: B C D */
-    fk_fail(FK_SYNCFS, 1, 1, EIO);                   /* the next (second) sync fails */
-    set_permits(-1);
+    fk_fail(TF_SYNCFS, 1, 1, EIO);                   /* the next (second) sync fails */
+    tf_fs_set_permits(-1);
     wait_fired(fx, 4);
 
     expect_ok(&r[0], ids[0]);
@@ -876,7 +643,7 @@ static void test_syncfs_eio_fails_whole_batch(void **state)
     wait_fired(fx, 5);
     expect_ok(&r[4], ids[4]);
     assert_true(present(fx, D_QUEUE, ids[4]));
-    assert_int_equal(fk_calls(FK_SYNCFS), 3);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 3);
     res_free(r, 5);
 }
 
@@ -891,7 +658,7 @@ static void test_write_before_failed_sync_refused(void **state)
     memset(r, 0, sizeof r);
     new_incoming(ids[0]);
     new_incoming(ids[1]);
-    fk_fail(FK_SYNCFS, 1, 1, EIO);
+    fk_fail(TF_SYNCFS, 1, 1, EIO);
     store_commit(ids[0], on_commit, &r[0]);
     wait_fired(fx, 1);
     expect_fail(&r[0], "451 4.3.0 ");
@@ -911,7 +678,7 @@ static void test_syncfs_out_of_space(void **state)
     for (int i = 0; i < 5; i++)
         new_incoming(ids[i]);
 
-    fk_fail(FK_SYNCFS, 1, -1, ENOSPC); /* until cleared */
+    fk_fail(TF_SYNCFS, 1, -1, ENOSPC); /* until cleared */
     for (int i = 0; i < 3; i++)
         store_commit(ids[i], on_commit, &r[i]);
     wait_fired(fx, 3);
@@ -923,12 +690,12 @@ static void test_syncfs_out_of_space(void **state)
     assert_int_equal(entries(fx, D_INCOMING), 2);
 
     /* A full quota is out of storage too. */
-    fk_fail(FK_SYNCFS, 1, 1, EDQUOT);
+    fk_fail(TF_SYNCFS, 1, 1, EDQUOT);
     store_commit(ids[3], on_commit, &r[3]);
     wait_fired(fx, 4);
     expect_fail(&r[3], "452 4.3.1 ");
 
-    fk_clear(FK_SYNCFS);
+    tf_fs_clear(TF_SYNCFS);
     /* a message written after the failure is accepted again (one written
      * before it is not: see test_write_before_failed_sync_refused) */
     usleep(20000);
@@ -954,7 +721,7 @@ static void test_rename_failure(void **state)
     memset(r, 0, sizeof r);
     for (int i = 0; i < NC; i++) {
         new_incoming(ids[i]);
-        fk_fail(FK_RENAMEAT, 1, 1, cases[i].err);
+        fk_fail(TF_RENAMEAT, 1, 1, cases[i].err);
         store_commit(ids[i], on_commit, &r[i]);
         wait_fired(fx, i + 1);
         expect_fail(&r[i], cases[i].reply);
@@ -963,7 +730,7 @@ static void test_rename_failure(void **state)
     }
     assert_int_equal(entries(fx, D_QUEUE), 0);
     assert_int_equal(entries(fx, D_INCOMING), 0);
-    assert_int_equal(fk_calls(FK_SYNCFS), 0); /* a refused commit costs no sync */
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 0); /* a refused commit costs no sync */
 
     new_incoming(ids[NC]);
     store_commit(ids[NC], on_commit, &r[NC]);
@@ -980,11 +747,11 @@ static void test_open_failure_refuses_commit(void **state)
     new_incoming(id);
     new_incoming(id2);
     struct res r[2] = {{0}};
-    fk_fail(FK_OPENAT, 1, 1, EMFILE);
+    fk_fail(TF_OPENAT, 1, 1, EMFILE);
     store_commit(id, on_commit, &r[0]);
     wait_fired(fx, 1);
     expect_fail(&r[0], "451 4.3.0 ");
-    assert_int_equal(fk_calls(FK_OPENAT), 3); /* two writers, then the store */
+    assert_int_equal(tf_fs_calls(TF_OPENAT), 3); /* two writers, then the store */
     assert_false(present(fx, D_INCOMING, id));
     assert_false(present(fx, D_QUEUE, id));
 
@@ -1022,7 +789,7 @@ static void test_invalid_incoming_refused_and_removed(void **state)
     assert_false(present(fx, D_QUEUE, other));
     assert_int_equal(entries(fx, D_INCOMING), 0);
     assert_int_equal(entries(fx, D_QUEUE), 0);
-    assert_int_equal(fk_calls(FK_SYNCFS), 0);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 0);
     res_free(r, NCASES);
 }
 
@@ -1049,8 +816,8 @@ static void test_malformed_id_touches_nothing(void **state)
     assert_true(present(fx, D_INCOMING, "not-an-id"));
     assert_true(present(fx, D_HOLD, held));
     assert_int_equal(entries(fx, D_QUEUE), 0);
-    assert_int_equal(fk_calls(FK_RENAMEAT), 0);
-    assert_int_equal(fk_calls(FK_UNLINKAT), 0);
+    assert_int_equal(tf_fs_calls(TF_RENAMEAT), 0);
+    assert_int_equal(tf_fs_calls(TF_UNLINKAT), 0);
     free(traversal);
     res_free(r, NB);
 }
@@ -1129,13 +896,13 @@ static void test_fsync_mode_commit(void **state)
     assert_true(present(fx, D_QUEUE, id));
     assert_false(present(fx, D_INCOMING, id));
     /* The file's data and the queue/ directory entry, no syncfs. */
-    assert_int_equal(fk_calls(FK_SYNCFS), 0);
-    assert_int_equal(fk_calls(FK_FDATASYNC), 1);
-    assert_int_equal(fk_calls(FK_FSYNC), 1);
-    assert_true(ino_synced(FK_FDATASYNC, file_ino(fx, D_QUEUE, id)));
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 0);
+    assert_int_equal(tf_fs_calls(TF_FDATASYNC), 1);
+    assert_int_equal(tf_fs_calls(TF_FSYNC), 1);
+    assert_true(ino_synced(TF_FDATASYNC, file_ino(fx, D_QUEUE, id)));
     struct stat sb;
     assert_int_equal(fstat(fx->dfd[D_QUEUE], &sb), 0);
-    assert_true(ino_synced(FK_FSYNC, sb.st_ino));
+    assert_true(ino_synced(TF_FSYNC, sb.st_ino));
     res_free(&r, 1);
 }
 
@@ -1149,13 +916,13 @@ static void test_fsync_mode_fdatasync_failure(void **state)
     for (int i = 0; i < 5; i++)
         new_incoming(ids[i]);
 
-    set_permits(0);
+    tf_fs_set_permits(0);
     store_commit(ids[0], on_commit, &r[0]);          /* batch 1: A */
-    assert_true(fk_wait_calls(FK_FSYNC, 1));
+    assert_true(tf_fs_wait_calls(TF_FSYNC, 1, WAIT_MS));
     for (int i = 1; i < 4; i++)
         store_commit(ids[i], on_commit, &r[i]);      /* batch 2: B C D */
-    fk_fail(FK_FDATASYNC, 2, 1, EIO);                /* A was 1; B is next, then C */
-    set_permits(-1);
+    fk_fail(TF_FDATASYNC, 2, 1, EIO);                /* A was 1; B is next, then C */
+    tf_fs_set_permits(-1);
     wait_fired(fx, 4);
     expect_ok(&r[0], ids[0]);
     expect_ok(&r[1], ids[1]);
@@ -1165,7 +932,7 @@ static void test_fsync_mode_fdatasync_failure(void **state)
     assert_false(present(fx, D_INCOMING, ids[2]));
     assert_int_equal(entries(fx, D_QUEUE), 3);
 
-    fk_fail(FK_FDATASYNC, 1, 1, ENOSPC);
+    fk_fail(TF_FDATASYNC, 1, 1, ENOSPC);
     /* a message written after the failure is accepted again (one written
      * before it is not: see test_write_before_failed_sync_refused) */
     usleep(20000);
@@ -1188,13 +955,13 @@ static void test_fsync_mode_dir_fsync_failure(void **state)
         new_incoming(ids[i]);
 
     struct bres hold = {0};
-    set_permits(0);
+    tf_fs_set_permits(0);
     store_barrier(on_barrier, &hold);               /* batch 1 keeps the thread busy */
-    assert_true(fk_wait_calls(FK_FSYNC, 1));
+    assert_true(tf_fs_wait_calls(TF_FSYNC, 1, WAIT_MS));
     store_commit(ids[0], on_commit, &r[0]);         /* batch 2: A B */
     store_commit(ids[1], on_commit, &r[1]);
-    fk_fail(FK_FSYNC, 1, 1, EIO);                   /* the next (second) sync fails */
-    set_permits(-1);
+    fk_fail(TF_FSYNC, 1, 1, EIO);                   /* the next (second) sync fails */
+    tf_fs_set_permits(-1);
     wait_fired(fx, 2);
     assert_true(run_until(fx, bres_fired, &hold, WAIT_MS));
     assert_true(hold.ok);
@@ -1202,7 +969,7 @@ static void test_fsync_mode_dir_fsync_failure(void **state)
     expect_fail(&r[1], "451 4.3.0 ");
     assert_int_equal(entries(fx, D_QUEUE), 0);
 
-    fk_fail(FK_FSYNC, 1, 1, ENOSPC);
+    fk_fail(TF_FSYNC, 1, 1, ENOSPC);
     store_commit(ids[2], on_commit, &r[2]);
     wait_fired(fx, 3);
     expect_fail(&r[2], "452 4.3.1 ");
@@ -1214,7 +981,7 @@ static void test_fsync_mode_dir_fsync_failure(void **state)
     expect_ok(&r[3], ids[3]);
     assert_int_equal(entries(fx, D_QUEUE), 1);
     assert_int_equal(entries(fx, D_INCOMING), 1); /* the old ids[3], never committed */
-    assert_int_equal(fk_calls(FK_SYNCFS), 0);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 0);
     res_free(r, 4);
 }
 
@@ -1224,14 +991,14 @@ static void test_fsync_mode_barrier(void **state)
     struct bres b = {0};
     barrier_and_wait(fx, &b);
     assert_true(b.ok);
-    assert_int_equal(fk_calls(FK_FSYNC), 1);
-    assert_int_equal(fk_calls(FK_SYNCFS), 0);
+    assert_int_equal(tf_fs_calls(TF_FSYNC), 1);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), 0);
     struct stat sb;
     assert_int_equal(fstat(fx->dfd[D_QUEUE], &sb), 0);
-    assert_true(ino_synced(FK_FSYNC, sb.st_ino));
+    assert_true(ino_synced(TF_FSYNC, sb.st_ino));
 
     struct bres bad = {0};
-    fk_fail(FK_FSYNC, 1, 1, EIO);
+    fk_fail(TF_FSYNC, 1, 1, EIO);
     barrier_and_wait(fx, &bad);
     assert_false(bad.ok);
 }
@@ -1247,15 +1014,15 @@ static void test_barrier_after_pending_commits(void **state)
     struct res r[2] = {{0}};
     struct bres first = {0}, after = {0};
 
-    set_permits(0);
+    tf_fs_set_permits(0);
     store_barrier(on_barrier, &first);
-    assert_true(fk_wait_calls(FK_SYNCFS, 1));
+    assert_true(tf_fs_wait_calls(TF_SYNCFS, 1, WAIT_MS));
     store_commit(a, on_commit, &r[0]);
     store_commit(b, on_commit, &r[1]);
     store_barrier(on_barrier, &after);
     run_for(fx, 50);
     assert_int_equal(after.fired, 0);
-    set_permits(-1);
+    tf_fs_set_permits(-1);
     assert_true(run_until(fx, bres_fired, &after, WAIT_MS));
     assert_int_equal(after.fired, 1);
     assert_true(after.ok);
@@ -1268,14 +1035,14 @@ static void test_barrier_after_pending_commits(void **state)
 
     /* A barrier on its own still syncs: it covers writes the store did
      * not make (progress records, a mailbox on the same file system). */
-    int before = fk_calls(FK_SYNCFS);
+    int before = tf_fs_calls(TF_SYNCFS);
     struct bres alone = {0};
     barrier_and_wait(fx, &alone);
     assert_true(alone.ok);
-    assert_int_equal(fk_calls(FK_SYNCFS), before + 1);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), before + 1);
 
     struct bres bad = {0};
-    fk_fail(FK_SYNCFS, 1, 1, EIO);
+    fk_fail(TF_SYNCFS, 1, 1, EIO);
     barrier_and_wait(fx, &bad);
     assert_false(bad.ok);
     res_free(r, 2);
@@ -1295,7 +1062,7 @@ static int is_gone(void *arg)
 
 static int unlinks_reached(void *target)
 {
-    return fk_done(FK_UNLINKAT) >= *(int *)target;
+    return tf_fs_done(TF_UNLINKAT) >= *(int *)target;
 }
 
 /* Unlinks run on the sync thread after it has posted the batch's results, so
@@ -1303,7 +1070,7 @@ static int unlinks_reached(void *target)
 static void wait_unlinks(struct fx *fx, int n)
 {
     if (!run_until(fx, unlinks_reached, &n, WAIT_MS))
-        fail_msg("only %d of %d unlinks within %d ms", fk_done(FK_UNLINKAT), n, WAIT_MS);
+        fail_msg("only %d of %d unlinks within %d ms", tf_fs_done(TF_UNLINKAT), n, WAIT_MS);
 }
 
 static void test_remove_is_asynchronous(void **state)
@@ -1331,12 +1098,12 @@ static void test_remove_is_asynchronous(void **state)
     /* From hold/, and with no barrier: a removal alone needs no sync. */
     queue_id_new(h);
     write_qf(fx->dfd[D_HOLD], h, h, "s@example.com", 1);
-    int syncs = fk_calls(FK_SYNCFS);
+    int syncs = tf_fs_calls(TF_SYNCFS);
     assert_int_equal(store_remove(h, STORE_HOLD), 0);
     struct gone g = {fx, D_HOLD, h};
     assert_true(run_until(fx, is_gone, &g, WAIT_MS));
     run_for(fx, 50);
-    assert_int_equal(fk_calls(FK_SYNCFS), syncs);
+    assert_int_equal(tf_fs_calls(TF_SYNCFS), syncs);
 
     /* Already gone: nothing to do, nothing breaks. */
     queue_id_new(missing);
@@ -1349,7 +1116,7 @@ static void test_remove_is_asynchronous(void **state)
     /* A failed unlink leaves the file (logged); asking again removes it. */
     queue_id_new(d);
     write_qf(fx->dfd[D_QUEUE], d, d, "s@example.com", 1);
-    fk_fail(FK_UNLINKAT, 1, 1, EIO);
+    fk_fail(TF_UNLINKAT, 1, 1, EIO);
     assert_int_equal(store_remove(d, STORE_QUEUE), 0);
     struct bres b3 = {0};
     barrier_and_wait(fx, &b3);
@@ -1575,10 +1342,10 @@ static void test_recover_truncate_failure(void **state)
     uint64_t good_end = write_torn(fx, id);
     off_t torn_size = file_size(fx, D_QUEUE, id);
 
-    fk_fail(FK_FTRUNCATE, 1, 1, EIO);
+    fk_fail(TF_FTRUNCATE, 1, 1, EIO);
     struct found f = {0};
     store_recover(on_found, &f);
-    assert_int_equal(fk_calls(FK_FTRUNCATE), 1);
+    assert_int_equal(tf_fs_calls(TF_FTRUNCATE), 1);
     assert_int_equal(f.n, 1);
     check_torn_progress(&f.m[0]);
     assert_int_equal(f.m[0].valid_end, good_end);
@@ -1606,7 +1373,7 @@ static void test_recover_io_errors_keep_files(void **state)
     queue_id_new(garbage);
     write_qf(fx->dfd[D_QUEUE], ok, ok, "s@example.com", 1);
 
-    fk_fail(FK_OPENAT, 1, 1, EMFILE);
+    fk_fail(TF_OPENAT, 1, 1, EMFILE);
     struct found f = {0};
     store_recover(on_found, &f);
     assert_int_equal(f.n, 0);
@@ -1619,9 +1386,9 @@ static void test_recover_io_errors_keep_files(void **state)
     found_free(&f);
 
     spit(fx, D_QUEUE, garbage, "junk", 4);
-    fk_fail(FK_RENAMEAT, 1, 1, EIO);
+    fk_fail(TF_RENAMEAT, 1, 1, EIO);
     store_recover(on_found, &f);
-    assert_int_equal(fk_calls(FK_RENAMEAT), 1);
+    assert_int_equal(tf_fs_calls(TF_RENAMEAT), 1);
     assert_true(present(fx, D_QUEUE, garbage));
     assert_int_equal(entries(fx, D_CORRUPT), 0);
     found_free(&f);
@@ -1683,12 +1450,12 @@ static void test_append_round_trip(void **state)
     assert_int_equal(m->valid_end, end);
 
     /* A full disk: -1 with the error, the file and valid_end unchanged. */
-    fk_fail(FK_PWRITE, 1, 1, ENOSPC);
+    fk_fail(TF_PWRITE, 1, 1, ENOSPC);
     errno = 0;
     assert_int_equal(store_append_status(m, STORE_HOLD, 0), -1);
     assert_int_equal(errno, ENOSPC);
     assert_int_equal(m->valid_end, end);
-    fk_fail(FK_PWRITE, 1, 1, EIO);
+    fk_fail(TF_PWRITE, 1, 1, EIO);
     assert_int_equal(store_append_rcpt(m, STORE_HOLD, 2), -1);
     assert_int_equal(errno, EIO);
     assert_int_equal(m->valid_end, end);
@@ -1740,7 +1507,7 @@ static void test_move_and_path(void **state)
     errno = 0;
     assert_int_equal(store_move(id, STORE_QUEUE, STORE_HOLD), -1);
     assert_int_equal(errno, ENOENT);
-    fk_fail(FK_RENAMEAT, 1, 1, EIO);
+    fk_fail(TF_RENAMEAT, 1, 1, EIO);
     assert_int_equal(store_move(id, STORE_HOLD, STORE_QUEUE), -1);
     assert_int_equal(errno, EIO);
     assert_true(present(fx, D_HOLD, id));
@@ -1776,14 +1543,14 @@ static void test_open_failures(void **state)
     for (int i = 0; i < D_N; i++)
         if (other.dfd[i] >= 0)
             close(other.dfd[i]);
-    nftw(other.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tf_tmpdir_remove(other.dir);
 
     /* a directory that cannot be opened */
-    int opens = fk_calls(FK_OPEN);
-    fk_fail(FK_OPEN, 2, 1, EACCES);
+    int opens = tf_fs_calls(TF_OPEN);
+    fk_fail(TF_OPEN, 2, 1, EACCES);
     assert_int_equal(store_open(fx->base, fx->dir, 1), -1);
     store_close();
-    assert_int_equal(fk_calls(FK_OPEN), opens + 4);
+    assert_int_equal(tf_fs_calls(TF_OPEN), opens + 4);
 
     /* and then a working store in the same process */
     assert_int_equal(store_open(fx->base, fx->dir, 1), 0);

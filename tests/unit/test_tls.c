@@ -14,6 +14,7 @@
 
 #include "conf/conf.h"
 #include "tls/tls.h"
+#include "test_fixture.h"
 #include "util/mem.h"
 
 static void test_protocol_lists(void **state)
@@ -54,13 +55,14 @@ static struct conf *conf_with(const char *text)
 static void test_server_contexts(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_tls.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(tf_tmpdir_make(dir, sizeof dir, "tls"), 0);
     char *ec = make_pair(dir, "ec"), *rsa = make_pair(dir, "rsa");
     if (!ec || !rsa) {
         free(ec);
         free(rsa);
-        skip();
+        tf_tmpdir_remove(dir);
+        test_skip("cannot make test certificates (is the openssl command installed?)");
     }
     char *err = NULL;
     /* no certificate: no context, no error */
@@ -104,9 +106,7 @@ static void test_server_contexts(void **state)
     assert_int_equal(tls_server_level(c), TLS_LEVEL_ENCRYPT);
     conf_free(c);
 
-    char *rm = xasprintf("rm -rf %s", dir);
-    assert_int_equal(system(rm), 0);
-    free(rm);
+    assert_int_equal(tf_tmpdir_remove(dir), 0);
     free(ec);
     free(rsa);
 }
