@@ -189,12 +189,7 @@ static void free_hosts(struct dns_query *q)
 static void query_free(struct dns_query *q)
 {
     dns_cancel_subs(q);
-    if (q->prev)
-        q->prev->next = q->next;
-    else
-        q->d->queries = q->next;
-    if (q->next)
-        q->next->prev = q->prev;
+    list_remove(&q->d->queries, &q->link);
     event_free(q->done_event);
     free_hosts(q);
     dns_route_free(q->route);
@@ -267,10 +262,7 @@ struct dns_query *dns_query_new(struct dns_ctx *d, enum dns_query_kind kind, voi
     q->timeout_ms = d->timeout_ms;
     struct timeval tv = {(time_t)(d->timeout_ms / 1000), (suseconds_t)(d->timeout_ms % 1000) * 1000};
     evtimer_add(q->done_event, &tv);
-    q->next = d->queries;
-    if (d->queries)
-        d->queries->prev = q;
-    d->queries = q;
+    list_append(&d->queries, &q->link);
     return q;
 }
 
@@ -538,8 +530,8 @@ void dns_free(struct dns_ctx *d)
 {
     if (d == NULL)
         return;
-    while (d->queries != NULL)
-        query_free(d->queries);
+    while (!list_empty(&d->queries))
+        query_free(LIST_FIRST(&d->queries, struct dns_query, link));
     if (d->ub_event != NULL)
         event_free(d->ub_event);
     ub_ctx_delete(d->ub);

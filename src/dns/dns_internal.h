@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "dns/dns.h"
+#include "util/list.h"
 
 struct ub_result;
 
@@ -19,7 +20,7 @@ struct dns_ctx {
     struct event *ub_event;   /* ub_fd() readable: answers are waiting */
     int want_ipv4, want_ipv6;
     unsigned timeout_ms;
-    struct dns_query *queries; /* live ones, so dns_free() can cancel them */
+    struct list queries;       /* of struct dns_query: live ones, so dns_free() can cancel them */
 };
 
 /* One libunbound lookup in flight on behalf of a dns_query. */
@@ -48,7 +49,7 @@ enum dns_query_kind { QUERY_ROUTE, QUERY_RRSET };
 
 struct dns_query {
     struct dns_ctx *d;
-    struct dns_query *prev, *next;
+    struct list_node link;     /* in d->queries */
     enum dns_query_kind kind;
     char *name;               /* normalized, or as given when invalid */
     int rrtype;               /* QUERY_RRSET */

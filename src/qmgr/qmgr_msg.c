@@ -18,22 +18,28 @@
 #include "qmgr/qmgr_log.h"
 #include "qmgr/qmgr_notify.h"
 #include "util/clock.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
 
-#define QMSG_HASH_SIZE 4096
-
 static struct {
     struct event_base *base;
-    struct qmgr_msg *hash[QMSG_HASH_SIZE];
-    size_t nmsgs;
+    struct hashmap msgs;        /* by queue id */
     long long min_backoff, max_backoff, max_lifetime, bounce_lifetime, delay_warning;
 } mt;
+
+static const void *id_of(const void *item, size_t *len)
+{
+    const struct qmgr_msg *q = item;
+    *len = strlen(q->m.id);
+    return q->m.id;
+}
 
 void qmgr_msg_init(struct event_base *base, struct conf *c)
 {
     memset(&mt, 0, sizeof mt);
     mt.base = base;
+    hashmap_init(&mt.msgs, id_of, 0);
     mt.min_backoff = conf_time(c, "minimal_backoff_time");
     mt.max_backoff = conf_time(c, "maximal_backoff_time");
     if (mt.max_backoff < mt.min_backoff)
@@ -43,34 +49,33 @@ void qmgr_msg_init(struct event_base *base, struct conf *c)
     mt.bounce_lifetime = conf_time(c, "bounce_queue_lifetime");
 }
 
+static int drop_all(void *item, void *arg)
+{
+    (void)arg;
+    struct qmgr_msg *q = item;
+    event_free(q->timer);
+    queue_file_message_free(&q->m);
+    free(q->rcpt_busy);
+    free(q);
+    return 1;
+}
+
 void qmgr_msg_shutdown(void)
 {
-    for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
-        while (mt.hash[h])
-            qmgr_msg_free(mt.hash[h]);
+    hashmap_remove_if(&mt.msgs, drop_all, NULL);
+    hashmap_free(&mt.msgs);
 }
 
 size_t qmgr_msg_count(void)
 {
-    return mt.nmsgs;
+    return hashmap_count(&mt.msgs);
 }
 
 /* ---------- the table ---------- */
 
-static unsigned id_hash(const char *id)
-{
-    unsigned h = 2166136261u;
-    for (; *id; id++)
-        h = (h ^ (unsigned char)*id) * 16777619u;
-    return h % QMSG_HASH_SIZE;
-}
-
 struct qmgr_msg *qmgr_msg_find(const char *id)
 {
-    for (struct qmgr_msg *q = mt.hash[id_hash(id)]; q; q = q->hnext)
-        if (strcmp(q->m.id, id) == 0)
-            return q;
-    return NULL;
+    return hashmap_get_str(&mt.msgs, id);
 }
 
 static int cmp_qmsg(const void *a, const void *b)
@@ -81,12 +86,12 @@ static int cmp_qmsg(const void *a, const void *b)
 
 struct qmgr_msg **qmgr_msg_sorted(size_t *n)
 {
-    struct qmgr_msg **v = xcalloc(mt.nmsgs + 1, sizeof *v);
-    size_t k = 0;
-    for (size_t h = 0; h < QMSG_HASH_SIZE; h++)
-        for (struct qmgr_msg *q = mt.hash[h]; q; q = q->hnext)
-            if (!q->deleted)
-                v[k++] = q;
+    struct qmgr_msg **v = xcalloc(hashmap_count(&mt.msgs) + 1, sizeof *v);
+    size_t k = 0, cursor = 0;
+    struct qmgr_msg *q;
+    while ((q = hashmap_next(&mt.msgs, &cursor)))
+        if (!q->deleted)
+            v[k++] = q;
     qsort(v, k, sizeof *v, cmp_qmsg);
     *n = k;
     return v;
@@ -107,21 +112,16 @@ struct qmgr_msg *qmgr_msg_add(struct queue_file_message *m, enum store_place pla
     q->place = place;
     q->active_us = clock_now_us();
     q->timer = evtimer_new(mt.base, on_retry_timer, q);
-    unsigned h = id_hash(q->m.id);
-    q->hnext = mt.hash[h];
-    mt.hash[h] = q;
-    mt.nmsgs++;
+    /* The store refuses a commit whose id a queued message has, and
+     * recovery reads each file once: a second one is a broken invariant. */
+    if (hashmap_add(&mt.msgs, q) != 0)
+        log_panic("%s: a message with this queue id is already in the queue", q->m.id);
     return q;
 }
 
 void qmgr_msg_free(struct qmgr_msg *q)
 {
-    struct qmgr_msg **pp = &mt.hash[id_hash(q->m.id)];
-    while (*pp && *pp != q)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = q->hnext;
-    mt.nmsgs--;
+    hashmap_remove(&mt.msgs, q);
     event_free(q->timer);
     queue_file_message_free(&q->m);
     free(q->rcpt_busy);

@@ -23,7 +23,6 @@ struct event;
 
 /* One message in the queue (or on hold), with its delivery progress. */
 struct qmgr_msg {
-    struct qmgr_msg *hnext;
     struct queue_file_message m;
     enum store_place place;
     unsigned inflight;

@@ -25,6 +25,7 @@
 #include "smtpc/smtpc.h"
 #include "tls/tls.h"
 #include "util/clock.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -51,7 +52,7 @@ struct qmgr_relay_dest {
 };
 
 struct qmgr_relay_job {
-    struct qmgr_relay_job *next, *prev;
+    struct list_node link;      /* in rl.jobs */
     struct qmgr_relay_dest *dest;
     struct qmgr_msg *q;
     size_t *idx;
@@ -91,7 +92,7 @@ static struct {
     unsigned active;
     int quiescing;       /* stopping: sessions running finish, none start */
     struct qmgr_relay_dest *dests;
-    struct qmgr_relay_job *jobs;
+    struct list jobs;           /* of struct qmgr_relay_job: sessions running */
     struct event *kick;
     /* this server's own addresses, for loop detection */
     struct sockaddr_storage *own;
@@ -352,12 +353,7 @@ void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
 
 static void job_free(struct qmgr_relay_job *j)
 {
-    if (j->prev)
-        j->prev->next = j->next;
-    else
-        rl.jobs = j->next;
-    if (j->next)
-        j->next->prev = j->prev;
+    list_remove(&rl.jobs, &j->link);
     if (j->fd >= 0)
         close(j->fd);
     if (j->converted_fd >= 0)
@@ -669,10 +665,7 @@ static void start_job(struct qmgr_relay_dest *d)
     (void)last;
     d->active++;
     rl.active++;
-    j->next = rl.jobs;
-    if (rl.jobs)
-        rl.jobs->prev = j;
-    rl.jobs = j;
+    list_append(&rl.jobs, &j->link);
     j->start_us = clock_now_us();
 
     struct qmgr_msg *q = j->q;
@@ -836,8 +829,8 @@ unsigned qmgr_relay_active(void)
 
 void qmgr_relay_shutdown(void)
 {
-    while (rl.jobs) {
-        struct qmgr_relay_job *j = rl.jobs;
+    struct qmgr_relay_job *j;
+    while ((j = LIST_FIRST(&rl.jobs, struct qmgr_relay_job, link))) {
         if (j->dq)
             dns_cancel(j->dq);
         if (j->sc)

@@ -26,13 +26,14 @@
 #include <openssl/x509v3.h>
 
 #include "smtpc/smtpc_internal.h"
+#include "util/list.h"
 #include "util/mem.h"
 
-static struct smtpc_conn *lingering_head;
+static struct list lingering;
 static size_t lingering_count;
-/* Idle connections kept for reuse, on the same links (a connection is on
- * one list at most). */
-static struct smtpc_conn *idle_head;
+/* Idle connections kept for reuse, newest last, on the same link (a
+ * connection is on one list at most). */
+static struct list idle;
 static size_t idle_count;
 
 static void conn_free(struct smtpc_conn *k)
@@ -52,13 +53,7 @@ static void idle_unlink(struct smtpc_conn *k)
 {
     if (!k->idle)
         return;
-    if (k->lprev != NULL)
-        k->lprev->lnext = k->lnext;
-    else
-        idle_head = k->lnext;
-    if (k->lnext != NULL)
-        k->lnext->lprev = k->lprev;
-    k->lprev = k->lnext = NULL;
+    list_remove(&idle, &k->link);
     k->idle = 0;
     idle_count--;
 }
@@ -67,13 +62,7 @@ static void lingering_unlink(struct smtpc_conn *k)
 {
     if (!k->lingering)
         return;
-    if (k->lprev != NULL)
-        k->lprev->lnext = k->lnext;
-    else
-        lingering_head = k->lnext;
-    if (k->lnext != NULL)
-        k->lnext->lprev = k->lprev;
-    k->lprev = k->lnext = NULL;
+    list_remove(&lingering, &k->link);
     k->lingering = 0;
     lingering_count--;
 }
@@ -126,11 +115,7 @@ void smtpc_conn_linger(struct smtpc_conn *k, unsigned owed, long quit_timeout)
 {
     k->client = NULL;
     k->lingering = 1;
-    k->lnext = lingering_head;
-    k->lprev = NULL;
-    if (lingering_head != NULL)
-        lingering_head->lprev = k;
-    lingering_head = k;
+    list_append(&lingering, &k->link);
     lingering_count++;
     k->owed = owed;
     bufferevent_enable(k->bev, EV_READ);
@@ -152,11 +137,7 @@ void smtpc_conn_cache(struct smtpc_conn *k, const char *key, long idle_seconds, 
     free(k->cache_key);
     k->cache_key = xstrdup(key);
     k->quit_timeout = quit_timeout;
-    k->lnext = idle_head;
-    k->lprev = NULL;
-    if (idle_head != NULL)
-        idle_head->lprev = k;
-    idle_head = k;
+    list_append(&idle, &k->link);
     idle_count++;
     bufferevent_enable(k->bev, EV_READ);
     smtpc_conn_arm(k, idle_seconds);
@@ -164,7 +145,9 @@ void smtpc_conn_cache(struct smtpc_conn *k, const char *key, long idle_seconds, 
 
 struct smtpc_conn *smtpc_conn_take(struct smtpc *c, const char *key)
 {
-    for (struct smtpc_conn *k = idle_head; k != NULL; k = k->lnext) {
+    /* the most recently used first: the least likely to have timed out */
+    for (struct smtpc_conn *k = LIST_LAST(&idle, struct smtpc_conn, link); k != NULL;
+         k = LIST_PREV(k, struct smtpc_conn, link)) {
         if (k->dead || strcmp(k->cache_key, key) != 0 || k->base != c->base)
             continue;
         idle_unlink(k);
@@ -421,8 +404,8 @@ size_t smtpc_idle(void)
 
 void smtpc_drop_lingering(void)
 {
-    while (lingering_head != NULL)
-        conn_end(lingering_head);
-    while (idle_head != NULL)
-        conn_end(idle_head);
+    while (!list_empty(&lingering))
+        conn_end(LIST_FIRST(&lingering, struct smtpc_conn, link));
+    while (!list_empty(&idle))
+        conn_end(LIST_FIRST(&idle, struct smtpc_conn, link));
 }

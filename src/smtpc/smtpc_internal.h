@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "smtpc/smtpc.h"
+#include "util/list.h"
 #include "util/strbuf.h"
 
 struct bufferevent;
@@ -83,7 +84,7 @@ struct smtpc_conn {
     long quit_timeout;            /* idle: for the QUIT when it expires */
     int idle;
     int in_cb, dead;              /* freed when the outermost callback returns */
-    struct smtpc_conn *lprev, *lnext;   /* the lingering list */
+    struct list_node link;        /* in the lingering or the idle list */
 };
 
 /* Per recipient, beyond the caller's result fields. */

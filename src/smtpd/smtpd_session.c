@@ -34,6 +34,7 @@
 #include "smtpd/smtpd_policy.h"
 #include "maps/map.h"
 #include "tls/tls.h"
+#include "util/list.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -53,7 +54,7 @@ static const char *counter_names[CNT_MAX] = {"ehlo", "helo", "starttls", "auth",
                                              "data", "rset", "noop", "vrfy", "expn", "help", "quit",
                                              "unknown"};
 
-static struct smtp_session *sessions;
+static struct list sessions;    /* of struct smtp_session, oldest first */
 static unsigned nsessions;
 
 static void session_process(struct smtp_session *s);
@@ -589,10 +590,7 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
     }
     session_setup_bev(s);
 
-    s->next = sessions;
-    if (sessions)
-        sessions->prev = s;
-    sessions = s;
+    list_append(&sessions, &s->link);
     nsessions++;
     log_info("connect from %s[%s]", s->client_name, s->client_addr);
 
@@ -626,7 +624,7 @@ struct smtp_session *smtpd_session_test_start(struct event_base *base, const str
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     smtpd_session_start(base, set, fd, (const struct sockaddr *)&sa, sizeof sa);
-    return sessions;   /* the newest is first */
+    return LIST_ITEM(sessions.tail, struct smtp_session, link);   /* the newest */
 }
 
 void smtpd_session_test_end(struct smtp_session *s)
@@ -673,12 +671,7 @@ static void session_free(struct smtp_session *s)
     if (s->flush_timer)
         event_free(s->flush_timer);
     bufferevent_free(s->bev);
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    list_remove(&sessions, &s->link);
     nsessions--;
     free(s);
     smtpd_session_closed();
@@ -686,8 +679,8 @@ static void session_free(struct smtp_session *s)
 
 void smtpd_session_shutdown_all(void)
 {
-    for (struct smtp_session *s = sessions, *next; s; s = next) {
-        next = s->next;
+    for (struct smtp_session *s = LIST_FIRST(&sessions, struct smtp_session, link), *next; s; s = next) {
+        next = LIST_NEXT(s, struct smtp_session, link);
         if (s->state == SS_COMMIT || s->closing_after_write)
             continue; /* finishes on its own */
         smtpd_session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel",

@@ -21,11 +21,12 @@
 #include <netinet/in.h>
 #include <stddef.h>
 
-#include "spool/queue_file.h"
-#include "spool/queue_id.h"
 #include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
 #include "smtpd/smtpd_session.h"
+#include "spool/queue_file.h"
+#include "spool/queue_id.h"
+#include "util/list.h"
 
 struct bufferevent;
 struct cleanup;
@@ -59,7 +60,7 @@ enum counter {
 };
 
 struct smtp_session {
-    struct smtp_session *next, *prev;
+    struct list_node link;      /* in the process's list of sessions */
     struct event_base *base;
     const struct smtpd_settings *set;
     struct bufferevent *bev;

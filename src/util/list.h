@@ -32,6 +32,8 @@ struct list {
 #define LIST_ITEM(node, type, member) ((type *)list_container_((node), offsetof(type, member)))
 #define LIST_FIRST(list, type, member) LIST_ITEM((list)->head, type, member)
 #define LIST_NEXT(item, type, member) LIST_ITEM((item)->member.next, type, member)
+#define LIST_LAST(list, type, member) LIST_ITEM((list)->tail, type, member)
+#define LIST_PREV(item, type, member) LIST_ITEM((item)->member.prev, type, member)
 
 static inline void *list_container_(struct list_node *node, size_t offset)
 {
