@@ -399,44 +399,72 @@ static int bare_path_has_tail(const char *path_start, const char *end)
 
 static const struct smtp_ext no_ext;
 
+/* What MAIL and RCPT differ in; the rest of their parsing is one. */
+struct path_command {
+    const char *keyword;    /* "FROM:" */
+    const char *syntax;     /* the reply when the keyword is missing */
+    unsigned path_flags;    /* for smtp_path_parse */
+    const char *enh;        /* the enhanced code and text for a bad path */
+    const char *bad_path;
+    int (*param)(const struct param *pr, const struct smtp_ext *ext, void *out, struct smtp_reply_err *err);
+};
+
+/* Parses "KEYWORD:<path> [params]" into *path and, through pc->param, into
+ * out. 0, or -1 with err set; on -1 the caller frees what out holds. */
+static int parse_path_command(const char *arg, const struct smtp_ext *ext, const struct path_command *pc,
+                              struct smtp_path *path, void *out, struct smtp_reply_err *err)
+{
+    const char *p = after_keyword(arg, pc->keyword);
+    if (!p)
+        return reply(err, 501, ENH_SYNTAX, "%s", pc->syntax);
+    unsigned flags = pc->path_flags;
+    if (ext->smtputf8)
+        flags |= SMTP_PATH_ALLOW_UTF8;
+    const char *end, *why;
+    if (smtp_path_parse(p, flags, path, &end, &why) < 0)
+        return why == SMTP_WHY_NON_ASCII ? non_ascii(err) : reply(err, 501, pc->enh, "%s", pc->bad_path);
+    if (bare_path_has_tail(p, end))
+        return reply(err, 501, pc->enh, "%s", pc->bad_path);
+    struct param pr;
+    int rc, first = 1;
+    while ((rc = next_param(&end, first, &pr)) > 0) {
+        first = 0;
+        if (pc->param(&pr, ext, out, err) < 0)
+            return -1;
+    }
+    if (rc < 0)
+        return reply(err, 501, pc->enh, "%s", pc->bad_path);
+    return 0;
+}
+
+static int mail_param(const struct param *pr, const struct smtp_ext *ext, void *out, struct smtp_reply_err *err)
+{
+    return parse_mail_param(pr, ext, out, err);
+}
+
+static int rcpt_param(const struct param *pr, const struct smtp_ext *ext, void *out, struct smtp_reply_err *err)
+{
+    return parse_rcpt_param(pr, ext, out, err);
+}
+
+static const struct path_command mail_command = {
+    "FROM:", "Syntax: MAIL FROM:<address>", SMTP_PATH_ALLOW_NULL | SMTP_PATH_ALLOW_NO_BRACKETS,
+    ENH_BAD_SENDER, "Bad sender address syntax", mail_param,
+};
+
+static const struct path_command rcpt_command = {
+    "TO:", "Syntax: RCPT TO:<address>", SMTP_PATH_ALLOW_NO_DOMAIN | SMTP_PATH_ALLOW_NO_BRACKETS,
+    ENH_BAD_RCPT, "Bad recipient address syntax", rcpt_param,
+};
+
 int smtp_parse_mail(const char *arg, const struct smtp_ext *ext, struct smtp_mail_args *out,
                     struct smtp_reply_err *err)
 {
     memset(out, 0, sizeof *out);
     out->size = -1;
-    if (!ext)
-        ext = &no_ext;
-
-    const char *p = after_keyword(arg, "FROM:");
-    if (!p)
-        return reply(err, 501, ENH_SYNTAX, "Syntax: MAIL FROM:<address>");
-
-    unsigned flags = SMTP_PATH_ALLOW_NULL | SMTP_PATH_ALLOW_NO_BRACKETS;
-    if (ext->smtputf8)
-        flags |= SMTP_PATH_ALLOW_UTF8;
-    const char *end, *why;
-    if (smtp_path_parse(p, flags, &out->path, &end, &why) < 0) {
-        if (why == SMTP_WHY_NON_ASCII)
-            return non_ascii(err);
-        return reply(err, 501, ENH_BAD_SENDER, "Bad sender address syntax");
-    }
-    if (bare_path_has_tail(p, end)) {
+    if (parse_path_command(arg, ext ? ext : &no_ext, &mail_command, &out->path, out, err) < 0) {
         smtp_mail_args_free(out);
-        return reply(err, 501, ENH_BAD_SENDER, "Bad sender address syntax");
-    }
-
-    struct param pr;
-    int rc, first = 1;
-    while ((rc = next_param(&end, first, &pr)) > 0) {
-        first = 0;
-        if (parse_mail_param(&pr, ext, out, err) < 0) {
-            smtp_mail_args_free(out);
-            return -1;
-        }
-    }
-    if (rc < 0) {
-        smtp_mail_args_free(out);
-        return reply(err, 501, ENH_BAD_SENDER, "Bad sender address syntax");
+        return -1;
     }
     if (out->path.has_utf8 && !out->smtputf8) {
         smtp_mail_args_free(out);
@@ -449,39 +477,9 @@ int smtp_parse_rcpt(const char *arg, const struct smtp_ext *ext, struct smtp_rcp
                     struct smtp_reply_err *err)
 {
     memset(out, 0, sizeof *out);
-    if (!ext)
-        ext = &no_ext;
-
-    const char *p = after_keyword(arg, "TO:");
-    if (!p)
-        return reply(err, 501, ENH_SYNTAX, "Syntax: RCPT TO:<address>");
-
-    unsigned flags = SMTP_PATH_ALLOW_NO_DOMAIN | SMTP_PATH_ALLOW_NO_BRACKETS;
-    if (ext->smtputf8)
-        flags |= SMTP_PATH_ALLOW_UTF8;
-    const char *end, *why;
-    if (smtp_path_parse(p, flags, &out->path, &end, &why) < 0) {
-        if (why == SMTP_WHY_NON_ASCII)
-            return non_ascii(err);
-        return reply(err, 501, ENH_BAD_RCPT, "Bad recipient address syntax");
-    }
-    if (bare_path_has_tail(p, end)) {
+    if (parse_path_command(arg, ext ? ext : &no_ext, &rcpt_command, &out->path, out, err) < 0) {
         smtp_rcpt_args_free(out);
-        return reply(err, 501, ENH_BAD_RCPT, "Bad recipient address syntax");
-    }
-
-    struct param pr;
-    int rc, first = 1;
-    while ((rc = next_param(&end, first, &pr)) > 0) {
-        first = 0;
-        if (parse_rcpt_param(&pr, ext, out, err) < 0) {
-            smtp_rcpt_args_free(out);
-            return -1;
-        }
-    }
-    if (rc < 0) {
-        smtp_rcpt_args_free(out);
-        return reply(err, 501, ENH_BAD_RCPT, "Bad recipient address syntax");
+        return -1;
     }
     return 0;
 }
