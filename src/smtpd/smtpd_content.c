@@ -90,15 +90,9 @@ static void commit_done(void *arg, int ok, const char *failure)
     } else {
         smtpd_session_reply(s, "%s", failure);
     }
-    s->state = SS_READY;
-    if (s->env_init) {
-        queue_file_message_free(&s->env);
-        s->env_init = 0;
-    }
-    s->have_id = 0;
-    s->smtputf8 = 0;
-    s->body = SMTP_BODY_NONE;
-    s->bdat_started = 0;
+    /* writer and cleanup are gone (handed over before the commit), so
+     * this resets only the envelope and the transaction's state */
+    smtpd_session_reset_transaction(s);
     bufferevent_enable(s->bev, EV_READ);
     /* Not session_process() from here: this runs inside the queue channel's
      * callback (or inside smtpd_commit itself when the queue is down), and
