@@ -376,6 +376,75 @@ def test_dev_as_root_without_mail_owner_refuses_rather_than_nobody(work_dir):
     assert "mail_owner tern-no-such-user does not exist" in err, err
 
 
+def run_dev(d, port, user=None):
+    """`tern dev` in d on port, as user (uid, gid) or root; the process once
+    it listens (the caller stops it), or the failure."""
+    kw = {}
+    if user:
+        kw = dict(user=user[0], group=user[1], extra_groups=[])
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
+    p = subprocess.Popen([TERN_BIN, "-c", str(d), "dev", "--port", str(port)], stdout=subprocess.DEVNULL,
+                         stderr=open(d / "stderr.log", "ab"), env=env, start_new_session=True, **kw)
+    if not wait_port("127.0.0.1", port, timeout=20):
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        pytest.fail("tern dev did not start:\n" + (d / "stderr.log").read_text(errors="replace"))
+    return p
+
+
+def stop_dev(p):
+    os.killpg(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=30) == 0
+
+
+def dev_delivers(d, port):
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+        c.sendmail("me@localhost", ["you@localhost"], b"Subject: dev\r\n\r\nhello\r\n")
+    new = d / "mail" / "you" / "Maildir" / "new"
+    deadline = time.time() + 10
+    while time.time() < deadline and not (new.is_dir() and list(new.iterdir())):
+        time.sleep(0.05)
+    assert new.is_dir() and list(new.iterdir()), (d / "stderr.log").read_text(errors="replace")
+
+
+def test_dev_as_an_ordinary_user_runs_everything_as_that_user(work_dir):
+    """make run / tern dev by a user: its own files, no root anywhere."""
+    uid, gid = owner_ids()          # any ordinary user will do; tern exists on the test machine
+    d = work_dir / "devuser"
+    d.mkdir()
+    os.chown(d, uid, gid)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = run_dev(d, port, user=(uid, gid))
+    try:
+        dev_delivers(d, port)
+        for path in (d / "spool", d / "spool" / "pid" / "master.pid", d / "spool" / "private" / "queue", d / "maillog"):
+            assert os.lstat(path).st_uid == uid, path
+        r = subprocess.run([TERN_BIN, "-c", str(d), "status"], capture_output=True, user=uid, group=gid,
+                           extra_groups=[])
+        assert r.returncode == 0 and f"PID: {p.pid}" in r.stdout.decode(), r
+    finally:
+        stop_dev(p)
+    assert "runtime error" not in (d / "stderr.log").read_text(errors="replace")
+
+
+def test_dev_as_root_uses_mail_owner(work_dir):
+    d = work_dir / "devroot"
+    d.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = run_dev(d, port)
+    try:
+        dev_delivers(d, port)
+        assert os.stat(d / "spool").st_uid == 0
+        assert os.stat(d / "spool" / "queue").st_uid == owner_ids()[0]
+    finally:
+        stop_dev(p)
+
+
 # ---------------------------------------------------------------- printable logs
 
 def unprintable(data: bytes):
