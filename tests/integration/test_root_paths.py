@@ -276,7 +276,7 @@ while time.time() < deadline:
     try:
         attacker.stdout.readline()
         deadline = time.time() + 10
-        tries = 0
+        tries = listening = 0
         env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
         while time.time() < deadline and tries < 200 and snapshot(victim) == before:
             tries += 1
@@ -287,6 +287,7 @@ while time.time() < deadline:
             while time.time() < t_end and p.poll() is None:
                 try:
                     socket.create_connection((inst.host, inst.port), timeout=0.2).close()
+                    listening += 1
                     break
                 except OSError:
                     time.sleep(0.01)
@@ -296,9 +297,23 @@ while time.time() < deadline:
                 pass
             p.wait()
         assert snapshot(victim) == before, f"root changed {victim} after {tries} starts"
+        assert listening > tries // 2, f"only {listening} of {tries} starts got as far as listening"
     finally:
         attacker.kill()
         attacker.wait()
+    # and, whatever the timing: mail_owner cannot swap the directories root binds in
+    out = as_mail_owner(f"""
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+spare = {str(evil_parent)!r} + '/spare'
+os.mkdir(spare)
+for name in ('private', 'public', 'pid'):
+    a = os.path.join({str(q)!r}, name)
+    if libc.renameat2(-100, a.encode(), -100, spare.encode(), {RENAME_EXCHANGE}) == 0:
+        print('SWAPPED', name)
+        libc.renameat2(-100, a.encode(), -100, spare.encode(), {RENAME_EXCHANGE})
+""")
+    assert "SWAPPED" not in out, out
 
 
 # ---------------------------------------------------------------- maillog_file
