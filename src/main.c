@@ -149,7 +149,7 @@ static pid_t running_master(const char *config_dir)
         strbuf_reset(&diag);
         pid = instance_running_master(&in, &diag);
         if (pid < 0)
-            fprintf(stderr, "tern: refusing to signal the master: %s\n", strbuf_str(&diag));
+            fprintf(stderr, "tern: cannot tell which process is the master: %s\n", strbuf_str(&diag));
     }
     strbuf_free(&diag);
     instance_free(&in);

@@ -703,11 +703,13 @@ static int make_unix_listener(const char *dirname, const char *name, int mode, s
 
 /* Opens pid/master.pid as a file root made, never through a link or a
  * second name: with the old layout mail_owner could write pid/, and may
- * have left a link to a root file there. Anything else is removed. */
+ * have left a link to a root file there. Anything else is removed. The
+ * file is the owner's alone (0600): whoever can open it can lock it, and a
+ * lock held by someone else would keep the master from starting. */
 static int open_pid_file(struct strbuf *diag)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = openat(ms.pid_dir_fd, QFILE_MASTER_PID, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+        int fd = openat(ms.pid_dir_fd, QFILE_MASTER_PID, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
         struct stat sb;
         const char *wrong = NULL;
         if (fd < 0 && errno != ELOOP) {
@@ -722,6 +724,8 @@ static int open_pid_file(struct strbuf *diag)
             wrong = "a file with more than one name";
         else if (sb.st_uid != geteuid())
             wrong = "a file of another user";
+        if (!wrong && (sb.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
+            wrong = "a file whose mode cannot be set";
         if (!wrong)
             return fd;
         if (fd >= 0)
@@ -779,9 +783,10 @@ static int take_lock(struct strbuf *diag)
 static void publish_pid(void)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    /* waits for the parent of `tern start` to exit, if it still holds it */
-    while (fcntl(ms.lock_fd, F_SETLKW, &fl) != 0 && errno == EINTR)
-        ;
+    /* only the owner opens the file, and the parent of `tern start` never
+     * takes this lock: nothing to wait for */
+    if (fcntl(ms.lock_fd, F_SETLK, &fl) != 0)
+        log_warn("cannot lock the pid file: %s; tern stop will not find this master", strerror(errno));
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
     if (ftruncate(ms.lock_fd, 0) != 0 || pwrite(ms.lock_fd, buf, (size_t)n, 0) != n)

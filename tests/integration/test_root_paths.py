@@ -92,7 +92,7 @@ def test_queue_tree_owners_and_modes(tern_instance):
 
     assert own(".") == (0, 0, 0o755)
     assert own("pid") == (0, 0, 0o755)
-    assert own("pid/master.pid") == (0, 0, 0o644)
+    assert own("pid/master.pid") == (0, 0, 0o600)
     assert own("private") == (0, 0, 0o711)
     assert own("public") == (0, 0, 0o755)
     for d in ("incoming", "queue", "hold", "corrupt"):
