@@ -336,6 +336,22 @@ def test_maillog_file_in_a_mail_owner_directory_is_refused(tern_instance, work_d
     assert f"maillog_file {logfile}: {logdir} is owned by uid {uid}, not root" in err, err
 
 
+@pytest.mark.parametrize("mode,reason", [(0o777, "is writable by others"), (0o775, "is writable by its group"),
+                                         (0o1777, "is writable by others")])
+def test_maillog_file_in_a_directory_others_can_write_is_refused(tern_instance, work_dir, mode, reason):
+    """Root's, but writable by others (a sticky bit does not help the
+    directory the file is created in: others may still add names there)."""
+    inst = tern_instance
+    logdir = work_dir / "shared"
+    logdir.mkdir()
+    logdir.chmod(mode)
+    inst.write_config(maillog_file=str(logdir / "maillog"))
+    rc, err = serve_expecting_refusal(inst)
+    assert rc is not None and rc != 0, err
+    assert f"maillog_file {logdir / 'maillog'}: {logdir} {reason}" in err, err
+    assert not (logdir / "maillog").exists()
+
+
 def test_maillog_file_in_the_queue_directory_is_fine_now(tern_instance):
     """The queue directory is root's: a log file there is safe (the layout
     `tern dev` writes when run as root)."""
