@@ -78,6 +78,11 @@ $(TBUILD)/tests/%: tests/unit/%.c $(TBUILD)/libtern.a
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(TBUILD)/tests/%)
 
 run: deps $(BUILD)/tern run/tls/cert.pem
+	@# As root, smtpd and the queue run as mail_owner (tern), an account of their own;
+	@# tern never falls back to a shared one such as nobody, so make it here.
+	@if [ "$$(id -u)" = 0 ] && ! getent passwd tern >/dev/null; then \
+	  echo "make run: creating the system user tern (mail_owner)"; \
+	  useradd --system --home-dir /var/spool/tern --no-create-home --shell /usr/sbin/nologin tern; fi
 	$(BUILD)/tern -c run dev
 
 # A throwaway self-signed certificate for `make run`, so STARTTLS can be tried.

@@ -135,27 +135,21 @@ static int cmd_dev(const char *config_dir, int argc, char **argv)
     return rc;
 }
 
-/* The running master's pid, or 0 when none holds the instance's lock. */
-static pid_t running_master(const char *config_dir, char **pid_path)
+/* The running master's pid (from the kernel's lock table, see
+ * instance_running_master), 0 when none runs, -1 when the instance's pid
+ * file is not one to act on (reported). */
+static pid_t running_master(const char *config_dir)
 {
     struct instance in;
     struct strbuf diag = STRBUF_INIT;
-    pid_t pid = 0;
-    *pid_path = NULL;
+    pid_t pid = -1;
     if (instance_load(&in, config_dir, &diag) != 0) {
         fputs(strbuf_str(&diag), stderr);
     } else {
-        *pid_path = xasprintf("%s/%s/master.pid", instance_queue_dir(&in), QDIR_PID);
-        int fd = open(*pid_path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-            /* The master holds an flock on this file while it runs. */
-            if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
-                char buf[32] = "";
-                if (pread(fd, buf, sizeof buf - 1, 0) > 0)
-                    pid = (pid_t)atol(buf);
-            }
-            close(fd);
-        }
+        strbuf_reset(&diag);
+        pid = instance_running_master(&in, &diag);
+        if (pid < 0)
+            fprintf(stderr, "tern: cannot tell which process is the master: %s\n", strbuf_str(&diag));
     }
     strbuf_free(&diag);
     instance_free(&in);
@@ -164,10 +158,11 @@ static pid_t running_master(const char *config_dir, char **pid_path)
 
 static int cmd_control(const char *config_dir, const char *cmd, int argc, char **argv)
 {
-    char *path;
-    pid_t pid = running_master(config_dir, &path);
+    pid_t pid = running_master(config_dir);
     int rc = 0;
-    if (strcmp(cmd, "status") == 0) {
+    if (pid < 0) {
+        rc = 1;
+    } else if (strcmp(cmd, "status") == 0) {
         if (pid > 0)
             printf("tern: the mail system is running: PID: %ld\n", (long)pid);
         else
@@ -205,7 +200,6 @@ static int cmd_control(const char *config_dir, const char *cmd, int argc, char *
             }
         }
     }
-    free(path);
     return rc;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_out.h"
 #include "conf/conf.h"
 #include "daemon/instance.h"
 #include "spool/spool.h"
@@ -48,14 +49,14 @@ static void print_entry(struct listing *l, const char *id, const char *flag, uns
     strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
     char idf[32];
     snprintf(idf, sizeof idf, "%s%s", id, flag);
-    printf("%-14s %8llu %s  %s\n", idf, size, when, *sender ? sender : "MAILER-DAEMON");
+    cli_out_line(stdout, "%-14s %8llu %s  %s", idf, size, when, *sender ? sender : "MAILER-DAEMON");
     const char *last_reason = NULL;
     for (size_t i = 0; i < n; i++) {
         if (reasons[i] && *reasons[i] && (!last_reason || strcmp(last_reason, reasons[i]) != 0)) {
-            printf("%45s(%s)\n", "", reasons[i]);
+            cli_out_line(stdout, "%45s(%s)", "", reasons[i]);
             last_reason = reasons[i];
         }
-        printf("%45s%s\n", "", rcpts[i]);
+        cli_out_line(stdout, "%45s%s", "", rcpts[i]);
     }
     printf("\n");
     l->bytes += size;
@@ -237,11 +238,11 @@ static int request_online(int fd, int type, const char *id, const char *verb)
     int ok = status && strcmp(status, "ok") == 0;
     if (!ok) {
         if (status && strcmp(status, "notfound") == 0)
-            fprintf(stderr, "tern: %s: no such message in the queue\n", text ? text : id);
+            cli_out_line(stderr, "tern: %s: no such message in the queue", text ? text : id);
         else
-            fprintf(stderr, "tern: %s failed: %s\n", verb, text ? text : "unknown error");
+            cli_out_line(stderr, "tern: %s failed: %s", verb, text ? text : "unknown error");
     } else if (type != IPC_QUEUE_FLUSH) {
-        fprintf(stderr, "tern: %s: %s message%s\n", verb, text, text && strcmp(text, "1") == 0 ? "" : "s");
+        cli_out_line(stderr, "tern: %s: %s message%s", verb, text ? text : "?", text && strcmp(text, "1") == 0 ? "" : "s");
     }
     ipc_msg_free(&m);
     return ok ? 0 : 1;
@@ -250,8 +251,8 @@ static int request_online(int fd, int type, const char *id, const char *verb)
 /* With the daemon stopped: change the files directly, under the master's lock. */
 static int request_offline(const char *qdir, int type, const char *id, const char *verb)
 {
-    char *lockpath = xasprintf("%s/%s/master.pid", qdir, QDIR_PID);
-    int lock = open(lockpath, O_RDWR | O_CLOEXEC);
+    char *lockpath = xasprintf("%s/%s/%s", qdir, QDIR_PID, QFILE_MASTER_PID);
+    int lock = open(lockpath, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     free(lockpath);
     if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
         fprintf(stderr, "tern: the queue is busy; try again\n");
@@ -295,7 +296,7 @@ static int request_offline(const char *qdir, int type, const char *id, const cha
     if (lock >= 0)
         close(lock);
     if (count == 0 && strcmp(id, "ALL") != 0) {
-        fprintf(stderr, "tern: %s: no such message in the queue\n", id);
+        cli_out_line(stderr, "tern: %s: no such message in the queue", id);
         return 1;
     }
     fprintf(stderr, "tern: %s: %d message%s\n", verb, count, count == 1 ? "" : "s");
@@ -342,7 +343,7 @@ int cli_queue(const char *config_dir, int argc, char **argv)
     } else if ((type == IPC_QUEUE_DELETE || type == IPC_QUEUE_HOLD || type == IPC_QUEUE_RELEASE) &&
                (!id || (strcmp(id, "ALL") != 0 && !queue_id_valid(id)))) {
         if (id)
-            fprintf(stderr, "tern: %s: not a queue ID\n", id);
+            cli_out_line(stderr, "tern: %s: not a queue ID", id);
         rc = usage();
     } else {
         int fd = connect_qmgr(qdir);

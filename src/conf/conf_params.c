@@ -105,12 +105,16 @@ const struct conf_param conf_params[] = {
     STR("mail_name", "Tern",
         "The mail system's name, used in the greeting and in bounces."),
     STR("mail_owner", "tern",
-        "Unprivileged user that owns the queue and runs the daemons."),
+        "Unprivileged user, of tern alone, that runs smtpd and the queue and owns the queue files "
+        "(the queue directory itself, pid/, private/ and public/ are root's). Required when started as "
+        "root, also by `tern dev`."),
     STR("mail_spool_directory", "/var/mail",
         "Directory of mbox mailboxes named after users, used when home_mailbox is empty."),
     STR("maillog_file", "",
         "File to log to (also after `tern start`); empty: standard error with `tern serve`, "
-        "syslog (facility mail) with `tern start`."),
+        "syslog (facility mail) with `tern start`. Started as root, the file must lie in a directory "
+        "no user but root can change (checked from / down, e.g. /var/log/tern/), else tern refuses to "
+        "start or reload; the file is kept root's, group of mail_owner, mode 0660."),
     TIME("maximal_backoff_time", "4000s", 's', 1,
         "Longest time between delivery attempts of a deferred message."),
     TIME("maximal_queue_lifetime", "5d", 'd', 0,

@@ -14,6 +14,7 @@
 #include "spool/spool.h"
 #include "util/fsops.h"
 #include "util/mem.h"
+#include "util/trusted_dir.h"
 
 static const char default_master_cf[] =
     "# service type  private unpriv  chroot  wakeup  maxproc command + args\n"
@@ -83,28 +84,43 @@ const char *instance_queue_dir(struct instance *in)
     return conf_str(in->conf, "queue_directory");
 }
 
-static int make_dir(const char *path, mode_t mode, uid_t uid, gid_t gid, struct strbuf *diag)
+/* Makes (if missing) and opens the directory name under dirfd without
+ * following a link, and gives it its owner and mode through the descriptor:
+ * nothing here re-resolves a path that another user could change. */
+static int make_dir_at(int dirfd, const char *shown, const char *name, mode_t mode, uid_t uid, gid_t gid,
+                       struct strbuf *diag)
 {
-    if (fsops_mkdir(path, mode) != 0 && errno != EEXIST) {
-        strbuf_printf(diag, "mkdir %s: %s\n", path, strerror(errno));
+    if (mkdirat(dirfd, name, mode) != 0 && errno != EEXIST) {
+        strbuf_printf(diag, "mkdir %s: %s\n", shown, strerror(errno));
         return -1;
     }
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat sb;
-    if (lstat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        strbuf_printf(diag, "%s: not a directory\n", path);
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        strbuf_printf(diag, "%s: %s\n", shown, errno == ELOOP || errno == ENOTDIR ? "not a directory" : strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    if (uid != (uid_t)-1 && (sb.st_uid != uid || sb.st_gid != gid) && chown(path, uid, gid) != 0) {
-        strbuf_printf(diag, "chown %s: %s\n", path, strerror(errno));
+    if (uid != (uid_t)-1 && (sb.st_uid != uid || sb.st_gid != gid) && fchown(fd, uid, gid) != 0) {
+        strbuf_printf(diag, "chown %s: %s\n", shown, strerror(errno));
+        close(fd);
         return -1;
     }
     /* mkdir honours the umask; the modes here are part of the security model */
-    if ((sb.st_mode & 07777) != mode && chmod(path, mode) != 0) {
-        strbuf_printf(diag, "chmod %s: %s\n", path, strerror(errno));
+    if ((sb.st_mode & 07777) != mode && fchmod(fd, mode) != 0) {
+        strbuf_printf(diag, "chmod %s: %s\n", shown, strerror(errno));
+        close(fd);
         return -1;
     }
-    return 0;
+    return fd;
 }
+
+const struct instance_queue_dir instance_queue_dirs[] = {
+    {QDIR_INCOMING, 0700, 1}, {QDIR_QUEUE, 0700, 1},  {QDIR_HOLD, 0700, 1},   {QDIR_CORRUPT, 0700, 1},
+    {QDIR_MAILDROP, 01733, 1}, {QDIR_PRIVATE, 0711, 0}, {QDIR_PUBLIC, 0755, 0}, {QDIR_PID, 0755, 0},
+    {NULL, 0, 0},
+};
 
 int instance_prepare_queue(struct instance *in, uid_t uid, gid_t gid, struct strbuf *diag)
 {
@@ -115,28 +131,104 @@ int instance_prepare_queue(struct instance *in, uid_t uid, gid_t gid, struct str
     }
     char *parent = xstrdup(q);
     char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-        *slash = '\0';
-        fsops_mkdir_p(parent, 0755);
+    const char *base = q + (slash - parent) + 1;
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+        strbuf_printf(diag, "queue_directory must name a directory: %s\n", q);
+        free(parent);
+        return -1;
+    }
+    *slash = '\0';
+    if (!*parent)
+        strcpy(parent, "/");
+    fsops_mkdir_p(parent, 0755);
+    int root = uid != (uid_t)-1;
+    int parent_fd;
+    if (root) {
+        /* root creates and owns the queue directory: the path to it must be
+         * one that no other user can redirect */
+        struct strbuf why = STRBUF_INIT;
+        parent_fd = trusted_dir_open(parent, &why);
+        if (parent_fd < 0)
+            strbuf_printf(diag, "queue_directory %s: %s; root keeps its queue only below directories no other "
+                          "user can change\n", q, strbuf_str(&why));
+        strbuf_free(&why);
+    } else {
+        parent_fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (parent_fd < 0)
+            strbuf_printf(diag, "%s: %s\n", parent, strerror(errno));
     }
     free(parent);
-    if (make_dir(q, 0755, uid, gid, diag) != 0)
+    if (parent_fd < 0)
         return -1;
-    static const struct {
-        const char *name;
-        mode_t mode;
-    } dirs[] = {
-        {QDIR_INCOMING, 0700}, {QDIR_QUEUE, 0700}, {QDIR_HOLD, 0700},   {QDIR_CORRUPT, 0700},
-        {QDIR_PRIVATE, 0700},  {QDIR_PID, 0700},   {QDIR_PUBLIC, 0755}, {QDIR_MAILDROP, 01733},
-    };
-    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
-        char *p = xasprintf("%s/%s", q, dirs[i].name);
-        int rc = make_dir(p, dirs[i].mode, uid, gid, diag);
-        free(p);
-        if (rc != 0)
+    /* The queue directory, pid/, private/ and public/ are root's: the
+     * master acts there as root. mail_owner owns only what it writes. */
+    int qfd = make_dir_at(parent_fd, q, base, 0755, root ? 0 : (uid_t)-1, root ? 0 : (gid_t)-1, diag);
+    close(parent_fd);
+    if (qfd < 0)
+        return -1;
+    for (const struct instance_queue_dir *d = instance_queue_dirs; d->name; d++) {
+        char *shown = xasprintf("%s/%s", q, d->name);
+        uid_t du = !root ? (uid_t)-1 : d->mail_owner ? uid : 0;
+        gid_t dg = !root ? (gid_t)-1 : d->mail_owner ? gid : 0;
+        int fd = make_dir_at(qfd, shown, d->name, d->mode, du, dg, diag);
+        free(shown);
+        if (fd < 0) {
+            close(qfd);
             return -1;
+        }
+        close(fd);
     }
-    return 0;
+    return qfd;
+}
+
+pid_t instance_lock_holder(int fd)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    /* a read lock says nothing: anyone who may read the file can take one */
+    if (fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_WRLCK || fl.l_pid <= 0)
+        return 0;
+    return fl.l_pid;
+}
+
+pid_t instance_running_master(struct instance *in, struct strbuf *why)
+{
+    char *pid_dir = xasprintf("%s/%s", instance_queue_dir(in), QDIR_PID);
+    int as_root = geteuid() == 0;
+    /* root signals what it finds here: only a pid/ no other user can change */
+    int dfd = as_root ? trusted_dir_open(pid_dir, why) : open(pid_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    pid_t pid = 0;
+    if (dfd < 0) {
+        if (errno == ENOENT) {
+            strbuf_reset(why);
+        } else {
+            if (!as_root)
+                strbuf_printf(why, "%s: %s", pid_dir, strerror(errno));
+            pid = -1;
+        }
+        free(pid_dir);
+        return pid;
+    }
+    int fd = openat(dfd, QFILE_MASTER_PID, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0) {
+        if (errno != ENOENT) {
+            strbuf_printf(why, "%s/%s: %s", pid_dir, QFILE_MASTER_PID, strerror(errno));
+            pid = -1;
+        }
+    } else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (sb.st_uid != 0 && sb.st_uid != geteuid()) ||
+               (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+        /* the lock's holder opened the file for writing: only its owner can */
+        strbuf_printf(why, "%s/%s is not a plain file that only root%s can write", pid_dir, QFILE_MASTER_PID,
+                      as_root ? "" : " or you");
+        pid = -1;
+    } else {
+        pid = instance_lock_holder(fd);
+    }
+    if (fd >= 0)
+        close(fd);
+    close(dfd);
+    free(pid_dir);
+    return pid;
 }
 
 int instance_write_dev(const char *dir, int port, struct strbuf *diag)

@@ -41,6 +41,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
+#include "util/trusted_dir.h"
 
 enum role { ROLE_QUEUE, ROLE_LOCAL, ROLE_SMTPD, ROLE_COUNT };
 
@@ -60,7 +61,9 @@ static struct {
     struct runtime rt;
     struct child children[ROLE_COUNT];
     int stopping;
-    int lock_fd;
+    int queue_fd;               /* the queue directory, root's: every act of root there goes through it */
+    int pid_dir_fd;             /* pid/ */
+    int lock_fd;                /* pid/master.pid */
     struct event *kill_timer;
     pid_t *draining;            /* smtpd processes finishing their sessions after a reload */
     size_t ndraining, draining_cap;
@@ -302,6 +305,8 @@ static void run_child(enum role role)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     close_fd(&ms.lock_fd);
+    close_fd(&ms.pid_dir_fd);
+    close_fd(&ms.queue_fd);
     int rc = 0;
     switch (role) {
     case ROLE_SMTPD:
@@ -442,14 +447,75 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
     signal_children(SIGKILL);
 }
 
-/* The log file is written by every process, most of them mail_owner: a
- * file the master (re)creates as root must be handed over, or their
- * reopen fails and they keep writing to the rotated file. */
-static void own_log_file(void)
+/* Opens maillog_file for the master running as root. Every process
+ * writes the file, most as mail_owner, so root creates it and lets
+ * mail_owner's group write it; but root acts only in a directory no other
+ * user can change (trusted_dir, from / down), never through a link, and
+ * only on a plain file with one name: otherwise a user who can write the
+ * directory could make root create, chown or append to any file. -1 with
+ * the reason in diag. */
+static int open_maillog(const char *path, struct strbuf *diag)
 {
-    const char *logfile = conf_str(ms.inst.conf, "maillog_file");
-    if (ms.rt.is_root && *logfile && chown(logfile, ms.rt.owner_uid, ms.rt.owner_gid) != 0)
-        log_warn("chown %s: %s", logfile, strerror(errno));
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    if (path[0] != '/' || !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+        strbuf_printf(diag, "maillog_file %s: must be the absolute path of a file\n", path);
+        return -1;
+    }
+    char *dir = slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
+    struct strbuf why = STRBUF_INIT;
+    int dfd = trusted_dir_open(dir, &why);
+    if (dfd < 0) {
+        strbuf_printf(diag,
+                      "maillog_file %s: %s; root writes its log only in a directory no other user can change "
+                      "(as /var/log/tern/, made by root with mode 0755)\n",
+                      path, strbuf_str(&why));
+        strbuf_free(&why);
+        free(dir);
+        return -1;
+    }
+    strbuf_free(&why);
+    free(dir);
+    int fd = openat(dfd, base, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0660);
+    int e = errno;
+    close(dfd);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        strbuf_printf(diag, "maillog_file %s: %s\n", path, e == ELOOP ? "is a symbolic link" : strerror(e));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (!S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
+        strbuf_printf(diag, "maillog_file %s: %s\n", path,
+                      S_ISREG(sb.st_mode) ? "has more than one name (a hard link)" : "is not a plain file");
+        close(fd);
+        return -1;
+    }
+    if ((sb.st_uid != 0 || sb.st_gid != ms.rt.owner_gid) && fchown(fd, 0, ms.rt.owner_gid) != 0)
+        strbuf_printf(diag, "maillog_file %s: chown: %s\n", path, strerror(errno));
+    else if ((sb.st_mode & 07777) != 0660 && fchmod(fd, 0660) != 0)
+        strbuf_printf(diag, "maillog_file %s: chmod: %s\n", path, strerror(errno));
+    else
+        return fd;
+    close(fd);
+    return -1;
+}
+
+/* Points the log at maillog_file (nothing when it is empty); as root
+ * through open_maillog. 0, or -1 with the reason in diag and the log left
+ * as it was. */
+static int use_maillog(const char *path, struct strbuf *diag)
+{
+    if (!*path || !ms.rt.is_root) {
+        log_set_file(path);
+        return 0;
+    }
+    int fd = open_maillog(path, diag);
+    if (fd < 0)
+        return -1;
+    log_set_file_fd(path, fd);
+    return 0;
 }
 
 static void reload(void)
@@ -463,6 +529,16 @@ static void reload(void)
         return;
     }
     strbuf_free(&diag);
+    /* The new log file first: a maillog_file root must not open refuses the
+     * whole reload, as a syntax error does. */
+    int new_log_fd = -1;
+    const char *new_log = conf_str(fresh.conf, "maillog_file");
+    if (ms.rt.is_root && *new_log && (new_log_fd = open_maillog(new_log, &diag)) < 0) {
+        log_error("reload refused: %s", strbuf_str(&diag));
+        instance_free(&fresh);
+        strbuf_free(&diag);
+        return;
+    }
     /* The listening sockets stay; their settings (and TLS keys) follow the
      * new files, all or nothing. */
     size_t n = ms.rt.nlisteners;
@@ -492,6 +568,8 @@ static void reload(void)
         free(ctxs);
         strbuf_free(&diag);
         instance_free(&fresh);
+        if (new_log_fd >= 0)
+            close(new_log_fd);
         return;
     }
     strbuf_free(&diag);
@@ -513,8 +591,10 @@ static void reload(void)
     memset(&fresh.services, 0, sizeof fresh.services);
     instance_free(&fresh);
     ms.rt.conf = ms.inst.conf;
-    log_set_file(conf_str(ms.inst.conf, "maillog_file"));
-    own_log_file();
+    if (new_log_fd >= 0)
+        log_set_file_fd(new_log, new_log_fd);
+    else
+        log_set_file(new_log);
     log_info("reload -- version %s, configuration %s", TERN_VERSION, ms.inst.config_dir);
     /* smtpd finishes its sessions while a new one takes new connections. */
     struct child *s = &ms.children[ROLE_SMTPD];
@@ -546,11 +626,17 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         if (!ms.stopping)
             reload();
         break;
-    case SIGUSR1:
-        log_reopen();
-        own_log_file();
+    case SIGUSR1: {
+        /* the master (re)creates the file first, so the children only reopen it */
+        struct strbuf why = STRBUF_INIT;
+        if (!ms.rt.is_root)
+            log_reopen();
+        else if (use_maillog(conf_str(ms.inst.conf, "maillog_file"), &why) != 0)
+            log_error("cannot reopen the log: %s", strbuf_str(&why));
+        strbuf_free(&why);
         signal_children(SIGUSR1);
         break;
+    }
     default:
         if (ms.stopping)
             break;
@@ -576,11 +662,9 @@ static int resolve_owner(struct strbuf *diag)
         return 0;
     }
     const char *owner = conf_str(ms.inst.conf, "mail_owner");
+    /* Also in dev mode: no fallback to "nobody", an account other daemons
+     * share, which would then own the queue and become root through it. */
     struct passwd *pw = getpwnam(owner);
-    if (!pw && ms.opts.dev) {
-        owner = "nobody";
-        pw = getpwnam(owner);
-    }
     if (!pw) {
         strbuf_printf(diag,
                   "mail_owner %s does not exist; create it with:\n"
@@ -597,43 +681,116 @@ static int resolve_owner(struct strbuf *diag)
     return 0;
 }
 
-static int make_unix_listener(const char *name, int mode, struct strbuf *diag)
+/* A listening socket in a directory of the queue that root owns (private/
+ * or public/), bound and owned through the directory's descriptor; the
+ * socket itself belongs to mail_owner, whose processes accept on it or
+ * connect to it. */
+static int make_unix_listener(const char *dirname, const char *name, int mode, struct strbuf *diag)
 {
-    char *path = xasprintf("%s/%s", ms.rt.queue_dir, name);
-    int fd = ipc_listen(path, mode);
+    int dfd = openat(ms.queue_fd, dirname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd = dfd < 0 ? -1 : ipc_listen_at(dfd, name, mode);
     if (fd < 0) {
-        strbuf_printf(diag, "cannot listen on %s: %s\n", path, strerror(errno));
-    } else if (ms.rt.is_root && chown(path, ms.rt.owner_uid, ms.rt.owner_gid) != 0) {
-        strbuf_printf(diag, "chown %s: %s\n", path, strerror(errno));
+        strbuf_printf(diag, "cannot listen on %s/%s/%s: %s\n", ms.rt.queue_dir, dirname, name, strerror(errno));
+    } else if (ms.rt.is_root && fchownat(dfd, name, ms.rt.owner_uid, ms.rt.owner_gid, AT_SYMLINK_NOFOLLOW) != 0) {
+        strbuf_printf(diag, "chown %s/%s/%s: %s\n", ms.rt.queue_dir, dirname, name, strerror(errno));
         close(fd);
         fd = -1;
     }
-    free(path);
+    if (dfd >= 0)
+        close(dfd);
     return fd;
 }
 
+/* Opens pid/master.pid as a file root made, never through a link or a
+ * second name: with the old layout mail_owner could write pid/, and may
+ * have left a link to a root file there. Anything else is removed. The
+ * file is the owner's alone (0600): whoever can open it can lock it, and a
+ * lock held by someone else would keep the master from starting. */
+static int open_pid_file(struct strbuf *diag)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = openat(ms.pid_dir_fd, QFILE_MASTER_PID, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        struct stat sb;
+        const char *wrong = NULL;
+        if (fd < 0 && errno != ELOOP) {
+            strbuf_printf(diag, "%s/%s/%s: %s\n", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID, strerror(errno));
+            return -1;
+        }
+        if (fd < 0)
+            wrong = "a symbolic link";
+        else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+            wrong = "not a plain file";
+        else if (sb.st_nlink != 1)
+            wrong = "a file with more than one name";
+        else if (sb.st_uid != geteuid())
+            wrong = "a file of another user";
+        if (!wrong && (sb.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
+            wrong = "a file whose mode cannot be set";
+        if (!wrong)
+            return fd;
+        if (fd >= 0)
+            close(fd);
+        log_warn("%s/%s/%s was %s; removed", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID, wrong);
+        if (unlinkat(ms.pid_dir_fd, QFILE_MASTER_PID, 0) != 0 && errno != ENOENT) {
+            strbuf_printf(diag, "%s/%s/%s: cannot remove: %s\n", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID,
+                          strerror(errno));
+            return -1;
+        }
+    }
+    strbuf_printf(diag, "%s/%s/%s: keeps changing\n", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID);
+    return -1;
+}
+
+/* One master per queue: an flock on pid/master.pid (its open file survives
+ * the fork of `tern start`, and `tern queue` takes it to work offline). */
 static int take_lock(struct strbuf *diag)
 {
-    char *path = xasprintf("%s/%s/master.pid", ms.rt.queue_dir, QDIR_PID);
-    ms.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (ms.lock_fd < 0 || flock(ms.lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        char pid[32] = "";
-        if (ms.lock_fd >= 0)
-            (void)!pread(ms.lock_fd, pid, sizeof pid - 1, 0);
-        pid[strcspn(pid, "\n")] = '\0';
-        strbuf_printf(diag, "the tern instance using %s is already running%s%s%s\n", ms.rt.queue_dir,
-                  *pid ? " (pid " : "", pid, *pid ? ")" : "");
-        free(path);
+    ms.pid_dir_fd = openat(ms.queue_fd, QDIR_PID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (ms.pid_dir_fd < 0) {
+        strbuf_printf(diag, "%s/%s: %s\n", ms.rt.queue_dir, QDIR_PID, strerror(errno));
+        return -1;
+    }
+    ms.lock_fd = open_pid_file(diag);
+    if (ms.lock_fd < 0)
+        return -1;
+    if (flock(ms.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        pid_t pid = instance_lock_holder(ms.lock_fd);
+        if (pid > 0)
+            strbuf_printf(diag, "the tern instance using %s is already running (pid %ld)\n", ms.rt.queue_dir,
+                          (long)pid);
+        else
+            strbuf_printf(diag, "the tern instance using %s is already running\n", ms.rt.queue_dir);
         /* Not ours: the exit path must not unlink the running master's pid file. */
         close_fd(&ms.lock_fd);
         return -1;
     }
+    /* A master that was stopping may have removed the name after we opened
+     * it: then the lock is on a file nobody else will find. */
+    struct stat held, named;
+    if (fstat(ms.lock_fd, &held) != 0 || fstatat(ms.pid_dir_fd, QFILE_MASTER_PID, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
+        held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
+        strbuf_printf(diag, "%s/%s/%s changed while starting; try again\n", ms.rt.queue_dir, QDIR_PID,
+                      QFILE_MASTER_PID);
+        close_fd(&ms.lock_fd);
+        return -1;
+    }
+    return 0;
+}
+
+/* The process that stays the master holds a POSIX write lock on the pid
+ * file: `tern stop` asks the kernel for its holder (F_GETLK) instead of
+ * believing the number written in the file, which is there for people. */
+static void publish_pid(void)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    /* only the owner opens the file, and the parent of `tern start` never
+     * takes this lock: nothing to wait for */
+    if (fcntl(ms.lock_fd, F_SETLK, &fl) != 0)
+        log_warn("cannot lock the pid file: %s; tern stop will not find this master", strerror(errno));
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
     if (ftruncate(ms.lock_fd, 0) != 0 || pwrite(ms.lock_fd, buf, (size_t)n, 0) != n)
-        log_warn("cannot write %s", path);
-    free(path);
-    return 0;
+        log_warn("cannot write the pid file");
 }
 
 /* `tern start`: the parent returns to the shell once the ports are known to
@@ -660,10 +817,6 @@ static int daemonize(struct strbuf *diag, int use_syslog)
     log_set_stderr(0);
     if (use_syslog)
         log_set_syslog(1);
-    char buf[32];
-    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-    if (ftruncate(ms.lock_fd, 0) != 0 || pwrite(ms.lock_fd, buf, (size_t)n, 0) != n)
-        log_warn("cannot write the pid file");
     return 0;
 }
 
@@ -704,7 +857,7 @@ int master_run(const struct master_opts *opts)
 {
     memset(&ms, 0, sizeof ms);
     ms.opts = *opts;
-    ms.lock_fd = -1;
+    ms.lock_fd = ms.queue_fd = ms.pid_dir_fd = -1;
     ms.rt.queue_listen_fd = ms.rt.qmgr_listen_fd = ms.rt.local_listen_fd = -1;
     log_init("master");
     log_set_stderr(1);
@@ -732,21 +885,22 @@ int master_run(const struct master_opts *opts)
     ms.rt.queue_dir = xstrdup(instance_queue_dir(&ms.inst));
     ms.rt.foreground = 1;
     int rc = 1;
-    if (resolve_owner(&diag) != 0 ||
-        instance_prepare_queue(&ms.inst, ms.rt.is_root ? ms.rt.owner_uid : (uid_t)-1,
-                               ms.rt.is_root ? ms.rt.owner_gid : (gid_t)-1, &diag) != 0 ||
-        take_lock(&diag) != 0)
+    if (resolve_owner(&diag) != 0)
         goto fail;
+    ms.queue_fd = instance_prepare_queue(&ms.inst, ms.rt.is_root ? ms.rt.owner_uid : (uid_t)-1,
+                                         ms.rt.is_root ? ms.rt.owner_gid : (gid_t)-1, &diag);
+    if (ms.queue_fd < 0 || take_lock(&diag) != 0)
+        goto fail;
+    /* before detaching, so that a refused log file is reported on the terminal */
     const char *logfile = conf_str(ms.inst.conf, "maillog_file");
+    if (use_maillog(logfile, &diag) != 0)
+        goto fail;
     if (opts->daemonize && daemonize(&diag, !*logfile) != 0)
         goto fail;
-    if (*logfile) {
-        log_set_file(logfile);
-        own_log_file();
-    }
-    if ((ms.rt.queue_listen_fd = make_unix_listener(QSOCK_QUEUE, 0600, &diag)) < 0 ||
-        (ms.rt.qmgr_listen_fd = make_unix_listener(QSOCK_QMGR, 0666, &diag)) < 0 ||
-        (ms.rt.local_listen_fd = make_unix_listener(QSOCK_LOCAL, 0600, &diag)) < 0)
+    publish_pid();
+    if ((ms.rt.queue_listen_fd = make_unix_listener(QDIR_PRIVATE, QSOCK_QUEUE_NAME, 0600, &diag)) < 0 ||
+        (ms.rt.qmgr_listen_fd = make_unix_listener(QDIR_PUBLIC, QSOCK_QMGR_NAME, 0666, &diag)) < 0 ||
+        (ms.rt.local_listen_fd = make_unix_listener(QDIR_PRIVATE, QSOCK_LOCAL_NAME, 0600, &diag)) < 0)
         goto fail;
     if (bind_listeners(&diag) != 0)
         goto fail;
@@ -794,11 +948,12 @@ fail:
 out:
     strbuf_free(&diag);
     if (ms.lock_fd >= 0) {
-        char *path = xasprintf("%s/%s/master.pid", ms.rt.queue_dir, QDIR_PID);
-        unlink(path);
-        free(path);
+        /* still under the lock; by name in pid/, which only root can change */
+        unlinkat(ms.pid_dir_fd, QFILE_MASTER_PID, 0);
         close_fd(&ms.lock_fd);
     }
+    close_fd(&ms.pid_dir_fd);
+    close_fd(&ms.queue_fd);
     master_cleanup_for_exit();
     if (ms.base)
         event_base_free(ms.base);

@@ -21,6 +21,7 @@
 #include "maps/map.h"
 #include "msg/mime_downgrade.h"
 #include "qmgr/qmgr_msg.h"
+#include "spool/spool.h"
 #include "spool/store.h"
 #include "smtpc/smtpc.h"
 #include "tls/tls.h"
@@ -494,11 +495,15 @@ static void launch(struct qmgr_relay_job *j)
 }
 
 /* The server does not take 8-bit mail: a 7-bit copy (RFC 6152 §3) in an
- * unlinked file beside the queue, sent instead. 0, or -1 with *why when
- * the message cannot be made 7-bit (or the copy not written). */
+ * unlinked file in incoming/ (the queue directory itself is root's; the
+ * file never gets a name, so recovery never sees it), sent instead. 0, or
+ * -1 with *why when the message cannot be made 7-bit (or the copy not
+ * written). */
 static int downgrade(struct qmgr_relay_job *j, char **why)
 {
-    int fd = open(rl.rt->queue_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    char *dir = xasprintf("%s/%s", rl.rt->queue_dir, QDIR_INCOMING);
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    free(dir);
     if (fd < 0) {
         *why = xasprintf("cannot create a file for the 7-bit copy: %s", strerror(errno));
         return -1;

@@ -18,5 +18,11 @@
 #define QSOCK_QUEUE "private/queue"
 #define QSOCK_LOCAL "private/local"
 #define QSOCK_QMGR "public/qmgr"
+/* the same sockets by their name in private/ and public/ */
+#define QSOCK_QUEUE_NAME "queue"
+#define QSOCK_LOCAL_NAME "local"
+#define QSOCK_QMGR_NAME "qmgr"
+/* in pid/: the master's lock; its POSIX lock's holder is the master */
+#define QFILE_MASTER_PID "master.pid"
 
 #endif

@@ -259,6 +259,52 @@ int ipc_listen(const char *path, int mode)
     return fd;
 }
 
+int ipc_listen_at(int dirfd, const char *name, int mode)
+{
+    struct sockaddr_un sun;
+    if (strchr(name, '/') || fill_sockaddr(&sun, name) != 0) {
+        errno = strchr(name, '/') ? EINVAL : errno;
+        return -1;
+    }
+    /* bind() takes a path, not a descriptor: bind the bare name with the
+     * directory as the working directory, so the kernel resolves nothing
+     * but that one entry of the directory we hold. The umask gives the
+     * socket its mode as it is created (no chmod by name afterwards). */
+    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd < 0)
+        return -1;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int rc = -1, e = 0;
+    if (fd >= 0 && fchdir(dirfd) == 0) {
+        if (unlinkat(dirfd, name, 0) != 0 && errno != ENOENT) {
+            e = errno;
+        } else {
+            mode_t old = umask((mode_t)(~mode & 0777));
+            rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+            e = errno;
+            umask(old);
+        }
+        if (fchdir(cwd) != 0 && rc == 0) {
+            rc = -1;
+            e = errno;
+        }
+    } else {
+        e = errno;
+    }
+    close(cwd);
+    if (rc == 0 && listen(fd, 128) != 0) {
+        rc = -1;
+        e = errno;
+    }
+    if (rc != 0) {
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 /* ---------- event-driven channel ---------- */
 
 struct out_packet {

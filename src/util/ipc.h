@@ -61,6 +61,10 @@ int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms);  /* 0 ok, -1 e
 int ipc_connect(const char *path);
 /* Creates a listening SOCK_SEQPACKET socket at path (unlinking a stale one). */
 int ipc_listen(const char *path, int mode);
+/* The same for the entry name (no '/') of the open directory dirfd, with
+ * the given mode from the start: for root, which must not act on a path
+ * that another user can change between its steps. */
+int ipc_listen_at(int dirfd, const char *name, int mode);
 
 /* Event-driven channel. The handler receives each message (freed after it
  * returns) or, from the event loop (never from inside ipc_chan_send), NULL

@@ -19,6 +19,10 @@ static int log_to_stderr = 1;
 static int log_to_syslog;
 static int log_fd = -1;
 static char *log_path;
+/* Whether log_reopen may create the file: not when the master (root)
+ * made it through log_set_file_fd, so that a process reopening it never
+ * creates one where the master's checks did not run. */
+static int log_may_create;
 static int log_debug_on;
 
 void log_init(const char *role)
@@ -64,14 +68,26 @@ void log_set_file(const char *path)
     if (!path || !*path)
         return;
     log_path = xstrdup(path);
+    log_may_create = 1;
     log_reopen();
+}
+
+void log_set_file_fd(const char *path, int fd)
+{
+    if (log_fd >= 0)
+        close(log_fd);
+    free(log_path);
+    log_path = xstrdup(path);
+    log_may_create = 0;
+    log_fd = fd;
 }
 
 void log_reopen(void)
 {
     if (!log_path)
         return;
-    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* never through a symlink: the local agent reopens it as root */
+    int fd = open(log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | (log_may_create ? O_CREAT : 0), 0640);
     if (fd < 0) {
         int e = errno;
         log_error("cannot open log file %s: %s", log_path, strerror(e));
@@ -87,10 +103,11 @@ static void log_emit(int prio, const char *prefix, const char *fmt, va_list ap)
     int saved_errno = errno;
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    /* One line per event: never let a newline from data split a log line. */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    /* Every log line passes here, with whatever a client sent in it (HELO,
+     * AUTH names, replies of other servers): one line per event, and
+     * nothing a terminal showing the log would act on. Truncation by
+     * vsnprintf may cut a UTF-8 character; its bytes then show as '?'. */
+    str_printable(msg);
 
     if (log_to_syslog)
         syslog(prio, "%s%s", prefix, msg);

@@ -3,7 +3,8 @@
  * Each process calls log_init() with its role name. Lines go to stderr when
  * running in the foreground, to maillog_file when one is set (opened O_APPEND,
  * one write per line, so processes can share it), else to syslog facility
- * mail. log_reopen() reopens the file after rotation (SIGUSR1). */
+ * mail. Every message is made printable first (str_printable: controls and
+ * invalid UTF-8 become '?', CR/LF/TAB a space), whatever its arguments. log_reopen() reopens the file after rotation (SIGUSR1). */
 #ifndef TERN_UTIL_LOG_H
 #define TERN_UTIL_LOG_H
 
@@ -13,6 +14,9 @@ void log_init(const char *role);          /* "master", "smtpd", "queue", "local"
 void log_set_role(const char *role);
 void log_set_stderr(int on);               /* foreground: also to stderr */
 void log_set_file(const char *path);       /* NULL or "" = none */
+/* Adopts fd (opened and checked by the caller: the master as root) as the
+ * log file at path; log_reopen() then reopens path without creating it. */
+void log_set_file_fd(const char *path, int fd);
 void log_set_syslog(int on);
 void log_reopen(void);
 void log_set_debug(int on);

@@ -155,3 +155,39 @@ uint32_t str_utf8_decode(const void *s, size_t n)
         cp = (cp << 6) | (p[i] & 0x3Fu);
     return cp;
 }
+
+/* The length of the printable character at p (avail bytes left), or 0 for
+ * a control, DEL, a C1 control (U+0080..U+009F) or anything not UTF-8. */
+static size_t printable_char_len(const unsigned char *p, size_t avail)
+{
+    if (p[0] >= 0x20 && p[0] < 0x7f)
+        return 1;
+    if (p[0] < 0x80)
+        return 0;
+    size_t n = str_utf8_len(p, avail);
+    if (n == 0)
+        return 0;
+    uint32_t cp = str_utf8_decode(p, n);
+    return cp >= 0x80 && cp <= 0x9f ? 0 : n;
+}
+
+size_t str_printable(char *s)
+{
+    size_t replaced = 0, left = strlen(s);
+    unsigned char *p = (unsigned char *)s;
+    while (left) {
+        size_t n = printable_char_len(p, left);
+        if (n) {
+            p += n, left -= n;
+            continue;
+        }
+        if (*p == '\r' || *p == '\n' || *p == '\t') {
+            *p = ' ';
+        } else {
+            *p = '?';
+            replaced++;
+        }
+        p++, left--;
+    }
+    return replaced;
+}
