@@ -12,6 +12,8 @@ import email.policy
 import re
 import subprocess
 
+import pytest
+
 from conftest import smtp_greeted as greeted
 
 
@@ -158,3 +160,109 @@ def test_only_a_leading_from_line_is_skipped(tern):
     assert b"\nSubject: mbox\n" in body
     assert b"From someone" not in body
     assert body.endswith(b"\n\nFrom here on it is body\n")
+
+
+# ---------------------------------------------------------------- DSN options -N, -R, -V
+
+def with_failing_alias(tern_instance, work_dir):
+    """pipe@localhost fails (pipes are not supported): a bounce is owed."""
+    aliases = work_dir / "aliases"
+    aliases.write_text("pipe: |/bin/true\n")
+    tern_instance.write_config(alias_maps=f"hash:{aliases}")
+    return tern_instance.start()
+
+
+def test_sendmail_N_never_suppresses_the_bounce(tern_instance, work_dir):
+    tern = with_failing_alias(tern_instance, work_dir)
+    sendmail(tern, "-N", "never", "-f", "you@localhost", "pipe@localhost", input=b"Subject: quiet\n\nx\n")
+    sendmail(tern, "-f", "you@localhost", "bob@localhost", input=b"Subject: sentinel\n\nx\n")
+    tern.wait_messages("bob")
+    tern.wait_log(": removed", count=2)
+    assert "status=bounced" in tern.log_text()
+    assert tern.messages("you") == []
+    assert "notification" not in tern.log_text()
+
+
+def test_sendmail_N_success_asks_for_a_success_notice(tern_instance, work_dir):
+    tern = with_failing_alias(tern_instance, work_dir)
+    sendmail(tern, "-N", "success,delay,failure", "-f", "you@localhost", "bob@localhost",
+             input=b"Subject: tell me\n\nx\n")
+    notice = parse(tern.wait_messages("you")[0])
+    assert "Successful" in notice["Subject"]
+    assert recipient_fields(notice)[0]["action"] == "delivered"
+
+
+def test_sendmail_R_hdrs_and_V_envid(tern_instance, work_dir):
+    tern = with_failing_alias(tern_instance, work_dir)
+    sendmail(tern, "-R", "hdrs", "-V", "job-42.abc", "-f", "you@localhost", "pipe@localhost",
+             input=b"Subject: headers only\n\nsecret body\n")
+    raw = tern.wait_messages("you")[0].read_bytes()
+    notice = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = list(notice.iter_parts())
+    per_message = dict(parts[1].get_payload()[0].items())
+    assert per_message["Original-Envelope-Id"] == "job-42.abc"
+    assert parts[2].get_content_type() == "text/rfc822-headers"
+    assert b"secret body" not in raw
+
+
+@pytest.mark.parametrize("args", [("-N", "never,success"), ("-N", "sometimes"), ("-R", "body"),
+                                  ("-V", "x" * 101), ("-V", "tab\there")])
+def test_sendmail_bad_dsn_option_values_are_usage_errors(tern, args):
+    r = sendmail(tern, *args, "alice@localhost", rc=64)
+    assert r.stderr.startswith(b"sendmail: fatal: bad -")
+    assert maildrop_and_corrupt_empty(tern)
+
+
+def test_sendmail_h_is_accepted_and_ignored(tern):
+    sendmail(tern, "-h", "17", "alice@localhost", input=b"Subject: hops\n\nx\n")
+    assert b"\nSubject: hops\n" in tern.wait_messages("alice")[0].read_bytes()
+
+
+def test_sendmail_I_is_newaliases(tern):
+    r = sendmail(tern, "-I")
+    assert r.stdout.startswith(b"newaliases: ")
+    assert maildrop_and_corrupt_empty(tern)
+
+
+def test_sendmail_bv_reports_without_delivering(tern_instance, work_dir):
+    table = work_dir / "transport"
+    table.write_text("blocked.example error:5.1.2 No mail for this domain\n")
+    # system users only (no local_mailbox_base), so an unknown user is unknown
+    tern_instance.write_config(transport_maps=f"texthash:{table}", local_mailbox_base="")
+    tern = tern_instance.start()
+    r = sendmail(tern, "-bv", "root@localhost", "far@remote.example", rc=0, input=b"")
+    assert r.stdout == (b"<root@localhost>: deliverable: local\n"
+                        b"<far@remote.example>: would be relayed; not verified with the next hop\n")
+    r = sendmail(tern, "-bv", "root@localhost", "nosuchuser-tern-test@localhost", "x@blocked.example", rc=67)
+    assert r.stdout == (b"<root@localhost>: deliverable: local\n"
+                        b"<nosuchuser-tern-test@localhost>: undeliverable: 5.1.1 User unknown in local "
+                        b"recipient table\n"
+                        b"<x@blocked.example>: undeliverable: 5.1.2 No mail for this domain\n")
+    assert maildrop_and_corrupt_empty(tern)
+    assert ": uid=" not in tern.log_text()
+
+
+# ---------------------------------------------------------------- sendmail -bs
+
+def test_sendmail_bs_with_lf_only_lines(tern):
+    """A script talking SMTP on a pipe often writes bare LF: Postfix answers
+    250 at ".\\n"; so does tern, and the greeting names $myhostname."""
+    dialogue = (b"HELO script\n"
+                b"MAIL FROM:<sender@example.test>\n"
+                b"RCPT TO:<alice@localhost>\n"
+                b"DATA\n"
+                b"Subject: lf only\n\n..stuffed\nplain\n.\n"
+                b"QUIT\n")
+    r = sendmail(tern, "-bs", input=dialogue)
+    lines = r.stdout.decode().split("\r\n")
+    assert lines[0] == "220 mail.example.test ESMTP Tern (sendmail -bs)"
+    assert lines[1] == "250 mail.example.test"
+    assert "250 2.0.0 Ok: queued" in lines
+    assert lines[-2] == "221 2.0.0 Bye"
+    body = tern.wait_messages("alice")[0].read_bytes()
+    assert body.endswith(b"\n\n.stuffed\nplain\n")
+
+
+def test_sendmail_bs_ehlo_names_myhostname(tern):
+    r = sendmail(tern, "-bs", input=b"EHLO x\r\nQUIT\r\n")
+    assert r.stdout.decode().split("\r\n")[1] == "250-mail.example.test"
