@@ -121,7 +121,7 @@ static int drop_open(struct submit *s, struct drop *d, const struct maildrop_env
         .queue_id = "",
         .myhostname = s->myhostname,
         .myorigin = s->myorigin,
-        .sender = env->sender,
+        .sender = "", /* only for a From: it adds; this cleanup adds none */
         .extract_recipients = env->extract,
         .header_size_limit = s->header_size_limit,
         .now = time(NULL),
