@@ -266,3 +266,13 @@ def test_sendmail_bs_with_lf_only_lines(tern):
 def test_sendmail_bs_ehlo_names_myhostname(tern):
     r = sendmail(tern, "-bs", input=b"EHLO x\r\nQUIT\r\n")
     assert r.stdout.decode().split("\r\n")[1] == "250-mail.example.test"
+
+
+def test_sendmail_bs_refuses_a_header_over_the_limit(tern_instance):
+    tern_instance.write_config(header_size_limit="2000")
+    tern = tern_instance.start()
+    header = b"Subject: big\r\n" + (b"X-Filler: " + b"y" * 70 + b"\r\n") * 40
+    r = sendmail(tern, "-bs", input=b"HELO x\r\nMAIL FROM:<a@localhost>\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n"
+                                     + header + b"\r\nbody\r\n.\r\nQUIT\r\n")
+    assert "552 5.3.4 Error: message header exceeds header_size_limit" in r.stdout.decode().split("\r\n")
+    assert maildrop_and_corrupt_empty(tern)
