@@ -2,7 +2,7 @@
  *
  * Used by smtpd (to accept or refuse RCPT TO) and by the queue (to route and
  * expand aliases before delivery), so both always agree. Owns the parsed
- * mydestination list and the alias tables. Lookups may read files and the
+ * mydestination list, the alias tables and transport_maps. Lookups may read files and the
  * passwd database; they do not block on the network. */
 #ifndef TERN_MAPS_RESOLVER_H
 #define TERN_MAPS_RESOLVER_H
