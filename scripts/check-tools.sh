@@ -19,6 +19,8 @@ need libcmocka-dev test -e /usr/include/cmocka.h
 need pkg-config have pkg-config
 need python3-pytest /usr/bin/python3 -c 'import pytest'
 need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
+need python3-flufl.bounce /usr/bin/python3 -c 'import flufl.bounce'
+need git have git
 need swaks have swaks
 # swaks names what it cannot do; the tests need TLS and AUTH PLAIN/LOGIN.
 need libnet-ssleay-perl sh -c 'swaks --support 2>&1 | grep -q "^=== TLS supported"'

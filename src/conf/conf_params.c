@@ -276,7 +276,7 @@ const struct conf_param conf_params[] = {
     LIST("tls_server_sni_maps", "",
         "Server certificates by name (SNI): host name (.domain: its subdomains) to PEM files each holding a key and its chain."),
     LIST("transport_maps", "",
-        "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host or local:."),
+        "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host, local: or error:[5.X.Y] text (refused at RCPT with that status)."),
 };
 
 const size_t conf_params_count = sizeof conf_params / sizeof conf_params[0];

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -18,6 +19,7 @@ struct resolver {
     char **mydest;
     size_t nmydest;
     struct map_list *aliases;
+    struct map_list *transport;
     char *local_mailbox_base;
     char *home_mailbox;
     char *mail_spool_directory;
@@ -50,6 +52,14 @@ struct resolver *resolver_new(struct conf *c, char **err)
             return NULL;
         }
     }
+    const char *transport_maps = conf_str(c, "transport_maps");
+    if (*transport_maps) {
+        r->transport = map_list_open(transport_maps, 0, err);
+        if (!r->transport) {
+            resolver_free(r);
+            return NULL;
+        }
+    }
     r->local_mailbox_base = xstrdup(conf_str(c, "local_mailbox_base"));
     r->home_mailbox = xstrdup(conf_str(c, "home_mailbox"));
     r->mail_spool_directory = xstrdup(conf_str(c, "mail_spool_directory"));
@@ -66,6 +76,8 @@ void resolver_free(struct resolver *r)
     free(r->mydest);
     if (r->aliases)
         map_list_close(r->aliases);
+    if (r->transport)
+        map_list_close(r->transport);
     free(r->local_mailbox_base);
     free(r->home_mailbox);
     free(r->mail_spool_directory);
@@ -76,6 +88,67 @@ void resolver_free(struct resolver *r)
 struct map_list *resolver_aliases(struct resolver *r)
 {
     return r->aliases;
+}
+
+int resolver_transport(struct resolver *r, const char *addr, char **value)
+{
+    *value = NULL;
+    if (!r->transport)
+        return 0;
+    char *local, *domain;
+    resolve_split(addr, &local, &domain);
+    free(local);
+    if (!domain)
+        return 0;
+    int rc = map_list_lookup(r->transport, domain, value);
+    for (const char *p = strchr(domain, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
+        rc = map_list_lookup(r->transport, p, value);
+    free(domain);
+    return rc;
+}
+
+/* "5.X.Y" with X and Y of one to three digits (RFC 3463), then a space or the end. */
+static size_t permanent_status_len(const char *s)
+{
+    if (s[0] != '5' || s[1] != '.')
+        return 0;
+    size_t i = 2;
+    for (int part = 0; part < 2; part++) {
+        size_t digits = 0;
+        while (s[i] >= '0' && s[i] <= '9' && digits < 4) {
+            i++;
+            digits++;
+        }
+        if (digits == 0 || digits > 3)
+            return 0;
+        if (part == 0 && s[i++] != '.')
+            return 0;
+    }
+    return s[i] == '\0' || s[i] == ' ' || s[i] == '\t' ? i : 0;
+}
+
+int resolver_error_transport(const char *value, const char *default_status, char status[16],
+                             const char **text)
+{
+    while (*value == ' ' || *value == '\t')
+        value++;
+    if (strncasecmp(value, "error", 5) != 0 || (value[5] != ':' && value[5] != '\0'))
+        return 0;
+    const char *rest = value[5] ? value + 6 : value + 5;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    size_t n = permanent_status_len(rest);
+    if (n) {
+        memcpy(status, rest, n);
+        status[n] = '\0';
+        rest += n;
+        while (*rest == ' ' || *rest == '\t')
+            rest++;
+    } else {
+        snprintf(status, 16, "%s", default_status);
+    }
+    *text = *rest ? rest : "mail for this destination is not accepted";
+    return 1;
 }
 
 void resolve_split(const char *addr, char **local, char **domain)

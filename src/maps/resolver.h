@@ -2,7 +2,7 @@
  *
  * Used by smtpd (to accept or refuse RCPT TO) and by the queue (to route and
  * expand aliases before delivery), so both always agree. Owns the parsed
- * mydestination list and the alias tables. Lookups may read files and the
+ * mydestination list, the alias tables and transport_maps. Lookups may read files and the
  * passwd database; they do not block on the network. */
 #ifndef TERN_MAPS_RESOLVER_H
 #define TERN_MAPS_RESOLVER_H
@@ -25,6 +25,7 @@ enum resolve_verdict {
     RESOLVE_TEMPFAIL,   /* a table could not be read */
 };
 
+/* Opens mydestination, alias_maps and transport_maps. */
 struct resolver *resolver_new(struct conf *c, char **err);
 void resolver_free(struct resolver *r);
 struct map_list *resolver_aliases(struct resolver *r);
@@ -48,6 +49,18 @@ struct local_mailbox {
     uid_t uid;          /* owner for the delivery; (uid_t)-1 = as tern runs */
     gid_t gid;
 };
+/* transport_maps: the entry for addr's domain, else for each parent domain
+ * as ".parent". 1 found (*value malloc'd), 0 none (or no transport_maps),
+ * -1 a table could not be read. */
+int resolver_transport(struct resolver *r, const char *addr, char **value);
+
+/* An "error:[d.d.d ]text" transport entry: 1 with *status (the entry's own
+ * 5.X.Y status, else default_status) and *text (the rest, else a fixed
+ * text) pointing into value or static strings; 0 for any other entry. The
+ * same rule serves smtpd (refusal at RCPT) and the queue (the bounce). */
+int resolver_error_transport(const char *value, const char *default_status, char status[16],
+                             const char **text);
+
 /* Finds the mailbox of a local user: 0 found, 1 no such user, -1 temporary
  * problem (err filled). */
 int resolver_mailbox(struct resolver *r, const char *user, struct local_mailbox *out,

@@ -530,8 +530,10 @@ static void put_top_header(struct strbuf *sb, struct notice *nt, const char *hos
     strbuf_puts(sb, message_id);
     strbuf_puts(sb, "Auto-Submitted: auto-replied\r\n");
     strbuf_puts(sb, "MIME-Version: 1.0\r\n");
-    strbuf_printf(sb, "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"%s\"\r\n",
-              nt->boundary);
+    /* RFC 6522: report-type names the subtype of the second part, so an
+     * RFC 6533 notice is a global-delivery-status report; parsers match on it. */
+    strbuf_printf(sb, "Content-Type: multipart/report; report-type=%s;\r\n\tboundary=\"%s\"\r\n",
+                  nt->global ? "global-delivery-status" : "delivery-status", nt->boundary);
     strbuf_printf(sb, "Content-Transfer-Encoding: %s\r\n", body_8bit ? "8bit" : "7bit");
     strbuf_puts(sb, "\r\n");
     strbuf_puts(sb, "This is a MIME-encapsulated message: a delivery status notification.\r\n");

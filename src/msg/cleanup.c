@@ -39,7 +39,7 @@ static void emit(struct cleanup *c, const void *data, size_t len)
 {
     if (c->res.status != CLEANUP_OK || len == 0)
         return;
-    if (queue_file_writer_write(c->w, data, len) != 0) {
+    if (c->w && queue_file_writer_write(c->w, data, len) != 0) {
         c->res.status = CLEANUP_WRITE_ERROR;
         c->res.error_errno = errno;
         return;

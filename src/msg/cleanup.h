@@ -52,6 +52,9 @@ struct cleanup_result {
 };
 
 struct cleanup;
+/* w NULL: nothing is written, the content is only checked (sendmail does
+ * this before it commits a drop file, so what pickup would refuse is
+ * refused at the door by the same rules). */
 struct cleanup *cleanup_new(struct queue_file_writer *w, const struct cleanup_opts *o);
 /* Feeds content. After an error the rest is counted and dropped. */
 void cleanup_write(struct cleanup *c, const char *data, size_t len);

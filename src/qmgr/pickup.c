@@ -23,6 +23,7 @@
 #include "spool/spool.h"
 #include "spool/store.h"
 #include "smtp/smtp_addr.h"
+#include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -120,27 +121,11 @@ static void move_aside(const char *name, const char *why)
     free(dst);
 }
 
-/* An envelope address from sendmail's command line or the header:
- * qualified with myorigin when it has no domain, and valid SMTP syntax. */
+/* An envelope address from sendmail's command line or the header, by the
+ * rule sendmail checked it with. */
 static char *checked_address(const char *a, int allow_null)
 {
-    if (allow_null && *a == '\0')
-        return xstrdup("");
-    char *q = strchr(a, '@') ? xstrdup(a) : xasprintf("%s@%s", a, pk.myorigin);
-    char *wrapped = xasprintf("<%s>", q);
-    struct smtp_path p;
-    const char *end, *why;
-    int ok = smtp_path_parse(wrapped, SMTP_PATH_ALLOW_UTF8, &p, &end, &why) == 0 && *end == '\0';
-    if (ok) {
-        free(q);
-        q = xstrdup(p.mailbox);
-        smtp_path_free(&p);
-    } else {
-        free(q);
-        q = NULL;
-    }
-    free(wrapped);
-    return q;
+    return smtp_addr_envelope(a, pk.myorigin, allow_null);
 }
 
 struct pickup_commit {
@@ -157,12 +142,26 @@ static void committed(void *arg, int ok)
     free(pc);
 }
 
-static void add_rcpt_unique(struct queue_file_message *m, const char *addr)
+static void add_rcpt_unique(struct queue_file_message *m, const char *addr, unsigned notify)
 {
     for (size_t i = 0; i < m->nrcpt; i++)
         if (strcmp(m->rcpts[i].addr, addr) == 0)
             return;
-    queue_file_message_add_rcpt(m, addr, "", 0, -1);
+    queue_file_message_add_rcpt(m, addr, "", notify, -1);
+}
+
+/* sendmail's -N, -R and -V, checked again (the file is untrusted) by the
+ * rules smtpd applies to NOTIFY, RET and ENVID. NULL, or what is wrong. */
+static const char *dsn_options_problem(const struct maildrop_env *env, unsigned *notify)
+{
+    *notify = 0;
+    if (env->notify && smtp_notify_parse(env->notify, strlen(env->notify), notify) != 0)
+        return "bad NOTIFY (-N) value";
+    if (env->ret && strcmp(env->ret, "FULL") != 0 && strcmp(env->ret, "HDRS") != 0)
+        return "bad RET (-R) value";
+    if (env->envid && !smtp_envid_valid(env->envid))
+        return "bad ENVID (-V) value";
+    return NULL;
 }
 
 static void pickup_file(const char *name)
@@ -205,6 +204,15 @@ static void pickup_file(const char *name)
         fclose(f);
         maildrop_env_free(&env);
         move_aside(name, "bad sender address");
+        return;
+    }
+    unsigned notify;
+    const char *dsn_problem = dsn_options_problem(&env, &notify);
+    if (dsn_problem) {
+        fclose(f);
+        maildrop_env_free(&env);
+        free(sender);
+        move_aside(name, dsn_problem);
         return;
     }
 
@@ -273,7 +281,7 @@ static void pickup_file(const char *name)
     for (size_t i = 0; i < env.nrcpts; i++) {
         char *a = checked_address(env.rcpts[i], 0);
         if (a)
-            add_rcpt_unique(&m, a);
+            add_rcpt_unique(&m, a, notify);
         else
             log_warn("%s: ignoring malformed recipient address \"%s\"", id, env.rcpts[i]);
         free(a);
@@ -281,7 +289,7 @@ static void pickup_file(const char *name)
     for (size_t i = 0; i < res.nrcpts; i++) {
         char *a = checked_address(res.rcpts[i], 0);
         if (a)
-            add_rcpt_unique(&m, a);
+            add_rcpt_unique(&m, a, notify);
         free(a);
     }
     if (read_error)
@@ -307,6 +315,11 @@ static void pickup_file(const char *name)
         char uid[24];
         snprintf(uid, sizeof uid, "%u", (unsigned)sb.st_uid);
         queue_file_message_set_attr(&m, "uid", uid);
+        /* as smtpd stores MAIL's RET and ENVID */
+        if (env.ret)
+            queue_file_message_set_attr(&m, "ret", env.ret);
+        if (env.envid)
+            queue_file_message_set_attr(&m, "envid", env.envid);
         if (res.message_id)
             queue_file_message_set_attr(&m, "message_id", res.message_id);
         /* Nobody to say 554 to: the queue bounces it (a forwarding loop) */

@@ -258,7 +258,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
-    if (qmgr_relay_init(qm.base, rt, &err) != 0)
+    if (qmgr_relay_init(qm.base, rt, qm.resolver, &err) != 0)
         log_fatal("outbound delivery: %s", err ? err : "cannot set up");
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)

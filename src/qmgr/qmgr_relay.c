@@ -19,6 +19,7 @@
 #include "daemon/runtime.h"
 #include "dns/dns.h"
 #include "maps/map.h"
+#include "maps/resolver.h"
 #include "msg/mime_downgrade.h"
 #include "qmgr/qmgr_msg.h"
 #include "spool/spool.h"
@@ -77,7 +78,7 @@ static struct {
     struct event_base *base;
     struct runtime *rt;
     struct dns_ctx *dns;
-    struct map_list *transport;
+    struct resolver *resolver; /* transport_maps; owned by qmgr */
     char *relayhost;
     char *myhostname;
     struct smtpc_opts opts;
@@ -242,18 +243,6 @@ static void dest_free_if_idle(struct qmgr_relay_dest *d)
     free(d);
 }
 
-/* transport_maps: the full domain, then each parent as ".parent". */
-static int transport_lookup(const char *domain, char **value)
-{
-    char *key = xstrdup(domain);
-    str_lower(key);
-    int rc = map_list_lookup(rl.transport, key, value);
-    for (const char *p = strchr(key, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
-        rc = map_list_lookup(rl.transport, p, value);
-    free(key);
-    return rc;
-}
-
 /* A recipient's next hop from a transport entry's nexthop part: empty means
  * the usual one (relayhost or the domain). */
 static char *default_nexthop(const char *addr)
@@ -265,11 +254,9 @@ static char *default_nexthop(const char *addr)
 
 enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
 {
-    if (!rl.transport)
-        return RELAY_ROUTE_DEFAULT;
     const char *addr = q->m.rcpts[idx].addr;
     char *value = NULL;
-    int rc = transport_lookup(domain_of(addr), &value);
+    int rc = resolver_transport(rl.resolver, addr, &value);
     if (rc < 0) {
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
         return RELAY_ROUTE_SETTLED;
@@ -277,12 +264,15 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
     if (rc == 0)
         return RELAY_ROUTE_DEFAULT;
     char *v = str_trim(value);
+    char status[16];
+    const char *text;
     enum qmgr_relay_route route = RELAY_ROUTE_SMTP;
     if (strncasecmp(v, "local:", 6) == 0 || strcasecmp(v, "local") == 0) {
         route = RELAY_ROUTE_LOCAL;
-    } else if (strncasecmp(v, "error:", 6) == 0) {
-        const char *text = v[6] ? v + 6 : "mail for this destination is not accepted";
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.0.0", text);
+    } else if (resolver_error_transport(v, "5.0.0", status, &text)) {
+        /* smtpd refuses these at RCPT; this is mail from sendmail, or
+         * queued before the entry was added. */
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, status, text);
         route = RELAY_ROUTE_SETTLED;
     } else if (strncasecmp(v, "smtp:", 5) != 0 && strncasecmp(v, "relay:", 6) != 0 &&
                strcasecmp(v, "smtp") != 0 && strcasecmp(v, "relay") != 0) {
@@ -300,9 +290,9 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
  * broken (the recipient is then deferred). */
 static char *nexthop_for(const char *addr)
 {
-    if (rl.transport) {
+    {
         char *value = NULL;
-        if (transport_lookup(domain_of(addr), &value) == 1) {
+        if (resolver_transport(rl.resolver, addr, &value) == 1) {
             char *v = str_trim(value);
             const char *colon = strchr(v, ':');
             char *hop = colon && colon[1] ? xstrdup(str_trim((char *)colon + 1)) : default_nexthop(addr);
@@ -759,7 +749,7 @@ static long opt_time(struct conf *c, const char *name)
     return (long)conf_time(c, name);
 }
 
-int qmgr_relay_init(struct event_base *base, struct runtime *rt, char **err)
+int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver *resolver, char **err)
 {
     memset(&rl, 0, sizeof rl);
     rl.base = base;
@@ -771,14 +761,7 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, char **err)
     rl.dns = dns_new(base, conf_str(c, "dns_resolvers"), v4, v6, err);
     if (!rl.dns)
         return -1;
-    const char *tm = conf_str(c, "transport_maps");
-    if (*tm) {
-        rl.transport = map_list_open(tm, 0, err);
-        if (!rl.transport) {
-            dns_free(rl.dns);
-            return -1;
-        }
-    }
+    rl.resolver = resolver;
     rl.relayhost = xstrdup(conf_str(c, "relayhost"));
     rl.myhostname = xstrdup(conf_str(c, "myhostname"));
     rl.port = (unsigned)conf_int(c, "smtp_tcp_port");
@@ -862,8 +845,6 @@ void qmgr_relay_shutdown(void)
         event_free(rl.kick);
     if (rl.dns)
         dns_free(rl.dns);
-    if (rl.transport)
-        map_list_close(rl.transport);
     if (rl.tls_policy)
         map_list_close(rl.tls_policy);
     if (rl.sasl_passwords)

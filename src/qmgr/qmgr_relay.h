@@ -29,8 +29,10 @@
 struct event_base;
 struct runtime;
 struct qmgr_msg;
+struct resolver;
 
-int qmgr_relay_init(struct event_base *base, struct runtime *rt, char **err);
+/* resolver: the queue's, for transport_maps; it must outlive the relay. */
+int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver *resolver, char **err);
 /* Drops every session and waiting recipient (process shutdown). */
 void qmgr_relay_shutdown(void);
 /* Stopping: sessions running may finish (a message in the middle of DATA

@@ -459,3 +459,22 @@ int smtp_local_part_valid(const char *lp, int allow_utf8)
     int ok = *lp == '"' ? scan_quoted_string(&sc) : scan_dot_string(&sc);
     return ok && *sc.p == '\0' && sc.p - lp <= SMTP_LOCAL_PART_MAX;
 }
+
+char *smtp_addr_envelope(const char *addr, const char *myorigin, int allow_null)
+{
+    if (allow_null && *addr == '\0')
+        return xstrdup("");
+    char *qualified = strchr(addr, '@') ? xstrdup(addr) : xasprintf("%s@%s", addr, myorigin);
+    char *wrapped = xasprintf("<%s>", qualified);
+    struct smtp_path p;
+    const char *end;
+    char *mailbox = NULL;
+    if (smtp_path_parse(wrapped, SMTP_PATH_ALLOW_UTF8, &p, &end, NULL) == 0) {
+        if (*end == '\0')
+            mailbox = xstrdup(p.mailbox);
+        smtp_path_free(&p);
+    }
+    free(wrapped);
+    free(qualified);
+    return mailbox;
+}

@@ -58,6 +58,14 @@ int smtp_path_parse(const char *s, unsigned flags, struct smtp_path *out,
                     const char **end, const char **why);
 void smtp_path_free(struct smtp_path *p);
 
+/* An envelope address given locally (sendmail's command line, -f, a -t
+ * header field): qualified with "@" + myorigin when it has no domain, then
+ * held to SMTP path syntax (UTF-8 allowed). The canonical mailbox, malloc'd,
+ * or NULL when SMTP cannot carry it. allow_null: "" stays "" (the null
+ * sender). sendmail and pickup both use it, so what sendmail accepts pickup
+ * takes. */
+char *smtp_addr_envelope(const char *addr, const char *myorigin, int allow_null);
+
 /* The reason reported for an octet >= 0x80 when UTF-8 was not allowed. */
 extern const char SMTP_WHY_NON_ASCII[];
 

@@ -301,10 +301,8 @@ static int parse_mail_param(const struct param *pr, const struct smtp_ext *ext,
 }
 
 /* notify-esmtp-value = "NEVER" / 1#notify-list-element */
-static int parse_notify(const struct param *pr, unsigned *notify, struct smtp_reply_err *err)
+int smtp_notify_parse(const char *value, size_t len, unsigned *notify)
 {
-    if (*notify || !pr->val || pr->val_len == 0)
-        return bad_param(err, "NOTIFY");
     static const struct {
         const char *word;
         unsigned bit;
@@ -312,8 +310,10 @@ static int parse_notify(const struct param *pr, unsigned *notify, struct smtp_re
                  {"SUCCESS", SMTP_NOTIFY_SUCCESS},
                  {"FAILURE", SMTP_NOTIFY_FAILURE},
                  {"DELAY", SMTP_NOTIFY_DELAY}};
+    if (len == 0)
+        return -1;
     unsigned bits = 0;
-    const char *p = pr->val, *end = pr->val + pr->val_len;
+    const char *p = value, *end = value + len;
     while (p <= end) {
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *e = comma ? comma : end;
@@ -323,15 +323,31 @@ static int parse_notify(const struct param *pr, unsigned *notify, struct smtp_re
             if (strlen(words[i].word) == n && strncasecmp(p, words[i].word, n) == 0)
                 bit = words[i].bit;
         if (bit == 0)
-            return bad_param(err, "NOTIFY");
+            return -1;
         bits |= bit;
         if (!comma)
             break;
         p = comma + 1;
     }
     if ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER)
-        return bad_param(err, "NOTIFY");
+        return -1;
     *notify = bits;
+    return 0;
+}
+
+int smtp_envid_valid(const char *envid)
+{
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)envid; *p; p++, n++)
+        if (*p < 0x20 || *p > 0x7e)
+            return 0;
+    return n > 0 && n <= ENVID_MAX;
+}
+
+static int parse_notify(const struct param *pr, unsigned *notify, struct smtp_reply_err *err)
+{
+    if (*notify || !pr->val || smtp_notify_parse(pr->val, pr->val_len, notify) != 0)
+        return bad_param(err, "NOTIFY");
     return 0;
 }
 

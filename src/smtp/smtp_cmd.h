@@ -125,4 +125,13 @@ int smtp_parse_bdat(const char *arg, unsigned long long *size, int *last);
  * name) is the caller's. */
 int smtp_parse_helo(const char *arg, char **name_out);
 
+/* A NOTIFY value ("NEVER" or a comma list of SUCCESS, FAILURE, DELAY; any
+ * case) into SMTP_NOTIFY_* bits: 0, or -1 when it is not one. For RCPT's
+ * parameter and for sendmail -N, so both mean the same. */
+int smtp_notify_parse(const char *value, size_t len, unsigned *bits);
+
+/* An ENVID as sendmail -V gives it (RFC 3461 4.4: printable US-ASCII, at
+ * most 100 characters): 1 when it is one. */
+int smtp_envid_valid(const char *envid);
+
 #endif

@@ -11,11 +11,12 @@ enum {
     S_CR,       /* a CR inside a line */
 };
 
-void smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode, int reject_bare_lf)
+void smtp_data_init(struct smtp_data *d, enum smtp_data_mode mode, int flags)
 {
     memset(d, 0, sizeof *d);
     d->mode = mode;
-    d->reject_bare_lf = reject_bare_lf;
+    d->reject_bare_lf = (flags & SMTP_DATA_REJECT_BARE_LF) != 0;
+    d->reject_nul = (flags & SMTP_DATA_REJECT_NUL) != 0;
     d->state = S_BOL;
     d->prev_crlf = 1;
 }
@@ -62,6 +63,8 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
                 const char *cr = memchr(start, '\r', lf ? (size_t)(lf - start) : left);
                 const char *end = cr ? cr : lf ? lf : in + inlen;
                 size_t run = (size_t)(end - start);
+                if (d->reject_nul && !d->nul && memchr(start, '\0', run))
+                    d->nul = 1;
                 memcpy(out + o, start, run);
                 o += run;
                 i += run - 1;
@@ -75,6 +78,8 @@ size_t smtp_data_decode(struct smtp_data *d, const char *in, size_t inlen, char 
                 /* ".\n": a lone dot ended by a bare LF never ends the data. */
                 o += end_line(d, out + o, 0);
             } else {
+                if (c == '\0' && d->reject_nul)
+                    d->nul = 1;
                 out[o++] = c;
                 d->state = S_TEXT;
             }
@@ -128,5 +133,16 @@ const char *smtp_data_error(const struct smtp_data *d)
         return "bare CR (a CR not followed by LF) in message content";
     if (d->bare_lf && d->reject_bare_lf)
         return "bare LF (an LF not preceded by CR) in message content";
+    if (d->nul)
+        return "NUL byte in message content";
+    return NULL;
+}
+
+const char *smtp_data_error_rule(const struct smtp_data *d)
+{
+    if (d->bare_cr || (d->bare_lf && d->reject_bare_lf))
+        return "RFC 5321 section 2.3.8";
+    if (d->nul)
+        return "RFC 2045 section 2.8"; /* 8bit data: no NULs; tern offers no BINARYMIME */
     return NULL;
 }

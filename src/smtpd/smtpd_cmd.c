@@ -195,6 +195,45 @@ static int check_policy(struct smtp_session *s, const char *rcpt, struct smtpd_p
     return smtpd_policy_check_rcpt(s->set->policy, &c, r);
 }
 
+/* Text from a table, as it may go into a reply line and the log: controls
+ * become '?', and it is cut so the reply stays within 512 octets. */
+static char *reply_text_from_table(const char *text)
+{
+    char *t = xstrndup(text, 300);
+    for (char *p = t; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return t;
+}
+
+/* A transport_maps "error:" entry refuses the recipient here, as Postfix
+ * does, with the entry's status (5.1.1 when it has none) and text; the
+ * queue would only bounce it later. 1 when a reply was sent. */
+static int refuse_error_transport(struct smtp_session *s, struct resolver *res, const char *addr)
+{
+    char *value = NULL;
+    int rc = resolver_transport(res, addr, &value);
+    if (rc < 0) {
+        smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
+        return 1;
+    }
+    char status[16];
+    const char *text;
+    if (rc == 0 || !resolver_error_transport(value, "5.1.1", status, &text)) {
+        free(value);
+        return 0;
+    }
+    char *shown = reply_text_from_table(text);
+    log_info("%s: reject: RCPT from %s[%s]: 550 %s <%s>: Recipient address rejected: %s; from=<%s> to=<%s> "
+             "proto=%s helo=<%s>",
+             s->id, s->client_name, s->client_addr, status, addr, shown, s->env.sender, addr,
+             s->esmtp ? "ESMTP" : "SMTP", s->helo ? s->helo : "");
+    smtpd_session_reply(s, "550 %s <%s>: Recipient address rejected: %s", status, addr, shown);
+    free(shown);
+    free(value);
+    return 1;
+}
+
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     struct smtp_ext ext = s->ext;
@@ -224,6 +263,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         smtpd_session_reply(s, "%d %s %s", pr.code, pr.enh, pr.text);
         if (pr.code == 421 || pr.code == 521)
             smtpd_session_close_after_reply(s);
+    } else if (refuse_error_transport(s, res, addr)) {
+        /* refused or deferred: no backscatter from a bounce later */
     } else if (resolver_class(res, addr) == RESOLVE_LOCAL) {
         switch (resolver_check_local(res, addr)) {
         case RESOLVE_OK:

@@ -72,7 +72,7 @@ int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
     };
     s->cleanup = cleanup_new(s->writer, &o);
     free(received);
-    smtp_data_init(&s->dec, mode, s->set->reject_bare_lf);
+    smtp_data_init(&s->dec, mode, SMTP_DATA_REJECT_NUL | (s->set->reject_bare_lf ? SMTP_DATA_REJECT_BARE_LF : 0));
     return 0;
 }
 
@@ -118,7 +118,7 @@ void smtpd_content_end(struct smtp_session *s)
     int refused = 1;
     if (bad_content) {
         log_info("%s: reject: %s from %s[%s]", s->id, bad_content, s->client_name, s->client_addr);
-        smtpd_session_reply(s, "550 5.6.0 Message rejected: %s (RFC 5321 section 2.3.8)", bad_content);
+        smtpd_session_reply(s, "550 5.6.0 Message rejected: %s (%s)", bad_content, smtp_data_error_rule(&s->dec));
     } else if (res.status == CLEANUP_TOO_BIG) {
         smtpd_session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
     } else if (res.status == CLEANUP_HEADER_TOO_BIG) {

@@ -82,6 +82,18 @@ int maildrop_read_env(FILE *f, struct maildrop_env *env, char *err, size_t errle
         case 'T':
             env->extract = 1;
             break;
+        case 'N':
+            free(env->notify);
+            env->notify = xstrdup(v);
+            break;
+        case 'D':
+            free(env->ret);
+            env->ret = xstrdup(v);
+            break;
+        case 'E':
+            free(env->envid);
+            env->envid = xstrdup(v);
+            break;
         case 'R':
             if (!*v)
                 break;
@@ -108,6 +120,9 @@ void maildrop_env_free(struct maildrop_env *env)
 {
     free(env->sender);
     free(env->full_name);
+    free(env->notify);
+    free(env->ret);
+    free(env->envid);
     for (size_t i = 0; i < env->nrcpts; i++)
         free(env->rcpts[i]);
     free(env->rcpts);
@@ -116,7 +131,9 @@ void maildrop_env_free(struct maildrop_env *env)
 
 int maildrop_write_env(FILE *f, const struct maildrop_env *env)
 {
-    if (!valid_addr_text(env->sender) || (env->full_name && !valid_addr_text(env->full_name))) {
+    if (!valid_addr_text(env->sender) || (env->full_name && !valid_addr_text(env->full_name)) ||
+        (env->notify && !valid_addr_text(env->notify)) || (env->ret && !valid_addr_text(env->ret)) ||
+        (env->envid && !valid_addr_text(env->envid))) {
         errno = EINVAL;
         return -1;
     }
@@ -126,6 +143,12 @@ int maildrop_write_env(FILE *f, const struct maildrop_env *env)
         fprintf(f, "F %s\n", env->full_name);
     if (env->extract)
         fputs("T\n", f);
+    if (env->notify)
+        fprintf(f, "N %s\n", env->notify);
+    if (env->ret)
+        fprintf(f, "D %s\n", env->ret);
+    if (env->envid)
+        fprintf(f, "E %s\n", env->envid);
     for (size_t i = 0; i < env->nrcpts; i++) {
         if (!valid_addr_text(env->rcpts[i])) {
             errno = EINVAL;

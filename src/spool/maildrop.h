@@ -4,6 +4,10 @@
  *   S <envelope sender>\n          (empty for <>)
  *   F <full name>\n                (optional, sendmail -F)
  *   T\n                            (optional, sendmail -t)
+ *   N <notify>\n                   (optional, sendmail -N: NEVER, or SUCCESS,DELAY,FAILURE
+ *                                  as in RCPT's NOTIFY; for every recipient)
+ *   D <FULL|HDRS>\n                (optional, sendmail -R: the message's RET)
+ *   E <envid>\n                    (optional, sendmail -V: the message's ENVID)
  *   R <recipient>\n                (zero or more)
  *   \n
  *   content in canonical form (CRLF line ends)
@@ -24,6 +28,9 @@ struct maildrop_env {
     char *sender;
     char *full_name;
     int extract;
+    char *notify;           /* NOTIFY text for every recipient, NULL if not given */
+    char *ret;              /* "FULL" or "HDRS", NULL if not given */
+    char *envid;            /* NULL if not given */
     char **rcpts;
     size_t nrcpts;
     long content_offset;    /* where the content starts in the file */

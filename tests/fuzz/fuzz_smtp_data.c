@@ -1,6 +1,7 @@
 /* libFuzzer target: the DATA/BDAT decoder. Besides not crashing, checks the
  * promises of smtp_data.h: output has only CRLF line ends, and the end of
- * data is found exactly where a real <CRLF>.<CRLF> is. Built by `make fuzz`. */
+ * data is found exactly where a real <CRLF>.<CRLF> is, and a NUL in what
+ * was read is always noticed. Built by `make fuzz`. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -15,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *out = malloc(2 * size + 4);
     for (int mode = 0; mode < 2; mode++) {
         struct smtp_data d;
-        smtp_data_init(&d, mode ? SMTP_DATA_BDAT : SMTP_DATA_DOT, 0);
+        smtp_data_init(&d, mode ? SMTP_DATA_BDAT : SMTP_DATA_DOT, SMTP_DATA_REJECT_NUL);
         size_t outlen = 0;
         size_t used = smtp_data_decode(&d, (const char *)data, size, out, &outlen);
         if (used > size)
@@ -38,6 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     abort();
             }
         }
+        /* a NUL anywhere in what was read is reported */
+        if ((memchr(data, '\0', used) != NULL) != (d.nul != 0))
+            abort();
     }
     free(out);
     return 0;

@@ -22,9 +22,18 @@ def parse(path):
 def report_parts(msg):
     assert msg.get_content_type() == "multipart/report"
     assert msg.get_param("report-type") == "delivery-status"
+    return report_parts_any(msg)
+
+
+def report_parts_any(msg):
+    """The parts of a notice of either kind (RFC 3464 or RFC 6533); RFC 6522
+    wants report-type to name the second part's subtype, which is what
+    bounce parsers look for."""
+    assert msg.get_content_type() == "multipart/report"
     parts = list(msg.iter_parts())
+    assert msg.get_param("report-type") == parts[1].get_content_subtype()
     assert parts[0].get_content_type() == "text/plain"
-    assert parts[1].get_content_type() == "message/delivery-status"
+    assert parts[1].get_content_type() in ("message/delivery-status", "message/global-delivery-status")
     return parts
 
 
@@ -70,6 +79,42 @@ def test_failed_delivery_returns_a_bounce_to_the_sender(tern_instance, work_dir)
     orig_id, notice_id = re.search(r"(\w+): sender non-delivery notification: (\w+)", log).groups()
     tern.wait_log(f"{orig_id}: removed")
     tern.wait_log(f"{notice_id}: removed")
+
+
+def test_failed_delivery_bounce_is_understood_by_flufl_bounce(tern_instance, work_dir):
+    """flufl.bounce (Mailman's bounce parser) finds the failed recipient."""
+    from flufl.bounce import scan_message
+    tern = setup_aliases(tern_instance, work_dir, "gone: |/bin/true\n")
+    send(tern, "you@localhost", ["gone@localhost"], "for flufl")
+    raw = tern.wait_messages("you")[0].read_bytes()
+    assert scan_message(email.message_from_bytes(raw)) == {b"gone@localhost"}  # its Original-Recipient
+
+
+def test_smtputf8_bounce_names_its_global_report_type(tern_instance, work_dir):
+    """An SMTPUTF8 message's notice is RFC 6533's: message/global-delivery-status
+    under multipart/report; report-type=global-delivery-status (RFC 6522: the
+    report-type is the second part's subtype, which parsers match on)."""
+    tern = setup_aliases(tern_instance, work_dir, "pipe: |/bin/true\n")
+    with tern.smtp() as c:
+        c.ehlo()
+        c.sendmail("you@localhost", ["pipe@localhost"],
+                   "From: you@localhost\r\nSubject: \u00e9t\u00e9\r\n\r\nna\u00efve body\r\n".encode(),
+                   mail_options=["SMTPUTF8", "BODY=8BITMIME"])
+    raw = tern.wait_messages("you")[0].read_bytes()
+    notice = email.message_from_bytes(raw, policy=email.policy.default)
+    assert notice.get_content_type() == "multipart/report"
+    assert notice.get_param("report-type") == "global-delivery-status"
+    text, status, original = report_parts_any(notice)
+    assert status.get_content_type() == "message/global-delivery-status"
+    assert original.get_content_type() == "message/global"
+    # Python parses message/global-delivery-status like a message: the
+    # per-message fields are its header, the recipients' groups its body.
+    inner = status.get_payload()[0]
+    assert inner["Reporting-MTA"].replace(" ", "") == "dns;mail.example.test"
+    rcpt = email.message_from_string(inner.get_payload().lstrip("\n"))
+    assert rcpt["Action"] == "failed"
+    assert rcpt["Final-Recipient"].replace(" ", "") == "rfc822;|/bin/true"
+    assert rcpt["Original-Recipient"].replace(" ", "") == "rfc822;pipe@localhost"
 
 
 def test_expired_message_bounces(tern_instance):

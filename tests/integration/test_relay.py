@@ -5,6 +5,7 @@ up; the tern under test listens on 127.0.0.1."""
 import email
 import email.policy
 import re
+import smtplib
 import time
 
 import pytest
@@ -212,10 +213,11 @@ def test_transport_maps_route_and_error(tern_instance, test_dns, work_dir):
         send(tern, "alice@example.test", ["p@special.test", "q@deep.sub.special.test"], BODY)
         got = special.wait()[0]
         assert sorted(got.rcpts) == ["p@special.test", "q@deep.sub.special.test"]
-        send(tern, "alice@example.test", ["r@closed.test"], BODY)
-        log = tern.wait_log("status=bounced")
-        assert "to=<r@closed.test>, relay=none" in log
-        assert "this domain takes no mail" in log
+        # an error: entry is refused at RCPT with its status (no backscatter)
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(tern, "alice@example.test", ["r@closed.test"], BODY)
+        assert refused.value.recipients["r@closed.test"] == (
+            550, b"5.7.1 <r@closed.test>: Recipient address rejected: this domain takes no mail")
     finally:
         special.stop()
 

@@ -201,6 +201,29 @@ def test_bare_cr_in_a_line_rejected(tern):
     assert len(tern.messages("you")) == 1
 
 
+NUL_REFUSED = (550, "550 5.6.0 Message rejected: NUL byte in message content (RFC 2045 section 2.8)")
+
+
+@pytest.mark.parametrize("content", [b"From: a@example.org\r\n\r\nbe\x00fore\r\n",
+                                     b"From: a@example.org\r\nSubject: x\x00y\r\n\r\nbody\r\n",
+                                     b"From: a@example.org\r\n\r\n.\x00after a stuffed dot\r\n",
+                                     b"From: a@example.org\r\n\r\n\x00" + SMUGGLED],
+                         ids=["body", "header", "after-dot", "smuggling"])
+def test_nul_in_data_rejected_after_the_real_end(tern, content):
+    """A NUL is refused like a bare CR: a receiver that drops NULs would see
+    other content (or other line ends) than we checked."""
+    s = greeted(tern)
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    s.send(content + b".\r\nNOOP\r\n")
+    assert s.read_reply() == NUL_REFUSED
+    assert s.read_reply() == (250, "250 2.0.0 Ok")  # in sync: the whole message was read
+    tern.wait_log("reject: NUL byte in message content from localhost[127.0.0.1]")
+    sentinel(tern, s)
+    assert len(tern.messages("you")) == 1  # just the sentinel
+    assert tern.messages("victim") == []
+
+
 def test_8bitmime_body_intact(tern):
     s = greeted(tern)
     start_transaction(s, params=" BODY=8BITMIME")
@@ -347,6 +370,18 @@ def test_bdat_bare_cr_rejected(tern):
              "(RFC 5321 section 2.3.8)")
     start_transaction(s)
     assert bdat(s, b"From: a@example.org\r\n\r\nends in CR\r", last=True)[0] == 550
+    sentinel(tern, s)
+    assert len(tern.messages("you")) == 1
+
+
+def test_bdat_nul_rejected(tern):
+    s = greeted(tern)
+    start_transaction(s)
+    assert bdat(s, b"From: a@example.org\r\n\r\nx\x00y\r\n", last=True) == NUL_REFUSED
+    # a NUL in an earlier chunk is remembered until LAST
+    start_transaction(s)
+    assert bdat(s, b"From: a@example.org\r\n\r\n\x00")[0] == 250
+    assert bdat(s, b"clean\r\n", last=True) == NUL_REFUSED
     sentinel(tern, s)
     assert len(tern.messages("you")) == 1
 

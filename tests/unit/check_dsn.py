@@ -78,8 +78,6 @@ def main():
 
     if msg.get_content_type() != "multipart/report":
         fail("top type " + msg.get_content_type())
-    if msg.get_param("report-type") != "delivery-status":
-        fail("report-type %r" % msg.get_param("report-type"))
     for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version"):
         if msg[name] is None:
             fail("no " + name)
@@ -98,6 +96,9 @@ def main():
         fail("empty text part")
     if parts[1].get_content_type() not in STATUS_TYPES:
         fail("part 2 is " + parts[1].get_content_type())
+    # RFC 6522: report-type names the subtype of the second part
+    if msg.get_param("report-type") != parts[1].get_content_subtype():
+        fail("report-type %r with a %s part" % (msg.get_param("report-type"), parts[1].get_content_type()))
 
     blocks = status_blocks(msg, raw)
     if len(blocks) < 2:

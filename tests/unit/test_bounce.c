@@ -704,6 +704,8 @@ static void test_smtputf8_global_types(void **state)
     parse_notice(buf, len, &nt);
     assert_has_line(nt.header, "To: <\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.test>");
     assert_has_line(nt.header, "Content-Transfer-Encoding: 8bit");
+    /* RFC 6522: the report-type is the second part's subtype */
+    assert_has_line(nt.header, "Content-Type: multipart/report; report-type=global-delivery-status;");
     assert_string_equal(nt.parts[0].header, "Content-Description: Notification\r\n"
                                             "Content-Type: text/plain; charset=utf-8\r\n"
                                             "Content-Transfer-Encoding: 8bit\r\n");

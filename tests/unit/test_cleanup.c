@@ -801,6 +801,37 @@ static void test_write_error(void **state)
     queue_file_writer_abort(w);
 }
 
+/* Without a writer (sendmail's check before it commits a drop file) the
+ * verdicts and the -t recipients are those a writing cleanup gives. */
+static void test_check_only(void **state)
+{
+    (void)state;
+    struct cleanup_opts o = base_opts();
+    o.extract_recipients = 1;
+    o.received = NULL;
+    struct cleanup *c = cleanup_new(NULL, &o);
+    static const char in[] = "To: a@example.net, bare\r\nBcc: b@example.net\r\nSubject: x\r\n\r\n"
+                             "To: not@in.header\r\n";
+    cleanup_write(c, in, sizeof in - 1);
+    struct cleanup_result res;
+    cleanup_finish(c, &res);
+    cleanup_free(c);
+    assert_int_equal(res.status, CLEANUP_OK);
+    assert_int_equal(res.nrcpts, 3);
+    assert_string_equal(res.rcpts[0], "a@example.net");
+    assert_string_equal(res.rcpts[1], "bare@example.com");
+    assert_string_equal(res.rcpts[2], "b@example.net");
+    cleanup_result_free(&res);
+
+    o.header_size_limit = 20;
+    c = cleanup_new(NULL, &o);
+    cleanup_write(c, in, sizeof in - 1);
+    cleanup_finish(c, &res);
+    cleanup_free(c);
+    assert_int_equal(res.status, CLEANUP_HEADER_TOO_BIG);
+    cleanup_result_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -822,6 +853,7 @@ int main(void)
         cmocka_unit_test(test_hop_count),
         cmocka_unit_test(test_8bit_header),
         cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_check_only),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -108,6 +108,50 @@ static void test_round_trip(void **state)
     assert_null(r.sender);
 }
 
+/* sendmail's -N, -R and -V travel as N, D and E records, before the
+ * recipients, and come back as written (pickup checks their values). */
+static void test_round_trip_dsn_options(void **state)
+{
+    (void)state;
+    char *rcpts[] = {"a@example.com"};
+    struct maildrop_env w = {
+        .sender = "s@example.org",
+        .notify = "SUCCESS,FAILURE",
+        .ret = "HDRS",
+        .envid = "job 42",
+        .rcpts = rcpts,
+        .nrcpts = 1,
+    };
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    assert_int_equal(maildrop_write_env(f, &w), 0);
+    long env_end = ftell(f);
+    rewind(f);
+    char head[256] = "";
+    assert_int_equal(fread(head, 1, (size_t)env_end, f), (size_t)env_end);
+    assert_string_equal(head, "TERNMD01\nS s@example.org\nN SUCCESS,FAILURE\nD HDRS\nE job 42\n"
+                              "R a@example.com\n\n");
+    rewind(f);
+    struct maildrop_env r;
+    char err[256];
+    assert_int_equal(maildrop_read_env(f, &r, err, sizeof err), 0);
+    assert_string_equal(r.notify, "SUCCESS,FAILURE");
+    assert_string_equal(r.ret, "HDRS");
+    assert_string_equal(r.envid, "job 42");
+    maildrop_env_free(&r);
+    fclose(f);
+    /* a control character in one is refused on both sides */
+    w.envid = "a\tb";
+    f = tmpfile();
+    assert_int_equal(maildrop_write_env(f, &w), -1);
+    fclose(f);
+    f = tmpfile();
+    fputs("TERNMD01\nS s@example.org\nE a\x01\n\n", f);
+    rewind(f);
+    assert_int_equal(maildrop_read_env(f, &r, err, sizeof err), -1);
+    fclose(f);
+}
+
 static void test_round_trip_minimal(void **state)
 {
     (void)state;
@@ -432,6 +476,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_minimal),
+        cmocka_unit_test(test_round_trip_dsn_options),
         cmocka_unit_test(test_reader_lenient_parts),
         cmocka_unit_test(test_rejects_bad_magic),
         cmocka_unit_test(test_rejects_missing_terminator),

@@ -798,6 +798,31 @@ static void test_free_is_idempotent(void **state)
     smtp_path_free(NULL);
 }
 
+/* sendmail's and pickup's rule for addresses given locally. */
+static void test_envelope(void **state)
+{
+    (void)state;
+    char *a = smtp_addr_envelope("alice", "example.org", 0);
+    assert_string_equal(a, "alice@example.org");
+    free(a);
+    a = smtp_addr_envelope("\"j doe\"@Example.NET", "example.org", 0);
+    assert_string_equal(a, "\"j doe\"@Example.NET");
+    free(a);
+    a = smtp_addr_envelope("", "example.org", 1);
+    assert_string_equal(a, "");
+    free(a);
+    assert_null(smtp_addr_envelope("", "example.org", 0));
+    assert_null(smtp_addr_envelope("a b@example.org", "example.org", 1));
+    assert_null(smtp_addr_envelope("a@b@example.org", "example.org", 0));
+    char local[80];
+    memset(local, 'x', 65);
+    strcpy(local + 65, "@example.org");
+    assert_null(smtp_addr_envelope(local, "example.org", 0)); /* local part over 64 octets */
+    a = smtp_addr_envelope("j\xc3\xb6rg@b\xc3\xbc" "cher.example", "example.org", 0);
+    assert_non_null(a); /* UTF-8: the queue asks for SMTPUTF8 when it relays */
+    free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -809,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_domain_valid),
         cmocka_unit_test(test_local_part_valid),
         cmocka_unit_test(test_free_is_idempotent),
+        cmocka_unit_test(test_envelope),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

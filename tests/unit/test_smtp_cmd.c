@@ -691,10 +691,36 @@ static void test_helo_table(void **state)
     assert_int_equal(smtp_parse_helo(big, NULL), 0);
 }
 
+/* -N and RCPT's NOTIFY share the parser; -V is held to ENVID's rule. */
+static void test_notify_and_envid_values(void **state)
+{
+    (void)state;
+    unsigned bits = 0;
+    assert_int_equal(smtp_notify_parse("never", 5, &bits), 0);
+    assert_int_equal(bits, SMTP_NOTIFY_NEVER);
+    assert_int_equal(smtp_notify_parse("success,DELAY,Failure", 21, &bits), 0);
+    assert_int_equal(bits, SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY | SMTP_NOTIFY_FAILURE);
+    assert_int_equal(smtp_notify_parse("never,success", 13, &bits), -1);
+    assert_int_equal(smtp_notify_parse("success,", 8, &bits), -1);
+    assert_int_equal(smtp_notify_parse("", 0, &bits), -1);
+    assert_int_equal(smtp_notify_parse("sometimes", 9, &bits), -1);
+    assert_true(smtp_envid_valid("job 42.abc"));
+    assert_false(smtp_envid_valid(""));
+    assert_false(smtp_envid_valid("tab\there"));
+    assert_false(smtp_envid_valid("caf\xc3\xa9"));
+    char longest[102];
+    memset(longest, 'e', 101);
+    longest[101] = '\0';
+    assert_false(smtp_envid_valid(longest));
+    longest[100] = '\0';
+    assert_true(smtp_envid_valid(longest));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cmd_table),
+        cmocka_unit_test(test_notify_and_envid_values),
         cmocka_unit_test(test_verb_names_roundtrip),
         cmocka_unit_test(test_mail_table),
         cmocka_unit_test(test_mail_param_lengths),

@@ -448,6 +448,45 @@ static void test_error_precedence(void **state)
     result_free(&r);
 }
 
+/* A NUL is refused when the caller asks (smtpd: network input), wherever it
+ * is, without changing where the data ends or what is stored; local
+ * submissions (pickup) keep it. */
+static void test_nul(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        size_t len;
+    } cases[] = {
+        {"a\0b\r\n.\r\n", 8},
+        {".\0\r\n.\r\n", 7},
+        {"\0\r\n.\r\n", 6},
+        {"x\r\n\0.\r\n.\r\n", 11},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct result r, plain;
+        run(SMTP_DATA_DOT, SMTP_DATA_REJECT_NUL, cases[i].in, cases[i].len, 0, 0, &r);
+        run(SMTP_DATA_DOT, 0, cases[i].in, cases[i].len, 0, 0, &plain);
+        assert_true(r.done);
+        assert_non_null(r.error);
+        assert_non_null(strstr(r.error, "NUL"));
+        assert_null(plain.error);
+        assert_int_equal(r.out.len, plain.out.len);
+        assert_memory_equal(strbuf_str(&r.out), strbuf_str(&plain.out), r.out.len);
+        assert_split_invariant(SMTP_DATA_DOT, SMTP_DATA_REJECT_NUL, cases[i].in, cases[i].len, 0, "NUL");
+        result_free(&r);
+        result_free(&plain);
+    }
+    struct result r;
+    run(SMTP_DATA_BDAT, SMTP_DATA_REJECT_NUL, "ab\0", 3, 0, 1, &r);
+    assert_non_null(r.error);
+    result_free(&r);
+    /* bare CR still outranks it, as the older reason */
+    run(SMTP_DATA_DOT, SMTP_DATA_REJECT_NUL, "\0a\rb\r\n.\r\n", 10, 0, 0, &r);
+    assert_non_null(strstr(r.error, "bare CR"));
+    result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -461,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_bdat_never_ends_never_unstuffs),
         cmocka_unit_test(test_bdat_line_ends),
         cmocka_unit_test(test_error_precedence),
+        cmocka_unit_test(test_nul),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
