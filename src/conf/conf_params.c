@@ -258,6 +258,10 @@ const struct conf_param conf_params[] = {
         "PEM ECDSA certificate, used beside smtpd_tls_cert_file."),
     STR("smtpd_tls_eckey_file", "$smtpd_tls_eccert_file",
         "PEM private key for smtpd_tls_eccert_file; empty: the key is in smtpd_tls_eccert_file."),
+    LIST("smtpd_tls_exclude_ciphers", "kRSA",
+        "OpenSSL cipher names or aliases the SMTP server never offers. Tern's default kRSA leaves only "
+        "forward-secret key exchange (Postfix's default is empty): a client that knows nothing better "
+        "then sends in plaintext; set it empty to offer static RSA key exchange too."),
     STR("smtpd_tls_key_file", "$smtpd_tls_cert_file",
         "PEM private key for smtpd_tls_cert_file (read by the master as root); empty: the key is "
         "in smtpd_tls_cert_file."),
@@ -269,6 +273,9 @@ const struct conf_param conf_params[] = {
         "Record the TLS protocol and cipher in Received: (Postfix's default is no)."),
     ENUM("smtpd_tls_security_level", "may", "none|may|encrypt",
         "none: no STARTTLS; may: offer it when a certificate is set; encrypt: require it before MAIL and AUTH."),
+    TIME("smtpd_tls_session_cache_timeout", "3600s", 's', 0,
+        "How long a TLS session ticket lets a client resume without a full handshake; the ticket keys "
+        "are replaced at this interval. 0 turns tickets off."),
     BOOL("smtpd_tls_wrappermode", "no",
         "TLS from the first byte (port 465, RFC 8314) instead of STARTTLS."),
     BOOL("smtputf8_enable", "yes",

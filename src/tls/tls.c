@@ -1,7 +1,10 @@
 /* tls: OpenSSL contexts for the SMTP server (see tls.h). */
 #include "tls/tls.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +13,9 @@
 
 #include "conf/conf.h"
 #include "maps/map.h"
+#include "util/clock.h"
 #include "util/mem.h"
+#include "util/strbuf.h"
 
 static const struct {
     const char *name;
@@ -339,6 +344,105 @@ static SSL_CTX *new_ctx(const SSL_METHOD *method, const char *param, const char 
     return ctx;
 }
 
+/* ---------- session tickets ----------
+ *
+ * A client that resumes with a ticket skips the full handshake (and its
+ * private-key operation). The ticket is the session encrypted under a key
+ * only this smtpd process knows: the current key encrypts, and is replaced
+ * every smtpd_tls_session_cache_timeout; the one before it still decrypts
+ * until its last ticket has expired, and such a ticket is renewed. Keys
+ * are made at first use, in the smtpd process, and never leave it. */
+
+static struct tls_ticket_ring ticket_ring;
+
+void tls_ticket_ring_reset(struct tls_ticket_ring *r, long long lifetime)
+{
+    OPENSSL_cleanse(r, sizeof *r);
+    r->lifetime = lifetime;
+}
+
+static int ticket_key_new(struct tls_ticket_key *k, long long now)
+{
+    if (RAND_bytes(k->name, sizeof k->name) != 1 || RAND_priv_bytes(k->aes, sizeof k->aes) != 1 ||
+        RAND_priv_bytes(k->hmac, sizeof k->hmac) != 1)
+        return -1;
+    k->created = now;
+    k->in_use = 1;
+    return 0;
+}
+
+const struct tls_ticket_key *tls_ticket_key_for_new(struct tls_ticket_ring *r, long long now)
+{
+    if (r->current.in_use && now - r->current.created < r->lifetime)
+        return &r->current;
+    struct tls_ticket_key fresh;
+    if (ticket_key_new(&fresh, now) != 0)
+        return NULL;
+    if (r->current.in_use) {
+        r->previous = r->current;
+        r->previous_retired = now;
+    }
+    r->current = fresh;
+    OPENSSL_cleanse(&fresh, sizeof fresh);
+    return &r->current;
+}
+
+const struct tls_ticket_key *tls_ticket_key_named(struct tls_ticket_ring *r, const unsigned char name[16],
+                                                  long long now, int *renew)
+{
+    *renew = 0;
+    if (r->current.in_use && memcmp(r->current.name, name, 16) == 0 && now - r->current.created < 2 * r->lifetime)
+        return &r->current;
+    /* a ticket made just before the key was retired lives one lifetime more */
+    if (r->previous.in_use && memcmp(r->previous.name, name, 16) == 0 && now - r->previous_retired < r->lifetime) {
+        *renew = 1;
+        return &r->previous;
+    }
+    return NULL;
+}
+
+static int ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                         EVP_MAC_CTX *hctx, int enc)
+{
+    (void)ssl;
+    long long now = (long long)clock_now();
+    const struct tls_ticket_key *k;
+    int renew = 0;
+    if (enc) {
+        k = tls_ticket_key_for_new(&ticket_ring, now);
+        if (!k || RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1)
+            return -1;
+        memcpy(key_name, k->name, 16);
+    } else {
+        k = tls_ticket_key_named(&ticket_ring, key_name, now, &renew);
+        if (!k)
+            return 0; /* unknown or expired: a full handshake */
+    }
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(hctx, k->hmac, sizeof k->hmac, params) != 1)
+        return -1;
+    int ok = enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv)
+                 : EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv);
+    if (ok != 1)
+        return -1;
+    return renew ? 2 : 1;
+}
+
+/* The cipher list for TLS 1.2 and older: the grade, less smtpd_tls_exclude_ciphers. */
+static char *server_cipher_list(struct conf *c)
+{
+    const char *grade = conf_str(c, "smtpd_tls_ciphers");
+    struct strbuf list = STRBUF_INIT;
+    strbuf_puts(&list, strcasecmp(grade, "high") == 0 ? "HIGH:!aNULL:!MD5:!RC4:!3DES"
+                                                       : "HIGH:MEDIUM:!aNULL:!MD5:!RC4:!3DES:!SEED:!IDEA");
+    struct conf_list ex = conf_list(c, "smtpd_tls_exclude_ciphers");
+    for (size_t i = 0; i < ex.n; i++)
+        strbuf_printf(&list, ":!%s", ex.items[i]);
+    conf_list_free(&ex);
+    return strbuf_detach(&list);
+}
+
 /* A context with the listener's protocols, options and ciphers, no keys. */
 static SSL_CTX *server_ctx_base(struct conf *c, char **err)
 {
@@ -349,18 +453,30 @@ static SSL_CTX *server_ctx_base(struct conf *c, char **err)
         return NULL;
     /* Renegotiation and compression only ever helped attackers; the
      * server picks the cipher so the list's order counts. */
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-                                 SSL_OP_NO_TICKET);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    const char *grade = conf_str(c, "smtpd_tls_ciphers");
-    const char *list = strcasecmp(grade, "high") == 0 ? "HIGH:!aNULL:!MD5:!RC4:!3DES"
-                                                      : "HIGH:MEDIUM:!aNULL:!MD5:!RC4:!3DES:!SEED:!IDEA";
+    char *list = server_cipher_list(c);
     if (SSL_CTX_set_cipher_list(ctx, list) != 1) {
-        *err = ssl_err("cannot set the cipher list", NULL);
+        *err = ssl_err("cannot set the cipher list", list);
+        free(list);
         SSL_CTX_free(ctx);
         return NULL;
     }
+    free(list);
+    /* No server-side session cache (stateless tickets instead: nothing to
+     * share between processes, nothing kept per client). */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    long long lifetime = conf_time(c, "smtpd_tls_session_cache_timeout");
+    if (lifetime > 0) {
+        if (ticket_ring.lifetime != lifetime)
+            tls_ticket_ring_reset(&ticket_ring, lifetime);
+        SSL_CTX_set_timeout(ctx, (long)lifetime);
+        SSL_CTX_set_num_tickets(ctx, 1);
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
     return ctx;
 }
 

@@ -54,6 +54,30 @@ void tls_describe(struct ssl_st *ssl, char *buf, size_t len);
  * tests. */
 int tls_min_version(const char *list, const char **bad);
 
+/* Session-ticket keys (see tls.c): the current one encrypts new tickets
+ * for `lifetime` seconds; the one before still opens tickets (which are then
+ * renewed) for one lifetime after it was retired. Exposed for tests. */
+struct tls_ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    long long created;
+    int in_use;
+};
+struct tls_ticket_ring {
+    struct tls_ticket_key current, previous;
+    long long previous_retired;
+    long long lifetime;
+};
+void tls_ticket_ring_reset(struct tls_ticket_ring *r, long long lifetime);
+/* The key for a new ticket at time now (a fresh one once the current is a
+ * lifetime old); NULL if no random bytes could be had. */
+const struct tls_ticket_key *tls_ticket_key_for_new(struct tls_ticket_ring *r, long long now);
+/* The key a ticket names, or NULL (unknown or too old); *renew is set when
+ * the ticket should be replaced by one under the current key. */
+const struct tls_ticket_key *tls_ticket_key_named(struct tls_ticket_ring *r, const unsigned char name[16],
+                                                  long long now, int *renew);
+
 /* The last OpenSSL error as text (for logs), "unknown error" if none. */
 const char *tls_error_text(unsigned long e, char *buf, size_t len);
 

@@ -140,6 +140,65 @@ def test_openssl_s_client_starttls(tern_instance, tls_files):
     assert "CN = mail.example.test" in out or "CN=mail.example.test" in out, out
 
 
+def s_client(tern, *args, stdin=b"EHLO client.example\r\nQUIT\r\n"):
+    # -ign_eof: read until the server closes after QUIT, so a TLS 1.3
+    # ticket (sent after the handshake) is seen and saved
+    r = subprocess.run(["openssl", "s_client", "-starttls", "smtp", "-connect", f"{tern.host}:{tern.port}",
+                        "-servername", "mail.example.test", "-ign_eof", *args],
+                       input=stdin, capture_output=True, timeout=30)
+    return (r.stdout + r.stderr).decode(errors="replace")
+
+
+def tls12_handshake(tern, ciphers):
+    """STARTTLS with TLS 1.2 and only these suites offered; the cipher, or None if refused."""
+    ctx = client_ctx()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(ciphers)
+    with tern.smtp() as c:
+        c.ehlo()
+        try:
+            c.starttls(context=ctx)
+        except (ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionResetError):
+            return None
+        return c.sock.cipher()[0]
+
+
+def test_only_forward_secret_key_exchange_by_default(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files, kind="rsa")
+    # static RSA key exchange (no forward secrecy) is not offered ...
+    assert tls12_handshake(tern, "AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA") is None
+    # ... ECDHE is
+    assert tls12_handshake(tern, "ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
+
+
+def test_static_rsa_when_configured(tern_instance, tls_files):
+    tern = tls_tern(tern_instance, tls_files, kind="rsa", smtpd_tls_exclude_ciphers="")
+    assert tls12_handshake(tern, "AES128-GCM-SHA256") == "AES128-GCM-SHA256"
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_session_resumption_with_a_ticket(tern_instance, tls_files, work_dir, version):
+    tern = tls_tern(tern_instance, tls_files)
+    sess = work_dir / "session.pem"
+    first = s_client(tern, version, "-sess_out", str(sess))
+    assert "New, TLSv1." in first, first
+    assert sess.exists() and sess.stat().st_size > 0
+    second = s_client(tern, version, "-sess_in", str(sess))
+    assert "Reused, TLSv1." in second, second
+
+
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_no_resumption_when_tickets_are_off(tern_instance, tls_files, work_dir, version):
+    tern = tls_tern(tern_instance, tls_files, smtpd_tls_session_cache_timeout="0")
+    sess = work_dir / "session.pem"
+    first = s_client(tern, version, "-sess_out", str(sess))
+    assert "New, TLSv1." in first, first
+    # no ticket and no server-side cache: nothing a client could resume with
+    if sess.exists():
+        second = s_client(tern, version, "-sess_in", str(sess))
+        assert "New, TLSv1." in second and "Reused" not in second, second
+
+
 def test_old_protocols_refused(tern_instance, tls_files):
     tern = tls_tern(tern_instance, tls_files)
     ctx = client_ctx()

@@ -111,11 +111,47 @@ static void test_server_contexts(void **state)
     free(rsa);
 }
 
+/* Ticket keys: a fresh key once the current one is a lifetime old; the
+ * retired one still opens tickets (asking for renewal) for one lifetime. */
+static void test_ticket_key_rotation(void **state)
+{
+    (void)state;
+    struct tls_ticket_ring r;
+    tls_ticket_ring_reset(&r, 3600);
+    const long long t0 = 1700000000;
+    const struct tls_ticket_key *k = tls_ticket_key_for_new(&r, t0);
+    assert_non_null(k);
+    unsigned char first[16];
+    memcpy(first, k->name, 16);
+    int renew = -1;
+    /* the same key within its lifetime */
+    assert_memory_equal(tls_ticket_key_for_new(&r, t0 + 3599)->name, first, 16);
+    assert_non_null(tls_ticket_key_named(&r, first, t0 + 3599, &renew));
+    assert_int_equal(renew, 0);
+    /* replaced after it */
+    k = tls_ticket_key_for_new(&r, t0 + 3600);
+    assert_memory_not_equal(k->name, first, 16);
+    unsigned char second[16];
+    memcpy(second, k->name, 16);
+    /* the retired key opens tickets for one lifetime more, asking for renewal */
+    assert_non_null(tls_ticket_key_named(&r, first, t0 + 3600 + 3599, &renew));
+    assert_int_equal(renew, 1);
+    assert_null(tls_ticket_key_named(&r, first, t0 + 3600 + 3600, &renew));
+    assert_non_null(tls_ticket_key_named(&r, second, t0 + 3600 + 3600, &renew));
+    assert_int_equal(renew, 0);
+    /* a name never issued */
+    unsigned char other[16] = {0};
+    assert_null(tls_ticket_key_named(&r, other, t0 + 3600, &renew));
+    /* an idle server: the current key ages out for decryption too */
+    assert_null(tls_ticket_key_named(&r, second, t0 + 3600 + 7200, &renew));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_protocol_lists),
         cmocka_unit_test(test_server_contexts),
+        cmocka_unit_test(test_ticket_key_rotation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
