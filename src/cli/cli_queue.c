@@ -95,6 +95,12 @@ static int list_online(int fd)
             return -1;
         }
         if (m.type == IPC_DONE) {
+            const char *status = ipc_msg_get(&m, "status"), *text = ipc_msg_get(&m, "text");
+            if (status && strcmp(status, "ok") != 0) {
+                fprintf(stderr, "tern: cannot list the queue: %s\n", text && *text ? text : status);
+                ipc_msg_free(&m);
+                return -1;
+            }
             ipc_msg_free(&m);
             break;
         }
@@ -238,6 +244,8 @@ static int request_online(int fd, int type, const char *id, const char *verb)
     if (!ok) {
         if (status && strcmp(status, "notfound") == 0)
             fprintf(stderr, "tern: %s: no such message in the queue\n", text ? text : id);
+        else if (status && strcmp(status, "denied") == 0)
+            fprintf(stderr, "tern: %s: %s\n", verb, text && *text ? text : "permission denied");
         else
             fprintf(stderr, "tern: %s failed: %s\n", verb, text ? text : "unknown error");
     } else if (type != IPC_QUEUE_FLUSH) {

@@ -63,6 +63,11 @@ const struct conf_param conf_params[] = {
         "Alias tables the local delivery agent consults, in order."),
     TIME("anvil_rate_time_unit", "60s", 's', 1,
         "The time unit of the per-client rate limits."),
+    LIST("authorized_flush_users", "static:anyone",
+        "Users who may flush the queue (`tern queue flush`, `sendmail -q`): user names and tables "
+        "that find the user name; static:anyone admits everybody. Root and mail_owner always may."),
+    LIST("authorized_mailq_users", "static:anyone",
+        "Users who may list the queue (`mailq`, `tern queue list`), as authorized_flush_users."),
     TIME("bounce_queue_lifetime", "5d", 'd', 0,
         "How long a bounce message may stay in the queue before it is given up."),
     INT("bounce_size_limit", "50000", 0, BYTES_MAX,
@@ -138,6 +143,10 @@ const struct conf_param conf_params[] = {
         "Domain that locally posted mail appears to come from."),
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
+    INT("queue_minfree", "0", 0, BYTES_MAX,
+        "Free bytes the queue file system must keep: below it, or below 1.5 times "
+        "message_size_limit, MAIL FROM gets 452 4.3.1 Insufficient system storage; 0: only the "
+        "message_size_limit rule."),
     ENUM("queue_sync_method", "syncfs", "syncfs|fsync",
         "How queue files are made durable before mail is acknowledged: syncfs or fsync "
         "(tern extension)."),
@@ -212,6 +221,11 @@ const struct conf_param conf_params[] = {
     INT("smtpd_junk_command_limit", "100", 1, COUNT_MAX,
         "Number of NOOP, RSET, VRFY, EXPN and HELP commands a session may give before each "
         "further one counts as an error towards smtpd_hard_error_limit."),
+    INT("smtpd_memory_limit", "268435456", 0, BYTES_MAX,
+        "Memory all SMTP sessions together may hold, as smtpd counts it: 32 KiB a session plus "
+        "512 bytes and the address for each recipient (a session with 1000 recipients counts "
+        "about 600 KB). A new session beyond it gets 421 4.3.2 and is closed; a recipient beyond "
+        "it gets 452 4.5.3. 0: no limit (tern extension)."),
     INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,
         "Maximal number of recipients accepted for one message."),
     LIST("smtpd_recipient_restrictions", "",
