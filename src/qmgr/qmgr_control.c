@@ -61,9 +61,9 @@ static struct {
     struct user_acl mailq_users, flush_users;
 } ctl;
 
-static void acl_load(struct user_acl *acl, struct conf *c, const char *param)
+/* Takes the items of all (the value of param). */
+static void acl_load(struct user_acl *acl, struct conf_list all, const char *param)
 {
-    struct conf_list all = conf_list(c, param);
     acl->maps = xcalloc(all.n + 1, sizeof *acl->maps);
     acl->names.items = xcalloc(all.n + 1, sizeof *acl->names.items);
     for (size_t i = 0; i < all.n; i++) {
@@ -400,8 +400,8 @@ void qmgr_control_start(struct event_base *base, int listen_fd, struct conf *con
 {
     memset(&ctl, 0, sizeof ctl);
     ctl.base = base;
-    acl_load(&ctl.mailq_users, conf, "authorized_mailq_users");
-    acl_load(&ctl.flush_users, conf, "authorized_flush_users");
+    acl_load(&ctl.mailq_users, conf_list(conf, "authorized_mailq_users"), "authorized_mailq_users");
+    acl_load(&ctl.flush_users, conf_list(conf, "authorized_flush_users"), "authorized_flush_users");
     ctl.listen_ev = event_new(base, listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_add(ctl.listen_ev, NULL);
 }
