@@ -201,11 +201,12 @@ const struct conf_param conf_params[] = {
     STR("smtpd_banner", "$myhostname ESMTP $mail_name",
         "Text after the 220 code in the SMTP greeting."),
     INT("smtpd_client_connection_count_limit", "50", 0, COUNT_MAX,
-        "Simultaneous connections one client may hold; 0 disables the limit."),
+        "Simultaneous connections one client (an IPv4 address, an IPv6 /64) may hold; 0 disables the limit."),
     INT("smtpd_client_connection_rate_limit", "0", 0, COUNT_MAX,
         "Connections one client may make per anvil_rate_time_unit; 0: no limit."),
     LIST("smtpd_client_event_limit_exceptions", "$mynetworks",
-        "Clients (CIDR) the per-client connection and rate limits do not apply to."),
+        "Clients (CIDR) the per-client connection and rate limits, and the shared AUTH lockout of clients "
+        "beyond the lockout table, do not apply to."),
     INT("smtpd_client_message_rate_limit", "0", 0, COUNT_MAX,
         "Messages (MAIL FROM) one client may send per anvil_rate_time_unit; 0: no limit."),
     LIST("smtpd_client_restrictions", "",
@@ -241,7 +242,9 @@ const struct conf_param conf_params[] = {
     TIME("smtpd_sasl_failure_delay", "1s", 's', 0,
         "How long the reply to a failed AUTH is held back (tern extension)."),
     INT("smtpd_sasl_failure_limit", "5", 0, COUNT_MAX,
-        "Failed AUTHs from one address before it is refused for smtpd_sasl_lockout_time; 0: never (tern extension)."),
+        "Failed AUTHs from one client (an IPv4 address, an IPv6 /64) before it is refused for "
+        "smtpd_sasl_lockout_time; 0: never (tern extension). 1024 clients are tracked; when all of them are "
+        "locked out, the others share one counter and are refused together once it reaches the limit."),
     TIME("smtpd_sasl_lockout_time", "10m", 's', 1,
         "How long an address stays refused after too many failed AUTHs, and the window they are counted in."),
     STR("smtpd_sasl_path", "",

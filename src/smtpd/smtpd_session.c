@@ -319,6 +319,8 @@ int smtpd_session_storage_short(const struct smtp_session *s, long long size)
     static time_t checked;
     static uint64_t free_bytes;
     static int known;
+    if (!s->set->queue_dir)
+        return -1;
     time_t now = time(NULL);
     if (now != checked) {
         struct statvfs sv;
