@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -57,7 +58,7 @@ static struct {
     struct event *listen_ev;
     struct conn *conns;
     int nconns;
-    int warned;
+    time_t warned_at;   /* refusals are logged once a minute at most */
     struct user_acl mailq_users, flush_users;
 } ctl;
 
@@ -373,19 +374,22 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
         int privileged = uid == 0 || uid == getuid();
         if (ctl.nconns >= QMGR_CONTROL_MAX_CONNS ||
             (!privileged && ctl.nconns >= QMGR_CONTROL_MAX_CONNS - QMGR_CONTROL_RESERVED)) {
-            if (!ctl.warned++)
+            if (time(NULL) - ctl.warned_at >= 60) {
+                ctl.warned_at = time(NULL);
                 log_warn("%d queue command connections open; refusing more", ctl.nconns);
+            }
             refuse(cfd, "the queue service is busy; try again later");
             continue;
         }
         if (!privileged && conns_of(uid) >= QMGR_CONTROL_MAX_PER_UID) {
-            if (!ctl.warned++)
+            if (time(NULL) - ctl.warned_at >= 60) {
+                ctl.warned_at = time(NULL);
                 log_warn("uid %u holds %d queue command connections; refusing more", (unsigned)uid,
                          QMGR_CONTROL_MAX_PER_UID);
+            }
             refuse(cfd, "too many queue command connections of this user; try again later");
             continue;
         }
-        ctl.warned = 0;
         ctl.nconns++;
         struct conn *c = xcalloc(1, sizeof *c);
         c->uid = uid;
