@@ -114,23 +114,30 @@ static int over_rate(time_t *window, long *count, long limit, long unit, time_t 
     return 0;
 }
 
+/* Counts the clients that found no slot because every entry holds an open
+ * connection: together they are one client, so they are never uncounted. */
+static struct client shared;
+
 int smtpd_anvil_connect(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
 {
     struct client *c = lookup(addr, 1, now);
-    if (!c)
-        return 0;
+    int admitted = ANVIL_ADMITTED;
+    if (!c) {
+        c = &shared;
+        admitted = ANVIL_ADMITTED_SHARED;
+    }
     c->last = now;
     if (l->conn_count > 0 && c->conns >= l->conn_count)
-        return 1;
+        return ANVIL_OVER_COUNT;
     if (over_rate(&c->conn_window, &c->conn_in_window, l->conn_rate, l->unit, now))
-        return 2;
+        return ANVIL_OVER_RATE;
     c->conns++;
-    return 0;
+    return admitted;
 }
 
-void smtpd_anvil_disconnect(const char *addr)
+void smtpd_anvil_disconnect(const char *addr, int admitted)
 {
-    struct client *c = lookup(addr, 0, 0);
+    struct client *c = admitted == ANVIL_ADMITTED_SHARED ? &shared : lookup(addr, 0, 0);
     if (c && c->conns > 0)
         c->conns--;
 }
@@ -139,7 +146,7 @@ int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, ti
 {
     struct client *c = lookup(addr, 1, now);
     if (!c)
-        return 0;
+        c = &shared;
     c->last = now;
     return over_rate(&c->msg_window, &c->msg_in_window, l->msg_rate, l->unit, now);
 }
@@ -237,6 +244,7 @@ void smtpd_anvil_reset(void)
     while ((c = hashmap_next(&clients, &i)))
         free(c);
     hashmap_free(&clients);
+    memset(&shared, 0, sizeof shared);
     i = 0;
     struct lockout *l;
     while ((l = hashmap_next(&lockouts, &i)))

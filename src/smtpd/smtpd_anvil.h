@@ -12,7 +12,10 @@
  * Tern has one smtpd process, so the counters live in it: hash tables of
  * clients (util/hashmap), bounded. The limits table (ANVIL_MAX_CLIENTS)
  * drops the stalest idle entries when full, which can only make a limit more
- * lenient. Rates count in fixed windows of one time unit, as anvil does.
+ * lenient; when every entry holds an open connection, the clients without a
+ * slot are counted together as one shared client (its limits apply to all
+ * of them at once), so none goes uncounted. Rates count in fixed windows of
+ * one time unit, as anvil does.
  *
  * The lockout table (ANVIL_MAX_LOCKOUTS) never stops counting: when full,
  * a new client takes the slot of the client that failed least recently
@@ -46,10 +49,14 @@ struct smtpd_anvil_limits {
 /* The client addr counts as: the address, or "prefix::/64" for IPv6. */
 void smtpd_anvil_client_key(const char *addr, char *key, size_t size);
 
-/* A new connection from addr. Returns 0 (counted; smtpd_anvil_disconnect later),
- * 1 over the concurrency limit, 2 over the rate limit (not counted). */
+#define ANVIL_ADMITTED 0          /* counted for addr */
+#define ANVIL_OVER_COUNT 1        /* over the concurrency limit, not counted */
+#define ANVIL_OVER_RATE 2         /* over the connection rate limit, not counted */
+#define ANVIL_ADMITTED_SHARED 3   /* counted in the shared entry (the table is full) */
+/* A new connection from addr: one of the above. An admitted one is given
+ * back with smtpd_anvil_disconnect(addr, what connect returned). */
 int smtpd_anvil_connect(const char *addr, const struct smtpd_anvil_limits *l, time_t now);
-void smtpd_anvil_disconnect(const char *addr);
+void smtpd_anvil_disconnect(const char *addr, int admitted);
 /* A MAIL FROM from addr: 0, or 1 over smtpd_client_message_rate_limit. */
 int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now);
 

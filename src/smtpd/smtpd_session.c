@@ -680,9 +680,10 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
     if (!s->limits_exempt) {
         struct smtpd_anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
                                    set->rate_unit};
-        int over = smtpd_anvil_connect(s->client_addr, &lim, time(NULL));
-        if (over) {
-            log_warn("Connection %s limit exceeded from %s[%s] for service %s", over == 1 ? "concurrency" : "rate",
+        int admitted = smtpd_anvil_connect(s->client_addr, &lim, time(NULL));
+        if (admitted == ANVIL_OVER_COUNT || admitted == ANVIL_OVER_RATE) {
+            log_warn("Connection %s limit exceeded from %s[%s] for service %s",
+                     admitted == ANVIL_OVER_COUNT ? "concurrency" : "rate",
                      s->client_name, s->client_addr, set->service);
             smtpd_session_reply(s, "421 4.7.0 %s Error: too many connections from %s", set->myhostname, s->client_addr);
             smtpd_session_close_after_reply(s);
@@ -690,6 +691,7 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
             return;
         }
         s->anvil_counted = 1;
+        s->anvil_admitted = admitted;
     }
     smtpd_session_reply(s, "220 %s", set->banner);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
@@ -740,7 +742,7 @@ static void session_free(struct smtp_session *s)
     smtpd_auth_session_end(s);
     smtpd_dns_session_end(s);
     if (s->anvil_counted)
-        smtpd_anvil_disconnect(s->client_addr);
+        smtpd_anvil_disconnect(s->client_addr, s->anvil_admitted);
     smtpd_session_reset_transaction(s);
     uncharge_memory(s, s->memory_charged);
     free(s->helo);

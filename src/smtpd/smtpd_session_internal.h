@@ -86,6 +86,7 @@ struct smtp_session {
     long flush_tries;
     struct smtpd_dns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
     int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
+    int anvil_admitted;         /* how (smtpd_anvil_connect's answer) */
     int limits_exempt;          /* smtpd_client_event_limit_exceptions */
     int tls;                    /* the TLS handshake is done */
     int tls_pending;            /* STARTTLS accepted or wrapper mode: handshake under way */

@@ -17,9 +17,9 @@ static void test_concurrency(void **state)
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 1);   /* third at once */
     assert_int_equal(smtpd_anvil_connect("192.0.2.2", &l, 1000), 0);   /* others unaffected */
-    smtpd_anvil_disconnect("192.0.2.1");
+    smtpd_anvil_disconnect("192.0.2.1", ANVIL_ADMITTED);
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1001), 0);   /* a slot came free */
-    smtpd_anvil_disconnect("192.0.2.9");                                /* unknown: harmless */
+    smtpd_anvil_disconnect("192.0.2.9", ANVIL_ADMITTED);                                /* unknown: harmless */
     smtpd_anvil_reset();
 }
 
@@ -29,7 +29,7 @@ static void test_rates(void **state)
     struct smtpd_anvil_limits l = {0, 3, 2, 60};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2000 + i), 0);
-        smtpd_anvil_disconnect("198.51.100.7");
+        smtpd_anvil_disconnect("198.51.100.7", ANVIL_ADMITTED);
     }
     assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2010), 2);  /* fourth in the minute */
     assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2060), 0);  /* next window */
@@ -54,7 +54,7 @@ static void test_table_bound(void **state)
     for (int i = 0; i < ANVIL_MAX_CLIENTS + 100; i++) {
         snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         smtpd_anvil_connect(addr, &l, 5000);
-        smtpd_anvil_disconnect(addr);
+        smtpd_anvil_disconnect(addr, ANVIL_ADMITTED);
     }
     assert_int_equal(smtpd_anvil_connect("203.0.113.1", &l, 9000), 1);   /* still counted */
     smtpd_anvil_reset();
@@ -65,19 +65,22 @@ static void test_full_of_held_connections(void **state)
     (void)state;
     struct smtpd_anvil_limits l = {1, 0, 0, 60};
     char addr[64];
-    /* every entry holds a connection: nothing can be forgotten, so a new
-     * client goes untracked (allowed) rather than evicting a held one */
+    /* every entry holds a connection: nothing can be forgotten, so new
+     * clients are counted together in one shared entry, never uncounted */
     for (int i = 0; i < ANVIL_MAX_CLIENTS; i++) {
         snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-        assert_int_equal(smtpd_anvil_connect(addr, &l, 5000), 0);
+        assert_int_equal(smtpd_anvil_connect(addr, &l, 5000), ANVIL_ADMITTED);
     }
-    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 0);
-    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 0); /* not counted */
-    assert_int_equal(smtpd_anvil_connect("10.0.0.0", &l, 9000), 1);    /* still counted */
+    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), ANVIL_ADMITTED_SHARED);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), ANVIL_OVER_COUNT);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.10", &l, 9000), ANVIL_OVER_COUNT);  /* shared */
+    assert_int_equal(smtpd_anvil_connect("10.0.0.0", &l, 9000), ANVIL_OVER_COUNT);     /* still counted */
+    smtpd_anvil_disconnect("203.0.113.9", ANVIL_ADMITTED_SHARED);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.10", &l, 9000), ANVIL_ADMITTED_SHARED);
     /* one client leaves: its idle entry makes room for the next */
-    smtpd_anvil_disconnect("10.0.0.1");
-    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 0);
-    assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), 1);
+    smtpd_anvil_disconnect("10.0.0.1", ANVIL_ADMITTED);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.11", &l, 9000), ANVIL_ADMITTED);
+    assert_int_equal(smtpd_anvil_connect("203.0.113.11", &l, 9000), ANVIL_OVER_COUNT);
     smtpd_anvil_reset();
 }
 
@@ -98,7 +101,7 @@ static void test_ipv6_per_64(void **state)
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::2", &count, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2:ffff::3", &count, 1000), 1);  /* same /64 */
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:3::1", &count, 1000), 0);       /* next /64 */
-    smtpd_anvil_disconnect("2001:db8:1:2::77");   /* any address of the /64 frees its slot */
+    smtpd_anvil_disconnect("2001:db8:1:2::77", ANVIL_ADMITTED);   /* any address of the /64 frees its slot */
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::4", &count, 1000), 0);
     smtpd_anvil_reset();
 
@@ -107,7 +110,7 @@ static void test_ipv6_per_64(void **state)
     for (int i = 0; i < 3; i++) {
         snprintf(addr, sizeof addr, "2001:db8:5:5::%x", i + 1);
         assert_int_equal(smtpd_anvil_connect(addr, &rate, 2000), 0);
-        smtpd_anvil_disconnect(addr);
+        smtpd_anvil_disconnect(addr, ANVIL_ADMITTED);
     }
     assert_int_equal(smtpd_anvil_connect("2001:db8:5:5:1:2:3:4", &rate, 2001), 2);
     assert_int_equal(smtpd_anvil_message("2001:db8:5:5::a", &rate, 2001), 0);
