@@ -296,9 +296,9 @@ def small_fs(work_dir):
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def mail_reply(inst):
+def mail_reply(inst, params=""):
     s = greeted(inst)
-    reply = s.cmd("MAIL FROM:<sender@localhost>")
+    reply = s.cmd("MAIL FROM:<sender@localhost>" + params)
     s.cmd("QUIT")
     s.close()
     return reply
@@ -317,6 +317,14 @@ def test_queue_minfree_and_message_size_limit_refuse_mail(small_fs, tern_instanc
     filler.unlink()
     time.sleep(1.1)
     assert mail_reply(tern)[0] == 250
+    # a SIZE= that does not fit besides queue_minfree (4 MiB less 2.3 MB is
+    # below 1.99 MB) is refused, a plain MAIL is not
+    tern.stop()
+    tern.write_config(queue_minfree="2300000", message_size_limit="2000000")
+    tern.start()
+    assert mail_reply(tern)[0] == 250
+    assert mail_reply(tern, " SIZE=1990000") == (452, "452 4.3.1 Insufficient system storage")
+    assert mail_reply(tern, " SIZE=1000")[0] == 250
     # 1.5 x message_size_limit must fit, as in Postfix, even with queue_minfree 0
     tern.stop()
     tern.write_config(queue_minfree="0", message_size_limit="3000000")
