@@ -79,14 +79,31 @@ static int connect_qmgr(const char *qdir)
     return fd;
 }
 
+/* A request that could not be sent: the queue may have refused the
+ * connection (a limit) and said why before closing. 1 if it did. */
+static int report_refusal(int fd)
+{
+    struct ipc_msg m;
+    if (ipc_recv_blocking(fd, &m, 1000) != 0)
+        return 0;
+    const char *text = m.type == IPC_DONE ? ipc_msg_get(&m, "text") : NULL;
+    if (text && *text)
+        fprintf(stderr, "tern: %s\n", text);
+    ipc_msg_free(&m);
+    return text && *text;
+}
+
 static int list_online(int fd)
 {
     struct ipc_msg req;
     ipc_msg_init(&req, IPC_QUEUE_LIST, 1);
     int rc = ipc_send_blocking(fd, &req);
     ipc_msg_free(&req);
-    if (rc != 0)
+    if (rc != 0) {
+        if (!report_refusal(fd))
+            fprintf(stderr, "tern: no answer from the queue service\n");
         return -1;
+    }
     struct listing l = {0};
     for (;;) {
         struct ipc_msg m;
@@ -235,7 +252,12 @@ static int request_online(int fd, int type, const char *id, const char *verb)
         ipc_msg_add(&req, "id", id);
     int rc = ipc_send_blocking(fd, &req);
     ipc_msg_free(&req);
-    if (rc != 0 || ipc_recv_blocking(fd, &m, 30000) != 0) {
+    if (rc != 0) {
+        if (!report_refusal(fd))
+            fprintf(stderr, "tern: no answer from the queue service\n");
+        return 1;
+    }
+    if (ipc_recv_blocking(fd, &m, 30000) != 0) {
         fprintf(stderr, "tern: no answer from the queue service\n");
         return 1;
     }

@@ -218,6 +218,7 @@ def test_a_user_holding_connections_leaves_root_an_answer(tern):
         r = subprocess.run(as_nobody(TERN_BIN, "-c", str(tern.dir), "queue", "flush"), capture_output=True,
                            timeout=30)
         assert r.returncode != 0
+        assert b"too many queue command connections" in r.stderr, r.stderr
         # root gets its answer
         start = time.monotonic()
         r = tern.cli("queue", "delete", "ALL", timeout=30)
