@@ -355,6 +355,12 @@ static void refuse(int fd, const char *why)
     ipc_msg_add(&r, "text", why);
     (void)ipc_send_blocking(fd, &r);   /* a non-blocking socket: never waits */
     ipc_msg_free(&r);
+    /* Closing with the client's request unread would make the kernel give it
+     * ECONNRESET instead of our answer: stop its sending, drop what it sent. */
+    shutdown(fd, SHUT_RDWR);
+    char drop[64];
+    for (int i = 0; i < 64 && recv(fd, drop, sizeof drop, MSG_DONTWAIT | MSG_TRUNC) > 0; i++)
+        ;
     close(fd);
 }
 
