@@ -107,10 +107,14 @@ def test_list_that_nobody_reads_keeps_the_queue_process_small(tern_instance, mon
 def test_pickup_flood_and_an_unreadable_drop_file_do_not_slow_smtp(tern):
     maildrop = tern.queue_dir / "maildrop"
     bad = [maildrop / f"UNREADABLE{i}" for i in range(300)]
+    staging = tern.dir / "staging"   # made unreadable before pickup can see them
+    staging.mkdir()
     for f in bad:
-        f.write_bytes(b"not for the mail system\n")
-        os.chown(f, 65534, 65534)
-        f.chmod(0)
+        tmp = staging / f.name
+        tmp.write_bytes(b"not for the mail system\n")
+        os.chown(tmp, 65534, 65534)
+        tmp.chmod(0)
+        os.rename(tmp, f)
     flood = subprocess.Popen(as_nobody(sys.executable, "-c", FLOOD, str(tern.queue_dir / "public" / "qmgr"), "6"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
