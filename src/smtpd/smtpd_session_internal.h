@@ -11,7 +11,7 @@
  *   smtpd_content.c   message content: DATA and BDAT bytes through
  *                     smtp_data and cleanup into a queue file, then the
  *                     commit to the queue;
- *   smtpd_auth.c      AUTH PLAIN/LOGIN, the backends, the lockout;
+ *   smtpd_auth.c      AUTH PLAIN/LOGIN, the backends, the lockout (its table is smtpd_anvil's);
  *   smtpd_dns.c       DNS answers the restriction lists need.
  *
  * All of it runs on the smtpd event loop thread. */
