@@ -80,14 +80,31 @@ static int connect_qmgr(const char *qdir)
     return fd;
 }
 
+/* A request that could not be sent: the queue may have refused the
+ * connection (a limit) and said why before closing. 1 if it did. */
+static int report_refusal(int fd)
+{
+    struct ipc_msg m;
+    if (ipc_recv_blocking(fd, &m, 1000) != 0)
+        return 0;
+    const char *text = m.type == IPC_DONE ? ipc_msg_get(&m, "text") : NULL;
+    if (text && *text)
+        cli_out_line(stderr, "tern: %s", text);
+    ipc_msg_free(&m);
+    return text && *text;
+}
+
 static int list_online(int fd)
 {
     struct ipc_msg req;
     ipc_msg_init(&req, IPC_QUEUE_LIST, 1);
     int rc = ipc_send_blocking(fd, &req);
     ipc_msg_free(&req);
-    if (rc != 0)
+    if (rc != 0) {
+        if (!report_refusal(fd))
+            fprintf(stderr, "tern: no answer from the queue service\n");
         return -1;
+    }
     struct listing l = {0};
     for (;;) {
         struct ipc_msg m;
@@ -96,6 +113,12 @@ static int list_online(int fd)
             return -1;
         }
         if (m.type == IPC_DONE) {
+            const char *status = ipc_msg_get(&m, "status"), *text = ipc_msg_get(&m, "text");
+            if (status && strcmp(status, "ok") != 0) {
+                cli_out_line(stderr, "tern: cannot list the queue: %s", text && *text ? text : status);
+                ipc_msg_free(&m);
+                return -1;
+            }
             ipc_msg_free(&m);
             break;
         }
@@ -230,7 +253,12 @@ static int request_online(int fd, int type, const char *id, const char *verb)
         ipc_msg_add(&req, "id", id);
     int rc = ipc_send_blocking(fd, &req);
     ipc_msg_free(&req);
-    if (rc != 0 || ipc_recv_blocking(fd, &m, 30000) != 0) {
+    if (rc != 0) {
+        if (!report_refusal(fd))
+            fprintf(stderr, "tern: no answer from the queue service\n");
+        return 1;
+    }
+    if (ipc_recv_blocking(fd, &m, 30000) != 0) {
         fprintf(stderr, "tern: no answer from the queue service\n");
         return 1;
     }
@@ -239,6 +267,8 @@ static int request_online(int fd, int type, const char *id, const char *verb)
     if (!ok) {
         if (status && strcmp(status, "notfound") == 0)
             cli_out_line(stderr, "tern: %s: no such message in the queue", text ? text : id);
+        else if (status && strcmp(status, "denied") == 0)
+            cli_out_line(stderr, "tern: %s: %s", verb, text && *text ? text : "permission denied");
         else
             cli_out_line(stderr, "tern: %s failed: %s", verb, text ? text : "unknown error");
     } else if (type != IPC_QUEUE_FLUSH) {

@@ -63,6 +63,11 @@ const struct conf_param conf_params[] = {
         "Alias tables the local delivery agent consults, in order."),
     TIME("anvil_rate_time_unit", "60s", 's', 1,
         "The time unit of the per-client rate limits."),
+    LIST("authorized_flush_users", "static:anyone",
+        "Users who may flush the queue (`tern queue flush`, `sendmail -q`): user names and tables "
+        "that find the user name; static:anyone admits everybody. Root and mail_owner always may."),
+    LIST("authorized_mailq_users", "static:anyone",
+        "Users who may list the queue (`mailq`, `tern queue list`), as authorized_flush_users."),
     TIME("bounce_queue_lifetime", "5d", 'd', 0,
         "How long a bounce message may stay in the queue before it is given up."),
     INT("bounce_size_limit", "50000", 0, BYTES_MAX,
@@ -142,6 +147,10 @@ const struct conf_param conf_params[] = {
         "Domain that locally posted mail appears to come from."),
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
+    INT("queue_minfree", "0", 0, BYTES_MAX,
+        "Free bytes the queue file system must keep: below it, or below 1.5 times "
+        "message_size_limit, MAIL FROM gets 452 4.3.1 Insufficient system storage; 0: only the "
+        "message_size_limit rule."),
     ENUM("queue_sync_method", "syncfs", "syncfs|fsync",
         "How queue files are made durable before mail is acknowledged: syncfs or fsync "
         "(tern extension)."),
@@ -196,11 +205,12 @@ const struct conf_param conf_params[] = {
     STR("smtpd_banner", "$myhostname ESMTP $mail_name",
         "Text after the 220 code in the SMTP greeting."),
     INT("smtpd_client_connection_count_limit", "50", 0, COUNT_MAX,
-        "Simultaneous connections one client may hold; 0 disables the limit."),
+        "Simultaneous connections one client (an IPv4 address, an IPv6 /64) may hold; 0 disables the limit."),
     INT("smtpd_client_connection_rate_limit", "0", 0, COUNT_MAX,
         "Connections one client may make per anvil_rate_time_unit; 0: no limit."),
     LIST("smtpd_client_event_limit_exceptions", "$mynetworks",
-        "Clients (CIDR) the per-client connection and rate limits do not apply to."),
+        "Clients (CIDR) the per-client connection and rate limits, and the shared AUTH lockout of clients "
+        "beyond the lockout table, do not apply to."),
     INT("smtpd_client_message_rate_limit", "0", 0, COUNT_MAX,
         "Messages (MAIL FROM) one client may send per anvil_rate_time_unit; 0: no limit."),
     LIST("smtpd_client_restrictions", "",
@@ -216,6 +226,11 @@ const struct conf_param conf_params[] = {
     INT("smtpd_junk_command_limit", "100", 1, COUNT_MAX,
         "Number of NOOP, RSET, VRFY, EXPN and HELP commands a session may give before each "
         "further one counts as an error towards smtpd_hard_error_limit."),
+    INT("smtpd_memory_limit", "268435456", 0, BYTES_MAX,
+        "Memory all SMTP sessions together may hold, as smtpd counts it: 32 KiB a session plus "
+        "512 bytes and the address for each recipient (a session with 1000 recipients counts "
+        "about 600 KB). A new session beyond it gets 421 4.3.2 and is closed; a recipient beyond "
+        "it gets 452 4.5.3. 0: no limit (tern extension)."),
     INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,
         "Maximal number of recipients accepted for one message."),
     LIST("smtpd_recipient_restrictions", "",
@@ -231,7 +246,9 @@ const struct conf_param conf_params[] = {
     TIME("smtpd_sasl_failure_delay", "1s", 's', 0,
         "How long the reply to a failed AUTH is held back (tern extension)."),
     INT("smtpd_sasl_failure_limit", "5", 0, COUNT_MAX,
-        "Failed AUTHs from one address before it is refused for smtpd_sasl_lockout_time; 0: never (tern extension)."),
+        "Failed AUTHs from one client (an IPv4 address, an IPv6 /64) before it is refused for "
+        "smtpd_sasl_lockout_time; 0: never (tern extension). 1024 clients are tracked; when all of them are "
+        "locked out, the others share one counter and are refused together once it reaches the limit."),
     TIME("smtpd_sasl_lockout_time", "10m", 's', 1,
         "How long an address stays refused after too many failed AUTHs, and the window they are counted in."),
     STR("smtpd_sasl_path", "",

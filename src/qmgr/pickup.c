@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +45,23 @@ static struct {
     uint64_t message_size_limit;
     long hopcount_limit;
     struct inflight *busy;
+    /* The scan runs in rounds of PICKUP_SCAN_ROUND files from its own
+     * event, so a full maildrop/ never holds up commits and deliveries;
+     * requests while one is pending or running cost one more scan. */
+    struct event *scan_ev;
+    DIR *scan_dir;          /* a scan is running */
+    int scan_pending;       /* scan_ev is armed */
+    int rescan;             /* requested while running: scan again after it */
 } pk = {.maildrop_fd = -1, .corrupt_fd = -1};
+
+#define PICKUP_SCAN_ROUND 32
+
+static void scan_round(evutil_socket_t fd, short what, void *arg);
 
 void pickup_init(struct event_base *base, struct runtime *rt)
 {
-    (void)base;
     pk.rt = rt;
+    pk.scan_ev = evtimer_new(base, scan_round, NULL);
     char *p = xasprintf("%s/%s", rt->queue_dir, QDIR_MAILDROP);
     pk.maildrop_fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (pk.maildrop_fd < 0)
@@ -68,6 +80,13 @@ void pickup_init(struct event_base *base, struct runtime *rt)
 
 void pickup_shutdown(void)
 {
+    if (pk.scan_dir)
+        closedir(pk.scan_dir);
+    pk.scan_dir = NULL;
+    if (pk.scan_ev)
+        event_free(pk.scan_ev);
+    pk.scan_ev = NULL;
+    pk.scan_pending = pk.rescan = 0;
     while (pk.busy) {
         struct inflight *b = pk.busy;
         pk.busy = b->next;
@@ -112,10 +131,23 @@ static void set_busy(const char *name, int busy)
     }
 }
 
+/* A file name any local user chose, made fit for the log. */
+static void printable_name(const char *name, char *out, size_t size)
+{
+    size_t k = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && k + 1 < size; p++)
+        out[k++] = *p > 0x20 && *p < 0x7f ? (char)*p : '?';
+    out[k] = '\0';
+}
+
+/* To corrupt/ (0700, mail_owner: no other user reads it), so it is not
+ * scanned again; logged this once. */
 static void move_aside(const char *name, const char *why)
 {
     char *dst = xasprintf("maildrop-%s", name);
-    log_warn("maildrop/%s: %s; moved to %s/%s", name, why, QDIR_CORRUPT, dst);
+    char shown[256];
+    printable_name(name, shown, sizeof shown);
+    log_warn("maildrop/%s: %s; moved to %s/maildrop-%s", shown, why, QDIR_CORRUPT, shown);
     if (renameat(pk.maildrop_fd, name, pk.corrupt_fd, dst) != 0)
         unlinkat(pk.maildrop_fd, name, 0);
     free(dst);
@@ -173,6 +205,8 @@ static void pickup_file(const char *name)
     if (fd < 0) {
         if (errno == ELOOP)
             move_aside(name, "a symbolic link");
+        else if (errno == EACCES || errno == EPERM)
+            move_aside(name, "not readable by the mail system");
         return;
     }
     struct stat sb;
@@ -345,21 +379,45 @@ static void pickup_file(const char *name)
     free(sender);
 }
 
+static void scan_schedule(void)
+{
+    if (pk.scan_pending || !pk.scan_ev)
+        return;
+    pk.scan_pending = 1;
+    /* a zero timer runs after the sockets ready now: it yields to them */
+    struct timeval now = {0, 0};
+    evtimer_add(pk.scan_ev, &now);
+}
+
 void pickup_scan(void)
 {
     if (pk.maildrop_fd < 0)
         return;
-    int dfd = dup(pk.maildrop_fd);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return;
+    if (pk.scan_dir)
+        pk.rescan = 1;
+    else
+        scan_schedule();
+}
+
+static void scan_round(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    pk.scan_pending = 0;
+    if (!pk.scan_dir) {
+        int dfd = dup(pk.maildrop_fd);
+        pk.scan_dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!pk.scan_dir) {
+            if (dfd >= 0)
+                close(dfd);
+            return;
+        }
+        rewinddir(pk.scan_dir);
     }
-    rewinddir(d);
-    struct dirent *e;
+    struct dirent *e = NULL;
     time_t now = time(NULL);
-    while ((e = readdir(d))) {
+    for (int files = 0; files < PICKUP_SCAN_ROUND && (e = readdir(pk.scan_dir));) {
         if (e->d_name[0] == '.') {
             /* A sendmail that died while writing leaves a dot file. */
             struct stat sb;
@@ -368,8 +426,18 @@ void pickup_scan(void)
                 unlinkat(pk.maildrop_fd, e->d_name, 0);
             continue;
         }
+        files++;
         if (!is_busy(e->d_name))
             pickup_file(e->d_name);
     }
-    closedir(d);
+    if (e) {   /* more to come: the next round after other work */
+        scan_schedule();
+        return;
+    }
+    closedir(pk.scan_dir);
+    pk.scan_dir = NULL;
+    if (pk.rescan) {
+        pk.rescan = 0;
+        scan_schedule();
+    }
 }

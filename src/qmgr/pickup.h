@@ -6,8 +6,9 @@
  * cleanup (Received:, missing From:/Date:/Message-ID:, `-t` recipients),
  * writes a queue file and commits it; the maildrop file is removed only
  * once the queue file is durable. A file that cannot be made into a
- * message is moved aside to corrupt/ with a log line. Part of the queue
- * process. */
+ * message (unreadable, not a regular file, malformed) is moved aside to
+ * corrupt/ (mail_owner only) with one log line, never rescanned. Part of
+ * the queue process. */
 #ifndef TERN_QMGR_PICKUP_H
 #define TERN_QMGR_PICKUP_H
 
@@ -15,7 +16,9 @@ struct event_base;
 struct runtime;
 
 void pickup_init(struct event_base *base, struct runtime *rt);
-/* Looks for new maildrop files; cheap when there are none. */
+/* Asks for a scan of maildrop/. It runs from the event loop in rounds of a
+ * few files; requests while one is pending or running cause one more scan
+ * after it, not one each (public/qmgr lets any user poke). */
 void pickup_scan(void);
 void pickup_shutdown(void);
 

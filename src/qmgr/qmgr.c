@@ -269,7 +269,7 @@ int qmgr_main(struct runtime *rt)
     pickup_init(qm.base, rt);
 
     qmgr_commit_start(qm.base, rt->queue_listen_fd);
-    qmgr_control_start(qm.base, rt->qmgr_listen_fd);
+    qmgr_control_start(qm.base, rt->qmgr_listen_fd, rt->conf);
     int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     struct event *sigev[3];
     for (int i = 0; i < 3; i++) {

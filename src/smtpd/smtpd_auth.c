@@ -2,8 +2,9 @@
  * PLAIN (RFC 4616) and LOGIN mechanisms, checked against tern's password
  * file (auth_passwd) or Dovecot's auth socket (auth_dovecot), without
  * blocking the loop; failed logins are delayed, counted per client
- * address, and past smtpd_sasl_failure_limit the address is refused for
- * smtpd_sasl_lockout_time (see smtpd_session_internal.h). */
+ * (smtpd_anvil: the address, an IPv6 /64), and past smtpd_sasl_failure_limit
+ * the client is refused for smtpd_sasl_lockout_time (see
+ * smtpd_session_internal.h). */
 #include "smtpd/smtpd_session_internal.h"
 
 #include <event2/buffer.h>
@@ -17,8 +18,8 @@
 
 #include "auth/auth_dovecot.h"
 #include "auth/auth_passwd.h"
+#include "smtpd/smtpd_anvil.h"
 #include "util/base64.h"
-#include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -26,7 +27,6 @@
 /* RFC 4954 §4: a response line may be up to 12288 octets; ours are read as
  * command lines (1000), plenty for PLAIN and LOGIN. */
 #define AUTH_MAX_DECODED 1024
-#define LOCKOUT_SLOTS 1024
 
 enum auth_step { AUTH_NONE, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS, AUTH_CHECKING };
 
@@ -65,8 +65,6 @@ static struct backend *backend_for(struct smtp_session *s)
     return b;
 }
 
-static void lockouts_free(void);
-
 void smtpd_auth_shutdown(void)
 {
     while (backends) {
@@ -79,89 +77,29 @@ void smtpd_auth_shutdown(void)
         free(b->path);
         free(b);
     }
-    lockouts_free();
 }
 
-/* ---- failed logins per client address ---- */
+/* ---- failed logins per client (smtpd_anvil keeps the table) ---- */
 
-struct lockout {
-    char addr[INET6_ADDRSTRLEN];
-    unsigned failures;
-    time_t first, until;
-};
-
-static const void *lockout_key(const void *item, size_t *len)
-{
-    const struct lockout *l = item;
-    *len = strlen(l->addr);
-    return l->addr;
-}
-
-/* At most LOCKOUT_SLOTS addresses; the first lookup sets the map up. */
-static struct hashmap lockouts;
-
-static void lockouts_free(void)
-{
-    size_t i = 0;
-    struct lockout *l;
-    while ((l = hashmap_next(&lockouts, &i)))
-        free(l);
-    hashmap_free(&lockouts);
-}
-
-static struct lockout *lockout_find(const char *addr, int create)
-{
-    if (!lockouts.key_of)
-        hashmap_init(&lockouts, lockout_key, LOCKOUT_SLOTS);
-    char key[INET6_ADDRSTRLEN]; /* as stored: an overlong address is cut the same way */
-    str_copy(key, addr, sizeof key);
-    struct lockout *l = hashmap_get_str(&lockouts, key);
-    if (l || !create)
-        return l;
-    time_t now = time(NULL);
-    if (hashmap_full(&lockouts)) {
-        /* A full table forgets the oldest address that is not locked out:
-         * many failing addresses must not flush the lockouts. */
-        struct lockout *oldest = NULL, *c;
-        size_t i = 0;
-        while ((c = hashmap_next(&lockouts, &i)))
-            if (c->until < now && (!oldest || c->first < oldest->first))
-                oldest = c;
-        if (!oldest)
-            return NULL;
-        hashmap_remove(&lockouts, oldest);
-        free(oldest);
-    }
-    l = xcalloc(1, sizeof *l);
-    memcpy(l->addr, key, sizeof key);
-    l->first = now;
-    hashmap_add(&lockouts, l);
-    return l;
-}
-
+/* The shared lockout of clients without a slot (see smtpd_anvil.h) spares
+ * the clients exempt from the limits (smtpd_client_event_limit_exceptions,
+ * $mynetworks by default): a flood from outside must not lock out our own. */
 static int locked_out(const struct smtp_session *s)
 {
-    struct lockout *l = lockout_find(s->client_addr, 0);
-    return l && l->until > time(NULL);
+    int locked = smtpd_anvil_auth_locked(s->client_addr, time(NULL));
+    return locked == ANVIL_LOCKED || (locked == ANVIL_LOCKED_SHARED && !s->limits_exempt);
 }
 
-/* Counts a failure; 1 when it locks the address out. */
+/* Counts a failure; 1 when this client is now locked out. */
 static int count_failure(const struct smtp_session *s)
 {
-    long window = s->set->sasl_lockout_time > 0 ? s->set->sasl_lockout_time : 600;
-    struct lockout *l = lockout_find(s->client_addr, 1);
-    if (!l)
-        return 0;   /* every slot holds a lockout: this one goes uncounted */
-    time_t now = time(NULL);
-    if (now - l->first > window) {
-        l->failures = 0;
-        l->first = now;
-    }
-    if (s->set->sasl_failure_limit > 0 && ++l->failures >= (unsigned)s->set->sasl_failure_limit) {
-        l->until = now + window;
-        return 1;
-    }
-    return 0;
+    int locked = smtpd_anvil_auth_failure(s->client_addr, s->set->sasl_failure_limit, s->set->sasl_lockout_time,
+                                          time(NULL));
+    if (locked == ANVIL_LOCKED_SHARED)
+        log_warn("%s[%s]: too many failed SASL logins while %d addresses are locked out; every address without "
+                 "a lockout slot is refused for a while",
+                 s->client_name, s->client_addr, ANVIL_MAX_LOCKOUTS);
+    return locked == ANVIL_LOCKED || (locked == ANVIL_LOCKED_SHARED && !s->limits_exempt);
 }
 
 /* ---- the exchange ---- */

@@ -87,6 +87,13 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         smtp_mail_args_free(&a);
         return;
     }
+    if (smtpd_session_storage_short(s, a.size) == 1) {
+        log_warn("%s[%s]: not enough free space in the queue file system (queue_minfree, message_size_limit)",
+                 s->client_name, s->client_addr);
+        smtpd_session_reply(s, "452 4.3.1 Insufficient system storage");
+        smtp_mail_args_free(&a);
+        return;
+    }
     if (!s->limits_exempt && s->set->msg_rate_limit > 0) {
         struct smtpd_anvil_limits lim = {0, 0, s->set->msg_rate_limit, s->set->rate_unit};
         if (smtpd_anvil_message(s->client_addr, &lim, time(NULL))) {
@@ -291,6 +298,11 @@ accept:;
     int repeated = 0;
     for (size_t i = 0; i < s->env.nrcpt && !repeated; i++)
         repeated = strcmp(s->env.rcpts[i].addr, addr) == 0;
+    if (!repeated && smtpd_session_charge_recipient(s, addr, a.orcpt) != 0) {
+        /* smtpd_memory_limit: the client may send the rest in another transaction */
+        smtpd_session_reply(s, "452 4.5.3 Error: too many recipients, server memory is short");
+        goto out;
+    }
     if (!repeated) {
         queue_file_message_add_rcpt(&s->env, addr, a.orcpt ? a.orcpt : "", a.notify, -1);
         s->state = SS_RCPT;

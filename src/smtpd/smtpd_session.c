@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -170,6 +171,9 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->mail_name = xstrdup(conf_str(c, "mail_name"));
     long long lim = conf_int(c, "message_size_limit");
     s->message_size_limit = lim > 0 ? (uint64_t)lim : 0;
+    s->memory_limit = (uint64_t)conf_int(c, "smtpd_memory_limit");
+    s->queue_minfree = (uint64_t)conf_int(c, "queue_minfree");
+    s->queue_dir = xstrdup(conf_str(c, "queue_directory"));
     s->recipient_limit = (long)conf_int(c, "smtpd_recipient_limit");
     s->timeout = (long)conf_time(c, "smtpd_timeout");
     s->hard_error_limit = (long)conf_int(c, "smtpd_hard_error_limit");
@@ -210,6 +214,7 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->myorigin);
     free(s->banner);
     free(s->mail_name);
+    free(s->queue_dir);
     free(s->sasl_path);
     smtpd_policy_free(s->policy);
     free(s->dns_resolvers);
@@ -272,8 +277,73 @@ int smtpd_session_check_error_limit(struct smtp_session *s)
     return 0;
 }
 
+/* ---------- resources: smtpd_memory_limit, queue_minfree ---------- */
+
+static uint64_t memory_charged;   /* by every session of this process */
+static time_t memory_warned;
+
+static int charge_memory(struct smtp_session *s, size_t bytes)
+{
+    uint64_t limit = s->set->memory_limit;
+    if (limit && memory_charged + bytes > limit) {
+        time_t now = time(NULL);
+        if (now != memory_warned) {   /* once a second at most */
+            memory_warned = now;
+            log_warn("smtpd_memory_limit (%llu bytes) reached; refusing new sessions and recipients",
+                     (unsigned long long)limit);
+        }
+        return -1;
+    }
+    memory_charged += bytes;
+    s->memory_charged += bytes;
+    return 0;
+}
+
+static void uncharge_memory(struct smtp_session *s, size_t bytes)
+{
+    memory_charged -= bytes;
+    s->memory_charged -= bytes;
+}
+
+int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, const char *orcpt)
+{
+    size_t bytes = SMTPD_RCPT_MEMORY + strlen(addr) + (orcpt ? strlen(orcpt) : 0);
+    if (charge_memory(s, bytes) != 0)
+        return -1;
+    s->rcpt_memory_charged += bytes;
+    return 0;
+}
+
+int smtpd_session_storage_short(const struct smtp_session *s, long long size)
+{
+    static time_t checked;
+    static uint64_t free_bytes;
+    static int known;
+    if (!s->set->queue_dir)
+        return -1;
+    time_t now = time(NULL);
+    if (now != checked) {
+        struct statvfs sv;
+        known = statvfs(s->set->queue_dir, &sv) == 0;
+        free_bytes = known ? (uint64_t)sv.f_bavail * sv.f_frsize : 0;
+        checked = now;
+    }
+    if (!known)
+        return -1;
+    uint64_t minfree = s->set->queue_minfree;
+    if (free_bytes <= minfree)
+        return 1;
+    /* Postfix's rules: room for this message besides queue_minfree, and
+     * for one and a half of the largest message */
+    if (size > 0 && (uint64_t)size >= free_bytes - minfree)
+        return 1;
+    return s->set->message_size_limit && s->set->message_size_limit >= free_bytes / 3 * 2;
+}
+
 void smtpd_session_reset_transaction(struct smtp_session *s)
 {
+    uncharge_memory(s, s->rcpt_memory_charged);
+    s->rcpt_memory_charged = 0;
     if (s->cleanup) {
         cleanup_free(s->cleanup);
         s->cleanup = NULL;
@@ -599,13 +669,21 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         log_info("improper command pipelining after CONNECT from %s[%s]", s->client_name, s->client_addr);
         s->pipelining_logged = 1;
     }
+    if (charge_memory(s, SMTPD_SESSION_MEMORY) != 0) {
+        log_warn("smtpd_memory_limit reached: refusing %s[%s]", s->client_name, s->client_addr);
+        smtpd_session_reply(s, "421 4.3.2 %s Error: too many sessions, try again later", set->myhostname);
+        smtpd_session_close_after_reply(s);
+        bufferevent_enable(s->bev, EV_WRITE);
+        return;
+    }
     s->limits_exempt = cidr_list_match(&set->limit_exceptions, s->client_addr);
     if (!s->limits_exempt) {
         struct smtpd_anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
                                    set->rate_unit};
-        int over = smtpd_anvil_connect(s->client_addr, &lim, time(NULL));
-        if (over) {
-            log_warn("Connection %s limit exceeded from %s[%s] for service %s", over == 1 ? "concurrency" : "rate",
+        int admitted = smtpd_anvil_connect(s->client_addr, &lim, time(NULL));
+        if (admitted == ANVIL_OVER_COUNT || admitted == ANVIL_OVER_RATE) {
+            log_warn("Connection %s limit exceeded from %s[%s] for service %s",
+                     admitted == ANVIL_OVER_COUNT ? "concurrency" : "rate",
                      s->client_name, s->client_addr, set->service);
             smtpd_session_reply(s, "421 4.7.0 %s Error: too many connections from %s", set->myhostname, s->client_addr);
             smtpd_session_close_after_reply(s);
@@ -613,6 +691,7 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
             return;
         }
         s->anvil_counted = 1;
+        s->anvil_admitted = admitted;
     }
     smtpd_session_reply(s, "220 %s", set->banner);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
@@ -663,8 +742,9 @@ static void session_free(struct smtp_session *s)
     smtpd_auth_session_end(s);
     smtpd_dns_session_end(s);
     if (s->anvil_counted)
-        smtpd_anvil_disconnect(s->client_addr);
+        smtpd_anvil_disconnect(s->client_addr, s->anvil_admitted);
     smtpd_session_reset_transaction(s);
+    uncharge_memory(s, s->memory_charged);
     free(s->helo);
     if (s->error_sleep)
         event_free(s->error_sleep);

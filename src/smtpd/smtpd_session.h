@@ -35,6 +35,9 @@ struct smtpd_settings {
     char *banner;               /* smtpd_banner, expanded */
     char *mail_name;
     uint64_t message_size_limit;
+    uint64_t memory_limit;      /* smtpd_memory_limit, all sessions together; 0: none */
+    uint64_t queue_minfree;     /* queue_minfree: bytes the queue file system keeps free */
+    char *queue_dir;            /* whose file system MAIL checks for space */
     long recipient_limit;
     long timeout;               /* seconds */
     long hard_error_limit;

@@ -323,6 +323,10 @@ struct ipc_chan {
     struct out_packet *out_head, *out_tail;
     size_t out_bytes;           /* queued, not yet sent */
     unsigned char *rbuf;
+    int paused;                 /* reading stopped by ipc_chan_set_reading */
+    size_t drain_low;           /* ipc_chan_on_drain: call drained at or below this */
+    ipc_drained drained;
+    struct event *drain_ev;     /* reports the drain from the event loop */
 };
 
 static void chan_report_failure(evutil_socket_t fd, short what, void *arg)
@@ -350,7 +354,7 @@ static void chan_read(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct ipc_chan *ch = arg;
     /* Bounded batch per wakeup so one busy peer cannot starve the loop. */
-    for (int i = 0; i < 64 && !ch->dead; i++) {
+    for (int i = 0; i < 64 && !ch->dead && !ch->paused; i++) {
         ssize_t n = recv(fd, ch->rbuf, IPC_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
@@ -377,8 +381,21 @@ static void chan_read(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void chan_report_drain(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct ipc_chan *ch = arg;
+    ipc_drained cb = ch->drained;
+    ch->drained = NULL;
+    if (cb && !ch->dead)
+        cb(ch, ch->arg);
+}
+
 static void chan_flush(struct ipc_chan *ch)
 {
+    if (ch->drained && ch->out_bytes <= ch->drain_low)
+        event_active(ch->drain_ev, 0, 0);
     while (ch->out_head) {
         struct out_packet *p = ch->out_head;
         ssize_t n = send(ch->fd, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -395,6 +412,8 @@ static void chan_flush(struct ipc_chan *ch)
             ch->out_tail = NULL;
         ch->out_bytes -= p->len;
         free(p);
+        if (ch->drained && ch->out_bytes <= ch->drain_low)
+            event_active(ch->drain_ev, 0, 0);
     }
 }
 
@@ -416,6 +435,7 @@ struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handl
     ch->rev = event_new(base, fd, EV_READ | EV_PERSIST, chan_read, ch);
     ch->wev = event_new(base, fd, EV_WRITE, chan_write, ch);
     ch->fail_ev = event_new(base, -1, 0, chan_report_failure, ch);
+    ch->drain_ev = event_new(base, -1, 0, chan_report_drain, ch);
     event_add(ch->rev, NULL);
     return ch;
 }
@@ -457,6 +477,7 @@ void ipc_chan_free(struct ipc_chan *ch)
     event_free(ch->rev);
     event_free(ch->wev);
     event_free(ch->fail_ev);
+    event_free(ch->drain_ev);
     while (ch->out_head) {
         struct out_packet *p = ch->out_head;
         ch->out_head = p->next;
@@ -475,4 +496,28 @@ int ipc_chan_fd(const struct ipc_chan *ch)
 void ipc_chan_set_arg(struct ipc_chan *ch, void *arg)
 {
     ch->arg = arg;
+}
+
+size_t ipc_chan_queued(const struct ipc_chan *ch)
+{
+    return ch->out_bytes;
+}
+
+void ipc_chan_set_reading(struct ipc_chan *ch, int on)
+{
+    if (ch->dead || ch->paused == !on)
+        return;
+    ch->paused = !on;
+    if (on)
+        event_add(ch->rev, NULL);
+    else
+        event_del(ch->rev);
+}
+
+void ipc_chan_on_drain(struct ipc_chan *ch, size_t low, ipc_drained cb)
+{
+    ch->drain_low = low;
+    ch->drained = cb;
+    if (cb && ch->out_bytes <= low)
+        event_active(ch->drain_ev, 0, 0);
 }

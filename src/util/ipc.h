@@ -76,6 +76,16 @@ struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handl
 int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m);
 void ipc_chan_free(struct ipc_chan *ch);      /* closes the fd */
 int ipc_chan_fd(const struct ipc_chan *ch);
+/* Bytes queued for the peer and not yet taken by the kernel. */
+size_t ipc_chan_queued(const struct ipc_chan *ch);
+/* Stops (0) or resumes (1) reading messages: a server whose client does not
+ * read its answers stops taking requests from it. */
+void ipc_chan_set_reading(struct ipc_chan *ch, int on);
+/* Once, from the event loop: drained(ch, arg) when at most low bytes are
+ * queued (at once if that is so already). A producer uses it to make output
+ * only as the peer reads it, instead of queueing it all. NULL cancels. */
+typedef void (*ipc_drained)(struct ipc_chan *ch, void *arg);
+void ipc_chan_on_drain(struct ipc_chan *ch, size_t low, ipc_drained cb);
 void ipc_chan_set_arg(struct ipc_chan *ch, void *arg);
 
 #endif

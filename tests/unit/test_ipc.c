@@ -613,6 +613,77 @@ static void test_channel_peer_closes(void **state)
     event_base_free(base);
 }
 
+/* ---- output that waits for the peer: pause reading, drain callback ---- */
+
+static int drained_calls;
+
+static void on_drained(struct ipc_chan *ch, void *arg)
+{
+    (void)ch;
+    (void)arg;
+    drained_calls++;
+}
+
+static void test_channel_backpressure(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct chan_log log = {0};
+    struct ipc_chan *ch = ipc_chan_new(base, pair[1], on_message, &log);
+    pair[1] = -1;
+
+    /* a paused channel takes no message until reading resumes */
+    ipc_chan_set_reading(ch, 0);
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_COMMIT_REPLY, 7);
+    ipc_msg_add(&m, "status", "ok");
+    assert_int_equal(ipc_send_blocking(pair[0], &m), 0);
+    ipc_msg_free(&m);
+    for (int i = 0; i < 20; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(log.messages, 0);
+    ipc_chan_set_reading(ch, 1);
+    run_until(base, &log.messages, 1);
+    assert_int_equal(log.messages, 1);
+
+    /* a peer that does not read: output queues up in the channel ... */
+    char big[8192];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    int sent = 0;
+    while (ipc_chan_queued(ch) < 256 * 1024 && sent < 10000) {
+        ipc_msg_init(&m, IPC_DONE, (uint32_t)sent);
+        ipc_msg_add(&m, "status", "ok");
+        ipc_msg_add(&m, "text", big);
+        assert_int_equal(ipc_chan_send(ch, &m), 0);
+        ipc_msg_free(&m);
+        sent++;
+    }
+    assert_true(ipc_chan_queued(ch) >= 256 * 1024);
+    /* ... and the drain callback waits until the peer has read it */
+    ipc_chan_on_drain(ch, 0, on_drained);
+    for (int i = 0; i < 20; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(drained_calls, 0);
+    for (int i = 0; i < sent; i++) {
+        struct ipc_msg r;
+        while (ipc_recv_blocking(pair[0], &r, 0) != 0)
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        ipc_msg_free(&r);
+    }
+    run_until(base, &drained_calls, 1);
+    assert_int_equal(drained_calls, 1);
+    assert_int_equal(ipc_chan_queued(ch), 0);
+    /* at once when already below the mark, and once only */
+    ipc_chan_on_drain(ch, 0, on_drained);
+    run_until(base, &drained_calls, 2);
+    for (int i = 0; i < 5; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(drained_calls, 2);
+    ipc_chan_free(ch);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -630,6 +701,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_channel, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_channel_oversize, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_channel_peer_closes, setup_pair, teardown_pair),
+        cmocka_unit_test_setup_teardown(test_channel_backpressure, setup_pair, teardown_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
