@@ -24,7 +24,6 @@
 struct held_key {
     char id[65];
     EVP_PKEY *pkey;
-    int allow_decrypt;
 };
 
 struct keyproc {
@@ -69,7 +68,6 @@ struct keyproc *keyproc_load(const struct tls_keyring *ring, struct strbuf *diag
             struct held_key *k = &kp->keys[kp->n++];
             memcpy(k->id, e->id, sizeof k->id);
             k->pkey = pkey;
-            k->allow_decrypt = e->allow_decrypt;
         }
         ERR_clear_error();
     }
@@ -173,8 +171,6 @@ static const char *operate(const struct held_key *k, const char *op, const unsig
     else if (strcmp(op, "rsa-pss") == 0 && is_rsa && inlen == rsa_size &&
              is_pss_block(in, inlen, EVP_PKEY_get_bits(k->pkey)))
         sign = 0; /* the raw operation on a finished block */
-    else if (strcmp(op, "rsa-decrypt") == 0 && is_rsa && inlen == rsa_size && k->allow_decrypt)
-        sign = 0;
     else
         return "operation not allowed for this key";
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, k->pkey, NULL);

@@ -10,8 +10,7 @@
  * What it answers: ecdsa (a digest, signed), rsa-pkcs1 (a DigestInfo,
  * signed with PKCS#1 v1.5 padding), rsa-pss (a finished PSS block: only one
  * that decodes as PSS is signed, so the raw RSA operation does not become a
- * decryption oracle), and rsa-decrypt (raw, only for keys of a context that
- * offers static RSA key exchange). Every other request is refused. */
+ * decryption oracle). Every other request is refused: no decryption. */
 #ifndef TERN_DAEMON_KEYPROC_H
 #define TERN_DAEMON_KEYPROC_H
 

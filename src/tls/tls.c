@@ -20,6 +20,7 @@
 #include "maps/map.h"
 #include "tls/tls_keyclient.h"
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -272,20 +273,38 @@ static int offers_static_rsa(SSL_CTX *ctx)
 }
 
 static void keyring_add(struct tls_keyring *keys, const char *id, const char *key, const char *cert,
-                        const char *label, int allow_decrypt)
+                        const char *label)
 {
     for (size_t i = 0; i < keys->n; i++)
-        if (strcmp(keys->e[i].id, id) == 0 && strcmp(keys->e[i].key_file, key) == 0) {
-            keys->e[i].allow_decrypt |= allow_decrypt;
+        if (strcmp(keys->e[i].id, id) == 0 && strcmp(keys->e[i].key_file, key) == 0)
             return;
-        }
     keys->e = xrealloc(keys->e, (keys->n + 1) * sizeof *keys->e);
     struct tls_keyring_entry *e = &keys->e[keys->n++];
     memcpy(e->id, id, sizeof e->id);
     e->key_file = xstrdup(key);
     e->cert_file = xstrdup(cert);
     e->label = xstrdup(label);
-    e->allow_decrypt = allow_decrypt;
+}
+
+/* Static RSA key exchange decrypts with the private key, and OpenSSL 3.0
+ * does that only with a key it holds itself (it passes the TLS version
+ * checks as provider parameters, which a key with an RSA_METHOD cannot
+ * take). So a context that offers it (smtpd_tls_exclude_ciphers without
+ * kRSA, not the default) keeps its RSA key in smtpd, as before the key
+ * process, and says so. */
+static int load_pair_in_process(SSL_CTX *ctx, const char *cert, const char *key, const char *label, char **err)
+{
+    log_warn("%s: static RSA key exchange is offered (smtpd_tls_exclude_ciphers), so the RSA private key %s "
+             "is loaded into smtpd instead of the key process", label, key);
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        *err = ssl_err("cannot load the private key from", key);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        *err = ssl_err("the private key does not match the certificate in", cert);
+        return -1;
+    }
+    return 0;
 }
 
 /* The certificate from cert, and for its key a stub whose private half is
@@ -296,6 +315,8 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char
     if (load_certificates(ctx, cert, err) != 0)
         return -1;
     EVP_PKEY *pub = SSL_CTX_get0_certificate(ctx) ? X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)) : NULL;
+    if (pub && EVP_PKEY_is_a(pub, "RSA") && offers_static_rsa(ctx))
+        return load_pair_in_process(ctx, cert, key, label, err);
     char id[65];
     EVP_PKEY *stub = pub && tls_key_id(pub, id) == 0 ? tls_keyclient_stub(pub, id) : NULL;
     if (!stub) {
@@ -308,7 +329,7 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char
         *err = ssl_err("the private key does not match the certificate in", cert);
         return -1;
     }
-    keyring_add(keys, id, key, cert, label, EVP_PKEY_is_a(pub, "RSA") && offers_static_rsa(ctx));
+    keyring_add(keys, id, key, cert, label);
     return 0;
 }
 

@@ -15,7 +15,12 @@
  * Errors: tls_server_ctx reports a bad configuration (an unreadable
  * certificate, an unknown protocol name) through *err, with the file name
  * and OpenSSL's reason; an unreadable or mismatched private key is found
- * by the key process when it loads the keyring. */
+ * by the key process when it loads the keyring.
+ *
+ * The one exception: an RSA key of a context that offers static RSA key
+ * exchange (kRSA, excluded by default) is loaded into the context itself,
+ * with a warning: OpenSSL 3.0 decrypts the premaster secret only with a key
+ * it holds (see load_pair_in_process in tls.c). */
 #ifndef TERN_TLS_TLS_H
 #define TERN_TLS_TLS_H
 
@@ -34,7 +39,6 @@ struct tls_keyring_entry {
     char *key_file;         /* where the private key is read (by the key process) */
     char *cert_file;        /* its certificate, for messages */
     char *label;            /* "service NAME" or "tls_server_sni_maps: NAME", for messages */
-    int allow_decrypt;      /* some context offers static RSA key exchange with it */
 };
 struct tls_keyring {
     struct tls_keyring_entry *e;

@@ -123,14 +123,12 @@ static int rsa_remote_priv_enc(int flen, const unsigned char *from, unsigned cha
     return remote_op(RSA_get_ex_data(rsa, rsa_id_index), op, from, (size_t)flen, to, (size_t)RSA_size(rsa));
 }
 
-/* Static RSA key exchange (only where smtpd_tls_exclude_ciphers allows
- * it): libcrypto asks for the raw operation and checks the padding itself. */
-static int rsa_remote_priv_dec(int flen, const unsigned char *from, unsigned char *to, RSA *rsa, int padding)
+/* Decryption (static RSA key exchange) never goes to the key process: a
+ * context that offers it holds its RSA key itself (tls.c). */
+static int rsa_no_priv_dec(int flen, const unsigned char *from, unsigned char *to, RSA *rsa, int padding)
 {
-    if (padding != RSA_NO_PADDING || flen < 0)
-        return -1;
-    return remote_op(RSA_get_ex_data(rsa, rsa_id_index), "rsa-decrypt", from, (size_t)flen, to,
-                     (size_t)RSA_size(rsa));
+    (void)flen, (void)from, (void)to, (void)rsa, (void)padding;
+    return -1;
 }
 
 static int ec_remote_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig, unsigned int *siglen,
@@ -176,7 +174,7 @@ static int methods_ready(void)
         return 0;
     RSA_meth_set1_name(rsa_method, "tern key process");
     RSA_meth_set_priv_enc(rsa_method, rsa_remote_priv_enc);
-    RSA_meth_set_priv_dec(rsa_method, rsa_remote_priv_dec);
+    RSA_meth_set_priv_dec(rsa_method, rsa_no_priv_dec);
     EC_KEY_METHOD_set_sign(ec_method, ec_remote_sign, NULL, ec_remote_sign_sig);
     return 1;
 }

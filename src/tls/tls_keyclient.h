@@ -1,8 +1,7 @@
 /* tls_keyclient: smtpd's side of the key process. smtpd's SSL contexts
  * hold, for each certificate, a key that has only the public half: its
  * private-key operations (the TLS 1.3 CertificateVerify, the TLS 1.2
- * ServerKeyExchange signature, and the static-RSA decryption where that
- * key exchange is configured) are sent as KEY_SIGN over a socketpair to
+ * ServerKeyExchange signature) are sent as KEY_SIGN over a socketpair to
  * the key process (src/daemon/keyproc.c), which holds the private keys.
  *
  * Who calls it: tls.c makes the keys (tls_keyclient_stub) while the master

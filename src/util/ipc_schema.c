@@ -54,7 +54,7 @@ static const struct ipc_attr_spec barrier_reply_attrs[] = {
 
 static const struct ipc_attr_spec key_sign_attrs[] = {
     {"key", IPC_TEXT, 1, "the key's id: SHA-256 of its public key (DER), in hex"},
-    {"op", IPC_TEXT, 1, "ecdsa, rsa-pkcs1, rsa-pss or rsa-decrypt"},
+    {"op", IPC_TEXT, 1, "ecdsa, rsa-pkcs1 or rsa-pss"},
     {"data", IPC_TEXT, 1, "in hex: the digest (ecdsa), DigestInfo (rsa-pkcs1), the encoded block (rsa-pss)"},
     END,
 };

@@ -88,7 +88,6 @@ static void test_server_contexts(void **state)
     assert_non_null(strstr(ring.e[1].key_file, "ec-key.pem"));
     assert_int_equal(strlen(ring.e[0].id), 64);
     assert_string_equal(ring.e[0].label, "service test");
-    assert_int_equal(ring.e[0].allow_decrypt, 0); /* kRSA is excluded by default */
     tls_keyring_free(&ring);
     tls_ctx_free(ctx);
     conf_free(c);
