@@ -349,7 +349,8 @@ static int run_key_process(void)
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         log_fatal("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
     struct strbuf diag = STRBUF_INIT;
-    struct keyproc *kp = keyproc_load(ms.keys_to_load ? ms.keys_to_load : &ms.keyring, &diag);
+    const struct tls_keyring *ring = ms.keys_to_load ? ms.keys_to_load : &ms.keyring;
+    struct keyproc *kp = keyproc_load(ring, &diag);
     if (!kp) {
         if (ms.key_status_fd < 0)
             log_error("cannot load the TLS keys: %s", strbuf_str(&diag));
@@ -362,6 +363,8 @@ static int run_key_process(void)
     if (ms.rt.is_root && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         log_fatal("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
     key_status("ok\n");
+    log_info("holding %zu TLS private key%s for %zu smtpd process%s", ring->n, ring->n == 1 ? "" : "s",
+             ms.nkey_ends, ms.nkey_ends == 1 ? "" : "es");
     int *fds = xcalloc(ms.nkey_ends ? ms.nkey_ends : 1, sizeof *fds);
     for (size_t i = 0; i < ms.nkey_ends; i++)
         fds[i] = ms.key_ends[i].fd;
