@@ -122,7 +122,7 @@ def test_smtpd_memory_holds_no_private_key_with_chain_files(tern_instance, tls_f
 
 def test_key_process_runs_as_mail_owner_and_is_not_dumpable(tern_instance, tls_files):
     tern = test_tls.tls_tern(tern_instance, tls_files)
-    tern.wait_log("tern/keys[")
+    assert "New, TLSv1." in test_tls.s_client(tern)
     pid = process_pid(tern, "keys")
     status = open(f"/proc/{pid}/status").read()
     uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)", status, re.M).groups()
