@@ -286,16 +286,18 @@ static void keyring_add(struct tls_keyring *keys, const char *id, const char *ke
     e->label = xstrdup(label);
 }
 
-/* Static RSA key exchange decrypts with the private key, and OpenSSL 3.0
- * does that only with a key it holds itself (it passes the TLS version
- * checks as provider parameters, which a key with an RSA_METHOD cannot
- * take). So a context that offers it (smtpd_tls_exclude_ciphers without
- * kRSA, not the default) keeps its RSA key in smtpd, as before the key
- * process, and says so. */
-static int load_pair_in_process(SSL_CTX *ctx, const char *cert, const char *key, const char *label, char **err)
+/* The exceptions, loaded into the context (and so into smtpd) as before the
+ * key process, with a warning that says why:
+ * - static RSA key exchange decrypts with the private key, and OpenSSL 3.0
+ *   does that only with a key it holds itself (it passes the TLS version
+ *   checks as provider parameters, which a key with an RSA_METHOD cannot
+ *   take): a context that offers it (smtpd_tls_exclude_ciphers without
+ *   kRSA, not the default) keeps its RSA key;
+ * - a key that is neither RSA nor EC (Ed25519, Ed448) has no stub yet. */
+static int load_pair_in_process(SSL_CTX *ctx, const char *cert, const char *key, const char *label,
+                                const char *why, char **err)
 {
-    log_warn("%s: static RSA key exchange is offered (smtpd_tls_exclude_ciphers), so the RSA private key %s "
-             "is loaded into smtpd instead of the key process", label, key);
+    log_warn("%s: %s, so the private key %s is loaded into smtpd instead of the key process", label, why, key);
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         *err = ssl_err("cannot load the private key from", key);
         return -1;
@@ -316,11 +318,19 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char
         return -1;
     EVP_PKEY *pub = SSL_CTX_get0_certificate(ctx) ? X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)) : NULL;
     if (pub && EVP_PKEY_is_a(pub, "RSA") && offers_static_rsa(ctx))
-        return load_pair_in_process(ctx, cert, key, label, err);
+        return load_pair_in_process(ctx, cert, key, label,
+                                    "static RSA key exchange is offered (smtpd_tls_exclude_ciphers)", err);
+    if (pub && !EVP_PKEY_is_a(pub, "RSA") && !EVP_PKEY_is_a(pub, "EC")) {
+        const char *type = EVP_PKEY_get0_type_name(pub);
+        char *why = xasprintf("the key process does not handle %s keys yet", type ? type : "such");
+        int rc = load_pair_in_process(ctx, cert, key, label, why, err);
+        free(why);
+        return rc;
+    }
     char id[65];
     EVP_PKEY *stub = pub && tls_key_id(pub, id) == 0 ? tls_keyclient_stub(pub, id) : NULL;
     if (!stub) {
-        *err = xasprintf("the key of the certificate in %s is neither RSA nor EC", cert);
+        *err = xasprintf("cannot use the public key of the certificate in %s", cert);
         return -1;
     }
     int rc = SSL_CTX_use_PrivateKey(ctx, stub);

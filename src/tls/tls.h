@@ -17,10 +17,11 @@
  * and OpenSSL's reason; an unreadable or mismatched private key is found
  * by the key process when it loads the keyring.
  *
- * The one exception: an RSA key of a context that offers static RSA key
- * exchange (kRSA, excluded by default) is loaded into the context itself,
- * with a warning: OpenSSL 3.0 decrypts the premaster secret only with a key
- * it holds (see load_pair_in_process in tls.c). */
+ * The exceptions: an RSA key of a context that offers static RSA key
+ * exchange (kRSA, excluded by default), and a key neither RSA nor EC
+ * (Ed25519), are loaded into the context itself, with a warning: OpenSSL
+ * 3.0 decrypts the premaster secret only with a key it holds, and the stub
+ * exists for RSA and EC only (see load_pair_in_process in tls.c). */
 #ifndef TERN_TLS_TLS_H
 #define TERN_TLS_TLS_H
 

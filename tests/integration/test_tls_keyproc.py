@@ -177,3 +177,22 @@ def test_reload_takes_new_keys_all_or_nothing(tern_instance, tls_files, work_dir
     assert process_pid(tern, "keys") != first
     out = test_tls.s_client(tern, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
     assert "New, TLSv1.2" in out and "250" in out, out[-1500:]
+
+
+def test_handshake_after_smtpd_was_killed(tern_instance, tls_files):
+    """A restarted smtpd gets a new socketpair, and the key process is
+    restarted to serve it."""
+    tern = test_tls.tls_tern(tern_instance, tls_files)
+    assert "New, TLSv1." in test_tls.s_client(tern, "-tls1_2")
+    smtpd, keys = process_pid(tern, "smtpd"), process_pid(tern, "keys")
+    os.kill(smtpd, signal.SIGKILL)
+    tern.wait_log(f"process smtpd pid {smtpd} killed by signal 9")
+    deadline = time.time() + 20
+    while True:
+        out = test_tls.s_client(tern, "-tls1_2")
+        if "New, TLSv1.2" in out and "250" in out:
+            break
+        assert time.time() < deadline, out[-1500:]
+        time.sleep(0.5)
+    assert process_pid(tern, "smtpd") != smtpd and process_pid(tern, "keys") != keys
+    assert "killed by signal" not in tern.log_text().split(f"pid {smtpd} killed by signal 9", 1)[1]
