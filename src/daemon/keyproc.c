@@ -223,25 +223,31 @@ void keyproc_answer(struct keyproc *kp, const struct ipc_msg *req, struct ipc_ms
     ipc_msg_add(reply, "result", result);
 }
 
-static volatile sig_atomic_t reopen_log;
+static volatile sig_atomic_t reopen_log, stop;
 
-static void on_sigusr1(int sig)
+static void on_signal(int sig)
 {
-    (void)sig;
-    reopen_log = 1;
+    if (sig == SIGUSR1)
+        reopen_log = 1;
+    else
+        stop = 1;
 }
 
 int keyproc_serve(struct keyproc *kp, const int *fds, size_t nfds)
 {
-    struct sigaction sa = {.sa_handler = on_sigusr1};
+    /* SIGTERM (a restart for a new smtpd, a reload, the stop) ends the loop
+     * between two requests: the one being answered is answered, and those
+     * still in the sockets wait there for the next key process. */
+    struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     struct pollfd *pfd = xcalloc(nfds ? nfds : 1, sizeof *pfd);
     for (size_t i = 0; i < nfds; i++) {
         pfd[i].fd = fds[i];
         pfd[i].events = POLLIN;
     }
-    for (;;) {
+    while (!stop) {
         int n = poll(pfd, (nfds_t)nfds, -1);
         if (reopen_log) {
             reopen_log = 0;
@@ -252,7 +258,7 @@ int keyproc_serve(struct keyproc *kp, const int *fds, size_t nfds)
             free(pfd);
             return 1;
         }
-        for (size_t i = 0; n > 0 && i < nfds; i++) {
+        for (size_t i = 0; n > 0 && i < nfds && !stop; i++) {
             if (pfd[i].fd < 0 || !pfd[i].revents)
                 continue;
             struct ipc_msg req, reply;
@@ -273,4 +279,6 @@ int keyproc_serve(struct keyproc *kp, const int *fds, size_t nfds)
             ipc_msg_free(&reply);
         }
     }
+    free(pfd);
+    return 0;
 }

@@ -32,8 +32,8 @@ void keyproc_free(struct keyproc *kp);
 /* The answer to one KEY_SIGN request (reply is initialised here). */
 void keyproc_answer(struct keyproc *kp, const struct ipc_msg *req, struct ipc_msg *reply);
 
-/* Answers requests on fds until killed; a descriptor whose peer is gone or
- * sent garbage is dropped. */
+/* Answers requests on fds until SIGTERM (then 0, between two requests); a
+ * descriptor whose peer is gone or sent garbage is dropped. */
 int keyproc_serve(struct keyproc *kp, const int *fds, size_t nfds);
 
 #endif
