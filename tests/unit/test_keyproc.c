@@ -3,7 +3,8 @@
  * keys; RSA-PSS, RSA PKCS#1 v1.5 and ECDSA signatures made through a stub
  * key over a socketpair verify under the real public key; what the key
  * process refuses (a block that is no PSS encoding, an unknown key, an
- * operation the key does not do, decryption). */
+ * operation the key does not do, decryption); a late answer is skipped and
+ * a missing one fails the operation after the timeout. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -190,6 +191,51 @@ static void test_signatures_through_the_key_process(void **state)
     strbuf_free(&diag);
 }
 
+/* A key process that first sends a stale answer (the reply to an earlier
+ * request that timed out), then the real one; or never answers. */
+static void test_late_and_missing_answers(void **state)
+{
+    struct fixture *f = *state;
+    struct strbuf diag = STRBUF_INIT;
+    struct keyproc *kp = keyproc_load(&f->ring, &diag);
+    assert_non_null(kp);
+    for (int answers = 1; answers >= 0; answers--) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(sv[1]);
+            struct ipc_msg req, stale, reply;
+            if (ipc_recv_blocking(sv[0], &req, 5000) != 0)
+                _exit(1);
+            if (!answers) {
+                sleep(10);   /* killed before */
+                _exit(0);
+            }
+            ipc_msg_init(&stale, IPC_KEY_SIGN_REPLY, req.reqid - 1);
+            ipc_msg_add(&stale, "status", "fail");
+            ipc_msg_add(&stale, "text", "stale");
+            keyproc_answer(kp, &req, &reply);
+            int rc = ipc_send_blocking(sv[0], &stale) || ipc_send_blocking(sv[0], &reply);
+            _exit(rc);
+        }
+        close(sv[0]);
+        tls_keyclient_set_fd(sv[1]);
+        if (answers) {
+            assert_true(sign_through_stub(f->ec, f->ring.e[1].id, 0));
+        } else {
+            assert_false(sign_through_stub(f->ec, f->ring.e[1].id, 0)); /* after TLS_KEYCLIENT_TIMEOUT_MS */
+            kill(pid, SIGKILL);
+        }
+        waitpid(pid, NULL, 0);
+        tls_keyclient_set_fd(-1);
+        close(sv[1]);
+    }
+    keyproc_free(kp);
+    strbuf_free(&diag);
+}
+
 static const char *answer(struct keyproc *kp, const char *id, const char *op, const char *data)
 {
     static char status[16];
@@ -243,6 +289,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signatures_through_the_key_process, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_and_missing_answers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
