@@ -360,6 +360,8 @@ static int run_key_process(void)
     }
     strbuf_free(&diag);
     drop_privileges();
+    /* again: the change of user resets the flag to fs.suid_dumpable, which
+     * an administrator may have set to 1 */
     if (ms.rt.is_root && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
         log_fatal("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
     key_status("ok\n");
