@@ -280,7 +280,7 @@ const struct conf_param conf_params[] = {
         "forward-secret key exchange (Postfix's default is empty): a client that knows nothing better "
         "then sends in plaintext; set it empty to offer static RSA key exchange too."),
     STR("smtpd_tls_key_file", "$smtpd_tls_cert_file",
-        "PEM private key for smtpd_tls_cert_file (read by the master as root); empty: the key is "
+        "PEM private key for smtpd_tls_cert_file (read as root by the key process, never by smtpd); empty: the key is "
         "in smtpd_tls_cert_file."),
     STR("smtpd_tls_mandatory_protocols", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1",
         "TLS versions when TLS is required (encrypt, wrapper mode)."),

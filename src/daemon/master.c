@@ -1,5 +1,6 @@
 /* master: `tern serve`: binds the ports, prepares the queue directory, and
- * starts and supervises the three roles (smtpd, queue, local).
+ * starts and supervises the four roles (smtpd, queue, local, and the key
+ * process that holds the TLS private keys for smtpd).
  *
  * Children are forked, not exec'd: they inherit the configuration parsed
  * here once, and only the file descriptors of their role. When started as
@@ -18,12 +19,14 @@
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -32,18 +35,28 @@
 
 #include "conf/conf.h"
 #include "daemon/instance.h"
+#include "daemon/keyproc.h"
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
 #include "smtpd/smtpd_session.h"
 #include "smtpd/smtpd_policy.h"
 #include "tls/tls.h"
+#include "tls/tls_keyclient.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 #include "util/trusted_dir.h"
 
-enum role { ROLE_QUEUE, ROLE_LOCAL, ROLE_SMTPD, ROLE_COUNT };
+enum role { ROLE_KEYS, ROLE_QUEUE, ROLE_LOCAL, ROLE_SMTPD, ROLE_COUNT };
+
+/* The key process's end of one smtpd's socketpair. The master keeps it, so
+ * a restarted key process takes over the same channel (requests sent
+ * meanwhile wait in the socket), until that smtpd has ended. */
+struct key_end {
+    int fd;
+    pid_t smtpd;            /* 0 until that smtpd is forked */
+};
 
 struct child {
     const char *name;
@@ -69,6 +82,12 @@ static struct {
     size_t ndraining, draining_cap;
     struct event *sigev[5];
     struct master_opts opts;
+    struct tls_keyring keyring;         /* the private keys the contexts need */
+    const struct tls_keyring *keys_to_load; /* what a key process being started loads */
+    int key_status_fd;                  /* its report: "ok" or the problems (-1: log them) */
+    struct key_end *key_ends;
+    size_t nkey_ends;
+    int smtpd_key_fd;                   /* smtpd's end, for the next smtpd forked */
 } ms;
 
 /* ---------- listeners ---------- */
@@ -136,9 +155,11 @@ static void add_listener(const char *service, int fd, char *bound, struct conf *
     l->conf = c;
 }
 
-/* A listener's TLS context, built here while the master can read private
- * keys. Returns 0, or -1 with the reason in diag. */
-static int listener_tls(const char *service, struct conf *c, struct ssl_ctx_st **out, struct strbuf *diag)
+/* A listener's TLS context, built here while the master is root (the
+ * certificates may be root's); its keys are added to keys for the key
+ * process. Returns 0, or -1 with the reason in diag. */
+static int listener_tls(const char *service, struct conf *c, struct tls_keyring *keys, struct ssl_ctx_st **out,
+                        struct strbuf *diag)
 {
     char *err = NULL;
     /* the restriction lists too: a typo there must not start a server */
@@ -151,7 +172,9 @@ static int listener_tls(const char *service, struct conf *c, struct ssl_ctx_st *
     }
     smtpd_policy_free(p);
     err = NULL;
-    *out = tls_server_ctx(c, &err);
+    char *label = xasprintf("service %s", service);
+    *out = tls_server_ctx(c, label, keys, &err);
+    free(label);
     if (err) {
         strbuf_printf(diag, "service %s: %s\n", service, err);
         free(err);
@@ -228,7 +251,7 @@ static int bind_listeners(struct strbuf *diag)
                 add_listener(s->name, fd, bound, bound_any ? conf_clone(c) : c);
                 bound_any = 1;
                 struct runtime_listener *l = &ms.rt.listeners[ms.rt.nlisteners - 1];
-                if (listener_tls(s->name, l->conf, &l->tls_ctx, diag) != 0)
+                if (listener_tls(s->name, l->conf, &ms.keyring, &l->tls_ctx, diag) != 0)
                     failures++;
             } else if (is6 && (list == any || list == loopback) && errno == EADDRNOTAVAIL) {
                 log_warn("%s", strbuf_str(&why)); /* no IPv6 on this host: IPv4 is enough */
@@ -269,6 +292,135 @@ static void close_fd(int *fd)
 
 static void child_start(enum role role);
 
+/* ---------- the key process ---------- */
+
+static void close_key_ends(void)
+{
+    for (size_t i = 0; i < ms.nkey_ends; i++)
+        close_fd(&ms.key_ends[i].fd);
+}
+
+/* A socketpair for the next smtpd: its end waits in ms.smtpd_key_fd. */
+static int key_pair_new(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        log_error("socketpair for the key process: %s", strerror(errno));
+        return -1;
+    }
+    ms.key_ends = xrealloc(ms.key_ends, (ms.nkey_ends + 1) * sizeof *ms.key_ends);
+    ms.key_ends[ms.nkey_ends++] = (struct key_end){sv[0], 0};
+    close_fd(&ms.smtpd_key_fd);
+    ms.smtpd_key_fd = sv[1];
+    return 0;
+}
+
+/* The smtpd pid has ended: the key process needs its channel no more. */
+static void key_end_forget(pid_t pid)
+{
+    for (size_t i = 0; i < ms.nkey_ends; i++)
+        if (ms.key_ends[i].smtpd == pid) {
+            close_fd(&ms.key_ends[i].fd);
+            ms.key_ends[i] = ms.key_ends[--ms.nkey_ends];
+            return;
+        }
+}
+
+static void key_status(const char *text)
+{
+    if (ms.key_status_fd < 0)
+        return;
+    size_t len = strlen(text);
+    while (len > 0) {
+        ssize_t n = write(ms.key_status_fd, text, len);
+        if (n <= 0 && errno != EINTR)
+            break;
+        if (n > 0)
+            text += n, len -= (size_t)n;
+    }
+    close_fd(&ms.key_status_fd);
+}
+
+/* In the forked key process: read the keys as root, then drop to
+ * mail_owner. Not dumpable from the start, so that no process of the
+ * same user (smtpd) can ptrace it or read its memory. */
+static int run_key_process(void)
+{
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log_fatal("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+    struct strbuf diag = STRBUF_INIT;
+    const struct tls_keyring *ring = ms.keys_to_load ? ms.keys_to_load : &ms.keyring;
+    struct keyproc *kp = keyproc_load(ring, &diag);
+    if (!kp) {
+        if (ms.key_status_fd < 0)
+            log_error("cannot load the TLS keys: %s", strbuf_str(&diag));
+        key_status(strbuf_str(&diag));
+        strbuf_free(&diag);
+        return 1;
+    }
+    strbuf_free(&diag);
+    drop_privileges();
+    /* again: the change of user resets the flag to fs.suid_dumpable, which
+     * an administrator may have set to 1 */
+    if (ms.rt.is_root && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log_fatal("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
+    key_status("ok\n");
+    log_info("holding %zu TLS private key%s for %zu smtpd process%s", ring->n, ring->n == 1 ? "" : "s",
+             ms.nkey_ends, ms.nkey_ends == 1 ? "" : "es");
+    int *fds = xcalloc(ms.nkey_ends ? ms.nkey_ends : 1, sizeof *fds);
+    for (size_t i = 0; i < ms.nkey_ends; i++)
+        fds[i] = ms.key_ends[i].fd;
+    int rc = keyproc_serve(kp, fds, ms.nkey_ends);
+    free(fds);
+    keyproc_free(kp);
+    return rc;
+}
+
+static void retire(pid_t pid);
+
+/* Starts a key process for ring and waits for its report: 0 once it holds
+ * every key, or -1 with the problems in diag (it has then exited). */
+static int key_process_start_checked(const struct tls_keyring *ring, struct strbuf *diag)
+{
+    int pfd[2];
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        strbuf_printf(diag, "pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    ms.key_status_fd = pfd[1];
+    ms.keys_to_load = ring;
+    child_start(ROLE_KEYS);
+    close_fd(&ms.key_status_fd);
+    ms.keys_to_load = NULL;
+    struct strbuf report = STRBUF_INIT;
+    struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+    for (;;) {
+        char buf[512];
+        int pr = poll(&p, 1, 20000);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        ssize_t n = pr > 0 ? read(pfd[0], buf, sizeof buf) : -1;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        strbuf_append(&report, buf, (size_t)n);
+    }
+    close(pfd[0]);
+    int ok = strcmp(strbuf_str(&report), "ok\n") == 0;
+    if (!ok) {
+        strbuf_puts(diag, report.len ? strbuf_str(&report) : "the key process did not start\n");
+        struct child *k = &ms.children[ROLE_KEYS];
+        if (k->pid > 0) {
+            kill(k->pid, SIGKILL);
+            retire(k->pid);
+            k->pid = 0;
+        }
+    }
+    strbuf_free(&report);
+    return ok ? 0 : -1;
+}
+
 /* The child gets its own event loop: the master's must stop existing here
  * without touching the kernel state the master still uses (its epoll set
  * and signal pipe), hence event_reinit before anything is freed. */
@@ -307,14 +459,29 @@ static void run_child(enum role role)
     close_fd(&ms.lock_fd);
     close_fd(&ms.pid_dir_fd);
     close_fd(&ms.queue_fd);
+    if (role != ROLE_KEYS)
+        close_key_ends();
+    if (role != ROLE_SMTPD)
+        close_fd(&ms.smtpd_key_fd);
     int rc = 0;
     switch (role) {
+    case ROLE_KEYS:
+        log_set_role("keys");
+        close_fd(&ms.rt.local_listen_fd);
+        close_fd(&ms.rt.queue_listen_fd);
+        close_fd(&ms.rt.qmgr_listen_fd);
+        for (size_t i = 0; i < ms.rt.nlisteners; i++)
+            close_fd(&ms.rt.listeners[i].fd);
+        rc = run_key_process();
+        break;
     case ROLE_SMTPD:
         log_set_role("smtpd");
         close_fd(&ms.rt.local_listen_fd);
         close_fd(&ms.rt.queue_listen_fd);
         close_fd(&ms.rt.qmgr_listen_fd);
         drop_privileges();
+        /* smtpd's one way to its private keys; it opens nothing for it */
+        tls_keyclient_set_fd(ms.smtpd_key_fd);
         rc = smtpd_main(&ms.rt);
         break;
     case ROLE_QUEUE:
@@ -343,6 +510,15 @@ static void run_child(enum role role)
 static void child_start(enum role role)
 {
     struct child *c = &ms.children[role];
+    /* A new smtpd needs its own channel to the key process, which must be
+     * restarted to serve it (a reload has done both already). */
+    if (role == ROLE_SMTPD && ms.smtpd_key_fd < 0 && key_pair_new() == 0) {
+        struct child *k = &ms.children[ROLE_KEYS];
+        if (k->pid > 0) {
+            k->restart_now = 1;
+            kill(k->pid, SIGTERM);
+        }
+    }
     /* Signals stay blocked across fork() until the child has replaced the
      * master's handlers (run_child unblocks them): one sent to the new pid
      * meanwhile is then acted on, not swallowed by the master's handler. */
@@ -360,6 +536,12 @@ static void child_start(enum role role)
     c->pid = pid;
     c->started = time(NULL);
     c->restart_now = 0;
+    if (role == ROLE_SMTPD) {
+        for (size_t i = 0; i < ms.nkey_ends; i++)
+            if (ms.key_ends[i].smtpd == 0)
+                ms.key_ends[i].smtpd = pid;
+        close_fd(&ms.smtpd_key_fd);
+    }
 }
 
 static void on_restart_timer(evutil_socket_t fd, short what, void *arg)
@@ -389,6 +571,15 @@ static void forget_draining(pid_t pid)
     }
 }
 
+/* A process that is no child of a role any more (an smtpd draining after
+ * a reload, a replaced key process): reaped without a restart, signalled
+ * with the others at stop. */
+static void retire(pid_t pid)
+{
+    ms.draining = xgrow(ms.draining, &ms.draining_cap, ms.ndraining + 1, sizeof *ms.draining);
+    ms.draining[ms.ndraining++] = pid;
+}
+
 static void reap(void)
 {
     int status;
@@ -399,10 +590,13 @@ static void reap(void)
             if (ms.children[i].pid == pid)
                 c = &ms.children[i];
         if (!c) {
-            forget_draining(pid); /* an smtpd draining after a reload */
+            forget_draining(pid); /* an smtpd draining after a reload, a replaced key process */
+            key_end_forget(pid);
             continue;
         }
         c->pid = 0;
+        if (c->role == ROLE_SMTPD)
+            key_end_forget(pid);
         if (ms.stopping)
             continue;
         if (c->restart_now) {
@@ -544,6 +738,7 @@ static void reload(void)
     size_t n = ms.rt.nlisteners;
     struct conf **confs = xcalloc(n ? n : 1, sizeof *confs);
     struct ssl_ctx_st **ctxs = xcalloc(n ? n : 1, sizeof *ctxs);
+    struct tls_keyring keyring = {0};
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         struct runtime_listener *l = &ms.rt.listeners[i];
@@ -555,10 +750,26 @@ static void reload(void)
             for (size_t j = 0; j < s->noverrides; j++)
                 conf_set(c, s->overrides[j].name, s->overrides[j].value, s->file, s->line);
         }
-        if (listener_tls(l->service, c, &ctxs[i], &diag) != 0)
+        if (listener_tls(l->service, c, &keyring, &ctxs[i], &diag) != 0)
             bad = 1;
     }
+    /* The keys too: a new key process reads them for the new smtpd and the
+     * draining one; the old key process goes only once it holds them all. */
+    pid_t old_keys = ms.children[ROLE_KEYS].pid;
+    if (!bad && key_pair_new() == 0) {
+        ms.children[ROLE_KEYS].pid = 0;
+        if (key_process_start_checked(&keyring, &diag) != 0) {
+            bad = 1;
+            ms.children[ROLE_KEYS].pid = old_keys;
+            close_fd(&ms.smtpd_key_fd);
+            key_end_forget(0);
+        }
+    } else if (!bad) {
+        strbuf_puts(&diag, "cannot make a socketpair for the key process");
+        bad = 1;
+    }
     if (bad) {
+        tls_keyring_free(&keyring);
         log_error("reload refused: %s", strbuf_str(&diag));
         for (size_t i = 0; i < n; i++) {
             conf_free(confs[i]);
@@ -573,6 +784,12 @@ static void reload(void)
         return;
     }
     strbuf_free(&diag);
+    if (old_keys > 0) {
+        kill(old_keys, SIGTERM);
+        retire(old_keys);
+    }
+    tls_keyring_free(&ms.keyring);
+    ms.keyring = keyring;
     for (size_t i = 0; i < n; i++) {
         struct runtime_listener *l = &ms.rt.listeners[i];
         conf_free(l->conf);
@@ -600,8 +817,7 @@ static void reload(void)
     struct child *s = &ms.children[ROLE_SMTPD];
     if (s->pid > 0) {
         kill(s->pid, SIGUSR2);
-        ms.draining = xgrow(ms.draining, &ms.draining_cap, ms.ndraining + 1, sizeof *ms.draining);
-        ms.draining[ms.ndraining++] = s->pid;
+        retire(s->pid);
         s->pid = 0;
     }
     child_start(ROLE_SMTPD);
@@ -835,6 +1051,12 @@ void master_cleanup_for_exit(void)
     close_fd(&ms.rt.queue_listen_fd);
     close_fd(&ms.rt.qmgr_listen_fd);
     close_fd(&ms.rt.local_listen_fd);
+    close_key_ends();
+    free(ms.key_ends);
+    ms.key_ends = NULL;
+    ms.nkey_ends = 0;
+    close_fd(&ms.smtpd_key_fd);
+    tls_keyring_free(&ms.keyring);
     for (int i = 0; i < ROLE_COUNT; i++)
         if (ms.children[i].restart_timer) {
             event_free(ms.children[i].restart_timer);
@@ -859,6 +1081,7 @@ int master_run(const struct master_opts *opts)
     ms.opts = *opts;
     ms.lock_fd = ms.queue_fd = ms.pid_dir_fd = -1;
     ms.rt.queue_listen_fd = ms.rt.qmgr_listen_fd = ms.rt.local_listen_fd = -1;
+    ms.key_status_fd = ms.smtpd_key_fd = -1;
     log_init("master");
     log_set_stderr(1);
     struct strbuf diag = STRBUF_INIT;
@@ -912,7 +1135,7 @@ int master_run(const struct master_opts *opts)
         strbuf_puts(&diag, "cannot create event loop\n");
         goto fail;
     }
-    static const char *names[ROLE_COUNT] = {"queue", "local", "smtpd"};
+    static const char *names[ROLE_COUNT] = {"keys", "queue", "local", "smtpd"};
     for (int i = 0; i < ROLE_COUNT; i++) {
         ms.children[i].name = names[i];
         ms.children[i].role = (enum role)i;
@@ -925,6 +1148,14 @@ int master_run(const struct master_opts *opts)
     }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGUSR2, SIG_IGN);
+    /* The key process first: a key that cannot be read, or does not match
+     * its certificate, stops the start here with the file's name. */
+    if (key_pair_new() != 0) {
+        strbuf_puts(&diag, "cannot make a socketpair for the key process\n");
+        goto fail;
+    }
+    if (key_process_start_checked(&ms.keyring, &diag) != 0)
+        goto fail;
 
     log_info("daemon started -- version %s, configuration %s", TERN_VERSION, ms.inst.config_dir);
     for (size_t i = 0; i < ms.rt.nlisteners; i++)
@@ -932,7 +1163,8 @@ int master_run(const struct master_opts *opts)
     if (opts->announce)
         opts->announce(&ms.rt, opts->announce_arg);
     for (int i = 0; i < ROLE_COUNT; i++)
-        child_start((enum role)i);
+        if (i != ROLE_KEYS)
+            child_start((enum role)i);
 
     event_base_dispatch(ms.base);
     log_info("stopped");

@@ -1,19 +1,26 @@
 /* tls: OpenSSL contexts for the SMTP server (see tls.h). */
 #include "tls/tls.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "maps/map.h"
+#include "tls/tls_keyclient.h"
 #include "util/clock.h"
+#include "util/log.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -140,12 +147,157 @@ enum tls_level tls_server_level(struct conf *c)
     return TLS_LEVEL_NONE;
 }
 
-static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char **err)
+/* ---- certificates here, private keys in the key process ---- */
+
+void tls_keyring_free(struct tls_keyring *k)
 {
-    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-        *err = ssl_err("cannot load the certificate chain from", cert);
+    for (size_t i = 0; i < k->n; i++) {
+        free(k->e[i].key_file);
+        free(k->e[i].cert_file);
+        free(k->e[i].label);
+    }
+    free(k->e);
+    k->e = NULL;
+    k->n = 0;
+}
+
+int tls_key_id(EVP_PKEY *key, char id[65])
+{
+    unsigned char *der = NULL;
+    int len = i2d_PUBKEY(key, &der);
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    int ok = len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32;
+    OPENSSL_free(der);
+    if (!ok)
+        return -1;
+    for (int i = 0; i < 32; i++)
+        snprintf(id + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+/* The certificates of a file, never its private key: a chain file holds
+ * both, and whatever the master reads stays in the memory smtpd inherits.
+ * The file is read here and wiped; only its CERTIFICATE blocks go on to
+ * OpenSSL. NULL with errno. */
+static BIO *read_certificates_only(const char *file)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    /* one buffer of the file's size: a growing one would leave copies behind */
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size > 1024 * 1024) {
+        int saved = sb.st_size > 1024 * 1024 ? EFBIG : errno;
+        close(fd);
+        errno = saved;
+        return NULL;
+    }
+    size_t size = (size_t)sb.st_size, got = 0;
+    char *text = xmalloc(size + 1);
+    ssize_t n = 0;
+    while (got < size && (n = read(fd, text + got, size - got)) > 0)
+        got += (size_t)n;
+    int saved = errno;
+    close(fd);
+    text[got] = '\0';
+    if (n < 0) {
+        OPENSSL_cleanse(text, size + 1);
+        free(text);
+        errno = saved;
+        return NULL;
+    }
+    struct strbuf certs = STRBUF_INIT;
+    static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
+    const char *p = text;
+    const char *b;
+    while ((b = strstr(p, begin)) != NULL) {
+        const char *e = strstr(b, end);
+        if (!e)
+            break;
+        e += sizeof end - 1;
+        strbuf_append(&certs, b, (size_t)(e - b));
+        strbuf_puts(&certs, "\n");
+        p = e;
+    }
+    OPENSSL_cleanse(text, size + 1);
+    free(text);
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio && certs.len && BIO_write(bio, certs.buf, (int)certs.len) != (int)certs.len) {
+        BIO_free(bio);
+        bio = NULL;
+    }
+    strbuf_free(&certs);
+    if (!bio)
+        errno = ENOMEM;
+    return bio;
+}
+
+/* The leaf certificate and its chain, as SSL_CTX_use_certificate_chain_file
+ * would load them. */
+static int load_certificates(SSL_CTX *ctx, const char *file, char **err)
+{
+    BIO *bio = read_certificates_only(file);
+    if (!bio) {
+        *err = xasprintf("cannot load the certificate chain from %s: %s", file, strerror(errno));
         return -1;
     }
+    X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, NULL, NULL);
+    int rc = leaf && SSL_CTX_use_certificate(ctx, leaf) == 1 ? 0 : -1;
+    X509_free(leaf);
+    if (rc == 0 && SSL_CTX_clear_chain_certs(ctx) != 1)
+        rc = -1;
+    X509 *ca;
+    while (rc == 0 && (ca = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
+        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+            X509_free(ca);
+            rc = -1;
+        }
+    BIO_free(bio);
+    if (rc != 0) {
+        *err = ssl_err("cannot load the certificate chain from", file);
+        return -1;
+    }
+    ERR_clear_error(); /* the end of the file */
+    return 0;
+}
+
+/* Some cipher of ctx takes the key exchange from the RSA key itself. */
+static int offers_static_rsa(SSL_CTX *ctx)
+{
+    STACK_OF(SSL_CIPHER) *ciphers = SSL_CTX_get_ciphers(ctx);
+    for (int i = 0; i < sk_SSL_CIPHER_num(ciphers); i++)
+        if (SSL_CIPHER_get_kx_nid(sk_SSL_CIPHER_value(ciphers, i)) == NID_kx_rsa)
+            return 1;
+    return 0;
+}
+
+static void keyring_add(struct tls_keyring *keys, const char *id, const char *key, const char *cert,
+                        const char *label)
+{
+    for (size_t i = 0; i < keys->n; i++)
+        if (strcmp(keys->e[i].id, id) == 0 && strcmp(keys->e[i].key_file, key) == 0)
+            return;
+    keys->e = xrealloc(keys->e, (keys->n + 1) * sizeof *keys->e);
+    struct tls_keyring_entry *e = &keys->e[keys->n++];
+    memcpy(e->id, id, sizeof e->id);
+    e->key_file = xstrdup(key);
+    e->cert_file = xstrdup(cert);
+    e->label = xstrdup(label);
+}
+
+/* The exceptions, loaded into the context (and so into smtpd) as before the
+ * key process, with a warning that says why:
+ * - static RSA key exchange decrypts with the private key, and OpenSSL 3.0
+ *   does that only with a key it holds itself (it passes the TLS version
+ *   checks as provider parameters, which a key with an RSA_METHOD cannot
+ *   take): a context that offers it (smtpd_tls_exclude_ciphers without
+ *   kRSA, not the default) keeps its RSA key;
+ * - a key that is neither RSA nor EC (Ed25519, Ed448) has no stub yet. */
+static int load_pair_in_process(SSL_CTX *ctx, const char *cert, const char *key, const char *label,
+                                const char *why, char **err)
+{
+    log_warn("%s: %s, so the private key %s is loaded into smtpd instead of the key process", label, why, key);
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
         *err = ssl_err("cannot load the private key from", key);
         return -1;
@@ -157,14 +309,48 @@ static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, char **err
     return 0;
 }
 
+/* The certificate from cert, and for its key a stub whose private half is
+ * key's, read by the key process (which checks that they match). */
+static int load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *label, struct tls_keyring *keys,
+                     char **err)
+{
+    if (load_certificates(ctx, cert, err) != 0)
+        return -1;
+    EVP_PKEY *pub = SSL_CTX_get0_certificate(ctx) ? X509_get0_pubkey(SSL_CTX_get0_certificate(ctx)) : NULL;
+    if (pub && EVP_PKEY_is_a(pub, "RSA") && offers_static_rsa(ctx))
+        return load_pair_in_process(ctx, cert, key, label,
+                                    "static RSA key exchange is offered (smtpd_tls_exclude_ciphers)", err);
+    if (pub && !EVP_PKEY_is_a(pub, "RSA") && !EVP_PKEY_is_a(pub, "EC")) {
+        const char *type = EVP_PKEY_get0_type_name(pub);
+        char *why = xasprintf("the key process does not handle %s keys yet", type ? type : "such");
+        int rc = load_pair_in_process(ctx, cert, key, label, why, err);
+        free(why);
+        return rc;
+    }
+    char id[65];
+    EVP_PKEY *stub = pub && tls_key_id(pub, id) == 0 ? tls_keyclient_stub(pub, id) : NULL;
+    if (!stub) {
+        *err = xasprintf("cannot use the public key of the certificate in %s", cert);
+        return -1;
+    }
+    int rc = SSL_CTX_use_PrivateKey(ctx, stub);
+    EVP_PKEY_free(stub);
+    if (rc != 1) {
+        *err = ssl_err("the private key does not match the certificate in", cert);
+        return -1;
+    }
+    keyring_add(keys, id, key, cert, label);
+    return 0;
+}
+
 /* smtpd_tls_chain_files: each file holds a key and its certificate chain
  * (Postfix 3.4's form); several files give several key types. */
-static int load_chain_files(SSL_CTX *ctx, struct conf *c, char **err)
+static int load_chain_files(SSL_CTX *ctx, struct conf *c, const char *label, struct tls_keyring *keys, char **err)
 {
     struct conf_list l = conf_list(c, "smtpd_tls_chain_files");
     int rc = 0;
     for (size_t i = 0; i < l.n && rc == 0; i++)
-        rc = load_pair(ctx, l.items[i], l.items[i], err);
+        rc = load_pair(ctx, l.items[i], l.items[i], label, keys, err);
     conf_list_free(&l);
     return rc;
 }
@@ -226,6 +412,7 @@ static SSL_CTX *server_ctx_base(struct conf *c, char **err);
 struct sni_build {
     struct conf *c;
     struct sni_table *t;
+    struct tls_keyring *keys;
     char *err;
 };
 
@@ -237,9 +424,11 @@ static int sni_add(void *arg, const char *key, const char *value)
         return -1;
     /* each file holds a private key and its certificate chain */
     char *files = xstrdup(value), *save = NULL;
+    char *label = xasprintf("tls_server_sni_maps: %s", key);
     int rc = 0;
     for (char *f = strtok_r(files, " \t,", &save); f && rc == 0; f = strtok_r(NULL, " \t,", &save))
-        rc = load_pair(ctx, f, f, &b->err);
+        rc = load_pair(ctx, f, f, label, b->keys, &b->err);
+    free(label);
     free(files);
     if (rc != 0) {
         char *e = b->err;
@@ -256,7 +445,7 @@ static int sni_add(void *arg, const char *key, const char *value)
     return 0;
 }
 
-static int setup_sni(SSL_CTX *ctx, struct conf *c, char **err)
+static int setup_sni(SSL_CTX *ctx, struct conf *c, struct tls_keyring *keys, char **err)
 {
     struct conf_list l = conf_list(c, "tls_server_sni_maps");
     if (l.n == 0) {
@@ -265,7 +454,7 @@ static int setup_sni(SSL_CTX *ctx, struct conf *c, char **err)
     }
     if (sni_index < 0)
         sni_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, sni_free);
-    struct sni_build b = {c, xcalloc(1, sizeof *b.t), NULL};
+    struct sni_build b = {c, xcalloc(1, sizeof *b.t), keys, NULL};
     int rc = 0;
     for (size_t i = 0; i < l.n && rc == 0; i++) {
         char *merr = NULL;
@@ -294,7 +483,7 @@ static int setup_sni(SSL_CTX *ctx, struct conf *c, char **err)
     return 0;
 }
 
-SSL_CTX *tls_server_ctx(struct conf *c, char **err)
+SSL_CTX *tls_server_ctx(struct conf *c, const char *label, struct tls_keyring *keys, char **err)
 {
     *err = NULL;
     const char *cert = conf_str(c, "smtpd_tls_cert_file");
@@ -309,13 +498,13 @@ SSL_CTX *tls_server_ctx(struct conf *c, char **err)
         return NULL;
     int rc = 0;
     if (have_chain)
-        rc = load_chain_files(ctx, c, err);
+        rc = load_chain_files(ctx, c, label, keys, err);
     if (rc == 0 && *cert)
-        rc = load_pair(ctx, cert, *key ? key : cert, err);
+        rc = load_pair(ctx, cert, *key ? key : cert, label, keys, err);
     if (rc == 0 && *eccert)
-        rc = load_pair(ctx, eccert, *eckey ? eckey : eccert, err);
+        rc = load_pair(ctx, eccert, *eckey ? eckey : eccert, label, keys, err);
     if (rc == 0)
-        rc = setup_sni(ctx, c, err);
+        rc = setup_sni(ctx, c, keys, err);
     if (rc != 0) {
         SSL_CTX_free(ctx);
         return NULL;

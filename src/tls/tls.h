@@ -2,15 +2,26 @@
  * description of an established TLS session for logs and Received:.
  *
  * Who calls it: the master builds one server context per listener from
- * that listener's configuration, before any privilege is dropped (private
- * keys are readable by root only); the forked smtpd inherits it. A reload
- * builds new contexts and frees the old ones once no child uses them.
+ * that listener's configuration while it is root; the forked smtpd
+ * inherits it. The contexts hold certificates and public keys only: each
+ * certificate's key is a stub (tls_keyclient.h) whose private operations
+ * go to the key process, and the key files themselves are listed in a
+ * tls_keyring for the key process to read. Neither the master nor smtpd
+ * ever reads a private key. A reload builds new contexts and frees the old
+ * ones once no child uses them.
  *
  * What it owns: the SSL_CTX it returns (free it with tls_ctx_free).
  *
- * Errors: tls_server_ctx reports a bad configuration (unreadable or
- * mismatched key and certificate, an unknown protocol name) through *err,
- * with the file name and OpenSSL's reason. */
+ * Errors: tls_server_ctx reports a bad configuration (an unreadable
+ * certificate, an unknown protocol name) through *err, with the file name
+ * and OpenSSL's reason; an unreadable or mismatched private key is found
+ * by the key process when it loads the keyring.
+ *
+ * The exceptions: an RSA key of a context that offers static RSA key
+ * exchange (kRSA, excluded by default), and a key neither RSA nor EC
+ * (Ed25519), are loaded into the context itself, with a warning: OpenSSL
+ * 3.0 decrypts the premaster secret only with a key it holds, and the stub
+ * exists for RSA and EC only (see load_pair_in_process in tls.c). */
 #ifndef TERN_TLS_TLS_H
 #define TERN_TLS_TLS_H
 
@@ -19,6 +30,25 @@
 struct conf;
 struct ssl_ctx_st;
 struct ssl_st;
+struct evp_pkey_st;
+
+/* The private keys the contexts need, for the key process: each is named
+ * by the id of its public key (tls_key_id), which is also what smtpd's
+ * stub key sends. */
+struct tls_keyring_entry {
+    char id[65];
+    char *key_file;         /* where the private key is read (by the key process) */
+    char *cert_file;        /* its certificate, for messages */
+    char *label;            /* "service NAME" or "tls_server_sni_maps: NAME", for messages */
+};
+struct tls_keyring {
+    struct tls_keyring_entry *e;
+    size_t n;
+};
+void tls_keyring_free(struct tls_keyring *k);
+
+/* The hex SHA-256 of the DER public key; 0, or -1. */
+int tls_key_id(struct evp_pkey_st *key, char id[65]);
 
 enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT };
 
@@ -29,11 +59,12 @@ enum tls_level tls_server_level(struct conf *c);
 /* The server context for a listener's configuration: certificates from
  * smtpd_tls_chain_files, or smtpd_tls_cert_file/smtpd_tls_key_file plus
  * smtpd_tls_eccert_file/smtpd_tls_eckey_file (RSA and ECDSA side by side),
+ * their keys added to keys under label,
  * protocols from smtpd_tls_protocols (Postfix syntax: "!SSLv3, !TLSv1" or
  * ">=TLSv1.2"), ciphers from smtpd_tls_ciphers. Returns NULL with *err
  * NULL when no certificate is configured, NULL with *err (free it) on an
  * error. */
-struct ssl_ctx_st *tls_server_ctx(struct conf *c, char **err);
+struct ssl_ctx_st *tls_server_ctx(struct conf *c, const char *label, struct tls_keyring *keys, char **err);
 void tls_ctx_free(struct ssl_ctx_st *ctx);
 
 /* A client context for the SMTP client: protocols from the list named by

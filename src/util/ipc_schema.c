@@ -52,6 +52,19 @@ static const struct ipc_attr_spec barrier_reply_attrs[] = {
     END,
 };
 
+static const struct ipc_attr_spec key_sign_attrs[] = {
+    {"key", IPC_TEXT, 1, "the key's id: SHA-256 of its public key (DER), in hex"},
+    {"op", IPC_TEXT, 1, "ecdsa, rsa-pkcs1 or rsa-pss"},
+    {"data", IPC_TEXT, 1, "in hex: the digest (ecdsa), DigestInfo (rsa-pkcs1), the encoded block (rsa-pss)"},
+    END,
+};
+static const struct ipc_attr_spec key_sign_reply_attrs[] = {
+    {"status", IPC_TEXT, 1, NULL},
+    {"result", IPC_TEXT, 0, "on ok: the signature (or plaintext), in hex"},
+    {"text", IPC_TEXT, 0, "on fail: why, for smtpd's log"},
+    END,
+};
+
 static const struct ipc_attr_spec no_attrs[] = {END};
 static const struct ipc_attr_spec id_attrs[] = {
     {"id", IPC_TEXT, 1, "a queue ID, or ALL"},
@@ -104,6 +117,10 @@ static const struct ipc_msg_spec specs[] = {
      "answer after your next sync (shares the group commit)", barrier_attrs, NULL},
     {IPC_BARRIER_REPLY, "BARRIER_REPLY", "private/local", "queue", "local",
      "that sync is done", barrier_reply_attrs, ok_fail},
+    {IPC_KEY_SIGN, "KEY_SIGN", "key socketpair", "smtpd", "key process",
+     "one private-key operation of a TLS handshake", key_sign_attrs, NULL},
+    {IPC_KEY_SIGN_REPLY, "KEY_SIGN_REPLY", "key socketpair", "key process", "smtpd",
+     "its result", key_sign_reply_attrs, ok_fail},
 };
 
 const struct ipc_msg_spec *ipc_schema_find(uint16_t type)

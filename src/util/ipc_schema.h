@@ -36,6 +36,9 @@ enum ipc_type {
     /* private/local: local -> queue, to share the queue's next group commit */
     IPC_BARRIER,
     IPC_BARRIER_REPLY,
+    /* the key socketpair: smtpd -> key process (TLS private-key operations) */
+    IPC_KEY_SIGN,
+    IPC_KEY_SIGN_REPLY,
 };
 
 enum ipc_value { IPC_TEXT, IPC_NUMBER };

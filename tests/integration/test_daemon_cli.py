@@ -105,7 +105,7 @@ def test_sigterm_stops_everything_cleanly(tern):
     tern.wait_messages("alice")
     master = tern.proc.pid
     kids = children(master)
-    assert len(kids) == 3, kids
+    assert len(kids) == 4, kids   # the key process, queue, local, smtpd
     pidfile = tern.queue_dir / "pid" / "master.pid"
     assert pidfile.read_text().strip() == str(master)
     tern.proc.send_signal(signal.SIGTERM)
