@@ -129,7 +129,7 @@ FUZZ_SECONDS ?= 10
 FBUILD := build/fuzz
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
-CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -DTERN_TEST_BUILD
 OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o)
 $(FBUILD)/obj/%.o: %.c 
 	@mkdir -p $(dir $@)
