@@ -139,7 +139,7 @@ $(FBUILD)/libtern.a: $(OBJ_FUZZ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 $(FBUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FBUILD)/libtern.a
-	$(Q)clang $(CSTD) $(INCS) $(WARN) $(DEPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	$(Q)clang $(CSTD) $(INCS) $(WARN) $(DEPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DTERN_TEST_BUILD \
 	  -o $@ $< $(FBUILD)/libtern.a $(LIBS)
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
