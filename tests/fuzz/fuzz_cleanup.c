@@ -23,6 +23,7 @@
  *    domain and no control character;
  *  - the Received: field comes first, byte for byte. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,6 +80,8 @@ static void require_same(const struct outcome *a, struct outcome *b)
 {
     /* Over a limit, what was written before it depends on the writes, and
      * a content over both limits may be caught by either first (both 552). */
+    if ((a->res.status == CLEANUP_OK) != (b->res.status == CLEANUP_OK))
+        fprintf(stderr, "status %d written whole, %d written in pieces\n", a->res.status, b->res.status);
     FUZZ_REQUIRE((a->res.status == CLEANUP_OK) == (b->res.status == CLEANUP_OK));
     if (a->res.status != CLEANUP_OK)
         return;
