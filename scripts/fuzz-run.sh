@@ -11,8 +11,9 @@
 # JOBS parallel jobs (-jobs/-workers, capped by nproc) on a work copy of its
 # corpus in build/fuzz/long/<target>/, then `-merge=1` of the kept corpus
 # and the work copy picks a minimal set covering both, which replaces
-# tests/fuzz/corpus/<target>/ (files already there keep their names, e.g.
-# seed-*; regress-* files, the reproducers of fixed bugs, are always kept).
+# tests/fuzz/corpus/<target>/ (files already there keep their names; the
+# hand-written seed-* and regress-*, the reproducers of fixed bugs, are
+# always kept).
 # One summary line per target: executions, corpus files before -> after,
 # coverage (libFuzzer's cov/ft) at start -> end, crashes.
 #
@@ -81,7 +82,7 @@ merge_back() {
   for f in "$merged"/*; do
     [ -e "$f" ] && keep[$(basename "$f")]=1
   done
-  # Tree files the merge chose keep their names; the others go, but regressions stay.
+  # Tree files the merge chose keep their names; the others go, but seeds and regressions stay.
   for f in "$tree"/*; do
     [ -e "$f" ] || continue
     local sum
@@ -89,7 +90,7 @@ merge_back() {
     if [ -n "${keep[$sum]:-}" ]; then
       unset "keep[$sum]"
     else
-      case $(basename "$f") in regress-*) ;; *) rm -f "$f" ;; esac
+      case $(basename "$f") in seed-* | regress-*) ;; *) rm -f "$f" ;; esac
     fi
   done
   for sum in "${!keep[@]}"; do
