@@ -5,6 +5,8 @@
 #   make check      the quick loop: layout check, unit and integration tests on the
 #                   ASan+UBSan build (no package installs, no clang build, no fuzzing)
 #   make bench      tern vs Postfix, side by side (see docs/PERFORMANCE.md)
+#   make fuzz-long  HOURS=N: fuzz every target for a share of N CPU-hours and merge
+#                   what it finds into tests/fuzz/corpus/ (see docs/SECURITY.md)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make man        regenerate man/tern.conf.5 from the parameter table
 
@@ -36,7 +38,7 @@ CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
 
-.PHONY: all run test check check-tools unit integration bench install man deps deps-test clean check-clang check-man check-layout fuzz
+.PHONY: all run test check check-tools unit integration bench install man deps deps-test clean check-clang check-man check-layout fuzz fuzz-long
 
 all: $(BUILD)/tern
 
@@ -129,12 +131,20 @@ check-man: $(BUILD)/tern
 	@$(BUILD)/tern config man | diff -u man/tern.conf.5 - || \
 	  { echo "man/tern.conf.5 is stale: run make man" >&2; exit 1; }
 
-# Fuzz targets (libFuzzer, clang), each run for FUZZ_SECONDS.
-FUZZ_SECONDS ?= 10
+# Fuzz targets (libFuzzer, clang): tests/fuzz/fuzz_*.c, with their corpus kept
+# in tests/fuzz/corpus/<target>/ (docs/SECURITY.md, "Fuzzing").
+# make fuzz: each target for FUZZ_SECONDS on a copy of its corpus in build/
+# (16 targets x 7 s keeps make test's fuzz step near 2 minutes).
+# make fuzz-long HOURS=N: the targets share N CPU-hours, FUZZ_JOBS parallel
+# jobs each (at most nproc), and what they find is merged back, minimized,
+# into tests/fuzz/corpus/.
+FUZZ_SECONDS ?= 7
+HOURS ?= 0.5
+FUZZ_JOBS ?= 1
 FBUILD := build/fuzz
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
-CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -DTERN_TEST_BUILD
 OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o)
 $(FBUILD)/obj/%.o: %.c 
 	@mkdir -p $(dir $@)
@@ -144,15 +154,12 @@ $(FBUILD)/libtern.a: $(OBJ_FUZZ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 $(FBUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FBUILD)/libtern.a
-	$(Q)clang $(CSTD) $(INCS) $(WARN) $(DEPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	$(Q)clang $(CSTD) $(INCS) $(WARN) $(DEPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DTERN_TEST_BUILD \
 	  -o $@ $< $(FBUILD)/libtern.a $(LIBS)
 fuzz: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do \
-	  mkdir -p $(FBUILD)/corpus/$$(basename $$f); \
-	  echo "  FUZZ    $$f ($(FUZZ_SECONDS)s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(FBUILD)/corpus/$$(basename $$f) \
-	    > $(FBUILD)/$$(basename $$f).log 2>&1 || { tail -50 $(FBUILD)/$$(basename $$f).log; exit 1; }; \
-	done
+	@scripts/fuzz-run.sh smoke $(FUZZ_SECONDS) $(FUZZ_BINS)
+fuzz-long: $(FUZZ_BINS)
+	@scripts/fuzz-run.sh long $(HOURS) $(FUZZ_JOBS) $(FUZZ_BINS)
 
 man: $(BUILD)/tern
 	$(BUILD)/tern config man > man/tern.conf.5

@@ -88,6 +88,17 @@ void dns_launch_begin(struct dns_query *q);
 void dns_launch(struct dns_query *q, const char *name, int rrtype, size_t host);
 void dns_launch_end(struct dns_query *q);
 
+#ifdef TERN_TEST_BUILD
+/* Test resolver (the fuzz target of dns_route): while set, dns_launch hands
+ * each lookup to fn instead of libunbound, and the answer is given later
+ * with dns_test_answer, in the form libunbound's callback receives it (res
+ * is freed with ub_resolve_free). fn returns 0, or an error that fails the
+ * lookup at once, as ub_resolve_async would. NULL restores libunbound. */
+typedef int (*dns_test_resolver)(void *arg, const char *name, int rrtype, struct dns_sub *s);
+void dns_test_set_resolver(dns_test_resolver fn, void *arg);
+void dns_test_answer(struct dns_sub *s, int err, struct ub_result *res);
+#endif
+
 /* dns_route.c */
 /* A route with no hosts yet; takes why. */
 struct dns_route *dns_route_new(const char *domain, enum dns_status st, char *why);

@@ -47,16 +47,25 @@ static void emit(struct cleanup *c, const void *data, size_t len)
     c->res.size += len;
 }
 
+/* A line is at most 998 octets (RFC 5322 2.1.1): a field name, with the
+ * white space after it, that runs longer never reaches its colon, so its
+ * line is not a field. This also bounds how long an unfinished line can
+ * stay undecided between header and body. */
+#define FIELD_NAME_SCAN_MAX 998
+
 /* Where the field name at line[0..len) ends: the length of its run of
  * printable characters, then past the white space that obsolete syntax
- * allows before the colon (RFC 5322 4.5). */
+ * allows before the colon (RFC 5322 4.5); at most FIELD_NAME_SCAN_MAX. */
 static size_t field_name_scan(const char *line, size_t len, size_t *name_len)
 {
     size_t i = 0;
-    while (i < len && line[i] != ':' && (unsigned char)line[i] >= 33 && (unsigned char)line[i] <= 126)
+    if (len > FIELD_NAME_SCAN_MAX)
+        len = FIELD_NAME_SCAN_MAX + 1;   /* room for a colon right at the bound */
+    while (i < len && i < FIELD_NAME_SCAN_MAX && line[i] != ':' && (unsigned char)line[i] >= 33 &&
+           (unsigned char)line[i] <= 126)
         i++;
     *name_len = i;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+    while (i < len && i < FIELD_NAME_SCAN_MAX && (line[i] == ' ' || line[i] == '\t'))
         i++;
     return i;
 }
@@ -268,10 +277,16 @@ void cleanup_write(struct cleanup *c, const char *data, size_t len)
     check_header_end(c);
     if (c->in_body || c->res.status != CLEANUP_OK)
         return;
-    /* Still in the header: complete lines, and an unfinished one unless it
-     * may yet be the empty line that ends the header. */
+    /* Still in the header: complete lines, and an unfinished one when it is
+     * header for sure (a field whose colon came, or a continuation). One that
+     * may yet be the empty line or the first body line is not counted, or
+     * the outcome would depend on where the input was cut; it stays under
+     * FIELD_NAME_SCAN_MAX octets, so memory stays bounded. */
     size_t partial = c->hdr.len - c->scanned;
-    size_t known = c->scanned + (partial == 1 && c->hdr.buf[c->scanned] == '\r' ? 0 : partial);
+    const char *p = c->hdr.buf + c->scanned;
+    int header_for_sure =
+        partial > 0 && (is_field_line(p, partial) || (c->scanned > 0 && (p[0] == ' ' || p[0] == '\t')));
+    size_t known = c->scanned + (header_for_sure ? partial : 0);
     if (known > c->o.header_size_limit)
         c->res.status = CLEANUP_HEADER_TOO_BIG;
 }

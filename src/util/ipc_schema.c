@@ -159,14 +159,20 @@ static const struct ipc_attr_spec *find_attr(const struct ipc_msg_spec *spec, co
     return NULL;
 }
 
+/* What ipc_msg_get_u64 reads: decimal digits of a value that fits 64 bits.
+ * A longer one would reach the receiver as its default value instead. */
 static int is_number(const char *v)
 {
-    if (!*v)
+    static const char u64_max[] = "18446744073709551615";
+    size_t len = strlen(v);
+    if (len == 0)
         return 0;
-    for (; *v; v++)
-        if (*v < '0' || *v > '9')
+    for (const char *p = v; *p; p++)
+        if (*p < '0' || *p > '9')
             return 0;
-    return 1;
+    while (len > 1 && *v == '0')
+        v++, len--;
+    return len < sizeof u64_max - 1 || (len == sizeof u64_max - 1 && strcmp(v, u64_max) <= 0);
 }
 
 int ipc_schema_check(const struct ipc_msg *m, char *why, size_t whylen)

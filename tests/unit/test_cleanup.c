@@ -577,6 +577,49 @@ static void test_header_size_limit_boundary(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* A header of exactly the limit followed, without the empty line, by a
+ * body line passes however the input was cut: an unfinished line that may
+ * still turn out to be body does not count against the limit (found by
+ * fuzz_cleanup; tests/fuzz/corpus/fuzz_cleanup/regress-limit-body-line).
+ * Lines too long to hold a field name are body either way. */
+static void test_header_size_limit_no_separator(void **state)
+{
+    (void)state;
+    struct strbuf long_name = STRBUF_INIT;
+    for (int i = 0; i < 1200; i++)
+        strbuf_putc(&long_name, 'n');
+    strbuf_puts(&long_name, ": value\r\n");
+    const char *const body_lines[] = {
+        "Frample.org wom: not a field\r\nmore\r\n",
+        "NoColonAtAll\r\n",
+        strbuf_str(&long_name),
+    };
+    static const char header[] = "Subject: limit\r\nX-Pad: 0123456789\r\n";
+    struct cleanup_opts o = base_opts();
+    o.received = NULL;
+    o.header_size_limit = strlen(header);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof body_lines / sizeof body_lines[0]; k++) {
+        char *in = xasprintf("%s%s", header, body_lines[k]);
+        size_t len = strlen(in);
+        struct outcome out;
+        run(&o, in, &out);
+        assert_int_equal(out.res.status, CLEANUP_OK);
+        outcome_free(&out);
+        for (size_t cut = 1; cut < len; cut++) {
+            run_split(&o, in, len, 0, cut, &out);
+            if (out.res.status != CLEANUP_OK) {
+                print_message("body line %zu, input cut at %zu: status %d\n", k, cut, (int)out.res.status);
+                bad++;
+            }
+            outcome_free(&out);
+        }
+        free(in);
+    }
+    strbuf_free(&long_name);
+    assert_int_equal(bad, 0);
+}
+
 /* A header that never ends (no empty line, no body line) is bounded. */
 static void test_header_never_ends(void **state)
 {
@@ -845,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_last_line_without_line_end),
         cmocka_unit_test(test_header_size_limit),
         cmocka_unit_test(test_header_size_limit_boundary),
+        cmocka_unit_test(test_header_size_limit_no_separator),
         cmocka_unit_test(test_header_never_ends),
         cmocka_unit_test(test_message_size_limit),
         cmocka_unit_test(test_extract_recipients),

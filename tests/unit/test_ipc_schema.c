@@ -105,6 +105,28 @@ static void test_refuses_what_is_not_declared(void **state)
     assert_int_equal(check(&m, "offset is not a number"), -1);
     ipc_msg_free(&m);
 
+    /* A number is one ipc_msg_get_u64 can read: past 64 bits the receiver
+     * would see its default instead (found by fuzz_ipc). */
+    static const struct {
+        const char *value;
+        int ok;
+    } numbers[] = {
+        {"18446744073709551615", 1}, {"0018446744073709551615", 1}, {"0", 1}, {"000", 1},
+        {"18446744073709551616", 0}, {"99999999999999999999999", 0}, {"", 0}, {"+5", 0},
+    };
+    for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+        ipc_msg_init(&m, IPC_BARRIER, 1);
+        ipc_msg_add(&m, "written_s", numbers[i].value);
+        int rc = check(&m, numbers[i].ok ? NULL : "written_s is not a number");
+        if (numbers[i].ok) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(ipc_msg_get_u64(&m, "written_s", 1), ipc_msg_get_u64(&m, "written_s", 2));
+        } else {
+            assert_int_equal(rc, -1);
+        }
+        ipc_msg_free(&m);
+    }
+
     /* a numbered name needs its digits, and only digits */
     const char *bad[] = {"rcpt", "rcptx", "rcpt1x", "xrcpt1"};
     for (size_t i = 0; i < 4; i++) {
