@@ -200,7 +200,7 @@ class TernInstance:
         self.maillog = base / "maillog"
         self.stderr_path = base / "stderr.log"
         self.proc = None
-        self.starts = 0
+        self.start_times = []           # wall clock of each start, to compare with file times
         main_cf = {
             "myhostname": "mail.crash.test",
             "mydomain": "crash.test",
@@ -224,9 +224,9 @@ class TernInstance:
         (base / "master.cf").write_text(f"{self.host}:{self.port} inet n - n - - smtpd\n")
 
     def start(self):
-        self.starts += 1
+        self.start_times.append(time.time())
         with open(self.stderr_path, "ab") as err:
-            err.write(f"--- start {self.starts} at {time.strftime('%H:%M:%S')}\n".encode())
+            err.write(f"--- start {len(self.start_times)} at {time.strftime('%H:%M:%S')}\n".encode())
             err.flush()
             self.proc = subprocess.Popen([self.tern_bin, "-c", str(self.dir), "serve"],
                                          stdin=subprocess.DEVNULL, stdout=err, stderr=err,
@@ -348,9 +348,8 @@ class Load:
     messages go through one thread running `tern sendmail`."""
 
     def __init__(self, rng, inst, trial_tag, messages, load_seconds, sendmail_share,
-                 smtp_clients, give_up_at, verbose):
+                 smtp_clients, give_up_at):
         self.inst = inst
-        self.verbose = verbose
         self.give_up_at = give_up_at
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
@@ -603,6 +602,50 @@ def describe_submission(s, delivered, inst, log):
     return "\n".join(lines)
 
 
+def explain(result, opts, inst, delivered):
+    """The text under a trial's line: every loss in full, and anything else
+    that deserves a look (holes, partial deliveries, fatal log lines)."""
+    log = inst.log_text()
+    if result.lost:
+        result.details.append(f"    LOST {len(result.lost)} acknowledged submission(s):")
+        result.details += [describe_submission(s, delivered, inst, log) for s in result.lost]
+    if result.unacked_partial:
+        result.details.append("    never acknowledged, delivered to only some recipients:")
+        result.details += [describe_submission(s, delivered, inst, log) for s in result.unacked_partial]
+    if result.holes:
+        restarted = inst.start_times[-1]
+        result.details.append(f"    holes: {', '.join(result.holes)} (restart at {restarted:.3f})")
+        for hole in result.holes:
+            try:
+                mtime = (inst.spool / hole).stat().st_mtime
+                result.details.append(f"      {hole}: modified at {mtime:.3f}, {restarted - mtime:.3f}s before "
+                                      f"the restart, size {(inst.spool / hole).stat().st_size}")
+            except OSError:
+                pass
+            name = hole.split("/", 1)[1]
+            result.details += [f"      log: {l}" for l in log.splitlines() if name in l][:10]
+    if result.unknown_ids:
+        result.details.append(f"    delivered ids never submitted: {sorted(result.unknown_ids)[:10]}")
+    if result.other_mail or result.foreign_relay:
+        result.details.append(f"    other mail: {result.other_mail} local (bounces?), "
+                              f"{result.foreign_relay} relayed without our Message-ID")
+    if result.gave_up:
+        result.details.append(f"    {result.gave_up} message(s) never acknowledged after "
+                              f"{opts.give_up_seconds:.0f}s of retries")
+    trouble = [l for l in log.splitlines() if re.search(r"\b(fatal|panic)\b", l)]
+    if trouble:
+        result.details.append("    fatal/panic lines in the log:\n"
+                              + "".join(f"      | {l}\n" for l in trouble[:20]))
+    if result.stop_status not in (0, None):
+        result.details.append(f"    tern serve exited {result.stop_status} on SIGTERM")
+    if result.lost or not result.drained:
+        # tern's stderr repeats the log; what else it printed is what matters
+        stderr_only = [l for l in inst.stderr_path.read_text(errors="replace").splitlines()
+                       if " tern/" not in l]
+        result.details.append("    log tail:\n" + tail(inst.maillog, 30) + "    stderr, other than log lines:\n"
+                              + "".join(f"      | {l}\n" for l in stderr_only[-20:]))
+
+
 # ---------------------------------------------------------------- one trial
 
 def run_trial(opts, number, seed):
@@ -627,7 +670,7 @@ def run_trial(opts, number, seed):
         result.kill_at = rng.uniform(0, result.window)
         restart_delay = rng.uniform(0, opts.max_restart_delay)
         load = Load(rng, inst, f"t{number}s{seed}", opts.messages, opts.load_seconds, opts.sendmail_share,
-                    opts.smtp_clients, time.time() + opts.load_seconds + opts.give_up_seconds, opts.verbose)
+                    opts.smtp_clients, time.time() + opts.load_seconds + opts.give_up_seconds)
         load.start()
         time.sleep(max(0.0, load.t0 + result.kill_at - time.monotonic()))
         inst.kill9()
@@ -656,37 +699,8 @@ def run_trial(opts, number, seed):
         result.stop_status = inst.stop()
 
         delivered = count(result, load, inst, peer)
-        log = inst.log_text()
-        keep = opts.keep
-        if result.lost:
-            keep = keep or opts.keep_failed
-            result.details.append(f"    LOST {len(result.lost)} acknowledged submission(s):")
-            result.details += [describe_submission(s, delivered, inst, log) for s in result.lost]
-        if result.unacked_partial:
-            result.details.append("    never acknowledged, delivered to only some recipients:")
-            result.details += [describe_submission(s, delivered, inst, log) for s in result.unacked_partial]
-        if result.holes:
-            result.details.append(f"    holes: {', '.join(result.holes)}")
-            for hole in result.holes:
-                name = hole.split("/", 1)[1]
-                result.details += [f"      log: {l}" for l in log.splitlines() if name in l][:10]
-        if result.unknown_ids:
-            result.details.append(f"    delivered ids never submitted: {sorted(result.unknown_ids)[:10]}")
-        if result.other_mail or result.foreign_relay:
-            result.details.append(f"    other mail: {result.other_mail} local (bounces?), "
-                                  f"{result.foreign_relay} relayed without our Message-ID")
-        if result.gave_up:
-            result.details.append(f"    {result.gave_up} message(s) never acknowledged after "
-                                  f"{opts.give_up_seconds:.0f}s of retries")
-        trouble = [l for l in log.splitlines() if re.search(r"\b(fatal|panic)\b", l)]
-        if trouble:
-            result.details.append("    fatal/panic lines in the log:\n"
-                                  + "".join(f"      | {l}\n" for l in trouble[:20]))
-        if result.stop_status not in (0, None):
-            result.details.append(f"    tern serve exited {result.stop_status} on SIGTERM")
-        if result.lost or not result.drained:
-            result.details.append("    log tail:\n" + tail(inst.maillog, 40) + "    stderr tail:\n"
-                                  + tail(inst.stderr_path, 20))
+        explain(result, opts, inst, delivered)
+        keep = opts.keep or (opts.keep_failed and bool(result.lost))
         if keep:
             result.details.append(f"    kept {base} for inspection")
     finally:
