@@ -520,6 +520,8 @@ class TrialResult:
         self.lost = []                 # submissions
         self.deliveries = 0            # distinct (sid, rcpt) delivered
         self.extra_deliveries = 0      # deliveries beyond the first
+        self.extra_local = 0           # of those, into Maildirs
+        self.extra_relayed = 0         # of those, to the peer
         self.unacked_delivered = 0
         self.unacked_partial = []      # never acknowledged, delivered to some recipients only
         self.holes = []                # "dir/name"
@@ -554,6 +556,8 @@ def count(result, load, inst, peer):
     for (sid, rcpt), n in delivered.items():
         result.deliveries += 1
         result.extra_deliveries += n - 1
+    result.extra_local = sum(n - 1 for n in local.values())
+    result.extra_relayed = sum(n - 1 for n in relayed.values())
     for s in subs.values():
         got = [delivered.get((s.sid, r.lower()), 0) for r in s.rcpts]
         if s.acked:
@@ -728,7 +732,7 @@ def trial_line(number, total, r):
              f"acked={r.acked} (smtp {r.acked_smtp}, sendmail {r.acked_sendmail}) of {r.submitted} attempts",
              f"cut={r.cut_off} recovered={r.recovered} incoming-removed={r.incoming_removed}",
              f"lost={len(r.lost)}",
-             f"dup={r.extra_deliveries}/{r.deliveries} ({rate:.1%})",
+             f"dup={r.extra_deliveries}/{r.deliveries} ({rate:.1%}; local {r.extra_local}, relayed {r.extra_relayed})",
              f"unacked-delivered={r.unacked_delivered}",
              f"holes={len(r.holes)}",
              f"maildir-tmp={r.maildir_tmp}",
@@ -855,9 +859,15 @@ def summarize(results, harness_errors, seconds):
     unacked = sum(r.unacked_delivered for r in results)
     not_drained = sum(1 for r in results if not r.drained)
     trials_with_dups = sum(1 for r in results if r.extra_deliveries)
+    extra_local = sum(r.extra_local for r in results)
+    extra_relayed = sum(r.extra_relayed for r in results)
+    # a kill that found nothing in flight proves little; say how many did
+    in_flight = sum(1 for r in results if r.recovered or r.cut_off or r.incoming_removed or r.holes)
     rate = extra / deliveries if deliveries else 0.0
     print(f"summary: trials={len(results)} acknowledged={acked} lost={lost} "
-          f"duplicates={extra}/{deliveries} recipient deliveries ({rate:.2%}; in {trials_with_dups} trials) "
+          f"duplicates={extra}/{deliveries} recipient deliveries ({rate:.2%}; local {extra_local}, "
+          f"relayed {extra_relayed}; in {trials_with_dups} trials) "
+          f"kills-with-work-in-flight={in_flight} "
           f"holes={holes} unacked-delivered={unacked} not-drained={not_drained} "
           f"harness-errors={harness_errors} time={seconds:.0f}s", flush=True)
     if lost:
