@@ -318,9 +318,8 @@ class Submission:
     instance is down, the connection breaks) is tried again as a new
     submission with a new id, so every id has one clear answer."""
 
-    def __init__(self, sid, message_no, via, rcpts):
+    def __init__(self, sid, via, rcpts):
         self.sid = sid
-        self.message_no = message_no
         self.via = via
         self.rcpts = rcpts
         self.acked = False
@@ -392,7 +391,7 @@ class Load:
         return not any(t.is_alive() for t in self.threads)
 
     def new_submission(self, n, via, rcpts, attempt):
-        s = Submission(f"{self.trial_tag}m{n:03d}a{attempt}", n, via, rcpts)
+        s = Submission(f"{self.trial_tag}m{n:03d}a{attempt}", via, rcpts)
         with self.lock:
             self.submissions[s.sid] = s
         return s
