@@ -23,7 +23,8 @@ that delivery is at least once. A trial checks that promise end to end:
 Run as root (tern drops to its mail_owner `tern`), with Debian's python3 and
 python3-aiosmtpd:  make crash-test TRIALS=100   or
                    /usr/bin/python3 tests/crash/crash_test.py --trials 5 --seed 42
-The exit status is 1 when anything acknowledged was lost, 2 on a harness error.
+The exit status is 1 when anything acknowledged was lost (or a copy of it
+arrived cut short), 2 on a harness error.
 A trial's seed (printed on its line) fixes its messages, recipients, kill
 moment and restart delay; `--seed S --trials 1` replays that plan (the
 timing of the processes themselves is of course not reproducible).
@@ -54,6 +55,8 @@ SPOOL_DIRS_THAT_MUST_EMPTY = ["incoming", "queue", "hold", "maildrop", "corrupt"
 MESSAGE_ID_RE = re.compile(rb"^Message-ID:[ \t]*<([^>@]+)@crash\.test>", re.M | re.I)
 DELIVERED_TO_RE = re.compile(rb"^Delivered-To:[ \t]*(\S+)", re.M | re.I)
 QUEUED_AS_RE = re.compile(r"queued as ([0-9A-Z]+)")
+# one whole body line as message_bytes writes it (CRLF on the wire, LF in a Maildir)
+BODY_LINE_RE = re.compile(rb"^submission \S+ line \d+: x{60}\r?$", re.M)
 
 # Everything a run started, so that an interrupted run can clean up after itself.
 live_instances = set()
@@ -119,6 +122,7 @@ class RecordingPeer:
 
         self.host, self.port = host, port
         self.deliveries = Counter()        # (submission id, rcpt) -> count
+        self.body_lines = {}               # (submission id, rcpt) -> [whole body lines of each copy]
         self.foreign = 0                   # transactions without one of our ids
         self.lock = threading.Lock()
         # a real remote server takes a while to answer the final dot; the
@@ -138,8 +142,11 @@ class RecordingPeer:
                     if not m:
                         peer.foreign += 1
                     else:
+                        lines = len(BODY_LINE_RE.findall(content))
                         for rcpt in envelope.rcpt_tos:
-                            peer.deliveries[(m.group(1).decode(), rcpt.lower())] += 1
+                            key = (m.group(1).decode(), rcpt.lower())
+                            peer.deliveries[key] += 1
+                            peer.body_lines.setdefault(key, []).append(lines)
                 return "250 2.0.0 Ok: recorded"
 
         class PeerController(Controller):
@@ -153,7 +160,7 @@ class RecordingPeer:
 
     def snapshot(self):
         with self.lock:
-            return Counter(self.deliveries), self.foreign
+            return Counter(self.deliveries), {k: list(v) for k, v in self.body_lines.items()}, self.foreign
 
     def stop(self):
         with registry_lock:
@@ -326,6 +333,7 @@ class Submission:
         self.queue_id = None
         self.error = None
         self.stage = "start"           # how far it got: connect, mail, rcpt, data, sendmail
+        self.body_lines = 0            # every copy delivered must have them all
 
 
 def message_bytes(sid, rcpts, body_lines, line_end):
@@ -372,6 +380,7 @@ class Load:
         self.smtp_plan = sorted((p for p in plan if p[1] == "smtp"), key=lambda p: send_at[p[0]])
         self.sendmail_plan = sorted((p for p in plan if p[1] == "sendmail"), key=lambda p: send_at[p[0]])
         self.send_at = send_at
+        self.body_lines_of = {p[0]: p[3] for p in plan}
         self.trial_tag = trial_tag
         self.next_smtp = 0
         self.threads = [threading.Thread(target=self.smtp_worker, name=f"smtp-{i}", daemon=True)
@@ -392,6 +401,7 @@ class Load:
 
     def new_submission(self, n, via, rcpts, attempt):
         s = Submission(f"{self.trial_tag}m{n:03d}a{attempt}", via, rcpts)
+        s.body_lines = self.body_lines_of[n]
         with self.lock:
             self.submissions[s.sid] = s
         return s
@@ -485,11 +495,12 @@ class Load:
 
 def local_deliveries(inst):
     """(submission id, rcpt) -> count over every Maildir's new/ (and cur/),
-    plus the number of other messages (bounces, notices) and the number of
-    files left in tmp/ (written, never linked: the Maildir norm after a crash)."""
-    counts, other, tmp_left = Counter(), [], 0
+    the whole body lines of each copy, the other messages (bounces,
+    notices) and the number of files left in tmp/ (written, never linked:
+    the Maildir norm after a crash)."""
+    counts, body_lines, other, tmp_left = Counter(), {}, [], 0
     if not inst.mail.is_dir():
-        return counts, other, tmp_left
+        return counts, body_lines, other, tmp_left
     for user_dir in sorted(inst.mail.iterdir()):
         maildir = user_dir / "Maildir"
         tmp = maildir / "tmp"
@@ -507,8 +518,10 @@ def local_deliveries(inst):
                 if not m or not to:
                     other.append(f)
                     continue
-                counts[(m.group(1).decode(), to.group(1).decode().lower())] += 1
-    return counts, other, tmp_left
+                key = (m.group(1).decode(), to.group(1).decode().lower())
+                counts[key] += 1
+                body_lines.setdefault(key, []).append(len(BODY_LINE_RE.findall(data)))
+    return counts, body_lines, other, tmp_left
 
 
 class TrialResult:
@@ -517,6 +530,7 @@ class TrialResult:
         self.acked = self.acked_smtp = self.acked_sendmail = 0
         self.submitted = 0
         self.lost = []                 # submissions
+        self.damaged = []              # descriptions of acknowledged copies with missing lines
         self.deliveries = 0            # distinct (sid, rcpt) delivered
         self.extra_deliveries = 0      # deliveries beyond the first
         self.extra_local = 0           # of those, into Maildirs
@@ -542,8 +556,8 @@ class TrialResult:
 
 
 def count(result, load, inst, peer):
-    local, other, tmp_left = local_deliveries(inst)
-    relayed, foreign = peer.snapshot()
+    local, local_lines, other, tmp_left = local_deliveries(inst)
+    relayed, relayed_lines, foreign = peer.snapshot()
     delivered = local + relayed
     result.other_mail = len(other)
     result.foreign_relay = foreign
@@ -567,6 +581,14 @@ def count(result, load, inst, peer):
                 result.acked_sendmail += 1
             if not all(got):
                 result.lost.append(s)
+            # a copy that is there but cut short is lost mail too
+            for r in s.rcpts:
+                key = (s.sid, r.lower())
+                for where, lines in (("Maildir", local_lines), ("peer", relayed_lines)):
+                    for found in lines.get(key, []):
+                        if found != s.body_lines:
+                            result.damaged.append(f"{s.sid} to {r} ({where}): {found} of "
+                                                  f"{s.body_lines} body lines")
         elif any(got):
             result.unacked_delivered += 1
             if not all(got):
@@ -612,6 +634,9 @@ def explain(result, opts, inst, delivered):
     if result.lost:
         result.details.append(f"    LOST {len(result.lost)} acknowledged submission(s):")
         result.details += [describe_submission(s, delivered, inst, log) for s in result.lost]
+    if result.damaged:
+        result.details.append(f"    DAMAGED {len(result.damaged)} acknowledged cop(ies):")
+        result.details += [f"      {d}" for d in result.damaged[:20]]
     if result.unacked_partial:
         result.details.append("    never acknowledged, delivered to only some recipients:")
         result.details += [describe_submission(s, delivered, inst, log) for s in result.unacked_partial]
@@ -641,7 +666,7 @@ def explain(result, opts, inst, delivered):
                               + "".join(f"      | {l}\n" for l in trouble[:20]))
     if result.stop_status not in (0, None):
         result.details.append(f"    tern serve exited {result.stop_status} on SIGTERM")
-    if result.lost or not result.drained:
+    if result.lost or result.damaged or not result.drained:
         # tern's stderr repeats the log; what else it printed is what matters
         stderr_only = [l for l in inst.stderr_path.read_text(errors="replace").splitlines()
                        if " tern/" not in l]
@@ -703,7 +728,7 @@ def run_trial(opts, number, seed):
 
         delivered = count(result, load, inst, peer)
         explain(result, opts, inst, delivered)
-        keep = opts.keep or (opts.keep_failed and bool(result.lost))
+        keep = opts.keep or (opts.keep_failed and bool(result.lost or result.damaged))
         if keep:
             result.details.append(f"    kept {base} for inspection")
     finally:
@@ -730,7 +755,7 @@ def trial_line(number, total, r):
              f"kill@{r.kill_at:.2f}/{r.window:.1f}s",
              f"acked={r.acked} (smtp {r.acked_smtp}, sendmail {r.acked_sendmail}) of {r.submitted} attempts",
              f"cut={r.cut_off} recovered={r.recovered} incoming-removed={r.incoming_removed}",
-             f"lost={len(r.lost)}",
+             f"lost={len(r.lost)}" + (f" DAMAGED={len(r.damaged)}" if r.damaged else ""),
              f"dup={r.extra_deliveries}/{r.deliveries} ({rate:.1%}; local {r.extra_local}, relayed {r.extra_relayed})",
              f"unacked-delivered={r.unacked_delivered}",
              f"holes={len(r.holes)}",
@@ -794,7 +819,7 @@ def main():
                     help="start no trial after this many seconds (default: no limit)")
     ap.add_argument("--tern", default=str(DEFAULT_TERN), help="the tern binary (default build/tern)")
     ap.add_argument("--keep-failed", action="store_true",
-                    help="keep the directory of a trial that lost mail (default: removed)")
+                    help="keep the directory of a trial that lost or damaged mail (default: removed)")
     ap.add_argument("--keep", action="store_true",
                     help="keep every trial's directory (for looking at logs while developing)")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -852,6 +877,7 @@ def main():
 def summarize(results, harness_errors, seconds):
     acked = sum(r.acked for r in results)
     lost = sum(len(r.lost) for r in results)
+    damaged = sum(len(r.damaged) for r in results)
     deliveries = sum(r.deliveries for r in results)
     extra = sum(r.extra_deliveries for r in results)
     holes = sum(len(r.holes) for r in results)
@@ -863,16 +889,16 @@ def summarize(results, harness_errors, seconds):
     # a kill that found nothing in flight proves little; say how many did
     in_flight = sum(1 for r in results if r.recovered or r.cut_off or r.incoming_removed or r.holes)
     rate = extra / deliveries if deliveries else 0.0
-    print(f"summary: trials={len(results)} acknowledged={acked} lost={lost} "
+    print(f"summary: trials={len(results)} acknowledged={acked} lost={lost} damaged={damaged} "
           f"duplicates={extra}/{deliveries} recipient deliveries ({rate:.2%}; local {extra_local}, "
           f"relayed {extra_relayed}; in {trials_with_dups} trials) "
           f"kills-with-work-in-flight={in_flight} "
           f"holes={holes} unacked-delivered={unacked} not-drained={not_drained} "
           f"harness-errors={harness_errors} time={seconds:.0f}s", flush=True)
-    if lost:
-        lossy = [str(r.seed) for r in results if r.lost]
-        print(f"LOSS: acknowledged mail was lost in trials with seeds {', '.join(lossy)}", flush=True)
-    return lost
+    if lost or damaged:
+        lossy = [str(r.seed) for r in results if r.lost or r.damaged]
+        print(f"LOSS: acknowledged mail was lost or damaged in trials with seeds {', '.join(lossy)}", flush=True)
+    return lost + damaged
 
 
 if __name__ == "__main__":
