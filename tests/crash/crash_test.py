@@ -535,6 +535,7 @@ class TrialResult:
         self.extra_deliveries = 0      # deliveries beyond the first
         self.extra_local = 0           # of those, into Maildirs
         self.extra_relayed = 0         # of those, to the peer
+        self.max_copies = 0            # one crash should never make more than 2
         self.unacked_delivered = 0
         self.unacked_partial = []      # never acknowledged, delivered to some recipients only
         self.holes = []                # "dir/name"
@@ -569,6 +570,7 @@ def count(result, load, inst, peer):
     for (sid, rcpt), n in delivered.items():
         result.deliveries += 1
         result.extra_deliveries += n - 1
+    result.max_copies = max(delivered.values(), default=0)
     result.extra_local = sum(n - 1 for n in local.values())
     result.extra_relayed = sum(n - 1 for n in relayed.values())
     for s in subs.values():
@@ -757,7 +759,7 @@ def trial_line(number, total, r):
              f"cut={r.cut_off} recovered={r.recovered} incoming-removed={r.incoming_removed}",
              f"lost={len(r.lost)}" + (f" DAMAGED={len(r.damaged)}" if r.damaged else ""),
              f"dup={r.extra_deliveries}/{r.deliveries} ({rate:.1%}; local {r.extra_local}, relayed {r.extra_relayed})",
-             f"unacked-delivered={r.unacked_delivered}",
+             f"unacked-delivered={r.unacked_delivered}" + (f" COPIES={r.max_copies}" if r.max_copies > 2 else ""),
              f"holes={len(r.holes)}",
              f"maildir-tmp={r.maildir_tmp}",
              f"drain={r.drain_seconds:.1f}s" if r.drained else "NOT-DRAINED",
@@ -889,9 +891,10 @@ def summarize(results, harness_errors, seconds):
     # a kill that found nothing in flight proves little; say how many did
     in_flight = sum(1 for r in results if r.recovered or r.cut_off or r.incoming_removed or r.holes)
     rate = extra / deliveries if deliveries else 0.0
+    max_copies = max((r.max_copies for r in results), default=0)
     print(f"summary: trials={len(results)} acknowledged={acked} lost={lost} damaged={damaged} "
           f"duplicates={extra}/{deliveries} recipient deliveries ({rate:.2%}; local {extra_local}, "
-          f"relayed {extra_relayed}; in {trials_with_dups} trials) "
+          f"relayed {extra_relayed}; in {trials_with_dups} trials; at most {max_copies} copies) "
           f"kills-with-work-in-flight={in_flight} "
           f"holes={holes} unacked-delivered={unacked} not-drained={not_drained} "
           f"harness-errors={harness_errors} time={seconds:.0f}s", flush=True)
