@@ -7,6 +7,8 @@
 #   make bench      tern vs Postfix, side by side (see docs/PERFORMANCE.md)
 #   make fuzz-long  HOURS=N: fuzz every target for a share of N CPU-hours and merge
 #                   what it finds into tests/fuzz/corpus/ (see docs/SECURITY.md)
+#   make crash-test TRIALS=N   kill -9 under load, N times: nothing acknowledged may be
+#                   lost (root; not part of `make test`; see docs/SECURITY.md)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make man        regenerate man/tern.conf.5 from the parameter table
 
@@ -38,7 +40,7 @@ CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
 
-.PHONY: all run test check check-tools unit integration bench install man deps deps-test clean check-clang check-man check-layout fuzz fuzz-long
+.PHONY: all run test check check-tools unit integration bench crash-test install man deps deps-test clean check-clang check-man check-layout fuzz fuzz-long
 
 all: $(BUILD)/tern
 
@@ -121,6 +123,16 @@ integration: $(TBUILD)/tern $(BUILD)/tern
 
 bench: deps-test $(BUILD)/tern
 	bench/run.sh
+
+# Crash trials on the release build: each starts a tern under a paced load of SMTP and
+# sendmail submissions, kills every tern process with SIGKILL at a random moment,
+# restarts it and checks that every acknowledged message reached all its recipients.
+# Minutes per hundred trials, as root, so never part of `make test`.
+# More options: CRASH_ARGS="--seed S --messages N --budget SECONDS -v" (see --help).
+TRIALS ?= 1000
+CRASH_ARGS ?=
+crash-test: $(BUILD)/tern
+	/usr/bin/python3 tests/crash/crash_test.py --trials $(TRIALS) $(CRASH_ARGS)
 
 # Both compilers must build warning-free.
 check-clang:
