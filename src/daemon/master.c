@@ -1082,6 +1082,9 @@ int master_run(const struct master_opts *opts)
     ms.lock_fd = ms.queue_fd = ms.pid_dir_fd = -1;
     ms.rt.queue_listen_fd = ms.rt.qmgr_listen_fd = ms.rt.local_listen_fd = -1;
     ms.key_status_fd = ms.smtpd_key_fd = -1;
+    /* before any child exists: every incoming/ file written earlier is a
+     * dead instance's (the queue's recovery removes those) */
+    clock_gettime(CLOCK_REALTIME, &ms.rt.started);
     log_init("master");
     log_set_stderr(1);
     struct strbuf diag = STRBUF_INIT;

@@ -7,6 +7,7 @@
 #define TERN_DAEMON_RUNTIME_H
 
 #include <sys/types.h>
+#include <time.h>
 
 struct conf;
 struct ssl_ctx_st;
@@ -24,6 +25,7 @@ struct runtime {
     char *config_dir;
     char *queue_dir;
     int foreground;
+    struct timespec started;    /* when the master started, before any child */
     int is_root;            /* started as root: children drop to mail_owner */
     uid_t owner_uid;        /* mail_owner (or the invoking user) */
     gid_t owner_gid;

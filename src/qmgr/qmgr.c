@@ -263,6 +263,7 @@ int qmgr_main(struct runtime *rt)
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
+    store_set_writers_since(rt->started);
     store_recover(found_at_start, NULL);
     if (qmgr_msg_count())
         log_info("queue: %zu messages recovered", qmgr_msg_count());

@@ -43,6 +43,7 @@ static struct {
     int incoming_fd, queue_fd, hold_fd, corrupt_fd;
     int use_syncfs;
     time_t start_time;          /* incoming files newer than this are a live smtpd's */
+    struct timespec writers_since;  /* better: when every live writer started (0: unknown) */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -343,6 +344,22 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
     closedir(d);
 }
 
+void store_set_writers_since(struct timespec since)
+{
+    st.writers_since = since;
+}
+
+/* Written after every live writer started: maybe one of theirs that is
+ * between creating and locking its file, or finished and waiting for its
+ * COMMIT. */
+static int written_by_live_writer(const struct stat *sb)
+{
+    if (st.writers_since.tv_sec == 0)
+        return sb->st_mtim.tv_sec >= st.start_time;
+    return sb->st_mtim.tv_sec > st.writers_since.tv_sec ||
+           (sb->st_mtim.tv_sec == st.writers_since.tv_sec && sb->st_mtim.tv_nsec >= st.writers_since.tv_nsec);
+}
+
 void store_recover(store_found_cb found, void *arg)
 {
     int dup_fd = dup(st.incoming_fd);
@@ -359,8 +376,7 @@ void store_recover(store_found_cb found, void *arg)
             struct stat sb;
             /* a file that cannot even be opened (EMFILE ...) is left for
              * the next start; a symlink (ELOOP) never belongs here */
-            int live = fd >= 0 ? (flock(fd, LOCK_EX | LOCK_NB) != 0 ||
-                                  (fstat(fd, &sb) == 0 && sb.st_mtim.tv_sec >= st.start_time))
+            int live = fd >= 0 ? (flock(fd, LOCK_EX | LOCK_NB) != 0 || (fstat(fd, &sb) == 0 && written_by_live_writer(&sb)))
                                : errno != ELOOP && errno != ENOENT;
             if (fd >= 0)
                 close(fd);

@@ -59,6 +59,12 @@ typedef void (*store_commit_cb)(void *arg, int ok, struct queue_file_message *m,
 typedef void (*store_found_cb)(void *arg, struct queue_file_message *m, enum store_place place);
 
 int store_open(struct event_base *base, const char *queue_dir, int use_syncfs);
+/* Tells recovery that every writer of incoming/ started at or after since
+ * (the master's start: smtpd and pickup are its children), so an unlocked
+ * incoming file last written before it is a dead writer's and goes. Without
+ * it, recovery keeps unlocked files written up to a second before the
+ * store opened, in case a writer had not locked its new file yet. */
+void store_set_writers_since(struct timespec since);
 void store_close(void);
 void store_recover(store_found_cb found, void *arg);
 
