@@ -26,7 +26,7 @@ SRC_ALL := $(shell find src -name '*.c' | sort)
 SRC_LIB := $(filter-out src/main.c,$(SRC_ALL))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 # Each object depends on the headers it includes (-MMD -MP .d files), so touching
-# one .c rebuilds one object.
+# one .c rebuilds one object; and on the Makefile, so changed flags rebuild all.
 DEPFLAGS := -MMD -MP
 
 # Release build
@@ -51,7 +51,7 @@ deps-test:
 	@scripts/deps.sh test
 
 Q := @
-$(BUILD)/obj/%.o: %.c 
+$(BUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_REL) $(DEPFLAGS) -c -o $@ $<
@@ -63,7 +63,7 @@ $(BUILD)/libtern.a: $(OBJ_REL)
 $(BUILD)/tern: src/main.c $(BUILD)/libtern.a
 	$(CC) $(CFLAGS_REL) $(DEPFLAGS) -o $@ $< $(BUILD)/libtern.a $(LIBS)
 
-$(TBUILD)/obj/%.o: %.c 
+$(TBUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC+SAN  $<"
 	$(Q)$(CC) $(CFLAGS_TST) $(DEPFLAGS) -c -o $@ $<
@@ -158,7 +158,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
 CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -DTERN_TEST_BUILD
 OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o)
-$(FBUILD)/obj/%.o: %.c 
+$(FBUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC+FUZZ $<"
 	$(Q)clang $(CFLAGS_FUZZ) $(DEPFLAGS) -c -o $@ $<
