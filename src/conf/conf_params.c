@@ -241,6 +241,11 @@ const struct conf_param conf_params[] = {
         "(Postfix's default ends in defer_unauth_destination; tern's refuses relaying for good: 554 5.7.1)."),
     BOOL("smtpd_require_from_header", "yes",
         "Reject mail without a From: header from clients outside mynetworks (tern extension)."),
+    BOOL("smtpd_sandbox", "yes",
+        "Confine smtpd once it serves: no exec (no_new_privs and a seccomp allowlist) and, where the "
+        "kernel has Landlock, files only in its rooms (incoming/ read-write; the configuration "
+        "directory, /etc and the directories of the tables and password files it rereads read-only; "
+        "maillog_file's directory for appending). \"no\" is for debugging (tern extension)."),
     BOOL("smtpd_sasl_auth_enable", "no",
         "Offer AUTH (PLAIN, LOGIN) to mail clients."),
     TIME("smtpd_sasl_failure_delay", "1s", 's', 0,

@@ -147,7 +147,12 @@ struct map {
     struct file_id id;
     int checked;
     long long last_check; /* monotonic nanoseconds */
+    struct map *next_file; /* open_files: every file table this process holds */
 };
+
+/* Every open file table, so a sandbox can be told which files the process
+ * will read again after it stops opening new things (map_foreach_open_file). */
+static struct map *open_files;
 
 static unsigned check_interval = 1;
 
@@ -596,6 +601,8 @@ static char *map_setup(struct map *m, const char *type, const char *name)
             return xasprintf("table %s: the file name must be an absolute path", m->spec);
         m->kind = MAP_KIND_FILE;
         m->path = xstrdup(name);
+        m->next_file = open_files;
+        open_files = m;
         file_refresh(m); /* a failure is logged once and retried on lookup */
         return NULL;
     }
@@ -658,11 +665,23 @@ void map_close(struct map *m)
 {
     if (!m)
         return;
+    if (m->kind == MAP_KIND_FILE)
+        for (struct map **pp = &open_files; *pp; pp = &(*pp)->next_file)
+            if (*pp == m) {
+                *pp = m->next_file;
+                break;
+            }
     table_free(&m->table);
     free(m->spec);
     free(m->path);
     free(m->static_value);
     free(m);
+}
+
+void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg)
+{
+    for (struct map *m = open_files; m; m = m->next_file)
+        fn(arg, m->path);
 }
 
 const char *map_spec(const struct map *m)

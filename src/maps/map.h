@@ -67,6 +67,10 @@ void map_close(struct map *m);
  * returned). 0 for other table types, -1 when the file cannot be read. */
 int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char *value), void *arg);
 
+/* Calls fn with the source file of every file table this process holds open
+ * (any thread's), e.g. to let a sandbox keep them readable for reloads. */
+void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg);
+
 /* The spec as given to map_open (surrounding blanks removed). */
 const char *map_spec(const struct map *m);
 

@@ -28,6 +28,7 @@
 #include "spool/queue_id.h"
 #include "smtpd/smtpd_session.h"
 #include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_sandbox.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -346,6 +347,14 @@ int smtpd_main(struct runtime *rt)
         event_add(sigev[i], NULL);
     }
     queue_connect();
+    /* Last: everything above may open what the sandbox then closes off. */
+    const char **password_files = xcalloc(nlisteners ? nlisteners : 1, sizeof *password_files);
+    size_t npassword_files = 0;
+    for (size_t i = 0; i < nlisteners; i++)
+        if (listeners[i].set.sasl_enabled && !listeners[i].set.sasl_dovecot)
+            password_files[npassword_files++] = listeners[i].set.sasl_path;
+    smtpd_sandbox_enter(smtpd_base, rt, password_files, npassword_files);
+    free(password_files);
     event_base_dispatch(smtpd_base);
 
     for (int i = 0; i < 4; i++)
@@ -363,6 +372,7 @@ int smtpd_main(struct runtime *rt)
     smtpd_auth_shutdown();
     smtpd_dns_shutdown();
     smtpd_anvil_reset();
+    smtpd_sandbox_shutdown();
     resolver_free(resolver);
     close(incoming_dirfd);
     event_base_free(smtpd_base);

@@ -295,6 +295,9 @@ def tern_instance(work_dir):
     inst.stop()
     reports = inst.sanitizer_reports()
     assert not reports, "sanitizer reports:\n" + inst.stderr_text()[-8000:]
+    # a child that hangs at exit (e.g. a sanitizer's exit work refused by
+    # smtpd's sandbox) costs every test the master's grace period: fail it
+    assert "children did not stop in time" not in inst.stderr_text(), inst.stderr_text()[-4000:]
 
 
 @pytest.fixture
