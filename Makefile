@@ -77,7 +77,7 @@ $(TBUILD)/tern: src/main.c $(TBUILD)/libtern.a
 
 $(TBUILD)/tests/%: tests/unit/%.c $(TBUILD)/libtern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_TST) $(DEPFLAGS) -Itests/unit -o $@ $< $(TBUILD)/libtern.a $(LIBS) -lcmocka
+	$(CC) $(CFLAGS_TST) $(DEPFLAGS) -Itests/unit -o $@ $< $(TBUILD)/libtern.a $(LIBS) -lcmocka -lyaml
 
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(TBUILD)/tests/%)
 

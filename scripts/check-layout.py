@@ -27,12 +27,13 @@ LAYERS = {
     "tls": {"maps", "conf", "util"},
     "spool": {"util"},
     "msg": {"spool", "util"},
+    "mailauth": {"msg", "dns", "util"},
     "smtpc": {"smtp", "tls", "dns", "util"},
-    "smtpd": {"smtp", "spool", "msg", "maps", "tls", "dns", "auth", "conf", "util"},
-    "qmgr": {"smtpc", "smtp", "spool", "msg", "maps", "tls", "dns", "conf", "util"},
+    "smtpd": {"smtp", "spool", "msg", "mailauth", "maps", "tls", "dns", "auth", "conf", "util"},
+    "qmgr": {"smtpc", "smtp", "spool", "msg", "mailauth", "maps", "tls", "dns", "conf", "util"},
     "local": {"spool", "msg", "maps", "conf", "util"},
-    "daemon": {"spool", "maps", "tls", "conf", "util"},
-    "cli": {"daemon", "spool", "msg", "smtp", "maps", "auth", "conf", "util"},
+    "daemon": {"spool", "mailauth", "maps", "tls", "conf", "util"},
+    "cli": {"daemon", "spool", "msg", "mailauth", "smtp", "maps", "auth", "dns", "conf", "util"},
 }
 # The master's contract with its children: the only edges between process folders.
 CONTRACT = {
