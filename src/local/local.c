@@ -313,9 +313,11 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- one request ---------- */
 
-static char *make_prepend(const char *sender, const char *rcpt)
+/* Return-Path and Delivered-To, then the fields the queue file asks to put
+ * above the content (CRLF lines; the copier writes them with LF). */
+static char *make_prepend(const char *sender, const char *rcpt, const char *queued)
 {
-    return xasprintf("Return-Path: <%s>\nDelivered-To: %s\n", sender, rcpt);
+    return xasprintf("Return-Path: <%s>\nDelivered-To: %s\n%s", sender, rcpt, queued ? queued : "");
 }
 
 /* The queue file named by a request, opened with the mail owner's rights:
@@ -402,7 +404,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         resolver_mailbox_free(&mb);
         return;
     }
-    char *prepend = make_prepend(sender, rcpt);
+    char *prepend = make_prepend(sender, rcpt, ipc_msg_get(m, "prepend"));
     struct deliver_input in = {
         .fd = qfd,
         .offset = (off_t)ipc_msg_get_u64(m, "offset", 0),

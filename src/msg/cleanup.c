@@ -170,6 +170,9 @@ static void flush_header(struct cleanup *c, size_t header_len, int has_separator
     }
 
     size_t body_off = header_len;
+    const struct cleanup_observer *obs = c->o.observer;
+    if (obs && obs->header)
+        header_len = obs->header(obs->arg, h, header_len);
     if (c->o.extract_recipients) {
         struct rcpt_extract x = {c, info.has_resent};
         each_field(h, header_len, add_rcpts, &x);
@@ -218,6 +221,14 @@ static void flush_header(struct cleanup *c, size_t header_len, int has_separator
         emit(c, "\r\n", 2);
     }
     emit(c, body, rest);
+    if (obs && obs->body && c->res.status == CLEANUP_OK) {
+        /* the observer's body starts after the empty line */
+        size_t skip = 0;
+        if (has_separator)
+            skip = rest > 0 && body[0] == '\n' ? 1 : (rest > 1 && body[0] == '\r' && body[1] == '\n' ? 2 : 0);
+        if (rest > skip)
+            obs->body(obs->arg, body + skip, rest - skip);
+    }
     msg_header_info_free(&info);
     strbuf_free(&c->hdr);
     c->in_body = 1;
@@ -271,6 +282,8 @@ void cleanup_write(struct cleanup *c, const char *data, size_t len)
         return;
     if (c->in_body) {
         emit(c, data, len);
+        if (c->o.observer && c->o.observer->body && c->res.status == CLEANUP_OK)
+            c->o.observer->body(c->o.observer->arg, data, len);
         return;
     }
     strbuf_append(&c->hdr, data, len);

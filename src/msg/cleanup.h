@@ -18,6 +18,20 @@
 
 struct queue_file_writer;
 
+/* Who watches the content go by (smtpd's mail authentication: DKIM hashes
+ * the header and body, DMARC reads From:, our own Authentication-Results
+ * claims are dropped). */
+struct cleanup_observer {
+    /* Once, when the header is complete: the header section exactly as the
+     * client sent it (without the empty line; before our Received: and any
+     * added field is written). It may remove whole fields in place and
+     * returns the new length. */
+    size_t (*header)(void *arg, char *header, size_t len);
+    /* The body after the empty line, as it is written, in pieces. */
+    void (*body)(void *arg, const char *data, size_t len);
+    void *arg;
+};
+
 struct cleanup_opts {
     const char *queue_id;
     const char *myhostname;
@@ -30,6 +44,7 @@ struct cleanup_opts {
     size_t header_size_limit;
     uint64_t message_size_limit;   /* 0 = unlimited */
     time_t now;
+    const struct cleanup_observer *observer;   /* NULL: none */
 };
 
 enum cleanup_status {

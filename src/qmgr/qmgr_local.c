@@ -205,6 +205,9 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
     ipc_msg_add(&m, "rcpt", r->addr);
     ipc_msg_add(&m, "user", user);
     ipc_msg_add_u64(&m, "arrival", (uint64_t)(q->m.arrival_us / 1000000));
+    const char *prepend = queue_file_message_attr(&q->m, QF_ATTR_PREPEND);
+    if (prepend)
+        ipc_msg_add(&m, "prepend", prepend);
     ipc_chan_send(lq.chan, &m);
     ipc_msg_free(&m);
     free(user);

@@ -687,6 +687,7 @@ static void start_job(struct qmgr_relay_dest *d)
     j->msg.body_8bit = body && strcasecmp(body, "8BITMIME") == 0;
     j->msg.ret = queue_file_message_attr(&q->m, "ret");
     j->msg.envid = queue_file_message_attr(&q->m, "envid");
+    j->msg.prepend = queue_file_message_attr(&q->m, QF_ATTR_PREPEND);
     j->msg.content_fd = j->fd;
     j->msg.offset = q->m.content_offset;
     j->msg.length = q->m.content_length;

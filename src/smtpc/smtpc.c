@@ -484,10 +484,10 @@ static void after_hello(struct smtpc *c)
     char *text = NULL;
     int code = 0;
     const char *enh = NULL;
-    if (x->size && x->size_limit > 0 && m->length > x->size_limit) {
+    if (x->size && x->size_limit > 0 && smtpc_msg_size(m) > x->size_limit) {
         code = 552, enh = "5.3.4";
         text = xasprintf("message size %llu exceeds size limit %llu of server %s",
-                         (unsigned long long)m->length, (unsigned long long)x->size_limit, c->relay);
+                         (unsigned long long)smtpc_msg_size(m), (unsigned long long)x->size_limit, c->relay);
     } else if (c->needs_smtputf8 && !x->smtputf8) {
         code = 550, enh = "5.6.7";
         text = xasprintf("SMTPUTF8 is required, but was not offered by host %s", c->relay);
@@ -832,6 +832,11 @@ void smtpc_cancel(struct smtpc *c)
         return;
     smtpc_msg_clear(c->msg);
     client_free(c);
+}
+
+uint64_t smtpc_msg_size(const struct smtpc_msg *msg)
+{
+    return msg->length + (msg->prepend ? strlen(msg->prepend) : 0);
 }
 
 void smtpc_msg_clear(struct smtpc_msg *msg)

@@ -93,6 +93,9 @@ struct smtpc_msg {
     int body_8bit;        /* the content has 8-bit octets: BODY=8BITMIME */
     const char *ret;      /* DSN RET: "FULL", "HDRS" or NULL */
     const char *envid;    /* DSN ENVID, decoded; NULL: none */
+    const char *prepend;  /* CRLF header lines sent before the content
+                             (Authentication-Results, a DKIM signature);
+                             NULL: none */
     int content_fd;       /* the queue file, read with pread() only */
     uint64_t offset, length;   /* the content: CRLF lines, dot-unstuffed */
     struct smtpc_rcpt *rcpts;
@@ -205,6 +208,10 @@ void smtpc_cancel(struct smtpc *c);
 /* Frees the rcpts' result texts and zeroes their results, so msg can be
  * handed to another session or released. */
 void smtpc_msg_clear(struct smtpc_msg *msg);
+
+/* The octets the message will have on the wire before dot-stuffing: the
+ * prepended lines and the content (for SIZE=). */
+uint64_t smtpc_msg_size(const struct smtpc_msg *msg);
 
 /* Sessions whose result is out but whose QUIT exchange is still running,
  * and idle connections kept for reuse. */

@@ -140,7 +140,7 @@ void smtpc_put_mail(struct strbuf *sb, const struct smtpc_msg *m, const struct s
 {
     strbuf_printf(sb, "MAIL FROM:<%s>", m->sender ? m->sender : "");
     if (ext->size)
-        strbuf_printf(sb, " SIZE=%llu", (unsigned long long)m->length);
+        strbuf_printf(sb, " SIZE=%llu", (unsigned long long)smtpc_msg_size(m));
     if (m->body_8bit && ext->eightbit)
         strbuf_puts(sb, " BODY=8BITMIME");
     if (smtputf8)

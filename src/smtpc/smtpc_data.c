@@ -60,6 +60,15 @@ void smtpc_data_start(struct smtpc *c)
     c->pending_cr = 0;
     c->scratch = xmalloc(SMTPC_CHUNK + 2 * SMTPC_CHUNK + 8);
     bufferevent_setwatermark(c->conn->bev, EV_WRITE, SMTPC_OUT_LOW, 0);
+    const char *prepend = c->msg->prepend;
+    if (prepend && *prepend) {
+        /* a few header lines, encoded like the content (they end in CRLF,
+         * so the content starts a line) */
+        size_t n = strlen(prepend);
+        char *enc = xmalloc(2 * n + 1);
+        evbuffer_add(bufferevent_get_output(c->conn->bev), enc, encode(c, prepend, n, enc));
+        free(enc);
+    }
     smtpc_data_fill(c);
 }
 

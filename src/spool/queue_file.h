@@ -67,6 +67,11 @@ enum {
     QF_RCPT_DELAY_WARNED = 2,   /* a delay notice told the sender about it */
 };
 
+/* The envelope attribute holding header fields (CRLF lines) that every
+ * delivery writes above the content: what smtpd learns only at the end of
+ * the message (Authentication-Results) when the header is already written. */
+#define QF_ATTR_PREPEND "prepend"
+
 struct queue_file_attr {
     char *name;
     char *value;

@@ -29,6 +29,7 @@ static const struct ipc_attr_spec deliver_attrs[] = {
     {"rcpt", IPC_TEXT, 1, NULL},
     {"user", IPC_TEXT, 0, "the local user, when the recipient is one"},
     {"arrival", IPC_NUMBER, 0, "seconds since the epoch"},
+    {"prepend", IPC_TEXT, 0, "header fields to write above the content (the queue file's prepend: Authentication-Results)"},
     END,
 };
 static const struct ipc_attr_spec deliver_reply_attrs[] = {

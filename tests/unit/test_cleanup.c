@@ -875,6 +875,56 @@ static void test_check_only(void **state)
     cleanup_result_free(&res);
 }
 
+/* The observer (smtpd's mail authentication) sees the header exactly as
+ * sent, may drop fields from what is written, and sees the body after the
+ * empty line in pieces that add up to it, however the content arrived. */
+struct watch {
+    struct strbuf header, body;
+    int headers;
+};
+
+static size_t watch_header(void *arg, char *header, size_t len)
+{
+    struct watch *w = arg;
+    w->headers++;
+    strbuf_append(&w->header, header, len);
+    return msg_header_remove_field(header, len, "X-Drop");
+}
+
+static void watch_body(void *arg, const char *data, size_t len)
+{
+    struct watch *w = arg;
+    strbuf_append(&w->body, data, len);
+}
+
+static void test_observer(void **state)
+{
+    (void)state;
+    static const char hdr[] = "From: a@example.org\r\nX-Drop: claimed\r\n\tfolded\r\nSubject: s\r\n";
+    static const char body[] = "line one\r\n\r\nX-Drop: not a header\r\n";
+    char *in = xasprintf("%s\r\n%s", hdr, body);
+    size_t len = strlen(in);
+    struct cleanup_opts o = base_opts();
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct watch w = {STRBUF_INIT, STRBUF_INIT, 0};
+        struct cleanup_observer obs = {watch_header, watch_body, &w};
+        o.observer = &obs;
+        struct outcome out;
+        run_split(&o, in, len, cut == 0 ? 1 : 0, cut, &out);
+        assert_int_equal(out.res.status, CLEANUP_OK);
+        assert_int_equal(w.headers, 1);
+        assert_string_equal(strbuf_str(&w.header), hdr);
+        assert_string_equal(strbuf_str(&w.body), body);
+        char *want = xasprintf(RECEIVED "From: a@example.org\r\nSubject: s\r\n\r\n%s", body);
+        assert_content(&out, want);
+        free(want);
+        outcome_free(&out);
+        strbuf_free(&w.header);
+        strbuf_free(&w.body);
+    }
+    free(in);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -898,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_8bit_header),
         cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_check_only),
+        cmocka_unit_test(test_observer),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

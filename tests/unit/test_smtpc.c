@@ -523,6 +523,29 @@ static void test_pipelined_with_all_parameters(void **state)
     env_free(e);
 }
 
+/* Fields the queue file asks to prepend (Authentication-Results) go out
+ * before the content, dot-stuffed like it, and count in SIZE=. */
+static void test_prepend_before_content(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 1);
+    struct fake_conf fc = {.ehlo = EHLO_ALL};
+    struct fake *f = fake_new(e->base, &fc);
+    struct smtpc_target t = target("mx.x.test", f->port);
+    static const char prepend[] = "Authentication-Results: mx.y.test;\r\n\tspf=pass smtp.mailfrom=y.test\r\n";
+    e->msg.prepend = prepend;
+    run(e, f, NULL, &t, 1);
+    char *size = xasprintf(" SIZE=%zu\r\n", sizeof prepend - 1 + sizeof BODY - 1);
+    assert_non_null(strstr(f->mail_chunk, size));
+    free(size);
+    assert_int_equal(f->content.len, sizeof prepend - 1 + sizeof BODY_WIRE - 1);
+    assert_memory_equal(f->content.buf, prepend, sizeof prepend - 1);
+    assert_memory_equal(f->content.buf + sizeof prepend - 1, BODY_WIRE, sizeof BODY_WIRE - 1);
+    assert_int_equal(got.outcome, SMTPC_DONE);
+    fake_free(f);
+    env_free(e);
+}
+
 static void test_mixed_rcpt_results(void **state)
 {
     (void)state;
@@ -1232,6 +1255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_delivery_exact_bytes),
         cmocka_unit_test(test_pipelined_with_all_parameters),
+        cmocka_unit_test(test_prepend_before_content),
         cmocka_unit_test(test_mixed_rcpt_results),
         cmocka_unit_test(test_all_rcpts_rejected_no_data),
         cmocka_unit_test(test_pipelined_354_without_rcpts),
