@@ -1,0 +1,870 @@
+/* spf: check_host() of RFC 7208, asynchronous (see spf.h).
+ *
+ * How it runs: a check is a stack of frames, one per SPF record being
+ * evaluated (the top one, then one per include; a redirect replaces its
+ * frame, since its result is the frame's result). run() walks the current
+ * frame's terms until a term needs DNS; it then starts exactly one lookup
+ * and returns. The answer's callback finishes that term and calls run()
+ * again. So at any time at most one lookup is pending (c->q), which is all
+ * spf_check_cancel has to stop. Lookups are sequential on purpose: a record
+ * is evaluated left to right and stops at the first match (§4.6.2), so
+ * parallel lookups would mostly be wasted, and one pending query keeps
+ * cancellation trivial. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mailauth/spf_internal.h"
+#include "util/mem.h"
+#include "util/str.h"
+#include "util/strbuf.h"
+
+/* 10 DNS terms allow at most 10 nested includes under the top record. */
+#define SPF_MAX_DEPTH (SPF_MAX_DNS_TERMS + 2)
+
+const char *spf_result_name(enum spf_result r)
+{
+    switch (r) {
+    case SPF_NONE: return "none";
+    case SPF_NEUTRAL: return "neutral";
+    case SPF_PASS: return "pass";
+    case SPF_FAIL: return "fail";
+    case SPF_SOFTFAIL: return "softfail";
+    case SPF_TEMPERROR: return "temperror";
+    case SPF_PERMERROR: return "permerror";
+    }
+    return "permerror";
+}
+
+struct spf_frame {
+    char *domain;            /* <domain> of this check_host(), no trailing dot */
+    struct spf_record *rec;  /* NULL until its TXT answer came */
+    size_t term;             /* the mechanism being evaluated */
+    int redirected;          /* reached by redirect=: "none" is a permerror */
+};
+
+/* What the pending lookup is for. */
+enum spf_wait { W_NONE, W_DEFER, W_TXT, W_A, W_MX, W_MXADDR, W_PTR, W_PTRADDR, W_EXISTS, W_EXP };
+
+enum { PTR_NOT_DONE, PTR_RUNNING, PTR_DONE };
+
+struct spf_check {
+    const struct mailauth_dns *dns;
+    spf_cb cb;
+    void *arg;
+    struct mailauth_dns_query *q;
+    enum spf_wait wait;
+
+    char *identity, *local, *sender_domain, *helo, *receiver, *default_exp;
+    int family;
+    unsigned char ip[16];
+    time_t now;
+
+    struct spf_frame frames[SPF_MAX_DEPTH];
+    int depth;
+    int dns_terms, voids;
+    int term_counted;  /* the current term was counted against dns_terms */
+
+    /* exchangers of an mx term, or PTR names being validated */
+    char **names;
+    size_t nnames, iname;
+    int mx_match;
+
+    /* the client's validated names (§5.5), found once per check */
+    int ptr_state;
+    int ptr_for_mech;  /* the PTR lookup was a ptr term's: its void counts */
+    char **validated;
+    size_t nvalidated;
+
+    /* the end */
+    int done;
+    enum spf_result result;
+    char *problem, *mechanism, *explanation;
+    int exp_state;     /* 0: not started, 1: waiting for TXT, 2: done */
+    char *exp_text;    /* the fetched explain-string */
+};
+
+/* ---- small helpers ---- */
+
+static struct spf_frame *top(struct spf_check *c)
+{
+    return &c->frames[c->depth - 1];
+}
+
+static void free_names(char ***names, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*names)[i]);
+    free(*names);
+    *names = NULL;
+    *n = 0;
+}
+
+static void conclude(struct spf_check *c, enum spf_result r, const struct spf_term *t, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void conclude(struct spf_check *c, enum spf_result r, const struct spf_term *t, const char *fmt, ...)
+{
+    if (c->done)
+        return;
+    c->done = 1;
+    c->result = r;
+    if (t != NULL)
+        c->mechanism = xstrdup(t->text);
+    if (fmt != NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *p = xvasprintf(fmt, ap);
+        va_end(ap);
+        /* names and record text from DNS end up here: printable, bounded */
+        c->problem = spf_term_excerpt(p, strlen(p) > 200 ? 200 : strlen(p));
+        free(p);
+    }
+}
+
+static void macro_ctx(struct spf_check *c, const char *domain, struct spf_macro_ctx *m)
+{
+    memset(m, 0, sizeof *m);
+    m->sender = c->identity;
+    m->local = c->local;
+    m->sender_domain = c->sender_domain;
+    m->domain = domain;
+    m->helo = c->helo;
+    m->receiver = c->receiver;
+    m->family = c->family;
+    memcpy(m->ip, c->ip, 16);
+    m->now = c->now;
+    /* %{p}: the target domain itself if validated, else a subdomain of it,
+     * else any validated name (§7.3) */
+    size_t dl = strlen(domain);
+    for (int pass = 0; pass < 3 && m->validated == NULL; pass++)
+        for (size_t i = 0; i < c->nvalidated && m->validated == NULL; i++) {
+            const char *v = c->validated[i];
+            size_t vl = strlen(v);
+            if (pass == 2 || (pass == 0 && strcasecmp(v, domain) == 0) ||
+                (pass == 1 && vl > dl && v[vl - dl - 1] == '.' && strcasecmp(v + vl - dl, domain) == 0))
+                m->validated = v;
+        }
+}
+
+static void strip_dot(char *s)
+{
+    size_t n = strlen(s);
+    if (n > 0 && s[n - 1] == '.')
+        s[n - 1] = '\0';
+}
+
+static void on_answer(void *arg, struct dns_rrset *rs);
+
+static void ask(struct spf_check *c, const char *name, int rrtype, enum spf_wait w)
+{
+    c->wait = w;
+    c->q = mailauth_dns_lookup(c->dns, name, rrtype, on_answer, c);
+}
+
+static int addr_type(const struct spf_check *c)
+{
+    return c->family == AF_INET6 ? DNS_TYPE_AAAA : DNS_TYPE_A;
+}
+
+/* 1 when the first bits of addr equal the client's. */
+static int in_prefix(const struct spf_check *c, const unsigned char *addr, int bits)
+{
+    int full = bits / 8, rest = bits % 8;
+    if (memcmp(addr, c->ip, (size_t)full) != 0)
+        return 0;
+    if (rest == 0)
+        return 1;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (addr[full] & mask) == (c->ip[full] & mask);
+}
+
+/* An RDATA name (uncompressed wire format) as text without the final dot;
+ * NULL if it is malformed or holds what no host name holds. "" is the
+ * root (a null MX). */
+static char *wire_name(const unsigned char *p, size_t len)
+{
+    struct strbuf sb = STRBUF_INIT;
+    size_t i = 0;
+    for (;;) {
+        if (i >= len || p[i] > 63) {
+            strbuf_free(&sb);
+            return NULL;
+        }
+        size_t l = p[i++];
+        if (l == 0)
+            break;
+        if (i + l > len || sb.len + l + 1 > 254) {
+            strbuf_free(&sb);
+            return NULL;
+        }
+        for (size_t k = 0; k < l; k++)
+            if (p[i + k] <= 0x20 || p[i + k] >= 0x7f || p[i + k] == '.') {
+                strbuf_free(&sb);
+                return NULL;
+            }
+        if (sb.len)
+            strbuf_putc(&sb, '.');
+        strbuf_append(&sb, p + i, l);
+        i += l;
+    }
+    char *s = strbuf_detach(&sb);
+    return s ? s : xstrdup("");
+}
+
+/* ---- expanding domain-specs ---- */
+
+static void start_ptr_job(struct spf_check *c, int for_mech);
+
+/* The target-name of spec (or the frame's domain when spec is NULL).
+ * 0: *out is set (NULL when the name is not a usable domain name);
+ * 1: a PTR lookup for %{p} was started first, come back later;
+ * -1: a macro error, concluded as permerror. */
+static int target_name(struct spf_check *c, const char *spec, const struct spf_term *t, char **out)
+{
+    *out = NULL;
+    struct spf_frame *f = top(c);
+    if (spec == NULL) {
+        *out = xstrdup(f->domain);
+        return 0;
+    }
+    if (spf_macro_uses_p(spec) && c->ptr_state != PTR_DONE) {
+        start_ptr_job(c, 0);
+        return 1;
+    }
+    struct spf_macro_ctx m;
+    macro_ctx(c, f->domain, &m);
+    char *s, *err;
+    if (spf_macro_expand(spec, &m, SPF_MACRO_DOMAIN, &s, &err) != 0) {
+        conclude(c, SPF_PERMERROR, t, "macro error in %s: %s", f->domain, err);
+        free(err);
+        return -1;
+    }
+    if (!spf_domain_ok(s)) {
+        free(s);
+        return 0;
+    }
+    strip_dot(s);
+    *out = s;
+    return 0;
+}
+
+/* ---- the PTR validation of §5.5, shared by ptr terms and %{p} ---- */
+
+static void start_ptr_job(struct spf_check *c, int for_mech)
+{
+    char name[80];
+    struct strbuf sb = STRBUF_INIT;
+    if (c->family == AF_INET6) {
+        for (int i = 15; i >= 0; i--)
+            strbuf_printf(&sb, "%x.%x.", c->ip[i] & 15, c->ip[i] >> 4);
+        strbuf_puts(&sb, "ip6.arpa");
+    } else {
+        strbuf_printf(&sb, "%u.%u.%u.%u.in-addr.arpa", c->ip[3], c->ip[2], c->ip[1], c->ip[0]);
+    }
+    str_copy(name, strbuf_str(&sb), sizeof name);
+    strbuf_free(&sb);
+    c->ptr_state = PTR_RUNNING;
+    c->ptr_for_mech = for_mech;
+    ask(c, name, DNS_TYPE_PTR, W_PTR);
+}
+
+/* Validates the next PTR name, or ends the job. */
+static void ptr_next(struct spf_check *c)
+{
+    if (c->iname < c->nnames) {
+        ask(c, c->names[c->iname], addr_type(c), W_PTRADDR);
+        return;
+    }
+    free_names(&c->names, &c->nnames);
+    c->ptr_state = PTR_DONE;
+    c->wait = W_NONE;
+}
+
+static void ptr_answer(struct spf_check *c, struct dns_rrset *rs)
+{
+    if (rs->status != DNS_OK) {
+        /* §5.5: a failed PTR lookup is no match, not an error */
+        if (c->ptr_for_mech && (rs->status == DNS_NXDOMAIN || rs->status == DNS_NODATA))
+            c->voids++;
+        ptr_next(c);
+        return;
+    }
+    for (size_t i = 0; i < rs->nrrs && c->nnames < SPF_MAX_PTR_NAMES; i++) {
+        char *n = wire_name(rs->rrs[i].data, rs->rrs[i].len);
+        if (n != NULL && spf_domain_ok(n)) {
+            c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
+            c->names[c->nnames++] = n;
+        } else {
+            free(n);
+        }
+    }
+    c->iname = 0;
+    ptr_next(c);
+}
+
+static void ptr_addr_answer(struct spf_check *c, struct dns_rrset *rs)
+{
+    size_t want = c->family == AF_INET6 ? 16 : 4;
+    int bits = c->family == AF_INET6 ? 128 : 32;
+    /* §5.5: an error here skips this name only */
+    if (rs->status == DNS_OK)
+        for (size_t i = 0; i < rs->nrrs; i++)
+            if (rs->rrs[i].len == want && in_prefix(c, rs->rrs[i].data, bits)) {
+                c->validated = xrealloc(c->validated, (c->nvalidated + 1) * sizeof *c->validated);
+                c->validated[c->nvalidated++] = c->names[c->iname];
+                c->names[c->iname] = NULL;
+                break;
+            }
+    c->iname++;
+    ptr_next(c);
+}
+
+/* ---- terms ---- */
+
+enum step { STEP_MATCH, STEP_NOMATCH, STEP_WAIT, STEP_END };
+
+/* Counts the current term against the limit of §4.6.4 (once, even when
+ * it is resumed after a %{p} lookup). 0, or -1 concluded as permerror. */
+static int count_term(struct spf_check *c, const struct spf_term *t)
+{
+    if (c->term_counted)
+        return 0;
+    c->term_counted = 1;
+    if (++c->dns_terms > SPF_MAX_DNS_TERMS) {
+        conclude(c, SPF_PERMERROR, t, "more than %d DNS-querying terms", SPF_MAX_DNS_TERMS);
+        return -1;
+    }
+    return 0;
+}
+
+/* A void lookup (§4.6.4): -1 once there are too many (concluded). */
+static int count_void(struct spf_check *c, const struct spf_term *t)
+{
+    if (++c->voids > SPF_MAX_VOID_LOOKUPS) {
+        conclude(c, SPF_PERMERROR, t, "more than %d void DNS lookups", SPF_MAX_VOID_LOOKUPS);
+        return -1;
+    }
+    return 0;
+}
+
+static int validated_within(const struct spf_check *c, const char *target)
+{
+    size_t tl = strlen(target);
+    for (size_t i = 0; i < c->nvalidated; i++) {
+        const char *v = c->validated[i];
+        size_t vl = strlen(v);
+        if (strcasecmp(v, target) == 0 ||
+            (vl > tl && v[vl - tl - 1] == '.' && strcasecmp(v + vl - tl, target) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+static enum step eval_term(struct spf_check *c, const struct spf_term *t)
+{
+    switch (t->mech) {
+    case SPF_M_ALL: return STEP_MATCH;
+    case SPF_M_IP4: return c->family == AF_INET && in_prefix(c, t->net, t->cidr4) ? STEP_MATCH : STEP_NOMATCH;
+    case SPF_M_IP6: return c->family == AF_INET6 && in_prefix(c, t->net, t->cidr6) ? STEP_MATCH : STEP_NOMATCH;
+    default: break;
+    }
+    if (count_term(c, t) != 0)
+        return STEP_END;
+    if (t->mech == SPF_M_PTR && c->ptr_state != PTR_DONE) {
+        start_ptr_job(c, 1);
+        return STEP_WAIT;
+    }
+    char *name;
+    int rc = target_name(c, t->spec, t, &name);
+    if (rc != 0)
+        return rc > 0 ? STEP_WAIT : STEP_END;
+    if (name == NULL) {
+        /* A target that is no domain name (§4.8 leaves it undefined): an
+         * include of it finds no record, so a permerror (§5.2); the other
+         * mechanisms do not match, as for a name that does not exist. */
+        if (t->mech == SPF_M_INCLUDE) {
+            conclude(c, SPF_PERMERROR, t, "include of an invalid domain name");
+            return STEP_END;
+        }
+        return STEP_NOMATCH;
+    }
+    enum step s = STEP_WAIT;
+    switch (t->mech) {
+    case SPF_M_INCLUDE:
+        if (c->depth >= SPF_MAX_DEPTH) { /* unreachable with the term limit */
+            conclude(c, SPF_PERMERROR, t, "includes nested too deep");
+            s = STEP_END;
+            break;
+        }
+        c->frames[c->depth++] = (struct spf_frame){.domain = name};
+        name = NULL;
+        c->term_counted = 0;
+        ask(c, top(c)->domain, DNS_TYPE_TXT, W_TXT);
+        break;
+    case SPF_M_A: ask(c, name, addr_type(c), W_A); break;
+    case SPF_M_EXISTS: ask(c, name, DNS_TYPE_A, W_EXISTS); break;
+    case SPF_M_MX: ask(c, name, DNS_TYPE_MX, W_MX); break;
+    case SPF_M_PTR: s = validated_within(c, name) ? STEP_MATCH : STEP_NOMATCH; break;
+    default: s = STEP_NOMATCH; break;
+    }
+    free(name);
+    return s;
+}
+
+/* The answer to an address lookup of a term (a, mx's exchangers): 1 match,
+ * 0 no match, -1 concluded (temperror). void_counts: an a term's own. */
+static int addr_match(struct spf_check *c, const struct spf_term *t, struct dns_rrset *rs, int void_counts)
+{
+    if (rs->status == DNS_TEMPFAIL) {
+        conclude(c, SPF_TEMPERROR, t, "DNS failure looking up %s: %s", rs->name, rs->why ? rs->why : "");
+        return -1;
+    }
+    if (rs->status != DNS_OK || rs->nrrs == 0) {
+        if (void_counts && rs->status != DNS_INVALID && count_void(c, t) != 0)
+            return -1;
+        return 0;
+    }
+    size_t want = c->family == AF_INET6 ? 16 : 4;
+    int bits = c->family == AF_INET6 ? t->cidr6 : t->cidr4;
+    for (size_t i = 0; i < rs->nrrs; i++)
+        if (rs->rrs[i].len == want && in_prefix(c, rs->rrs[i].data, bits))
+            return 1;
+    return 0;
+}
+
+/* The record text of a TXT answer: each RR's strings concatenated (§3.3),
+ * into *text when exactly one RR passes the filter (spf_only: starts with
+ * "v=spf1"). Returns how many passed. */
+static size_t txt_records(const struct dns_rrset *rs, int spf_only, char **text)
+{
+    size_t found = 0;
+    *text = NULL;
+    for (size_t i = 0; i < rs->nrrs; i++) {
+        struct strbuf sb = STRBUF_INIT;
+        const unsigned char *p = rs->rrs[i].data;
+        size_t len = rs->rrs[i].len;
+        for (size_t k = 0; k < len;) {
+            size_t l = p[k++];
+            if (l > len - k)
+                l = len - k;
+            /* a NUL cannot live in a C string: make it a byte that no
+             * record may hold, so the record is still a syntax error */
+            for (size_t j = 0; j < l; j++)
+                strbuf_putc(&sb, p[k + j] ? (char)p[k + j] : '\x01');
+            k += l;
+            if (sb.len > SPF_RECORD_MAX + 1)
+                break;
+        }
+        const char *s = strbuf_str(&sb);
+        if (!spf_only || spf_is_spf_record(s, sb.len)) {
+            if (++found == 1)
+                *text = strbuf_detach(&sb);
+            else {
+                free(*text);
+                *text = NULL;
+            }
+        }
+        strbuf_free(&sb);
+    }
+    if (found == 1 && *text == NULL)
+        *text = xstrdup("");
+    return found;
+}
+
+/* ---- the answers ---- */
+
+static void frame_txt_answer(struct spf_check *c, struct dns_rrset *rs);
+static void run(struct spf_check *c);
+static void term_done(struct spf_check *c, enum step s);
+
+static void mx_next(struct spf_check *c)
+{
+    while (c->iname < c->nnames && c->names[c->iname][0] == '\0')
+        c->iname++; /* a null MX (RFC 7505) names no host */
+    if (c->iname < c->nnames) {
+        ask(c, c->names[c->iname], addr_type(c), W_MXADDR);
+        return;
+    }
+    free_names(&c->names, &c->nnames);
+    c->wait = W_NONE;
+    term_done(c, STEP_NOMATCH);
+}
+
+static const struct spf_term *cur_term(struct spf_check *c)
+{
+    struct spf_frame *f = top(c);
+    return &f->rec->terms[f->term];
+}
+
+static void mx_answer(struct spf_check *c, struct dns_rrset *rs)
+{
+    const struct spf_term *t = cur_term(c);
+    if (rs->status == DNS_TEMPFAIL) {
+        conclude(c, SPF_TEMPERROR, t, "DNS failure looking up MX of %s", rs->name);
+        return;
+    }
+    if (rs->status != DNS_OK || rs->nrrs == 0) {
+        if (rs->status != DNS_INVALID && count_void(c, t) != 0)
+            return;
+        term_done(c, STEP_NOMATCH);
+        return;
+    }
+    if (rs->nrrs > SPF_MAX_MX_NAMES) {
+        conclude(c, SPF_PERMERROR, t, "%s has more than %d MX records", rs->name, SPF_MAX_MX_NAMES);
+        return;
+    }
+    for (size_t i = 0; i < rs->nrrs; i++) {
+        char *n = rs->rrs[i].len > 2 ? wire_name(rs->rrs[i].data + 2, rs->rrs[i].len - 2) : NULL;
+        if (n == NULL)
+            continue;
+        c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
+        c->names[c->nnames++] = n;
+    }
+    c->iname = 0;
+    mx_next(c);
+}
+
+static void on_answer(void *arg, struct dns_rrset *rs)
+{
+    struct spf_check *c = arg;
+    enum spf_wait w = c->wait;
+    c->q = NULL;
+    c->wait = W_NONE;
+    switch (w) {
+    case W_DEFER: break; /* the result was decided at the start */
+    case W_TXT: frame_txt_answer(c, rs); break;
+    case W_A: {
+        int m = addr_match(c, cur_term(c), rs, 1);
+        if (m >= 0)
+            term_done(c, m ? STEP_MATCH : STEP_NOMATCH);
+        break;
+    }
+    case W_EXISTS: {
+        const struct spf_term *t = cur_term(c);
+        if (rs->status == DNS_TEMPFAIL) {
+            conclude(c, SPF_TEMPERROR, t, "DNS failure looking up %s", rs->name);
+        } else if (rs->status == DNS_OK && rs->nrrs > 0) {
+            term_done(c, STEP_MATCH);
+        } else if (rs->status == DNS_INVALID || count_void(c, t) == 0) {
+            term_done(c, STEP_NOMATCH);
+        }
+        break;
+    }
+    case W_MX: mx_answer(c, rs); break;
+    case W_MXADDR: {
+        int m = addr_match(c, cur_term(c), rs, 0);
+        if (m > 0) {
+            free_names(&c->names, &c->nnames);
+            term_done(c, STEP_MATCH);
+        } else if (m == 0) {
+            c->iname++;
+            mx_next(c);
+        }
+        break;
+    }
+    case W_PTR: ptr_answer(c, rs); break;
+    case W_PTRADDR: ptr_addr_answer(c, rs); break;
+    case W_EXP:
+        if (rs->status == DNS_OK) {
+            char *text;
+            if (txt_records(rs, 0, &text) == 1)
+                c->exp_text = text;
+            else
+                free(text);
+        }
+        c->exp_state = 2;
+        break;
+    case W_NONE: break;
+    }
+    dns_rrset_free(rs);
+    if (c->q == NULL)
+        run(c);
+}
+
+/* A frame's record arrived (§4.4, §4.5). */
+static void frame_txt_answer(struct spf_check *c, struct dns_rrset *rs)
+{
+    struct spf_frame *f = top(c);
+    if (rs->status == DNS_TEMPFAIL) {
+        conclude(c, SPF_TEMPERROR, NULL, "DNS failure looking up TXT of %s", f->domain);
+        return;
+    }
+    char *text = NULL;
+    size_t n = rs->status == DNS_OK ? txt_records(rs, 1, &text) : 0;
+    if (n > 1) {
+        conclude(c, SPF_PERMERROR, NULL, "%s has %zu SPF records", f->domain, n);
+        return;
+    }
+    if (n == 0) {
+        /* none: at the top the result; under include or redirect a
+         * permerror (§5.2, §6.1) */
+        if (c->depth > 1 || f->redirected)
+            conclude(c, SPF_PERMERROR, NULL, "%s has no SPF record", f->domain);
+        else
+            conclude(c, SPF_NONE, NULL, NULL);
+        return;
+    }
+    char *err;
+    if (spf_record_parse(text, &f->rec, &err) != 0) {
+        conclude(c, SPF_PERMERROR, NULL, "SPF record of %s: %s", f->domain, err);
+        free(err);
+    }
+    free(text);
+    f->term = 0;
+    c->term_counted = 0;
+}
+
+/* The current frame's result (§4.6.2, §4.7, §5.2): hands it to the
+ * including frame, or concludes. */
+static void frame_done(struct spf_check *c, enum spf_result r, const struct spf_term *t)
+{
+    while (c->depth > 1) {
+        struct spf_frame *f = top(c);
+        spf_record_free(f->rec);
+        free(f->domain);
+        c->depth--;
+        struct spf_frame *parent = top(c);
+        const struct spf_term *inc = &parent->rec->terms[parent->term];
+        if (r != SPF_PASS) {
+            /* fail, softfail, neutral: not a match; errors were concluded
+             * where they happened */
+            parent->term++;
+            c->term_counted = 0;
+            return;
+        }
+        r = inc->qual;
+        t = inc;
+    }
+    conclude(c, r, t, NULL);
+}
+
+static void term_done(struct spf_check *c, enum step s)
+{
+    if (c->done)
+        return;
+    struct spf_frame *f = top(c);
+    if (s == STEP_MATCH) {
+        const struct spf_term *t = &f->rec->terms[f->term];
+        frame_done(c, t->qual, t);
+    } else if (s == STEP_NOMATCH) {
+        f->term++;
+        c->term_counted = 0;
+    }
+}
+
+/* ---- the explanation (§6.2) ---- */
+
+/* 0 done (c->explanation set), 1 waiting for DNS. */
+static int explain(struct spf_check *c)
+{
+    struct spf_frame *f = top(c);
+    struct spf_macro_ctx m;
+    if (c->exp_state == 0 && f->rec != NULL && f->rec->exp != NULL) {
+        if (spf_macro_uses_p(f->rec->exp) && c->ptr_state != PTR_DONE) {
+            start_ptr_job(c, 0);
+            return 1;
+        }
+        macro_ctx(c, f->domain, &m);
+        char *name, *err;
+        if (spf_macro_expand(f->rec->exp, &m, SPF_MACRO_DOMAIN, &name, &err) == 0 && spf_domain_ok(name)) {
+            c->exp_state = 1;
+            ask(c, name, DNS_TYPE_TXT, W_EXP);
+            free(name);
+            return 1;
+        }
+        free(name);
+        free(err);
+    }
+    c->exp_state = 2;
+    const char *text = c->exp_text ? c->exp_text : c->default_exp;
+    if (spf_macro_uses_p(text) && c->ptr_state != PTR_DONE) {
+        start_ptr_job(c, 0);
+        return 1;
+    }
+    macro_ctx(c, f->domain, &m);
+    char *out, *err;
+    if (spf_macro_expand(text, &m, SPF_MACRO_EXPLAIN, &out, &err) != 0) {
+        free(err);
+        if (text == c->default_exp || spf_macro_expand(c->default_exp, &m, SPF_MACRO_EXPLAIN, &out, &err) != 0) {
+            free(err);
+            out = xstrdup("");
+        }
+    }
+    if (strlen(out) > SPF_EXPLANATION_MAX)
+        out[SPF_EXPLANATION_MAX] = '\0';
+    c->explanation = out;
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+static void check_free(struct spf_check *c)
+{
+    for (int i = 0; i < c->depth; i++) {
+        spf_record_free(c->frames[i].rec);
+        free(c->frames[i].domain);
+    }
+    free_names(&c->names, &c->nnames);
+    free_names(&c->validated, &c->nvalidated);
+    free(c->identity);
+    free(c->local);
+    free(c->sender_domain);
+    free(c->helo);
+    free(c->receiver);
+    free(c->default_exp);
+    free(c->problem);
+    free(c->mechanism);
+    free(c->explanation);
+    free(c->exp_text);
+    free(c);
+}
+
+static void deliver(struct spf_check *c)
+{
+    struct spf_outcome out = {
+        .result = c->result,
+        .domain = c->sender_domain,
+        .identity = c->identity,
+        .explanation = c->result == SPF_FAIL ? c->explanation : NULL,
+        .problem = c->result == SPF_TEMPERROR || c->result == SPF_PERMERROR ? c->problem : NULL,
+        .mechanism = c->mechanism,
+    };
+    if ((out.result == SPF_TEMPERROR || out.result == SPF_PERMERROR) && out.problem == NULL)
+        out.problem = "unknown error";
+    c->cb(c->arg, &out);
+    check_free(c);
+}
+
+static void run(struct spf_check *c)
+{
+    while (c->q == NULL) {
+        if (c->done) {
+            if (c->result == SPF_FAIL && c->explanation == NULL && explain(c) != 0)
+                return;
+            deliver(c);
+            return;
+        }
+        struct spf_frame *f = top(c);
+        if (f->rec == NULL) {
+            ask(c, f->domain, DNS_TYPE_TXT, W_TXT);
+            return;
+        }
+        if (f->term < f->rec->nterms) {
+            enum step s = eval_term(c, &f->rec->terms[f->term]);
+            if (s == STEP_MATCH || s == STEP_NOMATCH)
+                term_done(c, s);
+            continue;
+        }
+        if (f->rec->redirect == NULL || f->rec->has_all) {
+            frame_done(c, SPF_NEUTRAL, NULL);
+            continue;
+        }
+        /* §6.1: the redirect's record is this frame's from now on */
+        static const struct spf_term redirect_term = {.text = "redirect"};
+        if (count_term(c, &redirect_term) != 0)
+            continue;
+        char *name;
+        int rc = target_name(c, f->rec->redirect, &redirect_term, &name);
+        if (rc != 0)
+            continue;
+        if (name == NULL) {
+            conclude(c, SPF_PERMERROR, NULL, "redirect to an invalid domain name");
+            continue;
+        }
+        spf_record_free(f->rec);
+        free(f->domain);
+        *f = (struct spf_frame){.domain = name, .redirected = 1};
+        c->term_counted = 0;
+    }
+}
+
+/* ---- start and cancel ---- */
+
+/* The initial checks of §4.3 on the identity's domain: a multi-label
+ * name of letters, digits, hyphens and underscores. */
+static int identity_domain_ok(const char *d)
+{
+    if (!spf_domain_ok(d))
+        return 0;
+    const char *dot = strchr(d, '.');
+    if (dot == NULL || dot[1] == '\0')
+        return 0;
+    for (const char *p = d; *p; p++)
+        if (!str_is_alnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return 0;
+    return 1;
+}
+
+struct spf_check *spf_check_start(const struct mailauth_dns *dns, const struct spf_request *req, spf_cb cb,
+                                  void *arg)
+{
+    struct spf_check *c = xcalloc(1, sizeof *c);
+    c->dns = dns;
+    c->cb = cb;
+    c->arg = arg;
+    c->now = time(NULL);
+    c->helo = xstrdup(req->helo ? req->helo : "");
+    c->receiver = xstrdup(req->receiver && *req->receiver ? req->receiver : "unknown");
+    c->default_exp = xstrdup(req->default_explanation ? req->default_explanation : SPF_DEFAULT_EXPLANATION);
+    c->family = AF_INET;
+    int have_ip = 0;
+    if (req->client != NULL && req->client->sa_family == AF_INET) {
+        memcpy(c->ip, &((const struct sockaddr_in *)(const void *)req->client)->sin_addr, 4);
+        have_ip = 1;
+    } else if (req->client != NULL && req->client->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)req->client)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            memcpy(c->ip, a6->s6_addr + 12, 4); /* §5: it is an IPv4 client */
+        } else {
+            memcpy(c->ip, a6->s6_addr, 16);
+            c->family = AF_INET6;
+        }
+        have_ip = 1;
+    }
+    const char *sender = req->sender ? req->sender : "";
+    const char *at = strrchr(sender, '@');
+    if (req->helo_identity || *sender == '\0') {
+        c->local = xstrdup("postmaster");
+        c->sender_domain = xstrdup(c->helo);
+    } else if (at == NULL) {
+        c->local = xstrdup("postmaster");
+        c->sender_domain = xstrdup(sender);
+    } else {
+        c->local = at == sender ? xstrdup("postmaster") : xstrndup(sender, (size_t)(at - sender));
+        c->sender_domain = xstrdup(at + 1);
+    }
+    c->identity = xasprintf("%s@%s", c->local, c->sender_domain);
+    char *domain = xstrdup(c->sender_domain);
+    strip_dot(domain);
+    if (!have_ip) {
+        conclude(c, SPF_PERMERROR, NULL, "no client address to check");
+    } else if (!identity_domain_ok(c->sender_domain)) {
+        conclude(c, SPF_NONE, NULL, NULL); /* §4.3 */
+    }
+    if (c->done) {
+        free(domain);
+        /* record type 0: refused by the DNS layer without a query, so the
+         * answer (ignored) only carries the callback to later */
+        ask(c, "invalid", 0, W_DEFER);
+        return c;
+    }
+    c->frames[0].domain = domain;
+    c->depth = 1;
+    ask(c, domain, DNS_TYPE_TXT, W_TXT);
+    return c;
+}
+
+void spf_check_cancel(struct spf_check *c)
+{
+    if (c == NULL)
+        return;
+    if (c->q != NULL)
+        mailauth_dns_cancel(c->dns, c->q);
+    c->q = NULL;
+    check_free(c);
+}
