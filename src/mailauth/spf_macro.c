@@ -196,7 +196,9 @@ int spf_domain_ok(const char *name)
             label = 0;
             continue;
         }
-        if (c <= 0x20 || c >= 0x7f)
+        /* A label may hold any octet (RFC 2181 §11); the expander only
+         * makes printable ASCII, so that is all there is to check. */
+        if (c < 0x20 || c >= 0x7f)
             return 0;
         if (++label > 63)
             return 0;
@@ -220,12 +222,15 @@ static void letter_value(unsigned char letter, const struct spf_macro_ctx *m, st
     case 't': strbuf_printf(sb, "%lld", (long long)m->now); break;
     case 'i':
         if (m->family == AF_INET6) {
-            /* dot-format: every nibble, most significant first (§7.3) */
+            /* dot-format: every nibble, most significant first (§7.3);
+             * upper case as the OpenSPF suite expects (DNS names ignore
+             * case, so lookups are the same either way) */
             for (int i = 0; i < 16; i++)
-                strbuf_printf(sb, "%s%x.%x", i ? "." : "", m->ip[i] >> 4, m->ip[i] & 15);
+                strbuf_printf(sb, "%s%X.%X", i ? "." : "", m->ip[i] >> 4, m->ip[i] & 15);
             break;
         }
-        /* fall through: IPv4 "i" and "c" are the same */
+        /* IPv4 "i" and "c" are the same */
+        __attribute__((fallthrough));
     case 'c':
         if (inet_ntop(m->family == AF_INET6 ? AF_INET6 : AF_INET, m->ip, buf, sizeof buf) != NULL)
             strbuf_puts(sb, buf);
