@@ -23,9 +23,6 @@
 #include "util/str.h"
 #include "util/strbuf.h"
 
-/* 10 DNS terms allow at most 10 nested includes under the top record. */
-#define SPF_MAX_DEPTH (SPF_MAX_DNS_TERMS + 2)
-
 const char *spf_result_name(enum spf_result r)
 {
     switch (r) {
@@ -40,68 +37,11 @@ const char *spf_result_name(enum spf_result r)
     return "permerror";
 }
 
-struct spf_frame {
-    char *domain;            /* <domain> of this check_host(), no trailing dot */
-    struct spf_record *rec;  /* NULL until its TXT answer came */
-    size_t term;             /* the mechanism being evaluated */
-    int redirected;          /* reached by redirect=: "none" is a permerror */
-};
-
-/* What the pending lookup is for. */
-enum spf_wait { W_NONE, W_DEFER, W_TXT, W_A, W_MX, W_MXADDR, W_PTR, W_PTRADDR, W_EXISTS, W_EXP };
-
-enum { PTR_NOT_DONE, PTR_RUNNING, PTR_DONE };
-
-struct spf_check {
-    const struct mailauth_dns *dns;
-    spf_cb cb;
-    void *arg;
-    struct mailauth_dns_query *q;
-    enum spf_wait wait;
-
-    char *identity, *local, *sender_domain, *helo, *receiver, *default_exp;
-    int family;
-    unsigned char ip[16];
-    time_t now;
-
-    struct spf_frame frames[SPF_MAX_DEPTH];
-    int depth;
-    int dns_terms, voids;
-    int term_counted;  /* the current term was counted against dns_terms */
-
-    /* exchangers of an mx term, or PTR names being validated */
-    char **names;
-    size_t nnames, iname;
-    int mx_match;
-
-    /* the client's validated names (§5.5), found once per check */
-    int ptr_state;
-    int ptr_for_mech;  /* the PTR lookup was a ptr term's: its void counts */
-    char **validated;
-    size_t nvalidated;
-
-    /* the end */
-    int done;
-    enum spf_result result;
-    char *problem, *mechanism, *explanation;
-    int exp_state;     /* 0: not started, 1: waiting for TXT, 2: done */
-    char *exp_text;    /* the fetched explain-string */
-};
-
 /* ---- small helpers ---- */
 
 static struct spf_frame *top(struct spf_check *c)
 {
     return &c->frames[c->depth - 1];
-}
-
-static void free_names(char ***names, size_t *n)
-{
-    for (size_t i = 0; i < *n; i++)
-        free((*names)[i]);
-    free(*names);
-    *names = NULL;
-    *n = 0;
 }
 
 static void conclude(struct spf_check *c, enum spf_result r, const struct spf_term *t, const char *fmt, ...)
@@ -160,65 +100,18 @@ static void strip_dot(char *s)
 
 static void on_answer(void *arg, struct dns_rrset *rs);
 
-static void ask(struct spf_check *c, const char *name, int rrtype, enum spf_wait w)
+void spf_ask(struct spf_check *c, const char *name, int rrtype, enum spf_wait w)
 {
     c->wait = w;
     c->q = mailauth_dns_lookup(c->dns, name, rrtype, on_answer, c);
 }
 
-static int addr_type(const struct spf_check *c)
+int spf_addr_type(const struct spf_check *c)
 {
     return c->family == AF_INET6 ? DNS_TYPE_AAAA : DNS_TYPE_A;
 }
 
-/* 1 when the first bits of addr equal the client's. */
-static int in_prefix(const struct spf_check *c, const unsigned char *addr, int bits)
-{
-    int full = bits / 8, rest = bits % 8;
-    if (memcmp(addr, c->ip, (size_t)full) != 0)
-        return 0;
-    if (rest == 0)
-        return 1;
-    unsigned char mask = (unsigned char)(0xff << (8 - rest));
-    return (addr[full] & mask) == (c->ip[full] & mask);
-}
-
-/* An RDATA name (uncompressed wire format) as text without the final dot;
- * NULL if it is malformed or holds what no host name holds. "" is the
- * root (a null MX). */
-static char *wire_name(const unsigned char *p, size_t len)
-{
-    struct strbuf sb = STRBUF_INIT;
-    size_t i = 0;
-    for (;;) {
-        if (i >= len || p[i] > 63) {
-            strbuf_free(&sb);
-            return NULL;
-        }
-        size_t l = p[i++];
-        if (l == 0)
-            break;
-        if (i + l > len || sb.len + l + 1 > 254) {
-            strbuf_free(&sb);
-            return NULL;
-        }
-        for (size_t k = 0; k < l; k++)
-            if (p[i + k] <= 0x20 || p[i + k] >= 0x7f || p[i + k] == '.') {
-                strbuf_free(&sb);
-                return NULL;
-            }
-        if (sb.len)
-            strbuf_putc(&sb, '.');
-        strbuf_append(&sb, p + i, l);
-        i += l;
-    }
-    char *s = strbuf_detach(&sb);
-    return s ? s : xstrdup("");
-}
-
 /* ---- expanding domain-specs ---- */
-
-static void start_ptr_job(struct spf_check *c, int for_mech);
 
 /* The target-name of spec (or the frame's domain when spec is NULL).
  * 0: *out is set (NULL when the name is not a usable domain name);
@@ -233,7 +126,7 @@ static int target_name(struct spf_check *c, const char *spec, const struct spf_t
         return 0;
     }
     if (spf_macro_uses_p(spec) && c->ptr_state != PTR_DONE) {
-        start_ptr_job(c, 0);
+        spf_ptr_start(c, 0);
         return 1;
     }
     struct spf_macro_ctx m;
@@ -251,77 +144,6 @@ static int target_name(struct spf_check *c, const char *spec, const struct spf_t
     strip_dot(s);
     *out = s;
     return 0;
-}
-
-/* ---- the PTR validation of §5.5, shared by ptr terms and %{p} ---- */
-
-static void start_ptr_job(struct spf_check *c, int for_mech)
-{
-    char name[80];
-    struct strbuf sb = STRBUF_INIT;
-    if (c->family == AF_INET6) {
-        for (int i = 15; i >= 0; i--)
-            strbuf_printf(&sb, "%x.%x.", c->ip[i] & 15, c->ip[i] >> 4);
-        strbuf_puts(&sb, "ip6.arpa");
-    } else {
-        strbuf_printf(&sb, "%u.%u.%u.%u.in-addr.arpa", c->ip[3], c->ip[2], c->ip[1], c->ip[0]);
-    }
-    str_copy(name, strbuf_str(&sb), sizeof name);
-    strbuf_free(&sb);
-    c->ptr_state = PTR_RUNNING;
-    c->ptr_for_mech = for_mech;
-    ask(c, name, DNS_TYPE_PTR, W_PTR);
-}
-
-/* Validates the next PTR name, or ends the job. */
-static void ptr_next(struct spf_check *c)
-{
-    if (c->iname < c->nnames) {
-        ask(c, c->names[c->iname], addr_type(c), W_PTRADDR);
-        return;
-    }
-    free_names(&c->names, &c->nnames);
-    c->ptr_state = PTR_DONE;
-    c->wait = W_NONE;
-}
-
-static void ptr_answer(struct spf_check *c, struct dns_rrset *rs)
-{
-    if (rs->status != DNS_OK) {
-        /* §5.5: a failed PTR lookup is no match, not an error */
-        if (c->ptr_for_mech && (rs->status == DNS_NXDOMAIN || rs->status == DNS_NODATA))
-            c->voids++;
-        ptr_next(c);
-        return;
-    }
-    for (size_t i = 0; i < rs->nrrs && c->nnames < SPF_MAX_PTR_NAMES; i++) {
-        char *n = wire_name(rs->rrs[i].data, rs->rrs[i].len);
-        if (n != NULL && spf_domain_ok(n)) {
-            c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
-            c->names[c->nnames++] = n;
-        } else {
-            free(n);
-        }
-    }
-    c->iname = 0;
-    ptr_next(c);
-}
-
-static void ptr_addr_answer(struct spf_check *c, struct dns_rrset *rs)
-{
-    size_t want = c->family == AF_INET6 ? 16 : 4;
-    int bits = c->family == AF_INET6 ? 128 : 32;
-    /* §5.5: an error here skips this name only */
-    if (rs->status == DNS_OK)
-        for (size_t i = 0; i < rs->nrrs; i++)
-            if (rs->rrs[i].len == want && in_prefix(c, rs->rrs[i].data, bits)) {
-                c->validated = xrealloc(c->validated, (c->nvalidated + 1) * sizeof *c->validated);
-                c->validated[c->nvalidated++] = c->names[c->iname];
-                c->names[c->iname] = NULL;
-                break;
-            }
-    c->iname++;
-    ptr_next(c);
 }
 
 /* ---- terms ---- */
@@ -352,31 +174,18 @@ static int count_void(struct spf_check *c, const struct spf_term *t)
     return 0;
 }
 
-static int validated_within(const struct spf_check *c, const char *target)
-{
-    size_t tl = strlen(target);
-    for (size_t i = 0; i < c->nvalidated; i++) {
-        const char *v = c->validated[i];
-        size_t vl = strlen(v);
-        if (strcasecmp(v, target) == 0 ||
-            (vl > tl && v[vl - tl - 1] == '.' && strcasecmp(v + vl - tl, target) == 0))
-            return 1;
-    }
-    return 0;
-}
-
 static enum step eval_term(struct spf_check *c, const struct spf_term *t)
 {
     switch (t->mech) {
     case SPF_M_ALL: return STEP_MATCH;
-    case SPF_M_IP4: return c->family == AF_INET && in_prefix(c, t->net, t->cidr4) ? STEP_MATCH : STEP_NOMATCH;
-    case SPF_M_IP6: return c->family == AF_INET6 && in_prefix(c, t->net, t->cidr6) ? STEP_MATCH : STEP_NOMATCH;
+    case SPF_M_IP4: return c->family == AF_INET && spf_in_prefix(c, t->net, t->cidr4) ? STEP_MATCH : STEP_NOMATCH;
+    case SPF_M_IP6: return c->family == AF_INET6 && spf_in_prefix(c, t->net, t->cidr6) ? STEP_MATCH : STEP_NOMATCH;
     default: break;
     }
     if (count_term(c, t) != 0)
         return STEP_END;
     if (t->mech == SPF_M_PTR && c->ptr_state != PTR_DONE) {
-        start_ptr_job(c, 1);
+        spf_ptr_start(c, 1);
         return STEP_WAIT;
     }
     char *name;
@@ -404,12 +213,12 @@ static enum step eval_term(struct spf_check *c, const struct spf_term *t)
         c->frames[c->depth++] = (struct spf_frame){.domain = name};
         name = NULL;
         c->term_counted = 0;
-        ask(c, top(c)->domain, DNS_TYPE_TXT, W_TXT);
+        spf_ask(c, top(c)->domain, DNS_TYPE_TXT, W_TXT);
         break;
-    case SPF_M_A: ask(c, name, addr_type(c), W_A); break;
-    case SPF_M_EXISTS: ask(c, name, DNS_TYPE_A, W_EXISTS); break;
-    case SPF_M_MX: ask(c, name, DNS_TYPE_MX, W_MX); break;
-    case SPF_M_PTR: s = validated_within(c, name) ? STEP_MATCH : STEP_NOMATCH; break;
+    case SPF_M_A: spf_ask(c, name, spf_addr_type(c), W_A); break;
+    case SPF_M_EXISTS: spf_ask(c, name, DNS_TYPE_A, W_EXISTS); break;
+    case SPF_M_MX: spf_ask(c, name, DNS_TYPE_MX, W_MX); break;
+    case SPF_M_PTR: s = spf_validated_within(c, name) ? STEP_MATCH : STEP_NOMATCH; break;
     default: s = STEP_NOMATCH; break;
     }
     free(name);
@@ -432,48 +241,9 @@ static int addr_match(struct spf_check *c, const struct spf_term *t, struct dns_
     size_t want = c->family == AF_INET6 ? 16 : 4;
     int bits = c->family == AF_INET6 ? t->cidr6 : t->cidr4;
     for (size_t i = 0; i < rs->nrrs; i++)
-        if (rs->rrs[i].len == want && in_prefix(c, rs->rrs[i].data, bits))
+        if (rs->rrs[i].len == want && spf_in_prefix(c, rs->rrs[i].data, bits))
             return 1;
     return 0;
-}
-
-/* The record text of a TXT answer: each RR's strings concatenated (§3.3),
- * into *text when exactly one RR passes the filter (spf_only: starts with
- * "v=spf1"). Returns how many passed. */
-static size_t txt_records(const struct dns_rrset *rs, int spf_only, char **text)
-{
-    size_t found = 0;
-    *text = NULL;
-    for (size_t i = 0; i < rs->nrrs; i++) {
-        struct strbuf sb = STRBUF_INIT;
-        const unsigned char *p = rs->rrs[i].data;
-        size_t len = rs->rrs[i].len;
-        for (size_t k = 0; k < len;) {
-            size_t l = p[k++];
-            if (l > len - k)
-                l = len - k;
-            /* a NUL cannot live in a C string: make it a byte that no
-             * record may hold, so the record is still a syntax error */
-            for (size_t j = 0; j < l; j++)
-                strbuf_putc(&sb, p[k + j] ? (char)p[k + j] : '\x01');
-            k += l;
-            if (sb.len > SPF_RECORD_MAX + 1)
-                break;
-        }
-        const char *s = strbuf_str(&sb);
-        if (!spf_only || spf_is_spf_record(s, sb.len)) {
-            if (++found == 1)
-                *text = strbuf_detach(&sb);
-            else {
-                free(*text);
-                *text = NULL;
-            }
-        }
-        strbuf_free(&sb);
-    }
-    if (found == 1 && *text == NULL)
-        *text = xstrdup("");
-    return found;
 }
 
 /* ---- the answers ---- */
@@ -487,10 +257,10 @@ static void mx_next(struct spf_check *c)
     while (c->iname < c->nnames && c->names[c->iname][0] == '\0')
         c->iname++; /* a null MX (RFC 7505) names no host */
     if (c->iname < c->nnames) {
-        ask(c, c->names[c->iname], addr_type(c), W_MXADDR);
+        spf_ask(c, c->names[c->iname], spf_addr_type(c), W_MXADDR);
         return;
     }
-    free_names(&c->names, &c->nnames);
+    spf_free_names(&c->names, &c->nnames);
     c->wait = W_NONE;
     term_done(c, STEP_NOMATCH);
 }
@@ -519,7 +289,7 @@ static void mx_answer(struct spf_check *c, struct dns_rrset *rs)
         return;
     }
     for (size_t i = 0; i < rs->nrrs; i++) {
-        char *n = rs->rrs[i].len > 2 ? wire_name(rs->rrs[i].data + 2, rs->rrs[i].len - 2) : NULL;
+        char *n = rs->rrs[i].len > 2 ? spf_wire_name(rs->rrs[i].data + 2, rs->rrs[i].len - 2) : NULL;
         if (n == NULL)
             continue;
         c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
@@ -559,7 +329,7 @@ static void on_answer(void *arg, struct dns_rrset *rs)
     case W_MXADDR: {
         int m = addr_match(c, cur_term(c), rs, 0);
         if (m > 0) {
-            free_names(&c->names, &c->nnames);
+            spf_free_names(&c->names, &c->nnames);
             term_done(c, STEP_MATCH);
         } else if (m == 0) {
             c->iname++;
@@ -567,12 +337,12 @@ static void on_answer(void *arg, struct dns_rrset *rs)
         }
         break;
     }
-    case W_PTR: ptr_answer(c, rs); break;
-    case W_PTRADDR: ptr_addr_answer(c, rs); break;
+    case W_PTR: spf_ptr_answer(c, rs); break;
+    case W_PTRADDR: spf_ptr_addr_answer(c, rs); break;
     case W_EXP:
         if (rs->status == DNS_OK) {
             char *text;
-            if (txt_records(rs, 0, &text) == 1)
+            if (spf_txt_records(rs, 0, &text) == 1)
                 c->exp_text = text;
             else
                 free(text);
@@ -595,7 +365,7 @@ static void frame_txt_answer(struct spf_check *c, struct dns_rrset *rs)
         return;
     }
     char *text = NULL;
-    size_t n = rs->status == DNS_OK ? txt_records(rs, 1, &text) : 0;
+    size_t n = rs->status == DNS_OK ? spf_txt_records(rs, 1, &text) : 0;
     if (n > 1) {
         conclude(c, SPF_PERMERROR, NULL, "%s has %zu SPF records", f->domain, n);
         return;
@@ -666,14 +436,14 @@ static int explain(struct spf_check *c)
     struct spf_macro_ctx m;
     if (c->exp_state == 0 && f->rec != NULL && f->rec->exp != NULL) {
         if (spf_macro_uses_p(f->rec->exp) && c->ptr_state != PTR_DONE) {
-            start_ptr_job(c, 0);
+            spf_ptr_start(c, 0);
             return 1;
         }
         macro_ctx(c, f->domain, &m);
         char *name, *err;
         if (spf_macro_expand(f->rec->exp, &m, SPF_MACRO_DOMAIN, &name, &err) == 0 && spf_domain_ok(name)) {
             c->exp_state = 1;
-            ask(c, name, DNS_TYPE_TXT, W_EXP);
+            spf_ask(c, name, DNS_TYPE_TXT, W_EXP);
             free(name);
             return 1;
         }
@@ -683,7 +453,7 @@ static int explain(struct spf_check *c)
     c->exp_state = 2;
     const char *text = c->exp_text ? c->exp_text : c->default_exp;
     if (spf_macro_uses_p(text) && c->ptr_state != PTR_DONE) {
-        start_ptr_job(c, 0);
+        spf_ptr_start(c, 0);
         return 1;
     }
     macro_ctx(c, f->domain, &m);
@@ -709,8 +479,8 @@ static void check_free(struct spf_check *c)
         spf_record_free(c->frames[i].rec);
         free(c->frames[i].domain);
     }
-    free_names(&c->names, &c->nnames);
-    free_names(&c->validated, &c->nvalidated);
+    spf_free_names(&c->names, &c->nnames);
+    spf_free_names(&c->validated, &c->nvalidated);
     free(c->identity);
     free(c->local);
     free(c->sender_domain);
@@ -751,7 +521,7 @@ static void run(struct spf_check *c)
         }
         struct spf_frame *f = top(c);
         if (f->rec == NULL) {
-            ask(c, f->domain, DNS_TYPE_TXT, W_TXT);
+            spf_ask(c, f->domain, DNS_TYPE_TXT, W_TXT);
             return;
         }
         if (f->term < f->rec->nterms) {
@@ -850,12 +620,12 @@ struct spf_check *spf_check_start(const struct mailauth_dns *dns, const struct s
         free(domain);
         /* record type 0: refused by the DNS layer without a query, so the
          * answer (ignored) only carries the callback to later */
-        ask(c, "invalid", 0, W_DEFER);
+        spf_ask(c, "invalid", 0, W_DEFER);
         return c;
     }
     c->frames[0].domain = domain;
     c->depth = 1;
-    ask(c, domain, DNS_TYPE_TXT, W_TXT);
+    spf_ask(c, domain, DNS_TYPE_TXT, W_TXT);
     return c;
 }
 
