@@ -61,8 +61,12 @@ static void conclude(struct spf_check *c, enum spf_result r, const struct spf_te
         char *p = xvasprintf(fmt, ap);
         va_end(ap);
         /* names and record text from DNS end up here: printable, bounded */
-        c->problem = spf_term_excerpt(p, strlen(p) > 200 ? 200 : strlen(p));
-        free(p);
+        if (strlen(p) > 200)
+            memcpy(p + 197, "...", 4);
+        for (char *q = p; *q; q++)
+            if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+                *q = '?';
+        c->problem = p;
     }
 }
 

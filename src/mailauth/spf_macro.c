@@ -313,8 +313,10 @@ int spf_macro_expand(const char *spec, const struct spf_macro_ctx *m, int flags,
         strbuf_reset(&val);
         letter_value(t.letter, m, &val);
         /* Values come from the SMTP session and DNS: keep the output
-         * printable ASCII whatever they hold. */
-        for (size_t k = 0; k < val.len; k++)
+         * printable ASCII whatever they hold (upper-case macros escape
+         * every such octet anyway). */
+        int upper = t.letter >= 'A' && t.letter <= 'Z';
+        for (size_t k = 0; k < val.len && !upper; k++)
             if ((unsigned char)val.buf[k] < 0x20 || (unsigned char)val.buf[k] > 0x7e)
                 val.buf[k] = '?';
         const char *v = strbuf_str(&val);
@@ -327,7 +329,7 @@ int spf_macro_expand(const char *spec, const struct spf_macro_ctx *m, int flags,
         }
         if (vlen > SPF_EXPAND_MAX)
             vlen = SPF_EXPAND_MAX + 1; /* enough to trip the bound below */
-        if (str_is_alpha(t.letter) && t.letter < 'a')
+        if (upper)
             url_escape(v, vlen, &sb);
         else
             strbuf_append(&sb, v, vlen);

@@ -221,7 +221,7 @@ static int parse_term(struct spf_record *r, const char *t, size_t len, char **er
         break;
     }
     }
-    m.text = spf_term_excerpt(t, len);
+    m.text = xstrndup(t, len); /* printable: checked above */
     r->terms = xrealloc(r->terms, (r->nterms + 1) * sizeof *r->terms);
     r->terms[r->nterms++] = m;
     return 0;

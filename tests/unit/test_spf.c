@@ -132,7 +132,7 @@ static void txt_add_string(struct strbuf *sb, const char *s, size_t len)
     } while (len > 0);
 }
 
-static TF_UNUSED void zone_txt(struct zone *z, const char *name, const char *text)
+static void zone_txt(struct zone *z, const char *name, const char *text)
 {
     struct strbuf sb = STRBUF_INIT;
     txt_add_string(&sb, text, strlen(text));
@@ -601,9 +601,670 @@ static void test_rfc4408_suite(void **state)
 
 /* ---- our own cases ----------------------------------------------------------- */
 
-static void test_placeholder(void **state)
+/* One check of sender from ip, HELO mail.example.org, default explanation. */
+static void check(struct fake *f, const char *ip, const char *sender, struct got *g)
+{
+    run_check(f, ip, "mail.example.org", sender, 0, NULL, g);
+}
+
+#define ASSERT_RESULT(g, want)                                                                          \
+    do {                                                                                                \
+        if ((g)->result != (want))                                                              \
+            fail_msg("got %s (%s), want %s", spf_result_name((g)->result),                          \
+                     (g)->problem ? (g)->problem : "-", spf_result_name(want));                     \
+    } while (0)
+
+/* A zone that makes a check go through every kind of lookup: TXT, include,
+ * a, mx and its addresses, ptr and its validation, exists, redirect, exp. */
+static void busy_zone(struct zone *z)
+{
+    zone_txt(z, "example.com", "v=spf1 include:inc.example.com a mx ptr:example.net exists:%{ir}.x.example.com "
+                               "redirect=red.example.com exp=why.example.com");
+    zone_txt(z, "inc.example.com", "v=spf1 a:host.example.com -all");
+    zone_addr(z, "host.example.com", "192.0.2.99");
+    zone_addr(z, "example.com", "192.0.2.98");
+    zone_name(z, "example.com", DNS_TYPE_MX, 10, "mx1.example.com");
+    zone_name(z, "example.com", DNS_TYPE_MX, 20, "mx2.example.com");
+    zone_addr(z, "mx1.example.com", "192.0.2.97");
+    zone_addr(z, "mx2.example.com", "192.0.2.96");
+    zone_name(z, "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, 0, "h.example.org");
+    zone_addr(z, "h.example.org", "192.0.2.1");
+    zone_txt(z, "red.example.com", "v=spf1 -all exp=why.example.com");
+    zone_txt(z, "why.example.com", "%{i} may not send for %{d}");
+}
+
+static void test_full_walk(void **state)
 {
     (void)state;
+    struct fake f = {0};
+    busy_zone(&f.zone);
+    struct got g;
+    check(&f, "192.0.2.1", "user@example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    /* the redirect's record decides, and its exp explains (§6.2) */
+    assert_string_equal(g.explanation, "192.0.2.1 may not send for red.example.com");
+    assert_string_equal(g.mechanism, "-all");
+    assert_string_equal(g.identity, "user@example.com");
+    assert_null(g.problem);
+    /* TXT x4 (top, include, redirect, exp), A x3, MX, 2 exchangers, PTR */
+    assert_true(f.lookups >= 10);
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+/* Cancelling after every possible number of answers: no callback, no
+ * lookup left pending, nothing leaked (ASan's leak check at exit). */
+static void test_cancel_at_every_step(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    busy_zone(&f.zone);
+    struct mailauth_dns dns = fake_dns(&f);
+    struct sockaddr_storage ss;
+    set_client(&ss, "192.0.2.1");
+    int completed = 0;
+    for (int n = 0; n < 100 && !completed; n++) {
+        struct got g = {0};
+        struct spf_request req = {.client = (struct sockaddr *)&ss, .helo = "h", .sender = "u@example.com"};
+        struct spf_check *c = spf_check_start(&dns, &req, on_result, &g);
+        for (int k = 0; k < n && g.calls == 0; k++)
+            assert_true(fake_step(&f));
+        if (g.calls) {
+            completed = 1; /* the whole check took fewer than n answers */
+            got_free(&g);
+            break;
+        }
+        assert_int_equal(f.pending, 1); /* one lookup at a time */
+        spf_check_cancel(c);
+        assert_int_equal(f.pending, 0);
+        assert_false(fake_step(&f));
+        assert_int_equal(g.calls, 0);
+    }
+    assert_true(completed);
+    /* a check decided at once (no domain) can be cancelled as well */
+    struct got g = {0};
+    struct spf_request req = {.client = (struct sockaddr *)&ss, .helo = "h", .sender = "u@[192.0.2.1]"};
+    spf_check_cancel(spf_check_start(&dns, &req, on_result, &g));
+    assert_false(fake_step(&f));
+    assert_int_equal(g.calls, 0);
+    zone_free(&f.zone);
+}
+
+/* Ten nested includes are the limit of DNS terms (§4.6.4): pass; eleven
+ * are a permerror. */
+static void test_include_depth(void **state)
+{
+    (void)state;
+    for (int depth = 10; depth <= 11; depth++) {
+        struct fake f = {0};
+        char name[64], text[128];
+        zone_txt(&f.zone, "example.com", "v=spf1 include:i1.example.com -all");
+        for (int i = 1; i <= depth; i++) {
+            snprintf(name, sizeof name, "i%d.example.com", i);
+            if (i < depth)
+                snprintf(text, sizeof text, "v=spf1 include:i%d.example.com", i + 1);
+            else
+                snprintf(text, sizeof text, "v=spf1 ip4:192.0.2.0/24");
+            zone_txt(&f.zone, name, text);
+        }
+        /* depth includes below the top: depth - 1 of them in the chain + 1 */
+        struct got g;
+        check(&f, "192.0.2.1", "u@example.com", &g);
+        ASSERT_RESULT(&g, depth - 1 <= 9 ? SPF_PASS : SPF_PERMERROR);
+        if (g.result == SPF_PERMERROR)
+            assert_non_null(strstr(g.problem, "DNS-querying terms"));
+        else
+            assert_string_equal(g.mechanism, "include:i1.example.com");
+        got_free(&g);
+        zone_free(&f.zone);
+    }
+}
+
+/* An mx term may name 10 exchangers, not 11 (§4.6.4), and a check makes a
+ * bounded number of lookups even when every term is as costly as can be. */
+static void test_mx_limit_and_lookup_bound(void **state)
+{
+    (void)state;
+    for (int n = 10; n <= 11; n++) {
+        struct fake f = {0};
+        zone_txt(&f.zone, "example.com", "v=spf1 mx -all");
+        for (int i = 0; i < n; i++) {
+            char mx[64];
+            snprintf(mx, sizeof mx, "mx%d.example.com", i);
+            zone_name(&f.zone, "example.com", DNS_TYPE_MX, (unsigned)i, mx);
+            zone_addr(&f.zone, mx, i == n - 1 ? "192.0.2.1" : "192.0.2.200");
+        }
+        struct got g;
+        check(&f, "192.0.2.1", "u@example.com", &g);
+        ASSERT_RESULT(&g, n == 10 ? SPF_PASS : SPF_PERMERROR);
+        got_free(&g);
+        zone_free(&f.zone);
+    }
+    /* ten mx terms of ten exchangers each, none matching */
+    struct fake f = {0};
+    zone_txt(&f.zone, "example.com", "v=spf1 mx mx mx mx mx mx mx mx mx mx mx -all");
+    for (int i = 0; i < 10; i++) {
+        char mx[64];
+        snprintf(mx, sizeof mx, "mx%d.example.com", i);
+        zone_name(&f.zone, "example.com", DNS_TYPE_MX, (unsigned)i, mx);
+        zone_addr(&f.zone, mx, "192.0.2.200");
+    }
+    struct got g;
+    check(&f, "192.0.2.1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PERMERROR); /* the 11th mx */
+    assert_true(f.lookups <= 1 + 10 * 11);
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+/* Only the first 10 PTR names are validated (§4.6.4): the 11th would
+ * match, but is ignored, and that is no error. */
+static void test_ptr_limit(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    zone_txt(&f.zone, "example.com", "v=spf1 ptr -all");
+    for (int i = 0; i < 11; i++) {
+        char n[64];
+        snprintf(n, sizeof n, "h%d.%s", i, i == 10 ? "example.com" : "other.example");
+        zone_name(&f.zone, "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, 0, n);
+        zone_addr(&f.zone, n, "192.0.2.1");
+    }
+    struct got g;
+    check(&f, "192.0.2.1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    got_free(&g);
+    /* with the matching name among the first ten it passes */
+    zone_free(&f.zone);
+    zone_txt(&f.zone, "example.com", "v=spf1 ptr -all");
+    zone_name(&f.zone, "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, 0, "mail.EXAMPLE.com");
+    zone_addr(&f.zone, "mail.example.com", "192.0.2.1");
+    check(&f, "192.0.2.1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.mechanism, "ptr");
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+static void test_void_lookups(void **state)
+{
+    (void)state;
+    /* two void lookups (NXDOMAIN of a, no MX) are allowed, a third is not */
+    struct fake f = {0};
+    zone_txt(&f.zone, "two.example.com", "v=spf1 a:nx1.example.com mx:nomx.example.com ?all");
+    zone_txt(&f.zone, "three.example.com", "v=spf1 a:nx1.example.com mx:nomx.example.com exists:nx2.example.com ?all");
+    zone_addr(&f.zone, "nomx.example.com", "192.0.2.50");
+    struct got g;
+    check(&f, "192.0.2.1", "u@two.example.com", &g);
+    ASSERT_RESULT(&g, SPF_NEUTRAL);
+    assert_string_equal(g.mechanism, "?all");
+    got_free(&g);
+    check(&f, "192.0.2.1", "u@three.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PERMERROR);
+    assert_non_null(strstr(g.problem, "void"));
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+static void test_record_selection(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    /* several strings of one record are joined without spaces (§3.3) */
+    struct strbuf sb = STRBUF_INIT;
+    txt_add_string(&sb, "v=spf1 ip4:192.0.2.0", 20);
+    txt_add_string(&sb, "/24 -all", 8);
+    zone_add(&f.zone, "split.example.com", DNS_TYPE_TXT, sb.buf, sb.len);
+    strbuf_free(&sb);
+    zone_txt(&f.zone, "two.example.com", "v=spf1 -all");
+    zone_txt(&f.zone, "two.example.com", "v=spf1 +all");
+    zone_txt(&f.zone, "other.example.com", "v=spf10 +all");
+    zone_txt(&f.zone, "other.example.com", "google-site-verification=xyz");
+    /* a record longer than SPF_RECORD_MAX is refused */
+    struct strbuf big = STRBUF_INIT;
+    strbuf_puts(&big, "v=spf1");
+    while (big.len <= SPF_RECORD_MAX)
+        strbuf_puts(&big, " ip4:192.0.2.200");
+    strbuf_puts(&big, " +all");
+    zone_txt(&f.zone, "big.example.com", big.buf);
+    strbuf_free(&big);
+    struct got g;
+    check(&f, "192.0.2.1", "u@split.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.mechanism, "ip4:192.0.2.0/24");
+    got_free(&g);
+    check(&f, "192.0.2.1", "u@two.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PERMERROR);
+    got_free(&g);
+    check(&f, "192.0.2.1", "u@other.example.com", &g);
+    ASSERT_RESULT(&g, SPF_NONE);
+    assert_null(g.problem);
+    got_free(&g);
+    check(&f, "192.0.2.1", "u@big.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PERMERROR);
+    assert_non_null(strstr(g.problem, "longer"));
+    got_free(&g);
+    check(&f, "192.0.2.1", "u@absent.example.com", &g);
+    ASSERT_RESULT(&g, SPF_NONE);
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+static void test_ipv6_clients(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    zone_txt(&f.zone, "example.com", "v=spf1 ip4:192.0.2.0/24 a/24//64 mx//48 -all");
+    zone_addr(&f.zone, "example.com", "192.0.2.10");
+    zone_addr(&f.zone, "example.com", "2001:db8:1:2::10");
+    zone_name(&f.zone, "example.com", DNS_TYPE_MX, 0, "mx.example.com");
+    zone_addr(&f.zone, "mx.example.com", "2001:db8:aaaa::1");
+    zone_txt(&f.zone, "six.example.com", "v=spf1 ip6:2001:db8::/32 -all");
+    zone_txt(&f.zone, "ex.example.com", "v=spf1 exists:%{ir}.%{v}.e.example.com -all");
+    zone_addr(&f.zone, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.e.example.com", "127.0.0.2");
+    struct got g;
+    /* a//64 matches an AAAA record in the same /64 */
+    check(&f, "2001:db8:1:2::99", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.mechanism, "a/24//64");
+    got_free(&g);
+    /* mx//48: the exchanger's AAAA */
+    check(&f, "2001:db8:aaaa:ffff::1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.mechanism, "mx//48");
+    got_free(&g);
+    /* an IPv6 client never matches ip4, and its a lookups ask AAAA */
+    check(&f, "2001:db8:9::1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    got_free(&g);
+    /* an IPv4-mapped IPv6 client is an IPv4 client (§5) */
+    check(&f, "::ffff:192.0.2.77", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.mechanism, "ip4:192.0.2.0/24");
+    got_free(&g);
+    check(&f, "2001:db8:ffff::1", "u@six.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    got_free(&g);
+    check(&f, "192.0.2.1", "u@six.example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    /* the built-in explanation, with the client and the domain */
+    assert_string_equal(g.explanation, "192.0.2.1 is not one of six.example.com's designated mail servers");
+    got_free(&g);
+    /* %{ir} of an IPv6 client is its nibbles, %{v} "ip6"; exists asks A */
+    check(&f, "2001:db8::1", "u@ex.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+static void test_helo_identity(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    zone_txt(&f.zone, "mail.example.org", "v=spf1 a -all");
+    zone_addr(&f.zone, "mail.example.org", "192.0.2.1");
+    zone_txt(&f.zone, "example.com", "v=spf1 -all");
+    struct got g;
+    /* HELO identity: the HELO name is checked, whatever MAIL FROM says */
+    run_check(&f, "192.0.2.1", "mail.example.org", "u@example.com", 1, NULL, &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.identity, "postmaster@mail.example.org");
+    assert_string_equal(g.domain, "mail.example.org");
+    got_free(&g);
+    /* the MAIL FROM identity of the same session */
+    run_check(&f, "192.0.2.1", "mail.example.org", "u@example.com", 0, NULL, &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    got_free(&g);
+    /* the null reverse-path: postmaster@HELO (§2.4) */
+    run_check(&f, "192.0.2.2", "mail.example.org", "", 0, "no: %{s}", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    assert_string_equal(g.identity, "postmaster@mail.example.org");
+    assert_string_equal(g.explanation, "no: postmaster@mail.example.org");
+    got_free(&g);
+    /* a HELO that is no domain name gives none, without DNS (§4.3) */
+    const char *bad[] = {"[192.0.2.1]", "localhost", "a..example.org", "", "-", "ex ample.org"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        size_t before = f.lookups;
+        run_check(&f, "192.0.2.1", bad[i], "u@example.com", 1, NULL, &g);
+        ASSERT_RESULT(&g, SPF_NONE);
+        assert_int_equal(f.lookups, before + 1); /* only the deferral */
+        got_free(&g);
+    }
+    zone_free(&f.zone);
+}
+
+static void test_explanations(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    zone_txt(&f.zone, "a.example.com", "v=spf1 -all exp=e.%{d}");
+    zone_txt(&f.zone, "e.a.example.com", "%{S} from %{c} at %{r}: see http://%{d}/why?%{I}%_%%");
+    zone_txt(&f.zone, "b.example.com", "v=spf1 -all exp=two.example.com");
+    zone_txt(&f.zone, "two.example.com", "one");
+    zone_txt(&f.zone, "two.example.com", "two");
+    zone_txt(&f.zone, "c.example.com", "v=spf1 -all exp=bad.example.com");
+    zone_txt(&f.zone, "bad.example.com", "50%");
+    zone_txt(&f.zone, "d.example.com", "v=spf1 -include:inc.example.com ~all");
+    zone_txt(&f.zone, "inc.example.com", "v=spf1 +all exp=e.a.example.com");
+    zone_txt(&f.zone, "t.example.com", "v=spf1 -all exp=tmo.example.com");
+    zone_add(&f.zone, "tmo.example.com", Z_TIMEOUT, "", 0);
+    zone_txt(&f.zone, "long.example.com", "v=spf1 -all exp=l.example.com");
+    struct strbuf sb = STRBUF_INIT;
+    for (int i = 0; i < 60; i++)
+        strbuf_puts(&sb, "%{s}");
+    zone_txt(&f.zone, "l.example.com", sb.buf);
+    strbuf_free(&sb);
+    zone_txt(&f.zone, "s.example.com", "v=spf1 ~all exp=e.a.example.com");
+    struct got g;
+    check(&f, "192.0.2.1", "a b@a.example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    assert_string_equal(g.explanation,
+                        "a%20b%40a.example.com from 192.0.2.1 at receiver.example.net: see "
+                        "http://a.example.com/why?192.0.2.1 %");
+    got_free(&g);
+    /* two TXT records, a macro error, a timeout: the default instead */
+    const char *dflt[] = {"u@b.example.com", "u@c.example.com", "u@t.example.com"};
+    for (size_t i = 0; i < 3; i++) {
+        run_check(&f, "192.0.2.1", "h.example.org", dflt[i], 0, "DEFAULT %{o}", &g);
+        ASSERT_RESULT(&g, SPF_FAIL);
+        char want[64];
+        snprintf(want, sizeof want, "DEFAULT %s", strchr(dflt[i], '@') + 1);
+        assert_string_equal(g.explanation, want);
+        got_free(&g);
+    }
+    /* -include: the include's own exp is never used (§6.2) */
+    run_check(&f, "192.0.2.1", "h.example.org", "u@d.example.com", 0, "DEFAULT", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    assert_string_equal(g.explanation, "DEFAULT");
+    assert_string_equal(g.mechanism, "-include:inc.example.com");
+    got_free(&g);
+    /* long explanations are cut to SPF_EXPLANATION_MAX */
+    check(&f, "192.0.2.1", "someone@long.example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    assert_int_equal(strlen(g.explanation), SPF_EXPLANATION_MAX);
+    got_free(&g);
+    /* only a fail has an explanation */
+    check(&f, "192.0.2.1", "u@s.example.com", &g);
+    ASSERT_RESULT(&g, SPF_SOFTFAIL);
+    assert_null(g.explanation);
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+/* %{p}: a validated name, preferring the domain itself or a subdomain. */
+static void test_p_macro(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    zone_txt(&f.zone, "example.com", "v=spf1 exists:%{p}.ok.example.com -all exp=e.example.com");
+    zone_txt(&f.zone, "e.example.com", "p=%{p}");
+    zone_name(&f.zone, "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, 0, "other.example.net");
+    zone_name(&f.zone, "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, 0, "mail.example.com");
+    zone_name(&f.zone, "1.2.0.192.in-addr.arpa", DNS_TYPE_PTR, 0, "fake.example.com");
+    zone_addr(&f.zone, "other.example.net", "192.0.2.1");
+    zone_addr(&f.zone, "mail.example.com", "192.0.2.1");
+    zone_addr(&f.zone, "fake.example.com", "192.0.2.99"); /* does not lead back */
+    zone_addr(&f.zone, "mail.example.com.ok.example.com", "127.0.0.2");
+    struct got g;
+    check(&f, "192.0.2.1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    got_free(&g);
+    /* no PTR at all: "unknown" */
+    check(&f, "192.0.2.2", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_FAIL);
+    assert_string_equal(g.explanation, "p=unknown");
+    got_free(&g);
+    zone_free(&f.zone);
+}
+
+static void test_outcome_fields(void **state)
+{
+    (void)state;
+    struct fake f = {0};
+    zone_txt(&f.zone, "example.com", "v=spf1 ip4:192.0.2.1 include:tmo.example.com -all");
+    zone_add(&f.zone, "tmo.example.com", Z_TIMEOUT, "", 0);
+    zone_txt(&f.zone, "bad.example.com", "v=spf1 ip4:192.0.2.1 foo:bar\x1b[31m -all");
+    struct got g;
+    check(&f, "192.0.2.1", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_PASS);
+    assert_string_equal(g.mechanism, "ip4:192.0.2.1");
+    assert_null(g.problem);
+    assert_null(g.explanation);
+    got_free(&g);
+    check(&f, "192.0.2.2", "u@example.com", &g);
+    ASSERT_RESULT(&g, SPF_TEMPERROR);
+    assert_non_null(strstr(g.problem, "tmo.example.com"));
+    got_free(&g);
+    /* a syntax error anywhere is a permerror before anything matches; the
+     * problem names the term, control characters made harmless */
+    check(&f, "192.0.2.1", "u@bad.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PERMERROR);
+    assert_non_null(strstr(g.problem, "foo:bar?[31m"));
+    got_free(&g);
+    /* no client address */
+    struct mailauth_dns dns = fake_dns(&f);
+    struct spf_request req = {.client = NULL, .helo = "h", .sender = "u@example.com"};
+    memset(&g, 0, sizeof g);
+    spf_check_start(&dns, &req, on_result, &g);
+    assert_int_equal(g.calls, 0);
+    while (fake_step(&f))
+        ;
+    assert_int_equal(g.calls, 1);
+    ASSERT_RESULT(&g, SPF_PERMERROR);
+    got_free(&g);
+    assert_string_equal(spf_result_name(SPF_SOFTFAIL), "softfail");
+    assert_string_equal(spf_result_name(SPF_TEMPERROR), "temperror");
+    assert_string_equal(spf_result_name(SPF_NONE), "none");
+    zone_free(&f.zone);
+}
+
+/* ---- the parser and the expander on their own ---- */
+
+static void test_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        int ok;
+        const char *why; /* a part of the message */
+    } cases[] = {
+        {"v=spf1", 1, NULL},
+        {"v=spf1 ", 1, NULL},
+        {"V=SPF1 A MX -ALL", 1, NULL},
+        {"v=spf1 a:example.com/24//64 mx/0 ptr:example.org ip6:::1/128 ip4:0.0.0.0/0 exists:%{i}.x.org", 1, NULL},
+        {"v=spf1 foo=bar.%{d} moo.cow-far_out=man:dog/cat", 1, NULL},
+        {"v=spf1 -all redirect=a.example.com exp=e.example.com", 1, NULL},
+        {"v=spf1 redirect=a.example.com redirect=b.example.com", 0, "twice"},
+        {"v=spf1 exp=a.example.com exp=b.example.com", 0, "twice"},
+        {"v=spf1 ip4:192.0.2.1/33", 0, "CIDR"},
+        {"v=spf1 ip4:192.0.2.01", 0, "network"},
+        {"v=spf1 ip4:192.0.2", 0, "network"},
+        {"v=spf1 ip6:2001:db8::/129", 0, "CIDR"},
+        {"v=spf1 a/032", 0, "CIDR"},
+        {"v=spf1 a:example.com//", 0, NULL},
+        {"v=spf1 include", 0, "domain"},
+        {"v=spf1 include:", 0, "domain"},
+        {"v=spf1 a:1.2.3.4", 0, "top-level"},
+        {"v=spf1 a:%{d}", 1, NULL},
+        {"v=spf1 a:%{c}.example.com", 0, "explanations"},
+        {"v=spf1 exists:%{d0}.example.com", 0, "zero"},
+        {"v=spf1 exists:%(ir).example.com", 0, "%"},
+        {"v=spf1 all:foo", 0, "argument"},
+        {"v=spf1 +redirect=a.example.com", 0, "unknown mechanism"},
+        {"v=spf1 ip4:192.0.2.1\t-all", 0, "invalid character"},
+        {"v=spf1 a:caf\xc3\xa9.example.com", 0, "invalid character"},
+        {"v=spf10 -all", 0, "v=spf1"},
+        {"spf1 -all", 0, "v=spf1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct spf_record *r;
+        char *err;
+        int rc = spf_record_parse(cases[i].text, &r, &err);
+        if ((rc == 0) != cases[i].ok)
+            fail_msg("\"%s\": rc %d (%s)", cases[i].text, rc, err ? err : "-");
+        if (rc == 0) {
+            assert_null(err);
+            spf_record_free(r);
+            continue;
+        }
+        assert_null(r);
+        assert_non_null(err);
+        assert_true(strlen(err) <= 200);
+        for (const char *p = err; *p; p++)
+            assert_true(*p >= 0x20 && *p < 0x7f);
+        if (cases[i].why && !strstr(err, cases[i].why))
+            fail_msg("\"%s\": message \"%s\" lacks \"%s\"", cases[i].text, err, cases[i].why);
+        free(err);
+    }
+    struct spf_record *r;
+    char *err;
+    assert_int_equal(spf_record_parse("v=spf1 a mx unknown=x ~all exp=x.example.com", &r, &err), 0);
+    assert_int_equal(spf_record_terms(r), 5);
+    spf_record_free(r);
+}
+
+static void expand_ctx(struct spf_macro_ctx *m, const char *ip)
+{
+    memset(m, 0, sizeof *m);
+    m->sender = "strong-bad@email.example.com";
+    m->local = "strong-bad";
+    m->sender_domain = "email.example.com";
+    m->domain = "email.example.com";
+    m->helo = "mx.example.org";
+    m->now = 1234567890;
+    if (inet_pton(AF_INET, ip, m->ip) == 1) {
+        m->family = AF_INET;
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, ip, m->ip), 1);
+        m->family = AF_INET6;
+    }
+}
+
+static char *expand(const struct spf_macro_ctx *m, const char *spec, int flags)
+{
+    char *out, *err;
+    if (spf_macro_expand(spec, m, flags, &out, &err) != 0)
+        fail_msg("\"%s\": %s", spec, err);
+    assert_null(err);
+    for (const char *p = out; *p; p++)
+        assert_true(*p >= 0x20 && *p < 0x7f);
+    return out;
+}
+
+/* RFC 7208 §7.4, every example, and the edges around them. */
+static void test_macro_expansion(void **state)
+{
+    (void)state;
+    struct spf_macro_ctx m;
+    expand_ctx(&m, "192.0.2.3");
+    static const struct {
+        const char *spec, *want;
+    } v4[] = {
+        {"%{s}", "strong-bad@email.example.com"},
+        {"%{o}", "email.example.com"},
+        {"%{d}", "email.example.com"},
+        {"%{d4}", "email.example.com"},
+        {"%{d3}", "email.example.com"},
+        {"%{d2}", "example.com"},
+        {"%{d1}", "com"},
+        {"%{dr}", "com.example.email"},
+        {"%{d2r}", "example.email"},
+        {"%{l}", "strong-bad"},
+        {"%{l-}", "strong.bad"},
+        {"%{lr}", "strong-bad"},
+        {"%{lr-}", "bad.strong"},
+        {"%{l1r-}", "strong"},
+        {"%{ir}.%{v}._spf.%{d2}", "3.2.0.192.in-addr._spf.example.com"},
+        {"%{lr-}.lp._spf.%{d2}", "bad.strong.lp._spf.example.com"},
+        {"%{lr-}.lp.%{ir}.%{v}._spf.%{d2}", "bad.strong.lp.3.2.0.192.in-addr._spf.example.com"},
+        {"%{ir}.%{v}.%{l1r-}.lp._spf.%{d2}", "3.2.0.192.in-addr.strong.lp._spf.example.com"},
+        {"%{d2}.trusted-domains.example.net", "example.com.trusted-domains.example.net"},
+        {"%{d127}", "email.example.com"},
+        {"%{d99999999999999999999}", "email.example.com"},
+        {"%{l+-}", "strong.bad"},
+        {"%{s@}", NULL}, /* not a delimiter: an error, checked below */
+        {"%%%_%-", "% %20"},
+        {"%{h}", "mx.example.org"},
+        {"%{p}", "unknown"},
+        {"%{S}", "strong-bad%40email.example.com"},
+        {"%{L}", "strong-bad"},
+    };
+    for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
+        if (v4[i].want == NULL)
+            continue;
+        char *out = expand(&m, v4[i].spec, 0);
+        if (strcmp(out, v4[i].want) != 0)
+            fail_msg("%s: got \"%s\", want \"%s\"", v4[i].spec, out, v4[i].want);
+        free(out);
+    }
+    /* only in explanations: c, r, t and spaces */
+    char *out = expand(&m, "%{c} %{r} %{t}", SPF_MACRO_EXPLAIN);
+    assert_string_equal(out, "192.0.2.3 unknown 1234567890");
+    free(out);
+    /* IPv6: dot-format nibbles for i (the RFC prints them in lower case;
+     * DNS does not care), RFC 5952 text for c */
+    expand_ctx(&m, "2001:db8::cb01");
+    out = expand(&m, "%{ir}.%{v}._spf.%{d2}", SPF_MACRO_DOMAIN);
+    assert_true(strcasecmp(out, "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6._spf.example.com") == 0);
+    free(out);
+    out = expand(&m, "%{c}", SPF_MACRO_EXPLAIN);
+    assert_string_equal(out, "2001:db8::cb01");
+    free(out);
+    /* errors */
+    const char *bad[] = {"%", "%{", "%{d", "%{d0}", "%{x}", "%{s@}", "%a", "%{dr2}", "a b", "\x01"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *err;
+        if (spf_macro_expand(bad[i], &m, 0, &out, &err) == 0)
+            fail_msg("\"%s\" expanded to \"%s\"", bad[i], out);
+        assert_null(out);
+        assert_non_null(err);
+        for (const char *p = err; *p; p++)
+            assert_true(*p >= 0x20 && *p < 0x7f);
+        free(err);
+    }
+    char *err;
+    assert_int_equal(spf_macro_expand("%{c}", &m, 0, &out, &err), -1);
+    free(err);
+    assert_int_equal(spf_macro_expand("%{t}", &m, SPF_MACRO_DOMAIN, &out, &err), -1);
+    free(err);
+}
+
+/* §7.3: a target name over 253 octets loses whole labels on the left;
+ * everything else stays bounded and printable whatever the inputs hold. */
+static void test_macro_bounds(void **state)
+{
+    (void)state;
+    struct spf_macro_ctx m;
+    expand_ctx(&m, "192.0.2.3");
+    m.local = "abcdefghij.abcdefghij.abcdefghij.abcdefghij.abcdefghij";
+    char *out = expand(&m, "%{l}.%{l}.%{l}.%{l}.%{l}.%{l}.example.com", SPF_MACRO_DOMAIN);
+    assert_true(strlen(out) <= SPF_DOMAIN_MAX);
+    assert_true(strlen(out) > SPF_DOMAIN_MAX - 11);
+    assert_non_null(strstr(out, ".example.com"));
+    assert_int_equal(strncmp(out, "abcdefghij.", 11), 0); /* cut at a label */
+    free(out);
+    /* one huge label: nothing of it is left */
+    char big[400];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    m.local = big;
+    out = expand(&m, "%{l}", SPF_MACRO_DOMAIN);
+    assert_string_equal(out, "");
+    free(out);
+    /* control characters and 8-bit octets of the inputs become '?' */
+    m.local = "a\r\nb\x1b\xc3\xa9";
+    out = expand(&m, "%{l}", 0);
+    assert_string_equal(out, "a??b???");
+    free(out);
+    out = expand(&m, "%{L}", 0);
+    assert_string_equal(out, "a%0D%0Ab%1B%C3%A9");
+    free(out);
+    /* more than SPF_EXPAND_MAX octets is an error, not a truncation */
+    m.local = big;
+    char *err;
+    assert_int_equal(spf_macro_expand("%{l}%{l}%{l}%{l}%{l}%{l}", &m, 0, &out, &err), -1);
+    assert_non_null(strstr(err, "longer"));
+    free(err);
 }
 
 int main(void)
@@ -611,7 +1272,21 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc7208_suite),
         cmocka_unit_test(test_rfc4408_suite),
-        cmocka_unit_test(test_placeholder),
+        cmocka_unit_test(test_full_walk),
+        cmocka_unit_test(test_cancel_at_every_step),
+        cmocka_unit_test(test_include_depth),
+        cmocka_unit_test(test_mx_limit_and_lookup_bound),
+        cmocka_unit_test(test_ptr_limit),
+        cmocka_unit_test(test_void_lookups),
+        cmocka_unit_test(test_record_selection),
+        cmocka_unit_test(test_ipv6_clients),
+        cmocka_unit_test(test_helo_identity),
+        cmocka_unit_test(test_explanations),
+        cmocka_unit_test(test_p_macro),
+        cmocka_unit_test(test_outcome_fields),
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_macro_expansion),
+        cmocka_unit_test(test_macro_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
