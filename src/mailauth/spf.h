@@ -68,7 +68,7 @@ struct spf_request {
                                        built-in one (SPF_DEFAULT_EXPLANATION) */
 };
 
-#define SPF_DEFAULT_EXPLANATION "%{i} is not one of %{d}'s designated mail servers"
+#define SPF_DEFAULT_EXPLANATION "%{c} is not one of %{d}'s designated mail servers"
 
 struct spf_outcome {
     enum spf_result result;
