@@ -510,6 +510,7 @@ static void deliver(struct spf_check *c)
     };
     if ((out.result == SPF_TEMPERROR || out.result == SPF_PERMERROR) && out.problem == NULL)
         out.problem = "unknown error";
+    c->delivering = 1;
     c->cb(c->arg, &out);
     check_free(c);
 }
@@ -635,8 +636,8 @@ struct spf_check *spf_check_start(const struct mailauth_dns *dns, const struct s
 
 void spf_check_cancel(struct spf_check *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL || c->delivering)
+        return; /* from inside the callback: the check ends right after it */
     if (c->q != NULL)
         mailauth_dns_cancel(c->dns, c->q);
     c->q = NULL;

@@ -99,7 +99,9 @@ struct spf_check *spf_check_start(const struct mailauth_dns *dns, const struct s
                                   void *arg);
 
 /* Stops a check whose callback has not run: its pending lookup is
- * cancelled, everything is freed, the callback never runs. */
+ * cancelled, everything is freed, the callback never runs. Called from
+ * inside the callback it does nothing (the check is freed when the
+ * callback returns); after the callback it must not be called. */
 void spf_check_cancel(struct spf_check *c);
 
 /* ---- the parts, exposed for the tests and the fuzz target ---- */

@@ -91,6 +91,7 @@ struct spf_check {
 
     /* the end */
     int done;
+    int delivering;    /* the callback is running: a cancel now is a no-op */
     enum spf_result result;
     char *problem, *mechanism, *explanation;
     int exp_state;     /* 0: not started, 1: waiting for TXT, 2: done */
