@@ -222,7 +222,14 @@ static enum step eval_term(struct spf_check *c, const struct spf_term *t)
     case SPF_M_A: spf_ask(c, name, spf_addr_type(c), W_A); break;
     case SPF_M_EXISTS: spf_ask(c, name, DNS_TYPE_A, W_EXISTS); break;
     case SPF_M_MX: spf_ask(c, name, DNS_TYPE_MX, W_MX); break;
-    case SPF_M_PTR: s = spf_validated_within(c, name) ? STEP_MATCH : STEP_NOMATCH; break;
+    case SPF_M_PTR:
+        if (c->voids > SPF_MAX_VOID_LOOKUPS) { /* the PTR answer was one too many */
+            conclude(c, SPF_PERMERROR, t, "more than %d void DNS lookups", SPF_MAX_VOID_LOOKUPS);
+            s = STEP_END;
+        } else {
+            s = spf_validated_within(c, name) ? STEP_MATCH : STEP_NOMATCH;
+        }
+        break;
     default: s = STEP_NOMATCH; break;
     }
     free(name);

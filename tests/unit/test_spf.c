@@ -1057,6 +1057,12 @@ static void test_void_lookups(void **state)
     ASSERT_RESULT(&g, SPF_PERMERROR);
     assert_non_null(strstr(g.problem, "void"));
     got_free(&g);
+    /* a ptr term whose PTR lookup finds nothing is a void lookup too */
+    zone_txt(&f.zone, "ptr.example.com", "v=spf1 a:nx1.example.com mx:nomx.example.com ptr ?all");
+    check(&f, "192.0.2.1", "u@ptr.example.com", &g);
+    ASSERT_RESULT(&g, SPF_PERMERROR);
+    assert_string_equal(g.mechanism, "ptr");
+    got_free(&g);
     zone_free(&f.zone);
 }
 
