@@ -22,12 +22,21 @@
  *   - an mx term may name at most 10 exchangers (more is a permerror); a
  *     ptr term or %{p} validates at most 10 PTR names (the rest ignored);
  *   - so one check makes at most 1 + 10 * (1 + 10) + 11 + 1 (exp) lookups,
- *     one at a time; each is timed out by the DNS layer, which bounds the
- *     check's time. No timer of its own here;
+ *     one at a time; each is timed out by the DNS layer (a timeout ends the
+ *     check with temperror), which bounds the check's time. No timer of its
+ *     own here: RFC 7208 §4.6.4 asks the MTA for an overall limit (at least
+ *     20 s), which the caller sets with its own timer and spf_check_cancel,
+ *     recording temperror;
  *   - a record's text is at most SPF_RECORD_MAX octets (more is a
  *     permerror), a macro expansion at most SPF_EXPAND_MAX octets, a domain
  *     name from an expansion at most 253 (cut on the left, §7.3), an
  *     explanation at most SPF_EXPLANATION_MAX octets, US-ASCII printable.
+ *
+ * Only TXT records are asked for (type SPF is gone, RFC 7208 §3.1). An
+ * identity whose domain is no multi-label name of letters, digits, '-' and
+ * '_' (an address literal, a bare host name) gives "none" without DNS
+ * (§4.3). A target name made by macros may hold any printable octet; the
+ * DNS layer refuses what it cannot ask (DNS_INVALID), which is no match.
  *
  * Results are the RFC 8601 names (spf_result_name). A permerror or
  * temperror carries a "problem": a short, printable sentence for logs. */
