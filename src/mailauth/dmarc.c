@@ -294,6 +294,12 @@ static int discover_policy(struct dmarc_check *chk)
     chk->policy_step = step;
     const struct dmarc_record *rec = &w->rec[step];
     o->policy_domain = xstrdup(w->names[step]);
+    o->has_record = 1;
+    o->record = *rec;
+    for (size_t i = 0; i < rec->nrua; i++)
+        o->record.rua[i] = xstrdup(rec->rua[i]);
+    for (size_t i = 0; i < rec->nruf; i++)
+        o->record.ruf[i] = xstrdup(rec->ruf[i]);
     if (!dmarc_record_policy_ok(rec)) {
         if (rec->nrua == 0) {
             o->result = DMARC_RESULT_PERMERROR;
@@ -499,13 +505,6 @@ static void advance(struct dmarc_check *chk)
             finish(chk);
             return;
         }
-        const struct dmarc_record *rec = &chk->aw.rec[chk->policy_step];
-        chk->out->has_record = 1;
-        chk->out->record = *rec;
-        for (size_t i = 0; i < rec->nrua; i++)
-            chk->out->record.rua[i] = xstrdup(rec->rua[i]);
-        for (size_t i = 0; i < rec->nruf; i++)
-            chk->out->record.ruf[i] = xstrdup(rec->ruf[i]);
         add_ident(chk, chk->spf_domain, 1);
         for (size_t i = 0; i < chk->ndkim; i++)
             add_ident(chk, chk->dkim[i], 0);
@@ -542,6 +541,7 @@ struct dmarc_check *dmarc_check_start(const struct dmarc_env *env, const char *a
     chk->policy_step = -1;
     chk->out = xcalloc(1, sizeof *chk->out);
     chk->out->author_exists = -1;
+    chk->out->applied = DMARC_POLICY_NONE;
     chk->in_start = 1;
     if (dmarc_domain_normalize(author_domain, chk->author) != 0) {
         chk->out->author_domain = xstrdup("");
