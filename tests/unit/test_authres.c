@@ -168,6 +168,8 @@ static void test_is_ours(void **state)
     assert_false(ours(" evil.mx.example.org; none"));
     assert_false(ours(" mx.example.orgx; none"));
     assert_false(ours(" mx-example.org; none"));
+    assert_false(ours(" mx.example.com; none"));     /* same length, another name */
+    assert_false(ours(" nx.example.org; none"));
     assert_false(ours(" mx.example.org\xc3\xa9; none"));
     assert_false(ours(" \"mx.example.org \"; none"));
     assert_false(ours(" (mx.example.org"));          /* all comment */
