@@ -54,10 +54,9 @@ static void reset_log(void)
     nasked = 0;
 }
 
-static struct mailauth_dns_query *fake_lookup(void *ctx, const char *name, int rrtype, dns_rrset_cb cb,
-                                              void *arg)
+static struct mailauth_dns_query *fake_lookup(TF_UNUSED void *ctx, const char *name, int rrtype,
+                                              dns_rrset_cb cb, void *arg)
 {
-    (void)ctx;
     struct fake_q *q = xcalloc(1, sizeof *q);
     q->name = xstrdup(name);
     q->type = rrtype;
@@ -70,9 +69,8 @@ static struct mailauth_dns_query *fake_lookup(void *ctx, const char *name, int r
     return (struct mailauth_dns_query *)q;
 }
 
-static void fake_cancel(void *ctx, struct mailauth_dns_query *handle)
+static void fake_cancel(TF_UNUSED void *ctx, struct mailauth_dns_query *handle)
 {
-    (void)ctx;
     struct fake_q *q = (struct fake_q *)handle;
     list_remove(&queued, &q->link);
     free(q->name);
@@ -153,9 +151,8 @@ static void drain(void)
 static struct dmarc_outcome *got;
 static int calls;
 
-static void on_done(void *arg, struct dmarc_outcome *o)
+static void on_done(TF_UNUSED void *arg, struct dmarc_outcome *o)
 {
-    (void)arg;
     calls++;
     got = o;
 }
@@ -630,7 +627,8 @@ static void test_temperror(TF_UNUSED void **state)
 static void test_cache(TF_UNUSED void **state)
 {
     ZONE(zone_b41);
-    clock_test_set_us(1000000000LL * 1000000);
+    const int64_t t0 = 1000000000LL * 1000000;
+    clock_test_set_us(t0);
     struct dmarc_cache *c = dmarc_cache_new(3);
     struct dmarc_outcome *o = check(c, "example.com", NULL, NULL, 0);
     assert_int_equal(o->queries, 2);
@@ -639,18 +637,23 @@ static void test_cache(TF_UNUSED void **state)
     assert_int_equal(o->queries, 0);
     assert_int_equal(nasked, 0);
     assert_int_equal(o->applied, DMARC_POLICY_REJECT);
-    /* The bound: a third and fourth name push the oldest out. */
-    o = check(c, "a.b.example.com", NULL, NULL, 0);
+    /* The bound: four names through a cache of three push the oldest out. */
+    check(c, "a.b.example.com", NULL, NULL, 0);
     assert_int_equal(dmarc_cache_count(c), 3);
-    /* The TTL: past it, the names are asked again. */
-    clock_test_set_us((1000000000LL + zone_ttl) * 1000000);
-    o = check(c, "example.com", NULL, NULL, 0);
-    assert_int_equal(o->queries, 2);
-    /* A TTL of 0 keeps nothing. */
+    assert_int_equal(check(c, "example.com", NULL, NULL, 0)->queries, 0); /* the newest stayed */
+    clock_test_set_us(t0 + zone_ttl * 1000000LL); /* the TTL: past it, asked again */
+    assert_int_equal(check(c, "example.com", NULL, NULL, 0)->queries, 2);
     dmarc_cache_free(c);
     c = dmarc_cache_new(3);
-    zone_ttl = 0;
-    o = check(c, "example.com", NULL, NULL, 0);
+    zone_ttl = 86400; /* kept DMARC_CACHE_MAX_TTL at most */
+    clock_test_set_us(t0);
+    check(c, "example.com", NULL, NULL, 0);
+    clock_test_set_us(t0 + DMARC_CACHE_MAX_TTL * 1000000LL);
+    assert_int_equal(check(c, "example.com", NULL, NULL, 0)->queries, 2);
+    dmarc_cache_free(c);
+    c = dmarc_cache_new(3);
+    zone_ttl = 0; /* a TTL of 0 keeps nothing */
+    check(c, "example.com", NULL, NULL, 0);
     assert_int_equal(dmarc_cache_count(c), 0);
     zone_ttl = 300;
     dmarc_cache_free(c);
@@ -750,16 +753,14 @@ static void test_from(TF_UNUSED void **state)
     assert_string_equal(dmarc_from_status_text(DMARC_FROM_SEVERAL_FIELDS), "more than one From: field");
 }
 
-static int setup(void **state)
+static int setup(TF_UNUSED void **state)
 {
-    (void)state;
     base = event_base_new();
     return base ? 0 : -1;
 }
 
-static int teardown(void **state)
+static int teardown(TF_UNUSED void **state)
 {
-    (void)state;
     reset_log();
     dmarc_outcome_free(got);
     event_base_free(base);
