@@ -588,6 +588,22 @@ void dmarc_check_cancel(struct dmarc_check *chk)
     free(chk);
 }
 
+void dmarc_outcome_authres(const struct dmarc_outcome *o, struct dmarc_authres *out)
+{
+    memset(out, 0, sizeof *out);
+    out->method.method = "dmarc";
+    out->method.result = dmarc_result_name(o->result);
+    if (o->requested != DMARC_POLICY_UNSET) {
+        snprintf(out->comment, sizeof out->comment, "p=%s dis=%s%s", dmarc_policy_name(o->requested),
+                 dmarc_policy_name(o->applied), o->testing ? " t=y" : "");
+        out->method.comment = out->comment;
+    }
+    out->props[0] = (struct authres_prop){"header", "from", o->author_domain};
+    out->props[1] = (struct authres_prop){"policy", "dmarc", dmarc_policy_name(o->applied)};
+    out->method.props = out->props;
+    out->method.nprops = o->result == DMARC_RESULT_PASS || o->result == DMARC_RESULT_FAIL ? 2 : 1;
+}
+
 void dmarc_outcome_free(struct dmarc_outcome *o)
 {
     if (o == NULL)

@@ -61,6 +61,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "mailauth/authres.h"
 #include "mailauth/mailauth_dns.h"
 
 struct event_base;
@@ -244,6 +245,18 @@ struct dmarc_check *dmarc_check_start(const struct dmarc_env *env, const char *a
 /* Stops a check whose callback has not run: its queries are cancelled, it
  * is freed, and the callback never runs. */
 void dmarc_check_cancel(struct dmarc_check *chk);
+
+/* The outcome as one Authentication-Results method (RFC 8601, RFC 9989
+ * 9.1): "dmarc=RESULT (p=REQUESTED dis=APPLIED[ t=y]) header.from=DOMAIN
+ * [policy.dmarc=APPLIED]", the comment only with a record, policy.dmarc
+ * only for pass and fail. out->method points into out and o: keep both
+ * while it is used. */
+struct dmarc_authres {
+    struct authres_method method;
+    struct authres_prop props[2];
+    char comment[64];
+};
+void dmarc_outcome_authres(const struct dmarc_outcome *o, struct dmarc_authres *out);
 
 /* ---- shared by the module's files (dmarc.c, dmarc_walk.c) ---- */
 

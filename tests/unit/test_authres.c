@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mailauth/authres.h"
+#include "mailauth/dmarc.h"
 #include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -141,6 +142,27 @@ static void test_build_bounds(void **state)
     f = authres_build(ID, many, AUTHRES_MAX_METHODS);
     assert_non_null(f);
     assert_folded(f);
+    free(f);
+}
+
+/* The DMARC outcome as the server will write it. */
+static void test_build_dmarc_outcome(void **state)
+{
+    (void)state;
+    char dom[] = "example.com";
+    struct dmarc_outcome o = {.result = DMARC_RESULT_FAIL, .author_domain = dom, .requested = DMARC_POLICY_REJECT,
+                              .applied = DMARC_POLICY_QUARANTINE, .testing = 1};
+    struct dmarc_authres d;
+    dmarc_outcome_authres(&o, &d);
+    char *f = authres_build(ID, &d.method, 1);
+    assert_string_equal(f, "Authentication-Results: mx.example.org;\r\n"
+                           "\tdmarc=fail (p=reject dis=quarantine t=y) header.from=example.com\r\n"
+                           "\tpolicy.dmarc=quarantine\r\n");
+    free(f);
+    o = (struct dmarc_outcome){.result = DMARC_RESULT_NONE, .author_domain = dom, .applied = DMARC_POLICY_NONE};
+    dmarc_outcome_authres(&o, &d);
+    f = authres_build(ID, &d.method, 1);
+    assert_string_equal(f, "Authentication-Results: mx.example.org;\r\n\tdmarc=none header.from=example.com\r\n");
     free(f);
 }
 
@@ -353,6 +375,7 @@ int main(void)
         cmocka_unit_test(test_build_three_folded),
         cmocka_unit_test(test_build_quoting),
         cmocka_unit_test(test_build_bounds),
+        cmocka_unit_test(test_build_dmarc_outcome),
         cmocka_unit_test(test_is_ours),
         cmocka_unit_test(test_parse_rfc_examples),
         cmocka_unit_test(test_parse_errors),
