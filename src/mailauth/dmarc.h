@@ -24,7 +24,7 @@
  *    the check ends in permerror (RFC 9989 4.10.1 "applies no DMARC
  *    processing"; permerror is the name 9.2 gives an improperly formatted
  *    record). rua/ruf: comma-separated URIs; a malformed one is dropped,
- *    the others kept (RFC 9990 3.4); a "!size" suffix is dropped.
+ *    the others kept (RFC 9990 3.5); a "!size" suffix is dropped.
  *  - A TXT answer counts only when exactly one of its records starts with
  *    v=DMARC1 (several: all discarded, the walk goes on). A record longer
  *    than DMARC_RECORD_MAX is discarded as if it were not DMARC.
@@ -223,8 +223,8 @@ struct dmarc_outcome {
 /* Frees o and everything it holds. */
 void dmarc_outcome_free(struct dmarc_outcome *o);
 
-/* What every check of a process shares. dns and base must outlive the
- * checks; cache may be NULL (no caching). */
+/* What every check of a process shares. dns, cache and base must outlive
+ * the checks; cache may be NULL (no caching); base is required. */
 struct dmarc_env {
     const struct mailauth_dns *dns;
     struct dmarc_cache *cache;
