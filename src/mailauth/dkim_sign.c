@@ -3,6 +3,7 @@
  * key helpers `tern dkim keygen` uses (PEM loading, the TXT record). */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -35,14 +36,32 @@ struct dkim_signer {
     size_t col;          /* the column after it */
 };
 
-static int valid_identity(const char *s)
+/* i= must be written as is (no dkim-quoted-printable encoding here) and
+ * lie within d= (RFC 6376 §3.5), or verifiers refuse the signature. */
+static int valid_identity(const char *s, const char *domain)
 {
     const char *at = strrchr(s, '@');
     if (!at || strlen(s) > 255)
         return 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if (*p <= 0x20 || *p == ';' || *p >= 0x7f)
+        if (*p <= 0x20 || *p == ';' || *p == '=' || *p >= 0x7f)
             return 0;
+    size_t la = strlen(at + 1), ld = strlen(domain);
+    return la >= ld && strcasecmp(at + 1 + la - ld, domain) == 0 && (la == ld || at[la - ld] == '.');
+}
+
+/* A field name for h= (RFC 5322 ftext), or with spaces and colons an
+ * exact list; never ';' or a line break, which would end the tag. */
+static int valid_names(const char *s, int list)
+{
+    if (!*s || strlen(s) > DKIM_MAX_TAGLIST / 4)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (list && (*p == ' ' || *p == ':'))
+            continue;
+        if (*p < 0x21 || *p > 0x7e || *p == ':' || *p == ';')
+            return 0;
+    }
     return 1;
 }
 
@@ -56,9 +75,19 @@ struct dkim_signer *dkim_signer_new(const struct dkim_sign_params *p, char **err
         *err = xstrdup("dkim: the selector is not a valid name");
         return NULL;
     }
-    if (p->identity && !valid_identity(p->identity)) {
-        *err = xstrdup("dkim: the identity (i=) is not an address");
+    if (p->identity && !valid_identity(p->identity, p->domain)) {
+        *err = xstrdup("dkim: the identity (i=) is not an address within the signing domain");
         return NULL;
+    }
+    if (p->header_list_exact && !valid_names(p->header_list_exact, 1)) {
+        *err = xstrdup("dkim: the exact header list is not a list of field names");
+        return NULL;
+    }
+    for (size_t k = 0; p->headers && p->headers[k]; k++) {
+        if (!valid_names(p->headers[k], 0)) {
+            *err = xstrdup("dkim: a header name to sign is not a field name");
+            return NULL;
+        }
     }
     if (p->alg != DKIM_ALG_RSA_SHA256 && p->alg != DKIM_ALG_ED25519_SHA256) {
         *err = xstrdup("dkim: unknown algorithm");

@@ -136,6 +136,25 @@ static int check_signature(struct vsig *vs, EVP_PKEY *pk)
     return ok;
 }
 
+/* One TXT record's strings, concatenated (RFC 6376 §3.6.2.2), as a key. */
+static int parse_rr(const struct dns_rr *rr, struct dkim_key **key, char why[DKIM_REASON_MAX])
+{
+    struct strbuf txt = STRBUF_INIT;
+    for (size_t k = 0; k < rr->len;) {
+        size_t l = rr->data[k++];
+        if (l > rr->len - k) {
+            strbuf_free(&txt);
+            dkim_why(why, "malformed TXT record");
+            return -1;
+        }
+        strbuf_append(&txt, rr->data + k, l);
+        k += l;
+    }
+    int r = dkim_key_parse(txt.len ? txt.buf : "", txt.len, key, why);
+    strbuf_free(&txt);
+    return r;
+}
+
 /* The key record arrived: judge it, and check the signature with it. */
 static void use_key(struct vsig *vs, const struct dns_rrset *rs)
 {
@@ -149,29 +168,18 @@ static void use_key(struct vsig *vs, const struct dns_rrset *rs)
         set(vs, DKIM_PERMERROR, "no key record");
         return;
     }
-    if (rs->nrrs > 1) {
-        set(vs, DKIM_PERMERROR, "more than one key record");
-        return;
+    /* RFC 6376 leaves several TXT records undefined (§3.6.2.2) and lets the
+     * verifier choose (§6.1.2 step 4): the first that is a key record is
+     * used, so unrelated TXT data at the name does not hide the key; with
+     * none, the first one's fault is reported. */
+    struct dkim_key *key = NULL;
+    char first[DKIM_REASON_MAX] = "";
+    for (size_t i = 0; i < rs->nrrs && !key && i < 16; i++) {
+        if (parse_rr(&rs->rrs[i], &key, why) < 0 && !first[0])
+            dkim_why(first, "%s", why);
     }
-    /* TXT RDATA: length-prefixed strings, concatenated (RFC 6376 §3.6.2.2). */
-    struct strbuf txt = STRBUF_INIT;
-    const unsigned char *d = rs->rrs[0].data;
-    size_t len = rs->rrs[0].len;
-    for (size_t k = 0; k < len;) {
-        size_t l = d[k++];
-        if (l > len - k) {
-            strbuf_free(&txt);
-            set(vs, DKIM_PERMERROR, "malformed TXT record");
-            return;
-        }
-        strbuf_append(&txt, d + k, l);
-        k += l;
-    }
-    struct dkim_key *key;
-    int r = dkim_key_parse(txt.len ? txt.buf : "", txt.len, &key, why);
-    strbuf_free(&txt);
-    if (r < 0) {
-        snprintf(msg, sizeof msg, "bad key record: %s", why);
+    if (!key) {
+        snprintf(msg, sizeof msg, "bad key record: %s", first);
         set(vs, DKIM_PERMERROR, msg);
         return;
     }
