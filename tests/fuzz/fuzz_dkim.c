@@ -5,7 +5,9 @@
  *
  * Input: one byte (the chunk size for the body, 1..256), then NUL-separated
  * fields: a DKIM-Signature value, a key record, a header field; the rest of
- * the input (NULs included) is a message body.
+ * the input (NULs included) is a message body. The verifier then runs on
+ * the header "DKIM-Signature:<value>CRLF<field>CRLF" and the body, every key
+ * lookup answered (later) with the key record (an empty one: TEMPFAIL).
  *
  * Checks, besides the sanitizers, what dkim.h promises:
  *  - a refused signature or key leaves no object and a reason that is
@@ -16,7 +18,11 @@
  *  - body canonicalization gives the same bytes and the same hash whether
  *    the body comes whole, byte by byte or in chunks of the given size; the
  *    output is empty or ends in exactly one CRLF (never an empty line); both
- *    canonicalizations are idempotent. */
+ *    canonicalizations are idempotent;
+ *  - the verifier finds at most DKIM_MAX_SIGS signatures, calls done exactly
+ *    once when dkim_verify_end returned 0 and never otherwise, and gives
+ *    every signature a result with a printable reason (empty only on pass)
+ *    and printable identifiers. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +64,112 @@ static void canon_body(enum dkim_canon c, const uint8_t *body, size_t len, size_
     }
     dkim_body_final(b, hash);
     dkim_body_free(b);
+}
+
+/* A DNS whose answers come when the target says so: every lookup of the
+ * run gets the key record as one TXT record. */
+struct fdns {
+    int pending, cancelled, delivered;
+    dns_rrset_cb cb[DKIM_MAX_SIGS];
+    void *arg[DKIM_MAX_SIGS];
+    int live[DKIM_MAX_SIGS];
+};
+
+static struct mailauth_dns_query *fdns_lookup(void *ctx, const char *name, int rrtype, dns_rrset_cb cb, void *arg)
+{
+    struct fdns *d = ctx;
+    FUZZ_REQUIRE(rrtype == DNS_TYPE_TXT && strstr(name, "._domainkey.") != NULL);
+    FUZZ_REQUIRE(d->pending < DKIM_MAX_SIGS);
+    int i = d->pending++;
+    d->cb[i] = cb;
+    d->arg[i] = arg;
+    d->live[i] = 1;
+    return (struct mailauth_dns_query *)&d->live[i];
+}
+
+static void fdns_cancel(void *ctx, struct mailauth_dns_query *q)
+{
+    struct fdns *d = ctx;
+    int *live = (int *)q;
+    FUZZ_REQUIRE(*live == 1);
+    *live = 0;
+    d->cancelled++;
+}
+
+static struct dns_rrset *fdns_answer(const char *key)
+{
+    struct dns_rrset *rs = xcalloc(1, sizeof *rs);
+    rs->rrtype = DNS_TYPE_TXT;
+    size_t len = strlen(key);
+    if (len == 0) {
+        rs->status = DNS_TEMPFAIL;
+        rs->why = xstrdup("timeout");
+        return rs;
+    }
+    rs->status = DNS_OK;
+    rs->nrrs = 1;
+    rs->rrs = xcalloc(1, sizeof *rs->rrs);
+    struct strbuf rd = STRBUF_INIT;
+    for (size_t o = 0; o < len; o += 255) {
+        size_t n = len - o < 255 ? len - o : 255;
+        strbuf_putc(&rd, (char)n);
+        strbuf_append(&rd, key + o, n);
+    }
+    rs->rrs[0].len = rd.len;
+    rs->rrs[0].data = (unsigned char *)strbuf_detach(&rd);
+    return rs;
+}
+
+static void printable(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    FUZZ_REQUIRE(n < max);
+    for (size_t k = 0; k < n; k++)
+        FUZZ_REQUIRE(s[k] >= 0x20 && s[k] <= 0x7e);
+}
+
+static void on_done(void *arg, struct dkim_verify *v)
+{
+    (void)v;
+    (*(int *)arg)++;
+}
+
+static void run_verifier(const char *sigv, const char *keyv, const char *field, const uint8_t *body, size_t blen,
+                         size_t chunk)
+{
+    struct fdns d = {0};
+    struct mailauth_dns dns = {.lookup = fdns_lookup, .cancel = fdns_cancel, .ctx = &d};
+    struct strbuf hdr = STRBUF_INIT;
+    strbuf_printf(&hdr, "DKIM-Signature:%s\r\n%s\r\n", sigv, field);
+    int done = 0;
+    struct dkim_verify *v = dkim_verify_new(&dns, hdr.buf, hdr.len, 1528637909, on_done, &done);
+    strbuf_free(&hdr);
+    for (size_t o = 0; o < blen; o += chunk)
+        dkim_verify_body(v, body + o, blen - o < chunk ? blen - o : chunk);
+    int ready = dkim_verify_end(v);
+    FUZZ_REQUIRE(done == 0);
+    FUZZ_REQUIRE(ready == (d.pending == 0));
+    for (int i = 0; i < d.pending; i++) {
+        FUZZ_REQUIRE(d.live[i]);
+        d.live[i] = 0;
+        d.delivered++;
+        d.cb[i](d.arg[i], fdns_answer(keyv));
+    }
+    FUZZ_REQUIRE(done == (ready ? 0 : 1));
+    size_t n = dkim_verify_count(v);
+    FUZZ_REQUIRE(n <= DKIM_MAX_SIGS);
+    for (size_t i = 0; i < n; i++) {
+        const struct dkim_result *r = dkim_verify_result(v, i);
+        printable(r->reason, DKIM_REASON_MAX);
+        FUZZ_REQUIRE((r->status == DKIM_PASS) == (r->reason[0] == '\0'));
+        printable(r->d, sizeof r->d);
+        printable(r->i, sizeof r->i);
+        printable(r->s, sizeof r->s);
+        printable(r->a, sizeof r->a);
+        printable(r->b, sizeof r->b);
+    }
+    dkim_verify_free(v);
+    FUZZ_REQUIRE(d.cancelled == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -119,6 +231,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         strbuf_free(&cut);
         strbuf_free(&again);
     }
+    run_verifier(sigv, keyv, field, body, blen, chunk);
     free(sigv);
     free(keyv);
     free(field);
