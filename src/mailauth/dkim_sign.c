@@ -228,7 +228,10 @@ int dkim_signer_hash(struct dkim_signer *s, const char *hdr, size_t len, unsigne
             names[n++] = xstrdup("from");
         }
         for (size_t h = 0; h < s->nheaders; h++) {
-            if (strcmp(s->headers[h], "from") == 0)
+            int seen = strcmp(s->headers[h], "from") == 0;
+            for (size_t j = 0; j < h && !seen; j++)
+                seen = strcmp(s->headers[j], s->headers[h]) == 0;
+            if (seen) /* From is done; a name listed twice counts once */
                 continue;
             for (size_t k = 0; k < fs.n && n < DKIM_MAX_SIGNED_FIELDS; k++) {
                 if (dkim_field_is(&fs.f[k], s->headers[h])) {
@@ -276,6 +279,8 @@ int dkim_signer_hash(struct dkim_signer *s, const char *hdr, size_t len, unsigne
 
 char *dkim_signer_field(struct dkim_signer *s, const unsigned char *sig, size_t siglen)
 {
+    if (!s->hashed || siglen == 0 || siglen > DKIM_SIG_MAX)
+        return NULL;
     struct strbuf out = STRBUF_INIT;
     strbuf_append(&out, s->field.buf, s->field.len);
     char *b64 = xmalloc(base64_encoded_len(siglen) + 1);

@@ -302,11 +302,14 @@ static int sig_fill(struct dkim_sig *sig, const char *s, const struct dkim_tag *
         size_t o = 0;
         for (size_t k = 0; k < t->val_len; k++) {
             unsigned char c = (unsigned char)s[t->val + k];
-            if (c == '=' && k + 2 < t->val_len && hexval((unsigned char)s[t->val + k + 1]) >= 0 && hexval((unsigned char)s[t->val + k + 2]) >= 0) {
-                c = (unsigned char)(hexval((unsigned char)s[t->val + k + 1]) * 16 +
-                                    hexval((unsigned char)s[t->val + k + 2]));
+            int hi = k + 2 < t->val_len ? hexval((unsigned char)s[t->val + k + 1]) : -1;
+            int lo = k + 2 < t->val_len ? hexval((unsigned char)s[t->val + k + 2]) : -1;
+            if (c == '=' && hi >= 0 && lo >= 0) {
+                c = (unsigned char)(hi * 16 + lo);
                 k += 2;
-            } else if (c == '=' || str_is_space(c)) {
+            } else if (str_is_space(c)) {
+                continue; /* FWS inside the value is not part of it */
+            } else if (c == '=') {
                 free(i);
                 dkim_why(why, "i= is not dkim-quoted-printable");
                 return -1;

@@ -551,6 +551,18 @@ static void test_sig_parse(void **state)
     free(t);
     expect_sig_error(t = replace(good_sig, "s=sel", "s=sel; i=joe@example.com"), "within d=");
     free(t);
+    expect_sig_error(t = replace(good_sig, "s=sel", "s=sel; i=joe=4@example.org"), "quoted-printable");
+    free(t);
+    expect_sig_error(t = replace(good_sig, "s=sel", "s=sel; i=joe=3d@example.org"), "quoted-printable");
+    free(t);
+    expect_sig_error(t = replace(good_sig, "s=sel", "s=sel; i=joe@example.org.evil"), "within d=");
+    free(t);
+    expect_sig_error(t = replace(good_sig, "s=sel", "s=sel; i=joe@badexample.org"), "within d=");
+    free(t);
+    t = replace(good_sig, "s=sel", "s=sel; i=jo\r\n e@example.org");
+    assert_int_equal(dkim_sig_parse(t, strlen(t), &s, why), 0); /* FWS in i= is no part of it */
+    dkim_sig_free(s);
+    free(t);
     expect_sig_error(t = replace(good_sig, "s=sel", "s=sel; q=http"), "query method");
     free(t);
     expect_sig_error(t = replace(good_sig, "t=100", "t=100; x=50"), "x= is not after t=");
