@@ -130,7 +130,21 @@ typedef void (*dkim_verify_cb)(void *arg, struct dkim_verify *v);
 
 /* Starts verifying a message whose header block is hdr[0..len): finds the
  * DKIM-Signature fields, checks each and starts its key lookup at once
- * (dns must outlive v). now is the time to judge t= and x= by. Never NULL. */
+ * (dns must outlive v). now is the time to judge t= and x= by. Never NULL.
+ *
+ * Decisions where the RFCs leave room or older practice differs:
+ *  - a signature that does not parse, or uses rsa-sha1 (RFC 8301), another
+ *    algorithm, a version other than v=1 (draft-era v=0.5 included) or a
+ *    c= or q= we do not know is neutral, and no key is looked up;
+ *  - l= is never honoured: such a signature is policy without a lookup
+ *    (content may have been appended after the signed part);
+ *  - x= in the past, or t= more than DKIM_CLOCK_SKEW ahead: policy;
+ *  - of several TXT records at the key's name, the first that parses as a
+ *    key record is used (at most 16 are looked at); the key's g= tag is
+ *    ignored (RFC 6376 dropped it); t=y is reported in result.testing and
+ *    does not change the result; t=s wants i='s domain to be d= exactly;
+ *  - RSA keys under 1024 bits fail (RFC 8301 §3.2), over 4096 bits are a
+ *    permerror; an Ed25519 key must be the 32 raw bytes (RFC 8463 §4). */
 struct dkim_verify *dkim_verify_new(const struct mailauth_dns *dns, const char *hdr, size_t len, time_t now,
                                     dkim_verify_cb done, void *arg);
 /* Feeds the next chunk of the body (any size, any cut). */
