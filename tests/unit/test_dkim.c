@@ -362,6 +362,55 @@ static char *tag_of(const char *field, const char *name)
     return sb.len ? strbuf_detach(&sb) : xstrdup("");
 }
 
+/* A field as the signer promises it: "DKIM-Signature: ", lines of at most
+ * 78 characters, each ending in CRLF, continuation lines starting with WSP. */
+static void check_folding(const char *field)
+{
+    assert_true(strncmp(field, "DKIM-Signature: ", 16) == 0);
+    int lines = 0;
+    for (const char *l = field; *l; lines++) {
+        const char *e = strstr(l, "\r\n");
+        assert_non_null(e);
+        if (e - l > 78)
+            fail_msg("line of %d characters: %.*s", (int)(e - l), (int)(e - l), l);
+        assert_null(memchr(l, '\n', (size_t)(e - l)));
+        if (lines > 0)
+            assert_true(*l == ' ' || *l == '\t');
+        l = e + 2;
+    }
+    assert_true(lines >= 2);
+}
+
+/* Every field of the default list, long enough that h= must fold. */
+static const char *all_fields_msg =
+    "From: Alice Example <alice@example.org>\r\n"
+    "To: Bob <bob@example.net>, Carol <carol@example.net>\r\n"
+    "Cc: Dave <dave@example.net>\r\n"
+    "Subject: every field of the default list, so that h= has to be folded\r\n"
+    "Date: Sun, 06 Dec 2026 12:00:00 +0000\r\n"
+    "Message-ID: <all-fields@example.org>\r\n"
+    "Reply-To: list@example.org\r\n"
+    "In-Reply-To: <earlier@example.org>\r\n"
+    "References: <first@example.org> <earlier@example.org>\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n"
+    "List-Id: <list.example.org>\r\n"
+    "List-Unsubscribe: <mailto:leave@example.org>\r\n"
+    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+    "List-Post: <mailto:list@example.org>\r\n"
+    "List-Help: <mailto:help@example.org>\r\n"
+    "List-Subscribe: <mailto:join@example.org>\r\n"
+    "List-Owner: <mailto:owner@example.org>\r\n"
+    "List-Archive: <https://example.org/archive>\r\n"
+    "Sender: list-bounces@example.org\r\n"
+    "X-Unsigned: not in the list\r\n"
+    "\r\n"
+    "Gr\xc3\xbc\xc3\x9f" "e,  \t with trailing white space \t \r\n"
+    "\r\n"
+    " and a leading one.\r\n"
+    "\r\n\r\n\r\n";
+
 /* A message with a replaced part: the first occurrence of from becomes to. */
 static char *replace(const char *msg, const char *from, const char *to)
 {
@@ -767,12 +816,7 @@ static void test_rfc8463_sign(void **state)
         free(ob);
         free(obh);
         /* folded at 78, CRLF, and our own verifier agrees */
-        for (const char *l = field; *l;) {
-            const char *e = strstr(l, "\r\n");
-            assert_non_null(e);
-            assert_true(e - l <= 78);
-            l = e + 2;
-        }
+        check_folding(field);
         char *whole = xasprintf("%s%s", field, msg);
         struct dkim_verify *v = verify_msg(&t, whole, strlen(whole), 1528637909, 0);
         expect(v, 0, DKIM_PASS, NULL);
@@ -1322,6 +1366,37 @@ static void test_signer_header_list(void **state)
     free(field);
     tdns_clear(&t);
 
+    /* All default fields: h= folds, every one is signed once, From twice,
+     * List-* and Sender never more than they occur. */
+    s = dkim_signer_new(&p, &err);
+    sep = strstr(all_fields_msg, "\r\n\r\n");
+    dkim_signer_body(s, sep + 4, strlen(sep + 4));
+    field = dkim_signer_finish(s, all_fields_msg, (size_t)(sep - all_fields_msg) + 2, dkim_sign_evp, ed, &err);
+    dkim_signer_free(s);
+    check_folding(field);
+    h = tag_of(field, "h");
+    assert_int_equal(count_in(h, "from"), 2);
+    for (size_t k = 1; dkim_default_headers[k]; k++)
+        if (count_in(h, dkim_default_headers[k]) != 1)
+            fail_msg("%s signed %d times in %s", dkim_default_headers[k], count_in(h, dkim_default_headers[k]), h);
+    assert_int_equal(count_in(h, "x-unsigned"), 0);
+    free(h);
+    rec = dkim_key_txt_record(ed, 0, &err);
+    tdns_add(&t, "s1._domainkey.example.org", rec);
+    whole = xasprintf("%s%s", field, all_fields_msg);
+    v = verify_msg(&t, whole, strlen(whole), 1700000000, 2);
+    expect(v, 0, DKIM_PASS, NULL);
+    dkim_verify_free(v);
+    bad = replace(whole, "List-Id: <list", "List-Id: <other");
+    v = verify_msg(&t, bad, strlen(bad), 1700000000, 2);
+    expect(v, 0, DKIM_FAIL, "signature mismatch");
+    dkim_verify_free(v);
+    free(bad);
+    free(whole);
+    free(field);
+    free(rec);
+    tdns_clear(&t);
+
     /* No From: refused. Bad names: refused. */
     s = dkim_signer_new(&p, &err);
     assert_null(dkim_signer_finish(s, "To: b@example.net\r\n", 19, dkim_sign_evp, ed, &err));
@@ -1511,8 +1586,9 @@ static void test_dkimpy_verifies_tern(void **state)
     require_dkimpy();
     char dir[64];
     assert_int_equal(tf_tmpdir_make(dir, sizeof dir, "dkim"), 0);
-    char *msgs[2];
+    char *msgs[3];
     msgs[0] = tdata("rfc8463-appendix-a/unsigned.eml", NULL);
+    msgs[2] = xstrdup(all_fields_msg);
     size_t l;
     char *raw = tdata("dkimpy-data/test2.message", &l); /* degenerate folding */
     msgs[1] = to_crlf(raw, l, &l);
@@ -1529,7 +1605,7 @@ static void test_dkimpy_verifies_tern(void **state)
     }
     write_file(dnsfile, strbuf_str(&dns));
     char *args = xasprintf("verify %s %s", msgfile, dnsfile);
-    for (int m = 0; m < 2; m++) {
+    for (int m = 0; m < 3; m++) {
         for (int a = 0; a < 2; a++) {
             struct dkim_sign_params p = {.domain = "football.example.com", .selector = a ? "test" : "brisbane",
                                          .alg = a ? DKIM_ALG_RSA_SHA256 : DKIM_ALG_ED25519_SHA256,
@@ -1541,6 +1617,7 @@ static void test_dkimpy_verifies_tern(void **state)
                 dkim_signer_body(s, q, 1);
             char *field = dkim_signer_finish(s, msgs[m], (size_t)(sep - msgs[m]) + 2, dkim_sign_evp, keys[a], &err);
             assert_non_null(field);
+            check_folding(field);
             dkim_signer_free(s);
             char *whole = xasprintf("%s%s", field, msgs[m]);
             write_file(msgfile, whole);
@@ -1567,6 +1644,7 @@ static void test_dkimpy_verifies_tern(void **state)
     free(dnsfile);
     free(msgs[0]);
     free(msgs[1]);
+    free(msgs[2]);
     EVP_PKEY_free(keys[0]);
     EVP_PKEY_free(keys[1]);
     tf_tmpdir_remove(dir);
