@@ -551,6 +551,35 @@ static void test_canon_chunking(void **state)
     }
 }
 
+/* A large body streamed in SMTP-sized chunks: a million trailing empty
+ * lines (held back as a count) change nothing, and lines come out whole. */
+static void test_canon_large_body(void **state)
+{
+    (void)state;
+    size_t n = 1000000;
+    char *big = xmalloc(2 * n + 4);
+    memcpy(big, "x\r\n", 3);
+    for (size_t k = 0; k < n; k++)
+        memcpy(big + 3 + 2 * k, "\r\n", 2);
+    for (int c = 0; c < 2; c++) {
+        unsigned char h1[32], h2[32];
+        struct strbuf out = STRBUF_INIT;
+        body_canon((enum dkim_canon)c, big, 3 + 2 * n, 65536, &out, h1);
+        assert_string_equal(strbuf_str(&out), "x\r\n");
+        strbuf_reset(&out);
+        body_canon((enum dkim_canon)c, "x\r\n", 3, 0, &out, h2);
+        assert_memory_equal(h1, h2, 32);
+        /* the empty lines count again once content follows them */
+        big[2 * n + 3] = 'y';
+        strbuf_reset(&out);
+        body_canon((enum dkim_canon)c, big, 2 * n + 4, 8192, &out, h1);
+        assert_int_equal(out.len, 2 * n + 4 + 2);
+        big[2 * n + 3] = '\n';
+        strbuf_free(&out);
+    }
+    free(big);
+}
+
 /* ---- tag lists, signatures, keys ---------------------------------------- */
 
 static const char *good_sig =
@@ -1106,6 +1135,34 @@ static void test_stalwart(void **state)
         const struct dkim_result *r = dkim_verify_result(v, cnt - 1);
         if (r->status != DKIM_PASS)
             fail_msg("%s: last signature %s (%s)", rel, dkim_status_name(r->status), r->reason);
+        dkim_verify_free(v);
+        free(msg);
+        free(file);
+        tdns_clear(&t);
+    }
+}
+
+/* Stalwart's two ARC chains also carry DKIM signatures: at least one of
+ * each message's passes (the ARC fields are no DKIM-Signature to us). */
+static void test_stalwart_arc(void **state)
+{
+    (void)state;
+    for (int n = 1; n <= 2; n++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "stalwart/arc/%03d.txt", n);
+        size_t len;
+        char *file = tdata(rel, &len);
+        struct tdns t = {0};
+        const char *rest = tdns_add_lines(&t, file, 1);
+        while (*rest == '\r' || *rest == '\n')
+            rest++;
+        size_t mlen;
+        char *msg = to_crlf(rest, len - (size_t)(rest - file), &mlen);
+        struct dkim_verify *v = verify_msg(&t, msg, mlen, 1674137914, 0);
+        assert_true(dkim_verify_count(v) >= 1);
+        if (!any_status(v, DKIM_PASS))
+            fail_msg("%s: no DKIM signature passes (first: %s, %s)", rel,
+                     dkim_status_name(dkim_verify_result(v, 0)->status), dkim_verify_result(v, 0)->reason);
         dkim_verify_free(v);
         free(msg);
         free(file);
@@ -1743,6 +1800,7 @@ int main(void)
         cmocka_unit_test(test_canon_rfc6376_example),
         cmocka_unit_test(test_canon_known_hashes),
         cmocka_unit_test(test_canon_chunking),
+        cmocka_unit_test(test_canon_large_body),
         cmocka_unit_test(test_sig_parse),
         cmocka_unit_test(test_sig_limits),
         cmocka_unit_test(test_key_records),
@@ -1752,6 +1810,7 @@ int main(void)
         cmocka_unit_test(test_mail_dkim_corpus),
         cmocka_unit_test(test_mail_dkim_results),
         cmocka_unit_test(test_stalwart),
+        cmocka_unit_test(test_stalwart_arc),
         cmocka_unit_test(test_dkimpy_data),
         cmocka_unit_test(test_verify_categories),
         cmocka_unit_test(test_verify_limits),
