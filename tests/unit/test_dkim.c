@@ -736,6 +736,26 @@ static void test_key_records(void **state)
     expect_key("v=DKIM1; k=rsa", 0, "no p=");
     expect_key("\"\"", 0, "syntax");
     expect_key("", 0, "empty");
+    /* dkimpy's key records */
+    static const struct {
+        const char *file;
+        int ok;
+        const char *reason;
+    } files[] = {
+        {"dkimpy-data/test.txt", 1, NULL},
+        {"dkimpy-data/test2.txt", 1, NULL}, /* no k=: rsa */
+        {"dkimpy-data/ed25519test.dns", 1, NULL},
+        {"dkimpy-data/eximtest.dns", 1, NULL},
+        {"dkimpy-data/badversion.txt", 0, "v="},
+        {"dkimpy-data/badk.txt", 0, "key type"},
+        {"dkimpy-data/test_tlsrpt.txt", 0, "service"}, /* s=tlsrpt only */
+    };
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        char *txt = tdata(files[f].file, NULL);
+        txt[strcspn(txt, "\r\n")] = '\0';
+        expect_key(txt, files[f].ok, files[f].reason);
+        free(txt);
+    }
     struct dkim_key *k;
     char why[DKIM_REASON_MAX];
     assert_int_equal(dkim_key_parse("v=DKIM1; t=y; p=", 16, &k, why), 0);
@@ -1485,12 +1505,18 @@ static void test_signer_header_list(void **state)
     free(rec);
     tdns_clear(&t);
 
-    /* No From: refused. Bad names: refused. */
+    /* No From (dkimpy's test_nofrom.message): refused. Bad names: refused. */
+    size_t nl;
+    char *raw = tdata("dkimpy-data/test_nofrom.message", &nl);
+    char *nofrom = to_crlf(raw, nl, &nl);
+    free(raw);
     s = dkim_signer_new(&p, &err);
-    assert_null(dkim_signer_finish(s, "To: b@example.net\r\n", 19, dkim_sign_evp, ed, &err));
+    sep = strstr(nofrom, "\r\n\r\n");
+    assert_null(dkim_signer_finish(s, nofrom, (size_t)(sep - nofrom) + 2, dkim_sign_evp, ed, &err));
     assert_non_null(strstr(err, "From"));
     free(err);
     dkim_signer_free(s);
+    free(nofrom);
     p.domain = "bad domain";
     assert_null(dkim_signer_new(&p, &err));
     free(err);
