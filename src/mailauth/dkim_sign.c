@@ -214,9 +214,11 @@ int dkim_signer_hash(struct dkim_signer *s, const char *hdr, size_t len, unsigne
     size_t froms = 0;
     for (size_t k = 0; k < fs.n; k++)
         froms += dkim_field_is(&fs.f[k], "from");
-    if (froms == 0 || s->hashed) {
+    if (froms == 0 || froms >= DKIM_MAX_SIGNED_FIELDS / 2 || s->hashed) {
         dkim_fields_free(&fs);
-        *err = xstrdup(s->hashed ? "dkim: signer used twice" : "dkim: the message has no From field (RFC 6376 5.4)");
+        *err = xstrdup(s->hashed      ? "dkim: signer used twice"
+                       : froms == 0 ? "dkim: the message has no From field (RFC 6376 5.4)"
+                                    : "dkim: the message has too many From fields to sign");
         return -1;
     }
     if (s->exact) {

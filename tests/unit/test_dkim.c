@@ -1517,6 +1517,15 @@ static void test_signer_header_list(void **state)
     free(err);
     dkim_signer_free(s);
     free(nofrom);
+    struct strbuf many = STRBUF_INIT;
+    for (int k = 0; k < DKIM_MAX_SIGNED_FIELDS / 2; k++)
+        strbuf_puts(&many, "From: a@example.org\r\n");
+    s = dkim_signer_new(&p, &err);
+    assert_null(dkim_signer_finish(s, many.buf, many.len, dkim_sign_evp, ed, &err));
+    assert_non_null(strstr(err, "too many From"));
+    free(err);
+    dkim_signer_free(s);
+    strbuf_free(&many);
     p.domain = "bad domain";
     assert_null(dkim_signer_new(&p, &err));
     free(err);
