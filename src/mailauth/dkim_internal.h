@@ -1,0 +1,79 @@
+/* dkim_internal: what the dkim_*.c files share and no other module sees:
+ * the tag-list parser, the parsed signature and key, the header block split
+ * into fields, and the header hash both signer and verifier compute. */
+#ifndef TERN_MAILAUTH_DKIM_INTERNAL_H
+#define TERN_MAILAUTH_DKIM_INTERNAL_H
+
+#include <stddef.h>
+
+#include "mailauth/dkim.h"
+
+/* One tag of a tag list: offsets into the parsed text. The value span is
+ * trimmed of surrounding FWS; raw_* is everything between '=' and the ';'
+ * or the end, which is what "deleting the b= value" removes. */
+struct dkim_tag {
+    size_t name, name_len;
+    size_t val, val_len;
+    size_t raw_val, raw_len;
+};
+
+/* Parses a tag list (RFC 6376 §3.2): 0 with *n tags, or -1 with why.
+ * Duplicate names and syntax errors are refused. */
+int dkim_tags_parse(const char *s, size_t len, struct dkim_tag *tags, size_t max, size_t *n,
+                    char why[DKIM_REASON_MAX]);
+
+/* Formats a reason into why, bounded and printable. */
+void dkim_why(char why[DKIM_REASON_MAX], const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Decodes base64 with FWS (SP, HTAB, CR, LF) removed; -1 when invalid or
+ * over max bytes. */
+int dkim_b64_decode(const char *s, size_t len, unsigned char *out, size_t max, size_t *outlen);
+
+struct dkim_sig {
+    enum dkim_alg alg;
+    enum dkim_canon hcanon, bcanon;
+    char *d, *s, *i;                 /* i: decoded, NULL when absent */
+    char *a;                         /* as written */
+    char b64[9];                     /* first 8 characters of b= */
+    unsigned char b[DKIM_SIG_MAX];
+    size_t blen;
+    unsigned char bh[32];
+    char **h;                        /* lower case names */
+    size_t nh;
+    int has_l, has_t, has_x;
+    unsigned long long t, x;
+    size_t b_raw, b_raw_len;         /* b= value span within the parsed value */
+};
+
+struct dkim_key {
+    int is_ed25519;
+    int revoked, testing, strict;
+    EVP_PKEY *pkey;                  /* NULL when revoked */
+};
+
+/* A header block split into fields. */
+struct dkim_field {
+    const char *p;     /* the field, without its final CRLF */
+    size_t len;
+    size_t name_len;   /* before the colon (trailing WSP excluded); 0: no colon */
+};
+
+struct dkim_fields {
+    struct dkim_field *f;
+    size_t n, cap;
+};
+
+void dkim_fields_split(const char *hdr, size_t len, struct dkim_fields *out);
+void dkim_fields_free(struct dkim_fields *fs);
+int dkim_field_is(const struct dkim_field *f, const char *name);
+
+/* The header hash (RFC 6376 §3.7): the fields h names, selected bottom up,
+ * canonicalized, then the signature field sigf with the b= value span
+ * [b_off, b_off + b_len) of sigf deleted and no final CRLF. */
+void dkim_header_hash(enum dkim_canon c, const struct dkim_fields *fs, char *const *h, size_t nh,
+                      const char *sigf, size_t sigf_len, size_t b_off, size_t b_len, unsigned char hash[32]);
+
+/* 1 when s is a valid domain name or selector (LDH labels joined by dots). */
+int dkim_valid_name(const char *s, size_t len);
+
+#endif
