@@ -20,6 +20,10 @@ need pkg-config have pkg-config
 need python3-pytest /usr/bin/python3 -c 'import pytest'
 need python3-aiosmtpd /usr/bin/python3 -c 'import aiosmtpd.controller'
 need python3-flufl.bounce /usr/bin/python3 -c 'import flufl.bounce'
+# dkimpy signs and verifies against tern (RSA; Ed25519 through PyNaCl)
+need python3-dkim /usr/bin/python3 -c 'import dkim'
+need python3-nacl /usr/bin/python3 -c 'import nacl.signing'
+need libyaml-dev test -e /usr/include/yaml.h
 need git have git
 need swaks have swaks
 # swaks names what it cannot do; the tests need TLS and AUTH PLAIN/LOGIN.

@@ -42,6 +42,8 @@ static void usage(FILE *f)
             "  newaliases                 check the alias file (tern reads it directly)\n"
             "  passwd add USER [ADDR..] | del USER | list | check USER\n"
             "                             the users of AUTH (smtpd_sasl_type = tern)\n"
+            "  dkim keygen DOMAIN [-s SELECTOR] [-t rsa|ed25519] [-b BITS]\n"
+            "                             make a DKIM key; print the DNS records to publish\n"
             "  log reopen                 reopen the log file (after rotation)\n"
             "  version\n"
             "\n"
@@ -269,6 +271,8 @@ int main(int argc, char **argv)
         rc = cli_config(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "newaliases") == 0) {
         rc = cli_newaliases(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "dkim") == 0) {
+        rc = cli_dkim(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "passwd") == 0) {
         rc = cargc < 2 ? (usage(stderr), 64) : cmd_passwd(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "start") == 0) {

@@ -8,5 +8,6 @@ int cli_sendmail(const char *config_dir, int argc, char **argv);
 int cli_queue(const char *config_dir, int argc, char **argv);   /* argv[0] = "queue" or "mailq" */
 int cli_config(const char *config_dir, int argc, char **argv);
 int cli_newaliases(const char *config_dir, int argc, char **argv);
+int cli_dkim(const char *config_dir, int argc, char **argv);   /* argv[0] = "dkim" */
 
 #endif

@@ -37,7 +37,8 @@ struct listing {
 };
 
 static void print_entry(struct listing *l, const char *id, const char *flag, unsigned long long size,
-                        time_t arrival, const char *sender, const char **rcpts, const char **reasons, size_t n)
+                        time_t arrival, const char *sender, const char *hold_reason, const char **rcpts,
+                        const char **reasons, size_t n)
 {
     if (!l->printed_header) {
         printf("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
@@ -50,6 +51,8 @@ static void print_entry(struct listing *l, const char *id, const char *flag, uns
     char idf[32];
     snprintf(idf, sizeof idf, "%s%s", id, flag);
     cli_out_line(stdout, "%-14s %8llu %s  %s", idf, size, when, *sender ? sender : "MAILER-DAEMON");
+    if (hold_reason && *hold_reason)
+        cli_out_line(stdout, "%45s(on hold: %s)", "", hold_reason);
     const char *last_reason = NULL;
     for (size_t i = 0; i < n; i++) {
         if (reasons[i] && *reasons[i] && (!last_reason || strcmp(last_reason, reasons[i]) != 0)) {
@@ -135,7 +138,8 @@ static int list_online(int fd)
         }
         const char *id = ipc_msg_get(&m, "id"), *flag = ipc_msg_get(&m, "flag"), *sender = ipc_msg_get(&m, "sender");
         print_entry(&l, id ? id : "?", flag ? flag : "", ipc_msg_get_u64(&m, "size", 0),
-                    (time_t)ipc_msg_get_u64(&m, "arrival", 0), sender ? sender : "", rcpts, reasons, n);
+                    (time_t)ipc_msg_get_u64(&m, "arrival", 0), sender ? sender : "", ipc_msg_get(&m, "hold_reason"),
+                    rcpts, reasons, n);
         free(rcpts);
         free(reasons);
         ipc_msg_free(&m);
@@ -211,7 +215,8 @@ static void list_entry(struct listing *l, const char *qdir, const struct offline
             rcpts[k] = m.rcpts[j].addr;
             reasons[k++] = m.rcpts[j].state == QF_DEFERRED ? m.rcpts[j].reason : "";
         }
-        print_entry(l, m.id, e->flag, m.content_length, (time_t)(m.arrival_us / 1000000), m.sender, rcpts,
+        const char *hold = strcmp(e->sub, QDIR_HOLD) == 0 ? queue_file_message_attr(&m, QF_ATTR_HOLD) : NULL;
+        print_entry(l, m.id, e->flag, m.content_length, (time_t)(m.arrival_us / 1000000), m.sender, hold, rcpts,
                     reasons, k);
         free(rcpts);
         free(reasons);

@@ -68,6 +68,9 @@ const struct conf_param conf_params[] = {
         "that find the user name; static:anyone admits everybody. Root and mail_owner always may."),
     LIST("authorized_mailq_users", "static:anyone",
         "Users who may list the queue (`mailq`, `tern queue list`), as authorized_flush_users."),
+    STR("authserv_id", "$myhostname",
+        "The name of this server in the Authentication-Results fields smtpd adds (RFC 8601); fields "
+        "arriving with this name are removed first (tern extension)."),
     TIME("bounce_queue_lifetime", "5d", 'd', 0,
         "How long a bounce message may stay in the queue before it is given up."),
     INT("bounce_size_limit", "50000", 0, BYTES_MAX,
@@ -90,6 +93,14 @@ const struct conf_param conf_params[] = {
         "Refuse the SMTP EXPN command (tern extension)."),
     BOOL("disable_vrfy_command", "yes",
         "Answer VRFY with 252 instead of telling whether an address exists (tern default: yes)."),
+    LIST("dkim_sign_maps", "",
+        "Tables mapping a sender domain (the From: header's; .domain entries cover subdomains) to its "
+        "DKIM keys, \"selector:/path/key.pem\" separated by commas or spaces (RSA and Ed25519 side by side "
+        "give two signatures). `tern dkim keygen DOMAIN` makes a key and prints the line (tern extension)."),
+    ENUM("dmarc_quarantine_action", "hold", "hold|deliver",
+        "What reject_dmarc_policy does with mail whose DMARC policy is quarantine: hold it (tern queue "
+        "shows why; release or delete it there), or deliver it, the result in Authentication-Results "
+        "for the mailbox's filter (tern extension)."),
     LIST("dns_resolvers", "",
         "Recursive DNS resolvers (ip, ip:port, [ipv6]:port) for outbound mail; empty: /etc/resolv.conf."),
     INT("header_size_limit", "102400", 1, BYTES_MAX,
@@ -215,6 +226,10 @@ const struct conf_param conf_params[] = {
         "Messages (MAIL FROM) one client may send per anvil_rate_time_unit; 0: no limit."),
     LIST("smtpd_client_restrictions", "",
         "Restrictions on the client (evaluated at RCPT TO, as with smtpd_delay_reject = yes)."),
+    LIST("smtpd_end_of_data_restrictions", "",
+        "Restrictions applied once the message is in, before the final reply: those that need no "
+        "recipient, and reject_dmarc_policy (DMARC fail under p=reject: 550 5.7.1; under "
+        "p=quarantine: accepted on hold, or delivered, see dmarc_quarantine_action)."),
     TIME("smtpd_error_sleep_time", "1s", 's', 0,
         "Pause before the next command is read, after each error past smtpd_soft_error_limit."),
     ENUM("smtpd_forbid_bare_newline", "normalize", "normalize|reject",
@@ -226,6 +241,11 @@ const struct conf_param conf_params[] = {
     INT("smtpd_junk_command_limit", "100", 1, COUNT_MAX,
         "Number of NOOP, RSET, VRFY, EXPN and HELP commands a session may give before each "
         "further one counts as an error towards smtpd_hard_error_limit."),
+    ENUM("smtpd_mail_authentication", "auto", "auto|yes|no",
+        "Check SPF (MAIL FROM and HELO), DKIM and DMARC of mail from clients that are neither in mynetworks "
+        "nor authenticated, and record the results in an Authentication-Results field. auto: on every "
+        "listener except submission ones (service submission, submissions or smtps, port 587 or 465, "
+        "wrapper mode) (tern extension)."),
     INT("smtpd_memory_limit", "268435456", 0, BYTES_MAX,
         "Memory all SMTP sessions together may hold, as smtpd counts it: 32 KiB a session plus "
         "512 bytes and the address for each recipient (a session with 1000 recipients counts "

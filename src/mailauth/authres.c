@@ -263,6 +263,8 @@ static int read_quoted(struct cur *c, struct strbuf *sb)
         } else if (ch == '\r' || ch == '\n') {
             continue; /* folding inside the string: the CRLF goes */
         }
+        if (ch == '\0')
+            return -1; /* no NUL in a quoted-string (RFC 5322 3.2.4), escaped or not */
         strbuf_putc(sb, ch);
     }
     return -1;

@@ -48,6 +48,11 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
         log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m->id, m->sender,
                  (unsigned long long)m->content_length, m->nrcpt);
         q = qmgr_msg_add(m, STORE_QUEUE);
+        const char *hold = queue_file_message_attr(&q->m, QF_ATTR_HOLD);
+        if (hold && store_move(q->m.id, STORE_QUEUE, STORE_HOLD) == 0) {
+            q->place = STORE_HOLD;
+            log_info("%s: placed on hold: %s", q->m.id, hold);
+        }
     }
     if (cc->ch && conn_alive(cc->ch)) {
         struct ipc_msg r;
@@ -61,7 +66,7 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     if (cc->cb)
         cc->cb(cc->arg, ok);
     free(cc);
-    if (q)
+    if (q && q->place == STORE_QUEUE)
         qmgr_msg_schedule(q);
 }
 

@@ -134,6 +134,9 @@ static void list_item(struct ipc_chan *ch, uint32_t reqid, const struct qmgr_msg
     ipc_msg_add_u64(&r, "size", q->m.content_length);
     ipc_msg_add_u64(&r, "arrival", (uint64_t)(q->m.arrival_us / 1000000));
     ipc_msg_add(&r, "sender", q->m.sender);
+    const char *hold = queue_file_message_attr(&q->m, QF_ATTR_HOLD);
+    if (hold && q->place == STORE_HOLD)
+        ipc_msg_add(&r, "hold_reason", hold);
     size_t k = 0;
     for (size_t j = 0; j < q->m.nrcpt && r.body.len < IPC_MAX_MSG - 2048; j++) {
         struct queue_file_rcpt *rc = &q->m.rcpts[j];

@@ -28,6 +28,7 @@
 #include "spool/queue_id.h"
 #include "smtpd/smtpd_session.h"
 #include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_mailauth.h"
 #include "smtpd/smtpd_sandbox.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -371,6 +372,7 @@ int smtpd_main(struct runtime *rt)
     event_free(resume_timer);
     smtpd_auth_shutdown();
     smtpd_dns_shutdown();
+    smtpd_mailauth_shutdown();
     smtpd_anvil_reset();
     smtpd_sandbox_shutdown();
     resolver_free(resolver);

@@ -18,6 +18,7 @@
 #include "maps/resolver.h"
 #include "smtp/smtp_addr.h"
 #include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_mailauth.h"
 #include "smtpd/smtpd_policy.h"
 #include "maps/map.h"
 #include "spool/storage_reply.h"
@@ -119,6 +120,7 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
     s->body = a.body;
     s->state = SS_MAIL;
     smtpd_dns_mail(s, a.path.mailbox);
+    smtpd_mailauth_mail(s, a.path.mailbox);
     if (s->sasl_user)
         log_info("%s: client=%s[%s], sasl_method=%s, sasl_username=%s", s->id, s->client_name, s->client_addr,
                  s->sasl_method, s->sasl_user);
@@ -179,11 +181,9 @@ static int policy_sender_owned(void *arg, const char *sender, const char *login)
     return login ? owned : 0;
 }
 
-/* The restriction lists (smtpd_policy), all evaluated at RCPT time as
- * Postfix does with smtpd_delay_reject = yes. 0: go on. */
-static int check_policy(struct smtp_session *s, const char *rcpt, struct smtpd_policy_result *r)
+static struct smtpd_policy_ctx policy_ctx(struct smtp_session *s, const char *rcpt)
 {
-    struct smtpd_policy_ctx c = {
+    return (struct smtpd_policy_ctx){
         .client_addr = s->client_addr,
         .client_name = s->client_name,
         .helo = s->helo,
@@ -196,10 +196,28 @@ static int check_policy(struct smtp_session *s, const char *rcpt, struct smtpd_p
         .sender_owned = policy_sender_owned,
         .rbl_listed = smtpd_dns_rbl_listed,
         .sender_domain = smtpd_dns_sender_domain,
+        .spf_result = smtpd_mailauth_spf_result,
+        .dmarc_policy = smtpd_mailauth_dmarc_policy,
         .login = s->sasl_user,
         .arg = s,
     };
+}
+
+/* The restriction lists (smtpd_policy), all evaluated at RCPT time as
+ * Postfix does with smtpd_delay_reject = yes. 0: go on. */
+static int check_policy(struct smtp_session *s, const char *rcpt, struct smtpd_policy_result *r)
+{
+    struct smtpd_policy_ctx c = policy_ctx(s, rcpt);
     return smtpd_policy_check_rcpt(s->set->policy, &c, r);
+}
+
+int smtpd_cmd_check_end_of_data(struct smtp_session *s, struct smtpd_policy_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (!s->set->policy || !s->set->policy_end_of_data)
+        return 0;
+    struct smtpd_policy_ctx c = policy_ctx(s, NULL);
+    return smtpd_policy_check_end_of_data(s->set->policy, &c, r);
 }
 
 /* Text from a table, as it may go into a reply line and the log: controls

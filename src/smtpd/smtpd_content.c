@@ -4,6 +4,7 @@
  * the final reply waits for the queue to say the file is durable (see
  * smtpd_session_internal.h). */
 #include "smtpd/smtpd_session_internal.h"
+#include "smtpd/smtpd_mailauth.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "msg/cleanup.h"
 #include "msg/msg_header.h"
+#include "smtpd/smtpd_policy.h"
 #include "spool/storage_reply.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -69,6 +71,7 @@ int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
         .header_size_limit = (size_t)s->set->header_size_limit,
         .message_size_limit = s->set->message_size_limit,
         .now = time(NULL),
+        .observer = smtpd_mailauth_observer(s),
     };
     s->cleanup = cleanup_new(s->writer, &o);
     free(received);
@@ -100,6 +103,45 @@ static void commit_done(void *arg, int ok, const char *failure)
      * waits for the event loop. */
     if (!smtpd_session_check_error_limit(s))
         bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* The content is accepted and its checks are done: the results go above
+ * the content, the envelope is written, and the queue takes the file. */
+static void content_commit(struct smtp_session *s)
+{
+    struct smtpd_policy_result r;
+    if (smtpd_cmd_check_end_of_data(s, &r) != 0) {
+        log_info("%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>", s->id,
+                 s->client_name, s->client_addr, r.code, r.enh, r.text, s->env.sender, client_protocol(s),
+                 s->helo ? s->helo : "");
+        smtpd_session_reply(s, "%d %s %s", r.code, r.enh, r.text);
+        smtpd_session_reset_transaction(s);
+        bufferevent_enable(s->bev, EV_READ);
+        if (!smtpd_session_check_error_limit(s))
+            bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        return;
+    }
+    if (r.hold) {
+        log_info("%s: hold: END-OF-MESSAGE from %s[%s]: %s; from=<%s> proto=%s helo=<%s>", s->id, s->client_name,
+                 s->client_addr, r.text, s->env.sender, client_protocol(s), s->helo ? s->helo : "");
+        queue_file_message_set_attr(&s->env, QF_ATTR_HOLD, r.text);
+    }
+    const char *results = smtpd_mailauth_results(s);
+    if (results)
+        queue_file_message_set_attr(&s->env, QF_ATTR_PREPEND, results);
+    if (queue_file_writer_finish(s->writer, &s->env) != 0) {
+        int e = errno;
+        s->writer = NULL;
+        log_warn("%s: queue file write error: %s", s->id, strerror(e));
+        smtpd_content_storage_error(s, e);
+        smtpd_session_reset_transaction(s);
+        bufferevent_enable(s->bev, EV_READ);
+        if (!smtpd_session_check_error_limit(s))
+            bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        return;
+    }
+    s->writer = NULL;
+    smtpd_commit(s->id, commit_done, s);
 }
 
 void smtpd_content_end(struct smtp_session *s)
@@ -155,25 +197,16 @@ void smtpd_content_end(struct smtp_session *s)
         queue_file_message_set_attr(&s->env, "body", s->body == SMTP_BODY_8BITMIME ? "8BITMIME" : "8BIT");
     if (s->smtputf8)
         queue_file_message_set_attr(&s->env, "smtputf8", "1");
-    if (res.message_id)
+    if (res.message_id) {
         queue_file_message_set_attr(&s->env, "message_id", res.message_id);
-    if (queue_file_writer_finish(s->writer, &s->env) != 0) {
-        int e = errno;
-        s->writer = NULL;
-        log_warn("%s: queue file write error: %s", s->id, strerror(e));
-        smtpd_content_storage_error(s, e);
-        cleanup_result_free(&res);
-        smtpd_session_reset_transaction(s);
-        smtpd_session_check_error_limit(s);
-        return;
-    }
-    s->writer = NULL;
-    if (res.message_id)
         log_info("%s: message-id=<%s>", s->id, res.message_id);
+    }
     cleanup_result_free(&res);
+    /* nothing more is read until the final reply */
     s->state = SS_COMMIT;
     bufferevent_disable(s->bev, EV_READ);
-    smtpd_commit(s->id, commit_done, s);
+    if (!smtpd_mailauth_finish(s, content_commit))
+        content_commit(s);
 }
 
 int smtpd_content_read_dot(struct smtp_session *s)

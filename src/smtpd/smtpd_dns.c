@@ -42,7 +42,7 @@ struct smtpd_dns_state {
 
 static struct dns_ctx *ctx;
 
-static struct dns_ctx *dns_for(struct smtp_session *s)
+struct dns_ctx *smtpd_dns_context(struct smtp_session *s)
 {
     if (ctx)
         return ctx;
@@ -144,7 +144,7 @@ void smtpd_dns_connect(struct smtp_session *s)
     } else {
         return;
     }
-    struct dns_ctx *d = dns_for(s);
+    struct dns_ctx *d = smtpd_dns_context(s);
     if (!d)
         return;
     struct smtpd_dns_state *st = state(s);
@@ -186,7 +186,7 @@ void smtpd_dns_mail(struct smtp_session *s, const char *sender)
     const char *at = strrchr(sender, '@');
     if (!s->set->policy || !smtpd_policy_checks_sender_domain(s->set->policy) || !at || !at[1] || at[1] == '[')
         return;
-    struct dns_ctx *d = dns_for(s);
+    struct dns_ctx *d = smtpd_dns_context(s);
     if (!d)
         return;
     struct smtpd_dns_state *st = state(s);

@@ -56,11 +56,14 @@ static const struct rdef rdefs[] = {
     {"reject_unknown_helo_hostname", RK_IGNORED, ARG_NONE},
     {"reject_unknown_hostname", RK_IGNORED, ARG_NONE},
     {"reject_unauth_pipelining", RK_IGNORED, ARG_NONE},
+    {"reject_spf_fail", RK_REJECT_SPF_FAIL, ARG_NONE},
+    {"defer_spf_temperror", RK_DEFER_SPF_TEMPERROR, ARG_NONE},
+    {"reject_dmarc_policy", RK_REJECT_DMARC_POLICY, ARG_NONE},
 };
 
 const char *const policy_list_param[L_COUNT] = {
     "smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
-    "smtpd_relay_restrictions", "smtpd_recipient_restrictions"};
+    "smtpd_relay_restrictions", "smtpd_recipient_restrictions", "smtpd_end_of_data_restrictions"};
 
 static const char POSTFIX_DEFAULT_RELAY[] =
     "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination";
@@ -152,7 +155,8 @@ int smtpd_policy_parse_list(struct rlist *l, const char *param, const char *text
         /* (nor DNS-based ones: their answers are fetched ahead for the
          * configured lists only) */
         if (d == NULL || (nested && (d->arg == ARG_TABLE || d->kind == RK_IGNORED || d->kind == RK_RBL_CLIENT ||
-                                     d->kind == RK_UNKNOWN_SENDER_DOMAIN))) {
+                                     d->kind == RK_UNKNOWN_SENDER_DOMAIN || d->kind == RK_REJECT_SPF_FAIL ||
+                                     d->kind == RK_DEFER_SPF_TEMPERROR || d->kind == RK_REJECT_DMARC_POLICY))) {
             *err = xasprintf("%s: unknown restriction %s", param, word);
             free(word);
             return -1;
@@ -225,16 +229,32 @@ static int has_required(const struct rlist *l)
 }
 
 struct smtpd_policy_lists *smtpd_policy_parse(const char *client, const char *helo, const char *sender,
-                                  const char *relay, const char *recipient, char **err)
+                                  const char *relay, const char *recipient, const char *end_of_data,
+                                  char **err)
 {
     const char *text[L_COUNT] = {client, helo, sender, relay ? relay : POSTFIX_DEFAULT_RELAY,
-                                 recipient};
+                                 recipient, end_of_data};
     struct smtpd_policy_lists *p = xcalloc(1, sizeof *p);
     char *why = NULL;
     for (int i = 0; i < L_COUNT; i++) {
         if (smtpd_policy_parse_list(&p->l[i], policy_list_param[i], text[i], 0, &why) < 0)
             goto fail;
     }
+    /* DMARC is known only at the end of the data, and there is no single
+     * recipient there to decide about */
+    for (int i = 0; i < L_COUNT; i++)
+        for (size_t j = 0; j < p->l[i].n; j++) {
+            enum rkind k = p->l[i].r[j].def->kind;
+            int recipient_based = k == RK_REJECT_UNAUTH_DEST || k == RK_DEFER_UNAUTH_DEST ||
+                                  k == RK_PERMIT_AUTH_DEST || k == RK_REJECT_UNLISTED_RCPT || k == RK_CHECK_RCPT ||
+                                  k == RK_REJECT_NON_FQDN_RCPT;
+            if ((k == RK_REJECT_DMARC_POLICY && i != L_EOD) || (i == L_EOD && recipient_based)) {
+                why = xasprintf("%s: %s %s", policy_list_param[i], p->l[i].r[j].def->name,
+                                i == L_EOD ? "needs a recipient: it belongs in the RCPT lists"
+                                           : "belongs in smtpd_end_of_data_restrictions");
+                goto fail;
+            }
+        }
     const char *zones[POLICY_MAX_RBL_ZONES + 1];
     if (smtpd_policy_rbl_zones(p, zones, POLICY_MAX_RBL_ZONES + 1) > POLICY_MAX_RBL_ZONES) {
         why = xasprintf("more than %d reject_rbl_client zones", POLICY_MAX_RBL_ZONES);
@@ -280,6 +300,20 @@ size_t smtpd_policy_rbl_zones(const struct smtpd_policy_lists *p, const char **z
                 zones[n++] = x->word;
         }
     return n;
+}
+
+int smtpd_policy_checks_spf(const struct smtpd_policy_lists *p)
+{
+    for (int i = 0; i < L_RCPT_LISTS; i++)
+        for (size_t j = 0; j < p->l[i].n; j++)
+            if (p->l[i].r[j].def->kind == RK_REJECT_SPF_FAIL || p->l[i].r[j].def->kind == RK_DEFER_SPF_TEMPERROR)
+                return 1;
+    return 0;
+}
+
+int smtpd_policy_has_end_of_data(const struct smtpd_policy_lists *p)
+{
+    return p->l[L_EOD].n > 0;
 }
 
 int smtpd_policy_checks_sender_domain(const struct smtpd_policy_lists *p)

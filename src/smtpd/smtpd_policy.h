@@ -43,6 +43,15 @@
  *   lost or let through. 421/521 codes are returned as they are: the caller
  *   disconnects after sending them. A failed lookup answers
  *   451 4.3.0 "<key>: Temporary lookup failure".
+ * Mail authentication: reject_spf_fail (550 5.7.23) and defer_spf_temperror
+ *   (451 4.7.24, RFC 7372) act on the SPF result of the MAIL FROM identity,
+ *   which the caller waits for before RCPT when a list names them; they do
+ *   nothing while SPF has not run. reject_dmarc_policy belongs in
+ *   smtpd_end_of_data_restrictions (checked by smtpd_policy_check_end_of_data
+ *   once the message is in): a DMARC fail under p=reject is refused with
+ *   550 5.7.1 naming the policy, under p=quarantine it is accepted on hold
+ *   (result hold = 1), unless the caller's dmarc_policy says to deliver.
+ *   The end-of-data list also takes the restrictions that need no recipient.
  * DNS-based restrictions (reject_rbl_client, reject_rhsbl_*, permit_dnswl_client,
  *   reject_unknown_sender_domain, reject_unknown_recipient_domain,
  *   reject_unknown_client_hostname, reject_unknown_reverse_client_hostname,
@@ -84,7 +93,8 @@ struct smtpd_policy_lists;
 /* Each argument is the parameter's value; NULL or "" is an empty list,
  * except relay == NULL, which means Postfix's default relay list. */
 struct smtpd_policy_lists *smtpd_policy_parse(const char *client, const char *helo, const char *sender,
-                                  const char *relay, const char *recipient, char **err);
+                                  const char *relay, const char *recipient, const char *end_of_data,
+                                  char **err);
 void smtpd_policy_free(struct smtpd_policy_lists *p);
 
 struct smtpd_policy_ctx {
@@ -116,6 +126,12 @@ struct smtpd_policy_ctx {
      * -1 temporary failure. NULL: those restrictions do nothing. */
     int (*rbl_listed)(void *arg, const char *zone, const char **text);
     int (*sender_domain)(void *arg);
+    /* reject_spf_fail, defer_spf_temperror: the SPF result of the MAIL FROM
+     * identity (*text: the domain's explanation or the problem; may be
+     * NULL). reject_dmarc_policy: what DMARC asks for this message,
+     * POLICY_DMARC_* (*text: the From: domain and why). NULL: nothing. */
+    int (*spf_result)(void *arg, const char **text);
+    int (*dmarc_policy)(void *arg, const char **text);
     void *arg;
 };
 
@@ -125,6 +141,7 @@ struct smtpd_policy_result {
     char text[POLICY_TEXT_MAX + 1];  /* "<x@y>: Relay access denied" */
     /* What decided, for the log; point into the parsed lists (valid while
      * they live), NULL on accept. table: the "type:name" of check_*. */
+    int hold;                        /* end of data: accept, but on hold (text says why) */
     const char *list;                /* "smtpd_relay_restrictions" */
     const char *restriction;         /* "reject_unauth_destination" */
     const char *table;
@@ -144,5 +161,20 @@ int smtpd_policy_check_rcpt(const struct smtpd_policy_lists *p, const struct smt
  * into p) and whether reject_unknown_sender_domain is used. */
 size_t smtpd_policy_rbl_zones(const struct smtpd_policy_lists *p, const char **zones, size_t max);
 int smtpd_policy_checks_sender_domain(const struct smtpd_policy_lists *p);
+/* Whether a RCPT list needs the SPF result (reject_spf_fail,
+ * defer_spf_temperror), and whether there is an end-of-data list. */
+int smtpd_policy_checks_spf(const struct smtpd_policy_lists *p);
+int smtpd_policy_has_end_of_data(const struct smtpd_policy_lists *p);
+
+/* The answers of spf_result. */
+enum { POLICY_SPF_UNKNOWN = -1, POLICY_SPF_OTHER = 0, POLICY_SPF_FAIL = 1, POLICY_SPF_TEMPERROR = 2 };
+/* The answers of dmarc_policy: nothing to do, accept on hold, refuse. */
+enum { POLICY_DMARC_NONE = 0, POLICY_DMARC_HOLD = 1, POLICY_DMARC_REJECT = 2 };
+
+/* smtpd_end_of_data_restrictions for the message just received (ctx has
+ * no recipient; c->recipient may be NULL). Fills *r; returns r->code (0:
+ * accept, then r->hold may ask for the hold queue). */
+int smtpd_policy_check_end_of_data(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c,
+                                   struct smtpd_policy_result *r);
 
 #endif

@@ -562,6 +562,32 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
                           c->login);
         return decide(e, 553, "5.7.1", "<%s>: Sender address rejected: not logged in", c->sender);
     }
+    case RK_REJECT_SPF_FAIL:
+    case RK_DEFER_SPF_TEMPERROR: {
+        const char *text = NULL;
+        rc = c->spf_result ? c->spf_result(c->arg, &text) : POLICY_SPF_UNKNOWN;
+        const char *sender = c->sender && *c->sender ? c->sender : "<>";
+        if (rc == POLICY_SPF_FAIL && x->def->kind == RK_REJECT_SPF_FAIL)
+            return decide(e, 550, "5.7.23", "<%s>: Sender address rejected: SPF check failed%s%s", sender,
+                          text ? ": " : "", text ? text : "");
+        if (rc == POLICY_SPF_TEMPERROR && x->def->kind == RK_DEFER_SPF_TEMPERROR)
+            return decide(e, 451, "4.7.24", "<%s>: Sender address rejected: SPF temporary error%s%s", sender,
+                          text ? ": " : "", text ? text : "");
+        return V_DUNNO;
+    }
+    case RK_REJECT_DMARC_POLICY: {
+        const char *text = NULL;
+        rc = c->dmarc_policy ? c->dmarc_policy(c->arg, &text) : POLICY_DMARC_NONE;
+        if (rc == POLICY_DMARC_REJECT)
+            return decide(e, 550, "5.7.1", "Message rejected: %s", text ? text : "DMARC policy");
+        if (rc == POLICY_DMARC_HOLD) {
+            /* accepted, on hold: a decision that is no refusal */
+            decide(e, 0, "", "%s", text ? text : "DMARC policy quarantine");
+            e->r->hold = 1;
+            return V_DECIDED;
+        }
+        return V_DUNNO;
+    }
     case RK_IGNORED:
         return V_DUNNO;
     }
@@ -581,12 +607,12 @@ int smtpd_policy_check_rcpt(const struct smtpd_policy_lists *p, const struct smt
     const char *sender = c->sender ? c->sender : "";
     /* Each list's own restrictions (permit, reject ...) speak about what the
      * list is named after. */
-    const char *reply_name[L_COUNT] = {e.client_reply, helo, sender, c->recipient, c->recipient};
-    static const char *const reply_class[L_COUNT] = {
+    const char *reply_name[L_RCPT_LISTS] = {e.client_reply, helo, sender, c->recipient, c->recipient};
+    static const char *const reply_class[L_RCPT_LISTS] = {
         "Client host", "Helo command", "Sender address", "Recipient address",
         "Recipient address"};
 
-    for (int i = 0; i < L_COUNT && r->code == 0; i++) {
+    for (int i = 0; i < L_RCPT_LISTS && r->code == 0; i++) {
         const struct rlist *l = &p->l[i];
         e.list = policy_list_param[i];
         for (size_t j = 0; j < l->n; j++) {
@@ -595,6 +621,25 @@ int smtpd_policy_check_rcpt(const struct smtpd_policy_lists *p, const struct smt
             if (v != V_DUNNO)
                 break; /* PERMIT ends this list; a decision ends all */
         }
+    }
+    free(e.client_reply);
+    return r->code;
+}
+
+int smtpd_policy_check_end_of_data(const struct smtpd_policy_lists *p, const struct smtpd_policy_ctx *c,
+                                   struct smtpd_policy_result *r)
+{
+    memset(r, 0, sizeof *r);
+    struct eval e = {c, r, NULL, NULL, DEST_UNKNOWN, NULL};
+    e.client_reply = xasprintf("%s[%s]", c->client_name ? c->client_name : "unknown",
+                               c->client_addr ? c->client_addr : "unknown");
+    const struct rlist *l = &p->l[L_EOD];
+    e.list = policy_list_param[L_EOD];
+    for (size_t j = 0; j < l->n; j++) {
+        e.cur = &l->r[j];
+        /* Postfix names the DATA command in these replies */
+        if (eval_one(&e, e.cur, e.client_reply, "Data command") != V_DUNNO)
+            break;
     }
     free(e.client_reply);
     return r->code;

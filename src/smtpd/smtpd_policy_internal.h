@@ -33,6 +33,9 @@ enum rkind {
     RK_SENDER_LOGIN_MISMATCH,        /* both halves */
     RK_AUTH_SENDER_LOGIN_MISMATCH,   /* logged in, sender not owned by the login */
     RK_UNAUTH_SENDER_LOGIN_MISMATCH, /* not logged in, sender owned by somebody */
+    RK_REJECT_SPF_FAIL,              /* reject_spf_fail: the MAIL FROM identity failed SPF */
+    RK_DEFER_SPF_TEMPERROR,          /* defer_spf_temperror */
+    RK_REJECT_DMARC_POLICY,          /* reject_dmarc_policy (end of data only) */
     RK_IGNORED /* known to Postfix, needs DNS or a service we lack: DUNNO */
 };
 
@@ -55,7 +58,10 @@ struct rlist {
     size_t n, cap;
 };
 
-enum { L_CLIENT, L_HELO, L_SENDER, L_RELAY, L_RCPT, L_COUNT };
+/* The lists evaluated at RCPT come first (L_RCPT_LISTS of them); the end
+ * of data has its own. */
+enum { L_CLIENT, L_HELO, L_SENDER, L_RELAY, L_RCPT, L_EOD, L_COUNT };
+#define L_RCPT_LISTS L_EOD
 
 /* The parameter name of each list, for messages. */
 extern const char *const policy_list_param[L_COUNT];

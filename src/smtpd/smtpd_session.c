@@ -32,6 +32,7 @@
 #include "smtp/smtp_data.h"
 #include "smtpd/smtpd_session_internal.h"
 #include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_mailauth.h"
 #include "smtpd/smtpd_policy.h"
 #include "maps/map.h"
 #include "tls/tls.h"
@@ -149,6 +150,12 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
         s->policy_broken = 1;
     }
     s->dns_resolvers = xstrdup(conf_str(c, "dns_resolvers"));
+    s->mail_authentication = smtpd_mailauth_enabled(conf_str(c, "smtpd_mail_authentication"), service,
+                                                    conf_bool(c, "smtpd_tls_wrappermode"));
+    s->authserv_id = xstrdup(conf_str(c, "authserv_id"));
+    s->policy_checks_spf = s->policy && smtpd_policy_checks_spf(s->policy);
+    s->policy_end_of_data = s->policy && smtpd_policy_has_end_of_data(s->policy);
+    s->dmarc_quarantine_hold = strcmp(conf_str(c, "dmarc_quarantine_action"), "hold") == 0;
     const char *slm = conf_str(c, "smtpd_sender_login_maps");
     if (*slm) {
         char *merr = NULL;
@@ -204,7 +211,8 @@ struct smtpd_policy_lists *smtpd_policy_from_conf(struct conf *c, char **err)
 {
     return smtpd_policy_parse(conf_str(c, "smtpd_client_restrictions"), conf_str(c, "smtpd_helo_restrictions"),
                         conf_str(c, "smtpd_sender_restrictions"), conf_str(c, "smtpd_relay_restrictions"),
-                        conf_str(c, "smtpd_recipient_restrictions"), err);
+                        conf_str(c, "smtpd_recipient_restrictions"),
+                        conf_str(c, "smtpd_end_of_data_restrictions"), err);
 }
 
 void smtpd_settings_free(struct smtpd_settings *s)
@@ -218,6 +226,7 @@ void smtpd_settings_free(struct smtpd_settings *s)
     free(s->sasl_path);
     smtpd_policy_free(s->policy);
     free(s->dns_resolvers);
+    free(s->authserv_id);
     if (s->sender_login_maps)
         map_list_close(s->sender_login_maps);
     cidr_list_free(&s->mynetworks);
@@ -361,6 +370,7 @@ void smtpd_session_reset_transaction(struct smtp_session *s)
     s->body = SMTP_BODY_NONE;
     s->bdat_started = 0;
     s->bdat_error = NULL;
+    smtpd_mailauth_end(s);
     if (s->state != SS_INIT && s->state != SS_CLOSING)
         s->state = SS_READY;
 }
@@ -440,7 +450,7 @@ static void session_process(struct smtp_session *s)
     for (;;) {
         if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_AUTH)
             return;
-        if (smtpd_dns_pending(s) && s->state != SS_DATA && s->state != SS_BDAT)
+        if ((smtpd_dns_pending(s) || smtpd_mailauth_rcpt_waits(s)) && s->state != SS_DATA && s->state != SS_BDAT)
             return; /* the restrictions' DNS answers first (bounded; resumes) */
         if (s->state == SS_DATA) {
             if (!smtpd_content_read_dot(s))

@@ -68,6 +68,11 @@ struct smtpd_settings {
     struct smtpd_policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
     struct map_list *sender_login_maps; /* smtpd_sender_login_maps: address -> owners */
     char *dns_resolvers;           /* for DNSBL and sender domain lookups */
+    int mail_authentication;       /* smtpd_mail_authentication: SPF, DKIM, DMARC */
+    char *authserv_id;             /* authserv_id: ours in Authentication-Results */
+    int policy_checks_spf;         /* a RCPT list names reject_spf_fail or defer_spf_temperror */
+    int policy_end_of_data;        /* smtpd_end_of_data_restrictions is not empty */
+    int dmarc_quarantine_hold;     /* dmarc_quarantine_action = hold */
     int policy_broken;             /* then every RCPT gets 451 4.3.5 */
 };
 

@@ -34,6 +34,8 @@ struct event;
 struct event_base;
 struct queue_file_writer;
 struct smtpd_dns_state;
+struct smtpd_mailauth;
+struct dns_ctx;
 
 enum session_state {
     SS_INIT,        /* greeted, no HELO/EHLO yet */
@@ -85,6 +87,7 @@ struct smtp_session {
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
     long flush_tries;
     struct smtpd_dns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
+    struct smtpd_mailauth *mailauth; /* SPF, DKIM, DMARC of the transaction (smtpd_mailauth.c) */
     int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
     int anvil_admitted;         /* how (smtpd_anvil_connect's answer) */
     int limits_exempt;          /* smtpd_client_event_limit_exceptions */
@@ -172,6 +175,12 @@ int smtpd_dns_pending(const struct smtp_session *s);
 int smtpd_dns_rbl_listed(void *arg, const char *zone, const char **text);
 int smtpd_dns_sender_domain(void *arg);
 void smtpd_dns_session_end(struct smtp_session *s);
+/* smtpd_end_of_data_restrictions for the message just in (smtpd_cmd.c);
+ * 0 accept (r->hold: on hold), else the reply code of r. */
+struct smtpd_policy_result;
+int smtpd_cmd_check_end_of_data(struct smtp_session *s, struct smtpd_policy_result *r);
+/* The process's DNS context (made on first use); NULL if it cannot be. */
+struct dns_ctx *smtpd_dns_context(struct smtp_session *s);
 
 /* ---- smtpd_auth.c ---- */
 

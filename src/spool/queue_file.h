@@ -71,6 +71,9 @@ enum {
  * delivery writes above the content: what smtpd learns only at the end of
  * the message (Authentication-Results) when the header is already written. */
 #define QF_ATTR_PREPEND "prepend"
+/* The envelope attribute that sends a message to hold/ as it is committed,
+ * and says why (smtpd_end_of_data_restrictions: a DMARC quarantine). */
+#define QF_ATTR_HOLD "hold_reason"
 
 struct queue_file_attr {
     char *name;

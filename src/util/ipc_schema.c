@@ -80,6 +80,7 @@ static const struct ipc_attr_spec list_item_attrs[] = {
     {"nrcpt", IPC_NUMBER, 1, "how many rcptN/reasonN pairs follow"},
     {"rcpt#", IPC_TEXT, 0, "an open recipient"},
     {"reason#", IPC_TEXT, 0, "why it was deferred, or empty"},
+    {"hold_reason", IPC_TEXT, 0, "why smtpd put it on hold (a DMARC quarantine)"},
     END,
 };
 static const struct ipc_attr_spec done_attrs[] = {

@@ -367,6 +367,19 @@ static void test_roundtrip(void **state)
     free(f);
 }
 
+/* A NUL inside a quoted authserv-id (found by fuzz_dmarc): no valid
+ * quoted-string holds one, so the field neither parses nor is ours, and the
+ * reader never sees an id cut short at the NUL. */
+static void test_nul_in_quoted_id(void **state)
+{
+    (void)state;
+    static const char value[] = " \"mx.example.org\0evil\"; none";
+    struct authres_parsed p;
+    char err[AUTHRES_ERR_MAX];
+    assert_int_equal(authres_parse(value, sizeof value - 1, &p, err), -1);
+    assert_int_equal(authres_is_ours("Authentication-Results", 22, value, sizeof value - 1, "mx.example.org"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -381,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_parse_bounds),
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_nul_in_quoted_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -114,7 +114,7 @@ static struct smtpd_policy_lists *parse_ok(const char *client, const char *helo,
                                      const char *relay, const char *rcpt)
 {
     char *err = NULL;
-    struct smtpd_policy_lists *p = smtpd_policy_parse(client, helo, sender, relay, rcpt, &err);
+    struct smtpd_policy_lists *p = smtpd_policy_parse(client, helo, sender, relay, rcpt, NULL, &err);
     if (p == NULL)
         fail_msg("smtpd_policy_parse: %s", err ? err : "(no message)");
     assert_null(err);
@@ -125,13 +125,13 @@ static void parse_fails(const char *client, const char *helo, const char *sender
                         const char *relay, const char *rcpt, const char *msg)
 {
     char *err = NULL;
-    assert_null(smtpd_policy_parse(client, helo, sender, relay, rcpt, &err));
+    assert_null(smtpd_policy_parse(client, helo, sender, relay, rcpt, NULL, &err));
     assert_non_null(err);
     if (strcmp(err, msg) != 0 && strstr(err, msg) == NULL)
         fail_msg("error \"%s\" lacks \"%s\"", err, msg);
     free(err);
     /* err may be NULL, and nothing leaks then. */
-    assert_null(smtpd_policy_parse(client, helo, sender, relay, rcpt, NULL));
+    assert_null(smtpd_policy_parse(client, helo, sender, relay, rcpt, NULL, NULL));
 }
 
 /* Checks a full reply "code enh text". */
@@ -988,6 +988,103 @@ static void test_dns_restrictions(void **state)
     smtpd_policy_free(p);
 }
 
+/* ---------- mail authentication ---------- */
+
+static int spf_answer;
+static const char *spf_text;
+static int fake_spf(void *arg, const char **text)
+{
+    (void)arg;
+    *text = spf_text;
+    return spf_answer;
+}
+
+static int dmarc_answer;
+static int fake_dmarc(void *arg, const char **text)
+{
+    (void)arg;
+    *text = "DMARC policy of strict.test is reject";
+    return dmarc_answer;
+}
+
+static void test_spf_restrictions(void **state)
+{
+    (void)state;
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, "reject_spf_fail, defer_spf_temperror", NULL, NULL);
+    assert_true(smtpd_policy_checks_spf(p));
+    assert_false(smtpd_policy_has_end_of_data(p));
+    struct smtpd_policy_ctx c = base_ctx();
+    /* without the callback, or before SPF ran, they do nothing */
+    expect_accept(p, &c);
+    c.spf_result = fake_spf;
+    spf_answer = POLICY_SPF_UNKNOWN;
+    expect_accept(p, &c);
+    spf_answer = POLICY_SPF_OTHER;
+    expect_accept(p, &c);
+    spf_answer = POLICY_SPF_FAIL;
+    spf_text = "192.0.2.10 is not one of remote.test's designated mail servers";
+    expect_reply(p, &c, 550, "5.7.23",
+                 "<alice@remote.test>: Sender address rejected: SPF check failed: "
+                 "192.0.2.10 is not one of remote.test's designated mail servers");
+    spf_answer = POLICY_SPF_TEMPERROR;
+    spf_text = NULL;
+    expect_reply(p, &c, 451, "4.7.24", "<alice@remote.test>: Sender address rejected: SPF temporary error");
+    /* first match wins: a permit before them lets the client through */
+    smtpd_policy_free(p);
+    p = parse_ok(NULL, NULL, "permit_mynetworks, reject_spf_fail", NULL, NULL);
+    c.mynetworks = 1;
+    spf_answer = POLICY_SPF_FAIL;
+    expect_accept(p, &c);
+    smtpd_policy_free(p);
+    p = parse_ok(NULL, NULL, NULL, NULL, NULL);
+    assert_false(smtpd_policy_checks_spf(p));
+    smtpd_policy_free(p);
+}
+
+static void test_end_of_data_restrictions(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    /* reject_dmarc_policy only at the end of the data; recipient-based
+     * restrictions never there */
+    assert_null(smtpd_policy_parse(NULL, NULL, "reject_dmarc_policy", NULL, NULL, NULL, &err));
+    assert_string_equal(err, "smtpd_sender_restrictions: reject_dmarc_policy belongs in smtpd_end_of_data_restrictions");
+    free(err);
+    assert_null(smtpd_policy_parse(NULL, NULL, NULL, NULL, NULL, "reject_unauth_destination", &err));
+    assert_string_equal(err, "smtpd_end_of_data_restrictions: reject_unauth_destination needs a recipient: "
+                             "it belongs in the RCPT lists");
+    free(err);
+    struct smtpd_policy_lists *p =
+        smtpd_policy_parse(NULL, NULL, NULL, NULL, NULL, "permit_mynetworks, reject_dmarc_policy", &err);
+    assert_non_null(p);
+    assert_true(smtpd_policy_has_end_of_data(p));
+    assert_false(smtpd_policy_checks_spf(p));
+    struct smtpd_policy_ctx c = base_ctx();
+    c.recipient = NULL;
+    c.dmarc_policy = fake_dmarc;
+    struct smtpd_policy_result r;
+    dmarc_answer = POLICY_DMARC_NONE;
+    assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 0);
+    assert_int_equal(r.hold, 0);
+    dmarc_answer = POLICY_DMARC_REJECT;
+    assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 550);
+    assert_string_equal(r.enh, "5.7.1");
+    assert_string_equal(r.text, "Message rejected: DMARC policy of strict.test is reject");
+    assert_string_equal(r.restriction, "reject_dmarc_policy");
+    dmarc_answer = POLICY_DMARC_HOLD;
+    assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 0);
+    assert_int_equal(r.hold, 1);
+    assert_string_equal(r.text, "DMARC policy of strict.test is reject");
+    /* the RCPT lists never run the end-of-data list */
+    c.recipient = "bob@ourdomain.test";
+    dmarc_answer = POLICY_DMARC_REJECT;
+    expect_accept(p, &c);
+    c.mynetworks = 1;
+    assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 0);
+    assert_int_equal(r.hold, 0);
+    smtpd_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1015,6 +1112,8 @@ int main(void)
         cmocka_unit_test_setup(test_parse_errors, setup_one),
         cmocka_unit_test_setup(test_ignored_restrictions, setup_one),
         cmocka_unit_test_setup(test_dns_restrictions, setup_one),
+        cmocka_unit_test_setup(test_spf_restrictions, setup_one),
+        cmocka_unit_test_setup(test_end_of_data_restrictions, setup_one),
     };
     return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

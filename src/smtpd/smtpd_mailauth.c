@@ -1,0 +1,500 @@
+/* smtpd_mailauth: SPF, DKIM and DMARC for one transaction, and the
+ * Authentication-Results field that records them (see smtpd_mailauth.h). */
+#include "smtpd/smtpd_mailauth.h"
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "mailauth/authres.h"
+#include "mailauth/dkim.h"
+#include "mailauth/dmarc.h"
+#include "mailauth/mailauth_dns.h"
+#include "mailauth/spf.h"
+#include "msg/cleanup.h"
+#include "smtpd/smtpd_policy.h"
+#include "smtpd/smtpd_session_internal.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/str.h"
+#include "util/strbuf.h"
+
+/* One SPF identity being checked. */
+struct spf_state {
+    struct smtpd_mailauth *m;
+    struct spf_check *check;   /* NULL once answered (or never asked) */
+    int asked, done;
+    enum spf_result result;
+    char *identity;            /* the address or HELO name checked */
+    char *domain;
+    char *problem;
+    char *explanation;
+};
+
+struct smtpd_mailauth {
+    struct smtp_session *s;
+    struct cleanup_observer observer;
+    struct spf_state mfrom, helo;
+    struct dkim_verify *dkim;
+    int dkim_pending;          /* dkim_verify_end said lookups run */
+    int dkim_ready;            /* results can be read */
+    struct dmarc_from from;
+    int header_seen;
+    struct dmarc_check *dmarc;
+    struct dmarc_outcome *dmarc_out;
+    int dmarc_started;
+    int timed_out;
+    struct event *timer;       /* the wait's end, or "complete now" */
+    struct event *spf_timer;   /* SPF's own time limit, from MAIL */
+    void (*finish_cb)(struct smtp_session *s);
+    char *results;             /* the Authentication-Results field */
+    char *policy_text;         /* reject_dmarc_policy's reason */
+};
+
+static struct mailauth_dns real_dns;
+static struct dmarc_cache *dmarc_cache;
+
+int smtpd_mailauth_enabled(const char *setting, const char *service, int wrapper_mode)
+{
+    if (strcasecmp(setting, "yes") == 0)
+        return 1;
+    if (strcasecmp(setting, "no") == 0)
+        return 0;
+    /* auto: the service name, or the port of "host:port" */
+    const char *port = strrchr(service, ':');
+    port = port ? port + 1 : service;
+    static const char *const submission[] = {"submission", "submissions", "smtps", "587", "465"};
+    for (size_t i = 0; i < sizeof submission / sizeof submission[0]; i++)
+        if (strcasecmp(port, submission[i]) == 0)
+            return 0;
+    return !wrapper_mode;
+}
+
+static const struct mailauth_dns *dns_of(struct smtp_session *s)
+{
+    struct dns_ctx *d = smtpd_dns_context(s);
+    if (!d)
+        return NULL;
+    real_dns = mailauth_dns_real(d);
+    return &real_dns;
+}
+
+static void spf_state_clear(struct spf_state *st)
+{
+    if (st->check)
+        spf_check_cancel(st->check);
+    free(st->identity);
+    free(st->domain);
+    free(st->problem);
+    free(st->explanation);
+    memset(st, 0, sizeof *st);
+}
+
+static void advance(struct smtpd_mailauth *m);
+
+static void on_spf(void *arg, const struct spf_outcome *out)
+{
+    struct spf_state *st = arg;
+    st->check = NULL;
+    st->done = 1;
+    st->result = out->result;
+    st->domain = out->domain ? xstrdup(out->domain) : NULL;
+    st->problem = out->problem ? xstrdup(out->problem) : NULL;
+    st->explanation = out->explanation ? xstrdup(out->explanation) : NULL;
+    struct smtp_session *s = st->m->s;
+    if (st == &st->m->mfrom && s->set->policy_checks_spf && !st->m->finish_cb &&
+        !(s->error_sleep && evtimer_pending(s->error_sleep, NULL))) {
+        smtpd_session_resume(s);   /* RCPT waited for this answer */
+        return;
+    }
+    advance(st->m);
+}
+
+static void spf_start(struct smtpd_mailauth *m, struct spf_state *st, int which, const char *sender)
+{
+    struct smtp_session *s = m->s;
+    const struct mailauth_dns *dns = dns_of(s);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, s->client_addr, &sin->sin_addr) == 1)
+        sin->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, s->client_addr, &sin6->sin6_addr) == 1)
+        sin6->sin6_family = AF_INET6;
+    if (!dns || ss.ss_family == 0 || !s->helo)
+        return;   /* no DNS or no address: no SPF result (none) */
+    struct spf_request req = {
+        .client = (const struct sockaddr *)&ss,
+        .helo = s->helo,
+        .sender = sender,
+        .receiver = s->set->myhostname,
+        .helo_identity = which == 2,
+    };
+    st->m = m;
+    st->asked = which;
+    st->identity = xstrdup(which == 2 ? s->helo : sender);
+    st->check = spf_check_start(dns, &req, on_spf, st);
+}
+
+/* ---- the content ---- */
+
+/* Drops every Authentication-Results field that names our authserv-id
+ * (RFC 8601 §5: a claim from outside in our name); returns the new length. */
+static size_t drop_our_results(const char *authserv_id, char *hdr, size_t len)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        size_t end = pos;
+        do {
+            const char *nl = memchr(hdr + end, '\n', len - end);
+            end = nl ? (size_t)(nl - hdr) + 1 : len;
+        } while (end < len && (hdr[end] == ' ' || hdr[end] == '\t'));
+        if (authres_field_is_ours(hdr + pos, end - pos, authserv_id)) {
+            memmove(hdr + pos, hdr + end, len - end);
+            len -= end - pos;
+            continue;
+        }
+        pos = end;
+    }
+    return len;
+}
+
+static void on_dkim_done(void *arg, struct dkim_verify *v)
+{
+    (void)v;
+    struct smtpd_mailauth *m = arg;
+    m->dkim_pending = 0;
+    m->dkim_ready = 1;
+    advance(m);
+}
+
+static size_t observe_header(void *arg, char *hdr, size_t len)
+{
+    struct smtpd_mailauth *m = arg;
+    m->header_seen = 1;
+    const struct mailauth_dns *dns = dns_of(m->s);
+    if (dns)
+        m->dkim = dkim_verify_new(dns, hdr, len, time(NULL), on_dkim_done, m);
+    dmarc_from_header(hdr, len, &m->from);
+    return drop_our_results(m->s->set->authserv_id, hdr, len);
+}
+
+static void observe_body(void *arg, const char *data, size_t len)
+{
+    struct smtpd_mailauth *m = arg;
+    if (m->dkim)
+        dkim_verify_body(m->dkim, data, len);
+}
+
+/* RFC 7208 §4.6.4: a check that has not ended after SMTPD_SPF_LIMIT_S is
+ * a temperror (its lookups run one after another, each bounded by DNS). */
+static void on_spf_limit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtpd_mailauth *m = arg;
+    struct spf_state *spfs[] = {&m->mfrom, &m->helo};
+    int waited = smtpd_mailauth_rcpt_waits(m->s);
+    for (int i = 0; i < 2; i++) {
+        struct spf_state *st = spfs[i];
+        if (!st->check)
+            continue;
+        spf_check_cancel(st->check);
+        st->check = NULL;
+        st->done = 1;
+        st->result = SPF_TEMPERROR;
+        st->problem = xasprintf("no answer within %d seconds", SMTPD_SPF_LIMIT_S);
+    }
+    if (waited && !(m->s->error_sleep && evtimer_pending(m->s->error_sleep, NULL)))
+        smtpd_session_resume(m->s);
+    else
+        advance(m);
+}
+
+void smtpd_mailauth_mail(struct smtp_session *s, const char *sender)
+{
+    smtpd_mailauth_end(s);
+    if (!(s->set->mail_authentication || s->set->policy_checks_spf || s->set->policy_end_of_data) || s->is_local ||
+        s->sasl_user)
+        return;
+    struct smtpd_mailauth *m = xcalloc(1, sizeof *m);
+    m->s = s;
+    m->observer = (struct cleanup_observer){observe_header, observe_body, m};
+    s->mailauth = m;
+    spf_start(m, &m->mfrom, 1, sender);
+    spf_start(m, &m->helo, 2, sender);
+    m->spf_timer = evtimer_new(s->base, on_spf_limit, m);
+    struct timeval limit = {SMTPD_SPF_LIMIT_S, 0};
+    evtimer_add(m->spf_timer, &limit);
+}
+
+const struct cleanup_observer *smtpd_mailauth_observer(struct smtp_session *s)
+{
+    return s->mailauth ? &s->mailauth->observer : NULL;
+}
+
+/* ---- the end ---- */
+
+static void on_dmarc(void *arg, struct dmarc_outcome *o)
+{
+    struct smtpd_mailauth *m = arg;
+    m->dmarc = NULL;
+    m->dmarc_out = o;
+    advance(m);
+}
+
+static void dmarc_start(struct smtpd_mailauth *m)
+{
+    m->dmarc_started = 1;
+    const struct mailauth_dns *dns = dns_of(m->s);
+    if (!dns || m->from.status != DMARC_FROM_OK)
+        return;
+    if (!dmarc_cache)
+        dmarc_cache = dmarc_cache_new(0);
+    const char *dkim_domains[DMARC_MAX_DKIM];
+    size_t ndkim = 0;
+    for (size_t i = 0; m->dkim_ready && i < dkim_verify_count(m->dkim) && ndkim < DMARC_MAX_DKIM; i++) {
+        const struct dkim_result *r = dkim_verify_result(m->dkim, i);
+        if (r->status == DKIM_PASS)
+            dkim_domains[ndkim++] = r->d;
+    }
+    struct dmarc_auth auth = {
+        .spf_domain = m->mfrom.domain,
+        .spf_pass = m->mfrom.done && m->mfrom.result == SPF_PASS,
+        .dkim_domains = dkim_domains,
+        .ndkim = ndkim,
+    };
+    struct dmarc_env env = {dns, dmarc_cache, m->s->base};
+    m->dmarc = dmarc_check_start(&env, m->from.domain, &auth, on_dmarc, m);
+}
+
+/* The methods of the field being composed; strings point into the
+ * transaction's state, which outlives authres_build. */
+#define AR_METHODS (DKIM_MAX_SIGS + 4)
+#define AR_PROPS 5
+struct ar {
+    struct authres_method m[AR_METHODS];
+    struct authres_prop p[AR_METHODS][AR_PROPS];
+    size_t n;
+};
+
+static void ar_add(struct ar *a, const char *method, const char *result, const char *reason)
+{
+    if (a->n == AR_METHODS)
+        return;
+    a->m[a->n] = (struct authres_method){.method = method, .result = result, .reason = reason, .props = a->p[a->n]};
+    a->n++;
+}
+
+static void ar_prop(struct ar *a, const char *ptype, const char *property, const char *value)
+{
+    if (a->n == 0 || !value || !*value)
+        return;
+    struct authres_method *m = &a->m[a->n - 1];
+    if (m->nprops == AR_PROPS)
+        return;
+    a->p[a->n - 1][m->nprops++] = (struct authres_prop){ptype, property, value};
+}
+
+/* The field, and its summary for the log. */
+static void compose(struct smtpd_mailauth *m, struct strbuf *logline)
+{
+    struct ar a;
+    memset(&a, 0, sizeof a);
+    struct dmarc_authres dmarc_ar;   /* used by authres_build below */
+    size_t n = m->dkim_ready ? dkim_verify_count(m->dkim) : 0;
+    if (m->dkim && !m->dkim_ready) {
+        ar_add(&a, "dkim", "temperror", "key lookup did not finish in time");
+        strbuf_puts(logline, " dkim=temperror");
+    } else if (n == 0) {
+        ar_add(&a, "dkim", "none", NULL);
+        strbuf_puts(logline, " dkim=none");
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct dkim_result *r = dkim_verify_result(m->dkim, i);
+        ar_add(&a, "dkim", dkim_status_name(r->status), r->reason[0] ? r->reason : NULL);
+        ar_prop(&a, "header", "d", r->d);
+        ar_prop(&a, "header", "i", r->i);
+        ar_prop(&a, "header", "s", r->s);
+        ar_prop(&a, "header", "a", r->a);
+        ar_prop(&a, "header", "b", r->b);
+        strbuf_printf(logline, " dkim=%s (d=%s)", dkim_status_name(r->status), r->d);
+    }
+    struct spf_state *spfs[] = {&m->mfrom, &m->helo};
+    for (int i = 0; i < 2; i++) {
+        struct spf_state *st = spfs[i];
+        if (!st->asked)
+            continue;
+        const char *res = st->done ? spf_result_name(st->result) : "temperror";
+        ar_add(&a, "spf", res, st->done ? st->problem : "the lookups did not finish in time");
+        ar_prop(&a, "smtp", i == 0 ? "mailfrom" : "helo", st->identity);
+        strbuf_printf(logline, " spf=%s (%s=%s)", res, i == 0 ? "mailfrom" : "helo", st->identity);
+    }
+    if (m->from.status != DMARC_FROM_OK) {
+        ar_add(&a, "dmarc", "permerror", dmarc_from_status_text(m->from.status));
+        strbuf_printf(logline, " dmarc=permerror (%s)", dmarc_from_status_text(m->from.status));
+    } else if (!m->dmarc_out) {
+        ar_add(&a, "dmarc", "temperror", "the policy lookup did not finish in time");
+        ar_prop(&a, "header", "from", m->from.domain);
+        strbuf_printf(logline, " dmarc=temperror (from=%s)", m->from.domain);
+    } else {
+        const struct dmarc_outcome *o = m->dmarc_out;
+        dmarc_outcome_authres(o, &dmarc_ar);
+        if (a.n < AR_METHODS)
+            a.m[a.n++] = dmarc_ar.method;
+        strbuf_printf(logline, " dmarc=%s (from=%s%s%s)", dmarc_result_name(o->result), m->from.domain,
+                      o->has_record ? " p=" : "", o->has_record ? dmarc_policy_name(o->requested) : "");
+    }
+    m->results = authres_build(m->s->set->authserv_id, a.m, a.n);
+    if (!m->results)
+        log_warn("%s: cannot write an Authentication-Results field (authserv_id \"%s\")", m->s->id,
+                 m->s->set->authserv_id);
+}
+
+static void complete(struct smtpd_mailauth *m)
+{
+    void (*cb)(struct smtp_session *) = m->finish_cb;
+    m->finish_cb = NULL;
+    if (m->timer)
+        evtimer_del(m->timer);
+    struct strbuf logline = STRBUF_INIT;
+    compose(m, &logline);
+    log_info("%s: authentication:%s", m->s->id, strbuf_str(&logline));
+    strbuf_free(&logline);
+    cb(m->s);
+}
+
+/* Runs whenever an answer arrives: once everything asked so far is in
+ * and the content is complete, the next step, or the end. */
+static void advance(struct smtpd_mailauth *m)
+{
+    if (!m->finish_cb || m->timed_out)
+        return;
+    if (m->mfrom.check || m->helo.check || m->dkim_pending)
+        return;
+    if (!m->dmarc_started)
+        dmarc_start(m);
+    if (m->dmarc)
+        return;
+    /* complete, but never from inside smtpd_mailauth_finish itself */
+    struct timeval now = {0, 0};
+    evtimer_add(m->timer, &now);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtpd_mailauth *m = arg;
+    if (!m->finish_cb)
+        return;
+    int pending = m->mfrom.check || m->helo.check || m->dkim_pending || m->dmarc || !m->dmarc_started;
+    if (pending) {
+        /* the wait is over: what did not answer counts as a temperror */
+        m->timed_out = 1;
+        if (m->mfrom.check)
+            spf_check_cancel(m->mfrom.check), m->mfrom.check = NULL;
+        if (m->helo.check)
+            spf_check_cancel(m->helo.check), m->helo.check = NULL;
+        if (m->dmarc)
+            dmarc_check_cancel(m->dmarc), m->dmarc = NULL;
+        log_warn("%s: authentication checks did not finish within %d s", m->s->id, SMTPD_MAILAUTH_WAIT_S);
+    }
+    complete(m);
+}
+
+int smtpd_mailauth_finish(struct smtp_session *s, void (*cb)(struct smtp_session *s))
+{
+    struct smtpd_mailauth *m = s->mailauth;
+    if (!m)
+        return 0;
+    m->finish_cb = cb;
+    m->timer = evtimer_new(s->base, on_timer, m);
+    struct timeval wait = {SMTPD_MAILAUTH_WAIT_S, 0};
+    evtimer_add(m->timer, &wait);
+    if (m->dkim)
+        m->dkim_pending = !dkim_verify_end(m->dkim);
+    m->dkim_ready = m->dkim && !m->dkim_pending;
+    advance(m);
+    return 1;
+}
+
+const char *smtpd_mailauth_results(const struct smtp_session *s)
+{
+    return s->mailauth && s->set->mail_authentication ? s->mailauth->results : NULL;
+}
+
+int smtpd_mailauth_rcpt_waits(const struct smtp_session *s)
+{
+    return s->mailauth && s->mailauth->mfrom.check && s->set->policy_checks_spf;
+}
+
+int smtpd_mailauth_spf_result(void *arg, const char **text)
+{
+    struct smtp_session *s = arg;
+    const struct spf_state *st = s->mailauth ? &s->mailauth->mfrom : NULL;
+    if (!st || !st->done)
+        return POLICY_SPF_UNKNOWN;
+    if (st->result == SPF_FAIL) {
+        *text = st->explanation;
+        return POLICY_SPF_FAIL;
+    }
+    if (st->result == SPF_TEMPERROR) {
+        *text = st->problem;
+        return POLICY_SPF_TEMPERROR;
+    }
+    return POLICY_SPF_OTHER;
+}
+
+int smtpd_mailauth_dmarc_policy(void *arg, const char **text)
+{
+    struct smtp_session *s = arg;
+    struct smtpd_mailauth *m = s->mailauth;
+    const struct dmarc_outcome *o = m ? m->dmarc_out : NULL;
+    if (!o || o->result != DMARC_RESULT_FAIL || o->applied == DMARC_POLICY_NONE || o->applied == DMARC_POLICY_UNSET)
+        return POLICY_DMARC_NONE;
+    free(m->policy_text);
+    m->policy_text = xasprintf("DMARC policy of %s is %s: the From: domain %s is not aligned with a passing "
+                               "SPF or DKIM identity%s",
+                               o->policy_domain ? o->policy_domain : m->from.domain, dmarc_policy_name(o->requested),
+                               m->from.domain, o->testing ? " (t=y: one level lower)" : "");
+    *text = m->policy_text;
+    if (o->applied == DMARC_POLICY_REJECT)
+        return POLICY_DMARC_REJECT;
+    return s->set->dmarc_quarantine_hold ? POLICY_DMARC_HOLD : POLICY_DMARC_NONE;
+}
+
+void smtpd_mailauth_end(struct smtp_session *s)
+{
+    struct smtpd_mailauth *m = s->mailauth;
+    if (!m)
+        return;
+    spf_state_clear(&m->mfrom);
+    spf_state_clear(&m->helo);
+    if (m->dkim)
+        dkim_verify_free(m->dkim);
+    if (m->dmarc)
+        dmarc_check_cancel(m->dmarc);
+    if (m->dmarc_out)
+        dmarc_outcome_free(m->dmarc_out);   /* frees the struct too */
+    if (m->timer)
+        event_free(m->timer);
+    if (m->spf_timer)
+        event_free(m->spf_timer);
+    free(m->results);
+    free(m->policy_text);
+    free(m);
+    s->mailauth = NULL;
+}
+
+void smtpd_mailauth_shutdown(void)
+{
+    if (dmarc_cache)
+        dmarc_cache_free(dmarc_cache);
+    dmarc_cache = NULL;
+}

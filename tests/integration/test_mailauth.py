@@ -1,0 +1,228 @@
+"""Mail authentication of incoming mail (issue 9): SPF, DKIM and DMARC
+checked against a real DNS (unbound serving a .test zone made here), with
+the DKIM key made by `tern dkim keygen` and the messages signed by dkimpy
+(Debian's python3-dkim), the way another domain's server would sign them.
+What is checked is what a user sees: the Authentication-Results field at
+the top of the delivered message."""
+import email
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import dkim
+import pytest
+
+from conftest import TernInstance, settle_queue
+from relay_peers import Unbound
+
+ZONE = """$ORIGIN test.
+$TTL 300
+@               IN SOA  ns.test. hostmaster.test. 1 3600 600 86400 60
+@               IN NS   ns.test.
+ns              IN A    127.0.0.1
+
+; auth.test: SPF allows the test client, DKIM key "sel", DMARC p=reject
+auth                IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+sel._domainkey.auth IN TXT  {dkim_record}
+_dmarc.auth         IN TXT  "v=DMARC1; p=reject; rua=mailto:dmarc@auth.test"
+; strict.test sends from nowhere and wants forgeries refused
+strict              IN TXT  "v=spf1 -all"
+_dmarc.strict       IN TXT  "v=DMARC1; p=reject"
+; quar.test asks for quarantine
+quar                IN TXT  "v=spf1 -all"
+_dmarc.quar         IN TXT  "v=DMARC1; p=quarantine"
+; other.test: SPF allows the test client, no DMARC
+other               IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+"""
+
+AUTHSERV = "mail.example.test"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """The DKIM key of auth.test (made by tern dkim keygen) and a DNS
+    server publishing it with the SPF and DMARC records above."""
+    base = Path(tempfile.mkdtemp(prefix="tern-mailauth-"))
+    base.chmod(0o755)
+    keys = TernInstance(base / "keys")
+    keys.write_config()
+    r = keys.cli("dkim", "keygen", "auth.test", "-s", "sel", check=True)
+    out = r.stdout.decode()
+    m = re.search(r"^\s*sel\._domainkey\.auth\.test\. IN TXT \( (.*) \)$", out, re.M)
+    assert m, out
+    key_path = Path(re.search(r"^Wrote (\S+) ", out, re.M).group(1))
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    assert "auth.test  sel:" + str(key_path) in out          # the dkim_sign_maps line
+    assert '"v=spf1 mx a:mail.example.test ~all"' in out      # suggested SPF
+    assert "_dmarc.auth.test. IN TXT" in out                   # suggested DMARC
+    zone = base / "mailauth.zone"
+    zone.write_text(ZONE.format(dkim_record=m.group(1)))
+    dns = Unbound(zone)
+    record = "".join(re.findall(r'"([^"]*)"', m.group(1))).encode()
+    yield dns, key_path.read_bytes(), record, key_path
+    dns.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def inst(tern_instance, lab):
+    dns = lab[0]
+    # 127.0.0.1 outside mynetworks: the test client is a stranger
+    tern_instance.write_config(dns_resolvers=dns.resolver, mynetworks="192.0.2.0/24",
+                               smtpd_mail_authentication="auto")
+    tern_instance.start()
+    return tern_instance
+
+
+def message(frm, subject, extra=""):
+    return (f"From: {frm}\r\nTo: alice@example.test\r\nSubject: {subject}\r\n"
+            f"Date: Sun, 06 Dec 2026 12:00:00 +0000\r\nMessage-ID: <{subject}@test>\r\n{extra}"
+            f"\r\nHello from the lab.\r\n").encode()
+
+
+def signed(msg, key):
+    sig = dkim.sign(msg, b"sel", b"auth.test", key, include_headers=[b"from", b"to", b"subject", b"date"])
+    return sig + msg
+
+
+def deliver(inst, sender, msg, count):
+    with inst.smtp() as c:
+        c.ehlo("client.other.test")
+        c.sendmail(sender, ["alice@example.test"], msg)
+    return inst.wait_messages("alice", count=count)[-1].read_bytes()
+
+
+def results(delivered):
+    """The Authentication-Results fields of a delivered message, unfolded."""
+    msg = email.message_from_bytes(delivered)
+    return [re.sub(r"\s+", " ", v) for v in msg.get_all("Authentication-Results", [])]
+
+
+def test_aligned_mail_passes_everything(inst, lab):
+    _, key, record, _ = lab
+    got = deliver(inst, "alice@auth.test", signed(message("Alice <alice@auth.test>", "aligned"), key), 1)
+    ar = results(got)
+    assert len(ar) == 1, got
+    assert ar[0].startswith(AUTHSERV + ";"), ar
+    assert re.search(r"\bdkim=pass\b[^;]*header\.d=auth\.test", ar[0]), ar
+    assert re.search(r"\bspf=pass\b[^;]*smtp\.mailfrom=alice@auth\.test", ar[0]), ar
+    assert re.search(r"\bdmarc=pass\b[^;]*header\.from=auth\.test", ar[0]), ar
+    # the field goes above everything, and the signature still verifies
+    assert got.split(b"\n", 3)[2].startswith(b"Authentication-Results:"), got[:300]
+    wire = got.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert dkim.verify(wire, dnsfunc=lambda name, timeout=5: record if name == b"sel._domainkey.auth.test." else b"")
+    log = inst.log_text()
+    assert re.search(r"authentication: dkim=pass \(d=auth\.test\) spf=pass \(mailfrom=alice@auth\.test\)", log), log
+
+
+def test_forged_from_fails_dmarc_and_is_marked(inst, lab):
+    got = deliver(inst, "x@other.test", message("The CEO <ceo@strict.test>", "forged"), 1)
+    ar = results(got)
+    assert len(ar) == 1, got
+    assert "dkim=none" in ar[0], ar
+    assert re.search(r"\bspf=pass\b[^;]*smtp\.mailfrom=x@other\.test", ar[0]), ar
+    assert re.search(r"\bdmarc=fail\b[^;]*header\.from=strict\.test", ar[0]), ar
+    assert "policy.dmarc=reject" in ar[0], ar
+
+
+def test_tampered_signature_fails(inst, lab):
+    key = lab[1]
+    msg = signed(message("Alice <alice@auth.test>", "tampered"), key).replace(b"Hello from", b"Hullo from")
+    ar = results(deliver(inst, "alice@auth.test", msg, 1))
+    assert re.search(r"\bdkim=fail\b", ar[0]), ar
+    # SPF still aligns, so DMARC passes on SPF alone
+    assert re.search(r"\bdmarc=pass\b", ar[0]), ar
+
+
+def test_claims_in_our_name_are_removed(inst, lab):
+    extra = (f"Authentication-Results: {AUTHSERV.upper()}; dkim=pass header.d=strict.test\r\n"
+             "Authentication-Results: mx.elsewhere.test; spf=pass smtp.mailfrom=x@other.test\r\n")
+    got = deliver(inst, "x@other.test", message("ceo@strict.test", "claims", extra), 1)
+    ar = results(got)
+    assert len(ar) == 2, ar
+    assert ar[0].startswith(AUTHSERV + ";") and "dmarc=fail" in ar[0], ar
+    assert ar[1].startswith("mx.elsewhere.test;"), ar
+
+
+def test_off_means_no_field(tern_instance, lab):
+    dns = lab[0]
+    tern_instance.write_config(dns_resolvers=dns.resolver, mynetworks="192.0.2.0/24",
+                               smtpd_mail_authentication="no")
+    tern_instance.start()
+    got = deliver(tern_instance, "x@other.test", message("ceo@strict.test", "off"), 1)
+    assert results(got) == []
+    settle_queue(tern_instance)
+
+
+def enforcing(tern_instance, lab, **params):
+    tern_instance.write_config(dns_resolvers=lab[0].resolver, mynetworks="192.0.2.0/24",
+                               smtpd_mail_authentication="auto",
+                               smtpd_end_of_data_restrictions="reject_dmarc_policy", **params)
+    tern_instance.start()
+    return tern_instance
+
+
+def send_raw(inst, sender, msg):
+    """MAIL, RCPT, DATA; the reply to the final dot."""
+    with inst.smtp() as c:
+        c.ehlo("client.other.test")
+        c.mail(sender)
+        assert c.rcpt("alice@example.test")[0] == 250
+        return c.data(msg)
+
+
+def test_reject_dmarc_policy_refuses_a_forgery(tern_instance, lab):
+    inst = enforcing(tern_instance, lab)
+    code, text = send_raw(inst, "x@other.test", message("The CEO <ceo@strict.test>", "refused"))
+    assert code == 550, text
+    assert text.startswith(b"5.7.1 Message rejected: DMARC policy of strict.test is reject"), text
+    log = inst.wait_log("reject: END-OF-MESSAGE")
+    assert re.search(r"reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 550 5\.7\.1 Message rejected: "
+                     r"DMARC policy of strict\.test is reject.*; from=<x@other\.test>", log), log
+    # aligned mail still comes in
+    key = lab[1]
+    code, _ = send_raw(inst, "alice@auth.test", signed(message("alice@auth.test", "welcome"), key))
+    assert code == 250
+    inst.wait_messages("alice", count=1)
+    assert inst.messages("alice") and all(b"refused" not in m.read_bytes() for m in inst.messages("alice"))
+
+
+def test_quarantine_goes_on_hold_with_its_reason(tern_instance, lab):
+    inst = enforcing(tern_instance, lab)
+    code, _ = send_raw(inst, "x@other.test", message("boss@quar.test", "held"))
+    assert code == 250
+    inst.wait_log("placed on hold: DMARC policy of quar.test is quarantine")
+    q = inst.cli("queue", check=True).stdout.decode()
+    assert "!" in q and "(on hold: DMARC policy of quar.test is quarantine" in q, q
+    assert inst.messages("alice") == []
+    # released by hand, it is delivered, its result in the field
+    qid = re.search(r"^(\w+)!", q, re.M).group(1)
+    inst.cli("queue", "release", qid, check=True)
+    got = inst.wait_messages("alice", count=1)[0].read_bytes()
+    assert re.search(r"\bdmarc=fail\b[^;]*policy\.dmarc=quarantine", results(got)[0]), got
+
+
+def test_quarantine_delivered_when_asked(tern_instance, lab):
+    inst = enforcing(tern_instance, lab, dmarc_quarantine_action="deliver")
+    code, _ = send_raw(inst, "x@other.test", message("boss@quar.test", "delivered"))
+    assert code == 250
+    got = inst.wait_messages("alice", count=1)[0].read_bytes()
+    assert "policy.dmarc=quarantine" in results(got)[0]
+
+
+def test_reject_spf_fail_at_rcpt(tern_instance, lab):
+    tern_instance.write_config(dns_resolvers=lab[0].resolver, mynetworks="192.0.2.0/24",
+                               smtpd_mail_authentication="no",
+                               smtpd_sender_restrictions="reject_spf_fail")
+    tern_instance.start()
+    with tern_instance.smtp() as c:
+        c.ehlo("client.other.test")
+        c.mail("someone@strict.test")
+        code, text = c.rcpt("alice@example.test")
+        assert code == 550, text
+        assert text.startswith(b"5.7.23 <someone@strict.test>: Sender address rejected: SPF check failed"), text
+        c.rset()
+        c.mail("someone@other.test")
+        assert c.rcpt("alice@example.test")[0] == 250
+
