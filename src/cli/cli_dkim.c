@@ -178,7 +178,7 @@ static int keygen(struct instance *in, const char *config_dir, int argc, char **
     const char *map_file = sign_map_file(maps);
     const char *host = conf_str(in->conf, "myhostname");
     printf("Wrote %s (%s, mode 0600%s).\n\n", path, ed25519 ? "Ed25519" : "RSA",
-           geteuid() == 0 ? ", owner root: the key process reads it" : "");
+           geteuid() == 0 ? ", owner root: the queue process reads it before it drops root" : "");
     printf("1. Publish the key in DNS:\n\n   %s._domainkey.%s. IN TXT ( %s )\n\n", sel, domain, record);
     if (map_file)
         printf("2. Sign with it: add this line to %s (dkim_sign_maps = %s):\n\n", map_file, maps);

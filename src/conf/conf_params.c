@@ -97,6 +97,9 @@ const struct conf_param conf_params[] = {
         "Tables mapping a sender domain (the From: header's; .domain entries cover subdomains) to its "
         "DKIM keys, \"selector:/path/key.pem\" separated by commas or spaces (RSA and Ed25519 side by side "
         "give two signatures). `tern dkim keygen DOMAIN` makes a key and prints the line (tern extension)."),
+    TIME("dkim_signature_lifetime", "0s", 's', 0,
+        "How long a DKIM signature tern makes stays valid (its x= tag, RFC 6376); 0: no x=, the "
+        "signature does not expire (tern extension)."),
     ENUM("dmarc_quarantine_action", "hold", "hold|deliver",
         "What reject_dmarc_policy does with mail whose DMARC policy is quarantine: hold it (tern queue "
         "shows why; release or delete it there), or deliver it, the result in Authentication-Results "

@@ -489,6 +489,7 @@ static void run_child(enum role role)
         close_fd(&ms.rt.local_listen_fd);
         for (size_t i = 0; i < ms.rt.nlisteners; i++)
             close_fd(&ms.rt.listeners[i].fd);
+        qmgr_prepare_as_root(&ms.rt);
         drop_privileges();
         rc = qmgr_main(&ms.rt);
         break;

@@ -38,6 +38,9 @@ struct runtime {
 
 int smtpd_main(struct runtime *rt);
 int qmgr_main(struct runtime *rt);
+/* In the queue process, before it drops root: reads what only root may
+ * read (the DKIM signing keys, src/qmgr/qmgr_dkim.c). */
+void qmgr_prepare_as_root(struct runtime *rt);
 int local_main(struct runtime *rt);
 
 #endif

@@ -346,6 +346,7 @@ static void pickup_file(const char *name)
     } else {
         queue_file_message_set_attr(&m, "origin", "local");
         queue_file_message_set_attr(&m, "protocol", "local");
+        queue_file_message_set_attr(&m, QF_ATTR_DKIM_SIGN, "1");   /* a local user's: the queue may sign it */
         char uid[24];
         snprintf(uid, sizeof uid, "%u", (unsigned)sb.st_uid);
         queue_file_message_set_attr(&m, "uid", uid);

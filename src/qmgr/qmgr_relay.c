@@ -21,6 +21,7 @@
 #include "maps/map.h"
 #include "maps/resolver.h"
 #include "msg/mime_downgrade.h"
+#include "qmgr/qmgr_dkim.h"
 #include "qmgr/qmgr_msg.h"
 #include "spool/spool.h"
 #include "spool/store.h"
@@ -72,6 +73,7 @@ struct qmgr_relay_job {
     char *auth_user, *auth_pass;   /* smtp_sasl_password_maps, for this next hop */
     int tls_level;       /* enum smtpc_tls, from the policy */
     char *tls_match;     /* names the certificate must carry (verify, secure) */
+    char *prepend;       /* DKIM-Signature fields, then the queue file's prepend */
 };
 
 static struct {
@@ -81,6 +83,7 @@ static struct {
     struct resolver *resolver; /* transport_maps; owned by qmgr */
     char *relayhost;
     char *myhostname;
+    long dkim_lifetime;          /* dkim_signature_lifetime: x= after t=; 0 none */
     struct smtpc_opts opts;
     struct ssl_ctx_st *tls_may, *tls_mandatory;   /* client contexts */
     struct map_list *tls_policy;
@@ -354,6 +357,7 @@ static void job_free(struct qmgr_relay_job *j)
     free(j->target_names);
     free(j->targets);
     free(j->tls_match);
+    free(j->prepend);
     free(j->auth_user);
     if (j->auth_pass) {
         explicit_bzero(j->auth_pass, strlen(j->auth_pass));
@@ -467,6 +471,19 @@ static void sasl_login(struct qmgr_relay_job *j)
     free(value);
 }
 
+/* The fields sent above the content: DKIM signatures over the content as
+ * it is sent (the original, or the 7-bit copy), then the queue file's own
+ * (Authentication-Results). */
+static void sign(struct qmgr_relay_job *j)
+{
+    const char *queued = queue_file_message_attr(&j->q->m, QF_ATTR_PREPEND);
+    char *sigs = qmgr_dkim_sign(&j->q->m, j->msg.content_fd, j->msg.offset, j->msg.length, rl.dkim_lifetime);
+    free(j->prepend);
+    j->prepend = sigs || queued ? xasprintf("%s%s", sigs ? sigs : "", queued ? queued : "") : NULL;
+    j->msg.prepend = j->prepend;
+    free(sigs);
+}
+
 static void launch(struct qmgr_relay_job *j)
 {
     struct smtpc_opts o = rl.opts;
@@ -513,6 +530,7 @@ static int downgrade(struct qmgr_relay_job *j, char **why)
     j->msg.offset = 0;
     j->msg.length = len;
     j->msg.body_8bit = 0;
+    sign(j);   /* what goes out changed: so do its signatures */
     return 0;
 }
 
@@ -687,12 +705,12 @@ static void start_job(struct qmgr_relay_dest *d)
     j->msg.body_8bit = body && strcasecmp(body, "8BITMIME") == 0;
     j->msg.ret = queue_file_message_attr(&q->m, "ret");
     j->msg.envid = queue_file_message_attr(&q->m, "envid");
-    j->msg.prepend = queue_file_message_attr(&q->m, QF_ATTR_PREPEND);
     j->msg.content_fd = j->fd;
     j->msg.offset = q->m.content_offset;
     j->msg.length = q->m.content_length;
     j->msg.rcpts = j->rcpts;
     j->msg.nrcpts = j->n;
+    sign(j);
     if (strcmp(d->key, "[invalid]") == 0) {
         job_settle_all(j, QMSG_DEFERRED, "none", "4.3.5", "bad next hop in relayhost or transport_maps");
         return;
@@ -765,6 +783,7 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver
     rl.resolver = resolver;
     rl.relayhost = xstrdup(conf_str(c, "relayhost"));
     rl.myhostname = xstrdup(conf_str(c, "myhostname"));
+    rl.dkim_lifetime = (long)conf_time(c, "dkim_signature_lifetime");
     rl.port = (unsigned)conf_int(c, "smtp_tcp_port");
     rl.dest_limit = (unsigned)conf_int(c, "smtp_destination_concurrency_limit");
     rl.rcpt_limit = (unsigned)conf_int(c, "smtp_destination_recipient_limit");

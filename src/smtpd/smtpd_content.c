@@ -193,6 +193,8 @@ void smtpd_content_end(struct smtp_session *s)
     queue_file_message_set_attr(&s->env, "protocol", client_protocol(s));
     queue_file_message_set_attr(&s->env, "origin", "smtp");
     queue_file_message_set_attr(&s->env, "service", s->set->service);
+    if (s->is_local || s->sasl_user)
+        queue_file_message_set_attr(&s->env, QF_ATTR_DKIM_SIGN, "1");   /* ours: the queue may sign it */
     if (s->body == SMTP_BODY_8BITMIME || res.has_8bit)
         queue_file_message_set_attr(&s->env, "body", s->body == SMTP_BODY_8BITMIME ? "8BITMIME" : "8BIT");
     if (s->smtputf8)

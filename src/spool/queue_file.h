@@ -74,6 +74,9 @@ enum {
 /* The envelope attribute that sends a message to hold/ as it is committed,
  * and says why (smtpd_end_of_data_restrictions: a DMARC quarantine). */
 #define QF_ATTR_HOLD "hold_reason"
+/* Present when the queue may sign the message with DKIM: it came from
+ * mynetworks, an authenticated client or a local user (qmgr_dkim.h). */
+#define QF_ATTR_DKIM_SIGN "dkim_sign"
 
 struct queue_file_attr {
     char *name;

@@ -14,7 +14,7 @@ import dkim
 import pytest
 
 from conftest import TernInstance, settle_queue
-from relay_peers import Unbound
+from relay_peers import SmtpSink, Unbound, can_bind_25
 
 ZONE = """$ORIGIN test.
 $TTL 300
@@ -25,6 +25,7 @@ ns              IN A    127.0.0.1
 ; auth.test: SPF allows the test client, DKIM key "sel", DMARC p=reject
 auth                IN TXT  "v=spf1 ip4:127.0.0.1 -all"
 sel._domainkey.auth IN TXT  {dkim_record}
+esel._domainkey.auth IN TXT {ed_record}
 _dmarc.auth         IN TXT  "v=DMARC1; p=reject; rua=mailto:dmarc@auth.test"
 ; strict.test sends from nowhere and wants forgeries refused
 strict              IN TXT  "v=spf1 -all"
@@ -37,6 +38,7 @@ other               IN TXT  "v=spf1 ip4:127.0.0.1 -all"
 """
 
 AUTHSERV = "mail.example.test"
+lab_ed_key = []   # the Ed25519 key the lab made (a list the fixture fills)
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +58,12 @@ def lab():
     assert "auth.test  sel:" + str(key_path) in out          # the dkim_sign_maps line
     assert '"v=spf1 mx a:mail.example.test ~all"' in out      # suggested SPF
     assert "_dmarc.auth.test. IN TXT" in out                   # suggested DMARC
+    r = keys.cli("dkim", "keygen", "auth.test", "-s", "esel", "-t", "ed25519", check=True)
+    ed = re.search(r"^\s*esel\._domainkey\.auth\.test\. IN TXT \( (.*) \)$", r.stdout.decode(), re.M)
+    assert ed and "k=ed25519" in ed.group(1), r.stdout.decode()
     zone = base / "mailauth.zone"
-    zone.write_text(ZONE.format(dkim_record=m.group(1)))
+    zone.write_text(ZONE.format(dkim_record=m.group(1), ed_record=ed.group(1)))
+    lab_ed_key[:] = [Path(re.search(r"^Wrote (\S+) ", r.stdout.decode(), re.M).group(1))]
     dns = Unbound(zone)
     record = "".join(re.findall(r'"([^"]*)"', m.group(1))).encode()
     yield dns, key_path.read_bytes(), record, key_path
@@ -226,3 +232,94 @@ def test_reject_spf_fail_at_rcpt(tern_instance, lab):
         c.mail("someone@other.test")
         assert c.rcpt("alice@example.test")[0] == 250
 
+
+# ---- signing: what tern sends out carries a signature that verifies ----
+
+def sign_maps(inst, lab):
+    """dkim_sign_maps for auth.test with the key tern dkim keygen made."""
+    path = inst.dir / "dkim_sign"
+    inst.dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"auth.test sel:{lab[3]}, esel:{lab_ed_key[0]}\n")
+    return f"texthash:{path}"
+
+
+def test_two_instances_sign_and_verify(work_dir, lab):
+    """A (the sender's server) signs what its local user submits and relays
+    it to B, which checks it as a stranger's mail: dkim, spf and dmarc pass."""
+    dns = lab[0]
+    b = TernInstance(work_dir / "b")
+    b.write_config(dns_resolvers=dns.resolver, mynetworks="192.0.2.0/24", smtpd_mail_authentication="auto")
+    a = TernInstance(work_dir / "a")
+    a.write_config(myhostname="a.example.test", mydestination="$myhostname, localhost",
+                   relayhost=f"[127.0.0.1]:{b.port}", dkim_sign_maps=sign_maps(a, lab))
+    b.start()
+    a.start()
+    try:
+        with a.smtp() as c:
+            c.sendmail("alice@auth.test", ["alice@example.test"], message("Alice <alice@auth.test>", "lab"))
+        a.wait_log(r"DKIM-Signature added \(d=auth\.test, s=esel\)", regex=True)
+        got = b.wait_messages("alice", count=1, timeout=20)[0].read_bytes()
+        ar = results(got)
+        assert len(ar) == 1, got
+        # RSA and Ed25519 side by side: two signatures, both pass
+        assert re.search(r"\bdkim=pass\b[^;]*header\.d=auth\.test[^;]*header\.s=sel\b[^;]*header\.a=rsa-sha256", ar[0]), ar
+        assert re.search(r"\bdkim=pass\b[^;]*header\.s=esel\b[^;]*header\.a=ed25519-sha256", ar[0]), ar
+        assert re.search(r"\bspf=pass\b[^;]*smtp\.mailfrom=alice@auth\.test", ar[0]), ar
+        assert re.search(r"\bdmarc=pass\b", ar[0]), ar
+        # dkimpy agrees
+        wire = got.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        assert dkim.verify(wire, dnsfunc=lambda name, timeout=5: lab[2] if name == b"sel._domainkey.auth.test." else b"")
+    finally:
+        a.stop()
+        b.stop()
+    assert not a.sanitizer_reports() and not b.sanitizer_reports()
+
+
+def test_signature_survives_the_7bit_conversion(tern_instance, lab):
+    """A server without 8BITMIME gets a quoted-printable copy: it is signed
+    as it is sent, so dkimpy verifies what arrives."""
+    if not can_bind_25("127.0.0.9"):
+        pytest.skip("binding port 25 on 127.0.0.9 needs root")
+    sink = SmtpSink("127.0.0.9", "-8", dump=True)
+    try:
+        inst = tern_instance
+        inst.write_config(mydestination="$myhostname, localhost", relayhost="[127.0.0.9]:25",
+                          dkim_sign_maps=sign_maps(inst, lab))
+        inst.start()
+        body = "Grüße aus dem Labor: ÄÖÜ ß\r\n".encode()
+        msg = (b"From: alice@auth.test\r\nTo: bob@example.test\r\nSubject: umlauts\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body)
+        with inst.smtp() as c:
+            c.ehlo()
+            c.sendmail("alice@auth.test", ["bob@example.test"], msg, mail_options=["BODY=8BITMIME"])
+        dump = sink.wait_dumps(1)[0]
+        assert b"quoted-printable" in dump.lower() and max(dump) < 128, dump
+        assert b"DKIM-Signature:" in dump
+        wire = dump.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        assert dkim.verify(wire, dnsfunc=lambda name, timeout=5: lab[2] if name == b"sel._domainkey.auth.test." else b"")
+    finally:
+        sink.stop()
+
+
+def test_mail_from_outside_is_not_signed(tern_instance, lab):
+    """Mail that merely passes through from a stranger is never signed, even
+    for a domain with a key (here forwarded by an alias)."""
+    if not can_bind_25("127.0.0.9"):
+        pytest.skip("binding port 25 on 127.0.0.9 needs root")
+    sink = SmtpSink("127.0.0.9", dump=True)
+    try:
+        inst = tern_instance
+        aliases = inst.dir / "aliases"
+        inst.dir.mkdir(parents=True, exist_ok=True)
+        aliases.write_text("fwd: bob@elsewhere.test\n")
+        inst.write_config(relayhost="[127.0.0.9]:25", mynetworks="192.0.2.0/24", alias_maps=f"hash:{aliases}",
+                          dkim_sign_maps=sign_maps(inst, lab))
+        inst.start()
+        with inst.smtp() as c:   # a stranger, to a local alias that forwards
+            c.sendmail("alice@auth.test", ["fwd@example.test"], message("alice@auth.test", "stranger"))
+        dump = sink.wait_dumps(1)[0]
+        assert b"Subject: stranger" in dump
+        assert b"DKIM-Signature" not in dump
+    finally:
+        sink.stop()
