@@ -44,6 +44,9 @@ static void usage(FILE *f)
             "                             the users of AUTH (smtpd_sasl_type = tern)\n"
             "  dkim keygen DOMAIN [-s SELECTOR] [-t rsa|ed25519] [-b BITS]\n"
             "                             make a DKIM key; print the DNS records to publish\n"
+            "  dkim check DOMAIN | doctor DOMAIN\n"
+            "                             what DNS publishes for DOMAIN (DKIM, SPF, DMARC, MX,\n"
+            "                             PTR), checked against the local keys and this host\n"
             "  log reopen                 reopen the log file (after rotation)\n"
             "  version\n"
             "\n"
@@ -273,6 +276,9 @@ int main(int argc, char **argv)
         rc = cli_newaliases(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "dkim") == 0) {
         rc = cli_dkim(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "doctor") == 0) {
+        char *dargv[] = {"dkim", "check", cargc > 1 ? cargv[1] : NULL, NULL};
+        rc = cargc == 2 ? cli_dkim(config_dir, 3, dargv) : (usage(stderr), 64);
     } else if (strcmp(cmd, "passwd") == 0) {
         rc = cargc < 2 ? (usage(stderr), 64) : cmd_passwd(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "start") == 0) {

@@ -161,6 +161,12 @@ struct dns_query *dns_lookup(struct dns_ctx *d, const char *name, int rrtype, dn
  * Not to be called once it has (the handle is gone by then). */
 void dns_cancel(struct dns_query *q);
 
+/* A name in RDATA (an MX's exchange after its preference, a PTR): the
+ * uncompressed wire-format name filling exactly len octets, as lower-case
+ * text without the final dot ("" for the root); NULL when it is malformed
+ * or not a usable host name. Malloc'd. */
+char *dns_rdata_name(const unsigned char *p, size_t len);
+
 void dns_route_free(struct dns_route *route);
 void dns_rrset_free(struct dns_rrset *rrset);
 

@@ -15,9 +15,7 @@
 #include "util/str.h"
 #include "util/strbuf.h"
 
-/* An uncompressed wire-format name filling exactly len octets ("" for the
- * root), as text, or NULL when it is malformed or no usable host name. */
-static char *wire_name(const unsigned char *p, size_t len)
+char *dns_rdata_name(const unsigned char *p, size_t len)
 {
     struct strbuf sb = STRBUF_INIT;
     size_t i = 0;
@@ -132,7 +130,7 @@ void dns_route_mx_answer(struct dns_query *q, int err, struct ub_result *res)
         size_t len = res->len[i] > 0 ? (size_t)res->len[i] : 0;
         if (len < 3)
             continue;
-        char *target = wire_name(p + 2, len - 2);
+        char *target = dns_rdata_name(p + 2, len - 2);
         if (target == NULL)
             continue;
         recs[nrec].pref = (unsigned)p[0] << 8 | p[1];

@@ -33,6 +33,8 @@ _dmarc.strict       IN TXT  "v=DMARC1; p=reject"
 ; quar.test asks for quarantine
 quar                IN TXT  "v=spf1 -all"
 _dmarc.quar         IN TXT  "v=DMARC1; p=quarantine"
+; this host (myhostname) has the test client's address
+mail.example        IN A    127.0.0.1
 ; other.test: SPF allows the test client, no DMARC
 other               IN TXT  "v=spf1 ip4:127.0.0.1 -all"
 """
@@ -323,3 +325,39 @@ def test_mail_from_outside_is_not_signed(tern_instance, lab):
         assert b"DKIM-Signature" not in dump
     finally:
         sink.stop()
+
+
+# ---- tern dkim check: what is published, against the local keys and host ----
+
+def test_dkim_check_reports_line_by_line(tern_instance, lab):
+    inst = tern_instance
+    inst.write_config(dns_resolvers=lab[0].resolver, dkim_sign_maps=sign_maps(inst, lab))
+    r = inst.cli("dkim", "check", "auth.test")
+    out = r.stdout.decode()
+    assert "ok:   selector sel: the key record at sel._domainkey.auth.test matches the local key" in out, out
+    assert "ok:   selector esel: the key record at esel._domainkey.auth.test matches the local key" in out, out
+    assert "ok:   this server's address 127.0.0.1 may send for auth.test (ip4:127.0.0.1)" in out, out
+    assert "ok:   p=reject" in out, out
+    # no MX and no address for auth.test; 127.0.0.1's PTR is localhost
+    assert "fix:  mail for auth.test cannot be delivered" in out, out
+    assert "fix:  127.0.0.1's PTR record names localhost; receivers expect mail.example.test" in out, out
+    assert r.returncode == 1 and out.rstrip().endswith("2 things to fix."), out
+
+
+def test_dkim_check_finds_what_is_missing(tern_instance, lab):
+    inst = tern_instance
+    # a key that was never published, for a domain without DMARC
+    inst.write_config(dns_resolvers=lab[0].resolver)
+    inst.cli("dkim", "keygen", "other.test", "-s", "new", check=True)
+    keyfile = inst.dir / "dkim" / "new._domainkey.other.test.pem"
+    (inst.dir / "dkim_sign").write_text(f"other.test new:{keyfile}\n")
+    inst.write_config(dns_resolvers=lab[0].resolver, dkim_sign_maps=f"texthash:{inst.dir / 'dkim_sign'}")
+    out = inst.cli("dkim", "check", "other.test").stdout.decode()
+    assert "fix:  selector new: no key record at new._domainkey.other.test" in out, out
+    assert ("fix:  no DMARC record at _dmarc.other.test: publish _dmarc.other.test. IN TXT "
+            "\"v=DMARC1; p=none; rua=mailto:postmaster@other.test\"") in out, out
+    assert "ok:   this server's address 127.0.0.1 may send for other.test" in out, out
+    # strict.test's SPF does not allow this host
+    out = inst.cli("dkim", "check", "strict.test").stdout.decode()
+    assert "fix:  SPF of strict.test says fail for this server's address 127.0.0.1" in out, out
+    assert "fix:  strict.test has no entry in dkim_sign_maps: run `tern dkim keygen strict.test`" in out, out
