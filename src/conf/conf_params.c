@@ -231,8 +231,9 @@ const struct conf_param conf_params[] = {
         "Restrictions on the client (evaluated at RCPT TO, as with smtpd_delay_reject = yes)."),
     LIST("smtpd_end_of_data_restrictions", "",
         "Restrictions applied once the message is in, before the final reply: those that need no "
-        "recipient, and reject_dmarc_policy (DMARC fail under p=reject: 550 5.7.1; under "
-        "p=quarantine: accepted on hold, or delivered, see dmarc_quarantine_action)."),
+        "recipient, and reject_dmarc_policy (DMARC fail under p=reject, or a From: with no domain or "
+        "several: 550 5.7.1; under p=quarantine: accepted on hold, or delivered, see "
+        "dmarc_quarantine_action)."),
     TIME("smtpd_error_sleep_time", "1s", 's', 0,
         "Pause before the next command is read, after each error past smtpd_soft_error_limit."),
     ENUM("smtpd_forbid_bare_newline", "normalize", "normalize|reject",

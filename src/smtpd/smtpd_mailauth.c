@@ -455,6 +455,18 @@ int smtpd_mailauth_dmarc_policy(void *arg, const char **text)
 {
     struct smtp_session *s = arg;
     struct smtpd_mailauth *m = s->mailauth;
+    /* RFC 9989 5.3.1 and 11.5: with no author domain, or several, DMARC
+     * cannot protect the message, and such messages are a known way
+     * around it: refused where DMARC is enforced */
+    enum dmarc_from_status fs = m && m->header_seen ? m->from.status : DMARC_FROM_OK;
+    if (fs == DMARC_FROM_NO_FIELD || fs == DMARC_FROM_SEVERAL_FIELDS || fs == DMARC_FROM_SEVERAL_DOMAINS ||
+        fs == DMARC_FROM_NO_ADDRESS) {
+        free(m->policy_text);
+        m->policy_text = xasprintf("%s, so DMARC cannot be checked (RFC 9989 section 11.5)",
+                                   dmarc_from_status_text(fs));
+        *text = m->policy_text;
+        return POLICY_DMARC_REJECT;
+    }
     const struct dmarc_outcome *o = m ? m->dmarc_out : NULL;
     if (!o || o->result != DMARC_RESULT_FAIL || o->applied == DMARC_POLICY_NONE || o->applied == DMARC_POLICY_UNSET)
         return POLICY_DMARC_NONE;

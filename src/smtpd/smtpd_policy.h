@@ -49,7 +49,8 @@
  *   nothing while SPF has not run. reject_dmarc_policy belongs in
  *   smtpd_end_of_data_restrictions (checked by smtpd_policy_check_end_of_data
  *   once the message is in): a DMARC fail under p=reject is refused with
- *   550 5.7.1 naming the policy, under p=quarantine it is accepted on hold
+ *   550 5.7.1 naming the policy (as is a message with no author domain or
+ *   several: RFC 9989 11.5), under p=quarantine it is accepted on hold
  *   (result hold = 1), unless the caller's dmarc_policy says to deliver.
  *   The end-of-data list also takes the restrictions that need no recipient.
  * DNS-based restrictions (reject_rbl_client, reject_rhsbl_*, permit_dnswl_client,

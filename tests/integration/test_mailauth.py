@@ -361,3 +361,17 @@ def test_dkim_check_finds_what_is_missing(tern_instance, lab):
     out = inst.cli("dkim", "check", "strict.test").stdout.decode()
     assert "fix:  SPF of strict.test says fail for this server's address 127.0.0.1" in out, out
     assert "fix:  strict.test has no entry in dkim_sign_maps: run `tern dkim keygen strict.test`" in out, out
+
+
+def test_several_author_domains_refused_where_dmarc_is_enforced(tern_instance, lab):
+    """RFC 9989 11.5: a From: with addresses in two domains would slip past
+    DMARC; where it is enforced such a message is refused."""
+    inst = enforcing(tern_instance, lab)
+    code, text = send_raw(inst, "x@other.test",
+                          message("ceo@strict.test, friend@other.test", "two authors"))
+    assert code == 550, text
+    assert text == (b"5.7.1 Message rejected: From: field holds addresses in several domains, "
+                    b"so DMARC cannot be checked (RFC 9989 section 11.5)"), text
+    code, text = send_raw(inst, "x@other.test",
+                          message("ceo@strict.test", "two fields", "From: friend@other.test\r\n"))
+    assert code == 550 and b"RFC 9989 section 11.5" in text, text
