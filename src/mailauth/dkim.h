@@ -160,6 +160,69 @@ const struct dkim_result *dkim_verify_result(const struct dkim_verify *v, size_t
 /* Cancels running lookups (done is not called) and frees; also from done. */
 void dkim_verify_free(struct dkim_verify *v);
 
+/* ---- ARC (RFC 8617), verifying ------------------------------------------ */
+
+/* Chain validation (RFC 8617 §5.2) of the ARC sets on incoming mail, so the
+ * receiver can report arc=pass|fail|none in Authentication-Results. No
+ * sealing: ARC is experimental and on its way to Historic; verify only.
+ *
+ * What is checked: every ARC-Seal (AS), ARC-Message-Signature (AMS) and
+ * ARC-Authentication-Results (AAR) field is sorted by its instance i=; each
+ * instance 1..N has exactly one of each, N <= DKIM_ARC_MAX_SETS; cv= is
+ * none for i=1 and pass above (any cv=fail: fail); the newest AMS is
+ * verified as a DKIM signature over the header and the streamed body (its
+ * h= must not name ARC-Seal); then every AS from N down to 1 over the AAR,
+ * AMS, AS of instances 1..i (relaxed, the AS's own b= emptied). Every key
+ * is looked up at once, in parallel, when the header is complete.
+ *
+ * Decisions: every error is a fail, DNS failures too (§5.2.1: "all
+ * failures are permanent"); rsa-sha1 and RSA keys under 1024 bits fail as
+ * in DKIM (RFC 8301); the AS's t= and the AMS's t= are not judged (the
+ * chain's age is not a validity rule) but an AMS x= in the past fails; an
+ * AMS l= fails (appended content); empty names in an AMS h= ("a::b") are
+ * skipped, as an h= of no names is accepted (the AMS then covers itself
+ * and the body; RFC 8617 does not require From there). Older AMSs are not
+ * verified: the optional oldest-pass (§5.2 step 5) is not computed.
+ *
+ * Bounds: DKIM_ARC_MAX_SETS instances (RFC 8617 allows 50; real chains
+ * hold a handful, and each instance costs a key lookup and a signature
+ * check, so a chain longer than this fails), at most 3 * DKIM_ARC_MAX_SETS
+ * ARC fields are looked at; tag lists as in DKIM. */
+#define DKIM_ARC_MAX_SETS 16
+
+enum dkim_arc_status { DKIM_ARC_NONE, DKIM_ARC_PASS, DKIM_ARC_FAIL };
+/* "none", "pass", "fail". */
+const char *dkim_arc_status_name(enum dkim_arc_status s);
+
+struct dkim_arc_result {
+    enum dkim_arc_status status;
+    char reason[DKIM_REASON_MAX]; /* why it failed, for logs and the A-R comment ("" otherwise) */
+    unsigned instances;           /* N, the ARC sets found (0 for none; on a fail, what was seen) */
+    /* The newest seal's d= and s= (A-R header.d / header.s; the selector
+     * for logs), printable; "" when it was not parsed. */
+    char d[256];
+    char s[256];
+};
+
+struct dkim_arc_verify;
+/* Called once the result is ready, when dkim_arc_verify_end returned 0. */
+typedef void (*dkim_arc_verify_cb)(void *arg, struct dkim_arc_verify *v);
+
+/* Starts validating the chain of the message whose header block is
+ * hdr[0..len) (dns must outlive v; now judges an AMS x=). Never NULL. */
+struct dkim_arc_verify *dkim_arc_verify_new(const struct mailauth_dns *dns, const char *hdr, size_t len, time_t now,
+                                            dkim_arc_verify_cb done, void *arg);
+/* Feeds the next chunk of the body (any size, any cut). */
+void dkim_arc_verify_body(struct dkim_arc_verify *v, const void *data, size_t len);
+/* Ends the body. 1: the result is ready now (done will never be called);
+ * 0: key lookups still run, done then runs exactly once, later, from a DNS
+ * callback (never from inside a dkim_arc_* call). */
+int dkim_arc_verify_end(struct dkim_arc_verify *v);
+/* The result, valid once it is ready. */
+const struct dkim_arc_result *dkim_arc_verify_result(const struct dkim_arc_verify *v);
+/* Cancels running lookups (done is not called) and frees; also from done. */
+void dkim_arc_verify_free(struct dkim_arc_verify *v);
+
 /* ---- signing ------------------------------------------------------------- */
 
 /* The private-key operation: sign hash (the SHA-256 of the canonicalized

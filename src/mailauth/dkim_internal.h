@@ -73,6 +73,17 @@ int dkim_field_is(const struct dkim_field *f, const char *name);
 void dkim_header_hash(enum dkim_canon c, const struct dkim_fields *fs, char *const *h, size_t nh,
                       const char *sigf, size_t sigf_len, size_t b_off, size_t b_len, unsigned char hash[32]);
 
+/* Of the TXT records of rs (the first 16), the first that parses as a key
+ * record (RFC 6376 §6.1.2 step 4 lets the verifier choose): 0 with *key, or
+ * -1 with why, the first record's fault ("" when rs holds none). */
+int dkim_key_from_rrset(const struct dns_rrset *rs, struct dkim_key **key, char why[DKIM_REASON_MAX]);
+
+/* 1 when sig[0..siglen) is alg's signature of hash by pk (rsa-sha256:
+ * PKCS#1 v1.5 over the digest; ed25519-sha256: PureEd25519 over the 32
+ * bytes, RFC 8463 §3), else 0. */
+int dkim_sig_verify_hash(enum dkim_alg alg, EVP_PKEY *pk, const unsigned char *sig, size_t siglen,
+                         const unsigned char hash[32]);
+
 /* 1 when s is a valid domain name or selector (LDH labels joined by dots). */
 int dkim_valid_name(const char *s, size_t len);
 

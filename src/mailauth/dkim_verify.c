@@ -117,20 +117,19 @@ static void finalize(struct dkim_verify *v)
     }
 }
 
-static int check_signature(struct vsig *vs, EVP_PKEY *pk)
+int dkim_sig_verify_hash(enum dkim_alg alg, EVP_PKEY *pk, const unsigned char *sig, size_t siglen,
+                         const unsigned char hash[32])
 {
     int ok = 0;
-    if (vs->sig->alg == DKIM_ALG_ED25519_SHA256) {
+    if (alg == DKIM_ALG_ED25519_SHA256) {
         /* RFC 8463 §3: PureEd25519 over the SHA-256 of the header data. */
         EVP_MD_CTX *m = EVP_MD_CTX_new();
-        ok = m && EVP_DigestVerifyInit(m, NULL, NULL, NULL, pk) == 1 &&
-             EVP_DigestVerify(m, vs->sig->b, vs->sig->blen, vs->hhash, 32) == 1;
+        ok = m && EVP_DigestVerifyInit(m, NULL, NULL, NULL, pk) == 1 && EVP_DigestVerify(m, sig, siglen, hash, 32) == 1;
         EVP_MD_CTX_free(m);
     } else {
         EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
         ok = c && EVP_PKEY_verify_init(c) == 1 && EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) == 1 &&
-             EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) == 1 &&
-             EVP_PKEY_verify(c, vs->sig->b, vs->sig->blen, vs->hhash, 32) == 1;
+             EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) == 1 && EVP_PKEY_verify(c, sig, siglen, hash, 32) == 1;
         EVP_PKEY_CTX_free(c);
     }
     return ok;
@@ -155,6 +154,18 @@ static int parse_rr(const struct dns_rr *rr, struct dkim_key **key, char why[DKI
     return r;
 }
 
+int dkim_key_from_rrset(const struct dns_rrset *rs, struct dkim_key **key, char why[DKIM_REASON_MAX])
+{
+    char one[DKIM_REASON_MAX];
+    *key = NULL;
+    why[0] = '\0';
+    for (size_t i = 0; i < rs->nrrs && !*key && i < 16; i++) {
+        if (parse_rr(&rs->rrs[i], key, one) < 0 && !why[0])
+            dkim_why(why, "%s", one);
+    }
+    return *key ? 0 : -1;
+}
+
 /* The key record arrived: judge it, and check the signature with it. */
 static void use_key(struct vsig *vs, const struct dns_rrset *rs)
 {
@@ -173,13 +184,8 @@ static void use_key(struct vsig *vs, const struct dns_rrset *rs)
      * used, so unrelated TXT data at the name does not hide the key; with
      * none, the first one's fault is reported. */
     struct dkim_key *key = NULL;
-    char first[DKIM_REASON_MAX] = "";
-    for (size_t i = 0; i < rs->nrrs && !key && i < 16; i++) {
-        if (parse_rr(&rs->rrs[i], &key, why) < 0 && !first[0])
-            dkim_why(first, "%s", why);
-    }
-    if (!key) {
-        snprintf(msg, sizeof msg, "bad key record: %s", first);
+    if (dkim_key_from_rrset(rs, &key, why) < 0) {
+        snprintf(msg, sizeof msg, "bad key record: %s", why);
         set(vs, DKIM_PERMERROR, msg);
         return;
     }
@@ -198,7 +204,7 @@ static void use_key(struct vsig *vs, const struct dns_rrset *rs)
                  DKIM_RSA_MAX_BITS);
         set(vs, DKIM_PERMERROR, msg);
     } else {
-        vs->sig_ok = check_signature(vs, key->pkey);
+        vs->sig_ok = dkim_sig_verify_hash(vs->sig->alg, key->pkey, vs->sig->b, vs->sig->blen, vs->hhash);
         vs->state = V_KEYED;
     }
     dkim_key_free(key);
