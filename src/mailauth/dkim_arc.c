@@ -126,12 +126,12 @@ static unsigned aar_instance(const char *p, size_t n)
     return k < n && p[k] == ';' ? i : 0;
 }
 
-/* The instance of an AMS or AS, from its tag list; 0 when it has none. */
-static unsigned sig_instance(const char *val, size_t len)
+/* The instance of an AMS or AS, from its tag list; 0 when it has none
+ * (why says so when the tag list itself is broken). */
+static unsigned sig_instance(const char *val, size_t len, char why[DKIM_REASON_MAX])
 {
     struct dkim_tag tags[DKIM_MAX_TAGS];
     size_t n;
-    char why[DKIM_REASON_MAX];
     if (dkim_tags_parse(val, len, tags, DKIM_MAX_TAGS, &n, why) < 0)
         return 0;
     const struct dkim_tag *t = tag_get(val, tags, n, "i");
@@ -349,10 +349,14 @@ static int collect(const struct dkim_fields *fs, struct arc_sets *as, char why[D
         }
         const struct dkim_field *f = &fs->f[k];
         size_t voff = value_off(f);
+        char bad[DKIM_REASON_MAX] = "";
         unsigned i = kind == ARC_AAR ? aar_instance(f->p + voff, f->len - voff)
-                                     : sig_instance(f->p + voff, f->len - voff);
+                                     : sig_instance(f->p + voff, f->len - voff, bad);
         if (i == 0) {
-            dkim_why(why, "%s without a valid instance i=", shown[kind]);
+            if (bad[0])
+                dkim_why(why, "%s: %s", shown[kind], bad);
+            else
+                dkim_why(why, "%s without a valid instance i=", shown[kind]);
             return -1;
         }
         if (i > DKIM_ARC_MAX_SETS) {
@@ -449,7 +453,6 @@ static void finalize(struct dkim_arc_verify *v)
 {
     if (v->decided)
         return;
-    char msg[DKIM_REASON_MAX];
     struct arc_check *ams = &v->checks[0];
     if (!ams->why[0] && memcmp(ams->sig->bh, v->bhash, 32) != 0)
         dkim_why(ams->why, "body hash mismatch");
@@ -457,9 +460,11 @@ static void finalize(struct dkim_arc_verify *v)
         /* checks[0] is the AMS, then the AS from N down to 1 */
         struct arc_check *c = k == 0 ? ams : &v->checks[v->nchecks - k];
         if (c->why[0]) {
-            snprintf(msg, sizeof msg, "%s i=%u: %s", c->is_seal ? "ARC-Seal" : "ARC-Message-Signature", c->inst,
+            /* dkim_why: a reason that does not fit is cut, not refused */
+            dkim_why(v->res.reason, "%s i=%u: %s", c->is_seal ? "ARC-Seal" : "ARC-Message-Signature", c->inst,
                      c->why);
-            decide(v, DKIM_ARC_FAIL, msg);
+            v->res.status = DKIM_ARC_FAIL;
+            v->decided = 1;
             return;
         }
     }
