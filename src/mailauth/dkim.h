@@ -180,13 +180,15 @@ void dkim_verify_free(struct dkim_verify *v);
  * in DKIM (RFC 8301); the AS's t= and the AMS's t= are not judged (the
  * chain's age is not a validity rule) but an AMS x= in the past fails; an
  * AMS l= fails (appended content); empty names in an AMS h= ("a::b") are
- * skipped, as an h= of no names is accepted (the AMS then covers itself
- * and the body; RFC 8617 does not require From there). Older AMSs are not
- * verified: the optional oldest-pass (§5.2 step 5) is not computed.
+ * skipped and an h= of no names is accepted, as the ARC test suite wants
+ * (the AMS then covers itself and the body; RFC 8617 asks no From there). The older AMSs are
+ * verified too, for the optional oldest-pass (§5.2 step 5); they never
+ * change the chain's status. A key name shared by several signatures is
+ * looked up once.
  *
  * Bounds: DKIM_ARC_MAX_SETS instances (RFC 8617 allows 50; real chains
- * hold a handful, and each instance costs a key lookup and a signature
- * check, so a chain longer than this fails), at most 3 * DKIM_ARC_MAX_SETS
+ * hold a handful, and each instance costs up to two key lookups and two
+ * signature checks, so a longer chain fails), at most 3 times that many
  * ARC fields are looked at; tag lists as in DKIM. */
 #define DKIM_ARC_MAX_SETS 16
 
@@ -197,7 +199,10 @@ const char *dkim_arc_status_name(enum dkim_arc_status s);
 struct dkim_arc_result {
     enum dkim_arc_status status;
     char reason[DKIM_REASON_MAX]; /* why it failed, for logs and the A-R comment ("" otherwise) */
-    unsigned instances;           /* N, the ARC sets found (0 for none; on a fail, what was seen) */
+    unsigned instances;           /* N, the ARC sets found (0: none, or not sorted into sets) */
+    /* On pass, RFC 8617 §5.2 step 5 (A-R header.oldest-pass): the oldest
+     * instance from which every AMS up to N verifies; 0 when all do. */
+    unsigned oldest_pass;
     /* The newest seal's d= and s= (A-R header.d / header.s; the selector
      * for logs), printable; "" when it was not parsed. */
     char d[256];

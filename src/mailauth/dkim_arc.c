@@ -7,6 +7,7 @@
  * key records and signature checks (dkim_internal.h). */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mailauth/dkim_internal.h"
 #include "util/mem.h"
@@ -15,16 +16,18 @@
 
 enum arc_kind { ARC_AAR, ARC_AMS, ARC_AS };
 
-/* One signature to check against its key: the newest AMS or an AS. */
+/* One signature to check against its key: an AMS or an AS. */
 struct arc_check {
     struct dkim_arc_verify *v;
-    struct dkim_sig *sig;
+    struct dkim_sig *sig;         /* NULL: it did not parse (why says why) */
     unsigned inst;
     int is_seal;
     unsigned char hhash[32];
     struct mailauth_dns_query *q;
-    int sig_ok;                   /* the key verified the header hash */
-    char why[DKIM_REASON_MAX];    /* set when it failed before or at the key */
+    /* Another check with the same key name, whose lookup this one waits
+     * for: a chain sealed by one operator asks for one key once. */
+    struct arc_check *same;
+    char why[DKIM_REASON_MAX];    /* set when it failed */
 };
 
 struct dkim_arc_verify {
@@ -34,11 +37,12 @@ struct dkim_arc_verify {
     void *arg;
     struct dkim_arc_result res;
     int decided;                  /* res final */
-    /* checks[0]: the newest AMS; checks[i]: the AS of instance i */
-    struct arc_check checks[DKIM_ARC_MAX_SETS + 1];
-    size_t nchecks;
-    struct dkim_body *body;
-    unsigned char bhash[32];
+    /* by instance, [0] unused: every AMS (the newest decides, the older
+     * ones give oldest-pass) and every AS */
+    struct arc_check ams[DKIM_ARC_MAX_SETS + 1], seal[DKIM_ARC_MAX_SETS + 1];
+    unsigned n;
+    struct dkim_body *body[2];    /* by enum dkim_canon, as the AMSs need them */
+    unsigned char bhash[2][32];
     int ended;
     size_t pending;
 };
@@ -411,11 +415,10 @@ static void seal_hash(const struct dkim_fields *fs, const struct arc_sets *as, u
 
 /* ---- keys and the result ------------------------------------------------- */
 
+/* fmt has one %s; dkim_why cuts what does not fit and keeps it printable. */
 static void check_fail(struct arc_check *c, const char *fmt, const char *arg)
 {
-    char msg[DKIM_REASON_MAX];
-    snprintf(msg, sizeof msg, fmt, arg);
-    dkim_why(c->why, "%s", msg);
+    dkim_why(c->why, fmt, arg);
 }
 
 static void use_key(struct arc_check *c, const struct dns_rrset *rs)
@@ -443,29 +446,42 @@ static void use_key(struct arc_check *c, const struct dns_rrset *rs)
         check_fail(c, "%s", "RSA key shorter than 1024 bits (RFC 8301)");
     else if (!key->is_ed25519 && EVP_PKEY_get_bits(key->pkey) > DKIM_RSA_MAX_BITS)
         check_fail(c, "%s", "RSA key longer than 4096 bits");
-    else if (!(c->sig_ok = dkim_sig_verify_hash(c->sig->alg, key->pkey, c->sig->b, c->sig->blen, c->hhash)))
+    else if (!dkim_sig_verify_hash(c->sig->alg, key->pkey, c->sig->b, c->sig->blen, c->hhash))
         check_fail(c, "%s", "signature mismatch");
     dkim_key_free(key);
 }
 
-/* Steps 4 and 6 of §5.2: the newest AMS, then the seals from N down. */
+static const char *kind_name(const struct arc_check *c)
+{
+    return c->is_seal ? "ARC-Seal" : "ARC-Message-Signature";
+}
+
+/* Steps 4 to 6 of §5.2: the newest AMS, the older ones for oldest-pass,
+ * then the seals from N down. */
 static void finalize(struct dkim_arc_verify *v)
 {
     if (v->decided)
         return;
-    struct arc_check *ams = &v->checks[0];
-    if (!ams->why[0] && memcmp(ams->sig->bh, v->bhash, 32) != 0)
-        dkim_why(ams->why, "body hash mismatch");
-    for (size_t k = 0; k < v->nchecks; k++) {
-        /* checks[0] is the AMS, then the AS from N down to 1 */
-        struct arc_check *c = k == 0 ? ams : &v->checks[v->nchecks - k];
+    for (unsigned i = 1; i <= v->n; i++) {
+        struct arc_check *c = &v->ams[i];
+        if (c->sig && !c->why[0] && memcmp(c->sig->bh, v->bhash[c->sig->bcanon], 32) != 0)
+            dkim_why(c->why, "body hash mismatch");
+    }
+    for (unsigned k = 0; k <= v->n; k++) {
+        struct arc_check *c = k == 0 ? &v->ams[v->n] : &v->seal[v->n + 1 - k];
         if (c->why[0]) {
             /* dkim_why: a reason that does not fit is cut, not refused */
-            dkim_why(v->res.reason, "%s i=%u: %s", c->is_seal ? "ARC-Seal" : "ARC-Message-Signature", c->inst,
-                     c->why);
+            dkim_why(v->res.reason, "%s i=%u: %s", kind_name(c), c->inst, c->why);
             v->res.status = DKIM_ARC_FAIL;
             v->decided = 1;
             return;
+        }
+    }
+    v->res.oldest_pass = 0;
+    for (unsigned m = v->n - 1; m >= 1; m--) {
+        if (v->ams[m].why[0]) {
+            v->res.oldest_pass = m + 1;
+            break;
         }
     }
     decide(v, DKIM_ARC_PASS, "");
@@ -477,6 +493,12 @@ static void key_cb(void *arg, struct dns_rrset *rs)
     struct dkim_arc_verify *v = c->v;
     c->q = NULL;
     use_key(c, rs);
+    for (unsigned i = 1; i <= v->n; i++) {
+        if (v->ams[i].same == c)
+            use_key(&v->ams[i], rs);
+        if (v->seal[i].same == c)
+            use_key(&v->seal[i], rs);
+    }
     dns_rrset_free(rs);
     v->pending--;
     if (v->ended && v->pending == 0) {
@@ -485,29 +507,47 @@ static void key_cb(void *arg, struct dns_rrset *rs)
     }
 }
 
+static int same_key(const struct dkim_sig *a, const struct dkim_sig *b)
+{
+    return strcasecmp(a->s, b->s) == 0 && strcasecmp(a->d, b->d) == 0;
+}
+
+/* Starts c's key lookup, or joins one started before it (in the order
+ * dkim_arc_verify_new starts them: seal i, then AMS i) for the same name. */
 static void lookup(struct dkim_arc_verify *v, struct arc_check *c)
 {
+    for (unsigned i = 1; i <= v->n; i++) {
+        struct arc_check *o[2] = {&v->seal[i], &v->ams[i]};
+        for (int j = 0; j < 2; j++) {
+            if (o[j] == c) {
+                i = v->n; /* only the checks started before c */
+                break;
+            }
+            if (o[j]->sig && !o[j]->why[0] && !o[j]->same && same_key(o[j]->sig, c->sig)) {
+                c->same = o[j];
+                return;
+            }
+        }
+    }
     char name[600];
     snprintf(name, sizeof name, "%s._domainkey.%s", c->sig->s, c->sig->d);
     v->pending++;
     c->q = mailauth_dns_lookup(v->dns, name, DNS_TYPE_TXT, key_cb, c);
 }
 
-/* Parses the seals and the newest AMS, computes their hashes; 0, or -1
- * with why (the chain fails before any lookup). */
+/* Parses the seals and the AMSs, computes their hashes; 0, or -1 with why
+ * (the chain fails before any lookup). An older AMS that does not parse
+ * only ends oldest-pass there. */
 static int prepare(struct dkim_arc_verify *v, const struct dkim_fields *fs, const struct arc_sets *as,
                    char why[DKIM_REASON_MAX])
 {
     char one[DKIM_REASON_MAX];
     unsigned n = as->n;
     for (unsigned i = 1; i <= n; i++) {
-        struct arc_check *c = &v->checks[i];
+        struct arc_check *c = &v->seal[i];
         const struct dkim_field *f = &fs->f[as->at[ARC_AS][i]];
         size_t voff = value_off(f);
         int cv = 0;
-        c->v = v;
-        c->inst = i;
-        c->is_seal = 1;
         if (arc_sig_parse(f->p + voff, f->len - voff, 1, &cv, &c->sig, one) < 0) {
             dkim_why(why, "ARC-Seal i=%u: %s", i, one);
             return -1;
@@ -527,22 +567,31 @@ static int prepare(struct dkim_arc_verify *v, const struct dkim_fields *fs, cons
         }
         seal_hash(fs, as, i, c->sig, c->hhash);
     }
-    struct arc_check *c = &v->checks[0];
-    const struct dkim_field *f = &fs->f[as->at[ARC_AMS][n]];
-    size_t voff = value_off(f);
-    c->v = v;
-    c->inst = n;
-    if (arc_sig_parse(f->p + voff, f->len - voff, 0, NULL, &c->sig, one) < 0) {
-        dkim_why(why, "ARC-Message-Signature i=%u: %s", n, one);
-        return -1;
+    for (unsigned i = n; i >= 1; i--) {
+        struct arc_check *c = &v->ams[i];
+        const struct dkim_field *f = &fs->f[as->at[ARC_AMS][i]];
+        size_t voff = value_off(f);
+        if (arc_sig_parse(f->p + voff, f->len - voff, 0, NULL, &c->sig, one) < 0) {
+            if (i == n) {
+                dkim_why(why, "ARC-Message-Signature i=%u: %s", i, one);
+                return -1;
+            }
+            dkim_why(c->why, "%s", one);
+            continue;
+        }
+        if (c->sig->has_x && (unsigned long long)v->now > c->sig->x) {
+            if (i == n) {
+                dkim_why(why, "ARC-Message-Signature i=%u: expired (x=)", i);
+                return -1;
+            }
+            dkim_why(c->why, "expired (x=)");
+            continue;
+        }
+        dkim_header_hash(c->sig->hcanon, fs, c->sig->h, c->sig->nh, f->p, f->len, voff + c->sig->b_raw,
+                         c->sig->b_raw_len, c->hhash);
+        if (!v->body[c->sig->bcanon])
+            v->body[c->sig->bcanon] = dkim_body_new(c->sig->bcanon);
     }
-    if (c->sig->has_x && (unsigned long long)v->now > c->sig->x) {
-        dkim_why(why, "ARC-Message-Signature i=%u: expired (x=)", n);
-        return -1;
-    }
-    dkim_header_hash(c->sig->hcanon, fs, c->sig->h, c->sig->nh, f->p, f->len, voff + c->sig->b_raw,
-                     c->sig->b_raw_len, c->hhash);
-    v->nchecks = n + 1;
     return 0;
 }
 
@@ -563,13 +612,19 @@ struct dkim_arc_verify *dkim_arc_verify_new(const struct mailauth_dns *dns, cons
     } else if (as.n == 0) {
         decide(v, DKIM_ARC_NONE, "");
     } else {
-        v->res.instances = as.n;
+        v->n = v->res.instances = as.n;
+        for (unsigned i = 1; i <= as.n; i++) {
+            v->ams[i] = (struct arc_check){.v = v, .inst = i};
+            v->seal[i] = (struct arc_check){.v = v, .inst = i, .is_seal = 1};
+        }
         if (prepare(v, &fs, &as, why) < 0) {
             decide(v, DKIM_ARC_FAIL, why);
         } else {
-            v->body = dkim_body_new(v->checks[0].sig->bcanon);
-            for (size_t k = 0; k < v->nchecks; k++)
-                lookup(v, &v->checks[k]);
+            for (unsigned i = 1; i <= as.n; i++) {
+                lookup(v, &v->seal[i]);
+                if (v->ams[i].sig)
+                    lookup(v, &v->ams[i]);
+            }
         }
     }
     dkim_fields_free(&fs);
@@ -578,16 +633,20 @@ struct dkim_arc_verify *dkim_arc_verify_new(const struct mailauth_dns *dns, cons
 
 void dkim_arc_verify_body(struct dkim_arc_verify *v, const void *data, size_t len)
 {
-    if (!v->ended && v->body)
-        dkim_body_update(v->body, data, len);
+    if (v->ended)
+        return;
+    for (int c = 0; c < 2; c++)
+        if (v->body[c])
+            dkim_body_update(v->body[c], data, len);
 }
 
 int dkim_arc_verify_end(struct dkim_arc_verify *v)
 {
     if (!v->ended) {
         v->ended = 1;
-        if (v->body)
-            dkim_body_final(v->body, v->bhash);
+        for (int c = 0; c < 2; c++)
+            if (v->body[c])
+                dkim_body_final(v->body[c], v->bhash[c]);
     }
     if (v->pending > 0)
         return 0;
@@ -604,11 +663,15 @@ void dkim_arc_verify_free(struct dkim_arc_verify *v)
 {
     if (!v)
         return;
-    for (size_t k = 0; k <= DKIM_ARC_MAX_SETS; k++) {
-        if (v->checks[k].q)
-            mailauth_dns_cancel(v->dns, v->checks[k].q);
-        dkim_sig_free(v->checks[k].sig);
+    for (unsigned i = 1; i <= DKIM_ARC_MAX_SETS; i++) {
+        struct arc_check *c[2] = {&v->ams[i], &v->seal[i]};
+        for (int j = 0; j < 2; j++) {
+            if (c[j]->q)
+                mailauth_dns_cancel(v->dns, c[j]->q);
+            dkim_sig_free(c[j]->sig);
+        }
     }
-    dkim_body_free(v->body);
+    for (int c = 0; c < 2; c++)
+        dkim_body_free(v->body[c]);
     free(v);
 }
