@@ -109,24 +109,29 @@ static int digits_ok(const char *s, const struct dkim_tag *t, unsigned long long
     return 1;
 }
 
+static size_t skip_fws(const char *p, size_t n, size_t k)
+{
+    while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n'))
+        k++;
+    return k;
+}
+
 /* The instance of an AAR: "i=" 1*DIGIT ";" first (§4.1.1: arc-info =
- * instance [CFWS] ";" authres-payload), FWS allowed around the tokens. */
+ * instance [CFWS] ";" authres-payload), FWS allowed around the tokens;
+ * 0 when it has none. */
 static unsigned aar_instance(const char *p, size_t n)
 {
-    size_t k = 0, a;
-#define ARC_SKIP_FWS() while (k < n && (p[k] == ' ' || p[k] == '\t' || p[k] == '\r' || p[k] == '\n')) k++
-    ARC_SKIP_FWS();
-    if (k == n || p[k++] != 'i')
+    size_t k = skip_fws(p, n, 0);
+    if (k == n || p[k] != 'i')
         return 0;
-    ARC_SKIP_FWS();
-    if (k == n || p[k++] != '=')
+    k = skip_fws(p, n, k + 1);
+    if (k == n || p[k] != '=')
         return 0;
-    ARC_SKIP_FWS();
-    for (a = k; k < n && str_is_digit((unsigned char)p[k]); k++)
-        ;
+    size_t a = k = skip_fws(p, n, k + 1);
+    while (k < n && str_is_digit((unsigned char)p[k]))
+        k++;
     unsigned i = parse_instance(p + a, k - a);
-    ARC_SKIP_FWS();
-#undef ARC_SKIP_FWS
+    k = skip_fws(p, n, k);
     return k < n && p[k] == ';' ? i : 0;
 }
 
