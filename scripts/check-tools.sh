@@ -23,6 +23,7 @@ need python3-flufl.bounce /usr/bin/python3 -c 'import flufl.bounce'
 # dkimpy signs and verifies against tern (RSA; Ed25519 through PyNaCl)
 need python3-dkim /usr/bin/python3 -c 'import dkim'
 need python3-nacl /usr/bin/python3 -c 'import nacl.signing'
+need python3-authres /usr/bin/python3 -c 'import authres'   # dkimpy's ARC sealing
 need libyaml-dev test -e /usr/include/yaml.h
 need git have git
 need swaks have swaks

@@ -42,6 +42,8 @@ struct smtpd_mailauth {
     struct dkim_verify *dkim;
     int dkim_pending;          /* dkim_verify_end said lookups run */
     int dkim_ready;            /* results can be read */
+    struct dkim_arc_verify *arc;   /* the ARC chain (RFC 8617), verified only */
+    int arc_pending, arc_ready;
     struct dmarc_from from;
     int header_seen;
     struct dmarc_check *dmarc;
@@ -173,13 +175,24 @@ static void on_dkim_done(void *arg, struct dkim_verify *v)
     advance(m);
 }
 
+static void on_arc_done(void *arg, struct dkim_arc_verify *v)
+{
+    (void)v;
+    struct smtpd_mailauth *m = arg;
+    m->arc_pending = 0;
+    m->arc_ready = 1;
+    advance(m);
+}
+
 static size_t observe_header(void *arg, char *hdr, size_t len)
 {
     struct smtpd_mailauth *m = arg;
     m->header_seen = 1;
     const struct mailauth_dns *dns = dns_of(m->s);
-    if (dns)
+    if (dns) {
         m->dkim = dkim_verify_new(dns, hdr, len, time(NULL), on_dkim_done, m);
+        m->arc = dkim_arc_verify_new(dns, hdr, len, time(NULL), on_arc_done, m);
+    }
     dmarc_from_header(hdr, len, &m->from);
     return drop_our_results(m->s->set->authserv_id, hdr, len);
 }
@@ -189,6 +202,8 @@ static void observe_body(void *arg, const char *data, size_t len)
     struct smtpd_mailauth *m = arg;
     if (m->dkim)
         dkim_verify_body(m->dkim, data, len);
+    if (m->arc)
+        dkim_arc_verify_body(m->arc, data, len);
 }
 
 /* RFC 7208 §4.6.4: a check that has not ended after SMTPD_SPF_LIMIT_S is
@@ -275,7 +290,7 @@ static void dmarc_start(struct smtpd_mailauth *m)
 
 /* The methods of the field being composed; strings point into the
  * transaction's state, which outlives authres_build. */
-#define AR_METHODS (DKIM_MAX_SIGS + 4)
+#define AR_METHODS (DKIM_MAX_SIGS + 5)
 #define AR_PROPS 5
 struct ar {
     struct authres_method m[AR_METHODS];
@@ -350,6 +365,26 @@ static void compose(struct smtpd_mailauth *m, struct strbuf *logline)
         strbuf_printf(logline, " dmarc=%s (from=%s%s%s)", dmarc_result_name(o->result), m->from.domain,
                       o->has_record ? " p=" : "", o->has_record ? dmarc_policy_name(o->requested) : "");
     }
+    /* ARC (RFC 8617): verified, never sealed; no temperror there, every
+     * failure is a fail (§5.2.1), an unanswered lookup too */
+    char oldest[24], arc_note[300];
+    if (m->arc) {
+        const struct dkim_arc_result *r = m->arc_ready ? dkim_arc_verify_result(m->arc) : NULL;
+        if (!r) {
+            ar_add(&a, "arc", "fail", "key lookups did not finish in time");
+            strbuf_puts(logline, " arc=fail (timeout)");
+        } else if (r->status != DKIM_ARC_NONE) {
+            snprintf(arc_note, sizeof arc_note, "i=%u d=%s", r->instances, r->d);
+            int pass = r->status == DKIM_ARC_PASS;
+            ar_add(&a, "arc", dkim_arc_status_name(r->status), pass ? NULL : r->reason);
+            if (pass)
+                a.m[a.n - 1].comment = arc_note;
+            snprintf(oldest, sizeof oldest, "%u", r->oldest_pass);
+            if (pass)
+                ar_prop(&a, "header", "oldest-pass", oldest);
+            strbuf_printf(logline, " arc=%s (%s)", dkim_arc_status_name(r->status), arc_note);
+        }
+    }
     m->results = authres_build(m->s->set->authserv_id, a.m, a.n);
     if (!m->results)
         log_warn("%s: cannot write an Authentication-Results field (authserv_id \"%s\")", m->s->id,
@@ -375,7 +410,7 @@ static void advance(struct smtpd_mailauth *m)
 {
     if (!m->finish_cb || m->timed_out)
         return;
-    if (m->mfrom.check || m->helo.check || m->dkim_pending)
+    if (m->mfrom.check || m->helo.check || m->dkim_pending || m->arc_pending)
         return;
     if (!m->dmarc_started)
         dmarc_start(m);
@@ -393,7 +428,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct smtpd_mailauth *m = arg;
     if (!m->finish_cb)
         return;
-    int pending = m->mfrom.check || m->helo.check || m->dkim_pending || m->dmarc || !m->dmarc_started;
+    int pending = m->mfrom.check || m->helo.check || m->dkim_pending || m->arc_pending || m->dmarc ||
+                  !m->dmarc_started;
     if (pending) {
         /* the wait is over: what did not answer counts as a temperror */
         m->timed_out = 1;
@@ -420,6 +456,9 @@ int smtpd_mailauth_finish(struct smtp_session *s, void (*cb)(struct smtp_session
     if (m->dkim)
         m->dkim_pending = !dkim_verify_end(m->dkim);
     m->dkim_ready = m->dkim && !m->dkim_pending;
+    if (m->arc)
+        m->arc_pending = !dkim_arc_verify_end(m->arc);
+    m->arc_ready = m->arc && !m->arc_pending;
     advance(m);
     return 1;
 }
@@ -490,6 +529,8 @@ void smtpd_mailauth_end(struct smtp_session *s)
     spf_state_clear(&m->helo);
     if (m->dkim)
         dkim_verify_free(m->dkim);
+    if (m->arc)
+        dkim_arc_verify_free(m->arc);
     if (m->dmarc)
         dmarc_check_cancel(m->dmarc);
     if (m->dmarc_out)

@@ -375,3 +375,17 @@ def test_several_author_domains_refused_where_dmarc_is_enforced(tern_instance, l
     code, text = send_raw(inst, "x@other.test",
                           message("ceo@strict.test", "two fields", "From: friend@other.test\r\n"))
     assert code == 550 and b"RFC 9989 section 11.5" in text, text
+
+
+def test_arc_chain_verified(inst, lab):
+    """A forwarder's ARC set (made by dkimpy with the lab's key) is verified
+    and reported; a tampered copy fails."""
+    key = lab[1]
+    msg = message("alice@auth.test", "arc", "Authentication-Results: fwd.auth.test; spf=pass "
+                  "smtp.mailfrom=alice@auth.test\r\n")
+    sealed = b"".join(dkim.arc_sign(msg, b"sel", b"auth.test", key, b"fwd.auth.test",
+                                    include_headers=[b"from", b"to", b"subject"])) + msg
+    ar = results(deliver(inst, "x@other.test", sealed, 1))
+    assert re.search(r"\barc=pass \(i=1 d=auth\.test\) header\.oldest-pass=0", ar[0]), ar
+    ar = results(deliver(inst, "x@other.test", sealed.replace(b"from the lab", b"from a lab"), 2))
+    assert re.search(r"\barc=fail\b", ar[0]), ar
