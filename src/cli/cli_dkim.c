@@ -351,7 +351,8 @@ static void dkim_answer(struct pending *p, struct dns_rrset *rs)
     for (size_t i = 0; i < rs->nrrs; i++) {
         char *text = txt_text(&rs->rrs[i]);
         char *published = tag_p(text);
-        int match = strstr(text, "v=DKIM1") && strcmp(published, p->key_p) == 0;
+        /* v=DKIM1 is optional in a key record (RFC 6376 3.6.1) */
+        int match = *published && strcmp(published, p->key_p) == 0;
         free(text);
         free(published);
         if (match) {
@@ -418,6 +419,10 @@ static void spf_done(void *arg, const struct spf_outcome *o)
 static void ptr_answer(struct pending *p, struct dns_rrset *rs)
 {
     struct check *c = p->c;
+    if (rs->status == DNS_TEMPFAIL) {
+        say(c, T_HOST, 1, "%s: the PTR lookup failed for now (%s); try again", p->addr, rs->why ? rs->why : "");
+        return;
+    }
     for (size_t i = 0; i < rs->nrrs; i++) {
         char *name = dns_rdata_name(rs->rrs[i].data, rs->rrs[i].len);
         int same = name && strcasecmp(name, c->host) == 0;
@@ -565,7 +570,7 @@ static void check_keys(struct check *c, struct conf *conf)
     struct map_list *l = *specs ? map_list_open(specs, 0, &err) : NULL;
     if (!l) {
         say(c, T_DKIM, 1, "%s: tern does not sign (dkim_sign_maps %s): run `tern dkim keygen %s`", c->domain,
-            *specs ? err : "is empty", c->domain);
+            !*specs ? "is empty" : err ? err : "cannot be opened", c->domain);
         free(err);
         return;
     }

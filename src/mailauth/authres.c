@@ -555,3 +555,23 @@ int authres_field_is_ours(const char *field, size_t len, const char *our_id)
     size_t nlen = (size_t)(colon - field);
     return authres_is_ours(field, nlen, colon + 1, len - nlen - 1, our_id);
 }
+
+size_t authres_drop_ours(char *hdr, size_t len, const char *our_id)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        /* one field: its first line and every continuation line */
+        size_t end = pos;
+        do {
+            const char *nl = memchr(hdr + end, '\n', len - end);
+            end = nl ? (size_t)(nl - hdr) + 1 : len;
+        } while (end < len && (hdr[end] == ' ' || hdr[end] == '\t'));
+        if (authres_field_is_ours(hdr + pos, end - pos, our_id)) {
+            memmove(hdr + pos, hdr + end, len - end);
+            len -= end - pos;
+            continue;
+        }
+        pos = end;
+    }
+    return len;
+}

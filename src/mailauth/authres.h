@@ -79,6 +79,11 @@ int authres_is_ours(const char *name, size_t name_len, const char *value, size_t
 /* The same for a whole raw field "Name: value" (with its continuation
  * lines and line end, as it stands in the header). */
 int authres_field_is_ours(const char *field, size_t len, const char *our_id);
+/* Removes, in place, every field of the header section hdr[0..len) (its
+ * fields with their line ends, no empty line) that authres_field_is_ours
+ * says claims our_id; returns the new length. What a receiving server does
+ * with every message before it adds its own field (RFC 8601 §5). */
+size_t authres_drop_ours(char *hdr, size_t len, const char *our_id);
 
 /* ---- reading one field ---- */
 

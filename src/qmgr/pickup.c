@@ -15,6 +15,7 @@
 
 #include "conf/conf.h"
 #include "daemon/runtime.h"
+#include "mailauth/authres.h"
 #include "msg/cleanup.h"
 #include "msg/msg_header.h"
 #include "spool/maildrop.h"
@@ -41,6 +42,7 @@ static struct {
     int maildrop_fd;
     int corrupt_fd;
     char *myhostname, *myorigin;
+    char *authserv_id;          /* claims in this name are dropped */
     size_t header_size_limit;
     uint64_t message_size_limit;
     long hopcount_limit;
@@ -72,6 +74,7 @@ void pickup_init(struct event_base *base, struct runtime *rt)
     free(p);
     pk.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     pk.myorigin = xstrdup(conf_str(rt->conf, "myorigin"));
+    pk.authserv_id = xstrdup(conf_str(rt->conf, "authserv_id"));
     pk.header_size_limit = (size_t)conf_int(rt->conf, "header_size_limit");
     pk.hopcount_limit = (long)conf_int(rt->conf, "hopcount_limit");
     long long lim = conf_int(rt->conf, "message_size_limit");
@@ -100,7 +103,8 @@ void pickup_shutdown(void)
     pk.maildrop_fd = pk.corrupt_fd = -1;
     free(pk.myhostname);
     free(pk.myorigin);
-    pk.myhostname = pk.myorigin = NULL;
+    free(pk.authserv_id);
+    pk.myhostname = pk.myorigin = pk.authserv_id = NULL;
 }
 
 static int is_busy(const char *name)
@@ -196,6 +200,16 @@ static const char *dsn_options_problem(const struct maildrop_env *env, unsigned 
     return NULL;
 }
 
+/* An Authentication-Results field in our name must not reach a mailbox
+ * from a local user either (RFC 8601 §5): dropped as smtpd drops it. */
+static size_t drop_claims(void *arg, char *hdr, size_t len)
+{
+    (void)arg;
+    return authres_drop_ours(hdr, len, pk.authserv_id);
+}
+
+static const struct cleanup_observer claims_filter = {drop_claims, NULL, NULL};
+
 static void pickup_file(const char *name)
 {
     /* Any local user can put anything here: a FIFO must not block the
@@ -285,6 +299,7 @@ static void pickup_file(const char *name)
         .header_size_limit = pk.header_size_limit,
         .message_size_limit = pk.message_size_limit,
         .now = time(NULL),
+        .observer = &claims_filter,
     };
     struct cleanup *cl = cleanup_new(w, &o);
     free(received);

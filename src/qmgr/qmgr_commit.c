@@ -1,8 +1,10 @@
 /* qmgr_commit: commits from smtpd, pickup and notices (see qmgr_commit.h). */
 #include "qmgr/qmgr_commit.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "qmgr/qmgr.h"
@@ -52,6 +54,9 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
         if (hold && store_move(q->m.id, STORE_QUEUE, STORE_HOLD) == 0) {
             q->place = STORE_HOLD;
             log_info("%s: placed on hold: %s", q->m.id, hold);
+        } else if (hold) {
+            /* fails open: delivered as if not held, and said so */
+            log_error("%s: cannot place on hold (%s): %s; it will be delivered", q->m.id, hold, strerror(errno));
         }
     }
     if (cc->ch && conn_alive(cc->ch)) {

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,10 +67,11 @@ static void domain_keys_free(struct dkim_domain_keys *d)
     free(d);
 }
 
-/* As root, a key is read only from a directory no other user can change
- * (trusted_dir): a link or a file that mail_owner placed could otherwise
- * make root read another root-only key into the queue process. */
-static int key_file_trusted(const char *path, struct strbuf *diag, const char *name)
+/* As root, a key (and the table naming the keys) is read only from a
+ * directory no other user can change (trusted_dir), and only a regular file
+ * root owns: a link or a file that mail_owner placed could otherwise make
+ * root read another root-only key into the queue process. */
+static int file_trusted(const char *path, struct strbuf *diag, const char *what)
 {
     if (geteuid() != 0)
         return 1;
@@ -81,9 +83,9 @@ static int key_file_trusted(const char *path, struct strbuf *diag, const char *n
     int ok = dfd >= 0 && fstatat(dfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
              st.st_uid == 0;
     if (dfd < 0)
-        strbuf_printf(diag, "dkim_sign_maps: %s: key %s not read: %s\n", name, path, strbuf_str(&why));
+        strbuf_printf(diag, "dkim_sign_maps: %s %s not read: %s\n", what, path, strbuf_str(&why));
     else if (!ok)
-        strbuf_printf(diag, "dkim_sign_maps: %s: key %s not read: not a regular file owned by root\n", name, path);
+        strbuf_printf(diag, "dkim_sign_maps: %s %s not read: not a regular file owned by root\n", what, path);
     if (dfd >= 0)
         close(dfd);
     strbuf_free(&why);
@@ -118,7 +120,9 @@ static int load_entry(void *arg, const char *name, const char *value)
         }
         *colon = '\0';
         char *err = NULL;
-        EVP_PKEY *pkey = key_file_trusted(colon + 1, lc->diag, name) ? dkim_key_load_pem(colon + 1, &err) : NULL;
+        char *what = xasprintf("%s: key", name);
+        EVP_PKEY *pkey = file_trusted(colon + 1, lc->diag, what) ? dkim_key_load_pem(colon + 1, &err) : NULL;
+        free(what);
         if (!pkey) {
             strbuf_printf(lc->diag, "dkim_sign_maps: %s: %s\n", name, err ? err : "cannot load the key");
             free(err);
@@ -130,10 +134,11 @@ static int load_entry(void *arg, const char *name, const char *value)
         k->path = xstrdup(colon + 1);
         k->alg = EVP_PKEY_is_a(pkey, "ED25519") ? DKIM_ALG_ED25519_SHA256 : DKIM_ALG_RSA_SHA256;
         k->pkey = pkey;
-        dk.nkeys++;
     }
     free(copy);
-    if (!d->n || hashmap_add(&dk.domains, d) != 0)
+    if (d->n && hashmap_add(&dk.domains, d) == 0)
+        dk.nkeys += d->n;
+    else
         domain_keys_free(d);   /* nothing usable, or a second entry of that name */
     return 0;
 }
@@ -153,11 +158,18 @@ int qmgr_dkim_load(struct conf *c, struct strbuf *diag)
     }
     hashmap_init(&dk.domains, domain_key, 0);
     struct load_ctx lc = {diag, 0};
-    for (size_t i = 0; i < map_list_count(l); i++)
+    for (size_t i = 0; i < map_list_count(l); i++) {
+        /* the table names files root then reads: it must be root's too */
+        const char *spec = map_spec(map_list_get(l, i)), *colon = strchr(spec, ':');
+        if (colon && colon[1] == '/' && !file_trusted(colon + 1, diag, "table")) {
+            lc.bad = 1;
+            continue;
+        }
         if (map_foreach(map_list_get(l, i), load_entry, &lc) < 0) {
             strbuf_printf(diag, "dkim_sign_maps: cannot read %s\n", map_spec(map_list_get(l, i)));
             lc.bad = 1;
         }
+    }
     map_list_close(l);
     return lc.bad ? -1 : 0;
 }
@@ -250,6 +262,24 @@ static char *sign_one(const struct dkim_key_entry *k, const char *d, const struc
     return field;
 }
 
+/* Whether the envelope sender's domain is the From: domain, or one is a
+ * subdomain of the other. A client tern signs for (mynetworks, a login,
+ * a local user) then cannot get a signature for just any domain in
+ * dkim_sign_maps by writing it in From: alone: the envelope sender is what
+ * smtpd_sender_login_maps ties to a login. The null sender has no domain
+ * to compare: not signed. */
+static int sender_matches(const char *sender, const char *from_domain)
+{
+    const char *at = strrchr(sender, '@');
+    if (!at || !at[1])
+        return 0;
+    const char *env = at + 1;
+    size_t le = strlen(env), lf = strlen(from_domain);
+    const char *longer = le >= lf ? env : from_domain, *shorter = le >= lf ? from_domain : env;
+    size_t ll = le >= lf ? le : lf, ls = le >= lf ? lf : le;
+    return strcasecmp(longer + (ll - ls), shorter) == 0 && (ll == ls || longer[ll - ls - 1] == '.');
+}
+
 char *qmgr_dkim_sign(const struct queue_file_message *m, int fd, uint64_t offset, uint64_t length, long lifetime)
 {
     if (!dk.nkeys || !queue_file_message_attr(m, QF_ATTR_DKIM_SIGN))
@@ -270,6 +300,11 @@ char *qmgr_dkim_sign(const struct queue_file_message *m, int fd, uint64_t offset
     const struct dkim_domain_keys *d = find_keys(from.domain);
     if (!d)
         goto done;   /* not a domain we sign for */
+    if (!sender_matches(m->sender, from.domain)) {
+        log_info("%s: not signed: the From: domain %s is not the envelope sender's (%s)", m->id, from.domain,
+                 m->sender[0] ? m->sender : "<>");
+        goto done;
+    }
     const char *dname = d->name[0] == '.' ? d->name + 1 : d->name;
     struct strbuf fields = STRBUF_INIT;
     for (size_t i = 0; i < d->n; i++) {

@@ -3,7 +3,9 @@
  * Which mail: what smtpd accepted from mynetworks or an authenticated
  * client, and what local users submitted with sendmail (the envelope's
  * dkim_sign attribute, QF_ATTR_DKIM_SIGN); never mail that merely passes
- * through from outside. Which keys: dkim_sign_maps, looked up with the
+ * through from outside; and only when the envelope sender's domain is the
+ * From: domain or related to it (one a subdomain of the other), so From:
+ * alone cannot borrow another domain's key. Which keys: dkim_sign_maps, looked up with the
  * From: header's domain, then ".parent" for each parent domain; the entry's
  * name (without its dot) is the d= and each "selector:/path/key.pem" of its
  * value makes one signature (RSA and Ed25519 side by side give two).

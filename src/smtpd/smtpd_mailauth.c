@@ -97,6 +97,7 @@ static void spf_state_clear(struct spf_state *st)
 }
 
 static void advance(struct smtpd_mailauth *m);
+static void spf_give_up(struct spf_state *st, const char *why);
 
 static void on_spf(void *arg, const struct spf_outcome *out)
 {
@@ -145,27 +146,6 @@ static void spf_start(struct smtpd_mailauth *m, struct spf_state *st, int which,
 
 /* ---- the content ---- */
 
-/* Drops every Authentication-Results field that names our authserv-id
- * (RFC 8601 §5: a claim from outside in our name); returns the new length. */
-static size_t drop_our_results(const char *authserv_id, char *hdr, size_t len)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        size_t end = pos;
-        do {
-            const char *nl = memchr(hdr + end, '\n', len - end);
-            end = nl ? (size_t)(nl - hdr) + 1 : len;
-        } while (end < len && (hdr[end] == ' ' || hdr[end] == '\t'));
-        if (authres_field_is_ours(hdr + pos, end - pos, authserv_id)) {
-            memmove(hdr + pos, hdr + end, len - end);
-            len -= end - pos;
-            continue;
-        }
-        pos = end;
-    }
-    return len;
-}
-
 static void on_dkim_done(void *arg, struct dkim_verify *v)
 {
     (void)v;
@@ -194,7 +174,7 @@ static size_t observe_header(void *arg, char *hdr, size_t len)
         m->arc = dkim_arc_verify_new(dns, hdr, len, time(NULL), on_arc_done, m);
     }
     dmarc_from_header(hdr, len, &m->from);
-    return drop_our_results(m->s->set->authserv_id, hdr, len);
+    return authres_drop_ours(hdr, len, m->s->set->authserv_id);
 }
 
 static void observe_body(void *arg, const char *data, size_t len)
@@ -215,16 +195,10 @@ static void on_spf_limit(evutil_socket_t fd, short what, void *arg)
     struct smtpd_mailauth *m = arg;
     struct spf_state *spfs[] = {&m->mfrom, &m->helo};
     int waited = smtpd_mailauth_rcpt_waits(m->s);
-    for (int i = 0; i < 2; i++) {
-        struct spf_state *st = spfs[i];
-        if (!st->check)
-            continue;
-        spf_check_cancel(st->check);
-        st->check = NULL;
-        st->done = 1;
-        st->result = SPF_TEMPERROR;
-        st->problem = xasprintf("no answer within %d seconds", SMTPD_SPF_LIMIT_S);
-    }
+    char why[64];
+    snprintf(why, sizeof why, "no answer within %d seconds", SMTPD_SPF_LIMIT_S);
+    for (int i = 0; i < 2; i++)
+        spf_give_up(spfs[i], why);
     if (waited && !(m->s->error_sleep && evtimer_pending(m->s->error_sleep, NULL)))
         smtpd_session_resume(m->s);
     else
@@ -248,9 +222,20 @@ void smtpd_mailauth_mail(struct smtp_session *s, const char *sender)
     evtimer_add(m->spf_timer, &limit);
 }
 
+static size_t drop_claims_only(void *arg, char *hdr, size_t len)
+{
+    return authres_drop_ours(hdr, len, arg);
+}
+
 const struct cleanup_observer *smtpd_mailauth_observer(struct smtp_session *s)
 {
-    return s->mailauth ? &s->mailauth->observer : NULL;
+    if (s->mailauth)
+        return &s->mailauth->observer;
+    /* No checks for this client (ours, logged in, a submission listener),
+     * but an Authentication-Results field in our name must not reach a
+     * mailbox from anyone: RFC 8601 §5 */
+    s->claims_filter = (struct cleanup_observer){drop_claims_only, NULL, s->set->authserv_id};
+    return &s->claims_filter;
 }
 
 /* ---- the end ---- */
@@ -408,17 +393,36 @@ static void complete(struct smtpd_mailauth *m)
  * and the content is complete, the next step, or the end. */
 static void advance(struct smtpd_mailauth *m)
 {
-    if (!m->finish_cb || m->timed_out)
+    if (!m->finish_cb)
         return;
-    if (m->mfrom.check || m->helo.check || m->dkim_pending || m->arc_pending)
-        return;
-    if (!m->dmarc_started)
+    /* DMARC needs MAIL FROM's SPF (which covers the null sender's HELO) and
+     * the DKIM results; not HELO's own SPF result, not ARC: a slow HELO
+     * domain must not hold it up */
+    if (!m->dmarc_started) {
+        if (!m->timed_out && (m->mfrom.check || m->dkim_pending))
+            return;
         dmarc_start(m);
+    }
     if (m->dmarc)
+        return;
+    if (!m->timed_out && (m->helo.check || m->arc_pending))
         return;
     /* complete, but never from inside smtpd_mailauth_finish itself */
     struct timeval now = {0, 0};
     evtimer_add(m->timer, &now);
+}
+
+/* An SPF check given up on: a temperror, as on_spf_limit records it. */
+static void spf_give_up(struct spf_state *st, const char *why)
+{
+    if (!st->check)
+        return;
+    spf_check_cancel(st->check);
+    st->check = NULL;
+    st->done = 1;
+    st->result = SPF_TEMPERROR;
+    free(st->problem);
+    st->problem = xstrdup(why);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -428,18 +432,29 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct smtpd_mailauth *m = arg;
     if (!m->finish_cb)
         return;
-    int pending = m->mfrom.check || m->helo.check || m->dkim_pending || m->arc_pending || m->dmarc ||
-                  !m->dmarc_started;
-    if (pending) {
-        /* the wait is over: what did not answer counts as a temperror */
+    int all_in = m->dmarc_started && !m->dmarc && !m->mfrom.check && !m->helo.check && !m->dkim_pending &&
+                 !m->arc_pending;
+    if (!all_in && !m->timed_out) {
+        /* The wait is over: what did not answer is a temperror, and DMARC
+         * is still decided with what is in (SPF then does not pass), so a
+         * sender whose DNS is slow on purpose cannot switch DMARC off. */
         m->timed_out = 1;
-        if (m->mfrom.check)
-            spf_check_cancel(m->mfrom.check), m->mfrom.check = NULL;
-        if (m->helo.check)
-            spf_check_cancel(m->helo.check), m->helo.check = NULL;
-        if (m->dmarc)
-            dmarc_check_cancel(m->dmarc), m->dmarc = NULL;
-        log_warn("%s: authentication checks did not finish within %d s", m->s->id, SMTPD_MAILAUTH_WAIT_S);
+        log_warn("%s: authentication checks did not finish within %d s; going on with what is in", m->s->id,
+                 SMTPD_MAILAUTH_WAIT_S);
+        spf_give_up(&m->mfrom, "no answer in time");
+        spf_give_up(&m->helo, "no answer in time");
+        if (!m->dmarc_started) {
+            dmarc_start(m);
+            if (m->dmarc) {
+                struct timeval more = {SMTPD_DMARC_EXTRA_S, 0};
+                evtimer_add(m->timer, &more);
+                return;
+            }
+        }
+    }
+    if (m->dmarc) {
+        dmarc_check_cancel(m->dmarc);
+        m->dmarc = NULL;
     }
     complete(m);
 }
@@ -498,8 +513,10 @@ int smtpd_mailauth_dmarc_policy(void *arg, const char **text)
      * cannot protect the message, and such messages are a known way
      * around it: refused where DMARC is enforced */
     enum dmarc_from_status fs = m && m->header_seen ? m->from.status : DMARC_FROM_OK;
+    /* (a From: that does not parse is the same way around DMARC: mail
+     * programs still show the domain in it) */
     if (fs == DMARC_FROM_NO_FIELD || fs == DMARC_FROM_SEVERAL_FIELDS || fs == DMARC_FROM_SEVERAL_DOMAINS ||
-        fs == DMARC_FROM_NO_ADDRESS) {
+        fs == DMARC_FROM_NO_ADDRESS || fs == DMARC_FROM_INVALID || fs == DMARC_FROM_BAD_DOMAIN) {
         free(m->policy_text);
         m->policy_text = xasprintf("%s, so DMARC cannot be checked (RFC 9989 section 11.5)",
                                    dmarc_from_status_text(fs));

@@ -9,13 +9,15 @@
  * listener but submission ones), or whose restrictions need a result
  * (reject_spf_fail, defer_spf_temperror, smtpd_end_of_data_restrictions),
  * for clients whose mail tern does not sign itself (not mynetworks, not
- * authenticated); only the first adds the Authentication-Results field. Incoming Authentication-Results
- * fields that claim our authserv_id are removed first (RFC 8601 §5).
+ * authenticated); only the first adds the Authentication-Results field.
+ * Incoming Authentication-Results fields that claim our authserv_id are
+ * removed from every message, checked or not (RFC 8601 §5).
  *
  * Life: smtpd_mailauth_mail at MAIL starts it (and drops a previous one),
  * smtpd_mailauth_observer hands the content to it, smtpd_mailauth_finish at
  * the end of the data waits for the answers (at most SMTPD_MAILAUTH_WAIT_S
- * seconds; what is missing then is a temperror) and calls back, always
+ * seconds; what is missing then is a temperror, and DMARC is still decided
+ * with what is in, within SMTPD_DMARC_EXTRA_S more) and calls back, always
  * later, never from inside the call; smtpd_mailauth_end drops it (the
  * transaction ends) and cancels whatever is pending. */
 #ifndef TERN_SMTPD_SMTPD_MAILAUTH_H
@@ -26,6 +28,7 @@ struct cleanup_observer;
 
 #define SMTPD_MAILAUTH_WAIT_S 10
 #define SMTPD_SPF_LIMIT_S 20     /* RFC 7208 §4.6.4: at least 20 seconds */
+#define SMTPD_DMARC_EXTRA_S 5    /* DMARC started late (the wait ran out): its own time */
 
 /* smtpd_mail_authentication for a listener: 1 on, 0 off ("auto": off for
  * the submission services, by name or port 587/465, and wrapper mode). */
@@ -34,8 +37,10 @@ int smtpd_mailauth_enabled(const char *setting, const char *service, int wrapper
 /* MAIL was accepted from sender ("" for <>): starts the checks when the
  * session gets them. */
 void smtpd_mailauth_mail(struct smtp_session *s, const char *sender);
-/* What cleanup reports the content to; NULL when the transaction has no
- * checks. Valid until smtpd_mailauth_end. */
+/* What cleanup reports the content to: the checks, or, for a transaction
+ * without them, a filter that only drops Authentication-Results fields in
+ * our authserv-id (every transaction gets one). Valid until the
+ * transaction ends. */
 const struct cleanup_observer *smtpd_mailauth_observer(struct smtp_session *s);
 
 /* The content is complete: cb runs once every answer is in (or the wait

@@ -431,6 +431,24 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
     const struct smtpd_policy_ctx *c = e->c;
     enum dest d;
     int rc;
+    /* At the end of the data there is no one recipient: a restriction
+     * about it can only come from an access table's result there (the
+     * lists themselves are refused at parse time); it is a configuration
+     * error, never a crash. */
+    if (c->recipient == NULL) {
+        switch (x->def->kind) {
+        case RK_PERMIT_AUTH_DEST:
+        case RK_REJECT_UNAUTH_DEST:
+        case RK_DEFER_UNAUTH_DEST:
+        case RK_REJECT_UNLISTED_RCPT:
+        case RK_REJECT_NON_FQDN_RCPT:
+        case RK_CHECK_RCPT:
+            log_warn("%s: %s needs a recipient; not at the end of the data", e->list, x->def->name);
+            return config_error(e);
+        default:
+            break;
+        }
+    }
     switch (x->def->kind) {
     case RK_PERMIT:
         return V_PERMIT;

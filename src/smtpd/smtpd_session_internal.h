@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <stddef.h>
 
+#include "msg/cleanup.h"
 #include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
 #include "smtpd/smtpd_session.h"
@@ -88,6 +89,7 @@ struct smtp_session {
     long flush_tries;
     struct smtpd_dns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
     struct smtpd_mailauth *mailauth; /* SPF, DKIM, DMARC of the transaction (smtpd_mailauth.c) */
+    struct cleanup_observer claims_filter; /* without checks: drops claims in our authserv-id */
     int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
     int anvil_admitted;         /* how (smtpd_anvil_connect's answer) */
     int limits_exempt;          /* smtpd_client_event_limit_exceptions */

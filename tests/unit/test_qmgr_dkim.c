@@ -1,7 +1,7 @@
 /* Tests for qmgr_dkim: which keys dkim_sign_maps loads (and, as root, which
  * it refuses: a link or a file another user owns), which messages get
- * signed (marked ones whose From: domain or a parent has an entry), and that
- * d= is the entry's domain. That the signatures verify at the far end is
+ * signed (marked ones whose From: domain or a parent has an entry, and whose
+ * envelope sender is of that domain), and that d= is the entry's domain. That the signatures verify at the far end is
  * tests/integration/test_mailauth.py's (dkimpy and a second tern). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -113,6 +113,25 @@ static void test_parent_entry_signs_subdomains(void **state)
     close(fd);
     fd = queue_file(MSG, 0, &m);
     assert_null(qmgr_dkim_sign(&m, fd, 0, strlen(MSG), 0));
+    queue_file_message_free(&m);
+    close(fd);
+    /* From: alone does not borrow a key: the envelope sender must be of
+     * the same domain (or a parent or subdomain of it); <> is not signed */
+    const char *senders[] = {"x@customer-b.example", "", "x@notexample.org"};
+    for (size_t i = 0; i < 3; i++) {
+        fd = queue_file(MSG, 1, &m);
+        free(m.sender);
+        m.sender = xstrdup(senders[i]);
+        assert_null(qmgr_dkim_sign(&m, fd, 0, strlen(MSG), 0));
+        queue_file_message_free(&m);
+        close(fd);
+    }
+    fd = queue_file(MSG, 1, &m);
+    free(m.sender);
+    m.sender = xstrdup("bounces@lists.mail.example.org");
+    char *sub = qmgr_dkim_sign(&m, fd, 0, strlen(MSG), 0);
+    assert_non_null(sub);
+    free(sub);
     queue_file_message_free(&m);
     close(fd);
     /* a domain without an entry: not signed */

@@ -1075,6 +1075,23 @@ static void test_end_of_data_restrictions(void **state)
     assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 0);
     assert_int_equal(r.hold, 1);
     assert_string_equal(r.text, "DMARC policy of strict.test is reject");
+    smtpd_policy_free(p);
+    /* a recipient restriction reached through an access table's result at
+     * the end of the data (found by review: a NULL recipient crashed smtpd)
+     * is a configuration error */
+    p = smtpd_policy_parse(NULL, NULL, NULL, NULL, NULL,
+                           "check_client_access inline:{192.0.2.10=reject_non_fqdn_recipient}", &err);
+    assert_non_null(p);
+    c.mynetworks = 0;
+    assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 451);
+    assert_string_equal(r.enh, "4.3.5");
+    smtpd_policy_free(p);
+    p = smtpd_policy_parse(NULL, NULL, NULL, NULL, NULL, "check_client_access inline:{192.0.2.10=permit_auth_destination}",
+                           &err);
+    assert_non_null(p);
+    assert_int_equal(smtpd_policy_check_end_of_data(p, &c, &r), 451);
+    smtpd_policy_free(p);
+    p = smtpd_policy_parse(NULL, NULL, NULL, NULL, NULL, "permit_mynetworks, reject_dmarc_policy", &err);
     /* the RCPT lists never run the end-of-data list */
     c.recipient = "bob@ourdomain.test";
     dmarc_answer = POLICY_DMARC_REJECT;
