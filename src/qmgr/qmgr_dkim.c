@@ -230,19 +230,10 @@ static int read_header(int fd, uint64_t offset, uint64_t length, struct strbuf *
     return 0;
 }
 
-static char *sign_one(const struct dkim_key_entry *k, const char *d, const struct strbuf *hdr, int fd,
-                      uint64_t offset, uint64_t length, uint64_t body_at, long lifetime, char **err)
+/* The body, read once, into every signer (one per key). 0, or -1 with *err. */
+static int feed_body(struct dkim_signer **signers, size_t n, int fd, uint64_t offset, uint64_t length,
+                     uint64_t body_at, char **err)
 {
-    struct dkim_sign_params p = {
-        .domain = d,
-        .selector = k->selector,
-        .alg = k->alg,
-        .lifetime = lifetime > 0 ? (unsigned long)lifetime : 0,
-        .now = time(NULL),
-    };
-    struct dkim_signer *s = dkim_signer_new(&p, err);
-    if (!s)
-        return NULL;
     char buf[READ_CHUNK];
     for (uint64_t pos = body_at; pos < length;) {
         size_t want = length - pos < sizeof buf ? (size_t)(length - pos) : sizeof buf;
@@ -251,15 +242,14 @@ static char *sign_one(const struct dkim_key_entry *k, const char *d, const struc
             continue;
         if (got <= 0) {
             *err = xasprintf("cannot read the queue file: %s", got < 0 ? strerror(errno) : "short file");
-            dkim_signer_free(s);
-            return NULL;
+            return -1;
         }
-        dkim_signer_body(s, buf, (size_t)got);
+        for (size_t i = 0; i < n; i++)
+            if (signers[i])
+                dkim_signer_body(signers[i], buf, (size_t)got);
         pos += (uint64_t)got;
     }
-    char *field = dkim_signer_finish(s, hdr->buf ? hdr->buf : "", hdr->len, dkim_sign_evp, k->pkey, err);
-    dkim_signer_free(s);
-    return field;
+    return 0;
 }
 
 /* Whether the envelope sender's domain is the From: domain, or one is a
@@ -307,18 +297,46 @@ char *qmgr_dkim_sign(const struct queue_file_message *m, int fd, uint64_t offset
     }
     const char *dname = d->name[0] == '.' ? d->name + 1 : d->name;
     struct strbuf fields = STRBUF_INIT;
+    struct dkim_signer *signers[KEYS_PER_DOMAIN] = {NULL};
     for (size_t i = 0; i < d->n; i++) {
+        struct dkim_sign_params p = {
+            .domain = dname,
+            .selector = d->keys[i].selector,
+            .alg = d->keys[i].alg,
+            .lifetime = lifetime > 0 ? (unsigned long)lifetime : 0,
+            .now = time(NULL),
+        };
         char *err = NULL;
-        char *f = sign_one(&d->keys[i], dname, &hdr, fd, offset, length, body_at, lifetime, &err);
-        if (!f) {
+        signers[i] = dkim_signer_new(&p, &err);
+        if (!signers[i]) {
             log_warn("%s: not signed with %s: %s", m->id, d->keys[i].path, err ? err : "failed");
             free(err);
-            continue;
         }
-        strbuf_puts(&fields, f);
-        free(f);
-        log_info("%s: DKIM-Signature added (d=%s, s=%s)", m->id, dname, d->keys[i].selector);
     }
+    char *err = NULL;
+    if (feed_body(signers, d->n, fd, offset, length, body_at, &err) != 0) {
+        log_warn("%s: not signed: %s", m->id, err);
+        free(err);
+    } else {
+        for (size_t i = 0; i < d->n; i++) {
+            if (!signers[i])
+                continue;
+            char *f = dkim_signer_finish(signers[i], hdr.buf ? hdr.buf : "", hdr.len, dkim_sign_evp, d->keys[i].pkey,
+                                         &err);
+            if (!f) {
+                log_warn("%s: not signed with %s: %s", m->id, d->keys[i].path, err ? err : "failed");
+                free(err);
+                err = NULL;
+                continue;
+            }
+            strbuf_puts(&fields, f);
+            free(f);
+            log_info("%s: DKIM-Signature added (d=%s, s=%s)", m->id, dname, d->keys[i].selector);
+        }
+    }
+    for (size_t i = 0; i < d->n; i++)
+        if (signers[i])
+            dkim_signer_free(signers[i]);
     out = fields.len ? xstrdup(strbuf_str(&fields)) : NULL;
     strbuf_free(&fields);
 done:
