@@ -51,8 +51,9 @@
  *    identifier's walk it makes that identifier's alignment unknown, and the
  *    result temperror only when nothing else aligns. NXDOMAIN, NODATA and
  *    INVALID answers for _dmarc names are "no record".
- *  - Non-ASCII Author Domains (U-labels) would need IDNA to A-labels
- *    (5.3.1), which tern does not do yet: dmarc_from_* refuses them.
+ *  - Non-ASCII Author Domains (U-labels) are converted to A-labels (5.3.1)
+ *    with libidn2 (IDNA2008, UTS #46 non-transitional); a name that does
+ *    not convert is DMARC_FROM_UTF8_DOMAIN.
  *  - t=y: the policy applied is one level below the requested one (reject
  *    to quarantine, quarantine to none), and the outcome says so. */
 #ifndef TERN_MAILAUTH_DMARC_H
@@ -132,7 +133,7 @@ enum dmarc_from_status {
     DMARC_FROM_NO_ADDRESS,       /* valid but holds no address (an empty group) */
     DMARC_FROM_SEVERAL_DOMAINS,  /* addresses in more than one domain */
     DMARC_FROM_BAD_DOMAIN,       /* a domain literal, or not a host name */
-    DMARC_FROM_UTF8_DOMAIN,      /* a U-label: would need IDNA (not supported) */
+    DMARC_FROM_UTF8_DOMAIN,      /* non-ASCII and no valid IDNA name (a valid one becomes A-labels) */
 };
 
 struct dmarc_from {

@@ -1,5 +1,6 @@
 /* dmarc_from: the Author Domain out of the From: field (RFC 9989 5.3.1,
  * 4.4, 11.5). See dmarc.h. */
+#include <idn2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,9 +19,23 @@ const char *dmarc_from_status_text(enum dmarc_from_status s)
     case DMARC_FROM_NO_ADDRESS: return "From: field holds no address";
     case DMARC_FROM_SEVERAL_DOMAINS: return "From: field holds addresses in several domains";
     case DMARC_FROM_BAD_DOMAIN: return "From: domain is not a host name";
-    case DMARC_FROM_UTF8_DOMAIN: return "From: domain is not ASCII (IDNA not supported)";
+    case DMARC_FROM_UTF8_DOMAIN: return "From: domain is not a valid internationalized domain name";
     }
     return "unknown";
+}
+
+/* RFC 9989 5.3.1: a U-label Author Domain is converted to A-labels
+ * (IDNA2008 with UTS #46 mapping, as mail programs look names up) before
+ * anything is looked up. 1 with the normalized name in out. */
+static int utf8_to_alabels(const char *utf8, char out[DMARC_DOMAIN_MAX + 1])
+{
+    char *ascii = NULL;
+    if (!str_is_utf8(utf8, strlen(utf8)) ||
+        idn2_to_ascii_8z(utf8, &ascii, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT) != IDN2_OK)
+        return 0;
+    int ok = dmarc_domain_normalize(ascii, out) == 0;
+    idn2_free(ascii);
+    return ok;
 }
 
 void dmarc_from_value(const char *value, struct dmarc_from *out)
@@ -40,9 +55,9 @@ void dmarc_from_value(const char *value, struct dmarc_from *out)
         char dom[DMARC_DOMAIN_MAX + 1];
         if (at == NULL || at[1] == '[') {
             out->status = DMARC_FROM_BAD_DOMAIN;
-        } else if (str_has_8bit(at + 1, strlen(at + 1))) {
+        } else if (str_has_8bit(at + 1, strlen(at + 1)) && !utf8_to_alabels(at + 1, dom)) {
             out->status = DMARC_FROM_UTF8_DOMAIN;
-        } else if (dmarc_domain_normalize(at + 1, dom) != 0) {
+        } else if (!str_has_8bit(at + 1, strlen(at + 1)) && dmarc_domain_normalize(at + 1, dom) != 0) {
             out->status = DMARC_FROM_BAD_DOMAIN;
         } else if (i == 0) {
             memcpy(out->domain, dom, strlen(dom) + 1);

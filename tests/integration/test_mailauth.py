@@ -30,6 +30,8 @@ _dmarc.auth         IN TXT  "v=DMARC1; p=reject; rua=mailto:dmarc@auth.test"
 ; strict.test sends from nowhere and wants forgeries refused
 strict              IN TXT  "v=spf1 -all"
 _dmarc.strict       IN TXT  "v=DMARC1; p=reject"
+; xn--bcher-kva.test (buecher.test with u-umlaut) wants forgeries refused
+_dmarc.xn--bcher-kva IN TXT "v=DMARC1; p=reject"
 ; quar.test asks for quarantine
 quar                IN TXT  "v=spf1 -all"
 _dmarc.quar         IN TXT  "v=DMARC1; p=quarantine"
@@ -414,3 +416,12 @@ def test_claims_in_our_name_removed_from_our_own_users_too(tern_instance):
         got = m.read_bytes()
         assert b"Subject: forged-ar" in got
         assert b"Authentication-Results" not in got, got
+
+
+def test_internationalized_author_domain(tern_instance, lab):
+    """RFC 9989 5.3.1: a From: domain in Unicode is looked up as A-labels,
+    so its policy applies (here: a forgery of bücher.test is refused)."""
+    inst = enforcing(tern_instance, lab)
+    code, text = send_raw(inst, "x@other.test", message("Anna <anna@b\u00fccher.test>", "idn"))
+    assert code == 550, text
+    assert b"DMARC policy of xn--bcher-kva.test is reject" in text, text
