@@ -303,18 +303,11 @@ static struct pending *ask(struct check *c, const char *name, int rrtype,
     return p;
 }
 
-/* A TXT record's strings joined, printable; "" when malformed. */
+/* A TXT record's strings joined; "" when malformed or long. */
 static char *txt_text(const struct dns_rr *rr)
 {
     struct strbuf sb = STRBUF_INIT;
-    for (size_t k = 0; k < rr->len;) {
-        size_t l = rr->data[k++];
-        if (l > rr->len - k)
-            break;
-        strbuf_append(&sb, rr->data + k, l);
-        k += l;
-    }
-    char *s = xstrdup(strbuf_str(&sb));
+    char *s = xstrdup(dns_txt_text(rr, 16384, &sb) == 0 ? strbuf_str(&sb) : "");
     strbuf_free(&sb);
     return s;
 }

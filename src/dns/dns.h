@@ -161,6 +161,13 @@ struct dns_query *dns_lookup(struct dns_ctx *d, const char *name, int rrtype, dn
  * Not to be called once it has (the handle is gone by then). */
 void dns_cancel(struct dns_query *q);
 
+/* One TXT record's character-strings joined, as SPF (RFC 7208 3.3), DKIM
+ * (RFC 6376 3.6.2.2) and DMARC read them, appended to out: 0, or -1 when
+ * the RDATA is malformed or the text would pass max octets (out then holds
+ * what was appended so far). NUL octets are kept; out->len counts them. */
+struct strbuf;
+int dns_txt_text(const struct dns_rr *rr, size_t max, struct strbuf *out);
+
 /* A name in RDATA (an MX's exchange after its preference, a PTR): the
  * uncompressed wire-format name filling exactly len octets, as lower-case
  * text without the final dot ("" for the root); NULL when it is malformed

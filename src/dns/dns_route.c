@@ -15,6 +15,20 @@
 #include "util/str.h"
 #include "util/strbuf.h"
 
+int dns_txt_text(const struct dns_rr *rr, size_t max, struct strbuf *out)
+{
+    size_t added = 0;
+    for (size_t k = 0; k < rr->len;) {
+        size_t l = rr->data[k++];
+        if (l > rr->len - k || added + l > max)
+            return -1;
+        strbuf_append(out, rr->data + k, l);
+        added += l;
+        k += l;
+    }
+    return 0;
+}
+
 char *dns_rdata_name(const unsigned char *p, size_t len)
 {
     struct strbuf sb = STRBUF_INIT;

@@ -139,15 +139,10 @@ int dkim_sig_verify_hash(enum dkim_alg alg, EVP_PKEY *pk, const unsigned char *s
 static int parse_rr(const struct dns_rr *rr, struct dkim_key **key, char why[DKIM_REASON_MAX])
 {
     struct strbuf txt = STRBUF_INIT;
-    for (size_t k = 0; k < rr->len;) {
-        size_t l = rr->data[k++];
-        if (l > rr->len - k) {
-            strbuf_free(&txt);
-            dkim_why(why, "malformed TXT record");
-            return -1;
-        }
-        strbuf_append(&txt, rr->data + k, l);
-        k += l;
+    if (dns_txt_text(rr, DKIM_MAX_TAGLIST, &txt) != 0) {
+        strbuf_free(&txt);
+        dkim_why(why, "malformed or too long TXT record");
+        return -1;
     }
     int r = dkim_key_parse(txt.len ? txt.buf : "", txt.len, key, why);
     strbuf_free(&txt);

@@ -165,19 +165,17 @@ static int walk_org(const struct walk *w, char *org)
 static char *pick_record(const struct dns_rrset *rs)
 {
     char *found = NULL;
-    char *buf = xmalloc(DMARC_RECORD_MAX + 1);
     int count = 0;
     for (size_t i = 0; i < rs->nrrs; i++) {
         struct dmarc_record rec;
-        if (dmarc_txt_join(rs->rrs[i].data, rs->rrs[i].len, buf, DMARC_RECORD_MAX + 1) != 0)
-            continue;
-        if (dmarc_record_parse(buf, strlen(buf), &rec, NULL) != 0)
-            continue;
-        dmarc_record_free(&rec);
-        if (count++ == 0)
-            found = xstrdup(buf);
+        char *buf = dmarc_txt_record(&rs->rrs[i]);
+        if (buf && dmarc_record_parse(buf, strlen(buf), &rec, NULL) == 0) {
+            dmarc_record_free(&rec);
+            if (count++ == 0)
+                found = xstrdup(buf);
+        }
+        free(buf);
     }
-    free(buf);
     if (count != 1) {
         free(found);
         found = NULL;

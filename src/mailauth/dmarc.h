@@ -261,9 +261,9 @@ void dmarc_outcome_authres(const struct dmarc_outcome *o, struct dmarc_authres *
 
 /* ---- shared by the module's files (dmarc.c, dmarc_walk.c) ---- */
 
-/* Joins the strings of one TXT RDATA into out (NUL-terminated); -1 when the
- * RDATA is malformed or the text exceeds DMARC_RECORD_MAX. */
-int dmarc_txt_join(const unsigned char *data, size_t len, char *out, size_t outsize);
+/* One TXT record as text (malloc'd); NULL when it is malformed, longer
+ * than DMARC_RECORD_MAX or holds a NUL (then it is no DMARC record). */
+char *dmarc_txt_record(const struct dns_rr *rr);
 
 /* A cached answer for _dmarc.<name>: 1 found (*text: the one DMARC record,
  * malloc'd, or NULL for "no record"), 0 not cached or expired. */

@@ -7,6 +7,7 @@
 #include "mailauth/dmarc.h"
 #include "util/mem.h"
 #include "util/str.h"
+#include "util/strbuf.h"
 
 static int is_wsp(char c)
 {
@@ -352,23 +353,13 @@ int dmarc_record_policy_ok(const struct dmarc_record *rec)
     return rec->p != DMARC_POLICY_UNSET && !rec->p_invalid && !rec->sp_invalid && !rec->np_invalid;
 }
 
-int dmarc_txt_join(const unsigned char *data, size_t len, char *out, size_t outsize)
+char *dmarc_txt_record(const struct dns_rr *rr)
 {
-    size_t o = 0, i = 0;
-    if (outsize == 0)
-        return -1;
-    while (i < len) {
-        size_t n = data[i++];
-        if (n > len - i || o + n > DMARC_RECORD_MAX || o + n >= outsize)
-            return -1;
-        memcpy(out + o, data + i, n);
-        o += n;
-        i += n;
-    }
-    out[o] = '\0';
-    if (memchr(out, '\0', o) != NULL)
-        return -1; /* a NUL inside: not text, so not a DMARC record */
-    return 0;
+    struct strbuf sb = STRBUF_INIT;
+    int ok = dns_txt_text(rr, DMARC_RECORD_MAX, &sb) == 0 && memchr(sb.buf ? sb.buf : "", '\0', sb.len) == NULL;
+    char *text = ok ? xstrdup(strbuf_str(&sb)) : NULL;   /* a NUL inside: not text, so not a DMARC record */
+    strbuf_free(&sb);
+    return text;
 }
 
 int dmarc_domain_normalize(const char *name, char *out)

@@ -74,20 +74,15 @@ size_t spf_txt_records(const struct dns_rrset *rs, int spf_only, char **text)
     *text = NULL;
     for (size_t i = 0; i < rs->nrrs; i++) {
         struct strbuf sb = STRBUF_INIT;
-        const unsigned char *p = rs->rrs[i].data;
-        size_t len = rs->rrs[i].len;
-        for (size_t k = 0; k < len;) {
-            size_t l = p[k++];
-            if (l > len - k)
-                l = len - k;
-            /* a NUL cannot live in a C string: make it a byte that no
-             * record may hold, so the record is still a syntax error */
-            for (size_t j = 0; j < l; j++)
-                strbuf_putc(&sb, p[k + j] ? (char)p[k + j] : '\x01');
-            k += l;
-            if (sb.len > SPF_RECORD_MAX + 1)
-                break;
-        }
+        /* all of it (an RR holds at most 64 KiB), so the parser refuses a
+         * record longer than it may be (a permerror); malformed RDATA:
+         * what could be read */
+        (void)dns_txt_text(&rs->rrs[i], 65535, &sb);
+        /* a NUL cannot live in a C string: make it a byte that no record
+         * may hold, so the record is still a syntax error */
+        for (size_t j = 0; j < sb.len; j++)
+            if (sb.buf[j] == '\0')
+                sb.buf[j] = '\x01';
         const char *s = strbuf_str(&sb);
         if (!spf_only || spf_is_spf_record(s, sb.len)) {
             if (++found == 1)
