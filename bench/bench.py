@@ -37,7 +37,24 @@ drives them with Postfix's own load generator, smtp-source(1):
     processes are forks), with the connections it opened to the sink (its
     "status=sent" lines without "conn_use=") and any warnings it logged;
   * resident memory (sum of RSS and of PSS over every process of the
-    instance) idle and with N connections held open after EHLO.
+    instance) idle and with N connections held open after EHLO;
+  * mailauth: what checking incoming mail (SPF, DKIM, DMARC) costs. Two
+    more tern instances, identical but for smtpd_mail_authentication (yes
+    or no), both with mynetworks = 192.0.2.0/24 (smtp-source's 127.0.0.1
+    is outside it, so the checks apply) and dns_resolvers pointing at a
+    private unbound serving bench/mailauth.zone (SPF passes for 127.0.0.1
+    for the MAIL FROM and HELO domain client.bench.test, DMARC p=none
+    passes; the messages are unsigned, so dkim=none); 1 KiB messages to a
+    Maildir, 20 sessions: accepted msgs/s and server CPU ms/msg, on and
+    off. With Debian's opendkim installed (/usr/sbin/opendkim), also two
+    more Postfix instances, one with opendkim (Mode v, on a UNIX socket)
+    as smtpd_milters and one without; opendkim's CPU counts as Postfix's.
+    The check is exact or the bench fails: tern with the checks on logs one
+    "authentication: ... spf=pass (mailfrom=...) ... dmarc=pass" line per
+    message, tern with them off none; every message delivered through
+    opendkim has its Authentication-Results field, plain Postfix's none.
+    The queries that reach unbound are counted (unbound-control): tern's
+    libunbound answers repeats from its cache within the records' TTL.
 
 Each run uses its own recipient (its own Maildir), so the delivered count is
 exact: a lost or duplicated message is reported. Runs alternate between the
@@ -59,8 +76,11 @@ message of a session over one connection), BENCH_KEEP=1 keeps the directory,
 BENCH_JSON=FILE also writes the results as JSON, BENCH_RELAY_MSGS (2000),
 BENCH_RELAY_SESSIONS (as BENCH_SESSIONS), BENCH_RELAY_SIZE (1024),
 BENCH_ONLY (parts to run, comma-separated, of "local" (the Maildir runs),
-"relay" and "memory"; default all three), BENCH_TIMEOUT (seconds smtp-source
-may take, and then the deliveries or relays, before the bench fails; 300).
+"relay", "memory" and "mailauth"; default all four), BENCH_TIMEOUT (seconds
+smtp-source may take, and then the deliveries or relays, before the bench
+fails; 300), BENCH_MAILAUTH_MSGS (as BENCH_SMALL_MSGS),
+BENCH_MAILAUTH_SESSIONS ("20"), BENCH_MAILAUTH_TTL (the zone's TTL, 300;
+0 makes every check ask unbound).
 """
 import json
 import os
@@ -95,8 +115,20 @@ RELAY_MSGS = int(os.environ.get("BENCH_RELAY_MSGS", "2000"))
 RELAY_SIZE = int(os.environ.get("BENCH_RELAY_SIZE", "1024"))
 RELAY_SESSIONS = [int(s) for s in os.environ.get("BENCH_RELAY_SESSIONS",
                                                  " ".join(map(str, SESSIONS))).split()]
-PARTS = ("local", "relay", "memory")
+PARTS = ("local", "relay", "memory", "mailauth")
 ONLY = [p for p in re.split(r"[,\s]+", os.environ.get("BENCH_ONLY", ",".join(PARTS))) if p]
+
+UNBOUND = os.environ.get("UNBOUND", "/usr/sbin/unbound")
+UNBOUND_CONTROL = os.environ.get("UNBOUND_CONTROL", "/usr/sbin/unbound-control")
+OPENDKIM = os.environ.get("OPENDKIM", "/usr/sbin/opendkim")
+MAILAUTH_MSGS = int(os.environ.get("BENCH_MAILAUTH_MSGS", str(SMALL_MSGS)))
+MAILAUTH_SESSIONS = [int(s) for s in os.environ.get("BENCH_MAILAUTH_SESSIONS", "20").split()]
+MAILAUTH_TTL = os.environ.get("BENCH_MAILAUTH_TTL")  # None: the zone file's (300)
+MAILAUTH_SIZE = 1024
+MAILAUTH_ZONE = Path(__file__).resolve().parent / "mailauth.zone"
+# Not 127.0.0.1, where smtp-source connects from: mail authentication only
+# checks clients outside mynetworks (TEST-NET-1, RFC 5737).
+MAILAUTH_NETWORKS = "192.0.2.0/24"
 
 HOST = "127.0.0.1"
 DOMAIN = "bench.test"
@@ -281,18 +313,26 @@ class Server:
     def root_pid(self):
         raise NotImplementedError
 
+    def cpu_roots(self):
+        """The process trees whose CPU time counts as the server's."""
+        return [self.root_pid()]
+
 
 class Tern(Server):
     name = "tern"
 
-    def __init__(self, base, recipients, relay_port):
+    def __init__(self, base, recipients, relay_port, name=None, settings=None):
+        """settings: main.cf lines (name = value) to add or to replace."""
         super().__init__(base, recipients, relay_port)
         self.proc = None
+        if name:
+            self.name = name
+        self.settings = settings or {}
 
     def start(self):
         b = self.base
         b.mkdir(mode=0o755)
-        (b / "main.cf").write_text(
+        text = (
             "# tern under `make bench`\n"
             f"myhostname = mail.{DOMAIN}\n"
             f"mydomain = {DOMAIN}\n"
@@ -309,6 +349,12 @@ class Tern(Server):
             # needed; should tern ask anyway, it asks the discard port.
             f"relayhost = {self.relayhost}\n"
             f"dns_resolvers = {HOST}:9\n")
+        for key, value in self.settings.items():
+            line = f"{key} = {value}\n"
+            text, replaced = re.subn(rf"^{re.escape(key)} = .*\n", lambda _: line, text, flags=re.M)
+            if not replaced:
+                text += line
+        (b / "main.cf").write_text(text)
         (b / "master.cf").write_text(f"{HOST}:{self.port} inet n - n - - smtpd\n")
         self.stderr = open(b / "stderr.log", "wb")
         self.proc = subprocess.Popen([TERN_BIN, "-c", str(b), "serve"], stdout=self.stderr,
@@ -345,8 +391,12 @@ class Tern(Server):
 class Postfix(Server):
     name = "postfix"
 
-    def __init__(self, base, recipients, relay_port):
+    def __init__(self, base, recipients, relay_port, name=None, extra_main=""):
+        """extra_main: main.cf lines added at the end (later lines win)."""
         super().__init__(base, recipients, relay_port)
+        if name:
+            self.name = name
+        self.extra_main = extra_main
         self.etc = base / "etc"
         self.started = False
         self.master_pid = None
@@ -397,7 +447,7 @@ class Postfix(Server):
             # brackets needs none, and nothing else may try).
             f"relayhost = {self.relayhost}\n"
             "smtp_dns_support_level = disabled\n"
-            "smtp_host_lookup = native\n")
+            "smtp_host_lookup = native\n" + self.extra_main)
         # Postfix's stock master.cf minus what the bench does not use; no chroot.
         (etc / "master.cf").write_text(
             f"{HOST}:{self.port} inet n - n - {IDLE_CONNS + 100} smtpd\n"
@@ -556,6 +606,195 @@ def tmpfs_dir():
     return None
 
 
+# ---------- mail authentication: DNS and the milter ----------
+
+def free_udp_tcp_port():
+    """A port of HOST free for both TCP and UDP (unbound listens on both)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind((HOST, 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind((HOST, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no port free for both TCP and UDP")
+
+
+class Unbound:
+    """unbound serving bench/mailauth.zone ("bench.test.") authoritatively on
+    a loopback port: every DNS answer of the mail authentication runs."""
+
+    name = "unbound"
+
+    def __init__(self, base: Path):
+        self.dir = base
+        self.port = free_udp_tcp_port()
+        self.proc = None
+
+    def start(self):
+        d = self.dir
+        d.mkdir(mode=0o755)
+        zone = MAILAUTH_ZONE.read_text()
+        if MAILAUTH_TTL is not None:
+            # On every record too: unbound reads "$TTL 0" as no $TTL (3600).
+            zone = re.sub(r"^\$TTL .*$", f"$TTL {MAILAUTH_TTL}", zone, flags=re.M)
+            zone = re.sub(r"^(\S+\s+)IN\s", rf"\g<1>{MAILAUTH_TTL} IN ", zone, flags=re.M)
+        (d / "bench.zone").write_text(zone)
+        (d / "unbound.conf").write_text(
+            "# unbound under `make bench`: the bench.test zone, nothing else\n"
+            "server:\n"
+            f"    interface: {HOST}\n"
+            f"    port: {self.port}\n"
+            "    do-ip6: no\n"
+            "    do-daemonize: no\n"
+            '    chroot: ""\n'
+            '    username: ""\n'
+            f'    directory: "{d}"\n'
+            f'    pidfile: "{d}/unbound.pid"\n'
+            "    use-syslog: no\n"
+            '    logfile: ""\n'
+            "    verbosity: 0\n"
+            "    num-threads: 1\n"
+            "    access-control: 127.0.0.0/8 allow\n"
+            # .test is answered by unbound itself (RFC 6761): hand it to the auth-zone.
+            '    local-zone: "test." nodefault\n'
+            "    do-not-query-localhost: no\n"
+            # unbound-control reads the query counter through this socket.
+            "remote-control:\n"
+            "    control-enable: yes\n"
+            f'    control-interface: "{d}/control.sock"\n'
+            "    control-use-cert: no\n"
+            "auth-zone:\n"
+            '    name: "bench.test."\n'
+            f'    zonefile: "{d}/bench.zone"\n'
+            "    for-downstream: yes\n"
+            "    for-upstream: yes\n"
+            "    fallback-enabled: no\n")
+        self.log = open(d / "unbound.log", "wb")
+        self.proc = subprocess.Popen([UNBOUND, "-d", "-c", str(d / "unbound.conf")],
+                                     stdout=self.log, stderr=self.log, start_new_session=True)
+        # The SOA of bench.test answers once the zone is loaded.
+        query = (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                 b"\x05bench\x04test\x00\x00\x06\x00\x01")
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("unbound exited: " + (d / "unbound.log").read_text(errors="replace"))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(0.3)
+                try:
+                    s.sendto(query, (HOST, self.port))
+                    data = s.recv(512)
+                    if data[:2] == b"\x12\x34" and (data[3] & 0x0F) == 0:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError("unbound does not answer for bench.test")
+
+    def cpu_seconds(self):
+        return tree_cpu_seconds(self.proc.pid)
+
+    def queries(self):
+        """The queries unbound has answered since it started."""
+        r = subprocess.run([UNBOUND_CONTROL, "-c", str(self.dir / "unbound.conf"), "stats_noreset"],
+                           capture_output=True, text=True, timeout=30)
+        m = re.search(r"^total\.num\.queries=(\d+)$", r.stdout, re.M)
+        if r.returncode != 0 or not m:
+            raise RuntimeError(f"unbound-control stats_noreset failed: {r.stdout}{r.stderr}")
+        return int(m.group(1))
+
+    def stop(self):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log(f"unbound {self.proc.pid} did not stop on SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self.log.close()
+
+
+class OpenDKIM:
+    """Debian's opendkim as a verifying milter (Mode v) on a UNIX socket
+    (Debian's default kind), for a Postfix instance's smtpd_milters. It adds an Authentication-Results field to every message
+    (AlwaysAddARHeader), so the bench can count that it saw each one."""
+
+    name = "opendkim"
+
+    def __init__(self, base: Path):
+        self.dir = base
+        self.socket = base / "opendkim.sock"
+        self.proc = None
+
+    def start(self):
+        d = self.dir
+        d.mkdir(mode=0o755)
+        dkim_user = pwd.getpwnam("opendkim")
+        os.chown(d, dkim_user.pw_uid, dkim_user.pw_gid)  # it makes its socket there
+        (d / "opendkim.conf").write_text(
+            "# opendkim under `make bench`: verify only\n"
+            "Mode v\n"
+            f"Socket local:{self.socket}\n"
+            "UMask 000\n"
+            "Background no\n"
+            "Syslog no\n"
+            "AlwaysAddARHeader yes\n"
+            f"AuthservID mail.{DOMAIN}\n"
+            "UserID opendkim\n"
+            f"PidFile {d}/opendkim.pid\n")
+        self.log = open(d / "opendkim.log", "wb")
+        self.proc = subprocess.Popen([OPENDKIM, "-f", "-x", str(d / "opendkim.conf")],
+                                     stdout=self.log, stderr=self.log, start_new_session=True)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("opendkim exited: " + (d / "opendkim.log").read_text(errors="replace"))
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(1)
+                    s.connect(str(self.socket))
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"opendkim does not listen on {self.socket}")
+
+    def stop(self):
+        if not self.proc:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                log(f"opendkim {self.proc.pid} did not stop on SIGTERM; killing it")
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self.log.close()
+
+
+class PostfixMilter(Postfix):
+    """A Postfix instance whose smtpd hands every message to a milter; the
+    milter's CPU time counts as the server's."""
+
+    def __init__(self, base, recipients, relay_port, milter, name):
+        super().__init__(base, recipients, relay_port, name=name, extra_main=(
+            f"smtpd_milters = unix:{milter.socket}\n"
+            "milter_default_action = tempfail\n"))
+        self.milter = milter
+
+    def cpu_roots(self):
+        return [self.root_pid(), self.milter.proc.pid]
+
+
 # ---------- measurements ----------
 
 def count_new(path):
@@ -623,10 +862,10 @@ def smtp_source(server, rcpt, size, count, sessions):
 
 def throughput_run(server, user, size, count, sessions):
     new = server.maildir_new(user)
-    root = server.root_pid()
+    roots = server.cpu_roots()
     os.sync()  # start from a clean disk: no one else's dirty data in our syncs
     busy = wait_quiet(QUIET_WAIT)
-    cpu0 = tree_cpu_seconds(root)
+    cpu0 = sum(tree_cpu_seconds(root) for root in roots)
     stat0 = cpu_totals()
     t0, t1, client_cpu = smtp_source(server, f"{user}@{DOMAIN}", size, count, sessions)
     deadline = t1 + DELIVERY_TIMEOUT
@@ -635,7 +874,7 @@ def throughput_run(server, user, size, count, sessions):
             raise RuntimeError(f"{server.name}: only {count_new(new)} of {count} delivered "
                                f"to {new} after {DELIVERY_TIMEOUT:.0f} s")
         time.sleep(0.05)
-    cpu1 = tree_cpu_seconds(root)
+    cpu1 = sum(tree_cpu_seconds(root) for root in roots)
     stat1 = cpu_totals()
     # CPU time the rest of the machine used meanwhile (other people's work,
     # plus some of our own network softirq work that the kernel does not
@@ -779,6 +1018,128 @@ def relay_anomalies(r, count):
     return f"  !! {count} messages: " + ", ".join(bad) if bad else ""
 
 
+# ---------- mail authentication on/off ----------
+
+def auth_header_files(new):
+    """How many delivered files in new carry an Authentication-Results field
+    in their header."""
+    n = 0
+    for name in os.listdir(new):
+        head = (new / name).read_bytes().split(b"\n\n", 1)[0]
+        n += re.search(rb"^Authentication-Results:", head, re.M | re.I) is not None
+    return n
+
+
+def mailauth_check(srv, log_text, new, count):
+    """Raises unless the run was checked exactly as its variant says: tern
+    with the checks on logs one "authentication:" line per message, each
+    with spf=pass for the MAIL FROM and dmarc=pass; tern with them off
+    logs none; opendkim's Authentication-Results field is on every
+    message Postfix delivered through it and on none of plain Postfix's.
+    Returns what was counted."""
+    if srv.name.startswith("tern"):
+        lines = [ln for ln in log_text.splitlines() if ": authentication:" in ln]
+        passing = [ln for ln in lines if " spf=pass (mailfrom=" in ln and " dmarc=pass" in ln]
+        want = count if srv.name == "tern-on" else 0
+        if len(lines) != want or len(passing) != want:
+            raise RuntimeError(
+                f"{srv.name}: {len(lines)} \"authentication:\" log lines ({len(passing)} with "
+                f"spf=pass and dmarc=pass) for {count} messages, want {want}; first ones:\n"
+                + "\n".join(([ln for ln in lines if ln not in passing] + lines)[:5]))
+        return {"authentication_lines": len(lines), "passing": len(passing)}
+    with_ar = auth_header_files(new)
+    want = count if srv.name.endswith("+opendkim") else 0
+    if with_ar != want:
+        raise RuntimeError(f"{srv.name}: {with_ar} of {count} delivered messages have an "
+                           f"Authentication-Results field, want {want}")
+    return {"authentication_results_fields": with_ar}
+
+
+def mailauth_part(work):
+    """tern with mail authentication on and off (and, with opendkim
+    installed, Postfix with and without an opendkim milter): accepted
+    msgs/s and CPU per message. Returns ({(sessions, variant): [runs]},
+    {variant: version}, variants)."""
+    work.mkdir(mode=0o755)
+    have_dkim = os.access(OPENDKIM, os.X_OK)
+    if not have_dkim:
+        log(f"bench: {OPENDKIM} missing (apt-get install opendkim): mailauth runs tern only")
+    recipients = [f"ma{rep}-s{s}" for rep in range(REPEAT) for s in MAILAUTH_SESSIONS] + ["warmup"]
+    unbound = Unbound(work / "unbound")
+    # Both tern instances: the same DNS, and 127.0.0.1 (smtp-source) outside
+    # mynetworks, so that only smtpd_mail_authentication tells them apart.
+    common = {"dns_resolvers": f"{HOST}:{unbound.port}", "mynetworks": MAILAUTH_NETWORKS}
+    servers = [Tern(work / "tern-on", recipients, 9, name="tern-on",
+                    settings={**common, "smtpd_mail_authentication": "yes"}),
+               Tern(work / "tern-off", recipients, 9, name="tern-off",
+                    settings={**common, "smtpd_mail_authentication": "no"})]
+    milter = None
+    if have_dkim:
+        milter = OpenDKIM(work / "opendkim")
+        servers += [PostfixMilter(work / "postfix-opendkim", recipients, 9, milter,
+                                  name="postfix+opendkim"),
+                    Postfix(work / "postfix-plain", recipients, 9, name="postfix")]
+    raw, versions = {}, {}
+    try:
+        unbound.start()
+        log(f"bench: unbound for bench.test on {HOST}:{unbound.port}, pid {unbound.proc.pid}")
+        if milter:
+            milter.start()
+            log(f"bench: opendkim (Mode v) on {milter.socket}, pid {milter.proc.pid}")
+        for srv in servers:
+            srv.start()
+            versions[srv.name] = srv.version()
+            log(f"bench: {srv.name} ({versions[srv.name]}) on {HOST}:{srv.port}, pid {srv.root_pid()}")
+        for srv in servers:  # warm-up: processes spawned, tern's DNS cache filled
+            off = srv.maillog_size()
+            throughput_run(srv, "warmup", MAILAUTH_SIZE, 50, 5)
+            mailauth_check(srv, wait_auth_log(srv, off, 50), srv.maildir_new("warmup"), 50)
+        for rep in range(REPEAT):
+            for s in MAILAUTH_SESSIONS:
+                order = servers if rep % 2 == 0 else servers[::-1]
+                for srv in order:
+                    user = f"ma{rep}-s{s}"
+                    off = srv.maillog_size()
+                    dns0, q0 = unbound.cpu_seconds(), unbound.queries()
+                    r = throughput_run(srv, user, MAILAUTH_SIZE, MAILAUTH_MSGS, s)
+                    r["dns_cpu_ms_per_msg"] = 1000.0 * (unbound.cpu_seconds() - dns0) / MAILAUTH_MSGS
+                    # Queries that reached unbound: tern's libunbound answers
+                    # repeats from its cache for the records' TTL.
+                    r["dns_queries_per_msg"] = (unbound.queries() - q0) / MAILAUTH_MSGS
+                    if r["delivered_files"] != MAILAUTH_MSGS:
+                        raise RuntimeError(f"{srv.name}: {r['delivered_files']} files delivered "
+                                           f"for {MAILAUTH_MSGS} messages")
+                    r.update(mailauth_check(srv, wait_auth_log(srv, off, MAILAUTH_MSGS),
+                                            srv.maildir_new(user), MAILAUTH_MSGS))
+                    raw.setdefault((s, srv.name), []).append(r)
+                    log(f"bench: rep {rep + 1}/{REPEAT} mailauth 1KiB x{MAILAUTH_MSGS} sessions={s:<2} "
+                        f"{srv.name:16} accepted {r['accepted_rate']:8.1f}/s "
+                        f"delivered {r['delivered_rate']:8.1f}/s cpu {r['cpu_ms_per_msg']:.3f} ms/msg "
+                        f"(machine {r['machine_cpu_ms_per_msg']:.2f}, unbound "
+                        f"{r['dns_cpu_ms_per_msg']:.3f}, {r['dns_queries_per_msg']:.2f} queries/msg) (other work {r['background_busy_pct']:.0f}% "
+                        f"before, {r['other_cpu_pct']:.0f}% during)")
+    finally:
+        for srv in servers + [milter, unbound]:
+            if srv is None:
+                continue
+            try:
+                srv.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"bench: stopping {srv.name}: {e}")
+    return raw, versions, [srv.name for srv in servers]
+
+
+def wait_auth_log(srv, offset, count, timeout=10.0):
+    """The server's log since offset, once it has count "authentication:"
+    lines (tern with the checks on) or after a short wait for stragglers."""
+    deadline = time.time() + (timeout if srv.name == "tern-on" else 0.5)
+    while True:
+        text = srv.maillog_since(offset)
+        if text.count(": authentication:") >= count or time.time() > deadline:
+            return text
+        time.sleep(0.1)
+
+
 def hold_idle_connections(port, n):
     """Opens n SMTP sessions, each greeted and past EHLO; returns the sockets."""
     socks = []
@@ -891,14 +1252,16 @@ def main():
     if unknown or not ONLY:
         sys.exit(f"bench: BENCH_ONLY: unknown part {' '.join(unknown)}; "
                  f"choose from {', '.join(PARTS)}")
-    for path in (TERN_BIN, SMTP_SOURCE, POSTFIX) + ((SMTP_SINK,) if "relay" in ONLY else ()):
+    for path in ((TERN_BIN, SMTP_SOURCE, POSTFIX) + ((SMTP_SINK,) if "relay" in ONLY else ())
+                 + ((UNBOUND, UNBOUND_CONTROL) if "mailauth" in ONLY else ())):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {path} missing (make build/tern; apt-get install postfix)")
     if os.geteuid() != 0:
         sys.exit("bench: run as root: a Postfix instance can only be started by root")
 
     raise_fd_limit()  # inherited by both servers: 1,000 connections need it
-    results = {"machine": machine_info(), "parts": ONLY, "runs": [], "relay": [], "memory": {}}
+    results = {"machine": machine_info(), "parts": ONLY, "runs": [], "relay": [], "memory": {},
+               "mailauth": [], "versions": {}}
     if results["machine"]["background_busy_pct"] > 10:
         log(f"bench: warning: the CPUs are {results['machine']['background_busy_pct']:.0f}% busy "
             "with other work; the figures will be low and noisy")
@@ -925,6 +1288,9 @@ def main():
     sinks = {name: Sink(name, sink_dir) for name in ("tern", "postfix")}
     servers = [Tern(work / "tern", recipients, sinks["tern"].port),
                Postfix(work / "postfix", recipients, sinks["postfix"].port)]
+    if not any(p in ONLY for p in ("local", "relay", "memory")):
+        servers = []  # the mailauth part starts its own
+    mailauth_raw, mailauth_variants = {}, []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # runs the cleanup below
     try:
         if relay_runs:
@@ -990,6 +1356,10 @@ def main():
             for srv in servers:
                 log(f"bench: {srv.name}: opening {IDLE_CONNS} idle connections")
                 results["memory"][srv.name] = memory_test(srv, IDLE_CONNS)
+
+        if "mailauth" in ONLY:
+            mailauth_raw, versions, mailauth_variants = mailauth_part(work / "mailauth")
+            results["versions"].update(versions)
     finally:
         for srv in list(servers) + list(sinks.values()):
             try:
@@ -1010,7 +1380,9 @@ def main():
           f"{m['background_busy_pct']:.0f}% busy with other work at start")
     fs = m["filesystem"]
     print(f"spool and mailboxes on: {fs[0]} {fs[1]} ({fs[2]})")
-    print(f"servers: {results['versions']['tern']} vs {results['versions']['postfix']}; "
+    vers = results["versions"]
+    print(f"servers: {vers.get('tern') or vers.get('tern-on')} vs "
+          f"{vers.get('postfix') or vers.get('postfix+opendkim', '(no Postfix)')}; "
           f"smtp-source {' '.join(EXTRA_OPTS) or '(one connection per message)'}; "
           f"median of {REPEAT}")
     hdr = (f"{'size':>6} {'sess':>4} {'msgs':>5} | {'accepted msgs/s':^29} | {'delivered msgs/s':^29} | "
@@ -1100,6 +1472,45 @@ def main():
         tc, pc = mem["tern"]["conns"], mem["postfix"]["conns"]
         print(f"{'ratio':>9} tern/postfix with {IDLE_CONNS} connections: RSS {tc[1] / pc[1]:.4f} "
               f"(1/{pc[1] / tc[1]:.0f}), PSS {tc[2] / pc[2]:.4f} (1/{pc[2] / tc[2]:.0f})")
+    if mailauth_raw:
+        print()
+        print(f"mail authentication on/off: 1 KiB x{MAILAUTH_MSGS}, smtp-source from {HOST} "
+              f"(outside mynetworks = {MAILAUTH_NETWORKS}), all DNS from a local unbound "
+              f"(bench.test: SPF pass, DMARC p=none pass; unsigned: dkim=none); median of {REPEAT}")
+        mhdr = (f"{'':>28} {'sess':>4} | {'accepted msgs/s':^36} | {'CPU ms/msg: server':^20} | "
+                f"{'whole machine':^13}")
+        msub = (f"{'':>28} {'':>4} | {'on':>8} {'off':>8} {'on/off':>8} {'range':>9} | "
+                f"{'on':>9} {'off':>9}  | {'on':>6} {'off':>6}")
+        print(mhdr)
+        print(msub)
+        print("-" * len(mhdr))
+        pairs = [("tern-on", "tern-off", "tern: SPF+DKIM+DMARC")]
+        if "postfix+opendkim" in mailauth_variants:
+            pairs.append(("postfix+opendkim", "postfix", "Postfix: opendkim milter"))
+        for s in MAILAUTH_SESSIONS:
+            for on_name, off_name, label in pairs:
+                on_rs, off_rs = mailauth_raw[(s, on_name)], mailauth_raw[(s, off_name)]
+                keys = ("accepted_rate", "delivered_rate", "cpu_ms_per_msg", "machine_cpu_ms_per_msg",
+                        "dns_cpu_ms_per_msg")
+                on = {k: statistics.median(r[k] for r in on_rs) for k in keys}
+                off = {k: statistics.median(r[k] for r in off_rs) for k in keys}
+                # Runs of one repetition are neighbours in time: their ratios
+                # show how much the noise moves the figure.
+                paired = [a["accepted_rate"] / b["accepted_rate"] for a, b in zip(on_rs, off_rs)]
+                row = {"variant": label, "on": on_name, "off": off_name, "sessions": s,
+                       "messages": MAILAUTH_MSGS, "size": "1KiB", on_name: on, off_name: off,
+                       "ratio_accepted": on["accepted_rate"] / off["accepted_rate"],
+                       "ratio_accepted_per_rep": paired,
+                       "cost_pct": 100.0 * (1 - on["accepted_rate"] / off["accepted_rate"]),
+                       "cpu_ms_per_msg_added": on["cpu_ms_per_msg"] - off["cpu_ms_per_msg"],
+                       "runs": {on_name: on_rs, off_name: off_rs}}
+                results["mailauth"].append(row)
+                print(f"{label:>28} {s:>4} | {on['accepted_rate']:8.1f} {off['accepted_rate']:8.1f} "
+                      f"{row['ratio_accepted']:7.3f}x {min(paired):.2f}-{max(paired):.2f} | "
+                      f"{on['cpu_ms_per_msg']:9.3f} {off['cpu_ms_per_msg']:9.3f}  | "
+                      f"{on['machine_cpu_ms_per_msg']:6.2f} {off['machine_cpu_ms_per_msg']:6.2f}")
+        if "postfix+opendkim" not in mailauth_variants:
+            print(f"(no Postfix+opendkim row: {OPENDKIM} is not installed)")
     print()
 
     def verdict(rows, key):
@@ -1122,6 +1533,14 @@ def main():
         print("relay (no target set): tern/Postfix relayed msgs/s "
               + ", ".join(f"{r['ratio_relayed']:.2f}x with {sessions_text(r['sessions'])}"
                           for r in results["relay"]))
+    for row in results["mailauth"]:
+        if row["on"] == "tern-on" and row["sessions"] == 20:
+            print(f"mail authentication (target: costs < 10% of accepted msgs/s at 20 sessions): "
+                  f"{'met' if row['cost_pct'] < 10 else 'NOT met'} (costs {row['cost_pct']:.1f}%, "
+                  f"{row['cpu_ms_per_msg_added']:+.3f} server CPU ms/msg)")
+        elif row["sessions"] == 20:
+            print(f"{row['variant']} (for comparison): costs {row['cost_pct']:.1f}% of Postfix's "
+                  f"accepted msgs/s, {row['cpu_ms_per_msg_added']:+.3f} server CPU ms/msg")
     if JSON_OUT:
         Path(JSON_OUT).write_text(json.dumps(results, indent=1, default=str))
 

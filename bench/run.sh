@@ -3,8 +3,10 @@
 # docs/PERFORMANCE.md has the figures and the analysis).
 # Needs root (a private Postfix instance is started with `postfix -c DIR start`),
 # build/tern, and Debian's postfix package for smtp-source and, for the relay
-# runs, smtp-sink (make deps-test). BENCH_ONLY=relay (or local, memory, or a
-# comma-separated list) runs only those parts.
+# runs, smtp-sink (make deps-test); for the mailauth part unbound and
+# unbound-control, and for its Postfix rows Debian's opendkim (without it
+# those rows are left out, saying so). BENCH_ONLY=relay (or local, memory,
+# mailauth, or a comma-separated list) runs only those parts.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
