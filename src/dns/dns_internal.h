@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "dns/dns.h"
+#include "util/hashmap.h"
 #include "util/list.h"
 
 struct ub_result;
@@ -21,6 +22,7 @@ struct dns_ctx {
     int want_ipv4, want_ipv6;
     unsigned timeout_ms;
     struct list queries;       /* of struct dns_query: live ones, so dns_free() can cancel them */
+    struct hashmap cache;      /* raw answers (dns_lookup) until their TTL ends: see dns.c */
 };
 
 /* One libunbound lookup in flight on behalf of a dns_query. */

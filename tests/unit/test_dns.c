@@ -929,6 +929,49 @@ static void test_cache_respects_ttl(void **state)
     dns_free(d);
 }
 
+/* Raw lookups (what SPF, DKIM and DMARC ask) are answered from tern's own
+ * cache while the TTL lasts, later and never inside the call, with the TTL
+ * that is left; once it ends, DNS is asked again. */
+static void test_raw_lookups_cached(void **state)
+{
+    (void)state;
+    NEED_UNBOUND();
+    struct server sv;
+    assert_int_equal(server_start(&sv), 0);
+    struct dns_ctx *d = ctx_for(sv.port, 1, 0);
+    struct dns_rrset *a = lookup_with(d, "nothing.test", DNS_TYPE_TXT);
+    struct dns_rrset *s = lookup_with(d, "shortttl.test", DNS_TYPE_A);
+    assert_int_equal(a->status, DNS_OK);
+    assert_int_equal(s->status, DNS_OK);
+    assert_true(s->ttl <= 1);
+    server_stop(&sv);
+    dns_set_timeout(d, 1500);
+    /* answered from the cache, later (lookup_with runs the loop) */
+    struct waiter w;
+    memset(&w, 0, sizeof w);
+    struct dns_query *q = dns_lookup(d, "Nothing.Test.", DNS_TYPE_TXT, on_rrset, &w);
+    assert_non_null(q);
+    assert_int_equal(w.calls, 0);
+    dns_rrset_free(a);
+    struct dns_rrset *b = lookup_with(d, "nothing.test", DNS_TYPE_TXT);
+    assert_int_equal(b->status, DNS_OK);
+    assert_int_equal(b->nrrs, 1);
+    assert_memory_equal(b->rrs[0].data, "\x0bv=spf1 -all", 12);
+    assert_true(b->ttl > 0 && b->ttl <= 300);
+    assert_string_equal(b->name, "nothing.test");
+    dns_rrset_free(b);
+    run_until(&w.calls);
+    assert_int_equal(w.calls, 1);
+    assert_int_equal(w.rrset->status, DNS_OK);
+    dns_rrset_free(w.rrset);
+    dns_rrset_free(s);
+    usleep(2100 * 1000);
+    s = lookup_with(d, "shortttl.test", DNS_TYPE_A);   /* TTL 1: gone, and so is the server */
+    assert_int_equal(s->status, DNS_TEMPFAIL);
+    dns_rrset_free(s);
+    dns_free(d);
+}
+
 /* ---- configuration ---- */
 
 static void test_resolver_lists(void **state)
@@ -1037,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_free_with_queries_running),
         cmocka_unit_test(test_callback_may_free_context),
         cmocka_unit_test(test_cache_respects_ttl),
+        cmocka_unit_test(test_raw_lookups_cached),
         cmocka_unit_test(test_resolver_lists),
         cmocka_unit_test(test_status_helpers),
     };
