@@ -451,6 +451,18 @@ static struct dns_rrset *cache_get(struct dns_ctx *d, const char *name, int rrty
     return rrset_copy(c->rrset, (unsigned)(c->expires - now));
 }
 
+#ifdef TERN_TEST_BUILD
+void dns_test_cache_init(struct dns_ctx *d)
+{
+    hashmap_init(&d->cache, cached_key, 0);
+}
+
+void dns_test_cache_free(struct dns_ctx *d)
+{
+    cache_clear(d);
+}
+#endif
+
 static void rrset_answer(struct dns_query *q, int err, struct ub_result *res)
 {
     char *why = NULL;

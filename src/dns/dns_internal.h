@@ -99,6 +99,9 @@ void dns_launch_end(struct dns_query *q);
 typedef int (*dns_test_resolver)(void *arg, const char *name, int rrtype, struct dns_sub *s);
 void dns_test_set_resolver(dns_test_resolver fn, void *arg);
 void dns_test_answer(struct dns_sub *s, int err, struct ub_result *res);
+/* The answer cache of a context made by hand (as dns_new makes it). */
+void dns_test_cache_init(struct dns_ctx *d);
+void dns_test_cache_free(struct dns_ctx *d);
 #endif
 
 /* dns_route.c */

@@ -180,6 +180,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!d.want_ipv4 && !d.want_ipv6)
         d.want_ipv4 = d.want_ipv6 = 1;
     d.timeout_ms = 1;
+    dns_test_cache_init(&d);
     dns_test_set_resolver(queue_lookup, &h);
 
     if (options & 0x08)
@@ -215,6 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dns_route_free(h.route);
     }
     FUZZ_REQUIRE(list_empty(&d.queries));
+    dns_test_cache_free(&d);
     dns_test_set_resolver(NULL, NULL);
     free(domain);
     free(canonname);
