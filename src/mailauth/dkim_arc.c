@@ -41,9 +41,7 @@ struct dkim_arc_verify {
      * ones give oldest-pass) and every AS */
     struct arc_check ams[DKIM_ARC_MAX_SETS + 1], seal[DKIM_ARC_MAX_SETS + 1];
     unsigned n;
-    struct dkim_body *body[2];    /* by enum dkim_canon, as the AMSs need them */
-    unsigned char bhash[2][32];
-    int ended;
+    struct dkim_bodies bodies;    /* as the AMSs need them */
     size_t pending;
 };
 
@@ -469,7 +467,7 @@ static void finalize(struct dkim_arc_verify *v)
         return;
     for (unsigned i = 1; i <= v->n; i++) {
         struct arc_check *c = &v->ams[i];
-        if (c->sig && !c->why[0] && memcmp(c->sig->bh, v->bhash[c->sig->bcanon], 32) != 0)
+        if (c->sig && !c->why[0] && memcmp(c->sig->bh, v->bodies.hash[c->sig->bcanon], 32) != 0)
             dkim_why(c->why, "body hash mismatch");
     }
     for (unsigned k = 0; k <= v->n; k++) {
@@ -506,7 +504,7 @@ static void key_cb(void *arg, struct dns_rrset *rs)
     }
     dns_rrset_free(rs);
     v->pending--;
-    if (v->ended && v->pending == 0) {
+    if (v->bodies.ended && v->pending == 0) {
         finalize(v);
         v->done(v->arg, v); /* last: done may free v */
     }
@@ -594,8 +592,7 @@ static int prepare(struct dkim_arc_verify *v, const struct dkim_fields *fs, cons
         }
         dkim_header_hash(c->sig->hcanon, fs, c->sig->h, c->sig->nh, f->p, f->len, voff + c->sig->b_raw,
                          c->sig->b_raw_len, c->hhash);
-        if (!v->body[c->sig->bcanon])
-            v->body[c->sig->bcanon] = dkim_body_new(c->sig->bcanon);
+        dkim_bodies_need(&v->bodies, c->sig->bcanon);
     }
     return 0;
 }
@@ -638,21 +635,12 @@ struct dkim_arc_verify *dkim_arc_verify_new(const struct mailauth_dns *dns, cons
 
 void dkim_arc_verify_body(struct dkim_arc_verify *v, const void *data, size_t len)
 {
-    if (v->ended)
-        return;
-    for (int c = 0; c < 2; c++)
-        if (v->body[c])
-            dkim_body_update(v->body[c], data, len);
+    dkim_bodies_update(&v->bodies, data, len);
 }
 
 int dkim_arc_verify_end(struct dkim_arc_verify *v)
 {
-    if (!v->ended) {
-        v->ended = 1;
-        for (int c = 0; c < 2; c++)
-            if (v->body[c])
-                dkim_body_final(v->body[c], v->bhash[c]);
-    }
+    dkim_bodies_end(&v->bodies);
     if (v->pending > 0)
         return 0;
     finalize(v);
@@ -676,7 +664,6 @@ void dkim_arc_verify_free(struct dkim_arc_verify *v)
             dkim_sig_free(c[j]->sig);
         }
     }
-    for (int c = 0; c < 2; c++)
-        dkim_body_free(v->body[c]);
+    dkim_bodies_free(&v->bodies);
     free(v);
 }

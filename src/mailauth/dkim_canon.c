@@ -324,3 +324,35 @@ void dkim_body_free(struct dkim_body *b)
     EVP_MD_CTX_free(b->md);
     free(b);
 }
+
+void dkim_bodies_need(struct dkim_bodies *b, enum dkim_canon c)
+{
+    if (!b->body[c])
+        b->body[c] = dkim_body_new(c);
+}
+
+void dkim_bodies_update(struct dkim_bodies *b, const void *data, size_t len)
+{
+    if (b->ended)
+        return;
+    for (int c = 0; c < 2; c++)
+        if (b->body[c])
+            dkim_body_update(b->body[c], data, len);
+}
+
+void dkim_bodies_end(struct dkim_bodies *b)
+{
+    if (b->ended)
+        return;
+    b->ended = 1;
+    for (int c = 0; c < 2; c++)
+        if (b->body[c])
+            dkim_body_final(b->body[c], b->hash[c]);
+}
+
+void dkim_bodies_free(struct dkim_bodies *b)
+{
+    for (int c = 0; c < 2; c++)
+        dkim_body_free(b->body[c]);
+    memset(b, 0, sizeof *b);
+}

@@ -87,4 +87,18 @@ int dkim_sig_verify_hash(enum dkim_alg alg, EVP_PKEY *pk, const unsigned char *s
 /* 1 when s is a valid domain name or selector (LDH labels joined by dots). */
 int dkim_valid_name(const char *s, size_t len);
 
+/* The body hashes of a verifier (DKIM or ARC), one per canonicalization
+ * its signatures use, fed as the body streams (dkim_canon.c). */
+struct dkim_bodies {
+    struct dkim_body *body[2];   /* by enum dkim_canon; made when a signature needs one */
+    unsigned char hash[2][32];
+    int ended;
+};
+void dkim_bodies_need(struct dkim_bodies *b, enum dkim_canon c);
+/* Feeds every hash; nothing after the end. */
+void dkim_bodies_update(struct dkim_bodies *b, const void *data, size_t len);
+/* Ends the body: each hash is final (once, however often called). */
+void dkim_bodies_end(struct dkim_bodies *b);
+void dkim_bodies_free(struct dkim_bodies *b);
+
 #endif

@@ -35,9 +35,7 @@ struct dkim_verify {
     void *arg;
     struct vsig sigs[DKIM_MAX_SIGS];
     size_t nsig;
-    struct dkim_body *body[2]; /* by enum dkim_canon; created when a signature needs it */
-    unsigned char bhash[2][32];
-    int ended;
+    struct dkim_bodies bodies;
     size_t pending;
 };
 
@@ -108,7 +106,7 @@ static void finalize(struct dkim_verify *v)
         struct vsig *vs = &v->sigs[k];
         if (vs->state != V_KEYED)
             continue;
-        if (memcmp(vs->sig->bh, v->bhash[vs->sig->bcanon], 32) != 0)
+        if (memcmp(vs->sig->bh, v->bodies.hash[vs->sig->bcanon], 32) != 0)
             set(vs, DKIM_FAIL, "body hash mismatch");
         else if (!vs->sig_ok)
             set(vs, DKIM_FAIL, "signature mismatch");
@@ -213,7 +211,7 @@ static void key_cb(void *arg, struct dns_rrset *rs)
     use_key(vs, rs);
     dns_rrset_free(rs);
     v->pending--;
-    if (v->ended && v->pending == 0) {
+    if (v->bodies.ended && v->pending == 0) {
         finalize(v);
         v->done(v->arg, v); /* last: done may free v */
     }
@@ -255,8 +253,7 @@ static void start(struct dkim_verify *v, struct vsig *vs, const struct dkim_fiel
         return;
     }
     dkim_header_hash(s->hcanon, fs, s->h, s->nh, f->p, f->len, voff + s->b_raw, s->b_raw_len, vs->hhash);
-    if (!v->body[s->bcanon])
-        v->body[s->bcanon] = dkim_body_new(s->bcanon);
+    dkim_bodies_need(&v->bodies, s->bcanon);
     char name[600];
     snprintf(name, sizeof name, "%s._domainkey.%s", s->s, s->d);
     vs->state = V_WAITING;
@@ -283,21 +280,12 @@ struct dkim_verify *dkim_verify_new(const struct mailauth_dns *dns, const char *
 
 void dkim_verify_body(struct dkim_verify *v, const void *data, size_t len)
 {
-    if (v->ended)
-        return;
-    for (int c = 0; c < 2; c++)
-        if (v->body[c])
-            dkim_body_update(v->body[c], data, len);
+    dkim_bodies_update(&v->bodies, data, len);
 }
 
 int dkim_verify_end(struct dkim_verify *v)
 {
-    if (!v->ended) {
-        v->ended = 1;
-        for (int c = 0; c < 2; c++)
-            if (v->body[c])
-                dkim_body_final(v->body[c], v->bhash[c]);
-    }
+    dkim_bodies_end(&v->bodies);
     if (v->pending > 0)
         return 0;
     finalize(v);
@@ -323,7 +311,6 @@ void dkim_verify_free(struct dkim_verify *v)
             mailauth_dns_cancel(v->dns, v->sigs[k].q);
         dkim_sig_free(v->sigs[k].sig);
     }
-    for (int c = 0; c < 2; c++)
-        dkim_body_free(v->body[c]);
+    dkim_bodies_free(&v->bodies);
     free(v);
 }
