@@ -442,25 +442,15 @@ static void host_address(struct check *c, const char *addr)
     memset(&ss, 0, sizeof ss);
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    char rev[80];
-    if (inet_pton(AF_INET, addr, &sin->sin_addr) == 1) {
+    char labels[80], rev[96];
+    int family = dns_reverse_labels(addr, labels);
+    if (family == AF_INET && inet_pton(AF_INET, addr, &sin->sin_addr) == 1)
         sin->sin_family = AF_INET;
-        const unsigned char *o = (const unsigned char *)&sin->sin_addr;
-        snprintf(rev, sizeof rev, "%u.%u.%u.%u.in-addr.arpa", o[3], o[2], o[1], o[0]);
-    } else if (inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1) {
+    else if (family == AF_INET6 && inet_pton(AF_INET6, addr, &sin6->sin6_addr) == 1)
         sin6->sin6_family = AF_INET6;
-        static const char hex[] = "0123456789abcdef";
-        char *w = rev;
-        for (int i = 15; i >= 0; i--) {
-            *w++ = hex[sin6->sin6_addr.s6_addr[i] & 15];
-            *w++ = '.';
-            *w++ = hex[sin6->sin6_addr.s6_addr[i] >> 4];
-            *w++ = '.';
-        }
-        strcpy(w, "ip6.arpa");
-    } else {
+    else
         return;
-    }
+    snprintf(rev, sizeof rev, "%s.%s", labels, family == AF_INET ? "in-addr.arpa" : "ip6.arpa");
     struct pending *p = xcalloc(1, sizeof *p);
     p->c = c;
     p->addr = xstrdup(addr);

@@ -168,6 +168,11 @@ void dns_cancel(struct dns_query *q);
 struct strbuf;
 int dns_txt_text(const struct dns_rr *rr, size_t max, struct strbuf *out);
 
+/* An IP address's labels reversed, as DNSBLs and the reverse tree use
+ * them: "4.3.2.1" for 1.2.3.4, 32 nibbles for IPv6; the family (AF_INET,
+ * AF_INET6), or 0 when addr is no address (out untouched). out holds 80. */
+int dns_reverse_labels(const char *addr, char out[80]);
+
 /* A name in RDATA (an MX's exchange after its preference, a PTR): the
  * uncompressed wire-format name filling exactly len octets, as lower-case
  * text without the final dot ("" for the root); NULL when it is malformed

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <unbound.h>
 
@@ -14,6 +15,28 @@
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
+
+int dns_reverse_labels(const char *addr, char out[80])
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, addr, &a4) == 1) {
+        const unsigned char *o = (const unsigned char *)&a4;
+        snprintf(out, 80, "%u.%u.%u.%u", o[3], o[2], o[1], o[0]);
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, addr, &a6) != 1)
+        return 0;
+    static const char hex[] = "0123456789abcdef";
+    char *w = out;
+    for (int i = 15; i >= 0; i--) {
+        *w++ = hex[a6.s6_addr[i] & 15];
+        *w++ = '.';
+        *w++ = hex[a6.s6_addr[i] >> 4];
+        *w++ = i ? '.' : '\0';
+    }
+    return AF_INET6;
+}
 
 int dns_txt_text(const struct dns_rr *rr, size_t max, struct strbuf *out)
 {

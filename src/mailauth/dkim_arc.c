@@ -64,20 +64,6 @@ static void decide(struct dkim_arc_verify *v, enum dkim_arc_status st, const cha
 
 /* ---- parsing ------------------------------------------------------------- */
 
-static const struct dkim_tag *tag_get(const char *s, const struct dkim_tag *tags, size_t n, const char *name)
-{
-    size_t l = strlen(name);
-    for (size_t k = 0; k < n; k++)
-        if (tags[k].name_len == l && memcmp(s + tags[k].name, name, l) == 0)
-            return &tags[k];
-    return NULL;
-}
-
-static int val_is(const char *s, const struct dkim_tag *t, const char *want)
-{
-    return t->val_len == strlen(want) && memcmp(s + t->val, want, t->val_len) == 0;
-}
-
 /* An instance value (§4.2.1): 1*DIGIT in 1..50, no leading zero; 0 when
  * not one. */
 static unsigned parse_instance(const char *p, size_t n)
@@ -91,20 +77,6 @@ static unsigned parse_instance(const char *p, size_t n)
         i = i * 10 + (unsigned)(p[k] - '0');
     }
     return i <= 50 ? i : 0;
-}
-
-static int digits_ok(const char *s, const struct dkim_tag *t, unsigned long long *out)
-{
-    if (t->val_len == 0 || t->val_len > 12)
-        return 0;
-    unsigned long long x = 0;
-    for (size_t k = 0; k < t->val_len; k++) {
-        if (!str_is_digit((unsigned char)s[t->val + k]))
-            return 0;
-        x = x * 10 + (unsigned)(s[t->val + k] - '0');
-    }
-    *out = x;
-    return 1;
 }
 
 static size_t skip_fws(const char *p, size_t n, size_t k)
@@ -141,7 +113,7 @@ static unsigned sig_instance(const char *val, size_t len, char why[DKIM_REASON_M
     size_t n;
     if (dkim_tags_parse(val, len, tags, DKIM_MAX_TAGS, &n, why) < 0)
         return 0;
-    const struct dkim_tag *t = tag_get(val, tags, n, "i");
+    const struct dkim_tag *t = dkim_tag_get(val, tags, n, "i");
     return t ? parse_instance(val + t->val, t->val_len) : 0;
 }
 
@@ -201,43 +173,33 @@ static int parse_common(struct dkim_sig *sig, const char *s, const struct dkim_t
 {
     static const char *const required[] = {"i", "a", "b", "d", "s"};
     for (size_t k = 0; k < sizeof required / sizeof required[0]; k++) {
-        if (!tag_get(s, tags, n, required[k])) {
+        if (!dkim_tag_get(s, tags, n, required[k])) {
             dkim_why(why, "no %s= tag", required[k]);
             return -1;
         }
     }
-    const struct dkim_tag *t = tag_get(s, tags, n, "a");
+    const struct dkim_tag *t = dkim_tag_get(s, tags, n, "a");
     sig->a = xstrndup(s + t->val, t->val_len > 31 ? 31 : t->val_len);
-    if (val_is(s, t, "rsa-sha256")) {
+    if (dkim_tag_is(s, t, "rsa-sha256")) {
         sig->alg = DKIM_ALG_RSA_SHA256;
-    } else if (val_is(s, t, "ed25519-sha256")) {
+    } else if (dkim_tag_is(s, t, "ed25519-sha256")) {
         sig->alg = DKIM_ALG_ED25519_SHA256;
     } else {
         dkim_why(why, "unsupported algorithm a=%s%s", sig->a,
-                 val_is(s, t, "rsa-sha1") ? " (RFC 8301)" : "");
+                 dkim_tag_is(s, t, "rsa-sha1") ? " (RFC 8301)" : "");
         return -1;
     }
-    t = tag_get(s, tags, n, "b");
+    t = dkim_tag_get(s, tags, n, "b");
     sig->b_raw = t->raw_val;
     sig->b_raw_len = t->raw_len;
     if (dkim_b64_decode(s + t->val, t->val_len, sig->b, sizeof sig->b, &sig->blen) < 0) {
         dkim_why(why, "b= is not base64 of at most %d bytes", DKIM_SIG_MAX);
         return -1;
     }
-    t = tag_get(s, tags, n, "d");
-    if (!dkim_valid_name(s + t->val, t->val_len)) {
-        dkim_why(why, "d= is not a domain name");
+    if (dkim_sig_take_ds(sig, s, tags, n, why) < 0)
         return -1;
-    }
-    sig->d = xstrndup(s + t->val, t->val_len);
-    t = tag_get(s, tags, n, "s");
-    if (!dkim_valid_name(s + t->val, t->val_len)) {
-        dkim_why(why, "s= is not a selector");
-        return -1;
-    }
-    sig->s = xstrndup(s + t->val, t->val_len);
-    if ((t = tag_get(s, tags, n, "t"))) {
-        if (!digits_ok(s, t, &sig->t)) {
+    if ((t = dkim_tag_get(s, tags, n, "t"))) {
+        if (dkim_tag_digits(s, t, 12, &sig->t) < 0) {
             dkim_why(why, "t= is not a time");
             return -1;
         }
@@ -250,7 +212,7 @@ static int parse_ams(struct dkim_sig *sig, const char *s, const struct dkim_tag 
                      char why[DKIM_REASON_MAX])
 {
     const struct dkim_tag *t;
-    if (!(t = tag_get(s, tags, n, "bh")) || !tag_get(s, tags, n, "h")) {
+    if (!(t = dkim_tag_get(s, tags, n, "bh")) || !dkim_tag_get(s, tags, n, "h")) {
         dkim_why(why, "no %s= tag", t ? "h" : "bh");
         return -1;
     }
@@ -260,7 +222,7 @@ static int parse_ams(struct dkim_sig *sig, const char *s, const struct dkim_tag 
         return -1;
     }
     sig->hcanon = sig->bcanon = DKIM_CANON_SIMPLE;
-    if ((t = tag_get(s, tags, n, "c"))) {
+    if ((t = dkim_tag_get(s, tags, n, "c"))) {
         const char *p = s + t->val, *slash = memchr(p, '/', t->val_len);
         size_t hl = slash ? (size_t)(slash - p) : t->val_len;
         if (parse_canon(p, hl, &sig->hcanon) < 0 ||
@@ -269,15 +231,15 @@ static int parse_ams(struct dkim_sig *sig, const char *s, const struct dkim_tag 
             return -1;
         }
     }
-    if (parse_h(sig, s, tag_get(s, tags, n, "h"), why) < 0)
+    if (parse_h(sig, s, dkim_tag_get(s, tags, n, "h"), why) < 0)
         return -1;
-    if (tag_get(s, tags, n, "l")) {
+    if (dkim_tag_get(s, tags, n, "l")) {
         sig->has_l = 1;
         dkim_why(why, "l= limits the signed body");
         return -1;
     }
-    if ((t = tag_get(s, tags, n, "x"))) {
-        if (!digits_ok(s, t, &sig->x)) {
+    if ((t = dkim_tag_get(s, tags, n, "x"))) {
+        if (dkim_tag_digits(s, t, 12, &sig->x) < 0) {
             dkim_why(why, "x= is not a time");
             return -1;
         }
@@ -301,16 +263,16 @@ static int arc_sig_parse(const char *val, size_t len, int is_seal, int *cv, stru
     if (r == 0 && !is_seal) {
         r = parse_ams(sig, val, tags, n, why);
     } else if (r == 0) {
-        const struct dkim_tag *t = tag_get(val, tags, n, "cv");
+        const struct dkim_tag *t = dkim_tag_get(val, tags, n, "cv");
         sig->hcanon = DKIM_CANON_RELAXED;
-        if (tag_get(val, tags, n, "h")) {
+        if (dkim_tag_get(val, tags, n, "h")) {
             dkim_why(why, "h= in an ARC-Seal (RFC 8617 4.1.3)");
             r = -1;
-        } else if (!t || !(val_is(val, t, "none") || val_is(val, t, "pass") || val_is(val, t, "fail"))) {
+        } else if (!t || !(dkim_tag_is(val, t, "none") || dkim_tag_is(val, t, "pass") || dkim_tag_is(val, t, "fail"))) {
             dkim_why(why, "cv= is not none, pass or fail");
             r = -1;
         } else {
-            *cv = val_is(val, t, "none") ? 0 : val_is(val, t, "pass") ? 1 : 2;
+            *cv = dkim_tag_is(val, t, "none") ? 0 : dkim_tag_is(val, t, "pass") ? 1 : 2;
         }
     }
     if (r < 0) {

@@ -86,6 +86,15 @@ int dkim_sig_verify_hash(enum dkim_alg alg, EVP_PKEY *pk, const unsigned char *s
 
 /* 1 when s is a valid domain name or selector (LDH labels joined by dots). */
 int dkim_valid_name(const char *s, size_t len);
+/* Tag lists, shared by the DKIM and ARC parsers: the tag called name (or
+ * NULL), whether a tag's value is exactly want, its value as at most
+ * maxdigits digits (0, or -1). */
+const struct dkim_tag *dkim_tag_get(const char *s, const struct dkim_tag *tags, size_t n, const char *name);
+int dkim_tag_is(const char *s, const struct dkim_tag *t, const char *want);
+int dkim_tag_digits(const char *s, const struct dkim_tag *t, size_t maxdigits, unsigned long long *out);
+/* d= and s= of a signature's tags, checked and copied into sig. */
+int dkim_sig_take_ds(struct dkim_sig *sig, const char *s, const struct dkim_tag *tags, size_t n,
+                     char why[DKIM_REASON_MAX]);
 
 /* The body hashes of a verifier (DKIM or ARC), one per canonicalization
  * its signatures use, fed as the body streams (dkim_canon.c). */

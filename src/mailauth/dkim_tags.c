@@ -96,7 +96,25 @@ int dkim_tags_parse(const char *s, size_t len, struct dkim_tag *tags, size_t max
     }
 }
 
-static const struct dkim_tag *tag_get(const char *s, const struct dkim_tag *tags, size_t n, const char *name)
+int dkim_sig_take_ds(struct dkim_sig *sig, const char *s, const struct dkim_tag *tags, size_t n,
+                     char why[DKIM_REASON_MAX])
+{
+    const struct dkim_tag *t = dkim_tag_get(s, tags, n, "d");
+    if (!dkim_valid_name(s + t->val, t->val_len)) {
+        dkim_why(why, "d= is not a domain name");
+        return -1;
+    }
+    sig->d = xstrndup(s + t->val, t->val_len);
+    t = dkim_tag_get(s, tags, n, "s");
+    if (!dkim_valid_name(s + t->val, t->val_len)) {
+        dkim_why(why, "s= is not a selector");
+        return -1;
+    }
+    sig->s = xstrndup(s + t->val, t->val_len);
+    return 0;
+}
+
+const struct dkim_tag *dkim_tag_get(const char *s, const struct dkim_tag *tags, size_t n, const char *name)
 {
     size_t l = strlen(name);
     for (size_t k = 0; k < n; k++)
@@ -105,7 +123,7 @@ static const struct dkim_tag *tag_get(const char *s, const struct dkim_tag *tags
     return NULL;
 }
 
-static int val_is(const char *s, const struct dkim_tag *t, const char *want)
+int dkim_tag_is(const char *s, const struct dkim_tag *t, const char *want)
 {
     return t->val_len == strlen(want) && memcmp(s + t->val, want, t->val_len) == 0;
 }
@@ -138,7 +156,7 @@ static int item_eq(const char *p, size_t n, const char *want)
     return n == strlen(want) && memcmp(p, want, n) == 0;
 }
 
-static int parse_digits(const char *s, const struct dkim_tag *t, size_t maxdigits, unsigned long long *out)
+int dkim_tag_digits(const char *s, const struct dkim_tag *t, size_t maxdigits, unsigned long long *out)
 {
     if (t->val_len == 0 || t->val_len > maxdigits)
         return -1;
@@ -223,30 +241,30 @@ static int sig_fill(struct dkim_sig *sig, const char *s, const struct dkim_tag *
 {
     static const char *const required[] = {"v", "a", "b", "bh", "d", "h", "s"};
     for (size_t k = 0; k < sizeof required / sizeof required[0]; k++) {
-        if (!tag_get(s, tags, n, required[k])) {
+        if (!dkim_tag_get(s, tags, n, required[k])) {
             dkim_why(why, "signature has no %s= tag", required[k]);
             return -1;
         }
     }
-    const struct dkim_tag *t = tag_get(s, tags, n, "v");
-    if (!val_is(s, t, "1")) {
+    const struct dkim_tag *t = dkim_tag_get(s, tags, n, "v");
+    if (!dkim_tag_is(s, t, "1")) {
         dkim_why(why, "unsupported version v=%.*s", TAGV(t));
         return -1;
     }
-    t = tag_get(s, tags, n, "a");
+    t = dkim_tag_get(s, tags, n, "a");
     sig->a = xstrndup(s + t->val, t->val_len > 31 ? 31 : t->val_len);
-    if (val_is(s, t, "rsa-sha256")) {
+    if (dkim_tag_is(s, t, "rsa-sha256")) {
         sig->alg = DKIM_ALG_RSA_SHA256;
-    } else if (val_is(s, t, "ed25519-sha256")) {
+    } else if (dkim_tag_is(s, t, "ed25519-sha256")) {
         sig->alg = DKIM_ALG_ED25519_SHA256;
-    } else if (val_is(s, t, "rsa-sha1")) {
+    } else if (dkim_tag_is(s, t, "rsa-sha1")) {
         dkim_why(why, "rsa-sha1 is not accepted (RFC 8301)");
         return -1;
     } else {
         dkim_why(why, "unsupported algorithm a=%.*s", TAGV(t));
         return -1;
     }
-    t = tag_get(s, tags, n, "b");
+    t = dkim_tag_get(s, tags, n, "b");
     size_t k8 = 0;
     for (size_t k = 0; k < t->val_len && k8 < 8; k++)
         if (!str_is_space((unsigned char)s[t->val + k]))
@@ -258,14 +276,14 @@ static int sig_fill(struct dkim_sig *sig, const char *s, const struct dkim_tag *
         dkim_why(why, "b= is not base64 of at most %d bytes", DKIM_SIG_MAX);
         return -1;
     }
-    t = tag_get(s, tags, n, "bh");
+    t = dkim_tag_get(s, tags, n, "bh");
     size_t bhlen;
     if (dkim_b64_decode(s + t->val, t->val_len, sig->bh, sizeof sig->bh, &bhlen) < 0 || bhlen != 32) {
         dkim_why(why, "bh= is not base64 of a SHA-256 hash");
         return -1;
     }
     sig->hcanon = sig->bcanon = DKIM_CANON_SIMPLE;
-    if ((t = tag_get(s, tags, n, "c"))) {
+    if ((t = dkim_tag_get(s, tags, n, "c"))) {
         const char *p = s + t->val, *slash = memchr(p, '/', t->val_len);
         size_t hl = slash ? (size_t)(slash - p) : t->val_len;
         if (parse_canon(p, hl, &sig->hcanon) < 0 ||
@@ -274,20 +292,10 @@ static int sig_fill(struct dkim_sig *sig, const char *s, const struct dkim_tag *
             return -1;
         }
     }
-    t = tag_get(s, tags, n, "d");
-    if (!dkim_valid_name(s + t->val, t->val_len)) {
-        dkim_why(why, "d= is not a domain name");
+    if (dkim_sig_take_ds(sig, s, tags, n, why) < 0)
         return -1;
-    }
-    sig->d = xstrndup(s + t->val, t->val_len);
-    t = tag_get(s, tags, n, "s");
-    if (!dkim_valid_name(s + t->val, t->val_len)) {
-        dkim_why(why, "s= is not a selector");
-        return -1;
-    }
-    sig->s = xstrndup(s + t->val, t->val_len);
     struct hlist hl = {sig, 0, 0};
-    list_each(s, tag_get(s, tags, n, "h"), h_item, &hl);
+    list_each(s, dkim_tag_get(s, tags, n, "h"), h_item, &hl);
     if (hl.bad) {
         dkim_why(why, "h= is not a list of at most %d field names", DKIM_MAX_SIGNED_FIELDS);
         return -1;
@@ -296,7 +304,7 @@ static int sig_fill(struct dkim_sig *sig, const char *s, const struct dkim_tag *
         dkim_why(why, "h= does not sign From (RFC 6376 5.4)");
         return -1;
     }
-    if ((t = tag_get(s, tags, n, "i"))) {
+    if ((t = dkim_tag_get(s, tags, n, "i"))) {
         /* dkim-quoted-printable: =XX hex escapes, FWS ignored */
         char *i = xmalloc(t->val_len + 1);
         size_t o = 0;
@@ -324,27 +332,27 @@ static int sig_fill(struct dkim_sig *sig, const char *s, const struct dkim_tag *
             return -1;
         }
     }
-    if ((t = tag_get(s, tags, n, "l"))) {
+    if ((t = dkim_tag_get(s, tags, n, "l"))) {
         unsigned long long l;
-        if (parse_digits(s, t, 76, &l) < 0) {
+        if (dkim_tag_digits(s, t, 76, &l) < 0) {
             dkim_why(why, "l= is not a number");
             return -1;
         }
         sig->has_l = 1;
     }
-    if ((t = tag_get(s, tags, n, "q")) && !list_each(s, t, q_item, NULL)) {
+    if ((t = dkim_tag_get(s, tags, n, "q")) && !list_each(s, t, q_item, NULL)) {
         dkim_why(why, "unsupported query method q=%.*s", TAGV(t));
         return -1;
     }
-    if ((t = tag_get(s, tags, n, "t"))) {
-        if (parse_digits(s, t, 12, &sig->t) < 0) {
+    if ((t = dkim_tag_get(s, tags, n, "t"))) {
+        if (dkim_tag_digits(s, t, 12, &sig->t) < 0) {
             dkim_why(why, "t= is not a time");
             return -1;
         }
         sig->has_t = 1;
     }
-    if ((t = tag_get(s, tags, n, "x"))) {
-        if (parse_digits(s, t, 12, &sig->x) < 0) {
+    if ((t = dkim_tag_get(s, tags, n, "x"))) {
+        if (dkim_tag_digits(s, t, 12, &sig->x) < 0) {
             dkim_why(why, "x= is not a time");
             return -1;
         }
@@ -445,30 +453,30 @@ static EVP_PKEY *decode_rsa(const unsigned char *der, size_t len)
 static int key_fill(struct dkim_key *key, const char *s, const struct dkim_tag *tags, size_t n,
                     char why[DKIM_REASON_MAX])
 {
-    const struct dkim_tag *t = tag_get(s, tags, n, "v");
-    if (t && (t != &tags[0] || !val_is(s, t, "DKIM1"))) {
+    const struct dkim_tag *t = dkim_tag_get(s, tags, n, "v");
+    if (t && (t != &tags[0] || !dkim_tag_is(s, t, "DKIM1"))) {
         dkim_why(why, "key record v= is not DKIM1 first");
         return -1;
     }
-    if ((t = tag_get(s, tags, n, "h")) && !list_each(s, t, want_sha256, NULL)) {
+    if ((t = dkim_tag_get(s, tags, n, "h")) && !list_each(s, t, want_sha256, NULL)) {
         dkim_why(why, "key record h= does not allow sha256");
         return -1;
     }
-    if ((t = tag_get(s, tags, n, "k"))) {
-        if (val_is(s, t, "ed25519")) {
+    if ((t = dkim_tag_get(s, tags, n, "k"))) {
+        if (dkim_tag_is(s, t, "ed25519")) {
             key->is_ed25519 = 1;
-        } else if (!val_is(s, t, "rsa")) {
+        } else if (!dkim_tag_is(s, t, "rsa")) {
             dkim_why(why, "unknown key type k=%.*s", TAGV(t));
             return -1;
         }
     }
-    if ((t = tag_get(s, tags, n, "s")) && !list_each(s, t, want_email, NULL)) {
+    if ((t = dkim_tag_get(s, tags, n, "s")) && !list_each(s, t, want_email, NULL)) {
         dkim_why(why, "key record service type s= excludes email");
         return -1;
     }
-    if ((t = tag_get(s, tags, n, "t")))
+    if ((t = dkim_tag_get(s, tags, n, "t")))
         list_each(s, t, key_flag, key);
-    if (!(t = tag_get(s, tags, n, "p"))) {
+    if (!(t = dkim_tag_get(s, tags, n, "p"))) {
         dkim_why(why, "key record has no p= tag");
         return -1;
     }

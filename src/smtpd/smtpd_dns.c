@@ -125,25 +125,8 @@ void smtpd_dns_connect(struct smtp_session *s)
     size_t n = smtpd_policy_rbl_zones(s->set->policy, zones, SDNS_MAX_ZONES);
     /* the address reversed: octets for IPv4, nibbles for IPv6 (RFC 5782 §2.4) */
     char rev[80];
-    struct in_addr a4;
-    struct in6_addr a6;
-    if (n == 0)
+    if (n == 0 || !dns_reverse_labels(s->client_addr, rev))
         return;
-    if (inet_pton(AF_INET, s->client_addr, &a4) == 1) {
-        const unsigned char *o = (const unsigned char *)&a4;
-        snprintf(rev, sizeof rev, "%u.%u.%u.%u", o[3], o[2], o[1], o[0]);
-    } else if (inet_pton(AF_INET6, s->client_addr, &a6) == 1) {
-        static const char hex[] = "0123456789abcdef";
-        char *w = rev;
-        for (int i = 15; i >= 0; i--) {
-            *w++ = hex[a6.s6_addr[i] & 15];
-            *w++ = '.';
-            *w++ = hex[a6.s6_addr[i] >> 4];
-            *w++ = i ? '.' : '\0';
-        }
-    } else {
-        return;
-    }
     struct dns_ctx *d = smtpd_dns_context(s);
     if (!d)
         return;
