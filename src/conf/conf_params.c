@@ -104,6 +104,17 @@ const struct conf_param conf_params[] = {
         "What reject_dmarc_policy does with mail whose DMARC policy is quarantine: hold it (tern queue "
         "shows why; release or delete it there), or deliver it, the result in Authentication-Results "
         "for the mailbox's filter (tern extension)."),
+    STR("dmarc_report_address", "",
+        "Where DMARC aggregate reports (RFC 9990) come from (From: and the envelope sender) and the contact "
+        "they name; set, tern records every DMARC evaluation of a domain whose record asks for reports "
+        "(rua=) and sends each such domain one report per dmarc_report_interval, through its own queue, to "
+        "the rua addresses the domain's record names and that accept them (RFC 9990 section 4). Empty: no "
+        "reports (tern extension)."),
+    TIME("dmarc_report_interval", "1d", 's', 1,
+        "The reporting period of DMARC aggregate reports: periods start at multiples of it since the epoch, "
+        "so 1d gives UTC days (tern extension)."),
+    STR("dmarc_report_org_name", "$mydomain",
+        "The organization named in DMARC aggregate reports (tern extension)."),
     LIST("dns_resolvers", "",
         "Recursive DNS resolvers (ip, ip:port, [ipv6]:port) for outbound mail; empty: /etc/resolv.conf."),
     INT("header_size_limit", "102400", 1, BYTES_MAX,

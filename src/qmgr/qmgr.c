@@ -28,6 +28,7 @@
 #include "maps/resolver.h"
 #include "qmgr/pickup.h"
 #include "qmgr/qmgr_commit.h"
+#include "qmgr/qmgr_dmarc.h"
 #include "qmgr/qmgr_control.h"
 #include "qmgr/qmgr_expand.h"
 #include "qmgr/qmgr_msg.h"
@@ -260,6 +261,7 @@ int qmgr_main(struct runtime *rt)
     signal(SIGPIPE, SIG_IGN);
     if (qmgr_relay_init(qm.base, rt, qm.resolver, &err) != 0)
         log_fatal("outbound delivery: %s", err ? err : "cannot set up");
+    qmgr_dmarc_init(qm.base, rt->conf, rt->queue_dir, qmgr_relay_dns());
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
@@ -298,6 +300,7 @@ int qmgr_main(struct runtime *rt)
         event_free(qm.stop_timer);
     qmgr_commit_stop();
     qmgr_control_stop();
+    qmgr_dmarc_shutdown();   /* its counts to disk, while the DNS it may be waiting on still exists */
     store_close();      /* its last callbacks may still need pickup's state */
     qmgr_relay_shutdown();   /* after them: a last commit may still route a recipient */
     pickup_shutdown();

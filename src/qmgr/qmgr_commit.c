@@ -1,5 +1,6 @@
 /* qmgr_commit: commits from smtpd, pickup and notices (see qmgr_commit.h). */
 #include "qmgr/qmgr_commit.h"
+#include "qmgr/qmgr_dmarc.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -102,6 +103,10 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         cc->ch = ch;
         cc->reqid = m->reqid;
         store_commit(id ? id : "", commit_done, cc);
+        return;
+    }
+    if (m->type == IPC_DMARC_RECORD) {
+        qmgr_dmarc_record(m);
         return;
     }
     log_error("unexpected message type %u on the queue socket", m->type);

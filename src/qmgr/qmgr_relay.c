@@ -835,6 +835,11 @@ unsigned qmgr_relay_active(void)
     return rl.active;
 }
 
+struct dns_ctx *qmgr_relay_dns(void)
+{
+    return rl.dns;
+}
+
 void qmgr_relay_shutdown(void)
 {
     struct qmgr_relay_job *j;

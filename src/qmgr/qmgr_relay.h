@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 struct event_base;
+struct dns_ctx;
 struct runtime;
 struct qmgr_msg;
 struct resolver;
@@ -35,6 +36,8 @@ struct resolver;
 int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver *resolver, char **err);
 /* Drops every session and waiting recipient (process shutdown). */
 void qmgr_relay_shutdown(void);
+/* The process's DNS context (set up by qmgr_relay_init; DMARC reports use it too). */
+struct dns_ctx *qmgr_relay_dns(void);
 /* Stopping: sessions running may finish (a message in the middle of DATA
  * would otherwise be sent again after the restart), no new ones start.
  * qmgr_relay_active() counts those still running. */

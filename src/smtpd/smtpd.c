@@ -181,6 +181,13 @@ void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg)
     ipc_msg_free(&m);
 }
 
+void smtpd_queue_notify(const struct ipc_msg *m)
+{
+    if (queue_connect() != 0)
+        return;   /* queue_connect logged it */
+    ipc_chan_send(queue_chan, m);
+}
+
 void smtpd_commit_cancel(void *arg)
 {
     for (struct pending_commit *p = pending; p; p = p->next)

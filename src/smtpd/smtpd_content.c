@@ -110,7 +110,9 @@ static void commit_done(void *arg, int ok, const char *failure)
 static void content_commit(struct smtp_session *s)
 {
     struct smtpd_policy_result r;
-    if (smtpd_cmd_check_end_of_data(s, &r) != 0) {
+    int refused = smtpd_cmd_check_end_of_data(s, &r) != 0;
+    smtpd_mailauth_report(s);   /* counted whatever the outcome (RFC 9990 3.1) */
+    if (refused) {
         log_info("%s: reject: END-OF-MESSAGE from %s[%s]: %d %s %s; from=<%s> proto=%s helo=<%s>", s->id,
                  s->client_name, s->client_addr, r.code, r.enh, r.text, s->env.sender, client_protocol(s),
                  s->helo ? s->helo : "");

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,11 +14,14 @@
 #include "mailauth/authres.h"
 #include "mailauth/dkim.h"
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_report.h"
 #include "mailauth/mailauth_dns.h"
 #include "mailauth/spf.h"
 #include "msg/cleanup.h"
 #include "smtpd/smtpd_policy.h"
 #include "smtpd/smtpd_session_internal.h"
+#include "util/ipc.h"
+#include "util/ipc_schema.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -55,6 +59,9 @@ struct smtpd_mailauth {
     void (*finish_cb)(struct smtp_session *s);
     char *results;             /* the Authentication-Results field */
     char *policy_text;         /* reject_dmarc_policy's reason */
+    int dmarc_judged;          /* reject_dmarc_policy ran: dmarc_verdict is its POLICY_DMARC_* */
+    int dmarc_verdict;
+    int reported;              /* the evaluation went to the queue for the DMARC report */
 };
 
 static struct mailauth_dns real_dns;
@@ -505,9 +512,8 @@ int smtpd_mailauth_spf_result(void *arg, const char **text)
     return POLICY_SPF_OTHER;
 }
 
-int smtpd_mailauth_dmarc_policy(void *arg, const char **text)
+static int dmarc_policy_verdict(struct smtp_session *s, const char **text)
 {
-    struct smtp_session *s = arg;
     struct smtpd_mailauth *m = s->mailauth;
     /* RFC 9989 5.3.1 and 11.5: with no author domain, or several, DMARC
      * cannot protect the message, and such messages are a known way
@@ -535,6 +541,123 @@ int smtpd_mailauth_dmarc_policy(void *arg, const char **text)
     if (o->applied == DMARC_POLICY_REJECT)
         return POLICY_DMARC_REJECT;
     return s->set->dmarc_quarantine_hold ? POLICY_DMARC_HOLD : POLICY_DMARC_NONE;
+}
+
+int smtpd_mailauth_dmarc_policy(void *arg, const char **text)
+{
+    struct smtp_session *s = arg;
+    int verdict = dmarc_policy_verdict(s, text);
+    if (s->mailauth) {
+        s->mailauth->dmarc_judged = 1;
+        s->mailauth->dmarc_verdict = verdict;
+    }
+    return verdict;
+}
+
+static int policy_rank(enum dmarc_policy p)
+{
+    return p == DMARC_POLICY_REJECT ? 2 : p == DMARC_POLICY_QUARANTINE ? 1 : 0;
+}
+
+/* What the report says was done with the message (RFC 9990 3.1.1.9 and
+ * the XSD's ActionDispositionType) and, when that is less than the policy
+ * asked for, why. */
+static void report_disposition(const struct smtpd_mailauth *m, const char **disposition, const char **reason)
+{
+    const struct dmarc_outcome *o = m->dmarc_out;
+    *reason = "";
+    if (o->result == DMARC_RESULT_PASS) {
+        *disposition = policy_rank(o->requested) > 0 ? "pass" : "none";
+        return;
+    }
+    int done = 0;
+    if (m->dmarc_judged && m->dmarc_verdict == POLICY_DMARC_REJECT)
+        done = 2;
+    else if (m->dmarc_judged && m->dmarc_verdict == POLICY_DMARC_HOLD)
+        done = 1;
+    *disposition = done == 2 ? "reject" : done == 1 ? "quarantine" : "none";
+    if (done >= policy_rank(o->requested))
+        return;
+    if (o->result != DMARC_RESULT_FAIL)
+        *reason = "other";              /* a temperror or permerror: no policy applied */
+    else if (o->testing && done >= policy_rank(o->applied))
+        *reason = "policy_test_mode";   /* t=y lowered it */
+    else
+        *reason = "local_policy";       /* not enforced here, or dmarc_quarantine_action = deliver */
+}
+
+/* The domain of an address, normalized, or "" (the null path, a literal). */
+static void address_domain(const char *addr, char *out)
+{
+    const char *at = addr ? strrchr(addr, '@') : NULL;
+    if (!at || dmarc_domain_normalize(at + 1, out) != 0)
+        out[0] = '\0';
+}
+
+/* DKIM results in the order RFC 9990 3.1.3 prefers: passing and strictly
+ * aligned, passing and related to the Author Domain, passing, the rest. */
+static int dkim_report_rank(const struct dkim_result *r, const char *author)
+{
+    if (r->status != DKIM_PASS)
+        return 3;
+    if (strcasecmp(r->d, author) == 0)
+        return 0;
+    size_t ld = strlen(r->d), la = strlen(author);
+    const char *longer = ld > la ? r->d : author, *shorter = ld > la ? author : r->d;
+    size_t ll = ld > la ? ld : la, ls = ld > la ? la : ld;
+    if (strcasecmp(longer + (ll - ls), shorter) == 0 && longer[ll - ls - 1] == '.')
+        return 1;
+    return 2;
+}
+
+void smtpd_mailauth_report(struct smtp_session *s)
+{
+    struct smtpd_mailauth *m = s->mailauth;
+    if (!m || m->reported || !s->set->dmarc_reports)
+        return;
+    const struct dmarc_outcome *o = m->dmarc_out;
+    /* only domains that ask for reports are recorded */
+    if (!o || !o->has_record || o->record.nrua == 0 || !o->policy_domain)
+        return;
+    m->reported = 1;
+    const char *disposition, *reason;
+    report_disposition(m, &disposition, &reason);
+    char env_from[DMARC_DOMAIN_MAX + 1], env_to[DMARC_DOMAIN_MAX + 1];
+    address_domain(s->env.sender, env_from);
+    address_domain(s->env.nrcpt ? s->env.rcpts[0].addr : NULL, env_to);
+    struct ipc_msg msg;
+    ipc_msg_init(&msg, IPC_DMARC_RECORD, 0);
+    ipc_msg_add(&msg, "policy_domain", o->policy_domain);
+    ipc_msg_add(&msg, "source_ip", s->client_addr);
+    ipc_msg_add(&msg, "header_from", o->author_domain);
+    ipc_msg_add(&msg, "envelope_from", env_from);
+    ipc_msg_add(&msg, "envelope_to", env_to);
+    ipc_msg_add(&msg, "disposition", disposition);
+    ipc_msg_add(&msg, "dkim", o->dkim == DMARC_ALIGN_YES ? "pass" : "fail");
+    ipc_msg_add(&msg, "spf", o->spf == DMARC_ALIGN_YES ? "pass" : "fail");
+    if (*reason)
+        ipc_msg_add(&msg, "reason", reason);
+    if (m->mfrom.asked && m->mfrom.domain) {
+        ipc_msg_add(&msg, "spf_domain", m->mfrom.domain);
+        ipc_msg_add(&msg, "spf_result", m->mfrom.done ? spf_result_name(m->mfrom.result) : "temperror");
+    }
+    size_t n = m->dkim_ready ? dkim_verify_count(m->dkim) : 0, sent = 0;
+    for (int rank = 0; rank < 4; rank++) {
+        for (size_t i = 0; i < n && sent < DMARC_REPORT_MAX_DKIM; i++) {
+            const struct dkim_result *r = dkim_verify_result(m->dkim, i);
+            char d[DMARC_DOMAIN_MAX + 1];
+            if (dkim_report_rank(r, o->author_domain) != rank || dmarc_domain_normalize(r->d, d) != 0 ||
+                !dmarc_report_selector_ok(r->s))
+                continue;
+            char name[16];
+            snprintf(name, sizeof name, "dkim%zu", sent++);
+            char *v = xasprintf("%s %s %s", d, r->s, dkim_status_name(r->status));
+            ipc_msg_add(&msg, name, v);
+            free(v);
+        }
+    }
+    smtpd_queue_notify(&msg);
+    ipc_msg_free(&msg);
 }
 
 void smtpd_mailauth_end(struct smtp_session *s)

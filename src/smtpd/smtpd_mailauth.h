@@ -57,6 +57,12 @@ int smtpd_mailauth_rcpt_waits(const struct smtp_session *s);
 int smtpd_mailauth_spf_result(void *arg, const char **text);
 int smtpd_mailauth_dmarc_policy(void *arg, const char **text);
 
+/* The message was judged (accepted, held or refused at the end of the
+ * data): with dmarc_report_address set and a DMARC record that asks for
+ * reports, the evaluation goes to the queue for the aggregate report
+ * (a DMARC_RECORD message; RFC 9990). Once per transaction. */
+void smtpd_mailauth_report(struct smtp_session *s);
+
 /* The transaction is over: cancels and frees. */
 void smtpd_mailauth_end(struct smtp_session *s);
 /* Process end: frees the DMARC cache. */

@@ -73,6 +73,7 @@ struct smtpd_settings {
     int policy_checks_spf;         /* a RCPT list names reject_spf_fail or defer_spf_temperror */
     int policy_end_of_data;        /* smtpd_end_of_data_restrictions is not empty */
     int dmarc_quarantine_hold;     /* dmarc_quarantine_action = hold */
+    int dmarc_reports;             /* dmarc_report_address is set: evaluations go to the queue */
     int policy_broken;             /* then every RCPT gets 451 4.3.5 */
 };
 
@@ -85,12 +86,16 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
 void smtpd_settings_free(struct smtpd_settings *s);
 
 /* The services smtpd gives to sessions (implemented in smtpd.c). */
+struct ipc_msg;
 typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
 /* Asks the queue to take incoming/ID; cb gets ok and, on failure, the
  * complete reply to send ("451 4.3.0 ..."). */
 void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg);
 /* Forgets a pending commit's callback (the session is going away). */
 void smtpd_commit_cancel(void *arg);
+/* Sends m to the queue, which does not answer (a DMARC_RECORD); dropped
+ * with a log line when the queue cannot be reached. */
+void smtpd_queue_notify(const struct ipc_msg *m);
 int smtpd_incoming_dirfd(void);
 struct resolver *smtpd_resolver(void);
 void smtpd_session_closed(void);

@@ -15,6 +15,7 @@
 #define QDIR_PRIVATE "private"
 #define QDIR_PUBLIC "public"
 #define QDIR_PID "pid"
+#define QDIR_DMARC "dmarc"   /* DMARC report rows per period (qmgr_dmarc.h) */
 #define QSOCK_QUEUE "private/queue"
 #define QSOCK_LOCAL "private/local"
 #define QSOCK_QMGR "public/qmgr"

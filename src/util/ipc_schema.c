@@ -66,6 +66,22 @@ static const struct ipc_attr_spec key_sign_reply_attrs[] = {
     END,
 };
 
+static const struct ipc_attr_spec dmarc_record_attrs[] = {
+    {"policy_domain", IPC_TEXT, 1, "where the DMARC record was found"},
+    {"source_ip", IPC_TEXT, 1, "the client's address"},
+    {"header_from", IPC_TEXT, 1, "the From: domain"},
+    {"envelope_from", IPC_TEXT, 1, "the MAIL FROM domain, empty for <>"},
+    {"envelope_to", IPC_TEXT, 1, "the first recipient's domain"},
+    {"disposition", IPC_TEXT, 1, "none, pass, quarantine or reject: what was done"},
+    {"dkim", IPC_TEXT, 1, "pass or fail: DKIM aligned"},
+    {"spf", IPC_TEXT, 1, "pass or fail: SPF aligned"},
+    {"reason", IPC_TEXT, 0, "why less was done than the policy asks (RFC 9990's override types)"},
+    {"spf_domain", IPC_TEXT, 0, "the domain SPF checked"},
+    {"spf_result", IPC_TEXT, 0, "its result"},
+    {"dkim#", IPC_TEXT, 0, "\"domain selector result\" of a DKIM signature, up to 8"},
+    END,
+};
+
 static const struct ipc_attr_spec no_attrs[] = {END};
 static const struct ipc_attr_spec id_attrs[] = {
     {"id", IPC_TEXT, 1, "a queue ID, or ALL"},
@@ -123,6 +139,9 @@ static const struct ipc_msg_spec specs[] = {
      "one private-key operation of a TLS handshake", key_sign_attrs, NULL},
     {IPC_KEY_SIGN_REPLY, "KEY_SIGN_REPLY", "key socketpair", "key process", "smtpd",
      "its result", key_sign_reply_attrs, ok_fail},
+    {IPC_DMARC_RECORD, "DMARC_RECORD", "private/queue", "smtpd", "queue",
+     "one DMARC evaluation of a domain that asks for aggregate reports; not answered (checked again, counted)",
+     dmarc_record_attrs, NULL},
 };
 
 const struct ipc_msg_spec *ipc_schema_find(uint16_t type)

@@ -39,6 +39,8 @@ enum ipc_type {
     /* the key socketpair: smtpd -> key process (TLS private-key operations) */
     IPC_KEY_SIGN,
     IPC_KEY_SIGN_REPLY,
+    /* private/queue: smtpd -> queue, one DMARC evaluation for the aggregate report */
+    IPC_DMARC_RECORD,
 };
 
 enum ipc_value { IPC_TEXT, IPC_NUMBER };

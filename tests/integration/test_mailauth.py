@@ -5,9 +5,13 @@ the DKIM key made by `tern dkim keygen` and the messages signed by dkimpy
 What is checked is what a user sees: the Authentication-Results field at
 the top of the delivered message."""
 import email
+import gzip
 import re
 import shutil
+import subprocess
 import tempfile
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import dkim
@@ -39,6 +43,12 @@ _dmarc.quar         IN TXT  "v=DMARC1; p=quarantine"
 mail.example        IN A    127.0.0.1
 ; other.test: SPF allows the test client, no DMARC
 other               IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+; rep.test wants aggregate reports: at this host's example.test (another
+; organization, which agrees to take them) and at noreports.test (which
+; does not)
+rep                 IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.rep          IN TXT  "v=DMARC1; p=reject; rua=mailto:dmarc-rua@example.test,mailto:x@noreports.test"
+rep.test._report._dmarc.example IN TXT "v=DMARC1"
 """
 
 AUTHSERV = "mail.example.test"
@@ -425,3 +435,78 @@ def test_internationalized_author_domain(tern_instance, lab):
     code, text = send_raw(inst, "x@other.test", message("Anna <anna@b\u00fccher.test>", "idn"))
     assert code == 550, text
     assert b"DMARC policy of xn--bcher-kva.test is reject" in text, text
+
+
+# ---- DMARC aggregate reports (RFC 9990) ----
+
+RFC9990 = Path(__file__).resolve().parents[2].parent / "shared" / "rfc" / "rfc9990.txt"
+
+
+def dmarc_schema(where):
+    """The XML Schema of RFC 9990 Appendix A, taken out of the RFC's text
+    (page breaks dropped)."""
+    text = RFC9990.read_text()
+    body = text[text.index("\nAppendix A.  DMARC XML Schema\n") + 1:text.index("\nAppendix B.  Sample Report\n")]
+    lines = [ln for ln in body.splitlines()[1:]
+             if not ln.startswith(("RFC 9990", "Brotman")) and "\f" not in ln]
+    xsd = where / "dmarc-2.0.xsd"
+    xsd.write_text("\n".join(ln[3:] if ln.startswith("   ") else ln for ln in lines).strip() + "\n")
+    return xsd
+
+
+def test_dmarc_aggregate_report(tern_instance, lab, tmp_path):
+    """Evaluations of rep.test (two that pass, one forgery refused) become
+    one report at the period's end: mailed to the rua address that agreed,
+    not to the one that did not, gzip'd XML valid under RFC 9990's schema,
+    with the counts and dispositions of what happened."""
+    inst = enforcing(tern_instance, lab, dmarc_report_address="dmarc-reports@mail.example.test",
+                     dmarc_report_interval="12s", dmarc_report_org_name="Example Lab")
+    # all three in one period
+    if time.time() % 12 > 7:
+        time.sleep(12 - time.time() % 12 + 0.2)
+    for subject in ("report-1", "report-2"):
+        assert send_raw(inst, "alice@rep.test", message("Alice <alice@rep.test>", subject))[0] == 250
+    code, _ = send_raw(inst, "x@other.test", message("Alice <alice@rep.test>", "forged"))
+    assert code == 550
+    got = inst.wait_messages("dmarc-rua", count=1, timeout=40)
+    msg = email.message_from_bytes(got[0].read_bytes())
+    subject = re.sub(r"\s+", " ", msg["Subject"])
+    m = re.fullmatch(r"Report Domain: rep\.test Submitter: mail\.example\.test Report-ID: <(\d+)\.rep\.test@mail\.example\.test>",
+                     subject)
+    assert m, subject
+    begin = int(m.group(1))
+    assert msg["From"] == "dmarc-reports@mail.example.test"
+    assert "x@noreports.test" not in msg["To"], msg["To"]
+    parts = [p for p in msg.walk() if p.get_content_type() == "application/gzip"]
+    assert len(parts) == 1, got[0].read_bytes()[:1200].decode()
+    assert parts[0].get_filename() == f"mail.example.test!rep.test!{begin}!{begin + 11}.xml.gz"
+    xml = gzip.decompress(parts[0].get_payload(decode=True))
+    report = tmp_path / "report.xml"
+    report.write_bytes(xml)
+    check = subprocess.run(["xmllint", "--noout", "--schema", str(dmarc_schema(tmp_path)), str(report)],
+                           capture_output=True)
+    assert check.returncode == 0, check.stderr.decode() + xml.decode()
+    ns = {"d": "urn:ietf:params:xml:ns:dmarc-2.0"}
+    root = ET.fromstring(xml)
+    assert root.findtext("d:report_metadata/d:org_name", namespaces=ns) == "Example Lab"
+    assert root.findtext("d:report_metadata/d:date_range/d:begin", namespaces=ns) == str(begin)
+    assert root.findtext("d:policy_published/d:domain", namespaces=ns) == "rep.test"
+    assert root.findtext("d:policy_published/d:p", namespaces=ns) == "reject"
+    rows = {}
+    for rec in root.findall("d:record", ns):
+        rows[rec.findtext("d:identifiers/d:envelope_from", namespaces=ns)] = (
+            rec.findtext("d:row/d:source_ip", namespaces=ns),
+            int(rec.findtext("d:row/d:count", namespaces=ns)),
+            rec.findtext("d:row/d:policy_evaluated/d:disposition", namespaces=ns),
+            rec.findtext("d:row/d:policy_evaluated/d:dkim", namespaces=ns),
+            rec.findtext("d:row/d:policy_evaluated/d:spf", namespaces=ns),
+            rec.findtext("d:identifiers/d:header_from", namespaces=ns),
+            rec.findtext("d:auth_results/d:spf/d:domain", namespaces=ns),
+            rec.findtext("d:auth_results/d:spf/d:result", namespaces=ns))
+    assert rows == {
+        "rep.test": ("127.0.0.1", 2, "pass", "fail", "pass", "rep.test", "rep.test", "pass"),
+        "other.test": ("127.0.0.1", 1, "reject", "fail", "fail", "rep.test", "other.test", "pass"),
+    }, rows
+    log = inst.wait_log("not sent to x@noreports.test")
+    assert re.search(r"report for rep\.test not sent to x@noreports\.test: noreports\.test does not agree", log), log
+    assert re.search(r"DMARC aggregate report for rep\.test: 2 records, 3 messages, to=dmarc-rua@example\.test", log), log
