@@ -25,6 +25,7 @@ need python3-dkim /usr/bin/python3 -c 'import dkim'
 need python3-nacl /usr/bin/python3 -c 'import nacl.signing'
 need python3-authres /usr/bin/python3 -c 'import authres'   # dkimpy's ARC sealing
 need libyaml-dev test -e /usr/include/yaml.h
+need libxml2-utils have xmllint   # DMARC reports checked against RFC 9990's schema
 need git have git
 need swaks have swaks
 # swaks names what it cannot do; the tests need TLS and AUTH PLAIN/LOGIN.

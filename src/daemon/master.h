@@ -2,7 +2,7 @@
 #ifndef TERN_DAEMON_MASTER_H
 #define TERN_DAEMON_MASTER_H
 
-#define TERN_VERSION "0.1.0"
+#include "util/version.h"   /* TERN_VERSION */
 
 struct runtime;
 

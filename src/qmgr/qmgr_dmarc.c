@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
-#include "daemon/master.h"
 #include "mailauth/dmarc.h"
 #include "mailauth/dmarc_report.h"
 #include "mailauth/mailauth_dns.h"
@@ -29,6 +28,7 @@
 #include "util/mem.h"
 #include "util/str.h"
 #include "util/strbuf.h"
+#include "util/version.h"
 
 /* One distinct row and how often it was seen. */
 struct counted {
