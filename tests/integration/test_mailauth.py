@@ -49,6 +49,15 @@ other               IN TXT  "v=spf1 ip4:127.0.0.1 -all"
 rep                 IN TXT  "v=spf1 ip4:127.0.0.1 -all"
 _dmarc.rep          IN TXT  "v=DMARC1; p=reject; rua=mailto:dmarc-rua@example.test,mailto:x@noreports.test"
 rep.test._report._dmarc.example IN TXT "v=DMARC1"
+; ovr.test (testing, t=y) names a@example.test, which redirects its reports
+; to b@example.test; redir.test names c@example.test, which points at
+; another host: no report at all (RFC 9990 section 4)
+ovr                 IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.ovr          IN TXT  "v=DMARC1; p=reject; t=y; rua=mailto:a@example.test"
+ovr.test._report._dmarc.example IN TXT "v=DMARC1; rua=mailto:b@example.test"
+redir               IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.redir        IN TXT  "v=DMARC1; p=none; rua=mailto:c@example.test"
+redir.test._report._dmarc.example IN TXT "v=DMARC1; rua=mailto:d@elsewhere.test"
 """
 
 AUTHSERV = "mail.example.test"
@@ -510,3 +519,34 @@ def test_dmarc_aggregate_report(tern_instance, lab, tmp_path):
     log = inst.wait_log("not sent to x@noreports.test")
     assert re.search(r"report for rep\.test not sent to x@noreports\.test: noreports\.test does not agree", log), log
     assert re.search(r"DMARC aggregate report for rep\.test: 2 records, 3 messages, to=dmarc-rua@example\.test", log), log
+
+
+def report_xml(path):
+    msg = email.message_from_bytes(path.read_bytes())
+    part = [p for p in msg.walk() if p.get_content_type() == "application/gzip"][0]
+    return msg, ET.fromstring(gzip.decompress(part.get_payload(decode=True)))
+
+
+def test_dmarc_report_destinations_and_test_mode(tern_instance, lab):
+    """A destination's override rua is used; one that names another host
+    cancels the report; t=y lowers reject to quarantine (held) and the
+    report says policy_test_mode."""
+    inst = enforcing(tern_instance, lab, dmarc_report_address="dmarc-reports@mail.example.test",
+                     dmarc_report_interval="10s")
+    if time.time() % 10 > 6:
+        time.sleep(10 - time.time() % 10 + 0.2)
+    code, _ = send_raw(inst, "x@other.test", message("Olga <olga@ovr.test>", "ovr-forged"))
+    assert code == 250   # t=y: quarantine instead of reject, so held
+    assert send_raw(inst, "r@redir.test", message("Rita <r@redir.test>", "redir"))[0] == 250
+    got = inst.wait_messages("b", count=1, timeout=40)
+    msg, root = report_xml(got[0])
+    assert msg["To"] == "b@example.test", msg["To"]
+    ns = {"d": "urn:ietf:params:xml:ns:dmarc-2.0"}
+    assert root.findtext("d:policy_published/d:testing", namespaces=ns) == "y"
+    ev = root.find("d:record/d:row/d:policy_evaluated", ns)
+    assert ev.findtext("d:disposition", namespaces=ns) == "quarantine"
+    assert ev.findtext("d:reason/d:type", namespaces=ns) == "policy_test_mode"
+    log = inst.wait_log("names another host")
+    assert re.search(r"report for redir\.test not sent to c@example\.test: "
+                     r"redir\.test\._report\._dmarc\.example\.test names another host", log), log
+    assert inst.messages("a") == [] and inst.messages("c") == [] and inst.messages("d") == []
