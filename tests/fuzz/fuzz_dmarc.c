@@ -1,6 +1,7 @@
 /* libFuzzer target for the mail-authentication parsers and the DMARC
  * evaluation: dmarc_record_parse, dmarc_from_value, authres_parse,
- * authres_is_ours and authres_build, all on the whole input; then
+ * authres_is_ours and authres_build, the report's row lines and mailto:
+ * URIs (dmarc_report), all on the whole input; then
  * dmarc_check_start with the input read as NUL-separated fields (the
  * Author Domain, an SPF and two DKIM identifiers, then one DNS answer per
  * query: a status byte and the TXT text) through a resolver whose answers
@@ -32,8 +33,10 @@
 #include "fuzz_util.h"
 #include "mailauth/authres.h"
 #include "mailauth/dmarc.h"
+#include "mailauth/dmarc_report.h"
 #include "util/list.h"
 #include "util/mem.h"
+#include "util/strbuf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -287,6 +290,48 @@ static void check_walk(const uint8_t *data, size_t size, struct dmarc_cache *cac
     free(d2);
 }
 
+/* The report's file lines and rua URIs (dmarc_report): a parsed row
+ * writes a line that parses to itself, and its XML is printable ASCII;
+ * an address from a mailto: URI is printable, its host the part after its
+ * last '@' and a normalized domain. */
+static void check_report(const uint8_t *data, size_t size)
+{
+    struct dmarc_report_row r;
+    if (dmarc_report_row_parse((const char *)data, size, &r) == 0) {
+        struct strbuf once = STRBUF_INIT, twice = STRBUF_INIT, xml = STRBUF_INIT;
+        strbuf_printf(&once, "%llu\t", (unsigned long long)r.count);
+        dmarc_report_row_line(&r, &once);
+        struct dmarc_report_row again;
+        FUZZ_REQUIRE(dmarc_report_row_parse(once.buf, once.len, &again) == 0);
+        strbuf_printf(&twice, "%llu\t", (unsigned long long)again.count);
+        dmarc_report_row_line(&again, &twice);
+        FUZZ_REQUIRE(strcmp(once.buf, twice.buf) == 0);
+        struct dmarc_record rec;
+        FUZZ_REQUIRE(dmarc_record_parse("v=DMARC1; p=none", 16, &rec, NULL) == 0);
+        struct dmarc_report_meta meta = {"org & co", "r@x.test", "mx.x.test", NULL, 0, 86399, "fuzz"};
+        struct dmarc_report_row *rows[] = {&r};
+        dmarc_report_xml(&meta, r.policy_domain, &rec, rows, 1, &xml);
+        for (size_t i = 0; i < xml.len; i++)
+            FUZZ_REQUIRE(xml.buf[i] == '\n' || (xml.buf[i] >= 0x20 && xml.buf[i] < 0x7f));
+        dmarc_record_free(&rec);
+        dmarc_report_row_free(&again);
+        dmarc_report_row_free(&r);
+        strbuf_free(&once);
+        strbuf_free(&twice);
+        strbuf_free(&xml);
+    }
+    char *uri = xstrndup((const char *)data, size);
+    char *addr;
+    const char *host;
+    if (dmarc_report_mailto(uri, &addr, &host) == 0) {
+        FUZZ_REQUIRE(printable(addr) && host == strrchr(addr, '@') + 1);
+        char norm[DMARC_DOMAIN_MAX + 1];
+        FUZZ_REQUIRE(dmarc_domain_normalize(host, norm) == 0 && strcmp(norm, host) == 0);
+        free(addr);
+    }
+    free(uri);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct dmarc_cache *cache;
@@ -295,6 +340,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_record(data, size);
     check_from(data, size);
     check_authres(data, size);
+    check_report(data, size);
     /* Half the runs share a cache across inputs (clock_now moves on by
      * itself, so entries also expire); half go without one. */
     check_walk(data, size, size % 2 ? cache : NULL);
