@@ -2,6 +2,7 @@
 #include "mailauth/dmarc_report.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,8 +170,10 @@ int dmarc_report_row_parse(const char *line, size_t len, struct dmarc_report_row
     }
     int ok = n >= 1 + ROW_FIXED_FIELDS && (n - 1 - ROW_FIXED_FIELDS) % 3 == 0;
     char *countend = NULL;
+    errno = 0;
     unsigned long long count = ok ? strtoull(f[0], &countend, 10) : 0;
-    if (!ok || !str_is_digit(f[0][0]) || *countend || count == 0) {
+    /* ERANGE: a count past 2^64-1 is not one (strtoull would say 2^64-1) */
+    if (!ok || !str_is_digit(f[0][0]) || *countend || count == 0 || errno == ERANGE) {
         for (size_t i = 0; i < n; i++)
             free(f[i]);
         return -1;
