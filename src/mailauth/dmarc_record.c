@@ -384,8 +384,8 @@ int dmarc_domain_normalize(const char *name, char *out)
         }
         out[i] = (char)lower(c);
     }
-    if (name[len - 1] == '-')
-        return -1;
+    if (label == 0 || name[len - 1] == '-')
+        return -1;   /* "example.com.." ends in an empty label */
     out[len] = '\0';
     return 0;
 }

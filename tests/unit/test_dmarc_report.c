@@ -336,6 +336,7 @@ static void test_check_bad_fields(void **state)
         {F(policy_domain), "", "policy_domain"},
         {F(policy_domain), NULL, "policy_domain"},
         {F(policy_domain), "a..b", "policy_domain"},
+        {F(policy_domain), "example.com..", "policy_domain"},
         {F(policy_domain), ".example.com", "policy_domain"},
         {F(policy_domain), "[192.0.2.1]", "policy_domain"},
         {F(policy_domain), "[IPv6:2001:db8::1]", "policy_domain"},
