@@ -429,6 +429,35 @@ static void usage(void)
                     "[-bs|-bp|-bv|-bm] [recipient ...]\n");
 }
 
+/* -bv for a virtual alias: 1 when addr is one (or its lookup failed),
+ * with its targets (or the failure) printed and *rc updated; 0 when not. */
+static int virtual_alias_shown(struct resolver *r, const char *addr, const char *shown, int *rc)
+{
+    struct resolve_targets t;
+    char *error;
+    int temporary;
+    int v = resolver_virtual_expand(r, addr, &t, &error, &temporary);
+    if (v == 1)
+        return 0;
+    if (v < 0) {
+        char *why = printable(error);
+        printf("<%s>: %s: %s %s\n", shown, temporary ? "deferred" : "undeliverable", temporary ? "4.3.0" : "5.4.6", why);
+        free(why);
+        free(error);
+        *rc = temporary ? EX_TEMPFAIL : (*rc ? *rc : EX_NOUSER);
+        return 1;
+    }
+    struct strbuf to = STRBUF_INIT;
+    for (size_t i = 0; i < t.n; i++)
+        strbuf_printf(&to, "%s%s", i ? ", " : "", t.v[i]);
+    char *targets = printable(to.buf);
+    printf("<%s>: deliverable: virtual alias of %s\n", shown, targets);
+    free(targets);
+    strbuf_free(&to);
+    resolve_targets_free(&t);
+    return 1;
+}
+
 /* -bv: what tern would do with each recipient, from its own tables, and
  * nothing delivered. Postfix mails a report instead; tern answers on
  * standard output and does not ask remote servers, so a remote address is
@@ -466,15 +495,18 @@ static int sendmail_verify(struct conf *c, const char *myorigin, char **rcpts, s
             char *hop = printable(value);
             printf("<%s>: would be relayed (transport_maps: %s); not verified with the next hop\n", shown, hop);
             free(hop);
-        } else if (tr == 0 && resolver_class(r, addr) != RESOLVE_LOCAL) {
+        } else if (tr == 0 && virtual_alias_shown(r, addr, shown, &rc)) {
+            /* said */
+        } else if (tr == 0 && resolver_class(r, addr) == RESOLVE_REMOTE) {
             printf("<%s>: would be relayed; not verified with the next hop\n", shown);
         } else {
-            switch (resolver_check_local(r, addr)) {
+            const char *table;
+            switch (resolver_check_recipient(r, addr, &table)) {
             case RESOLVE_OK:
                 printf("<%s>: deliverable: local\n", shown);
                 break;
             case RESOLVE_UNKNOWN:
-                printf("<%s>: undeliverable: 5.1.1 User unknown in local recipient table\n", shown);
+                printf("<%s>: undeliverable: 5.1.1 User unknown in %s\n", shown, table);
                 rc = rc ? rc : EX_NOUSER;
                 break;
             case RESOLVE_TEMPFAIL:

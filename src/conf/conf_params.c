@@ -170,6 +170,9 @@ const struct conf_param conf_params[] = {
         "mynetworks is loopback only)."),
     STR("myorigin", "$myhostname",
         "Domain that locally posted mail appears to come from."),
+    LIST("propagate_unmatched_extensions", "canonical, virtual",
+        "Where an address extension (user+ext) that a table matched without is carried over to the result: "
+        "with \"virtual\", virtual_alias_maps' targets get it (canonical is accepted and has no effect yet)."),
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
     INT("queue_minfree", "0", 0, BYTES_MAX,
@@ -341,6 +344,18 @@ const struct conf_param conf_params[] = {
         "Server certificates by name (SNI): host name (.domain: its subdomains) to PEM files each holding a key and its chain."),
     LIST("transport_maps", "",
         "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host, local: or error:[5.X.Y] text (refused at RCPT with that status)."),
+    LIST("virtual_alias_domains", "$virtual_alias_maps",
+        "Domains whose every address is an alias in virtual_alias_maps (other addresses are refused at RCPT with "
+        "550 5.1.1 User unknown in virtual alias table): names, or tables in which a domain is listed when it is "
+        "a key (the default: the domains that are keys of virtual_alias_maps)."),
+    INT("virtual_alias_expansion_limit", "1000", 1, 1000000,
+        "Most addresses one recipient may expand to through virtual_alias_maps; more bounces the recipient."),
+    LIST("virtual_alias_maps", "",
+        "Tables of aliases for any address, of every domain class (virtual(5)): user@domain, user (local "
+        "domains only) and @domain keys; values are addresses separated by commas or blanks, @domain keeping "
+        "the user, a bare name getting @$myorigin. Expanded recursively by the queue; smtpd accepts what they list."),
+    INT("virtual_alias_recursion_limit", "1000", 1, 1000000,
+        "How deep virtual_alias_maps may nest; deeper bounces the recipient."),
 };
 
 const size_t conf_params_count = sizeof conf_params / sizeof conf_params[0];

@@ -14,10 +14,25 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
+#include "util/strbuf.h"
+
+/* A list of domains as Postfix writes them (mydestination,
+ * virtual_alias_domains): names, and type:table entries in which a domain
+ * is listed when it is a key. */
+struct domain_list {
+    char **names;
+    size_t n;
+    struct map_list *tables;   /* NULL: none */
+};
 
 struct resolver {
     char **mydest;
     size_t nmydest;
+    struct domain_list virtual_alias_domains;
+    struct map_list *virtual_alias;   /* virtual_alias_maps; NULL: none */
+    long virtual_recursion_limit, virtual_expansion_limit;
+    int propagate_virtual_extension;  /* propagate_unmatched_extensions has "virtual" */
+    char *myorigin;
     struct map_list *aliases;
     struct map_list *transport;
     char *local_mailbox_base;
@@ -34,6 +49,60 @@ static char *normalize_domain(const char *d)
     if (len > 1 && s[len - 1] == '.')
         s[len - 1] = '\0';
     return s;
+}
+
+static int domain_list_open(struct domain_list *l, struct conf *c, const char *param, char **err)
+{
+    memset(l, 0, sizeof *l);
+    struct conf_list items = conf_list(c, param);
+    struct strbuf tables = STRBUF_INIT;
+    l->names = xcalloc(items.n + 1, sizeof *l->names);
+    for (size_t i = 0; i < items.n; i++) {
+        const char *it = items.items[i];
+        if (strchr(it, ':') && it[0] != '[')
+            strbuf_printf(&tables, "%s%s", tables.len ? ", " : "", it);
+        else
+            l->names[l->n++] = normalize_domain(it);
+    }
+    conf_list_free(&items);
+    int rc = 0;
+    if (tables.len) {
+        char *why = NULL;
+        l->tables = map_list_open(tables.buf, 0, &why);
+        if (!l->tables) {
+            if (err)
+                *err = xasprintf("%s: %s", param, why ? why : "cannot open its tables");
+            free(why);
+            rc = -1;
+        }
+    }
+    strbuf_free(&tables);
+    return rc;
+}
+
+static void domain_list_free(struct domain_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->names[i]);
+    free(l->names);
+    if (l->tables)
+        map_list_close(l->tables);
+    memset(l, 0, sizeof *l);
+}
+
+/* 1 when the (normalized) domain is in the list, 0 when not, -1 when a
+ * table could not be read. */
+static int domain_list_match(const struct domain_list *l, const char *domain)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->names[i], domain) == 0)
+            return 1;
+    if (!l->tables)
+        return 0;
+    char *value = NULL;
+    int rc = map_list_lookup(l->tables, domain, &value);
+    free(value);
+    return rc;
 }
 
 struct resolver *resolver_new(struct conf *c, char **err)
@@ -60,6 +129,25 @@ struct resolver *resolver_new(struct conf *c, char **err)
             return NULL;
         }
     }
+    const char *virtual_alias_maps = conf_str(c, "virtual_alias_maps");
+    if (*virtual_alias_maps) {
+        r->virtual_alias = map_list_open(virtual_alias_maps, 0, err);
+        if (!r->virtual_alias) {
+            resolver_free(r);
+            return NULL;
+        }
+    }
+    if (domain_list_open(&r->virtual_alias_domains, c, "virtual_alias_domains", err) != 0) {
+        resolver_free(r);
+        return NULL;
+    }
+    r->virtual_recursion_limit = (long)conf_int(c, "virtual_alias_recursion_limit");
+    r->virtual_expansion_limit = (long)conf_int(c, "virtual_alias_expansion_limit");
+    struct conf_list pue = conf_list(c, "propagate_unmatched_extensions");
+    for (size_t i = 0; i < pue.n; i++)
+        r->propagate_virtual_extension |= strcasecmp(pue.items[i], "virtual") == 0;
+    conf_list_free(&pue);
+    r->myorigin = normalize_domain(conf_str(c, "myorigin"));
     r->local_mailbox_base = xstrdup(conf_str(c, "local_mailbox_base"));
     r->home_mailbox = xstrdup(conf_str(c, "home_mailbox"));
     r->mail_spool_directory = xstrdup(conf_str(c, "mail_spool_directory"));
@@ -78,6 +166,10 @@ void resolver_free(struct resolver *r)
         map_list_close(r->aliases);
     if (r->transport)
         map_list_close(r->transport);
+    if (r->virtual_alias)
+        map_list_close(r->virtual_alias);
+    domain_list_free(&r->virtual_alias_domains);
+    free(r->myorigin);
     free(r->local_mailbox_base);
     free(r->home_mailbox);
     free(r->mail_spool_directory);
@@ -175,14 +267,40 @@ int resolver_is_local_domain(const struct resolver *r, const char *domain)
     return found;
 }
 
-enum resolve_class resolver_class(const struct resolver *r, const char *addr)
+int resolver_classify(const struct resolver *r, const char *addr, enum resolve_class *cls)
 {
     char *local, *domain;
     resolve_split(addr, &local, &domain);
-    int is_local = resolver_is_local_domain(r, domain);
     free(local);
+    int rc = 0;
+    *cls = RESOLVE_REMOTE;
+    if (resolver_is_local_domain(r, domain)) {
+        *cls = RESOLVE_LOCAL;
+    } else {
+        int m = domain_list_match(&r->virtual_alias_domains, domain);
+        if (m > 0)
+            *cls = RESOLVE_VIRTUAL_ALIAS;
+        rc = m < 0 ? -1 : 0;
+    }
     free(domain);
-    return is_local ? RESOLVE_LOCAL : RESOLVE_REMOTE;
+    return rc;
+}
+
+enum resolve_class resolver_class(const struct resolver *r, const char *addr)
+{
+    enum resolve_class cls;
+    resolver_classify(r, addr, &cls);
+    return cls;
+}
+
+int resolver_is_our_domain(const struct resolver *r, const char *domain)
+{
+    if (resolver_is_local_domain(r, domain))
+        return 1;
+    char *d = normalize_domain(domain);
+    int m = domain_list_match(&r->virtual_alias_domains, d);
+    free(d);
+    return m;
 }
 
 /* "john..doe" -> john..doe: RFC 5321 says the quoted and unquoted forms
@@ -309,4 +427,232 @@ void resolver_mailbox_free(struct local_mailbox *mb)
     free(mb->user);
     free(mb->path);
     memset(mb, 0, sizeof *mb);
+}
+
+/* ---------- virtual_alias_maps ---------- */
+
+/* Appends addr (taken over) to t. */
+static void targets_take(struct resolve_targets *t, char *addr)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 4;
+        t->v = xrealloc(t->v, t->cap * sizeof *t->v);
+    }
+    t->v[t->n++] = addr;
+}
+
+/* One lookup of key; found values are returned as they are. */
+static int virtual_try(struct resolver *r, const char *key, char **value)
+{
+    return map_list_lookup(r->virtual_alias, key, value);
+}
+
+/* The targets of one value: its addresses separated by commas or blanks,
+ * "@domain" given local's part, a bare name myorigin's domain, and the
+ * unmatched extension (ext, "" for none) put back before the '@'. */
+static void virtual_targets(const struct resolver *r, const char *value, const char *local, const char *ext,
+                            struct resolve_targets *out)
+{
+    const char *p = value;
+    while (*p) {
+        while (*p == ',' || str_is_space((unsigned char)*p))
+            p++;
+        size_t n = 0;
+        while (p[n] && p[n] != ',' && !str_is_space((unsigned char)p[n]))
+            n++;
+        if (!n)
+            break;
+        char *t = xstrndup(p, n);
+        p += n;
+        char *full;
+        const char *at = strrchr(t, '@');
+        if (t[0] == '@')
+            full = xasprintf("%s%s", local, t);     /* @domain: the same user there */
+        else if (!at)
+            full = xasprintf("%s@%s", t, r->myorigin);
+        else
+            full = xstrdup(t);
+        free(t);
+        if (*ext) {
+            char *cut = strrchr(full, '@');
+            char *with = xasprintf("%.*s%s%s", (int)(cut - full), full, ext, cut);
+            free(full);
+            full = with;
+        }
+        targets_take(out, full);
+    }
+}
+
+/* virtual_alias_maps for one address, in Postfix's order (virtual(5)):
+ * user@domain, then user (for our local domains only), then @domain; each
+ * address form first with its recipient_delimiter extension, then without
+ * (the extension is then carried over to the targets when
+ * propagate_unmatched_extensions says "virtual"). 1 found (targets
+ * appended to out), 0 not found, -1 a table failed. */
+static int virtual_lookup(struct resolver *r, const char *addr, struct resolve_targets *out)
+{
+    char *local, *domain;
+    resolve_split(addr, &local, &domain);
+    char *base = xstrdup(local);
+    const char *ext = "";
+    size_t cut = *r->recipient_delimiter ? strcspn(base, r->recipient_delimiter) : strlen(base);
+    if (cut > 0 && base[cut]) {
+        ext = local + cut;
+        base[cut] = '\0';
+    }
+    int local_domain = resolver_is_local_domain(r, domain);
+    char *value = NULL;
+    int rc = 0, stripped = 0;
+    const char *forms[2] = {local, *ext ? base : NULL};
+    for (int f = 0; f < 2 && rc == 0 && forms[f]; f++) {
+        char *key = domain ? xasprintf("%s@%s", forms[f], domain) : xstrdup(forms[f]);
+        rc = virtual_try(r, key, &value);
+        free(key);
+        stripped = f == 1;
+    }
+    for (int f = 0; f < 2 && rc == 0 && forms[f] && local_domain; f++) {
+        rc = virtual_try(r, forms[f], &value);
+        stripped = f == 1;
+    }
+    if (rc == 0 && domain) {
+        char *key = xasprintf("@%s", domain);
+        rc = virtual_try(r, key, &value);
+        free(key);
+        stripped = 0;   /* the catch-all keeps the whole local part */
+    }
+    if (rc > 0)
+        virtual_targets(r, value, local, stripped && r->propagate_virtual_extension ? ext : "", out);
+    free(value);
+    free(base);
+    free(local);
+    free(domain);
+    return rc;
+}
+
+void resolve_targets_free(struct resolve_targets *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i]);
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
+static int targets_has(const struct resolve_targets *t, const char *addr)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcasecmp(t->v[i], addr) == 0)
+            return 1;
+    return 0;
+}
+
+struct virtual_walk {
+    struct resolver *r;
+    struct resolve_targets final;   /* where the expansion ends */
+    struct resolve_targets seen;    /* addresses already expanded */
+    char *error;
+    int temporary;
+};
+
+static int virtual_walk(struct virtual_walk *w, const char *addr, long depth)
+{
+    if (depth > w->r->virtual_recursion_limit) {
+        w->error = xasprintf("virtual alias expansion of <%s> is nested deeper than virtual_alias_recursion_limit (%ld)",
+                             addr, w->r->virtual_recursion_limit);
+        return -1;
+    }
+    struct resolve_targets found = {0};
+    int rc = virtual_lookup(w->r, addr, &found);
+    if (rc < 0) {
+        w->error = xasprintf("virtual_alias_maps lookup of <%s> failed", addr);
+        w->temporary = 1;
+        return -1;
+    }
+    if (rc == 0) {
+        if (!targets_has(&w->final, addr))
+            targets_take(&w->final, xstrdup(addr));
+    } else {
+        for (size_t i = 0; i < found.n && !w->error; i++) {
+            const char *t = found.v[i];
+            /* an address that names itself is delivered as it is */
+            int self = strcasecmp(t, addr) == 0;
+            if (!self && targets_has(&w->seen, t))
+                continue;   /* already expanded elsewhere in this walk: its targets are in */
+            if (self) {
+                if (!targets_has(&w->final, t))
+                    targets_take(&w->final, xstrdup(t));
+                continue;
+            }
+            targets_take(&w->seen, xstrdup(t));
+            if (virtual_walk(w, t, depth + 1) != 0)
+                break;
+        }
+    }
+    resolve_targets_free(&found);
+    if (!w->error && (long)(w->final.n + w->seen.n) > w->r->virtual_expansion_limit)
+        w->error = xasprintf("virtual alias expansion of <%s> has more than virtual_alias_expansion_limit (%ld) addresses",
+                             addr, w->r->virtual_expansion_limit);
+    return w->error ? -1 : 0;
+}
+
+int resolver_virtual_expand(struct resolver *r, const char *addr, struct resolve_targets *out, char **error,
+                            int *temporary)
+{
+    memset(out, 0, sizeof *out);
+    *error = NULL;
+    *temporary = 0;
+    if (!r->virtual_alias)
+        return 1;
+    struct virtual_walk w = {.r = r};
+    targets_take(&w.seen, xstrdup(addr));
+    int rc = virtual_walk(&w, addr, 0);
+    resolve_targets_free(&w.seen);
+    if (rc == 0 && w.final.n == 0) {
+        /* every target leads back to an address already expanded */
+        w.error = xasprintf("virtual alias expansion of <%s> loops back to itself", addr);
+        rc = -1;
+    }
+    if (rc != 0) {
+        resolve_targets_free(&w.final);
+        *error = w.error;
+        *temporary = w.temporary;
+        return -1;
+    }
+    /* not found at all: the address is no virtual alias */
+    if (w.final.n == 1 && strcmp(w.final.v[0], addr) == 0) {
+        struct resolve_targets probe = {0};
+        int found = virtual_lookup(r, addr, &probe);
+        resolve_targets_free(&probe);
+        if (found == 0) {
+            resolve_targets_free(&w.final);
+            return 1;
+        }
+    }
+    *out = w.final;
+    return 0;
+}
+
+enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *addr, const char **table)
+{
+    *table = "local recipient table";
+    if (r->virtual_alias) {
+        struct resolve_targets t = {0};
+        int rc = virtual_lookup(r, addr, &t);
+        resolve_targets_free(&t);
+        if (rc > 0)
+            return RESOLVE_OK;
+        if (rc < 0)
+            return RESOLVE_TEMPFAIL;
+    }
+    enum resolve_class cls;
+    if (resolver_classify(r, addr, &cls) != 0)
+        return RESOLVE_TEMPFAIL;
+    switch (cls) {
+    case RESOLVE_LOCAL:
+        return resolver_check_local(r, addr);
+    case RESOLVE_VIRTUAL_ALIAS:
+        *table = "virtual alias table";
+        return RESOLVE_UNKNOWN;
+    default:
+        return RESOLVE_OK;
+    }
 }

@@ -1,8 +1,12 @@
-/* resolver: where an envelope recipient goes, and whether a local one exists.
+/* resolver: where an envelope recipient goes, and whether it exists.
  *
  * Used by smtpd (to accept or refuse RCPT TO) and by the queue (to route and
  * expand aliases before delivery), so both always agree. Owns the parsed
- * mydestination list, the alias tables and transport_maps. Lookups may read files and the
+ * mydestination and virtual_alias_domains lists, the alias tables,
+ * virtual_alias_maps and transport_maps. Address classes as Postfix's
+ * ADDRESS_CLASS_README defines them: local (mydestination), virtual alias
+ * (virtual_alias_domains: every address must be in virtual_alias_maps),
+ * and the rest, relayed. virtual_alias_maps applies to every class. Lookups may read files and the
  * passwd database; they do not block on the network. */
 #ifndef TERN_MAPS_RESOLVER_H
 #define TERN_MAPS_RESOLVER_H
@@ -15,8 +19,9 @@ struct map_list;
 struct resolver;
 
 enum resolve_class {
-    RESOLVE_LOCAL,      /* a domain in mydestination (or no domain) */
-    RESOLVE_REMOTE,     /* anywhere else: relayed */
+    RESOLVE_LOCAL,          /* a domain in mydestination (or no domain) */
+    RESOLVE_REMOTE,         /* anywhere else: relayed */
+    RESOLVE_VIRTUAL_ALIAS,  /* a domain in virtual_alias_domains: only its aliases exist */
 };
 
 enum resolve_verdict {
@@ -34,7 +39,42 @@ struct map_list *resolver_aliases(struct resolver *r);
  * Both malloc'd; the domain lowercased with any trailing dot removed. */
 void resolve_split(const char *addr, char **local, char **domain);
 enum resolve_class resolver_class(const struct resolver *r, const char *addr);
+/* As resolver_class, but -1 (and *cls REMOTE) when a table of
+ * virtual_alias_domains could not be read; else 0. */
+int resolver_classify(const struct resolver *r, const char *addr, enum resolve_class *cls);
+/* mydestination only. */
 int resolver_is_local_domain(const struct resolver *r, const char *domain);
+/* A domain tern receives mail for (reject_unauth_destination lets it
+ * through): mydestination or virtual_alias_domains. 1, 0, or -1 when a
+ * table could not be read. */
+int resolver_is_our_domain(const struct resolver *r, const char *domain);
+
+/* Any recipient (RCPT, VRFY, sendmail -bv): RESOLVE_OK when
+ * virtual_alias_maps has it, or it is a local user or alias of a local
+ * domain, or it is in no domain of ours (relaying is the restrictions'
+ * business); RESOLVE_UNKNOWN with *table naming where it is missing ("local
+ * recipient table", "virtual alias table"); RESOLVE_TEMPFAIL when a table
+ * failed. */
+enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *addr, const char **table);
+
+/* Addresses an expansion ends in (malloc'd). */
+struct resolve_targets {
+    char **v;
+    size_t n, cap;
+};
+void resolve_targets_free(struct resolve_targets *t);
+
+/* virtual_alias_maps applied to addr, recursively (virtual(5)): lookups
+ * of user@domain, user (local domains only), @domain, each with and then
+ * without a recipient_delimiter extension (carried over to the targets as
+ * propagate_unmatched_extensions says); an "@domain" target keeps the
+ * user, a bare name gets @$myorigin; an address whose value names itself is
+ * delivered as it is; each address expanded once; duplicates dropped.
+ * 1: addr is no virtual alias; 0: *out holds the final addresses; -1: an
+ * error (*error malloc'd; *temporary when a table failed, else a limit:
+ * virtual_alias_recursion_limit, virtual_alias_expansion_limit). */
+int resolver_virtual_expand(struct resolver *r, const char *addr, struct resolve_targets *out, char **error,
+                            int *temporary);
 /* For a local address: does the local part name a user or an alias? */
 enum resolve_verdict resolver_check_local(struct resolver *r, const char *addr);
 /* The user part a local address delivers to: lowercased local part without

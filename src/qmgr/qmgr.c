@@ -54,6 +54,10 @@ static struct {
 
 /* ---------- scheduling ---------- */
 
+/* Expansions (aliases, virtual aliases) one recipient may be the end of;
+ * more is a loop between them. */
+#define QMGR_MAX_EXPANSION_DEPTH 20
+
 /* Alias expansion of a local recipient: the targets become recipients of
  * their own, recorded in the queue file, so each has its own progress. */
 static int expand_aliases(struct qmgr_msg *q, size_t idx)
@@ -82,7 +86,12 @@ static int expand_aliases(struct qmgr_msg *q, size_t idx)
             dup = q->m.rcpts[k].parent >= 0 && strcasecmp(q->m.rcpts[k].addr, t->value) == 0;
         if (dup)
             continue;
-        queue_file_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
+        struct queue_file_rcpt *child =
+            queue_file_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
+        /* a local user is delivered as it is; an address is looked up in
+         * virtual_alias_maps, as Postfix's local agent's forwarded copy is */
+        if (t->type == ALIAS_LOCAL_USER)
+            child->flags |= QF_RCPT_VIRTUAL_DONE;
         size_t nidx = q->m.nrcpt - 1;
         if (store_append_rcpt(&q->m, q->place, nidx) != 0) {
             log_warn("%s: cannot record alias expansion: %s", q->m.id, strerror(errno));
@@ -101,6 +110,67 @@ static int expand_aliases(struct qmgr_msg *q, size_t idx)
     return 0;
 }
 
+/* virtual_alias_maps for one recipient (every class, as Postfix's cleanup
+ * does): the addresses it ends in become recipients of their own, marked
+ * so that they are not looked up again. 1 when it is no virtual alias
+ * (routing goes on), 0 when it is settled here. */
+static int expand_virtual(struct qmgr_msg *q, size_t idx)
+{
+    struct resolve_targets t;
+    char *error;
+    int temporary;
+    int rc = resolver_virtual_expand(qm.resolver, q->m.rcpts[idx].addr, &t, &error, &temporary);
+    if (rc == 1)
+        return 1;
+    if (rc < 0) {
+        qmgr_msg_rcpt_result(q, idx, temporary ? QMSG_DEFERRED : QMSG_BOUNCED, "virtual", 0,
+                             temporary ? "4.3.0" : "5.4.6", error);
+        free(error);
+        return 0;
+    }
+    if (t.n == 1 && strcasecmp(t.v[0], q->m.rcpts[idx].addr) == 0) {
+        /* it names only itself: delivered as it is */
+        q->m.rcpts[idx].flags |= QF_RCPT_VIRTUAL_DONE;
+        resolve_targets_free(&t);
+        return 1;
+    }
+    int unrecorded = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        int dup = 0;
+        for (size_t k = 0; k < q->m.nrcpt && !dup; k++)
+            dup = q->m.rcpts[k].parent >= 0 && strcasecmp(q->m.rcpts[k].addr, t.v[i]) == 0;
+        if (dup)
+            continue;
+        /* (a copy: adding may move the array the parent's strings hang from) */
+        char *orcpt = xstrdup(q->m.rcpts[idx].orcpt);
+        struct queue_file_rcpt *child =
+            queue_file_message_add_rcpt(&q->m, t.v[i], orcpt, q->m.rcpts[idx].notify, (int)idx);
+        free(orcpt);
+        child->flags |= QF_RCPT_VIRTUAL_DONE | QF_RCPT_FROM_VIRTUAL;
+        if (store_append_rcpt(&q->m, q->place, q->m.nrcpt - 1) != 0) {
+            log_warn("%s: cannot record virtual alias expansion: %s", q->m.id, strerror(errno));
+            unrecorded = 1;
+        }
+    }
+    log_info("%s: to=<%s>: expanded by virtual_alias_maps to %zu address%s", q->m.id, q->m.rcpts[idx].addr, t.n,
+             t.n == 1 ? "" : "es");
+    resolve_targets_free(&t);
+    qmgr_msg_set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by virtual alias", NULL);
+    if (!unrecorded)
+        qmgr_msg_record(q, idx);
+    return 0;
+}
+
+/* How many expansions led to recipient idx. */
+static int expansion_depth(const struct qmgr_msg *q, size_t idx)
+{
+    int depth = 0;
+    for (int p = q->m.rcpts[idx].parent; p >= 0 && (size_t)p < q->m.nrcpt && depth <= QMGR_MAX_EXPANSION_DEPTH;
+         p = q->m.rcpts[p].parent)
+        depth++;
+    return depth;
+}
+
 static void route(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
@@ -111,17 +181,35 @@ static void route(struct qmgr_msg *q, size_t idx)
         free(why);
         return;
     }
+    if (expansion_depth(q, idx) > QMGR_MAX_EXPANSION_DEPTH) {
+        /* virtual_alias_maps and aliases naming each other */
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.4.6",
+                             "mail forwarding loop: aliases and virtual aliases lead back to each other");
+        return;
+    }
+    if (!(r->flags & QF_RCPT_VIRTUAL_DONE) && expand_virtual(q, idx) == 0)
+        return;
+    r = &q->m.rcpts[idx];   /* the expansion may have moved the array */
     enum qmgr_relay_route how = qmgr_relay_transport(q, idx);
     if (how == RELAY_ROUTE_SETTLED)
         return;
-    if (how == RELAY_ROUTE_SMTP ||
-        (how == RELAY_ROUTE_DEFAULT && resolver_class(qm.resolver, r->addr) != RESOLVE_LOCAL)) {
+    enum resolve_class cls = RESOLVE_LOCAL;
+    if (how == RELAY_ROUTE_DEFAULT && resolver_classify(qm.resolver, r->addr, &cls) != 0) {
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
+        return;
+    }
+    if (how == RELAY_ROUTE_SMTP || (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_REMOTE)) {
         qmgr_relay_enqueue(q, idx);
         return;
     }
-    /* Recipients that came out of an expansion go straight to their
-     * mailbox: alias_expand already followed every chain. */
-    if (r->parent < 0 && expand_aliases(q, idx) == 0)
+    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_VIRTUAL_ALIAS) {
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "virtual", 0, "5.1.1", "User unknown in virtual alias table");
+        return;
+    }
+    /* Recipients that came out of an alias expansion go straight to their
+     * mailbox: alias_expand already followed every chain. Those that came
+     * out of virtual_alias_maps meet the local aliases now. */
+    if ((r->parent < 0 || (r->flags & QF_RCPT_FROM_VIRTUAL)) && expand_aliases(q, idx) == 0)
         return;
     qmgr_local_deliver(q, idx);
 }

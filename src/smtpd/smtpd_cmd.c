@@ -133,13 +133,14 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
 static int policy_local_domain(void *arg, const char *domain)
 {
     (void)arg;
-    return resolver_is_local_domain(smtpd_resolver(), domain);
+    return resolver_is_our_domain(smtpd_resolver(), domain);
 }
 
 static int policy_rcpt_exists(void *arg, const char *addr)
 {
     (void)arg;
-    switch (resolver_check_local(smtpd_resolver(), addr)) {
+    const char *table;
+    switch (resolver_check_recipient(smtpd_resolver(), addr, &table)) {
     case RESOLVE_OK: return 1;
     case RESOLVE_UNKNOWN: return 0;
     default: return -1;
@@ -290,25 +291,21 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
             smtpd_session_close_after_reply(s);
     } else if (refuse_error_transport(s, res, addr)) {
         /* refused or deferred: no backscatter from a bounce later */
-    } else if (resolver_class(res, addr) == RESOLVE_LOCAL) {
-        switch (resolver_check_local(res, addr)) {
+    } else {
+        const char *table;
+        switch (resolver_check_recipient(res, addr, &table)) {
         case RESOLVE_OK:
-            goto accept;
+            goto accept;   /* ours, or relaying the restrictions allowed */
         case RESOLVE_UNKNOWN:
             log_info("%s: reject: RCPT from %s[%s]: 550 5.1.1 <%s>: Recipient address rejected: "
-                     "User unknown in local recipient table; from=<%s> to=<%s>",
-                     s->id, s->client_name, s->client_addr, addr, s->env.sender, addr);
-            smtpd_session_reply(s,
-                          "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
-                          addr);
+                     "User unknown in %s; from=<%s> to=<%s>",
+                     s->id, s->client_name, s->client_addr, addr, table, s->env.sender, addr);
+            smtpd_session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s", addr, table);
             break;
         case RESOLVE_TEMPFAIL:
             smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
             break;
         }
-    } else {
-        /* the restrictions let it through: relaying is allowed */
-        goto accept;
     }
     goto out;
 accept:;
@@ -445,22 +442,19 @@ static void cmd_vrfy_expn(struct smtp_session *s, const char *arg, int enabled)
     struct resolver *res = smtpd_resolver();
     if (!*t || strchr(t, '\r') || strchr(t, '\n')) {
         smtpd_session_reply(s, "501 5.1.3 Bad recipient address syntax");
-    } else if (resolver_class(res, t) != RESOLVE_LOCAL) {
-        smtpd_session_reply(s, "252 2.0.0 <%s>: not a local address, will attempt delivery", t);
     } else {
-        switch (resolver_check_local(res, t)) {
-        case RESOLVE_OK:
+        const char *table;
+        enum resolve_verdict v = resolver_check_recipient(res, t, &table);
+        enum resolve_class cls;
+        int cls_ok = resolver_classify(res, t, &cls) == 0;
+        if (v == RESOLVE_OK && cls_ok && cls == RESOLVE_REMOTE)
+            smtpd_session_reply(s, "252 2.0.0 <%s>: not a local address, will attempt delivery", t);
+        else if (v == RESOLVE_OK)
             smtpd_session_reply(s, "250 2.0.0 <%s>", t);
-            break;
-        case RESOLVE_UNKNOWN:
-            smtpd_session_reply(s,
-                          "550 5.1.1 <%s>: Recipient address rejected: User unknown in local recipient table",
-                          t);
-            break;
-        case RESOLVE_TEMPFAIL:
+        else if (v == RESOLVE_UNKNOWN)
+            smtpd_session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s", t, table);
+        else
             smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t);
-            break;
-        }
     }
     free(t);
 }

@@ -65,6 +65,11 @@ struct queue_file_rcpt {
 enum {
     QF_RCPT_REMOTE_DSN = 1,
     QF_RCPT_DELAY_WARNED = 2,   /* a delay notice told the sender about it */
+    /* virtual_alias_maps has been applied to this address (it came out of
+     * an expansion that did, or it is a local user an alias named) */
+    QF_RCPT_VIRTUAL_DONE = 4,
+    /* it came out of virtual_alias_maps: local aliases still apply to it */
+    QF_RCPT_FROM_VIRTUAL = 8,
 };
 
 /* The envelope attribute holding header fields (CRLF lines) that every

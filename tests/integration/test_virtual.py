@@ -1,0 +1,126 @@
+"""Virtual alias domains and virtual_alias_maps (issue 10), with the
+tutorial's main.cf line `virtual_alias_maps = hash:/etc/postfix/virtual`:
+what smtpd accepts and refuses at RCPT, and where the mail lands."""
+import re
+import time
+
+from conftest import settle_queue
+
+VIRTUAL = """# the tutorial's virtual file: a domain line, then its addresses
+example.net                 anything
+info@example.net            alice
+sales@example.net           bob@example.test, carol
+# another domain forwarded user for user to one of ours
+@example.com                @example.test
+# a local domain's address that is no user
+webmaster@example.test      alice
+# a catch-all for a third domain, which is listed in virtual_alias_domains
+@catch.example              dave
+loop1@example.net           loop2@example.net
+loop2@example.net           loop1@example.net
+"""
+
+
+def start(inst, work_dir, **params):
+    virtual = work_dir / "virtual"
+    virtual.write_text(VIRTUAL)
+    inst.write_config(virtual_alias_maps=f"hash:{virtual}",
+                      virtual_alias_domains=f"hash:{virtual}, example.com, catch.example",
+                      recipient_delimiter="+", **params)
+    inst.start()
+    return inst
+
+
+def rcpt(inst, *addrs):
+    """MAIL from a stranger, then RCPT for each address: their replies."""
+    with inst.smtp() as c:
+        c.ehlo("client.example")
+        c.mail("someone@elsewhere.example")
+        return [c.rcpt(a) for a in addrs]
+
+
+def send(inst, *rcpts, subject="virtual"):
+    with inst.smtp() as c:
+        c.sendmail("someone@elsewhere.example", list(rcpts),
+                   f"From: someone@elsewhere.example\r\nSubject: {subject}\r\n\r\nhello\r\n")
+
+
+def test_rcpt_accepts_what_the_table_lists_and_refuses_the_rest(tern_instance, work_dir):
+    inst = start(tern_instance, work_dir)
+    replies = rcpt(inst, "info@example.net", "Info+News@Example.NET", "nobody@example.net",
+                   "anyone@catch.example", "whoever@example.com")
+    assert replies[0][0] == 250
+    assert replies[1][0] == 250          # the extension is matched without it
+    assert replies[2] == (550, b"5.1.1 <nobody@example.net>: Recipient address rejected: "
+                               b"User unknown in virtual alias table"), replies[2]
+    assert replies[3][0] == 250          # catch-all
+    assert replies[4][0] == 250          # @domain forwarding
+    log = inst.log_text()
+    assert "User unknown in virtual alias table; from=<someone@elsewhere.example> to=<nobody@example.net>" in log
+
+
+def test_mail_lands_where_the_aliases_point(tern_instance, work_dir):
+    inst = start(tern_instance, work_dir)
+    send(inst, "info@example.net", subject="to-info")
+    send(inst, "sales@example.net", subject="to-sales")
+    send(inst, "eve@example.com", subject="to-eve")
+    send(inst, "webmaster@example.test", subject="to-webmaster")
+    send(inst, "x@catch.example", subject="to-catch")
+    assert b"Subject: to-info" in inst.wait_messages("alice", count=2)[0].read_bytes() + \
+        inst.wait_messages("alice", count=2)[1].read_bytes()
+    assert b"to-sales" in inst.wait_messages("bob")[0].read_bytes()
+    assert b"to-sales" in inst.wait_messages("carol")[0].read_bytes()
+    assert b"to-eve" in inst.wait_messages("eve")[0].read_bytes()       # user@example.com -> user@example.test
+    assert b"to-catch" in inst.wait_messages("dave")[0].read_bytes()
+    # the aliases themselves got nothing
+    assert inst.messages("info") == [] and inst.messages("webmaster") == [] and inst.messages("sales") == []
+    got = b"".join(p.read_bytes() for p in inst.messages("alice"))
+    assert b"to-webmaster" in got, got
+    log = inst.wait_log(r"to=<carol@example\.test>, orig_to=<sales@example\.net>.*status=sent", regex=True)
+    assert re.search(r"to=<sales@example\.net>: expanded by virtual_alias_maps to 2 addresses", log), log
+    settle_queue(inst)
+
+
+def test_extension_carried_to_the_target(tern_instance, work_dir):
+    """info+news@example.net matches info@example.net; the +news goes along
+    (propagate_unmatched_extensions), so alice's delivery still sees it."""
+    inst = start(tern_instance, work_dir)
+    send(inst, "info+news@example.net", subject="with-ext")
+    got = inst.wait_messages("alice")[0].read_bytes()
+    assert b"with-ext" in got
+    inst.wait_log(r"to=<alice\+news@example\.test>, orig_to=<info\+news@example\.net>.*status=sent",
+                  regex=True)
+    settle_queue(inst)
+
+
+def test_a_virtual_loop_bounces_instead_of_vanishing(tern_instance, work_dir):
+    inst = start(tern_instance, work_dir)
+    send(inst, "loop1@example.net", subject="looping")
+    log = inst.wait_log(r"to=<loop1@example\.net>.*dsn=5\.4\.6, status=bounced \(virtual alias expansion of "
+                        r"<loop1@example\.net> loops back to itself\)", regex=True)
+    # the bounce goes back to the (remote) sender: queued, not lost
+    inst.wait_log("sender non-delivery notification")
+    settle_queue(inst)
+
+
+def test_table_changes_apply_without_restart(tern_instance, work_dir):
+    inst = start(tern_instance, work_dir)
+    assert rcpt(inst, "new@example.net")[0][0] == 550
+    virtual = work_dir / "virtual"
+    tmp = work_dir / "virtual.new"
+    tmp.write_text(VIRTUAL + "new@example.net  alice\n")
+    tmp.rename(virtual)
+    for _ in range(50):
+        if rcpt(inst, "new@example.net")[0][0] == 250:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the new alias was never accepted")
+
+
+def test_sendmail_bv_shows_the_expansion(tern_instance, work_dir):
+    inst = start(tern_instance, work_dir)
+    r = inst.cli("sendmail", "-bv", "sales@example.net", "nobody@example.net")
+    out = r.stdout.decode()
+    assert "<sales@example.net>: deliverable: virtual alias of bob@example.test, carol@example.test" in out, out
+    assert "<nobody@example.net>: undeliverable: 5.1.1 User unknown in virtual alias table" in out, out
