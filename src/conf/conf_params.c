@@ -356,6 +356,26 @@ const struct conf_param conf_params[] = {
         "the user, a bare name getting @$myorigin. Expanded recursively by the queue; smtpd accepts what they list."),
     INT("virtual_alias_recursion_limit", "1000", 1, 1000000,
         "How deep virtual_alias_maps may nest; deeper bounces the recipient."),
+    LIST("virtual_gid_maps", "",
+        "Tables giving the group a virtual mailbox is written as (user@domain, @domain; static:5000 for all)."),
+    STR("virtual_mailbox_base", "",
+        "The directory virtual_mailbox_maps' paths are below (e.g. /var/mail/vhosts, owned by the virtual uid)."),
+    LIST("virtual_mailbox_domains", "$virtual_mailbox_maps",
+        "Domains whose addresses are mailboxes of virtual_mailbox_maps (others are refused at RCPT with 550 "
+        "5.1.1 User unknown in virtual mailbox table): names, or tables in which a domain is a key."),
+    INT("virtual_mailbox_limit", "51200000", 0, BYTES_MAX,
+        "Largest virtual mailbox file (mbox) or message (Maildir) in bytes; 0: no limit. A larger message "
+        "bounces (5.2.2); an mbox that would grow past it defers (4.2.2)."),
+    LIST("virtual_mailbox_maps", "",
+        "Tables mapping an address of a virtual mailbox domain (user@domain, @domain) to its mailbox, a path "
+        "below virtual_mailbox_base; a trailing / means Maildir (virtual(8))."),
+    INT("virtual_minimum_uid", "100", 1, 2147483647,
+        "The lowest uid virtual_uid_maps may give; a lower one defers the mail (a configuration error)."),
+    STR("virtual_transport", "virtual",
+        "Where mail for virtual mailbox domains goes: virtual (tern's own delivery, as virtual_uid_maps' "
+        "user) or a next hop such as lmtp:unix:private/dovecot-lmtp."),
+    LIST("virtual_uid_maps", "",
+        "Tables giving the user a virtual mailbox is written as (user@domain, @domain; static:5000 for all)."),
 };
 
 const size_t conf_params_count = sizeof conf_params / sizeof conf_params[0];

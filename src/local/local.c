@@ -373,9 +373,21 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     }
     struct local_mailbox mb;
     char why[256] = "";
-    int rc = resolver_mailbox(lc.resolver, user, &mb, why, sizeof why);
+    /* which kind of mailbox: decided here from our own configuration, not
+     * from what the queue (mail_owner's) says */
+    enum resolve_class cls;
+    int rc = resolver_classify(lc.resolver, rcpt, &cls);
+    if (rc != 0)
+        snprintf(why, sizeof why, "virtual domain lookup failed for %s", rcpt);
+    else if (cls == RESOLVE_VIRTUAL_MAILBOX)
+        rc = resolver_virtual_mailbox(lc.resolver, rcpt, &mb, why, sizeof why);
+    else
+        rc = resolver_mailbox(lc.resolver, user, &mb, why, sizeof why);
     if (rc == 1) {
-        deliver_error_set(&err, 0, "5.1.1", "unknown user: \"%s\"", user);
+        if (cls == RESOLVE_VIRTUAL_MAILBOX)
+            deliver_error_set(&err, 0, "5.1.1", "unknown user: \"%s\" in virtual mailbox table", rcpt);
+        else
+            deliver_error_set(&err, 0, "5.1.1", "unknown user: \"%s\"", user);
         reply_error(ch, m->reqid, &err);
         return;
     }
@@ -384,18 +396,32 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         reply_error(ch, m->reqid, &err);
         return;
     }
-    struct stat pst;
-    if (mb.make_parents && stat(mb.path, &pst) != 0) {
-        char *parent = xstrdup(mb.path);
-        size_t len = strlen(parent);
-        while (len > 1 && parent[len - 1] == '/')
-            parent[--len] = '\0';
-        char *slash = strrchr(parent, '/');
-        if (slash && slash != parent) {
-            *slash = '\0';
-            fsops_mkdir_p(parent, 0700);
+    off_t length = (off_t)ipc_msg_get_u64(m, "length", 0);
+    if (mb.size_limit > 0 && length > mb.size_limit) {
+        deliver_error_set(&err, 0, "5.2.2", "message is larger than virtual_mailbox_limit (%lld bytes)",
+                          mb.size_limit);
+        reply_error(ch, m->reqid, &err);
+        resolver_mailbox_free(&mb);
+        return;
+    }
+    if (mb.make_parents) {
+        /* the directories above the mailbox, made as its owner (a virtual
+         * mailbox's uid; nobody else in the development layout) */
+        become_user(mb.uid, mb.gid);
+        struct stat pst;
+        if (stat(mb.path, &pst) != 0) {
+            char *parent = xstrdup(mb.path);
+            size_t len = strlen(parent);
+            while (len > 1 && parent[len - 1] == '/')
+                parent[--len] = '\0';
+            char *slash = strrchr(parent, '/');
+            if (slash && slash != parent) {
+                *slash = '\0';
+                fsops_mkdir_p(parent, 0700);
+            }
+            free(parent);
         }
-        free(parent);
+        become_root();
     }
     int qfd = open_queue_file(path, id);
     if (qfd < 0) {
@@ -444,8 +470,17 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
          * the user); a mailbox in the home directory is written as the user. */
         int spool = in_spool(mb.path);
         struct stat sb;
+        int too_big = 0;
+        if (mb.size_limit > 0) {
+            become_user(mb.uid, mb.gid);
+            too_big = stat(mb.path, &sb) == 0 && sb.st_size + length > mb.size_limit;
+            become_root();
+        }
         if (spool && lc.is_root && lstat(mb.path, &sb) == 0 && sb.st_uid != mb.uid) {
             deliver_error_set(&err, 1, "4.2.0", "mailbox %s is not owned by %s", mb.path, user);
+            rc = -1;
+        } else if (too_big) {
+            deliver_error_set(&err, 1, "4.2.2", "mailbox %s would grow past virtual_mailbox_limit", mb.path);
             rc = -1;
         } else {
             if (!spool)

@@ -32,6 +32,11 @@ struct resolver {
     struct map_list *virtual_alias;   /* virtual_alias_maps; NULL: none */
     long virtual_recursion_limit, virtual_expansion_limit;
     int propagate_virtual_extension;  /* propagate_unmatched_extensions has "virtual" */
+    struct domain_list virtual_mailbox_domains;
+    struct map_list *virtual_mailbox, *virtual_uid, *virtual_gid;   /* NULL: none */
+    char *virtual_mailbox_base;
+    long long virtual_minimum_uid;
+    long long virtual_mailbox_limit;
     char *myorigin;
     struct map_list *aliases;
     struct map_list *transport;
@@ -141,6 +146,23 @@ struct resolver *resolver_new(struct conf *c, char **err)
         resolver_free(r);
         return NULL;
     }
+    struct { struct map_list **l; const char *param; } vmaps[] = {
+        {&r->virtual_mailbox, "virtual_mailbox_maps"}, {&r->virtual_uid, "virtual_uid_maps"},
+        {&r->virtual_gid, "virtual_gid_maps"}};
+    for (size_t i = 0; i < sizeof vmaps / sizeof vmaps[0]; i++) {
+        const char *spec = conf_str(c, vmaps[i].param);
+        if (*spec && !(*vmaps[i].l = map_list_open(spec, 0, err))) {
+            resolver_free(r);
+            return NULL;
+        }
+    }
+    if (domain_list_open(&r->virtual_mailbox_domains, c, "virtual_mailbox_domains", err) != 0) {
+        resolver_free(r);
+        return NULL;
+    }
+    r->virtual_mailbox_base = xstrdup(conf_str(c, "virtual_mailbox_base"));
+    r->virtual_minimum_uid = conf_int(c, "virtual_minimum_uid");
+    r->virtual_mailbox_limit = conf_int(c, "virtual_mailbox_limit");
     r->virtual_recursion_limit = (long)conf_int(c, "virtual_alias_recursion_limit");
     r->virtual_expansion_limit = (long)conf_int(c, "virtual_alias_expansion_limit");
     struct conf_list pue = conf_list(c, "propagate_unmatched_extensions");
@@ -169,6 +191,12 @@ void resolver_free(struct resolver *r)
     if (r->virtual_alias)
         map_list_close(r->virtual_alias);
     domain_list_free(&r->virtual_alias_domains);
+    domain_list_free(&r->virtual_mailbox_domains);
+    struct map_list *vmaps[] = {r->virtual_mailbox, r->virtual_uid, r->virtual_gid};
+    for (size_t i = 0; i < 3; i++)
+        if (vmaps[i])
+            map_list_close(vmaps[i]);
+    free(r->virtual_mailbox_base);
     free(r->myorigin);
     free(r->local_mailbox_base);
     free(r->home_mailbox);
@@ -280,7 +308,10 @@ int resolver_classify(const struct resolver *r, const char *addr, enum resolve_c
         int m = domain_list_match(&r->virtual_alias_domains, domain);
         if (m > 0)
             *cls = RESOLVE_VIRTUAL_ALIAS;
-        rc = m < 0 ? -1 : 0;
+        int v = m == 0 ? domain_list_match(&r->virtual_mailbox_domains, domain) : 0;
+        if (v > 0)
+            *cls = RESOLVE_VIRTUAL_MAILBOX;
+        rc = m < 0 || v < 0 ? -1 : 0;
     }
     free(domain);
     return rc;
@@ -299,6 +330,8 @@ int resolver_is_our_domain(const struct resolver *r, const char *domain)
         return 1;
     char *d = normalize_domain(domain);
     int m = domain_list_match(&r->virtual_alias_domains, d);
+    if (m == 0)
+        m = domain_list_match(&r->virtual_mailbox_domains, d);
     free(d);
     return m;
 }
@@ -631,6 +664,131 @@ int resolver_virtual_expand(struct resolver *r, const char *addr, struct resolve
     return 0;
 }
 
+/* ---------- virtual mailbox domains ---------- */
+
+/* A virtual(8) table for addr: user@domain, the same without a
+ * recipient_delimiter extension, then @domain. 1 found (*value), 0 not
+ * found (or no table), -1 failed. */
+static int virtual_mailbox_lookup(const struct resolver *r, struct map_list *table, const char *addr, char **value)
+{
+    *value = NULL;
+    if (!table)
+        return 0;
+    char *local, *domain;
+    resolve_split(addr, &local, &domain);
+    int rc = 0;
+    if (domain) {
+        char *key = xasprintf("%s@%s", local, domain);
+        rc = map_list_lookup(table, key, value);
+        free(key);
+        size_t cut = *r->recipient_delimiter ? strcspn(local, r->recipient_delimiter) : strlen(local);
+        if (rc == 0 && cut > 0 && local[cut]) {
+            key = xasprintf("%.*s@%s", (int)cut, local, domain);
+            rc = map_list_lookup(table, key, value);
+            free(key);
+        }
+        if (rc == 0) {
+            key = xasprintf("@%s", domain);
+            rc = map_list_lookup(table, key, value);
+            free(key);
+        }
+    }
+    free(local);
+    free(domain);
+    return rc;
+}
+
+/* A uid or gid from its table: 0, or -1 with err filled. */
+static int virtual_id(const struct resolver *r, struct map_list *table, const char *param, const char *addr,
+                      long long *id, char *err, size_t errlen)
+{
+    char *value = NULL;
+    int rc = virtual_mailbox_lookup(r, table, addr, &value);
+    char *end = NULL;
+    long long v = rc > 0 ? strtoll(value, &end, 10) : -1;
+    int ok = rc > 0 && end != value && end && *end == '\0' && v >= 0 && v < 0x7fffffff;
+    if (!ok)
+        snprintf(err, errlen, "%s: %s for %s", param,
+                 rc < 0 ? "lookup failed" : rc == 0 ? "no entry" : "not a number", addr);
+    free(value);
+    *id = v;
+    return ok ? 0 : -1;
+}
+
+/* No empty, "." or ".." component, no control characters: the path stays
+ * below virtual_mailbox_base. */
+static int relative_path_safe(const char *p)
+{
+    if (!*p)
+        return 0;
+    for (const char *c = p; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return 0;
+    const char *seg = p;
+    while (*seg) {
+        size_t n = strcspn(seg, "/");
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return 0;
+        if (n == 0 && seg[n] == '/' && seg != p && seg[1] != '\0')
+            return 0;   /* "a//b" */
+        seg += n;
+        if (*seg == '/')
+            seg++;
+    }
+    return 1;
+}
+
+int resolver_virtual_mailbox(struct resolver *r, const char *addr, struct local_mailbox *out, char *err,
+                             size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    out->uid = (uid_t)-1;
+    out->gid = (gid_t)-1;
+    char *value = NULL;
+    int rc = virtual_mailbox_lookup(r, r->virtual_mailbox, addr, &value);
+    if (rc <= 0) {
+        if (rc < 0)
+            snprintf(err, errlen, "virtual_mailbox_maps lookup failed for %s", addr);
+        return rc < 0 ? -1 : 1;
+    }
+    const char *rel = value;
+    while (*rel == '/')
+        rel++;
+    if (!*r->virtual_mailbox_base || r->virtual_mailbox_base[0] != '/') {
+        snprintf(err, errlen, "virtual_mailbox_base must be an absolute directory");
+        free(value);
+        return -1;
+    }
+    if (!relative_path_safe(rel)) {
+        snprintf(err, errlen, "virtual_mailbox_maps gives %s an unsafe path", addr);
+        free(value);
+        return -1;
+    }
+    long long uid, gid;
+    if (virtual_id(r, r->virtual_uid, "virtual_uid_maps", addr, &uid, err, errlen) != 0 ||
+        virtual_id(r, r->virtual_gid, "virtual_gid_maps", addr, &gid, err, errlen) != 0) {
+        free(value);
+        return -1;
+    }
+    if (uid < r->virtual_minimum_uid) {
+        snprintf(err, errlen, "virtual_uid_maps gives %s uid %lld, below virtual_minimum_uid (%lld)", addr, uid,
+                 r->virtual_minimum_uid);
+        free(value);
+        return -1;
+    }
+    size_t len = strlen(rel);
+    out->is_maildir = rel[len - 1] == '/';
+    out->path = xasprintf("%s/%s", r->virtual_mailbox_base, rel);
+    out->user = xstrdup(addr);
+    out->uid = (uid_t)uid;
+    out->gid = (gid_t)gid;
+    out->make_parents = 1;   /* below the base, as that uid */
+    out->is_virtual = 1;
+    out->size_limit = r->virtual_mailbox_limit;
+    free(value);
+    return 0;
+}
+
 enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *addr, const char **table)
 {
     *table = "local recipient table";
@@ -652,6 +810,13 @@ enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *ad
     case RESOLVE_VIRTUAL_ALIAS:
         *table = "virtual alias table";
         return RESOLVE_UNKNOWN;
+    case RESOLVE_VIRTUAL_MAILBOX: {
+        *table = "virtual mailbox table";
+        char *value = NULL;
+        int rc = virtual_mailbox_lookup(r, r->virtual_mailbox, addr, &value);
+        free(value);
+        return rc > 0 ? RESOLVE_OK : rc == 0 ? RESOLVE_UNKNOWN : RESOLVE_TEMPFAIL;
+    }
     default:
         return RESOLVE_OK;
     }

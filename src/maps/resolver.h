@@ -22,6 +22,7 @@ enum resolve_class {
     RESOLVE_LOCAL,          /* a domain in mydestination (or no domain) */
     RESOLVE_REMOTE,         /* anywhere else: relayed */
     RESOLVE_VIRTUAL_ALIAS,  /* a domain in virtual_alias_domains: only its aliases exist */
+    RESOLVE_VIRTUAL_MAILBOX,/* a domain in virtual_mailbox_domains: mailboxes of virtual_mailbox_maps */
 };
 
 enum resolve_verdict {
@@ -45,7 +46,7 @@ int resolver_classify(const struct resolver *r, const char *addr, enum resolve_c
 /* mydestination only. */
 int resolver_is_local_domain(const struct resolver *r, const char *domain);
 /* A domain tern receives mail for (reject_unauth_destination lets it
- * through): mydestination or virtual_alias_domains. 1, 0, or -1 when a
+ * through): mydestination, virtual_alias_domains or virtual_mailbox_domains. 1, 0, or -1 when a
  * table could not be read. */
 int resolver_is_our_domain(const struct resolver *r, const char *domain);
 
@@ -88,6 +89,8 @@ struct local_mailbox {
     int make_parents;   /* development mailboxes: create the directories above */
     uid_t uid;          /* owner for the delivery; (uid_t)-1 = as tern runs */
     gid_t gid;
+    int is_virtual;     /* a virtual_mailbox_maps mailbox (user is the address) */
+    long long size_limit; /* virtual_mailbox_limit for a virtual one; 0: none */
 };
 /* transport_maps: the entry for addr's domain, else for each parent domain
  * as ".parent". 1 found (*value malloc'd), 0 none (or no transport_maps),
@@ -106,5 +109,15 @@ int resolver_error_transport(const char *value, const char *default_status, char
 int resolver_mailbox(struct resolver *r, const char *user, struct local_mailbox *out,
                      char *err, size_t errlen);
 void resolver_mailbox_free(struct local_mailbox *mb);
+
+/* The mailbox of an address of a virtual mailbox domain (virtual(8)):
+ * virtual_mailbox_maps (user@domain, without its extension, @domain) gives
+ * a path below virtual_mailbox_base (a trailing '/': Maildir; no "." or
+ * ".." components), virtual_uid_maps and virtual_gid_maps (e.g.
+ * static:5000) its owner; a uid below virtual_minimum_uid is refused. 0
+ * found, 1 not in the table, -1 a lookup failed or the entry is unusable
+ * (err filled: a temporary problem for the administrator). */
+int resolver_virtual_mailbox(struct resolver *r, const char *addr, struct local_mailbox *out, char *err,
+                             size_t errlen);
 
 #endif

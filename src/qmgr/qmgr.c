@@ -46,6 +46,7 @@ static struct {
     struct runtime *rt;
     struct resolver *resolver;
     char *myhostname;
+    char *virtual_transport;
     struct event *pickup_timer;
     int stopping;
     int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
@@ -206,6 +207,16 @@ static void route(struct qmgr_msg *q, size_t idx)
         qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "virtual", 0, "5.1.1", "User unknown in virtual alias table");
         return;
     }
+    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_VIRTUAL_MAILBOX) {
+        /* virtual_transport: tern's own delivery (the local agent, as the
+         * mailbox's uid), or a next hop */
+        if (strcmp(qm.virtual_transport, "virtual") == 0)
+            qmgr_local_deliver(q, idx);
+        else
+            qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5",
+                                 "virtual_transport: only \"virtual\" can deliver yet");
+        return;
+    }
     /* Recipients that came out of an alias expansion go straight to their
      * mailbox: alias_expand already followed every chain. Those that came
      * out of virtual_alias_maps meet the local aliases now. */
@@ -344,6 +355,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_msg_init(qm.base, rt->conf);
     qmgr_local_init(qm.base, rt, qm.resolver);
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
+    qm.virtual_transport = xstrdup(conf_str(rt->conf, "virtual_transport"));
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
@@ -398,6 +410,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_msg_shutdown();
     resolver_free(qm.resolver);
     free(qm.myhostname);
+    free(qm.virtual_transport);
     event_base_free(qm.base);
     return 0;
 }

@@ -1,10 +1,15 @@
 """Virtual alias domains and virtual_alias_maps (issue 10), with the
 tutorial's main.cf line `virtual_alias_maps = hash:/etc/postfix/virtual`:
 what smtpd accepts and refuses at RCPT, and where the mail lands."""
+import os
 import re
 import time
 
+import pytest
+
 from conftest import settle_queue
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="virtual mailboxes are written as their uid: needs root")
 
 VIRTUAL = """# the tutorial's virtual file: a domain line, then its addresses
 example.net                 anything
@@ -124,3 +129,92 @@ def test_sendmail_bv_shows_the_expansion(tern_instance, work_dir):
     out = r.stdout.decode()
     assert "<sales@example.net>: deliverable: virtual alias of bob@example.test, carol@example.test" in out, out
     assert "<nobody@example.net>: undeliverable: 5.1.1 User unknown in virtual alias table" in out, out
+
+
+# ---- virtual mailbox domains: tern's own delivery as the virtual uid ----
+
+VMAIL_UID = 5000   # the tutorials' vmail user; no passwd entry needed
+
+VMAILBOXES = """vdomain.test              anything
+alice@vdomain.test        vdomain.test/alice/
+bob@vdomain.test          vdomain.test/bob
+escape@vdomain.test       vdomain.test/../../escape/
+"""
+
+
+def start_vmail(inst, work_dir, **params):
+    base = work_dir / "vhosts"
+    base.mkdir()
+    os.chown(base, VMAIL_UID, VMAIL_UID)
+    base.chmod(0o700)
+    (work_dir / "vmailbox").write_text(VMAILBOXES)
+    (work_dir / "virtual").write_text("info@valias.test  alice@vdomain.test\n")
+    settings = dict(virtual_mailbox_domains="vdomain.test", virtual_mailbox_maps=f"hash:{work_dir / 'vmailbox'}",
+                    virtual_mailbox_base=str(base), virtual_uid_maps=f"static:{VMAIL_UID}",
+                    virtual_gid_maps=f"static:{VMAIL_UID}", virtual_alias_domains="valias.test",
+                    virtual_alias_maps=f"hash:{work_dir / 'virtual'}", recipient_delimiter="+")
+    settings.update(params)
+    inst.write_config(**settings)
+    inst.start()
+    return base
+
+
+@needs_root
+def test_virtual_mailboxes_are_written_as_the_virtual_uid(tern_instance, work_dir):
+    inst = tern_instance
+    base = start_vmail(inst, work_dir)
+    assert rcpt(inst, "nobody@vdomain.test")[0] == (
+        550, b"5.1.1 <nobody@vdomain.test>: Recipient address rejected: User unknown in virtual mailbox table")
+    send(inst, "alice@vdomain.test", "bob@vdomain.test", subject="to-vmail")
+    send(inst, "Info+x@valias.test", subject="via-alias")
+    maildir = base / "vdomain.test" / "alice"
+    # the extension goes along (propagate_unmatched_extensions) and the
+    # mailbox lookup finds alice@ without it
+    inst.wait_log(r"to=<alice\+x@vdomain\.test>, orig_to=<Info\+x@valias\.test>.*status=sent", regex=True)
+    files = sorted((maildir / "new").iterdir())
+    assert len(files) == 2, files
+    assert any(b"Subject: to-vmail" in f.read_bytes() for f in files)
+    assert any(b"Delivered-To: alice+x@vdomain.test" in f.read_bytes() and b"via-alias" in f.read_bytes() for f in files)
+    for p in [base / "vdomain.test", maildir, maildir / "new", files[0]]:
+        st = p.stat()
+        assert (st.st_uid, st.st_gid) == (VMAIL_UID, VMAIL_UID), (p, st.st_uid, st.st_gid)
+    mbox = base / "vdomain.test" / "bob"
+    text = mbox.read_bytes()
+    assert text.startswith(b"From someone@elsewhere.example ") and b"Subject: to-vmail" in text
+    assert mbox.stat().st_uid == VMAIL_UID
+    settle_queue(inst)
+
+
+@needs_root
+def test_virtual_mailbox_configuration_errors_defer(tern_instance, work_dir):
+    """A path out of the base, or a uid below virtual_minimum_uid, is the
+    administrator's to fix: deferred with the reason, nothing written."""
+    inst = tern_instance
+    base = start_vmail(inst, work_dir, virtual_minimum_uid="6000")
+    send(inst, "alice@vdomain.test", subject="low-uid")
+    inst.wait_log(r"to=<alice@vdomain\.test>.*status=deferred \(virtual_uid_maps gives alice@vdomain\.test "
+                  r"uid 5000, below virtual_minimum_uid \(6000\)\)", regex=True)
+    assert not (base / "vdomain.test").exists()
+    inst.stop()
+    start_vmail_again = dict(virtual_minimum_uid="100")
+    inst.write_config(virtual_mailbox_domains="vdomain.test", virtual_mailbox_maps=f"hash:{work_dir / 'vmailbox'}",
+                      virtual_mailbox_base=str(base), virtual_uid_maps=f"static:{VMAIL_UID}",
+                      virtual_gid_maps=f"static:{VMAIL_UID}", **start_vmail_again)
+    inst.start()
+    send(inst, "escape@vdomain.test", subject="escape")
+    inst.wait_log(r"to=<escape@vdomain\.test>.*status=deferred \(virtual_mailbox_maps gives escape@vdomain\.test "
+                  r"an unsafe path\)", regex=True)
+    assert not (work_dir / "escape").exists()
+
+
+@needs_root
+def test_virtual_mailbox_limit_bounces_a_message_too_big(tern_instance, work_dir):
+    inst = tern_instance
+    base = start_vmail(inst, work_dir, virtual_mailbox_limit="2000")
+    with inst.smtp() as c:
+        c.sendmail("someone@elsewhere.example", ["alice@vdomain.test"],
+                   "From: someone@elsewhere.example\r\nSubject: big\r\n\r\n" + "x" * 3000 + "\r\n")
+    inst.wait_log(r"to=<alice@vdomain\.test>.*dsn=5\.2\.2, status=bounced \(message is larger than "
+                  r"virtual_mailbox_limit \(2000 bytes\)\)", regex=True)
+    assert not (base / "vdomain.test" / "alice" / "new").exists() or \
+        list((base / "vdomain.test" / "alice" / "new").iterdir()) == []
