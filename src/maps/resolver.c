@@ -553,8 +553,11 @@ static int virtual_lookup(struct resolver *r, const char *addr, struct resolve_t
         free(key);
         stripped = 0;   /* the catch-all keeps the whole local part */
     }
+    /* an "@domain" target gets the user without the unmatched extension,
+     * which is then carried over as to any target (Postfix's mail_addr_map) */
     if (rc > 0)
-        virtual_targets(r, value, local, stripped && r->propagate_virtual_extension ? ext : "", out);
+        virtual_targets(r, value, stripped ? base : local, stripped && r->propagate_virtual_extension ? ext : "",
+                        out);
     free(value);
     free(base);
     free(local);
@@ -621,7 +624,9 @@ static int virtual_walk(struct virtual_walk *w, const char *addr, long depth)
         }
     }
     resolve_targets_free(&found);
-    if (!w->error && (long)(w->final.n + w->seen.n) > w->r->virtual_expansion_limit)
+    /* the addresses the recipient expands to; an address expanded further
+     * on the way (in seen) is not one of them */
+    if (!w->error && (long)w->final.n > w->r->virtual_expansion_limit)
         w->error = xasprintf("virtual alias expansion of <%s> has more than virtual_alias_expansion_limit (%ld) addresses",
                              addr, w->r->virtual_expansion_limit);
     return w->error ? -1 : 0;
