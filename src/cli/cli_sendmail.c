@@ -491,6 +491,9 @@ static int sendmail_verify(struct conf *c, const char *myorigin, char **rcpts, s
             printf("<%s>: undeliverable: %s %s\n", shown, status, why);
             free(why);
             rc = rc ? rc : EX_NOUSER;
+        } else if (resolver_check_recipient(r, addr, &text) == RESOLVE_UNKNOWN) {
+            printf("<%s>: undeliverable: 5.1.1 User unknown in %s\n", shown, text);
+            rc = rc ? rc : EX_NOUSER;
         } else if (tr == 1 && strncasecmp(value, "local", 5) != 0) {
             char *hop = printable(value);
             printf("<%s>: would be relayed (transport_maps: %s); not verified with the next hop\n", shown, hop);
@@ -499,6 +502,9 @@ static int sendmail_verify(struct conf *c, const char *myorigin, char **rcpts, s
             /* said */
         } else if (tr == 0 && resolver_class(r, addr) == RESOLVE_REMOTE) {
             printf("<%s>: would be relayed; not verified with the next hop\n", shown);
+        } else if (tr == 0 && resolver_class(r, addr) == RESOLVE_RELAY &&
+                   resolver_check_recipient(r, addr, &text) == RESOLVE_OK) {
+            printf("<%s>: would be relayed (relay_domains); not verified with the next hop\n", shown);
         } else {
             const char *table;
             switch (resolver_check_recipient(r, addr, &table)) {

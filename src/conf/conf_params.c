@@ -184,6 +184,12 @@ const struct conf_param conf_params[] = {
         "(tern extension)."),
     STR("recipient_delimiter", "",
         "Characters that separate a user name from an address extension (user+ext)."),
+    LIST("relay_domains", "",
+        "Domains (and their subdomains) tern relays mail for from anyone, e.g. as a backup MX: names, or "
+        "tables in which a domain is a key. reject_unauth_destination lets their recipients through."),
+    LIST("relay_recipient_maps", "",
+        "Tables of the valid recipients of relay_domains (user@domain, @domain): others are refused at RCPT "
+        "with 550 5.1.1 User unknown in relay recipient table. Empty: any recipient is accepted."),
     STR("relayhost", "",
         "Host all non-local mail is sent to ([host]:port skips MX lookup); empty sends directly."),
     TIME("smtp_connect_timeout", "30s", 's', 1,

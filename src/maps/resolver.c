@@ -23,6 +23,8 @@ struct domain_list {
     char **names;
     size_t n;
     struct map_list *tables;   /* NULL: none */
+    int subdomains;            /* a name also matches its subdomains (Postfix's
+                                  parent_domain_matches_subdomains, relay_domains) */
 };
 
 struct resolver {
@@ -33,6 +35,8 @@ struct resolver {
     long virtual_recursion_limit, virtual_expansion_limit;
     int propagate_virtual_extension;  /* propagate_unmatched_extensions has "virtual" */
     struct domain_list virtual_mailbox_domains;
+    struct domain_list relay_domains;
+    struct map_list *relay_recipients;   /* relay_recipient_maps; NULL: any recipient */
     struct map_list *virtual_mailbox, *virtual_uid, *virtual_gid;   /* NULL: none */
     char *virtual_mailbox_base;
     long long virtual_minimum_uid;
@@ -99,13 +103,24 @@ static void domain_list_free(struct domain_list *l)
  * table could not be read. */
 static int domain_list_match(const struct domain_list *l, const char *domain)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->names[i], domain) == 0)
+    for (size_t i = 0; i < l->n; i++) {
+        const char *name = l->names[i];
+        if (strcmp(name, domain) == 0)
             return 1;
+        /* ".example.com" always, "example.com" with subdomains on: below it */
+        size_t ln = strlen(name), ld = strlen(domain);
+        if (name[0] == '.' ? ld > ln && strcmp(domain + ld - ln, name) == 0
+                           : l->subdomains && ld > ln + 1 && domain[ld - ln - 1] == '.' &&
+                                 strcmp(domain + ld - ln, name) == 0)
+            return 1;
+    }
     if (!l->tables)
         return 0;
     char *value = NULL;
     int rc = map_list_lookup(l->tables, domain, &value);
+    /* a table's parents, as the names above */
+    for (const char *p = strchr(domain, '.'); rc == 0 && l->subdomains && p && p[1]; p = strchr(p + 1, '.'))
+        rc = map_list_lookup(l->tables, p + 1, &value);
     free(value);
     return rc;
 }
@@ -156,7 +171,14 @@ struct resolver *resolver_new(struct conf *c, char **err)
             return NULL;
         }
     }
-    if (domain_list_open(&r->virtual_mailbox_domains, c, "virtual_mailbox_domains", err) != 0) {
+    if (domain_list_open(&r->virtual_mailbox_domains, c, "virtual_mailbox_domains", err) != 0 ||
+        domain_list_open(&r->relay_domains, c, "relay_domains", err) != 0) {
+        resolver_free(r);
+        return NULL;
+    }
+    r->relay_domains.subdomains = 1;
+    const char *rrm = conf_str(c, "relay_recipient_maps");
+    if (*rrm && !(r->relay_recipients = map_list_open(rrm, 0, err))) {
         resolver_free(r);
         return NULL;
     }
@@ -192,6 +214,9 @@ void resolver_free(struct resolver *r)
         map_list_close(r->virtual_alias);
     domain_list_free(&r->virtual_alias_domains);
     domain_list_free(&r->virtual_mailbox_domains);
+    domain_list_free(&r->relay_domains);
+    if (r->relay_recipients)
+        map_list_close(r->relay_recipients);
     struct map_list *vmaps[] = {r->virtual_mailbox, r->virtual_uid, r->virtual_gid};
     for (size_t i = 0; i < 3; i++)
         if (vmaps[i])
@@ -311,7 +336,10 @@ int resolver_classify(const struct resolver *r, const char *addr, enum resolve_c
         int v = m == 0 ? domain_list_match(&r->virtual_mailbox_domains, domain) : 0;
         if (v > 0)
             *cls = RESOLVE_VIRTUAL_MAILBOX;
-        rc = m < 0 || v < 0 ? -1 : 0;
+        int rd = m == 0 && v == 0 && domain ? domain_list_match(&r->relay_domains, domain) : 0;
+        if (rd > 0)
+            *cls = RESOLVE_RELAY;
+        rc = m < 0 || v < 0 || rd < 0 ? -1 : 0;
     }
     free(domain);
     return rc;
@@ -322,6 +350,14 @@ enum resolve_class resolver_class(const struct resolver *r, const char *addr)
     enum resolve_class cls;
     resolver_classify(r, addr, &cls);
     return cls;
+}
+
+int resolver_is_relay_domain(const struct resolver *r, const char *domain)
+{
+    char *d = normalize_domain(domain);
+    int m = domain_list_match(&r->relay_domains, d);
+    free(d);
+    return m;
 }
 
 int resolver_is_our_domain(const struct resolver *r, const char *domain)
@@ -815,6 +851,15 @@ enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *ad
     case RESOLVE_VIRTUAL_ALIAS:
         *table = "virtual alias table";
         return RESOLVE_UNKNOWN;
+    case RESOLVE_RELAY: {
+        if (!r->relay_recipients)
+            return RESOLVE_OK;
+        *table = "relay recipient table";
+        char *value = NULL;
+        int rc = virtual_mailbox_lookup(r, r->relay_recipients, addr, &value);
+        free(value);
+        return rc > 0 ? RESOLVE_OK : rc == 0 ? RESOLVE_UNKNOWN : RESOLVE_TEMPFAIL;
+    }
     case RESOLVE_VIRTUAL_MAILBOX: {
         *table = "virtual mailbox table";
         char *value = NULL;

@@ -23,6 +23,8 @@ enum resolve_class {
     RESOLVE_REMOTE,         /* anywhere else: relayed */
     RESOLVE_VIRTUAL_ALIAS,  /* a domain in virtual_alias_domains: only its aliases exist */
     RESOLVE_VIRTUAL_MAILBOX,/* a domain in virtual_mailbox_domains: mailboxes of virtual_mailbox_maps */
+    RESOLVE_RELAY,          /* relay_domains (and their subdomains): relayed for anyone, to the
+                               recipients relay_recipient_maps lists when it is set */
 };
 
 enum resolve_verdict {
@@ -50,11 +52,15 @@ int resolver_is_local_domain(const struct resolver *r, const char *domain);
  * table could not be read. */
 int resolver_is_our_domain(const struct resolver *r, const char *domain);
 
+/* relay_domains: 1, 0, or -1 when a table could not be read. */
+int resolver_is_relay_domain(const struct resolver *r, const char *domain);
+
 /* Any recipient (RCPT, VRFY, sendmail -bv): RESOLVE_OK when
  * virtual_alias_maps has it, or it is a local user or alias of a local
  * domain, or it is in no domain of ours (relaying is the restrictions'
  * business); RESOLVE_UNKNOWN with *table naming where it is missing ("local
- * recipient table", "virtual alias table"); RESOLVE_TEMPFAIL when a table
+ * recipient table", "virtual alias table", "virtual mailbox table", "relay
+ * recipient table"); RESOLVE_TEMPFAIL when a table
  * failed. */
 enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *addr, const char **table);
 

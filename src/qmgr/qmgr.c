@@ -199,7 +199,7 @@ static void route(struct qmgr_msg *q, size_t idx)
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
         return;
     }
-    if (how == RELAY_ROUTE_SMTP || (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_REMOTE)) {
+    if (how == RELAY_ROUTE_SMTP || (how == RELAY_ROUTE_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY))) {
         qmgr_relay_enqueue(q, idx);
         return;
     }

@@ -136,6 +136,12 @@ static int policy_local_domain(void *arg, const char *domain)
     return resolver_is_our_domain(smtpd_resolver(), domain);
 }
 
+static int policy_relay_domain(void *arg, const char *domain)
+{
+    (void)arg;
+    return resolver_is_relay_domain(smtpd_resolver(), domain);
+}
+
 static int policy_rcpt_exists(void *arg, const char *addr)
 {
     (void)arg;
@@ -193,6 +199,7 @@ static struct smtpd_policy_ctx policy_ctx(struct smtp_session *s, const char *rc
         .mynetworks = s->is_local,
         .authenticated = s->sasl_user != NULL,
         .is_local_domain = policy_local_domain,
+        .is_relay_domain = policy_relay_domain,
         .recipient_exists = policy_rcpt_exists,
         .sender_owned = policy_sender_owned,
         .rbl_listed = smtpd_dns_rbl_listed,

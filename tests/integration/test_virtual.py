@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import settle_queue
+from conftest import TernInstance, settle_queue
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="virtual mailboxes are written as their uid: needs root")
 
@@ -218,3 +218,34 @@ def test_virtual_mailbox_limit_bounces_a_message_too_big(tern_instance, work_dir
                   r"virtual_mailbox_limit \(2000 bytes\)\)", regex=True)
     assert not (base / "vdomain.test" / "alice" / "new").exists() or \
         list((base / "vdomain.test" / "alice" / "new").iterdir()) == []
+
+
+# ---- relay_domains: a backup MX that relays for listed domains ----
+
+def test_relay_domains_with_recipient_maps(work_dir):
+    """A relays for relayed.test (from anyone, as a backup MX does) to B,
+    its primary, and only for the recipients relay_recipient_maps lists."""
+    primary = TernInstance(work_dir / "primary")
+    primary.write_config(mydestination="relayed.test, $myhostname")
+    backup = TernInstance(work_dir / "backup")
+    backup.write_config(myhostname="backup.example.test", mynetworks="192.0.2.0/24",
+                        relay_domains="relayed.test",
+                        relay_recipient_maps="inline:{ ok@relayed.test=x }",
+                        transport_maps=f"inline:{{ relayed.test=smtp:[127.0.0.1]:{primary.port} }}")
+    primary.start()
+    backup.start()
+    try:
+        replies = rcpt(backup, "ok@relayed.test", "nope@relayed.test", "someone@elsewhere.test")
+        assert replies[0][0] == 250, replies
+        assert replies[1] == (550, b"5.1.1 <nope@relayed.test>: Recipient address rejected: "
+                                   b"User unknown in relay recipient table"), replies
+        assert replies[2][0] == 554 and b"Relay access denied" in replies[2][1], replies
+        send(backup, "ok@relayed.test", subject="via-backup")
+        got = primary.wait_messages("ok", timeout=20)[0].read_bytes()
+        assert b"via-backup" in got
+        out = backup.cli("sendmail", "-bv", "ok@relayed.test", "nope@relayed.test").stdout.decode()
+        assert "<ok@relayed.test>: would be relayed (transport_maps: smtp:[127.0.0.1]" in out, out
+        assert "<nope@relayed.test>: undeliverable: 5.1.1 User unknown in relay recipient table" in out, out
+    finally:
+        backup.stop()
+        primary.stop()
