@@ -71,6 +71,11 @@ int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char 
  * (any thread's), e.g. to let a sandbox keep them readable for reloads. */
 void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg);
 
+/* 1 for pattern tables (regexp:, pcre:), whose rules see the whole key:
+ * callers that also try parts of a key (access(5)'s parent domains and
+ * "user@") ask them only the whole key, as Postfix does. */
+int map_is_pattern(const struct map *m);
+
 /* The spec as given to map_open (surrounding blanks removed). */
 const char *map_spec(const struct map *m);
 

@@ -895,8 +895,8 @@ static void test_parse_errors(void **state)
                 "smtpd_helo_restrictions: check_helo_access needs a type:name table");
     parse_fails(NULL, NULL, "reject_rbl_client", NULL, NULL,
                 "smtpd_sender_restrictions: reject_rbl_client needs an argument");
-    parse_fails("check_client_access pcre:/etc/x", NULL, NULL, NULL, NULL,
-                "smtpd_client_restrictions: check_client_access pcre:/etc/x: ");
+    parse_fails("check_client_access cidr:/etc/x", NULL, NULL, NULL, NULL,
+                "smtpd_client_restrictions: check_client_access cidr:/etc/x: ");
     parse_fails("check_client_access nosuchtype", NULL, NULL, NULL, NULL,
                 "smtpd_client_restrictions: check_client_access nosuchtype: ");
     parse_fails("check_client_access inline:{a=b", NULL, NULL, NULL, NULL,
