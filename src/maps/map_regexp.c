@@ -46,6 +46,7 @@ struct map_regexp {
     struct rule *rules;
     size_t n, cap;
     pcre2_match_context *match_ctx; /* the match and depth limits */
+    uint32_t max_groups;            /* most capture groups of any pcre rule */
 };
 
 /* ---------- results: $n, ${n}, $(n), $$ ---------- */
@@ -210,6 +211,8 @@ static int compile_pattern(struct map_regexp *rx, struct rule *r, const char *pa
         uint32_t count = 0;
         pcre2_pattern_info(r->pcre, PCRE2_INFO_CAPTURECOUNT, &count);
         groups = count;
+        if (count > rx->max_groups)
+            rx->max_groups = count;
     }
     if (groups_needed > groups) {
         snprintf(err, err_size, "the result refers to $%zu but the pattern has %zu group%s",
@@ -380,10 +383,20 @@ struct map_regexp *map_regexp_parse(const char *path, enum map_regexp_dialect di
 
 /* ---------- lookups ---------- */
 
+/* One lookup's key, and the PCRE2 match data its rules share (sized for
+ * the rule with the most groups, so there is one allocation per lookup). */
+struct lookup {
+    const char *table;
+    const char *key;
+    size_t key_len;
+    pcre2_match_data *md;
+};
+
 /* 1 matched (cap filled when the rule wants groups), 0 not, -1 error (logged). */
-static int rule_match(const struct map_regexp *rx, const struct rule *r, const char *table,
-                      const char *key, struct captures *cap)
+static int rule_match(const struct map_regexp *rx, const struct rule *r, const struct lookup *lk,
+                      struct captures *cap)
 {
+    const char *key = lk->key;
     size_t want = r->kind == RULE_MATCH && !r->negate && r->groups ? r->groups + 1 : 0;
     if (r->posix) {
         regmatch_t *m = want ? xcalloc(want, sizeof *m) : NULL;
@@ -403,15 +416,12 @@ static int rule_match(const struct map_regexp *rx, const struct rule *r, const c
         if (rc == REG_NOMATCH)
             return 0;
         log_error("table %s: %s, line %zu: matching failed (regexec error %d); temporary error",
-                  table, rx->path, r->lineno, rc);
+                  lk->table, rx->path, r->lineno, rc);
         return -1;
     }
-    pcre2_match_data *md = pcre2_match_data_create_from_pattern(r->pcre, NULL);
-    if (!md)
-        log_fatal("out of memory");
-    int rc = pcre2_match(r->pcre, (PCRE2_SPTR)key, strlen(key), 0, 0, md, rx->match_ctx);
+    int rc = pcre2_match(r->pcre, (PCRE2_SPTR)key, lk->key_len, 0, 0, lk->md, rx->match_ctx);
     if (rc > 0 && want) {
-        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(lk->md);
         cap->offsets = xmalloc(2 * want * sizeof *cap->offsets);
         cap->count = want;
         for (size_t i = 0; i < want; i++) {
@@ -421,7 +431,6 @@ static int rule_match(const struct map_regexp *rx, const struct rule *r, const c
             cap->offsets[2 * i + 1] = unset ? SIZE_MAX : (size_t)ov[2 * i + 1];
         }
     }
-    pcre2_match_data_free(md);
     if (rc > 0)
         return 1;
     if (rc == PCRE2_ERROR_NOMATCH)
@@ -429,14 +438,13 @@ static int rule_match(const struct map_regexp *rx, const struct rule *r, const c
     PCRE2_UCHAR msg[200];
     pcre2_get_error_message(rc, msg, sizeof msg);
     log_error("table %s: %s, line %zu: pattern gave up on key \"%.100s\": %s; temporary error",
-              table, rx->path, r->lineno, key, (const char *)msg);
+              lk->table, rx->path, r->lineno, key, (const char *)msg);
     return -1;
 }
 
-int map_regexp_lookup(const struct map_regexp *rx, const char *table, const char *key,
-                      char **value)
+static int walk_rules(const struct map_regexp *rx, const struct lookup *lk, char **value)
 {
-    *value = NULL;
+    const char *table = lk->table, *key = lk->key;
     size_t i = 0;
     while (i < rx->n) {
         const struct rule *r = &rx->rules[i];
@@ -445,7 +453,7 @@ int map_regexp_lookup(const struct map_regexp *rx, const char *table, const char
             continue;
         }
         struct captures cap = {.subject = key};
-        int rc = rule_match(rx, r, table, key, &cap);
+        int rc = rule_match(rx, r, lk, &cap);
         if (rc < 0)
             return -1;
         int applies = rc != r->negate;
@@ -471,6 +479,21 @@ int map_regexp_lookup(const struct map_regexp *rx, const char *table, const char
         return 1;
     }
     return 0;
+}
+
+int map_regexp_lookup(const struct map_regexp *rx, const char *table, const char *key,
+                      char **value)
+{
+    *value = NULL;
+    struct lookup lk = {.table = table, .key = key, .key_len = strlen(key)};
+    if (rx->dialect == MAP_REGEXP_PCRE) {
+        lk.md = pcre2_match_data_create(rx->max_groups + 1, NULL);
+        if (!lk.md)
+            log_fatal("out of memory");
+    }
+    int rc = walk_rules(rx, &lk, value);
+    pcre2_match_data_free(lk.md);
+    return rc;
 }
 
 size_t map_regexp_count(const struct map_regexp *rx)
