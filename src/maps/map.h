@@ -2,7 +2,8 @@
  *
  * Owns every table that configuration names (alias_maps, access tables,
  * virtual maps ...): parsing the spec, reading the source file into an
- * in-memory hash table, reloading it when it changes, and answering lookups.
+ * in-memory hash table (or, for regexp: and pcre:, compiled rules:
+ * map_regexp.c), reloading it when it changes, and answering lookups.
  * Any process may call it; a map is not thread-safe (one owner per map).
  *
  * Table types:
