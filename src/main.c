@@ -40,6 +40,8 @@ static void usage(FILE *f)
             "  queue [list|flush|delete ID|hold ID|release ID]\n"
             "  config [-n|-a|-d NAME|NAME...|check|man]\n"
             "  newaliases                 check the alias file (tern reads it directly)\n"
+            "  map query TYPE:NAME KEY..  look keys up in a table (as postmap -q): prints\n"
+            "                             each value found; exit 1 if a key is not found\n"
             "  passwd add USER [ADDR..] | del USER | list | check USER\n"
             "                             the users of AUTH (smtpd_sasl_type = tern)\n"
             "  dkim keygen DOMAIN [-s SELECTOR] [-t rsa|ed25519] [-b BITS]\n"
@@ -274,6 +276,8 @@ int main(int argc, char **argv)
         rc = cli_config(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "newaliases") == 0) {
         rc = cli_newaliases(config_dir, cargc, cargv);
+    } else if (strcmp(cmd, "map") == 0) {
+        rc = cli_map(cargc, cargv);
     } else if (strcmp(cmd, "dkim") == 0) {
         rc = cli_dkim(config_dir, cargc, cargv);
     } else if (strcmp(cmd, "doctor") == 0) {

@@ -1,5 +1,5 @@
 /* cli: the command-line tools that address a tern instance: sendmail,
- * mailq / tern queue, tern config, newaliases. Each returns an exit status
+ * mailq / tern queue, tern config, newaliases, tern map. Each returns an exit status
  * (sysexits values for sendmail, as scripts expect). */
 #ifndef TERN_CLI_CLI_H
 #define TERN_CLI_CLI_H
@@ -9,5 +9,6 @@ int cli_queue(const char *config_dir, int argc, char **argv);   /* argv[0] = "qu
 int cli_config(const char *config_dir, int argc, char **argv);
 int cli_newaliases(const char *config_dir, int argc, char **argv);
 int cli_dkim(const char *config_dir, int argc, char **argv);   /* argv[0] = "dkim" */
+int cli_map(int argc, char **argv);                             /* argv[0] = "map" */
 
 #endif

@@ -1,5 +1,7 @@
 /* map: lookup tables named with Postfix's "type:name" syntax (see map.h). */
 #include "maps/map.h"
+#include "maps/map_regexp.h"
+#include "maps/map_source.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -123,7 +125,7 @@ static const char *table_get(const struct table *t, const char *key)
 
 /* ---------- maps ---------- */
 
-enum map_kind { MAP_KIND_FILE, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP };
+enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP };
 
 /* What identifies one version of a source file: an in-place edit changes
  * size/mtime/ctime, an atomic replace changes the inode. */
@@ -139,10 +141,12 @@ struct map {
     char *spec;
     enum map_kind kind;
     unsigned flags;
-    char *path;         /* file tables */
+    char *path;         /* file and regexp tables */
     char *static_value; /* static: */
     struct table table; /* file and inline tables */
-    int loaded;         /* table holds the contents of the file version in id */
+    enum map_regexp_dialect dialect; /* regexp tables: */
+    struct map_regexp *regexp;       /* their compiled rules */
+    int loaded;         /* table or regexp holds the contents of the file version in id */
     int failing;        /* the file could not be read; already logged */
     struct file_id id;
     int checked;
@@ -188,15 +192,21 @@ static int file_id_equal(const struct file_id *a, const struct file_id *b)
 
 struct loader {
     const char *path;
-    unsigned flags;
-    struct table *table;
+    map_source_line_fn *fn;
+    void *arg;
     struct strbuf logical;
     size_t lineno; /* where the current logical line started */
     int active;
     const char *bad; /* why the current logical line will be skipped */
 };
 
-static void load_entry_postmap(struct loader *ld, char *line)
+/* Where map.c's key/value source lines go. */
+struct kv_target {
+    unsigned flags;
+    struct table *table;
+};
+
+static void load_entry_postmap(const struct kv_target *t, const char *path, size_t lineno, char *line)
 {
     char *p = line;
     while (*p && !str_is_blank((unsigned char)*p))
@@ -205,15 +215,13 @@ static void load_entry_postmap(struct loader *ld, char *line)
     while (str_is_blank((unsigned char)*p))
         p++;
     if (!*p) {
-        log_warn("%s, line %zu: expected format: key whitespace value; entry skipped", ld->path,
-                 ld->lineno);
+        log_warn("%s, line %zu: expected format: key whitespace value; entry skipped", path, lineno);
         return;
     }
     line[klen] = '\0';
     str_lower(line);
-    if (table_put(ld->table, line, klen, p, strlen(p)))
-        log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", ld->path,
-                 ld->lineno, line);
+    if (table_put(t->table, line, klen, p, strlen(p)))
+        log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", path, lineno, line);
 }
 
 /* Unquotes an aliases(5) name "like \"this\"" at *pp into out; returns 0 on
@@ -232,25 +240,25 @@ static int unquote_name(const char **pp, struct strbuf *out)
     return 0;
 }
 
-static void load_entry_alias(struct loader *ld, char *line)
+static void load_entry_alias(const struct kv_target *t, const char *path, size_t lineno, char *line)
 {
     struct strbuf name = STRBUF_INIT;
     const char *p = line;
     if (*p == '"') {
         if (unquote_name(&p, &name) != 0) {
-            log_warn("%s, line %zu: unterminated quoted name; entry skipped", ld->path, ld->lineno);
+            log_warn("%s, line %zu: unterminated quoted name; entry skipped", path, lineno);
             goto out;
         }
         while (str_is_blank((unsigned char)*p))
             p++;
         if (*p != ':') {
-            log_warn("%s, line %zu: need name:value pair; entry skipped", ld->path, ld->lineno);
+            log_warn("%s, line %zu: need name:value pair; entry skipped", path, lineno);
             goto out;
         }
     } else {
         const char *colon = strchr(p, ':');
         if (!colon) {
-            log_warn("%s, line %zu: need name:value pair; entry skipped", ld->path, ld->lineno);
+            log_warn("%s, line %zu: need name:value pair; entry skipped", path, lineno);
             goto out;
         }
         size_t n = (size_t)(colon - p);
@@ -258,8 +266,8 @@ static void load_entry_alias(struct loader *ld, char *line)
             n--;
         for (size_t i = 0; i < n; i++) {
             if (str_is_blank((unsigned char)p[i])) {
-                log_warn("%s, line %zu: name contains whitespace (quote it); entry skipped",
-                         ld->path, ld->lineno);
+                log_warn("%s, line %zu: name contains whitespace (quote it); entry skipped", path,
+                         lineno);
                 goto out;
             }
         }
@@ -270,20 +278,29 @@ static void load_entry_alias(struct loader *ld, char *line)
     while (str_is_blank((unsigned char)*p))
         p++;
     if (name.len == 0) {
-        log_warn("%s, line %zu: empty alias name; entry skipped", ld->path, ld->lineno);
+        log_warn("%s, line %zu: empty alias name; entry skipped", path, lineno);
         goto out;
     }
     if (!*p) {
-        log_warn("%s, line %zu: alias \"%s\" has no value; entry skipped", ld->path, ld->lineno,
+        log_warn("%s, line %zu: alias \"%s\" has no value; entry skipped", path, lineno,
                  strbuf_str(&name));
         goto out;
     }
     str_lower(name.buf);
-    if (table_put(ld->table, name.buf, name.len, p, strlen(p)))
-        log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", ld->path,
-                 ld->lineno, name.buf);
+    if (table_put(t->table, name.buf, name.len, p, strlen(p)))
+        log_warn("%s, line %zu: duplicate entry for \"%s\"; the later one is used", path, lineno,
+                 name.buf);
 out:
     strbuf_free(&name);
+}
+
+static void load_kv_line(void *arg, const char *path, size_t lineno, char *line)
+{
+    const struct kv_target *t = arg;
+    if (t->flags & MAP_ALIAS_FORMAT)
+        load_entry_alias(t, path, lineno, line);
+    else
+        load_entry_postmap(t, path, lineno, line);
 }
 
 static void loader_finish_line(struct loader *ld)
@@ -299,10 +316,7 @@ static void loader_finish_line(struct loader *ld)
         while (len && str_is_blank((unsigned char)line[len - 1]))
             len--;
         line[len] = '\0';
-        if (ld->flags & MAP_ALIAS_FORMAT)
-            load_entry_alias(ld, line);
-        else
-            load_entry_postmap(ld, line);
+        ld->fn(ld->arg, ld->path, ld->lineno, line);
     }
     strbuf_reset(&ld->logical);
     ld->bad = NULL;
@@ -347,10 +361,10 @@ static void loader_physical_line(struct loader *ld, const char *s, size_t len, s
     loader_append(ld, s, len);
 }
 
-static void parse_source(const char *path, unsigned flags, const char *data, size_t len,
-                         struct table *table)
+void map_source_lines(const char *path, const char *data, size_t len, map_source_line_fn *fn,
+                      void *arg)
 {
-    struct loader ld = {.path = path, .flags = flags, .table = table};
+    struct loader ld = {.path = path, .fn = fn, .arg = arg};
     size_t lineno = 0;
     const char *p = data, *end = data + len;
     while (p < end) {
@@ -361,6 +375,13 @@ static void parse_source(const char *path, unsigned flags, const char *data, siz
     }
     loader_finish_line(&ld);
     strbuf_free(&ld.logical);
+}
+
+static void parse_source(const char *path, unsigned flags, const char *data, size_t len,
+                         struct table *table)
+{
+    struct kv_target t = {.flags = flags, .table = table};
+    map_source_lines(path, data, len, load_kv_line, &t);
 }
 
 /* Reads the whole file; on failure returns -1 with errno set. */
@@ -402,6 +423,8 @@ fail: {
 static void map_set_failing(struct map *m, const char *what, int err_no)
 {
     table_free(&m->table);
+    map_regexp_free(m->regexp);
+    m->regexp = NULL;
     m->loaded = 0;
     if (!m->failing)
         log_error("table %s: cannot %s %s: %s; lookups fail with a temporary error until it "
@@ -410,22 +433,31 @@ static void map_set_failing(struct map *m, const char *what, int err_no)
     m->failing = 1;
 }
 
-/* Rereads the source file. A file that changes while we read it is read
- * again (a few times) so a lookup does not see a half-written edit. */
+/* Rereads the source file (key/value or pattern rules, by the map's kind).
+ * A file that changes while we read it is read again (a few times) so a
+ * lookup does not see a half-written edit. */
 static int file_load(struct map *m)
 {
     struct table fresh = {0};
+    struct map_regexp *fresh_regexp = NULL;
     struct file_id id = {0};
     for (int attempt = 0; attempt < 3; attempt++) {
         struct strbuf data = STRBUF_INIT;
         if (read_file(m->path, &data, &id) != 0) {
             int e = errno;
             strbuf_free(&data);
+            table_free(&fresh);
+            map_regexp_free(fresh_regexp);
             map_set_failing(m, "read", e);
             return -1;
         }
-        table_free(&fresh);
-        parse_source(m->path, m->flags, strbuf_str(&data), data.len, &fresh);
+        if (m->kind == MAP_KIND_REGEXP) {
+            map_regexp_free(fresh_regexp);
+            fresh_regexp = map_regexp_parse(m->path, m->dialect, strbuf_str(&data), data.len);
+        } else {
+            table_free(&fresh);
+            parse_source(m->path, m->flags, strbuf_str(&data), data.len, &fresh);
+        }
         strbuf_free(&data);
         struct stat st;
         struct file_id after;
@@ -437,11 +469,13 @@ static int file_load(struct map *m)
     }
     table_free(&m->table);
     m->table = fresh;
+    map_regexp_free(m->regexp);
+    m->regexp = fresh_regexp;
     m->id = id;
     m->loaded = 1;
     if (m->failing)
         log_info("table %s: %s is readable again (%zu entries)", m->spec, m->path,
-                 hashmap_count(&m->table.map));
+                 m->regexp ? map_regexp_count(m->regexp) : hashmap_count(&m->table.map));
     m->failing = 0;
     return 0;
 }
@@ -589,22 +623,31 @@ static int type_is(const char *type, const char *const *list)
 static const char *const file_types[] = {"hash", "btree", "lmdb", "texthash", NULL};
 /* Postfix table types we know of but do not implement. */
 static const char *const unsupported_types[] = {
-    "regexp", "pcre",   "cidr",     "tcp",    "socketmap", "ldap",  "mysql",
+    "cidr",     "tcp",    "socketmap", "ldap",  "mysql",
     "pgsql",  "sqlite", "memcache", "proxy",  "nis",       "nisplus", "netinfo",
     "cdb",    "dbm",    "sdbm",     "environ", "fail",     "pipemap", "randmap",
     "union",  "internal", "ldaps",  NULL};
 
+/* Key/value and pattern tables alike: a source file, reread when it changes. */
+static char *setup_file_table(struct map *m, enum map_kind kind, const char *name)
+{
+    if (name[0] != '/')
+        return xasprintf("table %s: the file name must be an absolute path", m->spec);
+    m->kind = kind;
+    m->path = xstrdup(name);
+    m->next_file = open_files;
+    open_files = m;
+    file_refresh(m); /* a failure is logged once and retried on lookup */
+    return NULL;
+}
+
 static char *map_setup(struct map *m, const char *type, const char *name)
 {
-    if (type_is(type, file_types)) {
-        if (name[0] != '/')
-            return xasprintf("table %s: the file name must be an absolute path", m->spec);
-        m->kind = MAP_KIND_FILE;
-        m->path = xstrdup(name);
-        m->next_file = open_files;
-        open_files = m;
-        file_refresh(m); /* a failure is logged once and retried on lookup */
-        return NULL;
+    if (type_is(type, file_types))
+        return setup_file_table(m, MAP_KIND_FILE, name);
+    if (strcmp(type, "regexp") == 0 || strcmp(type, "pcre") == 0) {
+        m->dialect = strcmp(type, "pcre") == 0 ? MAP_REGEXP_PCRE : MAP_REGEXP_POSIX;
+        return setup_file_table(m, MAP_KIND_REGEXP, name);
     }
     if (strcmp(type, "inline") == 0) {
         m->kind = MAP_KIND_INLINE;
@@ -665,13 +708,14 @@ void map_close(struct map *m)
 {
     if (!m)
         return;
-    if (m->kind == MAP_KIND_FILE)
+    if (m->path) /* only file tables are on the list, and only they have a path */
         for (struct map **pp = &open_files; *pp; pp = &(*pp)->next_file)
             if (*pp == m) {
                 *pp = m->next_file;
                 break;
             }
     table_free(&m->table);
+    map_regexp_free(m->regexp);
     free(m->spec);
     free(m->path);
     free(m->static_value);
@@ -682,6 +726,11 @@ void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg)
 {
     for (struct map *m = open_files; m; m = m->next_file)
         fn(arg, m->path);
+}
+
+int map_is_pattern(const struct map *m)
+{
+    return m->kind == MAP_KIND_REGEXP;
 }
 
 const char *map_spec(const struct map *m)
@@ -789,8 +838,10 @@ int map_lookup(struct map *m, const char *key, char **value)
     }
     if (!key || !*key)
         return 0;
-    if (m->kind == MAP_KIND_FILE && file_refresh(m) != 0)
+    if ((m->kind == MAP_KIND_FILE || m->kind == MAP_KIND_REGEXP) && file_refresh(m) != 0)
         return -1;
+    if (m->kind == MAP_KIND_REGEXP) /* patterns see the key as given: case is their flags' job */
+        return map_regexp_lookup(m->regexp, m->spec, key, value);
     char *folded = xstrdup(key);
     str_lower(folded);
     int rc = 0;
@@ -811,6 +862,7 @@ int map_lookup(struct map *m, const char *key, char **value)
         rc = nss_lookup("unix:group.byname", folded, value, &(struct group){0}, fetch_group, format_group);
         break;
     case MAP_KIND_STATIC:
+    case MAP_KIND_REGEXP:
         break;
     }
     free(folded);

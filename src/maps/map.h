@@ -2,7 +2,8 @@
  *
  * Owns every table that configuration names (alias_maps, access tables,
  * virtual maps ...): parsing the spec, reading the source file into an
- * in-memory hash table, reloading it when it changes, and answering lookups.
+ * in-memory hash table (or, for regexp: and pcre:, compiled rules:
+ * map_regexp.c), reloading it when it changes, and answering lookups.
  * Any process may call it; a map is not thread-safe (one owner per map).
  *
  * Table types:
@@ -36,8 +37,41 @@
  *       so no hash ever leaves this module).
  *   unix:group.byname
  *       getgrnam(): "name:x:gid:member1,member2".
- *   regexp, pcre, cidr, tcp, socketmap, ldap, mysql, pgsql, sqlite, ...
- *       map_open fails with "table type pcre is not supported yet".
+ *   regexp:/path  pcre:/path
+ *       Pattern tables as Postfix's regexp_table(5) (POSIX extended regular
+ *       expressions, regcomp) and pcre_table(5) (PCRE2), code in
+ *       map_regexp.c. Same file rules as above (comments, continuation
+ *       lines, absolute path, reread on change, missing file = -1). Rules:
+ *         /pattern/flags result    applies when pattern matches the key
+ *         !/pattern/flags result   applies when it does not
+ *         if /pattern/flags  (or if !/pattern/flags) ... endif
+ *                                  the rules between apply only when the
+ *                                  if's pattern does; blocks nest; if and
+ *                                  endif in any case
+ *       The delimiter is any character but a letter, digit, blank or '\'
+ *       ('/' by convention; '#' would start a comment); a backslash keeps
+ *       the next character (the delimiter too) in the pattern. The first
+ *       rule that applies wins. The key is matched whole and as given: it
+ *       is not folded, and callers that try parts of a key (access tables'
+ *       parent domains) ask only the whole key (map_is_pattern). Flags
+ *       toggle: regexp: i (case-insensitive, on by default), x (extended
+ *       syntax, on), m (newline-sensitive, off); pcre: i (caseless, on),
+ *       m (multiline), s (dotall), x (extended), A (anchored), E (dollar
+ *       end only), U (ungreedy), X (accepted, no effect: PCRE2 always
+ *       refuses unknown escapes). An unknown flag makes the line bad.
+ *       In the result $1..$99, ${n} and $(n) are the text of group n
+ *       (empty if the group took no part in the match), $$ is a '$'; a '$'
+ *       before anything else is kept. A reference to a group the pattern
+ *       lacks, $0, $name, or any $n in a !/pattern/ rule makes the line bad.
+ *       Bad lines are logged with file and line and skipped; a bad if
+ *       skips its whole block (so rules meant for some keys never apply to
+ *       all); an endif without an if is skipped, an if without endif runs
+ *       to the end of the file (both logged). A missing result is logged
+ *       and the rule returns "". Lookups fail with -1 (logged) when PCRE2's
+ *       match or depth limit is hit (MAP_PCRE_MATCH_LIMIT, a pathological
+ *       pattern) or the result would exceed MAP_MAX_LINE bytes.
+ *   cidr, tcp, socketmap, ldap, mysql, pgsql, sqlite, ...
+ *       map_open fails with "table type cidr is not supported yet".
  *
  * Errors: map_open/map_list_open return NULL and a malloc'd message in *err
  * (when err is not NULL) for a malformed or unsupported spec. Lookups return
@@ -70,6 +104,11 @@ int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char 
 /* Calls fn with the source file of every file table this process holds open
  * (any thread's), e.g. to let a sandbox keep them readable for reloads. */
 void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg);
+
+/* 1 for pattern tables (regexp:, pcre:), whose rules see the whole key:
+ * callers that also try parts of a key (access(5)'s parent domains and
+ * "user@") ask them only the whole key, as Postfix does. */
+int map_is_pattern(const struct map *m);
 
 /* The spec as given to map_open (surrounding blanks removed). */
 const char *map_spec(const struct map *m);

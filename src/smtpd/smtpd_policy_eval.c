@@ -316,6 +316,14 @@ static int lookup_key(struct eval *e, const char *key, const char *reply_name,
     return 1;
 }
 
+/* Pattern tables (regexp:, pcre:) see only the whole name or address, as
+ * in Postfix: a parent domain or "user@" is a partial key, and a rule such
+ * as !/@example\.com$/ must not apply to the bare domain. */
+static int whole_key_only(const struct eval *e)
+{
+    return map_is_pattern(e->cur->map);
+}
+
 /* "a.b.c", then "b.c", then "c" (parent_domain_matches_subdomains style). */
 static int lookup_domain(struct eval *e, const char *domain, const char *reply_name,
                          const char *reply_class, enum verdict *v)
@@ -325,6 +333,8 @@ static int lookup_domain(struct eval *e, const char *domain, const char *reply_n
     for (const char *d = domain; *d;) {
         if (lookup_key(e, d, reply_name, reply_class, v))
             return 1;
+        if (whole_key_only(e))
+            break;
         const char *dot = strchr(d + 1, '.');
         if (dot == NULL)
             break;
@@ -352,7 +362,7 @@ static enum verdict check_client(struct eval *e)
     str_lower(key);
     char delim = strchr(key, ':') ? ':' : '.';
     while (*key) {
-        if (lookup_key(e, key, e->client_reply, "Client host", &v))
+        if (lookup_key(e, key, e->client_reply, "Client host", &v) || whole_key_only(e))
             break;
         char *cut = strrchr(key, delim);
         if (cut == NULL)
@@ -375,7 +385,7 @@ static enum verdict check_address(struct eval *e, const char *addr, const char *
     const char *at = domain_at(addr, &malformed);
     if (at == NULL || malformed) {
         char *user_at = xasprintf("%s@", addr);
-        if (!lookup_key(e, addr, addr, reply_class, &v))
+        if (!lookup_key(e, addr, addr, reply_class, &v) && !whole_key_only(e))
             lookup_key(e, user_at, addr, reply_class, &v);
         free(user_at);
         return v;
@@ -386,7 +396,7 @@ static enum verdict check_address(struct eval *e, const char *addr, const char *
     strip_one_dot(domain);
     char *full = xasprintf("%s@%s", local, domain);
     char *user_at = xasprintf("%s@", local);
-    if (!lookup_key(e, full, addr, reply_class, &v) &&
+    if (!lookup_key(e, full, addr, reply_class, &v) && !whole_key_only(e) &&
         !(*domain && lookup_domain(e, domain, addr, reply_class, &v)))
         lookup_key(e, user_at, addr, reply_class, &v);
     free(user_at);

@@ -615,6 +615,42 @@ static void test_sender_access_order(void **state)
     expect_sender_key("inline:{ {[192.0.2.1]=550 literal} }", "a@[192.0.2.1]", "literal");
 }
 
+/* Pattern tables see only the whole address or name, as in Postfix: no
+ * domain, parent-domain, "user@" or shortened-address keys. Otherwise the
+ * bare domain "remote.test" would not match /@remote\.test$/ and the
+ * negated rule below would reject the domain's own senders. */
+static void test_pattern_tables_whole_key(void **state)
+{
+    (void)state;
+    char *path = write_tmp("sender.pcre",
+                           "/^postmaster@/         550 no postmaster\n"
+                           "!/@remote\\.test$/    550 outsider\n"
+                           "/^remote\\.test$/     550 bare domain\n"
+                           "/^alice@$/             550 user key\n");
+    char *table = xasprintf("pcre:%s", path);
+    expect_sender_key(table, "alice@remote.test", NULL);
+    expect_sender_key(table, "bob@sub.remote.test", "outsider");
+    expect_sender_key(table, "Postmaster@remote.test", "no postmaster");
+    expect_sender_key(table, "bob@other.test", "outsider");
+    expect_sender_key(table, "", "outsider"); /* the null sender's key is "<>" */
+    free(table);
+    free(path);
+
+    path = write_tmp("client.regexp",
+                     "/^192[.]0[.]2$/     REJECT shortened address\n"
+                     "/^remote[.]test$/   REJECT parent domain\n"
+                     "/^192[.]0[.]2[.]10$/ 550 whole address\n");
+    char *list = xasprintf("check_client_access regexp:%s", path);
+    struct smtpd_policy_lists *p = parse_ok(list, NULL, NULL, NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
+    expect_reply(p, &c, 550, "5.7.1", "<mail.remote.test[192.0.2.10]>: Client host rejected: whole address");
+    c.client_addr = "192.0.2.11";
+    expect_accept(p, &c);
+    smtpd_policy_free(p);
+    free(list);
+    free(path);
+}
+
 static void test_recipient_access_texthash(void **state)
 {
     (void)state;
@@ -895,8 +931,8 @@ static void test_parse_errors(void **state)
                 "smtpd_helo_restrictions: check_helo_access needs a type:name table");
     parse_fails(NULL, NULL, "reject_rbl_client", NULL, NULL,
                 "smtpd_sender_restrictions: reject_rbl_client needs an argument");
-    parse_fails("check_client_access pcre:/etc/x", NULL, NULL, NULL, NULL,
-                "smtpd_client_restrictions: check_client_access pcre:/etc/x: ");
+    parse_fails("check_client_access cidr:/etc/x", NULL, NULL, NULL, NULL,
+                "smtpd_client_restrictions: check_client_access cidr:/etc/x: ");
     parse_fails("check_client_access nosuchtype", NULL, NULL, NULL, NULL,
                 "smtpd_client_restrictions: check_client_access nosuchtype: ");
     parse_fails("check_client_access inline:{a=b", NULL, NULL, NULL, NULL,
@@ -1119,6 +1155,7 @@ int main(void)
         cmocka_unit_test_setup(test_client_access_keys, setup_one),
         cmocka_unit_test_setup(test_helo_access, setup_one),
         cmocka_unit_test_setup(test_sender_access_order, setup_one),
+        cmocka_unit_test_setup(test_pattern_tables_whole_key, setup_one),
         cmocka_unit_test_setup(test_recipient_access_texthash, setup_one),
         cmocka_unit_test_setup(test_access_results, setup_one),
         cmocka_unit_test_setup(test_lookup_failure, setup_one),
