@@ -921,6 +921,19 @@ int map_list_lookup(struct map_list *l, const char *key, char **value)
     return 0;
 }
 
+int map_list_lookup_partial(struct map_list *l, const char *key, char **value)
+{
+    *value = NULL;
+    for (size_t i = 0; i < l->n; i++) {
+        if (map_is_pattern(l->maps[i]))
+            continue;
+        int rc = map_lookup(l->maps[i], key, value);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 void map_list_close(struct map_list *l)
 {
     if (!l)

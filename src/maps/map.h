@@ -124,6 +124,10 @@ struct map_list *map_list_open(const char *specs, unsigned flags, char **err);
 /* First map that finds the key wins. A map that fails before any hit makes
  * the result -1: a later map's answer might not be the one meant. */
 int map_list_lookup(struct map_list *l, const char *key, char **value);
+/* The same for a partial key (a parent domain, "@domain", "user" without
+ * its domain or extension): pattern tables (regexp:, pcre:) are skipped,
+ * since Postfix asks them only the whole key. */
+int map_list_lookup_partial(struct map_list *l, const char *key, char **value);
 void map_list_close(struct map_list *l);
 size_t map_list_count(const struct map_list *l);
 /* The i-th map of the list (i < map_list_count). */

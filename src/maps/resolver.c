@@ -120,7 +120,7 @@ static int domain_list_match(const struct domain_list *l, const char *domain)
     int rc = map_list_lookup(l->tables, domain, &value);
     /* a table's parents, as the names above */
     for (const char *p = strchr(domain, '.'); rc == 0 && l->subdomains && p && p[1]; p = strchr(p + 1, '.'))
-        rc = map_list_lookup(l->tables, p + 1, &value);
+        rc = map_list_lookup_partial(l->tables, p + 1, &value);
     free(value);
     return rc;
 }
@@ -510,10 +510,12 @@ static void targets_take(struct resolve_targets *t, char *addr)
     t->v[t->n++] = addr;
 }
 
-/* One lookup of key; found values are returned as they are. */
-static int virtual_try(struct resolver *r, const char *key, char **value)
+/* One lookup of key; found values are returned as they are. Pattern
+ * tables see only the whole address (whole = 1), as in Postfix. */
+static int virtual_try(struct resolver *r, const char *key, int whole, char **value)
 {
-    return map_list_lookup(r->virtual_alias, key, value);
+    return whole ? map_list_lookup(r->virtual_alias, key, value)
+                 : map_list_lookup_partial(r->virtual_alias, key, value);
 }
 
 /* The targets of one value: its addresses separated by commas or blanks,
@@ -575,17 +577,17 @@ static int virtual_lookup(struct resolver *r, const char *addr, struct resolve_t
     const char *forms[2] = {local, *ext ? base : NULL};
     for (int f = 0; f < 2 && rc == 0 && forms[f]; f++) {
         char *key = domain ? xasprintf("%s@%s", forms[f], domain) : xstrdup(forms[f]);
-        rc = virtual_try(r, key, &value);
+        rc = virtual_try(r, key, f == 0 && domain, &value);
         free(key);
         stripped = f == 1;
     }
     for (int f = 0; f < 2 && rc == 0 && forms[f] && local_domain; f++) {
-        rc = virtual_try(r, forms[f], &value);
+        rc = virtual_try(r, forms[f], 0, &value);
         stripped = f == 1;
     }
     if (rc == 0 && domain) {
         char *key = xasprintf("@%s", domain);
-        rc = virtual_try(r, key, &value);
+        rc = virtual_try(r, key, 0, &value);
         free(key);
         stripped = 0;   /* the catch-all keeps the whole local part */
     }
@@ -725,12 +727,12 @@ static int virtual_mailbox_lookup(const struct resolver *r, struct map_list *tab
         size_t cut = *r->recipient_delimiter ? strcspn(local, r->recipient_delimiter) : strlen(local);
         if (rc == 0 && cut > 0 && local[cut]) {
             key = xasprintf("%.*s@%s", (int)cut, local, domain);
-            rc = map_list_lookup(table, key, value);
+            rc = map_list_lookup_partial(table, key, value);
             free(key);
         }
         if (rc == 0) {
             key = xasprintf("@%s", domain);
-            rc = map_list_lookup(table, key, value);
+            rc = map_list_lookup_partial(table, key, value);
             free(key);
         }
     }

@@ -169,7 +169,7 @@ static int policy_sender_owned(void *arg, const char *sender, const char *login)
         rc = map_list_lookup(s->set->sender_login_maps, key, &value);
         const char *at = strrchr(key, '@');
         if (rc == 0 && at)
-            rc = map_list_lookup(s->set->sender_login_maps, at, &value);
+            rc = map_list_lookup_partial(s->set->sender_login_maps, at, &value);
         free(key);
     }
     if (rc < 0)

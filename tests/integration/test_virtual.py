@@ -249,3 +249,17 @@ def test_relay_domains_with_recipient_maps(work_dir):
     finally:
         backup.stop()
         primary.stop()
+
+
+def test_pcre_virtual_alias_map(tern_instance, work_dir):
+    """A pcre: table as virtual_alias_maps sees whole addresses only, and
+    $1 carries the user over."""
+    table = work_dir / "virtual.pcre"
+    table.write_text("/^(sales|info)@pattern\\.test$/   ${1}-team@example.test\n")
+    tern_instance.write_config(virtual_alias_maps=f"pcre:{table}", virtual_alias_domains="pattern.test")
+    tern_instance.start()
+    replies = rcpt(tern_instance, "sales@pattern.test", "other@pattern.test")
+    assert replies[0][0] == 250 and replies[1][0] == 550, replies
+    send(tern_instance, "sales@pattern.test", subject="by-pattern")
+    assert b"by-pattern" in tern_instance.wait_messages("sales-team")[0].read_bytes()
+    settle_queue(tern_instance)
