@@ -1,0 +1,46 @@
+/* resolver_internal: what the resolver's files share (resolver.c: the
+ * classes, local users and mailboxes; resolver_virtual.c: virtual aliases,
+ * virtual mailboxes, relay recipients and the RCPT check). Not for other
+ * modules: they use resolver.h. */
+#ifndef TERN_MAPS_RESOLVER_INTERNAL_H
+#define TERN_MAPS_RESOLVER_INTERNAL_H
+
+#include "maps/resolver.h"
+
+struct map_list;
+
+/* A list of domains as Postfix writes them (mydestination,
+ * virtual_alias_domains): names, and type:table entries in which a domain
+ * is listed when it is a key. */
+struct domain_list {
+    char **names;
+    size_t n;
+    struct map_list *tables;   /* NULL: none */
+    int subdomains;            /* a name also matches its subdomains (Postfix's
+                                  parent_domain_matches_subdomains, relay_domains) */
+};
+
+struct resolver {
+    char **mydest;
+    size_t nmydest;
+    struct domain_list virtual_alias_domains;
+    struct map_list *virtual_alias;   /* virtual_alias_maps; NULL: none */
+    long virtual_recursion_limit, virtual_expansion_limit;
+    int propagate_virtual_extension;  /* propagate_unmatched_extensions has "virtual" */
+    struct domain_list virtual_mailbox_domains;
+    struct domain_list relay_domains;
+    struct map_list *relay_recipients;   /* relay_recipient_maps; NULL: any recipient */
+    struct map_list *virtual_mailbox, *virtual_uid, *virtual_gid;   /* NULL: none */
+    char *virtual_mailbox_base;
+    long long virtual_minimum_uid;
+    long long virtual_mailbox_limit;
+    char *myorigin;
+    struct map_list *aliases;
+    struct map_list *transport;
+    char *local_mailbox_base;
+    char *home_mailbox;
+    char *mail_spool_directory;
+    char *recipient_delimiter;
+};
+
+#endif
