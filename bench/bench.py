@@ -42,7 +42,9 @@ drives them with Postfix's own load generator, smtp-source(1):
     more tern instances, identical but for smtpd_mail_authentication (yes
     or no), both with mynetworks = 192.0.2.0/24 (smtp-source's 127.0.0.1
     is outside it, so the checks apply) and dns_resolvers pointing at a
-    private unbound serving bench/mailauth.zone (SPF passes for 127.0.0.1
+    private unbound serving bench/mailauth.zone, and bench/mailauth-tld.zone
+    for "test." so that DMARC's Tree Walk meets NXDOMAIN at _dmarc.test as
+    at a real top-level domain (SPF passes for 127.0.0.1
     for the MAIL FROM and HELO domain client.bench.test, DMARC p=none
     passes; the messages are unsigned, so dkim=none); 1 KiB messages to a
     Maildir, 20 sessions: accepted msgs/s and server CPU ms/msg, on and
@@ -126,6 +128,8 @@ MAILAUTH_SESSIONS = [int(s) for s in os.environ.get("BENCH_MAILAUTH_SESSIONS", "
 MAILAUTH_TTL = os.environ.get("BENCH_MAILAUTH_TTL")  # None: the zone file's (300)
 MAILAUTH_SIZE = 1024
 MAILAUTH_ZONE = Path(__file__).resolve().parent / "mailauth.zone"
+# "test." itself, so that _dmarc.test gets NXDOMAIN as under a real TLD.
+MAILAUTH_TLD_ZONE = Path(__file__).resolve().parent / "mailauth-tld.zone"
 # Not 127.0.0.1, where smtp-source connects from: mail authentication only
 # checks clients outside mynetworks (TEST-NET-1, RFC 5737).
 MAILAUTH_NETWORKS = "192.0.2.0/24"
@@ -637,12 +641,13 @@ class Unbound:
     def start(self):
         d = self.dir
         d.mkdir(mode=0o755)
-        zone = MAILAUTH_ZONE.read_text()
-        if MAILAUTH_TTL is not None:
-            # On every record too: unbound reads "$TTL 0" as no $TTL (3600).
-            zone = re.sub(r"^\$TTL .*$", f"$TTL {MAILAUTH_TTL}", zone, flags=re.M)
-            zone = re.sub(r"^(\S+\s+)IN\s", rf"\g<1>{MAILAUTH_TTL} IN ", zone, flags=re.M)
-        (d / "bench.zone").write_text(zone)
+        for src, dst in ((MAILAUTH_ZONE, "bench.zone"), (MAILAUTH_TLD_ZONE, "test.zone")):
+            zone = src.read_text()
+            if MAILAUTH_TTL is not None:
+                # On every record too: unbound reads "$TTL 0" as no $TTL (3600).
+                zone = re.sub(r"^\$TTL .*$", f"$TTL {MAILAUTH_TTL}", zone, flags=re.M)
+                zone = re.sub(r"^(\S+\s+)IN\s", rf"\g<1>{MAILAUTH_TTL} IN ", zone, flags=re.M)
+            (d / dst).write_text(zone)
         (d / "unbound.conf").write_text(
             "# unbound under `make bench`: the bench.test zone, nothing else\n"
             "server:\n"
@@ -670,6 +675,12 @@ class Unbound:
             "auth-zone:\n"
             '    name: "bench.test."\n'
             f'    zonefile: "{d}/bench.zone"\n'
+            "    for-downstream: yes\n"
+            "    for-upstream: yes\n"
+            "    fallback-enabled: no\n"
+            "auth-zone:\n"
+            '    name: "test."\n'
+            f'    zonefile: "{d}/test.zone"\n'
             "    for-downstream: yes\n"
             "    for-upstream: yes\n"
             "    fallback-enabled: no\n")

@@ -406,9 +406,30 @@ static void cache_clear(struct dns_ctx *d)
     hashmap_free(&d->cache);
 }
 
-static char *cache_key(const char *name, int rrtype)
+/* Room for a key: the type (at most 65535), a space, a name (at most
+ * DNS_MAX_NAME, as dns_normalize_name allows) and the NUL. */
+#define CACHE_KEY_MAX (5 + 1 + DNS_MAX_NAME + 1)
+
+/* The key "TYPE name" written into key[CACHE_KEY_MAX] by hand: a lookup
+ * answered from the cache (every check of every message) then neither
+ * formats nor allocates. */
+static const char *cache_key(char *key, const char *name, int rrtype)
 {
-    return xasprintf("%d %s", rrtype, name);
+    char digits[8];
+    size_t nd = 0;
+    unsigned t = (unsigned)rrtype;
+    do {
+        digits[nd++] = (char)('0' + t % 10);
+        t /= 10;
+    } while (t > 0 && nd < sizeof digits);
+    size_t len = 0;
+    while (nd > 0)
+        key[len++] = digits[--nd];
+    key[len++] = ' ';
+    size_t nlen = strnlen(name, DNS_MAX_NAME);
+    memcpy(key + len, name, nlen);
+    key[len + nlen] = '\0';
+    return key;
 }
 
 static void cache_put(struct dns_ctx *d, const struct dns_rrset *rs)
@@ -422,7 +443,8 @@ static void cache_put(struct dns_ctx *d, const struct dns_rrset *rs)
             cache_clear(d);
     }
     struct cached *c = xcalloc(1, sizeof *c);
-    c->key = cache_key(rs->name, rs->rrtype);
+    char key[CACHE_KEY_MAX];
+    c->key = xstrdup(cache_key(key, rs->name, rs->rrtype));
     unsigned ttl = rs->ttl < DNS_CACHE_MAX_TTL ? rs->ttl : DNS_CACHE_MAX_TTL;
     c->rrset = rrset_copy(rs, ttl);
     c->expires = now + ttl;
@@ -437,9 +459,8 @@ static void cache_put(struct dns_ctx *d, const struct dns_rrset *rs)
 /* A copy of the cached answer, its TTL what is left of it; NULL if none. */
 static struct dns_rrset *cache_get(struct dns_ctx *d, const char *name, int rrtype)
 {
-    char *key = cache_key(name, rrtype);
-    struct cached *c = hashmap_get_str(&d->cache, key);
-    free(key);
+    char key[CACHE_KEY_MAX];
+    struct cached *c = hashmap_get_str(&d->cache, cache_key(key, name, rrtype));
     if (!c)
         return NULL;
     int64_t now = now_s();

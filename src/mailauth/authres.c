@@ -187,7 +187,9 @@ char *authres_build(const char *authserv_id, const struct authres_method *m, siz
         strbuf_puts(&w.out, "\r\n\t");
         w.col = 1;
         strbuf_reset(&item);
-        strbuf_printf(&item, "%s=%s", m[i].method, m[i].result);
+        strbuf_puts(&item, m[i].method);   /* keywords, checked above: no quoting */
+        strbuf_putc(&item, '=');
+        strbuf_puts(&item, m[i].result);
         put_item(&w, item.buf, item.len, 1);
         if (m[i].comment != NULL && *m[i].comment)
             put_comment(&w, m[i].comment);
@@ -200,7 +202,10 @@ char *authres_build(const char *authserv_id, const struct authres_method *m, siz
         for (size_t k = 0; k < m[i].nprops; k++) {
             const struct authres_prop *p = &m[i].props[k];
             strbuf_reset(&item);
-            strbuf_printf(&item, "%s.%s=", p->ptype, p->property);
+            strbuf_puts(&item, p->ptype);
+            strbuf_putc(&item, '.');
+            strbuf_puts(&item, p->property);
+            strbuf_putc(&item, '=');
             put_value(&item, p->value, 1);
             put_item(&w, item.buf, item.len, 0);
         }

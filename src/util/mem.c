@@ -71,14 +71,20 @@ char *xstrndup(const char *s, size_t n)
 
 char *xvasprintf(const char *fmt, va_list ap)
 {
+    /* Most results are short: formatted once on the stack and copied,
+     * instead of a measuring pass and a writing pass. */
+    char small[256];
     va_list ap2;
     va_copy(ap2, ap);
-    int len = vsnprintf(NULL, 0, fmt, ap2);
+    int len = vsnprintf(small, sizeof small, fmt, ap2);
     va_end(ap2);
     if (len < 0)
         out_of_memory(0);
     char *p = xmalloc((size_t)len + 1);
-    vsnprintf(p, (size_t)len + 1, fmt, ap);
+    if ((size_t)len < sizeof small)
+        memcpy(p, small, (size_t)len + 1);
+    else
+        vsnprintf(p, (size_t)len + 1, fmt, ap);
     return p;
 }
 

@@ -7,6 +7,10 @@
 
 #include "util/mem.h"
 
+/* The least room strbuf_vprintf makes before formatting in place: short
+ * texts, the usual case, then need no second pass. */
+#define STRBUF_PRINTF_ROOM 64
+
 static void strbuf_reserve(struct strbuf *sb, size_t extra)
 {
     sb->buf = xgrow(sb->buf, &sb->cap, sb->len + extra + 1, 1);
@@ -33,14 +37,24 @@ void strbuf_putc(struct strbuf *sb, char c)
 
 void strbuf_vprintf(struct strbuf *sb, const char *fmt, va_list ap)
 {
+    /* Formats straight into the room the buffer has, so text that fits
+     * (most: a buffer is reused, or has grown past the first append) costs
+     * one vsnprintf pass instead of a measuring pass and a writing pass. */
+    if (sb->cap - sb->len < STRBUF_PRINTF_ROOM)
+        strbuf_reserve(sb, STRBUF_PRINTF_ROOM);
+    size_t room = sb->cap - sb->len;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(sb->buf + sb->len, room, fmt, ap2);
     va_end(ap2);
-    if (n <= 0)
+    if (n <= 0) {
+        sb->buf[sb->len] = '\0';   /* an encoding error may leave a part */
         return;
-    strbuf_reserve(sb, (size_t)n);
-    vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
+    }
+    if ((size_t)n >= room) {
+        strbuf_reserve(sb, (size_t)n);
+        vsnprintf(sb->buf + sb->len, (size_t)n + 1, fmt, ap);
+    }
     sb->len += (size_t)n;
 }
 
