@@ -92,6 +92,13 @@ static int domain_list_match(const struct domain_list *l, const char *domain)
     return rc;
 }
 
+/* A table list from a parameter's value; NULL for an empty one. */
+static int open_optional_maps(struct map_list **l, const char *specs, char **err)
+{
+    *l = *specs ? map_list_open(specs, 0, err) : NULL;
+    return *specs && !*l ? -1 : 0;
+}
+
 struct resolver *resolver_new(struct conf *c, char **err)
 {
     struct resolver *r = xcalloc(1, sizeof *r);
@@ -128,15 +135,11 @@ struct resolver *resolver_new(struct conf *c, char **err)
         resolver_free(r);
         return NULL;
     }
-    struct { struct map_list **l; const char *param; } vmaps[] = {
-        {&r->virtual_mailbox, "virtual_mailbox_maps"}, {&r->virtual_uid, "virtual_uid_maps"},
-        {&r->virtual_gid, "virtual_gid_maps"}};
-    for (size_t i = 0; i < sizeof vmaps / sizeof vmaps[0]; i++) {
-        const char *spec = conf_str(c, vmaps[i].param);
-        if (*spec && !(*vmaps[i].l = map_list_open(spec, 0, err))) {
-            resolver_free(r);
-            return NULL;
-        }
+    if (open_optional_maps(&r->virtual_mailbox, conf_str(c, "virtual_mailbox_maps"), err) != 0 ||
+        open_optional_maps(&r->virtual_uid, conf_str(c, "virtual_uid_maps"), err) != 0 ||
+        open_optional_maps(&r->virtual_gid, conf_str(c, "virtual_gid_maps"), err) != 0) {
+        resolver_free(r);
+        return NULL;
     }
     if (domain_list_open(&r->virtual_mailbox_domains, c, "virtual_mailbox_domains", err) != 0 ||
         domain_list_open(&r->relay_domains, c, "relay_domains", err) != 0) {
