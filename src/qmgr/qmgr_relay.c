@@ -266,13 +266,15 @@ static void lmtp_unix_session(struct qmgr_relay_job *j)
 
 /* ---- end of LMTP next hops ---- */
 
-static struct qmgr_relay_dest *dest_get(const char *key)
+/* The destination for key, made when there is none; lmtp tells how the key
+ * reads (an SMTP next hop such as "lmtp:25", host "lmtp", is not one). */
+static struct qmgr_relay_dest *dest_get(const char *key, int lmtp)
 {
     for (struct qmgr_relay_dest *d = rl.dests; d; d = d->next)
-        if (strcasecmp(d->key, key) == 0)
+        if (d->lmtp == lmtp && strcasecmp(d->key, key) == 0)
             return d;
     struct qmgr_relay_dest *d = xcalloc(1, sizeof *d);
-    if (strncasecmp(key, "lmtp:", 5) == 0) {
+    if (lmtp) {
         if (lmtp_dest_init(d, key) != 0) {
             free(d);
             return NULL;
@@ -353,16 +355,18 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
     return route;
 }
 
-/* The nexthop a remote recipient goes to; NULL when the configuration is
- * broken (the recipient is then deferred). */
-static char *nexthop_for(const char *addr)
+/* The nexthop a remote recipient goes to; *lmtp set when it is an LMTP
+ * key (transport_lmtp_key). */
+static char *nexthop_for(const char *addr, int *lmtp)
 {
+    *lmtp = 0;
     {
         char *value = NULL;
         struct transport_hop hop;
         char *err = NULL;
         if (resolver_transport(rl.resolver, addr, &value) == 1 &&
             transport_parse(value, rl.rt->queue_dir, &hop, &err) == 0) {
+            *lmtp = hop.kind == TRANSPORT_LMTP;
             char *next = hop.kind == TRANSPORT_LMTP ? transport_lmtp_key(&hop)
                          : hop.kind == TRANSPORT_SMTP && hop.nexthop[0] ? xstrdup(hop.nexthop)
                                                                           : default_nexthop(addr);
@@ -391,15 +395,16 @@ void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
     if (!rl.kick)
         return;   /* shutting down: the recipient stays due for the next start */
     qmgr_msg_rcpt_take(q, idx);
-    char *hop = nexthop_for(q->m.rcpts[idx].addr);
-    struct qmgr_relay_dest *d = dest_get(hop);
+    int lmtp;
+    char *hop = nexthop_for(q->m.rcpts[idx].addr, &lmtp);
+    struct qmgr_relay_dest *d = dest_get(hop, lmtp);
     if (!d) {
         /* Settled from the loop, as promised: park it on a dead end. */
         char *why = xasprintf("bad next hop \"%s\" (relayhost or transport_maps)", hop);
         log_warn("%s: %s", q->m.id, why);
         free(hop);
         hop = xstrdup("[invalid]");
-        d = dest_get(hop);
+        d = dest_get(hop, 0);
         free(why);
     }
     free(hop);
@@ -562,10 +567,10 @@ static void launch(struct qmgr_relay_job *j)
     o.tls_level = j->tls_level;
     o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
     o.tls_match = j->tls_match;
-    /* a cached connection serves only the same policy: TLS level, names
-     * and login are part of the key */
-    char *key = xasprintf("%s:%u:%d:%s:%s", j->dest->key, j->dest->port, j->tls_level,
-                          j->tls_match ? j->tls_match : "", j->auth_user ? j->auth_user : "");
+    /* a cached connection serves only the same protocol and policy:
+     * SMTP or LMTP, TLS level, names and login are part of the key */
+    char *key = xasprintf("%s:%s:%u:%d:%s:%s", j->dest->lmtp ? "lmtp" : "smtp", j->dest->key, j->dest->port,
+                          j->tls_level, j->tls_match ? j->tls_match : "", j->auth_user ? j->auth_user : "");
     o.cache_key = key;
     j->sc = smtpc_start(rl.base, &o, j->targets, j->ntargets, &j->msg, on_client_done, j);
     free(key);
