@@ -17,9 +17,9 @@
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdio.h>
-#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "smtp/smtp_addr.h"
 #include "smtpc/smtpc_internal.h"
