@@ -37,6 +37,8 @@ need unbound test -x /usr/sbin/unbound
 need postfix test -x /usr/sbin/postfix
 need postfix test -x /usr/sbin/smtp-sink
 need dovecot-core test -x /usr/sbin/dovecot
+# tests/integration/test_lmtp.py delivers to a private Dovecot LMTP server
+need dovecot-lmtpd test -x /usr/lib/dovecot/lmtp
 need groff-base have groff
 need util-linux have setpriv
 need mount have mount

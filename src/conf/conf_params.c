@@ -349,7 +349,8 @@ const struct conf_param conf_params[] = {
     LIST("tls_server_sni_maps", "",
         "Server certificates by name (SNI): host name (.domain: its subdomains) to PEM files each holding a key and its chain."),
     LIST("transport_maps", "",
-        "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host, local: or error:[5.X.Y] text (refused at RCPT with that status)."),
+        "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host, local:, error:[5.X.Y] text (refused at RCPT with that status), "
+        "or an LMTP server: lmtp:unix:path (relative: to queue_directory) or lmtp:inet:host:port (no MX lookup; port 24 by default)."),
     LIST("virtual_alias_domains", "$virtual_alias_maps",
         "Domains whose every address is an alias in virtual_alias_maps (other addresses are refused at RCPT with "
         "550 5.1.1 User unknown in virtual alias table): names, or tables in which a domain is listed when it is "

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "dns/dns.h"
 #include "maps/map.h"
 #include "maps/resolver.h"
+#include "maps/transport.h"
 #include "msg/mime_downgrade.h"
 #include "qmgr/qmgr_dkim.h"
 #include "qmgr/qmgr_msg.h"
@@ -43,13 +45,17 @@ struct qmgr_relay_item {
 };
 
 /* One next hop: "example.com" (MX lookup), "[host]:port" (addresses of
- * host only), "host:port" (MX lookup, another port). */
+ * host only), "host:port" (MX lookup, another port); or an LMTP one, keyed
+ * "lmtp:unix:path" or "lmtp:inet:host:port" (transport_lmtp_key). */
 struct qmgr_relay_dest {
     struct qmgr_relay_dest *next;
     char *key;
-    char *host;          /* what DNS is asked */
+    char *host;          /* what DNS is asked; NULL for a unix socket */
     int use_mx;
     unsigned port;
+    int lmtp;            /* LMTP, no MX lookup, no TLS, no login */
+    char *socket_path;   /* LMTP over a unix socket: absolute */
+    char *socket_shown;  /* ... and as configured, for relay= */
     unsigned active;     /* sessions running */
     struct qmgr_relay_item *head, *tail;
 };
@@ -216,13 +222,64 @@ bad:
     return -1;
 }
 
-static struct qmgr_relay_dest *dest_get(const char *key)
+/* ---- LMTP next hops (transport_maps "lmtp:...") ---- */
+
+/* d from an LMTP key (as nexthop_for makes it): 0, or -1 when it does not
+ * parse (the key came from a transport entry that parsed, so: never). */
+static int lmtp_dest_init(struct qmgr_relay_dest *d, const char *key)
+{
+    struct transport_hop hop;
+    char *err = NULL;
+    if (transport_parse(key, rl.rt->queue_dir, &hop, &err) != 0 || hop.kind != TRANSPORT_LMTP) {
+        transport_hop_free(&hop);   /* (cleared already after a failure) */
+        free(err);
+        return -1;
+    }
+    d->lmtp = 1;
+    d->use_mx = 0;
+    d->port = hop.port;
+    d->host = hop.host, hop.host = NULL;
+    d->socket_path = hop.socket_path, hop.socket_path = NULL;
+    d->socket_shown = hop.socket_shown, hop.socket_shown = NULL;
+    transport_hop_free(&hop);
+    return 0;
+}
+
+static void launch(struct qmgr_relay_job *j);
+
+/* The one target of an LMTP unix socket: no DNS. Logged as Postfix does,
+ * "myhostname[private/dovecot-lmtp]". */
+static void lmtp_unix_session(struct qmgr_relay_job *j)
+{
+    struct smtpc_target *t = j->targets = xcalloc(1, sizeof *t);
+    j->target_names = xcalloc(1, sizeof *j->target_names);
+    j->ntargets = 1;
+    t->hostname = j->target_names[0] = xstrdup(rl.myhostname);
+    t->display_addr = j->dest->socket_shown;
+    struct sockaddr_un *su = (struct sockaddr_un *)&t->addr;
+    su->sun_family = AF_UNIX;
+    /* transport_parse checked that it fits */
+    memcpy(su->sun_path, j->dest->socket_path, strlen(j->dest->socket_path) + 1);
+    t->addrlen = (socklen_t)sizeof *su;
+    launch(j);
+}
+
+/* ---- end of LMTP next hops ---- */
+
+/* The destination for key, made when there is none; lmtp tells how the key
+ * reads (an SMTP next hop such as "lmtp:25", host "lmtp", is not one). */
+static struct qmgr_relay_dest *dest_get(const char *key, int lmtp)
 {
     for (struct qmgr_relay_dest *d = rl.dests; d; d = d->next)
-        if (strcasecmp(d->key, key) == 0)
+        if (d->lmtp == lmtp && strcasecmp(d->key, key) == 0)
             return d;
     struct qmgr_relay_dest *d = xcalloc(1, sizeof *d);
-    if (parse_nexthop(key, &d->host, &d->use_mx, &d->port) != 0) {
+    if (lmtp) {
+        if (lmtp_dest_init(d, key) != 0) {
+            free(d);
+            return NULL;
+        }
+    } else if (parse_nexthop(key, &d->host, &d->use_mx, &d->port) != 0) {
         free(d);
         return NULL;
     }
@@ -230,6 +287,15 @@ static struct qmgr_relay_dest *dest_get(const char *key)
     d->next = rl.dests;
     rl.dests = d;
     return d;
+}
+
+static void dest_free(struct qmgr_relay_dest *d)
+{
+    free(d->key);
+    free(d->host);
+    free(d->socket_path);
+    free(d->socket_shown);
+    free(d);
 }
 
 static void dest_free_if_idle(struct qmgr_relay_dest *d)
@@ -241,9 +307,7 @@ static void dest_free_if_idle(struct qmgr_relay_dest *d)
         pp = &(*pp)->next;
     if (*pp)
         *pp = d->next;
-    free(d->key);
-    free(d->host);
-    free(d);
+    dest_free(d);
 }
 
 /* A recipient's next hop from a transport entry's nexthop part: empty means
@@ -266,42 +330,51 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
     }
     if (rc == 0)
         return RELAY_ROUTE_DEFAULT;
-    char *v = str_trim(value);
-    char status[16];
-    const char *text;
+    struct transport_hop hop;
+    char *err = NULL;
     enum qmgr_relay_route route = RELAY_ROUTE_SMTP;
-    if (strncasecmp(v, "local:", 6) == 0 || strcasecmp(v, "local") == 0) {
-        route = RELAY_ROUTE_LOCAL;
-    } else if (resolver_error_transport(v, "5.0.0", status, &text)) {
-        /* smtpd refuses these at RCPT; this is mail from sendmail, or
-         * queued before the entry was added. */
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, status, text);
-        route = RELAY_ROUTE_SETTLED;
-    } else if (strncasecmp(v, "smtp:", 5) != 0 && strncasecmp(v, "relay:", 6) != 0 &&
-               strcasecmp(v, "smtp") != 0 && strcasecmp(v, "relay") != 0) {
-        char *why = xasprintf("transport_maps: unsupported transport in \"%s\"", v);
+    if (transport_parse(value, rl.rt->queue_dir, &hop, &err) != 0) {
+        char *why = xasprintf("transport_maps: %s", err);
         log_warn("%s: %s", q->m.id, why);
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
         free(why);
+        free(err);
+        free(value);
+        return RELAY_ROUTE_SETTLED;
+    }
+    if (hop.kind == TRANSPORT_LOCAL) {
+        route = RELAY_ROUTE_LOCAL;
+    } else if (hop.kind == TRANSPORT_ERROR) {
+        /* smtpd refuses these at RCPT; this is mail from sendmail, or
+         * queued before the entry was added. */
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop.status, hop.text);
         route = RELAY_ROUTE_SETTLED;
     }
+    transport_hop_free(&hop);
     free(value);
     return route;
 }
 
-/* The nexthop a remote recipient goes to; NULL when the configuration is
- * broken (the recipient is then deferred). */
-static char *nexthop_for(const char *addr)
+/* The nexthop a remote recipient goes to; *lmtp set when it is an LMTP
+ * key (transport_lmtp_key). */
+static char *nexthop_for(const char *addr, int *lmtp)
 {
+    *lmtp = 0;
     {
         char *value = NULL;
-        if (resolver_transport(rl.resolver, addr, &value) == 1) {
-            char *v = str_trim(value);
-            const char *colon = strchr(v, ':');
-            char *hop = colon && colon[1] ? xstrdup(str_trim((char *)colon + 1)) : default_nexthop(addr);
+        struct transport_hop hop;
+        char *err = NULL;
+        if (resolver_transport(rl.resolver, addr, &value) == 1 &&
+            transport_parse(value, rl.rt->queue_dir, &hop, &err) == 0) {
+            *lmtp = hop.kind == TRANSPORT_LMTP;
+            char *next = hop.kind == TRANSPORT_LMTP ? transport_lmtp_key(&hop)
+                         : hop.kind == TRANSPORT_SMTP && hop.nexthop[0] ? xstrdup(hop.nexthop)
+                                                                          : default_nexthop(addr);
+            transport_hop_free(&hop);
             free(value);
-            return hop;
+            return next;
         }
+        free(err);
         free(value);
     }
     return default_nexthop(addr);
@@ -322,15 +395,16 @@ void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
     if (!rl.kick)
         return;   /* shutting down: the recipient stays due for the next start */
     qmgr_msg_rcpt_take(q, idx);
-    char *hop = nexthop_for(q->m.rcpts[idx].addr);
-    struct qmgr_relay_dest *d = dest_get(hop);
+    int lmtp;
+    char *hop = nexthop_for(q->m.rcpts[idx].addr, &lmtp);
+    struct qmgr_relay_dest *d = dest_get(hop, lmtp);
     if (!d) {
         /* Settled from the loop, as promised: park it on a dead end. */
         char *why = xasprintf("bad next hop \"%s\" (relayhost or transport_maps)", hop);
         log_warn("%s: %s", q->m.id, why);
         free(hop);
         hop = xstrdup("[invalid]");
-        d = dest_get(hop);
+        d = dest_get(hop, 0);
         free(why);
     }
     free(hop);
@@ -487,15 +561,16 @@ static void sign(struct qmgr_relay_job *j)
 static void launch(struct qmgr_relay_job *j)
 {
     struct smtpc_opts o = rl.opts;
+    o.lmtp = j->dest->lmtp;
     o.auth_user = j->auth_user;
     o.auth_pass = j->auth_pass;
     o.tls_level = j->tls_level;
     o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
     o.tls_match = j->tls_match;
-    /* a cached connection serves only the same policy: TLS level, names
-     * and login are part of the key */
-    char *key = xasprintf("%s:%u:%d:%s:%s", j->dest->key, j->dest->port, j->tls_level,
-                          j->tls_match ? j->tls_match : "", j->auth_user ? j->auth_user : "");
+    /* a cached connection serves only the same protocol and policy:
+     * SMTP or LMTP, TLS level, names and login are part of the key */
+    char *key = xasprintf("%s:%s:%u:%d:%s:%s", j->dest->lmtp ? "lmtp" : "smtp", j->dest->key, j->dest->port,
+                          j->tls_level, j->tls_match ? j->tls_match : "", j->auth_user ? j->auth_user : "");
     o.cache_key = key;
     j->sc = smtpc_start(rl.base, &o, j->targets, j->ntargets, &j->msg, on_client_done, j);
     free(key);
@@ -638,7 +713,9 @@ static void on_route(void *arg, struct dns_route *route)
         dns_route_free(route);
         return;
     }
-    long n = usable_hosts(route);
+    /* An LMTP server is a final destination, often on this very host
+     * (another port, a socket): never a loop back to ourselves. */
+    long n = j->dest->lmtp ? (long)route->nhosts : usable_hosts(route);
     if (n < 0) {
         char *why = xasprintf("mail for %s loops back to myself", j->dest->host);
         job_settle_all(j, QMSG_BOUNCED, "none", "5.4.6", why);
@@ -715,8 +792,17 @@ static void start_job(struct qmgr_relay_dest *d)
         job_settle_all(j, QMSG_DEFERRED, "none", "4.3.5", "bad next hop in relayhost or transport_maps");
         return;
     }
-    tls_policy(j);
-    sasl_login(j);
+    if (d->lmtp && d->socket_path) {
+        lmtp_unix_session(j);
+        return;
+    }
+    if (!d->lmtp) {
+        /* LMTP goes to a local store: neither TLS nor a login (Postfix's
+         * lmtp_tls_security_level and lmtp_sasl_auth_enable are off by
+         * default too) */
+        tls_policy(j);
+        sasl_login(j);
+    }
     if (d->use_mx)
         j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
     else
@@ -861,9 +947,7 @@ void qmgr_relay_shutdown(void)
             free(it);
         }
         rl.dests = d->next;
-        free(d->key);
-        free(d->host);
-        free(d);
+        dest_free(d);
     }
     smtpc_drop_lingering();
     if (rl.kick)

@@ -7,7 +7,12 @@
  * addresses for a "[host]" next hop), every address of every exchanger is
  * tried in order, and the recipients of one message that share a
  * destination travel in one transaction (up to
- * smtp_destination_recipient_limit). Sessions are bounded per destination
+ * smtp_destination_recipient_limit). A transport_maps entry may also name
+ * an LMTP server ("lmtp:unix:private/dovecot-lmtp", "lmtp:inet:host:24",
+ * parsed by maps/transport): the same sessions in LMTP mode, to the
+ * socket, or to the host's own addresses (no MX lookup, no loop check, no
+ * TLS or login), each recipient with its own reply to the final dot.
+ * Sessions are bounded per destination
  * (smtp_destination_concurrency_limit) and in total
  * (default_process_limit). Mail whose best exchanger is this server
  * bounces ("mail for X loops back to myself", 5.4.6); exchangers less
@@ -49,12 +54,14 @@ unsigned qmgr_relay_active(void);
 enum qmgr_relay_route {
     RELAY_ROUTE_DEFAULT,   /* no transport_maps entry */
     RELAY_ROUTE_LOCAL,     /* "local:" */
-    RELAY_ROUTE_SMTP,      /* "smtp:..." or "relay:...": this module delivers */
+    RELAY_ROUTE_SMTP,      /* "smtp:...", "relay:..." or "lmtp:...": this
+                              module delivers */
     RELAY_ROUTE_SETTLED,   /* an "error:" entry or a table failure: the
                               recipient already has its result */
 };
 /* Looks addr's domain up in transport_maps; settles the recipient itself
- * for "error:" entries (bounce) and unreadable tables (defer). */
+ * for "error:" entries (bounce), and for unreadable tables and entries
+ * transport_parse refuses (defer, 4.3.5). */
 enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx);
 
 /* Takes recipient idx of q (due, not busy, for another server): marks it

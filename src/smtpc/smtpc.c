@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "smtp/smtp_addr.h"
 #include "smtpc/smtpc_internal.h"
@@ -41,6 +42,7 @@ static const char *stage_name(enum smtpc_stage st)
     case SMTPC_ST_GREETING: return "greeting";
     case SMTPC_ST_EHLO: return "EHLO";
     case SMTPC_ST_HELO: return "HELO";
+    case SMTPC_ST_LHLO: return "LHLO";
     case SMTPC_ST_STARTTLS: return "STARTTLS";
     case SMTPC_ST_TLS: return "STARTTLS";
     case SMTPC_ST_AUTH: return "AUTH";
@@ -63,6 +65,7 @@ static const char *stage_doing(const struct smtpc_conn *k)
     case SMTPC_ST_GREETING: return "receiving the initial server greeting";
     case SMTPC_ST_EHLO: return "performing the EHLO handshake";
     case SMTPC_ST_HELO: return "performing the HELO handshake";
+    case SMTPC_ST_LHLO: return "performing the LHLO handshake";
     case SMTPC_ST_STARTTLS: return "sending STARTTLS";
     case SMTPC_ST_TLS: return "performing the TLS handshake";
     case SMTPC_ST_AUTH: return "performing the SASL login";
@@ -81,11 +84,18 @@ static const char *stage_doing(const struct smtpc_conn *k)
 }
 
 /* "host[ip]:port" (Postfix's relay= form); the address stands in for a
- * missing hostname. */
+ * missing hostname. A unix socket has no port: "host[path]", the path as
+ * the caller shows it (Postfix's "mail.example.com[private/dovecot-lmtp]"). */
 static char *relay_name(const struct smtpc_target *t)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     unsigned port = 25;
+    if (t->addr.ss_family == AF_UNIX) {
+        const struct sockaddr_un *su = (const struct sockaddr_un *)&t->addr;
+        const char *path = t->display_addr != NULL ? t->display_addr : su->sun_path;
+        const char *host = t->hostname != NULL && t->hostname[0] != '\0' ? t->hostname : "localhost";
+        return xasprintf("%s[%s]", host, path);
+    }
     if (t->addr.ss_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)&t->addr;
         inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
@@ -99,16 +109,19 @@ static char *relay_name(const struct smtpc_target *t)
     return xasprintf("%s[%s]:%u", host, ip, port);
 }
 
-static void set_default_port(struct smtpc_target *t)
+/* 25, or LMTP's 24 (RFC 2033 §5 asks for no well-known port; 24 is the
+ * one in use, and Postfix's lmtp_tcp_port default). */
+static void set_default_port(struct smtpc_target *t, int lmtp)
 {
+    uint16_t port = htons(lmtp ? 24 : 25);
     if (t->addr.ss_family == AF_INET) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&t->addr;
         if (s4->sin_port == 0)
-            s4->sin_port = htons(25);
+            s4->sin_port = port;
     } else if (t->addr.ss_family == AF_INET6) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&t->addr;
         if (s6->sin6_port == 0)
-            s6->sin6_port = htons(25);
+            s6->sin6_port = port;
     }
 }
 
@@ -321,6 +334,17 @@ void smtpc_connected(struct smtpc *c)
     smtpc_conn_arm(c->conn, c->opts.helo_timeout);
 }
 
+static void send_ehlo(struct smtpc *c, const char *verb, enum smtpc_stage st);
+
+/* EHLO, or LHLO in LMTP (which has no HELO to fall back to). */
+static void send_hello(struct smtpc *c)
+{
+    if (c->opts.lmtp)
+        send_ehlo(c, "LHLO", SMTPC_ST_LHLO);
+    else
+        send_ehlo(c, "EHLO", SMTPC_ST_EHLO);
+}
+
 static void send_ehlo(struct smtpc *c, const char *verb, enum smtpc_stage st)
 {
     struct smtpc_conn *k = c->conn;
@@ -350,7 +374,7 @@ static void start_transaction(struct smtpc *c)
     const struct smtpc_msg *m = c->msg;
     struct strbuf sb = STRBUF_INIT;
     c->pipelined = k->ext.pipelining;
-    c->nsent = c->nreplied = c->naccepted = 0;
+    c->nsent = c->nreplied = c->naccepted = c->dot_cursor = 0;
     for (size_t i = 0; i < m->nrcpts; i++)
         if (c->rstate[i] != SMTPC_R_BAD)
             c->sent[c->nsent++] = i;
@@ -389,7 +413,7 @@ static void after_ehlo(struct smtpc *c)
             return;
         }
         char *t = xasprintf("TLS is required, but was not offered by host %s", c->relay);
-        target_failed(c, 450, "4.7.4", t, k->ext.esmtp ? "EHLO" : "HELO", 0, END_QUIT);
+        target_failed(c, 450, "4.7.4", t, stage_name(k->stage), 0, END_QUIT);
         free(t);
         return;
     }
@@ -423,7 +447,7 @@ void smtpc_tls_done(struct smtpc *c)
     log_info("%s TLS connection established to %s: %s",
              tls_level(c) >= SMTPC_TLS_VERIFY ? "Verified" : "Untrusted", c->relay, k->tls_info);
     /* RFC 3207 §4.2: forget what the server said before, ask again */
-    send_ehlo(c, "EHLO", SMTPC_ST_EHLO);
+    send_hello(c);
 }
 
 /* RFC 4616 PLAIN with an initial response; the copy is wiped. */
@@ -570,11 +594,35 @@ static void data_reply(struct smtpc *c)
     finish(c, SMTPC_DONE, 0, "", "", "DATA", 1, sane ? END_QUIT : END_CLOSE, 0);
 }
 
+/* LMTP (RFC 2033 §4.2): after the final dot one reply per recipient
+ * whose RCPT got 2xx, in RCPT order; each is that recipient's own result.
+ * The session ends when the last has come; a connection lost before that
+ * defers those still waiting (conn_trouble). */
+static void lmtp_dot_reply(struct smtpc *c)
+{
+    while (c->dot_cursor < c->nsent && c->rstate[c->sent[c->dot_cursor]] != SMTPC_R_ACCEPTED)
+        c->dot_cursor++;
+    if (c->dot_cursor < c->nsent)
+        rcpt_set_reply(c, c->sent[c->dot_cursor++], 2, "end of DATA");
+    while (c->dot_cursor < c->nsent && c->rstate[c->sent[c->dot_cursor]] != SMTPC_R_ACCEPTED)
+        c->dot_cursor++;
+    if (c->dot_cursor < c->nsent) {
+        smtpc_conn_arm(c->conn, c->opts.data_done_timeout);   /* each reply may take its time */
+        return;
+    }
+    /* every reply is in: the server waits for a new MAIL, reusable */
+    finish(c, SMTPC_DONE, 0, "", "", "end of DATA", 1, END_REUSE, 0);
+}
+
 /* The reply to the final dot, or one the server sent before we were done
  * with the content (then the connection is in no state for QUIT). */
 static void dot_reply(struct smtpc *c)
 {
     int early = c->conn->stage == SMTPC_ST_XFER;
+    if (c->opts.lmtp && !early) {
+        lmtp_dot_reply(c);
+        return;
+    }
     accepted_set_reply(c, early ? 0 : 2, "end of DATA");
     /* after the final reply the server waits for a new MAIL: reusable */
     finish(c, SMTPC_DONE, 0, "", "", "end of DATA", 1, early ? END_CLOSE : END_REUSE, 0);
@@ -587,9 +635,18 @@ void smtpc_reply_in(struct smtpc *c)
     switch (k->stage) {
     case SMTPC_ST_GREETING:
         if (cls == 2)
-            send_ehlo(c, "EHLO", SMTPC_ST_EHLO);
+            send_hello(c);
         else
             target_refused(c);
+        break;
+    case SMTPC_ST_LHLO:
+        /* RFC 2033 §4.1: no HELO fallback; a refusal is this target's failure */
+        if (cls == 2) {
+            k->ext.esmtp = 1;
+            after_ehlo(c);
+        } else {
+            target_refused(c);
+        }
         break;
     case SMTPC_ST_EHLO:
         if (cls == 2) {
@@ -808,10 +865,11 @@ struct smtpc *smtpc_start(struct event_base *base, const struct smtpc_opts *o,
     c->target_names = xcalloc(ntargets ? ntargets : 1, sizeof *c->target_names);
     for (size_t i = 0; i < ntargets; i++) {
         c->targets[i] = targets[i];
-        set_default_port(&c->targets[i]);
+        set_default_port(&c->targets[i], o->lmtp);
         c->relays[i] = relay_name(&c->targets[i]);
         c->target_names[i] = targets[i].hostname != NULL ? xstrdup(targets[i].hostname) : NULL;
         c->targets[i].hostname = NULL;   /* ours are in target_names */
+        c->targets[i].display_addr = NULL;   /* only relay_name used it */
     }
     c->msg = msg;
     c->cb = cb;

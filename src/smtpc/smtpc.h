@@ -1,5 +1,6 @@
-/* smtpc: one outbound SMTP client session: one message, its
- * recipients, a list of servers to try (RFC 5321 §3, §4, §5.1).
+/* smtpc: one outbound SMTP or LMTP client session: one message, its
+ * recipients, a list of servers to try (RFC 5321 §3, §4, §5.1; LMTP,
+ * RFC 2033, with opts.lmtp).
  *
  * What it does: connects to each target in turn until one takes the
  * transaction: greeting, EHLO (HELO when EHLO gets 5xx), then MAIL, RCPT
@@ -12,9 +13,18 @@
  * ENVID, NOTIFY, ORCPT), ENHANCEDSTATUSCODES. STARTTLS and CHUNKING are
  * recognised but not used yet.
  *
+ * LMTP (opts.lmtp) is the same dialogue with two differences (RFC 2033
+ * §4): LHLO instead of EHLO, with no HELO fallback (a refused LHLO is a
+ * failed target), and after the final dot one reply per recipient whose
+ * RCPT got 2xx, in RCPT order, each that recipient's own result; a
+ * connection lost before the last of them defers those still waiting.
+ * Targets may then also be unix sockets (AF_UNIX, SOCK_STREAM); an inet
+ * target without a port gets 24.
+ *
  * Which target comes next (RFC 5321 §5.1): a connect failure or timeout, a
  * greeting other than 2xx (421 and 554 alike), an EHLO/HELO 4xx (or HELO
- * 5xx after the EHLO fallback), a lost connection or a malformed reply
+ * 5xx after the EHLO fallback), an LHLO other than 2xx, a lost connection
+ * or a malformed reply
  * before MAIL was sent. When every target failed that way the outcome is
  * SMTPC_DEFER_ALL with the last one's reason. Once MAIL has been sent the
  * session sticks to its server: MAIL 4xx or a lost connection waiting for
@@ -29,8 +39,8 @@
  * connection (relay NULL).
  *
  * Who calls it: the queue process's delivery code, after dns routing
- * (dns_resolve_mail_domain) turned the next hop into targets, on that
- * process's event loop. The process must ignore SIGPIPE.
+ * (dns_resolve_mail_domain) turned the next hop into targets (or a
+ * transport entry named an LMTP socket), on that process's event loop. The process must ignore SIGPIPE.
  *
  * What it owns: its sockets, timers and buffers; copies of opts and
  * targets. It does not own msg: the caller keeps msg, its strings and its
@@ -102,19 +112,24 @@ struct smtpc_msg {
     size_t nrcpts;
 };
 
-/* One server to try. addr's port is used when not 0, else 25. hostname is
- * for logs ("mx.example.net[192.0.2.5]:25"); NULL: the address. */
+/* One server to try. addr's port is used when not 0, else 25 (LMTP: 24).
+ * hostname is for logs ("mx.example.net[192.0.2.5]:25"); NULL: the
+ * address. addr may be a sockaddr_un with LMTP: the relay is then
+ * "hostname[path]", with display_addr as the path when it is set (the
+ * path as configured, e.g. relative to the queue directory). */
 struct smtpc_target {
     const char *hostname;
     struct sockaddr_storage addr;
     socklen_t addrlen;
+    const char *display_addr;
 };
 
 /* Timeouts in seconds; 0 (or less) takes Postfix's default for the
  * matching smtp_*_timeout parameter, shown after each. */
 struct smtpc_opts {
-    const char *helo_name;      /* EHLO/HELO argument; NULL (or not one
+    const char *helo_name;      /* EHLO/HELO/LHLO argument; NULL (or not one
                                    printable word): "localhost" */
+    int lmtp;                   /* speak LMTP (RFC 2033), see above */
     long connect_timeout;       /* 30: the TCP handshake */
     long helo_timeout;          /* 300: the greeting and the EHLO/HELO reply */
     long mail_timeout;          /* 300: the MAIL reply */
@@ -177,9 +192,10 @@ struct smtpc_result {
     int code;            /* the deciding reply's code (ours: 451/552/553/554 ...) */
     char enh[16];        /* its status; for DEFER_ALL always of class 4 */
     const char *text;    /* as smtpc_rcpt.text */
-    const char *relay;   /* "mx.example.net[192.0.2.5]:25", the last server
-                            tried; NULL when no target was tried */
-    const char *stage;   /* "connect" "greeting" "EHLO" "HELO" "MAIL FROM"
+    const char *relay;   /* "mx.example.net[192.0.2.5]:25" (a unix socket:
+                            "host[path]"), the last server tried; NULL when
+                            no target was tried */
+    const char *stage;   /* "connect" "greeting" "EHLO" "HELO" "LHLO" "MAIL FROM"
                             "RCPT TO" "DATA" "end of DATA" "QUIT": with
                             remote, for "(in reply to %s command)" */
     int remote;          /* 1: code/enh/text are what relay replied */

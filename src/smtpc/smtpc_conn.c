@@ -1,4 +1,5 @@
-/* smtpc_conn: the TCP side of smtpc. It owns one connection's
+/* smtpc_conn: the socket side of smtpc (TCP, or a unix socket for
+ * LMTP). It owns one connection's
  * socket (a libevent bufferevent), its stage timer and its line reading,
  * and the process-wide list of lingering connections that finish their
  * QUIT exchange after their session has given its result.
@@ -191,7 +192,7 @@ static void session_line(struct smtpc_conn *k, const char *line, size_t len)
     const char *why;
     if (k->reply.complete)
         smtpc_reply_reset(&k->reply);
-    struct smtpc_ext *ext = k->stage == SMTPC_ST_EHLO ? &k->ext : NULL;
+    struct smtpc_ext *ext = k->stage == SMTPC_ST_EHLO || k->stage == SMTPC_ST_LHLO ? &k->ext : NULL;
     if (smtpc_reply_add_line(&k->reply, line, len, ext, &why) < 0) {
         smtpc_conn_failed(k->client, SMTPC_F_PROTO, 0, why);
         return;
@@ -323,7 +324,9 @@ struct smtpc_conn *smtpc_conn_open(struct smtpc *c, const struct sockaddr *sa, s
         return NULL;
     }
     /* Our own connect() tells an immediate failure with its real errno;
-     * libevent then waits for the handshake (EINTR: it goes on anyway). */
+     * libevent then waits for the handshake (EINTR: it goes on anyway).
+     * A unix socket (LMTP) connects at once or fails at once: its EAGAIN
+     * is a full listen queue, a failure like any other. */
     if (connect(fd, sa, salen) < 0 && errno != EINPROGRESS && errno != EINTR) {
         *err = errno;
         close(fd);

@@ -31,6 +31,7 @@ enum smtpc_stage {
     SMTPC_ST_GREETING,
     SMTPC_ST_EHLO,
     SMTPC_ST_HELO,
+    SMTPC_ST_LHLO,      /* LMTP's EHLO (RFC 2033 §4.1) */
     SMTPC_ST_STARTTLS,  /* STARTTLS sent: waiting for 220 */
     SMTPC_ST_TLS,       /* the TLS handshake runs */
     SMTPC_ST_AUTH,      /* AUTH PLAIN sent: waiting for 235 */
@@ -45,7 +46,7 @@ enum smtpc_stage {
 
 /* What the server's EHLO reply offered. */
 struct smtpc_ext {
-    int esmtp;               /* EHLO worked (0 after the HELO fallback) */
+    int esmtp;               /* EHLO (or LHLO) worked (0 after the HELO fallback) */
     int pipelining, size, eightbit, smtputf8, dsn, chunking, enhanced, starttls;
     int auth_plain, auth_login;   /* AUTH mechanisms offered */
     uint64_t size_limit;     /* SIZE n; 0: no fixed limit given */
@@ -137,6 +138,10 @@ struct smtpc {
     unsigned char *rstate;            /* enum smtpc_rcpt_state per rcpt */
     size_t *sent;                     /* indices of the rcpts sent, in order */
     size_t nsent, nreplied, naccepted;
+    size_t dot_cursor;                /* LMTP: index into sent of the next
+                                         rcpt whose reply to the final dot
+                                         is awaited (one per accepted rcpt,
+                                         in RCPT order) */
 
     /* Content streaming. */
     uint64_t pos;

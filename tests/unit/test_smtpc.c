@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "smtpc/smtpc.h"
@@ -38,8 +39,11 @@ struct fake_conf {
     const char *mail;
     const char *rcpt[8];   /* in order; NULL: 250 */
     const char *data;      /* NULL: 354 */
-    const char *dot;       /* NULL: 250 queued */
+    const char *dot;       /* NULL: 250 queued; LMTP: all the per-recipient
+                              replies, one after the other */
     size_t drop_after;     /* close after this many content octets (0: never) */
+    const char *lhlo;      /* NULL: "250 fake.test" */
+    int close_after_dot;   /* close right after the dot's reply(ies) */
 };
 
 struct fake {
@@ -47,6 +51,7 @@ struct fake {
     int lfd;
     struct event *lev;
     unsigned short port;
+    char *unix_path;         /* listening on a unix socket instead (LMTP) */
     struct fake_conf conf;
     struct strbuf rx;        /* every command octet received, all connections */
     struct strbuf content;   /* raw DATA octets (dot-stuffed, final dot excluded) */
@@ -96,6 +101,8 @@ static void fake_command(struct fake *f, const char *line, size_t len)
     strbuf_append(&f->rx, line, len);
     if (len >= 4 && strncasecmp(line, "EHLO", 4) == 0) {
         fake_say(f, f->conf.ehlo ? f->conf.ehlo : "250 fake.test\r\n");
+    } else if (len >= 4 && strncasecmp(line, "LHLO", 4) == 0) {
+        fake_say(f, f->conf.lhlo ? f->conf.lhlo : "250 fake.test\r\n");
     } else if (len >= 4 && strncasecmp(line, "HELO", 4) == 0) {
         fake_say(f, f->conf.helo ? f->conf.helo : "250 fake.test\r\n");
     } else if (len >= 4 && strncasecmp(line, "MAIL", 4) == 0) {
@@ -126,6 +133,8 @@ static void fake_data_line(struct fake *f, const char *line, size_t len)
         f->in_data = 0;
         f->dot_seen++;
         fake_say(f, f->conf.dot ? f->conf.dot : "250 2.0.0 Ok: queued as 1\r\n");
+        if (f->conf.close_after_dot)
+            fake_close(f);
         return;
     }
     strbuf_append(&f->content, line, len);
@@ -211,11 +220,42 @@ static struct fake *fake_new(struct event_base *base, const struct fake_conf *co
     return f;
 }
 
+/* The same server on a unix socket in a fresh temporary directory. */
+static struct fake *fake_new_unix(struct event_base *base, const struct fake_conf *conf)
+{
+    struct fake *f = xcalloc(1, sizeof *f);
+    f->base = base;
+    f->fd = -1;
+    if (conf)
+        f->conf = *conf;
+    char dir[] = "/tmp/test_smtpc_lmtp.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    f->unix_path = xasprintf("%s/lmtp", dir);
+    f->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(f->lfd >= 0);
+    struct sockaddr_un su = {0};
+    su.sun_family = AF_UNIX;
+    assert_true(strlen(f->unix_path) < sizeof su.sun_path);
+    strcpy(su.sun_path, f->unix_path);
+    assert_int_equal(bind(f->lfd, (struct sockaddr *)&su, sizeof su), 0);
+    assert_int_equal(listen(f->lfd, 8), 0);
+    f->lev = event_new(base, f->lfd, EV_READ | EV_PERSIST, fake_accept, f);
+    event_add(f->lev, NULL);
+    return f;
+}
+
 static void fake_free(struct fake *f)
 {
     fake_close(f);
     event_free(f->lev);
     close(f->lfd);
+    if (f->unix_path != NULL) {
+        unlink(f->unix_path);
+        char *slash = strrchr(f->unix_path, '/');
+        *slash = '\0';
+        rmdir(f->unix_path);
+        free(f->unix_path);
+    }
     strbuf_free(&f->rx);
     strbuf_free(&f->content);
     strbuf_free(&f->in);
@@ -235,6 +275,19 @@ static unsigned short dead_port(void)
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     close(fd);
     return ntohs(sa.sin_port);
+}
+
+static struct smtpc_target unix_target(const char *host, const char *path, const char *shown)
+{
+    struct smtpc_target t;
+    memset(&t, 0, sizeof t);
+    t.hostname = host;
+    t.display_addr = shown;
+    struct sockaddr_un *su = (struct sockaddr_un *)&t.addr;
+    su->sun_family = AF_UNIX;
+    strcpy(su->sun_path, path);
+    t.addrlen = sizeof *su;
+    return t;
 }
 
 static struct smtpc_target target(const char *host, unsigned short port)
@@ -1248,6 +1301,169 @@ static void test_connection_reuse(void **state)
     env_free(e);
 }
 
+/* ---- LMTP (RFC 2033) ---- */
+
+static const char LHLO_DOVECOT[] = "250-fake.test\r\n"
+                                   "250-8BITMIME\r\n"
+                                   "250-ENHANCEDSTATUSCODES\r\n"
+                                   "250 PIPELINING\r\n";
+
+/* LHLO, one pipelined group, and after the dot one reply per accepted
+ * recipient in RCPT order (the one refused at RCPT gets none): each is
+ * that recipient's result, 2xx, 4xx and 5xx alike. Over a unix socket,
+ * shown as "host[path]" with the path as configured. */
+static void test_lmtp_per_recipient_replies(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 4);
+    struct fake_conf fc = {.lhlo = LHLO_DOVECOT,
+                           .rcpt = {NULL, "550 5.1.1 <b@x.test> User doesn't exist: b@x.test\r\n"},
+                           .dot = "250 2.0.0 <a@x.test> Kx1 Saved\r\n"
+                                  "452 4.2.2 <c@x.test> Mailbox is full\r\n"
+                                  "550 5.2.1 <d@x.test> Mailbox disabled\r\n"};
+    struct fake *f = fake_new_unix(e->base, &fc);
+    struct smtpc_target t = unix_target("mail.test", f->unix_path, "private/lmtp");
+    e->opts.lmtp = 1;
+    run(e, f, NULL, &t, 1);
+
+    assert_string_equal(f->rx.buf, "LHLO client.test\r\n"
+                                   "MAIL FROM:<s@y.test>\r\n"
+                                   "RCPT TO:<a@x.test>\r\n"
+                                   "RCPT TO:<b@x.test>\r\n"
+                                   "RCPT TO:<c@x.test>\r\n"
+                                   "RCPT TO:<d@x.test>\r\n"
+                                   "DATA\r\n"
+                                   "QUIT\r\n");
+    assert_non_null(strstr(f->mail_chunk, "RCPT TO:<d@x.test>\r\nDATA\r\n"));   /* pipelined */
+    assert_memory_equal(f->content.buf, BODY_WIRE, sizeof BODY_WIRE - 1);
+    assert_int_equal(got.outcome, SMTPC_DONE);
+    assert_string_equal(got.relay, "mail.test[private/lmtp]");
+    assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 <a@x.test> Kx1 Saved", "end of DATA", 1);
+    assert_rcpt(&e->rcpts[1], 550, "5.1.1", "550 5.1.1 <b@x.test> User doesn't exist: b@x.test", "RCPT TO", 1);
+    assert_rcpt(&e->rcpts[2], 452, "4.2.2", "452 4.2.2 <c@x.test> Mailbox is full", "end of DATA", 1);
+    assert_rcpt(&e->rcpts[3], 550, "5.2.1", "550 5.2.1 <d@x.test> Mailbox disabled", "end of DATA", 1);
+    assert_int_equal(f->saw_quit, 1);
+    fake_free(f);
+    env_free(e);
+}
+
+/* The connection drops after the first of three replies: the first
+ * recipient is delivered, the two still waiting are deferred (never
+ * bounced: the server may or may not have delivered them). */
+static void test_lmtp_lost_after_first_reply(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 3);
+    struct fake_conf fc = {.lhlo = LHLO_DOVECOT, .dot = "250 2.0.0 <a@x.test> Kx1 Saved\r\n", .close_after_dot = 1};
+    struct fake *f = fake_new_unix(e->base, &fc);
+    struct smtpc_target t = unix_target("mail.test", f->unix_path, NULL);
+    e->opts.lmtp = 1;
+    run(e, f, NULL, &t, 1);
+    assert_int_equal(got.outcome, SMTPC_DONE);
+    char *relay = xasprintf("mail.test[%s]", f->unix_path);
+    assert_string_equal(got.relay, relay);
+    assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 <a@x.test> Kx1 Saved", "end of DATA", 1);
+    char *want = xasprintf("lost connection with %s while sending end of data -- message may be sent more than once",
+                           relay);
+    assert_rcpt(&e->rcpts[1], 451, "4.4.2", want, "end of DATA", 0);
+    assert_rcpt(&e->rcpts[2], 451, "4.4.2", want, "end of DATA", 0);
+    free(want);
+    free(relay);
+    fake_free(f);
+    env_free(e);
+}
+
+/* A server that does not offer PIPELINING gets one command at a time; an
+ * inet target is fine too. */
+static void test_lmtp_without_pipelining(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 2);
+    struct fake_conf fc = {.dot = "250 2.0.0 <a@x.test> ok\r\n" "250 2.0.0 <b@x.test> ok\r\n"};
+    struct fake *f = fake_new(e->base, &fc);
+    struct smtpc_target t = target("lmtp.x.test", f->port);
+    e->opts.lmtp = 1;
+    run(e, f, NULL, &t, 1);
+    assert_string_equal(f->rx.buf, "LHLO client.test\r\n"
+                                   "MAIL FROM:<s@y.test>\r\n"
+                                   "RCPT TO:<a@x.test>\r\n"
+                                   "RCPT TO:<b@x.test>\r\n"
+                                   "DATA\r\n"
+                                   "QUIT\r\n");
+    assert_string_equal(f->mail_chunk, "MAIL FROM:<s@y.test>\r\n");
+    char *relay = relay_of("lmtp.x.test", f->port);
+    assert_string_equal(got.relay, relay);
+    free(relay);
+    assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 <a@x.test> ok", "end of DATA", 1);
+    assert_rcpt(&e->rcpts[1], 250, "2.0.0", "250 2.0.0 <b@x.test> ok", "end of DATA", 1);
+    fake_free(f);
+    env_free(e);
+}
+
+/* LMTP has no HELO: a refused LHLO fails the target (deferred at the end),
+ * and nothing else is sent but QUIT. */
+static void test_lmtp_lhlo_refused_no_helo(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 1);
+    struct fake_conf fc = {.lhlo = "500 5.5.1 unknown command\r\n"};
+    struct fake *f = fake_new_unix(e->base, &fc);
+    struct smtpc_target t = unix_target("mail.test", f->unix_path, "lmtp");
+    e->opts.lmtp = 1;
+    run(e, f, NULL, &t, 1);
+    assert_string_equal(f->rx.buf, "LHLO client.test\r\nQUIT\r\n");
+    assert_int_equal(got.outcome, SMTPC_DEFER_ALL);
+    assert_int_equal(got.code, 451);
+    assert_string_equal(got.enh, "4.5.1");
+    assert_string_equal(got.stage, "LHLO");
+    assert_rcpt(&e->rcpts[0], 451, "4.5.1", "500 5.5.1 unknown command", "LHLO", 1);
+    fake_free(f);
+    env_free(e);
+}
+
+/* A unix socket nobody listens on: a connect failure, deferred. */
+static void test_lmtp_unix_socket_missing(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 1);
+    struct smtpc_target t = unix_target("mail.test", "/nonexistent/tern-test/lmtp", NULL);
+    e->opts.lmtp = 1;
+    run(e, NULL, NULL, &t, 1);
+    assert_int_equal(got.outcome, SMTPC_DEFER_ALL);
+    assert_rcpt(&e->rcpts[0], 451, "4.4.1",
+                "connect to mail.test[/nonexistent/tern-test/lmtp]: No such file or directory", "connect", 0);
+    env_free(e);
+}
+
+/* Two messages over one cached LMTP connection: the second starts with
+ * MAIL at once, and both get their per-recipient replies. */
+static void test_lmtp_connection_reuse(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 2);
+    struct fake_conf fc = {.lhlo = LHLO_DOVECOT,
+                           .dot = "250 2.0.0 <a@x.test> Saved\r\n" "550 5.2.2 <b@x.test> Quota exceeded\r\n"};
+    struct fake *f = fake_new_unix(e->base, &fc);
+    struct smtpc_target t = unix_target("mail.test", f->unix_path, "lmtp");
+    e->opts.lmtp = 1;
+    e->opts.cache_key = "lmtp:unix:lmtp";
+    for (int round = 0; round < 2; round++) {
+        smtpc_msg_clear(&e->msg);
+        outcome_reset();
+        smtpc_start(e->base, &e->opts, &t, 1, &e->msg, on_result, &got);
+        run_until(e->base, f, NULL, result_and_idle);
+        assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 <a@x.test> Saved", "end of DATA", 1);
+        assert_rcpt(&e->rcpts[1], 550, "5.2.2", "550 5.2.2 <b@x.test> Quota exceeded", "end of DATA", 1);
+    }
+    assert_int_equal(f->conns_total, 1);
+    assert_int_equal(f->dot_seen, 2);
+    const char *second = strstr(f->rx.buf, "DATA\r\nMAIL FROM:");
+    assert_non_null(second);
+    assert_null(strstr(second, "LHLO"));
+    fake_free(f);
+    env_free(e);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1281,6 +1497,12 @@ int main(void)
         cmocka_unit_test(test_short_queue_file_defers),
         cmocka_unit_test(test_utf8_orcpt_as_xtext),
         cmocka_unit_test(test_connection_reuse),
+        cmocka_unit_test(test_lmtp_per_recipient_replies),
+        cmocka_unit_test(test_lmtp_lost_after_first_reply),
+        cmocka_unit_test(test_lmtp_without_pipelining),
+        cmocka_unit_test(test_lmtp_lhlo_refused_no_helo),
+        cmocka_unit_test(test_lmtp_unix_socket_missing),
+        cmocka_unit_test(test_lmtp_connection_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,216 @@
+"""LMTP delivery (RFC 2033) to a real Dovecot: transport_maps entries
+`lmtp:unix:PATH` (absolute, and relative to queue_directory as Postfix's
+`lmtp:unix:private/dovecot-lmtp`) and `lmtp:inet:host:port`.
+
+A throwaway Dovecot runs only its LMTP service, with its own base_dir, a
+passwd-file userdb of two users and Maildirs under a temporary directory,
+listening on a unix socket (and, for one test, on a free loopback port).
+Each recipient gets Dovecot's own reply to the final dot: the two users'
+mail lands in their Maildirs, an unknown user bounces with Dovecot's
+550 5.1.1, and with Dovecot stopped the recipients wait in the queue.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port, wait_port
+
+DOVECOT = "/usr/sbin/dovecot"
+LMTP_BINARY = "/usr/lib/dovecot/lmtp"   # dovecot-lmtpd
+
+USERS = ("alice", "bob")
+
+
+class Dovecot:
+    """A private Dovecot LMTP server; start() and stop() may repeat."""
+
+    def __init__(self, inet_port=None):
+        self.dir = Path(tempfile.mkdtemp(prefix="tern-lmtp-dovecot-"))
+        self.dir.chmod(0o755)   # Dovecot's own processes run as its users
+        self.socket = self.dir / "lmtp"
+        self.mail = self.dir / "mail"
+        self.mail.mkdir()
+        # deliveries run as nobody (the userdb's uid): it makes the homes
+        self.mail.chmod(0o1777)
+        self.inet_port = inet_port
+        inet = (f"  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {inet_port}\n  }}\n"
+                if inet_port else "")
+        d = self.dir
+        (d / "dovecot.conf").write_text(f"""\
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = lmtp
+ssl = no
+passdb {{
+  driver = passwd-file
+  args = {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = {d}/users
+  default_fields = uid=nobody gid=nogroup home={d}/mail/%n
+}}
+mail_location = maildir:~/Maildir
+service lmtp {{
+  unix_listener {self.socket} {{
+    mode = 0666
+  }}
+{inet}}}
+""")
+        (d / "users").write_text("".join(f"{u}@example.org:{{PLAIN}}unused::::::\n" for u in USERS))
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(self.dir / "dovecot.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 20
+        while not self.socket.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        assert self.socket.exists(), self.log()
+        if self.inet_port:
+            assert wait_port("127.0.0.1", self.inet_port), self.log()
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        p = self.dir / "dovecot.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def messages(self, user):
+        new = self.mail / user / "Maildir" / "new"
+        return sorted(new.iterdir()) if new.is_dir() else []
+
+    def wait_messages(self, user, count=1, timeout=15.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if len(self.messages(user)) >= count:
+                return self.messages(user)
+            time.sleep(0.05)
+        raise AssertionError(f"{user}: expected {count} messages in Dovecot, have "
+                             f"{len(self.messages(user))}\n{self.log()[-3000:]}")
+
+
+def dovecot_or_skip():
+    if os.geteuid() != 0:
+        pytest.skip("a private Dovecot needs root")
+    if not os.path.exists(DOVECOT) or not os.path.exists(LMTP_BINARY):
+        pytest.skip("needs dovecot-core and dovecot-lmtpd (scripts/deps.sh test)")
+
+
+@pytest.fixture
+def dovecot():
+    dovecot_or_skip()
+    d = Dovecot()
+    d.start()
+    yield d
+    d.stop()
+    shutil.rmtree(d.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot_inet():
+    dovecot_or_skip()
+    d = Dovecot(inet_port=free_port())
+    d.start()
+    yield d
+    d.stop()
+    shutil.rmtree(d.dir, ignore_errors=True)
+
+
+def lmtp_tern(tern_instance, work_dir, hop):
+    table = work_dir / "transport"
+    table.write_text(f"example.org {hop}\n")
+    tern_instance.write_config(transport_maps=f"texthash:{table}", mynetworks="127.0.0.0/8")
+    return tern_instance.start()
+
+
+def send(tern, rcpts, subject, token):
+    body = f"Subject: {subject}\r\nFrom: you@localhost\r\n\r\n{token}\r\n".encode()
+    with tern.smtp() as c:
+        refused = c.sendmail("you@localhost", rcpts, body)
+    assert refused == {}
+
+
+def delivered_line(tern, rcpt, relay):
+    """The log line of rcpt's delivery, with its relay and Dovecot's reply."""
+    pattern = (rf"to=<{re.escape(rcpt)}>, relay={re.escape(relay)}(, conn_use=\d+)?, delay=[\d.]+, "
+               rf"delays=[\d./]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 <{re.escape(rcpt)}> \S+ Saved\)")
+    text = tern.wait_log(pattern, regex=True, timeout=15)
+    return re.findall(pattern, text)
+
+
+def test_lmtp_unix_delivers_bounces_and_reuses(tern_instance, work_dir, dovecot):
+    tern = lmtp_tern(tern_instance, work_dir, f"lmtp:unix:{dovecot.socket}")
+    relay = f"mail.example.test[{dovecot.socket}]"
+    send(tern, ["alice@example.org", "bob@example.org", "nobody@example.org"], "lmtp one", "token-one-7f3a")
+
+    for user in USERS:
+        data = dovecot.wait_messages(user)[0].read_bytes()
+        assert b"Subject: lmtp one" in data and b"token-one-7f3a" in data
+        # Dovecot's own trace: it took the envelope from tern over LMTP
+        assert b"Return-Path: <you@localhost>" in data and b"with LMTP" in data
+        delivered_line(tern, f"{user}@example.org", relay)
+    # Dovecot's reply to the unknown user's RCPT is its bounce
+    tern.wait_log(rf"to=<nobody@example\.org>, relay={re.escape(relay)}, .*dsn=5\.1\.1, status=bounced "
+                  rf"\(host {re.escape(relay)} said: 550 5\.1\.1 <nobody@example\.org> User doesn't exist: "
+                  rf"nobody@example\.org \(in reply to RCPT TO command\)\)", regex=True)
+    notice = tern.wait_messages("you")[0].read_bytes()
+    assert b"User doesn't exist" in notice
+
+    # a second message: the cached connection, or a new one, works the same
+    send(tern, ["alice@example.org"], "lmtp two", "token-two-91c4")
+    second = dovecot.wait_messages("alice", 2)
+    assert any(b"token-two-91c4" in p.read_bytes() for p in second)
+    assert len(delivered_line(tern, "alice@example.org", relay)) == 2
+    assert len(dovecot.messages("bob")) == 1
+    assert not tern.sanitizer_reports()
+
+
+def test_lmtp_relative_socket_under_queue_directory(tern_instance, work_dir, dovecot):
+    """Postfix's lmtp:unix:private/dovecot-lmtp, logged as it is written."""
+    tern = lmtp_tern(tern_instance, work_dir, "lmtp:unix:private/dovecot-lmtp")
+    os.symlink(dovecot.socket, tern.queue_dir / "private" / "dovecot-lmtp")
+    send(tern, ["bob@example.org"], "relative", "token-rel-2b8e")
+    data = dovecot.wait_messages("bob")[0].read_bytes()
+    assert b"token-rel-2b8e" in data
+    delivered_line(tern, "bob@example.org", "mail.example.test[private/dovecot-lmtp]")
+
+
+def test_lmtp_inet(tern_instance, work_dir, dovecot_inet):
+    port = dovecot_inet.inet_port
+    tern = lmtp_tern(tern_instance, work_dir, f"lmtp:inet:127.0.0.1:{port}")
+    send(tern, ["alice@example.org"], "inet", "token-inet-5d01")
+    data = dovecot_inet.wait_messages("alice")[0].read_bytes()
+    assert b"token-inet-5d01" in data
+    delivered_line(tern, "alice@example.org", f"127.0.0.1[127.0.0.1]:{port}")
+
+
+def test_lmtp_server_down_defers(tern_instance, work_dir, dovecot):
+    dovecot.stop()
+    tern = lmtp_tern(tern_instance, work_dir, f"lmtp:unix:{dovecot.socket}")
+    send(tern, ["alice@example.org", "nobody@example.org"], "down", "token-down-00aa")
+    for rcpt in ("alice@example.org", "nobody@example.org"):
+        tern.wait_log(rf"to=<{re.escape(rcpt)}>, relay=none, .*dsn=4\.4\.1, status=deferred \(connect to "
+                      rf"mail\.example\.test\[{re.escape(str(dovecot.socket))}\]: ", regex=True)
+    assert "status=bounced" not in tern.log_text()
+
+    # back up: the queue's next try delivers (minimal_backoff_time is 1s)
+    dovecot.start()
+    assert b"token-down-00aa" in dovecot.wait_messages("alice", timeout=30)[0].read_bytes()
