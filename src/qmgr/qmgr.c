@@ -213,8 +213,7 @@ static void route(struct qmgr_msg *q, size_t idx)
         if (strcmp(qm.virtual_transport, "virtual") == 0)
             qmgr_local_deliver(q, idx);
         else
-            qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5",
-                                 "virtual_transport: only \"virtual\" can deliver yet");
+            qmgr_relay_enqueue_via(q, idx, qm.virtual_transport, "virtual_transport");
         return;
     }
     /* Recipients that came out of an alias expansion go straight to their

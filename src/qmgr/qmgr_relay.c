@@ -390,13 +390,9 @@ static void kick_soon(void)
     }
 }
 
-void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
+/* Queues recipient idx (already taken) for the destination hop (taken over). */
+static void enqueue_to(struct qmgr_msg *q, size_t idx, char *hop, int lmtp)
 {
-    if (!rl.kick)
-        return;   /* shutting down: the recipient stays due for the next start */
-    qmgr_msg_rcpt_take(q, idx);
-    int lmtp;
-    char *hop = nexthop_for(q->m.rcpts[idx].addr, &lmtp);
     struct qmgr_relay_dest *d = dest_get(hop, lmtp);
     if (!d) {
         /* Settled from the loop, as promised: park it on a dead end. */
@@ -417,6 +413,46 @@ void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
         d->head = it;
     d->tail = it;
     kick_soon();
+}
+
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
+{
+    if (!rl.kick)
+        return;   /* shutting down: the recipient stays due for the next start */
+    qmgr_msg_rcpt_take(q, idx);
+    int lmtp;
+    char *hop = nexthop_for(q->m.rcpts[idx].addr, &lmtp);
+    enqueue_to(q, idx, hop, lmtp);
+}
+
+void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transport, const char *param)
+{
+    if (!rl.kick)
+        return;
+    struct transport_hop hop;
+    char *err = NULL;
+    if (transport_parse(transport, rl.rt->queue_dir, &hop, &err) != 0 || hop.kind == TRANSPORT_LOCAL) {
+        char *why = err ? xasprintf("%s: %s", param, err)
+                        : xasprintf("%s: local is not a transport for this address class", param);
+        log_warn("%s: %s", q->m.id, why);
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
+        free(why);
+        free(err);
+        if (!err)
+            transport_hop_free(&hop);
+        return;
+    }
+    if (hop.kind == TRANSPORT_ERROR) {
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop.status, hop.text);
+        transport_hop_free(&hop);
+        return;
+    }
+    qmgr_msg_rcpt_take(q, idx);
+    int lmtp = hop.kind == TRANSPORT_LMTP;
+    char *next = lmtp ? transport_lmtp_key(&hop)
+                 : hop.nexthop[0] ? xstrdup(hop.nexthop) : default_nexthop(q->m.rcpts[idx].addr);
+    transport_hop_free(&hop);
+    enqueue_to(q, idx, next, lmtp);
 }
 
 static void job_free(struct qmgr_relay_job *j)

@@ -68,5 +68,10 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx);
  * busy; its result comes back later through qmgr_msg_rcpt_result(), never
  * from inside this call. */
 void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx);
+/* The same through a transport named by a parameter (virtual_transport:
+ * "lmtp:unix:private/dovecot-lmtp", "smtp:[host]:port", "error:..."),
+ * not transport_maps; a value that does not parse defers the recipient
+ * with param's name in the reason. */
+void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transport, const char *param);
 
 #endif

@@ -214,3 +214,32 @@ def test_lmtp_server_down_defers(tern_instance, work_dir, dovecot):
     # back up: the queue's next try delivers (minimal_backoff_time is 1s)
     dovecot.start()
     assert b"token-down-00aa" in dovecot.wait_messages("alice", timeout=30)[0].read_bytes()
+
+
+def test_virtual_mailbox_domain_handed_to_dovecot(tern_instance, work_dir, dovecot):
+    """The guides' hosting setup: virtual_mailbox_domains and _maps say who
+    exists (checked at RCPT, for anyone on the Internet), virtual_transport
+    hands the mail to Dovecot's LMTP, and a virtual alias may point there."""
+    vmailbox = work_dir / "vmailbox"
+    vmailbox.write_text("alice@example.org  example.org/alice/\nbob@example.org  example.org/bob/\n")
+    virtual = work_dir / "virtual"
+    virtual.write_text("postmaster@example.org  alice@example.org\n")
+    tern_instance.write_config(mynetworks="192.0.2.0/24", virtual_mailbox_domains="example.org",
+                               virtual_mailbox_maps=f"hash:{vmailbox}", virtual_alias_maps=f"hash:{virtual}",
+                               virtual_transport=f"lmtp:unix:{dovecot.socket}")
+    tern = tern_instance.start()
+    with tern.smtp() as c:
+        c.ehlo("client.example")
+        c.mail("someone@elsewhere.example")
+        assert c.rcpt("alice@example.org")[0] == 250
+        assert c.rcpt("postmaster@example.org")[0] == 250
+        code, text = c.rcpt("carol@example.org")
+        assert code == 550 and b"User unknown in virtual mailbox table" in text, text
+        c.data(b"From: someone@elsewhere.example\r\nSubject: hosted\r\n\r\ntoken-hosted-5d2e\r\n")
+    # alice, named twice (directly and through postmaster), gets one copy
+    got = dovecot.wait_messages("alice", 1)
+    assert b"token-hosted-5d2e" in got[0].read_bytes()
+    tern.wait_log(r"to=<alice@example\.org>, orig_to=<postmaster@example\.org>, relay=", regex=True)
+    delivered_line(tern, "alice@example.org", f"mail.example.test[{dovecot.socket}]")
+    time.sleep(0.5)
+    assert len(dovecot.messages("alice")) == 1
