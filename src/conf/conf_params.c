@@ -27,8 +27,6 @@
  * section of their own. They are not rows: no getter may ask for them. A
  * name moves to the table when its feature lands. Keep sorted by name. */
 const struct conf_ignored conf_ignored[] = {
-    {"default_privs", "tern delivers only to mailboxes, never to commands or files, so no "
-                      "delivery runs with these rights."},
     {"line_length_limit", "tern does not split long message lines; SMTP command lines are "
                           "bounded at 1000 octets."},
     {"local_destination_concurrency_limit", "local deliveries are limited only by "
@@ -61,6 +59,12 @@ const struct conf_param conf_params[] = {
         "itself, so there is nothing to rebuild."),
     LIST("alias_maps", "hash:/etc/aliases",
         "Alias tables the local delivery agent consults, in order."),
+    LIST("allow_mail_to_commands", "alias, forward",
+        "Where the local delivery agent accepts |command targets: alias (alias_maps), forward (.forward files), "
+        "include (:include: files); a target from anywhere else bounces (5.7.1 mail to command is restricted). "
+        "tern reads no .forward or :include: files yet."),
+    LIST("allow_mail_to_files", "alias, forward",
+        "Where the local delivery agent accepts /file targets (alias, forward, include, as allow_mail_to_commands)."),
     TIME("anvil_rate_time_unit", "60s", 's', 1,
         "The time unit of the per-client rate limits."),
     LIST("authorized_flush_users", "static:anyone",
@@ -76,6 +80,9 @@ const struct conf_param conf_params[] = {
     INT("bounce_size_limit", "50000", 0, BYTES_MAX,
         "Largest original message returned whole in a bounce; larger ones are returned as "
         "headers only."),
+    TIME("command_time_limit", "1000s", 's', 1,
+        "Longest run of a delivery command (an alias's |command, mailbox_command); then it is killed and the "
+        "delivery deferred."),
     STR("config_directory", "/etc/tern",
         "Directory holding main.cf and master.cf."),
     INT("default_destination_concurrency_limit", "20", 1, COUNT_MAX,
@@ -84,6 +91,9 @@ const struct conf_param conf_params[] = {
     INT("default_destination_recipient_limit", "50", 1, COUNT_MAX,
         "Default largest number of recipients per message delivery (smtp_destination_recipient_limit "
         "follows it)."),
+    STR("default_privs", "nobody",
+        "The user that commands and files of aliases run as when root owns the alias table (or it has no file), "
+        "and mailbox_command for root's mail; must not be root or mail_owner."),
     INT("default_process_limit", "100", 1, COUNT_MAX,
         "Most local deliveries in progress at once, and, separately, most SMTP client sessions "
         "(in Postfix: the processes a master.cf service may run)."),
@@ -140,6 +150,10 @@ const struct conf_param conf_params[] = {
         "root, also by `tern dev`."),
     STR("mail_spool_directory", "/var/mail",
         "Directory of mbox mailboxes named after users, used when home_mailbox is empty."),
+    STR("mailbox_command", "",
+        "When set, mail to a local user (not a virtual mailbox) goes to this command, run by /bin/sh as the user "
+        "in the home directory, the message on its input (e.g. /usr/bin/procmail -a \"$EXTENSION\"); exit 75 "
+        "defers, another non-zero status bounces."),
     STR("maillog_file", "",
         "File to log to (also after `tern start`); empty: standard error with `tern serve`, "
         "syslog (facility mail) with `tern start`. Started as root, the file must lie in a directory "

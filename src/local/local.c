@@ -33,7 +33,9 @@
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
+#include "local/command.h"
 #include "local/deliver.h"
+#include "local/local_targets.h"
 #include "local/maildir.h"
 #include "local/mbox.h"
 #include "maps/resolver.h"
@@ -68,6 +70,7 @@ struct waiting_batch {
 struct client {
     struct client *next;
     struct ipc_chan *ch;
+    uintptr_t serial;   /* names it to replies that come later (commands) */
 };
 
 static struct {
@@ -84,6 +87,8 @@ static struct {
     int have_spool_dev;
     struct waiting_batch *waiting;
     uint32_t barrier_seq;
+    struct local_targets *targets;
+    uintptr_t client_serial;
 } lc;
 
 /* ---------- identity ---------- */
@@ -129,6 +134,31 @@ static void reply_error(struct ipc_chan *ch, uint32_t reqid, const struct delive
 {
     if (chan_alive(ch))
         send_reply(ch, reqid, err->temporary ? "deferred" : "bounced", err->enh, err->text);
+}
+
+static uintptr_t client_serial_of(struct ipc_chan *ch)
+{
+    for (struct client *c = lc.clients; c; c = c->next)
+        if (c->ch == ch)
+            return c->serial;
+    return 0;
+}
+
+/* A reply that may come after the request's connection is gone (a command
+ * ends): the client is found by its serial, never by a pointer that a new
+ * connection may have taken over. */
+static void targets_reply(void *ctx, uint32_t reqid, const struct deliver_error *err, const char *text)
+{
+    uintptr_t serial = (uintptr_t)ctx;
+    for (struct client *c = lc.clients; c; c = c->next) {
+        if (c->serial != serial)
+            continue;
+        if (err)
+            reply_error(c->ch, reqid, err);
+        else
+            send_reply(c->ch, reqid, "sent", "2.0.0", text);
+        return;
+    }
 }
 
 /* ---------- the Maildir batch ---------- */
@@ -356,6 +386,48 @@ static int in_spool(const char *path)
     return n && strncmp(path, lc.spool_dir, n) == 0 && path[n] == '/';
 }
 
+/* A |command or /file target of an alias: local_targets checks it against
+ * our own alias_maps and picks the rights; the queue only names them. */
+static void deliver_alias_target(struct ipc_chan *ch, const struct ipc_msg *m, const char *alias)
+{
+    const char *rcpt = ipc_msg_get(m, "rcpt");
+    const char *parent = ipc_msg_get(m, "alias_rcpt");
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    int qfd = open_queue_file(ipc_msg_get(m, "path"), ipc_msg_get(m, "id"));
+    if (qfd < 0) {
+        deliver_error_errno(&err, errno, "cannot open queue file %s", ipc_msg_get(m, "id"));
+        reply_error(ch, m->reqid, &err);
+        return;
+    }
+    /* the address being delivered: the one mail came for when it is the
+     * alias itself (extension and all), else the alias's name in its domain */
+    const char *at = parent ? strrchr(parent, '@') : NULL;
+    char *parent_user = parent ? resolver_local_user(lc.resolver, parent) : NULL;
+    char *recipient = parent_user && strcmp(parent_user, alias) == 0 ? xstrdup(parent)
+                                                                      : xasprintf("%s%s", alias, at ? at : "");
+    free(parent_user);
+    struct deliver_input in = {
+        .fd = qfd,
+        .offset = (off_t)ipc_msg_get_u64(m, "offset", 0),
+        .length = (off_t)ipc_msg_get_u64(m, "length", 0),
+        .sender = ipc_msg_get(m, "sender"),
+        .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
+    };
+    struct local_target_request req = {
+        .ctx = (void *)client_serial_of(ch),
+        .reqid = m->reqid,
+        .sender = in.sender,
+        .recipient = recipient,
+        .original_recipient = parent,
+        .prepend = ipc_msg_get(m, "prepend"),
+        .in = &in,
+    };
+    local_targets_alias(lc.targets, &req, rcpt, alias, targets_reply);
+    free(recipient);
+    close(qfd);
+}
+
 static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
 {
     const char *id = ipc_msg_get(m, "id");
@@ -369,6 +441,11 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         log_error("malformed delivery request");
         deliver_error_set(&err, 1, "4.3.0", "malformed delivery request");
         reply_error(ch, m->reqid, &err);
+        return;
+    }
+    const char *alias = ipc_msg_get(m, "alias");
+    if (alias) {
+        deliver_alias_target(ch, m, alias);
         return;
     }
     struct local_mailbox mb;
@@ -439,7 +516,18 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .sender = sender,
         .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
     };
-    if (mb.is_maildir) {
+    struct local_target_request req = {
+        .ctx = (void *)client_serial_of(ch),
+        .reqid = m->reqid,
+        .sender = sender,
+        .recipient = rcpt,
+        .original_recipient = rcpt,
+        .prepend = ipc_msg_get(m, "prepend"),
+        .in = &in,
+    };
+    if (!mb.is_virtual && local_targets_mailbox_command(lc.targets, &req, user, mb.uid, targets_reply)) {
+        /* mailbox_command took it (and replies when it ends) */
+    } else if (mb.is_maildir) {
         struct pending *p = xcalloc(1, sizeof *p);
         p->ch = ch;
         p->reqid = m->reqid;
@@ -582,6 +670,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     }
     struct client *c = xcalloc(1, sizeof *c);
     c->ch = ipc_chan_new(lc.base, cfd, client_message, c);
+    c->serial = ++lc.client_serial;
     c->next = lc.clients;
     lc.clients = c;
 }
@@ -613,6 +702,8 @@ int local_main(struct runtime *rt)
     lc.resolver = resolver_new(rt->conf, &err);
     if (!lc.resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
+    lc.targets = local_targets_new(rt->conf, lc.resolver, rt->owner_uid);
+    command_init(lc.base);
     lc.spool_dir = xstrdup(conf_str(rt->conf, "mail_spool_directory"));
     size_t sl = strlen(lc.spool_dir);
     while (sl > 1 && lc.spool_dir[sl - 1] == '/')
@@ -657,6 +748,8 @@ int local_main(struct runtime *rt)
         ipc_chan_free(c->ch);
         free(c);
     }
+    command_shutdown();
+    local_targets_free(lc.targets);
     resolver_free(lc.resolver);
     free(lc.spool_dir);
     event_base_free(lc.base);

@@ -135,6 +135,8 @@ struct file_id {
     off_t size;
     struct timespec mtim;
     struct timespec ctim;
+    uid_t uid; /* the owner: map_source_owner */
+    gid_t gid;
 };
 
 struct map {
@@ -179,6 +181,8 @@ static void file_id_from_stat(struct file_id *id, const struct stat *st)
     id->size = st->st_size;
     id->mtim = st->st_mtim;
     id->ctim = st->st_ctim;
+    id->uid = st->st_uid;
+    id->gid = st->st_gid;
 }
 
 static int file_id_equal(const struct file_id *a, const struct file_id *b)
@@ -731,6 +735,17 @@ void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg)
 int map_is_pattern(const struct map *m)
 {
     return m->kind == MAP_KIND_REGEXP;
+}
+
+int map_source_owner(struct map *m, uid_t *uid, gid_t *gid)
+{
+    if (m->kind != MAP_KIND_FILE && m->kind != MAP_KIND_REGEXP)
+        return 0;
+    if (!m->loaded && file_refresh(m) != 0)
+        return -1;
+    *uid = m->id.uid;
+    *gid = m->id.gid;
+    return 1;
 }
 
 const char *map_spec(const struct map *m)

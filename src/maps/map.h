@@ -82,6 +82,7 @@
 #define TERN_MAPS_MAP_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Longest logical line (key, value and continuations) a source file may hold. */
 #define MAP_MAX_LINE 65536
@@ -109,6 +110,12 @@ void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg);
  * callers that also try parts of a key (access(5)'s parent domains and
  * "user@") ask them only the whole key, as Postfix does. */
 int map_is_pattern(const struct map *m);
+
+/* The owner of the source file whose contents the map holds now (the
+ * local delivery agent runs an alias's commands with its rights): 1 with
+ * *uid and *gid for file and pattern tables, 0 for tables without a file
+ * (inline:, static:, unix:), -1 when the file cannot be read. */
+int map_source_owner(struct map *m, uid_t *uid, gid_t *gid);
 
 /* The spec as given to map_open (surrounding blanks removed). */
 const char *map_spec(const struct map *m);

@@ -91,16 +91,13 @@ static int expand_aliases(struct qmgr_msg *q, size_t idx)
             queue_file_message_add_rcpt(&q->m, t->value, "", q->m.rcpts[idx].notify, (int)idx);
         /* a local user is delivered as it is; an address is looked up in
          * virtual_alias_maps, as Postfix's local agent's forwarded copy is */
-        if (t->type == ALIAS_LOCAL_USER)
+        if (t->type != ALIAS_ADDRESS) /* local-commands: and |command, /file, :include: */
             child->flags |= QF_RCPT_VIRTUAL_DONE;
         size_t nidx = q->m.nrcpt - 1;
         if (store_append_rcpt(&q->m, q->place, nidx) != 0) {
             log_warn("%s: cannot record alias expansion: %s", q->m.id, strerror(errno));
             unrecorded = 1;
         }
-        if (t->type != ALIAS_LOCAL_USER && t->type != ALIAS_ADDRESS)
-            qmgr_msg_rcpt_result(q, nidx, QMSG_BOUNCED, "local", 0, "5.3.0",
-                        "delivery to commands, files and :include: lists in aliases is not supported yet");
     }
     qmgr_expansion_free(&e);
     qmgr_msg_set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias", NULL);
@@ -186,6 +183,12 @@ static void route(struct qmgr_msg *q, size_t idx)
         /* virtual_alias_maps and aliases naming each other */
         qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, "5.4.6",
                              "mail forwarding loop: aliases and virtual aliases lead back to each other");
+        return;
+    }
+    if (qmgr_local_is_alias_target(r)) {
+        /* local-commands: an alias's |command, /file or :include: goes to
+         * the local agent, which checks it against its own alias_maps */
+        qmgr_local_deliver(q, idx);
         return;
     }
     if (!(r->flags & QF_RCPT_VIRTUAL_DONE) && expand_virtual(q, idx) == 0)

@@ -121,3 +121,78 @@ int qmgr_expand(struct resolver *r, const char *addr, const char *default_domain
     alias_result_free(&res);
     return rc < 0 ? -1 : 0;
 }
+
+/* The text a target is recorded under ("|cmd", "/file", ":include:/path",
+ * or the name/address itself), as flatten writes it. */
+static int target_matches(const struct alias_target *t, const char *text)
+{
+    switch (t->type) {
+    case ALIAS_COMMAND:
+        return text[0] == '|' && strcmp(t->value, text + 1) == 0;
+    case ALIAS_INCLUDE:
+        return strncmp(text, ":include:", 9) == 0 && strcmp(t->value, text + 9) == 0;
+    case ALIAS_FILE:
+        return strcmp(t->value, text) == 0;
+    default:
+        return 0;
+    }
+}
+
+int qmgr_expand_source(struct resolver *r, const char *addr, const char *target, char **alias)
+{
+    *alias = NULL;
+    struct map_list *aliases = resolver_aliases(r);
+    if (!aliases)
+        return 1;
+    /* Breadth first over the names addr leads to, each looked up once, as
+     * bounded as alias_expand's own walk. */
+    char **todo = NULL;
+    size_t ntodo = 0, cap = 0, next = 0;
+    todo = xgrow(todo, &cap, 1, sizeof *todo);
+    todo[ntodo++] = resolver_local_user(r, addr);
+    int rc = 1;
+    while (next < ntodo && next < ALIAS_MAX_EXPANSIONS && rc == 1) {
+        const char *name = todo[next++];
+        char *value = NULL;
+        int found = map_list_lookup(aliases, name, &value);
+        if (found < 0) {
+            rc = -1;
+            break;
+        }
+        if (found == 0)
+            continue;
+        struct alias_result res;
+        if (alias_parse_value(value, &res) == 0) {
+            for (size_t i = 0; i < res.n && rc == 1; i++) {
+                const struct alias_target *t = &res.t[i];
+                if (target_matches(t, target)) {
+                    *alias = xstrdup(name);
+                    rc = 0;
+                    break;
+                }
+                char *user = NULL;
+                if (t->type == ALIAS_LOCAL_USER)
+                    user = xstrdup(t->value);
+                else if (t->type == ALIAS_ADDRESS && resolver_class(r, t->value) == RESOLVE_LOCAL)
+                    user = resolver_local_user(r, t->value);
+                if (!user)
+                    continue;
+                int seen = 0;
+                for (size_t k = 0; k < ntodo && !seen; k++)
+                    seen = strcmp(todo[k], user) == 0;
+                if (seen) {
+                    free(user);
+                    continue;
+                }
+                todo = xgrow(todo, &cap, ntodo + 1, sizeof *todo);
+                todo[ntodo++] = user;
+            }
+        }
+        alias_result_free(&res);
+        free(value);
+    }
+    for (size_t i = 0; i < ntodo; i++)
+        free(todo[i]);
+    free(todo);
+    return rc;
+}

@@ -39,4 +39,11 @@ int qmgr_expand(struct resolver *r, const char *addr, const char *default_domain
                 struct qmgr_expansion *e);
 void qmgr_expansion_free(struct qmgr_expansion *e);
 
+/* Which alias lists target ("|cmd", "/file" or ":include:/path", as the
+ * expansion recorded it) among the aliases the local recipient addr leads
+ * to: the local delivery agent is told that name, looks it up itself and
+ * takes the rights from the table that holds it. 0 with *alias (malloc'd),
+ * 1 when no alias lists it (any more), -1 when a table failed. */
+int qmgr_expand_source(struct resolver *r, const char *addr, const char *target, char **alias);
+
 #endif

@@ -10,6 +10,7 @@
 #include "conf/conf.h"
 #include "daemon/runtime.h"
 #include "maps/resolver.h"
+#include "qmgr/qmgr_expand.h"
 #include "qmgr/qmgr_msg.h"
 #include "spool/spool.h"
 #include "spool/store.h"
@@ -176,10 +177,36 @@ static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     dispatch_waiting();
 }
 
+int qmgr_local_is_alias_target(const struct queue_file_rcpt *r)
+{
+    return r->parent >= 0 && !(r->flags & QF_RCPT_FROM_VIRTUAL) &&
+           (r->addr[0] == '|' || r->addr[0] == '/' || strncmp(r->addr, ":include:", 9) == 0);
+}
+
+/* For an alias target: which alias lists it (the agent checks it). 0 with
+ * *alias, or -1 when the recipient is settled here. */
+static int alias_of_target(struct qmgr_msg *q, size_t idx, char **alias)
+{
+    const struct queue_file_rcpt *r = &q->m.rcpts[idx];
+    const char *parent = (size_t)r->parent < q->m.nrcpt ? q->m.rcpts[r->parent].addr : "";
+    int rc = qmgr_expand_source(lq.resolver, parent, r->addr, alias);
+    if (rc == 0)
+        return 0;
+    if (rc < 0)
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "alias lookup failed; try again later");
+    else
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "local", 0, "5.3.0", "no alias lists this target any more");
+    return -1;
+}
+
 static void deliver_now(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
+    char *alias = NULL;
+    if (qmgr_local_is_alias_target(r) && alias_of_target(q, idx, &alias) != 0)
+        return;
     if (local_connect() != 0) {
+        free(alias);
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "local delivery agent unavailable");
         return;
     }
@@ -208,6 +235,11 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
     const char *prepend = queue_file_message_attr(&q->m, QF_ATTR_PREPEND);
     if (prepend)
         ipc_msg_add(&m, "prepend", prepend);
+    if (alias) {
+        ipc_msg_add(&m, "alias", alias);
+        ipc_msg_add(&m, "alias_rcpt", q->m.rcpts[r->parent].addr);
+        free(alias);
+    }
     ipc_chan_send(lq.chan, &m);
     ipc_msg_free(&m);
     free(user);

@@ -21,4 +21,13 @@ void qmgr_local_init(struct event_base *base, struct runtime *rt, struct resolve
 void qmgr_local_deliver(struct qmgr_msg *q, size_t idx);
 void qmgr_local_shutdown(void);
 
+struct queue_file_rcpt;
+/* A |command, /file or :include: target that a local alias expanded to (a
+ * recipient of its own, kept as the expansion wrote it): it goes to the
+ * local agent as it is, with the alias that lists it (qmgr_expand_source),
+ * which the agent checks against its own tables. Told apart by its text,
+ * which no expanded address starts with, so a restart that lost the
+ * recipient's flags still knows it. */
+int qmgr_local_is_alias_target(const struct queue_file_rcpt *r);
+
 #endif

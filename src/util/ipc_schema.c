@@ -30,6 +30,8 @@ static const struct ipc_attr_spec deliver_attrs[] = {
     {"user", IPC_TEXT, 0, "the local user, when the recipient is one"},
     {"arrival", IPC_NUMBER, 0, "seconds since the epoch"},
     {"prepend", IPC_TEXT, 0, "header fields to write above the content (the queue file's prepend: Authentication-Results)"},
+    {"alias", IPC_TEXT, 0, "rcpt is a |command, /file or :include: target: the alias that lists it (local checks it in its own alias_maps)"},
+    {"alias_rcpt", IPC_TEXT, 0, "with alias: the address that was expanded"},
     END,
 };
 static const struct ipc_attr_spec deliver_reply_attrs[] = {

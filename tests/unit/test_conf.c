@@ -628,7 +628,7 @@ static void test_typed_getters(void **state)
                                "smtp_connect_timeout = 90s\n"
                                "smtpd_forbid_bare_newline = reject\n"
                                "inet_protocols = ipv4, ipv6\n"
-                               "default_privs = nobody\n",
+                               "queue_run_delay = 300s\n",
                                0);
     assert_int_equal(conf_int(c, "message_size_limit"), 52428800);
     assert_int_equal(conf_int(c, "smtpd_recipient_limit"), 250);
@@ -654,9 +654,9 @@ static void test_typed_getters(void **state)
     conf_list_free(&l);
     char *out = check_output(c, 0);
     assert_string_equal(out, "main.cf:3: warning: unknown parameter limit\n"
-                             "main.cf:17: warning: default_privs has no effect in tern: tern "
-                             "delivers only to mailboxes, never to commands or files, so no "
-                             "delivery runs with these rights.\n");
+                             "main.cf:17: warning: queue_run_delay has no effect in tern: tern "
+                             "schedules each deferred message at its own backoff time instead "
+                             "of scanning the queue.\n");
     free(out);
     conf_free(c);
 }

@@ -1,0 +1,79 @@
+/* command: runs one delivery command (`|command` of an alias, a .forward,
+ * mailbox_command) as a given user, without holding up the event loop.
+ *
+ * The local delivery agent decides what runs and as whom (local_targets.c);
+ * this module only carries it out, the way Postfix's local(8) does: the
+ * command line goes to `/bin/sh -c` in a child that has a clean environment
+ * (command_env_build), umask 077, its own session (so a time-out kills the
+ * whole process group), the user's groups, gid and uid (set in the child,
+ * never in the agent, and never 0: command_start refuses root), the message
+ * on its standard input and its standard output and error on a pipe to the
+ * agent. The agent learns of the end through SIGCHLD (a libevent signal
+ * event) and keeps the first COMMAND_OUTPUT_MAX bytes of the output for
+ * the bounce text.
+ *
+ * The exit status is read as Postfix reads it (sysexits.h): 0 delivered;
+ * EX_TEMPFAIL (75) and EX_OSERR (71) deferred; the other sysexits codes
+ * bounced with their own enhanced status; any other non-zero status bounced
+ * with 5.3.0; a signal or command_time_limit deferred with 4.3.0. The text
+ * names the status and carries the first line of the output, printable. */
+#ifndef TERN_LOCAL_COMMAND_H
+#define TERN_LOCAL_COMMAND_H
+
+#include <sys/types.h>
+
+#include "local/deliver.h"
+
+struct event_base;
+
+/* Output kept for the bounce text (the rest is read and dropped). */
+#define COMMAND_OUTPUT_MAX 1024
+
+/* What the environment says about one delivery (Postfix's names). NULL
+ * fields are left out; values are cut to printable ASCII. */
+struct command_env_fields {
+    const char *home, *logname, *shell;  /* the user the command runs as */
+    const char *sender;                  /* "" for <> */
+    const char *recipient;               /* the recipient being delivered */
+    const char *original_recipient;
+    const char *recipient_delimiter;     /* to split LOCAL's EXTENSION off; "" for none */
+};
+
+/* HOME, LOGNAME, USER, SHELL, SENDER, RECIPIENT, LOCAL, DOMAIN, EXTENSION,
+ * ORIGINAL_RECIPIENT and PATH=/usr/bin:/bin, as "NAME=value" strings in a
+ * NULL-terminated heap array (free with command_env_free). A byte outside
+ * printable ASCII in a value becomes '_'. */
+char **command_env_build(const struct command_env_fields *f);
+void command_env_free(char **env);
+
+/* What a finished command means: 0 delivered, -1 with err filled (deferred
+ * or bounced). wstatus as waitpid gives it; timed_out when the agent killed
+ * it at command_time_limit; output (may be NULL) what it printed. */
+int command_result(int wstatus, int timed_out, const char *output, struct deliver_error *err);
+
+struct command_request {
+    const char *command;      /* for /bin/sh -c */
+    char *const *env;
+    uid_t uid;                /* applied only when the agent runs as root; never 0 */
+    gid_t gid;
+    const char *user;         /* for initgroups; NULL: gid only */
+    const char *cwd;          /* tried first (the user's home); "/" otherwise */
+    int stdin_fd;             /* the message, read from its start; the caller keeps its own */
+    unsigned time_limit;      /* seconds */
+};
+
+/* Called once when the command ends: err NULL when it delivered. */
+typedef void command_done_fn(void *arg, const struct deliver_error *err);
+
+/* Sets up the SIGCHLD event on base; once per process. */
+void command_init(struct event_base *base);
+/* Kills what still runs (SIGKILL to its process group) and forgets it
+ * without calling back: the agent is stopping, the queue will retry. */
+void command_shutdown(void);
+
+/* Starts a command. 0: done will be called later. -1: nothing started,
+ * err filled (the identity is root, fork failed, ...). */
+int command_start(const struct command_request *req, command_done_fn *done, void *arg,
+                  struct deliver_error *err);
+
+#endif

@@ -1,0 +1,440 @@
+/* local_targets: commands and files of aliases, mailbox_command (see
+ * local_targets.h). */
+#include "local/local_targets.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/fsuid.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "local/command.h"
+#include "local/maildir.h"
+#include "local/mbox.h"
+#include "maps/alias.h"
+#include "maps/map.h"
+#include "maps/resolver.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/str.h"
+
+/* Where a target came from, for allow_mail_to_commands / _files. */
+enum target_source { SOURCE_ALIAS, SOURCE_FORWARD, SOURCE_INCLUDE };
+
+struct local_targets {
+    struct resolver *resolver;
+    int is_root;
+    uid_t mail_owner;
+    char *default_privs;
+    char *mailbox_command;
+    char *recipient_delimiter;
+    unsigned time_limit;
+    unsigned commands_from;  /* bits of 1 << enum target_source */
+    unsigned files_from;
+};
+
+/* Who a command runs as, or a file is written as. */
+struct rights {
+    uid_t uid;
+    gid_t gid;
+    char *user, *home, *shell;
+};
+
+static void rights_free(struct rights *r)
+{
+    free(r->user);
+    free(r->home);
+    free(r->shell);
+    memset(r, 0, sizeof *r);
+}
+
+static void rights_from_passwd(struct rights *r, const struct passwd *pw)
+{
+    r->uid = pw->pw_uid;
+    r->gid = pw->pw_gid;
+    r->user = xstrdup(pw->pw_name);
+    r->home = xstrdup(pw->pw_dir);
+    r->shell = xstrdup(pw->pw_shell);
+}
+
+static unsigned sources_of(const char *param, struct conf_list l)
+{
+    unsigned bits = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.items[i], "alias") == 0)
+            bits |= 1u << SOURCE_ALIAS;
+        else if (strcmp(l.items[i], "forward") == 0)
+            bits |= 1u << SOURCE_FORWARD;
+        else if (strcmp(l.items[i], "include") == 0)
+            bits |= 1u << SOURCE_INCLUDE;
+        else
+            log_warn("%s: unknown source \"%s\" ignored (alias, forward, include)", param, l.items[i]);
+    }
+    conf_list_free(&l);
+    return bits;
+}
+
+struct local_targets *local_targets_new(struct conf *c, struct resolver *resolver, uid_t mail_owner)
+{
+    struct local_targets *lt = xcalloc(1, sizeof *lt);
+    lt->resolver = resolver;
+    lt->is_root = geteuid() == 0;
+    lt->mail_owner = mail_owner;
+    lt->default_privs = xstrdup(conf_str(c, "default_privs"));
+    lt->mailbox_command = xstrdup(conf_str(c, "mailbox_command"));
+    lt->recipient_delimiter = xstrdup(conf_str(c, "recipient_delimiter"));
+    lt->time_limit = (unsigned)conf_time(c, "command_time_limit");
+    lt->commands_from = sources_of("allow_mail_to_commands", conf_list(c, "allow_mail_to_commands"));
+    lt->files_from = sources_of("allow_mail_to_files", conf_list(c, "allow_mail_to_files"));
+    return lt;
+}
+
+void local_targets_free(struct local_targets *lt)
+{
+    if (!lt)
+        return;
+    free(lt->default_privs);
+    free(lt->mailbox_command);
+    free(lt->recipient_delimiter);
+    free(lt);
+}
+
+/* ---------- whose rights ---------- */
+
+/* default_privs: never root, never the mail owner (whose processes parse
+ * what strangers send). 0, or -1 with err filled. */
+static int default_rights(struct local_targets *lt, struct rights *out, struct deliver_error *err)
+{
+    errno = 0;
+    struct passwd *pw = getpwnam(lt->default_privs);
+    if (!pw) {
+        deliver_error_set(err, 1, "4.3.5", "default_privs: no user %s", lt->default_privs);
+        return -1;
+    }
+    if (pw->pw_uid == 0 || (lt->is_root && pw->pw_uid == lt->mail_owner)) {
+        deliver_error_set(err, 1, "4.3.5", "default_privs: %s is a privileged user", lt->default_privs);
+        return -1;
+    }
+    rights_from_passwd(out, pw);
+    return 0;
+}
+
+/* Started by an ordinary user, tern can be no one else. */
+static void self_rights(struct rights *out)
+{
+    struct passwd *pw = getpwuid(geteuid());
+    if (pw) {
+        rights_from_passwd(out, pw);
+        return;
+    }
+    out->uid = geteuid();
+    out->gid = getegid();
+    out->user = xasprintf("%u", (unsigned)out->uid);
+    out->home = xstrdup("/");
+    out->shell = xstrdup("/bin/sh");
+}
+
+/* The rights of a file's owner: default_privs for root (a table root keeps
+ * is no reason to run its commands as root). */
+static int owner_rights(struct local_targets *lt, uid_t owner, struct rights *out, struct deliver_error *err)
+{
+    if (!lt->is_root) {
+        self_rights(out);
+        return 0;
+    }
+    if (owner == 0)
+        return default_rights(lt, out, err);
+    errno = 0;
+    struct passwd *pw = getpwuid(owner);
+    if (!pw) {
+        deliver_error_set(err, 1, "4.3.0", "the owner of the alias table (uid %u) has no passwd entry",
+                          (unsigned)owner);
+        return -1;
+    }
+    rights_from_passwd(out, pw);
+    return 0;
+}
+
+/* ---------- is the target really the alias's? ---------- */
+
+static int target_is(const struct alias_target *t, const char *target)
+{
+    if (t->type == ALIAS_COMMAND)
+        return target[0] == '|' && strcmp(t->value, target + 1) == 0;
+    if (t->type == ALIAS_FILE)
+        return strcmp(t->value, target) == 0;
+    if (t->type == ALIAS_INCLUDE)
+        return strncmp(target, ":include:", 9) == 0 && strcmp(t->value, target + 9) == 0;
+    return 0;
+}
+
+/* Looks alias up in alias_maps as every lookup does (the first table that
+ * has it), checks that its value lists target and finds the owner of that
+ * table's file. 0 with *owner (0 for a table without a file), or -1 with
+ * err filled. */
+static int alias_lists_target(struct local_targets *lt, const char *alias, const char *target, uid_t *owner,
+                              struct deliver_error *err)
+{
+    struct map_list *maps = resolver_aliases(lt->resolver);
+    size_t n = maps ? map_list_count(maps) : 0;
+    char *name = xstrdup(alias);
+    str_lower(name);   /* as alias_expand looks names up */
+    int rc = -1;
+    deliver_error_set(err, 0, "5.3.0", "alias %s does not list %s", name, target);
+    for (size_t i = 0; i < n; i++) {
+        struct map *m = map_list_get(maps, i);
+        char *value = NULL;
+        int found = map_lookup(m, name, &value);
+        if (found < 0) {
+            deliver_error_set(err, 1, "4.3.0", "alias lookup of %s failed; try again later", name);
+            break;
+        }
+        if (found == 0)
+            continue;
+        struct alias_result res;
+        int listed = 0;
+        if (alias_parse_value(value, &res) == 0)
+            for (size_t k = 0; k < res.n && !listed; k++)
+                listed = target_is(&res.t[k], target);
+        alias_result_free(&res);
+        free(value);
+        if (!listed)
+            break;
+        gid_t gid;
+        int has_file = map_source_owner(m, owner, &gid);
+        if (has_file < 0) {
+            deliver_error_set(err, 1, "4.3.0", "alias table %s cannot be read", map_spec(m));
+            break;
+        }
+        if (has_file == 0)
+            *owner = 0;
+        rc = 0;
+        break;
+    }
+    free(name);
+    return rc;
+}
+
+/* ---------- delivering ---------- */
+
+/* The file-system identity for a file delivery: the kernel then checks
+ * permissions and owns new files as for that user. */
+static void become(struct local_targets *lt, const struct rights *r)
+{
+    if (!lt->is_root)
+        return;
+    setfsgid(r->gid);
+    setfsuid(r->uid);
+}
+
+static void become_root_again(struct local_targets *lt)
+{
+    if (!lt->is_root)
+        return;
+    setfsuid(0);
+    setfsgid(0);
+}
+
+static char *make_prepend(const struct local_target_request *req, int from_line)
+{
+    char *from = from_line ? mbox_from_line(req->sender, req->in->arrival) : xstrdup("");
+    char *p = xasprintf("%sReturn-Path: <%s>\nDelivered-To: %s\n%s", from, req->sender, req->recipient,
+                        req->prepend ? req->prepend : "");
+    free(from);
+    return p;
+}
+
+static void deliver_file(struct local_targets *lt, const struct local_target_request *req, const char *path,
+                         const struct rights *r, local_targets_reply_fn *reply)
+{
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    char *prepend = make_prepend(req, 0);
+    struct deliver_input in = *req->in;
+    in.prepend = prepend;
+    size_t len = strlen(path);
+    int rc;
+    become(lt, r);
+    if (len && path[len - 1] == '/') {
+        rc = maildir_deliver(path, (uid_t)-1, (gid_t)-1, &in, NULL, &err);
+    } else {
+        /* one message at a time, as mailbox deliveries: a brief wait for
+         * the locks, then a retry later */
+        static const struct mbox_lock_policy brief = {250, 50, 300};
+        rc = mbox_deliver_with_policy(path, (uid_t)-1, (gid_t)-1, &in, &brief, &err);
+    }
+    become_root_again(lt);
+    free(prepend);
+    if (rc == 0) {
+        char *text = xasprintf("delivered to file: %s", path);
+        reply(req->ctx, req->reqid, NULL, text);
+        free(text);
+    } else {
+        reply(req->ctx, req->reqid, &err, NULL);
+    }
+}
+
+struct command_ctx {
+    void *ctx;
+    uint32_t reqid;
+    local_targets_reply_fn *reply;
+    char *what;
+};
+
+static void command_done(void *arg, const struct deliver_error *err)
+{
+    struct command_ctx *c = arg;
+    if (err) {
+        c->reply(c->ctx, c->reqid, err, NULL);
+    } else {
+        char *text = xasprintf("delivered to %s", c->what);
+        c->reply(c->ctx, c->reqid, NULL, text);
+        free(text);
+    }
+    free(c->what);
+    free(c);
+}
+
+/* The message for the command's standard input, in memory the command can
+ * read and seek: "From " line, Return-Path, Delivered-To, the content. */
+static int message_fd(const struct local_target_request *req, struct deliver_error *err)
+{
+    int fd = memfd_create("tern-message", MFD_CLOEXEC);
+    if (fd < 0) {
+        deliver_error_errno(err, errno, "cannot hold the message for the command");
+        return -1;
+    }
+    char *prepend = make_prepend(req, 1);
+    struct deliver_input in = *req->in;
+    in.prepend = prepend;
+    int rc = deliver_copy_reporting(&in, fd, 0, NULL, "the command's input", err);
+    free(prepend);
+    if (rc != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+        if (rc == 0)
+            deliver_error_errno(err, errno, "cannot rewind the command's input");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void run_command(struct local_targets *lt, const struct local_target_request *req, const char *command,
+                        const struct rights *r, const char *what, local_targets_reply_fn *reply)
+{
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    int fd = message_fd(req, &err);
+    if (fd < 0) {
+        reply(req->ctx, req->reqid, &err, NULL);
+        return;
+    }
+    struct command_env_fields f = {
+        .home = r->home,
+        .logname = r->user,
+        .shell = r->shell,
+        .sender = req->sender,
+        .recipient = req->recipient,
+        .original_recipient = req->original_recipient,
+        .recipient_delimiter = lt->recipient_delimiter,
+    };
+    char **env = command_env_build(&f);
+    struct command_request cr = {
+        .command = command,
+        .env = env,
+        .uid = r->uid,
+        .gid = r->gid,
+        .user = lt->is_root ? r->user : NULL,
+        .cwd = r->home,
+        .stdin_fd = fd,
+        .time_limit = lt->time_limit,
+    };
+    struct command_ctx *c = xcalloc(1, sizeof *c);
+    c->ctx = req->ctx;
+    c->reqid = req->reqid;
+    c->reply = reply;
+    c->what = xstrdup(what);
+    log_info("running %s as %s", what, r->user);
+    if (command_start(&cr, command_done, c, &err) != 0) {
+        free(c->what);
+        free(c);
+        reply(req->ctx, req->reqid, &err, NULL);
+    }
+    command_env_free(env);
+    close(fd);
+}
+
+void local_targets_alias(struct local_targets *lt, const struct local_target_request *req, const char *target,
+                         const char *alias, local_targets_reply_fn *reply)
+{
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    int is_command = target[0] == '|', is_file = target[0] == '/';
+    if (!is_command && !is_file) {
+        deliver_error_set(&err, 0, "5.3.0", ":include: lists in aliases are not supported yet");
+        reply(req->ctx, req->reqid, &err, NULL);
+        return;
+    }
+    if (!((is_command ? lt->commands_from : lt->files_from) & (1u << SOURCE_ALIAS))) {
+        deliver_error_set(&err, 0, "5.7.1", "mail to %s is restricted", is_command ? "command" : "file");
+        reply(req->ctx, req->reqid, &err, NULL);
+        return;
+    }
+    uid_t owner;
+    if (alias_lists_target(lt, alias, target, &owner, &err) != 0) {
+        reply(req->ctx, req->reqid, &err, NULL);
+        return;
+    }
+    struct rights r;
+    memset(&r, 0, sizeof r);
+    if (owner_rights(lt, owner, &r, &err) != 0) {
+        reply(req->ctx, req->reqid, &err, NULL);
+        return;
+    }
+    if (is_command) {
+        char *what = xasprintf("command of alias %s", alias);
+        run_command(lt, req, target + 1, &r, what, reply);
+        free(what);
+    } else {
+        deliver_file(lt, req, target, &r, reply);
+    }
+    rights_free(&r);
+}
+
+int local_targets_mailbox_command(struct local_targets *lt, const struct local_target_request *req,
+                                  const char *user, uid_t uid, local_targets_reply_fn *reply)
+{
+    if (!*lt->mailbox_command)
+        return 0;
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    struct rights r;
+    memset(&r, 0, sizeof r);
+    int rc = 0;
+    if (!lt->is_root) {
+        self_rights(&r);
+    } else if (uid == (uid_t)-1) {
+        rc = default_rights(lt, &r, &err);
+    } else {
+        errno = 0;
+        struct passwd *pw = getpwuid(uid);
+        if (pw && pw->pw_uid != 0) {
+            rights_from_passwd(&r, pw);
+        } else {
+            /* root's mail: Postfix runs it as default_privs too */
+            rc = pw ? default_rights(lt, &r, &err) : -1;
+            if (!pw)
+                deliver_error_set(&err, 1, "4.3.0", "cannot look up the user %s", user);
+        }
+    }
+    if (rc != 0) {
+        reply(req->ctx, req->reqid, &err, NULL);
+        return 1;
+    }
+    run_command(lt, req, lt->mailbox_command, &r, "mailbox_command", reply);
+    rights_free(&r);
+    return 1;
+}

@@ -1,0 +1,236 @@
+"""Aliases to |commands and /files, and mailbox_command (local(8)'s rules).
+
+As root, with real system users: a command runs as the owner of the alias
+table, or as default_privs when root owns it, never as root; its environment
+and standard input are Postfix's; exit 75 defers, other failures bounce with
+the command's output; a /file alias appends mbox; allow_mail_to_commands can
+refuse; mailbox_command runs as the recipient."""
+import os
+import pwd
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from test_queue_delivery import (SystemUsers, needs_root, pickup_id, sendmail, tutorial_config,
+                                 wait_files, wait_until)
+
+
+@pytest.fixture
+def system_users(work_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create users")
+    try:
+        pwd.getpwnam("tern")
+    except KeyError:
+        pytest.skip("mail_owner 'tern' does not exist (scripts/deps.sh test creates it)")
+    users = SystemUsers(work_dir)
+    yield users
+    users.remove_all()
+
+
+def out_dir(work_dir):
+    """A directory every command may write its report into."""
+    d = work_dir / "out"
+    d.mkdir(exist_ok=True)
+    d.chmod(0o1777)
+    return d
+
+
+def script(work_dir, name, body):
+    """An executable shell script anyone may run."""
+    path = work_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return path
+
+
+def reporter(work_dir, exit_code=0, message=""):
+    """A script that writes its identity, environment and input to out/NAME."""
+    out = out_dir(work_dir)
+    return script(work_dir, f"report{exit_code}.sh",
+                  f'f={out}/report-$$\n'
+                  f'{{ id -u; id -g; pwd; env | sort; echo ---; cat; }} > "$f.tmp"\n'
+                  f'mv "$f.tmp" "$f"\n'
+                  f'{"echo " + repr(message) if message else ""}\n'
+                  f'exit {exit_code}\n')
+
+
+def reports(inst, work_dir, count=1, timeout=10):
+    out = out_dir(work_dir)
+
+    def ready():
+        files = sorted(p for p in out.iterdir() if p.name.startswith("report-") and not p.name.endswith(".tmp"))
+        return files if len(files) >= count else None
+    try:
+        files = wait_until(ready, timeout, f"{count} report(s)")
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{inst.log_text()[-3000:]}") from None
+    result = []
+    for f in files:
+        head, _, stdin = f.read_text().partition("---\n")
+        lines = head.splitlines()
+        env = dict(l.split("=", 1) for l in lines[3:] if "=" in l)
+        result.append(dict(uid=int(lines[0]), gid=int(lines[1]), cwd=lines[2], env=env, stdin=stdin))
+    return result
+
+
+def aliases_owned_by(work_dir, text, owner):
+    path = work_dir / "aliases"
+    path.write_text(text)
+    os.chown(path, owner.pw_uid if owner else 0, owner.pw_gid if owner else 0)
+    path.chmod(0o644)
+    return path
+
+
+@needs_root
+def test_alias_command_runs_as_table_owner_with_postfix_environment(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\n", owner)
+    tutorial_config(tern, work_dir, recipient_delimiter="+")
+    tern.start()
+    sendmail(tern, "-f", "sender@remote.example", "robot+tag@localhost",
+             input=b"Subject: to the robot\n\nline one\nFrom here\n")
+    qid = pickup_id(tern)
+    [r] = reports(tern, work_dir)
+    assert r["uid"] == owner.pw_uid and r["gid"] == owner.pw_gid
+    assert r["cwd"] == owner.pw_dir
+    env = r["env"]
+    assert env["SENDER"] == "sender@remote.example"
+    assert env["RECIPIENT"] == env["ORIGINAL_RECIPIENT"] == "robot+tag@localhost"
+    assert env["LOCAL"] == "robot+tag" and env["DOMAIN"] == "localhost" and env["EXTENSION"] == "tag"
+    assert env["USER"] == env["LOGNAME"] == owner.pw_name
+    assert env["HOME"] == owner.pw_dir and env["SHELL"] == owner.pw_shell
+    assert env["PATH"] == "/usr/bin:/bin"
+    assert "TERN_BIN" not in env and "ASAN_OPTIONS" not in env
+    stdin = r["stdin"]
+    assert re.match(r"From sender@remote\.example \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", stdin), stdin
+    assert "\nReturn-Path: <sender@remote.example>\nDelivered-To: robot+tag@localhost\n" in stdin
+    assert "Subject: to the robot\n" in stdin and stdin.endswith("\n\nline one\nFrom here\n")
+    tern.wait_log(rf"{qid}: to=<\|{re.escape(str(cmd))}>, orig_to=<robot\+tag@localhost>, relay=local, "
+                  rf".*status=sent \(delivered to command of alias robot\)", regex=True)
+    tern.wait_log(f"{qid}: removed")
+
+
+@needs_root
+def test_alias_command_of_root_table_runs_as_default_privs_never_root(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "robot@localhost")
+    [r] = reports(tern, work_dir)
+    nobody = pwd.getpwnam("nobody")
+    assert (r["uid"], r["gid"]) == (nobody.pw_uid, nobody.pw_gid)
+    assert r["env"]["USER"] == "nobody"
+
+
+@needs_root
+def test_default_privs_root_is_refused(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\n", None)
+    tutorial_config(tern, work_dir, default_privs="root")
+    tern.start()
+    sendmail(tern, "robot@localhost")
+    tern.wait_log(r"status=deferred \(default_privs: root is a privileged user\)", regex=True)
+    assert not list(out_dir(work_dir).iterdir())
+
+
+@needs_root
+def test_exit_75_defers_and_other_failures_bounce_with_output(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    tmp = reporter(work_dir, 75, "try later")
+    bad = reporter(work_dir, 1, "no such list here")
+    aliases_owned_by(work_dir, f"later: |{tmp}\nbroken: |{bad}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "later@localhost")
+    q1 = pickup_id(tern)
+    tern.wait_log(rf"{q1}: to=<\|{re.escape(str(tmp))}>, .*dsn=4\.3\.0, status=deferred "
+                  r"\(command died with status 75 \(temporary failure\): try later\)", regex=True)
+    sendmail(tern, "broken@localhost")
+    q2 = pickup_id(tern, nth=2)
+    tern.wait_log(rf"{q2}: to=<\|{re.escape(str(bad))}>, .*dsn=5\.3\.0, status=bounced "
+                  r"\(command died with status 1: no such list here\)", regex=True)
+
+
+@needs_root
+def test_command_time_limit_kills_and_defers(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    slow = script(work_dir, "slow.sh", "sleep 30 & sleep 30\n")
+    aliases_owned_by(work_dir, f"slow: |{slow}\n", owner)
+    tutorial_config(tern, work_dir, command_time_limit="1s")
+    tern.start()
+    sendmail(tern, "slow@localhost")
+    tern.wait_log(r"status=deferred \(command time limit exceeded\)", regex=True, timeout=10)
+
+
+@needs_root
+def test_file_alias_appends_mbox_as_table_owner(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    box = Path(owner.pw_dir) / "archive.mbox"
+    aliases_owned_by(work_dir, f"archive: {box}, {owner.pw_name}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", "a@remote.example", "archive@localhost", input=b"Subject: one\n\nFrom me\n")
+    sendmail(tern, "-f", "a@remote.example", "archive@localhost", input=b"Subject: two\n\nbody\n")
+    tern.wait_log("status=sent (delivered to file: ", count=2)
+    data = box.read_bytes()
+    assert len(re.findall(rb"(?:^|\n\n)From a@remote\.example ", data)) == 2, data
+    assert b"\nDelivered-To: archive@localhost\n" in data and b"\n>From me\n" in data
+    st = box.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (owner.pw_uid, 0o600)
+    # the user the alias also names gets the mail in the mailbox
+    assert len(wait_files(Path(owner.pw_dir) / "Maildir" / "new", 2)) == 2
+
+
+@needs_root
+def test_file_alias_of_root_table_cannot_write_root_files(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    target = work_dir / "rootonly"
+    target.mkdir(mode=0o755)
+    aliases_owned_by(work_dir, f"sneaky: {target}/log\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "sneaky@localhost")
+    tern.wait_log(r"status=deferred \(.*Permission denied\)", regex=True)
+    assert not (target / "log").exists()
+
+
+@needs_root
+def test_allow_mail_to_commands_and_files_restrict(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\narchive: /tmp/never-written-{owner.pw_name}\n", owner)
+    tutorial_config(tern, work_dir, allow_mail_to_commands="forward", allow_mail_to_files="include")
+    tern.start()
+    sendmail(tern, "robot@localhost", "archive@localhost")
+    tern.wait_log(r"dsn=5\.7\.1, status=bounced \(mail to command is restricted\)", regex=True)
+    tern.wait_log(r"dsn=5\.7\.1, status=bounced \(mail to file is restricted\)", regex=True)
+    assert not list(out_dir(work_dir).iterdir())
+
+
+@needs_root
+def test_mailbox_command_runs_as_recipient(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    cmd = reporter(work_dir)
+    tutorial_config(tern, work_dir, mailbox_command=f'{cmd} -a "$EXTENSION"', recipient_delimiter="+")
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", f"{user.pw_name}+box@localhost")
+    [r] = reports(tern, work_dir)
+    assert (r["uid"], r["gid"], r["cwd"]) == (user.pw_uid, user.pw_gid, user.pw_dir)
+    assert r["env"]["EXTENSION"] == "box" and r["env"]["USER"] == user.pw_name
+    assert r["env"]["RECIPIENT"] == f"{user.pw_name}+box@localhost"
+    assert "\nDelivered-To: " + f"{user.pw_name}+box@localhost\n" in r["stdin"]
+    tern.wait_log("status=sent (delivered to mailbox_command)")
+    assert not (Path(user.pw_dir) / "Maildir").exists()
