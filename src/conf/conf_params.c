@@ -61,8 +61,7 @@ const struct conf_param conf_params[] = {
         "Alias tables the local delivery agent consults, in order."),
     LIST("allow_mail_to_commands", "alias, forward",
         "Where the local delivery agent accepts |command targets: alias (alias_maps), forward (.forward files), "
-        "include (:include: files); a target from anywhere else bounces (5.7.1 mail to command is restricted). "
-        "tern reads no .forward or :include: files yet."),
+        "include (:include: files); a target from anywhere else bounces (5.7.1 mail to command is restricted)."),
     LIST("allow_mail_to_files", "alias, forward",
         "Where the local delivery agent accepts /file targets (alias, forward, include, as allow_mail_to_commands)."),
     TIME("anvil_rate_time_unit", "60s", 's', 1,

@@ -161,6 +161,21 @@ static void targets_reply(void *ctx, uint32_t reqid, const struct deliver_error 
     }
 }
 
+static void targets_expand(void *ctx, uint32_t reqid, const struct alias_result *targets, const char *text)
+{
+    for (struct client *c = lc.clients; c; c = c->next) {
+        if (c->serial == (uintptr_t)ctx) {
+            struct ipc_msg m;
+            local_targets_expanded_msg(&m, reqid, targets, text);
+            ipc_chan_send(c->ch, &m);
+            ipc_msg_free(&m);
+            return;
+        }
+    }
+}
+
+static const struct local_targets_replies targets_replies = {targets_reply, targets_expand};
+
 /* ---------- the Maildir batch ---------- */
 
 static int sync_device(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
@@ -386,45 +401,19 @@ static int in_spool(const char *path)
     return n && strncmp(path, lc.spool_dir, n) == 0 && path[n] == '/';
 }
 
-/* A |command or /file target of an alias: local_targets checks it against
- * our own alias_maps and picks the rights; the queue only names them. */
-static void deliver_alias_target(struct ipc_chan *ch, const struct ipc_msg *m, const char *alias)
+/* A |command, /file or :include: target of an alias or a .forward:
+ * local_targets checks it against our own tables and files and picks the
+ * rights; the queue only names where it comes from. */
+static void deliver_listed_target(struct ipc_chan *ch, const struct ipc_msg *m)
 {
-    const char *rcpt = ipc_msg_get(m, "rcpt");
-    const char *parent = ipc_msg_get(m, "alias_rcpt");
-    struct deliver_error err;
-    memset(&err, 0, sizeof err);
     int qfd = open_queue_file(ipc_msg_get(m, "path"), ipc_msg_get(m, "id"));
     if (qfd < 0) {
+        struct deliver_error err;
         deliver_error_errno(&err, errno, "cannot open queue file %s", ipc_msg_get(m, "id"));
         reply_error(ch, m->reqid, &err);
         return;
     }
-    /* the address being delivered: the one mail came for when it is the
-     * alias itself (extension and all), else the alias's name in its domain */
-    const char *at = parent ? strrchr(parent, '@') : NULL;
-    char *parent_user = parent ? resolver_local_user(lc.resolver, parent) : NULL;
-    char *recipient = parent_user && strcmp(parent_user, alias) == 0 ? xstrdup(parent)
-                                                                      : xasprintf("%s%s", alias, at ? at : "");
-    free(parent_user);
-    struct deliver_input in = {
-        .fd = qfd,
-        .offset = (off_t)ipc_msg_get_u64(m, "offset", 0),
-        .length = (off_t)ipc_msg_get_u64(m, "length", 0),
-        .sender = ipc_msg_get(m, "sender"),
-        .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
-    };
-    struct local_target_request req = {
-        .ctx = (void *)client_serial_of(ch),
-        .reqid = m->reqid,
-        .sender = in.sender,
-        .recipient = recipient,
-        .original_recipient = parent,
-        .prepend = ipc_msg_get(m, "prepend"),
-        .in = &in,
-    };
-    local_targets_alias(lc.targets, &req, rcpt, alias, targets_reply);
-    free(recipient);
+    local_targets_request(lc.targets, m, qfd, (void *)client_serial_of(ch), &targets_replies);
     close(qfd);
 }
 
@@ -443,9 +432,8 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         reply_error(ch, m->reqid, &err);
         return;
     }
-    const char *alias = ipc_msg_get(m, "alias");
-    if (alias) {
-        deliver_alias_target(ch, m, alias);
+    if (ipc_msg_get(m, "alias") || ipc_msg_get(m, "forward_of")) {
+        deliver_listed_target(ch, m);
         return;
     }
     struct local_mailbox mb;
@@ -525,8 +513,12 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .prepend = ipc_msg_get(m, "prepend"),
         .in = &in,
     };
-    if (!mb.is_virtual && local_targets_mailbox_command(lc.targets, &req, user, mb.uid, targets_reply)) {
-        /* mailbox_command took it (and replies when it ends) */
+    /* a local user's .forward (not for the copy its own .forward keeps),
+     * then mailbox_command: either takes the request and answers it */
+    int skip_forward = mb.is_virtual || mb.uid == (uid_t)-1 || ipc_msg_get(m, "skip_forward");
+    if (!skip_forward && local_targets_forward(lc.targets, &req, user, &targets_replies)) {
+        /* its targets went back to the queue */
+    } else if (!mb.is_virtual && local_targets_mailbox_command(lc.targets, &req, user, mb.uid, targets_reply)) {
     } else if (mb.is_maildir) {
         struct pending *p = xcalloc(1, sizeof *p);
         p->ch = ch;

@@ -13,11 +13,13 @@
 
 #include "conf/conf.h"
 #include "local/command.h"
+#include "local/list_file.h"
 #include "local/maildir.h"
 #include "local/mbox.h"
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "maps/resolver.h"
+#include "util/ipc.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -367,41 +369,200 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
     close(fd);
 }
 
-void local_targets_alias(struct local_targets *lt, const struct local_target_request *req, const char *target,
-                         const char *alias, local_targets_reply_fn *reply)
+/* ---------- .forward and :include: ---------- */
+
+/* The .forward of a local user (tern reads $home/.forward). */
+static char *forward_path(const char *home)
+{
+    size_t n = strlen(home);
+    return xasprintf("%s%s.forward", home, n && home[n - 1] == '/' ? "" : "/");
+}
+
+/* Reads a list file with r's file-system identity. As list_file_read. */
+static int read_list(struct local_targets *lt, enum list_file_kind kind, const char *path, const struct rights *r,
+                     struct alias_result *targets, uid_t *owner, char *why, size_t whylen)
+{
+    become(lt, r);
+    int rc = list_file_read(kind, path, r->uid, targets, owner, why, whylen);
+    become_root_again(lt);
+    return rc;
+}
+
+static int list_has(const struct alias_result *targets, const char *target)
+{
+    for (size_t i = 0; i < targets->n; i++)
+        if (target_is(&targets->t[i], target))
+            return 1;
+    return 0;
+}
+
+/* The rights of a local user's own .forward: the user's, or default_privs
+ * for root's. */
+static int forward_rights(struct local_targets *lt, const char *user, struct rights *out, struct deliver_error *err)
+{
+    errno = 0;
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        deliver_error_set(err, 1, "4.3.0", "cannot look up the user %s", user);
+        return -1;
+    }
+    if (!lt->is_root) {
+        self_rights(out);
+        free(out->home);
+        out->home = xstrdup(pw->pw_dir);
+        return 0;
+    }
+    if (pw->pw_uid == 0) {
+        if (default_rights(lt, out, err) != 0)
+            return -1;
+        free(out->home);
+        out->home = xstrdup(pw->pw_dir);   /* root's .forward is still in root's home */
+        return 0;
+    }
+    rights_from_passwd(out, pw);
+    return 0;
+}
+
+/* Where a target came from and with whose rights it runs: the alias or
+ * .forward that lists it (or lists the :include: file that does), checked
+ * against our own tables and files. 0 with *r and *source, or -1 with err. */
+static int origin_rights(struct local_targets *lt, const char *target, const struct local_target_origin *o,
+                         struct rights *r, enum target_source *source, struct deliver_error *err)
+{
+    char *listed = o->include ? xasprintf(":include:%s", o->include) : xstrdup(target);
+    int rc = -1;
+    if (o->alias) {
+        uid_t owner;
+        if (alias_lists_target(lt, o->alias, listed, &owner, err) == 0 && owner_rights(lt, owner, r, err) == 0)
+            rc = 0;
+        *source = SOURCE_ALIAS;
+    } else if (o->forward_user && forward_rights(lt, o->forward_user, r, err) == 0) {
+        char *path = forward_path(r->home);
+        struct alias_result fwd;
+        uid_t owner;
+        char why[512];
+        int read = read_list(lt, LIST_FORWARD, path, r, &fwd, &owner, why, sizeof why);
+        if (read < 0)
+            deliver_error_set(err, 1, "4.3.0", "%s", why);
+        else if (read == 1 || !list_has(&fwd, listed))
+            deliver_error_set(err, 0, "5.3.0", "%s does not list %s", path, listed);
+        else
+            rc = 0;
+        if (read == 0)
+            alias_result_free(&fwd);
+        free(path);
+        *source = SOURCE_FORWARD;
+    } else if (!o->forward_user) {
+        deliver_error_set(err, 0, "5.3.0", "no alias or .forward named for %s", target);
+    }
+    free(listed);
+    if (rc != 0 || !o->include)
+        return rc;
+    /* the :include: file, read with the rights of what lists it; what it
+     * lists runs as its owner */
+    struct alias_result inc;
+    uid_t owner;
+    char why[512];
+    int read = read_list(lt, LIST_INCLUDE, o->include, r, &inc, &owner, why, sizeof why);
+    rights_free(r);
+    if (read != 0) {
+        deliver_error_set(err, 1, "4.3.0", read == 1 ? "%s: no such :include: file" : "%s",
+                          read == 1 ? o->include : why);
+        return -1;
+    }
+    int has = list_has(&inc, target);
+    alias_result_free(&inc);
+    if (!has) {
+        deliver_error_set(err, 0, "5.3.0", "%s does not list %s", o->include, target);
+        return -1;
+    }
+    *source = SOURCE_INCLUDE;
+    return owner_rights(lt, owner, r, err);
+}
+
+void local_targets_listed(struct local_targets *lt, const struct local_target_request *req, const char *target,
+                          const struct local_target_origin *o, const struct local_targets_replies *replies)
 {
     struct deliver_error err;
     memset(&err, 0, sizeof err);
     int is_command = target[0] == '|', is_file = target[0] == '/';
-    if (!is_command && !is_file) {
-        deliver_error_set(&err, 0, "5.3.0", ":include: lists in aliases are not supported yet");
-        reply(req->ctx, req->reqid, &err, NULL);
-        return;
-    }
-    if (!((is_command ? lt->commands_from : lt->files_from) & (1u << SOURCE_ALIAS))) {
-        deliver_error_set(&err, 0, "5.7.1", "mail to %s is restricted", is_command ? "command" : "file");
-        reply(req->ctx, req->reqid, &err, NULL);
-        return;
-    }
-    uid_t owner;
-    if (alias_lists_target(lt, alias, target, &owner, &err) != 0) {
-        reply(req->ctx, req->reqid, &err, NULL);
+    int is_include = strncmp(target, ":include:", 9) == 0;
+    if ((!is_command && !is_file && !is_include) || (is_include && o->include)) {
+        deliver_error_set(&err, 0, "5.3.0", is_include ? "nested :include: lists are not supported"
+                                                       : "not a command, file or :include: target");
+        replies->reply(req->ctx, req->reqid, &err, NULL);
         return;
     }
     struct rights r;
     memset(&r, 0, sizeof r);
-    if (owner_rights(lt, owner, &r, &err) != 0) {
-        reply(req->ctx, req->reqid, &err, NULL);
+    enum target_source source;
+    if (origin_rights(lt, target, o, &r, &source, &err) != 0) {
+        rights_free(&r);
+        replies->reply(req->ctx, req->reqid, &err, NULL);
         return;
     }
-    if (is_command) {
-        char *what = xasprintf("command of alias %s", alias);
-        run_command(lt, req, target + 1, &r, what, reply);
+    if (is_include) {
+        /* its targets go back to the queue as recipients of their own; each
+         * comes back here and is checked against the file again */
+        struct alias_result inc;
+        uid_t owner;
+        char why[512];
+        int read = read_list(lt, LIST_INCLUDE, target + 9, &r, &inc, &owner, why, sizeof why);
+        if (read != 0) {
+            deliver_error_set(&err, 1, "4.3.0", read == 1 ? "%s: no such :include: file" : "%s",
+                              read == 1 ? target + 9 : why);
+            replies->reply(req->ctx, req->reqid, &err, NULL);
+        } else {
+            replies->expand(req->ctx, req->reqid, &inc, "expanded by :include:");
+            alias_result_free(&inc);
+        }
+    } else if (!((is_command ? lt->commands_from : lt->files_from) & (1u << source))) {
+        deliver_error_set(&err, 0, "5.7.1", "mail to %s is restricted", is_command ? "command" : "file");
+        replies->reply(req->ctx, req->reqid, &err, NULL);
+    } else if (is_command) {
+        char *what = source == SOURCE_ALIAS     ? xasprintf("command of alias %s", o->alias)
+                     : source == SOURCE_FORWARD ? xasprintf("command of %s's .forward", o->forward_user)
+                                                : xasprintf("command of :include:%s", o->include);
+        run_command(lt, req, target + 1, &r, what, replies->reply);
         free(what);
     } else {
-        deliver_file(lt, req, target, &r, reply);
+        deliver_file(lt, req, target, &r, replies->reply);
     }
     rights_free(&r);
+}
+
+int local_targets_forward(struct local_targets *lt, const struct local_target_request *req, const char *user,
+                          const struct local_targets_replies *replies)
+{
+    struct rights r;
+    memset(&r, 0, sizeof r);
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    if (forward_rights(lt, user, &r, &err) != 0) {
+        rights_free(&r);
+        return 0;   /* the mailbox delivery finds the same problem and says so */
+    }
+    char *path = forward_path(r.home);
+    struct alias_result fwd;
+    uid_t owner;
+    char why[512];
+    int read = read_list(lt, LIST_FORWARD, path, &r, &fwd, &owner, why, sizeof why);
+    rights_free(&r);
+    free(path);
+    if (read == 1)
+        return 0;
+    if (read < 0) {
+        /* as Postfix: a .forward nobody should trust is ignored */
+        log_warn("ignoring the .forward of %s: %s", user, why);
+        return 0;
+    }
+    if (fwd.n == 0) {
+        alias_result_free(&fwd);
+        return 0;
+    }
+    replies->expand(req->ctx, req->reqid, &fwd, "expanded by .forward");
+    alias_result_free(&fwd);
+    return 1;
 }
 
 int local_targets_mailbox_command(struct local_targets *lt, const struct local_target_request *req,
@@ -437,4 +598,60 @@ int local_targets_mailbox_command(struct local_targets *lt, const struct local_t
     run_command(lt, req, lt->mailbox_command, &r, "mailbox_command", reply);
     rights_free(&r);
     return 1;
+}
+
+void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, int qfd, void *ctx,
+                           const struct local_targets_replies *replies)
+{
+    const char *parent = ipc_msg_get(m, "alias_rcpt");
+    struct local_target_origin o = {
+        .alias = ipc_msg_get(m, "alias"),
+        .forward_user = ipc_msg_get(m, "forward_of"),
+        .include = ipc_msg_get(m, "include"),
+    };
+    /* the address being delivered: the one mail came for, unless another
+     * alias than its own lists the target (then that alias's address) */
+    char *parent_user = parent ? resolver_local_user(lt->resolver, parent) : NULL;
+    const char *at = parent ? strrchr(parent, '@') : NULL;
+    char *recipient = !o.alias || (parent_user && strcmp(parent_user, o.alias) == 0)
+                          ? xstrdup(parent ? parent : ipc_msg_get(m, "rcpt"))
+                          : xasprintf("%s%s", o.alias, at ? at : "");
+    free(parent_user);
+    struct deliver_input in = {
+        .fd = qfd,
+        .offset = (off_t)ipc_msg_get_u64(m, "offset", 0),
+        .length = (off_t)ipc_msg_get_u64(m, "length", 0),
+        .sender = ipc_msg_get(m, "sender"),
+        .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
+    };
+    struct local_target_request req = {
+        .ctx = ctx,
+        .reqid = m->reqid,
+        .sender = in.sender,
+        .recipient = recipient,
+        .original_recipient = parent,
+        .prepend = ipc_msg_get(m, "prepend"),
+        .in = &in,
+    };
+    local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);
+    free(recipient);
+}
+
+void local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
+                                const char *text)
+{
+    ipc_msg_init(m, IPC_DELIVER_REPLY, reqid);
+    ipc_msg_add(m, "status", "expanded");
+    ipc_msg_add(m, "dsn", "2.0.0");
+    ipc_msg_add(m, "text", text);
+    ipc_msg_add_u64(m, "ntargets", targets->n);
+    for (size_t i = 0; i < targets->n; i++) {
+        const struct alias_target *t = &targets->t[i];
+        char name[32];
+        snprintf(name, sizeof name, "target%zu", i);
+        /* as the queue records targets: a bare name, an address, |command,
+         * /file, :include:/file */
+        ipc_msg_addf(m, name, "%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
+                     t->value);
+    }
 }

@@ -1,32 +1,43 @@
-/* local_targets: the local delivery agent's deliveries to `|command` and
- * `/file` targets of aliases, and to mailbox_command: what runs, and as
- * whom, decided from the agent's own configuration and tables.
+/* local_targets: the local delivery agent's deliveries to `|command`,
+ * `/file` and `:include:` targets of aliases and .forward files, the
+ * reading of .forward files, and mailbox_command: what runs, and as whom,
+ * decided from the agent's own configuration, tables and files.
  *
  * The request comes from the queue process (mail_owner), which root must
- * not obey blindly. For an alias target it names the target as the
- * expansion recorded it ("|/usr/bin/x arg", "/var/log/list") and the alias
- * whose value lists it. Here the alias is looked up again in alias_maps
- * (the first table that has it, as every lookup does), its value parsed,
- * and the target must be one of its items; the rights are those of the
- * owner of that table's source file, or default_privs when root owns it or
- * the table has no file (inline:, static:). Neither is ever root: a
- * default_privs that is root or mail_owner, and an owner without a passwd
- * entry, defer the delivery with the reason. So a compromised queue can
- * make root run no command, and write no file, that a mail to the alias
- * itself would not; anyone may mail an alias.
+ * not obey blindly. For a target it names the target as the expansion
+ * recorded it ("|/usr/bin/x arg", "/var/log/list", ":include:/etc/list")
+ * and where it comes from: the alias whose value lists it, or the local
+ * user whose .forward does, and possibly an :include: file in between.
+ * Every link is checked here again:
+ *   - the alias is looked up in alias_maps (the first table that has it,
+ *     as every lookup does) and its value must list the target (or the
+ *     :include:); the rights are those of the owner of that table's source
+ *     file, or default_privs when root owns it or it has no file;
+ *   - a .forward is read again as its user (list_file.c's rules) and must
+ *     list it; the rights are the user's (default_privs for root's);
+ *   - an :include: file is read with the rights of what lists it and must
+ *     list the target; the target then gets the rights of the file's
+ *     owner (default_privs for root). Nested :include: files bounce.
+ * None of them is ever root: a default_privs that is root or mail_owner,
+ * and an owner without a passwd entry, defer the delivery with the reason.
+ * So a compromised queue can make root run no command, and write no file,
+ * that a mail to the alias or user itself would not.
  *
  * allow_mail_to_commands and allow_mail_to_files (Postfix's "alias",
- * "forward", "include") say where such targets are allowed; aliases are
- * the source here (".forward" and ":include:" are not read yet, so those
- * targets bounce with 5.3.0 and say so). A refused one bounces 5.7.1, "mail
- * to command is restricted" as Postfix words it.
+ * "forward", "include") say where such targets are allowed; a refused one
+ * bounces 5.7.1, "mail to command is restricted" as Postfix words it.
+ *
+ * .forward ($home/.forward) is read for a local user's mailbox delivery:
+ * its targets, and an :include: file's, go back to the queue ("expanded")
+ * and become recipients of their own; "\user" (the user itself) is the
+ * copy the mailbox keeps, delivered without reading the .forward again.
  *
  * Commands run through command.c with the environment Postfix gives them;
  * files get an mbox append under its locks (mbox.c) or, for a path ending
  * in '/', a Maildir delivery (maildir.c), written with the file-system
- * identity of the rights (setfsuid/setfsgid), never root's. Both get the
- * "From " line (commands; mbox files have theirs), Return-Path and
- * Delivered-To (the alias's address) above the message.
+ * identity of the rights (setfsuid/setfsgid), never root's. Commands get
+ * the "From " line, Return-Path and Delivered-To (the address delivered)
+ * above the message; files their mailbox's own.
  *
  * mailbox_command, when set, replaces the mailbox delivery of a local user
  * (not of a virtual mailbox): it runs as that user, in the home directory.
@@ -63,10 +74,51 @@ struct local_target_request {
     const struct deliver_input *in; /* in->prepend is ignored: built here */
 };
 
-/* A `|command` or `/file` target (as recorded: target) of the alias named
- * alias. Replies through reply, now or when the command ends. */
-void local_targets_alias(struct local_targets *lt, const struct local_target_request *req, const char *target,
-                         const char *alias, local_targets_reply_fn *reply);
+struct alias_result;
+/* Targets a .forward or :include: file lists, to become recipients of
+ * their own (the queue records them); text says which kind of file. */
+typedef void local_targets_expand_fn(void *ctx, uint32_t reqid, const struct alias_result *targets,
+                                     const char *text);
+
+struct local_targets_replies {
+    local_targets_reply_fn *reply;
+    local_targets_expand_fn *expand;
+};
+
+/* Where the queue says a target comes from: the alias that lists it, or
+ * the local user whose .forward does; with include, that alias or .forward
+ * lists the :include: file and the file lists the target. */
+struct local_target_origin {
+    const char *alias;
+    const char *forward_user;
+    const char *include;
+};
+
+/* A `|command`, `/file` or `:include:/file` target (as recorded: target)
+ * from origin, each link of which is checked here again. An :include: is
+ * read and its targets handed to replies->expand; the others are
+ * delivered and answered through replies->reply, now or when the command
+ * ends. */
+void local_targets_listed(struct local_targets *lt, const struct local_target_request *req, const char *target,
+                          const struct local_target_origin *origin, const struct local_targets_replies *replies);
+
+/* The .forward of a local user (read as the user): 1 when it lists
+ * targets, handed to replies->expand; 0 when there is none, it is empty,
+ * or it is ignored (not the user's or root's, writable by group or others:
+ * logged), and the mailbox delivery goes on. */
+int local_targets_forward(struct local_targets *lt, const struct local_target_request *req, const char *user,
+                          const struct local_targets_replies *replies);
+
+struct ipc_msg;
+/* A DELIVER request (m) for a listed target: its origin (alias, forward_of,
+ * include), the address delivered (alias_rcpt) and the message (qfd, open
+ * as the mail owner) handed to local_targets_listed. */
+void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, int qfd, void *ctx,
+                           const struct local_targets_replies *replies);
+/* The DELIVER_REPLY "expanded": text, ntargets and target0.. as the queue
+ * records them. Free with ipc_msg_free. */
+void local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
+                                const char *text);
 
 /* mailbox_command for a local user; 0 when it is not set (the caller
  * delivers to the mailbox), 1 when the request is taken (replied to through

@@ -4,11 +4,14 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "conf/conf.h"
 #include "daemon/runtime.h"
+#include "maps/alias.h"
 #include "maps/resolver.h"
 #include "qmgr/qmgr_expand.h"
 #include "qmgr/qmgr_msg.h"
@@ -126,6 +129,95 @@ static void local_barrier_done(void *arg, int ok)
     free(b);
 }
 
+/* The reasons the local agent gives for a .forward's and an :include:'s
+ * expansion, kept as the list recipient's result in the queue file; the
+ * queue reads them back to know where a target came from. */
+#define EXPANDED_BY_FORWARD "expanded by .forward"
+
+/* Where an alias target comes from, for the local agent to check. */
+struct target_origin {
+    char *alias;            /* the alias that lists it (or its :include:) */
+    char *forward_of;       /* or the user whose .forward does */
+    const char *include;    /* the :include: file between, or NULL */
+    const char *expanded;   /* the address that was expanded */
+};
+
+static int starts_include(const char *addr)
+{
+    return strncmp(addr, ":include:", 9) == 0;
+}
+
+/* The domain a bare name in a .forward or :include: file gets: that of
+ * the nearest address above the list. */
+static const char *list_domain(const struct qmgr_msg *q, size_t idx)
+{
+    for (int p = (int)idx; p >= 0 && (size_t)p < q->m.nrcpt; p = q->m.rcpts[p].parent) {
+        const char *at = strrchr(q->m.rcpts[p].addr, '@');
+        if (at && !starts_include(q->m.rcpts[p].addr) && q->m.rcpts[p].addr[0] != '|')
+            return at + 1;
+    }
+    return "localhost";
+}
+
+/* The local agent read a .forward or :include: file: what it lists become
+ * recipients of their own, recorded in the queue file, as alias targets
+ * are (qmgr.c's expand_aliases); the list itself is done. */
+static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
+{
+    struct qmgr_msg *q = d->q;
+    size_t idx = d->idx;
+    lq.inflight--;
+    free(d->dsn);
+    free(d->text);
+    free(d);
+    qmgr_msg_rcpt_release(q, idx);
+    if (q->deleted) {
+        qmgr_msg_finish_if_done(q);
+        return;
+    }
+    const char *text = ipc_msg_get(m, "text");
+    char *reason = xstrdup(text && strcmp(text, EXPANDED_BY_FORWARD) == 0 ? EXPANDED_BY_FORWARD
+                                                                          : "expanded by :include:");
+    char *domain = xstrdup(list_domain(q, idx));
+    uint64_t n = ipc_msg_get_u64(m, "ntargets", 0);
+    int unrecorded = 0;
+    size_t added = 0;
+    for (uint64_t i = 0; i < n && i < ALIAS_MAX_TARGETS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "target%llu", (unsigned long long)i);
+        const char *t = ipc_msg_get(m, name);
+        if (!t || !*t)
+            continue;
+        int special = t[0] == '|' || t[0] == '/' || starts_include(t);
+        char *addr = special || strchr(t, '@') ? xstrdup(t) : xasprintf("%s@%s", t, domain);
+        int dup = 0;
+        for (size_t k = 0; k < q->m.nrcpt && !dup; k++)
+            dup = k != idx && q->m.rcpts[k].parent >= 0 && strcasecmp(q->m.rcpts[k].addr, addr) == 0;
+        if (!dup) {
+            struct queue_file_rcpt *child =
+                queue_file_message_add_rcpt(&q->m, addr, "", q->m.rcpts[idx].notify, (int)idx);
+            /* an address meets the local aliases again, as Postfix's
+             * forwarded copy does; commands and files go to local as they are */
+            child->flags |= special ? QF_RCPT_VIRTUAL_DONE : QF_RCPT_FROM_VIRTUAL;
+            if (store_append_rcpt(&q->m, q->place, q->m.nrcpt - 1) != 0) {
+                log_warn("%s: cannot record the expansion of %s: %s", q->m.id, q->m.rcpts[idx].addr,
+                         strerror(errno));
+                unrecorded = 1;
+            }
+            added++;
+        }
+        free(addr);
+    }
+    log_info("%s: to=<%s>: %s to %zu recipient%s", q->m.id, q->m.rcpts[idx].addr, reason, added,
+             added == 1 ? "" : "s");
+    qmgr_msg_set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", reason, NULL);
+    if (!unrecorded)
+        qmgr_msg_record(q, idx);
+    free(reason);
+    free(domain);
+    qmgr_msg_schedule(q);   /* routes the new recipients; may free q */
+}
+
 static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
     (void)arg;
@@ -164,7 +256,9 @@ static void local_reply(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     const char *status = ipc_msg_get(m, "status");
     const char *dsn = ipc_msg_get(m, "dsn");
     const char *text = ipc_msg_get(m, "text");
-    if (status && strcmp(status, "sent-unsynced") == 0) {
+    if (status && strcmp(status, "expanded") == 0) {
+        delivery_expanded(d, m);
+    } else if (status && strcmp(status, "sent-unsynced") == 0) {
         /* The mailbox is on the spool's file system and its new/ entry is
          * not synced yet: the next group commit makes it durable, and only
          * then is the delivery recorded (and the queue file removed). */
@@ -183,13 +277,34 @@ int qmgr_local_is_alias_target(const struct queue_file_rcpt *r)
            (r->addr[0] == '|' || r->addr[0] == '/' || strncmp(r->addr, ":include:", 9) == 0);
 }
 
-/* For an alias target: which alias lists it (the agent checks it). 0 with
- * *alias, or -1 when the recipient is settled here. */
-static int alias_of_target(struct qmgr_msg *q, size_t idx, char **alias)
+/* Fills o for alias target idx. 0, or -1 when the recipient is settled
+ * here (bounced or deferred). */
+static int target_origin(struct qmgr_msg *q, size_t idx, struct target_origin *o)
 {
-    const struct queue_file_rcpt *r = &q->m.rcpts[idx];
-    const char *parent = (size_t)r->parent < q->m.nrcpt ? q->m.rcpts[r->parent].addr : "";
-    int rc = qmgr_expand_source(lq.resolver, parent, r->addr, alias);
+    memset(o, 0, sizeof o[0]);
+    size_t listed = idx;    /* what the alias or .forward lists */
+    int p = q->m.rcpts[idx].parent;
+    if (p >= 0 && (size_t)p < q->m.nrcpt && starts_include(q->m.rcpts[p].addr)) {
+        o->include = q->m.rcpts[p].addr + 9;
+        listed = (size_t)p;
+        p = q->m.rcpts[p].parent;
+    }
+    const char *why = NULL;
+    if (p < 0 || (size_t)p >= q->m.nrcpt)
+        why = "no alias lists this target";
+    else if (starts_include(q->m.rcpts[p].addr))
+        why = "nested :include: lists are not supported";
+    if (why) {
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "local", 0, "5.3.0", why);
+        return -1;
+    }
+    const struct queue_file_rcpt *g = &q->m.rcpts[p];
+    o->expanded = g->addr;
+    if (strcmp(g->reason, EXPANDED_BY_FORWARD) == 0) {
+        o->forward_of = resolver_local_user(lq.resolver, g->addr);
+        return 0;
+    }
+    int rc = qmgr_expand_source(lq.resolver, g->addr, q->m.rcpts[listed].addr, &o->alias);
     if (rc == 0)
         return 0;
     if (rc < 0)
@@ -199,14 +314,32 @@ static int alias_of_target(struct qmgr_msg *q, size_t idx, char **alias)
     return -1;
 }
 
+/* The copy a user's own .forward keeps ("\user" or "user"): delivered to the
+ * mailbox without reading the .forward again. */
+static int own_forward_copy(const struct qmgr_msg *q, size_t idx)
+{
+    int p = q->m.rcpts[idx].parent;
+    if (p < 0 || (size_t)p >= q->m.nrcpt || strcmp(q->m.rcpts[p].reason, EXPANDED_BY_FORWARD) != 0)
+        return 0;
+    char *self = resolver_local_user(lq.resolver, q->m.rcpts[idx].addr);
+    char *owner = resolver_local_user(lq.resolver, q->m.rcpts[p].addr);
+    int same = strcmp(self, owner) == 0;
+    free(self);
+    free(owner);
+    return same;
+}
+
 static void deliver_now(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
-    char *alias = NULL;
-    if (qmgr_local_is_alias_target(r) && alias_of_target(q, idx, &alias) != 0)
+    struct target_origin o;
+    memset(&o, 0, sizeof o);
+    int listed = qmgr_local_is_alias_target(r);
+    if (listed && target_origin(q, idx, &o) != 0)
         return;
     if (local_connect() != 0) {
-        free(alias);
+        free(o.alias);
+        free(o.forward_of);
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "local delivery agent unavailable");
         return;
     }
@@ -235,10 +368,18 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
     const char *prepend = queue_file_message_attr(&q->m, QF_ATTR_PREPEND);
     if (prepend)
         ipc_msg_add(&m, "prepend", prepend);
-    if (alias) {
-        ipc_msg_add(&m, "alias", alias);
-        ipc_msg_add(&m, "alias_rcpt", q->m.rcpts[r->parent].addr);
-        free(alias);
+    if (listed) {
+        if (o.alias)
+            ipc_msg_add(&m, "alias", o.alias);
+        if (o.forward_of)
+            ipc_msg_add(&m, "forward_of", o.forward_of);
+        if (o.include)
+            ipc_msg_add(&m, "include", o.include);
+        ipc_msg_add(&m, "alias_rcpt", o.expanded);
+        free(o.alias);
+        free(o.forward_of);
+    } else if (own_forward_copy(q, idx)) {
+        ipc_msg_add(&m, "skip_forward", "yes");
     }
     ipc_chan_send(lq.chan, &m);
     ipc_msg_free(&m);

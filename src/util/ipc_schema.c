@@ -31,18 +31,25 @@ static const struct ipc_attr_spec deliver_attrs[] = {
     {"arrival", IPC_NUMBER, 0, "seconds since the epoch"},
     {"prepend", IPC_TEXT, 0, "header fields to write above the content (the queue file's prepend: Authentication-Results)"},
     {"alias", IPC_TEXT, 0, "rcpt is a |command, /file or :include: target: the alias that lists it (local checks it in its own alias_maps)"},
-    {"alias_rcpt", IPC_TEXT, 0, "with alias: the address that was expanded"},
+    {"forward_of", IPC_TEXT, 0, "rcpt is such a target: the local user whose .forward lists it (local reads it again)"},
+    {"include", IPC_TEXT, 0, "with alias or forward_of: they list this :include: file, which lists rcpt"},
+    {"alias_rcpt", IPC_TEXT, 0, "with alias or forward_of: the address that was expanded"},
+    {"skip_forward", IPC_TEXT, 0, "the copy a user's own .forward keeps: delivered without reading it"},
     END,
 };
 static const struct ipc_attr_spec deliver_reply_attrs[] = {
     {"status", IPC_TEXT, 1, NULL},
     {"dsn", IPC_TEXT, 0, "enhanced status code"},
     {"text", IPC_TEXT, 0, "the reason, for the log and notices"},
+    {"ntargets", IPC_NUMBER, 0, "expanded: how many targetN follow"},
+    {"target#", IPC_TEXT, 0, "expanded: what a .forward or :include: file lists, a recipient of its own"},
     END,
 };
 /* sent-unsynced: written and linked into new/, which the queue's next group
  * commit makes durable; the queue records the delivery only after it. */
-static const char *const deliver_statuses[] = {"sent", "sent-unsynced", "deferred", "bounced", NULL};
+/* expanded: the recipient is a .forward or :include: list; its targets
+ * become recipients of their own. */
+static const char *const deliver_statuses[] = {"sent", "sent-unsynced", "deferred", "bounced", "expanded", NULL};
 
 static const struct ipc_attr_spec barrier_attrs[] = {
     /* when the oldest unsynced file was written: a sync that began later covers it */

@@ -234,3 +234,112 @@ def test_mailbox_command_runs_as_recipient(tern_instance, work_dir, system_users
     assert "\nDelivered-To: " + f"{user.pw_name}+box@localhost\n" in r["stdin"]
     tern.wait_log("status=sent (delivered to mailbox_command)")
     assert not (Path(user.pw_dir) / "Maildir").exists()
+
+
+# ---------------------------------------------------------------- :include: and .forward
+
+def owned_file(path: Path, text, owner, mode=0o644):
+    path.write_text(text)
+    os.chown(path, owner.pw_uid if owner else 0, owner.pw_gid if owner else 0)
+    path.chmod(mode)
+    return path
+
+
+@needs_root
+def test_include_list_expands_and_runs_as_its_owner(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, member = system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    box = Path(keeper.pw_dir) / "list-archive"
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "staff", f"# the staff list\n{member.pw_name}\n|{cmd}\n\n{box}\n", keeper)
+    aliases_owned_by(work_dir, f"staff: :include:{lists}/staff\n", None)
+    tutorial_config(tern, work_dir, allow_mail_to_commands="alias, forward, include",
+                    allow_mail_to_files="alias, forward, include")
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", "staff@localhost")
+    qid = pickup_id(tern)
+    [r] = reports(tern, work_dir)
+    assert (r["uid"], r["gid"]) == (keeper.pw_uid, keeper.pw_gid)
+    assert r["env"]["RECIPIENT"] == "staff@localhost"
+    assert len(wait_files(Path(member.pw_dir) / "Maildir" / "new", 1)) == 1
+    tern.wait_log(rf"{qid}: to=<:include:{re.escape(str(lists))}/staff>: expanded by :include: to 3 recipients",
+                  regex=True)
+    tern.wait_log(f"{qid}: removed")
+    assert box.stat().st_uid == keeper.pw_uid and b"\nDelivered-To: staff@localhost\n" in box.read_bytes()
+
+
+@needs_root
+def test_include_commands_are_restricted_by_default(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper = system_users.add()
+    cmd = reporter(work_dir)
+    owned_file(work_dir / "robots", f"|{cmd}\n", keeper)
+    aliases_owned_by(work_dir, f"robots: :include:{work_dir}/robots\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "robots@localhost")
+    tern.wait_log(r"dsn=5\.7\.1, status=bounced \(mail to command is restricted\)", regex=True)
+    assert not list(out_dir(work_dir).iterdir())
+
+
+@needs_root
+def test_world_writable_include_file_defers(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, member = system_users.add(), system_users.add()
+    owned_file(work_dir / "open-list", f"{member.pw_name}\n", keeper, mode=0o666)
+    aliases_owned_by(work_dir, f"open: :include:{work_dir}/open-list\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "open@localhost")
+    tern.wait_log(r"status=deferred \(.*/open-list is writable by others\)", regex=True)
+
+
+@needs_root
+def test_forward_with_command_address_and_own_copy(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user, friend = system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    owned_file(Path(user.pw_dir) / ".forward", f"\\{user.pw_name}, |{cmd}\n{friend.pw_name}@localhost\n", user)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", f"{user.pw_name}@localhost")
+    qid = pickup_id(tern)
+    [r] = reports(tern, work_dir)
+    assert (r["uid"], r["gid"], r["cwd"]) == (user.pw_uid, user.pw_gid, user.pw_dir)
+    assert r["env"]["RECIPIENT"] == f"{user.pw_name}@localhost"
+    assert len(wait_files(Path(user.pw_dir) / "Maildir" / "new", 1)) == 1
+    assert len(wait_files(Path(friend.pw_dir) / "Maildir" / "new", 1)) == 1
+    tern.wait_log(f"{qid}: to=<{user.pw_name}@localhost>: expanded by .forward to 3 recipients")
+    tern.wait_log(f"{qid}: removed")
+    assert len(list((Path(user.pw_dir) / "Maildir" / "new").iterdir())) == 1
+
+
+@needs_root
+@pytest.mark.parametrize("mode,owner", [(0o664, "user"), (0o644, "other")])
+def test_untrusted_forward_is_ignored(tern_instance, work_dir, system_users, mode, owner):
+    tern = tern_instance
+    user, other = system_users.add(), system_users.add()
+    owned_file(Path(user.pw_dir) / ".forward", f"{other.pw_name}@localhost\n",
+               user if owner == "user" else other, mode=mode)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, f"{user.pw_name}@localhost")
+    assert len(wait_files(Path(user.pw_dir) / "Maildir" / "new", 1)) == 1
+    why = "writable by group or others" if owner == "user" else "owned by uid"
+    tern.wait_log(rf"ignoring the \.forward of {user.pw_name}: .*\.forward is {why}", regex=True)
+    assert not (Path(other.pw_dir) / "Maildir").exists()
+
+
+@needs_root
+def test_forward_command_refused_by_allow_mail_to_commands(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user = system_users.add()
+    cmd = reporter(work_dir)
+    owned_file(Path(user.pw_dir) / ".forward", f"|{cmd}\n", user)
+    tutorial_config(tern, work_dir, allow_mail_to_commands="alias")
+    tern.start()
+    sendmail(tern, f"{user.pw_name}@localhost")
+    tern.wait_log(r"dsn=5\.7\.1, status=bounced \(mail to command is restricted\)", regex=True)
+    assert not list(out_dir(work_dir).iterdir())

@@ -165,9 +165,9 @@ def test_only_a_leading_from_line_is_skipped(tern):
 # ---------------------------------------------------------------- DSN options -N, -R, -V
 
 def with_failing_alias(tern_instance, work_dir):
-    """pipe@localhost fails (pipes are not supported): a bounce is owed."""
+    """pipe@localhost fails (its command exits 1): a bounce is owed."""
     aliases = work_dir / "aliases"
-    aliases.write_text("pipe: |/bin/true\n")
+    aliases.write_text("pipe: |/bin/false\n")
     tern_instance.write_config(alias_maps=f"hash:{aliases}")
     return tern_instance.start()
 
