@@ -255,6 +255,12 @@ static void deliver_file(struct local_targets *lt, const struct local_target_req
 {
     struct deliver_error err;
     memset(&err, 0, sizeof err);
+    if (strcmp(path, "/dev/null") == 0) {
+        /* the classic "discard" alias: nothing to write (and no regular
+         * file, which mbox requires) */
+        reply(req->ctx, req->reqid, NULL, "delivered to file: /dev/null");
+        return;
+    }
     char *prepend = make_prepend(req, 0);
     struct deliver_input in = *req->in;
     in.prepend = prepend;
