@@ -256,6 +256,10 @@ static int expand_ref(struct expand *x, const char *name, size_t len, int depth,
         }
         s = &e->s;
     }
+    if (p && (p->flags & CONF_F_RAW)) {
+        const char *text = s->value ? s->value : p->def;
+        return emit(x, out, text, strlen(text));
+    }
     x->param_level++;
     int rc = s->value ? expand_text(x, s->value, strlen(s->value), depth + 1, out)
                       : expand_default(x, p, depth + 1, out);
@@ -357,7 +361,11 @@ int conf_evaluate(struct conf *c, const struct conf_param *p, const char *raw, s
 {
     struct expand x;
     expand_init(&x, c, undefined);
-    int rc = raw ? expand_text(&x, raw, strlen(raw), 0, out) : expand_default(&x, p, 0, out);
+    int rc;
+    if (p && (p->flags & CONF_F_RAW))
+        rc = emit(&x, out, raw ? raw : p->def, strlen(raw ? raw : p->def));
+    else
+        rc = raw ? expand_text(&x, raw, strlen(raw), 0, out) : expand_default(&x, p, 0, out);
     if (rc)
         strbuf_puts(why, strbuf_str(&x.err));
     strbuf_free(&x.err);

@@ -20,6 +20,8 @@
 #define INT(n, d, lo, hi, doc) {n, CONF_INT, d, lo, hi, 0, doc, NULL, 0}
 #define TIME(n, d, unit, lo, doc) {n, CONF_TIME, d, lo, SECONDS_MAX, unit, doc, NULL, 0}
 #define COMPUTED(n, flag, doc) {n, CONF_STR, "", 0, 0, 0, doc, NULL, flag}
+#define RAW_STR(n, d, doc) {n, CONF_STR, d, 0, 0, 0, doc, NULL, CONF_F_RAW}
+#define RAW_LIST(n, d, doc) {n, CONF_LIST, d, 0, 0, 0, doc, NULL, CONF_F_RAW}
 
 /* Postfix parameters tern does not implement, each with what tern does
  * instead. Tutorials' main.cf files set them, so they load without error and
@@ -126,6 +128,11 @@ const struct conf_param conf_params[] = {
         "The organization named in DMARC aggregate reports (tern extension)."),
     LIST("dns_resolvers", "",
         "Recursive DNS resolvers (ip, ip:port, [ipv6]:port) for outbound mail; empty: /etc/resolv.conf."),
+    RAW_LIST("forward_path", "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
+        "Where a local user's .forward is looked for, the first usable file winning: $user, $home, $shell, "
+        "$recipient, $local, $domain, $extension, $recipient_delimiter, ${name?text}, ${name:text}; an entry "
+        "naming an attribute the recipient does not have (no extension) is skipped. Not expanded as a "
+        "parameter."),
     INT("header_size_limit", "102400", 1, BYTES_MAX,
         "Maximal size in bytes of a message header block; a larger header is refused with 552 5.3.4."),
     STR("home_mailbox", "",
@@ -149,10 +156,10 @@ const struct conf_param conf_params[] = {
         "root, also by `tern dev`."),
     STR("mail_spool_directory", "/var/mail",
         "Directory of mbox mailboxes named after users, used when home_mailbox is empty."),
-    STR("mailbox_command", "",
+    RAW_STR("mailbox_command", "",
         "When set, mail to a local user (not a virtual mailbox) goes to this command, run by /bin/sh as the user "
-        "in the home directory, the message on its input (e.g. /usr/bin/procmail -a \"$EXTENSION\"); exit 75 "
-        "defers, another non-zero status bounces."),
+        "in the home directory, the message on its input (e.g. /usr/bin/procmail -a \"$EXTENSION\": the value is "
+        "not expanded, the shell sees the environment); exit 75 defers, another non-zero status bounces."),
     STR("maillog_file", "",
         "File to log to (also after `tern start`); empty: standard error with `tern serve`, "
         "syslog (facility mail) with `tern start`. Started as root, the file must lie in a directory "

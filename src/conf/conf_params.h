@@ -39,6 +39,10 @@ enum conf_param_flag {
     /* Default computed at run time instead of `def`. */
     CONF_F_HOSTNAME = 1u << 0, /* gethostname(), as-is even without a dot */
     CONF_F_DOMAIN = 1u << 1,   /* $myhostname minus its first label, else "localdomain" */
+    /* Not expanded by the configuration: its $names belong to the code that
+     * uses it (mailbox_command's $EXTENSION, forward_path's $home), as
+     * Postfix's "raw" parameters. */
+    CONF_F_RAW = 1u << 2,
 };
 
 struct conf_param {

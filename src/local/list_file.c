@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,4 +141,100 @@ int list_file_read(enum list_file_kind kind, const char *path, uid_t user, struc
         return -1;
     }
     return 0;
+}
+
+static const char *forward_var(const struct forward_vars *v, const char *name, size_t len, int *known)
+{
+    static const struct {
+        const char *name;
+        size_t offset;
+    } names[] = {
+        {"user", offsetof(struct forward_vars, user)},
+        {"home", offsetof(struct forward_vars, home)},
+        {"shell", offsetof(struct forward_vars, shell)},
+        {"recipient", offsetof(struct forward_vars, recipient)},
+        {"local", offsetof(struct forward_vars, local)},
+        {"domain", offsetof(struct forward_vars, domain)},
+        {"extension", offsetof(struct forward_vars, extension)},
+        {"recipient_delimiter", offsetof(struct forward_vars, recipient_delimiter)},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strlen(names[i].name) == len && memcmp(names[i].name, name, len) == 0) {
+            *known = 1;
+            const char *value = *(const char *const *)((const char *)v + names[i].offset);
+            return value && *value ? value : NULL;
+        }
+    }
+    *known = 0;
+    return NULL;
+}
+
+static int is_var_char(int c)
+{
+    return str_is_alnum((unsigned char)c) || c == '_';
+}
+
+char *forward_path_expand(const char *entry, const struct forward_vars *v)
+{
+    struct strbuf out = STRBUF_INIT;
+    const char *s = entry;
+    while (*s) {
+        if (*s != '$') {
+            strbuf_putc(&out, *s++);
+            continue;
+        }
+        s++;
+        if (*s == '$') {
+            strbuf_putc(&out, *s++);
+            continue;
+        }
+        const char *name = s;
+        char close = 0;
+        if (*s == '{' || *s == '(') {
+            close = *s == '{' ? '}' : ')';
+            name = ++s;
+        }
+        while (is_var_char(*s))
+            s++;
+        size_t len = (size_t)(s - name);
+        int known;
+        const char *value = len ? forward_var(v, name, len, &known) : NULL;
+        if (!len || !known)
+            goto skip;
+        if (!close) {
+            if (!value)
+                goto skip;
+            strbuf_puts(&out, value);
+            continue;
+        }
+        char op = *s;
+        const char *text = NULL;
+        size_t text_len = 0;
+        if (op == '?' || op == ':') {
+            text = ++s;
+            while (*s && *s != close)
+                s++;
+            text_len = (size_t)(s - text);
+        }
+        if (*s != close)
+            goto skip;
+        s++;
+        if (op == '?') {
+            if (value)
+                strbuf_append(&out, text, text_len);
+        } else if (op == ':') {
+            if (!value)
+                strbuf_append(&out, text, text_len);
+        } else if (value) {
+            strbuf_puts(&out, value);
+        } else {
+            goto skip;
+        }
+    }
+    if (!out.len)
+        goto skip;
+    return strbuf_detach(&out);
+skip:
+    strbuf_free(&out);
+    return NULL;
 }

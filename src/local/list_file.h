@@ -39,6 +39,21 @@ int list_file_check(enum list_file_kind kind, const struct stat *file, const str
 /* Parses a file's text into targets. 0, or -1 with out->error set. */
 int list_file_parse(const char *text, size_t len, struct alias_result *out);
 
+/* What a forward_path entry may name (Postfix's local(8) attributes). NULL
+ * or "" is an attribute that is not defined. */
+struct forward_vars {
+    const char *user, *home, *shell;
+    const char *recipient, *local, *domain;
+    const char *extension, *recipient_delimiter;
+};
+
+/* Expands one forward_path entry: $name, ${name} and $(name), ${name?text}
+ * (text when name is defined), ${name:text} (text when it is not), $$.
+ * NULL when the entry is to be skipped, as Postfix skips it: a plain
+ * reference to an undefined attribute ("$home/.forward${extension}" for a
+ * recipient without an extension), an unknown name, or bad syntax. */
+char *forward_path_expand(const char *entry, const struct forward_vars *v);
+
 /* Reads and parses path with the caller's current file-system identity.
  * 1: no such file (a .forward is optional); 0: *targets filled, *owner its
  * owner; -1: refused or unreadable, why filled. */

@@ -35,6 +35,7 @@ struct local_targets {
     char *mailbox_command;
     char *recipient_delimiter;
     unsigned time_limit;
+    struct conf_list forward_path;
     unsigned commands_from;  /* bits of 1 << enum target_source */
     unsigned files_from;
 };
@@ -90,6 +91,7 @@ struct local_targets *local_targets_new(struct conf *c, struct resolver *resolve
     lt->mailbox_command = xstrdup(conf_str(c, "mailbox_command"));
     lt->recipient_delimiter = xstrdup(conf_str(c, "recipient_delimiter"));
     lt->time_limit = (unsigned)conf_time(c, "command_time_limit");
+    lt->forward_path = conf_list(c, "forward_path");
     lt->commands_from = sources_of("allow_mail_to_commands", conf_list(c, "allow_mail_to_commands"));
     lt->files_from = sources_of("allow_mail_to_files", conf_list(c, "allow_mail_to_files"));
     return lt;
@@ -102,6 +104,7 @@ void local_targets_free(struct local_targets *lt)
     free(lt->default_privs);
     free(lt->mailbox_command);
     free(lt->recipient_delimiter);
+    conf_list_free(&lt->forward_path);
     free(lt);
 }
 
@@ -377,13 +380,6 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
 
 /* ---------- .forward and :include: ---------- */
 
-/* The .forward of a local user (tern reads $home/.forward). */
-static char *forward_path(const char *home)
-{
-    size_t n = strlen(home);
-    return xasprintf("%s%s.forward", home, n && home[n - 1] == '/' ? "" : "/");
-}
-
 /* Reads a list file with r's file-system identity. As list_file_read. */
 static int read_list(struct local_targets *lt, enum list_file_kind kind, const char *path, const struct rights *r,
                      struct alias_result *targets, uid_t *owner, char *why, size_t whylen)
@@ -400,6 +396,56 @@ static int list_has(const struct alias_result *targets, const char *target)
         if (target_is(&targets->t[i], target))
             return 1;
     return 0;
+}
+
+/* The first usable file of forward_path for user's mail to address (read
+ * with r's identity): 0 with *targets and *path (malloc'd), 1 when there
+ * is none. A file that is there but refused is logged and passed over, as
+ * Postfix does; the same files give the same answer when a target of the
+ * .forward is checked later. */
+static int find_forward(struct local_targets *lt, const struct rights *r, const char *user, const char *address,
+                        struct alias_result *targets, char **path)
+{
+    char *local = xstrdup(address ? address : "");
+    char *at = strrchr(local, '@');
+    const char *domain = NULL;
+    if (at) {
+        *at = '\0';
+        domain = at + 1;
+    }
+    char delimiter[2] = "";
+    const char *extension = NULL;
+    for (const char *p = local; *p && *lt->recipient_delimiter; p++) {
+        if (strchr(lt->recipient_delimiter, *p)) {
+            delimiter[0] = *p;
+            extension = p + 1;
+            break;
+        }
+    }
+    struct forward_vars v = {
+        .user = user, .home = r->home, .shell = r->shell,
+        .recipient = address, .local = local, .domain = domain,
+        .extension = extension, .recipient_delimiter = delimiter,
+    };
+    int rc = 1;
+    for (size_t i = 0; i < lt->forward_path.n && rc == 1; i++) {
+        char *candidate = forward_path_expand(lt->forward_path.items[i], &v);
+        if (!candidate)
+            continue;
+        uid_t owner;
+        char why[512];
+        int read = read_list(lt, LIST_FORWARD, candidate, r, targets, &owner, why, sizeof why);
+        if (read == 0) {
+            *path = candidate;
+            rc = 0;
+            break;
+        }
+        if (read < 0)
+            log_warn("ignoring the .forward of %s: %s", user, why);
+        free(candidate);
+    }
+    free(local);
+    return rc;
 }
 
 /* The rights of a local user's own .forward: the user's, or default_privs
@@ -443,20 +489,18 @@ static int origin_rights(struct local_targets *lt, const char *target, const str
             rc = 0;
         *source = SOURCE_ALIAS;
     } else if (o->forward_user && forward_rights(lt, o->forward_user, r, err) == 0) {
-        char *path = forward_path(r->home);
         struct alias_result fwd;
-        uid_t owner;
-        char why[512];
-        int read = read_list(lt, LIST_FORWARD, path, r, &fwd, &owner, why, sizeof why);
-        if (read < 0)
-            deliver_error_set(err, 1, "4.3.0", "%s", why);
-        else if (read == 1 || !list_has(&fwd, listed))
-            deliver_error_set(err, 0, "5.3.0", "%s does not list %s", path, listed);
-        else
-            rc = 0;
-        if (read == 0)
+        char *path = NULL;
+        if (find_forward(lt, r, o->forward_user, o->forward_address, &fwd, &path) != 0) {
+            deliver_error_set(err, 0, "5.3.0", "%s has no .forward any more", o->forward_user);
+        } else {
+            if (list_has(&fwd, listed))
+                rc = 0;
+            else
+                deliver_error_set(err, 0, "5.3.0", "%s does not list %s", path, listed);
             alias_result_free(&fwd);
-        free(path);
+            free(path);
+        }
         *source = SOURCE_FORWARD;
     } else if (!o->forward_user) {
         deliver_error_set(err, 0, "5.3.0", "no alias or .forward named for %s", target);
@@ -548,20 +592,13 @@ int local_targets_forward(struct local_targets *lt, const struct local_target_re
         rights_free(&r);
         return 0;   /* the mailbox delivery finds the same problem and says so */
     }
-    char *path = forward_path(r.home);
     struct alias_result fwd;
-    uid_t owner;
-    char why[512];
-    int read = read_list(lt, LIST_FORWARD, path, &r, &fwd, &owner, why, sizeof why);
+    char *path = NULL;
+    int found = find_forward(lt, &r, user, req->recipient, &fwd, &path);
     rights_free(&r);
     free(path);
-    if (read == 1)
+    if (found != 0)
         return 0;
-    if (read < 0) {
-        /* as Postfix: a .forward nobody should trust is ignored */
-        log_warn("ignoring the .forward of %s: %s", user, why);
-        return 0;
-    }
     if (fwd.n == 0) {
         alias_result_free(&fwd);
         return 0;
@@ -613,6 +650,7 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
     struct local_target_origin o = {
         .alias = ipc_msg_get(m, "alias"),
         .forward_user = ipc_msg_get(m, "forward_of"),
+        .forward_address = parent,
         .include = ipc_msg_get(m, "include"),
     };
     /* the address being delivered: the one mail came for, unless another

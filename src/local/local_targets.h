@@ -27,7 +27,9 @@
  * "forward", "include") say where such targets are allowed; a refused one
  * bounces 5.7.1, "mail to command is restricted" as Postfix words it.
  *
- * .forward ($home/.forward) is read for a local user's mailbox delivery:
+ * .forward (the first usable file of forward_path, by default
+ * $home/.forward+EXTENSION then $home/.forward) is read for a local user's
+ * mailbox delivery:
  * its targets, and an :include: file's, go back to the queue ("expanded")
  * and become recipients of their own; "\user" (the user itself) is the
  * copy the mailbox keeps, delivered without reading the .forward again.
@@ -91,6 +93,7 @@ struct local_targets_replies {
 struct local_target_origin {
     const char *alias;
     const char *forward_user;
+    const char *forward_address;    /* the user's address (forward_path's $extension ...) */
     const char *include;
 };
 

@@ -51,7 +51,7 @@ def reporter(work_dir, exit_code=0, message=""):
     out = out_dir(work_dir)
     return script(work_dir, f"report{exit_code}.sh",
                   f'f={out}/report-$$\n'
-                  f'{{ id -u; id -g; pwd; env | sort; echo ---; cat; }} > "$f.tmp"\n'
+                  f'{{ id -u; id -g; pwd; env | sort; echo "ARGV=$*"; echo ---; cat; }} > "$f.tmp"\n'
                   f'mv "$f.tmp" "$f"\n'
                   f'{"echo " + repr(message) if message else ""}\n'
                   f'exit {exit_code}\n')
@@ -239,6 +239,7 @@ def test_mailbox_command_runs_as_recipient(tern_instance, work_dir, system_users
     [r] = reports(tern, work_dir)
     assert (r["uid"], r["gid"], r["cwd"]) == (user.pw_uid, user.pw_gid, user.pw_dir)
     assert r["env"]["EXTENSION"] == "box" and r["env"]["USER"] == user.pw_name
+    assert r["env"]["ARGV"] == "-a box"   # mailbox_command is not expanded by the configuration
     assert r["env"]["RECIPIENT"] == f"{user.pw_name}+box@localhost"
     assert "\nDelivered-To: " + f"{user.pw_name}+box@localhost\n" in r["stdin"]
     tern.wait_log("status=sent (delivered to mailbox_command)")
@@ -352,3 +353,19 @@ def test_forward_command_refused_by_allow_mail_to_commands(tern_instance, work_d
     sendmail(tern, f"{user.pw_name}@localhost")
     tern.wait_log(r"dsn=5\.7\.1, status=bounced \(mail to command is restricted\)", regex=True)
     assert not list(out_dir(work_dir).iterdir())
+
+
+@needs_root
+def test_forward_path_prefers_the_extension_file(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    user, lists, plain = system_users.add(), system_users.add(), system_users.add()
+    home = Path(user.pw_dir)
+    owned_file(home / ".forward+lists", f"{lists.pw_name}\n", user)
+    owned_file(home / ".forward", f"{plain.pw_name}\n", user)
+    tutorial_config(tern, work_dir, recipient_delimiter="+")
+    tern.start()
+    sendmail(tern, f"{user.pw_name}+lists@localhost", f"{user.pw_name}@localhost")
+    assert len(wait_files(Path(lists.pw_dir) / "Maildir" / "new", 1)) == 1
+    assert len(wait_files(Path(plain.pw_dir) / "Maildir" / "new", 1)) == 1
+    tern.wait_log(": removed")
+    assert not (home / "Maildir").exists()

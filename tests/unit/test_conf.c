@@ -148,7 +148,8 @@ static void test_table_defaults_sound(void **state)
         }
         if (p->type == CONF_TIME)
             assert_non_null(strchr("smhdw", p->unit));
-        for (const char *d = strchr(p->def, '$'); d; d = strchr(d + 1, '$')) {
+        /* a raw parameter's $names are its user's (forward_path's $home) */
+        for (const char *d = (p->flags & CONF_F_RAW) ? NULL : strchr(p->def, '$'); d; d = strchr(d + 1, '$')) {
             const char *n = d + 1;
             if (*n == '{' || *n == '(')
                 n++;
@@ -1211,6 +1212,28 @@ static void test_arbitrary_bytes(void **state)
     strbuf_free(&out);
 }
 
+/* Raw parameters (mailbox_command, forward_path) keep their $names for
+ * the code that uses them: no expansion, no "undefined" warning. */
+static void test_raw_parameters(void **state)
+{
+    (void)state;
+    struct conf *c = conf_from("mailbox_command = /usr/bin/procmail -a \"$EXTENSION\" ${x?y}\n"
+                               "other = [$mailbox_command]\n",
+                               0);
+    assert_string_equal(conf_str(c, "mailbox_command"), "/usr/bin/procmail -a \"$EXTENSION\" ${x?y}");
+    char *out = check_output(c, 0);
+    assert_null(strstr(out, "EXTENSION"));
+    free(out);
+    conf_free(c);
+    c = conf_from("", 0);
+    struct conf_list l = conf_list(c, "forward_path");
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.items[0], "$home/.forward${recipient_delimiter}${extension}");
+    assert_string_equal(l.items[1], "$home/.forward");
+    conf_list_free(&l);
+    conf_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1227,6 +1250,7 @@ int main(void)
         cmocka_unit_test(test_expansion_work_bounds),
         cmocka_unit_test(test_many_unknown_names),
         cmocka_unit_test(test_typed_getters),
+        cmocka_unit_test(test_raw_parameters),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_list_split),
         cmocka_unit_test(test_check_messages),

@@ -340,6 +340,37 @@ static void test_list_read(void **state)
     free(link);
 }
 
+static void test_forward_path_expand(void **state)
+{
+    (void)state;
+    struct forward_vars v = {
+        .user = "bob", .home = "/home/bob", .shell = "/bin/sh", .recipient = "bob+lists@example.test",
+        .local = "bob+lists", .domain = "example.test", .extension = "lists", .recipient_delimiter = "+",
+    };
+    char *p = forward_path_expand("$home/.forward${recipient_delimiter}${extension}", &v);
+    assert_string_equal(p, "/home/bob/.forward+lists");
+    free(p);
+    p = forward_path_expand("$(home)/.forward", &v);
+    assert_string_equal(p, "/home/bob/.forward");
+    free(p);
+    p = forward_path_expand("/var/forward/$user${extension?-}${extension}$$", &v);
+    assert_string_equal(p, "/var/forward/bob-lists$");
+    free(p);
+    /* without an extension: an entry that names it is skipped */
+    v.extension = NULL;
+    v.recipient_delimiter = "";
+    assert_null(forward_path_expand("$home/.forward${recipient_delimiter}${extension}", &v));
+    assert_null(forward_path_expand("$home/.forward$extension", &v));
+    p = forward_path_expand("/var/forward/$user${extension?-}${extension:plain}", &v);
+    assert_string_equal(p, "/var/forward/bobplain");
+    free(p);
+    /* unknown names and bad syntax skip the entry */
+    assert_null(forward_path_expand("$nosuch/.forward", &v));
+    assert_null(forward_path_expand("${home/.forward", &v));
+    assert_null(forward_path_expand("$/x", &v));
+    assert_null(forward_path_expand("", &v));
+}
+
 int main(void)
 {
     /* nothing of the test's environment may reach a command */
@@ -355,6 +386,7 @@ int main(void)
         cmocka_unit_test(test_include_rules),
         cmocka_unit_test(test_list_parse),
         cmocka_unit_test(test_list_read),
+        cmocka_unit_test(test_forward_path_expand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
