@@ -192,7 +192,8 @@ static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
         char *addr = special || strchr(t, '@') ? xstrdup(t) : xasprintf("%s@%s", t, domain);
         int dup = 0;
         for (size_t k = 0; k < q->m.nrcpt && !dup; k++)
-            dup = k != idx && q->m.rcpts[k].parent >= 0 && strcasecmp(q->m.rcpts[k].addr, addr) == 0;
+            dup = k != idx && q->m.rcpts[k].parent >= 0 &&
+                  (special ? strcmp(q->m.rcpts[k].addr, addr) : strcasecmp(q->m.rcpts[k].addr, addr)) == 0;
         if (!dup) {
             struct queue_file_rcpt *child =
                 queue_file_message_add_rcpt(&q->m, addr, "", q->m.rcpts[idx].notify, (int)idx);
@@ -300,7 +301,7 @@ static int target_origin(struct qmgr_msg *q, size_t idx, struct target_origin *o
     }
     const struct queue_file_rcpt *g = &q->m.rcpts[p];
     o->expanded = g->addr;
-    if (strcmp(g->reason, EXPANDED_BY_FORWARD) == 0) {
+    if (g->state == QF_EXPANDED && strcmp(g->reason, EXPANDED_BY_FORWARD) == 0) {
         o->forward_of = resolver_local_user(lq.resolver, g->addr);
         return 0;
     }
@@ -319,7 +320,8 @@ static int target_origin(struct qmgr_msg *q, size_t idx, struct target_origin *o
 static int own_forward_copy(const struct qmgr_msg *q, size_t idx)
 {
     int p = q->m.rcpts[idx].parent;
-    if (p < 0 || (size_t)p >= q->m.nrcpt || strcmp(q->m.rcpts[p].reason, EXPANDED_BY_FORWARD) != 0)
+    if (p < 0 || (size_t)p >= q->m.nrcpt || q->m.rcpts[p].state != QF_EXPANDED ||
+        strcmp(q->m.rcpts[p].reason, EXPANDED_BY_FORWARD) != 0)
         return 0;
     char *self = resolver_local_user(lq.resolver, q->m.rcpts[idx].addr);
     char *owner = resolver_local_user(lq.resolver, q->m.rcpts[p].addr);

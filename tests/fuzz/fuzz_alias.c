@@ -1,5 +1,7 @@
 /* libFuzzer target for alias_parse_value, plus alias expansion over an
- * inline table built from the same input.
+ * inline table built from the same input, and the same bytes as a .forward
+ * or :include: file (list_file_parse, which root's local agent runs on
+ * files users write).
  *
  *   clang -std=c17 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
  *       tests/fuzz/fuzz_aliases.c src/maps/alias.c src/maps/map.c \
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "local/list_file.h"
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "util/log.h"
@@ -53,6 +56,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct alias_result r;
     int rc = alias_parse_value(value, &r);
+    if (rc != 0 && rc != -1)
+        abort();
+    check_result(rc, &r);
+    alias_result_free(&r);
+
+    /* The raw bytes (NULs and all) as a .forward or :include: file. */
+    rc = list_file_parse((const char *)data, size, &r);
     if (rc != 0 && rc != -1)
         abort();
     check_result(rc, &r);
