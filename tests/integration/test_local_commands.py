@@ -8,6 +8,8 @@ refuse; mailbox_command runs as the recipient."""
 import os
 import pwd
 import re
+import socket
+import struct
 import stat
 from pathlib import Path
 
@@ -369,3 +371,74 @@ def test_forward_path_prefers_the_extension_file(tern_instance, work_dir, system
     assert len(wait_files(Path(plain.pw_dir) / "Maildir" / "new", 1)) == 1
     tern.wait_log(": removed")
     assert not (home / "Maildir").exists()
+
+
+# ---------------------------------------------------------------- a compromised queue
+
+IPC_DELIVER, IPC_DELIVER_REPLY = 3, 4
+
+
+def ipc_encode(msg_type, reqid, attrs):
+    out = struct.pack("<HI", msg_type, reqid)
+    for name, value in attrs.items():
+        n, v = name.encode(), str(value).encode()
+        out += struct.pack("<B", len(n)) + n + struct.pack("<I", len(v)) + v + b"\0"
+    return out
+
+
+def ipc_decode(packet):
+    msg_type, reqid = struct.unpack_from("<HI", packet)
+    pos, attrs = 6, {}
+    while pos < len(packet):
+        n = packet[pos]
+        name = packet[pos + 1:pos + 1 + n].decode()
+        (v,) = struct.unpack_from("<I", packet, pos + 1 + n)
+        start = pos + 1 + n + 4
+        attrs[name] = packet[start:start + v].decode(errors="replace")
+        pos = start + v + 1
+    return msg_type, reqid, attrs
+
+
+@needs_root
+def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_dir, system_users):
+    """Playing a compromised queue process: local runs no command, writes no
+    file and reads no list that its own tables and files do not name."""
+    tern = tern_instance
+    owner, victim = system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\n", owner)
+    owned_file(Path(victim.pw_dir) / ".forward", f"\\{victim.pw_name}\n", victim)
+    tutorial_config(tern, work_dir, allow_mail_to_commands="alias, forward, include",
+                    allow_mail_to_files="alias, forward, include")
+    tern.start()
+    # a message that stays in queue/: its file is what the forged requests name
+    sendmail(tern, "someone@remote.example")
+    qid = pickup_id(tern)
+    tern.wait_log(f"{qid}: to=<someone@remote.example>")
+    path = tern.queue_dir / "queue" / qid
+    assert path.exists()
+    evil = f"|touch {work_dir}/pwned"
+    base = dict(id=qid, path=str(path), offset=0, length=1, sender="x@remote.example",
+                user="robot", alias_rcpt="robot@localhost")
+    forged = [
+        (dict(rcpt=evil, alias="robot"), "alias robot does not list"),
+        (dict(rcpt=evil, alias="nosuchalias"), "alias nosuchalias does not list"),
+        (dict(rcpt=f"{work_dir}/pwned", alias="robot"), "alias robot does not list"),
+        (dict(rcpt=evil, forward_of=victim.pw_name, alias_rcpt=f"{victim.pw_name}@localhost"), "does not list"),
+        (dict(rcpt=evil, forward_of="root", alias_rcpt="root@localhost"), ""),
+        (dict(rcpt=evil, alias="robot", include="/etc/shadow"), "alias robot does not list :include:/etc/shadow"),
+        (dict(rcpt=":include:/etc/shadow", alias="robot"), "alias robot does not list :include:/etc/shadow"),
+    ]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(str(tern.queue_dir / "private" / "local"))
+    s.settimeout(10)
+    for i, (extra, why) in enumerate(forged, 1):
+        s.send(ipc_encode(IPC_DELIVER, 1000 + i, {**base, **extra}))
+        msg_type, reqid, reply = ipc_decode(s.recv(65536))
+        assert (msg_type, reqid) == (IPC_DELIVER_REPLY, 1000 + i)
+        assert reply["status"] in ("bounced", "deferred"), (extra, reply)
+        assert why in reply["text"], (extra, reply)
+    s.close()
+    assert not (work_dir / "pwned").exists()
+    assert not list(out_dir(work_dir).iterdir())
+    assert "running command" not in tern.log_text()
