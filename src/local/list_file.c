@@ -35,8 +35,9 @@ int list_file_check(enum list_file_kind kind, const struct stat *file, const str
         }
         return 0;
     }
-    if (file->st_mode & S_IWOTH) {
-        snprintf(why, whylen, "writable by others");
+    /* whoever may write it may give its owner's rights to commands */
+    if (file->st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(why, whylen, "writable by group or others");
         return -1;
     }
     if (dir && (dir->st_mode & S_IWOTH) && !(dir->st_mode & S_ISVTX)) {

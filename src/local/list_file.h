@@ -9,7 +9,7 @@
  *   - a .forward must belong to the user or root and be writable by
  *     neither group nor others (else it is ignored with a warning and the
  *     mail goes to the mailbox, as with Postfix);
- *   - an :include: file must not be writable by others, nor lie in a
+ *   - an :include: file must be writable by neither group nor others, nor lie in a
  *     directory others may write to without the sticky bit (else the
  *     delivery is deferred: someone must look at it).
  * Whose rights its |commands and /files then get is the caller's business

@@ -305,7 +305,7 @@ def test_world_writable_include_file_defers(tern_instance, work_dir, system_user
     tutorial_config(tern, work_dir)
     tern.start()
     sendmail(tern, "open@localhost")
-    tern.wait_log(r"status=deferred \(.*/open-list is writable by others\)", regex=True)
+    tern.wait_log(r"status=deferred \(.*/open-list is writable by group or others\)", regex=True)
 
 
 @needs_root

@@ -262,15 +262,17 @@ static void test_include_rules(void **state)
     struct stat dir = file_stat(S_IFDIR | 0755, 0);
     struct stat tmp = file_stat(S_IFDIR | 01777, 0);
     struct stat open_dir = file_stat(S_IFDIR | 0777, 0);
-    /* anyone's file, group-writable too: its owner's rights apply */
-    struct stat list = file_stat(S_IFREG | 0664, 1234);
+    /* anyone's file: its owner's rights apply */
+    struct stat list = file_stat(S_IFREG | 0644, 1234);
     assert_int_equal(list_file_check(LIST_INCLUDE, &list, &dir, 0, why, sizeof why), 0);
     assert_int_equal(list_file_check(LIST_INCLUDE, &list, &tmp, 0, why, sizeof why), 0);
     assert_int_equal(list_file_check(LIST_INCLUDE, &list, &open_dir, 0, why, sizeof why), -1);
     assert_string_equal(why, "in a directory others may write to");
     struct stat world = file_stat(S_IFREG | 0666, 1234);
     assert_int_equal(list_file_check(LIST_INCLUDE, &world, &dir, 0, why, sizeof why), -1);
-    assert_string_equal(why, "writable by others");
+    assert_string_equal(why, "writable by group or others");
+    struct stat group = file_stat(S_IFREG | 0464, 1234);
+    assert_int_equal(list_file_check(LIST_INCLUDE, &group, &dir, 0, why, sizeof why), -1);
 }
 
 static void test_list_parse(void **state)
