@@ -519,6 +519,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     if (!skip_forward && local_targets_forward(lc.targets, &req, user, &targets_replies)) {
         /* its targets went back to the queue */
     } else if (!mb.is_virtual && local_targets_mailbox_command(lc.targets, &req, user, mb.uid, targets_reply)) {
+        /* the command answers when it ends */
     } else if (mb.is_maildir) {
         struct pending *p = xcalloc(1, sizeof *p);
         p->ch = ch;
