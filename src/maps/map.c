@@ -12,6 +12,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -624,7 +625,7 @@ static const char *const file_types[] = {"hash", "btree", "lmdb", "texthash", NU
 /* Postfix table types we know of but do not implement. */
 static const char *const unsupported_types[] = {
     "cidr",     "tcp",    "socketmap", "ldap",  "mysql",
-    "pgsql",  "sqlite", "memcache", "proxy",  "nis",       "nisplus", "netinfo",
+    "pgsql",  "sqlite", "memcache", "nis",       "nisplus", "netinfo",
     "cdb",    "dbm",    "sdbm",     "environ", "fail",     "pipemap", "randmap",
     "union",  "internal", "ldaps",  NULL};
 
@@ -678,6 +679,14 @@ struct map *map_open(const char *spec, unsigned flags, char **err)
     if (err)
         *err = NULL;
     char *s = trimmed_copy(spec, strlen(spec));
+    /* Postfix's proxy:TYPE:NAME shares a table through its proxymap
+     * process; tern's processes each read their tables themselves, so
+     * "proxy:" is the table behind it (the guides' main.cf lines work) */
+    while (strncasecmp(s, "proxy:", 6) == 0) {
+        char *inner = xstrdup(s + 6);
+        free(s);
+        s = inner;
+    }
     const char *colon = strchr(s, ':');
     size_t tlen = colon ? (size_t)(colon - s) : 0;
     int type_ok = tlen > 0;

@@ -70,6 +70,9 @@
  *       and the rule returns "". Lookups fail with -1 (logged) when PCRE2's
  *       match or depth limit is hit (MAP_PCRE_MATCH_LIMIT, a pathological
  *       pattern) or the result would exceed MAP_MAX_LINE bytes.
+ *   proxy:TYPE:NAME
+ *       TYPE:NAME itself (Postfix's proxymap shares tables between its
+ *       processes; tern's read their own).
  *   cidr, tcp, socketmap, ldap, mysql, pgsql, sqlite, ...
  *       map_open fails with "table type cidr is not supported yet".
  *

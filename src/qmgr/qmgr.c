@@ -47,6 +47,7 @@ static struct {
     struct resolver *resolver;
     char *myhostname;
     char *virtual_transport;
+    char *mailbox_transport;
     struct event *pickup_timer;
     int stopping;
     int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
@@ -221,6 +222,12 @@ static void route(struct qmgr_msg *q, size_t idx)
      * out of virtual_alias_maps meet the local aliases now. */
     if ((r->parent < 0 || (r->flags & QF_RCPT_FROM_VIRTUAL)) && expand_aliases(q, idx) == 0)
         return;
+    /* mailbox_transport: a local user's mailbox is somewhere else (Dovecot's
+     * LMTP); local's own steps (.forward) are then that server's business */
+    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_LOCAL && *qm.mailbox_transport) {
+        qmgr_relay_enqueue_via(q, idx, qm.mailbox_transport, "mailbox_transport");
+        return;
+    }
     qmgr_local_deliver(q, idx);
 }
 
@@ -355,6 +362,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_local_init(qm.base, rt, qm.resolver);
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     qm.virtual_transport = xstrdup(conf_str(rt->conf, "virtual_transport"));
+    qm.mailbox_transport = xstrdup(conf_str(rt->conf, "mailbox_transport"));
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
@@ -410,6 +418,7 @@ int qmgr_main(struct runtime *rt)
     resolver_free(qm.resolver);
     free(qm.myhostname);
     free(qm.virtual_transport);
+    free(qm.mailbox_transport);
     event_base_free(qm.base);
     return 0;
 }
