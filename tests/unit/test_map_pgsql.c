@@ -25,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "maps/map.h"
 #include "maps/map_pgsql.h"
 #include "maps/map_pgsql_cf.h"
 #include "test_fixture.h"
@@ -180,6 +181,20 @@ static void test_cf_read_missing_file(void **state)
     char *err = NULL;
     assert_null(pgsql_cf_read("/nonexistent/pgsql.cf", &err));
     assert_non_null(strstr(err, "/nonexistent/pgsql.cf: No such file"));
+    free(err);
+}
+
+/* The servers' map_open does not take pgsql: tables until its callers can
+ * wait for an answer: a clear message, not "unknown type". */
+static void test_map_open_refuses_pgsql(void **state)
+{
+    (void)state;
+    char *err = NULL;
+    assert_null(map_open("pgsql:/etc/tern/pgsql-virtual.cf", 0, &err));
+    assert_non_null(strstr(err, "pgsql tables are not usable by the server yet"));
+    free(err);
+    assert_null(map_open("proxy:pgsql:/etc/tern/pgsql-virtual.cf", 0, &err));
+    assert_non_null(strstr(err, "pgsql tables are not usable by the server yet"));
     free(err);
 }
 
@@ -674,6 +689,7 @@ int main(void)
         cmocka_unit_test_setup(test_cf_errors, setup_one),
         cmocka_unit_test_setup(test_cf_old_interface, setup_one),
         cmocka_unit_test_setup(test_cf_read_missing_file, setup_one),
+        cmocka_unit_test_setup(test_map_open_refuses_pgsql, setup_one),
         cmocka_unit_test_setup(test_query_expansion, setup_one),
         cmocka_unit_test_setup(test_query_domain_filter, setup_one),
         cmocka_unit_test_setup(test_query_escaping, setup_one),
