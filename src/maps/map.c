@@ -624,7 +624,7 @@ static int type_is(const char *type, const char *const *list)
 static const char *const file_types[] = {"hash", "btree", "lmdb", "texthash", NULL};
 /* Postfix table types we know of but do not implement. */
 static const char *const unsupported_types[] = {
-    "cidr",     "tcp",    "socketmap", "ldap",  "mysql",
+    "cidr",   "tcp",      "socketmap", "ldap",    "mysql",
     "sqlite", "memcache", "nis",       "nisplus", "netinfo",
     "cdb",    "dbm",    "sdbm",     "environ", "fail",     "pipemap", "randmap",
     "union",  "internal", "ldaps",  NULL};
