@@ -22,6 +22,10 @@
  * time per table, in order. An unused connection is closed after
  * idle_interval seconds.
  *
+ * One step is not asynchronous: libpq resolves a host name with
+ * getaddrinfo inside PQconnectPoll. Name hosts by address (or unix:) where
+ * a stalled resolver must not stop the loop.
+ *
  * Answers: exactly one callback per lookup, never from inside pgsql_lookup
  * (always from the event loop), unless the lookup is cancelled or its table
  * closed first: rc 1 found (value: the result), 0 not found (value NULL),

@@ -106,8 +106,6 @@ static char *scan_template(struct pgsql_cf *cf, const char *tmpl, int is_result,
                              "%%1-%%9 %%%%)",
                              cf->path, lineno, what, c ? (char[2]){c, '\0'} : "");
         }
-        if (!c)
-            break;
     }
     return NULL;
 }
