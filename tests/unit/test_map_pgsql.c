@@ -18,7 +18,10 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -615,6 +618,73 @@ static void test_engine_hosts_in_order(void **state)
     free(hosts);
 }
 
+/* A host that takes the TCP connection and never says a word. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sin;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+static void test_engine_connect_timeout_next_host(void **state)
+{
+    (void)state;
+    pg_need();
+    int silent_port;
+    int silent = silent_listener(&silent_port);
+    char *hosts = xasprintf("127.0.0.1:%d 127.0.0.1:%d", silent_port, pg.port);
+    struct pgsql_table *t = table_with(hosts, alias_query, "connect_timeout = 1\n");
+    struct answer a;
+    assert_int_equal(ask(t, "a@example.com", &a), 1);
+    assert_string_equal(a.value, "b@example.org");
+    assert_int_equal(tf_log_count("no connection within connect_timeout = 1 s"), 1);
+    pgsql_table_close(t);
+    free(hosts);
+    close(silent);
+}
+
+struct tick {
+    int fired;
+    struct answer *query; /* not answered yet when the timer fires */
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct tick *tick = arg;
+    assert_int_equal(tick->query->calls, 0);
+    tick->fired = 1;
+}
+
+/* A slow query does not hold the loop: a 50 ms timer fires before it ends. */
+static void test_engine_loop_runs_during_query(void **state)
+{
+    (void)state;
+    pg_need();
+    char *host = tcp_host();
+    struct pgsql_table *t = table_with(host, "SELECT pg_sleep(0.5)::text || '%s'", NULL);
+    struct answer a = {0};
+    struct tick tick = {0, &a};
+    struct event *timer = evtimer_new(pg.base, on_tick, &tick);
+    evtimer_add(timer, &(struct timeval){.tv_usec = 50000});
+    pgsql_lookup(t, "slow", record_answer, &a);
+    while (!tick.fired && a.calls == 0)
+        event_base_loop(pg.base, EVLOOP_ONCE);
+    assert_true(tick.fired);
+    run_until(&a);
+    assert_int_equal(a.rc, 1);
+    assert_string_equal(a.value, "slow");
+    event_free(timer);
+    pgsql_table_close(t);
+    free(host);
+}
+
 static void test_engine_database_down_and_back(void **state)
 {
     (void)state;
@@ -699,6 +769,8 @@ int main(void)
         cmocka_unit_test_setup(test_engine_reuses_connection, setup_one),
         cmocka_unit_test_setup(test_engine_queue_and_cancel, setup_one),
         cmocka_unit_test_setup(test_engine_hosts_in_order, setup_one),
+        cmocka_unit_test_setup(test_engine_connect_timeout_next_host, setup_one),
+        cmocka_unit_test_setup(test_engine_loop_runs_during_query, setup_one),
         cmocka_unit_test_setup(test_engine_database_down_and_back, setup_one),
         cmocka_unit_test_setup(test_engine_query_error_and_timeout, setup_one),
     };
