@@ -73,7 +73,14 @@
  *   proxy:TYPE:NAME
  *       TYPE:NAME itself (Postfix's proxymap shares tables between its
  *       processes; tern's read their own).
- *   cidr, tcp, socketmap, ldap, mysql, pgsql, sqlite, ...
+ *   pgsql:/path
+ *       PostgreSQL, configured as Postfix's pgsql_table(5): map_pgsql.h
+ *       (an asynchronous engine on libevent) and map_pgsql_cf.h (the file's
+ *       settings). Works now: `tern map query pgsql:/path KEY` and the
+ *       engine's API. map_open refuses it ("pgsql tables are not usable by
+ *       the server yet"): map_lookup's callers expect an answer in place,
+ *       and a database must not stop a daemon's event loop.
+ *   cidr, tcp, socketmap, ldap, mysql, sqlite, ...
  *       map_open fails with "table type cidr is not supported yet".
  *
  * Errors: map_open/map_list_open return NULL and a malloc'd message in *err
