@@ -1,5 +1,6 @@
 /* map: lookup tables named with Postfix's "type:name" syntax (see map.h). */
 #include "maps/map.h"
+#include "maps/map_async.h"
 #include "maps/map_regexp.h"
 #include "maps/map_source.h"
 
@@ -126,7 +127,8 @@ static const char *table_get(const struct table *t, const char *key)
 
 /* ---------- maps ---------- */
 
-enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP };
+enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP,
+                MAP_KIND_ASYNC };
 
 /* What identifies one version of a source file: an in-place edit changes
  * size/mtime/ctime, an atomic replace changes the inode. */
@@ -147,6 +149,7 @@ struct map {
     struct table table; /* file and inline tables */
     enum map_regexp_dialect dialect; /* regexp tables: */
     struct map_regexp *regexp;       /* their compiled rules */
+    struct map_async *async;         /* pgsql: (map_async.h) */
     int loaded;         /* table or regexp holds the contents of the file version in id */
     int failing;        /* the file could not be read; already logged */
     struct file_id id;
@@ -425,6 +428,7 @@ static void map_set_failing(struct map *m, const char *what, int err_no)
 {
     table_free(&m->table);
     map_regexp_free(m->regexp);
+    map_async_close(m->async);
     m->regexp = NULL;
     m->loaded = 0;
     if (!m->failing)
@@ -669,12 +673,12 @@ static char *map_setup(struct map *m, const char *type, const char *name)
                              m->spec, name);
         return NULL;
     }
-    /* map_pgsql.c answers asynchronously and map_lookup's callers wait for
-     * their answer in place: only `tern map query` uses it for now. */
-    if (strcmp(type, "pgsql") == 0)
-        return xasprintf("table %s: pgsql tables are not usable by the server yet (tern map "
-                         "query reads them)",
-                         m->spec);
+    if (strcmp(type, "pgsql") == 0) {
+        char *err = NULL;
+        m->kind = MAP_KIND_ASYNC;
+        m->async = map_async_open_pgsql(m->spec, name, &err);
+        return m->async ? NULL : err;
+    }
     if (type_is(type, unsupported_types))
         return xasprintf("table type %s is not supported yet", type);
     return xasprintf("unknown table type \"%s\" in \"%s\"", type, m->spec);
@@ -731,6 +735,7 @@ void map_close(struct map *m)
             }
     table_free(&m->table);
     map_regexp_free(m->regexp);
+    map_async_close(m->async);
     free(m->spec);
     free(m->path);
     free(m->static_value);
@@ -855,6 +860,8 @@ int map_lookup(struct map *m, const char *key, char **value)
         return 0;
     if ((m->kind == MAP_KIND_FILE || m->kind == MAP_KIND_REGEXP) && file_refresh(m) != 0)
         return -1;
+    if (m->kind == MAP_KIND_ASYNC)
+        return map_async_lookup(m->async, key, value);
     if (m->kind == MAP_KIND_REGEXP) /* patterns see the key as given: case is their flags' job */
         return map_regexp_lookup(m->regexp, m->spec, key, value);
     char *folded = xstrdup(key);
@@ -878,6 +885,7 @@ int map_lookup(struct map *m, const char *key, char **value)
         break;
     case MAP_KIND_STATIC:
     case MAP_KIND_REGEXP:
+    case MAP_KIND_ASYNC:
         break;
     }
     free(folded);

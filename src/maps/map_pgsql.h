@@ -6,8 +6,9 @@
  * events on that loop (libpq's asynchronous API: PQconnectStartParams and
  * PQconnectPoll, PQsendQuery, PQconsumeInput, PQisBusy, PQgetResult). The
  * configuration file's rules, the query and result expansion are in
- * map_pgsql_cf.h. map_open does not open pgsql: tables yet (its callers are
- * synchronous); `tern map query pgsql:/path KEY` uses
+ * map_pgsql_cf.h. map_open opens pgsql: tables through map_async.h, which
+ * turns this engine's callbacks into answers map_lookup's callers can ask
+ * for again; without an event loop (the command line) it uses
  * pgsql_table_lookup_wait.
  *
  * Connections: one per table, opened on the first lookup and reused; the

@@ -25,6 +25,7 @@
 #include "conf/conf.h"
 #include "daemon/runtime.h"
 #include "maps/alias.h"
+#include "maps/map.h"
 #include "maps/resolver.h"
 #include "qmgr/pickup.h"
 #include "qmgr/qmgr_commit.h"
@@ -173,7 +174,63 @@ static int expansion_depth(const struct qmgr_msg *q, size_t idx)
     return depth;
 }
 
+/* ---------- waiting for asynchronous tables (pgsql:) ---------- */
+
+#define QMGR_TABLE_ROUNDS 8   /* routings in a row one message may wait */
+
+static struct {
+    int routing;                 /* inside route() */
+    unsigned long pending_base;  /* map_pending_count() when it began */
+    char **ids;                  /* messages to route again when answers arrive */
+    size_t n, cap;
+} tw;
+
+int qmgr_route_waits_for_table(struct qmgr_msg *q)
+{
+    if (!tw.routing || map_pending_count() == tw.pending_base || q->table_rounds >= QMGR_TABLE_ROUNDS)
+        return 0;
+    for (size_t i = 0; i < tw.n; i++)
+        if (strcmp(tw.ids[i], q->m.id) == 0)
+            return 1;
+    if (tw.n == tw.cap) {
+        tw.cap = tw.cap ? tw.cap * 2 : 16;
+        tw.ids = xrealloc(tw.ids, tw.cap * sizeof *tw.ids);
+    }
+    tw.ids[tw.n++] = xstrdup(q->m.id);
+    return 1;
+}
+
+/* The map layer's answer hook: the waiting messages are routed again. */
+static void tables_answered(void *arg)
+{
+    (void)arg;
+    char **ids = tw.ids;
+    size_t n = tw.n;
+    memset(&tw, 0, sizeof tw);
+    for (size_t i = 0; i < n; i++) {
+        struct qmgr_msg *q = qmgr_msg_find(ids[i]);
+        if (q) {
+            q->table_rounds++;
+            qmgr_msg_schedule(q);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+static void route_once(struct qmgr_msg *q, size_t idx);
+
 static void route(struct qmgr_msg *q, size_t idx)
+{
+    tw.routing = 1;
+    tw.pending_base = map_pending_count();
+    route_once(q, idx);
+    tw.routing = 0;
+    if (map_pending_count() == tw.pending_base)
+        q->table_rounds = 0;
+}
+
+static void route_once(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
     const char *hops = queue_file_message_attr(&q->m, "loop_hops");
@@ -352,6 +409,9 @@ int qmgr_main(struct runtime *rt)
     qm.rt = rt;
     queue_id_init(0);
     qm.base = event_base_new();
+    /* pgsql: tables answer on this loop; waiting messages are routed again */
+    map_set_event_base(qm.base);
+    map_set_answer_hook(tables_answered, NULL);
     if (!qm.base)
         log_fatal("cannot create event loop");
     char *err = NULL;

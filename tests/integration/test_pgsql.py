@@ -2,9 +2,8 @@
 throwaway PostgreSQL cluster (pg_fixture.PgCluster): a row is found as soon
 as it is inserted and not found once deleted (exit 1); a dead first host is
 passed over for the live one; a stopped database is a temporary error (exit
-2, with the reason), and the table answers again once it is back. (That
-map_open, the servers' way in, refuses pgsql: tables for now is a unit test:
-tests/unit/test_map_pgsql.c.)"""
+2, with the reason), and the table answers again once it is back. The
+servers' use of pgsql: tables is test_pgsql_hosting.py."""
 import subprocess
 
 import pytest
