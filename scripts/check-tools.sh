@@ -39,6 +39,10 @@ need postfix test -x /usr/sbin/smtp-sink
 need dovecot-core test -x /usr/sbin/dovecot
 # tests/integration/test_lmtp.py delivers to a private Dovecot LMTP server
 need dovecot-lmtpd test -x /usr/lib/dovecot/lmtp
+# tests/integration/pg_fixture.py runs throwaway PostgreSQL clusters (pgsql: tables)
+need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/postgres'
+need postgresql-client have psql
+need libpq-dev test -e /usr/include/postgresql/libpq-fe.h
 need groff-base have groff
 need util-linux have setpriv
 need mount have mount

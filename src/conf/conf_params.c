@@ -33,9 +33,6 @@ const struct conf_ignored conf_ignored[] = {
                           "bounded at 1000 octets."},
     {"local_destination_concurrency_limit", "local deliveries are limited only by "
                                             "default_process_limit, for all recipients together."},
-    {"local_recipient_maps", "the SMTP server always checks local recipients (system users, "
-                             "aliases, local_mailbox_base), as with Postfix's default; the check "
-                             "cannot be turned off."},
     {"queue_run_delay", "tern schedules each deferred message at its own backoff time instead "
                         "of scanning the queue."},
     {"smtpd_tls_loglevel", "the SMTP server logs one line per TLS session (Postfix's level 1) "
@@ -148,6 +145,11 @@ const struct conf_param conf_params[] = {
         "When set, any local part at mydestination is a valid user whose mail goes to "
         "$local_mailbox_base/<localpart>/ plus home_mailbox, owned by the user tern runs as "
         "(used by `tern dev`; tern extension)."),
+    LIST("local_recipient_maps", "proxy:unix:passwd.byname $alias_maps",
+        "Tables of the local recipients the SMTP server accepts (user@domain or user, with and without an "
+        "extension); others are refused with 550 5.1.1 User unknown in local recipient table. Not set: "
+        "system users and aliases (any name in the development layout, local_mailbox_base); set empty: "
+        "no check (unknown users bounce after they are accepted)."),
     STR("mail_name", "Tern",
         "The mail system's name, used in the greeting and in bounces."),
     STR("mail_owner", "tern",
@@ -160,6 +162,9 @@ const struct conf_param conf_params[] = {
         "When set, mail to a local user (not a virtual mailbox) goes to this command, run by /bin/sh as the user "
         "in the home directory, the message on its input (e.g. /usr/bin/procmail -a \"$EXTENSION\": the value is "
         "not expanded, the shell sees the environment); exit 75 defers, another non-zero status bounces."),
+    STR("mailbox_transport", "",
+        "Where local users' mail goes after aliases, instead of tern's own mailbox delivery: a next hop "
+        "such as lmtp:unix:private/dovecot-lmtp (.forward files are then not read). Empty: tern delivers."),
     STR("maillog_file", "",
         "File to log to (also after `tern start`); empty: standard error with `tern serve`, "
         "syslog (facility mail) with `tern start`. Started as root, the file must lie in a directory "

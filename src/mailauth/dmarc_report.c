@@ -407,17 +407,6 @@ void dmarc_report_message(const struct dmarc_report_meta *meta, const char *poli
     free(rid);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int dmarc_report_mailto(const char *uri, char **addr, const char **host)
 {
     if (strncasecmp(uri, "mailto:", 7) != 0)
@@ -433,7 +422,7 @@ int dmarc_report_mailto(const char *uri, char **addr, const char **host)
         if (c == '%') {
             if (i + 2 >= n)
                 return -1;
-            int hi = hexval(p[i + 1]), lo = hexval(p[i + 2]);
+            int hi = str_hex_value(p[i + 1]), lo = str_hex_value(p[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

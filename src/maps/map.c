@@ -1,5 +1,6 @@
 /* map: lookup tables named with Postfix's "type:name" syntax (see map.h). */
 #include "maps/map.h"
+#include "maps/map_async.h"
 #include "maps/map_regexp.h"
 #include "maps/map_source.h"
 
@@ -12,6 +13,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,7 +127,8 @@ static const char *table_get(const struct table *t, const char *key)
 
 /* ---------- maps ---------- */
 
-enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP };
+enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP,
+                MAP_KIND_ASYNC };
 
 /* What identifies one version of a source file: an in-place edit changes
  * size/mtime/ctime, an atomic replace changes the inode. */
@@ -148,6 +151,7 @@ struct map {
     struct table table; /* file and inline tables */
     enum map_regexp_dialect dialect; /* regexp tables: */
     struct map_regexp *regexp;       /* their compiled rules */
+    struct map_async *async;         /* pgsql: (map_async.h) */
     int loaded;         /* table or regexp holds the contents of the file version in id */
     int failing;        /* the file could not be read; already logged */
     struct file_id id;
@@ -428,6 +432,7 @@ static void map_set_failing(struct map *m, const char *what, int err_no)
 {
     table_free(&m->table);
     map_regexp_free(m->regexp);
+    map_async_close(m->async);
     m->regexp = NULL;
     m->loaded = 0;
     if (!m->failing)
@@ -627,8 +632,8 @@ static int type_is(const char *type, const char *const *list)
 static const char *const file_types[] = {"hash", "btree", "lmdb", "texthash", NULL};
 /* Postfix table types we know of but do not implement. */
 static const char *const unsupported_types[] = {
-    "cidr",     "tcp",    "socketmap", "ldap",  "mysql",
-    "pgsql",  "sqlite", "memcache", "proxy",  "nis",       "nisplus", "netinfo",
+    "cidr",   "tcp",      "socketmap", "ldap",    "mysql",
+    "sqlite", "memcache", "nis",       "nisplus", "netinfo",
     "cdb",    "dbm",    "sdbm",     "environ", "fail",     "pipemap", "randmap",
     "union",  "internal", "ldaps",  NULL};
 
@@ -672,6 +677,12 @@ static char *map_setup(struct map *m, const char *type, const char *name)
                              m->spec, name);
         return NULL;
     }
+    if (strcmp(type, "pgsql") == 0) {
+        char *err = NULL;
+        m->kind = MAP_KIND_ASYNC;
+        m->async = map_async_open_pgsql(m->spec, name, &err);
+        return m->async ? NULL : err;
+    }
     if (type_is(type, unsupported_types))
         return xasprintf("table type %s is not supported yet", type);
     return xasprintf("unknown table type \"%s\" in \"%s\"", type, m->spec);
@@ -682,6 +693,14 @@ struct map *map_open(const char *spec, unsigned flags, char **err)
     if (err)
         *err = NULL;
     char *s = trimmed_copy(spec, strlen(spec));
+    /* Postfix's proxy:TYPE:NAME shares a table through its proxymap
+     * process; tern's processes each read their tables themselves, so
+     * "proxy:" is the table behind it (the guides' main.cf lines work) */
+    while (strncasecmp(s, "proxy:", 6) == 0) {
+        char *inner = xstrdup(s + 6);
+        free(s);
+        s = inner;
+    }
     const char *colon = strchr(s, ':');
     size_t tlen = colon ? (size_t)(colon - s) : 0;
     int type_ok = tlen > 0;
@@ -720,6 +739,7 @@ void map_close(struct map *m)
             }
     table_free(&m->table);
     map_regexp_free(m->regexp);
+    map_async_close(m->async);
     free(m->spec);
     free(m->path);
     free(m->static_value);
@@ -855,6 +875,8 @@ int map_lookup(struct map *m, const char *key, char **value)
         return 0;
     if ((m->kind == MAP_KIND_FILE || m->kind == MAP_KIND_REGEXP) && file_refresh(m) != 0)
         return -1;
+    if (m->kind == MAP_KIND_ASYNC)
+        return map_async_lookup(m->async, key, value);
     if (m->kind == MAP_KIND_REGEXP) /* patterns see the key as given: case is their flags' job */
         return map_regexp_lookup(m->regexp, m->spec, key, value);
     char *folded = xstrdup(key);
@@ -878,6 +900,7 @@ int map_lookup(struct map *m, const char *key, char **value)
         break;
     case MAP_KIND_STATIC:
     case MAP_KIND_REGEXP:
+    case MAP_KIND_ASYNC:
         break;
     }
     free(folded);

@@ -70,7 +70,18 @@
  *       and the rule returns "". Lookups fail with -1 (logged) when PCRE2's
  *       match or depth limit is hit (MAP_PCRE_MATCH_LIMIT, a pathological
  *       pattern) or the result would exceed MAP_MAX_LINE bytes.
- *   cidr, tcp, socketmap, ldap, mysql, pgsql, sqlite, ...
+ *   proxy:TYPE:NAME
+ *       TYPE:NAME itself (Postfix's proxymap shares tables between its
+ *       processes; tern's read their own).
+ *   pgsql:/path
+ *       PostgreSQL, configured as Postfix's pgsql_table(5): map_pgsql.h
+ *       (an asynchronous engine on libevent) and map_pgsql_cf.h (the file's
+ *       settings), behind map_lookup through map_async.h: in a process
+ *       that set its event loop (map_set_event_base: smtpd, the queue) a
+ *       lookup whose answer is not in yet returns MAP_PENDING and the
+ *       caller runs again after the answer hook; elsewhere (the command
+ *       line, the local agent for now) a lookup waits for its answer.
+ *   cidr, tcp, socketmap, ldap, mysql, sqlite, ...
  *       map_open fails with "table type cidr is not supported yet".
  *
  * Errors: map_open/map_list_open return NULL and a malloc'd message in *err
@@ -94,6 +105,25 @@ enum map_flags {
 };
 
 struct map *map_open(const char *spec, unsigned flags, char **err);
+/* What a lookup of an asynchronous table (pgsql:) answers while its answer
+ * is on the way: ask again after the answer hook has run (map_async.h). A
+ * caller that cannot wait treats it as any negative answer: a temporary
+ * failure. */
+#define MAP_PENDING (-2)
+struct event_base;
+/* The event loop asynchronous tables answer on; without one (the command
+ * line) their lookups wait for the answer. Set before map_open. */
+void map_set_event_base(struct event_base *base);
+/* Runs, from the event loop, whenever an asynchronous table's answer
+ * arrives: the process's waiting callers ask again. */
+void map_set_answer_hook(void (*hook)(void *arg), void *arg);
+/* How many lookups so far answered MAP_PENDING: a caller compares it
+ * before and after an evaluation to know whether any answer in it was
+ * missing (whatever the layers between made of it), and then runs the
+ * evaluation again after the answer hook instead of acting on it. */
+unsigned long map_pending_count(void);
+/* 1 while the process has an asynchronous table open on its event loop. */
+int map_async_in_use(void);
 /* 1 found (*value malloc'd), 0 not found, -1 temporary error (e.g. file unreadable). */
 int map_lookup(struct map *m, const char *key, char **value);
 void map_close(struct map *m);

@@ -99,6 +99,33 @@ static int open_optional_maps(struct map_list **l, const char *specs, char **err
     return *specs && !*l ? -1 : 0;
 }
 
+/* local_recipient_maps: the tables that are also alias_maps ("$alias_maps"
+ * in it, as Postfix's default has) are read in aliases(5) format, since
+ * tern reads the text source where Postfix reads newaliases' database. */
+static int open_local_recipient_maps(struct resolver *r, struct conf *c, char **err)
+{
+    struct conf_list lrm = conf_list(c, "local_recipient_maps");
+    struct conf_list am = conf_list(c, "alias_maps");
+    struct strbuf plain = STRBUF_INIT, aliases = STRBUF_INIT;
+    for (size_t i = 0; i < lrm.n; i++) {
+        int is_alias = 0;
+        for (size_t k = 0; k < am.n && !is_alias; k++)
+            is_alias = strcmp(lrm.items[i], am.items[k]) == 0;
+        struct strbuf *to = is_alias ? &aliases : &plain;
+        strbuf_printf(to, "%s%s", to->len ? ", " : "", lrm.items[i]);
+    }
+    conf_list_free(&lrm);
+    conf_list_free(&am);
+    int rc = 0;
+    if (plain.len && !(r->local_recipients = map_list_open(plain.buf, 0, err)))
+        rc = -1;
+    if (rc == 0 && aliases.len && !(r->local_recipient_aliases = map_list_open(aliases.buf, MAP_ALIAS_FORMAT, err)))
+        rc = -1;
+    strbuf_free(&plain);
+    strbuf_free(&aliases);
+    return rc;
+}
+
 struct resolver *resolver_new(struct conf *c, char **err)
 {
     struct resolver *r = xcalloc(1, sizeof *r);
@@ -152,6 +179,13 @@ struct resolver *resolver_new(struct conf *c, char **err)
         resolver_free(r);
         return NULL;
     }
+    /* unset: system users and aliases (Postfix's default), or anyone in the
+     * development layout; set: exactly its tables (empty: no check) */
+    r->local_recipient_maps_set = conf_is_set(c, "local_recipient_maps");
+    if (r->local_recipient_maps_set && open_local_recipient_maps(r, c, err) != 0) {
+        resolver_free(r);
+        return NULL;
+    }
     r->virtual_mailbox_base = xstrdup(conf_str(c, "virtual_mailbox_base"));
     r->virtual_minimum_uid = conf_int(c, "virtual_minimum_uid");
     r->virtual_mailbox_limit = conf_int(c, "virtual_mailbox_limit");
@@ -185,6 +219,10 @@ void resolver_free(struct resolver *r)
     domain_list_free(&r->virtual_alias_domains);
     domain_list_free(&r->virtual_mailbox_domains);
     domain_list_free(&r->relay_domains);
+    if (r->local_recipients)
+        map_list_close(r->local_recipients);
+    if (r->local_recipient_aliases)
+        map_list_close(r->local_recipient_aliases);
     if (r->relay_recipients)
         map_list_close(r->relay_recipients);
     struct map_list *vmaps[] = {r->virtual_mailbox, r->virtual_uid, r->virtual_gid};
@@ -389,8 +427,48 @@ static int user_name_safe(const char *u)
     return 1;
 }
 
+/* local_recipient_maps, when main.cf sets it: the address, then the user
+ * name (each with its extension, then without); pattern tables see only
+ * the whole address. */
+static enum resolve_verdict check_local_recipient_maps(struct resolver *r, const char *addr)
+{
+    if (!r->local_recipients && !r->local_recipient_aliases)
+        return RESOLVE_OK;   /* set to nothing: Postfix's "no check" */
+    char *local, *domain;
+    resolve_split(addr, &local, &domain);
+    unquote_local(local);
+    char *base = xstrdup(local);
+    size_t cut = *r->recipient_delimiter ? strcspn(base, r->recipient_delimiter) : strlen(base);
+    if (cut > 0)
+        base[cut] = '\0';
+    char *keys[4] = {domain ? xasprintf("%s@%s", local, domain) : NULL,
+                     domain && strcmp(base, local) != 0 ? xasprintf("%s@%s", base, domain) : NULL, xstrdup(local),
+                     strcmp(base, local) != 0 ? xstrdup(base) : NULL};
+    int rc = 0;
+    for (int i = 0; i < 4 && rc == 0; i++) {
+        if (!keys[i])
+            continue;
+        struct map_list *lists[2] = {r->local_recipients, r->local_recipient_aliases};
+        for (int l = 0; l < 2 && rc == 0; l++) {
+            if (!lists[l])
+                continue;
+            char *value = NULL;
+            rc = i == 0 ? map_list_lookup(lists[l], keys[i], &value) : map_list_lookup_partial(lists[l], keys[i], &value);
+            free(value);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        free(keys[i]);
+    free(base);
+    free(local);
+    free(domain);
+    return rc > 0 ? RESOLVE_OK : rc == 0 ? RESOLVE_UNKNOWN : RESOLVE_TEMPFAIL;
+}
+
 enum resolve_verdict resolver_check_local(struct resolver *r, const char *addr)
 {
+    if (r->local_recipient_maps_set)
+        return check_local_recipient_maps(r, addr);
     char *user = resolver_local_user(r, addr);
     enum resolve_verdict v = RESOLVE_UNKNOWN;
     if (r->aliases) {

@@ -29,6 +29,9 @@ struct resolver {
     int propagate_virtual_extension;  /* propagate_unmatched_extensions has "virtual" */
     struct domain_list virtual_mailbox_domains;
     struct domain_list relay_domains;
+    struct map_list *local_recipients;   /* local_recipient_maps when set (both NULL: set empty) */
+    struct map_list *local_recipient_aliases;   /* its tables that are alias_maps too */
+    int local_recipient_maps_set;
     struct map_list *relay_recipients;   /* relay_recipient_maps; NULL: any recipient */
     struct map_list *virtual_mailbox, *virtual_uid, *virtual_gid;   /* NULL: none */
     char *virtual_mailbox_base;

@@ -185,17 +185,6 @@ static void put_utf8_addr_xtext(struct strbuf *sb, const char *s)
     }
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Undoes the \x{HEX} escapes of an RFC 6533 utf-8 address for the global
  * type; NULL when s is not in that form (it is then copied unaltered). */
 static char *utf8_addr_unescape(const char *s)
@@ -212,7 +201,7 @@ static char *utf8_addr_unescape(const char *s)
         const char *q = p + 3;
         uint32_t cp = 0;
         int digits = 0, v;
-        while (digits < 6 && (v = hex_value(*q)) >= 0) {
+        while (digits < 6 && (v = str_hex_value(*q)) >= 0) {
             cp = cp * 16 + (uint32_t)v;
             digits++;
             q++;

@@ -25,6 +25,7 @@
 #include "conf/conf.h"
 #include "daemon/runtime.h"
 #include "maps/alias.h"
+#include "maps/map.h"
 #include "maps/resolver.h"
 #include "qmgr/pickup.h"
 #include "qmgr/qmgr_commit.h"
@@ -47,6 +48,7 @@ static struct {
     struct resolver *resolver;
     char *myhostname;
     char *virtual_transport;
+    char *mailbox_transport;
     struct event *pickup_timer;
     int stopping;
     int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
@@ -169,7 +171,63 @@ static int expansion_depth(const struct qmgr_msg *q, size_t idx)
     return depth;
 }
 
+/* ---------- waiting for asynchronous tables (pgsql:) ---------- */
+
+#define QMGR_TABLE_ROUNDS 8   /* routings in a row one message may wait */
+
+static struct {
+    int routing;                 /* inside route() */
+    unsigned long pending_base;  /* map_pending_count() when it began */
+    char **ids;                  /* messages to route again when answers arrive */
+    size_t n, cap;
+} tw;
+
+int qmgr_route_waits_for_table(struct qmgr_msg *q)
+{
+    if (!tw.routing || map_pending_count() == tw.pending_base || q->table_rounds >= QMGR_TABLE_ROUNDS)
+        return 0;
+    for (size_t i = 0; i < tw.n; i++)
+        if (strcmp(tw.ids[i], q->m.id) == 0)
+            return 1;
+    if (tw.n == tw.cap) {
+        tw.cap = tw.cap ? tw.cap * 2 : 16;
+        tw.ids = xrealloc(tw.ids, tw.cap * sizeof *tw.ids);
+    }
+    tw.ids[tw.n++] = xstrdup(q->m.id);
+    return 1;
+}
+
+/* The map layer's answer hook: the waiting messages are routed again. */
+static void tables_answered(void *arg)
+{
+    (void)arg;
+    char **ids = tw.ids;
+    size_t n = tw.n;
+    memset(&tw, 0, sizeof tw);
+    for (size_t i = 0; i < n; i++) {
+        struct qmgr_msg *q = qmgr_msg_find(ids[i]);
+        if (q) {
+            q->table_rounds++;
+            qmgr_msg_schedule(q);
+        }
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+static void route_once(struct qmgr_msg *q, size_t idx);
+
 static void route(struct qmgr_msg *q, size_t idx)
+{
+    tw.routing = 1;
+    tw.pending_base = map_pending_count();
+    route_once(q, idx);
+    tw.routing = 0;
+    if (map_pending_count() == tw.pending_base)
+        q->table_rounds = 0;
+}
+
+static void route_once(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
     const char *hops = queue_file_message_attr(&q->m, "loop_hops");
@@ -224,6 +282,12 @@ static void route(struct qmgr_msg *q, size_t idx)
      * out of virtual_alias_maps meet the local aliases now. */
     if ((r->parent < 0 || (r->flags & QF_RCPT_FROM_VIRTUAL)) && expand_aliases(q, idx) == 0)
         return;
+    /* mailbox_transport: a local user's mailbox is somewhere else (Dovecot's
+     * LMTP); local's own steps (.forward) are then that server's business */
+    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_LOCAL && *qm.mailbox_transport) {
+        qmgr_relay_enqueue_via(q, idx, qm.mailbox_transport, "mailbox_transport");
+        return;
+    }
     qmgr_local_deliver(q, idx);
 }
 
@@ -348,6 +412,9 @@ int qmgr_main(struct runtime *rt)
     qm.rt = rt;
     queue_id_init(0);
     qm.base = event_base_new();
+    /* pgsql: tables answer on this loop; waiting messages are routed again */
+    map_set_event_base(qm.base);
+    map_set_answer_hook(tables_answered, NULL);
     if (!qm.base)
         log_fatal("cannot create event loop");
     char *err = NULL;
@@ -358,6 +425,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_local_init(qm.base, rt, qm.resolver);
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     qm.virtual_transport = xstrdup(conf_str(rt->conf, "virtual_transport"));
+    qm.mailbox_transport = xstrdup(conf_str(rt->conf, "mailbox_transport"));
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
@@ -413,6 +481,7 @@ int qmgr_main(struct runtime *rt)
     resolver_free(qm.resolver);
     free(qm.myhostname);
     free(qm.virtual_transport);
+    free(qm.mailbox_transport);
     event_base_free(qm.base);
     return 0;
 }

@@ -272,6 +272,8 @@ void qmgr_msg_rcpt_release(struct qmgr_msg *q, size_t idx)
 void qmgr_msg_rcpt_result(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay,
                           int64_t start_us, const char *dsn, const char *reason)
 {
+    if (o == QMSG_DEFERRED && qmgr_route_waits_for_table(q))
+        return;
     rcpt_result(q, idx, o, relay, start_us, dsn, reason, NULL);
 }
 

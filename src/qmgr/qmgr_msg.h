@@ -32,6 +32,7 @@ struct qmgr_msg {
     unsigned char *rcpt_busy;   /* per recipient: a delivery is in flight */
     size_t rcpt_busy_cap;
     struct event *timer;
+    int table_rounds;           /* routings in a row that waited for an asynchronous table */
 };
 
 struct conf;
@@ -95,6 +96,11 @@ void qmgr_msg_rcpt_release(struct qmgr_msg *q, size_t idx);
 void qmgr_msg_rcpt_finish(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
                       const char *dsn, const char *reason, const struct qmgr_msg_remote *remote);
 /* The result of a recipient that was never taken (settled while routing). */
+/* qmgr.c: 1 when a deferral decided while routing is only an asynchronous
+ * table's answer still on the way: the recipient is left as it is and the
+ * message routed again when the answer is in (qmgr_msg_rcpt_result then
+ * records nothing). */
+int qmgr_route_waits_for_table(struct qmgr_msg *q);
 void qmgr_msg_rcpt_result(struct qmgr_msg *q, size_t idx, enum qmgr_msg_outcome o, const char *relay, int64_t start_us,
                       const char *dsn, const char *reason);
 

@@ -36,17 +36,6 @@ static void put_xtext(struct strbuf *sb, const char *s, size_t len)
     }
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* The code point at s: an "\x{HEX}" escape (2-6 digits) or one UTF-8
  * sequence or an ASCII octet. Returns its length in s, 0 if s holds
  * neither a valid escape, UTF-8 nor ASCII there. */
@@ -56,8 +45,8 @@ static size_t next_code_point(const char *s, size_t len, unsigned long *cp)
     if (len >= 6 && s[0] == '\\' && s[1] == 'x' && s[2] == '{') {
         size_t i = 3;
         unsigned long v = 0;
-        while (i < len && i < 9 && hexval(s[i]) >= 0)
-            v = v * 16 + (unsigned long)hexval(s[i++]);
+        while (i < len && i < 9 && str_hex_value(s[i]) >= 0)
+            v = v * 16 + (unsigned long)str_hex_value(s[i++]);
         if (i - 3 >= 2 && i < len && s[i] == '}' && v <= 0x10ffff && !(v >= 0xd800 && v <= 0xdfff)) {
             *cp = v;
             return i + 1;

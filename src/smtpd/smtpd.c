@@ -24,6 +24,7 @@
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
+#include "maps/map.h"
 #include "maps/resolver.h"
 #include "spool/queue_id.h"
 #include "smtpd/smtpd_session.h"
@@ -316,6 +317,9 @@ int smtpd_main(struct runtime *rt)
     smtpd_rt = rt;
     queue_id_init(1);
     smtpd_base = event_base_new();
+    /* pgsql: tables answer on this loop; waiting RCPTs run again (smtpd_cmd.c) */
+    map_set_event_base(smtpd_base);
+    map_set_answer_hook(smtpd_session_tables_answered, NULL);
     if (!smtpd_base)
         log_fatal("cannot create event loop");
     char *incoming = xasprintf("%s/%s", rt->queue_dir, QDIR_INCOMING);

@@ -267,6 +267,44 @@ static int refuse_error_transport(struct smtp_session *s, struct resolver *res, 
     return 1;
 }
 
+static void cmd_rcpt(struct smtp_session *s, const char *arg);
+
+/* Asynchronous tables (pgsql:) answer later: a dry run of what RCPT will
+ * ask (the restrictions, transport_maps, the recipient check) starts their
+ * lookups; when any answer was missing the command waits, reading nothing
+ * more, and runs again once the answers are in (a chain of lookups may take
+ * a few rounds; after SMTPD_TABLE_ROUNDS a missing answer is a temporary
+ * failure, 451). 1 when it waits. */
+static int rcpt_waits_for_tables(struct smtp_session *s, const char *addr, const char *arg)
+{
+    if (!map_async_in_use() || s->table_rounds >= SMTPD_TABLE_ROUNDS)
+        return 0;
+    unsigned long before = map_pending_count();
+    struct smtpd_policy_result pr;
+    if (!s->set->policy_broken && s->set->policy)
+        (void)check_policy(s, addr, &pr);
+    char *value = NULL;
+    (void)resolver_transport(smtpd_resolver(), addr, &value);
+    free(value);
+    const char *table;
+    (void)resolver_check_recipient(smtpd_resolver(), addr, &table);
+    if (map_pending_count() == before)
+        return 0;
+    s->table_rounds++;
+    s->table_wait_arg = xstrdup(arg);
+    return 1;
+}
+
+void smtpd_cmd_table_retry(struct smtp_session *s)
+{
+    char *arg = s->table_wait_arg;
+    s->table_wait_arg = NULL;
+    cmd_rcpt(s, arg);
+    free(arg);
+    if (!s->table_wait_arg)
+        smtpd_session_resume(s);   /* and on with pipelined commands */
+}
+
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     struct smtp_ext ext = s->ext;
@@ -285,6 +323,12 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
     const char *addr = qualified ? qualified : a.path.mailbox;
     struct resolver *res = smtpd_resolver();
     struct smtpd_policy_result pr;
+    if (rcpt_waits_for_tables(s, addr, arg)) {
+        free(qualified);
+        smtp_rcpt_args_free(&a);
+        return;
+    }
+    s->table_rounds = 0;
     if (s->set->recipient_limit > 0 && s->env.nrcpt >= (size_t)s->set->recipient_limit) {
         smtpd_session_reply(s, "452 4.5.3 Error: too many recipients");
     } else if (s->set->policy_broken) {

@@ -110,5 +110,8 @@ void smtpd_dns_shutdown(void);
 /* Closes every session politely (421) for shutdown. */
 void smtpd_session_shutdown_all(void);
 unsigned smtpd_session_count(void);
+/* An asynchronous table answered: every RCPT waiting for one runs again
+ * (the map layer's answer hook, set by smtpd.c). */
+void smtpd_session_tables_answered(void *arg);
 
 #endif

@@ -78,6 +78,8 @@ struct smtp_session {
     unsigned errors;
     unsigned junk_commands;     /* NOOP, RSET, VRFY, EXPN, HELP so far */
     unsigned cnt_ok[CNT_MAX], cnt_total[CNT_MAX];
+    char *table_wait_arg;       /* RCPT's argument while an asynchronous table's answer is awaited */
+    int table_rounds;           /* how often this RCPT already waited */
     int cur_counter;            /* command awaiting its final reply, or -1 */
     const char *where;          /* last command, for "... after X" log lines (Postfix's names) */
     int discarding_line;        /* an overlong command is being skipped */
@@ -157,6 +159,10 @@ void smtpd_session_start_tls(struct smtp_session *s);
 
 /* Processes pending input again (after a pause: AUTH's check). */
 void smtpd_session_resume(struct smtp_session *s);
+#define SMTPD_TABLE_ROUNDS 4   /* times one RCPT waits for asynchronous tables */
+
+/* smtpd_cmd.c: runs the waiting RCPT of s again. */
+void smtpd_cmd_table_retry(struct smtp_session *s);
 
 #ifdef TERN_TEST_BUILD
 /* A session on fd (one end of a socketpair), greeted with 220 as a client

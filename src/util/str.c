@@ -66,6 +66,17 @@ int str_is_alnum(unsigned char c)
     return str_is_alpha(c) || str_is_digit(c);
 }
 
+int str_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int str_is_ctl(unsigned char c)
 {
     return c < 0x20 || c == 0x7f;

@@ -36,6 +36,8 @@ int str_is_alpha(unsigned char c);
 int str_is_alnum(unsigned char c);
 /* Control characters: 0x00-0x1f and DEL. */
 int str_is_ctl(unsigned char c);
+/* The value of a hexadecimal digit (either case), or -1. */
+int str_hex_value(unsigned char c);
 /* RFC 5322 atext, ASCII only (callers that allow UTF-8 add c >= 0x80). */
 int str_is_atext(unsigned char c);
 /* RFC 5322 dot-atom-text: atext runs joined by single dots, none at either

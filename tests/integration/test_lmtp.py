@@ -243,3 +243,17 @@ def test_virtual_mailbox_domain_handed_to_dovecot(tern_instance, work_dir, dovec
     delivered_line(tern, "alice@example.org", f"mail.example.test[{dovecot.socket}]")
     time.sleep(0.5)
     assert len(dovecot.messages("alice")) == 1
+
+
+def test_mailbox_transport_hands_local_users_to_dovecot(tern_instance, work_dir, dovecot):
+    """mailbox_transport: local users (after aliases) go to Dovecot's LMTP."""
+    aliases = work_dir / "aliases"
+    aliases.write_text("team: alice, bob\n")
+    tern_instance.write_config(mydestination="example.org, $myhostname", mynetworks="127.0.0.0/8",
+                               alias_maps=f"hash:{aliases}", mailbox_transport=f"lmtp:unix:{dovecot.socket}")
+    tern = tern_instance.start()
+    send(tern, ["team@example.org"], "to the team", "token-team-4b1c")
+    for user in USERS:
+        assert b"token-team-4b1c" in dovecot.wait_messages(user)[0].read_bytes()
+        tern.wait_log(rf"to=<{user}@example\.org>, orig_to=<team@example\.org>, "
+                      rf"relay=mail\.example\.test\[{re.escape(str(dovecot.socket))}\]", regex=True)

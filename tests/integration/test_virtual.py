@@ -263,3 +263,30 @@ def test_pcre_virtual_alias_map(tern_instance, work_dir):
     send(tern_instance, "sales@pattern.test", subject="by-pattern")
     assert b"by-pattern" in tern_instance.wait_messages("sales-team")[0].read_bytes()
     settle_queue(tern_instance)
+
+
+def test_local_recipient_maps_read_for_real(tern_instance, work_dir):
+    """Set, local_recipient_maps alone says who exists (here: in the
+    development layout, where any name would otherwise be a user)."""
+    users = work_dir / "local_users"
+    users.write_text("alice x\nbob@example.test x\n")
+    tern_instance.write_config(local_recipient_maps=f"hash:{users}", recipient_delimiter="+")
+    tern_instance.start()
+    replies = rcpt(tern_instance, "alice@example.test", "alice+list@example.test", "bob@example.test",
+                   "carol@example.test")
+    assert [r[0] for r in replies] == [250, 250, 250, 550], replies
+    assert replies[3][1] == (b"5.1.1 <carol@example.test>: Recipient address rejected: "
+                             b"User unknown in local recipient table")
+
+
+@needs_root
+def test_local_recipient_maps_tutorial_default(tern_instance, work_dir):
+    """The guides' line, proxy: and $alias_maps included: system users and
+    aliases exist, nobody else."""
+    aliases = work_dir / "aliases"
+    aliases.write_text("postmaster: root\nteam: root\n")
+    tern_instance.write_config(alias_maps=f"hash:{aliases}",
+                               local_recipient_maps="proxy:unix:passwd.byname $alias_maps")
+    tern_instance.start()
+    replies = rcpt(tern_instance, "root@example.test", "team@example.test", "nosuchuser7q@example.test")
+    assert [r[0] for r in replies] == [250, 250, 550], replies

@@ -1030,7 +1030,7 @@ static void test_print_man(void **state)
             fail_msg("man page lacks ignored %s", conf_ignored[i].name);
         free(want);
     }
-    assert_non_null(strstr(ignored, "\n.B local_recipient_maps\nthe SMTP server always checks"));
+    assert_non_null(strstr(ignored, "\n.B queue_run_delay\ntern schedules each deferred message"));
     /* nothing but requests (.TP, .br ...) start with a dot */
     for (const char *p = buf; (p = strstr(p, "\n.")) != NULL; p++)
         assert_true((p[2] >= 'A' && p[2] <= 'Z') || (p[2] >= 'a' && p[2] <= 'z'));
@@ -1083,20 +1083,19 @@ static void test_ignored_parameters(void **state)
 {
     (void)state;
     struct conf *c = conf_from("smtpd_tls_loglevel = 1\n"
-                               "local_recipient_maps =\n",
+                               "queue_run_delay = 300s\n",
                                0);
     assert_null(conf_param_find("smtpd_tls_loglevel"));
     assert_non_null(conf_ignored_find("smtpd_tls_loglevel"));
     assert_string_equal(conf_raw(c, "smtpd_tls_loglevel"), "1");
-    assert_true(conf_is_set(c, "local_recipient_maps"));
+    assert_true(conf_is_set(c, "queue_run_delay"));
     char *out = check_output(c, 0);
     assert_string_equal(out, "main.cf:1: warning: smtpd_tls_loglevel has no effect in tern: the SMTP "
                              "server logs one line per TLS session (Postfix's level 1) and has no "
                              "other levels.\n"
-                             "main.cf:2: warning: local_recipient_maps has no effect in tern: the "
-                             "SMTP server always checks local recipients (system users, aliases, "
-                             "local_mailbox_base), as with Postfix's default; the check cannot be "
-                             "turned off.\n");
+                             "main.cf:2: warning: queue_run_delay has no effect in tern: tern "
+                             "schedules each deferred message at its own backoff time instead of "
+                             "scanning the queue.\n");
     free(out);
     /* `postconf -n` shows what main.cf says; `postconf` only the table */
     out = print_to_string(conf_print_nondefault, c);
