@@ -304,6 +304,9 @@ const struct conf_param conf_params[] = {
         "Maximal number of recipients accepted for one message."),
     LIST("smtpd_recipient_restrictions", "",
         "Restrictions applied to RCPT TO, after smtpd_relay_restrictions."),
+    BOOL("smtpd_reject_unlisted_recipient", "yes",
+        "Refuse at RCPT a recipient of a domain of ours that no table lists (local, virtual alias, virtual "
+        "mailbox, relay recipients), with 550 5.1.1; no: accept it and bounce it later (backscatter)."),
     LIST("smtpd_relay_restrictions",
         "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
         "Restrictions that decide relaying, applied to RCPT TO before smtpd_recipient_restrictions "

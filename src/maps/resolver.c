@@ -250,12 +250,27 @@ int resolver_transport(struct resolver *r, const char *addr, char **value)
         return 0;
     char *local, *domain;
     resolve_split(addr, &local, &domain);
-    free(local);
-    if (!domain)
+    if (!domain) {
+        free(local);
         return 0;
-    int rc = map_list_lookup(r->transport, domain, value);
+    }
+    /* transport(5)'s order: the address (pattern tables see only this
+     * whole key), the address without its extension, the domain, then
+     * each parent as ".parent" */
+    char *key = xasprintf("%s@%s", local, domain);
+    int rc = map_list_lookup(r->transport, key, value);
+    free(key);
+    size_t cut = *r->recipient_delimiter ? strcspn(local, r->recipient_delimiter) : strlen(local);
+    if (rc == 0 && cut > 0 && local[cut]) {
+        key = xasprintf("%.*s@%s", (int)cut, local, domain);
+        rc = map_list_lookup_partial(r->transport, key, value);
+        free(key);
+    }
+    if (rc == 0)
+        rc = map_list_lookup_partial(r->transport, domain, value);
     for (const char *p = strchr(domain, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
-        rc = map_list_lookup(r->transport, p, value);
+        rc = map_list_lookup_partial(r->transport, p, value);
+    free(local);
     free(domain);
     return rc;
 }

@@ -98,9 +98,11 @@ struct local_mailbox {
     int is_virtual;     /* a virtual_mailbox_maps mailbox (user is the address) */
     long long size_limit; /* virtual_mailbox_limit for a virtual one; 0: none */
 };
-/* transport_maps: the entry for addr's domain, else for each parent domain
- * as ".parent". 1 found (*value malloc'd), 0 none (or no transport_maps),
- * -1 a table could not be read. */
+/* transport_maps (transport(5)): the entry for addr itself (the only key
+ * pattern tables see), for addr without its recipient_delimiter extension,
+ * for its domain, else for each parent domain as ".parent". 1 found
+ * (*value malloc'd), 0 none (or no transport_maps), -1 a table could not
+ * be read. */
 int resolver_transport(struct resolver *r, const char *addr, char **value);
 
 /* An "error:[d.d.d ]text" transport entry: 1 with *status (the entry's own

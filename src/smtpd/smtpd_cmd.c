@@ -348,6 +348,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         case RESOLVE_OK:
             goto accept;   /* ours, or relaying the restrictions allowed */
         case RESOLVE_UNKNOWN:
+            if (!s->set->reject_unlisted_recipient)
+                goto accept;   /* the admin's choice: it bounces later */
             log_info("%s: reject: RCPT from %s[%s]: 550 5.1.1 <%s>: Recipient address rejected: "
                      "User unknown in %s; from=<%s> to=<%s>",
                      s->id, s->client_name, s->client_addr, addr, table, s->env.sender, addr);

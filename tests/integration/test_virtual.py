@@ -290,3 +290,38 @@ def test_local_recipient_maps_tutorial_default(tern_instance, work_dir):
     tern_instance.start()
     replies = rcpt(tern_instance, "root@example.test", "team@example.test", "nosuchuser7q@example.test")
     assert [r[0] for r in replies] == [250, 250, 550], replies
+
+
+def test_reject_unlisted_recipient_off_accepts_and_bounces(tern_instance, work_dir):
+    """smtpd_reject_unlisted_recipient = no: an unknown address of a virtual
+    alias domain is accepted, then bounced by the queue (Postfix's choice)."""
+    inst = start(tern_instance, work_dir, smtpd_reject_unlisted_recipient="no")
+    assert rcpt(inst, "nobody@example.net")[0][0] == 250
+    send(inst, "nobody@example.net", subject="unlisted")
+    inst.wait_log(r"to=<nobody@example\.net>.*dsn=5\.1\.1, status=bounced \(User unknown in virtual alias table\)",
+                  regex=True)
+    settle_queue(inst)
+
+
+def test_transport_maps_by_address_and_pattern(work_dir):
+    """transport(5)'s order: an address entry wins over its domain's, and a
+    pcre: transport table sees the whole address."""
+    sink = TernInstance(work_dir / "sink")
+    sink.write_config(mydestination="routed.test, $myhostname")
+    table = work_dir / "transport.pcre"
+    table.write_text(f"/^vip@routed\\.test$/  smtp:[127.0.0.1]:{sink.port}\n")
+    front = TernInstance(work_dir / "front")
+    front.write_config(mynetworks="127.0.0.0/8", transport_maps=f"pcre:{table}")
+    sink.start()
+    front.start()
+    try:
+        with front.smtp() as c:
+            c.sendmail("someone@example.test", ["vip@routed.test", "other@routed.test"],
+                       "From: someone@example.test\r\nSubject: routed\r\n\r\nhello\r\n")
+        assert b"routed" in sink.wait_messages("vip", timeout=20)[0].read_bytes()
+        # other@ has no entry: the usual route (DNS for routed.test, which fails here)
+        front.wait_log(r"to=<other@routed\.test>.*status=deferred", regex=True, timeout=40)
+        assert sink.messages("other") == []
+    finally:
+        front.stop()
+        sink.stop()
