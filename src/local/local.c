@@ -35,6 +35,7 @@
 #include "daemon/runtime.h"
 #include "local/command.h"
 #include "local/deliver.h"
+#include "local/local_tables.h"
 #include "local/local_targets.h"
 #include "local/maildir.h"
 #include "local/mbox.h"
@@ -609,6 +610,7 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
     struct client *c = arg;
     if (!m) {
+        local_tables_drop(ch);
         for (struct client **pp = &lc.clients; *pp; pp = &(*pp)->next) {
             if (*pp == c) {
                 *pp = c->next;
@@ -642,6 +644,8 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         log_error("unexpected message type %u", m->type);
         return;
     }
+    if (local_tables_hold(lc.resolver, ch, m))
+        return;
     deliver(ch, m);
 }
 
@@ -691,6 +695,8 @@ int local_main(struct runtime *rt)
     lc.base = event_base_new();
     if (!lc.base)
         log_fatal("cannot create event loop");
+    /* pgsql: tables answer on this loop; held requests run again */
+    local_tables_init(lc.base, deliver, chan_alive);
     char *err = NULL;
     lc.resolver = resolver_new(rt->conf, &err);
     if (!lc.resolver)

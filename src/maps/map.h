@@ -77,10 +77,10 @@
  *       PostgreSQL, configured as Postfix's pgsql_table(5): map_pgsql.h
  *       (an asynchronous engine on libevent) and map_pgsql_cf.h (the file's
  *       settings), behind map_lookup through map_async.h: in a process
- *       that set its event loop (map_set_event_base: smtpd, the queue) a
+ *       that set its event loop (map_set_event_base: smtpd, the queue, local) a
  *       lookup whose answer is not in yet returns MAP_PENDING and the
  *       caller runs again after the answer hook; elsewhere (the command
- *       line, the local agent for now) a lookup waits for its answer.
+ *       line) a lookup waits for its answer.
  *   cidr, tcp, socketmap, ldap, mysql, sqlite, ...
  *       map_open fails with "table type cidr is not supported yet".
  *
