@@ -7,6 +7,7 @@
 #include "maps/resolver.h"
 #include "util/ipc.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 /* A DELIVER request held until its tables' answers are in. */
@@ -36,6 +37,15 @@ static int hold(struct resolver *r, struct ipc_chan *ch, const struct ipc_msg *m
         char why[256];
         if (resolver_virtual_mailbox(r, rcpt, &mb, why, sizeof why) == 0)
             resolver_mailbox_free(&mb);
+    }
+    /* a command, file or :include: of an alias: local looks the alias up again */
+    const char *alias = ipc_msg_get(m, "alias");
+    if (alias && resolver_aliases(r)) {
+        char *name = xstrdup(alias), *value = NULL;
+        str_lower(name);
+        (void)map_list_lookup(resolver_aliases(r), name, &value);
+        free(value);
+        free(name);
     }
     if (map_pending_count() == before)
         return 0;

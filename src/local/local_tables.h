@@ -1,7 +1,8 @@
 /* local_tables: the local agent's requests that wait for asynchronous
  * tables (pgsql: virtual mailbox maps, map_async.h). Before a DELIVER is
- * carried out, a dry run of its first lookups (the address class and a
- * virtual mailbox) starts their queries; when an answer was missing the
+ * carried out, a dry run of its first lookups (the address class, a
+ * virtual mailbox, the alias a command or file target comes from) starts
+ * their queries; when an answer was missing the
  * request is held (a copy) and run again from the map layer's answer hook,
  * so the agent's loop never waits for a database. After
  * LOCAL_TABLE_ROUNDS rounds it runs anyway, and a missing answer is then a
