@@ -130,13 +130,15 @@ class TernInstance:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        # a restart (after kill9) must wait for its own "daemon started", not the last one's
+        started_before = self.log_text().count("daemon started")
         self.stderr = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([TERN_BIN, "-c", str(self.dir), "serve"],
                                      stdout=self.stderr, stderr=self.stderr, env=env,
                                      start_new_session=True)
         if wait:
             assert wait_port(self.host, self.port), "tern did not start listening:\n" + self.stderr_text()
-            self.wait_log("(queue active)|daemon started", timeout=5, regex=True, required=False)
+            self.wait_log("daemon started", timeout=5, required=False, count=started_before + 1)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
