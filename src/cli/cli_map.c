@@ -10,9 +10,11 @@
  * error. Problems in the table's file (bad lines) are logged to stderr as
  * warnings.
  *
- * pgsql:/path tables (which map_open does not open yet) are asked through
- * map_pgsql's engine on an event loop of the command's own, one key after
- * the other; a temporary error's reason goes to stderr. */
+ * pgsql:/path tables are asked through map_pgsql's engine directly, on an
+ * event loop of the command's own, one key after the other, so that a
+ * temporary error's reason goes to stderr with the key (map_open would
+ * open them too, through map_async.h, which waits the same way without an
+ * event loop but only logs the reason). */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
