@@ -105,7 +105,9 @@ static int valid_literal(const char *lit)
 /* ---------- evaluation ---------- */
 
 enum verdict { V_DUNNO, V_PERMIT, V_DECIDED };
-enum dest { DEST_UNKNOWN, DEST_LOCAL, DEST_RELAY, DEST_REMOTE };
+/* DEST_TEMPFAIL: a domain table (pgsql: down or slow) could not say; the
+ * recipient is deferred, never refused as unauthorized relaying. */
+enum dest { DEST_UNKNOWN, DEST_LOCAL, DEST_RELAY, DEST_REMOTE, DEST_TEMPFAIL };
 
 struct eval {
     const struct smtpd_policy_ctx *c;
@@ -173,15 +175,24 @@ static enum dest rcpt_dest(struct eval *e)
         char *dom = xstrdup(at + 1);
         str_lower(dom);
         strip_one_dot(dom);
-        if (*dom && c->is_local_domain && c->is_local_domain(c->arg, dom) == 1)
+        int local = *dom && c->is_local_domain ? c->is_local_domain(c->arg, dom) : 0;
+        int relay = local == 0 && *dom && c->is_relay_domain ? c->is_relay_domain(c->arg, dom) : 0;
+        if (local == 1)
             e->dest = DEST_LOCAL;
-        else if (*dom && c->is_relay_domain && c->is_relay_domain(c->arg, dom) == 1)
+        else if (local < 0 || relay < 0)
+            e->dest = DEST_TEMPFAIL;
+        else if (relay == 1)
             e->dest = DEST_RELAY;
         else
             e->dest = DEST_REMOTE;
         free(dom);
     }
     return e->dest;
+}
+
+static enum verdict dest_tempfail(struct eval *e)
+{
+    return decide(e, 451, "4.3.0", "<%s>: Temporary lookup failure", e->c->recipient);
 }
 
 /* An RFC 3463 code "c.sss.ddd" at the start of text, ended by a blank or
@@ -473,16 +484,24 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
     case RK_PERMIT_SASL:
         return c->authenticated ? V_PERMIT : V_DUNNO;
     case RK_PERMIT_AUTH_DEST:
-        return rcpt_dest(e) != DEST_REMOTE ? V_PERMIT : V_DUNNO;
+        d = rcpt_dest(e);
+        if (d == DEST_TEMPFAIL)
+            return dest_tempfail(e);
+        return d != DEST_REMOTE ? V_PERMIT : V_DUNNO;
     case RK_REJECT_UNAUTH_DEST:
     case RK_DEFER_UNAUTH_DEST:
-        if (rcpt_dest(e) != DEST_REMOTE)
+        d = rcpt_dest(e);
+        if (d == DEST_TEMPFAIL)
+            return dest_tempfail(e);
+        if (d != DEST_REMOTE)
             return V_DUNNO;
         if (x->def->kind == RK_REJECT_UNAUTH_DEST)
             return decide(e, 554, "5.7.1", "<%s>: Relay access denied", c->recipient);
         return decide(e, 454, "4.7.1", "<%s>: Relay access denied", c->recipient);
     case RK_REJECT_UNLISTED_RCPT:
         d = rcpt_dest(e);
+        if (d == DEST_TEMPFAIL)
+            return dest_tempfail(e);
         if (d == DEST_REMOTE || c->recipient_exists == NULL)
             return V_DUNNO;
         rc = c->recipient_exists(c->arg, c->recipient);

@@ -368,6 +368,42 @@ static void test_permit_auth_destination(void **state)
     smtpd_policy_free(p);
 }
 
+static int failing_domain(void *arg, const char *domain)
+{
+    (void)arg;
+    return strcmp(domain, "down.test") == 0 ? -1 : 0;
+}
+
+/* A domain table that cannot answer (pgsql: down or slow) defers the
+ * recipient: refusing it as relaying would bounce mail for our own domains. */
+static void test_domain_lookup_failure_defers(void **state)
+{
+    (void)state;
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, "reject_unauth_destination", NULL);
+    struct smtpd_policy_ctx c = base_ctx();
+    c.recipient = "bob@down.test";
+    c.is_local_domain = failing_domain;
+    expect_reply(p, &c, 451, "4.3.0", "<bob@down.test>: Temporary lookup failure");
+    c.is_local_domain = fake_local;
+    c.is_relay_domain = failing_domain;
+    expect_reply(p, &c, 451, "4.3.0", "<bob@down.test>: Temporary lookup failure");
+    /* a local domain is known without asking the relay table */
+    c.recipient = "bob@ourdomain.test";
+    expect_accept(p, &c);
+    c.recipient = "x@other.test";
+    expect_reply(p, &c, 554, "5.7.1", "<x@other.test>: Relay access denied");
+    smtpd_policy_free(p);
+
+    p = parse_ok(NULL, NULL, NULL, "", "permit_auth_destination, reject");
+    c.recipient = "bob@down.test";
+    expect_reply(p, &c, 451, "4.3.0", "<bob@down.test>: Temporary lookup failure");
+    smtpd_policy_free(p);
+
+    p = parse_ok(NULL, NULL, NULL, "", "reject_unlisted_recipient, reject");
+    expect_reply(p, &c, 451, "4.3.0", "<bob@down.test>: Temporary lookup failure");
+    smtpd_policy_free(p);
+}
+
 static void test_helo_non_fqdn(void **state)
 {
     (void)state;
@@ -1149,6 +1185,7 @@ int main(void)
         cmocka_unit_test_setup(test_separators_and_case, setup_one),
         cmocka_unit_test_setup(test_reject_unlisted_recipient, setup_one),
         cmocka_unit_test_setup(test_permit_auth_destination, setup_one),
+        cmocka_unit_test_setup(test_domain_lookup_failure_defers, setup_one),
         cmocka_unit_test_setup(test_helo_non_fqdn, setup_one),
         cmocka_unit_test_setup(test_helo_invalid, setup_one),
         cmocka_unit_test_setup(test_non_fqdn_addresses, setup_one),
