@@ -15,13 +15,14 @@
 CC      ?= cc
 PREFIX  ?= /usr/local
 DESTDIR ?=
-PKGS    := libevent libevent_pthreads libevent_openssl libunbound openssl libseccomp libidn2 zlib libpcre2-8 libpq
+PKGS    := libevent libevent_pthreads libevent_openssl libunbound openssl libseccomp libidn2 zlib libpcre2-8 libpq gmime-3.0 jansson
 WARN    := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wformat=2 -Wno-format-nonliteral \
            -Wmissing-prototypes -Wstrict-prototypes
 CSTD    := -std=c17 -D_GNU_SOURCE
-# libpq-fe.h is under /usr/include/postgresql on Debian
-INCS    := -Isrc $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
-LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lunbound -levent_openssl -levent_pthreads -levent -lssl -lcrypto -lseccomp -lidn2 -lz -lpcre2-8 -lpq) -lcrypt -lpthread
+# libpq-fe.h is under /usr/include/postgresql on Debian; GMime's headers
+# (capture mode's MIME parser) need glib's include paths.
+INCS    := -Isrc $(shell pkg-config --cflags libpq gmime-3.0 2>/dev/null || echo -I/usr/include/postgresql)
+LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lunbound -levent_openssl -levent_pthreads -levent -lssl -lcrypto -lseccomp -lidn2 -lz -lpcre2-8 -lpq -lgmime-3.0 -lgobject-2.0 -lglib-2.0 -ljansson) -lcrypt -lpthread
 
 SRC_ALL := $(shell find src -name '*.c' | sort)
 SRC_LIB := $(filter-out src/main.c,$(SRC_ALL))

@@ -43,6 +43,9 @@ need dovecot-lmtpd test -x /usr/lib/dovecot/lmtp
 need postgresql sh -c 'ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/postgres'
 need postgresql-client have psql
 need libpq-dev test -e /usr/include/postgresql/libpq-fe.h
+# capture mode: MIME parsing (GMime) and the HTTP API's JSON (jansson)
+need libgmime-3.0-dev pkg-config --exists gmime-3.0
+need libjansson-dev pkg-config --exists jansson
 need groff-base have groff
 need util-linux have setpriv
 need mount have mount
