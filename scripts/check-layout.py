@@ -32,12 +32,14 @@ LAYERS = {
     "smtpd": {"smtp", "spool", "msg", "mailauth", "maps", "tls", "dns", "auth", "conf", "util"},
     "qmgr": {"smtpc", "smtp", "spool", "msg", "mailauth", "maps", "tls", "dns", "conf", "util"},
     "local": {"spool", "msg", "maps", "conf", "util"},
+    "capture": {"spool", "msg", "maps", "conf", "util"},
     "daemon": {"spool", "mailauth", "maps", "tls", "conf", "util"},
     "cli": {"daemon", "spool", "msg", "mailauth", "smtp", "maps", "auth", "dns", "conf", "util"},
 }
 # The master's contract with its children: the only edges between process folders.
 CONTRACT = {
     ("smtpd", "daemon/runtime.h"), ("qmgr", "daemon/runtime.h"), ("local", "daemon/runtime.h"),
+    ("capture", "daemon/runtime.h"),
     ("daemon", "smtpd/smtpd_session.h"), ("daemon", "smtpd/smtpd_policy.h"),
 }
 LONG_LIMIT = 800

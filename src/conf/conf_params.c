@@ -78,6 +78,20 @@ const struct conf_param conf_params[] = {
     INT("bounce_size_limit", "50000", 0, BYTES_MAX,
         "Largest original message returned whole in a bounce; larger ones are returned as "
         "headers only."),
+    ENUM("capture", "no", "no|yes|copy",
+        "Capture mode (tern extension, docs: \"Testing your application's mail\"): yes keeps every accepted "
+        "message in the capture store (queue_directory/capture/), durable before the 250, delivers nothing and "
+        "accepts every recipient; copy keeps it and also delivers it normally; no is an ordinary MTA. The "
+        "messages are served by the HTTP API and web page on capture_http_address."),
+    STR("capture_http_address", "127.0.0.1:8025",
+        "Where the capture API and web page listen (host:port; [v6]:port). Only loopback addresses are "
+        "accepted (tern extension)."),
+    TIME("capture_max_age", "0", 's', 0,
+        "Captured messages older than this are removed, oldest first (0: kept however old); the page "
+        "and /metrics count what was pruned (tern extension)."),
+    INT("capture_max_messages", "10000", 1, COUNT_MAX,
+        "The capture store keeps at most this many messages; the oldest go first, counted in /metrics and "
+        "shown on the page (tern extension)."),
     TIME("command_time_limit", "1000s", 's', 1,
         "Longest run of a delivery command (an alias's |command, mailbox_command); then it is killed and the "
         "delivery deferred."),

@@ -45,10 +45,11 @@
 #include "tls/tls_keyclient.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 #include "util/trusted_dir.h"
 
-enum role { ROLE_KEYS, ROLE_QUEUE, ROLE_LOCAL, ROLE_SMTPD, ROLE_COUNT };
+enum role { ROLE_KEYS, ROLE_QUEUE, ROLE_LOCAL, ROLE_SMTPD, ROLE_CAPTURE, ROLE_COUNT };
 
 /* The key process's end of one smtpd's socketpair. The master keeps it, so
  * a restarted key process takes over the same channel (requests sent
@@ -158,6 +159,46 @@ static void add_listener(const char *service, int fd, char *bound, struct conf *
 /* A listener's TLS context, built here while the master is root (the
  * certificates may be root's); its keys are added to keys for the key
  * process. Returns 0, or -1 with the reason in diag. */
+/* capture_http_address: "host:port" or "[v6]:port", a loopback address
+ * (the API has no login yet: nothing else may reach it). */
+static int bind_capture_http(struct strbuf *diag)
+{
+    const char *addr = conf_str(ms.inst.conf, "capture_http_address");
+    char host[INET6_ADDRSTRLEN + 2];
+    const char *port;
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host) {
+            strbuf_printf(diag, "capture_http_address %s: expected [address]:port\n", addr);
+            return -1;
+        }
+        memcpy(host, addr + 1, (size_t)(end - addr - 1));
+        host[end - addr - 1] = 0;
+        port = end + 2;
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (!colon || (size_t)(colon - addr) >= sizeof host) {
+            strbuf_printf(diag, "capture_http_address %s: expected address:port\n", addr);
+            return -1;
+        }
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = 0;
+        port = colon + 1;
+    }
+    if (strcmp(host, "localhost") == 0)
+        str_copy(host, "127.0.0.1", sizeof host);
+    struct in_addr a4;
+    struct in6_addr a6;
+    int loopback = (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127) ||
+                   (inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6));
+    if (!loopback) {
+        strbuf_printf(diag, "capture_http_address %s: only a loopback address may serve the capture API\n", addr);
+        return -1;
+    }
+    ms.rt.capture_http_fd = bind_one(host, port, AF_UNSPEC, diag, &ms.rt.capture_http_address);
+    return ms.rt.capture_http_fd < 0 ? -1 : 0;
+}
+
 static int listener_tls(const char *service, struct conf *c, struct tls_keyring *keys, struct ssl_ctx_st **out,
                         struct strbuf *diag)
 {
@@ -463,8 +504,22 @@ static void run_child(enum role role)
         close_key_ends();
     if (role != ROLE_SMTPD)
         close_fd(&ms.smtpd_key_fd);
+    if (role != ROLE_CAPTURE)
+        close_fd(&ms.rt.capture_http_fd);
+    if (role != ROLE_CAPTURE)
+        close_fd(&ms.rt.capture_listen_fd);
     int rc = 0;
     switch (role) {
+    case ROLE_CAPTURE:
+        log_set_role("capture");
+        close_fd(&ms.rt.local_listen_fd);
+        close_fd(&ms.rt.queue_listen_fd);
+        close_fd(&ms.rt.qmgr_listen_fd);
+        for (size_t i = 0; i < ms.rt.nlisteners; i++)
+            close_fd(&ms.rt.listeners[i].fd);
+        drop_privileges();
+        rc = capture_main(&ms.rt);
+        break;
     case ROLE_KEYS:
         log_set_role("keys");
         close_fd(&ms.rt.local_listen_fd);
@@ -822,7 +877,11 @@ static void reload(void)
         s->pid = 0;
     }
     child_start(ROLE_SMTPD);
-    for (int r = ROLE_QUEUE; r <= ROLE_LOCAL; r++) {
+    /* capture restarts too (its limits); turning capture mode on or off, or
+     * moving capture_http_address, needs a restart of tern */
+    for (int r = ROLE_QUEUE; r < ROLE_COUNT; r++) {
+        if (r == ROLE_SMTPD)
+            continue;
         struct child *c = &ms.children[r];
         if (c->pid > 0) {
             c->restart_now = 1;
@@ -1052,6 +1111,10 @@ void master_cleanup_for_exit(void)
     close_fd(&ms.rt.queue_listen_fd);
     close_fd(&ms.rt.qmgr_listen_fd);
     close_fd(&ms.rt.local_listen_fd);
+    close_fd(&ms.rt.capture_listen_fd);
+    close_fd(&ms.rt.capture_http_fd);
+    free(ms.rt.capture_http_address);
+    ms.rt.capture_http_address = NULL;
     close_key_ends();
     free(ms.key_ends);
     ms.key_ends = NULL;
@@ -1082,6 +1145,7 @@ int master_run(const struct master_opts *opts)
     ms.opts = *opts;
     ms.lock_fd = ms.queue_fd = ms.pid_dir_fd = -1;
     ms.rt.queue_listen_fd = ms.rt.qmgr_listen_fd = ms.rt.local_listen_fd = -1;
+    ms.rt.capture_listen_fd = ms.rt.capture_http_fd = -1;
     ms.key_status_fd = ms.smtpd_key_fd = -1;
     /* before any child exists: every incoming/ file written earlier is a
      * dead instance's (the queue's recovery removes those) */
@@ -1131,6 +1195,10 @@ int master_run(const struct master_opts *opts)
         goto fail;
     if (bind_listeners(&diag) != 0)
         goto fail;
+    if (strcmp(conf_str(ms.inst.conf, "capture"), "no") != 0 &&
+        ((ms.rt.capture_listen_fd = make_unix_listener(QDIR_PRIVATE, QSOCK_CAPTURE_NAME, 0600, &diag)) < 0 ||
+         bind_capture_http(&diag) != 0))
+        goto fail;
     if (ms.rt.nlisteners == 0)
         log_warn("no smtpd service in master.cf: mail arrives only through sendmail");
 
@@ -1139,7 +1207,7 @@ int master_run(const struct master_opts *opts)
         strbuf_puts(&diag, "cannot create event loop\n");
         goto fail;
     }
-    static const char *names[ROLE_COUNT] = {"keys", "queue", "local", "smtpd"};
+    static const char *names[ROLE_COUNT] = {"keys", "queue", "local", "smtpd", "capture"};
     for (int i = 0; i < ROLE_COUNT; i++) {
         ms.children[i].name = names[i];
         ms.children[i].role = (enum role)i;
@@ -1166,8 +1234,11 @@ int master_run(const struct master_opts *opts)
         log_info("listening on %s (service %s)", ms.rt.listeners[i].address, ms.rt.listeners[i].service);
     if (opts->announce)
         opts->announce(&ms.rt, opts->announce_arg);
+    if (ms.rt.capture_http_address)
+        log_info("capture mode (%s): API and page on http://%s/", conf_str(ms.inst.conf, "capture"),
+                 ms.rt.capture_http_address);
     for (int i = 0; i < ROLE_COUNT; i++)
-        if (i != ROLE_KEYS)
+        if (i != ROLE_KEYS && (i != ROLE_CAPTURE || ms.rt.capture_http_fd >= 0))
             child_start((enum role)i);
 
     event_base_dispatch(ms.base);

@@ -34,6 +34,10 @@ struct runtime {
     int queue_listen_fd;    /* private/queue: smtpd -> queue (owned by queue) */
     int qmgr_listen_fd;     /* public/qmgr: command-line tools -> queue */
     int local_listen_fd;    /* private/local: queue -> local */
+    /* capture mode only (-1 otherwise): */
+    int capture_listen_fd;  /* private/capture: queue -> capture */
+    int capture_http_fd;    /* capture_http_address, bound by the master */
+    char *capture_http_address; /* what was bound, for logs and `tern dev` */
 };
 
 int smtpd_main(struct runtime *rt);
@@ -42,5 +46,6 @@ int qmgr_main(struct runtime *rt);
  * read (the DKIM signing keys, src/qmgr/qmgr_dkim.c). */
 void qmgr_prepare_as_root(struct runtime *rt);
 int local_main(struct runtime *rt);
+int capture_main(struct runtime *rt);
 
 #endif

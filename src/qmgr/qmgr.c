@@ -28,6 +28,7 @@
 #include "maps/map.h"
 #include "maps/resolver.h"
 #include "qmgr/pickup.h"
+#include "qmgr/qmgr_capture.h"
 #include "qmgr/qmgr_commit.h"
 #include "qmgr/qmgr_dmarc.h"
 #include "qmgr/qmgr_control.h"
@@ -435,6 +436,8 @@ int qmgr_main(struct runtime *rt)
     int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
     if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
+    if (qmgr_capture_init(qm.base, rt->conf, rt->queue_dir) != 0)
+        log_fatal("capture mode: cannot open %s/capture", rt->queue_dir);
     store_set_writers_since(rt->started);
     store_recover(found_at_start, NULL);
     if (qmgr_msg_count())
@@ -476,6 +479,7 @@ int qmgr_main(struct runtime *rt)
     pickup_shutdown();
     qmgr_notify_shutdown();
     qmgr_commit_shutdown();
+    qmgr_capture_shutdown();
     qmgr_local_shutdown();
     qmgr_msg_shutdown();
     resolver_free(qm.resolver);

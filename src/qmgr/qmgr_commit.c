@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "qmgr/qmgr.h"
+#include "qmgr/qmgr_capture.h"
 #include "qmgr/qmgr_msg.h"
 #include "spool/storage_reply.h"
 #include "spool/store.h"
@@ -19,6 +20,8 @@
 struct commit_ctx {
     struct ipc_chan *ch;   /* smtpd connection, or NULL for pickup and notices */
     uint32_t reqid;
+    int captured;          /* committed into capture/ only (capture = yes) */
+    int released;          /* released from capture: delivered whatever the mode */
     qmgr_commit_cb cb;
     void *arg;
 };
@@ -47,9 +50,16 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
 {
     struct commit_ctx *cc = arg;
     struct qmgr_msg *q = NULL;
-    if (ok) {
+    if (ok && cc->captured) {
+        log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (captured)", m->id, m->sender,
+                 (unsigned long long)m->content_length, m->nrcpt);
+        qmgr_capture_notify(m->id);
+        queue_file_message_free(m);   /* taken over, as qmgr_msg_add would */
+    } else if (ok) {
         log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m->id, m->sender,
                  (unsigned long long)m->content_length, m->nrcpt);
+        if (!cc->released)
+            qmgr_capture_notify(m->id);   /* capture = copy: kept there too */
         q = qmgr_msg_add(m, STORE_QUEUE);
         const char *hold = queue_file_message_attr(&q->m, QF_ATTR_HOLD);
         if (hold && store_move(q->m.id, STORE_QUEUE, STORE_HOLD) == 0) {
@@ -81,6 +91,7 @@ void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
     struct commit_ctx *cc = xcalloc(1, sizeof *cc);
     cc->cb = cb;
     cc->arg = arg;
+    cc->captured = qmgr_capture_only();
     store_commit(id, commit_done, cc);
 }
 
@@ -97,12 +108,18 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         free(c);
         return;
     }
-    if (m->type == IPC_COMMIT) {
+    if (m->type == IPC_COMMIT || m->type == IPC_CAPTURE_RELEASE) {
         const char *id = ipc_msg_get(m, "id");
         struct commit_ctx *cc = xcalloc(1, sizeof *cc);
         cc->ch = ch;
         cc->reqid = m->reqid;
-        store_commit(id ? id : "", commit_done, cc);
+        if (m->type == IPC_CAPTURE_RELEASE) {
+            cc->released = 1;
+            store_commit_for_delivery(id ? id : "", commit_done, cc);
+        } else {
+            cc->captured = qmgr_capture_only();
+            store_commit(id ? id : "", commit_done, cc);
+        }
         return;
     }
     if (m->type == IPC_DMARC_RECORD) {

@@ -188,7 +188,30 @@ static int policy_sender_owned(void *arg, const char *sender, const char *login)
     return login ? owned : 0;
 }
 
+static struct smtpd_policy_ctx policy_ctx_all(struct smtp_session *s, const char *rcpt);
+
+/* capture = yes: any domain is ours, every recipient exists; the
+ * restriction lists still run, so access tables can give the failures a
+ * test wants (452 4.2.2, 550 5.1.1 ...). */
+static int capture_any_domain(void *arg, const char *domain)
+{
+    (void)arg;
+    (void)domain;
+    return 1;
+}
+
 static struct smtpd_policy_ctx policy_ctx(struct smtp_session *s, const char *rcpt)
+{
+    if (s->set->capture_all) {
+        struct smtpd_policy_ctx c = policy_ctx_all(s, rcpt);
+        c.is_local_domain = capture_any_domain;
+        c.recipient_exists = NULL;
+        return c;
+    }
+    return policy_ctx_all(s, rcpt);
+}
+
+static struct smtpd_policy_ctx policy_ctx_all(struct smtp_session *s, const char *rcpt)
 {
     return (struct smtpd_policy_ctx){
         .client_addr = s->client_addr,
@@ -340,6 +363,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         smtpd_session_reply(s, "%d %s %s", pr.code, pr.enh, pr.text);
         if (pr.code == 421 || pr.code == 521)
             smtpd_session_close_after_reply(s);
+    } else if (s->set->capture_all) {
+        goto accept;   /* kept in the capture store, never delivered */
     } else if (refuse_error_transport(s, res, addr)) {
         /* refused or deferred: no backscatter from a bounce later */
     } else {

@@ -195,6 +195,11 @@ void smtpd_content_end(struct smtp_session *s)
     queue_file_message_set_attr(&s->env, "protocol", client_protocol(s));
     queue_file_message_set_attr(&s->env, "origin", "smtp");
     queue_file_message_set_attr(&s->env, "service", s->set->service);
+    /* for the capture API's envelope view (and for people reading queue files) */
+    if (s->sasl_user)
+        queue_file_message_set_attr(&s->env, "sasl_username", s->sasl_user);
+    if (s->tls && s->tls_info[0])
+        queue_file_message_set_attr(&s->env, "tls", s->tls_info);
     if (s->is_local || s->sasl_user)
         queue_file_message_set_attr(&s->env, QF_ATTR_DKIM_SIGN, "1");   /* ours: the queue may sign it */
     if (s->body == SMTP_BODY_8BITMIME || res.has_8bit)

@@ -16,13 +16,16 @@
 #define QDIR_PUBLIC "public"
 #define QDIR_PID "pid"
 #define QDIR_DMARC "dmarc"   /* DMARC report rows per period (qmgr_dmarc.h) */
+#define QDIR_CAPTURE "capture" /* capture mode's store (capture_store.h) */
 #define QSOCK_QUEUE "private/queue"
 #define QSOCK_LOCAL "private/local"
 #define QSOCK_QMGR "public/qmgr"
+#define QSOCK_CAPTURE "private/capture"
 /* the same sockets by their name in private/ and public/ */
 #define QSOCK_QUEUE_NAME "queue"
 #define QSOCK_LOCAL_NAME "local"
 #define QSOCK_QMGR_NAME "qmgr"
+#define QSOCK_CAPTURE_NAME "capture"
 /* in pid/: the master's lock; its POSIX lock's holder is the master */
 #define QFILE_MASTER_PID "master.pid"
 

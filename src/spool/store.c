@@ -41,6 +41,8 @@ static struct {
     struct event_base *base;
     char *dir;
     int incoming_fd, queue_fd, hold_fd, corrupt_fd;
+    int capture_fd;             /* capture/, or -1 when capture mode is off */
+    enum store_capture capture;
     int use_syncfs;
     time_t start_time;          /* incoming files newer than this are a live smtpd's */
     struct timespec writers_since;  /* better: when every live writer started (0: unknown) */
@@ -55,7 +57,7 @@ static struct {
     int event_fd;
     struct event *done_ev;
 } st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1,
-        .incoming_fd = -1, .queue_fd = -1, .hold_fd = -1, .corrupt_fd = -1};
+        .incoming_fd = -1, .queue_fd = -1, .hold_fd = -1, .corrupt_fd = -1, .capture_fd = -1};
 
 static int place_fd(enum store_place p)
 {
@@ -277,7 +279,7 @@ void store_close(void)
     if (st.done_ev)
         event_free(st.done_ev);
     st.done_ev = NULL;
-    int *fds[] = {&st.incoming_fd, &st.queue_fd, &st.hold_fd, &st.corrupt_fd, &st.event_fd};
+    int *fds[] = {&st.incoming_fd, &st.queue_fd, &st.hold_fd, &st.corrupt_fd, &st.capture_fd, &st.event_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++) {
         if (*fds[i] >= 0)
             close(*fds[i]);
@@ -393,19 +395,44 @@ void store_recover(store_found_cb found, void *arg)
 
 /* ---------- commit ---------- */
 
-/* True when queue/ID or hold/ID exists (or cannot be checked). */
+int store_set_capture(enum store_capture mode)
+{
+    if (mode != STORE_CAPTURE_OFF && st.capture_fd < 0) {
+        st.capture_fd = open_dir(QDIR_CAPTURE);
+        if (st.capture_fd < 0)
+            return -1;
+    }
+    st.capture = mode;
+    return 0;
+}
+
+/* True when queue/ID, hold/ID or capture/ID exists (or cannot be checked). */
 static int id_in_use(const char *id)
 {
-    int dirs[] = {st.queue_fd, st.hold_fd};
+    int dirs[] = {st.queue_fd, st.hold_fd, st.capture_fd};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         struct stat sb;
+        if (dirs[i] < 0)
+            continue;
         if (fstatat(dirs[i], id, &sb, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT)
             return 1;
     }
     return 0;
 }
 
+static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg);
+
 void store_commit(const char *id, store_commit_cb cb, void *arg)
+{
+    commit(id, st.capture, cb, arg);
+}
+
+void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg)
+{
+    commit(id, STORE_CAPTURE_OFF, cb, arg);
+}
+
+static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg)
 {
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_COMMIT;
@@ -454,9 +481,22 @@ void store_commit(const char *id, store_commit_cb cb, void *arg)
         r->written = fst.st_mtim;
     else
         clock_gettime(CLOCK_REALTIME, &r->written);
-    if (fsops_renameat(st.incoming_fd, id, st.queue_fd, id) != 0) {
+    int to_fd = capture == STORE_CAPTURE_ONLY ? st.capture_fd : st.queue_fd;
+    if (capture == STORE_CAPTURE_COPY && fsops_linkat(st.incoming_fd, id, st.capture_fd, id, 0) != 0) {
         int e = errno;
-        log_warn("%s: rename into queue/: %s", id, strerror(e));
+        log_warn("%s: link into %s/: %s", id, QDIR_CAPTURE, strerror(e));
+        close(fd);
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        queue_file_message_free(&r->m);
+        free(r);
+        cb(arg, 0, NULL, e ? e : EIO);
+        return;
+    }
+    if (fsops_renameat(st.incoming_fd, id, to_fd, id) != 0) {
+        int e = errno;
+        log_warn("%s: rename into %s/: %s", id, to_fd == st.queue_fd ? QDIR_QUEUE : QDIR_CAPTURE, strerror(e));
+        if (capture == STORE_CAPTURE_COPY)
+            fsops_unlinkat(st.capture_fd, id, 0);
         close(fd);
         fsops_unlinkat(st.incoming_fd, id, 0);
         queue_file_message_free(&r->m);

@@ -7,6 +7,8 @@
  *   hold/ID       committed and put on hold by the administrator
  *   corrupt/ID    failed validation at start-up; kept for inspection
  *   maildrop/X    written by `sendmail`; durable before sendmail exits
+ *   capture/ID    capture mode: kept for the capture process, never delivered
+ *                 from there (store_set_capture)
  *
  * Commit protocol (the 250 promise), for a message ID:
  *
@@ -68,8 +70,19 @@ void store_set_writers_since(struct timespec since);
 void store_close(void);
 void store_recover(store_found_cb found, void *arg);
 
+/* Capture mode (main.cf capture): STORE_CAPTURE_ONLY commits into
+ * capture/ instead of queue/ (the callback's message is then not queued);
+ * STORE_CAPTURE_COPY commits into queue/ and links the file into capture/
+ * too, before the same sync (the capture process reads only the envelope's
+ * own recipients, not the progress records the queue appends). Returns -1
+ * when capture/ cannot be opened. */
+enum store_capture { STORE_CAPTURE_OFF, STORE_CAPTURE_ONLY, STORE_CAPTURE_COPY };
+int store_set_capture(enum store_capture mode);
 /* Takes incoming/ID into the queue (steps 3-5). */
 void store_commit(const char *id, store_commit_cb cb, void *arg);
+/* The same into queue/ whatever the capture mode: a message the capture
+ * API releases to be delivered for real. */
+void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg);
 /* Calls cb once the next sync has finished. With syncfs that makes
  * everything written to the file system so far durable (the local agent
  * relies on this for Maildirs on the spool's file system); with

@@ -34,6 +34,7 @@ const struct fsops fsops_real = {
     .rename = rename,
     .renameat = real_renameat,
     .link = link,
+    .linkat = linkat,
     .unlink = unlink,
     .unlinkat = unlinkat,
     .mkdir = mkdir,
@@ -63,6 +64,7 @@ int fsops_fdatasync(int fd) { return current_ops->fdatasync(fd); }
 int fsops_syncfs(int fd) { return current_ops->syncfs(fd); }
 int fsops_rename(const char *from, const char *to) { return current_ops->rename(from, to); }
 int fsops_renameat(int fromdir, const char *from, int todir, const char *to) { return current_ops->renameat(fromdir, from, todir, to); }
+int fsops_linkat(int fromdir, const char *from, int todir, const char *to, int flags) { return current_ops->linkat(fromdir, from, todir, to, flags); }
 int fsops_link(const char *from, const char *to) { return current_ops->link(from, to); }
 int fsops_unlink(const char *path) { return current_ops->unlink(path); }
 int fsops_unlinkat(int dirfd, const char *path, int flags) { return current_ops->unlinkat(dirfd, path, flags); }

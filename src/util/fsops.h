@@ -23,6 +23,7 @@ struct fsops {
     int (*rename)(const char *from, const char *to);
     int (*renameat)(int fromdir, const char *from, int todir, const char *to);
     int (*link)(const char *from, const char *to);
+    int (*linkat)(int fromdir, const char *from, int todir, const char *to, int flags);
     int (*unlink)(const char *path);
     int (*unlinkat)(int dirfd, const char *path, int flags);
     int (*mkdir)(const char *path, mode_t mode);
@@ -44,6 +45,7 @@ int fsops_syncfs(int fd);
 int fsops_rename(const char *from, const char *to);
 int fsops_renameat(int fromdir, const char *from, int todir, const char *to);
 int fsops_link(const char *from, const char *to);
+int fsops_linkat(int fromdir, const char *from, int todir, const char *to, int flags);
 int fsops_unlink(const char *path);
 int fsops_unlinkat(int dirfd, const char *path, int flags);
 int fsops_mkdir(const char *path, mode_t mode);

@@ -20,6 +20,12 @@ static const struct ipc_attr_spec commit_reply_attrs[] = {
 };
 static const char *const ok_fail[] = {"ok", "fail", NULL};
 
+static const struct ipc_attr_spec captured_attrs[] = {
+    {"id", IPC_TEXT, 1, "the queue ID of the file in capture/"},
+    {"missed", IPC_TEXT, 0, "yes: notices were dropped meanwhile, scan capture/"},
+    END,
+};
+
 static const struct ipc_attr_spec deliver_attrs[] = {
     {"id", IPC_TEXT, 1, NULL},
     {"path", IPC_TEXT, 1, "the queue file, opened by local"},
@@ -151,6 +157,11 @@ static const struct ipc_msg_spec specs[] = {
     {IPC_DMARC_RECORD, "DMARC_RECORD", "private/queue", "smtpd", "queue",
      "one DMARC evaluation of a domain that asks for aggregate reports; not answered (checked again, counted)",
      dmarc_record_attrs, NULL},
+    {IPC_CAPTURED, "CAPTURED", "private/capture", "queue", "capture",
+     "a message committed into capture/ is durable; not answered", captured_attrs, NULL},
+    {IPC_CAPTURE_RELEASE, "CAPTURE_RELEASE", "private/queue", "capture", "queue",
+     "commit incoming/ID into queue/ for delivery whatever the capture mode (a release); answered by "
+     "COMMIT_REPLY", commit_attrs, NULL},
 };
 
 const struct ipc_msg_spec *ipc_schema_find(uint16_t type)

@@ -41,6 +41,9 @@ enum ipc_type {
     IPC_KEY_SIGN_REPLY,
     /* private/queue: smtpd -> queue, one DMARC evaluation for the aggregate report */
     IPC_DMARC_RECORD,
+    /* capture mode */
+    IPC_CAPTURED,
+    IPC_CAPTURE_RELEASE,
 };
 
 enum ipc_value { IPC_TEXT, IPC_NUMBER };

@@ -417,6 +417,7 @@ static TF_UNUSED void tf_fs_install(void)
         .rename = tf_rename_,
         .renameat = tf_renameat_,
         .link = tf_link_,
+        .linkat = fsops_real.linkat, /* capture copies only; no fault injected yet */
         .unlink = tf_unlink_,
         .unlinkat = tf_unlinkat_,
         .mkdir = tf_mkdir_,
