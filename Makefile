@@ -39,8 +39,17 @@ TBUILD  := build/asan
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 CFLAGS_TST := $(CSTD) $(WARN) $(INCS) -O1 -g $(SANITIZE) -DTERN_TEST_BUILD
 
-OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o)
-OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o)
+# The capture page's files, compiled in (src/capture/capture_web.h), with
+# DOMPurify from Debian's node-dompurify.
+WEB_SRC := $(sort $(wildcard src/capture/web/*))
+DOMPURIFY := /usr/share/nodejs/dompurify/dist/purify.es.js
+GEN_WEB := build/gen/capture_web_assets.c
+$(GEN_WEB): $(WEB_SRC) $(DOMPURIFY) scripts/embed-web.py
+	@mkdir -p $(dir $@)
+	$(Q)/usr/bin/python3 scripts/embed-web.py $@ $(foreach f,$(WEB_SRC),$(notdir $f)=$f) purify.js=$(DOMPURIFY)
+
+OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/$(GEN_WEB:.c=.o)
+OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o) $(TBUILD)/obj/$(GEN_WEB:.c=.o)
 
 .PHONY: all run test check check-tools unit integration bench crash-test install man deps deps-test clean check-clang check-man check-layout fuzz fuzz-long
 
@@ -159,7 +168,7 @@ FBUILD := build/fuzz
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=$(FBUILD)/%)
 CFLAGS_FUZZ := $(CSTD) $(INCS) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -DTERN_TEST_BUILD
-OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o)
+OBJ_FUZZ := $(SRC_LIB:%.c=$(FBUILD)/obj/%.o) $(FBUILD)/obj/$(GEN_WEB:.c=.o)
 $(FBUILD)/obj/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	@echo "  CC+FUZZ $<"

@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "capture/capture_store.h"
+#include "capture/capture_web.h"
+#include "util/base64.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -385,6 +387,65 @@ static void metrics(struct evhttp_request *req)
     evbuffer_free(b);
 }
 
+/* ---------- the web page ---------- */
+
+/* index.html with a fresh nonce wherever it says {{nonce}}: the CSP then
+ * lets only the page's own scripts and styles run (never a message's). */
+static void serve_page(struct evhttp_request *req)
+{
+    const struct capture_asset *a = capture_web_find("index.html");
+    unsigned char rnd[16];
+    char nonce[32];
+    if (!a || getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        reply_error(req, 500, "Internal Server Error", "the page is not available");
+        return;
+    }
+    base64_encode(rnd, sizeof rnd, nonce);
+    struct evbuffer *b = evbuffer_new();
+    const char *p = (const char *)a->data, *end = p + a->len;
+    static const char mark[] = "{{nonce}}";
+    while (p < end) {
+        const char *m = memmem(p, (size_t)(end - p), mark, sizeof mark - 1);
+        if (!m) {
+            evbuffer_add(b, p, (size_t)(end - p));
+            break;
+        }
+        evbuffer_add(b, p, (size_t)(m - p));
+        evbuffer_add(b, nonce, strlen(nonce));
+        p = m + sizeof mark - 1;
+    }
+    char *csp = xasprintf("default-src 'none'; script-src 'nonce-%s'; style-src 'self' 'nonce-%s'; img-src 'self' data:; "
+                          "font-src 'self'; connect-src 'self'; frame-src 'self'; base-uri 'none'; form-action 'none'; "
+                          "frame-ancestors 'none'",
+                          nonce, nonce);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", a->content_type);
+    evhttp_add_header(h, "Content-Security-Policy", csp);
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+    free(csp);
+}
+
+static void serve_asset(struct evhttp_request *req, const char *name)
+{
+    const struct capture_asset *a = strcmp(name, "index.html") == 0 ? NULL : capture_web_find(name);
+    if (!a) {
+        reply_error(req, 404, "Not Found", "no such file");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add_reference(b, a->data, a->len, NULL, NULL);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", a->content_type);
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
 /* ---------- request checks ---------- */
 
 /* Host names this listener answers to: loopback only, so that a web page
@@ -481,6 +542,10 @@ static void handle(struct evhttp_request *req, void *arg)
         new_inbox(req);
     } else if (strcmp(path, "/metrics") == 0 && get) {
         metrics(req);
+    } else if (strcmp(path, "/") == 0 && get) {
+        serve_page(req);
+    } else if (strncmp(path, "/assets/", 8) == 0 && get) {
+        serve_asset(req, path + 8);
     } else if (id_after(path, "/api/v1/messages/", id, sizeof id, &rest)) {
         const struct capture_entry *e = capture_store_find(id);
         if (!e)
