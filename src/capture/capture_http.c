@@ -14,6 +14,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "capture/capture_json.h"
+#include "capture/capture_live.h"
 #include "capture/capture_store.h"
 #include "capture/capture_web.h"
 #include "util/base64.h"
@@ -21,122 +23,17 @@
 #include "util/mem.h"
 #include "util/str.h"
 
-#define CAPTURE_MAX_WAITS 1024          /* parked wait requests */
-#define CAPTURE_WAIT_MAX_S 600          /* longest wait a client may ask for */
 #define CAPTURE_LIST_DEFAULT 50
 #define CAPTURE_LIST_MAX 1000
 #define CAPTURE_HTTP_HEADERS_MAX 16384
 #define CAPTURE_HTTP_BODY_MAX 65536
-#define CAPTURE_HTTP_TIMEOUT_S 30       /* reading a request; waits are not cut by it */
-
-/* What a list or wait selects. */
-struct filter {
-    const char *inbox, *from, *subject;
-    uint64_t after;                /* cursor: only messages after it */
-};
-
-struct wait {
-    struct wait *next;
-    struct evhttp_request *req;
-    struct filter f;
-    struct evkeyvalq query;        /* owns the filter's strings */
-    unsigned count;
-    struct event *timer;
-};
+#define CAPTURE_HTTP_TIMEOUT_S 30       /* reading a request (waits and streams are not cut by it) */
 
 static struct {
-    struct event_base *base;
     struct evhttp *http;
     char *inbox_domain;
-    struct wait *waits;
-    size_t nwaits;
     uint64_t requests, refused;
 } hs;
-
-/* ---------- replies ---------- */
-
-static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
-{
-    struct evbuffer *b = evbuffer_new();
-    char *text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
-    evbuffer_add_printf(b, "%s\n", text ? text : "{}");
-    free(text);
-    json_decref(body);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-    evhttp_send_reply(req, code, reason, b);
-    evbuffer_free(b);
-}
-
-static void reply_error(struct evhttp_request *req, int code, const char *reason, const char *why)
-{
-    reply_json(req, code, reason, json_pack("{s:s}", "error", why));
-}
-
-/* ---------- JSON of an entry ---------- */
-
-static json_t *string_array(char **v, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_string(v[i]));
-    return a;
-}
-
-static json_t *opt_string(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-static json_t *time_json(int64_t us)
-{
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
-    char buf[40];
-    gmtime_r(&t, &tm);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return json_string(buf);
-}
-
-static json_t *summary_json(const struct capture_entry *e)
-{
-    char cursor[24];
-    snprintf(cursor, sizeof cursor, "%llu", (unsigned long long)e->cursor);
-    return json_pack("{s:s, s:s, s:o, s:s, s:o, s:s, s:s, s:o, s:I}", "id", e->id, "cursor", cursor, "inbox",
-                     string_array(e->inboxes, e->ninbox), "from", e->from, "to", string_array(e->rcpts, e->nrcpt),
-                     "subject", e->subject, "date", e->date, "received", time_json(e->arrival_us), "size",
-                     (json_int_t)e->size);
-}
-
-static json_t *envelope_json(const struct capture_entry *e)
-{
-    return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "mail_from", e->sender, "rcpt_to",
-                     string_array(e->rcpts, e->nrcpt), "client_address", opt_string(e->client_address),
-                     "client_name", opt_string(e->client_name), "helo", opt_string(e->helo), "tls",
-                     opt_string(e->tls), "auth_login", opt_string(e->login), "protocol", opt_string(e->protocol));
-}
-
-/* ---------- selection ---------- */
-
-static int contains_nocase(const char *hay, const char *needle)
-{
-    return strcasestr(hay, needle) != NULL;
-}
-
-static int matches(const struct capture_entry *e, const struct filter *f)
-{
-    if (e->cursor <= f->after)
-        return 0;
-    if (f->inbox && *f->inbox && !capture_entry_in_inbox(e, f->inbox))
-        return 0;
-    if (f->from && *f->from && !contains_nocase(e->from, f->from) && !contains_nocase(e->sender, f->from))
-        return 0;
-    if (f->subject && *f->subject && !contains_nocase(e->subject, f->subject))
-        return 0;
-    return 1;
-}
 
 /* A number parameter: dflt when absent, -1 when not a number in [0, max]. */
 static long long number_param(const struct evkeyvalq *q, const char *name, long long dflt, long long max)
@@ -152,155 +49,120 @@ static long long number_param(const struct evkeyvalq *q, const char *name, long 
     return (long long)n;
 }
 
-static int read_filter(const struct evkeyvalq *q, struct filter *f, const char *cursor_name)
+static char *opt_dup(const char *s)
 {
-    f->inbox = evhttp_find_header(q, "inbox");
-    f->from = evhttp_find_header(q, "from");
-    f->subject = evhttp_find_header(q, "subject");
+    return s && *s ? xstrdup(s) : NULL;
+}
+
+/* inbox, from, subject and the cursor parameter (since, after). */
+static int read_filter(const struct evkeyvalq *q, struct capture_filter *f, const char *cursor_name)
+{
+    memset(f, 0, sizeof *f);
     long long after = number_param(q, cursor_name, 0, INT64_MAX);
     if (after < 0)
         return -1;
     f->after = (uint64_t)after;
+    f->inbox = opt_dup(evhttp_find_header(q, "inbox"));
+    f->from = opt_dup(evhttp_find_header(q, "from"));
+    f->subject = opt_dup(evhttp_find_header(q, "subject"));
     return 0;
-}
-
-/* The matching messages, newest first, at most limit; *total counts all. */
-static json_t *select_json(const struct filter *f, size_t limit, size_t *total)
-{
-    json_t *a = json_array();
-    *total = 0;
-    for (size_t i = capture_store_count(); i-- > 0;) {
-        const struct capture_entry *e = capture_store_at(i);
-        if (!matches(e, f))
-            continue;
-        if (*total < limit)
-            json_array_append_new(a, summary_json(e));
-        (*total)++;
-    }
-    return a;
 }
 
 /* ---------- routes ---------- */
 
 static void list_messages(struct evhttp_request *req, const struct evkeyvalq *q)
 {
-    struct filter f;
+    struct capture_filter f;
     long long limit = number_param(q, "limit", CAPTURE_LIST_DEFAULT, CAPTURE_LIST_MAX);
-    if (read_filter(q, &f, "since") != 0 || limit < 0) {
-        reply_error(req, 400, "Bad Request", "since and limit must be numbers (limit at most 1000)");
+    if (limit < 0 || read_filter(q, &f, "since") != 0) {
+        capture_reply_error(req, 400, "Bad Request", "since and limit must be numbers (limit at most 1000)");
         return;
     }
-    size_t total;
-    json_t *msgs = select_json(&f, (size_t)limit, &total);
-    const struct capture_stats *st = capture_store_stats();
-    reply_json(req, 200, "OK",
-               json_pack("{s:o, s:I, s:I}", "messages", msgs, "total", (json_int_t)total, "pruned",
-                         (json_int_t)st->pruned));
-}
-
-static void wait_free(struct wait *w)
-{
-    struct wait **pp = &hs.waits;
-    while (*pp && *pp != w)
-        pp = &(*pp)->next;
-    if (*pp) {
-        *pp = w->next;
-        hs.nwaits--;
+    json_t *msgs = json_array();
+    size_t total = 0;
+    for (size_t i = capture_store_count(); i-- > 0;) {
+        const struct capture_entry *e = capture_store_at(i);
+        if (!capture_filter_match(&f, e))
+            continue;
+        if (total < (size_t)limit)
+            json_array_append_new(msgs, capture_json_summary(e));
+        total++;
     }
-    if (w->timer)
-        event_free(w->timer);
-    evhttp_clear_headers(&w->query);
-    free(w);
+    capture_filter_free(&f);
+    capture_reply_json(req, 200, "OK",
+                       json_pack("{s:o, s:I, s:I}", "messages", msgs, "total", (json_int_t)total, "pruned",
+                                 (json_int_t)capture_store_stats()->pruned));
 }
 
-/* 1 when the wait was answered (and freed). */
-static int wait_try(struct wait *w)
+static void wait_messages(struct evhttp_request *req, const struct evkeyvalq *q)
 {
-    size_t total;
-    json_t *msgs = select_json(&w->f, CAPTURE_LIST_MAX, &total);
-    if (total < w->count) {
-        json_decref(msgs);
-        return 0;
-    }
-    struct evhttp_connection *conn = evhttp_request_get_connection(w->req);
-    if (conn)
-        evhttp_connection_set_closecb(conn, NULL, NULL);
-    reply_json(w->req, 200, "OK", json_pack("{s:o, s:I}", "messages", msgs, "total", (json_int_t)total));
-    wait_free(w);
-    return 1;
-}
-
-static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    struct wait *w = arg;
-    struct evhttp_connection *conn = evhttp_request_get_connection(w->req);
-    if (conn)
-        evhttp_connection_set_closecb(conn, NULL, NULL);
-    size_t total;
-    json_t *msgs = select_json(&w->f, CAPTURE_LIST_MAX, &total);
-    reply_json(w->req, 408, "Request Timeout",
-               json_pack("{s:s, s:o, s:I}", "error", "timed out before enough messages arrived", "messages", msgs,
-                         "total", (json_int_t)total));
-    wait_free(w);
-}
-
-static void on_wait_closed(struct evhttp_connection *conn, void *arg)
-{
-    (void)conn;
-    wait_free(arg);   /* the client went away; evhttp frees the request */
-}
-
-static void wait_messages(struct evhttp_request *req, const char *query)
-{
-    if (hs.nwaits >= CAPTURE_MAX_WAITS) {
-        reply_error(req, 503, "Service Unavailable", "too many waiting requests");
+    struct capture_filter f;
+    long long count = number_param(q, "count", 1, CAPTURE_LIST_MAX);
+    long long timeout = number_param(q, "timeout", 30, CAPTURE_WAIT_MAX_S);
+    if (count < 1 || timeout < 0 || read_filter(q, &f, "after") != 0) {
+        capture_reply_error(req, 400, "Bad Request", "count (1-1000), timeout (0-600 s) and after must be numbers");
         return;
     }
-    struct wait *w = xcalloc(1, sizeof *w);
-    TAILQ_INIT(&w->query);
-    w->req = req;
-    long long count = -1, timeout = -1;
-    if (evhttp_parse_query_str(query ? query : "", &w->query) == 0) {
-        count = number_param(&w->query, "count", 1, CAPTURE_LIST_MAX);
-        timeout = number_param(&w->query, "timeout", 30, CAPTURE_WAIT_MAX_S);
-    }
-    if (count < 1 || timeout < 0 || read_filter(&w->query, &w->f, "after") != 0) {
-        evhttp_clear_headers(&w->query);
-        free(w);
-        reply_error(req, 400, "Bad Request", "count (1-1000), timeout (0-600 s) and after must be numbers");
-        return;
-    }
-    w->count = (unsigned)count;
-    w->next = hs.waits;
-    hs.waits = w;
-    hs.nwaits++;
-    if (wait_try(w))
-        return;
-    w->timer = evtimer_new(hs.base, on_wait_timeout, w);
-    struct timeval tv = {(time_t)timeout, 0};
-    evtimer_add(w->timer, &tv);
-    struct evhttp_connection *conn = evhttp_request_get_connection(req);
-    if (conn)
-        evhttp_connection_set_closecb(conn, on_wait_closed, w);
+    capture_live_wait(req, &f, (unsigned)count, (unsigned)timeout);
 }
 
-void capture_http_arrived(void)
+static void event_stream(struct evhttp_request *req, const struct evkeyvalq *q)
 {
-    struct wait *w = hs.waits;
-    while (w) {
-        struct wait *next = w->next;
-        wait_try(w);
-        w = next;
+    struct capture_filter f;
+    if (read_filter(q, &f, "last_event_id") != 0) {
+        capture_reply_error(req, 400, "Bad Request", "last_event_id must be a cursor");
+        return;
     }
+    /* EventSource resumes with the last id it saw in this header */
+    const char *last = evhttp_find_header(evhttp_request_get_input_headers(req), "Last-Event-ID");
+    if (last && *last) {
+        char *end;
+        unsigned long long c = strtoull(last, &end, 10);
+        if (*end == 0)
+            f.after = c;
+    } else if (!evhttp_find_header(q, "last_event_id")) {
+        /* a new stream starts now; a page that listed first passes the
+         * newest cursor it showed, so nothing falls between */
+        size_t n = capture_store_count();
+        f.after = n ? capture_store_at(n - 1)->cursor : 0;
+    }
+    capture_live_events(req, &f);
+}
+
+/* Every inbox with its message count and newest arrival, busiest last
+ * seen first. */
+static void list_inboxes(struct evhttp_request *req)
+{
+    json_t *by_name = json_object();
+    for (size_t i = capture_store_count(); i-- > 0;) {
+        const struct capture_entry *e = capture_store_at(i);
+        for (size_t k = 0; k < e->ninbox; k++) {
+            json_t *o = json_object_get(by_name, e->inboxes[k]);
+            if (!o) {
+                /* newest first: the first message seen is the latest */
+                json_t *summary = capture_json_summary(e);
+                o = json_pack("{s:s, s:I, s:O}", "address", e->inboxes[k], "count", (json_int_t)0, "latest",
+                              json_object_get(summary, "received"));
+                json_decref(summary);
+                json_object_set_new(by_name, e->inboxes[k], o);
+            }
+            json_object_set_new(o, "count", json_integer(json_integer_value(json_object_get(o, "count")) + 1));
+        }
+    }
+    json_t *a = json_array();
+    const char *key;
+    json_t *val;
+    json_object_foreach(by_name, key, val)
+        json_array_append(a, val);
+    json_decref(by_name);
+    capture_reply_json(req, 200, "OK", json_pack("{s:o}", "inboxes", a));
 }
 
 static void get_message(struct evhttp_request *req, const struct capture_entry *e)
 {
-    json_t *o = summary_json(e);
-    json_object_set_new(o, "envelope", envelope_json(e));
-    reply_json(req, 200, "OK", o);
+    json_t *o = capture_json_summary(e);
+    json_object_set_new(o, "envelope", capture_json_envelope(e));
+    capture_reply_json(req, 200, "OK", o);
 }
 
 static void get_raw(struct evhttp_request *req, const struct capture_entry *e)
@@ -308,7 +170,7 @@ static void get_raw(struct evhttp_request *req, const struct capture_entry *e)
     char *content;
     size_t len;
     if (capture_store_content(e, &content, &len) != 0) {
-        reply_error(req, 500, "Internal Server Error", "cannot read the message");
+        capture_reply_error(req, 500, "Internal Server Error", "cannot read the message");
         return;
     }
     struct evbuffer *b = evbuffer_new();
@@ -336,7 +198,17 @@ static void delete_messages(struct evhttp_request *req, const struct evkeyvalq *
         if (capture_store_delete(id) == 0)
             n++;
     }
-    reply_json(req, 200, "OK", json_pack("{s:I}", "deleted", (json_int_t)n));
+    capture_live_deleted(NULL, inbox && *inbox ? inbox : NULL);
+    capture_reply_json(req, 200, "OK", json_pack("{s:I}", "deleted", (json_int_t)n));
+}
+
+static void delete_message(struct evhttp_request *req, const char *id)
+{
+    char copy[QUEUE_ID_LEN + 1];
+    str_copy(copy, id, sizeof copy);
+    capture_store_delete(copy);
+    capture_live_deleted(copy, NULL);
+    capture_reply_json(req, 200, "OK", json_pack("{s:I}", "deleted", (json_int_t)1));
 }
 
 static void new_inbox(struct evhttp_request *req)
@@ -344,7 +216,7 @@ static void new_inbox(struct evhttp_request *req)
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
     unsigned char rnd[16];
     if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        reply_error(req, 500, "Internal Server Error", "no randomness");
+        capture_reply_error(req, 500, "Internal Server Error", "no randomness");
         return;
     }
     char local[sizeof rnd + 8] = "test-";
@@ -353,7 +225,7 @@ static void new_inbox(struct evhttp_request *req)
         local[k++] = alphabet[rnd[i] % (sizeof alphabet - 1)];
     local[k] = 0;
     char *addr = xasprintf("%s@%s", local, hs.inbox_domain);
-    reply_json(req, 201, "Created", json_pack("{s:s}", "address", addr));
+    capture_reply_json(req, 201, "Created", json_pack("{s:s}", "address", addr));
     free(addr);
 }
 
@@ -377,11 +249,15 @@ static void metrics(struct evhttp_request *req)
                         "# HELP tern_capture_waiting Wait requests parked now.\n"
                         "# TYPE tern_capture_waiting gauge\n"
                         "tern_capture_waiting %zu\n"
+                        "# HELP tern_capture_event_streams Event streams open now.\n"
+                        "# TYPE tern_capture_event_streams gauge\n"
+                        "tern_capture_event_streams %zu\n"
                         "# HELP tern_capture_http_requests_total HTTP requests served.\n"
                         "# TYPE tern_capture_http_requests_total counter\n"
                         "tern_capture_http_requests_total %llu\n",
                         capture_store_count(), (unsigned long long)st->captured, (unsigned long long)st->pruned,
-                        (unsigned long long)st->deleted, hs.nwaits, (unsigned long long)hs.requests);
+                        (unsigned long long)st->deleted, capture_live_waiting(), capture_live_streams(),
+                        (unsigned long long)hs.requests);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
@@ -397,7 +273,7 @@ static void serve_page(struct evhttp_request *req)
     unsigned char rnd[16];
     char nonce[32];
     if (!a || getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-        reply_error(req, 500, "Internal Server Error", "the page is not available");
+        capture_reply_error(req, 500, "Internal Server Error", "the page is not available");
         return;
     }
     base64_encode(rnd, sizeof rnd, nonce);
@@ -433,7 +309,7 @@ static void serve_asset(struct evhttp_request *req, const char *name)
 {
     const struct capture_asset *a = strcmp(name, "index.html") == 0 ? NULL : capture_web_find(name);
     if (!a) {
-        reply_error(req, 404, "Not Found", "no such file");
+        capture_reply_error(req, 404, "Not Found", "no such file");
         return;
     }
     struct evbuffer *b = evbuffer_new();
@@ -510,23 +386,23 @@ static void handle(struct evhttp_request *req, void *arg)
     const char *host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
     if (!path) {
-        reply_error(req, 400, "Bad Request", "bad request line");
+        capture_reply_error(req, 400, "Bad Request", "bad request line");
         return;
     }
     if (!host_allowed(host)) {
         hs.refused++;
-        reply_error(req, 403, "Forbidden", "this server answers only to localhost and loopback addresses");
+        capture_reply_error(req, 403, "Forbidden", "this server answers only to localhost and loopback addresses");
         return;
     }
     if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD && !origin_allowed(req, host)) {
         hs.refused++;
-        reply_error(req, 403, "Forbidden", "cross-origin request refused");
+        capture_reply_error(req, 403, "Forbidden", "cross-origin request refused");
         return;
     }
     struct evkeyvalq q;
     TAILQ_INIT(&q);
     if (evhttp_parse_query_str(query ? query : "", &q) != 0) {
-        reply_error(req, 400, "Bad Request", "malformed query string");
+        capture_reply_error(req, 400, "Bad Request", "malformed query string");
         return;
     }
     char id[QUEUE_ID_LEN + 2];
@@ -537,9 +413,13 @@ static void handle(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/api/v1/messages") == 0 && method == EVHTTP_REQ_DELETE) {
         delete_messages(req, &q);
     } else if (strcmp(path, "/api/v1/wait") == 0 && get) {
-        wait_messages(req, query);
+        wait_messages(req, &q);
+    } else if (strcmp(path, "/api/v1/events") == 0 && get) {
+        event_stream(req, &q);
     } else if (strcmp(path, "/api/v1/inboxes") == 0 && method == EVHTTP_REQ_POST) {
         new_inbox(req);
+    } else if (strcmp(path, "/api/v1/inboxes") == 0 && get) {
+        list_inboxes(req);
     } else if (strcmp(path, "/metrics") == 0 && get) {
         metrics(req);
     } else if (strcmp(path, "/") == 0 && get) {
@@ -549,24 +429,24 @@ static void handle(struct evhttp_request *req, void *arg)
     } else if (id_after(path, "/api/v1/messages/", id, sizeof id, &rest)) {
         const struct capture_entry *e = capture_store_find(id);
         if (!e)
-            reply_error(req, 404, "Not Found", "no such message");
+            capture_reply_error(req, 404, "Not Found", "no such message");
         else if (*rest == 0 && get)
             get_message(req, e);
         else if (*rest == 0 && method == EVHTTP_REQ_DELETE)
-            capture_store_delete(id), reply_json(req, 200, "OK", json_pack("{s:I}", "deleted", (json_int_t)1));
+            delete_message(req, id);
         else if (strcmp(rest, "/raw") == 0 && get)
             get_raw(req, e);
         else
-            reply_error(req, 404, "Not Found", "no such resource");
+            capture_reply_error(req, 404, "Not Found", "no such resource");
     } else {
-        reply_error(req, 404, "Not Found", "no such resource");
+        capture_reply_error(req, 404, "Not Found", "no such resource");
     }
     evhttp_clear_headers(&q);
 }
 
 int capture_http_start(struct event_base *base, int fd, const char *inbox_domain)
 {
-    hs.base = base;
+    capture_live_init(base);
     hs.inbox_domain = xstrdup(inbox_domain);
     hs.http = evhttp_new(base);
     if (!hs.http)
@@ -581,16 +461,14 @@ int capture_http_start(struct event_base *base, int fd, const char *inbox_domain
     return 0;
 }
 
+void capture_http_arrived(void)
+{
+    capture_live_arrived();
+}
+
 void capture_http_stop(void)
 {
-    while (hs.waits) {
-        struct wait *w = hs.waits;
-        struct evhttp_connection *conn = evhttp_request_get_connection(w->req);
-        if (conn)
-            evhttp_connection_set_closecb(conn, NULL, NULL);
-        reply_error(w->req, 503, "Service Unavailable", "the server is stopping");
-        wait_free(w);
-    }
+    capture_live_shutdown();
     if (hs.http)
         evhttp_free(hs.http);
     free(hs.inbox_domain);

@@ -395,3 +395,24 @@ const struct capture_stats *capture_store_stats(void)
 {
     return &cs.stats;
 }
+
+int capture_filter_match(const struct capture_filter *f, const struct capture_entry *e)
+{
+    if (e->cursor <= f->after)
+        return 0;
+    if (f->inbox && *f->inbox && !capture_entry_in_inbox(e, f->inbox))
+        return 0;
+    if (f->from && *f->from && !strcasestr(e->from, f->from) && !strcasestr(e->sender, f->from))
+        return 0;
+    if (f->subject && *f->subject && !strcasestr(e->subject, f->subject))
+        return 0;
+    return 1;
+}
+
+void capture_filter_free(struct capture_filter *f)
+{
+    free(f->inbox);
+    free(f->from);
+    free(f->subject);
+    f->inbox = f->from = f->subject = NULL;
+}

@@ -72,4 +72,14 @@ int capture_store_content(const struct capture_entry *e, char **out, size_t *len
 int capture_store_delete(const char *id);
 const struct capture_stats *capture_store_stats(void);
 
+/* What a list, a wait or an event stream selects: messages after a cursor,
+ * of an inbox, whose From (header or envelope) or Subject contains a text
+ * (without case). NULL or "": any. The strings are the filter's own. */
+struct capture_filter {
+    char *inbox, *from, *subject;
+    uint64_t after;
+};
+int capture_filter_match(const struct capture_filter *f, const struct capture_entry *e);
+void capture_filter_free(struct capture_filter *f);
+
 #endif

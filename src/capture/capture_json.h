@@ -1,0 +1,25 @@
+/* capture_json: the JSON the capture API answers with, and its HTTP replies.
+ *
+ * One place for the shape of a message summary (lists, waits, events) and
+ * of a whole message (summary, envelope, and capture_mime's view), so that
+ * every route and the OpenAPI document agree. Capture process only. */
+#ifndef TERN_CAPTURE_CAPTURE_JSON_H
+#define TERN_CAPTURE_CAPTURE_JSON_H
+
+#include <jansson.h>
+
+struct capture_entry;
+struct evhttp_request;
+
+/* {id, cursor, inbox[], from, to[], subject, date, received, size} */
+json_t *capture_json_summary(const struct capture_entry *e);
+/* {mail_from, rcpt_to[], client_address, client_name, helo, tls,
+ *  auth_login, protocol} */
+json_t *capture_json_envelope(const struct capture_entry *e);
+
+/* Sends body (taken over) as the reply. */
+void capture_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body);
+/* {"error": why} */
+void capture_reply_error(struct evhttp_request *req, int code, const char *reason, const char *why);
+
+#endif
