@@ -14,9 +14,11 @@
 #include <sys/socket.h>
 
 #include "capture/capture_http.h"
+#include "capture/capture_release.h"
 #include "capture/capture_store.h"
 #include "conf/conf.h"
 #include "daemon/runtime.h"
+#include "spool/queue_id.h"
 #include "util/ipc.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -105,6 +107,7 @@ int capture_main(struct runtime *rt)
 {
     memset(&cp, 0, sizeof cp);
     g_mime_init();
+    queue_id_init(2);   /* releases make queue files; the queue is 0, smtpd 1 */
     cp.base = event_base_new();
     if (!cp.base)
         log_fatal("cannot create event loop");
@@ -112,6 +115,8 @@ int capture_main(struct runtime *rt)
     if (capture_store_open(rt->queue_dir, (size_t)conf_int(rt->conf, "capture_max_messages"),
                            conf_time(rt->conf, "capture_max_age"), &err) != 0)
         log_fatal("capture: %s", err);
+    if (capture_release_init(cp.base, rt->conf, rt->queue_dir, &err) != 0)
+        log_fatal("capture_release_recipients: %s", err);
     if (capture_http_start(cp.base, rt->capture_http_fd, conf_str(rt->conf, "myhostname")) != 0)
         log_fatal("capture: cannot serve HTTP");
     cp.listen_ev = event_new(cp.base, rt->capture_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
@@ -132,6 +137,7 @@ int capture_main(struct runtime *rt)
     for (int i = 0; i < 3; i++)
         event_free(sigev[i]);
     capture_http_stop();
+    capture_release_shutdown();
     while (cp.conns)
         drop_conn(cp.conns);
     event_free(cp.listen_ev);

@@ -16,6 +16,7 @@
 
 #include "capture/capture_json.h"
 #include "capture/capture_live.h"
+#include "capture/capture_release.h"
 #include "capture/capture_store.h"
 #include "capture/capture_web.h"
 #include "util/base64.h"
@@ -436,6 +437,8 @@ static void handle(struct evhttp_request *req, void *arg)
             delete_message(req, id);
         else if (strcmp(rest, "/raw") == 0 && get)
             get_raw(req, e);
+        else if (strcmp(rest, "/release") == 0 && method == EVHTTP_REQ_POST)
+            capture_release(req, e);
         else
             capture_reply_error(req, 404, "Not Found", "no such resource");
     } else {

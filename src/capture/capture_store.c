@@ -165,6 +165,7 @@ static struct capture_entry *read_entry(const char *id)
     e->helo = attr_copy(&m, "helo_name");
     e->tls = attr_copy(&m, "tls");
     e->protocol = attr_copy(&m, "protocol");
+    e->dkim_sign = queue_file_message_attr(&m, QF_ATTR_DKIM_SIGN) != NULL;
     read_summary(fd, &m, e);
     queue_file_message_free(&m);
     close(fd);

@@ -38,6 +38,7 @@ struct capture_entry {
     char *client_address, *client_name, *helo, *tls, *protocol; /* NULL when unknown */
     char *subject, *from, *date;  /* header fields, decoded to UTF-8 ("" if absent) */
     uint64_t size;                /* the message's size in bytes */
+    int dkim_sign;                /* the queue may sign it (a release keeps that) */
 };
 
 struct capture_stats {

@@ -92,6 +92,10 @@ const struct conf_param conf_params[] = {
     INT("capture_max_messages", "10000", 1, COUNT_MAX,
         "The capture store keeps at most this many messages; the oldest go first, counted in /metrics and "
         "shown on the page (tern extension)."),
+    LIST("capture_release_recipients", "",
+        "Where the capture API may release a captured message to (POST /api/v1/messages/ID/release): "
+        "addresses, domains (example.com or @example.com) and type:table tables in which an address or its "
+        "domain is a key. Empty: releasing is off (tern extension)."),
     TIME("command_time_limit", "1000s", 's', 1,
         "Longest run of a delivery command (an alias's |command, mailbox_command); then it is killed and the "
         "delivery deferred."),
