@@ -79,6 +79,15 @@ static void wait_free(struct wait *w)
     free(w);
 }
 
+/* From a connection's close callback: a request the client left before we
+ * answered it is detached from its connection by libevent and left for us
+ * to free (still attached, the connection frees it). */
+static void free_if_detached(struct evhttp_request *req)
+{
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_request_free(req);
+}
+
 static void forget_connection(struct evhttp_request *req)
 {
     struct evhttp_connection *conn = evhttp_request_get_connection(req);
@@ -118,7 +127,9 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_wait_closed(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
-    wait_free(arg);   /* the client went away; evhttp frees the request */
+    struct wait *w = arg;
+    free_if_detached(w->req);   /* the client went away */
+    wait_free(w);
 }
 
 void capture_live_wait(struct evhttp_request *req, struct capture_filter *f, unsigned count, unsigned timeout_s)
@@ -164,7 +175,9 @@ static void stream_free(struct stream *s)
 static void on_stream_closed(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
-    stream_free(arg);
+    struct stream *s = arg;
+    free_if_detached(s->req);
+    stream_free(s);
 }
 
 static void stream_end(struct stream *s)

@@ -131,7 +131,11 @@ static void forget_request(struct evhttp_connection *conn, void *arg)
 {
     (void)conn;
     struct pending *p = arg;
-    p->req = NULL;   /* the client went away; the release still goes */
+    /* the client went away; the release still goes. A request left before
+     * its answer is detached by libevent and ours to free. */
+    if (evhttp_request_get_connection(p->req) == NULL)
+        evhttp_request_free(p->req);
+    p->req = NULL;
 }
 
 static void answer(struct pending *p, int ok, const char *why)

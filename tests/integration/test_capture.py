@@ -1,0 +1,281 @@
+"""Capture mode: the real MTA as the mail server developers test against.
+
+Every test runs a real tern with `capture = yes` (or copy) and talks to it the
+way a test suite in another language would: SMTP to send, HTTP+JSON to look
+and to wait. What is asserted is what such a suite relies on: the message is
+listed in its inbox and nowhere else, a wait answers as soon as it is there,
+nothing leaves the machine, and what was acknowledged survives a kill -9."""
+import json
+import re
+import smtplib
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import free_port, wait_port
+
+
+class Api:
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, method, path, body=None, headers=None, timeout=30):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if r.headers.get("Content-Type") == "application/json" else raw)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            return e.code, (json.loads(raw) if e.headers.get("Content-Type") == "application/json" else raw)
+
+    def get(self, path, **kw):
+        return self.call("GET", path, **kw)
+
+
+def capture_instance(inst, mode="yes", **params):
+    port = free_port()
+    inst.write_config(capture=mode, capture_http_address=f"127.0.0.1:{port}", **params)
+    inst.start()
+    assert wait_port("127.0.0.1", port), inst.stderr_text()
+    return Api(port)
+
+
+def send(inst, rcpts, subject="hello", body="Hello.", sender="app@example.org", headers=""):
+    msg = f"From: {sender}\r\nTo: {', '.join(rcpts)}\r\nSubject: {subject}\r\n{headers}\r\n{body}\r\n"
+    with inst.smtp() as c:
+        c.sendmail(sender, rcpts, msg.encode())
+
+
+def test_everything_is_kept_and_nothing_leaves(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    # a remote address, a local one, and one no table lists: all accepted
+    send(inst, ["customer@gmail.example", "bob@example.test", "nobody-at-all@example.test"], subject="Welcome")
+    code, listing = api.get("/api/v1/messages")
+    assert code == 200 and listing["total"] == 1, listing
+    m = listing["messages"][0]
+    assert m["subject"] == "Welcome" and m["from"] == "app@example.org"
+    assert m["to"] == ["customer@gmail.example", "bob@example.test", "nobody-at-all@example.test"]
+    assert set(m["inbox"]) == {"customer@gmail.example", "bob@example.test", "nobody-at-all@example.test"}
+    # nothing delivered, relayed or queued
+    log = inst.wait_log(f"{m['id']}: from=<app@example.org>")
+    assert "(captured)" in log
+    time.sleep(0.5)
+    assert not inst.messages("bob")
+    assert "relay=" not in inst.log_text() and "status=" not in inst.log_text(), inst.log_text()
+    assert "Mail queue is empty" in inst.cli("queue", "list").stdout.decode()
+    # the message itself
+    code, full = api.get(f"/api/v1/messages/{m['id']}")
+    assert code == 200 and full["envelope"]["mail_from"] == "app@example.org"
+    assert full["envelope"]["client_address"] == "127.0.0.1"
+    code, raw = api.get(f"/api/v1/messages/{m['id']}/raw")
+    assert code == 200 and b"Subject: Welcome\r\n" in raw and b"\r\n\r\nHello.\r\n" in raw
+    assert api.get("/api/v1/messages/01ABCDEFGHJKM")[0] == 404
+
+
+def test_inboxes_keep_parallel_test_runs_apart(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    code, a = api.call("POST", "/api/v1/inboxes")
+    code2, b = api.call("POST", "/api/v1/inboxes")
+    assert code == code2 == 201 and a["address"] != b["address"]
+    assert re.fullmatch(r"test-[a-z0-9]{16}@mail\.example\.test", a["address"]), a
+    send(inst, [a["address"]], subject="for run A")
+    send(inst, [b["address"]], subject="for run B")
+    send(inst, [a["address"].upper()], subject="A again, other case")
+    sa = api.get("/api/v1/messages?inbox=" + a["address"])[1]
+    sb = api.get("/api/v1/messages?inbox=" + b["address"])[1]
+    assert [m["subject"] for m in sa["messages"]] == ["A again, other case", "for run A"]   # newest first
+    assert [m["subject"] for m in sb["messages"]] == ["for run B"]
+    # deleting one run's inbox leaves the other's alone
+    assert api.call("DELETE", "/api/v1/messages?inbox=" + a["address"])[1] == {"deleted": 2}
+    assert api.get("/api/v1/messages?inbox=" + a["address"])[1]["total"] == 0
+    assert api.get("/api/v1/messages?inbox=" + b["address"])[1]["total"] == 1
+    inboxes = api.get("/api/v1/inboxes")[1]["inboxes"]
+    assert [(i["address"], i["count"]) for i in inboxes] == [(b["address"], 1)]
+    # filters
+    send(inst, [b["address"]], subject="Your code", sender="noreply@shop.example")
+    assert [m["subject"] for m in api.get(f"/api/v1/messages?inbox={b['address']}&subject=CODE")[1]["messages"]] \
+        == ["Your code"]
+    assert api.get(f"/api/v1/messages?inbox={b['address']}&from=shop.example")[1]["total"] == 1
+
+
+def test_wait_answers_when_the_message_arrives_and_408_on_timeout(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    send(inst, ["old@example.test"], subject="before")
+    cursor = api.get("/api/v1/messages")[1]["messages"][0]["cursor"]
+    # nothing new: 408 after the timeout, with what there is
+    t0 = time.time()
+    code, body = api.get(f"/api/v1/wait?inbox=run@example.test&after={cursor}&timeout=1")
+    assert code == 408 and body["messages"] == [] and time.time() - t0 >= 0.9, body
+    # a message that arrives while the client waits answers the wait
+    sender = threading.Timer(0.5, send, args=(inst, ["run@example.test"]), kwargs={"subject": "the one"})
+    sender.start()
+    code, body = api.get(f"/api/v1/wait?inbox=run@example.test&after={cursor}&timeout=20")
+    sender.join()
+    assert code == 200 and [m["subject"] for m in body["messages"]] == ["the one"], body
+    # count: waits for two; "after" excludes what came before
+    cursor2 = body["messages"][0]["cursor"]
+    threading.Timer(0.3, lambda: [send(inst, ["run@example.test"], subject=f"n{i}") for i in range(2)]).start()
+    code, body = api.get(f"/api/v1/wait?inbox=run@example.test&after={cursor2}&count=2&timeout=20")
+    assert code == 200 and sorted(m["subject"] for m in body["messages"]) == ["n0", "n1"], body
+    assert api.get("/api/v1/wait?count=0")[0] == 400
+    assert api.get("/api/v1/wait?timeout=601")[0] == 400
+
+
+def test_events_stream_new_messages(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    port = int(api.base.rsplit(":", 1)[1])
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /api/v1/events?inbox=live@example.test HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    buf = b""
+    while b"tern capture events" not in buf:
+        buf += s.recv(4096)
+    send(inst, ["other@example.test"], subject="not mine")
+    send(inst, ["live@example.test"], subject="mine")
+    while b"event: message" not in buf:
+        buf += s.recv(4096)
+    s.close()
+    assert b"text/event-stream" in buf
+    assert b'"subject":"mine"' in buf and b"not mine" not in buf, buf
+    # a waiting client that goes away is answered into the void at its
+    # timeout and forgotten (the fixture checks the sanitizers at stop)
+    w = socket.create_connection(("127.0.0.1", port), timeout=10)
+    w.sendall(b"GET /api/v1/wait?inbox=never@example.test&timeout=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    time.sleep(0.3)
+    assert "tern_capture_waiting 1\n" in api.get("/metrics")[1].decode()
+    w.close()
+    time.sleep(1.5)
+    assert "tern_capture_waiting 0\n" in api.get("/metrics")[1].decode()
+
+
+def test_limits_prune_the_oldest_and_say_so(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst, capture_max_messages="3")
+    for i in range(5):
+        send(inst, ["p@example.test"], subject=f"m{i}")
+    body = api.get("/api/v1/messages")[1]
+    assert [m["subject"] for m in body["messages"]] == ["m4", "m3", "m2"] and body["pruned"] == 2, body
+    metrics = api.get("/metrics")[1].decode()
+    assert "tern_capture_messages 3\n" in metrics and "tern_capture_pruned_total 2\n" in metrics
+    inst.wait_log("capture: pruned 1 oldest messages")
+    assert len(list((inst.queue_dir / "capture").iterdir())) == 3
+
+
+def test_acknowledged_mail_survives_kill_9(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    send(inst, ["durable@example.test"], subject="kept")
+    inst.kill9()
+    inst.start()
+    assert wait_port("127.0.0.1", int(api.base.rsplit(":", 1)[1]))
+    body = api.get("/api/v1/messages?inbox=durable@example.test")[1]
+    assert [m["subject"] for m in body["messages"]] == ["kept"], body
+    # cursors keep growing across the restart
+    old = body["messages"][0]["cursor"]
+    send(inst, ["durable@example.test"], subject="after")
+    new = api.get("/api/v1/messages?inbox=durable@example.test")[1]["messages"][0]
+    assert new["subject"] == "after" and int(new["cursor"]) > int(old)
+
+
+def test_failure_rules_from_access_tables(tern_instance):
+    """Error paths of the application under test: the restriction lists still
+    run in capture mode, so a pcre: table gives the replies a test wants."""
+    inst = tern_instance
+    rules = inst.dir / "fail.pcre"
+    inst.dir.mkdir(parents=True, exist_ok=True)
+    rules.write_text("/^full-/ 452 4.2.2 Mailbox full\n/^gone-/ 550 5.1.1 No such user\n")
+    api = capture_instance(inst, smtpd_recipient_restrictions=f"check_recipient_access pcre:{rules}")
+    with inst.smtp() as c:
+        c.ehlo()
+        c.mail("app@example.org")
+        assert c.rcpt("full-box@example.test") == (452, b"4.2.2 <full-box@example.test>: Recipient address rejected: Mailbox full")
+        assert c.rcpt("gone-user@elsewhere.example")[0] == 550
+        assert c.rcpt("fine@elsewhere.example")[0] == 250
+        c.data(b"Subject: partial\r\n\r\nx\r\n")
+    assert api.get("/api/v1/messages")[1]["messages"][0]["to"] == ["fine@elsewhere.example"]
+
+
+def test_release_goes_through_the_real_queue(tern_instance):
+    """Released mail is delivered by the queue (here to a local peer through
+    relayhost); only addresses capture_release_recipients lists may get it."""
+    from relay_peers import RecordingPeer
+    inst = tern_instance
+    peer_port = free_port()
+    peer = RecordingPeer("127.0.0.1", peer_port)
+    try:
+        api = capture_instance(inst, relayhost=f"[127.0.0.1]:{peer_port}",
+                               capture_release_recipients="allowed.example, one@other.example")
+        send(inst, ["app-user@example.test"], subject="release me")
+        mid = api.get("/api/v1/messages")[1]["messages"][0]["id"]
+        code, body = api.call("POST", f"/api/v1/messages/{mid}/release", {"to": ["anyone@elsewhere.example"]})
+        assert code == 403 and "not in capture_release_recipients" in body["error"], body
+        code, body = api.call("POST", f"/api/v1/messages/{mid}/release", {"to": "x"})
+        assert code == 400
+        code, body = api.call("POST", f"/api/v1/messages/{mid}/release",
+                              {"to": ["dev@allowed.example", "one@other.example"]})
+        assert code == 202 and re.fullmatch(r"[0-9A-Z]{13}", body["id"]), body
+        got = peer.wait(1, timeout=20)
+        assert sorted(got[0].rcpts) == ["dev@allowed.example", "one@other.example"]
+        assert got[0].mail_from == "app@example.org"
+        assert b"Subject: release me" in got[0].content
+        inst.wait_log(f"{body['id']}: removed")
+        # the captured original stays
+        assert api.get(f"/api/v1/messages/{mid}")[0] == 200
+    finally:
+        peer.stop()
+
+
+def test_release_is_off_by_default(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    send(inst, ["x@example.test"])
+    mid = api.get("/api/v1/messages")[1]["messages"][0]["id"]
+    code, body = api.call("POST", f"/api/v1/messages/{mid}/release", {"to": ["x@example.test"]})
+    assert code == 403 and "releasing is off" in body["error"], body
+
+
+def test_copy_delivers_and_keeps(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst, mode="copy")
+    send(inst, ["bob@example.test"], subject="both")
+    inst.wait_messages("bob")
+    body = api.get("/api/v1/messages?inbox=bob@example.test")[1]
+    assert [m["subject"] for m in body["messages"]] == ["both"]
+    inst.wait_log(": removed")
+    # the queue's copy is gone after delivery; the captured one stays
+    assert api.get(f"/api/v1/messages/{body['messages'][0]['id']}/raw")[0] == 200
+
+
+def test_only_loopback_names_and_same_origin(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    code, body = api.get("/api/v1/messages", headers={"Host": "attacker.example:8025"})
+    assert code == 403, body
+    assert api.get("/api/v1/messages", headers={"Host": "localhost:1"})[0] == 200
+    code, body = api.call("DELETE", "/api/v1/messages", headers={"Origin": "http://attacker.example"})
+    assert code == 403 and body["error"] == "cross-origin request refused"
+    host = api.base[len("http://"):]
+    assert api.call("DELETE", "/api/v1/messages", headers={"Origin": "http://" + host})[0] == 200
+    # the page: a nonce CSP, no inline script allowed
+    with urllib.request.urlopen(api.base + "/", timeout=10) as r:
+        csp = r.headers["Content-Security-Policy"]
+        page = r.read().decode()
+    nonce = re.search(r"'nonce-([^']+)'", csp).group(1)
+    assert "unsafe-inline" not in csp and f'nonce="{nonce}"' in page
+
+
+def test_http_address_must_be_loopback(tern_instance):
+    inst = tern_instance
+    inst.write_config(capture="yes", capture_http_address="0.0.0.0:8025")
+    r = inst.cli("serve", timeout=30)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode != 0 and "only a loopback address may serve the capture API" in out, out
