@@ -163,6 +163,7 @@ static void get_message(struct evhttp_request *req, const struct capture_entry *
 {
     json_t *o = capture_json_summary(e);
     json_object_set_new(o, "envelope", capture_json_envelope(e));
+    json_object_set_new(o, "authentication_results", capture_json_auth_results(e));
     capture_reply_json(req, 200, "OK", o);
 }
 
@@ -423,6 +424,8 @@ static void handle(struct evhttp_request *req, void *arg)
         list_inboxes(req);
     } else if (strcmp(path, "/metrics") == 0 && get) {
         metrics(req);
+    } else if (strcmp(path, "/api/v1/openapi.json") == 0 && get) {
+        serve_asset(req, "openapi.json");
     } else if (strcmp(path, "/") == 0 && get) {
         serve_page(req);
     } else if (strncmp(path, "/assets/", 8) == 0 && get) {

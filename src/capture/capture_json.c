@@ -65,6 +65,11 @@ json_t *capture_json_summary(const struct capture_entry *e)
                      (json_int_t)e->size);
 }
 
+json_t *capture_json_auth_results(const struct capture_entry *e)
+{
+    return opt_string(e->auth_results);
+}
+
 json_t *capture_json_envelope(const struct capture_entry *e)
 {
     return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "mail_from", e->sender, "rcpt_to",

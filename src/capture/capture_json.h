@@ -17,6 +17,9 @@ json_t *capture_json_summary(const struct capture_entry *e);
  *  auth_login, protocol} */
 json_t *capture_json_envelope(const struct capture_entry *e);
 
+/* The Authentication-Results value tern computed, or null. */
+json_t *capture_json_auth_results(const struct capture_entry *e);
+
 /* Sends body (taken over) as the reply. */
 void capture_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body);
 /* {"error": why} */

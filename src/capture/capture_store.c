@@ -49,6 +49,7 @@ static void entry_free(struct capture_entry *e)
     free(e->helo);
     free(e->tls);
     free(e->protocol);
+    free(e->auth_results);
     free(e->subject);
     free(e->from);
     free(e->date);
@@ -128,6 +129,33 @@ static void read_summary(int fd, const struct queue_file_message *m, struct capt
         e->date = xstrdup("");
 }
 
+/* The value of the Authentication-Results field among the fields smtpd
+ * put above the message (QF_ATTR_PREPEND), unfolded; NULL when none. */
+static char *auth_results(const char *prepend)
+{
+    static const char name[] = "Authentication-Results:";
+    if (!prepend)
+        return NULL;
+    const char *p = strcasestr(prepend, name);
+    if (!p)
+        return NULL;
+    p += sizeof name - 1;
+    /* the field ends at a line end not followed by a blank (a fold) */
+    const char *end = p;
+    while (*end && !((end[0] == '\n') && end[1] != ' ' && end[1] != '\t'))
+        end++;
+    char *value = xstrndup(p, (size_t)(end - p));
+    char *clean = clean_text(str_trim(value));
+    free(value);
+    /* folds became blanks; squeeze runs of them */
+    char *w = clean;
+    for (const char *r = clean; *r; r++)
+        if (!(*r == ' ' && w > clean && w[-1] == ' '))
+            *w++ = *r;
+    *w = 0;
+    return clean;
+}
+
 static struct capture_entry *read_entry(const char *id)
 {
     int fd = fsops_openat(cs.dirfd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
@@ -166,6 +194,7 @@ static struct capture_entry *read_entry(const char *id)
     e->tls = attr_copy(&m, "tls");
     e->protocol = attr_copy(&m, "protocol");
     e->dkim_sign = queue_file_message_attr(&m, QF_ATTR_DKIM_SIGN) != NULL;
+    e->auth_results = auth_results(queue_file_message_attr(&m, QF_ATTR_PREPEND));
     read_summary(fd, &m, e);
     queue_file_message_free(&m);
     close(fd);

@@ -39,6 +39,7 @@ struct capture_entry {
     char *subject, *from, *date;  /* header fields, decoded to UTF-8 ("" if absent) */
     uint64_t size;                /* the message's size in bytes */
     int dkim_sign;                /* the queue may sign it (a release keeps that) */
+    char *auth_results;           /* the Authentication-Results value smtpd computed, unfolded; NULL: none */
 };
 
 struct capture_stats {
