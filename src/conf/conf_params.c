@@ -96,6 +96,10 @@ const struct conf_param conf_params[] = {
         "Where the capture API may release a captured message to (POST /api/v1/messages/ID/release): "
         "addresses, domains (example.com or @example.com) and type:table tables in which an address or its "
         "domain is a key. Empty: releasing is off (tern extension)."),
+    BOOL("capture_require_auth", "no",
+        "Capture mode (capture = yes): no accepts any SMTP AUTH login and password (the login names an "
+        "inbox; offered without TLS to clients on loopback); yes checks them as smtpd_sasl_type says "
+        "(tern extension)."),
     TIME("command_time_limit", "1000s", 's', 1,
         "Longest run of a delivery command (an alias's |command, mailbox_command); then it is killed and the "
         "delivery deferred."),

@@ -574,7 +574,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
 static int auth_refused(struct smtp_session *s, const char *arg)
 {
     (void)arg;
-    if (!s->set->sasl_enabled)
+    if (!s->set->sasl_enabled && !s->set->capture_any_login)
         smtpd_session_reply(s, "503 5.5.1 Error: authentication not enabled");
     else if (!smtpd_auth_offered(s))
         smtpd_session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");

@@ -75,6 +75,7 @@ struct smtpd_settings {
     int dmarc_quarantine_hold;     /* dmarc_quarantine_action = hold */
     int reject_unlisted_recipient; /* smtpd_reject_unlisted_recipient */
     int capture_all;               /* capture = yes: every recipient is accepted (kept, never delivered) */
+    int capture_any_login;         /* capture = yes, capture_require_auth = no: AUTH takes any login */
     int dmarc_reports;             /* dmarc_report_address is set: evaluations go to the queue */
     int policy_broken;             /* then every RCPT gets 451 4.3.5 */
 };

@@ -102,6 +102,7 @@ struct smtp_session {
     int auth_step;              /* where a PLAIN/LOGIN exchange is */
     void *auth_req;             /* the backend's pending check */
     struct event *auth_delay;   /* a failed login's reply waits */
+    struct event *auth_accept;  /* capture mode: a login's success, from the loop */
     int auth_locked;            /* that failure locked the address out */
     char *auth_login_user;      /* the name being checked */
     char *sasl_user;            /* authenticated as */

@@ -279,3 +279,20 @@ def test_http_address_must_be_loopback(tern_instance):
     r = inst.cli("serve", timeout=30)
     out = r.stdout.decode() + r.stderr.decode()
     assert r.returncode != 0 and "only a loopback address may serve the capture API" in out, out
+
+
+def test_any_login_names_an_inbox(tern_instance):
+    """An application that logs in (as it must with its real provider) is
+    accepted whatever its credentials, and its mail is in the login's inbox."""
+    inst = tern_instance
+    api = capture_instance(inst)
+    with inst.smtp() as c:
+        c.ehlo()
+        assert c.has_extn("auth"), c.esmtp_features
+        c.login("ci-run-42", "any password")
+        c.sendmail("app@example.org", ["user@customer.example"], b"Subject: logged in\r\n\r\nx\r\n")
+    body = api.get("/api/v1/messages?inbox=ci-run-42")[1]
+    assert [m["subject"] for m in body["messages"]] == ["logged in"], body
+    full = api.get(f"/api/v1/messages/{body['messages'][0]['id']}")[1]
+    assert full["envelope"]["auth_login"] == "ci-run-42"
+    assert set(full["inbox"]) == {"user@customer.example", "ci-run-42"}
