@@ -15,6 +15,7 @@
 
 #include "capture/capture_http.h"
 #include "capture/capture_release.h"
+#include "capture/capture_rules.h"
 #include "capture/capture_store.h"
 #include "conf/conf.h"
 #include "daemon/runtime.h"
@@ -115,6 +116,8 @@ int capture_main(struct runtime *rt)
     if (capture_store_open(rt->queue_dir, (size_t)conf_int(rt->conf, "capture_max_messages"),
                            conf_time(rt->conf, "capture_max_age"), &err) != 0)
         log_fatal("capture: %s", err);
+    if (capture_rules_init(rt->queue_dir, &err) != 0)
+        log_fatal("capture: %s", err);
     if (capture_release_init(cp.base, rt->conf, rt->queue_dir, &err) != 0)
         log_fatal("capture_release_recipients: %s", err);
     if (capture_http_start(cp.base, rt->capture_http_fd, conf_str(rt->conf, "myhostname")) != 0)
@@ -138,6 +141,7 @@ int capture_main(struct runtime *rt)
         event_free(sigev[i]);
     capture_http_stop();
     capture_release_shutdown();
+    capture_rules_shutdown();
     while (cp.conns)
         drop_conn(cp.conns);
     event_free(cp.listen_ev);

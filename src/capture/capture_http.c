@@ -17,6 +17,7 @@
 #include "capture/capture_json.h"
 #include "capture/capture_live.h"
 #include "capture/capture_release.h"
+#include "capture/capture_rules.h"
 #include "capture/capture_store.h"
 #include "capture/capture_web.h"
 #include "util/base64.h"
@@ -424,6 +425,12 @@ static void handle(struct evhttp_request *req, void *arg)
         list_inboxes(req);
     } else if (strcmp(path, "/metrics") == 0 && get) {
         metrics(req);
+    } else if (strcmp(path, "/api/v1/rules") == 0 && get) {
+        capture_rules_get(req);
+    } else if (strcmp(path, "/api/v1/rules") == 0 && method == EVHTTP_REQ_PUT) {
+        capture_rules_put(req);
+    } else if (strcmp(path, "/api/v1/rules") == 0 && method == EVHTTP_REQ_DELETE) {
+        capture_rules_delete(req);
     } else if (strcmp(path, "/api/v1/openapi.json") == 0 && get) {
         serve_asset(req, "openapi.json");
     } else if (strcmp(path, "/") == 0 && get) {
@@ -457,7 +464,8 @@ int capture_http_start(struct event_base *base, int fd, const char *inbox_domain
     hs.http = evhttp_new(base);
     if (!hs.http)
         return -1;
-    evhttp_set_allowed_methods(hs.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+    evhttp_set_allowed_methods(hs.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                            EVHTTP_REQ_DELETE);
     evhttp_set_max_headers_size(hs.http, CAPTURE_HTTP_HEADERS_MAX);
     evhttp_set_max_body_size(hs.http, CAPTURE_HTTP_BODY_MAX);
     evhttp_set_timeout(hs.http, CAPTURE_HTTP_TIMEOUT_S);

@@ -100,6 +100,10 @@ const struct conf_param conf_params[] = {
         "Capture mode (capture = yes): no accepts any SMTP AUTH login and password (the login names an "
         "inbox; offered without TLS to clients on loopback); yes checks them as smtpd_sasl_type says "
         "(tern extension)."),
+    INT("capture_session_failure_rate", "0", 0, 100,
+        "Capture mode (capture = yes): the share of SMTP sessions, in percent, that get 421 4.3.2 at once, "
+        "to test an application's retries; deterministic (at 25 the 4th, 8th ... session). PUT "
+        "/api/v1/rules overrides it (tern extension)."),
     TIME("command_time_limit", "1000s", 's', 1,
         "Longest run of a delivery command (an alias's |command, mailbox_command); then it is killed and the "
         "delivery deferred."),

@@ -30,6 +30,7 @@
 #include "smtpd/smtpd_session.h"
 #include "smtpd/smtpd_anvil.h"
 #include "smtpd/smtpd_mailauth.h"
+#include "smtpd/smtpd_capture.h"
 #include "smtpd/smtpd_sandbox.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -331,6 +332,8 @@ int smtpd_main(struct runtime *rt)
     resolver = resolver_new(rt->conf, &err);
     if (!resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
+    if (strcmp(conf_str(rt->conf, "capture"), "yes") == 0)
+        smtpd_capture_init(rt->conf, rt->queue_dir);
 
     /* Descriptors: a session holds its socket and, while receiving, its
      * queue file; keep some for logs, IPC and lookups. */
@@ -386,6 +389,7 @@ int smtpd_main(struct runtime *rt)
     smtpd_mailauth_shutdown();
     smtpd_anvil_reset();
     smtpd_sandbox_shutdown();
+    smtpd_capture_shutdown();
     resolver_free(resolver);
     close(incoming_dirfd);
     event_base_free(smtpd_base);

@@ -18,6 +18,7 @@
 #include "maps/resolver.h"
 #include "smtp/smtp_addr.h"
 #include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_capture.h"
 #include "smtpd/smtpd_mailauth.h"
 #include "smtpd/smtpd_policy.h"
 #include "maps/map.h"
@@ -292,6 +293,35 @@ static int refuse_error_transport(struct smtp_session *s, struct resolver *res, 
 
 static void cmd_rcpt(struct smtp_session *s, const char *arg);
 
+/* capture mode: a recipient rule of the capture API ("452 4.2.2 Mailbox
+ * full"); 1 when it answered. The table's text is the admin's (the API
+ * checked its form); the address is the client's, made printable. */
+static int capture_rule_refuses(struct smtp_session *s, const char *addr)
+{
+    char *reply = smtpd_capture_rcpt_reply(addr);
+    if (!reply)
+        return 0;
+    int code = atoi(reply);
+    const char *rest = reply + strspn(reply, "0123456789");
+    rest += strspn(rest, " ");
+    const char *text = rest + strcspn(rest, " ");
+    text += strspn(text, " ");
+    char enh[16];
+    size_t enh_len = strcspn(rest, " ");
+    if (code < 400 || code > 599 || enh_len == 0 || enh_len >= sizeof enh || rest[0] != reply[0]) {
+        log_warn("capture: recipient rule result \"%s\" is not \"CODE X.Y.Z text\"; ignored", reply);
+        free(reply);
+        return 0;
+    }
+    memcpy(enh, rest, enh_len);
+    enh[enh_len] = 0;
+    log_info("%s: capture rule: RCPT from %s[%s]: %d %s <%s>: %s", s->id, s->client_name, s->client_addr, code,
+             enh, addr, text);
+    smtpd_session_reply(s, "%d %s <%s>: Recipient address rejected: %s", code, enh, addr, text);
+    free(reply);
+    return 1;
+}
+
 /* Asynchronous tables (pgsql:) answer later: a dry run of what RCPT will
  * ask (the restrictions, transport_maps, the recipient check) starts their
  * lookups; when any answer was missing the command waits, reading nothing
@@ -356,6 +386,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         smtpd_session_reply(s, "452 4.5.3 Error: too many recipients");
     } else if (s->set->policy_broken) {
         smtpd_session_reply(s, "451 4.3.5 Server configuration error");
+    } else if (s->set->capture_all && capture_rule_refuses(s, addr)) {
+        /* a failure rule set through the capture API */
     } else if (check_policy(s, addr, &pr) != 0) {
         log_info("%s: reject: RCPT from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>", s->id,
                  s->client_name, s->client_addr, pr.code, pr.enh, pr.text, s->env.sender, addr,

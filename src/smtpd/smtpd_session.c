@@ -33,6 +33,7 @@
 #include "smtp/smtp_data.h"
 #include "smtpd/smtpd_session_internal.h"
 #include "smtpd/smtpd_anvil.h"
+#include "smtpd/smtpd_capture.h"
 #include "smtpd/smtpd_mailauth.h"
 #include "smtpd/smtpd_policy.h"
 #include "maps/map.h"
@@ -545,6 +546,13 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         }
         s->anvil_counted = 1;
         s->anvil_admitted = admitted;
+    }
+    if (set->capture_all && smtpd_capture_session_fails()) {
+        log_info("capture: %s[%s]: session refused by capture_session_failure_rate", s->client_name, s->client_addr);
+        smtpd_session_reply(s, "421 4.3.2 %s Service not available (capture mode failure rule)", set->myhostname);
+        smtpd_session_close_after_reply(s);
+        bufferevent_enable(s->bev, EV_WRITE);
+        return;
     }
     smtpd_session_reply(s, "220 %s", set->banner);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);

@@ -17,6 +17,11 @@
 #define QDIR_PID "pid"
 #define QDIR_DMARC "dmarc"   /* DMARC report rows per period (qmgr_dmarc.h) */
 #define QDIR_CAPTURE "capture" /* capture mode's store (capture_store.h) */
+/* capture mode's failure rules, kept by the capture API, read by smtpd
+ * (smtpd_capture.h) */
+#define QDIR_CAPTURE_RULES "capture-rules"
+#define QFILE_CAPTURE_RECIPIENT_RULES "recipients.pcre"
+#define QFILE_CAPTURE_SESSION_RULE "sessions"
 #define QSOCK_QUEUE "private/queue"
 #define QSOCK_LOCAL "private/local"
 #define QSOCK_QMGR "public/qmgr"

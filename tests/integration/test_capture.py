@@ -296,3 +296,59 @@ def test_any_login_names_an_inbox(tern_instance):
     full = api.get(f"/api/v1/messages/{body['messages'][0]['id']}")[1]
     assert full["envelope"]["auth_login"] == "ci-run-42"
     assert set(full["inbox"]) == {"user@customer.example", "ci-run-42"}
+
+
+def test_failure_rules_through_the_api(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst)
+    rules = {"recipients": [{"match": "^full-", "reply": "452 4.2.2 Mailbox full"},
+                            {"match": "@gone\\.example$", "reply": "550 5.1.1 No such user here"}],
+             "session_failure_rate": 50}
+    code, body = api.call("PUT", "/api/v1/rules", rules)
+    assert code == 200 and body == rules, body
+    assert api.get("/api/v1/rules")[1] == rules
+    time.sleep(1.2)   # tables are checked for changes once a second
+    replies = []
+    for _ in range(4):   # 50%: every second session fails, deterministically
+        try:
+            with inst.smtp() as c:
+                c.ehlo()
+                c.mail("app@example.org")
+                replies.append((c.rcpt("FULL-box@example.test"), c.rcpt("bob@gone.example"), c.rcpt("ok@x.example")))
+        except smtplib.SMTPConnectError as e:
+            replies.append(e.smtp_code)
+    # every second one (which, depends on the connections made before)
+    failed = [i for i, r in enumerate(replies) if r == 421]
+    assert failed in ([0, 2], [1, 3]), replies
+    first = replies[1 - failed[0]]
+    assert first[0] == (452, b"4.2.2 <FULL-box@example.test>: Recipient address rejected: Mailbox full"), first
+    assert first[1][0] == 550 and first[2][0] == 250, first
+    # bad rules are refused whole
+    assert api.call("PUT", "/api/v1/rules", {"recipients": [{"match": "(", "reply": "452 4.2.2 x"}]})[0] == 400
+    assert api.call("PUT", "/api/v1/rules", {"recipients": [{"match": "a", "reply": "452 5.2.2 x"}]})[0] == 400
+    assert api.call("PUT", "/api/v1/rules", {"session_failure_rate": 101})[0] == 400
+    assert api.get("/api/v1/rules")[1] == rules
+    # DELETE: back to main.cf's (none)
+    assert api.call("DELETE", "/api/v1/rules")[1] == {"recipients": [], "session_failure_rate": None}
+    time.sleep(1.2)
+    for _ in range(2):
+        with inst.smtp() as c:
+            c.ehlo()
+            c.mail("app@example.org")
+            assert c.rcpt("full-box@example.test")[0] == 250
+
+
+def test_session_failure_rate_from_main_cf(tern_instance):
+    inst = tern_instance
+    capture_instance(inst, capture_session_failure_rate="25")
+    codes = []
+    for _ in range(8):
+        try:
+            with inst.smtp() as c:
+                codes.append(c.noop()[0])
+        except smtplib.SMTPConnectError as e:
+            codes.append(e.smtp_code)
+    # every fourth session (counted from the first connection, the start's probe included)
+    failed = [i for i, c in enumerate(codes) if c == 421]
+    assert len(failed) == 2 and failed[1] - failed[0] == 4, codes
+    assert all(c == 250 for i, c in enumerate(codes) if i not in failed), codes
