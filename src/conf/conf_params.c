@@ -384,13 +384,14 @@ const struct conf_param conf_params[] = {
         "550 5.1.1 User unknown in virtual alias table): names, or tables in which a domain is listed when it is "
         "a key (the default: the domains that are keys of virtual_alias_maps)."),
     INT("virtual_alias_expansion_limit", "1000", 1, 1000000,
-        "Most addresses one recipient may expand to through virtual_alias_maps; more bounces the recipient."),
+        "Most addresses one recipient may expand to through virtual_alias_maps; more defers the recipient (4.6.0) "
+        "until the table is fixed."),
     LIST("virtual_alias_maps", "",
         "Tables of aliases for any address, of every domain class (virtual(5)): user@domain, user (local "
         "domains only) and @domain keys; values are addresses separated by commas or blanks, @domain keeping "
         "the user, a bare name getting @$myorigin. Expanded recursively by the queue; smtpd accepts what they list."),
     INT("virtual_alias_recursion_limit", "1000", 1, 1000000,
-        "How deep virtual_alias_maps may nest; deeper bounces the recipient."),
+        "How deep virtual_alias_maps may nest; deeper defers the recipient (4.6.0) until the table is fixed."),
     LIST("virtual_gid_maps", "",
         "Tables giving the group a virtual mailbox is written as (user@domain, @domain; static:5000 for all)."),
     STR("virtual_mailbox_base", "",

@@ -118,13 +118,17 @@ static int expand_virtual(struct qmgr_msg *q, size_t idx)
 {
     struct resolve_targets t;
     char *error;
-    int temporary;
-    int rc = resolver_virtual_expand(qm.resolver, q->m.rcpts[idx].addr, &t, &error, &temporary);
+    const char *dsn;
+    int rc = resolver_virtual_expand(qm.resolver, q->m.rcpts[idx].addr, &t, &error, &dsn);
     if (rc == 1)
         return 1;
     if (rc < 0) {
-        qmgr_msg_rcpt_result(q, idx, temporary ? QMSG_DEFERRED : QMSG_BOUNCED, "virtual", 0,
-                             temporary ? "4.3.0" : "5.4.6", error);
+        /* A table that cannot be read or that is wrong (a limit, a loop)
+         * defers: the admin's fix, not the sender, decides the outcome. */
+        if (strcmp(dsn, RESOLVE_DSN_ALIAS_ERROR) == 0)
+            log_warn("%s: to=<%s>: virtual_alias_maps: %s; deferred until the table is fixed", q->m.id,
+                     q->m.rcpts[idx].addr, error);
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "virtual", 0, dsn, error);
         free(error);
         return 0;
     }
