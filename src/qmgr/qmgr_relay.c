@@ -583,11 +583,15 @@ static void sasl_login(struct qmgr_relay_job *j)
 
 /* The fields sent above the content: DKIM signatures over the content as
  * it is sent (the original, or the 7-bit copy), then the queue file's own
- * (Authentication-Results). */
+ * (Authentication-Results). An LMTP next hop is final delivery into a
+ * mailbox store: no verifier will ever see a signature there, so none is
+ * made (signing hashes the whole message: CPU for nothing). */
 static void sign(struct qmgr_relay_job *j)
 {
     const char *queued = queue_file_message_attr(&j->q->m, QF_ATTR_PREPEND);
-    char *sigs = qmgr_dkim_sign(&j->q->m, j->msg.content_fd, j->msg.offset, j->msg.length, rl.dkim_lifetime);
+    char *sigs = j->dest->lmtp ? NULL
+                               : qmgr_dkim_sign(&j->q->m, j->msg.content_fd, j->msg.offset, j->msg.length,
+                                                rl.dkim_lifetime);
     free(j->prepend);
     j->prepend = sigs || queued ? xasprintf("%s%s", sigs ? sigs : "", queued ? queued : "") : NULL;
     j->msg.prepend = j->prepend;
