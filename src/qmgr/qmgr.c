@@ -27,6 +27,7 @@
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "maps/resolver.h"
+#include "maps/transport.h"
 #include "qmgr/pickup.h"
 #include "qmgr/qmgr_commit.h"
 #include "qmgr/qmgr_dmarc.h"
@@ -256,7 +257,14 @@ static void route_once(struct qmgr_msg *q, size_t idx)
     if (!(r->flags & QF_RCPT_VIRTUAL_DONE) && expand_virtual(q, idx) == 0)
         return;
     r = &q->m.rcpts[idx];   /* the expansion may have moved the array */
-    enum qmgr_relay_route how = qmgr_relay_transport(q, idx);
+    /* transport_maps is asked once; its entry goes on to the relay */
+    struct transport_hop hop;
+    enum qmgr_relay_route how = qmgr_relay_transport(q, idx, &hop);
+    if (how == RELAY_ROUTE_SMTP) {
+        qmgr_relay_enqueue(q, idx, &hop);
+        transport_hop_free(&hop);
+        return;
+    }
     if (how == RELAY_ROUTE_SETTLED)
         return;
     enum resolve_class cls = RESOLVE_LOCAL;
@@ -264,8 +272,8 @@ static void route_once(struct qmgr_msg *q, size_t idx)
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
         return;
     }
-    if (how == RELAY_ROUTE_SMTP || (how == RELAY_ROUTE_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY))) {
-        qmgr_relay_enqueue(q, idx);
+    if (how == RELAY_ROUTE_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY)) {
+        qmgr_relay_enqueue(q, idx, NULL);
         return;
     }
     if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_VIRTUAL_ALIAS) {

@@ -319,8 +319,9 @@ static char *default_nexthop(const char *addr)
     return xstrdup(domain_of(addr));
 }
 
-enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
+enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx, struct transport_hop *hop)
 {
+    memset(hop, 0, sizeof *hop);
     const char *addr = q->m.rcpts[idx].addr;
     char *value = NULL;
     int rc = resolver_transport(rl.resolver, addr, &value);
@@ -330,10 +331,9 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
     }
     if (rc == 0)
         return RELAY_ROUTE_DEFAULT;
-    struct transport_hop hop;
     char *err = NULL;
     enum qmgr_relay_route route = RELAY_ROUTE_SMTP;
-    if (transport_parse(value, rl.rt->queue_dir, &hop, &err) != 0) {
+    if (transport_parse(value, rl.rt->queue_dir, hop, &err) != 0) {
         char *why = xasprintf("transport_maps: %s", err);
         log_warn("%s: %s", q->m.id, why);
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
@@ -342,41 +342,30 @@ enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
         free(value);
         return RELAY_ROUTE_SETTLED;
     }
-    if (hop.kind == TRANSPORT_LOCAL) {
+    free(value);
+    if (hop->kind == TRANSPORT_LOCAL) {
         route = RELAY_ROUTE_LOCAL;
-    } else if (hop.kind == TRANSPORT_ERROR) {
+    } else if (hop->kind == TRANSPORT_ERROR) {
         /* smtpd refuses these at RCPT; this is mail from sendmail, or
          * queued before the entry was added. */
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop.status, hop.text);
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop->status, hop->text);
         route = RELAY_ROUTE_SETTLED;
     }
-    transport_hop_free(&hop);
-    free(value);
+    if (route != RELAY_ROUTE_SMTP)
+        transport_hop_free(hop);
     return route;
 }
 
-/* The nexthop a remote recipient goes to; *lmtp set when it is an LMTP
- * key (transport_lmtp_key). */
-static char *nexthop_for(const char *addr, int *lmtp)
+/* The next hop (a destination key) of a remote recipient: its transport
+ * entry's (hop; NULL when it has none), else relayhost or its domain;
+ * *lmtp set when it is an LMTP key (transport_lmtp_key). */
+static char *nexthop_for(const char *addr, const struct transport_hop *hop, int *lmtp)
 {
-    *lmtp = 0;
-    {
-        char *value = NULL;
-        struct transport_hop hop;
-        char *err = NULL;
-        if (resolver_transport(rl.resolver, addr, &value) == 1 &&
-            transport_parse(value, rl.rt->queue_dir, &hop, &err) == 0) {
-            *lmtp = hop.kind == TRANSPORT_LMTP;
-            char *next = hop.kind == TRANSPORT_LMTP ? transport_lmtp_key(&hop)
-                         : hop.kind == TRANSPORT_SMTP && hop.nexthop[0] ? xstrdup(hop.nexthop)
-                                                                          : default_nexthop(addr);
-            transport_hop_free(&hop);
-            free(value);
-            return next;
-        }
-        free(err);
-        free(value);
-    }
+    *lmtp = hop && hop->kind == TRANSPORT_LMTP;
+    if (*lmtp)
+        return transport_lmtp_key(hop);
+    if (hop && hop->kind == TRANSPORT_SMTP && hop->nexthop[0])
+        return xstrdup(hop->nexthop);
     return default_nexthop(addr);
 }
 
@@ -415,14 +404,14 @@ static void enqueue_to(struct qmgr_msg *q, size_t idx, char *hop, int lmtp)
     kick_soon();
 }
 
-void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_hop *hop)
 {
     if (!rl.kick)
         return;   /* shutting down: the recipient stays due for the next start */
     qmgr_msg_rcpt_take(q, idx);
     int lmtp;
-    char *hop = nexthop_for(q->m.rcpts[idx].addr, &lmtp);
-    enqueue_to(q, idx, hop, lmtp);
+    char *next = nexthop_for(q->m.rcpts[idx].addr, hop, &lmtp);
+    enqueue_to(q, idx, next, lmtp);
 }
 
 void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transport, const char *param)
@@ -448,9 +437,8 @@ void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transpor
         return;
     }
     qmgr_msg_rcpt_take(q, idx);
-    int lmtp = hop.kind == TRANSPORT_LMTP;
-    char *next = lmtp ? transport_lmtp_key(&hop)
-                 : hop.nexthop[0] ? xstrdup(hop.nexthop) : default_nexthop(q->m.rcpts[idx].addr);
+    int lmtp;
+    char *next = nexthop_for(q->m.rcpts[idx].addr, &hop, &lmtp);
     transport_hop_free(&hop);
     enqueue_to(q, idx, next, lmtp);
 }

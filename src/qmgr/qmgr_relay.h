@@ -36,6 +36,7 @@ struct dns_ctx;
 struct runtime;
 struct qmgr_msg;
 struct resolver;
+struct transport_hop;
 
 /* resolver: the queue's, for transport_maps; it must outlive the relay. */
 int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver *resolver, char **err);
@@ -59,15 +60,20 @@ enum qmgr_relay_route {
     RELAY_ROUTE_SETTLED,   /* an "error:" entry or a table failure: the
                               recipient already has its result */
 };
-/* Looks addr's domain up in transport_maps; settles the recipient itself
- * for "error:" entries (bounce), and for unreadable tables and entries
- * transport_parse refuses (defer, 4.3.5). */
-enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx);
+/* Looks the recipient up in transport_maps, once: its entry is parsed
+ * into *hop, which the caller frees with transport_hop_free and hands to
+ * qmgr_relay_enqueue when the answer is RELAY_ROUTE_SMTP (for every other
+ * answer *hop holds nothing). Settles the recipient itself for "error:"
+ * entries (bounce), and for unreadable tables and entries transport_parse
+ * refuses (defer, 4.3.5). */
+enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx, struct transport_hop *hop);
 
 /* Takes recipient idx of q (due, not busy, for another server): marks it
  * busy; its result comes back later through qmgr_msg_rcpt_result(), never
- * from inside this call. */
-void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx);
+ * from inside this call. hop: its transport_maps entry as
+ * qmgr_relay_transport parsed it, or NULL when it has none (relayhost,
+ * else its domain). */
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_hop *hop);
 /* The same through a transport named by a parameter (virtual_transport:
  * "lmtp:unix:private/dovecot-lmtp", "smtp:[host]:port", "error:..."),
  * not transport_maps; a value that does not parse defers the recipient
