@@ -90,7 +90,8 @@ static struct {
     char *relayhost;
     char *myhostname;
     long dkim_lifetime;          /* dkim_signature_lifetime: x= after t=; 0 none */
-    struct smtpc_opts opts;
+    struct smtpc_opts opts;      /* smtp_*: SMTP next hops */
+    struct smtpc_opts lmtp_opts; /* lmtp_*: LMTP next hops */
     struct ssl_ctx_st *tls_may, *tls_mandatory;   /* client contexts */
     struct map_list *tls_policy;
     struct map_list *sasl_passwords;   /* smtp_sasl_password_maps, when smtp_sasl_auth_enable */
@@ -100,6 +101,9 @@ static struct {
     int cas_loaded;
     unsigned port;
     unsigned dest_limit, total_limit, rcpt_limit;
+    unsigned lmtp_dest_limit, lmtp_rcpt_limit;
+    int lmtp_tls_level;       /* lmtp_tls_security_level (empty: none) */
+    int lmtp_tls_secure;
     unsigned active;
     int quiescing;       /* stopping: sessions running finish, none start */
     struct qmgr_relay_dest *dests;
@@ -371,6 +375,17 @@ static char *nexthop_for(const char *addr, const struct transport_hop *hop, int 
 
 /* ---------- sessions ---------- */
 
+/* smtp_destination_* or lmtp_destination_*, by the next hop's protocol */
+static unsigned dest_concurrency_limit(const struct qmgr_relay_dest *d)
+{
+    return d->lmtp ? rl.lmtp_dest_limit : rl.dest_limit;
+}
+
+static unsigned dest_recipient_limit(const struct qmgr_relay_dest *d)
+{
+    return d->lmtp ? rl.lmtp_rcpt_limit : rl.rcpt_limit;
+}
+
 static void kick_soon(void)
 {
     if (!evtimer_pending(rl.kick, NULL)) {
@@ -511,6 +526,20 @@ static int tls_level_of(const char *word, size_t len, int *secure)
     return -1;
 }
 
+/* The CA certificates, read once, when a job first needs them. */
+static void load_cas_if_verifying(const struct qmgr_relay_job *j)
+{
+    if (j->tls_level < SMTPC_TLS_VERIFY || rl.cas_loaded)
+        return;
+    char *err = NULL;
+    if (tls_client_load_cas(rl.tls_mandatory, rl.cafile, rl.capath, &err) != 0) {
+        /* verification then fails, and the mail waits: never sent unverified */
+        log_warn("%s", err);
+        free(err);
+    }
+    rl.cas_loaded = 1;
+}
+
 /* The TLS policy of the job's next hop: smtp_tls_policy_maps (the next
  * hop as written, then its host), else smtp_tls_security_level. */
 static void tls_policy(struct qmgr_relay_job *j)
@@ -535,15 +564,18 @@ static void tls_policy(struct qmgr_relay_job *j)
     free(value);
     if (j->tls_level >= SMTPC_TLS_VERIFY && !j->tls_match && secure)
         j->tls_match = xasprintf("%s:.%s", j->dest->host, j->dest->host);
-    if (j->tls_level >= SMTPC_TLS_VERIFY && !rl.cas_loaded) {
-        char *err = NULL;
-        if (tls_client_load_cas(rl.tls_mandatory, rl.cafile, rl.capath, &err) != 0) {
-            /* verification then fails, and the mail waits: never sent unverified */
-            log_warn("%s", err);
-            free(err);
-        }
-        rl.cas_loaded = 1;
-    }
+    load_cas_if_verifying(j);
+}
+
+/* The TLS policy of an LMTP next hop over TCP: lmtp_tls_security_level
+ * (none unless set: a mailbox store is usually on this host or next to
+ * it), with the SMTP client's contexts and CA files. */
+static void lmtp_tls_policy(struct qmgr_relay_job *j)
+{
+    j->tls_level = rl.lmtp_tls_level;
+    if (j->tls_level >= SMTPC_TLS_VERIFY && rl.lmtp_tls_secure)
+        j->tls_match = xstrdup(j->dest->host);
+    load_cas_if_verifying(j);
 }
 
 /* The login for the job's next hop: smtp_sasl_password_maps, the next hop
@@ -588,7 +620,7 @@ static void sign(struct qmgr_relay_job *j)
 
 static void launch(struct qmgr_relay_job *j)
 {
-    struct smtpc_opts o = rl.opts;
+    struct smtpc_opts o = j->dest->lmtp ? rl.lmtp_opts : rl.opts;
     o.lmtp = j->dest->lmtp;
     o.auth_user = j->auth_user;
     o.auth_pass = j->auth_pass;
@@ -764,9 +796,10 @@ static void start_job(struct qmgr_relay_dest *d)
     j->fd = -1;
     j->converted_fd = -1;
     j->q = d->head->q;
-    j->idx = xcalloc(rl.rcpt_limit, sizeof *j->idx);
+    unsigned rcpt_limit = dest_recipient_limit(d);
+    j->idx = xcalloc(rcpt_limit, sizeof *j->idx);
     struct qmgr_relay_item **pp = &d->head, *last = NULL;
-    while (*pp && j->n < rl.rcpt_limit) {
+    while (*pp && j->n < rcpt_limit) {
         struct qmgr_relay_item *it = *pp;
         if (it->q != j->q) {
             last = it;
@@ -825,11 +858,13 @@ static void start_job(struct qmgr_relay_dest *d)
         return;
     }
     if (!d->lmtp) {
-        /* LMTP goes to a local store: neither TLS nor a login (Postfix's
-         * lmtp_tls_security_level and lmtp_sasl_auth_enable are off by
-         * default too) */
         tls_policy(j);
         sasl_login(j);
+    } else {
+        /* LMTP goes to a mailbox store: no login (Postfix's
+         * lmtp_sasl_auth_enable is off by default too), TLS only when
+         * lmtp_tls_security_level asks */
+        lmtp_tls_policy(j);
     }
     if (d->use_mx)
         j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
@@ -868,7 +903,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     while (d) {
         struct qmgr_relay_dest *next = d->next;
         drop_stale(d);
-        while (!rl.quiescing && d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
+        while (!rl.quiescing && d->head && d->active < dest_concurrency_limit(d) && rl.active < rl.total_limit)
             start_job(d);
         dest_free_if_idle(d);
         d = next;
@@ -876,6 +911,11 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---------- setup ---------- */
+
+/* lmtp_connect_timeout = 0, Postfix's "no time limit": the session's own
+ * timer is set beyond the kernel's TCP connect timeout (about 2 minutes),
+ * so the kernel's answer comes first. */
+#define LMTP_CONNECT_NO_LIMIT 3600
 
 static long opt_time(struct conf *c, const char *name)
 {
@@ -916,6 +956,27 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver
     /* 8-bit mail for a server without 8BITMIME: the client refuses
      * (5.6.3) and on_client_done sends a 7-bit copy instead. */
     rl.opts.allow_8bit_anyway = 0;
+    /* LMTP next hops: Postfix's lmtp_* counterparts of the same knobs */
+    rl.lmtp_dest_limit = (unsigned)conf_int(c, "lmtp_destination_concurrency_limit");
+    rl.lmtp_rcpt_limit = (unsigned)conf_int(c, "lmtp_destination_recipient_limit");
+    rl.lmtp_opts.helo_name = conf_str(c, "lmtp_lhlo_name");
+    rl.lmtp_opts.connect_timeout = opt_time(c, "lmtp_connect_timeout");
+    if (rl.lmtp_opts.connect_timeout == 0)
+        rl.lmtp_opts.connect_timeout = LMTP_CONNECT_NO_LIMIT;
+    rl.lmtp_opts.helo_timeout = opt_time(c, "lmtp_lhlo_timeout");
+    rl.lmtp_opts.mail_timeout = opt_time(c, "lmtp_mail_timeout");
+    rl.lmtp_opts.rcpt_timeout = opt_time(c, "lmtp_rcpt_timeout");
+    rl.lmtp_opts.data_timeout = opt_time(c, "lmtp_data_init_timeout");
+    rl.lmtp_opts.data_xfer_timeout = opt_time(c, "lmtp_data_xfer_timeout");
+    rl.lmtp_opts.data_done_timeout = opt_time(c, "lmtp_data_done_timeout");
+    rl.lmtp_opts.quit_timeout = opt_time(c, "lmtp_quit_timeout");
+    rl.lmtp_opts.cache_idle = opt_time(c, "lmtp_connection_cache_time_limit");
+    rl.lmtp_opts.cache_uses = (unsigned)conf_int(c, "lmtp_connection_reuse_count_limit");
+    const char *lmtp_level = conf_str(c, "lmtp_tls_security_level");
+    rl.lmtp_tls_level = *lmtp_level ? tls_level_of(lmtp_level, strlen(lmtp_level), &rl.lmtp_tls_secure)
+                                    : SMTPC_TLS_NONE;
+    if (rl.lmtp_tls_level < 0)
+        rl.lmtp_tls_level = SMTPC_TLS_NONE;
     const char *level = conf_str(c, "smtp_tls_security_level");
     rl.tls_default = tls_level_of(level, strlen(level), &rl.tls_default_secure);
     if (rl.tls_default < 0)

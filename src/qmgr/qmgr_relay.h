@@ -11,9 +11,11 @@
  * an LMTP server ("lmtp:unix:private/dovecot-lmtp", "lmtp:inet:host:24",
  * parsed by maps/transport): the same sessions in LMTP mode, to the
  * socket, or to the host's own addresses (no MX lookup, no loop check, no
- * TLS or login), each recipient with its own reply to the final dot.
- * Sessions are bounded per destination
- * (smtp_destination_concurrency_limit) and in total
+ * login, STARTTLS over TCP only when lmtp_tls_security_level asks, no DKIM
+ * signature), each recipient with its own reply to the final dot, with
+ * Postfix's lmtp_* settings (LHLO name, timeouts, limits, connection
+ * cache) where SMTP has its smtp_* ones. Sessions are bounded per
+ * destination (smtp_ or lmtp_destination_concurrency_limit) and in total
  * (default_process_limit). Mail whose best exchanger is this server
  * bounces ("mail for X loops back to myself", 5.4.6); exchangers less
  * preferred than ourselves are never tried.

@@ -293,3 +293,42 @@ def test_dkim_signs_smtp_next_hops_only(tern_instance, work_dir, dovecot):
     finally:
         sink.stop()
     assert not tern.sanitizer_reports() and not sink.sanitizer_reports()
+
+
+def test_lmtp_parameters_apply_to_lmtp_sessions(tern_instance, work_dir, dovecot):
+    """lmtp_lhlo_name is what Dovecot records (smtp_helo_name is not);
+    lmtp_destination_recipient_limit = 1 with one session at a time
+    (lmtp_destination_concurrency_limit = 1) makes two transactions, the
+    second on the cached connection."""
+    table = work_dir / "transport"
+    table.write_text(f"example.org lmtp:unix:{dovecot.socket}\n")
+    tern_instance.write_config(transport_maps=f"texthash:{table}", mynetworks="127.0.0.0/8",
+                               lmtp_lhlo_name="lhlo.example.test", smtp_helo_name="helo.example.test",
+                               lmtp_destination_recipient_limit="1", lmtp_destination_concurrency_limit="1",
+                               lmtp_connection_cache_time_limit="10s")
+    tern = tern_instance.start()
+    send(tern, ["alice@example.org", "bob@example.org"], "lmtp params", "token-params-77d1")
+    for user in USERS:
+        data = dovecot.wait_messages(user)[0].read_bytes()
+        assert b"token-params-77d1" in data
+        assert re.search(rb"Received: from lhlo\.example\.test\b", data), data
+    relay = f"mail.example.test[{dovecot.socket}]"
+    for user in USERS:
+        delivered_line(tern, f"{user}@example.org", relay)
+    lines = [line for line in tern.log_text().splitlines() if "status=sent" in line and "@example.org" in line]
+    assert len(lines) == 2 and sum("conn_use=2" in line for line in lines) == 1, lines
+
+
+def test_lmtp_tls_security_level(tern_instance, work_dir, dovecot_inet):
+    """lmtp_tls_security_level = encrypt: a Dovecot without STARTTLS is not
+    given the mail in plaintext (deferred); SMTP's level does not apply."""
+    port = dovecot_inet.inet_port
+    table = work_dir / "transport"
+    table.write_text(f"example.org lmtp:inet:127.0.0.1:{port}\n")
+    tern_instance.write_config(transport_maps=f"texthash:{table}", mynetworks="127.0.0.0/8",
+                               lmtp_tls_security_level="encrypt", smtp_tls_security_level="none")
+    tern = tern_instance.start()
+    send(tern, ["alice@example.org"], "lmtp tls", "token-tls-1a2b")
+    tern.wait_log(r"to=<alice@example\.org>, .*status=deferred \(TLS is required, but was not offered by host "
+                  rf"127\.0\.0\.1\[127\.0\.0\.1\]:{port}\)", regex=True, timeout=15)
+    assert dovecot_inet.messages("alice") == []
