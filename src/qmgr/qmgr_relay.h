@@ -1,8 +1,8 @@
 /* qmgr_relay: delivery to other mail servers, inside the queue process.
  *
- * What it does: decides each remote recipient's next hop (transport_maps,
- * then relayhost, then the recipient's domain), queues the recipient on
- * that destination, and runs SMTP client sessions (smtpc) to it:
+ * What it does: queues each remote recipient on its next hop (decided by
+ * qmgr_nexthop: transport_maps, then relayhost, then the recipient's
+ * domain), and runs SMTP client sessions (smtpc) to it:
  * the destination's route comes from DNS (MX records, or the host's own
  * addresses for a "[host]" next hop), every address of every exchanger is
  * tried in order, and the recipients of one message that share a
@@ -40,7 +40,8 @@ struct qmgr_msg;
 struct resolver;
 struct transport_hop;
 
-/* resolver: the queue's, for transport_maps; it must outlive the relay. */
+/* resolver: the queue's, for transport_maps; it must outlive the relay.
+ * Sets up qmgr_nexthop too. */
 int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver *resolver, char **err);
 /* Drops every session and waiting recipient (process shutdown). */
 void qmgr_relay_shutdown(void);
@@ -52,28 +53,10 @@ struct dns_ctx *qmgr_relay_dns(void);
 void qmgr_relay_quiesce(void);
 unsigned qmgr_relay_active(void);
 
-/* How a recipient is to be delivered, from transport_maps (then the
- * caller's own idea of local and remote). */
-enum qmgr_relay_route {
-    RELAY_ROUTE_DEFAULT,   /* no transport_maps entry */
-    RELAY_ROUTE_LOCAL,     /* "local:" */
-    RELAY_ROUTE_SMTP,      /* "smtp:...", "relay:..." or "lmtp:...": this
-                              module delivers */
-    RELAY_ROUTE_SETTLED,   /* an "error:" entry or a table failure: the
-                              recipient already has its result */
-};
-/* Looks the recipient up in transport_maps, once: its entry is parsed
- * into *hop, which the caller frees with transport_hop_free and hands to
- * qmgr_relay_enqueue when the answer is RELAY_ROUTE_SMTP (for every other
- * answer *hop holds nothing). Settles the recipient itself for "error:"
- * entries (bounce), and for unreadable tables and entries transport_parse
- * refuses (defer, 4.3.5). */
-enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx, struct transport_hop *hop);
-
 /* Takes recipient idx of q (due, not busy, for another server): marks it
  * busy; its result comes back later through qmgr_msg_rcpt_result(), never
  * from inside this call. hop: its transport_maps entry as
- * qmgr_relay_transport parsed it, or NULL when it has none (relayhost,
+ * qmgr_nexthop_transport parsed it, or NULL when it has none (relayhost,
  * else its domain). */
 void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_hop *hop);
 /* The same through a transport named by a parameter (virtual_transport:
