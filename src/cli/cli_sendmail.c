@@ -435,16 +435,17 @@ static int virtual_alias_shown(struct resolver *r, const char *addr, const char 
 {
     struct resolve_targets t;
     char *error;
-    int temporary;
-    int v = resolver_virtual_expand(r, addr, &t, &error, &temporary);
+    const char *dsn;
+    int v = resolver_virtual_expand(r, addr, &t, &error, &dsn);
     if (v == 1)
         return 0;
     if (v < 0) {
+        /* every expansion error is temporary: the queue defers it */
         char *why = printable(error);
-        printf("<%s>: %s: %s %s\n", shown, temporary ? "deferred" : "undeliverable", temporary ? "4.3.0" : "5.4.6", why);
+        printf("<%s>: deferred: %s %s\n", shown, dsn, why);
         free(why);
         free(error);
-        *rc = temporary ? EX_TEMPFAIL : (*rc ? *rc : EX_NOUSER);
+        *rc = EX_TEMPFAIL;
         return 1;
     }
     struct strbuf to = STRBUF_INIT;

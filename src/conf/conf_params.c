@@ -111,10 +111,10 @@ const struct conf_param conf_params[] = {
         "Directory holding main.cf and master.cf."),
     INT("default_destination_concurrency_limit", "20", 1, COUNT_MAX,
         "Default number of parallel deliveries to one destination (smtp_destination_concurrency_limit "
-        "follows it)."),
+        "and lmtp_destination_concurrency_limit follow it)."),
     INT("default_destination_recipient_limit", "50", 1, COUNT_MAX,
         "Default largest number of recipients per message delivery (smtp_destination_recipient_limit "
-        "follows it)."),
+        "and lmtp_destination_recipient_limit follow it)."),
     STR("default_privs", "nobody",
         "The user that commands and files of aliases run as when root owns the alias table (or it has no file), "
         "and mailbox_command for root's mail; must not be root or mail_owner."),
@@ -167,6 +167,37 @@ const struct conf_param conf_params[] = {
         "Addresses the SMTP server listens on: all, loopback-only, or a list of addresses."),
     LIST_OF("inet_protocols", "all", "all|ipv4|ipv6",
         "IP versions to use: all, ipv4, ipv6."),
+    TIME("lmtp_connect_timeout", "0s", 's', 0,
+        "LMTP client: time limit for completing a TCP connection; 0 (Postfix's default): no limit of tern's "
+        "own (the kernel gives up after about two minutes). A unix socket connects at once."),
+    TIME("lmtp_connection_cache_time_limit", "2s", 's', 1,
+        "LMTP client: how long an idle connection is kept for the next message to its server."),
+    INT("lmtp_connection_reuse_count_limit", "0", 0, COUNT_MAX,
+        "LMTP client: most messages one connection carries; 0 leaves it to tern (100)."),
+    TIME("lmtp_data_done_timeout", "600s", 's', 1,
+        "LMTP client: time limit for each recipient's reply to the end of the message."),
+    TIME("lmtp_data_init_timeout", "120s", 's', 1,
+        "LMTP client: time limit for the reply to DATA."),
+    TIME("lmtp_data_xfer_timeout", "180s", 's', 1,
+        "LMTP client: time limit for sending the message content making no progress."),
+    INT("lmtp_destination_concurrency_limit", "$default_destination_concurrency_limit", 1, COUNT_MAX,
+        "LMTP client: parallel deliveries to one LMTP server."),
+    INT("lmtp_destination_recipient_limit", "$default_destination_recipient_limit", 1, COUNT_MAX,
+        "LMTP client: most recipients in one transaction."),
+    STR("lmtp_lhlo_name", "$myhostname",
+        "LMTP client: the name sent in LHLO."),
+    TIME("lmtp_lhlo_timeout", "300s", 's', 1,
+        "LMTP client: time limit for the greeting and the LHLO reply (and STARTTLS)."),
+    TIME("lmtp_mail_timeout", "300s", 's', 1,
+        "LMTP client: time limit for the reply to MAIL FROM."),
+    TIME("lmtp_quit_timeout", "300s", 's', 1,
+        "LMTP client: time limit for the reply to QUIT."),
+    TIME("lmtp_rcpt_timeout", "300s", 's', 1,
+        "LMTP client: time limit for the reply to RCPT TO."),
+    ENUM("lmtp_tls_security_level", "", "none|may|encrypt|verify|secure",
+        "LMTP client over TCP (lmtp:inet:): STARTTLS as smtp_tls_security_level says, with the SMTP client's "
+        "CA files and protocols; empty (the default) or none: plaintext, as for a store on this host. Never "
+        "over a unix socket."),
     STR("local_mailbox_base", "",
         "When set, any local part at mydestination is a valid user whose mail goes to "
         "$local_mailbox_base/<localpart>/ plus home_mailbox, owned by the user tern runs as "
@@ -410,13 +441,14 @@ const struct conf_param conf_params[] = {
         "550 5.1.1 User unknown in virtual alias table): names, or tables in which a domain is listed when it is "
         "a key (the default: the domains that are keys of virtual_alias_maps)."),
     INT("virtual_alias_expansion_limit", "1000", 1, 1000000,
-        "Most addresses one recipient may expand to through virtual_alias_maps; more bounces the recipient."),
+        "Most addresses one recipient may expand to through virtual_alias_maps; more defers the recipient (4.6.0) "
+        "until the table is fixed."),
     LIST("virtual_alias_maps", "",
         "Tables of aliases for any address, of every domain class (virtual(5)): user@domain, user (local "
         "domains only) and @domain keys; values are addresses separated by commas or blanks, @domain keeping "
         "the user, a bare name getting @$myorigin. Expanded recursively by the queue; smtpd accepts what they list."),
     INT("virtual_alias_recursion_limit", "1000", 1, 1000000,
-        "How deep virtual_alias_maps may nest; deeper bounces the recipient."),
+        "How deep virtual_alias_maps may nest; deeper defers the recipient (4.6.0) until the table is fixed."),
     LIST("virtual_gid_maps", "",
         "Tables giving the group a virtual mailbox is written as (user@domain, @domain; static:5000 for all)."),
     STR("virtual_mailbox_base", "",

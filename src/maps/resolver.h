@@ -78,10 +78,19 @@ void resolve_targets_free(struct resolve_targets *t);
  * user, a bare name gets @$myorigin; an address whose value names itself is
  * delivered as it is; each address expanded once; duplicates dropped.
  * 1: addr is no virtual alias; 0: *out holds the final addresses; -1: an
- * error (*error malloc'd; *temporary when a table failed, else a limit:
- * virtual_alias_recursion_limit, virtual_alias_expansion_limit). */
+ * error, always temporary (*error malloc'd, *dsn its enhanced status):
+ * RESOLVE_DSN_TABLE_FAILED when a table could not be read,
+ * RESOLVE_DSN_ALIAS_ERROR when the table itself is wrong (more than
+ * virtual_alias_recursion_limit levels, more than
+ * virtual_alias_expansion_limit addresses, or entries that only lead back
+ * to each other). A wrong table is the administrator's to fix, not the
+ * sender's fault: as Postfix's cleanup refuses such a message with "4.6.0
+ * Alias expansion error" rather than bounce it, the recipient waits in the
+ * queue and is delivered once the table is fixed. */
+#define RESOLVE_DSN_TABLE_FAILED "4.3.0"
+#define RESOLVE_DSN_ALIAS_ERROR "4.6.0"
 int resolver_virtual_expand(struct resolver *r, const char *addr, struct resolve_targets *out, char **error,
-                            int *temporary);
+                            const char **dsn);
 /* For a local address: does the local part name a user or an alias? */
 enum resolve_verdict resolver_check_local(struct resolver *r, const char *addr);
 /* The user part a local address delivers to: lowercased local part without

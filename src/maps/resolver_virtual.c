@@ -135,24 +135,26 @@ static int targets_has(const struct resolve_targets *t, const char *addr)
 
 struct virtual_walk {
     struct resolver *r;
+    const char *recipient;          /* whose expansion this is: errors name it */
     struct resolve_targets final;   /* where the expansion ends */
     struct resolve_targets seen;    /* addresses already expanded */
     char *error;
-    int temporary;
+    const char *dsn;                /* the error's enhanced status */
 };
 
 static int virtual_walk(struct virtual_walk *w, const char *addr, long depth)
 {
     if (depth > w->r->virtual_recursion_limit) {
-        w->error = xasprintf("virtual alias expansion of <%s> is nested deeper than virtual_alias_recursion_limit (%ld)",
-                             addr, w->r->virtual_recursion_limit);
+        w->error = xasprintf("virtual alias expansion of <%s> is nested deeper than virtual_alias_recursion_limit "
+                             "(%ld) at <%s>", w->recipient, w->r->virtual_recursion_limit, addr);
+        w->dsn = RESOLVE_DSN_ALIAS_ERROR;
         return -1;
     }
     struct resolve_targets found = {0};
     int rc = virtual_lookup(w->r, addr, &found);
     if (rc < 0) {
         w->error = xasprintf("virtual_alias_maps lookup of <%s> failed", addr);
-        w->temporary = 1;
+        w->dsn = RESOLVE_DSN_TABLE_FAILED;
         return -1;
     }
     if (rc == 0) {
@@ -178,33 +180,37 @@ static int virtual_walk(struct virtual_walk *w, const char *addr, long depth)
     resolve_targets_free(&found);
     /* the addresses the recipient expands to; an address expanded further
      * on the way (in seen) is not one of them */
-    if (!w->error && (long)w->final.n > w->r->virtual_expansion_limit)
-        w->error = xasprintf("virtual alias expansion of <%s> has more than virtual_alias_expansion_limit (%ld) addresses",
-                             addr, w->r->virtual_expansion_limit);
+    if (!w->error && (long)w->final.n > w->r->virtual_expansion_limit) {
+        w->error = xasprintf("virtual alias expansion of <%s> has more than virtual_alias_expansion_limit (%ld) "
+                             "addresses", w->recipient, w->r->virtual_expansion_limit);
+        w->dsn = RESOLVE_DSN_ALIAS_ERROR;
+    }
     return w->error ? -1 : 0;
 }
 
 int resolver_virtual_expand(struct resolver *r, const char *addr, struct resolve_targets *out, char **error,
-                            int *temporary)
+                            const char **dsn)
 {
     memset(out, 0, sizeof *out);
     *error = NULL;
-    *temporary = 0;
+    *dsn = NULL;
     if (!r->virtual_alias)
         return 1;
-    struct virtual_walk w = {.r = r};
+    struct virtual_walk w = {.r = r, .recipient = addr};
     targets_take(&w.seen, xstrdup(addr));
     int rc = virtual_walk(&w, addr, 0);
     resolve_targets_free(&w.seen);
     if (rc == 0 && w.final.n == 0) {
-        /* every target leads back to an address already expanded */
+        /* every target leads back to an address already expanded: a table
+         * mistake like the limits (Postfix meets it as the nesting limit) */
         w.error = xasprintf("virtual alias expansion of <%s> loops back to itself", addr);
+        w.dsn = RESOLVE_DSN_ALIAS_ERROR;
         rc = -1;
     }
     if (rc != 0) {
         resolve_targets_free(&w.final);
         *error = w.error;
-        *temporary = w.temporary;
+        *dsn = w.dsn;
         return -1;
     }
     /* not found at all: the address is no virtual alias */

@@ -6,7 +6,7 @@
  *  - qmgr_msg.c holds the message table and records each recipient's result,
  *    with retries by exponential backoff and expiry;
  *  - this file schedules every open recipient at once on arrival: routes it
- *    to the relay (qmgr_relay.c) or, after alias expansion (qmgr_expand.c),
+ *    to the relay (qmgr_relay.c; qmgr_nexthop.c says where it goes) or, after alias expansion (qmgr_expand.c),
  *    to the local delivery agent (qmgr_local.c); and when a message has no
  *    open recipient left, sends the notices it owes (qmgr_notify.c) and
  *    removes it;
@@ -27,6 +27,7 @@
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "maps/resolver.h"
+#include "maps/transport.h"
 #include "qmgr/pickup.h"
 #include "qmgr/qmgr_capture.h"
 #include "qmgr/qmgr_commit.h"
@@ -34,6 +35,7 @@
 #include "qmgr/qmgr_control.h"
 #include "qmgr/qmgr_expand.h"
 #include "qmgr/qmgr_msg.h"
+#include "qmgr/qmgr_nexthop.h"
 #include "qmgr/qmgr_local.h"
 #include "qmgr/qmgr_notify.h"
 #include "qmgr/qmgr_relay.h"
@@ -119,13 +121,17 @@ static int expand_virtual(struct qmgr_msg *q, size_t idx)
 {
     struct resolve_targets t;
     char *error;
-    int temporary;
-    int rc = resolver_virtual_expand(qm.resolver, q->m.rcpts[idx].addr, &t, &error, &temporary);
+    const char *dsn;
+    int rc = resolver_virtual_expand(qm.resolver, q->m.rcpts[idx].addr, &t, &error, &dsn);
     if (rc == 1)
         return 1;
     if (rc < 0) {
-        qmgr_msg_rcpt_result(q, idx, temporary ? QMSG_DEFERRED : QMSG_BOUNCED, "virtual", 0,
-                             temporary ? "4.3.0" : "5.4.6", error);
+        /* A table that cannot be read or that is wrong (a limit, a loop)
+         * defers: the admin's fix, not the sender, decides the outcome. */
+        if (strcmp(dsn, RESOLVE_DSN_ALIAS_ERROR) == 0)
+            log_warn("%s: to=<%s>: virtual_alias_maps: %s; deferred until the table is fixed", q->m.id,
+                     q->m.rcpts[idx].addr, error);
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "virtual", 0, dsn, error);
         free(error);
         return 0;
     }
@@ -253,23 +259,30 @@ static void route_once(struct qmgr_msg *q, size_t idx)
     if (!(r->flags & QF_RCPT_VIRTUAL_DONE) && expand_virtual(q, idx) == 0)
         return;
     r = &q->m.rcpts[idx];   /* the expansion may have moved the array */
-    enum qmgr_relay_route how = qmgr_relay_transport(q, idx);
-    if (how == RELAY_ROUTE_SETTLED)
+    /* transport_maps is asked once; its entry goes on to the relay */
+    struct transport_hop hop;
+    enum qmgr_nexthop_route how = qmgr_nexthop_transport(q, idx, &hop);
+    if (how == QMGR_NEXTHOP_RELAY) {
+        qmgr_relay_enqueue(q, idx, &hop);
+        transport_hop_free(&hop);
+        return;
+    }
+    if (how == QMGR_NEXTHOP_SETTLED)
         return;
     enum resolve_class cls = RESOLVE_LOCAL;
-    if (how == RELAY_ROUTE_DEFAULT && resolver_classify(qm.resolver, r->addr, &cls) != 0) {
+    if (how == QMGR_NEXTHOP_DEFAULT && resolver_classify(qm.resolver, r->addr, &cls) != 0) {
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
         return;
     }
-    if (how == RELAY_ROUTE_SMTP || (how == RELAY_ROUTE_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY))) {
-        qmgr_relay_enqueue(q, idx);
+    if (how == QMGR_NEXTHOP_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY)) {
+        qmgr_relay_enqueue(q, idx, NULL);
         return;
     }
-    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_VIRTUAL_ALIAS) {
+    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_VIRTUAL_ALIAS) {
         qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "virtual", 0, "5.1.1", "User unknown in virtual alias table");
         return;
     }
-    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_VIRTUAL_MAILBOX) {
+    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_VIRTUAL_MAILBOX) {
         /* virtual_transport: tern's own delivery (the local agent, as the
          * mailbox's uid), or a next hop */
         if (strcmp(qm.virtual_transport, "virtual") == 0)
@@ -285,7 +298,7 @@ static void route_once(struct qmgr_msg *q, size_t idx)
         return;
     /* mailbox_transport: a local user's mailbox is somewhere else (Dovecot's
      * LMTP); local's own steps (.forward) are then that server's business */
-    if (how == RELAY_ROUTE_DEFAULT && cls == RESOLVE_LOCAL && *qm.mailbox_transport) {
+    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_LOCAL && *qm.mailbox_transport) {
         qmgr_relay_enqueue_via(q, idx, qm.mailbox_transport, "mailbox_transport");
         return;
     }

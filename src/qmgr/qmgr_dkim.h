@@ -17,6 +17,11 @@
  * can change (trusted_dir) and only a regular root-owned file: a planted
  * link cannot make it read another key. smtpd never holds them.
  *
+ * Where to: SMTP next hops only. An LMTP next hop (transport_maps
+ * "lmtp:...", mailbox_transport, virtual_transport) is final delivery into
+ * a mailbox store, where no one verifies a signature: qmgr_relay does not
+ * ask for one.
+ *
  * When: as a message is sent, over the content exactly as it goes out: a
  * copy converted to 7-bit for a server without 8BITMIME is signed again,
  * so the signature verifies at the far end. Signing reads the queue file

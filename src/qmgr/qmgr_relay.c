@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
-#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +24,7 @@
 #include "msg/mime_downgrade.h"
 #include "qmgr/qmgr_dkim.h"
 #include "qmgr/qmgr_msg.h"
+#include "qmgr/qmgr_nexthop.h"
 #include "spool/spool.h"
 #include "spool/store.h"
 #include "smtpc/smtpc.h"
@@ -86,145 +86,25 @@ static struct {
     struct event_base *base;
     struct runtime *rt;
     struct dns_ctx *dns;
-    struct resolver *resolver; /* transport_maps; owned by qmgr */
-    char *relayhost;
     char *myhostname;
     long dkim_lifetime;          /* dkim_signature_lifetime: x= after t=; 0 none */
-    struct smtpc_opts opts;
+    struct smtpc_opts opts;      /* smtp_*: SMTP next hops */
+    struct smtpc_opts lmtp_opts; /* lmtp_*: LMTP next hops */
     struct ssl_ctx_st *tls_may, *tls_mandatory;   /* client contexts */
-    struct map_list *tls_policy;
-    struct map_list *sasl_passwords;   /* smtp_sasl_password_maps, when smtp_sasl_auth_enable */
-    int tls_default;          /* smtp_tls_security_level */
-    int tls_default_secure;   /* it says "secure": match the next hop's domain */
     char *cafile, *capath;
     int cas_loaded;
-    unsigned port;
     unsigned dest_limit, total_limit, rcpt_limit;
+    unsigned lmtp_dest_limit, lmtp_rcpt_limit;
     unsigned active;
     int quiescing;       /* stopping: sessions running finish, none start */
     struct qmgr_relay_dest *dests;
     struct list jobs;           /* of struct qmgr_relay_job: sessions running */
     struct event *kick;
-    /* this server's own addresses, for loop detection */
-    struct sockaddr_storage *own;
-    size_t nown;
 } rl;
-
-/* ---------- our own addresses ---------- */
-
-static void add_own(const struct sockaddr *sa)
-{
-    if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
-        return;
-    rl.own = xrealloc(rl.own, (rl.nown + 1) * sizeof *rl.own);
-    memset(&rl.own[rl.nown], 0, sizeof *rl.own);
-    memcpy(&rl.own[rl.nown], sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
-    rl.nown++;
-}
-
-static int is_wildcard(const struct sockaddr_storage *ss)
-{
-    if (ss->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
-    if (ss->ss_family == AF_INET6)
-        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-    return 0;
-}
-
-/* The addresses the SMTP listeners are bound to; a wildcard listener
- * stands for every interface address (as Postfix's inet_interfaces). */
-static void collect_own_addresses(void)
-{
-    int wildcard = 0;
-    for (size_t i = 0; i < rl.rt->nlisteners; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        if (getsockname(rl.rt->listeners[i].fd, (struct sockaddr *)&ss, &len) != 0)
-            continue;
-        if (is_wildcard(&ss))
-            wildcard = 1;
-        else
-            add_own((struct sockaddr *)&ss);
-    }
-    if (!wildcard)
-        return;
-    struct ifaddrs *ifa = NULL;
-    if (getifaddrs(&ifa) != 0)
-        return;
-    for (struct ifaddrs *p = ifa; p; p = p->ifa_next)
-        add_own(p->ifa_addr);
-    freeifaddrs(ifa);
-}
-
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return 0;
-    if (a->ss_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
-                  sizeof(struct in6_addr)) == 0;
-}
-
-static int host_is_us(const struct dns_host *h)
-{
-    if (strcasecmp(h->name, rl.myhostname) == 0)
-        return 1;
-    for (size_t i = 0; i < h->naddrs; i++)
-        for (size_t k = 0; k < rl.nown; k++)
-            if (same_addr(&h->addrs[i], &rl.own[k]))
-                return 1;
-    return 0;
-}
-
-/* ---------- next hops ---------- */
-
-static const char *domain_of(const char *addr)
-{
-    const char *at = strrchr(addr, '@');
-    return at ? at + 1 : "";
-}
-
-/* Parses "[host]:port", "[host]", "host:port", "host" into dest fields.
- * IPv6 inside brackets keeps its colons. Returns 0, or -1 for a bad port. */
-static int parse_nexthop(const char *spec, char **host, int *use_mx, unsigned *port)
-{
-    const char *end = spec + strlen(spec);
-    const char *colon = NULL;
-    *use_mx = 1;
-    if (spec[0] == '[') {
-        const char *close = strchr(spec, ']');
-        if (!close)
-            return -1;
-        *use_mx = 0;
-        *host = xstrndup(spec + 1, (size_t)(close - spec - 1));
-        colon = close[1] == ':' ? close + 1 : NULL;
-        if (!colon && close[1])
-            goto bad;
-    } else {
-        colon = strrchr(spec, ':');
-        *host = xstrndup(spec, colon ? (size_t)(colon - spec) : (size_t)(end - spec));
-    }
-    *port = rl.port;
-    if (colon) {
-        char *stop = NULL;
-        long p = strtol(colon + 1, &stop, 10);
-        if (stop == colon + 1 || *stop || p < 1 || p > 65535)
-            goto bad;
-        *port = (unsigned)p;
-    }
-    if (!**host)
-        goto bad;
-    return 0;
-bad:
-    free(*host);
-    *host = NULL;
-    return -1;
-}
 
 /* ---- LMTP next hops (transport_maps "lmtp:...") ---- */
 
-/* d from an LMTP key (as nexthop_for makes it): 0, or -1 when it does not
+/* d from an LMTP key (as qmgr_nexthop_key makes it): 0, or -1 when it does not
  * parse (the key came from a transport entry that parsed, so: never). */
 static int lmtp_dest_init(struct qmgr_relay_dest *d, const char *key)
 {
@@ -279,7 +159,7 @@ static struct qmgr_relay_dest *dest_get(const char *key, int lmtp)
             free(d);
             return NULL;
         }
-    } else if (parse_nexthop(key, &d->host, &d->use_mx, &d->port) != 0) {
+    } else if (qmgr_nexthop_parse(key, &d->host, &d->use_mx, &d->port) != 0) {
         free(d);
         return NULL;
     }
@@ -310,77 +190,18 @@ static void dest_free_if_idle(struct qmgr_relay_dest *d)
     dest_free(d);
 }
 
-/* A recipient's next hop from a transport entry's nexthop part: empty means
- * the usual one (relayhost or the domain). */
-static char *default_nexthop(const char *addr)
-{
-    if (rl.relayhost && *rl.relayhost)
-        return xstrdup(rl.relayhost);
-    return xstrdup(domain_of(addr));
-}
-
-enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx)
-{
-    const char *addr = q->m.rcpts[idx].addr;
-    char *value = NULL;
-    int rc = resolver_transport(rl.resolver, addr, &value);
-    if (rc < 0) {
-        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
-        return RELAY_ROUTE_SETTLED;
-    }
-    if (rc == 0)
-        return RELAY_ROUTE_DEFAULT;
-    struct transport_hop hop;
-    char *err = NULL;
-    enum qmgr_relay_route route = RELAY_ROUTE_SMTP;
-    if (transport_parse(value, rl.rt->queue_dir, &hop, &err) != 0) {
-        char *why = xasprintf("transport_maps: %s", err);
-        log_warn("%s: %s", q->m.id, why);
-        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
-        free(why);
-        free(err);
-        free(value);
-        return RELAY_ROUTE_SETTLED;
-    }
-    if (hop.kind == TRANSPORT_LOCAL) {
-        route = RELAY_ROUTE_LOCAL;
-    } else if (hop.kind == TRANSPORT_ERROR) {
-        /* smtpd refuses these at RCPT; this is mail from sendmail, or
-         * queued before the entry was added. */
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop.status, hop.text);
-        route = RELAY_ROUTE_SETTLED;
-    }
-    transport_hop_free(&hop);
-    free(value);
-    return route;
-}
-
-/* The nexthop a remote recipient goes to; *lmtp set when it is an LMTP
- * key (transport_lmtp_key). */
-static char *nexthop_for(const char *addr, int *lmtp)
-{
-    *lmtp = 0;
-    {
-        char *value = NULL;
-        struct transport_hop hop;
-        char *err = NULL;
-        if (resolver_transport(rl.resolver, addr, &value) == 1 &&
-            transport_parse(value, rl.rt->queue_dir, &hop, &err) == 0) {
-            *lmtp = hop.kind == TRANSPORT_LMTP;
-            char *next = hop.kind == TRANSPORT_LMTP ? transport_lmtp_key(&hop)
-                         : hop.kind == TRANSPORT_SMTP && hop.nexthop[0] ? xstrdup(hop.nexthop)
-                                                                          : default_nexthop(addr);
-            transport_hop_free(&hop);
-            free(value);
-            return next;
-        }
-        free(err);
-        free(value);
-    }
-    return default_nexthop(addr);
-}
-
 /* ---------- sessions ---------- */
+
+/* smtp_destination_* or lmtp_destination_*, by the next hop's protocol */
+static unsigned dest_concurrency_limit(const struct qmgr_relay_dest *d)
+{
+    return d->lmtp ? rl.lmtp_dest_limit : rl.dest_limit;
+}
+
+static unsigned dest_recipient_limit(const struct qmgr_relay_dest *d)
+{
+    return d->lmtp ? rl.lmtp_rcpt_limit : rl.rcpt_limit;
+}
 
 static void kick_soon(void)
 {
@@ -415,14 +236,14 @@ static void enqueue_to(struct qmgr_msg *q, size_t idx, char *hop, int lmtp)
     kick_soon();
 }
 
-void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx)
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_hop *hop)
 {
     if (!rl.kick)
         return;   /* shutting down: the recipient stays due for the next start */
     qmgr_msg_rcpt_take(q, idx);
     int lmtp;
-    char *hop = nexthop_for(q->m.rcpts[idx].addr, &lmtp);
-    enqueue_to(q, idx, hop, lmtp);
+    char *next = qmgr_nexthop_key(q->m.rcpts[idx].addr, hop, &lmtp);
+    enqueue_to(q, idx, next, lmtp);
 }
 
 void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transport, const char *param)
@@ -448,9 +269,8 @@ void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transpor
         return;
     }
     qmgr_msg_rcpt_take(q, idx);
-    int lmtp = hop.kind == TRANSPORT_LMTP;
-    char *next = lmtp ? transport_lmtp_key(&hop)
-                 : hop.nexthop[0] ? xstrdup(hop.nexthop) : default_nexthop(q->m.rcpts[idx].addr);
+    int lmtp;
+    char *next = qmgr_nexthop_key(q->m.rcpts[idx].addr, &hop, &lmtp);
     transport_hop_free(&hop);
     enqueue_to(q, idx, next, lmtp);
 }
@@ -505,89 +325,31 @@ static char *relay_host_name(const char *relay)
 
 static void on_client_done(void *arg, struct smtpc_result *res);
 
-/* "none" "may" "encrypt" "verify" "secure" (Postfix's levels; dane is
- * not built yet and counts as may); *secure tells the last. -1: unknown. */
-static int tls_level_of(const char *word, size_t len, int *secure)
+/* The CA certificates, read once, when a job first needs them. */
+static void load_cas_if_verifying(const struct qmgr_relay_job *j)
 {
-    static const struct {
-        const char *name;
-        int level, secure;
-    } levels[] = {{"none", SMTPC_TLS_NONE, 0},     {"may", SMTPC_TLS_MAY, 0},
-                  {"encrypt", SMTPC_TLS_ENCRYPT, 0}, {"verify", SMTPC_TLS_VERIFY, 0},
-                  {"secure", SMTPC_TLS_VERIFY, 1}, {"dane", SMTPC_TLS_MAY, 0}};
-    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
-        if (strlen(levels[i].name) == len && strncasecmp(levels[i].name, word, len) == 0) {
-            *secure = levels[i].secure;
-            return levels[i].level;
-        }
-    return -1;
-}
-
-/* The TLS policy of the job's next hop: smtp_tls_policy_maps (the next
- * hop as written, then its host), else smtp_tls_security_level. */
-static void tls_policy(struct qmgr_relay_job *j)
-{
-    int secure = rl.tls_default_secure;
-    j->tls_level = rl.tls_default;
-    char *value = NULL;
-    if (rl.tls_policy && (map_list_lookup(rl.tls_policy, j->dest->key, &value) == 1 ||
-                          map_list_lookup(rl.tls_policy, j->dest->host, &value) == 1)) {
-        char *v = str_trim(value);
-        size_t len = strcspn(v, " \t");
-        int level = tls_level_of(v, len, &secure);
-        if (level < 0)
-            log_warn("smtp_tls_policy_maps: unknown level in \"%s\" for %s; using encrypt", v, j->dest->key);
-        j->tls_level = level < 0 ? SMTPC_TLS_ENCRYPT : level;
-        const char *m = strstr(v + len, "match=");
-        if (m) {
-            m += 6;
-            j->tls_match = xstrndup(m, strcspn(m, " \t"));
-        }
-    }
-    free(value);
-    if (j->tls_level >= SMTPC_TLS_VERIFY && !j->tls_match && secure)
-        j->tls_match = xasprintf("%s:.%s", j->dest->host, j->dest->host);
-    if (j->tls_level >= SMTPC_TLS_VERIFY && !rl.cas_loaded) {
-        char *err = NULL;
-        if (tls_client_load_cas(rl.tls_mandatory, rl.cafile, rl.capath, &err) != 0) {
-            /* verification then fails, and the mail waits: never sent unverified */
-            log_warn("%s", err);
-            free(err);
-        }
-        rl.cas_loaded = 1;
-    }
-}
-
-/* The login for the job's next hop: smtp_sasl_password_maps, the next hop
- * as written ("[smtp.example.com]:587"), then its host; "user:password". */
-static void sasl_login(struct qmgr_relay_job *j)
-{
-    if (!rl.sasl_passwords)
+    if (j->tls_level < SMTPC_TLS_VERIFY || rl.cas_loaded)
         return;
-    char *value = NULL;
-    if (map_list_lookup(rl.sasl_passwords, j->dest->key, &value) != 1 &&
-        map_list_lookup(rl.sasl_passwords, j->dest->host, &value) != 1) {
-        free(value);
-        return;
+    char *err = NULL;
+    if (tls_client_load_cas(rl.tls_mandatory, rl.cafile, rl.capath, &err) != 0) {
+        /* verification then fails, and the mail waits: never sent unverified */
+        log_warn("%s", err);
+        free(err);
     }
-    char *colon = strchr(value, ':');
-    if (colon) {
-        j->auth_user = xstrndup(value, (size_t)(colon - value));
-        j->auth_pass = xstrdup(colon + 1);
-    } else {
-        log_warn("smtp_sasl_password_maps: the entry for %s is not user:password", j->dest->key);
-    }
-    explicit_bzero(value, strlen(value));
-    free(value);
+    rl.cas_loaded = 1;
 }
 
 /* The fields sent above the content: DKIM signatures over the content as
  * it is sent (the original, or the 7-bit copy), then the queue file's own
- * (Authentication-Results). */
+ * (Authentication-Results). An LMTP next hop is final delivery into a
+ * mailbox store: no verifier will ever see a signature there, so none is
+ * made (signing hashes the whole message: CPU for nothing). */
 static void sign(struct qmgr_relay_job *j)
 {
     const char *queued = queue_file_message_attr(&j->q->m, QF_ATTR_PREPEND);
-    char *sigs = qmgr_dkim_sign(&j->q->m, j->msg.content_fd, j->msg.offset, j->msg.length, rl.dkim_lifetime);
+    char *sigs = j->dest->lmtp ? NULL
+                               : qmgr_dkim_sign(&j->q->m, j->msg.content_fd, j->msg.offset, j->msg.length,
+                                                rl.dkim_lifetime);
     free(j->prepend);
     j->prepend = sigs || queued ? xasprintf("%s%s", sigs ? sigs : "", queued ? queued : "") : NULL;
     j->msg.prepend = j->prepend;
@@ -596,7 +358,7 @@ static void sign(struct qmgr_relay_job *j)
 
 static void launch(struct qmgr_relay_job *j)
 {
-    struct smtpc_opts o = rl.opts;
+    struct smtpc_opts o = j->dest->lmtp ? rl.lmtp_opts : rl.opts;
     o.lmtp = j->dest->lmtp;
     o.auth_user = j->auth_user;
     o.auth_pass = j->auth_pass;
@@ -696,22 +458,6 @@ static void on_client_done(void *arg, struct smtpc_result *res)
     qmgr_msg_finish_if_done(q);
 }
 
-/* How many of the exchangers (best first) to try: those preferred over
- * ourselves when we are listed (as Postfix: every record with our
- * preference or worse is dropped); -1 when that leaves none (a loop). */
-static long usable_hosts(const struct dns_route *r)
-{
-    for (size_t i = 0; i < r->nhosts; i++) {
-        if (!host_is_us(&r->hosts[i]))
-            continue;
-        size_t n = 0;
-        while (n < r->nhosts && r->hosts[n].pref < r->hosts[i].pref)
-            n++;
-        return n == 0 ? -1 : (long)n;
-    }
-    return (long)r->nhosts;
-}
-
 static void start_session(struct qmgr_relay_job *j, const struct dns_route *route, size_t nhosts)
 {
     size_t ntargets = 0;
@@ -751,7 +497,7 @@ static void on_route(void *arg, struct dns_route *route)
     }
     /* An LMTP server is a final destination, often on this very host
      * (another port, a socket): never a loop back to ourselves. */
-    long n = j->dest->lmtp ? (long)route->nhosts : usable_hosts(route);
+    long n = j->dest->lmtp ? (long)route->nhosts : qmgr_nexthop_usable_hosts(route);
     if (n < 0) {
         char *why = xasprintf("mail for %s loops back to myself", j->dest->host);
         job_settle_all(j, QMSG_BOUNCED, "none", "5.4.6", why);
@@ -772,9 +518,10 @@ static void start_job(struct qmgr_relay_dest *d)
     j->fd = -1;
     j->converted_fd = -1;
     j->q = d->head->q;
-    j->idx = xcalloc(rl.rcpt_limit, sizeof *j->idx);
+    unsigned rcpt_limit = dest_recipient_limit(d);
+    j->idx = xcalloc(rcpt_limit, sizeof *j->idx);
     struct qmgr_relay_item **pp = &d->head, *last = NULL;
-    while (*pp && j->n < rl.rcpt_limit) {
+    while (*pp && j->n < rcpt_limit) {
         struct qmgr_relay_item *it = *pp;
         if (it->q != j->q) {
             last = it;
@@ -832,13 +579,13 @@ static void start_job(struct qmgr_relay_dest *d)
         lmtp_unix_session(j);
         return;
     }
-    if (!d->lmtp) {
-        /* LMTP goes to a local store: neither TLS nor a login (Postfix's
-         * lmtp_tls_security_level and lmtp_sasl_auth_enable are off by
-         * default too) */
-        tls_policy(j);
-        sasl_login(j);
-    }
+    /* LMTP goes to a mailbox store: no login (Postfix's
+     * lmtp_sasl_auth_enable is off by default too), TLS only when
+     * lmtp_tls_security_level asks */
+    if (!d->lmtp)
+        qmgr_nexthop_login(d->key, d->host, &j->auth_user, &j->auth_pass);
+    qmgr_nexthop_tls(d->key, d->host, d->lmtp, &j->tls_level, &j->tls_match);
+    load_cas_if_verifying(j);
     if (d->use_mx)
         j->dq = dns_resolve_mail_domain(rl.dns, d->host, on_route, j);
     else
@@ -876,7 +623,7 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
     while (d) {
         struct qmgr_relay_dest *next = d->next;
         drop_stale(d);
-        while (!rl.quiescing && d->head && d->active < rl.dest_limit && rl.active < rl.total_limit)
+        while (!rl.quiescing && d->head && d->active < dest_concurrency_limit(d) && rl.active < rl.total_limit)
             start_job(d);
         dest_free_if_idle(d);
         d = next;
@@ -884,6 +631,11 @@ static void on_kick(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---------- setup ---------- */
+
+/* lmtp_connect_timeout = 0, Postfix's "no time limit": the session's own
+ * timer is set beyond the kernel's TCP connect timeout (about 2 minutes),
+ * so the kernel's answer comes first. */
+#define LMTP_CONNECT_NO_LIMIT 3600
 
 static long opt_time(struct conf *c, const char *name)
 {
@@ -902,11 +654,10 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver
     rl.dns = dns_new(base, conf_str(c, "dns_resolvers"), v4, v6, err);
     if (!rl.dns)
         return -1;
-    rl.resolver = resolver;
-    rl.relayhost = xstrdup(conf_str(c, "relayhost"));
+    if (qmgr_nexthop_init(rt, resolver, err) != 0)
+        return -1;
     rl.myhostname = xstrdup(conf_str(c, "myhostname"));
     rl.dkim_lifetime = (long)conf_time(c, "dkim_signature_lifetime");
-    rl.port = (unsigned)conf_int(c, "smtp_tcp_port");
     rl.dest_limit = (unsigned)conf_int(c, "smtp_destination_concurrency_limit");
     rl.rcpt_limit = (unsigned)conf_int(c, "smtp_destination_recipient_limit");
     rl.total_limit = (unsigned)conf_int(c, "default_process_limit");
@@ -924,10 +675,22 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver
     /* 8-bit mail for a server without 8BITMIME: the client refuses
      * (5.6.3) and on_client_done sends a 7-bit copy instead. */
     rl.opts.allow_8bit_anyway = 0;
-    const char *level = conf_str(c, "smtp_tls_security_level");
-    rl.tls_default = tls_level_of(level, strlen(level), &rl.tls_default_secure);
-    if (rl.tls_default < 0)
-        rl.tls_default = SMTPC_TLS_MAY;
+    /* LMTP next hops: Postfix's lmtp_* counterparts of the same knobs */
+    rl.lmtp_dest_limit = (unsigned)conf_int(c, "lmtp_destination_concurrency_limit");
+    rl.lmtp_rcpt_limit = (unsigned)conf_int(c, "lmtp_destination_recipient_limit");
+    rl.lmtp_opts.helo_name = conf_str(c, "lmtp_lhlo_name");
+    rl.lmtp_opts.connect_timeout = opt_time(c, "lmtp_connect_timeout");
+    if (rl.lmtp_opts.connect_timeout == 0)
+        rl.lmtp_opts.connect_timeout = LMTP_CONNECT_NO_LIMIT;
+    rl.lmtp_opts.helo_timeout = opt_time(c, "lmtp_lhlo_timeout");
+    rl.lmtp_opts.mail_timeout = opt_time(c, "lmtp_mail_timeout");
+    rl.lmtp_opts.rcpt_timeout = opt_time(c, "lmtp_rcpt_timeout");
+    rl.lmtp_opts.data_timeout = opt_time(c, "lmtp_data_init_timeout");
+    rl.lmtp_opts.data_xfer_timeout = opt_time(c, "lmtp_data_xfer_timeout");
+    rl.lmtp_opts.data_done_timeout = opt_time(c, "lmtp_data_done_timeout");
+    rl.lmtp_opts.quit_timeout = opt_time(c, "lmtp_quit_timeout");
+    rl.lmtp_opts.cache_idle = opt_time(c, "lmtp_connection_cache_time_limit");
+    rl.lmtp_opts.cache_uses = (unsigned)conf_int(c, "lmtp_connection_reuse_count_limit");
     rl.cafile = xstrdup(conf_str(c, "smtp_tls_CAfile"));
     rl.capath = xstrdup(conf_str(c, "smtp_tls_CApath"));
     rl.tls_may = tls_client_ctx(c, "smtp_tls_protocols", err);
@@ -936,14 +699,7 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver
     rl.tls_mandatory = tls_client_ctx(c, "smtp_tls_mandatory_protocols", err);
     if (!rl.tls_mandatory)
         return -1;
-    const char *sp = conf_str(c, "smtp_sasl_password_maps");
-    if (conf_bool(c, "smtp_sasl_auth_enable") && *sp && !(rl.sasl_passwords = map_list_open(sp, 0, err)))
-        return -1;
-    const char *pm = conf_str(c, "smtp_tls_policy_maps");
-    if (*pm && !(rl.tls_policy = map_list_open(pm, 0, err)))
-        return -1;
     rl.kick = evtimer_new(base, on_kick, NULL);
-    collect_own_addresses();
     return 0;
 }
 
@@ -990,16 +746,11 @@ void qmgr_relay_shutdown(void)
         event_free(rl.kick);
     if (rl.dns)
         dns_free(rl.dns);
-    if (rl.tls_policy)
-        map_list_close(rl.tls_policy);
-    if (rl.sasl_passwords)
-        map_list_close(rl.sasl_passwords);
+    qmgr_nexthop_shutdown();
     free(rl.cafile);
     free(rl.capath);
     tls_ctx_free(rl.tls_may);
     tls_ctx_free(rl.tls_mandatory);
-    free(rl.relayhost);
     free(rl.myhostname);
-    free(rl.own);
     memset(&rl, 0, sizeof rl);
 }

@@ -1,8 +1,8 @@
 /* qmgr_relay: delivery to other mail servers, inside the queue process.
  *
- * What it does: decides each remote recipient's next hop (transport_maps,
- * then relayhost, then the recipient's domain), queues the recipient on
- * that destination, and runs SMTP client sessions (smtpc) to it:
+ * What it does: queues each remote recipient on its next hop (decided by
+ * qmgr_nexthop: transport_maps, then relayhost, then the recipient's
+ * domain), and runs SMTP client sessions (smtpc) to it:
  * the destination's route comes from DNS (MX records, or the host's own
  * addresses for a "[host]" next hop), every address of every exchanger is
  * tried in order, and the recipients of one message that share a
@@ -11,9 +11,11 @@
  * an LMTP server ("lmtp:unix:private/dovecot-lmtp", "lmtp:inet:host:24",
  * parsed by maps/transport): the same sessions in LMTP mode, to the
  * socket, or to the host's own addresses (no MX lookup, no loop check, no
- * TLS or login), each recipient with its own reply to the final dot.
- * Sessions are bounded per destination
- * (smtp_destination_concurrency_limit) and in total
+ * login, STARTTLS over TCP only when lmtp_tls_security_level asks, no DKIM
+ * signature), each recipient with its own reply to the final dot, with
+ * Postfix's lmtp_* settings (LHLO name, timeouts, limits, connection
+ * cache) where SMTP has its smtp_* ones. Sessions are bounded per
+ * destination (smtp_ or lmtp_destination_concurrency_limit) and in total
  * (default_process_limit). Mail whose best exchanger is this server
  * bounces ("mail for X loops back to myself", 5.4.6); exchangers less
  * preferred than ourselves are never tried.
@@ -36,8 +38,10 @@ struct dns_ctx;
 struct runtime;
 struct qmgr_msg;
 struct resolver;
+struct transport_hop;
 
-/* resolver: the queue's, for transport_maps; it must outlive the relay. */
+/* resolver: the queue's, for transport_maps; it must outlive the relay.
+ * Sets up qmgr_nexthop too. */
 int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver *resolver, char **err);
 /* Drops every session and waiting recipient (process shutdown). */
 void qmgr_relay_shutdown(void);
@@ -49,25 +53,12 @@ struct dns_ctx *qmgr_relay_dns(void);
 void qmgr_relay_quiesce(void);
 unsigned qmgr_relay_active(void);
 
-/* How a recipient is to be delivered, from transport_maps (then the
- * caller's own idea of local and remote). */
-enum qmgr_relay_route {
-    RELAY_ROUTE_DEFAULT,   /* no transport_maps entry */
-    RELAY_ROUTE_LOCAL,     /* "local:" */
-    RELAY_ROUTE_SMTP,      /* "smtp:...", "relay:..." or "lmtp:...": this
-                              module delivers */
-    RELAY_ROUTE_SETTLED,   /* an "error:" entry or a table failure: the
-                              recipient already has its result */
-};
-/* Looks addr's domain up in transport_maps; settles the recipient itself
- * for "error:" entries (bounce), and for unreadable tables and entries
- * transport_parse refuses (defer, 4.3.5). */
-enum qmgr_relay_route qmgr_relay_transport(struct qmgr_msg *q, size_t idx);
-
 /* Takes recipient idx of q (due, not busy, for another server): marks it
  * busy; its result comes back later through qmgr_msg_rcpt_result(), never
- * from inside this call. */
-void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx);
+ * from inside this call. hop: its transport_maps entry as
+ * qmgr_nexthop_transport parsed it, or NULL when it has none (relayhost,
+ * else its domain). */
+void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_hop *hop);
 /* The same through a transport named by a parameter (virtual_transport:
  * "lmtp:unix:private/dovecot-lmtp", "smtp:[host]:port", "error:..."),
  * not transport_maps; a value that does not parse defers the recipient

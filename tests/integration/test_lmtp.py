@@ -8,6 +8,7 @@ listening on a unix socket (and, for one test, on a free loopback port).
 Each recipient gets Dovecot's own reply to the final dot: the two users'
 mail lands in their Maildirs, an unknown user bounces with Dovecot's
 550 5.1.1, and with Dovecot stopped the recipients wait in the queue.
+DKIM signatures are made for SMTP next hops only, never for LMTP.
 """
 import os
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, wait_port
+from conftest import TernInstance, free_port, wait_port
 
 DOVECOT = "/usr/sbin/dovecot"
 LMTP_BINARY = "/usr/lib/dovecot/lmtp"   # dovecot-lmtpd
@@ -257,3 +258,77 @@ def test_mailbox_transport_hands_local_users_to_dovecot(tern_instance, work_dir,
         assert b"token-team-4b1c" in dovecot.wait_messages(user)[0].read_bytes()
         tern.wait_log(rf"to=<{user}@example\.org>, orig_to=<team@example\.org>, "
                       rf"relay=mail\.example\.test\[{re.escape(str(dovecot.socket))}\]", regex=True)
+
+
+def test_dkim_signs_smtp_next_hops_only(tern_instance, work_dir, dovecot):
+    """One message from a local user of a domain with a DKIM key, to a
+    mailbox behind LMTP and to a recipient relayed over SMTP: the SMTP copy
+    is signed, the LMTP copy (final delivery: nobody verifies it) is not."""
+    sink = TernInstance(work_dir / "sink")
+    sink.write_config(mydestination="relayed.test, $myhostname")
+    tern = tern_instance
+    tern.write_config()
+    out = tern.cli("dkim", "keygen", "auth.test", "-s", "sel", check=True).stdout.decode()
+    key = re.search(r"^Wrote (\S+) ", out, re.M).group(1)
+    (work_dir / "dkim_sign").write_text(f"auth.test sel:{key}\n")
+    table = work_dir / "transport"
+    table.write_text(f"example.org lmtp:unix:{dovecot.socket}\nrelayed.test smtp:[127.0.0.1]:{sink.port}\n")
+    tern.write_config(transport_maps=f"texthash:{table}", mynetworks="127.0.0.0/8",
+                      dkim_sign_maps=f"texthash:{work_dir / 'dkim_sign'}")
+    sink.start()
+    tern.start()
+    try:
+        body = (b"From: alice@auth.test\r\nTo: alice@example.org, bob@relayed.test\r\nSubject: both ways\r\n"
+                b"\r\ntoken-dkim-3e9f\r\n")
+        with tern.smtp() as c:
+            assert c.sendmail("alice@auth.test", ["alice@example.org", "bob@relayed.test"], body) == {}
+        relayed = sink.wait_messages("bob", timeout=20)[0].read_bytes()
+        stored = dovecot.wait_messages("alice")[0].read_bytes()
+        assert b"token-dkim-3e9f" in relayed and b"token-dkim-3e9f" in stored
+        assert b"DKIM-Signature: " in relayed and b"d=auth.test" in relayed, relayed
+        assert b"DKIM-Signature" not in stored, stored
+        delivered_line(tern, "alice@example.org", f"mail.example.test[{dovecot.socket}]")
+        # one signature made: for the SMTP hop alone
+        assert tern.log_text().count("DKIM-Signature added (d=auth.test, s=sel)") == 1, tern.log_text()
+    finally:
+        sink.stop()
+    assert not tern.sanitizer_reports() and not sink.sanitizer_reports()
+
+
+def test_lmtp_parameters_apply_to_lmtp_sessions(tern_instance, work_dir, dovecot):
+    """lmtp_lhlo_name is what Dovecot records (smtp_helo_name is not);
+    lmtp_destination_recipient_limit = 1 with one session at a time
+    (lmtp_destination_concurrency_limit = 1) makes two transactions, the
+    second on the cached connection."""
+    table = work_dir / "transport"
+    table.write_text(f"example.org lmtp:unix:{dovecot.socket}\n")
+    tern_instance.write_config(transport_maps=f"texthash:{table}", mynetworks="127.0.0.0/8",
+                               lmtp_lhlo_name="lhlo.example.test", smtp_helo_name="helo.example.test",
+                               lmtp_destination_recipient_limit="1", lmtp_destination_concurrency_limit="1",
+                               lmtp_connection_cache_time_limit="10s")
+    tern = tern_instance.start()
+    send(tern, ["alice@example.org", "bob@example.org"], "lmtp params", "token-params-77d1")
+    for user in USERS:
+        data = dovecot.wait_messages(user)[0].read_bytes()
+        assert b"token-params-77d1" in data
+        assert re.search(rb"Received: from lhlo\.example\.test\b", data), data
+    relay = f"mail.example.test[{dovecot.socket}]"
+    for user in USERS:
+        delivered_line(tern, f"{user}@example.org", relay)
+    lines = [line for line in tern.log_text().splitlines() if "status=sent" in line and "@example.org" in line]
+    assert len(lines) == 2 and sum("conn_use=2" in line for line in lines) == 1, lines
+
+
+def test_lmtp_tls_security_level(tern_instance, work_dir, dovecot_inet):
+    """lmtp_tls_security_level = encrypt: a Dovecot without STARTTLS is not
+    given the mail in plaintext (deferred); SMTP's level does not apply."""
+    port = dovecot_inet.inet_port
+    table = work_dir / "transport"
+    table.write_text(f"example.org lmtp:inet:127.0.0.1:{port}\n")
+    tern_instance.write_config(transport_maps=f"texthash:{table}", mynetworks="127.0.0.0/8",
+                               lmtp_tls_security_level="encrypt", smtp_tls_security_level="none")
+    tern = tern_instance.start()
+    send(tern, ["alice@example.org"], "lmtp tls", "token-tls-1a2b")
+    tern.wait_log(r"to=<alice@example\.org>, .*status=deferred \(TLS is required, but was not offered by host "
+                  rf"127\.0\.0\.1\[127\.0\.0\.1\]:{port}\)", regex=True, timeout=15)
+    assert dovecot_inet.messages("alice") == []

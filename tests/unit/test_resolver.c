@@ -159,15 +159,15 @@ static char *vfx_expand(struct vfx *f, const char *addr)
 {
     struct resolve_targets t;
     char *error = NULL;
-    int temporary = -1;
-    int rc = resolver_virtual_expand(f->r, addr, &t, &error, &temporary);
+    const char *dsn = "unset";
+    int rc = resolver_virtual_expand(f->r, addr, &t, &error, &dsn);
     if (rc != 0) {
         print_error("expand <%s>: rc %d, %s\n", addr, rc, error ? error : "(no error)");
         free(error);
         fail();
     }
     assert_null(error);
-    assert_int_equal(temporary, 0);
+    assert_null(dsn);
     struct strbuf sb = STRBUF_INIT;
     for (size_t i = 0; i < t.n; i++)
         strbuf_printf(&sb, "%s%s", i ? ", " : "", t.v[i]);
@@ -186,14 +186,14 @@ static void vfx_expect(struct vfx *f, const char *addr, const char *want)
     free(got);
 }
 
-/* Expects -1; returns whether the error was temporary; *error must
- * contain needle (unless NULL). */
-static int vfx_expand_error(struct vfx *f, const char *addr, const char *needle)
+/* Expects -1; returns the error's enhanced status (every expansion error
+ * is temporary); *error must contain needle (unless NULL). */
+static const char *vfx_expand_error(struct vfx *f, const char *addr, const char *needle)
 {
     struct resolve_targets t;
     char *error = NULL;
-    int temporary = -1;
-    int rc = resolver_virtual_expand(f->r, addr, &t, &error, &temporary);
+    const char *dsn = NULL;
+    int rc = resolver_virtual_expand(f->r, addr, &t, &error, &dsn);
     if (rc != -1) {
         struct strbuf sb = STRBUF_INIT;
         for (size_t i = 0; i < t.n; i++)
@@ -211,18 +211,19 @@ static int vfx_expand_error(struct vfx *f, const char *addr, const char *needle)
         fail();
     }
     free(error);
-    return temporary;
+    assert_non_null(dsn);
+    return dsn;
 }
 
 static void vfx_expect_none(struct vfx *f, const char *addr)
 {
     struct resolve_targets t;
     char *error = NULL;
-    int temporary = -1;
-    assert_int_equal(resolver_virtual_expand(f->r, addr, &t, &error, &temporary), 1);
+    const char *dsn = "unset";
+    assert_int_equal(resolver_virtual_expand(f->r, addr, &t, &error, &dsn), 1);
     assert_int_equal(t.n, 0);
     assert_null(error);
-    assert_int_equal(temporary, 0);
+    assert_null(dsn);
 }
 
 static void test_class_local_virtual_remote(void **state)
@@ -448,9 +449,9 @@ static void test_expand_loop(void **state)
                    "c2@d.example c3@d.example\n"
                    "c3@d.example c@d.example\n");
     vfx_open(f);
-    assert_int_equal(vfx_expand_error(f, "a@d.example", "loops back to itself"), 0);
-    assert_int_equal(vfx_expand_error(f, "b@d.example", "loops back to itself"), 0);
-    assert_int_equal(vfx_expand_error(f, "c2@d.example", "loops back to itself"), 0);
+    assert_string_equal(vfx_expand_error(f, "a@d.example", "loops back to itself"), "4.6.0");
+    assert_string_equal(vfx_expand_error(f, "b@d.example", "loops back to itself"), "4.6.0");
+    assert_string_equal(vfx_expand_error(f, "c2@d.example", "loops back to itself"), "4.6.0");
 }
 
 static void test_expand_recursion_limit(void **state)
@@ -467,8 +468,10 @@ static void test_expand_recursion_limit(void **state)
     /* within the limit */
     vfx_expect(f, "l5@d.example", "end@x.example");
     vfx_expect(f, "l4@d.example", "end@x.example");
-    /* deeper: a permanent error */
-    assert_int_equal(vfx_expand_error(f, "l1@d.example", "virtual_alias_recursion_limit"), 0);
+    /* deeper: a table mistake, deferred (4.6.0) until the administrator fixes it */
+    assert_string_equal(vfx_expand_error(f, "l1@d.example",
+                                          "<l1@d.example> is nested deeper than virtual_alias_recursion_limit (3) at "
+                                          "<l5@d.example>"), "4.6.0");
 }
 
 static void test_expand_expansion_limit(void **state)
@@ -485,13 +488,13 @@ static void test_expand_expansion_limit(void **state)
     vfx_expect(f, "one@d.example", "a@x.example");
     vfx_expect(f, "three@d.example", "a@x.example, b@x.example, c@x.example");
     vfx_expect(f, "nest@d.example", "a@x.example, b@x.example, c@x.example");
-    assert_int_equal(vfx_expand_error(f, "four@d.example", "virtual_alias_expansion_limit"), 0);
-    assert_int_equal(vfx_expand_error(f, "deep@d.example", "virtual_alias_expansion_limit"), 0);
+    assert_string_equal(vfx_expand_error(f, "four@d.example", "virtual_alias_expansion_limit"), "4.6.0");
+    assert_string_equal(vfx_expand_error(f, "deep@d.example", "<deep@d.example> has more than virtual_alias_expansion_limit"), "4.6.0");
 
     conf_set(f->c, "virtual_alias_expansion_limit", "1", NULL, 0);
     vfx_open(f);
     vfx_expect(f, "one@d.example", "a@x.example");
-    assert_int_equal(vfx_expand_error(f, "two@d.example", "virtual_alias_expansion_limit"), 0);
+    assert_string_equal(vfx_expand_error(f, "two@d.example", "virtual_alias_expansion_limit"), "4.6.0");
 }
 
 static void test_expand_extensions(void **state)
@@ -548,14 +551,14 @@ static void test_expand_no_maps_and_missing_table(void **state)
     snprintf(value, sizeof value, "hash:%s/no-such-table", f->dir);
     conf_set(f->c, "virtual_alias_maps", value, NULL, 0);
     vfx_open(f);
-    assert_int_equal(vfx_expand_error(f, "info@d.example", NULL), 1);
+    assert_string_equal(vfx_expand_error(f, "info@d.example", NULL), "4.3.0");
 
     /* a table that fails below the first level */
     snprintf(value, sizeof value, "%s, hash:%s/no-such-table",
              vfx_table(f, "virtual", "a@d.example b@d.example\n"), f->dir);
     conf_set(f->c, "virtual_alias_maps", value, NULL, 0);
     vfx_open(f);
-    assert_int_equal(vfx_expand_error(f, "a@d.example", NULL), 1);
+    assert_string_equal(vfx_expand_error(f, "a@d.example", NULL), "4.3.0");
 }
 
 #define VT(t) cmocka_unit_test_setup_teardown(t, vfx_setup, vfx_teardown)

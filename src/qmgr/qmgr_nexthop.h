@@ -1,0 +1,86 @@
+/* qmgr_nexthop: where a relayed recipient goes, and what its next hop gets.
+ *
+ * Next-hop resolution for the queue process, apart from the sessions that
+ * use it (qmgr_relay) so that the routing rules can be read in one place:
+ *  - a recipient's transport_maps entry, looked up once per routing
+ *    (qmgr_nexthop_transport, called by the scheduler in qmgr.c) and
+ *    turned into a destination key (qmgr_nexthop_key): the entry's next
+ *    hop, else relayhost, else the recipient's domain; an LMTP entry as
+ *    transport_lmtp_key writes it;
+ *  - an SMTP destination key read back as host, port and whether DNS is
+ *    asked for MX records (qmgr_nexthop_parse);
+ *  - which exchangers of a DNS route may be tried: none that is this
+ *    server (myhostname, a listener's address, any interface address for a
+ *    wildcard listener) or less preferred than it (qmgr_nexthop_usable_hosts);
+ *  - the TLS level and login a next hop gets (smtp_tls_policy_maps,
+ *    smtp_tls_security_level, lmtp_tls_security_level,
+ *    smtp_sasl_password_maps).
+ *
+ * Owns relayhost, the own-address list and the policy tables, set up by
+ * qmgr_nexthop_init (qmgr_relay_init calls it) and dropped by
+ * qmgr_nexthop_shutdown. No I/O after setup except table lookups. */
+#ifndef TERN_QMGR_QMGR_NEXTHOP_H
+#define TERN_QMGR_QMGR_NEXTHOP_H
+
+#include <stddef.h>
+
+struct dns_route;
+struct qmgr_msg;
+struct resolver;
+struct runtime;
+struct transport_hop;
+
+/* Reads the settings and collects this server's addresses (after the
+ * listeners are bound). resolver: the queue's, for transport_maps; it
+ * must outlive this module. 0, or -1 with *err (a table that cannot be
+ * opened). */
+int qmgr_nexthop_init(struct runtime *rt, struct resolver *resolver, char **err);
+void qmgr_nexthop_shutdown(void);
+
+/* How a recipient is to be delivered, from transport_maps (then the
+ * caller's own idea of local and remote). */
+enum qmgr_nexthop_route {
+    QMGR_NEXTHOP_DEFAULT,   /* no transport_maps entry */
+    QMGR_NEXTHOP_LOCAL,     /* "local:" */
+    QMGR_NEXTHOP_RELAY,     /* "smtp:...", "relay:..." or "lmtp:...": qmgr_relay
+                               delivers */
+    QMGR_NEXTHOP_SETTLED,   /* an "error:" entry or a table failure: the
+                               recipient already has its result */
+};
+/* Looks the recipient up in transport_maps, once: its entry is parsed
+ * into *hop, which the caller frees with transport_hop_free and hands to
+ * qmgr_relay_enqueue when the answer is QMGR_NEXTHOP_RELAY (for every
+ * other answer *hop holds nothing). Settles the recipient itself for
+ * "error:" entries (bounce), and for unreadable tables and entries
+ * transport_parse refuses (defer, 4.3.5). */
+enum qmgr_nexthop_route qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, struct transport_hop *hop);
+
+/* The destination key of a remote recipient (malloc'd): its transport
+ * entry's next hop (hop; NULL when it has none), else relayhost, else its
+ * domain; *lmtp set when it is an LMTP key (transport_lmtp_key). */
+char *qmgr_nexthop_key(const char *addr, const struct transport_hop *hop, int *lmtp);
+
+/* Reads an SMTP destination key: "[host]:port", "[host]" (the host's own
+ * addresses), "host:port", "host" (MX lookup); an IPv6 address in brackets
+ * keeps its colons; no port: smtp_tcp_port. 0 (*host malloc'd), or -1
+ * for an empty host or a bad port. */
+int qmgr_nexthop_parse(const char *spec, char **host, int *use_mx, unsigned *port);
+
+/* How many of the route's exchangers (best first) to try: those preferred
+ * over ourselves when we are listed (as Postfix: every record with our
+ * preference or worse is dropped); -1 when that leaves none (a loop). */
+long qmgr_nexthop_usable_hosts(const struct dns_route *r);
+
+/* The TLS level (enum smtpc_tls) and the names the certificate must carry
+ * (*match malloc'd, or NULL) for the destination key and its host: for
+ * SMTP smtp_tls_policy_maps (the key, then the host), else
+ * smtp_tls_security_level ("secure" matches the host and its
+ * subdomains); for LMTP lmtp_tls_security_level. */
+void qmgr_nexthop_tls(const char *key, const char *host, int lmtp, int *level, char **match);
+
+/* The login for an SMTP destination: smtp_sasl_password_maps (the key as
+ * written, "[smtp.example.com]:587", then the host), "user:password".
+ * *user and *pass malloc'd, or both NULL when there is none. */
+void qmgr_nexthop_login(const char *key, const char *host, char **user, char **pass);
+
+#endif
