@@ -32,8 +32,11 @@ static void usage(FILE *f)
             "\n"
             "  serve                      run the mail server in the foreground\n"
             "  start | stop | reload | status   run it in the background / control it\n"
-            "  dev [--port N]             a development server on 127.0.0.1:2525 (default),\n"
-            "                             mail for any address @localhost into CONFIG_DIR/mail\n"
+            "  dev [--port N] [--http-port M]\n"
+            "                             a development server on 127.0.0.1:2525 (default) in\n"
+            "                             capture mode: every message on the page and API at\n"
+            "                             http://127.0.0.1:8025/, mail for any address @localhost\n"
+            "                             also into CONFIG_DIR/mail, nothing sent elsewhere\n"
             "                             (CONFIG_DIR defaults to ./run for this command)\n"
             "  sendmail [options] RCPT..  submit a message (as Postfix's sendmail)\n"
             "  mailq                      list the queue\n"
@@ -94,36 +97,42 @@ static void announce_dev(const struct runtime *rt, void *arg)
 {
     const struct dev_info *d = arg;
     const char *where = rt->nlisteners ? rt->listeners[0].address : "(no listener)";
+    char *page = rt->capture_http_address ? xasprintf("http://%s/", rt->capture_http_address)
+                                          : xstrdup("(capture mode is off in this main.cf)");
     fprintf(stderr,
             "\n"
             "  tern development server\n"
-            "  listening on    %s\n"
-            "  mail for        any-name@localhost\n"
-            "  lands in        %s/mail/<name>/Maildir/new/\n"
+            "  listening on    %s   (SMTP; any AUTH login works)\n"
+            "  see the mail    %s\n"
+            "  mail for        any-name@localhost also lands in %s/mail/<name>/Maildir/new/\n"
+            "                  other domains: kept on the page, never sent\n"
             "  queue           %s    (tern -c %s queue)\n"
             "  log             this terminal and %s\n"
-            "  try             swaks --server %s --to you@localhost\n"
+            "  try             swaks --server %s --to you@example.com\n"
             "  stop            Ctrl-C\n\n",
-            where, d->dir, rt->queue_dir, d->dir, conf_str(rt->conf, "maillog_file"), where);
+            where, page, d->dir, rt->queue_dir, d->dir, conf_str(rt->conf, "maillog_file"), where);
+    free(page);
 }
 
 static int cmd_dev(const char *config_dir, int argc, char **argv)
 {
-    int port = 2525;
+    int port = 2525, http_port = 8025;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--http-port") == 0 && i + 1 < argc) {
+            http_port = atoi(argv[++i]);
         } else {
             usage(stderr);
             return 64;
         }
     }
-    if (port <= 0 || port > 65535) {
+    if (port <= 0 || port > 65535 || http_port <= 0 || http_port > 65535) {
         fprintf(stderr, "tern: bad port\n");
         return 64;
     }
     struct strbuf diag = STRBUF_INIT;
-    if (instance_write_dev(config_dir, port, &diag) != 0) {
+    if (instance_write_dev(config_dir, port, http_port, &diag) != 0) {
         fprintf(stderr, "tern: %s", strbuf_str(&diag));
         strbuf_free(&diag);
         return 1;

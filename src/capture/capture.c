@@ -77,6 +77,7 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
             return;
         struct notice_conn *c = xcalloc(1, sizeof *c);
         c->ch = ipc_chan_new(cp.base, cfd, on_notice, c);
+        ipc_chan_set_priority(c->ch, 0);
         c->next = cp.conns;
         cp.conns = c;
         /* a (re)connected queue may have captured while no one listened */
@@ -110,7 +111,11 @@ int capture_main(struct runtime *rt)
     g_mime_init();
     queue_id_init(2);   /* releases make queue files; the queue is 0, smtpd 1 */
     cp.base = event_base_new();
-    if (!cp.base)
+    /* Two priorities: the queue's notices (0) run before HTTP (1, the
+     * default), so a client that got its 250 and asks at once finds its
+     * message: the notice was sent before smtpd was told to say 250, so it
+     * is waiting in the socket when the request is. */
+    if (!cp.base || event_base_priority_init(cp.base, 2) != 0)
         log_fatal("cannot create event loop");
     char *err = NULL;
     if (capture_store_open(rt->queue_dir, (size_t)conf_int(rt->conf, "capture_max_messages"),
@@ -123,6 +128,7 @@ int capture_main(struct runtime *rt)
     if (capture_http_start(cp.base, rt->capture_http_fd, conf_str(rt->conf, "myhostname")) != 0)
         log_fatal("capture: cannot serve HTTP");
     cp.listen_ev = event_new(cp.base, rt->capture_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    event_priority_set(cp.listen_ev, 0);
     event_add(cp.listen_ev, NULL);
     cp.prune_timer = event_new(cp.base, -1, EV_PERSIST, on_prune, NULL);
     struct timeval tv = {CAPTURE_PRUNE_INTERVAL_S, 0};

@@ -97,11 +97,11 @@ const struct conf_param conf_params[] = {
         "addresses, domains (example.com or @example.com) and type:table tables in which an address or its "
         "domain is a key. Empty: releasing is off (tern extension)."),
     BOOL("capture_require_auth", "no",
-        "Capture mode (capture = yes): no accepts any SMTP AUTH login and password (the login names an "
-        "inbox; offered without TLS to clients on loopback); yes checks them as smtpd_sasl_type says "
-        "(tern extension)."),
+        "Capture mode: no accepts any SMTP AUTH login and password (the login names an inbox; offered "
+        "without TLS to clients on loopback) from every client under capture = yes, and under copy from "
+        "mynetworks only (they may relay anyway); yes checks them as smtpd_sasl_type says (tern extension)."),
     INT("capture_session_failure_rate", "0", 0, 100,
-        "Capture mode (capture = yes): the share of SMTP sessions, in percent, that get 421 4.3.2 at once, "
+        "Capture mode (yes or copy): the share of SMTP sessions, in percent, that get 421 4.3.2 at once, "
         "to test an application's retries; deterministic (at 25 the 4th, 8th ... session). PUT "
         "/api/v1/rules overrides it (tern extension)."),
     TIME("command_time_limit", "1000s", 's', 1,
@@ -121,6 +121,10 @@ const struct conf_param conf_params[] = {
     INT("default_process_limit", "100", 1, COUNT_MAX,
         "Most local deliveries in progress at once, and, separately, most SMTP client sessions "
         "(in Postfix: the processes a master.cf service may run)."),
+    STR("default_transport", "smtp",
+        "How mail for other domains (not ours, not relay_domains, no transport_maps entry) leaves: smtp (MX "
+        "lookup or relayhost), smtp:[host]:port, lmtp:..., error:text (bounced) or discard:text (reported "
+        "delivered, sent nowhere: `tern dev` keeps test mail from leaving this way)."),
     TIME("delay_warning_time", "0h", 'h', 0,
         "After how long the sender is told a message is delayed; 0 sends no warning."),
     BOOL("disable_expn_command", "yes",

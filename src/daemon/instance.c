@@ -232,8 +232,10 @@ pid_t instance_running_master(struct instance *in, struct strbuf *why)
     return pid;
 }
 
-int instance_write_dev(const char *dir, int port, struct strbuf *diag)
+int instance_write_dev(const char *dir, int port, int http_port, struct strbuf *diag)
 {
+    char http[32];
+    snprintf(http, sizeof http, "127.0.0.1:%d", http_port);
     char *abs = absolute(dir);
     char *main_cf = xasprintf("%s/main.cf", abs);
     char *master_cf = xasprintf("%s/master.cf", abs);
@@ -267,8 +269,15 @@ int instance_write_dev(const char *dir, int port, struct strbuf *diag)
             "home_mailbox = Maildir/\n"
             "alias_maps =\n"
             "minimal_backoff_time = 10s\n"
-            "maximal_backoff_time = 60s\n",
-            abs, abs, abs, abs);
+            "maximal_backoff_time = 60s\n"
+            "# Capture mode: every message is kept and shown on the page and API at\n"
+            "# http://%s/ (README: \"Testing your application's mail\");\n"
+            "# mail for localhost also lands in the Maildirs above, and mail for\n"
+            "# other domains never leaves this machine. Any SMTP AUTH login works.\n"
+            "capture = copy\n"
+            "capture_http_address = %s\n"
+            "default_transport = discard:kept by tern dev's capture mode, not relayed\n",
+            abs, abs, abs, abs, http, http);
     /* `make run` makes a throwaway self-signed certificate (openssl) so that
      * STARTTLS can be tried at once; never a key from the repository. */
     char *cert = xasprintf("%s/tls/cert.pem", abs), *key = xasprintf("%s/tls/key.pem", abs);

@@ -61,6 +61,6 @@ pid_t instance_running_master(struct instance *in, struct strbuf *why);
 
 /* Writes DIR/main.cf and DIR/master.cf for a development server on
  * 127.0.0.1:PORT with Maildirs under DIR/mail, unless main.cf exists. */
-int instance_write_dev(const char *dir, int port, struct strbuf *diag);
+int instance_write_dev(const char *dir, int port, int http_port, struct strbuf *diag);
 
 #endif

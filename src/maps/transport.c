@@ -140,6 +140,12 @@ int transport_parse(const char *value, const char *queue_dir, struct transport_h
         free(hopcopy);
     } else if (transport_is(v, "lmtp", &rest)) {
         rc = parse_lmtp(v, rest, queue_dir, hop, err);
+    } else if (transport_is(v, "discard", &rest)) {
+        hop->kind = TRANSPORT_DISCARD;
+        char *textcopy = xstrdup(rest != NULL ? rest : "");
+        char *t = str_trim(textcopy);
+        hop->text = xstrdup(*t ? t : "discarded");
+        free(textcopy);
     } else if (resolver_error_transport(v, "5.0.0", hop->status, &text)) {
         hop->kind = TRANSPORT_ERROR;
         hop->text = xstrdup(text);

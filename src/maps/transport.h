@@ -36,6 +36,7 @@ enum transport_kind {
     TRANSPORT_SMTP,
     TRANSPORT_LMTP,
     TRANSPORT_ERROR,
+    TRANSPORT_DISCARD,   /* Postfix's discard(8): reported delivered, sent nowhere */
 };
 
 struct transport_hop {
@@ -52,7 +53,8 @@ struct transport_hop {
      * and the port. */
     char *host;
     unsigned port;
-    /* ERROR: the entry's 5.X.Y status (5.0.0 when it has none) and text. */
+    /* ERROR: the entry's 5.X.Y status (5.0.0 when it has none) and text;
+     * DISCARD: the text after "discard:" (status unused). */
     char status[16];
     char *text;
 };

@@ -52,6 +52,7 @@ static struct {
     char *myhostname;
     char *virtual_transport;
     char *mailbox_transport;
+    char *default_transport;    /* for other domains: "smtp" (MX or relayhost), or another transport */
     struct event *pickup_timer;
     int stopping;
     int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
@@ -274,6 +275,10 @@ static void route_once(struct qmgr_msg *q, size_t idx)
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
         return;
     }
+    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_REMOTE && strcmp(qm.default_transport, "smtp") != 0) {
+        qmgr_relay_enqueue_via(q, idx, qm.default_transport, "default_transport");
+        return;
+    }
     if (how == QMGR_NEXTHOP_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY)) {
         qmgr_relay_enqueue(q, idx, NULL);
         return;
@@ -440,6 +445,7 @@ int qmgr_main(struct runtime *rt)
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     qm.virtual_transport = xstrdup(conf_str(rt->conf, "virtual_transport"));
     qm.mailbox_transport = xstrdup(conf_str(rt->conf, "mailbox_transport"));
+    qm.default_transport = xstrdup(conf_str(rt->conf, "default_transport"));
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
@@ -499,6 +505,7 @@ int qmgr_main(struct runtime *rt)
     free(qm.myhostname);
     free(qm.virtual_transport);
     free(qm.mailbox_transport);
+    free(qm.default_transport);
     event_base_free(qm.base);
     return 0;
 }

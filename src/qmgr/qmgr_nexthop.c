@@ -190,10 +190,20 @@ enum qmgr_nexthop_route qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, s
          * queued before the entry was added. */
         qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop->status, hop->text);
         route = QMGR_NEXTHOP_SETTLED;
+    } else if (hop->kind == TRANSPORT_DISCARD) {
+        qmgr_nexthop_discard(q, idx, hop->text);
+        route = QMGR_NEXTHOP_SETTLED;
     }
     if (route != QMGR_NEXTHOP_RELAY)
         transport_hop_free(hop);
     return route;
+}
+
+void qmgr_nexthop_discard(struct qmgr_msg *q, size_t idx, const char *text)
+{
+    char *why = xasprintf("delivered to discard: %s", text);
+    qmgr_msg_rcpt_result(q, idx, QMSG_SENT, "none", 0, "2.0.0", why);
+    free(why);
 }
 
 char *qmgr_nexthop_key(const char *addr, const struct transport_hop *hop, int *lmtp)

@@ -58,6 +58,9 @@ enum qmgr_nexthop_route qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, s
 /* The destination key of a remote recipient (malloc'd): its transport
  * entry's next hop (hop; NULL when it has none), else relayhost, else its
  * domain; *lmtp set when it is an LMTP key (transport_lmtp_key). */
+/* A discard: next hop: the recipient is done (delivered, status 2.0.0,
+ * "delivered to discard: TEXT"), as Postfix's discard(8) reports it. */
+void qmgr_nexthop_discard(struct qmgr_msg *q, size_t idx, const char *text);
 char *qmgr_nexthop_key(const char *addr, const struct transport_hop *hop, int *lmtp);
 
 /* Reads an SMTP destination key: "[host]:port", "[host]" (the host's own

@@ -268,6 +268,11 @@ void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transpor
         transport_hop_free(&hop);
         return;
     }
+    if (hop.kind == TRANSPORT_DISCARD) {
+        qmgr_nexthop_discard(q, idx, hop.text);
+        transport_hop_free(&hop);
+        return;
+    }
     qmgr_msg_rcpt_take(q, idx);
     int lmtp;
     char *next = qmgr_nexthop_key(q->m.rcpts[idx].addr, &hop, &lmtp);

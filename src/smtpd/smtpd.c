@@ -332,7 +332,7 @@ int smtpd_main(struct runtime *rt)
     resolver = resolver_new(rt->conf, &err);
     if (!resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
-    if (strcmp(conf_str(rt->conf, "capture"), "yes") == 0)
+    if (strcmp(conf_str(rt->conf, "capture"), "no") != 0)
         smtpd_capture_init(rt->conf, rt->queue_dir);
 
     /* Descriptors: a session holds its socket and, while receiving, its

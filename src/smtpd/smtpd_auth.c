@@ -122,11 +122,24 @@ static int client_on_loopback(const struct smtp_session *s)
     return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
 }
 
+/* Capture mode takes any login (its name is an inbox) where that gives
+ * no one more than they have: under capture = yes nothing is delivered;
+ * under copy only from mynetworks, which may relay anyway. */
+static int any_login(const struct smtp_session *s)
+{
+    return s->set->capture_any_login && (s->set->capture_all || s->is_local);
+}
+
+int smtpd_auth_any_login(const struct smtp_session *s)
+{
+    return any_login(s);
+}
+
 int smtpd_auth_offered(const struct smtp_session *s)
 {
-    /* capture mode takes any login (its name is an inbox); an application
-     * on this machine may log in without TLS, as it would on a dev server */
-    if (s->set->capture_any_login)
+    /* an application on this machine may log in without TLS, as it would
+     * on a development server */
+    if (any_login(s))
         return s->tls || !s->set->tls_auth_only || client_on_loopback(s);
     return s->set->sasl_enabled && (s->tls || !s->set->tls_auth_only);
 }
@@ -273,7 +286,7 @@ static void start_check(struct smtp_session *s, const char *user, char *password
     s->state = SS_AUTH;
     free(s->auth_login_user);
     s->auth_login_user = xstrdup(user);
-    if (s->set->capture_any_login) {
+    if (any_login(s)) {
         explicit_bzero(password, strlen(password));
         if (!s->auth_accept)
             s->auth_accept = evtimer_new(s->base, capture_login_accepted, s);

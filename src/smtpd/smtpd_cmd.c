@@ -386,7 +386,7 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         smtpd_session_reply(s, "452 4.5.3 Error: too many recipients");
     } else if (s->set->policy_broken) {
         smtpd_session_reply(s, "451 4.3.5 Server configuration error");
-    } else if (s->set->capture_all && capture_rule_refuses(s, addr)) {
+    } else if (s->set->capture_on && capture_rule_refuses(s, addr)) {
         /* a failure rule set through the capture API */
     } else if (check_policy(s, addr, &pr) != 0) {
         log_info("%s: reject: RCPT from %s[%s]: %d %s %s; from=<%s> to=<%s> proto=%s helo=<%s>", s->id,
@@ -606,7 +606,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
 static int auth_refused(struct smtp_session *s, const char *arg)
 {
     (void)arg;
-    if (!s->set->sasl_enabled && !s->set->capture_any_login)
+    if (!s->set->sasl_enabled && !smtpd_auth_any_login(s))
         smtpd_session_reply(s, "503 5.5.1 Error: authentication not enabled");
     else if (!smtpd_auth_offered(s))
         smtpd_session_reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");

@@ -547,7 +547,7 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         s->anvil_counted = 1;
         s->anvil_admitted = admitted;
     }
-    if (set->capture_all && smtpd_capture_session_fails()) {
+    if (set->capture_on && smtpd_capture_session_fails()) {
         log_info("capture: %s[%s]: session refused by capture_session_failure_rate", s->client_name, s->client_addr);
         smtpd_session_reply(s, "421 4.3.2 %s Service not available (capture mode failure rule)", set->myhostname);
         smtpd_session_close_after_reply(s);

@@ -75,7 +75,11 @@ struct smtpd_settings {
     int dmarc_quarantine_hold;     /* dmarc_quarantine_action = hold */
     int reject_unlisted_recipient; /* smtpd_reject_unlisted_recipient */
     int capture_all;               /* capture = yes: every recipient is accepted (kept, never delivered) */
-    int capture_any_login;         /* capture = yes, capture_require_auth = no: AUTH takes any login */
+    int capture_on;                /* capture = yes or copy: the failure rules apply */
+    /* capture_require_auth = no: AUTH takes any login, from every client
+     * under capture = yes (nothing is delivered), and under copy from
+     * mynetworks only (clients that may relay without a login anyway) */
+    int capture_any_login;
     int dmarc_reports;             /* dmarc_report_address is set: evaluations go to the queue */
     int policy_broken;             /* then every RCPT gets 451 4.3.5 */
 };

@@ -195,6 +195,8 @@ struct dns_ctx *smtpd_dns_context(struct smtp_session *s);
 
 /* AUTH may be advertised and used now (enabled, and TLS when required). */
 int smtpd_auth_offered(const struct smtp_session *s);
+/* 1 when capture mode takes any login from this client (smtpd_auth.c). */
+int smtpd_auth_any_login(const struct smtp_session *s);
 /* The AUTH command where the table allows it (smtpd_cmd.c checks that AUTH
  * is enabled, offered, not done yet, and the state). */
 void smtpd_auth_cmd(struct smtp_session *s, const char *arg);

@@ -134,7 +134,8 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->dmarc_reports = *conf_str(c, "dmarc_report_address") != '\0';
     s->reject_unlisted_recipient = conf_bool(c, "smtpd_reject_unlisted_recipient");
     s->capture_all = strcmp(conf_str(c, "capture"), "yes") == 0;
-    s->capture_any_login = s->capture_all && !conf_bool(c, "capture_require_auth");
+    s->capture_on = strcmp(conf_str(c, "capture"), "no") != 0;
+    s->capture_any_login = s->capture_on && !conf_bool(c, "capture_require_auth");
     const char *slm = conf_str(c, "smtpd_sender_login_maps");
     if (*slm) {
         char *merr = NULL;

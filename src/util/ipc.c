@@ -493,6 +493,12 @@ int ipc_chan_fd(const struct ipc_chan *ch)
     return ch->fd;
 }
 
+void ipc_chan_set_priority(struct ipc_chan *ch, int priority)
+{
+    event_priority_set(ch->rev, priority);
+    event_priority_set(ch->wev, priority);
+}
+
 void ipc_chan_set_arg(struct ipc_chan *ch, void *arg)
 {
     ch->arg = arg;

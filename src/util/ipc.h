@@ -87,5 +87,8 @@ void ipc_chan_set_reading(struct ipc_chan *ch, int on);
 typedef void (*ipc_drained)(struct ipc_chan *ch, void *arg);
 void ipc_chan_on_drain(struct ipc_chan *ch, size_t low, ipc_drained cb);
 void ipc_chan_set_arg(struct ipc_chan *ch, void *arg);
+/* libevent priority of the channel's reads and writes (the base must have
+ * priorities: event_base_priority_init); lower runs first. */
+void ipc_chan_set_priority(struct ipc_chan *ch, int priority);
 
 #endif

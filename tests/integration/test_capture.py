@@ -352,3 +352,50 @@ def test_session_failure_rate_from_main_cf(tern_instance):
     failed = [i for i, c in enumerate(codes) if c == 421]
     assert len(failed) == 2 and failed[1] - failed[0] == 4, codes
     assert all(c == 250 for i, c in enumerate(codes) if i not in failed), codes
+
+
+def test_tern_dev_shows_the_page_keeps_everything_and_sends_nothing_out(work_dir):
+    """`make run` / `tern dev`: prints the page's address; a local address
+    lands in its Maildir and on the page; another domain's only on the page
+    (discarded, never relayed); any login works for an application."""
+    import os
+    import signal
+    import subprocess
+    from conftest import TERN_BIN
+    d = work_dir / "dev"
+    d.mkdir()
+    port, http_port = free_port(), free_port()
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
+    p = subprocess.Popen([TERN_BIN, "-c", str(d), "dev", "--port", str(port), "--http-port", str(http_port)],
+                         stdout=subprocess.DEVNULL, stderr=open(d / "stderr.log", "wb"), env=env,
+                         start_new_session=True)
+    try:
+        assert wait_port("127.0.0.1", port) and wait_port("127.0.0.1", http_port), (d / "stderr.log").read_text()
+        deadline = time.time() + 10
+        while f"see the mail    http://127.0.0.1:{http_port}/" not in (d / "stderr.log").read_text():
+            assert time.time() < deadline, (d / "stderr.log").read_text()
+            time.sleep(0.05)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            c.login("my-app", "secret")
+            c.sendmail("app@example.org", ["you@localhost", "customer@gmail.example"],
+                       b"Subject: signup\r\n\r\nWelcome\r\n")
+        api = Api(http_port)
+        body = api.get("/api/v1/messages")[1]
+        assert [m["to"] for m in body["messages"]] == [["you@localhost", "customer@gmail.example"]]
+        assert "my-app" in body["messages"][0]["inbox"]
+        new = d / "mail" / "you" / "Maildir" / "new"
+        deadline = time.time() + 10
+        while not (new.is_dir() and list(new.iterdir())):
+            assert time.time() < deadline, (d / "maillog").read_text()
+            time.sleep(0.05)
+        log = (d / "maillog").read_text()
+        deadline = time.time() + 10
+        while "to=<customer@gmail.example>" not in log and time.time() < deadline:
+            time.sleep(0.05)
+            log = (d / "maillog").read_text()
+        assert "to=<customer@gmail.example>, relay=none" in log and "delivered to discard" in log, log
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=30) == 0
+    assert "ERROR: AddressSanitizer" not in (d / "stderr.log").read_text()
+    assert "ERROR: LeakSanitizer" not in (d / "stderr.log").read_text()

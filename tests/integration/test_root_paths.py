@@ -414,7 +414,12 @@ def run_dev(d, port, user=None):
     if user:
         kw = dict(user=user[0], group=user[1], extra_groups=[])
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1")
-    p = subprocess.Popen([TERN_BIN, "-c", str(d), "dev", "--port", str(port)], stdout=subprocess.DEVNULL,
+    # the capture page's port too: never the fixed 8025 another program may hold
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        http_port = s.getsockname()[1]
+    p = subprocess.Popen([TERN_BIN, "-c", str(d), "dev", "--port", str(port), "--http-port", str(http_port)],
+                         stdout=subprocess.DEVNULL,
                          stderr=open(d / "stderr.log", "ab"), env=env, start_new_session=True, **kw)
     if not wait_port("127.0.0.1", port, timeout=20):
         os.killpg(p.pid, signal.SIGKILL)
