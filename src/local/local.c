@@ -35,6 +35,7 @@
 #include "daemon/runtime.h"
 #include "local/command.h"
 #include "local/deliver.h"
+#include "local/delivered_to.h"
 #include "local/local_tables.h"
 #include "local/local_targets.h"
 #include "local/maildir.h"
@@ -505,6 +506,14 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .sender = sender,
         .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
     };
+    /* a message that was here before bounces, as with Postfix (delivered_to.h) */
+    if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err) != 0) {
+        reply_error(ch, m->reqid, &err);
+        close(qfd);
+        free(prepend);
+        resolver_mailbox_free(&mb);
+        return;
+    }
     struct local_target_request req = {
         .ctx = (void *)client_serial_of(ch),
         .reqid = m->reqid,

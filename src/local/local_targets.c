@@ -13,6 +13,7 @@
 
 #include "conf/conf.h"
 #include "local/command.h"
+#include "local/delivered_to.h"
 #include "local/list_file.h"
 #include "local/maildir.h"
 #include "local/mbox.h"
@@ -677,7 +678,12 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
         .prepend = ipc_msg_get(m, "prepend"),
         .in = &in,
     };
-    local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    if (delivered_to_loop(&in, req.prepend, recipient, &err) != 0)
+        replies->reply(ctx, m->reqid, &err, NULL);   /* a loop, or the queue file unreadable */
+    else
+        local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);
     free(recipient);
 }
 

@@ -248,6 +248,37 @@ def test_mailbox_command_runs_as_recipient(tern_instance, work_dir, system_users
     assert not (Path(user.pw_dir) / "Maildir").exists()
 
 
+@needs_root
+def test_delivered_to_loop_bounces_and_another_address_is_delivered(tern_instance, work_dir, system_users):
+    """Postfix local(8)'s loop check: a message whose header already says it
+    was delivered to the address bounces 5.4.6; another address in that
+    field, or the address in the body, does not count."""
+    tern = tern_instance
+    user, owner = system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    addr = f"{user.pw_name}@localhost"
+    sendmail(tern, "-f", "s@remote.example", addr,
+             input=f"Received: by elsewhere\nDelivered-To: {addr.upper()}\nSubject: loop\n\nbody\n".encode())
+    q1 = pickup_id(tern)
+    tern.wait_log(rf"{q1}: to=<{re.escape(addr)}>, .*dsn=5\.4\.6, status=bounced "
+                  rf"\(mail forwarding loop for {re.escape(addr)}\)", regex=True)
+    sendmail(tern, "-f", "s@remote.example", addr,
+             input=f"Delivered-To: other@localhost\nSubject: fine\n\nDelivered-To: {addr}\n".encode())
+    [msg] = wait_files(Path(user.pw_dir) / "Maildir" / "new", 1)
+    assert f"Delivered-To: {addr}\n".encode() in msg.read_bytes()
+    # an alias's command: the address delivered is the alias's
+    sendmail(tern, "-f", "s@remote.example", "robot@localhost",
+             input=b"delivered-to:\n robot@localhost\nSubject: loop\n\nbody\n")
+    q3 = pickup_id(tern, nth=3)
+    tern.wait_log(rf"{q3}: to=<\|{re.escape(str(cmd))}>, .*dsn=5\.4\.6, status=bounced "
+                  r"\(mail forwarding loop for robot@localhost\)", regex=True)
+    assert not list(out_dir(work_dir).iterdir())
+    assert len(list((Path(user.pw_dir) / "Maildir" / "new").iterdir())) == 1
+
+
 # ---------------------------------------------------------------- :include: and .forward
 
 def owned_file(path: Path, text, owner, mode=0o644):
