@@ -476,13 +476,68 @@ static int forward_rights(struct local_targets *lt, const char *user, struct rig
     return 0;
 }
 
+/* The :include: files of an origin (o->include, one a line, the one the
+ * alias or .forward lists first), split into files[] (malloc'd copy in
+ * *buf). The count, or -1 with err: too many, an empty name, or a loop (a
+ * file that lists itself, directly or through others; target included). */
+static int include_chain(const struct local_target_origin *o, const char *target,
+                         const char *files[ALIAS_MAX_INCLUDE_DEPTH], char **buf, struct deliver_error *err)
+{
+    *buf = NULL;
+    if (!o->include)
+        return 0;
+    *buf = xstrdup(o->include);
+    int n = 0;
+    for (char *line = *buf, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (n == ALIAS_MAX_INCLUDE_DEPTH) {
+            deliver_error_set(err, 0, "5.4.6", "too many nested :include: lists (at most %d)",
+                              ALIAS_MAX_INCLUDE_DEPTH);
+            return -1;
+        }
+        if (line[0] != '/') {
+            deliver_error_set(err, 0, "5.3.0", "not an :include: file: \"%s\"", line);
+            return -1;
+        }
+        files[n++] = line;
+    }
+    const char *inner = strncmp(target, ":include:", 9) == 0 ? target + 9 : NULL;
+    if (inner && n == ALIAS_MAX_INCLUDE_DEPTH) {
+        deliver_error_set(err, 0, "5.4.6", "too many nested :include: lists (at most %d)", ALIAS_MAX_INCLUDE_DEPTH);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        for (int k = i + 1; k <= n; k++) {
+            const char *other = k < n ? files[k] : inner;
+            if (other && strcmp(files[i], other) == 0) {
+                deliver_error_set(err, 0, "5.4.6", "mail forwarding loop: :include:%s lists itself%s", files[i],
+                                  k > i + 1 ? " through other :include: files" : "");
+                return -1;
+            }
+        }
+    }
+    return n;
+}
+
 /* Where a target came from and with whose rights it runs: the alias or
- * .forward that lists it (or lists the :include: file that does), checked
- * against our own tables and files. 0 with *r and *source, or -1 with err. */
+ * .forward that lists it (or lists the first of the :include: files that
+ * lead to it), checked against our own tables and files. Each :include:
+ * file is read with the rights of what lists it, under list_file.c's rules,
+ * and must list the next one (the last, the target); what it lists gets
+ * its owner's rights. 0 with *r and *source, or -1 with err. */
 static int origin_rights(struct local_targets *lt, const char *target, const struct local_target_origin *o,
                          struct rights *r, enum target_source *source, struct deliver_error *err)
 {
-    char *listed = o->include ? xasprintf(":include:%s", o->include) : xstrdup(target);
+    const char *files[ALIAS_MAX_INCLUDE_DEPTH];
+    char *buf;
+    int nfiles = include_chain(o, target, files, &buf, err);
+    if (nfiles < 0) {
+        free(buf);
+        return -1;
+    }
+    char *listed = nfiles ? xasprintf(":include:%s", files[0]) : xstrdup(target);
     int rc = -1;
     if (o->alias) {
         uid_t owner;
@@ -507,28 +562,39 @@ static int origin_rights(struct local_targets *lt, const char *target, const str
         deliver_error_set(err, 0, "5.3.0", "no alias or .forward named for %s", target);
     }
     free(listed);
-    if (rc != 0 || !o->include)
-        return rc;
-    /* the :include: file, read with the rights of what lists it; what it
-     * lists runs as its owner */
-    struct alias_result inc;
-    uid_t owner;
-    char why[512];
-    int read = read_list(lt, LIST_INCLUDE, o->include, r, &inc, &owner, why, sizeof why);
-    rights_free(r);
-    if (read != 0) {
-        deliver_error_set(err, 1, "4.3.0", read == 1 ? "%s: no such :include: file" : "%s",
-                          read == 1 ? o->include : why);
-        return -1;
+    for (int i = 0; rc == 0 && i < nfiles; i++) {
+        /* the file, read with the rights of what lists it; what it lists
+         * gets its owner's */
+        struct alias_result inc;
+        uid_t owner;
+        char why[512];
+        int read = read_list(lt, LIST_INCLUDE, files[i], r, &inc, &owner, why, sizeof why);
+        rights_free(r);
+        rc = -1;
+        if (read != 0) {
+            deliver_error_set(err, 1, "4.3.0", read == 1 ? "%s: no such :include: file" : "%s",
+                              read == 1 ? files[i] : why);
+            break;
+        }
+        char *next = i + 1 < nfiles ? xasprintf(":include:%s", files[i + 1]) : xstrdup(target);
+        int has = list_has(&inc, next);
+        alias_result_free(&inc);
+        if (!has)
+            deliver_error_set(err, 0, "5.3.0", "%s does not list %s", files[i], next);
+        free(next);
+        if (has && owner_rights(lt, owner, r, err) == 0)
+            rc = 0;
+        *source = SOURCE_INCLUDE;
     }
-    int has = list_has(&inc, target);
-    alias_result_free(&inc);
-    if (!has) {
-        deliver_error_set(err, 0, "5.3.0", "%s does not list %s", o->include, target);
-        return -1;
-    }
-    *source = SOURCE_INCLUDE;
-    return owner_rights(lt, owner, r, err);
+    free(buf);
+    return rc;
+}
+
+/* The innermost :include: file of an origin, for the log. */
+static const char *innermost_include(const struct local_target_origin *o)
+{
+    const char *nl = o->include ? strrchr(o->include, '\n') : NULL;
+    return nl ? nl + 1 : o->include;
 }
 
 void local_targets_listed(struct local_targets *lt, const struct local_target_request *req, const char *target,
@@ -538,9 +604,8 @@ void local_targets_listed(struct local_targets *lt, const struct local_target_re
     memset(&err, 0, sizeof err);
     int is_command = target[0] == '|', is_file = target[0] == '/';
     int is_include = strncmp(target, ":include:", 9) == 0;
-    if ((!is_command && !is_file && !is_include) || (is_include && o->include)) {
-        deliver_error_set(&err, 0, "5.3.0", is_include ? "nested :include: lists are not supported"
-                                                       : "not a command, file or :include: target");
+    if (!is_command && !is_file && !is_include) {
+        deliver_error_set(&err, 0, "5.3.0", "not a command, file or :include: target");
         replies->reply(req->ctx, req->reqid, &err, NULL);
         return;
     }
@@ -573,7 +638,7 @@ void local_targets_listed(struct local_targets *lt, const struct local_target_re
     } else if (is_command) {
         char *what = source == SOURCE_ALIAS     ? xasprintf("command of alias %s", o->alias)
                      : source == SOURCE_FORWARD ? xasprintf("command of %s's .forward", o->forward_user)
-                                                : xasprintf("command of :include:%s", o->include);
+                                                : xasprintf("command of :include:%s", innermost_include(o));
         run_command(lt, req, target + 1, &r, what, replies->reply);
         free(what);
     } else {

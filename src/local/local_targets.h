@@ -17,7 +17,13 @@
  *     list it; the rights are the user's (default_privs for root's);
  *   - an :include: file is read with the rights of what lists it and must
  *     list the target; the target then gets the rights of the file's
- *     owner (default_privs for root). Nested :include: files bounce.
+ *     owner (default_privs for root). An :include: file may list another
+ *     (a list of lists): each file of the chain is read and checked the
+ *     same way, with the rights of the one above it, and must list the
+ *     next; at most ALIAS_MAX_INCLUDE_DEPTH files deep, and a file that
+ *     lists itself, directly or through others, bounces 5.4.6 as a loop
+ *     (the queue records such a target instead of dropping it as a
+ *     duplicate, so the loop is reported rather than silently cut).
  * None of them is ever root: a default_privs that is root or mail_owner,
  * and an owner without a passwd entry, defer the delivery with the reason.
  * So a compromised queue can make root run no command, and write no file,
@@ -94,7 +100,7 @@ struct local_target_origin {
     const char *alias;
     const char *forward_user;
     const char *forward_address;    /* the user's address (forward_path's $extension ...) */
-    const char *include;
+    const char *include;            /* the :include: files, one a line, the listed one first */
 };
 
 /* A `|command`, `/file` or `:include:/file` target (as recorded: target)

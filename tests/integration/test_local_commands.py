@@ -314,6 +314,75 @@ def test_include_list_expands_and_runs_as_its_owner(tern_instance, work_dir, sys
 
 
 @needs_root
+def test_nested_include_lists_each_run_as_their_owner(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, ops_keeper, member, operator = (system_users.add() for _ in range(4))
+    cmd = reporter(work_dir)
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "staff", f"{member.pw_name}\n:include:{lists}/ops\n", keeper)
+    owned_file(lists / "ops", f"{operator.pw_name}\n|{cmd}\n", ops_keeper)
+    aliases_owned_by(work_dir, f"staff: :include:{lists}/staff\n", None)
+    tutorial_config(tern, work_dir, allow_mail_to_commands="alias, forward, include")
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", "staff@localhost")
+    qid = pickup_id(tern)
+    [r] = reports(tern, work_dir)
+    assert (r["uid"], r["gid"]) == (ops_keeper.pw_uid, ops_keeper.pw_gid)
+    assert r["env"]["RECIPIENT"] == "staff@localhost"
+    assert len(wait_files(Path(member.pw_dir) / "Maildir" / "new", 1)) == 1
+    assert len(wait_files(Path(operator.pw_dir) / "Maildir" / "new", 1)) == 1
+    tern.wait_log(f"{qid}: to=<:include:{lists}/ops>: expanded by :include: to 2 recipients")
+    tern.wait_log(rf"status=sent \(delivered to command of :include:{re.escape(str(lists))}/ops\)", regex=True)
+    tern.wait_log(f"{qid}: removed")
+
+
+@needs_root
+def test_nested_include_is_checked_like_the_first(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, member = system_users.add(), system_users.add()
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "staff", f":include:{lists}/open\n", keeper)
+    owned_file(lists / "open", f"{member.pw_name}\n", keeper, mode=0o666)
+    aliases_owned_by(work_dir, f"staff: :include:{lists}/staff\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "staff@localhost")
+    tern.wait_log(r"status=deferred \(.*/open is writable by group or others\)", regex=True)
+    assert not (Path(member.pw_dir) / "Maildir").exists()
+
+
+@needs_root
+def test_include_loops_and_too_deep_nesting_bounce(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, member = system_users.add(), system_users.add()
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "self", f"{member.pw_name}\n:include:{lists}/self\n", keeper)
+    owned_file(lists / "a", f":include:{lists}/b\n", keeper)
+    owned_file(lists / "b", f":include:{lists}/a\n{member.pw_name}\n", keeper)
+    for i in range(11):   # eleven files, each listing the next
+        owned_file(lists / f"level{i}", f":include:{lists}/level{i + 1}\n" if i < 10 else f"{member.pw_name}\n",
+                   keeper)
+    aliases_owned_by(work_dir, f"self: :include:{lists}/self\nab: :include:{lists}/a\n"
+                               f"deep: :include:{lists}/level0\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", "self@localhost")
+    tern.wait_log(rf"dsn=5\.4\.6, status=bounced \(mail forwarding loop: :include:{re.escape(str(lists))}/self "
+                  r"lists itself\)", regex=True)
+    sendmail(tern, "-f", "s@remote.example", "ab@localhost")
+    tern.wait_log(rf"dsn=5\.4\.6, status=bounced \(mail forwarding loop: :include:{re.escape(str(lists))}/a "
+                  r"lists itself through other :include: files\)", regex=True)
+    assert len(wait_files(Path(member.pw_dir) / "Maildir" / "new", 2)) == 2
+    sendmail(tern, "-f", "s@remote.example", "deep@localhost")
+    tern.wait_log(r"dsn=5\.4\.6, status=bounced \(too many nested :include: lists \(at most 10\)\)", regex=True)
+    tern.wait_log(": removed", count=3)
+    assert len(list((Path(member.pw_dir) / "Maildir" / "new").iterdir())) == 2
+
+
+@needs_root
 def test_include_commands_are_restricted_by_default(tern_instance, work_dir, system_users):
     tern = tern_instance
     keeper = system_users.add()
