@@ -20,53 +20,104 @@
 
 /* ---------- environment ---------- */
 
-static void env_add(char ***env, size_t *n, const char *name, const char *value, size_t len)
+void command_filter(char *s, const char *filter)
+{
+    for (char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (filter ? !strchr(filter, c) : c < 0x20 || c > 0x7e)
+            *p = '_';
+    }
+}
+
+static void env_append(char ***env, size_t *n, char *entry)
+{
+    *env = xrealloc(*env, (*n + 2) * sizeof **env);
+    (*env)[(*n)++] = entry;
+    (*env)[*n] = NULL;
+}
+
+static void env_add(char ***env, size_t *n, const char *filter, const char *name, const char *value, size_t len)
 {
     if (!value)
         return;
     char *v = xstrndup(value, len);
-    for (char *p = v; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-            *p = '_';
-    *env = xrealloc(*env, (*n + 2) * sizeof **env);
-    (*env)[(*n)++] = xasprintf("%s=%s", name, v);
-    (*env)[*n] = NULL;
+    command_filter(v, filter);
+    env_append(env, n, xasprintf("%s=%s", name, v));
     free(v);
 }
 
-static void env_put(char ***env, size_t *n, const char *name, const char *value)
+/* Whether env already has a variable named like entry ("NAME=..."). */
+static int env_has(char **env, const char *entry)
+{
+    size_t len = strcspn(entry, "=");
+    for (char **p = env; *p; p++)
+        if (strncmp(*p, entry, len) == 0 && (*p)[len] == '=')
+            return 1;
+    return 0;
+}
+
+char **command_env_exported(char *const *items, size_t n)
+{
+    char **env = xcalloc(1, sizeof *env);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *item = xstrdup(items[i]);
+        char *s = item;
+        size_t len = strlen(s);
+        if (len >= 2 && s[0] == '{' && s[len - 1] == '}') {
+            s[len - 1] = '\0';
+            s = str_trim(s + 1);
+        }
+        char *eq = strchr(s, '=');
+        if (eq) {
+            *eq = '\0';
+            char *name = str_trim(s), *value = str_trim(eq + 1);
+            if (*name)
+                env_append(&env, &count, xasprintf("%s=%s", name, value));
+        } else if (*s && getenv(s)) {
+            env_append(&env, &count, xasprintf("%s=%s", s, getenv(s)));
+        }
+        free(item);
+    }
+    return env;
+}
+
+static void env_put(char ***env, size_t *n, const char *filter, const char *name, const char *value)
 {
     if (value)
-        env_add(env, n, name, value, strlen(value));
+        env_add(env, n, filter, name, value, strlen(value));
 }
 
 char **command_env_build(const struct command_env_fields *f)
 {
     char **env = xcalloc(1, sizeof *env);
     size_t n = 0;
-    env_put(&env, &n, "HOME", f->home);
-    env_put(&env, &n, "LOGNAME", f->logname);
-    env_put(&env, &n, "USER", f->logname);
-    env_put(&env, &n, "SHELL", f->shell);
-    env_put(&env, &n, "SENDER", f->sender);
-    env_put(&env, &n, "RECIPIENT", f->recipient);
+    env_put(&env, &n, f->filter, "HOME", f->home);
+    env_put(&env, &n, f->filter, "LOGNAME", f->logname);
+    env_put(&env, &n, f->filter, "USER", f->logname);
+    env_put(&env, &n, f->filter, "SHELL", f->shell);
+    env_put(&env, &n, f->filter, "SENDER", f->sender);
+    env_put(&env, &n, f->filter, "RECIPIENT", f->recipient);
     if (f->recipient) {
         const char *at = strrchr(f->recipient, '@');
         size_t local_len = at ? (size_t)(at - f->recipient) : strlen(f->recipient);
-        env_add(&env, &n, "LOCAL", f->recipient, local_len);
+        env_add(&env, &n, f->filter, "LOCAL", f->recipient, local_len);
         if (at)
-            env_put(&env, &n, "DOMAIN", at + 1);
+            env_put(&env, &n, f->filter, "DOMAIN", at + 1);
         /* the extension: after the first delimiter character in the local part */
         const char *delims = f->recipient_delimiter ? f->recipient_delimiter : "";
         for (size_t i = 0; *delims && i < local_len; i++) {
             if (strchr(delims, f->recipient[i])) {
-                env_add(&env, &n, "EXTENSION", f->recipient + i + 1, local_len - i - 1);
+                env_add(&env, &n, f->filter, "EXTENSION", f->recipient + i + 1, local_len - i - 1);
                 break;
             }
         }
     }
-    env_put(&env, &n, "ORIGINAL_RECIPIENT", f->original_recipient);
-    env_put(&env, &n, "PATH", "/usr/bin:/bin");
+    env_put(&env, &n, f->filter, "ORIGINAL_RECIPIENT", f->original_recipient);
+    env_append(&env, &n, xstrdup("PATH=/usr/bin:/bin"));
+    for (char *const *e = f->exported; e && *e; e++)
+        if (!env_has(env, *e))
+            env_append(&env, &n, xstrdup(*e));
     return env;
 }
 
@@ -302,6 +353,13 @@ static void run_child(const struct command_request *req, int out_w)
         if ((req->user ? initgroups(req->user, req->gid) : setgroups(1, &req->gid)) != 0 ||
             setgid(req->gid) != 0 || setuid(req->uid) != 0 || getuid() == 0 || geteuid() == 0)
             _exit(EX_OSERR);
+    }
+    if (req->cwd_required && (!req->cwd || chdir(req->cwd) != 0)) {
+        /* what the bounce or the log says (the output goes to the agent) */
+        static const char msg[] = "cannot change to command_execution_directory\n";
+        ssize_t ignored = write(1, msg, sizeof msg - 1);
+        (void)ignored;
+        _exit(EX_TEMPFAIL);
     }
     if (!req->cwd || chdir(req->cwd) != 0)
         if (chdir("/") != 0)

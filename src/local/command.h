@@ -30,21 +30,37 @@ struct event_base;
 #define COMMAND_OUTPUT_MAX 1024
 
 /* What the environment says about one delivery (Postfix's names). NULL
- * fields are left out; values are cut to printable ASCII. */
+ * fields are left out. */
 struct command_env_fields {
     const char *home, *logname, *shell;  /* the user the command runs as */
     const char *sender;                  /* "" for <> */
     const char *recipient;               /* the recipient being delivered */
     const char *original_recipient;
     const char *recipient_delimiter;     /* to split LOCAL's EXTENSION off; "" for none */
+    /* command_expansion_filter: the bytes a value keeps; others become '_'
+     * (the shell a command line goes through must not meet a ';' or '`'
+     * from a stranger's address). NULL: printable ASCII. */
+    const char *filter;
+    char *const *exported;               /* export_environment's "NAME=value" (may be NULL) */
 };
 
 /* HOME, LOGNAME, USER, SHELL, SENDER, RECIPIENT, LOCAL, DOMAIN, EXTENSION,
  * ORIGINAL_RECIPIENT and PATH=/usr/bin:/bin, as "NAME=value" strings in a
- * NULL-terminated heap array (free with command_env_free). A byte outside
- * printable ASCII in a value becomes '_'. */
+ * NULL-terminated heap array (free with command_env_free), their values
+ * passed through f->filter; then the exported variables, as they are,
+ * except one of the names above (the delivery's own value wins). */
 char **command_env_build(const struct command_env_fields *f);
 void command_env_free(char **env);
+
+/* export_environment (n items): a NAME passes the variable of that name
+ * from the agent's own environment when it is set; NAME=value (also in
+ * braces, "{ NAME = value }") sets it. The "NAME=value" strings, as
+ * command_env_build takes them (free with command_env_free). */
+char **command_env_exported(char *const *items, size_t n);
+
+/* A byte of s not in filter (or, with filter NULL, outside printable
+ * ASCII) becomes '_', in place: command_expansion_filter's rule. */
+void command_filter(char *s, const char *filter);
 
 /* What a finished command means: 0 delivered, -1 with err filled (deferred
  * or bounced). wstatus as waitpid gives it; timed_out when the agent killed
@@ -58,6 +74,7 @@ struct command_request {
     gid_t gid;
     const char *user;         /* for initgroups; NULL: gid only */
     const char *cwd;          /* tried first (the user's home); "/" otherwise */
+    int cwd_required;         /* command_execution_directory: no other; failing, the delivery defers */
     int stdin_fd;             /* the message, read from its start; the caller keeps its own */
     unsigned time_limit;      /* seconds */
 };

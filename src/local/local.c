@@ -711,6 +711,7 @@ int local_main(struct runtime *rt)
     if (!lc.resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
     lc.targets = local_targets_new(rt->conf, lc.resolver, rt->owner_uid);
+    local_tables_watch_command_maps(local_targets_command_maps(lc.targets));
     command_init(lc.base);
     lc.spool_dir = xstrdup(conf_str(rt->conf, "mail_spool_directory"));
     size_t sl = strlen(lc.spool_dir);

@@ -279,6 +279,45 @@ def test_delivered_to_loop_bounces_and_another_address_is_delivered(tern_instanc
     assert len(list((Path(user.pw_dir) / "Maildir" / "new").iterdir())) == 1
 
 
+@needs_root
+def test_mailbox_command_maps_and_postfix_command_parameters(tern_instance, work_dir, system_users, monkeypatch):
+    """mailbox_command_maps overrides mailbox_command per user;
+    command_execution_directory (expanded, filtered), export_environment and
+    command_expansion_filter shape what the command gets."""
+    tern = tern_instance
+    mapped, plain, homeless = system_users.add(), system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    (work_dir / "commands").write_text(f"{mapped.pw_name} {cmd} -m mapped\n{homeless.pw_name} {cmd} -m x\n")
+    dirs = work_dir / "dirs"
+    dirs.mkdir(mode=0o755)
+    for u in (mapped, plain):
+        (dirs / u.pw_name).mkdir(mode=0o755)
+    monkeypatch.setenv("TERN_TEST_EXPORTED", "from tern's environment")
+    tutorial_config(tern, work_dir, mailbox_command=f"{cmd} -m plain",
+                    mailbox_command_maps=f"hash:{work_dir}/commands",
+                    command_execution_directory=f"{dirs}/$user${{extension?-}}$extension",
+                    export_environment="TERN_TEST_EXPORTED FIXED=yes, { SPACED = a b }")
+    tern.start()
+    sendmail(tern, "-f", "o'neil@remote.example", f"{mapped.pw_name}@localhost", f"{plain.pw_name}@localhost")
+    rs = reports(tern, work_dir, count=2)
+    by_user = {r["env"]["USER"]: r for r in rs}
+    m, p = by_user[mapped.pw_name], by_user[plain.pw_name]
+    assert m["env"]["ARGV"] == "-m mapped" and p["env"]["ARGV"] == "-m plain"
+    assert (m["uid"], m["cwd"]) == (mapped.pw_uid, str(dirs / mapped.pw_name))
+    assert (p["uid"], p["cwd"]) == (plain.pw_uid, str(dirs / plain.pw_name))
+    for r in rs:
+        assert r["env"]["SENDER"] == "o_neil@remote.example"   # ' is not in command_expansion_filter
+        assert r["env"]["TERN_TEST_EXPORTED"] == "from tern's environment"
+        assert r["env"]["FIXED"] == "yes" and r["env"]["SPACED"] == "a b"
+        assert "TERN_BIN" not in r["env"]
+    tern.wait_log("status=sent (delivered to mailbox_command_maps)")
+    tern.wait_log("status=sent (delivered to mailbox_command)")
+    # a directory that cannot be entered defers
+    sendmail(tern, f"{homeless.pw_name}@localhost")
+    tern.wait_log(r"dsn=4\.3\.0, status=deferred \(command died with status 75 \(temporary failure\): "
+                  r"cannot change to command_execution_directory\)", regex=True)
+
+
 # ---------------------------------------------------------------- :include: and .forward
 
 def owned_file(path: Path, text, owner, mode=0o644):
