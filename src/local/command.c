@@ -213,6 +213,7 @@ struct running {
     char output[COMMAND_OUTPUT_MAX + 1];
     size_t output_len;
     int timed_out;
+    int stopped;              /* killed at the end of command_drain's grace */
     command_done_fn *done;
     void *arg;
 };
@@ -221,7 +222,20 @@ static struct {
     struct event_base *base;
     struct event *sigchld;
     struct running *list;
+    struct event *drain_timer;     /* command_drain: the grace period */
+    command_drained_fn *drained;   /* NULL once called */
+    void *drained_arg;
 } cm;
+
+static void drain_over(void)
+{
+    command_drained_fn *fn = cm.drained;
+    cm.drained = NULL;
+    if (cm.drain_timer)
+        event_del(cm.drain_timer);
+    if (fn)
+        fn(cm.drained_arg);
+}
 
 static void running_free(struct running *r)
 {
@@ -283,7 +297,11 @@ static void finish(struct running *r, int wstatus)
     drain(r);
     struct deliver_error err;
     memset(&err, 0, sizeof err);
-    int rc = command_result(wstatus, r->timed_out, r->output, &err);
+    int rc = -1;
+    if (r->stopped)
+        deliver_error_set(&err, 1, "4.3.0", "command killed: the local delivery agent is stopping");
+    else
+        rc = command_result(wstatus, r->timed_out, r->output, &err);
     if (rc != 0 && r->output_len)
         log_info("command output: %.*s", (int)r->output_len, r->output);
     r->done(r->arg, rc == 0 ? NULL : &err);
@@ -309,6 +327,54 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
             }
         }
     }
+    if (cm.drained && !cm.list)
+        drain_over();
+}
+
+/* The grace is over: what still runs is killed, and its end, reported as
+ * deferred through the usual path, ends the drain; should a command not
+ * die within a second (stuck in the kernel), the drain ends anyway. */
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!cm.list || cm.list->stopped) {
+        drain_over();
+        return;
+    }
+    unsigned n = command_running();
+    log_warn("%u delivery command%s still running after the grace period; killing %s", n, n == 1 ? "" : "s",
+             n == 1 ? "it" : "them");
+    for (struct running *r = cm.list; r; r = r->next) {
+        r->stopped = 1;
+        kill(-r->pid, SIGKILL);
+        kill(r->pid, SIGKILL);
+    }
+    struct timeval tv = {1, 0};
+    evtimer_add(cm.drain_timer, &tv);
+}
+
+unsigned command_running(void)
+{
+    unsigned n = 0;
+    for (struct running *r = cm.list; r; r = r->next)
+        n++;
+    return n;
+}
+
+void command_drain(unsigned grace, command_drained_fn *drained, void *arg)
+{
+    cm.drained = drained;
+    cm.drained_arg = arg;
+    if (!cm.list) {
+        drain_over();
+        return;
+    }
+    if (!cm.drain_timer)
+        cm.drain_timer = evtimer_new(cm.base, on_drain_timeout, NULL);
+    struct timeval tv = {(time_t)grace, 0};
+    evtimer_add(cm.drain_timer, &tv);
 }
 
 void command_init(struct event_base *base)
@@ -327,10 +393,17 @@ void command_shutdown(void)
         kill(-r->pid, SIGKILL);
         kill(r->pid, SIGKILL);
         waitpid(r->pid, NULL, 0);
+        /* the caller's context is freed by its callback; the reply has
+         * nobody to go to by now */
+        struct deliver_error err;
+        deliver_error_set(&err, 1, "4.3.0", "command killed: the local delivery agent is stopping");
+        r->done(r->arg, &err);
         running_free(r);
     }
     if (cm.sigchld)
         event_free(cm.sigchld);
+    if (cm.drain_timer)
+        event_free(cm.drain_timer);
     memset(&cm, 0, sizeof cm);
 }
 

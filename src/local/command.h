@@ -84,9 +84,24 @@ typedef void command_done_fn(void *arg, const struct deliver_error *err);
 
 /* Sets up the SIGCHLD event on base; once per process. */
 void command_init(struct event_base *base);
-/* Kills what still runs (SIGKILL to its process group) and forgets it
- * without calling back: the agent is stopping, the queue will retry. */
+/* Kills what still runs (SIGKILL to its process group) and calls back
+ * with a temporary error (the agent is stopping: the queue will retry; its
+ * channel may be gone already, the callback frees its context). */
 void command_shutdown(void);
+
+/* How many commands run now. */
+unsigned command_running(void);
+
+/* The agent is asked to stop while commands run: killing one half way
+ * (a procmail writing a mailbox, a list manager sending) leaves its work
+ * half done and makes the queue run it again, so they may finish, as
+ * Postfix lets them, but only for grace seconds. drained(arg) is called
+ * once, from the event loop, when the last one has ended (its result
+ * reported as usual), or when grace runs out and what is left has been
+ * killed (each reported deferred, "command killed: the local delivery
+ * agent is stopping"). */
+typedef void command_drained_fn(void *arg);
+void command_drain(unsigned grace, command_drained_fn *drained, void *arg);
 
 /* Starts a command. 0: done will be called later. -1: nothing started,
  * err filled (the identity is root, fork failed, ...). */

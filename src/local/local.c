@@ -47,6 +47,10 @@
 #include "util/mem.h"
 
 #define LOCAL_MAX_BATCH 256
+/* How long delivery commands may go on after SIGTERM (at most
+ * command_time_limit): below the queue's own wait for their results (10 s)
+ * and the master's SIGKILL (15 s). */
+#define LOCAL_STOP_GRACE 8
 
 struct pending {
     struct pending *next;
@@ -91,6 +95,7 @@ static struct {
     uint32_t barrier_seq;
     struct local_targets *targets;
     uintptr_t client_serial;
+    int stopping;   /* waiting for delivery commands to end: nothing new starts */
 } lc;
 
 /* ---------- identity ---------- */
@@ -653,6 +658,10 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         log_error("unexpected message type %u", m->type);
         return;
     }
+    if (lc.stopping) {
+        send_reply(ch, m->reqid, "deferred", "4.3.0", "local delivery agent is stopping");
+        return;
+    }
     if (local_tables_hold(lc.resolver, ch, m))
         return;
     deliver(ch, m);
@@ -681,12 +690,27 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     lc.clients = c;
 }
 
+static void stop_now(void *arg)
+{
+    (void)arg;
+    event_base_loopexit(lc.base, NULL);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     (void)arg;
     if (sig == SIGUSR1) {
         log_reopen();
+        return;
+    }
+    unsigned running = command_running();
+    if (sig == SIGTERM && running && !lc.stopping) {
+        unsigned limit = (unsigned)conf_time(lc.rt->conf, "command_time_limit");
+        unsigned grace = limit < LOCAL_STOP_GRACE ? limit : LOCAL_STOP_GRACE;
+        log_info("stopping: waiting up to %us for %u delivery command%s", grace, running, running == 1 ? "" : "s");
+        lc.stopping = 1;
+        command_drain(grace, stop_now, NULL);
         return;
     }
     event_base_loopexit(lc.base, NULL);

@@ -527,7 +527,8 @@ static int origin_rights(struct local_targets *lt, const char *target, const str
     int rc = -1;
     if (o->alias) {
         uid_t owner;
-        if (alias_lists_target(lt, o->alias, listed, &owner, err) == 0 && rights_of_owner(&lt->policy, owner, r, err) == 0)
+        if (alias_lists_target(lt, o->alias, listed, &owner, err) == 0 &&
+            rights_of_owner(&lt->policy, owner, r, err) == 0)
             rc = 0;
         *source = SOURCE_ALIAS;
     } else if (o->forward_user && forward_rights(lt, o->forward_user, r, err) == 0) {

@@ -51,6 +51,7 @@ static struct {
     unsigned gen;               /* counts connections to local, to drop stale replies */
     struct delivery *deliveries;
     unsigned inflight, max_inflight;
+    int stopping;            /* qmgr_local_quiesce: nothing new starts */
     struct waiting *wait_head, *wait_tail;
     uint32_t next_reqid;
 } lq;
@@ -438,7 +439,7 @@ static void wait_for_slot(struct qmgr_msg *q, size_t idx)
 
 static void dispatch_waiting(void)
 {
-    while (lq.wait_head && lq.inflight < lq.max_inflight) {
+    while (lq.wait_head && lq.inflight < lq.max_inflight && !lq.stopping) {
         struct waiting *w = lq.wait_head;
         lq.wait_head = w->next;
         if (!lq.wait_head)
@@ -456,9 +457,19 @@ static void dispatch_waiting(void)
     }
 }
 
+void qmgr_local_quiesce(void)
+{
+    lq.stopping = 1;
+}
+
+unsigned qmgr_local_active(void)
+{
+    return lq.inflight;
+}
+
 void qmgr_local_deliver(struct qmgr_msg *q, size_t idx)
 {
-    if (lq.inflight >= lq.max_inflight)
+    if (lq.inflight >= lq.max_inflight || lq.stopping)
         wait_for_slot(q, idx);
     else
         deliver_now(q, idx);

@@ -11,6 +11,7 @@ import re
 import socket
 import struct
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,51 @@ def test_command_time_limit_kills_and_defers(tern_instance, work_dir, system_use
     tern.start()
     sendmail(tern, "slow@localhost")
     tern.wait_log(r"status=deferred \(command time limit exceeded\)", regex=True, timeout=10)
+
+
+@needs_root
+def test_stop_lets_a_running_command_finish(tern_instance, work_dir, system_users):
+    """SIGTERM while a delivery command runs: it may finish (bounded), and
+    its result is recorded, instead of being killed half way and run again
+    after the restart."""
+    tern = tern_instance
+    owner = system_users.add()
+    out = out_dir(work_dir)
+    slow = script(work_dir, "slow.sh", f"cat >/dev/null\nsleep 2\necho done > {out}/finished\n")
+    aliases_owned_by(work_dir, f"slow: |{slow}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "slow@localhost")
+    qid = pickup_id(tern)
+    tern.wait_log("running command of alias slow")
+    started = time.monotonic()
+    tern.stop()
+    assert time.monotonic() - started < 12
+    assert (out / "finished").read_text() == "done\n"
+    tern.wait_log(r"stopping: waiting up to 8s for 1 delivery command", regex=True, timeout=1)
+    tern.wait_log(rf"{qid}: to=<\|{re.escape(str(slow))}>, .*status=sent", regex=True, timeout=1)
+
+
+@needs_root
+def test_stop_kills_a_command_that_outlasts_the_grace(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    out = out_dir(work_dir)
+    slow = script(work_dir, "slower.sh", f"cat >/dev/null\nsleep 30\necho done > {out}/finished\n")
+    aliases_owned_by(work_dir, f"slower: |{slow}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "slower@localhost")
+    tern.wait_log("running command of alias slower")
+    started = time.monotonic()
+    tern.stop()
+    # 8 s, before the master's SIGKILL at 15 s
+    assert 7.5 < time.monotonic() - started < 14
+    tern.wait_log("1 delivery command still running after the grace period; killing it", timeout=1)
+    tern.wait_log(r"dsn=4\.3\.0, status=deferred \(command killed: the local delivery agent is stopping\)",
+                  regex=True, timeout=1)
+    assert not (out / "finished").exists()
+    assert "killing them" not in tern.log_text()   # the master did not have to
 
 
 @needs_root
