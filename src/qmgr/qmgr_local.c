@@ -204,11 +204,12 @@ static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
         /* an :include: of a file that already lists it, directly or
          * further up, is a loop: recorded anyway so that its delivery says
          * so, rather than dropped as a duplicate of the list it names */
-        int dup = starts_include(addr) && include_above(q, idx, addr) ? -1 : 0;
-        for (size_t k = 0; k < q->m.nrcpt && !dup; k++)
+        int loop = starts_include(addr) && include_above(q, idx, addr);
+        int dup = 0;
+        for (size_t k = 0; k < q->m.nrcpt && !dup && !loop; k++)
             dup = k != idx && q->m.rcpts[k].parent >= 0 &&
                   (special ? strcmp(q->m.rcpts[k].addr, addr) : strcasecmp(q->m.rcpts[k].addr, addr)) == 0;
-        if (dup <= 0) {
+        if (!dup) {
             struct queue_file_rcpt *child =
                 queue_file_message_add_rcpt(&q->m, addr, "", q->m.rcpts[idx].notify, (int)idx);
             /* an address meets the local aliases again, as Postfix's
