@@ -426,6 +426,10 @@ static void deliver_listed_target(struct ipc_chan *ch, const struct ipc_msg *m)
 
 static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
 {
+    if (lc.stopping) {   /* also a request held for a table's answer */
+        send_reply(ch, m->reqid, "deferred", "4.3.0", "local delivery agent is stopping");
+        return;
+    }
     const char *id = ipc_msg_get(m, "id");
     const char *path = ipc_msg_get(m, "path");
     const char *sender = ipc_msg_get(m, "sender");
@@ -656,10 +660,6 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     }
     if (m->type != IPC_DELIVER) {
         log_error("unexpected message type %u", m->type);
-        return;
-    }
-    if (lc.stopping) {
-        send_reply(ch, m->reqid, "deferred", "4.3.0", "local delivery agent is stopping");
         return;
     }
     if (local_tables_hold(lc.resolver, ch, m))
