@@ -613,6 +613,11 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
         (dict(rcpt=evil, forward_of="root", alias_rcpt="root@localhost"), ""),
         (dict(rcpt=evil, alias="robot", include="/etc/shadow"), "alias robot does not list :include:/etc/shadow"),
         (dict(rcpt=":include:/etc/shadow", alias="robot"), "alias robot does not list :include:/etc/shadow"),
+        # nested :include: chains: every link is checked, their length bounded
+        (dict(rcpt=evil, alias="robot", include="/etc/a\n/etc/shadow"), "alias robot does not list :include:/etc/a"),
+        (dict(rcpt=evil, alias="robot", include="\n".join(f"/l{i}" for i in range(11))),
+         "too many nested :include: lists"),
+        (dict(rcpt=evil, alias="robot", include="/etc/a\nrelative"), "not an :include: file"),
     ]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(str(tern.queue_dir / "private" / "local"))
