@@ -104,6 +104,17 @@ const struct conf_param conf_params[] = {
         "Capture mode (yes or copy): the share of SMTP sessions, in percent, that get 421 4.3.2 at once, "
         "to test an application's retries; deterministic (at 25 the 4th, 8th ... session). PUT "
         "/api/v1/rules overrides it (tern extension)."),
+    RAW_STR("command_execution_directory", "",
+        "Working directory of delivery commands (aliases', .forward's and :include:'s |command, mailbox_command), "
+        "with $user, $home, $shell (of the user it runs as), $recipient, $local, $domain, $extension and "
+        "$recipient_delimiter expanded (${name?text}, ${name:text} as in forward_path), the values passed through "
+        "command_expansion_filter; a directory that cannot be entered defers the delivery. Empty: the user's "
+        "home directory, else /."),
+    STR("command_expansion_filter",
+        "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "The characters the local delivery agent keeps in what a delivery puts in a command's environment "
+        "(RECIPIENT, SENDER, LOCAL, EXTENSION ...) and in command_execution_directory's expansions; any other "
+        "becomes '_', so an address cannot carry shell syntax into a command line."),
     TIME("command_time_limit", "1000s", 's', 1,
         "Longest run of a delivery command (an alias's |command, mailbox_command); then it is killed and the "
         "delivery deferred."),
@@ -155,6 +166,9 @@ const struct conf_param conf_params[] = {
         "The organization named in DMARC aggregate reports (tern extension)."),
     LIST("dns_resolvers", "",
         "Recursive DNS resolvers (ip, ip:port, [ipv6]:port) for outbound mail; empty: /etc/resolv.conf."),
+    LIST("export_environment", "TZ MAIL_CONFIG LANG",
+        "Environment variables of tern's own that delivery commands also get: NAME passes it when set, "
+        "NAME=value (or { NAME = value }) sets it. The delivery's own (HOME, RECIPIENT, PATH ...) take precedence."),
     RAW_LIST("forward_path", "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
         "Where a local user's .forward is looked for, the first usable file winning: $user, $home, $shell, "
         "$recipient, $local, $domain, $extension, $recipient_delimiter, ${name?text}, ${name:text}; an entry "
@@ -223,6 +237,9 @@ const struct conf_param conf_params[] = {
         "When set, mail to a local user (not a virtual mailbox) goes to this command, run by /bin/sh as the user "
         "in the home directory, the message on its input (e.g. /usr/bin/procmail -a \"$EXTENSION\": the value is "
         "not expanded, the shell sees the environment); exit 75 defers, another non-zero status bounces."),
+    LIST("mailbox_command_maps", "",
+        "Tables of per-user mailbox commands, looked up by the local user's name: a command found is used as "
+        "mailbox_command is (which it overrides for that user); a table that fails defers the delivery."),
     STR("mailbox_transport", "",
         "Where local users' mail goes after aliases, instead of tern's own mailbox delivery: a next hop "
         "such as lmtp:unix:private/dovecot-lmtp (.forward files are then not read). Empty: tern delivers."),

@@ -20,53 +20,104 @@
 
 /* ---------- environment ---------- */
 
-static void env_add(char ***env, size_t *n, const char *name, const char *value, size_t len)
+void command_filter(char *s, const char *filter)
+{
+    for (char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (filter ? !strchr(filter, c) : c < 0x20 || c > 0x7e)
+            *p = '_';
+    }
+}
+
+static void env_append(char ***env, size_t *n, char *entry)
+{
+    *env = xrealloc(*env, (*n + 2) * sizeof **env);
+    (*env)[(*n)++] = entry;
+    (*env)[*n] = NULL;
+}
+
+static void env_add(char ***env, size_t *n, const char *filter, const char *name, const char *value, size_t len)
 {
     if (!value)
         return;
     char *v = xstrndup(value, len);
-    for (char *p = v; *p; p++)
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-            *p = '_';
-    *env = xrealloc(*env, (*n + 2) * sizeof **env);
-    (*env)[(*n)++] = xasprintf("%s=%s", name, v);
-    (*env)[*n] = NULL;
+    command_filter(v, filter);
+    env_append(env, n, xasprintf("%s=%s", name, v));
     free(v);
 }
 
-static void env_put(char ***env, size_t *n, const char *name, const char *value)
+/* Whether env already has a variable named like entry ("NAME=..."). */
+static int env_has(char **env, const char *entry)
+{
+    size_t len = strcspn(entry, "=");
+    for (char **p = env; *p; p++)
+        if (strncmp(*p, entry, len) == 0 && (*p)[len] == '=')
+            return 1;
+    return 0;
+}
+
+char **command_env_exported(char *const *items, size_t n)
+{
+    char **env = xcalloc(1, sizeof *env);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *item = xstrdup(items[i]);
+        char *s = item;
+        size_t len = strlen(s);
+        if (len >= 2 && s[0] == '{' && s[len - 1] == '}') {
+            s[len - 1] = '\0';
+            s = str_trim(s + 1);
+        }
+        char *eq = strchr(s, '=');
+        if (eq) {
+            *eq = '\0';
+            char *name = str_trim(s), *value = str_trim(eq + 1);
+            if (*name)
+                env_append(&env, &count, xasprintf("%s=%s", name, value));
+        } else if (*s && getenv(s)) {
+            env_append(&env, &count, xasprintf("%s=%s", s, getenv(s)));
+        }
+        free(item);
+    }
+    return env;
+}
+
+static void env_put(char ***env, size_t *n, const char *filter, const char *name, const char *value)
 {
     if (value)
-        env_add(env, n, name, value, strlen(value));
+        env_add(env, n, filter, name, value, strlen(value));
 }
 
 char **command_env_build(const struct command_env_fields *f)
 {
     char **env = xcalloc(1, sizeof *env);
     size_t n = 0;
-    env_put(&env, &n, "HOME", f->home);
-    env_put(&env, &n, "LOGNAME", f->logname);
-    env_put(&env, &n, "USER", f->logname);
-    env_put(&env, &n, "SHELL", f->shell);
-    env_put(&env, &n, "SENDER", f->sender);
-    env_put(&env, &n, "RECIPIENT", f->recipient);
+    env_put(&env, &n, f->filter, "HOME", f->home);
+    env_put(&env, &n, f->filter, "LOGNAME", f->logname);
+    env_put(&env, &n, f->filter, "USER", f->logname);
+    env_put(&env, &n, f->filter, "SHELL", f->shell);
+    env_put(&env, &n, f->filter, "SENDER", f->sender);
+    env_put(&env, &n, f->filter, "RECIPIENT", f->recipient);
     if (f->recipient) {
         const char *at = strrchr(f->recipient, '@');
         size_t local_len = at ? (size_t)(at - f->recipient) : strlen(f->recipient);
-        env_add(&env, &n, "LOCAL", f->recipient, local_len);
+        env_add(&env, &n, f->filter, "LOCAL", f->recipient, local_len);
         if (at)
-            env_put(&env, &n, "DOMAIN", at + 1);
+            env_put(&env, &n, f->filter, "DOMAIN", at + 1);
         /* the extension: after the first delimiter character in the local part */
         const char *delims = f->recipient_delimiter ? f->recipient_delimiter : "";
         for (size_t i = 0; *delims && i < local_len; i++) {
             if (strchr(delims, f->recipient[i])) {
-                env_add(&env, &n, "EXTENSION", f->recipient + i + 1, local_len - i - 1);
+                env_add(&env, &n, f->filter, "EXTENSION", f->recipient + i + 1, local_len - i - 1);
                 break;
             }
         }
     }
-    env_put(&env, &n, "ORIGINAL_RECIPIENT", f->original_recipient);
-    env_put(&env, &n, "PATH", "/usr/bin:/bin");
+    env_put(&env, &n, f->filter, "ORIGINAL_RECIPIENT", f->original_recipient);
+    env_append(&env, &n, xstrdup("PATH=/usr/bin:/bin"));
+    for (char *const *e = f->exported; e && *e; e++)
+        if (!env_has(env, *e))
+            env_append(&env, &n, xstrdup(*e));
     return env;
 }
 
@@ -162,6 +213,7 @@ struct running {
     char output[COMMAND_OUTPUT_MAX + 1];
     size_t output_len;
     int timed_out;
+    int stopped;              /* killed at the end of command_drain's grace */
     command_done_fn *done;
     void *arg;
 };
@@ -170,7 +222,20 @@ static struct {
     struct event_base *base;
     struct event *sigchld;
     struct running *list;
+    struct event *drain_timer;     /* command_drain: the grace period */
+    command_drained_fn *drained;   /* NULL once called */
+    void *drained_arg;
 } cm;
+
+static void drain_over(void)
+{
+    command_drained_fn *fn = cm.drained;
+    cm.drained = NULL;
+    if (cm.drain_timer)
+        event_del(cm.drain_timer);
+    if (fn)
+        fn(cm.drained_arg);
+}
 
 static void running_free(struct running *r)
 {
@@ -232,7 +297,11 @@ static void finish(struct running *r, int wstatus)
     drain(r);
     struct deliver_error err;
     memset(&err, 0, sizeof err);
-    int rc = command_result(wstatus, r->timed_out, r->output, &err);
+    int rc = -1;
+    if (r->stopped)
+        deliver_error_set(&err, 1, "4.3.0", "command killed: the local delivery agent is stopping");
+    else
+        rc = command_result(wstatus, r->timed_out, r->output, &err);
     if (rc != 0 && r->output_len)
         log_info("command output: %.*s", (int)r->output_len, r->output);
     r->done(r->arg, rc == 0 ? NULL : &err);
@@ -258,6 +327,54 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
             }
         }
     }
+    if (cm.drained && !cm.list)
+        drain_over();
+}
+
+/* The grace is over: what still runs is killed, and its end, reported as
+ * deferred through the usual path, ends the drain; should a command not
+ * die within a second (stuck in the kernel), the drain ends anyway. */
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    if (!cm.list || cm.list->stopped) {
+        drain_over();
+        return;
+    }
+    unsigned n = command_running();
+    log_warn("%u delivery command%s still running after the grace period; killing %s", n, n == 1 ? "" : "s",
+             n == 1 ? "it" : "them");
+    for (struct running *r = cm.list; r; r = r->next) {
+        r->stopped = 1;
+        kill(-r->pid, SIGKILL);
+        kill(r->pid, SIGKILL);
+    }
+    struct timeval tv = {1, 0};
+    evtimer_add(cm.drain_timer, &tv);
+}
+
+unsigned command_running(void)
+{
+    unsigned n = 0;
+    for (struct running *r = cm.list; r; r = r->next)
+        n++;
+    return n;
+}
+
+void command_drain(unsigned grace, command_drained_fn *drained, void *arg)
+{
+    cm.drained = drained;
+    cm.drained_arg = arg;
+    if (!cm.list) {
+        drain_over();
+        return;
+    }
+    if (!cm.drain_timer)
+        cm.drain_timer = evtimer_new(cm.base, on_drain_timeout, NULL);
+    struct timeval tv = {(time_t)grace, 0};
+    evtimer_add(cm.drain_timer, &tv);
 }
 
 void command_init(struct event_base *base)
@@ -276,10 +393,17 @@ void command_shutdown(void)
         kill(-r->pid, SIGKILL);
         kill(r->pid, SIGKILL);
         waitpid(r->pid, NULL, 0);
+        /* the caller's context is freed by its callback; the reply has
+         * nobody to go to by now */
+        struct deliver_error err;
+        deliver_error_set(&err, 1, "4.3.0", "command killed: the local delivery agent is stopping");
+        r->done(r->arg, &err);
         running_free(r);
     }
     if (cm.sigchld)
         event_free(cm.sigchld);
+    if (cm.drain_timer)
+        event_free(cm.drain_timer);
     memset(&cm, 0, sizeof cm);
 }
 
@@ -302,6 +426,13 @@ static void run_child(const struct command_request *req, int out_w)
         if ((req->user ? initgroups(req->user, req->gid) : setgroups(1, &req->gid)) != 0 ||
             setgid(req->gid) != 0 || setuid(req->uid) != 0 || getuid() == 0 || geteuid() == 0)
             _exit(EX_OSERR);
+    }
+    if (req->cwd_required && (!req->cwd || chdir(req->cwd) != 0)) {
+        /* what the bounce or the log says (the output goes to the agent) */
+        static const char msg[] = "cannot change to command_execution_directory\n";
+        ssize_t ignored = write(1, msg, sizeof msg - 1);
+        (void)ignored;
+        _exit(EX_TEMPFAIL);
     }
     if (!req->cwd || chdir(req->cwd) != 0)
         if (chdir("/") != 0)

@@ -30,21 +30,37 @@ struct event_base;
 #define COMMAND_OUTPUT_MAX 1024
 
 /* What the environment says about one delivery (Postfix's names). NULL
- * fields are left out; values are cut to printable ASCII. */
+ * fields are left out. */
 struct command_env_fields {
     const char *home, *logname, *shell;  /* the user the command runs as */
     const char *sender;                  /* "" for <> */
     const char *recipient;               /* the recipient being delivered */
     const char *original_recipient;
     const char *recipient_delimiter;     /* to split LOCAL's EXTENSION off; "" for none */
+    /* command_expansion_filter: the bytes a value keeps; others become '_'
+     * (the shell a command line goes through must not meet a ';' or '`'
+     * from a stranger's address). NULL: printable ASCII. */
+    const char *filter;
+    char *const *exported;               /* export_environment's "NAME=value" (may be NULL) */
 };
 
 /* HOME, LOGNAME, USER, SHELL, SENDER, RECIPIENT, LOCAL, DOMAIN, EXTENSION,
  * ORIGINAL_RECIPIENT and PATH=/usr/bin:/bin, as "NAME=value" strings in a
- * NULL-terminated heap array (free with command_env_free). A byte outside
- * printable ASCII in a value becomes '_'. */
+ * NULL-terminated heap array (free with command_env_free), their values
+ * passed through f->filter; then the exported variables, as they are,
+ * except one of the names above (the delivery's own value wins). */
 char **command_env_build(const struct command_env_fields *f);
 void command_env_free(char **env);
+
+/* export_environment (n items): a NAME passes the variable of that name
+ * from the agent's own environment when it is set; NAME=value (also in
+ * braces, "{ NAME = value }") sets it. The "NAME=value" strings, as
+ * command_env_build takes them (free with command_env_free). */
+char **command_env_exported(char *const *items, size_t n);
+
+/* A byte of s not in filter (or, with filter NULL, outside printable
+ * ASCII) becomes '_', in place: command_expansion_filter's rule. */
+void command_filter(char *s, const char *filter);
 
 /* What a finished command means: 0 delivered, -1 with err filled (deferred
  * or bounced). wstatus as waitpid gives it; timed_out when the agent killed
@@ -58,6 +74,7 @@ struct command_request {
     gid_t gid;
     const char *user;         /* for initgroups; NULL: gid only */
     const char *cwd;          /* tried first (the user's home); "/" otherwise */
+    int cwd_required;         /* command_execution_directory: no other; failing, the delivery defers */
     int stdin_fd;             /* the message, read from its start; the caller keeps its own */
     unsigned time_limit;      /* seconds */
 };
@@ -67,9 +84,24 @@ typedef void command_done_fn(void *arg, const struct deliver_error *err);
 
 /* Sets up the SIGCHLD event on base; once per process. */
 void command_init(struct event_base *base);
-/* Kills what still runs (SIGKILL to its process group) and forgets it
- * without calling back: the agent is stopping, the queue will retry. */
+/* Kills what still runs (SIGKILL to its process group) and calls back
+ * with a temporary error (the agent is stopping: the queue will retry; its
+ * channel may be gone already, the callback frees its context). */
 void command_shutdown(void);
+
+/* How many commands run now. */
+unsigned command_running(void);
+
+/* The agent is asked to stop while commands run: killing one half way
+ * (a procmail writing a mailbox, a list manager sending) leaves its work
+ * half done and makes the queue run it again, so they may finish, as
+ * Postfix lets them, but only for grace seconds. drained(arg) is called
+ * once, from the event loop, when the last one has ended (its result
+ * reported as usual), or when grace runs out and what is left has been
+ * killed (each reported deferred, "command killed: the local delivery
+ * agent is stopping"). */
+typedef void command_drained_fn(void *arg);
+void command_drain(unsigned grace, command_drained_fn *drained, void *arg);
 
 /* Starts a command. 0: done will be called later. -1: nothing started,
  * err filled (the identity is root, fork failed, ...). */

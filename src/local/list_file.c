@@ -175,7 +175,17 @@ static int is_var_char(int c)
     return str_is_alnum((unsigned char)c) || c == '_';
 }
 
-char *forward_path_expand(const char *entry, const struct forward_vars *v)
+/* A value into out: with filter, a byte not in it becomes '_'. */
+static void put_value(struct strbuf *out, const char *value, const char *filter)
+{
+    for (const char *p = value; *p; p++)
+        strbuf_putc(out, !filter || strchr(filter, *p) ? *p : '_');
+}
+
+/* forward_path_expand's syntax. undefined_empty: an undefined attribute
+ * expands to nothing (command_execution_directory) instead of skipping
+ * the entry (forward_path); an empty result is then an answer too. */
+static char *expand(const char *entry, const struct forward_vars *v, const char *filter, int undefined_empty)
 {
     struct strbuf out = STRBUF_INIT;
     const char *s = entry;
@@ -203,9 +213,10 @@ char *forward_path_expand(const char *entry, const struct forward_vars *v)
         if (!len || !known)
             goto skip;
         if (!close) {
-            if (!value)
+            if (!value && !undefined_empty)
                 goto skip;
-            strbuf_puts(&out, value);
+            if (value)
+                put_value(&out, value, filter);
             continue;
         }
         char op = *s;
@@ -227,15 +238,25 @@ char *forward_path_expand(const char *entry, const struct forward_vars *v)
             if (!value)
                 strbuf_append(&out, text, text_len);
         } else if (value) {
-            strbuf_puts(&out, value);
-        } else {
+            put_value(&out, value, filter);
+        } else if (!undefined_empty) {
             goto skip;
         }
     }
-    if (!out.len)
+    if (!out.len && !undefined_empty)
         goto skip;
     return strbuf_detach(&out);
 skip:
     strbuf_free(&out);
     return NULL;
+}
+
+char *forward_path_expand(const char *entry, const struct forward_vars *v)
+{
+    return expand(entry, v, NULL, 0);
+}
+
+char *command_dir_expand(const char *entry, const struct forward_vars *v, const char *filter)
+{
+    return expand(entry, v, filter, 1);
 }

@@ -1,5 +1,6 @@
 /* list_file: reads a user's .forward or an alias's :include: file for the
- * local delivery agent, and refuses the ones nobody should trust.
+ * local delivery agent, and refuses the ones nobody should trust; and
+ * expands forward_path and command_execution_directory.
  *
  * The caller sets the file-system identity first (setfsuid/setfsgid: the
  * user for a .forward, the alias's rights for an :include:), so the file
@@ -53,6 +54,12 @@ struct forward_vars {
  * reference to an undefined attribute ("$home/.forward${extension}" for a
  * recipient without an extension), an unknown name, or bad syntax. */
 char *forward_path_expand(const char *entry, const struct forward_vars *v);
+
+/* command_execution_directory's expansion: the same syntax and names, but
+ * an undefined attribute expands to nothing, and a value's bytes that are
+ * not in filter (command_expansion_filter; NULL: all kept) become '_'.
+ * NULL for an unknown name or bad syntax (the delivery defers). */
+char *command_dir_expand(const char *entry, const struct forward_vars *v, const char *filter);
 
 /* Reads and parses path with the caller's current file-system identity.
  * 1: no such file (a .forward is optional); 0: *targets filled, *owner its

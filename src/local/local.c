@@ -35,6 +35,7 @@
 #include "daemon/runtime.h"
 #include "local/command.h"
 #include "local/deliver.h"
+#include "local/delivered_to.h"
 #include "local/local_tables.h"
 #include "local/local_targets.h"
 #include "local/maildir.h"
@@ -46,6 +47,10 @@
 #include "util/mem.h"
 
 #define LOCAL_MAX_BATCH 256
+/* How long delivery commands may go on after SIGTERM (at most
+ * command_time_limit): below the queue's own wait for their results (10 s)
+ * and the master's SIGKILL (15 s). */
+#define LOCAL_STOP_GRACE 8
 
 struct pending {
     struct pending *next;
@@ -90,6 +95,7 @@ static struct {
     uint32_t barrier_seq;
     struct local_targets *targets;
     uintptr_t client_serial;
+    int stopping;   /* waiting for delivery commands to end: nothing new starts */
 } lc;
 
 /* ---------- identity ---------- */
@@ -420,6 +426,10 @@ static void deliver_listed_target(struct ipc_chan *ch, const struct ipc_msg *m)
 
 static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
 {
+    if (lc.stopping) {   /* also a request held for a table's answer */
+        send_reply(ch, m->reqid, "deferred", "4.3.0", "local delivery agent is stopping");
+        return;
+    }
     const char *id = ipc_msg_get(m, "id");
     const char *path = ipc_msg_get(m, "path");
     const char *sender = ipc_msg_get(m, "sender");
@@ -505,6 +515,14 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .sender = sender,
         .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
     };
+    /* a message that was here before bounces, as with Postfix (delivered_to.h) */
+    if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err) != 0) {
+        reply_error(ch, m->reqid, &err);
+        close(qfd);
+        free(prepend);
+        resolver_mailbox_free(&mb);
+        return;
+    }
     struct local_target_request req = {
         .ctx = (void *)client_serial_of(ch),
         .reqid = m->reqid,
@@ -672,12 +690,27 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
     lc.clients = c;
 }
 
+static void stop_now(void *arg)
+{
+    (void)arg;
+    event_base_loopexit(lc.base, NULL);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     (void)arg;
     if (sig == SIGUSR1) {
         log_reopen();
+        return;
+    }
+    unsigned running = command_running();
+    if (sig == SIGTERM && running && !lc.stopping) {
+        unsigned limit = (unsigned)conf_time(lc.rt->conf, "command_time_limit");
+        unsigned grace = limit < LOCAL_STOP_GRACE ? limit : LOCAL_STOP_GRACE;
+        log_info("stopping: waiting up to %us for %u delivery command%s", grace, running, running == 1 ? "" : "s");
+        lc.stopping = 1;
+        command_drain(grace, stop_now, NULL);
         return;
     }
     event_base_loopexit(lc.base, NULL);
@@ -702,6 +735,7 @@ int local_main(struct runtime *rt)
     if (!lc.resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
     lc.targets = local_targets_new(rt->conf, lc.resolver, rt->owner_uid);
+    local_tables_watch_command_maps(local_targets_command_maps(lc.targets));
     command_init(lc.base);
     lc.spool_dir = xstrdup(conf_str(rt->conf, "mail_spool_directory"));
     size_t sl = strlen(lc.spool_dir);

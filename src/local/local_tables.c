@@ -20,6 +20,7 @@ struct table_wait {
 };
 
 static struct {
+    struct map_list *command_maps;   /* mailbox_command_maps, asked by user name */
     struct table_wait *waits;
     local_tables_run_fn *run;
     local_tables_alive_fn *alive;
@@ -46,6 +47,13 @@ static int hold(struct resolver *r, struct ipc_chan *ch, const struct ipc_msg *m
         (void)map_list_lookup(resolver_aliases(r), name, &value);
         free(value);
         free(name);
+    }
+    /* a local user's mailbox_command_maps entry */
+    const char *user = ipc_msg_get(m, "user");
+    if (lt.command_maps && user && !alias && !ipc_msg_get(m, "forward_of")) {
+        char *value = NULL;
+        (void)map_list_lookup(lt.command_maps, user, &value);
+        free(value);
     }
     if (map_pending_count() == before)
         return 0;
@@ -82,6 +90,11 @@ void local_tables_init(struct event_base *base, local_tables_run_fn *run, local_
     lt.alive = alive;
     map_set_event_base(base);
     map_set_answer_hook(answered, NULL);
+}
+
+void local_tables_watch_command_maps(struct map_list *maps)
+{
+    lt.command_maps = maps;
 }
 
 int local_tables_hold(struct resolver *r, struct ipc_chan *ch, const struct ipc_msg *m)

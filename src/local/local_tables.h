@@ -1,7 +1,8 @@
 /* local_tables: the local agent's requests that wait for asynchronous
  * tables (pgsql: virtual mailbox maps, map_async.h). Before a DELIVER is
  * carried out, a dry run of its first lookups (the address class, a
- * virtual mailbox, the alias a command or file target comes from) starts
+ * virtual mailbox, the alias a command or file target comes from, a local
+ * user's mailbox_command_maps entry) starts
  * their queries; when an answer was missing the
  * request is held (a copy) and run again from the map layer's answer hook,
  * so the agent's loop never waits for a database. After
@@ -25,6 +26,9 @@ typedef int local_tables_alive_fn(struct ipc_chan *ch);
  * says whether its channel still stands. Before the resolver's tables are
  * opened. */
 void local_tables_init(struct event_base *base, local_tables_run_fn *run, local_tables_alive_fn *alive);
+struct map_list;
+/* mailbox_command_maps (NULL: none), asked in the dry run too. */
+void local_tables_watch_command_maps(struct map_list *maps);
 /* 1 when m waits (held); 0: carry it out now. */
 int local_tables_hold(struct resolver *r, struct ipc_chan *ch, const struct ipc_msg *m);
 /* ch is closing: its held requests go. */

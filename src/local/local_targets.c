@@ -13,7 +13,9 @@
 
 #include "conf/conf.h"
 #include "local/command.h"
+#include "local/delivered_to.h"
 #include "local/list_file.h"
+#include "local/rights.h"
 #include "local/maildir.h"
 #include "local/mbox.h"
 #include "maps/alias.h"
@@ -29,40 +31,19 @@ enum target_source { SOURCE_ALIAS, SOURCE_FORWARD, SOURCE_INCLUDE };
 
 struct local_targets {
     struct resolver *resolver;
-    int is_root;
-    uid_t mail_owner;
+    struct rights_policy policy;
     char *default_privs;
     char *mailbox_command;
+    struct map_list *mailbox_command_maps;   /* NULL when unset */
     char *recipient_delimiter;
+    char *expansion_filter;   /* command_expansion_filter */
+    char *exec_directory;     /* command_execution_directory, unexpanded; "" for the home */
+    char **export_env;        /* export_environment, "NAME=value", NULL-terminated */
     unsigned time_limit;
     struct conf_list forward_path;
     unsigned commands_from;  /* bits of 1 << enum target_source */
     unsigned files_from;
 };
-
-/* Who a command runs as, or a file is written as. */
-struct rights {
-    uid_t uid;
-    gid_t gid;
-    char *user, *home, *shell;
-};
-
-static void rights_free(struct rights *r)
-{
-    free(r->user);
-    free(r->home);
-    free(r->shell);
-    memset(r, 0, sizeof *r);
-}
-
-static void rights_from_passwd(struct rights *r, const struct passwd *pw)
-{
-    r->uid = pw->pw_uid;
-    r->gid = pw->pw_gid;
-    r->user = xstrdup(pw->pw_name);
-    r->home = xstrdup(pw->pw_dir);
-    r->shell = xstrdup(pw->pw_shell);
-}
 
 static unsigned sources_of(const char *param, struct conf_list l)
 {
@@ -85,16 +66,34 @@ struct local_targets *local_targets_new(struct conf *c, struct resolver *resolve
 {
     struct local_targets *lt = xcalloc(1, sizeof *lt);
     lt->resolver = resolver;
-    lt->is_root = geteuid() == 0;
-    lt->mail_owner = mail_owner;
     lt->default_privs = xstrdup(conf_str(c, "default_privs"));
+    lt->policy.is_root = geteuid() == 0;
+    lt->policy.mail_owner = mail_owner;
+    lt->policy.default_privs = lt->default_privs;
     lt->mailbox_command = xstrdup(conf_str(c, "mailbox_command"));
+    const char *cmd_maps = conf_str(c, "mailbox_command_maps");
+    if (*cmd_maps) {
+        char *err = NULL;
+        lt->mailbox_command_maps = map_list_open(cmd_maps, 0, &err);
+        if (!lt->mailbox_command_maps)
+            log_fatal("mailbox_command_maps: %s", err ? err : "cannot open");
+    }
     lt->recipient_delimiter = xstrdup(conf_str(c, "recipient_delimiter"));
+    lt->expansion_filter = xstrdup(conf_str(c, "command_expansion_filter"));
+    lt->exec_directory = xstrdup(conf_str(c, "command_execution_directory"));
+    struct conf_list exported = conf_list(c, "export_environment");
+    lt->export_env = command_env_exported(exported.items, exported.n);
+    conf_list_free(&exported);
     lt->time_limit = (unsigned)conf_time(c, "command_time_limit");
     lt->forward_path = conf_list(c, "forward_path");
     lt->commands_from = sources_of("allow_mail_to_commands", conf_list(c, "allow_mail_to_commands"));
     lt->files_from = sources_of("allow_mail_to_files", conf_list(c, "allow_mail_to_files"));
     return lt;
+}
+
+struct map_list *local_targets_command_maps(struct local_targets *lt)
+{
+    return lt->mailbox_command_maps;
 }
 
 void local_targets_free(struct local_targets *lt)
@@ -103,65 +102,14 @@ void local_targets_free(struct local_targets *lt)
         return;
     free(lt->default_privs);
     free(lt->mailbox_command);
+    if (lt->mailbox_command_maps)
+        map_list_close(lt->mailbox_command_maps);
     free(lt->recipient_delimiter);
+    free(lt->expansion_filter);
+    free(lt->exec_directory);
+    command_env_free(lt->export_env);
     conf_list_free(&lt->forward_path);
     free(lt);
-}
-
-/* ---------- whose rights ---------- */
-
-/* default_privs: never root, never the mail owner (whose processes parse
- * what strangers send). 0, or -1 with err filled. */
-static int default_rights(struct local_targets *lt, struct rights *out, struct deliver_error *err)
-{
-    errno = 0;
-    struct passwd *pw = getpwnam(lt->default_privs);
-    if (!pw) {
-        deliver_error_set(err, 1, "4.3.5", "default_privs: no user %s", lt->default_privs);
-        return -1;
-    }
-    if (pw->pw_uid == 0 || (lt->is_root && pw->pw_uid == lt->mail_owner)) {
-        deliver_error_set(err, 1, "4.3.5", "default_privs: %s is a privileged user", lt->default_privs);
-        return -1;
-    }
-    rights_from_passwd(out, pw);
-    return 0;
-}
-
-/* Started by an ordinary user, tern can be no one else. */
-static void self_rights(struct rights *out)
-{
-    struct passwd *pw = getpwuid(geteuid());
-    if (pw) {
-        rights_from_passwd(out, pw);
-        return;
-    }
-    out->uid = geteuid();
-    out->gid = getegid();
-    out->user = xasprintf("%u", (unsigned)out->uid);
-    out->home = xstrdup("/");
-    out->shell = xstrdup("/bin/sh");
-}
-
-/* The rights of a file's owner: default_privs for root (a table root keeps
- * is no reason to run its commands as root). */
-static int owner_rights(struct local_targets *lt, uid_t owner, struct rights *out, struct deliver_error *err)
-{
-    if (!lt->is_root) {
-        self_rights(out);
-        return 0;
-    }
-    if (owner == 0)
-        return default_rights(lt, out, err);
-    errno = 0;
-    struct passwd *pw = getpwuid(owner);
-    if (!pw) {
-        deliver_error_set(err, 1, "4.3.0", "the owner of the alias table (uid %u) has no passwd entry",
-                          (unsigned)owner);
-        return -1;
-    }
-    rights_from_passwd(out, pw);
-    return 0;
 }
 
 /* ---------- is the target really the alias's? ---------- */
@@ -224,13 +172,51 @@ static int alias_lists_target(struct local_targets *lt, const char *alias, const
     return rc;
 }
 
+/* What forward_path and command_execution_directory may name, for user
+ * (with r's home and shell) and address. */
+struct address_vars {
+    struct forward_vars v;
+    char *local;
+    char delimiter[2];
+};
+
+static void address_vars_init(struct local_targets *lt, struct address_vars *av, const struct rights *r,
+                              const char *user, const char *address)
+{
+    memset(av, 0, sizeof *av);
+    av->local = xstrdup(address ? address : "");
+    char *at = strrchr(av->local, '@');
+    if (at) {
+        *at = '\0';
+        av->v.domain = at + 1;
+    }
+    for (const char *p = av->local; *p && *lt->recipient_delimiter; p++) {
+        if (strchr(lt->recipient_delimiter, *p)) {
+            av->delimiter[0] = *p;
+            av->v.extension = p + 1;
+            break;
+        }
+    }
+    av->v.user = user;
+    av->v.home = r->home;
+    av->v.shell = r->shell;
+    av->v.recipient = address;
+    av->v.local = av->local;
+    av->v.recipient_delimiter = av->delimiter;
+}
+
+static void address_vars_free(struct address_vars *av)
+{
+    free(av->local);
+}
+
 /* ---------- delivering ---------- */
 
 /* The file-system identity for a file delivery: the kernel then checks
  * permissions and owns new files as for that user. */
 static void become(struct local_targets *lt, const struct rights *r)
 {
-    if (!lt->is_root)
+    if (!lt->policy.is_root)
         return;
     setfsgid(r->gid);
     setfsuid(r->uid);
@@ -238,7 +224,7 @@ static void become(struct local_targets *lt, const struct rights *r)
 
 static void become_root_again(struct local_targets *lt)
 {
-    if (!lt->is_root)
+    if (!lt->policy.is_root)
         return;
     setfsuid(0);
     setfsgid(0);
@@ -338,8 +324,23 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
 {
     struct deliver_error err;
     memset(&err, 0, sizeof err);
+    /* command_execution_directory, expanded for this delivery: the
+     * values through command_expansion_filter, as the environment's */
+    char *dir = NULL;
+    if (*lt->exec_directory) {
+        struct address_vars av;
+        address_vars_init(lt, &av, r, r->user, req->recipient);
+        dir = command_dir_expand(lt->exec_directory, &av.v, lt->expansion_filter);
+        address_vars_free(&av);
+        if (!dir) {
+            deliver_error_set(&err, 1, "4.3.5", "command_execution_directory: bad expansion");
+            reply(req->ctx, req->reqid, &err, NULL);
+            return;
+        }
+    }
     int fd = message_fd(req, &err);
     if (fd < 0) {
+        free(dir);
         reply(req->ctx, req->reqid, &err, NULL);
         return;
     }
@@ -351,6 +352,8 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .recipient = req->recipient,
         .original_recipient = req->original_recipient,
         .recipient_delimiter = lt->recipient_delimiter,
+        .filter = lt->expansion_filter,
+        .exported = lt->export_env,
     };
     char **env = command_env_build(&f);
     struct command_request cr = {
@@ -358,8 +361,9 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .env = env,
         .uid = r->uid,
         .gid = r->gid,
-        .user = lt->is_root ? r->user : NULL,
-        .cwd = r->home,
+        .user = lt->policy.is_root ? r->user : NULL,
+        .cwd = dir ? dir : r->home,
+        .cwd_required = dir != NULL,
         .stdin_fd = fd,
         .time_limit = lt->time_limit,
     };
@@ -375,6 +379,7 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         reply(req->ctx, req->reqid, &err, NULL);
     }
     command_env_free(env);
+    free(dir);
     close(fd);
 }
 
@@ -406,27 +411,9 @@ static int list_has(const struct alias_result *targets, const char *target)
 static int find_forward(struct local_targets *lt, const struct rights *r, const char *user, const char *address,
                         struct alias_result *targets, char **path)
 {
-    char *local = xstrdup(address ? address : "");
-    char *at = strrchr(local, '@');
-    const char *domain = NULL;
-    if (at) {
-        *at = '\0';
-        domain = at + 1;
-    }
-    char delimiter[2] = "";
-    const char *extension = NULL;
-    for (const char *p = local; *p && *lt->recipient_delimiter; p++) {
-        if (strchr(lt->recipient_delimiter, *p)) {
-            delimiter[0] = *p;
-            extension = p + 1;
-            break;
-        }
-    }
-    struct forward_vars v = {
-        .user = user, .home = r->home, .shell = r->shell,
-        .recipient = address, .local = local, .domain = domain,
-        .extension = extension, .recipient_delimiter = delimiter,
-    };
+    struct address_vars av;
+    address_vars_init(lt, &av, r, user, address);
+    const struct forward_vars v = av.v;
     int rc = 1;
     for (size_t i = 0; i < lt->forward_path.n && rc == 1; i++) {
         char *candidate = forward_path_expand(lt->forward_path.items[i], &v);
@@ -444,7 +431,7 @@ static int find_forward(struct local_targets *lt, const struct rights *r, const 
             log_warn("ignoring the .forward of %s: %s", user, why);
         free(candidate);
     }
-    free(local);
+    address_vars_free(&av);
     return rc;
 }
 
@@ -458,14 +445,14 @@ static int forward_rights(struct local_targets *lt, const char *user, struct rig
         deliver_error_set(err, 1, "4.3.0", "cannot look up the user %s", user);
         return -1;
     }
-    if (!lt->is_root) {
-        self_rights(out);
+    if (!lt->policy.is_root) {
+        rights_self(out);
         free(out->home);
         out->home = xstrdup(pw->pw_dir);
         return 0;
     }
     if (pw->pw_uid == 0) {
-        if (default_rights(lt, out, err) != 0)
+        if (rights_default(&lt->policy, out, err) != 0)
             return -1;
         free(out->home);
         out->home = xstrdup(pw->pw_dir);   /* root's .forward is still in root's home */
@@ -475,17 +462,73 @@ static int forward_rights(struct local_targets *lt, const char *user, struct rig
     return 0;
 }
 
+/* The :include: files of an origin (o->include, one a line, the one the
+ * alias or .forward lists first), split into files[] (malloc'd copy in
+ * *buf). The count, or -1 with err: too many, an empty name, or a loop (a
+ * file that lists itself, directly or through others; target included). */
+static int include_chain(const struct local_target_origin *o, const char *target,
+                         const char *files[ALIAS_MAX_INCLUDE_DEPTH], char **buf, struct deliver_error *err)
+{
+    *buf = NULL;
+    if (!o->include)
+        return 0;
+    *buf = xstrdup(o->include);
+    int n = 0;
+    for (char *line = *buf, *next; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        if (n == ALIAS_MAX_INCLUDE_DEPTH) {
+            deliver_error_set(err, 0, "5.4.6", "too many nested :include: lists (at most %d)",
+                              ALIAS_MAX_INCLUDE_DEPTH);
+            return -1;
+        }
+        if (line[0] != '/') {
+            deliver_error_set(err, 0, "5.3.0", "not an :include: file: \"%s\"", line);
+            return -1;
+        }
+        files[n++] = line;
+    }
+    const char *inner = strncmp(target, ":include:", 9) == 0 ? target + 9 : NULL;
+    if (inner && n == ALIAS_MAX_INCLUDE_DEPTH) {
+        deliver_error_set(err, 0, "5.4.6", "too many nested :include: lists (at most %d)", ALIAS_MAX_INCLUDE_DEPTH);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        for (int k = i + 1; k <= n; k++) {
+            const char *other = k < n ? files[k] : inner;
+            if (other && strcmp(files[i], other) == 0) {
+                deliver_error_set(err, 0, "5.4.6", "mail forwarding loop: :include:%s lists itself%s", files[i],
+                                  k > i + 1 ? " through other :include: files" : "");
+                return -1;
+            }
+        }
+    }
+    return n;
+}
+
 /* Where a target came from and with whose rights it runs: the alias or
- * .forward that lists it (or lists the :include: file that does), checked
- * against our own tables and files. 0 with *r and *source, or -1 with err. */
+ * .forward that lists it (or lists the first of the :include: files that
+ * lead to it), checked against our own tables and files. Each :include:
+ * file is read with the rights of what lists it, under list_file.c's rules,
+ * and must list the next one (the last, the target); what it lists gets
+ * its owner's rights. 0 with *r and *source, or -1 with err. */
 static int origin_rights(struct local_targets *lt, const char *target, const struct local_target_origin *o,
                          struct rights *r, enum target_source *source, struct deliver_error *err)
 {
-    char *listed = o->include ? xasprintf(":include:%s", o->include) : xstrdup(target);
+    const char *files[ALIAS_MAX_INCLUDE_DEPTH];
+    char *buf;
+    int nfiles = include_chain(o, target, files, &buf, err);
+    if (nfiles < 0) {
+        free(buf);
+        return -1;
+    }
+    char *listed = nfiles ? xasprintf(":include:%s", files[0]) : xstrdup(target);
     int rc = -1;
     if (o->alias) {
         uid_t owner;
-        if (alias_lists_target(lt, o->alias, listed, &owner, err) == 0 && owner_rights(lt, owner, r, err) == 0)
+        if (alias_lists_target(lt, o->alias, listed, &owner, err) == 0 &&
+            rights_of_owner(&lt->policy, owner, r, err) == 0)
             rc = 0;
         *source = SOURCE_ALIAS;
     } else if (o->forward_user && forward_rights(lt, o->forward_user, r, err) == 0) {
@@ -506,28 +549,39 @@ static int origin_rights(struct local_targets *lt, const char *target, const str
         deliver_error_set(err, 0, "5.3.0", "no alias or .forward named for %s", target);
     }
     free(listed);
-    if (rc != 0 || !o->include)
-        return rc;
-    /* the :include: file, read with the rights of what lists it; what it
-     * lists runs as its owner */
-    struct alias_result inc;
-    uid_t owner;
-    char why[512];
-    int read = read_list(lt, LIST_INCLUDE, o->include, r, &inc, &owner, why, sizeof why);
-    rights_free(r);
-    if (read != 0) {
-        deliver_error_set(err, 1, "4.3.0", read == 1 ? "%s: no such :include: file" : "%s",
-                          read == 1 ? o->include : why);
-        return -1;
+    for (int i = 0; rc == 0 && i < nfiles; i++) {
+        /* the file, read with the rights of what lists it; what it lists
+         * gets its owner's */
+        struct alias_result inc;
+        uid_t owner;
+        char why[512];
+        int read = read_list(lt, LIST_INCLUDE, files[i], r, &inc, &owner, why, sizeof why);
+        rights_free(r);
+        rc = -1;
+        if (read != 0) {
+            deliver_error_set(err, 1, "4.3.0", read == 1 ? "%s: no such :include: file" : "%s",
+                              read == 1 ? files[i] : why);
+            break;
+        }
+        char *next = i + 1 < nfiles ? xasprintf(":include:%s", files[i + 1]) : xstrdup(target);
+        int has = list_has(&inc, next);
+        alias_result_free(&inc);
+        if (!has)
+            deliver_error_set(err, 0, "5.3.0", "%s does not list %s", files[i], next);
+        free(next);
+        if (has && rights_of_owner(&lt->policy, owner, r, err) == 0)
+            rc = 0;
+        *source = SOURCE_INCLUDE;
     }
-    int has = list_has(&inc, target);
-    alias_result_free(&inc);
-    if (!has) {
-        deliver_error_set(err, 0, "5.3.0", "%s does not list %s", o->include, target);
-        return -1;
-    }
-    *source = SOURCE_INCLUDE;
-    return owner_rights(lt, owner, r, err);
+    free(buf);
+    return rc;
+}
+
+/* The innermost :include: file of an origin, for the log. */
+static const char *innermost_include(const struct local_target_origin *o)
+{
+    const char *nl = o->include ? strrchr(o->include, '\n') : NULL;
+    return nl ? nl + 1 : o->include;
 }
 
 void local_targets_listed(struct local_targets *lt, const struct local_target_request *req, const char *target,
@@ -537,9 +591,8 @@ void local_targets_listed(struct local_targets *lt, const struct local_target_re
     memset(&err, 0, sizeof err);
     int is_command = target[0] == '|', is_file = target[0] == '/';
     int is_include = strncmp(target, ":include:", 9) == 0;
-    if ((!is_command && !is_file && !is_include) || (is_include && o->include)) {
-        deliver_error_set(&err, 0, "5.3.0", is_include ? "nested :include: lists are not supported"
-                                                       : "not a command, file or :include: target");
+    if (!is_command && !is_file && !is_include) {
+        deliver_error_set(&err, 0, "5.3.0", "not a command, file or :include: target");
         replies->reply(req->ctx, req->reqid, &err, NULL);
         return;
     }
@@ -572,7 +625,7 @@ void local_targets_listed(struct local_targets *lt, const struct local_target_re
     } else if (is_command) {
         char *what = source == SOURCE_ALIAS     ? xasprintf("command of alias %s", o->alias)
                      : source == SOURCE_FORWARD ? xasprintf("command of %s's .forward", o->forward_user)
-                                                : xasprintf("command of :include:%s", o->include);
+                                                : xasprintf("command of :include:%s", innermost_include(o));
         run_command(lt, req, target + 1, &r, what, replies->reply);
         free(what);
     } else {
@@ -611,17 +664,35 @@ int local_targets_forward(struct local_targets *lt, const struct local_target_re
 int local_targets_mailbox_command(struct local_targets *lt, const struct local_target_request *req,
                                   const char *user, uid_t uid, local_targets_reply_fn *reply)
 {
-    if (!*lt->mailbox_command)
-        return 0;
     struct deliver_error err;
     memset(&err, 0, sizeof err);
+    /* mailbox_command_maps first (the user's own command), as Postfix */
+    char *command = NULL;
+    int found = lt->mailbox_command_maps ? map_list_lookup(lt->mailbox_command_maps, user, &command) : 0;
+    if (found < 0) {
+        deliver_error_set(&err, 1, "4.3.0", "mailbox_command_maps lookup of %s failed; try again later", user);
+        reply(req->ctx, req->reqid, &err, NULL);
+        return 1;
+    }
+    if (found && !*command) {   /* an empty value names no command: mailbox_command applies */
+        free(command);
+        command = NULL;
+        found = 0;
+    }
+    const char *what = found ? "mailbox_command_maps" : "mailbox_command";
+    if (!found && *lt->mailbox_command)
+        command = xstrdup(lt->mailbox_command);
+    if (!command || !*command) {
+        free(command);
+        return 0;
+    }
     struct rights r;
     memset(&r, 0, sizeof r);
     int rc = 0;
-    if (!lt->is_root) {
-        self_rights(&r);
+    if (!lt->policy.is_root) {
+        rights_self(&r);
     } else if (uid == (uid_t)-1) {
-        rc = default_rights(lt, &r, &err);
+        rc = rights_default(&lt->policy, &r, &err);
     } else {
         errno = 0;
         struct passwd *pw = getpwuid(uid);
@@ -629,17 +700,17 @@ int local_targets_mailbox_command(struct local_targets *lt, const struct local_t
             rights_from_passwd(&r, pw);
         } else {
             /* root's mail: Postfix runs it as default_privs too */
-            rc = pw ? default_rights(lt, &r, &err) : -1;
+            rc = pw ? rights_default(&lt->policy, &r, &err) : -1;
             if (!pw)
                 deliver_error_set(&err, 1, "4.3.0", "cannot look up the user %s", user);
         }
     }
-    if (rc != 0) {
+    if (rc == 0)
+        run_command(lt, req, command, &r, what, reply);
+    else
         reply(req->ctx, req->reqid, &err, NULL);
-        return 1;
-    }
-    run_command(lt, req, lt->mailbox_command, &r, "mailbox_command", reply);
     rights_free(&r);
+    free(command);
     return 1;
 }
 
@@ -677,7 +748,12 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
         .prepend = ipc_msg_get(m, "prepend"),
         .in = &in,
     };
-    local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    if (delivered_to_loop(&in, req.prepend, recipient, &err) != 0)
+        replies->reply(ctx, m->reqid, &err, NULL);   /* a loop, or the queue file unreadable */
+    else
+        local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);
     free(recipient);
 }
 

@@ -17,7 +17,13 @@
  *     list it; the rights are the user's (default_privs for root's);
  *   - an :include: file is read with the rights of what lists it and must
  *     list the target; the target then gets the rights of the file's
- *     owner (default_privs for root). Nested :include: files bounce.
+ *     owner (default_privs for root). An :include: file may list another
+ *     (a list of lists): each file of the chain is read and checked the
+ *     same way, with the rights of the one above it, and must list the
+ *     next; at most ALIAS_MAX_INCLUDE_DEPTH files deep, and a file that
+ *     lists itself, directly or through others, bounces 5.4.6 as a loop
+ *     (the queue records such a target instead of dropping it as a
+ *     duplicate, so the loop is reported rather than silently cut).
  * None of them is ever root: a default_privs that is root or mail_owner,
  * and an owner without a passwd entry, defer the delivery with the reason.
  * So a compromised queue can make root run no command, and write no file,
@@ -41,10 +47,21 @@
  * the "From " line, Return-Path and Delivered-To (the address delivered)
  * above the message; files their mailbox's own.
  *
- * mailbox_command, when set, replaces the mailbox delivery of a local user
- * (not of a virtual mailbox): it runs as that user, in the home directory.
- * A development mailbox (local_mailbox_base) has no user of its own; there
- * it runs as tern's own user, or as default_privs when that is root. */
+ * Postfix's parameters for commands apply: command_expansion_filter
+ * (the bytes the delivery's values in the environment and in
+ * command_execution_directory keep; others become '_', so an address
+ * cannot smuggle shell syntax into a command line that uses $RECIPIENT),
+ * export_environment (what of the agent's own environment a command sees),
+ * command_execution_directory (the working directory, with $user, $home,
+ * $recipient ... expanded; one that cannot be entered defers the
+ * delivery; empty: the home directory, or "/").
+ *
+ * mailbox_command, or the user's entry in mailbox_command_maps (looked up
+ * by user name, first), when set, replaces the mailbox delivery of a local
+ * user (not of a virtual mailbox): it runs as that user, in the home
+ * directory. A development mailbox (local_mailbox_base) has no user of its
+ * own; there it runs as tern's own user, or as default_privs when that is
+ * root. */
 #ifndef TERN_LOCAL_LOCAL_TARGETS_H
 #define TERN_LOCAL_LOCAL_TARGETS_H
 
@@ -94,7 +111,7 @@ struct local_target_origin {
     const char *alias;
     const char *forward_user;
     const char *forward_address;    /* the user's address (forward_path's $extension ...) */
-    const char *include;
+    const char *include;            /* the :include: files, one a line, the listed one first */
 };
 
 /* A `|command`, `/file` or `:include:/file` target (as recorded: target)
@@ -112,6 +129,10 @@ void local_targets_listed(struct local_targets *lt, const struct local_target_re
 int local_targets_forward(struct local_targets *lt, const struct local_target_request *req, const char *user,
                           const struct local_targets_replies *replies);
 
+struct map_list;
+/* mailbox_command_maps as opened (NULL when unset), for local_tables' dry run. */
+struct map_list *local_targets_command_maps(struct local_targets *lt);
+
 struct ipc_msg;
 /* A DELIVER request (m) for a listed target: its origin (alias, forward_of,
  * include), the address delivered (alias_rcpt) and the message (qfd, open
@@ -123,9 +144,10 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
 void local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
                                 const char *text);
 
-/* mailbox_command for a local user; 0 when it is not set (the caller
- * delivers to the mailbox), 1 when the request is taken (replied to through
- * reply). uid (uid_t)-1: the development layout, no user of its own. */
+/* mailbox_command_maps' or mailbox_command's command for a local user; 0
+ * when neither names one (the caller delivers to the mailbox), 1 when the
+ * request is taken (replied to through reply; a table that fails defers).
+ * uid (uid_t)-1: the development layout, no user of its own. */
 int local_targets_mailbox_command(struct local_targets *lt, const struct local_target_request *req,
                                   const char *user, uid_t uid, local_targets_reply_fn *reply);
 

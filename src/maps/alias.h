@@ -42,6 +42,12 @@
 #include "maps/map.h"
 
 #define ALIAS_MAX_DEPTH 100
+/* :include: files nested in one another (a list of lists), counted from
+ * the one an alias or .forward names. Real hierarchies of lists stay a few
+ * levels deep; every level costs the local agent one more file to read and
+ * check, as the right user, for each target below it, so the bound also
+ * bounds what one delivery makes it read. Deeper nesting bounces (5.4.6). */
+#define ALIAS_MAX_INCLUDE_DEPTH 10
 #define ALIAS_MAX_TARGETS 1000
 /* Bounds the work of one expansion whatever the tables hold. */
 #define ALIAS_MAX_EXPANSIONS 1000

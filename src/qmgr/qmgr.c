@@ -399,7 +399,7 @@ static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    if (qmgr_relay_active() == 0 || clock_now_us() - qm.stop_started >= STOP_DRAIN_US)
+    if ((qmgr_relay_active() == 0 && qmgr_local_active() == 0) || clock_now_us() - qm.stop_started >= STOP_DRAIN_US)
         event_base_loopexit(qm.base, NULL);
 }
 
@@ -418,6 +418,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
      * after 15): cut off after the final dot, a message is delivered
      * again after the restart. */
     qmgr_relay_quiesce();
+    /* ... and local deliveries in flight (a command the local agent lets
+     * finish, LOCAL_STOP_GRACE) their results recorded */
+    qmgr_local_quiesce();
     qm.stop_started = clock_now_us();
     qm.stop_timer = event_new(qm.base, -1, EV_PERSIST, on_stop_tick, NULL);
     struct timeval tv = {0, 50000};

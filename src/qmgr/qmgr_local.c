@@ -22,6 +22,7 @@
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
+#include "util/strbuf.h"
 
 /* One request to the local agent, waiting for its reply (or, after
  * "sent-unsynced", for the sync that makes the mailbox entry durable). */
@@ -50,6 +51,7 @@ static struct {
     unsigned gen;               /* counts connections to local, to drop stale replies */
     struct delivery *deliveries;
     unsigned inflight, max_inflight;
+    int stopping;            /* qmgr_local_quiesce: nothing new starts */
     struct waiting *wait_head, *wait_tail;
     uint32_t next_reqid;
 } lq;
@@ -138,7 +140,7 @@ static void local_barrier_done(void *arg, int ok)
 struct target_origin {
     char *alias;            /* the alias that lists it (or its :include:) */
     char *forward_of;       /* or the user whose .forward does */
-    const char *include;    /* the :include: file between, or NULL */
+    char *include;          /* the :include: files between, outermost first, one a line; or NULL */
     const char *expanded;   /* the address that was expanded */
 };
 
@@ -157,6 +159,15 @@ static const char *list_domain(const struct qmgr_msg *q, size_t idx)
             return at + 1;
     }
     return "localhost";
+}
+
+/* Whether idx or a recipient above it is the :include: addr. */
+static int include_above(const struct qmgr_msg *q, size_t idx, const char *addr)
+{
+    for (int p = (int)idx; p >= 0 && (size_t)p < q->m.nrcpt; p = q->m.rcpts[p].parent)
+        if (strcmp(q->m.rcpts[p].addr, addr) == 0)
+            return 1;
+    return 0;
 }
 
 /* The local agent read a .forward or :include: file: what it lists become
@@ -190,8 +201,12 @@ static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
             continue;
         int special = t[0] == '|' || t[0] == '/' || starts_include(t);
         char *addr = special || strchr(t, '@') ? xstrdup(t) : xasprintf("%s@%s", t, domain);
+        /* an :include: of a file that already lists it, directly or
+         * further up, is a loop: recorded anyway so that its delivery says
+         * so, rather than dropped as a duplicate of the list it names */
+        int loop = starts_include(addr) && include_above(q, idx, addr);
         int dup = 0;
-        for (size_t k = 0; k < q->m.nrcpt && !dup; k++)
+        for (size_t k = 0; k < q->m.nrcpt && !dup && !loop; k++)
             dup = k != idx && q->m.rcpts[k].parent >= 0 &&
                   (special ? strcmp(q->m.rcpts[k].addr, addr) : strcasecmp(q->m.rcpts[k].addr, addr)) == 0;
         if (!dup) {
@@ -278,26 +293,41 @@ int qmgr_local_is_alias_target(const struct queue_file_rcpt *r)
            (r->addr[0] == '|' || r->addr[0] == '/' || strncmp(r->addr, ":include:", 9) == 0);
 }
 
-/* Fills o for alias target idx. 0, or -1 when the recipient is settled
- * here (bounced or deferred). */
+/* Fills o for alias target idx: the alias or .forward above it, and the
+ * :include: files between (nested ones included, at most
+ * ALIAS_MAX_INCLUDE_DEPTH). 0, or -1 when the recipient is settled here
+ * (bounced or deferred). */
 static int target_origin(struct qmgr_msg *q, size_t idx, struct target_origin *o)
 {
     memset(o, 0, sizeof o[0]);
     size_t listed = idx;    /* what the alias or .forward lists */
     int p = q->m.rcpts[idx].parent;
-    if (p >= 0 && (size_t)p < q->m.nrcpt && starts_include(q->m.rcpts[p].addr)) {
-        o->include = q->m.rcpts[p].addr + 9;
+    size_t depth = 0;
+    const char *files[ALIAS_MAX_INCLUDE_DEPTH];   /* innermost first */
+    const char *why = NULL, *enh = "5.3.0";
+    char too_deep[64];
+    snprintf(too_deep, sizeof too_deep, "too many nested :include: lists (at most %d)", ALIAS_MAX_INCLUDE_DEPTH);
+    while (p >= 0 && (size_t)p < q->m.nrcpt && starts_include(q->m.rcpts[p].addr)) {
+        if (depth == ALIAS_MAX_INCLUDE_DEPTH) {
+            why = too_deep;
+            enh = "5.4.6";   /* as Postfix reports a nesting too deep to be anything but a loop */
+            break;
+        }
+        files[depth++] = q->m.rcpts[p].addr + 9;
         listed = (size_t)p;
         p = q->m.rcpts[p].parent;
     }
-    const char *why = NULL;
-    if (p < 0 || (size_t)p >= q->m.nrcpt)
+    if (!why && (p < 0 || (size_t)p >= q->m.nrcpt))
         why = "no alias lists this target";
-    else if (starts_include(q->m.rcpts[p].addr))
-        why = "nested :include: lists are not supported";
     if (why) {
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "local", 0, "5.3.0", why);
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "local", 0, enh, why);
         return -1;
+    }
+    if (depth) {
+        struct strbuf chain = STRBUF_INIT;
+        for (size_t i = depth; i > 0; i--)
+            strbuf_printf(&chain, "%s%s", i == depth ? "" : "\n", files[i - 1]);
+        o->include = strbuf_detach(&chain);
     }
     const struct queue_file_rcpt *g = &q->m.rcpts[p];
     o->expanded = g->addr;
@@ -308,6 +338,8 @@ static int target_origin(struct qmgr_msg *q, size_t idx, struct target_origin *o
     int rc = qmgr_expand_source(lq.resolver, g->addr, q->m.rcpts[listed].addr, &o->alias);
     if (rc == 0)
         return 0;
+    free(o->include);
+    o->include = NULL;
     if (rc < 0)
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "alias lookup failed; try again later");
     else
@@ -342,6 +374,7 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
     if (local_connect() != 0) {
         free(o.alias);
         free(o.forward_of);
+        free(o.include);
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "local delivery agent unavailable");
         return;
     }
@@ -380,6 +413,7 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
         ipc_msg_add(&m, "alias_rcpt", o.expanded);
         free(o.alias);
         free(o.forward_of);
+        free(o.include);
     } else if (own_forward_copy(q, idx)) {
         ipc_msg_add(&m, "skip_forward", "yes");
     }
@@ -406,7 +440,7 @@ static void wait_for_slot(struct qmgr_msg *q, size_t idx)
 
 static void dispatch_waiting(void)
 {
-    while (lq.wait_head && lq.inflight < lq.max_inflight) {
+    while (lq.wait_head && lq.inflight < lq.max_inflight && !lq.stopping) {
         struct waiting *w = lq.wait_head;
         lq.wait_head = w->next;
         if (!lq.wait_head)
@@ -424,9 +458,19 @@ static void dispatch_waiting(void)
     }
 }
 
+void qmgr_local_quiesce(void)
+{
+    lq.stopping = 1;
+}
+
+unsigned qmgr_local_active(void)
+{
+    return lq.inflight;
+}
+
 void qmgr_local_deliver(struct qmgr_msg *q, size_t idx)
 {
-    if (lq.inflight >= lq.max_inflight)
+    if (lq.inflight >= lq.max_inflight || lq.stopping)
         wait_for_slot(q, idx);
     else
         deliver_now(q, idx);

@@ -21,6 +21,13 @@ void qmgr_local_init(struct event_base *base, struct runtime *rt, struct resolve
 void qmgr_local_deliver(struct qmgr_msg *q, size_t idx);
 void qmgr_local_shutdown(void);
 
+/* Stopping: no new local delivery starts (what waits is tried again after
+ * the restart); qmgr_local_active() counts those still in flight, whose
+ * results the queue waits a few seconds for (a delivery command the local
+ * agent lets finish). */
+void qmgr_local_quiesce(void);
+unsigned qmgr_local_active(void);
+
 struct queue_file_rcpt;
 /* A |command, /file or :include: target that a local alias expanded to (a
  * recipient of its own, kept as the expansion wrote it): it goes to the

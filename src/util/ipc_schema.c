@@ -38,7 +38,7 @@ static const struct ipc_attr_spec deliver_attrs[] = {
     {"prepend", IPC_TEXT, 0, "header fields to write above the content (the queue file's prepend: Authentication-Results)"},
     {"alias", IPC_TEXT, 0, "rcpt is a |command, /file or :include: target: the alias that lists it (local checks it in its own alias_maps)"},
     {"forward_of", IPC_TEXT, 0, "rcpt is such a target: the local user whose .forward lists it (local reads it again)"},
-    {"include", IPC_TEXT, 0, "with alias or forward_of: they list this :include: file, which lists rcpt"},
+    {"include", IPC_TEXT, 0, "with alias or forward_of: the :include: files between them and rcpt, one a line, the one they list first"},
     {"alias_rcpt", IPC_TEXT, 0, "with alias or forward_of: the address that was expanded"},
     {"skip_forward", IPC_TEXT, 0, "the copy a user's own .forward keeps: delivered without reading it"},
     END,

@@ -11,6 +11,7 @@ import re
 import socket
 import struct
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,51 @@ def test_command_time_limit_kills_and_defers(tern_instance, work_dir, system_use
 
 
 @needs_root
+def test_stop_lets_a_running_command_finish(tern_instance, work_dir, system_users):
+    """SIGTERM while a delivery command runs: it may finish (bounded), and
+    its result is recorded, instead of being killed half way and run again
+    after the restart."""
+    tern = tern_instance
+    owner = system_users.add()
+    out = out_dir(work_dir)
+    slow = script(work_dir, "slow.sh", f"cat >/dev/null\nsleep 2\necho done > {out}/finished\n")
+    aliases_owned_by(work_dir, f"slow: |{slow}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "slow@localhost")
+    qid = pickup_id(tern)
+    tern.wait_log("running command of alias slow")
+    started = time.monotonic()
+    tern.stop()
+    assert time.monotonic() - started < 12
+    assert (out / "finished").read_text() == "done\n"
+    tern.wait_log(r"stopping: waiting up to 8s for 1 delivery command", regex=True, timeout=1)
+    tern.wait_log(rf"{qid}: to=<\|{re.escape(str(slow))}>, .*status=sent", regex=True, timeout=1)
+
+
+@needs_root
+def test_stop_kills_a_command_that_outlasts_the_grace(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    owner = system_users.add()
+    out = out_dir(work_dir)
+    slow = script(work_dir, "slower.sh", f"cat >/dev/null\nsleep 30\necho done > {out}/finished\n")
+    aliases_owned_by(work_dir, f"slower: |{slow}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "slower@localhost")
+    tern.wait_log("running command of alias slower")
+    started = time.monotonic()
+    tern.stop()
+    # 8 s, before the master's SIGKILL at 15 s
+    assert 7.5 < time.monotonic() - started < 14
+    tern.wait_log("1 delivery command still running after the grace period; killing it", timeout=1)
+    tern.wait_log(r"dsn=4\.3\.0, status=deferred \(command killed: the local delivery agent is stopping\)",
+                  regex=True, timeout=1)
+    assert not (out / "finished").exists()
+    assert "killing them" not in tern.log_text()   # the master did not have to
+
+
+@needs_root
 def test_file_alias_appends_mbox_as_table_owner(tern_instance, work_dir, system_users):
     tern = tern_instance
     owner = system_users.add()
@@ -248,6 +294,76 @@ def test_mailbox_command_runs_as_recipient(tern_instance, work_dir, system_users
     assert not (Path(user.pw_dir) / "Maildir").exists()
 
 
+@needs_root
+def test_delivered_to_loop_bounces_and_another_address_is_delivered(tern_instance, work_dir, system_users):
+    """Postfix local(8)'s loop check: a message whose header already says it
+    was delivered to the address bounces 5.4.6; another address in that
+    field, or the address in the body, does not count."""
+    tern = tern_instance
+    user, owner = system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"robot: |{cmd}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    addr = f"{user.pw_name}@localhost"
+    sendmail(tern, "-f", "s@remote.example", addr,
+             input=f"Received: by elsewhere\nDelivered-To: {addr.upper()}\nSubject: loop\n\nbody\n".encode())
+    q1 = pickup_id(tern)
+    tern.wait_log(rf"{q1}: to=<{re.escape(addr)}>, .*dsn=5\.4\.6, status=bounced "
+                  rf"\(mail forwarding loop for {re.escape(addr)}\)", regex=True)
+    sendmail(tern, "-f", "s@remote.example", addr,
+             input=f"Delivered-To: other@localhost\nSubject: fine\n\nDelivered-To: {addr}\n".encode())
+    [msg] = wait_files(Path(user.pw_dir) / "Maildir" / "new", 1)
+    assert f"Delivered-To: {addr}\n".encode() in msg.read_bytes()
+    # an alias's command: the address delivered is the alias's
+    sendmail(tern, "-f", "s@remote.example", "robot@localhost",
+             input=b"delivered-to:\n robot@localhost\nSubject: loop\n\nbody\n")
+    q3 = pickup_id(tern, nth=3)
+    tern.wait_log(rf"{q3}: to=<\|{re.escape(str(cmd))}>, .*dsn=5\.4\.6, status=bounced "
+                  r"\(mail forwarding loop for robot@localhost\)", regex=True)
+    assert not list(out_dir(work_dir).iterdir())
+    assert len(list((Path(user.pw_dir) / "Maildir" / "new").iterdir())) == 1
+
+
+@needs_root
+def test_mailbox_command_maps_and_postfix_command_parameters(tern_instance, work_dir, system_users, monkeypatch):
+    """mailbox_command_maps overrides mailbox_command per user;
+    command_execution_directory (expanded, filtered), export_environment and
+    command_expansion_filter shape what the command gets."""
+    tern = tern_instance
+    mapped, plain, homeless = system_users.add(), system_users.add(), system_users.add()
+    cmd = reporter(work_dir)
+    (work_dir / "commands").write_text(f"{mapped.pw_name} {cmd} -m mapped\n{homeless.pw_name} {cmd} -m x\n")
+    dirs = work_dir / "dirs"
+    dirs.mkdir(mode=0o755)
+    for u in (mapped, plain):
+        (dirs / u.pw_name).mkdir(mode=0o755)
+    monkeypatch.setenv("TERN_TEST_EXPORTED", "from tern's environment")
+    tutorial_config(tern, work_dir, mailbox_command=f"{cmd} -m plain",
+                    mailbox_command_maps=f"hash:{work_dir}/commands",
+                    command_execution_directory=f"{dirs}/$user${{extension?-}}$extension",
+                    export_environment="TERN_TEST_EXPORTED FIXED=yes, { SPACED = a b }")
+    tern.start()
+    sendmail(tern, "-f", "o'neil@remote.example", f"{mapped.pw_name}@localhost", f"{plain.pw_name}@localhost")
+    rs = reports(tern, work_dir, count=2)
+    by_user = {r["env"]["USER"]: r for r in rs}
+    m, p = by_user[mapped.pw_name], by_user[plain.pw_name]
+    assert m["env"]["ARGV"] == "-m mapped" and p["env"]["ARGV"] == "-m plain"
+    assert (m["uid"], m["cwd"]) == (mapped.pw_uid, str(dirs / mapped.pw_name))
+    assert (p["uid"], p["cwd"]) == (plain.pw_uid, str(dirs / plain.pw_name))
+    for r in rs:
+        assert r["env"]["SENDER"] == "o_neil@remote.example"   # ' is not in command_expansion_filter
+        assert r["env"]["TERN_TEST_EXPORTED"] == "from tern's environment"
+        assert r["env"]["FIXED"] == "yes" and r["env"]["SPACED"] == "a b"
+        assert "TERN_BIN" not in r["env"]
+    tern.wait_log("status=sent (delivered to mailbox_command_maps)")
+    tern.wait_log("status=sent (delivered to mailbox_command)")
+    # a directory that cannot be entered defers
+    sendmail(tern, f"{homeless.pw_name}@localhost")
+    tern.wait_log(r"dsn=4\.3\.0, status=deferred \(command died with status 75 \(temporary failure\): "
+                  r"cannot change to command_execution_directory\)", regex=True)
+
+
 # ---------------------------------------------------------------- :include: and .forward
 
 def owned_file(path: Path, text, owner, mode=0o644):
@@ -280,6 +396,75 @@ def test_include_list_expands_and_runs_as_its_owner(tern_instance, work_dir, sys
                   regex=True)
     tern.wait_log(f"{qid}: removed")
     assert box.stat().st_uid == keeper.pw_uid and b"\nDelivered-To: staff@localhost\n" in box.read_bytes()
+
+
+@needs_root
+def test_nested_include_lists_each_run_as_their_owner(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, ops_keeper, member, operator = (system_users.add() for _ in range(4))
+    cmd = reporter(work_dir)
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "staff", f"{member.pw_name}\n:include:{lists}/ops\n", keeper)
+    owned_file(lists / "ops", f"{operator.pw_name}\n|{cmd}\n", ops_keeper)
+    aliases_owned_by(work_dir, f"staff: :include:{lists}/staff\n", None)
+    tutorial_config(tern, work_dir, allow_mail_to_commands="alias, forward, include")
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", "staff@localhost")
+    qid = pickup_id(tern)
+    [r] = reports(tern, work_dir)
+    assert (r["uid"], r["gid"]) == (ops_keeper.pw_uid, ops_keeper.pw_gid)
+    assert r["env"]["RECIPIENT"] == "staff@localhost"
+    assert len(wait_files(Path(member.pw_dir) / "Maildir" / "new", 1)) == 1
+    assert len(wait_files(Path(operator.pw_dir) / "Maildir" / "new", 1)) == 1
+    tern.wait_log(f"{qid}: to=<:include:{lists}/ops>: expanded by :include: to 2 recipients")
+    tern.wait_log(rf"status=sent \(delivered to command of :include:{re.escape(str(lists))}/ops\)", regex=True)
+    tern.wait_log(f"{qid}: removed")
+
+
+@needs_root
+def test_nested_include_is_checked_like_the_first(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, member = system_users.add(), system_users.add()
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "staff", f":include:{lists}/open\n", keeper)
+    owned_file(lists / "open", f"{member.pw_name}\n", keeper, mode=0o666)
+    aliases_owned_by(work_dir, f"staff: :include:{lists}/staff\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "staff@localhost")
+    tern.wait_log(r"status=deferred \(.*/open is writable by group or others\)", regex=True)
+    assert not (Path(member.pw_dir) / "Maildir").exists()
+
+
+@needs_root
+def test_include_loops_and_too_deep_nesting_bounce(tern_instance, work_dir, system_users):
+    tern = tern_instance
+    keeper, member = system_users.add(), system_users.add()
+    lists = work_dir / "lists"
+    lists.mkdir(mode=0o755)
+    owned_file(lists / "self", f"{member.pw_name}\n:include:{lists}/self\n", keeper)
+    owned_file(lists / "a", f":include:{lists}/b\n", keeper)
+    owned_file(lists / "b", f":include:{lists}/a\n{member.pw_name}\n", keeper)
+    for i in range(11):   # eleven files, each listing the next
+        owned_file(lists / f"level{i}", f":include:{lists}/level{i + 1}\n" if i < 10 else f"{member.pw_name}\n",
+                   keeper)
+    aliases_owned_by(work_dir, f"self: :include:{lists}/self\nab: :include:{lists}/a\n"
+                               f"deep: :include:{lists}/level0\n", None)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", "self@localhost")
+    tern.wait_log(rf"dsn=5\.4\.6, status=bounced \(mail forwarding loop: :include:{re.escape(str(lists))}/self "
+                  r"lists itself\)", regex=True)
+    sendmail(tern, "-f", "s@remote.example", "ab@localhost")
+    tern.wait_log(rf"dsn=5\.4\.6, status=bounced \(mail forwarding loop: :include:{re.escape(str(lists))}/a "
+                  r"lists itself through other :include: files\)", regex=True)
+    assert len(wait_files(Path(member.pw_dir) / "Maildir" / "new", 2)) == 2
+    sendmail(tern, "-f", "s@remote.example", "deep@localhost")
+    tern.wait_log(r"dsn=5\.4\.6, status=bounced \(too many nested :include: lists \(at most 10\)\)", regex=True)
+    tern.wait_log(": removed", count=3)
+    assert len(list((Path(member.pw_dir) / "Maildir" / "new").iterdir())) == 2
 
 
 @needs_root
@@ -428,6 +613,11 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
         (dict(rcpt=evil, forward_of="root", alias_rcpt="root@localhost"), ""),
         (dict(rcpt=evil, alias="robot", include="/etc/shadow"), "alias robot does not list :include:/etc/shadow"),
         (dict(rcpt=":include:/etc/shadow", alias="robot"), "alias robot does not list :include:/etc/shadow"),
+        # nested :include: chains: every link is checked, their length bounded
+        (dict(rcpt=evil, alias="robot", include="/etc/a\n/etc/shadow"), "alias robot does not list :include:/etc/a"),
+        (dict(rcpt=evil, alias="robot", include="\n".join(f"/l{i}" for i in range(11))),
+         "too many nested :include: lists"),
+        (dict(rcpt=evil, alias="robot", include="/etc/a\nrelative"), "not an :include: file"),
     ]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(str(tern.queue_dir / "private" / "local"))

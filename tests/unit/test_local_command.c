@@ -2,8 +2,10 @@
  * command gets (command_env_build), what its exit status means
  * (command_result, Postfix's sysexits mapping), a real command run through
  * the event loop (identity unchanged when not root: output kept, bounded,
- * time limit), and the rules for .forward and :include: files
- * (list_file_check, list_file_parse, list_file_read). */
+ * time limit, command_execution_directory), command_expansion_filter and
+ * export_environment, and the rules for .forward and :include: files
+ * (list_file_check, list_file_parse, list_file_read) and the expansions of
+ * forward_path and command_execution_directory. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -86,6 +88,70 @@ static void test_env_cleans_and_omits(void **state)
     command_env_free(env);
 }
 
+static void test_env_filter_and_export(void **state)
+{
+    (void)state;
+    static const char postfix_filter[] =
+        "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    setenv("TERN_UNIT_TZ", "Europe/Paris", 1);
+    unsetenv("TERN_UNIT_UNSET");
+    char *items[] = {"TERN_UNIT_TZ", "TERN_UNIT_UNSET", "FIXED=a b", "{ SPACED = x, y }", "HOME=/evil", "=x"};
+    char **exported = command_env_exported(items, sizeof items / sizeof items[0]);
+    struct command_env_fields f = {
+        .home = "/home/bob", .sender = "a`id`@x.example", .recipient = "bob+$(rm -rf ~);x@example.test",
+        .recipient_delimiter = "+", .filter = postfix_filter, .exported = exported,
+    };
+    char **env = command_env_build(&f);
+    /* shell syntax from an address does not survive the filter */
+    assert_string_equal(env_get(env, "SENDER"), "a_id_@x.example");
+    assert_string_equal(env_get(env, "RECIPIENT"), "bob+__rm_-rf____x@example.test");
+    assert_string_equal(env_get(env, "EXTENSION"), "__rm_-rf____x");
+    /* exported: set ones pass, unset ones do not, NAME=value sets; the
+     * delivery's own names win */
+    assert_string_equal(env_get(env, "TERN_UNIT_TZ"), "Europe/Paris");
+    assert_null(env_get(env, "TERN_UNIT_UNSET"));
+    assert_string_equal(env_get(env, "FIXED"), "a b");
+    assert_string_equal(env_get(env, "SPACED"), "x, y");
+    assert_string_equal(env_get(env, "HOME"), "/home/bob");
+    assert_null(env_get(env, "TERN_UNIT_MARK"));
+    size_t n = 0;
+    for (char **p = env; *p; p++)
+        n += strncmp(*p, "HOME=", 5) == 0;
+    assert_int_equal(n, 1);
+    command_env_free(env);
+    command_env_free(exported);
+    char s[] = "a;b c\x01" "d\xc3";
+    command_filter(s, postfix_filter);
+    assert_string_equal(s, "a_b_c_d_");
+}
+
+static void test_command_dir_expand(void **state)
+{
+    (void)state;
+    const char *filter = "abcdefghijklmnopqrstuvwxyz/.+-@";
+    struct forward_vars v = {
+        .user = "bob", .home = "/home/bob", .shell = "/bin/sh", .recipient = "bob+a;b@example.test",
+        .local = "bob+a;b", .domain = "example.test", .extension = "a;b", .recipient_delimiter = "+",
+    };
+    char *p = command_dir_expand("$home/run/${extension}", &v, filter);
+    assert_string_equal(p, "/home/bob/run/a_b");   /* values filtered ... */
+    free(p);
+    p = command_dir_expand("/srv/$user;x", &v, filter);
+    assert_string_equal(p, "/srv/bob;x");          /* ... the configuration's own text not */
+    free(p);
+    /* an undefined attribute is empty, not a skipped entry */
+    v.extension = NULL;
+    p = command_dir_expand("$home/run/$extension", &v, filter);
+    assert_string_equal(p, "/home/bob/run/");
+    free(p);
+    p = command_dir_expand("$home${extension?/x}${extension:/plain}", &v, filter);
+    assert_string_equal(p, "/home/bob/plain");
+    free(p);
+    /* unknown names and bad syntax are errors */
+    assert_null(command_dir_expand("$nosuch", &v, filter));
+    assert_null(command_dir_expand("${home", &v, filter));
+}
+
 static int exited(int code)
 {
     return (code & 0xff) << 8;  /* as waitpid reports a normal exit */
@@ -152,6 +218,13 @@ static void on_done(void *arg, const struct deliver_error *err)
     event_base_loopbreak(o->base);
 }
 
+/* The working directory run() gives the command; required as
+ * command_execution_directory makes it. */
+static struct {
+    const char *cwd;
+    int required;
+} run_dir = {"/nonexistent-dir", 0};
+
 static void run(const char *command, const char *input, unsigned limit, struct outcome *o)
 {
     struct event_base *base = event_base_new();
@@ -166,7 +239,7 @@ static void run(const char *command, const char *input, unsigned limit, struct o
     char **env = command_env_build(&f);
     struct command_request req = {
         .command = command, .env = env, .uid = getuid(), .gid = getgid(),
-        .cwd = "/nonexistent-dir", .stdin_fd = fd, .time_limit = limit,
+        .cwd = run_dir.cwd, .cwd_required = run_dir.required, .stdin_fd = fd, .time_limit = limit,
     };
     struct deliver_error err;
     if (getuid() == 0)
@@ -193,6 +266,24 @@ static void test_run_reads_input_and_environment(void **state)
     assert_string_equal(o.err.text, "command died with status 1: first line");
     run("exit 75", "", 10, &o);
     assert_true(o.err.temporary);
+}
+
+static void test_run_execution_directory(void **state)
+{
+    (void)state;
+    struct outcome o;
+    run_dir.cwd = "/tmp";
+    run_dir.required = 1;
+    run("test \"$(pwd)\" = /tmp", "", 10, &o);
+    assert_true(o.ok);
+    /* one that cannot be entered: deferred, not run elsewhere */
+    run_dir.cwd = "/nonexistent-dir";
+    run("exit 0", "", 10, &o);
+    assert_false(o.ok);
+    assert_true(o.err.temporary);
+    assert_string_equal(o.err.text, "command died with status 75 (temporary failure): "
+                                    "cannot change to command_execution_directory");
+    run_dir.required = 0;
 }
 
 static void test_run_output_is_bounded_and_time_limited(void **state)
@@ -380,8 +471,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_fields),
         cmocka_unit_test(test_env_cleans_and_omits),
+        cmocka_unit_test(test_env_filter_and_export),
         cmocka_unit_test(test_exit_status_mapping),
         cmocka_unit_test(test_run_reads_input_and_environment),
+        cmocka_unit_test(test_run_execution_directory),
         cmocka_unit_test(test_run_output_is_bounded_and_time_limited),
         cmocka_unit_test(test_refuses_root),
         cmocka_unit_test(test_forward_rules),
@@ -389,6 +482,7 @@ int main(void)
         cmocka_unit_test(test_list_parse),
         cmocka_unit_test(test_list_read),
         cmocka_unit_test(test_forward_path_expand),
+        cmocka_unit_test(test_command_dir_expand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
