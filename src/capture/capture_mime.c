@@ -347,7 +347,8 @@ static size_t read_body(struct view *v, const struct leaf *leaf, struct strbuf *
 {
     GByteArray *bytes = decoded_content(leaf->part);
     const char *charset = g_mime_object_get_content_type_parameter(GMIME_OBJECT(leaf->part), "charset");
-    if (capture_mime_text_decode(out, (const char *)bytes->data, bytes->len, charset, CAPTURE_MIME_TEXT_BODY, max))
+    const char *data = bytes->len > 0 ? (const char *)bytes->data : "";
+    if (capture_mime_text_decode(out, data, bytes->len, charset, CAPTURE_MIME_TEXT_BODY, max))
         v->truncated = 1;
     size_t size = bytes->len;
     g_byte_array_unref(bytes);
@@ -480,7 +481,8 @@ int capture_mime_part(const char *msg, size_t len, unsigned number, const struct
         GByteArray *bytes = decoded_content(part);
         out->len = bytes->len;
         out->data = xmalloc(bytes->len + 1);
-        memcpy(out->data, bytes->data, bytes->len);
+        if (bytes->len > 0) /* an empty GByteArray has no data at all */
+            memcpy(out->data, bytes->data, bytes->len);
         out->data[bytes->len] = '\0';
         g_byte_array_unref(bytes);
 

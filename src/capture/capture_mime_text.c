@@ -130,14 +130,3 @@ int capture_mime_text_decode(struct strbuf *out, const char *in, size_t len, con
     g_mime_iconv_close(cd);
     return cut;
 }
-
-size_t capture_mime_text_cut(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    /* Back up over continuation bytes to the start of the cut character. */
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
-}

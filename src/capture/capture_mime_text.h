@@ -40,8 +40,4 @@ int capture_mime_text_clean(struct strbuf *out, const char *in, size_t len, enum
 int capture_mime_text_decode(struct strbuf *out, const char *in, size_t len, const char *charset,
                              enum capture_mime_text_mode mode, size_t max);
 
-/* The length of the longest prefix of the len bytes of UTF-8 at s that is at
- * most max bytes and does not end inside a character. */
-size_t capture_mime_text_cut(const char *s, size_t len, size_t max);
-
 #endif

@@ -275,10 +275,32 @@ static void test_mixed_attachments(void **state)
     assert_string_equal(c.data, "Gr\xfc\xdf" "e aus K\xf6ln"); /* the charset stays the part's */
     assert_string_equal(c.content_type, "text/plain; charset=iso-8859-1");
     capture_mime_part_content_free(&c);
+    assert_int_equal(capture_mime_part(mixed, strlen(mixed), 2, NULL, &c), 0);
+    assert_memory_equal(c.data, "\x89PNG\r\n\x1a\n", 8);
+    assert_string_equal(c.content_type, "image/png");
+    capture_mime_part_content_free(&c);
     assert_int_equal(capture_mime_part(mixed, strlen(mixed), 0, NULL, &c), -1);
     assert_int_equal(capture_mime_part(mixed, strlen(mixed), 5, NULL, &c), -1);
     assert_null(c.data);
     json_decref(v);
+}
+
+/* The download's content type may go into an HTTP header: only token
+ * characters get there. */
+static void test_part_content_type(void **state)
+{
+    (void)state;
+    static const char msg[] = "Content-Type: text/plain; charset=\"utf-8\\r\\nX-Evil: 1\"\r\n"
+                              "Content-Disposition: attachment; filename=\"a\tb.txt\"\r\n\r\nx";
+    struct capture_mime_part_content c;
+    assert_int_equal(capture_mime_part(msg, strlen(msg), 1, NULL, &c), 0);
+    assert_string_equal(c.content_type, "text/plain");
+    assert_string_equal(c.filename, "a b.txt");
+    capture_mime_part_content_free(&c);
+    static const char odd[] = "Content-Type: te\"xt/pl ain\r\n\r\nx";
+    assert_int_equal(capture_mime_part(odd, strlen(odd), 1, NULL, &c), 0);
+    assert_null(strpbrk(c.content_type, "\" \r\n"));
+    capture_mime_part_content_free(&c);
 }
 
 /* An attached message: its leaves are numbered and listed, never the body. */
@@ -394,6 +416,15 @@ static void test_broken(void **state)
     };
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
         json_decref(view(others[i]));
+
+    /* An empty part downloads as empty (fuzz_capture_mime found the copy of
+     * nothing from GLib's NULL buffer). */
+    static const char empty[] = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\n--b--\r\n";
+    struct capture_mime_part_content c;
+    assert_int_equal(capture_mime_part(empty, strlen(empty), 1, NULL, &c), 0);
+    assert_int_equal(c.len, 0);
+    assert_string_equal(c.data, "");
+    capture_mime_part_content_free(&c);
 
     /* NUL bytes in the header. */
     static const char nul[] = "Subject: a\0b\r\nX-Y: \0\r\n\r\nbody";
@@ -592,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_plain_lf),
         cmocka_unit_test(test_alternative),
         cmocka_unit_test(test_mixed_attachments),
+        cmocka_unit_test(test_part_content_type),
         cmocka_unit_test(test_attached_message),
         cmocka_unit_test(test_charsets),
         cmocka_unit_test(test_encoded_words),
