@@ -365,6 +365,22 @@ static void test_charsets(void **state)
                         "a\xef\xbf\xbd\xef\xbf\xbd(b");
     /* A byte the charset does not define. */
     assert_string_equal(text_in("; charset=windows-1252", "x\x81y", out, sizeof out), "x\xef\xbf\xbdy");
+    /* Long enough for several iconv slices, with characters cut by their ends. */
+    struct strbuf sjis = STRBUF_INIT, want = STRBUF_INIT;
+    strbuf_puts(&sjis, "Subject: t\r\nContent-Type: text/plain; charset=shift_jis\r\n\r\na");
+    strbuf_putc(&want, 'a');
+    for (int i = 0; i < 600; i++) {
+        strbuf_puts(&sjis, "\x93\xfa\x96\x7b");
+        strbuf_puts(&want, "\xe6\x97\xa5\xe6\x9c\xac");
+    }
+    strbuf_puts(&sjis, "\x93");                 /* cut off at the end */
+    strbuf_puts(&want, "\xef\xbf\xbd");
+    json_t *long_view = view_with(sjis.buf, sjis.len, NULL);
+    assert_string_equal(str_of(long_view, "text"), want.buf);
+    json_decref(long_view);
+    strbuf_free(&sjis);
+    strbuf_free(&want);
+
     /* NUL and other controls in a body. */
     char msg[] = "Subject: t\r\n\r\na\0b\x01" "c\td\r\n";
     json_t *v = view_with(msg, sizeof msg - 1, NULL);
