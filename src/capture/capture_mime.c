@@ -139,7 +139,7 @@ static void walk_object(struct walk *w, GMimeObject *object, unsigned depth, int
         }
         GMimeMultipart *multipart = GMIME_MULTIPART(object);
         int n = g_mime_multipart_get_count(multipart);
-        for (int i = 0; i < n && !(w->truncated && w->count >= w->lim->max_parts); i++)
+        for (int i = 0; i < n; i++)
             walk_object(w, g_mime_multipart_get_part(multipart, i), depth + 1, in_message);
         return;
     }

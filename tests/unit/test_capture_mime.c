@@ -432,6 +432,9 @@ static void test_broken(void **state)
     };
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
         json_decref(view(others[i]));
+    v = view("Date: the day after tomorrow\r\nFrom: nobody\r\n\r\nx");
+    assert_true(json_is_null(json_object_get(v, "date")));
+    json_decref(v);
 
     /* An empty part downloads as empty (fuzz_capture_mime found the copy of
      * nothing from GLib's NULL buffer). */
