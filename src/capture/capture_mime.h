@@ -22,9 +22,10 @@
  *        into their members; name "" when none),
  *    "text": the first text/plain leaf, "html": the first text/html leaf,
  *        each outside any attached message/rfc822, not a disposition
- *        attachment and without a file name; converted from its charset
- *        to UTF-8, line ends as LF; null when there is none. The HTML is
- *        not sanitised: the page sandboxes it.
+ *        attachment and without a file name; converted from its MIME
+ *        charset to UTF-8 (an HTML <meta charset> is not read: mail
+ *        declares it in Content-Type), line ends as LF; null when there is
+ *        none. The HTML is not sanitised: the page sandboxes it.
  *    "parts": [{"part": N, "content_type": "type/subtype" (lower case),
  *        "filename": string or null (RFC 2231 and RFC 2047 decoded),
  *        "size": bytes after the transfer encoding is undone,

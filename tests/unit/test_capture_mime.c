@@ -240,6 +240,9 @@ static const char mixed[] =
     "--mixed-1\r\nContent-Type: application/pdf\r\n"
     "Content-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf\r\n"
     "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IK\r\n"
+    "--mixed-1\r\nContent-Type: application/octet-stream\r\n"
+    "Content-Disposition: attachment;\r\n filename*0*=UTF-8''%C3%BCber%20;\r\n filename*1=\"lange Namen.bin\"\r\n\r\n"
+    "xyz\r\n"
     "--mixed-1\r\nContent-Type: text/plain; charset=iso-8859-1;\r\n name=\"=?UTF-8?B?w7xiZXIudHh0?=\"\r\n"
     "Content-Disposition: attachment\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     "Gr=FC=DFe=\r\n aus K=F6ln\r\n"
@@ -251,8 +254,8 @@ static void test_mixed_attachments(void **state)
     json_t *v = view(mixed);
     assert_true(json_is_null(json_object_get(v, "text"))); /* the only text/plain is an attachment */
     assert_string_equal(str_of(v, "html"), "<p>See <img src=\"cid:logo@x\"></p>");
-    assert_int_equal(count_of(v, "parts"), 4);
-    assert_int_equal(count_of(v, "attachments"), 3);
+    assert_int_equal(count_of(v, "parts"), 5);
+    assert_int_equal(count_of(v, "attachments"), 4);
     json_t *logo = json_array_get(json_object_get(v, "attachments"), 0);
     assert_int_equal(json_integer_value(json_object_get(logo, "part")), 2);
     assert_string_equal(json_string_value(json_object_get(logo, "filename")), "logo.png");
@@ -261,7 +264,8 @@ static void test_mixed_attachments(void **state)
     assert_int_equal(json_integer_value(json_object_get(logo, "size")), 8);
     assert_string_equal(field(v, "attachments", 1, "filename"), "r\xc3\xa9sum\xc3\xa9.pdf");
     assert_string_equal(field(v, "attachments", 1, "disposition"), "attachment");
-    assert_string_equal(field(v, "attachments", 2, "filename"), "\xc3\xbc" "ber.txt");
+    assert_string_equal(field(v, "attachments", 2, "filename"), "\xc3\xbc" "ber lange Namen.bin"); /* RFC 2231 continued */
+    assert_string_equal(field(v, "attachments", 3, "filename"), "\xc3\xbc" "ber.txt");
     assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(v, "parts"), 2), "size")), 15);
 
     struct capture_mime_part_content c;
@@ -271,7 +275,7 @@ static void test_mixed_attachments(void **state)
     assert_string_equal(c.content_type, "application/pdf");
     assert_string_equal(c.filename, "r\xc3\xa9sum\xc3\xa9.pdf");
     capture_mime_part_content_free(&c);
-    assert_int_equal(capture_mime_part(mixed, strlen(mixed), 4, NULL, &c), 0);
+    assert_int_equal(capture_mime_part(mixed, strlen(mixed), 5, NULL, &c), 0);
     assert_string_equal(c.data, "Gr\xfc\xdf" "e aus K\xf6ln"); /* the charset stays the part's */
     assert_string_equal(c.content_type, "text/plain; charset=iso-8859-1");
     capture_mime_part_content_free(&c);
@@ -280,7 +284,7 @@ static void test_mixed_attachments(void **state)
     assert_string_equal(c.content_type, "image/png");
     capture_mime_part_content_free(&c);
     assert_int_equal(capture_mime_part(mixed, strlen(mixed), 0, NULL, &c), -1);
-    assert_int_equal(capture_mime_part(mixed, strlen(mixed), 5, NULL, &c), -1);
+    assert_int_equal(capture_mime_part(mixed, strlen(mixed), 6, NULL, &c), -1);
     assert_null(c.data);
     json_decref(v);
 }
@@ -577,6 +581,7 @@ static void test_codes_found(void **state)
     assert_string_equal(codes_of("482913 is your login code", "Welcome back."), "482913");
     assert_string_equal(codes_of("Your OTP", "Hello,\r\n\r\n739201\r\n\r\nIt expires in 10 minutes."), "739201");
     assert_string_equal(codes_of("Verify", "Enter this token, \"AB12CD34\", in the app."), "AB12CD34");
+    assert_string_equal(codes_of("Hi", "Hello,\r\n739201 is your Example verification code.\r\n"), "739201");
     /* Codes in the subject and the body, each once, in order. */
     assert_string_equal(codes_of("Your code is 111111", "code: 111111, backup code: 222222"), "111111,222222");
     /* From the HTML, read as text. */
@@ -607,6 +612,8 @@ static void test_codes_not_found(void **state)
     assert_string_equal(codes_of("Code", "code abc123 / code 123 / code 12345678901 / code ABCDEFG"), "");
     /* Too far from the keyword. */
     assert_string_equal(codes_of("x", "code. This sentence is longer than forty bytes before 123456"), "");
+    /* Before a keyword only when first on its line. */
+    assert_string_equal(codes_of("x", "Order 12345678 is ready; enter your promo code at checkout"), "");
     /* Each keyword gives one code. */
     assert_string_equal(codes_of("x", "promo: use code ABC123 to get 1000 points"), "ABC123");
     /* Alone on a line, but shorter than six. */
