@@ -34,13 +34,15 @@
  *     dollars, euros, pounds, or a dollar, euro, pound or yen sign) is the
  *     word before or after it; and for a 4-digit 1900-2099 when
  *     one of the two words before it is a month name (a year in a date).
- *  5. A candidate is a code when (a) it is the first candidate after a
- *     keyword and starts at most 40 bytes after the keyword's end (each
- *     keyword gives at most one code: "code ABC123 for 1000 points" gives
- *     ABC123 only); or (b) it is the first word of its line (a subject is one
- *     line) and a keyword starts at most 30 bytes after its end on that line
- *     ("123456 is your verification code"); or (c) it is alone on its line, at
- *     least 6 characters long, and some source of the message has a keyword.
+ *  5. A candidate rule 4 kept is a code when
+ *     (a) it starts at most 40 bytes after the end of the nearest keyword
+ *         before it, and that keyword gave no code yet (each keyword gives
+ *         at most one: "code ABC123 for 1000 points" gives ABC123 only); or
+ *     (b) it is the first word of its line (a subject is one line) and a
+ *         keyword starts at most 30 bytes after its end on that line
+ *         ("123456 is your verification code"); or
+ *     (c) it is alone on its line, at least 6 characters long, and some
+ *         source of the message has a keyword.
  * Without a keyword anywhere in the message there are no codes. */
 #ifndef TERN_CAPTURE_CAPTURE_MIME_SCAN_H
 #define TERN_CAPTURE_CAPTURE_MIME_SCAN_H
