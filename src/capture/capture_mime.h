@@ -73,10 +73,17 @@ json_t *capture_mime_view(const char *msg, size_t len, const struct capture_mime
 
 /* One leaf part's content for a download. */
 struct capture_mime_part_content {
-    char *data;         /* transfer encoding undone, charset untouched; malloc'd */
+    char *data;         /* transfer encoding undone, charset untouched; malloc'd,
+                         * with a NUL after the len bytes */
     size_t len;
-    char *content_type; /* "type/subtype", lower case, plus "; charset=..." for text */
-    char *filename;     /* UTF-8, or NULL when the part names none */
+    /* "type/subtype" in lower case, with "; charset=..." for text: token
+     * characters only (RFC 9110), so it can go into a Content-Type header
+     * as it is; application/octet-stream when the part's is not. */
+    char *content_type;
+    /* The part's file name, UTF-8 on one line (no CR, LF or TAB), or NULL
+     * when it names none. Outside text: a Content-Disposition header needs
+     * it encoded (RFC 6266 filename*). */
+    char *filename;
 };
 
 /* Fills out with leaf part number (as "parts" numbers it, under the same
