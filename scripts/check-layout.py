@@ -34,6 +34,9 @@ LAYERS = {
     "local": {"spool", "msg", "maps", "conf", "util"},
     "capture": {"spool", "msg", "maps", "conf", "util"},
     "daemon": {"spool", "mailauth", "maps", "tls", "conf", "util"},
+    # capture mode: the store's index, the HTTP API, the web page (its MIME view
+    # needs util only; the rest of the folder reads the spool).
+    "capture": {"spool", "msg", "maps", "conf", "util"},
     "cli": {"daemon", "spool", "msg", "mailauth", "smtp", "maps", "auth", "dns", "conf", "util"},
 }
 # The master's contract with its children: the only edges between process folders.

@@ -359,7 +359,79 @@ def auth_dovecot():
         "0nul\nFAIL\t3\n")
 
 
+def capture_mime():
+    # The first byte picks the limits: 0 the defaults, 1 tight ones (fuzz_capture_mime.c).
+    alternative = crlf("""From: "Shop" <shop@example.net>
+To: bob@example.com
+Subject: =?UTF-8?Q?Confirm_your_address_=E2=80=93_code_482913?=
+Date: Sun, 6 Dec 2026 21:22:45 +0100
+Message-ID: <c1@example.net>
+MIME-Version: 1.0
+Content-Type: multipart/alternative; boundary="=_alt"
+
+--=_alt
+Content-Type: text/plain; charset=iso-8859-1
+Content-Transfer-Encoding: quoted-printable
+
+Your verification code is 123 456. Confirm: https://shop.example.net/c?t=3Da&u=3D1.
+--=_alt
+Content-Type: text/html; charset=utf-8
+
+<p>Code: <b>K7PX2M</b> <a href="https://shop.example.net/c?t=a&amp;u=1">go</a>
+<a href="javascript:x()">j</a><area href='http://shop.example.net/area'>&#x41;&euro;</p>
+--=_alt--
+""")
+    mixed = crlf("""From: a@example.com
+Subject: files
+Content-Type: multipart/mixed; boundary=m1
+
+--m1
+Content-Type: multipart/related; boundary=r2
+
+--r2
+Content-Type: text/html; charset=shift_jis
+
+<p>\x93\xfa\x96\x7b</p>
+--r2
+Content-Type: image/png; name="logo.png"
+Content-ID: <logo@x>
+Content-Transfer-Encoding: base64
+
+iVBORw0KGgo=
+--r2--
+--m1
+Content-Type: application/pdf
+Content-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQK
+--m1
+Content-Type: message/rfc822
+
+From: b@example.com
+Subject: inner
+Content-Type: text/plain; charset=windows-1252
+
+inner \x80 text
+--m1--
+""").encode("latin-1").decode("unicode_escape").encode("latin-1")
+    put("fuzz_capture_mime", "alternative", b"\x00" + alternative.encode("utf-8"))
+    put("fuzz_capture_mime", "alternative-tight", b"\x01" + alternative.encode("utf-8"))
+    put("fuzz_capture_mime", "mixed", b"\x00" + mixed)
+    put("fuzz_capture_mime", "mixed-tight", b"\x01" + mixed)
+    put("fuzz_capture_mime", "multipart-8bit", b"\x00" + MULTIPART_8BIT.encode("utf-8"))
+    put("fuzz_capture_mime", "nested", b"\x00" + NESTED.encode("utf-8"))
+    put("fuzz_capture_mime", "lf-broken", b"\x01Subject: x\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        b"Content-Transfer-Encoding: base64\n\nSGVsbG8!\x00\xff\n--b\nContent-Type: text/plain; charset=x-no\n\n"
+        b"PIN:\n\n4821\n+1 555 123 4567 $1234 2026-12-06\n")
+
+
 def main():
+    # seeds.py NAME...: only those targets' seeds (e.g. capture_mime).
+    if len(sys.argv) > 1:
+        for name in sys.argv[1:]:
+            globals()[name]()
+        return 0
     mime_downgrade()
     rfc5322_addr()
     cleanup()
@@ -369,6 +441,7 @@ def main():
     maildrop()
     ipc()
     auth_dovecot()
+    capture_mime()
     return 0
 
 
