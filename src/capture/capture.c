@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "capture/capture_http.h"
+#include "capture/capture_mime.h"
 #include "capture/capture_release.h"
 #include "capture/capture_rules.h"
 #include "capture/capture_store.h"
@@ -154,6 +155,7 @@ int capture_main(struct runtime *rt)
     event_free(cp.prune_timer);
     capture_store_close();
     event_base_free(cp.base);
+    capture_mime_shutdown();
     g_mime_shutdown();
     return 0;
 }

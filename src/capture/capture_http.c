@@ -2,6 +2,7 @@
 #include "capture/capture_http.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -16,6 +17,7 @@
 
 #include "capture/capture_json.h"
 #include "capture/capture_live.h"
+#include "capture/capture_mime.h"
 #include "capture/capture_release.h"
 #include "capture/capture_rules.h"
 #include "capture/capture_store.h"
@@ -162,10 +164,52 @@ static void list_inboxes(struct evhttp_request *req)
 
 static void get_message(struct evhttp_request *req, const struct capture_entry *e)
 {
-    json_t *o = capture_json_summary(e);
-    json_object_set_new(o, "envelope", capture_json_envelope(e));
-    json_object_set_new(o, "authentication_results", capture_json_auth_results(e));
+    char *content;
+    size_t len;
+    if (capture_store_content(e, &content, &len) != 0) {
+        capture_reply_error(req, 500, "Internal Server Error", "cannot read the message");
+        return;
+    }
+    json_t *o = capture_json_message(e, capture_mime_view(content, len, NULL));
+    free(content);
     capture_reply_json(req, 200, "OK", o);
+}
+
+/* One part, decoded, always as a download: an HTML part opened from here
+ * must not run in the page's origin. */
+static void get_part(struct evhttp_request *req, const struct capture_entry *e, const char *number)
+{
+    char *end;
+    unsigned long n = strtoul(number, &end, 10);
+    char *content;
+    size_t len;
+    if (*end || n == 0 || n > UINT_MAX) {
+        capture_reply_error(req, 404, "Not Found", "no such part");
+        return;
+    }
+    if (capture_store_content(e, &content, &len) != 0) {
+        capture_reply_error(req, 500, "Internal Server Error", "cannot read the message");
+        return;
+    }
+    struct capture_mime_part_content part;
+    int rc = capture_mime_part(content, len, (unsigned)n, NULL, &part);
+    free(content);
+    if (rc != 0) {
+        capture_reply_error(req, 404, "Not Found", "no such part");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, part.data, part.len);
+    char *disposition = capture_json_content_disposition(part.filename, (unsigned)n);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", part.content_type);
+    evhttp_add_header(h, "Content-Disposition", disposition);
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Content-Security-Policy", "default-src 'none'; sandbox");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+    free(disposition);
+    capture_mime_part_content_free(&part);
 }
 
 static void get_raw(struct evhttp_request *req, const struct capture_entry *e)
@@ -447,6 +491,8 @@ static void handle(struct evhttp_request *req, void *arg)
             delete_message(req, id);
         else if (strcmp(rest, "/raw") == 0 && get)
             get_raw(req, e);
+        else if (strncmp(rest, "/parts/", 7) == 0 && get)
+            get_part(req, e, rest + 7);
         else if (strcmp(rest, "/release") == 0 && method == EVHTTP_REQ_POST)
             capture_release(req, e);
         else

@@ -8,6 +8,9 @@
 #include <time.h>
 
 #include "capture/capture_store.h"
+#include "util/mem.h"
+#include "util/str.h"
+#include "util/strbuf.h"
 
 void capture_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body)
 {
@@ -76,4 +79,59 @@ json_t *capture_json_envelope(const struct capture_entry *e)
                      string_array(e->rcpts, e->nrcpt), "client_address", opt_string(e->client_address),
                      "client_name", opt_string(e->client_name), "helo", opt_string(e->helo), "tls",
                      opt_string(e->tls), "auth_login", opt_string(e->login), "protocol", opt_string(e->protocol));
+}
+
+json_t *capture_json_message(const struct capture_entry *e, json_t *view)
+{
+    json_t *o = capture_json_summary(e);
+    json_object_set_new(o, "envelope", capture_json_envelope(e));
+    json_object_set_new(o, "authentication_results", capture_json_auth_results(e));
+    json_t *addresses = json_object();
+    static const char *const address_fields[] = {"from", "to", "cc", "reply_to"};
+    for (size_t i = 0; i < sizeof address_fields / sizeof address_fields[0]; i++) {
+        json_t *v = json_object_get(view, address_fields[i]);
+        if (v)
+            json_object_set(addresses, address_fields[i], v);
+    }
+    json_object_set_new(o, "addresses", addresses);
+    const char *key;
+    json_t *value;
+    json_object_foreach(view, key, value) {
+        if (json_object_get(o, key) || json_object_get(addresses, key))
+            continue;   /* the summary's own, or moved under addresses */
+        json_object_set(o, key, value);
+    }
+    /* parts and attachments share their objects: one url each */
+    json_t *parts = json_object_get(o, "parts");
+    size_t i;
+    json_t *part;
+    json_array_foreach(parts, i, part) {
+        char *url = xasprintf("/api/v1/messages/%s/parts/%lld", e->id,
+                              (long long)json_integer_value(json_object_get(part, "part")));
+        json_object_set_new(part, "url", json_string(url));
+        free(url);
+    }
+    json_decref(view);
+    return o;
+}
+
+char *capture_json_content_disposition(const char *filename, unsigned n)
+{
+    if (!filename || !*filename)
+        return xasprintf("attachment; filename=\"part-%u\"", n);
+    /* filename= for old clients: ASCII letters, digits and . - _ only;
+     * filename*= carries the name itself, percent-encoded UTF-8 */
+    struct strbuf ascii = STRBUF_INIT, pct = STRBUF_INIT;
+    for (const unsigned char *p = (const unsigned char *)filename; *p; p++) {
+        int plain = str_is_alnum(*p) || *p == '.' || *p == '-' || *p == '_';
+        strbuf_putc(&ascii, plain ? (char)*p : '_');
+        if (plain)
+            strbuf_putc(&pct, (char)*p);
+        else
+            strbuf_printf(&pct, "%%%02X", *p);
+    }
+    char *out = xasprintf("attachment; filename=\"%s\"; filename*=UTF-8''%s", strbuf_str(&ascii), strbuf_str(&pct));
+    strbuf_free(&ascii);
+    strbuf_free(&pct);
+    return out;
 }

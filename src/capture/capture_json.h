@@ -20,6 +20,16 @@ json_t *capture_json_envelope(const struct capture_entry *e);
 /* The Authentication-Results value tern computed, or null. */
 json_t *capture_json_auth_results(const struct capture_entry *e);
 
+/* The whole message: the summary, the envelope, tern's
+ * Authentication-Results, and capture_mime's view (taken over): its
+ * fields join the summary's (the summary's "from", "to", "subject" and
+ * "date" stay; the view's address lists go under "addresses"), and each
+ * part and attachment gets its download "url". */
+json_t *capture_json_message(const struct capture_entry *e, json_t *view);
+/* "attachment; filename=...; filename*=UTF-8''..." (RFC 6266) for a part's
+ * download, malloc'd; a part without a name is called part-N. */
+char *capture_json_content_disposition(const char *filename, unsigned n);
+
 /* Sends body (taken over) as the reply. */
 void capture_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *body);
 /* {"error": why} */

@@ -399,3 +399,89 @@ def test_tern_dev_shows_the_page_keeps_everything_and_sends_nothing_out(work_dir
         assert p.wait(timeout=30) == 0
     assert "ERROR: AddressSanitizer" not in (d / "stderr.log").read_text()
     assert "ERROR: LeakSanitizer" not in (d / "stderr.log").read_text()
+
+
+def test_message_view_parts_links_and_codes(tern_instance):
+    """What a test reads from a message: its text and HTML, the link to
+    click, the one-time code, the attachment (downloadable, never rendered
+    in the page's origin), and the header fields."""
+    import base64
+    inst = tern_instance
+    api = capture_instance(inst)
+    pdf = b"%PDF-1.4 fake invoice\n"
+    msg = ("From: Shop <noreply@shop.example>\r\nTo: Ann <ann@example.test>\r\n"
+           "Subject: =?utf-8?q?Your_code_=E2=80=93_verify?=\r\nMIME-Version: 1.0\r\n"
+           "Content-Type: multipart/mixed; boundary=outer\r\n\r\n"
+           "--outer\r\nContent-Type: multipart/alternative; boundary=alt\r\n\r\n"
+           "--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+           "Your verification code is 482913.\r\nConfirm: https://shop.example/confirm/abc\r\n"
+           "--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+           "<p>Code <b>482913</b> <a href=\"https://shop.example/confirm/abc?h=1\">confirm</a>"
+           "<a href=\"javascript:alert(1)\">x</a></p>\r\n"
+           "--alt--\r\n"
+           "--outer\r\nContent-Type: text/html; name=\"invoice.html\"\r\n"
+           "Content-Disposition: attachment; filename=\"invoice.html\"\r\n\r\n<script>alert(1)</script>\r\n"
+           "--outer\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+           "Content-Disposition: attachment; filename*=UTF-8''R%C3%A9sum%C3%A9.pdf\r\n\r\n"
+           + base64.b64encode(pdf).decode() + "\r\n--outer--\r\n")
+    with inst.smtp() as c:
+        c.sendmail("noreply@shop.example", ["ann@example.test"], msg.encode())
+    mid = api.get("/api/v1/messages")[1]["messages"][0]["id"]
+    code, m = api.get(f"/api/v1/messages/{mid}")
+    assert code == 200, m
+    assert m["subject"] == "Your code \u2013 verify"
+    assert m["addresses"]["from"] == [{"name": "Shop", "address": "noreply@shop.example"}]
+    assert m["to"] == ["ann@example.test"]                       # the envelope's
+    assert "Your verification code is 482913." in m["text"]
+    assert "<b>482913</b>" in m["html"]
+    assert m["codes"] == ["482913"], m["codes"]
+    assert "https://shop.example/confirm/abc" in m["links"]
+    assert "https://shop.example/confirm/abc?h=1" in m["links"]
+    assert not any(l.startswith("javascript:") for l in m["links"])
+    assert {"name": "Subject", "value": "Your code \u2013 verify"} in m["headers"]
+    names = [(a["filename"], a["content_type"]) for a in m["attachments"]]
+    assert names == [("invoice.html", "text/html"), ("R\u00e9sum\u00e9.pdf", "application/pdf")], names
+    pdf_part = m["attachments"][1]
+    assert pdf_part["size"] == len(pdf) and pdf_part["url"] == f"/api/v1/messages/{mid}/parts/{pdf_part['part']}"
+    with urllib.request.urlopen(api.base + pdf_part["url"], timeout=10) as r:
+        assert r.read() == pdf
+        assert r.headers["Content-Type"] == "application/pdf"
+        assert r.headers["Content-Disposition"] == \
+            "attachment; filename=\"R_sum_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9.pdf"
+    # an HTML attachment is a download under a sandbox CSP, never a page of ours
+    with urllib.request.urlopen(api.base + m["attachments"][0]["url"], timeout=10) as r:
+        assert r.headers["Content-Disposition"].startswith("attachment;")
+        assert "sandbox" in r.headers["Content-Security-Policy"]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert api.get(f"/api/v1/messages/{mid}/parts/99")[0] == 404
+    assert api.get(f"/api/v1/messages/{mid}/parts/x")[0] == 404
+
+
+def test_openapi_document_matches_the_routes(tern_instance):
+    """Every route the server has is in /api/v1/openapi.json and every
+    documented route answers (not the router's 404)."""
+    import pathlib
+    inst = tern_instance
+    api = capture_instance(inst)
+    code, doc = api.get("/api/v1/openapi.json")
+    assert code == 200 and doc["openapi"].startswith("3.1")
+    src = (pathlib.Path(__file__).parents[2] / "src" / "capture" / "capture_http.c").read_text()
+    routed = set(re.findall(r'strcmp\(path, "(/[a-z0-9/._]+)"\) == 0', src)) - {"/"}
+    routed |= {"/api/v1/messages/{id}", "/api/v1/messages/{id}/raw", "/api/v1/messages/{id}/parts/{n}",
+               "/api/v1/messages/{id}/release"}
+    assert routed == set(doc["paths"]), (routed ^ set(doc["paths"]))
+    for sub in re.findall(r'strcmp\(rest, "(/[a-z]+)"\) == 0', src) + ["/parts/"]:
+        assert any(p.endswith("{id}" + sub.rstrip("/")) or ("{id}" + sub) in p for p in doc["paths"]), sub
+    send(inst, ["o@example.test"])
+    mid = api.get("/api/v1/messages")[1]["messages"][0]["id"]
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            if path.endswith("/events") or path.endswith("/wait"):
+                continue   # they wait; test_capture covers them
+            real = path.replace("{id}", mid).replace("{n}", "1")
+            body = {"to": ["x@example.test"]} if method == "post" and "release" in path else \
+                {"recipients": []} if method == "put" else None
+            code, reply = api.call(method.upper(), real, body)
+            assert not (code == 404 and isinstance(reply, dict) and reply.get("error") == "no such resource"), \
+                (method, path)
+            assert str(code) in ops[method]["responses"], (method, path, code, reply)
