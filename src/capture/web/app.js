@@ -66,6 +66,17 @@ function showError(message) {
   $("error").hidden = false;
 }
 
+function clearError(prefix) {
+  if ($("error-text").textContent.startsWith(prefix)) $("error").hidden = true;
+}
+
+// Redraws a list without losing the keyboard focus on one of its buttons.
+function redraw(list, items, key) {
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset[key] : undefined;
+  list.replaceChildren(...items);
+  if (focused !== undefined) list.querySelector(`button[data-${key}="${CSS.escape(focused)}"]`)?.focus();
+}
+
 // A request to the API; throws an Error with the server's {"error": ...}.
 async function api(path, options = {}) {
   let r;
@@ -139,20 +150,21 @@ async function loadInboxes() {
     list = [...by.values()].sort((a, b) => (b.latest || "").localeCompare(a.latest || ""));
     notePruned(r.pruned);
   }
+  const changed = JSON.stringify(list) !== JSON.stringify(state.inboxes);
   state.inboxes = list;
-  renderInboxes();
+  if (changed) renderInboxes();
 }
 
 function renderInboxes() {
-  const ul = $("inbox-list");
   const item = (address, label, count) => el("li", {},
     el("button", {
-      type: "button", class: "inbox", "aria-current": state.inbox === address ? "true" : null,
+      type: "button", class: "inbox", "data-address": address,
+      "aria-current": state.inbox === address ? "true" : null,
       onclick: () => selectInbox(address),
     }, el("span", { class: "addr", text: label }),
     count === null ? null : el("span", { class: "count", text: String(count) })));
-  ul.replaceChildren(item("", "All messages", null),
-    ...state.inboxes.map((i) => item(i.address, i.address, i.count ?? "")));
+  redraw($("inbox-list"), [item("", "All messages", null),
+    ...state.inboxes.map((i) => item(i.address, i.address, i.count ?? ""))], "address");
 }
 
 function selectInbox(address) {
@@ -175,6 +187,7 @@ async function loadMessages() {
     const msgs = r.messages || [];
     const hadSelected = state.messages.some((m) => m.id === state.selected);
     notePruned(r.pruned);
+    clearError("Loading messages");
     const changed = msgs.map((m) => m.id).join() !== state.messages.map((m) => m.id).join();
     state.messages = msgs;
     state.total = r.total ?? msgs.length;
@@ -200,7 +213,7 @@ function renderMessages() {
   $("list-count").textContent = n === 0 ? "No messages."
     : n > state.messages.length ? `Newest ${state.messages.length} of ${n} messages.`
       : n === 1 ? "1 message." : `${n} messages.`;
-  $("message-list").replaceChildren(...state.messages.map((m) => el("li", {},
+  redraw($("message-list"), state.messages.map((m) => el("li", {},
     el("button", {
       type: "button", class: "msg", "data-id": m.id,
       "aria-current": m.id === state.selected ? "true" : null,
@@ -209,7 +222,7 @@ function renderMessages() {
     el("span", { class: "msg-subject", text: m.subject || "(no subject)" }),
     el("span", { class: "msg-from", text: m.from || "" }),
     el("span", { class: "msg-to", text: (m.to || []).join(", ") }),
-    el("time", { class: "msg-time", datetime: m.received, text: formatTime(m.received) })))));
+    el("time", { class: "msg-time", datetime: m.received, text: formatTime(m.received) })))), "id");
 }
 
 // ---------- live updates ----------
@@ -245,6 +258,7 @@ function startLive() {
   let opened = false;
   state.source = es;
   es.addEventListener("open", () => {
+    if (opened) loadMessages();  // back after a break: catch up
     opened = true;
     setLive("events");
   });
@@ -579,9 +593,11 @@ function deriveLinks(m, d) {
   return [...seen];
 }
 
+// Numbers of 4 to 8 digits standing alone (not years, dates, times).
 function deriveCodes(m, d) {
   const text = `${m.subject || ""}\n${d.text || ""}`;
-  return [...new Set(text.match(/\b\d{4,8}\b/g) || [])];
+  const found = text.match(/(?<![\w\-/:.,])\d{4,8}(?![\w\-/:]|[.,]\d)/g) || [];
+  return [...new Set(found.filter((c) => !/^(?:19|20)\d\d$/.test(c)))];
 }
 
 // ---------- actions ----------

@@ -106,7 +106,7 @@ function decodeBody(body, encoding) {
     case "base64":
       return binaryToBytes(base64ToBinary(body));
     case "quoted-printable":
-      return binaryToBytes(body.replace(/[ \t]*=\r?\n/g, "").replace(/=([0-9A-Fa-f]{2})/g,
+      return binaryToBytes(body.replace(/[ \t]+(?=\r?\n|$)/g, "").replace(/=\r?\n/g, "").replace(/=([0-9A-Fa-f]{2})/g,
         (_, h) => String.fromCharCode(parseInt(h, 16))));
     default:
       return binaryToBytes(body);
