@@ -284,7 +284,9 @@ def test_hostile_message_runs_and_reaches_nothing(capture, browser, listener):
     html = f"""<html><head>
 <meta http-equiv="refresh" content="0;url={u}/refresh">
 <link rel="stylesheet" href="{u}/link.css">
-<style>@import url({u}/leak); body {{ background: url({u}/body-bg); }}</style>
+<style>@import url({u}/leak); body {{ background: url({u}/body-bg); }}
+@font-face {{ font-family: x; src: url({u}/font); }} p {{ font-family: x; }}
+@media screen {{ h1 {{ background: url({u}/media-bg); }} }}</style>
 </head><body>
 <script>window.parent.document.title='pwned'</script>
 <img src=x onerror="parent.document.title='pwned2'">
@@ -292,6 +294,10 @@ def test_hostile_message_runs_and_reaches_nothing(capture, browser, listener):
 <a id="js" href="javascript:alert(1)">click me</a>
 <a href=" JaVaScRiPt:parent.document.title='pwned3'">and me</a>
 <div style="background-image: url({u}/div-bg)">styled</div>
+<div style="background-image: image-set('{u}/image-set' 1x); cursor: url({u}/cursor), auto">more</div>
+<img srcset="{u}/srcset 2x" alt="srcset">
+<object data="{u}/object"></object><embed src="{u}/embed">
+<base href="{u}/base/"><a href="relative">relative link</a>
 <table background="{u}/table-bg"><tr><td>cell</td></tr></table>
 <form action="{u}/form" method="post"><input name="q" value="1"><button id="go">Go</button></form>
 <iframe src="{u}/frame"></iframe>
@@ -299,6 +305,10 @@ def test_hostile_message_runs_and_reaches_nothing(capture, browser, listener):
 <video poster="{u}/poster" src="{u}/video"></video>
 <p>hostile body text</p>
 </body></html>"""
+    # the listener does record what reaches it
+    http_get(f"{u}/control")
+    assert listener.hits == [("GET", "/control")]
+    listener.hits.clear()
     send(capture, "Hostile", "hostile text part", html=html)
     wait_captured(capture, "Hostile")
     open_page(browser, capture.http)

@@ -13,10 +13,10 @@
 // script can run in the frame whatever it contains.
 //
 // Even parsing inline styles in an inert document (DOMPurify's DOMParser)
-// makes the browser report CSP violations (as does an event handler
-// attribute), so before DOMPurify sees the HTML, a pre-pass (prepare) takes
-// the <style> elements out, renames style="" to data-tern-style="" and
-// drops on...="" attributes. It only has to be good, not perfect: what
+// makes the browser report CSP violations (as do an event handler
+// attribute and a <base>), so before DOMPurify sees the HTML, a pre-pass
+// (prepare) takes the <style> elements out, renames style="" to
+// data-tern-style="", and drops on...="" attributes and <base> tags. It only has to be good, not perfect: what
 // it misses is still sanitized, just reported by the CSP and left unstyled.
 import DOMPurify from "/assets/purify.js";
 
@@ -130,13 +130,21 @@ function prepare(html, sheets) {
     if (css !== undefined) sheets.push(css);
     return "";
   });
-  // start tags, read as the HTML tokenizer does, with style renamed
+  // start tags, read as the HTML tokenizer does
   let out = "", done = 0;
   const n = html.length;
   const open = /<[a-zA-Z]/g;
-  while (open.exec(html)) {
+  let m;
+  while ((m = open.exec(html))) {
     let j = open.lastIndex;
     while (j < n && !SPACE.test(html[j]) && html[j] !== "/" && html[j] !== ">") j++;
+    if (html.slice(m.index + 1, j).toLowerCase() === "base") {
+      const end = html.indexOf(">", j);
+      out += html.slice(done, m.index);
+      done = end < 0 ? n : end + 1;
+      open.lastIndex = done;
+      continue;
+    }
     for (;;) {
       while (j < n && (SPACE.test(html[j]) || html[j] === "/")) j++;
       if (j >= n || html[j] === ">") break;
