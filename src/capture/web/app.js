@@ -399,8 +399,11 @@ function mergeDetail(meta, parsed) {
 }
 
 // The URL for an inline part (cid:): the API's, else the part's bytes.
+// Only URLs of this server are used from the API's JSON.
+const ownUrl = (u) => (typeof u === "string" && u.startsWith("/api/v1/") ? u : null);
+
 function partUrl(meta, part) {
-  if (part.url) return part.url;
+  if (part.url) return ownUrl(part.url);
   if (part.bytes && /^image\//.test(part.content_type) && part.bytes.length < 2 * 1024 * 1024) {
     let bin = "";
     for (let i = 0; i < part.bytes.length; i += 0x8000)
@@ -571,7 +574,7 @@ function fillPanel(panel, v) {
       panel.append(d.attachments.length ? el("table", { class: "kv" },
         el("thead", {}, el("tr", {}, ["Name", "Type", "Size", ""].map((t) => el("th", { scope: "col", text: t })))),
         el("tbody", {}, d.attachments.map((a) => {
-          const url = a.url || (a.bytes ? URL.createObjectURL(new Blob([a.bytes], { type: "application/octet-stream" })) : null);
+          const url = ownUrl(a.url) || (a.bytes ? URL.createObjectURL(new Blob([a.bytes], { type: "application/octet-stream" })) : null);
           return el("tr", {}, el("td", { text: a.filename || `part ${a.part}` }), el("td", { text: a.content_type || "" }),
             el("td", { text: formatSize(a.size) }),
             el("td", {}, url ? el("a", { href: url, download: a.filename || `part-${a.part}` }, "Download") : ""));
