@@ -66,21 +66,26 @@ def wait_for(cond, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def capture(tern_instance):
-    """A tern with capture = yes; .http is the base URL of its capture API."""
+def start_capture(inst, **params):
+    """Starts inst with capture = yes (and params); inst.http is then the
+    base URL of its capture API, on a free loopback port."""
     port = free_port()
-    tern_instance.write_config(capture="yes", capture_http_address=f"127.0.0.1:{port}")
-    tern_instance.start()
-    tern_instance.http = f"http://127.0.0.1:{port}"
+    inst.write_config(capture="yes", capture_http_address=f"127.0.0.1:{port}", **params)
+    inst.start()
+    inst.http = f"http://127.0.0.1:{port}"
 
     def up():
         try:
-            return http_get(tern_instance.http + "/api/v1/messages")[0] == 200
+            return http_get(inst.http + "/api/v1/messages")[0] == 200
         except OSError:
             return False
     wait_for(up, 20, "the capture API")
-    return tern_instance
+    return inst
+
+
+@pytest.fixture
+def capture(tern_instance):
+    return start_capture(tern_instance)
 
 
 def send(inst, subject, text, html=None, to="dev@example.test", sender="app@example.org"):
@@ -240,6 +245,22 @@ def test_message_view_html_is_sandboxed(capture, browser):
     script_src = re.search(r"script-src ([^;]*)", csp).group(1)
     assert re.search(r"'nonce-[A-Za-z0-9+/=]{16,}'", script_src)
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+    assert page_problems(browser) == [], "\n".join(page_problems(browser))
+
+
+def test_pruned_banner(tern_instance, browser):
+    """capture_max_messages = 2: the third message pushes the first out,
+    and the page says so."""
+    capture = start_capture(tern_instance, capture_max_messages="2")
+    for n in range(3):
+        send(capture, f"n{n}", "body")
+        wait_captured(capture, f"n{n}")
+    wait_for(lambda: api_json(capture.http, "/api/v1/messages")[1].get("pruned") == 1, 10, "the store to prune")
+    open_page(browser, capture.http)
+    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == ["n2", "n1"])
+    banner = browser.find_element(By.ID, "pruned")
+    assert banner.is_displayed()
+    assert browser.find_element(By.ID, "pruned-text").text == "1 oldest message was removed (capture_max_messages)"
     assert page_problems(browser) == [], "\n".join(page_problems(browser))
 
 

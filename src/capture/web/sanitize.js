@@ -16,8 +16,9 @@
 // makes the browser report CSP violations (as do an event handler
 // attribute and a <base>), so before DOMPurify sees the HTML, a pre-pass
 // (prepare) takes the <style> elements out, renames style="" to
-// data-tern-style="", and drops on...="" attributes and <base> tags. It only has to be good, not perfect: what
-// it misses is still sanitized, just reported by the CSP and left unstyled.
+// data-tern-style="", and drops on...="" attributes and <base> tags. It
+// only has to be good, not perfect: what it misses is still sanitized,
+// just reported by the CSP (and left unstyled).
 import DOMPurify from "/assets/purify.js";
 
 const FORBID_TAGS = ["style", "form", "input", "button", "select", "textarea", "option", "optgroup",
@@ -86,6 +87,14 @@ function styleAttributeRule(node, attr) {
   job.rules.push(`.${cls} { ${decls.join("; ")} }`);
 }
 
+function decodeCid(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;  // a stray %: take it as written
+  }
+}
+
 DOMPurify.addHook("uponSanitizeElement", (node, data) => {
   if (job && data.tagName === "style") job.sheets.push(cleanSheet(node.textContent || ""));
   else if (job && ["link", "iframe", "frame", "object", "embed", "audio", "video", "source"].includes(data.tagName))
@@ -97,13 +106,13 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.hasAttribute("src")) {
     const src = node.getAttribute("src").trim();
     const cid = /^cid:(.*)$/i.exec(src);
-    const url = cid ? job.cidUrl(decodeURIComponent(cid[1])) : /^data:image\//i.test(src) ? src : null;
+    const url = cid ? job.cidUrl(decodeCid(cid[1])) : /^data:image\//i.test(src) ? src : null;
     if (url) {
       node.setAttribute("src", url);
     } else {
       node.removeAttribute("src");
       if (!cid) job.blocked++;
-      node.setAttribute("title", "remote image not loaded");
+      node.setAttribute("title", cid ? "inline image not found" : "remote image not loaded");
     }
   }
   if (node.hasAttribute("href")) {
