@@ -438,7 +438,9 @@ function renderView() {
   }
   const m = v.meta;
   const status = el("p", { class: "action-status", role: "status" });
-  const releaseTo = el("input", { type: "text", id: "release-to", placeholder: "someone@example.com", "aria-describedby": "release-help" });
+  const releaseTo = el("input", {
+    type: "text", id: "release-to", placeholder: "someone@example.com", "aria-describedby": "release-help",
+  });
   const head = el("header", { class: "msg-head" },
     el("h2", { id: "msg-subject", text: m.subject || "(no subject)" }),
     el("dl", { class: "facts" },
@@ -450,8 +452,9 @@ function renderView() {
       el("dt", { text: "ID" }), el("dd", { text: m.id })),
     v.gone ? el("p", { class: "notice", text: "This message was deleted." }) : null,
     el("div", { class: "actions" },
-      el("button", { type: "button", class: "danger", id: "delete-message", onclick: () => deleteMessage(m.id, status) },
-        "Delete"),
+      el("button", {
+        type: "button", class: "danger", id: "delete-message", onclick: () => deleteMessage(m.id, status),
+      }, "Delete"),
       el("a", { href: `/api/v1/messages/${encodeURIComponent(m.id)}/raw`, download: `${m.id}.eml` }, "Download .eml"),
       el("form", {
         class: "release", onsubmit: (e) => {
@@ -461,7 +464,9 @@ function renderView() {
       },
       el("label", { for: "release-to" }, "Release to"), releaseTo,
       el("button", { type: "submit" }, "Release"),
-      el("span", { id: "release-help", class: "muted", text: "deliver a copy for real (addresses, comma separated)" }))),
+      el("span", {
+        id: "release-help", class: "muted", text: "deliver a copy for real (addresses, comma separated)",
+      }))),
     status);
   const tablist = el("div", { class: "tabs", role: "tablist", "aria-label": "Message views" });
   const panel = el("div", { class: "tab-panel", role: "tabpanel", id: "tab-panel", tabindex: "0" });
@@ -499,7 +504,9 @@ function fillPanel(panel, v) {
   const d = v.detail;
   const m = v.meta;
   if (d.truncated) {
-    panel.append(el("p", { class: "notice", text: "This message is large: only part of it was read; Raw has all of it." }));
+    panel.append(el("p", {
+      class: "notice", text: "This message is large: only part of it was read; Raw has all of it.",
+    }));
   }
   switch (state.tab) {
     case "html": {
@@ -515,7 +522,8 @@ function fillPanel(panel, v) {
       });
       v.htmlLinks = clean.links;
       if (clean.blocked > 0) {
-        panel.append(el("p", { class: "notice", text: `${clean.blocked} remote resource${clean.blocked === 1 ? " was" : "s were"} not loaded: this page never fetches outside URLs.` }));
+        const what = clean.blocked === 1 ? "1 remote resource was" : `${clean.blocked} remote resources were`;
+        panel.append(el("p", { class: "notice", text: `${what} not loaded: this page never fetches outside URLs.` }));
       }
       const frame = el("iframe", {
         class: "html-frame", title: "The message's HTML (sanitized)",
@@ -526,7 +534,8 @@ function fillPanel(panel, v) {
       break;
     }
     case "text":
-      panel.append(d.text ? el("pre", { class: "text", id: "msg-text", text: d.text }) : empty("This message has no text part."));
+      panel.append(d.text ? el("pre", { class: "text", id: "msg-text", text: d.text })
+        : empty("This message has no text part."));
       break;
     case "raw":
       if (v.raw !== null && v.raw !== undefined) {
@@ -574,8 +583,10 @@ function fillPanel(panel, v) {
       panel.append(d.attachments.length ? el("table", { class: "kv" },
         el("thead", {}, el("tr", {}, ["Name", "Type", "Size", ""].map((t) => el("th", { scope: "col", text: t })))),
         el("tbody", {}, d.attachments.map((a) => {
-          const url = ownUrl(a.url) || (a.bytes ? URL.createObjectURL(new Blob([a.bytes], { type: "application/octet-stream" })) : null);
-          return el("tr", {}, el("td", { text: a.filename || `part ${a.part}` }), el("td", { text: a.content_type || "" }),
+          const url = ownUrl(a.url)
+            || (a.bytes ? URL.createObjectURL(new Blob([a.bytes], { type: "application/octet-stream" })) : null);
+          return el("tr", {}, el("td", { text: a.filename || `part ${a.part}` }),
+            el("td", { text: a.content_type || "" }),
             el("td", { text: formatSize(a.size) }),
             el("td", {}, url ? el("a", { href: url, download: a.filename || `part-${a.part}` }, "Download") : ""));
         })))
