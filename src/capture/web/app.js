@@ -340,6 +340,8 @@ async function selectMessage(id) {
   saveHash();
   state.view = { id, loading: true };
   renderView();
+  // one column (narrow window): the message is below the list, go there
+  if (window.matchMedia("(max-width: 900px)").matches) $("view").scrollIntoView({ block: "start" });
   try {
     const meta = await api(`/api/v1/messages/${encodeURIComponent(id)}`);
     if (state.selected !== id) return;
