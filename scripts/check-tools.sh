@@ -46,6 +46,10 @@ need libpq-dev test -e /usr/include/postgresql/libpq-fe.h
 # capture mode: MIME parsing (GMime) and the HTTP API's JSON (jansson)
 need libgmime-3.0-dev pkg-config --exists gmime-3.0
 need libjansson-dev pkg-config --exists jansson
+# tests/integration/test_capture_page.py drives the capture page in headless Chromium
+need chromium test -x /usr/bin/chromium
+need chromium-driver have chromedriver
+need python3-selenium /usr/bin/python3 -c 'import selenium.webdriver'
 need groff-base have groff
 need util-linux have setpriv
 need mount have mount
