@@ -124,7 +124,8 @@ char *capture_json_content_disposition(const char *filename, unsigned n)
     struct strbuf ascii = STRBUF_INIT, pct = STRBUF_INIT;
     for (const unsigned char *p = (const unsigned char *)filename; *p; p++) {
         int plain = str_is_alnum(*p) || *p == '.' || *p == '-' || *p == '_';
-        strbuf_putc(&ascii, plain ? (char)*p : '_');
+        if (plain || (*p & 0xC0) != 0x80)   /* one '_' per character, not per UTF-8 byte */
+            strbuf_putc(&ascii, plain ? (char)*p : '_');
         if (plain)
             strbuf_putc(&pct, (char)*p);
         else

@@ -170,6 +170,16 @@ def test_limits_prune_the_oldest_and_say_so(tern_instance):
     assert len(list((inst.queue_dir / "capture").iterdir())) == 3
 
 
+def test_max_age_prunes_old_messages(tern_instance):
+    inst = tern_instance
+    api = capture_instance(inst, capture_max_age="2s")
+    send(inst, ["a@example.test"], subject="old")
+    time.sleep(2.5)
+    send(inst, ["a@example.test"], subject="new")   # an arrival applies the limits at once
+    body = api.get("/api/v1/messages")[1]
+    assert [m["subject"] for m in body["messages"]] == ["new"] and body["pruned"] == 1, body
+
+
 def test_acknowledged_mail_survives_kill_9(tern_instance):
     inst = tern_instance
     api = capture_instance(inst)
