@@ -495,3 +495,20 @@ def test_openapi_document_matches_the_routes(tern_instance):
             assert not (code == 404 and isinstance(reply, dict) and reply.get("error") == "no such resource"), \
                 (method, path)
             assert str(code) in ops[method]["responses"], (method, path, code, reply)
+
+
+def test_require_auth_turns_any_login_off(tern_instance):
+    inst = tern_instance
+    capture_instance(inst, capture_require_auth="yes")
+    with inst.smtp() as c:
+        c.ehlo()
+        assert not c.has_extn("auth")       # no AUTH configured: none offered
+        assert c.docmd("AUTH", "PLAIN AGFueQBhbnk=")[0] == 503
+
+
+def test_copy_takes_any_login_only_from_mynetworks(tern_instance):
+    inst = tern_instance
+    capture_instance(inst, mode="copy", mynetworks="192.0.2.0/24")   # loopback is not in it
+    with inst.smtp() as c:
+        c.ehlo()
+        assert not c.has_extn("auth")
