@@ -258,21 +258,31 @@ static void delete_message(struct evhttp_request *req, const char *id)
     capture_reply_json(req, 200, "OK", json_pack("{s:I}", "deleted", (json_int_t)1));
 }
 
-static void new_inbox(struct evhttp_request *req)
+/* n random letters and digits into out (n + 1 bytes); -1 without randomness. */
+static int random_word(char *out, size_t n)
 {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char rnd[16];
-    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+    unsigned char rnd[32];
+    if (n > sizeof rnd || getrandom(rnd, n, 0) != (ssize_t)n)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = alphabet[rnd[i] % (sizeof alphabet - 1)];   /* 256 % 36: a slight bias, no secret */
+    out[n] = 0;
+    return 0;
+}
+
+/* A fresh inbox: an address no one else uses, and a login for it (the
+ * address; any password works while capture_require_auth = no). */
+static void new_inbox(struct evhttp_request *req)
+{
+    char word[17], password[17];
+    if (random_word(word, 16) != 0 || random_word(password, 16) != 0) {
         capture_reply_error(req, 500, "Internal Server Error", "no randomness");
         return;
     }
-    char local[sizeof rnd + 8] = "test-";
-    size_t k = strlen(local);
-    for (size_t i = 0; i < sizeof rnd; i++)
-        local[k++] = alphabet[rnd[i] % (sizeof alphabet - 1)];
-    local[k] = 0;
-    char *addr = xasprintf("%s@%s", local, hs.inbox_domain);
-    capture_reply_json(req, 201, "Created", json_pack("{s:s}", "address", addr));
+    char *addr = xasprintf("test-%s@%s", word, hs.inbox_domain);
+    capture_reply_json(req, 201, "Created",
+                       json_pack("{s:s, s:s, s:s}", "address", addr, "login", addr, "password", password));
     free(addr);
 }
 

@@ -85,6 +85,7 @@ def test_inboxes_keep_parallel_test_runs_apart(tern_instance):
     code, a = api.call("POST", "/api/v1/inboxes")
     code2, b = api.call("POST", "/api/v1/inboxes")
     assert code == code2 == 201 and a["address"] != b["address"]
+    assert a["login"] == a["address"] and len(a["password"]) == 16
     assert re.fullmatch(r"test-[a-z0-9]{16}@mail\.example\.test", a["address"]), a
     send(inst, [a["address"]], subject="for run A")
     send(inst, [b["address"]], subject="for run B")
