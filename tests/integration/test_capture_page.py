@@ -1,11 +1,15 @@
 """The capture page (capture = yes) in a real browser: headless Chromium
 driven by Selenium (Debian's chromium, chromium-driver, python3-selenium).
 
-The page must load under its CSP with no error, show captured mail and new
-mail without a reload, show a message's HTML only sanitized and in a
-sandboxed frame, run nothing from a hostile message and fetch nothing from
-outside, and delete a message.
+The page must load under its CSP with no error (any console error fails a
+test), show captured mail and new mail without a reload (the event stream,
+from the newest message listed), show what the API says of a message (its
+parts, attachments, links and codes; cid: images as the part's URL), show
+its HTML only sanitized and in a sandboxed frame, run nothing from a hostile
+message and fetch nothing from outside, and delete and release messages.
+Everything runs against a real tern.
 """
+import base64
 import http.server
 import json
 import os
@@ -35,11 +39,21 @@ try:
 except ImportError:  # pragma: no cover - scripts/deps.sh installs it
     webdriver = None
 
-# Console lines the page may log today: the API does not yet have
-# GET /api/v1/inboxes and /api/v1/events, so the browser reports their 404s
-# (and the EventSource's refusal of a JSON 404) while the page falls back to
-# deriving inboxes and polling. Nothing else may appear.
-MISSING_ENDPOINTS = re.compile(r"/api/v1/(inboxes|events)\b")
+# Run in the page before its own scripts (through DevTools, so the page's CSP
+# does not apply): records the URL of every EventSource the page opens.
+RECORD_EVENT_SOURCES = """
+window.ternEventSources = [];
+window.EventSource = class extends window.EventSource {
+  constructor(url, options) {
+    super(url, options);
+    window.ternEventSources.push(this.url);
+  }
+};
+"""
+
+# A 1x1 PNG.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
 def http_get(url, timeout=5):
@@ -122,6 +136,7 @@ def browser():
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_EVENT_SOURCES})
     driver.console = []  # every console line seen (get_log drains the browser's)
     try:
         yield driver
@@ -140,8 +155,6 @@ def page_problems(driver):
     bad = []
     for e in console(driver):
         msg = e.get("message", "")
-        if MISSING_ENDPOINTS.search(msg):
-            continue
         if e.get("level") in ("SEVERE", "ERROR") or "Content Security Policy" in msg or "Refused to" in msg:
             bad.append(msg)
     return bad
@@ -177,6 +190,17 @@ def settle(driver, timeout=10):
     return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
 
+def fetched(driver):
+    """The URLs the page fetched (resource timing), paths only."""
+    return driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).pathname)")
+
+
+def panel_texts(driver, selector):
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#tab-panel ' + arguments[0]), e => e.textContent)", selector)
+
+
 def show_tab(driver, key):
     def click(d):
         d.find_element(By.ID, f"tab-{key}").click()
@@ -188,9 +212,15 @@ def show_tab(driver, key):
 def test_page_loads_and_shows_mail_live(capture, browser):
     send(capture, "before the page", "sent before the page was opened")
     wait_captured(capture, "before the page")
+    _, listing = api_json(capture.http, "/api/v1/messages")
+    newest = listing["messages"][0]
     open_page(browser, capture.http)
     WebDriverWait(browser, 10).until(lambda d: "before the page" in list_subjects(d))
     assert browser.title == "tern capture"
+    # the event stream starts at the newest message listed, and is used
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "live").text == "Live")
+    assert browser.execute_script("return window.ternEventSources") == \
+        [f"{capture.http}/api/v1/events?last_event_id={newest['cursor']}"]
     # the inbox list names the recipient
     WebDriverWait(browser, 10).until(
         lambda d: "dev@example.test" in [e.text for e in d.find_elements(By.CSS_SELECTOR, "#inbox-list .addr")])
@@ -201,6 +231,18 @@ def test_page_loads_and_shows_mail_live(capture, browser):
     # newest first, and no reload happened (the marker set above survives)
     assert list_subjects(browser)[:2] == ["while the page is open", "before the page"]
     assert browser.execute_script("return window.ternTestMarker") == 42
+    # the inbox list is the server's, asked again after the event
+    count = 'document.querySelector(\'#inbox-list button[data-address="dev@example.test"] .count\')?.textContent'
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script("return " + count) == "2")
+    # a message that does not match the search is not streamed into the list
+    browser.find_element(By.ID, "q-subject").send_keys("page is open")
+    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == ["while the page is open"])
+    WebDriverWait(browser, 10).until(
+        lambda d: "subject=page+is+open" in d.execute_script("return window.ternEventSources")[-1])
+    send(capture, "another one", "does not match")
+    send(capture, "the page is open still", "matches")
+    WebDriverWait(browser, 10).until(
+        lambda d: list_subjects(d) == ["the page is open still", "while the page is open"])
     assert page_problems(browser) == [], "\n".join(page_problems(browser))
 
 
@@ -238,7 +280,7 @@ def test_message_view_html_is_sandboxed(capture, browser):
     for key in ("codes", "links", "headers", "envelope", "raw"):
         show_tab(browser, key)
     show_tab(browser, "codes")
-    assert "482913" in browser.find_element(By.ID, "tab-panel").text
+    assert panel_texts(browser, "li code") == ["482913"]
 
     _, headers, _ = http_get(capture.http + "/")
     csp = headers["Content-Security-Policy"]
@@ -261,6 +303,13 @@ def test_pruned_banner(tern_instance, browser):
     banner = browser.find_element(By.ID, "pruned")
     assert banner.is_displayed()
     assert browser.find_element(By.ID, "pruned-text").text == "1 oldest message was removed (capture_max_messages)"
+    # with the page open: the stream's pruned event
+    send(capture, "n3", "body")
+    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == ["n3", "n2"])
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, "pruned-text").text == "2 oldest messages were removed (capture_max_messages)")
+    browser.find_element(By.ID, "pruned-dismiss").click()
+    assert not browser.find_element(By.ID, "pruned").is_displayed()
     assert page_problems(browser) == [], "\n".join(page_problems(browser))
 
 
@@ -374,229 +423,128 @@ def test_delete_from_the_page(capture, browser):
     assert status == 404, body
     _, listing = api_json(capture.http, "/api/v1/messages")
     assert [m["subject"] for m in listing["messages"]] == ["Keep me"]
+
+    # deleted elsewhere (through the API): the stream tells the page
+    open_message(browser, "Keep me")
+    kept = listing["messages"][0]
+    assert api_json(capture.http, f"/api/v1/messages/{kept['id']}", "DELETE")[0] == 200
+    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == [])
+    settle(browser).until(lambda d: "This message was deleted." in d.find_element(By.ID, "view").text)
+    send(capture, "one", "x")
+    send(capture, "two", "x", to="other@example.test")
+    WebDriverWait(browser, 10).until(lambda d: sorted(list_subjects(d)) == ["one", "two"])
+    assert api_json(capture.http, "/api/v1/messages?inbox=dev@example.test", "DELETE")[0] == 200
+    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == ["two"])
+    addrs = "return Array.from(document.querySelectorAll('#inbox-list .addr'), e => e.textContent)"
+    WebDriverWait(browser, 10).until(lambda d: d.execute_script(addrs) == ["All messages", "other@example.test"])
+    assert api_json(capture.http, "/api/v1/messages", "DELETE")[0] == 200
+    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == [])
+    assert browser.find_element(By.ID, "list-count").text == "No messages."
     assert page_problems(browser) == [], "\n".join(page_problems(browser))
 
 
-# ---- the page against the whole API contract -------------------------------
-# Parts of the API the page uses are still being added to tern (GET
-# /api/v1/inboxes, /api/v1/events, the parsed fields of a message, release).
-# This fake serves the page's own files under the same CSP as tern and
-# answers as the API is specified, so the page's use of all of it (server-sent
-# events, the pruned banner, fields taken from the JSON rather than the raw
-# message) runs in the browser today.
+def test_message_view_shows_the_api_fields(capture, browser):
+    """The view is the API's (GMime's) view of the message: addresses,
+    header fields, links, codes, attachments with their download URLs, and
+    the cid: image as its part's URL. Raw is fetched only for the Raw tab."""
+    pdf = b"%PDF-1.4 fake invoice\n"
+    msg = EmailMessage()
+    msg["From"] = "Shop <noreply@shop.example>"
+    msg["To"] = "Ann <ann@example.test>"
+    msg["Cc"] = "Bob <bob@example.test>"
+    msg["Subject"] = "Your code \u2013 verify"
+    msg.set_content("Your verification code is 482913.\nConfirm: https://shop.example/confirm/abc\n")
+    msg.add_alternative('<p>Code <b>482913</b> <a href="https://shop.example/confirm/abc?h=1">confirm</a>'
+                        '<img id="logo" src="cid:logo@shop.example" alt="logo"></p>', subtype="html")
+    msg.get_payload()[1].add_related(PNG, "image", "png", cid="<logo@shop.example>")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="invoice.pdf")
+    with capture.smtp() as c:
+        c.sendmail("noreply@shop.example", ["ann@example.test", "bob@example.test"], msg.as_bytes())
+    mid = wait_captured(capture, "verify")["id"]
+    status, m = api_json(capture.http, f"/api/v1/messages/{mid}")
+    assert status == 200, m
+    logo = [p for p in m["parts"] if p["content_id"] == "logo@shop.example"]
+    assert len(logo) == 1 and logo[0]["url"] == f"/api/v1/messages/{mid}/parts/{logo[0]['part']}", m["parts"]
+    assert [a["filename"] for a in m["attachments"]] == ["invoice.pdf"], m["attachments"]
+    assert m["links"] and m["codes"] == ["482913"], (m["links"], m["codes"])
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WEB_DIR = os.path.join(REPO, "src", "capture", "web")
-DOMPURIFY = "/usr/share/nodejs/dompurify/dist/purify.es.js"
-TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".json": "application/json"}
+    open_page(browser, capture.http)
+    open_message(browser, "Your code \u2013 verify")
+    assert browser.find_element(By.ID, "msg-from").text == "Shop <noreply@shop.example>"
+    assert browser.find_element(By.ID, "msg-to").text == "Ann <ann@example.test>"
+    assert "Bob <bob@example.test>" in browser.find_element(By.ID, "view").text
 
+    # the cid: image is the part's URL, and it loads in the sandboxed frame
+    frame = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe.html-frame"))
+    assert f'src="{logo[0]["url"]}"' in frame.get_attribute("srcdoc")
+    browser.switch_to.frame(frame)
+    try:
+        settle(browser).until(lambda d: d.find_element(By.ID, "logo").get_property("naturalWidth") == 1)
+    finally:
+        browser.switch_to.default_content()
 
-def summary(i, subject, inbox):
-    return {"id": f"FAKE{i}", "cursor": str(i), "inbox": [inbox], "from": "app@example.org", "to": [inbox],
-            "subject": subject, "date": "2026-01-01T00:00:00Z", "received": f"2026-01-01T00:00:{i:02d}Z",
-            "size": 1000 + i}
-
-
-class FakeApi:
-    def __init__(self):
-        import base64
-        import queue
-        self.requests = []
-        self.events = queue.Queue()
-        self.stopping = False
-        self.pruned = 3
-        self.messages = [summary(2, "Second", "dev@example.test"), summary(1, "First", "dev@example.test")]
-        api = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def reply(self, code, body, ctype="application/json", headers=()):
-                data = body if isinstance(body, bytes) else json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                api.requests.append(("GET", self.path))
-                path, _, query = self.path.partition("?")
-                if path == "/":
-                    nonce = base64.b64encode(os.urandom(16)).decode()
-                    page = open(os.path.join(WEB_DIR, "index.html"), "rb").read().replace(b"{{nonce}}", nonce.encode())
-                    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; "
-                           "img-src 'self' data:; font-src 'self'; connect-src 'self'; frame-src 'self'; "
-                           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-                    self.reply(200, page, TYPES[".html"], [("Content-Security-Policy", csp)])
-                elif path.startswith("/assets/"):
-                    name = path[len("/assets/"):]
-                    file = DOMPURIFY if name == "purify.js" else os.path.join(WEB_DIR, name)
-                    if "/" in name or name == "index.html" or not os.path.exists(file):
-                        self.reply(404, {"error": "no such file"})
-                    else:
-                        self.reply(200, open(file, "rb").read(), TYPES[os.path.splitext(name)[1]])
-                elif path == "/api/v1/inboxes":
-                    self.reply(200, {"inboxes": [{"address": "dev@example.test", "count": len(api.messages),
-                                                  "latest": "2026-01-01T00:00:02Z"}]})
-                elif path == "/api/v1/messages":
-                    self.reply(200, {"messages": api.messages, "total": len(api.messages),
-                                     "pruned": api.pruned})
-                elif path == "/api/v1/events":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/event-stream")
-                    self.send_header("Cache-Control", "no-store")
-                    self.end_headers()
-                    self.wfile.write(b": hello\n\n")
-                    self.wfile.flush()
-                    import queue as q
-                    while not api.stopping:
-                        try:
-                            ev = api.events.get(timeout=0.2)
-                        except q.Empty:
-                            continue
-                        self.wfile.write(ev.encode())
-                        self.wfile.flush()
-                    self.close_connection = True
-                elif path.startswith("/api/v1/messages/") and path.count("/") == 4:
-                    mid = path.rsplit("/", 1)[1]
-                    m = next((x for x in api.messages if x["id"] == mid), None)
-                    if not m:
-                        self.reply(404, {"error": "no such message"})
-                        return
-                    full = dict(m)
-                    full.update({
-                        "envelope": {"mail_from": "bounce@example.org", "rcpt_to": m["to"],
-                                     "client_address": "127.0.0.1", "client_name": "localhost", "helo": "app",
-                                     "tls": None, "auth_login": None, "protocol": "ESMTP"},
-                        "headers": [{"name": "Subject", "value": m["subject"]},
-                                    {"name": "X-Fake", "value": "from the JSON"}],
-                        "text": f"text of {m['subject']}: code 135790",
-                        "html": f"<p class=fromjson>html of {m['subject']}</p><img src=\"cid:logo@x\">",
-                        "parts": [{"part": 1, "content_type": "text/plain", "filename": None, "size": 10,
-                                   "disposition": None, "content_id": None},
-                                  {"part": 2, "content_type": "image/png", "filename": "logo.png", "size": 68,
-                                   "disposition": "inline", "content_id": "logo@x"}],
-                        "attachments": [{"part": 3, "content_type": "application/pdf", "filename": "invoice.pdf",
-                                         "size": 2048, "disposition": "attachment", "content_id": None,
-                                         "url": f"/api/v1/messages/{mid}/parts/3"}],
-                        "links": ["https://example.org/from-json"],
-                        "codes": ["135790"],
-                        "authentication_results": "mail.example.test; spf=pass smtp.mailfrom=example.org",
-                        "truncated": False,
-                    })
-                    self.reply(200, full)
-                elif path.endswith("/parts/2"):
-                    # a 1x1 PNG
-                    self.reply(200, base64.b64decode(
-                        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="),
-                        "image/png")
-                else:
-                    self.reply(404, {"error": "no such resource"})
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
-                api.requests.append(("POST", self.path, body))
-                if self.path.endswith("/release") and body.get("to") == ["ops@example.org"]:
-                    self.reply(202, {"id": "QUEUE123"})
-                else:
-                    self.reply(400, {"error": "release: bad recipients"})
-
-            def do_DELETE(self):
-                api.requests.append(("DELETE", self.path))
-                mid = self.path.rsplit("/", 1)[1]
-                api.messages = [m for m in api.messages if m["id"] != mid]
-                self.reply(200, {"deleted": 1})
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def push(self, event, data, eid=None):
-        self.events.put((f"id: {eid}\n" if eid else "") + f"event: {event}\ndata: {json.dumps(data)}\n\n")
-
-    def close(self):
-        self.stopping = True
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake_api():
-    api = FakeApi()
-    yield api
-    api.close()
-
-
-def test_page_with_the_whole_api(fake_api, browser):
-    api = fake_api
-    open_page(browser, api.base)
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "live").text == "Live")
-    assert list_subjects(browser) == ["Second", "First"]
-    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#inbox-list .addr")] == \
-        ["All messages", "dev@example.test"]
-    banner = browser.find_element(By.ID, "pruned")
-    assert banner.is_displayed()
-    assert banner.text.startswith("3 oldest messages were removed (capture_max_messages)")
-
-    # server-sent events: a new message, more pruned, a deletion
-    third = summary(3, "Third", "dev@example.test")
-    api.messages.insert(0, third)
-    api.push("message", third, eid="3")
-    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == ["Third", "Second", "First"])
-    api.pruned += 2
-    api.push("pruned", {"count": 2})
-    WebDriverWait(browser, 10).until(
-        lambda d: d.find_element(By.ID, "pruned-text").text == "5 oldest messages were removed (capture_max_messages)")
-    api.messages = [m for m in api.messages if m["id"] != "FAKE1"]
-    api.push("deleted", {"id": "FAKE1"})
-    WebDriverWait(browser, 10).until(lambda d: list_subjects(d) == ["Third", "Second"])
-    browser.find_element(By.ID, "pruned-dismiss").click()
-    assert not browser.find_element(By.ID, "pruned").is_displayed()
-
-    # the message's fields come from the JSON: no raw message is fetched
-    open_message(browser, "Third")
-    frame = browser.find_element(By.CSS_SELECTOR, "iframe.html-frame")
-    srcdoc = frame.get_attribute("srcdoc")
-    assert "html of Third" in srcdoc
-    assert 'src="/api/v1/messages/FAKE3/parts/2"' in srcdoc   # cid: from the parts
-    show_tab(browser, "text")
-    assert browser.find_element(By.ID, "msg-text").text == "text of Third: code 135790"
-    show_tab(browser, "headers")
-    assert "from the JSON" in browser.find_element(By.ID, "tab-panel").text
     show_tab(browser, "links")
-    assert browser.find_element(By.CSS_SELECTOR, "#tab-panel a").get_attribute("href") == \
-        "https://example.org/from-json"
+    assert panel_texts(browser, "li") == m["links"]
+    hrefs = [a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#tab-panel a")]
+    assert hrefs == m["links"]
     show_tab(browser, "codes")
-    assert "135790" in browser.find_element(By.ID, "tab-panel").text
+    assert panel_texts(browser, "li code") == m["codes"]
+    show_tab(browser, "headers")
+    assert "Your code \u2013 verify" in panel_texts(browser, "td")   # decoded by the server
     show_tab(browser, "attachments")
     link = browser.find_element(By.CSS_SELECTOR, "#tab-panel a")
-    assert link.get_attribute("href") == api.base + "/api/v1/messages/FAKE3/parts/3"
+    assert link.get_attribute("href") == capture.http + m["attachments"][0]["url"]
     assert "invoice.pdf" in browser.find_element(By.ID, "tab-panel").text
+    assert http_get(link.get_attribute("href"))[2] == pdf
     show_tab(browser, "auth")
-    assert "spf=pass" in browser.find_element(By.ID, "tab-panel").text
-    assert not [r for r in api.requests if r[1].endswith("/raw")]
+    auth = browser.find_element(By.ID, "tab-panel").text
+    if m["authentication_results"]:
+        assert m["authentication_results"] in auth
+    else:
+        assert auth.startswith("No Authentication-Results")
+    show_tab(browser, "envelope")
+    assert "ann@example.test, bob@example.test" in browser.find_element(By.ID, "tab-panel").text
 
-    # release: the queue ID, or the server's error
-    box = browser.find_element(By.ID, "release-to")
-    box.send_keys("ops@example.org")
-    browser.find_element(By.CSS_SELECTOR, ".release button").click()
-    WebDriverWait(browser, 10).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, ".action-status").text == "Released: queued as QUEUE123.")
-    assert ("POST", "/api/v1/messages/FAKE3/release", {"to": ["ops@example.org"]}) in api.requests
+    # everything so far came from the message's JSON: no raw message read
+    assert f"/api/v1/messages/{mid}" in fetched(browser)
+    assert not [u for u in fetched(browser) if u.endswith("/raw")]
+    show_tab(browser, "raw")
+    settle(browser).until(lambda d: "Content-Type: multipart/mixed" in d.find_element(By.ID, "tab-panel").text)
+    assert f"/api/v1/messages/{mid}/raw" in fetched(browser)
     assert page_problems(browser) == [], "\n".join(page_problems(browser))
-    box.clear()
-    box.send_keys("nobody")
-    browser.find_element(By.CSS_SELECTOR, ".release button").click()
-    WebDriverWait(browser, 10).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, ".action-status").text == "Release failed: release: bad recipients")
-    # the browser reports the 400 itself; nothing else
-    assert [p for p in page_problems(browser) if "/release - " not in p] == []
+
+
+def test_release_from_the_page(tern_instance, browser):
+    """Release: the queue ID, or the server's reason (the queue delivers
+    the copy, here to a local peer through relayhost)."""
+    from relay_peers import RecordingPeer
+    peer_port = free_port()
+    peer = RecordingPeer("127.0.0.1", peer_port)
+    try:
+        capture = start_capture(tern_instance, relayhost=f"[127.0.0.1]:{peer_port}",
+                                capture_release_recipients="allowed.example")
+        send(capture, "release me", "x")
+        mid = wait_captured(capture, "release me")["id"]
+        open_page(browser, capture.http)
+        open_message(browser, "release me")
+        box = browser.find_element(By.ID, "release-to")
+        box.send_keys("dev@allowed.example")
+        browser.find_element(By.CSS_SELECTOR, ".release button").click()
+        status = WebDriverWait(browser, 10).until(
+            lambda d: re.fullmatch(r"Released: queued as ([0-9A-Z]{13})\.",
+                                   d.find_element(By.CSS_SELECTOR, ".action-status").text))
+        got = peer.wait(1, timeout=20)
+        assert got[0].rcpts == ["dev@allowed.example"] and b"Subject: release me" in got[0].content
+        tern_instance.wait_log(f"{status.group(1)}: removed")
+        assert page_problems(browser) == [], "\n".join(page_problems(browser))
+
+        box.clear()
+        box.send_keys("someone@elsewhere.example")
+        browser.find_element(By.CSS_SELECTOR, ".release button").click()
+        WebDriverWait(browser, 10).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, ".action-status").text.startswith("Release failed: ")
+            and "capture_release_recipients" in d.find_element(By.CSS_SELECTOR, ".action-status").text)
+        # the browser reports the 403 itself; nothing else
+        assert [p for p in page_problems(browser) if f"/api/v1/messages/{mid}/release - " not in p] == []
+    finally:
+        peer.stop()

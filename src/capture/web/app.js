@@ -3,13 +3,12 @@
 // Plain DOM, no framework. Everything from a message is put in with
 // textContent or attributes, never as markup, except its HTML, which goes
 // sanitized into a sandboxed frame (sanitize.js). The page talks only to
-// this server (/api/v1/...). Fields and endpoints the API does not have
-// yet are done without: inboxes come from the messages, live updates from
-// polling, headers/text/html/parts from the raw message (mime.js).
-import { parseMessage, decodeText } from "/assets/mime.js";
+// this server (/api/v1/...) and shows what it answers: the server parses
+// the mail (GMime), finds links and codes, and keeps the inbox list; live
+// updates come from its event stream (/api/v1/events).
 import { sanitizeMessageHtml } from "/assets/sanitize.js";
 
-const POLL_MS = 2000;
+const RETRY_MS = 3000;
 const LIST_LIMIT = 200;
 
 const $ = (id) => document.getElementById(id);
@@ -25,13 +24,12 @@ const state = {
   tab: "html",
   pruned: 0,             // messages removed by the store, as last heard
   prunedDismissed: 0,
-  live: null,            // "events" or "polling"
   source: null,          // the EventSource
-  pollTimer: 0,
-  noEvents: false,       // /api/v1/events is missing or failed: poll
-  noInboxList: false,    // GET /api/v1/inboxes is missing: derive
+  retryTimer: 0,         // reconnecting after the stream failed
+  inboxTimer: 0,         // an inbox list reload, soon
+  generation: 0,         // of the list and stream now wanted (filters)
   inboxes: [],
-  view: null,            // the message shown: {id, meta, detail, raw}
+  view: null,            // the message shown: {id, meta, raw}
 };
 
 // ---------- small helpers ----------
@@ -102,10 +100,9 @@ function query(params) {
   return s ? `?${s}` : "";
 }
 
-function matchesFilter(m) {
-  const has = (hay, needle) => !needle || String(hay || "").toLowerCase().includes(needle.toLowerCase());
-  return (!state.inbox || (m.inbox || []).includes(state.inbox)) &&
-    has(m.subject, state.subject) && (has(m.from, state.from) || has(m.envelope?.mail_from, state.from));
+// The list's filters, as the API takes them (GET /messages and /events).
+function filters() {
+  return { inbox: state.inbox, subject: state.subject, from: state.from };
 }
 
 // ---------- pruned banner ----------
@@ -126,33 +123,25 @@ function notePruned(total) {
 // ---------- inboxes ----------
 
 async function loadInboxes() {
-  let list = null;
-  if (!state.noInboxList) {
-    try {
-      const r = await api("/api/v1/inboxes");
-      if (r && Array.isArray(r.inboxes)) list = r.inboxes;
-      else state.noInboxList = true;
-    } catch (e) {
-      state.noInboxList = true;  // not there yet (404, 405): derive it
-    }
-  }
-  if (!list) {
-    const r = await api("/api/v1/messages" + query({ limit: 1000 }));
-    const by = new Map();
-    for (const m of r.messages || []) {
-      for (const a of m.inbox || []) {
-        const i = by.get(a) || { address: a, count: 0, latest: m.received };
-        i.count++;
-        if (m.received > i.latest) i.latest = m.received;
-        by.set(a, i);
-      }
-    }
-    list = [...by.values()].sort((a, b) => (b.latest || "").localeCompare(a.latest || ""));
-    notePruned(r.pruned);
+  let list;
+  try {
+    const r = await api("/api/v1/inboxes");
+    list = (r && r.inboxes) || [];
+    clearError("Loading inboxes");
+  } catch (e) {
+    showError(`Loading inboxes: ${e.message}`);
+    return;
   }
   const changed = JSON.stringify(list) !== JSON.stringify(state.inboxes);
   state.inboxes = list;
   if (changed) renderInboxes();
+}
+
+// Counts change with every arrival and deletion: asked again, once for a
+// burst of events.
+function inboxesChanged() {
+  clearTimeout(state.inboxTimer);
+  state.inboxTimer = setTimeout(loadInboxes, 200);
 }
 
 function renderInboxes() {
@@ -173,17 +162,17 @@ function selectInbox(address) {
   renderInboxes();
   renderView();
   saveHash();
-  loadMessages();
-  startLive();
+  reload();
 }
 
 // ---------- message list ----------
 
-async function loadMessages() {
+// Lists the messages; true when that worked and the filters are still the
+// ones asked about (gen: state.generation when asked).
+async function loadMessages(gen = state.generation) {
   try {
-    const r = await api("/api/v1/messages" + query({
-      inbox: state.inbox, subject: state.subject, from: state.from, limit: LIST_LIMIT,
-    }));
+    const r = await api("/api/v1/messages" + query({ ...filters(), limit: LIST_LIMIT }));
+    if (gen !== state.generation) return false;
     const msgs = r.messages || [];
     const hadSelected = state.messages.some((m) => m.id === state.selected);
     notePruned(r.pruned);
@@ -201,8 +190,10 @@ async function loadMessages() {
         }
       });
     }
+    return true;
   } catch (e) {
-    showError(`Loading messages: ${e.message}`);
+    if (gen === state.generation) showError(`Loading messages: ${e.message}`);
+    return false;
   }
 }
 
@@ -230,105 +221,95 @@ function renderMessages() {
 function stopLive() {
   if (state.source) state.source.close();
   state.source = null;
-  clearInterval(state.pollTimer);
-  state.pollTimer = 0;
+  clearTimeout(state.retryTimer);
+  state.retryTimer = 0;
 }
 
-function setLive(mode) {
-  state.live = mode;
-  $("live").textContent = mode === "events" ? "Live" : "Updating every 2 s";
+function setLive(text) {
+  $("live").textContent = text;
 }
 
-function startPolling() {
+// Lists the messages, then follows the event stream from the newest one
+// listed, so nothing that arrives in between is missed. Again from the
+// start whenever the filters change or the stream fails for good.
+async function reload() {
+  const gen = ++state.generation;
   stopLive();
-  setLive("polling");
-  state.pollTimer = setInterval(() => {
-    loadMessages();
-    loadInboxes().catch(() => {});
-  }, POLL_MS);
-}
-
-function startLive() {
-  stopLive();
-  if (state.noEvents || typeof EventSource === "undefined") {
-    startPolling();
-    return;
+  if (await loadMessages(gen)) {
+    startLive(gen);
+  } else if (gen === state.generation) {
+    setLive("Disconnected, retrying");
+    state.retryTimer = setTimeout(reload, RETRY_MS);
   }
-  const es = new EventSource("/api/v1/events" + query({ inbox: state.inbox }));
+}
+
+function parseData(ev) {
+  try {
+    return JSON.parse(ev.data);
+  } catch {
+    return null;
+  }
+}
+
+function startLive(gen) {
+  // the list is newest first; with nothing listed, every match is new
+  const cursor = state.messages.length ? state.messages[0].cursor : "0";
+  const es = new EventSource("/api/v1/events" + query({ ...filters(), last_event_id: cursor }));
   let opened = false;
   state.source = es;
   es.addEventListener("open", () => {
-    if (opened) loadMessages();  // back after a break: catch up
+    // back after a break (EventSource resumes from the last id it saw):
+    // deletions in the break were not heard, so list again
+    if (opened) loadMessages(gen);
     opened = true;
-    setLive("events");
+    setLive("Live");
   });
   es.addEventListener("error", () => {
-    // never opened (no such endpoint) or given up on: poll instead
-    if (!opened || es.readyState === EventSource.CLOSED) {
-      state.noEvents = true;
-      startPolling();
+    if (gen !== state.generation) return;
+    if (es.readyState === EventSource.CLOSED) {
+      // refused (say, too many streams): list and subscribe again, later
+      setLive("Disconnected, retrying");
+      state.source = null;
+      state.retryTimer = setTimeout(reload, RETRY_MS);
+    } else {
+      setLive("Reconnecting…");
     }
   });
   es.addEventListener("message", (ev) => {
-    let m;
-    try {
-      m = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (!m || !m.id || state.messages.some((x) => x.id === m.id)) return;
-    if (matchesFilter(m)) {
-      state.messages.unshift(m);
-      if (state.messages.length > LIST_LIMIT) state.messages.pop();
-      state.total = (state.total ?? 0) + 1;
-      renderMessages();
-    }
-    bumpInboxes(m);
+    const m = parseData(ev);
+    if (!m || !m.id) return;
+    inboxesChanged();
+    if (state.messages.some((x) => x.id === m.id)) return;
+    state.messages.unshift(m);   // the stream has the list's filters
+    if (state.messages.length > LIST_LIMIT) state.messages.pop();
+    state.total = (state.total ?? 0) + 1;
+    renderMessages();
   });
   es.addEventListener("deleted", (ev) => {
-    let d;
-    try {
-      d = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
-    if (d && d.id) {
-      state.messages = state.messages.filter((m) => m.id !== d.id);
-      state.total = Math.max(0, (state.total ?? 1) - 1);
-      renderMessages();
-      if (state.selected === d.id && state.view) {
+    const d = parseData(ev);
+    if (!d) return;
+    inboxesChanged();
+    if (d.id) {
+      if (state.messages.some((m) => m.id === d.id)) {
+        state.messages = state.messages.filter((m) => m.id !== d.id);
+        state.total = Math.max(0, (state.total ?? 1) - 1);
+        renderMessages();
+      }
+      if (state.selected === d.id && state.view && !state.view.gone) {
         state.view.gone = true;
         renderView();
       }
-    } else {
-      loadMessages();
+    } else if (d.all && (d.inbox === null || !state.inbox || d.inbox === state.inbox)) {
+      // every message, or an inbox's: what is left is the server's to say
+      loadMessages(gen);
     }
-    loadInboxes().catch(() => {});
   });
   es.addEventListener("pruned", (ev) => {
-    let d;
-    try {
-      d = JSON.parse(ev.data);
-    } catch {
-      return;
-    }
+    const d = parseData(ev);
     if (d && typeof d.count === "number") notePruned(state.pruned + d.count);
-    loadMessages();
-    loadInboxes().catch(() => {});
+    loadMessages(gen);
+    inboxesChanged();
   });
-}
-
-function bumpInboxes(m) {
-  for (const a of m.inbox || []) {
-    const i = state.inboxes.find((x) => x.address === a);
-    if (i) {
-      i.count = (i.count || 0) + 1;
-      i.latest = m.received;
-    } else {
-      state.inboxes.unshift({ address: a, count: 1, latest: m.received });
-    }
-  }
-  renderInboxes();
 }
 
 // ---------- one message ----------
@@ -345,11 +326,7 @@ async function selectMessage(id) {
   try {
     const meta = await api(`/api/v1/messages/${encodeURIComponent(id)}`);
     if (state.selected !== id) return;
-    state.view = { id, meta, detail: null, raw: null };
-    // what the API leaves out is read from the raw message
-    if (["headers", "text", "html", "parts"].some((k) => meta[k] === undefined)) await loadRaw(state.view);
-    if (state.selected !== id) return;
-    state.view.detail = mergeDetail(meta, state.view.parsed);
+    state.view = { id, meta, raw: null };
   } catch (e) {
     if (state.selected !== id) return;
     state.view = { id, error: e.message, gone: e.status === 404 };
@@ -357,6 +334,7 @@ async function selectMessage(id) {
   renderView();
 }
 
+// The Raw tab: the message as it was received, as text.
 async function loadRaw(view) {
   let r;
   try {
@@ -368,54 +346,15 @@ async function loadRaw(view) {
     const body = await r.json().catch(() => null);
     throw new Error(body && body.error ? body.error : `${r.status} ${r.statusText}`);
   }
-  const bytes = new Uint8Array(await r.arrayBuffer());
-  view.raw = decodeText(bytes, "utf-8");
-  view.parsed = parseMessage(bytes);
+  view.raw = await r.text();
 }
 
-function pick(meta, parsed, key) {
-  if (meta[key] !== undefined) return meta[key];
-  return parsed ? parsed[key] : undefined;
-}
-
-function mergeDetail(meta, parsed) {
-  const headers = pick(meta, parsed, "headers") || [];
-  const parts = pick(meta, parsed, "parts") || [];
-  let attachments = meta.attachments;
-  if (attachments === undefined) {
-    attachments = parts.filter((p) => p.disposition === "attachment" || p.filename);
-  }
-  let auth = meta.authentication_results;
-  if (auth === undefined) {
-    auth = headers.filter((h) => h.name.toLowerCase() === "authentication-results").map((h) => h.value).join("\n")
-      || null;
-  }
-  return {
-    headers, parts, attachments, authentication_results: auth,
-    text: pick(meta, parsed, "text") ?? null,
-    html: pick(meta, parsed, "html") ?? null,
-    links: meta.links,
-    codes: meta.codes,
-    truncated: !!meta.truncated,
-  };
-}
-
-// The URL for an inline part (cid:): the API's, else the part's bytes.
 // Only URLs of this server are used from the API's JSON.
 const ownUrl = (u) => (typeof u === "string" && u.startsWith("/api/v1/") ? u : null);
 
-function partUrl(meta, part) {
-  if (part.url) return ownUrl(part.url);
-  if (part.bytes && /^image\//.test(part.content_type) && part.bytes.length < 2 * 1024 * 1024) {
-    let bin = "";
-    for (let i = 0; i < part.bytes.length; i += 0x8000)
-      bin += String.fromCharCode.apply(null, part.bytes.subarray(i, i + 0x8000));
-    return `data:${part.content_type};base64,${btoa(bin)}`;
-  }
-  if (typeof part.part === "number" || typeof part.part === "string") {
-    if (meta.attachments !== undefined) return `/api/v1/messages/${encodeURIComponent(meta.id)}/parts/${part.part}`;
-  }
-  return null;
+// "Name <address>, ..." from the API's [{name, address}].
+function formatAddresses(list) {
+  return (list || []).map((a) => (a.name ? `${a.name} <${a.address}>` : a.address)).join(", ");
 }
 
 const TABS = [
@@ -446,11 +385,18 @@ function renderView() {
   const head = el("header", { class: "msg-head" },
     el("h2", { id: "msg-subject", text: m.subject || "(no subject)" }),
     el("dl", { class: "facts" },
-      el("dt", { text: "From" }), el("dd", { text: m.from || "" }),
-      el("dt", { text: "To" }), el("dd", { text: (m.to || []).join(", ") }),
+      el("dt", { text: "From" }),
+      el("dd", { id: "msg-from", text: formatAddresses(m.addresses?.from) || m.from || "" }),
+      el("dt", { text: "To" }),
+      el("dd", { id: "msg-to", text: formatAddresses(m.addresses?.to) || (m.to || []).join(", ") }),
+      m.addresses?.cc?.length
+        ? [el("dt", { text: "Cc" }), el("dd", { text: formatAddresses(m.addresses.cc) })] : null,
+      m.addresses?.reply_to?.length
+        ? [el("dt", { text: "Reply-To" }), el("dd", { text: formatAddresses(m.addresses.reply_to) })] : null,
       m.date ? [el("dt", { text: "Date" }), el("dd", { text: m.date })] : null,
       el("dt", { text: "Received" }), el("dd", { text: formatTime(m.received) }),
       el("dt", { text: "Size" }), el("dd", { text: formatSize(m.size) }),
+      m.message_id ? [el("dt", { text: "Message-ID" }), el("dd", { text: m.message_id })] : null,
       el("dt", { text: "ID" }), el("dd", { text: m.id })),
     v.gone ? el("p", { class: "notice", text: "This message was deleted." }) : null,
     el("div", { class: "actions" },
@@ -503,26 +449,22 @@ function empty(text) {
 }
 
 function fillPanel(panel, v) {
-  const d = v.detail;
   const m = v.meta;
-  if (d.truncated) {
+  if (m.truncated) {
     panel.append(el("p", {
       class: "notice", text: "This message is large: only part of it was read; Raw has all of it.",
     }));
   }
   switch (state.tab) {
     case "html": {
-      if (!d.html) {
+      if (!m.html) {
         panel.append(empty("This message has no HTML part."));
         break;
       }
+      // cid: images are the parts with that Content-ID, from the server
       const cids = new Map();
-      for (const p of d.parts) if (p.content_id) cids.set(p.content_id, p);
-      const clean = sanitizeMessageHtml(d.html, NONCE, (cid) => {
-        const p = cids.get(cid);
-        return p ? partUrl(m, p) : null;
-      });
-      v.htmlLinks = clean.links;
+      for (const p of m.parts || []) if (p.content_id && ownUrl(p.url)) cids.set(p.content_id, ownUrl(p.url));
+      const clean = sanitizeMessageHtml(m.html, NONCE, (cid) => cids.get(cid) || null);
       if (clean.blocked > 0) {
         const what = clean.blocked === 1 ? "1 remote resource was" : `${clean.blocked} remote resources were`;
         panel.append(el("p", { class: "notice", text: `${what} not loaded: this page never fetches outside URLs.` }));
@@ -536,7 +478,7 @@ function fillPanel(panel, v) {
       break;
     }
     case "text":
-      panel.append(d.text ? el("pre", { class: "text", id: "msg-text", text: d.text })
+      panel.append(m.text ? el("pre", { class: "text", id: "msg-text", text: m.text })
         : empty("This message has no text part."));
       break;
     case "raw":
@@ -550,8 +492,8 @@ function fillPanel(panel, v) {
       }
       break;
     case "headers":
-      panel.append(d.headers.length
-        ? el("table", { class: "kv" }, el("tbody", {}, d.headers.map((h) =>
+      panel.append(m.headers?.length
+        ? el("table", { class: "kv" }, el("tbody", {}, m.headers.map((h) =>
           el("tr", {}, el("th", { scope: "row", text: h.name }), el("td", { text: h.value })))))
         : empty("No headers."));
       break;
@@ -566,7 +508,7 @@ function fillPanel(panel, v) {
       break;
     }
     case "links": {
-      const links = d.links ?? deriveLinks(m, d);
+      const links = m.links || [];
       panel.append(links.length ? el("ul", { class: "links" }, links.map((u) => el("li", {},
         /^(?:https?:|mailto:)/i.test(u) ? el("a", { href: u, target: "_blank", rel: "noopener noreferrer", text: u })
           : el("code", { text: u }))))
@@ -574,7 +516,7 @@ function fillPanel(panel, v) {
       break;
     }
     case "codes": {
-      const codes = d.codes ?? deriveCodes(m, d);
+      const codes = m.codes || [];
       panel.append(codes.length ? el("ul", { class: "codes" }, codes.map((c) => el("li", {},
         el("code", { text: c }), " ",
         el("button", { type: "button", onclick: () => navigator.clipboard?.writeText(c) }, "Copy"))))
@@ -582,11 +524,10 @@ function fillPanel(panel, v) {
       break;
     }
     case "attachments":
-      panel.append(d.attachments.length ? el("table", { class: "kv" },
+      panel.append(m.attachments?.length ? el("table", { class: "kv" },
         el("thead", {}, el("tr", {}, ["Name", "Type", "Size", ""].map((t) => el("th", { scope: "col", text: t })))),
-        el("tbody", {}, d.attachments.map((a) => {
-          const url = ownUrl(a.url)
-            || (a.bytes ? URL.createObjectURL(new Blob([a.bytes], { type: "application/octet-stream" })) : null);
+        el("tbody", {}, m.attachments.map((a) => {
+          const url = ownUrl(a.url);
           return el("tr", {}, el("td", { text: a.filename || `part ${a.part}` }),
             el("td", { text: a.content_type || "" }),
             el("td", { text: formatSize(a.size) }),
@@ -595,25 +536,11 @@ function fillPanel(panel, v) {
         : empty("No attachments."));
       break;
     case "auth":
-      panel.append(d.authentication_results
-        ? el("pre", { class: "text", text: d.authentication_results })
+      panel.append(m.authentication_results
+        ? el("pre", { class: "text", text: m.authentication_results })
         : empty("No Authentication-Results header (SPF, DKIM and DMARC results appear here when checked)."));
       break;
   }
-}
-
-function deriveLinks(m, d) {
-  const seen = new Set();
-  if (d.html) for (const u of sanitizeMessageHtml(d.html, NONCE, () => null).links) seen.add(u);
-  for (const u of (d.text || "").match(/\bhttps?:\/\/[^\s<>"')\]]+/g) || []) seen.add(u);
-  return [...seen];
-}
-
-// Numbers of 4 to 8 digits standing alone (not years, dates, times).
-function deriveCodes(m, d) {
-  const text = `${m.subject || ""}\n${d.text || ""}`;
-  const found = text.match(/(?<![\w\-/:.,])\d{4,8}(?![\w\-/:]|[.,]\d)/g) || [];
-  return [...new Set(found.filter((c) => !/^(?:19|20)\d\d$/.test(c)))];
 }
 
 // ---------- actions ----------
@@ -628,7 +555,7 @@ async function deleteMessage(id, status) {
     saveHash();
     renderMessages();
     renderView();
-    loadInboxes().catch(() => {});
+    loadInboxes();
   } catch (e) {
     status.textContent = `Delete failed: ${e.message}`;
   }
@@ -643,7 +570,7 @@ async function deleteAll() {
     state.view = null;
     renderView();
     await loadMessages();
-    loadInboxes().catch(() => {});
+    loadInboxes();
     $("list-status").textContent = `Deleted ${r?.deleted ?? 0} message${r?.deleted === 1 ? "" : "s"}.`;
   } catch (e) {
     showError(`Delete failed: ${e.message}`);
@@ -687,12 +614,12 @@ function init() {
     state.subject = $("q-subject").value.trim();
     state.from = $("q-from").value.trim();
     state.messages = [];
-    loadMessages();
+    reload();
   });
   $("search").addEventListener("reset", () => {
     state.subject = state.from = "";
     state.messages = [];
-    loadMessages();
+    reload();
   });
   let typing = 0;
   for (const id of ["q-subject", "q-from"]) {
@@ -710,9 +637,8 @@ function init() {
   });
   $("delete-all").addEventListener("click", deleteAll);
   renderInboxes();
-  loadInboxes().catch((e) => showError(`Loading inboxes: ${e.message}`));
-  loadMessages();
-  startLive();
+  loadInboxes();
+  reload();
   if (q.get("id")) selectMessage(q.get("id"));
 }
 

@@ -120,7 +120,6 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
     if (/^(?:https?:|mailto:|tel:)/i.test(href)) {
       node.setAttribute("target", "_blank");
       node.setAttribute("rel", "noopener noreferrer");
-      job.links.push(href);
     } else if (!href.startsWith("#")) {
       node.removeAttribute("href");
     }
@@ -193,10 +192,10 @@ const BASE_CSS = `html { color-scheme: light; }
 body { margin: 8px; font-family: system-ui, sans-serif; background: #fff; color: #111; overflow-wrap: anywhere; }
 img { max-width: 100%; height: auto; }`;
 
-// {srcdoc, blocked (remote resources dropped), links}. cidUrl(contentId)
+// {srcdoc, blocked (remote resources dropped)}. cidUrl(contentId)
 // gives the URL of an inline part, or null.
 export function sanitizeMessageHtml(html, nonce, cidUrl) {
-  job = { sheets: [], rules: [], links: [], blocked: 0, cidUrl };
+  job = { sheets: [], rules: [], blocked: 0, cidUrl };
   try {
     const sheets = [];
     html = prepare(html, sheets);
@@ -210,7 +209,7 @@ export function sanitizeMessageHtml(html, nonce, cidUrl) {
     // the nonce is base64: nothing in it needs quoting
     const srcdoc = `<!doctype html><html><head><meta charset="utf-8"><style nonce="${nonce}">${css}</style>` +
       `</head><body>${body ? body.innerHTML : ""}</body></html>`;
-    return { srcdoc, blocked: job.blocked, links: job.links };
+    return { srcdoc, blocked: job.blocked };
   } finally {
     job = null;
   }
