@@ -126,7 +126,7 @@ int capture_main(struct runtime *rt)
         log_fatal("capture: %s", err);
     if (capture_release_init(cp.base, rt->conf, rt->queue_dir, &err) != 0)
         log_fatal("capture_release_recipients: %s", err);
-    if (capture_http_start(cp.base, rt->capture_http_fd, conf_str(rt->conf, "myhostname")) != 0)
+    if (capture_http_start(cp.base, rt->capture_http_fd, conf_str(rt->conf, "myhostname"), rt->capture_counters) != 0)
         log_fatal("capture: cannot serve HTTP");
     cp.listen_ev = event_new(cp.base, rt->capture_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_priority_set(cp.listen_ev, 0);

@@ -22,6 +22,7 @@
 #include "capture/capture_rules.h"
 #include "capture/capture_store.h"
 #include "capture/capture_web.h"
+#include "daemon/runtime.h"
 #include "util/base64.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -36,6 +37,7 @@
 static struct {
     struct evhttp *http;
     char *inbox_domain;
+    const struct capture_counters *counters;   /* smtpd's, shared memory; NULL: none */
     uint64_t requests, refused;
 } hs;
 
@@ -315,6 +317,21 @@ static void metrics(struct evhttp_request *req)
                         capture_store_count(), (unsigned long long)st->captured, (unsigned long long)st->pruned,
                         (unsigned long long)st->deleted, capture_live_waiting(), capture_live_streams(),
                         (unsigned long long)hs.requests);
+    const struct capture_counters *smtp = hs.counters;
+    if (smtp)
+        evbuffer_add_printf(b,
+                            "# HELP tern_capture_smtp_sessions_total SMTP sessions started.\n"
+                            "# TYPE tern_capture_smtp_sessions_total counter\n"
+                            "tern_capture_smtp_sessions_total %llu\n"
+                            "# HELP tern_capture_smtp_sessions_refused_total Sessions refused by the session failure rate.\n"
+                            "# TYPE tern_capture_smtp_sessions_refused_total counter\n"
+                            "tern_capture_smtp_sessions_refused_total %llu\n"
+                            "# HELP tern_capture_smtp_rejected_total SMTP replies 4xx and 5xx (refused recipients, "
+                            "failure rules, limits).\n"
+                            "# TYPE tern_capture_smtp_rejected_total counter\n"
+                            "tern_capture_smtp_rejected_total %llu\n",
+                            (unsigned long long)smtp->sessions, (unsigned long long)smtp->refused_sessions,
+                            (unsigned long long)smtp->rejected);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
@@ -513,8 +530,10 @@ static void handle(struct evhttp_request *req, void *arg)
     evhttp_clear_headers(&q);
 }
 
-int capture_http_start(struct event_base *base, int fd, const char *inbox_domain)
+int capture_http_start(struct event_base *base, int fd, const char *inbox_domain,
+                       const struct capture_counters *counters)
 {
+    hs.counters = counters;
     capture_live_init(base);
     hs.inbox_domain = xstrdup(inbox_domain);
     hs.http = evhttp_new(base);

@@ -20,10 +20,13 @@
 #define TERN_CAPTURE_CAPTURE_HTTP_H
 
 struct event_base;
+struct capture_counters;
 
 /* Serves on the bound, listening socket fd; inbox_domain is the domain of
- * addresses POST /api/v1/inboxes makes. 0, or -1. */
-int capture_http_start(struct event_base *base, int fd, const char *inbox_domain);
+ * addresses POST /api/v1/inboxes makes; counters, smtpd's (shared memory,
+ * daemon/runtime.h) for /metrics, may be NULL. 0, or -1. */
+int capture_http_start(struct event_base *base, int fd, const char *inbox_domain,
+                       const struct capture_counters *counters);
 /* A message was added to the store: answers the waits it completes. */
 void capture_http_arrived(void);
 void capture_http_stop(void);

@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -975,6 +976,11 @@ int master_run(const struct master_opts *opts)
         goto fail;
     if (listeners_bind(&ms.rt, &ms.inst, &ms.keyring, &diag) != 0)
         goto fail;
+    if (strcmp(conf_str(ms.inst.conf, "capture"), "no") != 0) {
+        void *page = mmap(NULL, sizeof *ms.rt.capture_counters, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                          -1, 0);
+        ms.rt.capture_counters = page == MAP_FAILED ? NULL : page;
+    }
     if (strcmp(conf_str(ms.inst.conf, "capture"), "no") != 0 &&
         ((ms.rt.capture_listen_fd = make_unix_listener(QDIR_PRIVATE, QSOCK_CAPTURE_NAME, 0600, &diag)) < 0 ||
          listeners_bind_capture(&ms.rt, ms.inst.conf, &diag) != 0))

@@ -12,6 +12,15 @@
 struct conf;
 struct ssl_ctx_st;
 
+/* Capture mode's SMTP counters for the API's /metrics: a page of shared
+ * memory the master maps before it forks, so every smtpd (a restarted one
+ * too) adds to the same numbers and the capture process reads them. */
+struct capture_counters {
+    _Atomic unsigned long long sessions;        /* SMTP sessions started */
+    _Atomic unsigned long long refused_sessions; /* of those, refused by capture_session_failure_rate */
+    _Atomic unsigned long long rejected;        /* 4xx/5xx replies to commands (refused recipients, rules, limits) */
+};
+
 struct runtime_listener {
     int fd;
     char *service;          /* master.cf service name, e.g. "127.0.0.1:2525" or "smtp" */
@@ -38,6 +47,7 @@ struct runtime {
     int capture_listen_fd;  /* private/capture: queue -> capture */
     int capture_http_fd;    /* capture_http_address, bound by the master */
     char *capture_http_address; /* what was bound, for logs and `tern dev` */
+    struct capture_counters *capture_counters; /* shared; NULL when capture mode is off */
 };
 
 int smtpd_main(struct runtime *rt);

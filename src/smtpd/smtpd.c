@@ -350,6 +350,7 @@ int smtpd_main(struct runtime *rt)
     for (size_t i = 0; i < nlisteners; i++) {
         struct smtpd_listener *l = &listeners[i];
         smtpd_settings_load(&l->set, rt->listeners[i].conf, rt->listeners[i].service, rt->listeners[i].tls_ctx);
+        l->set.capture_counters = rt->capture_counters;
         l->fd = rt->listeners[i].fd;
         evutil_make_socket_nonblocking(l->fd);
         l->ev = event_new(smtpd_base, l->fd, EV_READ | EV_PERSIST, on_accept, l);

@@ -5,6 +5,8 @@
  * smtpd_session_internal.h). */
 #include "smtpd/smtpd_session.h"
 
+#include "daemon/runtime.h"
+
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <errno.h>
@@ -73,6 +75,8 @@ static void count_reply(struct smtp_session *s, int code)
         return; /* intermediate (354, 334): the command is not done yet */
     if (code >= 400)
         s->errors++;
+    if (code >= 400 && s->set->capture_counters)
+        s->set->capture_counters->rejected++;
     if (s->cur_counter >= 0) {
         s->cnt_total[s->cur_counter]++;
         if (code < 400)
@@ -547,7 +551,11 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         s->anvil_counted = 1;
         s->anvil_admitted = admitted;
     }
+    if (set->capture_counters)
+        set->capture_counters->sessions++;
     if (set->capture_on && smtpd_capture_session_fails()) {
+        if (set->capture_counters)
+            set->capture_counters->refused_sessions++;
         log_info("capture: %s[%s]: session refused by capture_session_failure_rate", s->client_name, s->client_addr);
         smtpd_session_reply(s, "421 4.3.2 %s Service not available (capture mode failure rule)", set->myhostname);
         smtpd_session_close_after_reply(s);

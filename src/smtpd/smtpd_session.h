@@ -22,6 +22,7 @@
 struct conf;
 struct event_base;
 struct ssl_ctx_st;
+struct capture_counters;
 struct smtpd_policy_lists;
 struct map_list;
 struct resolver;
@@ -76,6 +77,7 @@ struct smtpd_settings {
     int reject_unlisted_recipient; /* smtpd_reject_unlisted_recipient */
     int capture_all;               /* capture = yes: every recipient is accepted (kept, never delivered) */
     int capture_on;                /* capture = yes or copy: the failure rules apply */
+    struct capture_counters *capture_counters; /* shared with the capture process (runtime.h); NULL: off */
     /* capture_require_auth = no: AUTH takes any login, from every client
      * under capture = yes (nothing is delivered), and under copy from
      * mynetworks only (clients that may relay without a login anyway) */

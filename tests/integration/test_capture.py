@@ -351,7 +351,7 @@ def test_failure_rules_through_the_api(tern_instance):
 
 def test_session_failure_rate_from_main_cf(tern_instance):
     inst = tern_instance
-    capture_instance(inst, capture_session_failure_rate="25")
+    api = capture_instance(inst, capture_session_failure_rate="25")
     codes = []
     for _ in range(8):
         try:
@@ -363,6 +363,11 @@ def test_session_failure_rate_from_main_cf(tern_instance):
     failed = [i for i, c in enumerate(codes) if c == 421]
     assert len(failed) == 2 and failed[1] - failed[0] == 4, codes
     assert all(c == 250 for i, c in enumerate(codes) if i not in failed), codes
+    metrics = api.get("/metrics")[1].decode()
+    assert "tern_capture_smtp_sessions_refused_total 2\n" in metrics, metrics
+    sessions = int(re.search(r"^tern_capture_smtp_sessions_total (\d+)$", metrics, re.M).group(1))
+    assert sessions >= 8, metrics
+    assert int(re.search(r"^tern_capture_smtp_rejected_total (\d+)$", metrics, re.M).group(1)) >= 2
 
 
 def test_tern_dev_shows_the_page_keeps_everything_and_sends_nothing_out(work_dir):
