@@ -38,6 +38,7 @@
 #include "daemon/instance.h"
 #include "daemon/keyproc.h"
 #include "daemon/listeners.h"
+#include "daemon/master_files.h"
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
@@ -485,70 +486,6 @@ static void on_kill_timer(evutil_socket_t fd, short what, void *arg)
  * only on a plain file with one name: otherwise a user who can write the
  * directory could make root create, chown or append to any file. -1 with
  * the reason in diag. */
-static int open_maillog(const char *path, struct strbuf *diag)
-{
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    if (path[0] != '/' || !*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
-        strbuf_printf(diag, "maillog_file %s: must be the absolute path of a file\n", path);
-        return -1;
-    }
-    char *dir = slash == path ? xstrdup("/") : xstrndup(path, (size_t)(slash - path));
-    struct strbuf why = STRBUF_INIT;
-    int dfd = trusted_dir_open(dir, &why);
-    if (dfd < 0) {
-        strbuf_printf(diag,
-                      "maillog_file %s: %s; root writes its log only in a directory no other user can change "
-                      "(as /var/log/tern/, made by root with mode 0755)\n",
-                      path, strbuf_str(&why));
-        strbuf_free(&why);
-        free(dir);
-        return -1;
-    }
-    strbuf_free(&why);
-    free(dir);
-    int fd = openat(dfd, base, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0660);
-    int e = errno;
-    close(dfd);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        strbuf_printf(diag, "maillog_file %s: %s\n", path, e == ELOOP ? "is a symbolic link" : strerror(e));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
-        strbuf_printf(diag, "maillog_file %s: %s\n", path,
-                      S_ISREG(sb.st_mode) ? "has more than one name (a hard link)" : "is not a plain file");
-        close(fd);
-        return -1;
-    }
-    if ((sb.st_uid != 0 || sb.st_gid != ms.rt.owner_gid) && fchown(fd, 0, ms.rt.owner_gid) != 0)
-        strbuf_printf(diag, "maillog_file %s: chown: %s\n", path, strerror(errno));
-    else if ((sb.st_mode & 07777) != 0660 && fchmod(fd, 0660) != 0)
-        strbuf_printf(diag, "maillog_file %s: chmod: %s\n", path, strerror(errno));
-    else
-        return fd;
-    close(fd);
-    return -1;
-}
-
-/* Points the log at maillog_file (nothing when it is empty); as root
- * through open_maillog. 0, or -1 with the reason in diag and the log left
- * as it was. */
-static int use_maillog(const char *path, struct strbuf *diag)
-{
-    if (!*path || !ms.rt.is_root) {
-        log_set_file(path);
-        return 0;
-    }
-    int fd = open_maillog(path, diag);
-    if (fd < 0)
-        return -1;
-    log_set_file_fd(path, fd);
-    return 0;
-}
-
 static void reload(void)
 {
     struct instance fresh;
@@ -564,7 +501,7 @@ static void reload(void)
      * whole reload, as a syntax error does. */
     int new_log_fd = -1;
     const char *new_log = conf_str(fresh.conf, "maillog_file");
-    if (ms.rt.is_root && *new_log && (new_log_fd = open_maillog(new_log, &diag)) < 0) {
+    if (ms.rt.is_root && *new_log && (new_log_fd = maillog_open(new_log, ms.rt.owner_gid, &diag)) < 0) {
         log_error("reload refused: %s", strbuf_str(&diag));
         instance_free(&fresh);
         strbuf_free(&diag);
@@ -688,7 +625,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         struct strbuf why = STRBUF_INIT;
         if (!ms.rt.is_root)
             log_reopen();
-        else if (use_maillog(conf_str(ms.inst.conf, "maillog_file"), &why) != 0)
+        else if (maillog_use(conf_str(ms.inst.conf, "maillog_file"), ms.rt.is_root, ms.rt.owner_gid, &why) != 0)
             log_error("cannot reopen the log: %s", strbuf_str(&why));
         strbuf_free(&why);
         signal_children(SIGUSR1);
@@ -756,98 +693,6 @@ static int make_unix_listener(const char *dirname, const char *name, int mode, s
     if (dfd >= 0)
         close(dfd);
     return fd;
-}
-
-/* Opens pid/master.pid as a file root made, never through a link or a
- * second name: with the old layout mail_owner could write pid/, and may
- * have left a link to a root file there. Anything else is removed. The
- * file is the owner's alone (0600): whoever can open it can lock it, and a
- * lock held by someone else would keep the master from starting. */
-static int open_pid_file(struct strbuf *diag)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = openat(ms.pid_dir_fd, QFILE_MASTER_PID, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
-        struct stat sb;
-        const char *wrong = NULL;
-        if (fd < 0 && errno != ELOOP) {
-            strbuf_printf(diag, "%s/%s/%s: %s\n", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID, strerror(errno));
-            return -1;
-        }
-        if (fd < 0)
-            wrong = "a symbolic link";
-        else if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
-            wrong = "not a plain file";
-        else if (sb.st_nlink != 1)
-            wrong = "a file with more than one name";
-        else if (sb.st_uid != geteuid())
-            wrong = "a file of another user";
-        if (!wrong && (sb.st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
-            wrong = "a file whose mode cannot be set";
-        if (!wrong)
-            return fd;
-        if (fd >= 0)
-            close(fd);
-        log_warn("%s/%s/%s was %s; removed", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID, wrong);
-        if (unlinkat(ms.pid_dir_fd, QFILE_MASTER_PID, 0) != 0 && errno != ENOENT) {
-            strbuf_printf(diag, "%s/%s/%s: cannot remove: %s\n", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID,
-                          strerror(errno));
-            return -1;
-        }
-    }
-    strbuf_printf(diag, "%s/%s/%s: keeps changing\n", ms.rt.queue_dir, QDIR_PID, QFILE_MASTER_PID);
-    return -1;
-}
-
-/* One master per queue: an flock on pid/master.pid (its open file survives
- * the fork of `tern start`, and `tern queue` takes it to work offline). */
-static int take_lock(struct strbuf *diag)
-{
-    ms.pid_dir_fd = openat(ms.queue_fd, QDIR_PID, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (ms.pid_dir_fd < 0) {
-        strbuf_printf(diag, "%s/%s: %s\n", ms.rt.queue_dir, QDIR_PID, strerror(errno));
-        return -1;
-    }
-    ms.lock_fd = open_pid_file(diag);
-    if (ms.lock_fd < 0)
-        return -1;
-    if (flock(ms.lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        pid_t pid = instance_lock_holder(ms.lock_fd);
-        if (pid > 0)
-            strbuf_printf(diag, "the tern instance using %s is already running (pid %ld)\n", ms.rt.queue_dir,
-                          (long)pid);
-        else
-            strbuf_printf(diag, "the tern instance using %s is already running\n", ms.rt.queue_dir);
-        /* Not ours: the exit path must not unlink the running master's pid file. */
-        close_fd(&ms.lock_fd);
-        return -1;
-    }
-    /* A master that was stopping may have removed the name after we opened
-     * it: then the lock is on a file nobody else will find. */
-    struct stat held, named;
-    if (fstat(ms.lock_fd, &held) != 0 || fstatat(ms.pid_dir_fd, QFILE_MASTER_PID, &named, AT_SYMLINK_NOFOLLOW) != 0 ||
-        held.st_ino != named.st_ino || held.st_dev != named.st_dev) {
-        strbuf_printf(diag, "%s/%s/%s changed while starting; try again\n", ms.rt.queue_dir, QDIR_PID,
-                      QFILE_MASTER_PID);
-        close_fd(&ms.lock_fd);
-        return -1;
-    }
-    return 0;
-}
-
-/* The process that stays the master holds a POSIX write lock on the pid
- * file: `tern stop` asks the kernel for its holder (F_GETLK) instead of
- * believing the number written in the file, which is there for people. */
-static void publish_pid(void)
-{
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-    /* only the owner opens the file, and the parent of `tern start` never
-     * takes this lock: nothing to wait for */
-    if (fcntl(ms.lock_fd, F_SETLK, &fl) != 0)
-        log_warn("cannot lock the pid file: %s; tern stop will not find this master", strerror(errno));
-    char buf[32];
-    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
-    if (ftruncate(ms.lock_fd, 0) != 0 || pwrite(ms.lock_fd, buf, (size_t)n, 0) != n)
-        log_warn("cannot write the pid file");
 }
 
 /* `tern start`: the parent returns to the shell once the ports are known to
@@ -961,15 +806,15 @@ int master_run(const struct master_opts *opts)
         goto fail;
     ms.queue_fd = instance_prepare_queue(&ms.inst, ms.rt.is_root ? ms.rt.owner_uid : (uid_t)-1,
                                          ms.rt.is_root ? ms.rt.owner_gid : (gid_t)-1, &diag);
-    if (ms.queue_fd < 0 || take_lock(&diag) != 0)
+    if (ms.queue_fd < 0 || pidlock_take(ms.queue_fd, ms.rt.queue_dir, &ms.pid_dir_fd, &ms.lock_fd, &diag) != 0)
         goto fail;
     /* before detaching, so that a refused log file is reported on the terminal */
     const char *logfile = conf_str(ms.inst.conf, "maillog_file");
-    if (use_maillog(logfile, &diag) != 0)
+    if (maillog_use(logfile, ms.rt.is_root, ms.rt.owner_gid, &diag) != 0)
         goto fail;
     if (opts->daemonize && daemonize(&diag, !*logfile) != 0)
         goto fail;
-    publish_pid();
+    pidlock_publish(ms.lock_fd);
     if ((ms.rt.queue_listen_fd = make_unix_listener(QDIR_PRIVATE, QSOCK_QUEUE_NAME, 0600, &diag)) < 0 ||
         (ms.rt.qmgr_listen_fd = make_unix_listener(QDIR_PUBLIC, QSOCK_QMGR_NAME, 0666, &diag)) < 0 ||
         (ms.rt.local_listen_fd = make_unix_listener(QDIR_PRIVATE, QSOCK_LOCAL_NAME, 0600, &diag)) < 0)
