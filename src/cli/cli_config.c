@@ -15,6 +15,7 @@
 #include "daemon/instance.h"
 #include "maps/alias.h"
 #include "maps/map.h"
+#include "maps/resolver.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -40,6 +41,24 @@ static void check_services(struct instance *in, struct strbuf *out)
             strbuf_printf(out, "%s:%d: warning: service %s (%s %s) is not supported by tern; ignored\n", s->file,
                       s->line, s->name, s->type, s->command);
     }
+}
+
+/* A /file/name in a domain list that cannot be read stops the daemons at
+ * start; say so before. */
+static void check_domain_list_files(struct instance *in, struct strbuf *out)
+{
+    const char *param = NULL;
+    char *problem = resolver_domain_list_files_problem(in->conf, &param);
+    if (!problem)
+        return;
+    int line = 0;
+    const char *origin = conf_origin(in->conf, param, &line);
+    if (origin && line > 0)
+        strbuf_printf(out, "%s:%d: ", origin, line);
+    else
+        strbuf_printf(out, "%s: ", origin ? origin : "main.cf");
+    strbuf_printf(out, "error: %s\n", problem);
+    free(problem);
 }
 
 /* Like postconf -n: what main.cf sets. config_directory is set from -c
@@ -80,6 +99,7 @@ int cli_config(const char *config_dir, int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "check") == 0) {
         conf_check(in.conf, &diag);
         check_services(&in, &diag);
+        check_domain_list_files(&in, &diag);
         fputs(strbuf_str(&diag), stdout);
         int errors = load_rc != 0 || strstr(strbuf_str(&diag), ": error:") != NULL;
         if (!errors)

@@ -166,6 +166,10 @@ const struct conf_param conf_params[] = {
         "The organization named in DMARC aggregate reports (tern extension)."),
     LIST("dns_resolvers", "",
         "Recursive DNS resolvers (ip, ip:port, [ipv6]:port) for outbound mail; empty: /etc/resolv.conf."),
+    STR("double_bounce_sender", "double-bounce",
+        "Local part of the sender of double bounces; like postmaster and MAILER-DAEMON, an address of a local "
+        "domain that RCPT TO always accepts, whatever the local recipient check says (its mail goes to aliases "
+        "as usual)."),
     LIST("export_environment", "TZ MAIL_CONFIG LANG",
         "Environment variables of tern's own that delivery commands also get: NAME passes it when set, "
         "NAME=value (or { NAME = value }) sets it. The delivery's own (HOME, RECIPIENT, PATH ...) take precedence."),
@@ -182,7 +186,8 @@ const struct conf_param conf_params[] = {
     INT("hopcount_limit", "50", 1, COUNT_MAX,
         "Maximal number of Received: headers before a message is bounced as looping."),
     LIST("inet_interfaces", "all",
-        "Addresses the SMTP server listens on: all, loopback-only, or a list of addresses."),
+        "Addresses the SMTP server listens on: all, loopback-only, or a list of addresses. user@[address] of one of "
+        "them (with all: of the interfaces, read at start) is a local address."),
     LIST_OF("inet_protocols", "all", "all|ipv4|ipv6",
         "IP versions to use: all, ipv4, ipv6."),
     TIME("lmtp_connect_timeout", "0s", 's', 0,
@@ -222,7 +227,8 @@ const struct conf_param conf_params[] = {
         "(used by `tern dev`; tern extension)."),
     LIST("local_recipient_maps", "proxy:unix:passwd.byname $alias_maps",
         "Tables of the local recipients the SMTP server accepts (user@domain or user, with and without an "
-        "extension); others are refused with 550 5.1.1 User unknown in local recipient table. Not set: "
+        "extension, then @domain); others are refused with 550 5.1.1 User unknown in local recipient table, "
+        "except postmaster, MAILER-DAEMON and double_bounce_sender, which are always accepted. Not set: "
         "system users and aliases (any name in the development layout, local_mailbox_base); set empty: "
         "no check (unknown users bounce after they are accepted)."),
     STR("mail_name", "Tern",
@@ -258,7 +264,10 @@ const struct conf_param conf_params[] = {
     TIME("minimal_backoff_time", "300s", 's', 1,
         "Shortest time between delivery attempts of a deferred message."),
     LIST("mydestination", "$myhostname, localhost.$mydomain, localhost",
-        "Domains delivered locally."),
+        "Domains delivered locally: names (.name: its subdomains), /file/name (a file of names separated by "
+        "commas or whitespace, # comments; reread when it changes, and it must be readable at start) and "
+        "type:table (a domain is listed when it is a key). user@[address] of inet_interfaces or "
+        "proxy_interfaces is local too."),
     COMPUTED("mydomain", CONF_F_DOMAIN,
              "Internet domain of this system; default: $myhostname minus its first label, "
              "or localdomain."),
@@ -276,6 +285,10 @@ const struct conf_param conf_params[] = {
     LIST("propagate_unmatched_extensions", "canonical, virtual",
         "Where an address extension (user+ext) that a table matched without is carried over to the result: "
         "with \"virtual\", virtual_alias_maps' targets get it (canonical is accepted and has no effect yet)."),
+    LIST("proxy_interfaces", "",
+        "Addresses this host receives mail on through a proxy or network address translator (not its own "
+        "interfaces'): user@[address] of one of them is local, as of inet_interfaces. Host names are not "
+        "resolved."),
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
     INT("queue_minfree", "0", 0, BYTES_MAX,
@@ -288,8 +301,9 @@ const struct conf_param conf_params[] = {
     STR("recipient_delimiter", "",
         "Characters that separate a user name from an address extension (user+ext)."),
     LIST("relay_domains", "",
-        "Domains (and their subdomains) tern relays mail for from anyone, e.g. as a backup MX: names, or "
-        "tables in which a domain is a key. reject_unauth_destination lets their recipients through."),
+        "Domains (and their subdomains) tern relays mail for from anyone, e.g. as a backup MX: names, /file/name "
+        "(as in mydestination), or tables in which a domain is a key. reject_unauth_destination lets their "
+        "recipients through."),
     LIST("relay_recipient_maps", "",
         "Tables of the valid recipients of relay_domains (user@domain, @domain): others are refused at RCPT "
         "with 550 5.1.1 User unknown in relay recipient table. Empty: any recipient is accepted."),
@@ -459,8 +473,9 @@ const struct conf_param conf_params[] = {
         "or an LMTP server: lmtp:unix:path (relative: to queue_directory) or lmtp:inet:host:port (no MX lookup; port 24 by default)."),
     LIST("virtual_alias_domains", "$virtual_alias_maps",
         "Domains whose every address is an alias in virtual_alias_maps (other addresses are refused at RCPT with "
-        "550 5.1.1 User unknown in virtual alias table): names, or tables in which a domain is listed when it is "
-        "a key (the default: the domains that are keys of virtual_alias_maps)."),
+        "550 5.1.1 User unknown in virtual alias table): names, /file/name (as in mydestination), or tables in "
+        "which a domain is listed when it is a key (the default: the domains that are keys of "
+        "virtual_alias_maps)."),
     INT("virtual_alias_expansion_limit", "1000", 1, 1000000,
         "Most addresses one recipient may expand to through virtual_alias_maps; more defers the recipient (4.6.0) "
         "until the table is fixed."),
@@ -476,7 +491,9 @@ const struct conf_param conf_params[] = {
         "The directory virtual_mailbox_maps' paths are below (e.g. /var/mail/vhosts, owned by the virtual uid)."),
     LIST("virtual_mailbox_domains", "$virtual_mailbox_maps",
         "Domains whose addresses are mailboxes of virtual_mailbox_maps (others are refused at RCPT with 550 "
-        "5.1.1 User unknown in virtual mailbox table): names, or tables in which a domain is a key."),
+        "5.1.1 User unknown in virtual mailbox table; with virtual_mailbox_maps empty every address is "
+        "accepted, for a final server such as Dovecot over LMTP to decide): names, /file/name (as in "
+        "mydestination), or tables in which a domain is a key."),
     INT("virtual_mailbox_limit", "51200000", 0, BYTES_MAX,
         "Largest virtual mailbox file (mbox) or message (Maildir) in bytes; 0: no limit. A larger message "
         "bounces (5.2.2); an mbox that would grow past it defers (4.2.2)."),

@@ -302,10 +302,35 @@ out:
     strbuf_free(&name);
 }
 
+/* A name listed twice is still the same name: no warning for duplicates. */
+static void load_entry_names(const struct kv_target *t, char *line)
+{
+    char *p = line;
+    while (*p) {
+        while (*p == ',' || str_is_space((unsigned char)*p))
+            p++;
+        size_t n = 0;
+        while (p[n] && p[n] != ',' && !str_is_space((unsigned char)p[n]))
+            n++;
+        if (!n)
+            break;
+        char *name = p;
+        p += n;
+        if (*p)
+            *p++ = '\0';
+        if (n > 1 && name[n - 1] == '.')
+            name[--n] = '\0';
+        str_lower(name);
+        table_put(t->table, name, n, "", 0);
+    }
+}
+
 static void load_kv_line(void *arg, const char *path, size_t lineno, char *line)
 {
     const struct kv_target *t = arg;
-    if (t->flags & MAP_ALIAS_FORMAT)
+    if (t->flags & MAP_NAME_LIST_FORMAT)
+        load_entry_names(t, line);
+    else if (t->flags & MAP_ALIAS_FORMAT)
         load_entry_alias(t, path, lineno, line);
     else
         load_entry_postmap(t, path, lineno, line);

@@ -101,7 +101,11 @@
 struct map;
 
 enum map_flags {
-    MAP_ALIAS_FORMAT = 1 /* source file is in aliases(5) format "name: v1, v2" */
+    MAP_ALIAS_FORMAT = 1, /* source file is in aliases(5) format "name: v1, v2" */
+    /* source file is a list of names separated by commas or whitespace
+     * (Postfix's "/file/name" in a domain list): each name is a key, its
+     * value "", folded to lowercase without a trailing dot */
+    MAP_NAME_LIST_FORMAT = 2
 };
 
 struct map *map_open(const char *spec, unsigned flags, char **err);

@@ -17,81 +17,6 @@
 #include "util/str.h"
 #include "util/strbuf.h"
 
-static char *normalize_domain(const char *d)
-{
-    char *s = xstrdup(d);
-    str_lower(s);
-    size_t len = strlen(s);
-    if (len > 1 && s[len - 1] == '.')
-        s[len - 1] = '\0';
-    return s;
-}
-
-static int domain_list_open(struct domain_list *l, struct conf *c, const char *param, char **err)
-{
-    memset(l, 0, sizeof *l);
-    struct conf_list items = conf_list(c, param);
-    struct strbuf tables = STRBUF_INIT;
-    l->names = xcalloc(items.n + 1, sizeof *l->names);
-    for (size_t i = 0; i < items.n; i++) {
-        const char *it = items.items[i];
-        if (strchr(it, ':') && it[0] != '[')
-            strbuf_printf(&tables, "%s%s", tables.len ? ", " : "", it);
-        else
-            l->names[l->n++] = normalize_domain(it);
-    }
-    conf_list_free(&items);
-    int rc = 0;
-    if (tables.len) {
-        char *why = NULL;
-        l->tables = map_list_open(tables.buf, 0, &why);
-        if (!l->tables) {
-            if (err)
-                *err = xasprintf("%s: %s", param, why ? why : "cannot open its tables");
-            free(why);
-            rc = -1;
-        }
-    }
-    strbuf_free(&tables);
-    return rc;
-}
-
-static void domain_list_free(struct domain_list *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->names[i]);
-    free(l->names);
-    if (l->tables)
-        map_list_close(l->tables);
-    memset(l, 0, sizeof *l);
-}
-
-/* 1 when the (normalized) domain is in the list, 0 when not, -1 when a
- * table could not be read. */
-static int domain_list_match(const struct domain_list *l, const char *domain)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        const char *name = l->names[i];
-        if (strcmp(name, domain) == 0)
-            return 1;
-        /* ".example.com" always, "example.com" with subdomains on: below it */
-        size_t ln = strlen(name), ld = strlen(domain);
-        if (name[0] == '.' ? ld > ln && strcmp(domain + ld - ln, name) == 0
-                           : l->subdomains && ld > ln + 1 && domain[ld - ln - 1] == '.' &&
-                                 strcmp(domain + ld - ln, name) == 0)
-            return 1;
-    }
-    if (!l->tables)
-        return 0;
-    char *value = NULL;
-    int rc = map_list_lookup(l->tables, domain, &value);
-    /* a table's parents, as the names above */
-    for (const char *p = strchr(domain, '.'); rc == 0 && l->subdomains && p && p[1]; p = strchr(p + 1, '.'))
-        rc = map_list_lookup_partial(l->tables, p + 1, &value);
-    free(value);
-    return rc;
-}
-
 /* A table list from a parameter's value; NULL for an empty one. */
 static int open_optional_maps(struct map_list **l, const char *specs, char **err)
 {
@@ -129,11 +54,12 @@ static int open_local_recipient_maps(struct resolver *r, struct conf *c, char **
 struct resolver *resolver_new(struct conf *c, char **err)
 {
     struct resolver *r = xcalloc(1, sizeof *r);
-    struct conf_list dl = conf_list(c, "mydestination");
-    r->mydest = xcalloc(dl.n + 1, sizeof *r->mydest);
-    for (size_t i = 0; i < dl.n; i++)
-        r->mydest[r->nmydest++] = normalize_domain(dl.items[i]);
-    conf_list_free(&dl);
+    if (domain_list_open(&r->mydestination, c, "mydestination", err) != 0) {
+        resolver_free(r);
+        return NULL;
+    }
+    resolver_load_own_addresses(r, c);
+    r->double_bounce_sender = xstrdup(conf_str(c, "double_bounce_sender"));
     const char *alias_maps = conf_str(c, "alias_maps");
     if (*alias_maps) {
         r->aliases = map_list_open(alias_maps, MAP_ALIAS_FORMAT, err);
@@ -195,7 +121,7 @@ struct resolver *resolver_new(struct conf *c, char **err)
     for (size_t i = 0; i < pue.n; i++)
         r->propagate_virtual_extension |= strcasecmp(pue.items[i], "virtual") == 0;
     conf_list_free(&pue);
-    r->myorigin = normalize_domain(conf_str(c, "myorigin"));
+    r->myorigin = resolver_normalize_domain(conf_str(c, "myorigin"));
     r->local_mailbox_base = xstrdup(conf_str(c, "local_mailbox_base"));
     r->home_mailbox = xstrdup(conf_str(c, "home_mailbox"));
     r->mail_spool_directory = xstrdup(conf_str(c, "mail_spool_directory"));
@@ -207,9 +133,9 @@ void resolver_free(struct resolver *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->nmydest; i++)
-        free(r->mydest[i]);
-    free(r->mydest);
+    domain_list_free(&r->mydestination);
+    free(r->own_addresses);
+    free(r->double_bounce_sender);
     if (r->aliases)
         map_list_close(r->aliases);
     if (r->transport)
@@ -328,30 +254,21 @@ void resolve_split(const char *addr, char **local, char **domain)
         return;
     }
     *local = xstrndup(addr, (size_t)(at - addr));
-    *domain = normalize_domain(at + 1);
-}
-
-int resolver_is_local_domain(const struct resolver *r, const char *domain)
-{
-    if (!domain || !*domain)
-        return 1;
-    char *d = normalize_domain(domain);
-    int found = 0;
-    for (size_t i = 0; i < r->nmydest && !found; i++)
-        found = strcmp(r->mydest[i], d) == 0;
-    free(d);
-    return found;
+    *domain = resolver_normalize_domain(at + 1);
 }
 
 int resolver_classify(const struct resolver *r, const char *addr, enum resolve_class *cls)
 {
-    char *local, *domain;
-    resolve_split(addr, &local, &domain);
-    free(local);
+    char *local_part, *domain;
+    resolve_split(addr, &local_part, &domain);
+    free(local_part);
     int rc = 0;
     *cls = RESOLVE_REMOTE;
-    if (resolver_is_local_domain(r, domain)) {
+    int local = resolver_is_local_domain(r, domain);
+    if (local > 0) {
         *cls = RESOLVE_LOCAL;
+    } else if (local < 0) {
+        rc = -1;
     } else {
         int m = domain_list_match(&r->virtual_alias_domains, domain);
         if (m > 0)
@@ -377,7 +294,7 @@ enum resolve_class resolver_class(const struct resolver *r, const char *addr)
 
 int resolver_is_relay_domain(const struct resolver *r, const char *domain)
 {
-    char *d = normalize_domain(domain);
+    char *d = resolver_normalize_domain(domain);
     int m = domain_list_match(&r->relay_domains, d);
     free(d);
     return m;
@@ -385,9 +302,10 @@ int resolver_is_relay_domain(const struct resolver *r, const char *domain)
 
 int resolver_is_our_domain(const struct resolver *r, const char *domain)
 {
-    if (resolver_is_local_domain(r, domain))
-        return 1;
-    char *d = normalize_domain(domain);
+    int local = resolver_is_local_domain(r, domain);
+    if (local != 0)
+        return local;
+    char *d = resolver_normalize_domain(domain);
     int m = domain_list_match(&r->virtual_alias_domains, d);
     if (m == 0)
         m = domain_list_match(&r->virtual_mailbox_domains, d);
@@ -443,8 +361,8 @@ static int user_name_safe(const char *u)
 }
 
 /* local_recipient_maps, when main.cf sets it: the address, then the user
- * name (each with its extension, then without); pattern tables see only
- * the whole address. */
+ * name (each with its extension, then without), then @domain, as Postfix's
+ * mail_addr_find; pattern tables see only the whole address. */
 static enum resolve_verdict check_local_recipient_maps(struct resolver *r, const char *addr)
 {
     if (!r->local_recipients && !r->local_recipient_aliases)
@@ -456,11 +374,11 @@ static enum resolve_verdict check_local_recipient_maps(struct resolver *r, const
     size_t cut = *r->recipient_delimiter ? strcspn(base, r->recipient_delimiter) : strlen(base);
     if (cut > 0)
         base[cut] = '\0';
-    char *keys[4] = {domain ? xasprintf("%s@%s", local, domain) : NULL,
+    char *keys[5] = {domain ? xasprintf("%s@%s", local, domain) : NULL,
                      domain && strcmp(base, local) != 0 ? xasprintf("%s@%s", base, domain) : NULL, xstrdup(local),
-                     strcmp(base, local) != 0 ? xstrdup(base) : NULL};
+                     strcmp(base, local) != 0 ? xstrdup(base) : NULL, domain ? xasprintf("@%s", domain) : NULL};
     int rc = 0;
-    for (int i = 0; i < 4 && rc == 0; i++) {
+    for (int i = 0; i < 5 && rc == 0; i++) {
         if (!keys[i])
             continue;
         struct map_list *lists[2] = {r->local_recipients, r->local_recipient_aliases};
@@ -472,7 +390,7 @@ static enum resolve_verdict check_local_recipient_maps(struct resolver *r, const
             free(value);
         }
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(keys[i]);
     free(base);
     free(local);

@@ -2,9 +2,10 @@
  *
  * Used by smtpd (to accept or refuse RCPT TO) and by the queue (to route and
  * expand aliases before delivery), so both always agree. Owns the parsed
- * mydestination and virtual_alias_domains lists, the alias tables,
+ * domain lists of the address classes, the alias tables,
  * virtual_alias_maps and transport_maps. Address classes as Postfix's
- * ADDRESS_CLASS_README defines them: local (mydestination), virtual alias
+ * ADDRESS_CLASS_README defines them: local (mydestination, and [address]
+ * of this host's inet_interfaces and proxy_interfaces), virtual alias
  * (virtual_alias_domains: every address must be in virtual_alias_maps),
  * and the rest, relayed. virtual_alias_maps applies to every class. Lookups may read files and the
  * passwd database; they do not block on the network. */
@@ -19,7 +20,7 @@ struct map_list;
 struct resolver;
 
 enum resolve_class {
-    RESOLVE_LOCAL,          /* a domain in mydestination (or no domain) */
+    RESOLVE_LOCAL,          /* a domain in mydestination, [our address] (or no domain) */
     RESOLVE_REMOTE,         /* anywhere else: relayed */
     RESOLVE_VIRTUAL_ALIAS,  /* a domain in virtual_alias_domains: only its aliases exist */
     RESOLVE_VIRTUAL_MAILBOX,/* a domain in virtual_mailbox_domains: mailboxes of virtual_mailbox_maps */
@@ -33,7 +34,8 @@ enum resolve_verdict {
     RESOLVE_TEMPFAIL,   /* a table could not be read */
 };
 
-/* Opens mydestination, alias_maps and transport_maps. */
+/* Opens the domain lists (a /file/name in one that cannot be read is an
+ * error), the tables, and reads this host's addresses once. */
 struct resolver *resolver_new(struct conf *c, char **err);
 void resolver_free(struct resolver *r);
 struct map_list *resolver_aliases(struct resolver *r);
@@ -42,23 +44,37 @@ struct map_list *resolver_aliases(struct resolver *r);
  * Both malloc'd; the domain lowercased with any trailing dot removed. */
 void resolve_split(const char *addr, char **local, char **domain);
 enum resolve_class resolver_class(const struct resolver *r, const char *addr);
-/* As resolver_class, but -1 (and *cls REMOTE) when a table of
- * virtual_alias_domains could not be read; else 0. */
+/* As resolver_class, but -1 (and *cls REMOTE) when a table of a domain
+ * list could not be read; else 0. */
 int resolver_classify(const struct resolver *r, const char *addr, enum resolve_class *cls);
-/* mydestination only. */
+/* A local domain: no domain at all, one listed in mydestination (names,
+ * /file/name, type:table), or "[address]" of one of this host's addresses
+ * (inet_interfaces, with "all" the interfaces' addresses as they were at
+ * resolver_new; proxy_interfaces), as Postfix's ADDRESS_CLASS_README says.
+ * 1, 0, or -1 when a table of mydestination could not be read. */
 int resolver_is_local_domain(const struct resolver *r, const char *domain);
 /* A domain tern receives mail for (reject_unauth_destination lets it
  * through): mydestination, virtual_alias_domains or virtual_mailbox_domains. 1, 0, or -1 when a
  * table could not be read. */
 int resolver_is_our_domain(const struct resolver *r, const char *domain);
 
+/* The first /file/name of a domain list (mydestination,
+ * virtual_alias_domains, virtual_mailbox_domains, relay_domains) that
+ * cannot be read, as "param: cannot read /file: why" (malloc'd) with *param
+ * the list's name; NULL (and *param NULL) when every one can. For `tern
+ * config check`, which opens no tables. */
+char *resolver_domain_list_files_problem(struct conf *c, const char **param);
+
 /* relay_domains: 1, 0, or -1 when a table could not be read. */
 int resolver_is_relay_domain(const struct resolver *r, const char *domain);
 
 /* Any recipient (RCPT, VRFY, sendmail -bv): RESOLVE_OK when
  * virtual_alias_maps has it, or it is a local user or alias of a local
- * domain, or it is in no domain of ours (relaying is the restrictions'
- * business); RESOLVE_UNKNOWN with *table naming where it is missing ("local
+ * domain (postmaster, MAILER-DAEMON and double_bounce_sender always are),
+ * or its class's table is not set (virtual_mailbox_maps,
+ * relay_recipient_maps, local_recipient_maps set empty: Postfix checks a
+ * table only when it is set), or it is in no domain of ours (relaying is
+ * the restrictions' business); RESOLVE_UNKNOWN with *table naming where it is missing ("local
  * recipient table", "virtual alias table", "virtual mailbox table", "relay
  * recipient table"); RESOLVE_TEMPFAIL when a table
  * failed. */

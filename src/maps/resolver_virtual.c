@@ -85,9 +85,11 @@ static int virtual_lookup(struct resolver *r, const char *addr, struct resolve_t
         ext = local + cut;
         base[cut] = '\0';
     }
-    int local_domain = resolver_is_local_domain(r, domain);
+    /* the bare user key: virtual(5) limits it to $myorigin, $mydestination,
+     * $inet_interfaces and $proxy_interfaces */
+    int local_domain = domain && strcmp(domain, r->myorigin) == 0 ? 1 : resolver_is_local_domain(r, domain);
     char *value = NULL;
-    int rc = 0, stripped = 0;
+    int rc = local_domain < 0 ? -1 : 0, stripped = 0;
     const char *forms[2] = {local, *ext ? base : NULL};
     for (int f = 0; f < 2 && rc == 0 && forms[f]; f++) {
         char *key = domain ? xasprintf("%s@%s", forms[f], domain) : xstrdup(forms[f]);
@@ -95,7 +97,7 @@ static int virtual_lookup(struct resolver *r, const char *addr, struct resolve_t
         free(key);
         stripped = f == 1;
     }
-    for (int f = 0; f < 2 && rc == 0 && forms[f] && local_domain; f++) {
+    for (int f = 0; f < 2 && rc == 0 && forms[f] && local_domain > 0; f++) {
         rc = virtual_try(r, forms[f], 0, &value);
         stripped = f == 1;
     }
@@ -352,6 +354,18 @@ int resolver_virtual_mailbox(struct resolver *r, const char *addr, struct local_
     return 0;
 }
 
+/* postmaster, MAILER-DAEMON and double_bounce_sender, whatever their case. */
+static int is_exempt_local_part(const struct resolver *r, const char *addr)
+{
+    const char *at = strrchr(addr, '@');
+    size_t n = at ? (size_t)(at - addr) : strlen(addr);
+    const char *names[] = {"postmaster", "mailer-daemon", r->double_bounce_sender};
+    for (size_t i = 0; i < 3; i++)
+        if (*names[i] && strlen(names[i]) == n && strncasecmp(addr, names[i], n) == 0)
+            return 1;
+    return 0;
+}
+
 enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *addr, const char **table)
 {
     *table = "local recipient table";
@@ -369,6 +383,10 @@ enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *ad
         return RESOLVE_TEMPFAIL;
     switch (cls) {
     case RESOLVE_LOCAL:
+        /* as Postfix's smtpd (check_rcpt_maps): the addresses bounces come
+         * from and go to always exist; aliases decide where they go */
+        if (is_exempt_local_part(r, addr))
+            return RESOLVE_OK;
         return resolver_check_local(r, addr);
     case RESOLVE_VIRTUAL_ALIAS:
         *table = "virtual alias table";
@@ -383,6 +401,11 @@ enum resolve_verdict resolver_check_recipient(struct resolver *r, const char *ad
         return rc > 0 ? RESOLVE_OK : rc == 0 ? RESOLVE_UNKNOWN : RESOLVE_TEMPFAIL;
     }
     case RESOLVE_VIRTUAL_MAILBOX: {
+        /* a class's table is checked only when it is set (Postfix's
+         * check_rcpt_maps): with none, the final server (Dovecot over LMTP)
+         * decides which mailboxes exist */
+        if (!r->virtual_mailbox)
+            return RESOLVE_OK;
         *table = "virtual mailbox table";
         char *value = NULL;
         int rc = virtual_mailbox_lookup(r, r->virtual_mailbox, addr, &value);

@@ -377,3 +377,42 @@ def test_transport_maps_by_address_and_pattern(work_dir):
     finally:
         front.stop()
         sink.stop()
+
+
+def test_local_domains_and_exempt_addresses(tern_instance, work_dir):
+    """Postfix's local class: mydestination may name a file of domains, and
+    [address] of this host is local too; postmaster, MAILER-DAEMON and
+    double-bounce pass the local recipient check; a virtual mailbox domain
+    without virtual_mailbox_maps takes every address (its final server
+    decides)."""
+    users = work_dir / "local_users"
+    users.write_text("alice x\n")
+    names = work_dir / "local_domains"
+    names.write_text("# more of ours\nexample.test, filed.test\n")
+    tern_instance.write_config(local_recipient_maps=f"hash:{users}",
+                               mydestination=f"$myhostname, localhost, {names}",
+                               virtual_mailbox_domains="vbox.test")
+    tern_instance.start()
+    replies = rcpt(tern_instance, "alice@filed.test", "carol@filed.test", "MAILER-DAEMON@example.test",
+                   "postmaster@example.test", "double-bounce@example.test", "nobody@[127.0.0.1]",
+                   "alice@[127.0.0.1]", "anyone@vbox.test")
+    assert [r[0] for r in replies] == [250, 550, 250, 250, 250, 550, 250, 250], replies
+    assert replies[5][1] == (b"5.1.1 <nobody@[127.0.0.1]>: Recipient address rejected: "
+                             b"User unknown in local recipient table"), replies
+    send(tern_instance, "alice@filed.test", "alice@[127.0.0.1]", subject="to-filed")
+    assert b"to-filed" in tern_instance.wait_messages("alice", count=2)[0].read_bytes()
+    # the file is read again when it changes, inside smtpd's sandbox too
+    tmp = work_dir / "local_domains.new"
+    tmp.write_text("example.test later.test\n")
+    tmp.rename(names)
+    time.sleep(1.5)
+    assert [r[0] for r in rcpt(tern_instance, "alice@later.test", "carol@later.test")] == [250, 550]
+    settle_queue(tern_instance)
+
+
+def test_config_check_names_an_unreadable_domain_file(tern_instance, work_dir):
+    tern_instance.write_config(mydestination=f"$myhostname, {work_dir}/no-such-domains")
+    r = tern_instance.cli("config", "check")
+    out = r.stdout.decode()
+    assert r.returncode == 1, out
+    assert re.search(r"main\.cf:\d+: error: mydestination: cannot read .*no-such-domains: No such file", out), out

@@ -50,7 +50,7 @@ static const struct getter getters[] = {
     /* functions of src/ that pass their name argument on to a getter */
     {"opt_time", CONF_TIME, 1, 1},      /* src/qmgr/qmgr_relay.c: conf_time(c, name) */
     {"tls_client_ctx", ANY_TYPE, 1, 1}, /* src/tls/tls.c: conf_str(c, protocols_param) */
-    {"domain_list_open", CONF_LIST, 2, 1}, /* src/maps/resolver.c: conf_list(c, param) */
+    {"domain_list_open", CONF_LIST, 2, 1}, /* src/maps/resolver_domains.c: conf_list(c, param) */
     /* they take a name but read no value: the name must still be a row */
     {"conf_raw", ANY_TYPE, 1, 0},
     {"conf_is_set", ANY_TYPE, 1, 0},
@@ -68,7 +68,7 @@ static struct indirect_call indirect_calls[] = {
     /* the wrappers of getters above: their callers are checked instead */
     {"src/qmgr/qmgr_relay.c", "conf_time", "name", 0},
     {"src/tls/tls.c", "conf_str", "protocols_param", 0},
-    {"src/maps/resolver.c", "conf_list", "param", 0},
+    {"src/maps/resolver_domains.c", "conf_list", "param", 0},
     /* server_ctx_base: smtpd_tls_mandatory_protocols or smtpd_tls_protocols
      * by the listener's security level (see read_indirectly) */
     {"src/tls/tls.c", "conf_str", "param", 0},
@@ -76,8 +76,11 @@ static struct indirect_call indirect_calls[] = {
      * before conf_str is asked */
     {"src/cli/cli_config.c", "conf_raw", "argv[i]", 0},
     {"src/cli/cli_config.c", "conf_str", "argv[i]", 0},
+    /* a domain list's name, which resolver_domain_list_files_problem
+     * returns with the list's unreadable file */
+    {"src/cli/cli_config.c", "conf_origin", "param", 0},
     /* master.cf -o overrides, any name the user writes */
-    {"src/daemon/master.c", "conf_set", "s->overrides[k].name", 0},
+    {"src/daemon/listeners.c", "conf_set", "s->overrides[k].name", 0},
     {"src/daemon/master.c", "conf_set", "s->overrides[j].name", 0},
 };
 

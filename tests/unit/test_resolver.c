@@ -1,7 +1,9 @@
 /* Unit tests for resolver: its transport_maps lookup and "error:" rule,
  * which smtpd (the refusal at RCPT) and the queue (the bounce) share; address
- * classes (mydestination, virtual_alias_domains, the rest); the recipient
- * check smtpd makes at RCPT; and virtual_alias_maps expansion (virtual(5)). */
+ * classes (mydestination, virtual_alias_domains, virtual_mailbox_domains,
+ * relay_domains, the rest; names, /file/name and tables in each; [address]
+ * literals of this host); the recipient check smtpd makes at RCPT; and
+ * virtual_alias_maps expansion (virtual(5)). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "maps/map.h"
 #include "maps/resolver.h"
 
 static void test_error_transport_status_and_text(void **state)
@@ -561,6 +564,191 @@ static void test_expand_no_maps_and_missing_table(void **state)
     assert_string_equal(vfx_expand_error(f, "a@d.example", NULL), "4.3.0");
 }
 
+/* ---------- domain lists, local domains, the RCPT check of each class ---------- */
+
+/* Writes dir/name and returns its path (static, overwritten by the next call). */
+static const char *vfx_file(struct vfx *f, const char *name, const char *text)
+{
+    const char *spec = vfx_table(f, name, text);
+    return strchr(spec, ':') + 1;
+}
+
+static void test_mydestination_names_tables_and_files(void **state)
+{
+    struct vfx *f = *state;
+    map_set_check_interval(0);
+    char table[160], file[160], value[400];
+    snprintf(table, sizeof table, "%s", vfx_table(f, "local-domains", "tabled.example  anything\n"));
+    snprintf(file, sizeof file, "%s",
+             vfx_file(f, "local-names", "# our names\nfile.example other.example,\n  .Sub.Example.\n"));
+    snprintf(value, sizeof value, "local.example, %s, %s", table, file);
+    conf_set(f->c, "mydestination", value, NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_classify(f, "a@local.example"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "a@tabled.example"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "a@File.Example."), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "a@other.example"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "a@deep.x.sub.example"), RESOLVE_LOCAL);
+    /* ".sub.example" is its subdomains only; a comment names nothing */
+    assert_int_equal(vfx_classify(f, "a@sub.example"), RESOLVE_REMOTE);
+    assert_int_equal(vfx_classify(f, "a@our"), RESOLVE_REMOTE);
+    assert_int_equal(vfx_classify(f, "a@anything"), RESOLVE_REMOTE);
+    assert_int_equal(vfx_classify(f, "a@x.file.example"), RESOLVE_REMOTE);
+    assert_int_equal(resolver_is_local_domain(f->r, "file.example"), 1);
+    /* the file is read again when it changes */
+    char tmp[160];
+    snprintf(tmp, sizeof tmp, "%s/local-names.new", f->dir);
+    FILE *fp = fopen(tmp, "w");
+    assert_non_null(fp);
+    fputs("added.example\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    assert_int_equal(rename(tmp, file), 0);
+    assert_int_equal(vfx_classify(f, "a@added.example"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "a@file.example"), RESOLVE_REMOTE);
+    map_set_check_interval(1);
+}
+
+static void test_domain_list_files_subdomains_and_errors(void **state)
+{
+    struct vfx *f = *state;
+    char value[200];
+    snprintf(value, sizeof value, "%s", vfx_file(f, "relay-names", "relay.example\n"));
+    conf_set(f->c, "relay_domains", value, NULL, 0);
+    snprintf(value, sizeof value, "%s", vfx_file(f, "virtual-names", "virt.example, mbox.invalid\n"));
+    conf_set(f->c, "virtual_alias_domains", value, NULL, 0);
+    vfx_open(f);
+    /* relay_domains' names match their subdomains, in a file too */
+    assert_int_equal(vfx_classify(f, "a@relay.example"), RESOLVE_RELAY);
+    assert_int_equal(vfx_classify(f, "a@mx.relay.example"), RESOLVE_RELAY);
+    assert_int_equal(vfx_classify(f, "a@virt.example"), RESOLVE_VIRTUAL_ALIAS);
+    assert_int_equal(vfx_classify(f, "a@x.virt.example"), RESOLVE_REMOTE);
+    const char *param = "unset";
+    assert_null(resolver_domain_list_files_problem(f->c, &param));
+    assert_null(param);
+
+    /* a file that cannot be read is a configuration error, not a domain */
+    snprintf(value, sizeof value, "local.example, %s/no-such-file", f->dir);
+    conf_set(f->c, "mydestination", value, NULL, 0);
+    char *err = NULL;
+    struct resolver *r = resolver_new(f->c, &err);
+    assert_null(r);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "mydestination: cannot read"));
+    free(err);
+    char *problem = resolver_domain_list_files_problem(f->c, &param);
+    assert_non_null(problem);
+    assert_string_equal(param, "mydestination");
+    assert_non_null(strstr(problem, "mydestination: cannot read"));
+    assert_non_null(strstr(problem, "no-such-file"));
+    free(problem);
+}
+
+static void test_check_recipient_class_tables_only_when_set(void **state)
+{
+    struct vfx *f = *state;
+    const char *table;
+    conf_set(f->c, "virtual_mailbox_domains", "mbox.example", NULL, 0);
+    conf_set(f->c, "virtual_mailbox_maps", "", NULL, 0);
+    conf_set(f->c, "relay_domains", "relay.example", NULL, 0);
+    conf_set(f->c, "relay_recipient_maps", "", NULL, 0);
+    conf_set(f->c, "local_recipient_maps", "", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_classify(f, "anyone@mbox.example"), RESOLVE_VIRTUAL_MAILBOX);
+    assert_int_equal(vfx_check(f, "anyone@mbox.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "anyone@relay.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "no-such-user-tern-test@local.example", &table), RESOLVE_OK);
+
+    /* set, they decide */
+    conf_set(f->c, "virtual_mailbox_maps", vfx_table(f, "mailboxes", "joe@mbox.example  mbox.example/joe/\n"),
+             NULL, 0);
+    conf_set(f->c, "relay_recipient_maps", "inline:{ joe@relay.example=ok }", NULL, 0);
+    conf_set(f->c, "local_recipient_maps", "inline:{ joe=ok }", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_check(f, "joe@mbox.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "anyone@mbox.example", &table), RESOLVE_UNKNOWN);
+    assert_string_equal(table, "virtual mailbox table");
+    assert_int_equal(vfx_check(f, "joe@relay.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "anyone@relay.example", &table), RESOLVE_UNKNOWN);
+    assert_string_equal(table, "relay recipient table");
+    assert_int_equal(vfx_check(f, "joe@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "anyone@local.example", &table), RESOLVE_UNKNOWN);
+    assert_string_equal(table, "local recipient table");
+}
+
+static void test_check_recipient_postmaster_and_bounce_addresses(void **state)
+{
+    struct vfx *f = *state;
+    const char *table;
+    conf_set(f->c, "local_recipient_maps", "inline:{ joe=ok }", NULL, 0);
+    conf_set(f->c, "virtual_alias_domains", "virt.example", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_check(f, "postmaster@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "PostMaster@localhost", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "MAILER-DAEMON@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "mailer-daemon@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "double-bounce@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "postmaster", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "postmasters@local.example", &table), RESOLVE_UNKNOWN);
+    assert_int_equal(vfx_check(f, "nobody@local.example", &table), RESOLVE_UNKNOWN);
+    /* local domains only: a virtual alias domain has what its table lists */
+    assert_int_equal(vfx_check(f, "postmaster@virt.example", &table), RESOLVE_UNKNOWN);
+    conf_set(f->c, "double_bounce_sender", "bounce-twice", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_check(f, "bounce-twice@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "double-bounce@local.example", &table), RESOLVE_UNKNOWN);
+}
+
+static void test_local_domain_own_address_literals(void **state)
+{
+    struct vfx *f = *state;
+    conf_set(f->c, "inet_interfaces", "192.0.2.10, [2001:db8::1]", NULL, 0);
+    conf_set(f->c, "proxy_interfaces", "198.51.100.7", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_classify(f, "postmaster@[192.0.2.10]"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "postmaster@[IPv6:2001:DB8::1]"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "postmaster@[198.51.100.7]"), RESOLVE_LOCAL);
+    assert_int_equal(resolver_is_our_domain(f->r, "[192.0.2.10]"), 1);
+    assert_int_equal(vfx_classify(f, "postmaster@[192.0.2.11]"), RESOLVE_REMOTE);
+    assert_int_equal(vfx_classify(f, "postmaster@[IPv6:192.0.2.10]"), RESOLVE_REMOTE);
+    assert_int_equal(vfx_classify(f, "postmaster@[127.0.0.1]"), RESOLVE_REMOTE);
+    conf_set(f->c, "inet_interfaces", "loopback-only", NULL, 0);
+    conf_set(f->c, "proxy_interfaces", "", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_classify(f, "postmaster@[127.0.0.1]"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "postmaster@[IPv6:::1]"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "postmaster@[192.0.2.10]"), RESOLVE_REMOTE);
+    /* all: the interfaces' addresses, the loopback's among them */
+    conf_set(f->c, "inet_interfaces", "all", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_classify(f, "postmaster@[127.0.0.1]"), RESOLVE_LOCAL);
+    assert_int_equal(vfx_classify(f, "postmaster@[192.0.2.10]"), RESOLVE_REMOTE);
+}
+
+static void test_local_recipient_maps_domain_key(void **state)
+{
+    struct vfx *f = *state;
+    const char *table;
+    conf_set(f->c, "local_recipient_maps", "inline:{ @local.example=ok }", NULL, 0);
+    conf_set(f->c, "recipient_delimiter", "+", NULL, 0);
+    vfx_open(f);
+    assert_int_equal(vfx_check(f, "anyone@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "anyone+ext@local.example", &table), RESOLVE_OK);
+    assert_int_equal(vfx_check(f, "anyone@localhost", &table), RESOLVE_UNKNOWN);
+}
+
+static void test_expand_bare_user_for_myorigin_and_own_addresses(void **state)
+{
+    struct vfx *f = *state;
+    conf_set(f->c, "inet_interfaces", "192.0.2.10", NULL, 0);
+    vfx_virtual(f, "joe  joe@remote.example\n");
+    vfx_open(f);
+    vfx_expect(f, "joe@local.example", "joe@remote.example");
+    vfx_expect(f, "joe@origin.example", "joe@remote.example");
+    vfx_expect(f, "joe@[192.0.2.10]", "joe@remote.example");
+    vfx_expect_none(f, "joe@other.example");
+    vfx_expect_none(f, "joe@[192.0.2.11]");
+}
+
 #define VT(t) cmocka_unit_test_setup_teardown(t, vfx_setup, vfx_teardown)
 
 int main(void)
@@ -582,6 +770,13 @@ int main(void)
         VT(test_expand_expansion_limit),
         VT(test_expand_extensions),
         VT(test_expand_no_maps_and_missing_table),
+        VT(test_mydestination_names_tables_and_files),
+        VT(test_domain_list_files_subdomains_and_errors),
+        VT(test_check_recipient_class_tables_only_when_set),
+        VT(test_check_recipient_postmaster_and_bounce_addresses),
+        VT(test_local_domain_own_address_literals),
+        VT(test_local_recipient_maps_domain_key),
+        VT(test_expand_bare_user_for_myorigin_and_own_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
