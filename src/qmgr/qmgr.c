@@ -335,7 +335,8 @@ static void route_once(struct qmgr_msg *q, size_t idx)
     r = &q->m.rcpts[idx];   /* the expansion may have moved the array */
     enum resolve_class cls;
     if (resolver_classify(qm.resolver, r->addr, &cls) != 0) {
-        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0",
+                             "domain lookup failed (virtual_alias_domains, virtual_mailbox_domains or relay_domains)");
         return;
     }
     /* transport_maps is asked once, over the class's default transport */
