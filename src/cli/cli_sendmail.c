@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_verify.h"
 #include "conf/conf.h"
 #include "daemon/instance.h"
 #include "maps/resolver.h"
@@ -429,107 +430,6 @@ static void usage(void)
                     "[-bs|-bp|-bv|-bm] [recipient ...]\n");
 }
 
-/* -bv for a virtual alias: 1 when addr is one (or its lookup failed),
- * with its targets (or the failure) printed and *rc updated; 0 when not. */
-static int virtual_alias_shown(struct resolver *r, const char *addr, const char *shown, int *rc)
-{
-    struct resolve_targets t;
-    char *error;
-    const char *dsn;
-    int v = resolver_virtual_expand(r, addr, &t, &error, &dsn);
-    if (v == 1)
-        return 0;
-    if (v < 0) {
-        /* every expansion error is temporary: the queue defers it */
-        char *why = printable(error);
-        printf("<%s>: deferred: %s %s\n", shown, dsn, why);
-        free(why);
-        free(error);
-        *rc = EX_TEMPFAIL;
-        return 1;
-    }
-    struct strbuf to = STRBUF_INIT;
-    for (size_t i = 0; i < t.n; i++)
-        strbuf_printf(&to, "%s%s", i ? ", " : "", t.v[i]);
-    char *targets = printable(to.buf);
-    printf("<%s>: deliverable: virtual alias of %s\n", shown, targets);
-    free(targets);
-    strbuf_free(&to);
-    resolve_targets_free(&t);
-    return 1;
-}
-
-/* -bv: what tern would do with each recipient, from its own tables, and
- * nothing delivered. Postfix mails a report instead; tern answers on
- * standard output and does not ask remote servers, so a remote address is
- * only "would be relayed". 0 when every recipient is deliverable,
- * EX_NOUSER when one is not, EX_TEMPFAIL when a table could not be read. */
-static int sendmail_verify(struct conf *c, const char *myorigin, char **rcpts, size_t n)
-{
-    char *err = NULL;
-    struct resolver *r = resolver_new(c, &err);
-    if (!r) {
-        fprintf(stderr, "sendmail: fatal: %s\n", err ? err : "cannot open the recipient tables");
-        free(err);
-        return EX_TEMPFAIL;
-    }
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        char *addr = smtp_addr_envelope(rcpts[i], myorigin, 0);
-        char *shown = printable(addr ? addr : rcpts[i]);
-        char *value = NULL;
-        char status[16];
-        const char *text;
-        int tr = addr ? resolver_transport(r, addr, &value) : 0;
-        if (!addr) {
-            printf("<%s>: undeliverable: 5.1.3 bad recipient address syntax\n", shown);
-            rc = rc ? rc : EX_NOUSER;
-        } else if (tr < 0) {
-            printf("<%s>: deferred: 4.3.0 transport_maps lookup failure\n", shown);
-            rc = EX_TEMPFAIL;
-        } else if (tr == 1 && resolver_error_transport(value, "5.0.0", status, &text)) {
-            char *why = printable(text);
-            printf("<%s>: undeliverable: %s %s\n", shown, status, why);
-            free(why);
-            rc = rc ? rc : EX_NOUSER;
-        } else if (resolver_check_recipient(r, addr, &text) == RESOLVE_UNKNOWN) {
-            printf("<%s>: undeliverable: 5.1.1 User unknown in %s\n", shown, text);
-            rc = rc ? rc : EX_NOUSER;
-        } else if (tr == 1 && strncasecmp(value, "local", 5) != 0) {
-            char *hop = printable(value);
-            printf("<%s>: would be relayed (transport_maps: %s); not verified with the next hop\n", shown, hop);
-            free(hop);
-        } else if (tr == 0 && virtual_alias_shown(r, addr, shown, &rc)) {
-            /* said */
-        } else if (tr == 0 && resolver_class(r, addr) == RESOLVE_REMOTE) {
-            printf("<%s>: would be relayed; not verified with the next hop\n", shown);
-        } else if (tr == 0 && resolver_class(r, addr) == RESOLVE_RELAY &&
-                   resolver_check_recipient(r, addr, &text) == RESOLVE_OK) {
-            printf("<%s>: would be relayed (relay_domains); not verified with the next hop\n", shown);
-        } else {
-            const char *table;
-            switch (resolver_check_recipient(r, addr, &table)) {
-            case RESOLVE_OK:
-                printf("<%s>: deliverable: local\n", shown);
-                break;
-            case RESOLVE_UNKNOWN:
-                printf("<%s>: undeliverable: 5.1.1 User unknown in %s\n", shown, table);
-                rc = rc ? rc : EX_NOUSER;
-                break;
-            case RESOLVE_TEMPFAIL:
-                printf("<%s>: deferred: 4.3.0 temporary lookup failure\n", shown);
-                rc = EX_TEMPFAIL;
-                break;
-            }
-        }
-        free(value);
-        free(shown);
-        free(addr);
-    }
-    resolver_free(r);
-    return rc;
-}
-
 /* -N, as RCPT's NOTIFY: "never" or a list of success, delay, failure. */
 static int notify_option(const char *val, char **out)
 {
@@ -669,7 +569,7 @@ int cli_sendmail(const char *config_dir, int argc, char **argv)
             fprintf(stderr, "sendmail: fatal: -bv needs recipient addresses on the command line\n");
             rc = EX_USAGE;
         } else {
-            rc = sendmail_verify(in.conf, s.myorigin, argv + i, (size_t)(argc - i));
+            rc = cli_verify_recipients(in.conf, s.myorigin, s.qdir, argv + i, (size_t)(argc - i));
         }
         instance_free(&in);
         goto out;

@@ -134,8 +134,9 @@ const struct conf_param conf_params[] = {
         "(in Postfix: the processes a master.cf service may run)."),
     STR("default_transport", "smtp",
         "How mail for other domains (not ours, not relay_domains, no transport_maps entry) leaves: smtp (MX "
-        "lookup or relayhost), smtp:[host]:port, lmtp:..., error:text (bounced) or discard:text (reported "
-        "delivered, sent nowhere: `tern dev` keeps test mail from leaving this way)."),
+        "lookup or relayhost), smtp:[host]:port, lmtp:..., error:text (bounced), retry:text (deferred) or "
+        "discard:text (reported delivered, sent nowhere: `tern dev` keeps test mail from leaving this way); "
+        "a transport_maps entry's next hop wins over the one written here."),
     TIME("delay_warning_time", "0h", 'h', 0,
         "After how long the sender is told a message is delayed; 0 sends no warning."),
     BOOL("disable_expn_command", "yes",
@@ -307,6 +308,10 @@ const struct conf_param conf_params[] = {
     LIST("relay_recipient_maps", "",
         "Tables of the valid recipients of relay_domains (user@domain, @domain): others are refused at RCPT "
         "with 550 5.1.1 User unknown in relay recipient table. Empty: any recipient is accepted."),
+    STR("relay_transport", "relay",
+        "How mail for relay_domains leaves when transport_maps has no entry for it: relay or smtp (MX lookup "
+        "or relayhost), smtp:[host]:port (e.g. a backup MX's primary), lmtp:..., error:text, retry:text or "
+        "discard:text; a transport_maps entry's next hop wins over the one written here."),
     STR("relayhost", "",
         "Host all non-local mail is sent to ([host]:port skips MX lookup); empty sends directly."),
     TIME("smtp_connect_timeout", "30s", 's', 1,

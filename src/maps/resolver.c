@@ -12,6 +12,7 @@
 
 #include "conf/conf.h"
 #include "maps/map.h"
+#include "maps/transport.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -112,6 +113,9 @@ struct resolver *resolver_new(struct conf *c, char **err)
         resolver_free(r);
         return NULL;
     }
+    r->default_transport = xstrdup(conf_str(c, "default_transport"));
+    r->relay_transport = xstrdup(conf_str(c, "relay_transport"));
+    r->virtual_transport = xstrdup(conf_str(c, "virtual_transport"));
     r->virtual_mailbox_base = xstrdup(conf_str(c, "virtual_mailbox_base"));
     r->virtual_minimum_uid = conf_int(c, "virtual_minimum_uid");
     r->virtual_mailbox_limit = conf_int(c, "virtual_mailbox_limit");
@@ -155,6 +159,9 @@ void resolver_free(struct resolver *r)
     for (size_t i = 0; i < 3; i++)
         if (vmaps[i])
             map_list_close(vmaps[i]);
+    free(r->default_transport);
+    free(r->relay_transport);
+    free(r->virtual_transport);
     free(r->virtual_mailbox_base);
     free(r->myorigin);
     free(r->local_mailbox_base);
@@ -176,35 +183,79 @@ int resolver_transport(struct resolver *r, const char *addr, char **value)
         return 0;
     char *local, *domain;
     resolve_split(addr, &local, &domain);
-    if (!domain) {
-        free(local);
-        return 0;
-    }
-    /* transport(5)'s order: the address (pattern tables see only this
-     * whole key), the address without its extension, the domain, then
-     * each parent as ".parent" */
-    char *key = xasprintf("%s@%s", local, domain);
-    int rc = map_list_lookup(r->transport, key, value);
-    free(key);
-    size_t cut = *r->recipient_delimiter ? strcspn(local, r->recipient_delimiter) : strlen(local);
-    if (rc == 0 && cut > 0 && local[cut]) {
-        key = xasprintf("%.*s@%s", (int)cut, local, domain);
-        rc = map_list_lookup_partial(r->transport, key, value);
+    int rc = 0;
+    if (domain) {
+        /* transport(5)'s order: the address (pattern tables see only this
+         * whole key), the address without its extension, the domain, then
+         * each parent as ".parent" */
+        char *key = xasprintf("%s@%s", local, domain);
+        rc = map_list_lookup(r->transport, key, value);
         free(key);
+        size_t cut = *r->recipient_delimiter ? strcspn(local, r->recipient_delimiter) : strlen(local);
+        if (rc == 0 && cut > 0 && local[cut]) {
+            key = xasprintf("%.*s@%s", (int)cut, local, domain);
+            rc = map_list_lookup_partial(r->transport, key, value);
+            free(key);
+        }
+        if (rc == 0)
+            rc = map_list_lookup_partial(r->transport, domain, value);
+        for (const char *p = strchr(domain, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
+            rc = map_list_lookup_partial(r->transport, p, value);
     }
-    if (rc == 0)
-        rc = map_list_lookup_partial(r->transport, domain, value);
-    for (const char *p = strchr(domain, '.'); rc == 0 && p; p = strchr(p + 1, '.'))
-        rc = map_list_lookup_partial(r->transport, p, value);
+    /* "*": any address, asked only when no other key matched; a bare
+     * local name (an alias's target) is local, as it has always been */
+    if (rc == 0 && domain)
+        rc = map_list_lookup_partial(r->transport, "*", value);
     free(local);
     free(domain);
     return rc;
 }
 
-/* "5.X.Y" with X and Y of one to three digits (RFC 3463), then a space or the end. */
-static size_t permanent_status_len(const char *s)
+int resolver_delivery_transport(struct resolver *r, const char *addr, enum resolve_class cls, char **transport,
+                                const char **source)
 {
-    if (s[0] != '5' || s[1] != '.')
+    *transport = NULL;
+    const char *class_default = "local";
+    *source = "local delivery";
+    switch (cls) {
+    case RESOLVE_VIRTUAL_ALIAS:
+        /* an address virtual_alias_maps does not list: unknown, whatever
+         * transport_maps says (Postfix's trivial-rewrite does not let the
+         * table override this class either) */
+        *transport = xstrdup("error:5.1.1 User unknown in virtual alias table");
+        *source = "virtual_alias_domains";
+        return 0;
+    case RESOLVE_VIRTUAL_MAILBOX:
+        class_default = r->virtual_transport, *source = "virtual_transport";
+        break;
+    case RESOLVE_RELAY:
+        class_default = r->relay_transport, *source = "relay_transport";
+        break;
+    case RESOLVE_REMOTE:
+        class_default = r->default_transport, *source = "default_transport";
+        break;
+    case RESOLVE_LOCAL:
+        break;
+    }
+    char *entry = NULL;
+    int rc = resolver_transport(r, addr, &entry);
+    if (rc < 0)
+        return -1;
+    if (rc == 0 || transport_is_null(entry)) {
+        *transport = xstrdup(class_default);
+    } else {
+        *transport = transport_combine(class_default, entry);
+        *source = "transport_maps";
+    }
+    free(entry);
+    return 0;
+}
+
+/* "C.X.Y" with C the class digit and X and Y of one to three digits (RFC
+ * 3463), then a space or the end. */
+static size_t status_len(const char *s, char class_digit)
+{
+    if (s[0] != class_digit || s[1] != '.')
         return 0;
     size_t i = 2;
     for (int part = 0; part < 2; part++) {
@@ -221,17 +272,20 @@ static size_t permanent_status_len(const char *s)
     return s[i] == '\0' || s[i] == ' ' || s[i] == '\t' ? i : 0;
 }
 
-int resolver_error_transport(const char *value, const char *default_status, char status[16],
-                             const char **text)
+/* "NAME:[C.X.Y ]text", the form error(8) and retry(8) read their next hop
+ * in: 1 with *status and *text, 0 when value names another transport. */
+static int status_transport(const char *value, const char *name, char class_digit, const char *default_status,
+                            const char *default_text, char status[16], const char **text)
 {
+    size_t name_len = strlen(name);
     while (*value == ' ' || *value == '\t')
         value++;
-    if (strncasecmp(value, "error", 5) != 0 || (value[5] != ':' && value[5] != '\0'))
+    if (strncasecmp(value, name, name_len) != 0 || (value[name_len] != ':' && value[name_len] != '\0'))
         return 0;
-    const char *rest = value[5] ? value + 6 : value + 5;
+    const char *rest = value[name_len] ? value + name_len + 1 : value + name_len;
     while (*rest == ' ' || *rest == '\t')
         rest++;
-    size_t n = permanent_status_len(rest);
+    size_t n = status_len(rest, class_digit);
     if (n) {
         memcpy(status, rest, n);
         status[n] = '\0';
@@ -241,8 +295,21 @@ int resolver_error_transport(const char *value, const char *default_status, char
     } else {
         snprintf(status, 16, "%s", default_status);
     }
-    *text = *rest ? rest : "mail for this destination is not accepted";
+    *text = *rest ? rest : default_text;
     return 1;
+}
+
+int resolver_error_transport(const char *value, const char *default_status, char status[16],
+                             const char **text)
+{
+    return status_transport(value, "error", '5', default_status, "mail for this destination is not accepted",
+                            status, text);
+}
+
+int resolver_retry_transport(const char *value, char status[16], const char **text)
+{
+    return status_transport(value, "retry", '4', "4.0.0", "delivery to this destination is deferred", status,
+                            text);
 }
 
 void resolve_split(const char *addr, char **local, char **domain)

@@ -125,10 +125,26 @@ struct local_mailbox {
 };
 /* transport_maps (transport(5)): the entry for addr itself (the only key
  * pattern tables see), for addr without its recipient_delimiter extension,
- * for its domain, else for each parent domain as ".parent". 1 found
- * (*value malloc'd), 0 none (or no transport_maps), -1 a table could not
- * be read. */
+ * for its domain, else for each parent domain as ".parent", and last
+ * "*" (any address with a domain; not asked of pattern tables, which see
+ * the address). 1 found (*value malloc'd, as written:
+ * ":" and ":nexthop" too, which transport_combine reads), 0 none (or no
+ * transport_maps), -1 a table could not be read. */
 int resolver_transport(struct resolver *r, const char *addr, char **value);
+
+/* The transport a recipient of class cls is delivered by (transport(5)),
+ * as a string for transport_parse: its transport_maps entry applied to
+ * the class's default transport with transport_combine, or that default
+ * when there is no entry or only the null entry ":". The defaults:
+ * "local" (tern's local agent) for RESOLVE_LOCAL, virtual_transport,
+ * relay_transport, default_transport; RESOLVE_VIRTUAL_ALIAS is never
+ * looked up (an address virtual_alias_maps does not list is unknown:
+ * "error:5.1.1 ..."). *source names where the transport comes from, for
+ * reasons: "transport_maps" when an entry changed something, else the
+ * class's parameter ("virtual_transport", ...). 0 (*transport malloc'd),
+ * -1 when transport_maps could not be read. */
+int resolver_delivery_transport(struct resolver *r, const char *addr, enum resolve_class cls, char **transport,
+                                const char **source);
 
 /* An "error:[d.d.d ]text" transport entry: 1 with *status (the entry's own
  * 5.X.Y status, else default_status) and *text (the rest, else a fixed
@@ -136,6 +152,12 @@ int resolver_transport(struct resolver *r, const char *addr, char **value);
  * same rule serves smtpd (refusal at RCPT) and the queue (the bounce). */
 int resolver_error_transport(const char *value, const char *default_status, char status[16],
                              const char **text);
+
+/* A "retry:[4.X.Y ]text" transport entry (Postfix's retry(8)): the
+ * recipient is deferred, never delivered. 1 with *status (the entry's own
+ * 4.X.Y status, else 4.0.0) and *text (the rest, else a fixed text); 0
+ * for any other entry. */
+int resolver_retry_transport(const char *value, char status[16], const char **text);
 
 /* Finds the mailbox of a local user: 0 found, 1 no such user, -1 temporary
  * problem (err filled). */

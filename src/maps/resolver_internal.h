@@ -52,6 +52,9 @@ struct resolver {
     char *myorigin;
     struct map_list *aliases;
     struct map_list *transport;
+    /* the default transport of each address class that is delivered
+     * (transport(5)): local domains have tern's local agent */
+    char *default_transport, *relay_transport, *virtual_transport;
     char *local_mailbox_base;
     char *home_mailbox;
     char *mail_spool_directory;

@@ -149,12 +149,63 @@ int transport_parse(const char *value, const char *queue_dir, struct transport_h
     } else if (resolver_error_transport(v, "5.0.0", hop->status, &text)) {
         hop->kind = TRANSPORT_ERROR;
         hop->text = xstrdup(text);
+    } else if (resolver_retry_transport(v, hop->status, &text)) {
+        hop->kind = TRANSPORT_RETRY;
+        hop->text = xstrdup(text);
+    } else if (transport_is(v, "virtual", &rest)) {
+        hop->kind = TRANSPORT_VIRTUAL;
     } else {
         *err = xasprintf("unsupported transport in \"%s\"", v);
         rc = -1;
     }
     free(copy);
     return rc;
+}
+
+/* The two halves of "name:nexthop" (at the first colon; no colon: all
+ * name), blanks around each dropped. Both malloc'd. */
+static void split_transport(const char *value, char **name, char **nexthop)
+{
+    const char *colon = strchr(value, ':');
+    char *n = colon ? xstrndup(value, (size_t)(colon - value)) : xstrdup(value);
+    char *h = xstrdup(colon ? colon + 1 : "");
+    *name = xstrdup(str_trim(n));
+    *nexthop = xstrdup(str_trim(h));
+    free(n);
+    free(h);
+}
+
+/* A transport whose next hop is a destination to send to. */
+static int sends_to_nexthop(const char *name)
+{
+    return strcasecmp(name, "smtp") == 0 || strcasecmp(name, "relay") == 0 || strcasecmp(name, "lmtp") == 0;
+}
+
+char *transport_combine(const char *class_default, const char *entry)
+{
+    char *class_name, *class_hop, *entry_name, *entry_hop;
+    split_transport(class_default, &class_name, &class_hop);
+    split_transport(entry, &entry_name, &entry_hop);
+    const char *name = *entry_name ? entry_name : class_name;
+    const char *hop = entry_hop;
+    if (!*hop && (!*entry_name || (sends_to_nexthop(entry_name) && sends_to_nexthop(class_name))))
+        hop = class_hop;
+    char *combined = *hop ? xasprintf("%s:%s", name, hop) : xstrdup(name);
+    free(class_name);
+    free(class_hop);
+    free(entry_name);
+    free(entry_hop);
+    return combined;
+}
+
+int transport_is_null(const char *entry)
+{
+    char *name, *hop;
+    split_transport(entry, &name, &hop);
+    int null = !*name && !*hop;
+    free(name);
+    free(hop);
+    return null;
 }
 
 void transport_hop_free(struct transport_hop *hop)

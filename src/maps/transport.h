@@ -18,6 +18,19 @@
  *                                  (never an MX lookup); port 24 when none
  *                                  is given; an IPv6 address in brackets
  *   error:[5.X.Y ]TEXT             a bounce with that status and text
+ *   retry:[4.X.Y ]TEXT             deferred with that status (4.0.0 when it
+ *                                  has none) and text: Postfix's retry(8)
+ *   discard[:TEXT]                 reported delivered, sent nowhere
+ *   virtual, virtual:ANYTHING      the virtual mailbox delivery (in tern the
+ *                                  local agent's, for an address of
+ *                                  virtual_mailbox_domains); the next hop
+ *                                  is ignored
+ *
+ * A transport_maps entry may leave out either half (transport(5)): ":"
+ * keeps both the transport and the next hop of the address class,
+ * ":NEXTHOP" keeps the transport, "NAME:" keeps the next hop.
+ * transport_combine applies such an entry to the class's default before
+ * transport_parse reads the result.
  *
  * Transport names and "unix:"/"inet:" are case-insensitive; blanks around
  * the value are ignored. Anything else (another transport, an "lmtp:"
@@ -37,6 +50,8 @@ enum transport_kind {
     TRANSPORT_LMTP,
     TRANSPORT_ERROR,
     TRANSPORT_DISCARD,   /* Postfix's discard(8): reported delivered, sent nowhere */
+    TRANSPORT_RETRY,     /* Postfix's retry(8): deferred with the entry's status and text */
+    TRANSPORT_VIRTUAL,   /* virtual mailbox delivery (virtual(8)), by the local agent */
 };
 
 struct transport_hop {
@@ -54,6 +69,7 @@ struct transport_hop {
     char *host;
     unsigned port;
     /* ERROR: the entry's 5.X.Y status (5.0.0 when it has none) and text;
+     * RETRY: its 4.X.Y status (4.0.0 when it has none) and text;
      * DISCARD: the text after "discard:" (status unused). */
     char status[16];
     char *text;
@@ -65,6 +81,23 @@ struct transport_hop {
  * \"...\": ...") and nothing to free in *hop. */
 int transport_parse(const char *value, const char *queue_dir, struct transport_hop *hop, char **err);
 void transport_hop_free(struct transport_hop *hop);
+
+/* transport(5)'s override rule: entry (a transport_maps value) applied to
+ * class_default (the transport of the recipient's address class:
+ * default_transport, relay_transport, virtual_transport, "local"). The
+ * entry's transport replaces the default's when it names one; its next
+ * hop replaces the default's when it has one. An entry that names a
+ * transport but no next hop ("smtp:", "relay:") keeps the default's next
+ * hop only when both transports send to a destination (smtp, relay,
+ * lmtp): the "next hop" of error:, retry: and discard: is a text, and
+ * local and virtual ignore theirs. So with class_default "relay:[backup]",
+ * ":" gives "relay:[backup]", ":[gw]:2525" gives "relay:[gw]:2525" and
+ * "smtp:" gives "smtp:[backup]". Blanks around each half are dropped.
+ * malloc'd; no check of the result (transport_parse does that). */
+char *transport_combine(const char *class_default, const char *entry);
+
+/* An entry that changes nothing: empty or ":" (blanks aside). */
+int transport_is_null(const char *entry);
 
 /* An LMTP hop written the one way that parses back to the same hop
  * ("lmtp:unix:private/dovecot-lmtp", "lmtp:inet:[::1]:24",

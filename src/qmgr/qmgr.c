@@ -50,9 +50,7 @@ static struct {
     struct runtime *rt;
     struct resolver *resolver;
     char *myhostname;
-    char *virtual_transport;
     char *mailbox_transport;
-    char *default_transport;    /* for other domains: "smtp" (MX or relayhost), or another transport */
     struct event *pickup_timer;
     int stopping;
     int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
@@ -235,6 +233,81 @@ static void route(struct qmgr_msg *q, size_t idx)
         q->table_rounds = 0;
 }
 
+static void deliver_by(struct qmgr_msg *q, size_t idx, enum resolve_class cls, const struct transport_hop *hop,
+                       const char *source);
+
+/* The local transport: aliases, then mailbox_transport or the local agent. */
+static void deliver_local(struct qmgr_msg *q, size_t idx)
+{
+    const struct queue_file_rcpt *r = &q->m.rcpts[idx];
+    /* Recipients that came out of an alias expansion go straight to their
+     * mailbox: alias_expand already followed every chain. Those that came
+     * out of virtual_alias_maps meet the local aliases now. */
+    if ((r->parent < 0 || (r->flags & QF_RCPT_FROM_VIRTUAL)) && expand_aliases(q, idx) == 0)
+        return;
+    /* mailbox_transport: a local user's mailbox is somewhere else (Dovecot's
+     * LMTP); local's own steps (.forward) are then that server's business */
+    if (*qm.mailbox_transport) {
+        struct transport_hop hop;
+        char *err = NULL;
+        if (transport_parse(qm.mailbox_transport, qm.rt->queue_dir, &hop, &err) != 0) {
+            char *why = xasprintf("mailbox_transport: %s", err);
+            log_warn("%s: %s", q->m.id, why);
+            qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
+            free(why);
+            free(err);
+            return;
+        }
+        int local = hop.kind == TRANSPORT_LOCAL;
+        if (!local)
+            deliver_by(q, idx, RESOLVE_LOCAL, &hop, "mailbox_transport");
+        transport_hop_free(&hop);
+        if (!local)
+            return;
+    }
+    qmgr_local_deliver(q, idx);
+}
+
+/* Hands recipient idx to what its transport (hop, from source) says. */
+static void deliver_by(struct qmgr_msg *q, size_t idx, enum resolve_class cls, const struct transport_hop *hop,
+                       const char *source)
+{
+    switch (hop->kind) {
+    case TRANSPORT_SMTP:
+    case TRANSPORT_LMTP:
+        qmgr_relay_enqueue(q, idx, hop);
+        return;
+    case TRANSPORT_LOCAL:
+        deliver_local(q, idx);
+        return;
+    case TRANSPORT_VIRTUAL:
+        /* tern's virtual delivery is the local agent's, which decides a
+         * mailbox's kind from its own configuration, not from the queue
+         * (mail_owner's): given another address it would write a local
+         * user's mailbox, so such an entry waits for a fix */
+        if (cls == RESOLVE_VIRTUAL_MAILBOX) {
+            qmgr_local_deliver(q, idx);
+        } else {
+            char *why = xasprintf("%s: virtual: delivers only addresses of virtual_mailbox_domains", source);
+            log_warn("%s: to=<%s>: %s", q->m.id, q->m.rcpts[idx].addr, why);
+            qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
+            free(why);
+        }
+        return;
+    case TRANSPORT_ERROR:
+        /* smtpd refuses transport_maps' error: entries at RCPT; this is mail
+         * from sendmail, queued before the entry was added, or a parameter */
+        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop->status, hop->text);
+        return;
+    case TRANSPORT_RETRY:
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, hop->status, hop->text);
+        return;
+    case TRANSPORT_DISCARD:
+        qmgr_nexthop_discard(q, idx, hop->text);
+        return;
+    }
+}
+
 static void route_once(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
@@ -260,54 +333,19 @@ static void route_once(struct qmgr_msg *q, size_t idx)
     if (!(r->flags & QF_RCPT_VIRTUAL_DONE) && expand_virtual(q, idx) == 0)
         return;
     r = &q->m.rcpts[idx];   /* the expansion may have moved the array */
-    /* transport_maps is asked once; its entry goes on to the relay */
+    enum resolve_class cls;
+    if (resolver_classify(qm.resolver, r->addr, &cls) != 0) {
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0",
+                             "domain lookup failed (virtual_alias_domains, virtual_mailbox_domains or relay_domains)");
+        return;
+    }
+    /* transport_maps is asked once, over the class's default transport */
     struct transport_hop hop;
-    enum qmgr_nexthop_route how = qmgr_nexthop_transport(q, idx, &hop);
-    if (how == QMGR_NEXTHOP_RELAY) {
-        qmgr_relay_enqueue(q, idx, &hop);
-        transport_hop_free(&hop);
+    const char *source;
+    if (qmgr_nexthop_transport(q, idx, cls, &hop, &source) != 0)
         return;
-    }
-    if (how == QMGR_NEXTHOP_SETTLED)
-        return;
-    enum resolve_class cls = RESOLVE_LOCAL;
-    if (how == QMGR_NEXTHOP_DEFAULT && resolver_classify(qm.resolver, r->addr, &cls) != 0) {
-        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "virtual_alias_domains lookup failed");
-        return;
-    }
-    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_REMOTE && strcmp(qm.default_transport, "smtp") != 0) {
-        qmgr_relay_enqueue_via(q, idx, qm.default_transport, "default_transport");
-        return;
-    }
-    if (how == QMGR_NEXTHOP_DEFAULT && (cls == RESOLVE_REMOTE || cls == RESOLVE_RELAY)) {
-        qmgr_relay_enqueue(q, idx, NULL);
-        return;
-    }
-    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_VIRTUAL_ALIAS) {
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "virtual", 0, "5.1.1", "User unknown in virtual alias table");
-        return;
-    }
-    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_VIRTUAL_MAILBOX) {
-        /* virtual_transport: tern's own delivery (the local agent, as the
-         * mailbox's uid), or a next hop */
-        if (strcmp(qm.virtual_transport, "virtual") == 0)
-            qmgr_local_deliver(q, idx);
-        else
-            qmgr_relay_enqueue_via(q, idx, qm.virtual_transport, "virtual_transport");
-        return;
-    }
-    /* Recipients that came out of an alias expansion go straight to their
-     * mailbox: alias_expand already followed every chain. Those that came
-     * out of virtual_alias_maps meet the local aliases now. */
-    if ((r->parent < 0 || (r->flags & QF_RCPT_FROM_VIRTUAL)) && expand_aliases(q, idx) == 0)
-        return;
-    /* mailbox_transport: a local user's mailbox is somewhere else (Dovecot's
-     * LMTP); local's own steps (.forward) are then that server's business */
-    if (how == QMGR_NEXTHOP_DEFAULT && cls == RESOLVE_LOCAL && *qm.mailbox_transport) {
-        qmgr_relay_enqueue_via(q, idx, qm.mailbox_transport, "mailbox_transport");
-        return;
-    }
-    qmgr_local_deliver(q, idx);
+    deliver_by(q, idx, cls, &hop, source);
+    transport_hop_free(&hop);
 }
 
 static void remove_message(struct qmgr_msg *q)
@@ -446,9 +484,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_msg_init(qm.base, rt->conf);
     qmgr_local_init(qm.base, rt, qm.resolver);
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
-    qm.virtual_transport = xstrdup(conf_str(rt->conf, "virtual_transport"));
     qm.mailbox_transport = xstrdup(conf_str(rt->conf, "mailbox_transport"));
-    qm.default_transport = xstrdup(conf_str(rt->conf, "default_transport"));
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);
@@ -506,9 +542,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_msg_shutdown();
     resolver_free(qm.resolver);
     free(qm.myhostname);
-    free(qm.virtual_transport);
     free(qm.mailbox_transport);
-    free(qm.default_transport);
     event_base_free(qm.base);
     return 0;
 }

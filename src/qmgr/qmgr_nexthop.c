@@ -159,44 +159,28 @@ static char *default_nexthop(const char *addr)
     return xstrdup(domain_of(addr));
 }
 
-enum qmgr_nexthop_route qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, struct transport_hop *hop)
+int qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, enum resolve_class cls, struct transport_hop *hop,
+                           const char **source)
 {
     memset(hop, 0, sizeof *hop);
-    const char *addr = q->m.rcpts[idx].addr;
-    char *value = NULL;
-    int rc = resolver_transport(nh.resolver, addr, &value);
-    if (rc < 0) {
+    char *transport = NULL;
+    if (resolver_delivery_transport(nh.resolver, q->m.rcpts[idx].addr, cls, &transport, source) != 0) {
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.0", "transport_maps lookup failure");
-        return QMGR_NEXTHOP_SETTLED;
+        return -1;
     }
-    if (rc == 0)
-        return QMGR_NEXTHOP_DEFAULT;
     char *err = NULL;
-    enum qmgr_nexthop_route route = QMGR_NEXTHOP_RELAY;
-    if (transport_parse(value, nh.rt->queue_dir, hop, &err) != 0) {
-        char *why = xasprintf("transport_maps: %s", err);
+    int rc = transport_parse(transport, nh.rt->queue_dir, hop, &err);
+    if (rc != 0) {
+        /* a broken entry or parameter waits for its fix, never sends
+         * mail somewhere unintended */
+        char *why = xasprintf("%s: %s", *source, err);
         log_warn("%s: %s", q->m.id, why);
         qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
         free(why);
         free(err);
-        free(value);
-        return QMGR_NEXTHOP_SETTLED;
     }
-    free(value);
-    if (hop->kind == TRANSPORT_LOCAL) {
-        route = QMGR_NEXTHOP_LOCAL;
-    } else if (hop->kind == TRANSPORT_ERROR) {
-        /* smtpd refuses these at RCPT; this is mail from sendmail, or
-         * queued before the entry was added. */
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop->status, hop->text);
-        route = QMGR_NEXTHOP_SETTLED;
-    } else if (hop->kind == TRANSPORT_DISCARD) {
-        qmgr_nexthop_discard(q, idx, hop->text);
-        route = QMGR_NEXTHOP_SETTLED;
-    }
-    if (route != QMGR_NEXTHOP_RELAY)
-        transport_hop_free(hop);
-    return route;
+    free(transport);
+    return rc;
 }
 
 void qmgr_nexthop_discard(struct qmgr_msg *q, size_t idx, const char *text)

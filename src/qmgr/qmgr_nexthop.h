@@ -2,10 +2,11 @@
  *
  * Next-hop resolution for the queue process, apart from the sessions that
  * use it (qmgr_relay) so that the routing rules can be read in one place:
- *  - a recipient's transport_maps entry, looked up once per routing
- *    (qmgr_nexthop_transport, called by the scheduler in qmgr.c) and
- *    turned into a destination key (qmgr_nexthop_key): the entry's next
- *    hop, else relayhost, else the recipient's domain; an LMTP entry as
+ *  - a recipient's transport: its transport_maps entry, looked up once per
+ *    routing, over its address class's default transport
+ *    (qmgr_nexthop_transport, called by the scheduler in qmgr.c), turned
+ *    into a destination key (qmgr_nexthop_key): the transport's next hop,
+ *    else relayhost, else the recipient's domain; an LMTP one as
  *    transport_lmtp_key writes it;
  *  - an SMTP destination key read back as host, port and whether DNS is
  *    asked for MX records (qmgr_nexthop_parse);
@@ -24,6 +25,8 @@
 
 #include <stddef.h>
 
+#include "maps/resolver.h"
+
 struct dns_route;
 struct qmgr_msg;
 struct resolver;
@@ -37,30 +40,26 @@ struct transport_hop;
 int qmgr_nexthop_init(struct runtime *rt, struct resolver *resolver, char **err);
 void qmgr_nexthop_shutdown(void);
 
-/* How a recipient is to be delivered, from transport_maps (then the
- * caller's own idea of local and remote). */
-enum qmgr_nexthop_route {
-    QMGR_NEXTHOP_DEFAULT,   /* no transport_maps entry */
-    QMGR_NEXTHOP_LOCAL,     /* "local:" */
-    QMGR_NEXTHOP_RELAY,     /* "smtp:...", "relay:..." or "lmtp:...": qmgr_relay
-                               delivers */
-    QMGR_NEXTHOP_SETTLED,   /* an "error:" entry or a table failure: the
-                               recipient already has its result */
-};
-/* Looks the recipient up in transport_maps, once: its entry is parsed
- * into *hop, which the caller frees with transport_hop_free and hands to
- * qmgr_relay_enqueue when the answer is QMGR_NEXTHOP_RELAY (for every
- * other answer *hop holds nothing). Settles the recipient itself for
- * "error:" entries (bounce), and for unreadable tables and entries
- * transport_parse refuses (defer, 4.3.5). */
-enum qmgr_nexthop_route qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, struct transport_hop *hop);
+/* The transport recipient idx, of address class cls, is delivered by:
+ * resolver_delivery_transport (its transport_maps entry, looked up once
+ * per routing, over the class's default transport: default_transport,
+ * relay_transport, virtual_transport or local), parsed into *hop (free it
+ * with transport_hop_free; qmgr_relay_enqueue takes SMTP and LMTP hops).
+ * *source names where the transport came from ("transport_maps",
+ * "relay_transport", ...). 0, or -1 when the recipient is settled here and
+ * *hop holds nothing: transport_maps could not be read (deferred, 4.3.0),
+ * or the transport does not parse (deferred, 4.3.5, the reason naming
+ * *source). */
+int qmgr_nexthop_transport(struct qmgr_msg *q, size_t idx, enum resolve_class cls, struct transport_hop *hop,
+                           const char **source);
 
-/* The destination key of a remote recipient (malloc'd): its transport
- * entry's next hop (hop; NULL when it has none), else relayhost, else its
- * domain; *lmtp set when it is an LMTP key (transport_lmtp_key). */
 /* A discard: next hop: the recipient is done (delivered, status 2.0.0,
  * "delivered to discard: TEXT"), as Postfix's discard(8) reports it. */
 void qmgr_nexthop_discard(struct qmgr_msg *q, size_t idx, const char *text);
+
+/* The destination key of a remote recipient (malloc'd): its transport's
+ * next hop (hop; NULL when it has none), else relayhost, else its
+ * domain; *lmtp set when it is an LMTP key (transport_lmtp_key). */
 char *qmgr_nexthop_key(const char *addr, const struct transport_hop *hop, int *lmtp);
 
 /* Reads an SMTP destination key: "[host]:port", "[host]" (the host's own

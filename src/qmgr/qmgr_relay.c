@@ -246,40 +246,6 @@ void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_h
     enqueue_to(q, idx, next, lmtp);
 }
 
-void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transport, const char *param)
-{
-    if (!rl.kick)
-        return;
-    struct transport_hop hop;
-    char *err = NULL;
-    if (transport_parse(transport, rl.rt->queue_dir, &hop, &err) != 0 || hop.kind == TRANSPORT_LOCAL) {
-        char *why = err ? xasprintf("%s: %s", param, err)
-                        : xasprintf("%s: local is not a transport for this address class", param);
-        log_warn("%s: %s", q->m.id, why);
-        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "none", 0, "4.3.5", why);
-        free(why);
-        free(err);
-        if (!err)
-            transport_hop_free(&hop);
-        return;
-    }
-    if (hop.kind == TRANSPORT_ERROR) {
-        qmgr_msg_rcpt_result(q, idx, QMSG_BOUNCED, "none", 0, hop.status, hop.text);
-        transport_hop_free(&hop);
-        return;
-    }
-    if (hop.kind == TRANSPORT_DISCARD) {
-        qmgr_nexthop_discard(q, idx, hop.text);
-        transport_hop_free(&hop);
-        return;
-    }
-    qmgr_msg_rcpt_take(q, idx);
-    int lmtp;
-    char *next = qmgr_nexthop_key(q->m.rcpts[idx].addr, &hop, &lmtp);
-    transport_hop_free(&hop);
-    enqueue_to(q, idx, next, lmtp);
-}
-
 static void job_free(struct qmgr_relay_job *j)
 {
     list_remove(&rl.jobs, &j->link);

@@ -55,14 +55,9 @@ unsigned qmgr_relay_active(void);
 
 /* Takes recipient idx of q (due, not busy, for another server): marks it
  * busy; its result comes back later through qmgr_msg_rcpt_result(), never
- * from inside this call. hop: its transport_maps entry as
- * qmgr_nexthop_transport parsed it, or NULL when it has none (relayhost,
- * else its domain). */
+ * from inside this call. hop: its SMTP or LMTP transport as
+ * qmgr_nexthop_transport parsed it (an SMTP hop without a next hop, or
+ * NULL: relayhost, else its domain). */
 void qmgr_relay_enqueue(struct qmgr_msg *q, size_t idx, const struct transport_hop *hop);
-/* The same through a transport named by a parameter (virtual_transport:
- * "lmtp:unix:private/dovecot-lmtp", "smtp:[host]:port", "error:..."),
- * not transport_maps; a value that does not parse defers the recipient
- * with param's name in the reason. */
-void qmgr_relay_enqueue_via(struct qmgr_msg *q, size_t idx, const char *transport, const char *param);
 
 #endif

@@ -1,4 +1,6 @@
-/* Unit tests for resolver: its transport_maps lookup and "error:" rule,
+/* Unit tests for resolver: its transport_maps lookup (with transport(5)'s
+ * "*" last), the "error:" and "retry:" rules, each address class's
+ * transport with an entry over it (resolver_delivery_transport),
  * which smtpd (the refusal at RCPT) and the queue (the bounce) share; address
  * classes (mydestination, virtual_alias_domains, virtual_mailbox_domains,
  * relay_domains, the rest; names, /file/name and tables in each; [address]
@@ -749,6 +751,115 @@ static void test_expand_bare_user_for_myorigin_and_own_addresses(void **state)
     vfx_expect_none(f, "joe@[192.0.2.11]");
 }
 
+/* ---------- transport(5): "*", retry:, the class's default transport ---------- */
+
+/* "*" answers only when no other key does: not before the address, the
+ * domain or a parent, and not for a bare local name. */
+static void test_transport_wildcard_last(void **state)
+{
+    struct vfx *f = *state;
+    conf_set(f->c, "recipient_delimiter", "+", NULL, 0);
+    conf_set(f->c, "transport_maps",
+             vfx_table(f, "transport",
+                       "*  smtp:[gw.example]:2525\n"
+                       "user@listed.example  :[one.example]\n"
+                       "listed.example  :\n"
+                       ".parent.example  relay:\n"),
+             NULL, 0);
+    vfx_open(f);
+    char *value = NULL;
+    static const struct {
+        const char *addr, *value;
+    } cases[] = {
+        {"user@listed.example", ":[one.example]"},
+        {"user+ext@listed.example", ":[one.example]"},
+        {"other@listed.example", ":"},
+        {"a@deep.parent.example", "relay:"},
+        {"a@parent.example", "smtp:[gw.example]:2525"},
+        {"a@anywhere.example", "smtp:[gw.example]:2525"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(resolver_transport(f->r, cases[i].addr, &value), 1);
+        assert_string_equal(value, cases[i].value);
+        free(value);
+    }
+    assert_int_equal(resolver_transport(f->r, "bare", &value), 0);
+    assert_null(value);
+}
+
+static void test_retry_transport_status_and_text(void **state)
+{
+    (void)state;
+    char status[16];
+    const char *text;
+    assert_int_equal(resolver_retry_transport("retry:4.3.0 upgrade", status, &text), 1);
+    assert_string_equal(status, "4.3.0");
+    assert_string_equal(text, "upgrade");
+    assert_int_equal(resolver_retry_transport(" Retry:", status, &text), 1);
+    assert_string_equal(status, "4.0.0");
+    assert_string_equal(text, "delivery to this destination is deferred");
+    assert_int_equal(resolver_retry_transport("retry:5.0.0 no", status, &text), 1);
+    assert_string_equal(status, "4.0.0");
+    assert_string_equal(text, "5.0.0 no");
+    assert_int_equal(resolver_retry_transport("error:4.3.0 x", status, &text), 0);
+    assert_int_equal(resolver_retry_transport("retryx:", status, &text), 0);
+}
+
+static char *vfx_delivery(struct vfx *f, const char *addr, const char **source)
+{
+    enum resolve_class cls = vfx_classify(f, addr);
+    char *transport = NULL;
+    assert_int_equal(resolver_delivery_transport(f->r, addr, cls, &transport, source), 0);
+    return transport;
+}
+
+/* Each class's default (default_transport, relay_transport,
+ * virtual_transport, local), and an entry over it. */
+static void test_delivery_transport_by_class(void **state)
+{
+    struct vfx *f = *state;
+    conf_set(f->c, "relay_domains", "backup.example", NULL, 0);
+    conf_set(f->c, "relay_transport", "relay:[primary.example]", NULL, 0);
+    conf_set(f->c, "default_transport", "smtp", NULL, 0);
+    conf_set(f->c, "virtual_mailbox_domains", "mbox.example", NULL, 0);
+    conf_set(f->c, "virtual_alias_domains", "alias.example", NULL, 0);
+    conf_set(f->c, "transport_maps",
+             vfx_table(f, "transport",
+                       "null.example  :\n"
+                       "hop.example  :[gw.example]\n"
+                       "sub.backup.example  smtp:\n"
+                       "other.backup.example  :[other.example]:26\n"
+                       "alias.example  smtp:[never.example]\n"
+                       "mbox.example  :\n"
+                       "local.example  :\n"),
+             NULL, 0);
+    vfx_open(f);
+    static const struct {
+        const char *addr, *transport, *source;
+    } cases[] = {
+        {"a@remote.example", "smtp", "default_transport"},
+        {"a@null.example", "smtp", "default_transport"},
+        {"a@hop.example", "smtp:[gw.example]", "transport_maps"},
+        {"a@backup.example", "relay:[primary.example]", "relay_transport"},
+        /* the entry's transport, the class default's next hop */
+        {"a@sub.backup.example", "smtp:[primary.example]", "transport_maps"},
+        /* the entry's next hop wins over relay_transport's */
+        {"a@other.backup.example", "relay:[other.example]:26", "transport_maps"},
+        {"a@mbox.example", "virtual", "virtual_transport"},
+        {"a@local.example", "local", "local delivery"},
+        /* transport_maps never applies to a virtual alias domain */
+        {"a@alias.example", "error:5.1.1 User unknown in virtual alias table", "virtual_alias_domains"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *source = NULL;
+        char *t = vfx_delivery(f, cases[i].addr, &source);
+        if (strcmp(t, cases[i].transport) != 0 || strcmp(source, cases[i].source) != 0)
+            fail_msg("%s: \"%s\" from %s, not \"%s\" from %s", cases[i].addr, t, source, cases[i].transport,
+                     cases[i].source);
+        free(t);
+    }
+}
+
 #define VT(t) cmocka_unit_test_setup_teardown(t, vfx_setup, vfx_teardown)
 
 int main(void)
@@ -777,6 +888,9 @@ int main(void)
         VT(test_local_domain_own_address_literals),
         VT(test_local_recipient_maps_domain_key),
         VT(test_expand_bare_user_for_myorigin_and_own_addresses),
+        VT(test_transport_wildcard_last),
+        cmocka_unit_test(test_retry_transport_status_and_text),
+        VT(test_delivery_transport_by_class),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

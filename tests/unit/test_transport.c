@@ -1,6 +1,7 @@
 /* Unit tests for transport_parse: every form of a transport string
- * (local, smtp/relay, lmtp unix and inet, error), the LMTP key that parses
- * back to the same hop, and the strings refused. */
+ * (local, smtp/relay, lmtp unix and inet, error, retry, virtual, discard),
+ * the LMTP key that parses back to the same hop, the strings refused, and
+ * transport(5)'s rule for entries that leave a half out (transport_combine). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -138,7 +139,8 @@ static void test_refused(void **state)
 {
     (void)state;
     parse_bad("uucp:gateway", "unsupported transport in \"uucp:gateway\"");
-    parse_bad("virtual:", "unsupported transport");
+    parse_bad("procmail:", "unsupported transport");
+    parse_bad(":[gw]", "unsupported transport");   /* only after transport_combine */
     parse_bad("lmtp", "no next hop");
     parse_bad("lmtp:", "no next hop");
     parse_bad("lmtp:unix:", "no socket path");
@@ -162,6 +164,82 @@ static void test_refused(void **state)
     transport_hop_free(&h);
 }
 
+static void test_retry_virtual_discard(void **state)
+{
+    (void)state;
+    struct transport_hop h = parse_ok("retry:4.3.0 upgrade in progress");
+    assert_int_equal(h.kind, TRANSPORT_RETRY);
+    assert_string_equal(h.status, "4.3.0");
+    assert_string_equal(h.text, "upgrade in progress");
+    transport_hop_free(&h);
+    /* no status: 4.0.0; a permanent one is only text (retry never bounces) */
+    h = parse_ok("RETRY:5.1.1 later");
+    assert_int_equal(h.kind, TRANSPORT_RETRY);
+    assert_string_equal(h.status, "4.0.0");
+    assert_string_equal(h.text, "5.1.1 later");
+    transport_hop_free(&h);
+    h = parse_ok("retry");
+    assert_string_equal(h.status, "4.0.0");
+    assert_string_equal(h.text, "delivery to this destination is deferred");
+    transport_hop_free(&h);
+
+    const char *virtuals[] = {"virtual", "virtual:", " Virtual:example.com "};
+    for (size_t i = 0; i < sizeof virtuals / sizeof virtuals[0]; i++) {
+        h = parse_ok(virtuals[i]);
+        assert_int_equal(h.kind, TRANSPORT_VIRTUAL);
+        transport_hop_free(&h);
+    }
+    h = parse_ok("discard:kept");
+    assert_int_equal(h.kind, TRANSPORT_DISCARD);
+    assert_string_equal(h.text, "kept");
+    transport_hop_free(&h);
+}
+
+/* transport(5): an entry's empty half keeps the class default's. */
+static void test_combine(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *class_default, *entry, *combined;
+    } cases[] = {
+        /* the null entry: both kept */
+        {"smtp", ":", "smtp"},
+        {"relay:[backup.example]", " : ", "relay:[backup.example]"},
+        {"virtual", ":", "virtual"},
+        /* :nexthop: the class's transport to another next hop */
+        {"smtp", ":[gw.example]:2525", "smtp:[gw.example]:2525"},
+        {"relay:[backup.example]", ":primary.example", "relay:primary.example"},
+        {"lmtp:unix:private/dovecot-lmtp", ":[lmtp.example]", "lmtp:[lmtp.example]"},
+        {"local", ":elsewhere", "local:elsewhere"},
+        /* transport: with no next hop keeps the class's next hop */
+        {"relay:[backup.example]", "smtp:", "smtp:[backup.example]"},
+        {"smtp", "relay:", "relay"},
+        {"smtp:[a.example]", "lmtp", "lmtp:[a.example]"},
+        /* ... but not as text for error:, retry:, discard:, nor from them */
+        {"smtp:[a.example]", "error:", "error"},
+        {"smtp:[a.example]", "retry:", "retry"},
+        {"error:5.1.2 closed", "smtp:", "smtp"},
+        {"discard:kept", "relay:", "relay"},
+        {"smtp:[a.example]", "local:", "local"},
+        /* a full entry replaces both */
+        {"relay:[backup.example]", "smtp:[b.example]:26", "smtp:[b.example]:26"},
+        {"smtp", "error:5.7.1 no", "error:5.7.1 no"},
+        {"smtp", "lmtp:unix:/run/lmtp", "lmtp:unix:/run/lmtp"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *got = transport_combine(cases[i].class_default, cases[i].entry);
+        if (strcmp(got, cases[i].combined) != 0)
+            fail_msg("\"%s\" over \"%s\": \"%s\", not \"%s\"", cases[i].entry, cases[i].class_default, got,
+                     cases[i].combined);
+        free(got);
+    }
+    assert_int_equal(transport_is_null(":"), 1);
+    assert_int_equal(transport_is_null("  :  "), 1);
+    assert_int_equal(transport_is_null(""), 1);
+    assert_int_equal(transport_is_null(":x"), 0);
+    assert_int_equal(transport_is_null("smtp:"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +247,8 @@ int main(void)
         cmocka_unit_test(test_lmtp_unix),
         cmocka_unit_test(test_lmtp_inet),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_retry_virtual_discard),
+        cmocka_unit_test(test_combine),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
