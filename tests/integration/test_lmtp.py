@@ -149,11 +149,13 @@ def send(tern, rcpts, subject, token):
     assert refused == {}
 
 
-def delivered_line(tern, rcpt, relay):
-    """The log line of rcpt's delivery, with its relay and Dovecot's reply."""
+def delivered_line(tern, rcpt, relay, count=1):
+    """The log lines of rcpt's deliveries (at least count: Dovecot may show
+    the message before tern has logged Dovecot's reply), with their relay
+    and Dovecot's reply."""
     pattern = (rf"to=<{re.escape(rcpt)}>, relay={re.escape(relay)}(, conn_use=\d+)?, delay=[\d.]+, "
                rf"delays=[\d./]+, dsn=2\.0\.0, status=sent \(250 2\.0\.0 <{re.escape(rcpt)}> \S+ Saved\)")
-    text = tern.wait_log(pattern, regex=True, timeout=15)
+    text = tern.wait_log(pattern, regex=True, timeout=15, count=count)
     return re.findall(pattern, text)
 
 
@@ -179,7 +181,7 @@ def test_lmtp_unix_delivers_bounces_and_reuses(tern_instance, work_dir, dovecot)
     send(tern, ["alice@example.org"], "lmtp two", "token-two-91c4")
     second = dovecot.wait_messages("alice", 2)
     assert any(b"token-two-91c4" in p.read_bytes() for p in second)
-    assert len(delivered_line(tern, "alice@example.org", relay)) == 2
+    assert len(delivered_line(tern, "alice@example.org", relay, count=2)) == 2
     assert len(dovecot.messages("bob")) == 1
     assert not tern.sanitizer_reports()
 
