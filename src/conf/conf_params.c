@@ -403,7 +403,13 @@ const struct conf_param conf_params[] = {
         "Restrictions applied to RCPT TO, after smtpd_relay_restrictions."),
     BOOL("smtpd_reject_unlisted_recipient", "yes",
         "Refuse at RCPT a recipient of a domain of ours that no table lists (local, virtual alias, virtual "
-        "mailbox, relay recipients), with 550 5.1.1; no: accept it and bounce it later (backscatter)."),
+        "mailbox, relay recipients), with 550 5.1.1 (the code: unknown_local_recipient_reject_code and its kin); "
+        "no: accept it and bounce it later (backscatter)."),
+    BOOL("smtpd_reject_unlisted_sender", "no",
+        "Refuse a sender address of a domain of ours that no table lists, as reject_unlisted_sender does, "
+        "after smtpd_sender_restrictions (even when they permitted): 550 5.1.0 <addr>: Sender address "
+        "rejected: User unknown in local recipient table (the code from unknown_local_recipient_reject_code "
+        "and its kin). The null sender is never refused."),
     LIST("smtpd_relay_restrictions",
         "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination",
         "Restrictions that decide relaying, applied to RCPT TO before smtpd_recipient_restrictions "
@@ -476,6 +482,19 @@ const struct conf_param conf_params[] = {
     LIST("transport_maps", "",
         "Per-domain routes: tables mapping a domain (.domain: its subdomains) to smtp:[host]:port, smtp:host, local:, error:[5.X.Y] text (refused at RCPT with that status), "
         "or an LMTP server: lmtp:unix:path (relative: to queue_directory) or lmtp:inet:host:port (no MX lookup; port 24 by default)."),
+    INT("unknown_local_recipient_reject_code", "550", 400, 599,
+        "Reply code smtpd refuses an unknown address of a local domain (mydestination) with: 550 5.1.1 "
+        "User unknown in local recipient table (5.1.0 for a sender: reject_unlisted_sender). 450 while "
+        "testing a new table: the client retries, no mail is lost; the enhanced code's class follows."),
+    INT("unknown_relay_recipient_reject_code", "550", 400, 599,
+        "Reply code for an address of relay_domains that relay_recipient_maps does not list "
+        "(User unknown in relay recipient table)."),
+    INT("unknown_virtual_alias_reject_code", "550", 400, 599,
+        "Reply code for an address of virtual_alias_domains that virtual_alias_maps does not list "
+        "(User unknown in virtual alias table)."),
+    INT("unknown_virtual_mailbox_reject_code", "550", 400, 599,
+        "Reply code for an address of virtual_mailbox_domains that virtual_mailbox_maps does not list "
+        "(User unknown in virtual mailbox table)."),
     LIST("virtual_alias_domains", "$virtual_alias_maps",
         "Domains whose every address is an alias in virtual_alias_maps (other addresses are refused at RCPT with "
         "550 5.1.1 User unknown in virtual alias table): names, /file/name (as in mydestination), or tables in "

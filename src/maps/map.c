@@ -1,6 +1,7 @@
 /* map: lookup tables named with Postfix's "type:name" syntax (see map.h). */
 #include "maps/map.h"
 #include "maps/map_async.h"
+#include "maps/map_cidr.h"
 #include "maps/map_regexp.h"
 #include "maps/map_source.h"
 
@@ -127,8 +128,8 @@ static const char *table_get(const struct table *t, const char *key)
 
 /* ---------- maps ---------- */
 
-enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD, MAP_KIND_GROUP,
-                MAP_KIND_ASYNC };
+enum map_kind { MAP_KIND_FILE, MAP_KIND_REGEXP, MAP_KIND_CIDR, MAP_KIND_INLINE, MAP_KIND_STATIC, MAP_KIND_PASSWD,
+                MAP_KIND_GROUP, MAP_KIND_ASYNC };
 
 /* What identifies one version of a source file: an in-place edit changes
  * size/mtime/ctime, an atomic replace changes the inode. */
@@ -151,6 +152,7 @@ struct map {
     struct table table; /* file and inline tables */
     enum map_regexp_dialect dialect; /* regexp tables: */
     struct map_regexp *regexp;       /* their compiled rules */
+    struct map_cidr *cidr;           /* cidr: tables' rules (map_cidr.c) */
     struct map_async *async;         /* pgsql: (map_async.h) */
     int loaded;         /* table or regexp holds the contents of the file version in id */
     int failing;        /* the file could not be read; already logged */
@@ -457,8 +459,10 @@ static void map_set_failing(struct map *m, const char *what, int err_no)
 {
     table_free(&m->table);
     map_regexp_free(m->regexp);
+    map_cidr_free(m->cidr);
     map_async_close(m->async);
     m->regexp = NULL;
+    m->cidr = NULL;
     m->loaded = 0;
     if (!m->failing)
         log_error("table %s: cannot %s %s: %s; lookups fail with a temporary error until it "
@@ -474,6 +478,7 @@ static int file_load(struct map *m)
 {
     struct table fresh = {0};
     struct map_regexp *fresh_regexp = NULL;
+    struct map_cidr *fresh_cidr = NULL;
     struct file_id id = {0};
     for (int attempt = 0; attempt < 3; attempt++) {
         struct strbuf data = STRBUF_INIT;
@@ -482,12 +487,16 @@ static int file_load(struct map *m)
             strbuf_free(&data);
             table_free(&fresh);
             map_regexp_free(fresh_regexp);
+            map_cidr_free(fresh_cidr);
             map_set_failing(m, "read", e);
             return -1;
         }
         if (m->kind == MAP_KIND_REGEXP) {
             map_regexp_free(fresh_regexp);
             fresh_regexp = map_regexp_parse(m->path, m->dialect, strbuf_str(&data), data.len);
+        } else if (m->kind == MAP_KIND_CIDR) {
+            map_cidr_free(fresh_cidr);
+            fresh_cidr = map_cidr_parse(m->path, strbuf_str(&data), data.len);
         } else {
             table_free(&fresh);
             parse_source(m->path, m->flags, strbuf_str(&data), data.len, &fresh);
@@ -505,11 +514,15 @@ static int file_load(struct map *m)
     m->table = fresh;
     map_regexp_free(m->regexp);
     m->regexp = fresh_regexp;
+    map_cidr_free(m->cidr);
+    m->cidr = fresh_cidr;
     m->id = id;
     m->loaded = 1;
     if (m->failing)
         log_info("table %s: %s is readable again (%zu entries)", m->spec, m->path,
-                 m->regexp ? map_regexp_count(m->regexp) : hashmap_count(&m->table.map));
+                 m->regexp ? map_regexp_count(m->regexp)
+                 : m->cidr ? map_cidr_count(m->cidr)
+                           : hashmap_count(&m->table.map));
     m->failing = 0;
     return 0;
 }
@@ -657,7 +670,7 @@ static int type_is(const char *type, const char *const *list)
 static const char *const file_types[] = {"hash", "btree", "lmdb", "texthash", NULL};
 /* Postfix table types we know of but do not implement. */
 static const char *const unsupported_types[] = {
-    "cidr",   "tcp",      "socketmap", "ldap",    "mysql",
+    "tcp",    "socketmap", "ldap",    "mysql",
     "sqlite", "memcache", "nis",       "nisplus", "netinfo",
     "cdb",    "dbm",    "sdbm",     "environ", "fail",     "pipemap", "randmap",
     "union",  "internal", "ldaps",  NULL};
@@ -683,6 +696,8 @@ static char *map_setup(struct map *m, const char *type, const char *name)
         m->dialect = strcmp(type, "pcre") == 0 ? MAP_REGEXP_PCRE : MAP_REGEXP_POSIX;
         return setup_file_table(m, MAP_KIND_REGEXP, name);
     }
+    if (strcmp(type, "cidr") == 0)
+        return setup_file_table(m, MAP_KIND_CIDR, name);
     if (strcmp(type, "inline") == 0) {
         m->kind = MAP_KIND_INLINE;
         return parse_inline(m, name);
@@ -764,6 +779,7 @@ void map_close(struct map *m)
             }
     table_free(&m->table);
     map_regexp_free(m->regexp);
+    map_cidr_free(m->cidr);
     map_async_close(m->async);
     free(m->spec);
     free(m->path);
@@ -779,12 +795,12 @@ void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg)
 
 int map_is_pattern(const struct map *m)
 {
-    return m->kind == MAP_KIND_REGEXP;
+    return m->kind == MAP_KIND_REGEXP || m->kind == MAP_KIND_CIDR;
 }
 
 int map_source_owner(struct map *m, uid_t *uid, gid_t *gid)
 {
-    if (m->kind != MAP_KIND_FILE && m->kind != MAP_KIND_REGEXP)
+    if (m->kind != MAP_KIND_FILE && m->kind != MAP_KIND_REGEXP && m->kind != MAP_KIND_CIDR)
         return 0;
     if (!m->loaded && file_refresh(m) != 0)
         return -1;
@@ -898,12 +914,15 @@ int map_lookup(struct map *m, const char *key, char **value)
     }
     if (!key || !*key)
         return 0;
-    if ((m->kind == MAP_KIND_FILE || m->kind == MAP_KIND_REGEXP) && file_refresh(m) != 0)
+    if ((m->kind == MAP_KIND_FILE || m->kind == MAP_KIND_REGEXP || m->kind == MAP_KIND_CIDR) &&
+        file_refresh(m) != 0)
         return -1;
     if (m->kind == MAP_KIND_ASYNC)
         return map_async_lookup(m->async, key, value);
     if (m->kind == MAP_KIND_REGEXP) /* patterns see the key as given: case is their flags' job */
         return map_regexp_lookup(m->regexp, m->spec, key, value);
+    if (m->kind == MAP_KIND_CIDR)
+        return map_cidr_lookup(m->cidr, key, value);
     char *folded = xstrdup(key);
     str_lower(folded);
     int rc = 0;
@@ -925,6 +944,7 @@ int map_lookup(struct map *m, const char *key, char **value)
         break;
     case MAP_KIND_STATIC:
     case MAP_KIND_REGEXP:
+    case MAP_KIND_CIDR:
     case MAP_KIND_ASYNC:
         break;
     }

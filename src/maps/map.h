@@ -3,7 +3,8 @@
  * Owns every table that configuration names (alias_maps, access tables,
  * virtual maps ...): parsing the spec, reading the source file into an
  * in-memory hash table (or, for regexp: and pcre:, compiled rules:
- * map_regexp.c), reloading it when it changes, and answering lookups.
+ * map_regexp.c; for cidr:, network blocks: map_cidr.c), reloading it when
+ * it changes, and answering lookups.
  * Any process may call it; a map is not thread-safe (one owner per map).
  *
  * Table types:
@@ -81,8 +82,29 @@
  *       lookup whose answer is not in yet returns MAP_PENDING and the
  *       caller runs again after the answer hook; elsewhere (the command
  *       line) a lookup waits for its answer.
- *   cidr, tcp, socketmap, ldap, mysql, sqlite, ...
- *       map_open fails with "table type cidr is not supported yet".
+ *   cidr:/path
+ *       Network blocks as Postfix's cidr_table(5), code in map_cidr.c (the
+ *       matching is util/cidr's). Same file rules as the tables above. Rules:
+ *         network/prefix result    applies when the key is inside the block
+ *         address result           a bare address is a /32 or /128
+ *         !pattern result          applies when the key is not inside it
+ *         if pattern (or if !pattern) ... endif
+ *                                  the rules between apply only when the
+ *                                  if's pattern does; blocks nest; if and
+ *                                  endif in any case
+ *       IPv4 or IPv6; an address may be in brackets ("[2001:db8::]/32"). A
+ *       block whose address has bits set past the prefix ("10.1.0.0/8"),
+ *       a bad address or prefix, or a rule without a result is logged and
+ *       skipped, a bad if skips its whole block (as in pattern tables). The
+ *       first rule that applies wins. The key must be a bare address: any
+ *       other key (a host name, "[1.2.3.4]") finds nothing; keys and rules
+ *       are compared as binary, so "2001:DB8:0::1" is "2001:db8::1"; an
+ *       IPv4-mapped key (::ffff:1.2.3.4) matches IPv4 blocks; an address of
+ *       the other family is never inside a block (so "!10.0.0.0/8" applies
+ *       to every IPv6 key). A cidr: table is a pattern table
+ *       (map_is_pattern): callers ask it only the whole key.
+ *   tcp, socketmap, ldap, mysql, sqlite, ...
+ *       map_open fails with "table type tcp is not supported yet".
  *
  * Errors: map_open/map_list_open return NULL and a malloc'd message in *err
  * (when err is not NULL) for a malformed or unsupported spec. Lookups return
@@ -140,7 +162,7 @@ int map_foreach(struct map *m, int (*fn)(void *arg, const char *key, const char 
  * (any thread's), e.g. to let a sandbox keep them readable for reloads. */
 void map_foreach_open_file(void (*fn)(void *arg, const char *path), void *arg);
 
-/* 1 for pattern tables (regexp:, pcre:), whose rules see the whole key:
+/* 1 for pattern tables (regexp:, pcre:, cidr:), whose rules see the whole key:
  * callers that also try parts of a key (access(5)'s parent domains and
  * "user@") ask them only the whole key, as Postfix does. */
 int map_is_pattern(const struct map *m);
@@ -166,7 +188,7 @@ struct map_list *map_list_open(const char *specs, unsigned flags, char **err);
  * the result -1: a later map's answer might not be the one meant. */
 int map_list_lookup(struct map_list *l, const char *key, char **value);
 /* The same for a partial key (a parent domain, "@domain", "user" without
- * its domain or extension): pattern tables (regexp:, pcre:) are skipped,
+ * its domain or extension): pattern tables (regexp:, pcre:, cidr:) are skipped,
  * since Postfix asks them only the whole key. */
 int map_list_lookup_partial(struct map_list *l, const char *key, char **value);
 void map_list_close(struct map_list *l);

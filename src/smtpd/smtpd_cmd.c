@@ -143,13 +143,36 @@ static int policy_relay_domain(void *arg, const char *domain)
     return resolver_is_relay_domain(smtpd_resolver(), domain);
 }
 
-static int policy_rcpt_exists(void *arg, const char *addr)
+/* The reply code for an unknown address of the class whose table
+ * resolver_check_recipient named: unknown_*_reject_code. */
+static int unknown_code(const struct smtpd_settings *set, const char *table)
 {
-    (void)arg;
-    const char *table;
-    switch (resolver_check_recipient(smtpd_resolver(), addr, &table)) {
+    if (strcmp(table, "virtual alias table") == 0)
+        return set->unknown_virtual_alias_code;
+    if (strcmp(table, "virtual mailbox table") == 0)
+        return set->unknown_virtual_mailbox_code;
+    if (strcmp(table, "relay recipient table") == 0)
+        return set->unknown_relay_code;
+    return set->unknown_local_code;
+}
+
+/* "550 5.1.1", or "450 4.1.1" with a 450 code: the enhanced code's class
+ * follows the reply code. */
+static void reply_unknown_recipient(struct smtp_session *s, const char *addr, const char *table)
+{
+    int code = unknown_code(s->set, table);
+    smtpd_session_reply(s, "%d %d.1.1 <%s>: Recipient address rejected: User unknown in %s", code, code / 100,
+                        addr, table);
+}
+
+static int policy_rcpt_exists(void *arg, const char *addr, const char **table, int *code)
+{
+    struct smtp_session *s = arg;
+    switch (resolver_check_recipient(smtpd_resolver(), addr, table)) {
     case RESOLVE_OK: return 1;
-    case RESOLVE_UNKNOWN: return 0;
+    case RESOLVE_UNKNOWN:
+        *code = unknown_code(s->set, *table);
+        return 0;
     default: return -1;
     }
 }
@@ -225,6 +248,7 @@ static struct smtpd_policy_ctx policy_ctx_all(struct smtp_session *s, const char
         .is_local_domain = policy_local_domain,
         .is_relay_domain = policy_relay_domain,
         .recipient_exists = policy_rcpt_exists,
+        .reject_unlisted_sender = s->set->reject_unlisted_sender,
         .sender_owned = policy_sender_owned,
         .rbl_listed = smtpd_dns_rbl_listed,
         .sender_domain = smtpd_dns_sender_domain,
@@ -407,10 +431,14 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         case RESOLVE_UNKNOWN:
             if (!s->set->reject_unlisted_recipient)
                 goto accept;   /* the admin's choice: it bounces later */
-            log_info("%s: reject: RCPT from %s[%s]: 550 5.1.1 <%s>: Recipient address rejected: "
-                     "User unknown in %s; from=<%s> to=<%s>",
-                     s->id, s->client_name, s->client_addr, addr, table, s->env.sender, addr);
-            smtpd_session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s", addr, table);
+            {
+                int code = unknown_code(s->set, table);
+                log_info("%s: reject: RCPT from %s[%s]: %d %d.1.1 <%s>: Recipient address rejected: "
+                         "User unknown in %s; from=<%s> to=<%s>",
+                         s->id, s->client_name, s->client_addr, code, code / 100, addr, table, s->env.sender,
+                         addr);
+            }
+            reply_unknown_recipient(s, addr, table);
             break;
         case RESOLVE_TEMPFAIL:
             smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", addr);
@@ -562,7 +590,7 @@ static void cmd_vrfy_expn(struct smtp_session *s, const char *arg, int enabled)
         else if (v == RESOLVE_OK)
             smtpd_session_reply(s, "250 2.0.0 <%s>", t);
         else if (v == RESOLVE_UNKNOWN)
-            smtpd_session_reply(s, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s", t, table);
+            reply_unknown_recipient(s, t, table);
         else
             smtpd_session_reply(s, "451 4.3.0 <%s>: Temporary lookup failure", t);
     }

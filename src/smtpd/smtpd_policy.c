@@ -25,6 +25,7 @@ static const struct rdef rdefs[] = {
     {"defer_unauth_destination", RK_DEFER_UNAUTH_DEST, ARG_NONE},
     {"reject_unlisted_recipient", RK_REJECT_UNLISTED_RCPT, ARG_NONE},
     {"check_recipient_maps", RK_REJECT_UNLISTED_RCPT, ARG_NONE},
+    {"reject_unlisted_sender", RK_REJECT_UNLISTED_SENDER, ARG_NONE},
     {"reject_non_fqdn_helo_hostname", RK_REJECT_NON_FQDN_HELO, ARG_NONE},
     {"reject_non_fqdn_hostname", RK_REJECT_NON_FQDN_HELO, ARG_NONE},
     {"reject_invalid_helo_hostname", RK_REJECT_INVALID_HELO, ARG_NONE},

@@ -18,6 +18,7 @@
  * Restrictions: permit reject defer permit_mynetworks permit_sasl_authenticated
  *   permit_auth_destination reject_unauth_destination defer_unauth_destination
  *   reject_unlisted_recipient (old name check_recipient_maps)
+ *   reject_unlisted_sender
  *   reject_non_fqdn_helo_hostname (reject_non_fqdn_hostname)
  *   reject_invalid_helo_hostname (reject_invalid_hostname)
  *   reject_non_fqdn_sender reject_non_fqdn_recipient
@@ -110,10 +111,20 @@ struct smtpd_policy_ctx {
      * address literal "[192.0.2.1]". Return 1 yes, 0 no. NULL = never. */
     int (*is_local_domain)(void *arg, const char *domain);
     int (*is_relay_domain)(void *arg, const char *domain);
-    /* For reject_unlisted_recipient, asked only about recipients in local
-     * or relay domains: 1 exists, 0 unknown, -1 temporary failure.
-     * NULL = every recipient exists. */
-    int (*recipient_exists)(void *arg, const char *addr);
+    /* For reject_unlisted_recipient and reject_unlisted_sender, asked
+     * only about addresses in local or relay domains: 1 exists, 0 unknown
+     * (then the callback may set *table, where the address is missing:
+     * "local recipient table", "virtual alias table", ..., and *code, the
+     * reply code for that class: unknown_*_reject_code; left alone they
+     * are the local or relay recipient table by the domain, and 550), -1
+     * temporary failure. The refusal is "CODE X.1.1 <addr>: Recipient
+     * address rejected: User unknown in TABLE" (X.1.0 and "Sender" for a
+     * sender; X is the code's class). NULL = every address exists. */
+    int (*recipient_exists)(void *arg, const char *addr, const char **table, int *code);
+    /* smtpd_reject_unlisted_sender: reject_unlisted_sender runs at the end
+     * of the sender list, whatever it decided short of a refusal (not for
+     * the null sender). */
+    int reject_unlisted_sender;
     /* For reject_*sender_login_mismatch: with login set, 1 when that login
      * owns sender (smtpd_sender_login_maps), 0 when not; with login NULL
      * (not logged in), 1 when nobody owns sender, 0 when somebody does;

@@ -160,39 +160,73 @@ static enum verdict config_error(struct eval *e)
     return decide(e, 451, "4.3.5", "Server configuration error");
 }
 
+/* The class of an address's domain, for the relay checks and the
+ * recipient tables. */
+static enum dest addr_dest(const struct smtpd_policy_ctx *c, const char *addr)
+{
+    int malformed;
+    const char *at = domain_at(addr, &malformed);
+    if (malformed)
+        return DEST_REMOTE;
+    if (at == NULL)
+        return DEST_LOCAL; /* "postmaster": RFC 5321 4.1.1.3 */
+    char *dom = xstrdup(at + 1);
+    str_lower(dom);
+    strip_one_dot(dom);
+    int local = *dom && c->is_local_domain ? c->is_local_domain(c->arg, dom) : 0;
+    int relay = local == 0 && *dom && c->is_relay_domain ? c->is_relay_domain(c->arg, dom) : 0;
+    free(dom);
+    if (local == 1)
+        return DEST_LOCAL;
+    if (local < 0 || relay < 0)
+        return DEST_TEMPFAIL;
+    return relay == 1 ? DEST_RELAY : DEST_REMOTE;
+}
+
 static enum dest rcpt_dest(struct eval *e)
 {
-    if (e->dest != DEST_UNKNOWN)
-        return e->dest;
-    const struct smtpd_policy_ctx *c = e->c;
-    int malformed;
-    const char *at = domain_at(c->recipient, &malformed);
-    if (malformed) {
-        e->dest = DEST_REMOTE;
-    } else if (at == NULL) {
-        e->dest = DEST_LOCAL; /* "postmaster": RFC 5321 4.1.1.3 */
-    } else {
-        char *dom = xstrdup(at + 1);
-        str_lower(dom);
-        strip_one_dot(dom);
-        int local = *dom && c->is_local_domain ? c->is_local_domain(c->arg, dom) : 0;
-        int relay = local == 0 && *dom && c->is_relay_domain ? c->is_relay_domain(c->arg, dom) : 0;
-        if (local == 1)
-            e->dest = DEST_LOCAL;
-        else if (local < 0 || relay < 0)
-            e->dest = DEST_TEMPFAIL;
-        else if (relay == 1)
-            e->dest = DEST_RELAY;
-        else
-            e->dest = DEST_REMOTE;
-        free(dom);
-    }
+    if (e->dest == DEST_UNKNOWN)
+        e->dest = addr_dest(e->c, e->c->recipient);
     return e->dest;
 }
 
 static enum verdict dest_tempfail(struct eval *e)
 {
     return decide(e, 451, "4.3.0", "<%s>: Temporary lookup failure", e->c->recipient);
+}
+
+/* reject_unlisted_recipient, reject_unlisted_sender: addr, of a domain of
+ * ours, that no table of its class lists (Postfix's check_rcpt_maps). */
+static enum verdict unlisted(struct eval *e, const char *addr, enum dest d, int sender)
+{
+    const struct smtpd_policy_ctx *c = e->c;
+    if (d == DEST_TEMPFAIL)
+        return decide(e, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
+    if (d == DEST_REMOTE || c->recipient_exists == NULL)
+        return V_DUNNO;
+    const char *table = NULL;
+    int code = 550;
+    int rc = c->recipient_exists(c->arg, addr, &table, &code);
+    if (rc < 0)
+        return decide(e, 451, "4.3.0", "<%s>: Temporary lookup failure", addr);
+    if (rc > 0)
+        return V_DUNNO;
+    if (table == NULL)
+        table = d == DEST_LOCAL ? "local recipient table" : "relay recipient table";
+    if (code < 400 || code > 599)
+        code = 550;
+    char enh[16];
+    snprintf(enh, sizeof enh, "%d.1.%d", code / 100, sender ? 0 : 1);
+    return decide(e, code, enh, "<%s>: %s address rejected: User unknown in %s", addr,
+                  sender ? "Sender" : "Recipient", table);
+}
+
+static enum verdict unlisted_sender(struct eval *e)
+{
+    const char *sender = e->c->sender;
+    if (sender == NULL || *sender == '\0')
+        return V_DUNNO; /* the null sender is nobody's address */
+    return unlisted(e, sender, addr_dest(e->c, sender), 1);
 }
 
 /* An RFC 3463 code "c.sss.ddd" at the start of text, ended by a blank or
@@ -499,19 +533,9 @@ static enum verdict eval_one(struct eval *e, const struct restriction *x, const 
             return decide(e, 554, "5.7.1", "<%s>: Relay access denied", c->recipient);
         return decide(e, 454, "4.7.1", "<%s>: Relay access denied", c->recipient);
     case RK_REJECT_UNLISTED_RCPT:
-        d = rcpt_dest(e);
-        if (d == DEST_TEMPFAIL)
-            return dest_tempfail(e);
-        if (d == DEST_REMOTE || c->recipient_exists == NULL)
-            return V_DUNNO;
-        rc = c->recipient_exists(c->arg, c->recipient);
-        if (rc < 0)
-            return decide(e, 451, "4.3.0", "<%s>: Temporary lookup failure", c->recipient);
-        if (rc == 0)
-            return decide(e, 550, "5.1.1",
-                          "<%s>: Recipient address rejected: User unknown in %s recipient table",
-                          c->recipient, d == DEST_LOCAL ? "local" : "relay");
-        return V_DUNNO;
+        return unlisted(e, c->recipient, rcpt_dest(e), 0);
+    case RK_REJECT_UNLISTED_SENDER:
+        return unlisted_sender(e);
     case RK_REJECT_NON_FQDN_HELO:
         if (c->helo == NULL)
             return V_DUNNO;
@@ -667,6 +691,16 @@ int smtpd_policy_check_rcpt(const struct smtpd_policy_lists *p, const struct smt
             enum verdict v = eval_one(&e, e.cur, reply_name[i], reply_class[i]);
             if (v != V_DUNNO)
                 break; /* PERMIT ends this list; a decision ends all */
+        }
+        if (i == L_SENDER && r->code == 0 && c->reject_unlisted_sender) {
+            /* smtpd_reject_unlisted_sender: as Postfix, after the sender
+             * list, even one that permitted */
+            static const struct rdef implicit_def = {"reject_unlisted_sender", RK_REJECT_UNLISTED_SENDER,
+                                                     ARG_NONE};
+            static const struct restriction implicit = {&implicit_def, NULL, NULL};
+            e.list = "smtpd_reject_unlisted_sender";
+            e.cur = &implicit;
+            unlisted_sender(&e);
         }
     }
     free(e.client_reply);

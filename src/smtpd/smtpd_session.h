@@ -75,6 +75,9 @@ struct smtpd_settings {
     int policy_end_of_data;        /* smtpd_end_of_data_restrictions is not empty */
     int dmarc_quarantine_hold;     /* dmarc_quarantine_action = hold */
     int reject_unlisted_recipient; /* smtpd_reject_unlisted_recipient */
+    int reject_unlisted_sender;    /* smtpd_reject_unlisted_sender */
+    /* unknown_{local_recipient,virtual_alias,virtual_mailbox,relay_recipient}_reject_code */
+    int unknown_local_code, unknown_virtual_alias_code, unknown_virtual_mailbox_code, unknown_relay_code;
     int capture_all;               /* capture = yes: every recipient is accepted (kept, never delivered) */
     int capture_on;                /* capture = yes or copy: the failure rules apply */
     struct capture_counters *capture_counters; /* shared with the capture process (runtime.h); NULL: off */

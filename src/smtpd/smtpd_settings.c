@@ -133,6 +133,11 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->dmarc_quarantine_hold = strcmp(conf_str(c, "dmarc_quarantine_action"), "hold") == 0;
     s->dmarc_reports = *conf_str(c, "dmarc_report_address") != '\0';
     s->reject_unlisted_recipient = conf_bool(c, "smtpd_reject_unlisted_recipient");
+    s->reject_unlisted_sender = conf_bool(c, "smtpd_reject_unlisted_sender");
+    s->unknown_local_code = (int)conf_int(c, "unknown_local_recipient_reject_code");
+    s->unknown_virtual_alias_code = (int)conf_int(c, "unknown_virtual_alias_reject_code");
+    s->unknown_virtual_mailbox_code = (int)conf_int(c, "unknown_virtual_mailbox_reject_code");
+    s->unknown_relay_code = (int)conf_int(c, "unknown_relay_recipient_reject_code");
     s->capture_all = strcmp(conf_str(c, "capture"), "yes") == 0;
     s->capture_on = strcmp(conf_str(c, "capture"), "no") != 0;
     s->capture_any_login = s->capture_on && !conf_bool(c, "capture_require_auth");

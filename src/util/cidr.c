@@ -8,7 +8,7 @@
 #include "util/mem.h"
 #include "util/str.h"
 
-int cidr_list_add(struct cidr_list *l, const char *entry)
+int cidr_block_parse(struct cidr_block *out, const char *entry)
 {
     char buf[128];
     if (str_copy(buf, entry, sizeof buf) >= sizeof buf)
@@ -48,6 +48,31 @@ int cidr_list_add(struct cidr_list *l, const char *entry)
         return -1;
     }
     b.prefix = prefix;
+    *out = b;
+    return 0;
+}
+
+int cidr_block_is_network(const struct cidr_block *b, struct cidr_block *net)
+{
+    struct cidr_block n = *b;
+    size_t len = b->family == AF_INET ? 4 : 16;
+    for (size_t i = 0; i < len; i++) {
+        int keep = b->prefix - (int)i * 8; /* bits of this byte inside the prefix */
+        unsigned char mask = keep >= 8 ? 0xFF : keep <= 0 ? 0 : (unsigned char)(0xFF << (8 - keep));
+        n.addr[i] &= mask;
+    }
+    if (memcmp(n.addr, b->addr, len) == 0)
+        return 1;
+    if (net)
+        *net = n;
+    return 0;
+}
+
+int cidr_list_add(struct cidr_list *l, const char *entry)
+{
+    struct cidr_block b;
+    if (cidr_block_parse(&b, entry) != 0)
+        return -1;
     l->b = xgrow(l->b, &l->cap, l->n + 1, sizeof *l->b);
     l->b[l->n++] = b;
     return 0;
@@ -78,25 +103,36 @@ static int prefix_match(const unsigned char *a, const unsigned char *b, int pref
     return (a[full] & mask) == (b[full] & mask);
 }
 
-int cidr_list_match(const struct cidr_list *l, const char *addr)
+int cidr_addr_parse(struct cidr_addr *a, const char *text)
 {
-    unsigned char a4[4], a6[16];
-    int is4 = inet_pton(AF_INET, addr, a4) == 1;
-    int is6 = !is4 && inet_pton(AF_INET6, addr, a6) == 1;
-    if (is6) {
+    memset(a, 0, sizeof *a);
+    a->is4 = inet_pton(AF_INET, text, a->a4) == 1;
+    a->is6 = !a->is4 && inet_pton(AF_INET6, text, a->a6) == 1;
+    if (a->is6) {
         static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
-        if (memcmp(a6, mapped, 12) == 0) {
-            memcpy(a4, a6 + 12, 4);
-            is4 = 1;
+        if (memcmp(a->a6, mapped, 12) == 0) {
+            memcpy(a->a4, a->a6 + 12, 4);
+            a->is4 = 1;
         }
     }
-    for (size_t i = 0; i < l->n; i++) {
-        const struct cidr_block *b = &l->b[i];
-        if (b->family == AF_INET && is4 && prefix_match(a4, b->addr, b->prefix))
+    return a->is4 || a->is6 ? 0 : -1;
+}
+
+int cidr_block_match(const struct cidr_block *b, const struct cidr_addr *a)
+{
+    if (b->family == AF_INET)
+        return a->is4 && prefix_match(a->a4, b->addr, b->prefix);
+    return a->is6 && prefix_match(a->a6, b->addr, b->prefix);
+}
+
+int cidr_list_match(const struct cidr_list *l, const char *addr)
+{
+    struct cidr_addr a;
+    if (cidr_addr_parse(&a, addr) != 0)
+        return 0;
+    for (size_t i = 0; i < l->n; i++)
+        if (cidr_block_match(&l->b[i], &a))
             return 1;
-        if (b->family == AF_INET6 && is6 && prefix_match(a6, b->addr, b->prefix))
-            return 1;
-    }
     return 0;
 }
 

@@ -416,3 +416,45 @@ def test_config_check_names_an_unreadable_domain_file(tern_instance, work_dir):
     out = r.stdout.decode()
     assert r.returncode == 1, out
     assert re.search(r"main\.cf:\d+: error: mydestination: cannot read .*no-such-domains: No such file", out), out
+
+
+def test_unknown_recipient_reject_codes(tern_instance, work_dir):
+    """unknown_local_recipient_reject_code = 450 (LOCAL_RECIPIENT_README's
+    advice while a new table is tested) and unknown_virtual_alias_reject_code:
+    the reply code of each class, the enhanced code's class following it."""
+    users = work_dir / "local_users"
+    users.write_text("alice x\n")
+    inst = start(tern_instance, work_dir, local_recipient_maps=f"hash:{users}",
+                 unknown_local_recipient_reject_code="450", unknown_virtual_alias_reject_code="551")
+    replies = rcpt(inst, "alice@example.test", "carol@example.test", "nobody@example.net")
+    assert replies[0][0] == 250, replies
+    assert replies[1] == (450, b"4.1.1 <carol@example.test>: Recipient address rejected: "
+                               b"User unknown in local recipient table"), replies
+    assert replies[2] == (551, b"5.1.1 <nobody@example.net>: Recipient address rejected: "
+                               b"User unknown in virtual alias table"), replies
+    inst.wait_log("reject: RCPT from localhost[127.0.0.1]: 450 4.1.1 <carol@example.test>", required=False)
+    assert "450 4.1.1 <carol@example.test>: Recipient address rejected" in inst.log_text()
+
+
+def test_reject_unlisted_sender(tern_instance, work_dir):
+    """smtpd_reject_unlisted_sender = yes: a MAIL FROM address of a domain
+    of ours that no table lists is refused (at RCPT, as Postfix does with
+    smtpd_delay_reject), 5.1.0; senders elsewhere and <> are not."""
+    users = work_dir / "local_users"
+    users.write_text("alice x\n")
+    inst = start(tern_instance, work_dir, local_recipient_maps=f"hash:{users}",
+                 smtpd_reject_unlisted_sender="yes", unknown_virtual_alias_reject_code="450")
+    for sender, want in (("forged@example.test", (550, b"5.1.0 <forged@example.test>: Sender address "
+                                                        b"rejected: User unknown in local recipient table")),
+                         ("nobody@example.net", (450, b"4.1.0 <nobody@example.net>: Sender address "
+                                                      b"rejected: User unknown in virtual alias table")),
+                         ("alice@example.test", None), ("info@example.net", None),
+                         ("someone@elsewhere.example", None), ("", None)):
+        with inst.smtp() as c:
+            c.ehlo("client.example")
+            assert c.mail(sender)[0] == 250
+            got = c.rcpt("alice@example.test")
+        if want is None:
+            assert got[0] == 250, (sender, got)
+        else:
+            assert got == want, (sender, got)

@@ -261,6 +261,50 @@ static void test_many_entries(void **state)
     cidr_list_free(&l);
 }
 
+/* The block-level calls cidr: tables use: a block is a network only
+ * when no bit past its prefix is set; an address parses once and matches
+ * blocks of its own family (an IPv4-mapped one IPv4 blocks too). */
+static void test_blocks_and_addresses(void **state)
+{
+    (void)state;
+    struct cidr_block b, net;
+    assert_int_equal(cidr_block_parse(&b, "10.0.0.0/8"), 0);
+    assert_int_equal(cidr_block_is_network(&b, &net), 1);
+    assert_int_equal(cidr_block_parse(&b, "10.1.0.0/8"), 0);
+    assert_int_equal(cidr_block_is_network(&b, &net), 0);
+    assert_int_equal(net.prefix, 8);
+    assert_int_equal(net.addr[0], 10);
+    assert_int_equal(net.addr[1], 0);
+    assert_int_equal(cidr_block_parse(&b, "192.0.2.129/25"), 0);
+    assert_int_equal(cidr_block_is_network(&b, NULL), 0);
+    assert_int_equal(cidr_block_parse(&b, "192.0.2.128/25"), 0);
+    assert_int_equal(cidr_block_is_network(&b, NULL), 1);
+    assert_int_equal(cidr_block_parse(&b, "[2001:db8::1]/64"), 0);
+    assert_int_equal(cidr_block_is_network(&b, &net), 0);
+    assert_int_equal(net.addr[15], 0);
+    assert_int_equal(cidr_block_parse(&b, "0.0.0.0/0"), 0);
+    assert_int_equal(cidr_block_is_network(&b, NULL), 1);
+    assert_int_equal(cidr_block_parse(&b, "2001:db8::1"), 0);
+    assert_int_equal(b.prefix, 128);
+    assert_int_equal(cidr_block_is_network(&b, NULL), 1);
+    assert_int_equal(cidr_block_parse(&b, "10.0.0.0/33"), -1);
+
+    struct cidr_addr a;
+    assert_int_equal(cidr_addr_parse(&a, "[10.0.0.1]"), -1);
+    assert_int_equal(cidr_addr_parse(&a, "10.0.0.1/32"), -1);
+    assert_int_equal(cidr_addr_parse(&a, "host.example"), -1);
+    assert_int_equal(cidr_addr_parse(&a, "::ffff:10.0.0.1"), 0);
+    assert_int_equal(cidr_block_parse(&b, "10.0.0.0/8"), 0);
+    assert_int_equal(cidr_block_match(&b, &a), 1);
+    assert_int_equal(cidr_block_parse(&b, "::ffff:0:0/96"), 0);
+    assert_int_equal(cidr_block_match(&b, &a), 1);
+    assert_int_equal(cidr_addr_parse(&a, "2001:db8::1"), 0);
+    assert_int_equal(cidr_block_parse(&b, "0.0.0.0/0"), 0);
+    assert_int_equal(cidr_block_match(&b, &a), 0);
+    assert_int_equal(cidr_block_parse(&b, "::/0"), 0);
+    assert_int_equal(cidr_block_match(&b, &a), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +315,7 @@ int main(void)
         cmocka_unit_test(test_malformed_entries),
         cmocka_unit_test(test_garbage_clients),
         cmocka_unit_test(test_many_entries),
+        cmocka_unit_test(test_blocks_and_addresses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

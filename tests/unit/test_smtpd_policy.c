@@ -61,6 +61,8 @@ struct fake {
     char last_rcpt[300];
     int rcpt_calls;
     int rcpt_answer; /* what recipient_exists says for unknown users */
+    const char *unknown_table; /* and where it says they are missing (NULL: leave it) */
+    int unknown_code;          /* and the code for them (0: leave it) */
 };
 
 static int fake_local(void *arg, const char *domain)
@@ -78,7 +80,7 @@ static int fake_relay(void *arg, const char *domain)
     return strcmp(domain, "relayed.test") == 0;
 }
 
-static int fake_exists(void *arg, const char *addr)
+static int fake_exists(void *arg, const char *addr, const char **table, int *code)
 {
     struct fake *f = arg;
     str_copy(f->last_rcpt, addr, sizeof f->last_rcpt);
@@ -86,6 +88,10 @@ static int fake_exists(void *arg, const char *addr)
     if (strcmp(addr, "bob@ourdomain.test") == 0 || strcmp(addr, "postmaster") == 0 ||
         strcmp(addr, "carol@relayed.test") == 0)
         return 1;
+    if (f->unknown_table)
+        *table = f->unknown_table;
+    if (f->unknown_code)
+        *code = f->unknown_code;
     return f->rcpt_answer;
 }
 
@@ -352,6 +358,73 @@ static void test_reject_unlisted_recipient(void **state)
     c.recipient = "nobody@ourdomain.test";
     expect_reply(p, &c, 550, "5.1.1",
                  "<nobody@ourdomain.test>: Recipient address rejected: User unknown in local recipient table");
+    smtpd_policy_free(p);
+}
+
+/* unknown_*_reject_code: the callback names the table and the code; the
+ * enhanced code's class follows the reply code. */
+static void test_unlisted_reply_codes(void **state)
+{
+    (void)state;
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, NULL, NULL, "reject_unlisted_recipient");
+    struct smtpd_policy_ctx c = base_ctx();
+    c.recipient = "nobody@ourdomain.test";
+    fk.unknown_code = 450;
+    expect_reply(p, &c, 450, "4.1.1",
+                 "<nobody@ourdomain.test>: Recipient address rejected: User unknown in local recipient table");
+    fk.unknown_table = "virtual mailbox table";
+    fk.unknown_code = 551;
+    expect_reply(p, &c, 551, "5.1.1",
+                 "<nobody@ourdomain.test>: Recipient address rejected: User unknown in virtual mailbox table");
+    smtpd_policy_free(p);
+}
+
+/* reject_unlisted_sender and smtpd_reject_unlisted_sender: a sender of a
+ * domain of ours that no table lists, 5.1.0. */
+static void test_reject_unlisted_sender(void **state)
+{
+    (void)state;
+    struct smtpd_policy_lists *p = parse_ok(NULL, NULL, "reject_unlisted_sender", NULL, NULL);
+    struct smtpd_policy_ctx c = base_ctx();
+    expect_accept(p, &c); /* alice@remote.test: not ours */
+    assert_int_equal(fk.rcpt_calls, 0);
+    c.sender = "nobody@ourdomain.test";
+    expect_reply(p, &c, 550, "5.1.0",
+                 "<nobody@ourdomain.test>: Sender address rejected: User unknown in local recipient table");
+    expect_decider(p, &c, "smtpd_sender_restrictions", "reject_unlisted_sender");
+    c.sender = "nobody@relayed.test";
+    fk.unknown_code = 450;
+    expect_reply(p, &c, 450, "4.1.0",
+                 "<nobody@relayed.test>: Sender address rejected: User unknown in relay recipient table");
+    fk.unknown_code = 0;
+    c.sender = "bob@ourdomain.test";
+    expect_accept(p, &c);
+    c.sender = "";
+    fk.rcpt_calls = 0;
+    expect_accept(p, &c); /* the null sender */
+    assert_int_equal(fk.rcpt_calls, 0);
+    c.sender = "nobody@ourdomain.test";
+    fk.rcpt_answer = -1;
+    expect_reply(p, &c, 451, "4.3.0", "<nobody@ourdomain.test>: Temporary lookup failure");
+    smtpd_policy_free(p);
+
+    /* The implicit check runs after the sender list, even one that
+     * permitted, and before the recipient list. */
+    p = parse_ok(NULL, NULL, "permit", NULL, "reject");
+    c = base_ctx();
+    c.sender = "nobody@ourdomain.test";
+    expect_reply(p, &c, 554, "5.7.1", "<bob@ourdomain.test>: Recipient address rejected: Access denied");
+    c.reject_unlisted_sender = 1;
+    expect_reply(p, &c, 550, "5.1.0",
+                 "<nobody@ourdomain.test>: Sender address rejected: User unknown in local recipient table");
+    expect_decider(p, &c, "smtpd_reject_unlisted_sender", "reject_unlisted_sender");
+    c.sender = "bob@ourdomain.test";
+    expect_reply(p, &c, 554, "5.7.1", "<bob@ourdomain.test>: Recipient address rejected: Access denied");
+    smtpd_policy_free(p);
+    /* a refusal by the client list comes first */
+    p = parse_ok("reject", NULL, NULL, NULL, NULL);
+    c.sender = "nobody@ourdomain.test";
+    expect_decider(p, &c, "smtpd_client_restrictions", "reject");
     smtpd_policy_free(p);
 }
 
@@ -967,8 +1040,8 @@ static void test_parse_errors(void **state)
                 "smtpd_helo_restrictions: check_helo_access needs a type:name table");
     parse_fails(NULL, NULL, "reject_rbl_client", NULL, NULL,
                 "smtpd_sender_restrictions: reject_rbl_client needs an argument");
-    parse_fails("check_client_access cidr:/etc/x", NULL, NULL, NULL, NULL,
-                "smtpd_client_restrictions: check_client_access cidr:/etc/x: ");
+    parse_fails("check_client_access ldap:/etc/x", NULL, NULL, NULL, NULL,
+                "smtpd_client_restrictions: check_client_access ldap:/etc/x: ");
     parse_fails("check_client_access nosuchtype", NULL, NULL, NULL, NULL,
                 "smtpd_client_restrictions: check_client_access nosuchtype: ");
     parse_fails("check_client_access inline:{a=b", NULL, NULL, NULL, NULL,
@@ -1184,6 +1257,8 @@ int main(void)
         cmocka_unit_test_setup(test_list_order, setup_one),
         cmocka_unit_test_setup(test_separators_and_case, setup_one),
         cmocka_unit_test_setup(test_reject_unlisted_recipient, setup_one),
+        cmocka_unit_test_setup(test_unlisted_reply_codes, setup_one),
+        cmocka_unit_test_setup(test_reject_unlisted_sender, setup_one),
         cmocka_unit_test_setup(test_permit_auth_destination, setup_one),
         cmocka_unit_test_setup(test_domain_lookup_failure_defers, setup_one),
         cmocka_unit_test_setup(test_helo_non_fqdn, setup_one),
