@@ -157,7 +157,7 @@ check-man: $(BUILD)/tern
 # Fuzz targets (libFuzzer, clang): tests/fuzz/fuzz_*.c, with their corpus kept
 # in tests/fuzz/corpus/<target>/ (docs/SECURITY.md, "Fuzzing").
 # make fuzz: each target for FUZZ_SECONDS on a copy of its corpus in build/
-# (19 targets x 7 s keeps make test's fuzz step near 2.5 minutes).
+# (22 targets x 7 s keeps make test's fuzz step near 2.5 minutes).
 # make fuzz-long HOURS=N: the targets share N CPU-hours, FUZZ_JOBS parallel
 # jobs each (at most nproc), and what they find is merged back, minimized,
 # into tests/fuzz/corpus/.
