@@ -166,6 +166,10 @@ const struct conf_param conf_params[] = {
         "The organization named in DMARC aggregate reports (tern extension)."),
     LIST("dns_resolvers", "",
         "Recursive DNS resolvers (ip, ip:port, [ipv6]:port) for outbound mail; empty: /etc/resolv.conf."),
+    BOOL("enable_original_recipient", "yes",
+        "Local deliveries (mailboxes, files, commands) write X-Original-To: with the recipient as it arrived, "
+        "before aliases, virtual aliases and .forward files, between Return-Path: and Delivered-To:, as "
+        "Postfix's local(8) does. no: no X-Original-To:."),
     LIST("export_environment", "TZ MAIL_CONFIG LANG",
         "Environment variables of tern's own that delivery commands also get: NAME passes it when set, "
         "NAME=value (or { NAME = value }) sets it. The delivery's own (HOME, RECIPIENT, PATH ...) take precedence."),

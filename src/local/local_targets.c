@@ -41,6 +41,7 @@ struct local_targets {
     char **export_env;        /* export_environment, "NAME=value", NULL-terminated */
     unsigned time_limit;
     struct conf_list forward_path;
+    int enable_orcpt;        /* enable_original_recipient */
     unsigned commands_from;  /* bits of 1 << enum target_source */
     unsigned files_from;
 };
@@ -86,6 +87,7 @@ struct local_targets *local_targets_new(struct conf *c, struct resolver *resolve
     conf_list_free(&exported);
     lt->time_limit = (unsigned)conf_time(c, "command_time_limit");
     lt->forward_path = conf_list(c, "forward_path");
+    lt->enable_orcpt = conf_bool(c, "enable_original_recipient");
     lt->commands_from = sources_of("allow_mail_to_commands", conf_list(c, "allow_mail_to_commands"));
     lt->files_from = sources_of("allow_mail_to_files", conf_list(c, "allow_mail_to_files"));
     return lt;
@@ -232,9 +234,8 @@ static void become_root_again(struct local_targets *lt)
 
 static char *make_prepend(const struct local_target_request *req, int from_line)
 {
-    char *from = from_line ? mbox_from_line(req->sender, req->in->arrival) : xstrdup("");
-    char *p = xasprintf("%sReturn-Path: <%s>\nDelivered-To: %s\n%s", from, req->sender, req->recipient,
-                        req->prepend ? req->prepend : "");
+    char *from = from_line ? mbox_from_line(req->sender, req->in->arrival) : NULL;
+    char *p = delivered_to_prepend(from, req->sender, req->x_original_to, req->recipient, req->prepend);
     free(from);
     return p;
 }
@@ -718,6 +719,7 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
                            const struct local_targets_replies *replies)
 {
     const char *parent = ipc_msg_get(m, "alias_rcpt");
+    const char *arrived = ipc_msg_get(m, "orig_rcpt") ? ipc_msg_get(m, "orig_rcpt") : parent;
     struct local_target_origin o = {
         .alias = ipc_msg_get(m, "alias"),
         .forward_user = ipc_msg_get(m, "forward_of"),
@@ -744,7 +746,8 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
         .reqid = m->reqid,
         .sender = in.sender,
         .recipient = recipient,
-        .original_recipient = parent,
+        .original_recipient = arrived,
+        .x_original_to = lt->enable_orcpt ? arrived : NULL,
         .prepend = ipc_msg_get(m, "prepend"),
         .in = &in,
     };

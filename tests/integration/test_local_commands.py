@@ -111,7 +111,7 @@ def test_alias_command_runs_as_table_owner_with_postfix_environment(tern_instanc
     assert "TERN_BIN" not in env and "ASAN_OPTIONS" not in env
     stdin = r["stdin"]
     assert re.match(r"From sender@remote\.example \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", stdin), stdin
-    assert "\nReturn-Path: <sender@remote.example>\nDelivered-To: robot+tag@localhost\n" in stdin
+    assert "\nReturn-Path: <sender@remote.example>\nX-Original-To: robot+tag@localhost\nDelivered-To: robot+tag@localhost\n" in stdin
     assert "Subject: to the robot\n" in stdin and stdin.endswith("\n\nline one\nFrom here\n")
     tern.wait_log(rf"{qid}: to=<\|{re.escape(str(cmd))}>, orig_to=<robot\+tag@localhost>, relay=local, "
                   rf".*status=sent \(delivered to command of alias robot\)", regex=True)

@@ -86,7 +86,7 @@ def test_sendmail_delivers_with_local_received_header(tern):
     msgs = tern.wait_messages("alice")
     body = msgs[0].read_bytes()
     qid = pickup_id(tern)
-    assert body.startswith(b"Return-Path: <root@example.test>\nDelivered-To: alice@localhost\n"
+    assert body.startswith(b"Return-Path: <root@example.test>\nX-Original-To: alice@localhost\nDelivered-To: alice@localhost\n"
                            b"Received: by mail.example.test (Tern, from userid 0)\n\tid " + qid.encode())
     assert b"\tfor <alice@localhost>; " in body
     # sendmail is a local client: the header is completed
@@ -109,7 +109,7 @@ def test_sendmail_qualifies_unqualified_addresses_with_myorigin(tern):
     sendmail(tern, "-f", "bob", "carol", input=b"Subject: q\n\nbody\n")
     body = tern.wait_messages("carol")[0].read_bytes()
     qid = pickup_id(tern)
-    assert body.startswith(b"Return-Path: <bob@example.test>\nDelivered-To: carol@example.test\n")
+    assert body.startswith(b"Return-Path: <bob@example.test>\nX-Original-To: carol@example.test\nDelivered-To: carol@example.test\n")
     # the Received: line names the recipient as it was delivered, qualified
     assert b"\tfor <carol@example.test>; " in body, body
     log = tern.wait_log(f"{qid}: removed")
@@ -725,7 +725,7 @@ def test_tutorial_session_delivers_to_system_users_maildir(tern_instance, work_d
         dst = (maildir / sub).stat()
         assert dst.st_uid == user.pw_uid and stat.S_IMODE(dst.st_mode) == 0o700, sub
     body = files[0].read_bytes()
-    assert body.startswith(f"Return-Path: <you@localhost>\nDelivered-To: {user.pw_name}@localhost\n".encode())
+    assert body.startswith(f"Return-Path: <you@localhost>\nX-Original-To: {user.pw_name}@localhost\nDelivered-To: {user.pw_name}@localhost\n".encode())
     assert body.endswith(b"\n\nHello from the tutorial.\n")
     assert list((maildir / "tmp").iterdir()) == []
     assert re.search(rf",S={len(body)}$", files[0].name)
@@ -756,7 +756,8 @@ def test_mbox_in_mail_spool_directory(tern_instance, work_dir, system_users, spo
     assert st.st_uid == user.pw_uid
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert re.match(rb"From sender@example.org \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n"
-                    rb"Return-Path: <sender@example.org>\nDelivered-To: " + name.encode() + rb"@localhost\n", data)
+                    rb"Return-Path: <sender@example.org>\nX-Original-To: " + name.encode() + rb"@localhost\n"
+                    rb"Delivered-To: " + name.encode() + rb"@localhost\n", data)
     assert b"\n\n>From the start of a line\n>>From already quoted\nnot From here\n\n" in data
     second = data.index(b"\nFrom you@localhost ")
     assert data[second - 1:second + 1] == b"\n\n"
@@ -868,7 +869,8 @@ def test_aliases_chain_list_and_remote(tern_instance, work_dir, system_users):
     assert b"\nSubject: to team\n" in files2[0].read_bytes()
     assert files2[0].stat().st_uid == u2.pw_uid
     pm = [f.read_bytes() for f in files1 if b"to postmaster" in f.read_bytes()][0]
-    assert pm.startswith(f"Return-Path: <you@localhost>\nDelivered-To: {u1.pw_name}@localhost\n".encode())
+    # X-Original-To: the address as it arrived, before postmaster -> root -> u1
+    assert pm.startswith(f"Return-Path: <you@localhost>\nX-Original-To: postmaster@localhost\nDelivered-To: {u1.pw_name}@localhost\n".encode())
     # (the file is in new/ a moment before the queue logs the result)
     tern.wait_log(rf"to=<{u1.pw_name}@localhost>, orig_to=<postmaster@localhost>, relay=local, .*status=sent",
                   regex=True)
@@ -907,6 +909,29 @@ def test_alias_address_targets_in_our_domains_are_expanded_again(tern_instance, 
     ]), log  # alice, reached through team and abuse, gets one copy
     assert sorted(p.name for p in tern.mail_dir.iterdir()) == ["alice", "bob", "carol", "loop1"]
     assert len(tern.messages("alice")) == 1
+
+
+@pytest.mark.parametrize("enabled", ["yes", "no"])
+def test_x_original_to_names_the_recipient_as_it_arrived(tern_instance, work_dir, enabled):
+    """Postfix's local(8): X-Original-To: (the address before aliases) between
+    Return-Path: and Delivered-To: (the address delivered);
+    enable_original_recipient = no leaves it out."""
+    tern = tern_instance
+    aliases = work_dir / "aliases"
+    aliases.write_text("staff: team@localhost\nteam: bob\n")
+    tern.write_config(alias_maps=f"hash:{aliases}", enable_original_recipient=enabled)
+    tern.start()
+    sendmail(tern, "-f", "a@example.org", "staff@localhost", "carol@localhost", input=b"Subject: x\n\nbody\n")
+    bob = tern.wait_messages("bob")[0].read_bytes()
+    carol = tern.wait_messages("carol")[0].read_bytes()
+    if enabled == "yes":
+        assert bob.startswith(b"Return-Path: <a@example.org>\nX-Original-To: staff@localhost\n"
+                              b"Delivered-To: bob@localhost\n"), bob[:200]
+        assert carol.startswith(b"Return-Path: <a@example.org>\nX-Original-To: carol@localhost\n"
+                                b"Delivered-To: carol@localhost\n"), carol[:200]
+    else:
+        assert bob.startswith(b"Return-Path: <a@example.org>\nDelivered-To: bob@localhost\n"), bob[:200]
+        assert b"X-Original-To" not in bob and b"X-Original-To" not in carol
 
 
 @needs_root
