@@ -14,6 +14,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "spool/queue_file.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -114,11 +115,40 @@ char **command_env_build(const struct command_env_fields *f)
         }
     }
     env_put(&env, &n, f->filter, "ORIGINAL_RECIPIENT", f->original_recipient);
+    const struct {
+        const char *name, *value;
+    } client[] = {
+        {"CLIENT_ADDRESS", f->client_address}, {"CLIENT_HELO", f->client_helo},
+        {"CLIENT_HOSTNAME", f->client_hostname}, {"CLIENT_PROTOCOL", f->client_protocol},
+        {"SASL_METHOD", f->sasl_method}, {"SASL_SENDER", f->sasl_sender},
+        {"SASL_USERNAME", f->sasl_username},
+    };
+    for (size_t i = 0; i < sizeof client / sizeof client[0]; i++)
+        if (client[i].value && *client[i].value)
+            env_put(&env, &n, f->filter, client[i].name, client[i].value);
     env_append(&env, &n, xstrdup("PATH=/usr/bin:/bin"));
     for (char *const *e = f->exported; e && *e; e++)
         if (!env_has(env, *e))
             env_append(&env, &n, xstrdup(*e));
     return env;
+}
+
+void command_env_client(int qfd, struct command_env_fields *f, struct queue_file_message *m)
+{
+    char why[256];
+    if (queue_file_read_fd(qfd, m, why, sizeof why) != 0) {
+        str_printable(why);
+        log_warn("cannot read the client of the queue file for a command's environment: %s", why);
+        return;
+    }
+    if (!queue_file_message_attr(m, "client_address"))
+        return;
+    f->client_address = queue_file_message_attr(m, "client_address");
+    f->client_helo = queue_file_message_attr(m, "helo_name");
+    f->client_hostname = queue_file_message_attr(m, "client_name");
+    f->client_protocol = queue_file_message_attr(m, "protocol");
+    f->sasl_method = queue_file_message_attr(m, "sasl_method");
+    f->sasl_username = queue_file_message_attr(m, "sasl_username");
 }
 
 void command_env_free(char **env)

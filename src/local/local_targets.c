@@ -21,6 +21,7 @@
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "maps/resolver.h"
+#include "spool/queue_file.h"
 #include "util/ipc.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -356,7 +357,10 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .filter = lt->expansion_filter,
         .exported = lt->export_env,
     };
+    struct queue_file_message qm;
+    command_env_client(req->in->fd, &f, &qm);
     char **env = command_env_build(&f);
+    queue_file_message_free(&qm);
     struct command_request cr = {
         .command = command,
         .env = env,
