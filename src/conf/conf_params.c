@@ -244,6 +244,11 @@ const struct conf_param conf_params[] = {
     LIST("mailbox_command_maps", "",
         "Tables of per-user mailbox commands, looked up by the local user's name: a command found is used as "
         "mailbox_command is (which it overrides for that user); a table that fails defers the delivery."),
+    INT("mailbox_size_limit", "51200000", 0, BYTES_MAX,
+        "Largest size in bytes of a local user's mbox mailbox, of one Maildir message, and of a file an "
+        "alias or .forward delivers to (also the file size limit of delivery commands); a delivery that "
+        "would pass it bounces with 5.2.2 (File too large), as with Postfix. 0: no limit. Keep it above "
+        "message_size_limit, or messages that smtpd accepts cannot be delivered (a warning says so)."),
     STR("mailbox_transport", "",
         "Where local users' mail goes after aliases, instead of tern's own mailbox delivery: a next hop "
         "such as lmtp:unix:private/dovecot-lmtp (.forward files are then not read). Empty: tern delivers."),

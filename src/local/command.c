@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
@@ -452,6 +453,11 @@ static void run_child(const struct command_request *req, int out_w)
     if (dup2(req->stdin_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(out_w, 2) < 0)
         _exit(EX_OSERR);
     close_range(3, ~0U, 0);
+    if (req->file_size_limit > 0) {
+        struct rlimit fsize = {(rlim_t)req->file_size_limit, (rlim_t)req->file_size_limit};
+        if (setrlimit(RLIMIT_FSIZE, &fsize) != 0)
+            _exit(EX_OSERR);
+    }
     if (geteuid() == 0) {
         if ((req->user ? initgroups(req->user, req->gid) : setgroups(1, &req->gid)) != 0 ||
             setgid(req->gid) != 0 || setuid(req->uid) != 0 || getuid() == 0 || geteuid() == 0)

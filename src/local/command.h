@@ -93,6 +93,7 @@ struct command_request {
     int cwd_required;         /* command_execution_directory: no other; failing, the delivery defers */
     int stdin_fd;             /* the message, read from its start; the caller keeps its own */
     unsigned time_limit;      /* seconds */
+    off_t file_size_limit;    /* RLIMIT_FSIZE of the command (mailbox_size_limit, as Postfix); 0: none */
 };
 
 /* Called once when the command ends: err NULL when it delivered. */

@@ -96,6 +96,7 @@ static struct {
     uintptr_t client_serial;
     int stopping;   /* waiting for delivery commands to end: nothing new starts */
     int enable_orcpt;   /* enable_original_recipient: X-Original-To */
+    off_t mailbox_limit;   /* mailbox_size_limit; 0: none */
 } lc;
 
 /* ---------- identity ---------- */
@@ -510,6 +511,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .prepend = prepend,
         .sender = sender,
         .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
+        .size_limit = mb.is_virtual ? 0 : lc.mailbox_limit,   /* virtual_mailbox_limit: above */
     };
     /* a message that was here before bounces, as with Postfix (delivered_to.h) */
     if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err) != 0) {
@@ -713,6 +715,11 @@ int local_main(struct runtime *rt)
     if (!lc.resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
     lc.enable_orcpt = conf_bool(rt->conf, "enable_original_recipient");
+    lc.mailbox_limit = (off_t)conf_int(rt->conf, "mailbox_size_limit");
+    if (lc.mailbox_limit > 0 && lc.mailbox_limit < (off_t)conf_int(rt->conf, "message_size_limit"))
+        log_warn("mailbox_size_limit (%lld) is smaller than message_size_limit (%lld): larger messages are "
+                 "accepted and then bounce at delivery", (long long)lc.mailbox_limit,
+                 conf_int(rt->conf, "message_size_limit"));
     lc.targets = local_targets_new(rt->conf, lc.resolver, rt->owner_uid);
     local_tables_watch_command_maps(local_targets_command_maps(lc.targets));
     command_init(lc.base);

@@ -43,6 +43,7 @@ struct local_targets {
     unsigned time_limit;
     struct conf_list forward_path;
     int enable_orcpt;        /* enable_original_recipient */
+    off_t mailbox_limit;     /* mailbox_size_limit: files written, commands' RLIMIT_FSIZE */
     unsigned commands_from;  /* bits of 1 << enum target_source */
     unsigned files_from;
 };
@@ -89,6 +90,7 @@ struct local_targets *local_targets_new(struct conf *c, struct resolver *resolve
     lt->time_limit = (unsigned)conf_time(c, "command_time_limit");
     lt->forward_path = conf_list(c, "forward_path");
     lt->enable_orcpt = conf_bool(c, "enable_original_recipient");
+    lt->mailbox_limit = (off_t)conf_int(c, "mailbox_size_limit");
     lt->commands_from = sources_of("allow_mail_to_commands", conf_list(c, "allow_mail_to_commands"));
     lt->files_from = sources_of("allow_mail_to_files", conf_list(c, "allow_mail_to_files"));
     return lt;
@@ -255,6 +257,7 @@ static void deliver_file(struct local_targets *lt, const struct local_target_req
     char *prepend = make_prepend(req, 0);
     struct deliver_input in = *req->in;
     in.prepend = prepend;
+    in.size_limit = lt->mailbox_limit;
     size_t len = strlen(path);
     int rc;
     become(lt, r);
@@ -310,6 +313,7 @@ static int message_fd(const struct local_target_request *req, struct deliver_err
     char *prepend = make_prepend(req, 1);
     struct deliver_input in = *req->in;
     in.prepend = prepend;
+    in.size_limit = 0;   /* the command's own files are bounded by RLIMIT_FSIZE */
     int rc = deliver_copy_reporting(&in, fd, 0, NULL, "the command's input", err);
     free(prepend);
     if (rc != 0 || lseek(fd, 0, SEEK_SET) != 0) {
@@ -371,6 +375,7 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .cwd_required = dir != NULL,
         .stdin_fd = fd,
         .time_limit = lt->time_limit,
+        .file_size_limit = lt->mailbox_limit,
     };
     struct command_ctx *c = xcalloc(1, sizeof *c);
     c->ctx = req->ctx;

@@ -294,6 +294,23 @@ def test_sendmail_enforces_message_size_limit(tern_instance):
     assert b"\nSubject: small\n" in tern.wait_messages("alice")[0].read_bytes()
 
 
+def test_mailbox_size_limit_bounces_a_message_too_large_for_the_mailbox(tern_instance):
+    """Postfix's mailbox_size_limit: a Maildir message larger than it bounces
+    with 5.2.2 (the sender is told); a smaller one is delivered; a limit
+    below message_size_limit is warned about."""
+    tern = tern_instance
+    tern.write_config(mailbox_size_limit="2000")
+    tern.start()
+    sendmail(tern, "alice@localhost", input=b"Subject: big\n\n" + (b"x" * 70 + b"\n") * 40)
+    qid = pickup_id(tern)
+    log = tern.wait_log(rf"{qid}: to=<alice@localhost>, relay=local, .*dsn=5\.2\.2, status=bounced "
+                        r"\(cannot write .*mailbox full", regex=True)
+    assert "mailbox_size_limit (2000) is smaller than message_size_limit" in log
+    sendmail(tern, "alice@localhost", input=b"Subject: small\n\nfits\n")
+    msgs = tern.wait_messages("alice")
+    assert len(msgs) == 1 and b"\nSubject: small\n" in msgs[0].read_bytes()
+
+
 def test_submission_while_stopped_waits_in_maildrop(tern):
     tern.stop()
     sendmail(tern, "alice@localhost", input=b"Subject: while down\n\nqueued offline\n")
