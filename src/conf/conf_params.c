@@ -282,6 +282,12 @@ const struct conf_param conf_params[] = {
         "mynetworks is loopback only)."),
     STR("myorigin", "$myhostname",
         "Domain that locally posted mail appears to come from."),
+    BOOL("owner_request_special", "yes",
+        "When a local recipient list is an alias and alias_maps also has owner-list, the addresses the list "
+        "expands to are sent as a new message whose envelope sender is owner-list@domain, so that their "
+        "bounces go to the list's owner, as with Postfix (aliases(5)). Not for mail from <>; the list's "
+        "commands and files keep the original sender; only the alias the recipient names counts. no: "
+        "lists keep the sender."),
     LIST("propagate_unmatched_extensions", "canonical, virtual",
         "Where an address extension (user+ext) that a table matched without is carried over to the result: "
         "with \"virtual\", virtual_alias_maps' targets get it (canonical is accepted and has no effect yet)."),

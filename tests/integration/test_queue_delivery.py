@@ -928,6 +928,37 @@ def test_alias_address_targets_in_our_domains_are_expanded_again(tern_instance, 
     assert len(tern.messages("alice")) == 1
 
 
+@pytest.mark.parametrize("special", ["yes", "no"])
+def test_owner_alias_becomes_the_sender_of_the_lists_mail(tern_instance, work_dir, special):
+    """aliases(5): with an owner-list alias, the list's members get the mail
+    from owner-list@domain (their bounces go to the owner), as Postfix's
+    owner_request_special = yes; a bounce (null sender) keeps <>."""
+    tern = tern_instance
+    aliases = work_dir / "aliases"
+    aliases.write_text("list: alice, bob\nowner-list: carol\nplain: dave\n")
+    tern.write_config(alias_maps=f"hash:{aliases}", owner_request_special=special)
+    tern.start()
+    sendmail(tern, "-f", "writer@example.org", "list@localhost", "plain@localhost", input=b"Subject: l\n\nbody\n")
+    qid = pickup_id(tern)
+    owner = b"owner-list@localhost" if special == "yes" else b"writer@example.org"
+    for name in ("alice", "bob"):
+        got = tern.wait_messages(name)[0].read_bytes()
+        assert got.startswith(b"Return-Path: <" + owner + b">\n"), got[:200]
+    assert tern.wait_messages("dave")[0].read_bytes().startswith(b"Return-Path: <writer@example.org>\n")
+    log = tern.wait_log(f"{qid}: removed")
+    if special == "yes":
+        m = re.search(rf"{qid}: to=<list@localhost>: expanded by alias to 2 addresses, sent from "
+                      r"<owner-list@localhost> as (\w+)", log)
+        assert m, log
+        tern.wait_log(f"{m.group(1)}: removed")
+        assert "carol" not in [p.name for p in tern.mail_dir.iterdir()]
+        # a bounce keeps the null sender
+        sendmail(tern, "-f", "", "list@localhost", input=b"Subject: n\n\nbody\n")
+        wait_until(lambda: len(tern.messages("alice")) == 2, 10, "the second message")
+        second = [p.read_bytes() for p in tern.messages("alice") if b"Subject: n" in p.read_bytes()][0]
+        assert second.startswith(b"Return-Path: <>\n"), second[:100]
+
+
 @pytest.mark.parametrize("enabled", ["yes", "no"])
 def test_x_original_to_names_the_recipient_as_it_arrived(tern_instance, work_dir, enabled):
     """Postfix's local(8): X-Original-To: (the address before aliases) between
