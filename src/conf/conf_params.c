@@ -229,6 +229,11 @@ const struct conf_param conf_params[] = {
         "extension); others are refused with 550 5.1.1 User unknown in local recipient table. Not set: "
         "system users and aliases (any name in the development layout, local_mailbox_base); set empty: "
         "no check (unknown users bounce after they are accepted)."),
+    RAW_STR("luser_relay", "",
+        "Where mail for unknown local users goes instead of bouncing (Postfix's catch-all): an address, "
+        "with $user, $local, $extension, $domain, $recipient and $recipient_delimiter expanded (their values "
+        "kept to an address's characters), e.g. catchall+$local@example.com. smtpd still refuses unknown "
+        "users at RCPT unless local_recipient_maps is empty, as with Postfix. Empty: they bounce."),
     STR("mail_name", "Tern",
         "The mail system's name, used in the greeting and in bounces."),
     STR("mail_owner", "tern",

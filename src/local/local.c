@@ -37,6 +37,7 @@
 #include "local/local_tables.h"
 #include "local/local_targets.h"
 #include "local/maildir.h"
+#include "local/luser.h"
 #include "local/mbox.h"
 #include "local/rights.h"
 #include "maps/resolver.h"
@@ -97,6 +98,7 @@ static struct {
     int stopping;   /* waiting for delivery commands to end: nothing new starts */
     int enable_orcpt;   /* enable_original_recipient: X-Original-To */
     off_t mailbox_limit;   /* mailbox_size_limit; 0: none */
+    char *luser_relay, *delimiters;   /* luser_relay, recipient_delimiter */
 } lc;
 
 /* ---------- identity ---------- */
@@ -453,6 +455,13 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         rc = resolver_virtual_mailbox(lc.resolver, rcpt, &mb, why, sizeof why);
     else
         rc = resolver_mailbox(lc.resolver, user, &mb, why, sizeof why);
+    struct alias_result relay;   /* luser_relay: the unknown user's mail goes there */
+    if (rc == 1 && cls != RESOLVE_VIRTUAL_MAILBOX &&
+        luser_relay_target(lc.luser_relay, rcpt, user, lc.delimiters, &relay)) {
+        targets_expand((void *)client_serial_of(ch), m->reqid, &relay, "expanded by luser_relay");
+        alias_result_free(&relay);
+        return;
+    }
     if (rc == 1) {
         if (cls == RESOLVE_VIRTUAL_MAILBOX)
             deliver_error_set(&err, 0, "5.1.1", "unknown user: \"%s\" in virtual mailbox table", rcpt);
@@ -716,6 +725,8 @@ int local_main(struct runtime *rt)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
     lc.enable_orcpt = conf_bool(rt->conf, "enable_original_recipient");
     lc.mailbox_limit = (off_t)conf_int(rt->conf, "mailbox_size_limit");
+    lc.luser_relay = xstrdup(conf_str(rt->conf, "luser_relay"));
+    lc.delimiters = xstrdup(conf_str(rt->conf, "recipient_delimiter"));
     if (lc.mailbox_limit > 0 && lc.mailbox_limit < (off_t)conf_int(rt->conf, "message_size_limit"))
         log_warn("mailbox_size_limit (%lld) is smaller than message_size_limit (%lld): larger messages are "
                  "accepted and then bounce at delivery", (long long)lc.mailbox_limit,
@@ -771,6 +782,8 @@ int local_main(struct runtime *rt)
     local_targets_free(lc.targets);
     resolver_free(lc.resolver);
     free(lc.spool_dir);
+    free(lc.luser_relay);
+    free(lc.delimiters);
     event_base_free(lc.base);
     return 0;
 }

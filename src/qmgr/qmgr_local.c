@@ -135,6 +135,7 @@ static void local_barrier_done(void *arg, int ok)
  * expansion, kept as the list recipient's result in the queue file; the
  * queue reads them back to know where a target came from. */
 #define EXPANDED_BY_FORWARD "expanded by .forward"
+#define EXPANDED_BY_LUSER "expanded by luser_relay"   /* an unknown local user's mail */
 
 /* Where an alias target comes from, for the local agent to check. */
 struct target_origin {
@@ -187,8 +188,9 @@ static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
         return;
     }
     const char *text = ipc_msg_get(m, "text");
-    char *reason = xstrdup(text && strcmp(text, EXPANDED_BY_FORWARD) == 0 ? EXPANDED_BY_FORWARD
-                                                                          : "expanded by :include:");
+    char *reason = xstrdup(text && (strcmp(text, EXPANDED_BY_FORWARD) == 0 || strcmp(text, EXPANDED_BY_LUSER) == 0)
+                               ? text
+                               : "expanded by :include:");
     char *domain = xstrdup(list_domain(q, idx));
     uint64_t n = ipc_msg_get_u64(m, "ntargets", 0);
     int unrecorded = 0;

@@ -1007,6 +1007,34 @@ def test_unknown_local_user_rejected_at_rcpt_and_bounced_via_sendmail(tern_insta
 
 
 @needs_root
+def test_luser_relay_takes_unknown_local_users_mail(tern_instance, work_dir, system_users):
+    """Postfix's luser_relay: an unknown local user's mail goes to the
+    catch-all (with $local expanded) instead of bouncing; smtpd still refuses
+    unknown users at RCPT (local_recipient_maps), as Postfix documents."""
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir, luser_relay=f"{user.pw_name}+$local@localhost", recipient_delimiter="+")
+    tern.start()
+    ghost = "nosuchuser" + secrets.token_hex(3)
+    s = tern.raw()
+    s.read_reply()
+    s.cmd("EHLO localhost")
+    assert s.cmd("MAIL FROM:<you@localhost>")[0] == 250
+    assert s.cmd(f"RCPT TO:<{ghost}@localhost>")[0] == 550
+    s.cmd("QUIT")
+    sendmail(tern, "-f", "you@localhost", f"{ghost}@localhost", input=b"Subject: lost\n\nbody\n")
+    qid = pickup_id(tern)
+    [f] = wait_files(Path(user.pw_dir) / "Maildir" / "new")
+    data = f.read_bytes()
+    assert data.startswith(f"Return-Path: <you@localhost>\nX-Original-To: {ghost}@localhost\n"
+                           f"Delivered-To: {user.pw_name}+{ghost}@localhost\n".encode()), data[:300]
+    log = tern.wait_log(f"{qid}: removed")
+    assert f"{qid}: to=<{ghost}@localhost>: expanded by luser_relay to 1 recipient" in log
+    assert re.search(rf"{qid}: to=<{user.pw_name}\+{ghost}@localhost>, orig_to=<{ghost}@localhost>, "
+                     r"relay=local, .*status=sent", log), log
+
+
+@needs_root
 def test_alias_file_changes_apply_without_restart(tern_instance, work_dir, system_users):
     tern = tern_instance
     user = system_users.add()

@@ -26,6 +26,7 @@
 
 #include "local/command.h"
 #include "local/list_file.h"
+#include "local/luser.h"
 #include "spool/queue_file.h"
 #include "util/mem.h"
 
@@ -175,6 +176,39 @@ static void test_env_client_from_queue_file(void **state)
     unlinkat(dirfd, "junk", 0);
     close(dirfd);
     rmdir(dir);
+}
+
+/* luser_relay: expanded for the unknown user; hostile values cannot make
+ * a command, file or list of it; empty, bad or self-naming: none. */
+static void test_luser_relay_target(void **state)
+{
+    (void)state;
+    struct alias_result r;
+    assert_int_equal(luser_relay_target("", "ghost@example.test", "ghost", "+", &r), 0);
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("catchall+$local@example.test", "Ghost+x@example.test", "ghost", "+", &r),
+                     1);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.t[0].type, ALIAS_ADDRESS);
+    assert_string_equal(r.t[0].value, "catchall+Ghost+x@example.test");
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("${extension?ext-}$extension${extension:noext}@$domain",
+                                        "ghost+tag@example.test", "ghost", "+", &r), 1);
+    assert_string_equal(r.t[0].value, "ext-tag@example.test");
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("${extension?ext-}$extension${extension:noext}@$domain",
+                                        "ghost@example.test", "ghost", "+", &r), 1);
+    assert_string_equal(r.t[0].value, "noext@example.test");
+    alias_result_free(&r);
+    /* a local part with list and shell syntax: filtered */
+    assert_int_equal(luser_relay_target("$local", "|/bin/sh,x y:/etc@example.test", "x", "", &r), 1);
+    assert_string_equal(r.t[0].value, "__bin_sh_x_y__etc");
+    alias_result_free(&r);
+    /* the recipient itself: a loop */
+    assert_int_equal(luser_relay_target("$recipient", "ghost@example.test", "ghost", "", &r), 0);
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("$nosuchname", "ghost@example.test", "ghost", "", &r), 0);
+    alias_result_free(&r);
 }
 
 static void test_env_filter_and_export(void **state)
@@ -562,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_env_cleans_and_omits),
         cmocka_unit_test(test_env_client_fields),
         cmocka_unit_test(test_env_client_from_queue_file),
+        cmocka_unit_test(test_luser_relay_target),
         cmocka_unit_test(test_env_filter_and_export),
         cmocka_unit_test(test_exit_status_mapping),
         cmocka_unit_test(test_run_reads_input_and_environment),
