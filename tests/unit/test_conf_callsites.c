@@ -77,7 +77,7 @@ static struct indirect_call indirect_calls[] = {
     {"src/cli/cli_config.c", "conf_raw", "argv[i]", 0},
     {"src/cli/cli_config.c", "conf_str", "argv[i]", 0},
     /* master.cf -o overrides, any name the user writes */
-    {"src/daemon/master.c", "conf_set", "s->overrides[k].name", 0},
+    {"src/daemon/listeners.c", "conf_set", "s->overrides[k].name", 0},
     {"src/daemon/master.c", "conf_set", "s->overrides[j].name", 0},
 };
 
