@@ -171,6 +171,10 @@ const struct conf_param conf_params[] = {
         "Local part of the sender of double bounces; like postmaster and MAILER-DAEMON, an address of a local "
         "domain that RCPT TO always accepts, whatever the local recipient check says (its mail goes to aliases "
         "as usual)."),
+    BOOL("enable_original_recipient", "yes",
+        "Local deliveries (mailboxes, files, commands) write X-Original-To: with the recipient as it arrived, "
+        "before aliases, virtual aliases and .forward files, between Return-Path: and Delivered-To:, as "
+        "Postfix's local(8) does. no: no X-Original-To:."),
     LIST("export_environment", "TZ MAIL_CONFIG LANG",
         "Environment variables of tern's own that delivery commands also get: NAME passes it when set, "
         "NAME=value (or { NAME = value }) sets it. The delivery's own (HOME, RECIPIENT, PATH ...) take precedence."),
@@ -232,6 +236,11 @@ const struct conf_param conf_params[] = {
         "except postmaster, MAILER-DAEMON and double_bounce_sender, which are always accepted. Not set: "
         "system users and aliases (any name in the development layout, local_mailbox_base); set empty: "
         "no check (unknown users bounce after they are accepted)."),
+    RAW_STR("luser_relay", "",
+        "Where mail for unknown local users goes instead of bouncing (Postfix's catch-all): an address, "
+        "with $user, $local, $extension, $domain, $recipient and $recipient_delimiter expanded (their values "
+        "kept to an address's characters), e.g. catchall+$local@example.com. smtpd still refuses unknown "
+        "users at RCPT unless local_recipient_maps is empty, as with Postfix. Empty: they bounce."),
     STR("mail_name", "Tern",
         "The mail system's name, used in the greeting and in bounces."),
     STR("mail_owner", "tern",
@@ -247,6 +256,11 @@ const struct conf_param conf_params[] = {
     LIST("mailbox_command_maps", "",
         "Tables of per-user mailbox commands, looked up by the local user's name: a command found is used as "
         "mailbox_command is (which it overrides for that user); a table that fails defers the delivery."),
+    INT("mailbox_size_limit", "51200000", 0, BYTES_MAX,
+        "Largest size in bytes of a local user's mbox mailbox, of one Maildir message, and of a file an "
+        "alias or .forward delivers to (also the file size limit of delivery commands); a delivery that "
+        "would pass it bounces with 5.2.2 (File too large), as with Postfix. 0: no limit. Keep it above "
+        "message_size_limit, or messages that smtpd accepts cannot be delivered (a warning says so)."),
     STR("mailbox_transport", "",
         "Where local users' mail goes after aliases, instead of tern's own mailbox delivery: a next hop "
         "such as lmtp:unix:private/dovecot-lmtp (.forward files are then not read). Empty: tern delivers."),
@@ -283,6 +297,12 @@ const struct conf_param conf_params[] = {
         "mynetworks is loopback only)."),
     STR("myorigin", "$myhostname",
         "Domain that locally posted mail appears to come from."),
+    BOOL("owner_request_special", "yes",
+        "When a local recipient list is an alias and alias_maps also has owner-list, the addresses the list "
+        "expands to are sent as a new message whose envelope sender is owner-list@domain, so that their "
+        "bounces go to the list's owner, as with Postfix (aliases(5)). Not for mail from <>; the list's "
+        "commands and files keep the original sender; only the alias the recipient names counts. no: "
+        "lists keep the sender."),
     LIST("propagate_unmatched_extensions", "canonical, virtual",
         "Where an address extension (user+ext) that a table matched without is carried over to the result: "
         "with \"virtual\", virtual_alias_maps' targets get it (canonical is accepted and has no effect yet)."),

@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "spool/queue_file.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -114,11 +116,40 @@ char **command_env_build(const struct command_env_fields *f)
         }
     }
     env_put(&env, &n, f->filter, "ORIGINAL_RECIPIENT", f->original_recipient);
+    const struct {
+        const char *name, *value;
+    } client[] = {
+        {"CLIENT_ADDRESS", f->client_address}, {"CLIENT_HELO", f->client_helo},
+        {"CLIENT_HOSTNAME", f->client_hostname}, {"CLIENT_PROTOCOL", f->client_protocol},
+        {"SASL_METHOD", f->sasl_method}, {"SASL_SENDER", f->sasl_sender},
+        {"SASL_USERNAME", f->sasl_username},
+    };
+    for (size_t i = 0; i < sizeof client / sizeof client[0]; i++)
+        if (client[i].value && *client[i].value)
+            env_put(&env, &n, f->filter, client[i].name, client[i].value);
     env_append(&env, &n, xstrdup("PATH=/usr/bin:/bin"));
     for (char *const *e = f->exported; e && *e; e++)
         if (!env_has(env, *e))
             env_append(&env, &n, xstrdup(*e));
     return env;
+}
+
+void command_env_client(int qfd, struct command_env_fields *f, struct queue_file_message *m)
+{
+    char why[256];
+    if (queue_file_read_fd(qfd, m, why, sizeof why) != 0) {
+        str_printable(why);
+        log_warn("cannot read the client of the queue file for a command's environment: %s", why);
+        return;
+    }
+    if (!queue_file_message_attr(m, "client_address"))
+        return;
+    f->client_address = queue_file_message_attr(m, "client_address");
+    f->client_helo = queue_file_message_attr(m, "helo_name");
+    f->client_hostname = queue_file_message_attr(m, "client_name");
+    f->client_protocol = queue_file_message_attr(m, "protocol");
+    f->sasl_method = queue_file_message_attr(m, "sasl_method");
+    f->sasl_username = queue_file_message_attr(m, "sasl_username");
 }
 
 void command_env_free(char **env)
@@ -422,6 +453,11 @@ static void run_child(const struct command_request *req, int out_w)
     if (dup2(req->stdin_fd, 0) < 0 || dup2(out_w, 1) < 0 || dup2(out_w, 2) < 0)
         _exit(EX_OSERR);
     close_range(3, ~0U, 0);
+    if (req->file_size_limit > 0) {
+        struct rlimit fsize = {(rlim_t)req->file_size_limit, (rlim_t)req->file_size_limit};
+        if (setrlimit(RLIMIT_FSIZE, &fsize) != 0)
+            _exit(EX_OSERR);
+    }
     if (geteuid() == 0) {
         if ((req->user ? initgroups(req->user, req->gid) : setgroups(1, &req->gid)) != 0 ||
             setgid(req->gid) != 0 || setuid(req->uid) != 0 || getuid() == 0 || geteuid() == 0)

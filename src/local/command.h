@@ -36,6 +36,10 @@ struct command_env_fields {
     const char *sender;                  /* "" for <> */
     const char *recipient;               /* the recipient being delivered */
     const char *original_recipient;
+    /* the SMTP client, from the queue file (NULL or "": left out, as for
+     * mail that did not come by SMTP) */
+    const char *client_address, *client_helo, *client_hostname, *client_protocol;
+    const char *sasl_method, *sasl_sender, *sasl_username;
     const char *recipient_delimiter;     /* to split LOCAL's EXTENSION off; "" for none */
     /* command_expansion_filter: the bytes a value keeps; others become '_'
      * (the shell a command line goes through must not meet a ';' or '`'
@@ -45,12 +49,24 @@ struct command_env_fields {
 };
 
 /* HOME, LOGNAME, USER, SHELL, SENDER, RECIPIENT, LOCAL, DOMAIN, EXTENSION,
- * ORIGINAL_RECIPIENT and PATH=/usr/bin:/bin, as "NAME=value" strings in a
+ * ORIGINAL_RECIPIENT, CLIENT_ADDRESS, CLIENT_HELO, CLIENT_HOSTNAME,
+ * CLIENT_PROTOCOL, SASL_METHOD, SASL_SENDER, SASL_USERNAME (the last seven
+ * only when not empty, as Postfix's local(8)) and PATH=/usr/bin:/bin, as "NAME=value" strings in a
  * NULL-terminated heap array (free with command_env_free), their values
  * passed through f->filter; then the exported variables, as they are,
  * except one of the names above (the delivery's own value wins). */
 char **command_env_build(const struct command_env_fields *f);
 void command_env_free(char **env);
+
+struct queue_file_message;
+/* The SMTP client's attributes (client_address, helo_name, client_name,
+ * protocol, sasl_method, sasl_username) of the queue file open on qfd,
+ * read with pread, into f's client and SASL fields, which then point into
+ * *m (free with queue_file_message_free). Mail that did not come by SMTP
+ * (no client_address: sendmail, notices) has none, as with Postfix; nor
+ * does a queue file that cannot be read (the delivery goes on without).
+ * tern does not keep MAIL FROM's AUTH= address: sasl_sender stays NULL. */
+void command_env_client(int qfd, struct command_env_fields *f, struct queue_file_message *m);
 
 /* export_environment (n items): a NAME passes the variable of that name
  * from the agent's own environment when it is set; NAME=value (also in
@@ -77,6 +93,7 @@ struct command_request {
     int cwd_required;         /* command_execution_directory: no other; failing, the delivery defers */
     int stdin_fd;             /* the message, read from its start; the caller keeps its own */
     unsigned time_limit;      /* seconds */
+    off_t file_size_limit;    /* RLIMIT_FSIZE of the command (mailbox_size_limit, as Postfix); 0: none */
 };
 
 /* Called once when the command ends: err NULL when it delivered. */

@@ -36,12 +36,18 @@ struct copier {
     size_t from_held;    /* quoting: bytes of "From " matched after them */
     int emitted_any;
     char last_emitted;
+    off_t limit;         /* most bytes to write; 0: no limit */
 };
 
 static void flush_out(struct copier *c)
 {
     if (c->failed || c->out_len == 0)
         return;
+    if (c->limit > 0 && c->written + (off_t)c->out_len > c->limit) {
+        c->failed = 1;
+        c->fail_errno = EFBIG;   /* the file size limit, as RLIMIT_FSIZE would say */
+        return;
+    }
     if (fsops_write_all(c->out_fd, c->out, c->out_len) != 0) {
         c->failed = 1;
         c->fail_errno = errno;
@@ -173,6 +179,7 @@ static enum copy_failure copy_stream(const struct deliver_input *in, int out_fd,
         .mbox_quote = mbox_quote,
         .out = xmalloc(COPY_CHUNK),
         .at_line_start = mbox_quote,
+        .limit = in->size_limit,
     };
     char *inbuf = NULL;
     enum copy_failure result = COPY_OK;
@@ -238,6 +245,9 @@ int deliver_copy_reporting(const struct deliver_input *in, int out_fd, int mbox_
     int e = errno;
     if (f == COPY_READ_FAILED)
         deliver_error_set(err, 1, "4.3.0", "cannot read queue file: %s", strerror(e));
+    else if (e == EFBIG && in->size_limit > 0)   /* a bounce, as with Postfix: it will not fit later either */
+        deliver_error_set(err, 0, "5.2.2", "cannot write %s: mailbox full: %s (mailbox_size_limit)", out_name,
+                          strerror(e));
     else
         deliver_error_errno(err, e, "cannot write %s", out_name);
     errno = e;

@@ -28,6 +28,11 @@ struct deliver_input {
     const char *prepend; /* LF-terminated header lines written first; NULL or "" for none */
     const char *sender;  /* envelope sender, "" for <> */
     time_t arrival;      /* when the queue accepted the message */
+    /* mailbox_size_limit (0: none): an mbox may not grow past it, a Maildir
+     * message or a file may not be larger. deliver_copy itself takes it as
+     * the most bytes it may write; past them it fails with EFBIG, which
+     * deliver_copy_reporting reports as a bounce, 5.2.2, as Postfix does. */
+    off_t size_limit;
 };
 
 struct deliver_error {

@@ -126,3 +126,13 @@ int delivered_to_loop(const struct deliver_input *in, const char *queued, const 
     }
     return found;
 }
+
+char *delivered_to_prepend(const char *from_line, const char *sender, const char *original, const char *address,
+                           const char *queued)
+{
+    char *orig = original ? xasprintf("X-Original-To: %s\n", original) : xstrdup("");
+    char *p = xasprintf("%sReturn-Path: <%s>\n%sDelivered-To: %s\n%s", from_line ? from_line : "", sender, orig,
+                        address, queued ? queued : "");
+    free(orig);
+    return p;
+}

@@ -39,4 +39,13 @@ int delivered_to_in_text(const char *text, size_t len, const char *address, int 
 int delivered_to_loop(const struct deliver_input *in, const char *queued, const char *address,
                       struct deliver_error *err);
 
+/* The lines a local delivery writes above the message, in Postfix's order:
+ * from_line (mbox "From ", may be NULL), "Return-Path: <sender>",
+ * "X-Original-To: original" (the recipient as it arrived, before aliases
+ * and virtual aliases; left out when original is NULL: with
+ * enable_original_recipient = no), "Delivered-To: address", then queued
+ * (the queue file's own fields, may be NULL). Malloc'd, LF line ends. */
+char *delivered_to_prepend(const char *from_line, const char *sender, const char *original, const char *address,
+                           const char *queued);
+
 #endif

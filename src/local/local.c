@@ -22,9 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
 #include <sys/fsuid.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -39,7 +37,9 @@
 #include "local/local_tables.h"
 #include "local/local_targets.h"
 #include "local/maildir.h"
+#include "local/luser.h"
 #include "local/mbox.h"
+#include "local/rights.h"
 #include "maps/resolver.h"
 #include "spool/queue_id.h"
 #include "util/fsops.h"
@@ -96,6 +96,9 @@ static struct {
     struct local_targets *targets;
     uintptr_t client_serial;
     int stopping;   /* waiting for delivery commands to end: nothing new starts */
+    int enable_orcpt;   /* enable_original_recipient: X-Original-To */
+    off_t mailbox_limit;   /* mailbox_size_limit; 0: none */
+    char *luser_relay, *delimiters;   /* luser_relay, recipient_delimiter */
 } lc;
 
 /* ---------- identity ---------- */
@@ -365,13 +368,6 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- one request ---------- */
 
-/* Return-Path and Delivered-To, then the fields the queue file asks to put
- * above the content (CRLF lines; the copier writes them with LF). */
-static char *make_prepend(const char *sender, const char *rcpt, const char *queued)
-{
-    return xasprintf("Return-Path: <%s>\nDelivered-To: %s\n%s", sender, rcpt, queued ? queued : "");
-}
-
 /* The queue file named by a request, opened with the mail owner's rights:
  * the request comes from an unprivileged process, so it may name only a
  * regular file in queue/ or hold/, and root's rights are not lent to it. */
@@ -459,6 +455,13 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         rc = resolver_virtual_mailbox(lc.resolver, rcpt, &mb, why, sizeof why);
     else
         rc = resolver_mailbox(lc.resolver, user, &mb, why, sizeof why);
+    struct alias_result relay;   /* luser_relay: the unknown user's mail goes there */
+    if (rc == 1 && cls != RESOLVE_VIRTUAL_MAILBOX &&
+        luser_relay_target(lc.luser_relay, rcpt, user, lc.delimiters, &relay)) {
+        targets_expand((void *)client_serial_of(ch), m->reqid, &relay, "expanded by luser_relay");
+        alias_result_free(&relay);
+        return;
+    }
     if (rc == 1) {
         if (cls == RESOLVE_VIRTUAL_MAILBOX)
             deliver_error_set(&err, 0, "5.1.1", "unknown user: \"%s\" in virtual mailbox table", rcpt);
@@ -506,7 +509,10 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         resolver_mailbox_free(&mb);
         return;
     }
-    char *prepend = make_prepend(sender, rcpt, ipc_msg_get(m, "prepend"));
+    /* Return-Path, X-Original-To, Delivered-To, then the fields the queue
+     * file asks to put above the content */
+    const char *orig = ipc_msg_get(m, "orig_rcpt") ? ipc_msg_get(m, "orig_rcpt") : rcpt;
+    char *prepend = delivered_to_prepend(NULL, sender, lc.enable_orcpt ? orig : NULL, rcpt, ipc_msg_get(m, "prepend"));
     struct deliver_input in = {
         .fd = qfd,
         .offset = (off_t)ipc_msg_get_u64(m, "offset", 0),
@@ -514,6 +520,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .prepend = prepend,
         .sender = sender,
         .arrival = (time_t)ipc_msg_get_u64(m, "arrival", 0),
+        .size_limit = mb.is_virtual ? 0 : lc.mailbox_limit,   /* virtual_mailbox_limit: above */
     };
     /* a message that was here before bounces, as with Postfix (delivered_to.h) */
     if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err) != 0) {
@@ -528,7 +535,8 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .reqid = m->reqid,
         .sender = sender,
         .recipient = rcpt,
-        .original_recipient = rcpt,
+        .original_recipient = orig,
+        .x_original_to = lc.enable_orcpt ? orig : NULL,
         .prepend = ipc_msg_get(m, "prepend"),
         .in = &in,
     };
@@ -604,25 +612,6 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
 }
 
 /* ---------- process ---------- */
-
-/* setfsuid() leaves root's capabilities in place; without this one, the
- * kernel enforces each user's disk quota on deliveries made as that user. */
-static void drop_quota_override(void)
-{
-    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct data[2];
-    memset(data, 0, sizeof data);
-    if (syscall(SYS_capget, &hdr, data) != 0) {
-        log_warn("capget: %s", strerror(errno));
-        return;
-    }
-    unsigned bit = 1u << CAP_SYS_RESOURCE;
-    data[0].effective &= ~bit;
-    data[0].permitted &= ~bit;
-    data[0].inheritable &= ~bit;
-    if (syscall(SYS_capset, &hdr, data) != 0)
-        log_warn("cannot drop CAP_SYS_RESOURCE: %s", strerror(errno));
-}
 
 static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
 {
@@ -723,7 +712,7 @@ int local_main(struct runtime *rt)
     lc.is_root = geteuid() == 0;
     if (lc.is_root) {
         setgroups(0, NULL);
-        drop_quota_override();
+        rights_drop_quota_override();
     }
     lc.base = event_base_new();
     if (!lc.base)
@@ -734,6 +723,14 @@ int local_main(struct runtime *rt)
     lc.resolver = resolver_new(rt->conf, &err);
     if (!lc.resolver)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
+    lc.enable_orcpt = conf_bool(rt->conf, "enable_original_recipient");
+    lc.mailbox_limit = (off_t)conf_int(rt->conf, "mailbox_size_limit");
+    lc.luser_relay = xstrdup(conf_str(rt->conf, "luser_relay"));
+    lc.delimiters = xstrdup(conf_str(rt->conf, "recipient_delimiter"));
+    if (lc.mailbox_limit > 0 && lc.mailbox_limit < (off_t)conf_int(rt->conf, "message_size_limit"))
+        log_warn("mailbox_size_limit (%lld) is smaller than message_size_limit (%lld): larger messages are "
+                 "accepted and then bounce at delivery", (long long)lc.mailbox_limit,
+                 conf_int(rt->conf, "message_size_limit"));
     lc.targets = local_targets_new(rt->conf, lc.resolver, rt->owner_uid);
     local_tables_watch_command_maps(local_targets_command_maps(lc.targets));
     command_init(lc.base);
@@ -785,6 +782,8 @@ int local_main(struct runtime *rt)
     local_targets_free(lc.targets);
     resolver_free(lc.resolver);
     free(lc.spool_dir);
+    free(lc.luser_relay);
+    free(lc.delimiters);
     event_base_free(lc.base);
     return 0;
 }

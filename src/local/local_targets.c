@@ -21,6 +21,7 @@
 #include "maps/alias.h"
 #include "maps/map.h"
 #include "maps/resolver.h"
+#include "spool/queue_file.h"
 #include "util/ipc.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -41,6 +42,8 @@ struct local_targets {
     char **export_env;        /* export_environment, "NAME=value", NULL-terminated */
     unsigned time_limit;
     struct conf_list forward_path;
+    int enable_orcpt;        /* enable_original_recipient */
+    off_t mailbox_limit;     /* mailbox_size_limit: files written, commands' RLIMIT_FSIZE */
     unsigned commands_from;  /* bits of 1 << enum target_source */
     unsigned files_from;
 };
@@ -86,6 +89,8 @@ struct local_targets *local_targets_new(struct conf *c, struct resolver *resolve
     conf_list_free(&exported);
     lt->time_limit = (unsigned)conf_time(c, "command_time_limit");
     lt->forward_path = conf_list(c, "forward_path");
+    lt->enable_orcpt = conf_bool(c, "enable_original_recipient");
+    lt->mailbox_limit = (off_t)conf_int(c, "mailbox_size_limit");
     lt->commands_from = sources_of("allow_mail_to_commands", conf_list(c, "allow_mail_to_commands"));
     lt->files_from = sources_of("allow_mail_to_files", conf_list(c, "allow_mail_to_files"));
     return lt;
@@ -232,9 +237,8 @@ static void become_root_again(struct local_targets *lt)
 
 static char *make_prepend(const struct local_target_request *req, int from_line)
 {
-    char *from = from_line ? mbox_from_line(req->sender, req->in->arrival) : xstrdup("");
-    char *p = xasprintf("%sReturn-Path: <%s>\nDelivered-To: %s\n%s", from, req->sender, req->recipient,
-                        req->prepend ? req->prepend : "");
+    char *from = from_line ? mbox_from_line(req->sender, req->in->arrival) : NULL;
+    char *p = delivered_to_prepend(from, req->sender, req->x_original_to, req->recipient, req->prepend);
     free(from);
     return p;
 }
@@ -253,6 +257,7 @@ static void deliver_file(struct local_targets *lt, const struct local_target_req
     char *prepend = make_prepend(req, 0);
     struct deliver_input in = *req->in;
     in.prepend = prepend;
+    in.size_limit = lt->mailbox_limit;
     size_t len = strlen(path);
     int rc;
     become(lt, r);
@@ -308,6 +313,7 @@ static int message_fd(const struct local_target_request *req, struct deliver_err
     char *prepend = make_prepend(req, 1);
     struct deliver_input in = *req->in;
     in.prepend = prepend;
+    in.size_limit = 0;   /* the command's own files are bounded by RLIMIT_FSIZE */
     int rc = deliver_copy_reporting(&in, fd, 0, NULL, "the command's input", err);
     free(prepend);
     if (rc != 0 || lseek(fd, 0, SEEK_SET) != 0) {
@@ -355,7 +361,10 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .filter = lt->expansion_filter,
         .exported = lt->export_env,
     };
+    struct queue_file_message qm;
+    command_env_client(req->in->fd, &f, &qm);
     char **env = command_env_build(&f);
+    queue_file_message_free(&qm);
     struct command_request cr = {
         .command = command,
         .env = env,
@@ -366,6 +375,7 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .cwd_required = dir != NULL,
         .stdin_fd = fd,
         .time_limit = lt->time_limit,
+        .file_size_limit = lt->mailbox_limit,
     };
     struct command_ctx *c = xcalloc(1, sizeof *c);
     c->ctx = req->ctx;
@@ -718,6 +728,7 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
                            const struct local_targets_replies *replies)
 {
     const char *parent = ipc_msg_get(m, "alias_rcpt");
+    const char *arrived = ipc_msg_get(m, "orig_rcpt") ? ipc_msg_get(m, "orig_rcpt") : parent;
     struct local_target_origin o = {
         .alias = ipc_msg_get(m, "alias"),
         .forward_user = ipc_msg_get(m, "forward_of"),
@@ -744,7 +755,8 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
         .reqid = m->reqid,
         .sender = in.sender,
         .recipient = recipient,
-        .original_recipient = parent,
+        .original_recipient = arrived,
+        .x_original_to = lt->enable_orcpt ? arrived : NULL,
         .prepend = ipc_msg_get(m, "prepend"),
         .in = &in,
     };

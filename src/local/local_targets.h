@@ -88,7 +88,8 @@ struct local_target_request {
     uint32_t reqid;
     const char *sender;
     const char *recipient;          /* the address being delivered (the alias's) */
-    const char *original_recipient; /* may be NULL */
+    const char *original_recipient; /* as it arrived, before any expansion; may be NULL */
+    const char *x_original_to;      /* for X-Original-To (enable_original_recipient); NULL: none */
     const char *prepend;            /* the queue file's own fields above the content, or NULL */
     const struct deliver_input *in; /* in->prepend is ignored: built here */
 };

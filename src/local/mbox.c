@@ -301,10 +301,23 @@ static int append_message(int fd, const char *path, const struct deliver_input *
 
     char *what = xasprintf("mailbox %s", path);
     int rc = 0;
+    /* mailbox_size_limit: what the message may add, after the "From " line
+     * and before the empty line that ends it */
+    struct deliver_input limited = *in;
+    if (in->size_limit > 0) {
+        limited.size_limit = in->size_limit - original_size - (off_t)head.len - 1;
+        if (limited.size_limit <= 0) {
+            deliver_error_set(err, 0, "5.2.2", "cannot write %s: mailbox full: %s (mailbox_size_limit)", what,
+                              strerror(EFBIG));
+            free(what);
+            strbuf_free(&head);
+            return -1;
+        }
+    }
     if (fsops_write_all(fd, head.buf, head.len) != 0) {
         deliver_error_errno(err, errno, "cannot write %s", what);
         rc = -1;
-    } else if (deliver_copy_reporting(in, fd, 1, NULL, what, err) != 0) {
+    } else if (deliver_copy_reporting(&limited, fd, 1, NULL, what, err) != 0) {
         rc = -1;
     } else if (fsops_write_all(fd, "\n", 1) != 0) {
         deliver_error_errno(err, errno, "cannot write %s", what);

@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "util/log.h"
 #include "util/mem.h"
 
 void rights_free(struct rights *r)
@@ -72,4 +75,23 @@ int rights_of_owner(const struct rights_policy *p, uid_t owner, struct rights *o
     }
     rights_from_passwd(out, pw);
     return 0;
+}
+
+/* setfsuid() leaves root's capabilities in place; without this one, the
+ * kernel enforces each user's disk quota on deliveries made as that user. */
+void rights_drop_quota_override(void)
+{
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capget, &hdr, data) != 0) {
+        log_warn("capget: %s", strerror(errno));
+        return;
+    }
+    unsigned bit = 1u << CAP_SYS_RESOURCE;
+    data[0].effective &= ~bit;
+    data[0].permitted &= ~bit;
+    data[0].inheritable &= ~bit;
+    if (syscall(SYS_capset, &hdr, data) != 0)
+        log_warn("cannot drop CAP_SYS_RESOURCE: %s", strerror(errno));
 }

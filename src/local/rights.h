@@ -46,4 +46,9 @@ void rights_self(struct rights *out);
  * when not root. 0, or -1 with err filled. */
 int rights_of_owner(const struct rights_policy *p, uid_t owner, struct rights *out, struct deliver_error *err);
 
+/* Drops CAP_SYS_RESOURCE (root only): setfsuid() leaves root's capabilities
+ * in place, and without this one the kernel enforces each user's disk quota
+ * on deliveries made as that user. */
+void rights_drop_quota_override(void);
+
 #endif

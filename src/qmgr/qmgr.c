@@ -38,6 +38,7 @@
 #include "qmgr/qmgr_nexthop.h"
 #include "qmgr/qmgr_local.h"
 #include "qmgr/qmgr_notify.h"
+#include "qmgr/qmgr_owner.h"
 #include "qmgr/qmgr_relay.h"
 #include "spool/queue_id.h"
 #include "spool/store.h"
@@ -51,6 +52,7 @@ static struct {
     struct resolver *resolver;
     char *myhostname;
     char *mailbox_transport;
+    int owner_request_special;
     struct event *pickup_timer;
     int stopping;
     int64_t stop_started;       /* when SIGTERM came: outbound sessions drain */
@@ -81,9 +83,24 @@ static int expand_aliases(struct qmgr_msg *q, size_t idx)
         qmgr_expansion_free(&e);
         return 0;
     }
+    /* owner-list: the list's addresses go out from its owner (qmgr_owner.h) */
+    char *owner = NULL;
+    int has_owner = qm.owner_request_special && *q->m.sender
+                        ? qmgr_owner_of(qm.resolver, q->m.rcpts[idx].addr, &owner) : 0;
+    if (has_owner < 0) {
+        qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "alias lookup failed; try again later");
+        qmgr_expansion_free(&e);
+        return 0;
+    }
+    const char **to_owner = xcalloc(e.n + 1, sizeof *to_owner);
+    size_t nowner = 0;
     int unrecorded = 0;
     for (size_t i = 0; i < e.n; i++) {
         const struct alias_target *t = &e.t[i];
+        if (owner && (t->type == ALIAS_ADDRESS || t->type == ALIAS_LOCAL_USER)) {
+            to_owner[nowner++] = t->value;
+            continue;
+        }
         /* A mailbox that another original recipient's expansion already
          * reaches gets the message once (as Postfix's duplicate filter). */
         int dup = 0;
@@ -103,6 +120,17 @@ static int expand_aliases(struct qmgr_msg *q, size_t idx)
             unrecorded = 1;
         }
     }
+    if (nowner) {
+        /* recorded as expanded once the owner's message is committed */
+        if (qmgr_owner_resubmit(q, idx, owner, to_owner, nowner) != 0)
+            qmgr_msg_rcpt_result(q, idx, QMSG_DEFERRED, "local", 0, "4.3.0", "cannot queue the list's expansion");
+        free(to_owner);
+        free(owner);
+        qmgr_expansion_free(&e);
+        return 0;
+    }
+    free(to_owner);
+    free(owner);
     qmgr_expansion_free(&e);
     qmgr_msg_set_result(&q->m.rcpts[idx], QF_EXPANDED, "2.0.0", "expanded by alias", NULL);
     /* Marked expanded on disk only when every target is recorded there:
@@ -485,6 +513,7 @@ int qmgr_main(struct runtime *rt)
     qmgr_local_init(qm.base, rt, qm.resolver);
     qm.myhostname = xstrdup(conf_str(rt->conf, "myhostname"));
     qm.mailbox_transport = xstrdup(conf_str(rt->conf, "mailbox_transport"));
+    qm.owner_request_special = conf_bool(rt->conf, "owner_request_special");
     qmgr_notify_init(rt->conf);
     /* The SMTP client writes to peers that may have gone away. */
     signal(SIGPIPE, SIG_IGN);

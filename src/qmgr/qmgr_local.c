@@ -135,6 +135,7 @@ static void local_barrier_done(void *arg, int ok)
  * expansion, kept as the list recipient's result in the queue file; the
  * queue reads them back to know where a target came from. */
 #define EXPANDED_BY_FORWARD "expanded by .forward"
+#define EXPANDED_BY_LUSER "expanded by luser_relay"   /* an unknown local user's mail */
 
 /* Where an alias target comes from, for the local agent to check. */
 struct target_origin {
@@ -187,8 +188,9 @@ static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
         return;
     }
     const char *text = ipc_msg_get(m, "text");
-    char *reason = xstrdup(text && strcmp(text, EXPANDED_BY_FORWARD) == 0 ? EXPANDED_BY_FORWARD
-                                                                          : "expanded by :include:");
+    char *reason = xstrdup(text && (strcmp(text, EXPANDED_BY_FORWARD) == 0 || strcmp(text, EXPANDED_BY_LUSER) == 0)
+                               ? text
+                               : "expanded by :include:");
     char *domain = xstrdup(list_domain(q, idx));
     uint64_t n = ipc_msg_get_u64(m, "ntargets", 0);
     int unrecorded = 0;
@@ -363,6 +365,17 @@ static int own_forward_copy(const struct qmgr_msg *q, size_t idx)
     return same;
 }
 
+/* The recipient as it arrived (RCPT TO), before aliases, virtual aliases
+ * and .forward files: the top of idx's chain. For X-Original-To. */
+static const char *arrived_as(const struct qmgr_msg *q, size_t idx)
+{
+    size_t i = idx;
+    for (size_t hops = 0; hops < q->m.nrcpt && q->m.rcpts[i].parent >= 0 &&
+                          (size_t)q->m.rcpts[i].parent < q->m.nrcpt; hops++)
+        i = (size_t)q->m.rcpts[i].parent;
+    return q->m.rcpts[i].addr;
+}
+
 static void deliver_now(struct qmgr_msg *q, size_t idx)
 {
     struct queue_file_rcpt *r = &q->m.rcpts[idx];
@@ -399,6 +412,7 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
     ipc_msg_add(&m, "sender", q->m.sender);
     ipc_msg_add(&m, "rcpt", r->addr);
     ipc_msg_add(&m, "user", user);
+    ipc_msg_add(&m, "orig_rcpt", arrived_as(q, idx));
     ipc_msg_add_u64(&m, "arrival", (uint64_t)(q->m.arrival_us / 1000000));
     const char *prepend = queue_file_message_attr(&q->m, QF_ATTR_PREPEND);
     if (prepend)

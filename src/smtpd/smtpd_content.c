@@ -196,8 +196,11 @@ void smtpd_content_end(struct smtp_session *s)
     queue_file_message_set_attr(&s->env, "origin", "smtp");
     queue_file_message_set_attr(&s->env, "service", s->set->service);
     /* for the capture API's envelope view (and for people reading queue files) */
-    if (s->sasl_user)
+    if (s->sasl_user) {
         queue_file_message_set_attr(&s->env, "sasl_username", s->sasl_user);
+        if (s->sasl_method)   /* for delivery commands' SASL_METHOD */
+            queue_file_message_set_attr(&s->env, "sasl_method", s->sasl_method);
+    }
     if (s->tls && s->tls_info[0])
         queue_file_message_set_attr(&s->env, "tls", s->tls_info);
     if (s->is_local || s->sasl_user)

@@ -34,6 +34,7 @@ static const struct ipc_attr_spec deliver_attrs[] = {
     {"sender", IPC_TEXT, 1, NULL},
     {"rcpt", IPC_TEXT, 1, NULL},
     {"user", IPC_TEXT, 0, "the local user, when the recipient is one"},
+    {"orig_rcpt", IPC_TEXT, 0, "the recipient as it arrived, before any expansion (X-Original-To)"},
     {"arrival", IPC_NUMBER, 0, "seconds since the epoch"},
     {"prepend", IPC_TEXT, 0, "header fields to write above the content (the queue file's prepend: Authentication-Results)"},
     {"alias", IPC_TEXT, 0, "rcpt is a |command, /file or :include: target: the alias that lists it (local checks it in its own alias_maps)"},

@@ -109,13 +109,41 @@ def test_alias_command_runs_as_table_owner_with_postfix_environment(tern_instanc
     assert env["HOME"] == owner.pw_dir and env["SHELL"] == owner.pw_shell
     assert env["PATH"] == "/usr/bin:/bin"
     assert "TERN_BIN" not in env and "ASAN_OPTIONS" not in env
+    # mail from sendmail has no SMTP client: no CLIENT_* or SASL_* (as Postfix)
+    assert not [k for k in env if k.startswith(("CLIENT_", "SASL_"))], env
     stdin = r["stdin"]
     assert re.match(r"From sender@remote\.example \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n", stdin), stdin
-    assert "\nReturn-Path: <sender@remote.example>\nDelivered-To: robot+tag@localhost\n" in stdin
+    assert "\nReturn-Path: <sender@remote.example>\nX-Original-To: robot+tag@localhost\nDelivered-To: robot+tag@localhost\n" in stdin
     assert "Subject: to the robot\n" in stdin and stdin.endswith("\n\nline one\nFrom here\n")
     tern.wait_log(rf"{qid}: to=<\|{re.escape(str(cmd))}>, orig_to=<robot\+tag@localhost>, relay=local, "
                   rf".*status=sent \(delivered to command of alias robot\)", regex=True)
     tern.wait_log(f"{qid}: removed")
+
+
+@needs_root
+def test_command_gets_the_smtp_client_and_the_address_as_it_arrived(tern_instance, work_dir, system_users):
+    """Postfix's CLIENT_ADDRESS, CLIENT_HELO, CLIENT_HOSTNAME and
+    CLIENT_PROTOCOL from the queue file; ORIGINAL_RECIPIENT and X-Original-To
+    name the address before the aliases (list -> robot -> |command)."""
+    tern = tern_instance
+    owner = system_users.add()
+    cmd = reporter(work_dir)
+    aliases_owned_by(work_dir, f"list: robot\nrobot: |{cmd}\n", owner)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    with tern.smtp() as c:
+        c.ehlo("client.example")
+        c.sendmail("sender@remote.example", ["list@localhost"], b"Subject: by smtp\r\n\r\nbody\r\n")
+    [r] = reports(tern, work_dir)
+    env = r["env"]
+    assert env["CLIENT_ADDRESS"] == "127.0.0.1"
+    assert env["CLIENT_HELO"] == "client.example"
+    assert env["CLIENT_HOSTNAME"] == "localhost"
+    assert env["CLIENT_PROTOCOL"] == "ESMTP"
+    assert "SASL_USERNAME" not in env and "SASL_METHOD" not in env and "SASL_SENDER" not in env
+    assert env["ORIGINAL_RECIPIENT"] == "list@localhost" and env["RECIPIENT"] == "robot@localhost"
+    assert ("\nReturn-Path: <sender@remote.example>\nX-Original-To: list@localhost\n"
+            "Delivered-To: robot@localhost\n") in r["stdin"]
 
 
 @needs_root

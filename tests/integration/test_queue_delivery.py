@@ -86,7 +86,7 @@ def test_sendmail_delivers_with_local_received_header(tern):
     msgs = tern.wait_messages("alice")
     body = msgs[0].read_bytes()
     qid = pickup_id(tern)
-    assert body.startswith(b"Return-Path: <root@example.test>\nDelivered-To: alice@localhost\n"
+    assert body.startswith(b"Return-Path: <root@example.test>\nX-Original-To: alice@localhost\nDelivered-To: alice@localhost\n"
                            b"Received: by mail.example.test (Tern, from userid 0)\n\tid " + qid.encode())
     assert b"\tfor <alice@localhost>; " in body
     # sendmail is a local client: the header is completed
@@ -109,7 +109,7 @@ def test_sendmail_qualifies_unqualified_addresses_with_myorigin(tern):
     sendmail(tern, "-f", "bob", "carol", input=b"Subject: q\n\nbody\n")
     body = tern.wait_messages("carol")[0].read_bytes()
     qid = pickup_id(tern)
-    assert body.startswith(b"Return-Path: <bob@example.test>\nDelivered-To: carol@example.test\n")
+    assert body.startswith(b"Return-Path: <bob@example.test>\nX-Original-To: carol@example.test\nDelivered-To: carol@example.test\n")
     # the Received: line names the recipient as it was delivered, qualified
     assert b"\tfor <carol@example.test>; " in body, body
     log = tern.wait_log(f"{qid}: removed")
@@ -292,6 +292,23 @@ def test_sendmail_enforces_message_size_limit(tern_instance):
     assert list((tern.queue_dir / "maildrop").iterdir()) == []
     sendmail(tern, "alice@localhost", input=b"Subject: small\n\n" + b"x" * 70 + b"\n")
     assert b"\nSubject: small\n" in tern.wait_messages("alice")[0].read_bytes()
+
+
+def test_mailbox_size_limit_bounces_a_message_too_large_for_the_mailbox(tern_instance):
+    """Postfix's mailbox_size_limit: a Maildir message larger than it bounces
+    with 5.2.2 (the sender is told); a smaller one is delivered; a limit
+    below message_size_limit is warned about."""
+    tern = tern_instance
+    tern.write_config(mailbox_size_limit="2000")
+    tern.start()
+    sendmail(tern, "alice@localhost", input=b"Subject: big\n\n" + (b"x" * 70 + b"\n") * 40)
+    qid = pickup_id(tern)
+    log = tern.wait_log(rf"{qid}: to=<alice@localhost>, relay=local, .*dsn=5\.2\.2, status=bounced "
+                        r"\(cannot write .*mailbox full", regex=True)
+    assert "mailbox_size_limit (2000) is smaller than message_size_limit" in log
+    sendmail(tern, "alice@localhost", input=b"Subject: small\n\nfits\n")
+    msgs = tern.wait_messages("alice")
+    assert len(msgs) == 1 and b"\nSubject: small\n" in msgs[0].read_bytes()
 
 
 def test_submission_while_stopped_waits_in_maildrop(tern):
@@ -725,7 +742,7 @@ def test_tutorial_session_delivers_to_system_users_maildir(tern_instance, work_d
         dst = (maildir / sub).stat()
         assert dst.st_uid == user.pw_uid and stat.S_IMODE(dst.st_mode) == 0o700, sub
     body = files[0].read_bytes()
-    assert body.startswith(f"Return-Path: <you@localhost>\nDelivered-To: {user.pw_name}@localhost\n".encode())
+    assert body.startswith(f"Return-Path: <you@localhost>\nX-Original-To: {user.pw_name}@localhost\nDelivered-To: {user.pw_name}@localhost\n".encode())
     assert body.endswith(b"\n\nHello from the tutorial.\n")
     assert list((maildir / "tmp").iterdir()) == []
     assert re.search(rf",S={len(body)}$", files[0].name)
@@ -756,7 +773,8 @@ def test_mbox_in_mail_spool_directory(tern_instance, work_dir, system_users, spo
     assert st.st_uid == user.pw_uid
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert re.match(rb"From sender@example.org \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n"
-                    rb"Return-Path: <sender@example.org>\nDelivered-To: " + name.encode() + rb"@localhost\n", data)
+                    rb"Return-Path: <sender@example.org>\nX-Original-To: " + name.encode() + rb"@localhost\n"
+                    rb"Delivered-To: " + name.encode() + rb"@localhost\n", data)
     assert b"\n\n>From the start of a line\n>>From already quoted\nnot From here\n\n" in data
     second = data.index(b"\nFrom you@localhost ")
     assert data[second - 1:second + 1] == b"\n\n"
@@ -868,7 +886,8 @@ def test_aliases_chain_list_and_remote(tern_instance, work_dir, system_users):
     assert b"\nSubject: to team\n" in files2[0].read_bytes()
     assert files2[0].stat().st_uid == u2.pw_uid
     pm = [f.read_bytes() for f in files1 if b"to postmaster" in f.read_bytes()][0]
-    assert pm.startswith(f"Return-Path: <you@localhost>\nDelivered-To: {u1.pw_name}@localhost\n".encode())
+    # X-Original-To: the address as it arrived, before postmaster -> root -> u1
+    assert pm.startswith(f"Return-Path: <you@localhost>\nX-Original-To: postmaster@localhost\nDelivered-To: {u1.pw_name}@localhost\n".encode())
     # (the file is in new/ a moment before the queue logs the result)
     tern.wait_log(rf"to=<{u1.pw_name}@localhost>, orig_to=<postmaster@localhost>, relay=local, .*status=sent",
                   regex=True)
@@ -909,6 +928,60 @@ def test_alias_address_targets_in_our_domains_are_expanded_again(tern_instance, 
     assert len(tern.messages("alice")) == 1
 
 
+@pytest.mark.parametrize("special", ["yes", "no"])
+def test_owner_alias_becomes_the_sender_of_the_lists_mail(tern_instance, work_dir, special):
+    """aliases(5): with an owner-list alias, the list's members get the mail
+    from owner-list@domain (their bounces go to the owner), as Postfix's
+    owner_request_special = yes; a bounce (null sender) keeps <>."""
+    tern = tern_instance
+    aliases = work_dir / "aliases"
+    aliases.write_text("list: alice, bob\nowner-list: carol\nplain: dave\n")
+    tern.write_config(alias_maps=f"hash:{aliases}", owner_request_special=special)
+    tern.start()
+    sendmail(tern, "-f", "writer@example.org", "list@localhost", "plain@localhost", input=b"Subject: l\n\nbody\n")
+    qid = pickup_id(tern)
+    owner = b"owner-list@localhost" if special == "yes" else b"writer@example.org"
+    for name in ("alice", "bob"):
+        got = tern.wait_messages(name)[0].read_bytes()
+        assert got.startswith(b"Return-Path: <" + owner + b">\n"), got[:200]
+    assert tern.wait_messages("dave")[0].read_bytes().startswith(b"Return-Path: <writer@example.org>\n")
+    log = tern.wait_log(f"{qid}: removed")
+    if special == "yes":
+        m = re.search(rf"{qid}: to=<list@localhost>: expanded by alias to 2 addresses, sent from "
+                      r"<owner-list@localhost> as (\w+)", log)
+        assert m, log
+        tern.wait_log(f"{m.group(1)}: removed")
+        assert "carol" not in [p.name for p in tern.mail_dir.iterdir()]
+        # a bounce keeps the null sender
+        sendmail(tern, "-f", "", "list@localhost", input=b"Subject: n\n\nbody\n")
+        wait_until(lambda: len(tern.messages("alice")) == 2, 10, "the second message")
+        second = [p.read_bytes() for p in tern.messages("alice") if b"Subject: n" in p.read_bytes()][0]
+        assert second.startswith(b"Return-Path: <>\n"), second[:100]
+
+
+@pytest.mark.parametrize("enabled", ["yes", "no"])
+def test_x_original_to_names_the_recipient_as_it_arrived(tern_instance, work_dir, enabled):
+    """Postfix's local(8): X-Original-To: (the address before aliases) between
+    Return-Path: and Delivered-To: (the address delivered);
+    enable_original_recipient = no leaves it out."""
+    tern = tern_instance
+    aliases = work_dir / "aliases"
+    aliases.write_text("staff: team@localhost\nteam: bob\n")
+    tern.write_config(alias_maps=f"hash:{aliases}", enable_original_recipient=enabled)
+    tern.start()
+    sendmail(tern, "-f", "a@example.org", "staff@localhost", "carol@localhost", input=b"Subject: x\n\nbody\n")
+    bob = tern.wait_messages("bob")[0].read_bytes()
+    carol = tern.wait_messages("carol")[0].read_bytes()
+    if enabled == "yes":
+        assert bob.startswith(b"Return-Path: <a@example.org>\nX-Original-To: staff@localhost\n"
+                              b"Delivered-To: bob@localhost\n"), bob[:200]
+        assert carol.startswith(b"Return-Path: <a@example.org>\nX-Original-To: carol@localhost\n"
+                                b"Delivered-To: carol@localhost\n"), carol[:200]
+    else:
+        assert bob.startswith(b"Return-Path: <a@example.org>\nDelivered-To: bob@localhost\n"), bob[:200]
+        assert b"X-Original-To" not in bob and b"X-Original-To" not in carol
+
+
 @needs_root
 def test_unknown_local_user_rejected_at_rcpt_and_bounced_via_sendmail(tern_instance, work_dir, system_users):
     tern = tern_instance
@@ -931,6 +1004,34 @@ def test_unknown_local_user_rejected_at_rcpt_and_bounced_via_sendmail(tern_insta
     assert re.search(rf"{qid}: to=<{ghost}@localhost>, relay=local, .*dsn=5\.1\.1, status=bounced "
                      rf"\(unknown user: \"{ghost}\"\)", log), log
     assert listing(tern) == "Mail queue is empty\n"
+
+
+@needs_root
+def test_luser_relay_takes_unknown_local_users_mail(tern_instance, work_dir, system_users):
+    """Postfix's luser_relay: an unknown local user's mail goes to the
+    catch-all (with $local expanded) instead of bouncing; smtpd still refuses
+    unknown users at RCPT (local_recipient_maps), as Postfix documents."""
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir, luser_relay=f"{user.pw_name}+$local@localhost", recipient_delimiter="+")
+    tern.start()
+    ghost = "nosuchuser" + secrets.token_hex(3)
+    s = tern.raw()
+    s.read_reply()
+    s.cmd("EHLO localhost")
+    assert s.cmd("MAIL FROM:<you@localhost>")[0] == 250
+    assert s.cmd(f"RCPT TO:<{ghost}@localhost>")[0] == 550
+    s.cmd("QUIT")
+    sendmail(tern, "-f", "you@localhost", f"{ghost}@localhost", input=b"Subject: lost\n\nbody\n")
+    qid = pickup_id(tern)
+    [f] = wait_files(Path(user.pw_dir) / "Maildir" / "new")
+    data = f.read_bytes()
+    assert data.startswith(f"Return-Path: <you@localhost>\nX-Original-To: {ghost}@localhost\n"
+                           f"Delivered-To: {user.pw_name}+{ghost}@localhost\n".encode()), data[:300]
+    log = tern.wait_log(f"{qid}: removed")
+    assert f"{qid}: to=<{ghost}@localhost>: expanded by luser_relay to 1 recipient" in log
+    assert re.search(rf"{qid}: to=<{user.pw_name}\+{ghost}@localhost>, orig_to=<{ghost}@localhost>, "
+                     r"relay=local, .*status=sent", log), log
 
 
 @needs_root

@@ -16,7 +16,7 @@ def test_tutorial_session_lands_in_maildir(tern):
     assert s.cmd("QUIT")[0] == 221
     msgs = tern.wait_messages("you")
     body = msgs[0].read_bytes()
-    assert body.startswith(b"Return-Path: <you@localhost>\nDelivered-To: you@localhost\nReceived: from localhost")
+    assert body.startswith(b"Return-Path: <you@localhost>\nX-Original-To: you@localhost\nDelivered-To: you@localhost\nReceived: from localhost")
     assert f"with SMTP id {qid}".encode() in body
     assert b"\nSubject: test\n" in body
     # a loopback client's message is completed like Postfix does

@@ -243,6 +243,7 @@ def test_smtputf8_message(tern):
     qid = queue_id(send_data(s, content)[1])
     raw = only_message(tern, "\u7528\u6237")
     assert raw.startswith("Return-Path: <\u00e9l\u00e8ve@\u00e9cole.example>\n"
+                          "X-Original-To: \u7528\u6237@localhost\n"
                           "Delivered-To: \u7528\u6237@localhost\n".encode())
     assert f"with UTF8SMTP id {qid}".encode() in raw
     assert "\nFrom: \u00e9l\u00e8ve@\u00e9cole.example\nSubject: \u4f60\u597d\n".encode() in raw

@@ -290,7 +290,7 @@ def deliver_one(inst, mail_from, rcpts, content=b"Subject: addr\r\n\r\nbody\r\n"
 def test_null_sender(tern):
     qid = deliver_one(tern, "<>", ["<you@localhost>"])
     raw = one_message(tern, "you")
-    assert raw.startswith(b"Return-Path: <>\nDelivered-To: you@localhost\n")
+    assert raw.startswith(b"Return-Path: <>\nX-Original-To: you@localhost\nDelivered-To: you@localhost\n")
     # the completed From: names the mailer daemon with a domain (RFC 5322 addr-spec)
     assert b"\nFrom: MAILER-DAEMON@mail.example.test\n" in raw
     tern.wait_log(f"{qid}: from=<>, size=")
@@ -300,7 +300,7 @@ def test_postmaster_without_domain(tern):
     deliver_one(tern, "<a@example.org>", ["<postmaster>", "<Postmaster>"])
     raw = one_message(tern, "postmaster")
     # qualified with myhostname, as Postfix's trivial-rewrite does; one copy for both forms
-    assert raw.startswith(b"Return-Path: <a@example.org>\nDelivered-To: postmaster@mail.example.test\n")
+    assert raw.startswith(b"Return-Path: <a@example.org>\nX-Original-To: postmaster@mail.example.test\nDelivered-To: postmaster@mail.example.test\n")
 
 
 def test_postmaster_without_domain_reaches_the_postmaster_alias(tern_instance, work_dir):
@@ -317,7 +317,7 @@ def test_quoted_local_part_equivalent_to_plain(tern):
     deliver_one(tern, '<"a"@example.org>', ['<"you"@localhost>'])
     raw = one_message(tern, "you")
     # the least-quoted form is used (RFC 5321 4.1.2)
-    assert raw.startswith(b"Return-Path: <a@example.org>\nDelivered-To: you@localhost\n")
+    assert raw.startswith(b"Return-Path: <a@example.org>\nX-Original-To: you@localhost\nDelivered-To: you@localhost\n")
 
 
 def test_quoted_sender_local_part_kept(tern):
@@ -349,7 +349,7 @@ def test_source_route_accepted_and_ignored(tern):
     deliver_one(tern, "<@relay.example.org:a@example.org>",
                 ["<@one.example,@two.example:you@localhost>"])
     raw = one_message(tern, "you")
-    assert raw.startswith(b"Return-Path: <a@example.org>\nDelivered-To: you@localhost\n")
+    assert raw.startswith(b"Return-Path: <a@example.org>\nX-Original-To: you@localhost\nDelivered-To: you@localhost\n")
     assert b"one.example" not in raw and b"relay.example.org" not in raw
 
 
@@ -471,17 +471,18 @@ def test_header_completed_for_local_clients(tern):
     head, body = split_message(one_message(tern, "you"))
     lines = head.split("\n")
     assert lines[0] == "Return-Path: <a@example.org>"
-    assert lines[1] == "Delivered-To: you@localhost"
-    assert lines[2] == "Received: from client.example (localhost [127.0.0.1])"
-    assert lines[3] == f"\tby mail.example.test (Tern) with ESMTP id {qid}"
+    assert lines[1] == "X-Original-To: you@localhost"
+    assert lines[2] == "Delivered-To: you@localhost"
+    assert lines[3] == "Received: from client.example (localhost [127.0.0.1])"
+    assert lines[4] == f"\tby mail.example.test (Tern) with ESMTP id {qid}"
     assert re.fullmatch(r"\tfor <you@localhost>; \w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)",
-                        lines[4]), lines[4]
-    assert lines[5] == "Subject: bare"
-    assert lines[6] == "From: a@example.org"
-    assert re.fullmatch(r"Date: \w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)", lines[7])
-    m = re.fullmatch(r"Message-ID: <(\d{14}\.%s@mail\.example\.test)>" % qid, lines[8])
-    assert m, lines[8]
-    assert len(lines) == 9 and body == b"b\n"
+                        lines[5]), lines[5]
+    assert lines[6] == "Subject: bare"
+    assert lines[7] == "From: a@example.org"
+    assert re.fullmatch(r"Date: \w{3}, \d{1,2} \w{3} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(\w+\)", lines[8])
+    m = re.fullmatch(r"Message-ID: <(\d{14}\.%s@mail\.example\.test)>" % qid, lines[9])
+    assert m, lines[9]
+    assert len(lines) == 10 and body == b"b\n"
     tern.wait_log(f"{qid}: message-id=<{m.group(1)}>")
 
 
@@ -511,7 +512,8 @@ def test_received_names_utf8smtp(tern):
     assert s.cmd("RCPT TO:<j\u00f6rg@localhost>")[0] == 250
     qid = queue_id(send_data(s, "Subject: gr\u00fc\u00dfe\r\n\r\nb\u00e4r\r\n".encode())[1])
     raw = one_message(tern, "j\u00f6rg")
-    assert raw.startswith("Return-Path: <j\u00f6rg@example.org>\nDelivered-To: j\u00f6rg@localhost\n".encode())
+    assert raw.startswith("Return-Path: <j\u00f6rg@example.org>\nX-Original-To: j\u00f6rg@localhost\n"
+                          "Delivered-To: j\u00f6rg@localhost\n".encode())
     assert f"(Tern) with UTF8SMTP id {qid}\n\tfor <j\u00f6rg@localhost>;".encode() in raw
     assert raw.endswith("\n\nb\u00e4r\n".encode())
     assert "Subject: gr\u00fc\u00dfe\n".encode() in raw
@@ -595,7 +597,7 @@ def test_swaks(tern):
     m = re.search(r"<-  250 2\.0\.0 Ok: queued as ([0-9A-Z]+)", r.stdout)
     assert m, r.stdout
     raw = one_message(tern, "you")
-    assert raw.startswith(b"Return-Path: <swaks@example.org>\nDelivered-To: you@localhost\n")
+    assert raw.startswith(b"Return-Path: <swaks@example.org>\nX-Original-To: you@localhost\nDelivered-To: you@localhost\n")
     assert f"with ESMTP id {m.group(1)}".encode() in raw
     assert b"\nSubject: via swaks\n" in raw
     assert b"\n\nHello from swaks.\n" in raw

@@ -121,12 +121,28 @@ static void test_loop_in_queue_file(void **state)
     close(fd);
 }
 
+/* Postfix's order above the message: From line, Return-Path, X-Original-To
+ * (left out without an original), Delivered-To, the queue file's fields. */
+static void test_prepend_order(void **state)
+{
+    (void)state;
+    char *p = delivered_to_prepend("From a@b Thu Jan  1 00:00:00 1970\n", "a@b", "list@d", "bob@d",
+                                   "Authentication-Results: x\n");
+    assert_string_equal(p, "From a@b Thu Jan  1 00:00:00 1970\nReturn-Path: <a@b>\nX-Original-To: list@d\n"
+                           "Delivered-To: bob@d\nAuthentication-Results: x\n");
+    free(p);
+    p = delivered_to_prepend(NULL, "", NULL, "bob@d", NULL);
+    assert_string_equal(p, "Return-Path: <>\nDelivered-To: bob@d\n");
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_fields_count),
         cmocka_unit_test(test_body_does_not_count),
         cmocka_unit_test(test_loop_in_queue_file),
+        cmocka_unit_test(test_prepend_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

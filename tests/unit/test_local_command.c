@@ -26,6 +26,8 @@
 
 #include "local/command.h"
 #include "local/list_file.h"
+#include "local/luser.h"
+#include "spool/queue_file.h"
 #include "util/mem.h"
 
 static const char *env_get(char **env, const char *name)
@@ -86,6 +88,127 @@ static void test_env_cleans_and_omits(void **state)
     assert_string_equal(env_get(env, "LOCAL"), "|/bin/x");
     assert_null(env_get(env, "DOMAIN"));
     command_env_free(env);
+}
+
+/* Postfix's CLIENT_* and SASL_* variables: set when the value is not
+ * empty, filtered like the others. */
+static void test_env_client_fields(void **state)
+{
+    (void)state;
+    struct command_env_fields f = {
+        .recipient = "bob@example.test", .client_address = "192.0.2.7", .client_helo = "evil;`id`.example",
+        .client_hostname = "mx.example.org", .client_protocol = "ESMTPSA", .sasl_method = "PLAIN",
+        .sasl_username = "bob", .sasl_sender = "",
+        .filter = "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    };
+    char **env = command_env_build(&f);
+    assert_string_equal(env_get(env, "CLIENT_ADDRESS"), "192.0.2.7");
+    assert_string_equal(env_get(env, "CLIENT_HELO"), "evil__id_.example");
+    assert_string_equal(env_get(env, "CLIENT_HOSTNAME"), "mx.example.org");
+    assert_string_equal(env_get(env, "CLIENT_PROTOCOL"), "ESMTPSA");
+    assert_string_equal(env_get(env, "SASL_METHOD"), "PLAIN");
+    assert_string_equal(env_get(env, "SASL_USERNAME"), "bob");
+    assert_null(env_get(env, "SASL_SENDER"));   /* empty: left out */
+    command_env_free(env);
+}
+
+/* A queue file written as smtpd writes one gives its client; one written
+ * as sendmail's (no client_address) gives nothing; nor does garbage. */
+static void test_env_client_from_queue_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/tern-envclient-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dirfd >= 0);
+    const char *names[] = {"0123456789ABC", "0123456789ABD"};
+    for (int smtp = 1; smtp >= 0; smtp--) {
+        struct queue_file_message m;
+        queue_file_message_init(&m, names[smtp], 1700000000000000LL, "a@example.org");
+        if (smtp) {
+            queue_file_message_set_attr(&m, "client_name", "mx.example.org");
+            queue_file_message_set_attr(&m, "client_address", "192.0.2.7");
+            queue_file_message_set_attr(&m, "helo_name", "mx.example.org");
+            queue_file_message_set_attr(&m, "sasl_method", "LOGIN");
+            queue_file_message_set_attr(&m, "sasl_username", "bob");
+        }
+        queue_file_message_set_attr(&m, "protocol", smtp ? "ESMTPA" : "local");
+        queue_file_message_add_rcpt(&m, "bob@example.test", "", 0, -1);
+        struct queue_file_writer *w;
+        assert_int_equal(queue_file_writer_open(dirfd, names[smtp], &w), 0);
+        assert_int_equal(queue_file_writer_write(w, "Subject: x\r\n\r\nbody\r\n", 21), 0);
+        assert_int_equal(queue_file_writer_finish(w, &m), 0);
+        queue_file_message_free(&m);
+
+        int fd = openat(dirfd, names[smtp], O_RDONLY);
+        assert_true(fd >= 0);
+        struct command_env_fields f = {.recipient = "bob@example.test"};
+        struct queue_file_message qm;
+        command_env_client(fd, &f, &qm);
+        char **env = command_env_build(&f);
+        queue_file_message_free(&qm);
+        if (smtp) {
+            assert_string_equal(env_get(env, "CLIENT_ADDRESS"), "192.0.2.7");
+            assert_string_equal(env_get(env, "CLIENT_HOSTNAME"), "mx.example.org");
+            assert_string_equal(env_get(env, "CLIENT_HELO"), "mx.example.org");
+            assert_string_equal(env_get(env, "CLIENT_PROTOCOL"), "ESMTPA");
+            assert_string_equal(env_get(env, "SASL_METHOD"), "LOGIN");
+            assert_string_equal(env_get(env, "SASL_USERNAME"), "bob");
+        } else {
+            assert_null(env_get(env, "CLIENT_ADDRESS"));
+            assert_null(env_get(env, "CLIENT_PROTOCOL"));
+            assert_null(env_get(env, "SASL_USERNAME"));
+        }
+        command_env_free(env);
+        close(fd);
+        unlinkat(dirfd, names[smtp], 0);
+    }
+    /* not a queue file: no client, no crash */
+    int fd = openat(dirfd, "junk", O_RDWR | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "junk", 4), 4);
+    struct command_env_fields f = {.recipient = "bob@example.test"};
+    struct queue_file_message qm;
+    command_env_client(fd, &f, &qm);
+    assert_null(f.client_address);
+    queue_file_message_free(&qm);
+    close(fd);
+    unlinkat(dirfd, "junk", 0);
+    close(dirfd);
+    rmdir(dir);
+}
+
+/* luser_relay: expanded for the unknown user; hostile values cannot make
+ * a command, file or list of it; empty, bad or self-naming: none. */
+static void test_luser_relay_target(void **state)
+{
+    (void)state;
+    struct alias_result r;
+    assert_int_equal(luser_relay_target("", "ghost@example.test", "ghost", "+", &r), 0);
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("catchall+$local@example.test", "Ghost+x@example.test", "ghost", "+", &r),
+                     1);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.t[0].type, ALIAS_ADDRESS);
+    assert_string_equal(r.t[0].value, "catchall+Ghost+x@example.test");
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("${extension?ext-}$extension${extension:noext}@$domain",
+                                        "ghost+tag@example.test", "ghost", "+", &r), 1);
+    assert_string_equal(r.t[0].value, "ext-tag@example.test");
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("${extension?ext-}$extension${extension:noext}@$domain",
+                                        "ghost@example.test", "ghost", "+", &r), 1);
+    assert_string_equal(r.t[0].value, "noext@example.test");
+    alias_result_free(&r);
+    /* a local part with list and shell syntax: filtered */
+    assert_int_equal(luser_relay_target("$local", "|/bin/sh,x y:/etc@example.test", "x", "", &r), 1);
+    assert_string_equal(r.t[0].value, "__bin_sh_x_y__etc");
+    alias_result_free(&r);
+    /* the recipient itself: a loop */
+    assert_int_equal(luser_relay_target("$recipient", "ghost@example.test", "ghost", "", &r), 0);
+    alias_result_free(&r);
+    assert_int_equal(luser_relay_target("$nosuchname", "ghost@example.test", "ghost", "", &r), 0);
+    alias_result_free(&r);
 }
 
 static void test_env_filter_and_export(void **state)
@@ -471,6 +594,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_fields),
         cmocka_unit_test(test_env_cleans_and_omits),
+        cmocka_unit_test(test_env_client_fields),
+        cmocka_unit_test(test_env_client_from_queue_file),
+        cmocka_unit_test(test_luser_relay_target),
         cmocka_unit_test(test_env_filter_and_export),
         cmocka_unit_test(test_exit_status_mapping),
         cmocka_unit_test(test_run_reads_input_and_environment),

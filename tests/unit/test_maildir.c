@@ -226,6 +226,29 @@ static void test_error_text_truncation_visible(void **state)
 
 /* ---- maildir ------------------------------------------------------------ */
 
+/* mailbox_size_limit: a Maildir message larger than it bounces 5.2.2
+ * and leaves nothing in tmp/ or new/; one of exactly that size is kept. */
+static void test_size_limit(void **state)
+{
+    struct fx *fx = *state;
+    const char *prepend = "Delivered-To: u@d\n";
+    const char *content = "Subject: hi\r\n\r\nbody\r\n";
+    size_t size = strlen(prepend) + strlen("Subject: hi\n\nbody\n");
+    struct deliver_input in = deliver_fx_input(&fx->d, prepend, content, strlen(content));
+    in.size_limit = (off_t)size - 1;
+    struct deliver_error err = {0};
+    char *final = NULL;
+    assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), -1);
+    assert_false(err.temporary);
+    assert_string_equal(err.enh, "5.2.2");
+    assert_int_equal(count_entries(fx->maildir, "new", NULL), 0);
+    assert_int_equal(count_entries(fx->maildir, "tmp", NULL), 0);
+    in.size_limit = (off_t)size;
+    assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &final, &err), 0);
+    assert_int_equal(count_entries(fx->maildir, "new", NULL), 1);
+    free(final);
+}
+
 static void test_exact_bytes(void **state)
 {
     struct fx *fx = *state;
@@ -684,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_copy_edge_cases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_short_queue_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_text_truncation_visible, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exact_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crlf_split_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_unique, setup, teardown),

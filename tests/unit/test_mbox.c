@@ -253,6 +253,39 @@ static void test_two_messages_separated(void **state)
     assert_false(exists(fx->lock));
 }
 
+/* mailbox_size_limit: a message that makes the mailbox grow past the
+ * limit bounces 5.2.2 and leaves the mailbox as it was; one that fits
+ * exactly is delivered. */
+static void test_size_limit(void **state)
+{
+    struct fx *fx = *state;
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "S: 1\r\n\r\none\r\n", 13);
+    struct deliver_error err = {0};
+    assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
+    struct stat st;
+    assert_int_equal(stat(fx->mbox, &st), 0);
+    off_t first = st.st_size;   /* the second message is as long */
+    in.size_limit = 2 * first - 1;
+    assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), -1);
+    assert_false(err.temporary);
+    assert_string_equal(err.enh, "5.2.2");
+    assert_non_null(strstr(err.text, "mailbox full"));
+    assert_int_equal(stat(fx->mbox, &st), 0);
+    assert_int_equal(st.st_size, first);
+    /* already at the limit: refused before anything is written */
+    in.size_limit = first;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), -1);
+    assert_string_equal(err.enh, "5.2.2");
+    assert_int_equal(stat(fx->mbox, &st), 0);
+    assert_int_equal(st.st_size, first);
+    in.size_limit = 2 * first;
+    assert_int_equal(mbox_deliver(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &err), 0);
+    assert_int_equal(stat(fx->mbox, &st), 0);
+    assert_int_equal(st.st_size, 2 * first);
+    assert_false(exists(fx->lock));
+}
+
 static void test_unterminated_existing_mailbox(void **state)
 {
     struct fx *fx = *state;
@@ -578,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_from_line_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_exact_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_from_quoting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quoting_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_messages_separated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unterminated_existing_mailbox, setup, teardown),
