@@ -924,7 +924,9 @@ def throughput_run(server, user, size, count, sessions):
     busy = wait_quiet(QUIET_WAIT)
     cpu0 = sum(tree_cpu_seconds(root) for root in roots)
     stat0 = cpu_totals()
+    disk0 = disk_written_bytes(server.base)
     t0, t1, client_cpu = smtp_source(server, f"{user}@{DOMAIN}", size, count, sessions)
+    disk1 = disk_written_bytes(server.base)
     deadline = t1 + DELIVERY_TIMEOUT
     while count_new(new) < count:
         if time.time() > deadline:
@@ -956,6 +958,9 @@ def throughput_run(server, user, size, count, sessions):
         # hands writeback to kworkers, fsync does it in the caller), the client.
         "machine_cpu_ms_per_msg": 1000.0 * busy_s / count,
         "other_cpu_pct": 100.0 * other / capacity if capacity else 0.0,
+        # Everything written to the disk while smtp-source ran, by anyone:
+        # other people's writes are flushed by tern's syncfs too.
+        "disk_written_mb": (disk1 - disk0) / 1e6 if disk0 is not None and disk1 is not None else None,
     }
 
 
@@ -1236,6 +1241,21 @@ class CaptureApi:
         return self.json(f"/api/v1/messages?inbox={inbox}&limit=1")["total"]
 
 
+def disk_written_bytes(path):
+    """Bytes written so far to the disk that holds path, by everyone
+    (/proc/diskstats); None when it cannot be told."""
+    dev = os.path.basename(os.path.realpath(filesystem_of(path)[0]))
+    try:
+        with open("/proc/diskstats") as f:
+            for line in f:
+                v = line.split()
+                if v[2] == dev:
+                    return int(v[9]) * 512
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
 def http_parse(buf):
     """(status, body) of one complete HTTP/1.1 response in buf, or
     (None, b"") while it is incomplete (Content-Length decides)."""
@@ -1292,7 +1312,9 @@ def capture_run(server, inbox, size, count, sessions):
     m0 = api.metrics()
     cpu0 = sum(tree_cpu_seconds(root) for root in roots)
     stat0 = cpu_totals()
+    disk0 = disk_written_bytes(server.base)
     t0, t1, client_cpu = smtp_source(server, inbox, size, count, sessions)
+    disk1 = disk_written_bytes(server.base)
     # When the API lists them all (a poll every 20 ms, after smtp-source).
     deadline = t1 + DELIVERY_TIMEOUT
     while (n := api.listed(inbox)) < count:
@@ -1328,6 +1350,7 @@ def capture_run(server, inbox, size, count, sessions):
         "api_listed": listed,
         "metrics_messages_added": gauge,
         "pruned": pruned,
+        "disk_written_mb": (disk1 - disk0) / 1e6 if disk0 is not None and disk1 is not None else None,
     }
 
 
@@ -1483,12 +1506,13 @@ def capture_part(work):
 
     def one(srv, user, count, sessions):
         if isinstance(srv, TernCapture):
-            return capture_run(srv, f"{user}@{DOMAIN}", CAPTURE_SIZE, count, sessions)
-        r = throughput_run(srv, user, CAPTURE_SIZE, count, sessions)
-        if r["delivered_files"] != count:
-            raise RuntimeError(f"{srv.name}: {r['delivered_files']} files delivered for "
-                               f"{count} messages")
-        r["captured_rate"] = r["accepted_rate"]  # the one column of the table
+            r = capture_run(srv, f"{user}@{DOMAIN}", CAPTURE_SIZE, count, sessions)
+        else:
+            r = throughput_run(srv, user, CAPTURE_SIZE, count, sessions)
+            if r["delivered_files"] != count:
+                raise RuntimeError(f"{srv.name}: {r['delivered_files']} files delivered for "
+                                   f"{count} messages")
+            r["captured_rate"] = r["accepted_rate"]  # the one column of the table
         return r
 
     try:
@@ -1510,9 +1534,11 @@ def capture_part(work):
                             f"{r['listed_s']:.3f} s ({r['api_listed']} listed)"
                             if isinstance(srv, TernCapture) else
                             f"accepted {r['accepted_rate']:8.1f}/s delivered {r['delivered_rate']:8.1f}/s")
+                    disk = ("" if r["disk_written_mb"] is None else
+                            f", the disk wrote {r['disk_written_mb']:.0f} MB meanwhile")
                     log(f"bench: rep {rep + 1}/{REPEAT} capture {CAPTURE_SIZE}B x{CAPTURE_MSGS} "
                         f"sessions={s:<2} {srv.name:21} {what} cpu {r['cpu_ms_per_msg']:.3f} ms/msg "
-                        f"(machine {r['machine_cpu_ms_per_msg']:.2f}) (other work "
+                        f"(machine {r['machine_cpu_ms_per_msg']:.2f}{disk}) (other work "
                         f"{r['background_busy_pct']:.0f}% before, {r['other_cpu_pct']:.0f}% during)")
         if CAPTURE_WAIT_MSGS:
             for srv in servers:
@@ -1936,9 +1962,11 @@ def main():
               "durable in capture/), every message then listed by the API (exact or the bench "
               "fails); the Maildir rows (accepted msgs/s) are the local part's, for reference")
         chdr = (f"{'':>21} {'sess':>4} | {'msgs/s':>8} {'min':>8} {'max':>8} | {'all listed':>10} | "
-                f"{'CPU ms/msg: server':>18} {'machine':>8}")
+                f"{'CPU ms/msg: server':>18} {'machine':>8} | {'disk MB':>7}")
         print(chdr)
         print("-" * len(chdr))
+        print(f"{'':>21} {'':>4}   (min and max over the runs; disk MB: the whole disk's writes, "
+              "by anyone, while smtp-source ran; median)")
         for s in CAPTURE_SESSIONS:
             for name in capture_variants:
                 rs = capture_raw[(s, name)]
@@ -1947,12 +1975,14 @@ def main():
                        "rate": statistics.median(rates), "min": min(rates), "max": max(rates),
                        "cpu_ms_per_msg": statistics.median(r["cpu_ms_per_msg"] for r in rs),
                        "machine_cpu_ms_per_msg": statistics.median(r["machine_cpu_ms_per_msg"] for r in rs),
+                       "disk_written_mb": statistics.median(r["disk_written_mb"] or 0.0 for r in rs),
                        "runs": rs}
                 listed = (f"{statistics.median(r['listed_rate'] for r in rs):8.1f}/s"
                           if "listed_rate" in rs[0] else f"{'-':>10}")
                 results["capture"].setdefault("rows", []).append(row)
                 print(f"{name:>21} {s:>4} | {row['rate']:8.1f} {row['min']:8.1f} {row['max']:8.1f} | "
-                      f"{listed} | {row['cpu_ms_per_msg']:18.3f} {row['machine_cpu_ms_per_msg']:8.2f}")
+                      f"{listed} | {row['cpu_ms_per_msg']:18.3f} {row['machine_cpu_ms_per_msg']:8.2f} | "
+                      f"{row['disk_written_mb']:7.0f}")
         if any(n.startswith("tern-capture") for n in capture_variants):
             print("(tern-capture-*: every message listed by GET /api/v1/messages?inbox= and counted "
                   "by tern_capture_messages, in every run; nothing pruned)")
