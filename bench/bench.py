@@ -69,7 +69,9 @@ drives them with Postfix's own load generator, smtp-source(1):
     totals exactly the count (also 0.5 s later), /metrics'
     tern_capture_messages went up by exactly the count and nothing was
     pruned, or the bench fails (a run that lost a message has no figure);
-    the time the API first listed them all is given too (polled at 50 Hz).
+    the time the API first listed them all is given too (polled at 50 Hz),
+    and what the whole disk wrote while smtp-source ran (others' writes
+    are flushed by tern's syncfs too).
     Alternated with the same runs of the local part's Maildir delivery by
     tern and Postfix (same size and sessions), as a reference measured on
     the same machine at the same time. Then the wait primitive: for each of
@@ -114,6 +116,7 @@ import json
 import os
 import pwd
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -156,6 +159,9 @@ MAILAUTH_SIZE = 1024
 MAILAUTH_ZONE = Path(__file__).resolve().parent / "mailauth.zone"
 # "test." itself, so that _dmarc.test gets NXDOMAIN as under a real TLD.
 MAILAUTH_TLD_ZONE = Path(__file__).resolve().parent / "mailauth-tld.zone"
+# Not 127.0.0.1, where smtp-source connects from: mail authentication only
+# checks clients outside mynetworks (TEST-NET-1, RFC 5737).
+MAILAUTH_NETWORKS = "192.0.2.0/24"
 
 CAPTURE_MSGS = int(os.environ.get("BENCH_CAPTURE_MSGS", str(SMALL_MSGS)))
 CAPTURE_SESSIONS = [int(s) for s in os.environ.get("BENCH_CAPTURE_SESSIONS", "20").split()]
@@ -166,9 +172,6 @@ CAPTURE_WAIT_MSGS = int(os.environ.get("BENCH_CAPTURE_WAIT_MSGS", "200"))
 # The same-machine references: Postfix and tern delivering into a Maildir
 # (the local part's rows), alternated with the capture runs; 0 leaves them out.
 CAPTURE_REFS = os.environ.get("BENCH_CAPTURE_REFS", "1") != "0"
-# Not 127.0.0.1, where smtp-source connects from: mail authentication only
-# checks clients outside mynetworks (TEST-NET-1, RFC 5737).
-MAILAUTH_NETWORKS = "192.0.2.0/24"
 
 HOST = "127.0.0.1"
 DOMAIN = "bench.test"
@@ -1405,7 +1408,6 @@ def wait_latency(server, inbox, n, size):
     the end of DATA was read, both seen by this one process through
     select(), so it is negative when the answer came first. Each answer
     must be the message just sent (by its Subject)."""
-    import selectors
     api = server.api
     listing = api.json(f"/api/v1/messages?inbox={inbox}&limit=1")["messages"]
     cursor = listing[0]["cursor"] if listing else "0"
