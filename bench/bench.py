@@ -56,7 +56,32 @@ drives them with Postfix's own load generator, smtp-source(1):
     message, tern with them off none; every message delivered through
     opendkim has its Authentication-Results field, plain Postfix's none.
     The queries that reach unbound are counted (unbound-control): tern's
-    libunbound answers repeats from its cache within the records' TTL.
+    libunbound answers repeats from its cache within the records' TTL;
+  * capture: tern in capture mode (capture = yes: every accepted message is
+    committed durably into queue_directory/capture/ before its 250, and
+    listed by the capture process's HTTP JSON API on a free loopback port;
+    nothing is delivered), one instance per queue_sync_method in
+    BENCH_CAPTURE_SYNC (syncfs, the default, and fsync), 1 KiB messages
+    from smtp-source with 20 sessions, each run to its own recipient, which
+    is its inbox:
+    captured msgs/s   = messages / wall time of smtp-source;
+    then the API must list every message: GET /api/v1/messages?inbox=RCPT
+    totals exactly the count (also 0.5 s later), /metrics'
+    tern_capture_messages went up by exactly the count and nothing was
+    pruned, or the bench fails (a run that lost a message has no figure);
+    the time the API first listed them all is given too (polled at 50 Hz),
+    and what the whole disk wrote while smtp-source ran (others' writes
+    are flushed by tern's syncfs too).
+    Alternated with the same runs of the local part's Maildir delivery by
+    tern and Postfix (same size and sessions), as a reference measured on
+    the same machine at the same time. Then the wait primitive: for each of
+    BENCH_CAPTURE_WAIT_MSGS messages, sent one at a time on one SMTP
+    session, a GET /api/v1/wait?inbox=...&after=CURSOR is parked first
+    (until /metrics' tern_capture_waiting counts it), then the message is
+    sent; the latency is the time from reading the 250 to the end of DATA
+    to reading the wait's complete answer (one process sees both through
+    select(), so it is negative when the answer came first), median and
+    p95; each answer must be the message just sent.
 
 Each run uses its own recipient (its own Maildir), so the delivered count is
 exact: a lost or duplicated message is reported. Runs alternate between the
@@ -78,16 +103,20 @@ message of a session over one connection), BENCH_KEEP=1 keeps the directory,
 BENCH_JSON=FILE also writes the results as JSON, BENCH_RELAY_MSGS (2000),
 BENCH_RELAY_SESSIONS (as BENCH_SESSIONS), BENCH_RELAY_SIZE (1024),
 BENCH_ONLY (parts to run, comma-separated, of "local" (the Maildir runs),
-"relay", "memory" and "mailauth"; default all four), BENCH_TIMEOUT (seconds
+"relay", "memory", "mailauth" and "capture"; default all five), BENCH_TIMEOUT (seconds
 smtp-source may take, and then the deliveries or relays, before the bench
 fails; 300), BENCH_MAILAUTH_MSGS (as BENCH_SMALL_MSGS),
 BENCH_MAILAUTH_SESSIONS ("20"), BENCH_MAILAUTH_TTL (the zone's TTL, 300;
-0 makes every check ask unbound).
+0 makes every check ask unbound), BENCH_CAPTURE_MSGS (as BENCH_SMALL_MSGS),
+BENCH_CAPTURE_SESSIONS ("20"), BENCH_CAPTURE_SIZE (1024), BENCH_CAPTURE_SYNC
+("syncfs fsync"), BENCH_CAPTURE_WAIT_MSGS (200; 0 leaves the latency out),
+BENCH_CAPTURE_REFS (1; 0 leaves out the Maildir rows of tern and Postfix).
 """
 import json
 import os
 import pwd
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -117,7 +146,7 @@ RELAY_MSGS = int(os.environ.get("BENCH_RELAY_MSGS", "2000"))
 RELAY_SIZE = int(os.environ.get("BENCH_RELAY_SIZE", "1024"))
 RELAY_SESSIONS = [int(s) for s in os.environ.get("BENCH_RELAY_SESSIONS",
                                                  " ".join(map(str, SESSIONS))).split()]
-PARTS = ("local", "relay", "memory", "mailauth")
+PARTS = ("local", "relay", "memory", "mailauth", "capture")
 ONLY = [p for p in re.split(r"[,\s]+", os.environ.get("BENCH_ONLY", ",".join(PARTS))) if p]
 
 UNBOUND = os.environ.get("UNBOUND", "/usr/sbin/unbound")
@@ -134,6 +163,16 @@ MAILAUTH_TLD_ZONE = Path(__file__).resolve().parent / "mailauth-tld.zone"
 # checks clients outside mynetworks (TEST-NET-1, RFC 5737).
 MAILAUTH_NETWORKS = "192.0.2.0/24"
 
+CAPTURE_MSGS = int(os.environ.get("BENCH_CAPTURE_MSGS", str(SMALL_MSGS)))
+CAPTURE_SESSIONS = [int(s) for s in os.environ.get("BENCH_CAPTURE_SESSIONS", "20").split()]
+CAPTURE_SIZE = int(os.environ.get("BENCH_CAPTURE_SIZE", "1024"))
+# queue_sync_method of the capture instances: syncfs is tern's default.
+CAPTURE_SYNC = os.environ.get("BENCH_CAPTURE_SYNC", "syncfs fsync").split()
+CAPTURE_WAIT_MSGS = int(os.environ.get("BENCH_CAPTURE_WAIT_MSGS", "200"))
+# The same-machine references: Postfix and tern delivering into a Maildir
+# (the local part's rows), alternated with the capture runs; 0 leaves them out.
+CAPTURE_REFS = os.environ.get("BENCH_CAPTURE_REFS", "1") != "0"
+
 HOST = "127.0.0.1"
 DOMAIN = "bench.test"
 RELAY_DOMAIN = "relay.test"  # in no server's own domains: relayed to the sink
@@ -146,10 +185,20 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A port of HOST free now, and never handed out before by this run: the
+    ports are picked before the servers start, and the kernel may offer a
+    closed one again."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((HOST, 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 def wait_port(port, timeout=30.0):
@@ -878,7 +927,9 @@ def throughput_run(server, user, size, count, sessions):
     busy = wait_quiet(QUIET_WAIT)
     cpu0 = sum(tree_cpu_seconds(root) for root in roots)
     stat0 = cpu_totals()
+    disk0 = disk_written_bytes(server.base)
     t0, t1, client_cpu = smtp_source(server, f"{user}@{DOMAIN}", size, count, sessions)
+    disk1 = disk_written_bytes(server.base)
     deadline = t1 + DELIVERY_TIMEOUT
     while count_new(new) < count:
         if time.time() > deadline:
@@ -910,6 +961,9 @@ def throughput_run(server, user, size, count, sessions):
         # hands writeback to kworkers, fsync does it in the caller), the client.
         "machine_cpu_ms_per_msg": 1000.0 * busy_s / count,
         "other_cpu_pct": 100.0 * other / capacity if capacity else 0.0,
+        # Everything written to the disk while smtp-source ran, by anyone:
+        # other people's writes are flushed by tern's syncfs too.
+        "disk_written_mb": (disk1 - disk0) / 1e6 if disk0 is not None and disk1 is not None else None,
     }
 
 
@@ -1151,6 +1205,382 @@ def wait_auth_log(srv, offset, count, timeout=10.0):
         time.sleep(0.1)
 
 
+# ---------- capture mode: captured msgs/s and the wait primitive ----------
+
+class CaptureApi:
+    """The capture process's HTTP JSON API on a loopback port."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def get(self, path, timeout=30):
+        """(status, body bytes) of GET path, over a fresh connection."""
+        with socket.create_connection((HOST, self.port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+                      "Connection: close\r\n\r\n".encode())
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        return http_parse(buf)
+
+    def json(self, path):
+        status, body = self.get(path)
+        if status != 200:
+            raise RuntimeError(f"capture API: GET {path}: {status} {body[:200]!r}")
+        return json.loads(body)
+
+    def metrics(self):
+        status, body = self.get("/metrics")
+        if status != 200:
+            raise RuntimeError(f"capture API: GET /metrics: {status}")
+        return {m.group(1).decode(): int(m.group(2))
+                for m in re.finditer(rb"^(tern_capture_\w+) (\d+)$", body, re.M)}
+
+    def listed(self, inbox):
+        """How many messages GET /api/v1/messages lists for inbox (its total)."""
+        return self.json(f"/api/v1/messages?inbox={inbox}&limit=1")["total"]
+
+
+def disk_written_bytes(path):
+    """Bytes written so far to the disk that holds path, by everyone
+    (/proc/diskstats); None when it cannot be told."""
+    dev = os.path.basename(os.path.realpath(filesystem_of(path)[0]))
+    try:
+        with open("/proc/diskstats") as f:
+            for line in f:
+                v = line.split()
+                if v[2] == dev:
+                    return int(v[9]) * 512
+    except (OSError, IndexError, ValueError):
+        pass
+    return None
+
+
+def http_parse(buf):
+    """(status, body) of one complete HTTP/1.1 response in buf, or
+    (None, b"") while it is incomplete (Content-Length decides)."""
+    head, sep, body = buf.partition(b"\r\n\r\n")
+    if not sep:
+        return None, b""
+    lines = head.split(b"\r\n")
+    m = re.search(rb"^content-length:\s*(\d+)\s*$", head, re.M | re.I)
+    if m and len(body) < int(m.group(1)):
+        return None, b""
+    return int(lines[0].split()[1]), body[:int(m.group(1))] if m else body
+
+
+class TernCapture(Tern):
+    """tern with capture = yes: every accepted message is committed into
+    queue_directory/capture/ (durable before the 250) and listed by the
+    capture process's API; nothing is delivered."""
+
+    def __init__(self, base, sync_method):
+        self.http_port = free_port()
+        super().__init__(base, [], 9, name=f"tern-capture-{sync_method}", settings={
+            "capture": "yes",
+            "capture_http_address": f"{HOST}:{self.http_port}",
+            # Every message of the part stays: pruning would hide a loss.
+            "capture_max_messages": "10000000",
+            "queue_sync_method": sync_method})
+        self.sync_method = sync_method
+        self.api = CaptureApi(self.http_port)
+
+    def start(self):
+        super().start()
+        deadline = time.time() + 30
+        while True:
+            try:
+                self.api.metrics()
+                return
+            except (OSError, RuntimeError):
+                if time.time() > deadline:
+                    raise RuntimeError(f"{self.name}: the capture API does not answer on "
+                                       f"{HOST}:{self.http_port}")
+                time.sleep(0.1)
+
+
+def capture_run(server, inbox, size, count, sessions):
+    """smtp-source -> tern in capture mode; captured msgs/s from smtp-source's
+    wall time (each 250 comes after the message is durable in capture/),
+    then every message must be listed by the API: exactly count in the
+    run's inbox (its recipient), tern_capture_messages up by exactly count,
+    nothing pruned. Anything else fails the bench."""
+    api = server.api
+    roots = server.cpu_roots()
+    os.sync()
+    busy = wait_quiet(QUIET_WAIT)
+    m0 = api.metrics()
+    cpu0 = sum(tree_cpu_seconds(root) for root in roots)
+    stat0 = cpu_totals()
+    disk0 = disk_written_bytes(server.base)
+    t0, t1, client_cpu = smtp_source(server, inbox, size, count, sessions)
+    disk1 = disk_written_bytes(server.base)
+    # When the API lists them all (a poll every 20 ms, after smtp-source).
+    deadline = t1 + DELIVERY_TIMEOUT
+    while (n := api.listed(inbox)) < count:
+        if time.time() > deadline:
+            raise RuntimeError(f"{server.name}: the capture API lists {n} of {count} messages "
+                               f"for {inbox} after {DELIVERY_TIMEOUT:.0f} s: messages lost")
+        time.sleep(0.02)
+    t_listed = time.time()
+    cpu1 = sum(tree_cpu_seconds(root) for root in roots)
+    stat1 = cpu_totals()
+    busy_s = (stat1[0] - stat0[0]) / CLK_TCK
+    other = max(0.0, busy_s - (cpu1 - cpu0) - client_cpu)
+    capacity = (stat1[1] - stat0[1]) / CLK_TCK
+    time.sleep(0.5)  # a duplicate would show up now
+    listed = api.listed(inbox)
+    m1 = api.metrics()
+    gauge = m1["tern_capture_messages"] - m0["tern_capture_messages"]
+    pruned = m1["tern_capture_pruned_total"] - m0["tern_capture_pruned_total"]
+    if listed != count or gauge != count or pruned:
+        raise RuntimeError(f"{server.name}: {count} messages sent to {inbox}, the API lists "
+                           f"{listed}; tern_capture_messages went up by {gauge}, "
+                           f"tern_capture_pruned_total by {pruned}")
+    return {
+        "captured_s": t1 - t0,
+        "captured_rate": count / (t1 - t0),
+        "listed_s": max(t_listed, t1) - t0,
+        "listed_rate": count / (max(t_listed, t1) - t0),
+        "cpu_ms_per_msg": 1000.0 * (cpu1 - cpu0) / count,
+        "client_cpu_ms_per_msg": 1000.0 * client_cpu / count,
+        "machine_cpu_ms_per_msg": 1000.0 * busy_s / count,
+        "background_busy_pct": round(busy, 1),
+        "other_cpu_pct": 100.0 * other / capacity if capacity else 0.0,
+        "api_listed": listed,
+        "metrics_messages_added": gauge,
+        "pruned": pruned,
+        "disk_written_mb": (disk1 - disk0) / 1e6 if disk0 is not None and disk1 is not None else None,
+    }
+
+
+class SmtpClient:
+    """One SMTP session on a plain socket, to time the reply to the end of
+    DATA exactly (smtplib hides when the reply was read)."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection((HOST, port), timeout=30)
+        self.buf = b""
+        self.expect(b"220")
+        self.command(f"EHLO client.{DOMAIN}", b"250")
+
+    def read_reply(self):
+        """The complete reply (all its lines) and the time its last byte came."""
+        while True:
+            lines = self.buf.split(b"\r\n")
+            for i, ln in enumerate(lines[:-1]):
+                if len(ln) >= 4 and ln[3:4] == b" ":
+                    reply = b"\r\n".join(lines[:i + 1])
+                    self.buf = b"\r\n".join(lines[i + 1:])
+                    return reply, self.last_read
+            chunk = self.s.recv(4096)
+            if not chunk:
+                raise RuntimeError("SMTP: the server closed the connection")
+            self.last_read = time.time()
+            self.buf += chunk
+
+    def expect(self, code):
+        reply, t = self.read_reply()
+        if not reply.startswith(code):
+            raise RuntimeError(f"SMTP: {reply!r}, expected {code.decode()}")
+        return t
+
+    def command(self, line, code):
+        self.s.sendall(line.encode() + b"\r\n")
+        return self.expect(code)
+
+    def close(self):
+        try:
+            self.s.sendall(b"QUIT\r\n")
+        except OSError:
+            pass
+        self.s.close()
+
+
+def wait_latency(server, inbox, n, size):
+    """The wait primitive: for each of n messages sent one at a time, a GET
+    /api/v1/wait?inbox=INBOX&after=CURSOR is parked first (the bench waits
+    until /metrics counts it: tern_capture_waiting), then the message is
+    sent; latency = time the wait's answer was complete - time the 250 to
+    the end of DATA was read, both seen by this one process through
+    select(), so it is negative when the answer came first. Each answer
+    must be the message just sent (by its Subject)."""
+    api = server.api
+    listing = api.json(f"/api/v1/messages?inbox={inbox}&limit=1")["messages"]
+    cursor = listing[0]["cursor"] if listing else "0"
+    smtp = SmtpClient(server.port)
+    pad = "x" * 76 + "\r\n"
+    samples, commits, totals = [], [], []
+    try:
+        for i in range(n):
+            subject = f"wait {i}"
+            head = (f"From: sender@client.{DOMAIN}\r\nTo: {inbox}\r\nSubject: {subject}\r\n"
+                    f"Message-Id: <wait{i}.{time.time():.6f}@client.{DOMAIN}>\r\n\r\n")
+            body = pad * max(1, (size - len(head)) // len(pad))
+            smtp.command(f"MAIL FROM:<sender@client.{DOMAIN}>", b"250")
+            smtp.command(f"RCPT TO:<{inbox}>", b"250")
+            smtp.command("DATA", b"354")
+            w = socket.create_connection((HOST, server.http_port), timeout=30)
+            w.sendall(f"GET /api/v1/wait?inbox={inbox}&after={cursor}&count=1&timeout=30 HTTP/1.1\r\n"
+                      f"Host: {HOST}:{server.http_port}\r\nConnection: close\r\n\r\n".encode())
+            deadline = time.time() + 10
+            while api.metrics()["tern_capture_waiting"] < 1:
+                if time.time() > deadline:
+                    raise RuntimeError(f"{server.name}: the wait request was never parked")
+                time.sleep(0.001)
+            sel = selectors.DefaultSelector()
+            w.setblocking(False)
+            sel.register(w, selectors.EVENT_READ, "http")
+            t_dot = time.time()
+            smtp.s.sendall((head + body).encode() + b".\r\n")
+            sel.register(smtp.s, selectors.EVENT_READ, "smtp")
+            t_250 = t_http = None
+            http_buf = b""
+            status = answer = None
+            while t_250 is None or t_http is None:
+                events = sel.select(timeout=30)
+                if not events:
+                    raise RuntimeError(f"{server.name}: no 250 or no wait answer within 30 s "
+                                       f"(message {i})")
+                for key, _ in events:
+                    now = time.time()
+                    if key.data == "smtp":
+                        chunk = smtp.s.recv(4096)
+                        if not chunk:
+                            raise RuntimeError("SMTP: the server closed the connection")
+                        smtp.buf += chunk
+                        if re.search(rb"(^|\r\n)\d{3} [^\r\n]*\r\n", smtp.buf):
+                            smtp.last_read = now
+                            reply, _ = smtp.read_reply()
+                            if not reply.startswith(b"250"):
+                                raise RuntimeError(f"SMTP: end of DATA: {reply!r}")
+                            t_250 = now
+                            sel.unregister(smtp.s)
+                    else:
+                        chunk = w.recv(65536)
+                        http_buf += chunk
+                        status, answer = http_parse(http_buf)
+                        if status is not None or not chunk:
+                            t_http = now
+                            sel.unregister(w)
+            sel.close()
+            w.close()
+            if status != 200:
+                raise RuntimeError(f"{server.name}: wait answered {status}: {http_buf[:300]!r}")
+            msgs = json.loads(answer)["messages"]
+            if [m["subject"] for m in msgs] != [subject]:
+                raise RuntimeError(f"{server.name}: the wait answered {[m['subject'] for m in msgs]}, "
+                                   f"expected [{subject!r}]")
+            cursor = msgs[0]["cursor"]
+            samples.append(t_http - t_250)
+            commits.append(t_250 - t_dot)
+            totals.append(t_http - t_dot)
+    finally:
+        smtp.close()
+    listed = api.listed(inbox)
+    if listed != n:
+        raise RuntimeError(f"{server.name}: {n} messages sent to {inbox} one at a time, the API "
+                           f"lists {listed}")
+    return {"latency_s": samples, "commit_s": commits, "total_s": totals}
+
+
+def percentile(values, p):
+    """The p-th percentile (nearest rank) of values."""
+    v = sorted(values)
+    return v[min(len(v) - 1, max(0, -(-len(v) * p // 100) - 1))]
+
+
+def capture_part(work):
+    """tern in capture mode (one instance per queue_sync_method), and the
+    Maildir rows of tern and Postfix as a reference on the same machine,
+    alternated; then the wait primitive's latency. Returns (runs
+    {(sessions, name): [run]}, waits {name: {...}}, versions)."""
+    work.mkdir(mode=0o755)
+    reps = [f"cm{rep}-s{s}" for rep in range(REPEAT) for s in CAPTURE_SESSIONS]
+    servers = [TernCapture(work / f"tern-capture-{m}", m) for m in CAPTURE_SYNC]
+    if CAPTURE_REFS:
+        servers += [Tern(work / "tern-maildir", reps + ["warmup"], 9, name="tern-maildir"),
+                    Postfix(work / "postfix", reps + ["warmup"], 9, name="postfix")]
+    raw, waits, versions = {}, {}, {}
+
+    def one(srv, user, count, sessions):
+        if isinstance(srv, TernCapture):
+            r = capture_run(srv, f"{user}@{DOMAIN}", CAPTURE_SIZE, count, sessions)
+        else:
+            r = throughput_run(srv, user, CAPTURE_SIZE, count, sessions)
+            if r["delivered_files"] != count:
+                raise RuntimeError(f"{srv.name}: {r['delivered_files']} files delivered for "
+                                   f"{count} messages")
+            r["captured_rate"] = r["accepted_rate"]  # the one column of the table
+        return r
+
+    try:
+        for srv in servers:
+            srv.start()
+            versions[srv.name] = srv.version()
+            log(f"bench: {srv.name} ({versions[srv.name]}) on {HOST}:{srv.port}"
+                + (f", capture API on {HOST}:{srv.http_port}" if isinstance(srv, TernCapture) else "")
+                + f", pid {srv.root_pid()}")
+        for srv in servers:  # warm-up: processes spawned, caches filled
+            one(srv, "warmup", 50, 5)
+        for rep in range(REPEAT):
+            for s in CAPTURE_SESSIONS:
+                order = servers if rep % 2 == 0 else servers[::-1]
+                for srv in order:
+                    r = one(srv, f"cm{rep}-s{s}", CAPTURE_MSGS, s)
+                    raw.setdefault((s, srv.name), []).append(r)
+                    what = (f"captured {r['captured_rate']:8.1f}/s, all listed by the API at "
+                            f"{r['listed_s']:.3f} s ({r['api_listed']} listed)"
+                            if isinstance(srv, TernCapture) else
+                            f"accepted {r['accepted_rate']:8.1f}/s delivered {r['delivered_rate']:8.1f}/s")
+                    disk = ("" if r["disk_written_mb"] is None else
+                            f", the disk wrote {r['disk_written_mb']:.0f} MB meanwhile")
+                    log(f"bench: rep {rep + 1}/{REPEAT} capture {CAPTURE_SIZE}B x{CAPTURE_MSGS} "
+                        f"sessions={s:<2} {srv.name:21} {what} cpu {r['cpu_ms_per_msg']:.3f} ms/msg "
+                        f"(machine {r['machine_cpu_ms_per_msg']:.2f}{disk}) (other work "
+                        f"{r['background_busy_pct']:.0f}% before, {r['other_cpu_pct']:.0f}% during)")
+        if CAPTURE_WAIT_MSGS:
+            for srv in servers:
+                if not isinstance(srv, TernCapture):
+                    continue
+                os.sync()
+                busy = wait_quiet(QUIET_WAIT)
+                stat0 = cpu_totals()
+                w = wait_latency(srv, f"wait@{DOMAIN}", CAPTURE_WAIT_MSGS, CAPTURE_SIZE)
+                stat1 = cpu_totals()
+                lat = [x * 1000 for x in w["latency_s"]]
+                com = [x * 1000 for x in w["commit_s"]]
+                tot = [x * 1000 for x in w["total_s"]]
+                w = {"messages": CAPTURE_WAIT_MSGS,
+                     "latency_ms": {"median": statistics.median(lat), "p95": percentile(lat, 95),
+                                    "min": min(lat), "max": max(lat)},
+                     "commit_ms": {"median": statistics.median(com), "p95": percentile(com, 95),
+                                   "max": max(com)},
+                     "data_to_answer_ms": {"median": statistics.median(tot), "p95": percentile(tot, 95),
+                                           "max": max(tot)},
+                     "background_busy_pct": round(busy, 1),
+                     "machine_busy_pct": 100.0 * (stat1[0] - stat0[0]) / max(1, stat1[1] - stat0[1]),
+                     "samples_ms": lat}
+                waits[srv.name] = w
+                log(f"bench: {srv.name}: wait answered {w['latency_ms']['median']:.3f} ms after the "
+                    f"250 (median of {CAPTURE_WAIT_MSGS}; p95 {w['latency_ms']['p95']:.3f}, "
+                    f"min {w['latency_ms']['min']:.3f}, max {w['latency_ms']['max']:.3f}); end of DATA "
+                    f"to 250 {w['commit_ms']['median']:.3f} ms (p95 {w['commit_ms']['p95']:.3f}), "
+                    f"to the wait's answer {w['data_to_answer_ms']['median']:.3f} ms "
+                    f"(p95 {w['data_to_answer_ms']['p95']:.3f}) "
+                    f"(other work {busy:.0f}% before; CPUs {w['machine_busy_pct']:.0f}% busy during)")
+    finally:
+        for srv in servers:
+            try:
+                srv.stop()
+            except Exception as e:  # keep stopping the others
+                log(f"bench: stopping {srv.name}: {e}")
+    return raw, waits, versions, [srv.name for srv in servers]
+
+
 def hold_idle_connections(port, n):
     """Opens n SMTP sessions, each greeted and past EHLO; returns the sockets."""
     socks = []
@@ -1272,7 +1702,7 @@ def main():
 
     raise_fd_limit()  # inherited by both servers: 1,000 connections need it
     results = {"machine": machine_info(), "parts": ONLY, "runs": [], "relay": [], "memory": {},
-               "mailauth": [], "versions": {}}
+               "mailauth": [], "capture": {}, "versions": {}}
     if results["machine"]["background_busy_pct"] > 10:
         log(f"bench: warning: the CPUs are {results['machine']['background_busy_pct']:.0f}% busy "
             "with other work; the figures will be low and noisy")
@@ -1302,6 +1732,7 @@ def main():
     if not any(p in ONLY for p in ("local", "relay", "memory")):
         servers = []  # the mailauth part starts its own
     mailauth_raw, mailauth_variants = {}, []
+    capture_raw, capture_waits, capture_variants = {}, {}, []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # runs the cleanup below
     try:
         if relay_runs:
@@ -1371,6 +1802,10 @@ def main():
         if "mailauth" in ONLY:
             mailauth_raw, versions, mailauth_variants = mailauth_part(work / "mailauth")
             results["versions"].update(versions)
+
+        if "capture" in ONLY:
+            capture_raw, capture_waits, versions, capture_variants = capture_part(work / "capture")
+            results["versions"].update(versions)
     finally:
         for srv in list(servers) + list(sinks.values()):
             try:
@@ -1392,7 +1827,7 @@ def main():
     fs = m["filesystem"]
     print(f"spool and mailboxes on: {fs[0]} {fs[1]} ({fs[2]})")
     vers = results["versions"]
-    print(f"servers: {vers.get('tern') or vers.get('tern-on')} vs "
+    print(f"servers: {vers.get('tern') or vers.get('tern-on') or next(iter(vers.values()), '?')} vs "
           f"{vers.get('postfix') or vers.get('postfix+opendkim', '(no Postfix)')}; "
           f"smtp-source {' '.join(EXTRA_OPTS) or '(one connection per message)'}; "
           f"median of {REPEAT}")
@@ -1522,6 +1957,48 @@ def main():
                       f"{on['machine_cpu_ms_per_msg']:6.2f} {off['machine_cpu_ms_per_msg']:6.2f}")
         if "postfix+opendkim" not in mailauth_variants:
             print(f"(no Postfix+opendkim row: {OPENDKIM} is not installed)")
+    if capture_raw:
+        print()
+        print(f"capture mode: {CAPTURE_SIZE} B x{CAPTURE_MSGS}, smtp-source, median of {REPEAT}; "
+              "captured = messages / smtp-source's wall time (each 250 after the message is "
+              "durable in capture/), every message then listed by the API (exact or the bench "
+              "fails); the Maildir rows (accepted msgs/s) are the local part's, for reference")
+        chdr = (f"{'':>21} {'sess':>4} | {'msgs/s':>8} {'min':>8} {'max':>8} | {'all listed':>10} | "
+                f"{'CPU ms/msg: server':>18} {'machine':>8} | {'disk MB':>7}")
+        print(chdr)
+        print("-" * len(chdr))
+        print(f"{'':>21} {'':>4}   (min and max over the runs; disk MB: the whole disk's writes, "
+              "by anyone, while smtp-source ran; median)")
+        for s in CAPTURE_SESSIONS:
+            for name in capture_variants:
+                rs = capture_raw[(s, name)]
+                rates = [r["captured_rate"] for r in rs]
+                row = {"variant": name, "sessions": s, "messages": CAPTURE_MSGS, "size": CAPTURE_SIZE,
+                       "rate": statistics.median(rates), "min": min(rates), "max": max(rates),
+                       "cpu_ms_per_msg": statistics.median(r["cpu_ms_per_msg"] for r in rs),
+                       "machine_cpu_ms_per_msg": statistics.median(r["machine_cpu_ms_per_msg"] for r in rs),
+                       "disk_written_mb": statistics.median(r["disk_written_mb"] or 0.0 for r in rs),
+                       "runs": rs}
+                listed = (f"{statistics.median(r['listed_rate'] for r in rs):8.1f}/s"
+                          if "listed_rate" in rs[0] else f"{'-':>10}")
+                results["capture"].setdefault("rows", []).append(row)
+                print(f"{name:>21} {s:>4} | {row['rate']:8.1f} {row['min']:8.1f} {row['max']:8.1f} | "
+                      f"{listed} | {row['cpu_ms_per_msg']:18.3f} {row['machine_cpu_ms_per_msg']:8.2f} | "
+                      f"{row['disk_written_mb']:7.0f}")
+        if any(n.startswith("tern-capture") for n in capture_variants):
+            print("(tern-capture-*: every message listed by GET /api/v1/messages?inbox= and counted "
+                  "by tern_capture_messages, in every run; nothing pruned)")
+    if capture_waits:
+        print()
+        print(f"wait primitive: {CAPTURE_WAIT_MSGS} messages one at a time, each with a GET "
+              "/api/v1/wait parked first; ms from the 250 (end of DATA) to the wait's answer")
+        for name, w in capture_waits.items():
+            lat, com, tot = w["latency_ms"], w["commit_ms"], w["data_to_answer_ms"]
+            print(f"{name:>21}: median {lat['median']:.3f} ms, p95 {lat['p95']:.3f}, min "
+                  f"{lat['min']:.3f}, max {lat['max']:.3f}; end of DATA to 250: median "
+                  f"{com['median']:.3f} ms, p95 {com['p95']:.3f}; end of DATA to the wait's "
+                  f"answer: median {tot['median']:.3f} ms, p95 {tot['p95']:.3f}")
+        results["capture"]["wait"] = capture_waits
     print()
 
     def verdict(rows, key):

@@ -6,7 +6,7 @@
 # runs, smtp-sink (make deps-test); for the mailauth part unbound and
 # unbound-control, and for its Postfix rows Debian's opendkim (without it
 # those rows are left out, saying so). BENCH_ONLY=relay (or local, memory,
-# mailauth, or a comma-separated list) runs only those parts.
+# mailauth, capture, or a comma-separated list) runs only those parts.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then

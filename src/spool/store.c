@@ -28,6 +28,7 @@ struct sync_req {
     enum req_kind kind;
     char id[QUEUE_ID_LEN + 1];
     int fd;                     /* fsync mode: the committed file */
+    int capture_dir_fd;         /* fsync mode: capture/ when the commit named the file there, else -1 */
     struct timespec written;    /* last change of the data this request covers */
     int ok;
     int err;
@@ -129,13 +130,18 @@ static void *sync_thread(void *unused)
                 err = errno;
             }
         } else {
+            int capture_dir_fd = -1;
             for (struct sync_req *r = batch; r; r = r->next) {
                 if (r->kind == REQ_COMMIT && r->fd >= 0 && fsops_fdatasync(r->fd) != 0) {
                     r->ok = 0;
                     r->err = errno;
                 }
+                if (r->kind == REQ_COMMIT && r->capture_dir_fd >= 0)
+                    capture_dir_fd = r->capture_dir_fd;
             }
-            if (fsops_fsync(st.queue_fd) != 0) {
+            /* A captured message's name is in capture/ (capture = yes), or
+             * in both capture/ and queue/ (copy): that directory too. */
+            if (fsops_fsync(st.queue_fd) != 0 || (capture_dir_fd >= 0 && fsops_fsync(capture_dir_fd) != 0)) {
                 rc = -1;
                 err = errno;
             }
@@ -437,6 +443,7 @@ static void commit(const char *id, enum store_capture capture, store_commit_cb c
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_COMMIT;
     r->fd = -1;
+    r->capture_dir_fd = -1;
     r->ok = 1;
     r->commit_cb = cb;
     r->arg = arg;
@@ -504,10 +511,13 @@ static void commit(const char *id, enum store_capture capture, store_commit_cb c
         cb(arg, 0, NULL, e ? e : EIO);
         return;
     }
-    if (st.use_syncfs)
+    if (st.use_syncfs) {
         close(fd);
-    else
+    } else {
         r->fd = fd;
+        if (capture != STORE_CAPTURE_OFF)
+            r->capture_dir_fd = st.capture_fd;
+    }
     enqueue(r);
 }
 
