@@ -5,6 +5,8 @@
 #   make check      the quick loop: layout check, unit and integration tests on the
 #                   ASan+UBSan build (no package installs, no clang build, no fuzzing)
 #   make bench      tern vs Postfix, side by side (see docs/PERFORMANCE.md)
+#   make journal-probe  the spool's candidate commit designs measured side by side
+#                   (issue 12; not part of make test; see docs/PERFORMANCE.md)
 #   make fuzz-long  HOURS=N: fuzz every target for a share of N CPU-hours and merge
 #                   what it finds into tests/fuzz/corpus/ (see docs/SECURITY.md)
 #   make crash-test TRIALS=N   kill -9 under load, N times: nothing acknowledged may be
@@ -51,7 +53,7 @@ $(GEN_WEB): $(WEB_SRC) $(DOMPURIFY) scripts/embed-web.py
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/$(GEN_WEB:.c=.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o) $(TBUILD)/obj/$(GEN_WEB:.c=.o)
 
-.PHONY: all run test check check-tools unit integration bench crash-test install man deps deps-test clean check-clang check-man check-layout fuzz fuzz-long
+.PHONY: all run test check check-tools unit integration bench crash-test install man deps deps-test deps-bench journal-probe clean check-clang check-man check-layout fuzz fuzz-long
 
 all: $(BUILD)/tern
 
@@ -134,6 +136,22 @@ integration: $(TBUILD)/tern $(BUILD)/tern
 
 bench: deps-test $(BUILD)/tern
 	bench/run.sh
+
+# The spool journal probe (bench/journal_probe.c): commit designs side by side on
+# this machine's disk, in a scratch directory on the tree's file system (removed
+# afterwards). About 8 minutes of disk-heavy work with the defaults (3 rounds of
+# 3 s runs, then one round with a noisy neighbour), so never part of make test.
+# More options: JOURNAL_PROBE_ARGS="--rounds R --seconds S --sessions 1,20,50
+# --cands seg,rocksdb,... --paired-bare --noisy" (see the top of the source).
+JOURNAL_PROBE_DIR ?= $(CURDIR)/build/journal-scratch
+JOURNAL_PROBE_ARGS ?= --noisy
+deps-bench:
+	@scripts/deps.sh bench
+journal-probe: deps-bench $(BUILD)/journal_probe
+	$(BUILD)/journal_probe --dir $(JOURNAL_PROBE_DIR) $(JOURNAL_PROBE_ARGS)
+$(BUILD)/journal_probe: bench/journal_probe.c Makefile | deps-bench
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O2 -g -o $@ $< -lrocksdb -llmdb -lsqlite3 -lpthread
 
 # Crash trials on the release build: each starts a tern under a paced load of SMTP and
 # sendmail submissions, kills every tern process with SIGKILL at a random moment,

@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs what building (deps.sh build) or testing (deps.sh test) tern needs,
 # from Debian's archive, when it is missing. Prints nothing when all is there.
+# deps.sh bench: what the spool journal probe (make journal-probe) links with.
 set -eu
 build_pkgs="gcc make pkg-config libevent-dev libcrypt-dev libunbound-dev libssl-dev libseccomp-dev libidn2-dev zlib1g-dev libpcre2-dev libpq-dev libgmime-3.0-dev libjansson-dev node-dompurify python3 openssl"
 test_pkgs="$build_pkgs clang libclang-rt-14-dev libcmocka-dev python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl postfix python3-aiosmtpd procps unbound dovecot-core dovecot-lmtpd msmtp groff-base python3-flufl.bounce git libyaml-dev python3-dkim python3-nacl python3-authres opendkim opendkim-tools dns-root-data libxml2-utils postgresql chromium chromium-driver python3-selenium"
+bench_pkgs="gcc make librocksdb-dev liblmdb-dev libsqlite3-dev"
 case "${1:-build}" in
   build) want=$build_pkgs ;;
   test)  want=$test_pkgs ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  bench) want=$bench_pkgs ;;
+  *) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 # The test suite runs tern as root the way an installation does, so the
 # unprivileged mail_owner must exist.
