@@ -15,7 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "maps/map.h"
 #include "spool/queue_file.h"
+#include "util/log.h"
 #include "util/mem.h"
 
 /* A broken promise of the code under test: abort, so that libFuzzer stops
@@ -149,6 +151,56 @@ static inline char *fuzz_writer_content(struct queue_file_writer *w, const char 
     unlinkat(fuzz_scratch_dirfd(), name, 0);
     queue_file_message_free(&m);
     return content;
+}
+
+/* A table file target's input: the first line is the key, the rest the
+ * table's text, written to a file of this process and opened as TYPE:.
+ * Then both lookups of the key are checked alike (first match wins, no
+ * state between lookups): the answer is 1 (a value within MAP_MAX_LINE),
+ * 0 or -1 (no value), twice the same. Returns that answer, or -2 when the
+ * input is no case (no first line, too large, a table map_open refuses);
+ * *key is the key (malloc'd) when the answer is not -2. */
+static inline int fuzz_map_lookup_twice(const char *type, const uint8_t *data, size_t size, char **key)
+{
+    static char path[64];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "/tmp/tern-fuzz-%s-%d", type, (int)getpid());
+        log_set_stderr(0);
+        log_set_syslog(0);
+        map_set_check_interval(0);
+    }
+    const uint8_t *nl = memchr(data, '\n', size);
+    if (!nl || size > 8192)
+        return -2;
+    FILE *f = fopen(path, "w");
+    FUZZ_REQUIRE(f != NULL);
+    size_t len = size - (size_t)(nl + 1 - data);
+    FUZZ_REQUIRE(fwrite(nl + 1, 1, len, f) == len);
+    FUZZ_REQUIRE(fclose(f) == 0);
+    char spec[96];
+    snprintf(spec, sizeof spec, "%s:%s", type, path);
+    char *err = NULL;
+    struct map *m = map_open(spec, 0, &err);
+    if (!m) {
+        free(err);
+        return -2;
+    }
+    *key = xstrndup((const char *)data, (size_t)(nl - data));
+    char *v1 = NULL, *v2 = NULL;
+    int r1 = map_lookup(m, *key, &v1);
+    int r2 = map_lookup(m, *key, &v2);
+    FUZZ_REQUIRE(r1 >= -1 && r1 <= 1);
+    FUZZ_REQUIRE(r1 == r2);
+    if (r1 == 1) {
+        FUZZ_REQUIRE(v1 && v2 && strcmp(v1, v2) == 0);
+        FUZZ_REQUIRE(strlen(v1) <= MAP_MAX_LINE);
+    } else {
+        FUZZ_REQUIRE(!v1 && !v2);
+    }
+    free(v1);
+    free(v2);
+    map_close(m);
+    return r1;
 }
 
 /* 1 when every CR in buf is followed by LF and every LF preceded by CR. */
