@@ -143,7 +143,8 @@ static int scan_segment(struct journal *j, struct seg *s, journal_replay_fn repl
             break;
         }
         rec->records++;
-        if (replay && replay(arg, type, pl ? pl : (const unsigned char *)"", len, (struct journal_addr){.seg = s->seq, .off = off}) != 0) {
+        struct journal_addr at = {.seg = s->seq, .off = off};
+        if (replay && replay(arg, type, pl ? pl : (const unsigned char *)"", len, at) != 0) {
             rc = -1;
             break;
         }
@@ -167,12 +168,18 @@ int journal_recover(struct journal *j, journal_replay_fn replay, void *arg, stru
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         char name[40];
-        uint64_t seq;
+        uint64_t seq = 0;
         journal_seg_name(name, sizeof name, "seg", seqs[i]);
         int fd = fsops_openat(j->dirfd, name, O_RDWR | O_CLOEXEC, 0);
-        if (fd < 0 || check_header(j, fd, &seq) != 0 || seq != seqs[i] || journal_seg_add(j, seq, fd) != 0) {
-            int e = fd >= 0 && seq != seqs[i] ? EBADMSG : errno;
-            if (fd >= 0 && !journal_seg_find(j, seqs[i]))
+        int e = 0;
+        if (fd < 0 || check_header(j, fd, &seq) != 0)
+            e = errno;
+        else if (seq != seqs[i])
+            e = EBADMSG; /* a header that is not this file's */
+        else if (journal_seg_add(j, seq, fd) != 0)
+            e = ENOMEM;
+        if (e) {
+            if (fd >= 0)
                 close(fd);
             log_error("journal: segment %s: %s", name, strerror(e));
             errno = e;

@@ -441,6 +441,10 @@ static void test_corrupt_old_segment(void **state)
     check_sequence(first_of_next, n, (size_t)victim);
     assert_int_equal(tf_log_count("before the seal"), 1);
     journal_close(j);
+    /* a segment header that is not ours: refused, nothing guessed */
+    scribble(addr[0].seg, 0, 8, 'Z');
+    assert_int_equal(journal_open(&j, dir, &OPTS, NULL, NULL, NULL), -1);
+    assert_int_equal(errno, EBADMSG);
 }
 
 /* ---- failures ------------------------------------------------------------- */
