@@ -154,8 +154,8 @@ int journal_retire_segment(struct journal *j, uint64_t seq);
 uint64_t journal_current_segment(struct journal *j);
 
 /* Writes (and completes) the records already queued, stops the writer
- * thread, closes every file. Appends from now fail with ESHUTDOWN. NULL is
- * a no-op. */
+ * thread, closes every file. No other call on j may run during or after
+ * it (an append racing with it gets ESHUTDOWN at best). NULL is a no-op. */
 void journal_close(struct journal *j);
 
 #endif

@@ -101,21 +101,28 @@ static int check_header(struct journal *j, int fd, uint64_t *seq)
 }
 
 /* The highest seq any free file's header remembers (its stale records
- * carry it), so that no new segment reuses it. */
+ * carry it), so that no new segment reuses it. A free file that is not a
+ * segment of this size is left alone (not reused) and logged. */
 static uint64_t free_max_seq(struct journal *j)
 {
     uint64_t max = 0;
+    size_t keep = 0;
     for (size_t i = 0; i < j->nfree; i++) {
         char name[40];
+        uint64_t seq = 0;
         journal_seg_name(name, sizeof name, "free", j->freenames[i]);
         int fd = fsops_openat(j->dirfd, name, O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0)
-            continue;
-        unsigned char h[JOURNAL_SEGMENT_HEADER];
-        if (fsops_pread_all(fd, h, sizeof h, 0) == 0 && memcmp(h, SEG_MAGIC, 8) == 0 && journal_get64(h + 16) > max)
-            max = journal_get64(h + 16);
-        close(fd);
+        if (fd < 0 || check_header(j, fd, &seq) != 0) {
+            log_warn("journal: %s: %s; not reused", name, strerror(errno));
+        } else {
+            j->freenames[keep++] = j->freenames[i];
+            if (seq > max)
+                max = seq;
+        }
+        if (fd >= 0)
+            close(fd);
     }
+    j->nfree = keep;
     return max;
 }
 
