@@ -565,6 +565,17 @@ static void test_recycle(void **state)
     seg3_first = atoi(got.data[0] + 4);
     assert_int_equal(got.n, (size_t)(i - seg3_first));
     assert_true(seg3_first < first_new);
+    /* a free file found at open is reused too */
+    assert_int_equal(journal_retire_segment(j, 3), 0);
+    journal_close(j);
+    j = reopen(&rec);
+    assert_int_equal(count_names("free-"), 1);
+    tf_fs_arm(TF_OPENAT, (struct tf_fault){.nth = TF_ALWAYS, .err = 0, .path_suffix = "seg.new"});
+    assert_int_equal(journal_append_wait(j, 1, "x", 1, &a), 0);
+    assert_int_equal(a.seg, 6);
+    assert_int_equal(tf_fs_fault_calls(TF_OPENAT), 0);
+    assert_int_equal(count_names("free-"), 0);
+    assert_int_equal(tf_fs_calls(TF_UNLINKAT), 0);
     journal_close(j);
 }
 
