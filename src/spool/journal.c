@@ -169,10 +169,11 @@ int journal_free_push(struct journal *j, uint64_t n)
 
 static const unsigned char zeros[65536];
 
-/* A new file of segsize bytes, header for seq, synced, renamed to name. */
-static int create_segment(struct journal *j, uint64_t seq, const char *name, int *poisoned)
+/* A new file of segsize bytes made as tmp, header for seq, synced, renamed
+ * to name, directory synced. */
+static int create_file(struct journal *j, const char *tmp, uint64_t seq, const char *name, int *poisoned)
 {
-    int fd = fsops_openat(j->dirfd, TMP_NAME, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = fsops_openat(j->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
     unsigned char h[JOURNAL_SEGMENT_HEADER];
@@ -186,11 +187,11 @@ static int create_segment(struct journal *j, uint64_t seq, const char *name, int
     if (rc == 0)
         rc = fsops_fsync(fd);
     if (rc == 0)
-        rc = fsops_renameat(j->dirfd, TMP_NAME, j->dirfd, name);
+        rc = fsops_renameat(j->dirfd, tmp, j->dirfd, name);
     if (rc != 0) {
         int e = errno;
         close(fd);
-        (void)fsops_unlinkat(j->dirfd, TMP_NAME, 0);
+        (void)fsops_unlinkat(j->dirfd, tmp, 0);
         errno = e;
         return -1;
     }
@@ -252,7 +253,7 @@ static int next_segment(struct journal *j, int *poisoned)
         have_free = 1;
     }
     pthread_rwlock_unlock(&j->segmu);
-    int fd = have_free ? recycle_segment(j, freen, seq, name, poisoned) : create_segment(j, seq, name, poisoned);
+    int fd = have_free ? recycle_segment(j, freen, seq, name, poisoned) : create_file(j, TMP_NAME, seq, name, poisoned);
     if (fd < 0) {
         int e = errno;
         if (have_free && !*poisoned) {
@@ -448,6 +449,7 @@ int journal_open(struct journal **out, const char *dir, const struct journal_opt
     pthread_mutex_init(&j->mu, NULL);
     pthread_cond_init(&j->cv, NULL);
     pthread_rwlock_init(&j->segmu, NULL);
+    pthread_mutex_init(&j->spare_mu, NULL);
     j->dirfd = fsops_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (j->dirfd < 0 || journal_recover(j, replay, arg, rec) != 0) {
         int e = errno;
@@ -622,6 +624,44 @@ int journal_retire_segment(struct journal *j, uint64_t seq)
     return 0;
 }
 
+int journal_prepare_spare(struct journal *j, unsigned want)
+{
+    pthread_mutex_lock(&j->spare_mu);
+    int rc = 0;
+    for (;;) {
+        pthread_rwlock_wrlock(&j->segmu);
+        int enough = j->nfree >= want;
+        uint64_t freen = enough ? 0 : j->free_next++;
+        pthread_rwlock_unlock(&j->segmu);
+        if (enough)
+            break;
+        char name[40];
+        int poisoned = 0;
+        journal_seg_name(name, sizeof name, "free", freen);
+        int fd = create_file(j, SPARE_TMP_NAME, 0, name, &poisoned);
+        if (fd < 0) {
+            int e = errno;
+            /* a spare whose name may not be durable is still a free file */
+            if (poisoned)
+                log_error("journal: making a spare segment: directory sync: %s", strerror(e));
+            errno = e;
+            rc = -1;
+            break;
+        }
+        close(fd);
+        pthread_rwlock_wrlock(&j->segmu);
+        int pushed = journal_free_push(j, freen);
+        pthread_rwlock_unlock(&j->segmu);
+        if (pushed != 0) {
+            errno = ENOMEM;
+            rc = -1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&j->spare_mu);
+    return rc;
+}
+
 uint64_t journal_current_segment(struct journal *j)
 {
     pthread_rwlock_rdlock(&j->segmu);
@@ -645,6 +685,7 @@ void journal_close(struct journal *j)
     if (j->dirfd >= 0)
         close(j->dirfd);
     pthread_rwlock_destroy(&j->segmu);
+    pthread_mutex_destroy(&j->spare_mu);
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j->segs);

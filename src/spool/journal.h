@@ -21,8 +21,8 @@
  *                        increasing, never reused);
  *   free-<16 hex digits> a retired segment kept for reuse (the number is
  *                        only a name; its header still holds its old seq);
- *   seg.new              a segment being made (a leftover is removed at
- *                        open).
+ *   seg.new, free.new    a segment or a spare being made (a leftover is
+ *                        removed at open).
  * Integers are little-endian. A segment starts with a 64-byte header:
  *   0 "TERNJSEG"  8 version (u32, 1)  12 header size (u32, 64)  16 seq (u64)
  *   24 segment size (u64)  32..59 zero  60 CRC-32 of bytes 0..59.
@@ -149,6 +149,14 @@ int journal_read(struct journal *j, struct journal_addr addr, uint32_t *type, vo
  * later segment, never unlinked. 0, or -1 with errno (ENOENT: no such
  * segment; EBUSY: the segment being appended to). */
 int journal_retire_segment(struct journal *j, uint64_t seq);
+
+/* Makes free files (zero-filled segments, header seq 0) until at least
+ * want are ready, so that the writer's next rollovers need not write a
+ * whole segment while commits wait. Meant for a caller's background thread
+ * or timer (e.g. after each rollover): a disk too full for the next
+ * segment shows up here (ENOSPC), before the current segment fills. The
+ * writer makes a segment itself when none is ready. 0, or -1 with errno. */
+int journal_prepare_spare(struct journal *j, unsigned want);
 
 /* The seq of the segment being appended to (0 before the first one). */
 uint64_t journal_current_segment(struct journal *j);

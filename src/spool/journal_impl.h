@@ -12,6 +12,7 @@
 #define SEG_MAGIC "TERNJSEG"
 #define SEG_VERSION 1u
 #define TMP_NAME "seg.new"
+#define SPARE_TMP_NAME "free.new"
 #define SEAL_SIZE JOURNAL_RECORD_HEADER
 
 struct seg {
@@ -41,6 +42,7 @@ struct journal {
     int closing;
     int poison; /* errno that refuses every append, 0: none */
     pthread_t writer;
+    pthread_mutex_t spare_mu; /* one journal_prepare_spare at a time */
     int writer_started;
 
     pthread_rwlock_t segmu; /* the table of segments, free names, what is durable */

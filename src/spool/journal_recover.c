@@ -33,8 +33,8 @@ static int parse_name(const char *name, const char *prefix, uint64_t *n)
     return 1;
 }
 
-/* The directory's segment seqs and free names (sorted); *tmp when a
- * leftover seg.new is there. */
+/* The directory's segment seqs and free names (sorted); *tmp bit 1 (2)
+ * when a leftover seg.new (free.new) is there. */
 static int list_dir(struct journal *j, uint64_t **segs, size_t *nsegs, int *tmp)
 {
     int fd = dup(j->dirfd);
@@ -53,7 +53,9 @@ static int list_dir(struct journal *j, uint64_t **segs, size_t *nsegs, int *tmp)
     while ((de = readdir(d)) != NULL) {
         uint64_t n;
         if (strcmp(de->d_name, TMP_NAME) == 0) {
-            *tmp = 1;
+            *tmp |= 1;
+        } else if (strcmp(de->d_name, SPARE_TMP_NAME) == 0) {
+            *tmp |= 2;
         } else if (parse_name(de->d_name, "seg", &n)) {
             if (*nsegs == cap) {
                 cap = cap ? cap * 2 : 16;
@@ -169,8 +171,10 @@ int journal_recover(struct journal *j, journal_replay_fn replay, void *arg, stru
     int tmp;
     if (list_dir(j, &seqs, &n, &tmp) != 0)
         return -1;
-    if (tmp)
+    if (tmp & 1)
         (void)fsops_unlinkat(j->dirfd, TMP_NAME, 0);
+    if (tmp & 2)
+        (void)fsops_unlinkat(j->dirfd, SPARE_TMP_NAME, 0);
     uint64_t max = free_max_seq(j);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {

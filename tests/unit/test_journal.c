@@ -517,6 +517,38 @@ static void test_enospc_new_segment(void **state)
         assert_memory_equal(got.data[i], buf, n);
     }
     assert_int_equal(count_names("seg.new"), 0);
+    /* a spare cannot be made either: told now, not at the rollover */
+    tf_fs_arm(TF_OPENAT, (struct tf_fault){.nth = 1, .count = TF_ALWAYS, .err = ENOSPC, .path_suffix = "free.new"});
+    assert_int_equal(journal_prepare_spare(j, 1), -1);
+    assert_int_equal(errno, ENOSPC);
+    assert_int_equal(count_names("free"), 0);
+    journal_close(j);
+}
+
+/* Spares made ahead are what the rollovers use: no segment made in the
+ * writer, none unlinked. */
+static void test_spares(void **state)
+{
+    (void)state;
+    struct journal *j = reopen(NULL);
+    assert_int_equal(journal_prepare_spare(j, 3), 0);
+    assert_int_equal(count_names("free-"), 3);
+    assert_int_equal(journal_prepare_spare(j, 2), 0); /* already enough */
+    assert_int_equal(count_names("free-"), 3);
+    tf_fs_arm(TF_OPENAT, (struct tf_fault){.nth = TF_ALWAYS, .err = 0, .path_suffix = "seg.new"});
+    char buf[9000];
+    struct journal_addr a;
+    int i = 0;
+    do
+        assert_int_equal(journal_append_wait(j, 1, buf, payload(buf, i++, 8000), &a), 0);
+    while (a.seg < 3);
+    assert_int_equal(tf_fs_fault_calls(TF_OPENAT), 0);
+    assert_int_equal(count_names("free-"), 0);
+    journal_close(j);
+    struct journal_recovery rec;
+    j = reopen(&rec);
+    assert_int_equal(got.n, (size_t)i);
+    assert_int_equal(rec.corrupt_segments, 0);
     journal_close(j);
 }
 
@@ -865,6 +897,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fdatasync_failure_poisons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enospc_new_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_spares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_power_loss, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
