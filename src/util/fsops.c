@@ -39,6 +39,7 @@ const struct fsops fsops_real = {
     .unlinkat = unlinkat,
     .mkdir = mkdir,
     .ftruncate = ftruncate,
+    .pread = pread,
 };
 
 static const struct fsops *current_ops = &fsops_real;
@@ -70,6 +71,7 @@ int fsops_unlink(const char *path) { return current_ops->unlink(path); }
 int fsops_unlinkat(int dirfd, const char *path, int flags) { return current_ops->unlinkat(dirfd, path, flags); }
 int fsops_mkdir(const char *path, mode_t mode) { return current_ops->mkdir(path, mode); }
 int fsops_ftruncate(int fd, off_t len) { return current_ops->ftruncate(fd, len); }
+ssize_t fsops_pread(int fd, void *buf, size_t len, off_t off) { return current_ops->pread(fd, buf, len, off); }
 
 int fsops_write_all(int fd, const void *buf, size_t len)
 {
@@ -96,6 +98,27 @@ int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off)
     const char *p = buf;
     while (len > 0) {
         ssize_t n = fsops_pwrite(fd, p, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (n == 0) {
+            errno = EIO;
+            return -1;
+        }
+        p += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int fsops_pread_all(int fd, void *buf, size_t len, off_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = fsops_pread(fd, p, len, off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

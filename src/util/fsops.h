@@ -28,6 +28,7 @@ struct fsops {
     int (*unlinkat)(int dirfd, const char *path, int flags);
     int (*mkdir)(const char *path, mode_t mode);
     int (*ftruncate)(int fd, off_t len);
+    ssize_t (*pread)(int fd, void *buf, size_t len, off_t off);
 };
 
 extern const struct fsops fsops_real;
@@ -50,10 +51,14 @@ int fsops_unlink(const char *path);
 int fsops_unlinkat(int dirfd, const char *path, int flags);
 int fsops_mkdir(const char *path, mode_t mode);
 int fsops_ftruncate(int fd, off_t len);
+ssize_t fsops_pread(int fd, void *buf, size_t len, off_t off);
 
 /* Writes all of buf (retrying short writes and EINTR); 0 or -1 with errno. */
 int fsops_write_all(int fd, const void *buf, size_t len);
 int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+/* Reads exactly len bytes at off (retrying short reads and EINTR); 0, or -1
+ * with errno (EIO when the file ends first). */
+int fsops_pread_all(int fd, void *buf, size_t len, off_t off);
 /* fsyncs the directory at path; 0 or -1 with errno. */
 int fsops_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component; 0 or -1 with errno. */

@@ -224,6 +224,7 @@ enum tf_op {
     TF_UNLINKAT,
     TF_MKDIR,
     TF_FTRUNCATE,
+    TF_PREAD,
     TF_NOPS
 };
 
@@ -368,6 +369,16 @@ static ssize_t tf_pwrite_(int fd, const void *buf, size_t len, off_t off)
     return rc;
 }
 
+static ssize_t tf_pread_(int fd, void *buf, size_t len, off_t off)
+{
+    int err = tf_fs_begin_(TF_PREAD, fd, NULL, NULL);
+    if (err)
+        TF_FAIL_(TF_PREAD, err);
+    ssize_t rc = fsops_real.pread(fd, buf, len, off);
+    tf_fs_end_(TF_PREAD);
+    return rc;
+}
+
 /* The calls with one descriptor or one path and nothing else to vary. */
 #define TF_SIMPLE_(name, op, real_call, fd_arg, path_arg, ...) \
     static int name(__VA_ARGS__)                               \
@@ -422,6 +433,7 @@ static TF_UNUSED void tf_fs_install(void)
         .unlinkat = tf_unlinkat_,
         .mkdir = tf_mkdir_,
         .ftruncate = tf_ftruncate_,
+        .pread = tf_pread_,
     };
     pthread_cond_broadcast(&tf_fs.cv);
     pthread_mutex_unlock(&tf_fs.mu);
