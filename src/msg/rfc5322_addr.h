@@ -60,7 +60,8 @@ void rfc5322_addr_list_free(char **addrs, size_t n);
 /* True (1) if value is a valid From: field body: a mailbox-list, or an address-list
  * as RFC 6854 allows, with at least one address, every item correct, none of the
  * lenient extras above (missing domain, unclosed group, stray dots in a local
- * part, a CR or LF that is not CRLF folding), and no domain label that starts or
+ * part, a CR or LF that is neither CRLF folding nor quoted by a backslash: an
+ * obs-qp, RFC 5322 4.1, which is_email calls deprecated but valid), and no domain label that starts or
  * ends with '-' (not a host name; such an address is still extracted). The
  * obsolete forms RFC 5322 section 4 says must be honoured are valid. A group
  * counts as an address even when it is empty ("From: Nightly Monitor Robot:;" is
