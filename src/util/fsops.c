@@ -93,11 +93,12 @@ int fsops_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+/* The loop both positional calls share: on until len bytes moved, EINTR
+ * retried, a 0 return an error (EIO: the file ended or the disk took none). */
+static int positional_all(ssize_t (*op)(int, void *, size_t, off_t), int fd, char *p, size_t len, off_t off)
 {
-    const char *p = buf;
     while (len > 0) {
-        ssize_t n = fsops_pwrite(fd, p, len, off);
+        ssize_t n = op(fd, p, len, off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -114,25 +115,24 @@ int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off)
     return 0;
 }
 
+static ssize_t pwrite_op(int fd, void *buf, size_t len, off_t off)
+{
+    return fsops_pwrite(fd, buf, len, off);
+}
+
+static ssize_t pread_op(int fd, void *buf, size_t len, off_t off)
+{
+    return fsops_pread(fd, buf, len, off);
+}
+
+int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    return positional_all(pwrite_op, fd, (char *)buf, len, off);   /* pwrite only reads buf */
+}
+
 int fsops_pread_all(int fd, void *buf, size_t len, off_t off)
 {
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = fsops_pread(fd, p, len, off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (n == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += n;
-        off += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return positional_all(pread_op, fd, buf, len, off);
 }
 
 int fsops_fsync_dir(const char *path)
