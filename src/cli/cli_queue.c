@@ -27,6 +27,7 @@
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "spool/queue_file.h"
+#include "spool/store_journal.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
 
@@ -180,6 +181,7 @@ struct offline_entry {
     char *id;
     const char *sub;
     const char *flag;
+    struct queue_file_message *m; /* a journal message (read already), or NULL: a file */
 };
 
 static int cmp_entry(const void *a, const void *b)
@@ -195,10 +197,25 @@ static void collect_dir(struct offline_entry **v, size_t *n, size_t *cap, const 
     char **ids = dir_ids(dir, &k);
     for (size_t i = 0; i < k; i++) {
         *v = xgrow(*v, cap, *n + 1, sizeof **v);
-        (*v)[(*n)++] = (struct offline_entry){ids[i], sub, flag};
+        (*v)[(*n)++] = (struct offline_entry){ids[i], sub, flag, NULL};
     }
     free(ids);
     free(dir);
+}
+
+struct journal_entries {
+    struct offline_entry **v;
+    size_t *n, *cap;
+};
+
+static void journal_found(void *arg, struct queue_file_message *m, enum store_place place)
+{
+    struct journal_entries *je = arg;
+    *je->v = xgrow(*je->v, je->cap, *je->n + 1, sizeof **je->v);
+    struct queue_file_message *copy = xmalloc(sizeof *copy);
+    *copy = *m;
+    (*je->v)[(*je->n)++] = (struct offline_entry){xstrdup(m->id), place == STORE_HOLD ? QDIR_HOLD : QDIR_QUEUE,
+                                                  place == STORE_HOLD ? "!" : "", copy};
 }
 
 static void list_entry(struct listing *l, const char *qdir, const struct offline_entry *e)
@@ -206,7 +223,15 @@ static void list_entry(struct listing *l, const char *qdir, const struct offline
     char *path = xasprintf("%s/%s/%s", qdir, e->sub, e->id);
     struct queue_file_message m;
     char err[256];
-    if (queue_file_read_path(path, &m, err, sizeof err) == 0) {
+    int ok = 0;
+    if (e->m) {
+        m = *e->m;
+        free(e->m);
+        ok = 1;
+    } else {
+        ok = queue_file_read_path(path, &m, err, sizeof err) == 0;
+    }
+    if (ok) {
         const char **rcpts = xcalloc(m.nrcpt + 1, sizeof *rcpts), **reasons = xcalloc(m.nrcpt + 1, sizeof *reasons);
         size_t k = 0;
         for (size_t j = 0; j < m.nrcpt; j++) {
@@ -238,6 +263,10 @@ static int list_offline(const char *qdir)
     size_t n = 0, cap = 0;
     collect_dir(&v, &n, &cap, qdir, QDIR_QUEUE, "");
     collect_dir(&v, &n, &cap, qdir, QDIR_HOLD, "!");
+    /* queue_sync_method = journal: the messages in the journal's segments */
+    struct journal_entries je = {&v, &n, &cap};
+    if (store_journal_read_only(qdir, journal_found, &je) != 0 && errno != ENOENT)
+        fprintf(stderr, "tern: cannot read the queue's journal: %s\n", strerror(errno));
     if (n)
         qsort(v, n, sizeof *v, cmp_entry);
     struct listing l = {0};

@@ -119,7 +119,7 @@ static int make_dir_at(int dirfd, const char *shown, const char *name, mode_t mo
 const struct instance_queue_dir instance_queue_dirs[] = {
     {QDIR_INCOMING, 0700, 1}, {QDIR_QUEUE, 0700, 1},  {QDIR_HOLD, 0700, 1},   {QDIR_CORRUPT, 0700, 1},
     {QDIR_MAILDROP, 01733, 1}, {QDIR_PRIVATE, 0711, 0}, {QDIR_PUBLIC, 0755, 0}, {QDIR_PID, 0755, 0},
-    {QDIR_DMARC, 0700, 1}, {QDIR_CAPTURE, 0700, 1}, {QDIR_CAPTURE_RULES, 0700, 1},
+    {QDIR_DMARC, 0700, 1}, {QDIR_CAPTURE, 0700, 1}, {QDIR_CAPTURE_RULES, 0700, 1}, {QDIR_JOURNAL, 0700, 1},
     {NULL, 0, 0},
 };
 

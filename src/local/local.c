@@ -368,13 +368,24 @@ static void flush_batch(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- one request ---------- */
 
+/* A journal segment's path: queue_directory/journal/seg-<16 hex digits>. */
+static int is_journal_segment(const char *path)
+{
+    char *prefix = xasprintf("%s/%s/seg-", lc.rt->queue_dir, QDIR_JOURNAL);
+    size_t n = strlen(prefix);
+    int ok = strncmp(path, prefix, n) == 0 && strlen(path + n) == 16 && strspn(path + n, "0123456789abcdef") == 16;
+    free(prefix);
+    return ok;
+}
+
 /* The queue file named by a request, opened with the mail owner's rights:
  * the request comes from an unprivileged process, so it may name only a
- * regular file in queue/ or hold/, and root's rights are not lent to it. */
+ * regular file in queue/ or hold/ or a journal segment, and root's rights
+ * are not lent to it. */
 static int open_queue_file(const char *path, const char *id)
 {
     int ok = queue_id_valid(id);
-    if (ok) {
+    if (ok && !is_journal_segment(path)) {
         char *q = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_QUEUE, id);
         char *h = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_HOLD, id);
         ok = strcmp(path, q) == 0 || strcmp(path, h) == 0;

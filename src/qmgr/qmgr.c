@@ -520,8 +520,11 @@ int qmgr_main(struct runtime *rt)
     if (qmgr_relay_init(qm.base, rt, qm.resolver, &err) != 0)
         log_fatal("outbound delivery: %s", err ? err : "cannot set up");
     qmgr_dmarc_init(qm.base, rt->conf, rt->queue_dir, qmgr_relay_dns());
-    int use_syncfs = strcmp(conf_str(rt->conf, "queue_sync_method"), "fsync") != 0;
-    if (store_open(qm.base, rt->queue_dir, use_syncfs) != 0)
+    const char *method = conf_str(rt->conf, "queue_sync_method");
+    int sync = strcmp(method, "fsync") == 0 ? STORE_SYNC_FSYNC
+               : strcmp(method, "journal") == 0 ? STORE_SYNC_JOURNAL
+                                                : STORE_SYNC_SYNCFS;
+    if (store_open(qm.base, rt->queue_dir, sync) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
     if (qmgr_capture_init(qm.base, rt->conf, rt->queue_dir) != 0)
         log_fatal("capture mode: cannot open %s/capture", rt->queue_dir);

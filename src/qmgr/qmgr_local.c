@@ -33,7 +33,16 @@ struct delivery {
     size_t idx;
     int64_t start_us;
     char *dsn, *text;
+    char id[QUEUE_ID_LEN + 1]; /* its content stays where the agent reads it until done */
 };
+
+static void delivery_free(struct delivery *d)
+{
+    store_content_done(d->id);
+    free(d->dsn);
+    free(d->text);
+    free(d);
+}
 
 /* A recipient waiting for a free delivery slot, by queue id: the message
  * may be deleted meanwhile. */
@@ -94,9 +103,7 @@ static void delivery_done(struct delivery *d, const char *status, const char *ds
                               : strcmp(status, "bounced") == 0 ? QMSG_BOUNCED
                                                                : QMSG_DEFERRED;
     qmgr_msg_rcpt_finish(q, d->idx, o, "local", d->start_us, dsn, text, NULL);
-    free(d->dsn);
-    free(d->text);
-    free(d);
+    delivery_free(d);
     qmgr_msg_finish_if_done(q);
 }
 
@@ -179,9 +186,7 @@ static void delivery_expanded(struct delivery *d, const struct ipc_msg *m)
     struct qmgr_msg *q = d->q;
     size_t idx = d->idx;
     lq.inflight--;
-    free(d->dsn);
-    free(d->text);
-    free(d);
+    delivery_free(d);
     qmgr_msg_rcpt_release(q, idx);
     if (q->deleted) {
         qmgr_msg_finish_if_done(q);
@@ -402,12 +407,15 @@ static void deliver_now(struct qmgr_msg *q, size_t idx)
     qmgr_msg_rcpt_take(q, idx);
 
     char *user = resolver_local_user(lq.resolver, r->addr);
-    char *path = store_path(q->m.id, q->place);
+    char *path;
+    uint64_t base;
+    store_content_locate(q->m.id, q->place, &path, &base);
+    str_copy(d->id, q->m.id, sizeof d->id);
     struct ipc_msg m;
     ipc_msg_init(&m, IPC_DELIVER, d->reqid);
     ipc_msg_add(&m, "id", q->m.id);
     ipc_msg_add(&m, "path", path);
-    ipc_msg_add_u64(&m, "offset", q->m.content_offset);
+    ipc_msg_add_u64(&m, "offset", base + q->m.content_offset);
     ipc_msg_add_u64(&m, "length", q->m.content_length);
     ipc_msg_add(&m, "sender", q->m.sender);
     ipc_msg_add(&m, "rcpt", r->addr);
@@ -497,9 +505,7 @@ void qmgr_local_shutdown(void)
     while (lq.deliveries) {
         struct delivery *d = lq.deliveries;
         lq.deliveries = d->next;
-        free(d->dsn);
-        free(d->text);
-        free(d);
+        delivery_free(d);
     }
     while (lq.wait_head) {
         struct waiting *w = lq.wait_head;

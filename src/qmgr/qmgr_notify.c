@@ -90,7 +90,9 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
         log_warn("%s: cannot create a notice: %s", q->m.id, strerror(errno));
         return -1;
     }
-    char *path = store_path(q->m.id, q->place);
+    char *path;
+    uint64_t base;
+    store_content_locate(q->m.id, q->place, &path, &base);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
     const char *ret = queue_file_message_attr(&q->m, "ret");
@@ -111,12 +113,13 @@ static int send_one(struct pending *p, enum dsn_kind kind, const char *notice, c
     };
     struct bounce_report report;
     memset(&report, 0, sizeof report);
-    int rc = fd >= 0 ? bounce_write_report(w, &info, rcpts, n, fd, q->m.content_offset, q->m.content_length,
-                                           &report)
+    int rc = fd >= 0 ? bounce_write_report(w, &info, rcpts, n, fd, base + q->m.content_offset,
+                                           q->m.content_length, &report)
                      : -1;
     int e = errno;
     if (fd >= 0)
         close(fd);
+    store_content_done(q->m.id);
     if (rc != 0) {
         log_warn("%s: cannot write a notice: %s", q->m.id, strerror(e));
         queue_file_writer_abort(w);

@@ -80,14 +80,20 @@ static void committed(void *arg, int ok)
 /* The content of q (as queued, wire form) into w. 0, or -1 with errno. */
 static int copy_content(struct qmgr_msg *q, struct queue_file_writer *w)
 {
-    char *path = store_path(q->m.id, q->place);
+    char *path;
+    uint64_t base;
+    store_content_locate(q->m.id, q->place, &path, &base);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int e = errno;
     free(path);
-    if (fd < 0)
+    if (fd < 0) {
+        store_content_done(q->m.id);
+        errno = e;
         return -1;
+    }
     char *buf = xmalloc(65536);
     uint64_t left = q->m.content_length;
-    off_t pos = (off_t)q->m.content_offset;
+    off_t pos = (off_t)(base + q->m.content_offset);
     int rc = 0;
     while (left > 0 && rc == 0) {
         size_t want = left < 65536 ? (size_t)left : 65536;
@@ -104,9 +110,10 @@ static int copy_content(struct qmgr_msg *q, struct queue_file_writer *w)
         pos += got;
         left -= (uint64_t)got;
     }
-    int e = errno;
+    e = errno;
     free(buf);
     close(fd);
+    store_content_done(q->m.id);
     errno = e;
     return rc;
 }

@@ -67,6 +67,7 @@ struct qmgr_relay_job {
     size_t *idx;
     size_t n;
     int fd;
+    char content_id[QUEUE_ID_LEN + 1]; /* the message whose content fd reads ("": none) */
     int64_t start_us;
     struct dns_query *dq;
     struct smtpc *sc;
@@ -251,6 +252,8 @@ static void job_free(struct qmgr_relay_job *j)
     list_remove(&rl.jobs, &j->link);
     if (j->fd >= 0)
         close(j->fd);
+    if (j->content_id[0])
+        store_content_done(j->content_id);
     if (j->converted_fd >= 0)
         close(j->converted_fd);
     for (size_t i = 0; i < j->ntargets; i++)
@@ -513,7 +516,10 @@ static void start_job(struct qmgr_relay_dest *d)
     j->start_us = clock_now_us();
 
     struct qmgr_msg *q = j->q;
-    char *path = store_path(q->m.id, q->place);
+    char *path;
+    uint64_t base;
+    store_content_locate(q->m.id, q->place, &path, &base);
+    str_copy(j->content_id, q->m.id, sizeof j->content_id);
     j->fd = open(path, O_RDONLY | O_CLOEXEC);
     int err = errno;
     free(path);
@@ -537,7 +543,7 @@ static void start_job(struct qmgr_relay_dest *d)
     j->msg.ret = queue_file_message_attr(&q->m, "ret");
     j->msg.envid = queue_file_message_attr(&q->m, "envid");
     j->msg.content_fd = j->fd;
-    j->msg.offset = q->m.content_offset;
+    j->msg.offset = base + q->m.content_offset;
     j->msg.length = q->m.content_length;
     j->msg.rcpts = j->rcpts;
     j->msg.nrcpts = j->n;

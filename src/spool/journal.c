@@ -16,6 +16,7 @@
 #include "spool/queue_file.h"
 #include "util/fsops.h"
 #include "util/log.h"
+#include "util/mem.h"
 
 
 /* ---- encoding ---------------------------------------------------------- */
@@ -660,6 +661,18 @@ int journal_prepare_spare(struct journal *j, unsigned want)
     }
     pthread_mutex_unlock(&j->spare_mu);
     return rc;
+}
+
+size_t journal_segments(struct journal *j, uint64_t **seqs)
+{
+    pthread_rwlock_rdlock(&j->segmu);
+    size_t n = j->nsegs;
+    uint64_t *v = xcalloc(n ? n : 1, sizeof *v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = j->segs[i].seq;
+    pthread_rwlock_unlock(&j->segmu);
+    *seqs = v;
+    return n;
 }
 
 uint64_t journal_current_segment(struct journal *j)

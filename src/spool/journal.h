@@ -125,6 +125,13 @@ typedef void (*journal_done_fn)(void *arg, int err, struct journal_addr addr);
 int journal_open(struct journal **out, const char *dir, const struct journal_options *opt,
                  journal_replay_fn replay, void *arg, struct journal_recovery *rec);
 
+/* Reads the journal in dir without changing anything (no writer, no
+ * seal): every valid record of every segment, in log order, to replay
+ * (a torn or damaged record ends its segment's scan). For readers while
+ * the owner is stopped (`tern queue`); with the owner running it sees a
+ * valid prefix of the log. 0, or -1 with errno. */
+int journal_scan(const char *dir, journal_replay_fn replay, void *arg);
+
 /* Queues a record (data is copied) and returns: 0, and cb(arg, ...) is
  * called exactly once later; or -1 with errno and cb is never called
  * (EMSGSIZE: longer than max_record; EINVAL: type outside 1..JOURNAL_TYPE_MAX;
@@ -157,6 +164,10 @@ int journal_retire_segment(struct journal *j, uint64_t seq);
  * segment shows up here (ENOSPC), before the current segment fills. The
  * writer makes a segment itself when none is ready. 0, or -1 with errno. */
 int journal_prepare_spare(struct journal *j, unsigned want);
+
+/* The seqs of the segments in use (not free), ascending, in a new array
+ * (*seqs, the caller frees it); returns how many. */
+size_t journal_segments(struct journal *j, uint64_t **seqs);
 
 /* The seq of the segment being appended to (0 before the first one). */
 uint64_t journal_current_segment(struct journal *j);

@@ -486,6 +486,11 @@ static int read_status(struct cursor *pl, struct queue_file_message *m)
         goto fail;                                  \
     } while (0)
 
+/* Parses the envelope and progress records that start at file offset
+ * env_off of a queue file of size bytes; trailer holds bytes env_off..size. */
+static int parse_trailer(const unsigned char *trailer, size_t tlen, uint64_t env_off, uint64_t size,
+                         struct queue_file_message *m, char *err, size_t errlen);
+
 int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t errlen)
 {
     memset(m, 0, sizeof *m);
@@ -516,7 +521,40 @@ int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t e
             FAIL("read: %s", n < 0 ? strerror(errno) : "short file");
         got += (size_t)n;
     }
+    int rc = parse_trailer(buf, tlen, env_off, size, m, err, errlen);
+    free(buf);
+    return rc;
+fail:
+    free(buf);
+    queue_file_message_free(m);
+    m->sender = NULL;
+    return -1;
+}
 
+int queue_file_read_mem(const void *data, size_t len, struct queue_file_message *m, char *err, size_t errlen)
+{
+    const unsigned char *p = data;
+    memset(m, 0, sizeof *m);
+    m->sender = xstrdup("");
+    if (len < QF_HEADER_SIZE)
+        FAIL("short header");
+    if (memcmp(p, QF_MAGIC, 8) != 0)
+        FAIL("bad magic");
+    uint64_t env_off = get_u64(p + 8);
+    if (env_off < QF_HEADER_SIZE || env_off > len)
+        FAIL("no envelope (unfinished file)");
+    if (len - env_off > QF_MAX_TRAILER)
+        FAIL("envelope too large");
+    return parse_trailer(p + env_off, (size_t)(len - env_off), env_off, len, m, err, errlen);
+fail:
+    queue_file_message_free(m);
+    m->sender = NULL;
+    return -1;
+}
+
+static int parse_trailer(const unsigned char *buf, size_t tlen, uint64_t env_off, uint64_t size,
+                         struct queue_file_message *m, char *err, size_t errlen)
+{
     struct cursor c = {buf, tlen, 0, 0}, pl;
     int have_id = 0, have_content = 0, ended = 0;
     while (!ended) {
@@ -601,10 +639,8 @@ int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t e
     }
     m->valid_end = env_off + c.pos;
     m->file_size = size;
-    free(buf);
     return 0;
 fail:
-    free(buf);
     queue_file_message_free(m);
     m->sender = NULL;
     return -1;
@@ -634,21 +670,7 @@ int queue_file_read_path(const char *path, struct queue_file_message *m, char *e
 
 /* ---------- progress ---------- */
 
-static int append_record(int fd, struct queue_file_message *m, int type, const struct strbuf *payload)
-{
-    struct strbuf rec = STRBUF_INIT;
-    put_record(&rec, type, payload);
-    int rc = fsops_pwrite_all(fd, rec.buf, rec.len, (off_t)m->valid_end);
-    if (rc == 0) {
-        m->valid_end += rec.len;
-        if (m->file_size < m->valid_end)
-            m->file_size = m->valid_end;
-    }
-    strbuf_free(&rec);
-    return rc;
-}
-
-int queue_file_append_status(int fd, struct queue_file_message *m, size_t idx)
+void queue_file_encode_status(const struct queue_file_message *m, size_t idx, struct strbuf *out)
 {
     const struct queue_file_rcpt *r = &m->rcpts[idx];
     struct strbuf p = STRBUF_INIT;
@@ -664,16 +686,81 @@ int queue_file_append_status(int fd, struct queue_file_message *m, size_t idx)
     put_str(&p, r->diag);
     unsigned char fl = (unsigned char)r->flags;
     strbuf_append(&p, &fl, 1);
-    int rc = append_record(fd, m, REC_STATUS, &p);
+    put_record(out, REC_STATUS, &p);
     strbuf_free(&p);
+}
+
+void queue_file_encode_rcpt(const struct queue_file_message *m, size_t idx, struct strbuf *out)
+{
+    struct strbuf p = STRBUF_INIT;
+    put_rcpt_payload(&p, &m->rcpts[idx]);
+    put_record(out, REC_ADDED_RCPT, &p);
+    strbuf_free(&p);
+}
+
+static int append_encoded(int fd, struct queue_file_message *m, struct strbuf *rec)
+{
+    int rc = fsops_pwrite_all(fd, rec->buf, rec->len, (off_t)m->valid_end);
+    if (rc == 0) {
+        m->valid_end += rec->len;
+        if (m->file_size < m->valid_end)
+            m->file_size = m->valid_end;
+    }
+    int e = errno;
+    strbuf_free(rec);
+    errno = e;
     return rc;
+}
+
+int queue_file_append_status(int fd, struct queue_file_message *m, size_t idx)
+{
+    struct strbuf rec = STRBUF_INIT;
+    queue_file_encode_status(m, idx, &rec);
+    return append_encoded(fd, m, &rec);
 }
 
 int queue_file_append_rcpt(int fd, struct queue_file_message *m, size_t idx)
 {
-    struct strbuf p = STRBUF_INIT;
-    put_rcpt_payload(&p, &m->rcpts[idx]);
-    int rc = append_record(fd, m, REC_ADDED_RCPT, &p);
-    strbuf_free(&p);
-    return rc;
+    struct strbuf rec = STRBUF_INIT;
+    queue_file_encode_rcpt(m, idx, &rec);
+    return append_encoded(fd, m, &rec);
+}
+
+int queue_file_apply_progress(struct queue_file_message *m, const void *data, size_t len)
+{
+    struct cursor c = {data, len, 0, 0}, pl;
+    while (c.pos < c.len) {
+        int type = next_record(&c, &pl);
+        if (type == REC_STATUS) {
+            if (read_status(&pl, m) != 0)
+                return -1;
+        } else if (type == REC_ADDED_RCPT) {
+            if (read_rcpt(&pl, m) != 0)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int rcpt_has_progress(const struct queue_file_rcpt *r)
+{
+    return r->state != QF_PENDING || r->attempts || r->next_try || r->last_try || r->flags || r->dsn[0] ||
+           r->reason[0] || r->remote_mta[0] || r->diag[0];
+}
+
+void queue_file_encode(const struct queue_file_message *m, const void *content, size_t len, struct strbuf *out)
+{
+    unsigned char hdr[QF_HEADER_SIZE] = {0};
+    memcpy(hdr, QF_MAGIC, 8);
+    uint64_t env_off = QF_HEADER_SIZE + (uint64_t)len;
+    for (int i = 0; i < 8; i++)
+        hdr[8 + i] = (unsigned char)(env_off >> (8 * i));
+    strbuf_append(out, hdr, sizeof hdr);
+    strbuf_append(out, content, len);
+    encode_envelope(out, m, len);
+    for (size_t i = 0; i < m->nrcpt; i++)
+        if (rcpt_has_progress(&m->rcpts[i]))
+            queue_file_encode_status(m, i, out);
 }

@@ -28,6 +28,8 @@
 
 #include "spool/queue_id.h"
 
+struct strbuf;
+
 #define QF_MAGIC "TERNQF01"
 #define QF_HEADER_SIZE 16
 
@@ -128,11 +130,27 @@ void queue_file_writer_abort(struct queue_file_writer *w);
  * (queue_file_read_fd has no name: its callers compare m->id themselves). */
 int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t errlen);
 int queue_file_read_path(const char *path, struct queue_file_message *m, char *err, size_t errlen);
+/* The same for a whole queue file held in memory (a journal record): the
+ * offsets in m are offsets into data. */
+int queue_file_read_mem(const void *data, size_t len, struct queue_file_message *m, char *err, size_t errlen);
 
 /* Progress records, appended at m->valid_end (the caller keeps valid_end
  * current in m). */
 int queue_file_append_status(int fd, struct queue_file_message *m, size_t rcpt_index);
 int queue_file_append_rcpt(int fd, struct queue_file_message *m, size_t rcpt_index);
+
+/* The same records as bytes, appended to out, for a store that keeps
+ * progress elsewhere than at the file's end (the journal); and their
+ * reading: queue_file_apply_progress applies such records to m; 0, or -1
+ * when one is torn, corrupt or names a recipient m does not have. */
+void queue_file_encode_status(const struct queue_file_message *m, size_t rcpt_index, struct strbuf *out);
+void queue_file_encode_rcpt(const struct queue_file_message *m, size_t rcpt_index, struct strbuf *out);
+int queue_file_apply_progress(struct queue_file_message *m, const void *data, size_t len);
+/* A whole queue file for m, whose content is the len bytes at content:
+ * header, content, an envelope naming every recipient (those added by
+ * expansion too) and a status record for each one with progress. Reading it
+ * back gives m as it is now (the journal's copy-forward). Appends to out. */
+void queue_file_encode(const struct queue_file_message *m, const void *content, size_t len, struct strbuf *out);
 
 uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len);
 const char *queue_file_state_name(enum queue_file_rcpt_state s);

@@ -11,6 +11,7 @@
 #define QDIR_QUEUE "queue"
 #define QDIR_HOLD "hold"
 #define QDIR_CORRUPT "corrupt"
+#define QDIR_JOURNAL "journal" /* queue_sync_method = journal: the spool's segments (store_journal.h) */
 #define QDIR_MAILDROP "maildrop"
 #define QDIR_PRIVATE "private"
 #define QDIR_PUBLIC "public"

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "spool/spool.h"
+#include "spool/store_journal.h"
 #include "util/fsops.h"
 #include "util/log.h"
 #include "util/mem.h"
@@ -45,6 +46,7 @@ static struct {
     int capture_fd;             /* capture/, or -1 when capture mode is off */
     enum store_capture capture;
     int use_syncfs;
+    int journal;                /* queue_sync_method = journal (store_journal.h) */
     time_t start_time;          /* incoming files newer than this are a live smtpd's */
     struct timespec writers_since;  /* better: when every live writer started (0: unknown) */
     pthread_t thread;
@@ -73,6 +75,20 @@ static const char *place_dir(enum store_place p)
 char *store_path(const char *id, enum store_place place)
 {
     return xasprintf("%s/%s/%s", st.dir, place_dir(place), id);
+}
+
+int store_content_locate(const char *id, enum store_place place, char **path, uint64_t *base)
+{
+    if (store_journal_locate(id, path, base) == 0)
+        return 0;
+    *path = store_path(id, place);
+    *base = 0;
+    return 0;
+}
+
+void store_content_done(const char *id)
+{
+    store_journal_unpin(id);
 }
 
 int store_incoming_dirfd(void)
@@ -246,12 +262,15 @@ static int open_dir(const char *name)
     return fd;
 }
 
-int store_open(struct event_base *base, const char *queue_dir, int use_syncfs)
+int store_open(struct event_base *base, const char *queue_dir, int sync_method)
 {
     st.base = base;
     st.start_time = time(NULL) - 1;  /* file times are coarse */
     st.dir = xstrdup(queue_dir);
-    st.use_syncfs = use_syncfs;
+    /* in journal mode the few messages kept as files (too large for a
+     * record) are synced one by one: syncfs would wait for everything */
+    st.use_syncfs = sync_method == STORE_SYNC_SYNCFS;
+    st.journal = sync_method == STORE_SYNC_JOURNAL;
     st.incoming_fd = open_dir(QDIR_INCOMING);
     st.queue_fd = open_dir(QDIR_QUEUE);
     st.hold_fd = open_dir(QDIR_HOLD);
@@ -268,11 +287,14 @@ int store_open(struct event_base *base, const char *queue_dir, int use_syncfs)
     if (pthread_create(&st.thread, NULL, sync_thread, NULL) != 0)
         return -1;
     st.thread_started = 1;
+    if (st.journal && store_journal_open(base, queue_dir, st.incoming_fd) != 0)
+        return -1;
     return 0;
 }
 
 void store_close(void)
 {
+    store_journal_close(); /* its last completions may still remove incoming files */
     if (st.thread_started) {
         pthread_mutex_lock(&st.mu);
         st.stop = 1;
@@ -397,6 +419,8 @@ void store_recover(store_found_cb found, void *arg)
     }
     recover_dir(st.queue_fd, STORE_QUEUE, found, arg);
     recover_dir(st.hold_fd, STORE_HOLD, found, arg);
+    if (st.journal)
+        store_journal_recover(found, arg);
 }
 
 /* ---------- commit ---------- */
@@ -412,9 +436,12 @@ int store_set_capture(enum store_capture mode)
     return 0;
 }
 
-/* True when queue/ID, hold/ID or capture/ID exists (or cannot be checked). */
+/* True when queue/ID, hold/ID or capture/ID exists (or cannot be checked),
+ * or the journal holds ID. */
 static int id_in_use(const char *id)
 {
+    if (store_journal_has(id))
+        return 1;
     int dirs[] = {st.queue_fd, st.hold_fd, st.capture_fd};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         struct stat sb;
@@ -438,8 +465,51 @@ void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg)
     commit(id, STORE_CAPTURE_OFF, cb, arg);
 }
 
+/* Removes an incoming file the journal has taken (or refused), off the
+ * event loop: the sync thread's unlinks. */
+static void remove_incoming(const char *id)
+{
+    struct sync_req *r = xcalloc(1, sizeof *r);
+    r->kind = REQ_UNLINK;
+    r->fd = st.incoming_fd;
+    str_copy(r->id, id, sizeof r->id);
+    if (st.thread_started)
+        enqueue(r);
+    else {
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        free(r);
+    }
+}
+
+/* Commits into the journal when it takes this message: the journal is on,
+ * capture mode does not need a file, and the file fits a record. 1 when
+ * taken (the callback follows), 0 when the file path is to be used. */
+static int commit_to_journal(const char *id, enum store_capture capture, store_commit_cb cb, void *arg)
+{
+    if (!st.journal || capture != STORE_CAPTURE_OFF)
+        return 0;
+    int fd = fsops_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > store_journal_max_message()) {
+        if (fd >= 0)
+            close(fd);
+        return 0; /* the file path reports what is wrong, or takes it */
+    }
+    if (id_in_use(id)) {
+        log_error("%s: a committed message already has this queue id; refusing the new one", id);
+        close(fd);
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        cb(arg, 0, NULL, EEXIST);
+        return 1;
+    }
+    store_journal_commit(id, fd, (size_t)sb.st_size, remove_incoming, cb, arg);
+    return 1;
+}
+
 static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg)
 {
+    if (queue_id_valid(id) && commit_to_journal(id, capture, cb, arg))
+        return;
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_COMMIT;
     r->fd = -1;
@@ -557,16 +627,22 @@ static int with_file(const char *id, enum store_place place, int (*fn)(int fd, s
 
 int store_append_status(struct queue_file_message *m, enum store_place place, size_t idx)
 {
+    if (store_journal_has(m->id))
+        return store_journal_append_status(m, idx);
     return with_file(m->id, place, queue_file_append_status, m, idx);
 }
 
 int store_append_rcpt(struct queue_file_message *m, enum store_place place, size_t idx)
 {
+    if (store_journal_has(m->id))
+        return store_journal_append_rcpt(m, idx);
     return with_file(m->id, place, queue_file_append_rcpt, m, idx);
 }
 
 int store_remove(const char *id, enum store_place place)
 {
+    if (store_journal_has(id))
+        return store_journal_remove(id);
     if (!st.thread_started) /* closing: the last callbacks remove directly */
         return fsops_unlinkat(place_fd(place), id, 0);
     struct sync_req *r = xcalloc(1, sizeof *r);
@@ -581,5 +657,7 @@ int store_move(const char *id, enum store_place from, enum store_place to)
 {
     if (from == to)
         return 0;
+    if (store_journal_has(id))
+        return store_journal_move(id, to);
     return fsops_renameat(place_fd(from), id, place_fd(to), id);
 }

@@ -60,7 +60,12 @@ typedef void (*store_commit_cb)(void *arg, int ok, struct queue_file_message *m,
 /* Called for each message found at recovery (callee takes m over). */
 typedef void (*store_found_cb)(void *arg, struct queue_file_message *m, enum store_place place);
 
-int store_open(struct event_base *base, const char *queue_dir, int use_syncfs);
+/* How commits are made durable (main.cf queue_sync_method): fsync of each
+ * file and of queue/; one syncfs per batch; or a record in the journal
+ * (store_journal.h; messages too large for a record still use files,
+ * synced with fsync). */
+enum store_sync { STORE_SYNC_FSYNC = 0, STORE_SYNC_SYNCFS = 1, STORE_SYNC_JOURNAL = 2 };
+int store_open(struct event_base *base, const char *queue_dir, int sync_method);
 /* Tells recovery that every writer of incoming/ started at or after since
  * (the master's start: smtpd and pickup are its children), so an unlocked
  * incoming file last written before it is a dead writer's and goes. Without
@@ -103,7 +108,14 @@ int store_append_rcpt(struct queue_file_message *m, enum store_place place, size
 int store_remove(const char *id, enum store_place place);
 /* Moves between queue/ and hold/. */
 int store_move(const char *id, enum store_place from, enum store_place to);
-/* Path of a message file (for the local delivery agent to read). */
+/* Path of a message file, for messages kept as files. */
 char *store_path(const char *id, enum store_place place);
+/* Where a reader (a delivery) finds message id's content: the file to
+ * open (*path, a new string: queue/ID, hold/ID or a journal segment) and
+ * the offset to add to the message's content_offset. A journal message's
+ * copy stays in place until store_content_done(id); call it once per
+ * locate. 0, or -1. */
+int store_content_locate(const char *id, enum store_place place, char **path, uint64_t *base);
+void store_content_done(const char *id);
 
 #endif

@@ -112,6 +112,10 @@ class TernInstance:
             # a test brings a DNS (test_mailauth.py).
             "smtpd_mail_authentication": "no",
         }
+        # TERN_TEST_QUEUE_SYNC=journal runs the whole suite on another
+        # queue_sync_method (a test that sets its own keeps it)
+        if os.environ.get("TERN_TEST_QUEUE_SYNC"):
+            params["queue_sync_method"] = os.environ["TERN_TEST_QUEUE_SYNC"]
         params.update(self.extra_main)
         return "".join(f"{k} = {v}\n" for k, v in params.items() if v is not None)
 

@@ -1,0 +1,638 @@
+/* store_journal: the store's journal mode (see store_journal.h). */
+#include "spool/store_journal.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "spool/journal.h"
+#include "spool/spool.h"
+#include "util/fsops.h"
+#include "util/hashmap.h"
+#include "util/log.h"
+#include "util/mem.h"
+#include "util/str.h"
+#include "util/strbuf.h"
+
+/* One message the journal holds (live), or held and is still read by a
+ * delivery (dead, pinned). Touched only on the event loop. */
+struct jmsg {
+    char id[QUEUE_ID_LEN + 1];
+    struct journal_addr addr; /* its newest MESSAGE record */
+    uint32_t len;             /* that record's payload length */
+    enum store_place place;
+    struct strbuf progress;   /* progress records appended since that record */
+    unsigned readers;         /* store_journal_locate without unpin */
+    int committing;           /* appended, not yet durable */
+    int copying;              /* a copy-forward is on its way */
+    int dead;                 /* finished or deleted; kept for its readers */
+    struct queue_file_message *replayed; /* during the replay only */
+};
+
+/* A finished append, handed from the journal's writer to the event loop. */
+struct done {
+    struct done *next;
+    int err;
+    struct journal_addr addr;
+    enum { DONE_COMMIT, DONE_COPY, DONE_NOTE } kind;
+    char id[QUEUE_ID_LEN + 1];
+    struct queue_file_message m; /* DONE_COMMIT */
+    store_commit_cb cb;
+    void *arg;
+    size_t progress_len;         /* DONE_COPY: progress folded into the copy */
+};
+
+static struct {
+    struct journal *j;
+    int active;                 /* open: the map below is in use */
+    char *dir;
+    struct hashmap msgs;
+    void (*remove_incoming)(const char *id);
+    int event_fd;
+    struct event *done_ev, *tick_ev;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct done *done;          /* under mu */
+    /* the maintenance thread: retires segments, makes spares */
+    pthread_t thread;
+    int thread_started, stop;
+    uint64_t segment_size;      /* 0: the journal's default */
+    uint64_t retire_below;      /* under mu: retire every segment below this */
+    uint64_t retired_below;
+} sj = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1};
+
+static const void *jmsg_key(const void *item, size_t *len)
+{
+    const struct jmsg *e = item;
+    *len = QUEUE_ID_LEN;
+    return e->id;
+}
+
+static struct jmsg *find(const char *id)
+{
+    if (!sj.active || strlen(id) != QUEUE_ID_LEN)
+        return NULL;
+    return hashmap_get(&sj.msgs, id, QUEUE_ID_LEN);
+}
+
+static struct jmsg *find_live(const char *id)
+{
+    struct jmsg *e = find(id);
+    return e && !e->dead ? e : NULL;
+}
+
+static void jmsg_free(struct jmsg *e)
+{
+    strbuf_free(&e->progress);
+    if (e->replayed) {
+        queue_file_message_free(e->replayed);
+        free(e->replayed);
+    }
+    free(e);
+}
+
+static void forget(struct jmsg *e)
+{
+    hashmap_remove(&sj.msgs, e);
+    jmsg_free(e);
+}
+
+/* A record holds at most a quarter of a segment, and at most 16 MiB: one
+ * large message then delays the commits of its batch by one large write. */
+static uint32_t max_record(void)
+{
+    uint64_t seg = sj.segment_size ? sj.segment_size : JOURNAL_SEGMENT_SIZE_DEFAULT;
+    uint64_t max = seg / 4 < JOURNAL_MAX_RECORD_DEFAULT * 16u ? seg / 4 : JOURNAL_MAX_RECORD_DEFAULT * 16u;
+    return (uint32_t)max;
+}
+
+size_t store_journal_max_message(void)
+{
+    return max_record() - STORE_MESSAGE_PREFIX;
+}
+
+void store_journal_set_segment_size(uint64_t bytes)
+{
+    sj.segment_size = bytes;
+}
+
+/* ---------- from the writer thread to the event loop ---------- */
+
+static void post(struct done *d)
+{
+    pthread_mutex_lock(&sj.mu);
+    d->next = sj.done;
+    sj.done = d;
+    pthread_mutex_unlock(&sj.mu);
+    uint64_t one = 1;
+    (void)!write(sj.event_fd, &one, sizeof one);
+}
+
+static void appended(void *arg, int err, struct journal_addr addr)
+{
+    struct done *d = arg;
+    d->err = err;
+    d->addr = addr;
+    post(d);
+}
+
+static void finish_commit(struct done *d)
+{
+    struct jmsg *e = find(d->id);
+    if (d->err == 0 && e) {
+        e->committing = 0;
+        e->addr = d->addr;
+        d->cb(d->arg, 1, &d->m, 0);
+    } else {
+        log_warn("%s: cannot make the message durable in the journal: %s", d->id, strerror(d->err ? d->err : EIO));
+        if (e)
+            forget(e);
+        queue_file_message_free(&d->m);
+        d->cb(d->arg, 0, NULL, d->err ? d->err : EIO);
+    }
+    sj.remove_incoming(d->id);
+}
+
+static void finish_copy(struct done *d)
+{
+    struct jmsg *e = find(d->id);
+    if (!e)
+        return;
+    e->copying = 0;
+    if (d->err != 0) {
+        log_warn("%s: copying forward in the journal: %s", d->id, strerror(d->err));
+        return;
+    }
+    /* A delivery reads the old copy: keep pointing there (so its segment
+     * stays); the new copy is the same message, and the next copy-forward
+     * starts again from the old one with every progress record. */
+    if (e->readers)
+        return;
+    /* From here on the copy is the message: progress appended while it was
+     * on its way follows it in the log, and stays to be folded next time. */
+    e->addr = d->addr;
+    size_t keep = e->progress.len - d->progress_len;
+    memmove(e->progress.buf, e->progress.buf + d->progress_len, keep);
+    e->progress.len = keep;
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    uint64_t n;
+    (void)!read(fd, &n, sizeof n);
+    pthread_mutex_lock(&sj.mu);
+    struct done *list = sj.done;
+    sj.done = NULL;
+    pthread_mutex_unlock(&sj.mu);
+    /* the list is newest first: answer in the order of the log */
+    struct done *rev = NULL;
+    while (list) {
+        struct done *d = list;
+        list = d->next;
+        d->next = rev;
+        rev = d;
+    }
+    while (rev) {
+        struct done *d = rev;
+        rev = d->next;
+        if (d->kind == DONE_COMMIT)
+            finish_commit(d);
+        else if (d->kind == DONE_COPY)
+            finish_copy(d);
+        else if (d->err)
+            log_warn("%s: journal record failed: %s", d->id, strerror(d->err));
+        free(d);
+    }
+}
+
+/* Appends a small record about id (progress, place, done), not waited for. */
+static int note(uint32_t type, const char *id, const void *data, size_t len)
+{
+    size_t n = QUEUE_ID_LEN + len;
+    unsigned char *buf = xmalloc(n);
+    memcpy(buf, id, QUEUE_ID_LEN);
+    if (len)
+        memcpy(buf + QUEUE_ID_LEN, data, len);
+    struct done *d = xcalloc(1, sizeof *d);
+    d->kind = DONE_NOTE;
+    str_copy(d->id, id, sizeof d->id);
+    int rc = journal_append(sj.j, type, buf, n, appended, d);
+    int e = errno;
+    free(buf);
+    if (rc != 0) {
+        free(d);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------- retiring and copying forward ---------- */
+
+static void *maintenance_thread(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&sj.mu);
+    while (!sj.stop) {
+        if (sj.retired_below >= sj.retire_below) {
+            pthread_cond_wait(&sj.cv, &sj.mu);
+            continue;
+        }
+        uint64_t below = sj.retire_below;
+        pthread_mutex_unlock(&sj.mu);
+        uint64_t *seqs;
+        size_t n = journal_segments(sj.j, &seqs);
+        /* oldest first: a later segment never goes before an earlier one */
+        for (size_t i = 0; i < n && seqs[i] < below; i++)
+            if (journal_retire_segment(sj.j, seqs[i]) != 0) {
+                log_warn("journal: cannot retire segment %016" PRIx64 ": %s", seqs[i], strerror(errno));
+                break;
+            }
+        free(seqs);
+        /* one spare ahead, so a rollover does not write a whole segment
+         * while commits wait, and a full disk shows before it matters */
+        if (journal_prepare_spare(sj.j, 1) != 0)
+            log_warn("journal: cannot prepare a spare segment: %s", strerror(errno));
+        pthread_mutex_lock(&sj.mu);
+        sj.retired_below = below;
+    }
+    pthread_mutex_unlock(&sj.mu);
+    return NULL;
+}
+
+/* Starts a copy of e's newest MESSAGE record, with its progress folded in,
+ * at the log's end. */
+static void copy_forward(struct jmsg *e)
+{
+    unsigned char *buf = xmalloc((size_t)e->len + e->progress.len);
+    uint32_t type;
+    size_t len;
+    if (journal_read(sj.j, e->addr, &type, buf, e->len, &len) != 0 || type != STORE_REC_MESSAGE || len != e->len) {
+        free(buf);
+        return; /* not durable yet, or unreadable: kept where it is */
+    }
+    buf[0] = e->place == STORE_HOLD ? 1 : 0;
+    if (e->progress.len)
+        memcpy(buf + len, e->progress.buf, e->progress.len);
+    struct done *d = xcalloc(1, sizeof *d);
+    d->kind = DONE_COPY;
+    str_copy(d->id, e->id, sizeof d->id);
+    d->progress_len = e->progress.len;
+    if (journal_append(sj.j, STORE_REC_MESSAGE, buf, len + e->progress.len, appended, d) == 0)
+        e->copying = 1;
+    else
+        free(d);
+    free(buf);
+}
+
+
+/* Once a second: segments below the oldest message go; messages that
+ * would keep more than STORE_JOURNAL_KEEP old segments are copied. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    uint64_t current = journal_current_segment(sj.j), oldest = UINT64_MAX;
+    struct jmsg *e;
+    size_t cursor = 0;
+    /* a message being committed has no address yet: it will be in the
+     * current segment or a later one */
+    while ((e = hashmap_next(&sj.msgs, &cursor)))
+        if ((!e->dead || e->readers) && !e->committing && e->addr.seg < oldest)
+            oldest = e->addr.seg;
+    if (oldest != UINT64_MAX && oldest + STORE_JOURNAL_KEEP < current) {
+        cursor = 0;
+        while ((e = hashmap_next(&sj.msgs, &cursor)))
+            if (!e->dead && !e->readers && !e->committing && !e->copying &&
+                e->addr.seg + STORE_JOURNAL_KEEP < current)
+                copy_forward(e);
+    }
+    uint64_t below = oldest < current ? oldest : current;
+    pthread_mutex_lock(&sj.mu);
+    if (below > sj.retire_below) {
+        sj.retire_below = below;
+        pthread_cond_signal(&sj.cv);
+    }
+    pthread_mutex_unlock(&sj.mu);
+}
+
+/* ---------- open and replay ---------- */
+
+static struct jmsg *replay_id(struct hashmap *map, const void *data, size_t len)
+{
+    if (len < QUEUE_ID_LEN)
+        return NULL;
+    return hashmap_get(map, data, QUEUE_ID_LEN);
+}
+
+static void replay_forget(struct hashmap *map, struct jmsg *e)
+{
+    hashmap_remove(map, e);
+    jmsg_free(e);
+}
+
+/* Applies one record to the messages in map (arg). */
+static int replay(void *arg, uint32_t type, const void *data, size_t len, struct journal_addr addr)
+{
+    struct hashmap *map = arg;
+    const unsigned char *p = data;
+    if (type == STORE_REC_MESSAGE) {
+        struct queue_file_message *m = xmalloc(sizeof *m);
+        char err[256];
+        if (len < STORE_MESSAGE_PREFIX ||
+            queue_file_read_mem(p + STORE_MESSAGE_PREFIX, len - STORE_MESSAGE_PREFIX, m, err, sizeof err) != 0) {
+            log_error("journal: record at %016" PRIx64 ":%" PRIu32 " is not a message (%s); skipped", addr.seg,
+                      addr.off, len < STORE_MESSAGE_PREFIX ? "too short" : err);
+            free(m);
+            return 0;
+        }
+        struct jmsg *e = hashmap_get(map, m->id, QUEUE_ID_LEN);
+        if (!e) {
+            e = xcalloc(1, sizeof *e);
+            str_copy(e->id, m->id, sizeof e->id);
+            hashmap_add(map, e);
+        } else {
+            queue_file_message_free(e->replayed);
+            free(e->replayed);
+            strbuf_reset(&e->progress);
+        }
+        e->replayed = m;
+        e->addr = addr;
+        e->len = (uint32_t)len;
+        e->place = p[0] == 1 ? STORE_HOLD : STORE_QUEUE;
+        return 0;
+    }
+    struct jmsg *e = replay_id(map, data, len);
+    if (!e)
+        return 0;
+    p += QUEUE_ID_LEN;
+    len -= QUEUE_ID_LEN;
+    if (type == STORE_REC_PROGRESS) {
+        if (queue_file_apply_progress(e->replayed, p, len) != 0)
+            log_error("%s: journal: a progress record does not fit the message; ignored", e->id);
+        else
+            strbuf_append(&e->progress, p, len);
+    } else if (type == STORE_REC_PLACE && len == 1) {
+        e->place = p[0] == 1 ? STORE_HOLD : STORE_QUEUE;
+    } else if (type == STORE_REC_DONE) {
+        replay_forget(map, e);
+    }
+    return 0;
+}
+
+/* Hands every message of map over to found, then empties map. */
+static void hand_over(struct hashmap *map, store_found_cb found, void *arg)
+{
+    struct jmsg *e;
+    size_t cursor = 0;
+    while ((e = hashmap_next(map, &cursor))) {
+        struct queue_file_message *m = e->replayed;
+        e->replayed = NULL;
+        if (m) {
+            found(arg, m, e->place);
+            free(m);
+        }
+    }
+}
+
+static int drop_all(void *item, void *arg)
+{
+    (void)arg;
+    jmsg_free(item);
+    return 1;
+}
+
+int store_journal_read_only(const char *queue_dir, store_found_cb found, void *arg)
+{
+    char *dir = xasprintf("%s/%s", queue_dir, QDIR_JOURNAL);
+    struct hashmap map;
+    hashmap_init(&map, jmsg_key, 0);
+    int rc = journal_scan(dir, replay, &map);
+    int e = errno;
+    free(dir);
+    if (rc == 0)
+        hand_over(&map, found, arg);
+    hashmap_remove_if(&map, drop_all, NULL);
+    hashmap_free(&map);
+    errno = e;
+    return rc;
+}
+
+int store_journal_open(struct event_base *base, const char *queue_dir, int incoming_fd)
+{
+    (void)incoming_fd;
+    sj.dir = xasprintf("%s/%s", queue_dir, QDIR_JOURNAL);
+    if (fsops_mkdir(sj.dir, 0700) != 0 && errno != EEXIST) {
+        log_error("cannot create %s: %s", sj.dir, strerror(errno));
+        return -1;
+    }
+    hashmap_init(&sj.msgs, jmsg_key, 0);
+    sj.active = 1;
+    struct journal_options opt = {.segment_size = sj.segment_size, .max_record = max_record()};
+    struct journal_recovery rec;
+    if (journal_open(&sj.j, sj.dir, &opt, replay, &sj.msgs, &rec) != 0) {
+        log_error("cannot open the journal in %s: %s", sj.dir, strerror(errno));
+        return -1;
+    }
+    if (rec.corrupt_segments)
+        log_error("journal: %" PRIu64 " damaged segment(s), the first at %016" PRIx64 ":%" PRIu32
+                  "; the records after the damage in each were skipped",
+                  rec.corrupt_segments, rec.first_corrupt.seg, rec.first_corrupt.off);
+    if (rec.tail_cut)
+        log_info("journal: cut off a torn record at the end (never acknowledged)");
+    sj.event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sj.event_fd < 0)
+        return -1;
+    sj.done_ev = event_new(base, sj.event_fd, EV_READ | EV_PERSIST, on_done, NULL);
+    event_add(sj.done_ev, NULL);
+    sj.tick_ev = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval second = {1, 0};
+    event_add(sj.tick_ev, &second);
+    sj.stop = 0;
+    sj.retire_below = sj.retired_below = 0;
+    if (pthread_create(&sj.thread, NULL, maintenance_thread, NULL) != 0)
+        return -1;
+    sj.thread_started = 1;
+    return 0;
+}
+
+void store_journal_recover(store_found_cb found, void *arg)
+{
+    hand_over(&sj.msgs, found, arg);
+}
+
+void store_journal_close(void)
+{
+    if (!sj.j)
+        return;
+    if (sj.thread_started) {
+        pthread_mutex_lock(&sj.mu);
+        sj.stop = 1;
+        pthread_cond_signal(&sj.cv);
+        pthread_mutex_unlock(&sj.mu);
+        pthread_join(sj.thread, NULL);
+        sj.thread_started = 0;
+    }
+    journal_close(sj.j); /* completes what is queued: callbacks post */
+    sj.j = NULL;
+    on_done(sj.event_fd, 0, NULL);
+    sj.active = 0;
+    hashmap_remove_if(&sj.msgs, drop_all, NULL);
+    hashmap_free(&sj.msgs);
+    if (sj.done_ev)
+        event_free(sj.done_ev);
+    if (sj.tick_ev)
+        event_free(sj.tick_ev);
+    sj.done_ev = sj.tick_ev = NULL;
+    if (sj.event_fd >= 0)
+        close(sj.event_fd);
+    sj.event_fd = -1;
+    free(sj.dir);
+    sj.dir = NULL;
+}
+
+/* ---------- commit ---------- */
+
+void store_journal_commit(const char *id, int fd, size_t size, void (*remove_incoming)(const char *id),
+                          store_commit_cb cb, void *arg)
+{
+    sj.remove_incoming = remove_incoming;
+    unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
+    memset(buf, 0, STORE_MESSAGE_PREFIX);
+    struct done *d = xcalloc(1, sizeof *d);
+    d->kind = DONE_COMMIT;
+    d->cb = cb;
+    d->arg = arg;
+    str_copy(d->id, id, sizeof d->id);
+    char err[256];
+    int e = 0;
+    if (fsops_pread_all(fd, buf + STORE_MESSAGE_PREFIX, size, 0) != 0) {
+        e = errno ? errno : EIO;
+        log_error("%s: cannot read the incoming file: %s", id, strerror(e));
+    } else if (queue_file_read_mem(buf + STORE_MESSAGE_PREFIX, size, &d->m, err, sizeof err) != 0 ||
+               strcmp(d->m.id, id) != 0) {
+        if (d->m.sender) {
+            snprintf(err, sizeof err, "queue id mismatch");
+            queue_file_message_free(&d->m);
+        }
+        log_error("%s: refusing invalid incoming file: %s", id, err);
+        e = EBADMSG;
+    }
+    close(fd);
+    if (e == 0) {
+        struct jmsg *m = xcalloc(1, sizeof *m);
+        str_copy(m->id, id, sizeof m->id);
+        m->committing = 1;
+        m->len = (uint32_t)(STORE_MESSAGE_PREFIX + size);
+        m->place = STORE_QUEUE;
+        hashmap_add(&sj.msgs, m);
+        if (journal_append(sj.j, STORE_REC_MESSAGE, buf, STORE_MESSAGE_PREFIX + size, appended, d) != 0) {
+            e = errno ? errno : EIO;
+            forget(m);
+            queue_file_message_free(&d->m);
+            log_warn("%s: cannot append to the journal: %s", id, strerror(e));
+        }
+    }
+    free(buf);
+    if (e != 0) {
+        free(d);
+        remove_incoming(id);
+        cb(arg, 0, NULL, e);
+    }
+}
+
+int store_journal_has(const char *id)
+{
+    return find_live(id) != NULL;
+}
+
+/* ---------- progress, place, removal ---------- */
+
+static int append_progress(struct queue_file_message *m, size_t idx,
+                           void (*encode)(const struct queue_file_message *, size_t, struct strbuf *))
+{
+    struct jmsg *e = find_live(m->id);
+    if (!e) {
+        errno = ENOENT;
+        return -1;
+    }
+    struct strbuf rec = STRBUF_INIT;
+    encode(m, idx, &rec);
+    int rc = note(STORE_REC_PROGRESS, m->id, rec.buf, rec.len);
+    if (rc == 0)
+        strbuf_append(&e->progress, rec.buf, rec.len);
+    strbuf_free(&rec);
+    return rc;
+}
+
+int store_journal_append_status(struct queue_file_message *m, size_t idx)
+{
+    return append_progress(m, idx, queue_file_encode_status);
+}
+
+int store_journal_append_rcpt(struct queue_file_message *m, size_t idx)
+{
+    return append_progress(m, idx, queue_file_encode_rcpt);
+}
+
+int store_journal_remove(const char *id)
+{
+    struct jmsg *e = find_live(id);
+    if (!e) {
+        errno = ENOENT;
+        return -1;
+    }
+    int rc = note(STORE_REC_DONE, id, NULL, 0);
+    if (rc != 0)
+        return -1;
+    if (e->readers)
+        e->dead = 1;
+    else
+        forget(e);
+    return 0;
+}
+
+int store_journal_move(const char *id, enum store_place to)
+{
+    struct jmsg *e = find_live(id);
+    if (!e) {
+        errno = ENOENT;
+        return -1;
+    }
+    unsigned char place = to == STORE_HOLD ? 1 : 0;
+    if (note(STORE_REC_PLACE, id, &place, 1) != 0)
+        return -1;
+    e->place = to;
+    return 0;
+}
+
+int store_journal_locate(const char *id, char **path, uint64_t *base)
+{
+    struct jmsg *e = find_live(id);
+    if (!e || e->committing)
+        return -1;
+    *path = xasprintf("%s/seg-%016" PRIx64, sj.dir, e->addr.seg);
+    *base = (uint64_t)e->addr.off + JOURNAL_RECORD_HEADER + STORE_MESSAGE_PREFIX;
+    e->readers++;
+    return 0;
+}
+
+void store_journal_unpin(const char *id)
+{
+    struct jmsg *e = find(id);
+    if (!e || !e->readers)
+        return;
+    if (--e->readers == 0 && e->dead)
+        forget(e);
+}
