@@ -312,6 +312,22 @@ static int request_online(int fd, int type, const char *id, const char *verb)
     return ok ? 0 : 1;
 }
 
+struct journal_match {
+    const char *id;
+    int type;
+    size_t *count;
+};
+
+/* Counts the journal's messages a stopped-daemon request would change. */
+static void count_journal_match(void *arg, struct queue_file_message *m, enum store_place place)
+{
+    struct journal_match *jm = arg;
+    int in_scope = jm->type == IPC_QUEUE_DELETE || (jm->type == IPC_QUEUE_RELEASE) == (place == STORE_HOLD);
+    if (in_scope && (strcmp(jm->id, "ALL") == 0 || strcmp(jm->id, m->id) == 0))
+        (*jm->count)++;
+    queue_file_message_free(m);
+}
+
 /* With the daemon stopped: change the files directly, under the master's lock. */
 static int request_offline(const char *qdir, int type, const char *id, const char *verb)
 {
@@ -359,7 +375,16 @@ static int request_offline(const char *qdir, int type, const char *id, const cha
     }
     if (lock >= 0)
         close(lock);
-    if (count == 0 && strcmp(id, "ALL") != 0) {
+    /* Messages in the journal change only through the queue service, which
+     * owns the journal (a second writer could corrupt it). */
+    size_t in_journal = 0;
+    if (store_journal_read_only(qdir, count_journal_match, &(struct journal_match){id, type, &in_journal}) == 0 &&
+        in_journal > 0) {
+        cli_out_line(stderr, "tern: %s: %zu message%s in the queue's journal can be changed only while tern runs; "
+                     "start it and try again", verb, in_journal, in_journal == 1 ? "" : "s");
+        failures++;
+    }
+    if (count == 0 && in_journal == 0 && strcmp(id, "ALL") != 0) {
         cli_out_line(stderr, "tern: %s: no such message in the queue", id);
         return 1;
     }

@@ -9,6 +9,10 @@
  *   maildrop/X    written by `sendmail`; durable before sendmail exits
  *   capture/ID    capture mode: kept for the capture process, never delivered
  *                 from there (store_set_capture)
+ *   journal/      queue_sync_method = journal: committed messages as records
+ *                 of the spool journal instead of queue/ and hold/ files
+ *                 (store_journal.h has that mode's protocol; the one below
+ *                 is the files')
  *
  * Commit protocol (the 250 promise), for a message ID:
  *

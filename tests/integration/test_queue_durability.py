@@ -64,7 +64,11 @@ def delivered_by_queue_id(inst, user):
     return seen
 
 
-def test_kill9_during_a_stream_of_200_messages_loses_nothing(tern):
+@pytest.mark.parametrize("sync_method", ["syncfs", "journal"])
+def test_kill9_during_a_stream_of_200_messages_loses_nothing(tern_instance, sync_method):
+    tern = tern_instance
+    tern.write_config(queue_sync_method=sync_method)
+    tern.start()
     total, nthreads = 200, 5
     acked = {}                     # queue id -> subject
     lock = threading.Lock()
