@@ -134,10 +134,13 @@ char **command_env_build(const struct command_env_fields *f)
     return env;
 }
 
-void command_env_client(int qfd, struct command_env_fields *f, struct queue_file_message *m)
+void command_env_client(int qfd, off_t content_offset, struct command_env_fields *f, struct queue_file_message *m)
 {
     char why[256];
-    if (queue_file_read_fd(qfd, m, why, sizeof why) != 0) {
+    /* the queue file starts QF_HEADER_SIZE before its content (a queue/
+     * file at 0, a journal message inside its segment) */
+    uint64_t start = content_offset >= QF_HEADER_SIZE ? (uint64_t)content_offset - QF_HEADER_SIZE : 0;
+    if (queue_file_read_at(qfd, start, m, why, sizeof why) != 0) {
         str_printable(why);
         log_warn("cannot read the client of the queue file for a command's environment: %s", why);
         return;

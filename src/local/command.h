@@ -60,13 +60,15 @@ void command_env_free(char **env);
 
 struct queue_file_message;
 /* The SMTP client's attributes (client_address, helo_name, client_name,
- * protocol, sasl_method, sasl_username) of the queue file open on qfd,
+ * protocol, sasl_method, sasl_username) of the queue file open on qfd
+ * whose content starts at content_offset (so the file starts 16 bytes
+ * before: a queue/ file at 0, a journal message inside its segment),
  * read with pread, into f's client and SASL fields, which then point into
  * *m (free with queue_file_message_free). Mail that did not come by SMTP
  * (no client_address: sendmail, notices) has none, as with Postfix; nor
  * does a queue file that cannot be read (the delivery goes on without).
  * tern does not keep MAIL FROM's AUTH= address: sasl_sender stays NULL. */
-void command_env_client(int qfd, struct command_env_fields *f, struct queue_file_message *m);
+void command_env_client(int qfd, off_t content_offset, struct command_env_fields *f, struct queue_file_message *m);
 
 /* export_environment (n items): a NAME passes the variable of that name
  * from the agent's own environment when it is set; NAME=value (also in

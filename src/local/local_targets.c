@@ -362,7 +362,7 @@ static void run_command(struct local_targets *lt, const struct local_target_requ
         .exported = lt->export_env,
     };
     struct queue_file_message qm;
-    command_env_client(req->in->fd, &f, &qm);
+    command_env_client(req->in->fd, req->in->offset, &f, &qm);
     char **env = command_env_build(&f);
     queue_file_message_free(&qm);
     struct command_request cr = {

@@ -552,6 +552,48 @@ fail:
     return -1;
 }
 
+int queue_file_read_at(int fd, uint64_t start, struct queue_file_message *m, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    m->sender = xstrdup("");
+    unsigned char hdr[QF_HEADER_SIZE];
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        FAIL("fstat: %s", strerror(errno));
+    if (fsops_pread_all(fd, hdr, sizeof hdr, (off_t)start) != 0)
+        FAIL("short header");
+    if (memcmp(hdr, QF_MAGIC, 8) != 0)
+        FAIL("bad magic");
+    uint64_t env_off = get_u64(hdr + 8), size = (uint64_t)st.st_size;
+    if (env_off < QF_HEADER_SIZE || start > size || env_off > size - start)
+        FAIL("no envelope (unfinished file)");
+    /* What follows the queue file in a journal segment is not ours: read a
+     * little of the trailer, and more only while the envelope is not whole. */
+    uint64_t avail = size - start - env_off;
+    if (avail > QF_MAX_TRAILER)
+        avail = QF_MAX_TRAILER;
+    for (size_t want = 65536;; want *= 2) {
+        size_t n = want < avail ? want : (size_t)avail;
+        unsigned char *buf = xmalloc(n ? n : 1);
+        int rc = fsops_pread_all(fd, buf, n, (off_t)(start + env_off));
+        if (rc == 0) {
+            queue_file_message_free(m);
+            memset(m, 0, sizeof *m);
+            m->sender = xstrdup("");
+            rc = parse_trailer(buf, n, env_off, env_off + n, m, err, errlen);
+        } else {
+            snprintf(err, errlen, "read: %s", strerror(errno));
+        }
+        free(buf);
+        if (rc == 0 || n == avail) /* a bad envelope fails again with more bytes: at most avail */
+            return rc == 0 ? 0 : -1;
+    }
+fail:
+    queue_file_message_free(m);
+    m->sender = NULL;
+    return -1;
+}
+
 static int parse_trailer(const unsigned char *buf, size_t tlen, uint64_t env_off, uint64_t size,
                          struct queue_file_message *m, char *err, size_t errlen)
 {

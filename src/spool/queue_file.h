@@ -130,6 +130,10 @@ void queue_file_writer_abort(struct queue_file_writer *w);
  * (queue_file_read_fd has no name: its callers compare m->id themselves). */
 int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t errlen);
 int queue_file_read_path(const char *path, struct queue_file_message *m, char *err, size_t errlen);
+/* The same for a queue file that starts at offset start of fd (a journal
+ * segment holds one inside a record; start 0 is queue_file_read_fd). The
+ * offsets in m are relative to start. */
+int queue_file_read_at(int fd, uint64_t start, struct queue_file_message *m, char *err, size_t errlen);
 /* The same for a whole queue file held in memory (a journal record): the
  * offsets in m are offsets into data. */
 int queue_file_read_mem(const void *data, size_t len, struct queue_file_message *m, char *err, size_t errlen);

@@ -121,15 +121,20 @@ def test_alias_command_runs_as_table_owner_with_postfix_environment(tern_instanc
 
 
 @needs_root
-def test_command_gets_the_smtp_client_and_the_address_as_it_arrived(tern_instance, work_dir, system_users):
+@pytest.mark.parametrize("sync_method", ["syncfs", "journal"])
+def test_command_gets_the_smtp_client_and_the_address_as_it_arrived(tern_instance, work_dir, system_users,
+                                                                     sync_method):
     """Postfix's CLIENT_ADDRESS, CLIENT_HELO, CLIENT_HOSTNAME and
-    CLIENT_PROTOCOL from the queue file; ORIGINAL_RECIPIENT and X-Original-To
-    name the address before the aliases (list -> robot -> |command)."""
+    CLIENT_PROTOCOL from the queue file (or, with queue_sync_method =
+    journal, from the message inside its journal segment); ORIGINAL_RECIPIENT
+    and X-Original-To name the address before the aliases (list -> robot ->
+    |command)."""
     tern = tern_instance
     owner = system_users.add()
     cmd = reporter(work_dir)
     aliases_owned_by(work_dir, f"list: robot\nrobot: |{cmd}\n", owner)
     tutorial_config(tern, work_dir)
+    tern.write_config(queue_sync_method=sync_method)
     tern.start()
     with tern.smtp() as c:
         c.ehlo("client.example")

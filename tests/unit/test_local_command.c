@@ -144,7 +144,7 @@ static void test_env_client_from_queue_file(void **state)
         assert_true(fd >= 0);
         struct command_env_fields f = {.recipient = "bob@example.test"};
         struct queue_file_message qm;
-        command_env_client(fd, &f, &qm);
+        command_env_client(fd, QF_HEADER_SIZE, &f, &qm);
         char **env = command_env_build(&f);
         queue_file_message_free(&qm);
         if (smtp) {
@@ -169,7 +169,7 @@ static void test_env_client_from_queue_file(void **state)
     assert_int_equal(write(fd, "junk", 4), 4);
     struct command_env_fields f = {.recipient = "bob@example.test"};
     struct queue_file_message qm;
-    command_env_client(fd, &f, &qm);
+    command_env_client(fd, QF_HEADER_SIZE, &f, &qm);
     assert_null(f.client_address);
     queue_file_message_free(&qm);
     close(fd);
