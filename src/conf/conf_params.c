@@ -312,6 +312,10 @@ const struct conf_param conf_params[] = {
         "resolved."),
     STR("queue_directory", "/var/spool/tern",
         "Root of the mail queue."),
+    INT("queue_journal_segment_size", "67108864", 65536, 4294967296LL - 4096,
+        "With queue_sync_method = journal: the size of a new journal segment in bytes (a multiple of "
+        "4096); a message larger than a quarter of it is kept as a file. Segments already made keep "
+        "their size (tern extension)."),
     INT("queue_minfree", "0", 0, BYTES_MAX,
         "Free bytes the queue file system must keep: below it, or below 1.5 times "
         "message_size_limit, MAIL FROM gets 452 4.3.1 Insufficient system storage; 0: only the "

@@ -524,6 +524,7 @@ int qmgr_main(struct runtime *rt)
     int sync = strcmp(method, "fsync") == 0 ? STORE_SYNC_FSYNC
                : strcmp(method, "journal") == 0 ? STORE_SYNC_JOURNAL
                                                 : STORE_SYNC_SYNCFS;
+    store_set_journal_segment_size((uint64_t)conf_int(rt->conf, "queue_journal_segment_size"));
     if (store_open(qm.base, rt->queue_dir, sync) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);
     if (qmgr_capture_init(qm.base, rt->conf, rt->queue_dir) != 0)

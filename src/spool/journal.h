@@ -125,6 +125,11 @@ typedef void (*journal_done_fn)(void *arg, int err, struct journal_addr addr);
 int journal_open(struct journal **out, const char *dir, const struct journal_options *opt,
                  journal_replay_fn replay, void *arg, struct journal_recovery *rec);
 
+/* The segment size of the journal in dir (from the first segment or free
+ * file with a valid header), or 0 when it has none: a journal keeps the
+ * size it was made with. */
+uint64_t journal_existing_segment_size(const char *dir);
+
 /* Reads the journal in dir without changing anything (no writer, no
  * seal): every valid record of every segment, in log order, to replay
  * (a torn or damaged record ends its segment's scan). For readers while

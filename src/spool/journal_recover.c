@@ -269,3 +269,26 @@ int journal_scan(const char *dir, journal_replay_fn replay, void *arg)
     errno = e;
     return rc;
 }
+
+uint64_t journal_existing_segment_size(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint64_t size = 0;
+    struct dirent *de;
+    while (size == 0 && (de = readdir(d)) != NULL) {
+        uint64_t n;
+        if (!parse_name(de->d_name, "seg", &n) && !parse_name(de->d_name, "free", &n))
+            continue;
+        unsigned char h[JOURNAL_SEGMENT_HEADER];
+        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0 && fsops_pread_all(fd, h, sizeof h, 0) == 0 && memcmp(h, SEG_MAGIC, 8) == 0 &&
+            journal_get32(h + 60) == queue_file_crc32(0, h, 60))
+            size = journal_get64(h + 24);
+        if (fd >= 0)
+            close(fd);
+    }
+    closedir(d);
+    return size;
+}

@@ -49,6 +49,7 @@
 #define TERN_SPOOL_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "spool/queue_file.h"
@@ -70,6 +71,8 @@ typedef void (*store_found_cb)(void *arg, struct queue_file_message *m, enum sto
  * synced with fsync). */
 enum store_sync { STORE_SYNC_FSYNC = 0, STORE_SYNC_SYNCFS = 1, STORE_SYNC_JOURNAL = 2 };
 int store_open(struct event_base *base, const char *queue_dir, int sync_method);
+/* queue_journal_segment_size, before store_open (0: the default). */
+void store_set_journal_segment_size(uint64_t bytes);
 /* Tells recovery that every writer of incoming/ started at or after since
  * (the master's start: smtpd and pickup are its children), so an unlocked
  * incoming file last written before it is a dead writer's and goes. Without

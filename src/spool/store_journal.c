@@ -67,6 +67,8 @@ static struct {
     uint64_t segment_size;      /* 0: the journal's default */
     uint64_t retire_below;      /* under mu: retire every segment below this */
     uint64_t retired_below;
+    int want_spare;             /* under mu: a rollover used the spare */
+    uint64_t last_current;      /* the current segment at the last tick */
 } sj = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .event_fd = -1};
 
 static const void *jmsg_key(const void *item, size_t *len)
@@ -244,10 +246,11 @@ static void *maintenance_thread(void *unused)
     (void)unused;
     pthread_mutex_lock(&sj.mu);
     while (!sj.stop) {
-        if (sj.retired_below >= sj.retire_below) {
+        if (sj.retired_below >= sj.retire_below && !sj.want_spare) {
             pthread_cond_wait(&sj.cv, &sj.mu);
             continue;
         }
+        sj.want_spare = 0;
         uint64_t below = sj.retire_below;
         pthread_mutex_unlock(&sj.mu);
         uint64_t *seqs;
@@ -320,8 +323,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     uint64_t below = oldest < current ? oldest : current;
     pthread_mutex_lock(&sj.mu);
-    if (below > sj.retire_below) {
-        sj.retire_below = below;
+    if (below > sj.retire_below || current != sj.last_current) {
+        if (below > sj.retire_below)
+            sj.retire_below = below;
+        sj.want_spare = current != sj.last_current;
+        sj.last_current = current;
         pthread_cond_signal(&sj.cv);
     }
     pthread_mutex_unlock(&sj.mu);
@@ -439,6 +445,14 @@ int store_journal_open(struct event_base *base, const char *queue_dir, int incom
     }
     hashmap_init(&sj.msgs, jmsg_key, 0);
     sj.active = 1;
+    /* a journal keeps the segment size it was made with */
+    uint64_t existing = journal_existing_segment_size(sj.dir);
+    if (existing && existing != sj.segment_size) {
+        if (sj.segment_size)
+            log_info("journal: segments of %" PRIu64 " bytes exist; queue_journal_segment_size applies to a new journal",
+                     existing);
+        sj.segment_size = existing;
+    }
     struct journal_options opt = {.segment_size = sj.segment_size, .max_record = max_record()};
     struct journal_recovery rec;
     if (journal_open(&sj.j, sj.dir, &opt, replay, &sj.msgs, &rec) != 0) {
@@ -459,8 +473,15 @@ int store_journal_open(struct event_base *base, const char *queue_dir, int incom
     sj.tick_ev = event_new(base, -1, EV_PERSIST, on_tick, NULL);
     struct timeval second = {1, 0};
     event_add(sj.tick_ev, &second);
+    /* A spare before the first commit: after a restart the first append
+     * starts a new segment (never after a cut), and on a nearly full disk
+     * that must not be the moment a whole segment is written. */
+    if (journal_prepare_spare(sj.j, 1) != 0)
+        log_warn("journal: cannot prepare a spare segment: %s", strerror(errno));
     sj.stop = 0;
     sj.retire_below = sj.retired_below = 0;
+    sj.want_spare = 0;
+    sj.last_current = journal_current_segment(sj.j);
     if (pthread_create(&sj.thread, NULL, maintenance_thread, NULL) != 0)
         return -1;
     sj.thread_started = 1;

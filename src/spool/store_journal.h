@@ -65,8 +65,9 @@ void store_journal_recover(store_found_cb found, void *arg);
  * daemon is stopped): found gets every live message (and takes m over).
  * 0, or -1 with errno (ENOENT: no journal). */
 int store_journal_read_only(const char *queue_dir, store_found_cb found, void *arg);
-/* The size of new segments (before store_open; 0: the journal's default,
- * 64 MiB). For tests, which need many small segments. */
+/* The size of a new journal's segments (queue_journal_segment_size; 0: the
+ * journal's default, 64 MiB), before store_open; an existing journal keeps
+ * its own. */
 void store_journal_set_segment_size(uint64_t bytes);
 /* Largest incoming file the journal takes (bigger ones stay files). */
 size_t store_journal_max_message(void);

@@ -300,11 +300,14 @@ def fill(path: Path):
             assert e.errno == errno.ENOSPC
 
 
-def test_full_disk_gets_452_and_keeps_what_was_acknowledged(small_fs, tern_instance):
+@pytest.mark.parametrize("sync_method", ["syncfs", "journal"])
+def test_full_disk_gets_452_and_keeps_what_was_acknowledged(small_fs, tern_instance, sync_method):
     tern = tern_instance
     # smtpd wants room for 1.5 x message_size_limit before it takes MAIL:
-    # the 2 MB file system holds that for a small limit
-    tern.write_config(queue_directory=str(small_fs / "spool"), message_size_limit="100000")
+    # the 2 MB file system holds that for a small limit (and, for the
+    # journal, two segments of 256 KiB: the current one and a spare)
+    tern.write_config(queue_directory=str(small_fs / "spool"), message_size_limit="100000",
+                      queue_sync_method=sync_method, queue_journal_segment_size="262144")
     tern.start()
     kept = [smtp_send(tern, f"r{i}@remote.example", f"before full {i}") for i in range(3)]
     for qid in kept:

@@ -5,10 +5,11 @@ left as one file per message, a deferred or held message survives kill -9
 and shows in `tern queue` whether tern runs or not, and changes to it
 while tern is stopped are refused rather than lost.
 """
+import os
 import re
 import time
 
-from test_queue_durability import QID, listing, listed_ids, smtp_send, wait_until
+from test_queue_durability import QID, fill, listing, listed_ids, small_fs, smtp_send, wait_until  # noqa: F401
 
 
 def start_journal(inst, **params):
@@ -65,3 +66,41 @@ def test_journal_keeps_held_message_across_kill9_and_lists_it_offline(tern_insta
     tern.stop()
     tern.start()
     assert qid not in listed_ids(tern)
+
+
+def test_journal_full_disk_gets_452_at_end_of_data_and_keeps_what_was_acknowledged(small_fs, tern_instance):
+    """The journal's segments are made ahead: when the next one cannot be
+    made, the messages that do not fit the current one get 452 4.3.1, what
+    was acknowledged stays, and mail is taken again once there is room."""
+    tern = tern_instance
+    start_journal(tern, queue_directory=str(small_fs / "spool"), message_size_limit="20000",
+                  queue_journal_segment_size="262144")
+    filler = small_fs / "filler"
+    fill(filler)
+    # leave room for smtpd's free-space check (1.5 x message_size_limit)
+    # and for incoming files, but not for another segment
+    os.truncate(filler, max(0, filler.stat().st_size - 120 * 1024))
+    body = "x" * 75 + "\r\n"
+    acked, refused = [], None
+    for i in range(200):
+        with tern.smtp() as c:
+            c.ehlo("client.test")
+            c.mail("sender@localhost")
+            c.rcpt(f"r{i}@remote.example")
+            code, text = c.data(f"Subject: fill {i}\r\n\r\n{body * 100}".encode())
+        if code != 250:
+            refused = (code, text.decode())
+            break
+        acked.append(re.search(rf"queued as ({QID})", text.decode()).group(1))
+    assert refused and refused[0] == 452 and "4.3.1" in refused[1], refused
+    # about a segment (256 KiB) of ~7.8 KiB messages went in first
+    assert len(acked) >= 25, (len(acked), refused, tern.log_text()[-1500:])
+    assert set(acked) <= set(listed_ids(tern))
+
+    filler.unlink()
+    time.sleep(1.1)   # smtpd looks at the free space once a second
+    later = smtp_send(tern, "alice@localhost", "after space returned")
+    tern.wait_log(f"{later}: removed")
+    tern.stop()
+    tern.start()
+    assert set(acked) <= set(listed_ids(tern))
