@@ -91,6 +91,7 @@ static struct {
     struct client *clients;
     dev_t spool_dev;
     int have_spool_dev;
+    int sync_each;      /* Maildirs synced file by file, not with syncfs (sync_each) */
     struct waiting_batch *waiting;
     uint32_t barrier_seq;
     struct local_targets *targets;
@@ -188,8 +189,47 @@ static const struct local_targets_replies targets_replies = {targets_reply, targ
 
 /* ---------- the Maildir batch ---------- */
 
+static int tmp_fd(struct pending *p);
+static int new_dir_fd(struct pending *p);
+
+/* 1 when an entry before p in list is a live one of the same Maildir. */
+static int same_maildir_before(struct pending *list, struct pending *p)
+{
+    for (struct pending *q = list; q != p; q = q->next)
+        if (!q->failed && !q->spool_synced && strcmp(maildir_new_dir(q->md), maildir_new_dir(p->md)) == 0)
+            return 1;
+    return 0;
+}
+
+/* queue_sync_method = fsync or journal: each tmp/ file (fdatasync) and each
+ * new/ directory (fsync) of the batch on its own, so the batch waits for
+ * its own data only, never for what else the file system holds dirty
+ * (which a syncfs writes out too: a busy neighbour's files). */
+static int sync_each(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
+{
+    int dirs = fd_of == new_dir_fd;
+    for (struct pending *p = list; p; p = p->next) {
+        if (p->failed || p->spool_synced || p->dev != dev || (dirs && same_maildir_before(list, p)))
+            continue;
+        int fd = fd_of(p);
+        if (fd < 0)
+            return -1;
+        int rc = dirs ? fsops_fsync(fd) : fsops_fdatasync(fd);
+        int e = errno;
+        if (fd != maildir_fd(p->md))
+            close(fd);
+        if (rc != 0) {
+            errno = e;
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int sync_device(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
 {
+    if (lc.sync_each)
+        return sync_each(list, dev, fd_of);
     for (struct pending *p = list; p; p = p->next) {
         if (p->failed || p->spool_synced || p->dev != dev)
             continue;
@@ -751,6 +791,7 @@ int local_main(struct runtime *rt)
         lc.spool_dir[--sl] = '\0';
     struct stat qst;
     /* Sharing the queue's syncs needs them to be whole-file-system syncs. */
+    lc.sync_each = strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") != 0;
     if (strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") == 0 && stat(rt->queue_dir, &qst) == 0) {
         lc.spool_dev = qst.st_dev;
         lc.have_spool_dev = 1;
