@@ -9,14 +9,18 @@
  * With the daemon running, the requests go to the queue process over
  * public/qmgr (listing is open to every user, changes to root and the
  * mail owner). With it stopped, root and the mail owner read and change
- * the queue files directly. */
+ * the queue files directly, and the journal's messages (queue_sync_method =
+ * journal) through the journal, as its owner, under the master's lock. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -312,20 +316,69 @@ static int request_online(int fd, int type, const char *id, const char *verb)
     return ok ? 0 : 1;
 }
 
-struct journal_match {
+struct journal_select {
     const char *id;
     int type;
-    size_t *count;
 };
 
-/* Counts the journal's messages a stopped-daemon request would change. */
-static void count_journal_match(void *arg, struct queue_file_message *m, enum store_place place)
+/* Whether a stopped-daemon request changes this journal message. */
+static int select_journal_message(void *arg, const char *id, enum store_place place)
 {
-    struct journal_match *jm = arg;
-    int in_scope = jm->type == IPC_QUEUE_DELETE || (jm->type == IPC_QUEUE_RELEASE) == (place == STORE_HOLD);
-    if (in_scope && (strcmp(jm->id, "ALL") == 0 || strcmp(jm->id, m->id) == 0))
-        (*jm->count)++;
-    queue_file_message_free(m);
+    const struct journal_select *js = arg;
+    int in_scope = js->type == IPC_QUEUE_DELETE || (js->type == IPC_QUEUE_RELEASE) == (place == STORE_HOLD);
+    return in_scope && (strcmp(js->id, "ALL") == 0 || strcmp(js->id, id) == 0);
+}
+
+/* Changes the journal's messages as the journal's owner, in a child: a
+ * segment the journal makes must be the queue process's, and root does not
+ * act on what the mail owner controls. How many changed, or -1 (said). */
+static long change_journal_offline(const char *qdir, int type, const char *id)
+{
+    char *path = xasprintf("%s/%s", qdir, QDIR_JOURNAL);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(path);
+    struct stat sb;
+    if (dfd < 0 || fstat(dfd, &sb) != 0) {
+        int e = errno;
+        if (dfd >= 0)
+            close(dfd);
+        if (e == ENOENT)
+            return 0;
+        fprintf(stderr, "tern: cannot open the queue's journal: %s\n", strerror(e));
+        return -1;
+    }
+    close(dfd);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[0]);
+        if (geteuid() != sb.st_uid &&
+            (setgroups(0, NULL) != 0 || setgid(sb.st_gid) != 0 || setuid(sb.st_uid) != 0))
+            _exit(2);
+        struct journal_select js = {id, type};
+        size_t n = 0;
+        int rc = store_journal_offline_change(qdir, select_journal_message, &js, type == IPC_QUEUE_DELETE,
+                                              type == IPC_QUEUE_HOLD ? STORE_HOLD : STORE_QUEUE, &n);
+        dprintf(p[1], "%d %zu", rc == 0 ? 0 : errno, n);
+        _exit(0);
+    }
+    close(p[1]);
+    char buf[64] = {0};
+    ssize_t got = pid > 0 ? read(p[0], buf, sizeof buf - 1) : -1;
+    close(p[0]);
+    int status = 0;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    int err = -1;
+    size_t n = 0;
+    if (got <= 0 || sscanf(buf, "%d %zu", &err, &n) != 2 || err != 0) {
+        fprintf(stderr, "tern: cannot change the queue's journal: %s\n",
+                err > 0 ? strerror(err) : "the helper process failed");
+        return -1;
+    }
+    return (long)n;
 }
 
 /* With the daemon stopped: change the files directly, under the master's lock. */
@@ -373,18 +426,15 @@ static int request_offline(const char *qdir, int type, const char *id, const cha
         free(ids);
         free(dir);
     }
+    /* queue_sync_method = journal: its messages, still under the lock */
+    long in_journal = change_journal_offline(qdir, type, id);
+    if (in_journal < 0)
+        failures++;
+    else
+        count += (int)in_journal;
     if (lock >= 0)
         close(lock);
-    /* Messages in the journal change only through the queue service, which
-     * owns the journal (a second writer could corrupt it). */
-    size_t in_journal = 0;
-    if (store_journal_read_only(qdir, count_journal_match, &(struct journal_match){id, type, &in_journal}) == 0 &&
-        in_journal > 0) {
-        cli_out_line(stderr, "tern: %s: %zu message%s in the queue's journal can be changed only while tern runs; "
-                     "start it and try again", verb, in_journal, in_journal == 1 ? "" : "s");
-        failures++;
-    }
-    if (count == 0 && in_journal == 0 && strcmp(id, "ALL") != 0) {
+    if (count == 0 && strcmp(id, "ALL") != 0) {
         cli_out_line(stderr, "tern: %s: no such message in the queue", id);
         return 1;
     }

@@ -109,11 +109,16 @@ static void forget(struct jmsg *e)
 
 /* A record holds at most a quarter of a segment, and at most 16 MiB: one
  * large message then delays the commits of its batch by one large write. */
-static uint32_t max_record(void)
+static uint32_t max_record_of(uint64_t segment_size)
 {
-    uint64_t seg = sj.segment_size ? sj.segment_size : JOURNAL_SEGMENT_SIZE_DEFAULT;
+    uint64_t seg = segment_size ? segment_size : JOURNAL_SEGMENT_SIZE_DEFAULT;
     uint64_t max = seg / 4 < JOURNAL_MAX_RECORD_DEFAULT * 16u ? seg / 4 : JOURNAL_MAX_RECORD_DEFAULT * 16u;
     return (uint32_t)max;
+}
+
+static uint32_t max_record(void)
+{
+    return max_record_of(sj.segment_size);
 }
 
 size_t store_journal_max_message(void)
@@ -656,4 +661,46 @@ void store_journal_unpin(const char *id)
         return;
     if (--e->readers == 0 && e->dead)
         forget(e);
+}
+
+/* ---------- changes while the queue process is stopped ---------- */
+
+int store_journal_offline_change(const char *queue_dir, store_select_fn select, void *arg, int remove,
+                                 enum store_place to, size_t *changed)
+{
+    *changed = 0;
+    char *dir = xasprintf("%s/%s", queue_dir, QDIR_JOURNAL);
+    uint64_t segsize = journal_existing_segment_size(dir);
+    if (segsize == 0) { /* no journal, or nothing in it */
+        free(dir);
+        return 0;
+    }
+    struct hashmap map;
+    hashmap_init(&map, jmsg_key, 0);
+    struct journal_options opt = {.segment_size = segsize, .max_record = max_record_of(segsize)};
+    struct journal *j = NULL;
+    int rc = journal_open(&j, dir, &opt, replay, &map, NULL);
+    int e = errno;
+    free(dir);
+    struct jmsg *m;
+    size_t cursor = 0;
+    while (rc == 0 && (m = hashmap_next(&map, &cursor))) {
+        if (!select(arg, m->id, m->place) || (!remove && m->place == to))
+            continue;
+        unsigned char rec[QUEUE_ID_LEN + 1];
+        memcpy(rec, m->id, QUEUE_ID_LEN);
+        rec[QUEUE_ID_LEN] = to == STORE_HOLD ? 1 : 0;
+        if (journal_append_wait(j, remove ? STORE_REC_DONE : STORE_REC_PLACE, rec,
+                                remove ? QUEUE_ID_LEN : QUEUE_ID_LEN + 1, NULL) != 0) {
+            e = errno;
+            rc = -1;
+        } else {
+            (*changed)++;
+        }
+    }
+    journal_close(j);
+    hashmap_remove_if(&map, drop_all, NULL);
+    hashmap_free(&map);
+    errno = e;
+    return rc;
 }

@@ -69,6 +69,15 @@ int store_journal_read_only(const char *queue_dir, store_found_cb found, void *a
  * journal's default, 64 MiB), before store_open; an existing journal keeps
  * its own. */
 void store_journal_set_segment_size(uint64_t bytes);
+/* Holds, releases (to = STORE_HOLD / STORE_QUEUE) or, with remove, deletes
+ * every live journal message select picks, while no queue process runs
+ * (`tern queue` with the daemon stopped; the caller holds the master's
+ * lock, and runs as the journal's owner: files it makes are the queue's).
+ * Each change is durable before this returns. *changed gets how many;
+ * 0 (also when there is no journal), or -1 with errno. */
+typedef int (*store_select_fn)(void *arg, const char *id, enum store_place place);
+int store_journal_offline_change(const char *queue_dir, store_select_fn select, void *arg, int remove,
+                                 enum store_place to, size_t *changed);
 /* Largest incoming file the journal takes (bigger ones stay files). */
 size_t store_journal_max_message(void);
 /* Commits incoming/ID: fd is the open incoming file (taken over), size its
