@@ -469,6 +469,16 @@ static void on_stop_tick(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(qm.base, NULL);
 }
 
+/* The journal failed a write or sync: stop as for SIGTERM (deliveries in
+ * flight finish and are recorded where possible), and the master starts
+ * the queue again, which reads back what the disk really holds. */
+static void storage_failed(int err)
+{
+    (void)err;
+    log_warn("queue: restarting to read the queue back from disk");
+    raise(SIGTERM);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -524,6 +534,7 @@ int qmgr_main(struct runtime *rt)
     int sync = strcmp(method, "fsync") == 0 ? STORE_SYNC_FSYNC
                : strcmp(method, "journal") == 0 ? STORE_SYNC_JOURNAL
                                                 : STORE_SYNC_SYNCFS;
+    store_on_fatal(storage_failed);
     store_set_journal_segment_size((uint64_t)conf_int(rt->conf, "queue_journal_segment_size"));
     if (store_open(qm.base, rt->queue_dir, sync) != 0)
         log_fatal("cannot open the queue in %s", rt->queue_dir);

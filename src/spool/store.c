@@ -86,6 +86,11 @@ int store_content_locate(const char *id, enum store_place place, char **path, ui
     return 0;
 }
 
+void store_on_fatal(void (*fn)(int err))
+{
+    store_journal_on_fatal(fn);
+}
+
 void store_set_journal_segment_size(uint64_t bytes)
 {
     store_journal_set_segment_size(bytes);

@@ -71,6 +71,11 @@ typedef void (*store_found_cb)(void *arg, struct queue_file_message *m, enum sto
  * synced with fsync). */
 enum store_sync { STORE_SYNC_FSYNC = 0, STORE_SYNC_SYNCFS = 1, STORE_SYNC_JOURNAL = 2 };
 int store_open(struct event_base *base, const char *queue_dir, int sync_method);
+/* fn is called once when the store can take nothing more until the
+ * process starts again: the journal's write or sync failed, and only
+ * reading it back from disk tells what survived (journal.h, "Failures").
+ * The queue process restarts itself; without fn, commits fail with 451. */
+void store_on_fatal(void (*fn)(int err));
 /* queue_journal_segment_size, before store_open (0: the default). */
 void store_set_journal_segment_size(uint64_t bytes);
 /* Tells recovery that every writer of incoming/ started at or after since

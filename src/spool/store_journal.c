@@ -65,6 +65,8 @@ static struct {
     pthread_t thread;
     int thread_started, stop;
     uint64_t segment_size;      /* 0: the journal's default */
+    void (*on_fatal)(int err);  /* the journal refuses writes until reopened */
+    int fatal_said;
     uint64_t retire_below;      /* under mu: retire every segment below this */
     uint64_t retired_below;
     int want_spare;             /* under mu: a rollover used the spare */
@@ -191,6 +193,25 @@ static void finish_copy(struct done *d)
     e->progress.len = keep;
 }
 
+void store_journal_on_fatal(void (*fn)(int err))
+{
+    sj.on_fatal = fn;
+}
+
+/* A failed write or sync poisons the journal (journal.h): only reading it
+ * back from disk, at the next open, is trustworthy. Full disks and bounds
+ * do not poison it. */
+static void check_fatal(int err)
+{
+    if (!err || err == ENOSPC || err == EDQUOT || err == EMSGSIZE || err == ESHUTDOWN || sj.fatal_said)
+        return;
+    sj.fatal_said = 1;
+    log_error("journal: a write or sync failed (%s); nothing more is taken until the queue restarts and "
+              "reads the journal back", strerror(err));
+    if (sj.on_fatal)
+        sj.on_fatal(err);
+}
+
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -212,6 +233,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     while (rev) {
         struct done *d = rev;
         rev = d->next;
+        check_fatal(d->err);
         if (d->kind == DONE_COMMIT)
             finish_commit(d);
         else if (d->kind == DONE_COPY)
@@ -562,8 +584,13 @@ void store_journal_commit(const char *id, int fd, size_t size, void (*remove_inc
         m->committing = 1;
         m->len = (uint32_t)(STORE_MESSAGE_PREFIX + size);
         m->place = STORE_QUEUE;
-        hashmap_add(&sj.msgs, m);
-        if (journal_append(sj.j, STORE_REC_MESSAGE, buf, STORE_MESSAGE_PREFIX + size, appended, d) != 0) {
+        if (hashmap_add(&sj.msgs, m) != 0) {
+            /* the id of a deleted message a delivery still reads */
+            e = EEXIST;
+            jmsg_free(m);
+            queue_file_message_free(&d->m);
+            log_error("%s: a message with this queue id is still being read; refusing the new one", id);
+        } else if (journal_append(sj.j, STORE_REC_MESSAGE, buf, STORE_MESSAGE_PREFIX + size, appended, d) != 0) {
             e = errno ? errno : EIO;
             forget(m);
             queue_file_message_free(&d->m);

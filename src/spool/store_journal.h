@@ -61,6 +61,10 @@ int store_journal_open(struct event_base *base, const char *queue_dir, int incom
 void store_journal_close(void);
 /* Hands over every live journal message (store_recover). */
 void store_journal_recover(store_found_cb found, void *arg);
+/* fn is called once, on the event loop, when a write or sync of the journal
+ * failed: it then refuses every commit until it is opened again (store.h's
+ * store_on_fatal). */
+void store_journal_on_fatal(void (*fn)(int err));
 /* Reads queue_dir/journal without changing it (`tern queue` while the
  * daemon is stopped): found gets every live message (and takes m over).
  * 0, or -1 with errno (ENOENT: no journal). */
