@@ -628,6 +628,8 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
     owned_file(Path(victim.pw_dir) / ".forward", f"\\{victim.pw_name}\n", victim)
     tutorial_config(tern, work_dir, allow_mail_to_commands="alias, forward, include",
                     allow_mail_to_files="alias, forward, include")
+    # queue files, not the journal: the forged requests name one
+    tern.write_config(queue_sync_method="syncfs")
     tern.start()
     # a message that stays in queue/: its file is what the forged requests name
     sendmail(tern, "someone@remote.example")
@@ -651,6 +653,11 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
         (dict(rcpt=evil, alias="robot", include="\n".join(f"/l{i}" for i in range(11))),
          "too many nested :include: lists"),
         (dict(rcpt=evil, alias="robot", include="/etc/a\nrelative"), "not an :include: file"),
+        # only journal segments by their exact name, besides queue/ID and hold/ID
+        (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "seg-../../../../etc/shadow")), "cannot open queue file"),
+        (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "free-0000000000000001")), "cannot open queue file"),
+        (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "seg-000000000000000g")), "cannot open queue file"),
+        (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "seg-0000000000000001" / "x")), "cannot open queue file"),
     ]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(str(tern.queue_dir / "private" / "local"))

@@ -74,6 +74,14 @@ def deferred_remote(inst, rcpt="someone@remote.example", subject="remote"):
     return qid
 
 
+def files_queue(inst):
+    """Starts inst with queue files (queue_sync_method = syncfs): for the
+    tests that look at the files in queue/ and hold/ themselves
+    (test_queue_journal.py has the journal's side)."""
+    inst.write_config(queue_sync_method="syncfs")
+    return inst.start()
+
+
 def qfile(inst, qid, where="queue"):
     return inst.queue_dir / where / qid
 
@@ -431,7 +439,8 @@ def break_maildir(tern, user):
     (home / "Maildir").write_text("not a directory\n")
 
 
-def test_hold_keeps_message_from_delivery_until_release(tern):
+def test_hold_keeps_message_from_delivery_until_release(tern_instance):
+    tern = files_queue(tern_instance)
     break_maildir(tern, "alice")
     sendmail(tern, "alice@localhost", input=b"Subject: held\n\nbody\n")
     qid = pickup_id(tern)
@@ -463,7 +472,8 @@ def test_hold_keeps_message_from_delivery_until_release(tern):
     assert not qfile(tern, qid, "hold").exists()
 
 
-def test_queue_commands_while_daemon_is_stopped(tern):
+def test_queue_commands_while_daemon_is_stopped(tern_instance):
+    tern = files_queue(tern_instance)
     q1 = deferred_remote(tern, "a@remote.example")
     q2 = deferred_remote(tern, "b@remote.example")
     q3 = deferred_remote(tern, "c@remote.example")
@@ -500,7 +510,8 @@ def test_queue_commands_while_daemon_is_stopped(tern):
     assert listing(tern) == "Mail queue is empty\n"
 
 
-def test_hold_and_release_all_online(tern):
+def test_hold_and_release_all_online(tern_instance):
+    tern = files_queue(tern_instance)
     q1 = deferred_remote(tern, "a@remote.example")
     q2 = deferred_remote(tern, "b@remote.example")
     r = tern.cli("queue", "hold", "ALL")

@@ -198,7 +198,11 @@ def test_unfinished_incoming_file_of_a_killed_instance_goes_at_once(tern):
     assert list(incoming.iterdir()) == []
 
 
-def test_damaged_queue_files_are_moved_to_corrupt(tern):
+def test_damaged_queue_files_are_moved_to_corrupt(tern_instance):
+    # queue files (the journal's damage is its unit tests' business)
+    tern = tern_instance
+    tern.write_config(queue_sync_method="syncfs")
+    tern.start()
     good = smtp_send(tern, "far@remote.example", "keep me")
     tern.wait_log(f"{good}: to=<far@remote.example>, relay=none")
     tern.stop()
@@ -231,7 +235,10 @@ def test_damaged_queue_files_are_moved_to_corrupt(tern):
     tern.wait_messages("alice")
 
 
-def test_torn_progress_record_is_cut_off_and_progress_kept(tern):
+def test_torn_progress_record_is_cut_off_and_progress_kept(tern_instance):
+    tern = tern_instance
+    tern.write_config(queue_sync_method="syncfs")   # a queue file's progress records
+    tern.start()
     with tern.smtp() as c:
         c.ehlo("client.test")
         c.mail("sender@localhost")

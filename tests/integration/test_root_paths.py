@@ -523,6 +523,7 @@ def test_queue_listing_shows_a_planted_sender_printable(tern_instance):
     import struct
     import zlib
     inst = tern_instance
+    inst.write_config(queue_sync_method="syncfs")   # the bytes are planted in a queue file
     inst.start()
     s = smtp_greeted(inst)
     sender = b"a@example.test"
