@@ -81,7 +81,12 @@ drives them with Postfix's own load generator, smtp-source(1):
     sent; the latency is the time from reading the 250 to the end of DATA
     to reading the wait's complete answer (one process sees both through
     select(), so it is negative when the answer came first), median and
-    p95; each answer must be the message just sent.
+    p95; each answer must be the message just sent;
+  * spool: what issue 12 (a journal spool) is judged by, under three disk
+    conditions (quiet, a noisy neighbour, right after 3,000 deletes), tern
+    once per queue_sync_method in BENCH_SPOOL_METHODS against Postfix and
+    smtp-sink, alternated; bench/bench_spool.py says what and how, and has
+    its own settings (BENCH_SPOOL_*).
 
 Each run uses its own recipient (its own Maildir), so the delivered count is
 exact: a lost or duplicated message is reported. Runs alternate between the
@@ -103,7 +108,7 @@ message of a session over one connection), BENCH_KEEP=1 keeps the directory,
 BENCH_JSON=FILE also writes the results as JSON, BENCH_RELAY_MSGS (2000),
 BENCH_RELAY_SESSIONS (as BENCH_SESSIONS), BENCH_RELAY_SIZE (1024),
 BENCH_ONLY (parts to run, comma-separated, of "local" (the Maildir runs),
-"relay", "memory", "mailauth" and "capture"; default all five), BENCH_TIMEOUT (seconds
+"relay", "memory", "mailauth", "capture" and "spool"; default all six), BENCH_TIMEOUT (seconds
 smtp-source may take, and then the deliveries or relays, before the bench
 fails; 300), BENCH_MAILAUTH_MSGS (as BENCH_SMALL_MSGS),
 BENCH_MAILAUTH_SESSIONS ("20"), BENCH_MAILAUTH_TTL (the zone's TTL, 300;
@@ -146,7 +151,7 @@ RELAY_MSGS = int(os.environ.get("BENCH_RELAY_MSGS", "2000"))
 RELAY_SIZE = int(os.environ.get("BENCH_RELAY_SIZE", "1024"))
 RELAY_SESSIONS = [int(s) for s in os.environ.get("BENCH_RELAY_SESSIONS",
                                                  " ".join(map(str, SESSIONS))).split()]
-PARTS = ("local", "relay", "memory", "mailauth", "capture")
+PARTS = ("local", "relay", "memory", "mailauth", "capture", "spool")
 ONLY = [p for p in re.split(r"[,\s]+", os.environ.get("BENCH_ONLY", ",".join(PARTS))) if p]
 
 UNBOUND = os.environ.get("UNBOUND", "/usr/sbin/unbound")
@@ -1768,7 +1773,8 @@ def main():
     if unknown or not ONLY:
         sys.exit(f"bench: BENCH_ONLY: unknown part {' '.join(unknown)}; "
                  f"choose from {', '.join(PARTS)}")
-    for path in ((TERN_BIN, SMTP_SOURCE, POSTFIX) + ((SMTP_SINK,) if "relay" in ONLY else ())
+    for path in ((TERN_BIN, SMTP_SOURCE, POSTFIX)
+                 + ((SMTP_SINK,) if "relay" in ONLY or "spool" in ONLY else ())
                  + ((UNBOUND, UNBOUND_CONTROL) if "mailauth" in ONLY else ())):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {path} missing (make build/tern; apt-get install postfix)")
@@ -1808,6 +1814,7 @@ def main():
         servers = []  # the mailauth part starts its own
     mailauth_raw, mailauth_variants = {}, []
     capture_raw, capture_waits, capture_variants = {}, {}, []
+    spool = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # runs the cleanup below
     try:
         if relay_runs:
@@ -1881,6 +1888,11 @@ def main():
         if "capture" in ONLY:
             capture_raw, capture_waits, versions, capture_variants = capture_part(work / "capture")
             results["versions"].update(versions)
+
+        if "spool" in ONLY:
+            import bench_spool  # bench/bench_spool.py: the part, with its own settings
+            spool = bench_spool.spool_part(work / "spool")
+            results["versions"].update(spool["versions"])
     finally:
         for srv in list(servers) + list(sinks.values()):
             try:
@@ -1904,8 +1916,8 @@ def main():
     vers = results["versions"]
     print(f"servers: {vers.get('tern') or vers.get('tern-on') or next(iter(vers.values()), '?')} vs "
           f"{vers.get('postfix') or vers.get('postfix+opendkim', '(no Postfix)')}; "
-          f"smtp-source {' '.join(EXTRA_OPTS) or '(one connection per message)'}; "
-          f"median of {REPEAT}")
+          f"smtp-source {' '.join(EXTRA_OPTS) or '(one connection per message)'}"
+          + (f"; median of {REPEAT}" if ONLY != ["spool"] else ""))
     hdr = (f"{'size':>6} {'sess':>4} {'msgs':>5} | {'accepted msgs/s':^29} | {'delivered msgs/s':^29} | "
            f"{'CPU ms/msg: server':^18} | {'whole machine':^13}")
     sub = (f"{'':>6} {'':>4} {'':>5} | {'tern':>9} {'postfix':>9} {'ratio':>9} | "
@@ -2074,6 +2086,9 @@ def main():
                   f"{com['median']:.3f} ms, p95 {com['p95']:.3f}; end of DATA to the wait's "
                   f"answer: median {tot['median']:.3f} ms, p95 {tot['p95']:.3f}")
         results["capture"]["wait"] = capture_waits
+    if spool:
+        bench_spool.report(spool)
+        results["spool"] = spool
     print()
 
     def verdict(rows, key):
@@ -2109,4 +2124,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # bench_spool's "import bench" gets this module, not a second copy of it.
+    sys.modules.setdefault("bench", sys.modules[__name__])
     main()
