@@ -513,7 +513,10 @@ def spool_part(work: Path):
                 log(f"bench: stopping {srv.name}: {e}")
         for cond in conds.values():
             if cond.proc:
-                cond.stop_neighbour()
+                try:
+                    cond.stop_neighbour()
+                except Exception as e:  # keep cleaning up
+                    log(f"bench: spool: stopping the noisy neighbour: {e}")
         if shm != work / "sinks":
             shutil.rmtree(shm, ignore_errors=True)
     res["loadavg_end"] = os.getloadavg()
