@@ -637,7 +637,8 @@ def report(res):
         if not crs:
             continue
         busy = [r["background_busy_pct"] for r in crs]
-        during = [r["other_cpu_pct"] for r in crs if "other_cpu_pct" in r]
+        # From the Maildir runs, which take the neighbour's CPU off (relay_run does not).
+        during = [r["other_cpu_pct"] for r in crs if r["load"] in ("s20", "s1") and r["name"] != CEILING]
         loads = [r["condition_info"]["loadavg"] for r in crs]
         what = {"quiet": "quiet",
                 "noisy": (f"noisy neighbour ({s['noisy_size'] // 1024} KiB files at "
@@ -645,8 +646,8 @@ def report(res):
                 "deletes": f"after deletes ({s['delete_files']} files of {s['delete_size'] // 1024} KiB)"}[cond]
         print()
         print(f"condition: {what}")
-        line = (f"  other work before the runs: {spread(busy, '{:.0f}')}% busy; during the runs "
-                f"(besides server, client{', neighbour' if cond == 'noisy' else ''}): "
+        line = (f"  other work before the runs: {spread(busy, '{:.0f}')}% busy; during the 20- and "
+                f"1-session runs (besides server, client{', neighbour' if cond == 'noisy' else ''}): "
                 f"{spread(during, '{:.0f}')}% of the CPUs; load average {spread(loads, '{:.2f}')}")
         print(line)
         if cond == "noisy":
