@@ -81,7 +81,12 @@ drives them with Postfix's own load generator, smtp-source(1):
     sent; the latency is the time from reading the 250 to the end of DATA
     to reading the wait's complete answer (one process sees both through
     select(), so it is negative when the answer came first), median and
-    p95; each answer must be the message just sent.
+    p95; each answer must be the message just sent;
+  * spool: what issue 12 (a journal spool) is judged by, under three disk
+    conditions (quiet, a noisy neighbour, right after 3,000 deletes), tern
+    once per queue_sync_method in BENCH_SPOOL_METHODS against Postfix and
+    smtp-sink, alternated; bench/bench_spool.py says what and how, and has
+    its own settings (BENCH_SPOOL_*).
 
 Each run uses its own recipient (its own Maildir), so the delivered count is
 exact: a lost or duplicated message is reported. Runs alternate between the
@@ -103,7 +108,7 @@ message of a session over one connection), BENCH_KEEP=1 keeps the directory,
 BENCH_JSON=FILE also writes the results as JSON, BENCH_RELAY_MSGS (2000),
 BENCH_RELAY_SESSIONS (as BENCH_SESSIONS), BENCH_RELAY_SIZE (1024),
 BENCH_ONLY (parts to run, comma-separated, of "local" (the Maildir runs),
-"relay", "memory", "mailauth" and "capture"; default all five), BENCH_TIMEOUT (seconds
+"relay", "memory", "mailauth", "capture" and "spool"; default all six), BENCH_TIMEOUT (seconds
 smtp-source may take, and then the deliveries or relays, before the bench
 fails; 300), BENCH_MAILAUTH_MSGS (as BENCH_SMALL_MSGS),
 BENCH_MAILAUTH_SESSIONS ("20"), BENCH_MAILAUTH_TTL (the zone's TTL, 300;
@@ -146,7 +151,7 @@ RELAY_MSGS = int(os.environ.get("BENCH_RELAY_MSGS", "2000"))
 RELAY_SIZE = int(os.environ.get("BENCH_RELAY_SIZE", "1024"))
 RELAY_SESSIONS = [int(s) for s in os.environ.get("BENCH_RELAY_SESSIONS",
                                                  " ".join(map(str, SESSIONS))).split()]
-PARTS = ("local", "relay", "memory", "mailauth", "capture")
+PARTS = ("local", "relay", "memory", "mailauth", "capture", "spool")
 ONLY = [p for p in re.split(r"[,\s]+", os.environ.get("BENCH_ONLY", ",".join(PARTS))) if p]
 
 UNBOUND = os.environ.get("UNBOUND", "/usr/sbin/unbound")
@@ -288,6 +293,52 @@ def tree_cpu_detail(root):
     return cpu, comm
 
 
+PF_KTHREAD = 0x00200000
+
+
+def user_cpu_snapshot():
+    """{pid: (start time, CPU ticks of the process and of the children it
+    has reaped)} for every process that is not a kernel thread."""
+    snap = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            v = stat[stat.rindex(")") + 2:].split()
+            if int(v[6]) & PF_KTHREAD:
+                continue
+            snap[int(entry)] = (int(v[19]), sum(int(x) for x in v[11:15]))
+        except (OSError, ValueError, IndexError):
+            pass  # exited meanwhile
+    return snap
+
+
+def our_pids(roots):
+    """The PIDs of the bench's own process tree and of the trees of roots
+    (a server's, which may not be the bench's child: Postfix's master)."""
+    return set(tree(os.getpid())[0]).union(*(tree(root)[0] for root in roots))
+
+
+def foreign_cpu_seconds(before, after, ours):
+    """CPU s that processes outside the PIDs ours (the bench's own trees, at
+    the start and at the end) used between two user_cpu_snapshot()s: other people's work on a shared
+    machine. A process that exited meanwhile is counted in its reaper's
+    reaped-children time, less what it had used before; kernel threads
+    (writeback, softirqs) are not counted: they are taken as ours."""
+    ticks = 0
+    for pid, (start, t) in after.items():
+        if pid in ours:
+            continue
+        b = before.get(pid)
+        ticks += t - b[1] if b and b[0] == start else t
+    for pid, (start, t) in before.items():
+        if pid not in ours and after.get(pid, (None,))[0] != start:
+            ticks -= t
+    return max(0, ticks) / CLK_TCK
+
+
 EXITED = "processes that exited meanwhile"
 
 
@@ -382,7 +433,8 @@ class Tern(Server):
             self.name = name
         self.settings = settings or {}
 
-    def start(self):
+    def write_config(self):
+        """Makes the instance's directory with its main.cf and master.cf."""
         b = self.base
         b.mkdir(mode=0o755)
         text = (
@@ -409,6 +461,10 @@ class Tern(Server):
                 text += line
         (b / "main.cf").write_text(text)
         (b / "master.cf").write_text(f"{HOST}:{self.port} inet n - n - - smtpd\n")
+
+    def start(self):
+        b = self.base
+        self.write_config()
         self.stderr = open(b / "stderr.log", "wb")
         self.proc = subprocess.Popen([TERN_BIN, "-c", str(b), "serve"], stdout=self.stderr,
                                      stderr=self.stderr, start_new_session=True)
@@ -586,8 +642,10 @@ class Sink:
     directory and keeps a running message count (-c), both on tmpfs so
     that they cost no disk work (and add nothing to tern's syncfs)."""
 
-    def __init__(self, name, shm: Path):
+    def __init__(self, name, shm: Path, dump=True):
+        """dump=False: no -d (nothing written per message; only the counter)."""
         self.name = name
+        self.dump_messages = dump
         self.port = free_port()
         self.dump = shm / name  # smtp-sink creates it again when missing
         self.counters = shm / f"{name}.counters"
@@ -601,7 +659,8 @@ class Sink:
         self.err = open(self.counters.with_suffix(".stderr"), "wb")
         # -c: "sess=N quit=N mesg=N\r" after every session, QUIT and ".";
         # -d DIR/m.: one file per message, DIR/m.RANDOMHEX.
-        self.proc = subprocess.Popen([SMTP_SINK, "-c", "-u", "nobody", "-d", f"{self.dump}/m.",
+        dump = ["-d", f"{self.dump}/m."] if self.dump_messages else []
+        self.proc = subprocess.Popen([SMTP_SINK, "-c", "-u", "nobody", *dump,
                                       f"{HOST}:{self.port}", "256"],
                                      stdout=self.out, stderr=self.err, start_new_session=True)
         try:
@@ -920,12 +979,24 @@ def smtp_source(server, rcpt, size, count, sessions):
     return t0, t1, usage.ru_utime + usage.ru_stime
 
 
-def throughput_run(server, user, size, count, sessions):
+def throughput_run(server, user, size, count, sessions, prepare=None, exclude_roots=()):
+    """prepare: called instead of the sync and the wait for quiet CPUs just
+    before smtp-source starts; returns the other work's busy % it saw.
+    exclude_roots: PIDs of process trees of the bench's own (a noisy
+    neighbour) whose CPU is not "other work", read after prepare (which may
+    fill the list in); reported as excluded_cpu_ms_per_msg (still inside
+    machine_cpu_ms_per_msg)."""
     new = server.maildir_new(user)
     roots = server.cpu_roots()
-    os.sync()  # start from a clean disk: no one else's dirty data in our syncs
-    busy = wait_quiet(QUIET_WAIT)
+    if prepare:
+        busy = prepare()
+    else:
+        os.sync()  # start from a clean disk: no one else's dirty data in our syncs
+        busy = wait_quiet(QUIET_WAIT)
     cpu0 = sum(tree_cpu_seconds(root) for root in roots)
+    ex0 = sum(tree_cpu_seconds(root) for root in exclude_roots)
+    users0 = user_cpu_snapshot()
+    ours = our_pids(roots)
     stat0 = cpu_totals()
     disk0 = disk_written_bytes(server.base)
     t0, t1, client_cpu = smtp_source(server, f"{user}@{DOMAIN}", size, count, sessions)
@@ -937,12 +1008,15 @@ def throughput_run(server, user, size, count, sessions):
                                f"to {new} after {DELIVERY_TIMEOUT:.0f} s")
         time.sleep(0.05)
     cpu1 = sum(tree_cpu_seconds(root) for root in roots)
+    ex1 = sum(tree_cpu_seconds(root) for root in exclude_roots)
     stat1 = cpu_totals()
+    users1 = user_cpu_snapshot()
+    foreign = foreign_cpu_seconds(users0, users1, ours | our_pids(roots))
     # CPU time the rest of the machine used meanwhile (other people's work,
     # plus some of our own network softirq work that the kernel does not
     # charge to our processes): high values mark a disturbed run.
     busy_s = (stat1[0] - stat0[0]) / CLK_TCK
-    other = max(0.0, busy_s - (cpu1 - cpu0) - client_cpu)
+    other = max(0.0, busy_s - (cpu1 - cpu0) - client_cpu - (ex1 - ex0))
     capacity = (stat1[1] - stat0[1]) / CLK_TCK
     names = os.listdir(new)
     last = max(os.stat(new / n).st_ctime for n in names)
@@ -960,6 +1034,9 @@ def throughput_run(server, user, size, count, sessions):
         # Everything the machine did: the server, its kernel threads (syncfs
         # hands writeback to kworkers, fsync does it in the caller), the client.
         "machine_cpu_ms_per_msg": 1000.0 * busy_s / count,
+        "excluded_cpu_ms_per_msg": 1000.0 * (ex1 - ex0) / count,
+        # Other people's processes (not kernel threads) meanwhile.
+        "foreign_cpu_ms_per_msg": 1000.0 * foreign / count,
         "other_cpu_pct": 100.0 * other / capacity if capacity else 0.0,
         # Everything written to the disk while smtp-source ran, by anyone:
         # other people's writes are flushed by tern's syncfs too.
@@ -984,14 +1061,17 @@ def log_summary(text, rcpt):
     return {"sent": sent, "new_connections": new_conns, "other": other, "problems": problems}
 
 
-def relay_run(server, sink, user, count, sessions):
+def relay_run(server, sink, user, count, sessions, prepare=None):
     """smtp-source -> server -> relayhost -> sink; timed until the sink has
-    received every message."""
+    received every message. prepare: as for throughput_run."""
     rcpt = f"{user}@{RELAY_DOMAIN}"
     root = server.root_pid()
     sink.clear()
-    os.sync()
-    busy = wait_quiet(QUIET_WAIT)
+    if prepare:
+        busy = prepare()
+    else:
+        os.sync()
+        busy = wait_quiet(QUIET_WAIT)
     log0 = server.maillog_size()
     base = sink.messages()
     cpu0 = tree_cpu_detail(root)
@@ -1693,7 +1773,8 @@ def main():
     if unknown or not ONLY:
         sys.exit(f"bench: BENCH_ONLY: unknown part {' '.join(unknown)}; "
                  f"choose from {', '.join(PARTS)}")
-    for path in ((TERN_BIN, SMTP_SOURCE, POSTFIX) + ((SMTP_SINK,) if "relay" in ONLY else ())
+    for path in ((TERN_BIN, SMTP_SOURCE, POSTFIX)
+                 + ((SMTP_SINK,) if "relay" in ONLY or "spool" in ONLY else ())
                  + ((UNBOUND, UNBOUND_CONTROL) if "mailauth" in ONLY else ())):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {path} missing (make build/tern; apt-get install postfix)")
@@ -1733,6 +1814,7 @@ def main():
         servers = []  # the mailauth part starts its own
     mailauth_raw, mailauth_variants = {}, []
     capture_raw, capture_waits, capture_variants = {}, {}, []
+    spool = None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # runs the cleanup below
     try:
         if relay_runs:
@@ -1806,6 +1888,11 @@ def main():
         if "capture" in ONLY:
             capture_raw, capture_waits, versions, capture_variants = capture_part(work / "capture")
             results["versions"].update(versions)
+
+        if "spool" in ONLY:
+            import bench_spool  # bench/bench_spool.py: the part, with its own settings
+            spool = bench_spool.spool_part(work / "spool")
+            results["versions"].update(spool["versions"])
     finally:
         for srv in list(servers) + list(sinks.values()):
             try:
@@ -1829,8 +1916,8 @@ def main():
     vers = results["versions"]
     print(f"servers: {vers.get('tern') or vers.get('tern-on') or next(iter(vers.values()), '?')} vs "
           f"{vers.get('postfix') or vers.get('postfix+opendkim', '(no Postfix)')}; "
-          f"smtp-source {' '.join(EXTRA_OPTS) or '(one connection per message)'}; "
-          f"median of {REPEAT}")
+          f"smtp-source {' '.join(EXTRA_OPTS) or '(one connection per message)'}"
+          + (f"; median of {REPEAT}" if ONLY != ["spool"] else ""))
     hdr = (f"{'size':>6} {'sess':>4} {'msgs':>5} | {'accepted msgs/s':^29} | {'delivered msgs/s':^29} | "
            f"{'CPU ms/msg: server':^18} | {'whole machine':^13}")
     sub = (f"{'':>6} {'':>4} {'':>5} | {'tern':>9} {'postfix':>9} {'ratio':>9} | "
@@ -1908,7 +1995,7 @@ def main():
     mem = results["memory"]
     if mem:
         print()
-        print(f"resident memory, all processes of the instance (MiB):")
+        print("resident memory, all processes of the instance (MiB):")
         print(f"{'':>9} {'idle: procs':>11} {'RSS':>8} {'PSS':>8} | {IDLE_CONNS} conns: {'procs':>5} "
               f"{'RSS':>8} {'PSS':>8} | {'KiB/conn (PSS)':>14}")
         for srv in ("tern", "postfix"):
@@ -1999,6 +2086,9 @@ def main():
                   f"{com['median']:.3f} ms, p95 {com['p95']:.3f}; end of DATA to the wait's "
                   f"answer: median {tot['median']:.3f} ms, p95 {tot['p95']:.3f}")
         results["capture"]["wait"] = capture_waits
+    if spool:
+        bench_spool.report(spool)
+        results["spool"] = spool
     print()
 
     def verdict(rows, key):
@@ -2034,4 +2124,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # bench_spool's "import bench" gets this module, not a second copy of it.
+    sys.modules.setdefault("bench", sys.modules[__name__])
     main()

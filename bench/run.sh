@@ -6,7 +6,13 @@
 # runs, smtp-sink (make deps-test); for the mailauth part unbound and
 # unbound-control, and for its Postfix rows Debian's opendkim (without it
 # those rows are left out, saying so). BENCH_ONLY=relay (or local, memory,
-# mailauth, capture, or a comma-separated list) runs only those parts.
+# mailauth, capture, spool, or a comma-separated list) runs only those parts.
+# spool (bench/bench_spool.py, issue 12's targets): tern per queue_sync_method
+# in BENCH_SPOOL_METHODS ("syncfs journal"; a method the built tern rejects is
+# left out, saying so), Postfix and smtp-sink, alternated, quiet, beside a
+# noisy neighbour and right after 3,000 deletes; about 15-20 minutes with the
+# defaults. A quick check: BENCH_ONLY=spool BENCH_SPOOL_ROUNDS=1
+# BENCH_SPOOL_MSGS=300 BENCH_SPOOL_ONE_MSGS=50 BENCH_SPOOL_LATENCY_MSGS=50.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
