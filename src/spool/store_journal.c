@@ -48,6 +48,7 @@ struct done {
     store_commit_cb cb;
     void *arg;
     size_t progress_len;         /* DONE_COPY: progress folded into the copy */
+    uint32_t copy_len;           /* DONE_COPY: the copy's payload length */
 };
 
 static struct {
@@ -179,6 +180,7 @@ static void finish_copy(struct done *d)
     /* From here on the copy is the message: progress appended while it was
      * on its way follows it in the log, and stays to be folded next time. */
     e->addr = d->addr;
+    e->len = d->copy_len;
     size_t keep = e->progress.len - d->progress_len;
     memmove(e->progress.buf, e->progress.buf + d->progress_len, keep);
     e->progress.len = keep;
@@ -288,6 +290,7 @@ static void copy_forward(struct jmsg *e)
     d->kind = DONE_COPY;
     str_copy(d->id, e->id, sizeof d->id);
     d->progress_len = e->progress.len;
+    d->copy_len = (uint32_t)(len + e->progress.len);
     if (journal_append(sj.j, STORE_REC_MESSAGE, buf, len + e->progress.len, appended, d) == 0)
         e->copying = 1;
     else
