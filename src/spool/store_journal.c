@@ -475,10 +475,9 @@ void store_journal_recover(store_found_cb found, void *arg)
     hand_over(&sj.msgs, found, arg);
 }
 
+/* Also after a store_journal_open that failed half-way. */
 void store_journal_close(void)
 {
-    if (!sj.j)
-        return;
     if (sj.thread_started) {
         pthread_mutex_lock(&sj.mu);
         sj.stop = 1;
@@ -487,12 +486,16 @@ void store_journal_close(void)
         pthread_join(sj.thread, NULL);
         sj.thread_started = 0;
     }
-    journal_close(sj.j); /* completes what is queued: callbacks post */
-    sj.j = NULL;
-    on_done(sj.event_fd, 0, NULL);
-    sj.active = 0;
-    hashmap_remove_if(&sj.msgs, drop_all, NULL);
-    hashmap_free(&sj.msgs);
+    if (sj.j) {
+        journal_close(sj.j); /* completes what is queued: callbacks post */
+        sj.j = NULL;
+        on_done(sj.event_fd, 0, NULL);
+    }
+    if (sj.active) {
+        sj.active = 0;
+        hashmap_remove_if(&sj.msgs, drop_all, NULL);
+        hashmap_free(&sj.msgs);
+    }
     if (sj.done_ev)
         event_free(sj.done_ev);
     if (sj.tick_ev)
