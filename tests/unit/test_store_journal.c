@@ -1147,6 +1147,32 @@ static void test_no_descriptor_leaks(void **state)
     }
 }
 
+/* A journal that cannot be opened fails store_open; store_close after it
+ * leaves nothing behind, and the next store_open works. */
+static void test_open_failure(void **state)
+{
+    struct fx *fx = *state;
+    close_store(fx);
+    char *moved = xasprintf("%s.away", fx->journal);
+    assert_int_equal(rename(fx->journal, moved), 0);
+    int fd = open(fx->journal, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* a file, not a directory */
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(store_open(fx->base, fx->dir, STORE_SYNC_JOURNAL), -1);
+    store_close();
+    assert_int_equal(tf_count_fds(), fx->fds_before);
+    assert_true(tf_log_count("cannot open the journal") >= 1);
+
+    assert_int_equal(unlink(fx->journal), 0);
+    assert_int_equal(rename(moved, fx->journal), 0);
+    free(moved);
+    open_store(fx);
+    char id[QUEUE_ID_LEN + 1];
+    struct res r;
+    new_committed(fx, id, 40, 300, 1, &r);
+    res_free(&r);
+}
+
 int main(void)
 {
     queue_id_init(9);
@@ -1163,6 +1189,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fdatasync_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_matches_recovery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_descriptor_leaks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_failure, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
