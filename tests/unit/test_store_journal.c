@@ -732,7 +732,9 @@ static void test_copy_forward_and_retire(void **state)
     assert_int_equal(store_append_status(&r.m, STORE_QUEUE, 0), 0);
     queue_file_message_add_rcpt(&r.m, "expanded@example.net", "", 0, 1);
     assert_int_equal(store_append_rcpt(&r.m, STORE_QUEUE, 2), 0);
-    uint64_t first = check_content(fx, &r.m, STORE_QUEUE, 9, 4000);
+    /* on hold when copied: the copy carries the place */
+    assert_int_equal(store_move(id, STORE_QUEUE, STORE_HOLD), 0);
+    uint64_t first = check_content(fx, &r.m, STORE_HOLD, 9, 4000);
     assert_true(first > 0);
 
     /* about ten segments, less than one a tick: M must be copied forward
@@ -741,7 +743,7 @@ static void test_copy_forward_and_retire(void **state)
     if (most > STORE_JOURNAL_KEEP + 3)
         fail_msg("the journal grew to %d segments (bound %d) while one old message was kept", most,
                  STORE_JOURNAL_KEEP + 3);
-    uint64_t now = check_content(fx, &r.m, STORE_QUEUE, 9, 4000);
+    uint64_t now = check_content(fx, &r.m, STORE_HOLD, 9, 4000);
     assert_true(now > first + 2 * STORE_JOURNAL_KEEP);
     /* retired segments are kept for reuse, and reused: no more files than
      * the most segments at once and a spare or two */
@@ -751,22 +753,22 @@ static void test_copy_forward_and_retire(void **state)
 
     /* progress after the copies follows the copy */
     r.m.rcpts[1].state = QF_DELIVERED;
-    assert_int_equal(store_append_status(&r.m, STORE_QUEUE, 1), 0);
+    assert_int_equal(store_append_status(&r.m, STORE_HOLD, 1), 0);
     res_free(&r);
 
     struct found f;
     restart(fx, &f);
     if (f.n != 1)
         fail_msg("recovered %zu messages, expected only the kept one", f.n);
-    enum store_place place = STORE_HOLD;
+    enum store_place place = STORE_QUEUE;
     const struct queue_file_message *m = found_id(&f, id, &place);
     assert_non_null(m);
-    assert_int_equal(place, STORE_QUEUE);
+    assert_int_equal(place, STORE_HOLD);
     assert_int_equal(m->nrcpt, 3);
     expect_deferred(m, 0, "mailbox busy");
     assert_int_equal(m->rcpts[1].state, QF_DELIVERED);
     assert_string_equal(m->rcpts[2].addr, "expanded@example.net");
-    assert_true(check_content(fx, m, STORE_QUEUE, 9, 4000) > 0);
+    assert_true(check_content(fx, m, STORE_HOLD, 9, 4000) > 0);
     found_free(&f);
 }
 
