@@ -538,7 +538,7 @@ static void test_commit_lands_in_journal(void **state)
     assert_int_equal(dup.err, EEXIST);
     assert_true(run_until(fx, is_gone, &g, WAIT_MS));
     /* and the first one is intact */
-    assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 1, 3000) > 0, 1);
+    assert_true(check_content(fx, &r.m, STORE_QUEUE, 1, 3000) > 0);
     res_free(&r);
 }
 
@@ -1027,7 +1027,9 @@ static void test_fdatasync_failure(void **state)
     errno = 0;
     assert_int_equal(store_append_status(&ra.m, STORE_QUEUE, 0), -1);
     assert_int_equal(errno, EIO);
+    errno = 0;
     assert_int_equal(store_remove(a, STORE_QUEUE), -1);
+    assert_int_equal(errno, EIO);
     assert_int_equal(store_journal_has(a), 1);
     res_free(&ra);
 
