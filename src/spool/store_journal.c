@@ -48,6 +48,7 @@ struct done {
     store_commit_cb cb;
     void *arg;
     size_t progress_len;         /* DONE_COPY: progress folded into the copy */
+    uint32_t copy_len;           /* DONE_COPY: the copy's payload length */
 };
 
 static struct {
@@ -188,6 +189,7 @@ static void finish_copy(struct done *d)
     /* From here on the copy is the message: progress appended while it was
      * on its way follows it in the log, and stays to be folded next time. */
     e->addr = d->addr;
+    e->len = d->copy_len;
     size_t keep = e->progress.len - d->progress_len;
     memmove(e->progress.buf, e->progress.buf + d->progress_len, keep);
     e->progress.len = keep;
@@ -318,6 +320,7 @@ static void copy_forward(struct jmsg *e)
     d->kind = DONE_COPY;
     str_copy(d->id, e->id, sizeof d->id);
     d->progress_len = e->progress.len;
+    d->copy_len = (uint32_t)(len + e->progress.len);
     if (journal_append(sj.j, STORE_REC_MESSAGE, buf, len + e->progress.len, appended, d) == 0)
         e->copying = 1;
     else
@@ -520,10 +523,9 @@ void store_journal_recover(store_found_cb found, void *arg)
     hand_over(&sj.msgs, found, arg);
 }
 
+/* Also after a store_journal_open that failed half-way. */
 void store_journal_close(void)
 {
-    if (!sj.j)
-        return;
     if (sj.thread_started) {
         pthread_mutex_lock(&sj.mu);
         sj.stop = 1;
@@ -532,12 +534,16 @@ void store_journal_close(void)
         pthread_join(sj.thread, NULL);
         sj.thread_started = 0;
     }
-    journal_close(sj.j); /* completes what is queued: callbacks post */
-    sj.j = NULL;
-    on_done(sj.event_fd, 0, NULL);
-    sj.active = 0;
-    hashmap_remove_if(&sj.msgs, drop_all, NULL);
-    hashmap_free(&sj.msgs);
+    if (sj.j) {
+        journal_close(sj.j); /* completes what is queued: callbacks post */
+        sj.j = NULL;
+        on_done(sj.event_fd, 0, NULL);
+    }
+    if (sj.active) {
+        sj.active = 0;
+        hashmap_remove_if(&sj.msgs, drop_all, NULL);
+        hashmap_free(&sj.msgs);
+    }
     if (sj.done_ev)
         event_free(sj.done_ev);
     if (sj.tick_ev)

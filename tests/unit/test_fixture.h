@@ -14,7 +14,8 @@
  * - tf_fs_identity: as root, DAC does not bind; permission tests switch the
  *   file-system identity to an unprivileged one instead of skipping.
  * - tf_read_file: a whole file as a string; tf_log_*: the log sent to a file
- *   whose lines a test counts.
+ *   whose lines a test counts; tf_count_fds: this process's open descriptors
+ *   (a module that closes must leave the count where it was).
  *
  * Header-only: each test binary is one .c file (see the Makefile), so the
  * state below is per test binary. Include it after <cmocka.h>. */
@@ -24,6 +25,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
@@ -172,6 +174,23 @@ static TF_UNUSED void tf_log_release(void)
 {
     log_set_file(NULL);
     log_set_stderr(1);
+}
+
+/* How many descriptors this process has open (-1: /proc unreadable). The
+ * count includes none of its own: the directory stream it reads is not
+ * counted. */
+static TF_UNUSED int tf_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int self = dirfd(d), n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.' && atoi(e->d_name) != self)
+            n++;
+    closedir(d);
+    return n;
 }
 
 /* ---- file-system identity ----------------------------------------------- */
