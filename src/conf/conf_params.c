@@ -314,7 +314,7 @@ const struct conf_param conf_params[] = {
         "Root of the mail queue."),
     INT("queue_journal_segment_size", "67108864", 65536, 4294967296LL - 4096,
         "With queue_sync_method = journal: the size of a new journal segment in bytes (a multiple of "
-        "4096); a message larger than a quarter of it is kept as a file. Segments already made keep "
+        "4096); a message larger than an eighth of it (or 8 MiB) is kept as a file. Segments already made keep "
         "their size (tern extension)."),
     INT("queue_minfree", "0", 0, BYTES_MAX,
         "Free bytes the queue file system must keep: below it, or below 1.5 times "

@@ -34,6 +34,7 @@ struct jmsg {
     int committing;           /* appended, not yet durable */
     int copying;              /* a copy-forward is on its way */
     int dead;                 /* finished or deleted; kept for its readers */
+    unsigned copy_failed;     /* copy-forwards that failed (logged once) */
     struct queue_file_message *replayed; /* during the replay only */
 };
 
@@ -124,9 +125,11 @@ static uint32_t max_record(void)
     return max_record_of(sj.segment_size);
 }
 
+/* Half a record: the rest is room for the progress a copy-forward folds
+ * in (one status record a recipient, at most a few KiB each). */
 size_t store_journal_max_message(void)
 {
-    return max_record() - STORE_MESSAGE_PREFIX;
+    return max_record() / 2 - STORE_MESSAGE_PREFIX;
 }
 
 void store_journal_set_segment_size(uint64_t bytes)
@@ -302,30 +305,51 @@ static void *maintenance_thread(void *unused)
     return NULL;
 }
 
-/* Starts a copy of e's newest MESSAGE record, with its progress folded in,
- * at the log's end. */
+/* Starts a copy of e's newest MESSAGE record at the log's end, with its
+ * progress folded in: the message as it is now, encoded afresh (one status
+ * record a recipient), so the copies of a message deferred for days do not
+ * grow with every attempt. */
 static void copy_forward(struct jmsg *e)
 {
-    unsigned char *buf = xmalloc((size_t)e->len + e->progress.len);
+    unsigned char *buf = xmalloc(e->len);
     uint32_t type;
     size_t len;
     if (journal_read(sj.j, e->addr, &type, buf, e->len, &len) != 0 || type != STORE_REC_MESSAGE || len != e->len) {
         free(buf);
         return; /* not durable yet, or unreadable: kept where it is */
     }
-    buf[0] = e->place == STORE_HOLD ? 1 : 0;
-    if (e->progress.len)
-        memcpy(buf + len, e->progress.buf, e->progress.len);
+    struct queue_file_message m;
+    char err[256] = "a progress record does not fit the message";
+    const unsigned char *qf = buf + STORE_MESSAGE_PREFIX;
+    if (queue_file_read_mem(qf, len - STORE_MESSAGE_PREFIX, &m, err, sizeof err) != 0 ||
+        queue_file_apply_progress(&m, e->progress.buf ? e->progress.buf : "", e->progress.len) != 0) {
+        if (m.sender)
+            queue_file_message_free(&m);
+        if (!e->copy_failed++)
+            log_error("%s: journal: cannot copy the message forward (%s); its segment is kept", e->id, err);
+        free(buf);
+        return;
+    }
+    struct strbuf copy = STRBUF_INIT;
+    unsigned char prefix[STORE_MESSAGE_PREFIX] = {e->place == STORE_HOLD ? 1 : 0};
+    strbuf_append(&copy, prefix, sizeof prefix);
+    queue_file_encode(&m, qf + m.content_offset, (size_t)m.content_length, &copy);
+    queue_file_message_free(&m);
+    free(buf);
     struct done *d = xcalloc(1, sizeof *d);
     d->kind = DONE_COPY;
     str_copy(d->id, e->id, sizeof d->id);
     d->progress_len = e->progress.len;
-    d->copy_len = (uint32_t)(len + e->progress.len);
-    if (journal_append(sj.j, STORE_REC_MESSAGE, buf, len + e->progress.len, appended, d) == 0)
+    d->copy_len = (uint32_t)copy.len;
+    if (journal_append(sj.j, STORE_REC_MESSAGE, copy.buf, copy.len, appended, d) == 0) {
         e->copying = 1;
-    else
+    } else {
+        if (!e->copy_failed++)
+            log_error("%s: journal: cannot copy the message forward (%s); its segment is kept", e->id,
+                      strerror(errno));
         free(d);
-    free(buf);
+    }
+    strbuf_free(&copy);
 }
 
 

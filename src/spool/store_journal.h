@@ -32,7 +32,8 @@
  * by a delivery (store_content) is neither copied nor lets its segment go
  * until the reader is done.
  *
- * Messages larger than the journal's record limit, and commits in capture
+ * Messages larger than half the journal's record limit (the other half is
+ * room for the progress a copy folds in), and commits in capture
  * mode (the capture process reads files), keep today's files in queue/:
  * store.c decides, and every call below says whether the id is a journal
  * message. */

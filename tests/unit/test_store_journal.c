@@ -14,9 +14,8 @@
  * and poisons the journal until a restart; `tern queue`'s offline reader
  * sees what recovery sees; no descriptor outlives store_close.
  *
- * One test shows a known bug and runs only with TERN_TEST_KNOWN_BUGS set:
- * the largest message the journal takes is never copied forward once it
- * has progress (test_copy_forward_of_largest_message).
+ * The largest message the journal takes is copied forward too, progress
+ * and all (test_copy_forward_of_largest_message: once a bug, see there).
  *
  * Segments are 64 KiB (store_journal_set_segment_size) so that a few dozen
  * messages fill several. The store retires and copies once a second (its
@@ -642,7 +641,8 @@ static void test_large_message_is_a_file(void **state)
 {
     struct fx *fx = *state;
     size_t max = store_journal_max_message();
-    assert_int_equal(max, SEG_SIZE / 4 - STORE_MESSAGE_PREFIX);
+    /* half a record (a quarter of a segment): the rest is room for progress */
+    assert_int_equal(max, SEG_SIZE / 4 / 2 - STORE_MESSAGE_PREFIX);
     size_t overhead = queue_file_overhead(fx);
 
     /* exactly the limit: still a record */
@@ -772,24 +772,15 @@ static void test_copy_forward_and_retire(void **state)
     found_free(&f);
 }
 
-/* KNOWN BUG, not fixed here (see the branch's report): a message of the
- * largest size the journal takes, with any progress, can never be copied
- * forward: the copy is the record plus the progress appended since, longer
- * than journal's record limit, so journal_append fails (EMSGSIZE) and
- * copy_forward gives up without a word, every tick. While that message
- * lives (days, for a deferred one) no segment after it is retired: the
- * journal grows without bound. The fix needs a decision (headroom in
- * store_journal_max_message, compacting the progress with
- * queue_file_encode, or moving such a message out to a file in queue/),
- * so this test runs only with TERN_TEST_KNOWN_BUGS set, and then fails. */
+/* Once a bug: a message of the largest size the journal took, with any
+ * progress, could never be copied forward (the copy, record plus progress,
+ * was longer than the record limit: EMSGSIZE every tick), and while it
+ * lived no later segment was retired. Now the journal takes messages up to
+ * half a record, and a copy is the message encoded afresh (one status
+ * record a recipient): it fits, and its segment goes. */
 static void test_copy_forward_of_largest_message(void **state)
 {
     struct fx *fx = *state;
-    if (!getenv("TERN_TEST_KNOWN_BUGS")) {
-        print_message("[  SKIPPED ] known bug: the largest journal message is never copied forward "
-                      "(set TERN_TEST_KNOWN_BUGS=1 to run)\n");
-        skip();
-    }
     size_t len = store_journal_max_message() - queue_file_overhead(fx);
     char id[QUEUE_ID_LEN + 1];
     struct res r;
@@ -990,11 +981,21 @@ static void test_pinned_removed_message(void **state)
  * reopened journal finds it: the message refused with 451 is delivered
  * after all (at-least-once, journal.h). This test pins both behaviours;
  * see the report for whether a store that needs a restart is wanted. */
+static int fatal_calls, fatal_err;
+
+static void on_fatal(int err)
+{
+    fatal_calls++;
+    fatal_err = err;
+}
+
 static void test_fdatasync_failure(void **state)
 {
     struct fx *fx = *state;
     char a[QUEUE_ID_LEN + 1], b[QUEUE_ID_LEN + 1], c[QUEUE_ID_LEN + 1];
     struct res ra;
+    fatal_calls = fatal_err = 0;
+    store_on_fatal(on_fatal);
     new_committed(fx, a, 12, 700, 1, &ra);
 
     tf_fs_fail(TF_FDATASYNC, 1, EIO);
@@ -1012,6 +1013,9 @@ static void test_fdatasync_failure(void **state)
     assert_false(present(fx, "queue", b));
     assert_int_equal(store_journal_has(b), 0);
     assert_true(tf_log_count("refusing appends until reopened") >= 1);
+    /* the queue process is told once, so it can restart and read back */
+    assert_int_equal(fatal_calls, 1);
+    assert_int_equal(fatal_err, EIO);
 
     /* poisoned: the next commit fails as well, though fdatasync works again */
     new_incoming(c, body, 700, 1);
@@ -1031,6 +1035,8 @@ static void test_fdatasync_failure(void **state)
     assert_int_equal(store_remove(a, STORE_QUEUE), -1);
     assert_int_equal(errno, EIO);
     assert_int_equal(store_journal_has(a), 1);
+    assert_int_equal(fatal_calls, 1);
+    store_on_fatal(NULL);
     res_free(&ra);
 
     /* a restart clears it */
