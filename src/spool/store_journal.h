@@ -27,8 +27,9 @@
  * only when no live message has its MESSAGE record there: a DONE record in
  * a later segment can then never go while the message it ends is still in
  * an older one. A message that would hold old segments back is copied
- * forward (a new MESSAGE record with its progress folded in) once more than
- * STORE_JOURNAL_KEEP segments would be kept for it. A message being read
+ * forward (a new MESSAGE record: the message as it is now, encoded afresh
+ * with one status record a recipient) once more than STORE_JOURNAL_KEEP
+ * segments would be kept for it. A message being read
  * by a delivery (store_content) is neither copied nor lets its segment go
  * until the reader is done.
  *
