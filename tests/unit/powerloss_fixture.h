@@ -77,6 +77,7 @@ static struct {
     size_t n, cap;
     struct pl_file *files;
     size_t nfiles, capfiles;
+    void (*before_sync)(int fd, int kind); /* a test's hook (kind 0 fdatasync, 1 fsync, 2 syncfs) */
     const struct fsops *below;
     struct fsops ops;
 } pl = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -205,6 +206,9 @@ static void pl_crash_locked(void);
  * all of them for syncfs). */
 static int pl_sync(int fd, int kind)
 {
+    void (*hook)(int, int) = __atomic_load_n(&pl.before_sync, __ATOMIC_ACQUIRE);
+    if (hook)
+        hook(fd, kind);
     unsigned delay = __atomic_load_n(&pl.sync_delay_us, __ATOMIC_RELAXED);
     if (delay)
         usleep(delay);
@@ -372,6 +376,7 @@ static PL_UNUSED void pl_install(void)
     pl.crash_at_sync = 0;
     pl.lost = pl.undone = pl.kept = pl.halved = 0;
     pl.writes = pl.syncs = 0;
+    pl.before_sync = NULL;
     pl.below = fsops_current();
     pl.ops = *pl.below;
     pl.ops.open = pl_open;
@@ -447,6 +452,14 @@ static PL_UNUSED int pl_crashed(void)
 static PL_UNUSED void pl_set_sync_delay(unsigned us)
 {
     __atomic_store_n(&pl.sync_delay_us, us, __ATOMIC_RELAXED);
+}
+
+/* fn(fd, kind) runs first in every sync call (kind 0 fdatasync, 1 fsync,
+ * 2 syncfs), on the caller's thread and outside the layer's lock: a test
+ * may hold a sync there. Set after pl_install, which clears it. */
+static PL_UNUSED void pl_on_sync(void (*fn)(int fd, int kind))
+{
+    __atomic_store_n(&pl.before_sync, fn, __ATOMIC_RELEASE);
 }
 
 /* The table below the layer again; the layer forgets everything. */
