@@ -132,6 +132,8 @@ static struct {
     int working;        /* the workload runs */
     int store_is_open, layer_on;
     struct event *step;
+    long next_check;    /* ms: the next check_live_content */
+    char live_error[512]; /* what it found wrong */
     struct timespec start;
     struct found *found;
     size_t nfound, capfound;
@@ -210,7 +212,36 @@ static void rcpt_addr(char *out, size_t size, size_t idx, unsigned r)
 
 /* ---- the workload ------------------------------------------------------------ */
 
+/* Something went wrong on the loop: noted (the first only), the workload
+ * stops, and the round fails when the loop returns (failing inside a
+ * libevent callback would leave the loop running). */
+static __attribute__((format(printf, 1, 2))) void workload_error(const char *fmt, ...)
+{
+    T.working = 0;
+    if (T.live_error[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(T.live_error, sizeof T.live_error, fmt, ap);
+    va_end(ap);
+}
+
 static void progress_message(int idx);
+static int check_content(const struct tmsg *t, const struct queue_file_message *m, enum store_place place,
+                         char *err, size_t errlen);
+
+/* While the store runs: every live message's content is where the store
+ * says (a segment retired under a live message shows here, before any
+ * power loss). */
+static void check_live_content(void)
+{
+    for (size_t i = 0; i < T.nlive && !T.live_error[0]; i++) {
+        const struct tmsg *t = &T.tm[T.live[i]];
+        char err[512];
+        if (t->have_m && check_content(t, &t->m, t->held ? STORE_HOLD : STORE_QUEUE, err, sizeof err) != 0)
+            workload_error("%s", err);
+    }
+}
 
 static void on_commit(void *arg, int ok, struct queue_file_message *m, int err)
 {
@@ -241,7 +272,7 @@ static void on_commit(void *arg, int ok, struct queue_file_message *m, int err)
 static void call_failed(const char *what, const struct tmsg *t)
 {
     if (!pl_crashed())
-        fail_msg("%s %s failed before the power loss: %s", what, t->id, strerror(errno));
+        workload_error("%s %s failed before the power loss: %s", what, t->id, strerror(errno));
     T.working = 0;
 }
 
@@ -286,7 +317,10 @@ static int new_message(uint32_t size)
     }
     T.written++;
     struct stat sb;
-    assert_int_equal(fstatat(store_incoming_dirfd(), t->id, &sb, 0), 0);
+    if (fstatat(store_incoming_dirfd(), t->id, &sb, 0) != 0) {
+        workload_error("%s: incoming file: %s", t->id, strerror(errno));
+        return -1;
+    }
     t->file_mode = (uint64_t)sb.st_size > store_journal_max_message();
     T.file_mode += t->file_mode;
     t->state = T_COMMITTING;
@@ -372,8 +406,13 @@ static void on_step(evutil_socket_t fd, short what, void *arg)
         T.working = 0;
         return;
     }
+    long now = ms_since(&T.start);
+    if (now >= T.next_check) {
+        check_live_content();
+        T.next_check = now + 250;
+    }
     /* 300 ms busy, 100 ms draining */
-    int busy = ms_since(&T.start) % 400 < 300;
+    int busy = now % 400 < 300;
     unsigned arrivals = busy ? rnd(5) : 0, attempts = busy ? 3 : 10;
     for (unsigned i = 0; i < arrivals && T.working; i++)
         new_message(0);
@@ -457,27 +496,39 @@ static int allowed(const struct hist *h, unsigned n, int b, long k, int v)
     return k < 0 && b == v;
 }
 
-/* The content of f at store_content_locate's path and offset is what was written. */
-static void check_content(const struct found *f, const struct tmsg *t)
+/* The content of message t (envelope m, in place) at store_content_locate's
+ * path and offset is what was written: 0, or -1 with the reason in err. */
+static int check_content(const struct tmsg *t, const struct queue_file_message *m, enum store_place place,
+                         char *err, size_t errlen)
 {
     size_t idx = (size_t)(t - T.tm);
     char *path = NULL;
     uint64_t base = 0;
-    assert_int_equal(store_content_locate(t->id, f->place, &path, &base), 0);
+    if (store_content_locate(t->id, place, &path, &base) != 0) {
+        snprintf(err, errlen, "%s: store_content_locate failed", t->id);
+        return -1;
+    }
+    int rc = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        fail_msg("%s: content at %s: %s", t->id, path, strerror(errno));
-    char *want = xmalloc(t->size), *got = xmalloc(t->size);
-    fill_content(want, idx, t->size);
-    ssize_t n = pread(fd, got, t->size, (off_t)(base + f->m.content_offset));
-    close(fd);
-    if (n != (ssize_t)t->size || memcmp(want, got, t->size) != 0)
-        fail_msg("%s: recovered content differs from what was written (%s at %" PRIu64 "+%" PRIu64 ", %zd of %u bytes)",
-                 t->id, path, base, f->m.content_offset, n, t->size);
-    free(want);
-    free(got);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: content at %s: %s", t->id, path, strerror(errno));
+        rc = -1;
+    } else {
+        char *want = xmalloc(t->size), *got = xmalloc(t->size);
+        fill_content(want, idx, t->size);
+        ssize_t n = pread(fd, got, t->size, (off_t)(base + m->content_offset));
+        close(fd);
+        if (n != (ssize_t)t->size || memcmp(want, got, t->size) != 0) {
+            snprintf(err, errlen, "%s: content differs from what was written (%s at %" PRIu64 "+%" PRIu64
+                     ", %zd of %u bytes)", t->id, path, base, m->content_offset, n, t->size);
+            rc = -1;
+        }
+        free(want);
+        free(got);
+    }
     free(path);
     store_content_done(t->id);
+    return rc;
 }
 
 struct check_counts {
@@ -511,7 +562,9 @@ static void check_recovery(struct check_counts *c)
             rcpt_addr(a, sizeof a, idx, r);
             assert_string_equal(f->m.rcpts[r].addr, a);
         }
-        check_content(f, t);
+        char err[512];
+        if (check_content(t, &f->m, f->place, err, sizeof err) != 0)
+            fail_msg("recovered: %s", err);
         /* the journal's order, or the files' rules */
         long k = t->file_mode ? -1 : T.k_max;
         int place = f->place == STORE_HOLD;
@@ -724,7 +777,11 @@ static void round_run(int round)
     T.step = event_new(T.base, -1, EV_PERSIST, on_step, NULL);
     struct timeval sv = {0, STEP_US};
     event_add(T.step, &sv);
+    T.next_check = 250;
     run_for(cut_ms);
+    check_live_content();
+    if (T.live_error[0])
+        fail_msg("while running: %s", T.live_error);
     size_t live_at_cut = T.nlive;
     pl_crash(T.seed * 1000u + (unsigned)round, at_sync);
     for (int waited = 0; at_sync && !pl_crashed() && waited < 500; waited += 5)
