@@ -7,198 +7,21 @@
 #include <cmocka.h>
 
 #include "journal_fixture.h"
+#include "powerloss_fixture.h"
 
 static struct journal *gj;
 
 /* ---- simulated power loss ------------------------------------------------
  *
- * A layer over the fixture's table records every pwrite that no completed
- * fdatasync or fsync of its file has covered yet, with the bytes it
- * replaced. At the "power loss" every later call fails with EIO and each
- * uncovered write is undone, kept, or half kept (chosen by a seeded random
- * number), last first. The journal is then reopened on the real table: every
- * record acknowledged before the loss must be there. File-system metadata
- * (creations, renames) is taken as durable once done: the journal syncs the
- * directory after each of them before relying on it, and modelling a lost
- * rename is left out. */
-
-#define PL_FILES 64
-
-struct pl_write {
-    ino_t ino;
-    off_t off;
-    size_t len;
-    unsigned char *old;
-};
-
-static struct {
-    pthread_mutex_t mu;
-    int crashed;
-    int crash_at_sync; /* the next sync does not happen: the power goes first */
-    unsigned seed;
-    size_t lost;
-    struct pl_write *w;
-    size_t n, cap;
-    struct {
-        ino_t ino;
-        int fd;
-    } files[PL_FILES];
-    size_t nfiles;
-    const struct fsops *below;
-    struct fsops ops;
-} pl = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static ino_t pl_ino(int fd)
-{
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    return st.st_ino;
-}
-
-static ssize_t pl_pwrite(int fd, const void *buf, size_t len, off_t off)
-{
-    pthread_mutex_lock(&pl.mu);
-    if (pl.crashed) {
-        pthread_mutex_unlock(&pl.mu);
-        errno = EIO;
-        return -1;
-    }
-    ino_t ino = pl_ino(fd);
-    size_t f = 0;
-    while (f < pl.nfiles && pl.files[f].ino != ino)
-        f++;
-    if (f == pl.nfiles) {
-        assert_true(f < PL_FILES);
-        pl.files[f].ino = ino;
-        pl.files[f].fd = dup(fd);
-        pl.nfiles++;
-    }
-    unsigned char *old = calloc(1, len ? len : 1);
-    ssize_t got_old = pread(fd, old, len, off);
-    (void)got_old; /* past the end: zeros */
-    ssize_t rc = pl.below->pwrite(fd, buf, len, off);
-    if (rc > 0) {
-        if (pl.n == pl.cap) {
-            pl.cap = pl.cap ? pl.cap * 2 : 256;
-            pl.w = realloc(pl.w, pl.cap * sizeof *pl.w);
-        }
-        pl.w[pl.n++] = (struct pl_write){.ino = ino, .off = off, .len = (size_t)rc, .old = old};
-    } else {
-        free(old);
-    }
-    pthread_mutex_unlock(&pl.mu);
-    return rc;
-}
-
-static void pl_crash_locked(void);
-
-static int pl_sync(int fd, int data_only)
-{
-    pthread_mutex_lock(&pl.mu);
-    if (pl.crash_at_sync && !pl.crashed)
-        pl_crash_locked();
-    if (pl.crashed) {
-        pthread_mutex_unlock(&pl.mu);
-        errno = EIO;
-        return -1;
-    }
-    int rc = data_only ? pl.below->fdatasync(fd) : pl.below->fsync(fd);
-    if (rc == 0) {
-        ino_t ino = pl_ino(fd);
-        size_t k = 0;
-        for (size_t i = 0; i < pl.n; i++) {
-            if (pl.w[i].ino == ino)
-                free(pl.w[i].old);
-            else
-                pl.w[k++] = pl.w[i];
-        }
-        pl.n = k;
-    }
-    pthread_mutex_unlock(&pl.mu);
-    return rc;
-}
-
-static int pl_fdatasync(int fd)
-{
-    return pl_sync(fd, 1);
-}
-
-static int pl_fsync(int fd)
-{
-    return pl_sync(fd, 0);
-}
-
-static int pl_renameat(int fromdir, const char *from, int todir, const char *to)
-{
-    pthread_mutex_lock(&pl.mu);
-    int crashed = pl.crashed;
-    pthread_mutex_unlock(&pl.mu);
-    if (crashed) {
-        errno = EIO;
-        return -1;
-    }
-    return pl.below->renameat(fromdir, from, todir, to);
-}
-
-static void pl_install(void)
-{
-    pl.crashed = 0;
-    pl.crash_at_sync = 0;
-    pl.lost = 0;
-    pl.below = fsops_current();
-    pl.ops = *pl.below;
-    pl.ops.pwrite = pl_pwrite;
-    pl.ops.fdatasync = pl_fdatasync;
-    pl.ops.fsync = pl_fsync;
-    pl.ops.renameat = pl_renameat;
-    fsops_install(&pl.ops);
-}
-
-/* The power goes: pl.lost gets how many writes no sync covered. */
-static void pl_crash_locked(void)
-{
-    unsigned seed = pl.seed;
-    pl.crashed = 1;
-    pl.lost = pl.n;
-    for (size_t i = pl.n; i-- > 0;) {
-        struct pl_write *w = &pl.w[i];
-        int fd = -1;
-        for (size_t f = 0; f < pl.nfiles; f++)
-            if (pl.files[f].ino == w->ino)
-                fd = pl.files[f].fd;
-        unsigned r = (unsigned)rand_r(&seed) % 3;
-        size_t keep = r == 0 ? 0 : r == 1 ? w->len : w->len / 2;
-        if (keep < w->len)
-            assert_int_equal(pwrite(fd, w->old + keep, w->len - keep, w->off + (off_t)keep),
-                             (ssize_t)(w->len - keep));
-        free(w->old);
-    }
-    pl.n = 0;
-}
-
-/* now (between calls), or at the next sync (written, not yet synced) */
-static size_t pl_crash(unsigned seed, int at_sync)
-{
-    pthread_mutex_lock(&pl.mu);
-    pl.seed = seed;
-    if (at_sync)
-        pl.crash_at_sync = 1;
-    else
-        pl_crash_locked();
-    pthread_mutex_unlock(&pl.mu);
-    return 0;
-}
-
-static void pl_release(void)
-{
-    for (size_t f = 0; f < pl.nfiles; f++)
-        close(pl.files[f].fd);
-    pl.nfiles = 0;
-    free(pl.w);
-    pl.w = NULL;
-    pl.cap = 0;
-    fsops_install(pl.below);
-}
+ * The layer of powerloss_fixture.h, over the fixture's table, records every
+ * write that no completed fdatasync or fsync of its file has covered yet. At
+ * the "power loss" every later call that would change the disk fails with
+ * EIO and each uncovered write is undone, kept, or half kept (chosen by a
+ * seeded random number), last first. The journal is then reopened on the
+ * real table: every record acknowledged before the loss must be there.
+ * File-system metadata (creations, renames) is taken as durable once done:
+ * the journal syncs the directory after each of them before relying on it,
+ * and modelling a lost rename is left out. */
 
 #define PL_THREADS 8
 #define PL_ROUNDS 8
