@@ -208,6 +208,14 @@ static int same_maildir_before(struct pending *list, struct pending *p)
 static int sync_each(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
 {
     int dirs = fd_of == new_dir_fd;
+    /* Start every file's write-back first: their blocks are then allocated
+     * in the same file-system transaction, which the first fdatasync
+     * commits for all of them, so the later ones find little left to do
+     * (one after the other, each would commit a transaction of its own). */
+    if (!dirs)
+        for (struct pending *p = list; p; p = p->next)
+            if (!p->failed && !p->spool_synced && p->dev == dev)
+                (void)sync_file_range(maildir_fd(p->md), 0, 0, SYNC_FILE_RANGE_WRITE);
     for (struct pending *p = list; p; p = p->next) {
         if (p->failed || p->spool_synced || p->dev != dev || (dirs && same_maildir_before(list, p)))
             continue;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "spool/journal_impl.h"
@@ -403,9 +404,23 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&j->mu);
         while (!j->head && !j->closing)
             pthread_cond_wait(&j->cv, &j->mu);
+        /* Only lazy records: wait a little for a record someone waits for,
+         * whose sync they can share, rather than sync for them alone. */
+        if (j->head && !j->urgent && !j->closing) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_nsec += JOURNAL_LAZY_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (!j->urgent && !j->closing && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
+            }
+        }
         struct req *batch = j->head;
         j->head = NULL;
         j->tail = &j->head;
+        j->urgent = 0;
         pthread_mutex_unlock(&j->mu);
         if (!batch)
             break;
@@ -448,7 +463,11 @@ int journal_open(struct journal **out, const char *dir, const struct journal_opt
     j->tail = &j->head;
     j->active_fd = -1;
     pthread_mutex_init(&j->mu, NULL);
-    pthread_cond_init(&j->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the lazy wait's deadline */
+    pthread_cond_init(&j->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_rwlock_init(&j->segmu, NULL);
     pthread_mutex_init(&j->spare_mu, NULL);
     j->dirfd = fsops_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
@@ -471,8 +490,23 @@ int journal_open(struct journal **out, const char *dir, const struct journal_opt
 
 /* ---- the callers' side ------------------------------------------------- */
 
+static int append(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb, void *arg,
+                  int lazy);
+
 int journal_append(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb,
                    void *arg)
+{
+    return append(j, type, data, len, cb, arg, 0);
+}
+
+int journal_append_lazy(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb,
+                        void *arg)
+{
+    return append(j, type, data, len, cb, arg, 1);
+}
+
+static int append(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb, void *arg,
+                  int lazy)
 {
     if (type == 0 || type > JOURNAL_TYPE_MAX || !cb) {
         errno = EINVAL;
@@ -493,6 +527,8 @@ int journal_append(struct journal *j, uint32_t type, const void *data, size_t le
     if (!err) {
         *j->tail = r;
         j->tail = &r->next;
+        if (!lazy)
+            j->urgent++;
         pthread_cond_signal(&j->cv);
     }
     pthread_mutex_unlock(&j->mu);

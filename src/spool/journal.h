@@ -144,6 +144,15 @@ int journal_scan(const char *dir, journal_replay_fn replay, void *arg);
 int journal_append(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb,
                    void *arg);
 
+/* journal_append for a record nobody waits for (progress, a message done):
+ * the writer holds a batch of only such records up to JOURNAL_LAZY_MS for
+ * a record that someone waits for, so that they share its fdatasync
+ * instead of paying one of their own. The same promise when cb reports 0;
+ * the report just comes later. */
+#define JOURNAL_LAZY_MS 20
+int journal_append_lazy(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb,
+                        void *arg);
+
 /* journal_append that waits for the outcome: 0 when durable (*addr, may be
  * NULL, gets the address), or -1 with errno. */
 int journal_append_wait(struct journal *j, uint32_t type, const void *data, size_t len,

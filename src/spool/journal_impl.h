@@ -40,6 +40,7 @@ struct journal {
     pthread_cond_t cv;
     struct req *head, **tail;
     int closing;
+    unsigned urgent;    /* queued records that are not lazy */
     int poison; /* errno that refuses every append, 0: none */
     pthread_t writer;
     pthread_mutex_t spare_mu; /* one journal_prepare_spare at a time */

@@ -142,11 +142,13 @@ void store_journal_set_segment_size(uint64_t bytes)
 static void post(struct done *d)
 {
     pthread_mutex_lock(&sj.mu);
+    int first = sj.done == NULL; /* else the loop has yet to take the list: one wake-up does */
     d->next = sj.done;
     sj.done = d;
     pthread_mutex_unlock(&sj.mu);
     uint64_t one = 1;
-    (void)!write(sj.event_fd, &one, sizeof one);
+    if (first)
+        (void)!write(sj.event_fd, &one, sizeof one);
 }
 
 static void appended(void *arg, int err, struct journal_addr addr)
@@ -194,7 +196,8 @@ static void finish_copy(struct done *d)
     e->addr = d->addr;
     e->len = d->copy_len;
     size_t keep = e->progress.len - d->progress_len;
-    memmove(e->progress.buf, e->progress.buf + d->progress_len, keep);
+    if (keep)
+        memmove(e->progress.buf, e->progress.buf + d->progress_len, keep);
     e->progress.len = keep;
 }
 
@@ -260,7 +263,7 @@ static int note(uint32_t type, const char *id, const void *data, size_t len)
     struct done *d = xcalloc(1, sizeof *d);
     d->kind = DONE_NOTE;
     str_copy(d->id, id, sizeof d->id);
-    int rc = journal_append(sj.j, type, buf, n, appended, d);
+    int rc = journal_append_lazy(sj.j, type, buf, n, appended, d);
     int e = errno;
     free(buf);
     if (rc != 0) {
@@ -341,7 +344,7 @@ static void copy_forward(struct jmsg *e)
     str_copy(d->id, e->id, sizeof d->id);
     d->progress_len = e->progress.len;
     d->copy_len = (uint32_t)copy.len;
-    if (journal_append(sj.j, STORE_REC_MESSAGE, copy.buf, copy.len, appended, d) == 0) {
+    if (journal_append_lazy(sj.j, STORE_REC_MESSAGE, copy.buf, copy.len, appended, d) == 0) {
         e->copying = 1;
     } else {
         if (!e->copy_failed++)
@@ -363,10 +366,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t current = journal_current_segment(sj.j), oldest = UINT64_MAX;
     struct jmsg *e;
     size_t cursor = 0;
-    /* a message being committed has no address yet: it will be in the
-     * current segment or a later one */
+    /* A message being committed has no address yet, but its record is in
+     * the segment that was current when it was appended, or a later one:
+     * and it may be there already, written and synced, while the writer
+     * finishes the rest of its batch in the next segment (the answer comes
+     * per batch). So that segment stays. */
     while ((e = hashmap_next(&sj.msgs, &cursor)))
-        if ((!e->dead || e->readers) && !e->committing && e->addr.seg < oldest)
+        if ((!e->dead || e->readers) && e->addr.seg < oldest)
             oldest = e->addr.seg;
     if (oldest != UINT64_MAX && oldest + STORE_JOURNAL_KEEP < current) {
         cursor = 0;
@@ -533,6 +539,7 @@ int store_journal_open(struct event_base *base, const char *queue_dir, int incom
     if (journal_prepare_spare(sj.j, 1) != 0)
         log_warn("journal: cannot prepare a spare segment: %s", strerror(errno));
     sj.stop = 0;
+    sj.fatal_said = 0;
     sj.retire_below = sj.retired_below = 0;
     sj.want_spare = 0;
     sj.last_current = journal_current_segment(sj.j);
@@ -612,6 +619,9 @@ void store_journal_commit(const char *id, int fd, size_t size, void (*remove_inc
         struct jmsg *m = xcalloc(1, sizeof *m);
         str_copy(m->id, id, sizeof m->id);
         m->committing = 1;
+        /* until the record's address is known: the lowest it can have (0
+         * while the writer is between segments: then nothing is retired) */
+        m->addr.seg = journal_current_segment(sj.j);
         m->len = (uint32_t)(STORE_MESSAGE_PREFIX + size);
         m->place = STORE_QUEUE;
         if (hashmap_add(&sj.msgs, m) != 0) {

@@ -201,6 +201,42 @@ static void test_group_commit_gated(void **state)
     journal_close(j);
 }
 
+/* Lazy records (progress, done) wait up to JOURNAL_LAZY_MS for a record
+ * someone waits for and share its sync; alone, they are synced anyway. */
+static void test_lazy_records_share_a_sync(void **state)
+{
+    (void)state;
+    struct journal *j = reopen(NULL);
+    async_ok = async_fail = 0;
+    int before = tf_fs_calls(TF_FDATASYNC);
+    char buf[64];
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(journal_append_lazy(j, 3, buf, payload(buf, i, 40), async_done, NULL), 0);
+    assert_int_equal(journal_append_wait(j, 1, "urgent", 6, NULL), 0);
+    async_wait(5);
+    assert_int_equal(async_fail, 0);
+    /* the five and the urgent one: one sync (two if this thread was held up
+     * past the wait between its appends; six without the wait) */
+    assert_true(tf_fs_calls(TF_FDATASYNC) - before <= 2);
+
+    /* alone: synced within the wait (not never) */
+    before = tf_fs_calls(TF_FDATASYNC);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(journal_append_lazy(j, 3, "alone", 5, async_done, NULL), 0);
+    async_wait(6);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    assert_int_equal(tf_fs_calls(TF_FDATASYNC) - before, 1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms >= JOURNAL_LAZY_MS - 1);
+    journal_close(j);
+
+    /* and every one of them is there after a reopen */
+    j = reopen(NULL);
+    assert_int_equal(got.n, 7);
+    journal_close(j);
+}
+
 /* ---- rollover ------------------------------------------------------------- */
 
 static void test_rollover(void **state)
@@ -498,6 +534,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_commit_gated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lazy_records_share_a_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_half_written, setup, teardown),

@@ -41,11 +41,10 @@
  * counts are printed (what was written, acknowledged, removed, recovered,
  * how many writes the loss found unsynced, segments made and retired).
  *
- * Three bugs this test found are kept at the end as cases of their own,
- * skipped unless TERN_TEST_KNOWN_BUGS is set (see known_bug): a segment
- * retired under commits not yet answered (acknowledged mail lost), a
- * memmove(NULL, ..., 0) that UBSan aborts on, and a message copied forward
- * only once (segments after it never retired).
+ * Three bugs this test found (all fixed) keep cases of their own at the
+ * end: a segment retired under commits not yet answered (acknowledged mail
+ * lost), a memmove(NULL, ..., 0) that UBSan aborts on, and a message copied
+ * forward only once (segments after it never retired).
  *
  * The layer takes file-system metadata (create, rename, unlink) as durable
  * once done (see powerloss_fixture.h): the store's unlink of an incoming/
@@ -834,23 +833,11 @@ static void run_seed(unsigned n)
     pl_set_sync_delay(0);
 }
 
-/* ---- known bugs: cases kept, skipped unless TERN_TEST_KNOWN_BUGS is set ------- */
+/* ---- cases for bugs this test found (fixed) ------------------------------- */
 
-/* Each found by this test; the randomized rounds above keep clear of them
- * (the first is met too rarely to count on; the second is avoided; the
- * third shows only as segments kept), so that they stay green. Run
- * TERN_TEST_KNOWN_BUGS=1 build/asan/tests/test_store_powerloss to see them
- * fail. */
-static void known_bug(const char *what)
-{
-    const char *e = getenv("TERN_TEST_KNOWN_BUGS");
-    if (e && *e && strcmp(e, "0") != 0)
-        return;
-    /* cmocka's skip, not test_skip: a known bug must not fail CI either */
-    print_message("[  SKIPPED ] known bug, not fixed yet: %s\n", what);
-    skip();
-}
-
+/* Each found by this test; the randomized rounds above meet them too rarely
+ * (the first), avoid them (the second) or show them only as segments kept
+ * (the third), so each has a case of its own. */
 static int acked(void *arg)
 {
     return T.tm[(intptr_t)arg].state != T_COMMITTING;
@@ -951,7 +938,8 @@ static int gate_holds(void *arg)
     return w;
 }
 
-/* KNOWN BUG (store_journal.c, on_tick): a segment is retired under a
+/* Once a bug (store_journal.c, on_tick; fixed: a message being committed
+ * keeps the segment that was current when it was appended): a segment is retired under a
  * message whose commit is durable but not yet answered. on_tick leaves out
  * messages still committing ("it will be in the current segment or a later
  * one"), but the writer assigns a record its segment when it writes it, and
@@ -964,7 +952,7 @@ static int gate_holds(void *arg)
  * retired segment: store_content_locate names a file that is gone, and
  * after a restart (or the recycling) the acknowledged message is lost.
  *
- * Made certain here with a sync gate: A's sync is held while M and five
+ * Made certain here with a sync gate: A's sync is held while M and nine
  * large messages are committed (so they share the next batch, which must
  * roll over after M); A is acknowledged and removed; the sync of the new
  * segment is held for 1.3 s, so the store's tick (once a second) runs in
@@ -972,8 +960,6 @@ static int gate_holds(void *arg)
 static void test_retire_while_committing(void **state)
 {
     (void)state;
-    known_bug("a tick during a batch that rolled over retires the segment holding the batch's first commits "
-              "(store_journal.c on_tick): acknowledged messages lost");
     T.seed = 101;
     T.rng = 101;
     T.k_max = -1;
@@ -986,8 +972,9 @@ static void test_retire_while_committing(void **state)
         fail_msg("the first commit's sync never came");
     int m = new_message(800);
     assert_true(m >= 0);
-    for (int i = 0; i < 5; i++)
-        assert_true(new_message(15000) >= 0);
+    /* nine of the largest the journal takes: more than a 64 KiB segment */
+    for (int i = 0; i < 9; i++)
+        assert_true(new_message(7000) >= 0);
     gate_next(2);
     assert_true(run_until(acked, (void *)(intptr_t)a, 5000));
     assert_int_equal(T.tm[a].state, T_ACKED);
@@ -997,7 +984,7 @@ static void test_retire_while_committing(void **state)
     uint64_t old_seg = gate.seq;
     run_for(1300); /* a tick */
     gate_next(0);
-    for (int i = m; i < m + 6; i++)
+    for (int i = m; i < m + 10; i++)
         assert_true(run_until(acked, (void *)(intptr_t)i, 5000));
     pl_on_sync(NULL);
     assert_int_equal(T.tm[m].state, T_ACKED);
@@ -1016,7 +1003,7 @@ static void test_retire_while_committing(void **state)
     assert_true(exists);
 }
 
-/* KNOWN BUG (store_journal.c, finish_copy): copying forward a message
+/* Once a bug (store_journal.c, finish_copy; fixed): copying forward a message
  * that has no progress record since its MESSAGE record: e->progress.buf
  * is still NULL and finish_copy calls memmove(NULL, NULL + 0, 0), which
  * is undefined behaviour; UBSan reports it ("null pointer passed as
@@ -1029,8 +1016,6 @@ static void test_retire_while_committing(void **state)
 static void test_copy_forward_without_progress(void **state)
 {
     (void)state;
-    known_bug("a copy-forward of a message without progress calls memmove(NULL, ..., 0) in "
-              "store_journal.c finish_copy (UBSan aborts the binary)");
     T.seed = 102;
     T.rng = 102;
     T.k_max = -1;
@@ -1039,9 +1024,10 @@ static void test_copy_forward_without_progress(void **state)
     assert_true(m >= 0);
     assert_true(run_until(acked, (void *)(intptr_t)m, 5000));
     assert_int_equal(T.tm[m].state, T_ACKED);
-    /* about 4 large messages a segment: 6 segments, each message removed */
-    for (int i = 0; i < 24; i++) {
-        int f = new_message(15000);
+    /* about 8 of the largest journal messages a segment: 6 segments, each
+     * message removed */
+    for (int i = 0; i < 50; i++) {
+        int f = new_message(7000);
         assert_true(f >= 0);
         assert_true(run_until(acked, (void *)(intptr_t)f, 5000));
         remove_message(f);
@@ -1050,12 +1036,12 @@ static void test_copy_forward_without_progress(void **state)
     lose_power_and_check();
 }
 
-/* n large messages, each committed, acknowledged and removed: about n/4
- * segments of traffic that leaves nothing live. */
+/* 2n of the largest journal messages, each committed, acknowledged and
+ * removed: about n/4 segments of traffic that leaves nothing live. */
 static void filler(int n)
 {
-    for (int i = 0; i < n; i++) {
-        int f = new_message(15000);
+    for (int i = 0; i < 2 * n + 1; i++) {
+        int f = new_message(7000);
         assert_true(f >= 0);
         assert_true(run_until(acked, (void *)(intptr_t)f, 5000));
         assert_int_equal(T.tm[f].state, T_ACKED);
@@ -1081,7 +1067,8 @@ static unsigned segments_in_use(void)
     return s.segs;
 }
 
-/* KNOWN BUG (store_journal.c, finish_copy/copy_forward): a message is
+/* Once a bug (store_journal.c, finish_copy/copy_forward; fixed: the copy's
+ * length is kept): a message is
  * copied forward once, never twice when its copy folded progress in.
  * finish_copy points the message at its copy (e->addr) but keeps e->len,
  * the length of the old record; the copy is longer by the progress folded
@@ -1095,8 +1082,6 @@ static unsigned segments_in_use(void)
 static void test_copy_forward_twice(void **state)
 {
     (void)state;
-    known_bug("a message whose copy-forward folded progress in is never copied again (finish_copy keeps the old "
-              "record length): no segment after it is retired while it lives");
     T.seed = 103;
     T.rng = 103;
     T.k_max = -1;
