@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,16 @@ static char *log_path;
  * creates one where the master's checks did not run. */
 static int log_may_create;
 static int log_debug_on;
+/* This process's id, kept rather than asked for on every line (getpid is a
+ * system call, and smtpd logs several lines a message); a fork's child
+ * takes its own at once (pthread_atfork), before it can log. */
+static long log_pid;
+static int log_pid_hooked;
+
+static void log_pid_refresh(void)
+{
+    log_pid = (long)getpid();
+}
 
 void log_init(const char *role)
 {
@@ -39,6 +50,10 @@ void log_init(const char *role)
 void log_set_role(const char *role)
 {
     str_copy(log_role, role, sizeof log_role);
+    if (!log_pid_hooked) {
+        log_pid_hooked = pthread_atfork(NULL, NULL, log_pid_refresh) == 0;
+    }
+    log_pid_refresh();
 }
 
 void log_set_stderr(int on)
@@ -119,7 +134,7 @@ static void log_emit(int prio, const char *prefix, const char *fmt, va_list ap)
         strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
         char line[2400];
         int n = snprintf(line, sizeof line, "%s %s tern/%s[%ld]: %s%s\n", stamp, log_host,
-                         log_role, (long)getpid(), prefix, msg);
+                         log_role, log_pid_hooked ? log_pid : (long)getpid(), prefix, msg);
         if (n < 0)
             n = 0;
         if ((size_t)n >= sizeof line) {
