@@ -320,10 +320,11 @@ const struct conf_param conf_params[] = {
         "Free bytes the queue file system must keep: below it, or below 1.5 times "
         "message_size_limit, MAIL FROM gets 452 4.3.1 Insufficient system storage; 0: only the "
         "message_size_limit rule."),
-    ENUM("queue_sync_method", "syncfs", "syncfs|fsync|journal",
-        "How mail is made durable before it is acknowledged: syncfs (one sync of the queue's file "
-        "system per batch of queue files), fsync (each queue file and queue/), or journal (a "
-        "record in queue_directory/journal/, one fdatasync per batch; tern extension)."),
+    ENUM("queue_sync_method", "journal", "syncfs|fsync|journal",
+        "How mail is made durable before it is acknowledged: journal (a record in "
+        "queue_directory/journal/, one fdatasync per batch of messages), syncfs (a queue file each, one "
+        "sync of the queue's file system per batch), or fsync (a queue file each, fdatasync of each file and "
+        "fsync of queue/) (tern extension)."),
     STR("recipient_delimiter", "",
         "Characters that separate a user name from an address extension (user+ext)."),
     LIST("relay_domains", "",

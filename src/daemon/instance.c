@@ -276,7 +276,9 @@ int instance_write_dev(const char *dir, int port, int http_port, struct strbuf *
             "# other domains never leaves this machine. Any SMTP AUTH login works.\n"
             "capture = copy\n"
             "capture_http_address = %s\n"
-            "default_transport = discard:kept by tern dev's capture mode, not relayed\n",
+            "default_transport = discard:kept by tern dev's capture mode, not relayed\n"
+            "# Captured mail is kept as files; small journal segments for the rest\n"
+            "queue_journal_segment_size = 4194304\n",
             abs, abs, abs, abs, http, http);
     /* `make run` makes a throwaway self-signed certificate (openssl) so that
      * STARTTLS can be tried at once; never a key from the repository. */

@@ -197,7 +197,7 @@ class TernInstance:
     master runs in a session (and so a process group) of its own; its
     children are forked into that group, which is how kill9 finds them all."""
 
-    def __init__(self, tern_bin, base, relay_host, relay_port, queue_sync_method="syncfs"):
+    def __init__(self, tern_bin, base, relay_host, relay_port, queue_sync_method=None):
         self.tern_bin = str(tern_bin)
         self.dir = base
         self.host = "127.0.0.1"
@@ -226,8 +226,9 @@ class TernInstance:
             # goes to the recording peer by address, which needs no DNS
             "dns_resolvers": "127.0.0.1:9",
             "relayhost": f"[{relay_host}]:{relay_port}",
-            "queue_sync_method": queue_sync_method,
         }
+        if queue_sync_method:
+            main_cf["queue_sync_method"] = queue_sync_method
         (base / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main_cf.items()))
         (base / "master.cf").write_text(f"{self.host}:{self.port} inet n - n - - smtpd\n")
 
@@ -821,8 +822,8 @@ def main():
     ap.add_argument("--budget", type=float, default=0,
                     help="start no trial after this many seconds (default: no limit)")
     ap.add_argument("--tern", default=str(DEFAULT_TERN), help="the tern binary (default build/tern)")
-    ap.add_argument("--queue-sync-method", default="syncfs", choices=["syncfs", "fsync", "journal"],
-                    help="main.cf queue_sync_method of the instance (default syncfs)")
+    ap.add_argument("--queue-sync-method", default=None, choices=["syncfs", "fsync", "journal"],
+                    help="main.cf queue_sync_method of the instance (default: tern's, journal)")
     ap.add_argument("--keep-failed", action="store_true",
                     help="keep the directory of a trial that lost or damaged mail (default: removed)")
     ap.add_argument("--keep", action="store_true",

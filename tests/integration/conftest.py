@@ -111,6 +111,9 @@ class TernInstance:
             # ... so SPF, DKIM and DMARC, which need answers, are off unless
             # a test brings a DNS (test_mailauth.py).
             "smtpd_mail_authentication": "no",
+            # the journal (queue_sync_method's default) writes two segments
+            # at its first start: 4 MiB each here, not 64, for 500 instances
+            "queue_journal_segment_size": "4194304",
         }
         # TERN_TEST_QUEUE_SYNC=journal runs the whole suite on another
         # queue_sync_method (a test that sets its own keeps it)

@@ -188,7 +188,7 @@ static void test_defaults_from_brief(void **state)
     assert_int_equal(conf_bool(c, "smtputf8_enable"), 1);
     assert_int_equal(conf_bool(c, "smtpd_require_from_header"), 1);
     assert_string_equal(conf_str(c, "smtpd_forbid_bare_newline"), "normalize");
-    assert_string_equal(conf_str(c, "queue_sync_method"), "syncfs");
+    assert_string_equal(conf_str(c, "queue_sync_method"), "journal");
     assert_string_equal(conf_str(c, "queue_directory"), "/var/spool/tern");
     assert_string_equal(conf_str(c, "config_directory"), "/etc/tern");
     assert_string_equal(conf_str(c, "mail_owner"), "tern");
