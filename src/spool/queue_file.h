@@ -130,9 +130,12 @@ void queue_file_writer_abort(struct queue_file_writer *w);
  * (queue_file_read_fd has no name: its callers compare m->id themselves). */
 int queue_file_read_fd(int fd, struct queue_file_message *m, char *err, size_t errlen);
 int queue_file_read_path(const char *path, struct queue_file_message *m, char *err, size_t errlen);
-/* The same for a queue file that starts at offset start of fd (a journal
- * segment holds one inside a record; start 0 is queue_file_read_fd). The
- * offsets in m are relative to start. */
+/* The envelope of a queue file that starts at offset start of fd (a
+ * journal segment holds one inside a record). The offsets in m are
+ * relative to start. It reads only as far as the envelope needs, so the
+ * progress records it applies may be cut short: m's states and valid_end
+ * are not the file's (never truncate or append by them); for readers that
+ * want the envelope (a command's environment). */
 int queue_file_read_at(int fd, uint64_t start, struct queue_file_message *m, char *err, size_t errlen);
 /* The same for a whole queue file held in memory (a journal record): the
  * offsets in m are offsets into data. */
