@@ -699,7 +699,7 @@ static void test_bad_values(void **state)
         "main.cf:10: error: smtpd_forbid_bare_newline: invalid value \"yes\" (expected "
         "normalize|reject)\n"
         "main.cf:11: error: inet_protocols: invalid item \"ipx\" (expected all|ipv4|ipv6)\n"
-        "main.cf:12: error: queue_sync_method: invalid value \"\" (expected syncfs|fsync)\n"
+        "main.cf:12: error: queue_sync_method: invalid value \"\" (expected syncfs|fsync|journal)\n"
         "main.cf:13: error: smtp_tcp_port: value \"65536\" out of range (1..65535)\n"
         "main.cf:14: warning: line_length_limit has no effect in tern: tern does not split long "
         "message lines; SMTP command lines are bounded at 1000 octets.\n");
@@ -723,7 +723,7 @@ static void test_bad_values(void **state)
     assert_int_equal(timeout, 300);
     assert_int_equal(utf8, 1);
     assert_string_equal(bare, "normalize");
-    assert_string_equal(sync, "syncfs");
+    assert_string_equal(sync, "journal");
     assert_int_equal(protos.n, 1);
     assert_string_equal(protos.items[0], "all");
     conf_list_free(&protos);

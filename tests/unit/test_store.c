@@ -41,6 +41,7 @@
 #include "spool/storage_reply.h"
 #include "spool/store.h"
 #include "test_fixture.h"
+#include "loop_fixture.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -233,43 +234,16 @@ static int teardown(void **state)
     return rc;
 }
 
-/* ---- the event loop ------------------------------------------------------- */
+/* ---- the event loop (loop_fixture.h) ----------------------------------------- */
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(int *)arg = 1;
-}
-
-/* Runs the loop until pred holds or ms pass; the tick makes the loop come
- * back often enough to re-check conditions no event announces. */
 static int run_until(struct fx *fx, int (*pred)(void *), void *arg, int ms)
 {
-    int expired = 0;
-    struct event *deadline = evtimer_new(fx->base, on_deadline, &expired);
-    struct event *tick = event_new(fx->base, -1, EV_PERSIST, on_tick, NULL);
-    struct timeval dl = {ms / 1000, (ms % 1000) * 1000}, tk = {0, 5000};
-    evtimer_add(deadline, &dl);
-    evtimer_add(tick, &tk);
-    while (!(pred && pred(arg)) && !expired)
-        event_base_loop(fx->base, EVLOOP_ONCE);
-    int ok = pred ? pred(arg) : 1;
-    event_free(deadline);
-    event_free(tick);
-    return ok;
+    return tf_loop_until(fx->base, pred, arg, ms);
 }
 
 static void run_for(struct fx *fx, int ms)
 {
-    run_until(fx, NULL, NULL, ms);
+    tf_loop_for(fx->base, ms);
 }
 
 static int fired_reached(void *target)

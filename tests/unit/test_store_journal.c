@@ -44,6 +44,7 @@
 #include "spool/store.h"
 #include "spool/store_journal.h"
 #include "test_fixture.h"
+#include "loop_fixture.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -130,44 +131,16 @@ static int teardown(void **state)
     return rc;
 }
 
-/* ---- the event loop ------------------------------------------------------- */
+/* ---- the event loop (loop_fixture.h) ----------------------------------------- */
 
-static void on_wakeup(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(int *)arg = 1;
-}
-
-/* Runs the loop until pred(arg) holds or ms pass (pred NULL: for ms); a
- * 5 ms wake-up re-checks conditions no event announces (a file's removal
- * by the sync thread). 1 when pred held. */
 static int run_until(struct fx *fx, int (*pred)(void *), void *arg, int ms)
 {
-    int expired = 0;
-    struct event *deadline = evtimer_new(fx->base, on_deadline, &expired);
-    struct event *wake = event_new(fx->base, -1, EV_PERSIST, on_wakeup, NULL);
-    struct timeval dl = {ms / 1000, (ms % 1000) * 1000}, tk = {0, 5000};
-    evtimer_add(deadline, &dl);
-    evtimer_add(wake, &tk);
-    while (!(pred && pred(arg)) && !expired)
-        event_base_loop(fx->base, EVLOOP_ONCE);
-    int ok = pred ? pred(arg) : 1;
-    event_free(deadline);
-    event_free(wake);
-    return ok;
+    return tf_loop_until(fx->base, pred, arg, ms);
 }
 
 static void run_for(struct fx *fx, int ms)
 {
-    run_until(fx, NULL, NULL, ms);
+    tf_loop_for(fx->base, ms);
 }
 
 /* ---- messages ------------------------------------------------------------- */

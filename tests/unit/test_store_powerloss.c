@@ -79,6 +79,7 @@
 #include "spool/store_journal.h"
 #include "test_fixture.h"
 #include "powerloss_fixture.h"
+#include "loop_fixture.h"
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -443,23 +444,10 @@ static void on_step(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(int *)arg = 1;
-}
-
-/* Runs the loop for ms. */
+/* Runs the loop for ms (loop_fixture.h). */
 static void run_for(int ms)
 {
-    int expired = 0;
-    struct event *deadline = evtimer_new(T.base, on_timer, &expired);
-    struct timeval dl = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(deadline, &dl);
-    while (!expired)
-        event_base_loop(T.base, EVLOOP_ONCE);
-    event_free(deadline);
+    tf_loop_for(T.base, ms);
 }
 
 /* ---- recovery -------------------------------------------------------------- */
@@ -843,24 +831,10 @@ static int acked(void *arg)
     return T.tm[(intptr_t)arg].state != T_COMMITTING;
 }
 
-static void on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    *(int *)arg = 1;
-}
-
-/* Runs the loop until pred holds (checked every 5 ms) or ms pass. */
+/* Runs the loop until pred holds or ms pass. */
 static int run_until(int (*pred)(void *), void *arg, int ms)
 {
-    int expired = 0;
-    struct event *deadline = evtimer_new(T.base, on_deadline, &expired);
-    struct timeval dl = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(deadline, &dl);
-    while (!pred(arg) && !expired)
-        run_for(5);
-    event_free(deadline);
-    return pred(arg);
+    return tf_loop_until(T.base, pred, arg, ms);
 }
 
 static void open_under_layer(void)
