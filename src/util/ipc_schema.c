@@ -28,7 +28,7 @@ static const struct ipc_attr_spec captured_attrs[] = {
 
 static const struct ipc_attr_spec deliver_attrs[] = {
     {"id", IPC_TEXT, 1, NULL},
-    {"path", IPC_TEXT, 1, "the queue file, opened by local"},
+    {"path", IPC_TEXT, 1, "the queue file or the journal segment holding it, opened by local"},
     {"offset", IPC_NUMBER, 1, "where the content starts in it"},
     {"length", IPC_NUMBER, 1, "the content's length"},
     {"sender", IPC_TEXT, 1, NULL},
