@@ -86,6 +86,7 @@ struct smtp_session {
     int pipelining_logged;
     struct event *error_sleep;  /* past smtpd_soft_error_limit: a pause after each error */
     int closing_after_write;
+    int plain_socket;           /* no TLS on this connection (yet): replies may go straight to the socket */
     int output_blocked;         /* reading paused until the client reads its replies */
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
     long flush_tries;
