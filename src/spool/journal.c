@@ -316,11 +316,15 @@ static int reserve(struct journal *j, size_t need)
     return 0;
 }
 
-/* Writes buf[0..blen) at start of the active segment and syncs it. */
-static int flush_sync(struct journal *j, uint32_t start, size_t blen)
+/* Writes buf[0..blen) at start of the active segment and, with sync (or
+ * when it is a seal's), syncs it: everything written to the segment so far
+ * is then durable. */
+static int flush(struct journal *j, uint32_t start, size_t blen, int sync)
 {
-    if (fsops_pwrite_all(j->active_fd, j->buf, blen, start) != 0)
+    if (blen && fsops_pwrite_all(j->active_fd, j->buf, blen, start) != 0)
         return errno ? errno : EIO;
+    if (!sync)
+        return 0;
     if (fsops_fdatasync(j->active_fd) != 0)
         return errno ? errno : EIO;
     pthread_rwlock_wrlock(&j->segmu);
@@ -329,7 +333,14 @@ static int flush_sync(struct journal *j, uint32_t start, size_t blen)
     return 0;
 }
 
-static void write_batch(struct journal *j, struct req *batch)
+static int flush_sync(struct journal *j, uint32_t start, size_t blen)
+{
+    return flush(j, start, blen, 1);
+}
+
+/* Writes a batch; with sync its records are durable when it returns (or
+ * failed: r->err), without they are written and wait for a later sync. */
+static void write_batch(struct journal *j, struct req *batch, int sync)
 {
     pthread_mutex_lock(&j->mu);
     int p = j->poison;
@@ -388,8 +399,8 @@ static void write_batch(struct journal *j, struct req *batch)
         blen += need;
         j->off += (uint32_t)need;
     }
-    if (blen) {
-        int err = flush_sync(j, start, blen);
+    if (blen || (sync && j->active_fd >= 0)) {
+        int err = flush(j, start, blen, sync);
         if (err) {
             fail_from(unsynced, NULL, err);
             poison(j, err);
@@ -397,40 +408,84 @@ static void write_batch(struct journal *j, struct req *batch)
     }
 }
 
+static void complete(struct req *list, int err)
+{
+    while (list) {
+        struct req *next = list->next;
+        if (err && !list->err)
+            list->err = err;
+        list->cb(list->arg, list->err, list->addr);
+        free(list);
+        list = next;
+    }
+}
+
+static int poisoned(struct journal *j)
+{
+    pthread_mutex_lock(&j->mu);
+    int p = j->poison;
+    pthread_mutex_unlock(&j->mu);
+    return p;
+}
+
+/* Records nobody waits for (lazy) are written at once, so a crash of the
+ * process loses none of them (they are in the page cache), but their sync
+ * waits up to JOURNAL_LAZY_MS for a record someone waits for, and then
+ * covers both: "held" are written records whose sync is still to come. */
 static void *writer_main(void *arg)
 {
     struct journal *j = arg;
+    struct req *held = NULL, **held_tail = &held;
+    struct timespec until = {0, 0};
     for (;;) {
         pthread_mutex_lock(&j->mu);
-        while (!j->head && !j->closing)
-            pthread_cond_wait(&j->cv, &j->mu);
-        /* Only lazy records: wait a little for a record someone waits for,
-         * whose sync they can share, rather than sync for them alone. */
-        if (j->head && !j->urgent && !j->closing) {
-            struct timespec until;
-            clock_gettime(CLOCK_MONOTONIC, &until);
-            until.tv_nsec += JOURNAL_LAZY_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            while (!j->urgent && !j->closing && pthread_cond_timedwait(&j->cv, &j->mu, &until) == 0) {
-            }
+        int timed_out = 0;
+        while (!j->head && !j->closing && !timed_out) {
+            if (held)
+                timed_out = pthread_cond_timedwait(&j->cv, &j->mu, &until) == ETIMEDOUT;
+            else
+                pthread_cond_wait(&j->cv, &j->mu);
         }
         struct req *batch = j->head;
         j->head = NULL;
         j->tail = &j->head;
+        int urgent = j->urgent, closing = j->closing;
         j->urgent = 0;
         pthread_mutex_unlock(&j->mu);
-        if (!batch)
-            break;
-        write_batch(j, batch);
-        while (batch) {
-            struct req *next = batch->next;
-            batch->cb(batch->arg, batch->err, batch->addr);
-            free(batch);
-            batch = next;
+        if (!batch && !held)
+            break; /* closing, and nothing left */
+        if (!urgent && !closing && !timed_out && batch) {
+            /* only lazy records: write them, sync later */
+            write_batch(j, batch, 0);
+            if (!held) {
+                clock_gettime(CLOCK_MONOTONIC, &until);
+                until.tv_nsec += JOURNAL_LAZY_MS * 1000000L;
+                if (until.tv_nsec >= 1000000000L) {
+                    until.tv_sec++;
+                    until.tv_nsec -= 1000000000L;
+                }
+            }
+            *held_tail = batch;
+            while (*held_tail)
+                held_tail = &(*held_tail)->next;
+            int p = poisoned(j);
+            if (p) {
+                complete(held, p);
+                held = NULL;
+                held_tail = &held;
+            }
+            continue;
         }
+        /* someone waits, the wait is over, or closing: one sync for all */
+        if (batch)
+            write_batch(j, batch, 1);
+        else
+            write_batch(j, NULL, 1);
+        int p = poisoned(j);
+        complete(held, p);
+        held = NULL;
+        held_tail = &held;
+        complete(batch, p);
     }
     return NULL;
 }

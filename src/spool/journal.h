@@ -145,10 +145,11 @@ int journal_append(struct journal *j, uint32_t type, const void *data, size_t le
                    void *arg);
 
 /* journal_append for a record nobody waits for (progress, a message done):
- * the writer holds a batch of only such records up to JOURNAL_LAZY_MS for
- * a record that someone waits for, so that they share its fdatasync
- * instead of paying one of their own. The same promise when cb reports 0;
- * the report just comes later. */
+ * the writer writes it at once (so a crash of the process loses it not:
+ * it is in the page cache) but holds its fdatasync up to JOURNAL_LAZY_MS
+ * for a record that someone waits for, so that both share one sync
+ * instead of paying one each. The same promise when cb reports 0; the
+ * report just comes later. */
 #define JOURNAL_LAZY_MS 20
 int journal_append_lazy(struct journal *j, uint32_t type, const void *data, size_t len, journal_done_fn cb,
                         void *arg);

@@ -229,11 +229,23 @@ static void test_lazy_records_share_a_sync(void **state)
     assert_int_equal(tf_fs_calls(TF_FDATASYNC) - before, 1);
     long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
     assert_true(ms >= JOURNAL_LAZY_MS - 1);
+
+    /* written at once, only its sync waits: a crash of the process (not of
+     * the machine) loses no lazy record */
+    int writes = tf_fs_calls(TF_PWRITE), syncs = tf_fs_calls(TF_FDATASYNC);
+    tf_fs_gate(TF_FDATASYNC); /* its sync held: the write must not wait for it */
+    tf_fs_set_permits(0);
+    assert_int_equal(journal_append_lazy(j, 3, "early", 5, async_done, NULL), 0);
+    assert_true(tf_fs_wait_calls(TF_PWRITE, writes + 1, 10000));
+    assert_int_equal(async_ok, 6); /* written, not yet reported durable */
+    tf_fs_set_permits(-1);
+    async_wait(7);
+    assert_int_equal(tf_fs_calls(TF_FDATASYNC), syncs + 1);
     journal_close(j);
 
     /* and every one of them is there after a reopen */
     j = reopen(NULL);
-    assert_int_equal(got.n, 7);
+    assert_int_equal(got.n, 8);
     journal_close(j);
 }
 
