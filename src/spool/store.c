@@ -297,7 +297,7 @@ int store_open(struct event_base *base, const char *queue_dir, int sync_method)
     if (pthread_create(&st.thread, NULL, sync_thread, NULL) != 0)
         return -1;
     st.thread_started = 1;
-    if (st.journal && store_journal_open(base, queue_dir, st.incoming_fd) != 0)
+    if (st.journal && store_journal_open(base, queue_dir) != 0)
         return -1;
     return 0;
 }
@@ -475,20 +475,24 @@ void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg)
     commit(id, STORE_CAPTURE_OFF, cb, arg);
 }
 
-/* Removes an incoming file the journal has taken (or refused), off the
- * event loop: the sync thread's unlinks. */
-static void remove_incoming(const char *id)
+/* Unlinks dirfd/id on the sync thread, off the event loop (an unlink can
+ * wait on the disk); while closing, at once. */
+static int unlink_later(int dirfd, const char *id)
 {
+    if (!st.thread_started)
+        return fsops_unlinkat(dirfd, id, 0);
     struct sync_req *r = xcalloc(1, sizeof *r);
     r->kind = REQ_UNLINK;
-    r->fd = st.incoming_fd;
+    r->fd = dirfd;
     str_copy(r->id, id, sizeof r->id);
-    if (st.thread_started)
-        enqueue(r);
-    else {
-        fsops_unlinkat(st.incoming_fd, id, 0);
-        free(r);
-    }
+    enqueue(r);
+    return 0;
+}
+
+/* An incoming file the journal has taken (or refused). */
+static void remove_incoming(const char *id)
+{
+    (void)unlink_later(st.incoming_fd, id);
 }
 
 /* Commits into the journal when it takes this message: the journal is on,
@@ -653,14 +657,7 @@ int store_remove(const char *id, enum store_place place)
 {
     if (store_journal_has(id))
         return store_journal_remove(id);
-    if (!st.thread_started) /* closing: the last callbacks remove directly */
-        return fsops_unlinkat(place_fd(place), id, 0);
-    struct sync_req *r = xcalloc(1, sizeof *r);
-    r->kind = REQ_UNLINK;
-    r->fd = place_fd(place);
-    str_copy(r->id, id, sizeof r->id);
-    enqueue(r);
-    return 0;
+    return unlink_later(place_fd(place), id);
 }
 
 int store_move(const char *id, enum store_place from, enum store_place to)

@@ -495,9 +495,8 @@ int store_journal_read_only(const char *queue_dir, store_found_cb found, void *a
     return rc;
 }
 
-int store_journal_open(struct event_base *base, const char *queue_dir, int incoming_fd)
+int store_journal_open(struct event_base *base, const char *queue_dir)
 {
-    (void)incoming_fd;
     sj.dir = xasprintf("%s/%s", queue_dir, QDIR_JOURNAL);
     if (fsops_mkdir(sj.dir, 0700) != 0 && errno != EEXIST) {
         log_error("cannot create %s: %s", sj.dir, strerror(errno));

@@ -59,7 +59,7 @@ struct event_base;
 
 /* Opens queue_dir/journal (creating the directory when missing) and
  * replays it. 0, or -1 with errno (logged). */
-int store_journal_open(struct event_base *base, const char *queue_dir, int incoming_fd);
+int store_journal_open(struct event_base *base, const char *queue_dir);
 void store_journal_close(void);
 /* Hands over every live journal message (store_recover). */
 void store_journal_recover(store_found_cb found, void *arg);
