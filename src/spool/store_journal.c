@@ -255,6 +255,12 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 /* Appends a small record about id (progress, place, done), not waited for. */
 static int note(uint32_t type, const char *id, const void *data, size_t len)
 {
+    /* closing: the journal's last completions may start work (a notice's
+     * progress) after it is closed */
+    if (!sj.j) {
+        errno = ESHUTDOWN;
+        return -1;
+    }
     size_t n = QUEUE_ID_LEN + len;
     unsigned char *buf = xmalloc(n);
     memcpy(buf, id, QUEUE_ID_LEN);
@@ -591,6 +597,11 @@ void store_journal_close(void)
 void store_journal_commit(const char *id, int fd, size_t size, void (*remove_incoming)(const char *id),
                           store_commit_cb cb, void *arg)
 {
+    if (!sj.j) { /* closing (see note) */
+        close(fd);
+        cb(arg, 0, NULL, ESHUTDOWN);
+        return;
+    }
     sj.remove_incoming = remove_incoming;
     unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
     memset(buf, 0, STORE_MESSAGE_PREFIX);
