@@ -2,9 +2,11 @@
  *
  * One event loop serves every listener and every session (no process or
  * thread per connection). It runs unprivileged (the master drops privileges
- * before calling smtpd_main). It writes each message into its own file in
- * incoming/ and asks the queue process, over private/queue, to commit it;
- * the queue answers once the file is durable and smtpd then says 250.
+ * before calling smtpd_main). It writes each message into its own queue
+ * file, in incoming/ or (journal spool) in memory, and asks the queue
+ * process, over private/queue, to commit it (a file in memory goes along
+ * as a descriptor); the queue answers once the message is durable and
+ * smtpd then says 250.
  *
  * Signals: SIGTERM closes sessions with 421 and exits; SIGUSR2 (reload)
  * stops accepting and exits when the last session ends. */
@@ -157,10 +159,13 @@ static void on_commit_timeout(evutil_socket_t fd, short what, void *arg)
         p->cb(session, 0, "451 4.3.0 Error: queue service timeout, try again later");
 }
 
-void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg)
+void smtpd_commit(const char *id, int memfd, smtpd_commit_cb cb, void *arg)
 {
     if (queue_connect() != 0) {
-        unlinkat(incoming_dirfd, id, 0);
+        if (memfd >= 0)
+            close(memfd);
+        else
+            unlinkat(incoming_dirfd, id, 0);
         cb(arg, 0, "451 4.3.0 Error: queue service unavailable, try again later");
         return;
     }
@@ -177,7 +182,7 @@ void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg)
     struct ipc_msg m;
     ipc_msg_init(&m, IPC_COMMIT, p->reqid);
     ipc_msg_add(&m, "id", id);
-    if (ipc_chan_send(queue_chan, &m) != 0) {
+    if (ipc_chan_send_fd(queue_chan, &m, memfd) != 0) {
         /* queue_reply(NULL) already failed every pending commit */
     }
     ipc_msg_free(&m);

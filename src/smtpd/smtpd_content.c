@@ -1,6 +1,7 @@
 /* smtpd_content: the message content of an SMTP session: DATA and
  * BDAT bytes decoded by smtp_data, completed by cleanup and written to a
- * queue file in incoming/, checked at the end, then committed to the queue;
+ * queue file (in incoming/, or in memory with the journal spool: see
+ * SMTPD_CONTENT_MEMORY), checked at the end, then committed to the queue;
  * the final reply waits for the queue to say the file is durable (see
  * smtpd_session_internal.h). */
 #include "smtpd/smtpd_session_internal.h"
@@ -38,7 +39,9 @@ static const char *client_protocol(const struct smtp_session *s)
 
 int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
 {
-    if (queue_file_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer) != 0) {
+    int in_memory = s->set->content_in_memory && smtpd_session_charge_content(s) == 0;
+    if ((in_memory ? queue_file_writer_open_memory(smtpd_incoming_dirfd(), s->id, SMTPD_CONTENT_MEMORY, &s->writer)
+                   : queue_file_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer)) != 0) {
         int e = errno;
         log_warn("%s: cannot create queue file: %s", s->id, strerror(e));
         s->writer = NULL;
@@ -131,7 +134,8 @@ static void content_commit(struct smtp_session *s)
     const char *results = smtpd_mailauth_results(s);
     if (results)
         queue_file_message_set_attr(&s->env, QF_ATTR_PREPEND, results);
-    if (queue_file_writer_finish(s->writer, &s->env) != 0) {
+    int memfd;
+    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd) != 0) {
         int e = errno;
         s->writer = NULL;
         log_warn("%s: queue file write error: %s", s->id, strerror(e));
@@ -143,7 +147,7 @@ static void content_commit(struct smtp_session *s)
         return;
     }
     s->writer = NULL;
-    smtpd_commit(s->id, commit_done, s);
+    smtpd_commit(s->id, memfd, commit_done, s);
 }
 
 void smtpd_content_end(struct smtp_session *s)

@@ -204,7 +204,10 @@ static const char *const allowed_calls[] = {
     "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "open", "openat", "access",
     "faccessat", "faccessat2", "flock", "readlink", "readlinkat", "getdents64", "fcntl", "dup", "dup2",
     "dup3", "pipe", "pipe2", "eventfd2", "ftruncate", "fsync", "fdatasync", "unlink",
-    "unlinkat", "chdir", "fchdir", "getcwd", "umask",
+    "unlinkat", "chdir", "fchdir", "getcwd", "umask", "sendfile",
+    /* a message's queue file in memory, handed to the queue (SMTPD_CONTENT_MEMORY);
+     * executing it, the danger of a file without a path, needs execveat: refused */
+    "memfd_create",
     /* memory */
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "mincore",
     /* signals (sigaltstack: the sanitizers' handlers) */
@@ -233,7 +236,7 @@ static const char *const allowed_calls[] = {
  * refused too; this list only says which refusals are expected. */
 static const char *const denied_calls[] = {
     "execve", "execveat", "fork", "vfork", "clone", "ptrace", "process_vm_readv",
-    "process_vm_writev", "kcmp", "pidfd_open", "pidfd_getfd", "memfd_create", "bpf",
+    "process_vm_writev", "kcmp", "pidfd_open", "pidfd_getfd", "bpf",
     "perf_event_open", "userfaultfd", "io_uring_setup", "io_uring_enter", "io_uring_register",
     "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "personality",
     "keyctl", "add_key", "request_key", "init_module", "finit_module", "delete_module",

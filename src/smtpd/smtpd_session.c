@@ -179,12 +179,23 @@ static void uncharge_memory(struct smtp_session *s, size_t bytes)
     s->memory_charged -= bytes;
 }
 
+int smtpd_session_charge_content(struct smtp_session *s)
+{
+    uint64_t limit = s->set->memory_limit;
+    if (limit && memory_charged + SMTPD_CONTENT_MEMORY > limit)
+        return -1;
+    memory_charged += SMTPD_CONTENT_MEMORY;
+    s->memory_charged += SMTPD_CONTENT_MEMORY;
+    s->txn_memory_charged += SMTPD_CONTENT_MEMORY;
+    return 0;
+}
+
 int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, const char *orcpt)
 {
     size_t bytes = SMTPD_RCPT_MEMORY + strlen(addr) + (orcpt ? strlen(orcpt) : 0);
     if (charge_memory(s, bytes) != 0)
         return -1;
-    s->rcpt_memory_charged += bytes;
+    s->txn_memory_charged += bytes;
     return 0;
 }
 
@@ -216,8 +227,8 @@ int smtpd_session_storage_short(const struct smtp_session *s, long long size)
 
 void smtpd_session_reset_transaction(struct smtp_session *s)
 {
-    uncharge_memory(s, s->rcpt_memory_charged);
-    s->rcpt_memory_charged = 0;
+    uncharge_memory(s, s->txn_memory_charged);
+    s->txn_memory_charged = 0;
     if (s->cleanup) {
         cleanup_free(s->cleanup);
         s->cleanup = NULL;

@@ -78,6 +78,7 @@ struct smtpd_settings {
     int reject_unlisted_sender;    /* smtpd_reject_unlisted_sender */
     /* unknown_{local_recipient,virtual_alias,virtual_mailbox,relay_recipient}_reject_code */
     int unknown_local_code, unknown_virtual_alias_code, unknown_virtual_mailbox_code, unknown_relay_code;
+    int content_in_memory;         /* queue_sync_method = journal, capture = no: SMTPD_CONTENT_MEMORY */
     int capture_all;               /* capture = yes: every recipient is accepted (kept, never delivered) */
     int capture_on;                /* capture = yes or copy: the failure rules apply */
     struct capture_counters *capture_counters; /* shared with the capture process (runtime.h); NULL: off */
@@ -100,9 +101,10 @@ void smtpd_settings_free(struct smtpd_settings *s);
 /* The services smtpd gives to sessions (implemented in smtpd.c). */
 struct ipc_msg;
 typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
-/* Asks the queue to take incoming/ID; cb gets ok and, on failure, the
+/* Asks the queue to take the queue file ID: memfd when it is in memory
+ * (taken over), else -1 for incoming/ID. cb gets ok and, on failure, the
  * complete reply to send ("451 4.3.0 ..."). */
-void smtpd_commit(const char *id, smtpd_commit_cb cb, void *arg);
+void smtpd_commit(const char *id, int memfd, smtpd_commit_cb cb, void *arg);
 /* Forgets a pending commit's callback (the session is going away). */
 void smtpd_commit_cancel(void *arg);
 /* Sends m to the queue, which does not answer (a DMARC_RECORD); dropped

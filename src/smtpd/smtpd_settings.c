@@ -141,6 +141,9 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->capture_all = strcmp(conf_str(c, "capture"), "yes") == 0;
     s->capture_on = strcmp(conf_str(c, "capture"), "no") != 0;
     s->capture_any_login = s->capture_on && !conf_bool(c, "capture_require_auth");
+    /* the journal copies a queue file into its record: no file needed; in
+     * capture mode every commit stays a file */
+    s->content_in_memory = strcmp(conf_str(c, "queue_sync_method"), "journal") == 0 && !s->capture_on;
     const char *slm = conf_str(c, "smtpd_sender_login_maps");
     if (*slm) {
         char *merr = NULL;

@@ -509,7 +509,6 @@ int journal_open(struct journal **out, const char *dir, const struct journal_opt
     if (!rec)
         rec = &dummy;
     memset(rec, 0, sizeof *rec);
-    (void)queue_file_crc32(0, "", 0); /* its table, before any thread */
     struct journal *j = calloc(1, sizeof *j);
     if (!j)
         return -1;

@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "util/fsops.h"
 #include "util/mem.h"
@@ -35,29 +38,14 @@ enum {
 
 /* ---------- CRC-32 (IEEE 802.3) ---------- */
 
-static uint32_t crc_table[256];
-static int crc_ready;
-
-static void crc_init(void)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[i] = c;
-    }
-    crc_ready = 1;
-}
-
+/* zlib's: the same polynomial and conventions, and several times faster
+ * than a byte-at-a-time table (every record is checked when written, when
+ * committed and when read). */
 uint32_t queue_file_crc32(uint32_t crc, const void *data, size_t len)
 {
-    if (!crc_ready)
-        crc_init();
-    const unsigned char *p = data;
-    crc = ~crc;
-    while (len--)
-        crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
-    return ~crc;
+    if (len == 0)
+        return crc; /* zlib gives its initial value for a NULL buffer */
+    return (uint32_t)crc32_z(crc, data, len);
 }
 
 /* ---------- encoding ---------- */
@@ -209,25 +197,31 @@ struct queue_file_writer {
     int dirfd;
     int fd;
     char *name;
+    /* queue_file_writer_open_memory: the file is a memfd while it is at
+     * most memory_max bytes (0: in dirfd from the start, or spilled) */
+    size_t memory_max;
+    uint64_t written;     /* bytes written to fd so far */
     char buf[QF_WRITE_BUF];
     size_t buflen;
     uint64_t content_len;
 };
 
-int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out)
+/* The file is new: locked while it is written (the queue's recovery leaves a
+ * locked incoming file alone: its writer is alive). Cannot fail. */
+static void lock_new_file(int fd)
 {
-    int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    /* Held while the file is written: the queue's recovery leaves a locked
-     * incoming file alone (its writer is alive). A new file: cannot fail. */
     (void)flock(fd, LOCK_EX | LOCK_NB);
+}
+
+static int writer_new(int dirfd, const char *name, int fd, size_t memory_max, struct queue_file_writer **out)
+{
     unsigned char hdr[QF_HEADER_SIZE] = {0};
     memcpy(hdr, QF_MAGIC, 8);
     if (fsops_write_all(fd, hdr, sizeof hdr) != 0) {
         int e = errno;
         close(fd);
-        fsops_unlinkat(dirfd, name, 0);
+        if (!memory_max)
+            fsops_unlinkat(dirfd, name, 0);
         errno = e;
         return -1;
     }
@@ -238,9 +232,65 @@ int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer
     w->dirfd = dirfd;
     w->fd = fd;
     w->name = xstrdup(name);
+    w->memory_max = memory_max;
+    w->written = sizeof hdr;
     w->buflen = 0;
     w->content_len = 0;
     *out = w;
+    return 0;
+}
+
+int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out)
+{
+    int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    lock_new_file(fd);
+    return writer_new(dirfd, name, fd, 0, out);
+}
+
+int queue_file_writer_open_memory(int dirfd, const char *name, size_t memory_max, struct queue_file_writer **out)
+{
+    int fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -1;
+    return writer_new(dirfd, name, fd, memory_max ? memory_max : 1, out);
+}
+
+/* The file outgrows memory: it moves to dirfd/name, as if written there. */
+static int writer_spill(struct queue_file_writer *w)
+{
+    int fd = fsops_openat(w->dirfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    lock_new_file(fd);
+    off_t from = 0;
+    while ((uint64_t)from < w->written) {
+        ssize_t n = sendfile(fd, w->fd, &from, (size_t)(w->written - (uint64_t)from));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            close(fd);
+            fsops_unlinkat(w->dirfd, w->name, 0);
+            errno = e;
+            return -1;
+        }
+    }
+    close(w->fd);
+    w->fd = fd;
+    w->memory_max = 0;
+    return 0;
+}
+
+/* Writes at the end of the file (in memory while it fits). */
+static int writer_append(struct queue_file_writer *w, const void *data, size_t len)
+{
+    if (w->memory_max && w->written + len > w->memory_max && writer_spill(w) != 0)
+        return -1;
+    if (fsops_write_all(w->fd, data, len) != 0)
+        return -1;
+    w->written += len;
     return 0;
 }
 
@@ -248,7 +298,7 @@ static int writer_flush(struct queue_file_writer *w)
 {
     if (w->buflen == 0)
         return 0;
-    if (fsops_write_all(w->fd, w->buf, w->buflen) != 0)
+    if (writer_append(w, w->buf, w->buflen) != 0)
         return -1;
     w->buflen = 0;
     return 0;
@@ -262,7 +312,7 @@ int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_
         if (writer_flush(w) != 0)
             return -1;
         if (len >= sizeof w->buf)
-            return fsops_write_all(w->fd, p, len);
+            return writer_append(w, p, len);
     }
     memcpy(w->buf + w->buflen, p, len);
     w->buflen += len;
@@ -306,20 +356,25 @@ static void encode_envelope(struct strbuf *out, const struct queue_file_message 
     strbuf_free(&p);
 }
 
-int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m)
+int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd)
 {
     int rc = -1;
     struct strbuf env = STRBUF_INIT;
+    if (memfd)
+        *memfd = -1;
     if (writer_flush(w) != 0)
         goto out;
     uint64_t env_off = QF_HEADER_SIZE + w->content_len;
     encode_envelope(&env, m, w->content_len);
-    if (fsops_write_all(w->fd, env.buf, env.len) != 0)
+    if (writer_append(w, env.buf, env.len) != 0)
         goto out;
     unsigned char off[8];
     for (int i = 0; i < 8; i++)
         off[i] = (unsigned char)(env_off >> (8 * i));
     if (fsops_pwrite_all(w->fd, off, sizeof off, 8) != 0)
+        goto out;
+    /* Sealed: the reader may trust that what it checked is what it keeps. */
+    if (w->memory_max && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         goto out;
     m->content_offset = QF_HEADER_SIZE;
     m->content_length = w->content_len;
@@ -329,11 +384,13 @@ int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_mess
 out:;
     int e = errno;
     strbuf_free(&env);
-    if (close(w->fd) != 0 && rc == 0) {
+    if (rc == 0 && w->memory_max && memfd) {
+        *memfd = w->fd;
+    } else if (close(w->fd) != 0 && rc == 0) {
         e = errno;
         rc = -1;
     }
-    if (rc != 0)
+    if (rc != 0 && !w->memory_max)
         fsops_unlinkat(w->dirfd, w->name, 0);
     free(w->name);
     free(w);
@@ -341,12 +398,18 @@ out:;
     return rc;
 }
 
+int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m)
+{
+    return queue_file_writer_finish_memory(w, m, NULL);
+}
+
 void queue_file_writer_abort(struct queue_file_writer *w)
 {
     if (!w)
         return;
     close(w->fd);
-    fsops_unlinkat(w->dirfd, w->name, 0);
+    if (!w->memory_max)
+        fsops_unlinkat(w->dirfd, w->name, 0);
     free(w->name);
     free(w);
 }

@@ -116,12 +116,20 @@ size_t queue_file_message_open_rcpts(const struct queue_file_message *m);
 /* Writing a new queue file (smtpd, pickup). Content is buffered. */
 struct queue_file_writer;
 int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out);
+/* The same, but the file is kept in memory (a memfd) while it is at most
+ * memory_max bytes, and moves to dirfd/name when it grows past that. Finish
+ * it with queue_file_writer_finish_memory. */
+int queue_file_writer_open_memory(int dirfd, const char *name, size_t memory_max, struct queue_file_writer **out);
 int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len);
 uint64_t queue_file_writer_length(const struct queue_file_writer *w);
 /* Flushes content, writes the envelope of m and the end record, then the
  * envelope offset. Closes the file; does not sync (the queue does that). */
 int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m);
-/* Closes and removes the file. */
+/* The same; when the file is still in memory, *memfd gets it, sealed against
+ * any change (F_SEAL_WRITE, _GROW, _SHRINK, _SEAL), for the caller to hand
+ * over; else -1: the file is dirfd/name, as with queue_file_writer_finish. */
+int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd);
+/* Closes and removes the file (a memfd: closes it). */
 void queue_file_writer_abort(struct queue_file_writer *w);
 
 /* Reading. Returns 0 and fills m; -1 with a reason in err when the file is

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -489,10 +490,13 @@ static int unlink_later(int dirfd, const char *id)
     return 0;
 }
 
-/* An incoming file the journal has taken (or refused). */
-static void remove_incoming(const char *id)
+static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg);
+
+/* Whether the journal takes a queue file of this size (else it stays a file). */
+static int journal_takes(enum store_capture capture, const struct stat *sb)
 {
-    (void)unlink_later(st.incoming_fd, id);
+    return st.journal && capture == STORE_CAPTURE_OFF && S_ISREG(sb->st_mode) &&
+           (uint64_t)sb->st_size <= store_journal_max_message();
 }
 
 /* Commits into the journal when it takes this message: the journal is on,
@@ -504,7 +508,7 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
         return 0;
     int fd = fsops_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size > store_journal_max_message()) {
+    if (fd < 0 || fstat(fd, &sb) != 0 || !journal_takes(capture, &sb)) {
         if (fd >= 0)
             close(fd);
         return 0; /* the file path reports what is wrong, or takes it */
@@ -516,8 +520,72 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
         cb(arg, 0, NULL, EEXIST);
         return 1;
     }
-    store_journal_commit(id, fd, (size_t)sb.st_size, remove_incoming, cb, arg);
+    store_journal_commit(id, fd, (size_t)sb.st_size, cb, arg);
+    /* read and closed: the record does not need the file (a crash before the
+     * record is durable loses nothing acknowledged) */
+    (void)unlink_later(st.incoming_fd, id);
     return 1;
+}
+
+/* Writes a queue file in memory to incoming/ID, for the file path. */
+static int memory_to_incoming(const char *id, int memfd, off_t size)
+{
+    int fd = fsops_openat(st.incoming_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    off_t from = 0;
+    while (from < size) {
+        ssize_t n = sendfile(fd, memfd, &from, (size_t)(size - from));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            close(fd);
+            fsops_unlinkat(st.incoming_fd, id, 0);
+            errno = e;
+            return -1;
+        }
+    }
+    if (close(fd) != 0) {
+        int e = errno;
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg)
+{
+    const int sealed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
+    struct stat sb;
+    int seals = fcntl(memfd, F_GET_SEALS);
+    if (!queue_id_valid(id) || fstat(memfd, &sb) != 0 || !S_ISREG(sb.st_mode) || seals < 0 ||
+        (seals & sealed) != sealed) {
+        log_error("%s: refusing a queue file in memory that is not a sealed memfd", queue_id_valid(id) ? id : "?");
+        close(memfd);
+        cb(arg, 0, NULL, EBADMSG);
+        return;
+    }
+    if (journal_takes(st.capture, &sb)) {
+        if (id_in_use(id)) {
+            log_error("%s: a committed message already has this queue id; refusing the new one", id);
+            close(memfd);
+            cb(arg, 0, NULL, EEXIST);
+            return;
+        }
+        store_journal_commit(id, memfd, (size_t)sb.st_size, cb, arg);
+        return;
+    }
+    int rc = memory_to_incoming(id, memfd, sb.st_size);
+    int e = errno;
+    close(memfd);
+    if (rc != 0) {
+        log_warn("%s: cannot write the queue file to %s/: %s", id, QDIR_INCOMING, strerror(e));
+        cb(arg, 0, NULL, e ? e : EIO);
+        return;
+    }
+    commit(id, st.capture, cb, arg);
 }
 
 static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg)

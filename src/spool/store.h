@@ -97,6 +97,12 @@ enum store_capture { STORE_CAPTURE_OFF, STORE_CAPTURE_ONLY, STORE_CAPTURE_COPY }
 int store_set_capture(enum store_capture mode);
 /* Takes incoming/ID into the queue (steps 3-5). */
 void store_commit(const char *id, store_commit_cb cb, void *arg);
+/* The same for a queue file in memory (smtpd's memfd, taken over): it must
+ * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK), or it is
+ * refused (EBADMSG). The journal takes it from there; where a file is
+ * needed (another queue_sync_method, capture mode, a message too large for
+ * a record) it is first written to incoming/ID. */
+void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg);
 /* The same into queue/ whatever the capture mode: a message the capture
  * API releases to be delivered for real. */
 void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg);

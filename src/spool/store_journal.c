@@ -57,7 +57,6 @@ static struct {
     int active;                 /* open: the map below is in use */
     char *dir;
     struct hashmap msgs;
-    void (*remove_incoming)(const char *id);
     int event_fd;
     struct event *done_ev, *tick_ev;
     pthread_mutex_t mu;
@@ -173,7 +172,6 @@ static void finish_commit(struct done *d)
         queue_file_message_free(&d->m);
         d->cb(d->arg, 0, NULL, d->err ? d->err : EIO);
     }
-    sj.remove_incoming(d->id);
 }
 
 static void finish_copy(struct done *d)
@@ -594,15 +592,13 @@ void store_journal_close(void)
 
 /* ---------- commit ---------- */
 
-void store_journal_commit(const char *id, int fd, size_t size, void (*remove_incoming)(const char *id),
-                          store_commit_cb cb, void *arg)
+void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg)
 {
     if (!sj.j) { /* closing (see note) */
         close(fd);
         cb(arg, 0, NULL, ESHUTDOWN);
         return;
     }
-    sj.remove_incoming = remove_incoming;
     unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
     memset(buf, 0, STORE_MESSAGE_PREFIX);
     struct done *d = xcalloc(1, sizeof *d);
@@ -650,7 +646,6 @@ void store_journal_commit(const char *id, int fd, size_t size, void (*remove_inc
     free(buf);
     if (e != 0) {
         free(d);
-        remove_incoming(id);
         cb(arg, 0, NULL, e);
     }
 }

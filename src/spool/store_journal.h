@@ -86,11 +86,10 @@ int store_journal_offline_change(const char *queue_dir, store_select_fn select, 
                                  enum store_place to, size_t *changed);
 /* Largest incoming file the journal takes (bigger ones stay files). */
 size_t store_journal_max_message(void);
-/* Commits incoming/ID: fd is the open incoming file (taken over), size its
- * size. The callback is called later, on the event loop; the incoming file
- * is removed (by remove_incoming, off the loop) either way. */
-void store_journal_commit(const char *id, int fd, size_t size, void (*remove_incoming)(const char *id),
-                          store_commit_cb cb, void *arg);
+/* Commits the queue file ID: fd is the open file (read, then closed before
+ * this returns), size its size. The callback is called later, on the event
+ * loop. */
+void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg);
 /* True when id is a live journal message (or one being committed). */
 int store_journal_has(const char *id);
 int store_journal_append_status(struct queue_file_message *m, size_t idx);

@@ -21,11 +21,15 @@ void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid)
     m->type = type;
     m->reqid = reqid;
     m->body = (struct strbuf)STRBUF_INIT;
+    m->fd = -1;
 }
 
 void ipc_msg_free(struct ipc_msg *m)
 {
     strbuf_free(&m->body);
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
 }
 
 void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
@@ -105,28 +109,31 @@ uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dfl
 
 /* Decodes a received packet and checks it against ipc_schema; -1 (with a
  * log line) for either kind of malformed message. */
-static int decode_checked(struct ipc_msg *m, const void *packet, size_t len, int fd)
+static int decode_checked(struct ipc_msg *m, const void *packet, size_t len, int fd, int passed)
 {
     if (ipc_msg_decode(m, packet, len) != 0) {
         log_error("malformed internal message on fd %d", fd);
         return -1;
     }
     char why[160];
-    if (ipc_schema_check(m, why, sizeof why) != 0) {
+    if (ipc_schema_check(m, passed >= 0, why, sizeof why) != 0) {
         log_error("malformed internal message on fd %d: %s", fd, why);
         ipc_msg_free(m);
         return -1;
     }
+    m->fd = passed;
     return 0;
 }
 
-static void encode_wire(const struct ipc_msg *m, struct strbuf *out)
+static void encode_wire(const struct ipc_msg *m, int fd, struct strbuf *out)
 {
 #ifdef TERN_TEST_BUILD
     /* A sender that drifts from the schema is a bug the tests must see at once. */
     char why[160];
-    if (ipc_schema_check(m, why, sizeof why) != 0)
+    if (ipc_schema_check(m, fd >= 0, why, sizeof why) != 0)
         log_panic("sending a message that does not match ipc_schema: %s", why);
+#else
+    (void)fd;
 #endif
     unsigned char h[6] = {(unsigned char)m->type, (unsigned char)(m->type >> 8), (unsigned char)m->reqid,
                           (unsigned char)(m->reqid >> 8), (unsigned char)(m->reqid >> 16),
@@ -165,7 +172,7 @@ bad:
 int ipc_send_blocking(int fd, const struct ipc_msg *m)
 {
     struct strbuf w = STRBUF_INIT;
-    encode_wire(m, &w);
+    encode_wire(m, -1, &w);
     if (w.len > IPC_MAX_MSG) {
         /* The receiver could not take it whole. */
         strbuf_free(&w);
@@ -203,7 +210,7 @@ int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms)
     int rc = -1;
     if (n > IPC_MAX_MSG)
         errno = EMSGSIZE;
-    else if (n > 0 && (rc = decode_checked(m, buf, (size_t)n, fd)) != 0)
+    else if (n > 0 && (rc = decode_checked(m, buf, (size_t)n, fd, -1)) != 0)
         errno = EPROTO;
     else if (n == 0)
         errno = ECONNRESET;
@@ -309,6 +316,7 @@ int ipc_listen_at(int dirfd, const char *name, int mode)
 
 struct out_packet {
     struct out_packet *next;
+    int fd;               /* passed along with the packet, or -1 */
     size_t len;
     unsigned char data[];
 };
@@ -349,30 +357,69 @@ static void chan_fail(struct ipc_chan *ch)
     event_active(ch->fail_ev, 0, 0);
 }
 
+/* One packet and the descriptor that may come with it (*fd, else -1). A
+ * packet carrying more than one descriptor, or cut control data, is refused
+ * (-1, EPROTO) after closing what arrived. */
+static ssize_t recv_packet(int fd, void *buf, size_t len, int flags, int *passed)
+{
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    *passed = -1;
+    ssize_t n = recvmsg(fd, &mh, flags | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfds; i++) {
+            int got;
+            memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof got);
+            if (*passed < 0 && nfds == 1)
+                *passed = got;
+            else
+                close(got);
+        }
+        if (nfds != 1)
+            mh.msg_flags |= MSG_CTRUNC;
+    }
+    if (mh.msg_flags & MSG_CTRUNC) {
+        if (*passed >= 0)
+            close(*passed);
+        *passed = -1;
+        errno = EPROTO;
+        return -1;
+    }
+    return n;
+}
+
 static void chan_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     struct ipc_chan *ch = arg;
     /* Bounded batch per wakeup so one busy peer cannot starve the loop. */
     for (int i = 0; i < 64 && !ch->dead && !ch->paused; i++) {
-        ssize_t n = recv(fd, ch->rbuf, IPC_MAX_MSG, MSG_DONTWAIT | MSG_TRUNC);
+        int passed;
+        ssize_t n = recv_packet(fd, ch->rbuf, IPC_MAX_MSG, MSG_DONTWAIT, &passed);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 return;
-            chan_fail(ch);
-            return;
-        }
-        if (n == 0) {
+            if (errno == EPROTO)
+                log_error("internal message on fd %d with more than one descriptor", (int)fd);
             chan_fail(ch);
             return;
         }
         struct ipc_msg m;
-        if (n > IPC_MAX_MSG) {
-            log_error("oversized internal message on fd %d", (int)fd);
-            chan_fail(ch);
-            return;
-        }
-        if (decode_checked(&m, ch->rbuf, (size_t)n, (int)fd) != 0) {
+        if (n == 0 || n > IPC_MAX_MSG || decode_checked(&m, ch->rbuf, (size_t)n, (int)fd, passed) != 0) {
+            if (n > IPC_MAX_MSG)
+                log_error("oversized internal message on fd %d", (int)fd);
+            if (passed >= 0)
+                close(passed);
             chan_fail(ch);
             return;
         }
@@ -392,13 +439,33 @@ static void chan_report_drain(evutil_socket_t fd, short what, void *arg)
         cb(ch, ch->arg);
 }
 
+static ssize_t send_packet(int fd, const struct out_packet *p)
+{
+    if (p->fd < 0)
+        return send(fd, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = (void *)p->data, .iov_len = p->len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                        .msg_controllen = sizeof control.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &p->fd, sizeof p->fd);
+    return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 static void chan_flush(struct ipc_chan *ch)
 {
     if (ch->drained && ch->out_bytes <= ch->drain_low)
         event_active(ch->drain_ev, 0, 0);
     while (ch->out_head) {
         struct out_packet *p = ch->out_head;
-        ssize_t n = send(ch->fd, p->data, p->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        ssize_t n = send_packet(ch->fd, p);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 event_add(ch->wev, NULL);
@@ -411,6 +478,8 @@ static void chan_flush(struct ipc_chan *ch)
         if (!ch->out_head)
             ch->out_tail = NULL;
         ch->out_bytes -= p->len;
+        if (p->fd >= 0)
+            close(p->fd);
         free(p);
         if (ch->drained && ch->out_bytes <= ch->drain_low)
             event_active(ch->drain_ev, 0, 0);
@@ -440,23 +509,29 @@ struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handl
     return ch;
 }
 
-int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
+int ipc_chan_send_fd(struct ipc_chan *ch, const struct ipc_msg *m, int fd)
 {
-    if (ch->dead)
+    if (ch->dead) {
+        if (fd >= 0)
+            close(fd);
         return -1;
+    }
     struct strbuf w = STRBUF_INIT;
-    encode_wire(m, &w);
+    encode_wire(m, fd, &w);
     if (w.len > IPC_MAX_MSG)
         log_panic("internal message too large (%zu bytes, type %u)", w.len, m->type);
     /* A peer that never reads must not make us queue without bound. */
     if (ch->out_bytes + w.len > IPC_MAX_QUEUED) {
         strbuf_free(&w);
+        if (fd >= 0)
+            close(fd);
         log_warn("internal peer on fd %d does not read its replies; closing", ch->fd);
         chan_fail(ch);
         return -1;
     }
     struct out_packet *p = xmalloc(sizeof *p + w.len);
     p->next = NULL;
+    p->fd = fd;
     p->len = w.len;
     memcpy(p->data, w.buf, w.len);
     strbuf_free(&w);
@@ -470,6 +545,11 @@ int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
     return ch->dead ? -1 : 0;
 }
 
+int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m)
+{
+    return ipc_chan_send_fd(ch, m, -1);
+}
+
 void ipc_chan_free(struct ipc_chan *ch)
 {
     if (!ch)
@@ -481,6 +561,8 @@ void ipc_chan_free(struct ipc_chan *ch)
     while (ch->out_head) {
         struct out_packet *p = ch->out_head;
         ch->out_head = p->next;
+        if (p->fd >= 0)
+            close(p->fd);
         free(p);
     }
     close(ch->fd);

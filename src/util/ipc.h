@@ -34,6 +34,10 @@ struct ipc_msg {
     uint16_t type;
     uint32_t reqid;
     struct strbuf body;   /* encoded attributes */
+    /* Received: a descriptor that came with the message (SCM_RIGHTS; only
+     * types whose spec has fd_doc), else -1. A handler that keeps it sets
+     * this to -1; ipc_msg_free closes it otherwise. */
+    int fd;
 };
 
 
@@ -74,6 +78,9 @@ typedef void (*ipc_handler)(struct ipc_chan *ch, struct ipc_msg *m, void *arg);
 struct ipc_chan *ipc_chan_new(struct event_base *base, int fd, ipc_handler handler, void *arg);
 /* Queues m for sending (copies it); never blocks. Returns -1 if the channel is dead. */
 int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m);
+/* The same with the descriptor fd passed along (SCM_RIGHTS), which the
+ * channel takes over: closed once the kernel has it, or on failure. */
+int ipc_chan_send_fd(struct ipc_chan *ch, const struct ipc_msg *m, int fd);
 void ipc_chan_free(struct ipc_chan *ch);      /* closes the fd */
 int ipc_chan_fd(const struct ipc_chan *ch);
 /* Bytes queued for the peer and not yet taken by the kernel. */

@@ -10,7 +10,7 @@
 #define END {NULL, IPC_TEXT, 0, NULL}
 
 static const struct ipc_attr_spec commit_attrs[] = {
-    {"id", IPC_TEXT, 1, "the queue ID of the finished incoming/ file"},
+    {"id", IPC_TEXT, 1, "the queue ID of the finished queue file"},
     END,
 };
 static const struct ipc_attr_spec commit_reply_attrs[] = {
@@ -124,45 +124,46 @@ static const char *const done_statuses[] = {"ok", "error", "denied", "notfound",
 
 static const struct ipc_msg_spec specs[] = {
     {IPC_COMMIT, "COMMIT", "private/queue", "smtpd", "queue",
-     "commit incoming/ID: answered once it is durable", commit_attrs, NULL},
+     "commit the queue file ID: answered once it is durable", commit_attrs, NULL,
+     "the queue file, in memory (a sealed memfd) instead of in incoming/"},
     {IPC_COMMIT_REPLY, "COMMIT_REPLY", "private/queue", "queue", "smtpd",
-     "ok: smtpd may send 250", commit_reply_attrs, ok_fail},
+     "ok: smtpd may send 250", commit_reply_attrs, ok_fail, NULL},
     {IPC_DELIVER, "DELIVER", "private/local", "queue", "local",
-     "deliver one recipient of a queue file", deliver_attrs, NULL},
+     "deliver one recipient of a queue file", deliver_attrs, NULL, NULL},
     {IPC_DELIVER_REPLY, "DELIVER_REPLY", "private/local", "local", "queue",
-     "the result", deliver_reply_attrs, deliver_statuses},
+     "the result", deliver_reply_attrs, deliver_statuses, NULL},
     {IPC_QUEUE_LIST, "QUEUE_LIST", "public/qmgr", "tern queue, mailq", "queue",
-     "answered by one QUEUE_LIST_ITEM a message (made as the client reads them), then DONE; authorized_mailq_users", no_attrs, NULL},
+     "answered by one QUEUE_LIST_ITEM a message (made as the client reads them), then DONE; authorized_mailq_users", no_attrs, NULL, NULL},
     {IPC_QUEUE_LIST_ITEM, "QUEUE_LIST_ITEM", "public/qmgr", "queue", "tern queue, mailq",
-     "one queued message", list_item_attrs, NULL},
+     "one queued message", list_item_attrs, NULL, NULL},
     {IPC_QUEUE_FLUSH, "QUEUE_FLUSH", "public/qmgr", "tern queue", "queue",
-     "retry every deferred recipient now; authorized_flush_users", no_attrs, NULL},
+     "retry every deferred recipient now; authorized_flush_users", no_attrs, NULL, NULL},
     {IPC_QUEUE_DELETE, "QUEUE_DELETE", "public/qmgr", "tern queue", "queue",
-     "delete (root or mail_owner only)", id_attrs, NULL},
+     "delete (root or mail_owner only)", id_attrs, NULL, NULL},
     {IPC_QUEUE_HOLD, "QUEUE_HOLD", "public/qmgr", "tern queue", "queue",
-     "move to hold/ (root or mail_owner only)", id_attrs, NULL},
+     "move to hold/ (root or mail_owner only)", id_attrs, NULL, NULL},
     {IPC_QUEUE_RELEASE, "QUEUE_RELEASE", "public/qmgr", "tern queue", "queue",
-     "move back from hold/ (root or mail_owner only)", id_attrs, NULL},
+     "move back from hold/ (root or mail_owner only)", id_attrs, NULL, NULL},
     {IPC_PICKUP, "PICKUP", "public/qmgr", "sendmail", "queue",
-     "a new file waits in maildrop/ (pokes are coalesced)", no_attrs, NULL},
+     "a new file waits in maildrop/ (pokes are coalesced)", no_attrs, NULL, NULL},
     {IPC_DONE, "DONE", "public/qmgr", "queue", "tern queue, mailq, sendmail",
-     "the answer to every public/qmgr request; request id 0: the connection is refused (a limit)", done_attrs, done_statuses},
+     "the answer to every public/qmgr request; request id 0: the connection is refused (a limit)", done_attrs, done_statuses, NULL},
     {IPC_BARRIER, "BARRIER", "private/local", "local", "queue",
-     "answer after your next sync (shares the group commit)", barrier_attrs, NULL},
+     "answer after your next sync (shares the group commit)", barrier_attrs, NULL, NULL},
     {IPC_BARRIER_REPLY, "BARRIER_REPLY", "private/local", "queue", "local",
-     "that sync is done", barrier_reply_attrs, ok_fail},
+     "that sync is done", barrier_reply_attrs, ok_fail, NULL},
     {IPC_KEY_SIGN, "KEY_SIGN", "key socketpair", "smtpd", "key process",
-     "one private-key operation of a TLS handshake", key_sign_attrs, NULL},
+     "one private-key operation of a TLS handshake", key_sign_attrs, NULL, NULL},
     {IPC_KEY_SIGN_REPLY, "KEY_SIGN_REPLY", "key socketpair", "key process", "smtpd",
-     "its result", key_sign_reply_attrs, ok_fail},
+     "its result", key_sign_reply_attrs, ok_fail, NULL},
     {IPC_DMARC_RECORD, "DMARC_RECORD", "private/queue", "smtpd", "queue",
      "one DMARC evaluation of a domain that asks for aggregate reports; not answered (checked again, counted)",
-     dmarc_record_attrs, NULL},
+     dmarc_record_attrs, NULL, NULL},
     {IPC_CAPTURED, "CAPTURED", "private/capture", "queue", "capture",
-     "a message committed into capture/ is durable; not answered", captured_attrs, NULL},
+     "a message committed into capture/ is durable; not answered", captured_attrs, NULL, NULL},
     {IPC_CAPTURE_RELEASE, "CAPTURE_RELEASE", "private/queue", "capture", "queue",
      "commit incoming/ID into queue/ for delivery whatever the capture mode (a release); answered by "
-     "COMMIT_REPLY", commit_attrs, NULL},
+     "COMMIT_REPLY", commit_attrs, NULL, NULL},
 };
 
 const struct ipc_msg_spec *ipc_schema_find(uint16_t type)
@@ -217,11 +218,15 @@ static int is_number(const char *v)
     return len < sizeof u64_max - 1 || (len == sizeof u64_max - 1 && strcmp(v, u64_max) <= 0);
 }
 
-int ipc_schema_check(const struct ipc_msg *m, char *why, size_t whylen)
+int ipc_schema_check(const struct ipc_msg *m, int with_fd, char *why, size_t whylen)
 {
     const struct ipc_msg_spec *spec = ipc_schema_find(m->type);
     if (!spec) {
         snprintf(why, whylen, "unknown message type %u", m->type);
+        return -1;
+    }
+    if (with_fd && !spec->fd_doc) {
+        snprintf(why, whylen, "%s: a descriptor came with it", spec->name);
         return -1;
     }
     size_t pos = 0, namelen;
@@ -273,6 +278,8 @@ void ipc_schema_markdown(struct strbuf *out)
                           numbered ? "N" : "", a->required ? "" : "?", a->value == IPC_NUMBER ? " *n*" : "");
             first = 0;
         }
+        if (s->fd_doc)
+            strbuf_printf(out, "%sa descriptor?: %s", first ? "" : "; ", s->fd_doc);
         strbuf_puts(out, " | ");
         for (const char *const *st = s->statuses; st && *st; st++)
             strbuf_printf(out, "%s`%s`", st == s->statuses ? "" : ", ", *st);

@@ -63,14 +63,16 @@ struct ipc_msg_spec {
     const char *doc;
     const struct ipc_attr_spec *attrs;   /* ends with a NULL name */
     const char *const *statuses;         /* the "status" values, NULL-terminated; NULL: any */
+    const char *fd_doc;          /* it may carry a descriptor (SCM_RIGHTS): what it is; NULL: never */
 };
 
 /* The spec of a message type; NULL if tern has no such message. */
 const struct ipc_msg_spec *ipc_schema_find(uint16_t type);
 /* Every spec, in type order; *n of them. */
 const struct ipc_msg_spec *ipc_schema_all(size_t *n);
-/* 0 if m matches its spec; else -1 and why (for the log). */
-int ipc_schema_check(const struct ipc_msg *m, char *why, size_t whylen);
+/* 0 if m matches its spec (with_fd: a descriptor comes with it); else -1
+ * and why (for the log). */
+int ipc_schema_check(const struct ipc_msg *m, int with_fd, char *why, size_t whylen);
 /* The socket table of docs/ARCHITECTURE.md, as Markdown. */
 void ipc_schema_markdown(struct strbuf *out);
 

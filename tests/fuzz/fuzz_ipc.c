@@ -107,7 +107,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     require_same_wire(&m, data, size);
     check_rebuild(&m);
     char why[256];
-    if (ipc_schema_check(&m, why, sizeof why) == 0) {
+    if (ipc_schema_check(&m, 0, why, sizeof why) == 0) {
         check_schema_promises(&m);
         check_send_receive(&m);
     } else {

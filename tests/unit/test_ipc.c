@@ -2,7 +2,7 @@
  * ipc.h and decoded), attribute lookup, every way the decoder must refuse a
  * packet, the blocking helpers over a SOCK_SEQPACKET socketpair (round trip,
  * timeout, EOF, oversize packets), named sockets, and the event-driven
- * channel. */
+ * channel (with a descriptor passed along, and refused where not declared). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -613,6 +614,106 @@ static void test_channel_peer_closes(void **state)
     event_base_free(base);
 }
 
+/* ---- a descriptor passed along (COMMIT with smtpd's memfd) ---- */
+
+struct fd_log {
+    int messages, closed;
+    int kept;            /* the descriptor the handler took */
+};
+
+static void on_fd_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
+{
+    (void)ch;
+    struct fd_log *log = arg;
+    if (!m) {
+        log->closed++;
+        return;
+    }
+    log->messages++;
+    if (m->fd >= 0 && log->kept < 0) {
+        log->kept = m->fd;   /* taken: ipc does not close it */
+        m->fd = -1;
+    }
+}
+
+/* Sends a packet with n descriptors of the file fd by hand. */
+static void send_with_fds(int sock, const struct ipc_msg *m, int fd, int n)
+{
+    struct strbuf w = STRBUF_INIT;
+    wire_of(m, &w);
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct iovec iov = {.iov_base = w.buf, .iov_len = w.len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                        .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int))};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        memcpy(CMSG_DATA(c) + (size_t)i * sizeof(int), &fd, sizeof fd);
+    assert_int_equal(sendmsg(sock, &mh, 0), (ssize_t)w.len);
+    strbuf_free(&w);
+}
+
+static void test_channel_passes_a_descriptor(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct fd_log got = {.kept = -1};
+    struct ipc_chan *rx = ipc_chan_new(base, pair[1], on_fd_message, &got);
+    pair[1] = -1;
+    struct fd_log none = {.kept = -1};
+
+    /* COMMIT may carry one: the receiver reads the same file */
+    int memfd = memfd_create("test", MFD_CLOEXEC);
+    assert_true(memfd >= 0);
+    assert_int_equal(write(memfd, "queue file", 10), 10);
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_COMMIT, 5);
+    ipc_msg_add(&m, "id", "0123456789ABC");
+    struct ipc_chan *tx = ipc_chan_new(base, dup(pair[0]), on_fd_message, &none);
+    assert_int_equal(ipc_chan_send_fd(tx, &m, memfd), 0);   /* taken over */
+    run_until(base, &got.messages, 1);
+    assert_int_equal(got.messages, 1);
+    assert_true(got.kept >= 0);
+    char buf[16] = "";
+    assert_int_equal(pread(got.kept, buf, sizeof buf, 0), 10);
+    assert_memory_equal(buf, "queue file", 10);
+    close(got.kept);
+
+    /* a type that never carries one: the channel is closed, the descriptor too */
+    int fd = memfd_create("stray", MFD_CLOEXEC);
+    struct ipc_msg r;
+    ipc_msg_init(&r, IPC_COMMIT_REPLY, 6);
+    ipc_msg_add(&r, "status", "ok");
+    send_with_fds(pair[0], &r, fd, 1);
+    ipc_msg_free(&r);
+    run_until(base, &got.closed, 1);
+    assert_int_equal(got.closed, 1);
+    assert_int_equal(got.messages, 1);
+
+    /* two in one packet are refused as well (on a fresh channel) */
+    struct fd_log two = {.kept = -1};
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+    struct ipc_chan *rx2 = ipc_chan_new(base, sp[1], on_fd_message, &two);
+    send_with_fds(sp[0], &m, fd, 2);
+    run_until(base, &two.closed, 1);
+    assert_int_equal(two.closed, 1);
+    assert_int_equal(two.messages, 0);
+    close(fd);
+    close(sp[0]);
+    ipc_msg_free(&m);
+    ipc_chan_free(rx2);
+    ipc_chan_free(tx);
+    ipc_chan_free(rx);
+    event_base_free(base);
+}
+
 /* ---- output that waits for the peer: pause reading, drain callback ---- */
 
 static int drained_calls;
@@ -702,6 +803,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_channel_oversize, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_channel_peer_closes, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_channel_backpressure, setup_pair, teardown_pair),
+        cmocka_unit_test_setup_teardown(test_channel_passes_a_descriptor, setup_pair, teardown_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,7 +23,7 @@
 static int check(const struct ipc_msg *m, const char *why_contains)
 {
     char why[160] = "";
-    int rc = ipc_schema_check(m, why, sizeof why);
+    int rc = ipc_schema_check(m, 0, why, sizeof why);
     if (why_contains && strstr(why, why_contains) == NULL)
         fail_msg("reason \"%s\" does not mention \"%s\"", why, why_contains);
     return rc;

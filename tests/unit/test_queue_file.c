@@ -429,6 +429,101 @@ static void test_round_trip(void **state)
     queue_file_message_free(&m);
 }
 
+/* ---- the writer in memory (smtpd with the journal spool) ---------------- */
+
+/* Writes content through a memory writer of memory_max bytes; *memfd as
+ * queue_file_writer_finish_memory gives it. */
+static int write_in_memory(const struct fx *fx, const char *name, const char *content, size_t len,
+                           size_t memory_max, struct queue_file_message *m, int *memfd)
+{
+    struct queue_file_writer *w;
+    if (queue_file_writer_open_memory(fx->dirfd, name, memory_max, &w) != 0)
+        return -1;
+    for (size_t off = 0; off < len; off += 7)   /* small pieces: through the buffer */
+        if (queue_file_writer_write(w, content + off, len - off < 7 ? len - off : 7) != 0) {
+            queue_file_writer_abort(w);
+            return -1;
+        }
+    return queue_file_writer_finish_memory(w, m, memfd);
+}
+
+static void test_memory_writer_hands_a_sealed_file(void **state)
+{
+    struct fx *fx = *state;
+    struct queue_file_message w;
+    sample_message(&w, ID_A);
+    int memfd = -1;
+    assert_int_equal(write_in_memory(fx, ID_A, sample_content, strlen(sample_content), 1 << 20, &w, &memfd), 0);
+    assert_true(memfd >= 0);
+    assert_false(exists(fx, ID_A));   /* nothing on disk */
+    struct queue_file_message m;
+    char err[256] = "";
+    assert_int_equal(queue_file_read_fd(memfd, &m, err, sizeof err), 0);
+    assert_sample_envelope(&m);
+    assert_int_equal(m.valid_end, w.valid_end);
+    char got[sizeof sample_content];
+    assert_int_equal(pread(memfd, got, m.content_length, (off_t)m.content_offset), (ssize_t)m.content_length);
+    assert_memory_equal(got, sample_content, m.content_length);
+    /* sealed: what the queue checked is what it keeps */
+    assert_int_equal(pwrite(memfd, "X", 1, 0), -1);
+    assert_int_equal(errno, EPERM);
+    assert_int_equal(ftruncate(memfd, 10), -1);
+    int seals = fcntl(memfd, F_GET_SEALS);
+    assert_true((seals & (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) ==
+                (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL));
+    close(memfd);
+    queue_file_message_free(&m);
+    queue_file_message_free(&w);
+}
+
+static void test_memory_writer_spills_to_the_directory(void **state)
+{
+    struct fx *fx = *state;
+    /* content larger than the limit, in pieces that cross it mid-buffer */
+    size_t len = 200000;
+    char *content = xmalloc(len);
+    for (size_t i = 0; i < len; i++)
+        content[i] = (char)('a' + i % 26);
+    struct queue_file_message w;
+    sample_message(&w, ID_A);
+    int memfd = 12345;
+    assert_int_equal(write_in_memory(fx, ID_A, content, len, 100000, &w, &memfd), 0);
+    assert_int_equal(memfd, -1);
+    assert_true(exists(fx, ID_A));
+    struct queue_file_message m;
+    char err[256] = "";
+    assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
+    assert_sample_envelope(&m);
+    assert_int_equal(m.content_length, len);
+    size_t flen;
+    char *path = path_in(fx, ID_A);
+    unsigned char *buf = slurp(path, &flen);
+    assert_memory_equal(buf + m.content_offset, content, len);
+    free(buf);
+    free(path);
+    queue_file_message_free(&m);
+    queue_file_message_free(&w);
+    free(content);
+}
+
+static void test_memory_writer_abort_leaves_nothing(void **state)
+{
+    struct fx *fx = *state;
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, 1000, &w), 0);
+    assert_int_equal(queue_file_writer_write(w, "x", 1), 0);
+    queue_file_writer_abort(w);
+    assert_false(exists(fx, ID_A));
+    /* spilled, then aborted: the file goes too */
+    char big[70000];
+    memset(big, 'y', sizeof big);
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_B, 1000, &w), 0);
+    assert_int_equal(queue_file_writer_write(w, big, sizeof big), 0);
+    assert_true(exists(fx, ID_B));
+    queue_file_writer_abort(w);
+    assert_false(exists(fx, ID_B));
+}
+
 static void test_round_trip_null_sender_empty_content(void **state)
 {
     struct fx *fx = *state;
@@ -1335,6 +1430,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_short_writes_complete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_append, setup, teardown),
         cmocka_unit_test(test_queue_id_unique_monotonic),
+        cmocka_unit_test_setup_teardown(test_memory_writer_hands_a_sealed_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_writer_spills_to_the_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_writer_abort_leaves_nothing, setup, teardown),
         cmocka_unit_test(test_queue_id_valid),
         cmocka_unit_test(test_queue_id_time_round_trip),
         cmocka_unit_test(test_queue_id_tag_and_clock_step_back),

@@ -3,7 +3,10 @@
  * directory and a real libevent loop, as the queue manager drives it.
  *
  * What a user relies on, each checked from the outside: a commit is
- * acknowledged with its envelope and its incoming file goes; a delivery
+ * acknowledged with its envelope and its incoming file goes; a queue file
+ * in memory (smtpd's sealed memfd) is committed without any file, an
+ * unsealed one refused, one too large for a record (or any, in another
+ * sync mode) committed as a file in queue/; a delivery
  * reads the exact content at the place store_content_locate gives; progress,
  * added recipients, hold and removal survive a restart; a message too large
  * for a record is kept as a file in queue/ and still works; the journal
@@ -36,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -511,6 +515,119 @@ static void test_commit_lands_in_journal(void **state)
     assert_true(run_until(fx, is_gone, &g, WAIT_MS));
     /* and the first one is intact */
     assert_true(check_content(fx, &r.m, STORE_QUEUE, 1, 3000) > 0);
+    res_free(&r);
+}
+
+/* ---- 1b. a queue file in memory (smtpd's memfd) --------------------------- */
+
+/* A finished message in memory, as smtpd hands it over: the sealed memfd. */
+static int memory_file(const char *id, const char *content, size_t len)
+{
+    struct queue_file_message m;
+    queue_file_message_init(&m, id, 1700000000000000LL, "sender@example.com");
+    queue_file_message_add_rcpt(&m, "rcpt0@example.org", "", QF_NOTIFY_FAILURE, -1);
+    struct queue_file_writer *w;
+    assert_int_equal(queue_file_writer_open_memory(store_incoming_dirfd(), id, 1u << 24, &w), 0);
+    assert_int_equal(queue_file_writer_write(w, content, len), 0);
+    int memfd = -1;
+    assert_int_equal(queue_file_writer_finish_memory(w, &m, &memfd), 0);
+    assert_true(memfd >= 0);
+    queue_file_message_free(&m);
+    return memfd;
+}
+
+static int new_in_memory(char *id, const char *content, size_t len)
+{
+    queue_id_new(id);
+    return memory_file(id, content, len);
+}
+
+static void commit_memory(struct fx *fx, const char *id, int memfd, struct res *r)
+{
+    memset(r, 0, sizeof *r);
+    store_commit_memory(id, memfd, on_commit, r);
+    if (!run_until(fx, res_fired, r, WAIT_MS))
+        fail_msg("no commit callback for %s within %d ms", id, WAIT_MS);
+    assert_int_equal(r->fired, 1);
+}
+
+static void test_commit_from_memory(void **state)
+{
+    struct fx *fx = *state;
+    char id[QUEUE_ID_LEN + 1];
+    char *c = make_content(11, 2000);
+    struct res r;
+    commit_memory(fx, id, new_in_memory(id, c, 2000), &r);
+    assert_true(r.ok);
+    assert_string_equal(r.m.id, id);
+    assert_int_equal(r.m.content_length, 2000);
+    /* no file anywhere: the journal has it */
+    assert_false(present(fx, "incoming", id));
+    assert_false(present(fx, "queue", id));
+    assert_true(check_content(fx, &r.m, STORE_QUEUE, 11, 2000) > 0);
+
+    /* the same id again is refused */
+    struct res dup;
+    commit_memory(fx, id, memory_file(id, c, 100), &dup);
+    free(c);
+    assert_false(dup.ok);
+    assert_int_equal(dup.err, EEXIST);
+    assert_true(check_content(fx, &r.m, STORE_QUEUE, 11, 2000) > 0);
+    res_free(&r);
+
+    /* a memfd that is not sealed is refused; nothing is committed */
+    char other[QUEUE_ID_LEN + 1];
+    int sealed = new_in_memory(other, "Subject: x\r\n\r\nbody\r\n", 20);
+    int loose = memfd_create("loose", MFD_CLOEXEC);
+    char buf[4096];
+    ssize_t n = pread(sealed, buf, sizeof buf, 0);
+    assert_true(n > 0);
+    assert_int_equal(write(loose, buf, (size_t)n), n);
+    close(sealed);
+    struct res bad;
+    commit_memory(fx, other, loose, &bad);
+    assert_false(bad.ok);
+    assert_int_equal(bad.err, EBADMSG);
+    assert_false(present(fx, "incoming", other));
+    assert_false(present(fx, "queue", other));
+
+    /* a restart finds the committed message in the journal */
+    struct found f;
+    restart(fx, &f);
+    const struct queue_file_message *m = found_id(&f, id, NULL);
+    assert_non_null(m);
+    assert_int_equal(m->content_length, 2000);
+    assert_null(found_id(&f, other, NULL));
+    found_free(&f);
+}
+
+/* Too large for a record, or the store not in journal mode: the queue file
+ * is written to incoming/ and committed as a file, into queue/. */
+static void test_commit_from_memory_as_a_file(void **state)
+{
+    struct fx *fx = *state;
+    char id[QUEUE_ID_LEN + 1];
+    size_t big = store_journal_max_message() + 1000;
+    char *c = make_content(12, big);
+    struct res r;
+    commit_memory(fx, id, new_in_memory(id, c, big), &r);
+    free(c);
+    assert_true(r.ok);
+    assert_true(present(fx, "queue", id));
+    assert_false(present(fx, "incoming", id));
+    assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 12, big), 0);
+    res_free(&r);
+
+    close_store(fx);
+    assert_int_equal(store_open(fx->base, fx->dir, STORE_SYNC_FSYNC), 0);
+    fx->is_open = 1;
+    char id2[QUEUE_ID_LEN + 1];
+    c = make_content(13, 500);
+    commit_memory(fx, id2, new_in_memory(id2, c, 500), &r);
+    free(c);
+    assert_true(r.ok);
+    assert_true(present(fx, "queue", id2));
+    assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 13, 500), 0);
     res_free(&r);
 }
 
@@ -1161,6 +1278,8 @@ int main(void)
     queue_id_init(9);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_commit_lands_in_journal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_from_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_from_memory_as_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_message_is_a_file, setup, teardown),
