@@ -50,6 +50,17 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
 {
     struct commit_ctx *cc = arg;
     struct qmgr_msg *q = NULL;
+    /* The client waits for this: answered before the log line and the
+     * queue's own bookkeeping (the message is durable either way). */
+    if (cc->ch && conn_alive(cc->ch)) {
+        struct ipc_msg r;
+        ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
+        ipc_msg_add(&r, "status", ok ? "ok" : "fail");
+        if (!ok)
+            ipc_msg_add(&r, "reply", storage_reply(err));
+        ipc_chan_send(cc->ch, &r);
+        ipc_msg_free(&r);
+    }
     if (ok && cc->captured) {
         log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (captured)", m->id, m->sender,
                  (unsigned long long)m->content_length, m->nrcpt);
@@ -69,15 +80,6 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
             /* fails open: delivered as if not held, and said so */
             log_error("%s: cannot place on hold (%s): %s; it will be delivered", q->m.id, hold, strerror(errno));
         }
-    }
-    if (cc->ch && conn_alive(cc->ch)) {
-        struct ipc_msg r;
-        ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
-        ipc_msg_add(&r, "status", ok ? "ok" : "fail");
-        if (!ok)
-            ipc_msg_add(&r, "reply", storage_reply(err));
-        ipc_chan_send(cc->ch, &r);
-        ipc_msg_free(&r);
     }
     if (cc->cb)
         cc->cb(cc->arg, ok);
