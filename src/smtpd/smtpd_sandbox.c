@@ -204,7 +204,7 @@ static const char *const allowed_calls[] = {
     "newfstatat", "stat", "lstat", "statx", "fstatfs", "statfs", "open", "openat", "access",
     "faccessat", "faccessat2", "flock", "readlink", "readlinkat", "getdents64", "fcntl", "dup", "dup2",
     "dup3", "pipe", "pipe2", "eventfd2", "ftruncate", "fsync", "fdatasync", "unlink",
-    "unlinkat", "chdir", "fchdir", "getcwd", "umask", "sendfile",
+    "unlinkat", "chdir", "fchdir", "getcwd", "umask",
     /* a message's queue file in memory, handed to the queue (SMTPD_CONTENT_MEMORY);
      * executing it, the danger of a file without a path, needs execveat: refused */
     "memfd_create",

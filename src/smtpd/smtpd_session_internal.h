@@ -152,7 +152,7 @@ int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, con
  * size, and moves to incoming/ if it grows past it. Each transaction that
  * does so counts it against smtpd_memory_limit; when it would not fit,
  * the queue file is written in incoming/ instead, without a warning. */
-#define SMTPD_CONTENT_MEMORY (1024u * 1024)
+#define SMTPD_CONTENT_MEMORY QF_MEMORY_MAX
 /* Counts SMTPD_CONTENT_MEMORY for the transaction: 0, or -1 (nothing counted). */
 int smtpd_session_charge_content(struct smtp_session *s);
 /* queue_minfree and Postfix's 1.5 x message_size_limit: 1 when the queue's

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -264,18 +263,12 @@ static int writer_spill(struct queue_file_writer *w)
     if (fd < 0)
         return -1;
     lock_new_file(fd);
-    off_t from = 0;
-    while ((uint64_t)from < w->written) {
-        ssize_t n = sendfile(fd, w->fd, &from, (size_t)(w->written - (uint64_t)from));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            close(fd);
-            fsops_unlinkat(w->dirfd, w->name, 0);
-            errno = e;
-            return -1;
-        }
+    if (fsops_copy_all(fd, w->fd, w->written) != 0) {
+        int e = errno;
+        close(fd);
+        fsops_unlinkat(w->dirfd, w->name, 0);
+        errno = e;
+        return -1;
     }
     close(w->fd);
     w->fd = fd;

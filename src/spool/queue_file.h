@@ -119,6 +119,10 @@ int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer
 /* The same, but the file is kept in memory (a memfd) while it is at most
  * memory_max bytes, and moves to dirfd/name when it grows past that. Finish
  * it with queue_file_writer_finish_memory. */
+/* The largest queue file handed from one process to another in memory
+ * (smtpd to the queue): larger ones are files; the queue refuses a larger
+ * memfd. */
+#define QF_MEMORY_MAX (1024u * 1024)
 int queue_file_writer_open_memory(int dirfd, const char *name, size_t memory_max, struct queue_file_writer **out);
 int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len);
 uint64_t queue_file_writer_length(const struct queue_file_writer *w);

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
-#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -533,18 +532,12 @@ static int memory_to_incoming(const char *id, int memfd, off_t size)
     int fd = fsops_openat(st.incoming_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
-    off_t from = 0;
-    while (from < size) {
-        ssize_t n = sendfile(fd, memfd, &from, (size_t)(size - from));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int e = n < 0 ? errno : EIO;
-            close(fd);
-            fsops_unlinkat(st.incoming_fd, id, 0);
-            errno = e;
-            return -1;
-        }
+    if (fsops_copy_all(fd, memfd, (uint64_t)size) != 0) {
+        int e = errno;
+        close(fd);
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        errno = e;
+        return -1;
     }
     if (close(fd) != 0) {
         int e = errno;
@@ -561,8 +554,9 @@ void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *ar
     struct stat sb;
     int seals = fcntl(memfd, F_GET_SEALS);
     if (!queue_id_valid(id) || fstat(memfd, &sb) != 0 || !S_ISREG(sb.st_mode) || seals < 0 ||
-        (seals & sealed) != sealed) {
-        log_error("%s: refusing a queue file in memory that is not a sealed memfd", queue_id_valid(id) ? id : "?");
+        (seals & sealed) != sealed || (uint64_t)sb.st_size > QF_MEMORY_MAX) {
+        log_error("%s: refusing a queue file in memory that is not a sealed memfd of at most %u bytes",
+                  queue_id_valid(id) ? id : "?", QF_MEMORY_MAX);
         close(memfd);
         cb(arg, 0, NULL, EBADMSG);
         return;

@@ -98,8 +98,8 @@ int store_set_capture(enum store_capture mode);
 /* Takes incoming/ID into the queue (steps 3-5). */
 void store_commit(const char *id, store_commit_cb cb, void *arg);
 /* The same for a queue file in memory (smtpd's memfd, taken over): it must
- * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK), or it is
- * refused (EBADMSG). The journal takes it from there; where a file is
+ * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK) and at most
+ * QF_MEMORY_MAX bytes, or it is refused (EBADMSG). The journal takes it from there; where a file is
  * needed (another queue_sync_method, capture mode, a message too large for
  * a record) it is first written to incoming/ID. */
 void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg);

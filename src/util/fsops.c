@@ -135,6 +135,18 @@ int fsops_pread_all(int fd, void *buf, size_t len, off_t off)
     return positional_all(pread_op, fd, buf, len, off);
 }
 
+int fsops_copy_all(int out_fd, int in_fd, uint64_t len)
+{
+    char buf[65536];
+    for (uint64_t off = 0; off < len;) {
+        size_t n = len - off < sizeof buf ? (size_t)(len - off) : sizeof buf;
+        if (fsops_pread_all(in_fd, buf, n, (off_t)off) != 0 || fsops_write_all(out_fd, buf, n) != 0)
+            return -1;
+        off += n;
+    }
+    return 0;
+}
+
 int fsops_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -9,6 +9,7 @@
 #define TERN_UTIL_FSOPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -59,6 +60,9 @@ int fsops_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* Reads exactly len bytes at off (retrying short reads and EINTR); 0, or -1
  * with errno (EIO when the file ends first). */
 int fsops_pread_all(int fd, void *buf, size_t len, off_t off);
+/* Copies the first len bytes of in_fd to out_fd's position; 0, or -1 with
+ * errno (EIO when in_fd ends first). */
+int fsops_copy_all(int out_fd, int in_fd, uint64_t len);
 /* fsyncs the directory at path; 0 or -1 with errno. */
 int fsops_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component; 0 or -1 with errno. */

@@ -1229,6 +1229,31 @@ static void test_fault_write_during_content(void **state)
     free(content);
 }
 
+/* The disk fills while a file in memory moves to the directory: the write
+ * fails with the error, and neither the file nor a part of it stays. */
+static void test_fault_during_spill(void **state)
+{
+    struct fx *fx = *state;
+    size_t big = 150000;
+    char *content = xmalloc(big);
+    memset(content, 'x', big);
+    for (int nth = 1; nth <= 2; nth++) {
+        struct queue_file_writer *w;
+        assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, 100000, &w), 0);
+        assert_int_equal(queue_file_writer_write(w, content, 70000), 0);   /* buffered, then in memory */
+        inject(TF_WRITE, nth, ENOSPC);   /* the 1st and 2nd write after the memfd's */
+        int rc = 0;
+        for (size_t off = 70000; off < big && rc == 0; off += 40000)
+            rc = queue_file_writer_write(w, content + off, big - off < 40000 ? big - off : 40000);
+        assert_int_equal(rc, -1);
+        assert_int_equal(errno, ENOSPC);
+        queue_file_writer_abort(w);
+        assert_false(exists(fx, ID_A));
+        tf_fs_uninstall();
+    }
+    free(content);
+}
+
 /* Short writes are retried: the file is complete and valid. */
 static void test_short_writes_complete(void **state)
 {
@@ -1433,6 +1458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_writer_hands_a_sealed_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_writer_spills_to_the_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_writer_abort_leaves_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_during_spill, setup, teardown),
         cmocka_unit_test(test_queue_id_valid),
         cmocka_unit_test(test_queue_id_time_round_trip),
         cmocka_unit_test(test_queue_id_tag_and_clock_step_back),

@@ -5,7 +5,7 @@
  * What a user relies on, each checked from the outside: a commit is
  * acknowledged with its envelope and its incoming file goes; a queue file
  * in memory (smtpd's sealed memfd) is committed without any file, an
- * unsealed one refused, one too large for a record (or any, in another
+ * unsealed or oversized one refused, one too large for a record (or any, in another
  * sync mode) committed as a file in queue/; a delivery
  * reads the exact content at the place store_content_locate gives; progress,
  * added recipients, hold and removal survive a restart; a message too large
@@ -590,6 +590,14 @@ static void test_commit_from_memory(void **state)
     assert_int_equal(bad.err, EBADMSG);
     assert_false(present(fx, "incoming", other));
     assert_false(present(fx, "queue", other));
+    /* so is a sealed one larger than smtpd ever hands over (sparse: no memory) */
+    int huge = memfd_create("huge", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_int_equal(ftruncate(huge, (off_t)QF_MEMORY_MAX + 1), 0);
+    assert_int_equal(fcntl(huge, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK), 0);
+    commit_memory(fx, other, huge, &bad);
+    assert_false(bad.ok);
+    assert_int_equal(bad.err, EBADMSG);
+    assert_false(present(fx, "incoming", other));
 
     /* a restart finds the committed message in the journal */
     struct found f;
