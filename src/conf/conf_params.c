@@ -421,11 +421,11 @@ const struct conf_param conf_params[] = {
     INT("smtpd_memory_limit", "268435456", 0, BYTES_MAX,
         "Memory all SMTP sessions together may hold, as smtpd counts it: 32 KiB a session plus "
         "512 bytes and the address for each recipient (a session with 1000 recipients counts "
-        "about 600 KB), and 1 MiB for each message being received in memory (with "
-        "queue_sync_method = journal a message is kept in memory up to 1 MiB, and written to "
-        "the queue directory beyond that or when this limit has no room for it). A new session "
-        "beyond it gets 421 4.3.2 and is closed; a recipient beyond it gets 452 4.5.3. 0: no "
-        "limit (tern extension)."),
+        "about 600 KB). A new session beyond it gets 421 4.3.2 and is closed; a recipient beyond "
+        "it gets 452 4.5.3. With queue_sync_method = journal, messages being received are kept "
+        "in memory up to 1 MiB each and a quarter of this limit together, counted apart (they "
+        "never refuse a session or a recipient): beyond, they are written to the queue "
+        "directory. 0: no limit (tern extension)."),
     INT("smtpd_recipient_limit", "1000", 1, COUNT_MAX,
         "Maximal number of recipients accepted for one message."),
     LIST("smtpd_recipient_restrictions", "",

@@ -11,6 +11,7 @@
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_capture.h"
 #include "qmgr/qmgr_msg.h"
+#include "spool/queue_id.h"
 #include "spool/storage_reply.h"
 #include "spool/store.h"
 #include "util/ipc.h"
@@ -118,6 +119,11 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         if (m->type == IPC_CAPTURE_RELEASE) {
             cc->released = 1;
             store_commit_for_delivery(id ? id : "", commit_done, cc);
+        } else if (m->fd == IPC_FD_LOST) {
+            /* smtpd sent the file, the kernel could not hand it to us */
+            log_warn("%s: the queue file smtpd sent could not be received (out of descriptors?)",
+                     id && queue_id_valid(id) ? id : "?");
+            commit_done(cc, 0, NULL, EMFILE);
         } else if (m->fd >= 0) {
             int memfd = m->fd;
             m->fd = -1;

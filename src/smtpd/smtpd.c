@@ -45,12 +45,14 @@ struct pending_commit {
     smtpd_commit_cb cb;
     void *arg;              /* NULL once the session went away or gave up */
     struct event *timer;    /* a queue that never answers must not hold the session */
+    size_t content_charged; /* a queue file in memory: its bytes of the content budget */
 };
 
 static void pending_free(struct pending_commit *p)
 {
     if (p->timer)
         event_free(p->timer);
+    smtpd_content_memory_release(p->content_charged);
     free(p);
 }
 
@@ -159,9 +161,10 @@ static void on_commit_timeout(evutil_socket_t fd, short what, void *arg)
         p->cb(session, 0, "451 4.3.0 Error: queue service timeout, try again later");
 }
 
-void smtpd_commit(const char *id, int memfd, smtpd_commit_cb cb, void *arg)
+void smtpd_commit(const char *id, int memfd, size_t charged, smtpd_commit_cb cb, void *arg)
 {
     if (queue_connect() != 0) {
+        smtpd_content_memory_release(charged);
         if (memfd >= 0)
             close(memfd);
         else
@@ -174,6 +177,7 @@ void smtpd_commit(const char *id, int memfd, smtpd_commit_cb cb, void *arg)
     str_copy(p->id, id, sizeof p->id);
     p->cb = cb;
     p->arg = arg;
+    p->content_charged = charged;
     p->next = pending;
     pending = p;
     p->timer = evtimer_new(smtpd_base, on_commit_timeout, p);

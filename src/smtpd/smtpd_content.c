@@ -39,9 +39,9 @@ static const char *client_protocol(const struct smtp_session *s)
 
 int smtpd_content_begin(struct smtp_session *s, enum smtp_data_mode mode)
 {
-    int in_memory = s->set->content_in_memory && smtpd_session_charge_content(s) == 0;
-    if ((in_memory ? queue_file_writer_open_memory(smtpd_incoming_dirfd(), s->id, SMTPD_CONTENT_MEMORY, &s->writer)
-                   : queue_file_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer)) != 0) {
+    struct queue_file_memory mem = smtpd_session_content_memory(s);
+    if ((s->set->content_in_memory ? queue_file_writer_open_memory(smtpd_incoming_dirfd(), s->id, &mem, &s->writer)
+                                   : queue_file_writer_open(smtpd_incoming_dirfd(), s->id, &s->writer)) != 0) {
         int e = errno;
         log_warn("%s: cannot create queue file: %s", s->id, strerror(e));
         s->writer = NULL;
@@ -135,7 +135,8 @@ static void content_commit(struct smtp_session *s)
     if (results)
         queue_file_message_set_attr(&s->env, QF_ATTR_PREPEND, results);
     int memfd;
-    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd) != 0) {
+    size_t charged;
+    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd, &charged) != 0) {
         int e = errno;
         s->writer = NULL;
         log_warn("%s: queue file write error: %s", s->id, strerror(e));
@@ -147,7 +148,8 @@ static void content_commit(struct smtp_session *s)
         return;
     }
     s->writer = NULL;
-    smtpd_commit(s->id, memfd, commit_done, s);
+    s->content_charged -= charged; /* the commit's now, until the queue answers */
+    smtpd_commit(s->id, memfd, charged, commit_done, s);
 }
 
 void smtpd_content_end(struct smtp_session *s)

@@ -179,15 +179,34 @@ static void uncharge_memory(struct smtp_session *s, size_t bytes)
     s->memory_charged -= bytes;
 }
 
-int smtpd_session_charge_content(struct smtp_session *s)
+static uint64_t content_charged;   /* queue files in memory, of every session and pending commit */
+
+static int content_charge(void *arg, size_t bytes)
 {
+    struct smtp_session *s = arg;
     uint64_t limit = s->set->memory_limit;
-    if (limit && memory_charged + SMTPD_CONTENT_MEMORY > limit)
+    if (limit && content_charged + bytes > limit / 4)
         return -1;
-    memory_charged += SMTPD_CONTENT_MEMORY;
-    s->memory_charged += SMTPD_CONTENT_MEMORY;
-    s->txn_memory_charged += SMTPD_CONTENT_MEMORY;
+    content_charged += bytes;
+    s->content_charged += bytes;
     return 0;
+}
+
+static void content_release(void *arg, size_t bytes)
+{
+    struct smtp_session *s = arg;
+    content_charged -= bytes;
+    s->content_charged -= bytes;
+}
+
+struct queue_file_memory smtpd_session_content_memory(struct smtp_session *s)
+{
+    return (struct queue_file_memory){SMTPD_CONTENT_MEMORY, content_charge, content_release, s};
+}
+
+void smtpd_content_memory_release(size_t bytes)
+{
+    content_charged -= bytes;
 }
 
 int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, const char *orcpt)
@@ -195,7 +214,7 @@ int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, con
     size_t bytes = SMTPD_RCPT_MEMORY + strlen(addr) + (orcpt ? strlen(orcpt) : 0);
     if (charge_memory(s, bytes) != 0)
         return -1;
-    s->txn_memory_charged += bytes;
+    s->rcpt_memory_charged += bytes;
     return 0;
 }
 
@@ -227,8 +246,8 @@ int smtpd_session_storage_short(const struct smtp_session *s, long long size)
 
 void smtpd_session_reset_transaction(struct smtp_session *s)
 {
-    uncharge_memory(s, s->txn_memory_charged);
-    s->txn_memory_charged = 0;
+    uncharge_memory(s, s->rcpt_memory_charged);
+    s->rcpt_memory_charged = 0;
     if (s->cleanup) {
         cleanup_free(s->cleanup);
         s->cleanup = NULL;

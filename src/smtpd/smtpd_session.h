@@ -102,9 +102,13 @@ void smtpd_settings_free(struct smtpd_settings *s);
 struct ipc_msg;
 typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
 /* Asks the queue to take the queue file ID: memfd when it is in memory
- * (taken over), else -1 for incoming/ID. cb gets ok and, on failure, the
- * complete reply to send ("451 4.3.0 ..."). */
-void smtpd_commit(const char *id, int memfd, smtpd_commit_cb cb, void *arg);
+ * (taken over, with the charged bytes of the content budget, released when
+ * the queue has answered or is gone), else -1 for incoming/ID. cb gets ok
+ * and, on failure, the complete reply to send ("451 4.3.0 ..."). */
+void smtpd_commit(const char *id, int memfd, size_t charged, smtpd_commit_cb cb, void *arg);
+/* Gives back bytes of the budget for queue files in memory (a commit's,
+ * once the queue has answered for it; SMTPD_CONTENT_MEMORY). */
+void smtpd_content_memory_release(size_t bytes);
 /* Forgets a pending commit's callback (the session is going away). */
 void smtpd_commit_cancel(void *arg);
 /* Sends m to the queue, which does not answer (a DMARC_RECORD); dropped

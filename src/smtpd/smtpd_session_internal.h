@@ -109,7 +109,8 @@ struct smtp_session {
     char *sasl_user;            /* authenticated as */
     const char *sasl_method;
     size_t memory_charged;      /* of smtpd_memory_limit: the session and its recipients */
-    size_t txn_memory_charged;  /* the transaction's part (recipients, content in memory), returned with it */
+    size_t rcpt_memory_charged; /* the recipients' part, returned with the transaction */
+    size_t content_charged;     /* of the content budget: the queue file in memory being written */
 
     /* the transaction */
     char id[QUEUE_ID_LEN + 1];
@@ -149,12 +150,15 @@ int smtpd_session_check_error_limit(struct smtp_session *s);
 int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, const char *orcpt);
 /* With the journal spool a message's queue file is written to memory (a
  * memfd handed to the queue at the end, no file in incoming/) up to this
- * size, and moves to incoming/ if it grows past it. Each transaction that
- * does so counts it against smtpd_memory_limit; when it would not fit,
- * the queue file is written in incoming/ instead, without a warning. */
+ * size, and moves to incoming/ when it grows past it. What all these files
+ * hold, page by page, is counted apart from the sessions and recipients
+ * (so it never refuses either), and may reach a quarter of
+ * smtpd_memory_limit: beyond, queue files are written in incoming/. A file
+ * handed to the queue stays counted until the queue has answered for it. */
 #define SMTPD_CONTENT_MEMORY QF_MEMORY_MAX
-/* Counts SMTPD_CONTENT_MEMORY for the transaction: 0, or -1 (nothing counted). */
-int smtpd_session_charge_content(struct smtp_session *s);
+/* The content budget as the session's writer uses it. */
+struct queue_file_memory smtpd_session_content_memory(struct smtp_session *s);
+
 /* queue_minfree and Postfix's 1.5 x message_size_limit: 1 when the queue's
  * file system has too little space for a message of size bytes (-1:
  * unknown); the caller answers 452 4.3.1. statvfs at most once a second. */

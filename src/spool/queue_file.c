@@ -196,9 +196,11 @@ struct queue_file_writer {
     int dirfd;
     int fd;
     char *name;
-    /* queue_file_writer_open_memory: the file is a memfd while it is at
-     * most memory_max bytes (0: in dirfd from the start, or spilled) */
-    size_t memory_max;
+    /* queue_file_writer_open_memory: the file is a memfd while mem.max is
+     * not 0 (0: in dirfd from the start, or spilled); charged: bytes of
+     * mem's budget it holds */
+    struct queue_file_memory mem;
+    size_t charged;
     uint64_t written;     /* bytes written to fd so far */
     char buf[QF_WRITE_BUF];
     size_t buflen;
@@ -212,51 +214,30 @@ static void lock_new_file(int fd)
     (void)flock(fd, LOCK_EX | LOCK_NB);
 }
 
-static int writer_new(int dirfd, const char *name, int fd, size_t memory_max, struct queue_file_writer **out)
+static void memory_release(struct queue_file_writer *w)
 {
-    unsigned char hdr[QF_HEADER_SIZE] = {0};
-    memcpy(hdr, QF_MAGIC, 8);
-    if (fsops_write_all(fd, hdr, sizeof hdr) != 0) {
-        int e = errno;
-        close(fd);
-        if (!memory_max)
-            fsops_unlinkat(dirfd, name, 0);
-        errno = e;
+    if (w->charged && w->mem.release)
+        w->mem.release(w->mem.arg, w->charged);
+    w->charged = 0;
+}
+
+/* Room in memory for a file of size bytes (charged by whole pages, as a
+ * memfd holds them): 0, or -1 when it is larger than mem.max or the budget
+ * refuses. */
+static int memory_grow(struct queue_file_writer *w, uint64_t size)
+{
+    if (size > w->mem.max)
         return -1;
-    }
-    /* Not zeroed: buf is 64 KiB and only its first buflen bytes are ever
-     * read. Clearing it cost a 64 KiB memset per message, and touched (so
-     * faulted in) every page of it whenever the heap had just grown. */
-    struct queue_file_writer *w = xmalloc(sizeof *w);
-    w->dirfd = dirfd;
-    w->fd = fd;
-    w->name = xstrdup(name);
-    w->memory_max = memory_max;
-    w->written = sizeof hdr;
-    w->buflen = 0;
-    w->content_len = 0;
-    *out = w;
+    size_t pages = (size_t)((size + 4095) & ~(uint64_t)4095);
+    if (pages <= w->charged)
+        return 0;
+    if (w->mem.charge && w->mem.charge(w->mem.arg, pages - w->charged) != 0)
+        return -1;
+    w->charged = pages;
     return 0;
 }
 
-int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out)
-{
-    int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -1;
-    lock_new_file(fd);
-    return writer_new(dirfd, name, fd, 0, out);
-}
-
-int queue_file_writer_open_memory(int dirfd, const char *name, size_t memory_max, struct queue_file_writer **out)
-{
-    int fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return -1;
-    return writer_new(dirfd, name, fd, memory_max ? memory_max : 1, out);
-}
-
-/* The file outgrows memory: it moves to dirfd/name, as if written there. */
+/* The file leaves memory: it moves to dirfd/name, as if written there. */
 static int writer_spill(struct queue_file_writer *w)
 {
     int fd = fsops_openat(w->dirfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -272,19 +253,75 @@ static int writer_spill(struct queue_file_writer *w)
     }
     close(w->fd);
     w->fd = fd;
-    w->memory_max = 0;
+    w->mem.max = 0;
+    memory_release(w);
     return 0;
 }
 
 /* Writes at the end of the file (in memory while it fits). */
 static int writer_append(struct queue_file_writer *w, const void *data, size_t len)
 {
-    if (w->memory_max && w->written + len > w->memory_max && writer_spill(w) != 0)
+    if (w->mem.max && memory_grow(w, w->written + len) != 0 && writer_spill(w) != 0)
         return -1;
     if (fsops_write_all(w->fd, data, len) != 0)
         return -1;
     w->written += len;
     return 0;
+}
+
+static int writer_new(int dirfd, const char *name, int fd, const struct queue_file_memory *mem,
+                      struct queue_file_writer **out)
+{
+    /* Not zeroed: buf is 64 KiB and only its first buflen bytes are ever
+     * read. Clearing it cost a 64 KiB memset per message, and touched (so
+     * faulted in) every page of it whenever the heap had just grown. */
+    struct queue_file_writer *w = xmalloc(sizeof *w);
+    w->dirfd = dirfd;
+    w->fd = fd;
+    w->name = xstrdup(name);
+    w->mem = mem ? *mem : (struct queue_file_memory){0};
+    w->charged = 0;
+    w->written = 0;
+    w->buflen = 0;
+    w->content_len = 0;
+    unsigned char hdr[QF_HEADER_SIZE] = {0};
+    memcpy(hdr, QF_MAGIC, 8);
+    if (writer_append(w, hdr, sizeof hdr) != 0) {
+        int e = errno;
+        queue_file_writer_abort(w);
+        errno = e;
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out)
+{
+    int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    lock_new_file(fd);
+    return writer_new(dirfd, name, fd, NULL, out);
+}
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3; Debian 12's headers predate it */
+#endif
+
+int queue_file_writer_open_memory(int dirfd, const char *name, const struct queue_file_memory *mem,
+                                  struct queue_file_writer **out)
+{
+    /* Never executable (older kernels do not know the flag: without it) */
+    int fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0 || mem->max == 0) {
+        if (fd >= 0)
+            close(fd);
+        return queue_file_writer_open(dirfd, name, out); /* a file after all */
+    }
+    return writer_new(dirfd, name, fd, mem, out);
 }
 
 static int writer_flush(struct queue_file_writer *w)
@@ -349,12 +386,18 @@ static void encode_envelope(struct strbuf *out, const struct queue_file_message 
     strbuf_free(&p);
 }
 
-int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd)
+int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd,
+                                    size_t *charged)
 {
     int rc = -1;
     struct strbuf env = STRBUF_INIT;
     if (memfd)
         *memfd = -1;
+    if (charged)
+        *charged = 0;
+    /* a caller that takes no descriptor gets the file in dirfd */
+    if (w->mem.max && !memfd && writer_spill(w) != 0)
+        goto out;
     if (writer_flush(w) != 0)
         goto out;
     uint64_t env_off = QF_HEADER_SIZE + w->content_len;
@@ -367,7 +410,7 @@ int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_fi
     if (fsops_pwrite_all(w->fd, off, sizeof off, 8) != 0)
         goto out;
     /* Sealed: the reader may trust that what it checked is what it keeps. */
-    if (w->memory_max && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    if (w->mem.max && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         goto out;
     m->content_offset = QF_HEADER_SIZE;
     m->content_length = w->content_len;
@@ -377,14 +420,20 @@ int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_fi
 out:;
     int e = errno;
     strbuf_free(&env);
-    if (rc == 0 && w->memory_max && memfd) {
+    if (rc == 0 && w->mem.max) {
         *memfd = w->fd;
+        if (charged)
+            *charged = w->charged; /* the caller's now, with the descriptor */
+        else
+            memory_release(w);
+        w->charged = 0;
     } else if (close(w->fd) != 0 && rc == 0) {
         e = errno;
         rc = -1;
     }
-    if (rc != 0 && !w->memory_max)
+    if (rc != 0 && !w->mem.max)
         fsops_unlinkat(w->dirfd, w->name, 0);
+    memory_release(w);
     free(w->name);
     free(w);
     errno = e;
@@ -393,7 +442,7 @@ out:;
 
 int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m)
 {
-    return queue_file_writer_finish_memory(w, m, NULL);
+    return queue_file_writer_finish_memory(w, m, NULL, NULL);
 }
 
 void queue_file_writer_abort(struct queue_file_writer *w)
@@ -401,8 +450,9 @@ void queue_file_writer_abort(struct queue_file_writer *w)
     if (!w)
         return;
     close(w->fd);
-    if (!w->memory_max)
+    if (!w->mem.max)
         fsops_unlinkat(w->dirfd, w->name, 0);
+    memory_release(w);
     free(w->name);
     free(w);
 }

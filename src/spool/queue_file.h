@@ -116,14 +116,27 @@ size_t queue_file_message_open_rcpts(const struct queue_file_message *m);
 /* Writing a new queue file (smtpd, pickup). Content is buffered. */
 struct queue_file_writer;
 int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer **out);
-/* The same, but the file is kept in memory (a memfd) while it is at most
- * memory_max bytes, and moves to dirfd/name when it grows past that. Finish
- * it with queue_file_writer_finish_memory. */
 /* The largest queue file handed from one process to another in memory
  * (smtpd to the queue): larger ones are files; the queue refuses a larger
  * memfd. */
 #define QF_MEMORY_MAX (1024u * 1024)
-int queue_file_writer_open_memory(int dirfd, const char *name, size_t memory_max, struct queue_file_writer **out);
+/* Where a writer may keep its file in memory: at most max bytes, and, when
+ * charge is set, only as far as charge(arg, bytes) grants each growth (0:
+ * granted; -1: the file moves to its directory instead). What was granted
+ * goes back through release(arg, bytes) when the file leaves memory, or
+ * passes to the caller of queue_file_writer_finish_memory with the
+ * descriptor. */
+struct queue_file_memory {
+    size_t max;
+    int (*charge)(void *arg, size_t bytes);
+    void (*release)(void *arg, size_t bytes);
+    void *arg;
+};
+/* The same as queue_file_writer_open, but the file is kept in memory (a
+ * memfd, never executable) while mem allows, and moves to dirfd/name when it
+ * does not; when no memfd can be made it is a file from the start. */
+int queue_file_writer_open_memory(int dirfd, const char *name, const struct queue_file_memory *mem,
+                                  struct queue_file_writer **out);
 int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len);
 uint64_t queue_file_writer_length(const struct queue_file_writer *w);
 /* Flushes content, writes the envelope of m and the end record, then the
@@ -131,8 +144,12 @@ uint64_t queue_file_writer_length(const struct queue_file_writer *w);
 int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m);
 /* The same; when the file is still in memory, *memfd gets it, sealed against
  * any change (F_SEAL_WRITE, _GROW, _SHRINK, _SEAL), for the caller to hand
- * over; else -1: the file is dirfd/name, as with queue_file_writer_finish. */
-int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd);
+ * over, and *charged (if not NULL) the bytes of the memory budget it holds,
+ * for the caller to release once the descriptor is gone (NULL: released
+ * now); else *memfd is -1: the file is dirfd/name, as with
+ * queue_file_writer_finish (which moves a file still in memory there). */
+int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd,
+                                    size_t *charged);
 /* Closes and removes the file (a memfd: closes it). */
 void queue_file_writer_abort(struct queue_file_writer *w);
 

@@ -116,7 +116,7 @@ static int decode_checked(struct ipc_msg *m, const void *packet, size_t len, int
         return -1;
     }
     char why[160];
-    if (ipc_schema_check(m, passed >= 0, why, sizeof why) != 0) {
+    if (ipc_schema_check(m, passed != -1, why, sizeof why) != 0) {
         log_error("malformed internal message on fd %d: %s", fd, why);
         ipc_msg_free(m);
         return -1;
@@ -357,9 +357,10 @@ static void chan_fail(struct ipc_chan *ch)
     event_active(ch->fail_ev, 0, 0);
 }
 
-/* One packet and the descriptor that may come with it (*fd, else -1). A
- * packet carrying more than one descriptor, or cut control data, is refused
- * (-1, EPROTO) after closing what arrived. */
+/* One packet and the descriptor that may come with it (*passed, else -1;
+ * IPC_FD_LOST when the kernel could not give us the one that came, as when
+ * this process is out of descriptors). A packet carrying more than one
+ * descriptor is refused (-1, EPROTO) after closing what arrived. */
 static ssize_t recv_packet(int fd, void *buf, size_t len, int flags, int *passed)
 {
     union {
@@ -373,9 +374,11 @@ static ssize_t recv_packet(int fd, void *buf, size_t len, int flags, int *passed
     ssize_t n = recvmsg(fd, &mh, flags | MSG_TRUNC | MSG_CMSG_CLOEXEC);
     if (n < 0)
         return n;
+    int rights = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
+        rights = 1;
         size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (size_t i = 0; i < nfds; i++) {
             int got;
@@ -389,6 +392,10 @@ static ssize_t recv_packet(int fd, void *buf, size_t len, int flags, int *passed
             mh.msg_flags |= MSG_CTRUNC;
     }
     if (mh.msg_flags & MSG_CTRUNC) {
+        if (!rights) {   /* nothing installed: one came, and it is lost */
+            *passed = IPC_FD_LOST;
+            return n;
+        }
         if (*passed >= 0)
             close(*passed);
         *passed = -1;

@@ -35,10 +35,13 @@ struct ipc_msg {
     uint32_t reqid;
     struct strbuf body;   /* encoded attributes */
     /* Received: a descriptor that came with the message (SCM_RIGHTS; only
-     * types whose spec has fd_doc), else -1. A handler that keeps it sets
-     * this to -1; ipc_msg_free closes it otherwise. */
+     * types whose spec has fd_doc), else -1, or IPC_FD_LOST. A handler that
+     * keeps it sets this to -1; ipc_msg_free closes it otherwise. */
     int fd;
 };
+/* One was sent but this process could not take it (out of descriptors):
+ * the handler answers for that message alone. */
+#define IPC_FD_LOST (-2)
 
 
 void ipc_msg_init(struct ipc_msg *m, uint16_t type, uint32_t reqid);

@@ -288,6 +288,49 @@ def test_memory_limit_refuses_sessions_and_recipients(tern_instance):
         x.close()
 
 
+def test_messages_in_memory_never_shut_out_sessions(tern_instance):
+    """With the journal spool a message being received is kept in memory,
+    counted in a budget of its own (a quarter of smtpd_memory_limit), never
+    in the one that admits sessions: a slow client in the middle of DATA does
+    not make the next client's connection fail (the limit here admits it with
+    room for 1 MiB besides), and a message past the budget is written to
+    incoming/ instead of being refused."""
+    tern = tern_instance
+    tern.write_config(queue_sync_method="journal", smtpd_memory_limit=str(1024 * 1024 + 65536))
+    tern.start()
+    incoming = tern.queue_dir / "incoming"
+    slow = greeted(tern)
+    for line in ("MAIL FROM:<sender@localhost>", "RCPT TO:<alice@localhost>"):
+        assert slow.cmd(line)[0] == 250, line
+    assert slow.cmd("DATA")[0] == 354
+    slow.send(b"Subject: slow\r\n\r\n" + b"x" * 998 + b"\r\n")
+    time.sleep(0.3)
+    assert list(incoming.iterdir()) == []          # in memory
+    # another client: admitted, and its message goes through
+    other = greeted(tern)
+    for line in ("MAIL FROM:<sender@localhost>", "RCPT TO:<bob@localhost>"):
+        assert other.cmd(line)[0] == 250, line
+    code, text = send_data(other, b"Subject: meanwhile\r\n\r\nhello\r\n")
+    assert code == 250, text
+    other.cmd("QUIT")
+    other.close()
+    # the slow message grows past its budget (272 KiB): on to incoming/
+    slow.send((b"y" * 998 + b"\r\n") * 400)
+    deadline = time.time() + 10
+    while time.time() < deadline and not list(incoming.iterdir()):
+        time.sleep(0.05)
+    assert len(list(incoming.iterdir())) == 1
+    slow.send(b".\r\n")
+    code, text = slow.read_reply()
+    assert code == 250, text
+    slow.cmd("QUIT")
+    slow.close()
+    assert b"Subject: meanwhile" in tern.wait_messages("bob")[0].read_bytes()
+    body = tern.wait_messages("alice")[0].read_bytes()
+    assert b"Subject: slow" in body and body.count(b"y" * 998) == 400
+    assert list(incoming.iterdir()) == []
+
+
 @pytest.fixture
 def small_fs(work_dir):
     mnt = work_dir / "smallfs"

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -636,6 +637,21 @@ static void on_fd_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     }
 }
 
+/* Notes what came: a descriptor (kept), or IPC_FD_LOST. */
+static void on_lost_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
+{
+    (void)ch;
+    struct fd_log *log = arg;
+    if (!m) {
+        log->closed++;
+        return;
+    }
+    log->messages++;
+    log->kept = m->fd;
+    if (m->fd >= 0)
+        m->fd = -1;
+}
+
 /* Sends a packet with n descriptors of the file fd by hand. */
 static void send_with_fds(int sock, const struct ipc_msg *m, int fd, int n)
 {
@@ -710,6 +726,49 @@ static void test_channel_passes_a_descriptor(void **state)
     ipc_msg_free(&m);
     ipc_chan_free(rx2);
     ipc_chan_free(tx);
+    ipc_chan_free(rx);
+    event_base_free(base);
+}
+
+/* A process out of descriptors cannot take one that comes: the message
+ * still arrives, marked IPC_FD_LOST, and the channel lives on. */
+static void test_channel_descriptor_lost(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct fd_log got = {.kept = -1};
+    struct ipc_chan *rx = ipc_chan_new(base, pair[1], on_lost_message, &got);
+    pair[1] = -1;
+    int memfd = memfd_create("test", MFD_CLOEXEC);
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_COMMIT, 9);
+    ipc_msg_add(&m, "id", "0123456789ABC");
+    send_with_fds(pair[0], &m, memfd, 1);
+    close(memfd);
+    /* no descriptor free below the limit: the lowest free one is the limit */
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int lowest = dup(0);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit tight = {(rlim_t)lowest, old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    for (int i = 0; i < 200 && got.messages < 1 && got.closed < 1; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(got.messages, 1);
+    assert_int_equal(got.closed, 0);
+    assert_int_equal(got.kept, IPC_FD_LOST);
+    /* the next one comes through as usual */
+    memfd = memfd_create("test", MFD_CLOEXEC);
+    send_with_fds(pair[0], &m, memfd, 1);
+    close(memfd);
+    got.kept = -1;
+    run_until(base, &got.messages, 2);
+    assert_int_equal(got.messages, 2);
+    assert_true(got.kept >= 0);
+    close(got.kept);
+    ipc_msg_free(&m);
     ipc_chan_free(rx);
     event_base_free(base);
 }
@@ -804,6 +863,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_channel_peer_closes, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_channel_backpressure, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_channel_passes_a_descriptor, setup_pair, teardown_pair),
+        cmocka_unit_test_setup_teardown(test_channel_descriptor_lost, setup_pair, teardown_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

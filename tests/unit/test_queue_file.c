@@ -431,20 +431,48 @@ static void test_round_trip(void **state)
 
 /* ---- the writer in memory (smtpd with the journal spool) ---------------- */
 
+/* A budget for files in memory: grants while granted + bytes <= limit. */
+struct budget {
+    size_t limit, granted, released, refused;
+};
+
+static int budget_charge(void *arg, size_t bytes)
+{
+    struct budget *b = arg;
+    if (b->granted - b->released + bytes > b->limit) {
+        b->refused++;
+        return -1;
+    }
+    b->granted += bytes;
+    return 0;
+}
+
+static void budget_release(void *arg, size_t bytes)
+{
+    struct budget *b = arg;
+    b->released += bytes;
+}
+
+static struct queue_file_memory memory_of(size_t max, struct budget *b)
+{
+    return (struct queue_file_memory){max, b ? budget_charge : NULL, b ? budget_release : NULL, b};
+}
+
 /* Writes content through a memory writer of memory_max bytes; *memfd as
  * queue_file_writer_finish_memory gives it. */
 static int write_in_memory(const struct fx *fx, const char *name, const char *content, size_t len,
                            size_t memory_max, struct queue_file_message *m, int *memfd)
 {
     struct queue_file_writer *w;
-    if (queue_file_writer_open_memory(fx->dirfd, name, memory_max, &w) != 0)
+    struct queue_file_memory mem = memory_of(memory_max, NULL);
+    if (queue_file_writer_open_memory(fx->dirfd, name, &mem, &w) != 0)
         return -1;
     for (size_t off = 0; off < len; off += 7)   /* small pieces: through the buffer */
         if (queue_file_writer_write(w, content + off, len - off < 7 ? len - off : 7) != 0) {
             queue_file_writer_abort(w);
             return -1;
         }
-    return queue_file_writer_finish_memory(w, m, memfd);
+    return queue_file_writer_finish_memory(w, m, memfd, NULL);
 }
 
 static void test_memory_writer_hands_a_sealed_file(void **state)
@@ -510,14 +538,15 @@ static void test_memory_writer_abort_leaves_nothing(void **state)
 {
     struct fx *fx = *state;
     struct queue_file_writer *w;
-    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, 1000, &w), 0);
+    struct queue_file_memory mem = memory_of(1000, NULL);
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, &mem, &w), 0);
     assert_int_equal(queue_file_writer_write(w, "x", 1), 0);
     queue_file_writer_abort(w);
     assert_false(exists(fx, ID_A));
     /* spilled, then aborted: the file goes too */
     char big[70000];
     memset(big, 'y', sizeof big);
-    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_B, 1000, &w), 0);
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_B, &mem, &w), 0);
     assert_int_equal(queue_file_writer_write(w, big, sizeof big), 0);
     assert_true(exists(fx, ID_B));
     queue_file_writer_abort(w);
@@ -1229,6 +1258,90 @@ static void test_fault_write_during_content(void **state)
     free(content);
 }
 
+/* The budget decides too: what it refuses goes to the directory, and every
+ * byte granted comes back (at a spill, an abort, or to the finisher). */
+static void test_memory_writer_budget(void **state)
+{
+    struct fx *fx = *state;
+    char content[20000];
+    memset(content, 'z', sizeof content);
+    struct queue_file_message w;
+
+    /* room for it: charged by whole pages, handed to the finisher */
+    struct budget b = {.limit = 1 << 20};
+    struct queue_file_memory mem = memory_of(1 << 20, &b);
+    struct queue_file_writer *wr;
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, content, sizeof content), 0);
+    sample_message(&w, ID_A);
+    int memfd = -1;
+    size_t charged = 0;
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged), 0);
+    queue_file_message_free(&w);
+    assert_true(memfd >= 0);
+    struct stat sb;
+    assert_int_equal(fstat(memfd, &sb), 0);
+    assert_int_equal(charged % 4096, 0);
+    assert_true(charged >= (size_t)sb.st_size && charged < (size_t)sb.st_size + 4096);
+    assert_int_equal(b.granted, charged);
+    assert_int_equal(b.released, 0);   /* the finisher's to give back */
+    close(memfd);
+
+    /* a budget that runs out mid-way: the file moves, the grant comes back */
+    struct budget tight = {.limit = 8192};
+    mem = memory_of(1 << 20, &tight);
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_B, &mem, &wr), 0);
+    for (size_t off = 0; off < sizeof content; off += 5000)
+        assert_int_equal(queue_file_writer_write(wr, content + off, 5000), 0);
+    sample_message(&w, ID_B);
+    memfd = 123;
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged), 0);
+    queue_file_message_free(&w);
+    assert_int_equal(memfd, -1);
+    assert_int_equal(charged, 0);
+    assert_true(tight.refused >= 1);
+    assert_int_equal(tight.granted, tight.released);
+    struct queue_file_message m;
+    char err[256] = "";
+    assert_int_equal(read_path(fx, ID_B, &m, err, sizeof err), 0);
+    assert_int_equal(m.content_length, sizeof content);
+    queue_file_message_free(&m);
+
+    /* an abort gives back what was granted */
+    struct budget some = {.limit = 1 << 20};
+    mem = memory_of(1 << 20, &some);
+    char id_c[] = "0123456789ABE";
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, id_c, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, content, sizeof content), 0);
+    assert_int_equal(queue_file_writer_write(wr, content, sizeof content), 0);
+    queue_file_writer_abort(wr);
+    assert_true(some.granted > 0);
+    assert_int_equal(some.granted, some.released);
+    assert_false(exists(fx, id_c));
+}
+
+/* queue_file_writer_finish on a writer in memory: the file lands in the
+ * directory (a caller that takes no descriptor must not lose the message). */
+static void test_memory_writer_plain_finish_writes_the_file(void **state)
+{
+    struct fx *fx = *state;
+    struct budget b = {.limit = 1 << 20};
+    struct queue_file_memory mem = memory_of(1 << 20, &b);
+    struct queue_file_writer *wr;
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, sample_content, strlen(sample_content)), 0);
+    struct queue_file_message w;
+    sample_message(&w, ID_A);
+    assert_int_equal(queue_file_writer_finish(wr, &w), 0);
+    queue_file_message_free(&w);
+    assert_int_equal(b.granted, b.released);
+    struct queue_file_message m;
+    char err[256] = "";
+    assert_int_equal(read_path(fx, ID_A, &m, err, sizeof err), 0);
+    assert_sample_envelope(&m);
+    queue_file_message_free(&m);
+}
+
 /* The disk fills while a file in memory moves to the directory: the write
  * fails with the error, and neither the file nor a part of it stays. */
 static void test_fault_during_spill(void **state)
@@ -1239,7 +1352,8 @@ static void test_fault_during_spill(void **state)
     memset(content, 'x', big);
     for (int nth = 1; nth <= 2; nth++) {
         struct queue_file_writer *w;
-        assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, 100000, &w), 0);
+        struct queue_file_memory mem = memory_of(100000, NULL);
+        assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, &mem, &w), 0);
         assert_int_equal(queue_file_writer_write(w, content, 70000), 0);   /* buffered, then in memory */
         inject(TF_WRITE, nth, ENOSPC);   /* the 1st and 2nd write after the memfd's */
         int rc = 0;
@@ -1459,6 +1573,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_memory_writer_spills_to_the_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_writer_abort_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_during_spill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_writer_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_writer_plain_finish_writes_the_file, setup, teardown),
         cmocka_unit_test(test_queue_id_valid),
         cmocka_unit_test(test_queue_id_time_round_trip),
         cmocka_unit_test(test_queue_id_tag_and_clock_step_back),

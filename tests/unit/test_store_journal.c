@@ -527,10 +527,11 @@ static int memory_file(const char *id, const char *content, size_t len)
     queue_file_message_init(&m, id, 1700000000000000LL, "sender@example.com");
     queue_file_message_add_rcpt(&m, "rcpt0@example.org", "", QF_NOTIFY_FAILURE, -1);
     struct queue_file_writer *w;
-    assert_int_equal(queue_file_writer_open_memory(store_incoming_dirfd(), id, 1u << 24, &w), 0);
+    struct queue_file_memory mem = {.max = 1u << 24};
+    assert_int_equal(queue_file_writer_open_memory(store_incoming_dirfd(), id, &mem, &w), 0);
     assert_int_equal(queue_file_writer_write(w, content, len), 0);
     int memfd = -1;
-    assert_int_equal(queue_file_writer_finish_memory(w, &m, &memfd), 0);
+    assert_int_equal(queue_file_writer_finish_memory(w, &m, &memfd, NULL), 0);
     assert_true(memfd >= 0);
     queue_file_message_free(&m);
     return memfd;
