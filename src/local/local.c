@@ -8,12 +8,10 @@
  * that user.
  *
  * Requests come from the queue process over private/local, one per
- * recipient. Maildir deliveries are batched: every request that arrives
- * together is written to tmp/, then one syncfs() per file system makes all
- * of them durable, they are linked into new/, and one more sync makes the
- * directory entries durable before the replies go out (the Maildir rule of
- * "fsync before new/", paid once per batch instead of once per message).
- * mbox deliveries happen one at a time under their locks. */
+ * recipient. Maildir deliveries are written to tmp/ at once and made
+ * durable, linked into new/ and answered in batches (maildir_batch.h: the
+ * Maildir rule of "fsync before new/", paid once per batch instead of once
+ * per message). mbox deliveries happen one at a time under their locks. */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -37,6 +35,7 @@
 #include "local/local_tables.h"
 #include "local/local_targets.h"
 #include "local/maildir.h"
+#include "local/maildir_batch.h"
 #include "local/luser.h"
 #include "local/mbox.h"
 #include "local/rights.h"
@@ -46,32 +45,10 @@
 #include "util/log.h"
 #include "util/mem.h"
 
-#define LOCAL_MAX_BATCH 256
 /* How long delivery commands may go on after SIGTERM (at most
  * command_time_limit): below the queue's own wait for their results (10 s)
  * and the master's SIGKILL (15 s). */
 #define LOCAL_STOP_GRACE 8
-
-struct pending {
-    struct pending *next;
-    struct ipc_chan *ch;
-    uint32_t reqid;
-    struct maildir_delivery *md;
-    uid_t uid;
-    gid_t gid;
-    dev_t dev;
-    int failed;
-    int spool_synced;   /* same file system as the queue: its next sync covers new/ */
-    struct deliver_error err;
-};
-
-/* A batch waiting for the queue's sync (IPC_BARRIER). */
-struct waiting_batch {
-    struct waiting_batch *next;
-    uint32_t reqid;
-    struct ipc_chan *ch;
-    struct pending *list;
-};
 
 struct client {
     struct client *next;
@@ -85,15 +62,7 @@ static struct {
     struct resolver *resolver;
     int is_root;
     char *spool_dir;
-    struct pending *batch, *batch_tail;
-    size_t nbatch;
-    struct event *flush_ev;
     struct client *clients;
-    dev_t spool_dev;
-    int have_spool_dev;
-    int sync_each;      /* Maildirs synced file by file, not with syncfs (sync_each) */
-    struct waiting_batch *waiting;
-    uint32_t barrier_seq;
     struct local_targets *targets;
     uintptr_t client_serial;
     int stopping;   /* waiting for delivery commands to end: nothing new starts */
@@ -147,6 +116,11 @@ static void reply_error(struct ipc_chan *ch, uint32_t reqid, const struct delive
         send_reply(ch, reqid, err->temporary ? "deferred" : "bounced", err->enh, err->text);
 }
 
+static void reply_maildir_sent(struct ipc_chan *ch, uint32_t reqid, int unsynced)
+{
+    send_reply(ch, reqid, unsynced ? "sent-unsynced" : "sent", "2.0.0", "delivered to maildir");
+}
+
 static uintptr_t client_serial_of(struct ipc_chan *ch)
 {
     for (struct client *c = lc.clients; c; c = c->next)
@@ -186,233 +160,6 @@ static void targets_expand(void *ctx, uint32_t reqid, const struct alias_result 
 }
 
 static const struct local_targets_replies targets_replies = {targets_reply, targets_expand};
-
-/* ---------- the Maildir batch ---------- */
-
-static int tmp_fd(struct pending *p);
-static int new_dir_fd(struct pending *p);
-
-/* 1 when an entry before p in list is a live one of the same Maildir. */
-static int same_maildir_before(struct pending *list, struct pending *p)
-{
-    for (struct pending *q = list; q != p; q = q->next)
-        if (!q->failed && !q->spool_synced && strcmp(maildir_new_dir(q->md), maildir_new_dir(p->md)) == 0)
-            return 1;
-    return 0;
-}
-
-/* queue_sync_method = fsync or journal: each tmp/ file (fdatasync) and each
- * new/ directory (fsync) of the batch on its own, so the batch waits for
- * its own data only, never for what else the file system holds dirty
- * (which a syncfs writes out too: a busy neighbour's files). */
-static int sync_each(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
-{
-    int dirs = fd_of == new_dir_fd;
-    /* Start every file's write-back first: their blocks are then allocated
-     * in the same file-system transaction, which the first fdatasync
-     * commits for all of them, so the later ones find little left to do
-     * (one after the other, each would commit a transaction of its own). */
-    if (!dirs)
-        for (struct pending *p = list; p; p = p->next)
-            if (!p->failed && !p->spool_synced && p->dev == dev)
-                (void)sync_file_range(maildir_fd(p->md), 0, 0, SYNC_FILE_RANGE_WRITE);
-    for (struct pending *p = list; p; p = p->next) {
-        if (p->failed || p->spool_synced || p->dev != dev || (dirs && same_maildir_before(list, p)))
-            continue;
-        int fd = fd_of(p);
-        if (fd < 0)
-            return -1;
-        int rc = dirs ? fsops_fsync(fd) : fsops_fdatasync(fd);
-        int e = errno;
-        if (fd != maildir_fd(p->md))
-            close(fd);
-        if (rc != 0) {
-            errno = e;
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int sync_device(struct pending *list, dev_t dev, int (*fd_of)(struct pending *p))
-{
-    if (lc.sync_each)
-        return sync_each(list, dev, fd_of);
-    for (struct pending *p = list; p; p = p->next) {
-        if (p->failed || p->spool_synced || p->dev != dev)
-            continue;
-        int fd = fd_of(p);
-        if (fd < 0)
-            return -1;
-        int rc = fsops_syncfs(fd);
-        if (fd_of != NULL && fd != maildir_fd(p->md))
-            close(fd);
-        return rc;
-    }
-    return 0;
-}
-
-static int tmp_fd(struct pending *p)
-{
-    return maildir_fd(p->md);
-}
-
-static int new_dir_fd(struct pending *p)
-{
-    become_user(p->uid, p->gid);
-    int fd = open(maildir_new_dir(p->md), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    become_root();
-    return fd;
-}
-
-/* Runs fn once per distinct device among the live entries. */
-static void sync_all(struct pending *list, int (*fd_of)(struct pending *p), const char *what)
-{
-    for (struct pending *p = list; p; p = p->next) {
-        if (p->failed || p->spool_synced)
-            continue;
-        int seen = 0;
-        for (struct pending *q = list; q != p; q = q->next)
-            if (!q->failed && !q->spool_synced && q->dev == p->dev)
-                seen = 1;
-        if (seen)
-            continue;
-        if (sync_device(list, p->dev, fd_of) != 0) {
-            int e = errno;
-            for (struct pending *q = list; q; q = q->next) {
-                if (!q->failed && !q->spool_synced && q->dev == p->dev) {
-                    q->failed = 1;
-                    deliver_error_errno(&q->err, e, "cannot sync %s", what);
-                }
-            }
-        }
-    }
-}
-
-static void free_pending(struct pending *p)
-{
-    become_user(p->uid, p->gid);
-    maildir_free(p->md); /* removes the tmp/ file of an unfinished delivery */
-    become_root();
-    free(p);
-}
-
-/* Links a batch whose tmp/ files are durable into new/, makes the entries
- * durable (or leaves that to the queue's next sync, for mailboxes on its
- * file system), and replies. */
-static void finish_batch(struct pending *list)
-{
-    for (struct pending *p = list; p; p = p->next) {
-        if (p->failed)
-            continue;
-        become_user(p->uid, p->gid);
-        if (maildir_commit(p->md, &p->err) != 0)
-            p->failed = 1;
-        become_root();
-    }
-    /* On the queue's own file system the queue's next group commit makes
-     * the new/ entries durable before it records the delivery (it waits for
-     * one when the reply says so), so no sync is needed here. */
-    for (struct pending *p = list; p; p = p->next)
-        p->spool_synced = !p->failed && lc.have_spool_dev && p->dev == lc.spool_dev;
-    sync_all(list, new_dir_fd, "maildir directory");
-    for (struct pending *p = list; p; p = p->next) {
-        if (p->failed) {
-            become_user(p->uid, p->gid);
-            maildir_withdraw(p->md);
-            become_root();
-        }
-    }
-    while (list) {
-        struct pending *p = list;
-        list = p->next;
-        if (p->failed)
-            reply_error(p->ch, p->reqid, &p->err);
-        else if (chan_alive(p->ch))
-            send_reply(p->ch, p->reqid, p->spool_synced ? "sent-unsynced" : "sent", "2.0.0",
-                       "delivered to maildir");
-        free_pending(p);
-    }
-}
-
-static void on_barrier_reply(const struct ipc_msg *m)
-{
-    struct waiting_batch **pp = &lc.waiting;
-    while (*pp && (*pp)->reqid != m->reqid)
-        pp = &(*pp)->next;
-    struct waiting_batch *w = *pp;
-    if (!w)
-        return;
-    *pp = w->next;
-    const char *status = ipc_msg_get(m, "status");
-    if (!status || strcmp(status, "ok") != 0) {
-        for (struct pending *p = w->list; p; p = p->next) {
-            p->failed = 1;
-            deliver_error_set(&p->err, 1, "4.3.0", "cannot sync the mail file system");
-        }
-    }
-    finish_batch(w->list);
-    free(w);
-}
-
-static void flush_batch(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-    struct pending *list = lc.batch;
-    lc.batch = lc.batch_tail = NULL;
-    lc.nbatch = 0;
-
-    /* Mailboxes on the spool's file system: the queue's next group commit
-     * makes their tmp/ files durable too, so ask it instead of adding a
-     * second stream of syncs that would flush each other's data. */
-    struct pending *shared = NULL, **shared_tail = &shared, *own = NULL, **own_tail = &own;
-    struct ipc_chan *queue = NULL;
-    while (list) {
-        struct pending *p = list;
-        list = p->next;
-        p->next = NULL;
-        int on_spool = lc.have_spool_dev && p->dev == lc.spool_dev && chan_alive(p->ch) &&
-                       (!queue || p->ch == queue);
-        if (on_spool) {
-            queue = p->ch;
-            *shared_tail = p;
-            shared_tail = &p->next;
-        } else {
-            *own_tail = p;
-            own_tail = &p->next;
-        }
-    }
-    if (shared) {
-        struct waiting_batch *w = xcalloc(1, sizeof *w);
-        w->reqid = ++lc.barrier_seq;
-        w->ch = queue;
-        w->list = shared;
-        w->next = lc.waiting;
-        lc.waiting = w;
-        /* The queue must know how old the data is: a sync that failed after
-         * the oldest file was written may have lost it. */
-        struct timespec oldest = {0, 0};
-        for (struct pending *p = shared; p; p = p->next) {
-            struct stat sb;
-            if (fstat(maildir_fd(p->md), &sb) == 0 &&
-                (!oldest.tv_sec || sb.st_mtim.tv_sec < oldest.tv_sec ||
-                 (sb.st_mtim.tv_sec == oldest.tv_sec && sb.st_mtim.tv_nsec < oldest.tv_nsec)))
-                oldest = sb.st_mtim;
-        }
-        struct ipc_msg m;
-        ipc_msg_init(&m, IPC_BARRIER, w->reqid);
-        ipc_msg_add_u64(&m, "written_s", (uint64_t)oldest.tv_sec);
-        ipc_msg_add_u64(&m, "written_ns", (uint64_t)oldest.tv_nsec);
-        ipc_chan_send(queue, &m);
-        ipc_msg_free(&m);
-    }
-    if (own) {
-        sync_all(own, tmp_fd, "maildir file");
-        finish_batch(own);
-    }
-}
 
 /* ---------- one request ---------- */
 
@@ -607,30 +354,14 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     } else if (!mb.is_virtual && local_targets_mailbox_command(lc.targets, &req, user, mb.uid, targets_reply)) {
         /* the command answers when it ends */
     } else if (mb.is_maildir) {
-        struct pending *p = xcalloc(1, sizeof *p);
-        p->ch = ch;
-        p->reqid = m->reqid;
-        p->uid = mb.uid;
-        p->gid = mb.gid;
+        struct maildir_delivery *md;
         become_user(mb.uid, mb.gid);
-        if (maildir_begin(mb.path, (uid_t)-1, (gid_t)-1, &in, &p->md, &p->err) != 0) {
-            become_root();
-            reply_error(ch, m->reqid, &p->err);
-            free(p);
-        } else {
-            become_root();
-            struct stat sb;
-            p->dev = fstat(maildir_fd(p->md), &sb) == 0 ? sb.st_dev : 0;
-            if (lc.batch_tail)
-                lc.batch_tail->next = p;
-            else
-                lc.batch = p;
-            lc.batch_tail = p;
-            if (++lc.nbatch == 1)
-                event_active(lc.flush_ev, 0, 0);
-            if (lc.nbatch >= LOCAL_MAX_BATCH)
-                flush_batch(-1, 0, NULL);
-        }
+        int begun = maildir_begin(mb.path, (uid_t)-1, (gid_t)-1, &in, &md, &err);
+        become_root();
+        if (begun != 0)
+            reply_error(ch, m->reqid, &err);
+        else
+            maildir_batch_add(ch, m->reqid, mb.uid, mb.gid, md);
     } else {
         /* The mail spool belongs to root and group mail: the lock file and a
          * new mailbox are made with root's rights (the mailbox then given to
@@ -683,27 +414,13 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
                 break;
             }
         }
-        /* Batches waiting for this queue's sync: nobody will take the results. */
-        for (struct waiting_batch **wp = &lc.waiting; *wp;) {
-            struct waiting_batch *w = *wp;
-            if (w->ch != ch) {
-                wp = &w->next;
-                continue;
-            }
-            *wp = w->next;
-            while (w->list) {
-                struct pending *p = w->list;
-                w->list = p->next;
-                free_pending(p);
-            }
-            free(w);
-        }
+        maildir_batch_drop_channel(ch);
         ipc_chan_free(ch);
         free(c);
         return;
     }
     if (m->type == IPC_BARRIER_REPLY) {
-        on_barrier_reply(m);
+        maildir_batch_barrier_reply(m);
         return;
     }
     if (m->type != IPC_DELIVER) {
@@ -799,12 +516,11 @@ int local_main(struct runtime *rt)
         lc.spool_dir[--sl] = '\0';
     struct stat qst;
     /* Sharing the queue's syncs needs them to be whole-file-system syncs. */
-    lc.sync_each = strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") != 0;
-    if (strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") == 0 && stat(rt->queue_dir, &qst) == 0) {
-        lc.spool_dev = qst.st_dev;
-        lc.have_spool_dev = 1;
-    }
-    lc.flush_ev = event_new(lc.base, -1, 0, flush_batch, NULL);
+    int syncfs_mode = strcmp(conf_str(rt->conf, "queue_sync_method"), "syncfs") == 0;
+    int spool_known = syncfs_mode && stat(rt->queue_dir, &qst) == 0;
+    static const struct maildir_batch_ops batch_ops = {become_user, become_root, chan_alive, reply_maildir_sent,
+                                                       reply_error};
+    maildir_batch_init(lc.base, &batch_ops, !syncfs_mode, spool_known ? &qst.st_dev : NULL);
     struct event *acc = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_add(acc, NULL);
     int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
@@ -814,24 +530,10 @@ int local_main(struct runtime *rt)
         event_add(sigev[i], NULL);
     }
     event_base_dispatch(lc.base);
-    /* Finish what arrived with syncs of our own: the queue is going away. */
-    lc.have_spool_dev = 0;
-    if (lc.batch)
-        flush_batch(-1, 0, NULL);
-    while (lc.waiting) {
-        struct waiting_batch *w = lc.waiting;
-        lc.waiting = w->next;
-        while (w->list) {
-            struct pending *p = w->list;
-            w->list = p->next;
-            free_pending(p);
-        }
-        free(w);
-    }
+    maildir_batch_shutdown();
     for (int i = 0; i < 3; i++)
         event_free(sigev[i]);
     event_free(acc);
-    event_free(lc.flush_ev);
     while (lc.clients) {
         struct client *c = lc.clients;
         lc.clients = c->next;

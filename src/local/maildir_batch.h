@@ -1,0 +1,54 @@
+/* maildir_batch: the local agent's Maildir deliveries, made durable together.
+ *
+ * Every delivery that arrives in one turn of the event loop (at most
+ * MAILDIR_BATCH_MAX) has written its file to tmp/ (maildir_begin); the
+ * batch then makes the files durable, links them into new/, makes the new/
+ * entries durable and answers: the Maildir rule ("fsync before new/") paid
+ * once a batch. How depends on queue_sync_method: with syncfs, one syncfs
+ * per file system, and for mailboxes on the queue's own file system the
+ * queue's next group commit does it (an IPC_BARRIER to the queue, answered
+ * with "sent-unsynced"); with fsync or journal (sync_each), every file's
+ * write-back is started, each file fdatasync'd and each new/ fsync'd once,
+ * so a batch never waits for what else its file system has to write.
+ *
+ * Used by local.c only; the file-system identity switches and the replies
+ * are local.c's (ops). */
+#ifndef TERN_LOCAL_MAILDIR_BATCH_H
+#define TERN_LOCAL_MAILDIR_BATCH_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "local/deliver.h"
+#include "local/maildir.h"
+
+struct event_base;
+struct ipc_chan;
+struct ipc_msg;
+
+#define MAILDIR_BATCH_MAX 256
+
+struct maildir_batch_ops {
+    void (*become_user)(uid_t uid, gid_t gid);   /* for the recipient's files */
+    void (*become_root)(void);
+    int (*chan_alive)(struct ipc_chan *ch);       /* the queue connection is still there */
+    void (*reply_sent)(struct ipc_chan *ch, uint32_t reqid, int unsynced);
+    void (*reply_error)(struct ipc_chan *ch, uint32_t reqid, const struct deliver_error *err);
+};
+
+/* spool_dev: the queue's file system when its syncs are whole-file-system
+ * ones (syncfs) and may be shared; NULL otherwise. */
+void maildir_batch_init(struct event_base *base, const struct maildir_batch_ops *ops, int sync_each,
+                        const dev_t *spool_dev);
+/* Takes over md (begun, its file written in tmp/) to finish and answer as
+ * part of the next batch. */
+void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid, struct maildir_delivery *md);
+/* The queue's answer to a batch's IPC_BARRIER. */
+void maildir_batch_barrier_reply(const struct ipc_msg *m);
+/* The queue connection ch is gone: batches waiting for its sync are dropped
+ * (their tmp/ files removed; nobody would take the results). */
+void maildir_batch_drop_channel(struct ipc_chan *ch);
+/* At exit: what is pending is finished with syncs of its own. */
+void maildir_batch_shutdown(void);
+
+#endif
