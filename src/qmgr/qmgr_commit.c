@@ -51,8 +51,14 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
 {
     struct commit_ctx *cc = arg;
     struct qmgr_msg *q = NULL;
+    /* The capture process first: once the client has its 250, the message
+     * must be on the page and in the API (capture = yes, and copy, except
+     * for a message the API itself released). */
+    if (ok && (cc->captured || !cc->released))
+        qmgr_capture_notify(m->id);
     /* The client waits for this: answered before the log line and the
-     * queue's own bookkeeping (the message is durable either way). */
+     * queue's own bookkeeping (the message is durable either way, and
+     * nothing else reaches this process's loop in between). */
     if (cc->ch && conn_alive(cc->ch)) {
         struct ipc_msg r;
         ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
@@ -65,13 +71,10 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     if (ok && cc->captured) {
         log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (captured)", m->id, m->sender,
                  (unsigned long long)m->content_length, m->nrcpt);
-        qmgr_capture_notify(m->id);
         queue_file_message_free(m);   /* taken over, as qmgr_msg_add would */
     } else if (ok) {
         log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queue active)", m->id, m->sender,
                  (unsigned long long)m->content_length, m->nrcpt);
-        if (!cc->released)
-            qmgr_capture_notify(m->id);   /* capture = copy: kept there too */
         q = qmgr_msg_add(m, STORE_QUEUE);
         const char *hold = queue_file_message_attr(&q->m, QF_ATTR_HOLD);
         if (hold && store_move(q->m.id, STORE_QUEUE, STORE_HOLD) == 0) {
