@@ -119,6 +119,7 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         struct commit_ctx *cc = xcalloc(1, sizeof *cc);
         cc->ch = ch;
         cc->reqid = m->reqid;
+        cc->captured = m->type == IPC_COMMIT && qmgr_capture_only();
         if (m->type == IPC_CAPTURE_RELEASE) {
             cc->released = 1;
             store_commit_for_delivery(id ? id : "", commit_done, cc);
@@ -130,10 +131,8 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         } else if (m->fd >= 0) {
             int memfd = m->fd;
             m->fd = -1;
-            cc->captured = qmgr_capture_only();
             store_commit_memory(id ? id : "", memfd, commit_done, cc);
         } else {
-            cc->captured = qmgr_capture_only();
             store_commit(id ? id : "", commit_done, cc);
         }
         return;

@@ -240,17 +240,10 @@ static int memory_grow(struct queue_file_writer *w, uint64_t size)
 /* The file leaves memory: it moves to dirfd/name, as if written there. */
 static int writer_spill(struct queue_file_writer *w)
 {
-    int fd = fsops_openat(w->dirfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = fsops_copy_to_new(w->dirfd, w->name, w->fd, w->written);
     if (fd < 0)
         return -1;
     lock_new_file(fd);
-    if (fsops_copy_all(fd, w->fd, w->written) != 0) {
-        int e = errno;
-        close(fd);
-        fsops_unlinkat(w->dirfd, w->name, 0);
-        errno = e;
-        return -1;
-    }
     close(w->fd);
     w->fd = fd;
     w->mem.max = 0;

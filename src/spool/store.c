@@ -498,6 +498,19 @@ static int journal_takes(enum store_capture capture, const struct stat *sb)
            (uint64_t)sb->st_size <= store_journal_max_message();
 }
 
+/* Hands an open queue file (taken over) to the journal, unless a committed
+ * message has its id. */
+static void journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg)
+{
+    if (id_in_use(id)) {
+        log_error("%s: a committed message already has this queue id; refusing the new one", id);
+        close(fd);
+        cb(arg, 0, NULL, EEXIST);
+        return;
+    }
+    store_journal_commit(id, fd, size, cb, arg);
+}
+
 /* Commits into the journal when it takes this message: the journal is on,
  * capture mode does not need a file, and the file fits a record. 1 when
  * taken (the callback follows), 0 when the file path is to be used. */
@@ -512,16 +525,9 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
             close(fd);
         return 0; /* the file path reports what is wrong, or takes it */
     }
-    if (id_in_use(id)) {
-        log_error("%s: a committed message already has this queue id; refusing the new one", id);
-        close(fd);
-        fsops_unlinkat(st.incoming_fd, id, 0);
-        cb(arg, 0, NULL, EEXIST);
-        return 1;
-    }
-    store_journal_commit(id, fd, (size_t)sb.st_size, cb, arg);
-    /* read and closed: the record does not need the file (a crash before the
-     * record is durable loses nothing acknowledged) */
+    journal_commit(id, fd, (size_t)sb.st_size, cb, arg);
+    /* read and closed (or refused): the record does not need the file (a
+     * crash before the record is durable loses nothing acknowledged) */
     (void)unlink_later(st.incoming_fd, id);
     return 1;
 }
@@ -529,16 +535,9 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
 /* Writes a queue file in memory to incoming/ID, for the file path. */
 static int memory_to_incoming(const char *id, int memfd, off_t size)
 {
-    int fd = fsops_openat(st.incoming_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = fsops_copy_to_new(st.incoming_fd, id, memfd, (uint64_t)size);
     if (fd < 0)
         return -1;
-    if (fsops_copy_all(fd, memfd, (uint64_t)size) != 0) {
-        int e = errno;
-        close(fd);
-        fsops_unlinkat(st.incoming_fd, id, 0);
-        errno = e;
-        return -1;
-    }
     if (close(fd) != 0) {
         int e = errno;
         fsops_unlinkat(st.incoming_fd, id, 0);
@@ -562,13 +561,7 @@ void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *ar
         return;
     }
     if (journal_takes(st.capture, &sb)) {
-        if (id_in_use(id)) {
-            log_error("%s: a committed message already has this queue id; refusing the new one", id);
-            close(memfd);
-            cb(arg, 0, NULL, EEXIST);
-            return;
-        }
-        store_journal_commit(id, memfd, (size_t)sb.st_size, cb, arg);
+        journal_commit(id, memfd, (size_t)sb.st_size, cb, arg);
         return;
     }
     int rc = memory_to_incoming(id, memfd, sb.st_size);

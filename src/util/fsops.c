@@ -147,6 +147,21 @@ int fsops_copy_all(int out_fd, int in_fd, uint64_t len)
     return 0;
 }
 
+int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len)
+{
+    int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    if (fsops_copy_all(fd, in_fd, len) != 0) {
+        int e = errno;
+        close(fd);
+        fsops_unlinkat(dirfd, name, 0);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 int fsops_fsync_dir(const char *path)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

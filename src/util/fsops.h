@@ -63,6 +63,10 @@ int fsops_pread_all(int fd, void *buf, size_t len, off_t off);
 /* Copies the first len bytes of in_fd to out_fd's position; 0, or -1 with
  * errno (EIO when in_fd ends first). */
 int fsops_copy_all(int out_fd, int in_fd, uint64_t len);
+/* Creates dirfd/name (O_EXCL, mode 0600) holding the first len bytes of
+ * in_fd; its descriptor (open for writing, at the end), or -1 with errno and
+ * nothing left behind. */
+int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len);
 /* fsyncs the directory at path; 0 or -1 with errno. */
 int fsops_fsync_dir(const char *path);
 /* mkdir -p with mode for each created component; 0 or -1 with errno. */
