@@ -196,7 +196,8 @@ static int open_queue_file(const char *path, const char *id)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     become_root();
     struct stat sb;
-    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+    /* no times: this is often a journal segment the queue is appending to */
+    if (fd >= 0 && (fsops_fstat_no_times(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
         close(fd);
         errno = EPERM;
         return -1;

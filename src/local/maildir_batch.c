@@ -299,7 +299,9 @@ void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid
     p->gid = gid;
     p->md = md;
     struct stat sb;
-    p->dev = fstat(maildir_fd(md), &sb) == 0 ? sb.st_dev : 0;
+    /* no times: the link into new/ changes this file's ctime, a fine-grained
+     * one once its ctime was seen (see fsops_fstat_no_times) */
+    p->dev = fsops_fstat_no_times(maildir_fd(md), &sb) == 0 ? sb.st_dev : 0;
     if (mb.batch_tail)
         mb.batch_tail->next = p;
     else

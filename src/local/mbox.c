@@ -168,7 +168,8 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
     for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
         struct stat st;
         int fd;
-        if (lstat(path, &st) == 0) {
+        /* no times here and below: see fsops_stat_no_times */
+        if (fsops_stat_no_times(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, &st) == 0) {
             if (refuse_file_type(path, &st, err) != 0)
                 return -1;
             fd = fsops_open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0);
@@ -203,7 +204,7 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
             return -1;
         }
 
-        if (fstat(fd, &st) != 0) {
+        if (fsops_fstat_no_times(fd, &st) != 0) {
             deliver_error_errno(err, errno, "cannot examine mailbox %s", path);
             close(fd);
             return -1;
@@ -256,11 +257,11 @@ static int fcntl_lock(int fd, const char *path, const struct mbox_lock_policy *p
 static int still_same_file(int fd, const char *path, struct deliver_error *err)
 {
     struct stat by_fd, by_name;
-    if (fstat(fd, &by_fd) != 0) {
+    if (fsops_fstat_no_times(fd, &by_fd) != 0) {
         deliver_error_errno(err, errno, "cannot examine mailbox %s", path);
         return -1;
     }
-    if (lstat(path, &by_name) != 0 || by_name.st_dev != by_fd.st_dev ||
+    if (fsops_stat_no_times(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, &by_name) != 0 || by_name.st_dev != by_fd.st_dev ||
         by_name.st_ino != by_fd.st_ino) {
         deliver_error_set(err, 1, "4.2.0", "mailbox %s was replaced while waiting for its lock",
                           path);
@@ -274,7 +275,7 @@ static int append_message(int fd, const char *path, const struct deliver_input *
                           struct deliver_error *err)
 {
     struct stat st;
-    if (fstat(fd, &st) != 0) {
+    if (fsops_fstat_no_times(fd, &st) != 0) {
         deliver_error_errno(err, errno, "cannot examine mailbox %s", path);
         return -1;
     }

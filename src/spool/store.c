@@ -552,7 +552,11 @@ void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *ar
     const int sealed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
     struct stat sb;
     int seals = fcntl(memfd, F_GET_SEALS);
-    if (!queue_id_valid(id) || fstat(memfd, &sb) != 0 || !S_ISREG(sb.st_mode) || seals < 0 ||
+    /* no times: a memfd's ctime seen here would make tmpfs hand out a
+     * fine-grained time, and then every file written after it, the journal
+     * segment too, gets a new mtime, so the next fdatasync also writes the
+     * segment's inode (see fsops_fstat_no_times) */
+    if (!queue_id_valid(id) || fsops_fstat_no_times(memfd, &sb) != 0 || !S_ISREG(sb.st_mode) || seals < 0 ||
         (seals & sealed) != sealed || (uint64_t)sb.st_size > QF_MEMORY_MAX) {
         log_error("%s: refusing a queue file in memory that is not a sealed memfd of at most %u bytes",
                   queue_id_valid(id) ? id : "?", QF_MEMORY_MAX);

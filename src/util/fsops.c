@@ -6,6 +6,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 static int real_open(const char *path, int flags, mode_t mode)
@@ -145,6 +147,28 @@ int fsops_copy_all(int out_fd, int in_fd, uint64_t len)
         off += n;
     }
     return 0;
+}
+
+int fsops_stat_no_times(int dirfd, const char *path, int flags, struct stat *st)
+{
+    struct statx sx;
+    if (statx(dirfd, path, flags, STATX_TYPE | STATX_MODE | STATX_NLINK | STATX_UID | STATX_GID | STATX_INO | STATX_SIZE,
+              &sx) != 0)
+        return -1;
+    memset(st, 0, sizeof *st);
+    st->st_dev = makedev(sx.stx_dev_major, sx.stx_dev_minor);
+    st->st_ino = (ino_t)sx.stx_ino;
+    st->st_mode = (mode_t)sx.stx_mode;
+    st->st_nlink = (nlink_t)sx.stx_nlink;
+    st->st_uid = (uid_t)sx.stx_uid;
+    st->st_gid = (gid_t)sx.stx_gid;
+    st->st_size = (off_t)sx.stx_size;
+    return 0;
+}
+
+int fsops_fstat_no_times(int fd, struct stat *st)
+{
+    return fsops_stat_no_times(fd, "", AT_EMPTY_PATH, st);
 }
 
 int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len)
