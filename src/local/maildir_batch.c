@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util/fsops.h"
@@ -46,6 +47,7 @@ static struct {
     int sync_each;      /* Maildirs synced file by file, not with syncfs */
     struct waiting_batch *waiting;
     uint32_t barrier_seq;
+    struct timespec last_flush;   /* CLOCK_MONOTONIC; zero before the first */
 } mb;
 
 static int tmp_fd(struct pending *p);
@@ -215,6 +217,10 @@ void maildir_batch_barrier_reply(const struct ipc_msg *m)
 
 static void flush_batch(void)
 {
+    event_del(mb.flush_ev);
+    if (!mb.batch)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &mb.last_flush);
     struct pending *list = mb.batch;
     mb.batch = mb.batch_tail = NULL;
     mb.nbatch = 0;
@@ -307,10 +313,27 @@ void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid
     else
         mb.batch = p;
     mb.batch_tail = p;
-    if (++mb.nbatch == 1)
-        event_active(mb.flush_ev, 0, 0);
-    if (mb.nbatch >= MAILDIR_BATCH_MAX)
+    if (++mb.nbatch >= MAILDIR_BATCH_MAX) {
         flush_batch();
+    } else if (mb.nbatch == 1) {
+        /* At most one round of syncs per MAILDIR_BATCH_INTERVAL_MS: after a
+         * quiet spell a delivery is finished in this turn of the loop, but
+         * when one comes right after a round it waits out the rest of the
+         * interval with whatever else arrives, and they share the syncs
+         * (each round costs a cache flush per file and per new/ directory,
+         * which the queue's own commits would otherwise queue behind). */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long since_us = (long long)(now.tv_sec - mb.last_flush.tv_sec) * 1000000 +
+                             (now.tv_nsec - mb.last_flush.tv_nsec) / 1000;
+        long long wait_us = (long long)MAILDIR_BATCH_INTERVAL_MS * 1000 - since_us;
+        if (wait_us <= 0 || (mb.last_flush.tv_sec == 0 && mb.last_flush.tv_nsec == 0)) {
+            event_active(mb.flush_ev, 0, 0);
+        } else {
+            struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
+            event_add(mb.flush_ev, &tv);
+        }
+    }
 }
 
 static void free_waiting(struct waiting_batch *w)

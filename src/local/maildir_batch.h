@@ -1,10 +1,14 @@
 /* maildir_batch: the local agent's Maildir deliveries, made durable together.
  *
- * Every delivery that arrives in one turn of the event loop (at most
- * MAILDIR_BATCH_MAX) has written its file to tmp/ (maildir_begin); the
- * batch then makes the files durable, links them into new/, makes the new/
- * entries durable and answers: the Maildir rule ("fsync before new/") paid
- * once a batch. How depends on queue_sync_method: with syncfs, one syncfs
+ * Every delivery of a batch has written its file to tmp/ (maildir_begin);
+ * the batch then makes the files durable, links them into new/, makes the
+ * new/ entries durable and answers: the Maildir rule ("fsync before new/")
+ * paid once a batch. A batch is what arrives until its round of syncs
+ * starts: in the next turn of the event loop after a quiet spell, else
+ * MAILDIR_BATCH_INTERVAL_MS after the previous round started (deliveries
+ * that come one at a time, as from one SMTP session, then share a round
+ * instead of paying a cache flush per file and another per new/ each), or
+ * at once when it reaches MAILDIR_BATCH_MAX. How depends on queue_sync_method: with syncfs, one syncfs
  * per file system, and for mailboxes on the queue's own file system the
  * queue's next group commit does it (an IPC_BARRIER to the queue, answered
  * with "sent-unsynced"); with fsync or journal (sync_each), every file's
@@ -27,6 +31,11 @@ struct ipc_chan;
 struct ipc_msg;
 
 #define MAILDIR_BATCH_MAX 256
+/* At most one round of syncs per this many milliseconds: a delivery waits
+ * at most this long for company, and only when a round has just been made. */
+#ifndef MAILDIR_BATCH_INTERVAL_MS
+#define MAILDIR_BATCH_INTERVAL_MS 5
+#endif
 
 struct maildir_batch_ops {
     void (*become_user)(uid_t uid, gid_t gid);   /* for the recipient's files */
