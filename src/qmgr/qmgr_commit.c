@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_capture.h"
@@ -23,6 +25,8 @@ struct commit_ctx {
     uint32_t reqid;
     int captured;          /* committed into capture/ only (capture = yes) */
     int released;          /* released from capture: delivered whatever the mode */
+    int has_reply;         /* reply below prepared (its fd is ours to close) */
+    struct store_durable_reply reply; /* the 250's answer, sent by the journal's writer */
     qmgr_commit_cb cb;
     void *arg;
 };
@@ -59,7 +63,7 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     /* The client waits for this: answered before the log line and the
      * queue's own bookkeeping (the message is durable either way, and
      * nothing else reaches this process's loop in between). */
-    if (cc->ch && conn_alive(cc->ch)) {
+    if (cc->ch && conn_alive(cc->ch) && !(cc->has_reply && cc->reply.sent)) {
         struct ipc_msg r;
         ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
         ipc_msg_add(&r, "status", ok ? "ok" : "fail");
@@ -87,9 +91,30 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     }
     if (cc->cb)
         cc->cb(cc->arg, ok);
+    if (cc->has_reply)
+        close(cc->reply.fd);
     free(cc);
     if (q && q->place == STORE_QUEUE)
         qmgr_msg_schedule(q);
+}
+
+/* The "ok" COMMIT_REPLY for the journal's writer to send the moment the
+ * message is durable (store.h, struct store_durable_reply), on a descriptor
+ * of its own: the channel's may be closed and its number reused before the
+ * writer gets to it. Nothing is prepared when that cannot be done: the
+ * reply then goes from commit_done as for every other commit. Whatever
+ * the commit's outcome, commit_done alone answers a failure. */
+static void prepare_durable_reply(struct commit_ctx *cc)
+{
+    struct ipc_msg r;
+    ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
+    ipc_msg_add(&r, "status", "ok");
+    cc->reply.len = ipc_msg_wire(&r, cc->reply.wire, sizeof cc->reply.wire);
+    ipc_msg_free(&r);
+    if (cc->reply.len == 0)
+        return;
+    cc->reply.fd = fcntl(ipc_chan_fd(cc->ch), F_DUPFD_CLOEXEC, 0);
+    cc->has_reply = cc->reply.fd >= 0;
 }
 
 void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
@@ -131,7 +156,8 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         } else if (m->fd >= 0) {
             int memfd = m->fd;
             m->fd = -1;
-            store_commit_memory(id ? id : "", memfd, commit_done, cc);
+            prepare_durable_reply(cc);
+            store_commit_memory_reply(id ? id : "", memfd, cc->has_reply ? &cc->reply : NULL, commit_done, cc);
         } else {
             store_commit(id ? id : "", commit_done, cc);
         }

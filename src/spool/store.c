@@ -500,7 +500,8 @@ static int journal_takes(enum store_capture capture, const struct stat *sb)
 
 /* Hands an open queue file (taken over) to the journal, unless a committed
  * message has its id. */
-static void journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg)
+static void journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
+                           void *arg)
 {
     if (id_in_use(id)) {
         log_error("%s: a committed message already has this queue id; refusing the new one", id);
@@ -508,7 +509,7 @@ static void journal_commit(const char *id, int fd, size_t size, store_commit_cb 
         cb(arg, 0, NULL, EEXIST);
         return;
     }
-    store_journal_commit(id, fd, size, cb, arg);
+    store_journal_commit_reply(id, fd, size, reply, cb, arg);
 }
 
 /* Commits into the journal when it takes this message: the journal is on,
@@ -525,7 +526,7 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
             close(fd);
         return 0; /* the file path reports what is wrong, or takes it */
     }
-    journal_commit(id, fd, (size_t)sb.st_size, cb, arg);
+    journal_commit(id, fd, (size_t)sb.st_size, NULL, cb, arg);
     /* read and closed (or refused): the record does not need the file (a
      * crash before the record is durable loses nothing acknowledged) */
     (void)unlink_later(st.incoming_fd, id);
@@ -549,6 +550,12 @@ static int memory_to_incoming(const char *id, int memfd, off_t size)
 
 void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg)
 {
+    store_commit_memory_reply(id, memfd, NULL, cb, arg);
+}
+
+void store_commit_memory_reply(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb,
+                               void *arg)
+{
     const int sealed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
     struct stat sb;
     int seals = fcntl(memfd, F_GET_SEALS);
@@ -565,7 +572,7 @@ void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *ar
         return;
     }
     if (journal_takes(st.capture, &sb)) {
-        journal_commit(id, memfd, (size_t)sb.st_size, cb, arg);
+        journal_commit(id, memfd, (size_t)sb.st_size, reply, cb, arg);
         return;
     }
     int rc = memory_to_incoming(id, memfd, sb.st_size);

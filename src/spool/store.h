@@ -103,6 +103,24 @@ void store_commit(const char *id, store_commit_cb cb, void *arg);
  * needed (another queue_sync_method, capture mode, a message too large for
  * a record) it is first written to incoming/ID. */
 void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg);
+/* A reply that must leave the moment a commit is durable: the journal's
+ * writer thread sends it (send(2), MSG_DONTWAIT) right after the fdatasync
+ * that made the record durable, before the event loop even hears of the
+ * commit, which takes a wake-up of this process and a turn of its loop off
+ * the client's wait. Only commits into the journal use it; every other
+ * path leaves sent at 0 and the caller answers from its callback as usual.
+ * The caller owns it (and fd, a descriptor of its own for the peer) until
+ * the commit's callback has run; sent is set before that, and only when
+ * the whole message went out. */
+struct store_durable_reply {
+    int fd;
+    size_t len;
+    unsigned char wire[64];
+    int sent;
+};
+/* store_commit_memory, with a reply sent when durable (NULL: none). */
+void store_commit_memory_reply(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb,
+                               void *arg);
 /* The same into queue/ whatever the capture mode: a message the capture
  * API releases to be delivered for real. */
 void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +49,7 @@ struct done {
     struct queue_file_message m; /* DONE_COMMIT */
     store_commit_cb cb;
     void *arg;
+    struct store_durable_reply *reply; /* DONE_COMMIT: sent by the writer thread */
     size_t progress_len;         /* DONE_COPY: progress folded into the copy */
     uint32_t copy_len;           /* DONE_COPY: the copy's payload length */
 };
@@ -150,11 +152,21 @@ static void post(struct done *d)
         (void)!write(sj.event_fd, &one, sizeof one);
 }
 
+/* On the journal's writer thread: the record is durable (err 0) or failed. */
 static void appended(void *arg, int err, struct journal_addr addr)
 {
     struct done *d = arg;
     d->err = err;
     d->addr = addr;
+    if (err == 0 && d->reply) {
+        /* The client waits for this one: straight from here, not after a
+         * wake-up of the event loop (post below is what tells the loop) */
+        ssize_t n;
+        do
+            n = send(d->reply->fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        d->reply->sent = n == (ssize_t)d->reply->len;
+    }
     post(d);
 }
 
@@ -594,6 +606,12 @@ void store_journal_close(void)
 
 void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg)
 {
+    store_journal_commit_reply(id, fd, size, NULL, cb, arg);
+}
+
+void store_journal_commit_reply(const char *id, int fd, size_t size, struct store_durable_reply *reply,
+                                store_commit_cb cb, void *arg)
+{
     if (!sj.j) { /* closing (see note) */
         close(fd);
         cb(arg, 0, NULL, ESHUTDOWN);
@@ -605,6 +623,7 @@ void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb c
     d->kind = DONE_COMMIT;
     d->cb = cb;
     d->arg = arg;
+    d->reply = reply;
     str_copy(d->id, id, sizeof d->id);
     char err[256];
     int e = 0;

@@ -90,6 +90,10 @@ size_t store_journal_max_message(void);
  * this returns), size its size. The callback is called later, on the event
  * loop. */
 void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg);
+/* The same, with reply sent by the writer thread once the record is
+ * durable (store.h, struct store_durable_reply; NULL: none). */
+void store_journal_commit_reply(const char *id, int fd, size_t size, struct store_durable_reply *reply,
+                                store_commit_cb cb, void *arg);
 /* True when id is a live journal message (or one being committed). */
 int store_journal_has(const char *id);
 int store_journal_append_status(struct queue_file_message *m, size_t idx);

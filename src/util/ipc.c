@@ -142,6 +142,17 @@ static void encode_wire(const struct ipc_msg *m, int fd, struct strbuf *out)
     strbuf_append(out, m->body.buf ? m->body.buf : "", m->body.len);
 }
 
+size_t ipc_msg_wire(const struct ipc_msg *m, void *buf, size_t cap)
+{
+    struct strbuf w = STRBUF_INIT;
+    encode_wire(m, -1, &w);
+    size_t n = w.len <= cap && w.len <= IPC_MAX_MSG ? w.len : 0;
+    if (n)
+        memcpy(buf, w.buf, n);
+    strbuf_free(&w);
+    return n;
+}
+
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len)
 {
     const unsigned char *p = packet;

@@ -59,6 +59,10 @@ uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dfl
 int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value);
 /* Parses a received packet into m; -1 if malformed. */
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len);
+/* m as one packet (what ipc_chan_send would send), written to buf: its
+ * length, or 0 when it needs more than cap bytes. For a packet another
+ * thread sends with send(2) (store.h, struct store_durable_reply). */
+size_t ipc_msg_wire(const struct ipc_msg *m, void *buf, size_t cap);
 
 /* Blocking helpers for command-line tools. A message (or packet) larger than
  * IPC_MAX_MSG is refused with EMSGSIZE on either side, never cut. */

@@ -131,6 +131,32 @@ static void test_round_trip(void **state)
     ipc_msg_free(&m);
 }
 
+/* ipc_msg_wire gives the packet a channel sends, or nothing when it does
+ * not fit the caller's buffer. */
+static void test_wire_into_a_buffer(void **state)
+{
+    (void)state;
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_COMMIT_REPLY, 4242);
+    ipc_msg_add(&m, "status", "ok");
+    struct strbuf w = STRBUF_INIT;
+    wire_of(&m, &w);
+    unsigned char buf[64];
+    assert_int_equal(ipc_msg_wire(&m, buf, sizeof buf), w.len);
+    assert_memory_equal(buf, w.buf, w.len);
+    struct ipc_msg d;
+    assert_int_equal(ipc_msg_decode(&d, buf, w.len), 0);
+    assert_int_equal(d.type, IPC_COMMIT_REPLY);
+    assert_int_equal(d.reqid, 4242);
+    assert_string_equal(ipc_msg_get(&d, "status"), "ok");
+    ipc_msg_free(&d);
+    memset(buf, 0x5a, sizeof buf);
+    assert_int_equal(ipc_msg_wire(&m, buf, w.len - 1), 0);
+    assert_int_equal(buf[0], 0x5a); /* nothing written */
+    strbuf_free(&w);
+    ipc_msg_free(&m);
+}
+
 static void test_get(void **state)
 {
     (void)state;
@@ -849,6 +875,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_encode_layout),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_wire_into_a_buffer),
         cmocka_unit_test(test_get),
         cmocka_unit_test(test_get_u64),
         cmocka_unit_test(test_decode_truncated),

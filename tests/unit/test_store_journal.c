@@ -36,10 +36,12 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -638,6 +640,77 @@ static void test_commit_from_memory_as_a_file(void **state)
     assert_true(present(fx, "queue", id2));
     assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 13, 500), 0);
     res_free(&r);
+}
+
+/* The reply that must leave once the commit is durable: the journal's
+ * writer sends it itself, before the event loop has run the commit's
+ * callback; never for a commit that failed or that did not go into the
+ * journal (there the caller answers from its callback). */
+static int readable_within(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+static void test_durable_reply_sent_by_the_writer(void **state)
+{
+    struct fx *fx = *state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    static const char wire[] = "COMMIT-REPLY ok";
+    struct store_durable_reply reply = {.fd = sv[0], .len = sizeof wire};
+    memcpy(reply.wire, wire, sizeof wire);
+
+    char id[QUEUE_ID_LEN + 1];
+    char *c = make_content(21, 3000);
+    struct res r = {0};
+    store_commit_memory_reply(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
+    /* the loop has not run: only the writer thread can have sent it */
+    assert_true(readable_within(sv[1], WAIT_MS));
+    assert_int_equal(r.fired, 0);
+    char got_wire[128];
+    assert_int_equal(recv(sv[1], got_wire, sizeof got_wire, 0), (ssize_t)sizeof wire);
+    assert_memory_equal(got_wire, wire, sizeof wire);
+    assert_true(run_until(fx, res_fired, &r, WAIT_MS));
+    assert_true(r.ok);
+    assert_int_equal(reply.sent, 1);
+    /* what the reply promised: the message is durable in the journal */
+    assert_true(check_content(fx, &r.m, STORE_QUEUE, 21, 3000) > 0);
+    res_free(&r);
+
+    /* too large for a record: committed as a file; the reply is the caller's */
+    reply.sent = 0;
+    size_t big = store_journal_max_message() + 1000;
+    char *bc = make_content(22, big);
+    memset(&r, 0, sizeof r);
+    store_commit_memory_reply(id, new_in_memory(id, bc, big), &reply, on_commit, &r);
+    free(bc);
+    assert_true(run_until(fx, res_fired, &r, WAIT_MS));
+    assert_true(r.ok);
+    assert_int_equal(reply.sent, 0);
+    assert_false(readable_within(sv[1], 0));
+    res_free(&r);
+
+    /* a refused memfd: no reply either */
+    memset(&r, 0, sizeof r);
+    int loose = memfd_create("loose", MFD_CLOEXEC);
+    store_commit_memory_reply(id, loose, &reply, on_commit, &r);
+    assert_true(run_until(fx, res_fired, &r, WAIT_MS));
+    assert_false(r.ok);
+    assert_int_equal(reply.sent, 0);
+
+    /* the fdatasync fails: the commit fails, and nothing was said */
+    tf_fs_fail(TF_FDATASYNC, 1, EIO);
+    memset(&r, 0, sizeof r);
+    store_commit_memory_reply(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
+    free(c);
+    assert_true(run_until(fx, res_fired, &r, WAIT_MS));
+    assert_false(r.ok);
+    assert_int_equal(r.err, EIO);
+    assert_int_equal(reply.sent, 0);
+    assert_false(readable_within(sv[1], 0));
+    close(sv[0]);
+    close(sv[1]);
 }
 
 /* ---- 2. a restart keeps progress, added recipients and hold -------------- */
@@ -1289,6 +1362,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_lands_in_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_from_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_from_memory_as_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_durable_reply_sent_by_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_message_is_a_file, setup, teardown),
