@@ -1,15 +1,16 @@
 /* journal: the spool's group-committed append-only log (issue 12), as a
- * library module. NOT wired into the store or any process yet.
+ * library module; the store uses it with queue_sync_method = journal (the
+ * default; store_journal.h).
  *
- * What it is for. The store will commit a message by appending a record
+ * What it is for. The store commits a message by appending a record
  * here instead of creating, renaming and unlinking a file per message: many
  * callers' records share one fdatasync (group commit), and a pre-written
  * segment file never changes size, so a commit needs no file-system
  * metadata. What the records mean (message, progress, retire) is the
  * caller's business; the journal stores typed, CRC'd byte strings.
  *
- * Who may call it. One process owns a journal directory (the queue manager
- * later); nothing here locks the directory against a second process.
+ * Who may call it. One process owns a journal directory (the queue
+ * process); nothing here locks the directory against a second process.
  * journal_append, journal_append_wait, journal_read and
  * journal_retire_segment are thread-safe. One writer thread, started by
  * journal_open, does every write and sync of records; completion callbacks
