@@ -295,7 +295,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
          * mailbox's uid; nobody else in the development layout) */
         become_user(mb.uid, mb.gid);
         struct stat pst;
-        if (stat(mb.path, &pst) != 0) {
+        if (fsops_stat_no_times(AT_FDCWD, mb.path, 0, &pst) != 0) {
             char *parent = xstrdup(mb.path);
             size_t len = strlen(parent);
             while (len > 1 && parent[len - 1] == '/')
@@ -372,10 +372,12 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         int too_big = 0;
         if (mb.size_limit > 0) {
             become_user(mb.uid, mb.gid);
-            too_big = stat(mb.path, &sb) == 0 && sb.st_size + length > mb.size_limit;
+            /* no times: the append follows (see fsops_stat_no_times) */
+            too_big = fsops_stat_no_times(AT_FDCWD, mb.path, 0, &sb) == 0 && sb.st_size + length > mb.size_limit;
             become_root();
         }
-        if (spool && lc.is_root && lstat(mb.path, &sb) == 0 && sb.st_uid != mb.uid) {
+        if (spool && lc.is_root && fsops_stat_no_times(AT_FDCWD, mb.path, AT_SYMLINK_NOFOLLOW, &sb) == 0 &&
+            sb.st_uid != mb.uid) {
             deliver_error_set(&err, 1, "4.2.0", "mailbox %s is not owned by %s", mb.path, user);
             rc = -1;
         } else if (too_big) {
@@ -491,15 +493,7 @@ int local_main(struct runtime *rt)
         setgroups(0, NULL);
         rights_drop_quota_override();
     }
-    /* A precise timer: the Maildir batch's interval is a few milliseconds,
-     * finer than the coarse clock libevent reads by default (one tick, 4 ms
-     * at HZ=250, early or late) */
-    struct event_config *ecfg = event_config_new();
-    if (ecfg)
-        event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-    lc.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
-    if (ecfg)
-        event_config_free(ecfg);
+    lc.base = event_base_new();
     if (!lc.base)
         log_fatal("cannot create event loop");
     /* pgsql: tables answer on this loop; held requests run again */
@@ -529,7 +523,8 @@ int local_main(struct runtime *rt)
     int spool_known = syncfs_mode && stat(rt->queue_dir, &qst) == 0;
     static const struct maildir_batch_ops batch_ops = {become_user, become_root, chan_alive, reply_maildir_sent,
                                                        reply_error};
-    maildir_batch_init(lc.base, &batch_ops, !syncfs_mode, spool_known ? &qst.st_dev : NULL);
+    maildir_batch_init(lc.base, &batch_ops, !syncfs_mode, spool_known ? &qst.st_dev : NULL,
+                       MAILDIR_BATCH_INTERVAL_MS);
     struct event *acc = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_add(acc, NULL);
     int sigs[] = {SIGTERM, SIGINT, SIGUSR1};

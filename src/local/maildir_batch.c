@@ -48,6 +48,8 @@ static struct {
     struct waiting_batch *waiting;
     uint32_t barrier_seq;
     struct timespec last_flush;   /* CLOCK_MONOTONIC; zero before the first */
+    unsigned interval_ms;
+    struct event_base *base;
 } mb;
 
 static int tmp_fd(struct pending *p);
@@ -217,7 +219,8 @@ void maildir_batch_barrier_reply(const struct ipc_msg *m)
 
 static void flush_batch(void)
 {
-    event_del(mb.flush_ev);
+    if (mb.flush_ev)
+        event_del(mb.flush_ev);
     if (!mb.batch)
         return;
     clock_gettime(CLOCK_MONOTONIC, &mb.last_flush);
@@ -284,10 +287,12 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 }
 
 void maildir_batch_init(struct event_base *base, const struct maildir_batch_ops *ops, int sync_each,
-                        const dev_t *spool_dev)
+                        const dev_t *spool_dev, unsigned interval_ms)
 {
     memset(&mb, 0, sizeof mb);
     mb.ops = *ops;
+    mb.base = base;
+    mb.interval_ms = interval_ms;
     mb.sync_each = sync_each;
     if (spool_dev) {
         mb.spool_dev = *spool_dev;
@@ -316,9 +321,9 @@ void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid
     if (++mb.nbatch >= MAILDIR_BATCH_MAX) {
         flush_batch();
     } else if (mb.nbatch == 1) {
-        /* At most one round of syncs per MAILDIR_BATCH_INTERVAL_MS: after a
-         * quiet spell a delivery is finished in this turn of the loop, but
-         * when one comes right after a round it waits out the rest of the
+        /* About one round of syncs per interval at most: after a quiet
+         * spell a delivery is finished in this turn of the loop, but when
+         * one comes right after a round it waits out the rest of the
          * interval with whatever else arrives, and they share the syncs
          * (each round costs a cache flush per file and per new/ directory,
          * which the queue's own commits would otherwise queue behind). */
@@ -326,10 +331,13 @@ void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid
         clock_gettime(CLOCK_MONOTONIC, &now);
         long long since_us = (long long)(now.tv_sec - mb.last_flush.tv_sec) * 1000000 +
                              (now.tv_nsec - mb.last_flush.tv_nsec) / 1000;
-        long long wait_us = (long long)MAILDIR_BATCH_INTERVAL_MS * 1000 - since_us;
+        long long wait_us = (long long)mb.interval_ms * 1000 - since_us;
         if (wait_us <= 0 || (mb.last_flush.tv_sec == 0 && mb.last_flush.tv_nsec == 0)) {
             event_active(mb.flush_ev, 0, 0);
         } else {
+            /* the loop's cached time dates from the start of this turn,
+             * which may have spent a round of syncs already */
+            event_base_update_cache_time(mb.base);
             struct timeval tv = {(time_t)(wait_us / 1000000), (suseconds_t)(wait_us % 1000000)};
             event_add(mb.flush_ev, &tv);
         }

@@ -5,7 +5,7 @@
  * new/ entries durable and answers: the Maildir rule ("fsync before new/")
  * paid once a batch. A batch is what arrives until its round of syncs
  * starts: in the next turn of the event loop after a quiet spell, else
- * MAILDIR_BATCH_INTERVAL_MS after the previous round started (deliveries
+ * about MAILDIR_BATCH_INTERVAL_MS after the previous round started (deliveries
  * that come one at a time, as from one SMTP session, then share a round
  * instead of paying a cache flush per file and another per new/ each), or
  * at once when it reaches MAILDIR_BATCH_MAX. How depends on queue_sync_method: with syncfs, one syncfs
@@ -31,11 +31,10 @@ struct ipc_chan;
 struct ipc_msg;
 
 #define MAILDIR_BATCH_MAX 256
-/* At most one round of syncs per this many milliseconds: a delivery waits
- * at most this long for company, and only when a round has just been made. */
-#ifndef MAILDIR_BATCH_INTERVAL_MS
+/* About one round of syncs per this many milliseconds at most: a delivery
+ * waits at most about this long for company, and only when a round has
+ * just been made. */
 #define MAILDIR_BATCH_INTERVAL_MS 5
-#endif
 
 struct maildir_batch_ops {
     void (*become_user)(uid_t uid, gid_t gid);   /* for the recipient's files */
@@ -46,9 +45,11 @@ struct maildir_batch_ops {
 };
 
 /* spool_dev: the queue's file system when its syncs are whole-file-system
- * ones (syncfs) and may be shared; NULL otherwise. */
+ * ones (syncfs) and may be shared; NULL otherwise. interval_ms: the least
+ * time between the starts of two rounds of syncs, give or take a tick of
+ * libevent's coarse clock (MAILDIR_BATCH_INTERVAL_MS; 0: every turn). */
 void maildir_batch_init(struct event_base *base, const struct maildir_batch_ops *ops, int sync_each,
-                        const dev_t *spool_dev);
+                        const dev_t *spool_dev, unsigned interval_ms);
 /* Takes over md (begun, its file written in tmp/) to finish and answer as
  * part of the next batch. */
 void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid, struct maildir_delivery *md);

@@ -4,11 +4,9 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "qmgr/qmgr.h"
 #include "qmgr/qmgr_capture.h"
@@ -25,7 +23,7 @@ struct commit_ctx {
     uint32_t reqid;
     int captured;          /* committed into capture/ only (capture = yes) */
     int released;          /* released from capture: delivered whatever the mode */
-    int has_reply;         /* reply below prepared (its fd is ours to close) */
+    int has_reply;         /* reply below prepared */
     struct store_durable_reply reply; /* the 250's answer, sent by the journal's writer */
     qmgr_commit_cb cb;
     void *arg;
@@ -57,12 +55,18 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     struct qmgr_msg *q = NULL;
     /* The capture process first: once the client has its 250, the message
      * must be on the page and in the API (capture = yes, and copy, except
-     * for a message the API itself released). */
+     * for a message the API itself released). In capture mode no commit
+     * goes into the journal, so the writer thread never answered first. */
     if (ok && (cc->captured || !cc->released))
         qmgr_capture_notify(m->id);
     /* The client waits for this: answered before the log line and the
      * queue's own bookkeeping (the message is durable either way, and
      * nothing else reaches this process's loop in between). */
+    if (cc->has_reply && cc->reply.sent && !ok)
+        /* durable and acknowledged, then gone from the journal's index
+         * before the loop took it over (deleted meanwhile); the record comes
+         * back at the next start if no DONE follows it */
+        log_warn("a message acknowledged by the journal's writer was not taken over (reqid %u)", cc->reqid);
     if (cc->ch && conn_alive(cc->ch) && !(cc->has_reply && cc->reply.sent)) {
         struct ipc_msg r;
         ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
@@ -91,19 +95,17 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     }
     if (cc->cb)
         cc->cb(cc->arg, ok);
-    if (cc->has_reply)
-        close(cc->reply.fd);
     free(cc);
     if (q && q->place == STORE_QUEUE)
         qmgr_msg_schedule(q);
 }
 
 /* The "ok" COMMIT_REPLY for the journal's writer to send the moment the
- * message is durable (store.h, struct store_durable_reply), on a descriptor
- * of its own: the channel's may be closed and its number reused before the
- * writer gets to it. Nothing is prepared when that cannot be done: the
- * reply then goes from commit_done as for every other commit. Whatever
- * the commit's outcome, commit_done alone answers a failure. */
+ * message is durable (store.h, struct store_durable_reply; the journal
+ * takes a descriptor of its own for it). Whatever the commit's outcome,
+ * commit_done alone answers a failure, and answers a success the writer
+ * could not send. Capture mode never gets there: the store commits files
+ * then, and commit_done tells the capture process before it answers. */
 static void prepare_durable_reply(struct commit_ctx *cc)
 {
     struct ipc_msg r;
@@ -111,10 +113,8 @@ static void prepare_durable_reply(struct commit_ctx *cc)
     ipc_msg_add(&r, "status", "ok");
     cc->reply.len = ipc_msg_wire(&r, cc->reply.wire, sizeof cc->reply.wire);
     ipc_msg_free(&r);
-    if (cc->reply.len == 0)
-        return;
-    cc->reply.fd = fcntl(ipc_chan_fd(cc->ch), F_DUPFD_CLOEXEC, 0);
-    cc->has_reply = cc->reply.fd >= 0;
+    cc->reply.fd = ipc_chan_fd(cc->ch);
+    cc->has_reply = cc->reply.len > 0;
 }
 
 void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)

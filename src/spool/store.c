@@ -559,10 +559,11 @@ void store_commit_memory_reply(const char *id, int memfd, struct store_durable_r
     const int sealed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
     struct stat sb;
     int seals = fcntl(memfd, F_GET_SEALS);
-    /* no times: a memfd's ctime seen here would make tmpfs hand out a
-     * fine-grained time, and then every file written after it, the journal
-     * segment too, gets a new mtime, so the next fdatasync also writes the
-     * segment's inode (see fsops_fstat_no_times) */
+    /* no times: with its ctime seen here, the read of the memfd that
+     * follows stamps its atime with a fine-grained time, and every file
+     * written after that, the journal segment too, gets a new mtime, so the
+     * next fdatasync also writes the segment's inode (measured: 3 disk
+     * writes per append instead of 2; see fsops_fstat_no_times) */
     if (!queue_id_valid(id) || fsops_fstat_no_times(memfd, &sb) != 0 || !S_ISREG(sb.st_mode) || seals < 0 ||
         (seals & sealed) != sealed || (uint64_t)sb.st_size > QF_MEMORY_MAX) {
         log_error("%s: refusing a queue file in memory that is not a sealed memfd of at most %u bytes",

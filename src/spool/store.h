@@ -107,11 +107,14 @@ void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *ar
  * writer thread sends it (send(2), MSG_DONTWAIT) right after the fdatasync
  * that made the record durable, before the event loop even hears of the
  * commit, which takes a wake-up of this process and a turn of its loop off
- * the client's wait. Only commits into the journal use it; every other
- * path leaves sent at 0 and the caller answers from its callback as usual.
- * The caller owns it (and fd, a descriptor of its own for the peer) until
+ * the client's wait. Only commits into the journal use it: the journal
+ * then takes a descriptor of its own for the peer (a dup of fd, which it
+ * closes once sent or failed, so a channel closed and its number reused
+ * meanwhile cannot misdirect it); every other path leaves sent at 0 and
+ * the caller answers from its callback as usual. fd is borrowed: it must
+ * be open when the commit is asked for. The caller keeps the struct until
  * the commit's callback has run; sent is set before that, and only when
- * the whole message went out. */
+ * the whole packet went out. */
 struct store_durable_reply {
     int fd;
     size_t len;

@@ -50,6 +50,7 @@ struct done {
     store_commit_cb cb;
     void *arg;
     struct store_durable_reply *reply; /* DONE_COMMIT: sent by the writer thread */
+    int reply_fd;                      /* with reply: its descriptor of our own */
     size_t progress_len;         /* DONE_COPY: progress folded into the copy */
     uint32_t copy_len;           /* DONE_COPY: the copy's payload length */
 };
@@ -158,14 +159,18 @@ static void appended(void *arg, int err, struct journal_addr addr)
     struct done *d = arg;
     d->err = err;
     d->addr = addr;
-    if (err == 0 && d->reply) {
-        /* The client waits for this one: straight from here, not after a
-         * wake-up of the event loop (post below is what tells the loop) */
-        ssize_t n;
-        do
-            n = send(d->reply->fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
-        d->reply->sent = n == (ssize_t)d->reply->len;
+    if (d->reply) { /* a commit's, and then reply_fd is open */
+        if (err == 0) {
+            /* The client waits for this one: straight from here, not after
+             * a wake-up of the event loop (post below is what tells it) */
+            ssize_t n;
+            do
+                n = send(d->reply_fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            while (n < 0 && errno == EINTR);
+            d->reply->sent = n == (ssize_t)d->reply->len;
+        }
+        close(d->reply_fd);
+        d->reply_fd = -1;
     }
     post(d);
 }
@@ -623,7 +628,7 @@ void store_journal_commit_reply(const char *id, int fd, size_t size, struct stor
     d->kind = DONE_COMMIT;
     d->cb = cb;
     d->arg = arg;
-    d->reply = reply;
+    d->reply_fd = -1;
     str_copy(d->id, id, sizeof d->id);
     char err[256];
     int e = 0;
@@ -640,6 +645,13 @@ void store_journal_commit_reply(const char *id, int fd, size_t size, struct stor
         e = EBADMSG;
     }
     close(fd);
+    if (e == 0 && reply) {
+        /* the writer thread's own descriptor for the reply (without one,
+         * the loop answers as for any commit) */
+        d->reply_fd = fcntl(reply->fd, F_DUPFD_CLOEXEC, 0);
+        if (d->reply_fd >= 0)
+            d->reply = reply;
+    }
     if (e == 0) {
         struct jmsg *m = xcalloc(1, sizeof *m);
         str_copy(m->id, id, sizeof m->id);
@@ -664,6 +676,8 @@ void store_journal_commit_reply(const char *id, int fd, size_t size, struct stor
     }
     free(buf);
     if (e != 0) {
+        if (d->reply && d->reply_fd >= 0)
+            close(d->reply_fd);
         free(d);
         cb(arg, 0, NULL, e);
     }

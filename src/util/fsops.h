@@ -68,8 +68,10 @@ int fsops_copy_all(int out_fd, int in_fd, uint64_t len);
  * nothing left behind. */
 int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len);
 /* fstat(2) and fstatat(2) without the times: st_dev, st_ino, st_mode,
- * st_nlink, st_uid, st_gid and st_size are filled, the times left zero; 0 or
- * -1 with errno. For files that are written after they are looked at (a
+ * st_nlink, st_uid, st_gid and st_size are filled, the times left zero
+ * (where statx cannot answer, a plain fstatat does, times and all); 0 or
+ * -1 with errno. fsops_stat_no_times: path relative to dirfd, flags
+ * AT_SYMLINK_NOFOLLOW or 0. For files that are written after they are looked at (a
  * journal segment, a mailbox, a Maildir file about to be linked): a stat
  * that returns ctime or mtime marks them as seen, and on a file system with
  * multigrain timestamps (ext4, xfs, btrfs, tmpfs since Linux 6.13) the
@@ -77,7 +79,7 @@ int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len);
  * time every later write on the machine is stamped with, so the journal
  * segment gets a new mtime at each append, and on ext4 without a journal its
  * next fdatasync writes the segment's inode too: measured, 3 disk writes per
- * commit instead of 2, +40% per fdatasync. flags: AT_SYMLINK_NOFOLLOW or 0. */
+ * commit instead of 2, +40% per fdatasync. */
 int fsops_fstat_no_times(int fd, struct stat *st);
 int fsops_stat_no_times(int dirfd, const char *path, int flags, struct stat *st);
 /* fsyncs the directory at path; 0 or -1 with errno. */

@@ -652,11 +652,34 @@ static int readable_within(int fd, int ms)
     return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
 }
 
+/* How many of this process's descriptors are the socket with inode ino. */
+static int open_descriptors_of(ino_t ino)
+{
+    char want[64];
+    snprintf(want, sizeof want, "socket:[%llu]", (unsigned long long)ino);
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[300], target[128];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t len = readlink(path, target, sizeof target - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            n += strcmp(target, want) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
 static void test_durable_reply_sent_by_the_writer(void **state)
 {
     struct fx *fx = *state;
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct stat sock_st;
+    assert_int_equal(fstat(sv[0], &sock_st), 0);
     static const char wire[] = "COMMIT-REPLY ok";
     struct store_durable_reply reply = {.fd = sv[0], .len = sizeof wire};
     memcpy(reply.wire, wire, sizeof wire);
@@ -711,6 +734,8 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     assert_false(readable_within(sv[1], 0));
     close(sv[0]);
     close(sv[1]);
+    /* the journal's own descriptors for the replies are all closed */
+    assert_int_equal(open_descriptors_of(sock_st.st_ino), 0);
 }
 
 /* ---- 2. a restart keeps progress, added recipients and hold -------------- */
