@@ -43,6 +43,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "spool/queue_file.h"
@@ -643,9 +644,9 @@ static void test_commit_from_memory_as_a_file(void **state)
 }
 
 /* The reply that must leave once the commit is durable: the journal's
- * writer sends it itself, before the event loop has run the commit's
- * callback; never for a commit that failed or that did not go into the
- * journal (there the caller answers from its callback). */
+ * writer sends it itself, after the fdatasync and before the event loop has
+ * run the commit's callback; never for a commit that failed or that did not
+ * go into the journal (there the caller answers from its callback). */
 static int readable_within(int fd, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -687,7 +688,19 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     char id[QUEUE_ID_LEN + 1];
     char *c = make_content(21, 3000);
     struct res r = {0};
+    /* the writer is held at its fdatasync: the record is written, not yet
+     * durable, and nothing may have been said */
+    tf_fs_gate(TF_FDATASYNC);
+    tf_fs_set_permits(0);
+    int want = tf_fs_calls(TF_FDATASYNC) + 1;
     store_commit_memory_reply(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
+    for (int i = 0; tf_fs_calls(TF_FDATASYNC) < want; i++) {
+        assert_true(i < WAIT_MS);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    assert_false(readable_within(sv[1], 50));
+    tf_fs_set_permits(-1);
     /* the loop has not run: only the writer thread can have sent it */
     assert_true(readable_within(sv[1], WAIT_MS));
     assert_int_equal(r.fired, 0);
