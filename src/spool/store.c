@@ -509,7 +509,7 @@ static void journal_commit(const char *id, int fd, size_t size, struct store_dur
         cb(arg, 0, NULL, EEXIST);
         return;
     }
-    store_journal_commit_reply(id, fd, size, reply, cb, arg);
+    store_journal_commit(id, fd, size, reply, cb, arg);
 }
 
 /* Commits into the journal when it takes this message: the journal is on,

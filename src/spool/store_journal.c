@@ -160,17 +160,14 @@ static void appended(void *arg, int err, struct journal_addr addr)
     d->err = err;
     d->addr = addr;
     if (d->reply) { /* a commit's, and then reply_fd is open */
-        if (err == 0) {
-            /* The client waits for this one: straight from here, not after
-             * a wake-up of the event loop (post below is what tells it) */
-            ssize_t n;
-            do
-                n = send(d->reply_fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            while (n < 0 && errno == EINTR);
-            d->reply->sent = n == (ssize_t)d->reply->len;
-        }
+        /* The client waits for this one: straight from here, not after a
+         * wake-up of the event loop (post below is what tells it) */
+        ssize_t n = -1;
+        while (err == 0 && (n = send(d->reply_fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 &&
+               errno == EINTR)
+            ;
+        d->reply->sent = n == (ssize_t)d->reply->len;
         close(d->reply_fd);
-        d->reply_fd = -1;
     }
     post(d);
 }
@@ -609,13 +606,8 @@ void store_journal_close(void)
 
 /* ---------- commit ---------- */
 
-void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg)
-{
-    store_journal_commit_reply(id, fd, size, NULL, cb, arg);
-}
-
-void store_journal_commit_reply(const char *id, int fd, size_t size, struct store_durable_reply *reply,
-                                store_commit_cb cb, void *arg)
+void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
+                          void *arg)
 {
     if (!sj.j) { /* closing (see note) */
         close(fd);
@@ -645,13 +637,10 @@ void store_journal_commit_reply(const char *id, int fd, size_t size, struct stor
         e = EBADMSG;
     }
     close(fd);
-    if (e == 0 && reply) {
-        /* the writer thread's own descriptor for the reply (without one,
-         * the loop answers as for any commit) */
-        d->reply_fd = fcntl(reply->fd, F_DUPFD_CLOEXEC, 0);
-        if (d->reply_fd >= 0)
-            d->reply = reply;
-    }
+    /* the writer thread's own descriptor for the reply (without one, the
+     * loop answers as for any commit) */
+    if (e == 0 && reply && (d->reply_fd = fcntl(reply->fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+        d->reply = reply;
     if (e == 0) {
         struct jmsg *m = xcalloc(1, sizeof *m);
         str_copy(m->id, id, sizeof m->id);
@@ -676,7 +665,7 @@ void store_journal_commit_reply(const char *id, int fd, size_t size, struct stor
     }
     free(buf);
     if (e != 0) {
-        if (d->reply && d->reply_fd >= 0)
+        if (d->reply)
             close(d->reply_fd);
         free(d);
         cb(arg, 0, NULL, e);

@@ -88,12 +88,10 @@ int store_journal_offline_change(const char *queue_dir, store_select_fn select, 
 size_t store_journal_max_message(void);
 /* Commits the queue file ID: fd is the open file (read, then closed before
  * this returns), size its size. The callback is called later, on the event
- * loop. */
-void store_journal_commit(const char *id, int fd, size_t size, store_commit_cb cb, void *arg);
-/* The same, with reply sent by the writer thread once the record is
- * durable (store.h, struct store_durable_reply; NULL: none). */
-void store_journal_commit_reply(const char *id, int fd, size_t size, struct store_durable_reply *reply,
-                                store_commit_cb cb, void *arg);
+ * loop; reply (NULL: none) is sent by the writer thread once the record is
+ * durable (store.h, struct store_durable_reply). */
+void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
+                          void *arg);
 /* True when id is a live journal message (or one being committed). */
 int store_journal_has(const char *id);
 int store_journal_append_status(struct queue_file_message *m, size_t idx);
