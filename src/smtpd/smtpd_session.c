@@ -110,7 +110,9 @@ void smtpd_session_reply(struct smtp_session *s, const char *fmt, ...)
     }
     if (sent < len + 2) {
         evbuffer_add(out, text + sent, len + 2 - sent);
-        /* a plain session's write event is on only while output waits */
+        /* libevent adds the write event for what waits as long as writing
+         * is enabled, which it is from the start; a write error or timeout
+         * turns it off */
         if (!(bufferevent_get_enabled(s->bev) & EV_WRITE))
             bufferevent_enable(s->bev, EV_WRITE);
     }
@@ -633,10 +635,12 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         return;
     }
     smtpd_session_reply(s, "220 %s", set->banner);
-    /* Over TLS the filter writes through the write event. A plain session
-     * sends its replies straight to the socket and turns the write event on
-     * only when one waits (smtpd_session_reply): on with nothing to write,
-     * it cost two epoll_ctl calls and a turn of the loop per connection. */
+    /* Writing is enabled from the bufferevent's creation; asking for it
+     * again adds the write event with nothing to write, which cost two
+     * epoll_ctl calls and a turn of the loop per connection. A plain
+     * session sends its replies straight to the socket (smtpd_session_reply)
+     * and libevent adds the event when a reply has to wait. The TLS filter
+     * is set up as before. */
     bufferevent_enable(s->bev, s->plain_socket ? EV_READ : EV_READ | EV_WRITE);
     smtpd_dns_connect(s);
 }
