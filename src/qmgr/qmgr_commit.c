@@ -23,8 +23,7 @@ struct commit_ctx {
     uint32_t reqid;
     int captured;          /* committed into capture/ only (capture = yes) */
     int released;          /* released from capture: delivered whatever the mode */
-    int has_reply;         /* reply below prepared */
-    struct store_durable_reply reply; /* the 250's answer, sent by the journal's writer */
+    struct store_durable_reply reply; /* the 250's answer, sent by the journal's writer (len 0: none) */
     qmgr_commit_cb cb;
     void *arg;
 };
@@ -62,12 +61,12 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
     /* The client waits for this: answered before the log line and the
      * queue's own bookkeeping (the message is durable either way, and
      * nothing else reaches this process's loop in between). */
-    if (cc->has_reply && cc->reply.sent && !ok)
+    if (cc->reply.sent && !ok)
         /* durable and acknowledged, then gone from the journal's index
          * before the loop took it over (deleted meanwhile); the record comes
          * back at the next start if no DONE follows it */
         log_warn("a message acknowledged by the journal's writer was not taken over (reqid %u)", cc->reqid);
-    if (cc->ch && conn_alive(cc->ch) && !(cc->has_reply && cc->reply.sent)) {
+    if (cc->ch && conn_alive(cc->ch) && !(cc->reply.sent)) {
         struct ipc_msg r;
         ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
         ipc_msg_add(&r, "status", ok ? "ok" : "fail");
@@ -114,7 +113,6 @@ static void prepare_durable_reply(struct commit_ctx *cc)
     cc->reply.len = ipc_msg_wire(&r, cc->reply.wire, sizeof cc->reply.wire);
     ipc_msg_free(&r);
     cc->reply.fd = ipc_chan_fd(cc->ch);
-    cc->has_reply = cc->reply.len > 0;
 }
 
 void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
@@ -157,7 +155,7 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
             int memfd = m->fd;
             m->fd = -1;
             prepare_durable_reply(cc);
-            store_commit_memory_reply(id ? id : "", memfd, cc->has_reply ? &cc->reply : NULL, commit_done, cc);
+            store_commit_memory(id ? id : "", memfd, cc->reply.len ? &cc->reply : NULL, commit_done, cc);
         } else {
             store_commit(id ? id : "", commit_done, cc);
         }

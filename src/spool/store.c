@@ -548,13 +548,7 @@ static int memory_to_incoming(const char *id, int memfd, off_t size)
     return 0;
 }
 
-void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg)
-{
-    store_commit_memory_reply(id, memfd, NULL, cb, arg);
-}
-
-void store_commit_memory_reply(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb,
-                               void *arg)
+void store_commit_memory(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb, void *arg)
 {
     const int sealed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
     struct stat sb;

@@ -97,12 +97,6 @@ enum store_capture { STORE_CAPTURE_OFF, STORE_CAPTURE_ONLY, STORE_CAPTURE_COPY }
 int store_set_capture(enum store_capture mode);
 /* Takes incoming/ID into the queue (steps 3-5). */
 void store_commit(const char *id, store_commit_cb cb, void *arg);
-/* The same for a queue file in memory (smtpd's memfd, taken over): it must
- * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK) and at most
- * QF_MEMORY_MAX bytes, or it is refused (EBADMSG). The journal takes it from there; where a file is
- * needed (another queue_sync_method, capture mode, a message too large for
- * a record) it is first written to incoming/ID. */
-void store_commit_memory(const char *id, int memfd, store_commit_cb cb, void *arg);
 /* A reply that must leave the moment a commit is durable: the journal's
  * writer thread sends it (send(2), MSG_DONTWAIT) right after the fdatasync
  * that made the record durable, before the event loop even hears of the
@@ -121,9 +115,13 @@ struct store_durable_reply {
     unsigned char wire[64];
     int sent;
 };
-/* store_commit_memory, with a reply sent when durable (NULL: none). */
-void store_commit_memory_reply(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb,
-                               void *arg);
+/* The same for a queue file in memory (smtpd's memfd, taken over): it must
+ * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK) and at most
+ * QF_MEMORY_MAX bytes, or it is refused (EBADMSG). The journal takes it from there; where a file is
+ * needed (another queue_sync_method, capture mode, a message too large for
+ * a record) it is first written to incoming/ID. reply: sent when durable
+ * (NULL: none; struct store_durable_reply above). */
+void store_commit_memory(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb, void *arg);
 /* The same into queue/ whatever the capture mode: a message the capture
  * API releases to be delivered for real. */
 void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg);

@@ -549,7 +549,7 @@ static int new_in_memory(char *id, const char *content, size_t len)
 static void commit_memory(struct fx *fx, const char *id, int memfd, struct res *r)
 {
     memset(r, 0, sizeof *r);
-    store_commit_memory(id, memfd, on_commit, r);
+    store_commit_memory(id, memfd, NULL, on_commit, r);
     if (!run_until(fx, res_fired, r, WAIT_MS))
         fail_msg("no commit callback for %s within %d ms", id, WAIT_MS);
     assert_int_equal(r->fired, 1);
@@ -693,7 +693,7 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     tf_fs_gate(TF_FDATASYNC);
     tf_fs_set_permits(0);
     int want = tf_fs_calls(TF_FDATASYNC) + 1;
-    store_commit_memory_reply(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
+    store_commit_memory(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
     for (int i = 0; tf_fs_calls(TF_FDATASYNC) < want; i++) {
         assert_true(i < WAIT_MS);
         struct timespec ms = {0, 1000000};
@@ -719,7 +719,7 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     size_t big = store_journal_max_message() + 1000;
     char *bc = make_content(22, big);
     memset(&r, 0, sizeof r);
-    store_commit_memory_reply(id, new_in_memory(id, bc, big), &reply, on_commit, &r);
+    store_commit_memory(id, new_in_memory(id, bc, big), &reply, on_commit, &r);
     free(bc);
     assert_true(run_until(fx, res_fired, &r, WAIT_MS));
     assert_true(r.ok);
@@ -730,7 +730,7 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     /* a refused memfd: no reply either */
     memset(&r, 0, sizeof r);
     int loose = memfd_create("loose", MFD_CLOEXEC);
-    store_commit_memory_reply(id, loose, &reply, on_commit, &r);
+    store_commit_memory(id, loose, &reply, on_commit, &r);
     assert_true(run_until(fx, res_fired, &r, WAIT_MS));
     assert_false(r.ok);
     assert_int_equal(reply.sent, 0);
@@ -738,7 +738,7 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     /* the fdatasync fails: the commit fails, and nothing was said */
     tf_fs_fail(TF_FDATASYNC, 1, EIO);
     memset(&r, 0, sizeof r);
-    store_commit_memory_reply(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
+    store_commit_memory(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
     free(c);
     assert_true(run_until(fx, res_fired, &r, WAIT_MS));
     assert_false(r.ok);
