@@ -254,15 +254,8 @@ static void list_entry(struct listing *l, const char *qdir, const struct offline
     free(path);
 }
 
-static int list_offline(const char *qdir)
+static int list_offline_files(const char *qdir)
 {
-    char *q = xasprintf("%s/%s", qdir, QDIR_QUEUE);
-    if (access(q, R_OK | X_OK) != 0) {
-        fprintf(stderr, "tern: the mail system is down and %s is not readable (%s)\n", q, strerror(errno));
-        free(q);
-        return 1;
-    }
-    free(q);
     struct offline_entry *v = NULL;
     size_t n = 0, cap = 0;
     collect_dir(&v, &n, &cap, qdir, QDIR_QUEUE, "");
@@ -281,6 +274,50 @@ static int list_offline(const char *qdir)
     free(v);
     print_footer(&l);
     return 0;
+}
+
+/* The listing with tern stopped reads what the mail owner controls (the
+ * files in queue/ and hold/, the journal's segments). Root reads them in a
+ * child that is that owner, so that a link planted there cannot show root's
+ * own files; a FIFO or device is refused by the readers themselves. */
+static int list_offline(const char *qdir)
+{
+    char *q = xasprintf("%s/%s", qdir, QDIR_QUEUE);
+    int dfd = open(q, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat sb;
+    if (dfd < 0 || fstat(dfd, &sb) != 0) {
+        fprintf(stderr, "tern: the mail system is down and %s is not readable (%s)\n", q, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        free(q);
+        return 1;
+    }
+    close(dfd);
+    free(q);
+    if (geteuid() != 0 || sb.st_uid == 0)
+        return list_offline_files(qdir);
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "tern: fork: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(sb.st_gid) != 0 || setuid(sb.st_uid) != 0) {
+            fprintf(stderr, "tern: cannot become the queue's owner (uid %ld): %s\n", (long)sb.st_uid,
+                    strerror(errno));
+            _exit(1);
+        }
+        int rc = list_offline_files(qdir);
+        fflush(stdout);
+        _exit(rc);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }
 
 static int request_online(int fd, int type, const char *id, const char *verb)

@@ -236,7 +236,7 @@ int journal_scan(const char *dir, journal_replay_fn replay, void *arg)
 {
     struct journal j;
     memset(&j, 0, sizeof j);
-    j.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    j.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (j.dirfd < 0)
         return -1;
     uint64_t *seqs = NULL;
@@ -247,7 +247,9 @@ int journal_scan(const char *dir, journal_replay_fn replay, void *arg)
         char name[40];
         unsigned char h[JOURNAL_SEGMENT_HEADER];
         journal_seg_name(name, sizeof name, "seg", seqs[i]);
-        int fd = openat(j.dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* O_NONBLOCK: a FIFO put in its place must not hang the reader; it
+         * fails the header check below like any other non-segment */
+        int fd = openat(j.dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
             continue; /* retired meanwhile */
         /* the segment size is the header's: a reader has no options */

@@ -790,10 +790,20 @@ fail:
 
 int queue_file_read_path(const char *path, struct queue_file_message *m, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    /* Not through a link, and never waiting on a FIFO someone put there
+     * (O_NONBLOCK; a regular file reads the same with it) */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    struct stat sb;
+    const char *why = NULL;
+    if (fd < 0 || fstat(fd, &sb) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(sb.st_mode))
+        why = "not a regular file";
+    if (why) {
         memset(m, 0, sizeof *m);
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "open %s: %s", path, why);
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
     int rc = queue_file_read_fd(fd, m, err, errlen);

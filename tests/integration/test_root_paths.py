@@ -548,3 +548,74 @@ def test_queue_listing_shows_a_planted_sender_printable(tern_instance):
     assert not unprintable(r.stdout), r.stdout
     assert b"?]0;pwn??[2J??" in r.stdout, r.stdout
 
+
+
+def queue_deferred(inst, senders):
+    """One message per sender to a recipient that stays deferred (the
+    relayhost is closed); their queue ids."""
+    ids = []
+    for sender in senders:
+        s = smtp_greeted(inst)
+        assert s.cmd(f"MAIL FROM:<{sender}>")[0] == 250
+        assert s.cmd("RCPT TO:<bob@elsewhere.test>")[0] == 250
+        assert s.cmd("DATA")[0] == 354
+        s.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        code, text = s.read_reply()
+        assert code == 250, text
+        ids.append(text.split()[-1])
+        s.close()
+    for qid in ids:
+        inst.wait_log(f"{qid}: to=<bob@elsewhere.test>")
+    return ids
+
+
+def test_offline_listing_follows_no_link_mail_owner_planted(tern_instance, work_dir):
+    """With tern stopped, root's `tern queue` reads queue/, which mail_owner
+    controls: a link planted there to a queue file only root may read must
+    not show that file, and a FIFO in its place must not hang the command;
+    the other messages are listed as always."""
+    inst = tern_instance
+    inst.write_config(queue_sync_method="syncfs")
+    inst.start()
+    keep, secret, gone = queue_deferred(inst, ["keep@example.test", "secret@example.test", "gone@example.test"])
+    inst.stop()
+    queue = inst.queue_dir / "queue"
+    private = work_dir / "root-only"
+    private.mkdir(mode=0o700)
+    (queue / secret).rename(private / secret)
+    os.chown(private / secret, 0, 0)
+    (private / secret).chmod(0o600)
+    (queue / gone).unlink()
+    out = as_mail_owner(f"""
+import os
+os.symlink({str(private / secret)!r}, {str(queue / secret)!r})
+os.mkfifo({str(queue / gone)!r})
+print('PLANTED')
+""")
+    assert "PLANTED" in out, out
+    r = inst.cli("queue", check=True, timeout=20)
+    assert b"keep@example.test" in r.stdout, r.stdout
+    assert b"secret@example.test" not in r.stdout and secret.encode() not in r.stdout, r.stdout
+    assert gone.encode() not in r.stdout, r.stdout
+    # root's file is where it was, unchanged, and still root's
+    st = os.lstat(private / secret)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+
+
+def test_offline_listing_is_not_hung_by_a_fifo_among_journal_segments(tern_instance):
+    """The journal's directory is mail_owner's too: a FIFO named as a
+    segment is passed over, and the journal's messages are still listed."""
+    inst = tern_instance
+    inst.write_config(queue_sync_method="journal")
+    inst.start()
+    (qid,) = queue_deferred(inst, ["journal@example.test"])
+    inst.stop()
+    journal = inst.queue_dir / "journal"
+    out = as_mail_owner(f"""
+import os
+os.mkfifo({str(journal / 'seg-00000000000fffff')!r})
+print('PLANTED')
+""")
+    assert "PLANTED" in out, out
+    r = inst.cli("queue", check=True, timeout=20)
+    assert qid.encode() in r.stdout and b"journal@example.test" in r.stdout, r.stdout
