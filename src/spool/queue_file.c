@@ -275,16 +275,13 @@ static int writer_new(int dirfd, const char *name, int fd, const struct queue_fi
     w->mem = mem ? *mem : (struct queue_file_memory){0};
     w->charged = 0;
     w->written = 0;
-    w->buflen = 0;
     w->content_len = 0;
-    unsigned char hdr[QF_HEADER_SIZE] = {0};
-    memcpy(hdr, QF_MAGIC, 8);
-    if (writer_append(w, hdr, sizeof hdr) != 0) {
-        int e = errno;
-        queue_file_writer_abort(w);
-        errno = e;
-        return -1;
-    }
+    /* The header starts the buffer: a message that fits it is written
+     * whole by one write at its end, its envelope's offset filled in first
+     * (queue_file_writer_finish_memory) */
+    memset(w->buf, 0, QF_HEADER_SIZE);
+    memcpy(w->buf, QF_MAGIC, 8);
+    w->buflen = QF_HEADER_SIZE;
     *out = w;
     return 0;
 }
@@ -391,17 +388,22 @@ int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_fi
     /* a caller that takes no descriptor gets the file in dirfd */
     if (w->mem.max && !memfd && writer_spill(w) != 0)
         goto out;
-    if (writer_flush(w) != 0)
-        goto out;
     uint64_t env_off = QF_HEADER_SIZE + w->content_len;
     encode_envelope(&env, m, w->content_len);
-    if (writer_append(w, env.buf, env.len) != 0)
-        goto out;
     unsigned char off[8];
     for (int i = 0; i < 8; i++)
         off[i] = (unsigned char)(env_off >> (8 * i));
-    if (fsops_pwrite_all(w->fd, off, sizeof off, 8) != 0)
+    if (w->written == 0 && w->buflen + env.len <= sizeof w->buf) {
+        /* all of it is still in the buffer, the header first: one write */
+        memcpy(w->buf + 8, off, sizeof off);
+        memcpy(w->buf + w->buflen, env.buf, env.len);
+        w->buflen += env.len;
+        if (writer_flush(w) != 0)
+            goto out;
+    } else if (writer_flush(w) != 0 || writer_append(w, env.buf, env.len) != 0 ||
+               fsops_pwrite_all(w->fd, off, sizeof off, 8) != 0) {
         goto out;
+    }
     /* Sealed: the reader may trust that what it checked is what it keeps. */
     if (w->mem.max && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         goto out;
