@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -276,48 +278,108 @@ static int list_offline_files(const char *qdir)
     return 0;
 }
 
-/* The listing with tern stopped reads what the mail owner controls (the
- * files in queue/ and hold/, the journal's segments). Root reads them in a
- * child that is that owner, so that a link planted there cannot show root's
- * own files; a FIFO or device is refused by the readers themselves. */
-static int list_offline(const char *qdir)
+/* ---------- root's offline work, as the spool's owner ---------- */
+
+/* The one user that owns queue/, hold/ and journal/ (those that exist), and
+ * that user's own group: 0, or -1 (said). uid 0: the spool is root's. */
+static int spool_owner(const char *qdir, uid_t *uid, gid_t *gid)
 {
-    char *q = xasprintf("%s/%s", qdir, QDIR_QUEUE);
-    int dfd = open(q, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat sb;
-    if (dfd < 0 || fstat(dfd, &sb) != 0) {
-        fprintf(stderr, "tern: the mail system is down and %s is not readable (%s)\n", q, strerror(errno));
+    static const char *const subs[] = {QDIR_QUEUE, QDIR_HOLD, QDIR_JOURNAL};
+    struct stat first = {0};
+    int found = 0;
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char *path = xasprintf("%s/%s", qdir, subs[i]);
+        int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat sb;
+        int ok = dfd >= 0 && fstat(dfd, &sb) == 0, e = errno;
         if (dfd >= 0)
             close(dfd);
-        free(q);
-        return 1;
+        if (!ok && e != ENOENT)
+            fprintf(stderr, "tern: %s: %s\n", path, strerror(e));
+        else if (ok && found && sb.st_uid != first.st_uid)
+            fprintf(stderr, "tern: %s belongs to uid %ld, the rest of the queue to uid %ld; not reading it as root\n",
+                    path, (long)sb.st_uid, (long)first.st_uid);
+        free(path);
+        if ((!ok && e != ENOENT) || (ok && found && sb.st_uid != first.st_uid))
+            return -1;
+        if (ok && !found) {
+            first = sb;
+            found = 1;
+        }
     }
-    close(dfd);
-    free(q);
-    if (geteuid() != 0 || sb.st_uid == 0)
-        return list_offline_files(qdir);
+    *uid = first.st_uid;
+    struct passwd *pw = getpwuid(first.st_uid);
+    *gid = pw ? pw->pw_gid : first.st_gid;
+    if (*uid != 0 && *gid == 0) {
+        fprintf(stderr, "tern: the queue's owner (uid %ld) has group root; not reading the queue as root\n",
+                (long)*uid);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs fn(arg) in a child process that is uid and gid (root's offline work
+ * on what the mail owner controls: a link or a file planted there cannot
+ * turn root's rights against root's files). fn's exit status, or -1
+ * (said). */
+static int run_as(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
+{
+    /* an ignored SIGCHLD, inherited through exec, would reap the child
+     * before waitpid could see its status */
+    signal(SIGCHLD, SIG_DFL);
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         fprintf(stderr, "tern: fork: %s\n", strerror(errno));
-        return 1;
+        return -1;
     }
     if (pid == 0) {
-        if (setgroups(0, NULL) != 0 || setgid(sb.st_gid) != 0 || setuid(sb.st_uid) != 0) {
-            fprintf(stderr, "tern: cannot become the queue's owner (uid %ld): %s\n", (long)sb.st_uid,
-                    strerror(errno));
-            _exit(1);
+        if (uid != geteuid() &&
+            (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || setuid(0) == 0)) {
+            fprintf(stderr, "tern: cannot become uid %ld: %s\n", (long)uid, strerror(errno));
+            _exit(125);
         }
-        int rc = list_offline_files(qdir);
+        int rc = fn(arg);
         fflush(stdout);
         _exit(rc);
     }
     int status;
     while (waitpid(pid, &status, 0) < 0)
         if (errno != EINTR)
-            return 1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+            return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) != 125 ? WEXITSTATUS(status) : -1;
+}
+
+static int list_offline_child(void *qdir)
+{
+    return list_offline_files(qdir);
+}
+
+/* The listing with tern stopped reads what the mail owner controls (the
+ * files in queue/ and hold/, the journal's segments): root reads them as
+ * that owner; a FIFO or device is refused by the readers themselves. */
+static int list_offline(const char *qdir)
+{
+    char *q = xasprintf("%s/%s", qdir, QDIR_QUEUE);
+    int dfd = open(q, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        fprintf(stderr, "tern: the mail system is down and %s is not readable (%s)\n", q, strerror(errno));
+        free(q);
+        return 1;
+    }
+    close(dfd);
+    free(q);
+    uid_t uid;
+    gid_t gid;
+    if (geteuid() != 0)
+        return list_offline_files(qdir);
+    if (spool_owner(qdir, &uid, &gid) != 0)
+        return 1;
+    if (uid == 0)
+        return list_offline_files(qdir);
+    int rc = run_as(uid, gid, list_offline_child, (void *)qdir);
+    return rc < 0 ? 1 : rc;
 }
 
 static int request_online(int fd, int type, const char *id, const char *verb)
@@ -366,6 +428,22 @@ static int select_journal_message(void *arg, const char *id, enum store_place pl
     return in_scope && (strcmp(js->id, "ALL") == 0 || strcmp(js->id, id) == 0);
 }
 
+struct journal_change {
+    const char *qdir, *id;
+    int type, report_fd;
+};
+
+static int journal_change_child(void *arg)
+{
+    const struct journal_change *c = arg;
+    struct journal_select js = {c->id, c->type};
+    size_t n = 0;
+    int rc = store_journal_offline_change(c->qdir, select_journal_message, &js, c->type == IPC_QUEUE_DELETE,
+                                          c->type == IPC_QUEUE_HOLD ? STORE_HOLD : STORE_QUEUE, &n);
+    dprintf(c->report_fd, "%d %zu", rc == 0 ? 0 : errno, n);
+    return 0;
+}
+
 /* Changes the journal's messages as the journal's owner, in a child: a
  * segment the journal makes must be the queue process's, and root does not
  * act on what the mail owner controls. How many changed, or -1 (said). */
@@ -374,40 +452,26 @@ static long change_journal_offline(const char *qdir, int type, const char *id)
     char *path = xasprintf("%s/%s", qdir, QDIR_JOURNAL);
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     free(path);
-    struct stat sb;
-    if (dfd < 0 || fstat(dfd, &sb) != 0) {
-        int e = errno;
-        if (dfd >= 0)
-            close(dfd);
-        if (e == ENOENT)
+    if (dfd < 0) {
+        if (errno == ENOENT)
             return 0;
-        fprintf(stderr, "tern: cannot open the queue's journal: %s\n", strerror(e));
+        fprintf(stderr, "tern: cannot open the queue's journal: %s\n", strerror(errno));
         return -1;
     }
     close(dfd);
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    if (uid == 0 && spool_owner(qdir, &uid, &gid) != 0)
+        return -1;
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0)
         return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[0]);
-        if (geteuid() != sb.st_uid &&
-            (setgroups(0, NULL) != 0 || setgid(sb.st_gid) != 0 || setuid(sb.st_uid) != 0))
-            _exit(2);
-        struct journal_select js = {id, type};
-        size_t n = 0;
-        int rc = store_journal_offline_change(qdir, select_journal_message, &js, type == IPC_QUEUE_DELETE,
-                                              type == IPC_QUEUE_HOLD ? STORE_HOLD : STORE_QUEUE, &n);
-        dprintf(p[1], "%d %zu", rc == 0 ? 0 : errno, n);
-        _exit(0);
-    }
+    struct journal_change c = {qdir, id, type, p[1]};
+    int rc = run_as(uid, gid, journal_change_child, &c);
     close(p[1]);
     char buf[64] = {0};
-    ssize_t got = pid > 0 ? read(p[0], buf, sizeof buf - 1) : -1;
+    ssize_t got = rc == 0 ? read(p[0], buf, sizeof buf - 1) : -1;
     close(p[0]);
-    int status = 0;
-    if (pid > 0)
-        waitpid(pid, &status, 0);
     int err = -1;
     size_t n = 0;
     if (got <= 0 || sscanf(buf, "%d %zu", &err, &n) != 2 || err != 0) {

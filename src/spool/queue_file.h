@@ -139,8 +139,10 @@ int queue_file_writer_open_memory(int dirfd, const char *name, const struct queu
                                   struct queue_file_writer **out);
 int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len);
 uint64_t queue_file_writer_length(const struct queue_file_writer *w);
-/* Flushes content, writes the envelope of m and the end record, then the
- * envelope offset. Closes the file; does not sync (the queue does that). */
+/* Writes what is buffered and the envelope of m with its end record, and
+ * fills in the envelope's offset (one write for a file that fits the
+ * writer's 64 KiB buffer, the header included). Closes the file; does not
+ * sync (the queue does that). */
 int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m);
 /* The same; when the file is still in memory, *memfd gets it, sealed against
  * any change (F_SEAL_WRITE, _GROW, _SHRINK, _SEAL), for the caller to hand

@@ -573,18 +573,23 @@ def test_offline_listing_follows_no_link_mail_owner_planted(tern_instance, work_
     """With tern stopped, root's `tern queue` reads queue/, which mail_owner
     controls: a link planted there to a queue file only root may read must
     not show that file, and a FIFO in its place must not hang the command;
-    the other messages are listed as always."""
+    the other messages are listed as always. A hard link is what only
+    reading as mail_owner stops (root makes it here, as mail_owner could on
+    a system without fs.protected_hardlinks)."""
     inst = tern_instance
     inst.write_config(queue_sync_method="syncfs")
     inst.start()
-    keep, secret, gone = queue_deferred(inst, ["keep@example.test", "secret@example.test", "gone@example.test"])
+    keep, secret, gone, hard = queue_deferred(
+        inst, ["keep@example.test", "secret@example.test", "gone@example.test", "hard@example.test"])
     inst.stop()
     queue = inst.queue_dir / "queue"
     private = work_dir / "root-only"
     private.mkdir(mode=0o700)
-    (queue / secret).rename(private / secret)
-    os.chown(private / secret, 0, 0)
-    (private / secret).chmod(0o600)
+    for qid in (secret, hard):
+        (queue / qid).rename(private / qid)
+        os.chown(private / qid, 0, 0)
+        (private / qid).chmod(0o600)
+    os.link(private / hard, queue / hard)
     (queue / gone).unlink()
     out = as_mail_owner(f"""
 import os
@@ -597,6 +602,7 @@ print('PLANTED')
     assert b"keep@example.test" in r.stdout, r.stdout
     assert b"secret@example.test" not in r.stdout and secret.encode() not in r.stdout, r.stdout
     assert gone.encode() not in r.stdout, r.stdout
+    assert b"hard@example.test" not in r.stdout and hard.encode() not in r.stdout, r.stdout
     # root's file is where it was, unchanged, and still root's
     st = os.lstat(private / secret)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)

@@ -823,7 +823,7 @@ static void test_write_error(void **state)
     struct cleanup_opts o = base_opts();
     struct queue_file_writer *w;
     unlinkat(dirfd_, QID, 0);
-    assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);   /* header written */
+    assert_int_equal(queue_file_writer_open(dirfd_, QID, &w), 0);   /* nothing written yet */
     tf_fs_install();
     tf_fs_fail(TF_WRITE, 1, ENOSPC);   /* the first content flush */
     struct cleanup *c = cleanup_new(w, &o);
