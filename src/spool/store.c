@@ -47,6 +47,13 @@ static struct {
     enum store_capture capture;
     int use_syncfs;
     int journal;                /* queue_sync_method = journal (store_journal.h) */
+    /* queue/ or hold/ may hold a message file: one until store_recover has
+     * looked, then whether a name was there or a message was committed as a
+     * file since. While not, id_in_use does not look there (a new name's
+     * lookup costs a directory search, and with the journal a message is a
+     * file only when it is large). Never reset once set: a file removed is
+     * unlinked later, by the sync thread. */
+    int may_have_files;
     time_t start_time;          /* incoming files newer than this are a live smtpd's */
     struct timespec writers_since;  /* better: when every live writer started (0: unknown) */
     pthread_t thread;
@@ -281,6 +288,7 @@ int store_open(struct event_base *base, const char *queue_dir, int sync_method)
      * record) are synced one by one: syncfs would wait for everything */
     st.use_syncfs = sync_method == STORE_SYNC_SYNCFS;
     st.journal = sync_method == STORE_SYNC_JOURNAL;
+    st.may_have_files = 1; /* until store_recover has looked */
     st.incoming_fd = open_dir(QDIR_INCOMING);
     st.queue_fd = open_dir(QDIR_QUEUE);
     st.hold_fd = open_dir(QDIR_HOLD);
@@ -340,6 +348,7 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     if (!d) {
         log_error("cannot read the %s directory: %s", place_dir(place), strerror(errno));
+        st.may_have_files = 1;
         return;
     }
     rewinddir(d);
@@ -347,6 +356,7 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
+        st.may_have_files = 1;
         if (!queue_id_valid(e->d_name)) {
             log_warn("%s/%s: not a queue file name; moved to %s/", place_dir(place), e->d_name,
                      QDIR_CORRUPT);
@@ -427,6 +437,9 @@ void store_recover(store_found_cb found, void *arg)
         }
         closedir(d);
     }
+    /* only this loop adds names to queue/ and hold/: what the scan sees
+     * is all there is */
+    st.may_have_files = 0;
     recover_dir(st.queue_fd, STORE_QUEUE, found, arg);
     recover_dir(st.hold_fd, STORE_HOLD, found, arg);
     if (st.journal)
@@ -452,7 +465,7 @@ static int id_in_use(const char *id)
 {
     if (store_journal_has(id))
         return 1;
-    int dirs[] = {st.queue_fd, st.hold_fd, st.capture_fd};
+    int dirs[] = {st.may_have_files ? st.queue_fd : -1, st.may_have_files ? st.hold_fd : -1, st.capture_fd};
     for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
         struct stat sb;
         if (dirs[i] < 0)
@@ -656,6 +669,8 @@ static void commit(const char *id, enum store_capture capture, store_commit_cb c
         cb(arg, 0, NULL, e ? e : EIO);
         return;
     }
+    if (to_fd == st.queue_fd)
+        st.may_have_files = 1;
     if (st.use_syncfs) {
         close(fd);
     } else {

@@ -175,9 +175,8 @@ static char *make_content(unsigned seed, size_t len)
 
 /* A finished message in incoming/ (as smtpd or pickup leaves it): a new id,
  * nrcpt recipients rcpt<i>@example.org, the given content. */
-static void new_incoming(char *id, const char *content, size_t len, size_t nrcpt)
+static void write_incoming(const char *id, const char *content, size_t len, size_t nrcpt)
 {
-    queue_id_new(id);
     struct queue_file_message m;
     queue_file_message_init(&m, id, 1700000000000000LL, "sender@example.com");
     queue_file_message_set_attr(&m, "protocol", "ESMTP");
@@ -191,6 +190,12 @@ static void new_incoming(char *id, const char *content, size_t len, size_t nrcpt
     assert_int_equal(queue_file_writer_write(w, content, len), 0);
     assert_int_equal(queue_file_writer_finish(w, &m), 0);
     queue_file_message_free(&m);
+}
+
+static void new_incoming(char *id, const char *content, size_t len, size_t nrcpt)
+{
+    queue_id_new(id);
+    write_incoming(id, content, len, nrcpt);
 }
 
 /* ---- commits -------------------------------------------------------------- */
@@ -913,6 +918,51 @@ static void test_large_message_is_a_file(void **state)
     found_free(&f);
 }
 
+/* A repeated id (the clock stepped back across a restart) is refused when a
+ * message file has it: one committed as a file since the start (a large
+ * message), one found in hold/ at the start. The store looks in queue/ and
+ * hold/ only once it may have such a file, so both ways of getting one must
+ * be seen. */
+static void test_repeated_id_of_a_message_file_is_refused(void **state)
+{
+    struct fx *fx = *state;
+    struct found f;
+    restart(fx, &f); /* recovered: nothing anywhere */
+    assert_int_equal(f.n, 0);
+    size_t big_len = store_journal_max_message() - queue_file_overhead(fx) + 1;
+    char big[QUEUE_ID_LEN + 1];
+    struct res rb, dup;
+    new_committed(fx, big, 8, big_len, 1, &rb);
+    assert_true(present(fx, "queue", big));
+
+    /* the same id as a small message, which the journal would take */
+    write_incoming(big, "Subject: x\r\n\r\nagain\r\n", 21, 1);
+    memset(&dup, 0, sizeof dup);
+    store_commit(big, on_commit, &dup);
+    assert_true(run_until(fx, res_fired, &dup, WAIT_MS));
+    assert_false(dup.ok);
+    assert_int_equal(dup.err, EEXIST);
+    assert_int_equal(store_journal_has(big), 0);
+    assert_int_equal(check_content(fx, &rb.m, STORE_QUEUE, 8, big_len), 0);
+    res_free(&dup);
+
+    /* held, then found in hold/ at the next start */
+    assert_int_equal(store_move(big, STORE_QUEUE, STORE_HOLD), 0);
+    res_free(&rb);
+    restart(fx, &f);
+    assert_int_equal(f.n, 1);
+    write_incoming(big, "Subject: x\r\n\r\nagain\r\n", 21, 1);
+    memset(&dup, 0, sizeof dup);
+    store_commit(big, on_commit, &dup);
+    assert_true(run_until(fx, res_fired, &dup, WAIT_MS));
+    assert_false(dup.ok);
+    assert_int_equal(dup.err, EEXIST);
+    assert_int_equal(store_journal_has(big), 0);
+    assert_true(present(fx, "hold", big));
+    res_free(&dup);
+    found_free(&f);
+}
+
 /* ---- 5. copy-forward and retiring ----------------------------------------- */
 
 /* Traffic: rounds of per_round messages of 4 KiB (a record of ~4.3 KiB:
@@ -1404,6 +1454,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_message_is_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_id_of_a_message_file_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_forward_and_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_copy_forward_of_largest_message, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pinned_message_not_copied, setup, teardown),
