@@ -918,6 +918,21 @@ static void test_large_message_is_a_file(void **state)
     found_free(&f);
 }
 
+/* A small message (one the journal would take) with id, which a message
+ * file already has: its commit is refused, and the journal never has it. */
+static void commit_repeat_refused(struct fx *fx, const char *id)
+{
+    write_incoming(id, "Subject: x\r\n\r\nagain\r\n", 21, 1);
+    struct res dup;
+    memset(&dup, 0, sizeof dup);
+    store_commit(id, on_commit, &dup);
+    assert_true(run_until(fx, res_fired, &dup, WAIT_MS));
+    assert_false(dup.ok);
+    assert_int_equal(dup.err, EEXIST);
+    assert_int_equal(store_journal_has(id), 0);
+    res_free(&dup);
+}
+
 /* A repeated id (the clock stepped back across a restart) is refused when a
  * message file has it: one committed as a file since the start (a large
  * message), one found in hold/ at the start. The store looks in queue/ and
@@ -931,35 +946,21 @@ static void test_repeated_id_of_a_message_file_is_refused(void **state)
     assert_int_equal(f.n, 0);
     size_t big_len = store_journal_max_message() - queue_file_overhead(fx) + 1;
     char big[QUEUE_ID_LEN + 1];
-    struct res rb, dup;
+    struct res rb;
     new_committed(fx, big, 8, big_len, 1, &rb);
     assert_true(present(fx, "queue", big));
 
     /* the same id as a small message, which the journal would take */
-    write_incoming(big, "Subject: x\r\n\r\nagain\r\n", 21, 1);
-    memset(&dup, 0, sizeof dup);
-    store_commit(big, on_commit, &dup);
-    assert_true(run_until(fx, res_fired, &dup, WAIT_MS));
-    assert_false(dup.ok);
-    assert_int_equal(dup.err, EEXIST);
-    assert_int_equal(store_journal_has(big), 0);
+    commit_repeat_refused(fx, big);
     assert_int_equal(check_content(fx, &rb.m, STORE_QUEUE, 8, big_len), 0);
-    res_free(&dup);
 
     /* held, then found in hold/ at the next start */
     assert_int_equal(store_move(big, STORE_QUEUE, STORE_HOLD), 0);
     res_free(&rb);
     restart(fx, &f);
     assert_int_equal(f.n, 1);
-    write_incoming(big, "Subject: x\r\n\r\nagain\r\n", 21, 1);
-    memset(&dup, 0, sizeof dup);
-    store_commit(big, on_commit, &dup);
-    assert_true(run_until(fx, res_fired, &dup, WAIT_MS));
-    assert_false(dup.ok);
-    assert_int_equal(dup.err, EEXIST);
-    assert_int_equal(store_journal_has(big), 0);
+    commit_repeat_refused(fx, big);
     assert_true(present(fx, "hold", big));
-    res_free(&dup);
     found_free(&f);
 }
 
