@@ -353,7 +353,9 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
     }
     rewinddir(d);
     struct dirent *e;
-    while ((e = readdir(d))) {
+    /* errno cleared before each readdir: the body changes it, and a read
+     * error must not pass for the end of the directory */
+    while ((errno = 0, e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         st.may_have_files = 1;
@@ -390,6 +392,10 @@ static void recover_dir(int dirfd, enum store_place place, store_found_cb found,
         }
         close(fd);
         found(arg, &m, place);
+    }
+    if (errno != 0) {
+        log_error("cannot read all of the %s directory: %s", place_dir(place), strerror(errno));
+        st.may_have_files = 1;
     }
     closedir(d);
 }

@@ -935,7 +935,7 @@ static void commit_repeat_refused(struct fx *fx, const char *id)
 
 /* A repeated id (the clock stepped back across a restart) is refused when a
  * message file has it: one committed as a file since the start (a large
- * message), one found in hold/ at the start. The store looks in queue/ and
+ * message), one found in queue/ or in hold/ at the start. The store looks in queue/ and
  * hold/ only once it may have such a file, so both ways of getting one must
  * be seen. */
 static void test_repeated_id_of_a_message_file_is_refused(void **state)
@@ -951,6 +951,13 @@ static void test_repeated_id_of_a_message_file_is_refused(void **state)
     assert_true(present(fx, "queue", big));
 
     /* the same id as a small message, which the journal would take */
+    commit_repeat_refused(fx, big);
+    assert_int_equal(check_content(fx, &rb.m, STORE_QUEUE, 8, big_len), 0);
+
+    /* found in queue/ at the next start */
+    restart(fx, &f);
+    assert_int_equal(f.n, 1);
+    found_free(&f);
     commit_repeat_refused(fx, big);
     assert_int_equal(check_content(fx, &rb.m, STORE_QUEUE, 8, big_len), 0);
 
