@@ -115,3 +115,45 @@ def test_journal_full_disk_gets_452_at_end_of_data_and_keeps_what_was_acknowledg
     tern.stop()
     tern.start()
     assert set(acked + [first]) <= set(listed_ids(tern))
+
+
+def test_each_commit_is_answered_once_under_concurrent_sessions(tern_instance):
+    """The journal's writer thread sends smtpd the answer to a commit it has
+    made durable, and the queue's loop answers the rest: with sessions
+    committing at once (several messages per connection, so a stray second
+    answer would meet a later request), every message gets one 250, is
+    delivered once, and smtpd never hears of a request it did not make."""
+    import threading
+    tern = start_journal(tern_instance)
+    sessions, per_session = 8, 12
+    ids, errors = [], []
+
+    def session(n):
+        try:
+            with tern.smtp() as c:
+                c.ehlo("client.test")
+                for i in range(per_session):
+                    c.mail("sender@localhost")
+                    c.rcpt("alice@localhost")
+                    code, text = c.data(f"Subject: s{n} m{i}\r\n\r\nbody\r\n".encode())
+                    assert code == 250, (code, text)
+                    ids.append(re.search(rf"queued as ({QID})", text.decode()).group(1))
+        except Exception as e:  # reported below, with the others
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    total = sessions * per_session
+    assert len(set(ids)) == total
+    files = tern.wait_messages("alice", count=total, timeout=30)
+    subjects = sorted(re.search(rb"\nSubject: (.*)\n", f.read_bytes()).group(1) for f in files)
+    assert subjects == sorted(f"s{n} m{i}".encode() for n in range(sessions) for i in range(per_session))
+    tern.wait_log(f"{ids[-1]}: removed")
+    log = tern.log_text()
+    assert "for unknown request" not in log and "unexpected message type" not in log, log[-3000:]
+    assert "was not taken over" not in log, log[-3000:]
+    assert len(re.findall(r"\(queue active\)", log)) == total
