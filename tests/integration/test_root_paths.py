@@ -625,3 +625,22 @@ print('PLANTED')
     assert "PLANTED" in out, out
     r = inst.cli("queue", check=True, timeout=20)
     assert qid.encode() in r.stdout and b"journal@example.test" in r.stdout, r.stdout
+
+
+def test_offline_listing_refuses_a_spool_with_two_owners(tern_instance):
+    """Root reads the stopped spool as the one user owning queue/, hold/ and
+    journal/; when they disagree it says so and reads nothing, rather than
+    guess whose rights to use."""
+    inst = tern_instance
+    inst.start()
+    inst.stop()
+    hold = inst.queue_dir / "hold"
+    st = os.lstat(hold)
+    os.chown(hold, 0, 0)
+    try:
+        r = inst.cli("queue", timeout=20)
+    finally:
+        os.chown(hold, st.st_uid, st.st_gid)
+    assert r.returncode == 1, r
+    assert b"belongs to uid 0" in r.stderr and b"not reading it as root" in r.stderr, r.stderr
+    assert inst.cli("queue", timeout=20).returncode == 0
