@@ -51,8 +51,9 @@ static struct {
      * looked, then whether a name was there or a message was committed as a
      * file since. While not, id_in_use does not look there (a new name's
      * lookup costs a directory search, and with the journal a message is a
-     * file only when it is large). Never reset once set: a file removed is
-     * unlinked later, by the sync thread. */
+     * file only when it is large). Only store_recover's scan clears it: a
+     * file removed is unlinked later, by the sync thread, so its removal
+     * never does. */
     int may_have_files;
     time_t start_time;          /* incoming files newer than this are a live smtpd's */
     struct timespec writers_since;  /* better: when every live writer started (0: unknown) */
