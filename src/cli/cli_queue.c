@@ -321,7 +321,8 @@ static int spool_owner(const char *qdir, uid_t *uid, gid_t *gid)
 /* Runs fn(arg) in a child process that is uid and gid (root's offline work
  * on what the mail owner controls: a link or a file planted there cannot
  * turn root's rights against root's files). fn's exit status, or -1
- * (said). */
+ * (said). The mail owner may signal its own processes: a child that is
+ * stopped is killed rather than waited for without end. */
 static int run_as(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
 {
     /* an ignored SIGCHLD, inherited through exec, would reap the child
@@ -335,6 +336,11 @@ static int run_as(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
         return -1;
     }
     if (pid == 0) {
+        /* the terminal's stop signals stop root's command, not only its
+         * helper, so any stop the parent sees came from someone's kill */
+        signal(SIGTSTP, SIG_IGN);
+        signal(SIGTTIN, SIG_IGN);
+        signal(SIGTTOU, SIG_IGN);
         if (uid != geteuid() &&
             (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || setuid(0) == 0)) {
             fprintf(stderr, "tern: cannot become uid %ld: %s\n", (long)uid, strerror(errno));
@@ -345,9 +351,21 @@ static int run_as(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
         _exit(rc);
     }
     int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
+    for (;;) {
+        if (waitpid(pid, &status, WUNTRACED) < 0) {
+            if (errno == EINTR)
+                continue;
             return -1;
+        }
+        if (!WIFSTOPPED(status))
+            break;
+        fprintf(stderr, "tern: the helper running as uid %ld was stopped by signal %d; it is killed, not waited for\n",
+                (long)uid, WSTOPSIG(status));
+        kill(pid, SIGKILL);
+    }
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "tern: the helper running as uid %ld was killed by signal %d\n", (long)uid,
+                WTERMSIG(status));
     return WIFEXITED(status) && WEXITSTATUS(status) != 125 ? WEXITSTATUS(status) : -1;
 }
 
@@ -428,61 +446,75 @@ static int select_journal_message(void *arg, const char *id, enum store_place pl
     return in_scope && (strcmp(js->id, "ALL") == 0 || strcmp(js->id, id) == 0);
 }
 
-struct journal_change {
+struct offline_change {
     const char *qdir, *id;
     int type, report_fd;
 };
 
-static int journal_change_child(void *arg)
+/* Moves or removes the files of a stopped-daemon request in queue/ and
+ * hold/: how many; *failures counts those that could not be. */
+static int change_files_offline(const struct offline_change *c, int *failures)
 {
-    const struct journal_change *c = arg;
-    struct journal_select js = {c->id, c->type};
-    size_t n = 0;
-    int rc = store_journal_offline_change(c->qdir, select_journal_message, &js, c->type == IPC_QUEUE_DELETE,
-                                          c->type == IPC_QUEUE_HOLD ? STORE_HOLD : STORE_QUEUE, &n);
-    dprintf(c->report_fd, "%d %zu", rc == 0 ? 0 : errno, n);
+    const char *from = c->type == IPC_QUEUE_RELEASE ? QDIR_HOLD : QDIR_QUEUE;
+    int count = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *sub = pass == 0 ? from : (c->type == IPC_QUEUE_DELETE ? QDIR_HOLD : NULL);
+        if (!sub)
+            break;
+        char *dir = xasprintf("%s/%s", c->qdir, sub);
+        size_t n;
+        char **ids = dir_ids(dir, &n);
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(c->id, "ALL") == 0 || strcmp(c->id, ids[i]) == 0) {
+                char *path = xasprintf("%s/%s", dir, ids[i]);
+                int rc;
+                if (c->type == IPC_QUEUE_DELETE) {
+                    rc = unlink(path);
+                } else {
+                    char *to = xasprintf("%s/%s/%s", c->qdir, c->type == IPC_QUEUE_HOLD ? QDIR_HOLD : QDIR_QUEUE,
+                                         ids[i]);
+                    rc = rename(path, to);
+                    free(to);
+                }
+                rc == 0 ? count++ : (*failures)++;
+                free(path);
+            }
+            free(ids[i]);
+        }
+        free(ids);
+        free(dir);
+    }
+    return count;
+}
+
+/* The request's changes (files, then the journal's messages, which must
+ * stay the queue process's): reports "errno changed failures" on
+ * report_fd, errno 0 when the journal was changed or there is none. */
+static int change_offline_child(void *arg)
+{
+    const struct offline_change *c = arg;
+    int failures = 0;
+    size_t n = (size_t)change_files_offline(c, &failures), in_journal = 0;
+    int err = 0;
+    char *path = xasprintf("%s/%s", c->qdir, QDIR_JOURNAL);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(path);
+    if (dfd >= 0) {
+        close(dfd);
+        struct journal_select js = {c->id, c->type};
+        if (store_journal_offline_change(c->qdir, select_journal_message, &js, c->type == IPC_QUEUE_DELETE,
+                                         c->type == IPC_QUEUE_HOLD ? STORE_HOLD : STORE_QUEUE, &in_journal) != 0)
+            err = errno ? errno : EIO;
+    } else if (errno != ENOENT) {
+        err = errno;
+    }
+    dprintf(c->report_fd, "%d %zu %d", err, n + in_journal, failures);
     return 0;
 }
 
-/* Changes the journal's messages as the journal's owner, in a child: a
- * segment the journal makes must be the queue process's, and root does not
- * act on what the mail owner controls. How many changed, or -1 (said). */
-static long change_journal_offline(const char *qdir, int type, const char *id)
-{
-    char *path = xasprintf("%s/%s", qdir, QDIR_JOURNAL);
-    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    free(path);
-    if (dfd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        fprintf(stderr, "tern: cannot open the queue's journal: %s\n", strerror(errno));
-        return -1;
-    }
-    close(dfd);
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
-    if (uid == 0 && spool_owner(qdir, &uid, &gid) != 0)
-        return -1;
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        return -1;
-    struct journal_change c = {qdir, id, type, p[1]};
-    int rc = run_as(uid, gid, journal_change_child, &c);
-    close(p[1]);
-    char buf[64] = {0};
-    ssize_t got = rc == 0 ? read(p[0], buf, sizeof buf - 1) : -1;
-    close(p[0]);
-    int err = -1;
-    size_t n = 0;
-    if (got <= 0 || sscanf(buf, "%d %zu", &err, &n) != 2 || err != 0) {
-        fprintf(stderr, "tern: cannot change the queue's journal: %s\n",
-                err > 0 ? strerror(err) : "the helper process failed");
-        return -1;
-    }
-    return (long)n;
-}
-
-/* With the daemon stopped: change the files directly, under the master's lock. */
+/* With the daemon stopped: under the master's lock, a child that is the
+ * spool's owner changes the files and the journal (root does not act on
+ * what the mail owner controls). */
 static int request_offline(const char *qdir, int type, const char *id, const char *verb)
 {
     char *lockpath = xasprintf("%s/%s/%s", qdir, QDIR_PID, QFILE_MASTER_PID);
@@ -499,48 +531,34 @@ static int request_offline(const char *qdir, int type, const char *id, const cha
             close(lock);
         return 0;
     }
-    const char *from = type == IPC_QUEUE_RELEASE ? QDIR_HOLD : QDIR_QUEUE;
-    int count = 0, failures = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        const char *sub = pass == 0 ? from : (type == IPC_QUEUE_DELETE ? QDIR_HOLD : NULL);
-        if (!sub)
-            break;
-        char *dir = xasprintf("%s/%s", qdir, sub);
-        size_t n;
-        char **ids = dir_ids(dir, &n);
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(id, "ALL") == 0 || strcmp(id, ids[i]) == 0) {
-                char *path = xasprintf("%s/%s", dir, ids[i]);
-                int rc;
-                if (type == IPC_QUEUE_DELETE) {
-                    rc = unlink(path);
-                } else {
-                    char *to = xasprintf("%s/%s/%s", qdir, type == IPC_QUEUE_HOLD ? QDIR_HOLD : QDIR_QUEUE, ids[i]);
-                    rc = rename(path, to);
-                    free(to);
-                }
-                rc == 0 ? count++ : failures++;
-                free(path);
-            }
-            free(ids[i]);
-        }
-        free(ids);
-        free(dir);
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    int p[2] = {-1, -1}, rc = -1;
+    if ((uid != 0 || spool_owner(qdir, &uid, &gid) == 0) && pipe2(p, O_CLOEXEC) == 0) {
+        struct offline_change c = {qdir, id, type, p[1]};
+        rc = run_as(uid, gid, change_offline_child, &c);
+        close(p[1]);
     }
-    /* queue_sync_method = journal: its messages, still under the lock */
-    long in_journal = change_journal_offline(qdir, type, id);
-    if (in_journal < 0)
-        failures++;
-    else
-        count += (int)in_journal;
+    char buf[96] = {0};
+    ssize_t got = rc == 0 ? read(p[0], buf, sizeof buf - 1) : -1;
+    if (p[0] >= 0)
+        close(p[0]);
     if (lock >= 0)
         close(lock);
-    if (count == 0 && strcmp(id, "ALL") != 0) {
+    int err = -1, failures = 0;
+    size_t count = 0;
+    if (got <= 0 || sscanf(buf, "%d %zu %d", &err, &count, &failures) != 3) {
+        fprintf(stderr, "tern: %s: the queue was not changed (the helper process failed)\n", verb);
+        return 1;
+    }
+    if (err != 0)
+        fprintf(stderr, "tern: cannot change the queue's journal: %s\n", strerror(err));
+    if (count == 0 && strcmp(id, "ALL") != 0 && err == 0) {
         cli_out_line(stderr, "tern: %s: no such message in the queue", id);
         return 1;
     }
-    fprintf(stderr, "tern: %s: %d message%s\n", verb, count, count == 1 ? "" : "s");
-    return failures ? 1 : 0;
+    fprintf(stderr, "tern: %s: %zu message%s\n", verb, count, count == 1 ? "" : "s");
+    return failures || err ? 1 : 0;
 }
 
 static int usage(void)
