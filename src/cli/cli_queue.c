@@ -20,7 +20,9 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <poll.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -30,11 +32,13 @@
 #include "cli/cli_out.h"
 #include "conf/conf.h"
 #include "daemon/instance.h"
+#include "daemon/master_files.h"
 #include "spool/spool.h"
 #include "util/ipc.h"
 #include "spool/queue_file.h"
 #include "spool/store_journal.h"
 #include "util/mem.h"
+#include "util/str.h"
 #include "util/strbuf.h"
 
 struct listing {
@@ -318,59 +322,188 @@ static int spool_owner(const char *qdir, uid_t *uid, gid_t *gid)
     return 0;
 }
 
-/* Runs fn(arg) in a child process that is uid and gid (root's offline work
- * on what the mail owner controls: a link or a file planted there cannot
- * turn root's rights against root's files). fn's exit status, or -1
- * (said). The mail owner may signal its own processes: a child that is
- * stopped is killed rather than waited for without end. */
-static int run_as(uid_t uid, gid_t gid, int (*fn)(void *), void *arg)
+/* ---------- the helper: root's offline work, as the spool's owner ---------- */
+
+/* What the helper prints, on its way to root's terminal: the helper runs
+ * as the mail owner, so its bytes are made printable here, a line at a
+ * time, whatever the helper did to them. */
+struct relay {
+    int fd;   /* the pipe's read end (non-blocking); -1 at its end */
+    FILE *to;
+    size_t len;
+    char buf[16384];
+};
+
+/* Writes n bytes at line (line[n] is free to use) made printable. */
+static void relay_emit(FILE *to, char *line, size_t n, int newline)
+{
+    for (size_t i = 0; i < n; i++)
+        if (line[i] == '\0')
+            line[i] = '?';
+    line[n] = '\0';
+    str_printable(line);
+    fwrite(line, 1, n, to);
+    if (newline)
+        fputc('\n', to);
+}
+
+/* One read from the pipe: 1 when bytes came, -1 when none are there yet,
+ * 0 at its end (or an error: the rest is written and the pipe closed). */
+static int relay_read(struct relay *r)
+{
+    ssize_t got = read(r->fd, r->buf + r->len, sizeof r->buf - 1 - r->len);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR))
+        return -1;
+    if (got <= 0) {
+        if (r->len)
+            relay_emit(r->to, r->buf, r->len, 0);
+        r->len = 0;
+        close(r->fd);
+        r->fd = -1;
+        fflush(r->to);
+        return 0;
+    }
+    r->len += (size_t)got;
+    char *p = r->buf, *nl;
+    size_t left = r->len;
+    while ((nl = memchr(p, '\n', left)) != NULL) {
+        size_t n = (size_t)(nl - p);
+        relay_emit(r->to, p, n, 1);
+        p += n + 1;
+        left -= n + 1;
+    }
+    memmove(r->buf, p, left);
+    r->len = left;
+    if (r->len == sizeof r->buf - 1) {   /* a line longer than the buffer: in pieces */
+        relay_emit(r->to, r->buf, r->len, 0);
+        r->len = 0;
+    }
+    fflush(r->to);
+    return 1;
+}
+
+/* Moves fd to a descriptor of 10 or above, close-on-exec: out of the way
+ * of the ones the helper is given. */
+static int fd_above(int fd)
+{
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 10);
+    close(fd);
+    return high;
+}
+
+/* The helper's side of the fork, before fn: a session of its own (no
+ * controlling terminal to push input into), nothing of root's open but
+ * /dev/null and its pipes (descriptors 0 to 2, the report on 3), then uid
+ * and gid, and dying with the parent. Returns only when all went well. */
+static void helper_setup(uid_t uid, gid_t gid, pid_t parent, int out, int err, int report)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0 || setsid() < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+        dup2(err, STDERR_FILENO) < 0 || (report >= 0 && dup2(report, 3) < 0) ||
+        close_range(report >= 0 ? 4 : 3, ~0U, 0) != 0)
+        _exit(125);
+    if (uid != geteuid() &&
+        (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || setuid(0) == 0)) {
+        fprintf(stderr, "tern: cannot become uid %ld: %s\n", (long)uid, strerror(errno));
+        _exit(125);
+    }
+    /* set after the uid change, which clears it */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(125);
+}
+
+/* Runs fn(arg, report) in a child process that is uid and gid (root's
+ * offline work on what the mail owner controls: a link or a file planted
+ * there cannot turn root's rights against root's files); report is the
+ * helper's descriptor for report_fd (-1: none). What it prints reaches
+ * stdout and stderr through relay. fn's exit status, or -1 (said). The
+ * mail owner may signal its own processes: a helper that is stopped is
+ * killed rather than waited for without end. */
+static int run_as(uid_t uid, gid_t gid, int (*fn)(void *, int), void *arg, int report_fd)
 {
     /* an ignored SIGCHLD, inherited through exec, would reap the child
      * before waitpid could see its status */
     signal(SIGCHLD, SIG_DFL);
     fflush(stdout);
     fflush(stderr);
-    pid_t pid = fork();
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0)
+        return -1;
+    if (pipe2(err, O_CLOEXEC) != 0) {
+        close(out[0]);
+        close(out[1]);
+        return -1;
+    }
+    pid_t parent = getpid(), pid = fork();
     if (pid < 0) {
         fprintf(stderr, "tern: fork: %s\n", strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            close(out[i]);
+            close(err[i]);
+        }
         return -1;
     }
     if (pid == 0) {
-        /* the terminal's stop signals stop root's command, not only its
-         * helper, so any stop the parent sees came from someone's kill */
-        signal(SIGTSTP, SIG_IGN);
-        signal(SIGTTIN, SIG_IGN);
-        signal(SIGTTOU, SIG_IGN);
-        if (uid != geteuid() &&
-            (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0 || setuid(0) == 0)) {
-            fprintf(stderr, "tern: cannot become uid %ld: %s\n", (long)uid, strerror(errno));
-            _exit(125);
-        }
-        int rc = fn(arg);
+        helper_setup(uid, gid, parent, fd_above(out[1]), fd_above(err[1]),
+                     report_fd >= 0 ? fd_above(report_fd) : -1);
+        int rc = fn(arg, report_fd >= 0 ? 3 : -1);
         fflush(stdout);
+        fflush(stderr);
         _exit(rc);
     }
-    int status;
-    for (;;) {
-        if (waitpid(pid, &status, WUNTRACED) < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (!WIFSTOPPED(status))
+    close(out[1]);
+    close(err[1]);
+    struct relay *r = xcalloc(2, sizeof *r);
+    r[0].fd = out[0];
+    r[0].to = stdout;
+    r[1].fd = err[0];
+    r[1].to = stderr;
+    for (int i = 0; i < 2; i++)
+        fcntl(r[i].fd, F_SETFL, fcntl(r[i].fd, F_GETFL) | O_NONBLOCK);
+    int status = 0, reaped = 0;
+    while (!reaped) {
+        struct pollfd pf[2] = {{r[0].fd, POLLIN, 0}, {r[1].fd, POLLIN, 0}};
+        /* the pipes, and every tenth of a second whether it stopped */
+        if (poll(pf, 2, 100) > 0)
+            for (int i = 0; i < 2; i++)
+                if (r[i].fd >= 0 && pf[i].revents)
+                    relay_read(&r[i]);
+        pid_t w = waitpid(pid, &status, WNOHANG | WUNTRACED);
+        if (w < 0 && errno != EINTR)
             break;
-        fprintf(stderr, "tern: the helper running as uid %ld was stopped by signal %d; it is killed, not waited for\n",
-                (long)uid, WSTOPSIG(status));
-        kill(pid, SIGKILL);
+        if (w != pid)
+            continue;
+        if (WIFSTOPPED(status)) {
+            fprintf(stderr, "tern: the helper running as uid %ld was stopped by signal %d; it is killed, not waited for\n",
+                    (long)uid, WSTOPSIG(status));
+            kill(pid, SIGKILL);
+            continue;
+        }
+        reaped = 1;
     }
+    /* what it wrote before it ended; a process it left behind holding the
+     * pipes is not waited for */
+    for (int i = 0; i < 2; i++) {
+        while (r[i].fd >= 0 && relay_read(&r[i]) == 1)
+            ;
+        if (r[i].fd >= 0) {
+            if (r[i].len)
+                relay_emit(r[i].to, r[i].buf, r[i].len, 0);
+            close(r[i].fd);
+        }
+    }
+    free(r);
+    if (!reaped)
+        return -1;
     if (WIFSIGNALED(status))
         fprintf(stderr, "tern: the helper running as uid %ld was killed by signal %d\n", (long)uid,
                 WTERMSIG(status));
     return WIFEXITED(status) && WEXITSTATUS(status) != 125 ? WEXITSTATUS(status) : -1;
 }
 
-static int list_offline_child(void *qdir)
+static int list_offline_child(void *qdir, int report_fd)
 {
+    (void)report_fd;
     return list_offline_files(qdir);
 }
 
@@ -396,7 +529,7 @@ static int list_offline(const char *qdir)
         return 1;
     if (uid == 0)
         return list_offline_files(qdir);
-    int rc = run_as(uid, gid, list_offline_child, (void *)qdir);
+    int rc = run_as(uid, gid, list_offline_child, (void *)qdir, -1);
     return rc < 0 ? 1 : rc;
 }
 
@@ -448,7 +581,7 @@ static int select_journal_message(void *arg, const char *id, enum store_place pl
 
 struct offline_change {
     const char *qdir, *id;
-    int type, report_fd;
+    int type;
 };
 
 /* Moves or removes the files of a stopped-daemon request in queue/ and
@@ -487,14 +620,17 @@ static int change_files_offline(const struct offline_change *c, int *failures)
     return count;
 }
 
-/* The request's changes (files, then the journal's messages, which must
- * stay the queue process's): reports "errno changed failures" on
- * report_fd, errno 0 when the journal was changed or there is none. */
-static int change_offline_child(void *arg)
+/* The request's changes, each part reported on report_fd when it is done
+ * (so that a helper killed half-way is not taken for one that did
+ * nothing): "files CHANGED FAILURES", then "journal ERRNO CHANGED", errno
+ * 0 when the journal was changed or there is none. */
+static int change_offline_child(void *arg, int report_fd)
 {
     const struct offline_change *c = arg;
     int failures = 0;
-    size_t n = (size_t)change_files_offline(c, &failures), in_journal = 0;
+    int n = change_files_offline(c, &failures);
+    dprintf(report_fd, "files %d %d\n", n, failures);
+    size_t in_journal = 0;
     int err = 0;
     char *path = xasprintf("%s/%s", c->qdir, QDIR_JOURNAL);
     int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -508,8 +644,32 @@ static int change_offline_child(void *arg)
     } else if (errno != ENOENT) {
         err = errno;
     }
-    dprintf(c->report_fd, "%d %zu %d", err, n + in_journal, failures);
+    dprintf(report_fd, "journal %d %zu\n", err, in_journal);
     return 0;
+}
+
+/* Takes the lock the master takes at start (pid/master.pid, made if need
+ * be): no tern starts while the files change, nor another tern queue.
+ * The lock's descriptor, *pid_dir its directory's, or -1 (said). */
+static int offline_lock(const char *qdir, int *pid_dir)
+{
+    struct strbuf diag = STRBUF_INIT;
+    int lock = -1, qfd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    *pid_dir = -1;
+    if (qfd < 0)
+        strbuf_printf(&diag, "%s: %s\n", qdir, strerror(errno));
+    else if (pidlock_take(qfd, qdir, pid_dir, &lock, &diag) != 0 && *pid_dir >= 0) {
+        close(*pid_dir);
+        *pid_dir = -1;
+    }
+    if (qfd >= 0)
+        close(qfd);
+    if (lock < 0) {
+        cli_out_line(stderr, "tern: %s", strbuf_str(&diag));
+        fprintf(stderr, "tern: the queue is not changed without the lock; try again (as root)\n");
+    }
+    strbuf_free(&diag);
+    return lock;
 }
 
 /* With the daemon stopped: under the master's lock, a child that is the
@@ -517,48 +677,56 @@ static int change_offline_child(void *arg)
  * what the mail owner controls). */
 static int request_offline(const char *qdir, int type, const char *id, const char *verb)
 {
-    char *lockpath = xasprintf("%s/%s/%s", qdir, QDIR_PID, QFILE_MASTER_PID);
-    int lock = open(lockpath, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    free(lockpath);
-    if (lock >= 0 && flock(lock, LOCK_EX | LOCK_NB) != 0) {
-        fprintf(stderr, "tern: the queue is busy; try again\n");
-        close(lock);
-        return 1;
-    }
     if (type == IPC_QUEUE_FLUSH) {
         fprintf(stderr, "tern: the mail system is down; queued mail is tried when it starts\n");
-        if (lock >= 0)
-            close(lock);
         return 0;
     }
+    int pid_dir, lock = offline_lock(qdir, &pid_dir);
+    if (lock < 0)
+        return 1;
     uid_t uid = geteuid();
     gid_t gid = getegid();
-    int p[2] = {-1, -1}, rc = -1;
-    if ((uid != 0 || spool_owner(qdir, &uid, &gid) == 0) && pipe2(p, O_CLOEXEC) == 0) {
-        struct offline_change c = {qdir, id, type, p[1]};
-        rc = run_as(uid, gid, change_offline_child, &c);
+    int p[2] = {-1, -1};
+    char buf[128] = {0};
+    if ((uid != 0 || spool_owner(qdir, &uid, &gid) == 0) && pipe2(p, O_CLOEXEC | O_NONBLOCK) == 0) {
+        struct offline_change c = {qdir, id, type};
+        (void)run_as(uid, gid, change_offline_child, &c, p[1]);
         close(p[1]);
-    }
-    char buf[96] = {0};
-    ssize_t got = rc == 0 ? read(p[0], buf, sizeof buf - 1) : -1;
-    if (p[0] >= 0)
+        /* the report is what the helper wrote before it ended, if anything */
+        if (read(p[0], buf, sizeof buf - 1) < 0)
+            buf[0] = '\0';
         close(p[0]);
-    if (lock >= 0)
-        close(lock);
-    int err = -1, failures = 0;
-    size_t count = 0;
-    if (got <= 0 || sscanf(buf, "%d %zu %d", &err, &count, &failures) != 3) {
-        fprintf(stderr, "tern: %s: the queue was not changed (the helper process failed)\n", verb);
+    }
+    /* as the master leaves it: the name first, then the lock */
+    unlinkat(pid_dir, QFILE_MASTER_PID, 0);
+    close(lock);
+    close(pid_dir);
+    int files = 0, failures = 0, err = 0, parts = 0;
+    size_t in_journal = 0;
+    if (sscanf(buf, "files %d %d", &files, &failures) == 2) {
+        parts++;
+        const char *j = strstr(buf, "\njournal ");
+        if (j && sscanf(j + 1, "journal %d %zu", &err, &in_journal) == 2)
+            parts++;
+    }
+    if (parts == 0) {
+        fprintf(stderr, "tern: %s: the helper process failed; the queue may be partly changed (tern queue lists it)\n",
+                verb);
         return 1;
     }
-    if (err != 0)
+    if (parts == 1)
+        fprintf(stderr, "tern: %s: the helper process failed after %d queue file%s; the journal may be partly "
+                "changed (tern queue lists it)\n", verb, files, files == 1 ? "" : "s");
+    else if (err != 0)
         fprintf(stderr, "tern: cannot change the queue's journal: %s\n", strerror(err));
-    if (count == 0 && strcmp(id, "ALL") != 0 && err == 0) {
+    size_t count = (size_t)files + in_journal;
+    if (parts == 2 && count == 0 && strcmp(id, "ALL") != 0 && err == 0) {
         cli_out_line(stderr, "tern: %s: no such message in the queue", id);
         return 1;
     }
-    fprintf(stderr, "tern: %s: %zu message%s\n", verb, count, count == 1 ? "" : "s");
-    return failures || err ? 1 : 0;
+    if (parts == 2)
+        fprintf(stderr, "tern: %s: %zu message%s\n", verb, count, count == 1 ? "" : "s");
+    return parts < 2 || failures || err ? 1 : 0;
 }
 
 static int usage(void)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -167,6 +168,18 @@ int journal_free_push(struct journal *j, uint64_t n)
     return 0;
 }
 
+int journal_file_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+    int fd = fsops_openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode);
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
+}
+
 /* ---- making segments --------------------------------------------------- */
 
 static const unsigned char zeros[65536];
@@ -175,7 +188,7 @@ static const unsigned char zeros[65536];
  * to name, directory synced. */
 static int create_file(struct journal *j, const char *tmp, uint64_t seq, const char *name, int *poisoned)
 {
-    int fd = fsops_openat(j->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = journal_file_openat(j->dirfd, tmp, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (fd < 0)
         return -1;
     unsigned char h[JOURNAL_SEGMENT_HEADER];
@@ -212,7 +225,7 @@ static int recycle_segment(struct journal *j, uint64_t freen, uint64_t seq, cons
 {
     char fname[40];
     journal_seg_name(fname, sizeof fname, "free", freen);
-    int fd = fsops_openat(j->dirfd, fname, O_RDWR | O_CLOEXEC, 0);
+    int fd = journal_file_openat(j->dirfd, fname, O_RDWR, 0);
     if (fd < 0)
         return -1;
     unsigned char h[JOURNAL_SEGMENT_HEADER];
@@ -524,7 +537,7 @@ int journal_open(struct journal **out, const char *dir, const struct journal_opt
     pthread_condattr_destroy(&ca);
     pthread_rwlock_init(&j->segmu, NULL);
     pthread_mutex_init(&j->spare_mu, NULL);
-    j->dirfd = fsops_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+    j->dirfd = fsops_open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
     if (j->dirfd < 0 || journal_recover(j, replay, arg, rec) != 0) {
         int e = errno;
         journal_close(j);

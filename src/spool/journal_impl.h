@@ -72,6 +72,11 @@ size_t journal_rec_size(uint32_t len);
 /* Writes a record (header, payload, padding) at p: journal_rec_size(len) bytes. */
 void journal_encode(unsigned char *p, uint64_t seq, uint32_t type, const void *data, uint32_t len);
 void journal_seg_name(char *out, size_t size, const char *prefix, uint64_t n);
+/* Opens a journal file (segment, free file, temporary) in the journal's
+ * directory, which the mail owner controls: never through a symbolic link,
+ * never waiting (a FIFO, a lease), and only a regular file (else -1,
+ * errno EINVAL). flags: O_RDONLY or O_RDWR, maybe O_CREAT|O_TRUNC. */
+int journal_file_openat(int dirfd, const char *name, int flags, mode_t mode);
 /* Reads and checks the record at off of segment seq (fd). 1: valid, with
  * *type, *len and the payload in *pl (grown as needed); 0: not a valid
  * record (*own: its header carried this segment's seq, so it is a record

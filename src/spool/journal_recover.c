@@ -113,7 +113,7 @@ static uint64_t free_max_seq(struct journal *j)
         char name[40];
         uint64_t seq = 0;
         journal_seg_name(name, sizeof name, "free", j->freenames[i]);
-        int fd = fsops_openat(j->dirfd, name, O_RDONLY | O_CLOEXEC, 0);
+        int fd = journal_file_openat(j->dirfd, name, O_RDONLY, 0);
         if (fd < 0 || check_header(j, fd, &seq) != 0) {
             log_warn("journal: %s: %s; not reused", name, strerror(errno));
         } else {
@@ -181,7 +181,7 @@ int journal_recover(struct journal *j, journal_replay_fn replay, void *arg, stru
         char name[40];
         uint64_t seq = 0;
         journal_seg_name(name, sizeof name, "seg", seqs[i]);
-        int fd = fsops_openat(j->dirfd, name, O_RDWR | O_CLOEXEC, 0);
+        int fd = journal_file_openat(j->dirfd, name, O_RDWR, 0);
         int e = 0;
         if (fd < 0 || check_header(j, fd, &seq) != 0)
             e = errno;
@@ -247,11 +247,10 @@ int journal_scan(const char *dir, journal_replay_fn replay, void *arg)
         char name[40];
         unsigned char h[JOURNAL_SEGMENT_HEADER];
         journal_seg_name(name, sizeof name, "seg", seqs[i]);
-        /* O_NONBLOCK: a FIFO put in its place must not hang the reader; it
-         * fails the header check below like any other non-segment */
-        int fd = openat(j.dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        /* a FIFO put in its place must not hang the reader: passed over */
+        int fd = journal_file_openat(j.dirfd, name, O_RDONLY, 0);
         if (fd < 0)
-            continue; /* retired meanwhile */
+            continue; /* retired meanwhile, or not a file */
         /* the segment size is the header's: a reader has no options */
         if (fsops_pread_all(fd, h, sizeof h, 0) == 0 && memcmp(h, SEG_MAGIC, 8) == 0 &&
             journal_get32(h + 60) == queue_file_crc32(0, h, 60) && journal_get64(h + 16) == seqs[i]) {
@@ -274,9 +273,13 @@ int journal_scan(const char *dir, journal_replay_fn replay, void *arg)
 
 uint64_t journal_existing_segment_size(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
         return 0;
+    }
     uint64_t size = 0;
     struct dirent *de;
     while (size == 0 && (de = readdir(d)) != NULL) {
@@ -284,7 +287,7 @@ uint64_t journal_existing_segment_size(const char *dir)
         if (!parse_name(de->d_name, "seg", &n) && !parse_name(de->d_name, "free", &n))
             continue;
         unsigned char h[JOURNAL_SEGMENT_HEADER];
-        int fd = openat(dirfd(d), de->d_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        int fd = journal_file_openat(dirfd(d), de->d_name, O_RDONLY, 0);
         if (fd >= 0 && fsops_pread_all(fd, h, sizeof h, 0) == 0 && memcmp(h, SEG_MAGIC, 8) == 0 &&
             journal_get32(h + 60) == queue_file_crc32(0, h, 60))
             size = journal_get64(h + 24);
