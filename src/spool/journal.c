@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,18 +165,6 @@ int journal_free_push(struct journal *j, uint64_t n)
     }
     j->freenames[j->nfree++] = n;
     return 0;
-}
-
-int journal_file_openat(int dirfd, const char *name, int flags, mode_t mode)
-{
-    int fd = fsops_openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode);
-    struct stat sb;
-    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
-        close(fd);
-        errno = EINVAL;
-        return -1;
-    }
-    return fd;
 }
 
 /* ---- making segments --------------------------------------------------- */

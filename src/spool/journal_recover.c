@@ -1,11 +1,13 @@
 /* journal_recover: journal_open's scan of the segments (the rules are in
- * journal.h: "Recovery"). */
+ * journal.h: "Recovery"), the read-only scan and the opening of the
+ * journal's files, which the mail owner's directory holds. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "spool/journal_impl.h"
@@ -100,6 +102,18 @@ static int check_header(struct journal *j, int fd, uint64_t *seq)
     }
     *seq = journal_get64(h + 16);
     return 0;
+}
+
+int journal_file_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+    int fd = fsops_openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode);
+    struct stat sb;
+    if (fd >= 0 && (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return fd;
 }
 
 /* The highest seq any free file's header remembers (its stale records
