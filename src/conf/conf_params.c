@@ -386,6 +386,8 @@ const struct conf_param conf_params[] = {
         "SMTP client: none, may (STARTTLS when offered), encrypt (required), verify/secure (certificate checked)."),
     STR("smtpd_banner", "$myhostname ESMTP $mail_name",
         "Text after the 220 code in the SMTP greeting."),
+    INT("smtpd_client_auth_rate_limit", "0", 0, COUNT_MAX,
+        "AUTH commands one client may send per anvil_rate_time_unit (450 4.7.1 past it); 0: no limit."),
     INT("smtpd_client_connection_count_limit", "50", 0, COUNT_MAX,
         "Simultaneous connections one client (an IPv4 address, an IPv6 /64) may hold; 0 disables the limit."),
     INT("smtpd_client_connection_rate_limit", "0", 0, COUNT_MAX,
@@ -395,6 +397,12 @@ const struct conf_param conf_params[] = {
         "beyond the lockout table, do not apply to."),
     INT("smtpd_client_message_rate_limit", "0", 0, COUNT_MAX,
         "Messages (MAIL FROM) one client may send per anvil_rate_time_unit; 0: no limit."),
+    INT("smtpd_client_new_tls_session_rate_limit", "0", 0, COUNT_MAX,
+        "New (not resumed) TLS sessions one client may start per anvil_rate_time_unit: past it STARTTLS "
+        "gets 454 4.7.0 and port 465 closes the connection before the handshake; 0: no limit."),
+    INT("smtpd_client_recipient_rate_limit", "0", 0, COUNT_MAX,
+        "Recipients (RCPT TO, accepted or not) one client may send per anvil_rate_time_unit "
+        "(450 4.7.1 past it); 0: no limit."),
     LIST("smtpd_client_restrictions", "",
         "Restrictions on the client (evaluated at RCPT TO, as with smtpd_delay_reject = yes)."),
     LIST("smtpd_end_of_data_restrictions", "",

@@ -37,8 +37,8 @@ void smtpd_anvil_client_key(const char *addr, char *key, size_t size)
 struct client {
     char key[ANVIL_KEY_LEN];
     long conns;               /* open now */
-    time_t conn_window, msg_window;
-    long conn_in_window, msg_in_window;
+    time_t window[ANVIL_RATES];
+    long in_window[ANVIL_RATES];
     time_t last;
 };
 
@@ -52,32 +52,43 @@ static const void *client_key(const void *item, size_t *len)
 /* Starts zeroed; the first lookup gives it its key and its bound, so the
  * module needs no setup call. */
 static struct hashmap clients;
+/* Which rates have a limit, and their time unit, as the calls last said:
+ * an entry's count of a rate without a limit is worth nothing. */
+static int limited[ANVIL_RATES];
+static long rate_unit = 60;
+/* No sweep before this after one that freed nothing. */
+static time_t next_sweep;
 
-struct sweep {
-    time_t now, age;
-};
-
-static int drop_if_idle(void *item, void *arg)
+/* An entry that holds nothing a limit needs (no open connection, no
+ * limited rate still counting in its window) is the same as none. */
+static int holds_something(const struct client *c, time_t now)
 {
-    struct client *c = item;
-    const struct sweep *sw = arg;
-    if (c->conns == 0 && sw->now - c->last >= sw->age) {
-        free(c);
+    if (c->conns > 0)
         return 1;
-    }
+    for (int r = 0; r < ANVIL_RATES; r++)
+        if (limited[r] && c->in_window[r] > 0 && now - c->window[r] < rate_unit)
+            return 1;
     return 0;
 }
 
-/* Drops entries with no open connection, oldest activity first, until
- * there is room (a rough sweep: it only ever forgets). */
+static int drop_if_holding_nothing(void *item, void *arg)
+{
+    struct client *c = item;
+    if (holds_something(c, *(const time_t *)arg))
+        return 0;
+    free(c);
+    return 1;
+}
+
+/* Drops every entry that holds nothing, so forgetting changes no limit; at
+ * most once a second when a sweep found nothing to drop (a full table of
+ * live entries sends new clients to the shared entry). */
 static void make_room(time_t now)
 {
-    for (time_t age = 3600; hashmap_full(&clients) && age >= 0; age /= 2) {
-        struct sweep sw = {now, age};
-        hashmap_remove_if(&clients, drop_if_idle, &sw);
-        if (age == 0)
-            break;
-    }
+    if (now < next_sweep)
+        return;
+    if (hashmap_remove_if(&clients, drop_if_holding_nothing, &now) == 0)
+        next_sweep = now + 1;
 }
 
 static struct client *lookup(const char *addr, int create, time_t now)
@@ -99,23 +110,28 @@ static struct client *lookup(const char *addr, int create, time_t now)
     return c;
 }
 
-/* Counts one event in a fixed window of unit seconds; 1 if over limit. */
-static int over_rate(time_t *window, long *count, long limit, long unit, time_t now)
+/* Counts one event of rate r in a fixed window of unit seconds; 1 if over
+ * limit (and not counted). count 0: only whether one more would be over. */
+static int over_rate(struct client *c, enum anvil_rate r, long limit, long unit, time_t now, int count)
 {
     if (unit <= 0)
         unit = 60;
-    if (now - *window >= unit) {
-        *window = now;
-        *count = 0;
+    limited[r] = limit > 0;
+    rate_unit = unit;
+    if (now - c->window[r] >= unit) {
+        c->window[r] = now;
+        c->in_window[r] = 0;
     }
-    if (limit > 0 && *count >= limit)
+    if (limit > 0 && c->in_window[r] >= limit)
         return 1;
-    (*count)++;
+    if (count)
+        c->in_window[r]++;
     return 0;
 }
 
 /* Counts the clients that found no slot because every entry holds an open
- * connection: together they are one client, so they are never uncounted. */
+ * connection or a running count: together they are one client, so they are
+ * never uncounted. */
 static struct client shared;
 
 int smtpd_anvil_connect(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
@@ -129,26 +145,44 @@ int smtpd_anvil_connect(const char *addr, const struct smtpd_anvil_limits *l, ti
     c->last = now;
     if (l->conn_count > 0 && c->conns >= l->conn_count)
         return ANVIL_OVER_COUNT;
-    if (over_rate(&c->conn_window, &c->conn_in_window, l->conn_rate, l->unit, now))
+    if (over_rate(c, ANVIL_RATE_CONN, l->conn_rate, l->unit, now, 1))
         return ANVIL_OVER_RATE;
     c->conns++;
     return admitted;
 }
 
-void smtpd_anvil_disconnect(const char *addr, int admitted)
+void smtpd_anvil_disconnect(const char *addr, int admitted, time_t now)
 {
     struct client *c = admitted == ANVIL_ADMITTED_SHARED ? &shared : lookup(addr, 0, 0);
     if (c && c->conns > 0)
         c->conns--;
+    /* an entry that now holds nothing frees its slot at once */
+    if (c && c != &shared && c->conns == 0 && !holds_something(c, now)) {
+        hashmap_remove(&clients, c);
+        free(c);
+    }
 }
 
-int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
+int smtpd_anvil_rate(const char *addr, enum anvil_rate r, long limit, long unit, time_t now)
 {
     struct client *c = lookup(addr, 1, now);
     if (!c)
         c = &shared;
     c->last = now;
-    return over_rate(&c->msg_window, &c->msg_in_window, l->msg_rate, l->unit, now);
+    return over_rate(c, r, limit, unit, now, 1);
+}
+
+int smtpd_anvil_rate_reached(const char *addr, enum anvil_rate r, long limit, long unit, time_t now)
+{
+    struct client *c = lookup(addr, 0, now);
+    if (!c && !hashmap_full(&clients))
+        return 0;   /* nothing counted yet */
+    return over_rate(c ? c : &shared, r, limit, unit, now, 0);   /* its own count, or the shared one */
+}
+
+int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
+{
+    return smtpd_anvil_rate(addr, ANVIL_RATE_MSG, l->msg_rate, l->unit, now);
 }
 
 /* ---- failed logins ---- */
@@ -173,10 +207,12 @@ static struct hashmap lockouts;
  * hold a running lockout; locked, it refuses all those clients together. */
 static struct lockout overflow;
 
-/* The slot for key: its own, a new one (taking the slot of the client that
- * failed least recently among those not locked out), or NULL when every
- * slot holds a running lockout. */
-static struct lockout *lockout_slot(const char *key, time_t now)
+/* The slot for key: its own, a new one, or NULL when every slot still
+ * counts (a running lockout, or failures within their window). A new one
+ * takes the slot of an entry that counts nothing any more (its lockout and
+ * its window ended), the one that failed least recently: giving that up
+ * loses no failure. */
+static struct lockout *lockout_slot(const char *key, long window, time_t now)
 {
     if (!lockouts.key_of)
         hashmap_init(&lockouts, lockout_key, ANVIL_MAX_LOCKOUTS);
@@ -187,7 +223,8 @@ static struct lockout *lockout_slot(const char *key, time_t now)
         struct lockout *stalest = NULL, *c;
         size_t i = 0;
         while ((c = hashmap_next(&lockouts, &i)))
-            if (c->until <= now && (!stalest || c->last < stalest->last))
+            if (c->until <= now && (c->failures == 0 || now - c->first > window) &&
+                (!stalest || c->last < stalest->last))
                 stalest = c;
         if (!stalest)
             return NULL;
@@ -215,14 +252,14 @@ int smtpd_anvil_auth_failure(const char *addr, long limit, long window, time_t n
 {
     char key[ANVIL_KEY_LEN];
     smtpd_anvil_client_key(addr, key, sizeof key);
-    struct lockout *l = lockout_slot(key, now);
+    if (window <= 0)
+        window = 600;
+    struct lockout *l = lockout_slot(key, window, now);
     int locks = ANVIL_LOCKED;
     if (!l) {
         l = &overflow;
         locks = ANVIL_LOCKED_SHARED;
     }
-    if (window <= 0)
-        window = 600;
     if (now - l->first > window) {
         l->failures = 0;
         l->first = now;
@@ -245,6 +282,9 @@ void smtpd_anvil_reset(void)
         free(c);
     hashmap_free(&clients);
     memset(&shared, 0, sizeof shared);
+    memset(limited, 0, sizeof limited);
+    rate_unit = 60;
+    next_sweep = 0;
     i = 0;
     struct lockout *l;
     while ((l = hashmap_next(&lockouts, &i)))

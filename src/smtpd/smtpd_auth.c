@@ -234,6 +234,22 @@ static void check_done(void *arg, enum auth_result r, const char *why)
     if (s->state == SS_CLOSING)
         return;
     const char *method = s->sasl_method;
+    /* Other sessions' guesses may have locked this client out while the
+     * backend checked this one (parallel AUTH from many connections): then
+     * even a right password is refused, answered as a failure would be, so
+     * that guesses answered after the lockout tell nothing. */
+    if (r == AUTH_OK && !any_login(s) && locked_out(s)) {
+        log_warn("%s[%s]: SASL %s authentication succeeded, but the client was locked out meanwhile (too many "
+                 "failed SASL logins); refused, sasl_username=%s",
+                 s->client_name, s->client_addr, method, s->auth_login_user ? s->auth_login_user : "");
+        wipe(&s->auth_login_user);
+        s->auth_locked = 1;
+        if (!s->auth_delay)
+            s->auth_delay = evtimer_new(s->base, delayed_reply, s);
+        struct timeval tv = {s->set->sasl_failure_delay, 0};
+        evtimer_add(s->auth_delay, &tv);
+        return;
+    }
     if (r == AUTH_OK) {
         /* Dovecot says who the user really is ("Alice" may be "alice") */
         if (s->set->sasl_dovecot && why && *why) {
@@ -383,6 +399,13 @@ void smtpd_auth_cmd(struct smtp_session *s, const char *arg)
     if (locked_out(s)) {
         smtpd_session_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts", s->set->myhostname);
         smtpd_session_close_after_reply(s);
+        return;
+    }
+    if (!s->limits_exempt && s->set->auth_rate_limit > 0 &&
+        smtpd_anvil_rate(s->client_addr, ANVIL_RATE_AUTH, s->set->auth_rate_limit, s->set->rate_unit, time(NULL))) {
+        log_warn("AUTH command rate limit exceeded from %s[%s] for service %s", s->client_name, s->client_addr,
+                 s->set->service);
+        smtpd_session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->client_addr);
         return;
     }
     size_t mlen = strcspn(arg, " ");

@@ -384,6 +384,14 @@ void smtpd_cmd_table_retry(struct smtp_session *s)
 
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
+    /* counted whether or not the recipient is then accepted, as anvil does */
+    if (!s->limits_exempt && s->set->rcpt_rate_limit > 0 &&
+        smtpd_anvil_rate(s->client_addr, ANVIL_RATE_RCPT, s->set->rcpt_rate_limit, s->set->rate_unit, time(NULL))) {
+        log_warn("Recipient address rate limit exceeded from %s[%s] for service %s", s->client_name, s->client_addr,
+                 s->set->service);
+        smtpd_session_reply(s, "450 4.7.1 Error: too many recipients from %s", s->client_addr);
+        return;
+    }
     struct smtp_ext ext = s->ext;
     ext.smtputf8 = s->ext.smtputf8 && s->smtputf8;
     struct smtp_rcpt_args a;
@@ -624,6 +632,16 @@ static int starttls_refused(struct smtp_session *s, const char *arg)
 static void cmd_starttls(struct smtp_session *s, const char *arg)
 {
     (void)arg;
+    /* asked before the handshake, which is what costs; the handshake counts */
+    if (!s->limits_exempt && s->set->tls_rate_limit > 0 &&
+        smtpd_anvil_rate_reached(s->client_addr, ANVIL_RATE_TLS, s->set->tls_rate_limit, s->set->rate_unit,
+                                 time(NULL))) {
+        log_warn("Refusing STARTTLS request from %s[%s] for service %s", s->client_name, s->client_addr,
+                 s->set->service);
+        smtpd_session_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s[%s]", s->client_name,
+                            s->client_addr);
+        return;
+    }
     smtpd_session_reply(s, "220 2.0.0 Ready to start TLS");
     smtpd_session_start_tls(s);
 }

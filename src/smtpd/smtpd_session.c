@@ -121,17 +121,21 @@ void smtpd_session_reply(struct smtp_session *s, const char *fmt, ...)
 }
 
 static void flush_check(evutil_socket_t fd, short what, void *arg);
+static size_t underlying_pending(struct smtp_session *s);
 
 void smtpd_session_close_after_reply(struct smtp_session *s)
 {
     s->state = SS_CLOSING;
     s->closing_after_write = 1;
     bufferevent_disable(s->bev, EV_READ);
-    /* The session is over for the client once its last reply is out, which
-     * may be already: its connection stops counting now, before this loop
-     * can accept the client's next one. */
-    if (s->anvil_counted) {
-        smtpd_anvil_disconnect(s->client_addr, s->anvil_admitted);
+    /* The session is over for the client once its last reply is out. When
+     * it is already (in the kernel's hands), the connection stops counting
+     * now, before this loop can accept the client's next one; a reply still
+     * waiting here keeps it counted until the session ends, or a client
+     * that never reads its 221 could hold slots it no longer counts for. */
+    if (s->anvil_counted && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0 &&
+        underlying_pending(s) == 0) {
+        smtpd_anvil_disconnect(s->client_addr, s->anvil_admitted, time(NULL));
         s->anvil_counted = 0;
     }
     /* The last reply went straight to the socket: no write event will say
@@ -366,16 +370,23 @@ static void session_process(struct smtp_session *s)
         if ((smtpd_dns_pending(s) || smtpd_mailauth_rcpt_waits(s) || s->table_wait_arg) && s->state != SS_DATA &&
             s->state != SS_BDAT)
             return;
-        if (s->state == SS_DATA) {
-            if (!smtpd_content_read_dot(s))
+        if (s->state == SS_DATA || s->state == SS_BDAT) {
+            /* the content's refusals (a chunk without MAIL, a message too
+             * big) count as errors too: the same limits and tarpit */
+            unsigned errors_before = s->errors;
+            if (s->state == SS_DATA) {
+                if (!smtpd_content_read_dot(s))
+                    return;
+                smtpd_content_end(s);
+            } else {
+                if (!smtpd_content_read_bdat(s))
+                    return;
+                smtpd_content_bdat_done(s, s->bdat_chunk_size);
+            }
+            if (smtpd_session_check_error_limit(s))
                 return;
-            smtpd_content_end(s);
-            continue;
-        }
-        if (s->state == SS_BDAT) {
-            if (!smtpd_content_read_bdat(s))
+            if (s->errors > errors_before && pause_after_error(s))
                 return;
-            smtpd_content_bdat_done(s, s->bdat_chunk_size);
             continue;
         }
         if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SMTP_OUTPUT_HIGH_WATER) {
@@ -460,9 +471,21 @@ static void tls_established(struct smtp_session *s)
 {
     s->tls = 1;
     s->tls_pending = 0;
-    tls_describe(bufferevent_openssl_get_ssl(s->bev), s->tls_info, sizeof s->tls_info);
+    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+    tls_describe(ssl, s->tls_info, sizeof s->tls_info);
     log_info("Anonymous TLS connection established from %s[%s]: %s", s->client_name, s->client_addr,
              s->tls_info);
+    /* a new session (not a resumed one) counts; past the limit the session
+     * ends, as Postfix does (what it cost is spent, the next is refused
+     * before its handshake) */
+    if (!s->limits_exempt && s->set->tls_rate_limit > 0 && !SSL_session_reused(ssl) &&
+        smtpd_anvil_rate(s->client_addr, ANVIL_RATE_TLS, s->set->tls_rate_limit, s->set->rate_unit, time(NULL))) {
+        log_warn("New TLS session rate limit exceeded from %s[%s] for service %s", s->client_name, s->client_addr,
+                 s->set->service);
+        smtpd_session_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s[%s]", s->set->myhostname,
+                            s->client_name, s->client_addr);
+        smtpd_session_close_after_reply(s);
+    }
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -622,6 +645,15 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         }
         s->anvil_counted = 1;
         s->anvil_admitted = admitted;
+        /* port 465: refused before the handshake, which is what costs */
+        if (set->tls_wrapper && set->tls_rate_limit > 0 &&
+            smtpd_anvil_rate_reached(s->client_addr, ANVIL_RATE_TLS, set->tls_rate_limit, set->rate_unit,
+                                     time(NULL))) {
+            log_warn("Refusing TLS service request from %s[%s] for service %s", s->client_name, s->client_addr,
+                     set->service);
+            session_free(s);
+            return;
+        }
     }
     if (set->capture_counters)
         set->capture_counters->sessions++;
@@ -690,7 +722,7 @@ static void session_free(struct smtp_session *s)
     smtpd_auth_session_end(s);
     smtpd_dns_session_end(s);
     if (s->anvil_counted)
-        smtpd_anvil_disconnect(s->client_addr, s->anvil_admitted);
+        smtpd_anvil_disconnect(s->client_addr, s->anvil_admitted, time(NULL));
     smtpd_session_reset_transaction(s);
     uncharge_memory(s, s->memory_charged);
     free(s->helo);

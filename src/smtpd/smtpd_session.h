@@ -65,6 +65,7 @@ struct smtpd_settings {
     long sasl_failure_limit, sasl_lockout_time, sasl_failure_delay;
     /* per-client limits (smtpd_anvil) and who is exempt from them */
     long conn_count_limit, conn_rate_limit, msg_rate_limit, rate_unit;
+    long rcpt_rate_limit, auth_rate_limit, tls_rate_limit;
     struct cidr_list limit_exceptions;
     struct smtpd_policy_lists *policy;   /* smtpd_*_restrictions; NULL if they did not parse */
     struct map_list *sender_login_maps; /* smtpd_sender_login_maps: address -> owners */

@@ -116,6 +116,9 @@ void smtpd_settings_load(struct smtpd_settings *s, struct conf *c, const char *s
     s->conn_count_limit = (long)conf_int(c, "smtpd_client_connection_count_limit");
     s->conn_rate_limit = (long)conf_int(c, "smtpd_client_connection_rate_limit");
     s->msg_rate_limit = (long)conf_int(c, "smtpd_client_message_rate_limit");
+    s->rcpt_rate_limit = (long)conf_int(c, "smtpd_client_recipient_rate_limit");
+    s->auth_rate_limit = (long)conf_int(c, "smtpd_client_auth_rate_limit");
+    s->tls_rate_limit = (long)conf_int(c, "smtpd_client_new_tls_session_rate_limit");
     s->rate_unit = (long)conf_time(c, "anvil_rate_time_unit");
     char *perr = NULL;
     s->policy = smtpd_policy_from_conf(c, &perr);

@@ -17,9 +17,9 @@ static void test_concurrency(void **state)
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 1);   /* third at once */
     assert_int_equal(smtpd_anvil_connect("192.0.2.2", &l, 1000), 0);   /* others unaffected */
-    smtpd_anvil_disconnect("192.0.2.1", ANVIL_ADMITTED);
+    smtpd_anvil_disconnect("192.0.2.1", ANVIL_ADMITTED, 1000);
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1001), 0);   /* a slot came free */
-    smtpd_anvil_disconnect("192.0.2.9", ANVIL_ADMITTED);                                /* unknown: harmless */
+    smtpd_anvil_disconnect("192.0.2.9", ANVIL_ADMITTED, 1000);                                /* unknown: harmless */
     smtpd_anvil_reset();
 }
 
@@ -29,7 +29,7 @@ static void test_rates(void **state)
     struct smtpd_anvil_limits l = {0, 3, 2, 60};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2000 + i), 0);
-        smtpd_anvil_disconnect("198.51.100.7", ANVIL_ADMITTED);
+        smtpd_anvil_disconnect("198.51.100.7", ANVIL_ADMITTED, 2000 + i);
     }
     assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2010), 2);  /* fourth in the minute */
     assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2060), 0);  /* next window */
@@ -54,7 +54,7 @@ static void test_table_bound(void **state)
     for (int i = 0; i < ANVIL_MAX_CLIENTS + 100; i++) {
         snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
         smtpd_anvil_connect(addr, &l, 5000);
-        smtpd_anvil_disconnect(addr, ANVIL_ADMITTED);
+        smtpd_anvil_disconnect(addr, ANVIL_ADMITTED, 5000);
     }
     assert_int_equal(smtpd_anvil_connect("203.0.113.1", &l, 9000), 1);   /* still counted */
     smtpd_anvil_reset();
@@ -75,10 +75,10 @@ static void test_full_of_held_connections(void **state)
     assert_int_equal(smtpd_anvil_connect("203.0.113.9", &l, 9000), ANVIL_OVER_COUNT);
     assert_int_equal(smtpd_anvil_connect("203.0.113.10", &l, 9000), ANVIL_OVER_COUNT);  /* shared */
     assert_int_equal(smtpd_anvil_connect("10.0.0.0", &l, 9000), ANVIL_OVER_COUNT);     /* still counted */
-    smtpd_anvil_disconnect("203.0.113.9", ANVIL_ADMITTED_SHARED);
+    smtpd_anvil_disconnect("203.0.113.9", ANVIL_ADMITTED_SHARED, 9000);
     assert_int_equal(smtpd_anvil_connect("203.0.113.10", &l, 9000), ANVIL_ADMITTED_SHARED);
     /* one client leaves: its idle entry makes room for the next */
-    smtpd_anvil_disconnect("10.0.0.1", ANVIL_ADMITTED);
+    smtpd_anvil_disconnect("10.0.0.1", ANVIL_ADMITTED, 9000);
     assert_int_equal(smtpd_anvil_connect("203.0.113.11", &l, 9000), ANVIL_ADMITTED);
     assert_int_equal(smtpd_anvil_connect("203.0.113.11", &l, 9000), ANVIL_OVER_COUNT);
     smtpd_anvil_reset();
@@ -101,7 +101,7 @@ static void test_ipv6_per_64(void **state)
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::2", &count, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2:ffff::3", &count, 1000), 1);  /* same /64 */
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:3::1", &count, 1000), 0);       /* next /64 */
-    smtpd_anvil_disconnect("2001:db8:1:2::77", ANVIL_ADMITTED);   /* any address of the /64 frees its slot */
+    smtpd_anvil_disconnect("2001:db8:1:2::77", ANVIL_ADMITTED, 1000);   /* any address of the /64 frees its slot */
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::4", &count, 1000), 0);
     smtpd_anvil_reset();
 
@@ -110,7 +110,7 @@ static void test_ipv6_per_64(void **state)
     for (int i = 0; i < 3; i++) {
         snprintf(addr, sizeof addr, "2001:db8:5:5::%x", i + 1);
         assert_int_equal(smtpd_anvil_connect(addr, &rate, 2000), 0);
-        smtpd_anvil_disconnect(addr, ANVIL_ADMITTED);
+        smtpd_anvil_disconnect(addr, ANVIL_ADMITTED, 2000);
     }
     assert_int_equal(smtpd_anvil_connect("2001:db8:5:5:1:2:3:4", &rate, 2001), 2);
     assert_int_equal(smtpd_anvil_message("2001:db8:5:5::a", &rate, 2001), 0);
@@ -173,22 +173,101 @@ static void test_lockout_table_full(void **state)
     smtpd_anvil_reset();
 }
 
-/* A full table whose clients are not locked out gives up the one that
- * failed least recently: the lockouts stay. */
-static void test_lockout_evicts_stalest(void **state)
+/* A full table gives up only an entry whose lockout and window ended (the
+ * one that failed least recently): entries still counting failures stay,
+ * and clients without a slot are counted together. */
+static void test_lockout_full_table_keeps_counting(void **state)
 {
     (void)state;
     char addr[64];
     assert_int_equal(smtpd_anvil_auth_failure("192.0.2.50", 2, 600, 100), 0);
     assert_int_equal(smtpd_anvil_auth_failure("192.0.2.50", 2, 600, 100), ANVIL_LOCKED);
-    for (int i = 0; i < ANVIL_MAX_LOCKOUTS + 100; i++) {
+    /* one failure each, within the window: every slot still counts */
+    for (int i = 0; i < ANVIL_MAX_LOCKOUTS - 1; i++) {
         snprintf(addr, sizeof addr, "10.1.%d.%d", i >> 8, i & 255);
         assert_int_equal(smtpd_anvil_auth_failure(addr, 2, 600, 200 + i / 4), 0);
     }
+    /* so the next clients share the overflow entry: two failures lock all of them */
+    assert_int_equal(smtpd_anvil_auth_failure("203.0.113.1", 2, 600, 500), 0);
+    assert_int_equal(smtpd_anvil_auth_failure("203.0.113.2", 2, 600, 500), ANVIL_LOCKED_SHARED);
+    assert_int_equal(smtpd_anvil_auth_locked("203.0.113.3", 501), ANVIL_LOCKED_SHARED);
     assert_int_equal(smtpd_anvil_auth_locked("192.0.2.50", 500), ANVIL_LOCKED);
-    /* the most recent ones are still counted: one more failure locks */
-    snprintf(addr, sizeof addr, "10.1.%d.%d", (ANVIL_MAX_LOCKOUTS + 99) >> 8, (ANVIL_MAX_LOCKOUTS + 99) & 255);
-    assert_int_equal(smtpd_anvil_auth_failure(addr, 2, 600, 500), ANVIL_LOCKED);
+    /* the ones in the table keep their own count: one more failure locks */
+    assert_int_equal(smtpd_anvil_auth_failure("10.1.0.0", 2, 600, 502), ANVIL_LOCKED);
+    /* once the first entries' windows end, their slots go to new clients,
+     * the least recent first, and the others are still counted */
+    assert_int_equal(smtpd_anvil_auth_failure("198.51.100.1", 2, 600, 805), 0);
+    assert_int_equal(smtpd_anvil_auth_locked("198.51.100.1", 805), 0);
+    assert_int_equal(smtpd_anvil_auth_failure("198.51.100.1", 2, 600, 806), ANVIL_LOCKED);
+    snprintf(addr, sizeof addr, "10.1.%d.%d", (ANVIL_MAX_LOCKOUTS - 2) >> 8, (ANVIL_MAX_LOCKOUTS - 2) & 255);
+    assert_int_equal(smtpd_anvil_auth_failure(addr, 2, 600, 806), ANVIL_LOCKED);
+    smtpd_anvil_reset();
+}
+
+/* The review's case: more addresses than slots take turns failing, each
+ * staying under the limit; their guesses must still lock someone out. */
+static void test_lockout_many_addresses_taking_turns(void **state)
+{
+    (void)state;
+    char addr[64];
+    int locked = 0;
+    for (int n = 0; n < 22000; n++) {
+        int i = n % (ANVIL_MAX_LOCKOUTS + 76);
+        snprintf(addr, sizeof addr, "10.2.%d.%d", i >> 8, i & 255);
+        time_t now = 1000 + n / 50;   /* 50 guesses a second */
+        if (smtpd_anvil_auth_locked(addr, now))
+            continue;
+        if (smtpd_anvil_auth_failure(addr, 5, 600, now))
+            locked++;
+    }
+    assert_true(locked > 0);
+    smtpd_anvil_reset();
+}
+
+/* The limits table forgets only what counts nothing: entries with a
+ * limited rate running in its window stay; new clients then share. */
+static void test_table_full_of_running_rates(void **state)
+{
+    (void)state;
+    char addr[64];
+    for (int i = 0; i < ANVIL_MAX_CLIENTS; i++) {
+        snprintf(addr, sizeof addr, "10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+        assert_int_equal(smtpd_anvil_rate(addr, ANVIL_RATE_RCPT, 2, 60, 5000), 0);
+    }
+    /* nothing can go: the newcomers count together */
+    assert_int_equal(smtpd_anvil_rate("203.0.113.1", ANVIL_RATE_RCPT, 2, 60, 5001), 0);
+    assert_int_equal(smtpd_anvil_rate("203.0.113.2", ANVIL_RATE_RCPT, 2, 60, 5001), 0);
+    assert_int_equal(smtpd_anvil_rate("203.0.113.3", ANVIL_RATE_RCPT, 2, 60, 5001), 1);
+    assert_int_equal(smtpd_anvil_rate("10.0.0.5", ANVIL_RATE_RCPT, 2, 60, 5002), 0);   /* its own count */
+    assert_int_equal(smtpd_anvil_rate("10.0.0.5", ANVIL_RATE_RCPT, 2, 60, 5002), 1);
+    /* the windows end: the entries count nothing, and go */
+    assert_int_equal(smtpd_anvil_rate("203.0.113.4", ANVIL_RATE_RCPT, 2, 60, 5070), 0);
+    assert_int_equal(smtpd_anvil_rate("203.0.113.4", ANVIL_RATE_RCPT, 2, 60, 5070), 0);
+    assert_int_equal(smtpd_anvil_rate("203.0.113.4", ANVIL_RATE_RCPT, 2, 60, 5070), 1);   /* its own entry now */
+    assert_int_equal(smtpd_anvil_rate("203.0.113.5", ANVIL_RATE_RCPT, 2, 60, 5070), 0);
+    smtpd_anvil_reset();
+}
+
+/* Recipients, AUTH commands and new TLS sessions per time unit; asking
+ * whether the next would be over counts nothing. */
+static void test_other_rates(void **state)
+{
+    (void)state;
+    for (enum anvil_rate r = ANVIL_RATE_RCPT; r <= ANVIL_RATE_TLS; r++) {
+        assert_int_equal(smtpd_anvil_rate_reached("192.0.2.77", r, 2, 60, 100), 0);
+        assert_int_equal(smtpd_anvil_rate("192.0.2.77", r, 2, 60, 100), 0);
+        assert_int_equal(smtpd_anvil_rate_reached("192.0.2.77", r, 2, 60, 101), 0);
+        assert_int_equal(smtpd_anvil_rate_reached("192.0.2.77", r, 2, 60, 101), 0);
+        assert_int_equal(smtpd_anvil_rate("192.0.2.77", r, 2, 60, 101), 0);
+        assert_int_equal(smtpd_anvil_rate_reached("192.0.2.77", r, 2, 60, 102), 1);
+        assert_int_equal(smtpd_anvil_rate("192.0.2.77", r, 2, 60, 102), 1);
+        assert_int_equal(smtpd_anvil_rate("192.0.2.78", r, 2, 60, 102), 0);   /* per client */
+        assert_int_equal(smtpd_anvil_rate("192.0.2.77", r, 2, 60, 160), 0);   /* next window */
+        assert_int_equal(smtpd_anvil_rate("192.0.2.77", r, 0, 60, 160), 0);   /* no limit */
+    }
+    /* the rates are apart: recipients do not use up messages */
+    assert_int_equal(smtpd_anvil_rate("192.0.2.79", ANVIL_RATE_RCPT, 1, 60, 200), 0);
+    assert_int_equal(smtpd_anvil_rate("192.0.2.79", ANVIL_RATE_MSG, 1, 60, 200), 0);
     smtpd_anvil_reset();
 }
 
@@ -202,7 +281,10 @@ int main(void)
         cmocka_unit_test(test_ipv6_per_64),
         cmocka_unit_test(test_lockout),
         cmocka_unit_test(test_lockout_table_full),
-        cmocka_unit_test(test_lockout_evicts_stalest),
+        cmocka_unit_test(test_lockout_full_table_keeps_counting),
+        cmocka_unit_test(test_lockout_many_addresses_taking_turns),
+        cmocka_unit_test(test_table_full_of_running_rates),
+        cmocka_unit_test(test_other_rates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
