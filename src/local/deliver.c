@@ -3,6 +3,8 @@
 #include "local/deliver.h"
 
 #include <errno.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -297,4 +299,23 @@ void deliver_error_errno(struct deliver_error *err, int errnum, const char *fmt,
     deliver_error_set(err, 1, full ? "4.2.2" : "4.2.0", "%s: %s", what, strerror(errnum));
     free(what);
     errno = e;
+}
+
+const char *deliver_pseudo_fs(int fd)
+{
+    static const struct {
+        long magic;
+        const char *name;
+    } pseudo[] = {
+        {PROC_SUPER_MAGIC, "proc"},         {SYSFS_MAGIC, "sysfs"},       {DEBUGFS_MAGIC, "debugfs"},
+        {SECURITYFS_MAGIC, "securityfs"},   {TRACEFS_MAGIC, "tracefs"},   {CGROUP_SUPER_MAGIC, "cgroup"},
+        {CGROUP2_SUPER_MAGIC, "cgroup2"},   {BPF_FS_MAGIC, "bpf"},         {DEVPTS_SUPER_MAGIC, "devpts"},
+    };
+    struct statfs sf;
+    if (fstatfs(fd, &sf) != 0)
+        return NULL;   /* the caller's own checks (a regular file, its owner) still apply */
+    for (size_t i = 0; i < sizeof pseudo / sizeof pseudo[0]; i++)
+        if ((long)sf.f_type == pseudo[i].magic)
+            return pseudo[i].name;
+    return NULL;
 }

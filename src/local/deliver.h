@@ -42,6 +42,13 @@ struct deliver_error {
                        for it ends in "..." */
 };
 
+/* The name of the kernel's pseudo file system fd is on ("proc", "sysfs",
+ * ...), or NULL for an ordinary one. A file a user names (an :include:, a
+ * .forward, a /file target) is refused there: those files answer by who
+ * asks and how (a /proc/PID/cwd link reaches past directories the user
+ * cannot search), and they are no one's mail. */
+const char *deliver_pseudo_fs(int fd);
+
 /* Streams prepend + content (CRLF -> LF) to out_fd through fsops_write.
  * mbox_quote: mboxrd ">From " quoting — every output line matching ^>*From
  * (with the space) gets one more '>'. A CR not followed by LF is copied as is.

@@ -1,5 +1,6 @@
 /* list_file: .forward and :include: files (see list_file.h). */
 #include "local/list_file.h"
+#include "local/deliver.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -108,6 +109,12 @@ int list_file_read(enum list_file_kind kind, const char *path, uid_t user, struc
     char reason[128];
     if (fstat(fd, &st) != 0) {
         snprintf(why, whylen, "cannot stat %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    const char *pseudo = deliver_pseudo_fs(fd);
+    if (pseudo) {
+        snprintf(why, whylen, "%s is on the kernel's %s file system, not a list of addresses", path, pseudo);
         close(fd);
         return -1;
     }

@@ -2,8 +2,9 @@
  *
  * The only part of tern that keeps root (when started as root), and only to
  * write into mailboxes as their owners: before touching a user's files it
- * switches its file-system identity (setfsuid/setfsgid) to that user, so
- * the kernel checks permissions and owns new files as for the user; nothing
+ * switches its effective identity to that user (rights_become: euid and
+ * egid, so no capability of root's stays in effect), so the kernel checks
+ * permissions and owns new files as for the user; nothing
  * here parses network input. Started by an ordinary user, it delivers as
  * that user.
  *
@@ -20,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -69,6 +69,7 @@ static struct {
     int enable_orcpt;   /* enable_original_recipient: X-Original-To */
     off_t mailbox_limit;   /* mailbox_size_limit; 0: none */
     char *luser_relay, *delimiters;   /* luser_relay, recipient_delimiter */
+    int acting;            /* acting as a user (become_user) */
 } lc;
 
 /* ---------- identity ---------- */
@@ -77,16 +78,16 @@ static void become_user(uid_t uid, gid_t gid)
 {
     if (!lc.is_root || uid == (uid_t)-1)
         return;
-    setfsgid(gid);
-    setfsuid(uid);
+    lc.acting = 1;
+    rights_become(uid, gid);
 }
 
 static void become_root(void)
 {
-    if (!lc.is_root)
+    if (!lc.is_root || !lc.acting)
         return;
-    setfsuid(0);
-    setfsgid(0);
+    lc.acting = 0;
+    rights_become_root();
 }
 
 /* ---------- replies ---------- */
@@ -151,7 +152,11 @@ static void targets_expand(void *ctx, uint32_t reqid, const struct alias_result 
     for (struct client *c = lc.clients; c; c = c->next) {
         if (c->serial == (uintptr_t)ctx) {
             struct ipc_msg m;
-            local_targets_expanded_msg(&m, reqid, targets, text);
+            struct deliver_error err;
+            if (local_targets_expanded_msg(&m, reqid, targets, text, &err) != 0) {
+                reply_error(c->ch, reqid, &err);
+                return;
+            }
             ipc_chan_send(c->ch, &m);
             ipc_msg_free(&m);
             return;
@@ -389,7 +394,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
             /* A mailbox locked by a mail reader must not hold up every other
              * local delivery (this loop serves them all): wait a moment, then
              * defer and retry later. */
-            static const struct mbox_lock_policy brief = {250, 50, 300};
+            static const struct mbox_lock_policy brief = {250, 50, 300, 1};
             rc = mbox_deliver_with_policy(mb.path, spool && lc.is_root ? mb.uid : (uid_t)-1,
                                           spool && lc.is_root ? mb.gid : (gid_t)-1, &in, &brief, &err);
             become_root();
@@ -525,6 +530,11 @@ int local_main(struct runtime *rt)
                                                        reply_error};
     maildir_batch_init(lc.base, &batch_ops, !syncfs_mode, spool_known ? &qst.st_dev : NULL,
                        MAILDIR_BATCH_INTERVAL_MS);
+    /* The directory tern was started in is nothing of the users': an
+     * :include: of /proc/self/cwd/... would reach it past directories they
+     * cannot search. */
+    if (chdir("/") != 0)
+        log_warn("cannot change to /: %s", strerror(errno));
     struct event *acc = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
     event_add(acc, NULL);
     int sigs[] = {SIGTERM, SIGINT, SIGUSR1};

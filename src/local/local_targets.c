@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -223,16 +222,14 @@ static void become(struct local_targets *lt, const struct rights *r)
 {
     if (!lt->policy.is_root)
         return;
-    setfsgid(r->gid);
-    setfsuid(r->uid);
+    rights_become(r->uid, r->gid);
 }
 
 static void become_root_again(struct local_targets *lt)
 {
     if (!lt->policy.is_root)
         return;
-    setfsuid(0);
-    setfsgid(0);
+    rights_become_root();
 }
 
 static char *make_prepend(const struct local_target_request *req, int from_line)
@@ -266,7 +263,7 @@ static void deliver_file(struct local_targets *lt, const struct local_target_req
     } else {
         /* one message at a time, as mailbox deliveries: a brief wait for
          * the locks, then a retry later */
-        static const struct mbox_lock_policy brief = {250, 50, 300};
+        static const struct mbox_lock_policy brief = {250, 50, 300, 1};
         rc = mbox_deliver_with_policy(path, (uid_t)-1, (gid_t)-1, &in, &brief, &err);
     }
     become_root_again(lt);
@@ -769,9 +766,20 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
     free(recipient);
 }
 
-void local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
-                                const char *text)
+int local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
+                               const char *text, struct deliver_error *err)
 {
+    /* a .forward or :include: file may be 1 MiB: what fits one message to
+     * the queue, which records at most ALIAS_MAX_TARGETS, is all that goes */
+    size_t bytes = strlen(text) + 256;
+    for (size_t i = 0; i < targets->n; i++)
+        bytes += strlen(targets->t[i].value) + 32;   /* name, prefix, lengths */
+    if (targets->n > ALIAS_MAX_TARGETS || bytes > IPC_MAX_MSG - 1024) {
+        deliver_error_set(err, 0, "5.2.4", "the list has %zu addresses in %zu bytes: more than the %d addresses "
+                          "or %d KiB one list may expand to", targets->n, bytes, ALIAS_MAX_TARGETS,
+                          (IPC_MAX_MSG - 1024) / 1024);
+        return -1;
+    }
     ipc_msg_init(m, IPC_DELIVER_REPLY, reqid);
     ipc_msg_add(m, "status", "expanded");
     ipc_msg_add(m, "dsn", "2.0.0");
@@ -786,4 +794,5 @@ void local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct 
         ipc_msg_addf(m, name, "%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
                      t->value);
     }
+    return 0;
 }

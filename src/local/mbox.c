@@ -42,6 +42,37 @@ static void pause_us(long long us)
     nanosleep(&ts, NULL); /* a signal only shortens one pause of a bounded wait */
 }
 
+/* The budgeted policies' allowance (mbox.h), in microseconds; started
+ * full. */
+static long long allowance_us = -1, allowance_at;
+
+/* How long a wait may last now: the policy's wait, or less when budgeted. */
+static long long wait_allowed_us(const struct mbox_lock_policy *policy, long long now)
+{
+    long long want = (long long)policy->wait_ms * 1000;
+    if (!policy->budgeted)
+        return want;
+    if (allowance_us < 0)
+        allowance_us = MBOX_WAIT_BANK_MS * 1000LL;
+    else
+        allowance_us += (now - allowance_at) * MBOX_WAIT_REFILL_PER_S / 1000;
+    if (allowance_us > MBOX_WAIT_BANK_MS * 1000LL)
+        allowance_us = MBOX_WAIT_BANK_MS * 1000LL;
+    allowance_at = now;
+    return want < allowance_us ? want : allowance_us;
+}
+
+static void wait_spent(const struct mbox_lock_policy *policy, long long since)
+{
+    if (!policy->budgeted)
+        return;
+    long long now = monotonic_us();
+    allowance_us -= now - since;
+    if (allowance_us < 0)
+        allowance_us = 0;
+    allowance_at = now;
+}
+
 /* Sleeps the policy's retry pause, but not past the deadline. */
 static void pause_until_retry(const struct mbox_lock_policy *policy, long long now,
                               long long deadline)
@@ -77,13 +108,24 @@ char *mbox_from_line(const char *sender, time_t arrival)
     return strbuf_detach(&sb);
 }
 
+static int dotlock_try(const char *lock_path, const char *path, const struct mbox_lock_policy *policy,
+                       long long start, long long deadline, int *held, struct deliver_error *err);
+
 /* 0 with *held telling whether PATH.lock is ours, or -1 with err filled. */
 static int dotlock_acquire(const char *lock_path, const char *path,
                            const struct mbox_lock_policy *policy, int *held,
                            struct deliver_error *err)
 {
+    long long start = monotonic_us();
+    int rc = dotlock_try(lock_path, path, policy, start, start + wait_allowed_us(policy, start), held, err);
+    wait_spent(policy, start);
+    return rc;
+}
+
+static int dotlock_try(const char *lock_path, const char *path, const struct mbox_lock_policy *policy,
+                       long long start, long long deadline, int *held, struct deliver_error *err)
+{
     *held = 0;
-    long long deadline = monotonic_us() + (long long)policy->wait_ms * 1000;
     for (;;) {
         int fd = fsops_open(lock_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY,
                          0600);
@@ -128,8 +170,8 @@ static int dotlock_acquire(const char *lock_path, const char *path,
         long long now = monotonic_us();
         if (now >= deadline) {
             deliver_error_set(err, 1, "4.2.0",
-                              "cannot lock mailbox %s: lock file %s still held after %u ms", path,
-                              lock_path, policy->wait_ms);
+                              "cannot lock mailbox %s: lock file %s still held after %lld ms", path,
+                              lock_path, (now - start) / 1000);
             return -1;
         }
         if (!retry_now)
@@ -213,6 +255,13 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
             close(fd);
             return -1;
         }
+        const char *pseudo = deliver_pseudo_fs(fd);
+        if (pseudo) {
+            deliver_error_set(err, 0, "5.2.0", "mailbox %s is on the kernel's %s file system; refusing to deliver "
+                              "to it", path, pseudo);
+            close(fd);
+            return -1;
+        }
         /* Written with root's rights for a given owner: the file opened must
          * be that owner's, not one another user planted in a shared spool. */
         if (uid != (uid_t)-1 && st.st_uid != uid) {
@@ -226,10 +275,21 @@ static int open_mailbox(const char *path, uid_t uid, gid_t gid, struct deliver_e
     return -1;
 }
 
+static int fcntl_try(int fd, const char *path, const struct mbox_lock_policy *policy, long long start,
+                     long long deadline, struct deliver_error *err);
+
 static int fcntl_lock(int fd, const char *path, const struct mbox_lock_policy *policy,
                       struct deliver_error *err)
 {
-    long long deadline = monotonic_us() + (long long)policy->wait_ms * 1000;
+    long long start = monotonic_us();
+    int rc = fcntl_try(fd, path, policy, start, start + wait_allowed_us(policy, start), err);
+    wait_spent(policy, start);
+    return rc;
+}
+
+static int fcntl_try(int fd, const char *path, const struct mbox_lock_policy *policy, long long start,
+                     long long deadline, struct deliver_error *err)
+{
     for (;;) {
         struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
         if (fcntl(fd, F_SETLK, &fl) == 0)
@@ -244,8 +304,8 @@ static int fcntl_lock(int fd, const char *path, const struct mbox_lock_policy *p
         long long now = monotonic_us();
         if (now >= deadline) {
             deliver_error_set(err, 1, "4.2.0",
-                              "cannot lock mailbox %s: still locked by another process after %u ms",
-                              path, policy->wait_ms);
+                              "cannot lock mailbox %s: still locked by another process after %lld ms",
+                              path, (now - start) / 1000);
             return -1;
         }
         pause_until_retry(policy, now, deadline);

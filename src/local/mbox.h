@@ -34,7 +34,16 @@ struct mbox_lock_policy {
     unsigned wait_ms;       /* longest wait for each of the two locks */
     unsigned retry_ms;      /* pause between attempts */
     unsigned stale_seconds; /* a PATH.lock older than this is removed */
+    int budgeted;           /* waits come out of the process's allowance (below) */
 };
+
+/* The local agent delivers from one event loop, so a lock someone keeps
+ * must not stall every other delivery: a budgeted policy's waits come out
+ * of one allowance that refills at MBOX_WAIT_REFILL_PER_S per second of
+ * time passing, up to MBOX_WAIT_BANK; when it is spent, a held lock fails
+ * (4.2.0, tried again later) without waiting. */
+#define MBOX_WAIT_BANK_MS 250
+#define MBOX_WAIT_REFILL_PER_S 100   /* ms: at most a tenth of the time spent waiting */
 
 /* 10 s per lock, retried every 200 ms; locks stale after 300 s. */
 extern const struct mbox_lock_policy mbox_lock_default;

@@ -2,6 +2,7 @@
 #include "local/rights.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/capability.h>
@@ -77,8 +78,8 @@ int rights_of_owner(const struct rights_policy *p, uid_t owner, struct rights *o
     return 0;
 }
 
-/* setfsuid() leaves root's capabilities in place; without this one, the
- * kernel enforces each user's disk quota on deliveries made as that user. */
+/* Root's capabilities come back in effect with root's effective uid: without
+ * dropping this one for good, a delivery could pass a user's disk quota. */
 void rights_drop_quota_override(void)
 {
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
@@ -94,4 +95,18 @@ void rights_drop_quota_override(void)
     data[0].inheritable &= ~bit;
     if (syscall(SYS_capset, &hdr, data) != 0)
         log_warn("cannot drop CAP_SYS_RESOURCE: %s", strerror(errno));
+}
+
+void rights_become(uid_t uid, gid_t gid)
+{
+    if (geteuid() != 0)   /* acting as another user already: the switch needs root's rights */
+        rights_become_root();
+    if (setresgid((gid_t)-1, gid, (gid_t)-1) != 0 || setresuid((uid_t)-1, uid, (uid_t)-1) != 0)
+        log_panic("cannot act as uid %u gid %u: %s", (unsigned)uid, (unsigned)gid, strerror(errno));
+}
+
+void rights_become_root(void)
+{
+    if (setresuid((uid_t)-1, 0, (uid_t)-1) != 0 || setresgid((gid_t)-1, 0, (gid_t)-1) != 0)
+        log_panic("cannot act as root again: %s", strerror(errno));
 }

@@ -46,6 +46,16 @@ void rights_self(struct rights *out);
  * when not root. 0, or -1 with err filled. */
 int rights_of_owner(const struct rights_policy *p, uid_t owner, struct rights *out, struct deliver_error *err);
 
+/* Acts as uid and gid (root's local agent, for everything it does on a
+ * user's files), then as root again. The effective ids change, not only
+ * the file-system ones: with an effective uid of root, /proc/sys answers
+ * as to root, and capabilities such as CAP_SYS_PTRACE (which opens any
+ * process's /proc/PID/cwd) stay in effect whatever the fsuid; a non-root
+ * effective uid leaves no capability in effect. The saved uid stays root,
+ * to come back. A switch that fails ends the process (it must never go on
+ * as the wrong one). */
+void rights_become(uid_t uid, gid_t gid);
+void rights_become_root(void);
 /* Drops CAP_SYS_RESOURCE (root only): setfsuid() leaves root's capabilities
  * in place, and without this one the kernel enforces each user's disk quota
  * on deliveries made as that user. */

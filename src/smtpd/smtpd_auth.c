@@ -276,7 +276,8 @@ static void check_done(void *arg, enum auth_result r, const char *why)
     log_warn("%s[%s]: SASL %s authentication failed: %s, sasl_username=%s", s->client_name, s->client_addr,
              method, why ? why : "authentication failure", s->auth_login_user ? s->auth_login_user : "");
     wipe(&s->auth_login_user);
-    s->auth_locked = count_failure(s);
+    /* after the lockout began, every answer is its 421 (see above) */
+    s->auth_locked = count_failure(s) || locked_out(s);
     if (s->auth_locked)
         log_warn("%s[%s]: too many failed SASL logins; refused for a while", s->client_name, s->client_addr);
     /* a failed guess costs time: no quick dictionary runs */

@@ -177,6 +177,81 @@ def test_wrong_password_and_lockout(submission):
     assert PASSWORD not in log and "wrong 1" not in log   # never a password in the log
 
 
+def plain_auth(user, password):
+    return "PLAIN " + base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+
+
+def outsider_submit(sub, source):
+    """A submission session from source (outside mynetworks), after STARTTLS."""
+    c = smtplib.SMTP(sub.inst.host, sub.sub_port, timeout=30, source_address=(source, 0))
+    c.ehlo("x")
+    c.starttls(context=client_ctx())
+    c.ehlo("x")
+    return c
+
+
+def test_guesses_in_flight_when_the_lockout_begins_tell_nothing(tern_instance, tls_files):
+    """20 AUTHs sent at once on 20 sessions of one client are all checked,
+    but once smtpd_sasl_failure_limit failures are in, every later answer is
+    the lockout's 421, a right password too: the limit bounds the guesses
+    whose answer means something."""
+    sub = Submission(tern_instance, tls_files, mynetworks="127.0.0.1/32", smtpd_sasl_failure_limit="5")
+    sub.add_user("alice@example.test")
+    tern_instance.start()
+    sessions = [outsider_submit(sub, "127.0.0.30") for _ in range(20)]
+    for i, c in enumerate(sessions):      # 19 wrong guesses, then the right one, all at once
+        c.send(f"AUTH {plain_auth('alice@example.test', PASSWORD if i == 19 else f'guess {i}')}\r\n")
+    replies = [c.getreply()[0] for c in sessions]
+    log = [l for l in tern_instance.log_text().splitlines() if "SASL PLAIN authentication" in l]
+    success = [n for n, l in enumerate(log) if "succeeded: sasl_username" in l]
+    # a success is answered only within the first guesses
+    assert not success or sum("authentication failed" in l for l in log[:success[0]]) < 5, log
+    assert replies.count(535) <= 4 and replies.count(235) <= 1, replies
+    if 235 not in replies:
+        assert any("succeeded, but the client was locked out meanwhile" in l for l in log), log
+    for c in sessions:
+        c.close()
+
+
+def test_client_auth_rate_limit(tern_instance, tls_files):
+    """smtpd_client_auth_rate_limit: AUTH commands per client and time unit,
+    answered or not (450 4.7.1 past it, as Postfix's)."""
+    sub = Submission(tern_instance, tls_files, mynetworks="127.0.0.1/32", smtpd_client_auth_rate_limit="2")
+    sub.add_user("alice@example.test")
+    tern_instance.start()
+    c = outsider_submit(sub, "127.0.0.23")
+    assert c.docmd("AUTH", plain_auth("alice@example.test", "wrong"))[0] == 535
+    assert c.docmd("AUTH", plain_auth("alice@example.test", "wrong again"))[0] == 535
+    assert c.docmd("AUTH", plain_auth("alice@example.test", PASSWORD)) == \
+        (450, b"4.7.1 Error: too many AUTH commands from 127.0.0.23")
+    c.close()
+    assert "AUTH command rate limit exceeded from localhost[127.0.0.23]" in tern_instance.log_text()
+
+
+def test_client_new_tls_session_rate_limit(tern_instance, tls_files):
+    """smtpd_client_new_tls_session_rate_limit: past it STARTTLS is refused
+    (454 4.7.0) and port 465 closes the connection before the handshake."""
+    sub = Submission(tern_instance, tls_files, mynetworks="127.0.0.1/32",
+                     smtpd_client_new_tls_session_rate_limit="1")
+    tern_instance.start()
+    outsider_submit(sub, "127.0.0.24").close()
+    c = smtplib.SMTP(tern_instance.host, sub.sub_port, timeout=30, source_address=("127.0.0.24", 0))
+    c.ehlo("x")
+    assert c.docmd("STARTTLS") == (454, b"4.7.0 Error: too many new TLS sessions from localhost[127.0.0.24]")
+    c.close()
+    # the limit is the client's, whatever the port: 465 refuses it too
+    with pytest.raises((ssl.SSLError, ConnectionError, smtplib.SMTPServerDisconnected, OSError)):
+        smtplib.SMTP_SSL(tern_instance.host, sub.smtps_port, context=client_ctx(), timeout=10,
+                         source_address=("127.0.0.24", 0))
+    # another client is not affected
+    with smtplib.SMTP_SSL(tern_instance.host, sub.smtps_port, context=client_ctx(), timeout=10,
+                          source_address=("127.0.0.26", 0)) as ok:
+        assert ok.ehlo("x")[0] == 250
+    log = tern_instance.log_text()
+    assert "Refusing STARTTLS request from localhost[127.0.0.24]" in log
+    assert "Refusing TLS service request from localhost[127.0.0.24]" in log
+
+
 def test_failed_login_reply_is_delayed(tern_instance, tls_files):
     sub = Submission(tern_instance, tls_files)
     sub.inst.write_config(smtpd_sasl_failure_delay="1s")

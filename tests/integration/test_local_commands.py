@@ -6,6 +6,7 @@ and standard input are Postfix's; exit 75 defers, other failures bounce with
 the command's output; a /file alias appends mbox; allow_mail_to_commands can
 refuse; mailbox_command runs as the recipient."""
 import os
+import subprocess
 import pwd
 import re
 import socket
@@ -672,3 +673,75 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
     assert not (work_dir / "pwned").exists()
     assert not list(out_dir(work_dir).iterdir())
     assert "running command" not in tern.log_text()
+
+
+# ------------------------------------------------- what a local user can try
+
+def maildir_text(user):
+    new = Path(user.pw_dir) / "Maildir" / "new"
+    return "".join(p.read_text(errors="replace") for p in sorted(new.iterdir())) if new.is_dir() else ""
+
+
+@needs_root
+def test_include_of_kernel_files_is_refused(tern_instance, work_dir, system_users):
+    """Root's local agent acts as the user on what the user names, but the
+    kernel answers some /proc files by who asks (a sysctl checks the
+    effective uid, /proc/PID/cwd a capability): an :include: of them must
+    not bounce their lines back to the user as unknown addresses."""
+    tern = tern_instance
+    user = system_users.add()
+    key_path = "/proc/sys/net/ipv4/tcp_fastopen_key"   # root-only (0600)
+    secret = Path(key_path).read_text().strip()
+    assert subprocess.run(["runuser", "-u", user.pw_name, "--", "cat", key_path], capture_output=True).returncode != 0
+    owned_file(Path(user.pw_dir) / ".forward", f":include:{key_path}\n:include:/proc/self/maps\n", user)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", f"{user.pw_name}@localhost", f"{user.pw_name}@localhost")
+    # the sysctl is not the user's to read (local acts with the user's
+    # effective uid); the agent's own memory map is readable by itself, but
+    # no file of the kernel's is a list of addresses
+    tern.wait_log(rf"to=<:include:{key_path}>.*status=deferred \(cannot open .*Permission denied", regex=True)
+    tern.wait_log(r"to=<:include:/proc/self/maps>.*status=deferred \(/proc/self/maps is on the kernel's proc file "
+                  r"system", regex=True)
+    text = maildir_text(user) + tern.log_text()
+    assert secret not in text and "[heap]" not in text and "r-xp" not in text
+
+
+@needs_root
+def test_forward_longer_than_the_queue_takes_bounces_and_local_lives(tern_instance, work_dir, system_users):
+    """A .forward may be 1 MiB, but the queue records at most 1000 targets
+    and one message to it holds 64 KiB: a longer list bounces (5.2.4) and
+    the local agent goes on delivering, rather than aborting at every try."""
+    tern = tern_instance
+    user, other = system_users.add(), system_users.add()
+    owned_file(Path(user.pw_dir) / ".forward",
+               "".join(f"someone{i}-{'x' * 30}@remote.example\n" for i in range(3000)), user)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", f"{user.pw_name}@localhost")
+    tern.wait_log(rf"to=<{user.pw_name}@localhost>.*status=bounced \(.*more than the 1000 addresses", regex=True)
+    sendmail(tern, f"{other.pw_name}@localhost")
+    assert len(wait_files(Path(other.pw_dir) / "Maildir" / "new", 1)) == 1
+    assert "panic" not in tern.log_text() and "restarting local" not in tern.log_text()
+
+
+@needs_root
+def test_locked_file_targets_do_not_stall_other_deliveries(tern_instance, work_dir, system_users):
+    """The local agent delivers from one event loop: 200 file targets whose
+    lock files the user keeps would stall everyone for 50 s at a quarter of
+    a second each. Lock waits share one allowance, so the others' mail goes
+    on and the locked targets are tried again later."""
+    tern = tern_instance
+    user, other = system_users.add(), system_users.add()
+    home = Path(user.pw_dir)
+    files = [home / f"box{i}" for i in range(200)]
+    for f in files:
+        owned_file(Path(f"{f}.lock"), "", user)
+    owned_file(home / ".forward", "".join(f"{f}\n" for f in files), user)
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, "-f", "s@remote.example", f"{user.pw_name}@localhost")
+    tern.wait_log(rf"to=<{files[0]}>.*status=deferred", regex=True, timeout=30)
+    sendmail(tern, f"{other.pw_name}@localhost")
+    # delivered while the locked targets are still being tried, not 50 s later
+    assert len(wait_files(Path(other.pw_dir) / "Maildir" / "new", 1, timeout=15)) == 1

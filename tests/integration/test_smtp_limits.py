@@ -4,8 +4,10 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -547,3 +549,96 @@ def test_client_connection_rate_limit(tern_instance):
         s.close()
     assert replies == [220, 220, 220, 421]
     assert "Connection rate limit exceeded from localhost[127.0.0.21]" in tern.wait_log("rate limit exceeded")
+
+
+def server_send_queue(inst, client_port):
+    """Bytes smtpd's socket to client_port has not got acknowledged (the
+    kernel's tx_queue, from /proc/net/tcp), or -1."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        local, remote = f[1].split(":"), f[2].split(":")
+        if int(local[1], 16) == inst.port and int(remote[1], 16) == client_port:
+            return int(f[4].split(":")[0], 16)
+    return -1
+
+
+def session_left_unread(inst, source):
+    """A client that asks for more than its buffers and smtpd's socket hold,
+    then QUITs without ever reading: its 221 stays in smtpd's own output."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.bind((source, 0))
+    s.connect((inst.host, inst.port))
+    s.settimeout(5)
+    greeting = s.recv(200)
+    if greeting.startswith(b"220"):
+        port, last = s.getsockname()[1], -2
+        for _ in range(400):
+            s.sendall(b"EHLO x\r\n" * 100)
+            time.sleep(0.02)
+            queued = server_send_queue(inst, port)
+            if queued == last:      # the kernel takes no more: smtpd buffers the rest
+                break
+            last = queued
+        s.sendall(b"QUIT\r\n")
+    return s, greeting
+
+
+def test_a_session_holding_its_last_reply_still_counts(tern_instance):
+    """smtpd_client_connection_count_limit: a session stops counting when
+    its last reply has left, not when it is queued: a client that QUITs and
+    never reads would otherwise hold any number of sessions."""
+    tern_instance.write_config(mynetworks="127.0.0.1/32", smtpd_client_connection_count_limit="2",
+                               smtpd_timeout="30s")
+    tern = tern_instance.start()
+    held = [session_left_unread(tern, "127.0.0.40") for _ in range(4)]
+    assert [g[:3] for _, g in held[:2]] == [b"220", b"220"]
+    assert all(g.startswith(b"421 4.7.0") for _, g in held[2:]), [g for _, g in held]
+    late = raw_session(tern, source="127.0.0.40")
+    assert late.read_reply()[0] == 421
+    for s, _ in held:
+        s.close()
+    late.close()
+
+
+def test_bdat_refusals_count_toward_the_error_limits(tern_instance):
+    """A refused BDAT chunk is an error like a refused command: it pays
+    smtpd_error_sleep_time past the soft limit and ends the session at the
+    hard limit, before the command that follows runs."""
+    tern_instance.write_config(smtpd_soft_error_limit="1", smtpd_error_sleep_time="1s",
+                               smtpd_hard_error_limit="4")
+    tern = tern_instance.start()
+    s = greeted(tern)
+    t0 = time.monotonic()
+    s.send(b"BDAT 0\r\n" * 4 + b"MAIL FROM:<a@example.org>\r\n")
+    out = s.read_all(timeout=15)
+    assert out.count("503 5.5.1") == 4 and "421 4.7.0 mail.example.test Error: too many errors" in out, out
+    assert "250 2.1.0" not in out, out
+    assert time.monotonic() - t0 >= 2.5    # three pauses of a second: errors 2, 3 and 4
+    s.close()
+
+
+def test_client_recipient_rate_limit(tern_instance):
+    """smtpd_client_recipient_rate_limit counts RCPT TO per client and time
+    unit, accepted or not, as Postfix does: 450 4.7.1 past it."""
+    tern_instance.write_config(mynetworks="127.0.0.1/32", smtpd_client_recipient_rate_limit="3",
+                               anvil_rate_time_unit="60s")
+    tern = tern_instance.start()
+    s = raw_session(tern, source="127.0.0.22")
+    assert s.read_reply()[0] == 220
+    s.cmd("EHLO outside.example")
+    assert s.cmd("MAIL FROM:<x@example.org>")[0] == 250
+    assert s.cmd("RCPT TO:<you@localhost>")[0] == 250
+    assert s.cmd("RCPT TO:<someone@elsewhere.example>")[0] == 554   # refused, and counted
+    assert s.cmd("RCPT TO:<you@localhost>")[0] == 250
+    assert s.cmd("RCPT TO:<you@localhost>") == (450, "450 4.7.1 Error: too many recipients from 127.0.0.22")
+    # another client, and the exempt ones, are not affected
+    t = raw_session(tern)
+    assert t.read_reply()[0] == 220
+    t.cmd("EHLO inside.example")
+    assert t.cmd("MAIL FROM:<x@example.org>")[0] == 250
+    for _ in range(5):
+        assert t.cmd("RCPT TO:<you@localhost>")[0] == 250
+    assert "Recipient address rate limit exceeded from localhost[127.0.0.22]" in tern.log_text()
+    s.close()
+    t.close()

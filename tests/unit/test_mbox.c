@@ -483,6 +483,36 @@ static void test_dotlock_released_while_waiting(void **state)
     assert_file_is(fx->mbox, FROM_LINE "x\n\n", strlen(FROM_LINE) + 3);
 }
 
+/* The local agent's waits share one allowance: a lock kept by someone makes
+ * the first delivery wait at most the allowance (not the policy's 5 s), and
+ * the next ones, with it spent, fail at once instead of stalling the loop. */
+static void test_budgeted_waits_share_one_allowance(void **state)
+{
+    struct fx *fx = *state;
+    write_file(fx->lock, "");   /* held, and fresh: never stale */
+    struct mbox_lock_policy budgeted = quick;
+    budgeted.wait_ms = 5000;
+    budgeted.budgeted = 1;
+    struct deliver_input in = deliver_fx_input(&fx->d, NULL, "x\r\n", 3);
+    long long took[3];
+    for (int i = 0; i < 3; i++) {
+        struct deliver_error err = {0};
+        struct timespec start;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        int rc = mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &budgeted, &err);
+        took[i] = elapsed_ms(&start);
+        assert_temp_error(rc, &err, "4.2.0", "still held");
+    }
+    assert_true(took[0] < 2500);                 /* the allowance (250 ms), not the policy's 5 s */
+    assert_true(took[1] + took[2] < took[0] + 200);   /* spent: the next waits are a refill's worth */
+    /* an unbudgeted policy still waits its own time */
+    struct deliver_error err = {0};
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    assert_int_equal(mbox_deliver_with_policy(fx->mbox, (uid_t)-1, (gid_t)-1, &in, &quick, &err), -1);
+    assert_true(elapsed_ms(&start) >= 290);
+}
+
 /* Another process (a mail reader) holds the fcntl lock. */
 static void test_fcntl_lock_held(void **state)
 {
@@ -621,6 +651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_held_dotlock_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_dotlock_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dotlock_released_while_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budgeted_waits_share_one_allowance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fcntl_lock_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dotlock_denied_falls_back_to_fcntl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dotlock_denied_real, setup, teardown),
