@@ -283,11 +283,13 @@ static void running_free(struct running *r)
 }
 
 /* Reads what the command wrote; keeps the start, drops the rest. 0 at end
- * of output (or error), 1 when more may come. */
+ * of output (or error), 1 when more may come. At most 64 KiB a call: a
+ * command writing without end must not keep the loop from everyone else
+ * (the read event comes back for the rest). */
 static int drain(struct running *r)
 {
     char buf[4096];
-    for (;;) {
+    for (int reads = 0; reads < 16; reads++) {
         ssize_t n = read(r->out_fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR)
             continue;
@@ -301,6 +303,7 @@ static int drain(struct running *r)
         r->output_len += take;
         r->output[r->output_len] = '\0';
     }
+    return 1;
 }
 
 static void on_output(evutil_socket_t fd, short what, void *arg)
