@@ -490,6 +490,15 @@ int command_start(const struct command_request *req, command_done_fn *done, void
         deliver_error_set(err, 1, "4.3.0", "refusing to run a command as root");
         return -1;
     }
+    /* each holds a process, a pipe and its message in memory until it ends */
+    size_t running = 0;
+    for (struct running *r = cm.list; r; r = r->next)
+        running++;
+    if (running >= COMMAND_MAX_RUNNING) {
+        deliver_error_set(err, 1, "4.3.2", "%d delivery commands are running already; tried again later",
+                          COMMAND_MAX_RUNNING);
+        return -1;
+    }
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         deliver_error_errno(err, errno, "cannot create a pipe");

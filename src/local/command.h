@@ -28,6 +28,8 @@ struct event_base;
 
 /* Output kept for the bounce text (the rest is read and dropped). */
 #define COMMAND_OUTPUT_MAX 1024
+/* Commands running at once (Postfix's default_process_limit): more defer. */
+#define COMMAND_MAX_RUNNING 100
 
 /* What the environment says about one delivery (Postfix's names). NULL
  * fields are left out. */

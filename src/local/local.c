@@ -70,6 +70,7 @@ static struct {
     off_t mailbox_limit;   /* mailbox_size_limit; 0: none */
     char *luser_relay, *delimiters;   /* luser_relay, recipient_delimiter */
     int acting;            /* acting as a user (become_user) */
+    off_t message_limit;   /* message_size_limit; 0: none */
 } lc;
 
 /* ---------- identity ---------- */
@@ -216,16 +217,41 @@ static int in_spool(const char *path)
     return n && strncmp(path, lc.spool_dir, n) == 0 && path[n] == '/';
 }
 
+/* The request's offset and length must lie within the queue file, and the
+ * length within what message_size_limit lets a message be (twice, and
+ * 1 MiB, for mail taken before the limit was lowered): the queue asks for
+ * nothing else, and local copies that much for a command's input. 0, or -1
+ * with err. */
+static int check_extent(int qfd, const struct ipc_msg *m, struct deliver_error *err)
+{
+    uint64_t off = ipc_msg_get_u64(m, "offset", 0), len = ipc_msg_get_u64(m, "length", 0);
+    struct stat sb;
+    if (fsops_fstat_no_times(qfd, &sb) != 0 || off > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - off ||
+        (lc.message_limit > 0 && len > 2 * (uint64_t)lc.message_limit + 1048576)) {
+        log_warn("refusing a delivery request for %s: its content (%llu bytes at %llu) is not within the queue "
+                 "file or message_size_limit", ipc_msg_get(m, "id") ? ipc_msg_get(m, "id") : "?",
+                 (unsigned long long)len, (unsigned long long)off);
+        deliver_error_set(err, 1, "4.3.0", "the delivery request does not match its queue file");
+        return -1;
+    }
+    return 0;
+}
+
 /* A |command, /file or :include: target of an alias or a .forward:
  * local_targets checks it against our own tables and files and picks the
  * rights; the queue only names where it comes from. */
 static void deliver_listed_target(struct ipc_chan *ch, const struct ipc_msg *m)
 {
     int qfd = open_queue_file(ipc_msg_get(m, "path"), ipc_msg_get(m, "id"));
+    struct deliver_error err;
     if (qfd < 0) {
-        struct deliver_error err;
         deliver_error_errno(&err, errno, "cannot open queue file %s", ipc_msg_get(m, "id"));
         reply_error(ch, m->reqid, &err);
+        return;
+    }
+    if (check_extent(qfd, m, &err) != 0) {
+        reply_error(ch, m->reqid, &err);
+        close(qfd);
         return;
     }
     local_targets_request(lc.targets, m, qfd, (void *)client_serial_of(ch), &targets_replies);
@@ -318,6 +344,12 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     if (qfd < 0) {
         deliver_error_errno(&err, errno, "cannot open queue file %s", id);
         reply_error(ch, m->reqid, &err);
+        resolver_mailbox_free(&mb);
+        return;
+    }
+    if (check_extent(qfd, m, &err) != 0) {
+        reply_error(ch, m->reqid, &err);
+        close(qfd);
         resolver_mailbox_free(&mb);
         return;
     }
@@ -509,6 +541,7 @@ int local_main(struct runtime *rt)
         log_fatal("%s", err ? err : "cannot set up recipient lookups");
     lc.enable_orcpt = conf_bool(rt->conf, "enable_original_recipient");
     lc.mailbox_limit = (off_t)conf_int(rt->conf, "mailbox_size_limit");
+    lc.message_limit = (off_t)conf_int(rt->conf, "message_size_limit");
     lc.luser_relay = xstrdup(conf_str(rt->conf, "luser_relay"));
     lc.delimiters = xstrdup(conf_str(rt->conf, "recipient_delimiter"));
     if (lc.mailbox_limit > 0 && lc.mailbox_limit < (off_t)conf_int(rt->conf, "message_size_limit"))

@@ -196,6 +196,13 @@ static void address_vars_init(struct local_targets *lt, struct address_vars *av,
     }
     for (const char *p = av->local; *p && *lt->recipient_delimiter; p++) {
         if (strchr(lt->recipient_delimiter, *p)) {
+            /* the extension names a file ($home/.forward+EXT): one with a
+             * '/' would reach past the home directory, so, as Postfix does,
+             * it is dropped (the address counts as the user's own) */
+            if (strchr(p + 1, '/')) {
+                log_warn("%s: address with an illegal extension (a '/'); the extension is ignored", address);
+                break;
+            }
             av->delimiter[0] = *p;
             av->v.extension = p + 1;
             break;

@@ -659,6 +659,9 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
         (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "free-0000000000000001")), "cannot open queue file"),
         (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "seg-000000000000000g")), "cannot open queue file"),
         (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, path=str(tern.queue_dir / "journal" / "seg-0000000000000001" / "x")), "cannot open queue file"),
+        # content beyond the file: a command's input would be copied whole
+        (dict(rcpt=evil, alias="robot", length=3 << 30), "does not match its queue file"),
+        (dict(rcpt=f"{owner.pw_name}@localhost", user=owner.pw_name, offset=1 << 40), "does not match its queue file"),
     ]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(str(tern.queue_dir / "private" / "local"))
@@ -745,3 +748,25 @@ def test_locked_file_targets_do_not_stall_other_deliveries(tern_instance, work_d
     sendmail(tern, f"{other.pw_name}@localhost")
     # delivered while the locked targets are still being tried, not 50 s later
     assert len(wait_files(Path(other.pw_dir) / "Maildir" / "new", 1, timeout=15)) == 1
+
+
+@needs_root
+def test_an_extension_with_a_slash_names_no_forward_file(tern_instance, work_dir, system_users):
+    """$home/.forward+EXT takes the address's extension: one with a '/'
+    would walk out of the home (given a directory named .forward+x there),
+    turning any file the user can read into their .forward. It is ignored,
+    as Postfix does, and the mail goes to the user's own mailbox."""
+    tern = tern_instance
+    victim, attacker = system_users.add(), system_users.add()
+    home = Path(victim.pw_dir)
+    (home / ".forward+x").mkdir()
+    os.chown(home / ".forward+x", victim.pw_uid, victim.pw_gid)
+    owned_file(home / "secret.txt", "topsecret-4711\n", victim, mode=0o600)
+    owned_file(Path(attacker.pw_dir) / ".forward", f"{victim.pw_name}+x/../secret.txt@localhost\n", attacker)
+    tutorial_config(tern, work_dir, recipient_delimiter="+")
+    tern.start()
+    sendmail(tern, "-f", f"{attacker.pw_name}@localhost", f"{attacker.pw_name}@localhost")
+    assert len(wait_files(home / "Maildir" / "new", 1)) == 1
+    tern.wait_log("address with an illegal extension")
+    assert "topsecret" not in tern.log_text()
+    assert "topsecret" not in maildir_text(attacker)
