@@ -356,6 +356,12 @@ static void free_waiting(struct waiting_batch *w)
 
 void maildir_batch_drop_channel(struct ipc_chan *ch)
 {
+    /* Deliveries not yet synced are still made, but answer no one: a new
+     * connection may be given the freed channel's address, and must not
+     * get replies to requests it never sent. */
+    for (struct pending *p = mb.batch; p; p = p->next)
+        if (p->ch == ch)
+            p->ch = NULL;
     for (struct waiting_batch **wp = &mb.waiting; *wp;) {
         struct waiting_batch *w = *wp;
         if (w->ch != ch) {

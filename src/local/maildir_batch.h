@@ -56,7 +56,9 @@ void maildir_batch_add(struct ipc_chan *ch, uint32_t reqid, uid_t uid, gid_t gid
 /* The queue's answer to a batch's IPC_BARRIER. */
 void maildir_batch_barrier_reply(const struct ipc_msg *m);
 /* The queue connection ch is gone: batches waiting for its sync are dropped
- * (their tmp/ files removed; nobody would take the results). */
+ * (their tmp/ files removed; nobody would take the results), and deliveries
+ * of its not yet synced are made but answer no one (a new connection may
+ * reuse ch's address). */
 void maildir_batch_drop_channel(struct ipc_chan *ch);
 /* At exit: what is pending is finished with syncs of its own. */
 void maildir_batch_shutdown(void);

@@ -47,10 +47,13 @@ static void stay_root(void)
 {
 }
 
+/* the queue's connection, as the batch sees it: any pointer will do */
+static char queue_chan;
+#define QUEUE_CHAN ((struct ipc_chan *)&queue_chan)
+
 static int alive(struct ipc_chan *ch)
 {
-    (void)ch;
-    return 1;
+    return ch == QUEUE_CHAN;
 }
 
 static void record(uint32_t reqid, int error)
@@ -124,7 +127,7 @@ static void add(struct fx *fx, uint32_t reqid)
     struct maildir_delivery *md;
     struct deliver_error err;
     assert_int_equal(maildir_begin(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &md, &err), 0);
-    maildir_batch_add(NULL, reqid, (uid_t)-1, (gid_t)-1, md);
+    maildir_batch_add(QUEUE_CHAN, reqid, (uid_t)-1, (gid_t)-1, md);
 }
 
 static double ms_between(const struct timespec *a, const struct timespec *b)
@@ -231,12 +234,35 @@ static void test_shutdown_finishes_a_waiting_batch(void **state)
     assert_int_equal(count_new(fx), 2);
 }
 
+/* The queue's connection goes while a delivery waits for its round: the
+ * message is still delivered, but the reply goes to no one (a new
+ * connection given the same address must not get it). */
+static void test_a_dropped_connection_gets_no_reply(void **state)
+{
+    struct fx *fx = *state;
+    add(fx, 1);
+    run_until_replies(fx, 1);
+    add(fx, 2);   /* right after a round: waits for the interval */
+    maildir_batch_drop_channel(QUEUE_CHAN);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        event_base_loop(fx->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (count_new(fx) < 2 && ms_between(&start, &now) < 5000);
+    assert_int_equal(count_new(fx), 2);
+    assert_int_equal(replies.n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_deliveries_close_together_share_a_round, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_batch_does_not_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_finishes_a_waiting_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_dropped_connection_gets_no_reply, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
