@@ -71,7 +71,12 @@ static struct {
     char *luser_relay, *delimiters;   /* luser_relay, recipient_delimiter */
     int acting;            /* acting as a user (become_user) */
     off_t message_limit;   /* message_size_limit; 0: none */
+    struct event *accept_ev;   /* private/local */
 } lc;
+
+/* Connections to private/local at once: the queue needs one or two; a
+ * compromised mail owner must not run local out of descriptors. */
+#define LOCAL_MAX_CLIENTS 32
 
 /* ---------- identity ---------- */
 
@@ -472,13 +477,37 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     deliver(ch, m);
 }
 
+static void resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    event_add(lc.accept_ev, NULL);
+}
+
 static void on_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     (void)arg;
     int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (cfd < 0)
+    if (cfd < 0) {
+        /* out of descriptors: the socket stays readable; pause, not spin */
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            log_warn("cannot accept a delivery connection: %s; pausing for a second", strerror(errno));
+            event_del(lc.accept_ev);
+            struct timeval tv = {1, 0};
+            event_base_once(lc.base, -1, EV_TIMEOUT, resume_accepting, NULL, &tv);
+        }
         return;
+    }
+    size_t nclients = 0;
+    for (struct client *c = lc.clients; c; c = c->next)
+        nclients++;
+    if (nclients >= LOCAL_MAX_CLIENTS) {
+        log_warn("refusing a delivery connection: %d are open already", LOCAL_MAX_CLIENTS);
+        close(cfd);
+        return;
+    }
     /* Only the queue process (running as mail_owner, or root) may ask. */
     struct ucred cred;
     socklen_t len = sizeof cred;
@@ -568,8 +597,8 @@ int local_main(struct runtime *rt)
      * cannot search. */
     if (chdir("/") != 0)
         log_warn("cannot change to /: %s", strerror(errno));
-    struct event *acc = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
-    event_add(acc, NULL);
+    lc.accept_ev = event_new(lc.base, rt->local_listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
+    event_add(lc.accept_ev, NULL);
     int sigs[] = {SIGTERM, SIGINT, SIGUSR1};
     struct event *sigev[3];
     for (int i = 0; i < 3; i++) {
@@ -580,7 +609,7 @@ int local_main(struct runtime *rt)
     maildir_batch_shutdown();
     for (int i = 0; i < 3; i++)
         event_free(sigev[i]);
-    event_free(acc);
+    event_free(lc.accept_ev);
     while (lc.clients) {
         struct client *c = lc.clients;
         lc.clients = c->next;

@@ -770,3 +770,36 @@ def test_an_extension_with_a_slash_names_no_forward_file(tern_instance, work_dir
     tern.wait_log("address with an illegal extension")
     assert "topsecret" not in tern.log_text()
     assert "topsecret" not in maildir_text(attacker)
+
+
+@needs_root
+def test_local_takes_a_bounded_number_of_connections(tern_instance, work_dir, system_users):
+    """Only the queue talks to local (one connection): more than 32 at once
+    are closed, so a compromised mail owner cannot run root's agent out of
+    descriptors, and the queue's delivery goes on."""
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, f"{user.pw_name}@localhost")          # the queue is connected now
+    new = Path(user.pw_dir) / "Maildir" / "new"
+    assert len(wait_files(new, 1)) == 1
+    held = []
+    for _ in range(40):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(str(tern.queue_dir / "private" / "local"))
+        held.append(s)
+    tern.wait_log("refusing a delivery connection: 32 are open already")
+    time.sleep(0.5)
+    closed = 0
+    for s in held:
+        s.setblocking(False)
+        try:
+            closed += s.recv(100) == b""
+        except BlockingIOError:
+            pass
+    assert closed == 9, closed      # 32 open at most, the queue's own among them
+    sendmail(tern, f"{user.pw_name}@localhost")
+    assert len(wait_files(new, 2)) == 2
+    for s in held:
+        s.close()
