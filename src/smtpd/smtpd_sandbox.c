@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -212,7 +213,7 @@ static const char *const allowed_calls[] = {
     "mmap", "munmap", "mprotect", "mremap", "madvise", "brk", "mincore",
     /* signals (sigaltstack: the sanitizers' handlers) */
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "sigaltstack",
-    "restart_syscall", "tgkill",
+    "restart_syscall",
     /* the event loop */
     "epoll_create", "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
     "poll", "ppoll", "select", "pselect6", "timerfd_create", "timerfd_settime",
@@ -224,7 +225,7 @@ static const char *const allowed_calls[] = {
     /* time, randomness, identity */
     "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
     "getrandom", "getpid", "gettid", "getppid", "getuid", "geteuid", "getgid", "getegid",
-    "getgroups", "getresuid", "getresgid", "uname", "sysinfo", "getrlimit", "prlimit64",
+    "getgroups", "getresuid", "getresgid", "uname", "sysinfo", "getrlimit",
     "getrusage", "sched_yield", "sched_getaffinity",
     /* threads (libunbound's, the password file's workers) and exit */
     "futex", "set_robust_list", "get_robust_list", "rseq", "membarrier", "prctl", "exit",
@@ -243,6 +244,8 @@ static const char *const denied_calls[] = {
     "kexec_load", "kexec_file_load", "setuid", "setgid", "setreuid", "setregid", "setresuid",
     "setresgid", "setgroups", "setfsuid", "setfsgid", "symlink", "symlinkat", "link",
     "linkat", "mknod", "mknodat", "open_by_handle_at", "name_to_handle_at",
+    /* another process than smtpd itself (allowed on itself below) */
+    "tgkill", "tkill", "kill", "prlimit64", "setpriority", "sched_setaffinity", "pidfd_send_signal",
 };
 
 #ifdef TERN_TEST_BUILD
@@ -359,6 +362,15 @@ static int seccomp_rules(scmp_filter_ctx ctx)
         struct scmp_arg_cmp request = {.arg = 1, .op = SCMP_CMP_EQ, .datum_a = ioctls[i], .datum_b = 0};
         failed |= rule_add(ctx, SCMP_ACT_ALLOW, "ioctl", 1, &request);
     }
+    /* Signals and resource limits of this process only: the key process
+     * and the queue share smtpd's uid, and a compromised smtpd must not
+     * stop them or take their descriptors away (raise and abort use
+     * tgkill on smtpd itself; getrlimit is prlimit64 on pid 0). */
+    struct scmp_arg_cmp self_tgid = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = (scmp_datum_t)getpid(), .datum_b = 0};
+    failed |= rule_add(ctx, SCMP_ACT_ALLOW, "tgkill", 1, &self_tgid);
+    struct scmp_arg_cmp no_pid = {.arg = 0, .op = SCMP_CMP_EQ, .datum_a = 0, .datum_b = 0};
+    failed |= rule_add(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &no_pid);
+    failed |= rule_add(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, &self_tgid);
     /* clone3 passes its flags in memory a filter cannot read: ENOSYS makes
      * glibc fall back to clone, whose flags it can, and only threads pass. */
     failed |= rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3", 0, NULL);
@@ -431,7 +443,7 @@ static void check_single_thread(void)
 
 #ifdef TERN_TEST_BUILD
 /* The integration test's probe (tests/integration/test_sandbox.py):
- * TERN_TEST_SANDBOX_PROBE="outside-file:config-file" makes smtpd try what a
+ * TERN_TEST_SANDBOX_PROBE="outside-file:config-file[:pid]" makes smtpd try what a
  * hijacked smtpd would, once sandboxed, and log each result. */
 static void probe_result(const char *what, int rc)
 {
@@ -461,7 +473,8 @@ static void sandbox_probe(const struct runtime *rt)
     if (!spec || !strchr(spec, ':'))
         return;
     char *outside = xstrndup(spec, (size_t)(strchr(spec, ':') - spec));
-    const char *config_file = strchr(spec, ':') + 1;
+    const char *rest = strchr(spec, ':') + 1, *pid_field = strchr(rest, ':');
+    char *config_file = pid_field ? xstrndup(rest, (size_t)(pid_field - rest)) : xstrdup(rest);
     char *const argv[] = {(char *)"true", NULL};
     char *const envp[] = {NULL};
     probe_result("execve /bin/true", execve("/bin/true", argv, envp));
@@ -484,6 +497,16 @@ static void sandbox_probe(const struct runtime *rt)
     if (fd >= 0)
         close(fd);
     free(queue_socket);
+    /* A third field: a process of the mail owner's (the key process and
+     * the queue share smtpd's uid), which smtpd must not signal or limit. */
+    if (pid_field) {
+        pid_t other = (pid_t)atol(pid_field + 1);
+        probe_result("signal a process of the mail owner", (int)syscall(SYS_tgkill, other, other, 0));
+        struct rlimit keep;
+        probe_result("read the limits of a process of the mail owner", prlimit(other, RLIMIT_NOFILE, NULL, &keep));
+        probe_result("signal smtpd itself", (int)syscall(SYS_tgkill, getpid(), getpid(), 0));
+    }
+    free(config_file);
     free(outside);
 }
 #endif

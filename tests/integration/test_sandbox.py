@@ -25,6 +25,11 @@ PROBE_LINES = {
     # connecting to a unix socket is no Landlock file access: private/queue
     # (and the key process's socket to come) stay reachable
     "connect private/queue": "allowed",
+    # the key process and the queue share smtpd's uid: smtpd may signal and
+    # limit only itself
+    "signal a process of the mail owner": "EPERM",
+    "read the limits of a process of the mail owner": "EPERM",
+    "signal smtpd itself": "allowed",
 }
 
 
@@ -91,12 +96,20 @@ def test_smtpd_cannot_exec_or_leave_its_rooms(tern_instance, work_dir, tls_files
     sub = Submission(inst, tls_files, maillog_file=str(inst.log_path),
                      smtpd_sender_restrictions=f"check_sender_access texthash:{access}")
     sub.add_user("alice@example.test")
-    monkeypatch.setenv("TERN_TEST_SANDBOX_PROBE", f"{secret}:{config_file}")
-    inst.start()
+    # a process of the mail owner's, as the key process and the queue are
+    other = subprocess.Popen(["sleep", "120"], user=owner.pw_uid, group=owner.pw_gid)
+    monkeypatch.setenv("TERN_TEST_SANDBOX_PROBE", f"{secret}:{config_file}:{other.pid}")
+    try:
+        inst.start()
+    except BaseException:
+        other.kill()
+        raise
     log = landlock_or_skip(inst)
     for what, result in PROBE_LINES.items():
         log = inst.wait_log(f"sandbox probe: {what}: ")
         assert f"sandbox probe: {what}: {result}" in log, log[-3000:]
+    other.kill()
+    other.wait()
     assert "sandbox: on (Landlock ABI" in log
     assert "sandbox: refused system call execve" in log
     assert config_file.read_text() == ""
@@ -130,7 +143,9 @@ def test_smtpd_cannot_exec_or_leave_its_rooms(tern_instance, work_dir, tls_files
     settle_queue(inst)
     # nothing else was refused on the way
     refused = [l for l in inst.log_text().splitlines() if "refused system call" in l]
-    assert all("execve" in l for l in refused), refused
+    assert all(c in l for l in refused for c in [l.split("system call ")[1].split()[0]]
+               if c in ("execve", "tgkill", "prlimit64")), refused
+    assert len(refused) == 3, refused
     assert "Permission denied" not in inst.log_text()
 
 
