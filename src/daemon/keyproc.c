@@ -273,8 +273,15 @@ int keyproc_serve(struct keyproc *kp, const int *fds, size_t nfds)
                 continue;
             }
             keyproc_answer(kp, &req, &reply);
-            if (ipc_send_blocking(pfd[i].fd, &reply) != 0)
-                log_warn("cannot answer smtpd: %s", strerror(errno));
+            /* An smtpd waits for each answer before it asks again: one whose
+             * socket is full of unread answers is not an smtpd doing its
+             * work, and must not keep this process waiting (a stop would
+             * never be acted on). It loses its channel. */
+            if (ipc_send_nowait(pfd[i].fd, &reply) != 0) {
+                log_warn("dropping a channel from smtpd: cannot answer: %s", strerror(errno));
+                close(pfd[i].fd);
+                pfd[i].fd = -1;
+            }
             ipc_msg_free(&req);
             ipc_msg_free(&reply);
         }

@@ -345,6 +345,33 @@ static void run_child(enum role role)
     exit(rc);
 }
 
+
+/* A key process told to go that is still there KEYPROC_STOP_GRACE seconds
+ * later is killed: a compromised smtpd may have kept it from acting on
+ * SIGTERM. Only a pid not reaped yet is signalled (a zombie keeps it). */
+#define KEYPROC_STOP_GRACE 5
+
+static void key_process_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pid_t pid = (pid_t)(intptr_t)arg;
+    int ours = ms.children[ROLE_KEYS].pid == pid;
+    for (size_t i = 0; !ours && i < ms.ndraining; i++)
+        ours = ms.draining[i] == pid;
+    if (!ours)
+        return;
+    log_warn("the key process %ld did not stop within %d seconds; killing it", (long)pid, KEYPROC_STOP_GRACE);
+    kill(pid, SIGKILL);
+}
+
+static void stop_key_process(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    struct timeval tv = {KEYPROC_STOP_GRACE, 0};
+    event_base_once(ms.base, -1, EV_TIMEOUT, key_process_deadline, (void *)(intptr_t)pid, &tv);
+}
+
 static void child_start(enum role role)
 {
     struct child *c = &ms.children[role];
@@ -354,7 +381,7 @@ static void child_start(enum role role)
         struct child *k = &ms.children[ROLE_KEYS];
         if (k->pid > 0) {
             k->restart_now = 1;
-            kill(k->pid, SIGTERM);
+            stop_key_process(k->pid);
         }
     }
     /* Signals stay blocked across fork() until the child has replaced the
@@ -559,8 +586,8 @@ static void reload(void)
     }
     strbuf_free(&diag);
     if (old_keys > 0) {
-        kill(old_keys, SIGTERM);
         retire(old_keys);
+        stop_key_process(old_keys);
     }
     tls_keyring_free(&ms.keyring);
     ms.keyring = keyring;

@@ -180,7 +180,7 @@ bad:
     return -1;
 }
 
-int ipc_send_blocking(int fd, const struct ipc_msg *m)
+static int send_whole(int fd, const struct ipc_msg *m, int flags)
 {
     struct strbuf w = STRBUF_INIT;
     encode_wire(m, -1, &w);
@@ -192,11 +192,21 @@ int ipc_send_blocking(int fd, const struct ipc_msg *m)
     }
     ssize_t n;
     do
-        n = send(fd, w.buf, w.len, MSG_NOSIGNAL);
+        n = send(fd, w.buf, w.len, MSG_NOSIGNAL | flags);
     while (n < 0 && errno == EINTR);
     int ok = n == (ssize_t)w.len;
     strbuf_free(&w);
     return ok ? 0 : -1;
+}
+
+int ipc_send_blocking(int fd, const struct ipc_msg *m)
+{
+    return send_whole(fd, m, 0);
+}
+
+int ipc_send_nowait(int fd, const struct ipc_msg *m)
+{
+    return send_whole(fd, m, MSG_DONTWAIT);
 }
 
 int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms)

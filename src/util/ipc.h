@@ -67,6 +67,9 @@ size_t ipc_msg_wire(const struct ipc_msg *m, void *buf, size_t cap);
 /* Blocking helpers for command-line tools. A message (or packet) larger than
  * IPC_MAX_MSG is refused with EMSGSIZE on either side, never cut. */
 int ipc_send_blocking(int fd, const struct ipc_msg *m);
+/* ipc_send_blocking without waiting: -1 with EAGAIN when the peer's
+ * socket is full (a peer that does not read its answers). */
+int ipc_send_nowait(int fd, const struct ipc_msg *m);
 int ipc_recv_blocking(int fd, struct ipc_msg *m, int timeout_ms);  /* 0 ok, -1 error/EOF/timeout */
 /* Connects to a SOCK_SEQPACKET unix socket by path; -1 with errno. */
 int ipc_connect(const char *path);

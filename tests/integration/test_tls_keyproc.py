@@ -196,3 +196,95 @@ def test_handshake_after_smtpd_was_killed(tern_instance, tls_files):
         time.sleep(0.5)
     assert process_pid(tern, "smtpd") != smtpd and process_pid(tern, "keys") != keys
     assert "killed by signal" not in tern.log_text().split(f"pid {smtpd} killed by signal 9", 1)[1]
+
+
+def wait_for_handshake(tern, timeout):
+    deadline = time.time() + timeout
+    while True:
+        out = test_tls.s_client(tern, "-tls1_3")
+        if "New, TLSv1." in out and "250" in out:
+            return
+        assert time.time() < deadline, out[-1500:]
+        time.sleep(0.5)
+
+
+def test_a_stopped_key_process_is_replaced(tern_instance, tls_files):
+    """The key process shares smtpd's uid: if it cannot act on the SIGTERM
+    that asks it to make way for a new smtpd (stopped, or blocked by a
+    compromised smtpd), the master kills it after a grace and starts one,
+    so TLS comes back."""
+    tern = test_tls.tls_tern(tern_instance, tls_files)
+    tern.wait_log("tern/keys[")
+    assert "New, TLSv1." in test_tls.s_client(tern, "-tls1_3")
+    keys, smtpd = process_pid(tern, "keys"), process_pid(tern, "smtpd")
+    os.kill(keys, signal.SIGSTOP)
+    os.kill(smtpd, signal.SIGKILL)
+    tern.wait_log(f"process smtpd pid {smtpd} killed by signal 9")
+    tern.wait_log(f"the key process {keys} did not stop within 5 seconds; killing it", timeout=15)
+    wait_for_handshake(tern, 20)
+    assert process_pid(tern, "keys") != keys
+
+
+def key_channel_of(smtpd, master):
+    """A duplicate of smtpd's end of its key socketpair, as code running in
+    smtpd would hold it (root's pidfd_getfd stands in for that)."""
+    import ctypes
+    import socket
+    import struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = libc.syscall(434, smtpd, 0)          # pidfd_open
+    assert pidfd >= 0
+    try:
+        for name in os.listdir(f"/proc/{smtpd}/fd"):
+            try:
+                if not os.readlink(f"/proc/{smtpd}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(438, pidfd, int(name), 0)   # pidfd_getfd
+            if fd < 0:
+                continue
+            s = socket.socket(fileno=fd)
+            if s.family == socket.AF_UNIX and s.type == socket.SOCK_SEQPACKET:
+                pid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+                if pid == master and not s.getpeername():
+                    return s
+            s.detach()
+            os.close(fd)
+    finally:
+        os.close(pidfd)
+    raise AssertionError("no key channel in smtpd")
+
+
+def test_key_process_drops_an_smtpd_that_reads_no_answers(tern_instance, tls_files):
+    """A compromised smtpd that asks and never reads must not block the key
+    process in send(): it loses its channel, and a new smtpd is served."""
+    import hashlib
+    import socket
+    import struct
+    tern = test_tls.tls_tern(tern_instance, tls_files)
+    tern.wait_log("tern/keys[")
+    assert "New, TLSv1." in test_tls.s_client(tern, "-tls1_3")
+    smtpd = process_pid(tern, "smtpd")
+    s = key_channel_of(smtpd, tern.proc.pid)
+    s.setblocking(False)
+    data = hashlib.sha256(b"x").hexdigest()
+    request = struct.pack("<HI", 15, 1)          # KEY_SIGN
+    for k, v in (("key", "0" * 64), ("op", "ecdsa"), ("data", data)):
+        request += bytes([len(k)]) + k.encode() + struct.pack("<I", len(v)) + v.encode() + b"\0"
+    sent = 0
+    deadline = time.time() + 10
+    while time.time() < deadline and "dropping a channel from smtpd: cannot answer" not in tern.log_text():
+        try:
+            s.send(request)
+            sent += 1
+        except BlockingIOError:
+            time.sleep(0.05)
+        except OSError:
+            break
+    tern.wait_log("dropping a channel from smtpd: cannot answer")
+    s.close()
+    os.kill(smtpd, signal.SIGKILL)
+    tern.wait_log(f"process smtpd pid {smtpd} killed by signal 9")
+    wait_for_handshake(tern, 20)
+    assert "did not stop within" not in tern.log_text()   # it acted on SIGTERM itself
