@@ -157,6 +157,37 @@ static const struct held_key *find_key(const struct keyproc *kp, const char *id)
     return NULL;
 }
 
+/* What TLS asks the key to sign, as this process sees it: a digest made
+ * with SHA-256, -384 or -512 (TLS 1.2 and 1.3 sign with nothing weaker at
+ * OpenSSL's security levels), for PKCS#1 v1.5 in its DER DigestInfo
+ * (RFC 8017, 9.2 note 1). Anything else (a SHA-1 or MD5 DigestInfo, raw
+ * bytes, a digest of another length) is no handshake's and is refused:
+ * the key must not sign for a compromised smtpd what it could use
+ * elsewhere the certificate is trusted. */
+static int is_tls_digest_info(const unsigned char *in, size_t inlen)
+{
+    static const struct {
+        unsigned char prefix[19];
+        size_t hlen;
+    } infos[] = {
+        {{0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00,
+          0x04, 0x20}, 32},
+        {{0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00,
+          0x04, 0x30}, 48},
+        {{0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00,
+          0x04, 0x40}, 64},
+    };
+    for (size_t i = 0; i < sizeof infos / sizeof infos[0]; i++)
+        if (inlen == 19 + infos[i].hlen && memcmp(in, infos[i].prefix, 19) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_tls_digest(size_t inlen)
+{
+    return inlen == 32 || inlen == 48 || inlen == 64;
+}
+
 /* The operation itself; its result in out (*outlen), or the reason. */
 static const char *operate(const struct held_key *k, const char *op, const unsigned char *in, size_t inlen,
                            unsigned char *out, size_t *outlen)
@@ -164,9 +195,9 @@ static const char *operate(const struct held_key *k, const char *op, const unsig
     int is_rsa = EVP_PKEY_is_a(k->pkey, "RSA");
     size_t rsa_size = is_rsa ? (size_t)EVP_PKEY_get_size(k->pkey) : 0;
     int sign;
-    if (strcmp(op, "ecdsa") == 0 && EVP_PKEY_is_a(k->pkey, "EC"))
+    if (strcmp(op, "ecdsa") == 0 && EVP_PKEY_is_a(k->pkey, "EC") && is_tls_digest(inlen))
         sign = 1;
-    else if (strcmp(op, "rsa-pkcs1") == 0 && is_rsa && inlen + 11 <= rsa_size)
+    else if (strcmp(op, "rsa-pkcs1") == 0 && is_rsa && inlen + 11 <= rsa_size && is_tls_digest_info(in, inlen))
         sign = 1;
     else if (strcmp(op, "rsa-pss") == 0 && is_rsa && inlen == rsa_size &&
              is_pss_block(in, inlen, EVP_PKEY_get_bits(k->pkey)))

@@ -104,6 +104,10 @@ static void drop_privileges(void)
         log_fatal("cannot drop privileges to uid %u: %s", (unsigned)ms.rt.owner_uid, strerror(errno));
     if (setuid(0) == 0)
         log_fatal("privileges were not dropped");
+    /* Not dumpable whatever fs.suid_dumpable says: the queue holds the DKIM
+     * keys, and no other process of the mail owner may read its memory. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log_fatal("prctl(PR_SET_DUMPABLE): %s", strerror(errno));
 }
 
 static void close_fd(int *fd)

@@ -136,6 +136,33 @@ def test_key_process_runs_as_mail_owner_and_is_not_dumpable(tern_instance, tls_f
     assert out.returncode != 0, out
 
 
+def test_mail_owner_processes_are_not_dumpable_whatever_the_sysctl(tern_instance, tls_files):
+    """The queue holds the DKIM signing keys: no other process of the mail
+    owner (a compromised smtpd) may read its memory, even where an
+    administrator set fs.suid_dumpable = 1."""
+    import subprocess
+    sysctl = "/proc/sys/fs/suid_dumpable"
+    before = open(sysctl).read().strip()
+    with open(sysctl, "w") as f:
+        f.write("1")
+    try:
+        tern = test_tls.tls_tern(tern_instance, tls_files)
+        assert "New, TLSv1." in test_tls.s_client(tern)
+        with tern.smtp() as c:      # the queue logs its first message
+            c.sendmail("a@example.org", ["alice@example.test"], b"Subject: x\r\n\r\nx\r\n")
+        tern.wait_log("tern/queue[")
+        for role in ("queue", "smtpd"):
+            pid = process_pid(tern, role)
+            uid = re.search(r"^Uid:\s+(\d+)", open(f"/proc/{pid}/status").read(), re.M).group(1)
+            assert os.stat(f"/proc/{pid}/mem").st_uid == 0, role   # root's: not dumpable
+            out = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "cat",
+                                  f"/proc/{pid}/environ"], capture_output=True)
+            assert out.returncode != 0, (role, out)
+    finally:
+        with open(sysctl, "w") as f:
+            f.write(before)
+
+
 def test_handshake_after_the_key_process_was_killed(tern_instance, tls_files):
     tern = test_tls.tls_tern(tern_instance, tls_files)
     tern.wait_log("tern/keys[")

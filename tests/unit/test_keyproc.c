@@ -268,6 +268,21 @@ static void test_refusals(void **state)
     assert_string_equal(answer(kp, ec, "rsa-pkcs1", digest), "fail");
     assert_string_equal(answer(kp, "00", "ecdsa", digest), "fail");
     assert_string_equal(answer(kp, ec, "ecdsa", "not hex"), "fail");
+    /* only what a handshake signs: digests of SHA-256/384/512, and for
+     * PKCS#1 v1.5 their DigestInfo; not SHA-1's, MD5's, nor raw bytes */
+    assert_string_equal(answer(kp, ec, "ecdsa", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "fail");   /* 20 bytes */
+    char long_digest[129];
+    memset(long_digest, 'b', 128);
+    long_digest[128] = '\0';
+    assert_string_equal(answer(kp, ec, "ecdsa", long_digest), "ok");
+    char info[200];
+    snprintf(info, sizeof info, "3031300d060960864801650304020105000420%s", digest);
+    assert_string_equal(answer(kp, rsa, "rsa-pkcs1", info), "ok");
+    snprintf(info, sizeof info, "3021300906052b0e03021a05000414%.40s", digest);   /* SHA-1 */
+    assert_string_equal(answer(kp, rsa, "rsa-pkcs1", info), "fail");
+    snprintf(info, sizeof info, "3020300c06082a864886f70d020505000410%.32s", digest);   /* MD5 */
+    assert_string_equal(answer(kp, rsa, "rsa-pkcs1", info), "fail");
+    assert_string_equal(answer(kp, rsa, "rsa-pkcs1", digest), "fail");   /* raw bytes */
     /* no decryption: a ciphertext sent as a "PSS block" is refused (the
      * raw RSA operation would decrypt it) */
     char *block = xmalloc(513);
