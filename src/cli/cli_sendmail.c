@@ -643,6 +643,12 @@ int cli_sendmail(const char *config_dir, int argc, char **argv)
         }
         free(checked);
     }
+    if (env.nrcpts > MAILDROP_MAX_RCPTS) {
+        fprintf(stderr, "sendmail: fatal: more than %d recipients\n", MAILDROP_MAX_RCPTS);
+        maildrop_env_free(&env);
+        rc = EX_USAGE;
+        goto out;
+    }
     if (!extract && env.nrcpts == 0) {
         fprintf(stderr, "sendmail: fatal: no recipient addresses specified (use -t to take them from the header)\n");
         maildrop_env_free(&env);

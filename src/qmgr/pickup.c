@@ -28,8 +28,11 @@
 #include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
 #include "util/clock.h"
+#include "util/hashmap.h"
 #include "util/log.h"
 #include "util/mem.h"
+
+#define PICKUP_STUCK_MAX 256
 
 /* Names being committed right now, so a second scan does not take them twice. */
 struct inflight {
@@ -54,6 +57,15 @@ static struct {
     DIR *scan_dir;          /* a scan is running */
     int scan_pending;       /* scan_ev is armed */
     int rescan;             /* requested while running: scan again after it */
+    /* Entries that could be neither moved aside nor removed (a directory
+     * someone keeps files in): passed over without a word until they
+     * change, so a poke does not log each of them again. */
+    struct {
+        dev_t dev;
+        ino_t ino;
+        struct timespec ctime;   /* a name given the inode again is a new file */
+    } stuck[PICKUP_STUCK_MAX];
+    size_t nstuck, next_stuck;
 } pk = {.maildrop_fd = -1, .corrupt_fd = -1};
 
 #define PICKUP_SCAN_ROUND 32
@@ -144,16 +156,40 @@ static void printable_name(const char *name, char *out, size_t size)
     out[k] = '\0';
 }
 
+static int is_stuck(const struct stat *sb)
+{
+    for (size_t i = 0; i < pk.nstuck; i++)
+        if (pk.stuck[i].dev == sb->st_dev && pk.stuck[i].ino == sb->st_ino &&
+            pk.stuck[i].ctime.tv_sec == sb->st_ctim.tv_sec && pk.stuck[i].ctime.tv_nsec == sb->st_ctim.tv_nsec)
+            return 1;
+    return 0;
+}
+
 /* To corrupt/ (0700, mail_owner: no other user reads it), so it is not
- * scanned again; logged this once. */
+ * scanned again; else removed (an empty directory too); else remembered
+ * and passed over. Logged this once, saying which. */
 static void move_aside(const char *name, const char *why)
 {
     char *dst = xasprintf("maildrop-%s", name);
     char shown[256];
     printable_name(name, shown, sizeof shown);
-    log_warn("maildrop/%s: %s; moved to %s/maildrop-%s", shown, why, QDIR_CORRUPT, shown);
-    if (renameat(pk.maildrop_fd, name, pk.corrupt_fd, dst) != 0)
-        unlinkat(pk.maildrop_fd, name, 0);
+    if (renameat(pk.maildrop_fd, name, pk.corrupt_fd, dst) == 0) {
+        log_warn("maildrop/%s: %s; moved to %s/maildrop-%s", shown, why, QDIR_CORRUPT, shown);
+    } else if (unlinkat(pk.maildrop_fd, name, 0) == 0 || unlinkat(pk.maildrop_fd, name, AT_REMOVEDIR) == 0) {
+        log_warn("maildrop/%s: %s; removed", shown, why);
+    } else {
+        struct stat sb;
+        if (fstatat(pk.maildrop_fd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
+            pk.stuck[pk.next_stuck].dev = sb.st_dev;
+            pk.stuck[pk.next_stuck].ino = sb.st_ino;
+            pk.stuck[pk.next_stuck].ctime = sb.st_ctim;
+            pk.next_stuck = (pk.next_stuck + 1) % PICKUP_STUCK_MAX;
+            if (pk.nstuck < PICKUP_STUCK_MAX)
+                pk.nstuck++;
+        }
+        log_warn("maildrop/%s: %s; it can be neither moved aside nor removed (%s): passed over from now on",
+                 shown, why, strerror(errno));
+    }
     free(dst);
 }
 
@@ -178,12 +214,20 @@ static void committed(void *arg, int ok)
     free(pc);
 }
 
-static void add_rcpt_unique(struct queue_file_message *m, const char *addr, unsigned notify)
+static const void *rcpt_key(const void *item, size_t *len)
 {
-    for (size_t i = 0; i < m->nrcpt; i++)
-        if (strcmp(m->rcpts[i].addr, addr) == 0)
-            return;
-    queue_file_message_add_rcpt(m, addr, "", notify, -1);
+    *len = strlen(item);
+    return item;
+}
+
+/* Adds addr unless seen (the recipients' addresses, by a hash: a file may
+ * name thousands). */
+static void add_rcpt_unique(struct queue_file_message *m, struct hashmap *seen, const char *addr, unsigned notify)
+{
+    if (hashmap_get_str(seen, addr))
+        return;
+    struct queue_file_rcpt *r = queue_file_message_add_rcpt(m, addr, "", notify, -1);
+    hashmap_add(seen, r->addr);
 }
 
 /* sendmail's -N, -R and -V, checked again (the file is untrusted) by the
@@ -216,14 +260,18 @@ static void pickup_file(const char *name)
      * queue (O_NONBLOCK), and a file larger than a message can be is
      * refused before it is read. */
     int fd = openat(pk.maildrop_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    struct stat sb;
+    if (fstatat(pk.maildrop_fd, name, &sb, AT_SYMLINK_NOFOLLOW) == 0 && is_stuck(&sb))
+        return;
     if (fd < 0) {
         if (errno == ELOOP)
             move_aside(name, "a symbolic link");
         else if (errno == EACCES || errno == EPERM)
             move_aside(name, "not readable by the mail system");
+        else if (errno == ENXIO)
+            move_aside(name, "a socket");
         return;
     }
-    struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
         move_aside(name, "not a regular file");
@@ -244,6 +292,13 @@ static void pickup_file(const char *name)
     char err[256];
     if (maildrop_read_env(f, &env, err, sizeof err) != 0) {
         fclose(f);
+        move_aside(name, err);
+        return;
+    }
+    if (env.nrcpts > MAILDROP_MAX_RCPTS) {
+        fclose(f);
+        maildrop_env_free(&env);
+        snprintf(err, sizeof err, "more than %d recipients", MAILDROP_MAX_RCPTS);
         move_aside(name, err);
         return;
     }
@@ -327,20 +382,29 @@ static void pickup_file(const char *name)
     struct queue_file_message m;
     queue_file_message_init(&m, id, 0, sender);
     m.arrival_us = clock_now_us();
+    struct hashmap seen;
+    hashmap_init(&seen, rcpt_key, 0);
+    size_t malformed = 0;
+    const char *first_malformed = NULL;
     for (size_t i = 0; i < env.nrcpts; i++) {
         char *a = checked_address(env.rcpts[i], 0);
         if (a)
-            add_rcpt_unique(&m, a, notify);
-        else
-            log_warn("%s: ignoring malformed recipient address \"%s\"", id, env.rcpts[i]);
+            add_rcpt_unique(&m, &seen, a, notify);
+        else if (malformed++ == 0)
+            first_malformed = env.rcpts[i];
         free(a);
     }
-    for (size_t i = 0; i < res.nrcpts; i++) {
+    /* one line a file, however many: a local user must not fill the log */
+    if (malformed)
+        log_warn("%s: ignoring %zu malformed recipient address%s, the first \"%s\"", id, malformed,
+                 malformed == 1 ? "" : "es", first_malformed);
+    for (size_t i = 0; i < res.nrcpts && m.nrcpt < MAILDROP_MAX_RCPTS; i++) {
         char *a = checked_address(res.rcpts[i], 0);
         if (a)
-            add_rcpt_unique(&m, a, notify);
+            add_rcpt_unique(&m, &seen, a, notify);
         free(a);
     }
+    hashmap_free(&seen);
     if (read_error)
         problem = "read error";
     else if (smtp_data_error(&dec))
@@ -433,7 +497,9 @@ static void scan_round(evutil_socket_t fd, short what, void *arg)
     }
     struct dirent *e = NULL;
     time_t now = time(NULL);
-    for (int files = 0; files < PICKUP_SCAN_ROUND && (e = readdir(pk.scan_dir));) {
+    /* every entry counts toward the round, dot files too: a directory of
+     * them must not make one round of the whole */
+    for (int files = 0; files < PICKUP_SCAN_ROUND && (e = readdir(pk.scan_dir)); files++) {
         if (e->d_name[0] == '.') {
             /* A sendmail that died while writing leaves a dot file. */
             struct stat sb;
@@ -442,7 +508,6 @@ static void scan_round(evutil_socket_t fd, short what, void *arg)
                 unlinkat(pk.maildrop_fd, e->d_name, 0);
             continue;
         }
-        files++;
         if (!is_busy(e->d_name))
             pickup_file(e->d_name);
     }

@@ -22,6 +22,9 @@
 
 #define MAILDROP_MAGIC "TERNMD01\n"
 #define MAILDROP_MAX_ENVELOPE (4u * 1024 * 1024)
+/* Recipients one drop file may name (sendmail refuses more; the queue
+ * moves such a file aside rather than be held up by it). */
+#define MAILDROP_MAX_RCPTS 10000
 #define MAILDROP_MAX_ADDR 1024
 
 struct maildrop_env {

@@ -343,6 +343,58 @@ def test_garbage_in_maildrop_is_moved_aside(tern):
     assert (tern.queue_dir / "corrupt" / "maildrop-0123456789abcdef").read_bytes() == b"not a maildrop file\n"
 
 
+def test_drop_file_with_too_many_recipients_is_moved_aside(tern):
+    """Any local user can write a drop file straight into maildrop/: one
+    naming 40,000 recipients is moved aside (more than 10,000), and mail of
+    others is picked up meanwhile; sendmail refuses as many at the door."""
+    drop = tern.queue_dir / "maildrop" / "00112233445566778899aabbccddee01"
+    rcpts = "".join(f"R u{i:07d}@remote.example\n" for i in range(40000))
+    drop.write_bytes(f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
+    sendmail(tern, "alice@localhost")      # wakes pickup
+    tern.wait_messages("alice")
+    tern.wait_log("more than 10000 recipients; moved to corrupt/maildrop-")
+    r = sendmail(tern, *[f"u{i}@remote.example" for i in range(10001)], rc=64)
+    assert b"more than 10000 recipients" in r.stderr
+
+
+def test_drop_file_recipients_are_taken_without_quadratic_work(tern):
+    """9,000 distinct recipients (repeats dropped) are one message, its bad
+    addresses one log line, however many."""
+    drop = tern.queue_dir / "maildrop" / "00112233445566778899aabbccddee02"
+    rcpts = "".join(f"R u{i % 9000:07d}@remote.example\n" for i in range(9500))
+    rcpts += "".join(f"R bad address {i}\n" for i in range(500))
+    drop.write_bytes(f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
+    sendmail(tern, "alice@localhost")
+    log = tern.wait_log(r": from=<root@example.test>, size=\d+, nrcpt=9000 ", regex=True, timeout=30)
+    assert log.count("malformed recipient address") == 1, log[-2000:]
+    assert "ignoring 500 malformed recipient addresses, the first \"bad address 0\"" in log
+
+
+def test_directories_in_maildrop_are_logged_once(tern):
+    """maildrop/ is writable by every user: a directory there can be moved
+    neither to corrupt/ nor unlinked when it is not empty; it is logged once
+    and passed over, however often pickup is woken, and an empty one is
+    removed."""
+    md = tern.queue_dir / "maildrop"
+    full = md / "d-full"
+    full.mkdir()
+    (full / "x").write_text("x")
+    full.chmod(0o555)          # not ours to rename: the mail owner cannot update its ".."
+    os.chown(full, 65534, 65534)
+    empty = md / "d-empty"
+    empty.mkdir()
+    for i in range(5):
+        sendmail(tern, "alice@localhost")
+        tern.wait_messages("alice", count=i + 1)
+    log = tern.log_text()
+    assert log.count("maildrop/d-full: not a regular file") == 1, log[-3000:]
+    assert "passed over from now on" in log
+    assert "maildrop/d-empty: not a regular file; removed" in log or \
+           "maildrop/d-empty: not a regular file; moved to corrupt/" in log
+    assert not empty.exists()
+    full.chmod(0o755)
+
+
 # ---------------------------------------------------------------- the queue listing and commands
 
 def kbytes(inst, *qids):
