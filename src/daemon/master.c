@@ -350,30 +350,61 @@ static void run_child(enum role role)
 }
 
 
-/* A key process told to go that is still there KEYPROC_STOP_GRACE seconds
- * later is killed: a compromised smtpd may have kept it from acting on
- * SIGTERM. Only a pid not reaped yet is signalled (a zombie keeps it). */
+/* A process told to go (SIGTERM, or SIGUSR2 for a draining smtpd) that is
+ * still there after its grace is killed: a compromised smtpd may keep a
+ * key process from acting on SIGTERM, or ignore SIGUSR2 itself and hold
+ * its channel to every new key process. Only a pid not reaped yet is
+ * signalled (a zombie keeps it): the role's current one, or a retired one. */
 #define KEYPROC_STOP_GRACE 5
 
-static void key_process_deadline(evutil_socket_t fd, short what, void *arg)
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The deadlines running; static, not allocated, so the children forked
+ * meanwhile inherit nothing to free. The oldest slot is reused when all are
+ * taken (a deadline then lost only spares a process that should have gone). */
+static struct deadline {
+    pid_t pid;
+    const char *what;
+    int grace;
+    long long due_ms;   /* a reused slot's earlier timer, firing first, finds it not due */
+} deadlines[16];
+static size_t next_deadline;
+
+static void kill_if_still_there(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    pid_t pid = (pid_t)(intptr_t)arg;
-    int ours = ms.children[ROLE_KEYS].pid == pid;
-    for (size_t i = 0; !ours && i < ms.ndraining; i++)
-        ours = ms.draining[i] == pid;
-    if (!ours)
+    struct deadline *d = arg;
+    if (monotonic_ms() < d->due_ms)
         return;
-    log_warn("the key process %ld did not stop within %d seconds; killing it", (long)pid, KEYPROC_STOP_GRACE);
-    kill(pid, SIGKILL);
+    int ours = d->pid > 0 && ms.children[ROLE_KEYS].pid == d->pid;
+    for (size_t i = 0; !ours && d->pid > 0 && i < ms.ndraining; i++)
+        ours = ms.draining[i] == d->pid;
+    if (ours) {
+        log_warn("the %s %ld did not stop within %d seconds; killing it", d->what, (long)d->pid, d->grace);
+        kill(d->pid, SIGKILL);
+    }
+    d->pid = 0;
+}
+
+static void kill_after(pid_t pid, int grace, const char *what)
+{
+    struct deadline *d = &deadlines[next_deadline++ % (sizeof deadlines / sizeof deadlines[0])];
+    /* due half a second early: the timer may fire a tick before the clock says */
+    *d = (struct deadline){pid, what, grace, monotonic_ms() + grace * 1000LL - 500};
+    struct timeval tv = {grace, 0};
+    event_base_once(ms.base, -1, EV_TIMEOUT, kill_if_still_there, d, &tv);
 }
 
 static void stop_key_process(pid_t pid)
 {
     kill(pid, SIGTERM);
-    struct timeval tv = {KEYPROC_STOP_GRACE, 0};
-    event_base_once(ms.base, -1, EV_TIMEOUT, key_process_deadline, (void *)(intptr_t)pid, &tv);
+    kill_after(pid, KEYPROC_STOP_GRACE, "key process");
 }
 
 static void child_start(enum role role)
@@ -623,6 +654,11 @@ static void reload(void)
     if (s->pid > 0) {
         kill(s->pid, SIGUSR2);
         retire(s->pid);
+        /* an idle session ends after smtpd_timeout: twice that, and 10 s,
+         * is all a draining smtpd gets (a client cut off then has no 250
+         * yet, and sends again) */
+        long t = (long)conf_time(ms.inst.conf, "smtpd_timeout");
+        kill_after(s->pid, (int)(t > 0 ? 2 * t + 10 : 610), "draining smtpd");
         s->pid = 0;
     }
     child_start(ROLE_SMTPD);

@@ -145,6 +145,23 @@ def test_sigterm_also_stops_an_smtpd_draining_after_reload(tern):
     tern.stop()
 
 
+def test_a_draining_smtpd_that_does_not_go_is_killed(tern_instance):
+    """After a reload the old smtpd finishes its sessions; one that ignores
+    SIGUSR2 (a compromised smtpd: SIGSTOP stands in) is killed once its
+    sessions would have timed out twice over, so it cannot hold its channel
+    to the new key process for ever."""
+    tern_instance.write_config(smtpd_timeout="5s")
+    tern = tern_instance.start()
+    assert banner(tern).startswith("220 ")
+    draining = role_pid(tern, "smtpd")
+    os.kill(draining, signal.SIGSTOP)
+    os.kill(tern.proc.pid, signal.SIGHUP)
+    tern.wait_log("reload -- version")
+    tern.wait_log(f"the draining smtpd {draining} did not stop within 20 seconds; killing it", timeout=40)
+    wait_until(lambda: not alive(draining), 10, "the draining smtpd to be gone")
+    assert banner(tern).startswith("220 ")      # the new smtpd serves on
+
+
 def test_second_serve_on_the_same_directory_refuses(tern):
     r = run_serve(tern)
     err = r.stderr.decode()
