@@ -34,6 +34,7 @@
 #include "local/delivered_to.h"
 #include "local/local_tables.h"
 #include "local/local_targets.h"
+#include "maps/alias.h"
 #include "local/maildir.h"
 #include "local/maildir_batch.h"
 #include "local/luser.h"
@@ -153,13 +154,47 @@ static void targets_reply(void *ctx, uint32_t reqid, const struct deliver_error 
     }
 }
 
+/* The DELIVER_REPLY "expanded": text, ntargets and target0.. as the queue
+ * records them; free with ipc_msg_free. Or -1 with err (5.2.4) when the
+ * list is longer than the queue takes or than one message holds. */
+static int expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
+                               const char *text, struct deliver_error *err)
+{
+    /* a .forward or :include: file may be 1 MiB: what fits one message to
+     * the queue, which records at most ALIAS_MAX_TARGETS, is all that goes */
+    size_t bytes = strlen(text) + 256;
+    for (size_t i = 0; i < targets->n; i++)
+        bytes += strlen(targets->t[i].value) + 32;   /* name, prefix, lengths */
+    if (targets->n > ALIAS_MAX_TARGETS || bytes > IPC_MAX_MSG - 1024) {
+        deliver_error_set(err, 0, "5.2.4", "the list has %zu addresses in %zu bytes: more than the %d addresses "
+                          "or %d KiB one list may expand to", targets->n, bytes, ALIAS_MAX_TARGETS,
+                          (IPC_MAX_MSG - 1024) / 1024);
+        return -1;
+    }
+    ipc_msg_init(m, IPC_DELIVER_REPLY, reqid);
+    ipc_msg_add(m, "status", "expanded");
+    ipc_msg_add(m, "dsn", "2.0.0");
+    ipc_msg_add(m, "text", text);
+    ipc_msg_add_u64(m, "ntargets", targets->n);
+    for (size_t i = 0; i < targets->n; i++) {
+        const struct alias_target *t = &targets->t[i];
+        char name[32];
+        snprintf(name, sizeof name, "target%zu", i);
+        /* as the queue records targets: a bare name, an address, |command,
+         * /file, :include:/file */
+        ipc_msg_addf(m, name, "%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
+                     t->value);
+    }
+    return 0;
+}
+
 static void targets_expand(void *ctx, uint32_t reqid, const struct alias_result *targets, const char *text)
 {
     for (struct client *c = lc.clients; c; c = c->next) {
         if (c->serial == (uintptr_t)ctx) {
             struct ipc_msg m;
             struct deliver_error err;
-            if (local_targets_expanded_msg(&m, reqid, targets, text, &err) != 0) {
+            if (expanded_msg(&m, reqid, targets, text, &err) != 0) {
                 reply_error(c->ch, reqid, &err);
                 return;
             }

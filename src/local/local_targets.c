@@ -772,34 +772,3 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
         local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);
     free(recipient);
 }
-
-int local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
-                               const char *text, struct deliver_error *err)
-{
-    /* a .forward or :include: file may be 1 MiB: what fits one message to
-     * the queue, which records at most ALIAS_MAX_TARGETS, is all that goes */
-    size_t bytes = strlen(text) + 256;
-    for (size_t i = 0; i < targets->n; i++)
-        bytes += strlen(targets->t[i].value) + 32;   /* name, prefix, lengths */
-    if (targets->n > ALIAS_MAX_TARGETS || bytes > IPC_MAX_MSG - 1024) {
-        deliver_error_set(err, 0, "5.2.4", "the list has %zu addresses in %zu bytes: more than the %d addresses "
-                          "or %d KiB one list may expand to", targets->n, bytes, ALIAS_MAX_TARGETS,
-                          (IPC_MAX_MSG - 1024) / 1024);
-        return -1;
-    }
-    ipc_msg_init(m, IPC_DELIVER_REPLY, reqid);
-    ipc_msg_add(m, "status", "expanded");
-    ipc_msg_add(m, "dsn", "2.0.0");
-    ipc_msg_add(m, "text", text);
-    ipc_msg_add_u64(m, "ntargets", targets->n);
-    for (size_t i = 0; i < targets->n; i++) {
-        const struct alias_target *t = &targets->t[i];
-        char name[32];
-        snprintf(name, sizeof name, "target%zu", i);
-        /* as the queue records targets: a bare name, an address, |command,
-         * /file, :include:/file */
-        ipc_msg_addf(m, name, "%s%s", t->type == ALIAS_COMMAND ? "|" : t->type == ALIAS_INCLUDE ? ":include:" : "",
-                     t->value);
-    }
-    return 0;
-}

@@ -140,11 +140,6 @@ struct ipc_msg;
  * as the mail owner) handed to local_targets_listed. */
 void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, int qfd, void *ctx,
                            const struct local_targets_replies *replies);
-/* The DELIVER_REPLY "expanded": text, ntargets and target0.. as the queue
- * records them; free with ipc_msg_free. Or -1 with err (5.2.4) when the
- * list is longer than the queue takes or than one message holds. */
-int local_targets_expanded_msg(struct ipc_msg *m, uint32_t reqid, const struct alias_result *targets,
-                                const char *text, struct deliver_error *err);
 
 /* mailbox_command_maps' or mailbox_command's command for a local user; 0
  * when neither names one (the caller delivers to the mailbox), 1 when the
