@@ -139,12 +139,21 @@ int maillog_open(const char *path, gid_t group, struct strbuf *diag)
             close(fd);
         return -1;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_nlink != 1) {
+    /* The name is in root's own directory, so only root made it; a second
+     * name elsewhere is harmless while the file is already the log, root's
+     * with the mail owner's group (the group may link it, and must not be
+     * able to keep tern from starting that way). Owner or mode to change on
+     * a file with more names: refused, that is no log file of ours. */
+    int ours = sb.st_uid == 0 && sb.st_gid == group && (sb.st_mode & 07777) == 0660;
+    if (!S_ISREG(sb.st_mode) || (sb.st_nlink != 1 && !ours)) {
         strbuf_printf(diag, "maillog_file %s: %s\n", path,
                       S_ISREG(sb.st_mode) ? "has more than one name (a hard link)" : "is not a plain file");
         close(fd);
         return -1;
     }
+    if (sb.st_nlink != 1)
+        log_warn("maillog_file %s has %ju names (a hard link elsewhere); it is still the log", path,
+                 (uintmax_t)sb.st_nlink);
     if ((sb.st_uid != 0 || sb.st_gid != group) && fchown(fd, 0, group) != 0)
         strbuf_printf(diag, "maillog_file %s: chown: %s\n", path, strerror(errno));
     else if ((sb.st_mode & 07777) != 0660 && fchmod(fd, 0660) != 0)

@@ -366,6 +366,34 @@ def test_maillog_file_in_the_queue_directory_is_fine_now(tern_instance):
     inst.wait_log("daemon started")
 
 
+def test_a_hard_link_the_mail_owner_makes_to_the_log_stops_nothing(tern_instance, work_dir):
+    """The log is root's with the mail owner's group, which may write it and
+    so link it elsewhere (fs.protected_hardlinks allows that): the second
+    name must not keep tern from reopening its log or starting again. A
+    root-owned file of another mode with two names is still refused."""
+    inst = tern_instance
+    inst.log_path = inst.queue_dir / "maillog"
+    inst.write_config(maillog_file=str(inst.log_path))
+    inst.start()
+    elsewhere = work_dir / "mine"
+    work_dir.chmod(0o777)
+    out = as_mail_owner(f"import os; os.link({str(inst.log_path)!r}, {str(elsewhere)!r}); print('LINKED')")
+    assert "LINKED" in out, out
+    inst.proc.send_signal(signal.SIGUSR1)          # reopen
+    inst.wait_log("has 2 names (a hard link elsewhere); it is still the log")
+    inst.stop()
+    inst.start()                                    # and a restart
+    inst.wait_log("daemon started", count=2)
+    inst.stop()
+    os.unlink(elsewhere)
+    # a file that is not the log yet (root's 0600) with two names: refused
+    inst.log_path.chmod(0o600)
+    os.chown(inst.log_path, 0, 0)
+    os.link(inst.log_path, elsewhere)
+    rc, err = serve_expecting_refusal(inst)
+    assert rc is not None and rc != 0 and "has more than one name (a hard link)" in err, err
+
+
 def test_reload_to_an_unsafe_maillog_file_is_refused(tern_instance, work_dir):
     inst = tern_instance
     inst.start()
