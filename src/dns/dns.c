@@ -339,16 +339,31 @@ void dns_launch_end(struct dns_query *q)
  * same few names for every message (make bench: about half of their cost).
  * So dns_lookup answers from here while an answer's TTL lasts: positive
  * answers and "does not exist"/"no data" with a TTL, never failures. At most
- * DNS_CACHE_MAX answers, each kept at most DNS_CACHE_MAX_TTL seconds; when
- * full, the expired go, and if none has, all. */
+ * DNS_CACHE_MAX answers holding DNS_CACHE_BYTES (a sender's DNS chooses how
+ * big an answer is: one over DNS_CACHE_ANSWER_MAX is not kept), each kept
+ * at most DNS_CACHE_MAX_TTL seconds; when full, the expired go, and if none
+ * has, all. */
 #define DNS_CACHE_MAX 4096
+#define DNS_CACHE_BYTES (4u * 1024 * 1024)
+#define DNS_CACHE_ANSWER_MAX 8192
 #define DNS_CACHE_MAX_TTL 3600
 
 struct cached {
     char *key;                /* "TYPE name" */
     struct dns_rrset *rrset;
     int64_t expires;          /* monotonic seconds */
+    size_t bytes;             /* counted in cache_bytes */
 };
+
+/* What an answer holds, roughly: its records' data and names. */
+static size_t rrset_bytes(const struct dns_rrset *rs)
+{
+    size_t n = sizeof *rs + strlen(rs->name) + (rs->canonname ? strlen(rs->canonname) : 0) +
+               rs->nrrs * sizeof *rs->rrs;
+    for (size_t i = 0; i < rs->nrrs; i++)
+        n += rs->rrs[i].len;
+    return n;
+}
 
 static const void *cached_key(const void *item, size_t *len)
 {
@@ -388,11 +403,18 @@ static void cached_free(struct cached *c)
     free(c);
 }
 
+struct sweep {
+    struct dns_ctx *d;
+    int64_t now;
+};
+
 static int cached_expired(void *item, void *arg)
 {
     struct cached *c = item;
-    if (c->expires > *(int64_t *)arg)
+    struct sweep *sw = arg;
+    if (c->expires > sw->now)
         return 0;
+    sw->d->cache_bytes -= c->bytes;
     cached_free(c);
     return 1;
 }
@@ -404,6 +426,7 @@ static void cache_clear(struct dns_ctx *d)
     while ((c = hashmap_next(&d->cache, &i)))
         cached_free(c);
     hashmap_free(&d->cache);
+    d->cache_bytes = 0;
 }
 
 /* Room for a key: the type (at most 65535), a space, a name (at most
@@ -436,10 +459,13 @@ static void cache_put(struct dns_ctx *d, const struct dns_rrset *rs)
 {
     if (rs->ttl == 0 || (rs->status != DNS_OK && rs->status != DNS_NXDOMAIN && rs->status != DNS_NODATA))
         return;
-    int64_t now = now_s();
-    if (hashmap_count(&d->cache) >= DNS_CACHE_MAX) {
-        hashmap_remove_if(&d->cache, cached_expired, &now);
-        if (hashmap_count(&d->cache) >= DNS_CACHE_MAX)
+    size_t bytes = rrset_bytes(rs);
+    if (bytes > DNS_CACHE_ANSWER_MAX)
+        return;
+    struct sweep sw = {d, now_s()};
+    if (hashmap_count(&d->cache) >= DNS_CACHE_MAX || d->cache_bytes + bytes > DNS_CACHE_BYTES) {
+        hashmap_remove_if(&d->cache, cached_expired, &sw);
+        if (hashmap_count(&d->cache) >= DNS_CACHE_MAX || d->cache_bytes + bytes > DNS_CACHE_BYTES)
             cache_clear(d);
     }
     struct cached *c = xcalloc(1, sizeof *c);
@@ -447,13 +473,16 @@ static void cache_put(struct dns_ctx *d, const struct dns_rrset *rs)
     c->key = xstrdup(cache_key(key, rs->name, rs->rrtype));
     unsigned ttl = rs->ttl < DNS_CACHE_MAX_TTL ? rs->ttl : DNS_CACHE_MAX_TTL;
     c->rrset = rrset_copy(rs, ttl);
-    c->expires = now + ttl;
+    c->expires = sw.now + ttl;
+    c->bytes = bytes;
     struct cached *old = hashmap_get_str(&d->cache, c->key);
     if (old) {
         hashmap_remove(&d->cache, old);
+        d->cache_bytes -= old->bytes;
         cached_free(old);
     }
     hashmap_add(&d->cache, c);
+    d->cache_bytes += bytes;
 }
 
 /* A copy of the cached answer, its TTL what is left of it; NULL if none. */
@@ -466,6 +495,7 @@ static struct dns_rrset *cache_get(struct dns_ctx *d, const char *name, int rrty
     int64_t now = now_s();
     if (c->expires <= now) {
         hashmap_remove(&d->cache, c);
+        d->cache_bytes -= c->bytes;
         cached_free(c);
         return NULL;
     }
@@ -481,6 +511,11 @@ void dns_test_cache_init(struct dns_ctx *d)
 void dns_test_cache_free(struct dns_ctx *d)
 {
     cache_clear(d);
+}
+
+size_t dns_test_cache_count(struct dns_ctx *d)
+{
+    return hashmap_count(&d->cache);
 }
 #endif
 

@@ -23,6 +23,7 @@ struct dns_ctx {
     unsigned timeout_ms;
     struct list queries;       /* of struct dns_query: live ones, so dns_free() can cancel them */
     struct hashmap cache;      /* raw answers (dns_lookup) until their TTL ends: see dns.c */
+    size_t cache_bytes;        /* what they hold */
 };
 
 /* One libunbound lookup in flight on behalf of a dns_query. */
@@ -102,6 +103,7 @@ void dns_test_answer(struct dns_sub *s, int err, struct ub_result *res);
 /* The answer cache of a context made by hand (as dns_new makes it). */
 void dns_test_cache_init(struct dns_ctx *d);
 void dns_test_cache_free(struct dns_ctx *d);
+size_t dns_test_cache_count(struct dns_ctx *d);   /* answers kept */
 #endif
 
 /* dns_route.c */

@@ -3,6 +3,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/x509.h>
 
 #include "mailauth/dkim_internal.h"
@@ -434,20 +436,37 @@ static int key_flag(void *arg, const char *p, size_t n)
     return 0; /* unknown flags are ignored (§3.6.1) */
 }
 
+/* A public exponent of at most 32 bits (65537, 3): a sender's DNS chooses
+ * the key, and an exponent as long as the modulus (OpenSSL bounds it only
+ * above 3072 bits) makes each verification cost a private key's work, on
+ * smtpd's one event loop. Keys in use have 65537. */
+static int rsa_exponent_sane(const EVP_PKEY *pk)
+{
+    BIGNUM *e = NULL;
+    int ok = EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_RSA_E, &e) == 1 && BN_num_bits(e) <= 32;
+    BN_free(e);
+    return ok;
+}
+
 static EVP_PKEY *decode_rsa(const unsigned char *der, size_t len)
 {
     const unsigned char *p = der;
     EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)len);
-    if (pk && p == der + len && EVP_PKEY_is_a(pk, "RSA"))
-        return pk;
-    EVP_PKEY_free(pk);
-    /* The PKCS#1 RSAPublicKey that RFC 6376 §3.6.1 literally describes. */
-    p = der;
-    pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)len);
-    if (pk && p == der + len)
-        return pk;
-    EVP_PKEY_free(pk);
-    return NULL;
+    if (!(pk && p == der + len && EVP_PKEY_is_a(pk, "RSA"))) {
+        EVP_PKEY_free(pk);
+        /* The PKCS#1 RSAPublicKey that RFC 6376 §3.6.1 literally describes. */
+        p = der;
+        pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)len);
+        if (!(pk && p == der + len)) {
+            EVP_PKEY_free(pk);
+            return NULL;
+        }
+    }
+    if (!rsa_exponent_sane(pk)) {
+        EVP_PKEY_free(pk);
+        return NULL;
+    }
+    return pk;
 }
 
 static int key_fill(struct dkim_key *key, const char *s, const struct dkim_tag *tags, size_t n,
@@ -500,7 +519,8 @@ static int key_fill(struct dkim_key *key, const char *s, const struct dkim_tag *
         key->pkey = decode_rsa(der, dlen);
     }
     if (!key->pkey) {
-        dkim_why(why, "key record p= is not a valid %s public key", key->is_ed25519 ? "ed25519" : "RSA");
+        dkim_why(why, "key record p= is not a valid %s public key%s", key->is_ed25519 ? "ed25519" : "RSA",
+                 key->is_ed25519 ? "" : " (or its exponent is longer than 32 bits)");
         return -1;
     }
     return 0;

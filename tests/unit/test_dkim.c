@@ -15,6 +15,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -756,6 +763,40 @@ static void test_key_records(void **state)
         expect_key(txt, files[f].ok, files[f].reason);
         free(txt);
     }
+    /* an RSA key whose exponent is as long as its modulus: each verify
+     * would cost a private key's work on smtpd's loop; refused */
+    EVP_PKEY *real = EVP_RSA_gen(2048);
+    assert_non_null(real);
+    BIGNUM *n = NULL, *e = BN_new();
+    assert_int_equal(EVP_PKEY_get_bn_param(real, OSSL_PKEY_PARAM_RSA_N, &n), 1);
+    assert_non_null(BN_copy(e, n));
+    assert_int_equal(BN_sub_word(e, 2), 1);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
+    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    EVP_PKEY_CTX *fctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
+    EVP_PKEY *huge_e = NULL;
+    assert_int_equal(EVP_PKEY_fromdata_init(fctx), 1);
+    assert_int_equal(EVP_PKEY_fromdata(fctx, &huge_e, EVP_PKEY_PUBLIC_KEY, params), 1);
+    for (int which = 0; which < 2; which++) {
+        unsigned char *der = NULL;
+        int dlen = i2d_PUBKEY(which ? huge_e : real, &der);
+        assert_true(dlen > 0);
+        unsigned char b64[2048];
+        EVP_EncodeBlock(b64, der, dlen);
+        char *rec = xasprintf("k=rsa; p=%s", b64);
+        expect_key(rec, which == 0, which ? "exponent is longer than 32 bits" : NULL);
+        free(rec);
+        OPENSSL_free(der);
+    }
+    EVP_PKEY_free(huge_e);
+    EVP_PKEY_CTX_free(fctx);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    EVP_PKEY_free(real);
     struct dkim_key *k;
     char why[DKIM_REASON_MAX];
     assert_int_equal(dkim_key_parse("v=DKIM1; t=y; p=", 16, &k, why), 0);

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "dns/dns.h"
+#include "dns/dns_internal.h"
 #include "test_fixture.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -944,6 +945,12 @@ static void test_raw_lookups_cached(void **state)
     assert_int_equal(a->status, DNS_OK);
     assert_int_equal(s->status, DNS_OK);
     assert_true(s->ttl <= 1);
+    size_t kept = dns_test_cache_count(d);
+    struct dns_rrset *big = lookup_with(d, "big.test", DNS_TYPE_TXT);   /* 10 KB: not kept */
+    assert_int_equal(big->status, DNS_OK);
+    assert_true(big->nrrs == 1 && big->rrs[0].len > 8192);
+    dns_rrset_free(big);
+    assert_int_equal(dns_test_cache_count(d), kept);
     server_stop(&sv);
     dns_set_timeout(d, 1500);
     /* answered from the cache, later (lookup_with runs the loop) */
