@@ -328,8 +328,13 @@ static void run_child(enum role role)
     case ROLE_QUEUE:
         log_set_role("queue");
         close_fd(&ms.rt.local_listen_fd);
-        for (size_t i = 0; i < ms.rt.nlisteners; i++)
+        /* their addresses stay: mail routed to one of them loops back */
+        for (size_t i = 0; i < ms.rt.nlisteners; i++) {
+            socklen_t len = sizeof ms.rt.listeners[i].bound;
+            if (getsockname(ms.rt.listeners[i].fd, (struct sockaddr *)&ms.rt.listeners[i].bound, &len) != 0)
+                memset(&ms.rt.listeners[i].bound, 0, sizeof ms.rt.listeners[i].bound);
             close_fd(&ms.rt.listeners[i].fd);
+        }
         qmgr_prepare_as_root(&ms.rt);
         drop_privileges();
         rc = qmgr_main(&ms.rt);

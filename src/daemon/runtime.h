@@ -6,6 +6,7 @@
 #ifndef TERN_DAEMON_RUNTIME_H
 #define TERN_DAEMON_RUNTIME_H
 
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -22,7 +23,8 @@ struct capture_counters {
 };
 
 struct runtime_listener {
-    int fd;
+    int fd;                 /* -1 in the processes that do not accept */
+    struct sockaddr_storage bound; /* its address, kept for the queue's loop check after fd is closed */
     char *service;          /* master.cf service name, e.g. "127.0.0.1:2525" or "smtp" */
     char *address;          /* what was bound, for logs: "127.0.0.1:2525" */
     struct conf *conf;      /* main.cf plus this service's -o overrides */

@@ -26,6 +26,7 @@ static struct {
     struct resolver *resolver;   /* transport_maps; owned by qmgr */
     char *relayhost;
     char *myhostname;
+    int wildcard;            /* a listener on 0.0.0.0 or :: */
     unsigned port;               /* smtp_tcp_port */
     struct map_list *tls_policy; /* smtp_tls_policy_maps */
     struct map_list *sasl_passwords;   /* smtp_sasl_password_maps, when smtp_sasl_auth_enable */
@@ -65,15 +66,16 @@ static void collect_own_addresses(void)
 {
     int wildcard = 0;
     for (size_t i = 0; i < nh.rt->nlisteners; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof ss;
-        if (getsockname(nh.rt->listeners[i].fd, (struct sockaddr *)&ss, &len) != 0)
+        /* the master took the address before it closed the socket here */
+        const struct sockaddr_storage *ss = &nh.rt->listeners[i].bound;
+        if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6)
             continue;
-        if (is_wildcard(&ss))
+        if (is_wildcard(ss))
             wildcard = 1;
         else
-            add_own((struct sockaddr *)&ss);
+            add_own((const struct sockaddr *)ss);
     }
+    nh.wildcard = wildcard;
     if (!wildcard)
         return;
     struct ifaddrs *ifa = NULL;
@@ -84,8 +86,36 @@ static void collect_own_addresses(void)
     freeifaddrs(ifa);
 }
 
-static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+/* An IPv4-mapped IPv6 address (::ffff:192.0.2.1) as the IPv4 one. */
+static struct sockaddr_storage unmapped(const struct sockaddr_storage *a)
 {
+    struct sockaddr_storage out = *a;
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)a;
+    if (a->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&out;
+        memset(&out, 0, sizeof out);
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, &s6->sin6_addr.s6_addr[12], 4);
+    }
+    return out;
+}
+
+/* With a wildcard listener, what reaches this host whatever its
+ * interfaces: the loopback net, "this host" (0.0.0.0, ::). */
+static int reaches_any_listener(const struct sockaddr_storage *a)
+{
+    if (a->ss_family == AF_INET) {
+        uint32_t v4 = ntohl(((const struct sockaddr_in *)a)->sin_addr.s_addr);
+        return (v4 >> 24) == 127 || v4 == 0;
+    }
+    const struct in6_addr *v6 = &((const struct sockaddr_in6 *)a)->sin6_addr;
+    return a->ss_family == AF_INET6 && (IN6_IS_ADDR_LOOPBACK(v6) || IN6_IS_ADDR_UNSPECIFIED(v6));
+}
+
+static int same_addr(const struct sockaddr_storage *pa, const struct sockaddr_storage *pb)
+{
+    struct sockaddr_storage ua = unmapped(pa), ub = unmapped(pb);
+    const struct sockaddr_storage *a = &ua, *b = &ub;
     if (a->ss_family != b->ss_family)
         return 0;
     if (a->ss_family == AF_INET)
@@ -94,14 +124,18 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
                   sizeof(struct in6_addr)) == 0;
 }
 
-static int host_is_us(const struct dns_host *h)
+static int host_is_us(const struct dns_host *h, int by_address)
 {
     if (strcasecmp(h->name, nh.myhostname) == 0)
         return 1;
-    for (size_t i = 0; i < h->naddrs; i++)
+    for (size_t i = 0; by_address && i < h->naddrs; i++) {
+        struct sockaddr_storage a = unmapped(&h->addrs[i]);
+        if (nh.wildcard && reaches_any_listener(&a))
+            return 1;
         for (size_t k = 0; k < nh.nown; k++)
-            if (same_addr(&h->addrs[i], &nh.own[k]))
+            if (same_addr(&a, &nh.own[k]))
                 return 1;
+    }
     return 0;
 }
 
@@ -204,8 +238,11 @@ char *qmgr_nexthop_key(const char *addr, const struct transport_hop *hop, int *l
 
 long qmgr_nexthop_usable_hosts(const struct dns_route *r)
 {
+    /* An address literal ([127.0.0.1]:10025, a content filter beside us)
+     * is where the admin sends mail, on whatever port: only what DNS names
+     * for a domain is checked against our own addresses, as Postfix does. */
     for (size_t i = 0; i < r->nhosts; i++) {
-        if (!host_is_us(&r->hosts[i]))
+        if (!host_is_us(&r->hosts[i], !r->literal))
             continue;
         size_t n = 0;
         while (n < r->nhosts && r->hosts[n].pref < r->hosts[i].pref)

@@ -186,6 +186,18 @@ def test_mail_looping_back_to_us_bounces(tern_instance, test_dns):
     send(tern, "alice@example.test", ["gina@loop.test"], BODY)
     log = tern.wait_log("status=bounced")
     assert "dsn=5.4.6, status=bounced (mail for loop.test loops back to myself)" in log, log
+
+
+def test_an_exchanger_at_our_own_address_is_a_loop_whatever_its_name(tern_instance, test_dns):
+    """The queue compares exchangers' addresses with the listeners' (kept
+    when it closed their sockets): a differently named MX host at our
+    address, or its IPv4-mapped form, loops back too, and is not relayed."""
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["gina@selfaddr.test", "hal@selfmapped.test"], BODY)
+    log = tern.wait_log("status=bounced", count=2)
+    assert "(mail for selfaddr.test loops back to myself)" in log, log
+    assert "(mail for selfmapped.test loops back to myself)" in log, log
+    assert "status=sent" not in log
     notice = parse(tern.wait_messages("alice")[0])
     assert notice_fields(notice)[2][0]["status"] == "5.4.6"
 
