@@ -362,6 +362,8 @@ const struct conf_param conf_params[] = {
         "SMTP client: time limit for the greeting and the EHLO/HELO reply."),
     TIME("smtp_mail_timeout", "300s", 's', 1,
         "SMTP client: time limit for the reply to MAIL FROM."),
+    INT("smtp_mx_address_limit", "5", 0, COUNT_MAX,
+        "SMTP client: the most addresses one delivery tries, of all the exchangers DNS gives; 0: no limit."),
     TIME("smtp_quit_timeout", "300s", 's', 1,
         "SMTP client: time limit for the reply to QUIT."),
     TIME("smtp_rcpt_timeout", "300s", 's', 1,

@@ -88,6 +88,7 @@ static struct {
     struct runtime *rt;
     struct dns_ctx *dns;
     char *myhostname;
+    size_t mx_address_limit;    /* smtp_mx_address_limit; 0: none */
     long dkim_lifetime;          /* dkim_signature_lifetime: x= after t=; 0 none */
     struct smtpc_opts opts;      /* smtp_*: SMTP next hops */
     struct smtpc_opts lmtp_opts; /* lmtp_*: LMTP next hops */
@@ -434,16 +435,22 @@ static void on_client_done(void *arg, struct smtpc_result *res)
 
 static void start_session(struct qmgr_relay_job *j, const struct dns_route *route, size_t nhosts)
 {
+    /* smtp_mx_address_limit: a domain's DNS must not make one delivery try
+     * hundreds of addresses (20 exchangers of 16 each), each a connection
+     * and, refused, a QUIT that lingers; an LMTP destination is the
+     * admin's own */
     size_t ntargets = 0;
     for (size_t h = 0; h < nhosts; h++)
         ntargets += route->hosts[h].naddrs;
+    if (!j->dest->lmtp && rl.mx_address_limit > 0 && ntargets > rl.mx_address_limit)
+        ntargets = rl.mx_address_limit;
     struct smtpc_target *t = j->targets = xcalloc(ntargets ? ntargets : 1, sizeof *t);
     j->target_names = xcalloc(ntargets ? ntargets : 1, sizeof *j->target_names);
     j->ntargets = ntargets;
     size_t k = 0;
     for (size_t h = 0; h < nhosts; h++) {
         const struct dns_host *host = &route->hosts[h];
-        for (size_t a = 0; a < host->naddrs; a++, k++) {
+        for (size_t a = 0; a < host->naddrs && k < ntargets; a++, k++) {
             t[k].hostname = j->target_names[k] = xstrdup(host->name);
             t[k].addr = host->addrs[a];
             if (t[k].addr.ss_family == AF_INET) {
@@ -634,6 +641,7 @@ int qmgr_relay_init(struct event_base *base, struct runtime *rt, struct resolver
     if (qmgr_nexthop_init(rt, resolver, err) != 0)
         return -1;
     rl.myhostname = xstrdup(conf_str(c, "myhostname"));
+    rl.mx_address_limit = (size_t)conf_int(c, "smtp_mx_address_limit");
     rl.dkim_lifetime = (long)conf_time(c, "dkim_signature_lifetime");
     rl.dest_limit = (unsigned)conf_int(c, "smtp_destination_concurrency_limit");
     rl.rcpt_limit = (unsigned)conf_int(c, "smtp_destination_recipient_limit");

@@ -114,6 +114,14 @@ static void send_quit(struct smtpc_conn *k)
 
 void smtpc_conn_linger(struct smtpc_conn *k, unsigned owed, long quit_timeout)
 {
+    /* Servers that never answer QUIT must not hold a descriptor each for
+     * the whole timeout without bound: past SMTPC_LINGER_MAX the oldest
+     * goes (its results are in; only the courtesy of the QUIT is lost). */
+    if (lingering_count >= SMTPC_LINGER_MAX) {
+        struct smtpc_conn *oldest = LIST_FIRST(&lingering, struct smtpc_conn, link);
+        if (oldest)
+            conn_end(oldest);
+    }
     k->client = NULL;
     k->lingering = 1;
     list_append(&lingering, &k->link);

@@ -24,6 +24,8 @@ struct evbuffer;
 #define SMTPC_CHUNK (64 * 1024)
 #define SMTPC_OUT_LOW (64 * 1024)
 #define SMTPC_OUT_HIGH (256 * 1024)
+/* Connections finishing their QUIT alone, at most (the oldest is closed). */
+#define SMTPC_LINGER_MAX 64
 
 /* Where a session is: what it sent last and which reply it waits for. */
 enum smtpc_stage {

@@ -181,6 +181,18 @@ def test_unreachable_destination_is_deferred_with_the_reason(tern_instance, test
     settle_queue(tern)
 
 
+def test_one_delivery_tries_at_most_smtp_mx_address_limit_addresses(tern_instance, test_dns):
+    """A domain's DNS must not make one attempt open hundreds of connections:
+    of eight exchangers, the first five addresses are tried (Postfix's
+    smtp_mx_address_limit), then the mail is deferred."""
+    tern = relay_tern(tern_instance, test_dns)
+    send(tern, "alice@example.test", ["ida@manymx.test"], BODY)
+    log = tern.wait_log("status=deferred", timeout=30)
+    tried = sorted(set(re.findall(r"connect to mx(\d)\.manymx\.test\[127\.0\.0\.\d+\]:25", log)))
+    assert tried == ["0", "1", "2", "3", "4"], log[-3000:]
+    settle_queue(tern)
+
+
 def test_mail_looping_back_to_us_bounces(tern_instance, test_dns):
     tern = relay_tern(tern_instance, test_dns)
     send(tern, "alice@example.test", ["gina@loop.test"], BODY)
