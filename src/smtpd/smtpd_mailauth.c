@@ -83,6 +83,9 @@ int smtpd_mailauth_enabled(const char *setting, const char *service, int wrapper
     return !wrapper_mode;
 }
 
+/* SPF checks a session may leave unfinished before it gets no more. */
+#define SMTPD_SPF_ABANDONED_MAX 3
+
 static const struct mailauth_dns *dns_of(struct smtp_session *s)
 {
     struct dns_ctx *d = smtpd_dns_context(s);
@@ -92,8 +95,11 @@ static const struct mailauth_dns *dns_of(struct smtp_session *s)
     return &real_dns;
 }
 
-static void spf_state_clear(struct spf_state *st)
+/* 1 when a check was still running (cancelled: its lookups go on in
+ * libunbound all the same). */
+static int spf_state_clear(struct spf_state *st)
 {
+    int running = st->check != NULL;
     if (st->check)
         spf_check_cancel(st->check);
     free(st->identity);
@@ -101,6 +107,7 @@ static void spf_state_clear(struct spf_state *st)
     free(st->problem);
     free(st->explanation);
     memset(st, 0, sizeof *st);
+    return running;
 }
 
 static void advance(struct smtpd_mailauth *m);
@@ -241,6 +248,25 @@ void smtpd_mailauth_mail(struct smtp_session *s, const char *sender)
     m->s = s;
     m->observer = (struct cleanup_observer){observe_header, observe_body, m};
     s->mailauth = m;
+    /* Each transaction a client abandons (RSET, a new EHLO) before its SPF
+     * check ends leaves that check's DNS lookups running: a pipelining
+     * client could start thousands a second. Past a few, this session's
+     * SPF is a temperror, asked no more. */
+    if (s->spf_abandoned >= SMTPD_SPF_ABANDONED_MAX) {
+        if (s->spf_abandoned++ == SMTPD_SPF_ABANDONED_MAX)
+            log_warn("%s[%s]: %u SPF checks abandoned by resets; no more SPF lookups for this session",
+                     s->client_name, s->client_addr, SMTPD_SPF_ABANDONED_MAX);
+        struct spf_state *sts[] = {&m->mfrom, &m->helo};
+        for (int i = 0; i < 2; i++) {
+            sts[i]->m = m;
+            sts[i]->asked = i + 1;
+            sts[i]->identity = xstrdup(i == 1 && s->helo ? s->helo : sender);
+            sts[i]->done = 1;
+            sts[i]->result = SPF_TEMPERROR;
+            sts[i]->problem = xstrdup("too many checks this session abandoned unfinished");
+        }
+        return;
+    }
     spf_start(m, &m->mfrom, 1, sender);
     spf_start(m, &m->helo, 2, sender);
     m->spf_timer = evtimer_new(s->base, on_spf_limit, m);
@@ -684,8 +710,8 @@ void smtpd_mailauth_end(struct smtp_session *s)
     struct smtpd_mailauth *m = s->mailauth;
     if (!m)
         return;
-    spf_state_clear(&m->mfrom);
-    spf_state_clear(&m->helo);
+    if (spf_state_clear(&m->mfrom) | spf_state_clear(&m->helo))
+        s->spf_abandoned++;
     if (m->dkim)
         dkim_verify_free(m->dkim);
     if (m->arc)

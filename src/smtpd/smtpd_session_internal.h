@@ -92,6 +92,7 @@ struct smtp_session {
     long flush_tries;
     struct smtpd_dns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
     struct smtpd_mailauth *mailauth; /* SPF, DKIM, DMARC of the transaction (smtpd_mailauth.c) */
+    unsigned spf_abandoned;     /* SPF checks a reset left unfinished (their lookups go on) */
     struct cleanup_observer claims_filter; /* without checks: drops claims in our authserv-id */
     int anvil_counted;          /* counted in smtpd_anvil: uncount at the end */
     int anvil_admitted;         /* how (smtpd_anvil_connect's answer) */

@@ -642,3 +642,35 @@ def test_client_recipient_rate_limit(tern_instance):
     assert "Recipient address rate limit exceeded from localhost[127.0.0.22]" in tern.log_text()
     s.close()
     t.close()
+
+
+def test_a_session_cannot_start_spf_checks_without_end(tern_instance):
+    """Each MAIL starts an SPF check; a reset (EHLO, RSET) cancels only its
+    answer, while its DNS lookups go on. A client pipelining EHLO/MAIL pairs
+    would start thousands: past 3 left unfinished, the session's SPF is a
+    temperror and no more lookups are asked."""
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # a resolver that never answers
+    dns.bind(("127.0.0.1", 0))
+    dns.settimeout(0.2)
+    tern_instance.write_config(mynetworks="127.0.0.1/32", dns_resolvers=f"127.0.0.1:{dns.getsockname()[1]}",
+                               smtpd_mail_authentication="yes")
+    tern = tern_instance.start()
+    s = raw_session(tern, source="127.0.0.50")
+    assert s.read_reply()[0] == 220
+    pairs = 30
+    s.send(b"".join(f"EHLO h{i}.example\r\nMAIL FROM:<a@r{i}.example>\r\n".encode() for i in range(pairs)))
+    replies = [s.read_reply()[0] for _ in range(2 * pairs)]
+    assert replies == [250] * (2 * pairs), replies
+    tern.wait_log("3 SPF checks abandoned by resets; no more SPF lookups for this session")
+    names = set()
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        try:
+            pkt = dns.recv(4096)
+        except socket.timeout:
+            continue
+        names.update(re.findall(rb"\x01a?r(\d+)\x07example|h(\d+)\x07example", pkt))
+    asked = {int(a or b) for m in names for a, b in [m]}
+    assert asked and max(asked) <= 4, sorted(asked)      # the first few transactions only
+    s.close()
+    dns.close()
