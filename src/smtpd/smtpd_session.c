@@ -467,8 +467,32 @@ static void on_write(struct bufferevent *bev, void *arg)
     }
 }
 
+/* A handshake ends within smtpd_timeout, however its bytes trickle in
+ * (each read resets the read timeout; a ClientHello sent a byte at a time
+ * held a port-465 connection before its greeting for days). */
+static void on_handshake_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct smtp_session *s = arg;
+    if (!s->tls_pending)
+        return;
+    log_info("timeout after TLS handshake from %s[%s]", s->client_name, s->client_addr);
+    session_free(s);
+}
+
+static void arm_handshake_timer(struct smtp_session *s)
+{
+    if (!s->handshake_timer)
+        s->handshake_timer = evtimer_new(s->base, on_handshake_timeout, s);
+    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
+    evtimer_add(s->handshake_timer, &tv);
+}
+
 static void tls_established(struct smtp_session *s)
 {
+    if (s->handshake_timer)
+        evtimer_del(s->handshake_timer);
     s->tls = 1;
     s->tls_pending = 0;
     SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -554,6 +578,7 @@ void smtpd_session_start_tls(struct smtp_session *s)
     memset(&s->ext, 0, sizeof s->ext);
     s->state = SS_INIT;
     s->tls_pending = 1;
+    arm_handshake_timer(s);
     s->plain_socket = 0;
     /* The filter moves its output into the socket's buffer until that
      * reaches the socket bufferevent's write high-water mark; without one it
@@ -607,6 +632,7 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
         s->bev = bufferevent_openssl_socket_new(base, fd, SSL_new(set->tls_ctx), BUFFEREVENT_SSL_ACCEPTING,
                                                 BEV_OPT_CLOSE_ON_FREE);
         s->tls_pending = 1;
+        arm_handshake_timer(s);
     } else {
         s->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
         s->plain_socket = 1;
@@ -730,6 +756,8 @@ static void session_free(struct smtp_session *s)
         event_free(s->error_sleep);
     if (s->flush_timer)
         event_free(s->flush_timer);
+    if (s->handshake_timer)
+        event_free(s->handshake_timer);
     bufferevent_free(s->bev);
     list_remove(&sessions, &s->link);
     nsessions--;

@@ -89,6 +89,7 @@ struct smtp_session {
     int plain_socket;           /* no TLS on this connection (yet): replies may go straight to the socket */
     int output_blocked;         /* reading paused until the client reads its replies */
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
+    struct event *handshake_timer; /* TLS: the handshake as a whole within smtpd_timeout */
     long flush_tries;
     struct smtpd_dns_state *dns;     /* DNS answers for the restrictions (smtpd_dns.c) */
     struct smtpd_mailauth *mailauth; /* SPF, DKIM, DMARC of the transaction (smtpd_mailauth.c) */

@@ -208,6 +208,8 @@ def test_two_instances_side_by_side(work_dir):
 
 def test_killed_local_agent_is_restarted(tern):
     master = tern.proc.pid
+    # the listeners are up before every child is forked
+    wait_until(lambda: [p for p in children(master) if uid_of(p) == 0], 5, "the local agent")
     local = [p for p in children(master) if uid_of(p) == 0]
     if os.geteuid() == 0:
         assert len(local) == 1, "only the local agent keeps root"

@@ -375,8 +375,12 @@ def test_a_hard_link_the_mail_owner_makes_to_the_log_stops_nothing(tern_instance
     inst.log_path = inst.queue_dir / "maillog"
     inst.write_config(maillog_file=str(inst.log_path))
     inst.start()
-    elsewhere = work_dir / "mine"
-    work_dir.chmod(0o777)
+    # a directory of the mail owner's beside the instance (the log's own
+    # directories must stay root's: trusted_dir checks them)
+    mine = work_dir / "mail-owner"
+    mine.mkdir()
+    os.chown(mine, *owner_ids())
+    elsewhere = mine / "mine"
     out = as_mail_owner(f"import os; os.link({str(inst.log_path)!r}, {str(elsewhere)!r}); print('LINKED')")
     assert "LINKED" in out, out
     inst.proc.send_signal(signal.SIGUSR1)          # reopen

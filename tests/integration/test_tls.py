@@ -337,3 +337,49 @@ def test_client_that_never_reads_cannot_grow_smtpd_memory_over_tls(tern_instance
     tls.close()
     # unbounded, 8 MiB of EHLO would queue ~200 MiB of replies
     assert grown < 32 * 1024, (sent, grown)
+
+
+def test_a_handshake_trickled_byte_by_byte_ends_at_smtpd_timeout(tern_instance, tls_files):
+    """Each byte of a ClientHello resets the read timeout: on port 465 a
+    client sending one every half second held its connection, before any
+    greeting, without end. The handshake as a whole now has smtpd_timeout."""
+    import socket
+    from conftest import free_port
+    port = free_port()
+    tern = tls_tern(tern_instance, tls_files, kind="rsa", smtpd_timeout="2s",
+                    master_cf=f"{tern_instance.host}:{tern_instance.port} inet n - n - - smtpd\n"
+                              f"{tern_instance.host}:{port} inet n - n - - smtpd\n"
+                              f"  -o smtpd_tls_wrappermode=yes\n")
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = client_ctx().wrap_bio(incoming, outgoing, server_side=False)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    assert len(hello) > 100
+    s = socket.create_connection((tern.host, port), timeout=1)
+    s.setblocking(False)
+    t0 = time.monotonic()
+    closed = False
+    for b in hello:
+        try:
+            s.send(bytes([b]))
+        except OSError:
+            closed = True
+            break
+        try:
+            if s.recv(1) == b"":
+                closed = True
+                break
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed = True
+            break
+        if time.monotonic() - t0 > 12:
+            break
+        time.sleep(0.5)
+    s.close()
+    assert closed and time.monotonic() - t0 < 8, time.monotonic() - t0
+    tern.wait_log("timeout after TLS handshake from localhost[127.0.0.1]")
