@@ -2,6 +2,7 @@
  * stream, of the body; the header block split into fields; the header hash. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -104,6 +105,70 @@ void dkim_canon_header(enum dkim_canon c, const char *field, size_t len, struct 
     strbuf_append(out, "\r\n", 2);
 }
 
+static size_t name_compares;
+
+size_t dkim_test_name_compares(void)
+{
+    return name_compares;
+}
+
+/* Orders two field names as their lower-case forms, a shorter prefix first. */
+static int name_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    name_compares++;
+    size_t n = alen < blen ? alen : blen;
+    for (size_t k = 0; k < n; k++) {
+        unsigned char x = lower((unsigned char)a[k]), y = lower((unsigned char)b[k]);
+        if (x != y)
+            return x < y ? -1 : 1;
+    }
+    return alen < blen ? -1 : alen > blen;
+}
+
+static int by_name_cmp(const void *x, const void *y, void *arg)
+{
+    const struct dkim_field *f = arg;
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    int c = name_cmp(f[i].p, f[i].name_len, f[j].p, f[j].name_len);
+    return c ? c : i < j ? -1 : i > j;
+}
+
+static void index_names(struct dkim_fields *fs)
+{
+    fs->by_name = xcalloc(fs->n ? fs->n : 1, sizeof *fs->by_name);
+    fs->named = 0;
+    for (size_t k = 0; k < fs->n; k++)
+        if (fs->f[k].name_len > 0)
+            fs->by_name[fs->named++] = k;
+    qsort_r(fs->by_name, fs->named, sizeof *fs->by_name, by_name_cmp, fs->f);
+}
+
+void dkim_fields_named(const struct dkim_fields *fs, const char *name, size_t *lo, size_t *hi)
+{
+    size_t len = strlen(name);
+    /* The first entry not below name, then the first above it. */
+    size_t a = 0, b = fs->named;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        const struct dkim_field *f = &fs->f[fs->by_name[m]];
+        if (name_cmp(f->p, f->name_len, name, len) < 0)
+            a = m + 1;
+        else
+            b = m;
+    }
+    *lo = a;
+    b = fs->named;
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+        const struct dkim_field *f = &fs->f[fs->by_name[m]];
+        if (name_cmp(f->p, f->name_len, name, len) <= 0)
+            a = m + 1;
+        else
+            b = m;
+    }
+    *hi = a;
+}
+
 void dkim_fields_split(const char *hdr, size_t len, struct dkim_fields *out)
 {
     out->f = NULL;
@@ -137,17 +202,21 @@ void dkim_fields_split(const char *hdr, size_t len, struct dkim_fields *out)
         }
         k = e + 2 > len ? len : e + 2;
     }
+    index_names(out);
 }
 
 void dkim_fields_free(struct dkim_fields *fs)
 {
     free(fs->f);
+    free(fs->by_name);
     fs->f = NULL;
-    fs->n = fs->cap = 0;
+    fs->by_name = NULL;
+    fs->n = fs->cap = fs->named = 0;
 }
 
 int dkim_field_is(const struct dkim_field *f, const char *name)
 {
+    name_compares++;
     size_t n = strlen(name);
     if (f->name_len != n || n == 0)
         return 0;
@@ -162,18 +231,28 @@ void dkim_header_hash(enum dkim_canon c, const struct dkim_fields *fs, char *con
 {
     struct strbuf sb = STRBUF_INIT;
     /* Each name takes the last field of that name not yet taken (§5.4.2);
-     * a name with none left contributes nothing. */
-    unsigned char *used = xcalloc(fs->n ? fs->n : 1, 1);
+     * a name with none left contributes nothing. A name's fields are taken
+     * bottom up, so one cursor per distinct name (its group's start in
+     * by_name, and how far down it has been taken) is all the state. */
+    struct cursor {
+        size_t lo, next;
+    } *cur = xcalloc(nh ? nh : 1, sizeof *cur);
+    size_t ncur = 0;
     for (size_t j = 0; j < nh; j++) {
-        for (size_t k = fs->n; k-- > 0;) {
-            if (!used[k] && dkim_field_is(&fs->f[k], h[j])) {
-                used[k] = 1;
-                dkim_canon_header(c, fs->f[k].p, fs->f[k].len, &sb);
-                break;
-            }
-        }
+        size_t lo, hi, k = 0;
+        dkim_fields_named(fs, h[j], &lo, &hi);
+        if (lo == hi)
+            continue;
+        while (k < ncur && cur[k].lo != lo)
+            k++;
+        if (k == ncur)
+            cur[ncur++] = (struct cursor){.lo = lo, .next = hi};
+        if (cur[k].next == lo)
+            continue;
+        const struct dkim_field *f = &fs->f[fs->by_name[--cur[k].next]];
+        dkim_canon_header(c, f->p, f->len, &sb);
     }
-    free(used);
+    free(cur);
     struct strbuf sig = STRBUF_INIT;
     strbuf_append(&sig, sigf, b_off);
     strbuf_append(&sig, sigf + b_off + b_len, sigf_len - b_off - b_len);

@@ -58,14 +58,28 @@ struct dkim_field {
     size_t name_len;   /* before the colon (trailing WSP excluded); 0: no colon */
 };
 
+/* by_name indexes the named fields once, sorted by lower-case name and then
+ * position, so that finding a name's fields costs a binary search rather than
+ * a pass over the header: a signature's h= may name 128 fields, a message
+ * carries up to DKIM_MAX_SIGS + DKIM_ARC_MAX_SETS signatures, and a 100 KB
+ * header holds 25,000 fields (0.2 s of smtpd's loop for eight signatures when
+ * each name scanned them all). */
 struct dkim_fields {
     struct dkim_field *f;
     size_t n, cap;
+    size_t *by_name;   /* indexes into f */
+    size_t named;      /* entries in by_name */
 };
 
 void dkim_fields_split(const char *hdr, size_t len, struct dkim_fields *out);
 void dkim_fields_free(struct dkim_fields *fs);
 int dkim_field_is(const struct dkim_field *f, const char *name);
+/* The fields named name (lower case) are f[by_name[k]] for k in [*lo, *hi),
+ * top to bottom; *lo == *hi when there are none. */
+void dkim_fields_named(const struct dkim_fields *fs, const char *name, size_t *lo, size_t *hi);
+/* Name comparisons made so far by this process (for the unit test that keeps
+ * the header hash's cost linear). */
+size_t dkim_test_name_compares(void);
 
 /* The header hash (RFC 6376 §3.7): the fields h names, selected bottom up,
  * canonicalized, then the signature field sigf with the b= value span

@@ -211,9 +211,9 @@ int dkim_signer_hash(struct dkim_signer *s, const char *hdr, size_t len, unsigne
     dkim_fields_split(hdr, len, &fs);
     char **names = NULL;
     size_t n = 0;
-    size_t froms = 0;
-    for (size_t k = 0; k < fs.n; k++)
-        froms += dkim_field_is(&fs.f[k], "from");
+    size_t lo, hi;
+    dkim_fields_named(&fs, "from", &lo, &hi);
+    size_t froms = hi - lo;
     if (froms == 0 || froms >= DKIM_MAX_SIGNED_FIELDS / 2 || s->hashed) {
         dkim_fields_free(&fs);
         *err = xstrdup(s->hashed      ? "dkim: signer used twice"
@@ -235,11 +235,10 @@ int dkim_signer_hash(struct dkim_signer *s, const char *hdr, size_t len, unsigne
                 seen = strcmp(s->headers[j], s->headers[h]) == 0;
             if (seen) /* From is done; a name listed twice counts once */
                 continue;
-            for (size_t k = 0; k < fs.n && n < DKIM_MAX_SIGNED_FIELDS; k++) {
-                if (dkim_field_is(&fs.f[k], s->headers[h])) {
-                    names = xrealloc(names, (n + 1) * sizeof *names);
-                    names[n++] = xstrdup(s->headers[h]);
-                }
+            dkim_fields_named(&fs, s->headers[h], &lo, &hi);
+            for (size_t k = lo; k < hi && n < DKIM_MAX_SIGNED_FIELDS; k++) {
+                names = xrealloc(names, (n + 1) * sizeof *names);
+                names[n++] = xstrdup(s->headers[h]);
             }
         }
     }

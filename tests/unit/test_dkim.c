@@ -35,6 +35,7 @@
 #include "test_fixture.h"
 
 #include "mailauth/dkim.h"
+#include "mailauth/dkim_internal.h"
 #include "util/base64.h"
 #include "util/mem.h"
 #include "util/strbuf.h"
@@ -1406,6 +1407,40 @@ static void test_verify_limits(void **state)
     tdns_clear(&t);
 }
 
+/* A header of many fields costs the verifier a sort of their names, not a
+ * pass over them for each name each signature lists: 8 signatures of 8 names
+ * below 20,000 unsigned fields took 64 passes (0.2 s of smtpd's loop for a
+ * 100 KB header) and must verify the same. */
+static void test_verify_many_fields(void **state)
+{
+    (void)state;
+    struct tdns t = {0};
+    rfc8463_dns(&t);
+    char *msg = tdata("rfc8463-appendix-a/signed.eml", NULL);
+    const char *from = strstr(msg, "From:");
+    const char *body = strstr(msg, "\r\n\r\n") + 2;
+    enum { PAD = 20000 };
+    struct strbuf sb = STRBUF_INIT;
+    for (int k = 0; k < 4; k++)
+        strbuf_append(&sb, msg, (size_t)(from - msg));
+    strbuf_append(&sb, from, (size_t)(body - from));
+    for (int k = 0; k < PAD; k++)
+        strbuf_printf(&sb, "X-Pad: %d\r\n", k);
+    strbuf_puts(&sb, body);
+    size_t before = dkim_test_name_compares();
+    struct dkim_verify *v = verify_msg(&t, sb.buf, sb.len, 1528637909, 0);
+    size_t compares = dkim_test_name_compares() - before;
+    assert_int_equal(dkim_verify_count(v), DKIM_MAX_SIGS);
+    for (size_t k = 0; k < DKIM_MAX_SIGS; k++)
+        expect(v, k, DKIM_PASS, NULL);
+    if (compares > 32 * (size_t)PAD)
+        fail_msg("%zu name comparisons for %d fields", compares, PAD);
+    dkim_verify_free(v);
+    strbuf_free(&sb);
+    free(msg);
+    tdns_clear(&t);
+}
+
 static void free_in_done(void *arg, struct dkim_verify *v)
 {
     (*(int *)arg)++;
@@ -1890,6 +1925,7 @@ int main(void)
         cmocka_unit_test(test_dkimpy_data),
         cmocka_unit_test(test_verify_categories),
         cmocka_unit_test(test_verify_limits),
+        cmocka_unit_test(test_verify_many_fields),
         cmocka_unit_test(test_verify_cancel),
         cmocka_unit_test(test_signer_header_list),
         cmocka_unit_test(test_keys_and_records),
