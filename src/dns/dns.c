@@ -190,22 +190,69 @@ static int resolve_async(struct dns_ctx *d, const char *name, int rrtype, struct
     return ub_resolve_async(d->ub, name, rrtype, RRCLASS_IN, s, ub_answer, &s->async_id);
 }
 
-static void cancel_async(struct dns_ctx *d, int async_id)
+/* ---- lookups in flight ----
+ *
+ * libunbound keeps resolving a lookup after ub_cancel() (a threaded context
+ * only marks it, and drops the answer when it comes), so cancelling frees
+ * nothing there: a client that starts lookups and abandons them could grow
+ * the process without bound (one smtpd session pipelining EHLO/MAIL pairs
+ * reached 880 MB) and delay every other lookup. So this layer never calls
+ * ub_cancel(): a started lookup holds one of the context's inflight_max
+ * slots until libunbound answers, whoever still wants the answer; a query
+ * freed meanwhile waits in d->orphans for its last answer. Lookups beyond the
+ * slots wait their turn in d->waiting, in order, and a cancelled one that
+ * never started costs nothing more. */
+
+static void sub_wait_drop(struct dns_ctx *d, struct dns_sub *s)
 {
-#ifdef TERN_TEST_BUILD
-    if (test_resolver != NULL)
-        return;   /* the test resolver drops answers to subs no longer pending */
-#endif
-    ub_cancel(d->ub, async_id);
+    list_remove(&d->waiting, &s->wait_link);
+    free(s->wait_name);
+    s->wait_name = NULL;
+}
+
+/* Hands s to libunbound, or fails it at once as ub_resolve_async would. */
+static void sub_start(struct dns_ctx *d, struct dns_sub *s, const char *name)
+{
+    int rc = resolve_async(d, name, s->rrtype, s);
+    if (rc != 0) {
+        ub_answer(s, rc, NULL);
+        return;
+    }
+    s->started = 1;
+    s->q->started++;
+    d->inflight++;
+}
+
+static size_t inflight_max(const struct dns_ctx *d)
+{
+    return d->inflight_max ? d->inflight_max : DNS_MAX_INFLIGHT;
+}
+
+/* Starts waiting lookups while slots are free. A start that fails at once
+ * answers its query from here, which may launch more: those queue behind. */
+static void start_waiting(struct dns_ctx *d)
+{
+    if (d->starting)
+        return;
+    d->starting = 1;
+    while (d->inflight < inflight_max(d) && !list_empty(&d->waiting)) {
+        struct dns_sub *s = LIST_FIRST(&d->waiting, struct dns_sub, wait_link);
+        char *name = s->wait_name;
+        s->wait_name = NULL;
+        list_remove(&d->waiting, &s->wait_link);
+        sub_start(d, s, name);
+        free(name);
+    }
+    d->starting = 0;
 }
 
 void dns_cancel_subs(struct dns_query *q)
 {
     for (size_t i = 0; i < q->nsubs; i++) {
-        if (q->subs[i].pending) {
-            cancel_async(q->d, q->subs[i].async_id);
-            q->subs[i].pending = 0;
-        }
+        struct dns_sub *s = &q->subs[i];
+        if (s->wait_name != NULL)
+            sub_wait_drop(q->d, s);
+        s->pending = 0;   /* a started one keeps its slot until answered */
     }
     q->pending = 0;
 }
@@ -227,11 +274,18 @@ static void query_free(struct dns_query *q)
     dns_cancel_subs(q);
     list_remove(&q->d->queries, &q->link);
     event_free(q->done_event);
+    q->done_event = NULL;
     free_hosts(q);
     dns_route_free(q->route);
+    q->route = NULL;
     dns_rrset_free(q->rrset);
+    q->rrset = NULL;
     free(q->name);
-    free(q);
+    q->name = NULL;
+    if (q->started > 0)
+        list_append(&q->d->orphans, &q->link);   /* until its last answer */
+    else
+        free(q);
 }
 
 /* The result is stored: hand it over on the next loop iteration. */
@@ -319,9 +373,13 @@ void dns_launch(struct dns_query *q, const char *name, int rrtype, size_t host)
     s->host = host;
     s->pending = 1;
     q->pending++;
-    int rc = resolve_async(q->d, name, rrtype, s);
-    if (rc != 0)
-        ub_answer(s, rc, NULL);
+    struct dns_ctx *d = q->d;
+    if (d->inflight < inflight_max(d) && list_empty(&d->waiting)) {
+        sub_start(d, s, name);
+    } else {
+        s->wait_name = xstrdup(name);
+        list_append(&d->waiting, &s->wait_link);
+    }
 }
 
 void dns_launch_end(struct dns_query *q)
@@ -564,20 +622,35 @@ static void ub_answer(void *data, int err, struct ub_result *res)
 {
     struct dns_sub *s = data;
     struct dns_query *q = s->q;
-    s->pending = 0;
-    q->pending--;
-    if (!q->ready) {
-        if (q->kind == QUERY_RRSET)
-            rrset_answer(q, err, res);
-        else if (s->rrtype == DNS_TYPE_MX)
-            dns_route_mx_answer(q, err, res);
-        else
-            dns_route_addr_answer(q, s, err, res);
-        if (q->kind == QUERY_ROUTE && q->pending == 0 && !q->ready)
-            dns_route_finish(q);
+    struct dns_ctx *d = q->d;
+    int had_slot = s->started;
+    if (had_slot) {
+        s->started = 0;
+        q->started--;
+        d->inflight--;
+    }
+    if (s->pending) {
+        s->pending = 0;
+        q->pending--;
+        if (!q->ready) {
+            if (q->kind == QUERY_RRSET)
+                rrset_answer(q, err, res);
+            else if (s->rrtype == DNS_TYPE_MX)
+                dns_route_mx_answer(q, err, res);
+            else
+                dns_route_addr_answer(q, s, err, res);
+            if (q->kind == QUERY_ROUTE && q->pending == 0 && !q->ready)
+                dns_route_finish(q);
+        }
     }
     if (res != NULL)
         ub_resolve_free(res);
+    if (q->done_event == NULL && q->started == 0) {   /* an orphan's last answer */
+        list_remove(&d->orphans, &q->link);
+        free(q);
+    }
+    if (had_slot)
+        start_waiting(d);
 }
 
 /* ---- public ---- */
@@ -764,7 +837,12 @@ void dns_free(struct dns_ctx *d)
         query_free(LIST_FIRST(&d->queries, struct dns_query, link));
     if (d->ub_event != NULL)
         event_free(d->ub_event);
-    ub_ctx_delete(d->ub);
+    ub_ctx_delete(d->ub);   /* answers nothing more */
+    while (!list_empty(&d->orphans)) {
+        struct dns_query *q = LIST_FIRST(&d->orphans, struct dns_query, link);
+        list_remove(&d->orphans, &q->link);
+        free(q);
+    }
     cache_clear(d);
     free(d);
 }

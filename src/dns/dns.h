@@ -26,7 +26,8 @@
  * statuses are permanent is dns_status_permanent(). Every answer is
  * bounded: at most DNS_MAX_MX_HOSTS exchangers, DNS_MAX_HOST_ADDRS addresses
  * each, and each query ends (with DNS_TEMPFAIL if nothing else) after the
- * context's timeout. */
+ * context's timeout. A process's lookups are bounded as a whole: at most
+ * DNS_MAX_INFLIGHT at libunbound, abandoned ones counted until answered. */
 #ifndef TERN_DNS_DNS_H
 #define TERN_DNS_DNS_H
 
@@ -40,6 +41,11 @@ struct dns_query;
 #define DNS_MAX_MX_HOSTS 20       /* exchangers kept per domain, best first */
 #define DNS_MAX_HOST_ADDRS 16     /* addresses kept per exchanger */
 #define DNS_DEFAULT_TIMEOUT_MS 30000
+/* Lookups a context has at libunbound at once, cancelled ones included until
+ * libunbound answers them (it goes on resolving them); more wait their turn,
+ * in order, within their own timeout. libunbound's own per-thread limit
+ * (num-queries-per-thread) is 1024 too. */
+#define DNS_MAX_INFLIGHT 1024
 
 /* RR types callers may want from dns_lookup(). */
 enum {
@@ -158,7 +164,8 @@ struct dns_query *dns_resolve_host(struct dns_ctx *d, const char *host, dns_rout
 struct dns_query *dns_lookup(struct dns_ctx *d, const char *name, int rrtype, dns_rrset_cb cb, void *arg);
 
 /* Stops a query whose callback has not run yet; the callback never runs.
- * Not to be called once it has (the handle is gone by then). */
+ * Not to be called once it has (the handle is gone by then). Lookups it had
+ * started at libunbound keep their DNS_MAX_INFLIGHT slots until answered. */
 void dns_cancel(struct dns_query *q);
 
 /* One TXT record's character-strings joined, as SPF (RFC 7208 3.3), DKIM

@@ -24,13 +24,23 @@ struct dns_ctx {
     struct list queries;       /* of struct dns_query: live ones, so dns_free() can cancel them */
     struct hashmap cache;      /* raw answers (dns_lookup) until their TTL ends: see dns.c */
     size_t cache_bytes;        /* what they hold */
+    /* Lookups handed to libunbound and not yet answered, cancelled ones
+     * included (see dns.c, "lookups in flight"); those waiting their turn;
+     * and the queries freed while libunbound still works for them. */
+    size_t inflight, inflight_max;   /* max 0: DNS_MAX_INFLIGHT */
+    struct list waiting;             /* of struct dns_sub */
+    struct list orphans;             /* of struct dns_query */
+    int starting;                    /* start_waiting() is running */
 };
 
 /* One libunbound lookup in flight on behalf of a dns_query. */
 struct dns_sub {
     struct dns_query *q;
     int async_id;
-    int pending;
+    int pending;              /* the query wants its answer */
+    int started;              /* handed to libunbound, answer not yet back */
+    char *wait_name;          /* waiting for a slot: the name to look up */
+    struct list_node wait_link;   /* in d->waiting while wait_name is set */
     int rrtype;
     size_t host;              /* address lookups: index into q->hosts */
 };
@@ -52,7 +62,9 @@ enum dns_query_kind { QUERY_ROUTE, QUERY_RRSET };
 
 struct dns_query {
     struct dns_ctx *d;
-    struct list_node link;     /* in d->queries */
+    struct list_node link;     /* in d->queries, or d->orphans once freed by
+                                  its caller while subs are still started */
+    unsigned started;          /* subs started (see struct dns_sub) */
     enum dns_query_kind kind;
     char *name;               /* normalized, or as given when invalid */
     int rrtype;               /* QUERY_RRSET */

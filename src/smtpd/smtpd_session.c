@@ -50,10 +50,19 @@
  * line 1000; extensions make commands longer, so commands may use the text
  * limit. Anything longer is discarded up to its end: never buffered. */
 #define SMTP_MAX_COMMAND_LINE 1000
+/* What a session reads ahead of what it has handled: message content is
+ * handled as it comes, in big reads; commands wait while their session waits
+ * (on DNS for its restrictions, SPF or a table, on AUTH, on the commit), so
+ * pipelined commands are read ahead only a few lines' worth, and with
+ * STARTTLS the socket below the TLS filter holds at most a record. These and
+ * the replies' bound keep a session in what smtpd_memory_limit counts for it
+ * (SMTPD_SESSION_MEMORY): a session waiting on DNS held 280 KB of commands. */
 #define SMTP_INPUT_HIGH_WATER (256 * 1024)
+#define SMTP_INPUT_COMMAND_HIGH_WATER (8 * 1024)
+#define SMTP_TLS_RECORD_HIGH_WATER (16 * 1024 + 512)
 /* A client that pipelines commands but never reads the replies must not make
  * us buffer them without end: above this, commands wait until it has read. */
-#define SMTP_OUTPUT_HIGH_WATER (64 * 1024)
+#define SMTP_OUTPUT_HIGH_WATER (16 * 1024)
 
 /* The names of enum counter in the disconnect line. */
 static const char *counter_names[CNT_MAX] = {"ehlo", "helo", "starttls", "auth", "mail", "rcpt", "bdat",
@@ -360,9 +369,20 @@ void smtpd_session_tables_answered(void *arg)
     }
 }
 
+/* Reads ahead as far as the session's phase allows (see SMTP_INPUT_*). */
+static void set_input_high_water(struct smtp_session *s)
+{
+    size_t want = s->state == SS_DATA || s->state == SS_BDAT ? SMTP_INPUT_HIGH_WATER : SMTP_INPUT_COMMAND_HIGH_WATER;
+    if (want != s->input_high_water) {
+        bufferevent_setwatermark(s->bev, EV_READ, 0, want);
+        s->input_high_water = want;
+    }
+}
+
 static void session_process(struct smtp_session *s)
 {
     for (;;) {
+        set_input_high_water(s);
         if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_AUTH)
             return;
         /* the restrictions' DNS answers first (bounded; resumes), and an RCPT
@@ -554,7 +574,8 @@ static void session_setup_bev(struct smtp_session *s)
     if (s->tls_pending)
         bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
     bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_INPUT_HIGH_WATER);
+    s->input_high_water = 0;
+    set_input_high_water(s);
     struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
     bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
@@ -585,6 +606,7 @@ void smtpd_session_start_tls(struct smtp_session *s)
      * takes everything, the output session_process watches stays empty,
      * and a client that never reads could grow us without end. */
     bufferevent_setwatermark(s->bev, EV_WRITE, 0, SMTP_OUTPUT_HIGH_WATER);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_TLS_RECORD_HIGH_WATER);
     struct bufferevent *tls = bufferevent_openssl_filter_new(s->base, s->bev, SSL_new(s->set->tls_ctx),
                                                              BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
     if (!tls) {

@@ -88,6 +88,7 @@ struct smtp_session {
     int closing_after_write;
     int plain_socket;           /* no TLS on this connection (yet): replies may go straight to the socket */
     int output_blocked;         /* reading paused until the client reads its replies */
+    size_t input_high_water;    /* the read-ahead bound set on bev (0: none yet) */
     struct event *flush_timer;  /* TLS: waits for the encrypted output before closing */
     struct event *handshake_timer; /* TLS: the handshake as a whole within smtpd_timeout */
     long flush_tries;
@@ -145,8 +146,10 @@ int smtpd_session_check_error_limit(struct smtp_session *s);
 /* smtpd_memory_limit counts SMTPD_SESSION_MEMORY for each session and
  * SMTPD_RCPT_MEMORY plus the address and ORCPT for each recipient: what
  * they roughly cost (a session with 1000 recipients was measured at about
- * 470 KB). Counts a recipient of the transaction; -1 (nothing counted)
- * when it would pass the limit. */
+ * 470 KB). A session's buffers fit its share while it waits: 8 KiB of
+ * commands read ahead, 16 KiB of replies (smtpd_session.c); content is
+ * read in bigger pieces but handled as it comes. Counts a recipient of the
+ * transaction; -1 (nothing counted) when it would pass the limit. */
 #define SMTPD_SESSION_MEMORY (32u * 1024)
 #define SMTPD_RCPT_MEMORY 512u
 int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, const char *orcpt);

@@ -16,7 +16,11 @@
  * A lookup left without an answer when the input ends times out.
  * Options byte: 0x01 no IPv4, 0x02 no IPv6 (both: both wanted),
  * 0x04 dns_resolve_host instead of dns_resolve_mail_domain, 0x08 a raw
- * dns_lookup of the type in the next byte instead.
+ * dns_lookup of the type in the next byte instead, 0x10 only two lookups
+ * in flight at once (the others wait their turn).
+ * Lookups whose query no longer wants them (cancelled, timed out) are
+ * answered too, as libunbound goes on with them; so is every lookup left
+ * at the end, and then no slot, waiting lookup or freed query may remain.
  *
  * Checks, besides the sanitizers, the promises of dns.h: the callback runs
  * once; a route with DNS_OK has 1..DNS_MAX_MX_HOSTS distinct hosts in
@@ -180,6 +184,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!d.want_ipv4 && !d.want_ipv6)
         d.want_ipv4 = d.want_ipv6 = 1;
     d.timeout_ms = 1;
+    d.inflight_max = options & 0x10 ? 2 : 0;
     dns_test_cache_init(&d);
     dns_test_set_resolver(queue_lookup, &h);
 
@@ -193,11 +198,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Answers in the order of the lookups; answering one may start more. */
     while (h.next < h.nwaiting && !h.silent && h.in.pos < h.in.size) {
         struct dns_sub *s = h.waiting[h.next++];
-        if (!s->pending)
-            continue;   /* cancelled: the query already has its result */
+        if (!s->pending) {   /* the query already has its result */
+            dns_test_answer(s, UB_SERVFAIL, NULL);
+            continue;
+        }
         unsigned flags = fuzz_byte(&h.in);
         if (flags & 0x20) {
             h.silent = 1;
+            h.next--;   /* answered only at the end, unwanted */
             break;
         }
         if (flags & 0x10)
@@ -216,6 +224,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dns_route_free(h.route);
     }
     FUZZ_REQUIRE(list_empty(&d.queries));
+    /* libunbound answers what it was given, wanted or not: that frees the
+     * slots and the query kept for them. */
+    while (h.next < h.nwaiting)
+        dns_test_answer(h.waiting[h.next++], UB_SERVFAIL, NULL);
+    FUZZ_REQUIRE(d.inflight == 0 && list_empty(&d.waiting) && list_empty(&d.orphans));
     dns_test_cache_free(&d);
     dns_test_set_resolver(NULL, NULL);
     free(domain);

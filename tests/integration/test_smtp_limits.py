@@ -677,3 +677,53 @@ def test_a_session_cannot_start_spf_checks_without_end(tern_instance):
     assert asked and max(asked) <= 4, sorted(asked)      # the first few transactions only
     s.close()
     dns.close()
+
+
+def test_a_session_waiting_on_dns_reads_few_commands_ahead(tern_instance):
+    """smtpd_memory_limit counts 32 KiB a session. A session whose RCPT waits
+    on DNS must not read the client's pipelined commands meanwhile beyond a
+    few lines' worth (it read 256 KiB: 40 such sessions grew smtpd by 14 MB
+    that no limit counted); once DNS has answered (here: timed out), every
+    command is answered, in order."""
+    dns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)   # a resolver that never answers
+    dns.bind(("127.0.0.1", 0))
+    tern_instance.write_config(dns_resolvers=f"127.0.0.1:{dns.getsockname()[1]}",
+                               smtpd_sender_restrictions="reject_unknown_sender_domain",
+                               smtpd_junk_command_limit="2000000000")   # NOOPs are the load here
+    tern = tern_instance.start()
+    smtpd = process_pid(tern, "smtpd")
+
+    def rss_kib():
+        with open(f"/proc/{smtpd}/status") as f:
+            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+    sessions = []
+    for i in range(40):
+        s = greeted(tern)
+        assert s.cmd("MAIL FROM:<a@slow.example>")[0] == 250
+        s.send(b"RCPT TO:<you@localhost>\r\n")      # waits on the sender domain's lookup
+        sessions.append(s)
+    time.sleep(0.5)
+    rss_before = rss_kib()
+    few = 20 * 1024 // 6                              # past the read-ahead, within the kernel's buffers
+    sessions[0].send(b"NOOP\r\n" * few)
+    blob = b"NOOP\r\n" * (256 * 1024 // 6)
+    for s in sessions[1:]:
+        s.sock.settimeout(3)
+        try:
+            s.sock.sendall(blob)
+        except socket.timeout:
+            pass                                     # the kernel's buffers are full: fine
+    time.sleep(1.0)
+    grown = rss_kib() - rss_before
+    assert grown < 4 * 1024, f"smtpd grew {grown} KiB reading commands ahead of a DNS answer"
+    for s in sessions[1:]:
+        s.close()
+    first = sessions[0]
+    first.sock.settimeout(30)
+    code, text = first.read_reply()
+    assert code == 451 and "Sender address rejected" in text, text
+    for _ in range(few):
+        assert first.read_reply() == (250, "250 2.0.0 Ok")
+    assert first.cmd("QUIT")[0] == 221
+    dns.close()

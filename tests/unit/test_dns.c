@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <unbound.h>
 
 #include "dns/dns.h"
 #include "dns/dns_internal.h"
@@ -981,6 +982,80 @@ static void test_raw_lookups_cached(void **state)
 
 /* ---- configuration ---- */
 
+/* ---- lookups in flight ---- */
+
+/* A resolver that keeps what it is given, as libunbound's thread does: each
+ * lookup is answered when the test says, wanted or not. */
+struct held_lookups {
+    struct dns_sub *subs[DNS_MAX_INFLIGHT + 64];
+    size_t n;
+};
+
+static int hold_lookup(void *arg, const char *name, int rrtype, struct dns_sub *s)
+{
+    (void)name;
+    (void)rrtype;
+    struct held_lookups *h = arg;
+    if (h->n == sizeof h->subs / sizeof h->subs[0])
+        fail_msg("more lookups handed over than the bound allows");
+    h->subs[h->n++] = s;
+    return 0;
+}
+
+/* At most DNS_MAX_INFLIGHT lookups are at the resolver; a cancelled one keeps
+ * its place until the resolver is done with it (libunbound goes on resolving
+ * after ub_cancel), so a client abandoning lookups cannot pile more on it;
+ * later lookups wait their turn and get their answers. */
+static void test_lookups_in_flight_bounded(void **state)
+{
+    (void)state;
+    struct dns_ctx d;
+    memset(&d, 0, sizeof d);
+    d.base = base;
+    d.want_ipv4 = d.want_ipv6 = 1;
+    d.timeout_ms = 30000;
+    dns_test_cache_init(&d);
+    static struct held_lookups held;
+    memset(&held, 0, sizeof held);
+    dns_test_set_resolver(hold_lookup, &held);
+
+    enum { ASKED = DNS_MAX_INFLIGHT + 10 };
+    static struct dns_query *q[ASKED];
+    struct waiter abandoned;
+    memset(&abandoned, 0, sizeof abandoned);
+    for (int k = 0; k < ASKED; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "n%d.abandoned.test", k);
+        q[k] = dns_lookup(&d, name, DNS_TYPE_TXT, on_rrset, &abandoned);
+    }
+    assert_int_equal(held.n, DNS_MAX_INFLIGHT);
+    for (int k = 0; k < ASKED; k++)
+        dns_cancel(q[k]);
+    assert_int_equal(held.n, DNS_MAX_INFLIGHT);   /* the waiting ten never went */
+
+    struct waiter later;
+    memset(&later, 0, sizeof later);
+    dns_lookup(&d, "later.test", DNS_TYPE_TXT, on_rrset, &later);
+    assert_int_equal(held.n, DNS_MAX_INFLIGHT);   /* no place yet */
+    dns_test_answer(held.subs[0], UB_SERVFAIL, NULL);
+    assert_int_equal(held.n, DNS_MAX_INFLIGHT + 1);
+    dns_test_answer(held.subs[DNS_MAX_INFLIGHT], UB_SERVFAIL, NULL);
+    run_until(&later.calls);
+    assert_int_equal(later.rrset->status, DNS_TEMPFAIL);
+    assert_string_equal(later.rrset->name, "later.test");
+    dns_rrset_free(later.rrset);
+
+    /* The abandoned ones are answered to nobody, and then nothing is left. */
+    for (size_t k = 1; k < DNS_MAX_INFLIGHT; k++)
+        dns_test_answer(held.subs[k], UB_SERVFAIL, NULL);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(abandoned.calls, 0);
+    assert_int_equal(d.inflight, 0);
+    assert_true(list_empty(&d.orphans) && list_empty(&d.waiting) && list_empty(&d.queries));
+    dns_test_set_resolver(NULL, NULL);
+    dns_test_cache_free(&d);
+}
+
 static void test_resolver_lists(void **state)
 {
     (void)state;
@@ -1088,6 +1163,7 @@ int main(void)
         cmocka_unit_test(test_callback_may_free_context),
         cmocka_unit_test(test_cache_respects_ttl),
         cmocka_unit_test(test_raw_lookups_cached),
+        cmocka_unit_test(test_lookups_in_flight_bounded),
         cmocka_unit_test(test_resolver_lists),
         cmocka_unit_test(test_status_helpers),
     };
