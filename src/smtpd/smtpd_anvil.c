@@ -37,8 +37,8 @@ void smtpd_anvil_client_key(const char *addr, char *key, size_t size)
 struct client {
     char key[ANVIL_KEY_LEN];
     long conns;               /* open now */
-    time_t window[ANVIL_RATES];
-    long in_window[ANVIL_RATES];
+    time_t window_end[ANVIL_RATES];   /* the rate's window ends (its unit after it began) */
+    long in_window[ANVIL_RATES];      /* counted in it; only rates with a limit count */
     time_t last;
 };
 
@@ -52,21 +52,19 @@ static const void *client_key(const void *item, size_t *len)
 /* Starts zeroed; the first lookup gives it its key and its bound, so the
  * module needs no setup call. */
 static struct hashmap clients;
-/* Which rates have a limit, and their time unit, as the calls last said:
- * an entry's count of a rate without a limit is worth nothing. */
-static int limited[ANVIL_RATES];
-static long rate_unit = 60;
 /* No sweep before this after one that freed nothing. */
 static time_t next_sweep;
 
 /* An entry that holds nothing a limit needs (no open connection, no
- * limited rate still counting in its window) is the same as none. */
+ * limited rate still counting in its window) is the same as none. Each
+ * count carries its own window, so services with other limits and units
+ * (master.cf -o) never make another service's counts look spent. */
 static int holds_something(const struct client *c, time_t now)
 {
     if (c->conns > 0)
         return 1;
     for (int r = 0; r < ANVIL_RATES; r++)
-        if (limited[r] && c->in_window[r] > 0 && now - c->window[r] < rate_unit)
+        if (c->in_window[r] > 0 && now < c->window_end[r])
             return 1;
     return 0;
 }
@@ -114,15 +112,15 @@ static struct client *lookup(const char *addr, int create, time_t now)
  * limit (and not counted). count 0: only whether one more would be over. */
 static int over_rate(struct client *c, enum anvil_rate r, long limit, long unit, time_t now, int count)
 {
+    if (limit <= 0)
+        return 0;
     if (unit <= 0)
         unit = 60;
-    limited[r] = limit > 0;
-    rate_unit = unit;
-    if (now - c->window[r] >= unit) {
-        c->window[r] = now;
+    if (now >= c->window_end[r]) {
+        c->window_end[r] = now + unit;
         c->in_window[r] = 0;
     }
-    if (limit > 0 && c->in_window[r] >= limit)
+    if (c->in_window[r] >= limit)
         return 1;
     if (count)
         c->in_window[r]++;
@@ -178,11 +176,6 @@ int smtpd_anvil_rate_reached(const char *addr, enum anvil_rate r, long limit, lo
     if (!c && !hashmap_full(&clients))
         return 0;   /* nothing counted yet */
     return over_rate(c ? c : &shared, r, limit, unit, now, 0);   /* its own count, or the shared one */
-}
-
-int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now)
-{
-    return smtpd_anvil_rate(addr, ANVIL_RATE_MSG, l->msg_rate, l->unit, now);
 }
 
 /* ---- failed logins ---- */
@@ -282,8 +275,6 @@ void smtpd_anvil_reset(void)
         free(c);
     hashmap_free(&clients);
     memset(&shared, 0, sizeof shared);
-    memset(limited, 0, sizeof limited);
-    rate_unit = 60;
     next_sweep = 0;
     i = 0;
     struct lockout *l;

@@ -47,10 +47,10 @@
 /* "xxxx:xxxx:xxxx:xxxx::/64" or an IPv4 address, or a cut address string */
 #define ANVIL_KEY_LEN 48
 
+/* What a new connection is measured against. */
 struct smtpd_anvil_limits {
     long conn_count;   /* 0: no limit */
     long conn_rate;    /* per unit; 0: no limit */
-    long msg_rate;     /* per unit; 0: no limit */
     long unit;         /* seconds */
 };
 
@@ -75,13 +75,13 @@ enum anvil_rate {
     ANVIL_RATES
 };
 /* Counts one event of rate r from addr: 0, or 1 when it is over limit per
- * unit seconds (limit 0: never; then not counted). */
+ * unit seconds (limit 0: never; then not counted). The window is the
+ * client's and the rate's: it begins with the first event after the last
+ * window ended, and lasts unit seconds. */
 int smtpd_anvil_rate(const char *addr, enum anvil_rate r, long limit, long unit, time_t now);
 /* 1 when one more event of rate r from addr would be over limit (counts
  * nothing: STARTTLS asks before the handshake it counts). */
 int smtpd_anvil_rate_reached(const char *addr, enum anvil_rate r, long limit, long unit, time_t now);
-/* A MAIL FROM from addr: 0, or 1 over smtpd_client_message_rate_limit. */
-int smtpd_anvil_message(const char *addr, const struct smtpd_anvil_limits *l, time_t now);
 
 #define ANVIL_LOCKED 1          /* this client is locked out */
 #define ANVIL_LOCKED_SHARED 2   /* every client without a slot is locked out */

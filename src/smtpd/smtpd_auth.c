@@ -402,10 +402,7 @@ void smtpd_auth_cmd(struct smtp_session *s, const char *arg)
         smtpd_session_close_after_reply(s);
         return;
     }
-    if (!s->limits_exempt && s->set->auth_rate_limit > 0 &&
-        smtpd_anvil_rate(s->client_addr, ANVIL_RATE_AUTH, s->set->auth_rate_limit, s->set->rate_unit, time(NULL))) {
-        log_warn("AUTH command rate limit exceeded from %s[%s] for service %s", s->client_name, s->client_addr,
-                 s->set->service);
+    if (smtpd_session_over_client_rate(s, ANVIL_RATE_AUTH)) {
         smtpd_session_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->client_addr);
         return;
     }

@@ -96,15 +96,10 @@ static void cmd_mail(struct smtp_session *s, const char *arg)
         smtp_mail_args_free(&a);
         return;
     }
-    if (!s->limits_exempt && s->set->msg_rate_limit > 0) {
-        struct smtpd_anvil_limits lim = {0, 0, s->set->msg_rate_limit, s->set->rate_unit};
-        if (smtpd_anvil_message(s->client_addr, &lim, time(NULL))) {
-            log_warn("Message delivery request rate limit exceeded from %s[%s] for service %s", s->client_name,
-                     s->client_addr, s->set->service);
-            smtpd_session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
-            smtp_mail_args_free(&a);
-            return;
-        }
+    if (smtpd_session_over_client_rate(s, ANVIL_RATE_MSG)) {
+        smtpd_session_reply(s, "450 4.7.1 Error: too much mail from %s", s->client_addr);
+        smtp_mail_args_free(&a);
+        return;
     }
     queue_id_new(s->id);
     s->have_id = 1;
@@ -385,10 +380,7 @@ void smtpd_cmd_table_retry(struct smtp_session *s)
 static void cmd_rcpt(struct smtp_session *s, const char *arg)
 {
     /* counted whether or not the recipient is then accepted, as anvil does */
-    if (!s->limits_exempt && s->set->rcpt_rate_limit > 0 &&
-        smtpd_anvil_rate(s->client_addr, ANVIL_RATE_RCPT, s->set->rcpt_rate_limit, s->set->rate_unit, time(NULL))) {
-        log_warn("Recipient address rate limit exceeded from %s[%s] for service %s", s->client_name, s->client_addr,
-                 s->set->service);
+    if (smtpd_session_over_client_rate(s, ANVIL_RATE_RCPT)) {
         smtpd_session_reply(s, "450 4.7.1 Error: too many recipients from %s", s->client_addr);
         return;
     }

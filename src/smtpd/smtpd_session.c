@@ -170,6 +170,39 @@ int smtpd_session_check_error_limit(struct smtp_session *s)
     return 0;
 }
 
+/* ---------- per-client rates ---------- */
+
+static long rate_limit(const struct smtpd_settings *set, enum anvil_rate r)
+{
+    switch (r) {
+    case ANVIL_RATE_CONN: return set->conn_rate_limit;
+    case ANVIL_RATE_MSG: return set->msg_rate_limit;
+    case ANVIL_RATE_RCPT: return set->rcpt_rate_limit;
+    case ANVIL_RATE_AUTH: return set->auth_rate_limit;
+    case ANVIL_RATE_TLS: return set->tls_rate_limit;
+    case ANVIL_RATES: break;
+    }
+    return 0;
+}
+
+int smtpd_session_over_client_rate(struct smtp_session *s, enum anvil_rate r)
+{
+    static const char *const what[ANVIL_RATES] = {
+        [ANVIL_RATE_CONN] = "Connection rate",
+        [ANVIL_RATE_MSG] = "Message delivery request rate",
+        [ANVIL_RATE_RCPT] = "Recipient address rate",
+        [ANVIL_RATE_AUTH] = "AUTH command rate",
+        [ANVIL_RATE_TLS] = "New TLS session rate",
+    };
+    long limit = rate_limit(s->set, r);
+    if (s->limits_exempt || limit <= 0 ||
+        !smtpd_anvil_rate(s->client_addr, r, limit, s->set->rate_unit, time(NULL)))
+        return 0;
+    log_warn("%s limit exceeded from %s[%s] for service %s", what[r], s->client_name, s->client_addr,
+             s->set->service);
+    return 1;
+}
+
 /* ---------- resources: smtpd_memory_limit, queue_minfree ---------- */
 
 static uint64_t memory_charged;   /* by every session of this process */
@@ -522,10 +555,7 @@ static void tls_established(struct smtp_session *s)
     /* a new session (not a resumed one) counts; past the limit the session
      * ends, as Postfix does (what it cost is spent, the next is refused
      * before its handshake) */
-    if (!s->limits_exempt && s->set->tls_rate_limit > 0 && !SSL_session_reused(ssl) &&
-        smtpd_anvil_rate(s->client_addr, ANVIL_RATE_TLS, s->set->tls_rate_limit, s->set->rate_unit, time(NULL))) {
-        log_warn("New TLS session rate limit exceeded from %s[%s] for service %s", s->client_name, s->client_addr,
-                 s->set->service);
+    if (!SSL_session_reused(ssl) && smtpd_session_over_client_rate(s, ANVIL_RATE_TLS)) {
         smtpd_session_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s[%s]", s->set->myhostname,
                             s->client_name, s->client_addr);
         smtpd_session_close_after_reply(s);
@@ -679,8 +709,7 @@ void smtpd_session_start(struct event_base *base, const struct smtpd_settings *s
     }
     s->limits_exempt = cidr_list_match(&set->limit_exceptions, s->client_addr);
     if (!s->limits_exempt) {
-        struct smtpd_anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->msg_rate_limit,
-                                   set->rate_unit};
+        struct smtpd_anvil_limits lim = {set->conn_count_limit, set->conn_rate_limit, set->rate_unit};
         int admitted = smtpd_anvil_connect(s->client_addr, &lim, time(NULL));
         if (admitted == ANVIL_OVER_COUNT || admitted == ANVIL_OVER_RATE) {
             log_warn("Connection %s limit exceeded from %s[%s] for service %s",

@@ -24,6 +24,7 @@
 #include "msg/cleanup.h"
 #include "smtp/smtp_cmd.h"
 #include "smtp/smtp_data.h"
+#include "smtpd/smtpd_anvil.h"
 #include "smtpd/smtpd_session.h"
 #include "spool/queue_file.h"
 #include "spool/queue_id.h"
@@ -143,6 +144,11 @@ void smtpd_session_close_after_reply(struct smtp_session *s);
 /* Past smtpd_hard_error_limit: replies 421 and closes. Returns 1 if the
  * session is closing (then nothing more may be replied). */
 int smtpd_session_check_error_limit(struct smtp_session *s);
+/* Counts one event of rate r (MAIL, RCPT, AUTH, a new TLS session) for the
+ * session's client: 1 when that is over the service's limit, logged as
+ * Postfix logs it; 0 for clients in smtpd_client_event_limit_exceptions
+ * and rates without a limit (nothing counted). */
+int smtpd_session_over_client_rate(struct smtp_session *s, enum anvil_rate r);
 /* smtpd_memory_limit counts SMTPD_SESSION_MEMORY for each session and
  * SMTPD_RCPT_MEMORY plus the address and ORCPT for each recipient: what
  * they roughly cost (a session with 1000 recipients was measured at about

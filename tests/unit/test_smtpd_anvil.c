@@ -12,7 +12,7 @@
 static void test_concurrency(void **state)
 {
     (void)state;
-    struct smtpd_anvil_limits l = {2, 0, 0, 60};
+    struct smtpd_anvil_limits l = {2, 0, 60};
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("192.0.2.1", &l, 1000), 1);   /* third at once */
@@ -26,27 +26,26 @@ static void test_concurrency(void **state)
 static void test_rates(void **state)
 {
     (void)state;
-    struct smtpd_anvil_limits l = {0, 3, 2, 60};
+    struct smtpd_anvil_limits l = {0, 3, 60};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2000 + i), 0);
         smtpd_anvil_disconnect("198.51.100.7", ANVIL_ADMITTED, 2000 + i);
     }
     assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2010), 2);  /* fourth in the minute */
     assert_int_equal(smtpd_anvil_connect("198.51.100.7", &l, 2060), 0);  /* next window */
-    assert_int_equal(smtpd_anvil_message("198.51.100.7", &l, 2060), 0);
-    assert_int_equal(smtpd_anvil_message("198.51.100.7", &l, 2061), 0);
-    assert_int_equal(smtpd_anvil_message("198.51.100.7", &l, 2062), 1);
-    assert_int_equal(smtpd_anvil_message("198.51.100.7", &l, 2121), 0);
-    struct smtpd_anvil_limits none = {0, 0, 0, 60};
+    assert_int_equal(smtpd_anvil_rate("198.51.100.7", ANVIL_RATE_MSG, 2, 60, 2060), 0);
+    assert_int_equal(smtpd_anvil_rate("198.51.100.7", ANVIL_RATE_MSG, 2, 60, 2061), 0);
+    assert_int_equal(smtpd_anvil_rate("198.51.100.7", ANVIL_RATE_MSG, 2, 60, 2062), 1);
+    assert_int_equal(smtpd_anvil_rate("198.51.100.7", ANVIL_RATE_MSG, 2, 60, 2121), 0);
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(smtpd_anvil_message("198.51.100.8", &none, 3000), 0);
+        assert_int_equal(smtpd_anvil_rate("198.51.100.8", ANVIL_RATE_MSG, 0, 60, 3000), 0);
     smtpd_anvil_reset();
 }
 
 static void test_table_bound(void **state)
 {
     (void)state;
-    struct smtpd_anvil_limits l = {1, 0, 0, 60};
+    struct smtpd_anvil_limits l = {1, 0, 60};
     char addr[64];
     /* more clients than the table holds: idle ones are forgotten, held
      * connections never are */
@@ -63,7 +62,7 @@ static void test_table_bound(void **state)
 static void test_full_of_held_connections(void **state)
 {
     (void)state;
-    struct smtpd_anvil_limits l = {1, 0, 0, 60};
+    struct smtpd_anvil_limits l = {1, 0, 60};
     char addr[64];
     /* every entry holds a connection: nothing can be forgotten, so new
      * clients are counted together in one shared entry, never uncounted */
@@ -96,7 +95,7 @@ static void test_ipv6_per_64(void **state)
     smtpd_anvil_client_key("192.0.2.7", key, sizeof key);
     assert_string_equal(key, "192.0.2.7");
 
-    struct smtpd_anvil_limits count = {2, 0, 0, 60};
+    struct smtpd_anvil_limits count = {2, 0, 60};
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::1", &count, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::2", &count, 1000), 0);
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2:ffff::3", &count, 1000), 1);  /* same /64 */
@@ -105,7 +104,7 @@ static void test_ipv6_per_64(void **state)
     assert_int_equal(smtpd_anvil_connect("2001:db8:1:2::4", &count, 1000), 0);
     smtpd_anvil_reset();
 
-    struct smtpd_anvil_limits rate = {0, 3, 2, 60};
+    struct smtpd_anvil_limits rate = {0, 3, 60};
     char addr[64];
     for (int i = 0; i < 3; i++) {
         snprintf(addr, sizeof addr, "2001:db8:5:5::%x", i + 1);
@@ -113,9 +112,9 @@ static void test_ipv6_per_64(void **state)
         smtpd_anvil_disconnect(addr, ANVIL_ADMITTED, 2000);
     }
     assert_int_equal(smtpd_anvil_connect("2001:db8:5:5:1:2:3:4", &rate, 2001), 2);
-    assert_int_equal(smtpd_anvil_message("2001:db8:5:5::a", &rate, 2001), 0);
-    assert_int_equal(smtpd_anvil_message("2001:db8:5:5::b", &rate, 2001), 0);
-    assert_int_equal(smtpd_anvil_message("2001:db8:5:5::c", &rate, 2001), 1);
+    assert_int_equal(smtpd_anvil_rate("2001:db8:5:5::a", ANVIL_RATE_MSG, 2, 60, 2001), 0);
+    assert_int_equal(smtpd_anvil_rate("2001:db8:5:5::b", ANVIL_RATE_MSG, 2, 60, 2001), 0);
+    assert_int_equal(smtpd_anvil_rate("2001:db8:5:5::c", ANVIL_RATE_MSG, 2, 60, 2001), 1);
     smtpd_anvil_reset();
 
     /* the lockout too: 3 failures from 3 addresses of a /64 lock the /64 */
@@ -240,6 +239,12 @@ static void test_table_full_of_running_rates(void **state)
     assert_int_equal(smtpd_anvil_rate("203.0.113.3", ANVIL_RATE_RCPT, 2, 60, 5001), 1);
     assert_int_equal(smtpd_anvil_rate("10.0.0.5", ANVIL_RATE_RCPT, 2, 60, 5002), 0);   /* its own count */
     assert_int_equal(smtpd_anvil_rate("10.0.0.5", ANVIL_RATE_RCPT, 2, 60, 5002), 1);
+    /* another service (master.cf -o) without a recipient limit, or with
+     * another time unit, leaves these counts running */
+    assert_int_equal(smtpd_anvil_rate("198.18.0.1", ANVIL_RATE_RCPT, 0, 60, 5003), 0);
+    assert_int_equal(smtpd_anvil_rate("198.18.0.2", ANVIL_RATE_MSG, 5, 1, 5003), 0);
+    assert_int_equal(smtpd_anvil_rate("198.18.0.3", ANVIL_RATE_RCPT, 0, 60, 5004), 0);
+    assert_int_equal(smtpd_anvil_rate("10.0.0.5", ANVIL_RATE_RCPT, 2, 60, 5004), 1);
     /* the windows end: the entries count nothing, and go */
     assert_int_equal(smtpd_anvil_rate("203.0.113.4", ANVIL_RATE_RCPT, 2, 60, 5070), 0);
     assert_int_equal(smtpd_anvil_rate("203.0.113.4", ANVIL_RATE_RCPT, 2, 60, 5070), 0);
