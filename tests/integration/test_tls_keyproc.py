@@ -163,6 +163,19 @@ def test_mail_owner_processes_are_not_dumpable_whatever_the_sysctl(tern_instance
             f.write(before)
 
 
+def wait_for_handshake(tern, timeout, version="-tls1_3"):
+    """Tries handshakes until one works: while a process restarts, one may
+    fail, cleanly and logged."""
+    expect = "New, TLSv1.2" if version == "-tls1_2" else "New, TLSv1."
+    deadline = time.time() + timeout
+    while True:
+        out = test_tls.s_client(tern, version)
+        if expect in out and "250" in out:
+            return
+        assert time.time() < deadline, out[-1500:]
+        time.sleep(0.5)
+
+
 def test_handshake_after_the_key_process_was_killed(tern_instance, tls_files):
     tern = test_tls.tls_tern(tern_instance, tls_files)
     tern.wait_log("tern/keys[")
@@ -170,15 +183,8 @@ def test_handshake_after_the_key_process_was_killed(tern_instance, tls_files):
     old = process_pid(tern, "keys")
     os.kill(old, signal.SIGKILL)
     tern.wait_log(f"process keys pid {old} killed by signal 9")
-    # the master restarts it (after a pause); a handshake meanwhile may
-    # fail, cleanly and logged, and one after the restart works
-    deadline = time.time() + 20
-    while True:
-        out = test_tls.s_client(tern, "-tls1_3")
-        if "New, TLSv1." in out and "250" in out:
-            break
-        assert time.time() < deadline, out[-1500:]
-        time.sleep(0.5)
+    # the master restarts it (after a pause); a handshake after it works
+    wait_for_handshake(tern, 20)
     assert process_pid(tern, "keys") != old
     # smtpd itself kept running
     assert len(set(re.findall(r"tern/smtpd\[(\d+)\]", tern.log_text()))) == 1
@@ -214,25 +220,9 @@ def test_handshake_after_smtpd_was_killed(tern_instance, tls_files):
     smtpd, keys = process_pid(tern, "smtpd"), process_pid(tern, "keys")
     os.kill(smtpd, signal.SIGKILL)
     tern.wait_log(f"process smtpd pid {smtpd} killed by signal 9")
-    deadline = time.time() + 20
-    while True:
-        out = test_tls.s_client(tern, "-tls1_2")
-        if "New, TLSv1.2" in out and "250" in out:
-            break
-        assert time.time() < deadline, out[-1500:]
-        time.sleep(0.5)
+    wait_for_handshake(tern, 20, "-tls1_2")
     assert process_pid(tern, "smtpd") != smtpd and process_pid(tern, "keys") != keys
     assert "killed by signal" not in tern.log_text().split(f"pid {smtpd} killed by signal 9", 1)[1]
-
-
-def wait_for_handshake(tern, timeout):
-    deadline = time.time() + timeout
-    while True:
-        out = test_tls.s_client(tern, "-tls1_3")
-        if "New, TLSv1." in out and "250" in out:
-            return
-        assert time.time() < deadline, out[-1500:]
-        time.sleep(0.5)
 
 
 def test_a_stopped_key_process_is_replaced(tern_instance, tls_files):
