@@ -51,7 +51,10 @@ LONG_LIMIT = 800
 def main():
     errors = []
     arch = open(os.path.join(ROOT, "docs", "ARCHITECTURE.md")).read()
-    long_ok = set(re.findall(r"^- `src/([\w/]+\.[ch])`: \S", arch, re.M))
+    # only the list under "Long files", one "- `src/x.c`: reason" (or
+    # "- `src/x.c` (about N lines): reason") per file
+    listed = arch.split("Long files (over 800 lines)", 1)[-1].split("\n## ", 1)[0]
+    long_ok = set(re.findall(r"^- `src/([\w/]+\.[ch])`(?: \([^)]*\))?: \S", listed, re.M))
     for dirpath, _, files in os.walk(SRC):
         for name in sorted(files):
             if not name.endswith((".c", ".h")):

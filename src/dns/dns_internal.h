@@ -1,5 +1,6 @@
-/* dns_internal: what dns.c (context, query life cycle, raw lookups) and
- * dns_route.c (next hops per RFC 5321 §5.1) share. Nothing outside src/dns/
+/* dns_internal: what dns.c (context, query life cycle, raw lookups),
+ * dns_cache.c (their answers kept by TTL) and dns_route.c (next hops per
+ * RFC 5321 §5.1) share. Nothing outside src/dns/
  * includes this. */
 #ifndef TERN_DNS_DNS_INTERNAL_H
 #define TERN_DNS_DNS_INTERNAL_H
@@ -117,6 +118,14 @@ void dns_test_cache_init(struct dns_ctx *d);
 void dns_test_cache_free(struct dns_ctx *d);
 size_t dns_test_cache_count(struct dns_ctx *d);   /* answers kept */
 #endif
+
+/* dns_cache.c: answers of raw lookups kept while their TTL lasts. */
+void dns_cache_init(struct dns_ctx *d);
+void dns_cache_clear(struct dns_ctx *d);
+/* Keeps a copy of rs if it may be kept (see dns_cache.c). */
+void dns_cache_put(struct dns_ctx *d, const struct dns_rrset *rs);
+/* A copy of the cached answer, its TTL what is left of it; NULL if none. */
+struct dns_rrset *dns_cache_get(struct dns_ctx *d, const char *name, int rrtype);
 
 /* dns_route.c */
 /* A route with no hosts yet; takes why. */

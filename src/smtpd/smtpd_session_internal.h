@@ -159,6 +159,10 @@ int smtpd_session_over_client_rate(struct smtp_session *s, enum anvil_rate r);
 #define SMTPD_SESSION_MEMORY (32u * 1024)
 #define SMTPD_RCPT_MEMORY 512u
 int smtpd_session_charge_recipient(struct smtp_session *s, const char *addr, const char *orcpt);
+/* Counts bytes of the session's own for smtpd_memory_limit: 0, or -1 (and
+ * a warning, once a second at most) when that would pass the limit. */
+int smtpd_session_charge_memory(struct smtp_session *s, size_t bytes);
+void smtpd_session_uncharge_memory(struct smtp_session *s, size_t bytes);
 /* With the journal spool a message's queue file is written to memory (a
  * memfd handed to the queue at the end, no file in incoming/) up to this
  * size, and moves to incoming/ when it grows past it. What all these files
