@@ -340,6 +340,8 @@ static void launch(struct qmgr_relay_job *j)
     o.tls_level = j->tls_level;
     o.tls_ctx = j->tls_level >= SMTPC_TLS_ENCRYPT ? rl.tls_mandatory : rl.tls_may;
     o.tls_match = j->tls_match;
+    o.myhostname = j->dest->lmtp ? NULL : rl.myhostname;
+    o.nexthop = j->dest->host;
     /* a cached connection serves only the same protocol and policy:
      * SMTP or LMTP, TLS level, names and login are part of the key */
     char *key = xasprintf("%s:%s:%u:%d:%s:%s", j->dest->lmtp ? "lmtp" : "smtp", j->dest->key, j->dest->port,

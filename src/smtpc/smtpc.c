@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 
 #include "smtp/smtp_addr.h"
@@ -278,6 +279,7 @@ static void note_failure(struct smtpc *c, int code, const char *enh, const char 
     str_copy(c->last_enh, enh, sizeof c->last_enh);
     c->last_stage = stage;
     c->last_remote = remote;
+    c->last_was_loop = 0;
     log_info("%s: %s", c->relay != NULL ? c->relay : "-", copy);
 }
 
@@ -318,6 +320,8 @@ static void try_next_target(struct smtpc *c)
     }
     if (c->last_text == NULL)
         finish(c, SMTPC_DEFER_ALL, 451, "4.4.4", "no SMTP server to try", "connect", 0, END_CLOSE, 0);
+    else if (c->last_was_loop)
+        finish(c, SMTPC_BOUNCE_ALL, c->last_code, c->last_enh, c->last_text, c->last_stage, 0, END_CLOSE, 0);
     else
         defer_all(c, c->last_code, c->last_enh, c->last_text, c->last_stage, c->last_remote, END_CLOSE, 0);
 }
@@ -628,6 +632,33 @@ static void dot_reply(struct smtpc *c)
     finish(c, SMTPC_DONE, 0, "", "", "end of DATA", 1, early ? END_CLOSE : END_REUSE, 0);
 }
 
+/* Does the EHLO/HELO reply's first word (the server's name, RFC 5321
+ * §4.1.1.1) say it is this host? */
+static int names_myself(const struct smtpc *c)
+{
+    if (c->opts.myhostname == NULL || c->opts.myhostname[0] == '\0')
+        return 0;
+    const struct smtpc_reply *rp = &c->conn->reply;
+    const char *p = strbuf_str(&rp->text);
+    p += strspn(p, "0123456789");
+    p += strspn(p, " ");
+    if (rp->enh[0] != '\0' && strncmp(p, rp->enh, strlen(rp->enh)) == 0)
+        p += strlen(rp->enh) + strspn(p + strlen(rp->enh), " ");
+    size_t n = strcspn(p, " ");
+    return n == strlen(c->opts.myhostname) && strncasecmp(p, c->opts.myhostname, n) == 0;
+}
+
+static void loops_back(struct smtpc *c)
+{
+    log_warn("host %s replied to HELO/EHLO with my own hostname %s", c->relay, c->opts.myhostname);
+    char *text = xasprintf("mail for %s loops back to myself", c->opts.nexthop ? c->opts.nexthop : c->relay);
+    note_failure(c, 550, "5.4.6", text, stage_name(c->conn->stage), 0);
+    c->last_was_loop = 1;
+    free(text);
+    detach_conn(c, END_QUIT, 0);
+    try_next_target(c);
+}
+
 void smtpc_reply_in(struct smtpc *c)
 {
     struct smtpc_conn *k = c->conn;
@@ -649,7 +680,9 @@ void smtpc_reply_in(struct smtpc *c)
         }
         break;
     case SMTPC_ST_EHLO:
-        if (cls == 2) {
+        if (cls == 2 && names_myself(c)) {
+            loops_back(c);
+        } else if (cls == 2) {
             k->ext.esmtp = 1;
             after_ehlo(c);
         } else if (cls == 5) {
@@ -659,7 +692,9 @@ void smtpc_reply_in(struct smtpc *c)
         }
         break;
     case SMTPC_ST_HELO:
-        if (cls == 2)
+        if (cls == 2 && names_myself(c))
+            loops_back(c);
+        else if (cls == 2)
             after_ehlo(c);
         else
             target_refused(c);

@@ -164,6 +164,12 @@ struct smtpc_opts {
      * server's 5xx as 4.7.x: a wrong password is the sender's admin's
      * problem, not a reason to bounce mail). NULL user: no login. */
     const char *auth_user, *auth_pass;
+    /* Mail loops Postfix's way: a server whose EHLO or HELO reply names
+     * myhostname is this host again (behind a NAT, a port forward, a name
+     * that is ours); that target fails with 550 5.4.6 "mail for <nexthop>
+     * loops back to myself", and if it was the last to try, every
+     * recipient bounces with it. NULL myhostname: no check (LMTP). */
+    const char *myhostname, *nexthop;
 };
 
 enum smtpc_tls { SMTPC_TLS_NONE, SMTPC_TLS_MAY, SMTPC_TLS_ENCRYPT, SMTPC_TLS_VERIFY };
@@ -172,7 +178,8 @@ enum smtpc_outcome {
     SMTPC_DONE,        /* the transaction ran: each rcpt has its own result */
     SMTPC_DEFER_ALL,   /* no server took the message (connection failures,
                           4xx/5xx greeting or EHLO, MAIL 4xx ...): try later */
-    SMTPC_BOUNCE_ALL,  /* MAIL 5xx, or a permanent condition: SIZE over the
+    SMTPC_BOUNCE_ALL,  /* MAIL 5xx, a loop back to this host (5.4.6, see
+                          myhostname), or a permanent condition: SIZE over the
                           server's limit (5.3.4), SMTPUTF8 needed but not
                           offered (5.6.7), 8-bit body and no 8BITMIME (5.6.3),
                           an unusable sender address (5.1.7) */

@@ -133,6 +133,7 @@ struct smtpc {
     char *last_text;
     const char *last_stage;
     int last_remote;
+    int last_was_loop;                /* the last failure: a server naming itself as us */
 
     /* The transaction on the current connection. */
     int needs_smtputf8;

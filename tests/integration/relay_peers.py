@@ -119,7 +119,8 @@ class RecordingPeer:
     replies: {"rcpt": {address: "550 5.1.1 ..."}, "data": "451 ..."}; a
     list value is used one entry per attempt (then "250" behaviour)."""
 
-    def __init__(self, host, port=25, data_size_limit=None, smtputf8=True, replies=None, data_delay=0):
+    def __init__(self, host, port=25, data_size_limit=None, smtputf8=True, replies=None, data_delay=0,
+                 hostname="mx.peer.test"):
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import SMTP as AioSMTP
 
@@ -158,7 +159,7 @@ class RecordingPeer:
         class Controller2(Controller):
             def factory(self):
                 return AioSMTP(self.handler, data_size_limit=data_size_limit, enable_SMTPUTF8=smtputf8,
-                               decode_data=False, hostname="mx.peer.test")
+                               decode_data=False, hostname=hostname)
 
         self.controller = Controller2(Handler(), hostname=host, port=port)
         self.controller.start()

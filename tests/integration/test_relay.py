@@ -215,6 +215,27 @@ def test_an_exchanger_at_our_own_address_is_a_loop_whatever_its_name(tern_instan
     assert notice_fields(notice)[2][0]["status"] == "5.4.6"
 
 
+def test_a_server_naming_itself_as_us_is_a_loop(tern_instance, test_dns):
+    """Postfix's check by name: a server whose EHLO reply names our
+    myhostname is this host again (behind a NAT or a port forward, where
+    the check by address cannot see it): the mail bounces with 5.4.6, and
+    nothing is relayed to it."""
+    twin = RecordingPeer("127.0.0.6", port=2528, hostname="mail.example.test")   # the tests' myhostname
+    try:
+        tern = relay_tern(tern_instance, test_dns, relayhost="[127.0.0.6]:2528")
+        send(tern, "alice@example.test", ["bob@sink.test"], BODY)
+        log = tern.wait_log("status=bounced")
+        assert ("host 127.0.0.6[127.0.0.6]:2528 replied to HELO/EHLO with my own hostname mail.example.test"
+                in log), log[-3000:]
+        assert re.search(r"to=<bob@sink\.test>.*dsn=5\.4\.6, status=bounced \(mail for 127\.0\.0\.6 loops back "
+                         r"to myself\)", log), log[-3000:]
+        assert twin.received == []
+        notice = parse(tern.wait_messages("alice")[0])
+        assert notice_fields(notice)[2][0]["status"] == "5.4.6"
+    finally:
+        twin.stop()
+
+
 def test_relayhost_takes_everything(tern_instance, test_dns):
     smarthost = RecordingPeer("127.0.0.6", port=2526)
     try:

@@ -690,6 +690,44 @@ static void test_ehlo_5xx_helo_fallback(void **state)
     env_free(e);
 }
 
+/* A server whose EHLO (or, after a refused EHLO, HELO) reply names our
+ * myhostname is this host again: that target fails with 5.4.6, the next is
+ * tried, and when it was the last every recipient bounces. Only the first
+ * word counts, in any case. */
+static void test_server_naming_us_is_a_loop(void **state)
+{
+    (void)state;
+    struct env *e = env_new(BODY, sizeof BODY - 1, 1);
+    e->opts.myhostname = "mail.us.test";
+    e->opts.nexthop = "x.test";
+    struct fake_conf twin = {.ehlo = "502 5.5.2 no\r\n", .helo = "250 MAIL.us.test hello\r\n"};
+    struct fake_conf other = {.ehlo = "250-mx.them.test says mail.us.test\r\n250 PIPELINING\r\n"};
+    struct fake *f0 = fake_new(e->base, &twin);
+    struct fake *f1 = fake_new(e->base, &other);
+    struct smtpc_target t[2] = {target("mx1", f0->port), target("mx2", f1->port)};
+    run(e, f0, f1, t, 2);
+    assert_string_equal(f0->rx.buf, "EHLO client.test\r\nHELO client.test\r\nQUIT\r\n");
+    assert_int_equal(got.outcome, SMTPC_DONE);
+    assert_rcpt(&e->rcpts[0], 250, "2.0.0", "250 2.0.0 Ok: queued as 1", "end of DATA", 1);
+    fake_free(f0);
+    fake_free(f1);
+    env_free(e);
+
+    e = env_new(BODY, sizeof BODY - 1, 2);
+    e->opts.myhostname = "mail.us.test";
+    e->opts.nexthop = "x.test";
+    struct fake_conf self = {.ehlo = "250-mail.us.test\r\n250 PIPELINING\r\n"};
+    f0 = fake_new(e->base, &self);
+    struct smtpc_target one = target("mx1", f0->port);
+    run(e, f0, NULL, &one, 1);
+    assert_string_equal(f0->rx.buf, "EHLO client.test\r\nQUIT\r\n");
+    assert_int_equal(got.outcome, SMTPC_BOUNCE_ALL);
+    for (int i = 0; i < 2; i++)
+        assert_rcpt(&e->rcpts[i], 550, "5.4.6", "mail for x.test loops back to myself", "EHLO", 0);
+    fake_free(f0);
+    env_free(e);
+}
+
 static void test_greeting_554_next_target(void **state)
 {
     (void)state;
@@ -1476,6 +1514,7 @@ int main(void)
         cmocka_unit_test(test_all_rcpts_rejected_no_data),
         cmocka_unit_test(test_pipelined_354_without_rcpts),
         cmocka_unit_test(test_ehlo_5xx_helo_fallback),
+        cmocka_unit_test(test_server_naming_us_is_a_loop),
         cmocka_unit_test(test_greeting_554_next_target),
         cmocka_unit_test(test_refused_then_second_target),
         cmocka_unit_test(test_all_targets_fail_defer_last_reason),
