@@ -202,7 +202,57 @@ static int resolve_async(struct dns_ctx *d, const char *name, int rrtype, struct
  * slots until libunbound answers, whoever still wants the answer; a query
  * freed meanwhile waits in d->orphans for its last answer. Lookups beyond the
  * slots wait their turn in d->waiting, in order, and a cancelled one that
- * never started costs nothing more. */
+ * never started costs nothing more.
+ *
+ * libunbound answers every lookup in the end (with SERVFAIL when it gives
+ * up), except on its own allocation failures: a freed query still waiting
+ * DNS_ORPHAN_HOLD_MAX seconds after it was freed is given up then (with
+ * ub_cancel, after which no callback comes), so that lost answers cannot
+ * take every place for good. */
+#define DNS_ORPHAN_HOLD_MAX 300
+
+static int64_t monotonic_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+static void cancel_async(struct dns_ctx *d, int async_id)
+{
+#ifdef TERN_TEST_BUILD
+    if (test_resolver != NULL)
+        return;   /* the test does not answer a lookup given up */
+#endif
+    ub_cancel(d->ub, async_id);
+}
+
+/* Frees the queries freed DNS_ORPHAN_HOLD_MAX ago or more whose answers
+ * never came, and their places (oldest first: orphans are in that order). */
+static void give_up_stale_orphans(struct dns_ctx *d)
+{
+    int64_t now = monotonic_s();
+    int hold = d->orphan_hold_s > 0 ? d->orphan_hold_s : DNS_ORPHAN_HOLD_MAX;
+    unsigned given_up = 0;
+    struct dns_query *q;
+    while ((q = LIST_FIRST(&d->orphans, struct dns_query, link)) != NULL &&
+           now - q->orphaned_at >= hold) {
+        for (size_t i = 0; i < q->nsubs; i++) {
+            if (q->subs[i].started) {
+                cancel_async(d, q->subs[i].async_id);
+                q->subs[i].started = 0;
+                d->inflight--;
+                given_up++;
+            }
+        }
+        list_remove(&d->orphans, &q->link);
+        free(q);
+    }
+    if (given_up > 0)
+        log_warn("dns: %u lookups abandoned %d s ago or more were never answered by the resolver library; "
+                 "their places go to waiting lookups",
+                 given_up, hold);
+}
 
 static void sub_wait_drop(struct dns_ctx *d, struct dns_sub *s)
 {
@@ -236,6 +286,8 @@ static void start_waiting(struct dns_ctx *d)
     if (d->starting)
         return;
     d->starting = 1;
+    if (d->inflight >= inflight_max(d) && !list_empty(&d->waiting))
+        give_up_stale_orphans(d);
     while (d->inflight < inflight_max(d) && !list_empty(&d->waiting)) {
         struct dns_sub *s = LIST_FIRST(&d->waiting, struct dns_sub, wait_link);
         char *name = s->wait_name;
@@ -283,9 +335,10 @@ static void query_free(struct dns_query *q)
     q->rrset = NULL;
     free(q->name);
     q->name = NULL;
-    if (q->started > 0)
+    if (q->started > 0) {
+        q->orphaned_at = monotonic_s();
         list_append(&q->d->orphans, &q->link);   /* until its last answer */
-    else
+    } else
         free(q);
 }
 
@@ -380,6 +433,7 @@ void dns_launch(struct dns_query *q, const char *name, int rrtype, size_t host)
     } else {
         s->wait_name = xstrdup(name);
         list_append(&d->waiting, &s->wait_link);
+        start_waiting(d);   /* gives up stale places if that is what it takes */
     }
 }
 

@@ -42,9 +42,12 @@ struct dns_query;
 #define DNS_MAX_HOST_ADDRS 16     /* addresses kept per exchanger */
 #define DNS_DEFAULT_TIMEOUT_MS 30000
 /* Lookups a context has at libunbound at once, cancelled ones included until
- * libunbound answers them (it goes on resolving them); more wait their turn,
- * in order, within their own timeout. libunbound's own per-thread limit
- * (num-queries-per-thread) is 1024 too. */
+ * libunbound answers them (it goes on resolving them; one it never answers
+ * is given up 300 s after its query was freed); more wait their turn, in
+ * order, within their own timeout. libunbound itself sets no bound on
+ * lookups asked through its API. One FIFO for the process: a client whose
+ * names never answer can make others' lookups wait (bounded per session by
+ * the callers, see smtpd's SPF), which is the price of bounding libunbound. */
 #define DNS_MAX_INFLIGHT 1024
 
 /* RR types callers may want from dns_lookup(). */

@@ -6,6 +6,7 @@
 #define TERN_DNS_DNS_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "dns/dns.h"
 #include "util/hashmap.h"
@@ -29,6 +30,7 @@ struct dns_ctx {
      * included (see dns.c, "lookups in flight"); those waiting their turn;
      * and the queries freed while libunbound still works for them. */
     size_t inflight, inflight_max;   /* max 0: DNS_MAX_INFLIGHT */
+    int orphan_hold_s;               /* 0: DNS_ORPHAN_HOLD_MAX (see dns.c) */
     struct list waiting;             /* of struct dns_sub */
     struct list orphans;             /* of struct dns_query */
     int starting;                    /* start_waiting() is running */
@@ -66,6 +68,7 @@ struct dns_query {
     struct list_node link;     /* in d->queries, or d->orphans once freed by
                                   its caller while subs are still started */
     unsigned started;          /* subs started (see struct dns_sub) */
+    int64_t orphaned_at;       /* monotonic seconds, once in d->orphans */
     enum dns_query_kind kind;
     char *name;               /* normalized, or as given when invalid */
     int rrtype;               /* QUERY_RRSET */

@@ -454,6 +454,7 @@ static void start_session(struct qmgr_relay_job *j, const struct dns_route *rout
         const struct dns_host *host = &route->hosts[h];
         for (size_t a = 0; a < host->naddrs && k < ntargets; a++, k++) {
             t[k].hostname = j->target_names[k] = xstrdup(host->name);
+            t[k].less_preferred = host->pref != route->hosts[0].pref;
             t[k].addr = host->addrs[a];
             if (t[k].addr.ss_family == AF_INET) {
                 ((struct sockaddr_in *)&t[k].addr)->sin_port = htons((uint16_t)j->dest->port);

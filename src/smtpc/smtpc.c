@@ -644,7 +644,7 @@ static int names_myself(const struct smtpc *c)
     p += strspn(p, " ");
     if (rp->enh[0] != '\0' && strncmp(p, rp->enh, strlen(rp->enh)) == 0)
         p += strlen(rp->enh) + strspn(p + strlen(rp->enh), " ");
-    size_t n = strcspn(p, " ");
+    size_t n = strcspn(p, " ?");   /* a TAB or other control is kept as '?' */
     return n == strlen(c->opts.myhostname) && strncasecmp(p, c->opts.myhostname, n) == 0;
 }
 
@@ -652,8 +652,9 @@ static void loops_back(struct smtpc *c)
 {
     log_warn("host %s replied to HELO/EHLO with my own hostname %s", c->relay, c->opts.myhostname);
     char *text = xasprintf("mail for %s loops back to myself", c->opts.nexthop ? c->opts.nexthop : c->relay);
-    note_failure(c, 550, "5.4.6", text, stage_name(c->conn->stage), 0);
-    c->last_was_loop = 1;
+    int best = c->next_target == 0 || !c->targets[c->next_target - 1].less_preferred;
+    note_failure(c, best ? 550 : 450, best ? "5.4.6" : "4.4.6", text, stage_name(c->conn->stage), 0);
+    c->last_was_loop = best;
     free(text);
     detach_conn(c, END_QUIT, 0);
     try_next_target(c);

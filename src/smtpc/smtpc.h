@@ -122,6 +122,7 @@ struct smtpc_target {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     const char *display_addr;
+    int less_preferred;   /* not among the best exchangers (see myhostname) */
 };
 
 /* Timeouts in seconds; 0 (or less) takes Postfix's default for the
@@ -166,9 +167,11 @@ struct smtpc_opts {
     const char *auth_user, *auth_pass;
     /* Mail loops Postfix's way: a server whose EHLO or HELO reply names
      * myhostname is this host again (behind a NAT, a port forward, a name
-     * that is ours); that target fails with 550 5.4.6 "mail for <nexthop>
-     * loops back to myself", and if it was the last to try, every
-     * recipient bounces with it. NULL myhostname: no check (LMTP). */
+     * that is ours); that target fails with "mail for <nexthop> loops back
+     * to myself": 550 5.4.6 when it is among the best exchangers (if it was
+     * the last to try, every recipient bounces), else 450 4.4.6 (a less
+     * preferred one that is us: the better ones are to be tried again
+     * later). NULL myhostname: no check (LMTP). */
     const char *myhostname, *nexthop;
 };
 

@@ -19,7 +19,10 @@
  * counting in its window), which is the same as having none; when every
  * entry holds something, the clients without a slot are counted together
  * as one shared client (its limits apply to all of them at once). Rates
- * count in fixed windows of one time unit, as anvil does.
+ * count in fixed windows of one time unit, as anvil does. The counts are a
+ * client's across all listeners of the process (master.cf services share
+ * them); a window lasts the time unit of the listener whose event opened
+ * it.
  *
  * The lockout table (ANVIL_MAX_LOCKOUTS) likewise: when full, a new client
  * takes the slot of a client whose lockout and counting window have ended

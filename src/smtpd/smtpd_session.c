@@ -53,13 +53,13 @@
 /* What a session reads ahead of what it has handled: message content is
  * handled as it comes, in big reads; commands wait while their session waits
  * (on DNS for its restrictions, SPF or a table, on AUTH, on the commit), so
- * pipelined commands are read ahead only a few lines' worth, and with
- * STARTTLS the socket below the TLS filter holds at most a record. These and
- * the replies' bound keep a session in what smtpd_memory_limit counts for it
- * (SMTPD_SESSION_MEMORY): a session waiting on DNS held 280 KB of commands. */
+ * pipelined commands are read ahead only a few lines' worth (with STARTTLS,
+ * a filter whose input is full stops reading the socket below it too). These
+ * and the replies' bound keep a session in what smtpd_memory_limit counts for
+ * it (SMTPD_SESSION_MEMORY): a session waiting on DNS held 280 KB of
+ * commands. */
 #define SMTP_INPUT_HIGH_WATER (256 * 1024)
 #define SMTP_INPUT_COMMAND_HIGH_WATER (8 * 1024)
-#define SMTP_TLS_RECORD_HIGH_WATER (16 * 1024 + 512)
 /* A client that pipelines commands but never reads the replies must not make
  * us buffer them without end: above this, commands wait until it has read. */
 #define SMTP_OUTPUT_HIGH_WATER (16 * 1024)
@@ -510,9 +510,14 @@ void smtpd_session_start_tls(struct smtp_session *s)
      * takes everything, the output session_process watches stays empty,
      * and a client that never reads could grow us without end. */
     bufferevent_setwatermark(s->bev, EV_WRITE, 0, SMTP_OUTPUT_HIGH_WATER);
-    bufferevent_setwatermark(s->bev, EV_READ, 0, SMTP_TLS_RECORD_HIGH_WATER);
-    struct bufferevent *tls = bufferevent_openssl_filter_new(s->base, s->bev, SSL_new(s->set->tls_ctx),
-                                                             BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    /* Callbacks deferred to the loop: a filter reads and decrypts at once
+     * whenever its input drops below the read-ahead bound or reading is
+     * enabled, so without it a line taken from the input (or a commit's
+     * answer enabling reads) could run on_read or on_event, and free the
+     * session, inside the code that is handling it. */
+    struct bufferevent *tls =
+        bufferevent_openssl_filter_new(s->base, s->bev, SSL_new(s->set->tls_ctx), BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (!tls) {
         log_warn("cannot start TLS for %s[%s]", s->client_name, s->client_addr);
         smtpd_session_close_after_reply(s);

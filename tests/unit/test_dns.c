@@ -1056,6 +1056,49 @@ static void test_lookups_in_flight_bounded(void **state)
     dns_test_cache_free(&d);
 }
 
+/* A freed query whose answers never come (libunbound loses an answer only
+ * when it runs out of memory) keeps its places only so long: then they go
+ * to the lookups waiting, which get their answers. */
+static void test_lost_answers_do_not_hold_places_for_good(void **state)
+{
+    (void)state;
+    struct dns_ctx d;
+    memset(&d, 0, sizeof d);
+    d.base = base;
+    d.want_ipv4 = d.want_ipv6 = 1;
+    d.timeout_ms = 30000;
+    d.inflight_max = 2;
+    d.orphan_hold_s = 1;
+    dns_test_cache_init(&d);
+    static struct held_lookups held;
+    memset(&held, 0, sizeof held);
+    dns_test_set_resolver(hold_lookup, &held);
+    struct waiter lost, first, second;
+    memset(&lost, 0, sizeof lost);
+    memset(&first, 0, sizeof first);
+    memset(&second, 0, sizeof second);
+    dns_cancel(dns_lookup(&d, "lost1.test", DNS_TYPE_TXT, on_rrset, &lost));
+    dns_cancel(dns_lookup(&d, "lost2.test", DNS_TYPE_TXT, on_rrset, &lost));
+    dns_lookup(&d, "first.test", DNS_TYPE_TXT, on_rrset, &first);
+    assert_int_equal(held.n, 2);                  /* first waits */
+    usleep(1100 * 1000);
+    dns_lookup(&d, "second.test", DNS_TYPE_TXT, on_rrset, &second);
+    assert_int_equal(held.n, 4);                  /* the lost ones' places given up */
+    dns_test_answer(held.subs[2], UB_SERVFAIL, NULL);
+    dns_test_answer(held.subs[3], UB_SERVFAIL, NULL);
+    run_until(&first.calls);
+    run_until(&second.calls);
+    assert_string_equal(first.rrset->name, "first.test");
+    assert_string_equal(second.rrset->name, "second.test");
+    dns_rrset_free(first.rrset);
+    dns_rrset_free(second.rrset);
+    assert_int_equal(lost.calls, 0);
+    assert_int_equal(d.inflight, 0);
+    assert_true(list_empty(&d.orphans) && list_empty(&d.waiting) && list_empty(&d.queries));
+    dns_test_set_resolver(NULL, NULL);
+    dns_test_cache_free(&d);
+}
+
 static void test_resolver_lists(void **state)
 {
     (void)state;
@@ -1164,6 +1207,7 @@ int main(void)
         cmocka_unit_test(test_cache_respects_ttl),
         cmocka_unit_test(test_raw_lookups_cached),
         cmocka_unit_test(test_lookups_in_flight_bounded),
+        cmocka_unit_test(test_lost_answers_do_not_hold_places_for_good),
         cmocka_unit_test(test_resolver_lists),
         cmocka_unit_test(test_status_helpers),
     };

@@ -691,9 +691,10 @@ static void test_ehlo_5xx_helo_fallback(void **state)
 }
 
 /* A server whose EHLO (or, after a refused EHLO, HELO) reply names our
- * myhostname is this host again: that target fails with 5.4.6, the next is
- * tried, and when it was the last every recipient bounces. Only the first
- * word counts, in any case. */
+ * myhostname is this host again: that target fails (550 5.4.6 among the
+ * best exchangers, else 450 4.4.6), the next is tried, and when a best one
+ * was the last every recipient bounces. Only the first word counts, in
+ * any case. */
 static void test_server_naming_us_is_a_loop(void **state)
 {
     (void)state;
@@ -724,6 +725,22 @@ static void test_server_naming_us_is_a_loop(void **state)
     assert_int_equal(got.outcome, SMTPC_BOUNCE_ALL);
     for (int i = 0; i < 2; i++)
         assert_rcpt(&e->rcpts[i], 550, "5.4.6", "mail for x.test loops back to myself", "EHLO", 0);
+    fake_free(f0);
+    env_free(e);
+
+    /* a less preferred exchanger that is us (a TAB after its name): the
+     * better ones failed for now, so the mail waits for them */
+    e = env_new(BODY, sizeof BODY - 1, 1);
+    e->opts.myhostname = "mail.us.test";
+    e->opts.nexthop = "x.test";
+    struct fake_conf tabbed = {.ehlo = "250-mail.us.test\thi\r\n250 PIPELINING\r\n"};
+    f0 = fake_new(e->base, &tabbed);
+    struct smtpc_target two[2] = {target("mx1", dead_port()), target("mx2", f0->port)};
+    two[1].less_preferred = 1;
+    run(e, f0, NULL, two, 2);
+    assert_string_equal(f0->rx.buf, "EHLO client.test\r\nQUIT\r\n");
+    assert_int_equal(got.outcome, SMTPC_DEFER_ALL);
+    assert_rcpt(&e->rcpts[0], 450, "4.4.6", "mail for x.test loops back to myself", "EHLO", 0);
     fake_free(f0);
     env_free(e);
 }
