@@ -388,7 +388,9 @@ static void on_client_done(void *arg, struct smtpc_result *res)
 {
     struct qmgr_relay_job *j = arg;
     j->sc = NULL;
-    if (res->outcome == SMTPC_BOUNCE_ALL && strcmp(res->enh, "5.6.3") == 0 && j->converted_fd < 0) {
+    /* tern's own finding (the server offers no 8BITMIME), not a server's
+     * 5.6.3: a second session would only be refused again */
+    if (res->outcome == SMTPC_BOUNCE_ALL && !res->remote && strcmp(res->enh, "5.6.3") == 0 && j->converted_fd < 0) {
         char *why = NULL;
         int rc = downgrade(j, &why);
         if (rc == 0) {

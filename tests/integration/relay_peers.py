@@ -126,6 +126,7 @@ class RecordingPeer:
 
         self.host, self.port = host, port
         self.received = []
+        self.mail_commands = 0
         self.replies = replies or {}
         self.data_started = threading.Event()
         self.lock = threading.Lock()
@@ -133,6 +134,15 @@ class RecordingPeer:
         peer = self
 
         class Handler:
+            async def handle_MAIL(self, server, session, envelope, address, mail_options):
+                peer.mail_commands += 1
+                reply = peer._reply("mail", None)
+                if reply:
+                    return reply
+                envelope.mail_from = address
+                envelope.mail_options.extend(mail_options)
+                return "250 2.1.0 Ok"
+
             async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
                 reply = peer._reply("rcpt", address)
                 if reply:

@@ -452,6 +452,23 @@ def test_8bit_mail_is_converted_for_a_server_without_8bitmime(tern_instance, tes
         sink.stop()
 
 
+def test_a_servers_own_5_6_3_bounces_without_a_second_session(tern_instance, test_dns):
+    """Only tern's own 5.6.3 (a server without 8BITMIME) makes it convert the
+    message to 7-bit and try again; a server refusing MAIL with 5.6.3 is
+    answered with the bounce, after one session."""
+    picky = RecordingPeer("127.0.0.6", port=2529, replies={"mail": "554 5.6.3 conversion required and prohibited"})
+    try:
+        tern = relay_tern(tern_instance, test_dns, relayhost="[127.0.0.6]:2529")
+        send(tern, "alice@example.test", ["bob@sink.test"], "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n".encode(),
+             mail_opts=["BODY=8BITMIME"])
+        log = tern.wait_log("status=bounced")
+        assert "dsn=5.6.3" in log and "conversion required and prohibited" in log, log[-3000:]
+        assert "converted to 7-bit MIME" not in log
+        assert picky.mail_commands == 1
+    finally:
+        picky.stop()
+
+
 def test_8bit_header_for_a_server_without_8bitmime_bounces(tern_instance, test_dns):
     sink = SmtpSink("127.0.0.9", "-8", dump=True)
     try:
