@@ -359,7 +359,7 @@ def test_transport_maps_by_address_and_pattern(work_dir):
     """transport(5)'s order: an address entry wins over its domain's, and a
     pcre: transport table sees the whole address."""
     sink = TernInstance(work_dir / "sink")
-    sink.write_config(mydestination="routed.test, $myhostname")
+    sink.write_config(myhostname="sink.example.test", mydestination="routed.test, $myhostname")   # not front's
     table = work_dir / "transport.pcre"
     table.write_text(f"/^vip@routed\\.test$/  smtp:[127.0.0.1]:{sink.port}\n")
     front = TernInstance(work_dir / "front")
