@@ -1002,6 +1002,28 @@ static int hold_lookup(void *arg, const char *name, int rrtype, struct dns_sub *
     return 0;
 }
 
+/* A context as dns_new makes it, less libunbound: lookups go to held. */
+static void held_ctx_start(struct dns_ctx *d, struct held_lookups *held, size_t inflight_max)
+{
+    memset(d, 0, sizeof *d);
+    d->base = base;
+    d->want_ipv4 = d->want_ipv6 = 1;
+    d->timeout_ms = 30000;
+    d->inflight_max = inflight_max;
+    dns_test_cache_init(d);
+    memset(held, 0, sizeof *held);
+    dns_test_set_resolver(hold_lookup, held);
+}
+
+/* Nothing may be left: no place taken, no lookup waiting, no query. */
+static void held_ctx_end(struct dns_ctx *d)
+{
+    assert_int_equal(d->inflight, 0);
+    assert_true(list_empty(&d->orphans) && list_empty(&d->waiting) && list_empty(&d->queries));
+    dns_test_set_resolver(NULL, NULL);
+    dns_test_cache_free(d);
+}
+
 /* At most DNS_MAX_INFLIGHT lookups are at the resolver; a cancelled one keeps
  * its place until the resolver is done with it (libunbound goes on resolving
  * after ub_cancel), so a client abandoning lookups cannot pile more on it;
@@ -1010,14 +1032,8 @@ static void test_lookups_in_flight_bounded(void **state)
 {
     (void)state;
     struct dns_ctx d;
-    memset(&d, 0, sizeof d);
-    d.base = base;
-    d.want_ipv4 = d.want_ipv6 = 1;
-    d.timeout_ms = 30000;
-    dns_test_cache_init(&d);
     static struct held_lookups held;
-    memset(&held, 0, sizeof held);
-    dns_test_set_resolver(hold_lookup, &held);
+    held_ctx_start(&d, &held, 0);
 
     enum { ASKED = DNS_MAX_INFLIGHT + 10 };
     static struct dns_query *q[ASKED];
@@ -1050,10 +1066,7 @@ static void test_lookups_in_flight_bounded(void **state)
         dns_test_answer(held.subs[k], UB_SERVFAIL, NULL);
     event_base_loop(base, EVLOOP_NONBLOCK);
     assert_int_equal(abandoned.calls, 0);
-    assert_int_equal(d.inflight, 0);
-    assert_true(list_empty(&d.orphans) && list_empty(&d.waiting) && list_empty(&d.queries));
-    dns_test_set_resolver(NULL, NULL);
-    dns_test_cache_free(&d);
+    held_ctx_end(&d);
 }
 
 /* A freed query whose answers never come (libunbound loses an answer only
@@ -1063,16 +1076,9 @@ static void test_lost_answers_do_not_hold_places_for_good(void **state)
 {
     (void)state;
     struct dns_ctx d;
-    memset(&d, 0, sizeof d);
-    d.base = base;
-    d.want_ipv4 = d.want_ipv6 = 1;
-    d.timeout_ms = 30000;
-    d.inflight_max = 2;
-    d.orphan_hold_s = 1;
-    dns_test_cache_init(&d);
     static struct held_lookups held;
-    memset(&held, 0, sizeof held);
-    dns_test_set_resolver(hold_lookup, &held);
+    held_ctx_start(&d, &held, 2);
+    d.orphan_hold_s = 1;
     struct waiter lost, first, second;
     memset(&lost, 0, sizeof lost);
     memset(&first, 0, sizeof first);
@@ -1093,10 +1099,7 @@ static void test_lost_answers_do_not_hold_places_for_good(void **state)
     dns_rrset_free(first.rrset);
     dns_rrset_free(second.rrset);
     assert_int_equal(lost.calls, 0);
-    assert_int_equal(d.inflight, 0);
-    assert_true(list_empty(&d.orphans) && list_empty(&d.waiting) && list_empty(&d.queries));
-    dns_test_set_resolver(NULL, NULL);
-    dns_test_cache_free(&d);
+    held_ctx_end(&d);
 }
 
 static void test_resolver_lists(void **state)
