@@ -690,6 +690,15 @@ static void test_ehlo_5xx_helo_fallback(void **state)
     env_free(e);
 }
 
+/* A session to x.test from the host mail.us.test, with n recipients. */
+static struct env *loop_env(size_t n)
+{
+    struct env *e = env_new(BODY, sizeof BODY - 1, n);
+    e->opts.myhostname = "mail.us.test";
+    e->opts.nexthop = "x.test";
+    return e;
+}
+
 /* A server whose EHLO (or, after a refused EHLO, HELO) reply names our
  * myhostname is this host again: that target fails (550 5.4.6 among the
  * best exchangers, else 450 4.4.6), the next is tried, and when a best one
@@ -698,9 +707,7 @@ static void test_ehlo_5xx_helo_fallback(void **state)
 static void test_server_naming_us_is_a_loop(void **state)
 {
     (void)state;
-    struct env *e = env_new(BODY, sizeof BODY - 1, 1);
-    e->opts.myhostname = "mail.us.test";
-    e->opts.nexthop = "x.test";
+    struct env *e = loop_env(1);
     struct fake_conf twin = {.ehlo = "502 5.5.2 no\r\n", .helo = "250 MAIL.us.test hello\r\n"};
     struct fake_conf other = {.ehlo = "250-mx.them.test says mail.us.test\r\n250 PIPELINING\r\n"};
     struct fake *f0 = fake_new(e->base, &twin);
@@ -714,9 +721,7 @@ static void test_server_naming_us_is_a_loop(void **state)
     fake_free(f1);
     env_free(e);
 
-    e = env_new(BODY, sizeof BODY - 1, 2);
-    e->opts.myhostname = "mail.us.test";
-    e->opts.nexthop = "x.test";
+    e = loop_env(2);
     struct fake_conf self = {.ehlo = "250-mail.us.test\r\n250 PIPELINING\r\n"};
     f0 = fake_new(e->base, &self);
     struct smtpc_target one = target("mx1", f0->port);
@@ -730,9 +735,7 @@ static void test_server_naming_us_is_a_loop(void **state)
 
     /* a less preferred exchanger that is us (a TAB after its name): the
      * better ones failed for now, so the mail waits for them */
-    e = env_new(BODY, sizeof BODY - 1, 1);
-    e->opts.myhostname = "mail.us.test";
-    e->opts.nexthop = "x.test";
+    e = loop_env(1);
     struct fake_conf tabbed = {.ehlo = "250-mail.us.test\thi\r\n250 PIPELINING\r\n"};
     f0 = fake_new(e->base, &tabbed);
     struct smtpc_target two[2] = {target("mx1", dead_port()), target("mx2", f0->port)};
