@@ -40,6 +40,7 @@
 #include "daemon/listeners.h"
 #include "daemon/master_files.h"
 #include "spool/spool.h"
+#include "util/clock.h"
 #include "util/ipc.h"
 #include "daemon/runtime.h"
 #include "smtpd/smtpd_session.h"
@@ -362,13 +363,6 @@ static void run_child(enum role role)
  * signalled (a zombie keeps it): the role's current one, or a retired one. */
 #define KEYPROC_STOP_GRACE 5
 
-static long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The deadlines running; static, not allocated, so the children forked
  * meanwhile inherit nothing to free. The oldest slot is reused when all are
  * taken (a deadline then lost only spares a process that should have gone). */
@@ -385,7 +379,7 @@ static void kill_if_still_there(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct deadline *d = arg;
-    if (monotonic_ms() < d->due_ms)
+    if (clock_monotonic_ms() < d->due_ms)
         return;
     int ours = d->pid > 0 && ms.children[ROLE_KEYS].pid == d->pid;
     for (size_t i = 0; !ours && d->pid > 0 && i < ms.ndraining; i++)
@@ -401,7 +395,7 @@ static void kill_after(pid_t pid, int grace, const char *what)
 {
     struct deadline *d = &deadlines[next_deadline++ % (sizeof deadlines / sizeof deadlines[0])];
     /* due half a second early: the timer may fire a tick before the clock says */
-    *d = (struct deadline){pid, what, grace, monotonic_ms() + grace * 1000LL - 500};
+    *d = (struct deadline){pid, what, grace, clock_monotonic_ms() + grace * 1000LL - 500};
     struct timeval tv = {grace, 0};
     event_base_once(ms.base, -1, EV_TIMEOUT, kill_if_still_there, d, &tv);
 }

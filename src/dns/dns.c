@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unbound.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/mem.h"
 #include "util/str.h"
@@ -211,13 +212,6 @@ static int resolve_async(struct dns_ctx *d, const char *name, int rrtype, struct
  * take every place for good. */
 #define DNS_ORPHAN_HOLD_MAX 300
 
-static int64_t monotonic_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec;
-}
-
 static void cancel_async(struct dns_ctx *d, int async_id)
 {
 #ifdef TERN_TEST_BUILD
@@ -231,7 +225,7 @@ static void cancel_async(struct dns_ctx *d, int async_id)
  * never came, and their places (oldest first: orphans are in that order). */
 static void give_up_stale_orphans(struct dns_ctx *d)
 {
-    int64_t now = monotonic_s();
+    int64_t now = clock_monotonic_ms() / 1000;
     int hold = d->orphan_hold_s > 0 ? d->orphan_hold_s : DNS_ORPHAN_HOLD_MAX;
     unsigned given_up = 0;
     struct dns_query *q;
@@ -336,7 +330,7 @@ static void query_free(struct dns_query *q)
     free(q->name);
     q->name = NULL;
     if (q->started > 0) {
-        q->orphaned_at = monotonic_s();
+        q->orphaned_at = clock_monotonic_ms() / 1000;
         list_append(&q->d->orphans, &q->link);   /* until its last answer */
     } else
         free(q);

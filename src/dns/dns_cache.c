@@ -18,6 +18,7 @@
 
 #include "dns/dns.h"
 #include "dns/dns_internal.h"
+#include "util/clock.h"
 #include "util/hashmap.h"
 #include "util/mem.h"
 
@@ -48,13 +49,6 @@ static const void *cached_key(const void *item, size_t *len)
     const struct cached *c = item;
     *len = strlen(c->key);
     return c->key;
-}
-
-static int64_t now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec;
 }
 
 static struct dns_rrset *rrset_copy(const struct dns_rrset *rs, unsigned ttl)
@@ -140,7 +134,7 @@ void dns_cache_put(struct dns_ctx *d, const struct dns_rrset *rs)
     size_t bytes = rrset_bytes(rs);
     if (bytes > DNS_CACHE_ANSWER_MAX)
         return;
-    struct sweep sw = {d, now_s()};
+    struct sweep sw = {d, clock_monotonic_ms() / 1000};
     if (hashmap_count(&d->cache) >= DNS_CACHE_MAX || d->cache_bytes + bytes > DNS_CACHE_BYTES) {
         hashmap_remove_if(&d->cache, cached_expired, &sw);
         if (hashmap_count(&d->cache) >= DNS_CACHE_MAX || d->cache_bytes + bytes > DNS_CACHE_BYTES)
@@ -169,7 +163,7 @@ struct dns_rrset *dns_cache_get(struct dns_ctx *d, const char *name, int rrtype)
     struct cached *c = hashmap_get_str(&d->cache, cache_key(key, name, rrtype));
     if (!c)
         return NULL;
-    int64_t now = now_s();
+    int64_t now = clock_monotonic_ms() / 1000;
     if (c->expires <= now) {
         hashmap_remove(&d->cache, c);
         d->cache_bytes -= c->bytes;

@@ -503,7 +503,7 @@ static void lookup(struct dkim_arc_verify *v, struct arc_check *c)
 /* Parses the seals and the AMSs, computes their hashes; 0, or -1 with why
  * (the chain fails before any lookup). An older AMS that does not parse
  * only ends oldest-pass there. */
-static int prepare(struct dkim_arc_verify *v, const struct dkim_fields *fs, const struct arc_sets *as,
+static int prepare(struct dkim_arc_verify *v, struct dkim_fields *fs, const struct arc_sets *as,
                    char why[DKIM_REASON_MAX])
 {
     char one[DKIM_REASON_MAX];

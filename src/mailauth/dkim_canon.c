@@ -143,8 +143,10 @@ static void index_names(struct dkim_fields *fs)
     qsort_r(fs->by_name, fs->named, sizeof *fs->by_name, by_name_cmp, fs->f);
 }
 
-void dkim_fields_named(const struct dkim_fields *fs, const char *name, size_t *lo, size_t *hi)
+void dkim_fields_named(struct dkim_fields *fs, const char *name, size_t *lo, size_t *hi)
 {
+    if (fs->by_name == NULL)
+        index_names(fs);   /* on first use: a message without signatures never sorts */
     size_t len = strlen(name);
     /* The first entry not below name, then the first above it. */
     size_t a = 0, b = fs->named;
@@ -202,7 +204,8 @@ void dkim_fields_split(const char *hdr, size_t len, struct dkim_fields *out)
         }
         k = e + 2 > len ? len : e + 2;
     }
-    index_names(out);
+    out->by_name = NULL;
+    out->named = 0;
 }
 
 void dkim_fields_free(struct dkim_fields *fs)
@@ -226,7 +229,7 @@ int dkim_field_is(const struct dkim_field *f, const char *name)
     return 1;
 }
 
-void dkim_header_hash(enum dkim_canon c, const struct dkim_fields *fs, char *const *h, size_t nh,
+void dkim_header_hash(enum dkim_canon c, struct dkim_fields *fs, char *const *h, size_t nh,
                       const char *sigf, size_t sigf_len, size_t b_off, size_t b_len, unsigned char hash[32])
 {
     struct strbuf sb = STRBUF_INIT;

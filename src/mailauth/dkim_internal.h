@@ -58,7 +58,7 @@ struct dkim_field {
     size_t name_len;   /* before the colon (trailing WSP excluded); 0: no colon */
 };
 
-/* by_name indexes the named fields once, sorted by lower-case name and then
+/* by_name indexes the named fields (on first use), sorted by lower-case name and then
  * position, so that finding a name's fields costs a binary search rather than
  * a pass over the header: a signature's h= may name 128 fields, a message
  * carries up to DKIM_MAX_SIGS + DKIM_ARC_MAX_SETS signatures, and a 100 KB
@@ -75,8 +75,8 @@ void dkim_fields_split(const char *hdr, size_t len, struct dkim_fields *out);
 void dkim_fields_free(struct dkim_fields *fs);
 int dkim_field_is(const struct dkim_field *f, const char *name);
 /* The fields named name (lower case) are f[by_name[k]] for k in [*lo, *hi),
- * top to bottom; *lo == *hi when there are none. */
-void dkim_fields_named(const struct dkim_fields *fs, const char *name, size_t *lo, size_t *hi);
+ * top to bottom; *lo == *hi when there are none. Builds the index. */
+void dkim_fields_named(struct dkim_fields *fs, const char *name, size_t *lo, size_t *hi);
 /* Name comparisons made so far by this process (for the unit test that keeps
  * the header hash's cost linear). */
 size_t dkim_test_name_compares(void);
@@ -84,7 +84,7 @@ size_t dkim_test_name_compares(void);
 /* The header hash (RFC 6376 §3.7): the fields h names, selected bottom up,
  * canonicalized, then the signature field sigf with the b= value span
  * [b_off, b_off + b_len) of sigf deleted and no final CRLF. */
-void dkim_header_hash(enum dkim_canon c, const struct dkim_fields *fs, char *const *h, size_t nh,
+void dkim_header_hash(enum dkim_canon c, struct dkim_fields *fs, char *const *h, size_t nh,
                       const char *sigf, size_t sigf_len, size_t b_off, size_t b_len, unsigned char hash[32]);
 
 /* Of the TXT records of rs (the first 16), the first that parses as a key

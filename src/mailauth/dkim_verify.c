@@ -217,7 +217,7 @@ static void key_cb(void *arg, struct dns_rrset *rs)
     }
 }
 
-static void start(struct dkim_verify *v, struct vsig *vs, const struct dkim_fields *fs, const struct dkim_field *f)
+static void start(struct dkim_verify *v, struct vsig *vs, struct dkim_fields *fs, const struct dkim_field *f)
 {
     size_t voff = (size_t)((const char *)memchr(f->p, ':', f->len) - f->p) + 1;
     const char *val = f->p + voff;

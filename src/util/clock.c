@@ -2,6 +2,7 @@
 #include "util/clock.h"
 
 #include <sys/time.h>
+#include <time.h>
 
 #ifdef TERN_TEST_BUILD
 static int64_t frozen_us;
@@ -26,4 +27,11 @@ int64_t clock_now_us(void)
 time_t clock_now(void)
 {
     return (time_t)(clock_now_us() / 1000000);
+}
+
+int64_t clock_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

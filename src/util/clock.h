@@ -1,5 +1,6 @@
 /* clock: the wall clock behind the queue's decisions (arrival times,
- * retry backoff, expiry, delay notices, delivery delays in the log).
+ * retry backoff, expiry, delay notices, delivery delays in the log), and
+ * the monotonic clock that deadlines and ages are measured with.
  *
  * Everything in the queue process that decides by the time of day asks
  * here instead of calling time() or gettimeofday(), so unit tests can move
@@ -15,6 +16,9 @@
 int64_t clock_now_us(void);
 /* Seconds since the epoch. */
 time_t clock_now(void);
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines and ages, which must not
+ * jump with the time of day (never frozen by tests). */
+int64_t clock_monotonic_ms(void);
 
 #ifdef TERN_TEST_BUILD
 /* Freezes the clock at us microseconds since the epoch; 0 lets it run again. */
