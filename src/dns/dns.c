@@ -198,9 +198,10 @@ static int resolve_async(struct dns_ctx *d, const char *name, int rrtype, struct
  * only marks it, and drops the answer when it comes), so cancelling frees
  * nothing there: a client that starts lookups and abandons them could grow
  * the process without bound (one smtpd session pipelining EHLO/MAIL pairs
- * reached 880 MB) and delay every other lookup. So this layer never calls
- * ub_cancel(): a started lookup holds one of the context's inflight_max
- * slots until libunbound answers, whoever still wants the answer; a query
+ * reached 880 MB) and delay every other lookup. So this layer does not
+ * cancel at libunbound when its caller cancels: a started lookup holds one
+ * of the context's inflight_max slots until libunbound answers, whoever
+ * still wants the answer; a query
  * freed meanwhile waits in d->orphans for its last answer. Lookups beyond the
  * slots wait their turn in d->waiting, in order, and a cancelled one that
  * never started costs nothing more.
