@@ -118,6 +118,7 @@ int capture_main(struct runtime *rt)
      * is waiting in the socket when the request is. */
     if (!cp.base || event_base_priority_init(cp.base, 2) != 0)
         log_fatal("cannot create event loop");
+    log_batch_on(cp.base);
     char *err = NULL;
     if (capture_store_open(rt->queue_dir, (size_t)conf_int(rt->conf, "capture_max_messages"),
                            conf_time(rt->conf, "capture_max_age"), &err) != 0)

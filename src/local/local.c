@@ -597,6 +597,7 @@ int local_main(struct runtime *rt)
     lc.base = event_base_new();
     if (!lc.base)
         log_fatal("cannot create event loop");
+    log_batch_on(lc.base);
     /* pgsql: tables answer on this loop; held requests run again */
     local_tables_init(lc.base, deliver, chan_alive);
     char *err = NULL;

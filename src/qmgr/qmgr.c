@@ -515,6 +515,7 @@ int qmgr_main(struct runtime *rt)
     map_set_answer_hook(tables_answered, NULL);
     if (!qm.base)
         log_fatal("cannot create event loop");
+    log_batch_on(qm.base);
     char *err = NULL;
     qm.resolver = resolver_new(rt->conf, &err);
     if (!qm.resolver)

@@ -332,6 +332,7 @@ int smtpd_main(struct runtime *rt)
     map_set_answer_hook(smtpd_session_tables_answered, NULL);
     if (!smtpd_base)
         log_fatal("cannot create event loop");
+    log_batch_on(smtpd_base);
     char *incoming = xasprintf("%s/%s", rt->queue_dir, QDIR_INCOMING);
     incoming_dirfd = open(incoming, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (incoming_dirfd < 0)

@@ -87,6 +87,22 @@ void smtpd_content_storage_error(struct smtp_session *s, int err)
     smtpd_session_reply(s, "%s", storage_reply(err));
 }
 
+/* The message's final reply is out: the next command may be handled. */
+static void transaction_over(struct smtp_session *s)
+{
+    /* writer and cleanup are gone (handed over before the commit), so
+     * this resets only the envelope and the transaction's state */
+    smtpd_session_reset_transaction(s);
+    /* the client's idle time counts from this reply */
+    smtpd_session_client_timeout(s, 1);
+    /* Not session_process() from here: this runs inside the queue channel's
+     * callback (or inside smtpd_commit itself when the queue is down), and
+     * the next message's commit must not re-enter it; pipelined input
+     * waits for the event loop. */
+    if (!smtpd_session_check_error_limit(s))
+        bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void commit_done(void *arg, int ok, const char *failure)
 {
     struct smtp_session *s = arg;
@@ -96,16 +112,7 @@ static void commit_done(void *arg, int ok, const char *failure)
     } else {
         smtpd_session_reply(s, "%s", failure);
     }
-    /* writer and cleanup are gone (handed over before the commit), so
-     * this resets only the envelope and the transaction's state */
-    smtpd_session_reset_transaction(s);
-    bufferevent_enable(s->bev, EV_READ);
-    /* Not session_process() from here: this runs inside the queue channel's
-     * callback (or inside smtpd_commit itself when the queue is down), and
-     * the next message's commit must not re-enter it; pipelined input
-     * waits for the event loop. */
-    if (!smtpd_session_check_error_limit(s))
-        bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    transaction_over(s);
 }
 
 /* The content is accepted and its checks are done: the results go above
@@ -120,10 +127,7 @@ static void content_commit(struct smtp_session *s)
                  s->client_name, s->client_addr, r.code, r.enh, r.text, s->env.sender, client_protocol(s),
                  s->helo ? s->helo : "");
         smtpd_session_reply(s, "%d %s %s", r.code, r.enh, r.text);
-        smtpd_session_reset_transaction(s);
-        bufferevent_enable(s->bev, EV_READ);
-        if (!smtpd_session_check_error_limit(s))
-            bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        transaction_over(s);
         return;
     }
     if (r.hold) {
@@ -141,10 +145,7 @@ static void content_commit(struct smtp_session *s)
         s->writer = NULL;
         log_warn("%s: queue file write error: %s", s->id, strerror(e));
         smtpd_content_storage_error(s, e);
-        smtpd_session_reset_transaction(s);
-        bufferevent_enable(s->bev, EV_READ);
-        if (!smtpd_session_check_error_limit(s))
-            bufferevent_trigger(s->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+        transaction_over(s);
         return;
     }
     s->writer = NULL;
@@ -220,9 +221,15 @@ void smtpd_content_end(struct smtp_session *s)
         log_info("%s: message-id=<%s>", s->id, res.message_id);
     }
     cleanup_result_free(&res);
-    /* nothing more is read until the final reply */
+    /* No command is handled until the final reply (session_process waits
+     * in SS_COMMIT), but reading stays on: what the client pipelines waits
+     * in the input, at most SMTP_INPUT_COMMAND_HIGH_WATER of it, and a
+     * client that leaves ends the session at once (a pending commit goes
+     * on without it: smtpd_commit_cancel). Turning reading off and on
+     * around each commit cost two epoll_ctl calls a message. The client's
+     * read timeout waits too: the commit has its own (smtpd_commit). */
     s->state = SS_COMMIT;
-    bufferevent_disable(s->bev, EV_READ);
+    smtpd_session_client_timeout(s, 0);
     if (!smtpd_mailauth_finish(s, content_commit))
         content_commit(s);
 }

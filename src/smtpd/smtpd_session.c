@@ -456,8 +456,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         if (!s->closing_after_write) {
             smtpd_session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
-            /* during a commit the file is the queue's: leave it alone */
-            if (s->state != SS_COMMIT)
+            /* During a commit (a client that reads no replies) the file is
+             * the queue's: leave it alone, and let no 250 follow the 421. */
+            if (s->state == SS_COMMIT)
+                smtpd_commit_cancel(s);
+            else
                 smtpd_session_reset_transaction(s);
             if (s->state == SS_AUTH)
                 smtpd_auth_session_end(s);   /* no late 235/535 after the 421 */
@@ -473,6 +476,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     session_free(s);
 }
 
+void smtpd_session_client_timeout(struct smtp_session *s, int reading)
+{
+    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
+    /* no system call: the events stay in epoll, only their timers change */
+    bufferevent_set_timeouts(s->bev, reading ? &tv : NULL, &tv);
+}
+
 static void session_setup_bev(struct smtp_session *s)
 {
     if (s->tls_pending)
@@ -480,8 +490,7 @@ static void session_setup_bev(struct smtp_session *s)
     bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
     s->input_high_water = 0;
     set_input_high_water(s);
-    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
-    bufferevent_set_timeouts(s->bev, &tv, &tv);
+    smtpd_session_client_timeout(s, 1);
 }
 
 void smtpd_session_start_tls(struct smtp_session *s)

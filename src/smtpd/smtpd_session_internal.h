@@ -144,6 +144,10 @@ void smtpd_session_close_after_reply(struct smtp_session *s);
 /* Past smtpd_hard_error_limit: replies 421 and closes. Returns 1 if the
  * session is closing (then nothing more may be replied). */
 int smtpd_session_check_error_limit(struct smtp_session *s);
+/* smtpd_timeout on the client's reads (reading = 1) or only on our writes
+ * (0: while the session owes the client a reply, as during a commit, the
+ * client's silence is no timeout of its; reading stays on). */
+void smtpd_session_client_timeout(struct smtp_session *s, int reading);
 /* Counts one event of rate r (MAIL, RCPT, AUTH, a new TLS session) for the
  * session's client: 1 when that is over the service's limit, logged as
  * Postfix logs it; 0 for clients in smtpd_client_event_limit_exceptions

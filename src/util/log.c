@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "util/mem.h"
 #include "util/str.h"
 
@@ -30,6 +32,81 @@ static int log_debug_on;
  * takes its own at once (pthread_atfork), before it can log. */
 static long log_pid;
 static int log_pid_hooked;
+
+/* Batching (log_batch_on): the loop thread's info and debug lines wait in
+ * batch until the flush event, activated by the first of them, runs after
+ * the callbacks already due in this round of the loop. Other threads, and
+ * warnings or worse, flush what waits and write at once. */
+static pthread_mutex_t batch_lock = PTHREAD_MUTEX_INITIALIZER;
+static char batch[LOG_BATCH_MAX];
+static size_t batch_len;
+static struct event *batch_event;
+static int batch_scheduled;
+static pthread_t batch_thread;
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;   /* nowhere to say it: the line is lost, as with one write */
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+/* with batch_lock held */
+static void batch_flush_locked(void)
+{
+    if (batch_len > 0) {
+        if (log_to_stderr)
+            write_all(STDERR_FILENO, batch, batch_len);
+        if (log_fd >= 0)
+            write_all(log_fd, batch, batch_len);
+        batch_len = 0;
+    }
+}
+
+void log_flush(void)
+{
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();
+    pthread_mutex_unlock(&batch_lock);
+}
+
+static void batch_event_run(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    pthread_mutex_lock(&batch_lock);
+    batch_scheduled = 0;
+    batch_flush_locked();
+    pthread_mutex_unlock(&batch_lock);
+}
+
+/* fork: what waits is written once, by the parent, before the child exists;
+ * the child logs line by line (its loop, if any, calls log_batch_on again) */
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&batch_lock);
+}
+
+static void fork_child(void)
+{
+    log_pid = (long)getpid();
+    batch_event = NULL;   /* the parent's loop's: never touched here */
+    batch_scheduled = 0;
+    pthread_mutex_unlock(&batch_lock);
+}
 
 static void log_pid_refresh(void)
 {
@@ -51,13 +128,30 @@ void log_set_role(const char *role)
 {
     str_copy(log_role, role, sizeof log_role);
     if (!log_pid_hooked) {
-        log_pid_hooked = pthread_atfork(NULL, NULL, log_pid_refresh) == 0;
+        log_pid_hooked = pthread_atfork(fork_prepare, fork_parent, fork_child) == 0;
+        if (log_pid_hooked)
+            atexit(log_flush);
     }
     log_pid_refresh();
 }
 
+void log_batch_on(struct event_base *base)
+{
+    if (!log_pid_hooked)
+        return;   /* without the fork hooks a child could write the parent's lines again */
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();
+    if (batch_event)
+        event_free(batch_event);
+    batch_event = base ? event_new(base, -1, 0, batch_event_run, NULL) : NULL;
+    batch_scheduled = 0;
+    batch_thread = pthread_self();
+    pthread_mutex_unlock(&batch_lock);
+}
+
 void log_set_stderr(int on)
 {
+    log_flush();
     log_to_stderr = on;
 }
 
@@ -75,6 +169,7 @@ void log_set_debug(int on)
 
 void log_set_file(const char *path)
 {
+    log_flush();
     if (log_fd >= 0)
         close(log_fd);
     log_fd = -1;
@@ -89,6 +184,7 @@ void log_set_file(const char *path)
 
 void log_set_file_fd(const char *path, int fd)
 {
+    log_flush();
     if (log_fd >= 0)
         close(log_fd);
     free(log_path);
@@ -101,6 +197,7 @@ void log_reopen(void)
 {
     if (!log_path)
         return;
+    log_flush();   /* what was logged before the rotation goes to the old file */
     /* never through a symlink: the local agent reopens it as root */
     int fd = open(log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | (log_may_create ? O_CREAT : 0), 0640);
     if (fd < 0) {
@@ -141,10 +238,24 @@ static void log_emit(int prio, const char *prefix, const char *fmt, va_list ap)
             n = (int)sizeof line - 1;
             line[n - 1] = '\n';
         }
-        if (log_to_stderr)
-            (void)!write(STDERR_FILENO, line, (size_t)n);
-        if (log_fd >= 0)
-            (void)!write(log_fd, line, (size_t)n);
+        pthread_mutex_lock(&batch_lock);
+        if (batch_event && prio >= LOG_INFO && pthread_equal(pthread_self(), batch_thread)) {
+            if (batch_len + (size_t)n > sizeof batch)
+                batch_flush_locked();
+            memcpy(batch + batch_len, line, (size_t)n);
+            batch_len += (size_t)n;
+            if (!batch_scheduled) {
+                batch_scheduled = 1;
+                event_active(batch_event, EV_TIMEOUT, 1);
+            }
+        } else {
+            batch_flush_locked();   /* in order: what waits goes first */
+            if (log_to_stderr)
+                write_all(STDERR_FILENO, line, (size_t)n);
+            if (log_fd >= 0)
+                write_all(log_fd, line, (size_t)n);
+        }
+        pthread_mutex_unlock(&batch_lock);
     }
     errno = saved_errno;
 }

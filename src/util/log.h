@@ -4,7 +4,15 @@
  * running in the foreground, to maillog_file when one is set (opened O_APPEND,
  * one write per line, so processes can share it), else to syslog facility
  * mail. Every message is made printable first (str_printable: controls and
- * invalid UTF-8 become '?', CR/LF/TAB a space), whatever its arguments. log_reopen() reopens the file after rotation (SIGUSR1). */
+ * invalid UTF-8 become '?', CR/LF/TAB a space), whatever its arguments. log_reopen() reopens the file after rotation (SIGUSR1).
+ *
+ * A process with an event loop (smtpd, queue, local, capture) calls
+ * log_batch_on(): the info and debug lines its loop thread logs during one
+ * round of the loop are then written together when the round's callbacks
+ * are done (one write per destination instead of one per line; smtpd logs
+ * four lines a message), in order; a warning or worse, a line from another
+ * thread, a fork, log_reopen and exit write what waits first, then the line
+ * at once. What a crash (a signal) cuts short loses that round's lines. */
 #ifndef TERN_UTIL_LOG_H
 #define TERN_UTIL_LOG_H
 
@@ -20,6 +28,13 @@ void log_set_file_fd(const char *path, int fd);
 void log_set_syslog(int on);
 void log_reopen(void);
 void log_set_debug(int on);
+
+#define LOG_BATCH_MAX 16384   /* bytes of lines one round may hold before they are written anyway */
+struct event_base;
+/* Batches the calling thread's lines by rounds of base's loop (NULL: off). */
+void log_batch_on(struct event_base *base);
+/* Writes the lines that wait (any thread). */
+void log_flush(void);
 
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

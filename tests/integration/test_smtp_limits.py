@@ -223,7 +223,55 @@ def test_activity_resets_the_timeout(tern_instance):
     s = greeted(tern_instance)
     for _ in range(4):
         time.sleep(0.5)
-        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok")
+        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern_instance.log_text()
+
+
+def test_a_slow_commit_is_not_the_clients_timeout(tern_instance):
+    """smtpd reads on while the queue commits a message, but a commit that
+    takes longer than smtpd_timeout is no timeout of the client's (who was
+    waiting for us): the commit's own bound answers it, 451 4.3.0, and the
+    session goes on; never a 421 and a closed connection."""
+    tern_instance.write_config(smtpd_timeout="1s")
+    tern_instance.start()
+    s = greeted(tern_instance)
+    sentinel(tern_instance, s, user="first")   # the queue has logged: its pid is known
+    queue = process_pid(tern_instance, "queue")
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    os.kill(queue, signal.SIGSTOP)
+    try:
+        s.send(b"From: a@example.org\r\nSubject: slow commit\r\n\r\nbody\r\n.\r\n")
+        assert s.read_reply(timeout=10) == (451, "451 4.3.0 Error: queue service timeout, try again later")
+        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern_instance.log_text()
+    finally:
+        os.kill(queue, signal.SIGCONT)
+    assert s.cmd("QUIT")[0] == 221
+    assert "timeout after" not in tern_instance.log_text()
+    tern_instance.wait_log("no answer from the queue service in 1 seconds")
+
+
+def test_a_client_that_leaves_during_the_commit_ends_its_session_at_once(tern_instance):
+    """The client closes right after its final dot, while the queue is
+    busy (stopped): its session ends then (the disconnect line, the
+    connection no longer counted), not when the commit is done; the commit
+    goes on and the message is delivered, as with Postfix (the client saw
+    no 250, so it will send again: at least once)."""
+    tern_instance.start()
+    s = greeted(tern_instance)
+    sentinel(tern_instance, s, user="first")   # the queue has logged: its pid is known
+    queue = process_pid(tern_instance, "queue")
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    os.kill(queue, signal.SIGSTOP)
+    try:
+        s.send(b"From: a@example.org\r\nSubject: left early\r\n\r\nbody\r\n.\r\n")
+        s.close()
+        tern_instance.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=2 rcpt=2 data=1/2 commands=6/7",
+                               timeout=5)
+    finally:
+        os.kill(queue, signal.SIGCONT)
+    msgs = tern_instance.wait_messages("you")
+    assert len(msgs) == 1 and b"\nSubject: left early\n" in msgs[0].read_bytes()
 
 
 # ---------------------------------------------------------------------------
@@ -497,7 +545,7 @@ def test_junk_commands_count_as_errors_past_the_limit(tern_instance):
     tern_instance.start()
     s = greeted(tern_instance)
     for _ in range(7):
-        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok")
+        assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern_instance.log_text()
     # the 6th and 7th were errors; the 8th reaches the hard limit
     assert s.cmd("RSET") == (250, "250 2.0.0 Ok")
     assert s.read_reply() == (421, "421 4.7.0 mail.example.test Error: too many errors")
