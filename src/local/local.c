@@ -219,14 +219,64 @@ static int is_journal_segment(const char *path)
     return ok;
 }
 
+/* Journal segments stay open between deliveries: a segment holds thousands
+ * of messages, and opening it for each (as the mail owner: two identity
+ * switches each way, the open, the checks, the close) was nine system
+ * calls of a delivery's twenty-odd. A segment's path is never reused (seqs
+ * only grow) and its size never changes; a retired segment's file is
+ * renamed, not unlinked, so an entry that is no longer asked for only
+ * holds a descriptor until it is the least recently used. */
+#define SEGMENTS_OPEN 4
+static struct open_segment {
+    char *path;
+    int fd;
+    off_t size;
+    unsigned long used;
+} segments[SEGMENTS_OPEN];
+static unsigned long segments_clock;
+
+static int segment_cached(const char *path, off_t *size)
+{
+    for (int i = 0; i < SEGMENTS_OPEN; i++)
+        if (segments[i].path && strcmp(segments[i].path, path) == 0) {
+            segments[i].used = ++segments_clock;
+            *size = segments[i].size;
+            return segments[i].fd;
+        }
+    return -1;
+}
+
+static void segment_keep(const char *path, int fd, off_t size)
+{
+    struct open_segment *slot = &segments[0];
+    for (int i = 1; i < SEGMENTS_OPEN; i++)
+        if (segments[i].used < slot->used)
+            slot = &segments[i];
+    if (slot->path) {
+        close(slot->fd);
+        free(slot->path);
+    }
+    *slot = (struct open_segment){xstrdup(path), fd, size, ++segments_clock};
+}
+
+/* Done with a request's queue file: closed unless it is a kept segment. */
+static void release_queue_file(int fd)
+{
+    for (int i = 0; i < SEGMENTS_OPEN; i++)
+        if (segments[i].path && segments[i].fd == fd)
+            return;
+    close(fd);
+}
+
 /* The queue file named by a request, opened with the mail owner's rights:
  * the request comes from an unprivileged process, so it may name only a
  * regular file in queue/ or hold/ or a journal segment, and root's rights
- * are not lent to it. */
-static int open_queue_file(const char *path, const char *id)
+ * are not lent to it. Its size to *size; release_queue_file() after. */
+static int open_queue_file(const char *path, const char *id, off_t *size)
 {
     int ok = queue_id_valid(id);
-    if (ok && !is_journal_segment(path)) {
+    int segment = ok && is_journal_segment(path);
+    if (ok && !segment) {
         char *q = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_QUEUE, id);
         char *h = xasprintf("%s/%s/%s", lc.rt->queue_dir, QDIR_HOLD, id);
         ok = strcmp(path, q) == 0 || strcmp(path, h) == 0;
@@ -238,6 +288,11 @@ static int open_queue_file(const char *path, const char *id)
         errno = EPERM;
         return -1;
     }
+    if (segment) {
+        int fd = segment_cached(path, size);
+        if (fd >= 0)
+            return fd;
+    }
     become_user(lc.rt->owner_uid, lc.rt->owner_gid);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     become_root();
@@ -248,6 +303,11 @@ static int open_queue_file(const char *path, const char *id)
         errno = EPERM;
         return -1;
     }
+    if (fd >= 0) {
+        *size = sb.st_size;
+        if (segment)
+            segment_keep(path, fd, sb.st_size);
+    }
     return fd;
 }
 
@@ -257,16 +317,15 @@ static int in_spool(const char *path)
     return n && strncmp(path, lc.spool_dir, n) == 0 && path[n] == '/';
 }
 
-/* The request's offset and length must lie within the queue file, and the
- * length within what message_size_limit lets a message be (twice, and
- * 1 MiB, for mail taken before the limit was lowered): the queue asks for
- * nothing else, and local copies that much for a command's input. 0, or -1
- * with err. */
-static int check_extent(int qfd, const struct ipc_msg *m, struct deliver_error *err)
+/* The request's offset and length must lie within the queue file (of size
+ * qsize), and the length within what message_size_limit lets a message be
+ * (twice, and 1 MiB, for mail taken before the limit was lowered): the
+ * queue asks for nothing else, and local copies that much for a command's
+ * input. 0, or -1 with err. */
+static int check_extent(off_t qsize, const struct ipc_msg *m, struct deliver_error *err)
 {
     uint64_t off = ipc_msg_get_u64(m, "offset", 0), len = ipc_msg_get_u64(m, "length", 0);
-    struct stat sb;
-    if (fsops_fstat_no_times(qfd, &sb) != 0 || off > (uint64_t)sb.st_size || len > (uint64_t)sb.st_size - off ||
+    if (qsize < 0 || off > (uint64_t)qsize || len > (uint64_t)qsize - off ||
         (lc.message_limit > 0 && len > 2 * (uint64_t)lc.message_limit + 1048576)) {
         log_warn("refusing a delivery request for %s: its content (%llu bytes at %llu) is not within the queue "
                  "file or message_size_limit", ipc_msg_get(m, "id") ? ipc_msg_get(m, "id") : "?",
@@ -282,20 +341,21 @@ static int check_extent(int qfd, const struct ipc_msg *m, struct deliver_error *
  * rights; the queue only names where it comes from. */
 static void deliver_listed_target(struct ipc_chan *ch, const struct ipc_msg *m)
 {
-    int qfd = open_queue_file(ipc_msg_get(m, "path"), ipc_msg_get(m, "id"));
+    off_t qsize;
+    int qfd = open_queue_file(ipc_msg_get(m, "path"), ipc_msg_get(m, "id"), &qsize);
     struct deliver_error err;
     if (qfd < 0) {
         deliver_error_errno(&err, errno, "cannot open queue file %s", ipc_msg_get(m, "id"));
         reply_error(ch, m->reqid, &err);
         return;
     }
-    if (check_extent(qfd, m, &err) != 0) {
+    if (check_extent(qsize, m, &err) != 0) {
         reply_error(ch, m->reqid, &err);
-        close(qfd);
+        release_queue_file(qfd);
         return;
     }
     local_targets_request(lc.targets, m, qfd, (void *)client_serial_of(ch), &targets_replies);
-    close(qfd);
+    release_queue_file(qfd);
 }
 
 static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
@@ -380,16 +440,17 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         }
         become_root();
     }
-    int qfd = open_queue_file(path, id);
+    off_t qsize;
+    int qfd = open_queue_file(path, id, &qsize);
     if (qfd < 0) {
         deliver_error_errno(&err, errno, "cannot open queue file %s", id);
         reply_error(ch, m->reqid, &err);
         resolver_mailbox_free(&mb);
         return;
     }
-    if (check_extent(qfd, m, &err) != 0) {
+    if (check_extent(qsize, m, &err) != 0) {
         reply_error(ch, m->reqid, &err);
-        close(qfd);
+        release_queue_file(qfd);
         resolver_mailbox_free(&mb);
         return;
     }
@@ -409,7 +470,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
     /* a message that was here before bounces, as with Postfix (delivered_to.h) */
     if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err) != 0) {
         reply_error(ch, m->reqid, &err);
-        close(qfd);
+        release_queue_file(qfd);
         free(prepend);
         resolver_mailbox_free(&mb);
         return;
@@ -476,7 +537,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         else
             reply_error(ch, m->reqid, &err);
     }
-    close(qfd);
+    release_queue_file(qfd);
     free(prepend);
     resolver_mailbox_free(&mb);
 }

@@ -678,6 +678,36 @@ def test_local_checks_what_a_forged_deliver_request_names(tern_instance, work_di
     assert "running command" not in tern.log_text()
 
 
+@needs_root
+def test_a_kept_journal_segment_is_still_checked(tern_instance, work_dir, system_users):
+    """The local agent keeps a journal segment open between deliveries; a
+    forged request naming that segment with content beyond its end is still
+    refused, and a real delivery after it from the same segment is whole."""
+    tern = tern_instance
+    user = system_users.add()
+    tutorial_config(tern, work_dir)
+    tern.start()
+    sendmail(tern, f"{user.pw_name}@localhost", input=b"Subject: one\n\nfirst\n")
+    tern.wait_log("status=sent (delivered to maildir)")
+    segment = sorted((tern.queue_dir / "journal").glob("seg-*"))[-1]
+    size = segment.stat().st_size
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(str(tern.queue_dir / "private" / "local"))
+    s.settimeout(10)
+    forged = dict(id="01K0000000001", path=str(segment), sender="x@remote.example",
+                  rcpt=f"{user.pw_name}@localhost", user=user.pw_name)
+    for i, (offset, length) in enumerate([(size - 10, 11), (size + 1, 0), (0, 1 << 40)], 1):
+        s.send(ipc_encode(IPC_DELIVER, 2000 + i, {**forged, "offset": offset, "length": length}))
+        msg_type, reqid, reply = ipc_decode(s.recv(65536))
+        assert (msg_type, reqid) == (IPC_DELIVER_REPLY, 2000 + i)
+        assert reply["status"] == "deferred" and "does not match its queue file" in reply["text"], reply
+    s.close()
+    sendmail(tern, f"{user.pw_name}@localhost", input=b"Subject: two\n\nsecond\n")
+    tern.wait_log("status=sent (delivered to maildir)", count=2)
+    text = maildir_text(user)
+    assert text.count("\nfirst\n") == 1 and text.count("\nsecond\n") == 1, text
+
+
 # ------------------------------------------------- what a local user can try
 
 def maildir_text(user):

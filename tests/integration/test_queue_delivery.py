@@ -351,7 +351,8 @@ def test_drop_file_with_too_many_recipients_is_moved_aside(tern):
     rcpts = "".join(f"R u{i:07d}@remote.example\n" for i in range(40000))
     drop.write_bytes(f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
     sendmail(tern, "alice@localhost")      # wakes pickup
-    tern.wait_messages("alice")
+    # under ASan the 40,000 lines take about 5 s before alice's file (10 s timed out once)
+    tern.wait_messages("alice", timeout=30)
     tern.wait_log("more than 10000 recipients; moved to corrupt/maildrop-")
     r = sendmail(tern, *[f"u{i}@remote.example" for i in range(10001)], rc=64)
     assert b"more than 10000 recipients" in r.stderr
