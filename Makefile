@@ -53,7 +53,7 @@ $(GEN_WEB): $(WEB_SRC) $(DOMPURIFY) scripts/embed-web.py
 OBJ_REL := $(SRC_LIB:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/$(GEN_WEB:.c=.o)
 OBJ_TST := $(SRC_LIB:%.c=$(TBUILD)/obj/%.o) $(TBUILD)/obj/$(GEN_WEB:.c=.o)
 
-.PHONY: all run test check check-tools unit integration bench crash-test install man deps deps-test deps-bench journal-probe clean check-clang check-man check-layout fuzz fuzz-long
+.PHONY: all run test check check-tools unit integration bench bench-baseline crash-test install man deps deps-test deps-bench journal-probe clean check-clang check-man check-layout fuzz fuzz-long
 
 all: $(BUILD)/tern
 
@@ -136,6 +136,17 @@ integration: $(TBUILD)/tern $(BUILD)/tern
 
 bench: deps-test $(BUILD)/tern
 	bench/run.sh
+
+# The tern issue 12 was filed against (the last commit before its work), built
+# from git history into build/baseline/: the spool part of make bench then runs
+# it beside today's code as "tern-at-filing", the issue's "today's" CPU.
+BASELINE_COMMIT ?= 85670fed^
+bench-baseline:
+	rm -rf $(BUILD)/baseline-src && mkdir -p $(BUILD)/baseline-src $(BUILD)/baseline
+	git archive --format=tar $(BASELINE_COMMIT) | tar -x -C $(BUILD)/baseline-src
+	$(MAKE) -C $(BUILD)/baseline-src build/tern
+	cp $(BUILD)/baseline-src/build/tern $(BUILD)/baseline/tern
+	rm -rf $(BUILD)/baseline-src
 
 # The spool journal probe (bench/journal_probe.c): commit designs side by side on
 # this machine's disk, in a scratch directory on the tree's file system (removed

@@ -425,13 +425,15 @@ class Server:
 class Tern(Server):
     name = "tern"
 
-    def __init__(self, base, recipients, relay_port, name=None, settings=None):
-        """settings: main.cf lines (name = value) to add or to replace."""
+    def __init__(self, base, recipients, relay_port, name=None, settings=None, binary=None):
+        """settings: main.cf lines (name = value) to add or to replace;
+        binary: another tern than TERN_BIN (the spool part's baseline)."""
         super().__init__(base, recipients, relay_port)
         self.proc = None
         if name:
             self.name = name
         self.settings = settings or {}
+        self.binary = binary or TERN_BIN
 
     def write_config(self):
         """Makes the instance's directory with its main.cf and master.cf."""
@@ -466,7 +468,7 @@ class Tern(Server):
         b = self.base
         self.write_config()
         self.stderr = open(b / "stderr.log", "wb")
-        self.proc = subprocess.Popen([TERN_BIN, "-c", str(b), "serve"], stdout=self.stderr,
+        self.proc = subprocess.Popen([self.binary, "-c", str(b), "serve"], stdout=self.stderr,
                                      stderr=self.stderr, start_new_session=True)
         wait_port(self.port)
 
@@ -492,7 +494,7 @@ class Tern(Server):
         self.stderr.close()
 
     def version(self):
-        r = subprocess.run([TERN_BIN, "version"], capture_output=True, text=True)
+        r = subprocess.run([self.binary, "version"], capture_output=True, text=True)
         out = (r.stdout or r.stderr).strip()
         return out.splitlines()[0] if r.returncode == 0 and out else "tern"
 

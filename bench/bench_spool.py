@@ -71,7 +71,11 @@ BENCH_SPOOL_SESSIONS (20), BENCH_SPOOL_SIZE (4096), BENCH_SPOOL_QUIET_WAIT
 where a niced fuzzer keeps one CPU busy), BENCH_SPOOL_NOISY_RATE (150 files/s),
 BENCH_SPOOL_NOISY_SIZE (65536), BENCH_SPOOL_NOISY_LIFE (0.2 s),
 BENCH_SPOOL_NOISY_MAX_S (600), BENCH_SPOOL_DELETE_FILES (3000),
-BENCH_SPOOL_DELETE_SIZE (16384), BENCH_SPOOL_DELETE_MAX_S (60). With the
+BENCH_SPOOL_DELETE_SIZE (16384), BENCH_SPOOL_DELETE_MAX_S (60),
+BENCH_SPOOL_BASELINE (a tern binary run beside the others as tern-at-filing
+with its own defaults: the code the issue was filed against, whose CPU per
+message is the target's "today's"; bench/run.sh sets it to
+build/baseline/tern when make bench-baseline has built that). With the
 defaults and two tern methods about 15-20 minutes on the 2-vCPU machine of
 docs/PERFORMANCE.md. A quick check: BENCH_SPOOL_ROUNDS=1 BENCH_SPOOL_MSGS=300
 BENCH_SPOOL_ONE_MSGS=50 BENCH_SPOOL_LATENCY_MSGS=50.
@@ -101,6 +105,10 @@ def _env_float(name, default):
 
 
 METHODS = os.environ.get("BENCH_SPOOL_METHODS", "syncfs journal").split()
+# The tern the issue was filed against (make bench-baseline builds it), run
+# beside the others with its own defaults: "today's" CPU in the issue's target.
+BASELINE = os.environ.get("BENCH_SPOOL_BASELINE", "")
+BASELINE_NAME = "tern-at-filing"
 ROUNDS = _env_int("BENCH_SPOOL_ROUNDS", 3)
 CONDITIONS = os.environ.get("BENCH_SPOOL_CONDITIONS", "quiet noisy deletes").split()
 MSGS = _env_int("BENCH_SPOOL_MSGS", 2000)
@@ -426,10 +434,18 @@ def spool_part(work: Path):
         shm.mkdir(mode=0o755)
     shm.chmod(0o755)  # smtp-sink runs as nobody
     names = [f"tern-{m}" for m in methods] + ["postfix"]
+    if BASELINE and not os.access(BASELINE, os.X_OK):
+        res["left_out"][BASELINE_NAME] = f"BENCH_SPOOL_BASELINE={BASELINE} is not an executable"
+        log(f"bench: spool: leaving out {BASELINE_NAME}: {res['left_out'][BASELINE_NAME]}")
+    elif BASELINE:
+        names.insert(len(methods), BASELINE_NAME)
     sinks = {n: bench.Sink(n, shm) for n in names}
     ceiling = bench.Sink("ceiling", shm, dump=False)
     servers = [bench.Tern(work / f"tern-{m}", users, sinks[f"tern-{m}"].port, name=f"tern-{m}",
                           settings={"queue_sync_method": m}) for m in methods]
+    if BASELINE_NAME in names:
+        servers.append(bench.Tern(work / BASELINE_NAME, users, sinks[BASELINE_NAME].port, name=BASELINE_NAME,
+                                  binary=BASELINE))
     servers.append(bench.Postfix(work / "postfix", users, sinks["postfix"].port))
     conds = {c: Condition(c, work) for c in CONDITIONS}
     bare_path = work / "bare.dat"
@@ -683,14 +699,18 @@ def report(res):
                   f"relayed {ratio_text(ratio(res, cond, 'relay', t, 'postfix', lambda r: r['relayed_rate']))}")
             print(f"    {t}/{CEILING}: accepted "
                   f"{ratio_text(ratio(res, cond, 's20', t, CEILING, accepted))}")
-        if "tern-syncfs" in terns:
+        for base in (BASELINE_NAME, "tern-syncfs"):
+            if base not in terns:
+                continue
             for t in terns:
-                if t != "tern-syncfs":
-                    print(f"    {t}/tern-syncfs: whole-machine CPU ms/msg at 20 sessions "
-                          f"{ratio_text(ratio(res, cond, 's20', t, 'tern-syncfs', machine_cpu))}, "
+                if t not in (base, BASELINE_NAME):
+                    print(f"    {t}/{base}: whole-machine CPU ms/msg at 20 sessions "
+                          f"{ratio_text(ratio(res, cond, 's20', t, base, machine_cpu))}, "
                           f"less others' processes "
-                          f"{ratio_text(ratio(res, cond, 's20', t, 'tern-syncfs', own_cpu))}")
+                          f"{ratio_text(ratio(res, cond, 's20', t, base, own_cpu))}")
         for t in terns:
+            if t == BASELINE_NAME:
+                continue
             targets = target_lines(res, cond, t, terns)
             if targets:
                 print(f"  issue 12's targets, {t}: " + "; ".join(targets))
@@ -699,8 +719,9 @@ def report(res):
           "delivery, client, sink and kernel threads included, the neighbour's own CPU taken off but not "
           "the writeback of its files; less others' processes: without the CPU of processes other than "
           "the bench's and the servers' (a fuzzer, other test suites), kernel threads still counted. "
-          "The issue's CPU target is half of today's, taken as tern-syncfs in the same run; its 0.84 ms "
-          "was measured at 1 KiB)")
+          f"The issue's CPU target is half of today's: {BASELINE_NAME}'s in the same run (the code the "
+          "issue was filed against, BENCH_SPOOL_BASELINE, built by make bench-baseline), else tern-syncfs's; "
+          "its 0.84 ms was measured at 1 KiB)")
 
 
 def target_lines(res, cond, t, terns):
@@ -731,9 +752,10 @@ def target_lines(res, cond, t, terns):
             out.append(f"end of DATA within 0.3 ms of one fdatasync ({statistics.median(one):.3f} ms): "
                        f"{d:+.3f} ms {'met' if d <= 0.3 else 'NOT met'}")
         check("relayed >= 5x", ratio(res, cond, "relay", t, "postfix", lambda r: r["relayed_rate"]), 5)
-        if t != "tern-syncfs" and "tern-syncfs" in terns:
-            check("whole-machine CPU/msg (less others' processes) <= half of tern-syncfs's",
-                  ratio(res, cond, "s20", t, "tern-syncfs", own_cpu), 0.5, higher=False)
+        today = BASELINE_NAME if BASELINE_NAME in terns else "tern-syncfs"
+        if t != today and today in terns:
+            check(f"whole-machine CPU/msg (less others' processes) <= half of {today}'s",
+                  ratio(res, cond, "s20", t, today, own_cpu), 0.5, higher=False)
     elif cond == "noisy":
         check("accepted >= 3x Postfix", ratio(res, cond, "s20", t, "postfix", accepted), 3)
         check("delivered >= 3x", ratio(res, cond, "s20", t, "postfix", delivered), 3)

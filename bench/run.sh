@@ -10,7 +10,9 @@
 # spool (bench/bench_spool.py, issue 12's targets): tern per queue_sync_method
 # in BENCH_SPOOL_METHODS ("syncfs journal"; a method the built tern rejects is
 # left out, saying so), Postfix and smtp-sink, alternated, quiet, beside a
-# noisy neighbour and right after 3,000 deletes; about 15-20 minutes with the
+# noisy neighbour and right after 3,000 deletes (and, once `make bench-baseline`
+# has built it, the tern issue 12 was filed against, as tern-at-filing, for the
+# CPU target's "today's"); about 15-20 minutes with the
 # defaults. A quick check: BENCH_ONLY=spool BENCH_SPOOL_ROUNDS=1
 # BENCH_SPOOL_MSGS=300 BENCH_SPOOL_ONE_MSGS=50 BENCH_SPOOL_LATENCY_MSGS=50.
 set -eu
@@ -25,5 +27,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true
 if [ "$(ulimit -n)" -lt 4096 ]; then
     echo "bench: ulimit -n is $(ulimit -n); 1,000 connections need more" >&2
     exit 1
+fi
+# the code issue 12 was filed against, when make bench-baseline has built it
+if [ -z "${BENCH_SPOOL_BASELINE:-}" ] && [ -x build/baseline/tern ]; then
+    export BENCH_SPOOL_BASELINE="$PWD/build/baseline/tern"
 fi
 exec /usr/bin/python3 bench/bench.py "$@"
