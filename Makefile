@@ -5,6 +5,8 @@
 #   make check      the quick loop: layout check, unit and integration tests on the
 #                   ASan+UBSan build (no package installs, no clang build, no fuzzing)
 #   make bench      tern vs Postfix, side by side (see docs/PERFORMANCE.md)
+#   make bench-baseline  build/baseline/tern: the code issue 12 was filed against,
+#                   run by make bench's spool part beside today's (git history needed)
 #   make journal-probe  the spool's candidate commit designs measured side by side
 #                   (issue 12; not part of make test; see docs/PERFORMANCE.md)
 #   make fuzz-long  HOURS=N: fuzz every target for a share of N CPU-hours and merge
