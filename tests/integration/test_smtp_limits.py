@@ -1,5 +1,6 @@
 """The SMTP server's limits (all parameters with Postfix's names), its behaviour
 under many concurrent sessions, and when the queue process goes away."""
+import contextlib
 import os
 import re
 import signal
@@ -226,6 +227,23 @@ def test_activity_resets_the_timeout(tern_instance):
         assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern_instance.log_text()
 
 
+@contextlib.contextmanager
+def queue_stopped_at_the_dot(inst, subject):
+    """A session whose message's final dot is sent while the queue process is
+    stopped (SIGSTOP): yields the session; the queue goes on after the block."""
+    s = greeted(inst)
+    sentinel(inst, s, user="first")   # the queue has logged: its pid is known
+    queue = process_pid(inst, "queue")
+    start_transaction(s)
+    assert s.cmd("DATA")[0] == 354
+    os.kill(queue, signal.SIGSTOP)
+    try:
+        s.send(b"From: a@example.org\r\nSubject: " + subject + b"\r\n\r\nbody\r\n.\r\n")
+        yield s
+    finally:
+        os.kill(queue, signal.SIGCONT)
+
+
 def test_a_slow_commit_is_not_the_clients_timeout(tern_instance):
     """smtpd reads on while the queue commits a message, but a commit that
     takes longer than smtpd_timeout is no timeout of the client's (who was
@@ -233,18 +251,9 @@ def test_a_slow_commit_is_not_the_clients_timeout(tern_instance):
     session goes on; never a 421 and a closed connection."""
     tern_instance.write_config(smtpd_timeout="1s")
     tern_instance.start()
-    s = greeted(tern_instance)
-    sentinel(tern_instance, s, user="first")   # the queue has logged: its pid is known
-    queue = process_pid(tern_instance, "queue")
-    start_transaction(s)
-    assert s.cmd("DATA")[0] == 354
-    os.kill(queue, signal.SIGSTOP)
-    try:
-        s.send(b"From: a@example.org\r\nSubject: slow commit\r\n\r\nbody\r\n.\r\n")
+    with queue_stopped_at_the_dot(tern_instance, b"slow commit") as s:
         assert s.read_reply(timeout=10) == (451, "451 4.3.0 Error: queue service timeout, try again later")
         assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern_instance.log_text()
-    finally:
-        os.kill(queue, signal.SIGCONT)
     assert s.cmd("QUIT")[0] == 221
     assert "timeout after" not in tern_instance.log_text()
     tern_instance.wait_log("no answer from the queue service in 1 seconds")
@@ -257,19 +266,10 @@ def test_a_client_that_leaves_during_the_commit_ends_its_session_at_once(tern_in
     goes on and the message is delivered, as with Postfix (the client saw
     no 250, so it will send again: at least once)."""
     tern_instance.start()
-    s = greeted(tern_instance)
-    sentinel(tern_instance, s, user="first")   # the queue has logged: its pid is known
-    queue = process_pid(tern_instance, "queue")
-    start_transaction(s)
-    assert s.cmd("DATA")[0] == 354
-    os.kill(queue, signal.SIGSTOP)
-    try:
-        s.send(b"From: a@example.org\r\nSubject: left early\r\n\r\nbody\r\n.\r\n")
+    with queue_stopped_at_the_dot(tern_instance, b"left early") as s:
         s.close()
         tern_instance.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=2 rcpt=2 data=1/2 commands=6/7",
                                timeout=5)
-    finally:
-        os.kill(queue, signal.SIGCONT)
     msgs = tern_instance.wait_messages("you")
     assert len(msgs) == 1 and b"\nSubject: left early\n" in msgs[0].read_bytes()
 
