@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "local/deliver.h"
@@ -364,6 +365,34 @@ static void test_names_unique(void **state)
     free(paths);
 }
 
+/* The pid in a name is the delivering process's own, also in a child forked
+ * after the parent delivered (the pid is asked once per process). */
+static void test_names_of_a_forked_child_carry_its_pid(void **state)
+{
+    struct fx *fx = *state;
+    const char *content = "Subject: x\r\n\r\ny\r\n";
+    struct deliver_input in = deliver_fx_input(&fx->d, "", content, strlen(content));
+    struct deliver_error err = {0};
+    char *parent_path = NULL;
+    assert_int_equal(maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &parent_path, &err), 0);
+    assert_dovecot_name(strrchr(parent_path, '/') + 1, (off_t)strlen("Subject: x\n\ny\n"));
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char *path = NULL;
+        int ok = maildir_deliver(fx->maildir, (uid_t)-1, (gid_t)-1, &in, &path, &err) == 0;
+        long long sec, usec, pid = 0;
+        ok = ok && sscanf(strrchr(path, '/') + 1, "%lld.M%lldP%lld", &sec, &usec, &pid) == 3 &&
+             pid == (long long)getpid();
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(count_entries(fx->maildir, "new", NULL), 2);
+    free(parent_path);
+}
+
 static void assert_mode(const char *dir, const char *sub, mode_t mode)
 {
     char *p = sub ? xasprintf("%s/%s", dir, sub) : xstrdup(dir);
@@ -711,6 +740,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exact_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crlf_split_across_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_unique, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_of_a_forked_child_carry_its_pid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dirs_created_0700_trailing_slash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_existing_maildir_modes_untouched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_parent, setup, teardown),
