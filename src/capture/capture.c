@@ -155,6 +155,7 @@ int capture_main(struct runtime *rt)
     event_free(cp.listen_ev);
     event_free(cp.prune_timer);
     capture_store_close();
+    log_batch_on(NULL);   /* its flush event goes with the loop */
     event_base_free(cp.base);
     capture_mime_shutdown();
     g_mime_shutdown();

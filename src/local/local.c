@@ -222,10 +222,12 @@ static int is_journal_segment(const char *path)
 /* Journal segments stay open between deliveries: a segment holds thousands
  * of messages, and opening it for each (as the mail owner: two identity
  * switches each way, the open, the checks, the close) was nine system
- * calls of a delivery's twenty-odd. A segment's path is never reused (seqs
- * only grow) and its size never changes; a retired segment's file is
- * renamed, not unlinked, so an entry that is no longer asked for only
- * holds a descriptor until it is the least recently used. */
+ * calls of a delivery's twenty-odd. A segment's path is not reused while
+ * its queue process lives (seqs only grow; a journal rebuilt by hand could
+ * start them again, so a queue connection that closes empties the cache)
+ * and its size never changes; a retired segment's file is renamed, not
+ * unlinked, so an entry that is no longer asked for only holds a
+ * descriptor until it is the least recently used. */
 #define SEGMENTS_OPEN 4
 static struct open_segment {
     char *path;
@@ -257,6 +259,18 @@ static void segment_keep(const char *path, int fd, off_t size)
         free(slot->path);
     }
     *slot = (struct open_segment){xstrdup(path), fd, size, ++segments_clock};
+}
+
+/* A queue process that goes away may come back with its journal rebuilt
+ * (segment names start again only then): nothing kept outlives it. */
+static void segments_forget(void)
+{
+    for (int i = 0; i < SEGMENTS_OPEN; i++)
+        if (segments[i].path) {
+            close(segments[i].fd);
+            free(segments[i].path);
+            segments[i] = (struct open_segment){0};
+        }
 }
 
 /* Done with a request's queue file: closed unless it is a kept segment. */
@@ -558,6 +572,7 @@ static void client_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         maildir_batch_drop_channel(ch);
         ipc_chan_free(ch);
         free(c);
+        segments_forget();
         return;
     }
     if (m->type == IPC_BARRIER_REPLY) {
@@ -719,6 +734,8 @@ int local_main(struct runtime *rt)
     free(lc.spool_dir);
     free(lc.luser_relay);
     free(lc.delimiters);
+    segments_forget();
+    log_batch_on(NULL);   /* its flush event goes with the loop */
     event_base_free(lc.base);
     return 0;
 }

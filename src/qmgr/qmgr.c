@@ -588,6 +588,7 @@ int qmgr_main(struct runtime *rt)
     resolver_free(qm.resolver);
     free(qm.myhostname);
     free(qm.mailbox_transport);
+    log_batch_on(NULL);   /* its flush event goes with the loop */
     event_base_free(qm.base);
     return 0;
 }

@@ -403,6 +403,7 @@ int smtpd_main(struct runtime *rt)
     smtpd_capture_shutdown();
     resolver_free(resolver);
     close(incoming_dirfd);
+    log_batch_on(NULL);   /* its flush event goes with the loop */
     event_base_free(smtpd_base);
     return 0;
 }

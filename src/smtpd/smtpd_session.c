@@ -286,6 +286,17 @@ static void set_input_high_water(struct smtp_session *s)
     }
 }
 
+/* Everything the client sent is handled: one that closed its sending side
+ * during a commit is done (its replies still leave: close after them). */
+static void end_if_peer_done(struct smtp_session *s)
+{
+    if (!s->peer_done || s->state == SS_CLOSING)
+        return;
+    if (s->state != SS_INIT && s->state != SS_READY)
+        log_info("lost connection after %s from %s[%s]", s->where, s->client_name, s->client_addr);
+    smtpd_session_close_after_reply(s);
+}
+
 static void session_process(struct smtp_session *s)
 {
     for (;;) {
@@ -302,12 +313,16 @@ static void session_process(struct smtp_session *s)
              * big) count as errors too: the same limits and tarpit */
             unsigned errors_before = s->errors;
             if (s->state == SS_DATA) {
-                if (!smtpd_content_read_dot(s))
+                if (!smtpd_content_read_dot(s)) {
+                    end_if_peer_done(s);
                     return;
+                }
                 smtpd_content_end(s);
             } else {
-                if (!smtpd_content_read_bdat(s))
+                if (!smtpd_content_read_bdat(s)) {
+                    end_if_peer_done(s);
                     return;
+                }
                 smtpd_content_bdat_done(s, s->bdat_chunk_size);
             }
             if (smtpd_session_check_error_limit(s))
@@ -322,8 +337,10 @@ static void session_process(struct smtp_session *s)
             return;
         }
         unsigned errors_before = s->errors;
-        if (!read_command_line(s))
+        if (!read_command_line(s)) {
+            end_if_peer_done(s);
             return;
+        }
         if (smtpd_session_check_error_limit(s))
             return;
         if (s->errors > errors_before && pause_after_error(s))
@@ -452,13 +469,23 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         session_free(s);
         return;
     }
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state == SS_COMMIT) {
+        /* A client may close its sending side after pipelining the dot
+         * and QUIT (nc -N) and still read its replies: they come, and the
+         * session ends after them (end_if_peer_done). libevent has stopped
+         * reading. A reset or an error still ends the session at once. */
+        s->peer_done = 1;
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         log_info("timeout after %s from %s[%s]", s->where, s->client_name, s->client_addr);
         if (!s->closing_after_write) {
             smtpd_session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->set->myhostname);
             /* During a commit (a client that reads no replies) the file is
-             * the queue's: leave it alone, and let no 250 follow the 421. */
-            if (s->state == SS_COMMIT)
+             * the queue's once handed over: leave it alone, and let no 250
+             * follow the 421. Before that (mail authentication's answers
+             * still awaited) the transaction ends here, its checks too. */
+            if (s->state == SS_COMMIT && !s->writer)
                 smtpd_commit_cancel(s);
             else
                 smtpd_session_reset_transaction(s);
@@ -534,6 +561,11 @@ void smtpd_session_start_tls(struct smtp_session *s)
     }
     s->bev = tls;
     session_setup_bev(s);
+    /* From here the filter's timeouts count the client's time; the socket's
+     * read timer under it would go on from the last bytes in, also while a
+     * commit has the filter's off. Its write timer stays. */
+    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
+    bufferevent_set_timeouts(bufferevent_get_underlying(tls), NULL, &tv);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 

@@ -87,6 +87,9 @@ struct smtp_session {
     int pipelining_logged;
     struct event *error_sleep;  /* past smtpd_soft_error_limit: a pause after each error */
     int closing_after_write;
+    /* the client closed its sending side during a commit (on_event): the
+     * session ends once the input it sent before is handled */
+    int peer_done;
     int plain_socket;           /* no TLS on this connection (yet): replies may go straight to the socket */
     int output_blocked;         /* reading paused until the client reads its replies */
     size_t input_high_water;    /* the read-ahead bound set on bev (0: none yet) */

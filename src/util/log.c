@@ -6,7 +6,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,14 +59,41 @@ static void write_all(int fd, const char *p, size_t n)
     }
 }
 
+/* Whether stderr and log_fd are regular files (checked when they are set):
+ * an O_APPEND write to one is never interleaved with another process's, but
+ * on a pipe or a FIFO only a write of at most PIPE_BUF bytes is whole. */
+static int stderr_regular, log_fd_regular;
+
+static int is_regular(int fd)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* Writes whole lines: at once to a regular file, else in pieces of at most
+ * PIPE_BUF bytes that end at a line's end (a line is at most 2400 bytes). */
+static void write_lines(int fd, int regular, const char *p, size_t n)
+{
+    while (n > PIPE_BUF && !regular) {
+        size_t piece = PIPE_BUF;
+        const char *nl = memrchr(p, '\n', PIPE_BUF);
+        if (nl)
+            piece = (size_t)(nl - p) + 1;
+        write_all(fd, p, piece);
+        p += piece;
+        n -= piece;
+    }
+    write_all(fd, p, n);
+}
+
 /* with batch_lock held */
 static void batch_flush_locked(void)
 {
     if (batch_len > 0) {
         if (log_to_stderr)
-            write_all(STDERR_FILENO, batch, batch_len);
+            write_lines(STDERR_FILENO, stderr_regular, batch, batch_len);
         if (log_fd >= 0)
-            write_all(log_fd, batch, batch_len);
+            write_lines(log_fd, log_fd_regular, batch, batch_len);
         batch_len = 0;
     }
 }
@@ -141,6 +170,7 @@ void log_batch_on(struct event_base *base)
         return;   /* without the fork hooks a child could write the parent's lines again */
     pthread_mutex_lock(&batch_lock);
     batch_flush_locked();
+    stderr_regular = log_to_stderr && is_regular(STDERR_FILENO);
     if (batch_event)
         event_free(batch_event);
     batch_event = base ? event_new(base, -1, 0, batch_event_run, NULL) : NULL;
@@ -151,8 +181,11 @@ void log_batch_on(struct event_base *base)
 
 void log_set_stderr(int on)
 {
-    log_flush();
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();
     log_to_stderr = on;
+    stderr_regular = on && is_regular(STDERR_FILENO);
+    pthread_mutex_unlock(&batch_lock);
 }
 
 void log_set_syslog(int on)
@@ -169,10 +202,12 @@ void log_set_debug(int on)
 
 void log_set_file(const char *path)
 {
-    log_flush();
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();
     if (log_fd >= 0)
         close(log_fd);
     log_fd = -1;
+    pthread_mutex_unlock(&batch_lock);
     free(log_path);
     log_path = NULL;
     if (!path || !*path)
@@ -184,20 +219,22 @@ void log_set_file(const char *path)
 
 void log_set_file_fd(const char *path, int fd)
 {
-    log_flush();
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();
     if (log_fd >= 0)
         close(log_fd);
+    log_fd = fd;
+    log_fd_regular = fd >= 0 && is_regular(fd);
+    pthread_mutex_unlock(&batch_lock);
     free(log_path);
     log_path = xstrdup(path);
     log_may_create = 0;
-    log_fd = fd;
 }
 
 void log_reopen(void)
 {
     if (!log_path)
         return;
-    log_flush();   /* what was logged before the rotation goes to the old file */
     /* never through a symlink: the local agent reopens it as root */
     int fd = open(log_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC | (log_may_create ? O_CREAT : 0), 0640);
     if (fd < 0) {
@@ -205,9 +242,14 @@ void log_reopen(void)
         log_error("cannot open log file %s: %s", log_path, strerror(e));
         return;
     }
+    /* under the lock: another thread may be writing to the old one */
+    pthread_mutex_lock(&batch_lock);
+    batch_flush_locked();   /* what was logged before the rotation goes to the old file */
     if (log_fd >= 0)
         close(log_fd);
     log_fd = fd;
+    log_fd_regular = is_regular(fd);
+    pthread_mutex_unlock(&batch_lock);
 }
 
 static void log_emit(int prio, const char *prefix, const char *fmt, va_list ap)

@@ -31,7 +31,11 @@ void log_set_debug(int on);
 
 #define LOG_BATCH_MAX 16384   /* bytes of lines one round may hold before they are written anyway */
 struct event_base;
-/* Batches the calling thread's lines by rounds of base's loop (NULL: off). */
+/* Batches the calling thread's lines by rounds of base's loop (NULL: off;
+ * call it so before freeing base: its flush event belongs to it). To a
+ * regular file a round is one write; to anything else (a pipe, a FIFO)
+ * pieces of at most PIPE_BUF bytes that end at a line's end, the most a
+ * pipe keeps whole beside another process's writes. */
 void log_batch_on(struct event_base *base);
 /* Writes the lines that wait (any thread). */
 void log_flush(void);

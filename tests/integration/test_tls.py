@@ -1,6 +1,8 @@
 """TLS on the server side: STARTTLS (RFC 3207) and port 465 wrapper mode
 (RFC 8314), checked with Python's ssl module, openssl s_client and swaks."""
+import os
 import re
+import signal
 import smtplib
 import socket
 import ssl
@@ -9,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import raw_session
+from conftest import process_pid, raw_session
 
 
 def client_ctx():
@@ -432,3 +434,73 @@ def test_pipelined_commands_over_starttls_are_answered_once_each_in_order(tern_i
                         regex=True)
     assert int(re.findall(r"starttls=1 noop=(\d+) commands", log)[-1]) <= 2000
     assert log.count("Anonymous TLS connection established") == 2
+
+
+class TLSReplies:
+    """Commands and replies over a TLS socket."""
+
+    def __init__(self, tls):
+        self.tls, self.buf = tls, b""
+
+    def reply(self, timeout=10):
+        self.tls.settimeout(timeout)
+        while True:
+            while b"\n" not in self.buf:
+                chunk = self.tls.recv(65536)
+                if not chunk:
+                    raise EOFError(f"closed; partial {self.buf!r}")
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\n", 1)
+            if line[3:4] != b"-":
+                return int(line[:3]), line.rstrip(b"\r").decode()
+
+    def cmd(self, line):
+        self.tls.sendall(line.encode() + b"\r\n")
+        return self.reply()
+
+
+def commit_over_starttls_with_the_queue_stopped(tern, seconds):
+    """A STARTTLS session whose final dot is sent with the queue process
+    stopped for the given seconds (None: until the reply comes); the reply."""
+    smtplib.SMTP(tern.host, tern.port).sendmail("a@example.org", ["first@localhost"],
+                                                 "From: a@example.org\r\nSubject: first\r\n\r\nfirst\r\n")
+    tern.wait_log(": removed")   # the queue has logged: its pid is known
+    queue = process_pid(tern, "queue")
+    s = TLSReplies(starttls_socket(tern))
+    assert s.cmd("EHLO client.example")[0] == 250
+    assert s.cmd("MAIL FROM:<a@example.org>")[0] == 250
+    assert s.cmd("RCPT TO:<you@localhost>")[0] == 250
+    assert s.cmd("DATA")[0] == 354
+    os.kill(queue, signal.SIGSTOP)
+    try:
+        s.tls.sendall(b"From: a@example.org\r\nSubject: over TLS\r\n\r\nbody\r\n.\r\n")
+        if seconds:
+            time.sleep(seconds)
+            os.kill(queue, signal.SIGCONT)
+        return s, s.reply(timeout=10)
+    finally:
+        os.kill(queue, signal.SIGCONT)
+
+
+def test_after_a_slow_commit_over_starttls_the_idle_time_counts_from_the_reply(tern_instance, tls_files):
+    """Over STARTTLS the client's idle time counts from the commit's 250, as
+    in plaintext: the socket under the TLS filter keeps no read timer of its
+    own (it ran from the final dot: a 1.5 s commit with smtpd_timeout 2 s
+    left the client 0.5 s after its 250)."""
+    tern = tls_tern(tern_instance, tls_files, smtpd_timeout="2s")
+    s, reply = commit_over_starttls_with_the_queue_stopped(tern, 1.5)
+    assert reply[0] == 250, reply
+    time.sleep(1.0)
+    assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern.log_text()[-1500:]
+    assert "timeout after" not in tern.log_text()
+
+
+def test_a_commit_longer_than_smtpd_timeout_over_starttls_is_answered_451(tern_instance, tls_files):
+    """The commit's own bound answers a commit that outlasts smtpd_timeout,
+    451 4.3.0, and the session goes on: no 421 for a client that was
+    waiting for us, over STARTTLS as in plaintext."""
+    tern = tls_tern(tern_instance, tls_files, smtpd_timeout="2s")
+    s, reply = commit_over_starttls_with_the_queue_stopped(tern, None)
+    assert reply == (451, "451 4.3.0 Error: queue service timeout, try again later"), reply
+    assert s.cmd("NOOP") == (250, "250 2.0.0 Ok"), tern.log_text()[-1500:]
+    assert "timeout after" not in tern.log_text()

@@ -11,10 +11,13 @@
 #include <cmocka.h>
 
 #include <event2/event.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -209,6 +212,46 @@ static void test_exit_writes_what_waits(void **state)
     assert_string_equal(messages(), "logged, then exit before the round ends\n");
 }
 
+/* A pipe (tern serve's stderr under a supervisor, a FIFO as maillog_file):
+ * only writes of at most PIPE_BUF bytes are whole there (another process's
+ * line can land inside a longer one), so to anything but a regular file a
+ * round's lines go in pieces of at most PIPE_BUF that end at a line's end.
+ * Seen here through a packet socket, where each write is one packet. */
+static void test_lines_go_to_a_pipe_in_whole_pieces(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv), 0);
+    int big = 1 << 20;
+    (void)setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    (void)setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    log_set_file_fd("/nonexistent/fifo", sv[1]);
+    struct event_base *base = event_base_new();
+    log_batch_on(base);
+    char filler[200];
+    memset(filler, 'x', sizeof filler - 1);
+    filler[sizeof filler - 1] = '\0';
+    for (int i = 0; i < 60; i++)   /* about 15 KB in one round */
+        log_info("line %02d %s END", i, filler);
+    run_round(base);
+    log_batch_on(NULL);
+    event_base_free(base);
+    log_set_file(NULL);   /* closes sv[1] */
+    static char packet[1 << 16];
+    int lines = 0, packets = 0;
+    ssize_t n;
+    while ((n = recv(sv[0], packet, sizeof packet, MSG_DONTWAIT)) > 0) {
+        packets++;
+        assert_true(n <= PIPE_BUF);
+        assert_int_equal(packet[n - 1], '\n');
+        for (ssize_t k = 0; k < n; k++)
+            lines += packet[k] == '\n';
+    }
+    close(sv[0]);
+    assert_int_equal(lines, 60);
+    assert_true(packets >= 4);   /* 60 lines of ~250 bytes: 15 KB in pieces of at most 4 KiB */
+}
+
 static void test_without_batching_each_line_is_written_at_once(void **state)
 {
     (void)state;
@@ -226,6 +269,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_child_never_writes_its_parents_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exit_writes_what_waits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_without_batching_each_line_is_written_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lines_go_to_a_pipe_in_whole_pieces, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
