@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -66,32 +65,13 @@ static char *host_part(void)
     return xstrdup(escaped);
 }
 
-/* This process's id for the names, asked once (getpid is a system call per
- * delivery otherwise); a forked child asks again before it names a file. */
-static pid_t name_pid;
-
-static void name_pid_forget(void)
-{
-    name_pid = 0;
-}
-
-static pid_t pid_for_names(void)
-{
-    static int hooked;
-    if (!hooked)
-        hooked = pthread_atfork(NULL, NULL, name_pid_forget) == 0;
-    if (!name_pid || !hooked)
-        name_pid = getpid();
-    return name_pid;
-}
-
 static char *unique_base_name(const char *host)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     delivery_counter++;
     return xasprintf("%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec, (long)tv.tv_usec,
-                     (long)pid_for_names(), delivery_counter, host);
+                     (long)getpid(), delivery_counter, host);
 }
 
 static char *without_trailing_slashes(const char *dir)

@@ -223,11 +223,12 @@ void smtpd_content_end(struct smtp_session *s)
     cleanup_result_free(&res);
     /* No command is handled until the final reply (session_process waits
      * in SS_COMMIT), but reading stays on: what the client pipelines waits
-     * in the input, at most SMTP_INPUT_COMMAND_HIGH_WATER of it, and a
-     * client that leaves ends the session at once (a pending commit goes
-     * on without it: smtpd_commit_cancel). Turning reading off and on
-     * around each commit cost two epoll_ctl calls a message. The client's
-     * read timeout waits too: the commit has its own (smtpd_commit). */
+     * in the input, at most SMTP_INPUT_COMMAND_HIGH_WATER of it; a client
+     * that closes its sending side still gets its replies (on_event), a
+     * reset ends the session at once (the commit goes on without it:
+     * smtpd_commit_cancel). Turning reading off and on around each commit
+     * cost two epoll_ctl calls a message. The client's read timeout waits
+     * too: the commit has its own (smtpd_commit). */
     s->state = SS_COMMIT;
     smtpd_session_client_timeout(s, 0);
     if (!smtpd_mailauth_finish(s, content_commit))

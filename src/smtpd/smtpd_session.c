@@ -508,6 +508,12 @@ void smtpd_session_client_timeout(struct smtp_session *s, int reading)
     struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
     /* no system call: the events stay in epoll, only their timers change */
     bufferevent_set_timeouts(s->bev, reading ? &tv : NULL, &tv);
+    /* Over STARTTLS the filter's timers count the client's time; a read
+     * timer on the socket under it would run from the last bytes in, also
+     * while a commit has the filter's off. Its write timer stays. */
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    if (under)
+        bufferevent_set_timeouts(under, NULL, &tv);
 }
 
 static void session_setup_bev(struct smtp_session *s)
@@ -561,11 +567,6 @@ void smtpd_session_start_tls(struct smtp_session *s)
     }
     s->bev = tls;
     session_setup_bev(s);
-    /* From here the filter's timeouts count the client's time; the socket's
-     * read timer under it would go on from the last bytes in, also while a
-     * commit has the filter's off. Its write timer stays. */
-    struct timeval tv = {s->set->timeout > 0 ? s->set->timeout : 300, 0};
-    bufferevent_set_timeouts(bufferevent_get_underlying(tls), NULL, &tv);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 

@@ -46,6 +46,8 @@ static struct event *batch_event;
 static int batch_scheduled;
 static pthread_t batch_thread;
 
+/* Not fsops_write_all: the tests' injected faults are for the spool's
+ * writes, and a log line must neither take one nor fail by one. */
 static void write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -129,17 +131,17 @@ static void fork_parent(void)
     pthread_mutex_unlock(&batch_lock);
 }
 
-static void fork_child(void)
-{
-    log_pid = (long)getpid();
-    batch_event = NULL;   /* the parent's loop's: never touched here */
-    batch_scheduled = 0;
-    pthread_mutex_unlock(&batch_lock);
-}
-
 static void log_pid_refresh(void)
 {
     log_pid = (long)getpid();
+}
+
+static void fork_child(void)
+{
+    log_pid_refresh();
+    batch_event = NULL;   /* the parent's loop's: never touched here */
+    batch_scheduled = 0;
+    pthread_mutex_unlock(&batch_lock);
 }
 
 void log_init(const char *role)

@@ -2,7 +2,7 @@
  *
  * Each process calls log_init() with its role name. Lines go to stderr when
  * running in the foreground, to maillog_file when one is set (opened O_APPEND,
- * one write per line, so processes can share it), else to syslog facility
+ * written in whole lines, so processes can share it), else to syslog facility
  * mail. Every message is made printable first (str_printable: controls and
  * invalid UTF-8 become '?', CR/LF/TAB a space), whatever its arguments. log_reopen() reopens the file after rotation (SIGUSR1).
  *
