@@ -343,13 +343,22 @@ def test_garbage_in_maildrop_is_moved_aside(tern):
     assert (tern.queue_dir / "corrupt" / "maildrop-0123456789abcdef").read_bytes() == b"not a maildrop file\n"
 
 
+def write_whole(path, data):
+    """Puts a drop file into maildrop/ whole, as sendmail does (written
+    beside it, then renamed in): a large one written in place can be seen
+    half-written by the queue's first scan, and is then moved aside."""
+    tmp = path.parent.parent / (path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.rename(tmp, path)
+
+
 def test_drop_file_with_too_many_recipients_is_moved_aside(tern):
     """Any local user can write a drop file straight into maildrop/: one
     naming 40,000 recipients is moved aside (more than 10,000), and mail of
     others is picked up meanwhile; sendmail refuses as many at the door."""
     drop = tern.queue_dir / "maildrop" / "00112233445566778899aabbccddee01"
     rcpts = "".join(f"R u{i:07d}@remote.example\n" for i in range(40000))
-    drop.write_bytes(f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
+    write_whole(drop, f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
     sendmail(tern, "alice@localhost")      # wakes pickup
     # under ASan the 40,000 lines take about 5 s before alice's file (10 s timed out once)
     tern.wait_messages("alice", timeout=30)
@@ -364,7 +373,7 @@ def test_drop_file_recipients_are_taken_without_quadratic_work(tern):
     drop = tern.queue_dir / "maildrop" / "00112233445566778899aabbccddee02"
     rcpts = "".join(f"R u{i % 9000:07d}@remote.example\n" for i in range(9500))
     rcpts += "".join(f"R bad address {i}\n" for i in range(500))
-    drop.write_bytes(f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
+    write_whole(drop, f"TERNMD01\nS root@example.test\n{rcpts}\nSubject: many\r\n\r\nbody\r\n".encode())
     sendmail(tern, "alice@localhost")
     log = tern.wait_log(r": from=<root@example.test>, size=\d+, nrcpt=9000 ", regex=True, timeout=30)
     assert log.count("malformed recipient address") == 1, log[-2000:]
