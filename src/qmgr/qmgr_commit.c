@@ -151,6 +151,17 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
             log_warn("%s: the queue file smtpd sent could not be received (out of descriptors?)",
                      id && queue_id_valid(id) ? id : "?");
             commit_done(cc, 0, NULL, EMFILE);
+        } else if (ipc_msg_get(m, "file")) {
+            size_t len;
+            const void *file = ipc_msg_get_bytes(m, "file", &len);
+            if (m->fd >= 0) {
+                log_error("%s: a COMMIT with the queue file both inside and as a descriptor; refused",
+                          id && queue_id_valid(id) ? id : "?");
+                commit_done(cc, 0, NULL, EBADMSG);
+                return;
+            }
+            prepare_durable_reply(cc);
+            store_commit_bytes(id ? id : "", file, len, cc->reply.len ? &cc->reply : NULL, commit_done, cc);
         } else if (m->fd >= 0) {
             int memfd = m->fd;
             m->fd = -1;

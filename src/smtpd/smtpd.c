@@ -5,8 +5,8 @@
  * before calling smtpd_main). It writes each message into its own queue
  * file, in incoming/ or (journal spool) in memory, and asks the queue
  * process, over private/queue, to commit it (a file in memory goes along
- * as a descriptor); the queue answers once the message is durable and
- * smtpd then says 250.
+ * inside the message, or as a descriptor when it is too large for one);
+ * the queue answers once the message is durable and smtpd then says 250.
  *
  * Signals: SIGTERM closes sessions with 421 and exits; SIGUSR2 (reload)
  * stops accepting and exits when the last session ends. */
@@ -161,13 +161,17 @@ static void on_commit_timeout(evutil_socket_t fd, short what, void *arg)
         p->cb(session, 0, "451 4.3.0 Error: queue service timeout, try again later");
 }
 
-void smtpd_commit(const char *id, int memfd, size_t charged, smtpd_commit_cb cb, void *arg)
+_Static_assert(SMTPD_COMMIT_FILE_MAX + 1024 <= IPC_MAX_MSG, "a COMMIT with its file fits one message");
+
+void smtpd_commit(const char *id, int memfd, const struct strbuf *bytes, size_t charged, smtpd_commit_cb cb,
+                  void *arg)
 {
+    int in_bytes = bytes && bytes->len > 0;
     if (queue_connect() != 0) {
         smtpd_content_memory_release(charged);
         if (memfd >= 0)
             close(memfd);
-        else
+        else if (!in_bytes)
             unlinkat(incoming_dirfd, id, 0);
         cb(arg, 0, "451 4.3.0 Error: queue service unavailable, try again later");
         return;
@@ -186,6 +190,8 @@ void smtpd_commit(const char *id, int memfd, size_t charged, smtpd_commit_cb cb,
     struct ipc_msg m;
     ipc_msg_init(&m, IPC_COMMIT, p->reqid);
     ipc_msg_add(&m, "id", id);
+    if (in_bytes)
+        ipc_msg_add_bytes(&m, "file", bytes->buf, bytes->len);
     if (ipc_chan_send_fd(queue_chan, &m, memfd) != 0) {
         /* queue_reply(NULL) already failed every pending commit */
     }

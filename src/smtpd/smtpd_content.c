@@ -22,6 +22,7 @@
 #include "spool/storage_reply.h"
 #include "util/log.h"
 #include "util/mem.h"
+#include "util/strbuf.h"
 
 #define SMTP_DATA_CHUNK 16384
 
@@ -140,9 +141,11 @@ static void content_commit(struct smtp_session *s)
         queue_file_message_set_attr(&s->env, QF_ATTR_PREPEND, results);
     int memfd;
     size_t charged;
-    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd, &charged) != 0) {
+    struct strbuf bytes = STRBUF_INIT;
+    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd, &charged, &bytes, SMTPD_COMMIT_FILE_MAX) != 0) {
         int e = errno;
         s->writer = NULL;
+        strbuf_free(&bytes);
         log_warn("%s: queue file write error: %s", s->id, strerror(e));
         smtpd_content_storage_error(s, e);
         transaction_over(s);
@@ -150,7 +153,8 @@ static void content_commit(struct smtp_session *s)
     }
     s->writer = NULL;
     s->content_charged -= charged; /* the commit's now, until the queue answers */
-    smtpd_commit(s->id, memfd, charged, commit_done, s);
+    smtpd_commit(s->id, memfd, &bytes, charged, commit_done, s);
+    strbuf_free(&bytes);
 }
 
 void smtpd_content_end(struct smtp_session *s)

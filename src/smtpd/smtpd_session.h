@@ -101,12 +101,18 @@ void smtpd_settings_free(struct smtpd_settings *s);
 
 /* The services smtpd gives to sessions (implemented in smtpd.c). */
 struct ipc_msg;
+struct strbuf;
 typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
-/* Asks the queue to take the queue file ID: memfd when it is in memory
- * (taken over, with the charged bytes of the content budget, released when
- * the queue has answered or is gone), else -1 for incoming/ID. cb gets ok
+/* The largest queue file that goes to the queue inside its COMMIT message
+ * (with room in the message for the rest of it: ipc.h's IPC_MAX_MSG). */
+#define SMTPD_COMMIT_FILE_MAX (63u * 1024)
+/* Asks the queue to take the queue file ID: in bytes (not NULL, not empty:
+ * the whole file) or memfd (taken over) when it is in memory, with the
+ * charged bytes of the content budget, released when the queue has answered
+ * or is gone; else bytes NULL or empty and memfd -1: incoming/ID. cb gets ok
  * and, on failure, the complete reply to send ("451 4.3.0 ..."). */
-void smtpd_commit(const char *id, int memfd, size_t charged, smtpd_commit_cb cb, void *arg);
+void smtpd_commit(const char *id, int memfd, const struct strbuf *bytes, size_t charged, smtpd_commit_cb cb,
+                  void *arg);
 /* Gives back bytes of the budget for queue files in memory (a commit's,
  * once the queue has answered for it; SMTPD_CONTENT_MEMORY). */
 void smtpd_content_memory_release(size_t bytes);

@@ -196,9 +196,10 @@ struct queue_file_writer {
     int dirfd;
     int fd;
     char *name;
-    /* queue_file_writer_open_memory: the file is a memfd while mem.max is
-     * not 0 (0: in dirfd from the start, or spilled); charged: bytes of
-     * mem's budget it holds */
+    /* queue_file_writer_open_memory: the file is in memory while mem.max
+     * is not 0 (0: in dirfd from the start, or spilled): in buf alone until
+     * it outgrows it (fd is -1 until then), then in a memfd; charged: bytes
+     * of mem's budget it holds */
     struct queue_file_memory mem;
     size_t charged;
     uint64_t written;     /* bytes written to fd so far */
@@ -240,14 +241,34 @@ static int memory_grow(struct queue_file_writer *w, uint64_t size)
 /* The file leaves memory: it moves to dirfd/name, as if written there. */
 static int writer_spill(struct queue_file_writer *w)
 {
-    int fd = fsops_copy_to_new(w->dirfd, w->name, w->fd, w->written);
+    int fd = w->fd < 0 ? fsops_openat(w->dirfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+                       : fsops_copy_to_new(w->dirfd, w->name, w->fd, w->written);
     if (fd < 0)
         return -1;
     lock_new_file(fd);
-    close(w->fd);
+    if (w->fd >= 0)
+        close(w->fd);
     w->fd = fd;
     w->mem.max = 0;
     memory_release(w);
+    return 0;
+}
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3; Debian 12's headers predate it */
+#endif
+
+/* A file in memory that outgrows the buffer gets its memfd (never
+ * executable; older kernels do not know the flag: without it); where none
+ * can be made it is a file in dirfd after all. */
+static int writer_memfd(struct queue_file_writer *w)
+{
+    int fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL)
+        fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return writer_spill(w);
+    w->fd = fd;
     return 0;
 }
 
@@ -255,6 +276,8 @@ static int writer_spill(struct queue_file_writer *w)
 static int writer_append(struct queue_file_writer *w, const void *data, size_t len)
 {
     if (w->mem.max && memory_grow(w, w->written + len) != 0 && writer_spill(w) != 0)
+        return -1;
+    if (w->fd < 0 && writer_memfd(w) != 0)
         return -1;
     if (fsops_write_all(w->fd, data, len) != 0)
         return -1;
@@ -295,23 +318,14 @@ int queue_file_writer_open(int dirfd, const char *name, struct queue_file_writer
     return writer_new(dirfd, name, fd, NULL, out);
 }
 
-#ifndef MFD_NOEXEC_SEAL
-#define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3; Debian 12's headers predate it */
-#endif
-
 int queue_file_writer_open_memory(int dirfd, const char *name, const struct queue_file_memory *mem,
                                   struct queue_file_writer **out)
 {
-    /* Never executable (older kernels do not know the flag: without it) */
-    int fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
-    if (fd < 0 && errno == EINVAL)
-        fd = memfd_create("tern-queue-file", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0 || mem->max == 0) {
-        if (fd >= 0)
-            close(fd);
-        return queue_file_writer_open(dirfd, name, out); /* a file after all */
-    }
-    return writer_new(dirfd, name, fd, mem, out);
+    if (mem->max == 0)
+        return queue_file_writer_open(dirfd, name, out);
+    /* no descriptor until the file outgrows the buffer (writer_append):
+     * most messages never do, and go to the queue as bytes */
+    return writer_new(dirfd, name, -1, mem, out);
 }
 
 static int writer_flush(struct queue_file_writer *w)
@@ -377,10 +391,11 @@ static void encode_envelope(struct strbuf *out, const struct queue_file_message 
 }
 
 int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd,
-                                    size_t *charged)
+                                    size_t *charged, struct strbuf *bytes, size_t bytes_max)
 {
     int rc = -1;
     struct strbuf env = STRBUF_INIT;
+    int as_bytes = 0;
     if (memfd)
         *memfd = -1;
     if (charged)
@@ -394,18 +409,23 @@ int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_fi
     for (int i = 0; i < 8; i++)
         off[i] = (unsigned char)(env_off >> (8 * i));
     if (w->written == 0 && w->buflen + env.len <= sizeof w->buf) {
-        /* all of it is still in the buffer, the header first: one write */
+        /* all of it is still in the buffer, the header first: one write,
+         * or none when the caller takes it as bytes */
         memcpy(w->buf + 8, off, sizeof off);
         memcpy(w->buf + w->buflen, env.buf, env.len);
         w->buflen += env.len;
-        if (writer_flush(w) != 0)
+        as_bytes = bytes && memfd && w->mem.max && w->fd < 0 && w->buflen <= bytes_max &&
+                   memory_grow(w, w->buflen) == 0;
+        if (as_bytes)
+            strbuf_append(bytes, w->buf, w->buflen);
+        else if (writer_flush(w) != 0)
             goto out;
     } else if (writer_flush(w) != 0 || writer_append(w, env.buf, env.len) != 0 ||
                fsops_pwrite_all(w->fd, off, sizeof off, 8) != 0) {
         goto out;
     }
     /* Sealed: the reader may trust that what it checked is what it keeps. */
-    if (w->mem.max && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+    if (w->mem.max && !as_bytes && fcntl(w->fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)
         goto out;
     m->content_offset = QF_HEADER_SIZE;
     m->content_length = w->content_len;
@@ -416,13 +436,13 @@ out:;
     int e = errno;
     strbuf_free(&env);
     if (rc == 0 && w->mem.max) {
-        *memfd = w->fd;
+        *memfd = w->fd;   /* -1 with the file in bytes */
         if (charged)
             *charged = w->charged; /* the caller's now, with the descriptor */
         else
             memory_release(w);
         w->charged = 0;
-    } else if (close(w->fd) != 0 && rc == 0) {
+    } else if (w->fd >= 0 && close(w->fd) != 0 && rc == 0) {
         e = errno;
         rc = -1;
     }
@@ -437,14 +457,15 @@ out:;
 
 int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m)
 {
-    return queue_file_writer_finish_memory(w, m, NULL, NULL);
+    return queue_file_writer_finish_memory(w, m, NULL, NULL, NULL, 0);
 }
 
 void queue_file_writer_abort(struct queue_file_writer *w)
 {
     if (!w)
         return;
-    close(w->fd);
+    if (w->fd >= 0)
+        close(w->fd);
     if (!w->mem.max)
         fsops_unlinkat(w->dirfd, w->name, 0);
     memory_release(w);

@@ -132,9 +132,10 @@ struct queue_file_memory {
     void (*release)(void *arg, size_t bytes);
     void *arg;
 };
-/* The same as queue_file_writer_open, but the file is kept in memory (a
- * memfd, never executable) while mem allows, and moves to dirfd/name when it
- * does not; when no memfd can be made it is a file from the start. */
+/* The same as queue_file_writer_open, but the file is kept in memory while
+ * mem allows (in the writer's buffer, then in a memfd, never executable, if
+ * it outgrows it), and moves to dirfd/name when it does not, or when no
+ * memfd can be made. */
 int queue_file_writer_open_memory(int dirfd, const char *name, const struct queue_file_memory *mem,
                                   struct queue_file_writer **out);
 int queue_file_writer_write(struct queue_file_writer *w, const void *data, size_t len);
@@ -144,14 +145,17 @@ uint64_t queue_file_writer_length(const struct queue_file_writer *w);
  * writer's 64 KiB buffer, the header included). Closes the file; does not
  * sync (the queue does that). */
 int queue_file_writer_finish(struct queue_file_writer *w, struct queue_file_message *m);
-/* The same; when the file is still in memory, *memfd gets it, sealed against
- * any change (F_SEAL_WRITE, _GROW, _SHRINK, _SEAL), for the caller to hand
- * over, and *charged (if not NULL) the bytes of the memory budget it holds,
- * for the caller to release once the descriptor is gone (NULL: released
- * now); else *memfd is -1: the file is dirfd/name, as with
+/* The same; when the file is still in memory, it is the caller's: appended
+ * to *bytes when bytes is not NULL and the whole file, of at most bytes_max
+ * bytes, never left the writer's buffer (then *memfd is -1: one copy, no
+ * descriptor), else in *memfd, sealed against any change (F_SEAL_WRITE,
+ * _GROW, _SHRINK, _SEAL), for the caller to hand over; *charged (if not
+ * NULL) gets the bytes of the memory budget it holds, for the caller to
+ * release once the file is gone (NULL: released now). When the file is not
+ * in memory, *memfd is -1, bytes untouched: the file is dirfd/name, as with
  * queue_file_writer_finish (which moves a file still in memory there). */
 int queue_file_writer_finish_memory(struct queue_file_writer *w, struct queue_file_message *m, int *memfd,
-                                    size_t *charged);
+                                    size_t *charged, struct strbuf *bytes, size_t bytes_max);
 /* Closes and removes the file (a memfd: closes it). */
 void queue_file_writer_abort(struct queue_file_writer *w);
 

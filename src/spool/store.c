@@ -518,18 +518,22 @@ static int journal_takes(enum store_capture capture, const struct stat *sb)
            (uint64_t)sb->st_size <= store_journal_max_message();
 }
 
-/* Hands an open queue file (taken over) to the journal, unless a committed
- * message has its id. */
-static void journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
-                           void *arg)
+/* Hands a queue file to the journal, an open one (fd, taken over) or its
+ * bytes (file, when fd is -1), unless a committed message has its id. */
+static void journal_commit(const char *id, int fd, const void *file, size_t size, struct store_durable_reply *reply,
+                           store_commit_cb cb, void *arg)
 {
     if (id_in_use(id)) {
         log_error("%s: a committed message already has this queue id; refusing the new one", id);
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         cb(arg, 0, NULL, EEXIST);
         return;
     }
-    store_journal_commit(id, fd, size, reply, cb, arg);
+    if (fd >= 0)
+        store_journal_commit(id, fd, size, reply, cb, arg);
+    else
+        store_journal_commit_bytes(id, file, size, reply, cb, arg);
 }
 
 /* Commits into the journal when it takes this message: the journal is on,
@@ -546,17 +550,28 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
             close(fd);
         return 0; /* the file path reports what is wrong, or takes it */
     }
-    journal_commit(id, fd, (size_t)sb.st_size, NULL, cb, arg);
+    journal_commit(id, fd, NULL, (size_t)sb.st_size, NULL, cb, arg);
     /* read and closed (or refused): the record does not need the file (a
      * crash before the record is durable loses nothing acknowledged) */
     (void)unlink_later(st.incoming_fd, id);
     return 1;
 }
 
-/* Writes a queue file in memory to incoming/ID, for the file path. */
-static int memory_to_incoming(const char *id, int memfd, off_t size)
+/* Writes a queue file in memory (memfd, else file) to incoming/ID, for the
+ * file path. */
+static int memory_to_incoming(const char *id, int memfd, const void *file, off_t size)
 {
-    int fd = fsops_copy_to_new(st.incoming_fd, id, memfd, (uint64_t)size);
+    int fd;
+    if (memfd >= 0) {
+        fd = fsops_copy_to_new(st.incoming_fd, id, memfd, (uint64_t)size);
+    } else if ((fd = fsops_openat(st.incoming_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0 &&
+               fsops_write_all(fd, file, (size_t)size) != 0) {
+        int e = errno;
+        close(fd);
+        fsops_unlinkat(st.incoming_fd, id, 0);
+        errno = e;
+        return -1;
+    }
     if (fd < 0)
         return -1;
     if (close(fd) != 0) {
@@ -566,6 +581,18 @@ static int memory_to_incoming(const char *id, int memfd, off_t size)
         return -1;
     }
     return 0;
+}
+
+/* A queue file in memory, written to incoming/ID (rc 0) or not (rc -1,
+ * with e): committed from there as a file. */
+static void memory_committed(const char *id, int rc, int e, store_commit_cb cb, void *arg)
+{
+    if (rc != 0) {
+        log_warn("%s: cannot write the queue file to %s/: %s", id, QDIR_INCOMING, strerror(e));
+        cb(arg, 0, NULL, e ? e : EIO);
+        return;
+    }
+    commit(id, st.capture, cb, arg);
 }
 
 void store_commit_memory(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb, void *arg)
@@ -587,18 +614,31 @@ void store_commit_memory(const char *id, int memfd, struct store_durable_reply *
         return;
     }
     if (journal_takes(st.capture, &sb)) {
-        journal_commit(id, memfd, (size_t)sb.st_size, reply, cb, arg);
+        journal_commit(id, memfd, NULL, (size_t)sb.st_size, reply, cb, arg);
         return;
     }
-    int rc = memory_to_incoming(id, memfd, sb.st_size);
+    int rc = memory_to_incoming(id, memfd, NULL, sb.st_size);
     int e = errno;
     close(memfd);
-    if (rc != 0) {
-        log_warn("%s: cannot write the queue file to %s/: %s", id, QDIR_INCOMING, strerror(e));
-        cb(arg, 0, NULL, e ? e : EIO);
+    memory_committed(id, rc, e, cb, arg);
+}
+
+void store_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+                        store_commit_cb cb, void *arg)
+{
+    struct stat sb = {.st_mode = S_IFREG, .st_size = (off_t)size};
+    if (!queue_id_valid(id) || size > QF_MEMORY_MAX) {
+        log_error("%s: refusing a queue file in memory of more than %u bytes", queue_id_valid(id) ? id : "?",
+                  QF_MEMORY_MAX);
+        cb(arg, 0, NULL, EBADMSG);
         return;
     }
-    commit(id, st.capture, cb, arg);
+    if (journal_takes(st.capture, &sb)) {
+        journal_commit(id, -1, file, size, reply, cb, arg);
+        return;
+    }
+    int rc = memory_to_incoming(id, -1, file, (off_t)size);
+    memory_committed(id, rc, errno, cb, arg);
 }
 
 static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg)

@@ -122,6 +122,10 @@ struct store_durable_reply {
  * a record) it is first written to incoming/ID. reply: sent when durable
  * (NULL: none; struct store_durable_reply above). */
 void store_commit_memory(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb, void *arg);
+/* The same for a queue file given as its bytes (smtpd's COMMIT carries a
+ * small one inside; copied). */
+void store_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+                        store_commit_cb cb, void *arg);
 /* The same into queue/ whatever the capture mode: a message the capture
  * API releases to be delivered for real. */
 void store_commit_for_delivery(const char *id, store_commit_cb cb, void *arg);

@@ -606,15 +606,12 @@ void store_journal_close(void)
 
 /* ---------- commit ---------- */
 
-void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
-                          void *arg)
+/* The MESSAGE record of a queue file in buf (after STORE_MESSAGE_PREFIX
+ * bytes left for the prefix; freed here), read with e (its errno, 0 when
+ * the read went well). */
+static void commit_record(const char *id, unsigned char *buf, size_t size, int e,
+                          struct store_durable_reply *reply, store_commit_cb cb, void *arg)
 {
-    if (!sj.j) { /* closing (see note) */
-        close(fd);
-        cb(arg, 0, NULL, ESHUTDOWN);
-        return;
-    }
-    unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
     memset(buf, 0, STORE_MESSAGE_PREFIX);
     struct done *d = xcalloc(1, sizeof *d);
     d->kind = DONE_COMMIT;
@@ -623,9 +620,7 @@ void store_journal_commit(const char *id, int fd, size_t size, struct store_dura
     d->reply_fd = -1;
     str_copy(d->id, id, sizeof d->id);
     char err[256];
-    int e = 0;
-    if (fsops_pread_all(fd, buf + STORE_MESSAGE_PREFIX, size, 0) != 0) {
-        e = errno ? errno : EIO;
+    if (e != 0) {
         log_error("%s: cannot read the incoming file: %s", id, strerror(e));
     } else if (queue_file_read_mem(buf + STORE_MESSAGE_PREFIX, size, &d->m, err, sizeof err) != 0 ||
                strcmp(d->m.id, id) != 0) {
@@ -636,7 +631,6 @@ void store_journal_commit(const char *id, int fd, size_t size, struct store_dura
         log_error("%s: refusing invalid incoming file: %s", id, err);
         e = EBADMSG;
     }
-    close(fd);
     /* the writer thread's own descriptor for the reply (without one, the
      * loop answers as for any commit) */
     if (e == 0 && reply && (d->reply_fd = fcntl(reply->fd, F_DUPFD_CLOEXEC, 0)) >= 0)
@@ -670,6 +664,34 @@ void store_journal_commit(const char *id, int fd, size_t size, struct store_dura
         free(d);
         cb(arg, 0, NULL, e);
     }
+}
+
+void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
+                          void *arg)
+{
+    if (!sj.j) { /* closing (see note) */
+        close(fd);
+        cb(arg, 0, NULL, ESHUTDOWN);
+        return;
+    }
+    unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
+    int e = 0;
+    if (fsops_pread_all(fd, buf + STORE_MESSAGE_PREFIX, size, 0) != 0)
+        e = errno ? errno : EIO;
+    close(fd);
+    commit_record(id, buf, size, e, reply, cb, arg);
+}
+
+void store_journal_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+                                store_commit_cb cb, void *arg)
+{
+    if (!sj.j) { /* closing (see note) */
+        cb(arg, 0, NULL, ESHUTDOWN);
+        return;
+    }
+    unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
+    memcpy(buf + STORE_MESSAGE_PREFIX, file, size);
+    commit_record(id, buf, size, 0, reply, cb, arg);
 }
 
 int store_journal_has(const char *id)

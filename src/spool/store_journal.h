@@ -92,6 +92,9 @@ size_t store_journal_max_message(void);
  * durable (store.h, struct store_durable_reply). */
 void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
                           void *arg);
+/* The same for a queue file given as its bytes (copied). */
+void store_journal_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+                                store_commit_cb cb, void *arg);
 /* True when id is a live journal message (or one being committed). */
 int store_journal_has(const char *id);
 int store_journal_append_status(struct queue_file_message *m, size_t idx);

@@ -32,10 +32,9 @@ void ipc_msg_free(struct ipc_msg *m)
     m->fd = -1;
 }
 
-void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
+void ipc_msg_add_bytes(struct ipc_msg *m, const char *name, const void *value, size_t vlen)
 {
     size_t nlen = strlen(name);
-    size_t vlen = value ? strlen(value) : 0;
     if (nlen > 255)
         log_panic("ipc attribute name too long: %s", name);
     unsigned char n8 = (unsigned char)nlen;
@@ -44,8 +43,13 @@ void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
     unsigned char l[4] = {(unsigned char)vlen, (unsigned char)(vlen >> 8), (unsigned char)(vlen >> 16),
                           (unsigned char)(vlen >> 24)};
     strbuf_append(&m->body, l, 4);
-    strbuf_append(&m->body, value ? value : "", vlen);
+    strbuf_append(&m->body, vlen ? value : "", vlen);
     strbuf_putc(&m->body, '\0');
+}
+
+void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value)
+{
+    ipc_msg_add_bytes(m, name, value, value ? strlen(value) : 0);
 }
 
 void ipc_msg_addf(struct ipc_msg *m, const char *name, const char *fmt, ...)
@@ -68,7 +72,8 @@ void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value)
 /* Attributes are stored encoded, each value followed by a NUL (on the wire
  * too, checked by the decoder), so values can be returned as C strings.
  * Lookups walk the list; messages are small. */
-int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value)
+int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value,
+                 size_t *valuelen)
 {
     const unsigned char *p = (const unsigned char *)m->body.buf;
     if (!p || *pos >= m->body.len)
@@ -79,18 +84,26 @@ int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t
     *name = (const char *)p + *pos + 1;
     *namelen = n;
     *value = (const char *)l + 4;
+    if (valuelen)
+        *valuelen = v;
     *pos += 1 + n + 4 + v + 1;
     return 1;
 }
 
-const char *ipc_msg_get(const struct ipc_msg *m, const char *name)
+const void *ipc_msg_get_bytes(const struct ipc_msg *m, const char *name, size_t *len)
 {
     size_t pos = 0, nlen = strlen(name), n;
     const char *nm, *val;
-    while (ipc_msg_next(m, &pos, &nm, &n, &val))
+    while (ipc_msg_next(m, &pos, &nm, &n, &val, len))
         if (n == nlen && memcmp(nm, name, n) == 0)
             return val;
     return NULL;
+}
+
+const char *ipc_msg_get(const struct ipc_msg *m, const char *name)
+{
+    size_t len;
+    return ipc_msg_get_bytes(m, name, &len);
 }
 
 uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt)
@@ -169,7 +182,7 @@ int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len)
         size_t v = (size_t)l[0] | (size_t)l[1] << 8 | (size_t)l[2] << 16 | (size_t)l[3] << 24;
         if (len - pos - 1 - n - 4 < 1 || v > len - pos - 1 - n - 4 - 1)
             goto bad;
-        if (memchr(l + 4, 0, v) || l[4 + v] != 0)
+        if (l[4 + v] != 0)
             goto bad;
         strbuf_append(&m->body, p + pos, 1 + n + 4 + v + 1);
         pos += 1 + n + 4 + v + 1;

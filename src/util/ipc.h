@@ -50,14 +50,23 @@ void ipc_msg_add(struct ipc_msg *m, const char *name, const char *value);
 void ipc_msg_addf(struct ipc_msg *m, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ipc_msg_add_u64(struct ipc_msg *m, const char *name, uint64_t value);
+/* A value of any bytes, NULs included (only for attributes the schema
+ * declares IPC_BYTES; a text or number value holding a NUL is refused). */
+void ipc_msg_add_bytes(struct ipc_msg *m, const char *name, const void *value, size_t len);
 /* Attribute lookup; NULL / dflt when absent (get_u64: also when the value is
  * not a plain decimal number in range). The returned string lives in m. */
 const char *ipc_msg_get(const struct ipc_msg *m, const char *name);
 uint64_t ipc_msg_get_u64(const struct ipc_msg *m, const char *name, uint64_t dflt);
+/* An IPC_BYTES attribute: its bytes (NUL-terminated too) and *len; NULL
+ * when absent. */
+const void *ipc_msg_get_bytes(const struct ipc_msg *m, const char *name, size_t *len);
 /* Walks the attributes in order: start with *pos = 0; 1 while there is one
- * (name is not NUL-terminated, value is), 0 at the end. */
-int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value);
-/* Parses a received packet into m; -1 if malformed. */
+ * (name is not NUL-terminated, value is, and *valuelen, if not NULL, is its
+ * length: an IPC_BYTES value may hold NULs), 0 at the end. */
+int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t *namelen, const char **value,
+                 size_t *valuelen);
+/* Parses a received packet into m; -1 if malformed. Values may hold NULs
+ * here: ipc_schema_check refuses them where the schema wants text. */
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len);
 /* m as one packet (what ipc_chan_send would send), written to buf: its
  * length, or 0 when it needs more than cap bytes. For a packet another

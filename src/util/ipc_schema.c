@@ -11,6 +11,7 @@
 
 static const struct ipc_attr_spec commit_attrs[] = {
     {"id", IPC_TEXT, 1, "the queue ID of the finished queue file"},
+    {"file", IPC_BYTES, 0, "the queue file itself, when it fits this message (then no descriptor comes)"},
     END,
 };
 static const struct ipc_attr_spec commit_reply_attrs[] = {
@@ -125,7 +126,7 @@ static const char *const done_statuses[] = {"ok", "error", "denied", "notfound",
 static const struct ipc_msg_spec specs[] = {
     {IPC_COMMIT, "COMMIT", "private/queue", "smtpd", "queue",
      "commit the queue file ID: answered once it is durable", commit_attrs, NULL,
-     "the queue file, in memory (a sealed memfd) instead of in incoming/"},
+     "a queue file too large for the message, in memory (a sealed memfd) instead of in incoming/"},
     {IPC_COMMIT_REPLY, "COMMIT_REPLY", "private/queue", "queue", "smtpd",
      "ok: smtpd may send 250", commit_reply_attrs, ok_fail, NULL},
     {IPC_DELIVER, "DELIVER", "private/local", "queue", "local",
@@ -229,12 +230,16 @@ int ipc_schema_check(const struct ipc_msg *m, int with_fd, char *why, size_t why
         snprintf(why, whylen, "%s: a descriptor came with it", spec->name);
         return -1;
     }
-    size_t pos = 0, namelen;
+    size_t pos = 0, namelen, valuelen;
     const char *name, *value;
-    while (ipc_msg_next(m, &pos, &name, &namelen, &value)) {
+    while (ipc_msg_next(m, &pos, &name, &namelen, &value, &valuelen)) {
         const struct ipc_attr_spec *a = find_attr(spec, name, namelen);
         if (!a) {
             snprintf(why, whylen, "%s: undeclared attribute \"%.*s\"", spec->name, (int)namelen, name);
+            return -1;
+        }
+        if (a->value != IPC_BYTES && memchr(value, '\0', valuelen)) {
+            snprintf(why, whylen, "%s: attribute %s holds a NUL", spec->name, a->name);
             return -1;
         }
         if (a->value == IPC_NUMBER && !is_number(value)) {
@@ -262,7 +267,7 @@ int ipc_schema_check(const struct ipc_msg *m, int with_fd, char *why, size_t why
 
 void ipc_schema_markdown(struct strbuf *out)
 {
-    strbuf_puts(out, "| socket | message | from → to | attributes (`?`: optional; *n*: a number; N: 0, 1, 2 …) "
+    strbuf_puts(out, "| socket | message | from → to | attributes (`?`: optional; *n*: a number; *bytes*: any bytes; N: 0, 1, 2 …) "
                      "| status | what it says |\n");
     strbuf_puts(out, "|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
@@ -275,7 +280,8 @@ void ipc_schema_markdown(struct strbuf *out)
             size_t len = strlen(a->name);
             int numbered = a->name[len - 1] == '#';
             strbuf_printf(out, "%s`%.*s%s%s`%s", first ? "" : ", ", (int)(len - (size_t)numbered), a->name,
-                          numbered ? "N" : "", a->required ? "" : "?", a->value == IPC_NUMBER ? " *n*" : "");
+                          numbered ? "N" : "", a->required ? "" : "?",
+                          a->value == IPC_NUMBER ? " *n*" : a->value == IPC_BYTES ? " *bytes*" : "");
             first = 0;
         }
         if (s->fd_doc)

@@ -46,7 +46,8 @@ enum ipc_type {
     IPC_CAPTURE_RELEASE,
 };
 
-enum ipc_value { IPC_TEXT, IPC_NUMBER };
+/* TEXT and NUMBER values hold no NUL (refused as malformed); BYTES may. */
+enum ipc_value { IPC_TEXT, IPC_NUMBER, IPC_BYTES };
 
 struct ipc_attr_spec {
     const char *name;       /* a trailing '#' stands for 0, 1, 2 ... (rcpt0, rcpt1) */

@@ -9,7 +9,8 @@
  *    ipc_send_blocking / ipc_recv_blocking when it matches the schema (a
  *    sender refuses one that does not);
  *  - a message that matches the schema has its required attributes, its
- *    status among the listed values, and every number attribute readable
+ *    status among the listed values, no NUL in a text or number value (only
+ *    IPC_BYTES values may hold one), and every number attribute readable
  *    with ipc_msg_get_u64 (the receivers read them so: a "number" it cannot
  *    read would silently become the receiver's default). */
 #include <stdint.h>
@@ -35,20 +36,24 @@ static void require_same_wire(const struct ipc_msg *m, const uint8_t *data, size
     FUZZ_REQUIRE(size == 6 || memcmp(m->body.buf, data + 6, size - 6) == 0);
 }
 
-/* Rebuilt with ipc_msg_add; attribute names holding a NUL cannot be. */
+/* Rebuilt with ipc_msg_add (ipc_msg_add_bytes for a value holding a NUL);
+ * attribute names holding a NUL cannot be. */
 static void check_rebuild(const struct ipc_msg *m)
 {
     struct ipc_msg copy;
     ipc_msg_init(&copy, m->type, m->reqid);
-    size_t pos = 0, namelen;
+    size_t pos = 0, namelen, valuelen;
     const char *name, *value;
-    while (ipc_msg_next(m, &pos, &name, &namelen, &value)) {
+    while (ipc_msg_next(m, &pos, &name, &namelen, &value, &valuelen)) {
         if (memchr(name, '\0', namelen)) {
             ipc_msg_free(&copy);
             return;
         }
         char *n = xstrndup(name, namelen);
-        ipc_msg_add(&copy, n, value);
+        if (memchr(value, '\0', valuelen))
+            ipc_msg_add_bytes(&copy, n, value, valuelen);
+        else
+            ipc_msg_add(&copy, n, value);
         free(n);
     }
     FUZZ_REQUIRE(copy.body.len == m->body.len);
@@ -67,6 +72,10 @@ static void check_schema_promises(const struct ipc_msg *m)
             FUZZ_REQUIRE(ipc_msg_get(m, a->name) != NULL);
         if (a->value == IPC_NUMBER && ipc_msg_get(m, a->name) != NULL)
             FUZZ_REQUIRE(ipc_msg_get_u64(m, a->name, 0) == ipc_msg_get_u64(m, a->name, 1));
+        size_t len;
+        const char *v = ipc_msg_get_bytes(m, a->name, &len);
+        if (v && a->value != IPC_BYTES)   /* text reaches the receiver whole, as a C string */
+            FUZZ_REQUIRE(strlen(v) == len);
     }
     if (spec->statuses) {
         const char *st = ipc_msg_get(m, "status");

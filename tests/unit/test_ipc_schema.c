@@ -71,6 +71,29 @@ static void test_accepts_what_the_processes_send(void **state)
     ipc_msg_free(&m);
 }
 
+/* Only an attribute declared IPC_BYTES may hold a NUL: a text value holding
+ * one would reach its receiver cut short, as a C string. */
+static void test_a_nul_only_in_bytes(void **state)
+{
+    (void)state;
+    struct ipc_msg m;
+    ipc_msg_init(&m, IPC_COMMIT, 1);
+    ipc_msg_add(&m, "id", "01K1YSCA0Y6J7");
+    ipc_msg_add_bytes(&m, "file", "TERNQ\0\0\1", 8);
+    assert_int_equal(check(&m, NULL), 0);
+    ipc_msg_free(&m);
+
+    ipc_msg_init(&m, IPC_COMMIT, 1);
+    ipc_msg_add_bytes(&m, "id", "01K1YSCA0Y6J7\0X", 15);
+    assert_int_equal(check(&m, "attribute id holds a NUL"), -1);
+    ipc_msg_free(&m);
+
+    ipc_msg_init(&m, IPC_BARRIER, 1);
+    ipc_msg_add_bytes(&m, "written_s", "12\0", 3);
+    assert_int_equal(check(&m, "holds a NUL"), -1);
+    ipc_msg_free(&m);
+}
+
 static void test_refuses_what_is_not_declared(void **state)
 {
     (void)state;
@@ -233,6 +256,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepts_what_the_processes_send),
         cmocka_unit_test(test_refuses_what_is_not_declared),
+        cmocka_unit_test(test_a_nul_only_in_bytes),
         cmocka_unit_test(test_channel_closes_on_a_message_off_the_schema),
         cmocka_unit_test(test_architecture_doc_has_the_table),
     };

@@ -472,7 +472,7 @@ static int write_in_memory(const struct fx *fx, const char *name, const char *co
             queue_file_writer_abort(w);
             return -1;
         }
-    return queue_file_writer_finish_memory(w, m, memfd, NULL);
+    return queue_file_writer_finish_memory(w, m, memfd, NULL, NULL, 0);
 }
 
 static void test_memory_writer_hands_a_sealed_file(void **state)
@@ -502,6 +502,86 @@ static void test_memory_writer_hands_a_sealed_file(void **state)
     close(memfd);
     queue_file_message_free(&m);
     queue_file_message_free(&w);
+}
+
+/* Given a place for bytes, a file that never left the writer's buffer comes
+ * back as its bytes (no descriptor made); one over bytes_max, or past the
+ * buffer, comes as a sealed memfd; one the budget refuses, as a file. */
+static void test_memory_writer_gives_a_small_file_as_bytes(void **state)
+{
+    struct fx *fx = *state;
+    struct queue_file_message w;
+    struct budget b = {.limit = 1 << 20};
+    struct queue_file_memory mem = memory_of(1 << 20, &b);
+    struct queue_file_writer *wr;
+    struct strbuf bytes = STRBUF_INIT;
+    int memfd = 123;
+    size_t charged = 0;
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_A, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, sample_content, strlen(sample_content)), 0);
+    sample_message(&w, ID_A);
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged, &bytes, 63 * 1024), 0);
+    assert_int_equal(memfd, -1);
+    assert_false(exists(fx, ID_A));
+    assert_int_equal(bytes.len, w.file_size);
+    assert_int_equal(charged % 4096, 0);
+    assert_true(charged >= bytes.len && charged < bytes.len + 4096);
+    assert_int_equal(b.granted, charged);
+    struct queue_file_message m;
+    char err[256] = "";
+    assert_int_equal(queue_file_read_mem((const unsigned char *)bytes.buf, bytes.len, &m, err, sizeof err), 0);
+    assert_sample_envelope(&m);
+    assert_memory_equal(bytes.buf + m.content_offset, sample_content, m.content_length);
+    queue_file_message_free(&m);
+    queue_file_message_free(&w);
+
+    /* larger than bytes_max: a sealed memfd, bytes untouched */
+    strbuf_reset(&bytes);
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, ID_B, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, sample_content, strlen(sample_content)), 0);
+    sample_message(&w, ID_B);
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged, &bytes, 100), 0);
+    assert_true(memfd >= 0);
+    assert_int_equal(bytes.len, 0);
+    assert_true((fcntl(memfd, F_GET_SEALS) & F_SEAL_WRITE) != 0);
+    close(memfd);
+    queue_file_message_free(&w);
+
+    /* past the writer's 64 KiB buffer: a memfd too */
+    size_t len = 100000;
+    char *big = xmalloc(len);
+    memset(big, 'q', len);
+    char id_c[] = "0123456789ABE";
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, id_c, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, big, len), 0);
+    sample_message(&w, id_c);
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged, &bytes, 1 << 20), 0);
+    assert_true(memfd >= 0);
+    assert_int_equal(bytes.len, 0);
+    assert_false(exists(fx, id_c));
+    close(memfd);
+    queue_file_message_free(&w);
+    free(big);
+
+    /* a budget with no room: the file is in the directory */
+    struct budget none = {.limit = 0};
+    mem = memory_of(1 << 20, &none);
+    char id_d[] = "0123456789ABF";
+    assert_int_equal(queue_file_writer_open_memory(fx->dirfd, id_d, &mem, &wr), 0);
+    assert_int_equal(queue_file_writer_write(wr, sample_content, strlen(sample_content)), 0);
+    sample_message(&w, id_d);
+    memfd = 123;
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged, &bytes, 1 << 20), 0);
+    assert_int_equal(memfd, -1);
+    assert_int_equal(bytes.len, 0);
+    assert_int_equal(charged, 0);
+    assert_true(exists(fx, id_d));
+    assert_int_equal(read_path(fx, id_d, &m, err, sizeof err), 0);
+    assert_string_equal(m.id, id_d);
+    assert_int_equal(m.content_length, strlen(sample_content));
+    queue_file_message_free(&m);
+    queue_file_message_free(&w);
+    strbuf_free(&bytes);
 }
 
 static void test_memory_writer_spills_to_the_directory(void **state)
@@ -1315,7 +1395,7 @@ static void test_memory_writer_budget(void **state)
     sample_message(&w, ID_A);
     int memfd = -1;
     size_t charged = 0;
-    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged), 0);
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged, NULL, 0), 0);
     queue_file_message_free(&w);
     assert_true(memfd >= 0);
     struct stat sb;
@@ -1337,7 +1417,7 @@ static void test_memory_writer_budget(void **state)
             assert_int_equal(queue_file_writer_write(wr, content + off, 5000), 0);
     sample_message(&w, ID_B);
     memfd = 123;
-    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged), 0);
+    assert_int_equal(queue_file_writer_finish_memory(wr, &w, &memfd, &charged, NULL, 0), 0);
     queue_file_message_free(&w);
     assert_int_equal(memfd, -1);
     assert_int_equal(charged, 0);
@@ -1614,6 +1694,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_append, setup, teardown),
         cmocka_unit_test(test_queue_id_unique_monotonic),
         cmocka_unit_test_setup_teardown(test_memory_writer_hands_a_sealed_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_writer_gives_a_small_file_as_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_writer_spills_to_the_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_memory_writer_abort_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_during_spill, setup, teardown),

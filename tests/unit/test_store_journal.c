@@ -539,7 +539,7 @@ static int memory_file(const char *id, const char *content, size_t len)
     assert_int_equal(queue_file_writer_open_memory(store_incoming_dirfd(), id, &mem, &w), 0);
     assert_int_equal(queue_file_writer_write(w, content, len), 0);
     int memfd = -1;
-    assert_int_equal(queue_file_writer_finish_memory(w, &m, &memfd, NULL), 0);
+    assert_int_equal(queue_file_writer_finish_memory(w, &m, &memfd, NULL, NULL, 0), 0);
     assert_true(memfd >= 0);
     queue_file_message_free(&m);
     return memfd;
@@ -646,6 +646,116 @@ static void test_commit_from_memory_as_a_file(void **state)
     assert_true(present(fx, "queue", id2));
     assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 13, 500), 0);
     res_free(&r);
+}
+
+static int readable_within(int fd, int ms);
+
+/* ---- 1c. a queue file given as bytes (smtpd's COMMIT carries it) ---------- */
+
+/* A finished small message as smtpd hands it over: its bytes. */
+static void bytes_file(char *id, const char *content, size_t len, struct strbuf *out)
+{
+    queue_id_new(id);
+    struct queue_file_message m;
+    queue_file_message_init(&m, id, 1700000000000000LL, "sender@example.com");
+    queue_file_message_add_rcpt(&m, "rcpt0@example.org", "", QF_NOTIFY_FAILURE, -1);
+    struct queue_file_writer *w;
+    struct queue_file_memory mem = {.max = 1u << 24};
+    assert_int_equal(queue_file_writer_open_memory(store_incoming_dirfd(), id, &mem, &w), 0);
+    assert_int_equal(queue_file_writer_write(w, content, len), 0);
+    int memfd = 7;
+    strbuf_reset(out);
+    assert_int_equal(queue_file_writer_finish_memory(w, &m, &memfd, NULL, out, 63 * 1024), 0);
+    assert_int_equal(memfd, -1);
+    assert_true(out->len > len);
+    queue_file_message_free(&m);
+}
+
+static void commit_bytes(struct fx *fx, const char *id, const struct strbuf *file,
+                         struct store_durable_reply *reply, struct res *r)
+{
+    memset(r, 0, sizeof *r);
+    store_commit_bytes(id, file->buf, file->len, reply, on_commit, r);
+    if (!run_until(fx, res_fired, r, WAIT_MS))
+        fail_msg("no commit callback for %s within %d ms", id, WAIT_MS);
+    assert_int_equal(r->fired, 1);
+}
+
+/* Into the journal (and found there after a restart), its durable reply
+ * sent by the writer; damaged bytes or a used id refused with nothing
+ * committed; with the journal off, through incoming/ into queue/. */
+static void test_commit_from_bytes(void **state)
+{
+    struct fx *fx = *state;
+    char id[QUEUE_ID_LEN + 1];
+    char *c = make_content(31, 2500);
+    struct strbuf file = STRBUF_INIT;
+    bytes_file(id, c, 2500, &file);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    static const char wire[] = "COMMIT-REPLY ok";
+    struct store_durable_reply reply = {.fd = sv[0], .len = sizeof wire};
+    memcpy(reply.wire, wire, sizeof wire);
+    struct res r;
+    commit_bytes(fx, id, &file, &reply, &r);
+    assert_true(r.ok);
+    assert_int_equal(reply.sent, 1);
+    char got[64];
+    assert_int_equal(recv(sv[1], got, sizeof got, MSG_DONTWAIT), (ssize_t)sizeof wire);
+    assert_string_equal(r.m.id, id);
+    assert_int_equal(r.m.content_length, 2500);
+    assert_false(present(fx, "incoming", id));
+    assert_false(present(fx, "queue", id));
+    assert_true(check_content(fx, &r.m, STORE_QUEUE, 31, 2500) > 0);
+    res_free(&r);
+
+    /* the same id again */
+    struct res bad;
+    reply.sent = 0;
+    commit_bytes(fx, id, &file, &reply, &bad);
+    assert_false(bad.ok);
+    assert_int_equal(bad.err, EEXIST);
+    /* a damaged file: one byte of its envelope changed, or cut short */
+    char other[QUEUE_ID_LEN + 1];
+    bytes_file(other, c, 2500, &file);
+    file.buf[file.len - 3] ^= 0x40;
+    commit_bytes(fx, other, &file, &reply, &bad);
+    assert_false(bad.ok);
+    assert_int_equal(bad.err, EBADMSG);
+    file.buf[file.len - 3] ^= 0x40;
+    file.len -= 10;
+    commit_bytes(fx, other, &file, &reply, &bad);
+    assert_false(bad.ok);
+    assert_int_equal(bad.err, EBADMSG);
+    assert_int_equal(reply.sent, 0);
+    assert_false(readable_within(sv[1], 0));
+    assert_false(present(fx, "incoming", other));
+    assert_false(present(fx, "queue", other));
+    close(sv[0]);
+    close(sv[1]);
+
+    struct found f;
+    restart(fx, &f);
+    const struct queue_file_message *m = found_id(&f, id, NULL);
+    assert_non_null(m);
+    assert_int_equal(m->content_length, 2500);
+    assert_null(found_id(&f, other, NULL));
+    found_free(&f);
+
+    /* the journal off: a file in queue/ */
+    close_store(fx);
+    assert_int_equal(store_open(fx->base, fx->dir, STORE_SYNC_FSYNC), 0);
+    fx->is_open = 1;
+    char id2[QUEUE_ID_LEN + 1];
+    bytes_file(id2, c, 700, &file);
+    commit_bytes(fx, id2, &file, NULL, &r);
+    assert_true(r.ok);
+    assert_true(present(fx, "queue", id2));
+    assert_false(present(fx, "incoming", id2));
+    assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 31, 700), 0);
+    res_free(&r);
+    free(c);
+    strbuf_free(&file);
 }
 
 /* The reply that must leave once the commit is durable: the journal's
@@ -1458,6 +1568,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_lands_in_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_from_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_from_memory_as_a_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_from_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_reply_sent_by_the_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_survives_restart, setup, teardown),
