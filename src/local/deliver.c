@@ -199,6 +199,10 @@ static enum copy_failure copy_stream(const struct deliver_input *in, int out_fd,
             put_wire_byte(&c, '\n');
     }
 
+    if (in->content) {
+        put_wire(&c, in->content, (size_t)in->length);
+        goto copied;
+    }
     inbuf = xmalloc(COPY_CHUNK);
     off_t pos = in->offset;
     off_t left = in->length;
@@ -216,6 +220,7 @@ static enum copy_failure copy_stream(const struct deliver_input *in, int out_fd,
         pos += n;
         left -= n;
     }
+copied:
     if (!c.failed)
         finish(&c);
     if (c.failed) {

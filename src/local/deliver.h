@@ -25,6 +25,10 @@ struct deliver_input {
     int fd;              /* queue file, read with pread: the offset of fd is left alone */
     off_t offset;        /* where the content starts in fd */
     off_t length;        /* content bytes, wire form */
+    /* the whole content (length bytes) when it has been read already (a
+     * small message, by the Delivered-To check): copied from here instead
+     * of read again; NULL: read from fd */
+    const char *content;
     const char *prepend; /* LF-terminated header lines written first; NULL or "" for none */
     const char *sender;  /* envelope sender, "" for <> */
     time_t arrival;      /* when the queue accepted the message */

@@ -91,8 +91,10 @@ static int header_complete(const char *buf, size_t len, size_t from)
 }
 
 int delivered_to_loop(const struct deliver_input *in, const char *queued, const char *address,
-                      struct deliver_error *err)
+                      struct deliver_error *err, char **content)
 {
+    if (content)
+        *content = NULL;
     int found = queued && delivered_to_in_text(queued, strlen(queued), address, NULL);
     if (!found) {
         /* the content's header, read until its end (or the bound) */
@@ -100,7 +102,10 @@ int delivered_to_loop(const struct deliver_input *in, const char *queued, const 
         char *buf = xmalloc((size_t)want + 1);
         size_t have = 0;
         while ((off_t)have < want) {
-            size_t chunk = (size_t)want - have < 16384 ? (size_t)want - have : 16384;
+            /* the first read takes a small message whole (no second read
+             * to copy it), later ones go on in smaller steps */
+            size_t step = have == 0 ? DELIVERED_TO_FIRST_READ : 16384;
+            size_t chunk = (size_t)want - have < step ? (size_t)want - have : step;
             ssize_t n = pread(in->fd, buf + have, chunk, in->offset + (off_t)have);
             if (n < 0 && errno == EINTR)
                 continue;
@@ -116,7 +121,10 @@ int delivered_to_loop(const struct deliver_input *in, const char *queued, const 
                 break;
         }
         found = delivered_to_in_text(buf, have, address, NULL);
-        free(buf);
+        if (!found && content && (off_t)have == in->length)
+            *content = buf;
+        else
+            free(buf);
     }
     if (found) {
         char *shown = xstrdup(address);

@@ -35,9 +35,13 @@ int delivered_to_in_text(const char *text, size_t len, const char *address, int 
  * in->length) holds Delivered-To: address; 0 when not; -1 when the queue
  * file cannot be read (err filled, temporary). With 1, err holds the
  * bounce: 5.4.6 "mail forwarding loop for ADDRESS". in->prepend is not
- * looked at: the caller's own Delivered-To is there. */
+ * looked at: the caller's own Delivered-To is there. content (may be
+ * NULL): with 0, a small content read whole by the check (one read of at
+ * most DELIVERED_TO_FIRST_READ bytes), for the caller's in->content (and to
+ * free); else NULL. */
+#define DELIVERED_TO_FIRST_READ (64 * 1024)
 int delivered_to_loop(const struct deliver_input *in, const char *queued, const char *address,
-                      struct deliver_error *err);
+                      struct deliver_error *err, char **content);
 
 /* The lines a local delivery writes above the message, in Postfix's order:
  * from_line (mbox "From ", may be NULL), "Return-Path: <sender>",

@@ -482,13 +482,15 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
         .size_limit = mb.is_virtual ? 0 : lc.mailbox_limit,   /* virtual_mailbox_limit: above */
     };
     /* a message that was here before bounces, as with Postfix (delivered_to.h) */
-    if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err) != 0) {
+    char *content;
+    if (delivered_to_loop(&in, ipc_msg_get(m, "prepend"), rcpt, &err, &content) != 0) {
         reply_error(ch, m->reqid, &err);
         release_queue_file(qfd);
         free(prepend);
         resolver_mailbox_free(&mb);
         return;
     }
+    in.content = content;
     struct local_target_request req = {
         .ctx = (void *)client_serial_of(ch),
         .reqid = m->reqid,
@@ -552,6 +554,7 @@ static void deliver(struct ipc_chan *ch, const struct ipc_msg *m)
             reply_error(ch, m->reqid, &err);
     }
     release_queue_file(qfd);
+    free(content);
     free(prepend);
     resolver_mailbox_free(&mb);
 }

@@ -766,7 +766,7 @@ void local_targets_request(struct local_targets *lt, const struct ipc_msg *m, in
     };
     struct deliver_error err;
     memset(&err, 0, sizeof err);
-    if (delivered_to_loop(&in, req.prepend, recipient, &err) != 0)
+    if (delivered_to_loop(&in, req.prepend, recipient, &err, NULL) != 0)
         replies->reply(ctx, m->reqid, &err, NULL);   /* a loop, or the queue file unreadable */
     else
         local_targets_listed(lt, &req, ipc_msg_get(m, "rcpt"), &o, replies);

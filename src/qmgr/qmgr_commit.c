@@ -32,6 +32,7 @@ struct commit_ctx {
 struct conn {
     struct conn *next;
     struct ipc_chan *ch;
+    struct store_reply_socket *reply_sock; /* for the journal's durable replies; NULL until the first */
 };
 
 static struct {
@@ -100,19 +101,21 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
 }
 
 /* The "ok" COMMIT_REPLY for the journal's writer to send the moment the
- * message is durable (store.h, struct store_durable_reply; the journal
- * takes a descriptor of its own for it). Whatever the commit's outcome,
+ * message is durable (store.h, struct store_durable_reply), on the
+ * connection's reply socket, made at its first commit. Whatever the commit's outcome,
  * commit_done alone answers a failure, and answers a success the writer
  * could not send. Capture mode never gets there: the store commits files
  * then, and commit_done tells the capture process before it answers. */
-static void prepare_durable_reply(struct commit_ctx *cc)
+static void prepare_durable_reply(struct conn *c, struct commit_ctx *cc)
 {
+    if (!c->reply_sock && !(c->reply_sock = store_reply_socket_new(ipc_chan_fd(c->ch))))
+        return; /* out of descriptors: the loop answers */
     struct ipc_msg r;
     ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
     ipc_msg_add(&r, "status", "ok");
     cc->reply.len = ipc_msg_wire(&r, cc->reply.wire, sizeof cc->reply.wire);
     ipc_msg_free(&r);
-    cc->reply.fd = ipc_chan_fd(cc->ch);
+    cc->reply.sock = c->reply_sock;
 }
 
 void qmgr_commit(const char *id, qmgr_commit_cb cb, void *arg)
@@ -134,6 +137,7 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         if (*pp)
             *pp = c->next;
         ipc_chan_free(ch);
+        store_reply_socket_release(c->reply_sock);
         free(c);
         return;
     }
@@ -160,12 +164,12 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
                 commit_done(cc, 0, NULL, EBADMSG);
                 return;
             }
-            prepare_durable_reply(cc);
+            prepare_durable_reply(c, cc);
             store_commit_bytes(id ? id : "", file, len, cc->reply.len ? &cc->reply : NULL, commit_done, cc);
         } else if (m->fd >= 0) {
             int memfd = m->fd;
             m->fd = -1;
-            prepare_durable_reply(cc);
+            prepare_durable_reply(c, cc);
             store_commit_memory(id ? id : "", memfd, cc->reply.len ? &cc->reply : NULL, commit_done, cc);
         } else {
             store_commit(id ? id : "", commit_done, cc);
@@ -215,6 +219,7 @@ void qmgr_commit_shutdown(void)
         struct conn *c = cm.conns;
         cm.conns = c->next;
         ipc_chan_free(c->ch);
+        store_reply_socket_release(c->reply_sock);
         free(c);
     }
 }

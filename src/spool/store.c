@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -555,6 +556,40 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
      * crash before the record is durable loses nothing acknowledged) */
     (void)unlink_later(st.incoming_fd, id);
     return 1;
+}
+
+struct store_reply_socket {
+    int fd;
+    atomic_uint holders;
+};
+
+struct store_reply_socket *store_reply_socket_new(int fd)
+{
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return NULL;
+    struct store_reply_socket *s = xmalloc(sizeof *s);
+    s->fd = own;
+    atomic_init(&s->holders, 1);
+    return s;
+}
+
+void store_reply_socket_hold(struct store_reply_socket *s)
+{
+    atomic_fetch_add_explicit(&s->holders, 1, memory_order_relaxed);
+}
+
+void store_reply_socket_release(struct store_reply_socket *s)
+{
+    if (s && atomic_fetch_sub_explicit(&s->holders, 1, memory_order_acq_rel) == 1) {
+        close(s->fd);
+        free(s);
+    }
+}
+
+int store_reply_socket_fd(const struct store_reply_socket *s)
+{
+    return s->fd;
 }
 
 /* Writes a queue file in memory (memfd, else file) to incoming/ID, for the

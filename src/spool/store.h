@@ -102,19 +102,29 @@ void store_commit(const char *id, store_commit_cb cb, void *arg);
  * that made the record durable, before the event loop even hears of the
  * commit, which takes a wake-up of this process and a turn of its loop off
  * the client's wait. Only commits into the journal use it: the journal
- * then takes a descriptor of its own for the peer (a dup of fd, which it
- * closes once sent or failed, so a channel closed and its number reused
- * meanwhile cannot misdirect it); every other path leaves sent at 0 and
- * the caller answers from its callback as usual. fd is borrowed: it must
- * be open when the commit is asked for. The caller keeps the struct until
- * the commit's callback has run; sent is set before that, and only when
- * the whole packet went out. */
+ * then holds sock (below) until the reply is sent or failed; every other
+ * path leaves sent at 0 and the caller answers from its callback as usual.
+ * sock is the caller's: it must be held when the commit is asked for. The
+ * caller keeps the struct until the commit's callback has run; sent is set
+ * before that, and only when the whole packet went out. */
+struct store_reply_socket;
 struct store_durable_reply {
-    int fd;
+    struct store_reply_socket *sock;
     size_t len;
     unsigned char wire[64];
     int sent;
 };
+/* A peer's socket for durable replies: a descriptor of its own (a dup of
+ * fd, so that a channel closed and its number reused meanwhile cannot
+ * misdirect a reply), made once per connection and shared by the commits
+ * that come over it: its maker holds it until the connection ends, the
+ * journal for each commit in flight; the last to let go closes it (the
+ * writer thread or the loop: counted atomically). NULL (errno) when fd
+ * cannot be duplicated. */
+struct store_reply_socket *store_reply_socket_new(int fd);
+void store_reply_socket_hold(struct store_reply_socket *s);
+void store_reply_socket_release(struct store_reply_socket *s);
+int store_reply_socket_fd(const struct store_reply_socket *s);
 /* The same for a queue file in memory (smtpd's memfd, taken over): it must
  * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK) and at most
  * QF_MEMORY_MAX bytes, or it is refused (EBADMSG). The journal takes it from there; where a file is

@@ -49,8 +49,7 @@ struct done {
     struct queue_file_message m; /* DONE_COMMIT */
     store_commit_cb cb;
     void *arg;
-    struct store_durable_reply *reply; /* DONE_COMMIT: sent by the writer thread */
-    int reply_fd;                      /* with reply: its descriptor of our own */
+    struct store_durable_reply *reply; /* DONE_COMMIT: sent by the writer thread, which holds its sock */
     size_t progress_len;         /* DONE_COPY: progress folded into the copy */
     uint32_t copy_len;           /* DONE_COPY: the copy's payload length */
 };
@@ -159,15 +158,16 @@ static void appended(void *arg, int err, struct journal_addr addr)
     struct done *d = arg;
     d->err = err;
     d->addr = addr;
-    if (d->reply) { /* a commit's, and then reply_fd is open */
+    if (d->reply) { /* a commit's, and then its sock is held */
         /* The client waits for this one: straight from here, not after a
          * wake-up of the event loop (post below is what tells it) */
         ssize_t n = -1;
-        while (err == 0 && (n = send(d->reply_fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 &&
+        int fd = store_reply_socket_fd(d->reply->sock);
+        while (err == 0 && (n = send(fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 &&
                errno == EINTR)
             ;
         d->reply->sent = n == (ssize_t)d->reply->len;
-        close(d->reply_fd);
+        store_reply_socket_release(d->reply->sock);
     }
     post(d);
 }
@@ -617,7 +617,6 @@ static void commit_record(const char *id, unsigned char *buf, size_t size, int e
     d->kind = DONE_COMMIT;
     d->cb = cb;
     d->arg = arg;
-    d->reply_fd = -1;
     str_copy(d->id, id, sizeof d->id);
     char err[256];
     if (e != 0) {
@@ -631,10 +630,11 @@ static void commit_record(const char *id, unsigned char *buf, size_t size, int e
         log_error("%s: refusing invalid incoming file: %s", id, err);
         e = EBADMSG;
     }
-    /* the writer thread's own descriptor for the reply (without one, the
-     * loop answers as for any commit) */
-    if (e == 0 && reply && (d->reply_fd = fcntl(reply->fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+    /* the writer thread holds the reply's socket until it has sent it */
+    if (e == 0 && reply && reply->sock) {
+        store_reply_socket_hold(reply->sock);
         d->reply = reply;
+    }
     if (e == 0) {
         struct jmsg *m = xcalloc(1, sizeof *m);
         str_copy(m->id, id, sizeof m->id);
@@ -660,7 +660,7 @@ static void commit_record(const char *id, unsigned char *buf, size_t size, int e
     free(buf);
     if (e != 0) {
         if (d->reply)
-            close(d->reply_fd);
+            store_reply_socket_release(d->reply->sock);
         free(d);
         cb(arg, 0, NULL, e);
     }

@@ -83,32 +83,32 @@ static void test_loop_in_queue_file(void **state)
     struct deliver_error err;
     memset(&err, 0, sizeof err);
     int fd = queue_file("Received: from a\r\nDelivered-To: bob@example.org\r\nSubject: s\r\n\r\nhi\r\n", &in);
-    assert_int_equal(delivered_to_loop(&in, NULL, "Bob@Example.org", &err), 1);
+    assert_int_equal(delivered_to_loop(&in, NULL, "Bob@Example.org", &err, NULL), 1);
     assert_int_equal(err.temporary, 0);
     assert_string_equal(err.enh, "5.4.6");
     assert_string_equal(err.text, "mail forwarding loop for Bob@Example.org");
     /* another recipient of the same message is delivered */
-    assert_int_equal(delivered_to_loop(&in, NULL, "alice@example.org", &err), 0);
+    assert_int_equal(delivered_to_loop(&in, NULL, "alice@example.org", &err, NULL), 0);
     close(fd);
 
     /* only in the body */
     fd = queue_file("Subject: s\r\n\r\nDelivered-To: bob@example.org\r\n", &in);
-    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err), 0);
+    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err, NULL), 0);
     /* the queue's own prepended fields are the header too */
     assert_int_equal(delivered_to_loop(&in, "Authentication-Results: x\r\nDelivered-To: bob@example.org\r\n",
-                                       "bob@example.org", &err), 1);
+                                       "bob@example.org", &err, NULL), 1);
     close(fd);
 
     /* a header longer than one read, the field at its end; the address is
      * made printable for the log */
-    size_t pad = 40000;
+    size_t pad = 100000;
     char *big = xmalloc(pad + 200);
     size_t n = 0;
     while (n < pad)
         n += (size_t)sprintf(big + n, "X-Pad: %05zu\r\n", n);
     sprintf(big + n, "Delivered-To: b\x1bob@example.org\r\n\r\nbody\r\n");
     fd = queue_file(big, &in);
-    assert_int_equal(delivered_to_loop(&in, NULL, "b\x1bob@example.org", &err), 1);
+    assert_int_equal(delivered_to_loop(&in, NULL, "b\x1bob@example.org", &err, NULL), 1);
     assert_string_equal(err.text, "mail forwarding loop for b?ob@example.org");
     close(fd);
     free(big);
@@ -116,9 +116,58 @@ static void test_loop_in_queue_file(void **state)
     /* a queue file shorter than it says: deferred */
     fd = queue_file("Subject: s\r\n", &in);
     in.length += 100;
-    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err), -1);
+    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err, NULL), -1);
     assert_int_equal(err.temporary, 1);
     close(fd);
+}
+
+/* A small content is read once: the check hands what it read to the
+ * caller, and the copy takes it from there (the queue file is not read
+ * again); a large one, or one that loops, is not handed over. */
+static void test_small_content_read_once(void **state)
+{
+    (void)state;
+    struct deliver_input in;
+    struct deliver_error err;
+    memset(&err, 0, sizeof err);
+    const char *msg = "Subject: s\r\nFrom: a@b\r\n\r\nFrom the start\r\nbody\r\n";
+    int fd = queue_file(msg, &in);
+    char *content = (char *)1;
+    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err, &content), 0);
+    assert_non_null(content);
+    assert_memory_equal(content, msg, strlen(msg));
+    close(fd);
+    in.fd = -1;   /* nothing left to read from */
+    in.content = content;
+    in.prepend = "Delivered-To: bob@example.org\n";
+    int out = memfd_create("out", 0);
+    assert_true(out >= 0);
+    assert_int_equal(deliver_copy(&in, out, 1, NULL), 0);
+    char got[256];
+    ssize_t n = pread(out, got, sizeof got - 1, 0);
+    assert_true(n > 0);
+    got[n] = '\0';
+    assert_string_equal(got, "Delivered-To: bob@example.org\nSubject: s\nFrom: a@b\n\n>From the start\nbody\n");
+    close(out);
+    free(content);
+
+    /* a loop: nothing handed over */
+    fd = queue_file("Delivered-To: bob@example.org\r\n\r\nx\r\n", &in);
+    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err, &content), 1);
+    assert_null(content);
+    close(fd);
+
+    /* larger than the first read: read in part, nothing handed over */
+    size_t len = DELIVERED_TO_FIRST_READ + 5000;
+    char *big = xmalloc(len + 1);
+    memset(big, 'x', len);
+    memcpy(big, "Subject: s\r\n\r\n", 14);
+    big[len] = '\0';
+    fd = queue_file(big, &in);
+    assert_int_equal(delivered_to_loop(&in, NULL, "bob@example.org", &err, &content), 0);
+    assert_null(content);
+    close(fd);
+    free(big);
 }
 
 /* Postfix's order above the message: From line, Return-Path, X-Original-To
@@ -142,6 +191,7 @@ int main(void)
         cmocka_unit_test(test_header_fields_count),
         cmocka_unit_test(test_body_does_not_count),
         cmocka_unit_test(test_loop_in_queue_file),
+        cmocka_unit_test(test_small_content_read_once),
         cmocka_unit_test(test_prepend_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

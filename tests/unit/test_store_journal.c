@@ -694,7 +694,8 @@ static void test_commit_from_bytes(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     static const char wire[] = "COMMIT-REPLY ok";
-    struct store_durable_reply reply = {.fd = sv[0], .len = sizeof wire};
+    struct store_durable_reply reply = {.sock = store_reply_socket_new(sv[0]), .len = sizeof wire};
+    assert_non_null(reply.sock);
     memcpy(reply.wire, wire, sizeof wire);
     struct res r;
     commit_bytes(fx, id, &file, &reply, &r);
@@ -731,6 +732,7 @@ static void test_commit_from_bytes(void **state)
     assert_false(readable_within(sv[1], 0));
     assert_false(present(fx, "incoming", other));
     assert_false(present(fx, "queue", other));
+    store_reply_socket_release(reply.sock);
     close(sv[0]);
     close(sv[1]);
 
@@ -797,7 +799,8 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     struct stat sock_st;
     assert_int_equal(fstat(sv[0], &sock_st), 0);
     static const char wire[] = "COMMIT-REPLY ok";
-    struct store_durable_reply reply = {.fd = sv[0], .len = sizeof wire};
+    struct store_durable_reply reply = {.sock = store_reply_socket_new(sv[0]), .len = sizeof wire};
+    assert_non_null(reply.sock);
     memcpy(reply.wire, wire, sizeof wire);
 
     char id[QUEUE_ID_LEN + 1];
@@ -861,9 +864,55 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     assert_int_equal(reply.sent, 0);
     assert_false(readable_within(sv[1], 0));
     close(sv[0]);
+    /* the reply socket is the caller's to let go of: until then it stays */
+    assert_int_equal(open_descriptors_of(sock_st.st_ino), 1);
+    store_reply_socket_release(reply.sock);
     close(sv[1]);
-    /* the journal's own descriptors for the replies are all closed */
+    /* nobody holds it now: closed */
     assert_int_equal(open_descriptors_of(sock_st.st_ino), 0);
+}
+
+/* The connection that made the reply socket ends while a commit waits for
+ * its sync: the commit holds the socket, the reply still goes out, and the
+ * last holder closes it. */
+static void test_reply_socket_outlives_its_connection(void **state)
+{
+    struct fx *fx = *state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct stat sock_st;
+    assert_int_equal(fstat(sv[0], &sock_st), 0);
+    static const char wire[] = "COMMIT-REPLY ok";
+    struct store_durable_reply reply = {.sock = store_reply_socket_new(sv[0]), .len = sizeof wire};
+    assert_non_null(reply.sock);
+    memcpy(reply.wire, wire, sizeof wire);
+    char id[QUEUE_ID_LEN + 1];
+    char *c = make_content(23, 1000);
+    struct res r = {0};
+    tf_fs_gate(TF_FDATASYNC);
+    tf_fs_set_permits(0);
+    int want = tf_fs_calls(TF_FDATASYNC) + 1;
+    store_commit_memory(id, new_in_memory(id, c, 1000), &reply, on_commit, &r);
+    free(c);
+    for (int i = 0; tf_fs_calls(TF_FDATASYNC) < want; i++) {
+        assert_true(i < WAIT_MS);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    /* the connection ends: its channel and its hold go */
+    store_reply_socket_release(reply.sock);
+    close(sv[0]);
+    assert_int_equal(open_descriptors_of(sock_st.st_ino), 1);   /* the commit's */
+    tf_fs_set_permits(-1);
+    assert_true(readable_within(sv[1], WAIT_MS));
+    char got[64];
+    assert_int_equal(recv(sv[1], got, sizeof got, 0), (ssize_t)sizeof wire);
+    assert_true(run_until(fx, res_fired, &r, WAIT_MS));
+    assert_true(r.ok);
+    assert_int_equal(reply.sent, 1);
+    assert_int_equal(open_descriptors_of(sock_st.st_ino), 0);
+    close(sv[1]);
+    res_free(&r);
 }
 
 /* ---- 2. a restart keeps progress, added recipients and hold -------------- */
@@ -1570,6 +1619,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_from_memory_as_a_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_from_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_reply_sent_by_the_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reply_socket_outlives_its_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_keeps_state, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_survives_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_message_is_a_file, setup, teardown),
