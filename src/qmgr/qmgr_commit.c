@@ -23,7 +23,7 @@ struct commit_ctx {
     uint32_t reqid;
     int captured;          /* committed into capture/ only (capture = yes) */
     int released;          /* released from capture: delivered whatever the mode */
-    struct store_durable_reply reply; /* the 250's answer, sent by the journal's writer (len 0: none) */
+    struct durable_reply reply; /* the 250's answer, sent by the journal's writer (len 0: none) */
     qmgr_commit_cb cb;
     void *arg;
 };
@@ -32,7 +32,7 @@ struct commit_ctx {
 struct conn {
     struct conn *next;
     struct ipc_chan *ch;
-    struct store_reply_socket *reply_sock; /* for the journal's durable replies; NULL until the first */
+    struct durable_reply_socket *reply_sock; /* for the journal's durable replies; NULL until the first */
 };
 
 static struct {
@@ -101,14 +101,14 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
 }
 
 /* The "ok" COMMIT_REPLY for the journal's writer to send the moment the
- * message is durable (store.h, struct store_durable_reply), on the
+ * message is durable (store.h, struct durable_reply), on the
  * connection's reply socket, made at its first commit. Whatever the commit's outcome,
  * commit_done alone answers a failure, and answers a success the writer
  * could not send. Capture mode never gets there: the store commits files
  * then, and commit_done tells the capture process before it answers. */
 static void prepare_durable_reply(struct conn *c, struct commit_ctx *cc)
 {
-    if (!c->reply_sock && !(c->reply_sock = store_reply_socket_new(ipc_chan_fd(c->ch))))
+    if (!c->reply_sock && !(c->reply_sock = durable_reply_socket_new(ipc_chan_fd(c->ch))))
         return; /* out of descriptors: the loop answers */
     struct ipc_msg r;
     ipc_msg_init(&r, IPC_COMMIT_REPLY, cc->reqid);
@@ -137,7 +137,7 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         if (*pp)
             *pp = c->next;
         ipc_chan_free(ch);
-        store_reply_socket_release(c->reply_sock);
+        durable_reply_socket_release(c->reply_sock);
         free(c);
         return;
     }
@@ -219,7 +219,7 @@ void qmgr_commit_shutdown(void)
         struct conn *c = cm.conns;
         cm.conns = c->next;
         ipc_chan_free(c->ch);
-        store_reply_socket_release(c->reply_sock);
+        durable_reply_socket_release(c->reply_sock);
         free(c);
     }
 }

@@ -6,7 +6,6 @@
 #include <event2/event.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -521,7 +520,7 @@ static int journal_takes(enum store_capture capture, const struct stat *sb)
 
 /* Hands a queue file to the journal, an open one (fd, taken over) or its
  * bytes (file, when fd is -1), unless a committed message has its id. */
-static void journal_commit(const char *id, int fd, const void *file, size_t size, struct store_durable_reply *reply,
+static void journal_commit(const char *id, int fd, const void *file, size_t size, struct durable_reply *reply,
                            store_commit_cb cb, void *arg)
 {
     if (id_in_use(id)) {
@@ -556,40 +555,6 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
      * crash before the record is durable loses nothing acknowledged) */
     (void)unlink_later(st.incoming_fd, id);
     return 1;
-}
-
-struct store_reply_socket {
-    int fd;
-    atomic_uint holders;
-};
-
-struct store_reply_socket *store_reply_socket_new(int fd)
-{
-    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (own < 0)
-        return NULL;
-    struct store_reply_socket *s = xmalloc(sizeof *s);
-    s->fd = own;
-    atomic_init(&s->holders, 1);
-    return s;
-}
-
-void store_reply_socket_hold(struct store_reply_socket *s)
-{
-    atomic_fetch_add_explicit(&s->holders, 1, memory_order_relaxed);
-}
-
-void store_reply_socket_release(struct store_reply_socket *s)
-{
-    if (s && atomic_fetch_sub_explicit(&s->holders, 1, memory_order_acq_rel) == 1) {
-        close(s->fd);
-        free(s);
-    }
-}
-
-int store_reply_socket_fd(const struct store_reply_socket *s)
-{
-    return s->fd;
 }
 
 /* Writes a queue file in memory (memfd, else file) to incoming/ID, for the
@@ -630,7 +595,7 @@ static void memory_committed(const char *id, int rc, int e, store_commit_cb cb, 
     commit(id, st.capture, cb, arg);
 }
 
-void store_commit_memory(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb, void *arg)
+void store_commit_memory(const char *id, int memfd, struct durable_reply *reply, store_commit_cb cb, void *arg)
 {
     const int sealed = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK;
     struct stat sb;
@@ -658,7 +623,7 @@ void store_commit_memory(const char *id, int memfd, struct store_durable_reply *
     memory_committed(id, rc, e, cb, arg);
 }
 
-void store_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+void store_commit_bytes(const char *id, const void *file, size_t size, struct durable_reply *reply,
                         store_commit_cb cb, void *arg)
 {
     struct stat sb = {.st_mode = S_IFREG, .st_size = (off_t)size};

@@ -52,6 +52,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "spool/durable_reply.h"
 #include "spool/queue_file.h"
 
 struct event_base;
@@ -97,44 +98,16 @@ enum store_capture { STORE_CAPTURE_OFF, STORE_CAPTURE_ONLY, STORE_CAPTURE_COPY }
 int store_set_capture(enum store_capture mode);
 /* Takes incoming/ID into the queue (steps 3-5). */
 void store_commit(const char *id, store_commit_cb cb, void *arg);
-/* A reply that must leave the moment a commit is durable: the journal's
- * writer thread sends it (send(2), MSG_DONTWAIT) right after the fdatasync
- * that made the record durable, before the event loop even hears of the
- * commit, which takes a wake-up of this process and a turn of its loop off
- * the client's wait. Only commits into the journal use it: the journal
- * then holds sock (below) until the reply is sent or failed; every other
- * path leaves sent at 0 and the caller answers from its callback as usual.
- * sock is the caller's: it must be held when the commit is asked for. The
- * caller keeps the struct until the commit's callback has run; sent is set
- * before that, and only when the whole packet went out. */
-struct store_reply_socket;
-struct store_durable_reply {
-    struct store_reply_socket *sock;
-    size_t len;
-    unsigned char wire[64];
-    int sent;
-};
-/* A peer's socket for durable replies: a descriptor of its own (a dup of
- * fd, so that a channel closed and its number reused meanwhile cannot
- * misdirect a reply), made once per connection and shared by the commits
- * that come over it: its maker holds it until the connection ends, the
- * journal for each commit in flight; the last to let go closes it (the
- * writer thread or the loop: counted atomically). NULL (errno) when fd
- * cannot be duplicated. */
-struct store_reply_socket *store_reply_socket_new(int fd);
-void store_reply_socket_hold(struct store_reply_socket *s);
-void store_reply_socket_release(struct store_reply_socket *s);
-int store_reply_socket_fd(const struct store_reply_socket *s);
 /* The same for a queue file in memory (smtpd's memfd, taken over): it must
  * be sealed against change (F_SEAL_WRITE, _GROW, _SHRINK) and at most
  * QF_MEMORY_MAX bytes, or it is refused (EBADMSG). The journal takes it from there; where a file is
  * needed (another queue_sync_method, capture mode, a message too large for
  * a record) it is first written to incoming/ID. reply: sent when durable
- * (NULL: none; struct store_durable_reply above). */
-void store_commit_memory(const char *id, int memfd, struct store_durable_reply *reply, store_commit_cb cb, void *arg);
+ * (NULL: none; spool/durable_reply.h). */
+void store_commit_memory(const char *id, int memfd, struct durable_reply *reply, store_commit_cb cb, void *arg);
 /* The same for a queue file given as its bytes (smtpd's COMMIT carries a
  * small one inside; copied). */
-void store_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+void store_commit_bytes(const char *id, const void *file, size_t size, struct durable_reply *reply,
                         store_commit_cb cb, void *arg);
 /* The same into queue/ whatever the capture mode: a message the capture
  * API releases to be delivered for real. */

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -49,7 +48,7 @@ struct done {
     struct queue_file_message m; /* DONE_COMMIT */
     store_commit_cb cb;
     void *arg;
-    struct store_durable_reply *reply; /* DONE_COMMIT: sent by the writer thread, which holds its sock */
+    struct durable_reply *reply; /* DONE_COMMIT: sent by the writer thread, which holds its sock */
     size_t progress_len;         /* DONE_COPY: progress folded into the copy */
     uint32_t copy_len;           /* DONE_COPY: the copy's payload length */
 };
@@ -158,17 +157,10 @@ static void appended(void *arg, int err, struct journal_addr addr)
     struct done *d = arg;
     d->err = err;
     d->addr = addr;
-    if (d->reply) { /* a commit's, and then its sock is held */
-        /* The client waits for this one: straight from here, not after a
-         * wake-up of the event loop (post below is what tells it) */
-        ssize_t n = -1;
-        int fd = store_reply_socket_fd(d->reply->sock);
-        while (err == 0 && (n = send(fd, d->reply->wire, d->reply->len, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 &&
-               errno == EINTR)
-            ;
-        d->reply->sent = n == (ssize_t)d->reply->len;
-        store_reply_socket_release(d->reply->sock);
-    }
+    /* The client waits for this one: straight from here, not after a
+     * wake-up of the event loop (post below is what tells it) */
+    if (d->reply)
+        durable_reply_send(d->reply, err);
     post(d);
 }
 
@@ -610,8 +602,13 @@ void store_journal_close(void)
  * bytes left for the prefix; freed here), read with e (its errno, 0 when
  * the read went well). */
 static void commit_record(const char *id, unsigned char *buf, size_t size, int e,
-                          struct store_durable_reply *reply, store_commit_cb cb, void *arg)
+                          struct durable_reply *reply, store_commit_cb cb, void *arg)
 {
+    if (!sj.j) { /* closing (see note) */
+        free(buf);
+        cb(arg, 0, NULL, ESHUTDOWN);
+        return;
+    }
     memset(buf, 0, STORE_MESSAGE_PREFIX);
     struct done *d = xcalloc(1, sizeof *d);
     d->kind = DONE_COMMIT;
@@ -632,7 +629,7 @@ static void commit_record(const char *id, unsigned char *buf, size_t size, int e
     }
     /* the writer thread holds the reply's socket until it has sent it */
     if (e == 0 && reply && reply->sock) {
-        store_reply_socket_hold(reply->sock);
+        durable_reply_socket_hold(reply->sock);
         d->reply = reply;
     }
     if (e == 0) {
@@ -660,35 +657,24 @@ static void commit_record(const char *id, unsigned char *buf, size_t size, int e
     free(buf);
     if (e != 0) {
         if (d->reply)
-            store_reply_socket_release(d->reply->sock);
+            durable_reply_socket_release(d->reply->sock);
         free(d);
         cb(arg, 0, NULL, e);
     }
 }
 
-void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
+void store_journal_commit(const char *id, int fd, size_t size, struct durable_reply *reply, store_commit_cb cb,
                           void *arg)
 {
-    if (!sj.j) { /* closing (see note) */
-        close(fd);
-        cb(arg, 0, NULL, ESHUTDOWN);
-        return;
-    }
     unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
-    int e = 0;
-    if (fsops_pread_all(fd, buf + STORE_MESSAGE_PREFIX, size, 0) != 0)
-        e = errno ? errno : EIO;
+    int e = sj.j && fsops_pread_all(fd, buf + STORE_MESSAGE_PREFIX, size, 0) != 0 ? (errno ? errno : EIO) : 0;
     close(fd);
     commit_record(id, buf, size, e, reply, cb, arg);
 }
 
-void store_journal_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+void store_journal_commit_bytes(const char *id, const void *file, size_t size, struct durable_reply *reply,
                                 store_commit_cb cb, void *arg)
 {
-    if (!sj.j) { /* closing (see note) */
-        cb(arg, 0, NULL, ESHUTDOWN);
-        return;
-    }
     unsigned char *buf = xmalloc(STORE_MESSAGE_PREFIX + size);
     memcpy(buf + STORE_MESSAGE_PREFIX, file, size);
     commit_record(id, buf, size, 0, reply, cb, arg);

@@ -89,11 +89,11 @@ size_t store_journal_max_message(void);
 /* Commits the queue file ID: fd is the open file (read, then closed before
  * this returns), size its size. The callback is called later, on the event
  * loop; reply (NULL: none) is sent by the writer thread once the record is
- * durable (store.h, struct store_durable_reply). */
-void store_journal_commit(const char *id, int fd, size_t size, struct store_durable_reply *reply, store_commit_cb cb,
+ * durable (store.h, struct durable_reply). */
+void store_journal_commit(const char *id, int fd, size_t size, struct durable_reply *reply, store_commit_cb cb,
                           void *arg);
 /* The same for a queue file given as its bytes (copied). */
-void store_journal_commit_bytes(const char *id, const void *file, size_t size, struct store_durable_reply *reply,
+void store_journal_commit_bytes(const char *id, const void *file, size_t size, struct durable_reply *reply,
                                 store_commit_cb cb, void *arg);
 /* True when id is a live journal message (or one being committed). */
 int store_journal_has(const char *id);

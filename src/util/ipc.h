@@ -70,7 +70,7 @@ int ipc_msg_next(const struct ipc_msg *m, size_t *pos, const char **name, size_t
 int ipc_msg_decode(struct ipc_msg *m, const void *packet, size_t len);
 /* m as one packet (what ipc_chan_send would send), written to buf: its
  * length, or 0 when it needs more than cap bytes. For a packet another
- * thread sends with send(2) (store.h, struct store_durable_reply). */
+ * thread sends with send(2) (spool/durable_reply.h). */
 size_t ipc_msg_wire(const struct ipc_msg *m, void *buf, size_t cap);
 
 /* Blocking helpers for command-line tools. A message (or packet) larger than

@@ -672,7 +672,7 @@ static void bytes_file(char *id, const char *content, size_t len, struct strbuf 
 }
 
 static void commit_bytes(struct fx *fx, const char *id, const struct strbuf *file,
-                         struct store_durable_reply *reply, struct res *r)
+                         struct durable_reply *reply, struct res *r)
 {
     memset(r, 0, sizeof *r);
     store_commit_bytes(id, file->buf, file->len, reply, on_commit, r);
@@ -694,7 +694,7 @@ static void test_commit_from_bytes(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     static const char wire[] = "COMMIT-REPLY ok";
-    struct store_durable_reply reply = {.sock = store_reply_socket_new(sv[0]), .len = sizeof wire};
+    struct durable_reply reply = {.sock = durable_reply_socket_new(sv[0]), .len = sizeof wire};
     assert_non_null(reply.sock);
     memcpy(reply.wire, wire, sizeof wire);
     struct res r;
@@ -732,7 +732,7 @@ static void test_commit_from_bytes(void **state)
     assert_false(readable_within(sv[1], 0));
     assert_false(present(fx, "incoming", other));
     assert_false(present(fx, "queue", other));
-    store_reply_socket_release(reply.sock);
+    durable_reply_socket_release(reply.sock);
     close(sv[0]);
     close(sv[1]);
 
@@ -799,7 +799,7 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     struct stat sock_st;
     assert_int_equal(fstat(sv[0], &sock_st), 0);
     static const char wire[] = "COMMIT-REPLY ok";
-    struct store_durable_reply reply = {.sock = store_reply_socket_new(sv[0]), .len = sizeof wire};
+    struct durable_reply reply = {.sock = durable_reply_socket_new(sv[0]), .len = sizeof wire};
     assert_non_null(reply.sock);
     memcpy(reply.wire, wire, sizeof wire);
 
@@ -866,7 +866,7 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     close(sv[0]);
     /* the reply socket is the caller's to let go of: until then it stays */
     assert_int_equal(open_descriptors_of(sock_st.st_ino), 1);
-    store_reply_socket_release(reply.sock);
+    durable_reply_socket_release(reply.sock);
     close(sv[1]);
     /* nobody holds it now: closed */
     assert_int_equal(open_descriptors_of(sock_st.st_ino), 0);
@@ -883,7 +883,7 @@ static void test_reply_socket_outlives_its_connection(void **state)
     struct stat sock_st;
     assert_int_equal(fstat(sv[0], &sock_st), 0);
     static const char wire[] = "COMMIT-REPLY ok";
-    struct store_durable_reply reply = {.sock = store_reply_socket_new(sv[0]), .len = sizeof wire};
+    struct durable_reply reply = {.sock = durable_reply_socket_new(sv[0]), .len = sizeof wire};
     assert_non_null(reply.sock);
     memcpy(reply.wire, wire, sizeof wire);
     char id[QUEUE_ID_LEN + 1];
@@ -900,7 +900,7 @@ static void test_reply_socket_outlives_its_connection(void **state)
         nanosleep(&ms, NULL);
     }
     /* the connection ends: its channel and its hold go */
-    store_reply_socket_release(reply.sock);
+    durable_reply_socket_release(reply.sock);
     close(sv[0]);
     assert_int_equal(open_descriptors_of(sock_st.st_ino), 1);   /* the commit's */
     tf_fs_set_permits(-1);
