@@ -36,9 +36,10 @@ int delivered_to_in_text(const char *text, size_t len, const char *address, int 
  * file cannot be read (err filled, temporary). With 1, err holds the
  * bounce: 5.4.6 "mail forwarding loop for ADDRESS". in->prepend is not
  * looked at: the caller's own Delivered-To is there. content (may be
- * NULL): with 0, a small content read whole by the check (one read of at
- * most DELIVERED_TO_FIRST_READ bytes), for the caller's in->content (and to
- * free); else NULL. */
+ * NULL): with 0, the content when the check read all of it (a message of
+ * at most DELIVERED_TO_FIRST_READ bytes takes one read; one whose header
+ * runs to its end, up to DELIVERED_TO_HEADER_MAX, takes several), for the
+ * caller's in->content (and to free); else NULL. */
 #define DELIVERED_TO_FIRST_READ (64 * 1024)
 int delivered_to_loop(const struct deliver_input *in, const char *queued, const char *address,
                       struct deliver_error *err, char **content);

@@ -101,7 +101,7 @@ static void commit_done(void *arg, int ok, struct queue_file_message *m, int err
 }
 
 /* The "ok" COMMIT_REPLY for the journal's writer to send the moment the
- * message is durable (store.h, struct durable_reply), on the
+ * message is durable (spool/durable_reply.h), on the
  * connection's reply socket, made at its first commit. Whatever the commit's outcome,
  * commit_done alone answers a failure, and answers a success the writer
  * could not send. Capture mode never gets there: the store commits files
@@ -150,15 +150,10 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         if (m->type == IPC_CAPTURE_RELEASE) {
             cc->released = 1;
             store_commit_for_delivery(id ? id : "", commit_done, cc);
-        } else if (m->fd == IPC_FD_LOST) {
-            /* smtpd sent the file, the kernel could not hand it to us */
-            log_warn("%s: the queue file smtpd sent could not be received (out of descriptors?)",
-                     id && queue_id_valid(id) ? id : "?");
-            commit_done(cc, 0, NULL, EMFILE);
         } else if (ipc_msg_get(m, "file")) {
             size_t len;
             const void *file = ipc_msg_get_bytes(m, "file", &len);
-            if (m->fd >= 0) {
+            if (m->fd != -1) {
                 log_error("%s: a COMMIT with the queue file both inside and as a descriptor; refused",
                           id && queue_id_valid(id) ? id : "?");
                 commit_done(cc, 0, NULL, EBADMSG);
@@ -166,6 +161,11 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
             }
             prepare_durable_reply(c, cc);
             store_commit_bytes(id ? id : "", file, len, cc->reply.len ? &cc->reply : NULL, commit_done, cc);
+        } else if (m->fd == IPC_FD_LOST) {
+            /* smtpd sent the file, the kernel could not hand it to us */
+            log_warn("%s: the queue file smtpd sent could not be received (out of descriptors?)",
+                     id && queue_id_valid(id) ? id : "?");
+            commit_done(cc, 0, NULL, EMFILE);
         } else if (m->fd >= 0) {
             int memfd = m->fd;
             m->fd = -1;

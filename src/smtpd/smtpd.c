@@ -163,6 +163,11 @@ static void on_commit_timeout(evutil_socket_t fd, short what, void *arg)
 
 _Static_assert(SMTPD_COMMIT_FILE_MAX + 1024 <= IPC_MAX_MSG, "a COMMIT with its file fits one message");
 
+size_t smtpd_commit_file_max(void)
+{
+    return queue_chan && ipc_chan_queued(queue_chan) > IPC_MAX_QUEUED / 8 ? 0 : SMTPD_COMMIT_FILE_MAX;
+}
+
 void smtpd_commit(const char *id, int memfd, const struct strbuf *bytes, size_t charged, smtpd_commit_cb cb,
                   void *arg)
 {

@@ -142,7 +142,7 @@ static void content_commit(struct smtp_session *s)
     int memfd;
     size_t charged;
     struct strbuf bytes = STRBUF_INIT;
-    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd, &charged, &bytes, SMTPD_COMMIT_FILE_MAX) != 0) {
+    if (queue_file_writer_finish_memory(s->writer, &s->env, &memfd, &charged, &bytes, smtpd_commit_file_max()) != 0) {
         int e = errno;
         s->writer = NULL;
         strbuf_free(&bytes);

@@ -106,6 +106,11 @@ typedef void (*smtpd_commit_cb)(void *arg, int ok, const char *reply);
 /* The largest queue file that goes to the queue inside its COMMIT message
  * (with room in the message for the rest of it: ipc.h's IPC_MAX_MSG). */
 #define SMTPD_COMMIT_FILE_MAX (63u * 1024)
+/* How large a queue file may go inside the COMMIT now: SMTPD_COMMIT_FILE_MAX,
+ * or 0 while the queue lags behind in reading (then files go as memfds: the
+ * channel's queue must stay far below its IPC_MAX_QUEUED, which the memory
+ * budget for queue files would otherwise allow it to pass). */
+size_t smtpd_commit_file_max(void);
 /* Asks the queue to take the queue file ID: in bytes (not NULL, not empty:
  * the whole file) or memfd (taken over) when it is in memory, with the
  * charged bytes of the content budget, released when the queue has answered

@@ -628,8 +628,10 @@ void store_commit_bytes(const char *id, const void *file, size_t size, struct du
 {
     struct stat sb = {.st_mode = S_IFREG, .st_size = (off_t)size};
     if (!queue_id_valid(id) || size > QF_MEMORY_MAX) {
-        log_error("%s: refusing a queue file in memory of more than %u bytes", queue_id_valid(id) ? id : "?",
-                  QF_MEMORY_MAX);
+        if (queue_id_valid(id))
+            log_error("%s: refusing a queue file in memory of more than %u bytes", id, QF_MEMORY_MAX);
+        else
+            log_error("refusing a queue file in memory: its queue id is not one");
         cb(arg, 0, NULL, EBADMSG);
         return;
     }

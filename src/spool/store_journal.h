@@ -89,7 +89,7 @@ size_t store_journal_max_message(void);
 /* Commits the queue file ID: fd is the open file (read, then closed before
  * this returns), size its size. The callback is called later, on the event
  * loop; reply (NULL: none) is sent by the writer thread once the record is
- * durable (store.h, struct durable_reply). */
+ * durable (spool/durable_reply.h). */
 void store_journal_commit(const char *id, int fd, size_t size, struct durable_reply *reply, store_commit_cb cb,
                           void *arg);
 /* The same for a queue file given as its bytes (copied). */

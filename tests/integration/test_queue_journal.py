@@ -7,8 +7,11 @@ runs or not, and a full disk gets 452 without losing anything.
 """
 import os
 import re
+import socket
+import struct
 import time
 
+from test_local_commands import ipc_decode
 from test_queue_durability import QID, fill, listing, listed_ids, small_fs, smtp_send, wait_until  # noqa: F401
 
 
@@ -157,3 +160,72 @@ def test_each_commit_is_answered_once_under_concurrent_sessions(tern_instance):
     assert "for unknown request" not in log and "unexpected message type" not in log, log[-3000:]
     assert "was not taken over" not in log, log[-3000:]
     assert len(re.findall(r"\(queue active\)", log)) == total
+
+
+# ---------------------------------------------------------------- a compromised smtpd
+
+IPC_COMMIT, IPC_COMMIT_REPLY = 1, 2
+
+
+def commit_packet(reqid, attrs):
+    """A COMMIT as smtpd sends it: type, request id, then name/value pairs
+    (values are bytes: the queue file travels inside as `file`)."""
+    out = struct.pack("<HI", IPC_COMMIT, reqid)
+    for name, value in attrs.items():
+        out += struct.pack("<B", len(name)) + name.encode() + struct.pack("<I", len(value)) + value + b"\0"
+    return out
+
+
+def test_a_forged_commit_is_refused_and_the_queue_goes_on(tern_instance):
+    """Playing a compromised smtpd on private/queue: a queue file inside the
+    COMMIT that is not a valid one (binary garbage, cut short, an id that is
+    not a queue id, the file both inside and as a descriptor) gets a failed
+    COMMIT_REPLY and leaves nothing queued; a text attribute holding a NUL
+    is a malformed message, which closes that channel only; real mail goes
+    on being accepted and delivered."""
+    tern = start_journal(tern_instance)
+    sock = str(tern.queue_dir / "private" / "queue")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(sock)
+    s.settimeout(10)
+    garbage = bytes(range(256)) * 8
+    forged = [
+        {"id": b"01K1YSCA0Y6J7", "file": garbage},
+        {"id": b"01K1YSCA0Y6J8", "file": b"\0" * 40},
+        {"id": b"../../etc/x", "file": garbage},
+        {"id": b"01K1YSCA0Y6J9", "file": b""},
+    ]
+    for i, attrs in enumerate(forged, 1):
+        s.send(commit_packet(i, attrs))
+        msg_type, reqid, reply = ipc_decode(s.recv(65536))
+        assert (msg_type, reqid) == (IPC_COMMIT_REPLY, i), (attrs["id"], reply)
+        assert reply["status"] == "fail", (attrs["id"], reply)
+    # the file inside and a descriptor along with it
+    r, w = os.pipe()
+    socket.send_fds(s, [commit_packet(9, {"id": b"01K1YSCA0Y6JA", "file": garbage})], [r])
+    os.close(r)
+    os.close(w)
+    msg_type, reqid, reply = ipc_decode(s.recv(65536))
+    assert (msg_type, reqid, reply["status"]) == (IPC_COMMIT_REPLY, 9, "fail"), reply
+    # a NUL in a text attribute: malformed, the channel is closed
+    s.send(commit_packet(10, {"id": b"01K1YSCA0Y6J7\0x"}))
+    assert s.recv(65536) == b""
+    s.close()
+    assert "holds a NUL" in tern.log_text()
+    assert list((tern.queue_dir / "queue").iterdir()) == []
+    assert list((tern.queue_dir / "incoming").iterdir()) == []
+    assert "01K1YSCA0Y6J" not in listing(tern)
+    # real mail, as small (inside the COMMIT) and as large (a memfd) as it comes
+    small = smtp_send(tern, "alice@localhost", "after the forgeries")
+    big_body = ("x" * 998 + "\r\n") * 100   # ~100 KB: past the writer's buffer
+    with tern.smtp() as c:
+        c.ehlo("client.test")
+        c.mail("sender@localhost")
+        c.rcpt("alice@localhost")
+        code, text = c.data(f"Subject: large one\r\n\r\n{big_body}".encode())
+        assert code == 250, (code, text)
+    files = tern.wait_messages("alice", count=2)
+    subjects = sorted(re.search(rb"\nSubject: (.*)\n", f.read_bytes()).group(1) for f in files)
+    assert subjects == [b"after the forgeries", b"large one"]
+    assert any(f.stat().st_size > 100_000 for f in files)
+    tern.wait_log(f"{small}: removed")

@@ -756,6 +756,14 @@ static void test_commit_from_bytes(void **state)
     assert_false(present(fx, "incoming", id2));
     assert_int_equal(check_content(fx, &r.m, STORE_QUEUE, 31, 700), 0);
     res_free(&r);
+    /* its id again: refused, the queued one intact, nothing left behind */
+    struct strbuf again = STRBUF_INIT;
+    strbuf_append(&again, file.buf, file.len);
+    commit_bytes(fx, id2, &again, NULL, &bad);
+    assert_false(bad.ok);
+    assert_true(present(fx, "queue", id2));
+    assert_false(present(fx, "incoming", id2));
+    strbuf_free(&again);
     free(c);
     strbuf_free(&file);
 }
