@@ -551,13 +551,19 @@ static int new_in_memory(char *id, const char *content, size_t len)
     return memory_file(id, content, len);
 }
 
+/* Runs the loop until the commit of id has called back, once. */
+static void wait_for_commit(struct fx *fx, const char *id, struct res *r)
+{
+    if (!run_until(fx, res_fired, r, WAIT_MS))
+        fail_msg("no commit callback for %s within %d ms", id, WAIT_MS);
+    assert_int_equal(r->fired, 1);
+}
+
 static void commit_memory(struct fx *fx, const char *id, int memfd, struct res *r)
 {
     memset(r, 0, sizeof *r);
     store_commit_memory(id, memfd, NULL, on_commit, r);
-    if (!run_until(fx, res_fired, r, WAIT_MS))
-        fail_msg("no commit callback for %s within %d ms", id, WAIT_MS);
-    assert_int_equal(r->fired, 1);
+    wait_for_commit(fx, id, r);
 }
 
 static void test_commit_from_memory(void **state)
@@ -650,6 +656,22 @@ static void test_commit_from_memory_as_a_file(void **state)
 
 static int readable_within(int fd, int ms);
 
+static const char reply_wire[] = "COMMIT-REPLY ok";
+
+/* A socket pair standing for smtpd's channel (sv[1] is smtpd's end), the
+ * reply socket made on sv[0] as the queue makes it, its inode in *ino. */
+static void reply_pair(int sv[2], ino_t *ino, struct durable_reply *reply)
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    struct stat sock_st;
+    assert_int_equal(fstat(sv[0], &sock_st), 0);
+    *ino = sock_st.st_ino;
+    *reply = (struct durable_reply){.sock = durable_reply_socket_new(sv[0]), .len = sizeof reply_wire};
+    assert_non_null(reply->sock);
+    memcpy(reply->wire, reply_wire, sizeof reply_wire);
+}
+
+
 /* ---- 1c. a queue file given as bytes (smtpd's COMMIT carries it) ---------- */
 
 /* A finished small message as smtpd hands it over: its bytes. */
@@ -676,9 +698,7 @@ static void commit_bytes(struct fx *fx, const char *id, const struct strbuf *fil
 {
     memset(r, 0, sizeof *r);
     store_commit_bytes(id, file->buf, file->len, reply, on_commit, r);
-    if (!run_until(fx, res_fired, r, WAIT_MS))
-        fail_msg("no commit callback for %s within %d ms", id, WAIT_MS);
-    assert_int_equal(r->fired, 1);
+    wait_for_commit(fx, id, r);
 }
 
 /* Into the journal (and found there after a restart), its durable reply
@@ -692,17 +712,15 @@ static void test_commit_from_bytes(void **state)
     struct strbuf file = STRBUF_INIT;
     bytes_file(id, c, 2500, &file);
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    static const char wire[] = "COMMIT-REPLY ok";
-    struct durable_reply reply = {.sock = durable_reply_socket_new(sv[0]), .len = sizeof wire};
-    assert_non_null(reply.sock);
-    memcpy(reply.wire, wire, sizeof wire);
+    ino_t ino;
+    struct durable_reply reply;
+    reply_pair(sv, &ino, &reply);
     struct res r;
     commit_bytes(fx, id, &file, &reply, &r);
     assert_true(r.ok);
     assert_int_equal(reply.sent, 1);
     char got[64];
-    assert_int_equal(recv(sv[1], got, sizeof got, MSG_DONTWAIT), (ssize_t)sizeof wire);
+    assert_int_equal(recv(sv[1], got, sizeof got, MSG_DONTWAIT), (ssize_t)sizeof reply_wire);
     assert_string_equal(r.m.id, id);
     assert_int_equal(r.m.content_length, 2500);
     assert_false(present(fx, "incoming", id));
@@ -799,40 +817,46 @@ static int open_descriptors_of(ino_t ino)
     return n;
 }
 
+/* Commits a new message of len bytes with reply and returns once the
+ * writer is held at its fdatasync (the gate closed: tf_fs_set_permits(-1)
+ * lets it go). */
+static void commit_held_at_sync(char *id, int seed, size_t len, struct durable_reply *reply, struct res *r)
+{
+    char *c = make_content(seed, len);
+    tf_fs_gate(TF_FDATASYNC);
+    tf_fs_set_permits(0);
+    int want = tf_fs_calls(TF_FDATASYNC) + 1;
+    store_commit_memory(id, new_in_memory(id, c, len), reply, on_commit, r);
+    free(c);
+    for (int i = 0; tf_fs_calls(TF_FDATASYNC) < want; i++) {
+        assert_true(i < WAIT_MS);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+}
+
 static void test_durable_reply_sent_by_the_writer(void **state)
 {
     struct fx *fx = *state;
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    struct stat sock_st;
-    assert_int_equal(fstat(sv[0], &sock_st), 0);
-    static const char wire[] = "COMMIT-REPLY ok";
-    struct durable_reply reply = {.sock = durable_reply_socket_new(sv[0]), .len = sizeof wire};
-    assert_non_null(reply.sock);
-    memcpy(reply.wire, wire, sizeof wire);
+    ino_t ino;
+    struct durable_reply reply;
+    reply_pair(sv, &ino, &reply);
 
     char id[QUEUE_ID_LEN + 1];
     char *c = make_content(21, 3000);
     struct res r = {0};
     /* the writer is held at its fdatasync: the record is written, not yet
      * durable, and nothing may have been said */
-    tf_fs_gate(TF_FDATASYNC);
-    tf_fs_set_permits(0);
-    int want = tf_fs_calls(TF_FDATASYNC) + 1;
-    store_commit_memory(id, new_in_memory(id, c, 3000), &reply, on_commit, &r);
-    for (int i = 0; tf_fs_calls(TF_FDATASYNC) < want; i++) {
-        assert_true(i < WAIT_MS);
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
+    commit_held_at_sync(id, 21, 3000, &reply, &r);
     assert_false(readable_within(sv[1], 50));
     tf_fs_set_permits(-1);
     /* the loop has not run: only the writer thread can have sent it */
     assert_true(readable_within(sv[1], WAIT_MS));
     assert_int_equal(r.fired, 0);
     char got_wire[128];
-    assert_int_equal(recv(sv[1], got_wire, sizeof got_wire, 0), (ssize_t)sizeof wire);
-    assert_memory_equal(got_wire, wire, sizeof wire);
+    assert_int_equal(recv(sv[1], got_wire, sizeof got_wire, 0), (ssize_t)sizeof reply_wire);
+    assert_memory_equal(got_wire, reply_wire, sizeof reply_wire);
     assert_true(run_until(fx, res_fired, &r, WAIT_MS));
     assert_true(r.ok);
     assert_int_equal(reply.sent, 1);
@@ -873,11 +897,11 @@ static void test_durable_reply_sent_by_the_writer(void **state)
     assert_false(readable_within(sv[1], 0));
     close(sv[0]);
     /* the reply socket is the caller's to let go of: until then it stays */
-    assert_int_equal(open_descriptors_of(sock_st.st_ino), 1);
+    assert_int_equal(open_descriptors_of(ino), 1);
     durable_reply_socket_release(reply.sock);
     close(sv[1]);
     /* nobody holds it now: closed */
-    assert_int_equal(open_descriptors_of(sock_st.st_ino), 0);
+    assert_int_equal(open_descriptors_of(ino), 0);
 }
 
 /* The connection that made the reply socket ends while a commit waits for
@@ -887,38 +911,24 @@ static void test_reply_socket_outlives_its_connection(void **state)
 {
     struct fx *fx = *state;
     int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    struct stat sock_st;
-    assert_int_equal(fstat(sv[0], &sock_st), 0);
-    static const char wire[] = "COMMIT-REPLY ok";
-    struct durable_reply reply = {.sock = durable_reply_socket_new(sv[0]), .len = sizeof wire};
-    assert_non_null(reply.sock);
-    memcpy(reply.wire, wire, sizeof wire);
+    ino_t ino;
+    struct durable_reply reply;
+    reply_pair(sv, &ino, &reply);
     char id[QUEUE_ID_LEN + 1];
-    char *c = make_content(23, 1000);
     struct res r = {0};
-    tf_fs_gate(TF_FDATASYNC);
-    tf_fs_set_permits(0);
-    int want = tf_fs_calls(TF_FDATASYNC) + 1;
-    store_commit_memory(id, new_in_memory(id, c, 1000), &reply, on_commit, &r);
-    free(c);
-    for (int i = 0; tf_fs_calls(TF_FDATASYNC) < want; i++) {
-        assert_true(i < WAIT_MS);
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
+    commit_held_at_sync(id, 23, 1000, &reply, &r);
     /* the connection ends: its channel and its hold go */
     durable_reply_socket_release(reply.sock);
     close(sv[0]);
-    assert_int_equal(open_descriptors_of(sock_st.st_ino), 1);   /* the commit's */
+    assert_int_equal(open_descriptors_of(ino), 1);   /* the commit's */
     tf_fs_set_permits(-1);
     assert_true(readable_within(sv[1], WAIT_MS));
     char got[64];
-    assert_int_equal(recv(sv[1], got, sizeof got, 0), (ssize_t)sizeof wire);
+    assert_int_equal(recv(sv[1], got, sizeof got, 0), (ssize_t)sizeof reply_wire);
     assert_true(run_until(fx, res_fired, &r, WAIT_MS));
     assert_true(r.ok);
     assert_int_equal(reply.sent, 1);
-    assert_int_equal(open_descriptors_of(sock_st.st_ino), 0);
+    assert_int_equal(open_descriptors_of(ino), 0);
     close(sv[1]);
     res_free(&r);
 }
