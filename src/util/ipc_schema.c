@@ -181,8 +181,7 @@ const struct ipc_msg_spec *ipc_schema_all(size_t *n)
     return specs;
 }
 
-/* The spec of attribute name (namelen bytes) in spec; NULL if undeclared. */
-static const struct ipc_attr_spec *find_attr(const struct ipc_msg_spec *spec, const char *name, size_t namelen)
+const struct ipc_attr_spec *ipc_schema_attr(const struct ipc_msg_spec *spec, const char *name, size_t namelen)
 {
     for (const struct ipc_attr_spec *a = spec->attrs; a->name; a++) {
         size_t alen = strlen(a->name);
@@ -233,7 +232,7 @@ int ipc_schema_check(const struct ipc_msg *m, int with_fd, char *why, size_t why
     size_t pos = 0, namelen, valuelen;
     const char *name, *value;
     while (ipc_msg_next(m, &pos, &name, &namelen, &value, &valuelen)) {
-        const struct ipc_attr_spec *a = find_attr(spec, name, namelen);
+        const struct ipc_attr_spec *a = ipc_schema_attr(spec, name, namelen);
         if (!a) {
             snprintf(why, whylen, "%s: undeclared attribute \"%.*s\"", spec->name, (int)namelen, name);
             return -1;

@@ -69,6 +69,9 @@ struct ipc_msg_spec {
 
 /* The spec of a message type; NULL if tern has no such message. */
 const struct ipc_msg_spec *ipc_schema_find(uint16_t type);
+/* The spec of attribute name (namelen bytes, not NUL-terminated) in spec,
+ * numbered ones ("rcpt12" for "rcpt#") included; NULL if undeclared. */
+const struct ipc_attr_spec *ipc_schema_attr(const struct ipc_msg_spec *spec, const char *name, size_t namelen);
 /* Every spec, in type order; *n of them. */
 const struct ipc_msg_spec *ipc_schema_all(size_t *n);
 /* 0 if m matches its spec (with_fd: a descriptor comes with it); else -1

@@ -72,10 +72,16 @@ static void check_schema_promises(const struct ipc_msg *m)
             FUZZ_REQUIRE(ipc_msg_get(m, a->name) != NULL);
         if (a->value == IPC_NUMBER && ipc_msg_get(m, a->name) != NULL)
             FUZZ_REQUIRE(ipc_msg_get_u64(m, a->name, 0) == ipc_msg_get_u64(m, a->name, 1));
-        size_t len;
-        const char *v = ipc_msg_get_bytes(m, a->name, &len);
-        if (v && a->value != IPC_BYTES)   /* text reaches the receiver whole, as a C string */
-            FUZZ_REQUIRE(strlen(v) == len);
+    }
+    /* every attribute is declared, and text reaches its receiver whole, as
+     * a C string (numbered ones too) */
+    size_t pos = 0, namelen, len;
+    const char *name, *value;
+    while (ipc_msg_next(m, &pos, &name, &namelen, &value, &len)) {
+        const struct ipc_attr_spec *a = ipc_schema_attr(spec, name, namelen);
+        FUZZ_REQUIRE(a != NULL);
+        if (a->value != IPC_BYTES)
+            FUZZ_REQUIRE(strlen(value) == len);
     }
     if (spec->statuses) {
         const char *st = ipc_msg_get(m, "status");
