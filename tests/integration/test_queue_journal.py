@@ -229,3 +229,33 @@ def test_a_forged_commit_is_refused_and_the_queue_goes_on(tern_instance):
     assert subjects == [b"after the forgeries", b"large one"]
     assert any(f.stat().st_size > 100_000 for f in files)
     tern.wait_log(f"{small}: removed")
+
+
+def test_messages_around_the_size_a_commit_carries_arrive_whole(tern_instance):
+    """smtpd hands a queue file of up to 63 KiB to the queue inside its
+    COMMIT, a larger one as a memfd (its writer's buffer is 64 KiB): messages
+    whose queue files fall just below, at and above both bounds, in the
+    journal and as files, each arrive byte for byte."""
+    tern = start_journal(tern_instance)
+    sizes = [62_000, 63_800, 64_300, 64_900, 65_400, 66_000, 70_000, 130_000]
+    line = "0123456789" * 9 + "\r\n"                      # 92 bytes a line
+    bodies = {}
+    for n, size in enumerate(sizes):
+        lines = [f"{n:03d}-{i:05d}-" + line[12:] for i in range(size // len(line))]
+        body = "".join(lines)
+        bodies[f"size {size}"] = body.replace("\r\n", "\n").encode()
+        with tern.smtp() as c:
+            c.ehlo("client.test")
+            c.mail("sender@localhost")
+            c.rcpt("alice@localhost")
+            code, text = c.data(f"Subject: size {size}\r\n\r\n{body}".encode())
+            assert code == 250, (size, code, text)
+    files = tern.wait_messages("alice", count=len(sizes), timeout=30)
+    got = {}
+    for f in files:
+        data = f.read_bytes()
+        subject = re.search(rb"\nSubject: (.*)\n", data).group(1).decode()
+        got[subject] = data.split(b"\n\n", 1)[1]
+    assert sorted(got) == sorted(bodies)
+    for subject, body in bodies.items():
+        assert got[subject] == body, subject
