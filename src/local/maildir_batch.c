@@ -77,9 +77,9 @@ static int sync_each(struct pending *list, dev_t dev, int (*fd_of)(struct pendin
      * (one after the other, each would commit a transaction of its own).
      * A file alone (one session's mail) has nothing to share it with. */
     size_t files = 0;
-    for (struct pending *p = list; p && !dirs; p = p->next)
+    for (struct pending *p = list; p; p = p->next)
         files += !p->failed && !p->spool_synced && p->dev == dev;
-    if (files > 1)
+    if (!dirs && files > 1)
         for (struct pending *p = list; p; p = p->next)
             if (!p->failed && !p->spool_synced && p->dev == dev)
                 (void)sync_file_range(maildir_fd(p->md), 0, 0, SYNC_FILE_RANGE_WRITE);

@@ -143,6 +143,8 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
     }
     if (m->type == IPC_COMMIT || m->type == IPC_CAPTURE_RELEASE) {
         const char *id = ipc_msg_get(m, "id");
+        const void *file;
+        size_t len;
         struct commit_ctx *cc = xcalloc(1, sizeof *cc);
         cc->ch = ch;
         cc->reqid = m->reqid;
@@ -150,9 +152,7 @@ static void conn_message(struct ipc_chan *ch, struct ipc_msg *m, void *arg)
         if (m->type == IPC_CAPTURE_RELEASE) {
             cc->released = 1;
             store_commit_for_delivery(id ? id : "", commit_done, cc);
-        } else if (ipc_msg_get(m, "file")) {
-            size_t len;
-            const void *file = ipc_msg_get_bytes(m, "file", &len);
+        } else if ((file = ipc_msg_get_bytes(m, "file", &len))) {
             if (m->fd != -1) {
                 log_error("%s: a COMMIT with the queue file both inside and as a descriptor; refused",
                           id && queue_id_valid(id) ? id : "?");

@@ -241,7 +241,8 @@ static int memory_grow(struct queue_file_writer *w, uint64_t size)
 /* The file leaves memory: it moves to dirfd/name, as if written there. */
 static int writer_spill(struct queue_file_writer *w)
 {
-    int fd = w->fd < 0 ? fsops_openat(w->dirfd, w->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
+    /* no memfd yet: nothing has been written out of the buffer */
+    int fd = w->fd < 0 ? fsops_write_new(w->dirfd, w->name, "", 0)
                        : fsops_copy_to_new(w->dirfd, w->name, w->fd, w->written);
     if (fd < 0)
         return -1;

@@ -512,10 +512,9 @@ static int unlink_later(int dirfd, const char *id)
 static void commit(const char *id, enum store_capture capture, store_commit_cb cb, void *arg);
 
 /* Whether the journal takes a queue file of this size (else it stays a file). */
-static int journal_takes(enum store_capture capture, const struct stat *sb)
+static int journal_takes(enum store_capture capture, uint64_t size)
 {
-    return st.journal && capture == STORE_CAPTURE_OFF && S_ISREG(sb->st_mode) &&
-           (uint64_t)sb->st_size <= store_journal_max_message();
+    return st.journal && capture == STORE_CAPTURE_OFF && size <= store_journal_max_message();
 }
 
 /* Hands a queue file to the journal, an open one (fd, taken over) or its
@@ -545,7 +544,7 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
         return 0;
     int fd = fsops_openat(st.incoming_fd, id, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0 || !journal_takes(capture, &sb)) {
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || !journal_takes(capture, (uint64_t)sb.st_size)) {
         if (fd >= 0)
             close(fd);
         return 0; /* the file path reports what is wrong, or takes it */
@@ -561,17 +560,8 @@ static int commit_to_journal(const char *id, enum store_capture capture, store_c
  * file path. */
 static int memory_to_incoming(const char *id, int memfd, const void *file, off_t size)
 {
-    int fd;
-    if (memfd >= 0) {
-        fd = fsops_copy_to_new(st.incoming_fd, id, memfd, (uint64_t)size);
-    } else if ((fd = fsops_openat(st.incoming_fd, id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) >= 0 &&
-               fsops_write_all(fd, file, (size_t)size) != 0) {
-        int e = errno;
-        close(fd);
-        fsops_unlinkat(st.incoming_fd, id, 0);
-        errno = e;
-        return -1;
-    }
+    int fd = memfd >= 0 ? fsops_copy_to_new(st.incoming_fd, id, memfd, (uint64_t)size)
+                        : fsops_write_new(st.incoming_fd, id, file, (size_t)size);
     if (fd < 0)
         return -1;
     if (close(fd) != 0) {
@@ -613,7 +603,7 @@ void store_commit_memory(const char *id, int memfd, struct durable_reply *reply,
         cb(arg, 0, NULL, EBADMSG);
         return;
     }
-    if (journal_takes(st.capture, &sb)) {
+    if (journal_takes(st.capture, (uint64_t)sb.st_size)) {
         journal_commit(id, memfd, NULL, (size_t)sb.st_size, reply, cb, arg);
         return;
     }
@@ -626,7 +616,6 @@ void store_commit_memory(const char *id, int memfd, struct durable_reply *reply,
 void store_commit_bytes(const char *id, const void *file, size_t size, struct durable_reply *reply,
                         store_commit_cb cb, void *arg)
 {
-    struct stat sb = {.st_mode = S_IFREG, .st_size = (off_t)size};
     if (!queue_id_valid(id) || size > QF_MEMORY_MAX) {
         if (queue_id_valid(id))
             log_error("%s: refusing a queue file in memory of more than %u bytes", id, QF_MEMORY_MAX);
@@ -635,7 +624,7 @@ void store_commit_bytes(const char *id, const void *file, size_t size, struct du
         cb(arg, 0, NULL, EBADMSG);
         return;
     }
-    if (journal_takes(st.capture, &sb)) {
+    if (journal_takes(st.capture, size)) {
         journal_commit(id, -1, file, size, reply, cb, arg);
         return;
     }

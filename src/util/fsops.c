@@ -178,12 +178,13 @@ int fsops_fstat_no_times(int fd, struct stat *st)
     return fsops_stat_no_times(fd, "", AT_EMPTY_PATH, st);
 }
 
-int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len)
+/* dirfd/name made and filled from in_fd or, when in_fd is -1, from buf */
+static int fill_new(int dirfd, const char *name, int in_fd, const void *buf, uint64_t len)
 {
     int fd = fsops_openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -1;
-    if (fsops_copy_all(fd, in_fd, len) != 0) {
+    if ((in_fd >= 0 ? fsops_copy_all(fd, in_fd, len) : fsops_write_all(fd, buf, (size_t)len)) != 0) {
         int e = errno;
         close(fd);
         fsops_unlinkat(dirfd, name, 0);
@@ -191,6 +192,16 @@ int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len)
         return -1;
     }
     return fd;
+}
+
+int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len)
+{
+    return fill_new(dirfd, name, in_fd, NULL, len);
+}
+
+int fsops_write_new(int dirfd, const char *name, const void *buf, size_t len)
+{
+    return fill_new(dirfd, name, -1, buf, len);
 }
 
 int fsops_fsync_dir(const char *path)

@@ -67,6 +67,8 @@ int fsops_copy_all(int out_fd, int in_fd, uint64_t len);
  * in_fd; its descriptor (open for writing, at the end), or -1 with errno and
  * nothing left behind. */
 int fsops_copy_to_new(int dirfd, const char *name, int in_fd, uint64_t len);
+/* The same holding buf's len bytes. */
+int fsops_write_new(int dirfd, const char *name, const void *buf, size_t len);
 /* fstat(2) and fstatat(2) without the times: st_dev, st_ino, st_mode,
  * st_nlink, st_uid, st_gid and st_size are filled, the times left zero
  * (where statx cannot answer, a plain fstatat does, times and all); 0 or

@@ -1,7 +1,8 @@
 /* Tests for util/fsops helpers that are not part of the fault-injection
  * table: fsops_fstat_no_times must report what fstat reports for a file's
  * kind, owner, size and identity (the callers check "a regular file of at
- * most N bytes" with it), never the times, and fail as fstat fails. */
+ * most N bytes" with it), never the times, and fail as fstat fails; the
+ * new-file helpers make a file only where none is, whole or not at all. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -116,12 +118,57 @@ static void test_bad_descriptor_fails_like_fstat(void **state)
     assert_int_equal(errno, EBADF);
 }
 
+/* fsops_write_new and fsops_copy_to_new: a new file of mode 0600 holding
+ * the bytes; never over a file already there (which keeps its bytes). */
+static void test_new_files_whole_or_not_at_all(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_int_equal(tf_tmpdir_make(dir, sizeof dir, "fsops"), 0);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    static const char bytes[] = "queue\0file";
+    int fd = fsops_write_new(dfd, "a", bytes, sizeof bytes);
+    assert_true(fd >= 0);
+    close(fd);
+    int mem = memfd_create("src", MFD_CLOEXEC);
+    assert_int_equal(write(mem, "copied", 6), 6);
+    fd = fsops_copy_to_new(dfd, "b", mem, 6);
+    assert_true(fd >= 0);
+    close(fd);
+    close(mem);
+    char path[300];
+    size_t len;
+    snprintf(path, sizeof path, "%s/a", dir);
+    char *got = tf_read_file(path, &len);
+    assert_int_equal(len, sizeof bytes);
+    assert_memory_equal(got, bytes, sizeof bytes);
+    free(got);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    snprintf(path, sizeof path, "%s/b", dir);
+    got = tf_read_file(path, &len);
+    assert_int_equal(len, 6);
+    assert_memory_equal(got, "copied", 6);
+    free(got);
+    /* a name that is taken: refused, the file there untouched */
+    assert_int_equal(fsops_write_new(dfd, "b", "other", 5), -1);
+    assert_int_equal(errno, EEXIST);
+    got = tf_read_file(path, &len);
+    assert_int_equal(len, 6);
+    free(got);
+    close(dfd);
+    tf_tmpdir_remove(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regular_file_as_fstat_sees_it),
         cmocka_unit_test(test_sealed_memfd_and_directory),
         cmocka_unit_test(test_bad_descriptor_fails_like_fstat),
+        cmocka_unit_test(test_new_files_whole_or_not_at_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
